@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using OpenCvSharp;
+using RealtimeAssistant.Model.Checkpoint;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Model;
+
+/// <summary>One generated token and the text it completes (possibly empty mid-character).</summary>
+public readonly record struct TokenEvent(int Id, string Text, double Ms);
+
+/// <summary>Where one caption's time went.</summary>
+public sealed class CaptionTimings
+{
+    public double PreprocessMs { get; set; }
+    public double VisionMs { get; set; }
+    public double PrefillMs { get; set; }
+    public List<double> DecodeMs { get; } = new();
+    public int PromptTokens { get; set; }
+}
+
+/// <summary>The decode loop shared by single-image captioning and the streaming session.</summary>
+public static class TokenGenerator
+{
+    /// <summary>
+    /// Samples from <paramref name="logits"/>, then feeds each token back through the cache at
+    /// positions nextPosition, nextPosition+1, … in <paramref name="group"/>. Stops at a stop token
+    /// (not emitted) or after MaxNewTokens. Each event carries its text delta and step time.
+    /// </summary>
+    public static IEnumerable<TokenEvent> Run(LlavaModel model, KvCache cache, CacheGroup group, Tensor logits,
+        long nextPosition, GenerationOptions options, TextTokenizer tokenizer, Func<int, bool>? stopAfter = null)
+    {
+        var stops = options.StopTokens ?? (tokenizer.EosId is { } e ? new[] { e } : Array.Empty<int>());
+        using var sampler = new Sampler(options);
+        var text = new TextStreamDecoder(tokenizer);
+        var current = logits;
+        var sw = Stopwatch.StartNew();
+        for (int step = 0; step < options.MaxNewTokens; step++)
+        {
+            int id;
+            using (torch.no_grad()) id = sampler.Next(current);
+            if (!ReferenceEquals(current, logits)) current.Dispose();
+            if (stops.Contains(id)) break;
+            var delta = text.Push(id);
+            bool last = step == options.MaxNewTokens - 1 || (stopAfter?.Invoke(id) ?? false);
+            if (!last)
+            {
+                using var scope = torch.NewDisposeScope();
+                using var _ = torch.no_grad();
+                var ids = torch.tensor(new long[] { id }, device: model.Decoder.embed_tokens.weight.device).view(1, 1);
+                var h = model.Decoder.Forward(model.Decoder.embed_tokens.forward(ids),
+                    new DecoderStep { Positions = new[] { nextPosition++ }, Cache = cache, Group = group });
+                current = model.language_model.Logits(h[0, -1]).MoveToOuterDisposeScope();
+            }
+            var ms = sw.Elapsed.TotalMilliseconds;
+            sw.Restart();
+            yield return new TokenEvent(id, delta, ms);
+            if (last) break;
+        }
+        var tail = text.Flush();
+        if (tail.Length > 0) yield return new TokenEvent(-1, tail, 0);
+    }
+
+    /// <summary>Waits for queued device work, so stage timings on CUDA measure the stage.</summary>
+    public static void Sync(Device device)
+    {
+        if (device.type == DeviceType.CUDA) torch.cuda.synchronize(device);
+    }
+}
+
+/// <summary>Captions one image: preprocess → vision → prefill → streamed decode.</summary>
+public sealed class Captioner : IDisposable
+{
+    readonly LlavaEngine _e;
+    public ImagePreprocessor Preprocessor { get; }
+
+    public Captioner(LlavaEngine engine)
+    {
+        _e = engine;
+        Preprocessor = new ImagePreprocessor(engine.Preprocessor, engine.Device, engine.DType);
+    }
+
+    /// <summary>The prompt's token ids with the image marker expanded to the image's token count.</summary>
+    public List<int> PromptIds(string? prompt)
+    {
+        prompt ??= _e.DefaultPrompt;
+        var marker = _e.Tokenizer.IdToToken(_e.Config.ImageTokenIndex);
+        if (!prompt.Contains(marker)) prompt = marker + "\n" + prompt;
+        return _e.Model.ExpandImageTokens(_e.Tokenizer.Encode(prompt));
+    }
+
+    public IEnumerable<TokenEvent> Caption(Mat image, string? prompt, GenerationOptions options, CaptionTimings timings)
+    {
+        options.Validate();
+        var ids = PromptIds(prompt);
+        var slots = Enumerable.Range(0, ids.Count).Where(i => ids[i] == _e.Config.ImageTokenIndex).Select(i => (long)i).ToArray();
+        if (slots.Length != _e.Config.ImageTokens)
+            throw new UserError($"the prompt must hold exactly one image marker; it expands to {slots.Length} slots");
+        timings.PromptTokens = ids.Count;
+        var cache = new KvCache(_e.Config.Text.NumHiddenLayers);
+        Tensor logits;
+        var sw = Stopwatch.StartNew();
+        using (var scope = torch.NewDisposeScope())
+        using (torch.no_grad())
+        {
+            var pixels = Preprocessor.Process(image);
+            TokenGenerator.Sync(_e.Device);
+            timings.PreprocessMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
+            var feats = _e.Model.EncodeImages(pixels);
+            TokenGenerator.Sync(_e.Device);
+            timings.VisionMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
+            var idt = torch.tensor(ids.Select(i => (long)i).ToArray(), device: _e.Device).view(1, -1);
+            var embeds = _e.Model.Embed(idt, feats, slots);
+            var positions = Enumerable.Range(0, ids.Count).Select(i => (long)i).ToArray();
+            var h = _e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = cache });
+            logits = _e.Model.language_model.Logits(h[0, -1]).MoveToOuterDisposeScope();
+            TokenGenerator.Sync(_e.Device);
+            timings.PrefillMs = sw.Elapsed.TotalMilliseconds;
+        }
+        try
+        {
+            foreach (var ev in TokenGenerator.Run(_e.Model, cache, CacheGroup.Source, logits, ids.Count, options, _e.Tokenizer))
+            {
+                if (ev.Id >= 0) timings.DecodeMs.Add(ev.Ms);
+                yield return ev;
+            }
+        }
+        finally
+        {
+            logits.Dispose();
+            cache.Dispose();
+        }
+    }
+
+    public void Dispose() => Preprocessor.Dispose();
+}

@@ -1,0 +1,288 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace RealtimeAssistant.Model.Checkpoint;
+
+/// <summary>The vision tower's config (CLIPVisionConfig or SiglipVisionConfig, HF defaults).</summary>
+public sealed record VisionConfig
+{
+    public string ModelType { get; init; } = "clip_vision_model";
+    public int HiddenSize { get; init; } = 768;
+    public int IntermediateSize { get; init; } = 3072;
+    public int NumHiddenLayers { get; init; } = 12;
+    public int NumAttentionHeads { get; init; } = 12;
+    public int NumChannels { get; init; } = 3;
+    public int ImageSize { get; init; } = 224;
+    public int PatchSize { get; init; } = 32;
+    public string HiddenAct { get; init; } = "quick_gelu";
+    public double LayerNormEps { get; init; } = 1e-5;
+
+    public bool IsSiglip => ModelType == "siglip_vision_model";
+    public int PatchesPerSide => ImageSize / PatchSize;
+    public int NumPatches => PatchesPerSide * PatchesPerSide;
+    public int HeadDim => HiddenSize / NumAttentionHeads;
+}
+
+/// <summary>The decoder's config (LlamaConfig or Qwen2Config, HF defaults).</summary>
+public sealed record TextConfig
+{
+    public string ModelType { get; init; } = "llama";
+    public int VocabSize { get; init; } = 32000;
+    public int HiddenSize { get; init; } = 4096;
+    public int IntermediateSize { get; init; } = 11008;
+    public int NumHiddenLayers { get; init; } = 32;
+    public int NumAttentionHeads { get; init; } = 32;
+    public int NumKeyValueHeads { get; init; } = 32;
+    public int? HeadDimOverride { get; init; }
+    public double RmsNormEps { get; init; } = 1e-6;
+    public double RopeTheta { get; init; } = 10000;
+    public int MaxPositionEmbeddings { get; init; } = 2048;
+    public bool TieWordEmbeddings { get; init; }
+    public bool AttentionBias { get; init; }
+    public string HiddenAct { get; init; } = "silu";
+    public int? BosTokenId { get; init; }
+    public int? EosTokenId { get; init; }
+
+    public int HeadDim => HeadDimOverride ?? HiddenSize / NumAttentionHeads;
+    /// <summary>Qwen2 always has q/k/v biases; LLaMA only with attention_bias.</summary>
+    public bool QkvBias => ModelType == "qwen2" || AttentionBias;
+}
+
+/// <summary>config.json of a LlavaForConditionalGeneration checkpoint.</summary>
+public sealed record LlavaConfig
+{
+    public static readonly string[] SupportedVisionTypes = { "clip_vision_model", "siglip_vision_model" };
+    public static readonly string[] SupportedTextTypes = { "llama", "qwen2" };
+
+    public VisionConfig Vision { get; init; } = new();
+    public TextConfig Text { get; init; } = new();
+    public int ImageTokenIndex { get; init; } = 32000;
+    /// <summary>Hidden-state indices taken from the vision tower (negative counts from the end).</summary>
+    public int[] VisionFeatureLayers { get; init; } = { -2 };
+    public string VisionFeatureSelectStrategy { get; init; } = "default";
+    public string ProjectorHiddenAct { get; init; } = "gelu";
+    public bool ProjectorBias { get; init; } = true;
+    public string TorchDtype { get; init; } = "float32";
+
+    /// <summary>Visual tokens one image becomes after feature selection.</summary>
+    public int ImageTokens => Vision.NumPatches + (VisionFeatureSelectStrategy == "full" && !Vision.IsSiglip ? 1 : 0);
+
+    public static LlavaConfig Load(string modelDir)
+    {
+        var path = Path.Combine(modelDir, "config.json");
+        if (!File.Exists(path)) throw new UserError($"no config.json in {modelDir}");
+        JsonNode root;
+        try { root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new UserError($"{path} is empty"); }
+        catch (JsonException e) { throw new UserError($"{path} is not valid JSON: {e.Message}"); }
+        return Parse(root, path);
+    }
+
+    public static LlavaConfig Parse(JsonNode root, string source = "config.json")
+    {
+        var modelType = Str(root, "model_type");
+        if (modelType != null && modelType != "llava")
+            throw new UserError($"{source}: unsupported model_type '{modelType}' (supported: llava, with vision towers {string.Join(", ", SupportedVisionTypes)} and decoders {string.Join(", ", SupportedTextTypes)})");
+        var v = root["vision_config"] ?? new JsonObject();
+        var t = root["text_config"] ?? new JsonObject();
+        var vType = Str(v, "model_type") ?? "clip_vision_model";
+        if (!SupportedVisionTypes.Contains(vType))
+            throw new UserError($"{source}: unsupported vision model_type '{vType}' (supported: {string.Join(", ", SupportedVisionTypes)})");
+        var tType = Str(t, "model_type") ?? "llama";
+        if (!SupportedTextTypes.Contains(tType))
+            throw new UserError($"{source}: unsupported text model_type '{tType}' (supported: {string.Join(", ", SupportedTextTypes)})");
+
+        var siglip = vType == "siglip_vision_model";
+        var vision = new VisionConfig
+        {
+            ModelType = vType,
+            HiddenSize = Int(v, "hidden_size") ?? 768,
+            IntermediateSize = Int(v, "intermediate_size") ?? 3072,
+            NumHiddenLayers = Int(v, "num_hidden_layers") ?? 12,
+            NumAttentionHeads = Int(v, "num_attention_heads") ?? 12,
+            NumChannels = Int(v, "num_channels") ?? 3,
+            ImageSize = Int(v, "image_size") ?? 224,
+            PatchSize = Int(v, "patch_size") ?? (siglip ? 16 : 32),
+            HiddenAct = Str(v, "hidden_act") ?? (siglip ? "gelu_pytorch_tanh" : "quick_gelu"),
+            LayerNormEps = Dbl(v, "layer_norm_eps") ?? (siglip ? 1e-6 : 1e-5),
+        };
+        var qwen = tType == "qwen2";
+        var heads = Int(t, "num_attention_heads") ?? 32;
+        var text = new TextConfig
+        {
+            ModelType = tType,
+            VocabSize = Int(t, "vocab_size") ?? (qwen ? 151936 : 32000),
+            HiddenSize = Int(t, "hidden_size") ?? 4096,
+            IntermediateSize = Int(t, "intermediate_size") ?? (qwen ? 22016 : 11008),
+            NumHiddenLayers = Int(t, "num_hidden_layers") ?? 32,
+            NumAttentionHeads = heads,
+            NumKeyValueHeads = Int(t, "num_key_value_heads") ?? heads,
+            HeadDimOverride = Int(t, "head_dim"),
+            RmsNormEps = Dbl(t, "rms_norm_eps") ?? 1e-6,
+            RopeTheta = Dbl(t, "rope_theta") ?? 10000,
+            MaxPositionEmbeddings = Int(t, "max_position_embeddings") ?? (qwen ? 32768 : 2048),
+            TieWordEmbeddings = Bool(t, "tie_word_embeddings") ?? Bool(root, "tie_word_embeddings") ?? false,
+            AttentionBias = Bool(t, "attention_bias") ?? false,
+            HiddenAct = Str(t, "hidden_act") ?? "silu",
+            BosTokenId = Int(t, "bos_token_id"),
+            EosTokenId = Int(t, "eos_token_id"),
+        };
+        if (text.HiddenSize % text.NumAttentionHeads != 0 && text.HeadDimOverride == null)
+            throw new UserError($"{source}: hidden_size {text.HiddenSize} is not divisible by num_attention_heads {text.NumAttentionHeads}");
+        if (text.NumAttentionHeads % text.NumKeyValueHeads != 0)
+            throw new UserError($"{source}: num_attention_heads {text.NumAttentionHeads} is not a multiple of num_key_value_heads {text.NumKeyValueHeads}");
+        if (vision.ImageSize % vision.PatchSize != 0)
+            throw new UserError($"{source}: image_size {vision.ImageSize} is not a multiple of patch_size {vision.PatchSize}");
+
+        int[] layers = root["vision_feature_layer"] switch
+        {
+            JsonArray arr => arr.Select(x => x!.GetValue<int>()).ToArray(),
+            JsonValue val => new[] { val.GetValue<int>() },
+            _ => new[] { -2 },
+        };
+        foreach (var l in layers)
+            if (l < -(vision.NumHiddenLayers + 1) || l > vision.NumHiddenLayers)
+                throw new UserError($"{source}: vision_feature_layer {l} is outside the tower's {vision.NumHiddenLayers} layers");
+        var strategy = Str(root, "vision_feature_select_strategy") ?? "default";
+        if (strategy is not ("default" or "full"))
+            throw new UserError($"{source}: vision_feature_select_strategy '{strategy}' is not supported (default, full)");
+        return new LlavaConfig
+        {
+            Vision = vision,
+            Text = text,
+            ImageTokenIndex = Int(root, "image_token_index") ?? Int(root, "image_token_id") ?? 32000,
+            VisionFeatureLayers = layers,
+            VisionFeatureSelectStrategy = strategy,
+            ProjectorHiddenAct = Str(root, "projector_hidden_act") ?? "gelu",
+            ProjectorBias = Bool(root, "multimodal_projector_bias") ?? true,
+            TorchDtype = Str(root, "torch_dtype") ?? Str(t, "torch_dtype") ?? "float32",
+        };
+    }
+
+    /// <summary>Serialises in the llava-hf layout (used by the demo model and the tests).</summary>
+    public JsonObject ToJson() => new()
+    {
+        ["architectures"] = new JsonArray("LlavaForConditionalGeneration"),
+        ["model_type"] = "llava",
+        ["image_token_index"] = ImageTokenIndex,
+        ["vision_feature_layer"] = VisionFeatureLayers.Length == 1 ? VisionFeatureLayers[0] : new JsonArray(VisionFeatureLayers.Select(x => (JsonNode)x).ToArray()),
+        ["vision_feature_select_strategy"] = VisionFeatureSelectStrategy,
+        ["projector_hidden_act"] = ProjectorHiddenAct,
+        ["multimodal_projector_bias"] = ProjectorBias,
+        ["torch_dtype"] = TorchDtype,
+        ["vision_config"] = new JsonObject
+        {
+            ["model_type"] = Vision.ModelType,
+            ["hidden_size"] = Vision.HiddenSize,
+            ["intermediate_size"] = Vision.IntermediateSize,
+            ["num_hidden_layers"] = Vision.NumHiddenLayers,
+            ["num_attention_heads"] = Vision.NumAttentionHeads,
+            ["num_channels"] = Vision.NumChannels,
+            ["image_size"] = Vision.ImageSize,
+            ["patch_size"] = Vision.PatchSize,
+            ["hidden_act"] = Vision.HiddenAct,
+            ["layer_norm_eps"] = Vision.LayerNormEps,
+        },
+        ["text_config"] = new JsonObject
+        {
+            ["model_type"] = Text.ModelType,
+            ["vocab_size"] = Text.VocabSize,
+            ["hidden_size"] = Text.HiddenSize,
+            ["intermediate_size"] = Text.IntermediateSize,
+            ["num_hidden_layers"] = Text.NumHiddenLayers,
+            ["num_attention_heads"] = Text.NumAttentionHeads,
+            ["num_key_value_heads"] = Text.NumKeyValueHeads,
+            ["rms_norm_eps"] = Text.RmsNormEps,
+            ["rope_theta"] = Text.RopeTheta,
+            ["max_position_embeddings"] = Text.MaxPositionEmbeddings,
+            ["tie_word_embeddings"] = Text.TieWordEmbeddings,
+            ["hidden_act"] = Text.HiddenAct,
+            ["bos_token_id"] = Text.BosTokenId,
+            ["eos_token_id"] = Text.EosTokenId,
+        },
+    };
+
+    static string? Str(JsonNode n, string k) => n[k] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
+    static bool? Bool(JsonNode n, string k) => n[k] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
+    static int? Int(JsonNode n, string k)
+    {
+        if (n[k] is not JsonValue v) return null;
+        if (v.TryGetValue<int>(out var i)) return i;
+        if (v.TryGetValue<double>(out var d)) return (int)d;
+        return null;
+    }
+    static double? Dbl(JsonNode n, string k) => n[k] is JsonValue v && v.TryGetValue<double>(out var d) ? d : null;
+}
+
+/// <summary>preprocessor_config.json: resize, centre crop and normalisation for the vision tower.</summary>
+public sealed record PreprocessorConfig
+{
+    public int ResizeShortestEdge { get; init; }
+    public int ResizeHeight { get; init; }
+    public int ResizeWidth { get; init; }
+    public bool DoCenterCrop { get; init; }
+    public int CropHeight { get; init; }
+    public int CropWidth { get; init; }
+    public float[] Mean { get; init; } = { 0.48145466f, 0.4578275f, 0.40821073f };
+    public float[] Std { get; init; } = { 0.26862954f, 0.26130258f, 0.27577711f };
+    public float RescaleFactor { get; init; } = 1f / 255f;
+
+    /// <summary>The config implied by the vision tower alone (no preprocessor_config.json).</summary>
+    public static PreprocessorConfig Default(VisionConfig v) => v.IsSiglip
+        ? new() { ResizeHeight = v.ImageSize, ResizeWidth = v.ImageSize, Mean = new[] { .5f, .5f, .5f }, Std = new[] { .5f, .5f, .5f } }
+        : new() { ResizeShortestEdge = v.ImageSize, DoCenterCrop = true, CropHeight = v.ImageSize, CropWidth = v.ImageSize };
+
+    public static PreprocessorConfig Load(string modelDir, VisionConfig vision)
+    {
+        var path = Path.Combine(modelDir, "preprocessor_config.json");
+        if (!File.Exists(path)) return Default(vision);
+        JsonNode root;
+        try { root = JsonNode.Parse(File.ReadAllText(path))!; }
+        catch (JsonException e) { throw new UserError($"{path} is not valid JSON: {e.Message}"); }
+        var d = Default(vision);
+        int shortest = 0, h = 0, w = 0;
+        switch (root["size"])
+        {
+            case JsonObject o:
+                shortest = (int?)o["shortest_edge"] ?? 0;
+                h = (int?)o["height"] ?? 0;
+                w = (int?)o["width"] ?? 0;
+                break;
+            case JsonValue val: shortest = val.GetValue<int>(); break;
+        }
+        if (shortest == 0 && h == 0) { shortest = d.ResizeShortestEdge; h = d.ResizeHeight; w = d.ResizeWidth; }
+        int ch = vision.ImageSize, cw = vision.ImageSize;
+        switch (root["crop_size"])
+        {
+            case JsonObject o: ch = (int?)o["height"] ?? ch; cw = (int?)o["width"] ?? cw; break;
+            case JsonValue val: ch = cw = val.GetValue<int>(); break;
+        }
+        var crop = (bool?)root["do_center_crop"] ?? (root["crop_size"] != null);
+        float[] Arr(string k, float[] def) => root[k] is JsonArray a ? a.Select(x => (float)x!.GetValue<double>()).ToArray() : def;
+        return new PreprocessorConfig
+        {
+            ResizeShortestEdge = shortest,
+            ResizeHeight = h,
+            ResizeWidth = w,
+            DoCenterCrop = crop,
+            CropHeight = ch,
+            CropWidth = cw,
+            Mean = Arr("image_mean", d.Mean),
+            Std = Arr("image_std", d.Std),
+            RescaleFactor = root["rescale_factor"] is JsonValue rf ? (float)rf.GetValue<double>() : 1f / 255f,
+        };
+    }
+
+    public JsonObject ToJson() => new()
+    {
+        ["image_processor_type"] = ResizeShortestEdge > 0 ? "CLIPImageProcessor" : "SiglipImageProcessor",
+        ["do_resize"] = true,
+        ["size"] = ResizeShortestEdge > 0 ? new JsonObject { ["shortest_edge"] = ResizeShortestEdge } : new JsonObject { ["height"] = ResizeHeight, ["width"] = ResizeWidth },
+        ["do_center_crop"] = DoCenterCrop,
+        ["crop_size"] = new JsonObject { ["height"] = CropHeight, ["width"] = CropWidth },
+        ["do_rescale"] = true,
+        ["rescale_factor"] = RescaleFactor,
+        ["do_normalize"] = true,
+        ["image_mean"] = new JsonArray(Mean.Select(x => (JsonNode)x).ToArray()),
+        ["image_std"] = new JsonArray(Std.Select(x => (JsonNode)x).ToArray()),
+    };
+}

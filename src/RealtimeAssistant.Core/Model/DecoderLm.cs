@@ -1,0 +1,176 @@
+using RealtimeAssistant.Model.Checkpoint;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace RealtimeAssistant.Model;
+
+/// <summary>
+/// LLaMA / Qwen2 causal LM with HF's module tree (model.embed_tokens, model.layers.N.self_attn.q_proj,
+/// model.norm, lm_head). Qwen2 differs only by its q/k/v biases.
+/// </summary>
+public sealed class LanguageModel : nn.Module
+{
+    public readonly DecoderModel model;
+    public readonly Linear? lm_head; // absent when the embeddings are tied
+    public TextConfig Config { get; }
+
+    public LanguageModel(TextConfig c, TensorSpec spec) : base(nameof(LanguageModel))
+    {
+        Config = c;
+        model = new DecoderModel(c, spec);
+        if (!c.TieWordEmbeddings) lm_head = new Linear(c.HiddenSize, c.VocabSize, false, spec);
+        RegisterComponents();
+    }
+
+    /// <summary>hidden [.., D] → logits [.., vocab] in float32.</summary>
+    public Tensor Logits(Tensor hidden) =>
+        F.linear(hidden, lm_head?.weight ?? model.embed_tokens.weight).to_type(ScalarType.Float32);
+}
+
+/// <summary>What one decoder forward does with the KV cache and the attention pattern.</summary>
+public sealed record DecoderStep
+{
+    /// <summary>Position id per new token (non-contiguous and group positions allowed).</summary>
+    public required long[] Positions { get; init; }
+    /// <summary>When set, new keys/values are appended to this cache and queries attend through it.</summary>
+    public KvCache? Cache { get; init; }
+    public CacheGroup Group { get; init; } = CacheGroup.Source;
+    /// <summary>An explicit boolean mask [T, Tkeys] (true = may attend); default is causal over the new block.</summary>
+    public Tensor? Mask { get; init; }
+}
+
+public sealed class DecoderModel : nn.Module
+{
+    public readonly Embedding embed_tokens;
+    public readonly ModuleList<DecoderLayer> layers = new();
+    public readonly RmsNorm norm;
+    readonly TextConfig _c;
+    Rope? _rope;
+
+    public DecoderModel(TextConfig c, TensorSpec spec) : base(nameof(DecoderModel))
+    {
+        _c = c;
+        embed_tokens = new Embedding(c.VocabSize, c.HiddenSize, spec);
+        for (int i = 0; i < c.NumHiddenLayers; i++) layers.Add(new DecoderLayer(c, spec));
+        norm = new RmsNorm(c.HiddenSize, c.RmsNormEps, spec);
+        RegisterComponents();
+    }
+
+    public Rope Rope => _rope ??= new Rope(_c.HeadDim, _c.RopeTheta, embed_tokens.weight.device);
+
+    /// <summary>embeds [B, T, D] → final-normed hidden states [B, T, D].</summary>
+    public Tensor Forward(Tensor embeds, DecoderStep step)
+    {
+        using var scope = torch.NewDisposeScope();
+        var pos = torch.tensor(step.Positions, device: embeds.device);
+        var (cos, sin) = Rope.Tables(pos, embeds.dtype);
+        var h = embeds;
+        for (int i = 0; i < layers.Count; i++)
+            h = layers[i].Forward(h, cos, sin, step, step.Cache?.Layers[i]);
+        return norm.forward(h).MoveToOuterDisposeScope();
+    }
+
+    protected override nn.Module _to(Device device, ScalarType dtype, bool nonBlocking)
+    {
+        _rope?.Dispose(); _rope = null; // re-created on the new device
+        return base._to(device, dtype, nonBlocking);
+    }
+}
+
+public sealed class DecoderLayer : nn.Module
+{
+    public readonly RmsNorm input_layernorm, post_attention_layernorm;
+    public readonly SelfAttention self_attn;
+    public readonly GatedMlp mlp;
+
+    public DecoderLayer(TextConfig c, TensorSpec spec) : base(nameof(DecoderLayer))
+    {
+        input_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, spec);
+        self_attn = new SelfAttention(c, spec);
+        post_attention_layernorm = new RmsNorm(c.HiddenSize, c.RmsNormEps, spec);
+        mlp = new GatedMlp(c, spec);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor h, Tensor cos, Tensor sin, DecoderStep step, LayerKv? kv)
+    {
+        h = h + self_attn.Forward(input_layernorm.forward(h), cos, sin, step, kv);
+        return h + mlp.forward(post_attention_layernorm.forward(h));
+    }
+}
+
+public sealed class SelfAttention : nn.Module
+{
+    public readonly Linear q_proj, k_proj, v_proj, o_proj;
+    readonly int _heads, _kvHeads, _headDim;
+
+    public SelfAttention(TextConfig c, TensorSpec spec) : base(nameof(SelfAttention))
+    {
+        _heads = c.NumAttentionHeads; _kvHeads = c.NumKeyValueHeads; _headDim = c.HeadDim;
+        q_proj = new Linear(c.HiddenSize, _heads * _headDim, c.QkvBias, spec);
+        k_proj = new Linear(c.HiddenSize, _kvHeads * _headDim, c.QkvBias, spec);
+        v_proj = new Linear(c.HiddenSize, _kvHeads * _headDim, c.QkvBias, spec);
+        o_proj = new Linear(_heads * _headDim, c.HiddenSize, false, spec);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, DecoderStep step, LayerKv? kv)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        var q = Rope.Apply(q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2), cos, sin);
+        var k = Rope.Apply(k_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2), cos, sin);
+        var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        if (kv != null)
+        {
+            kv[step.Group].Append(k, v, step.Positions);
+            (k, v) = kv.KeysFor(step.Group);
+        }
+        var o = Attend(q, k, v, step.Mask);
+        return o_proj.forward(o.transpose(1, 2).reshape(b, t, _heads * _headDim));
+    }
+
+    /// <summary>
+    /// SDPA over queries [B,H,T,D] and keys [B,Hkv,S,D]. The T queries are the last T of the S
+    /// keys' sequence: they see every earlier key and are causal among themselves.
+    /// </summary>
+    public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask)
+    {
+        long t = q.shape[2], s = k.shape[2];
+        if (_kvHeads != _heads)
+        {
+            // GQA: each key/value head serves heads/kvHeads query heads.
+            int rep = _heads / _kvHeads;
+            k = k.unsqueeze(2).expand(k.shape[0], _kvHeads, rep, s, _headDim).reshape(k.shape[0], _heads, s, _headDim);
+            v = v.unsqueeze(2).expand(v.shape[0], _kvHeads, rep, s, _headDim).reshape(v.shape[0], _heads, s, _headDim);
+        }
+        if (mask is not null) return F.scaled_dot_product_attention(q, k, v, mask);
+        if (t == 1) return F.scaled_dot_product_attention(q, k, v);
+        if (s == t) return F.scaled_dot_product_attention(q, k, v, is_casual: true);
+        return F.scaled_dot_product_attention(q, k, v, CausalMask(t, s, q.device));
+    }
+
+    /// <summary>[T, S] boolean: query i (at key index S−T+i) may attend keys 0..S−T+i.</summary>
+    public static Tensor CausalMask(long t, long s, Device device)
+    {
+        var rows = torch.arange(t, device: device).unsqueeze(1) + (s - t);
+        var cols = torch.arange(s, device: device).unsqueeze(0);
+        return cols <= rows;
+    }
+}
+
+public sealed class GatedMlp : nn.Module<Tensor, Tensor>
+{
+    public readonly Linear gate_proj, up_proj, down_proj;
+    readonly Func<Tensor, Tensor> _act;
+    public GatedMlp(TextConfig c, TensorSpec spec) : base(nameof(GatedMlp))
+    {
+        gate_proj = new Linear(c.HiddenSize, c.IntermediateSize, false, spec);
+        up_proj = new Linear(c.HiddenSize, c.IntermediateSize, false, spec);
+        down_proj = new Linear(c.IntermediateSize, c.HiddenSize, false, spec);
+        _act = Activations.Get(c.HiddenAct);
+        RegisterComponents();
+    }
+    public override Tensor forward(Tensor x) => down_proj.forward(_act(gate_proj.forward(x)) * up_proj.forward(x));
+}

@@ -1,0 +1,53 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Model;
+
+public sealed record GenerationOptions
+{
+    public int MaxNewTokens { get; init; } = 64;
+    /// <summary>0 = greedy.</summary>
+    public double Temperature { get; init; }
+    public double TopP { get; init; } = 1.0;
+    public ulong Seed { get; init; }
+    /// <summary>Token ids that end generation (not emitted). Defaults to the tokenizer's EOS.</summary>
+    public IReadOnlyCollection<int>? StopTokens { get; init; }
+
+    public void Validate()
+    {
+        if (MaxNewTokens < 1 || MaxNewTokens > 100_000) throw new UserError($"max new tokens must be 1..100000, got {MaxNewTokens}");
+        if (Temperature < 0 || double.IsNaN(Temperature)) throw new UserError($"temperature must be ≥ 0, got {Temperature}");
+        if (TopP <= 0 || TopP > 1) throw new UserError($"top-p must be in (0, 1], got {TopP}");
+    }
+}
+
+/// <summary>Greedy or temperature/top-p sampling with a seeded generator; runs on the logits' device.</summary>
+public sealed class Sampler : IDisposable
+{
+    readonly GenerationOptions _o;
+    torch.Generator? _gen;
+
+    public Sampler(GenerationOptions options) => _o = options;
+
+    /// <summary>logits [V] (float32) → next token id.</summary>
+    public int Next(Tensor logits)
+    {
+        using var scope = torch.NewDisposeScope();
+        if (_o.Temperature <= 0) return (int)logits.argmax().item<long>();
+        _gen ??= new torch.Generator(_o.Seed, logits.device);
+        var probs = torch.softmax(logits / _o.Temperature, -1);
+        if (_o.TopP < 1)
+        {
+            var (sorted, order) = probs.sort(descending: true);
+            var cumulative = sorted.cumsum(0);
+            // Keep the smallest prefix whose mass reaches top-p (the first token always stays).
+            var drop = (cumulative - sorted) > _o.TopP;
+            sorted = sorted.masked_fill(drop, 0);
+            var pick = torch.multinomial(sorted / sorted.sum(), 1, generator: _gen);
+            return (int)order[pick].item<long>();
+        }
+        return (int)torch.multinomial(probs, 1, generator: _gen).item<long>();
+    }
+
+    public void Dispose() => _gen?.Dispose();
+}
