@@ -1,1 +1,10 @@
-return 0;
+using System.CommandLine;
+using RealtimeAssistant.Cli;
+using RealtimeAssistant.Cli.Commands;
+
+var root = new RootCommand("RealtimeAssistant: a real-time vision assistant (LLaVA-layout MLLM in TorchSharp).");
+root.Subcommands.Add(CaptionCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(DemoCommand.Create());
+foreach (var extra in CommandRegistry.Extra()) root.Subcommands.Add(extra);
+return await root.Parse(args).InvokeAsync();
