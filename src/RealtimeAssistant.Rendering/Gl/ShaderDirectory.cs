@@ -2,7 +2,7 @@ namespace RealtimeAssistant.Rendering;
 
 /// <summary>
 /// Finds the GLSL folder at run time. Shaders live in the repository's <c>shaders/</c> folder and
-/// are not copied by the build, so we walk up from the binaries until we meet it.
+/// are not copied by the build, so we look next to the binaries and then walk up until we meet it.
 /// <c>RA_SHADERS</c> overrides the search (for installed copies and for tests).
 /// </summary>
 public static class ShaderDirectory
@@ -22,11 +22,9 @@ public static class ShaderDirectory
             return Path.GetFullPath(over);
         }
 
-        var tried = new List<string>();
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
         {
             string candidate = Path.Combine(dir.FullName, "shaders");
-            tried.Add(candidate);
             if (File.Exists(Path.Combine(candidate, Marker))) return candidate;
         }
         throw new UserError($"shaders folder not found (looked for shaders/{Marker} above {AppContext.BaseDirectory}); set {EnvVar} to the folder");

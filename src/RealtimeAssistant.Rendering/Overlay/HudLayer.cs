@@ -28,8 +28,8 @@ internal sealed class HudLayer : IDisposable
     private readonly TextRasterizer _mono;
     private readonly CachedText _text;
     private readonly float _columnWidth;   // width of the text column, measured once
-    private readonly long _neverRefreshed = long.MinValue;
-    private long _lastRefresh;
+    private const long NeverRefreshed = long.MinValue;
+    private long _lastRefresh = NeverRefreshed;
     private int _lastStageCount = -1;
     private readonly List<string> _stageNames = new();
 
@@ -44,7 +44,6 @@ internal sealed class HudLayer : IDisposable
         _mono = mono;
         _text = new CachedText(gl, mono);
         _columnWidth = mono.Measure(FormatStage("preprocess", 9999.9, 9999.9)) + 2 * mono.Padding + 2;
-        _lastRefresh = _neverRefreshed;
     }
 
     /// <summary>Queues the panel, bars and graph into <paramref name="solids"/>; returns the panel's rectangle.</summary>
@@ -115,6 +114,9 @@ internal sealed class HudLayer : IDisposable
         solids.Add(new RectF(area.X, budgetY - 1, area.Width, 2), Budget);
     }
 
+    /// <summary>Makes the next frame re-rasterise the numbers (e.g. for a screenshot that must be exact).</summary>
+    public void RefreshNow() => _lastRefresh = NeverRefreshed;
+
     private void OrderStages(HudStats hud)
     {
         _stageNames.Clear();
@@ -127,7 +129,7 @@ internal sealed class HudLayer : IDisposable
     private void RefreshTextIfDue(HudStats hud, int outW)
     {
         long now = Stopwatch.GetTimestamp();
-        bool due = _lastRefresh == _neverRefreshed
+        bool due = _lastRefresh == NeverRefreshed
                    || _stageNames.Count != _lastStageCount
                    || Stopwatch.GetElapsedTime(_lastRefresh, now) >= RefreshInterval;
         if (!due) return;

@@ -33,6 +33,9 @@ public sealed unsafe class OverlayRenderer : IDisposable
     /// <summary>How often the HUD's numbers are re-rasterised (bars and graph follow every frame).</summary>
     public TimeSpan HudRefreshInterval { get => _hud.RefreshInterval; set => _hud.RefreshInterval = value; }
 
+    /// <summary>The next frame shows the HUD's current numbers, whatever the refresh interval.</summary>
+    public void RefreshHudNow() => _hud.RefreshNow();
+
     /// <summary>A long caption keeps only its last lines, so it scrolls as it streams.</summary>
     public int CaptionMaxLines { get; set; } = 3;
 

@@ -117,9 +117,13 @@ public sealed class HeadlessRenderTests(ITestOutputHelper output)
             renderer.Render(new OverlayState { ShowHud = true, Hud = hud with { Fps = 20 + i } });
         Assert.Equal(1, renderer.RasterCounts.Hud);
 
+        renderer.RefreshHudNow();
+        renderer.Render(new OverlayState { ShowHud = true, Hud = hud with { Fps = 98 } });
+        Assert.Equal(2, renderer.RasterCounts.Hud);
+
         renderer.HudRefreshInterval = TimeSpan.Zero;
         renderer.Render(new OverlayState { ShowHud = true, Hud = hud with { Fps = 99 } });
-        Assert.Equal(2, renderer.RasterCounts.Hud);
+        Assert.Equal(3, renderer.RasterCounts.Hud);
     }
 
     [Fact]

@@ -24,6 +24,25 @@ public sealed class ShaderErrorTests : IDisposable
     }
 
     [Fact]
+    public void RA_SHADERS_overrides_the_search_and_is_checked()
+    {
+        string? saved = Environment.GetEnvironmentVariable(ShaderDirectory.EnvVar);
+        try
+        {
+            Environment.SetEnvironmentVariable(ShaderDirectory.EnvVar, _dir);
+            Assert.Equal(Path.GetFullPath(_dir), ShaderDirectory.Locate());
+
+            Environment.SetEnvironmentVariable(ShaderDirectory.EnvVar, Path.GetTempPath());
+            var e = Assert.Throws<UserError>(ShaderDirectory.Locate);
+            Assert.Contains(ShaderDirectory.EnvVar, e.Message);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(ShaderDirectory.EnvVar, saved);
+        }
+    }
+
+    [Fact]
     public void Compile_error_names_the_file_and_line()
     {
         string path = Path.Combine(_dir, "overlay.frag");
