@@ -32,6 +32,26 @@ public sealed class WindowTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void An_unreachable_display_also_falls_back_with_glfws_reason()
+    {
+        string? saved = Environment.GetEnvironmentVariable("DISPLAY");
+        ProcessEnv.Set("DISPLAY", ":987");   // no server there (checked below)
+        try
+        {
+            Assert.False(File.Exists("/tmp/.X11-unix/X987"));
+            using IGlContext ctx = GlContextFactory.Create(preferWindow: true, 320, 240, out string? reason);
+            Assert.False(ctx.IsWindow);
+            Assert.NotNull(reason);
+            Assert.Contains("DISPLAY=:987", reason);
+            output.WriteLine(reason);
+        }
+        finally
+        {
+            ProcessEnv.Set("DISPLAY", saved);
+        }
+    }
+
+    [Fact]
     public void Headless_is_chosen_without_a_reason_when_no_window_is_wanted()
     {
         using IGlContext ctx = GlContextFactory.Create(preferWindow: false, 320, 240, out string? reason);
