@@ -1,0 +1,29 @@
+namespace RealtimeAssistant.Rendering;
+
+/// <summary>
+/// The numbers the HUD shows, as plain data (the renderer knows nothing of the profiler).
+/// Times are milliseconds.
+/// </summary>
+public sealed record HudStats
+{
+    /// <summary>The pipeline's stages in the order the HUD lists them; other keys follow, in their own order.</summary>
+    public static readonly IReadOnlyList<string> StageOrder = ["capture", "preprocess", "vision", "prefill", "decode", "render"];
+
+    /// <summary>Per stage: the latest time and the median.</summary>
+    public IReadOnlyDictionary<string, (double LastMs, double P50Ms)> Stages { get; init; } =
+        new Dictionary<string, (double, double)>();
+
+    public double Fps { get; init; }
+
+    /// <summary>Caption updates per second (how often new words arrive).</summary>
+    public double CaptionHz { get; init; }
+    public double LatencyP50Ms { get; init; }
+    public double LatencyP95Ms { get; init; }
+    public long DroppedFrames { get; init; }
+
+    /// <summary>Time one frame may take (e.g. 33.3 at 30 fps): drawn as a line on the bars and graph.</summary>
+    public double BudgetMs { get; init; } = 1000.0 / 30;
+
+    /// <summary>Recent whole-frame times, oldest first; the graph shows the last 120.</summary>
+    public IReadOnlyList<double> FrameTimesMs { get; init; } = [];
+}
