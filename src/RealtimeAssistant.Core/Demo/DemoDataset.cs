@@ -1,0 +1,89 @@
+using OpenCvSharp;
+
+namespace RealtimeAssistant.Demo;
+
+/// <summary>Which half of the world a sample comes from. Train seeds are even, Eval seeds odd: they never overlap.</summary>
+public enum DemoSplit { Train, Eval }
+
+/// <summary>Frames for the model (BGR 8UC3), the prompt, and the target text. Disposing frees the frames.</summary>
+public sealed record DemoSample(IReadOnlyList<Mat> Frames, string Prompt, string Target) : IDisposable
+{
+    public Mat Image => Frames[^1];
+
+    public void Dispose()
+    {
+        foreach (var f in Frames) f.Dispose();
+    }
+}
+
+/// <summary>
+/// Training and evaluation samples, each a pure function of (split, index). Single frames cannot
+/// show motion, so one-frame samples leave motion out of targets and questions; with two or more
+/// frames the scene moves by one motion step across the frames and targets describe motion and
+/// the positions at the last frame.
+/// </summary>
+public sealed class DemoDataset(DemoSplit split, bool variedCaptions = false)
+{
+    public const int DefaultFps = 15;
+
+    public DemoSplit Split { get; } = split;
+
+    /// <summary>The seed for a sample: hashed index and sample kind, low bit = split.</summary>
+    public int SeedFor(long index, int kind)
+    {
+        ulong z = (ulong)index * 4 + (ulong)kind + 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        z ^= z >> 31;
+        return (int)(z & 0x7FFFFFFE) | (Split == DemoSplit.Eval ? 1 : 0);
+    }
+
+    public Scene SceneFor(long index) => Scene.FromSeed(SeedFor(index, 0));
+
+    /// <summary>Prompt "describe the scene ." with the scene's caption as target.</summary>
+    public DemoSample CaptionSample(long index, int size = 64, int frames = 1)
+    {
+        int seed = SeedFor(index, 0);
+        var scene = Scene.FromSeed(seed);
+        bool motion = frames > 1;
+        var last = motion ? scene.Advanced(1) : scene;
+        string target = variedCaptions
+            ? CaptionGrammar.Caption(last, new Random(~seed), motion)
+            : CaptionGrammar.Canonical(last, motion);
+        return new DemoSample(RenderFrames(scene, seed, size, frames), DemoVocabulary.CaptionPrompt, target);
+    }
+
+    /// <summary>A question about the scene as prompt, its answer as target.</summary>
+    public DemoSample QaSample(long index, int size = 64, int frames = 1)
+    {
+        int seed = SeedFor(index, 1);
+        var scene = Scene.FromSeed(seed);
+        bool motion = frames > 1;
+        var qa = QuestionGenerator.Sample(motion ? scene.Advanced(1) : scene, new Random(~seed), motion);
+        return new DemoSample(RenderFrames(scene, seed, size, frames), qa.Question, qa.Answer);
+    }
+
+    /// <summary>
+    /// <paramref name="frames"/> frames of a clip, <paramref name="stride"/> video frames apart, from a
+    /// random point; the target is <see cref="Clip.CaptionFor"/> over the window (its events, then the last scene).
+    /// </summary>
+    public DemoSample StreamingSample(long index, int frames = 8, int size = 64, int stride = 5, int fps = DefaultFps)
+    {
+        if (frames < 1 || stride < 1) throw new ArgumentOutOfRangeException(nameof(frames), "Need at least one frame and a stride of at least 1.");
+        int seed = SeedFor(index, 2);
+        int span = (frames - 1) * stride;
+        var clip = ClipGenerator.Generate(seed, (span + 3.0 * fps) / fps, fps);
+        int first = new Random(~seed).Next(0, clip.FrameCount - span);
+        var images = new List<Mat>();
+        for (int i = 0; i < frames; i++) images.Add(clip.Render(first + i * stride, size, size));
+        return new DemoSample(images, DemoVocabulary.StreamingPrompt, clip.CaptionFor(first, first + span));
+    }
+
+    private static List<Mat> RenderFrames(Scene scene, int seed, int size, int frames)
+    {
+        var list = new List<Mat>();
+        for (int i = 0; i < frames; i++)
+            list.Add(SceneRenderer.Render(scene, size, size, seed + i, frames == 1 ? 0 : i / (double)(frames - 1)));
+        return list;
+    }
+}
