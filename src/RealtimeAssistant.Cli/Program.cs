@@ -6,5 +6,6 @@ var root = new RootCommand("RealtimeAssistant: a real-time vision assistant (LLa
 root.Subcommands.Add(CaptionCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(TrainCommand.Create());
 foreach (var extra in CommandRegistry.Extra()) root.Subcommands.Add(extra);
 return await root.Parse(args).InvokeAsync();

@@ -39,6 +39,8 @@ public sealed record DecoderStep
     public CacheGroup Group { get; init; } = CacheGroup.Source;
     /// <summary>An explicit boolean mask [T, Tkeys] (true = may attend); default is causal over the new block.</summary>
     public Tensor? Mask { get; init; }
+    /// <summary>Per-row position ids [B, T] on the device (training batches); overrides <see cref="Positions"/> for RoPE.</summary>
+    public Tensor? PositionTensor { get; init; }
 }
 
 public sealed class DecoderModel : nn.Module
@@ -64,8 +66,8 @@ public sealed class DecoderModel : nn.Module
     public Tensor Forward(Tensor embeds, DecoderStep step)
     {
         using var scope = torch.NewDisposeScope();
-        var pos = torch.tensor(step.Positions, device: embeds.device);
-        var (cos, sin) = Rope.Tables(pos, embeds.dtype);
+        var (cos, sin) = Rope.Tables(step.PositionTensor ?? torch.tensor(step.Positions, device: embeds.device), embeds.dtype);
+        if (step.PositionTensor is not null) { cos = cos.unsqueeze(1); sin = sin.unsqueeze(1); } // [B,1,T,D]: broadcast over heads
         var h = embeds;
         for (int i = 0; i < layers.Count; i++)
             h = layers[i].Forward(h, cos, sin, step, step.Cache?.Layers[i]);

@@ -17,10 +17,10 @@ public sealed class Rope : IDisposable
         _invFreq = (1.0 / torch.pow(theta, exps)).to_type(ScalarType.Float32).to(device).DetachFromDisposeScope();
     }
 
-    /// <summary>cos and sin tables [T, D] for position ids [T] (any integer values).</summary>
+    /// <summary>cos and sin tables [.., T, D] for position ids [.., T] (any integer values).</summary>
     public (Tensor Cos, Tensor Sin) Tables(Tensor positions, ScalarType dtype)
     {
-        var freqs = positions.to_type(ScalarType.Float32).unsqueeze(1) * _invFreq.unsqueeze(0);
+        var freqs = positions.to_type(ScalarType.Float32).unsqueeze(-1) * _invFreq;
         var emb = torch.cat(new[] { freqs, freqs }, -1);
         return (emb.cos().to_type(dtype), emb.sin().to_type(dtype));
     }

@@ -1,0 +1,77 @@
+using System.CommandLine;
+using RealtimeAssistant.Training;
+using Spectre.Console;
+
+namespace RealtimeAssistant.Cli.Commands;
+
+/// <summary>`ra train`: trains the demo model from scratch on the scene world (CPU).</summary>
+public static class TrainCommand
+{
+    public static Command Create()
+    {
+        var output = new Option<string>("--output", "-o") { Description = "model folder to write (resumes if it holds a checkpoint)", DefaultValueFactory = _ => "runs/demo-model" };
+        var textSteps = new Option<int>("--text-steps") { DefaultValueFactory = _ => 300, Description = "stage 1: decoder on text alone" };
+        var alignSteps = new Option<int>("--align-steps") { DefaultValueFactory = _ => 600, Description = "stage 2: vision+projector, decoder frozen" };
+        var jointSteps = new Option<int>("--joint-steps") { DefaultValueFactory = _ => 1600, Description = "stage 3: everything" };
+        var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 32 };
+        var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 2e-3 };
+        var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 1L };
+        var every = new Option<int>("--checkpoint-every") { DefaultValueFactory = _ => 100 };
+        var layers = new Option<int>("--text-layers") { DefaultValueFactory = _ => 8 };
+        var hidden = new Option<int>("--text-hidden") { DefaultValueFactory = _ => 128 };
+        var vlayers = new Option<int>("--vision-layers") { DefaultValueFactory = _ => 3 };
+        var vhidden = new Option<int>("--vision-hidden") { DefaultValueFactory = _ => 128 };
+        var threads = new Option<int?>("--threads") { Description = "torch threads (default: all cores)" };
+        var cmd = new Command("train", "Train the demo model (llava layout) from scratch on the synthetic scene world.")
+            { output, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads };
+        return cmd.WithAction((pr, ct) =>
+        {
+            if (pr.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
+            var options = new TrainOptions
+            {
+                OutDir = pr.GetValue(output)!, TextSteps = pr.GetValue(textSteps), AlignSteps = pr.GetValue(alignSteps),
+                JointSteps = pr.GetValue(jointSteps), BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(lr),
+                Seed = pr.GetValue(seed), CheckpointEvery = Math.Max(1, pr.GetValue(every)), TextLayers = pr.GetValue(layers),
+                TextHidden = pr.GetValue(hidden), VisionLayers = pr.GetValue(vlayers), VisionHidden = pr.GetValue(vhidden),
+            };
+            var trainer = new Trainer(options);
+            var (resume, _) = trainer.ResumePoint();
+            if (resume > 0) AnsiConsole.MarkupLine($"[yellow]resuming from step {resume}[/]");
+            bool interactive = !Console.IsOutputRedirected;
+            if (interactive)
+            {
+                AnsiConsole.Progress()
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+                    .Start(ctx =>
+                    {
+                        var task = ctx.AddTask("training", maxValue: options.TotalSteps);
+                        task.Value = resume;
+                        trainer.Run(new Progress(p =>
+                        {
+                            task.Value = p.Step;
+                            task.Description = $"{p.Stage} loss {p.Loss:0.000}";
+                        }), ct);
+                    });
+            }
+            else
+            {
+                // Logs (CI, nohup): one line every 20 steps with loss and ETA.
+                trainer.Run(new Progress(p =>
+                {
+                    if (p.Step % 20 != 0 && p.Step != p.TotalSteps) return;
+                    var rate = p.Elapsed.TotalSeconds / Math.Max(1, p.Step - resume);
+                    var eta = TimeSpan.FromSeconds(rate * (p.TotalSteps - p.Step));
+                    Console.WriteLine($"step {p.Step}/{p.TotalSteps} {p.Stage} loss {p.Loss:0.0000} lr {p.LearningRate:0.00e0} elapsed {p.Elapsed:hh\\:mm\\:ss} eta {eta:hh\\:mm\\:ss}");
+                }), ct);
+            }
+            AnsiConsole.MarkupLine($"[green]model written to {Markup.Escape(options.OutDir)}[/]");
+            return Task.FromResult(0);
+        });
+    }
+
+    /// <summary>Synchronous IProgress (System.Progress posts to the thread pool, out of order).</summary>
+    sealed class Progress(Action<TrainProgress> report) : IProgress<TrainProgress>
+    {
+        public void Report(TrainProgress value) => report(value);
+    }
+}

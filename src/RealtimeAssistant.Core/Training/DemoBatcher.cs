@@ -1,0 +1,118 @@
+using OpenCvSharp;
+using RealtimeAssistant.Demo;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Checkpoint;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Training;
+
+public enum SampleKind { Caption, Question }
+
+/// <summary>A training batch laid out as the GPE scheme prescribes (METHODS.md §2).</summary>
+public sealed class DemoBatch : IDisposable
+{
+    public Tensor? Pixels { get; init; }     // [B·F, 3, H, W] or null for text-only
+    public required Tensor Ids { get; init; }        // [B, T]
+    public required Tensor Labels { get; init; }     // [B, T], −100 where no loss
+    public required Tensor Positions { get; init; }  // [B, T] group positions
+    public required long[] ImageSlots { get; init; }
+    public int Frames { get; init; }
+    public void Dispose() { Pixels?.Dispose(); Ids.Dispose(); Labels.Dispose(); Positions.Dispose(); }
+}
+
+/// <summary>
+/// Turns scene-world samples into token batches. Source = per frame [image tokens, "frame"], then
+/// the prompt; target = the answer and &lt;/s&gt;. Source positions run 0, 1, …; target positions
+/// restart at φ = 0 (group position encoding), so the model reads captions the way the streaming
+/// session writes them. The mask is plain causal: the source precedes the target, so it never sees it.
+/// </summary>
+public sealed class DemoBatcher
+{
+    public const int Ignore = -100;
+    readonly TextTokenizer _tok;
+    readonly ImagePreprocessor _pre;
+    readonly int _imageTokens;
+    readonly Device _device;
+    readonly int _markerId;
+
+    public DemoBatcher(TextTokenizer tokenizer, ImagePreprocessor pre, int imageTokens, Device device)
+    {
+        _tok = tokenizer; _pre = pre; _imageTokens = imageTokens; _device = device;
+        _markerId = tokenizer.TokenToId(DemoVocabulary.FrameMarker) ?? throw new InvalidOperationException("no frame marker in vocabulary");
+    }
+
+    /// <summary>Source ids for <paramref name="frames"/> frames then the prompt (what inference feeds too).</summary>
+    public List<int> SourceIds(int frames, string prompt)
+    {
+        var ids = new List<int>();
+        for (int f = 0; f < frames; f++)
+        {
+            ids.AddRange(Enumerable.Repeat(DemoModelSpec.ImageId, _imageTokens));
+            ids.Add(_markerId);
+        }
+        ids.AddRange(_tok.Encode(prompt, addSpecialTokens: false));
+        return ids;
+    }
+
+    public DemoBatch Make(IReadOnlyList<DemoSample> samples, int frames, bool textOnly)
+    {
+        var rows = samples.Select(s =>
+        {
+            var src = textOnly ? _tok.Encode(s.Prompt, false) : SourceIds(frames, s.Prompt);
+            var tgt = _tok.Encode(s.Target, false).Append(DemoModelSpec.EosId).ToList();
+            return (src, tgt);
+        }).ToList();
+        int T = rows.Max(r => r.src.Count + r.tgt.Count - 1);
+        int B = rows.Count;
+        var ids = new long[B * T];
+        var labels = Enumerable.Repeat((long)Ignore, B * T).ToArray();
+        var pos = new long[B * T];
+        for (int b = 0; b < B; b++)
+        {
+            var (src, tgt) = rows[b];
+            var seq = src.Concat(tgt).ToList();
+            for (int i = 0; i < seq.Count - 1; i++)
+            {
+                ids[b * T + i] = seq[i];
+                pos[b * T + i] = i < src.Count ? i : i - src.Count; // target restarts at φ = 0
+                if (i >= src.Count - 1) labels[b * T + i] = seq[i + 1];
+            }
+        }
+        Tensor? pixels = null;
+        if (!textOnly)
+        {
+            using var scope = torch.NewDisposeScope();
+            var list = new List<Tensor>();
+            foreach (var s in samples)
+                foreach (var f in s.Frames) list.Add(_pre.Process(f));
+            pixels = torch.cat(list.ToArray(), 0).MoveToOuterDisposeScope();
+        }
+        var slots = textOnly ? Array.Empty<long>()
+            : Enumerable.Range(0, frames).SelectMany(f => Enumerable.Range(f * (_imageTokens + 1), _imageTokens)).Select(i => (long)i).ToArray();
+        return new DemoBatch
+        {
+            Pixels = pixels,
+            Ids = torch.tensor(ids, new long[] { B, T }, device: _device),
+            Labels = torch.tensor(labels, new long[] { B, T }, device: _device),
+            Positions = torch.tensor(pos, new long[] { B, T }, device: _device),
+            ImageSlots = slots,
+            Frames = frames,
+        };
+    }
+
+    /// <summary>Forward pass and mean cross-entropy over the target tokens.</summary>
+    public static Tensor Loss(LlavaModel model, DemoBatch batch)
+    {
+        Tensor? feats = null;
+        if (batch.Pixels is not null)
+        {
+            var f = model.EncodeImages(batch.Pixels);                         // [B·F, N, D]
+            feats = f.reshape(batch.Ids.shape[0], -1, f.shape[^1]);           // [B, F·N, D]
+        }
+        var embeds = model.Embed(batch.Ids, feats, batch.ImageSlots);
+        var h = model.Decoder.Forward(embeds, new DecoderStep { Positions = Array.Empty<long>(), PositionTensor = batch.Positions });
+        var logits = model.language_model.Logits(h);
+        return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore);
+    }
+}

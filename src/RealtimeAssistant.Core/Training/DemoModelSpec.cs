@@ -1,0 +1,64 @@
+using System.Text.Json.Nodes;
+using RealtimeAssistant.Demo;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Checkpoint;
+
+namespace RealtimeAssistant.Training;
+
+/// <summary>
+/// The demo model's shape and vocabulary: a llava-hf checkpoint with a CLIP-style ViT, the MLP
+/// projector and an 8-layer LLaMA decoder, sized to train on 2 CPU cores. The tokenizer is
+/// word-level over the scene world's closed vocabulary.
+/// </summary>
+public static class DemoModelSpec
+{
+    public static readonly string[] Special = { "<pad>", "<s>", "</s>", "<image>", "<unk>" };
+    public const int PadId = 0, BosId = 1, EosId = 2, ImageId = 3;
+    public const int ImageSize = 64;
+
+    public static JsonObject TokenizerJson() => TextTokenizer.WordLevelJson(Special, DemoVocabulary.Words);
+
+    public static int VocabSize => Special.Length + DemoVocabulary.Words.Count;
+
+    public static LlavaConfig Config(int textLayers = 8, int textHidden = 128, int visionLayers = 3, int visionHidden = 128) => new()
+    {
+        Vision = new VisionConfig
+        {
+            ModelType = "clip_vision_model", HiddenSize = visionHidden, IntermediateSize = visionHidden * 2,
+            NumHiddenLayers = visionLayers, NumAttentionHeads = visionHidden / 32, ImageSize = ImageSize, PatchSize = 8,
+            HiddenAct = "quick_gelu", LayerNormEps = 1e-5,
+        },
+        Text = new TextConfig
+        {
+            ModelType = "llama", VocabSize = VocabSize, HiddenSize = textHidden, IntermediateSize = textHidden * 8 / 3 / 8 * 8,
+            NumHiddenLayers = textLayers, NumAttentionHeads = textHidden / 32, NumKeyValueHeads = textHidden / 32,
+            RmsNormEps = 1e-5, RopeTheta = 10000, MaxPositionEmbeddings = 4096, TieWordEmbeddings = true,
+            BosTokenId = BosId, EosTokenId = EosId,
+        },
+        ImageTokenIndex = ImageId,
+        VisionFeatureLayers = new[] { -1 },
+        VisionFeatureSelectStrategy = "default",
+        ProjectorHiddenAct = "gelu",
+    };
+
+    /// <summary>Extra config keys our engine reads: the default prompt and group-position decoding.</summary>
+    public static JsonObject ExtraConfig() => new()
+    {
+        ["ra_default_prompt"] = "<image> " + DemoVocabulary.CaptionPrompt,
+        ["ra_group_positions"] = true,
+        ["ra_frame_marker"] = DemoVocabulary.FrameMarker,
+    };
+
+    public static PreprocessorConfig Preprocessor() => new()
+    {
+        ResizeHeight = ImageSize, ResizeWidth = ImageSize, Mean = new[] { .5f, .5f, .5f }, Std = new[] { .5f, .5f, .5f },
+    };
+
+    /// <summary>Writes tokenizer.json and preprocessor_config.json beside the weights.</summary>
+    public static void WriteSidecars(string dir)
+    {
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "tokenizer.json"), TokenizerJson().ToJsonString());
+        File.WriteAllText(Path.Combine(dir, "preprocessor_config.json"), Preprocessor().ToJson().ToJsonString());
+    }
+}

@@ -1,0 +1,172 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using RealtimeAssistant.Demo;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Checkpoint;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Training;
+
+public sealed record TrainOptions
+{
+    public required string OutDir { get; init; }
+    /// <summary>Stage 1: the decoder learns the world's language from text alone.</summary>
+    public int TextSteps { get; init; } = 300;
+    /// <summary>Stage 2: vision tower and projector learn with the decoder frozen (LLaVA's alignment stage).</summary>
+    public int AlignSteps { get; init; } = 600;
+    /// <summary>Stage 3: everything trains jointly.</summary>
+    public int JointSteps { get; init; } = 1600;
+    public int BatchSize { get; init; } = 32;
+    public double LearningRate { get; init; } = 2e-3;
+    public int WarmupSteps { get; init; } = 100;
+    public double ClipNorm { get; init; } = 1.0;
+    public long Seed { get; init; } = 1;
+    public int CheckpointEvery { get; init; } = 100;
+    public int TextLayers { get; init; } = 8;
+    public int TextHidden { get; init; } = 128;
+    public int VisionLayers { get; init; } = 3;
+    public int VisionHidden { get; init; } = 128;
+    /// <summary>Fraction of batches with two frames (motion); the rest are single frames.</summary>
+    public double MotionFraction { get; init; } = 0.3;
+
+    public int TotalSteps => TextSteps + AlignSteps + JointSteps;
+
+    public void Validate()
+    {
+        if (TextSteps < 0 || AlignSteps < 0 || JointSteps < 0 || TotalSteps == 0) throw new UserError("training steps must be ≥ 0 and not all zero");
+        if (BatchSize < 1 || BatchSize > 4096) throw new UserError($"batch size must be 1..4096, got {BatchSize}");
+        if (!(LearningRate > 0 && LearningRate < 1)) throw new UserError($"learning rate must be in (0, 1), got {LearningRate}");
+        if (TextLayers < 1 || TextHidden % 32 != 0 || VisionHidden % 32 != 0 || VisionLayers < 1) throw new UserError("model sizes: layers ≥ 1, widths multiples of 32");
+    }
+}
+
+public readonly record struct TrainProgress(int Step, int TotalSteps, string Stage, double Loss, double LearningRate, TimeSpan Elapsed);
+
+/// <summary>
+/// Trains the demo model from scratch, LLaVA-style (FINDINGS.md): text-only pretraining of the
+/// decoder, then vision+projector alignment with the decoder frozen, then joint fine-tuning.
+/// AdamW, warmup + cosine decay per stage, gradient clipping. Checkpoints are written to a temp
+/// folder and renamed, and a run resumes from its last checkpoint.
+/// </summary>
+public sealed class Trainer
+{
+    readonly TrainOptions _o;
+    public Trainer(TrainOptions options) { options.Validate(); _o = options; }
+
+    string CheckpointDir => Path.Combine(_o.OutDir, "checkpoint");
+
+    public (int Step, int Cycles) ResumePoint()
+    {
+        var state = Path.Combine(CheckpointDir, "trainer_state.json");
+        if (!File.Exists(state)) return (0, 0);
+        var json = JsonNode.Parse(File.ReadAllText(state))!;
+        return ((int)json["step"]!, 0);
+    }
+
+    public string Stage(int step) => step < _o.TextSteps ? "text" : step < _o.TextSteps + _o.AlignSteps ? "align" : "joint";
+
+    double LearningRateAt(int step)
+    {
+        int start = step < _o.TextSteps ? 0 : step < _o.TextSteps + _o.AlignSteps ? _o.TextSteps : _o.TextSteps + _o.AlignSteps;
+        int length = step < _o.TextSteps ? _o.TextSteps : step < _o.TextSteps + _o.AlignSteps ? _o.AlignSteps : _o.JointSteps;
+        int t = step - start;
+        double warm = Math.Min(1.0, (t + 1.0) / Math.Max(1, Math.Min(_o.WarmupSteps, length / 4)));
+        double cosine = 0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * t / Math.Max(1, length)));
+        return _o.LearningRate * warm * cosine;
+    }
+
+    public void Run(IProgress<TrainProgress>? progress, CancellationToken ct)
+    {
+        torch.manual_seed(_o.Seed);
+        var device = torch.CPU;
+        var cfg = DemoModelSpec.Config(_o.TextLayers, _o.TextHidden, _o.VisionLayers, _o.VisionHidden);
+        var tok = TextTokenizer.FromJson(DemoModelSpec.TokenizerJson());
+        using var model = new LlavaModel(cfg, new TensorSpec(device, ScalarType.Float32));
+        var (startStep, _) = ResumePoint();
+        if (startStep > 0)
+            LlavaEngine.LoadWeights(model, SafeTensorsReader.Open(CheckpointDir), cfg);
+        else
+            ModelInit.Initialize(model, _o.Seed);
+        foreach (var p in model.parameters()) p.requires_grad = true;
+        model.train();
+        var optimizer = torch.optim.AdamW(model.parameters(), lr: _o.LearningRate, weight_decay: 0.01);
+        var optState = Path.Combine(CheckpointDir, "optimizer.bin");
+        if (startStep > 0 && File.Exists(optState)) optimizer.load_state_dict(optState);
+
+        using var pre = new ImagePreprocessor(DemoModelSpec.Preprocessor(), device, ScalarType.Float32);
+        var batcher = new DemoBatcher(tok, pre, cfg.ImageTokens, device);
+        var data = new DemoDataset(DemoSplit.Train, variedCaptions: true);
+        var decoderParams = model.language_model.parameters().ToList();
+        var visionParams = model.vision_tower.parameters().Concat(model.multi_modal_projector.parameters()).ToList();
+        var sw = Stopwatch.StartNew();
+        double smoothed = double.NaN;
+
+        for (int step = startStep; step < _o.TotalSteps; step++)
+        {
+            ct.ThrowIfCancellationRequested();
+            var stage = Stage(step);
+            // Stage 2 freezes the decoder: only the vision side learns to speak its language.
+            foreach (var p in decoderParams) p.requires_grad = stage != "align";
+            foreach (var p in visionParams) p.requires_grad = stage != "text";
+            var rng = new Random(HashCode.Combine(_o.Seed, step));
+            int frames = stage != "text" && rng.NextDouble() < _o.MotionFraction ? 2 : 1;
+            var kind = rng.NextDouble() < 0.6 ? SampleKind.Caption : SampleKind.Question;
+            var samples = Enumerable.Range(0, _o.BatchSize).Select(i =>
+            {
+                long index = (long)step * _o.BatchSize + i + _o.Seed * 1_000_000_007L;
+                return kind == SampleKind.Caption
+                    ? data.CaptionSample(index, DemoModelSpec.ImageSize, frames)
+                    : data.QaSample(index, DemoModelSpec.ImageSize, frames);
+            }).ToList();
+            double lossValue;
+            using (var scope = torch.NewDisposeScope())
+            {
+                using var batch = batcher.Make(samples, frames, textOnly: stage == "text");
+                foreach (var s in samples) s.Dispose();
+                foreach (var g in optimizer.ParamGroups) g.LearningRate = LearningRateAt(step);
+                optimizer.zero_grad();
+                var loss = DemoBatcher.Loss(model, batch);
+                loss.backward();
+                torch.nn.utils.clip_grad_norm_(model.parameters().Where(p => p.requires_grad), _o.ClipNorm);
+                optimizer.step();
+                lossValue = loss.item<float>();
+            }
+            smoothed = double.IsNaN(smoothed) ? lossValue : 0.95 * smoothed + 0.05 * lossValue;
+            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed));
+            if ((step + 1) % _o.CheckpointEvery == 0 || step + 1 == _o.TotalSteps)
+                SaveCheckpoint(model, optimizer, step + 1, smoothed);
+        }
+        Export(model, _o.OutDir, sw.Elapsed);
+    }
+
+    void SaveCheckpoint(LlavaModel model, TorchSharp.Modules.AdamW optimizer, int step, double loss)
+    {
+        // Write everything into a fresh folder, then swap it in: an interrupted save leaves the
+        // previous checkpoint intact.
+        var tmp = CheckpointDir + ".tmp";
+        if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
+        LlavaEngine.Save(model, tmp, extraConfig: DemoModelSpec.ExtraConfig());
+        optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
+        File.WriteAllText(Path.Combine(tmp, "trainer_state.json"), JsonSerializer.Serialize(new { step, loss, options = _o }));
+        var old = CheckpointDir + ".old";
+        if (Directory.Exists(old)) Directory.Delete(old, true);
+        if (Directory.Exists(CheckpointDir)) Directory.Move(CheckpointDir, old);
+        Directory.Move(tmp, CheckpointDir);
+        if (Directory.Exists(old)) Directory.Delete(old, true);
+    }
+
+    void Export(LlavaModel model, string dir, TimeSpan elapsed)
+    {
+        LlavaEngine.Save(model, dir, extraConfig: DemoModelSpec.ExtraConfig());
+        DemoModelSpec.WriteSidecars(dir);
+        File.WriteAllText(Path.Combine(dir, "training.json"), JsonSerializer.Serialize(new
+        {
+            options = _o,
+            steps = _o.TotalSteps,
+            seconds = Math.Round(elapsed.TotalSeconds),
+            parameters = model.parameters().Sum(p => p.numel()),
+        }, new JsonSerializerOptions { WriteIndented = true }));
+    }
+}
