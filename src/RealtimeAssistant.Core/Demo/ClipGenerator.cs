@@ -13,6 +13,7 @@ public static class ClipGenerator
     public const double MinScale = 0.7, MaxScale = 1.3;
     public const int MaxObjects = 4;
     private const double Clearance = 0.03;  // kept between object outlines
+    private const double LookAhead = 1.0;   // seconds a newly chosen motion must stay valid
 
     private sealed class Track(SceneObject o)
     {
@@ -34,7 +35,7 @@ public static class ClipGenerator
         var used = new HashSet<string>(tracks.Select(t => t.O.Name));
         var events = new List<ClipEvent>();
         foreach (var t in tracks)
-            if (!Valid(t, t.O.Motion, tracks, dt)) t.O = t.O with { Motion = Motion.Still };
+            t.O = t.O with { Motion = NewMotion(rng, t, tracks, dt, allowSame: true) };
 
         var frames = new SceneObject[n][];
         int nextScripted = rng.Next(fps, 3 * fps);
@@ -134,9 +135,14 @@ public static class ClipGenerator
         events.Add(new ClipEvent(f, ClipEventKind.Turns, t.O));
     }
 
-    private static Motion NewMotion(Random rng, Track t, List<Track> tracks, double dt)
+    // Favour travelling (70%) so clips stay lively; still/growing/shrinking fill the rest.
+    // A new motion must stay valid for LookAhead seconds, so objects do not twitch at walls.
+    private static Motion NewMotion(Random rng, Track t, List<Track> tracks, double dt, bool allowSame = false)
     {
-        var ok = Motions.All.Where(m => m != t.O.Motion && Valid(t, m, tracks, dt)).ToList();
+        double horizon = Math.Max(dt, LookAhead);
+        var ok = Motions.All.Where(m => (allowSame || m != t.O.Motion) && Valid(t, m, tracks, horizon)).ToList();
+        var travel = ok.Where(m => m.IsTranslation()).ToList();
+        if (travel.Count > 0 && rng.NextDouble() < 0.7) return travel[rng.Next(travel.Count)];
         return ok.Count == 0 ? Motion.Still : ok[rng.Next(ok.Count)];
     }
 
