@@ -89,13 +89,17 @@ public sealed class Captioner : IDisposable
         return _e.Model.ExpandImageTokens(_e.Tokenizer.Encode(prompt));
     }
 
-    public IEnumerable<TokenEvent> Caption(Mat image, string? prompt, GenerationOptions options, CaptionTimings timings)
+    public IEnumerable<TokenEvent> Caption(Mat image, string? prompt, GenerationOptions options, CaptionTimings timings) =>
+        Caption(new[] { image }, prompt, options, timings);
+
+    /// <summary>Several images (e.g. consecutive frames), one image marker each, in order.</summary>
+    public IEnumerable<TokenEvent> Caption(IReadOnlyList<Mat> images, string? prompt, GenerationOptions options, CaptionTimings timings)
     {
         options.Validate();
         var ids = PromptIds(prompt);
         var slots = Enumerable.Range(0, ids.Count).Where(i => ids[i] == _e.Config.ImageTokenIndex).Select(i => (long)i).ToArray();
-        if (slots.Length != _e.Config.ImageTokens)
-            throw new UserError($"the prompt must hold exactly one image marker; it expands to {slots.Length} slots");
+        if (slots.Length != _e.Config.ImageTokens * images.Count)
+            throw new UserError($"the prompt has {slots.Length / Math.Max(1, _e.Config.ImageTokens)} image markers for {images.Count} images");
         timings.PromptTokens = ids.Count;
         var cache = new KvCache(_e.Config.Text.NumHiddenLayers);
         Tensor logits;
@@ -103,10 +107,11 @@ public sealed class Captioner : IDisposable
         using (var scope = torch.NewDisposeScope())
         using (torch.no_grad())
         {
-            var pixels = Preprocessor.Process(image);
+            var pixels = torch.cat(images.Select(Preprocessor.Process).ToArray(), 0);
             TokenGenerator.Sync(_e.Device);
             timings.PreprocessMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
             var feats = _e.Model.EncodeImages(pixels);
+            feats = feats.reshape(1, -1, feats.shape[^1]); // all images' tokens, in order
             TokenGenerator.Sync(_e.Device);
             timings.VisionMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
             var idt = torch.tensor(ids.Select(i => (long)i).ToArray(), device: _e.Device).view(1, -1);
@@ -119,7 +124,9 @@ public sealed class Captioner : IDisposable
         }
         try
         {
-            foreach (var ev in TokenGenerator.Run(_e.Model, cache, CacheGroup.Source, logits, ids.Count, options, _e.Tokenizer))
+            // Group positions: the caption is its own group starting at φ = 0; otherwise it follows the prompt.
+            var (group, start) = _e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, (long)ids.Count);
+            foreach (var ev in TokenGenerator.Run(_e.Model, cache, group, logits, start, options, _e.Tokenizer))
             {
                 if (ev.Id >= 0) timings.DecodeMs.Add(ev.Ms);
                 yield return ev;

@@ -30,6 +30,11 @@ public sealed class LlavaEngine : IDisposable
     public required string Directory { get; init; }
     /// <summary>The prompt used when the caller gives none (config key ra_default_prompt, else LLaVA-1.5's).</summary>
     public string DefaultPrompt { get; init; } = "USER: <image>\nDescribe the image briefly. ASSISTANT:";
+    /// <summary>
+    /// Config key ra_group_positions: the model was trained with group position encoding, so
+    /// generated text goes to the target group at positions φ, φ+1, … (φ = 0) instead of following the prompt.
+    /// </summary>
+    public bool GroupPositions { get; init; }
 
     public static Device ResolveDevice(string spec)
     {
@@ -70,13 +75,15 @@ public sealed class LlavaEngine : IDisposable
         var model = new LlavaModel(cfg, new TensorSpec(device, dtype));
         LoadWeights(model, weights, cfg);
         model.eval();
-        var prompt = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))?["ra_default_prompt"]?.GetValue<string>();
+        var raw = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")));
+        var prompt = raw?["ra_default_prompt"]?.GetValue<string>();
+        var group = raw?["ra_group_positions"]?.GetValue<bool>() ?? false;
         log?.LogInformation("loaded {Dir}: {Vision}+{Text}, {Layers} decoder layers, {Params:N0} parameters on {Device} as {DType}",
             dir, cfg.Vision.ModelType, cfg.Text.ModelType, cfg.Text.NumHiddenLayers, model.parameters().Sum(p => p.numel()), device, dtype);
-        var engine = new LlavaEngine { Config = cfg, Preprocessor = pre, Tokenizer = tok, Model = model, Device = device, DType = dtype, Directory = dir };
+        var engine = new LlavaEngine { Config = cfg, Preprocessor = pre, Tokenizer = tok, Model = model, Device = device, DType = dtype, Directory = dir, GroupPositions = group };
         return prompt is null ? engine : new LlavaEngine
         {
-            Config = cfg, Preprocessor = pre, Tokenizer = tok, Model = model, Device = device, DType = dtype, Directory = dir, DefaultPrompt = prompt,
+            Config = cfg, Preprocessor = pre, Tokenizer = tok, Model = model, Device = device, DType = dtype, Directory = dir, DefaultPrompt = prompt, GroupPositions = group,
         };
     }
 

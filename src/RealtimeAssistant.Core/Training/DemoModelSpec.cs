@@ -44,9 +44,11 @@ public static class DemoModelSpec
     /// <summary>Extra config keys our engine reads: the default prompt and group-position decoding.</summary>
     public static JsonObject ExtraConfig() => new()
     {
-        ["ra_default_prompt"] = "<image> " + DemoVocabulary.CaptionPrompt,
+        // Matches the training layout: per frame [image tokens, "frame"], then the instruction.
+        ["ra_default_prompt"] = $"<image> {DemoVocabulary.FrameMarker} {DemoVocabulary.CaptionPrompt}",
         ["ra_group_positions"] = true,
         ["ra_frame_marker"] = DemoVocabulary.FrameMarker,
+        ["ra_instruction"] = DemoVocabulary.CaptionPrompt,
     };
 
     public static PreprocessorConfig Preprocessor() => new()

@@ -1,0 +1,58 @@
+using System.CommandLine;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Training;
+using Spectre.Console;
+
+namespace RealtimeAssistant.Cli.Commands;
+
+/// <summary>`ra eval`: attribute F1 and QA accuracy of a model on held-out scenes.</summary>
+public static class EvalCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model", "-m") { Description = "model folder (default: the bundled media/demo-model)" };
+        var scenes = new Option<int>("--scenes") { DefaultValueFactory = _ => 150, Description = "held-out scenes (each gives one caption and one question)" };
+        var json = Cli.JsonOption("write the report as JSON (keys include f1 and qa_accuracy)");
+        var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
+        var cmd = new Command("eval", "Evaluate a demo model on held-out scenes: caption attribute P/R/F1 and QA accuracy.")
+            { model, scenes, json, device, dtype };
+        return cmd.WithAction((pr, ct) =>
+        {
+            var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model") ?? throw new UserError("no --model given and media/demo-model not found");
+            using var engine = LlavaEngine.Load(dir, Cli.EngineOptions(pr, device, dtype));
+            var n = pr.GetValue(scenes);
+            EvalReport report = null!;
+            AnsiConsole.Progress().Start(ctx =>
+            {
+                var task = ctx.AddTask("evaluating", maxValue: n);
+                report = DemoEvaluator.Run(engine, n, new Progress(v => task.Value = v), ct);
+            });
+            var table = new Table().AddColumns("metric", "value");
+            table.AddRow("held-out scenes", report.Scenes.ToString());
+            table.AddRow("caption precision", report.Precision.ToString("0.000"));
+            table.AddRow("caption recall", report.Recall.ToString("0.000"));
+            table.AddRow("caption F1", report.F1.ToString("0.000"));
+            table.AddRow("  F1, still frames", report.F1Still.ToString("0.000"));
+            table.AddRow("  F1, two frames (with motion)", report.F1Motion.ToString("0.000"));
+            table.AddRow("QA accuracy", $"{report.QaAccuracy:0.000} ({report.Questions} questions)");
+            table.AddRow("caption ms (median, 1 frame)", report.CaptionMsMedian.ToString("0.0"));
+            AnsiConsole.Write(table);
+            foreach (var (r, p) in report.Examples.Take(4))
+                AnsiConsole.MarkupLine($"[grey]truth:[/] {Markup.Escape(r)}\n[grey]model:[/] {Markup.Escape(p)}");
+            if (pr.GetValue(json) is { } path)
+                Cli.WriteJson(path, new
+                {
+                    model = dir, scenes = report.Scenes, precision = report.Precision, recall = report.Recall, f1 = report.F1,
+                    f1_still = report.F1Still, f1_motion = report.F1Motion, qa_accuracy = report.QaAccuracy, questions = report.Questions,
+                    caption_ms_median = report.CaptionMsMedian,
+                });
+            return Task.FromResult(0);
+        });
+    }
+
+    sealed class Progress(Action<int> report) : IProgress<int>
+    {
+        public void Report(int value) => report(value);
+    }
+}
