@@ -42,7 +42,7 @@ public sealed record TrainOptions
     }
 }
 
-public readonly record struct TrainProgress(int Step, int TotalSteps, string Stage, double Loss, double LearningRate, TimeSpan Elapsed);
+public readonly record struct TrainProgress(int Step, int TotalSteps, string Stage, double Loss, double LearningRate, TimeSpan Elapsed, double BatchLoss = double.NaN);
 
 /// <summary>
 /// Trains the demo model from scratch, LLaVA-style (FINDINGS.md): text-only pretraining of the
@@ -134,7 +134,7 @@ public sealed class Trainer
                 lossValue = loss.item<float>();
             }
             smoothed = double.IsNaN(smoothed) ? lossValue : 0.95 * smoothed + 0.05 * lossValue;
-            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed));
+            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue));
             if ((step + 1) % _o.CheckpointEvery == 0 || step + 1 == _o.TotalSteps)
                 SaveCheckpoint(model, optimizer, step + 1, smoothed);
         }
