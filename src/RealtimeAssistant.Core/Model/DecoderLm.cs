@@ -107,6 +107,9 @@ public sealed class SelfAttention : nn.Module
 {
     public readonly Linear q_proj, k_proj, v_proj, o_proj;
     readonly int _heads, _kvHeads, _headDim;
+    public int Heads => _heads;
+    public int KvHeads => _kvHeads;
+    public int HeadDim => _headDim;
 
     public SelfAttention(TextConfig c, TensorSpec spec) : base(nameof(SelfAttention))
     {
@@ -120,17 +123,35 @@ public sealed class SelfAttention : nn.Module
 
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, DecoderStep step, LayerKv? kv)
     {
-        long b = x.shape[0], t = x.shape[1];
-        var q = Rope.Apply(q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2), cos, sin);
-        var k = Rope.Apply(k_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2), cos, sin);
-        var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        var (q, k, v) = Project(x, cos, sin);
         if (kv != null)
         {
             kv[step.Group].Append(k, v, step.Positions);
             (k, v) = kv.KeysFor(step.Group);
         }
-        var o = Attend(q, k, v, step.Mask);
-        return o_proj.forward(o.transpose(1, 2).reshape(b, t, _heads * _headDim));
+        return Output(Attend(q, k, v, step.Mask));
+    }
+
+    /// <summary>x [B,T,D] → q [B,H,T,hd] and k, v [B,Hkv,T,hd], with RoPE applied to q and k.</summary>
+    public (Tensor Q, Tensor K, Tensor V) Project(Tensor x, Tensor cos, Tensor sin)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        var q = Rope.Apply(q_proj.forward(x).view(b, t, _heads, _headDim).transpose(1, 2), cos, sin);
+        var k = Rope.Apply(k_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2), cos, sin);
+        var v = v_proj.forward(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        return (q, k, v);
+    }
+
+    /// <summary>Per-head attention output o [B,H,T,hd] → the layer's output [B,T,D] through o_proj.</summary>
+    public Tensor Output(Tensor o) => o_proj.forward(o.transpose(1, 2).reshape(o.shape[0], o.shape[2], _heads * _headDim));
+
+    /// <summary>Keys/values [B,Hkv,S,hd] repeated to [B,H,S,hd] for grouped-query attention.</summary>
+    public Tensor RepeatKv(Tensor kv)
+    {
+        if (_kvHeads == _heads) return kv;
+        int rep = _heads / _kvHeads;
+        long s = kv.shape[2];
+        return kv.unsqueeze(2).expand(kv.shape[0], _kvHeads, rep, s, _headDim).reshape(kv.shape[0], _heads, s, _headDim);
     }
 
     /// <summary>
@@ -140,13 +161,8 @@ public sealed class SelfAttention : nn.Module
     public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask)
     {
         long t = q.shape[2], s = k.shape[2];
-        if (_kvHeads != _heads)
-        {
-            // GQA: each key/value head serves heads/kvHeads query heads.
-            int rep = _heads / _kvHeads;
-            k = k.unsqueeze(2).expand(k.shape[0], _kvHeads, rep, s, _headDim).reshape(k.shape[0], _heads, s, _headDim);
-            v = v.unsqueeze(2).expand(v.shape[0], _kvHeads, rep, s, _headDim).reshape(v.shape[0], _heads, s, _headDim);
-        }
+        k = RepeatKv(k); // GQA: each key/value head serves heads/kvHeads query heads
+        v = RepeatKv(v);
         if (mask is not null) return F.scaled_dot_product_attention(q, k, v, mask);
         if (t == 1) return F.scaled_dot_product_attention(q, k, v);
         if (s == t) return F.scaled_dot_product_attention(q, k, v, is_casual: true);
