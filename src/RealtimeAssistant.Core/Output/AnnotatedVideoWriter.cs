@@ -32,6 +32,8 @@ public sealed class AnnotatedVideoWriter : IDisposable
     public string EncoderDescription => Encoder == VideoEncoder.FfmpegH264 ? "ffmpeg libx264 (fragmented mp4)" : "OpenCV mp4v";
     public long FramesWritten { get; private set; }
     public string Path => path;
+    /// <summary>The ffmpeg child, once started (tests kill it to play a crash).</summary>
+    internal int? EncoderProcessId => pipe?.ProcessId;
 
     public AnnotatedVideoWriter(string path, double fps, VideoEncoder encoder = VideoEncoder.Auto)
     {

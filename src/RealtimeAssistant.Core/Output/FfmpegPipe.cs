@@ -32,7 +32,8 @@ internal sealed class FfmpegPipe : IDisposable
             // yuv420p needs even sizes: pad odd ones by a pixel rather than fail.
             "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
             "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", gop.ToString(),
-            "-movflags", "+frag_keyframe+empty_moov+default_base_moof",
+            // flush_packets: without it finished fragments can sit in ffmpeg's 32 KB write buffer and die with it.
+            "-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-flush_packets", "1",
             output,
         }) info.ArgumentList.Add(a);
         process = Process.Start(info) ?? throw new IOException($"could not start {ffmpeg}");
@@ -47,6 +48,8 @@ internal sealed class FfmpegPipe : IDisposable
         process.BeginOutputReadLine();
         stdin = process.StandardInput.BaseStream;
     }
+
+    public int ProcessId => process.Id;
 
     public string Errors { get { lock (stderrTail) return string.Join(" | ", stderrTail); } }
 

@@ -58,8 +58,11 @@ public sealed class Profiler(int window = 512, TimeSpan? rateWindow = null)
     public ProfilerSnapshot Snapshot()
     {
         var now = Stopwatch.GetTimestamp();
-        var stageStats = stageOrder.Distinct().Select(n => stages[n].Stats()).ToArray();
-        var counterStats = counterOrder.Distinct().Select(n => counters[n].Stats(now, rates, origin)).ToArray();
+        // A name is queued just before its entry is added: one being added right now is skipped this time.
+        var stageStats = stageOrder.Distinct().Select(n => stages.GetValueOrDefault(n)).OfType<StageWindow>()
+            .Select(w => w.Stats()).ToArray();
+        var counterStats = counterOrder.Distinct().Select(n => counters.GetValueOrDefault(n)).OfType<RateCounter>()
+            .Select(c => c.Stats(now, rates, origin)).ToArray();
         return new ProfilerSnapshot(Stopwatch.GetElapsedTime(origin, now), stageStats, counterStats);
     }
 
