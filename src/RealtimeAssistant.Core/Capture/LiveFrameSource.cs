@@ -67,6 +67,8 @@ public sealed class LiveFrameSource : IFrameSource
             if (options.GiveUpAfter is { } limit && Seconds(Stopwatch.GetTimestamp() - Math.Max(started, Interlocked.Read(ref lastFrameAt))) > limit.TotalSeconds)
             {
                 gaveUp = true;
+                stopping = true;   // no more reconnects
+                unblock?.Invoke();
                 if (Interlocked.Read(ref frames) == 0)
                     throw new UserError($"{Description} gave no frame in {limit.TotalSeconds:0.#} s ({state})");
                 return null;
@@ -106,16 +108,22 @@ public sealed class LiveFrameSource : IFrameSource
     /// <summary>Reads until the capture fails; returns the next frame index.</summary>
     long Pump(VideoCapture capture, long index, Backoff backoff)
     {
-        using var image = new Mat();
-        while (!stopping && capture.Read(image) && !image.Empty())
+        while (!stopping)
         {
+            // A fresh Mat per frame: the slot takes ownership, so no copy is needed.
+            var image = new Mat();
+            if (!capture.Read(image) || image.Empty())
+            {
+                image.Dispose();
+                break;
+            }
             var now = Stopwatch.GetTimestamp();
             if (backoff.Attempt > 0 && Interlocked.Read(ref frames) > 0) options.Logger?.LogRecovered(Description);
             backoff.Reset();
             state = "live";
             Interlocked.Exchange(ref lastFrameAt, now);
             Interlocked.Increment(ref frames);
-            slot.Publish(new Frame(image.Clone(), index, TimeSpan.FromSeconds(Seconds(now - started)), now));
+            slot.Publish(new Frame(image, index, TimeSpan.FromSeconds(Seconds(now - started)), now));
             index++;
         }
         return index;

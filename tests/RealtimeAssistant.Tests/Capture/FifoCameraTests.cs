@@ -38,7 +38,7 @@ public class FifoCameraTests(ITestOutputHelper log)
     }
 
     [Fact]
-    public void ReadsLiveFrames_ThenReportsTheLoss_AndGivesUpWithoutCrashing()
+    public async Task ReadsLiveFrames_ThenReportsTheLoss_AndGivesUpWithoutCrashing()
     {
         var ffmpeg = TestMedia.Ffmpeg;
         if (ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg on PATH to feed the FIFO"); return; }
@@ -58,7 +58,8 @@ public class FifoCameraTests(ITestOutputHelper log)
         Assert.True(frames.Zip(frames.Skip(1)).All(p => p.Second.Index > p.First.Index));
         frames.ForEach(f => f.Dispose());
 
-        Assert.True(writer.Wait(TimeSpan.FromSeconds(20)), "ffmpeg writer did not finish");
+        var (code, errors) = await writer.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.True(code == 0, $"ffmpeg writer: {errors}");
         // Drain what is left; the source must then end (GiveUpAfter), not hang or throw.
         sw.Restart();
         using (var cts = new CancellationTokenSource(TimeSpan.FromSeconds(15)))
@@ -73,7 +74,7 @@ public class FifoCameraTests(ITestOutputHelper log)
     }
 
     [Fact]
-    public void WriterComesBack_SourceReconnectsAndKeepsCounting()
+    public async Task WriterComesBack_SourceReconnectsAndKeepsCounting()
     {
         var ffmpeg = TestMedia.Ffmpeg;
         if (ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg on PATH to feed the FIFO"); return; }
@@ -82,11 +83,11 @@ public class FifoCameraTests(ITestOutputHelper log)
         var first = StartWriter(ffmpeg, fifo, 1);
         var before = ReadFrames(source, 5, TimeSpan.FromSeconds(10));
         Assert.Equal(5, before.Count);
-        Assert.True(first.Wait(TimeSpan.FromSeconds(20)));
+        await first.WaitAsync(TimeSpan.FromSeconds(20));
 
         // Between writers the source says it lost the stream.
         var deadline = Stopwatch.StartNew();
-        while (!source.Status.Contains("lost") && deadline.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(20);
+        while (!source.Status.Contains("lost") && deadline.Elapsed < TimeSpan.FromSeconds(5)) await Task.Delay(20);
         log.WriteLine($"between writers: {source.Status}");
         Assert.Contains("lost", source.Status);
 
@@ -95,7 +96,7 @@ public class FifoCameraTests(ITestOutputHelper log)
         Assert.Equal(5, after.Count);
         Assert.True(after[0].Index > before[^1].Index);
         Assert.Equal("live", source.Status);
-        second.Wait(TimeSpan.FromSeconds(20));
+        await second.WaitAsync(TimeSpan.FromSeconds(20));
         before.Concat(after).ToList().ForEach(f => f.Dispose());
     }
 

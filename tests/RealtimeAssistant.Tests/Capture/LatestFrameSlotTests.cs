@@ -26,16 +26,14 @@ public class LatestFrameSlotTests
     }
 
     [Fact]
-    public void Take_WaitsForTheNextFrame_AndReturnsNullAfterComplete()
+    public async Task Take_WaitsForTheNextFrame_AndReturnsNullAfterComplete()
     {
         using var slot = new LatestFrameSlot();
         var taker = Task.Run(() => slot.Take());
-        Thread.Sleep(50);
+        await Task.Delay(50);
         Assert.False(taker.IsCompleted);
         slot.Publish(MakeFrame(7));
-        Assert.True(taker.Wait(TimeSpan.FromSeconds(5)));
-        Assert.Equal(7, taker.Result!.Index);
-        taker.Result.Dispose();
+        using (var got = await taker.WaitAsync(TimeSpan.FromSeconds(5))) Assert.Equal(7, got!.Index);
 
         slot.Publish(MakeFrame(8));
         slot.Complete();
@@ -55,7 +53,7 @@ public class LatestFrameSlotTests
     }
 
     [Fact]
-    public void ConcurrentPublishAndTake_AccountsForEveryFrame_AndTakesInOrder()
+    public async Task ConcurrentPublishAndTake_AccountsForEveryFrame_AndTakesInOrder()
     {
         using var slot = new LatestFrameSlot();
         const int perPublisher = 2000;
@@ -77,9 +75,9 @@ public class LatestFrameSlotTests
                 f.Dispose();
             }
         });
-        Assert.True(Task.WaitAll(publishers, TimeSpan.FromSeconds(20)));
+        await Task.WhenAll(publishers).WaitAsync(TimeSpan.FromSeconds(20));
         slot.Complete();
-        Assert.True(taker.Wait(TimeSpan.FromSeconds(20)));
+        await taker.WaitAsync(TimeSpan.FromSeconds(20));
 
         Assert.Equal(2 * perPublisher, slot.Published);
         Assert.Equal(slot.Published, slot.Dropped + slot.Taken);

@@ -43,4 +43,22 @@ public class RealClipTests(ITestOutputHelper log)
         Assert.True(brightest > 10, "decoded frames are all black"); // Megamind fades in from black
         log.WriteLine(source.Description);
     }
+
+    [Fact]
+    public void BuggyClip_PlaysWhatItCan_WithoutThrowing()
+    {
+        // Megamind_bugy.avi is OpenCV's deliberately damaged sample: broken frames in the middle.
+        var path = Path.Combine(TestMedia.DebianSamples, "Megamind_bugy.avi");
+        if (!File.Exists(path))
+        {
+            log.WriteLine($"SKIPPED: {path} not found (install the Debian package opencv-doc)");
+            return;
+        }
+        using var source = FrameSources.Open(path);
+        int n = 0;
+        while (source.Read() is { } f) { Assert.Equal(n, f.Index); f.Dispose(); n++; }
+        log.WriteLine($"{n} of {source.FrameCount} frames decoded");
+        Assert.InRange(n, 20, 270);
+        Assert.Equal("ended", source.Status);
+    }
 }

@@ -69,7 +69,7 @@ public class ProfilerTests
     }
 
     [Fact]
-    public void ConcurrentRecording_LosesNothing_AndSnapshotsStayConsistent()
+    public async Task ConcurrentRecording_LosesNothing_AndSnapshotsStayConsistent()
     {
         var p = new Profiler(window: 64);
         var stages = new[] { Profiler.Capture, Profiler.Vision, Profiler.Decode, Profiler.Render };
@@ -88,7 +88,7 @@ public class ProfilerTests
             }
         });
         stop.Cancel();
-        reader.Wait();
+        await reader.WaitAsync(TimeSpan.FromSeconds(20));
         var snap = p.Snapshot();
         Assert.Equal(40_000, snap.Stages.Sum(s => s.Count));
         Assert.Equal(stages.Length, snap.Stages.Count);
