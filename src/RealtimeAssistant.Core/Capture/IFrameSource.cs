@@ -3,7 +3,8 @@ namespace RealtimeAssistant.Capture;
 /// <summary>
 /// Where frames come from: a camera, a video file, a FIFO, an image folder or a generator.
 /// Read blocks until the next frame and returns null at the end of the stream; the caller owns
-/// (and disposes) each frame it gets.
+/// (and disposes) each frame it gets. One thread reads a source (see <see cref="CaptureThread"/>);
+/// Status may be read from any thread.
 /// </summary>
 public interface IFrameSource : IDisposable
 {

@@ -22,7 +22,7 @@ public sealed class LiveFrameSource : IFrameSource
     long lastFrameAt;   // Stopwatch timestamp of the newest frame, 0 before the first
     long frames;
     double fps = 30;
-    bool gaveUp;
+    volatile bool gaveUp;
 
     public string Description { get; }
     public double Fps => Volatile.Read(ref fps);

@@ -12,9 +12,26 @@ public static class TestMedia
 
     public static string? Ffmpeg => Executables.Find("ffmpeg");
 
+    /// <summary>This test run's scratch folder, removed when the test process exits.</summary>
+    static readonly Lazy<string> Root = new(() =>
+    {
+        var parent = Path.Combine(Path.GetTempPath(), "ra-tests");
+        var root = Path.Combine(parent, Environment.ProcessId.ToString());
+        // The test host may be killed before ProcessExit finishes: sweep up after runs that are gone.
+        if (Directory.Exists(parent))
+            foreach (var old in Directory.EnumerateDirectories(parent))
+                if (!int.TryParse(Path.GetFileName(old), out var pid) || !Directory.Exists($"/proc/{pid}"))
+                    try { Directory.Delete(old, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try { Directory.Delete(root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        };
+        return root;
+    });
+
     public static string TempDir(string name)
     {
-        var dir = Path.Combine(Path.GetTempPath(), "ra-tests", $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)]);
+        var dir = Path.Combine(Root.Value, $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)]);
         Directory.CreateDirectory(dir);
         return dir;
     }
