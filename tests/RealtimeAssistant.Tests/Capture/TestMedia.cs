@@ -18,7 +18,7 @@ public static class TestMedia
         var parent = Path.Combine(Path.GetTempPath(), "ra-tests");
         var root = Path.Combine(parent, Environment.ProcessId.ToString());
         // The test host may be killed before ProcessExit finishes: sweep up after runs that are gone.
-        if (Directory.Exists(parent))
+        if (OperatingSystem.IsLinux() && Directory.Exists(parent))
             foreach (var old in Directory.EnumerateDirectories(parent))
                 if (!int.TryParse(Path.GetFileName(old), out var pid) || !Directory.Exists($"/proc/{pid}"))
                     try { Directory.Delete(old, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
