@@ -42,6 +42,12 @@ public sealed class VideoFileSource : IFrameSource
     /// <summary>Opens the file and reads its first frame, both with a bounded wait.</summary>
     static (VideoCapture, Mat) OpenValidated(string path, TimeSpan timeout)
     {
+        try { return TryOpenValidated(path, timeout); }
+        catch (OpenCVException e) { throw new UserError($"cannot decode {Path.GetFileName(path)}: {e.Message}", e); }
+    }
+
+    static (VideoCapture, Mat) TryOpenValidated(string path, TimeSpan timeout)
+    {
         var name = Path.GetFileName(path);
         if (!Bounded.TryRun(() => new VideoCapture(path, VideoCaptureAPIs.FFMPEG), timeout, out var capture))
             throw new UserError($"cannot decode {name}: opening it took longer than {timeout.TotalSeconds:0.#} s");
@@ -76,7 +82,7 @@ public sealed class VideoFileSource : IFrameSource
 
         var image = first ?? new Mat();
         first = null;
-        if (image.Empty() && !capture.Read(image) && !Rewind(image))
+        if (image.Empty() && !Next(image) && !Rewind(image))
         {
             image.Dispose();
             ended = true;
@@ -94,8 +100,11 @@ public sealed class VideoFileSource : IFrameSource
         capture.Dispose();
         capture = new VideoCapture(path, VideoCaptureAPIs.FFMPEG);
         options.Logger?.LogLoop(path);
-        return capture.IsOpened() && capture.Read(image) && !image.Empty();
+        return capture.IsOpened() && Next(image);
     }
+
+    /// <summary>A read that "succeeds" with an empty image is no frame either.</summary>
+    bool Next(Mat image) => capture.Read(image) && !image.Empty();
 
     public void Dispose()
     {
