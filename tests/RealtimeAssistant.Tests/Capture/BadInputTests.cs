@@ -98,4 +98,18 @@ public class BadInputTests(ITestOutputHelper log)
         Assert.Contains("camera 9", e.Message);
         log.WriteLine($"{e.Message} / {source.Status}");
     }
+
+    [Fact]
+    public void AFileWhoseOpenNeverReturns_IsAUserErrorAfterTheTimeout()
+    {
+        // A FIFO with no writer, opened as a file, blocks inside FFmpeg forever: the stand-in for any stuck decoder.
+        var fifo = Path.Combine(TestMedia.TempDir("stuck"), "stuck.mp4");
+        Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
+        var sw = Stopwatch.StartNew();
+        var e = Assert.Throws<UserError>(() => new VideoFileSource(fifo, new FrameSourceOptions { OpenTimeout = TimeSpan.FromSeconds(1) }));
+        Assert.InRange(sw.Elapsed.TotalSeconds, 0.9, 5);
+        Assert.Contains("longer than 1 s", e.Message);
+        // Release the abandoned open so its thread ends (opening read-write never blocks).
+        using (new FileStream(fifo, FileMode.Open, FileAccess.ReadWrite)) { }
+    }
 }
