@@ -83,11 +83,12 @@ public sealed class LiveFrameSource : IFrameSource
         while (!stopping)
         {
             VideoCapture? capture = null;
+            string? why = null;
             // Opening may block for good (a FIFO with no writer), so say what we wait for first.
             state = Interlocked.Read(ref frames) > 0 ? $"{Description} lost – reconnecting (attempt {backoff.Attempt + 1})"
                   : backoff.Attempt == 0 ? $"connecting to {Description}" : $"{Description} not available – trying again (attempt {backoff.Attempt + 1})";
             try { capture = open(); }
-            catch (Exception e) { state = $"cannot open: {e.Message}"; }
+            catch (Exception e) { why = e.Message; }   // a device error is one more reason to retry, never a crash
             if (stopping) { capture?.Dispose(); break; }
             if (capture is not null && capture.IsOpened())
             {
@@ -98,7 +99,7 @@ public sealed class LiveFrameSource : IFrameSource
             if (stopping) break;
             var wait = backoff.Next();
             var what = Interlocked.Read(ref frames) > 0 ? "lost" : "not available";
-            state = $"{Description} {what} – retrying in {wait.TotalSeconds:0.0} s (attempt {backoff.Attempt})";
+            state = $"{Description} {what} – retrying in {wait.TotalSeconds:0.0} s (attempt {backoff.Attempt})" + (why is null ? "" : $": {why}");
             options.Logger?.LogLost(Description, state);
             Sleep(wait);
         }

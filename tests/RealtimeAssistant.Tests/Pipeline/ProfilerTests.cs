@@ -95,4 +95,19 @@ public class ProfilerTests
         Assert.Equal(40_000, snap.Counter("events")!.Total);
         Assert.Contains("vision", snap.ToString());
     }
+
+    [Fact]
+    public void TimingAStage_AllocatesNothing_OnceTheStageExists()
+    {
+        var p = new Profiler();
+        using (p.Time(Profiler.Render)) { }
+        p.Count(Profiler.CaptionUpdates);
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            using (p.Time(Profiler.Render)) { }
+            p.Count(Profiler.CaptionUpdates);
+        }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
 }
