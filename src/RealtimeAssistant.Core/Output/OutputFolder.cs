@@ -19,17 +19,9 @@ public sealed record OutputPlan(OutputMode Mode, string Directory, IReadOnlyList
     public string Vtt => Path.Combine(Directory, OutputFolder.VttName);
     public string Jsonl => Path.Combine(Directory, OutputFolder.JsonlName);
 
-    /// <summary>An MP4 cannot be appended to, so a resumed run writes its video beside the first one.</summary>
-    public string AnnotatedVideo => Path.Combine(Directory, Mode == OutputMode.Resume ? NextPart() : OutputFolder.VideoName);
-
-    string NextPart()
-    {
-        for (int i = 2; ; i++)
-        {
-            var name = $"annotated.part{i}.mp4";
-            if (!File.Exists(Path.Combine(Directory, name))) return name;
-        }
-    }
+    /// <summary>An MP4 cannot be appended to, so a resumed run writes its video beside the first one
+    /// (annotated.part2.mp4, part3, …). Fixed when the plan is made, so asking twice gives the same name.</summary>
+    public string AnnotatedVideo { get; init; } = Path.Combine(Directory, OutputFolder.VideoName);
 }
 
 /// <summary>
@@ -70,7 +62,16 @@ public static class OutputFolder
         try { entries = CaptionJsonl.Read(jsonl); }
         catch (FormatException e) { throw new UserError($"cannot resume in {dir}: {e.Message} (use --force to start over)", e); }
         var last = entries.Select(e => e.Frame ?? -1).DefaultIfEmpty(-1).Max();
-        return new OutputPlan(OutputMode.Resume, dir, entries, last);
+        return new OutputPlan(OutputMode.Resume, dir, entries, last) { AnnotatedVideo = Path.Combine(dir, NextPart(dir)) };
+    }
+
+    static string NextPart(string dir)
+    {
+        for (int i = 2; ; i++)
+        {
+            var name = $"annotated.part{i}.mp4";
+            if (!File.Exists(Path.Combine(dir, name))) return name;
+        }
     }
 
     /// <summary>Carries out a plan: makes the folder, or deletes the old outputs for an overwrite.</summary>
