@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using RealtimeAssistant.Pipeline;
+
+namespace RealtimeAssistant.Capture;
+
+/// <summary>
+/// Runs a frame source on its own thread and publishes every frame into a
+/// <see cref="LatestFrameSlot"/>, so capture never waits for inference and inference always
+/// gets the newest frame. The slot is completed when the source ends or fails.
+/// </summary>
+public sealed class CaptureThread : IDisposable
+{
+    readonly IFrameSource source;
+    readonly Profiler? profiler;
+    readonly ILogger? logger;
+    readonly CancellationTokenSource stop = new();
+    Thread? thread;
+    long captured;
+    volatile bool ended;
+    volatile Exception? error;
+
+    public LatestFrameSlot Slot { get; }
+    public IFrameSource Source => source;
+    public long FramesCaptured => Interlocked.Read(ref captured);
+    public bool IsRunning => thread is { IsAlive: true };
+    /// <summary>The source said it has no more frames (or failed).</summary>
+    public bool EndOfStream => ended;
+    /// <summary>What stopped the source, if it threw (a <see cref="UserError"/> for bad input).</summary>
+    public Exception? Error => error;
+
+    public string Status => error is { } e ? $"error: {e.Message}" : ended ? "ended" : source.Status;
+
+    public CaptureThread(IFrameSource source, LatestFrameSlot? slot = null, Profiler? profiler = null, ILogger? logger = null)
+    {
+        this.source = source;
+        this.profiler = profiler;
+        this.logger = logger;
+        Slot = slot ?? new LatestFrameSlot();
+    }
+
+    public void Start()
+    {
+        if (thread is not null) throw new InvalidOperationException("capture already started");
+        thread = new Thread(Run) { IsBackground = true, Name = "capture" };
+        thread.Start();
+    }
+
+    void Run()
+    {
+        try
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var t0 = Stopwatch.GetTimestamp();
+                var frame = source.Read(stop.Token);
+                if (frame is null) break;
+                profiler?.Record(Profiler.Capture, Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
+                profiler?.Count(Profiler.FramesCaptured);
+                Interlocked.Increment(ref captured);
+                Slot.Publish(frame);
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested) { }
+        catch (Exception e)
+        {
+            error = e;
+            logger?.LogError(e, "capture from {Source} failed", source.Description);
+        }
+        finally
+        {
+            ended = true;
+            Slot.Complete();
+        }
+    }
+
+    /// <summary>Asks the thread to stop and waits for it; false if it did not stop in time.</summary>
+    public bool Stop(TimeSpan? timeout = null)
+    {
+        stop.Cancel();
+        return thread?.Join(timeout ?? TimeSpan.FromSeconds(3)) ?? true;
+    }
+
+    /// <summary>Stops the thread. The source and slot stay the caller's to dispose.</summary>
+    public void Dispose()
+    {
+        // A thread still stuck in a native read keeps using the token: only free it once the thread is gone.
+        if (Stop()) stop.Dispose();
+    }
+}

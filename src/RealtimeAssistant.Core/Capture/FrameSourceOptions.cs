@@ -1,0 +1,33 @@
+using Microsoft.Extensions.Logging;
+
+namespace RealtimeAssistant.Capture;
+
+/// <summary>How <see cref="FrameSources.Open"/> opens and runs a source.</summary>
+public sealed record FrameSourceOptions
+{
+    /// <summary>Replay files and folders from the start when they end.</summary>
+    public bool Loop { get; init; }
+
+    /// <summary>Deliver file/folder frames at their fps, as if live (used by <c>profile</c>).</summary>
+    public bool Realtime { get; init; }
+
+    /// <summary>Frame rate for image folders (files and devices carry their own).</summary>
+    public double Fps { get; init; } = 30;
+
+    /// <summary>How long a file may take to open and give its first frame before we call it undecodable.
+    /// AV1 in this OpenCV build opens fine and then never yields a frame, so this wait must be bounded.</summary>
+    public TimeSpan OpenTimeout { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>First and longest wait between reconnect attempts of a live source.</summary>
+    public TimeSpan RetryInitial { get; init; } = TimeSpan.FromSeconds(0.25);
+    public TimeSpan RetryMax { get; init; } = TimeSpan.FromSeconds(4);
+
+    /// <summary>A live source that has given no frame for this long ends (null = retry forever).</summary>
+    public TimeSpan? GiveUpAfter { get; init; }
+
+    /// <summary>Extra schemes, e.g. "synthetic" → the app's generated scene, matched on "NAME" or "NAME:args".</summary>
+    public IReadOnlyDictionary<string, Func<string, FrameSourceOptions, IFrameSource>> Schemes { get; init; }
+        = new Dictionary<string, Func<string, FrameSourceOptions, IFrameSource>>();
+
+    public ILogger? Logger { get; init; }
+}

@@ -1,0 +1,81 @@
+using System.Diagnostics;
+
+namespace RealtimeAssistant.Output;
+
+/// <summary>
+/// An ffmpeg process fed raw BGR frames on stdin and encoding H.264 into a fragmented MP4.
+/// Fragmented ("empty_moov" + a fragment per keyframe, one keyframe a second) because a classic
+/// MP4 only becomes playable when its index is written at the end: a killed run would leave
+/// nothing watchable, where this loses at most the last second.
+/// </summary>
+internal sealed class FfmpegPipe : IDisposable
+{
+    readonly Process process;
+    readonly Stream stdin;
+    readonly Queue<string> stderrTail = new();
+
+    public FfmpegPipe(string ffmpeg, string output, int width, int height, double fps)
+    {
+        var gop = Math.Max(1, (int)Math.Round(fps));
+        var info = new ProcessStartInfo(ffmpeg)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[]
+        {
+            "-hide_banner", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", $"{width}x{height}",
+            "-r", fps.ToString("0.######", System.Globalization.CultureInfo.InvariantCulture), "-i", "-",
+            // yuv420p needs even sizes: pad odd ones by a pixel rather than fail.
+            "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", gop.ToString(),
+            // flush_packets: without it finished fragments can sit in ffmpeg's 32 KB write buffer and die with it.
+            "-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-flush_packets", "1",
+            output,
+        }) info.ArgumentList.Add(a);
+        process = Process.Start(info) ?? throw new IOException($"could not start {ffmpeg}");
+        // Drain stderr (a full pipe would stall ffmpeg) and keep its end for error messages.
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is null) return;
+            lock (stderrTail) { stderrTail.Enqueue(e.Data); if (stderrTail.Count > 20) stderrTail.Dequeue(); }
+        };
+        process.BeginErrorReadLine();
+        process.OutputDataReceived += (_, _) => { };
+        process.BeginOutputReadLine();
+        stdin = process.StandardInput.BaseStream;
+    }
+
+    public int ProcessId => process.Id;
+
+    public string Errors { get { lock (stderrTail) return string.Join(" | ", stderrTail); } }
+
+    public void Write(ReadOnlySpan<byte> frame)
+    {
+        try { stdin.Write(frame); }
+        catch (IOException e) { throw new IOException($"ffmpeg stopped taking frames: {Errors}", e); }
+    }
+
+    /// <summary>Closes stdin so ffmpeg finishes the file; kills it if it does not within the timeout.</summary>
+    public int Finish(TimeSpan timeout)
+    {
+        try { stdin.Dispose(); } catch (IOException) { /* ffmpeg already gone; its exit code says why */ }
+        if (!process.WaitForExit(timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit();
+            throw new IOException($"ffmpeg did not finish within {timeout.TotalSeconds:0} s; killed");
+        }
+        process.WaitForExit(); // flushes the async stderr readers
+        return process.ExitCode;
+    }
+
+    public void Dispose()
+    {
+        if (!process.HasExited) { try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { } }
+        process.Dispose();
+    }
+}

@@ -1,0 +1,110 @@
+using System.Diagnostics;
+using OpenCvSharp;
+using RealtimeAssistant.Capture;
+
+namespace RealtimeAssistant.Tests.Capture;
+
+public class FileSourceTests
+{
+    [Fact]
+    public void ReadsAGeneratedClip_WithCountSizeAndTimestamps_ThenEnds()
+    {
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("file"), frames: 30, fps: 15, width: 160, height: 120);
+        using var source = FrameSources.Open(clip);
+        Assert.IsType<VideoFileSource>(source);
+        Assert.False(source.IsLive);
+        Assert.Equal(15, source.Fps, 1);
+        Assert.Equal(30, source.FrameCount);
+
+        var frames = new List<Frame>();
+        while (source.Read() is { } f) frames.Add(f);
+        Assert.Equal(30, frames.Count);
+        Assert.All(frames, f => Assert.Equal(new Size(160, 120), f.Image.Size()));
+        Assert.All(frames, f => Assert.Equal(MatType.CV_8UC3, f.Image.Type()));
+        Assert.Equal(Enumerable.Range(0, 30).Select(i => (long)i), frames.Select(f => f.Index));
+        Assert.Equal(29 / 15.0, frames[^1].Timestamp.TotalSeconds, 3); // index / fps
+        Assert.Null(source.Read()); // stays ended
+        Assert.Equal("ended", source.Status);
+        frames.ForEach(f => f.Dispose());
+    }
+
+    [Fact]
+    public void Loop_ReplaysFromTheStart_WithTimestampsStillRising()
+    {
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("loop"), frames: 10, fps: 10);
+        using var source = FrameSources.Open(clip, new FrameSourceOptions { Loop = true });
+        var frames = new List<Frame>();
+        for (int i = 0; i < 25; i++) frames.Add(source.Read() ?? throw new Xunit.Sdk.XunitException($"looping source ended at {i}"));
+        Assert.Equal(Enumerable.Range(0, 25).Select(i => (long)i), frames.Select(f => f.Index));
+        // Frame 10 is the clip's first frame again.
+        using (var diff = new Mat())
+        {
+            Cv2.Absdiff(frames[0].Image, frames[10].Image, diff);
+            Assert.True(Cv2.Mean(diff).Val0 < 3, "the replayed frame should match the first");
+        }
+        Assert.True(frames[10].Timestamp > frames[9].Timestamp);
+        frames.ForEach(f => f.Dispose());
+    }
+
+    [Fact]
+    public void Realtime_PacesFramesAtTheFilesRate()
+    {
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("pace"), frames: 10, fps: 20);
+        using var source = FrameSources.Open(clip, new FrameSourceOptions { Realtime = true });
+        Assert.True(source.IsLive);
+        var sw = Stopwatch.StartNew();
+        int n = 0;
+        while (source.Read() is { } f) { f.Dispose(); n++; }
+        // 10 frames at 20 fps: the last is due at 0.45 s.
+        Assert.InRange(sw.Elapsed.TotalSeconds, 0.4, 3);
+        Assert.InRange(n, 8, 10); // a late frame may be skipped, as a camera would
+    }
+
+    [Fact]
+    public void ImageFolder_PlaysImagesInNaturalOrder()
+    {
+        var dir = TestMedia.TempDir("images");
+        foreach (var i in new[] { 1, 2, 10 })
+        {
+            using var m = TestMedia.Pattern(i);
+            Cv2.ImWrite(Path.Combine(dir, $"frame{i}.png"), m);
+        }
+        File.WriteAllText(Path.Combine(dir, "notes.txt"), "not an image");
+        using var source = FrameSources.Open(dir, new FrameSourceOptions { Fps = 5 });
+        Assert.IsType<ImageFolderSource>(source);
+        Assert.Equal(3, source.FrameCount);
+        var frames = new List<Frame>();
+        while (source.Read() is { } f) frames.Add(f);
+        Assert.Equal(3, frames.Count);
+        Assert.Equal(TimeSpan.FromSeconds(0.4), frames[2].Timestamp);
+        using var expected = TestMedia.Pattern(10);
+        using var diff = new Mat();
+        Cv2.Absdiff(expected, frames[2].Image, diff);
+        Assert.Equal(0, Cv2.CountNonZero(diff.CvtColor(ColorConversionCodes.BGR2GRAY)));
+        frames.ForEach(f => f.Dispose());
+    }
+
+    [Fact]
+    public void EmptyFolder_IsAUserError()
+    {
+        var e = Assert.Throws<UserError>(() => FrameSources.Open(TestMedia.TempDir("empty")));
+        Assert.Contains("no images", e.Message);
+    }
+
+    [Fact]
+    public void GeneratedSource_RendersCountFrames_AndSchemesReachIt()
+    {
+        var options = new FrameSourceOptions
+        {
+            Schemes = new Dictionary<string, Func<string, FrameSourceOptions, IFrameSource>>
+            {
+                ["synthetic"] = (spec, _) => new GeneratedFrameSource(i => TestMedia.Pattern(i), 25, count: 5, description: spec),
+            },
+        };
+        using var source = FrameSources.Open("synthetic:seed=1", options);
+        Assert.StartsWith("synthetic:seed=1", source.Description);
+        int n = 0;
+        while (source.Read() is { } f) { Assert.Equal(n, f.Index); f.Dispose(); n++; }
+        Assert.Equal(5, n);
+    }
+}

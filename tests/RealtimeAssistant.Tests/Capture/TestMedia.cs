@@ -1,0 +1,94 @@
+using System.Diagnostics;
+using OpenCvSharp;
+using RealtimeAssistant.Output;
+
+namespace RealtimeAssistant.Tests.Capture;
+
+/// <summary>Clips for the capture and output tests: made here, or real ones from Debian's opencv-doc.</summary>
+public static class TestMedia
+{
+    /// <summary>OpenCV's sample videos, from the Debian package opencv-doc.</summary>
+    public const string DebianSamples = "/usr/share/doc/opencv-doc/examples/data";
+
+    public static string? Ffmpeg => Executables.Find("ffmpeg");
+
+    /// <summary>This test run's scratch folder, removed when the test process exits.</summary>
+    static readonly Lazy<string> Root = new(() =>
+    {
+        var parent = Path.Combine(Path.GetTempPath(), "ra-tests");
+        var root = Path.Combine(parent, Environment.ProcessId.ToString());
+        // The test host may be killed before ProcessExit finishes: sweep up after runs that are gone.
+        if (OperatingSystem.IsLinux() && Directory.Exists(parent))
+            foreach (var old in Directory.EnumerateDirectories(parent))
+                if (!int.TryParse(Path.GetFileName(old), out var pid) || !Directory.Exists($"/proc/{pid}"))
+                    try { Directory.Delete(old, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try { Directory.Delete(root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        };
+        return root;
+    });
+
+    public static string TempDir(string name)
+    {
+        var dir = Path.Combine(Root.Value, $"{name}-{Guid.NewGuid():N}"[..(name.Length + 9)]);
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    /// <summary>A frame whose content encodes its index (a bright bar that moves), so order can be checked.</summary>
+    public static Mat Pattern(long i, int width = 160, int height = 120)
+    {
+        var m = new Mat(height, width, MatType.CV_8UC3, new Scalar(30, 60, 90));
+        var x = (int)(i * 7 % width);
+        Cv2.Rectangle(m, new Rect(x, 0, Math.Min(8, width - x), height), Scalar.White, -1);
+        return m;
+    }
+
+    /// <summary>Writes an mp4v clip with OpenCV (the codec this build can both write and read).</summary>
+    public static string WriteClip(string dir, int frames = 30, double fps = 15, int width = 160, int height = 120, string name = "clip.mp4")
+    {
+        var path = Path.Combine(dir, name);
+        using var writer = new VideoWriter(path, FourCC.MP4V, fps, new Size(width, height));
+        Assert.True(writer.IsOpened(), "OpenCV could not open an mp4v writer");
+        for (int i = 0; i < frames; i++)
+        {
+            using var m = Pattern(i, width, height);
+            writer.Write(m);
+        }
+        return path;
+    }
+
+    /// <summary>Runs a tool and kills it if it outlives the timeout, so a test never hangs on it.</summary>
+    public static (int Code, string Errors) Run(string exe, IEnumerable<string> args, TimeSpan timeout)
+    {
+        var info = new ProcessStartInfo(exe) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in args) info.ArgumentList.Add(a);
+        using var p = Process.Start(info)!;
+        var err = p.StandardError.ReadToEndAsync();
+        _ = p.StandardOutput.ReadToEndAsync();
+        if (!p.WaitForExit(timeout))
+        {
+            p.Kill(entireProcessTree: true);
+            p.WaitForExit();
+            return (-1, $"killed after {timeout.TotalSeconds} s");
+        }
+        return (p.ExitCode, err.Result);
+    }
+
+    /// <summary>Reads every frame of a video back with OpenCV: (count, size of the first).</summary>
+    public static (int Count, Size Size) ReadBack(string path)
+    {
+        using var cap = new VideoCapture(path, VideoCaptureAPIs.FFMPEG);
+        Assert.True(cap.IsOpened(), $"OpenCV could not open {path}");
+        using var m = new Mat();
+        int n = 0;
+        Size size = default;
+        while (cap.Read(m) && !m.Empty())
+        {
+            if (n == 0) size = m.Size();
+            n++;
+        }
+        return (n, size);
+    }
+}

@@ -1,0 +1,93 @@
+using OpenCvSharp;
+using RealtimeAssistant.Output;
+using RealtimeAssistant.Tests.Capture;
+using Xunit.Abstractions;
+
+namespace RealtimeAssistant.Tests.Output;
+
+public class AnnotatedVideoWriterTests(ITestOutputHelper log)
+{
+    static void WriteFrames(AnnotatedVideoWriter w, int n, int width, int height)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            using var m = TestMedia.Pattern(i, width, height);
+            w.Write(m);
+        }
+    }
+
+    [Fact]
+    public void OpenCvMp4v_ReadsBackWithTheSameFramesAndSize()
+    {
+        var path = Path.Combine(TestMedia.TempDir("mp4v"), "annotated.mp4");
+        using (var w = new AnnotatedVideoWriter(path, 15, VideoEncoder.OpenCvMp4v))
+        {
+            Assert.Equal("OpenCV mp4v", w.EncoderDescription);
+            WriteFrames(w, 24, 200, 150);
+            Assert.Equal(24, w.FramesWritten);
+        }
+        Assert.Equal((24, new Size(200, 150)), TestMedia.ReadBack(path));
+    }
+
+    [Fact]
+    public void FfmpegH264_ReadsBackWithTheSameFramesAndSize()
+    {
+        if (TestMedia.Ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg on PATH; H.264 output falls back to OpenCV mp4v"); return; }
+        var path = Path.Combine(TestMedia.TempDir("h264"), "annotated.mp4");
+        using (var w = new AnnotatedVideoWriter(path, 15))
+        {
+            Assert.Equal(VideoEncoder.FfmpegH264, w.Encoder);
+            WriteFrames(w, 24, 200, 150);
+            w.Finish();
+            Assert.Null(w.Error);
+        }
+        Assert.Equal((24, new Size(200, 150)), TestMedia.ReadBack(path));
+        using var cap = new VideoCapture(path);
+        Assert.Equal("h264", FourCc(cap).ToLowerInvariant().Replace("avc1", "h264"));
+    }
+
+    [Fact]
+    public void FfmpegH264_AKilledEncoderStillLeavesAPlayableFile()
+    {
+        if (TestMedia.Ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg on PATH"); return; }
+        var path = Path.Combine(TestMedia.TempDir("h264-cut"), "annotated.mp4");
+        var w = new AnnotatedVideoWriter(path, 10);
+        WriteFrames(w, 45, 160, 120);
+        Thread.Sleep(1500); // let ffmpeg encode what it can and write its fragments
+        // SIGKILL, as a crash would: no trailer, no flush. A classic MP4 would now be unreadable.
+        using (var ffmpeg = System.Diagnostics.Process.GetProcessById(w.EncoderProcessId!.Value)) ffmpeg.Kill();
+        w.Dispose();
+        Assert.NotNull(w.Error); // the writer noticed the encoder died
+        log.WriteLine(w.Error);
+        var (count, size) = TestMedia.ReadBack(path);
+        log.WriteLine($"{count} of 45 frames survived the kill");
+        Assert.Equal(new Size(160, 120), size);
+        Assert.InRange(count, 10, 45); // at least the first one-second fragment
+    }
+
+    [Fact]
+    public void OddSizes_ArePaddedForH264()
+    {
+        if (TestMedia.Ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg on PATH"); return; }
+        var path = Path.Combine(TestMedia.TempDir("odd"), "annotated.mp4");
+        using (var w = new AnnotatedVideoWriter(path, 10)) WriteFrames(w, 5, 161, 121);
+        Assert.Equal((5, new Size(162, 122)), TestMedia.ReadBack(path));
+    }
+
+    [Fact]
+    public void AFrameOfAnotherSize_IsRejected()
+    {
+        var path = Path.Combine(TestMedia.TempDir("size"), "annotated.mp4");
+        using var w = new AnnotatedVideoWriter(path, 10, VideoEncoder.OpenCvMp4v);
+        WriteFrames(w, 1, 160, 120);
+        using var other = TestMedia.Pattern(0, 100, 100);
+        Assert.Throws<ArgumentException>(() => w.Write(other));
+    }
+
+    static string FourCc(VideoCapture cap)
+    {
+        var code = (int)cap.Get(VideoCaptureProperties.FourCC);
+        return new string(Enumerable.Range(0, 4).Select(i => (char)((code >> (8 * i)) & 0xFF)).ToArray());
+    }
+}
+
