@@ -65,7 +65,7 @@ public sealed record PruningConfig
         File.WriteAllText(path, ToJson());
     }
 
-    public int FirstTestLayer => FilterFrom ?? ShallowLayers + 1;
+    [JsonIgnore] public int FirstTestLayer => FilterFrom ?? ShallowLayers + 1;
     public int Deadline(int layers) => DeadlineLayer ?? Math.Max(FirstTestLayer, Math.Min(ShallowLayers + 2, layers - 2));
 
     /// <summary>Checks every setting against a model with <paramref name="layers"/> decoder layers.</summary>
