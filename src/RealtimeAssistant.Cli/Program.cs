@@ -8,5 +8,6 @@ root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(AnalyzeCommand.Create());
 foreach (var extra in CommandRegistry.Extra()) root.Subcommands.Add(extra);
 return await root.Parse(args).InvokeAsync();

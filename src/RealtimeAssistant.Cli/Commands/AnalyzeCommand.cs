@@ -1,0 +1,210 @@
+using System.CommandLine;
+using OpenCvSharp;
+using RealtimeAssistant.Demo;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Pruning;
+using RealtimeAssistant.Training;
+using Spectre.Console;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Cli.Commands;
+
+/// <summary>
+/// `ra analyze`: a model's per-layer cross-modal dynamics, measured on its own inputs, and the
+/// VisiPruner schedule they suggest (s, the range for L_f, the exit layer) as a loadable config.
+/// </summary>
+public static class AnalyzeCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model", "-m") { Description = "model folder (default: media/demo-model)" };
+        var images = new Option<string[]>("--images") { Description = "images to analyze (default: held-out demo scenes)", AllowMultipleArgumentsPerToken = true };
+        var scenes = new Option<int>("--scenes") { DefaultValueFactory = _ => 16, Description = "held-out demo scenes when no --images" };
+        var prompt = new Option<string?>("--prompt") { Description = "prompt with one <image> marker (default: the model's)" };
+        var decode = new Option<int>("--decode") { DefaultValueFactory = _ => 24, Description = "caption tokens compared (teacher-forced) for KL and agreement" };
+        var outDir = new Option<string>("--out") { DefaultValueFactory = _ => "docs/pruning", Description = "folder for the plots, analysis.json and schedule.json" };
+        var agree = new Option<double>("--agreement") { DefaultValueFactory = _ => 0.98, Description = "token agreement a proposal must keep" };
+        var device = Cli.DeviceOption();
+        var cmd = new Command("analyze", "Per-layer text→vision attention, filtering-test cosines, value norms and visual-KV knockouts; proposes a pruning schedule and plots it.")
+            { model, images, scenes, prompt, decode, outDir, agree, device };
+        return cmd.WithAction((pr, ct) =>
+        {
+            var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model") ?? throw new UserError("no --model given and media/demo-model not found");
+            int nd = pr.GetValue(decode), ns = pr.GetValue(scenes);
+            if (nd < 1 || ns < 1) throw new UserError("analyze: --decode and --scenes must be ≥ 1");
+            using var engine = LlavaEngine.Load(dir, new EngineOptions { Device = pr.GetValue(device)! });
+            var mats = new List<Mat>();
+            try
+            {
+                if (pr.GetValue(images) is { Length: > 0 } paths) mats.AddRange(paths.Select(Cli.ReadImage));
+                else
+                {
+                    var data = new DemoDataset(DemoSplit.Eval);
+                    for (int i = 0; i < ns; i++) { using var s = data.CaptionSample(i, DemoModelSpec.ImageSize); mats.Add(s.Image.Clone()); }
+                }
+                var a = Analyze(engine, mats, pr.GetValue(prompt), nd, pr.GetValue(agree), ct);
+                Report(a, pr.GetValue(outDir)!, dir);
+            }
+            finally { foreach (var m in mats) m.Dispose(); }
+            return Task.FromResult(0);
+        });
+    }
+
+    public sealed record Analysis(int Layers, int Inputs, double[] TextMass, double[] MinCos, double[] OverNorm, double[] TopNorm,
+        double[] KnockKl, double[] KnockAgree, double[] ShallowKl, double[] ShallowAgree, int[] FirstFire, PruningConfig Proposal, List<string> Notes);
+
+    static Analysis Analyze(LlavaEngine e, List<Mat> images, string? prompt, int nd, double agreeTarget, CancellationToken ct)
+    {
+        int L = e.Config.Text.NumHiddenLayers;
+        var defaults = new PruningConfig();
+        using var cap = new Captioner(e);
+        var ids = cap.PromptIds(prompt ?? (e.DefaultPrompt.Contains("<image>") ? e.DefaultPrompt : null));
+        var spans = VisualSpan.FromIds(ids, e.Config.ImageTokenIndex, e.Config.ImageTokens);
+        if (spans.Count != 1) throw new UserError($"analyze takes a prompt with one image marker, got {spans.Count}");
+        var slots = Enumerable.Range(spans[0].Start, spans[0].Length).Select(i => (long)i).ToArray();
+        var pos = Enumerable.Range(0, ids.Count).Select(i => (long)i).ToArray();
+        var lm = e.Model.language_model;
+        var (group, start) = e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, (long)ids.Count);
+        double[] mass = new double[L], minCos = new double[L], over = new double[L], top = new double[L];
+        double[] kKl = new double[L + 1], kAg = new double[L + 1], sKl = new double[L], sAg = new double[L];
+        var firstFire = new List<int>();
+        using var _ = torch.no_grad();
+        foreach (var img in images)
+        {
+            ct.ThrowIfCancellationRequested();
+            using var scope = torch.NewDisposeScope();
+            var feats = e.Model.EncodeImages(cap.Preprocessor.Process(img));
+            var emb = e.Model.Embed(torch.tensor(ids.Select(i => (long)i).ToArray(), device: e.Device).view(1, -1), feats, slots);
+            // 1. Measurements on the unpruned forward.
+            var meas = new AnalysisPruner(L, measure: true);
+            var (baseLp, tokens) = Run(meas, null);
+            foreach (var p in meas.Probes.Where(p => p.Layer >= 0 && p.Layer < L))
+            {
+                mass[p.Layer] += p.TextMass / images.Count;
+                minCos[p.Layer] += p.MinCos / images.Count;
+                over[p.Layer] += (double)p.Norm.Count(n => n > defaults.TokensThreshold) / images.Count;
+                top[p.Layer] += p.Norm.Max() / images.Count;
+            }
+            // 2. Visual-KV knockout from layer l on, and text barred from vision in layers 0..s−1.
+            for (int l = 0; l <= L; l++) { var (kl, ag) = Compare(baseLp, tokens, new AnalysisPruner(L, knockoutFrom: l)); kKl[l] += kl / images.Count; kAg[l] += ag / images.Count; }
+            for (int s = 1; s < L; s++) { var (kl, ag) = Compare(baseLp, tokens, new AnalysisPruner(L, shallow: s)); sKl[s] += kl / images.Count; sAg[s] += ag / images.Count; }
+            firstFire.Add(meas.Probes.Where(p => p.MinCos < defaults.LayerThreshold).Select(p => p.Layer).DefaultIfEmpty(-1).First());
+
+            (List<Tensor> Lp, List<long> Tok) Run(ITokenPruner pruner, List<long>? force)
+            {
+                using var cache = new KvCache(L);
+                using var r = PrunedPrefill.Run(lm, emb, pos, spans, pruner, cache);
+                var lps = new List<Tensor> { lm.Logits(r.Last[0]).log_softmax(-1) };
+                var toks = new List<long>();
+                long p0 = start;
+                for (int t = 0; t < nd; t++)
+                {
+                    long next = force != null ? (t < force.Count ? force[t] : -1) : lps[^1].argmax().item<long>();
+                    if (next < 0 || (force == null && next == e.Config.Text.EosTokenId)) break;
+                    toks.Add(next);
+                    if (t == nd - 1 || (force != null && t == force.Count - 1)) break;
+                    var h = lm.model.Forward(lm.model.embed_tokens.forward(torch.tensor(new[] { next }, device: e.Device).view(1, 1)),
+                        new DecoderStep { Positions = new[] { p0++ }, Cache = cache, Group = group });
+                    lps.Add(lm.Logits(h[0, -1]).log_softmax(-1));
+                }
+                return (lps, toks);
+            }
+            (double Kl, double Agree) Compare(List<Tensor> b, List<long> toks, ITokenPruner pruner)
+            {
+                var (lp, _) = Run(pruner, toks);
+                int n = Math.Min(b.Count, lp.Count);
+                double kl = 0, ag = 0;
+                for (int i = 0; i < n; i++)
+                {
+                    kl += (b[i].exp() * (b[i] - lp[i])).sum().item<float>();
+                    ag += lp[i].argmax().item<long>() == b[i].argmax().item<long>() ? 1 : 0;
+                }
+                return (kl / n, ag / n);
+            }
+        }
+        // Proposal.
+        var notes = new List<string>();
+        int sProp = 0;
+        for (int s = 1; s < L; s++) if (sAg[s] >= agreeTarget) sProp = s; else break;
+        notes.Add(sProp == 0 ? $"no shallow stage keeps {agreeTarget:P0} agreement: text reads vision from layer 0 (s = 0)"
+            : $"text can be barred from vision in layers 0..{sProp - 1} (agreement {sAg[sProp]:0.000}, KL {sKl[sProp]:0.0000}): s = {sProp}");
+        int exit = L;
+        for (int l = L - 1; l >= 1; l--) if (kAg[l] >= agreeTarget) exit = l; else break;
+        notes.Add(exit < L ? $"visual KV can be dropped from layer {exit} on (agreement {kAg[exit]:0.000}, KL {kKl[exit]:0.0000})"
+            : "every layer still needs vision: no knockout keeps the agreement (no fixed exit)");
+        var fires = firstFire.Where(f => f > sProp).ToList();
+        int lfMin = Math.Min(sProp + 1, L - 1), lfMax = Math.Max(lfMin, Math.Min(exit - 1, L - 2));
+        if (fires.Count > 0) { lfMin = Math.Max(sProp + 1, fires.Min()); lfMax = Math.Max(lfMin, Math.Min(lfMax, fires.Max())); }
+        notes.Add($"filtering test (min cos < {defaults.LayerThreshold}) first fires at layers [{string.Join(", ", firstFire)}]; proposed L_f range {lfMin}..{lfMax}");
+        notes.Add($"reference defaults: s = {defaults.ShallowLayers} (first test layer {defaults.ShallowLayers + 1}) of {L} layers"
+            + (defaults.ShallowLayers + 1 >= L - 1 ? " — on this model they leave no layer to prune" : ""));
+        // An early exit makes a shallow stage moot: vision is dropped before it would matter.
+        int sFinal = Math.Max(0, Math.Min(sProp, exit - 1));
+        int from = Math.Min(Math.Max(lfMin, sFinal + 1), L - 1);
+        int? deadline = from <= L - 2 ? Math.Clamp(lfMax, from, L - 2) : null;
+        var proposal = new PruningConfig
+        {
+            ShallowLayers = sFinal, FilterFrom = from, DeadlineLayer = deadline, ExitLayer = exit < L ? exit : null,
+        };
+        notes.Add($"proposal: s = {sFinal}, filtering test from layer {from}" + (deadline is { } d ? $", budget deadline {d}" : "")
+            + (exit < L ? $", every visual token dropped from layer {exit} on" : ", exit by the test only"));
+        return new Analysis(L, images.Count, mass, minCos, over, top, kKl, kAg, sKl, sAg, firstFire.ToArray(), proposal, notes);
+    }
+
+    static void Report(Analysis a, string outDir, string model)
+    {
+        Directory.CreateDirectory(outDir);
+        var t = new Table().Title($"{model}: {a.Inputs} inputs").AddColumns("layer", "text→vision mass", "min cos", "‖contrib‖>0.2", "max ‖contrib‖", "knockout from L: KL", "agree", "bar text in 0..L-1: KL", "agree");
+        for (int l = 0; l < a.Layers; l++)
+            t.AddRow(l.ToString(), a.TextMass[l].ToString("0.000"), a.MinCos[l].ToString("0.0000"), a.OverNorm[l].ToString("0.0"), a.TopNorm[l].ToString("0.000"),
+                a.KnockKl[l].ToString("0.0000"), a.KnockAgree[l].ToString("0.000"),
+                l == 0 ? "–" : a.ShallowKl[l].ToString("0.0000"), l == 0 ? "–" : a.ShallowAgree[l].ToString("0.000"));
+        AnsiConsole.Write(t);
+        foreach (var n in a.Notes) AnsiConsole.MarkupLine($"[grey]•[/] {Markup.Escape(n)}");
+        var sched = Path.Combine(outDir, "schedule.json");
+        a.Proposal.Save(sched);
+        Cli.WriteJson(Path.Combine(outDir, "analysis.json"), new
+        {
+            model, layers = a.Layers, inputs = a.Inputs, text_vision_mass = a.TextMass, min_cos = a.MinCos, over_norm_threshold = a.OverNorm,
+            max_contrib_norm = a.TopNorm, knockout_kl = a.KnockKl, knockout_agreement = a.KnockAgree, shallow_kl = a.ShallowKl,
+            shallow_agreement = a.ShallowAgree, first_fire = a.FirstFire, notes = a.Notes, proposal = a.Proposal,
+        });
+        AnsiConsole.MarkupLine($"[grey]proposed schedule:[/] {Markup.Escape(sched)}");
+        double[] xs = Enumerable.Range(0, a.Layers).Select(i => (double)i).ToArray();
+        double[] xs1 = Enumerable.Range(0, a.Layers + 1).Select(i => (double)i).ToArray();
+        Plot(Path.Combine(outDir, "layer-dynamics.png"), "Per-layer cross-modal dynamics", "layer", new[]
+        {
+            ("text→vision attention mass", xs, a.TextMass), ("min cos(o − contrib_j, o), last token", xs, a.MinCos),
+        });
+        Plot(Path.Combine(outDir, "knockout.png"), "Removing vision: token agreement with the unpruned caption", "layer L", new[]
+        {
+            ("visual KV removed from layer L on", xs1, a.KnockAgree),
+            ("text barred from vision in layers 0..L-1", xs[1..], a.ShallowAgree[1..]),
+        });
+        Plot(Path.Combine(outDir, "knockout-kl.png"), "Removing vision: KL(unpruned ‖ pruned) per caption token", "layer L", new[]
+        {
+            ("visual KV removed from layer L on", xs1, a.KnockKl),
+            ("text barred from vision in layers 0..L-1", xs[1..], a.ShallowKl[1..]),
+        });
+        Plot(Path.Combine(outDir, "contrib-norms.png"), "Value contributions at the last prompt token", "layer", new[]
+        {
+            ("visual tokens with ‖contrib‖ > 0.2", xs, a.OverNorm), ("max ‖contrib‖ × 10", xs, a.TopNorm.Select(v => v * 10).ToArray()),
+        });
+    }
+
+    static void Plot(string path, string title, string xlabel, (string Label, double[] X, double[] Y)[] series)
+    {
+        var plt = new ScottPlot.Plot();
+        foreach (var (label, x, y) in series)
+        {
+            var s = plt.Add.Scatter(x, y);
+            s.LegendText = label;
+        }
+        plt.Title(title);
+        plt.XLabel(xlabel);
+        plt.ShowLegend();
+        plt.SavePng(path, 900, 500);
+        AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(path)}[/]");
+    }
+}

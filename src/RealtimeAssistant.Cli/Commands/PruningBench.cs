@@ -1,0 +1,253 @@
+using System.CommandLine;
+using System.Diagnostics;
+using RealtimeAssistant.Demo;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Pruning;
+using RealtimeAssistant.Training;
+using Spectre.Console;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Cli.Commands;
+
+/// <summary>Every <see cref="PruningConfig"/> setting on the command line, over an optional --prune-config JSON file.</summary>
+public sealed class PruningOptions
+{
+    public readonly Option<string?> File = new("--prune-config") { Description = "pruning settings as JSON (snake_case keys; `ra analyze` writes one); flags below override it" };
+    public readonly Option<string?> Method = new("--prune-method") { Description = "none, visipruner, fastv or random" };
+    public readonly Option<int?> Shallow = new("--shallow-layers") { Description = "s: layers 0..s-1 bar text from vision (reference: 6)" };
+    public readonly Option<bool?> Sink = new("--sink") { Description = "keep one sink visual token per frame for text in the shallow stage (default true)" };
+    public readonly Option<double?> LayerThr = new("--layer-threshold") { Description = "filtering test fires when min cos < this (reference: 0.995)" };
+    public readonly Option<double?> TokensThr = new("--tokens-threshold") { Description = "keep tokens with ||contrib|| above this (reference: 0.2)" };
+    public readonly Option<int?> FilterFrom = new("--filter-from") { Description = "first layer running the filtering test (default s+1)" };
+    public readonly Option<double?> ExitThr = new("--exit-threshold") { Description = "exit test passes when every cos >= this (reference: 0.999)" };
+    public readonly Option<int?> ExitPasses = new("--exit-passes") { Description = "passes (cumulative) before every visual token is dropped (reference: 2)" };
+    public readonly Option<int?> ExitLayer = new("--exit-layer") { Description = "fixed exit: no visual token reaches layers >= this" };
+    public readonly Option<int?> Budget = new("--budget") { Description = "budget mode: at most k visual tokens per frame (top-k by ||contrib||)" };
+    public readonly Option<int?> Deadline = new("--deadline-layer") { Description = "budget mode: filter at this layer if the test has not fired" };
+    public readonly Option<int?> FastvK = new("--fastv-k") { Description = "FastV / random: the layer after which tokens are cut (default 2)" };
+    public readonly Option<double?> FastvKeep = new("--fastv-keep") { Description = "FastV: fraction of visual tokens kept (default 0.5)" };
+    public readonly Option<int?> RandomKeep = new("--random-keep") { Description = "random: visual tokens kept per frame (default 16)" };
+
+    public Command AddTo(Command c)
+    {
+        foreach (var o in new Option[] { File, Method, Shallow, Sink, LayerThr, TokensThr, FilterFrom, ExitThr, ExitPasses, ExitLayer, Budget, Deadline, FastvK, FastvKeep, RandomKeep })
+            c.Options.Add(o);
+        return c;
+    }
+
+    /// <summary>The file's settings (or <paramref name="fallback"/>, or the reference defaults) with the flags given applied.</summary>
+    public PruningConfig Read(ParseResult pr, PruningConfig? fallback = null)
+    {
+        var c = pr.GetValue(File) is { } f ? PruningConfig.Load(f) : fallback ?? new PruningConfig();
+        return c with
+        {
+            Method = pr.GetValue(Method) ?? c.Method,
+            ShallowLayers = pr.GetValue(Shallow) ?? c.ShallowLayers,
+            Sink = pr.GetValue(Sink) ?? c.Sink,
+            LayerThreshold = pr.GetValue(LayerThr) ?? c.LayerThreshold,
+            TokensThreshold = pr.GetValue(TokensThr) ?? c.TokensThreshold,
+            FilterFrom = pr.GetValue(FilterFrom) ?? c.FilterFrom,
+            ExitThreshold = pr.GetValue(ExitThr) ?? c.ExitThreshold,
+            ExitPasses = pr.GetValue(ExitPasses) ?? c.ExitPasses,
+            ExitLayer = pr.GetValue(ExitLayer) ?? c.ExitLayer,
+            Budget = pr.GetValue(Budget) ?? c.Budget,
+            DeadlineLayer = pr.GetValue(Deadline) ?? c.DeadlineLayer,
+            FastvK = pr.GetValue(FastvK) ?? c.FastvK,
+            FastvKeep = pr.GetValue(FastvKeep) ?? c.FastvKeep,
+            RandomKeep = pr.GetValue(RandomKeep) ?? c.RandomKeep,
+        };
+    }
+}
+
+/// <summary>
+/// `ra bench pruning`: none, FastV, VisiPruner and VisiPruner-budget on the same frames in one process,
+/// on the demo model and on a LLaVA-1.5-7B-shaped decoder (32 layers, 576 visual tokens, reduced width,
+/// random weights): median prefill ms, analytic FLOPs, kept visual tokens, and caption F1 on the demo model.
+/// </summary>
+public static class PruningBench
+{
+    public sealed record MethodResult(string method, double prefill_ms, double flops, double kept_tokens, double? f1,
+        double speedup, string schedule, double? filter_layer, double? exit_layer);
+    public sealed record ConfigResult(string name, string description, int visual_tokens, int prompt_tokens, List<MethodResult> methods);
+
+    public static Command Create()
+    {
+        var json = Cli.JsonOption("write the results as JSON (configs[].name, configs[].methods[] with method, prefill_ms, flops, kept_tokens, f1)");
+        var model = new Option<string?>("--model", "-m") { Description = "demo model folder (default: media/demo-model; a demo-shaped random model if absent)" };
+        var frames = new Option<int>("--frames") { DefaultValueFactory = _ => 8, Description = "frames timed per config" };
+        var reps = new Option<int>("--reps") { DefaultValueFactory = _ => 3, Description = "timed repetitions per frame (after one warm-up)" };
+        var scenes = new Option<int>("--scenes") { DefaultValueFactory = _ => 40, Description = "held-out scenes for caption F1 on the demo model" };
+        var hidden = new Option<int>("--llava-hidden") { DefaultValueFactory = _ => 1024, Description = "width of the LLaVA-shaped config (7B: 4096)" };
+        var budget = new Option<int>("--budget-k") { DefaultValueFactory = _ => 0, Description = "VisiPruner-budget's k per frame (0: 12 on the demo model, 32 on the LLaVA shape)" };
+        var skipLlava = new Option<bool>("--skip-llava") { Description = "only the demo model" };
+        var device = Cli.DeviceOption();
+        var prune = new PruningOptions();
+        var cmd = prune.AddTo(new Command("pruning", "Prefill time, FLOPs, kept tokens and caption F1 of none / FastV / VisiPruner / VisiPruner-budget.")
+            { json, model, frames, reps, scenes, hidden, budget, skipLlava, device });
+        return cmd.WithAction((pr, ct) =>
+        {
+            int nf = pr.GetValue(frames), nr = pr.GetValue(reps), ns = pr.GetValue(scenes), D = pr.GetValue(hidden), k = pr.GetValue(budget);
+            if (nf < 1 || nr < 1 || ns < 0 || D < 64 || D % 64 != 0 || k < 0) throw new UserError("bench pruning: need --frames ≥ 1, --reps ≥ 1, --scenes ≥ 0, --llava-hidden a multiple of 64, --budget-k ≥ 0");
+            var dev = LlavaEngine.ResolveDevice(pr.GetValue(device)!);
+            var results = new List<ConfigResult>();
+            var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model");
+            var demoSchedule = Cli.FindRepoPath("docs/pruning/demo-schedule.json");
+            results.Add(Demo(dir, prune.Read(pr, demoSchedule is null ? null : PruningConfig.Load(demoSchedule)), nf, nr, ns, k == 0 ? 12 : k, dev, ct));
+            if (!pr.GetValue(skipLlava)) results.Add(LlavaShaped(D, prune.Read(pr), nf, nr, k == 0 ? 32 : k, dev, ct));
+            foreach (var c in results)
+            {
+                var t = new Table().Title($"{c.name}: {c.description}").AddColumns("method", "prefill ms", "speed-up", "GFLOPs", "kept visual", "L_f", "exit", "F1", "schedule");
+                foreach (var m in c.methods)
+                    t.AddRow(m.method, m.prefill_ms.ToString("0.00"), m.speedup.ToString("0.00") + "×", (m.flops / 1e9).ToString("0.000"),
+                        $"{m.kept_tokens:0.#}/{c.visual_tokens}", m.filter_layer?.ToString("0.#") ?? "–", m.exit_layer?.ToString("0.#") ?? "–",
+                        m.f1?.ToString("0.000") ?? "–", Markup.Escape(m.schedule));
+                AnsiConsole.Write(t);
+            }
+            if (pr.GetValue(json) is { } path) Cli.WriteJson(path, new { configs = results });
+            return Task.FromResult(0);
+        });
+    }
+
+    static List<(string Name, PruningConfig Config)> Methods(PruningConfig visi, int k) => new()
+    {
+        ("none", new PruningConfig { Method = "none" }),
+        ("fastv", new PruningConfig { Method = "fastv", FastvK = visi.FastvK, FastvKeep = visi.FastvKeep }),
+        ("visipruner", visi with { Method = "visipruner", Budget = null }),
+        ("visipruner-budget", visi with { Method = "visipruner", Budget = visi.Budget ?? k }),
+    };
+
+    static string Describe(PruningConfig c) => c.Method switch
+    {
+        "none" => "",
+        "fastv" => $"K={c.FastvK} keep={c.FastvKeep:0.##}",
+        _ => $"s={c.ShallowLayers} thr={c.LayerThreshold}/{c.TokensThreshold}" + (c.FilterFrom is { } f ? $" from={f}" : "")
+             + (c.ExitLayer is { } x ? $" exit@{x}" : $" exit≥{c.ExitThreshold}×{c.ExitPasses}") + (c.Budget is { } b ? $" k={b} deadline={c.DeadlineLayer?.ToString() ?? "auto"}" : ""),
+    };
+
+    /// <summary>Times each method's prefill over the same inputs, interleaved, and averages the accounting.</summary>
+    static List<MethodResult> Time(LanguageModel lm, List<(Tensor Embeds, long[] Pos, List<VisualSpan> Spans)> inputs,
+        List<(string Name, PruningConfig Config)> methods, int reps, Device dev, CancellationToken ct)
+    {
+        int L = lm.Config.NumHiddenLayers;
+        var pruners = methods.Select(m => m.Config.CreatePruner(L)).ToList();
+        var ms = methods.Select(_ => new List<double>()).ToList();
+        var reports = methods.Select(_ => new List<PruneReport>()).ToList();
+        using var _ = torch.no_grad();
+        for (int r = 0; r <= reps; r++)
+            foreach (var (emb, pos, spans) in inputs)
+                for (int m = 0; m < methods.Count; m++)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    using var scope = torch.NewDisposeScope();
+                    using var cache = new KvCache(L);
+                    TokenGenerator.Sync(dev);
+                    var sw = Stopwatch.StartNew();
+                    using var res = PrunedPrefill.Run(lm, emb, pos, spans, pruners[m], cache);
+                    lm.Logits(res.Last[0]).argmax().item<long>(); // waits for the device
+                    var t = sw.Elapsed.TotalMilliseconds;
+                    if (r == 0) { reports[m].Add(res.Report); continue; } // warm-up (accounting is deterministic)
+                    ms[m].Add(t);
+                }
+        double Median(List<double> v) { var s = v.OrderBy(x => x).ToList(); return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2; }
+        double? Avg(IEnumerable<int?> v) { var l = v.Where(x => x.HasValue).Select(x => (double)x!.Value).ToList(); return l.Count == 0 ? null : l.Average(); }
+        var baseMs = Median(ms[0]);
+        return methods.Select((m, i) => new MethodResult(m.Name, Math.Round(Median(ms[i]), 3), reports[i].Average(x => x.Flops),
+            reports[i].Average(x => x.KeptTokens), null, Math.Round(baseMs / Median(ms[i]), 3), Describe(m.Config),
+            Avg(reports[i].Select(x => x.FilterLayer)), Avg(reports[i].Select(x => x.ExitLayer)))).ToList();
+    }
+
+    static ConfigResult Demo(string? dir, PruningConfig visi, int nf, int reps, int scenes, int k, Device dev, CancellationToken ct)
+    {
+        bool trained = dir != null;
+        string tmp = "";
+        if (!trained)
+        {
+            tmp = Path.Combine(Path.GetTempPath(), "ra-bench-demo-" + Environment.ProcessId);
+            SyntheticCheckpoint.Write(tmp, DemoModelSpec.Config(), DemoModelSpec.TokenizerJson(), 7, extraConfig: DemoModelSpec.ExtraConfig());
+            File.WriteAllText(Path.Combine(tmp, "preprocessor_config.json"), DemoModelSpec.Preprocessor().ToJson().ToJsonString());
+            dir = tmp;
+        }
+        try
+        {
+            using var engine = LlavaEngine.Load(dir!, new EngineOptions { Device = dev.ToString() });
+            int L = engine.Config.Text.NumHiddenLayers;
+            var methods = Methods(visi, k);
+            foreach (var m in methods) m.Config.Validate(L);
+            var data = new DemoDataset(DemoSplit.Eval);
+            using var captioner = new Captioner(engine);
+            var inputs = new List<(Tensor, long[], List<VisualSpan>)>();
+            var prompt = $"<image> {DemoVocabulary.FrameMarker} {DemoVocabulary.CaptionPrompt}";
+            using (torch.no_grad())
+                for (int i = 0; i < nf; i++)
+                {
+                    using var s = data.CaptionSample(i, DemoModelSpec.ImageSize);
+                    var ids = captioner.PromptIds(prompt);
+                    var spans = VisualSpan.FromIds(ids, engine.Config.ImageTokenIndex, engine.Config.ImageTokens);
+                    var feats = engine.Model.EncodeImages(captioner.Preprocessor.Process(s.Image));
+                    var emb = engine.Model.Embed(torch.tensor(ids.Select(x => (long)x).ToArray(), device: engine.Device).view(1, -1), feats,
+                        spans.SelectMany(sp => Enumerable.Range(sp.Start, sp.Length)).Select(x => (long)x).ToArray()).DetachFromDisposeScope();
+                    inputs.Add((emb, Enumerable.Range(0, ids.Count).Select(x => (long)x).ToArray(), spans));
+                }
+            var results = Time(engine.Model.language_model, inputs, methods, reps, dev, ct);
+            if (trained && scenes > 0)
+                for (int m = 0; m < methods.Count; m++)
+                    results[m] = results[m] with { f1 = Math.Round(F1(engine, methods[m].Config, scenes, ct), 4) };
+            var info = inputs[0];
+            return new ConfigResult("demo", trained ? $"{dir} ({L} layers, {engine.Config.ImageTokens} visual tokens per frame)"
+                : $"no demo model found: demo-shaped RANDOM weights ({L} layers; F1 needs the trained model)", info.Item3.Sum(s => s.Length), info.Item2.Length, results);
+        }
+        finally { if (tmp != "") try { Directory.Delete(tmp, true); } catch (IOException) { } }
+    }
+
+    /// <summary>Caption attribute F1 on held-out still scenes, through <see cref="PrunedCaptioner"/>.</summary>
+    public static double F1(LlavaEngine engine, PruningConfig config, int scenes, CancellationToken ct)
+    {
+        var data = new DemoDataset(DemoSplit.Eval);
+        using var cap = new PrunedCaptioner(engine, config.CreatePruner(engine.Config.Text.NumHiddenLayers));
+        var opts = new GenerationOptions { MaxNewTokens = 48 };
+        FactScore score = default;
+        for (int i = 0; i < scenes; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            using var s = data.CaptionSample(i, DemoModelSpec.ImageSize);
+            var p = string.Concat(s.Frames.Select(_ => $"<image> {DemoVocabulary.FrameMarker} ")) + s.Prompt;
+            var text = string.Concat(cap.Caption(s.Frames, p, opts, new CaptionTimings()).Select(e => e.Text)).Trim();
+            score += AttributeScorer.Score(text, s.Target);
+        }
+        return score.F1;
+    }
+
+    static ConfigResult LlavaShaped(int D, PruningConfig visi, int nf, int reps, int k, Device dev, CancellationToken ct)
+    {
+        const int L = 32, V = 576, prefix = 35, suffix = 13;
+        int heads = D / 64, inter = (int)Math.Round(D * 11008.0 / 4096 / 64) * 64;
+        var text = new TextConfig
+        {
+            VocabSize = 32064, HiddenSize = D, IntermediateSize = inter, NumHiddenLayers = L,
+            NumAttentionHeads = heads, NumKeyValueHeads = heads, MaxPositionEmbeddings = 4096,
+        };
+        using var lm = new LanguageModel(text, new TensorSpec(dev, ScalarType.Float32));
+        ModelInit.Initialize(lm, 1);
+        lm.eval();
+        int T = prefix + V + suffix;
+        var spans = new List<VisualSpan> { new(prefix, V, 0) };
+        var inputs = new List<(Tensor, long[], List<VisualSpan>)>();
+        using (torch.no_grad())
+            for (int i = 0; i < Math.Min(nf, 3); i++)
+            {
+                var g = new Generator((ulong)(100 + i));
+                var ids = torch.randint(4, 32000, new long[] { 1, T }, dtype: ScalarType.Int64, generator: g).to(dev);
+                var emb = lm.model.embed_tokens.forward(ids);
+                var std = emb.std().item<float>();
+                var vis = (torch.randn(new long[] { 1, V, D }, generator: g) * std).to(dev);
+                emb = emb.index_copy(1, torch.arange(prefix, prefix + V, device: dev), vis).DetachFromDisposeScope();
+                inputs.Add((emb, Enumerable.Range(0, T).Select(x => (long)x).ToArray(), spans));
+            }
+        var methods = Methods(visi with { ShallowLayers = visi.ShallowLayers, FilterFrom = visi.FilterFrom }, k);
+        var results = Time(lm, inputs, methods, reps, dev, ct);
+        return new ConfigResult("llava-1.5-7b-shaped", $"{L} layers, hidden {D} (7B: 4096), {heads} heads, {V} visual + {prefix + suffix} text tokens, random weights, {inputs.Count} inputs",
+            V, T, results);
+    }
+}

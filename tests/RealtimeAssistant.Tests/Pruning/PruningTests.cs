@@ -1,0 +1,236 @@
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Pruning;
+using TorchSharp;
+using static TorchSharp.torch;
+using Xunit;
+
+namespace RealtimeAssistant.Tests.Pruning;
+
+public class PruningTests
+{
+    const int Layers = 6;
+
+    static LanguageModel Model(int layers = Layers, long seed = 3, int heads = 4, int kvHeads = 2)
+    {
+        var cfg = SyntheticCheckpoint.Config(tLayers: layers, heads: heads, kvHeads: kvHeads);
+        var lm = new LanguageModel(cfg.Text, TensorSpec.Cpu32);
+        ModelInit.Initialize(lm, seed);
+        using (torch.no_grad()) foreach (var p in lm.parameters()) if (p.dim() == 2) p.mul_(4); // peakier attention than init
+        lm.eval();
+        return lm;
+    }
+
+    /// <summary>[3 text, 16 visual (frame 0), 2 text, 16 visual (frame 1), 4 text].</summary>
+    static (Tensor Embeds, long[] Positions, List<VisualSpan> Spans) Prompt(LanguageModel lm, long offset = 0, int seed = 11)
+    {
+        var spans = new List<VisualSpan> { new(3, 16, 0), new(21, 16, 1) };
+        int T = 41;
+        var ids = torch.randint(4, 64, new long[] { 1, T }, dtype: ScalarType.Int64, generator: new Generator((ulong)seed));
+        var emb = lm.model.embed_tokens.forward(ids);
+        var vis = torch.randn(new long[] { 1, 32, emb.shape[2] }, generator: new Generator((ulong)seed + 1)) * 0.5;
+        emb = emb.index_copy(1, torch.tensor(spans.SelectMany(s => Enumerable.Range(s.Start, s.Length)).Select(i => (long)i).ToArray()), vis);
+        return (emb, Enumerable.Range(0, T).Select(i => offset + i).ToArray(), spans);
+    }
+
+    /// <summary>
+    /// The slow reference, built as the authors built theirs: every token goes through every layer,
+    /// and pruning is a mask. present[i] = visual tokens that layer i may see as keys. Trailing
+    /// <paramref name="decodeRows"/> rows are decode tokens (no shallow rule: they see what each layer kept).
+    /// </summary>
+    static Tensor MaskReference(LanguageModel lm, Tensor emb, long[] pos, List<VisualSpan> spans, int s, bool sink, long[][] present, int decodeRows = 0)
+    {
+        int T = (int)emb.shape[1], prompt = T - decodeRows;
+        var frameOf = Enumerable.Repeat(-1, T).ToArray();
+        foreach (var sp in spans) for (int i = sp.Start; i < sp.Start + sp.Length; i++) frameOf[i] = sp.Frame;
+        var sinks = spans.Select(sp => sp.Start).ToHashSet();
+        var (cos, sin) = lm.model.Rope.Tables(torch.tensor(pos), emb.dtype);
+        var h = emb;
+        for (int li = 0; li < lm.model.layers.Count; li++)
+        {
+            var here = present[li].ToHashSet();
+            var m = new bool[T * T];
+            for (int r = 0; r < T; r++)
+                for (int c = 0; c <= r; c++)
+                {
+                    bool vis = frameOf[c] >= 0, ok = !vis || here.Contains(c);
+                    if (li < s && r < prompt)
+                    {
+                        if (frameOf[r] < 0 && vis) ok = ok && sink && sinks.Contains(c);
+                        if (li == 0 && frameOf[r] >= 0) ok = c == r || !vis;
+                    }
+                    if (frameOf[r] >= 0 && !here.Contains(r) && c == r) ok = true; // pruned rows: keep softmax finite
+                    m[r * T + c] = ok;
+                }
+            var mask = torch.tensor(m).view(T, T);
+            var layer = lm.model.layers[li];
+            var (q, k, v) = layer.self_attn.Project(layer.input_layernorm.forward(h), cos, sin);
+            h = h + layer.self_attn.Output(layer.self_attn.Attend(q, k, v, mask));
+            h = h + layer.mlp.forward(layer.post_attention_layernorm.forward(h));
+        }
+        return lm.model.norm.forward(h);
+    }
+
+    static long[] TextRows(int T, List<VisualSpan> spans) =>
+        Enumerable.Range(0, T).Where(i => !spans.Any(s => i >= s.Start && i < s.Start + s.Length)).Select(i => (long)i).ToArray();
+
+    [Fact]
+    public void PruningOff_EqualsTheEngineExactly()
+    {
+        using var _ = torch.no_grad();
+        using var lm = Model();
+        var (emb, pos, spans) = Prompt(lm);
+        using var c1 = new KvCache(Layers);
+        using var c2 = new KvCache(Layers);
+        var engine = lm.model.Forward(emb, new DecoderStep { Positions = pos, Cache = c1 });
+        using var r = PrunedPrefill.Run(lm, emb, pos, spans, new NonePruner(), c2);
+        Assert.Equal(0f, (engine - r.Hidden).abs().max().item<float>());
+        for (int i = 0; i < Layers; i++) Assert.True(c1.Layers[i].Source.Keys.equal(c2.Layers[i].Source.Keys).all().item<bool>());
+        Assert.Equal(32, r.Report.KeptTokens);
+        Assert.Equal(PrunedPrefill.DenseFlops(lm.Config, 41), r.Report.Flops, 6);
+    }
+
+    public static TheoryData<string> Configs => new()
+    {
+        """{"shallow_layers": 2, "layer_threshold": 1.0, "tokens_threshold": 0.0, "exit_layer": 5}""",
+        """{"shallow_layers": 1, "budget": 3, "deadline_layer": 3, "layer_threshold": 0.01}""",
+        """{"shallow_layers": 2, "sink": false, "budget": 4, "deadline_layer": 4, "layer_threshold": 0.01, "exit_threshold": 0.01, "exit_passes": 1}""",
+        """{"method": "fastv", "fastv_k": 1, "fastv_keep": 0.25}""",
+    };
+
+    static PruningConfig Parse(string json, TempDir dir)
+    {
+        var f = dir.File("p.json");
+        File.WriteAllText(f, json);
+        return PruningConfig.Load(f);
+    }
+
+    [Theory]
+    [MemberData(nameof(Configs))]
+    public void RealSavings_MatchTheMaskReference_OnTextLogits_AndInDecoding(string json)
+    {
+        using var _ = torch.no_grad();
+        using var dir = new TempDir();
+        using var lm = Model();
+        var cfg = Parse(json, dir);
+        var pruner = cfg.CreatePruner(Layers);
+        var (emb, pos, spans) = Prompt(lm);
+        using var cache = new KvCache(Layers);
+        using var r = PrunedPrefill.Run(lm, emb, pos, spans, pruner, cache);
+        Assert.True(r.Report.FilterLayer is not null || r.Report.ExitLayer is not null, "the schedule pruned nothing");
+        Assert.True(r.Report.Flops < PrunedPrefill.DenseFlops(lm.Config, 41));
+
+        var present = r.Report.Layers.Select(l => l.VisualPresent).ToArray();
+        int s = pruner.ShallowLayers;
+        var text = TextRows(41, spans);
+        var reference = MaskReference(lm, emb, pos, spans, s, pruner.Sink, present);
+        var fast = lm.Logits(r.Hidden[0].index_select(0, torch.tensor(r.Rows.Where(x => text.Contains(x)).Select(x => (long)Array.IndexOf(r.Rows, x)).ToArray())));
+        var slow = lm.Logits(reference[0].index_select(0, torch.tensor(text)));
+        Assert.True(fast.allclose(slow, 1e-4, 1e-4), $"max abs diff {(fast - slow).abs().max().item<float>()}");
+
+        // Decode two tokens at original, non-contiguous absolute positions (past the cache length).
+        long[] dpos = { 50, 51 };
+        var ids = torch.tensor(new long[] { 7, 9 }).view(1, 2);
+        var outs = new List<Tensor>();
+        for (int t = 0; t < 2; t++)
+            outs.Add(lm.model.Forward(lm.model.embed_tokens.forward(ids[.., t..(t + 1)]), new DecoderStep { Positions = new[] { dpos[t] }, Cache = cache })[0, 0]);
+        var all = torch.cat(new[] { emb, lm.model.embed_tokens.forward(ids) }, 1);
+        var refDec = MaskReference(lm, all, pos.Concat(dpos).ToArray(), spans, s, pruner.Sink, present, decodeRows: 2);
+        var dec = torch.stack(outs.ToArray());
+        Assert.True(dec.allclose(refDec[0, 41..], 1e-4, 1e-4), $"decode max abs diff {(dec - refDec[0, 41..]).abs().max().item<float>()}");
+        for (int i = 0; i < Layers; i++) Assert.Equal(dpos, cache.Layers[i].Source.Positions.ToArray()[^2..]);
+    }
+
+    [Fact]
+    public void EachLayersCache_HoldsWhatTheScheduleSays_AlsoWhenAFrameIsAppendedLater()
+    {
+        using var _ = torch.no_grad();
+        using var lm = Model();
+        var cfg = new PruningConfig { ShallowLayers = 1, Budget = 2, DeadlineLayer = 2, LayerThreshold = 0.01, ExitLayer = 5 };
+        using var cache = new KvCache(Layers);
+        var (emb, pos, spans) = Prompt(lm);
+        using var first = PrunedPrefill.Run(lm, emb, pos, spans, cfg.CreatePruner(Layers), cache);
+        Assert.Equal(2, first.Report.FilterLayer);
+        Assert.Equal(4, first.Report.ExitLayer);
+        // layers 0..2: all 41; 3..4: 9 text + 2 per frame; 5: text only
+        Assert.Equal(new long[] { 41, 41, 41, 13, 13, 9 }, cache.Layers.Select(l => l.Source.Length).ToArray());
+        var keptPos = cache.Layers[3].Source.Positions.ToArray();
+        Assert.Equal(keptPos.OrderBy(x => x), keptPos);
+        Assert.All(first.Report.KeptVisual, v => Assert.Contains(v, keptPos)); // original position ids kept
+
+        // A later frame (streaming): same layout, positions continue after the first block.
+        var before = cache.Layers.Select(l => l.Source.Length).ToArray();
+        var (emb2, pos2, spans2) = Prompt(lm, offset: 41, seed: 5);
+        using var second = PrunedPrefill.Run(lm, emb2, pos2, spans2, cfg.CreatePruner(Layers), cache);
+        for (int i = 0; i < Layers; i++)
+        {
+            Assert.Equal(second.Report.Layers[i].Tokens, (int)(cache.Layers[i].Source.Length - before[i]));
+            Assert.Equal(before[i] + second.Report.Layers[i].Tokens, second.Report.Layers[i].CacheLength);
+        }
+        Assert.Equal(new long[] { 82, 82, 82, 26, 26, 18 }, cache.Layers.Select(l => l.Source.Length).ToArray());
+        Assert.True(second.Hidden.isfinite().all().item<bool>());
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(5)]
+    public void BudgetMode_NeverKeepsMoreThanK_PerFrame(int k)
+    {
+        using var _ = torch.no_grad();
+        using var lm = Model();
+        var (emb, pos, spans) = Prompt(lm);
+        foreach (var thr in new[] { 0.995, 1.0 })
+        {
+            var pruner = new PruningConfig { ShallowLayers = 1, Budget = k, LayerThreshold = thr, TokensThreshold = 0 }.CreatePruner(Layers);
+            using var r = PrunedPrefill.Run(lm, emb, pos, spans, pruner);
+            Assert.NotNull(r.Report.FilterLayer); // the deadline guarantees it
+            Assert.True(r.Report.FilterLayer <= new PruningConfig { ShallowLayers = 1 }.Deadline(Layers));
+            foreach (var sp in spans) Assert.True(r.Report.KeptVisual.Count(v => v >= sp.Start && v < sp.Start + sp.Length) <= k);
+            foreach (var l in r.Report.Layers.Where(l => l.Layer > r.Report.FilterLayer)) Assert.True(l.Visual <= 2 * k);
+            var grid = r.Report.KeptGrid(4, 4);
+            Assert.Equal(r.Report.KeptTokens, grid.Sum() * spans.Count, 3);
+        }
+    }
+
+    [Fact]
+    public void BadSettings_GiveClearUserErrors()
+    {
+        var e = Assert.Throws<UserError>(() => new PruningConfig().Validate(4)); // reference s = 6 on a 4-layer model
+        Assert.Contains("beyond this model's 4 decoder layers", e.Message);
+        Assert.Contains("k", Assert.Throws<UserError>(() => new PruningConfig { ShallowLayers = 1, Budget = -1 }.Validate(4)).Message);
+        Assert.Contains("layer_threshold", Assert.Throws<UserError>(() => new PruningConfig { ShallowLayers = 1, LayerThreshold = 1.5 }.Validate(4)).Message);
+        Assert.Contains("exit_threshold", Assert.Throws<UserError>(() => new PruningConfig { ShallowLayers = 1, ExitThreshold = 0 }.Validate(4)).Message);
+        Assert.Contains("tokens_threshold", Assert.Throws<UserError>(() => new PruningConfig { ShallowLayers = 1, TokensThreshold = -0.1 }.Validate(4)).Message);
+        Assert.Contains("deadline_layer", Assert.Throws<UserError>(() => new PruningConfig { ShallowLayers = 1, DeadlineLayer = 9 }.Validate(4)).Message);
+        Assert.Contains("method", Assert.Throws<UserError>(() => new PruningConfig { Method = "magic" }.Validate(8)).Message);
+        using var dir = new TempDir();
+        Assert.Contains("p.json", Assert.Throws<UserError>(() => Parse("""{"shallow_layer": 2}""", dir)).Message); // typo'd key
+        Assert.Throws<UserError>(() => PruningConfig.Load(dir.File("missing.json")));
+        var ok = new PruningConfig { ShallowLayers = 2, Budget = 8 };
+        ok.Save(dir.File("ok.json"));
+        Assert.Equal(ok, PruningConfig.Load(dir.File("ok.json")));
+    }
+
+    [Fact]
+    public void VisualSpans_ComeFromWhereTheImageTokensAre()
+    {
+        var ids = new List<int> { 5, 3, 3, 3, 3, 6, 3, 3, 7 };
+        var spans = VisualSpan.FromIds(ids, 3, 2);
+        Assert.Equal(new[] { new VisualSpan(1, 2, 0), new VisualSpan(3, 2, 1), new VisualSpan(6, 2, 2) }, spans);
+        Assert.Throws<UserError>(() => VisualSpan.FromIds(new List<int> { 3, 3, 3 }, 3, 2));
+    }
+
+    [Fact]
+    public void RandomAndFastV_KeepWhatTheyPromise()
+    {
+        using var _ = torch.no_grad();
+        using var lm = Model();
+        var (emb, pos, spans) = Prompt(lm);
+        using var rr = PrunedPrefill.Run(lm, emb, pos, spans, new RandomPruner(1, 3, 42));
+        Assert.Equal(6, rr.Report.KeptTokens);
+        using var fv = PrunedPrefill.Run(lm, emb, pos, spans, new FastVPruner(2, 0.5));
+        Assert.Equal(16, fv.Report.KeptTokens);
+        Assert.Equal(new[] { 41, 41, 41, 25, 25, 25 }, fv.Report.Layers.Select(l => l.Tokens).ToArray());
+    }
+}
