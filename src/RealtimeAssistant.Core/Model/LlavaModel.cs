@@ -36,15 +36,13 @@ public sealed class LlavaModel : nn.Module
     public Tensor Embed(Tensor ids, Tensor? imageFeatures, long[] imageSlots)
     {
         using var scope = torch.NewDisposeScope();
-        var safeIds = imageSlots.Length > 0 ? ids.masked_fill(ids == Config.ImageTokenIndex, 0) : ids;
-        var embeds = language_model.model.embed_tokens.forward(safeIds);
-        if (imageSlots.Length > 0)
-        {
-            if (imageFeatures is null || imageFeatures.shape[1] != imageSlots.Length)
-                throw new UserError($"the prompt has {imageSlots.Length} image-token slots but {imageFeatures?.shape[1] ?? 0} image features were given");
-            var idx = torch.tensor(imageSlots, device: embeds.device);
-            embeds = embeds.index_copy(1, idx, imageFeatures.to_type(embeds.dtype));
-        }
+        if (imageSlots.Length == 0) return language_model.model.embed_tokens.forward(ids).MoveToOuterDisposeScope();
+        if (imageFeatures is null || imageFeatures.shape[1] != imageSlots.Length)
+            throw new UserError($"the prompt has {imageSlots.Length} image-token slots but {imageFeatures?.shape[1] ?? 0} image features were given");
+        // Only the slots are replaced; the image token id may lie outside the embedding table.
+        var idx = torch.tensor(imageSlots, device: ids.device);
+        var embeds = language_model.model.embed_tokens.forward(ids.index_fill(1, idx, 0));
+        embeds = embeds.index_copy(1, idx, imageFeatures.to_type(embeds.dtype));
         return embeds.MoveToOuterDisposeScope();
     }
 

@@ -1,0 +1,183 @@
+using System.Text.Json.Nodes;
+using OpenCvSharp;
+using RealtimeAssistant.Model;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Streaming;
+
+public sealed record StreamingOptions
+{
+    /// <summary>Frames whose KV stays in the source group (W). Older frames are evicted.</summary>
+    public int WindowFrames { get; init; } = 8;
+    /// <summary>Caption tokens kept in the target group across writes (M); 0 = each caption stands alone.</summary>
+    public int CaptionHistoryTokens { get; init; }
+    /// <summary>φ: the target group's first position (GPE default 0).</summary>
+    public long TargetStart { get; init; }
+    /// <summary>Keep source positions starting at 0 by rotating cached keys whenever old frames go (exact for RoPE).</summary>
+    public bool RebaseOnEvict { get; init; } = true;
+    public GenerationOptions Generation { get; init; } = new() { MaxNewTokens = 48 };
+
+    public void Validate(int maxPositions)
+    {
+        if (WindowFrames < 1 || WindowFrames > 4096) throw new UserError($"window must be 1..4096 frames, got {WindowFrames}");
+        if (CaptionHistoryTokens < 0) throw new UserError($"caption history must be ≥ 0 tokens, got {CaptionHistoryTokens}");
+        if (TargetStart < 0 || TargetStart >= maxPositions) throw new UserError($"φ must be in [0, {maxPositions}), got {TargetStart}");
+        Generation.Validate();
+    }
+}
+
+/// <summary>What one update cost: tokens run through the decoder and whether the vision encoder ran.</summary>
+public readonly record struct UpdateCost(int DecoderTokens, int VisionFrames);
+
+/// <summary>
+/// Frames in, captions out, with group position encoding (METHODS.md §2). The source group holds
+/// the last W frames, each [image tokens, marker], at positions 0, 1, … that keep growing; the
+/// target group holds the caption at φ, φ+1, …. READ encodes a frame once and appends it; WRITE
+/// appends the instruction (or a question), generates into the target, then drops the instruction.
+/// Nothing is ever re-encoded, so an update costs the same at frame 10 and frame 10,000.
+/// </summary>
+public sealed class StreamingSession : IStreamingCaptioner
+{
+    readonly LlavaEngine _e;
+    readonly StreamingOptions _o;
+    readonly ImagePreprocessor _pre;
+    readonly KvCache _cache;
+    readonly Queue<int> _frameEntries = new();   // source entries per frame, oldest first
+    readonly int _markerId;
+    readonly string _instruction;
+    long _nextSource;
+
+    public string Name => "gpe";
+    public long FramesRead { get; private set; }
+    public UpdateCost LastCost { get; private set; }
+    public KvCache Cache => _cache;
+    public int FramesInWindow => _frameEntries.Count;
+    public long NextSourcePosition => _nextSource;
+
+    public StreamingSession(LlavaEngine engine, StreamingOptions? options = null)
+    {
+        _e = engine;
+        _o = options ?? new StreamingOptions();
+        _o.Validate(engine.Config.Text.MaxPositionEmbeddings);
+        _pre = new ImagePreprocessor(engine.Preprocessor, engine.Device, engine.DType);
+        _cache = new KvCache(engine.Config.Text.NumHiddenLayers);
+        var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(engine.Directory, "config.json")));
+        var marker = cfg?["ra_frame_marker"]?.GetValue<string>()
+            ?? throw new UserError($"{engine.Directory} was not trained for streaming (config has no ra_frame_marker)");
+        _markerId = engine.Tokenizer.TokenToId(marker) ?? throw new UserError($"frame marker '{marker}' is not in the tokenizer");
+        _instruction = cfg?["ra_instruction"]?.GetValue<string>() ?? "describe the scene .";
+    }
+
+    /// <summary>READ: vision-encodes one frame and appends it to the source.</summary>
+    public void Read(Mat frame)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.no_grad();
+        var feats = _e.Model.EncodeImages(_pre.Process(frame));
+        AppendFrame(feats);
+        LastCost = LastCost with { VisionFrames = 1 };
+    }
+
+    /// <summary>READ from already-encoded visual tokens [1, N, D] (for tests and benchmarks).</summary>
+    public void AppendFrame(Tensor features)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.no_grad();
+        int n = (int)features.shape[1];
+        var ids = Enumerable.Repeat((long)_e.Config.ImageTokenIndex, n).Append(_markerId).ToArray();
+        var slots = Enumerable.Range(0, n).Select(i => (long)i).ToArray();
+        var embeds = _e.Model.Embed(torch.tensor(ids, device: _e.Device).view(1, -1), features, slots);
+        MakeRoom(ids.Length);
+        var positions = Enumerable.Range(0, ids.Length).Select(i => _nextSource + i).ToArray();
+        _e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache, Group = CacheGroup.Source });
+        _nextSource += ids.Length;
+        _frameEntries.Enqueue(ids.Length);
+        FramesRead++;
+        while (_frameEntries.Count > _o.WindowFrames) EvictOldestFrame();
+        LastCost = new UpdateCost(ids.Length, 0);
+    }
+
+    void EvictOldestFrame()
+    {
+        var count = _frameEntries.Dequeue();
+        foreach (var layer in _cache.Layers) layer.Source.Evict(0, count);
+        if (_o.RebaseOnEvict) Rebase();
+    }
+
+    /// <summary>Shifts the source so its first entry sits at position 0, by rotating cached keys.</summary>
+    void Rebase()
+    {
+        var first = _cache.Layers[0].Source.Positions.Length > 0 ? _cache.Layers[0].Source.Positions[0] : _nextSource;
+        if (first == 0) return;
+        var rope = _e.Model.Decoder.Rope;
+        foreach (var layer in _cache.Layers)
+            layer.Source.ShiftPositions(-first, k => rope.ShiftKeys(k, first));
+        _nextSource -= first;
+    }
+
+    /// <summary>Before positions pass the model's trained range, shift everything back (exact under RoPE).</summary>
+    void MakeRoom(int needed)
+    {
+        if (_nextSource + needed + _o.Generation.MaxNewTokens < _e.Config.Text.MaxPositionEmbeddings) return;
+        Rebase();
+        if (_nextSource + needed >= _e.Config.Text.MaxPositionEmbeddings)
+            throw new UserError($"the window ({_nextSource} positions) no longer fits max_position_embeddings {_e.Config.Text.MaxPositionEmbeddings}; use a smaller window");
+    }
+
+    /// <summary>
+    /// WRITE: the instruction (or <paramref name="question"/>) goes into the source, the answer is
+    /// generated into the target group and streamed, then the instruction leaves the source again.
+    /// </summary>
+    public IEnumerable<TokenEvent> Write(string? question = null)
+    {
+        var prompt = _e.Tokenizer.Encode(question ?? _instruction, addSpecialTokens: false);
+        if (prompt.Count == 0) throw new UserError("empty question");
+        TrimTarget();
+        Tensor logits;
+        using (var scope = torch.NewDisposeScope())
+        using (torch.no_grad())
+        {
+            MakeRoom(prompt.Count);
+            var ids = torch.tensor(prompt.Select(i => (long)i).ToArray(), device: _e.Device).view(1, -1);
+            var positions = Enumerable.Range(0, prompt.Count).Select(i => _nextSource + i).ToArray();
+            var h = _e.Model.Decoder.Forward(_e.Model.Decoder.embed_tokens.forward(ids),
+                new DecoderStep { Positions = positions, Cache = _cache, Group = CacheGroup.Source });
+            logits = _e.Model.language_model.Logits(h[0, -1]).MoveToOuterDisposeScope();
+        }
+        int tokens = prompt.Count;
+        try
+        {
+            var start = _o.TargetStart + _cache.Layers[0].Target.Length;
+            foreach (var ev in TokenGenerator.Run(_e.Model, _cache, CacheGroup.Target, logits, start, _o.Generation, _e.Tokenizer))
+            {
+                if (ev.Id >= 0) tokens++;
+                yield return ev;
+            }
+        }
+        finally
+        {
+            logits.Dispose();
+            // The instruction leaves the source: later frames never see it (it is not part of the stream).
+            foreach (var layer in _cache.Layers) layer.Source.Evict(layer.Source.Length - prompt.Count, prompt.Count);
+            LastCost = new UpdateCost(tokens, 0);
+        }
+    }
+
+    /// <summary>Keeps at most M caption tokens in the target group (oldest go first), re-based to start at φ.</summary>
+    void TrimTarget()
+    {
+        var rope = _e.Model.Decoder.Rope;
+        foreach (var layer in _cache.Layers)
+        {
+            var extra = layer.Target.Length - _o.CaptionHistoryTokens;
+            if (extra <= 0) continue;
+            layer.Target.Evict(0, extra);
+            if (layer.Target.Length == 0) continue;
+            var shift = layer.Target.Positions[0] - _o.TargetStart;
+            if (shift != 0) layer.Target.ShiftPositions(-shift, k => rope.ShiftKeys(k, shift));
+        }
+    }
+
+    public void Dispose() { _cache.Dispose(); _pre.Dispose(); }
+}

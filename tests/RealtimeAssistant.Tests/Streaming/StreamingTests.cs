@@ -1,0 +1,183 @@
+using System.Text.Json.Nodes;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Streaming;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Tests.Streaming;
+
+public sealed class StreamingTests : IDisposable
+{
+    readonly TempDir _dir = new();
+    readonly LlavaEngine _engine;
+
+    public StreamingTests()
+    {
+        var cfg = SyntheticCheckpoint.Config(tLayers: 2, imageSize: 16, patch: 8) with { };
+        cfg = cfg with { Text = cfg.Text with { MaxPositionEmbeddings = 512 } };
+        SyntheticCheckpoint.Write(_dir.Path, cfg, SyntheticCheckpoint.WordTokenizer(SyntheticCheckpoint.FillerWords(64)), seed: 5,
+            extraConfig: new JsonObject { ["ra_frame_marker"] = "w0", ["ra_instruction"] = "w1 w2", ["ra_group_positions"] = true });
+        _engine = LlavaEngine.Load(_dir.Path);
+        using var _ = torch.no_grad();
+        foreach (var p in _engine.Model.parameters()) if (p.dim() == 2) p.mul_(3); // sharper logits than N(0, 0.02): argmax is a stricter check
+    }
+
+    public void Dispose() { _engine.Dispose(); _dir.Dispose(); }
+
+    Tensor Frame(int seed) => torch.randn(new long[] { 1, _engine.Config.ImageTokens, _engine.Config.Text.HiddenSize }, generator: new Generator((ulong)seed));
+
+    StreamingOptions Options(int window = 8, bool rebase = true) => new()
+    {
+        WindowFrames = window, RebaseOnEvict = rebase,
+        Generation = new GenerationOptions { MaxNewTokens = 6, StopTokens = Array.Empty<int>() },
+    };
+
+    static int[] Ids(IEnumerable<TokenEvent> events) => events.Where(e => e.Id >= 0).Select(e => e.Id).ToArray();
+
+    /// <summary>One batch forward over [frames, instruction, caption] with group positions, greedy.</summary>
+    int[] BatchReference(IReadOnlyList<Tensor> frames, int[] caption)
+    {
+        using var _ = torch.no_grad();
+        var m = _engine.Model;
+        int n = _engine.Config.ImageTokens;
+        var marker = _engine.Tokenizer.TokenToId("w0")!.Value;
+        var instruction = _engine.Tokenizer.Encode("w1 w2", false);
+        var ids = new List<long>();
+        foreach (var __ in frames) { ids.AddRange(Enumerable.Repeat((long)_engine.Config.ImageTokenIndex, n)); ids.Add(marker); }
+        ids.AddRange(instruction.Select(i => (long)i));
+        int source = ids.Count;
+        ids.AddRange(caption.Take(caption.Length - 1).Select(i => (long)i));
+        var slots = Enumerable.Range(0, frames.Count).SelectMany(f => Enumerable.Range(f * (n + 1), n)).Select(i => (long)i).ToArray();
+        var feats = torch.cat(frames.ToArray(), 1);
+        var embeds = m.Embed(torch.tensor(ids.ToArray()).view(1, -1), feats, slots);
+        // Source at 0..S−1, target restarting at φ = 0; causal mask: the source precedes the target.
+        var positions = Enumerable.Range(0, ids.Count).Select(i => (long)(i < source ? i : i - source)).ToArray();
+        var logits = m.language_model.Logits(m.Decoder.Forward(embeds, new DecoderStep { Positions = positions }));
+        return Enumerable.Range(source - 1, caption.Length).Select(i => (int)logits[0, i].argmax().item<long>()).ToArray();
+    }
+
+    [Fact]
+    public void SessionCaptionsEqualOneBatchForwardWithGroupPositions()
+    {
+        using var session = new StreamingSession(_engine, Options());
+        var frames = Enumerable.Range(1, 4).Select(Frame).ToList();
+        foreach (var f in frames.Take(3)) session.AppendFrame(f);
+        var first = Ids(session.Write());
+        Assert.Equal(6, first.Length);
+        Assert.Equal(BatchReference(frames.Take(3).ToList(), first), first);
+        // After a write, a new frame never sees the old instruction or caption.
+        session.AppendFrame(frames[3]);
+        var second = Ids(session.Write());
+        Assert.Equal(BatchReference(frames, second), second);
+    }
+
+    [Fact]
+    public void UpdateCostDoesNotDependOnStreamLength()
+    {
+        using var session = new StreamingSession(_engine, Options(window: 4));
+        var costs = new Dictionary<int, (UpdateCost Read, UpdateCost Write)>();
+        for (int i = 1; i <= 100; i++)
+        {
+            session.AppendFrame(Frame(i));
+            var read = session.LastCost;
+            if (i is 10 or 100) { Ids(session.Write()); costs[i] = (read, session.LastCost); }
+        }
+        Assert.Equal(costs[10], costs[100]);
+        Assert.Equal(_engine.Config.ImageTokens + 1, costs[100].Read.DecoderTokens);
+    }
+
+    [Fact]
+    public void EvictionWithRotationHoldsTheSameCacheAsUnshiftedPositions()
+    {
+        using var _ = torch.no_grad();
+        using var rebased = new StreamingSession(_engine, Options(window: 3, rebase: true));
+        using var plain = new StreamingSession(_engine, Options(window: 3, rebase: false));
+        for (int i = 1; i <= 6; i++) { rebased.AppendFrame(Frame(i)); plain.AppendFrame(Frame(i)); }
+        var a = rebased.Cache.Layers[1].Source;
+        var b = plain.Cache.Layers[1].Source;
+        Assert.Equal(0, a.Positions[0]);
+        long delta = b.Positions[0];
+        Assert.Equal(3 * (_engine.Config.ImageTokens + 1), delta); // three frames left the window
+        Assert.Equal(b.Positions.ToArray().Select(p => p - delta), a.Positions.ToArray());
+        // Rotating the re-based keys forward by Δ gives back the keys at the original positions:
+        // under RoPE only relative positions matter, so every later attention score is unchanged.
+        var back = _engine.Model.Decoder.Rope.ShiftKeys(a.Keys, -delta);
+        var relative = (back - b.Keys).abs().max().item<float>() / b.Keys.abs().max().item<float>();
+        Assert.True(relative < 1e-5, $"relative key error {relative}");
+        Assert.True(a.Values.equal(b.Values).all().item<bool>());
+        Assert.Equal(Ids(plain.Write()).Take(2), Ids(rebased.Write()).Take(2));
+    }
+
+    [Fact]
+    public void RotatingCachedKeysEqualsComputingThemAtShiftedPositions()
+    {
+        using var _ = torch.no_grad();
+        var rope = _engine.Model.Decoder.Rope;
+        var k = torch.randn(1, 2, 5, _engine.Config.Text.HeadDim);
+        var at = torch.tensor(new long[] { 100, 101, 102, 103, 104 });
+        var (c1, s1) = rope.Tables(at, ScalarType.Float32);
+        var (c2, s2) = rope.Tables(at - 100, ScalarType.Float32);
+        var rotated = rope.ShiftKeys(Rope.Apply(k, c1, s1), 100);
+        var direct = Rope.Apply(k, c2, s2);
+        Assert.True((rotated - direct).abs().max().item<float>() < 1e-4);
+    }
+
+    [Fact]
+    public void CacheStaysFlatOverTenThousandFrames()
+    {
+        using var session = new StreamingSession(_engine, Options(window: 4));
+        long bytesAt100 = 0;
+        var frames = Enumerable.Range(0, 8).Select(Frame).ToArray();
+        for (int i = 1; i <= 10_000; i++)
+        {
+            session.AppendFrame(frames[i % frames.Length]);
+            if (i == 100) bytesAt100 = session.Cache.AllocatedBytes;
+        }
+        Assert.Equal(bytesAt100, session.Cache.AllocatedBytes);
+        Assert.Equal(4, session.FramesInWindow);
+        Assert.Equal(4 * (_engine.Config.ImageTokens + 1), session.Cache.Layers[1].Source.Length);
+        Assert.True(session.NextSourcePosition <= 4 * (_engine.Config.ImageTokens + 1));
+    }
+
+    [Fact]
+    public void QuestionMidStreamIsAnsweredAndTheStreamGoesOn()
+    {
+        using var session = new StreamingSession(_engine, Options(window: 3) with { CaptionHistoryTokens = 4 });
+        for (int i = 1; i <= 3; i++) session.AppendFrame(Frame(i));
+        var answer = Ids(session.Write("w3 w4 w5"));
+        Assert.Equal(6, answer.Length);
+        var sourceAfter = session.Cache.Layers[0].Source.Length;
+        Assert.Equal(3 * (_engine.Config.ImageTokens + 1), sourceAfter); // the question left the source
+        session.AppendFrame(Frame(4));
+        var caption = Ids(session.Write());
+        Assert.Equal(6, caption.Length);
+        Assert.True(session.Cache.Layers[0].Target.Length <= 4 + 5);
+        Assert.Equal(0, session.Cache.Layers[0].Target.Positions[0]);
+    }
+
+    [Fact]
+    public void BaselinesRunBehindTheSameInterface_ReEncodingMatchesGpe()
+    {
+        var o = Options(window: 5); // no eviction yet: re-encoding sees exactly what GPE holds
+        using var gpe = new StreamingSession(_engine, o);
+        using var re = new ReEncodingSession(_engine, o);
+        using var inter = new InterleavedSession(_engine, o);
+        foreach (IStreamingCaptioner s in new IStreamingCaptioner[] { gpe, re, inter })
+            for (int i = 1; i <= 5; i++) s.AppendFrame(Frame(i));
+        // Re-encoding rebuilds the same prompt with the same group positions: the same caption.
+        Assert.Equal(Ids(gpe.Write()), Ids(re.Write()));
+        Assert.True(re.LastCost.DecoderTokens > gpe.LastCost.DecoderTokens);
+        Assert.Equal(6, Ids(inter.Write()).Length);
+        inter.AppendFrame(Frame(6));
+        Assert.Equal(6, Ids(inter.Write()).Length);
+    }
+
+    [Fact]
+    public void BadOptionsAreUserErrors()
+    {
+        Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { WindowFrames = 0 }));
+        Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { TargetStart = 100_000 }));
+        Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { CaptionHistoryTokens = -1 }));
+    }
+}
