@@ -8,5 +8,7 @@ root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(AnnotateCommand.Create());
+root.Subcommands.Add(LiveCommand.Create());
 foreach (var extra in CommandRegistry.Extra()) root.Subcommands.Add(extra);
 return await root.Parse(args).InvokeAsync();
