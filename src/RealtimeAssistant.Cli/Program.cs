@@ -10,5 +10,6 @@ root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(AnnotateCommand.Create());
 root.Subcommands.Add(LiveCommand.Create());
+root.Subcommands.Add(ProfileCommand.Create());
 foreach (var extra in CommandRegistry.Extra()) root.Subcommands.Add(extra);
 return await root.Parse(args).InvokeAsync();
