@@ -27,6 +27,8 @@ public sealed record LiveAppOptions
     public int Width { get; init; } = 640;
     public int Height { get; init; } = 480;
     public string ScreenshotDir { get; init; } = ".";
+    /// <summary>When the run ends, save its last overlay frame as this PNG.</summary>
+    public string? SnapshotPath { get; init; }
     /// <summary>Profiler window (samples per stage kept for percentiles and plots).</summary>
     public int ProfileWindow { get; init; } = 4096;
     /// <summary>Seconds at the start that do not count toward fps, frame times and RSS-start (warm-up).</summary>
@@ -113,7 +115,7 @@ public static class LiveApp
                     var ms = profiler.RecordLatency(view.CapturedAt);
                     if (o.PrintCaptions) PrintCaption(view, ms);
                 }
-                var fps = rendered > 1 ? Math.Min(rendered, 120) / Math.Max(1e-6, RecentSpan(frameTimes)) : 0;
+                var fps = RecentFps(frameTimes);
                 var hud = presenter.ShowHud ? feed.Stats(fps, loop.DroppedForInference, TimeSpan.FromMilliseconds(250)) : null;
                 using (profiler.Time(Profiler.Render))
                 {
@@ -143,6 +145,13 @@ public static class LiveApp
         }
         finally
         {
+            if (o.SnapshotPath is { } snapshotPath && !ct.IsCancellationRequested)
+            {
+                // Drawn again without a swap, so a window's back buffer still holds it.
+                presenter.RefreshHudNow();
+                presenter.Render(current?.Image, loop.Board.View, presenter.ShowHud ? feed.Stats(RecentFps(frameTimes), loop.DroppedForInference, TimeSpan.Zero) : null, ui.Status(loop));
+                presenter.Renderer.SavePng(snapshotPath);
+            }
             context.Key -= ui.OnKey;
             context.Char -= ui.OnChar;
             loop.Stop();
@@ -168,12 +177,13 @@ public static class LiveApp
 
     static OverlayPresenter OverlayPresenterFor(IGlContext context) => OverlayPresenter.For(context);
 
-    static double RecentSpan(List<double> frameTimes)
+    /// <summary>The HUD's fps: frames over the time the last (up to) 120 frame times cover.</summary>
+    static double RecentFps(List<double> frameTimes)
     {
-        // Seconds covered by the last (up to) 120 frame times: the HUD's fps.
         double s = 0;
-        for (int i = Math.Max(0, frameTimes.Count - 120); i < frameTimes.Count; i++) s += frameTimes[i];
-        return s / 1000;
+        int n = 0;
+        for (int i = Math.Max(0, frameTimes.Count - 120); i < frameTimes.Count; i++, n++) s += frameTimes[i];
+        return s > 0 ? n * 1000 / s : 0;
     }
 
     /// <summary>Nearest-rank percentile of sorted samples.</summary>

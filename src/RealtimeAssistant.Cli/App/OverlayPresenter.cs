@@ -50,6 +50,8 @@ public sealed class OverlayPresenter : IDisposable
         });
     }
 
+    public void RefreshHudNow() => Renderer.RefreshHudNow();
+
     public void Dispose()
     {
         Renderer.Dispose();

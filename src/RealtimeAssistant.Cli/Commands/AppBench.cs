@@ -19,17 +19,18 @@ public static class AppBench
         var warmup = new Option<double>("--warmup") { Description = "seconds before measuring (model and caches warm up)", DefaultValueFactory = _ => 10 };
         var source = new Option<string?>("--source") { Description = "video source (default: the bundled media/demo.mp4, looped in real time)" };
         var fps = new Option<double>("--display-fps") { Description = "render rate", DefaultValueFactory = _ => 60 };
+        var threads = new Option<int?>("--threads") { Description = "torch threads for the model (default: all cores)" };
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var cmd = new Command("app", "The app end to end: render fps and p99 frame time while captioning, caption updates/s, glass-to-caption p50/p95, dropped frames, RSS start/end.")
-            { json, seconds, warmup, source, fps, model, device, dtype };
+            { json, seconds, warmup, source, fps, threads, model, device, dtype };
         return cmd.WithAction((pr, ct) =>
         {
             var spec = pr.GetValue(source) ?? Cli.FindRepoPath(DemoCommand.DemoVideo) ?? throw new UserError($"{DemoCommand.DemoVideo} not found; pass --source");
             double measure = pr.GetValue(seconds), warm = pr.GetValue(warmup);
             if (measure <= 0 || warm < 0) throw new UserError("--seconds must be > 0 and --warmup ≥ 0");
-            using var captioner = AppModel.Load(pr.GetValue(model), Cli.EngineOptions(pr, device, dtype));
+            using var captioner = AppModel.Load(pr.GetValue(model), Cli.EngineOptions(pr, device, dtype) with { Threads = pr.GetValue(threads) });
             Console.Error.WriteLine($"bench app: {spec} looped in real time, {warm:0} s warm-up + {measure:0} s measured…");
             var stats = LiveApp.Run(null, new LiveAppOptions
             {
@@ -58,6 +59,7 @@ public static class AppBench
                 ["source"] = stats.Source,
                 ["context"] = stats.Context,
                 ["cores"] = Environment.ProcessorCount,
+                ["torch_threads"] = TorchSharp.torch.get_num_threads(),
             };
             var table = new Table().AddColumns("metric", "value", "target");
             string T(string k) => k switch

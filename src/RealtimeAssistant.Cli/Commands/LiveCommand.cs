@@ -14,13 +14,15 @@ public static class LiveCommand
         var seconds = new Option<double?>("--seconds") { Description = "stop after this many seconds" };
         var headless = new Option<bool>("--headless") { Description = "do not open a window even if a display exists" };
         var noHud = new Option<bool>("--no-hud") { Description = "start with the HUD hidden (H toggles it)" };
+        var snapshot = new Option<string?>("--snapshot") { Description = "when the run ends, save its last overlay frame to this PNG" };
+        var threads = new Option<int?>("--threads") { Description = "torch threads for the model (default: all cores; 1 leaves a core to render)" };
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var cmd = new Command("live", "Live captioning: the video, streaming captions and a latency HUD in a window. " +
             "Keys: H HUD, P pruning, S screenshot, Q/Esc quit; type a question and press Enter to ask it. " +
             "With no display it runs headless and prints each caption with its video time.")
-            { source, loop, fps, seconds, headless, noHud, model, device, dtype };
+            { source, loop, fps, seconds, headless, noHud, snapshot, threads, model, device, dtype };
         return cmd.WithAction((pr, ct) =>
         {
             var spec = pr.GetValue(source)!;
@@ -32,13 +34,13 @@ public static class LiveCommand
             var window = pr.GetValue(headless) ? null : LiveApp.TryOpenWindow(960, 600, $"RealtimeAssistant – {spec}", out why);
             if (window is null)
                 Console.Error.WriteLine($"live: no window ({why}); running headless (EGL): captions are printed below, Ctrl+C stops");
-            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype));
+            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype) with { Threads = pr.GetValue(threads) });
             using var logging = Cli.Logging();
             var stats = LiveApp.Run(window, new LiveAppOptions
             {
                 Source = spec, Loop = pr.GetValue(loop), DisplayFps = pr.GetValue(fps),
                 Duration = pr.GetValue(seconds) is { } s ? TimeSpan.FromSeconds(s) : null,
-                ShowHud = !pr.GetValue(noHud), PrintCaptions = window is null, Logger = logging.CreateLogger("live"),
+                ShowHud = !pr.GetValue(noHud), SnapshotPath = pr.GetValue(snapshot), PrintCaptions = window is null, Logger = logging.CreateLogger("live"),
             }, captioner, ct);
             LiveApp.PrintSummary(stats);
             return Task.FromResult(stats.Error is null ? 0 : 1);
