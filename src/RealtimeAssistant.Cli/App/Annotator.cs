@@ -71,6 +71,7 @@ public static class Annotator
             var pixels = new Mat();
             var hud = new HudFeed(profiler, 1000.0 / source.Fps);
             long lastPresent = 0;
+            IOException? finishError = null;
             try
             {
                 void Present(Frame frame, CaptionView view)
@@ -86,15 +87,18 @@ public static class Annotator
                 }
                 void Segment(CaptionSegment s) => captions.Write(Entry(s));
                 long? total = source.FrameCount is { } n ? Math.Max(0, n - start) : null;
+                // Finish the video as soon as the last frame is out (on Ctrl+C the process has little time left).
+                void Stopped() { try { video.Finish(); } catch (IOException e) { finishError = e; } }
                 result = o.Console == AnnotateConsole.Progress && !System.Console.IsOutputRedirected
-                    ? WithProgressBar(loop, Present, Segment, total, source.Description, ct)
-                    : loop.Run(Present, Segment, o.Console == AnnotateConsole.Progress ? Ticker(total) : null, ct);
+                    ? WithProgressBar(loop, Present, Segment, total, source.Description, ct, Stopped)
+                    : loop.Run(Present, Segment, o.Console == AnnotateConsole.Progress ? Ticker(total) : null, ct, Stopped);
             }
             finally
             {
                 presenter?.Dispose();
                 pixels.Dispose();
             }
+            if (finishError is not null) throw finishError;
             video.Finish();
         }
         if (o.Console == AnnotateConsole.StreamCaptions) System.Console.Out.WriteLine();
@@ -123,7 +127,8 @@ public static class Annotator
             ["tokens"] = s.Result.Timings.DecodeMs.Count,
         });
 
-    static FileLoopResult WithProgressBar(FileLoop loop, Action<Frame, CaptionView> present, Action<CaptionSegment> segment, long? total, string what, CancellationToken ct)
+    static FileLoopResult WithProgressBar(FileLoop loop, Action<Frame, CaptionView> present, Action<CaptionSegment> segment, long? total, string what,
+        CancellationToken ct, Action stopped)
     {
         FileLoopResult? result = null;
         AnsiConsole.Progress()
@@ -132,7 +137,7 @@ public static class Annotator
             {
                 var task = ctx.AddTask(Markup.Escape(what), maxValue: total ?? 1);
                 task.IsIndeterminate = total is null;
-                result = loop.Run(present, segment, n => task.Value = total is null ? 0 : n, ct);
+                result = loop.Run(present, segment, n => task.Value = total is null ? 0 : n, ct, stopped);
                 task.Value = task.MaxValue;
             });
         return result!;

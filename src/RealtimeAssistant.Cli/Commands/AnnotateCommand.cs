@@ -19,8 +19,13 @@ public static class AnnotateCommand
         var dtype = Cli.DTypeOption();
         var cmd = new Command("annotate", "Annotate a video: annotated.mp4 with the captions burned in, plus captions.srt, .vtt and .jsonl.")
             { input, output, every, force, resume, hud, model, device, dtype };
-        return cmd.WithAction((pr, ct) =>
+        return cmd.WithAction(async (pr, ct) =>
         {
+            // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
+            // action has returned a task, so a body that ran synchronously would die on Ctrl+C mid-write.
+            await Task.Yield();
+            using var interrupt = new Interrupt(ct);
+            ct = interrupt.Token;
             if (pr.GetValue(every) < 0) throw new UserError("--every must be 1 or more (or 0 for one caption per second)");
             var options = new AnnotateOptions
             {
@@ -33,7 +38,7 @@ public static class AnnotateCommand
             using var captioner = AppModel.Load(pr.GetValue(model), Cli.EngineOptions(pr, device, dtype));
             var report = Annotator.Run(options, captioner, ct);
             Annotator.PrintSummary(report);
-            return Task.FromResult(report.Cancelled ? 130 : 0);
+            return report.Cancelled ? 130 : 0;
         });
     }
 }

@@ -25,8 +25,13 @@ public static class AppBench
         var dtype = Cli.DTypeOption();
         var cmd = new Command("app", "The app end to end: render fps and p99 frame time while captioning, caption updates/s, glass-to-caption p50/p95, dropped frames, RSS start/end.")
             { json, seconds, warmup, source, fps, threads, model, device, dtype };
-        return cmd.WithAction((pr, ct) =>
+        return cmd.WithAction(async (pr, ct) =>
         {
+            // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
+            // action has returned a task, so a body that ran synchronously would die on Ctrl+C mid-write.
+            await Task.Yield();
+            using var interrupt = new Interrupt(ct);
+            ct = interrupt.Token;
             var spec = pr.GetValue(source) ?? Cli.FindRepoPath(DemoCommand.DemoVideo) ?? throw new UserError($"{DemoCommand.DemoVideo} not found; pass --source");
             double measure = pr.GetValue(seconds), warm = pr.GetValue(warmup);
             if (measure <= 0 || warm < 0) throw new UserError("--seconds must be > 0 and --warmup ≥ 0");
@@ -58,6 +63,8 @@ public static class AppBench
                 ["display_fps_target"] = pr.GetValue(fps),
                 ["source"] = stats.Source,
                 ["context"] = stats.Context,
+                // One RSS sample every 30 s from the start (warm-up included), to see a trend rather than two points.
+                ["rss_mb_every_30s"] = stats.Rss.Where((_, i) => i % 30 == 0).Select(r => Math.Round(r.Mb)).ToArray(),
                 ["cores"] = Environment.ProcessorCount,
                 ["torch_threads"] = TorchSharp.torch.get_num_threads(),
             };
@@ -66,10 +73,10 @@ public static class AppBench
             {
                 "render_fps" => "≥ 30", "frame_ms_p99" => "≤ 50", "caption_hz" => "≥ 5", "rss_drift_pct" => "±5", _ => "",
             };
-            foreach (var (k, v) in result) table.AddRow(k, Markup.Escape(v.ToString() ?? ""), T(k));
+            foreach (var (k, v) in result) table.AddRow(k, Markup.Escape(v is double[] a ? string.Join(" ", a) : v.ToString() ?? ""), T(k));
             AnsiConsole.Write(table);
             if (pr.GetValue(json) is { } path) Cli.WriteJson(path, result);
-            return Task.FromResult(0);
+            return 0;
         });
     }
 }

@@ -27,9 +27,14 @@ public static class DemoCommand
         var cmd = new Command("demo", "Run the bundled demo model on the bundled video: a live window with a display, else captions in the terminal plus annotated outputs.")
             { headless, output, video, model, device, dtype };
         foreach (var o in Options) cmd.Options.Add(o);
-        return cmd.WithAction((pr, ct) =>
+        return cmd.WithAction(async (pr, ct) =>
         {
-            if (Handler is not null) return Handler(pr, ct);
+            // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
+            // action has returned a task, so a body that ran synchronously would die on Ctrl+C mid-write.
+            await Task.Yield();
+            using var interrupt = new Interrupt(ct);
+            ct = interrupt.Token;
+            if (Handler is not null) return await Handler(pr, ct);
             var input = pr.GetValue(video) ?? Cli.FindRepoPath(DemoVideo)
                 ?? throw new UserError($"the demo video is missing ({DemoVideo} not found in this checkout)");
             var modelDir = AppModel.Resolve(pr.GetValue(model));
@@ -44,7 +49,7 @@ public static class DemoCommand
                     using var captioner = AppModel.Load(modelDir, engine);
                     var stats = LiveApp.Run(window, new LiveAppOptions { Source = input, Loop = true, Realtime = true }, captioner, ct);
                     LiveApp.PrintSummary(stats);
-                    return Task.FromResult(0);
+                    return interrupt.Requested ? 130 : 0;
                 }
                 Console.Error.WriteLine($"demo: no window ({why}); streaming the captions here and writing the annotated video instead");
             }
@@ -56,7 +61,7 @@ public static class DemoCommand
                 var report = Annotator.Run(new AnnotateOptions { Input = input, OutputDir = dir, Console = AnnotateConsole.StreamCaptions }, captioner, ct);
                 Annotator.PrintSummary(report);
                 Console.Error.WriteLine($"demo: outputs in {Path.GetFullPath(dir)}/ (annotated.mp4, captions.srt, captions.vtt, captions.jsonl)");
-                return Task.FromResult(report.Cancelled ? 130 : 0);
+                return report.Cancelled ? 130 : 0;
             }
         });
     }

@@ -23,8 +23,13 @@ public static class LiveCommand
             "Keys: H HUD, P pruning, S screenshot, Q/Esc quit; type a question and press Enter to ask it. " +
             "With no display it runs headless and prints each caption with its video time.")
             { source, loop, fps, seconds, headless, noHud, snapshot, threads, model, device, dtype };
-        return cmd.WithAction((pr, ct) =>
+        return cmd.WithAction(async (pr, ct) =>
         {
+            // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
+            // action has returned a task, so a body that ran synchronously would die on Ctrl+C mid-write.
+            await Task.Yield();
+            using var interrupt = new Interrupt(ct);
+            ct = interrupt.Token;
             var spec = pr.GetValue(source)!;
             if (pr.GetValue(fps) is not (> 0 and <= 1000)) throw new UserError("--display-fps must be in (0, 1000]");
             var modelDir = AppModel.Resolve(pr.GetValue(model));
@@ -43,7 +48,7 @@ public static class LiveCommand
                 ShowHud = !pr.GetValue(noHud), SnapshotPath = pr.GetValue(snapshot), PrintCaptions = window is null, Logger = logging.CreateLogger("live"),
             }, captioner, ct);
             LiveApp.PrintSummary(stats);
-            return Task.FromResult(stats.Error is null ? 0 : 1);
+            return stats.Error is not null ? 1 : interrupt.Requested ? 130 : 0;
         });
     }
 }

@@ -18,8 +18,13 @@ public static class ProfileCommand
         var dtype = Cli.DTypeOption();
         var cmd = new Command("profile", "Run the live loop on a file as if it were live (realtime pacing, headless render) and write a latency report: table, PNG plots, report.json.")
             { input, output, fps, seconds, model, device, dtype };
-        return cmd.WithAction((pr, ct) =>
+        return cmd.WithAction(async (pr, ct) =>
         {
+            // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
+            // action has returned a task, so a body that ran synchronously would die on Ctrl+C mid-write.
+            await Task.Yield();
+            using var interrupt = new Interrupt(ct);
+            ct = interrupt.Token;
             var spec = pr.GetValue(input)!;
             using (Capture.FrameSources.Open(spec, AppSources.Options())) { }   // a bad file fails before the model loads
             var dir = pr.GetValue(output) ?? Path.Combine("runs", $"profile-{DateTime.Now:yyyyMMdd-HHmmss}");
@@ -33,7 +38,7 @@ public static class ProfileCommand
             ProfileReport.PrintTable(stats);
             foreach (var path in ProfileReport.Write(stats, dir)) AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(path)}[/]");
             if (stats.Error is not null) throw new UserError(stats.Error);
-            return Task.FromResult(0);
+            return 0;
         });
     }
 }

@@ -51,7 +51,10 @@ public sealed class FileLoop(IFrameSource source, IFrameCaptioner captioner, Pro
     /// <param name="present">Renders and writes one frame with the caption to show (render thread).</param>
     /// <param name="segmentDone">A segment closed (its last frame is written): write its caption entry.</param>
     /// <param name="progress">Frames rendered so far.</param>
-    public FileLoopResult Run(Action<Frame, CaptionView> present, Action<CaptionSegment> segmentDone, Action<long>? progress, CancellationToken ct)
+    /// <param name="stopped">On the render thread once the last frame and segment are out, before the worker threads
+    /// are joined (a caption in flight may take a while to notice the cancellation): finish the outputs here.</param>
+    public FileLoopResult Run(Action<Frame, CaptionView> present, Action<CaptionSegment> segmentDone, Action<long>? progress, CancellationToken ct,
+        Action? stopped = null)
     {
         if (opts.Every < 1) throw new UserError($"--every must be at least 1, got {opts.Every}");
         var sw = Stopwatch.StartNew();
@@ -168,16 +171,18 @@ public sealed class FileLoop(IFrameSource source, IFrameCaptioner captioner, Pro
         {
             cancelled = token.IsCancellationRequested;
             linked.Cancel();
-            captureThread.Join(TimeSpan.FromSeconds(10));
-            inferenceThread.Join(TimeSpan.FromSeconds(30));
-            while (frames.TryTake(out var left)) left.Dispose();
             // The open segment ends after the last frame written: outputs stay consistent when interrupted.
+            // Written before the joins: on Ctrl+C the process may have only a couple of seconds left.
             if (open is { } o && last is { } l)
             {
                 var end = l.Time + TimeSpan.FromSeconds(1 / Math.Max(1e-3, source.Fps));
                 segmentDone(new CaptionSegment(o.Key, l.Index + 1, o.Start, end, o.Result, o.Latency));
                 captions++;
             }
+            stopped?.Invoke();
+            captureThread.Join(TimeSpan.FromSeconds(10));
+            inferenceThread.Join(TimeSpan.FromSeconds(30));
+            while (frames.TryTake(out var left)) left.Dispose();
         }
         // A failure on another thread is the run's failure, unless the user interrupted first.
         if (inferenceError is not null && !ct.IsCancellationRequested)
