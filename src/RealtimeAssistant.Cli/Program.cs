@@ -9,5 +9,7 @@ root.Subcommands.Add(DemoCommand.Create());
 root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(AnalyzeCommand.Create());
-foreach (var extra in CommandRegistry.Extra()) root.Subcommands.Add(extra);
+root.Subcommands.Add(AnnotateCommand.Create());
+root.Subcommands.Add(LiveCommand.Create());
+root.Subcommands.Add(ProfileCommand.Create());
 return await root.Parse(args).InvokeAsync();

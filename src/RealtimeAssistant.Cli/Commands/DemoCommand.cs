@@ -1,28 +1,62 @@
 using System.CommandLine;
+using RealtimeAssistant.Cli.App;
 
 namespace RealtimeAssistant.Cli.Commands;
 
 /// <summary>
-/// `ra demo`: the README's main job. It grows as the project does; the demo-model and app
-/// commands replace its body through <see cref="Handler"/>.
+/// `ra demo`: the README's main command. The bundled model on the bundled video: in the live
+/// window when there is a display, else captions streamed to the terminal and the annotated
+/// outputs written to runs/demo-TIMESTAMP/.
 /// </summary>
 public static class DemoCommand
 {
-    /// <summary>Set by the demo feature when it is built in; null until then.</summary>
-    public static Func<ParseResult, CancellationToken, Task<int>>? Handler;
-    public static readonly List<Option> Options = new();
+    public const string DemoVideo = "media/demo.mp4";
 
     public static Command Create()
     {
-        var cmd = new Command("demo", "Run the bundled demo model on the bundled video.");
-        foreach (var o in Options) cmd.Options.Add(o);
-        return cmd.WithAction((pr, ct) => Handler?.Invoke(pr, ct) ?? Task.FromResult(NotYet()));
-    }
+        var headless = new Option<bool>("--headless") { Description = "never open a window: stream captions to the terminal and write the outputs" };
+        var output = new Option<string?>("--output", "-o") { Description = "output folder when headless (default: runs/demo-TIMESTAMP)" };
+        var video = new Option<string?>("--video") { Description = $"video to run on (default: the bundled {DemoVideo})" };
+        var model = AppModel.ModelOption();
+        var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
+        var cmd = new Command("demo", "Run the bundled demo model on the bundled video: a live window with a display, else captions in the terminal plus annotated outputs.")
+            { headless, output, video, model, device, dtype };
+        return cmd.WithAction(async (pr, ct) =>
+        {
+            // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
+            // action has returned a task, so a body that ran synchronously would die on Ctrl+C mid-write.
+            await Task.Yield();
+            using var interrupt = new Interrupt(ct);
+            ct = interrupt.Token;
+            var input = pr.GetValue(video) ?? Cli.FindRepoPath(DemoVideo)
+                ?? throw new UserError($"the demo video is missing ({DemoVideo} not found in this checkout)");
+            var modelDir = AppModel.Resolve(pr.GetValue(model));
+            var engine = Cli.EngineOptions(pr, device, dtype);
 
-    static int NotYet()
-    {
-        Console.Error.WriteLine("demo: the bundled demo model is not in media/ yet (issue 3); nothing to run.");
-        Console.Error.WriteLine("demo: the engine works today: ./ra caption --model DIR --image FILE");
-        return 0;
+            if (!pr.GetValue(headless))
+            {
+                var window = LiveApp.TryOpenWindow(640, 640, "RealtimeAssistant demo", out var why);
+                if (window is not null)
+                {
+                    Console.Error.WriteLine($"demo: playing {input} in a window (H: HUD, P: pruning, S: screenshot, type + Enter: ask, Q/Esc: quit)");
+                    using var captioner = AppModel.Load(modelDir, engine);
+                    var stats = LiveApp.Run(window, new LiveAppOptions { Source = input, Loop = true, Realtime = true }, captioner, ct);
+                    LiveApp.PrintSummary(stats);
+                    return interrupt.Requested ? 130 : 0;
+                }
+                Console.Error.WriteLine($"demo: no window ({why}); streaming the captions here and writing the annotated video instead");
+            }
+
+            var dir = pr.GetValue(output) ?? Path.Combine("runs", $"demo-{DateTime.Now:yyyyMMdd-HHmmss}");
+            Console.Error.WriteLine($"demo: {input} → {Path.GetFullPath(dir)}/");
+            using (var captioner = AppModel.Load(modelDir, engine))
+            {
+                var report = Annotator.Run(new AnnotateOptions { Input = input, OutputDir = dir, Console = AnnotateConsole.StreamCaptions }, captioner, ct);
+                Annotator.PrintSummary(report);
+                Console.Error.WriteLine($"demo: outputs in {Path.GetFullPath(dir)}/ (annotated.mp4, captions.srt, captions.vtt, captions.jsonl)");
+                return report.Cancelled ? 130 : 0;
+            }
+        });
     }
 }

@@ -1,0 +1,183 @@
+using System.Diagnostics;
+using System.Text.Json;
+using OpenCvSharp;
+using RealtimeAssistant.Capture;
+using RealtimeAssistant.Output;
+using RealtimeAssistant.Pipeline;
+using Spectre.Console;
+
+namespace RealtimeAssistant.Cli.App;
+
+/// <summary>How annotate talks to the terminal.</summary>
+public enum AnnotateConsole
+{
+    /// <summary>A Spectre progress bar (a terminal), or a line every few seconds (redirected output).</summary>
+    Progress,
+    /// <summary>Each caption streams word by word with its video timestamp (the demo without a display).</summary>
+    StreamCaptions,
+    /// <summary>Nothing (tests, benchmarks).</summary>
+    Quiet,
+}
+
+public sealed record AnnotateOptions
+{
+    public required string Input { get; init; }
+    public required string OutputDir { get; init; }
+    /// <summary>Frames per caption; 0 = one caption per second of video.</summary>
+    public int Every { get; init; }
+    public bool Force { get; init; }
+    public bool Resume { get; init; }
+    /// <summary>Burn the latency HUD into the video as well.</summary>
+    public bool Hud { get; init; }
+    public VideoEncoder Encoder { get; init; } = VideoEncoder.Auto;
+    public AnnotateConsole Console { get; init; } = AnnotateConsole.Progress;
+}
+
+public sealed record AnnotateReport(string OutputDir, OutputMode Mode, long StartFrame, long FramesRendered, int Captions, bool Cancelled,
+    TimeSpan Elapsed, string Encoder, string Video, string Source, int Every, ProfilerSnapshot Profile)
+{
+    public double Fps => FramesRendered / Math.Max(1e-9, Elapsed.TotalSeconds);
+}
+
+/// <summary>
+/// annotate: a video file in, annotated.mp4 (overlay burned in through headless EGL) plus
+/// captions.srt/.vtt/.jsonl out, at model speed. Every output is flushed as it goes, so an
+/// interrupted run leaves valid files, and a later run can --resume after its last caption.
+/// </summary>
+public static class Annotator
+{
+    public static AnnotateReport Run(AnnotateOptions o, IFrameCaptioner captioner, CancellationToken ct)
+    {
+        var plan = OutputFolder.Prepare(o.OutputDir, o.Force, o.Resume);
+        long start = plan.Mode == OutputMode.Resume ? ResumeFrame(plan) : 0;
+        using var source = FrameSources.Open(o.Input, AppSources.Options());
+        int every = o.Every > 0 ? o.Every : Math.Max(1, (int)Math.Round(source.Fps));
+        var profiler = new Profiler(window: 4096);
+        var loop = new FileLoop(source, captioner, profiler, new FileLoopOptions { Every = every, StartFrame = start })
+        {
+            CaptionStarted = o.Console == AnnotateConsole.StreamCaptions ? (_, t) => StreamStart(t) : null,
+            CaptionDelta = o.Console == AnnotateConsole.StreamCaptions ? (_, d) => { System.Console.Out.Write(d); System.Console.Out.Flush(); } : null,
+        };
+        if (plan.Mode == OutputMode.Resume)
+            Say(o, $"resuming {o.OutputDir} after {plan.Existing.Count} captions, from frame {start}");
+
+        FileLoopResult result;
+        string encoder;
+        using (var captions = new CaptionFiles(plan))
+        using (var video = new AnnotatedVideoWriter(plan.AnnotatedVideo, source.Fps, o.Encoder))
+        {
+            encoder = video.EncoderDescription;
+            OverlayPresenter? presenter = null;
+            var pixels = new Mat();
+            var hud = new HudFeed(profiler, 1000.0 / source.Fps);
+            long lastPresent = 0;
+            IOException? finishError = null;
+            try
+            {
+                void Present(Frame frame, CaptionView view)
+                {
+                    presenter ??= OverlayPresenter.Headless(frame.Image.Width, frame.Image.Height);
+                    presenter.ShowHud = o.Hud;
+                    var now = Stopwatch.GetTimestamp();
+                    if (lastPresent != 0) hud.AddFrameTime(Stopwatch.GetElapsedTime(lastPresent, now).TotalMilliseconds);
+                    lastPresent = now;
+                    presenter.Render(frame.Image, view, o.Hud ? hud.Stats(profiler.Snapshot().Counter(Profiler.FramesCaptured)?.PerSecond ?? 0, 0, TimeSpan.FromMilliseconds(250)) : null, null);
+                    presenter.Renderer.ReadPixels(pixels);
+                    video.Write(pixels);
+                }
+                void Segment(CaptionSegment s) => captions.Write(Entry(s));
+                long? total = source.FrameCount is { } n ? Math.Max(0, n - start) : null;
+                // Finish the video as soon as the last frame is out (on Ctrl+C the process has little time left).
+                void Stopped() { try { video.Finish(); } catch (IOException e) { finishError = e; } }
+                result = o.Console == AnnotateConsole.Progress && !System.Console.IsOutputRedirected
+                    ? WithProgressBar(loop, Present, Segment, total, source.Description, ct, Stopped)
+                    : loop.Run(Present, Segment, o.Console == AnnotateConsole.Progress ? Ticker(total) : null, ct, Stopped);
+            }
+            finally
+            {
+                presenter?.Dispose();
+                pixels.Dispose();
+            }
+            if (finishError is not null) throw finishError;
+            video.Finish();
+        }
+        if (o.Console == AnnotateConsole.StreamCaptions) System.Console.Out.WriteLine();
+        return new AnnotateReport(o.OutputDir, plan.Mode, start, result.FramesRendered, result.Captions, result.Cancelled, result.Elapsed,
+            encoder, plan.AnnotatedVideo, source.Description, every, profiler.Snapshot());
+    }
+
+    /// <summary>The frame after the last caption's segment (its end_frame), so nothing is captioned twice.</summary>
+    static long ResumeFrame(OutputPlan plan)
+    {
+        var last = plan.Existing.LastOrDefault();
+        if (last?.Extra is { } extra && extra.TryGetValue("end_frame", out var v) && v is JsonElement { ValueKind: JsonValueKind.Number } e)
+            return e.GetInt64();
+        return plan.LastFrame + 1;
+    }
+
+    public static CaptionEntry Entry(CaptionSegment s) => new(s.Start, s.End, s.Result.Text, s.LatencyMs, s.Result.KeptTokens, s.KeyFrame,
+        new Dictionary<string, object?>
+        {
+            ["end_frame"] = s.EndFrame,
+            ["visual_tokens"] = s.Result.VisualTokens,
+            ["preprocess_ms"] = Math.Round(s.Result.Timings.PreprocessMs, 2),
+            ["vision_ms"] = Math.Round(s.Result.Timings.VisionMs, 2),
+            ["prefill_ms"] = Math.Round(s.Result.Timings.PrefillMs, 2),
+            ["decode_ms"] = Math.Round(s.Result.Timings.DecodeMs.Sum(), 2),
+            ["tokens"] = s.Result.Timings.DecodeMs.Count,
+        });
+
+    static FileLoopResult WithProgressBar(FileLoop loop, Action<Frame, CaptionView> present, Action<CaptionSegment> segment, long? total, string what,
+        CancellationToken ct, Action stopped)
+    {
+        FileLoopResult? result = null;
+        AnsiConsole.Progress()
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(Markup.Escape(what), maxValue: total ?? 1);
+                task.IsIndeterminate = total is null;
+                result = loop.Run(present, segment, n => task.Value = total is null ? 0 : n, ct, stopped);
+                task.Value = task.MaxValue;
+            });
+        return result!;
+    }
+
+    /// <summary>For redirected output: one line every 5 seconds.</summary>
+    static Action<long> Ticker(long? total)
+    {
+        var sw = Stopwatch.StartNew();
+        var next = 5.0;
+        return n =>
+        {
+            if (sw.Elapsed.TotalSeconds < next) return;
+            next += 5;
+            System.Console.Error.WriteLine(total is { } t ? $"annotate: {n}/{t} frames ({100.0 * n / Math.Max(1, t):0}%)" : $"annotate: {n} frames");
+        };
+    }
+
+    static void StreamStart(TimeSpan t)
+    {
+        System.Console.Out.Write($"\n[{(int)t.TotalMinutes:00}:{t.Seconds:00}.{t.Milliseconds / 100}] ");
+        System.Console.Out.Flush();
+    }
+
+    static void Say(AnnotateOptions o, string line)
+    {
+        if (o.Console != AnnotateConsole.Quiet) System.Console.Error.WriteLine($"annotate: {line}");
+    }
+
+    /// <summary>The summary printed after a run.</summary>
+    public static void PrintSummary(AnnotateReport r)
+    {
+        var caption = r.Profile.Stage(CaptionStages.CaptionTotal);
+        var latency = r.Profile.Stage(Profiler.GlassToCaption);
+        var render = r.Profile.Stage(Profiler.Render);
+        AnsiConsole.MarkupLine($"{(r.Cancelled ? "[yellow]interrupted[/]: partial outputs are valid" : "[green]done[/]")}: " +
+            $"{r.FramesRendered} frames, {r.Captions} captions (every {r.Every} frames) in {r.Elapsed.TotalSeconds:0.0} s ({r.Fps:0.0} fps)");
+        if (caption is not null)
+            AnsiConsole.MarkupLine($"  caption p50 {caption.P50:0} ms, p95 {caption.P95:0} ms; glass-to-caption p50 {latency?.P50 ?? 0:0} ms; render+encode p50 {render?.P50 ?? 0:0.0} ms/frame");
+        AnsiConsole.MarkupLine($"  video: {Markup.Escape(r.Video)} ({Markup.Escape(r.Encoder)})");
+        AnsiConsole.MarkupLine($"  captions: {Markup.Escape(Path.Combine(r.OutputDir, OutputFolder.SrtName))}, .vtt, .jsonl");
+    }
+}

@@ -1,0 +1,45 @@
+using System.CommandLine;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Pipeline;
+
+namespace RealtimeAssistant.Cli.App;
+
+/// <summary>Finds and loads the model the app commands caption with: --model DIR, else the bundled demo model.</summary>
+public static class AppModel
+{
+    public const string DemoModelPath = "media/demo-model";
+
+    public static Option<string?> ModelOption() =>
+        new("--model", "-m") { Description = $"model folder in the llava-hf layout (default: the bundled {DemoModelPath})" };
+
+    /// <summary>The folder to load, or a one-line error saying how to get one.</summary>
+    public static string Resolve(string? model)
+    {
+        if (!string.IsNullOrEmpty(model))
+        {
+            if (!Directory.Exists(model)) throw new UserError($"model folder not found: {model}");
+            return model;
+        }
+        return Cli.FindRepoPath(DemoModelPath) is { } found && File.Exists(Path.Combine(found, "config.json"))
+            ? found
+            : throw new UserError($"the demo model is missing ({DemoModelPath} not found): train it with `./ra train -o {DemoModelPath}`, or pass --model DIR");
+    }
+
+    /// <summary>Loads the engine and wraps it as the app's captioner.</summary>
+    public static IFrameCaptioner Load(string? model, EngineOptions engine, int frameStride = 5, int maxNewTokens = 48)
+    {
+        var dir = Resolve(model);
+        var e = LlavaEngine.Load(dir, engine);
+        return new OwningCaptioner(new LlavaFrameCaptioner(e, frameStride: frameStride, options: new GenerationOptions { MaxNewTokens = maxNewTokens }), e);
+    }
+
+    /// <summary>Disposes the engine with the captioner (LlavaFrameCaptioner leaves the engine to its owner).</summary>
+    sealed class OwningCaptioner(IFrameCaptioner inner, IDisposable engine) : IFrameCaptioner
+    {
+        public int FramesPerCaption => inner.FramesPerCaption;
+        public int FrameStride => inner.FrameStride;
+        public bool PruningEnabled { get => inner.PruningEnabled; set => inner.PruningEnabled = value; }
+        public CaptionResult Caption(CaptionRequest request, Action<string>? onDelta, CancellationToken ct) => inner.Caption(request, onDelta, ct);
+        public void Dispose() { inner.Dispose(); engine.Dispose(); }
+    }
+}

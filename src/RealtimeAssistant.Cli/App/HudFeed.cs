@@ -1,0 +1,49 @@
+using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Rendering;
+
+namespace RealtimeAssistant.Cli.App;
+
+/// <summary>
+/// Turns the profiler into the HUD's numbers. Rebuilt a few times a second, not every frame
+/// (a snapshot sorts every stage's window), plus a ring of recent whole-frame times for the graph.
+/// </summary>
+public sealed class HudFeed(Profiler profiler, double budgetMs)
+{
+    readonly double[] frameTimes = new double[120];
+    int frameCount;
+    HudStats? cached;
+    long cachedAt;
+
+    public void AddFrameTime(double ms)
+    {
+        frameTimes[frameCount % frameTimes.Length] = ms;
+        frameCount++;
+    }
+
+    public HudStats Stats(double fps, long dropped, TimeSpan refresh)
+    {
+        var now = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (cached is not null && System.Diagnostics.Stopwatch.GetElapsedTime(cachedAt, now) < refresh) return cached;
+        cachedAt = now;
+        var snap = profiler.Snapshot();
+        var stages = new Dictionary<string, (double, double)>();
+        foreach (var name in HudStats.StageOrder)
+            if (snap.Stage(name) is { } s) stages[name] = (s.Last, s.P50);
+        var latency = snap.Stage(Profiler.GlassToCaption);
+        int n = Math.Min(frameCount, frameTimes.Length);
+        var recent = new double[n];
+        for (int k = 0; k < n; k++) recent[k] = frameTimes[(frameCount - n + k) % frameTimes.Length];
+        cached = new HudStats
+        {
+            Stages = stages,
+            Fps = fps,
+            CaptionHz = snap.Counter(Profiler.CaptionUpdates)?.PerSecond ?? 0,
+            LatencyP50Ms = latency?.P50 ?? 0,
+            LatencyP95Ms = latency?.P95 ?? 0,
+            DroppedFrames = dropped,
+            BudgetMs = budgetMs,
+            FrameTimesMs = recent,
+        };
+        return cached;
+    }
+}

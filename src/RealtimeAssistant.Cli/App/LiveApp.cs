@@ -1,0 +1,285 @@
+using System.Diagnostics;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using RealtimeAssistant.Capture;
+using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Rendering;
+using Spectre.Console;
+
+namespace RealtimeAssistant.Cli.App;
+
+public sealed record LiveAppOptions
+{
+    /// <summary>Camera index, file, FIFO, image folder or "synthetic".</summary>
+    public required string Source { get; init; }
+    /// <summary>Replay files when they end.</summary>
+    public bool Loop { get; init; }
+    /// <summary>Pace files at their frame rate, as a camera would deliver them.</summary>
+    public bool Realtime { get; init; } = true;
+    /// <summary>The render loop's rate (frames drawn per second, whatever the model does).</summary>
+    public double DisplayFps { get; init; } = 60;
+    /// <summary>Stop after this long (null: until the source ends, Q/Esc or Ctrl+C).</summary>
+    public TimeSpan? Duration { get; init; }
+    public bool ShowHud { get; init; } = true;
+    /// <summary>Print each finished caption on stdout with its video time (headless runs).</summary>
+    public bool PrintCaptions { get; init; }
+    /// <summary>Headless drawing size (a window keeps its own).</summary>
+    public int Width { get; init; } = 640;
+    public int Height { get; init; } = 480;
+    public string ScreenshotDir { get; init; } = ".";
+    /// <summary>When the run ends, save its last overlay frame as this PNG.</summary>
+    public string? SnapshotPath { get; init; }
+    /// <summary>Profiler window (samples per stage kept for percentiles and plots).</summary>
+    public int ProfileWindow { get; init; } = 4096;
+    /// <summary>Seconds at the start that do not count toward fps, frame times and RSS-start (warm-up).</summary>
+    public double WarmupSeconds { get; init; }
+    public ILogger? Logger { get; init; }
+}
+
+/// <summary>What a live run measured.</summary>
+public sealed record LiveStats(string Source, string Context, long FramesRendered, TimeSpan Measured, double RenderFps,
+    double FrameMsP50, double FrameMsP99, double FrameMsMax, long Captions, double CaptionHz, double WordsHz,
+    double LatencyP50, double LatencyP95, double LatencyP99, long DroppedForInference, long DroppedForDisplay, long FramesCaptured,
+    double RssStartMb, double RssEndMb, double RssMaxMb, IReadOnlyList<(double Seconds, double Mb)> Rss,
+    IReadOnlyList<double> FrameTimesMs, ProfilerSnapshot Profile, Profiler Profiler, string? Error);
+
+/// <summary>
+/// The live app's render thread: draws at display rate (window or headless), takes the newest
+/// frame and the caption board's view each tick and never waits on the model. Keys: H HUD,
+/// P pruning, S screenshot, Q/Esc quit; typing (or Enter, then typing) asks a question.
+/// </summary>
+public static class LiveApp
+{
+    static readonly HashSet<string> QuietStatuses = ["live", "playing", "playing (realtime)", "generating"];
+
+    /// <summary>A window, or null with the reason there is none (no DISPLAY, GLFW failed).</summary>
+    public static IGlContext? TryOpenWindow(int width, int height, string title, out string? why)
+    {
+        try
+        {
+            why = null;
+            return new GlfwWindowContext(width, height, title);
+        }
+        catch (UserError e) { why = e.Message; return null; }
+    }
+
+    /// <summary>Runs until the source ends, Q/Esc, the duration or Ctrl+C. Takes ownership of <paramref name="window"/>.</summary>
+    public static LiveStats Run(IGlContext? window, LiveAppOptions o, IFrameCaptioner captioner, CancellationToken ct)
+    {
+        var profiler = new Profiler(window: o.ProfileWindow);
+        var source = FrameSources.Open(o.Source, AppSources.Options(o.Realtime, o.Loop) with { Logger = o.Logger });
+        using var loop = new LiveLoop(source, captioner, profiler, o.Logger);
+        var context = window ?? GlContextFactory.Create(false, o.Width, o.Height, out _);
+        using var presenter = OverlayPresenterFor(context);
+        presenter.ShowHud = o.ShowHud;
+        var ui = new InputState(loop, presenter, captioner, o.ScreenshotDir);
+        context.Key += ui.OnKey;
+        context.Char += ui.OnChar;
+
+        var budgetMs = 1000.0 / o.DisplayFps;
+        var feed = new HudFeed(profiler, budgetMs);
+        var frameTimes = new List<double>(4096);
+        var rss = new List<(double, double)>();
+        long rendered = 0, lastCompleted = 0, measuredFrames = 0;
+        Frame? current = null;
+        string? error = null;
+        var clock = Stopwatch.StartNew();
+        double measureFrom = -1, nextRss = 0, lastTick = 0, nextTick = 0;
+        long capturedAtMeasure = 0, captionsAtMeasure = 0, wordsAtMeasure = 0;
+        double rssStart = 0;
+
+        loop.Start();
+        try
+        {
+            while (!ct.IsCancellationRequested && !context.ShouldClose)
+            {
+                var now = clock.Elapsed.TotalSeconds;
+                if (o.Duration is { } d && now >= d.TotalSeconds) break;
+                if (measureFrom < 0 && now >= o.WarmupSeconds)
+                {
+                    measureFrom = now;
+                    rssStart = RssMb();
+                    captionsAtMeasure = loop.Captions;
+                    wordsAtMeasure = profiler.Snapshot().Counter(CaptionStages.CaptionWords)?.Total ?? 0;
+                    capturedAtMeasure = loop.FramesCaptured;
+                }
+                if (now >= nextRss) { rss.Add((now, RssMb())); nextRss = now + 1; }
+
+                context.PollEvents();
+                if (loop.TryTakeDisplayFrame(out var fresh)) { current?.Dispose(); current = fresh; }
+                var view = loop.Board.View;
+                if (view.Completed > lastCompleted)
+                {
+                    lastCompleted = view.Completed;
+                    // Glass-to-caption: the frame left its source; now its finished caption is on screen.
+                    var ms = profiler.RecordLatency(view.CapturedAt);
+                    if (o.PrintCaptions) PrintCaption(view, ms);
+                }
+                var fps = RecentFps(frameTimes);
+                var hud = presenter.ShowHud ? feed.Stats(fps, loop.DroppedForInference, TimeSpan.FromMilliseconds(250)) : null;
+                using (profiler.Time(Profiler.Render))
+                {
+                    presenter.Render(current?.Image, view, hud, ui.Status(loop));
+                    ui.AfterRender();
+                    if (context.IsWindow) context.SwapBuffers(); else context.Gl.Finish();
+                }
+                rendered++;
+                var after = clock.Elapsed.TotalSeconds;
+                if (rendered > 1)
+                {
+                    var frameMs = (after - lastTick) * 1000;
+                    feed.AddFrameTime(frameMs);
+                    if (measureFrom >= 0) { frameTimes.Add(frameMs); measuredFrames++; }
+                }
+                lastTick = after;
+
+                if (loop.Ended && loop.InferenceStopped) break;          // a file that ended, fully shown and captioned
+                if (loop.InferenceError is { } ie) { error = $"inference failed: {ie.Message}"; break; }
+
+                // Display pacing: sleep to the next tick; when late, start again from now (no catch-up burst).
+                nextTick += 1.0 / o.DisplayFps;
+                var wait = nextTick - clock.Elapsed.TotalSeconds;
+                if (wait > 0) Thread.Sleep(TimeSpan.FromSeconds(wait));
+                else nextTick = clock.Elapsed.TotalSeconds;
+            }
+        }
+        finally
+        {
+            if (o.SnapshotPath is { } snapshotPath && !ct.IsCancellationRequested)
+            {
+                // Drawn again without a swap, so a window's back buffer still holds it.
+                presenter.RefreshHudNow();
+                presenter.Render(current?.Image, loop.Board.View, presenter.ShowHud ? feed.Stats(RecentFps(frameTimes), loop.DroppedForInference, TimeSpan.Zero) : null, ui.Status(loop));
+                presenter.Renderer.SavePng(snapshotPath);
+            }
+            context.Key -= ui.OnKey;
+            context.Char -= ui.OnChar;
+            loop.Stop();
+            current?.Dispose();
+        }
+        if (loop.CaptureError is { } ce && error is null) error = ce.Message;
+
+        var end = clock.Elapsed.TotalSeconds;
+        if (measureFrom < 0) { measureFrom = 0; rssStart = rss.Count > 0 ? rss[0].Item2 : RssMb(); }
+        var measured = TimeSpan.FromSeconds(Math.Max(1e-6, end - measureFrom));
+        var snap = profiler.Snapshot();
+        var latency = snap.Stage(Profiler.GlassToCaption);
+        var sorted = frameTimes.Order().ToArray();
+        var rssEnd = RssMb();
+        var words = (snap.Counter(CaptionStages.CaptionWords)?.Total ?? 0) - wordsAtMeasure;
+        var stats = new LiveStats(source.Description, context.Description, measuredFrames, measured,
+            measuredFrames / measured.TotalSeconds, Pct(sorted, 0.5), Pct(sorted, 0.99), sorted.Length > 0 ? sorted[^1] : 0,
+            loop.Captions - captionsAtMeasure, (loop.Captions - captionsAtMeasure) / measured.TotalSeconds, words / measured.TotalSeconds,
+            latency?.P50 ?? 0, latency?.P95 ?? 0, latency?.P99 ?? 0, loop.DroppedForInference, loop.DroppedForDisplay, loop.FramesCaptured,
+            rssStart, rssEnd, rss.Select(r => r.Item2).DefaultIfEmpty(rssEnd).Max(), rss, frameTimes, snap, profiler, error);
+        return stats;
+    }
+
+    static OverlayPresenter OverlayPresenterFor(IGlContext context) => OverlayPresenter.For(context);
+
+    /// <summary>The HUD's fps: frames over the time the last (up to) 120 frame times cover.</summary>
+    static double RecentFps(List<double> frameTimes)
+    {
+        double s = 0;
+        int n = 0;
+        for (int i = Math.Max(0, frameTimes.Count - 120); i < frameTimes.Count; i++, n++) s += frameTimes[i];
+        return s > 0 ? n * 1000 / s : 0;
+    }
+
+    /// <summary>Nearest-rank percentile of sorted samples.</summary>
+    static double Pct(double[] sorted, double p) =>
+        sorted.Length == 0 ? 0 : sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)];
+
+    public static double RssMb()
+    {
+        using var p = Process.GetCurrentProcess();
+        return p.WorkingSet64 / (1024.0 * 1024.0);
+    }
+
+    static void PrintCaption(CaptionView v, double latencyMs)
+    {
+        var t = v.FrameTime;
+        Console.Out.WriteLine($"[{(int)t.TotalMinutes:00}:{t.Seconds:00}.{t.Milliseconds / 100}] {v.Text}  ({latencyMs:0} ms)");
+    }
+
+    public static void PrintSummary(LiveStats s)
+    {
+        AnsiConsole.MarkupLine($"[grey]{Markup.Escape(s.Source)} on {Markup.Escape(s.Context)}[/]");
+        AnsiConsole.MarkupLine($"render {s.RenderFps:0.0} fps (frame p50 {s.FrameMsP50:0.0} ms, p99 {s.FrameMsP99:0.0} ms), " +
+            $"{s.Captions} captions ({s.CaptionHz:0.00}/s), glass-to-caption p50 {s.LatencyP50:0} ms p95 {s.LatencyP95:0} ms, " +
+            $"dropped {s.DroppedForInference} frames for inference, {s.DroppedForDisplay} for display");
+        if (s.Error is not null) AnsiConsole.MarkupLine($"[red]{Markup.Escape(s.Error)}[/]");
+    }
+
+    /// <summary>Keyboard state: commands, the question being typed, and short status messages.</summary>
+    sealed class InputState(LiveLoop loop, OverlayPresenter presenter, IFrameCaptioner captioner, string screenshotDir)
+    {
+        readonly StringBuilder typed = new();
+        bool typing, screenshotWanted;
+        string? message;
+        long messageUntil;
+
+        public void OnKey(KeyEvent e)
+        {
+            if (e.Action == KeyAction.Release) return;
+            switch (e.Key)
+            {
+                case Keys.Enter:
+                    if (typing && typed.Length > 0) { loop.Ask(typed.ToString()); Flash($"asked: {typed}"); typed.Clear(); typing = false; }
+                    else typing = !typing || typed.Length > 0;
+                    break;
+                case Keys.Backspace:
+                    if (typed.Length > 0) typed.Length--;
+                    break;
+                case Keys.Escape:
+                    if (typing) { typing = false; typed.Clear(); }
+                    else presenter.Context.RequestClose();
+                    break;
+            }
+        }
+
+        public void OnChar(int codepoint)
+        {
+            var c = char.ConvertFromUtf32(codepoint);
+            if (!typing)
+            {
+                switch (c.ToLowerInvariant())
+                {
+                    case "h": presenter.ShowHud = !presenter.ShowHud; return;
+                    case "p":
+                        captioner.PruningEnabled = !captioner.PruningEnabled;
+                        Flash($"pruning {(captioner.PruningEnabled ? "on" : "off")}");
+                        return;
+                    case "s": screenshotWanted = true; return;
+                    case "q": presenter.Context.RequestClose(); return;
+                    case " ": return;
+                }
+                typing = true;   // any other key starts a question
+            }
+            typed.Append(c);
+        }
+
+        public void AfterRender()
+        {
+            if (!screenshotWanted) return;
+            screenshotWanted = false;
+            var path = Path.Combine(screenshotDir, $"ra-screenshot-{DateTime.Now:yyyyMMdd-HHmmss-fff}.png");
+            try { presenter.Renderer.SavePng(path); Flash($"saved {path}"); }
+            catch (IOException e) { Flash($"screenshot failed: {e.Message}"); }
+        }
+
+        void Flash(string text)
+        {
+            message = text;
+            messageUntil = Stopwatch.GetTimestamp() + 2 * Stopwatch.Frequency;
+        }
+
+        public string? Status(LiveLoop l)
+        {
+            if (typing) return $"ask: {typed}_";
+            if (message is not null && Stopwatch.GetTimestamp() < messageUntil) return message;
+            var s = l.SourceStatus;
+            return QuietStatuses.Contains(s) ? null : s;
+        }
+    }
+}

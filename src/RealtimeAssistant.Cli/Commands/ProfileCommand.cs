@@ -1,0 +1,44 @@
+using System.CommandLine;
+using RealtimeAssistant.Cli.App;
+using Spectre.Console;
+
+namespace RealtimeAssistant.Cli.Commands;
+
+/// <summary>`ra profile IN`: the live loop on a file paced as if live; a latency report with plots.</summary>
+public static class ProfileCommand
+{
+    public static Command Create()
+    {
+        var input = new Argument<string>("input") { Description = "video file (or FIFO, image folder, 'synthetic')" };
+        var output = new Option<string?>("--output", "-o") { Description = "report folder (default: runs/profile-TIMESTAMP)" };
+        var fps = new Option<double>("--display-fps") { Description = "render rate", DefaultValueFactory = _ => 60 };
+        var seconds = new Option<double?>("--seconds") { Description = "stop after this many seconds (default: the whole file)" };
+        var model = AppModel.ModelOption();
+        var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
+        var cmd = new Command("profile", "Run the live loop on a file as if it were live (realtime pacing, headless render) and write a latency report: table, PNG plots, report.json.")
+            { input, output, fps, seconds, model, device, dtype };
+        return cmd.WithAction(async (pr, ct) =>
+        {
+            // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
+            // action has returned a task, so a body that ran synchronously would die on Ctrl+C mid-write.
+            await Task.Yield();
+            using var interrupt = new Interrupt(ct);
+            ct = interrupt.Token;
+            var spec = pr.GetValue(input)!;
+            using (Capture.FrameSources.Open(spec, AppSources.Options())) { }   // a bad file fails before the model loads
+            var dir = pr.GetValue(output) ?? Path.Combine("runs", $"profile-{DateTime.Now:yyyyMMdd-HHmmss}");
+            using var captioner = AppModel.Load(pr.GetValue(model), Cli.EngineOptions(pr, device, dtype));
+            Console.Error.WriteLine($"profile: playing {spec} in real time (headless render at {pr.GetValue(fps):0} fps)…");
+            var stats = LiveApp.Run(null, new LiveAppOptions
+            {
+                Source = spec, Realtime = true, DisplayFps = pr.GetValue(fps), ProfileWindow = 1 << 17,
+                Duration = pr.GetValue(seconds) is { } s ? TimeSpan.FromSeconds(s) : null,
+            }, captioner, ct);
+            ProfileReport.PrintTable(stats);
+            foreach (var path in ProfileReport.Write(stats, dir)) AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(path)}[/]");
+            if (stats.Error is not null) throw new UserError(stats.Error);
+            return 0;
+        });
+    }
+}

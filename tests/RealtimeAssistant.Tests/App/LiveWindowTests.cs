@@ -1,0 +1,75 @@
+using RealtimeAssistant.Capture;
+using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Rendering;
+using RealtimeAssistant.Tests.Capture;
+using RealtimeAssistant.Tests.Rendering;
+using Xunit.Abstractions;
+
+namespace RealtimeAssistant.Tests.App;
+
+/// <summary>The live app in a real GLFW window (under Xvfb), and its headless fallback.</summary>
+[Collection("GL")]
+public class LiveWindowTests(ITestOutputHelper log)
+{
+    [Fact]
+    public void LiveApp_InAWindowUnderXvfb_RendersCaptionsAndSavesASnapshot()
+    {
+        using var xvfb = Xvfb.TryStart(out var why);
+        if (xvfb is null)
+        {
+            Assert.False(Xvfb.IsInstalled, $"Xvfb is installed but did not start: {why}");
+            log.WriteLine($"SKIPPED: {why}");
+            return;
+        }
+        var saved = Environment.GetEnvironmentVariable("DISPLAY");
+        ProcessEnv.Set("DISPLAY", xvfb.Display);
+        try
+        {
+            var window = LiveApp.TryOpenWindow(480, 360, "ra-app-test", out var reason);
+            Assert.True(window is not null, reason);
+            Assert.True(window!.IsWindow);
+            var png = Path.Combine(TestMedia.TempDir("app-win"), "snap.png");
+            var stats = LiveApp.Run(window, new LiveAppOptions
+            {
+                Source = TestMedia.WriteClip(TestMedia.TempDir("app-win-in"), frames: 45, fps: 15),
+                Realtime = true, DisplayFps = 30, SnapshotPath = png,
+            }, new SlowCaptioner(TimeSpan.FromMilliseconds(100)), CancellationToken.None);
+            log.WriteLine($"{stats.Context}: {stats.FramesRendered} frames at {stats.RenderFps:0.0} fps, {stats.Captions} captions");
+            Assert.Null(stats.Error);
+            Assert.StartsWith("GLFW window", stats.Context);
+            Assert.Equal(45, stats.FramesCaptured);        // the file ended: the loop stopped by itself
+            Assert.True(stats.Captions >= 1);
+            using var img = OpenCvSharp.Cv2.ImRead(png);
+            Assert.Equal(new OpenCvSharp.Size(480, 360), img.Size());
+            // The caption band at the bottom holds white text.
+            Assert.True(GlTestSupport.CountWhiteish(img, new OpenCvSharp.Rect(0, 300, 480, 60)) > 50, "no caption text in the window's snapshot");
+        }
+        finally
+        {
+            ProcessEnv.Set("DISPLAY", saved);
+        }
+    }
+
+    [Fact]
+    public void NoDisplay_TryOpenWindowSaysWhy_AndTheAppRunsHeadless()
+    {
+        var saved = Environment.GetEnvironmentVariable("DISPLAY");
+        ProcessEnv.Set("DISPLAY", null);
+        try
+        {
+            Assert.Null(LiveApp.TryOpenWindow(320, 240, "x", out var why));
+            Assert.Contains("no display", why);
+            var stats = LiveApp.Run(null, new LiveAppOptions
+            {
+                Source = TestMedia.WriteClip(TestMedia.TempDir("app-headless"), frames: 20, fps: 20), Realtime = true, DisplayFps = 30, Width = 160, Height = 120,
+            }, new SlowCaptioner(TimeSpan.FromMilliseconds(50)), CancellationToken.None);
+            Assert.Null(stats.Error);
+            Assert.StartsWith("EGL", stats.Context);
+            Assert.True(stats.FramesRendered > 0);
+        }
+        finally
+        {
+            ProcessEnv.Set("DISPLAY", saved);
+        }
+    }
+}
