@@ -10,9 +10,9 @@ public static class TrainCommand
     public static Command Create()
     {
         var output = new Option<string>("--output", "-o") { Description = "model folder to write (resumes if it holds a checkpoint)", DefaultValueFactory = _ => "runs/demo-model" };
-        var textSteps = new Option<int>("--text-steps") { DefaultValueFactory = _ => 300, Description = "stage 1: decoder on text alone" };
-        var alignSteps = new Option<int>("--align-steps") { DefaultValueFactory = _ => 600, Description = "stage 2: vision+projector, decoder frozen" };
-        var jointSteps = new Option<int>("--joint-steps") { DefaultValueFactory = _ => 1600, Description = "stage 3: everything" };
+        var textSteps = new Option<int>("--text-steps") { DefaultValueFactory = _ => 200, Description = "stage 1: decoder on text alone" };
+        var alignSteps = new Option<int>("--align-steps") { DefaultValueFactory = _ => 300, Description = "stage 2: vision+projector, decoder frozen" };
+        var jointSteps = new Option<int>("--joint-steps") { DefaultValueFactory = _ => 2000, Description = "stage 3: everything" };
         var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 32 };
         var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 2e-3 };
         var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 1L };
@@ -61,7 +61,7 @@ public static class TrainCommand
                     if (p.Step % 20 != 0 && p.Step != p.TotalSteps) return;
                     var rate = p.Elapsed.TotalSeconds / Math.Max(1, p.Step - resume);
                     var eta = TimeSpan.FromSeconds(rate * (p.TotalSteps - p.Step));
-                    Console.WriteLine($"step {p.Step}/{p.TotalSteps} {p.Stage} loss {p.Loss:0.0000} lr {p.LearningRate:0.00e0} elapsed {p.Elapsed:hh\\:mm\\:ss} eta {eta:hh\\:mm\\:ss}");
+                    Console.WriteLine($"step {p.Step}/{p.TotalSteps} {p.Stage} loss {p.Loss:0.0000} lr {p.LearningRate:0.00e0} image/text scale {p.FeatureScale:0.00} elapsed {p.Elapsed:hh\\:mm\\:ss} eta {eta:hh\\:mm\\:ss}");
                 }), ct);
             }
             AnsiConsole.MarkupLine($"[green]model written to {Markup.Escape(options.OutDir)}[/]");

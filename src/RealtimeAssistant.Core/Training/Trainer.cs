@@ -13,11 +13,11 @@ public sealed record TrainOptions
 {
     public required string OutDir { get; init; }
     /// <summary>Stage 1: the decoder learns the world's language from text alone.</summary>
-    public int TextSteps { get; init; } = 300;
+    public int TextSteps { get; init; } = 200;
     /// <summary>Stage 2: vision tower and projector learn with the decoder frozen (LLaVA's alignment stage).</summary>
-    public int AlignSteps { get; init; } = 600;
+    public int AlignSteps { get; init; } = 300;
     /// <summary>Stage 3: everything trains jointly.</summary>
-    public int JointSteps { get; init; } = 1600;
+    public int JointSteps { get; init; } = 2000;
     public int BatchSize { get; init; } = 32;
     public double LearningRate { get; init; } = 2e-3;
     public int WarmupSteps { get; init; } = 100;
@@ -42,7 +42,8 @@ public sealed record TrainOptions
     }
 }
 
-public readonly record struct TrainProgress(int Step, int TotalSteps, string Stage, double Loss, double LearningRate, TimeSpan Elapsed, double BatchLoss = double.NaN);
+/// <param name="FeatureScale">RMS of the visual tokens over that of the text embeddings (should stay near 1).</param>
+public readonly record struct TrainProgress(int Step, int TotalSteps, string Stage, double Loss, double LearningRate, TimeSpan Elapsed, double BatchLoss = double.NaN, double FeatureScale = 0);
 
 /// <summary>
 /// Trains the demo model from scratch, LLaVA-style (FINDINGS.md): text-only pretraining of the
@@ -101,7 +102,7 @@ public sealed class Trainer
         var decoderParams = model.language_model.parameters().ToList();
         var visionParams = model.vision_tower.parameters().Concat(model.multi_modal_projector.parameters()).ToList();
         var sw = Stopwatch.StartNew();
-        double smoothed = double.NaN;
+        double smoothed = double.NaN, featureScale = 0;
 
         for (int step = startStep; step < _o.TotalSteps; step++)
         {
@@ -127,14 +128,15 @@ public sealed class Trainer
                 foreach (var s in samples) s.Dispose();
                 foreach (var g in optimizer.ParamGroups) g.LearningRate = LearningRateAt(step);
                 optimizer.zero_grad();
-                var loss = DemoBatcher.Loss(model, batch);
+                var (loss, ce, scale) = DemoBatcher.LossParts(model, batch);
                 loss.backward();
+                featureScale = stage == "text" ? featureScale : scale;
                 torch.nn.utils.clip_grad_norm_(model.parameters().Where(p => p.requires_grad), _o.ClipNorm);
                 optimizer.step();
-                lossValue = loss.item<float>();
+                lossValue = ce.item<float>();
             }
             smoothed = double.IsNaN(smoothed) ? lossValue : 0.95 * smoothed + 0.05 * lossValue;
-            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue));
+            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue, featureScale));
             if ((step + 1) % _o.CheckpointEvery == 0 || step + 1 == _o.TotalSteps)
                 SaveCheckpoint(model, optimizer, step + 1, smoothed);
         }
@@ -148,6 +150,7 @@ public sealed class Trainer
         var tmp = CheckpointDir + ".tmp";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
         LlavaEngine.Save(model, tmp, extraConfig: DemoModelSpec.ExtraConfig());
+        DemoModelSpec.WriteSidecars(tmp); // a checkpoint is a loadable model folder (eval it mid-run)
         optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
         File.WriteAllText(Path.Combine(tmp, "trainer_state.json"), JsonSerializer.Serialize(new { step, loss, options = _o }));
         var old = CheckpointDir + ".old";
