@@ -30,7 +30,14 @@ public static class AppModel
     {
         var dir = Resolve(model);
         var e = LlavaEngine.Load(dir, engine);
-        return new OwningCaptioner(new LlavaFrameCaptioner(e, frameStride: frameStride, options: new GenerationOptions { MaxNewTokens = maxNewTokens }), e);
+        // Pruning is switchable at run time (the P key). A schedule measured for this model
+        // (pruning.json beside its weights, from `ra analyze`) is used when present, else the
+        // reference defaults. It starts off: captions are unpruned until the user asks.
+        var schedulePath = Path.Combine(dir, "pruning.json");
+        var schedule = File.Exists(schedulePath) ? RealtimeAssistant.Pruning.PruningConfig.Load(schedulePath) : new RealtimeAssistant.Pruning.PruningConfig();
+        var captioner = new RealtimeAssistant.Pruning.PrunedFrameCaptioner(e, schedule, frameStride: frameStride,
+            options: new GenerationOptions { MaxNewTokens = maxNewTokens }) { PruningEnabled = false };
+        return new OwningCaptioner(captioner, e);
     }
 
     /// <summary>Disposes the engine with the captioner (LlavaFrameCaptioner leaves the engine to its owner).</summary>
