@@ -68,10 +68,13 @@ public static class TokenGenerator
     }
 }
 
-/// <summary>Captions one image: preprocess → vision → prefill → streamed decode.</summary>
-public sealed class Captioner : IDisposable
+/// <summary>
+/// Captions images: preprocess → vision → prefill → streamed decode. Subclasses change only the
+/// prefill (the pruner runs its own layer loop there); decoding is shared.
+/// </summary>
+public class Captioner : IDisposable
 {
-    readonly LlavaEngine _e;
+    protected readonly LlavaEngine _e;
     public ImagePreprocessor Preprocessor { get; }
 
     public Captioner(LlavaEngine engine)
@@ -117,8 +120,7 @@ public sealed class Captioner : IDisposable
             var idt = torch.tensor(ids.Select(i => (long)i).ToArray(), device: _e.Device).view(1, -1);
             var embeds = _e.Model.Embed(idt, feats, slots);
             var positions = Enumerable.Range(0, ids.Count).Select(i => (long)i).ToArray();
-            var h = _e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = cache });
-            logits = _e.Model.language_model.Logits(h[0, -1]).MoveToOuterDisposeScope();
+            logits = _e.Model.language_model.Logits(Prefill(embeds, positions, ids, cache)).MoveToOuterDisposeScope();
             TokenGenerator.Sync(_e.Device);
             timings.PrefillMs = sw.Elapsed.TotalMilliseconds;
         }
@@ -139,5 +141,9 @@ public sealed class Captioner : IDisposable
         }
     }
 
-    public void Dispose() => Preprocessor.Dispose();
+    /// <summary>Runs the decoder over the prompt, filling <paramref name="cache"/>; returns the last position's hidden state [D].</summary>
+    protected virtual Tensor Prefill(Tensor embeds, long[] positions, IReadOnlyList<int> ids, KvCache cache) =>
+        _e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = cache })[0, -1];
+
+    public virtual void Dispose() => Preprocessor.Dispose();
 }

@@ -12,68 +12,19 @@ namespace RealtimeAssistant.Pruning;
 /// Captions images with a pruned prefill, then the ordinary decode loop: each decode step attends
 /// to whatever each layer's cache kept, at the original absolute positions.
 /// </summary>
-public sealed class PrunedCaptioner : IDisposable
+public sealed class PrunedCaptioner(LlavaEngine engine, ITokenPruner pruner) : Captioner(engine)
 {
-    readonly LlavaEngine _e;
-    readonly Captioner _plain;
-    public ITokenPruner Pruner { get; set; }
+    public ITokenPruner Pruner { get; set; } = pruner;
     /// <summary>The last caption's pruning report.</summary>
     public PruneReport? LastReport { get; private set; }
 
-    public PrunedCaptioner(LlavaEngine engine, ITokenPruner pruner)
+    protected override Tensor Prefill(Tensor embeds, long[] positions, IReadOnlyList<int> ids, KvCache cache)
     {
-        _e = engine;
-        _plain = new Captioner(engine);
-        Pruner = pruner;
-    }
-
-    public IEnumerable<TokenEvent> Caption(IReadOnlyList<Mat> images, string? prompt, GenerationOptions options, CaptionTimings timings)
-    {
-        options.Validate();
-        var ids = _plain.PromptIds(prompt);
         var spans = VisualSpan.FromIds(ids, _e.Config.ImageTokenIndex, _e.Config.ImageTokens);
-        if (spans.Count != images.Count) throw new UserError($"the prompt has {spans.Count} image markers for {images.Count} images");
-        var slots = spans.SelectMany(s => Enumerable.Range(s.Start, s.Length)).Select(i => (long)i).ToArray();
-        timings.PromptTokens = ids.Count;
-        var cache = new KvCache(_e.Config.Text.NumHiddenLayers);
-        Tensor logits;
-        var sw = Stopwatch.StartNew();
-        using (var scope = torch.NewDisposeScope())
-        using (torch.no_grad())
-        {
-            var pixels = torch.cat(images.Select(_plain.Preprocessor.Process).ToArray(), 0);
-            TokenGenerator.Sync(_e.Device);
-            timings.PreprocessMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
-            var feats = _e.Model.EncodeImages(pixels);
-            feats = feats.reshape(1, -1, feats.shape[^1]);
-            TokenGenerator.Sync(_e.Device);
-            timings.VisionMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
-            var idt = torch.tensor(ids.Select(i => (long)i).ToArray(), device: _e.Device).view(1, -1);
-            var embeds = _e.Model.Embed(idt, feats, slots);
-            var positions = Enumerable.Range(0, ids.Count).Select(i => (long)i).ToArray();
-            using var result = PrunedPrefill.Run(_e.Model.language_model, embeds, positions, spans, Pruner, cache);
-            LastReport = result.Report;
-            logits = _e.Model.language_model.Logits(result.Last[0]).MoveToOuterDisposeScope();
-            TokenGenerator.Sync(_e.Device);
-            timings.PrefillMs = sw.Elapsed.TotalMilliseconds;
-        }
-        try
-        {
-            var (group, start) = _e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, (long)ids.Count);
-            foreach (var ev in TokenGenerator.Run(_e.Model, cache, group, logits, start, options, _e.Tokenizer))
-            {
-                if (ev.Id >= 0) timings.DecodeMs.Add(ev.Ms);
-                yield return ev;
-            }
-        }
-        finally
-        {
-            logits.Dispose();
-            cache.Dispose();
-        }
+        using var result = PrunedPrefill.Run(_e.Model.language_model, embeds, positions, spans, Pruner, cache);
+        LastReport = result.Report;
+        return result.Last[0].clone();
     }
-
-    public void Dispose() => _plain.Dispose();
 }
 
 /// <summary>
