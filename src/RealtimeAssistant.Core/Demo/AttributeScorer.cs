@@ -13,6 +13,42 @@ public static class AttributeScorer
     public static FactScore Score(string? predicted, string reference) =>
         Match(CaptionParser.Facts(predicted), CaptionParser.Facts(reference));
 
+    /// <summary>
+    /// Per-attribute scoring: objects are matched by the grid cell they are said to be in (a cell
+    /// holds at most one object), and each attribute is its own fact: something at the cell, its
+    /// colour, its shape, its motion. A caption with the right colour and place but the wrong
+    /// shape earns partial credit, where <see cref="Score(string?, string)"/> counts the object wrong.
+    /// </summary>
+    public static FactScore ScoreByAttribute(string? predicted, string reference) =>
+        Match(ByAttribute(CaptionParser.Facts(predicted)), ByAttribute(CaptionParser.Facts(reference)));
+
+    static List<string> ByAttribute(List<string> facts)
+    {
+        var cellOf = new Dictionary<string, string>();
+        var result = new List<string>();
+        foreach (var f in facts.Where(f => f.StartsWith("pos:")))
+        {
+            var (name, cell) = Split(f[4..]);
+            if (!cellOf.TryAdd(name, cell)) continue;
+            var words = name.Split(' ');
+            result.Add($"at:{cell}");
+            result.Add($"colour:{cell}={words[0]}");
+            if (words.Length > 1) result.Add($"shape:{cell}={words[^1]}");
+        }
+        foreach (var f in facts.Where(f => f.StartsWith("motion:")))
+        {
+            var (name, motion) = Split(f[7..]);
+            if (cellOf.TryGetValue(name, out var cell)) result.Add($"motion:{cell}={motion}");
+        }
+        return result;
+    }
+
+    static (string, string) Split(string f)
+    {
+        int eq = f.IndexOf('=');
+        return eq < 0 ? (f, "") : (f[..eq], f[(eq + 1)..]);
+    }
+
     /// <summary>Scores against a clip segment: the scene at its end plus its events.</summary>
     public static FactScore Score(string? predicted, Scene scene, IEnumerable<ClipEvent> events) =>
         Match(CaptionParser.Facts(predicted), Facts(scene, true).Concat(events.Select(EventFact)).ToList());

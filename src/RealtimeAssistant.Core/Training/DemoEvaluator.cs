@@ -8,12 +8,17 @@ namespace RealtimeAssistant.Training;
 public sealed record EvalReport
 {
     public int Scenes { get; init; }
-    /// <summary>Attribute scores over single-frame captions (objects, colours, positions) and two-frame ones (plus motions).</summary>
+    /// <summary>
+    /// Attribute scores (each object's presence at a cell, colour, shape and motion as separate facts)
+    /// over single-frame captions and two-frame ones (which add motion).
+    /// </summary>
     public double Precision { get; init; }
     public double Recall { get; init; }
     public double F1 { get; init; }
     public double F1Still { get; init; }
     public double F1Motion { get; init; }
+    /// <summary>Object-level F1: a fact counts only when the object's colour and shape are both right.</summary>
+    public double ObjectF1 { get; init; }
     public double QaAccuracy { get; init; }
     public int Questions { get; init; }
     public double CaptionMsMedian { get; init; }
@@ -33,7 +38,7 @@ public static class DemoEvaluator
         using var captioner = new Captioner(engine);
         var marker = DemoVocabulary.FrameMarker;
         var opts = new GenerationOptions { MaxNewTokens = 48 };
-        FactScore still = default, motion = default;
+        FactScore still = default, motion = default, objects = default;
         int correct = 0, asked = 0, done = 0;
         var ms = new List<double>();
         var examples = new List<(string, string)>();
@@ -53,8 +58,9 @@ public static class DemoEvaluator
             using (var s = data.CaptionSample(i, DemoModelSpec.ImageSize, frames))
             {
                 var predicted = Run(s.Frames, s.Prompt);
-                var score = AttributeScorer.Score(predicted, s.Target);
+                var score = AttributeScorer.ScoreByAttribute(predicted, s.Target);
                 if (frames == 1) still += score; else motion += score;
+                objects += AttributeScorer.Score(predicted, s.Target);
                 if (examples.Count < 8) examples.Add((s.Target, predicted));
             }
             using (var q = data.QaSample(i, DemoModelSpec.ImageSize, frames))
@@ -70,7 +76,7 @@ public static class DemoEvaluator
         {
             Scenes = scenes,
             Precision = all.Precision, Recall = all.Recall, F1 = all.F1,
-            F1Still = still.F1, F1Motion = motion.F1,
+            F1Still = still.F1, F1Motion = motion.F1, ObjectF1 = objects.F1,
             QaAccuracy = asked == 0 ? 0 : (double)correct / asked,
             Questions = asked,
             CaptionMsMedian = ms.Count == 0 ? 0 : ms[ms.Count / 2],

@@ -28,6 +28,8 @@ public sealed record TrainOptions
     public int TextHidden { get; init; } = 128;
     public int VisionLayers { get; init; } = 3;
     public int VisionHidden { get; init; } = 128;
+    /// <summary>Train on the grammar's varied captions instead of the canonical reading-order ones.</summary>
+    public bool VariedCaptions { get; init; }
     /// <summary>Fraction of batches with two frames (motion); the rest are single frames.</summary>
     public double MotionFraction { get; init; } = 0.3;
 
@@ -43,7 +45,9 @@ public sealed record TrainOptions
 }
 
 /// <param name="FeatureScale">RMS of the visual tokens over that of the text embeddings (should stay near 1).</param>
-public readonly record struct TrainProgress(int Step, int TotalSteps, string Stage, double Loss, double LearningRate, TimeSpan Elapsed, double BatchLoss = double.NaN, double FeatureScale = 0);
+/// <param name="FeatureDiversity">How much visual tokens differ between images, over their RMS (near 0: vision collapsed).</param>
+public readonly record struct TrainProgress(int Step, int TotalSteps, string Stage, double Loss, double LearningRate, TimeSpan Elapsed,
+    double BatchLoss = double.NaN, double FeatureScale = 0, double FeatureDiversity = 0);
 
 /// <summary>
 /// Trains the demo model from scratch, LLaVA-style (FINDINGS.md): text-only pretraining of the
@@ -98,11 +102,11 @@ public sealed class Trainer
 
         using var pre = new ImagePreprocessor(DemoModelSpec.Preprocessor(), device, ScalarType.Float32);
         var batcher = new DemoBatcher(tok, pre, cfg.ImageTokens, device);
-        var data = new DemoDataset(DemoSplit.Train, variedCaptions: true);
+        var data = new DemoDataset(DemoSplit.Train, variedCaptions: _o.VariedCaptions);
         var decoderParams = model.language_model.parameters().ToList();
         var visionParams = model.vision_tower.parameters().Concat(model.multi_modal_projector.parameters()).ToList();
         var sw = Stopwatch.StartNew();
-        double smoothed = double.NaN, featureScale = 0;
+        double smoothed = double.NaN, featureScale = 0, featureDiversity = 0;
 
         for (int step = startStep; step < _o.TotalSteps; step++)
         {
@@ -128,15 +132,15 @@ public sealed class Trainer
                 foreach (var s in samples) s.Dispose();
                 foreach (var g in optimizer.ParamGroups) g.LearningRate = LearningRateAt(step);
                 optimizer.zero_grad();
-                var (loss, ce, scale) = DemoBatcher.LossParts(model, batch);
+                var (loss, ce, scale, diversity) = DemoBatcher.LossParts(model, batch);
                 loss.backward();
-                featureScale = stage == "text" ? featureScale : scale;
+                if (stage != "text") (featureScale, featureDiversity) = (scale, diversity);
                 torch.nn.utils.clip_grad_norm_(model.parameters().Where(p => p.requires_grad), _o.ClipNorm);
                 optimizer.step();
                 lossValue = ce.item<float>();
             }
             smoothed = double.IsNaN(smoothed) ? lossValue : 0.95 * smoothed + 0.05 * lossValue;
-            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue, featureScale));
+            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue, featureScale, featureDiversity));
             if ((step + 1) % _o.CheckpointEvery == 0 || step + 1 == _o.TotalSteps)
                 SaveCheckpoint(model, optimizer, step + 1, smoothed);
         }
