@@ -105,7 +105,9 @@ public sealed class StreamingTests : IDisposable
         var back = _engine.Model.Decoder.Rope.ShiftKeys(a.Keys, -delta);
         var relative = (back - b.Keys).abs().max().item<float>() / b.Keys.abs().max().item<float>();
         Assert.True(relative < 1e-5, $"relative key error {relative}");
-        Assert.True(a.Values.equal(b.Values).all().item<bool>());
+        // Values of frames read after a re-base come from rotated keys one layer down: equal up to float error.
+        var valueError = (a.Values - b.Values).abs().max().item<float>() / b.Values.abs().max().item<float>();
+        Assert.True(valueError < 1e-5, $"relative value error {valueError}");
         Assert.Equal(Ids(plain.Write()).Take(2), Ids(rebased.Write()).Take(2));
     }
 
