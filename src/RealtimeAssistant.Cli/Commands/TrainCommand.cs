@@ -23,8 +23,11 @@ public static class TrainCommand
         var vhidden = new Option<int>("--vision-hidden") { DefaultValueFactory = _ => 128 };
         var threads = new Option<int?>("--threads") { Description = "torch threads (default: all cores)" };
         var varied = new Option<bool>("--varied-captions") { Description = "train on the grammar's varied captions (default: canonical reading order)" };
+        var patchLoss = new Option<double>("--patch-loss") { DefaultValueFactory = _ => 1.0, Description = "weight of the vision tower's dense patch loss (0 = off)" };
+        var motion = new Option<double>("--motion-fraction") { DefaultValueFactory = _ => 0.3, Description = "fraction of two-frame (motion) batches" };
+        var streaming = new Option<double>("--streaming-fraction") { DefaultValueFactory = _ => 0.1, Description = "fraction of streaming clip-window batches" };
         var cmd = new Command("train", "Train the demo model (llava layout) from scratch on the synthetic scene world.")
-            { output, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied };
+            { output, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming };
         return cmd.WithAction((pr, ct) =>
         {
             if (pr.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
@@ -34,7 +37,8 @@ public static class TrainCommand
                 JointSteps = pr.GetValue(jointSteps), BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(lr),
                 Seed = pr.GetValue(seed), CheckpointEvery = Math.Max(1, pr.GetValue(every)), TextLayers = pr.GetValue(layers),
                 TextHidden = pr.GetValue(hidden), VisionLayers = pr.GetValue(vlayers), VisionHidden = pr.GetValue(vhidden),
-                VariedCaptions = pr.GetValue(varied),
+                VariedCaptions = pr.GetValue(varied), PatchLossWeight = pr.GetValue(patchLoss),
+                MotionFraction = pr.GetValue(motion), StreamingFraction = pr.GetValue(streaming),
             };
             var trainer = new Trainer(options);
             var (resume, _) = trainer.ResumePoint();
@@ -63,7 +67,7 @@ public static class TrainCommand
                     if (p.Step % 20 != 0 && p.Step != p.TotalSteps) return;
                     var rate = p.Elapsed.TotalSeconds / Math.Max(1, p.Step - resume);
                     var eta = TimeSpan.FromSeconds(rate * (p.TotalSteps - p.Step));
-                    Console.WriteLine($"step {p.Step}/{p.TotalSteps} {p.Stage} loss {p.Loss:0.0000} lr {p.LearningRate:0.00e0} image/text scale {p.FeatureScale:0.00} image diversity {p.FeatureDiversity:0.000} elapsed {p.Elapsed:hh\\:mm\\:ss} eta {eta:hh\\:mm\\:ss}");
+                    Console.WriteLine($"step {p.Step}/{p.TotalSteps} {p.Stage} loss {p.Loss:0.0000} lr {p.LearningRate:0.00e0} image/text scale {p.FeatureScale:0.00} image diversity {p.FeatureDiversity:0.000} patch shape acc {p.PatchShapeAccuracy:0.000} elapsed {p.Elapsed:hh\\:mm\\:ss} eta {eta:hh\\:mm\\:ss}");
                 }), ct);
             }
             AnsiConsole.MarkupLine($"[green]model written to {Markup.Escape(options.OutDir)}[/]");

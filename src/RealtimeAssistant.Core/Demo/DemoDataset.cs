@@ -5,9 +5,14 @@ namespace RealtimeAssistant.Demo;
 /// <summary>Which half of the world a sample comes from. Train seeds are even, Eval seeds odd: they never overlap.</summary>
 public enum DemoSplit { Train, Eval }
 
-/// <summary>Frames for the model (BGR 8UC3), the prompt, and the target text. Disposing frees the frames.</summary>
+/// <summary>
+/// Frames for the model (BGR 8UC3), the prompt, and the target text. Disposing frees the frames.
+/// <see cref="Drawn"/> holds the scene graph drawn in each frame (training's dense vision labels).
+/// </summary>
 public sealed record DemoSample(IReadOnlyList<Mat> Frames, string Prompt, string Target) : IDisposable
 {
+    public IReadOnlyList<Scene> Drawn { get; init; } = [];
+
     public Mat Image => Frames[^1];
 
     public void Dispose()
@@ -50,7 +55,7 @@ public sealed class DemoDataset(DemoSplit split, bool variedCaptions = false)
         string target = variedCaptions
             ? CaptionGrammar.Caption(last, new Random(~seed), motion)
             : CaptionGrammar.Canonical(last, motion);
-        return new DemoSample(RenderFrames(scene, seed, size, frames), DemoVocabulary.CaptionPrompt, target);
+        return new DemoSample(RenderFrames(scene, seed, size, frames), DemoVocabulary.CaptionPrompt, target) { Drawn = DrawnScenes(scene, frames) };
     }
 
     /// <summary>A question about the scene as prompt, its answer as target.</summary>
@@ -60,7 +65,7 @@ public sealed class DemoDataset(DemoSplit split, bool variedCaptions = false)
         var scene = Scene.FromSeed(seed);
         bool motion = frames > 1;
         var qa = QuestionGenerator.Sample(motion ? scene.Advanced(1) : scene, new Random(~seed), motion);
-        return new DemoSample(RenderFrames(scene, seed, size, frames), qa.Question, qa.Answer);
+        return new DemoSample(RenderFrames(scene, seed, size, frames), qa.Question, qa.Answer) { Drawn = DrawnScenes(scene, frames) };
     }
 
     /// <summary>
@@ -75,9 +80,18 @@ public sealed class DemoDataset(DemoSplit split, bool variedCaptions = false)
         var clip = ClipGenerator.Generate(seed, (span + 3.0 * fps) / fps, fps);
         int first = new Random(~seed).Next(0, clip.FrameCount - span);
         var images = new List<Mat>();
-        for (int i = 0; i < frames; i++) images.Add(clip.Render(first + i * stride, size, size));
-        return new DemoSample(images, DemoVocabulary.StreamingPrompt, clip.CaptionFor(first, first + span));
+        var drawn = new List<Scene>();
+        for (int i = 0; i < frames; i++)
+        {
+            images.Add(clip.Render(first + i * stride, size, size));
+            drawn.Add(new Scene(clip.ObjectsAt(first + i * stride), clip.Backdrop));
+        }
+        return new DemoSample(images, DemoVocabulary.StreamingPrompt, clip.CaptionFor(first, first + span)) { Drawn = drawn };
     }
+
+    // The same motion steps RenderFrames draws with.
+    private static List<Scene> DrawnScenes(Scene scene, int frames) =>
+        Enumerable.Range(0, frames).Select(i => frames == 1 ? scene : scene.Advanced(i / (double)(frames - 1))).ToList();
 
     private static List<Mat> RenderFrames(Scene scene, int seed, int size, int frames)
     {

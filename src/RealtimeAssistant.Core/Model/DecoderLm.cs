@@ -127,9 +127,34 @@ public sealed class SelfAttention : nn.Module
         if (kv != null)
         {
             kv[step.Group].Append(k, v, step.Positions);
+            // Target queries read both groups in place: joining them would copy the whole source
+            // cache on every generated token.
+            if (step.Group == CacheGroup.Target && step.Mask is null && !kv.Source.IsEmpty)
+                return Output(AttendTwoGroups(q, kv.Source.Keys, kv.Source.Values, kv.Target.Keys, kv.Target.Values));
             (k, v) = kv.KeysFor(step.Group);
         }
         return Output(Attend(q, k, v, step.Mask));
+    }
+
+    /// <summary>
+    /// Attention of target queries q [B,H,T,hd] (the last T target entries) over every source key
+    /// and, causally, the target keys: one softmax over both, without concatenating the caches.
+    /// Query heads are grouped by their key/value head, so GQA needs no repeated keys either.
+    /// </summary>
+    public Tensor AttendTwoGroups(Tensor q, Tensor ks, Tensor vs, Tensor kt, Tensor vt)
+    {
+        long b = q.shape[0], t = q.shape[2], s = ks.shape[2], tt = kt.shape[2];
+        int rep = _heads / _kvHeads;
+        var qg = q.reshape(b, _kvHeads, rep * t, _headDim) * (1.0 / Math.Sqrt(_headDim));
+        var scores = torch.cat(new[] { qg.matmul(ks.transpose(-2, -1)), qg.matmul(kt.transpose(-2, -1)) }, -1);
+        if (t > 1)
+        {
+            var visible = torch.cat(new[] { torch.ones(new long[] { t, s }, ScalarType.Bool, q.device), CausalMask(t, tt, q.device) }, -1);
+            scores = scores.masked_fill(visible.logical_not().repeat(rep, 1), float.NegativeInfinity);
+        }
+        var p = F.softmax(scores, -1, ScalarType.Float32).to_type(q.dtype);
+        var o = p.narrow(-1, 0, s).matmul(vs) + p.narrow(-1, s, tt).matmul(vt);
+        return o.view(b, _heads, t, _headDim);
     }
 
     /// <summary>x [B,T,D] → q [B,H,T,hd] and k, v [B,Hkv,T,hd], with RoPE applied to q and k.</summary>

@@ -13,19 +13,22 @@ public enum CacheGroup { Source = 0, Target = 1 }
 /// <summary>
 /// One layer's keys and values for one group, with the position id of every entry.
 /// Keys are stored after RoPE. Storage grows by doubling, so appending is amortised O(new).
+/// Evicting from the front only moves a start offset (a sliding window costs O(1) per frame);
+/// the live range is moved back to the buffer's start when an append runs out of room.
 /// Each layer's groups have their own length: pruning may drop tokens from some layers only.
 /// </summary>
 public sealed class KvGroup : IDisposable
 {
-    Tensor? _k, _v;      // [B, Hkv, capacity, D]
+    Tensor? _k, _v;      // [B, Hkv, capacity, D]; live entries are [_start, _start + Length)
     long[] _pos = Array.Empty<long>();
+    long _start;
     public long Length { get; private set; }
 
     /// <summary>Position ids of the entries, in cache order (host side: no device sync to read).</summary>
-    public ReadOnlySpan<long> Positions => _pos.AsSpan(0, (int)Length);
+    public ReadOnlySpan<long> Positions => _pos.AsSpan((int)_start, (int)Length);
 
-    public Tensor Keys => _k!.narrow(2, 0, Length);
-    public Tensor Values => _v!.narrow(2, 0, Length);
+    public Tensor Keys => _k!.narrow(2, _start, Length);
+    public Tensor Values => _v!.narrow(2, _start, Length);
     public bool IsEmpty => Length == 0;
 
     /// <summary>Bytes held on the device (capacity, not length).</summary>
@@ -38,17 +41,18 @@ public sealed class KvGroup : IDisposable
         EnsureCapacity(k, Length + n);
         using (torch.no_grad())
         {
-            _k!.narrow(2, Length, n).copy_(k);
-            _v!.narrow(2, Length, n).copy_(v);
+            _k!.narrow(2, _start + Length, n).copy_(k);
+            _v!.narrow(2, _start + Length, n).copy_(v);
         }
-        positions.CopyTo(_pos.AsSpan((int)Length));
+        positions.CopyTo(_pos.AsSpan((int)(_start + Length)));
         Length += n;
     }
 
     void EnsureCapacity(Tensor like, long needed)
     {
         long cap = _k?.shape[2] ?? 0;
-        if (needed <= cap) return;
+        if (_start + needed <= cap) return;
+        if (needed <= cap * 3 / 4) { Compact(); return; } // room enough once the evicted front is reclaimed
         long newCap = Math.Max(64, Math.Max(needed, cap * 2));
         var shape = new[] { like.shape[0], like.shape[1], newCap, like.shape[3] };
         var k = torch.empty(shape, like.dtype, like.device).DetachFromDisposeScope();
@@ -56,12 +60,32 @@ public sealed class KvGroup : IDisposable
         if (_k is not null && Length > 0)
             using (torch.no_grad())
             {
-                k.narrow(2, 0, Length).copy_(_k.narrow(2, 0, Length));
-                v.narrow(2, 0, Length).copy_(_v!.narrow(2, 0, Length));
+                k.narrow(2, 0, Length).copy_(Keys);
+                v.narrow(2, 0, Length).copy_(Values);
             }
         _k?.Dispose(); _v?.Dispose();
         _k = k; _v = v;
-        Array.Resize(ref _pos, (int)newCap);
+        var pos = new long[newCap];
+        Array.Copy(_pos, _start, pos, 0, Length);
+        _pos = pos;
+        _start = 0;
+    }
+
+    /// <summary>Moves the live entries to the buffer's start.</summary>
+    void Compact()
+    {
+        if (_start == 0) return;
+        if (Length > 0)
+            using (torch.no_grad())
+            {
+                // clone: source and destination ranges may overlap.
+                using var kt = Keys.clone();
+                using var vt = Values.clone();
+                _k!.narrow(2, 0, Length).copy_(kt);
+                _v!.narrow(2, 0, Length).copy_(vt);
+            }
+        Array.Copy(_pos, _start, _pos, 0, Length);
+        _start = 0;
     }
 
     /// <summary>Removes entries [start, start+count); later entries move down, order is kept.</summary>
@@ -69,17 +93,17 @@ public sealed class KvGroup : IDisposable
     {
         if (start < 0 || count < 0 || start + count > Length) throw new ArgumentOutOfRangeException(nameof(start));
         if (count == 0) return;
+        if (start == 0) { _start += count; Length -= count; return; } // the window slides: no copy
         long tail = Length - start - count;
         if (tail > 0)
             using (torch.no_grad())
             {
-                // clone: source and destination ranges may overlap.
-                using var kt = _k!.narrow(2, start + count, tail).clone();
-                using var vt = _v!.narrow(2, start + count, tail).clone();
-                _k.narrow(2, start, tail).copy_(kt);
-                _v!.narrow(2, start, tail).copy_(vt);
+                using var kt = _k!.narrow(2, _start + start + count, tail).clone();
+                using var vt = _v!.narrow(2, _start + start + count, tail).clone();
+                _k.narrow(2, _start + start, tail).copy_(kt);
+                _v!.narrow(2, _start + start, tail).copy_(vt);
             }
-        Array.Copy(_pos, start + count, _pos, start, tail);
+        Array.Copy(_pos, _start + start + count, _pos, _start + start, tail);
         Length -= count;
     }
 
@@ -90,12 +114,12 @@ public sealed class KvGroup : IDisposable
         using (torch.no_grad())
         {
             using var idx = torch.tensor(indices, device: _k!.device);
-            using var k = _k.narrow(2, 0, Length).index_select(2, idx);
-            using var v = _v!.narrow(2, 0, Length).index_select(2, idx);
-            _k.narrow(2, 0, indices.Length).copy_(k);
-            _v.narrow(2, 0, indices.Length).copy_(v);
+            using var k = Keys.index_select(2, idx);
+            using var v = Values.index_select(2, idx);
+            _k.narrow(2, _start, indices.Length).copy_(k);
+            _v!.narrow(2, _start, indices.Length).copy_(v);
         }
-        for (int i = 0; i < indices.Length; i++) _pos[i] = _pos[indices[i]];
+        for (int i = 0; i < indices.Length; i++) _pos[_start + i] = _pos[_start + indices[i]];
         Length = indices.Length;
     }
 
@@ -105,20 +129,20 @@ public sealed class KvGroup : IDisposable
         if (Length == 0) return;
         using (torch.no_grad())
         {
-            var view = _k!.narrow(2, 0, Length);
+            var view = Keys;
             using var rotated = rotate(view);
             view.copy_(rotated);
         }
-        for (int i = 0; i < Length; i++) _pos[i] += delta;
+        for (long i = _start; i < _start + Length; i++) _pos[i] += delta;
     }
 
-    public void Clear() => Length = 0;
+    public void Clear() { Length = 0; _start = 0; }
 
     public void Dispose()
     {
         _k?.Dispose(); _v?.Dispose();
         _k = _v = null;
-        Length = 0;
+        Length = 0; _start = 0;
     }
 }
 

@@ -26,15 +26,20 @@ public sealed class VisionTower : nn.Module<Tensor, Tensor>
     int Resolve(int layer) => layer < 0 ? _cfg.Vision.NumHiddenLayers + 1 + layer : layer;
 
     /// <summary>pixels [B,3,H,W] → selected features [B, tokens, D·layers], as LLaVA takes them.</summary>
-    public override Tensor forward(Tensor pixels)
+    public override Tensor forward(Tensor pixels) => Features(pixels).Features;
+
+    /// <summary>The selected features, and the deepest computed layer's patch states (no CLS) for training probes.</summary>
+    public (Tensor Features, Tensor LastPatches) Features(Tensor pixels)
     {
         using var scope = torch.NewDisposeScope();
         var wanted = _cfg.VisionFeatureLayers.Select(Resolve).ToArray();
         var states = vision_model.HiddenStates(pixels, wanted.Max());
         var feats = torch.cat(wanted.Select(i => states[i]).ToArray(), -1);
-        if (_cfg.VisionFeatureSelectStrategy == "default" && !_cfg.Vision.IsSiglip)
+        bool hasCls = !_cfg.Vision.IsSiglip;
+        if (_cfg.VisionFeatureSelectStrategy == "default" && hasCls)
             feats = feats[.., 1..]; // drop CLS
-        return feats.MoveToOuterDisposeScope();
+        var last = hasCls ? states[^1][.., 1..] : states[^1];
+        return (feats.MoveToOuterDisposeScope(), last.MoveToOuterDisposeScope());
     }
 }
 

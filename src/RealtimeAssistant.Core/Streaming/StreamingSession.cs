@@ -14,8 +14,13 @@ public sealed record StreamingOptions
     public int CaptionHistoryTokens { get; init; }
     /// <summary>φ: the target group's first position (GPE default 0).</summary>
     public long TargetStart { get; init; }
-    /// <summary>Keep source positions starting at 0 by rotating cached keys whenever old frames go (exact for RoPE).</summary>
-    public bool RebaseOnEvict { get; init; } = true;
+    /// <summary>
+    /// Rotate every cached source key back to position 0 whenever a frame leaves (O(window) per
+    /// frame). Off, the source keeps its positions and the target starts at φ + the source's first
+    /// position instead: under RoPE only differences matter, so attention is the same, and keys are
+    /// rotated only before positions would pass max_position_embeddings.
+    /// </summary>
+    public bool RebaseOnEvict { get; init; }
     public GenerationOptions Generation { get; init; } = new() { MaxNewTokens = 48 };
 
     public void Validate(int maxPositions)
@@ -33,9 +38,10 @@ public readonly record struct UpdateCost(int DecoderTokens, int VisionFrames);
 /// <summary>
 /// Frames in, captions out, with group position encoding (METHODS.md §2). The source group holds
 /// the last W frames, each [image tokens, marker], at positions 0, 1, … that keep growing; the
-/// target group holds the caption at φ, φ+1, …. READ encodes a frame once and appends it; WRITE
-/// appends the instruction (or a question), generates into the target, then drops the instruction.
-/// Nothing is ever re-encoded, so an update costs the same at frame 10 and frame 10,000.
+/// target group holds the caption at φ, φ+1, … relative to the source's first position. READ
+/// encodes a frame once and appends it; WRITE appends the instruction (or a question), generates
+/// into the target, then drops the instruction. Nothing is ever re-encoded, and the oldest frame
+/// leaves by moving the cache's start, so an update costs the same at frame 10 and frame 10,000.
 /// </summary>
 public sealed class StreamingSession : IStreamingCaptioner
 {
@@ -54,6 +60,9 @@ public sealed class StreamingSession : IStreamingCaptioner
     public KvCache Cache => _cache;
     public int FramesInWindow => _frameEntries.Count;
     public long NextSourcePosition => _nextSource;
+
+    /// <summary>The source's first position: the target group counts from φ past it.</summary>
+    long Origin => _cache.Layers[0].Source.Length > 0 ? _cache.Layers[0].Source.Positions[0] : _nextSource;
 
     public StreamingSession(LlavaEngine engine, StreamingOptions? options = null)
     {
@@ -105,21 +114,26 @@ public sealed class StreamingSession : IStreamingCaptioner
         if (_o.RebaseOnEvict) Rebase();
     }
 
-    /// <summary>Shifts the source so its first entry sits at position 0, by rotating cached keys.</summary>
+    /// <summary>Shifts the source so its first entry sits at position 0, and the target with it, by rotating cached keys.</summary>
     void Rebase()
     {
-        var first = _cache.Layers[0].Source.Positions.Length > 0 ? _cache.Layers[0].Source.Positions[0] : _nextSource;
+        var first = Origin;
         if (first == 0) return;
         var rope = _e.Model.Decoder.Rope;
         foreach (var layer in _cache.Layers)
+        {
             layer.Source.ShiftPositions(-first, k => rope.ShiftKeys(k, first));
+            layer.Target.ShiftPositions(-first, k => rope.ShiftKeys(k, first));
+        }
         _nextSource -= first;
     }
 
     /// <summary>Before positions pass the model's trained range, shift everything back (exact under RoPE).</summary>
     void MakeRoom(int needed)
     {
-        if (_nextSource + needed + _o.Generation.MaxNewTokens < _e.Config.Text.MaxPositionEmbeddings) return;
+        long targetEnd = _o.TargetStart + Origin + _cache.Layers[0].Target.Length + _o.Generation.MaxNewTokens;
+        int max = _e.Config.Text.MaxPositionEmbeddings;
+        if (_nextSource + needed + _o.Generation.MaxNewTokens < max && targetEnd < max) return;
         Rebase();
         if (_nextSource + needed >= _e.Config.Text.MaxPositionEmbeddings)
             throw new UserError($"the window ({_nextSource} positions) no longer fits max_position_embeddings {_e.Config.Text.MaxPositionEmbeddings}; use a smaller window");
@@ -148,7 +162,7 @@ public sealed class StreamingSession : IStreamingCaptioner
         int tokens = prompt.Count;
         try
         {
-            var start = _o.TargetStart + _cache.Layers[0].Target.Length;
+            var start = _o.TargetStart + Origin + _cache.Layers[0].Target.Length;
             foreach (var ev in TokenGenerator.Run(_e.Model, _cache, CacheGroup.Target, logits, start, _o.Generation, _e.Tokenizer))
             {
                 if (ev.Id >= 0) tokens++;
@@ -164,17 +178,16 @@ public sealed class StreamingSession : IStreamingCaptioner
         }
     }
 
-    /// <summary>Keeps at most M caption tokens in the target group (oldest go first), re-based to start at φ.</summary>
+    /// <summary>Keeps at most M caption tokens in the target group (oldest go first), re-based to start at φ past the source's origin.</summary>
     void TrimTarget()
     {
         var rope = _e.Model.Decoder.Rope;
         foreach (var layer in _cache.Layers)
         {
             var extra = layer.Target.Length - _o.CaptionHistoryTokens;
-            if (extra <= 0) continue;
-            layer.Target.Evict(0, extra);
+            if (extra > 0) layer.Target.Evict(0, extra);
             if (layer.Target.Length == 0) continue;
-            var shift = layer.Target.Positions[0] - _o.TargetStart;
+            var shift = layer.Target.Positions[0] - (_o.TargetStart + Origin);
             if (shift != 0) layer.Target.ShiftPositions(-shift, k => rope.ShiftKeys(k, shift));
         }
     }

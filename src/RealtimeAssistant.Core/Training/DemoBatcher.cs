@@ -18,7 +18,9 @@ public sealed class DemoBatch : IDisposable
     public required Tensor Positions { get; init; }  // [B, T] group positions
     public required long[] ImageSlots { get; init; }
     public int Frames { get; init; }
-    public void Dispose() { Pixels?.Dispose(); Ids.Dispose(); Labels.Dispose(); Positions.Dispose(); }
+    /// <summary>Dense per-patch labels for every image, when the samples carry their scene graphs.</summary>
+    public PatchTargets? Patches { get; init; }
+    public void Dispose() { Pixels?.Dispose(); Ids.Dispose(); Labels.Dispose(); Positions.Dispose(); Patches?.Dispose(); }
 }
 
 /// <summary>
@@ -88,6 +90,9 @@ public sealed class DemoBatcher
                 foreach (var f in s.Frames) list.Add(_pre.Process(f));
             pixels = torch.cat(list.ToArray(), 0).MoveToOuterDisposeScope();
         }
+        PatchTargets? patches = null;
+        if (!textOnly && samples.All(s => s.Drawn.Count == s.Frames.Count))
+            patches = PatchTargets.Build(samples.SelectMany(s => s.Drawn).ToList(), (int)Math.Round(Math.Sqrt(_imageTokens)), _device);
         var slots = textOnly ? Array.Empty<long>()
             : Enumerable.Range(0, frames).SelectMany(f => Enumerable.Range(f * (_imageTokens + 1), _imageTokens)).Select(i => (long)i).ToArray();
         return new DemoBatch
@@ -98,6 +103,7 @@ public sealed class DemoBatcher
             Positions = torch.tensor(pos, new long[] { B, T }, device: _device),
             ImageSlots = slots,
             Frames = frames,
+            Patches = patches,
         };
     }
 
@@ -105,29 +111,44 @@ public sealed class DemoBatcher
     public static Tensor Loss(LlavaModel model, DemoBatch batch) => LossParts(model, batch).Total;
 
     /// <summary>
-    /// Cross-entropy over the target tokens, plus two health readings of the visual tokens: their
-    /// RMS over the text embeddings' (it should stay near 1) and how much they differ between
-    /// images relative to their size (near 0 means the vision side has collapsed to one vector
-    /// and the captions ignore the image). Both failures happened in earlier runs; see
-    /// docs/BENCHMARKS.md.
+    /// Cross-entropy over the target tokens, plus (with a probe) the vision tower's dense patch
+    /// loss weighted by <paramref name="probeWeight"/>, and two health readings of the visual
+    /// tokens: their RMS over the text embeddings' (it should stay near 1) and how much they
+    /// differ between images relative to their size (near 0 means the vision side has collapsed
+    /// to one vector and the captions ignore the image). Both failures happened in earlier runs;
+    /// see docs/BENCHMARKS.md.
     /// </summary>
-    public static (Tensor Total, Tensor CrossEntropy, double FeatureScale, double FeatureDiversity) LossParts(LlavaModel model, DemoBatch batch)
+    public static LossReport LossParts(LlavaModel model, DemoBatch batch, PatchProbe? probe = null, double probeWeight = 0)
     {
-        Tensor? feats = null;
+        Tensor? feats = null, patchStates = null;
         if (batch.Pixels is not null)
         {
-            var f = model.EncodeImages(batch.Pixels);                         // [B·F, N, D]
+            var (v, last) = model.vision_tower.Features(batch.Pixels);
+            patchStates = last;
+            var f = model.multi_modal_projector.forward(v);                   // [B·F, N, D]
             feats = f.reshape(batch.Ids.shape[0], -1, f.shape[^1]);           // [B, F·N, D]
         }
         var embeds = model.Embed(batch.Ids, feats, batch.ImageSlots);
         var h = model.Decoder.Forward(embeds, new DecoderStep { Positions = Array.Empty<long>(), PositionTensor = batch.Positions });
         var logits = model.language_model.Logits(h);
         var ce = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore);
-        if (feats is null) return (ce, ce, 0, 0);
+        if (feats is null) return new LossReport(ce, ce);
+        var total = ce;
+        double shapeAccuracy = double.NaN;
+        if (probe is not null && batch.Patches is not null && probeWeight > 0)
+        {
+            var (aux, acc) = probe.Loss(patchStates!, batch.Patches);
+            total = ce + probeWeight * aux;
+            shapeAccuracy = acc;
+        }
         using var _ = torch.no_grad();
         var rms = feats.pow(2).mean().sqrt();
         var scale = (rms / model.Decoder.embed_tokens.weight.pow(2).mean().sqrt()).item<float>();
         var diversity = feats.shape[0] > 1 ? (feats.std(0).mean() / rms).item<float>() : 0;
-        return (ce, ce, scale, diversity);
+        return new LossReport(total, ce, scale, diversity, shapeAccuracy);
     }
 }
+
+/// <param name="PatchShapeAccuracy">The probe's shape accuracy on object patches (NaN without a probe).</param>
+public readonly record struct LossReport(Tensor Total, Tensor CrossEntropy, double FeatureScale = 0, double FeatureDiversity = 0,
+    double PatchShapeAccuracy = double.NaN);

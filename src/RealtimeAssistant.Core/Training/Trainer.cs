@@ -32,6 +32,11 @@ public sealed record TrainOptions
     public bool VariedCaptions { get; init; }
     /// <summary>Fraction of batches with two frames (motion); the rest are single frames.</summary>
     public double MotionFraction { get; init; } = 0.3;
+    /// <summary>Fraction of batches of streaming clip windows (<see cref="StreamingFrames"/> frames, events in the target).</summary>
+    public double StreamingFraction { get; init; } = 0.1;
+    public int StreamingFrames { get; init; } = 4;
+    /// <summary>Weight of the vision tower's dense patch loss (<see cref="PatchProbe"/>); 0 turns it off.</summary>
+    public double PatchLossWeight { get; init; } = 1.0;
 
     public int TotalSteps => TextSteps + AlignSteps + JointSteps;
 
@@ -40,6 +45,10 @@ public sealed record TrainOptions
         if (TextSteps < 0 || AlignSteps < 0 || JointSteps < 0 || TotalSteps == 0) throw new UserError("training steps must be ≥ 0 and not all zero");
         if (BatchSize < 1 || BatchSize > 4096) throw new UserError($"batch size must be 1..4096, got {BatchSize}");
         if (!(LearningRate > 0 && LearningRate < 1)) throw new UserError($"learning rate must be in (0, 1), got {LearningRate}");
+        if (!(MotionFraction >= 0 && StreamingFraction >= 0 && MotionFraction + StreamingFraction <= 1))
+            throw new UserError("motion and streaming fractions must be ≥ 0 and sum to at most 1");
+        if (StreamingFrames < 1 || StreamingFrames > 32) throw new UserError($"streaming frames must be 1..32, got {StreamingFrames}");
+        if (!(PatchLossWeight >= 0 && PatchLossWeight <= 100)) throw new UserError($"patch loss weight must be 0..100, got {PatchLossWeight}");
         if (TextLayers < 1 || TextHidden % 32 != 0 || VisionHidden % 32 != 0 || VisionLayers < 1) throw new UserError("model sizes: layers ≥ 1, widths multiples of 32");
     }
 }
@@ -47,7 +56,7 @@ public sealed record TrainOptions
 /// <param name="FeatureScale">RMS of the visual tokens over that of the text embeddings (should stay near 1).</param>
 /// <param name="FeatureDiversity">How much visual tokens differ between images, over their RMS (near 0: vision collapsed).</param>
 public readonly record struct TrainProgress(int Step, int TotalSteps, string Stage, double Loss, double LearningRate, TimeSpan Elapsed,
-    double BatchLoss = double.NaN, double FeatureScale = 0, double FeatureDiversity = 0);
+    double BatchLoss = double.NaN, double FeatureScale = 0, double FeatureDiversity = 0, double PatchShapeAccuracy = double.NaN);
 
 /// <summary>
 /// Trains the demo model from scratch, LLaVA-style (FINDINGS.md): text-only pretraining of the
@@ -96,7 +105,11 @@ public sealed class Trainer
             ModelInit.Initialize(model, _o.Seed);
         foreach (var p in model.parameters()) p.requires_grad = true;
         model.train();
-        var optimizer = torch.optim.AdamW(model.parameters(), lr: _o.LearningRate, weight_decay: 0.01);
+        // The probe trains beside the model but is saved apart: it is not part of the checkpoint layout.
+        using var probe = new PatchProbe(cfg.Vision.HiddenSize);
+        var probeState = Path.Combine(CheckpointDir, "patch_probe.bin");
+        if (startStep > 0 && File.Exists(probeState)) probe.load(probeState);
+        var optimizer = torch.optim.AdamW(model.parameters().Concat(probe.parameters()), lr: _o.LearningRate, weight_decay: 0.01);
         var optState = Path.Combine(CheckpointDir, "optimizer.bin");
         if (startStep > 0 && File.Exists(optState)) optimizer.load_state_dict(optState);
 
@@ -106,7 +119,7 @@ public sealed class Trainer
         var decoderParams = model.language_model.parameters().ToList();
         var visionParams = model.vision_tower.parameters().Concat(model.multi_modal_projector.parameters()).ToList();
         var sw = Stopwatch.StartNew();
-        double smoothed = double.NaN, featureScale = 0, featureDiversity = 0;
+        double smoothed = double.NaN, featureScale = 0, featureDiversity = 0, patchAccuracy = double.NaN;
 
         for (int step = startStep; step < _o.TotalSteps; step++)
         {
@@ -116,11 +129,15 @@ public sealed class Trainer
             foreach (var p in decoderParams) p.requires_grad = stage != "align";
             foreach (var p in visionParams) p.requires_grad = stage != "text";
             var rng = new Random(HashCode.Combine(_o.Seed, step));
-            int frames = stage != "text" && rng.NextDouble() < _o.MotionFraction ? 2 : 1;
+            double draw = rng.NextDouble();
+            bool streaming = stage != "text" && draw < _o.StreamingFraction;
+            int frames = streaming ? _o.StreamingFrames
+                : stage != "text" && draw < _o.StreamingFraction + _o.MotionFraction ? 2 : 1;
             var kind = rng.NextDouble() < 0.6 ? SampleKind.Caption : SampleKind.Question;
             var samples = Enumerable.Range(0, _o.BatchSize).Select(i =>
             {
                 long index = (long)step * _o.BatchSize + i + _o.Seed * 1_000_000_007L;
+                if (streaming) return data.StreamingSample(index, frames, DemoModelSpec.ImageSize);
                 return kind == SampleKind.Caption
                     ? data.CaptionSample(index, DemoModelSpec.ImageSize, frames)
                     : data.QaSample(index, DemoModelSpec.ImageSize, frames);
@@ -132,22 +149,25 @@ public sealed class Trainer
                 foreach (var s in samples) s.Dispose();
                 foreach (var g in optimizer.ParamGroups) g.LearningRate = LearningRateAt(step);
                 optimizer.zero_grad();
-                var (loss, ce, scale, diversity) = DemoBatcher.LossParts(model, batch);
+                var parts = DemoBatcher.LossParts(model, batch, probe, stage == "text" ? 0 : _o.PatchLossWeight);
+                var (loss, ce) = (parts.Total, parts.CrossEntropy);
                 loss.backward();
-                if (stage != "text") (featureScale, featureDiversity) = (scale, diversity);
-                torch.nn.utils.clip_grad_norm_(model.parameters().Where(p => p.requires_grad), _o.ClipNorm);
+                if (stage != "text") (featureScale, featureDiversity) = (parts.FeatureScale, parts.FeatureDiversity);
+                if (!double.IsNaN(parts.PatchShapeAccuracy))
+                    patchAccuracy = double.IsNaN(patchAccuracy) ? parts.PatchShapeAccuracy : 0.95 * patchAccuracy + 0.05 * parts.PatchShapeAccuracy;
+                torch.nn.utils.clip_grad_norm_(model.parameters().Concat(probe.parameters()).Where(p => p.requires_grad), _o.ClipNorm);
                 optimizer.step();
                 lossValue = ce.item<float>();
             }
             smoothed = double.IsNaN(smoothed) ? lossValue : 0.95 * smoothed + 0.05 * lossValue;
-            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue, featureScale, featureDiversity));
+            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue, featureScale, featureDiversity, patchAccuracy));
             if ((step + 1) % _o.CheckpointEvery == 0 || step + 1 == _o.TotalSteps)
-                SaveCheckpoint(model, optimizer, step + 1, smoothed);
+                SaveCheckpoint(model, probe, optimizer, step + 1, smoothed);
         }
         Export(model, _o.OutDir, sw.Elapsed);
     }
 
-    void SaveCheckpoint(LlavaModel model, TorchSharp.Modules.AdamW optimizer, int step, double loss)
+    void SaveCheckpoint(LlavaModel model, PatchProbe probe, TorchSharp.Modules.AdamW optimizer, int step, double loss)
     {
         // Write everything into a fresh folder, then swap it in: an interrupted save leaves the
         // previous checkpoint intact.
@@ -156,6 +176,7 @@ public sealed class Trainer
         LlavaEngine.Save(model, tmp, extraConfig: DemoModelSpec.ExtraConfig());
         DemoModelSpec.WriteSidecars(tmp); // a checkpoint is a loadable model folder (eval it mid-run)
         optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
+        probe.save(Path.Combine(tmp, "patch_probe.bin"));
         File.WriteAllText(Path.Combine(tmp, "trainer_state.json"), JsonSerializer.Serialize(new { step, loss, options = _o }));
         var old = CheckpointDir + ".old";
         if (Directory.Exists(old)) Directory.Delete(old, true);
