@@ -10,6 +10,7 @@ public static class TrainCommand
     public static Command Create()
     {
         var output = new Option<string>("--output", "-o") { Description = "model folder to write (resumes if it holds a checkpoint)", DefaultValueFactory = _ => "runs/demo-model" };
+        var visionSteps = new Option<int>("--vision-steps") { DefaultValueFactory = _ => 0, Description = "stage 0: vision tower alone on dense patch labels" };
         var textSteps = new Option<int>("--text-steps") { DefaultValueFactory = _ => 200, Description = "stage 1: decoder on text alone" };
         var alignSteps = new Option<int>("--align-steps") { DefaultValueFactory = _ => 300, Description = "stage 2: vision+projector, decoder frozen" };
         var jointSteps = new Option<int>("--joint-steps") { DefaultValueFactory = _ => 2000, Description = "stage 3: everything" };
@@ -27,13 +28,13 @@ public static class TrainCommand
         var motion = new Option<double>("--motion-fraction") { DefaultValueFactory = _ => 0.3, Description = "fraction of two-frame (motion) batches" };
         var streaming = new Option<double>("--streaming-fraction") { DefaultValueFactory = _ => 0.1, Description = "fraction of streaming clip-window batches" };
         var cmd = new Command("train", "Train the demo model (llava layout) from scratch on the synthetic scene world.")
-            { output, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming };
+            { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming };
         return cmd.WithAction((pr, ct) =>
         {
             if (pr.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
             var options = new TrainOptions
             {
-                OutDir = pr.GetValue(output)!, TextSteps = pr.GetValue(textSteps), AlignSteps = pr.GetValue(alignSteps),
+                OutDir = pr.GetValue(output)!, VisionSteps = pr.GetValue(visionSteps), TextSteps = pr.GetValue(textSteps), AlignSteps = pr.GetValue(alignSteps),
                 JointSteps = pr.GetValue(jointSteps), BatchSize = pr.GetValue(batch), LearningRate = pr.GetValue(lr),
                 Seed = pr.GetValue(seed), CheckpointEvery = Math.Max(1, pr.GetValue(every)), TextLayers = pr.GetValue(layers),
                 TextHidden = pr.GetValue(hidden), VisionLayers = pr.GetValue(vlayers), VisionHidden = pr.GetValue(vhidden),

@@ -118,6 +118,15 @@ public sealed class DemoBatcher
     /// to one vector and the captions ignore the image). Both failures happened in earlier runs;
     /// see docs/BENCHMARKS.md.
     /// </summary>
+    /// <summary>Stage 0: the patch probe's loss on the vision tower alone (no decoder).</summary>
+    public static LossReport VisionLoss(LlavaModel model, DemoBatch batch, PatchProbe probe)
+    {
+        if (batch.Pixels is null || batch.Patches is null) throw new InvalidOperationException("the vision stage needs images with scene graphs");
+        var (_, last) = model.vision_tower.Features(batch.Pixels);
+        var (loss, acc) = probe.Loss(last, batch.Patches);
+        return new LossReport(loss, loss, PatchShapeAccuracy: acc);
+    }
+
     public static LossReport LossParts(LlavaModel model, DemoBatch batch, PatchProbe? probe = null, double probeWeight = 0)
     {
         Tensor? feats = null, patchStates = null;

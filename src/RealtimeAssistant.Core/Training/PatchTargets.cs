@@ -1,3 +1,4 @@
+using OpenCvSharp;
 using RealtimeAssistant.Demo;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -7,8 +8,8 @@ namespace RealtimeAssistant.Training;
 /// <summary>
 /// Dense per-patch labels from the scene graph, for the vision tower's auxiliary loss: which
 /// shape and colour covers each patch (or background), and where that object's centre and edge
-/// lie relative to the patch. A patch belongs to an object when its centre falls inside the
-/// object's extent plus a margin, so even the smallest object owns at least one patch.
+/// lie relative to the patch. A patch belongs to the object covering most of its area (at least
+/// 10% of it), measured on the object drawn alone at the model's resolution.
 /// </summary>
 public sealed class PatchTargets : IDisposable
 {
@@ -22,12 +23,14 @@ public sealed class PatchTargets : IDisposable
     public required Tensor Geometry { get; init; }  // [N·P, 3] float
     public required Tensor OnObject { get; init; }  // [N·P] float, 1 where an object owns the patch
 
-    // Half a patch diagonal at the demo resolution would over-claim; a quarter patch is enough.
-    const double MarginPatches = 0.25;
+    /// <summary>Least fraction of a patch's pixels an object must cover to own it.</summary>
+    const double MinCoverage = 0.1;
+    static readonly Backdrop Black = Backdrop.Plain with { Color1 = (0, 0, 0), Color2 = (0, 0, 0) };
 
     /// <param name="scenes">The scene graph drawn in each image, in batch order.</param>
     /// <param name="grid">Patches per side.</param>
-    public static PatchTargets Build(IReadOnlyList<Scene> scenes, int grid, Device device)
+    /// <param name="imageSize">Pixels per side the model sees; coverage is measured at this size.</param>
+    public static PatchTargets Build(IReadOnlyList<Scene> scenes, int grid, Device device, int imageSize = 64)
     {
         int p = grid * grid, n = scenes.Count;
         var shape = new long[n * p];
@@ -36,26 +39,28 @@ public sealed class PatchTargets : IDisposable
         var on = new float[n * p];
         double cell = 1.0 / grid;
         for (int s = 0; s < n; s++)
-            for (int row = 0; row < grid; row++)
-                for (int col = 0; col < grid; col++)
+        {
+            var best = new double[p];
+            foreach (var o in scenes[s].Objects)
+            {
+                var cover = Coverage(o, grid, imageSize);
+                int top = Array.IndexOf(cover, cover.Max());
+                for (int i = 0; i < p; i++)
                 {
-                    double px = (col + 0.5) * cell, py = (row + 0.5) * cell;
-                    SceneObject? owner = null;
-                    double best = double.MaxValue;
-                    foreach (var o in scenes[s].Objects)
-                    {
-                        double d = Math.Sqrt((o.X - px) * (o.X - px) + (o.Y - py) * (o.Y - py));
-                        if (d <= o.Extent + MarginPatches * cell && d < best) { best = d; owner = o; }
-                    }
-                    if (owner is null) continue;
-                    int i = s * p + row * grid + col;
-                    shape[i] = (int)owner.Shape + 1;
-                    colour[i] = (int)owner.Color + 1;
-                    on[i] = 1;
-                    geometry[i * 3] = (float)((owner.X - px) / cell);
-                    geometry[i * 3 + 1] = (float)((owner.Y - py) / cell);
-                    geometry[i * 3 + 2] = (float)(owner.Radius / cell);
+                    // The object's best patch is always its own, so even the smallest object owns one.
+                    bool owns = cover[i] > 0 && (cover[i] >= MinCoverage || i == top);
+                    if (!owns || cover[i] <= best[i]) continue;
+                    best[i] = cover[i];
+                    int j = s * p + i, row = i / grid, col = i % grid;
+                    shape[j] = (int)o.Shape + 1;
+                    colour[j] = (int)o.Color + 1;
+                    on[j] = 1;
+                    geometry[j * 3] = (float)((o.X - (col + 0.5) * cell) / cell);
+                    geometry[j * 3 + 1] = (float)((o.Y - (row + 0.5) * cell) / cell);
+                    geometry[j * 3 + 2] = (float)(o.Radius / cell);
                 }
+            }
+        }
         return new PatchTargets
         {
             Shape = torch.tensor(shape, device: device),
@@ -64,6 +69,23 @@ public sealed class PatchTargets : IDisposable
             OnObject = torch.tensor(on, device: device),
         };
     }
+
+    /// <summary>Fraction of each patch's pixels the object covers, drawn alone on black.</summary>
+    static double[] Coverage(SceneObject o, int grid, int imageSize)
+    {
+        using var img = SceneRenderer.Render(new Scene([o], Black), imageSize, imageSize);
+        using var grey = img.CvtColor(ColorConversionCodes.BGR2GRAY);
+        // Anti-aliased edges count by how much of the pixel the object covers.
+        using var f = new Mat();
+        grey.ConvertTo(f, MatType.CV_32F, 1.0 / Math.Max(1, MaxOf(grey))); // the brightest pixel is fully covered
+        using var small = f.Resize(new OpenCvSharp.Size(grid, grid), 0, 0, InterpolationFlags.Area);
+        var cover = new double[grid * grid];
+        for (int r = 0; r < grid; r++)
+            for (int c = 0; c < grid; c++) cover[r * grid + c] = small.At<float>(r, c);
+        return cover;
+    }
+
+    static double MaxOf(Mat m) { m.MinMaxLoc(out double _, out double max); return max; }
 
     public void Dispose() { Shape.Dispose(); Colour.Dispose(); Geometry.Dispose(); OnObject.Dispose(); }
 }

@@ -12,6 +12,8 @@ namespace RealtimeAssistant.Training;
 public sealed record TrainOptions
 {
     public required string OutDir { get; init; }
+    /// <summary>Stage 0: the vision tower alone learns what each patch shows (<see cref="PatchProbe"/>), as CLIP is pretrained before LLaVA.</summary>
+    public int VisionSteps { get; init; }
     /// <summary>Stage 1: the decoder learns the world's language from text alone.</summary>
     public int TextSteps { get; init; } = 200;
     /// <summary>Stage 2: vision tower and projector learn with the decoder frozen (LLaVA's alignment stage).</summary>
@@ -38,10 +40,15 @@ public sealed record TrainOptions
     /// <summary>Weight of the vision tower's dense patch loss (<see cref="PatchProbe"/>); 0 turns it off.</summary>
     public double PatchLossWeight { get; init; } = 1.0;
 
-    public int TotalSteps => TextSteps + AlignSteps + JointSteps;
+    public int TotalSteps => VisionSteps + TextSteps + AlignSteps + JointSteps;
+
+    /// <summary>The stages in order, with their lengths.</summary>
+    public IEnumerable<(string Name, int Steps)> Stages =>
+        new[] { ("vision", VisionSteps), ("text", TextSteps), ("align", AlignSteps), ("joint", JointSteps) };
 
     public void Validate()
     {
+        if (VisionSteps < 0 || VisionSteps > 0 && PatchLossWeight == 0) throw new UserError("vision steps need the patch loss (weight > 0)");
         if (TextSteps < 0 || AlignSteps < 0 || JointSteps < 0 || TotalSteps == 0) throw new UserError("training steps must be ≥ 0 and not all zero");
         if (BatchSize < 1 || BatchSize > 4096) throw new UserError($"batch size must be 1..4096, got {BatchSize}");
         if (!(LearningRate > 0 && LearningRate < 1)) throw new UserError($"learning rate must be in (0, 1), got {LearningRate}");
@@ -79,12 +86,22 @@ public sealed class Trainer
         return ((int)json["step"]!, 0);
     }
 
-    public string Stage(int step) => step < _o.TextSteps ? "text" : step < _o.TextSteps + _o.AlignSteps ? "align" : "joint";
+    public string Stage(int step) => StageAt(step).Name;
+
+    (string Name, int Start, int Length) StageAt(int step)
+    {
+        int start = 0;
+        foreach (var (name, steps) in _o.Stages)
+        {
+            if (step < start + steps) return (name, start, steps);
+            start += steps;
+        }
+        return ("joint", start - _o.JointSteps, _o.JointSteps);
+    }
 
     double LearningRateAt(int step)
     {
-        int start = step < _o.TextSteps ? 0 : step < _o.TextSteps + _o.AlignSteps ? _o.TextSteps : _o.TextSteps + _o.AlignSteps;
-        int length = step < _o.TextSteps ? _o.TextSteps : step < _o.TextSteps + _o.AlignSteps ? _o.AlignSteps : _o.JointSteps;
+        var (_, start, length) = StageAt(step);
         int t = step - start;
         double warm = Math.Min(1.0, (t + 1.0) / Math.Max(1, Math.Min(_o.WarmupSteps, length / 4)));
         double cosine = 0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * t / Math.Max(1, length)));
@@ -126,14 +143,14 @@ public sealed class Trainer
             ct.ThrowIfCancellationRequested();
             var stage = Stage(step);
             // Stage 2 freezes the decoder: only the vision side learns to speak its language.
-            foreach (var p in decoderParams) p.requires_grad = stage != "align";
-            foreach (var p in visionParams) p.requires_grad = stage != "text";
+            foreach (var p in decoderParams) p.requires_grad = stage is "text" or "joint";
+            foreach (var p in visionParams) p.requires_grad = stage is "vision" or "align" or "joint";
             var rng = new Random(HashCode.Combine(_o.Seed, step));
             double draw = rng.NextDouble();
-            bool streaming = stage != "text" && draw < _o.StreamingFraction;
+            bool streaming = stage is "align" or "joint" && draw < _o.StreamingFraction;
             int frames = streaming ? _o.StreamingFrames
-                : stage != "text" && draw < _o.StreamingFraction + _o.MotionFraction ? 2 : 1;
-            var kind = rng.NextDouble() < 0.6 ? SampleKind.Caption : SampleKind.Question;
+                : stage is "align" or "joint" && draw < _o.StreamingFraction + _o.MotionFraction ? 2 : 1;
+            var kind = stage == "vision" || rng.NextDouble() < 0.6 ? SampleKind.Caption : SampleKind.Question;
             var samples = Enumerable.Range(0, _o.BatchSize).Select(i =>
             {
                 long index = (long)step * _o.BatchSize + i + _o.Seed * 1_000_000_007L;
@@ -149,10 +166,12 @@ public sealed class Trainer
                 foreach (var s in samples) s.Dispose();
                 foreach (var g in optimizer.ParamGroups) g.LearningRate = LearningRateAt(step);
                 optimizer.zero_grad();
-                var parts = DemoBatcher.LossParts(model, batch, probe, stage == "text" ? 0 : _o.PatchLossWeight);
+                var parts = stage == "vision"
+                    ? DemoBatcher.VisionLoss(model, batch, probe)
+                    : DemoBatcher.LossParts(model, batch, probe, stage == "text" ? 0 : _o.PatchLossWeight);
                 var (loss, ce) = (parts.Total, parts.CrossEntropy);
                 loss.backward();
-                if (stage != "text") (featureScale, featureDiversity) = (parts.FeatureScale, parts.FeatureDiversity);
+                if (stage is "align" or "joint") (featureScale, featureDiversity) = (parts.FeatureScale, parts.FeatureDiversity);
                 if (!double.IsNaN(parts.PatchShapeAccuracy))
                     patchAccuracy = double.IsNaN(patchAccuracy) ? parts.PatchShapeAccuracy : 0.95 * patchAccuracy + 0.05 * parts.PatchShapeAccuracy;
                 torch.nn.utils.clip_grad_norm_(model.parameters().Concat(probe.parameters()).Where(p => p.requires_grad), _o.ClipNorm);
