@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using OpenCvSharp;
 using RealtimeAssistant.Model;
+using RealtimeAssistant.Pruning;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -22,6 +23,8 @@ public sealed record StreamingOptions
     /// </summary>
     public bool RebaseOnEvict { get; init; }
     public GenerationOptions Generation { get; init; } = new() { MaxNewTokens = 48 };
+    /// <summary>Prune each frame's visual tokens as it enters (VisiPruner, FastV, …); null = keep all.</summary>
+    public PruningConfig? Pruning { get; init; }
 
     public void Validate(int maxPositions)
     {
@@ -29,6 +32,12 @@ public sealed record StreamingOptions
         if (CaptionHistoryTokens < 0) throw new UserError($"caption history must be ≥ 0 tokens, got {CaptionHistoryTokens}");
         if (TargetStart < 0 || TargetStart >= maxPositions) throw new UserError($"φ must be in [0, {maxPositions}), got {TargetStart}");
         Generation.Validate();
+    }
+
+    public void Validate(int maxPositions, int layers)
+    {
+        Validate(maxPositions);
+        Pruning?.Validate(layers);
     }
 }
 
@@ -49,7 +58,8 @@ public sealed class StreamingSession : IStreamingCaptioner
     readonly StreamingOptions _o;
     readonly ImagePreprocessor _pre;
     readonly KvCache _cache;
-    readonly Queue<int> _frameEntries = new();   // source entries per frame, oldest first
+    readonly Queue<long[]> _frameEntries = new(); // source entries per frame and layer, oldest first (pruning makes them differ)
+    readonly ITokenPruner? _pruner;
     readonly int _markerId;
     readonly string _instruction;
     long _nextSource;
@@ -60,15 +70,18 @@ public sealed class StreamingSession : IStreamingCaptioner
     public KvCache Cache => _cache;
     public int FramesInWindow => _frameEntries.Count;
     public long NextSourcePosition => _nextSource;
+    /// <summary>What pruning did to the last frame read (null without pruning).</summary>
+    public PruneReport? LastPrune { get; private set; }
 
-    /// <summary>The source's first position: the target group counts from φ past it.</summary>
-    long Origin => _cache.Layers[0].Source.Length > 0 ? _cache.Layers[0].Source.Positions[0] : _nextSource;
+    /// <summary>The source's first position: the target group counts from φ past it. Every layer keeps each frame's marker, so the minimum is exact.</summary>
+    long Origin => _cache.Layers.Min(l => l.Source.Length > 0 ? l.Source.Positions[0] : _nextSource);
 
     public StreamingSession(LlavaEngine engine, StreamingOptions? options = null)
     {
         _e = engine;
         _o = options ?? new StreamingOptions();
-        _o.Validate(engine.Config.Text.MaxPositionEmbeddings);
+        _o.Validate(engine.Config.Text.MaxPositionEmbeddings, engine.Config.Text.NumHiddenLayers);
+        if (_o.Pruning is { Method: not "none" } pc) _pruner = pc.CreatePruner(engine.Config.Text.NumHiddenLayers);
         _pre = new ImagePreprocessor(engine.Preprocessor, engine.Device, engine.DType);
         _cache = new KvCache(engine.Config.Text.NumHiddenLayers);
         var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(engine.Directory, "config.json")));
@@ -99,9 +112,17 @@ public sealed class StreamingSession : IStreamingCaptioner
         var embeds = _e.Model.Embed(torch.tensor(ids, device: _e.Device).view(1, -1), features, slots);
         MakeRoom(ids.Length);
         var positions = Enumerable.Range(0, ids.Length).Select(i => _nextSource + i).ToArray();
-        _e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache, Group = CacheGroup.Source });
+        var before = _cache.Layers.Select(l => l.Source.Length).ToArray();
+        if (_pruner is null)
+            _e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache, Group = CacheGroup.Source });
+        else
+        {
+            // The frame's tokens are cut layer by layer as they enter; each layer's cache keeps what survived.
+            using var pruned = PrunedPrefill.Run(_e.Model.language_model, embeds, positions, new[] { new VisualSpan(0, n, 0) }, _pruner, _cache);
+            LastPrune = pruned.Report;
+        }
         _nextSource += ids.Length;
-        _frameEntries.Enqueue(ids.Length);
+        _frameEntries.Enqueue(_cache.Layers.Select((l, i) => l.Source.Length - before[i]).ToArray());
         FramesRead++;
         while (_frameEntries.Count > _o.WindowFrames) EvictOldestFrame();
         LastCost = new UpdateCost(ids.Length, 0);
@@ -109,8 +130,8 @@ public sealed class StreamingSession : IStreamingCaptioner
 
     void EvictOldestFrame()
     {
-        var count = _frameEntries.Dequeue();
-        foreach (var layer in _cache.Layers) layer.Source.Evict(0, count);
+        var counts = _frameEntries.Dequeue();
+        for (int i = 0; i < counts.Length; i++) _cache.Layers[i].Source.Evict(0, counts[i]);
         if (_o.RebaseOnEvict) Rebase();
     }
 

@@ -203,6 +203,27 @@ public sealed class StreamingTests : IDisposable
     }
 
     [Fact]
+    public void PrunedFramesKeepPerLayerCountsThroughEviction()
+    {
+        // Random pruning after layer 0, 2 tokens per frame: layer 0 holds whole frames, layer 1
+        // only what survived. Eviction must remove each layer's own share of the oldest frame.
+        var pruning = new RealtimeAssistant.Pruning.PruningConfig { Method = "random", FastvK = 0, RandomKeep = 2 };
+        using var session = new StreamingSession(_engine, Options(window: 3, rebase: false) with { Pruning = pruning });
+        int n = _engine.Config.ImageTokens;
+        for (int i = 1; i <= 10; i++)
+        {
+            session.AppendFrame(Frame(i));
+            int inWindow = Math.Min(i, 3);
+            Assert.Equal(inWindow * (n + 1), session.Cache.Layers[0].Source.Length);
+            Assert.Equal(inWindow * (2 + 1), session.Cache.Layers[1].Source.Length);
+        }
+        Assert.Equal(2, session.LastPrune!.KeptTokens);
+        Assert.Equal(6, Ids(session.Write()).Length);
+        Assert.Equal(3 * (2 + 1), session.Cache.Layers[1].Source.Length); // the instruction left again
+        Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { Pruning = pruning with { RandomKeep = -1 } }));
+    }
+
+    [Fact]
     public void BadOptionsAreUserErrors()
     {
         Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { WindowFrames = 0 }));
