@@ -82,19 +82,23 @@ public static class PruningBench
         var hidden = new Option<int>("--llava-hidden") { DefaultValueFactory = _ => 1024, Description = "width of the LLaVA-shaped config (7B: 4096)" };
         var budget = new Option<int>("--budget-k") { DefaultValueFactory = _ => 0, Description = "VisiPruner-budget's k per frame (0: 12 on the demo model, 32 on the LLaVA shape)" };
         var skipLlava = new Option<bool>("--skip-llava") { Description = "only the demo model" };
+        var windowFrames = new Option<int>("--window-frames") { DefaultValueFactory = _ => 4, Description = "also time the demo model on prompts of this many clip frames (a streaming window re-encoded; 1 = skip)" };
         var device = Cli.DeviceOption();
         var prune = new PruningOptions();
         var cmd = prune.AddTo(new Command("pruning", "Prefill time, FLOPs, kept tokens and caption F1 of none / FastV / VisiPruner / VisiPruner-budget.")
-            { json, model, frames, reps, scenes, hidden, budget, skipLlava, device });
+            { json, model, frames, reps, scenes, hidden, budget, skipLlava, windowFrames, device });
         return cmd.WithAction((pr, ct) =>
         {
             int nf = pr.GetValue(frames), nr = pr.GetValue(reps), ns = pr.GetValue(scenes), D = pr.GetValue(hidden), k = pr.GetValue(budget);
-            if (nf < 1 || nr < 1 || ns < 0 || D < 64 || D % 64 != 0 || k < 0) throw new UserError("bench pruning: need --frames ≥ 1, --reps ≥ 1, --scenes ≥ 0, --llava-hidden a multiple of 64, --budget-k ≥ 0");
+            if (nf < 1 || nr < 1 || ns < 0 || D < 64 || D % 64 != 0 || k < 0 || pr.GetValue(windowFrames) is < 1 or > 32) throw new UserError("bench pruning: need --frames ≥ 1, --reps ≥ 1, --scenes ≥ 0, --llava-hidden a multiple of 64, --budget-k ≥ 0, --window-frames 1..32");
             var dev = LlavaEngine.ResolveDevice(pr.GetValue(device)!);
             var results = new List<ConfigResult>();
             var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model");
             var demoSchedule = Cli.FindRepoPath("docs/pruning/demo-schedule.json");
-            results.Add(Demo(dir, prune.Read(pr, demoSchedule is null ? null : PruningConfig.Load(demoSchedule)), nf, nr, ns, k == 0 ? 12 : k, dev, ct));
+            var demoConfig = prune.Read(pr, demoSchedule is null ? null : PruningConfig.Load(demoSchedule));
+            results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, 1, ct));
+            if (pr.GetValue(windowFrames) > 1)
+                results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, pr.GetValue(windowFrames), ct));
             if (!pr.GetValue(skipLlava)) results.Add(LlavaShaped(D, prune.Read(pr), nf, nr, k == 0 ? 32 : k, dev, ct));
             foreach (var c in results)
             {
@@ -158,7 +162,8 @@ public static class PruningBench
             Avg(reports[i].Select(x => x.FilterLayer)), Avg(reports[i].Select(x => x.ExitLayer)))).ToList();
     }
 
-    static ConfigResult Demo(string? dir, PruningConfig visi, int nf, int reps, int scenes, int k, Device dev, CancellationToken ct)
+    /// <param name="promptFrames">1: one still frame and the caption prompt; more: a clip window of that many frames and the streaming prompt.</param>
+    static ConfigResult Demo(string? dir, PruningConfig visi, int nf, int reps, int scenes, int k, Device dev, int promptFrames, CancellationToken ct)
     {
         bool trained = dir != null;
         string tmp = "";
@@ -178,14 +183,14 @@ public static class PruningBench
             var data = new DemoDataset(DemoSplit.Eval);
             using var captioner = new Captioner(engine);
             var inputs = new List<(Tensor, long[], List<VisualSpan>)>();
-            var prompt = $"<image> {DemoVocabulary.FrameMarker} {DemoVocabulary.CaptionPrompt}";
             using (torch.no_grad())
                 for (int i = 0; i < nf; i++)
                 {
-                    using var s = data.CaptionSample(i, DemoModelSpec.ImageSize);
-                    var ids = captioner.PromptIds(prompt);
+                    using var s = Sample(data, i, promptFrames);
+                    var ids = captioner.PromptIds(Prompt(s));
                     var spans = VisualSpan.FromIds(ids, engine.Config.ImageTokenIndex, engine.Config.ImageTokens);
-                    var feats = engine.Model.EncodeImages(captioner.Preprocessor.Process(s.Image));
+                    var feats = engine.Model.EncodeImages(torch.cat(s.Frames.Select(f => captioner.Preprocessor.Process(f)).ToArray(), 0))
+                        .reshape(1, -1, engine.Config.Text.HiddenSize);
                     var emb = engine.Model.Embed(torch.tensor(ids.Select(x => (long)x).ToArray(), device: engine.Device).view(1, -1), feats,
                         spans.SelectMany(sp => Enumerable.Range(sp.Start, sp.Length)).Select(x => (long)x).ToArray()).DetachFromDisposeScope();
                     inputs.Add((emb, Enumerable.Range(0, ids.Count).Select(x => (long)x).ToArray(), spans));
@@ -193,16 +198,21 @@ public static class PruningBench
             var results = Time(engine.Model.language_model, inputs, methods, reps, dev, ct);
             if (trained && scenes > 0)
                 for (int m = 0; m < methods.Count; m++)
-                    results[m] = results[m] with { f1 = Math.Round(F1(engine, methods[m].Config, scenes, ct), 4) };
+                    results[m] = results[m] with { f1 = Math.Round(F1(engine, methods[m].Config, scenes, promptFrames, ct), 4) };
             var info = inputs[0];
-            return new ConfigResult("demo", trained ? $"{dir} ({L} layers, {engine.Config.ImageTokens} visual tokens per frame)"
+            return new ConfigResult(promptFrames == 1 ? "demo" : $"demo-{promptFrames}-frames", trained ? $"{dir} ({L} layers, {engine.Config.ImageTokens} visual tokens per frame)"
                 : $"no demo model found: demo-shaped RANDOM weights ({L} layers; F1 needs the trained model)", info.Item3.Sum(s => s.Length), info.Item2.Length, results);
         }
         finally { if (tmp != "") try { Directory.Delete(tmp, true); } catch (IOException) { } }
     }
 
-    /// <summary>Caption attribute F1 on held-out still scenes, through <see cref="PrunedCaptioner"/>.</summary>
-    public static double F1(LlavaEngine engine, PruningConfig config, int scenes, CancellationToken ct)
+    static DemoSample Sample(DemoDataset data, int i, int frames) =>
+        frames == 1 ? data.CaptionSample(i, DemoModelSpec.ImageSize) : data.StreamingSample(i, frames, DemoModelSpec.ImageSize);
+
+    static string Prompt(DemoSample s) => string.Concat(s.Frames.Select(_ => $"<image> {DemoVocabulary.FrameMarker} ")) + s.Prompt;
+
+    /// <summary>Caption attribute F1 (as `ra eval` scores it) on held-out scenes or clip windows, through <see cref="PrunedCaptioner"/>.</summary>
+    public static double F1(LlavaEngine engine, PruningConfig config, int scenes, int promptFrames, CancellationToken ct)
     {
         var data = new DemoDataset(DemoSplit.Eval);
         using var cap = new PrunedCaptioner(engine, config.CreatePruner(engine.Config.Text.NumHiddenLayers));
@@ -211,10 +221,9 @@ public static class PruningBench
         for (int i = 0; i < scenes; i++)
         {
             ct.ThrowIfCancellationRequested();
-            using var s = data.CaptionSample(i, DemoModelSpec.ImageSize);
-            var p = string.Concat(s.Frames.Select(_ => $"<image> {DemoVocabulary.FrameMarker} ")) + s.Prompt;
-            var text = string.Concat(cap.Caption(s.Frames, p, opts, new CaptionTimings()).Select(e => e.Text)).Trim();
-            score += AttributeScorer.Score(text, s.Target);
+            using var s = Sample(data, i, promptFrames);
+            var text = string.Concat(cap.Caption(s.Frames, Prompt(s), opts, new CaptionTimings()).Select(e => e.Text)).Trim();
+            score += AttributeScorer.ScoreByAttribute(text, s.Target);
         }
         return score.F1;
     }
