@@ -10,6 +10,7 @@ root.Subcommands.Add(TrainCommand.Create());
 root.Subcommands.Add(EvalCommand.Create());
 root.Subcommands.Add(AnalyzeCommand.Create());
 root.Subcommands.Add(AnnotateCommand.Create());
+root.Subcommands.Add(StreamCommand.Create());
 root.Subcommands.Add(LiveCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
 return await root.Parse(args).InvokeAsync();

@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using System.Text;
+using OpenCvSharp;
+
+namespace RealtimeAssistant.Streaming;
+
+/// <summary>A caption segment or an answer, and when in the stream it was written.</summary>
+public sealed record StreamSegment(TimeSpan At, string? Question, string Text, int Tokens, double Ms);
+
+/// <summary>Counts over a stream: how much work the gate saved and where the time went.</summary>
+public sealed record StreamStats
+{
+    public long Frames { get; init; }
+    public long Read { get; init; }
+    public long Skipped { get; init; }
+    public long Writes { get; init; }
+    public long Answers { get; init; }
+    public double ReadMs { get; init; }
+    public double WriteMs { get; init; }
+}
+
+/// <summary>
+/// Raw frames in, caption segments out: the scene-change gate decides whether a frame is read at
+/// all, the <see cref="StreamingSession"/> reads it (vision encoder + one append), and the
+/// <see cref="WritePolicy"/> decides when to write. Questions asked with <see cref="Ask"/> are
+/// answered at the next frame, and the stream goes on.
+/// </summary>
+public sealed class StreamingDriver : IDisposable
+{
+    readonly StreamingSession _session;
+    readonly SceneChangeGate _gate;
+    readonly WritePolicy _policy;
+    readonly Queue<string> _questions = new();
+    int _readsSinceWrite;
+    StreamStats _stats = new();
+
+    /// <param name="gateThreshold">Mean grey-level change a frame needs to be read (0 reads every frame; the change policy needs more than 0).</param>
+    public StreamingDriver(StreamingSession session, WritePolicy policy, double gateThreshold)
+    {
+        if (policy.Trigger == WriteTrigger.SceneChange && gateThreshold <= 0)
+            throw new UserError("the change write policy needs a scene-change threshold above 0");
+        _session = session;
+        _policy = policy;
+        _gate = new SceneChangeGate(gateThreshold);
+    }
+
+    public StreamStats Stats => _stats;
+    public StreamingSession Session => _session;
+
+    public void Ask(string question)
+    {
+        if (string.IsNullOrWhiteSpace(question)) throw new UserError("empty question");
+        _questions.Enqueue(question);
+    }
+
+    /// <summary>One frame of the stream; returns what was written because of it (often nothing).</summary>
+    public List<StreamSegment> Push(Mat frame, TimeSpan at, Action<string>? onDelta = null)
+    {
+        var written = new List<StreamSegment>();
+        _stats = _stats with { Frames = _stats.Frames + 1 };
+        if (_gate.Accept(frame))
+        {
+            var sw = Stopwatch.StartNew();
+            _session.Read(frame);
+            _readsSinceWrite++;
+            _stats = _stats with { Read = _stats.Read + 1, ReadMs = _stats.ReadMs + sw.Elapsed.TotalMilliseconds };
+        }
+        else _stats = _stats with { Skipped = _stats.Skipped + 1 };
+        if (_session.FramesInWindow == 0) return written; // nothing to talk about yet
+        while (_questions.Count > 0)
+        {
+            written.Add(Write(at, _questions.Dequeue(), onDelta));
+            _stats = _stats with { Answers = _stats.Answers + 1 };
+        }
+        if (_policy.ShouldWrite(_readsSinceWrite))
+        {
+            written.Add(Write(at, null, onDelta));
+            _readsSinceWrite = 0;
+            _stats = _stats with { Writes = _stats.Writes + 1 };
+        }
+        return written;
+    }
+
+    StreamSegment Write(TimeSpan at, string? question, Action<string>? onDelta)
+    {
+        var sw = Stopwatch.StartNew();
+        var text = new StringBuilder();
+        int tokens = 0;
+        foreach (var ev in _session.Write(question))
+        {
+            if (ev.Id >= 0) tokens++;
+            text.Append(ev.Text);
+            if (ev.Text.Length > 0) onDelta?.Invoke(ev.Text);
+        }
+        var ms = sw.Elapsed.TotalMilliseconds;
+        _stats = _stats with { WriteMs = _stats.WriteMs + ms };
+        return new StreamSegment(at, question, text.ToString().Trim(), tokens, ms);
+    }
+
+    public void Dispose() => _gate.Dispose();
+}
