@@ -35,6 +35,7 @@ public static class EvalCommand
             table.AddRow("caption F1", report.F1.ToString("0.000"));
             table.AddRow("  F1, still frames", report.F1Still.ToString("0.000"));
             table.AddRow("  F1, two frames (with motion)", report.F1Motion.ToString("0.000"));
+            foreach (var (k, v) in report.AttributeF1) table.AddRow($"  F1, {k} only", v.ToString("0.000"));
             table.AddRow("object F1 (colour and shape both right)", report.ObjectF1.ToString("0.000"));
             table.AddRow("QA accuracy", $"{report.QaAccuracy:0.000} ({report.Questions} questions)");
             table.AddRow("caption ms (median, 1 frame)", report.CaptionMsMedian.ToString("0.0"));
@@ -45,7 +46,7 @@ public static class EvalCommand
                 Cli.WriteJson(path, new
                 {
                     model = dir, scenes = report.Scenes, precision = report.Precision, recall = report.Recall, f1 = report.F1,
-                    f1_still = report.F1Still, f1_motion = report.F1Motion, object_f1 = report.ObjectF1, qa_accuracy = report.QaAccuracy, questions = report.Questions,
+                    f1_still = report.F1Still, f1_motion = report.F1Motion, object_f1 = report.ObjectF1, attribute_f1 = report.AttributeF1, qa_accuracy = report.QaAccuracy, questions = report.Questions,
                     caption_ms_median = report.CaptionMsMedian,
                 });
             return Task.FromResult(0);

@@ -22,6 +22,16 @@ public static class AttributeScorer
     public static FactScore ScoreByAttribute(string? predicted, string reference) =>
         Match(ByAttribute(CaptionParser.Facts(predicted)), ByAttribute(CaptionParser.Facts(reference)));
 
+    /// <summary><see cref="ScoreByAttribute"/> split by attribute: "at", "colour", "shape" and "motion".</summary>
+    public static Dictionary<string, FactScore> ScoreEachAttribute(string? predicted, string reference)
+    {
+        var p = ByAttribute(CaptionParser.Facts(predicted));
+        var r = ByAttribute(CaptionParser.Facts(reference));
+        return Kinds.ToDictionary(k => k, k => Match(p.Where(f => f.StartsWith(k + ":")).ToList(), r.Where(f => f.StartsWith(k + ":")).ToList()));
+    }
+
+    public static readonly string[] Kinds = ["at", "colour", "shape", "motion"];
+
     static List<string> ByAttribute(List<string> facts)
     {
         var cellOf = new Dictionary<string, string>();

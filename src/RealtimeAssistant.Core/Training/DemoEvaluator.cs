@@ -19,6 +19,8 @@ public sealed record EvalReport
     public double F1Motion { get; init; }
     /// <summary>Object-level F1: a fact counts only when the object's colour and shape are both right.</summary>
     public double ObjectF1 { get; init; }
+    /// <summary>F1 of each attribute alone (at = something at the cell, colour, shape, motion).</summary>
+    public Dictionary<string, double> AttributeF1 { get; init; } = new();
     public double QaAccuracy { get; init; }
     public int Questions { get; init; }
     public double CaptionMsMedian { get; init; }
@@ -39,6 +41,7 @@ public static class DemoEvaluator
         var marker = DemoVocabulary.FrameMarker;
         var opts = new GenerationOptions { MaxNewTokens = 48 };
         FactScore still = default, motion = default, objects = default;
+        var kinds = AttributeScorer.Kinds.ToDictionary(k => k, _ => default(FactScore));
         int correct = 0, asked = 0, done = 0;
         var ms = new List<double>();
         var examples = new List<(string, string)>();
@@ -61,6 +64,7 @@ public static class DemoEvaluator
                 var score = AttributeScorer.ScoreByAttribute(predicted, s.Target);
                 if (frames == 1) still += score; else motion += score;
                 objects += AttributeScorer.Score(predicted, s.Target);
+                foreach (var (k, v) in AttributeScorer.ScoreEachAttribute(predicted, s.Target)) kinds[k] += v;
                 if (examples.Count < 8) examples.Add((s.Target, predicted));
             }
             using (var q = data.QaSample(i, DemoModelSpec.ImageSize, frames))
@@ -77,6 +81,7 @@ public static class DemoEvaluator
             Scenes = scenes,
             Precision = all.Precision, Recall = all.Recall, F1 = all.F1,
             F1Still = still.F1, F1Motion = motion.F1, ObjectF1 = objects.F1,
+            AttributeF1 = kinds.ToDictionary(kv => kv.Key, kv => kv.Value.F1),
             QaAccuracy = asked == 0 ? 0 : (double)correct / asked,
             Questions = asked,
             CaptionMsMedian = ms.Count == 0 ? 0 : ms[ms.Count / 2],

@@ -15,4 +15,16 @@ public class ScorerByAttributeTests
         Assert.Equal(0.0, AttributeScorer.Score("a purple circle at top .", "a purple triangle at top .").F1);
         Assert.Equal(0.0, AttributeScorer.ScoreByAttribute("a purple triangle at bottom .", "a purple triangle at top .").F1);
     }
+
+    [Fact]
+    public void EachAttributeIsScoredOnItsOwn()
+    {
+        const string truth = "a purple triangle at top moving left and a red square at bottom staying still .";
+        var each = AttributeScorer.ScoreEachAttribute("a purple circle at top moving right and a red square at bottom staying still .", truth);
+        Assert.Equal(1.0, each["at"].F1);
+        Assert.Equal(1.0, each["colour"].F1);
+        Assert.Equal(0.5, each["shape"].F1);   // one of two shapes right
+        Assert.Equal(0.5, each["motion"].F1);
+        Assert.Equal(AttributeScorer.ScoreByAttribute(truth, truth).TruePositives, AttributeScorer.ScoreEachAttribute(truth, truth).Values.Sum(v => v.TruePositives));
+    }
 }
