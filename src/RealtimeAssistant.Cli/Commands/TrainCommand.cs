@@ -10,10 +10,11 @@ public static class TrainCommand
     public static Command Create()
     {
         var output = new Option<string>("--output", "-o") { Description = "model folder to write (resumes if it holds a checkpoint)", DefaultValueFactory = _ => "runs/demo-model" };
-        var visionSteps = new Option<int>("--vision-steps") { DefaultValueFactory = _ => 0, Description = "stage 0: vision tower alone on dense patch labels" };
-        var textSteps = new Option<int>("--text-steps") { DefaultValueFactory = _ => 200, Description = "stage 1: decoder on text alone" };
-        var alignSteps = new Option<int>("--align-steps") { DefaultValueFactory = _ => 300, Description = "stage 2: vision+projector, decoder frozen" };
-        var jointSteps = new Option<int>("--joint-steps") { DefaultValueFactory = _ => 2000, Description = "stage 3: everything" };
+        // Defaults are the shipped model's recipe (media/demo-model/MODEL_CARD.md).
+        var visionSteps = new Option<int>("--vision-steps") { DefaultValueFactory = _ => 2000, Description = "stage 0: vision tower alone on dense patch labels" };
+        var textSteps = new Option<int>("--text-steps") { DefaultValueFactory = _ => 0, Description = "stage 1: decoder on text alone" };
+        var alignSteps = new Option<int>("--align-steps") { DefaultValueFactory = _ => 0, Description = "stage 2: vision+projector, decoder frozen" };
+        var jointSteps = new Option<int>("--joint-steps") { DefaultValueFactory = _ => 5000, Description = "stage 3: everything" };
         var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 32 };
         var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 2e-3 };
         var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 1L };

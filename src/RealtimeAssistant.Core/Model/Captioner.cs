@@ -25,7 +25,8 @@ public static class TokenGenerator
     /// <summary>
     /// Samples from <paramref name="logits"/>, then feeds each token back through the cache at
     /// positions nextPosition, nextPosition+1, … in <paramref name="group"/>. Stops at a stop token
-    /// (not emitted) or after MaxNewTokens. Each event carries its text delta and step time.
+    /// (not emitted) or after MaxNewTokens. Each event carries its text delta and the model time it
+    /// took (the first: sampling only; later: one decode step and sampling).
     /// </summary>
     public static IEnumerable<TokenEvent> Run(LlavaModel model, KvCache cache, CacheGroup group, Tensor logits,
         long nextPosition, GenerationOptions options, TextTokenizer tokenizer, Func<int, bool>? stopAfter = null)
@@ -43,19 +44,18 @@ public static class TokenGenerator
             if (stops.Contains(id)) break;
             var delta = text.Push(id);
             bool last = step == options.MaxNewTokens - 1 || (stopAfter?.Invoke(id) ?? false);
-            if (!last)
+            // The token goes out before it is fed back: the first token costs no decode step.
+            yield return new TokenEvent(id, delta, sw.Elapsed.TotalMilliseconds);
+            if (last) break;
+            sw.Restart(); // the caller's time between tokens is not ours
+            using (var scope = torch.NewDisposeScope())
+            using (torch.no_grad())
             {
-                using var scope = torch.NewDisposeScope();
-                using var _ = torch.no_grad();
                 var ids = torch.tensor(new long[] { id }, device: model.Decoder.embed_tokens.weight.device).view(1, 1);
                 var h = model.Decoder.Forward(model.Decoder.embed_tokens.forward(ids),
                     new DecoderStep { Positions = new[] { nextPosition++ }, Cache = cache, Group = group });
                 current = model.language_model.Logits(h[0, -1]).MoveToOuterDisposeScope();
             }
-            var ms = sw.Elapsed.TotalMilliseconds;
-            sw.Restart();
-            yield return new TokenEvent(id, delta, ms);
-            if (last) break;
         }
         var tail = text.Flush();
         if (tail.Length > 0) yield return new TokenEvent(-1, tail, 0);

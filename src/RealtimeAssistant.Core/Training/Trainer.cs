@@ -66,9 +66,10 @@ public readonly record struct TrainProgress(int Step, int TotalSteps, string Sta
     double BatchLoss = double.NaN, double FeatureScale = 0, double FeatureDiversity = 0, double PatchShapeAccuracy = double.NaN);
 
 /// <summary>
-/// Trains the demo model from scratch, LLaVA-style (FINDINGS.md): text-only pretraining of the
-/// decoder, then vision+projector alignment with the decoder frozen, then joint fine-tuning.
-/// AdamW, warmup + cosine decay per stage, gradient clipping. Checkpoints are written to a temp
+/// Trains the demo model from scratch in up to four stages: the vision tower alone on dense patch
+/// labels (standing in for CLIP's pretraining), then LLaVA's text-only decoder pretraining,
+/// alignment with the decoder frozen, and joint fine-tuning (FINDINGS.md). The shipped recipe is
+/// vision → joint. AdamW, warmup + cosine decay per stage, gradient clipping. Checkpoints are written to a temp
 /// folder and renamed, and a run resumes from its last checkpoint.
 /// </summary>
 public sealed class Trainer
