@@ -120,12 +120,15 @@ public static class PruningBench
         ("fastv", new PruningConfig { Method = "fastv", FastvK = visi.FastvK, FastvKeep = visi.FastvKeep }),
         ("visipruner", visi with { Method = "visipruner", Budget = null }),
         ("visipruner-budget", visi with { Method = "visipruner", Budget = visi.Budget ?? k }),
+        // The same number of tokens as the budget, chosen at random after FastV's layer: is the ranking worth anything?
+        ("random", new PruningConfig { Method = "random", FastvK = visi.FastvK, RandomKeep = visi.Budget ?? k, Seed = 1 }),
     };
 
     static string Describe(PruningConfig c) => c.Method switch
     {
         "none" => "",
         "fastv" => $"K={c.FastvK} keep={c.FastvKeep:0.##}",
+        "random" => $"K={c.FastvK} keep={c.RandomKeep}",
         _ => $"s={c.ShallowLayers} thr={c.LayerThreshold}/{c.TokensThreshold}" + (c.FilterFrom is { } f ? $" from={f}" : "")
              + (c.ExitLayer is { } x ? $" exit@{x}" : $" exit≥{c.ExitThreshold}×{c.ExitPasses}") + (c.Budget is { } b ? $" k={b} deadline={c.DeadlineLayer?.ToString() ?? "auto"}" : ""),
     };
