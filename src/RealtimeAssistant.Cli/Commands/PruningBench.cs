@@ -68,8 +68,9 @@ public sealed class PruningOptions
 /// </summary>
 public static class PruningBench
 {
-    public sealed record MethodResult(string method, double prefill_ms, double flops, double kept_tokens, double? f1,
-        double speedup, string schedule, double? filter_layer, double? exit_layer);
+    /// <summary>One method's row; prefill_ms, flops and speedup are null for F1-only rows (the oracle).</summary>
+    public sealed record MethodResult(string method, double? prefill_ms, double? flops, double kept_tokens, double? f1,
+        double? speedup, string schedule, double? filter_layer, double? exit_layer);
     public sealed record ConfigResult(string name, string description, int visual_tokens, int prompt_tokens, List<MethodResult> methods);
 
     public static Command Create()
@@ -104,7 +105,7 @@ public static class PruningBench
             {
                 var t = new Table().Title($"{c.name}: {c.description}").AddColumns("method", "prefill ms", "speed-up", "GFLOPs", "kept visual", "L_f", "exit", "F1", "schedule");
                 foreach (var m in c.methods)
-                    t.AddRow(m.method, m.prefill_ms.ToString("0.00"), m.speedup.ToString("0.00") + "×", (m.flops / 1e9).ToString("0.000"),
+                    t.AddRow(Markup.Escape(m.method), m.prefill_ms?.ToString("0.00") ?? "–", m.speedup is { } x ? x.ToString("0.00") + "×" : "–", m.flops is { } f ? (f / 1e9).ToString("0.000") : "–",
                         $"{m.kept_tokens:0.#}/{c.visual_tokens}", m.filter_layer?.ToString("0.#") ?? "–", m.exit_layer?.ToString("0.#") ?? "–",
                         m.f1?.ToString("0.000") ?? "–", Markup.Escape(m.schedule));
                 AnsiConsole.Write(t);
@@ -202,11 +203,44 @@ public static class PruningBench
             if (trained && scenes > 0)
                 for (int m = 0; m < methods.Count; m++)
                     results[m] = results[m] with { f1 = Math.Round(F1(engine, methods[m].Config, scenes, promptFrames, ct), 4) };
+            if (trained && scenes > 0 && promptFrames == 1)
+                foreach (var layer in new[] { -1, 4 })
+                {
+                    var (f1, kept) = OracleF1(engine, layer, scenes, ct);
+                    results.Add(new MethodResult($"oracle (object patches{(layer < 0 ? "" : $" after layer {layer}")})", null, null, kept, Math.Round(f1, 4),
+                        null, "F1 only: keeps the patches the scene graph says objects cover", layer, null));
+                }
             var info = inputs[0];
             return new ConfigResult(promptFrames == 1 ? "demo" : $"demo-{promptFrames}-frames", trained ? $"{dir} ({L} layers, {engine.Config.ImageTokens} visual tokens per frame)"
                 : $"no demo model found: demo-shaped RANDOM weights ({L} layers; F1 needs the trained model)", info.Item3.Sum(s => s.Length), info.Item2.Length, results);
         }
         finally { if (tmp != "") try { Directory.Delete(tmp, true); } catch (IOException) { } }
+    }
+
+    /// <summary>
+    /// F1 when exactly the patches objects cover (per the scene graph) are kept, before layer 0 or
+    /// after layer <paramref name="layer"/>: the ceiling any selector could reach at that count.
+    /// </summary>
+    static (double F1, double Kept) OracleF1(LlavaEngine engine, int layer, int scenes, CancellationToken ct)
+    {
+        var data = new DemoDataset(DemoSplit.Eval);
+        var opts = new GenerationOptions { MaxNewTokens = 48 };
+        int grid = engine.Config.Vision.PatchesPerSide;
+        FactScore score = default;
+        double kept = 0;
+        for (int i = 0; i < scenes; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            using var s = Sample(data, i, 1);
+            using var t = PatchTargets.Build(s.Drawn, grid, torch.CPU);
+            var on = t.OnObject.data<float>().ToArray();
+            var cells = Enumerable.Range(0, on.Length).Where(c => on[c] > 0).ToHashSet();
+            kept += cells.Count;
+            using var cap = new PrunedCaptioner(engine, new OraclePruner(cells, layer));
+            var text = string.Concat(cap.Caption(s.Frames, Prompt(s), opts, new CaptionTimings()).Select(e => e.Text)).Trim();
+            score += AttributeScorer.ScoreByAttribute(text, s.Target);
+        }
+        return (score.F1, kept / scenes);
     }
 
     static DemoSample Sample(DemoDataset data, int i, int frames) =>

@@ -137,7 +137,12 @@ public static class PrunedPrefill
             version++;
         }
 
-        if (allVisual.Length > 0 && pruner.BeforeFirstLayer(ListProbe(-1, rows, frameOf)) is { } keep0) Cut(keep0);
+        if (allVisual.Length > 0 && pruner.BeforeFirstLayer(ListProbe(-1, rows, frameOf)) is { } keep0)
+        {
+            Cut(keep0);
+            report.KeptVisual = keep0;
+            report.FilterLayer = -1; // before layer 0
+        }
 
         for (int li = 0; li < L; li++)
         {

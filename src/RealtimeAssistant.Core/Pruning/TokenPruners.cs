@@ -174,3 +174,29 @@ public sealed class AnalysisPruner(int layers, int? knockoutFrom = null, int sha
         return null;
     }
 }
+
+/// <summary>
+/// Keeps given patch-grid cells of every frame (e.g. the patches the scene graph says objects
+/// cover) after layer K (K = −1: before layer 0). A measuring tool, not a method: it tells how
+/// well a selector could do, since real pruners cannot see the scene graph.
+/// </summary>
+public sealed class OraclePruner(IReadOnlySet<int> patches, int k) : PrunerBase
+{
+    public override string Name => $"oracle(K={k},cells={patches.Count})";
+    public override long[]? BeforeFirstLayer(Probe visual) => k < 0 ? Keep(visual) : null;
+    public override ProbeNeed Need(int layer) => layer == k ? ProbeNeed.List : ProbeNeed.None;
+    public override long[]? After(int layer, Probe p) => layer == k ? Keep(p) : null;
+
+    long[] Keep(Probe p)
+    {
+        FilterLayer = k;
+        var keep = new List<long>();
+        foreach (var g in Enumerable.Range(0, p.Visual.Length).GroupBy(i => p.Frame[i]))
+        {
+            var inFrame = g.ToList(); // the frame's visual tokens in patch order
+            keep.AddRange(inFrame.Where((_, cell) => patches.Contains(cell)).Select(i => p.Visual[i]));
+        }
+        keep.Sort();
+        return keep.ToArray();
+    }
+}

@@ -233,4 +233,20 @@ public class PruningTests
         Assert.Equal(16, fv.Report.KeptTokens);
         Assert.Equal(new[] { 41, 41, 41, 25, 25, 25 }, fv.Report.Layers.Select(l => l.Tokens).ToArray());
     }
+
+    [Fact]
+    public void Oracle_KeepsTheGivenCellsOfEveryFrame()
+    {
+        using var _ = torch.no_grad();
+        using var lm = Model();
+        var (emb, pos, spans) = Prompt(lm);
+        var cells = new HashSet<int> { 0, 5, 7 };
+        using var before = PrunedPrefill.Run(lm, emb, pos, spans, new OraclePruner(cells, -1));
+        var expected = spans.SelectMany(sp => cells.Order().Select(c => (long)(sp.Start + c))).Order().ToArray();
+        Assert.Equal(expected, before.Report.KeptVisual);
+        using var after = PrunedPrefill.Run(lm, emb, pos, spans, new OraclePruner(cells, 1));
+        Assert.Equal(expected, after.Report.KeptVisual);
+        Assert.Equal(spans.Sum(sp => sp.Length), after.Report.Layers[1].Visual); // layer 1 still sees every token
+        Assert.Equal(expected.Length, after.Report.Layers[2].Visual);
+    }
 }
