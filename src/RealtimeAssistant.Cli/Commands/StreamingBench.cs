@@ -45,7 +45,7 @@ public static class StreamingBench
             // Each method runs alone (another method's memory traffic would count against it), in
             // two rounds, the second in reverse order; each checkpoint keeps the quieter round's
             // median. This machine is shared: a slow spell then hurts one round, not the result.
-            var rounds = methods.Concat(methods.Reverse()).Select(m => (m, Latency(engine, [m], pr.GetValue(window), checkpoints, pr.GetValue(tokens), pruning, ct)[m])).ToList();
+            var rounds = methods.Concat(methods.Reverse()).Select(m => (m, Latency(engine, m, pr.GetValue(window), checkpoints, pr.GetValue(tokens), pruning, ct))).ToList();
             var latency = methods.ToDictionary(m => m, m => checkpoints.ToDictionary(c => c, c =>
             {
                 var runs = rounds.Where(r => r.m == m).Select(r => r.Item2[c]).ToList();
@@ -99,11 +99,10 @@ public static class StreamingBench
     /// <summary>
     /// Around each checkpoint frame, the median over a few updates of: a new frame arrives → the
     /// first caption token is out (the state update plus the first decode step), and → the whole
-    /// caption is out. Frames between checkpoints are only read. Several methods run in lockstep,
-    /// frame by frame.
+    /// caption is out. Frames between checkpoints are only read.
     /// </summary>
-    static Dictionary<string, Dictionary<int, (double Update, double Caption)>> Latency(LlavaEngine e, string[] methods, int window, int[] at,
-        int captionTokens, PruningConfig? pruning, CancellationToken ct)
+    static Dictionary<int, (double Update, double Caption)> Latency(LlavaEngine e, string method, int window, int[] at, int captionTokens,
+        PruningConfig? pruning, CancellationToken ct)
     {
         using var _ = torch.no_grad();
         var clip = ClipGenerator.Generate(7, 8, 15);
@@ -114,41 +113,33 @@ public static class StreamingBench
             using var img = clip.Render(i * 5 % clip.FrameCount, 64, 64);
             return e.Model.EncodeImages(pre.Process(img)).DetachFromDisposeScope();
         }).ToArray();
-        var sessions = methods.Select(m => Make(e, m, new StreamingOptions
+        using var s = Make(e, method, new StreamingOptions
         {
-            WindowFrames = window, Pruning = m == "gpe" ? pruning : null,
+            WindowFrames = window, Pruning = method == "gpe" ? pruning : null,
             Generation = new GenerationOptions { MaxNewTokens = captionTokens, StopTokens = Array.Empty<int>() },
-        })).ToArray();
-        var result = methods.ToDictionary(m => m, _ => new Dictionary<int, (double, double)>());
+        });
+        var result = new Dictionary<int, (double, double)>();
         const int samples = 7;
-        var update = methods.Select(_ => new List<double>()).ToArray();
-        var caption = methods.Select(_ => new List<double>()).ToArray();
+        var update = new List<double>();
+        var caption = new List<double>();
         for (int frame = 1, next = 0; next < at.Length; frame++)
         {
             ct.ThrowIfCancellationRequested();
-            bool measure = frame >= at[next] && frame < at[next] + samples;
-            for (int m = 0; m < methods.Length; m++)
+            var sw = Stopwatch.StartNew();
+            s.AppendFrame(pool[frame % pool.Length]);
+            if (frame < at[next] || frame >= at[next] + samples) continue;
+            double first = double.NaN;
+            foreach (var ev in s.Write())
+                if (double.IsNaN(first) && ev.Id >= 0) first = sw.Elapsed.TotalMilliseconds;
+            update.Add(first);
+            caption.Add(sw.Elapsed.TotalMilliseconds);
+            if (frame == at[next] + samples - 1)
             {
-                var sw = Stopwatch.StartNew();
-                sessions[m].AppendFrame(pool[frame % pool.Length]);
-                if (!measure) continue;
-                double first = double.NaN;
-                foreach (var ev in sessions[m].Write())
-                    if (double.IsNaN(first) && ev.Id >= 0) first = sw.Elapsed.TotalMilliseconds;
-                update[m].Add(first);
-                caption[m].Add(sw.Elapsed.TotalMilliseconds);
-            }
-            if (measure && frame == at[next] + samples - 1)
-            {
-                for (int m = 0; m < methods.Length; m++)
-                {
-                    result[methods[m]][at[next]] = (Median(update[m]), Median(caption[m]));
-                    update[m].Clear(); caption[m].Clear();
-                }
+                result[at[next]] = (Median(update), Median(caption));
+                update.Clear(); caption.Clear();
                 next++;
             }
         }
-        foreach (var s in sessions) s.Dispose();
         foreach (var t in pool) t.Dispose();
         return result;
     }

@@ -203,12 +203,13 @@ public sealed class StreamingSession : IStreamingCaptioner
     void TrimTarget()
     {
         var rope = _e.Model.Decoder.Rope;
+        long first = _o.TargetStart + Origin;
         foreach (var layer in _cache.Layers)
         {
             var extra = layer.Target.Length - _o.CaptionHistoryTokens;
             if (extra > 0) layer.Target.Evict(0, extra);
             if (layer.Target.Length == 0) continue;
-            var shift = layer.Target.Positions[0] - (_o.TargetStart + Origin);
+            var shift = layer.Target.Positions[0] - first;
             if (shift != 0) layer.Target.ShiftPositions(-shift, k => rope.ShiftKeys(k, shift));
         }
     }
