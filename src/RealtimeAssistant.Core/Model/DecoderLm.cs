@@ -63,14 +63,24 @@ public sealed class DecoderModel : nn.Module
     public Rope Rope => _rope ??= new Rope(_c.HeadDim, _c.RopeTheta, embed_tokens.weight.device);
 
     /// <summary>embeds [B, T, D] → final-normed hidden states [B, T, D].</summary>
-    public Tensor Forward(Tensor embeds, DecoderStep step)
+    public Tensor Forward(Tensor embeds, DecoderStep step) => Forward(embeds, step, -1, out _);
+
+    /// <summary>
+    /// As <see cref="Forward(Tensor, DecoderStep)"/>, and also returns the residual stream after
+    /// layer <paramref name="tapLayer"/> (training's auxiliary heads read it; −1: none).
+    /// </summary>
+    public Tensor Forward(Tensor embeds, DecoderStep step, int tapLayer, out Tensor? tapped)
     {
         using var scope = torch.NewDisposeScope();
         var (cos, sin) = Rope.Tables(step.PositionTensor ?? torch.tensor(step.Positions, device: embeds.device), embeds.dtype);
         if (step.PositionTensor is not null) { cos = cos.unsqueeze(1); sin = sin.unsqueeze(1); } // [B,1,T,D]: broadcast over heads
         var h = embeds;
+        tapped = null;
         for (int i = 0; i < layers.Count; i++)
+        {
             h = layers[i].Forward(h, cos, sin, step, step.Cache?.Layers[i]);
+            if (i == tapLayer) tapped = h.MoveToOuterDisposeScope();
+        }
         return norm.forward(h).MoveToOuterDisposeScope();
     }
 

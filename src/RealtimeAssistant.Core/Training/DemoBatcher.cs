@@ -127,7 +127,8 @@ public sealed class DemoBatcher
         return new LossReport(loss, loss, PatchShapeAccuracy: acc);
     }
 
-    public static LossReport LossParts(LlavaModel model, DemoBatch batch, PatchProbe? probe = null, double probeWeight = 0)
+    public static LossReport LossParts(LlavaModel model, DemoBatch batch, PatchProbe? probe = null, double probeWeight = 0,
+        MotionProbe? motionProbe = null, double motionWeight = 0)
     {
         Tensor? feats = null, patchStates = null;
         if (batch.Pixels is not null)
@@ -138,7 +139,9 @@ public sealed class DemoBatcher
             feats = f.reshape(batch.Ids.shape[0], -1, f.shape[^1]);           // [B, F·N, D]
         }
         var embeds = model.Embed(batch.Ids, feats, batch.ImageSlots);
-        var h = model.Decoder.Forward(embeds, new DecoderStep { Positions = Array.Empty<long>(), PositionTensor = batch.Positions });
+        bool motion = motionProbe is not null && motionWeight > 0 && batch.Frames > 1 && batch.Patches is not null;
+        var h = model.Decoder.Forward(embeds, new DecoderStep { Positions = Array.Empty<long>(), PositionTensor = batch.Positions },
+            motion ? motionProbe!.Layer : -1, out var tapped);
         var logits = model.language_model.Logits(h);
         var ce = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore);
         if (feats is null) return new LossReport(ce, ce);
@@ -150,14 +153,24 @@ public sealed class DemoBatcher
             total = ce + probeWeight * aux;
             shapeAccuracy = acc;
         }
+        double motionAccuracy = double.NaN;
+        if (motion)
+        {
+            long n = patchStates!.shape[1];
+            var lastSlots = torch.tensor(batch.ImageSlots[^(int)n..], device: tapped!.device);
+            var (aux, acc) = motionProbe!.Loss(tapped.index_select(1, lastSlots), batch.Patches!, batch.Frames);
+            total = total + motionWeight * aux;
+            motionAccuracy = acc;
+        }
         using var _ = torch.no_grad();
         var rms = feats.pow(2).mean().sqrt();
         var scale = (rms / model.Decoder.embed_tokens.weight.pow(2).mean().sqrt()).item<float>();
         var diversity = feats.shape[0] > 1 ? (feats.std(0).mean() / rms).item<float>() : 0;
-        return new LossReport(total, ce, scale, diversity, shapeAccuracy);
+        return new LossReport(total, ce, scale, diversity, shapeAccuracy, motionAccuracy);
     }
 }
 
 /// <param name="PatchShapeAccuracy">The probe's shape accuracy on object patches (NaN without a probe).</param>
+/// <param name="MotionAccuracy">The motion probe's accuracy on the last frame's object patches (NaN when not run).</param>
 public readonly record struct LossReport(Tensor Total, Tensor CrossEntropy, double FeatureScale = 0, double FeatureDiversity = 0,
-    double PatchShapeAccuracy = double.NaN);
+    double PatchShapeAccuracy = double.NaN, double MotionAccuracy = double.NaN);

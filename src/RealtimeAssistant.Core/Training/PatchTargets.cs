@@ -8,7 +8,8 @@ namespace RealtimeAssistant.Training;
 /// <summary>
 /// Dense per-patch labels from the scene graph, for the vision tower's auxiliary loss: which
 /// shape and colour covers each patch (or background), and where that object's centre and edge
-/// lie relative to the patch. A patch belongs to the object covering most of its area (at least
+/// lie relative to the patch, and how that object moves (read from the decoder, which sees the
+/// frames together; see <see cref="MotionProbe"/>). A patch belongs to the object covering most of its area (at least
 /// 10% of it), measured on the object drawn alone at the model's resolution.
 /// </summary>
 public sealed class PatchTargets : IDisposable
@@ -16,12 +17,19 @@ public sealed class PatchTargets : IDisposable
     public const int Background = 0;
     public static int ShapeClasses => Shapes.All.Length + 1;
     public static int ColourClasses => DemoColors.All.Length + 1;
-    public const int GeometryDims = 3; // centre dx, dy in patches; radius in patches
+    // Centre dx, dy from the patch, radius, and the centre's absolute x, y (all in patches). The
+    // absolute centre lets the decoder compare an object across frames by matching what it is,
+    // not where its patches are: motion is that difference (MotionProbe).
+    public const int GeometryDims = 5;
 
     public required Tensor Shape { get; init; }     // [N·P] long, 0 = background
     public required Tensor Colour { get; init; }    // [N·P] long, 0 = background
     public required Tensor Geometry { get; init; }  // [N·P, 3] float
     public required Tensor OnObject { get; init; }  // [N·P] float, 1 where an object owns the patch
+    public required Tensor Motion { get; init; }    // [N·P] long, the owner's Motion, <see cref="NoMotion"/> on background
+
+    /// <summary>The motion label of a background patch: cross-entropy ignores it.</summary>
+    public const long NoMotion = -100;
 
     /// <summary>Least fraction of a patch's pixels an object must cover to own it.</summary>
     const double MinCoverage = 0.1;
@@ -37,6 +45,7 @@ public sealed class PatchTargets : IDisposable
         var colour = new long[n * p];
         var geometry = new float[n * p * GeometryDims];
         var on = new float[n * p];
+        var motion = Enumerable.Repeat(NoMotion, n * p).ToArray();
         double cell = 1.0 / grid;
         for (int s = 0; s < n; s++)
         {
@@ -55,9 +64,13 @@ public sealed class PatchTargets : IDisposable
                     shape[j] = (int)o.Shape + 1;
                     colour[j] = (int)o.Color + 1;
                     on[j] = 1;
-                    geometry[j * 3] = (float)((o.X - (col + 0.5) * cell) / cell);
-                    geometry[j * 3 + 1] = (float)((o.Y - (row + 0.5) * cell) / cell);
-                    geometry[j * 3 + 2] = (float)(o.Radius / cell);
+                    motion[j] = (int)o.Motion;
+                    int g = j * GeometryDims;
+                    geometry[g] = (float)((o.X - (col + 0.5) * cell) / cell);
+                    geometry[g + 1] = (float)((o.Y - (row + 0.5) * cell) / cell);
+                    geometry[g + 2] = (float)(o.Radius / cell);
+                    geometry[g + 3] = (float)(o.X / cell);
+                    geometry[g + 4] = (float)(o.Y / cell);
                 }
             }
         }
@@ -67,6 +80,7 @@ public sealed class PatchTargets : IDisposable
             Colour = torch.tensor(colour, device: device),
             Geometry = torch.tensor(geometry, new long[] { n * p, GeometryDims }, device: device),
             OnObject = torch.tensor(on, device: device),
+            Motion = torch.tensor(motion, device: device),
         };
     }
 
@@ -87,5 +101,5 @@ public sealed class PatchTargets : IDisposable
 
     static double MaxOf(Mat m) { m.MinMaxLoc(out double _, out double max); return max; }
 
-    public void Dispose() { Shape.Dispose(); Colour.Dispose(); Geometry.Dispose(); OnObject.Dispose(); }
+    public void Dispose() { Shape.Dispose(); Colour.Dispose(); Geometry.Dispose(); OnObject.Dispose(); Motion.Dispose(); }
 }

@@ -39,6 +39,10 @@ public sealed record TrainOptions
     public int StreamingFrames { get; init; } = 4;
     /// <summary>Weight of the vision tower's dense patch loss (<see cref="PatchProbe"/>); 0 turns it off.</summary>
     public double PatchLossWeight { get; init; } = 1.0;
+    /// <summary>Weight of the decoder's dense motion loss on multi-frame batches (<see cref="MotionProbe"/>); 0 turns it off.</summary>
+    public double MotionLossWeight { get; init; } = 1.0;
+    /// <summary>A model folder to start from (weights only; optimizer and schedule start fresh), instead of random weights.</summary>
+    public string? InitFrom { get; init; }
 
     public int TotalSteps => VisionSteps + TextSteps + AlignSteps + JointSteps;
 
@@ -56,6 +60,8 @@ public sealed record TrainOptions
             throw new UserError("motion and streaming fractions must be ≥ 0 and sum to at most 1");
         if (StreamingFrames < 1 || StreamingFrames > 32) throw new UserError($"streaming frames must be 1..32, got {StreamingFrames}");
         if (!(PatchLossWeight >= 0 && PatchLossWeight <= 100)) throw new UserError($"patch loss weight must be 0..100, got {PatchLossWeight}");
+        if (!(MotionLossWeight >= 0 && MotionLossWeight <= 100)) throw new UserError($"motion loss weight must be 0..100, got {MotionLossWeight}");
+        if (InitFrom is not null && !File.Exists(Path.Combine(InitFrom, "config.json"))) throw new UserError($"--init-from: no model folder (config.json) at {InitFrom}");
         if (TextLayers < 1 || TextHidden % 32 != 0 || VisionHidden % 32 != 0 || VisionLayers < 1) throw new UserError("model sizes: layers ≥ 1, widths multiples of 32");
     }
 }
@@ -63,7 +69,8 @@ public sealed record TrainOptions
 /// <param name="FeatureScale">RMS of the visual tokens over that of the text embeddings (should stay near 1).</param>
 /// <param name="FeatureDiversity">How much visual tokens differ between images, over their RMS (near 0: vision collapsed).</param>
 public readonly record struct TrainProgress(int Step, int TotalSteps, string Stage, double Loss, double LearningRate, TimeSpan Elapsed,
-    double BatchLoss = double.NaN, double FeatureScale = 0, double FeatureDiversity = 0, double PatchShapeAccuracy = double.NaN);
+    double BatchLoss = double.NaN, double FeatureScale = 0, double FeatureDiversity = 0, double PatchShapeAccuracy = double.NaN,
+    double MotionAccuracy = double.NaN);
 
 /// <summary>
 /// Trains the demo model from scratch in up to four stages: the vision tower alone on dense patch
@@ -119,6 +126,8 @@ public sealed class Trainer
         var (startStep, _) = ResumePoint();
         if (startStep > 0)
             LlavaEngine.LoadWeights(model, SafeTensorsReader.Open(CheckpointDir), cfg);
+        else if (_o.InitFrom is not null)
+            LoadInit(model, cfg, _o.InitFrom);
         else
             ModelInit.Initialize(model, _o.Seed);
         foreach (var p in model.parameters()) p.requires_grad = true;
@@ -127,7 +136,11 @@ public sealed class Trainer
         using var probe = new PatchProbe(cfg.Vision.HiddenSize);
         var probeState = Path.Combine(CheckpointDir, "patch_probe.bin");
         if (startStep > 0 && File.Exists(probeState)) probe.load(probeState);
-        var optimizer = torch.optim.AdamW(model.parameters().Concat(probe.parameters()), lr: _o.LearningRate, weight_decay: 0.01);
+        using var motionProbe = new MotionProbe(cfg.Text.HiddenSize, MotionProbe.LayerFor(cfg.Text.NumHiddenLayers));
+        var motionState = Path.Combine(CheckpointDir, "motion_probe.bin");
+        if (startStep > 0 && File.Exists(motionState)) motionProbe.load(motionState);
+        var trained = model.parameters().Concat(probe.parameters()).Concat(motionProbe.parameters()).ToList();
+        var optimizer = torch.optim.AdamW(trained, lr: _o.LearningRate, weight_decay: 0.01);
         var optState = Path.Combine(CheckpointDir, "optimizer.bin");
         if (startStep > 0 && File.Exists(optState)) optimizer.load_state_dict(optState);
 
@@ -137,7 +150,7 @@ public sealed class Trainer
         var decoderParams = model.language_model.parameters().ToList();
         var visionParams = model.vision_tower.parameters().Concat(model.multi_modal_projector.parameters()).ToList();
         var sw = Stopwatch.StartNew();
-        double smoothed = double.NaN, featureScale = 0, featureDiversity = 0, patchAccuracy = double.NaN;
+        double smoothed = double.NaN, featureScale = 0, featureDiversity = 0, patchAccuracy = double.NaN, motionAccuracy = double.NaN;
 
         for (int step = startStep; step < _o.TotalSteps; step++)
         {
@@ -169,25 +182,28 @@ public sealed class Trainer
                 optimizer.zero_grad();
                 var parts = stage == "vision"
                     ? DemoBatcher.VisionLoss(model, batch, probe)
-                    : DemoBatcher.LossParts(model, batch, probe, stage == "text" ? 0 : _o.PatchLossWeight);
+                    : DemoBatcher.LossParts(model, batch, probe, stage == "text" ? 0 : _o.PatchLossWeight,
+                        motionProbe, stage == "joint" ? _o.MotionLossWeight : 0);
                 var (loss, ce) = (parts.Total, parts.CrossEntropy);
                 loss.backward();
                 if (stage is "align" or "joint") (featureScale, featureDiversity) = (parts.FeatureScale, parts.FeatureDiversity);
                 if (!double.IsNaN(parts.PatchShapeAccuracy))
                     patchAccuracy = double.IsNaN(patchAccuracy) ? parts.PatchShapeAccuracy : 0.95 * patchAccuracy + 0.05 * parts.PatchShapeAccuracy;
-                torch.nn.utils.clip_grad_norm_(model.parameters().Concat(probe.parameters()).Where(p => p.requires_grad), _o.ClipNorm);
+                if (!double.IsNaN(parts.MotionAccuracy))
+                    motionAccuracy = double.IsNaN(motionAccuracy) ? parts.MotionAccuracy : 0.9 * motionAccuracy + 0.1 * parts.MotionAccuracy;
+                torch.nn.utils.clip_grad_norm_(trained.Where(p => p.requires_grad), _o.ClipNorm);
                 optimizer.step();
                 lossValue = ce.item<float>();
             }
             smoothed = double.IsNaN(smoothed) ? lossValue : 0.95 * smoothed + 0.05 * lossValue;
-            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue, featureScale, featureDiversity, patchAccuracy));
+            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue, featureScale, featureDiversity, patchAccuracy, motionAccuracy));
             if ((step + 1) % _o.CheckpointEvery == 0 || step + 1 == _o.TotalSteps)
-                SaveCheckpoint(model, probe, optimizer, step + 1, smoothed);
+                SaveCheckpoint(model, probe, motionProbe, optimizer, step + 1, smoothed);
         }
         Export(model, _o.OutDir, sw.Elapsed);
     }
 
-    void SaveCheckpoint(LlavaModel model, PatchProbe probe, TorchSharp.Modules.AdamW optimizer, int step, double loss)
+    void SaveCheckpoint(LlavaModel model, PatchProbe probe, MotionProbe motionProbe, TorchSharp.Modules.AdamW optimizer, int step, double loss)
     {
         // Write everything into a fresh folder, then swap it in: an interrupted save leaves the
         // previous checkpoint intact.
@@ -197,12 +213,23 @@ public sealed class Trainer
         DemoModelSpec.WriteSidecars(tmp); // a checkpoint is a loadable model folder (eval it mid-run)
         optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
         probe.save(Path.Combine(tmp, "patch_probe.bin"));
+        motionProbe.save(Path.Combine(tmp, "motion_probe.bin"));
         File.WriteAllText(Path.Combine(tmp, "trainer_state.json"), JsonSerializer.Serialize(new { step, loss, options = _o }));
         var old = CheckpointDir + ".old";
         if (Directory.Exists(old)) Directory.Delete(old, true);
         if (Directory.Exists(CheckpointDir)) Directory.Move(CheckpointDir, old);
         Directory.Move(tmp, CheckpointDir);
         if (Directory.Exists(old)) Directory.Delete(old, true);
+    }
+
+    // Weights from a model folder of the same shape; a mismatch is the user's error, said in one line.
+    static void LoadInit(LlavaModel model, LlavaConfig cfg, string dir)
+    {
+        var init = LlavaConfig.Load(dir);
+        if (init.Text.NumHiddenLayers != cfg.Text.NumHiddenLayers || init.Text.HiddenSize != cfg.Text.HiddenSize
+            || init.Vision.NumHiddenLayers != cfg.Vision.NumHiddenLayers || init.Vision.HiddenSize != cfg.Vision.HiddenSize)
+            throw new UserError($"--init-from {dir}: its sizes differ from the ones asked for (text {init.Text.NumHiddenLayers}×{init.Text.HiddenSize}, vision {init.Vision.NumHiddenLayers}×{init.Vision.HiddenSize})");
+        LlavaEngine.LoadWeights(model, SafeTensorsReader.Open(dir), cfg);
     }
 
     void Export(LlavaModel model, string dir, TimeSpan elapsed)

@@ -21,10 +21,11 @@ public class PatchTargetsTests
             var shapes = t.Shape.data<long>().ToArray();
             var colours = t.Colour.data<long>().ToArray();
             var geometry = t.Geometry.data<float>().ToArray();
+            var motions = t.Motion.data<long>().ToArray();
             var owned = new HashSet<DemoColor>();
             for (int i = 0; i < grid * grid; i++)
             {
-                if (colours[i] == PatchTargets.Background) { Assert.Equal(0, shapes[i]); continue; }
+                if (colours[i] == PatchTargets.Background) { Assert.Equal(0, shapes[i]); Assert.Equal(PatchTargets.NoMotion, motions[i]); continue; }
                 var colour = DemoColors.All[colours[i] - 1];
                 var obj = scene.Objects.Single(o => o.Color == colour && (int)o.Shape + 1 == shapes[i]);
                 owned.Add(colour);
@@ -32,8 +33,12 @@ public class PatchTargetsTests
                 // The patch shows the object somewhere: a pixel at least half-way from the backdrop to its colour…
                 Assert.True(HasColour(img, backdrop, col * patch, row * patch, patch, colour), $"seed {seed}: patch {i} labelled {colour} shows no {colour} pixel");
                 // …and its geometry points from the patch centre to the object's centre.
-                Assert.Equal(obj.X * grid - (col + 0.5), geometry[i * 3], 3);
-                Assert.Equal(obj.Y * grid - (row + 0.5), geometry[i * 3 + 1], 3);
+                int g = i * PatchTargets.GeometryDims;
+                Assert.Equal(obj.X * grid - (col + 0.5), geometry[g], 3);
+                Assert.Equal(obj.Y * grid - (row + 0.5), geometry[g + 1], 3);
+                Assert.Equal(obj.X * grid, geometry[g + 3], 3); // and where that centre is in the image
+                Assert.Equal(obj.Y * grid, geometry[g + 4], 3);
+                Assert.Equal((long)obj.Motion, motions[i]);
             }
             Assert.Equal(scene.Objects.Select(o => o.Color).ToHashSet(), owned); // every object owns a patch
         }

@@ -53,10 +53,35 @@ public class TrainerTests
     }
 
     [Fact]
+    public void MultiFrameBatchesTrainTheMotionProbe_AndInitFromStartsFromAModel()
+    {
+        using var first = new TempDir();
+        var rec = new Recorder();
+        new Trainer(Tiny(first.Path, 0, 0, 12) with { MotionFraction = 1.0, StreamingFraction = 0 }).Run(rec, CancellationToken.None);
+        // Every joint batch has two frames, so every step reports the decoder motion probe's accuracy.
+        Assert.All(rec.Seen, p => Assert.InRange(p.MotionAccuracy, 0, 1));
+        Assert.True(File.Exists(Path.Combine(first.Path, "checkpoint", "motion_probe.bin")));
+
+        // A fine-tune from that model starts where it ended, not at a fresh model's loss.
+        using var fresh = new TempDir();
+        using var tuned = new TempDir();
+        var freshRec = new Recorder();
+        var tunedRec = new Recorder();
+        new Trainer(Tiny(fresh.Path, 0, 0, 1) with { MotionFraction = 1.0, StreamingFraction = 0, Seed = 9 }).Run(freshRec, CancellationToken.None);
+        new Trainer(Tiny(tuned.Path, 0, 0, 1) with { MotionFraction = 1.0, StreamingFraction = 0, Seed = 9, InitFrom = first.Path }).Run(tunedRec, CancellationToken.None);
+        Assert.True(tunedRec.Seen[0].BatchLoss < freshRec.Seen[0].BatchLoss - 0.4, $"fresh {freshRec.Seen[0].BatchLoss:0.000}, tuned {tunedRec.Seen[0].BatchLoss:0.000}");
+        // A model of other sizes is refused in one line.
+        var e = Assert.Throws<UserError>(() => new Trainer(Tiny(Path.Combine(tuned.Path, "other"), 0, 0, 1) with { InitFrom = first.Path, TextHidden = 64 }).Run(null, CancellationToken.None));
+        Assert.Contains("sizes differ", e.Message);
+        Assert.Throws<UserError>(() => new Trainer(Tiny(tuned.Path, 0, 0, 1) with { InitFrom = "/no/such/model" }));
+    }
+
+    [Fact]
     public void BadSettingsAreUserErrors()
     {
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 0, 0, 0)));
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { BatchSize = 0 }));
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { LearningRate = -1 }));
+        Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { MotionLossWeight = -1 }));
     }
 }
