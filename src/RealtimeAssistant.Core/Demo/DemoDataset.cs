@@ -13,6 +13,14 @@ public sealed record DemoSample(IReadOnlyList<Mat> Frames, string Prompt, string
 {
     public IReadOnlyList<Scene> Drawn { get; init; } = [];
 
+    /// <summary>
+    /// How many frames each frame and the text may see, counting back from themselves (0 = all):
+    /// a streaming session with a window of W frames computes every frame's KV with the W−1 frames
+    /// before it, and the caption with the last W. Training with the same band teaches the model
+    /// the KV a running session really holds, where older frames' keys have seen frames since evicted.
+    /// </summary>
+    public int Band { get; init; }
+
     public Mat Image => Frames[^1];
 
     public void Dispose()
@@ -72,9 +80,14 @@ public sealed class DemoDataset(DemoSplit split, bool variedCaptions = false)
     /// <paramref name="frames"/> frames of a clip, <paramref name="stride"/> video frames apart, from a
     /// random point; the target is <see cref="Clip.CaptionFor"/> over the window (its events, then the last scene).
     /// </summary>
-    public DemoSample StreamingSample(long index, int frames = 8, int size = 64, int stride = 5, int fps = DefaultFps)
+    /// <param name="band">0: every frame sees the whole window. 1..frames−1: the sample is laid out as a streaming
+    /// session with that window holds it (<see cref="DemoSample.Band"/>), and the target covers the last <paramref name="band"/> frames.</param>
+    /// <param name="describe">Prompt "describe the scene ." with the last frame's scene as target, instead of the events prompt.</param>
+    public DemoSample StreamingSample(long index, int frames = 8, int size = 64, int stride = 5, int fps = DefaultFps,
+        int band = 0, bool describe = false)
     {
         if (frames < 1 || stride < 1) throw new ArgumentOutOfRangeException(nameof(frames), "Need at least one frame and a stride of at least 1.");
+        if (band < 0 || band > frames) throw new ArgumentOutOfRangeException(nameof(band), "The band must be 0..frames.");
         int seed = SeedFor(index, 2);
         int span = (frames - 1) * stride;
         var clip = ClipGenerator.Generate(seed, (span + 3.0 * fps) / fps, fps);
@@ -86,7 +99,12 @@ public sealed class DemoDataset(DemoSplit split, bool variedCaptions = false)
             images.Add(clip.Render(first + i * stride, size, size));
             drawn.Add(new Scene(clip.ObjectsAt(first + i * stride), clip.Backdrop));
         }
-        return new DemoSample(images, DemoVocabulary.StreamingPrompt, clip.CaptionFor(first, first + span)) { Drawn = drawn };
+        int seen = band == 0 ? frames : band, from = first + (frames - seen) * stride, last = first + span;
+        var target = describe
+            ? CaptionGrammar.Canonical(clip.SceneAt(last), withMotion: seen > 1)
+            : clip.CaptionFor(from, last);
+        var prompt = describe ? DemoVocabulary.CaptionPrompt : DemoVocabulary.StreamingPrompt;
+        return new DemoSample(images, prompt, target) { Drawn = drawn, Band = band == frames ? 0 : band };
     }
 
     // The same motion steps RenderFrames draws with.

@@ -105,10 +105,8 @@ public sealed class InterleavedSession(LlavaEngine engine, StreamingOptions opti
         using var _ = torch.no_grad();
         var embeds = FrameEmbeds(features);
         int n = (int)embeds.shape[1];
-        E.Model.Decoder.Forward(embeds, new DecoderStep { Positions = Range(_next, n), Cache = Cache });
-        _next += n;
-        _chunks.Enqueue((true, n));
-        while (_chunks.Count(c => c.IsFrame) > O.WindowFrames)
+        // Evict first, as the GPE session does: the new frame sees the W−1 frames kept with it.
+        while (_chunks.Count(c => c.IsFrame) >= O.WindowFrames)
         {
             var (isFrame, entries) = _chunks.Dequeue();
             foreach (var l in Cache.Layers) l.Source.Evict(0, entries);
@@ -118,6 +116,9 @@ public sealed class InterleavedSession(LlavaEngine engine, StreamingOptions opti
                 foreach (var l in Cache.Layers) l.Source.Evict(0, w.Entries);
             }
         }
+        E.Model.Decoder.Forward(embeds, new DecoderStep { Positions = Range(_next, n), Cache = Cache });
+        _next += n;
+        _chunks.Enqueue((true, n));
         LastCost = new UpdateCost(n, 0);
     }
 

@@ -110,6 +110,9 @@ public sealed class StreamingSession : IStreamingCaptioner
         var ids = Enumerable.Repeat((long)_e.Config.ImageTokenIndex, n).Append(_markerId).ToArray();
         var slots = Enumerable.Range(0, n).Select(i => (long)i).ToArray();
         var embeds = _e.Model.Embed(torch.tensor(ids, device: _e.Device).view(1, -1), features, slots);
+        // Evict first: the new frame then sees exactly the W−1 frames the next caption sees with it,
+        // the band training lays streaming samples out with (DemoSample.Band).
+        while (_frameEntries.Count >= _o.WindowFrames) EvictOldestFrame();
         MakeRoom(ids.Length);
         var positions = Enumerable.Range(0, ids.Length).Select(i => _nextSource + i).ToArray();
         var before = _cache.Layers.Select(l => l.Source.Length).ToArray();
@@ -124,7 +127,6 @@ public sealed class StreamingSession : IStreamingCaptioner
         _nextSource += ids.Length;
         _frameEntries.Enqueue(_cache.Layers.Select((l, i) => l.Source.Length - before[i]).ToArray());
         FramesRead++;
-        while (_frameEntries.Count > _o.WindowFrames) EvictOldestFrame();
         LastCost = new UpdateCost(ids.Length, 0);
     }
 

@@ -20,7 +20,9 @@ public sealed class DemoBatch : IDisposable
     public int Frames { get; init; }
     /// <summary>Dense per-patch labels for every image, when the samples carry their scene graphs.</summary>
     public PatchTargets? Patches { get; init; }
-    public void Dispose() { Pixels?.Dispose(); Ids.Dispose(); Labels.Dispose(); Positions.Dispose(); Patches?.Dispose(); }
+    /// <summary>The streaming band's attention mask [T, T] (true = may attend), or null for causal.</summary>
+    public Tensor? Mask { get; init; }
+    public void Dispose() { Pixels?.Dispose(); Ids.Dispose(); Labels.Dispose(); Positions.Dispose(); Patches?.Dispose(); Mask?.Dispose(); }
 }
 
 /// <summary>
@@ -67,6 +69,10 @@ public sealed class DemoBatcher
         }).ToList();
         int T = rows.Max(r => r.src.Count + r.tgt.Count - 1);
         int B = rows.Count;
+        int band = textOnly ? 0 : samples[0].Band;
+        if (samples.Any(s => s.Band != band)) throw new ArgumentException("one band per batch: the mask is shared by its rows");
+        // A session's target counts from the oldest frame it still holds.
+        long origin = band > 0 ? (long)(frames - band) * (_imageTokens + 1) : 0;
         var ids = new long[B * T];
         var labels = Enumerable.Repeat((long)Ignore, B * T).ToArray();
         var pos = new long[B * T];
@@ -77,7 +83,7 @@ public sealed class DemoBatcher
             for (int i = 0; i < seq.Count - 1; i++)
             {
                 ids[b * T + i] = seq[i];
-                pos[b * T + i] = i < src.Count ? i : i - src.Count; // target restarts at φ = 0
+                pos[b * T + i] = i < src.Count ? i : origin + i - src.Count; // target restarts at φ = 0 past the window's start
                 if (i >= src.Count - 1) labels[b * T + i] = seq[i + 1];
             }
         }
@@ -104,7 +110,25 @@ public sealed class DemoBatcher
             ImageSlots = slots,
             Frames = frames,
             Patches = patches,
+            Mask = band > 0 ? BandMask(T, frames, _imageTokens + 1, band, _device) : null,
         };
+    }
+
+    /// <summary>
+    /// Causal, except that a token of frame f sees only frames f−band+1..f, and the text after the
+    /// frames only the last <paramref name="band"/> frames: what a session with that window computes.
+    /// </summary>
+    public static Tensor BandMask(int T, int frames, int frameTokens, int band, Device device)
+    {
+        var allowed = new bool[T * T];
+        int frameEnd = frames * frameTokens;
+        for (int q = 0; q < T; q++)
+        {
+            int fq = q < frameEnd ? q / frameTokens : frames - 1;
+            for (int k = 0; k <= q; k++)
+                allowed[q * T + k] = k >= frameEnd || fq - k / frameTokens < band;
+        }
+        return torch.tensor(allowed, new long[] { T, T }, device: device);
     }
 
     /// <summary>Forward pass and mean cross-entropy over the target tokens.</summary>
@@ -140,7 +164,7 @@ public sealed class DemoBatcher
         }
         var embeds = model.Embed(batch.Ids, feats, batch.ImageSlots);
         bool motion = motionProbe is not null && motionWeight > 0 && batch.Frames > 1 && batch.Patches is not null;
-        var h = model.Decoder.Forward(embeds, new DecoderStep { Positions = Array.Empty<long>(), PositionTensor = batch.Positions },
+        var h = model.Decoder.Forward(embeds, new DecoderStep { Positions = Array.Empty<long>(), PositionTensor = batch.Positions, Mask = batch.Mask },
             motion ? motionProbe!.Layer : -1, out var tapped);
         var logits = model.language_model.Logits(h);
         var ce = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore);

@@ -165,10 +165,14 @@ public sealed class Trainer
             int frames = streaming ? _o.StreamingFrames
                 : stage is "align" or "joint" && draw < _o.StreamingFraction + _o.MotionFraction ? 2 : 1;
             var kind = stage == "vision" || rng.NextDouble() < 0.6 ? SampleKind.Caption : SampleKind.Question;
+            // Streaming batches: a window W of 2..all frames, laid out as a session with that window
+            // computes it, half describing the last frame (what `ra stream` asks), half its events.
+            int band = streaming ? rng.Next(2, frames + 1) : 0;
+            bool describe = streaming && rng.NextDouble() < 0.5;
             var samples = Enumerable.Range(0, _o.BatchSize).Select(i =>
             {
                 long index = (long)step * _o.BatchSize + i + _o.Seed * 1_000_000_007L;
-                if (streaming) return data.StreamingSample(index, frames, DemoModelSpec.ImageSize);
+                if (streaming) return data.StreamingSample(index, frames, DemoModelSpec.ImageSize, band: band, describe: describe);
                 return kind == SampleKind.Caption
                     ? data.CaptionSample(index, DemoModelSpec.ImageSize, frames)
                     : data.QaSample(index, DemoModelSpec.ImageSize, frames);

@@ -36,7 +36,8 @@ public sealed class StreamingTests : IDisposable
     static int[] Ids(IEnumerable<TokenEvent> events) => events.Where(e => e.Id >= 0).Select(e => e.Id).ToArray();
 
     /// <summary>One batch forward over [frames, instruction, caption] with group positions, greedy.</summary>
-    int[] BatchReference(IReadOnlyList<Tensor> frames, int[] caption)
+    /// <param name="band">0: causal. W: the band training uses for a session with window W (DemoBatcher.BandMask).</param>
+    int[] BatchReference(IReadOnlyList<Tensor> frames, int[] caption, int band = 0)
     {
         using var _ = torch.no_grad();
         var m = _engine.Model;
@@ -52,8 +53,11 @@ public sealed class StreamingTests : IDisposable
         var feats = torch.cat(frames.ToArray(), 1);
         var embeds = m.Embed(torch.tensor(ids.ToArray()).view(1, -1), feats, slots);
         // Source at 0..S−1, target restarting at φ = 0; causal mask: the source precedes the target.
-        var positions = Enumerable.Range(0, ids.Count).Select(i => (long)(i < source ? i : i - source)).ToArray();
-        var logits = m.language_model.Logits(m.Decoder.Forward(embeds, new DecoderStep { Positions = positions }));
+        // With a band, the target counts from the first frame the window still holds.
+        long origin = band > 0 ? (long)(frames.Count - band) * (n + 1) : 0;
+        var positions = Enumerable.Range(0, ids.Count).Select(i => i < source ? i : origin + i - source).ToArray();
+        using var mask = band > 0 ? RealtimeAssistant.Training.DemoBatcher.BandMask(ids.Count, frames.Count, n + 1, band, torch.CPU) : null;
+        var logits = m.language_model.Logits(m.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Mask = mask }));
         return Enumerable.Range(source - 1, caption.Length).Select(i => (int)logits[0, i].argmax().item<long>()).ToArray();
     }
 
@@ -70,6 +74,24 @@ public sealed class StreamingTests : IDisposable
         session.AppendFrame(frames[3]);
         var second = Ids(session.Write());
         Assert.Equal(BatchReference(frames, second), second);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void AfterEvictionTheSessionEqualsTheBandedBatchForwardTrainingUses(bool rebase)
+    {
+        // Window 2 over 5 frames: every frame's KV was computed with the frame before it, some of
+        // them since evicted. One forward with the training band mask must give the same caption.
+        using var session = new StreamingSession(_engine, Options(window: 2, rebase: rebase));
+        var frames = Enumerable.Range(11, 5).Select(Frame).ToList();
+        foreach (var f in frames) session.AppendFrame(f);
+        Assert.Equal(2, session.FramesInWindow);
+        var caption = Ids(session.Write());
+        Assert.Equal(BatchReference(frames, caption, band: 2), caption);
+        // …and not what a fresh forward over the last two frames alone gives (re-encoding): the
+        // older frame's keys remember the evicted one, which is why training uses the band.
+        Assert.NotEqual(BatchReference(frames.TakeLast(2).ToList(), caption), caption);
     }
 
     [Fact]
