@@ -126,10 +126,13 @@ public static class StreamingBench
         {
             ct.ThrowIfCancellationRequested();
             var sw = Stopwatch.StartNew();
-            s.AppendFrame(pool[frame % pool.Length]);
-            if (frame < at[next] || frame >= at[next] + samples) continue;
+            if (frame < at[next] || frame >= at[next] + samples)
+            {
+                s.AppendFrame(pool[frame % pool.Length]);
+                continue;
+            }
             double first = double.NaN;
-            foreach (var ev in s.Write())
+            foreach (var ev in s.AppendFrameAndWrite(pool[frame % pool.Length]))
                 if (double.IsNaN(first) && ev.Id >= 0) first = sw.Elapsed.TotalMilliseconds;
             update.Add(first);
             caption.Add(sw.Elapsed.TotalMilliseconds);

@@ -13,6 +13,12 @@ public interface IStreamingCaptioner : IDisposable
     string Name { get; }
     void AppendFrame(Tensor features);
     IEnumerable<TokenEvent> Write(string? question = null);
+    /// <summary>A frame arrives and a caption is due: READ then WRITE (GPE does both in one decoder pass).</summary>
+    IEnumerable<TokenEvent> AppendFrameAndWrite(Tensor features, string? question = null)
+    {
+        AppendFrame(features);
+        return Write(question);
+    }
     UpdateCost LastCost { get; }
     KvCache Cache { get; }
 }

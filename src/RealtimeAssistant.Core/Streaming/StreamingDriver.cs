@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 using OpenCvSharp;
+using RealtimeAssistant.Model;
 
 namespace RealtimeAssistant.Streaming;
 
@@ -15,6 +16,8 @@ public sealed record StreamStats
     public long Skipped { get; init; }
     public long Writes { get; init; }
     public long Answers { get; init; }
+    /// <summary>Reads done in one pass with a write (their time is in <see cref="WriteMs"/>, not <see cref="ReadMs"/>).</summary>
+    public long ReadWithWrite { get; init; }
     public double ReadMs { get; init; }
     public double WriteMs { get; init; }
 }
@@ -58,35 +61,47 @@ public sealed class StreamingDriver : IDisposable
     {
         var written = new List<StreamSegment>();
         _stats = _stats with { Frames = _stats.Frames + 1 };
+        bool fused = false;
         if (_gate.Accept(frame))
         {
-            var sw = Stopwatch.StartNew();
-            _session.Read(frame);
             _readsSinceWrite++;
-            _stats = _stats with { Read = _stats.Read + 1, ReadMs = _stats.ReadMs + sw.Elapsed.TotalMilliseconds };
+            // When this frame triggers the policy's write and no question waits, the frame and the
+            // instruction go through the decoder in one pass (StreamingSession.ReadAndWrite).
+            if (_questions.Count == 0 && _policy.ShouldWrite(_readsSinceWrite))
+            {
+                var sw = Stopwatch.StartNew();
+                written.Add(Segment(at, null, _session.ReadAndWrite(frame), onDelta, sw));
+                _stats = _stats with { Read = _stats.Read + 1, ReadWithWrite = _stats.ReadWithWrite + 1 };
+                fused = true;
+            }
+            else
+            {
+                var sw = Stopwatch.StartNew();
+                _session.Read(frame);
+                _stats = _stats with { Read = _stats.Read + 1, ReadMs = _stats.ReadMs + sw.Elapsed.TotalMilliseconds };
+            }
         }
         else _stats = _stats with { Skipped = _stats.Skipped + 1 };
         if (_session.FramesInWindow == 0) return written; // nothing to talk about yet
         while (_questions.Count > 0)
         {
-            written.Add(Write(at, _questions.Dequeue(), onDelta));
+            written.Add(Segment(at, _questions.Peek(), _session.Write(_questions.Dequeue()), onDelta, Stopwatch.StartNew()));
             _stats = _stats with { Answers = _stats.Answers + 1 };
         }
-        if (_policy.ShouldWrite(_readsSinceWrite))
+        if (fused || _policy.ShouldWrite(_readsSinceWrite))
         {
-            written.Add(Write(at, null, onDelta));
+            if (!fused) written.Add(Segment(at, null, _session.Write(), onDelta, Stopwatch.StartNew()));
             _readsSinceWrite = 0;
             _stats = _stats with { Writes = _stats.Writes + 1 };
         }
         return written;
     }
 
-    StreamSegment Write(TimeSpan at, string? question, Action<string>? onDelta)
+    StreamSegment Segment(TimeSpan at, string? question, IEnumerable<TokenEvent> events, Action<string>? onDelta, Stopwatch sw)
     {
-        var sw = Stopwatch.StartNew();
         var text = new StringBuilder();
         int tokens = 0;
-        foreach (var ev in _session.Write(question))
+        foreach (var ev in events)
         {
             if (ev.Id >= 0) tokens++;
             text.Append(ev.Text);

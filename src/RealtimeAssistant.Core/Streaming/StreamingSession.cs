@@ -101,20 +101,29 @@ public sealed class StreamingSession : IStreamingCaptioner
         LastCost = LastCost with { VisionFrames = 1 };
     }
 
+    /// <summary>READ and WRITE in one decoder pass (<see cref="AppendFrameAndWrite"/>); the vision encoder runs first.</summary>
+    public IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null)
+    {
+        Tensor feats;
+        using (var scope = torch.NewDisposeScope())
+        using (torch.no_grad())
+            feats = _e.Model.EncodeImages(_pre.Process(frame)).MoveToOuterDisposeScope();
+        try
+        {
+            foreach (var ev in AppendFrameAndWrite(feats, question)) yield return ev;
+        }
+        finally { feats.Dispose(); LastCost = LastCost with { VisionFrames = 1 }; }
+    }
+
     /// <summary>READ from already-encoded visual tokens [1, N, D] (for tests and benchmarks).</summary>
     public void AppendFrame(Tensor features)
     {
         using var scope = torch.NewDisposeScope();
         using var _ = torch.no_grad();
-        int n = (int)features.shape[1];
-        var ids = Enumerable.Repeat((long)_e.Config.ImageTokenIndex, n).Append(_markerId).ToArray();
-        var slots = Enumerable.Range(0, n).Select(i => (long)i).ToArray();
-        var embeds = _e.Model.Embed(torch.tensor(ids, device: _e.Device).view(1, -1), features, slots);
-        // Evict first: the new frame then sees exactly the W−1 frames the next caption sees with it,
-        // the band training lays streaming samples out with (DemoSample.Band).
-        while (_frameEntries.Count >= _o.WindowFrames) EvictOldestFrame();
-        MakeRoom(ids.Length);
-        var positions = Enumerable.Range(0, ids.Length).Select(i => _nextSource + i).ToArray();
+        var (embeds, n) = FrameEmbeds(features);
+        int count = n + 1;
+        MakeRoom(count);
+        var positions = SourcePositions(count);
         var before = _cache.Layers.Select(l => l.Source.Length).ToArray();
         if (_pruner is null)
             _e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache, Group = CacheGroup.Source });
@@ -124,10 +133,33 @@ public sealed class StreamingSession : IStreamingCaptioner
             using var pruned = PrunedPrefill.Run(_e.Model.language_model, embeds, positions, new[] { new VisualSpan(0, n, 0) }, _pruner, _cache);
             LastPrune = pruned.Report;
         }
-        _nextSource += ids.Length;
-        _frameEntries.Enqueue(_cache.Layers.Select((l, i) => l.Source.Length - before[i]).ToArray());
+        Appended(count, before);
+        LastCost = new UpdateCost(count, 0);
+    }
+
+    /// <summary>
+    /// The frame's tokens [image tokens, marker], embedded, after evicting the oldest frame if the
+    /// window is full. Evicting first means the new frame sees exactly the W−1 frames the next
+    /// caption sees with it: the band training lays streaming samples out with (DemoSample.Band).
+    /// </summary>
+    (Tensor Embeds, int ImageTokens) FrameEmbeds(Tensor features)
+    {
+        int n = (int)features.shape[1];
+        var ids = Enumerable.Repeat((long)_e.Config.ImageTokenIndex, n).Append(_markerId).ToArray();
+        var slots = Enumerable.Range(0, n).Select(i => (long)i).ToArray();
+        var embeds = _e.Model.Embed(torch.tensor(ids, device: _e.Device).view(1, -1), features, slots);
+        while (_frameEntries.Count >= _o.WindowFrames) EvictOldestFrame();
+        return (embeds, n);
+    }
+
+    long[] SourcePositions(int count) => Enumerable.Range(0, count).Select(i => _nextSource + i).ToArray();
+
+    /// <summary>Bookkeeping once a frame's <paramref name="count"/> entries (and <paramref name="after"/> more behind them) are in the source.</summary>
+    void Appended(int count, long[] lengthsBefore, int after = 0)
+    {
+        _nextSource += count;
+        _frameEntries.Enqueue(_cache.Layers.Select((l, i) => l.Source.Length - lengthsBefore[i] - after).ToArray());
         FramesRead++;
-        LastCost = new UpdateCost(ids.Length, 0);
     }
 
     void EvictOldestFrame()
@@ -166,23 +198,47 @@ public sealed class StreamingSession : IStreamingCaptioner
     /// WRITE: the instruction (or <paramref name="question"/>) goes into the source, the answer is
     /// generated into the target group and streamed, then the instruction leaves the source again.
     /// </summary>
-    public IEnumerable<TokenEvent> Write(string? question = null)
+    public IEnumerable<TokenEvent> Write(string? question = null) => Update(null, question);
+
+    /// <summary>
+    /// READ then WRITE, with the frame and the instruction in one decoder pass: on a small model
+    /// each pass costs mostly per-operation overhead, so this is what keeps "frame in → first
+    /// token" low. The cache ends exactly as after <see cref="AppendFrame"/> and <see cref="Write"/>
+    /// (a test checks the captions match). With a pruner the frame is read alone, as pruning
+    /// decides per frame.
+    /// </summary>
+    public IEnumerable<TokenEvent> AppendFrameAndWrite(Tensor features, string? question = null)
+    {
+        if (_pruner is null) return Update(features, question);
+        AppendFrame(features);
+        return Update(null, question);
+    }
+
+    IEnumerable<TokenEvent> Update(Tensor? frame, string? question)
     {
         var prompt = _e.Tokenizer.Encode(question ?? _instruction, addSpecialTokens: false);
         if (prompt.Count == 0) throw new UserError("empty question");
-        TrimTarget();
         Tensor logits;
+        int frameTokens = 0;
         using (var scope = torch.NewDisposeScope())
         using (torch.no_grad())
         {
-            MakeRoom(prompt.Count);
-            var ids = torch.tensor(prompt.Select(i => (long)i).ToArray(), device: _e.Device).view(1, -1);
-            var positions = Enumerable.Range(0, prompt.Count).Select(i => _nextSource + i).ToArray();
-            var h = _e.Model.Decoder.Forward(_e.Model.Decoder.embed_tokens.forward(ids),
-                new DecoderStep { Positions = positions, Cache = _cache, Group = CacheGroup.Source });
+            var embeds = _e.Model.Decoder.embed_tokens.forward(torch.tensor(prompt.Select(i => (long)i).ToArray(), device: _e.Device).view(1, -1));
+            if (frame is not null)
+            {
+                var (f, n) = FrameEmbeds(frame); // evicts first, so the target is trimmed against the new origin
+                frameTokens = n + 1;
+                embeds = torch.cat(new[] { f, embeds }, 1);
+            }
+            TrimTarget();
+            MakeRoom(frameTokens + prompt.Count);
+            var before = _cache.Layers.Select(l => l.Source.Length).ToArray();
+            var h = _e.Model.Decoder.Forward(embeds,
+                new DecoderStep { Positions = SourcePositions(frameTokens + prompt.Count), Cache = _cache, Group = CacheGroup.Source });
             logits = _e.Model.language_model.Logits(h[0, -1]).MoveToOuterDisposeScope();
+            if (frame is not null) Appended(frameTokens, before, after: prompt.Count);
         }
-        int tokens = prompt.Count;
+        int tokens = frameTokens + prompt.Count;
         try
         {
             var start = _o.TargetStart + Origin + _cache.Layers[0].Target.Length;

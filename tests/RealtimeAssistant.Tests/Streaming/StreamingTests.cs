@@ -95,6 +95,32 @@ public sealed class StreamingTests : IDisposable
     }
 
     [Fact]
+    public void ReadAndWriteInOnePassEqualsReadThenWrite()
+    {
+        var o = Options(window: 3, rebase: false) with { CaptionHistoryTokens = 4 };
+        using var separate = new StreamingSession(_engine, o);
+        using var fused = new StreamingSession(_engine, o);
+        for (int i = 1; i <= 7; i++)
+        {
+            if (i % 2 == 0)
+            {
+                separate.AppendFrame(Frame(i));
+                var a = Ids(separate.Write());
+                Assert.Equal(a, Ids(fused.AppendFrameAndWrite(Frame(i))));
+            }
+            else { separate.AppendFrame(Frame(i)); fused.AppendFrame(Frame(i)); }
+            // The same cache afterwards: the frame stays, the instruction has left, the window holds.
+            for (int l = 0; l < separate.Cache.Layers.Length; l++)
+            {
+                Assert.Equal(separate.Cache.Layers[l].Source.Positions.ToArray(), fused.Cache.Layers[l].Source.Positions.ToArray());
+                Assert.Equal(separate.Cache.Layers[l].Target.Positions.ToArray(), fused.Cache.Layers[l].Target.Positions.ToArray());
+            }
+        }
+        Assert.Equal(3, fused.FramesInWindow);
+        Assert.Equal(Ids(separate.Write("w3 w4")), Ids(fused.Write("w3 w4")));
+    }
+
+    [Fact]
     public void UpdateCostDoesNotDependOnStreamLength()
     {
         using var session = new StreamingSession(_engine, Options(window: 4));
