@@ -25,7 +25,7 @@ public static class StreamingBench
         var json = Cli.JsonOption("write results as JSON (methods[].method, update_ms_at, f1)");
         var model = AppModel.ModelOption();
         var window = new Option<int>("--window") { DefaultValueFactory = _ => 32, Description = "frames kept for the latency run" };
-        var qualityWindow = new Option<int>("--quality-window") { DefaultValueFactory = _ => 2, Description = "frames kept for the F1 run (the demo model was trained on 1–2 frame windows)" };
+        var qualityWindow = new Option<int>("--quality-window") { DefaultValueFactory = _ => 2, Description = "frames kept for the F1 run (the demo model trains on windows of 1–4 frames)" };
         var at = new Option<int[]>("--at") { DefaultValueFactory = _ => new[] { 10, 100, 1000 }, AllowMultipleArgumentsPerToken = true };
         var clips = new Option<int>("--clips") { DefaultValueFactory = _ => 12, Description = "held-out clips for F1" };
         var tokens = new Option<int>("--caption-tokens") { DefaultValueFactory = _ => 16, Description = "tokens per caption in the latency run" };
