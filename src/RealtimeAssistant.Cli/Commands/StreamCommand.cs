@@ -23,6 +23,7 @@ public static class StreamCommand
         var input = new Argument<string>("source") { Description = "video file, camera index, FIFO or image folder (default: the bundled media/demo.mp4)", Arity = ArgumentArity.ZeroOrOne };
         var model = AppModel.ModelOption();
         var window = new Option<int>("--window") { DefaultValueFactory = _ => 2, Description = "frames kept in the model's memory (W)" };
+        var frameBand = new Option<int?>("--frame-band") { Description = "frames a new frame attends, itself included (default: the whole window); the caption always sees the window" };
         var history = new Option<int>("--caption-history") { DefaultValueFactory = _ => 0, Description = "caption tokens kept across writes (M)" };
         var stride = new Option<int>("--stride") { DefaultValueFactory = _ => 5, Description = "look at every Nth frame of the source" };
         var policy = new Option<string>("--policy") { DefaultValueFactory = _ => "change", Description = "when to write: every:N (frames read), change (scene-change gate) or finished (back to back)" };
@@ -35,7 +36,7 @@ public static class StreamCommand
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var cmd = new Command("stream", "Stream captions with group position encoding: frames in, captions out, no re-encoding.")
-            { input, model, window, history, stride, policy, gate, ask, maxTokens, prune, jsonl, limit, device, dtype };
+            { input, model, window, frameBand, history, stride, policy, gate, ask, maxTokens, prune, jsonl, limit, device, dtype };
         return cmd.WithAction(async (pr, ct) =>
         {
             await Task.Yield(); // Ctrl+C is handled once the action has returned a task
@@ -46,7 +47,7 @@ public static class StreamCommand
             var spec = pr.GetValue(input) ?? Cli.FindRepoPath("media/demo.mp4") ?? throw new UserError("no source given and media/demo.mp4 not found");
             var options = new StreamingOptions
             {
-                WindowFrames = pr.GetValue(window), CaptionHistoryTokens = pr.GetValue(history),
+                WindowFrames = pr.GetValue(window), FrameBand = pr.GetValue(frameBand), CaptionHistoryTokens = pr.GetValue(history),
                 Generation = new GenerationOptions { MaxNewTokens = pr.GetValue(maxTokens) },
                 Pruning = pr.GetValue(prune) is { } pf ? PruningConfig.Load(pf) : null,
             };

@@ -41,6 +41,8 @@ public sealed record DecoderStep
     public Tensor? Mask { get; init; }
     /// <summary>Per-row position ids [B, T] on the device (training batches); overrides <see cref="Positions"/> for RoPE.</summary>
     public Tensor? PositionTensor { get; init; }
+    /// <summary>Source-group queries skip this many of the oldest source entries (a frame that attends only the frames nearest it).</summary>
+    public long SourceSkip { get; init; }
 }
 
 public sealed class DecoderModel : nn.Module
@@ -142,6 +144,12 @@ public sealed class SelfAttention : nn.Module
             if (step.Group == CacheGroup.Target && step.Mask is null && !kv.Source.IsEmpty)
                 return Output(AttendTwoGroups(q, kv.Source.Keys, kv.Source.Values, kv.Target.Keys, kv.Target.Values));
             (k, v) = kv.KeysFor(step.Group);
+            if (step.SourceSkip > 0 && step.Group == CacheGroup.Source)
+            {
+                // A view, not a copy: the skipped entries are simply never scored.
+                k = k.narrow(2, step.SourceSkip, k.shape[2] - step.SourceSkip);
+                v = v.narrow(2, step.SourceSkip, v.shape[2] - step.SourceSkip);
+            }
         }
         return Output(Attend(q, k, v, step.Mask));
     }

@@ -11,6 +11,12 @@ public sealed record StreamingOptions
 {
     /// <summary>Frames whose KV stays in the source group (W). Older frames are evicted.</summary>
     public int WindowFrames { get; init; } = 8;
+    /// <summary>
+    /// Frames a newly read frame attends, itself included (null = the whole window). The caption
+    /// still attends all W frames; a frame's own encoding then costs the same for any W, instead of
+    /// growing with it (at W = 32 most of an update's time is the new frame attending the other 31).
+    /// </summary>
+    public int? FrameBand { get; init; }
     /// <summary>Caption tokens kept in the target group across writes (M); 0 = each caption stands alone.</summary>
     public int CaptionHistoryTokens { get; init; }
     /// <summary>φ: the target group's first position (GPE default 0).</summary>
@@ -29,6 +35,7 @@ public sealed record StreamingOptions
     public void Validate(int maxPositions)
     {
         if (WindowFrames < 1 || WindowFrames > 4096) throw new UserError($"window must be 1..4096 frames, got {WindowFrames}");
+        if (FrameBand is { } fb && (fb < 1 || fb > WindowFrames)) throw new UserError($"frame band must be 1..window ({WindowFrames}), got {fb}");
         if (CaptionHistoryTokens < 0) throw new UserError($"caption history must be ≥ 0 tokens, got {CaptionHistoryTokens}");
         if (TargetStart < 0 || TargetStart >= maxPositions) throw new UserError($"φ must be in [0, {maxPositions}), got {TargetStart}");
         Generation.Validate();
@@ -82,6 +89,8 @@ public sealed class StreamingSession : IStreamingCaptioner
         _o = options ?? new StreamingOptions();
         _o.Validate(engine.Config.Text.MaxPositionEmbeddings, engine.Config.Text.NumHiddenLayers);
         if (_o.Pruning is { Method: not "none" } pc) _pruner = pc.CreatePruner(engine.Config.Text.NumHiddenLayers);
+        if (_pruner is not null && _o.FrameBand is { } fb && fb < _o.WindowFrames)
+            throw new UserError("a frame band needs pruning off (pruned frames hold different entries per layer)");
         _pre = new ImagePreprocessor(engine.Preprocessor, engine.Device, engine.DType);
         _cache = new KvCache(engine.Config.Text.NumHiddenLayers);
         var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(engine.Directory, "config.json")));
@@ -126,7 +135,7 @@ public sealed class StreamingSession : IStreamingCaptioner
         var positions = SourcePositions(count);
         var before = _cache.Layers.Select(l => l.Source.Length).ToArray();
         if (_pruner is null)
-            _e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache, Group = CacheGroup.Source });
+            _e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache, Group = CacheGroup.Source, SourceSkip = BandSkip() });
         else
         {
             // The frame's tokens are cut layer by layer as they enter; each layer's cache keeps what survived.
@@ -150,6 +159,13 @@ public sealed class StreamingSession : IStreamingCaptioner
         var embeds = _e.Model.Embed(torch.tensor(ids, device: _e.Device).view(1, -1), features, slots);
         while (_frameEntries.Count >= _o.WindowFrames) EvictOldestFrame();
         return (embeds, n);
+    }
+
+    /// <summary>Source entries older than the frame band, which a new frame does not attend (no pruning: every layer holds the same).</summary>
+    long BandSkip()
+    {
+        if (_o.FrameBand is not { } band || _frameEntries.Count < band) return 0;
+        return _frameEntries.Take(_frameEntries.Count - (band - 1)).Sum(f => f[0]);
     }
 
     long[] SourcePositions(int count) => Enumerable.Range(0, count).Select(i => _nextSource + i).ToArray();
@@ -209,7 +225,8 @@ public sealed class StreamingSession : IStreamingCaptioner
     /// </summary>
     public IEnumerable<TokenEvent> AppendFrameAndWrite(Tensor features, string? question = null)
     {
-        if (_pruner is null) return Update(features, question);
+        // One pass only when the frame and the instruction see the same frames.
+        if (_pruner is null && (_o.FrameBand is null || _o.FrameBand >= _o.WindowFrames)) return Update(features, question);
         AppendFrame(features);
         return Update(null, question);
     }

@@ -118,15 +118,18 @@ public sealed class DemoBatcher
     /// Causal, except that a token of frame f sees only frames f−band+1..f, and the text after the
     /// frames only the last <paramref name="band"/> frames: what a session with that window computes.
     /// </summary>
-    public static Tensor BandMask(int T, int frames, int frameTokens, int band, Device device)
+    /// <param name="frameBand">Frames a frame's tokens see (default: <paramref name="band"/>; StreamingOptions.FrameBand).</param>
+    public static Tensor BandMask(int T, int frames, int frameTokens, int band, Device device, int? frameBand = null)
     {
+        int fb = frameBand ?? band;
         var allowed = new bool[T * T];
         int frameEnd = frames * frameTokens;
         for (int q = 0; q < T; q++)
         {
-            int fq = q < frameEnd ? q / frameTokens : frames - 1;
+            bool text = q >= frameEnd;
+            int fq = text ? frames - 1 : q / frameTokens, reach = text ? band : fb;
             for (int k = 0; k <= q; k++)
-                allowed[q * T + k] = k >= frameEnd || fq - k / frameTokens < band;
+                allowed[q * T + k] = k >= frameEnd || fq - k / frameTokens < reach;
         }
         return torch.tensor(allowed, new long[] { T, T }, device: device);
     }

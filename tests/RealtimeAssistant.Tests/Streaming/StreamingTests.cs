@@ -37,7 +37,7 @@ public sealed class StreamingTests : IDisposable
 
     /// <summary>One batch forward over [frames, instruction, caption] with group positions, greedy.</summary>
     /// <param name="band">0: causal. W: the band training uses for a session with window W (DemoBatcher.BandMask).</param>
-    int[] BatchReference(IReadOnlyList<Tensor> frames, int[] caption, int band = 0)
+    int[] BatchReference(IReadOnlyList<Tensor> frames, int[] caption, int band = 0, int? frameBand = null)
     {
         using var _ = torch.no_grad();
         var m = _engine.Model;
@@ -56,7 +56,7 @@ public sealed class StreamingTests : IDisposable
         // With a band, the target counts from the first frame the window still holds.
         long origin = band > 0 ? (long)(frames.Count - band) * (n + 1) : 0;
         var positions = Enumerable.Range(0, ids.Count).Select(i => i < source ? i : origin + i - source).ToArray();
-        using var mask = band > 0 ? RealtimeAssistant.Training.DemoBatcher.BandMask(ids.Count, frames.Count, n + 1, band, torch.CPU) : null;
+        using var mask = band > 0 ? RealtimeAssistant.Training.DemoBatcher.BandMask(ids.Count, frames.Count, n + 1, band, torch.CPU, frameBand) : null;
         var logits = m.language_model.Logits(m.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Mask = mask }));
         return Enumerable.Range(source - 1, caption.Length).Select(i => (int)logits[0, i].argmax().item<long>()).ToArray();
     }
@@ -92,6 +92,20 @@ public sealed class StreamingTests : IDisposable
         // …and not what a fresh forward over the last two frames alone gives (re-encoding): the
         // older frame's keys remember the evicted one, which is why training uses the band.
         Assert.NotEqual(BatchReference(frames.TakeLast(2).ToList(), caption), caption);
+    }
+
+    [Fact]
+    public void AFrameBandLimitsWhatEachFrameSees_TheCaptionStillSeesTheWindow()
+    {
+        // Window 4, frame band 2, over 6 frames: each frame attends only the frame before it.
+        using var session = new StreamingSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 2 });
+        var frames = Enumerable.Range(21, 6).Select(Frame).ToList();
+        foreach (var f in frames.Take(5)) session.AppendFrame(f);
+        var caption = Ids(session.AppendFrameAndWrite(frames[5]));
+        Assert.Equal(4, session.FramesInWindow);
+        Assert.Equal(BatchReference(frames, caption, band: 4, frameBand: 2), caption);
+        Assert.NotEqual(BatchReference(frames, caption, band: 4), caption); // the band changed what frames saw
+        Assert.Throws<UserError>(() => new StreamingSession(_engine, Options(window: 4) with { FrameBand = 5 }));
     }
 
     [Fact]
