@@ -84,7 +84,7 @@ public static class StreamCommand
             var s = driver.Stats;
             var table = new Table().AddColumns("frames looked at", "read (encoded)", "skipped by gate", "captions", "answers", "ms per read alone", "ms per write (with its read)", "cache MB");
             table.AddRow(s.Frames.ToString(), s.Read.ToString(), s.Skipped.ToString(), s.Writes.ToString(), s.Answers.ToString(),
-                (s.Read - s.ReadWithWrite == 0 ? 0 : s.ReadMs / (s.Read - s.ReadWithWrite)).ToString("0.0"), (s.Writes + s.Answers == 0 ? 0 : s.WriteMs / (s.Writes + s.Answers)).ToString("0.0"),
+                (s.Read - s.ReadWithWrite == 0 ? "–" : (s.ReadMs / (s.Read - s.ReadWithWrite)).ToString("0.0")), (s.Writes + s.Answers == 0 ? 0 : s.WriteMs / (s.Writes + s.Answers)).ToString("0.0"),
                 (session.Cache.AllocatedBytes / 1e6).ToString("0.00"));
             AnsiConsole.Write(table);
             return ct.IsCancellationRequested ? 130 : 0;
