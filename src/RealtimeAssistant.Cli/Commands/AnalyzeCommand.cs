@@ -139,13 +139,11 @@ public static class AnalyzeCommand
         notes.Add($"filtering test (min cos < {defaults.LayerThreshold}) first fires at layers [{string.Join(", ", firstFire)}]; proposed L_f range {lfMin}..{lfMax}");
         notes.Add($"reference defaults: s = {defaults.ShallowLayers} (first test layer {defaults.ShallowLayers + 1}) of {L} layers"
             + (defaults.ShallowLayers + 1 >= L - 1 ? " — on this model they leave no layer to prune" : ""));
-        // An early exit makes a shallow stage moot: vision is dropped before it would matter.
-        int sFinal = Math.Max(0, Math.Min(sProp, exit - 1));
-        int from = Math.Min(Math.Max(lfMin, sFinal + 1), L - 1);
-        int? deadline = from <= L - 2 ? Math.Clamp(lfMax, from, L - 2) : null;
+        var (sFinal, from, deadline, exitLayer, traded) = ScheduleProposal.Propose(L, sProp, exit, lfMin, lfMax);
+        if (traded) notes.Add($"s lowered to {sFinal} so the filter acts before the exit (layer {exit})");
         var proposal = new PruningConfig
         {
-            ShallowLayers = sFinal, FilterFrom = from, DeadlineLayer = deadline, ExitLayer = exit < L ? exit : null,
+            ShallowLayers = sFinal, FilterFrom = from, DeadlineLayer = deadline, ExitLayer = exitLayer,
         };
         notes.Add($"proposal: s = {sFinal}, filtering test from layer {from}" + (deadline is { } d ? $", budget deadline {d}" : "")
             + (exit < L ? $", every visual token dropped from layer {exit} on" : ", exit by the test only"));

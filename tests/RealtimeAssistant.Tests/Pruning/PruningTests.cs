@@ -250,3 +250,23 @@ public class PruningTests
         Assert.Equal(expected.Length, after.Report.Layers[2].Visual);
     }
 }
+
+public class ScheduleProposalTests
+{
+    [Theory]
+    // v9's measurements: s 5, exit 7, test fires early → the filter would sit at the exit; s gives a layer back.
+    [InlineData(8, 5, 7, 6, 6, 4, 5, 5, true)]
+    // v7's: s 4, exit 7 → filter from 5, deadline before the exit.
+    [InlineData(8, 4, 7, 5, 6, 4, 5, 5, false)]
+    // No fixed exit: the deadline may go to L−2.
+    [InlineData(8, 2, 8, 3, 6, 2, 3, 6, false)]
+    public void TheFilterAlwaysActsBeforeTheExit(int layers, int shallow, int exit, int lfMin, int lfMax,
+        int s, int from, int deadline, bool traded)
+    {
+        var p = ScheduleProposal.Propose(layers, shallow, exit, lfMin, lfMax);
+        Assert.Equal((s, from, (int?)deadline, traded), (p.Shallow, p.FilterFrom, p.Deadline, p.Traded));
+        if (p.Exit is { } x) Assert.True(p.FilterFrom <= x - 2 && p.Deadline <= x - 2);
+        // The proposal is a valid config for that many layers.
+        new PruningConfig { ShallowLayers = p.Shallow, FilterFrom = p.FilterFrom, DeadlineLayer = p.Deadline, ExitLayer = p.Exit, Budget = 12 }.Validate(layers);
+    }
+}

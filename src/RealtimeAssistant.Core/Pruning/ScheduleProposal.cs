@@ -1,0 +1,29 @@
+namespace RealtimeAssistant.Pruning;
+
+/// <summary>
+/// Turns what `ra analyze` measured into a schedule: the shallow stage s, the first layer the
+/// filtering test runs after, the budget deadline, and the fixed exit.
+/// </summary>
+public static class ScheduleProposal
+{
+    /// <param name="layers">Decoder layers L.</param>
+    /// <param name="shallow">Layers text can be barred from vision in (measured).</param>
+    /// <param name="exit">First layer whose visual KV can be dropped (L: none).</param>
+    /// <param name="lfMin">Earliest filtering layer the test supports.</param>
+    /// <param name="lfMax">Latest filtering layer the test supports.</param>
+    public static (int Shallow, int FilterFrom, int? Deadline, int? Exit, bool Traded) Propose(int layers, int shallow, int exit, int lfMin, int lfMax)
+    {
+        // An early exit makes a shallow stage moot: vision is dropped before it would matter.
+        int s = Math.Max(0, Math.Min(shallow, exit - 1));
+        // The exit drops every visual token after layer exit−1, so a filter there or later never
+        // acts and budget mode cannot cut: keep at least one layer for the middle stage, giving
+        // up the last shallow layers if needed.
+        int lastFilter = exit < layers ? exit - 2 : layers - 2;
+        bool traded = false;
+        if (exit < layers && s + 1 > lastFilter && lastFilter >= 1) { s = lastFilter - 1; traded = true; }
+        int from = Math.Min(Math.Max(lfMin, s + 1), layers - 1);
+        if (exit < layers && from > lastFilter && lastFilter >= s + 1) from = lastFilter;
+        int? deadline = from <= lastFilter ? Math.Clamp(lfMax, from, lastFilter) : null;
+        return (s, from, deadline, exit < layers ? exit : null, traded);
+    }
+}
