@@ -85,7 +85,8 @@ public sealed class StreamingDriver : IDisposable
         if (_session.FramesInWindow == 0) return written; // nothing to talk about yet
         while (_questions.Count > 0)
         {
-            written.Add(Segment(at, _questions.Peek(), _session.Write(_questions.Dequeue()), onDelta, Stopwatch.StartNew()));
+            var question = _questions.Dequeue();
+            written.Add(Segment(at, question, _session.Write(question), onDelta, Stopwatch.StartNew()));
             _stats = _stats with { Answers = _stats.Answers + 1 };
         }
         if (fused || _policy.ShouldWrite(_readsSinceWrite))

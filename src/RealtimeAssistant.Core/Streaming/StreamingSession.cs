@@ -249,11 +249,11 @@ public sealed class StreamingSession : IStreamingCaptioner
             }
             TrimTarget();
             MakeRoom(frameTokens + prompt.Count);
-            var before = _cache.Layers.Select(l => l.Source.Length).ToArray();
+            var before = frame is null ? null : _cache.Layers.Select(l => l.Source.Length).ToArray();
             var h = _e.Model.Decoder.Forward(embeds,
                 new DecoderStep { Positions = SourcePositions(frameTokens + prompt.Count), Cache = _cache, Group = CacheGroup.Source });
             logits = _e.Model.language_model.Logits(h[0, -1]).MoveToOuterDisposeScope();
-            if (frame is not null) Appended(frameTokens, before, after: prompt.Count);
+            if (before is not null) Appended(frameTokens, before, after: prompt.Count);
         }
         int tokens = frameTokens + prompt.Count;
         try
