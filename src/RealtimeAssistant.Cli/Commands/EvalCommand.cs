@@ -38,6 +38,7 @@ public static class EvalCommand
             foreach (var (k, v) in report.AttributeF1) table.AddRow($"  F1, {k} only", v.ToString("0.000"));
             table.AddRow("object F1 (colour and shape both right)", report.ObjectF1.ToString("0.000"));
             table.AddRow("QA accuracy", $"{report.QaAccuracy:0.000} ({report.Questions} questions)");
+            foreach (var (k, v) in report.QaAccuracyByKind) table.AddRow($"  QA, \"{k} …\"", v.ToString("0.000"));
             table.AddRow("caption ms (median, 1 frame)", report.CaptionMsMedian.ToString("0.0"));
             AnsiConsole.Write(table);
             foreach (var (r, p) in report.Examples.Take(4))
@@ -47,6 +48,7 @@ public static class EvalCommand
                 {
                     model = dir, scenes = report.Scenes, precision = report.Precision, recall = report.Recall, f1 = report.F1,
                     f1_still = report.F1Still, f1_motion = report.F1Motion, object_f1 = report.ObjectF1, attribute_f1 = report.AttributeF1, qa_accuracy = report.QaAccuracy, questions = report.Questions,
+                    qa_accuracy_by_kind = report.QaAccuracyByKind,
                     caption_ms_median = report.CaptionMsMedian,
                 });
             return Task.FromResult(0);

@@ -29,9 +29,10 @@ public static class TrainCommand
         var motion = new Option<double>("--motion-fraction") { DefaultValueFactory = _ => 0.3, Description = "fraction of two-frame (motion) batches" };
         var streaming = new Option<double>("--streaming-fraction") { DefaultValueFactory = _ => 0.1, Description = "fraction of streaming clip-window batches" };
         var motionLoss = new Option<double>("--motion-loss") { DefaultValueFactory = _ => 1.0, Description = "weight of the decoder's dense motion loss on multi-frame batches (0 = off)" };
+        var questions = new Option<int>("--questions") { DefaultValueFactory = _ => 3, Description = "questions about the same frames trained with each caption (0 = separate caption and question batches)" };
         var initFrom = new Option<string?>("--init-from") { Description = "start from this model folder's weights (a fine-tune) instead of random ones" };
         var cmd = new Command("train", "Train the demo model (llava layout) from scratch on the synthetic scene world.")
-            { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, motionLoss, initFrom };
+            { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, motionLoss, questions, initFrom };
         return cmd.WithAction((pr, ct) =>
         {
             if (pr.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
@@ -43,7 +44,7 @@ public static class TrainCommand
                 TextHidden = pr.GetValue(hidden), VisionLayers = pr.GetValue(vlayers), VisionHidden = pr.GetValue(vhidden),
                 VariedCaptions = pr.GetValue(varied), PatchLossWeight = pr.GetValue(patchLoss),
                 MotionFraction = pr.GetValue(motion), StreamingFraction = pr.GetValue(streaming),
-                MotionLossWeight = pr.GetValue(motionLoss), InitFrom = pr.GetValue(initFrom),
+                MotionLossWeight = pr.GetValue(motionLoss), QuestionsPerCaption = pr.GetValue(questions), InitFrom = pr.GetValue(initFrom),
             };
             var trainer = new Trainer(options);
             var (resume, _) = trainer.ResumePoint();
@@ -72,7 +73,7 @@ public static class TrainCommand
                     if (p.Step % 20 != 0 && p.Step != p.TotalSteps) return;
                     var rate = p.Elapsed.TotalSeconds / Math.Max(1, p.Step - resume);
                     var eta = TimeSpan.FromSeconds(rate * (p.TotalSteps - p.Step));
-                    Console.WriteLine($"step {p.Step}/{p.TotalSteps} {p.Stage} loss {p.Loss:0.0000} lr {p.LearningRate:0.00e0} image/text scale {p.FeatureScale:0.00} image diversity {p.FeatureDiversity:0.000} patch shape acc {p.PatchShapeAccuracy:0.000} motion acc {p.MotionAccuracy:0.000} elapsed {p.Elapsed:hh\\:mm\\:ss} eta {eta:hh\\:mm\\:ss}");
+                    Console.WriteLine($"step {p.Step}/{p.TotalSteps} {p.Stage} loss {p.Loss:0.0000} lr {p.LearningRate:0.00e0} image/text scale {p.FeatureScale:0.00} image diversity {p.FeatureDiversity:0.000} patch shape acc {p.PatchShapeAccuracy:0.000} colour acc {p.PatchColourAccuracy:0.000} motion acc {p.MotionAccuracy:0.000} elapsed {p.Elapsed:hh\\:mm\\:ss} eta {eta:hh\\:mm\\:ss}");
                 }), ct);
             }
             AnsiConsole.MarkupLine($"[green]model written to {Markup.Escape(options.OutDir)}[/]");

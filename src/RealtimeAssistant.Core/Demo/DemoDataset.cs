@@ -21,6 +21,13 @@ public sealed record DemoSample(IReadOnlyList<Mat> Frames, string Prompt, string
     /// </summary>
     public int Band { get; init; }
 
+    /// <summary>
+    /// More questions about the same frames, each with its answer. Training lays them out after the
+    /// target so that each is learnt exactly as if asked alone, for one pass over the frames
+    /// (LLaVA's several turns per image, without the turns seeing each other).
+    /// </summary>
+    public IReadOnlyList<QaPair> Branches { get; init; } = [];
+
     public Mat Image => Frames[^1];
 
     public void Dispose()
@@ -54,7 +61,8 @@ public sealed class DemoDataset(DemoSplit split, bool variedCaptions = false)
     public Scene SceneFor(long index) => Scene.FromSeed(SeedFor(index, 0));
 
     /// <summary>Prompt "describe the scene ." with the scene's caption as target.</summary>
-    public DemoSample CaptionSample(long index, int size = 64, int frames = 1)
+    /// <param name="questions">Distinct questions about the same scene to carry as <see cref="DemoSample.Branches"/>.</param>
+    public DemoSample CaptionSample(long index, int size = 64, int frames = 1, int questions = 0)
     {
         int seed = SeedFor(index, 0);
         var scene = Scene.FromSeed(seed);
@@ -63,7 +71,23 @@ public sealed class DemoDataset(DemoSplit split, bool variedCaptions = false)
         string target = variedCaptions
             ? CaptionGrammar.Caption(last, new Random(~seed), motion)
             : CaptionGrammar.Canonical(last, motion);
-        return new DemoSample(RenderFrames(scene, seed, size, frames), DemoVocabulary.CaptionPrompt, target) { Drawn = DrawnScenes(scene, frames) };
+        return new DemoSample(RenderFrames(scene, seed, size, frames), DemoVocabulary.CaptionPrompt, target)
+        {
+            Drawn = DrawnScenes(scene, frames),
+            Branches = questions == 0 ? [] : DistinctQuestions(last, new Random(seed ^ 0x5bd1e995), motion, questions),
+        };
+    }
+
+    // Up to n different questions (a scene with few objects may support fewer).
+    private static List<QaPair> DistinctQuestions(Scene scene, Random rng, bool motion, int n)
+    {
+        var list = new List<QaPair>();
+        for (int tries = 0; list.Count < n && tries < 4 * n; tries++)
+        {
+            var qa = QuestionGenerator.Sample(scene, rng, motion);
+            if (list.All(q => q.Question != qa.Question)) list.Add(qa);
+        }
+        return list;
     }
 
     /// <summary>A question about the scene as prompt, its answer as target.</summary>

@@ -42,6 +42,13 @@ public static class QuestionGenerator
         return groups;
     }
 
+    /// <summary>The question's type, named by its opening words ("what colour", "how many", …), for per-type scores.</summary>
+    public static string Kind(string question)
+    {
+        var words = question.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return words.Length < 2 ? question : words[0] == "is" ? "is there" : words[0] == "which" ? "which way" : $"{words[0]} {words[1]}";
+    }
+
     public static string Count(int n) => n < DemoVocabulary.Counts.Length ? DemoVocabulary.Counts[n] : "four";
 
     /// <summary>"a red circle", or "nothing"; several objects in one cell (mid-clip) are joined by "and".</summary>

@@ -20,7 +20,10 @@ public sealed class DemoBatch : IDisposable
     public int Frames { get; init; }
     /// <summary>Dense per-patch labels for every image, when the samples carry their scene graphs.</summary>
     public PatchTargets? Patches { get; init; }
-    /// <summary>The streaming band's attention mask [T, T] (true = may attend), or null for causal.</summary>
+    /// <summary>
+    /// The attention mask (true = may attend), or null for causal: [T, T] for a streaming band,
+    /// [B, 1, T, T] when rows carry question branches.
+    /// </summary>
     public Tensor? Mask { get; init; }
     public void Dispose() { Pixels?.Dispose(); Ids.Dispose(); Labels.Dispose(); Positions.Dispose(); Patches?.Dispose(); Mask?.Dispose(); }
 }
@@ -30,6 +33,9 @@ public sealed class DemoBatch : IDisposable
 /// the prompt; target = the answer and &lt;/s&gt;. Source positions run 0, 1, …; target positions
 /// restart at φ = 0 (group position encoding), so the model reads captions the way the streaming
 /// session writes them. The mask is plain causal: the source precedes the target, so it never sees it.
+/// A sample's <see cref="DemoSample.Branches"/> follow its target in the same row: each branch's
+/// prompt and answer sit at the positions they would have alone and see only the frames and
+/// themselves, so one pass over the frames trains several questions, each exactly as if asked alone.
 /// </summary>
 public sealed class DemoBatcher
 {
@@ -65,12 +71,16 @@ public sealed class DemoBatcher
         {
             var src = textOnly ? _tok.Encode(s.Prompt, false) : SourceIds(frames, s.Prompt);
             var tgt = _tok.Encode(s.Target, false).Append(DemoModelSpec.EosId).ToList();
-            return (src, tgt);
+            var branches = s.Branches.Select(b => (Prompt: _tok.Encode(b.Question, false), Target: _tok.Encode(b.Answer, false).Append(DemoModelSpec.EosId).ToList())).ToList();
+            return (src, tgt, branches);
         }).ToList();
-        int T = rows.Max(r => r.src.Count + r.tgt.Count - 1);
         int B = rows.Count;
         int band = textOnly ? 0 : samples[0].Band;
         if (samples.Any(s => s.Band != band)) throw new ArgumentException("one band per batch: the mask is shared by its rows");
+        bool branched = rows.Any(r => r.branches.Count > 0);
+        if (branched && (textOnly || band > 0)) throw new ArgumentException("question branches need frames and no streaming band");
+        if (branched) return MakeBranched(samples, rows, frames);
+        int T = rows.Max(r => r.src.Count + r.tgt.Count - 1);
         // A session's target counts from the oldest frame it still holds.
         long origin = band > 0 ? (long)(frames - band) * (_imageTokens + 1) : 0;
         var ids = new long[B * T];
@@ -78,7 +88,7 @@ public sealed class DemoBatcher
         var pos = new long[B * T];
         for (int b = 0; b < B; b++)
         {
-            var (src, tgt) = rows[b];
+            var (src, tgt, _) = rows[b];
             var seq = src.Concat(tgt).ToList();
             for (int i = 0; i < seq.Count - 1; i++)
             {
@@ -87,32 +97,85 @@ public sealed class DemoBatcher
                 if (i >= src.Count - 1) labels[b * T + i] = seq[i + 1];
             }
         }
-        Tensor? pixels = null;
-        if (!textOnly)
-        {
-            using var scope = torch.NewDisposeScope();
-            var list = new List<Tensor>();
-            foreach (var s in samples)
-                foreach (var f in s.Frames) list.Add(_pre.Process(f));
-            pixels = torch.cat(list.ToArray(), 0).MoveToOuterDisposeScope();
-        }
-        PatchTargets? patches = null;
-        if (!textOnly && samples.All(s => s.Drawn.Count == s.Frames.Count))
-            patches = PatchTargets.Build(samples.SelectMany(s => s.Drawn).ToList(), (int)Math.Round(Math.Sqrt(_imageTokens)), _device);
-        var slots = textOnly ? Array.Empty<long>()
-            : Enumerable.Range(0, frames).SelectMany(f => Enumerable.Range(f * (_imageTokens + 1), _imageTokens)).Select(i => (long)i).ToArray();
         return new DemoBatch
         {
-            Pixels = pixels,
+            Pixels = textOnly ? null : Pixels(samples),
             Ids = torch.tensor(ids, new long[] { B, T }, device: _device),
             Labels = torch.tensor(labels, new long[] { B, T }, device: _device),
             Positions = torch.tensor(pos, new long[] { B, T }, device: _device),
-            ImageSlots = slots,
+            ImageSlots = textOnly ? Array.Empty<long>() : Slots(frames),
             Frames = frames,
-            Patches = patches,
+            Patches = textOnly ? null : Patches(samples),
             Mask = band > 0 ? BandMask(T, frames, _imageTokens + 1, band, _device) : null,
         };
     }
+
+    // Rows of [frames][prompt, target][prompt₁, answer₁]…: every segment after the frames starts
+    // from the frames' end in position (targets from φ = 0) and attends the frames and itself only.
+    DemoBatch MakeBranched(IReadOnlyList<DemoSample> samples, List<(List<int> src, List<int> tgt, List<(List<int> Prompt, List<int> Target)> branches)> rows, int frames)
+    {
+        int framesEnd = frames * (_imageTokens + 1), B = rows.Count;
+        var segments = rows.Select(r =>
+            new[] { (Prompt: r.src.Skip(framesEnd).ToList(), Target: r.tgt) }.Concat(r.branches).ToList()).ToList();
+        int T = segments.Max(s => framesEnd + s.Sum(g => g.Prompt.Count + g.Target.Count - 1));
+        var ids = new long[B * T];
+        var labels = Enumerable.Repeat((long)Ignore, B * T).ToArray();
+        var pos = new long[B * T];
+        var allowed = new bool[B * T * T];
+        for (int b = 0; b < B; b++)
+        {
+            int row = b * T;
+            for (int i = 0; i < framesEnd; i++)
+            {
+                ids[row + i] = rows[b].src[i];
+                pos[row + i] = i;
+                for (int k = 0; k <= i; k++) allowed[(row + i) * T + k] = true;
+            }
+            int at = framesEnd;
+            foreach (var (prompt, target) in segments[b])
+            {
+                var seq = prompt.Concat(target).ToList();
+                int start = at;
+                for (int j = 0; j < seq.Count - 1; j++, at++)
+                {
+                    ids[row + at] = seq[j];
+                    pos[row + at] = j < prompt.Count ? framesEnd + j : j - prompt.Count;
+                    if (j >= prompt.Count - 1) labels[row + at] = seq[j + 1];
+                    for (int k = 0; k < framesEnd; k++) allowed[(row + at) * T + k] = true;
+                    for (int k = start; k <= at; k++) allowed[(row + at) * T + k] = true;
+                }
+            }
+            for (; at < T; at++) allowed[(row + at) * T + at] = true; // padding sees itself (no empty softmax row)
+        }
+        return new DemoBatch
+        {
+            Pixels = Pixels(samples),
+            Ids = torch.tensor(ids, new long[] { B, T }, device: _device),
+            Labels = torch.tensor(labels, new long[] { B, T }, device: _device),
+            Positions = torch.tensor(pos, new long[] { B, T }, device: _device),
+            ImageSlots = Slots(frames),
+            Frames = frames,
+            Patches = Patches(samples),
+            Mask = torch.tensor(allowed, new long[] { B, 1, T, T }, device: _device),
+        };
+    }
+
+    Tensor Pixels(IReadOnlyList<DemoSample> samples)
+    {
+        using var scope = torch.NewDisposeScope();
+        var list = new List<Tensor>();
+        foreach (var s in samples)
+            foreach (var f in s.Frames) list.Add(_pre.Process(f));
+        return torch.cat(list.ToArray(), 0).MoveToOuterDisposeScope();
+    }
+
+    PatchTargets? Patches(IReadOnlyList<DemoSample> samples) =>
+        samples.All(s => s.Drawn.Count == s.Frames.Count)
+            ? PatchTargets.Build(samples.SelectMany(s => s.Drawn).ToList(), (int)Math.Round(Math.Sqrt(_imageTokens)), _device)
+            : null;
+
+    long[] Slots(int frames) =>
+        Enumerable.Range(0, frames).SelectMany(f => Enumerable.Range(f * (_imageTokens + 1), _imageTokens)).Select(i => (long)i).ToArray();
 
     /// <summary>
     /// Causal, except that a token of frame f sees only frames f−band+1..f, and the text after the
@@ -150,8 +213,8 @@ public sealed class DemoBatcher
     {
         if (batch.Pixels is null || batch.Patches is null) throw new InvalidOperationException("the vision stage needs images with scene graphs");
         var (_, last) = model.vision_tower.Features(batch.Pixels);
-        var (loss, acc) = probe.Loss(last, batch.Patches);
-        return new LossReport(loss, loss, PatchShapeAccuracy: acc);
+        var (loss, acc, colour) = probe.Loss(last, batch.Patches);
+        return new LossReport(loss, loss, PatchShapeAccuracy: acc, PatchColourAccuracy: colour);
     }
 
     public static LossReport LossParts(LlavaModel model, DemoBatch batch, PatchProbe? probe = null, double probeWeight = 0,
@@ -173,12 +236,12 @@ public sealed class DemoBatcher
         var ce = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore);
         if (feats is null) return new LossReport(ce, ce);
         var total = ce;
-        double shapeAccuracy = double.NaN;
+        double shapeAccuracy = double.NaN, colourAccuracy = double.NaN;
         if (probe is not null && batch.Patches is not null && probeWeight > 0)
         {
-            var (aux, acc) = probe.Loss(patchStates!, batch.Patches);
+            var (aux, acc, colour) = probe.Loss(patchStates!, batch.Patches);
             total = ce + probeWeight * aux;
-            shapeAccuracy = acc;
+            (shapeAccuracy, colourAccuracy) = (acc, colour);
         }
         double motionAccuracy = double.NaN;
         if (motion)
@@ -193,11 +256,11 @@ public sealed class DemoBatcher
         var rms = feats.pow(2).mean().sqrt();
         var scale = (rms / model.Decoder.embed_tokens.weight.pow(2).mean().sqrt()).item<float>();
         var diversity = feats.shape[0] > 1 ? (feats.std(0).mean() / rms).item<float>() : 0;
-        return new LossReport(total, ce, scale, diversity, shapeAccuracy, motionAccuracy);
+        return new LossReport(total, ce, scale, diversity, shapeAccuracy, motionAccuracy, colourAccuracy);
     }
 }
 
 /// <param name="PatchShapeAccuracy">The probe's shape accuracy on object patches (NaN without a probe).</param>
 /// <param name="MotionAccuracy">The motion probe's accuracy on the last frame's object patches (NaN when not run).</param>
 public readonly record struct LossReport(Tensor Total, Tensor CrossEntropy, double FeatureScale = 0, double FeatureDiversity = 0,
-    double PatchShapeAccuracy = double.NaN, double MotionAccuracy = double.NaN);
+    double PatchShapeAccuracy = double.NaN, double MotionAccuracy = double.NaN, double PatchColourAccuracy = double.NaN);

@@ -23,6 +23,8 @@ public sealed record EvalReport
     public Dictionary<string, double> AttributeF1 { get; init; } = new();
     public double QaAccuracy { get; init; }
     public int Questions { get; init; }
+    /// <summary>QA accuracy by question type (<see cref="QuestionGenerator.Kind"/>).</summary>
+    public Dictionary<string, double> QaAccuracyByKind { get; init; } = new();
     public double CaptionMsMedian { get; init; }
     public List<(string Reference, string Predicted)> Examples { get; init; } = new();
 }
@@ -43,6 +45,7 @@ public static class DemoEvaluator
         FactScore still = default, motion = default, objects = default;
         var kinds = AttributeScorer.Kinds.ToDictionary(k => k, _ => default(FactScore));
         int correct = 0, asked = 0, done = 0;
+        var byKind = new SortedDictionary<string, (int Right, int Asked)>();
         var ms = new List<double>();
         var examples = new List<(string, string)>();
         string Run(IReadOnlyList<Mat> frames, string prompt)
@@ -70,7 +73,13 @@ public static class DemoEvaluator
             using (var q = data.QaSample(i, DemoModelSpec.ImageSize, frames))
             {
                 asked++;
-                if (QaScorer.Correct(Run(q.Frames, q.Prompt), q.Target)) correct++;
+                var ans = Run(q.Frames, q.Prompt);
+                bool right = QaScorer.Correct(ans, q.Target);
+                if (Environment.GetEnvironmentVariable("RA_DEBUG_QA") is not null) Console.Error.WriteLine($"QA|{frames}|{q.Prompt}|{q.Target}|{ans}|{right}");
+                if (right) correct++;
+                var kind = QuestionGenerator.Kind(q.Prompt);
+                var (r, a) = byKind.GetValueOrDefault(kind);
+                byKind[kind] = (r + (right ? 1 : 0), a + 1);
             }
             progress?.Report(++done);
         }
@@ -84,6 +93,7 @@ public static class DemoEvaluator
             AttributeF1 = kinds.ToDictionary(kv => kv.Key, kv => kv.Value.F1),
             QaAccuracy = asked == 0 ? 0 : (double)correct / asked,
             Questions = asked,
+            QaAccuracyByKind = byKind.ToDictionary(kv => kv.Key, kv => (double)kv.Value.Right / kv.Value.Asked),
             CaptionMsMedian = ms.Count == 0 ? 0 : ms[ms.Count / 2],
             Examples = examples,
         };

@@ -22,8 +22,8 @@ public sealed class PatchProbe : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>Loss and shape accuracy on object patches for patch states [N, P, D] (no CLS).</summary>
-    public (Tensor Loss, double ShapeAccuracy) Loss(Tensor patches, PatchTargets t)
+    /// <summary>Loss, and shape and colour accuracy on object patches, for patch states [N, P, D] (no CLS).</summary>
+    public (Tensor Loss, double ShapeAccuracy, double ColourAccuracy) Loss(Tensor patches, PatchTargets t)
     {
         var o = head.forward(patches.reshape(-1, patches.shape[^1]));
         int s = PatchTargets.ShapeClasses, c = PatchTargets.ColourClasses;
@@ -35,7 +35,8 @@ public sealed class PatchProbe : nn.Module
         var count = on.sum().clamp_min(1);
         loss += ((geometry - t.Geometry).pow(2).sum(-1) * on).sum() / count;
         using var _ = torch.no_grad();
-        var right = (shapeLogits.argmax(-1).eq(t.Shape).to_type(ScalarType.Float32) * on).sum() / count;
-        return (loss, right.item<float>());
+        var shapeRight = (shapeLogits.argmax(-1).eq(t.Shape).to_type(ScalarType.Float32) * on).sum() / count;
+        var colourRight = (colourLogits.argmax(-1).eq(t.Colour).to_type(ScalarType.Float32) * on).sum() / count;
+        return (loss, shapeRight.item<float>(), colourRight.item<float>());
     }
 }

@@ -17,7 +17,8 @@ public sealed class PatchTargets : IDisposable
     public const int Background = 0;
     public static int ShapeClasses => Shapes.All.Length + 1;
     public static int ColourClasses => DemoColors.All.Length + 1;
-    // Centre dx, dy from the patch, radius, and the centre's absolute x, y (all in patches). The
+    // Centre dx, dy from the patch and radius (in patches), and the centre's absolute x, y (−1..1
+    // across the image, so the regression does not outweigh the class losses early on). The
     // absolute centre lets the decoder compare an object across frames by matching what it is,
     // not where its patches are: motion is that difference (MotionProbe).
     public const int GeometryDims = 5;
@@ -69,8 +70,8 @@ public sealed class PatchTargets : IDisposable
                     geometry[g] = (float)((o.X - (col + 0.5) * cell) / cell);
                     geometry[g + 1] = (float)((o.Y - (row + 0.5) * cell) / cell);
                     geometry[g + 2] = (float)(o.Radius / cell);
-                    geometry[g + 3] = (float)(o.X / cell);
-                    geometry[g + 4] = (float)(o.Y / cell);
+                    geometry[g + 3] = (float)(2 * o.X - 1);
+                    geometry[g + 4] = (float)(2 * o.Y - 1);
                 }
             }
         }

@@ -41,6 +41,12 @@ public sealed record TrainOptions
     public double PatchLossWeight { get; init; } = 1.0;
     /// <summary>Weight of the decoder's dense motion loss on multi-frame batches (<see cref="MotionProbe"/>); 0 turns it off.</summary>
     public double MotionLossWeight { get; init; } = 1.0;
+    /// <summary>
+    /// Questions about the same frames added to every caption sample (<see cref="DemoSample.Branches"/>);
+    /// with more than 0, every single- and two-frame batch trains captions and questions together.
+    /// 0: a batch is all captions (60%) or all questions, one per sample.
+    /// </summary>
+    public int QuestionsPerCaption { get; init; }
     /// <summary>A model folder to start from (weights only; optimizer and schedule start fresh), instead of random weights.</summary>
     public string? InitFrom { get; init; }
 
@@ -58,6 +64,7 @@ public sealed record TrainOptions
         if (!(LearningRate > 0 && LearningRate < 1)) throw new UserError($"learning rate must be in (0, 1), got {LearningRate}");
         if (!(MotionFraction >= 0 && StreamingFraction >= 0 && MotionFraction + StreamingFraction <= 1))
             throw new UserError("motion and streaming fractions must be ≥ 0 and sum to at most 1");
+        if (QuestionsPerCaption < 0 || QuestionsPerCaption > 16) throw new UserError($"questions per caption must be 0..16, got {QuestionsPerCaption}");
         if (StreamingFrames < 1 || StreamingFrames > 32) throw new UserError($"streaming frames must be 1..32, got {StreamingFrames}");
         if (!(PatchLossWeight >= 0 && PatchLossWeight <= 100)) throw new UserError($"patch loss weight must be 0..100, got {PatchLossWeight}");
         if (!(MotionLossWeight >= 0 && MotionLossWeight <= 100)) throw new UserError($"motion loss weight must be 0..100, got {MotionLossWeight}");
@@ -70,7 +77,7 @@ public sealed record TrainOptions
 /// <param name="FeatureDiversity">How much visual tokens differ between images, over their RMS (near 0: vision collapsed).</param>
 public readonly record struct TrainProgress(int Step, int TotalSteps, string Stage, double Loss, double LearningRate, TimeSpan Elapsed,
     double BatchLoss = double.NaN, double FeatureScale = 0, double FeatureDiversity = 0, double PatchShapeAccuracy = double.NaN,
-    double MotionAccuracy = double.NaN);
+    double MotionAccuracy = double.NaN, double PatchColourAccuracy = double.NaN);
 
 /// <summary>
 /// Trains the demo model from scratch in up to four stages: the vision tower alone on dense patch
@@ -150,7 +157,7 @@ public sealed class Trainer
         var decoderParams = model.language_model.parameters().ToList();
         var visionParams = model.vision_tower.parameters().Concat(model.multi_modal_projector.parameters()).ToList();
         var sw = Stopwatch.StartNew();
-        double smoothed = double.NaN, featureScale = 0, featureDiversity = 0, patchAccuracy = double.NaN, motionAccuracy = double.NaN;
+        double smoothed = double.NaN, featureScale = 0, featureDiversity = 0, patchAccuracy = double.NaN, colourAccuracy = double.NaN, motionAccuracy = double.NaN;
 
         for (int step = startStep; step < _o.TotalSteps; step++)
         {
@@ -164,7 +171,8 @@ public sealed class Trainer
             bool streaming = stage is "align" or "joint" && draw < _o.StreamingFraction;
             int frames = streaming ? _o.StreamingFrames
                 : stage is "align" or "joint" && draw < _o.StreamingFraction + _o.MotionFraction ? 2 : 1;
-            var kind = stage == "vision" || rng.NextDouble() < 0.6 ? SampleKind.Caption : SampleKind.Question;
+            var kind = stage == "vision" || _o.QuestionsPerCaption > 0 || rng.NextDouble() < 0.6 ? SampleKind.Caption : SampleKind.Question;
+            int questions = stage is "align" or "joint" ? _o.QuestionsPerCaption : 0;
             // Streaming batches: a window W of 2..all frames, laid out as a session with that window
             // computes it, half describing the last frame (what `ra stream` asks), half its events.
             int band = streaming ? rng.Next(2, frames + 1) : 0;
@@ -174,7 +182,7 @@ public sealed class Trainer
                 long index = (long)step * _o.BatchSize + i + _o.Seed * 1_000_000_007L;
                 if (streaming) return data.StreamingSample(index, frames, DemoModelSpec.ImageSize, band: band, describe: describe);
                 return kind == SampleKind.Caption
-                    ? data.CaptionSample(index, DemoModelSpec.ImageSize, frames)
+                    ? data.CaptionSample(index, DemoModelSpec.ImageSize, frames, questions)
                     : data.QaSample(index, DemoModelSpec.ImageSize, frames);
             }).ToList();
             double lossValue;
@@ -193,6 +201,8 @@ public sealed class Trainer
                 if (stage is "align" or "joint") (featureScale, featureDiversity) = (parts.FeatureScale, parts.FeatureDiversity);
                 if (!double.IsNaN(parts.PatchShapeAccuracy))
                     patchAccuracy = double.IsNaN(patchAccuracy) ? parts.PatchShapeAccuracy : 0.95 * patchAccuracy + 0.05 * parts.PatchShapeAccuracy;
+                if (!double.IsNaN(parts.PatchColourAccuracy))
+                    colourAccuracy = double.IsNaN(colourAccuracy) ? parts.PatchColourAccuracy : 0.95 * colourAccuracy + 0.05 * parts.PatchColourAccuracy;
                 if (!double.IsNaN(parts.MotionAccuracy))
                     motionAccuracy = double.IsNaN(motionAccuracy) ? parts.MotionAccuracy : 0.9 * motionAccuracy + 0.1 * parts.MotionAccuracy;
                 torch.nn.utils.clip_grad_norm_(trained.Where(p => p.requires_grad), _o.ClipNorm);
@@ -200,7 +210,7 @@ public sealed class Trainer
                 lossValue = ce.item<float>();
             }
             smoothed = double.IsNaN(smoothed) ? lossValue : 0.95 * smoothed + 0.05 * lossValue;
-            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue, featureScale, featureDiversity, patchAccuracy, motionAccuracy));
+            progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue, featureScale, featureDiversity, patchAccuracy, motionAccuracy, colourAccuracy));
             if ((step + 1) % _o.CheckpointEvery == 0 || step + 1 == _o.TotalSteps)
                 SaveCheckpoint(model, probe, motionProbe, optimizer, step + 1, smoothed);
         }

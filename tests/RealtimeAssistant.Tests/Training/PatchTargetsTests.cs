@@ -36,8 +36,8 @@ public class PatchTargetsTests
                 int g = i * PatchTargets.GeometryDims;
                 Assert.Equal(obj.X * grid - (col + 0.5), geometry[g], 3);
                 Assert.Equal(obj.Y * grid - (row + 0.5), geometry[g + 1], 3);
-                Assert.Equal(obj.X * grid, geometry[g + 3], 3); // and where that centre is in the image
-                Assert.Equal(obj.Y * grid, geometry[g + 4], 3);
+                Assert.Equal(2 * obj.X - 1, geometry[g + 3], 1e-4); // and where that centre is in the image (−1..1)
+                Assert.Equal(2 * obj.Y - 1, geometry[g + 4], 1e-4);
                 Assert.Equal((long)obj.Motion, motions[i]);
             }
             Assert.Equal(scene.Objects.Select(o => o.Color).ToHashSet(), owned); // every object owns a patch

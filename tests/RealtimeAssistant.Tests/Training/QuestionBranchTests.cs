@@ -1,0 +1,89 @@
+using RealtimeAssistant.Demo;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Tests.Training;
+
+public class QuestionBranchTests
+{
+    // Log-probability of every labelled token, row by row, in sequence order.
+    static List<float[]> LabelLogProbs(LlavaModel model, DemoBatch batch)
+    {
+        using var _ = torch.no_grad();
+        var (v, _) = model.vision_tower.Features(batch.Pixels!);
+        var f = model.multi_modal_projector.forward(v);
+        var embeds = model.Embed(batch.Ids, f.reshape(batch.Ids.shape[0], -1, f.shape[^1]), batch.ImageSlots);
+        var h = model.Decoder.Forward(embeds, new DecoderStep { Positions = [], PositionTensor = batch.Positions, Mask = batch.Mask });
+        var logp = torch.nn.functional.log_softmax(model.language_model.Logits(h), -1);
+        var labels = batch.Labels;
+        var rows = new List<float[]>();
+        for (long b = 0; b < labels.shape[0]; b++)
+        {
+            var row = new List<float>();
+            for (long i = 0; i < labels.shape[1]; i++)
+            {
+                long label = labels[b, i].item<long>();
+                if (label != DemoBatcher.Ignore) row.Add(logp[b, i, label].item<float>());
+            }
+            rows.Add(row.ToArray());
+        }
+        return rows;
+    }
+
+    [Fact]
+    public void EachQuestionBranchIsTrainedExactlyAsIfAskedAlone()
+    {
+        var cfg = DemoModelSpec.Config(2, 32, 1, 32);
+        var tok = TextTokenizer.FromJson(DemoModelSpec.TokenizerJson());
+        using var model = new LlavaModel(cfg, new TensorSpec(torch.CPU, ScalarType.Float32));
+        ModelInit.Initialize(model, 7);
+        model.eval();
+        using (torch.no_grad())
+            foreach (var p in model.parameters()) if (p.dim() == 2) p.mul_(4); // sharper outputs: a leak between branches would show
+        using var pre = new ImagePreprocessor(DemoModelSpec.Preprocessor(), torch.CPU, ScalarType.Float32);
+        var batcher = new DemoBatcher(tok, pre, cfg.ImageTokens, torch.CPU);
+        var data = new DemoDataset(DemoSplit.Train);
+        // Two rows of different lengths (padding), two frames (motion questions allowed).
+        var samples = new[] { data.CaptionSample(3, frames: 2, questions: 3), data.CaptionSample(4, frames: 2, questions: 1) };
+        try
+        {
+            Assert.Equal(3, samples[0].Branches.Select(q => q.Question).Distinct().Count());
+            Assert.Single(samples[1].Branches);
+            using var branched = batcher.Make(samples, 2, textOnly: false);
+            var got = LabelLogProbs(model, branched);
+            for (int b = 0; b < samples.Length; b++)
+            {
+                var s = samples[b];
+                var alone = new List<DemoSample> { s with { Branches = [] } };
+                alone.AddRange(s.Branches.Select(q => new DemoSample(s.Frames, q.Question, q.Answer) { Drawn = s.Drawn }));
+                var expected = alone.SelectMany(a =>
+                {
+                    using var one = batcher.Make([a], 2, textOnly: false);
+                    return LabelLogProbs(model, one)[0];
+                }).ToArray();
+                Assert.Equal(expected.Length, got[b].Length);
+                for (int i = 0; i < expected.Length; i++)
+                    Assert.True(Math.Abs(expected[i] - got[b][i]) < 1e-3, $"row {b} label {i}: alone {expected[i]:0.0000}, branched {got[b][i]:0.0000}");
+            }
+        }
+        finally
+        {
+            foreach (var s in samples) s.Dispose();
+        }
+    }
+
+    [Fact]
+    public void BranchesNeedFramesAndNoStreamingBand()
+    {
+        var cfg = DemoModelSpec.Config(1, 32, 1, 32);
+        var tok = TextTokenizer.FromJson(DemoModelSpec.TokenizerJson());
+        using var pre = new ImagePreprocessor(DemoModelSpec.Preprocessor(), torch.CPU, ScalarType.Float32);
+        var batcher = new DemoBatcher(tok, pre, cfg.ImageTokens, torch.CPU);
+        using var s = new DemoDataset(DemoSplit.Train).CaptionSample(0, questions: 2);
+        Assert.Throws<ArgumentException>(() => batcher.Make([s], 1, textOnly: true));
+        Assert.Throws<UserError>(() => new Trainer(new TrainOptions { OutDir = "x", QuestionsPerCaption = 99 }));
+    }
+}
