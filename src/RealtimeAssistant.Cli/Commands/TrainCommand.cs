@@ -28,11 +28,11 @@ public static class TrainCommand
         var patchLoss = new Option<double>("--patch-loss") { DefaultValueFactory = _ => 1.0, Description = "weight of the vision tower's dense patch loss (0 = off)" };
         var motion = new Option<double>("--motion-fraction") { DefaultValueFactory = _ => 0.3, Description = "fraction of two-frame (motion) batches" };
         var streaming = new Option<double>("--streaming-fraction") { DefaultValueFactory = _ => 0.1, Description = "fraction of streaming clip-window batches" };
-        var motionLoss = new Option<double>("--motion-loss") { DefaultValueFactory = _ => 1.0, Description = "weight of the decoder's dense motion loss on multi-frame batches (0 = off)" };
+        var decoderProbe = new Option<double>("--decoder-probe-loss", "--motion-loss") { DefaultValueFactory = _ => 1.0, Description = "weight of the decoder's dense colour, shape and motion loss at its middle layer (0 = off)" };
         var questions = new Option<int>("--questions") { DefaultValueFactory = _ => 3, Description = "questions about the same frames trained with each caption (0 = separate caption and question batches)" };
         var initFrom = new Option<string?>("--init-from") { Description = "start from this model folder's weights (a fine-tune) instead of random ones" };
         var cmd = new Command("train", "Train the demo model (llava layout) from scratch on the synthetic scene world.")
-            { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, motionLoss, questions, initFrom };
+            { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, decoderProbe, questions, initFrom };
         return cmd.WithAction((pr, ct) =>
         {
             if (pr.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
@@ -44,7 +44,7 @@ public static class TrainCommand
                 TextHidden = pr.GetValue(hidden), VisionLayers = pr.GetValue(vlayers), VisionHidden = pr.GetValue(vhidden),
                 VariedCaptions = pr.GetValue(varied), PatchLossWeight = pr.GetValue(patchLoss),
                 MotionFraction = pr.GetValue(motion), StreamingFraction = pr.GetValue(streaming),
-                MotionLossWeight = pr.GetValue(motionLoss), QuestionsPerCaption = pr.GetValue(questions), InitFrom = pr.GetValue(initFrom),
+                DecoderProbeWeight = pr.GetValue(decoderProbe), QuestionsPerCaption = pr.GetValue(questions), InitFrom = pr.GetValue(initFrom),
             };
             var trainer = new Trainer(options);
             var (resume, _) = trainer.ResumePoint();

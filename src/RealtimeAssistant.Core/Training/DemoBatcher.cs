@@ -218,7 +218,7 @@ public sealed class DemoBatcher
     }
 
     public static LossReport LossParts(LlavaModel model, DemoBatch batch, PatchProbe? probe = null, double probeWeight = 0,
-        MotionProbe? motionProbe = null, double motionWeight = 0)
+        DecoderProbe? decoderProbe = null, double decoderWeight = 0)
     {
         Tensor? feats = null, patchStates = null;
         if (batch.Pixels is not null)
@@ -229,9 +229,9 @@ public sealed class DemoBatcher
             feats = f.reshape(batch.Ids.shape[0], -1, f.shape[^1]);           // [B, F·N, D]
         }
         var embeds = model.Embed(batch.Ids, feats, batch.ImageSlots);
-        bool motion = motionProbe is not null && motionWeight > 0 && batch.Frames > 1 && batch.Patches is not null;
+        bool tap = decoderProbe is not null && decoderWeight > 0 && batch.Patches is not null && feats is not null;
         var h = model.Decoder.Forward(embeds, new DecoderStep { Positions = Array.Empty<long>(), PositionTensor = batch.Positions, Mask = batch.Mask },
-            motion ? motionProbe!.Layer : -1, out var tapped);
+            tap ? decoderProbe!.Layer : -1, out var tapped);
         var logits = model.language_model.Logits(h);
         var ce = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore);
         if (feats is null) return new LossReport(ce, ce);
@@ -244,12 +244,12 @@ public sealed class DemoBatcher
             (shapeAccuracy, colourAccuracy) = (acc, colour);
         }
         double motionAccuracy = double.NaN;
-        if (motion)
+        if (tap)
         {
             long n = patchStates!.shape[1];
             var lastSlots = torch.tensor(batch.ImageSlots[^(int)n..], device: tapped!.device);
-            var (aux, acc) = motionProbe!.Loss(tapped.index_select(1, lastSlots), batch.Patches!, batch.Frames);
-            total = total + motionWeight * aux;
+            var (aux, acc) = decoderProbe!.Loss(tapped.index_select(1, lastSlots), batch.Patches!, batch.Frames);
+            total = total + decoderWeight * aux;
             motionAccuracy = acc;
         }
         using var _ = torch.no_grad();
@@ -261,6 +261,6 @@ public sealed class DemoBatcher
 }
 
 /// <param name="PatchShapeAccuracy">The probe's shape accuracy on object patches (NaN without a probe).</param>
-/// <param name="MotionAccuracy">The motion probe's accuracy on the last frame's object patches (NaN when not run).</param>
+/// <param name="MotionAccuracy">The decoder probe's motion accuracy on the last frame's object patches (NaN when not run).</param>
 public readonly record struct LossReport(Tensor Total, Tensor CrossEntropy, double FeatureScale = 0, double FeatureDiversity = 0,
     double PatchShapeAccuracy = double.NaN, double MotionAccuracy = double.NaN, double PatchColourAccuracy = double.NaN);

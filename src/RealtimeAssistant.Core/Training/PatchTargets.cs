@@ -9,7 +9,7 @@ namespace RealtimeAssistant.Training;
 /// Dense per-patch labels from the scene graph, for the vision tower's auxiliary loss: which
 /// shape and colour covers each patch (or background), and where that object's centre and edge
 /// lie relative to the patch, and how that object moves (read from the decoder, which sees the
-/// frames together; see <see cref="MotionProbe"/>). A patch belongs to the object covering most of its area (at least
+/// frames together; see <see cref="DecoderProbe"/>). A patch belongs to the object covering most of its area (at least
 /// 10% of it), measured on the object drawn alone at the model's resolution.
 /// </summary>
 public sealed class PatchTargets : IDisposable
@@ -20,7 +20,7 @@ public sealed class PatchTargets : IDisposable
     // Centre dx, dy from the patch and radius (in patches), and the centre's absolute x, y (−1..1
     // across the image, so the regression does not outweigh the class losses early on). The
     // absolute centre lets the decoder compare an object across frames by matching what it is,
-    // not where its patches are: motion is that difference (MotionProbe).
+    // not where its patches are: motion is that difference (DecoderProbe).
     public const int GeometryDims = 5;
 
     public required Tensor Shape { get; init; }     // [N·P] long, 0 = background

@@ -39,8 +39,8 @@ public sealed record TrainOptions
     public int StreamingFrames { get; init; } = 4;
     /// <summary>Weight of the vision tower's dense patch loss (<see cref="PatchProbe"/>); 0 turns it off.</summary>
     public double PatchLossWeight { get; init; } = 1.0;
-    /// <summary>Weight of the decoder's dense motion loss on multi-frame batches (<see cref="MotionProbe"/>); 0 turns it off.</summary>
-    public double MotionLossWeight { get; init; } = 1.0;
+    /// <summary>Weight of the decoder's dense colour, shape and motion loss at its middle layer (<see cref="DecoderProbe"/>); 0 turns it off.</summary>
+    public double DecoderProbeWeight { get; init; } = 1.0;
     /// <summary>
     /// Questions about the same frames added to every caption sample (<see cref="DemoSample.Branches"/>);
     /// with more than 0, every single- and two-frame batch trains captions and questions together.
@@ -67,7 +67,7 @@ public sealed record TrainOptions
         if (QuestionsPerCaption < 0 || QuestionsPerCaption > 16) throw new UserError($"questions per caption must be 0..16, got {QuestionsPerCaption}");
         if (StreamingFrames < 1 || StreamingFrames > 32) throw new UserError($"streaming frames must be 1..32, got {StreamingFrames}");
         if (!(PatchLossWeight >= 0 && PatchLossWeight <= 100)) throw new UserError($"patch loss weight must be 0..100, got {PatchLossWeight}");
-        if (!(MotionLossWeight >= 0 && MotionLossWeight <= 100)) throw new UserError($"motion loss weight must be 0..100, got {MotionLossWeight}");
+        if (!(DecoderProbeWeight >= 0 && DecoderProbeWeight <= 100)) throw new UserError($"decoder probe weight must be 0..100, got {DecoderProbeWeight}");
         if (InitFrom is not null && !File.Exists(Path.Combine(InitFrom, "config.json"))) throw new UserError($"--init-from: no model folder (config.json) at {InitFrom}");
         if (TextLayers < 1 || TextHidden % 32 != 0 || VisionHidden % 32 != 0 || VisionLayers < 1) throw new UserError("model sizes: layers ≥ 1, widths multiples of 32");
     }
@@ -143,10 +143,10 @@ public sealed class Trainer
         using var probe = new PatchProbe(cfg.Vision.HiddenSize);
         var probeState = Path.Combine(CheckpointDir, "patch_probe.bin");
         if (startStep > 0 && File.Exists(probeState)) probe.load(probeState);
-        using var motionProbe = new MotionProbe(cfg.Text.HiddenSize, MotionProbe.LayerFor(cfg.Text.NumHiddenLayers));
-        var motionState = Path.Combine(CheckpointDir, "motion_probe.bin");
-        if (startStep > 0 && File.Exists(motionState)) motionProbe.load(motionState);
-        var trained = model.parameters().Concat(probe.parameters()).Concat(motionProbe.parameters()).ToList();
+        using var decoderProbe = new DecoderProbe(cfg.Text.HiddenSize, DecoderProbe.LayerFor(cfg.Text.NumHiddenLayers));
+        var decoderProbeState = Path.Combine(CheckpointDir, "decoder_probe.bin");
+        if (startStep > 0 && File.Exists(decoderProbeState)) decoderProbe.load(decoderProbeState);
+        var trained = model.parameters().Concat(probe.parameters()).Concat(decoderProbe.parameters()).ToList();
         var optimizer = torch.optim.AdamW(trained, lr: _o.LearningRate, weight_decay: 0.01);
         var optState = Path.Combine(CheckpointDir, "optimizer.bin");
         if (startStep > 0 && File.Exists(optState)) optimizer.load_state_dict(optState);
@@ -195,7 +195,7 @@ public sealed class Trainer
                 var parts = stage == "vision"
                     ? DemoBatcher.VisionLoss(model, batch, probe)
                     : DemoBatcher.LossParts(model, batch, probe, stage == "text" ? 0 : _o.PatchLossWeight,
-                        motionProbe, stage == "joint" ? _o.MotionLossWeight : 0);
+                        decoderProbe, stage == "joint" ? _o.DecoderProbeWeight : 0);
                 var (loss, ce) = (parts.Total, parts.CrossEntropy);
                 loss.backward();
                 if (stage is "align" or "joint") (featureScale, featureDiversity) = (parts.FeatureScale, parts.FeatureDiversity);
@@ -212,12 +212,12 @@ public sealed class Trainer
             smoothed = double.IsNaN(smoothed) ? lossValue : 0.95 * smoothed + 0.05 * lossValue;
             progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue, featureScale, featureDiversity, patchAccuracy, motionAccuracy, colourAccuracy));
             if ((step + 1) % _o.CheckpointEvery == 0 || step + 1 == _o.TotalSteps)
-                SaveCheckpoint(model, probe, motionProbe, optimizer, step + 1, smoothed);
+                SaveCheckpoint(model, probe, decoderProbe, optimizer, step + 1, smoothed);
         }
         Export(model, _o.OutDir, sw.Elapsed);
     }
 
-    void SaveCheckpoint(LlavaModel model, PatchProbe probe, MotionProbe motionProbe, TorchSharp.Modules.AdamW optimizer, int step, double loss)
+    void SaveCheckpoint(LlavaModel model, PatchProbe probe, DecoderProbe decoderProbe, TorchSharp.Modules.AdamW optimizer, int step, double loss)
     {
         // Write everything into a fresh folder, then swap it in: an interrupted save leaves the
         // previous checkpoint intact.
@@ -227,7 +227,7 @@ public sealed class Trainer
         DemoModelSpec.WriteSidecars(tmp); // a checkpoint is a loadable model folder (eval it mid-run)
         optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
         probe.save(Path.Combine(tmp, "patch_probe.bin"));
-        motionProbe.save(Path.Combine(tmp, "motion_probe.bin"));
+        decoderProbe.save(Path.Combine(tmp, "decoder_probe.bin"));
         File.WriteAllText(Path.Combine(tmp, "trainer_state.json"), JsonSerializer.Serialize(new { step, loss, options = _o }));
         var old = CheckpointDir + ".old";
         if (Directory.Exists(old)) Directory.Delete(old, true);

@@ -53,14 +53,14 @@ public class TrainerTests
     }
 
     [Fact]
-    public void MultiFrameBatchesTrainTheMotionProbe_AndInitFromStartsFromAModel()
+    public void MultiFrameBatchesTrainTheDecoderProbe_AndInitFromStartsFromAModel()
     {
         using var first = new TempDir();
         var rec = new Recorder();
         new Trainer(Tiny(first.Path, 0, 0, 12) with { MotionFraction = 1.0, StreamingFraction = 0 }).Run(rec, CancellationToken.None);
         // Every joint batch has two frames, so every step reports the decoder motion probe's accuracy.
         Assert.All(rec.Seen, p => Assert.InRange(p.MotionAccuracy, 0, 1));
-        Assert.True(File.Exists(Path.Combine(first.Path, "checkpoint", "motion_probe.bin")));
+        Assert.True(File.Exists(Path.Combine(first.Path, "checkpoint", "decoder_probe.bin")));
 
         // A fine-tune from that model starts where it ended, not at a fresh model's loss.
         using var fresh = new TempDir();
@@ -82,6 +82,6 @@ public class TrainerTests
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 0, 0, 0)));
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { BatchSize = 0 }));
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { LearningRate = -1 }));
-        Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { MotionLossWeight = -1 }));
+        Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { DecoderProbeWeight = -1 }));
     }
 }
