@@ -14,7 +14,7 @@ public static class TrainCommand
         var visionSteps = new Option<int>("--vision-steps") { DefaultValueFactory = _ => 2000, Description = "stage 0: vision tower alone on dense patch labels" };
         var textSteps = new Option<int>("--text-steps") { DefaultValueFactory = _ => 0, Description = "stage 1: decoder on text alone" };
         var alignSteps = new Option<int>("--align-steps") { DefaultValueFactory = _ => 0, Description = "stage 2: vision+projector, decoder frozen" };
-        var jointSteps = new Option<int>("--joint-steps") { DefaultValueFactory = _ => 5000, Description = "stage 3: everything" };
+        var jointSteps = new Option<int>("--joint-steps") { DefaultValueFactory = _ => 3500, Description = "stage 3: everything" };
         var batch = new Option<int>("--batch") { DefaultValueFactory = _ => 32 };
         var lr = new Option<double>("--lr") { DefaultValueFactory = _ => 2e-3 };
         var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 1L };
@@ -26,8 +26,8 @@ public static class TrainCommand
         var threads = new Option<int?>("--threads") { Description = "torch threads (default: all cores)" };
         var varied = new Option<bool>("--varied-captions") { Description = "train on the grammar's varied captions (default: canonical reading order)" };
         var patchLoss = new Option<double>("--patch-loss") { DefaultValueFactory = _ => 1.0, Description = "weight of the vision tower's dense patch loss (0 = off)" };
-        var motion = new Option<double>("--motion-fraction") { DefaultValueFactory = _ => 0.3, Description = "fraction of two-frame (motion) batches" };
-        var streaming = new Option<double>("--streaming-fraction") { DefaultValueFactory = _ => 0.1, Description = "fraction of streaming clip-window batches" };
+        var motion = new Option<double>("--motion-fraction") { DefaultValueFactory = _ => 0.4, Description = "fraction of two-frame (motion) batches" };
+        var streaming = new Option<double>("--streaming-fraction") { DefaultValueFactory = _ => 0.15, Description = "fraction of streaming clip-window batches" };
         var decoderProbe = new Option<double>("--decoder-probe-loss", "--motion-loss") { DefaultValueFactory = _ => 1.0, Description = "weight of the decoder's dense colour, shape and motion loss at its middle layer (0 = off)" };
         var questions = new Option<int>("--questions") { DefaultValueFactory = _ => 3, Description = "questions about the same frames trained with each caption (0 = separate caption and question batches)" };
         var initFrom = new Option<string?>("--init-from") { Description = "start from this model folder's weights (a fine-tune) instead of random ones" };
