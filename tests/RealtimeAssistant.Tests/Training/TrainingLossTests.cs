@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 
 namespace RealtimeAssistant.Tests.Training;
 
-public class QuestionBranchTests
+public class TrainingLossTests
 {
     // Log-probability of every labelled token, row by row, in sequence order.
     static List<float[]> LabelLogProbs(LlavaModel model, DemoBatch batch)
@@ -85,5 +85,31 @@ public class QuestionBranchTests
         using var s = new DemoDataset(DemoSplit.Train).CaptionSample(0, questions: 2);
         Assert.Throws<ArgumentException>(() => batcher.Make([s], 1, textOnly: true));
         Assert.Throws<UserError>(() => new Trainer(new TrainOptions { OutDir = "x", QuestionsPerCaption = 99 }));
+    }
+
+    [Fact]
+    public void TheDecoderProbeReadsColourAndShapeOnStillFrames_AndMotionOnlyWithSeveral()
+    {
+        var cfg = DemoModelSpec.Config(2, 32, 1, 32);
+        var tok = TextTokenizer.FromJson(DemoModelSpec.TokenizerJson());
+        using var model = new LlavaModel(cfg, new TensorSpec(torch.CPU, ScalarType.Float32));
+        ModelInit.Initialize(model, 7);
+        using var probe = new DecoderProbe(cfg.Text.HiddenSize, DecoderProbe.LayerFor(cfg.Text.NumHiddenLayers));
+        using var pre = new ImagePreprocessor(DemoModelSpec.Preprocessor(), torch.CPU, ScalarType.Float32);
+        var batcher = new DemoBatcher(tok, pre, cfg.ImageTokens, torch.CPU);
+        var data = new DemoDataset(DemoSplit.Train);
+        foreach (int frames in new[] { 1, 2 })
+        {
+            using var s = data.CaptionSample(5, frames: frames);
+            using var batch = batcher.Make([s], frames, textOnly: false);
+            using var _ = torch.no_grad();
+            var without = DemoBatcher.LossParts(model, batch);
+            var with = DemoBatcher.LossParts(model, batch, decoderProbe: probe, decoderWeight: 1.0);
+            Assert.Equal(without.CrossEntropy.item<float>(), with.CrossEntropy.item<float>(), 4);
+            // Colour and shape over ~10 classes each: a fresh head's loss is near 2·ln(9), never 0.
+            Assert.True(with.Total.item<float>() - with.CrossEntropy.item<float>() > 2.0, $"{frames} frame(s): probe loss {with.Total.item<float>() - with.CrossEntropy.item<float>():0.000}");
+            if (frames == 1) Assert.True(double.IsNaN(with.MotionAccuracy));
+            else Assert.InRange(with.MotionAccuracy, 0, 1);
+        }
     }
 }
