@@ -66,7 +66,8 @@ public class TrainingLossTests
                 }).ToArray();
                 Assert.Equal(expected.Length, got[b].Length);
                 for (int i = 0; i < expected.Length; i++)
-                    Assert.True(Math.Abs(expected[i] - got[b][i]) < 1e-3, $"row {b} label {i}: alone {expected[i]:0.0000}, branched {got[b][i]:0.0000}");
+                    // Float tolerance relative to the log-prob's size (the two layouts take different SDPA kernels); a leak between branches moved one by 0.1.
+                    Assert.True(Math.Abs(expected[i] - got[b][i]) < 1e-3 * Math.Max(1, Math.Abs(expected[i])), $"row {b} label {i}: alone {expected[i]:0.0000}, branched {got[b][i]:0.0000}");
             }
         }
         finally
