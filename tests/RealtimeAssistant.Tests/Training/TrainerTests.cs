@@ -57,7 +57,7 @@ public class TrainerTests
     {
         using var first = new TempDir();
         var rec = new Recorder();
-        new Trainer(Tiny(first.Path, 0, 0, 12) with { MotionFraction = 1.0, StreamingFraction = 0 }).Run(rec, CancellationToken.None);
+        new Trainer(Tiny(first.Path, 0, 0, 30) with { MotionFraction = 1.0, StreamingFraction = 0 }).Run(rec, CancellationToken.None);
         // Every joint batch has two frames, so every step reports the decoder motion probe's accuracy.
         Assert.All(rec.Seen, p => Assert.InRange(p.MotionAccuracy, 0, 1));
         Assert.True(File.Exists(Path.Combine(first.Path, "checkpoint", "decoder_probe.bin")));
