@@ -46,7 +46,7 @@ public static class QuestionGenerator
     public static string Kind(string question)
     {
         var words = question.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        return words.Length < 2 ? question : words[0] == "is" ? "is there" : words[0] == "which" ? "which way" : $"{words[0]} {words[1]}";
+        return words.Length < 3 ? question : words[0] is "what" && words[1] is "is" ? "what is at" : $"{words[0]} {words[1]}";
     }
 
     public static string Count(int n) => n < DemoVocabulary.Counts.Length ? DemoVocabulary.Counts[n] : "four";

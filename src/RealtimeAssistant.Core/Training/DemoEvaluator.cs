@@ -73,9 +73,7 @@ public static class DemoEvaluator
             using (var q = data.QaSample(i, DemoModelSpec.ImageSize, frames))
             {
                 asked++;
-                var ans = Run(q.Frames, q.Prompt);
-                bool right = QaScorer.Correct(ans, q.Target);
-                if (Environment.GetEnvironmentVariable("RA_DEBUG_QA") is not null) Console.Error.WriteLine($"QA|{frames}|{q.Prompt}|{q.Target}|{ans}|{right}");
+                bool right = QaScorer.Correct(Run(q.Frames, q.Prompt), q.Target);
                 if (right) correct++;
                 var kind = QuestionGenerator.Kind(q.Prompt);
                 var (r, a) = byKind.GetValueOrDefault(kind);

@@ -33,18 +33,32 @@ public class TrainingLossTests
         return rows;
     }
 
+    // A 2-layer demo-layout model with random weights, and the batcher training uses.
+    sealed class Rig : IDisposable
+    {
+        public readonly LlavaConfig Config = DemoModelSpec.Config(2, 32, 1, 32);
+        public readonly LlavaModel Model;
+        public readonly DemoBatcher Batcher;
+        readonly ImagePreprocessor _pre = new(DemoModelSpec.Preprocessor(), torch.CPU, ScalarType.Float32);
+
+        public Rig()
+        {
+            Model = new LlavaModel(Config, new TensorSpec(torch.CPU, ScalarType.Float32));
+            ModelInit.Initialize(Model, 7);
+            Batcher = new DemoBatcher(TextTokenizer.FromJson(DemoModelSpec.TokenizerJson()), _pre, Config.ImageTokens, torch.CPU);
+        }
+
+        public void Dispose() { Model.Dispose(); _pre.Dispose(); }
+    }
+
     [Fact]
     public void EachQuestionBranchIsTrainedExactlyAsIfAskedAlone()
     {
-        var cfg = DemoModelSpec.Config(2, 32, 1, 32);
-        var tok = TextTokenizer.FromJson(DemoModelSpec.TokenizerJson());
-        using var model = new LlavaModel(cfg, new TensorSpec(torch.CPU, ScalarType.Float32));
-        ModelInit.Initialize(model, 7);
+        using var rig = new Rig();
+        var (model, batcher) = (rig.Model, rig.Batcher);
         model.eval();
         using (torch.no_grad())
             foreach (var p in model.parameters()) if (p.dim() == 2) p.mul_(4); // sharper outputs: a leak between branches would show
-        using var pre = new ImagePreprocessor(DemoModelSpec.Preprocessor(), torch.CPU, ScalarType.Float32);
-        var batcher = new DemoBatcher(tok, pre, cfg.ImageTokens, torch.CPU);
         var data = new DemoDataset(DemoSplit.Train);
         // Two rows of different lengths (padding), two frames (motion questions allowed).
         var samples = new[] { data.CaptionSample(3, frames: 2, questions: 3), data.CaptionSample(4, frames: 2, questions: 1) };
@@ -91,13 +105,9 @@ public class TrainingLossTests
     [Fact]
     public void TheDecoderProbeReadsColourAndShapeOnStillFrames_AndMotionOnlyWithSeveral()
     {
-        var cfg = DemoModelSpec.Config(2, 32, 1, 32);
-        var tok = TextTokenizer.FromJson(DemoModelSpec.TokenizerJson());
-        using var model = new LlavaModel(cfg, new TensorSpec(torch.CPU, ScalarType.Float32));
-        ModelInit.Initialize(model, 7);
-        using var probe = new DecoderProbe(cfg.Text.HiddenSize, DecoderProbe.LayerFor(cfg.Text.NumHiddenLayers));
-        using var pre = new ImagePreprocessor(DemoModelSpec.Preprocessor(), torch.CPU, ScalarType.Float32);
-        var batcher = new DemoBatcher(tok, pre, cfg.ImageTokens, torch.CPU);
+        using var rig = new Rig();
+        var (model, batcher) = (rig.Model, rig.Batcher);
+        using var probe = new DecoderProbe(rig.Config.Text.HiddenSize, DecoderProbe.LayerFor(rig.Config.Text.NumHiddenLayers));
         var data = new DemoDataset(DemoSplit.Train);
         foreach (int frames in new[] { 1, 2 })
         {
