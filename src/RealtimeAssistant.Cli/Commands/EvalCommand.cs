@@ -43,12 +43,15 @@ public static class EvalCommand
             AnsiConsole.Write(table);
             foreach (var (r, p) in report.Examples.Take(4))
                 AnsiConsole.MarkupLine($"[grey]truth:[/] {Markup.Escape(r)}\n[grey]model:[/] {Markup.Escape(p)}");
+            foreach (var (q, a, p) in report.QaMistakes.Take(6))
+                AnsiConsole.MarkupLine($"[grey]wrong:[/] {Markup.Escape(q)} [grey]truth:[/] {Markup.Escape(a)} [grey]model:[/] {Markup.Escape(p)}");
             if (pr.GetValue(json) is { } path)
                 Cli.WriteJson(path, new
                 {
                     model = dir, scenes = report.Scenes, precision = report.Precision, recall = report.Recall, f1 = report.F1,
                     f1_still = report.F1Still, f1_motion = report.F1Motion, object_f1 = report.ObjectF1, attribute_f1 = report.AttributeF1, qa_accuracy = report.QaAccuracy, questions = report.Questions,
                     qa_accuracy_by_kind = report.QaAccuracyByKind,
+                    qa_mistakes = report.QaMistakes.Select(m => new { question = m.Question, answer = m.Answer, predicted = m.Predicted }),
                     caption_ms_median = report.CaptionMsMedian,
                 });
             return Task.FromResult(0);

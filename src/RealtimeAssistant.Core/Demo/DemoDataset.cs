@@ -62,7 +62,8 @@ public sealed class DemoDataset(DemoSplit split, bool variedCaptions = false)
 
     /// <summary>Prompt "describe the scene ." with the scene's caption as target.</summary>
     /// <param name="questions">Distinct questions about the same scene to carry as <see cref="DemoSample.Branches"/>.</param>
-    public DemoSample CaptionSample(long index, int size = 64, int frames = 1, int questions = 0)
+    /// <param name="mix">How those questions' types are drawn.</param>
+    public DemoSample CaptionSample(long index, int size = 64, int frames = 1, int questions = 0, QuestionMix mix = QuestionMix.Uniform)
     {
         int seed = SeedFor(index, 0);
         var scene = Scene.FromSeed(seed);
@@ -74,29 +75,29 @@ public sealed class DemoDataset(DemoSplit split, bool variedCaptions = false)
         return new DemoSample(RenderFrames(scene, seed, size, frames), DemoVocabulary.CaptionPrompt, target)
         {
             Drawn = DrawnScenes(scene, frames),
-            Branches = questions == 0 ? [] : DistinctQuestions(last, new Random(seed ^ 0x5bd1e995), motion, questions),
+            Branches = questions == 0 ? [] : DistinctQuestions(last, new Random(seed ^ 0x5bd1e995), motion, questions, mix),
         };
     }
 
     // Up to n different questions (a scene with few objects may support fewer).
-    private static List<QaPair> DistinctQuestions(Scene scene, Random rng, bool motion, int n)
+    private static List<QaPair> DistinctQuestions(Scene scene, Random rng, bool motion, int n, QuestionMix mix)
     {
         var list = new List<QaPair>();
         for (int tries = 0; list.Count < n && tries < 4 * n; tries++)
         {
-            var qa = QuestionGenerator.Sample(scene, rng, motion);
+            var qa = QuestionGenerator.Sample(scene, rng, motion, mix);
             if (list.All(q => q.Question != qa.Question)) list.Add(qa);
         }
         return list;
     }
 
     /// <summary>A question about the scene as prompt, its answer as target.</summary>
-    public DemoSample QaSample(long index, int size = 64, int frames = 1)
+    public DemoSample QaSample(long index, int size = 64, int frames = 1, QuestionMix mix = QuestionMix.Uniform)
     {
         int seed = SeedFor(index, 1);
         var scene = Scene.FromSeed(seed);
         bool motion = frames > 1;
-        var qa = QuestionGenerator.Sample(motion ? scene.Advanced(1) : scene, new Random(~seed), motion);
+        var qa = QuestionGenerator.Sample(motion ? scene.Advanced(1) : scene, new Random(~seed), motion, mix);
         return new DemoSample(RenderFrames(scene, seed, size, frames), qa.Question, qa.Answer) { Drawn = DrawnScenes(scene, frames) };
     }
 

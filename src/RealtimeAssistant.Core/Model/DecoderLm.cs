@@ -43,6 +43,11 @@ public sealed record DecoderStep
     public Tensor? PositionTensor { get; init; }
     /// <summary>Source-group queries skip this many of the oldest source entries (a frame that attends only the frames nearest it).</summary>
     public long SourceSkip { get; init; }
+    /// <summary>
+    /// How many of the new block's leading queries <see cref="SourceSkip"/> applies to (null: all).
+    /// The rest attend every source entry: a new frame and the instruction after it in one pass.
+    /// </summary>
+    public int? SourceSkipRows { get; init; }
 }
 
 public sealed class DecoderModel : nn.Module
@@ -146,12 +151,25 @@ public sealed class SelfAttention : nn.Module
             (k, v) = kv.KeysFor(step.Group);
             if (step.SourceSkip > 0 && step.Group == CacheGroup.Source)
             {
-                // A view, not a copy: the skipped entries are simply never scored.
-                k = k.narrow(2, step.SourceSkip, k.shape[2] - step.SourceSkip);
-                v = v.narrow(2, step.SourceSkip, v.shape[2] - step.SourceSkip);
+                // Views, not copies: the skipped entries are simply never scored.
+                var kNear = k.narrow(2, step.SourceSkip, k.shape[2] - step.SourceSkip);
+                var vNear = v.narrow(2, step.SourceSkip, v.shape[2] - step.SourceSkip);
+                int rows = step.SourceSkipRows ?? (int)q.shape[2];
+                if (rows >= q.shape[2]) return Output(Attend(q, kNear, vNear, step.Mask));
+                // Two key ranges, one pass: the leading rows over the near keys, the rest over all.
+                var near = AttendRows(q, 0, rows, kNear, vNear);
+                var all = AttendRows(q, rows, (int)q.shape[2] - rows, k, v);
+                return Output(torch.cat(new[] { near, all }, 2));
             }
         }
         return Output(Attend(q, k, v, step.Mask));
+    }
+
+    /// <summary>Queries [from, from+count) of a block that ends the keys, causal within the block.</summary>
+    Tensor AttendRows(Tensor q, int from, int count, Tensor k, Tensor v)
+    {
+        long t = q.shape[2], s = k.shape[2];
+        return Attend(q.narrow(2, from, count), k, v, CausalMask(t, s, q.device).narrow(0, from, count));
     }
 
     /// <summary>

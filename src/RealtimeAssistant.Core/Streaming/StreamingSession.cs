@@ -219,14 +219,14 @@ public sealed class StreamingSession : IStreamingCaptioner
     /// <summary>
     /// READ then WRITE, with the frame and the instruction in one decoder pass: on a small model
     /// each pass costs mostly per-operation overhead, so this is what keeps "frame in → first
-    /// token" low. The cache ends exactly as after <see cref="AppendFrame"/> and <see cref="Write"/>
-    /// (a test checks the captions match). With a pruner the frame is read alone, as pruning
-    /// decides per frame.
+    /// token" low. With a frame band the frame's queries score only the band's keys and the
+    /// instruction's all of them, still in one pass. The cache ends exactly as after
+    /// <see cref="AppendFrame"/> and <see cref="Write"/> (a test checks the captions match). With a
+    /// pruner the frame is read alone, as pruning decides per frame.
     /// </summary>
     public IEnumerable<TokenEvent> AppendFrameAndWrite(Tensor features, string? question = null)
     {
-        // One pass only when the frame and the instruction see the same frames.
-        if (_pruner is null && (_o.FrameBand is null || _o.FrameBand >= _o.WindowFrames)) return Update(features, question);
+        if (_pruner is null) return Update(features, question);
         AppendFrame(features);
         return Update(null, question);
     }
@@ -250,8 +250,11 @@ public sealed class StreamingSession : IStreamingCaptioner
             TrimTarget();
             MakeRoom(frameTokens + prompt.Count);
             var before = frame is null ? null : _cache.Layers.Select(l => l.Source.Length).ToArray();
-            var h = _e.Model.Decoder.Forward(embeds,
-                new DecoderStep { Positions = SourcePositions(frameTokens + prompt.Count), Cache = _cache, Group = CacheGroup.Source });
+            var h = _e.Model.Decoder.Forward(embeds, new DecoderStep
+            {
+                Positions = SourcePositions(frameTokens + prompt.Count), Cache = _cache, Group = CacheGroup.Source,
+                SourceSkip = frame is null ? 0 : BandSkip(), SourceSkipRows = frameTokens,
+            });
             logits = _e.Model.language_model.Logits(h[0, -1]).MoveToOuterDisposeScope();
             if (before is not null) Appended(frameTokens, before, after: prompt.Count);
         }

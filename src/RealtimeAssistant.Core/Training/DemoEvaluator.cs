@@ -27,6 +27,8 @@ public sealed record EvalReport
     public Dictionary<string, double> QaAccuracyByKind { get; init; } = new();
     public double CaptionMsMedian { get; init; }
     public List<(string Reference, string Predicted)> Examples { get; init; } = new();
+    /// <summary>The first wrong answers, so a user can see what kind of mistake the model makes.</summary>
+    public List<(string Question, string Answer, string Predicted)> QaMistakes { get; init; } = new();
 }
 
 /// <summary>
@@ -48,6 +50,7 @@ public static class DemoEvaluator
         var byKind = new SortedDictionary<string, (int Right, int Asked)>();
         var ms = new List<double>();
         var examples = new List<(string, string)>();
+        var mistakes = new List<(string, string, string)>();
         string Run(IReadOnlyList<Mat> frames, string prompt)
         {
             var p = string.Concat(frames.Select(_ => $"<image> {marker} ")) + prompt;
@@ -73,8 +76,10 @@ public static class DemoEvaluator
             using (var q = data.QaSample(i, DemoModelSpec.ImageSize, frames))
             {
                 asked++;
-                bool right = QaScorer.Correct(Run(q.Frames, q.Prompt), q.Target);
+                var answer = Run(q.Frames, q.Prompt);
+                bool right = QaScorer.Correct(answer, q.Target);
                 if (right) correct++;
+                else if (mistakes.Count < 40) mistakes.Add((q.Prompt, q.Target, answer));
                 var kind = QuestionGenerator.Kind(q.Prompt);
                 var (r, a) = byKind.GetValueOrDefault(kind);
                 byKind[kind] = (r + (right ? 1 : 0), a + 1);
@@ -94,6 +99,7 @@ public static class DemoEvaluator
             QaAccuracyByKind = byKind.ToDictionary(kv => kv.Key, kv => (double)kv.Value.Right / kv.Value.Asked),
             CaptionMsMedian = ms.Count == 0 ? 0 : ms[ms.Count / 2],
             Examples = examples,
+            QaMistakes = mistakes,
         };
     }
 }

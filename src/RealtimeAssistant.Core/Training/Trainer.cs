@@ -47,6 +47,8 @@ public sealed record TrainOptions
     /// 0: a batch is all captions (60%) or all questions, one per sample.
     /// </summary>
     public int QuestionsPerCaption { get; init; }
+    /// <summary>How training draws question types (eval always asks <see cref="QuestionMix.Uniform"/>).</summary>
+    public QuestionMix QuestionMix { get; init; } = QuestionMix.Uniform;
     /// <summary>A model folder to start from (weights only; optimizer and schedule start fresh), instead of random weights.</summary>
     public string? InitFrom { get; init; }
 
@@ -182,8 +184,8 @@ public sealed class Trainer
                 long index = (long)step * _o.BatchSize + i + _o.Seed * 1_000_000_007L;
                 if (streaming) return data.StreamingSample(index, frames, DemoModelSpec.ImageSize, band: band, describe: describe);
                 return kind == SampleKind.Caption
-                    ? data.CaptionSample(index, DemoModelSpec.ImageSize, frames, questions)
-                    : data.QaSample(index, DemoModelSpec.ImageSize, frames);
+                    ? data.CaptionSample(index, DemoModelSpec.ImageSize, frames, questions, _o.QuestionMix)
+                    : data.QaSample(index, DemoModelSpec.ImageSize, frames, _o.QuestionMix);
             }).ToList();
             double lossValue;
             using (var scope = torch.NewDisposeScope())

@@ -108,10 +108,12 @@ public sealed class StreamingTests : IDisposable
         Assert.Throws<UserError>(() => new StreamingSession(_engine, Options(window: 4) with { FrameBand = 5 }));
     }
 
-    [Fact]
-    public void ReadAndWriteInOnePassEqualsReadThenWrite()
+    [Theory]
+    [InlineData(null)]
+    [InlineData(2)] // the frame scores the band's keys, the instruction all of them, in the same pass
+    public void ReadAndWriteInOnePassEqualsReadThenWrite(int? frameBand)
     {
-        var o = Options(window: 3, rebase: false) with { CaptionHistoryTokens = 4 };
+        var o = Options(window: 3, rebase: false) with { CaptionHistoryTokens = 4, FrameBand = frameBand };
         using var separate = new StreamingSession(_engine, o);
         using var fused = new StreamingSession(_engine, o);
         for (int i = 1; i <= 7; i++)
@@ -128,6 +130,7 @@ public sealed class StreamingTests : IDisposable
             {
                 Assert.Equal(separate.Cache.Layers[l].Source.Positions.ToArray(), fused.Cache.Layers[l].Source.Positions.ToArray());
                 Assert.Equal(separate.Cache.Layers[l].Target.Positions.ToArray(), fused.Cache.Layers[l].Target.Positions.ToArray());
+                Assert.True(separate.Cache.Layers[l].Source.Keys.allclose(fused.Cache.Layers[l].Source.Keys, rtol: 1e-4, atol: 1e-5), $"layer {l}: source keys differ");
             }
         }
         Assert.Equal(3, fused.FramesInWindow);
