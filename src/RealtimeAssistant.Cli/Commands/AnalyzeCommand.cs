@@ -52,7 +52,8 @@ public static class AnalyzeCommand
     }
 
     public sealed record Analysis(int Layers, int Inputs, double[] TextMass, double[] MinCos, double[] OverNorm, double[] TopNorm,
-        double[] KnockKl, double[] KnockAgree, double[] ShallowKl, double[] ShallowAgree, int[] FirstFire, PruningConfig Proposal, List<string> Notes);
+        double[] KnockKl, double[] KnockAgree, double[] ShallowKl, double[] ShallowAgree, int[] FirstFire, PruningConfig Proposal, List<string> Notes,
+        List<Candidate> Candidates);
 
     static Analysis Analyze(LlavaEngine e, List<Mat> images, string? prompt, int nd, double agreeTarget, CancellationToken ct)
     {
@@ -74,11 +75,10 @@ public static class AnalyzeCommand
         {
             ct.ThrowIfCancellationRequested();
             using var scope = torch.NewDisposeScope();
-            var feats = e.Model.EncodeImages(cap.Preprocessor.Process(img));
-            var emb = e.Model.Embed(torch.tensor(ids.Select(i => (long)i).ToArray(), device: e.Device).view(1, -1), feats, slots);
+            var emb = Embed(img);
             // 1. Measurements on the unpruned forward.
             var meas = new AnalysisPruner(L, measure: true);
-            var (baseLp, tokens) = Run(meas, null);
+            var (baseLp, tokens, _) = Run(emb, meas, null);
             foreach (var p in meas.Probes.Where(p => p.Layer >= 0 && p.Layer < L))
             {
                 mass[p.Layer] += p.TextMass / images.Count;
@@ -87,42 +87,46 @@ public static class AnalyzeCommand
                 top[p.Layer] += p.Norm.Max() / images.Count;
             }
             // 2. Visual-KV knockout from layer l on, and text barred from vision in layers 0..s−1.
-            for (int l = 0; l <= L; l++) { var (kl, ag) = Compare(baseLp, tokens, new AnalysisPruner(L, knockoutFrom: l)); kKl[l] += kl / images.Count; kAg[l] += ag / images.Count; }
-            for (int s = 1; s < L; s++) { var (kl, ag) = Compare(baseLp, tokens, new AnalysisPruner(L, shallow: s)); sKl[s] += kl / images.Count; sAg[s] += ag / images.Count; }
+            for (int l = 0; l <= L; l++) { var (kl, ag, _) = Compare(emb, baseLp, tokens, new AnalysisPruner(L, knockoutFrom: l)); kKl[l] += kl / images.Count; kAg[l] += ag / images.Count; }
+            for (int s = 1; s < L; s++) { var (kl, ag, _) = Compare(emb, baseLp, tokens, new AnalysisPruner(L, shallow: s)); sKl[s] += kl / images.Count; sAg[s] += ag / images.Count; }
             firstFire.Add(meas.Probes.Where(p => p.MinCos < defaults.LayerThreshold).Select(p => p.Layer).DefaultIfEmpty(-1).First());
-
-            (List<Tensor> Lp, List<long> Tok) Run(ITokenPruner pruner, List<long>? force)
-            {
-                using var cache = new KvCache(L);
-                using var r = PrunedPrefill.Run(lm, emb, pos, spans, pruner, cache);
-                var lps = new List<Tensor> { lm.Logits(r.Last[0]).log_softmax(-1) };
-                var toks = new List<long>();
-                long p0 = start;
-                for (int t = 0; t < nd; t++)
-                {
-                    long next = force != null ? (t < force.Count ? force[t] : -1) : lps[^1].argmax().item<long>();
-                    if (next < 0 || (force == null && next == e.Config.Text.EosTokenId)) break;
-                    toks.Add(next);
-                    if (t == nd - 1 || (force != null && t == force.Count - 1)) break;
-                    var h = lm.model.Forward(lm.model.embed_tokens.forward(torch.tensor(new[] { next }, device: e.Device).view(1, 1)),
-                        new DecoderStep { Positions = new[] { p0++ }, Cache = cache, Group = group });
-                    lps.Add(lm.Logits(h[0, -1]).log_softmax(-1));
-                }
-                return (lps, toks);
-            }
-            (double Kl, double Agree) Compare(List<Tensor> b, List<long> toks, ITokenPruner pruner)
-            {
-                var (lp, _) = Run(pruner, toks);
-                int n = Math.Min(b.Count, lp.Count);
-                double kl = 0, ag = 0;
-                for (int i = 0; i < n; i++)
-                {
-                    kl += (b[i].exp() * (b[i] - lp[i])).sum().item<float>();
-                    ag += lp[i].argmax().item<long>() == b[i].argmax().item<long>() ? 1 : 0;
-                }
-                return (kl / n, ag / n);
-            }
         }
+
+        Tensor Embed(Mat img) =>
+            e.Model.Embed(torch.tensor(ids.Select(i => (long)i).ToArray(), device: e.Device).view(1, -1), e.Model.EncodeImages(cap.Preprocessor.Process(img)), slots);
+
+        (List<Tensor> Lp, List<long> Tok, PruneReport Report) Run(Tensor emb, ITokenPruner pruner, List<long>? force)
+        {
+            using var cache = new KvCache(L);
+            using var r = PrunedPrefill.Run(lm, emb, pos, spans, pruner, cache);
+            var lps = new List<Tensor> { lm.Logits(r.Last[0]).log_softmax(-1) };
+            var toks = new List<long>();
+            long p0 = start;
+            for (int t = 0; t < nd; t++)
+            {
+                long next = force != null ? (t < force.Count ? force[t] : -1) : lps[^1].argmax().item<long>();
+                if (next < 0 || (force == null && next == e.Config.Text.EosTokenId)) break;
+                toks.Add(next);
+                if (t == nd - 1 || (force != null && t == force.Count - 1)) break;
+                var h = lm.model.Forward(lm.model.embed_tokens.forward(torch.tensor(new[] { next }, device: e.Device).view(1, 1)),
+                    new DecoderStep { Positions = new[] { p0++ }, Cache = cache, Group = group });
+                lps.Add(lm.Logits(h[0, -1]).log_softmax(-1));
+            }
+            return (lps, toks, r.Report);
+        }
+        (double Kl, double Agree, PruneReport Report) Compare(Tensor emb, List<Tensor> b, List<long> toks, ITokenPruner pruner)
+        {
+            var (lp, _, report) = Run(emb, pruner, toks);
+            int n = Math.Min(b.Count, lp.Count);
+            double kl = 0, ag = 0;
+            for (int i = 0; i < n; i++)
+            {
+                kl += (b[i].exp() * (b[i] - lp[i])).sum().item<float>();
+                ag += lp[i].argmax().item<long>() == b[i].argmax().item<long>() ? 1 : 0;
+            }
+            return (kl / n, ag / n, report);
+        }
+
         // Proposal.
         var notes = new List<string>();
         int sProp = 0;
@@ -145,9 +149,40 @@ public static class AnalyzeCommand
         {
             ShallowLayers = sFinal, FilterFrom = from, DeadlineLayer = deadline, ExitLayer = exitLayer,
         };
-        notes.Add($"proposal: s = {sFinal}, filtering test from layer {from}" + (deadline is { } d ? $", budget deadline {d}" : "")
+        // 3. The stages were measured one at a time; together, the value-aware selection must also
+        // keep the right tokens. Run the real pruner at every filtering layer the exit leaves and
+        // at three norm thresholds, teacher-forced, and keep the cheapest that holds the agreement.
+        int lastFrom = exitLayer is { } xl ? Math.Max(from, xl - 2) : L - 2; // a filter at exit − 1 would cut nothing the exit keeps
+        var grid = Enumerable.Range(from, lastFrom - from + 1)
+            .SelectMany(f => new[] { defaults.TokensThreshold, defaults.TokensThreshold / 2, defaults.TokensThreshold / 4 }.Select(t => (f, t))).ToList();
+        var sums = new (double Ag, double Kl, double Flops, double Kept)[grid.Count];
+        foreach (var img in images)
+        {
+            ct.ThrowIfCancellationRequested();
+            using var scope = torch.NewDisposeScope();
+            var emb = Embed(img);
+            var (baseLp, tokens, _) = Run(emb, new NonePruner(), null);
+            for (int i = 0; i < grid.Count; i++)
+            {
+                var c = proposal with { FilterFrom = grid[i].f, TokensThreshold = grid[i].t, DeadlineLayer = Math.Max(grid[i].f, deadline ?? grid[i].f) };
+                var (kl, ag, report) = Compare(emb, baseLp, tokens, c.CreatePruner(L));
+                sums[i] = (sums[i].Ag + ag / images.Count, sums[i].Kl + kl / images.Count, sums[i].Flops + report.Flops / images.Count, sums[i].Kept + (double)report.KeptTokens / images.Count);
+            }
+        }
+        var candidates = grid.Select((g, i) => new Candidate(g.f, g.t, sums[i].Ag, sums[i].Kl, sums[i].Flops, sums[i].Kept)).ToList();
+        var (chosen, holds) = ScheduleProposal.Choose(candidates, agreeTarget);
+        notes.Add(holds
+            ? $"checked together: filtering from layer {chosen.FilterFrom} at norm threshold {chosen.TokensThreshold} is the cheapest schedule that keeps {agreeTarget:P0} agreement ({chosen.Agreement:0.000}, {chosen.KeptTokens:0.#} tokens kept)"
+            : $"checked together: no filtering layer and threshold keeps {agreeTarget:P0} agreement; the best is layer {chosen.FilterFrom} at threshold {chosen.TokensThreshold} ({chosen.Agreement:0.000}): this model needs its visual tokens until the exit");
+        proposal = proposal with
+        {
+            FilterFrom = chosen.FilterFrom, TokensThreshold = chosen.TokensThreshold,
+            DeadlineLayer = exitLayer is { } x2 && chosen.FilterFrom >= x2 ? null : Math.Max(chosen.FilterFrom, deadline ?? chosen.FilterFrom),
+        };
+        notes.Add($"proposal: s = {sFinal}, filtering test from layer {proposal.FilterFrom}, norm threshold {proposal.TokensThreshold}"
+            + (proposal.DeadlineLayer is { } d ? $", budget deadline {d}" : "")
             + (exit < L ? $", every visual token dropped from layer {exit} on" : ", exit by the test only"));
-        return new Analysis(L, images.Count, mass, minCos, over, top, kKl, kAg, sKl, sAg, firstFire.ToArray(), proposal, notes);
+        return new Analysis(L, images.Count, mass, minCos, over, top, kKl, kAg, sKl, sAg, firstFire.ToArray(), proposal, notes, candidates);
     }
 
     static void Report(Analysis a, string outDir, string model)
@@ -159,6 +194,10 @@ public static class AnalyzeCommand
                 a.KnockKl[l].ToString("0.0000"), a.KnockAgree[l].ToString("0.000"),
                 l == 0 ? "–" : a.ShallowKl[l].ToString("0.0000"), l == 0 ? "–" : a.ShallowAgree[l].ToString("0.000"));
         AnsiConsole.Write(t);
+        var ct = new Table().Title("the proposal's filtering layer and norm threshold, checked together with its s and exit").AddColumns("filter from", "norm threshold", "agree", "KL", "kept tokens", "prefill GFLOPs");
+        foreach (var c in a.Candidates)
+            ct.AddRow(c.FilterFrom.ToString(), c.TokensThreshold.ToString("0.###"), c.Agreement.ToString("0.000"), c.Kl.ToString("0.0000"), c.KeptTokens.ToString("0.0"), (c.Flops / 1e9).ToString("0.000"));
+        AnsiConsole.Write(ct);
         foreach (var n in a.Notes) AnsiConsole.MarkupLine($"[grey]•[/] {Markup.Escape(n)}");
         var sched = Path.Combine(outDir, "schedule.json");
         a.Proposal.Save(sched);
@@ -167,6 +206,7 @@ public static class AnalyzeCommand
             model, layers = a.Layers, inputs = a.Inputs, text_vision_mass = a.TextMass, min_cos = a.MinCos, over_norm_threshold = a.OverNorm,
             max_contrib_norm = a.TopNorm, knockout_kl = a.KnockKl, knockout_agreement = a.KnockAgree, shallow_kl = a.ShallowKl,
             shallow_agreement = a.ShallowAgree, first_fire = a.FirstFire, notes = a.Notes, proposal = a.Proposal,
+            candidates = a.Candidates.Select(c => new { filter_from = c.FilterFrom, tokens_threshold = c.TokensThreshold, agreement = c.Agreement, kl = c.Kl, kept_tokens = c.KeptTokens, flops = c.Flops }),
         });
         AnsiConsole.MarkupLine($"[grey]proposed schedule:[/] {Markup.Escape(sched)}");
         double[] xs = Enumerable.Range(0, a.Layers).Select(i => (double)i).ToArray();

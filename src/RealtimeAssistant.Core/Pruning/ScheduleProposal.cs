@@ -1,5 +1,8 @@
 namespace RealtimeAssistant.Pruning;
 
+/// <summary>A schedule tried on `ra analyze`'s inputs: teacher-forced agreement with the unpruned caption, and the prefill's analytic FLOPs.</summary>
+public sealed record Candidate(int FilterFrom, double TokensThreshold, double Agreement, double Kl, double Flops, double KeptTokens);
+
 /// <summary>
 /// Turns what `ra analyze` measured into a schedule: the shallow stage s, the first layer the
 /// filtering test runs after, the budget deadline, and the fixed exit.
@@ -25,5 +28,16 @@ public static class ScheduleProposal
         if (exit < layers && from > lastFilter && lastFilter >= s + 1) from = lastFilter;
         int? deadline = from <= lastFilter ? Math.Clamp(lfMax, from, lastFilter) : null;
         return (s, from, deadline, exit < layers ? exit : null, traded);
+    }
+
+    /// <summary>
+    /// The cheapest candidate (fewest FLOPs) that keeps <paramref name="agreement"/>; if none does,
+    /// the one that comes closest, and <c>Holds</c> is false.
+    /// </summary>
+    public static (Candidate Chosen, bool Holds) Choose(IReadOnlyList<Candidate> candidates, double agreement)
+    {
+        if (candidates.Count == 0) throw new ArgumentException("no candidates", nameof(candidates));
+        var holding = candidates.Where(c => c.Agreement >= agreement).OrderBy(c => c.Flops).FirstOrDefault();
+        return holding is not null ? (holding, true) : (candidates.OrderByDescending(c => c.Agreement).ThenBy(c => c.Flops).First(), false);
     }
 }

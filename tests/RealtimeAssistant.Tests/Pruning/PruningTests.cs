@@ -269,4 +269,16 @@ public class ScheduleProposalTests
         // The proposal is a valid config for that many layers.
         new PruningConfig { ShallowLayers = p.Shallow, FilterFrom = p.FilterFrom, DeadlineLayer = p.Deadline, ExitLayer = p.Exit, Budget = 12 }.Validate(layers);
     }
+
+    [Fact]
+    public void TheCheckedScheduleIsTheCheapestThatHoldsTheAgreement_OrTheClosest()
+    {
+        var early = new Candidate(2, 0.2, 0.90, 0.5, 1.0e8, 5);   // cheap, loses the caption
+        var middle = new Candidate(4, 0.1, 0.985, 0.05, 1.6e8, 20);
+        var late = new Candidate(5, 0.05, 0.995, 0.01, 2.0e8, 40);
+        Assert.Equal((middle, true), ScheduleProposal.Choose([early, late, middle], 0.98));
+        Assert.Equal((late, true), ScheduleProposal.Choose([early, late, middle], 0.99));
+        Assert.Equal((late, false), ScheduleProposal.Choose([early, late, middle], 0.999));
+        Assert.Throws<ArgumentException>(() => ScheduleProposal.Choose([], 0.98));
+    }
 }
