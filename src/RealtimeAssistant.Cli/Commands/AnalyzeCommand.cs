@@ -150,11 +150,16 @@ public static class AnalyzeCommand
             ShallowLayers = sFinal, FilterFrom = from, DeadlineLayer = deadline, ExitLayer = exitLayer,
         };
         // 3. The stages were measured one at a time; together, the value-aware selection must also
-        // keep the right tokens. Run the real pruner at every filtering layer the exit leaves and
-        // at three norm thresholds, teacher-forced, and keep the cheapest that holds the agreement.
-        int lastFrom = exitLayer is { } xl ? Math.Max(from, xl - 2) : L - 2; // a filter at exit − 1 would cut nothing the exit keeps
-        var grid = Enumerable.Range(from, lastFrom - from + 1)
-            .SelectMany(f => new[] { defaults.TokensThreshold, defaults.TokensThreshold / 2, defaults.TokensThreshold / 4 }.Select(t => (f, t))).ToList();
+        // keep the right tokens. Run the real pruner at every filtering layer, three norm thresholds,
+        // with the measured exit and without it, teacher-forced, and keep the cheapest that holds the agreement.
+        var grid = new List<PruningConfig>();
+        foreach (var x in exitLayer is { } xl ? new int?[] { xl, null } : new int?[] { null })
+        {
+            int lastFrom = x is { } xe ? Math.Max(from, xe - 2) : L - 2; // a filter at exit − 1 would cut nothing the exit keeps
+            for (int f = from; f <= lastFrom; f++)
+                foreach (var t in new[] { defaults.TokensThreshold, defaults.TokensThreshold / 2, defaults.TokensThreshold / 4 })
+                    grid.Add(proposal with { FilterFrom = f, TokensThreshold = t, ExitLayer = x, DeadlineLayer = Math.Max(f, deadline ?? f) });
+        }
         var sums = new (double Ag, double Kl, double Flops, double Kept)[grid.Count];
         foreach (var img in images)
         {
@@ -164,24 +169,18 @@ public static class AnalyzeCommand
             var (baseLp, tokens, _) = Run(emb, new NonePruner(), null);
             for (int i = 0; i < grid.Count; i++)
             {
-                var c = proposal with { FilterFrom = grid[i].f, TokensThreshold = grid[i].t, DeadlineLayer = Math.Max(grid[i].f, deadline ?? grid[i].f) };
-                var (kl, ag, report) = Compare(emb, baseLp, tokens, c.CreatePruner(L));
+                var (kl, ag, report) = Compare(emb, baseLp, tokens, grid[i].CreatePruner(L));
                 sums[i] = (sums[i].Ag + ag / images.Count, sums[i].Kl + kl / images.Count, sums[i].Flops + report.Flops / images.Count, sums[i].Kept + (double)report.KeptTokens / images.Count);
             }
         }
-        var candidates = grid.Select((g, i) => new Candidate(g.f, g.t, sums[i].Ag, sums[i].Kl, sums[i].Flops, sums[i].Kept)).ToList();
+        var candidates = grid.Select((g, i) => new Candidate(g.FilterFrom!.Value, g.TokensThreshold, g.ExitLayer, sums[i].Ag, sums[i].Kl, sums[i].Flops, sums[i].Kept)).ToList();
         var (chosen, holds) = ScheduleProposal.Choose(candidates, agreeTarget);
+        string exitWords = chosen.Exit is { } ce ? $"every visual token dropped from layer {ce} on" : "no fixed exit";
         notes.Add(holds
-            ? $"checked together: filtering from layer {chosen.FilterFrom} at norm threshold {chosen.TokensThreshold} is the cheapest schedule that keeps {agreeTarget:P0} agreement ({chosen.Agreement:0.000}, {chosen.KeptTokens:0.#} tokens kept)"
-            : $"checked together: no filtering layer and threshold keeps {agreeTarget:P0} agreement; the best is layer {chosen.FilterFrom} at threshold {chosen.TokensThreshold} ({chosen.Agreement:0.000}): this model needs its visual tokens until the exit");
-        proposal = proposal with
-        {
-            FilterFrom = chosen.FilterFrom, TokensThreshold = chosen.TokensThreshold,
-            DeadlineLayer = exitLayer is { } x2 && chosen.FilterFrom >= x2 ? null : Math.Max(chosen.FilterFrom, deadline ?? chosen.FilterFrom),
-        };
-        notes.Add($"proposal: s = {sFinal}, filtering test from layer {proposal.FilterFrom}, norm threshold {proposal.TokensThreshold}"
-            + (proposal.DeadlineLayer is { } d ? $", budget deadline {d}" : "")
-            + (exit < L ? $", every visual token dropped from layer {exit} on" : ", exit by the test only"));
+            ? $"checked together: filtering from layer {chosen.FilterFrom} at norm threshold {chosen.TokensThreshold}, {exitWords}, is the cheapest schedule that keeps {agreeTarget:P0} agreement ({chosen.Agreement:0.000}, {chosen.KeptTokens:0.#} tokens kept)"
+            : $"checked together: no schedule keeps {agreeTarget:P0} agreement; the closest filters from layer {chosen.FilterFrom} at norm threshold {chosen.TokensThreshold}, {exitWords} ({chosen.Agreement:0.000})");
+        proposal = grid[candidates.IndexOf(chosen)];
+        notes.Add($"proposal: s = {sFinal}, filtering test from layer {proposal.FilterFrom}, norm threshold {proposal.TokensThreshold}, budget deadline {proposal.DeadlineLayer}, {exitWords}");
         return new Analysis(L, images.Count, mass, minCos, over, top, kKl, kAg, sKl, sAg, firstFire.ToArray(), proposal, notes, candidates);
     }
 
@@ -194,9 +193,9 @@ public static class AnalyzeCommand
                 a.KnockKl[l].ToString("0.0000"), a.KnockAgree[l].ToString("0.000"),
                 l == 0 ? "–" : a.ShallowKl[l].ToString("0.0000"), l == 0 ? "–" : a.ShallowAgree[l].ToString("0.000"));
         AnsiConsole.Write(t);
-        var ct = new Table().Title("the proposal's filtering layer and norm threshold, checked together with its s and exit").AddColumns("filter from", "norm threshold", "agree", "KL", "kept tokens", "prefill GFLOPs");
+        var ct = new Table().Title("the proposal's filtering layer, norm threshold and exit, checked together with its s").AddColumns("filter from", "norm threshold", "exit", "agree", "KL", "kept tokens", "prefill GFLOPs");
         foreach (var c in a.Candidates)
-            ct.AddRow(c.FilterFrom.ToString(), c.TokensThreshold.ToString("0.###"), c.Agreement.ToString("0.000"), c.Kl.ToString("0.0000"), c.KeptTokens.ToString("0.0"), (c.Flops / 1e9).ToString("0.000"));
+            ct.AddRow(c.FilterFrom.ToString(), c.TokensThreshold.ToString("0.###"), c.Exit?.ToString() ?? "–", c.Agreement.ToString("0.000"), c.Kl.ToString("0.0000"), c.KeptTokens.ToString("0.0"), (c.Flops / 1e9).ToString("0.000"));
         AnsiConsole.Write(ct);
         foreach (var n in a.Notes) AnsiConsole.MarkupLine($"[grey]•[/] {Markup.Escape(n)}");
         var sched = Path.Combine(outDir, "schedule.json");
@@ -206,7 +205,7 @@ public static class AnalyzeCommand
             model, layers = a.Layers, inputs = a.Inputs, text_vision_mass = a.TextMass, min_cos = a.MinCos, over_norm_threshold = a.OverNorm,
             max_contrib_norm = a.TopNorm, knockout_kl = a.KnockKl, knockout_agreement = a.KnockAgree, shallow_kl = a.ShallowKl,
             shallow_agreement = a.ShallowAgree, first_fire = a.FirstFire, notes = a.Notes, proposal = a.Proposal,
-            candidates = a.Candidates.Select(c => new { filter_from = c.FilterFrom, tokens_threshold = c.TokensThreshold, agreement = c.Agreement, kl = c.Kl, kept_tokens = c.KeptTokens, flops = c.Flops }),
+            candidates = a.Candidates.Select(c => new { filter_from = c.FilterFrom, tokens_threshold = c.TokensThreshold, exit_layer = c.Exit, agreement = c.Agreement, kl = c.Kl, kept_tokens = c.KeptTokens, flops = c.Flops }),
         });
         AnsiConsole.MarkupLine($"[grey]proposed schedule:[/] {Markup.Escape(sched)}");
         double[] xs = Enumerable.Range(0, a.Layers).Select(i => (double)i).ToArray();

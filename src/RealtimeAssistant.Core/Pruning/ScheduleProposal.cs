@@ -1,7 +1,7 @@
 namespace RealtimeAssistant.Pruning;
 
 /// <summary>A schedule tried on `ra analyze`'s inputs: teacher-forced agreement with the unpruned caption, and the prefill's analytic FLOPs.</summary>
-public sealed record Candidate(int FilterFrom, double TokensThreshold, double Agreement, double Kl, double Flops, double KeptTokens);
+public sealed record Candidate(int FilterFrom, double TokensThreshold, int? Exit, double Agreement, double Kl, double Flops, double KeptTokens);
 
 /// <summary>
 /// Turns what `ra analyze` measured into a schedule: the shallow stage s, the first layer the

@@ -273,9 +273,9 @@ public class ScheduleProposalTests
     [Fact]
     public void TheCheckedScheduleIsTheCheapestThatHoldsTheAgreement_OrTheClosest()
     {
-        var early = new Candidate(2, 0.2, 0.90, 0.5, 1.0e8, 5);   // cheap, loses the caption
-        var middle = new Candidate(4, 0.1, 0.985, 0.05, 1.6e8, 20);
-        var late = new Candidate(5, 0.05, 0.995, 0.01, 2.0e8, 40);
+        var early = new Candidate(2, 0.2, 7, 0.90, 0.5, 1.0e8, 5);   // cheap, loses the caption
+        var middle = new Candidate(4, 0.1, 7, 0.985, 0.05, 1.6e8, 20);
+        var late = new Candidate(5, 0.05, null, 0.995, 0.01, 2.0e8, 40);
         Assert.Equal((middle, true), ScheduleProposal.Choose([early, late, middle], 0.98));
         Assert.Equal((late, true), ScheduleProposal.Choose([early, late, middle], 0.99));
         Assert.Equal((late, false), ScheduleProposal.Choose([early, late, middle], 0.999));
