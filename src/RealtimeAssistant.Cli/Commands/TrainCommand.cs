@@ -32,9 +32,10 @@ public static class TrainCommand
         var decoderProbe = new Option<double>("--decoder-probe-loss", "--motion-loss") { DefaultValueFactory = _ => 1.0, Description = "weight of the decoder's dense colour, shape and motion loss at its middle layer (0 = off)" };
         var questions = new Option<int>("--questions") { DefaultValueFactory = _ => 6, Description = "questions about the same frames trained with each caption (0 = separate caption and question batches)" };
         var questionMix = new Option<QuestionMix>("--question-mix") { DefaultValueFactory = _ => QuestionMix.Uniform, Description = "how question types are drawn: Uniform (the shipped model), or Focused on binding (colour of a shape, counts, existence with hard negatives)" };
+        var answerWeight = new Option<double>("--answer-weight") { DefaultValueFactory = _ => 1.0, Description = "loss weight of each question-branch answer token against a caption token's 1" };
         var initFrom = new Option<string?>("--init-from") { Description = "start from this model folder's weights (a fine-tune) instead of random ones" };
         var cmd = new Command("train", "Train the demo model (llava layout) from scratch on the synthetic scene world.")
-            { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, decoderProbe, questions, questionMix, initFrom };
+            { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, decoderProbe, questions, questionMix, answerWeight, initFrom };
         return cmd.WithAction((pr, ct) =>
         {
             if (pr.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
@@ -46,7 +47,7 @@ public static class TrainCommand
                 TextHidden = pr.GetValue(hidden), VisionLayers = pr.GetValue(vlayers), VisionHidden = pr.GetValue(vhidden),
                 VariedCaptions = pr.GetValue(varied), PatchLossWeight = pr.GetValue(patchLoss),
                 MotionFraction = pr.GetValue(motion), StreamingFraction = pr.GetValue(streaming),
-                DecoderProbeWeight = pr.GetValue(decoderProbe), QuestionsPerCaption = pr.GetValue(questions), QuestionMix = pr.GetValue(questionMix), InitFrom = pr.GetValue(initFrom),
+                DecoderProbeWeight = pr.GetValue(decoderProbe), QuestionsPerCaption = pr.GetValue(questions), QuestionMix = pr.GetValue(questionMix), AnswerLossWeight = pr.GetValue(answerWeight), InitFrom = pr.GetValue(initFrom),
             };
             var trainer = new Trainer(options);
             var (resume, _) = trainer.ResumePoint();

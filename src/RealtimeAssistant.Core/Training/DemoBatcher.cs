@@ -25,7 +25,9 @@ public sealed class DemoBatch : IDisposable
     /// [B, 1, T, T] when rows carry question branches.
     /// </summary>
     public Tensor? Mask { get; init; }
-    public void Dispose() { Pixels?.Dispose(); Ids.Dispose(); Labels.Dispose(); Positions.Dispose(); Patches?.Dispose(); Mask?.Dispose(); }
+    /// <summary>[B, T] weight of each label in the cross-entropy (0 where no loss), or null for a plain mean.</summary>
+    public Tensor? LabelWeights { get; init; }
+    public void Dispose() { Pixels?.Dispose(); Ids.Dispose(); Labels.Dispose(); Positions.Dispose(); Patches?.Dispose(); Mask?.Dispose(); LabelWeights?.Dispose(); }
 }
 
 /// <summary>
@@ -65,7 +67,9 @@ public sealed class DemoBatcher
         return ids;
     }
 
-    public DemoBatch Make(IReadOnlyList<DemoSample> samples, int frames, bool textOnly)
+    /// <param name="answerWeight">With question branches: each answer token's weight in the loss, against 1 for the
+    /// caption's. A caption is about 20 tokens and an answer 2, so at 1 the answers get a third of the gradient.</param>
+    public DemoBatch Make(IReadOnlyList<DemoSample> samples, int frames, bool textOnly, double answerWeight = 1)
     {
         var rows = samples.Select(s =>
         {
@@ -79,7 +83,7 @@ public sealed class DemoBatcher
         if (samples.Any(s => s.Band != band)) throw new ArgumentException("one band per batch: the mask is shared by its rows");
         bool branched = rows.Any(r => r.branches.Count > 0);
         if (branched && (textOnly || band > 0)) throw new ArgumentException("question branches need frames and no streaming band");
-        if (branched) return MakeBranched(samples, rows, frames);
+        if (branched) return MakeBranched(samples, rows, frames, answerWeight);
         int T = rows.Max(r => r.src.Count + r.tgt.Count - 1);
         // A session's target counts from the oldest frame it still holds.
         long origin = band > 0 ? (long)(frames - band) * (_imageTokens + 1) : 0;
@@ -112,7 +116,8 @@ public sealed class DemoBatcher
 
     // Rows of [frames][prompt, target][prompt₁, answer₁]…: every segment after the frames starts
     // from the frames' end in position (targets from φ = 0) and attends the frames and itself only.
-    DemoBatch MakeBranched(IReadOnlyList<DemoSample> samples, List<(List<int> src, List<int> tgt, List<(List<int> Prompt, List<int> Target)> branches)> rows, int frames)
+    DemoBatch MakeBranched(IReadOnlyList<DemoSample> samples, List<(List<int> src, List<int> tgt, List<(List<int> Prompt, List<int> Target)> branches)> rows, int frames,
+        double answerWeight)
     {
         int framesEnd = frames * (_imageTokens + 1), B = rows.Count;
         var segments = rows.Select(r =>
@@ -120,6 +125,7 @@ public sealed class DemoBatcher
         int T = segments.Max(s => framesEnd + s.Sum(g => g.Prompt.Count + g.Target.Count - 1));
         var ids = new long[B * T];
         var labels = Enumerable.Repeat((long)Ignore, B * T).ToArray();
+        var weights = new float[B * T];
         var pos = new long[B * T];
         var allowed = new bool[B * T * T];
         for (int b = 0; b < B; b++)
@@ -132,15 +138,16 @@ public sealed class DemoBatcher
                 for (int k = 0; k <= i; k++) allowed[(row + i) * T + k] = true;
             }
             int at = framesEnd;
-            foreach (var (prompt, target) in segments[b])
+            for (int g = 0; g < segments[b].Count; g++)
             {
+                var (prompt, target) = segments[b][g];
                 var seq = prompt.Concat(target).ToList();
                 int start = at;
                 for (int j = 0; j < seq.Count - 1; j++, at++)
                 {
                     ids[row + at] = seq[j];
                     pos[row + at] = j < prompt.Count ? framesEnd + j : j - prompt.Count;
-                    if (j >= prompt.Count - 1) labels[row + at] = seq[j + 1];
+                    if (j >= prompt.Count - 1) { labels[row + at] = seq[j + 1]; weights[row + at] = g == 0 ? 1 : (float)answerWeight; }
                     for (int k = 0; k < framesEnd; k++) allowed[(row + at) * T + k] = true;
                     for (int k = start; k <= at; k++) allowed[(row + at) * T + k] = true;
                 }
@@ -157,6 +164,7 @@ public sealed class DemoBatcher
             Frames = frames,
             Patches = Patches(samples),
             Mask = torch.tensor(allowed, new long[] { B, 1, T, T }, device: _device),
+            LabelWeights = answerWeight == 1 ? null : torch.tensor(weights, new long[] { B, T }, device: _device),
         };
     }
 
@@ -234,13 +242,20 @@ public sealed class DemoBatcher
             tap ? decoderProbe!.Layer : -1, out var tapped);
         var logits = model.language_model.Logits(h);
         var ce = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore);
-        if (feats is null) return new LossReport(ce, ce);
-        var total = ce;
+        var lm = ce; // what trains; ce (the plain mean) is what the log reports, comparable across weightings
+        if (batch.LabelWeights is { } w)
+        {
+            var perToken = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore, reduction: torch.nn.Reduction.None);
+            var wf = w.view(-1);
+            lm = (perToken * wf).sum() / wf.sum();
+        }
+        if (feats is null) return new LossReport(lm, ce);
+        var total = lm;
         double shapeAccuracy = double.NaN, colourAccuracy = double.NaN;
         if (probe is not null && batch.Patches is not null && probeWeight > 0)
         {
             var (aux, acc, colour) = probe.Loss(patchStates!, batch.Patches);
-            total = ce + probeWeight * aux;
+            total = lm + probeWeight * aux;
             (shapeAccuracy, colourAccuracy) = (acc, colour);
         }
         double motionAccuracy = double.NaN;

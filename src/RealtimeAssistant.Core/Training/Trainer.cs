@@ -49,6 +49,8 @@ public sealed record TrainOptions
     public int QuestionsPerCaption { get; init; }
     /// <summary>How training draws question types (eval always asks <see cref="QuestionMix.Uniform"/>).</summary>
     public QuestionMix QuestionMix { get; init; } = QuestionMix.Uniform;
+    /// <summary>Weight of each question-branch answer token in the loss, against 1 for a caption token.</summary>
+    public double AnswerLossWeight { get; init; } = 1;
     /// <summary>A model folder to start from (weights only; optimizer and schedule start fresh), instead of random weights.</summary>
     public string? InitFrom { get; init; }
 
@@ -67,6 +69,7 @@ public sealed record TrainOptions
         if (!(MotionFraction >= 0 && StreamingFraction >= 0 && MotionFraction + StreamingFraction <= 1))
             throw new UserError("motion and streaming fractions must be ≥ 0 and sum to at most 1");
         if (QuestionsPerCaption < 0 || QuestionsPerCaption > 16) throw new UserError($"questions per caption must be 0..16, got {QuestionsPerCaption}");
+        if (!(AnswerLossWeight > 0 && AnswerLossWeight <= 100)) throw new UserError($"answer loss weight must be in (0, 100], got {AnswerLossWeight}");
         if (StreamingFrames < 1 || StreamingFrames > 32) throw new UserError($"streaming frames must be 1..32, got {StreamingFrames}");
         if (!(PatchLossWeight >= 0 && PatchLossWeight <= 100)) throw new UserError($"patch loss weight must be 0..100, got {PatchLossWeight}");
         if (!(DecoderProbeWeight >= 0 && DecoderProbeWeight <= 100)) throw new UserError($"decoder probe weight must be 0..100, got {DecoderProbeWeight}");
@@ -190,7 +193,7 @@ public sealed class Trainer
             double lossValue;
             using (var scope = torch.NewDisposeScope())
             {
-                using var batch = batcher.Make(samples, frames, textOnly: stage == "text");
+                using var batch = batcher.Make(samples, frames, textOnly: stage == "text", _o.AnswerLossWeight);
                 foreach (var s in samples) s.Dispose();
                 foreach (var g in optimizer.ParamGroups) g.LearningRate = LearningRateAt(step);
                 optimizer.zero_grad();

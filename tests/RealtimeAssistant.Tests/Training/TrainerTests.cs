@@ -83,5 +83,6 @@ public class TrainerTests
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { BatchSize = 0 }));
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { LearningRate = -1 }));
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { DecoderProbeWeight = -1 }));
+        Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { AnswerLossWeight = 0 }));
     }
 }

@@ -52,6 +52,46 @@ public class TrainingLossTests
     }
 
     [Fact]
+    public void AnswerTokensCanWeighMoreThanCaptionTokens()
+    {
+        using var rig = new Rig();
+        rig.Model.eval();
+        var data = new DemoDataset(DemoSplit.Train);
+        var samples = new[] { data.CaptionSample(5, frames: 1, questions: 2), data.CaptionSample(6, frames: 1, questions: 3) };
+        try
+        {
+            using var plain = rig.Batcher.Make(samples, 1, textOnly: false);
+            using var weighted = rig.Batcher.Make(samples, 1, textOnly: false, answerWeight: 3);
+            Assert.Null(plain.LabelWeights);
+            var logp = LabelLogProbs(rig.Model, weighted);
+            // Every answer token and its </s> weighs 3, every caption token 1, nothing else counts.
+            var w = weighted.LabelWeights!;
+            var labelled = weighted.Labels.ne(DemoBatcher.Ignore);
+            Assert.Equal(0, w.masked_select(labelled.logical_not()).abs().sum().item<float>());
+            int answerTokens = samples.Sum(s => s.Branches.Sum(q => q.Answer.Split(' ').Length + 1));
+            int captionTokens = samples.Sum(s => s.Target.Split(' ').Length + 1);
+            Assert.Equal(answerTokens, w.eq(3).sum().item<long>());
+            Assert.Equal(captionTokens, w.eq(1).sum().item<long>());
+            // The loss is the weighted mean of −log p; the reported cross-entropy stays the plain mean.
+            var weights = new List<float>();
+            for (long b = 0; b < w.shape[0]; b++)
+                for (long i = 0; i < w.shape[1]; i++)
+                    if (labelled[b, i].item<bool>()) weights.Add(w[b, i].item<float>());
+            var lp = logp.SelectMany(r => r).ToArray();
+            double expected = -lp.Select((x, i) => x * weights[i]).Sum() / weights.Sum(), mean = -lp.Average();
+            using (torch.no_grad())
+            {
+                var parts = DemoBatcher.LossParts(rig.Model, weighted);
+                Assert.Equal(expected, parts.Total.item<float>(), 3);
+                Assert.Equal(mean, parts.CrossEntropy.item<float>(), 3);
+                Assert.NotEqual(Math.Round(expected, 3), Math.Round(mean, 3)); // the weighting changed something
+                Assert.Equal(mean, DemoBatcher.LossParts(rig.Model, plain).Total.item<float>(), 3);
+            }
+        }
+        finally { foreach (var s in samples) s.Dispose(); }
+    }
+
+    [Fact]
     public void EachQuestionBranchIsTrainedExactlyAsIfAskedAlone()
     {
         using var rig = new Rig();
