@@ -152,14 +152,7 @@ public static class AnalyzeCommand
         // 3. The stages were measured one at a time; together, the value-aware selection must also
         // keep the right tokens. Run the real pruner at every filtering layer, three norm thresholds,
         // with the measured exit and without it, teacher-forced, and keep the cheapest that holds the agreement.
-        var grid = new List<PruningConfig>();
-        foreach (var x in exitLayer is { } xl ? new int?[] { xl, null } : new int?[] { null })
-        {
-            int lastFrom = x is { } xe ? Math.Max(from, xe - 2) : L - 2; // a filter at exit − 1 would cut nothing the exit keeps
-            for (int f = from; f <= lastFrom; f++)
-                foreach (var t in new[] { defaults.TokensThreshold, defaults.TokensThreshold / 2, defaults.TokensThreshold / 4 })
-                    grid.Add(proposal with { FilterFrom = f, TokensThreshold = t, ExitLayer = x, DeadlineLayer = Math.Max(f, deadline ?? f) });
-        }
+        var grid = ScheduleProposal.Grid(proposal, L, defaults.TokensThreshold);
         var sums = new (double Ag, double Kl, double Flops, double Kept)[grid.Count];
         foreach (var img in images)
         {

@@ -32,7 +32,7 @@ public static class TrainCommand
         var decoderProbe = new Option<double>("--decoder-probe-loss", "--motion-loss") { DefaultValueFactory = _ => 1.0, Description = "weight of the decoder's dense colour, shape and motion loss at its middle layer (0 = off)" };
         var questions = new Option<int>("--questions") { DefaultValueFactory = _ => 6, Description = "questions about the same frames trained with each caption (0 = separate caption and question batches)" };
         var questionMix = new Option<QuestionMix>("--question-mix") { DefaultValueFactory = _ => QuestionMix.Uniform, Description = "how question types are drawn: Uniform (the shipped model), or Focused on binding (colour of a shape, counts, existence with hard negatives)" };
-        var answerWeight = new Option<double>("--answer-weight") { DefaultValueFactory = _ => 1.0, Description = "loss weight of each question-branch answer token against a caption token's 1" };
+        var answerWeight = new Option<double>("--answer-weight") { DefaultValueFactory = _ => 2.0, Description = "loss weight of each question-branch answer token against a caption token's 1" };
         var initFrom = new Option<string?>("--init-from") { Description = "start from this model folder's weights (a fine-tune) instead of random ones" };
         var cmd = new Command("train", "Train the demo model (llava layout) from scratch on the synthetic scene world.")
             { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, decoderProbe, questions, questionMix, answerWeight, initFrom };

@@ -40,4 +40,24 @@ public static class ScheduleProposal
         var holding = candidates.Where(c => c.Agreement >= agreement).OrderBy(c => c.Flops).FirstOrDefault();
         return holding is not null ? (holding, true) : (candidates.OrderByDescending(c => c.Agreement).ThenBy(c => c.Flops).First(), false);
     }
+
+    /// <summary>
+    /// The schedules `ra analyze` checks around a proposal: every filtering layer from the
+    /// proposal's to the last one that can still cut (one before a fixed exit, L − 2 without),
+    /// three norm thresholds, with the proposal's exit and without any. Never empty.
+    /// </summary>
+    public static List<PruningConfig> Grid(PruningConfig proposal, int layers, double threshold)
+    {
+        int from = proposal.FirstTestLayer;
+        var grid = new List<PruningConfig>();
+        foreach (var exit in proposal.ExitLayer is { } x ? new int?[] { x, null } : new int?[] { null })
+        {
+            // A filter at exit − 1 cuts nothing the exit does not; a filter is always tried at `from`.
+            int last = Math.Max(from, exit is { } e ? e - 2 : layers - 2);
+            for (int f = from; f <= last; f++)
+                foreach (var t in new[] { threshold, threshold / 2, threshold / 4 })
+                    grid.Add(proposal with { FilterFrom = f, TokensThreshold = t, ExitLayer = exit, DeadlineLayer = Math.Max(f, proposal.DeadlineLayer ?? f) });
+        }
+        return grid;
+    }
 }

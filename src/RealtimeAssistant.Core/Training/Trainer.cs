@@ -106,6 +106,14 @@ public sealed class Trainer
         return ((int)json["step"]!, 0);
     }
 
+    /// <summary>Training seconds up to the last checkpoint, over every earlier run of this folder (0 for checkpoints that predate the count).</summary>
+    double SecondsBeforeResume()
+    {
+        var state = Path.Combine(CheckpointDir, "trainer_state.json");
+        if (!File.Exists(state)) return 0;
+        return JsonNode.Parse(File.ReadAllText(state))?["seconds"]?.GetValue<double>() ?? 0;
+    }
+
     public string Stage(int step) => StageAt(step).Name;
 
     (string Name, int Start, int Length) StageAt(int step)
@@ -162,6 +170,8 @@ public sealed class Trainer
         var decoderParams = model.language_model.parameters().ToList();
         var visionParams = model.vision_tower.parameters().Concat(model.multi_modal_projector.parameters()).ToList();
         var sw = Stopwatch.StartNew();
+        // A resumed run counts the time its checkpoint took, so training.json holds the whole run's cost.
+        var prior = TimeSpan.FromSeconds(startStep > 0 ? SecondsBeforeResume() : 0);
         double smoothed = double.NaN, featureScale = 0, featureDiversity = 0, patchAccuracy = double.NaN, colourAccuracy = double.NaN, motionAccuracy = double.NaN;
 
         for (int step = startStep; step < _o.TotalSteps; step++)
@@ -217,12 +227,12 @@ public sealed class Trainer
             smoothed = double.IsNaN(smoothed) ? lossValue : 0.95 * smoothed + 0.05 * lossValue;
             progress?.Report(new TrainProgress(step + 1, _o.TotalSteps, stage, smoothed, LearningRateAt(step), sw.Elapsed, lossValue, featureScale, featureDiversity, patchAccuracy, motionAccuracy, colourAccuracy));
             if ((step + 1) % _o.CheckpointEvery == 0 || step + 1 == _o.TotalSteps)
-                SaveCheckpoint(model, probe, decoderProbe, optimizer, step + 1, smoothed);
+                SaveCheckpoint(model, probe, decoderProbe, optimizer, step + 1, smoothed, sw.Elapsed + prior);
         }
-        Export(model, _o.OutDir, sw.Elapsed);
+        Export(model, _o.OutDir, sw.Elapsed + prior);
     }
 
-    void SaveCheckpoint(LlavaModel model, PatchProbe probe, DecoderProbe decoderProbe, TorchSharp.Modules.AdamW optimizer, int step, double loss)
+    void SaveCheckpoint(LlavaModel model, PatchProbe probe, DecoderProbe decoderProbe, TorchSharp.Modules.AdamW optimizer, int step, double loss, TimeSpan elapsed)
     {
         // Write everything into a fresh folder, then swap it in: an interrupted save leaves the
         // previous checkpoint intact.
@@ -233,7 +243,7 @@ public sealed class Trainer
         optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
         probe.save(Path.Combine(tmp, "patch_probe.bin"));
         decoderProbe.save(Path.Combine(tmp, "decoder_probe.bin"));
-        File.WriteAllText(Path.Combine(tmp, "trainer_state.json"), JsonSerializer.Serialize(new { step, loss, options = _o }));
+        File.WriteAllText(Path.Combine(tmp, "trainer_state.json"), JsonSerializer.Serialize(new { step, loss, seconds = Math.Round(elapsed.TotalSeconds, 1), options = _o }));
         var old = CheckpointDir + ".old";
         if (Directory.Exists(old)) Directory.Delete(old, true);
         if (Directory.Exists(CheckpointDir)) Directory.Move(CheckpointDir, old);
@@ -259,7 +269,7 @@ public sealed class Trainer
         {
             options = _o,
             steps = _o.TotalSteps,
-            seconds = Math.Round(elapsed.TotalSeconds),
+            seconds = Math.Round(elapsed.TotalSeconds, 1),
             parameters = model.parameters().Sum(p => p.numel()),
         }, new JsonSerializerOptions { WriteIndented = true }));
     }

@@ -270,6 +270,25 @@ public class ScheduleProposalTests
         new PruningConfig { ShallowLayers = p.Shallow, FilterFrom = p.FilterFrom, DeadlineLayer = p.Deadline, ExitLayer = p.Exit, Budget = 12 }.Validate(layers);
     }
 
+    [Theory]
+    [InlineData(1, 2, 7, 5)]    // v13: filter 2..5 with the exit, 2..6 without
+    [InlineData(6, 7, null, null)] // s at the last layers: the filter can only sit at 7, still one schedule per threshold
+    public void TheCheckedGridCoversEveryFilterLayerThatCanCut(int s, int from, int? exit, int? deadline)
+    {
+        var proposal = new PruningConfig { ShallowLayers = s, FilterFrom = from, ExitLayer = exit, DeadlineLayer = deadline };
+        var grid = ScheduleProposal.Grid(proposal, 8, 0.2);
+        Assert.NotEmpty(grid);
+        Assert.All(grid, c => c.Validate(8)); // every schedule is a valid config
+        Assert.Equal(exit is null ? 1 : 2, grid.Select(c => c.ExitLayer).Distinct().Count());
+        Assert.Equal(new[] { 0.05, 0.1, 0.2 }, grid.Select(c => c.TokensThreshold).Distinct().Order());
+        if (exit is { } x)
+        {
+            Assert.Equal(x - 2, grid.Where(c => c.ExitLayer == x).Max(c => c.FilterFrom));
+            Assert.Equal(6, grid.Where(c => c.ExitLayer is null).Max(c => c.FilterFrom));
+        }
+        Assert.Equal(from, grid.Min(c => c.FilterFrom));
+    }
+
     [Fact]
     public void TheCheckedScheduleIsTheCheapestThatHoldsTheAgreement_OrTheClosest()
     {

@@ -43,14 +43,21 @@ public class TrainerTests
         Assert.Throws<OperationCanceledException>(() => new Trainer(options).Run(rec, cts.Token));
         var trainer = new Trainer(options);
         Assert.Equal(5, trainer.ResumePoint().Step);
+        double before = SecondsIn(Path.Combine(dir.Path, "checkpoint", "trainer_state.json"));
+        Assert.True(before > 0, "the checkpoint records the time its steps took");
         var resumed = new Recorder();
         trainer.Run(resumed, CancellationToken.None);
+        // training.json counts the whole run: the first 5 steps as well as the resumed ones.
+        double total = SecondsIn(Path.Combine(dir.Path, "training.json")), after = resumed.Seen[^1].Elapsed.TotalSeconds;
+        Assert.True(total >= before + after - 0.15, $"training.json {total} s, checkpoint {before} s + resumed {after:0.00} s");
         Assert.Equal(6, resumed.Seen[0].Step);
         Assert.Equal(12, resumed.Seen[^1].Step);
         // Same data and same weights at step 5: the resumed step 6 matches the original step 6.
         Assert.Equal(rec.Seen[5].BatchLoss, resumed.Seen[0].BatchLoss, 3);
         Assert.True(File.Exists(Path.Combine(dir.Path, "model.safetensors")));
     }
+
+    static double SecondsIn(string json) => System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(json))!["seconds"]!.GetValue<double>();
 
     [Fact]
     public void MultiFrameBatchesTrainTheDecoderProbe_AndInitFromStartsFromAModel()
