@@ -241,14 +241,17 @@ public sealed class DemoBatcher
         var h = model.Decoder.Forward(embeds, new DecoderStep { Positions = Array.Empty<long>(), PositionTensor = batch.Positions, Mask = batch.Mask },
             tap ? decoderProbe!.Layer : -1, out var tapped);
         var logits = model.language_model.Logits(h);
-        var ce = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore);
-        var lm = ce; // what trains; ce (the plain mean) is what the log reports, comparable across weightings
+        // lm is what trains; ce (the plain mean) is what the log reports, comparable across weightings.
+        Tensor ce, lm;
         if (batch.LabelWeights is { } w)
         {
+            // One per-token pass gives both means (ignored labels contribute 0).
             var perToken = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore, reduction: torch.nn.Reduction.None);
             var wf = w.view(-1);
+            ce = perToken.sum() / batch.Labels.ne(Ignore).sum();
             lm = (perToken * wf).sum() / wf.sum();
         }
+        else lm = ce = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore);
         if (feats is null) return new LossReport(lm, ce);
         var total = lm;
         double shapeAccuracy = double.NaN, colourAccuracy = double.NaN;
