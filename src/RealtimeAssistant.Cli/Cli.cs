@@ -33,6 +33,20 @@ public static class Cli
     public static Option<string> DTypeOption() => new("--dtype") { Description = "auto, f32, bf16 or f16", DefaultValueFactory = _ => "auto" };
     public static Option<string?> JsonOption(string what) => new("--json") { Description = what };
 
+    public static Option<string?> FrameBandOption() => new("--frame-band")
+    {
+        Description = "frames a new frame attends, itself included: N, or 'window' for all W (default: the span the model was trained with, ra_frame_band); the caption always sees the window",
+    };
+
+    /// <summary>--frame-band's value for StreamingOptions.FrameBand: null (the model's), W ('window') or N.</summary>
+    public static int? FrameBand(string? value, int window) => value switch
+    {
+        null => null,
+        "window" => window,
+        _ when int.TryParse(value, out var n) => n,
+        _ => throw new UserError($"--frame-band takes a number of frames or 'window', got '{value}'"),
+    };
+
     public static ILoggerFactory Logging(bool verbose = false) => LoggerFactory.Create(b =>
         b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
          .SetMinimumLevel(verbose ? Microsoft.Extensions.Logging.LogLevel.Debug : Microsoft.Extensions.Logging.LogLevel.Warning));

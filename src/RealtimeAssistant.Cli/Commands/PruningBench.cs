@@ -174,7 +174,7 @@ public static class PruningBench
         if (!trained)
         {
             tmp = Path.Combine(Path.GetTempPath(), "ra-bench-demo-" + Environment.ProcessId);
-            SyntheticCheckpoint.Write(tmp, DemoModelSpec.Config(), DemoModelSpec.TokenizerJson(), 7, extraConfig: DemoModelSpec.ExtraConfig());
+            SyntheticCheckpoint.Write(tmp, DemoModelSpec.Config(), DemoModelSpec.TokenizerJson(), 7, extraConfig: DemoModelSpec.ExtraConfig(frameBand: 4));
             File.WriteAllText(Path.Combine(tmp, "preprocessor_config.json"), DemoModelSpec.Preprocessor().ToJson().ToJsonString());
             dir = tmp;
         }

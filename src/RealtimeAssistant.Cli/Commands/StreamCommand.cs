@@ -23,7 +23,7 @@ public static class StreamCommand
         var input = new Argument<string>("source") { Description = "video file, camera index, FIFO or image folder (default: the bundled media/demo.mp4)", Arity = ArgumentArity.ZeroOrOne };
         var model = AppModel.ModelOption();
         var window = new Option<int>("--window") { DefaultValueFactory = _ => 2, Description = "frames kept in the model's memory (W)" };
-        var frameBand = new Option<int?>("--frame-band") { Description = "frames a new frame attends, itself included (default: the whole window); the caption always sees the window" };
+        var frameBand = Cli.FrameBandOption();
         var history = new Option<int>("--caption-history") { DefaultValueFactory = _ => 0, Description = "caption tokens kept across writes (M)" };
         var stride = new Option<int>("--stride") { DefaultValueFactory = _ => 5, Description = "look at every Nth frame of the source" };
         var policy = new Option<string>("--policy") { DefaultValueFactory = _ => "change", Description = "when to write: every:N (frames read), change (scene-change gate) or finished (back to back)" };
@@ -47,7 +47,7 @@ public static class StreamCommand
             var spec = pr.GetValue(input) ?? Cli.FindRepoPath("media/demo.mp4") ?? throw new UserError("no source given and media/demo.mp4 not found");
             var options = new StreamingOptions
             {
-                WindowFrames = pr.GetValue(window), FrameBand = pr.GetValue(frameBand), CaptionHistoryTokens = pr.GetValue(history),
+                WindowFrames = pr.GetValue(window), FrameBand = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(window)), CaptionHistoryTokens = pr.GetValue(history),
                 Generation = new GenerationOptions { MaxNewTokens = pr.GetValue(maxTokens) },
                 Pruning = pr.GetValue(prune) is { } pf ? PruningConfig.Load(pf) : null,
             };
@@ -56,7 +56,7 @@ public static class StreamCommand
             using var session = new StreamingSession(engine, options);
             using var driver = new StreamingDriver(session, writePolicy, pr.GetValue(gate));
             using var log = pr.GetValue(jsonl) is { } path ? new StreamWriter(path, append: true) { AutoFlush = true } : null;
-            AnsiConsole.MarkupLine($"[grey]{Markup.Escape(source.Description)} · window {options.WindowFrames} · every {pr.GetValue(stride)}th frame · policy {writePolicy} · gate {pr.GetValue(gate)}[/]");
+            AnsiConsole.MarkupLine($"[grey]{Markup.Escape(source.Description)} · window {options.WindowFrames} (frames attend {session.FrameBand}) · every {pr.GetValue(stride)}th frame · policy {writePolicy} · gate {pr.GetValue(gate)}[/]");
             long index = 0;
             int next = 0;
             while (!ct.IsCancellationRequested)

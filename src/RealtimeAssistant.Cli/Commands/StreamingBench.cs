@@ -27,9 +27,10 @@ public static class StreamingBench
         var window = new Option<int>("--window") { DefaultValueFactory = _ => 32, Description = "frames kept for the latency run" };
         var qualityWindow = new Option<int>("--quality-window") { DefaultValueFactory = _ => 2, Description = "frames kept for the F1 run (the demo model trains on windows of 1–4 frames)" };
         var at = new Option<int[]>("--at") { DefaultValueFactory = _ => new[] { 10, 100, 1000 }, AllowMultipleArgumentsPerToken = true };
-        var clips = new Option<int>("--clips") { DefaultValueFactory = _ => 12, Description = "held-out clips for F1" };
+        // 12 clips moved F1 by ±0.03 between runs of the same model (v15 at W 4: −0.027 on 12, −0.002 on 48).
+        var clips = new Option<int>("--clips") { DefaultValueFactory = _ => 48, Description = "held-out clips for F1" };
         var tokens = new Option<int>("--caption-tokens") { DefaultValueFactory = _ => 16, Description = "tokens per caption in the latency run" };
-        var frameBand = new Option<int?>("--frame-band") { Description = "GPE: frames a new frame attends (default: the whole window)" };
+        var frameBand = Cli.FrameBandOption();
         var prune = new Option<string?>("--prune-config") { Description = "GPE prunes each frame as it enters with these settings (JSON, as `ra analyze` writes)" };
         var cmd = new Command("streaming", "Streaming with group positions vs re-encoding vs interleaved: update latency and caption F1.")
             { json, model, window, qualityWindow, at, clips, tokens, prune, frameBand };
@@ -37,6 +38,9 @@ public static class StreamingBench
         {
             var checkpoints = pr.GetValue(at)!.OrderBy(x => x).ToArray();
             if (checkpoints.Length == 0 || checkpoints[0] < 1) throw new UserError("--at takes frame numbers ≥ 1");
+            if (pr.GetValue(clips) is < 1 or > 10_000) throw new UserError($"--clips must be 1..10000, got {pr.GetValue(clips)}");
+            int? band = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(window));
+            int? qualityBand = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(qualityWindow)) is { } qb ? Math.Min(qb, pr.GetValue(qualityWindow)) : null;
             using var engine = LlavaEngine.Load(AppModel.Resolve(pr.GetValue(model)));
             var results = new List<Dictionary<string, object>>();
             var pruning = pr.GetValue(prune) is { } pf ? PruningConfig.Load(pf) : null;
@@ -46,20 +50,26 @@ public static class StreamingBench
             // Each method runs alone (another method's memory traffic would count against it), in
             // two rounds, the second in reverse order; each checkpoint keeps the quieter round's
             // median. This machine is shared: a slow spell then hurts one round, not the result.
-            var rounds = methods.Concat(methods.Reverse()).Select(m => (m, Latency(engine, m, pr.GetValue(window), checkpoints, pr.GetValue(tokens), pruning, pr.GetValue(frameBand), ct))).ToList();
+            int gpeBand = 0;
+            var rounds = methods.Concat(methods.Reverse()).Select(m => (m, Latency(engine, m, pr.GetValue(window), checkpoints, pr.GetValue(tokens), pruning, band, ref gpeBand, ct))).ToList();
             var latency = methods.ToDictionary(m => m, m => checkpoints.ToDictionary(c => c, c =>
             {
                 var runs = rounds.Where(r => r.m == m).Select(r => r.Item2[c]).ToList();
                 return (runs.Min(r => r.Update), runs.Min(r => r.Caption));
             }));
+            var perClip = new Dictionary<string, double[]>();
             foreach (var method in methods)
             {
                 ct.ThrowIfCancellationRequested();
                 var lat = latency[method];
-                var f1 = Quality(engine, method, pr.GetValue(qualityWindow), pr.GetValue(clips), method == "gpe" ? pruning : null,
-                    method == "gpe" && pr.GetValue(frameBand) is { } fb ? Math.Min(fb, pr.GetValue(qualityWindow)) : null, ct);
+                var (f1, clipF1) = Quality(engine, method, pr.GetValue(qualityWindow), pr.GetValue(clips), method == "gpe" ? pruning : null,
+                    method == "gpe" ? qualityBand : null, ct);
+                perClip[method] = clipF1;
                 results.Add(new() { ["method"] = method, ["update_ms_at"] = Ms(lat, false), ["caption_ms_at"] = Ms(lat, true), ["f1"] = Math.Round(f1, 4) });
             }
+            // The F1 gap's noise: the standard error of the per-clip differences (same clips for both).
+            var diffs = perClip["gpe"].Zip(perClip["re-encoding"], (a, b) => a - b).ToArray();
+            double mean = diffs.Average(), se = diffs.Length > 1 ? Math.Sqrt(diffs.Sum(d => (d - mean) * (d - mean)) / (diffs.Length - 1) / diffs.Length) : double.NaN;
             var table = new Table().AddColumn("method");
             foreach (var c in checkpoints) table.AddColumn($"update ms @ {c}");
             foreach (var c in checkpoints) table.AddColumn($"+caption ms @ {c}");
@@ -82,7 +92,9 @@ public static class StreamingBench
                 ["window"] = pr.GetValue(window),
                 ["caption_tokens"] = pr.GetValue(tokens),
                 ["gpe_pruning"] = pruning is null ? "off" : pruning.ToJson().ReplaceLineEndings(" "),
-                ["gpe_frame_band"] = pr.GetValue(frameBand) is { } band ? band : "window",
+                ["gpe_frame_band"] = gpeBand,
+                ["quality_window"] = pr.GetValue(qualityWindow),
+                ["clips"] = pr.GetValue(clips),
                 ["gpe_growth_last_over_first"] = Math.Round(G(0, "update_ms_at", last) / G(0, "update_ms_at", firstAt), 3),
                 ["gpe_growth_last_over_first_full_window"] = firstFull is { } ff && ff < last
                     ? Math.Round(G(0, "update_ms_at", last) / G(0, "update_ms_at", ff), 3) : "n/a",
@@ -90,6 +102,7 @@ public static class StreamingBench
                 ["gpe_caption_growth_last_over_first"] = Math.Round(G(0, "caption_ms_at", last) / G(0, "caption_ms_at", firstAt), 3),
                 ["reencoding_over_gpe_caption_at_last"] = Math.Round(G(1, "caption_ms_at", last) / G(0, "caption_ms_at", last), 2),
                 ["f1_gpe_minus_reencoding"] = Math.Round(Convert.ToDouble(results[0]["f1"]) - Convert.ToDouble(results[1]["f1"]), 4),
+                ["f1_gpe_minus_reencoding_se"] = Math.Round(se, 4),
             };
             foreach (var (k, v) in summary) AnsiConsole.MarkupLine($"[grey]{k}[/] = {Markup.Escape(v.ToString()!)}");
             if (pr.GetValue(json) is { } path) Cli.WriteJson(path, new { methods = results, summary });
@@ -110,7 +123,7 @@ public static class StreamingBench
     /// caption is out. Frames between checkpoints are only read.
     /// </summary>
     static Dictionary<int, (double Update, double Caption)> Latency(LlavaEngine e, string method, int window, int[] at, int captionTokens,
-        PruningConfig? pruning, int? frameBand, CancellationToken ct)
+        PruningConfig? pruning, int? frameBand, ref int gpeBand, CancellationToken ct)
     {
         using var _ = torch.no_grad();
         var clip = ClipGenerator.Generate(7, 8, 15);
@@ -126,6 +139,7 @@ public static class StreamingBench
             WindowFrames = window, Pruning = method == "gpe" ? pruning : null, FrameBand = method == "gpe" ? frameBand : null,
             Generation = new GenerationOptions { MaxNewTokens = captionTokens, StopTokens = Array.Empty<int>() },
         });
+        if (s is StreamingSession gpe) gpeBand = gpe.FrameBand;
         var result = new Dictionary<int, (double, double)>();
         const int samples = 7;
         var update = new List<double>();
@@ -158,13 +172,16 @@ public static class StreamingBench
     static double Median(List<double> v) { var s = v.OrderBy(x => x).ToList(); return s[s.Count / 2]; }
 
     /// <summary>Caption attribute F1 (as `ra eval` scores) on held-out clips: frames every 5 video frames, a caption once a second, scored against the scene.</summary>
-    static double Quality(LlavaEngine e, string method, int window, int clips, PruningConfig? pruning, int? frameBand, CancellationToken ct)
+    /// <returns>F1 over all captions, and each clip's own.</returns>
+    static (double F1, double[] PerClip) Quality(LlavaEngine e, string method, int window, int clips, PruningConfig? pruning, int? frameBand, CancellationToken ct)
     {
         using var _ = torch.no_grad();
         using var pre = new ImagePreprocessor(e.Preprocessor, e.Device, e.DType);
         FactScore total = default;
+        var perClip = new double[clips];
         for (int c = 0; c < clips; c++)
         {
+            FactScore clipScore = default;
             var clip = ClipGenerator.Generate(1_000_001 + 2 * c, 6, 15); // odd seeds: never trained on
             using var s = Make(e, method, new StreamingOptions { WindowFrames = window, Pruning = pruning, FrameBand = frameBand });
             for (int f = 0; f + 5 < clip.FrameCount; f += 5)
@@ -175,9 +192,11 @@ public static class StreamingBench
                     s.AppendFrame(feats);
                 if (f < 5 * (window - 1) || f % 15 != 0) continue; // a caption once per second, once the window is full
                 var text = string.Concat(s.Write().Select(ev => ev.Text));
-                total += AttributeScorer.ScoreByAttribute(text, CaptionGrammar.Canonical(clip.SceneAt(f), withMotion: window > 1));
+                clipScore += AttributeScorer.ScoreByAttribute(text, CaptionGrammar.Canonical(clip.SceneAt(f), withMotion: window > 1));
             }
+            total += clipScore;
+            perClip[c] = clipScore.F1;
         }
-        return total.F1;
+        return (total.F1, perClip);
     }
 }

@@ -12,9 +12,10 @@ public sealed record StreamingOptions
     /// <summary>Frames whose KV stays in the source group (W). Older frames are evicted.</summary>
     public int WindowFrames { get; init; } = 8;
     /// <summary>
-    /// Frames a newly read frame attends, itself included (null = the whole window). The caption
-    /// still attends all W frames; a frame's own encoding then costs the same for any W, instead of
+    /// Frames a newly read frame attends, itself included; W = the whole window. The caption still
+    /// attends all W frames; a frame's own encoding then costs the same for any W, instead of
     /// growing with it (at W = 32 most of an update's time is the new frame attending the other 31).
+    /// Null: the span the model was trained with (config ra_frame_band, capped at W), else the whole window.
     /// </summary>
     public int? FrameBand { get; init; }
     /// <summary>Caption tokens kept in the target group across writes (M); 0 = each caption stands alone.</summary>
@@ -69,6 +70,7 @@ public sealed class StreamingSession : IStreamingCaptioner
     readonly ITokenPruner? _pruner;
     readonly int _markerId;
     readonly string _instruction;
+    readonly int? _band; // null: every frame attends the whole window
     long _nextSource;
 
     public string Name => "gpe";
@@ -79,6 +81,8 @@ public sealed class StreamingSession : IStreamingCaptioner
     public long NextSourcePosition => _nextSource;
     /// <summary>What pruning did to the last frame read (null without pruning).</summary>
     public PruneReport? LastPrune { get; private set; }
+    /// <summary>Frames a new frame attends, itself included (<see cref="StreamingOptions.FrameBand"/> as resolved).</summary>
+    public int FrameBand => _band ?? _o.WindowFrames;
 
     /// <summary>The source's first position: the target group counts from φ past it. Every layer keeps each frame's marker, so the minimum is exact.</summary>
     long Origin => _cache.Layers.Min(l => l.Source.Length > 0 ? l.Source.Positions[0] : _nextSource);
@@ -91,13 +95,32 @@ public sealed class StreamingSession : IStreamingCaptioner
         if (_o.Pruning is { Method: not "none" } pc) _pruner = pc.CreatePruner(engine.Config.Text.NumHiddenLayers);
         if (_pruner is not null && _o.FrameBand is { } fb && fb < _o.WindowFrames)
             throw new UserError("a frame band needs pruning off (pruned frames hold different entries per layer)");
+        var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(engine.Directory, "config.json")));
+        _band = ResolveBand(_o, cfg, pruned: _pruner is not null);
         _pre = new ImagePreprocessor(engine.Preprocessor, engine.Device, engine.DType);
         _cache = new KvCache(engine.Config.Text.NumHiddenLayers);
-        var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(engine.Directory, "config.json")));
         var marker = cfg?["ra_frame_marker"]?.GetValue<string>()
             ?? throw new UserError($"{engine.Directory} was not trained for streaming (config has no ra_frame_marker)");
         _markerId = engine.Tokenizer.TokenToId(marker) ?? throw new UserError($"frame marker '{marker}' is not in the tokenizer");
         _instruction = cfg?["ra_instruction"]?.GetValue<string>() ?? "describe the scene .";
+    }
+
+    /// <summary>
+    /// The band a frame attends: the caller's, else the span the model's frames attended in
+    /// training (ra_frame_band). Past that span a frame's encoding is out of the training
+    /// distribution, and each extra frame only adds attention cost. Pruned sessions keep the whole
+    /// window unless asked (a band needs the same entries in every layer).
+    /// </summary>
+    static int? ResolveBand(StreamingOptions o, JsonNode? cfg, bool pruned)
+    {
+        int? band = o.FrameBand;
+        if (band is null && !pruned && cfg?["ra_frame_band"] is { } node)
+        {
+            int trained = node.GetValueKind() == System.Text.Json.JsonValueKind.Number && node.AsValue().TryGetValue(out int v) ? v : 0;
+            if (trained < 1) throw new UserError($"config.json: ra_frame_band must be a whole number ≥ 1, got {node.ToJsonString()}");
+            band = trained;
+        }
+        return band is { } b && b < o.WindowFrames ? b : null;
     }
 
     /// <summary>READ: vision-encodes one frame and appends it to the source.</summary>
@@ -164,7 +187,7 @@ public sealed class StreamingSession : IStreamingCaptioner
     /// <summary>Source entries older than the frame band, which a new frame does not attend (no pruning: every layer holds the same).</summary>
     long BandSkip()
     {
-        if (_o.FrameBand is not { } band || _frameEntries.Count < band) return 0;
+        if (_band is not { } band || _frameEntries.Count < band) return 0;
         return _frameEntries.Take(_frameEntries.Count - (band - 1)).Sum(f => f[0]);
     }
 

@@ -45,9 +45,11 @@ public static class DemoModelSpec
         ProjectorHiddenAct = "gelu",
     };
 
-    /// <summary>Extra config keys our engine reads: the default prompt and group-position decoding.</summary>
-    public static JsonObject ExtraConfig() => new()
+    /// <summary>Extra config keys our engine reads: the default prompt, group-position decoding, and the
+    /// most frames one frame attended in training (a streaming session's default frame band).</summary>
+    public static JsonObject ExtraConfig(int frameBand) => new()
     {
+        ["ra_frame_band"] = frameBand,
         // Matches the training layout: per frame [image tokens, "frame"], then the instruction.
         ["ra_default_prompt"] = $"<image> {DemoVocabulary.FrameMarker} {DemoVocabulary.CaptionPrompt}",
         ["ra_group_positions"] = true,

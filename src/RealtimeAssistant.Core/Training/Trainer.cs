@@ -37,6 +37,8 @@ public sealed record TrainOptions
     /// <summary>Fraction of batches of streaming clip windows (<see cref="StreamingFrames"/> frames, events in the target).</summary>
     public double StreamingFraction { get; init; } = 0.1;
     public int StreamingFrames { get; init; } = 4;
+    /// <summary>The most frames one frame attends in training: the saved model's default streaming frame band.</summary>
+    public int FramesSeen => StreamingFraction > 0 ? Math.Max(StreamingFrames, MotionFraction > 0 ? 2 : 1) : MotionFraction > 0 ? 2 : 1;
     /// <summary>Weight of the vision tower's dense patch loss (<see cref="PatchProbe"/>); 0 turns it off.</summary>
     public double PatchLossWeight { get; init; } = 1.0;
     /// <summary>Weight of the decoder's dense colour, shape and motion loss at its middle layer (<see cref="DecoderProbe"/>); 0 turns it off.</summary>
@@ -238,7 +240,7 @@ public sealed class Trainer
         // previous checkpoint intact.
         var tmp = CheckpointDir + ".tmp";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
-        LlavaEngine.Save(model, tmp, extraConfig: DemoModelSpec.ExtraConfig());
+        LlavaEngine.Save(model, tmp, extraConfig: DemoModelSpec.ExtraConfig(_o.FramesSeen));
         DemoModelSpec.WriteSidecars(tmp); // a checkpoint is a loadable model folder (eval it mid-run)
         optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
         probe.save(Path.Combine(tmp, "patch_probe.bin"));
@@ -263,7 +265,7 @@ public sealed class Trainer
 
     void Export(LlavaModel model, string dir, TimeSpan elapsed)
     {
-        LlavaEngine.Save(model, dir, extraConfig: DemoModelSpec.ExtraConfig());
+        LlavaEngine.Save(model, dir, extraConfig: DemoModelSpec.ExtraConfig(_o.FramesSeen));
         DemoModelSpec.WriteSidecars(dir);
         File.WriteAllText(Path.Combine(dir, "training.json"), JsonSerializer.Serialize(new
         {

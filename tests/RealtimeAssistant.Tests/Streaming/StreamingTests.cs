@@ -108,6 +108,59 @@ public sealed class StreamingTests : IDisposable
         Assert.Throws<UserError>(() => new StreamingSession(_engine, Options(window: 4) with { FrameBand = 5 }));
     }
 
+    /// <summary>Sets one key of the checkpoint's config.json (a session reads it when it starts).</summary>
+    void SetConfig(string key, JsonNode? value)
+    {
+        var path = Path.Combine(_dir.Path, "config.json");
+        var cfg = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+        cfg[key] = value;
+        File.WriteAllText(path, cfg.ToJsonString());
+    }
+
+    [Fact]
+    public void WithoutAFrameBand_FramesAttendTheSpanTheModelWasTrainedWith()
+    {
+        // ra_frame_band 2 (the model's frames attended two frames in training), window 4.
+        SetConfig("ra_frame_band", 2);
+        var frames = Enumerable.Range(21, 6).Select(Frame).ToList(); // frames on which band 2 and the whole window caption differently (test above)
+        int[] Caption(StreamingSession s)
+        {
+            foreach (var f in frames.Take(5)) s.AppendFrame(f);
+            return Ids(s.AppendFrameAndWrite(frames[5]));
+        }
+        using var byModel = new StreamingSession(_engine, Options(window: 4, rebase: false));
+        using var whole = new StreamingSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 4 });
+        Assert.Equal(2, byModel.FrameBand);
+        Assert.Equal(4, whole.FrameBand);
+        var caption = Caption(byModel);
+        Assert.Equal(BatchReference(frames, caption, band: 4, frameBand: 2), caption);
+        var wholeCaption = Caption(whole); // an explicit band of W overrides the model's
+        Assert.Equal(BatchReference(frames, wholeCaption, band: 4), wholeCaption);
+        Assert.NotEqual(caption, wholeCaption);
+        // A window narrower than the trained span is the whole band; a pruned session keeps the window.
+        using (var narrow = new StreamingSession(_engine, Options(window: 1))) Assert.Equal(1, narrow.FrameBand);
+        var pruning = new RealtimeAssistant.Pruning.PruningConfig { Method = "random", FastvK = 0, RandomKeep = 2 };
+        using (var pruned = new StreamingSession(_engine, Options(window: 4) with { Pruning = pruning })) Assert.Equal(4, pruned.FrameBand);
+        // A malformed value is the checkpoint's fault, said in one line.
+        foreach (var bad in new JsonNode?[] { 0, 2.5, "two" })
+        {
+            SetConfig("ra_frame_band", bad);
+            var e = Assert.Throws<UserError>(() => new StreamingSession(_engine, Options(window: 4)));
+            Assert.Contains("ra_frame_band", e.Message);
+        }
+    }
+
+    [Theory]
+    [InlineData(null, null)]
+    [InlineData("window", 32)]
+    [InlineData("3", 3)]
+    public void FrameBandOptionReadsANumberOrWindow(string? value, int? expected) =>
+        Assert.Equal(expected, RealtimeAssistant.Cli.Cli.FrameBand(value, 32));
+
+    [Fact]
+    public void FrameBandOptionRejectsWords() =>
+        Assert.Contains("'window'", Assert.Throws<UserError>(() => RealtimeAssistant.Cli.Cli.FrameBand("all", 32)).Message);
+
     [Theory]
     [InlineData(null)]
     [InlineData(2)] // the frame scores the band's keys, the instruction all of them, in the same pass

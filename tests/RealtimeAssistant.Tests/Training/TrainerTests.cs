@@ -31,6 +31,9 @@ public class TrainerTests
         using var engine = LlavaEngine.Load(dir.Path);
         Assert.True(engine.GroupPositions);
         Assert.Equal(8 * 8, engine.Config.ImageTokens);
+        // Streaming sessions on it default their frame band to the frames one frame saw in training.
+        var cfg = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "config.json")))!;
+        Assert.Equal(4, cfg["ra_frame_band"]!.GetValue<int>()); // streaming windows of 4 frames by default
     }
 
     [Fact]
@@ -73,6 +76,8 @@ public class TrainerTests
         // Every joint batch has two frames, so every step reports the decoder motion probe's accuracy.
         Assert.All(rec.Seen, p => Assert.InRange(p.MotionAccuracy, 0, 1));
         Assert.True(File.Exists(Path.Combine(first.Path, "checkpoint", "decoder_probe.bin")));
+        // Two-frame batches only: a frame never saw more than two frames.
+        Assert.Equal(2, System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(first.Path, "config.json")))!["ra_frame_band"]!.GetValue<int>());
 
         // A fine-tune from that model starts where it ended, not at a fresh model's loss.
         using var fresh = new TempDir();
