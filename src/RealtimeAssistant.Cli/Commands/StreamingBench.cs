@@ -36,7 +36,7 @@ public static class StreamingBench
             { json, model, window, qualityWindow, at, clips, tokens, prune, frameBand };
         return cmd.WithAction((pr, ct) =>
         {
-            var checkpoints = pr.GetValue(at)!.OrderBy(x => x).ToArray();
+            var checkpoints = pr.GetValue(at)!.Distinct().OrderBy(x => x).ToArray();
             if (checkpoints.Length == 0 || checkpoints[0] < 1) throw new UserError("--at takes frame numbers ≥ 1");
             if (pr.GetValue(clips) is < 1 or > 10_000) throw new UserError($"--clips must be 1..10000, got {pr.GetValue(clips)}");
             int? band = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(window));
@@ -118,9 +118,12 @@ public static class StreamingBench
     };
 
     /// <summary>
-    /// Around each checkpoint frame, the median over a few updates of: a new frame arrives → the
+    /// At each checkpoint frame, the median over a few updates of: a new frame arrives → the
     /// first caption token is out (the state update plus the first decode step), and → the whole
-    /// caption is out. Frames between checkpoints are only read.
+    /// caption is out. One session per checkpoint is first read up to its frame; then the
+    /// sessions take turns, one update each, so a slow spell of this shared machine lands on
+    /// every checkpoint alike instead of on whichever was being timed (measured: timed one after
+    /// the other, frame 10 alone moved ±20% between runs).
     /// </summary>
     static Dictionary<int, (double Update, double Caption)> Latency(LlavaEngine e, string method, int window, int[] at, int captionTokens,
         PruningConfig? pruning, int? frameBand, ref int gpeBand, CancellationToken ct)
@@ -134,39 +137,45 @@ public static class StreamingBench
             using var img = clip.Render(i * 5 % clip.FrameCount, 64, 64);
             return e.Model.EncodeImages(pre.Process(img)).DetachFromDisposeScope();
         }).ToArray();
-        using var s = Make(e, method, new StreamingOptions
+        var options = new StreamingOptions
         {
             WindowFrames = window, Pruning = method == "gpe" ? pruning : null, FrameBand = method == "gpe" ? frameBand : null,
             Generation = new GenerationOptions { MaxNewTokens = captionTokens, StopTokens = Array.Empty<int>() },
-        });
-        if (s is StreamingSession gpe) gpeBand = gpe.FrameBand;
-        var result = new Dictionary<int, (double, double)>();
-        const int samples = 7;
-        var update = new List<double>();
-        var caption = new List<double>();
-        for (int frame = 1, next = 0; next < at.Length; frame++)
+        };
+        var sessions = at.Select(_ => Make(e, method, options)).ToArray();
+        try
         {
-            ct.ThrowIfCancellationRequested();
-            var sw = Stopwatch.StartNew();
-            if (frame < at[next] || frame >= at[next] + samples)
-            {
-                s.AppendFrame(pool[frame % pool.Length]);
-                continue;
-            }
-            double first = double.NaN;
-            foreach (var ev in s.AppendFrameAndWrite(pool[frame % pool.Length]))
-                if (double.IsNaN(first) && ev.Id >= 0) first = sw.Elapsed.TotalMilliseconds;
-            update.Add(first);
-            caption.Add(sw.Elapsed.TotalMilliseconds);
-            if (frame == at[next] + samples - 1)
-            {
-                result[at[next]] = (Median(update), Median(caption));
-                update.Clear(); caption.Clear();
-                next++;
-            }
+            if (sessions[0] is StreamingSession gpe) gpeBand = gpe.FrameBand;
+            var frame = new long[at.Length];
+            for (int i = 0; i < at.Length; i++)
+                for (; frame[i] < at[i] - 1; frame[i]++)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    sessions[i].AppendFrame(pool[frame[i] % pool.Length]);
+                }
+            const int samples = 9;
+            var update = at.Select(_ => new List<double>()).ToArray();
+            var caption = at.Select(_ => new List<double>()).ToArray();
+            for (int j = 0; j < samples; j++)
+                for (int k = 0; k < at.Length; k++)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    int i = (j + k) % at.Length; // the order rotates too
+                    var features = pool[frame[i]++ % pool.Length];
+                    var sw = Stopwatch.StartNew();
+                    double first = double.NaN;
+                    foreach (var ev in sessions[i].AppendFrameAndWrite(features))
+                        if (double.IsNaN(first) && ev.Id >= 0) first = sw.Elapsed.TotalMilliseconds;
+                    update[i].Add(first);
+                    caption[i].Add(sw.Elapsed.TotalMilliseconds);
+                }
+            return Enumerable.Range(0, at.Length).ToDictionary(i => at[i], i => (Median(update[i]), Median(caption[i])));
         }
-        foreach (var t in pool) t.Dispose();
-        return result;
+        finally
+        {
+            foreach (var s in sessions) s.Dispose();
+            foreach (var t in pool) t.Dispose();
+        }
     }
 
     static double Median(List<double> v) { var s = v.OrderBy(x => x).ToList(); return s[s.Count / 2]; }
