@@ -123,6 +123,9 @@ public static class PruningBench
         ("visipruner-budget", visi with { Method = "visipruner", Budget = visi.Budget ?? k }),
         // The same number of tokens as the budget, chosen at random after FastV's layer: is the ranking worth anything?
         ("random", new PruningConfig { Method = "random", FastvK = visi.FastvK, RandomKeep = visi.Budget ?? k, Seed = 1 }),
+        // What no pruner can beat: every visual token gone after layer 0, only the text left. On a
+        // small model per-operation overhead, not FLOPs, sets this ceiling.
+        ("ceiling (no visual token after layer 0)", new PruningConfig { Method = "random", FastvK = 0, RandomKeep = 0, Seed = 1 }),
     };
 
     static string Describe(PruningConfig c) => c.Method switch
