@@ -39,6 +39,9 @@ public static class StreamingBench
             var checkpoints = pr.GetValue(at)!.Distinct().OrderBy(x => x).ToArray();
             if (checkpoints.Length == 0 || checkpoints[0] < 1) throw new UserError("--at takes frame numbers ≥ 1");
             if (pr.GetValue(clips) is < 1 or > 10_000) throw new UserError($"--clips must be 1..10000, got {pr.GetValue(clips)}");
+            // A clip is 6 s at 15 fps, read every 5th frame: past 16 frames no caption has a full window.
+            if (pr.GetValue(qualityWindow) is < 1 or > 16) throw new UserError($"--quality-window must be 1..16 frames, got {pr.GetValue(qualityWindow)}");
+            if (pr.GetValue(window) is < 1 or > 4096) throw new UserError($"--window must be 1..4096 frames, got {pr.GetValue(window)}");
             int? band = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(window));
             int? qualityBand = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(qualityWindow)) is { } qb ? Math.Min(qb, pr.GetValue(qualityWindow)) : null;
             using var engine = LlavaEngine.Load(AppModel.Resolve(pr.GetValue(model)));
