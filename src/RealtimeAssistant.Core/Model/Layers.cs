@@ -13,6 +13,8 @@ namespace RealtimeAssistant.Model;
 public sealed record TensorSpec(Device Device, ScalarType DType)
 {
     public Parameter Param(params long[] shape) => new(torch.empty(shape, DType, Device), requires_grad: false);
+    /// <summary>Uninitialised storage that several parameters view (<see cref="Linear.Stacked"/>).</summary>
+    public Tensor Storage(params long[] shape) => torch.empty(shape, DType, Device).DetachFromDisposeScope();
     public static TensorSpec Cpu32 => new(torch.CPU, ScalarType.Float32);
 }
 
@@ -27,6 +29,36 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
         if (hasBias) bias = spec.Param(outFeatures);
         RegisterComponents();
     }
+
+    Linear(Parameter weight, Parameter? bias) : base(nameof(Linear))
+    {
+        this.weight = weight;
+        this.bias = bias;
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// Linears whose weights (and biases) are consecutive row blocks of one storage [Σout, in]
+    /// (and [Σout]): each keeps its own parameter, name and gradient, while inference can run all
+    /// of them as one matmul over the storage. Loading and in-place updates write through.
+    /// </summary>
+    public static Linear[] Stacked(long inFeatures, long[] outFeatures, bool hasBias, TensorSpec spec, out Tensor weights, out Tensor? biases)
+    {
+        long total = outFeatures.Sum();
+        var w = spec.Storage(total, inFeatures);
+        var b = hasBias ? spec.Storage(total) : null;
+        var result = new Linear[outFeatures.Length];
+        long at = 0;
+        for (int i = 0; i < outFeatures.Length; i++)
+        {
+            result[i] = new Linear(new Parameter(w.narrow(0, at, outFeatures[i]), requires_grad: false),
+                b is null ? null : new Parameter(b.narrow(0, at, outFeatures[i]), requires_grad: false));
+            at += outFeatures[i];
+        }
+        (weights, biases) = (w, b);
+        return result;
+    }
+
     public override Tensor forward(Tensor x) => F.linear(x, weight, bias);
 }
 
@@ -59,9 +91,10 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = torch.NewDisposeScope();
         var dtype = x.dtype;
-        var h = x.to_type(ScalarType.Float32);
-        h = h * torch.rsqrt(h.pow(2).mean(new long[] { -1 }, keepdim: true) + _eps);
-        return (weight * h.to_type(dtype)).MoveToOuterDisposeScope();
+        bool f32 = dtype == ScalarType.Float32; // no casts then: each is a native call
+        var h = f32 ? x : x.to_type(ScalarType.Float32);
+        h = h * torch.rsqrt(h.square().mean(new long[] { -1 }, keepdim: true).add_(_eps));
+        return (weight * (f32 ? h : h.to_type(dtype))).MoveToOuterDisposeScope();
     }
 }
 

@@ -17,21 +17,22 @@ public sealed class Rope : IDisposable
         _invFreq = (1.0 / torch.pow(theta, exps)).to_type(ScalarType.Float32).to(device).DetachFromDisposeScope();
     }
 
-    /// <summary>cos and sin tables [.., T, D] for position ids [.., T] (any integer values).</summary>
+    /// <summary>
+    /// cos and signed sin tables [.., T, D] for position ids [.., T] (any integer values). The sin
+    /// table carries rotate_half's sign (−sin on the first half), so <see cref="Apply"/> needs one
+    /// roll instead of two slices, a negation and a concatenation: on a small model each native
+    /// call costs more than its arithmetic.
+    /// </summary>
     public (Tensor Cos, Tensor Sin) Tables(Tensor positions, ScalarType dtype)
     {
         var freqs = positions.to_type(ScalarType.Float32).unsqueeze(-1) * _invFreq;
-        var emb = torch.cat(new[] { freqs, freqs }, -1);
-        return (emb.cos().to_type(dtype), emb.sin().to_type(dtype));
+        var s = freqs.sin();
+        var c = freqs.cos();
+        return (torch.cat(new[] { c, c }, -1).to_type(dtype), torch.cat(new[] { -s, s }, -1).to_type(dtype));
     }
 
-    /// <summary>x [B, H, T, D] rotated by the tables for its T positions.</summary>
-    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
-    {
-        var half = x.shape[^1] / 2;
-        var rotated = torch.cat(new[] { -x.narrow(-1, half, half), x.narrow(-1, 0, half) }, -1);
-        return x * cos + rotated * sin;
-    }
+    /// <summary>x [B, H, T, D] rotated by the tables for its T positions: x·cos + rotate_half(x)·sin, HF's form.</summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin) => x * cos + x.roll(x.shape[^1] / 2, -1) * sin;
 
     /// <summary>Rotates stored keys by −delta positions: exact for RoPE, so no re-encoding is needed.</summary>
     public Tensor ShiftKeys(Tensor keys, long delta)

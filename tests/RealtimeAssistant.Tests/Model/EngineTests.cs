@@ -21,6 +21,53 @@ public class EngineTests
 
     [Theory]
     [InlineData("llama", 4, 4)]
+    [InlineData("qwen2", 4, 2)] // biases, grouped KV heads
+    public void StackedQkvProjectionEqualsTheThreeLinears_AndFollowsTheirWeights(string text, int heads, int kvHeads)
+    {
+        using var model = RandomModel(SyntheticCheckpoint.Config(text: text, heads: heads, kvHeads: kvHeads, tLayers: 1));
+        var attn = model.Decoder.layers[0].self_attn;
+        var x = torch.randn(new long[] { 1, 5, model.Config.Text.HiddenSize }, generator: new Generator(3));
+        var (cos, sin) = model.Decoder.Rope.Tables(torch.tensor(new long[] { 0, 1, 2, 7, 9 }), ScalarType.Float32);
+        // HF's form, written out: each of q_proj, k_proj, v_proj, then x·cos + rotate_half(x)·sin.
+        (Tensor, Tensor, Tensor) Reference()
+        {
+            using var _ = torch.no_grad();
+            Tensor Heads(Linear l, int n) => l.forward(x).view(1, 5, n, -1).transpose(1, 2);
+            Tensor Rotate(Tensor t)
+            {
+                long half = t.shape[^1] / 2;
+                var rotated = torch.cat(new[] { -t.narrow(-1, half, half), t.narrow(-1, 0, half) }, -1);
+                var s = sin.narrow(-1, half, half); // the table's second half is +sin
+                return t * cos + rotated * torch.cat(new[] { s, s }, -1);
+            }
+            return (Rotate(Heads(attn.q_proj, heads)), Rotate(Heads(attn.k_proj, kvHeads)), Heads(attn.v_proj, kvHeads));
+        }
+        void Check()
+        {
+            using var _ = torch.no_grad(); // the stacked path
+            var (q, k, v) = attn.Project(x, cos, sin);
+            var (rq, rk, rv) = Reference();
+            Assert.True(q.allclose(rq, 1e-5, 1e-5) && k.allclose(rk, 1e-5, 1e-5) && v.allclose(rv, 1e-5, 1e-5));
+        }
+        Check();
+        // Weights changed in place (a checkpoint read, an optimiser step) reach the stacked matmul.
+        using (torch.no_grad()) { attn.k_proj.weight.mul_(-2); attn.v_proj.weight.add_(0.5); }
+        Check();
+        // With gradients wanted, each parameter gets its own.
+        foreach (var p in attn.parameters()) p.requires_grad = true;
+        var (q2, k2, v2) = attn.Project(x, cos, sin);
+        (q2.sum() + k2.sum() + v2.sum()).backward();
+        Assert.All(new[] { attn.q_proj, attn.k_proj, attn.v_proj }, l => Assert.True(l.weight.grad is { } g && g.abs().sum().item<float>() > 0));
+        // Moved to another dtype, the parameters get their own storage: the three linears are used again.
+        foreach (var p in attn.parameters()) p.requires_grad = false;
+        model.to(ScalarType.Float64);
+        (x, cos, sin) = (x.to_type(ScalarType.Float64), cos.to_type(ScalarType.Float64), sin.to_type(ScalarType.Float64));
+        using (torch.no_grad()) attn.q_proj.weight.mul_(3);
+        Check();
+    }
+
+    [Theory]
+    [InlineData("llama", 4, 4)]
     [InlineData("qwen2", 4, 2)]
     public void IncrementalDecodingMatchesFullForward(string text, int heads, int kvHeads)
     {
