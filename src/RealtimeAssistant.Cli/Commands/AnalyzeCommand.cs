@@ -150,10 +150,14 @@ public static class AnalyzeCommand
             ShallowLayers = sFinal, FilterFrom = from, DeadlineLayer = deadline, ExitLayer = exitLayer,
         };
         // 3. The stages were measured one at a time; together, the value-aware selection must also
-        // keep the right tokens. Run the real pruner at every filtering layer, three norm thresholds,
-        // with the measured exit and without it, teacher-forced, and keep the cheapest that holds the agreement.
-        var grid = ScheduleProposal.Grid(proposal, L, defaults.TokensThreshold);
-        var sums = new (double Ag, double Kl, double Flops, double Kept)[grid.Count];
+        // keep the right tokens. Run the real pruner with the measured s, half of it and none, at
+        // every filtering layer, three norm thresholds, with the measured exit and without it:
+        // teacher-forced, and free-running (the greedy caption a user would get). Keep the
+        // cheapest whose greedy captions hold the agreement.
+        var grid = ScheduleProposal.ShallowChoices(sFinal)
+            .SelectMany(sh => ScheduleProposal.Grid(sh == sFinal ? proposal : proposal with { ShallowLayers = sh, FilterFrom = Math.Min(sh + 1, L - 1), DeadlineLayer = null }, L, defaults.TokensThreshold))
+            .ToList();
+        var sums = new (double Ag, double Caption, double Kl, double Flops, double Kept)[grid.Count];
         foreach (var img in images)
         {
             ct.ThrowIfCancellationRequested();
@@ -163,17 +167,20 @@ public static class AnalyzeCommand
             for (int i = 0; i < grid.Count; i++)
             {
                 var (kl, ag, report) = Compare(emb, baseLp, tokens, grid[i].CreatePruner(L));
-                sums[i] = (sums[i].Ag + ag / images.Count, sums[i].Kl + kl / images.Count, sums[i].Flops + report.Flops / images.Count, sums[i].Kept + (double)report.KeptTokens / images.Count);
+                var (_, own, _) = Run(emb, grid[i].CreatePruner(L), null);
+                var caption = ScheduleProposal.TokenF1(own, tokens);
+                sums[i] = (sums[i].Ag + ag / images.Count, sums[i].Caption + caption / images.Count, sums[i].Kl + kl / images.Count,
+                    sums[i].Flops + report.Flops / images.Count, sums[i].Kept + (double)report.KeptTokens / images.Count);
             }
         }
-        var candidates = grid.Select((g, i) => new Candidate(g.FilterFrom!.Value, g.TokensThreshold, g.ExitLayer, sums[i].Ag, sums[i].Kl, sums[i].Flops, sums[i].Kept)).ToList();
+        var candidates = grid.Select((g, i) => new Candidate(g.ShallowLayers, g.FilterFrom!.Value, g.TokensThreshold, g.ExitLayer, sums[i].Ag, sums[i].Caption, sums[i].Kl, sums[i].Flops, sums[i].Kept)).ToList();
         var (chosen, holds) = ScheduleProposal.Choose(candidates, agreeTarget);
         string exitWords = chosen.Exit is { } ce ? $"every visual token dropped from layer {ce} on" : "no fixed exit";
         notes.Add(holds
-            ? $"checked together: filtering from layer {chosen.FilterFrom} at norm threshold {chosen.TokensThreshold}, {exitWords}, is the cheapest schedule that keeps {agreeTarget:P0} agreement ({chosen.Agreement:0.000}, {chosen.KeptTokens:0.#} tokens kept)"
-            : $"checked together: no schedule keeps {agreeTarget:P0} agreement; the closest filters from layer {chosen.FilterFrom} at norm threshold {chosen.TokensThreshold}, {exitWords} ({chosen.Agreement:0.000})");
+            ? $"checked together: s = {chosen.Shallow}, filtering from layer {chosen.FilterFrom} at norm threshold {chosen.TokensThreshold}, {exitWords}, is the cheapest schedule whose greedy captions keep {agreeTarget:P0} agreement ({chosen.CaptionAgreement:0.000}; teacher-forced {chosen.Agreement:0.000}; {chosen.KeptTokens:0.#} tokens kept)"
+            : $"checked together: no schedule's greedy captions keep {agreeTarget:P0} agreement; the closest: s = {chosen.Shallow}, filtering from layer {chosen.FilterFrom} at norm threshold {chosen.TokensThreshold}, {exitWords} ({chosen.CaptionAgreement:0.000}; teacher-forced {chosen.Agreement:0.000})");
         proposal = grid[candidates.IndexOf(chosen)];
-        notes.Add($"proposal: s = {sFinal}, filtering test from layer {proposal.FilterFrom}, norm threshold {proposal.TokensThreshold}, budget deadline {proposal.DeadlineLayer}, {exitWords}");
+        notes.Add($"proposal: s = {proposal.ShallowLayers}, filtering test from layer {proposal.FilterFrom}, norm threshold {proposal.TokensThreshold}, budget deadline {proposal.DeadlineLayer}, {exitWords}");
         return new Analysis(L, images.Count, mass, minCos, over, top, kKl, kAg, sKl, sAg, firstFire.ToArray(), proposal, notes, candidates);
     }
 
@@ -186,9 +193,9 @@ public static class AnalyzeCommand
                 a.KnockKl[l].ToString("0.0000"), a.KnockAgree[l].ToString("0.000"),
                 l == 0 ? "–" : a.ShallowKl[l].ToString("0.0000"), l == 0 ? "–" : a.ShallowAgree[l].ToString("0.000"));
         AnsiConsole.Write(t);
-        var ct = new Table().Title("the proposal's filtering layer, norm threshold and exit, checked together with its s").AddColumns("filter from", "norm threshold", "exit", "agree", "KL", "kept tokens", "prefill GFLOPs");
+        var ct = new Table().Title("schedules checked together: greedy captions against the unpruned ones (caption F1), and teacher-forced").AddColumns("s", "filter from", "norm threshold", "exit", "caption F1", "agree", "KL", "kept tokens", "prefill GFLOPs");
         foreach (var c in a.Candidates)
-            ct.AddRow(c.FilterFrom.ToString(), c.TokensThreshold.ToString("0.###"), c.Exit?.ToString() ?? "–", c.Agreement.ToString("0.000"), c.Kl.ToString("0.0000"), c.KeptTokens.ToString("0.0"), (c.Flops / 1e9).ToString("0.000"));
+            ct.AddRow(c.Shallow.ToString(), c.FilterFrom.ToString(), c.TokensThreshold.ToString("0.###"), c.Exit?.ToString() ?? "–", c.CaptionAgreement.ToString("0.000"), c.Agreement.ToString("0.000"), c.Kl.ToString("0.0000"), c.KeptTokens.ToString("0.0"), (c.Flops / 1e9).ToString("0.000"));
         AnsiConsole.Write(ct);
         foreach (var n in a.Notes) AnsiConsole.MarkupLine($"[grey]•[/] {Markup.Escape(n)}");
         var sched = Path.Combine(outDir, "schedule.json");
@@ -198,7 +205,7 @@ public static class AnalyzeCommand
             model, layers = a.Layers, inputs = a.Inputs, text_vision_mass = a.TextMass, min_cos = a.MinCos, over_norm_threshold = a.OverNorm,
             max_contrib_norm = a.TopNorm, knockout_kl = a.KnockKl, knockout_agreement = a.KnockAgree, shallow_kl = a.ShallowKl,
             shallow_agreement = a.ShallowAgree, first_fire = a.FirstFire, notes = a.Notes, proposal = a.Proposal,
-            candidates = a.Candidates.Select(c => new { filter_from = c.FilterFrom, tokens_threshold = c.TokensThreshold, exit_layer = c.Exit, agreement = c.Agreement, kl = c.Kl, kept_tokens = c.KeptTokens, flops = c.Flops }),
+            candidates = a.Candidates.Select(c => new { shallow_layers = c.Shallow, filter_from = c.FilterFrom, tokens_threshold = c.TokensThreshold, exit_layer = c.Exit, caption_agreement = c.CaptionAgreement, agreement = c.Agreement, kl = c.Kl, kept_tokens = c.KeptTokens, flops = c.Flops }),
         });
         AnsiConsole.MarkupLine($"[grey]proposed schedule:[/] {Markup.Escape(sched)}");
         double[] xs = Enumerable.Range(0, a.Layers).Select(i => (double)i).ToArray();

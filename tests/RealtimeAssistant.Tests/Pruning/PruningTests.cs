@@ -292,12 +292,27 @@ public class ScheduleProposalTests
     [Fact]
     public void TheCheckedScheduleIsTheCheapestThatHoldsTheAgreement_OrTheClosest()
     {
-        var early = new Candidate(2, 0.2, 7, 0.90, 0.5, 1.0e8, 5);   // cheap, loses the caption
-        var middle = new Candidate(4, 0.1, 7, 0.985, 0.05, 1.6e8, 20);
-        var late = new Candidate(5, 0.05, null, 0.995, 0.01, 2.0e8, 40);
+        // Chosen by greedy-caption agreement: "early" holds teacher-forced (0.99) but not free-running.
+        var early = new Candidate(1, 2, 0.2, 7, 0.99, 0.90, 0.5, 1.0e8, 5);   // cheap, loses the caption
+        var middle = new Candidate(1, 4, 0.1, 7, 0.95, 0.985, 0.05, 1.6e8, 20);
+        var late = new Candidate(0, 5, 0.05, null, 0.97, 0.995, 0.01, 2.0e8, 40);
         Assert.Equal((middle, true), ScheduleProposal.Choose([early, late, middle], 0.98));
         Assert.Equal((late, true), ScheduleProposal.Choose([early, late, middle], 0.99));
         Assert.Equal((late, false), ScheduleProposal.Choose([early, late, middle], 0.999));
         Assert.Throws<ArgumentException>(() => ScheduleProposal.Choose([], 0.98));
+    }
+
+    [Fact]
+    public void CaptionAgreementIsTokenF1_CountingRepeats()
+    {
+        Assert.Equal(1, ScheduleProposal.TokenF1([1, 2, 3], [3, 2, 1]));
+        Assert.Equal(2.0 * 2 / 6, ScheduleProposal.TokenF1([1, 2], [1, 2, 3, 4]), 9);
+        Assert.Equal(2.0 * 1 / 3, ScheduleProposal.TokenF1([1, 1], [1]), 9); // the second 1 has no partner
+        Assert.Equal(0, ScheduleProposal.TokenF1([5], [6]));
+        Assert.Equal(0, ScheduleProposal.TokenF1([], [6]));
+        Assert.Equal(1, ScheduleProposal.TokenF1([], []));
+        Assert.Equal([6, 3, 0], ScheduleProposal.ShallowChoices(6));
+        Assert.Equal([1, 0], ScheduleProposal.ShallowChoices(1));
+        Assert.Equal([0], ScheduleProposal.ShallowChoices(0));
     }
 }
