@@ -89,8 +89,10 @@ public sealed record PrefillResult(Tensor Hidden, long[] Rows, PruneReport Repor
 /// </summary>
 public static class PrunedPrefill
 {
+    /// <param name="sourceSkip">Per layer, how many of the oldest cache entries the block never attends
+    /// (a streaming frame band: pruning leaves each layer a different count).</param>
     public static PrefillResult Run(LanguageModel lm, Tensor embeds, long[] positions, IReadOnlyList<VisualSpan> spans,
-        ITokenPruner pruner, KvCache? cache = null)
+        ITokenPruner pruner, KvCache? cache = null, long[]? sourceSkip = null)
     {
         var dec = lm.model;
         int L = dec.layers.Count;
@@ -105,6 +107,8 @@ public static class PrunedPrefill
         bool ownCache = cache is null;
         cache ??= new KvCache(L);
         if (cache.Layers.Length != L) throw new ArgumentException($"cache has {cache.Layers.Length} layers, model {L}");
+        if (sourceSkip is not null && (sourceSkip.Length != L || sourceSkip.Where((x, i) => x < 0 || x > cache.Layers[i].Source.Length).Any()))
+            throw new ArgumentException("sourceSkip needs one count per layer, each within that layer's cache");
 
         // Block bookkeeping (host side).
         var frameOf = new int[T];
@@ -149,7 +153,8 @@ public static class PrunedPrefill
             var layer = dec.layers[li];
             var attn = layer.self_attn;
             var kv = cache.Layers[li].Source;
-            long prior = kv.Length;
+            long skip = sourceSkip?[li] ?? 0;
+            long prior = kv.Length - skip; // the earlier entries this block attends
             int n = rows.Length;
             int nVis = rows.Count(r => frameOf[r] >= 0);
             bool shallow = li < pruner.ShallowLayers && nVis > 0 && nVis < n;
@@ -159,6 +164,7 @@ public static class PrunedPrefill
             var (q, k, v) = attn.Project(x, cos, sin);
             kv.Append(k, v, pos);
             var (K, V) = (kv.Keys, kv.Values);
+            if (skip > 0) (K, V) = (K.narrow(2, skip, K.shape[2] - skip), V.narrow(2, skip, V.shape[2] - skip)); // views: never scored
             Tensor o;
             if (!shallow)
             {

@@ -93,10 +93,8 @@ public sealed class StreamingSession : IStreamingCaptioner
         _o = options ?? new StreamingOptions();
         _o.Validate(engine.Config.Text.MaxPositionEmbeddings, engine.Config.Text.NumHiddenLayers);
         if (_o.Pruning is { Method: not "none" } pc) _pruner = pc.CreatePruner(engine.Config.Text.NumHiddenLayers);
-        if (_pruner is not null && _o.FrameBand is { } fb && fb < _o.WindowFrames)
-            throw new UserError("a frame band needs pruning off (pruned frames hold different entries per layer)");
         var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(engine.Directory, "config.json")));
-        _band = ResolveBand(_o, cfg, pruned: _pruner is not null);
+        _band = ResolveBand(_o, cfg);
         _pre = new ImagePreprocessor(engine.Preprocessor, engine.Device, engine.DType);
         _cache = new KvCache(engine.Config.Text.NumHiddenLayers);
         var marker = cfg?["ra_frame_marker"]?.GetValue<string>()
@@ -108,13 +106,12 @@ public sealed class StreamingSession : IStreamingCaptioner
     /// <summary>
     /// The band a frame attends: the caller's, else the span the model's frames attended in
     /// training (ra_frame_band). Past that span a frame's encoding is out of the training
-    /// distribution, and each extra frame only adds attention cost. Pruned sessions keep the whole
-    /// window unless asked (a band needs the same entries in every layer).
+    /// distribution, and each extra frame only adds attention cost.
     /// </summary>
-    static int? ResolveBand(StreamingOptions o, JsonNode? cfg, bool pruned)
+    static int? ResolveBand(StreamingOptions o, JsonNode? cfg)
     {
         int? band = o.FrameBand;
-        if (band is null && !pruned && cfg?["ra_frame_band"] is { } node)
+        if (band is null && cfg?["ra_frame_band"] is { } node)
         {
             int trained = node.GetValueKind() == System.Text.Json.JsonValueKind.Number && node.AsValue().TryGetValue(out int v) ? v : 0;
             if (trained < 1) throw new UserError($"config.json: ra_frame_band must be a whole number ≥ 1, got {node.ToJsonString()}");
@@ -162,7 +159,8 @@ public sealed class StreamingSession : IStreamingCaptioner
         else
         {
             // The frame's tokens are cut layer by layer as they enter; each layer's cache keeps what survived.
-            using var pruned = PrunedPrefill.Run(_e.Model.language_model, embeds, positions, new[] { new VisualSpan(0, n, 0) }, _pruner, _cache);
+            using var pruned = PrunedPrefill.Run(_e.Model.language_model, embeds, positions, new[] { new VisualSpan(0, n, 0) }, _pruner, _cache,
+                _band is null ? null : BandSkips());
             LastPrune = pruned.Report;
         }
         Appended(count, before);
@@ -185,10 +183,16 @@ public sealed class StreamingSession : IStreamingCaptioner
     }
 
     /// <summary>Source entries older than the frame band, which a new frame does not attend (no pruning: every layer holds the same).</summary>
-    long BandSkip()
+    long BandSkip() => BandSkips()[0];
+
+    /// <summary>Per layer, the source entries older than the frame band (pruning leaves each layer its own count).</summary>
+    long[] BandSkips()
     {
-        if (_band is not { } band || _frameEntries.Count < band) return 0;
-        return _frameEntries.Take(_frameEntries.Count - (band - 1)).Sum(f => f[0]);
+        var skips = new long[_cache.Layers.Length];
+        if (_band is not { } band || _frameEntries.Count < band) return skips;
+        foreach (var f in _frameEntries.Take(_frameEntries.Count - (band - 1)))
+            for (int l = 0; l < skips.Length; l++) skips[l] += f[l];
+        return skips;
     }
 
     long[] SourcePositions(int count) => Enumerable.Range(0, count).Select(i => _nextSource + i).ToArray();

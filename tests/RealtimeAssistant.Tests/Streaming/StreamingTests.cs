@@ -137,10 +137,10 @@ public sealed class StreamingTests : IDisposable
         var wholeCaption = Caption(whole); // an explicit band of W overrides the model's
         Assert.Equal(BatchReference(frames, wholeCaption, band: 4), wholeCaption);
         Assert.NotEqual(caption, wholeCaption);
-        // A window narrower than the trained span is the whole band; a pruned session keeps the window.
+        // A window narrower than the trained span is the whole band; a pruned session has the model's band too.
         using (var narrow = new StreamingSession(_engine, Options(window: 1))) Assert.Equal(1, narrow.FrameBand);
         var pruning = new RealtimeAssistant.Pruning.PruningConfig { Method = "random", FastvK = 0, RandomKeep = 2 };
-        using (var pruned = new StreamingSession(_engine, Options(window: 4) with { Pruning = pruning })) Assert.Equal(4, pruned.FrameBand);
+        using (var pruned = new StreamingSession(_engine, Options(window: 4) with { Pruning = pruning })) Assert.Equal(2, pruned.FrameBand);
         // A malformed value is the checkpoint's fault, said in one line.
         foreach (var bad in new JsonNode?[] { 0, 2.5, "two" })
         {
@@ -341,6 +341,35 @@ public sealed class StreamingTests : IDisposable
         Assert.Equal(6, Ids(session.Write()).Length);
         Assert.Equal(3 * (2 + 1), session.Cache.Layers[1].Source.Length); // the instruction left again
         Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { Pruning = pruning with { RandomKeep = -1 } }));
+    }
+
+    [Fact]
+    public void APrunedFrameAttendsItsBand_EachLayerSkippingItsOwnShare()
+    {
+        var frames = Enumerable.Range(41, 7).Select(Frame).ToList();
+        // A pruner that keeps every token runs the pruned prefill's own attention: with band 2 it
+        // must match the unpruned session with band 2, captions and cached keys.
+        var keepAll = new RealtimeAssistant.Pruning.PruningConfig { Method = "fastv", FastvK = 0, FastvKeep = 1.0 };
+        using var plain = new StreamingSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 2 });
+        using var pruned = new StreamingSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 2, Pruning = keepAll });
+        using var whole = new StreamingSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 4, Pruning = keepAll });
+        foreach (var f in frames) { plain.AppendFrame(f); pruned.AppendFrame(f); whole.AppendFrame(f); }
+        for (int l = 0; l < plain.Cache.Layers.Length; l++)
+            Assert.True(plain.Cache.Layers[l].Source.Keys.allclose(pruned.Cache.Layers[l].Source.Keys, rtol: 1e-4, atol: 1e-5), $"layer {l}: keys differ");
+        Assert.False(whole.Cache.Layers[1].Source.Keys.allclose(pruned.Cache.Layers[1].Source.Keys, rtol: 1e-4, atol: 1e-5), "the band changed nothing");
+        Assert.Equal(Ids(plain.Write()), Ids(pruned.Write()));
+
+        // Real pruning (2 tokens per frame after layer 0): layer 0 skips whole frames, layer 1
+        // their survivors; the window and each layer's share stay as the schedule says.
+        var two = new RealtimeAssistant.Pruning.PruningConfig { Method = "random", FastvK = 0, RandomKeep = 2 };
+        using var banded = new StreamingSession(_engine, Options(window: 3, rebase: false) with { FrameBand = 2, Pruning = two });
+        using var full = new StreamingSession(_engine, Options(window: 3, rebase: false) with { FrameBand = 3, Pruning = two });
+        foreach (var f in frames) { banded.AppendFrame(f); full.AppendFrame(f); }
+        int n = _engine.Config.ImageTokens;
+        Assert.Equal(3 * (n + 1), banded.Cache.Layers[0].Source.Length);
+        Assert.Equal(3 * (2 + 1), banded.Cache.Layers[1].Source.Length);
+        Assert.False(full.Cache.Layers[1].Source.Keys.allclose(banded.Cache.Layers[1].Source.Keys, rtol: 1e-4, atol: 1e-5), "the band changed nothing");
+        Assert.Equal(6, Ids(banded.Write()).Length);
     }
 
     [Fact]
