@@ -90,6 +90,26 @@ public class EngineTests
         Assert.Equal(all, cache.Layers[0].Source.Positions.ToArray());
     }
 
+    [Theory]
+    [InlineData(4, 4, 1)]
+    [InlineData(4, 2, 3)] // GQA, several target queries (causal among themselves)
+    public void TargetQueriesReadingTheGroupsApartEqualTheJoinedCaches(int heads, int kvHeads, int t)
+    {
+        // Small sources are joined (one SDPA), large ones read in place: both must agree.
+        using var _ = torch.no_grad();
+        using var model = RandomModel(SyntheticCheckpoint.Config(heads: heads, kvHeads: kvHeads, tLayers: 1));
+        var attn = model.Decoder.layers[0].self_attn;
+        var g = new Generator(5);
+        var q = torch.randn(new long[] { 1, heads, t, attn.HeadDim }, generator: g);
+        var ks = torch.randn(new long[] { 1, kvHeads, 40, attn.HeadDim }, generator: g);
+        var vs = torch.randn(new long[] { 1, kvHeads, 40, attn.HeadDim }, generator: g);
+        var kt = torch.randn(new long[] { 1, kvHeads, 6, attn.HeadDim }, generator: g);
+        var vt = torch.randn(new long[] { 1, kvHeads, 6, attn.HeadDim }, generator: g);
+        var apart = attn.AttendTwoGroups(q, ks, vs, kt, vt);
+        var joined = attn.Attend(q, torch.cat(new[] { ks, kt }, 2), torch.cat(new[] { vs, vt }, 2), null);
+        Assert.True(apart.allclose(joined, 1e-5, 1e-5), $"max abs diff {(apart - joined).abs().max().item<float>()}");
+    }
+
     [Fact]
     public void NonContiguousPositionsChangeTheResult_AndCacheStoresThem()
     {
