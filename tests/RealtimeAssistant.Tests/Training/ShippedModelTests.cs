@@ -31,6 +31,12 @@ public class ShippedModelTests
         Assert.True(engine.Config.Text.NumHiddenLayers >= 8);
         Assert.Equal(TextTokenizer.Kind.WordLevel, engine.Tokenizer.ModelKind);
         Assert.True(engine.GroupPositions);
+        // The app's P key prunes with the schedule `ra analyze` checked for this model, kept beside it.
+        var schedule = RealtimeAssistant.Pruning.PruningConfig.Load(Path.Combine(dir, "pruning.json"));
+        schedule.Validate(engine.Config.Text.NumHiddenLayers);
+        Assert.Equal("visipruner", schedule.Method);
+        // The same schedule the pruning bench and docs report (docs/pruning/demo-schedule.json).
+        Assert.Equal(RealtimeAssistant.Pruning.PruningConfig.Load(Path.Combine(dir, "..", "..", "docs", "pruning", "demo-schedule.json")), schedule);
     }
 
     [Fact]
