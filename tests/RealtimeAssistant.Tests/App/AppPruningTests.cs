@@ -1,0 +1,33 @@
+using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Demo;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Pipeline;
+
+namespace RealtimeAssistant.Tests.App;
+
+/// <summary>The app's P key on the bundled model: pruning with the schedule beside the weights, switchable per caption.</summary>
+public class AppPruningTests
+{
+    [Fact]
+    public void PruningSwitchesOnAndOff_AndReportsWhatItKept()
+    {
+        using var captioner = AppModel.Load(null, new EngineOptions());
+        Assert.False(captioner.PruningEnabled); // the app starts unpruned
+        var clip = ClipGenerator.Generate(1_000_003, 2, 15);
+        using var a = clip.Render(0, 64, 64);
+        using var b = clip.Render(5, 64, 64);
+        var request = new CaptionRequest(new[] { a, b });
+
+        var plain = captioner.Caption(request, null, CancellationToken.None);
+        Assert.Equal(plain.VisualTokens, plain.KeptTokens);
+        Assert.Null(plain.KeptGrid);
+
+        captioner.PruningEnabled = true;
+        var pruned = captioner.Caption(request, null, CancellationToken.None);
+        Assert.Equal(plain.VisualTokens, pruned.VisualTokens);
+        Assert.InRange(pruned.KeptTokens, 1, pruned.VisualTokens - 1); // the schedule (filter from layer 6) cut some
+        Assert.NotNull(pruned.KeptGrid);
+        Assert.Equal(pruned.GridW * pruned.GridH, pruned.KeptGrid!.Length);
+        Assert.False(string.IsNullOrWhiteSpace(pruned.Text));
+    }
+}
