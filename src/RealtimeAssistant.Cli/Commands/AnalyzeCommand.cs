@@ -77,7 +77,7 @@ public static class AnalyzeCommand
             using var scope = torch.NewDisposeScope();
             var emb = Embed(img);
             // 1. Measurements on the unpruned forward.
-            var meas = new AnalysisPruner(L, measure: true);
+            var meas = new AnalysisPruner(measure: true);
             var (baseLp, tokens, _) = Run(emb, meas, null);
             foreach (var p in meas.Probes.Where(p => p.Layer >= 0 && p.Layer < L))
             {
@@ -87,8 +87,8 @@ public static class AnalyzeCommand
                 top[p.Layer] += p.Norm.Max() / images.Count;
             }
             // 2. Visual-KV knockout from layer l on, and text barred from vision in layers 0..s−1.
-            for (int l = 0; l <= L; l++) { var (kl, ag, _) = Compare(emb, baseLp, tokens, new AnalysisPruner(L, knockoutFrom: l)); kKl[l] += kl / images.Count; kAg[l] += ag / images.Count; }
-            for (int s = 1; s < L; s++) { var (kl, ag, _) = Compare(emb, baseLp, tokens, new AnalysisPruner(L, shallow: s)); sKl[s] += kl / images.Count; sAg[s] += ag / images.Count; }
+            for (int l = 0; l <= L; l++) { var (kl, ag, _) = Compare(emb, baseLp, tokens, new AnalysisPruner(knockoutFrom: l)); kKl[l] += kl / images.Count; kAg[l] += ag / images.Count; }
+            for (int s = 1; s < L; s++) { var (kl, ag, _) = Compare(emb, baseLp, tokens, new AnalysisPruner(shallow: s)); sKl[s] += kl / images.Count; sAg[s] += ag / images.Count; }
             firstFire.Add(meas.Probes.Where(p => p.MinCos < defaults.LayerThreshold).Select(p => p.Layer).DefaultIfEmpty(-1).First());
         }
 

@@ -156,7 +156,7 @@ public sealed class VisiPruner : PrunerBase
 }
 
 /// <summary>Analysis: measures every layer, optionally drops all visual tokens from layer L on, or bars text from vision in layers 0..s−1.</summary>
-public sealed class AnalysisPruner(int layers, int? knockoutFrom = null, int shallow = 0, bool sink = true, bool measure = false) : PrunerBase
+public sealed class AnalysisPruner(int? knockoutFrom = null, int shallow = 0, bool sink = true, bool measure = false) : PrunerBase
 {
     public override string Name => knockoutFrom is { } l ? $"knockout(L={l})" : shallow > 0 ? $"shallow(s={shallow})" : "analysis";
     public override int ShallowLayers => shallow;

@@ -60,7 +60,7 @@ public class LiveLoopTests(ITestOutputHelper log)
     }
 
     [Fact]
-    public void Fifo_StandsInForACamera_SlowModelDropsFrames_RenderKeepsGoing()
+    public async Task Fifo_StandsInForACamera_SlowModelDropsFrames_RenderKeepsGoing()
     {
         var ffmpeg = TestMedia.Ffmpeg;
         if (ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg on PATH to feed the FIFO"); return; }
@@ -72,7 +72,7 @@ public class LiveLoopTests(ITestOutputHelper log)
         var slow = new SlowCaptioner(TimeSpan.FromMilliseconds(500));
         var stats = LiveApp.Run(null, new LiveAppOptions { Source = fifo, DisplayFps = 30, Duration = TimeSpan.FromSeconds(6), Width = 320, Height = 240 },
             slow, CancellationToken.None);
-        writer.Wait(TimeSpan.FromSeconds(30));
+        await Task.WhenAny(writer, Task.Delay(TimeSpan.FromSeconds(30)));
         log.WriteLine($"rendered {stats.FramesRendered} at {stats.RenderFps:0.0} fps, captured {stats.FramesCaptured}, captions {stats.Captions}, " +
                       $"dropped {stats.DroppedForInference} (display {stats.DroppedForDisplay}), latency p50 {stats.LatencyP50:0} ms; {stats.Error}");
         Assert.Null(stats.Error);
