@@ -53,8 +53,10 @@ public static class StreamingBench
             // Each method runs alone (another method's memory traffic would count against it), in
             // two rounds, the second in reverse order; each checkpoint keeps the quieter round's
             // median. This machine is shared: a slow spell then hurts one round, not the result.
-            int gpeBand = 0;
-            var rounds = methods.Concat(methods.Reverse()).Select(m => (m, Latency(engine, m, pr.GetValue(window), checkpoints, pr.GetValue(tokens), pruning, band, ref gpeBand, ct))).ToList();
+            int gpeBand;
+            using (var resolved = new StreamingSession(engine, new StreamingOptions { WindowFrames = pr.GetValue(window), FrameBand = band, Pruning = pruning }))
+                gpeBand = resolved.FrameBand; // the band the GPE runs use: the model's unless --frame-band says
+            var rounds = methods.Concat(methods.Reverse()).Select(m => (m, Latency(engine, m, pr.GetValue(window), checkpoints, pr.GetValue(tokens), pruning, band, ct))).ToList();
             var latency = methods.ToDictionary(m => m, m => checkpoints.ToDictionary(c => c, c =>
             {
                 var runs = rounds.Where(r => r.m == m).Select(r => r.Item2[c]).ToList();
@@ -129,7 +131,7 @@ public static class StreamingBench
     /// the other, frame 10 alone moved ±20% between runs).
     /// </summary>
     static Dictionary<int, (double Update, double Caption)> Latency(LlavaEngine e, string method, int window, int[] at, int captionTokens,
-        PruningConfig? pruning, int? frameBand, ref int gpeBand, CancellationToken ct)
+        PruningConfig? pruning, int? frameBand, CancellationToken ct)
     {
         using var _ = torch.no_grad();
         var clip = ClipGenerator.Generate(7, 8, 15);
@@ -148,7 +150,6 @@ public static class StreamingBench
         var sessions = at.Select(_ => Make(e, method, options)).ToArray();
         try
         {
-            if (sessions[0] is StreamingSession gpe) gpeBand = gpe.FrameBand;
             var frame = new long[at.Length];
             for (int i = 0; i < at.Length; i++)
                 for (; frame[i] < at[i] - 1; frame[i]++)

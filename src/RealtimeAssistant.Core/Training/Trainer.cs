@@ -38,7 +38,7 @@ public sealed record TrainOptions
     public double StreamingFraction { get; init; } = 0.1;
     public int StreamingFrames { get; init; } = 4;
     /// <summary>The most frames one frame attends in training: the saved model's default streaming frame band.</summary>
-    public int FramesSeen => StreamingFraction > 0 ? Math.Max(StreamingFrames, MotionFraction > 0 ? 2 : 1) : MotionFraction > 0 ? 2 : 1;
+    public int FramesSeen => Math.Max(StreamingFraction > 0 ? StreamingFrames : 1, MotionFraction > 0 ? 2 : 1);
     /// <summary>Weight of the vision tower's dense patch loss (<see cref="PatchProbe"/>); 0 turns it off.</summary>
     public double PatchLossWeight { get; init; } = 1.0;
     /// <summary>Weight of the decoder's dense colour, shape and motion loss at its middle layer (<see cref="DecoderProbe"/>); 0 turns it off.</summary>

@@ -1,0 +1,68 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using RealtimeAssistant.Cli.Commands;
+
+namespace RealtimeAssistant.Tests.App;
+
+/// <summary>`ra bench pruning` and `ra bench streaming` end to end on the shipped model, shrunk to seconds: the JSON the issues specify.</summary>
+public class BenchCommandTests
+{
+    /// <summary>Runs a bench command with --json and returns what it wrote.</summary>
+    static async Task<JsonNode> RunToJson(Command command, params string[] args)
+    {
+        var json = Path.Combine(Capture.TestMedia.TempDir("bench-" + command.Name), "out.json");
+        Assert.Equal(0, await command.Parse([.. args, "--json", json]).InvokeAsync());
+        return JsonNode.Parse(File.ReadAllText(json))!;
+    }
+
+    [Fact]
+    public async Task Pruning_WritesEveryMethodsPrefillFlopsKeptTokensAndF1()
+    {
+        var root = await RunToJson(PruningBench.Create(), "--skip-llava", "--window-frames", "1", "--frames", "1", "--reps", "1", "--scenes", "2");
+        var demo = root["configs"]!.AsArray().Single()!;
+        Assert.Equal("demo", demo["name"]!.GetValue<string>());
+        var methods = demo["methods"]!.AsArray().ToDictionary(m => m!["method"]!.GetValue<string>(), m => m!);
+        Assert.Subset(methods.Keys.ToHashSet(), new HashSet<string> { "none", "fastv", "visipruner", "visipruner-budget", "random", "ceiling (no visual token after layer 0)" });
+        foreach (var name in new[] { "none", "fastv", "visipruner", "visipruner-budget", "random" })
+        {
+            var m = methods[name];
+            Assert.True(m["prefill_ms"]!.GetValue<double>() > 0);
+            Assert.True(m["flops"]!.GetValue<double>() > 0);
+            Assert.InRange(m["kept_tokens"]!.GetValue<double>(), 0, 64);
+            Assert.InRange(m["f1"]!.GetValue<double>(), 0, 1);
+        }
+        // The ceiling keeps nothing after layer 0 and costs the fewest FLOPs of all.
+        var ceiling = methods["ceiling (no visual token after layer 0)"];
+        Assert.Equal(0, ceiling["kept_tokens"]!.GetValue<double>());
+        Assert.True(methods.Values.Where(m => m["flops"] is not null).All(m => m["flops"]!.GetValue<double>() >= ceiling["flops"]!.GetValue<double>()));
+        // Budget mode keeps at most its k (12 on the demo model).
+        Assert.True(methods["visipruner-budget"]["kept_tokens"]!.GetValue<double>() <= 12);
+    }
+
+    [Fact]
+    public async Task Streaming_WritesEachMethodsLatencyAtEveryCheckpointAndItsF1()
+    {
+        var root = await RunToJson(StreamingBench.Create(), "--window", "6", "--at", "2", "9", "--clips", "2", "--caption-tokens", "2");
+        var methods = root["methods"]!.AsArray();
+        Assert.Equal(new[] { "gpe", "re-encoding", "interleaved" }, methods.Select(m => m!["method"]!.GetValue<string>()));
+        foreach (var m in methods)
+        {
+            var at = m!["update_ms_at"]!.AsObject();
+            Assert.Equal(new[] { "2", "9" }, at.Select(kv => kv.Key).OrderBy(k => int.Parse(k)));
+            Assert.All(at, kv => Assert.True(kv.Value!.GetValue<double>() > 0));
+            Assert.InRange(m["f1"]!.GetValue<double>(), 0, 1);
+        }
+        var summary = root["summary"]!;
+        // The shipped model's frames attended 4 frames in training: that is the default band at W 6.
+        Assert.Equal(4, summary["gpe_frame_band"]!.GetValue<int>());
+        Assert.Equal(2, summary["clips"]!.GetValue<int>());
+        Assert.True(summary["f1_gpe_minus_reencoding_se"]!.GetValue<double>() >= 0);
+    }
+
+    [Theory]
+    [InlineData("--clips", "0")]
+    [InlineData("--quality-window", "40")] // no caption would have a full window: F1 of nothing
+    [InlineData("--frame-band", "all")]
+    public async Task Streaming_AbsurdArgumentsAreUserErrors(string option, string value) =>
+        Assert.Equal(2, await StreamingBench.Create().Parse([option, value]).InvokeAsync());
+}
