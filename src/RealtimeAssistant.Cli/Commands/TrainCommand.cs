@@ -34,8 +34,10 @@ public static class TrainCommand
         var questionMix = new Option<QuestionMix>("--question-mix") { DefaultValueFactory = _ => QuestionMix.Uniform, Description = "how question types are drawn: Uniform (the shipped model), or Focused on binding (colour of a shape, counts, existence with hard negatives)" };
         var answerWeight = new Option<double>("--answer-weight") { DefaultValueFactory = _ => 2.0, Description = "loss weight of each question-branch answer token against a caption token's 1" };
         var initFrom = new Option<string?>("--init-from") { Description = "start from this model folder's weights (a fine-tune) instead of random ones" };
+        var exitFraction = new Option<double>("--visual-exit-fraction") { DefaultValueFactory = _ => 0, Description = "fraction of image batches where text stops reading the image at a visual-exit layer (prune-aware training; 0 = off)" };
+        var exitLayers = new Option<int[]>("--visual-exit-layers") { DefaultValueFactory = _ => new[] { 2, 3 }, AllowMultipleArgumentsPerToken = true, Description = "decoder layers a visual exit is drawn from" };
         var cmd = new Command("train", "Train the demo model (llava layout) from scratch on the synthetic scene world.")
-            { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, decoderProbe, questions, questionMix, answerWeight, initFrom };
+            { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, decoderProbe, questions, questionMix, answerWeight, initFrom, exitFraction, exitLayers };
         return cmd.WithAction((pr, ct) =>
         {
             if (pr.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
@@ -48,6 +50,7 @@ public static class TrainCommand
                 VariedCaptions = pr.GetValue(varied), PatchLossWeight = pr.GetValue(patchLoss),
                 MotionFraction = pr.GetValue(motion), StreamingFraction = pr.GetValue(streaming),
                 DecoderProbeWeight = pr.GetValue(decoderProbe), QuestionsPerCaption = pr.GetValue(questions), QuestionMix = pr.GetValue(questionMix), AnswerLossWeight = pr.GetValue(answerWeight), InitFrom = pr.GetValue(initFrom),
+                VisualExitFraction = pr.GetValue(exitFraction), VisualExitLayers = pr.GetValue(exitLayers)!,
             };
             var trainer = new Trainer(options);
             var (resume, _) = trainer.ResumePoint();

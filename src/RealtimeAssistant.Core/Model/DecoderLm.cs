@@ -48,6 +48,12 @@ public sealed record DecoderStep
     /// The rest attend every source entry: a new frame and the instruction after it in one pass.
     /// </summary>
     public int? SourceSkipRows { get; init; }
+    /// <summary>
+    /// Layers from <see cref="DeepFrom"/> on use this mask instead of <see cref="Mask"/>: training a
+    /// visual exit, where text stops reading the image at that depth exactly as a pruner's exit makes it.
+    /// </summary>
+    public Tensor? DeepMask { get; init; }
+    public int DeepFrom { get; init; } = int.MaxValue;
 }
 
 public sealed class DecoderModel : nn.Module
@@ -83,9 +89,10 @@ public sealed class DecoderModel : nn.Module
         if (step.PositionTensor is not null) { cos = cos.unsqueeze(1); sin = sin.unsqueeze(1); } // [B,1,T,D]: broadcast over heads
         var h = embeds;
         tapped = null;
+        var deep = step.DeepMask is null ? step : step with { Mask = step.DeepMask };
         for (int i = 0; i < layers.Count; i++)
         {
-            h = layers[i].Forward(h, cos, sin, step, step.Cache?.Layers[i]);
+            h = layers[i].Forward(h, cos, sin, i >= step.DeepFrom ? deep : step, step.Cache?.Layers[i]);
             if (i == tapLayer) tapped = h.MoveToOuterDisposeScope();
         }
         return norm.forward(h).MoveToOuterDisposeScope();

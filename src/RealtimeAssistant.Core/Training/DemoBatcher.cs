@@ -27,7 +27,24 @@ public sealed class DemoBatch : IDisposable
     public Tensor? Mask { get; init; }
     /// <summary>[B, T] weight of each label in the cross-entropy (0 where no loss), or null for a plain mean.</summary>
     public Tensor? LabelWeights { get; init; }
+    /// <summary>
+    /// Visual exit: from this decoder layer on, no text token attends an image token (null: never).
+    /// Exactly what a pruner's exit at that layer computes, so a model trained with it keeps its
+    /// captions when the image is dropped there (<see cref="TrainOptions.VisualExitFraction"/>).
+    /// </summary>
+    public int? VisualExitLayer { get; set; }
     public void Dispose() { Pixels?.Dispose(); Ids.Dispose(); Labels.Dispose(); Positions.Dispose(); Patches?.Dispose(); Mask?.Dispose(); LabelWeights?.Dispose(); }
+
+    /// <summary><see cref="Mask"/> (or causal) with every text-row × image-column entry cleared, [T, T] or [B, 1, T, T].</summary>
+    public Tensor VisualExitMask()
+    {
+        long T = Ids.shape[1];
+        var dev = Ids.device;
+        var isImage = torch.zeros(T, ScalarType.Bool, dev).index_fill_(0, torch.tensor(ImageSlots, device: dev), true);
+        var textReadsImage = isImage.logical_not().unsqueeze(1).logical_and(isImage.unsqueeze(0)); // [T, T]
+        var mask = Mask ?? SelfAttention.CausalMask(T, T, dev);
+        return mask.logical_and(textReadsImage.logical_not());
+    }
 }
 
 /// <summary>
@@ -238,7 +255,9 @@ public sealed class DemoBatcher
         }
         var embeds = model.Embed(batch.Ids, feats, batch.ImageSlots);
         bool tap = decoderProbe is not null && decoderWeight > 0 && batch.Patches is not null && feats is not null;
-        var h = model.Decoder.Forward(embeds, new DecoderStep { Positions = Array.Empty<long>(), PositionTensor = batch.Positions, Mask = batch.Mask },
+        var step = new DecoderStep { Positions = Array.Empty<long>(), PositionTensor = batch.Positions, Mask = batch.Mask };
+        if (batch.VisualExitLayer is { } exit && feats is not null) step = step with { DeepMask = batch.VisualExitMask(), DeepFrom = exit };
+        var h = model.Decoder.Forward(embeds, step,
             tap ? decoderProbe!.Layer : -1, out var tapped);
         var logits = model.language_model.Logits(h);
         // lm is what trains; ce (the plain mean) is what the log reports, comparable across weightings.

@@ -55,6 +55,14 @@ public sealed record TrainOptions
     public double AnswerLossWeight { get; init; } = 1;
     /// <summary>A model folder to start from (weights only; optimizer and schedule start fresh), instead of random weights.</summary>
     public string? InitFrom { get; init; }
+    /// <summary>
+    /// Fraction of batches with images trained with a visual exit: text stops attending the image
+    /// from one of <see cref="VisualExitLayers"/> on (drawn per batch). The rest train unmasked, so
+    /// unpruned inference keeps its quality while the model learns to read the image early, the
+    /// layer dynamics the VisiPruner paper measured in LLaVA (METHODS.md §1).
+    /// </summary>
+    public double VisualExitFraction { get; init; }
+    public int[] VisualExitLayers { get; init; } = { 2, 3 };
 
     public int TotalSteps => VisionSteps + TextSteps + AlignSteps + JointSteps;
 
@@ -75,6 +83,9 @@ public sealed record TrainOptions
         if (StreamingFrames < 1 || StreamingFrames > 32) throw new UserError($"streaming frames must be 1..32, got {StreamingFrames}");
         if (!(PatchLossWeight >= 0 && PatchLossWeight <= 100)) throw new UserError($"patch loss weight must be 0..100, got {PatchLossWeight}");
         if (!(DecoderProbeWeight >= 0 && DecoderProbeWeight <= 100)) throw new UserError($"decoder probe weight must be 0..100, got {DecoderProbeWeight}");
+        if (!(VisualExitFraction >= 0 && VisualExitFraction <= 1)) throw new UserError($"visual exit fraction must be in [0, 1], got {VisualExitFraction}");
+        if (VisualExitFraction > 0 && (VisualExitLayers.Length == 0 || VisualExitLayers.Any(l => l < 1 || l >= TextLayers)))
+            throw new UserError($"visual exit layers must be in 1..{TextLayers - 1}, got [{string.Join(", ", VisualExitLayers)}]");
         if (InitFrom is not null && !File.Exists(Path.Combine(InitFrom, "config.json"))) throw new UserError($"--init-from: no model folder (config.json) at {InitFrom}");
         if (TextLayers < 1 || TextHidden % 32 != 0 || VisionHidden % 32 != 0 || VisionLayers < 1) throw new UserError("model sizes: layers ≥ 1, widths multiples of 32");
     }
@@ -206,6 +217,9 @@ public sealed class Trainer
             using (var scope = torch.NewDisposeScope())
             {
                 using var batch = batcher.Make(samples, frames, textOnly: stage == "text", _o.AnswerLossWeight);
+                // Drawn after every other choice, so a recipe without exits draws exactly as before.
+                if (_o.VisualExitFraction > 0 && stage is "align" or "joint" && rng.NextDouble() < _o.VisualExitFraction)
+                    batch.VisualExitLayer = _o.VisualExitLayers[rng.Next(_o.VisualExitLayers.Length)];
                 foreach (var s in samples) s.Dispose();
                 foreach (var g in optimizer.ParamGroups) g.LearningRate = LearningRateAt(step);
                 optimizer.zero_grad();

@@ -141,6 +141,43 @@ public class PruningTests
         for (int i = 0; i < Layers; i++) Assert.Equal(dpos, cache.Layers[i].Source.Positions.ToArray()[^2..]);
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void TrainingsVisualExit_ComputesWhatThePrunersExitComputes(int exit)
+    {
+        // Prune-aware training masks text→image attention from a layer on; inference drops the
+        // image there. The two must agree, or the model would learn a different computation.
+        using var _ = torch.no_grad();
+        using var lm = Model();
+        var (emb, pos, spans) = Prompt(lm);
+        const int T = 41;
+        var slots = spans.SelectMany(s => Enumerable.Range(s.Start, s.Length)).Select(i => (long)i).ToArray();
+        using var batch = new RealtimeAssistant.Training.DemoBatch
+        {
+            Ids = torch.zeros(1, T, ScalarType.Int64), Labels = torch.zeros(1, T, ScalarType.Int64),
+            Positions = torch.tensor(pos).view(1, T), ImageSlots = slots,
+        };
+        var deep = batch.VisualExitMask();
+        // Exactly the text-row × image-column entries of the causal mask are cleared.
+        var expected = SelfAttention.CausalMask(T, T, torch.CPU).clone();
+        foreach (var row in TextRows(T, spans)) foreach (var c in slots) expected[row, c] = false;
+        Assert.True(deep.equal(expected).all().item<bool>());
+
+        var trained = lm.model.Forward(emb, new DecoderStep { Positions = pos, DeepMask = deep, DeepFrom = exit });
+        var pruner = new PruningConfig { ShallowLayers = 0, TokensThreshold = 0, ExitLayer = exit }.CreatePruner(Layers);
+        using var r = PrunedPrefill.Run(lm, emb, pos, spans, pruner);
+        Assert.Equal(exit - 1, r.Report.ExitLayer);
+        Assert.Equal(T - slots.Length, r.Rows.Length);
+        var text = torch.tensor(TextRows(T, spans));
+        var a = lm.Logits(trained[0].index_select(0, text));
+        var b = lm.Logits(r.Hidden[0]);
+        Assert.True(a.allclose(b, 1e-4, 1e-4), $"max abs diff {(a - b).abs().max().item<float>()}");
+        // And the exit matters: without it the text rows read the image in every layer.
+        var full = lm.Logits(lm.model.Forward(emb, new DecoderStep { Positions = pos })[0].index_select(0, text));
+        Assert.False(full.allclose(b, 1e-3, 1e-3));
+    }
+
     [Fact]
     public void EachLayersCache_HoldsWhatTheScheduleSays_AlsoWhenAFrameIsAppendedLater()
     {

@@ -101,5 +101,26 @@ public class TrainerTests
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { LearningRate = -1 }));
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { DecoderProbeWeight = -1 }));
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { AnswerLossWeight = 0 }));
+        Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { VisualExitFraction = 1.5 }));
+        var e = Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { TextLayers = 4, VisualExitFraction = 0.5, VisualExitLayers = new[] { 2, 4 } }));
+        Assert.Contains("1..3", e.Message);
+    }
+
+    [Fact]
+    public void VisualExitBatches_TrainOnTheSameDataWithTheImageCutFromTheExitLayer()
+    {
+        // One joint step from the same weights and data: with the exit on every batch the loss
+        // differs (text lost the image in layer 1), and nothing else about the step changed.
+        TrainProgress First(double fraction)
+        {
+            using var dir = new TempDir();
+            var rec = new Recorder();
+            new Trainer(Tiny(dir.Path, 0, 0, 1) with { TextLayers = 2, VisualExitFraction = fraction, VisualExitLayers = new[] { 1 } }).Run(rec, CancellationToken.None);
+            return rec.Seen[0];
+        }
+        var (plain, again, exited) = (First(0), First(0), First(1));
+        Assert.Equal(plain.BatchLoss, again.BatchLoss, 5);
+        Assert.NotEqual(plain.BatchLoss, exited.BatchLoss, 3);
+        Assert.Equal(plain.PatchShapeAccuracy, exited.PatchShapeAccuracy, 5); // the vision side saw the same images
     }
 }
