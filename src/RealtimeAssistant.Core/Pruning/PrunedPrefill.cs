@@ -163,7 +163,8 @@ public static class PrunedPrefill
             var x = layer.input_layernorm.forward(h);
             var (q, k, v) = attn.Project(x, cos, sin);
             kv.Append(k, v, pos);
-            var (K, V) = (kv.Keys, kv.Values);
+            // On an empty cache the block's own keys are the cache: skip two native calls a layer.
+            var (K, V) = prior == 0 && skip == 0 ? (k, v) : (kv.Keys, kv.Values);
             if (skip > 0) (K, V) = (K.narrow(2, skip, K.shape[2] - skip), V.narrow(2, skip, V.shape[2] - skip)); // views: never scored
             Tensor o;
             if (!shallow)
