@@ -35,7 +35,7 @@ public static class TrainCommand
         var answerWeight = new Option<double>("--answer-weight") { DefaultValueFactory = _ => 2.0, Description = "loss weight of each question-branch answer token against a caption token's 1" };
         var initFrom = new Option<string?>("--init-from") { Description = "start from this model folder's weights (a fine-tune) instead of random ones" };
         var exitFraction = new Option<double>("--visual-exit-fraction") { DefaultValueFactory = _ => 0, Description = "fraction of image batches where text stops reading the image at a visual-exit layer (prune-aware training; 0 = off)" };
-        var exitLayers = new Option<int[]>("--visual-exit-layers") { DefaultValueFactory = _ => new[] { 2, 3 }, AllowMultipleArgumentsPerToken = true, Description = "decoder layers a visual exit is drawn from" };
+        var exitLayers = new Option<int[]>("--visual-exit-layers") { DefaultValueFactory = _ => new[] { 2 }, AllowMultipleArgumentsPerToken = true, Description = "decoder layers a visual exit is drawn from" };
         var cmd = new Command("train", "Train the demo model (llava layout) from scratch on the synthetic scene world.")
             { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, decoderProbe, questions, questionMix, answerWeight, initFrom, exitFraction, exitLayers };
         return cmd.WithAction((pr, ct) =>

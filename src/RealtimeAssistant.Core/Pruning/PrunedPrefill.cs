@@ -40,7 +40,10 @@ public sealed class PruneReport
     public double HeadFlops { get; set; }
     public int? FilterLayer { get; set; }
     public int? ExitLayer { get; set; }
-    /// <summary>Visual tokens (block indices) that survived filtering; all of them when nothing was filtered.</summary>
+    /// <summary>
+    /// Visual tokens (block indices) that survived filtering; none when an exit dropped them all
+    /// before any filter acted; all of them when nothing was cut.
+    /// </summary>
     public long[] KeptVisual { get; set; } = Array.Empty<long>();
     public int VisualTokens => Spans.Sum(s => s.Length);
     public int KeptTokens => KeptVisual.Length;
@@ -196,6 +199,7 @@ public static class PrunedPrefill
             if (keep is not null)
             {
                 if (pruner.FilterLayer == li) { report.FilterLayer = li; report.KeptVisual = keep; }
+                else if (report.FilterLayer is null && keep.Length == 0) report.KeptVisual = keep; // exit before any filter
                 Cut(keep);
             }
         }

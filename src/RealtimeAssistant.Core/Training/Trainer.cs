@@ -85,7 +85,7 @@ public sealed record TrainOptions
         if (!(DecoderProbeWeight >= 0 && DecoderProbeWeight <= 100)) throw new UserError($"decoder probe weight must be 0..100, got {DecoderProbeWeight}");
         if (!(VisualExitFraction >= 0 && VisualExitFraction <= 1)) throw new UserError($"visual exit fraction must be in [0, 1], got {VisualExitFraction}");
         if (VisualExitFraction > 0 && (VisualExitLayers.Length == 0 || VisualExitLayers.Any(l => l < 1 || l >= TextLayers)))
-            throw new UserError($"visual exit layers must be in 1..{TextLayers - 1}, got [{string.Join(", ", VisualExitLayers)}]");
+            throw new UserError($"visual exit layers must be in 1..{TextLayers - 1}, got [{string.Join(", ", VisualExitLayers)}] (set --visual-exit-layers, or --visual-exit-fraction 0 to train without exits)");
         if (InitFrom is not null && !File.Exists(Path.Combine(InitFrom, "config.json"))) throw new UserError($"--init-from: no model folder (config.json) at {InitFrom}");
         if (TextLayers < 1 || TextHidden % 32 != 0 || VisionHidden % 32 != 0 || VisionLayers < 1) throw new UserError("model sizes: layers ≥ 1, widths multiples of 32");
     }

@@ -51,6 +51,26 @@ public class ShippedModelTests
     }
 
     [Fact]
+    public void ShippedScheduleDropsTheImageEarly_AndKeepsTheCaptions()
+    {
+        // The shipped model was trained with a visual exit (MODEL_CARD), so its checked schedule
+        // drops every visual token after its first layers and the captions hardly change.
+        using var engine = LlavaEngine.Load(Media("demo-model"));
+        int L = engine.Config.Text.NumHiddenLayers;
+        var schedule = RealtimeAssistant.Pruning.PruningConfig.Load(Path.Combine(Media("demo-model"), "pruning.json"));
+        Assert.NotNull(schedule.ExitLayer);
+        Assert.True(schedule.ExitLayer <= L / 2, $"exit at layer {schedule.ExitLayer} of {L}");
+        const int scenes = 30;
+        double none = RealtimeAssistant.Cli.Commands.PruningBench.F1(engine, new RealtimeAssistant.Pruning.PruningConfig { Method = "none" }, scenes, 1, CancellationToken.None);
+        double pruned = RealtimeAssistant.Cli.Commands.PruningBench.F1(engine, schedule, scenes, 1, CancellationToken.None);
+        Assert.True(pruned >= none - 0.03, $"pruned F1 {pruned:0.000} against {none:0.000} unpruned");
+        // And the layers before the exit do read the image: with no visual token after layer 0 (the
+        // bench's ceiling row) the captions fall apart, so the schedule is not dropping an unused input.
+        double ceiling = RealtimeAssistant.Cli.Commands.PruningBench.F1(engine, new RealtimeAssistant.Pruning.PruningConfig { Method = "random", FastvK = 0, RandomKeep = 0 }, scenes, 1, CancellationToken.None);
+        Assert.True(ceiling < none - 0.3, $"no image after layer 0 still scored F1 {ceiling:0.000}");
+    }
+
+    [Fact]
     public void DemoVideoIsBundledWithinItsLimits()
     {
         var path = Media("demo.mp4");
