@@ -63,6 +63,11 @@ public sealed record TrainOptions
     /// </summary>
     public double VisualExitFraction { get; init; }
     public int[] VisualExitLayers { get; init; } = { 2, 3 };
+    /// <summary>
+    /// First step (0-based, over all stages) whose batches may draw a visual exit: a run can learn
+    /// its task unmasked and add the exit at the end, as v17's fine-tunes did after v15.
+    /// </summary>
+    public int VisualExitFromStep { get; init; }
 
     public int TotalSteps => VisionSteps + TextSteps + AlignSteps + JointSteps;
 
@@ -84,6 +89,7 @@ public sealed record TrainOptions
         if (!(PatchLossWeight >= 0 && PatchLossWeight <= 100)) throw new UserError($"patch loss weight must be 0..100, got {PatchLossWeight}");
         if (!(DecoderProbeWeight >= 0 && DecoderProbeWeight <= 100)) throw new UserError($"decoder probe weight must be 0..100, got {DecoderProbeWeight}");
         if (!(VisualExitFraction >= 0 && VisualExitFraction <= 1)) throw new UserError($"visual exit fraction must be in [0, 1], got {VisualExitFraction}");
+        if (VisualExitFromStep < 0) throw new UserError($"visual exit start step must be ≥ 0, got {VisualExitFromStep}");
         if (VisualExitFraction > 0 && (VisualExitLayers.Length == 0 || VisualExitLayers.Any(l => l < 1 || l >= TextLayers)))
             throw new UserError($"visual exit layers must be in 1..{TextLayers - 1}, got [{string.Join(", ", VisualExitLayers)}] (set --visual-exit-layers, or --visual-exit-fraction 0 to train without exits)");
         if (InitFrom is not null && !File.Exists(Path.Combine(InitFrom, "config.json"))) throw new UserError($"--init-from: no model folder (config.json) at {InitFrom}");
@@ -219,7 +225,10 @@ public sealed class Trainer
                 using var batch = batcher.Make(samples, frames, textOnly: stage == "text", _o.AnswerLossWeight);
                 // Drawn after every other choice, so a recipe without exits draws exactly as before.
                 if (_o.VisualExitFraction > 0 && stage is "align" or "joint" && rng.NextDouble() < _o.VisualExitFraction)
-                    batch.VisualExitLayer = _o.VisualExitLayers[rng.Next(_o.VisualExitLayers.Length)];
+                {
+                    int exit = _o.VisualExitLayers[rng.Next(_o.VisualExitLayers.Length)];
+                    if (step >= _o.VisualExitFromStep) batch.VisualExitLayer = exit; // drawn either way: the same data with or without a start step
+                }
                 foreach (var s in samples) s.Dispose();
                 foreach (var g in optimizer.ParamGroups) g.LearningRate = LearningRateAt(step);
                 optimizer.zero_grad();

@@ -111,16 +111,22 @@ public class TrainerTests
     {
         // One joint step from the same weights and data: with the exit on every batch the loss
         // differs (text lost the image in layer 1), and nothing else about the step changed.
-        TrainProgress First(double fraction)
+        List<TrainProgress> Steps(double fraction, int fromStep = 0)
         {
             using var dir = new TempDir();
             var rec = new Recorder();
-            new Trainer(Tiny(dir.Path, 0, 0, 1) with { TextLayers = 2, VisualExitFraction = fraction, VisualExitLayers = new[] { 1 } }).Run(rec, CancellationToken.None);
-            return rec.Seen[0];
+            new Trainer(Tiny(dir.Path, 0, 0, 2) with { TextLayers = 2, VisualExitFraction = fraction, VisualExitLayers = new[] { 1 }, VisualExitFromStep = fromStep })
+                .Run(rec, CancellationToken.None);
+            return rec.Seen;
         }
-        var (plain, again, exited) = (First(0), First(0), First(1));
-        Assert.Equal(plain.BatchLoss, again.BatchLoss, 5);
-        Assert.NotEqual(plain.BatchLoss, exited.BatchLoss, 3);
-        Assert.Equal(plain.PatchShapeAccuracy, exited.PatchShapeAccuracy, 5); // the vision side saw the same images
+        var (plain, again, exited) = (Steps(0), Steps(0), Steps(1));
+        Assert.Equal(plain[0].BatchLoss, again[0].BatchLoss, 5);
+        Assert.NotEqual(plain[0].BatchLoss, exited[0].BatchLoss, 3);
+        Assert.Equal(plain[0].PatchShapeAccuracy, exited[0].PatchShapeAccuracy, 5); // the vision side saw the same images
+        // With the exit starting at step 1, step 0 is the plain run's step and step 1 is not.
+        var late = Steps(1, fromStep: 1);
+        Assert.Equal(plain[0].BatchLoss, late[0].BatchLoss, 5);
+        Assert.NotEqual(plain[1].BatchLoss, late[1].BatchLoss, 3);
+        Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { VisualExitFromStep = -1 }));
     }
 }
