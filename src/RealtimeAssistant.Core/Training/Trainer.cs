@@ -62,7 +62,7 @@ public sealed record TrainOptions
     /// layer dynamics the VisiPruner paper measured in LLaVA (METHODS.md §1).
     /// </summary>
     public double VisualExitFraction { get; init; }
-    public int[] VisualExitLayers { get; init; } = { 2, 3 };
+    public int[] VisualExitLayers { get; init; } = { 2 };
     /// <summary>
     /// First step (0-based, over all stages) whose batches may draw a visual exit: a run can learn
     /// its task unmasked and add the exit at the end, as v17's fine-tunes did after v15.
@@ -223,12 +223,9 @@ public sealed class Trainer
             using (var scope = torch.NewDisposeScope())
             {
                 using var batch = batcher.Make(samples, frames, textOnly: stage == "text", _o.AnswerLossWeight);
-                // Drawn after every other choice, so a recipe without exits draws exactly as before.
-                if (_o.VisualExitFraction > 0 && stage is "align" or "joint" && rng.NextDouble() < _o.VisualExitFraction)
-                {
-                    int exit = _o.VisualExitLayers[rng.Next(_o.VisualExitLayers.Length)];
-                    if (step >= _o.VisualExitFromStep) batch.VisualExitLayer = exit; // drawn either way: the same data with or without a start step
-                }
+                // Drawn after every other choice, so the data is the same with or without exits.
+                if (_o.VisualExitFraction > 0 && step >= _o.VisualExitFromStep && stage is "align" or "joint" && rng.NextDouble() < _o.VisualExitFraction)
+                    batch.VisualExitLayer = _o.VisualExitLayers[rng.Next(_o.VisualExitLayers.Length)];
                 foreach (var s in samples) s.Dispose();
                 foreach (var g in optimizer.ParamGroups) g.LearningRate = LearningRateAt(step);
                 optimizer.zero_grad();
