@@ -84,8 +84,10 @@ public sealed record PrefillResult(Tensor Hidden, long[] Rows, PruneReport Repor
 /// the fact and moves their mass to the sink, we cannot know that mass without computing it; instead the
 /// sink competes in the text rows' softmax with its own score and absorbs the probability text would put on
 /// the image. The mask-based reference in the tests implements exactly this pattern.</item>
-/// <item>After each layer the pruner may cut the visual tokens: the hidden states, positions, RoPE tables
-/// and every later layer's cache then hold only the kept tokens, at their original position ids.</item>
+/// <item>At each layer the pruner may cut the visual tokens. It decides from the layer's queries, keys and
+/// values, so the dropped tokens' keys and values still serve that layer but their attention output,
+/// o_proj and MLP are never computed. The hidden states, positions, RoPE tables and every later layer's
+/// cache then hold only the kept tokens, at their original position ids.</item>
 /// </list>
 /// Appends to <see cref="CacheGroup.Source"/>; the cache may already hold earlier frames (streaming).
 /// Pruning needs batch size 1; <see cref="NonePruner"/> runs any batch.
@@ -129,15 +131,20 @@ public static class PrunedPrefill
         var h = embeds;
         var pos = positions;
 
-        void Cut(long[] keepVisual)
+        // The current rows (local indices) that stay when only these visual tokens are kept; null: all stay.
+        long[]? Staying(long[] keepVisual)
         {
             var keepSet = keepVisual.ToHashSet();
             var local = new List<long>();
             for (int i = 0; i < rows.Length; i++)
                 if (frameOf[rows[i]] < 0 || keepSet.Contains(rows[i])) local.Add(i);
-            if (local.Count == rows.Length) return;
-            var idx = torch.tensor(local.ToArray(), device: dev);
-            h = h.index_select(1, idx);
+            return local.Count == rows.Length ? null : local.ToArray();
+        }
+
+        // Drops every row but `local` from the bookkeeping, and from h unless the layer already did.
+        void Cut(long[] local, Tensor idx, bool hCut)
+        {
+            if (!hCut) h = h.index_select(1, idx);
             cos = cos.index_select(0, idx); sin = sin.index_select(0, idx);
             rows = local.Select(i => rows[i]).ToArray();
             pos = local.Select(i => pos[i]).ToArray();
@@ -146,7 +153,7 @@ public static class PrunedPrefill
 
         if (allVisual.Length > 0 && pruner.BeforeFirstLayer(ListProbe(-1, rows, frameOf)) is { } keep0)
         {
-            Cut(keep0);
+            if (Staying(keep0) is { } local0) Cut(local0, torch.tensor(local0, device: dev), hCut: false);
             report.KeptVisual = keep0;
             report.FilterLayer = -1; // before layer 0
         }
@@ -161,7 +168,7 @@ public static class PrunedPrefill
             int n = rows.Length;
             int nVis = rows.Count(r => frameOf[r] >= 0);
             bool shallow = li < pruner.ShallowLayers && nVis > 0 && nVis < n;
-            double flops = ProjFlops(c, n);
+            double flops = QkvFlops(c, n);
 
             var x = layer.input_layernorm.forward(h);
             var (q, k, v) = attn.Project(x, cos, sin);
@@ -169,21 +176,10 @@ public static class PrunedPrefill
             // On an empty cache the block's own keys are the cache: skip two native calls a layer.
             var (K, V) = prior == 0 && skip == 0 ? (k, v) : (kv.Keys, kv.Values);
             if (skip > 0) (K, V) = (K.narrow(2, skip, K.shape[2] - skip), V.narrow(2, skip, V.shape[2] - skip)); // views: never scored
-            Tensor o;
-            if (!shallow)
-            {
-                o = attn.Attend(q, K, V, null);
-                flops += AttnFlops(c, prior == 0 ? (double)n * (n + 1) / 2 : (double)n * (prior + n));
-            }
-            else
-            {
-                if (maskVersion != version || plan is null) { plan = ShallowPlan.Build(rows, frameOf, prior, pruner.Sink, dev); maskVersion = version; }
-                (o, var pairs) = ShallowAttend(attn, plan, q, k, v, K, V, prior, li == 0);
-                flops += AttnFlops(c, pairs);
-            }
-            h = h + attn.Output(o);
-            h = h + layer.mlp.forward(layer.post_attention_layernorm.forward(h));
 
+            // The pruner decides here, before the layer is finished: its probe reads only this layer's
+            // queries, keys and values. Rows it drops after this layer then need their keys and values
+            // (the kept rows attend them) but no attention output, o_proj or MLP.
             var need = nVis > 0 ? pruner.Need(li) : ProbeNeed.None;
             long[]? keep = null;
             if (need != ProbeNeed.None)
@@ -194,13 +190,46 @@ public static class PrunedPrefill
                 report.Probes.Add(probe);
                 keep = pruner.After(li, probe);
             }
+            var stay = keep is null ? null : Staying(keep);
+            var stayIdx = stay is null ? null : torch.tensor(stay, device: dev);
+
+            Tensor? o = null;
+            if (shallow)
+            {
+                if (maskVersion != version || plan is null) { plan = ShallowPlan.Build(rows, frameOf, prior, pruner.Sink, dev); maskVersion = version; }
+                (o, var pairs) = ShallowAttend(attn, plan, q, k, v, K, V, prior, li == 0);
+                flops += AttnFlops(c, pairs);
+                if (stayIdx is not null) o = o.index_select(2, stayIdx);
+            }
+            else if (stay is null)
+            {
+                o = attn.Attend(q, K, V, null);
+                flops += AttnFlops(c, prior == 0 ? (double)n * (n + 1) / 2 : (double)n * (prior + n));
+            }
+            else if (stay.Length > 0)
+            {
+                // Only the staying rows query: row i (block order) sees the prior cache and the block up to itself.
+                long S = prior + n;
+                var allowed = new bool[stay.Length * S];
+                for (int r = 0; r < stay.Length; r++) Array.Fill(allowed, true, (int)(r * S), (int)(prior + stay[r] + 1));
+                o = attn.Attend(q.index_select(2, stayIdx!), K, V, torch.tensor(allowed, device: dev).view(stay.Length, S));
+                flops += AttnFlops(c, stay.Sum(i => prior + i + 1));
+            }
+            if (stayIdx is not null) h = h.index_select(1, stayIdx);
+            if (o is not null)
+            {
+                h = h + attn.Output(o);
+                h = h + layer.mlp.forward(layer.post_attention_layernorm.forward(h));
+                flops += OutMlpFlops(c, stay?.Length ?? n);
+            }
+
             report.Layers.Add(new LayerAccount(li, shallow ? "shallow" : li <= (report.FilterLayer ?? int.MaxValue) ? "full" : "pruned",
                 n, nVis, kv.Length, flops, rows.Where(r => frameOf[r] >= 0).ToArray()));
             if (keep is not null)
             {
                 if (pruner.FilterLayer == li) { report.FilterLayer = li; report.KeptVisual = keep; }
                 else if (report.FilterLayer is null && keep.Length == 0) report.KeptVisual = keep; // exit before any filter
-                Cut(keep);
+                if (stay is not null) Cut(stay, stayIdx!, hCut: true);
             }
         }
         report.ExitLayer = pruner.ExitLayer;
@@ -210,11 +239,18 @@ public static class PrunedPrefill
         return new PrefillResult(final, rows, report);
     }
 
-    static double ProjFlops(TextConfig c, int n)
+    /// <summary>The q, k and v projections of n rows.</summary>
+    static double QkvFlops(TextConfig c, int n)
     {
-        double qd = c.NumAttentionHeads * (double)c.HeadDim, kvd = c.NumKeyValueHeads * (double)c.HeadDim, d = c.HiddenSize;
-        return 2.0 * n * d * (qd + 2 * kvd) + 2.0 * n * qd * d + 2.0 * n * 3 * d * c.IntermediateSize;
+        double qd = c.NumAttentionHeads * (double)c.HeadDim, kvd = c.NumKeyValueHeads * (double)c.HeadDim;
+        return 2.0 * n * c.HiddenSize * (qd + 2 * kvd);
     }
+
+    /// <summary>o_proj and the gated MLP of n rows.</summary>
+    static double OutMlpFlops(TextConfig c, int n) =>
+        2.0 * n * c.NumAttentionHeads * c.HeadDim * c.HiddenSize + 2.0 * n * 3 * c.HiddenSize * c.IntermediateSize;
+
+    static double ProjFlops(TextConfig c, int n) => QkvFlops(c, n) + OutMlpFlops(c, n);
 
     /// <summary>QKᵀ and PV for this many query-key pairs, all heads.</summary>
     static double AttnFlops(TextConfig c, double pairs) => 4.0 * pairs * c.HeadDim * c.NumAttentionHeads;

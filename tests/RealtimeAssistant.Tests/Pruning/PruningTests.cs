@@ -208,6 +208,32 @@ public class PruningTests
         Assert.True(second.Hidden.isfinite().all().item<bool>());
     }
 
+    [Fact]
+    public void RowsCutAfterALayer_ServeItsKeys_ButSkipTheirOutputAndMlp()
+    {
+        // The exit drops every visual token after layer 2: they are keys and values there (the text
+        // rows attend them), and nothing else. The text logits are checked against the mask
+        // reference above; this checks the work really skipped, in the accounting that follows it.
+        using var _ = torch.no_grad();
+        using var lm = Model();
+        var (emb, pos, spans) = Prompt(lm);
+        using var cache = new KvCache(Layers);
+        var pruner = new PruningConfig { ShallowLayers = 0, TokensThreshold = 0, ExitLayer = 3 }.CreatePruner(Layers);
+        using var r = PrunedPrefill.Run(lm, emb, pos, spans, pruner, cache);
+        var c = lm.Config;
+        double d = c.HiddenSize, qd = c.NumAttentionHeads * c.HeadDim, kvd = c.NumKeyValueHeads * c.HeadDim;
+        var text = TextRows(41, spans);
+        double Attn(double pairs) => 4.0 * pairs * c.HeadDim * c.NumAttentionHeads;
+        double qkv41 = 2.0 * 41 * d * (qd + 2 * kvd);
+        double outMlp(int n) => n * (2.0 * qd * d + 6.0 * d * c.IntermediateSize);
+        // A full layer, plus the filtering test's probe (the last row's query over every key).
+        Assert.Equal(qkv41 + outMlp(41) + Attn(41 * 42 / 2) + Attn(41), r.Report.Layers[1].Flops, 6);
+        Assert.Equal(qkv41 + outMlp(text.Length) + Attn(text.Sum(i => i + 1)), r.Report.Layers[2].Flops, 6);
+        Assert.Equal(41, cache.Layers[2].Source.Length);
+        Assert.Equal(text.Length, cache.Layers[3].Source.Length);
+        Assert.Equal(text, r.Rows);
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(1)]
