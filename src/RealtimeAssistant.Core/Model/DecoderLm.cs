@@ -122,8 +122,9 @@ public sealed class DecoderLayer : nn.Module
 
     public Tensor Forward(Tensor h, Tensor cos, Tensor sin, DecoderStep step, LayerKv? kv)
     {
-        h = h + self_attn.Forward(input_layernorm.forward(h), cos, sin, step, kv);
-        return h + mlp.forward(post_attention_layernorm.forward(h));
+        h = h + self_attn.Forward(input_layernorm.forward(h), cos, sin, step, kv); // a new tensor: the caller's h is not touched
+        var m = mlp.forward(post_attention_layernorm.forward(h));
+        return torch.is_grad_enabled() ? h + m : h.add_(m);
     }
 }
 
@@ -280,5 +281,7 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
         _act = Activations.Get(c.HiddenAct);
         RegisterComponents();
     }
-    public override Tensor forward(Tensor x) => down_proj.forward(_act(gate_proj.forward(x)) * up_proj.forward(x));
+    public override Tensor forward(Tensor x) =>
+        // In place where no gradient is kept: two fewer tensors per layer.
+        down_proj.forward(torch.is_grad_enabled() ? _act(gate_proj.forward(x)) * up_proj.forward(x) : _act(gate_proj.forward(x)).mul_(up_proj.forward(x)));
 }

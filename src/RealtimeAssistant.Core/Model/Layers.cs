@@ -89,12 +89,17 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     }
     public override Tensor forward(Tensor x)
     {
+        // float32 (the demo model, CPU): no casts, no scope, in place where no gradient is kept; on a
+        // small model each native call costs more than its arithmetic.
+        if (x.dtype == ScalarType.Float32)
+        {
+            var r = x.square().mean(new long[] { -1 }, keepdim: true).add_(_eps);
+            return torch.is_grad_enabled() ? x * r.rsqrt() * weight : (x * r.rsqrt_()).mul_(weight);
+        }
         using var scope = torch.NewDisposeScope();
-        var dtype = x.dtype;
-        bool f32 = dtype == ScalarType.Float32; // no casts then: each is a native call
-        var h = f32 ? x : x.to_type(ScalarType.Float32);
+        var h = x.to_type(ScalarType.Float32);
         h = h * torch.rsqrt(h.square().mean(new long[] { -1 }, keepdim: true).add_(_eps));
-        return (weight * (f32 ? h : h.to_type(dtype))).MoveToOuterDisposeScope();
+        return (weight * h.to_type(x.dtype)).MoveToOuterDisposeScope();
     }
 }
 

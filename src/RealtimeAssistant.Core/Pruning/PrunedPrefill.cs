@@ -126,6 +126,7 @@ public static class PrunedPrefill
         ShallowPlan? plan = null;
 
         using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad(); // inference only: the residual stream is updated in place
         var dev = embeds.device;
         var (cos, sin) = dec.Rope.Tables(torch.tensor(positions, device: dev), embeds.dtype);
         var h = embeds;
@@ -218,8 +219,8 @@ public static class PrunedPrefill
             if (stayIdx is not null) h = h.index_select(1, stayIdx);
             if (o is not null)
             {
-                h = h + attn.Output(o);
-                h = h + layer.mlp.forward(layer.post_attention_layernorm.forward(h));
+                h = h + attn.Output(o); // a new tensor: the caller's embeds are not touched
+                h.add_(layer.mlp.forward(layer.post_attention_layernorm.forward(h)));
                 flops += OutMlpFlops(c, stay?.Length ?? n);
             }
 
