@@ -73,8 +73,7 @@ public static class StreamingBench
                 results.Add(new() { ["method"] = method, ["update_ms_at"] = Ms(lat, false), ["caption_ms_at"] = Ms(lat, true), ["f1"] = Math.Round(f1, 4) });
             }
             // The F1 gap's noise: the standard error of the per-clip differences (same clips for both).
-            var diffs = perClip["gpe"].Zip(perClip["re-encoding"], (a, b) => a - b).ToArray();
-            double mean = diffs.Average(), se = diffs.Length > 1 ? Math.Sqrt(diffs.Sum(d => (d - mean) * (d - mean)) / (diffs.Length - 1) / diffs.Length) : double.NaN;
+            double se = BenchStats.PairedSe(perClip["gpe"], perClip["re-encoding"]);
             var table = new Table().AddColumn("method");
             foreach (var c in checkpoints) table.AddColumn($"update ms @ {c}");
             foreach (var c in checkpoints) table.AddColumn($"+caption ms @ {c}");
@@ -107,7 +106,7 @@ public static class StreamingBench
                 ["gpe_caption_growth_last_over_first"] = Math.Round(G(0, "caption_ms_at", last) / G(0, "caption_ms_at", firstAt), 3),
                 ["reencoding_over_gpe_caption_at_last"] = Math.Round(G(1, "caption_ms_at", last) / G(0, "caption_ms_at", last), 2),
                 ["f1_gpe_minus_reencoding"] = Math.Round(Convert.ToDouble(results[0]["f1"]) - Convert.ToDouble(results[1]["f1"]), 4),
-                ["f1_gpe_minus_reencoding_se"] = Math.Round(se, 4),
+                ["f1_gpe_minus_reencoding_se"] = double.IsNaN(se) ? "n/a (one clip)" : Math.Round(se, 4),
             };
             foreach (var (k, v) in summary) AnsiConsole.MarkupLine($"[grey]{k}[/] = {Markup.Escape(v.ToString()!)}");
             if (pr.GetValue(json) is { } path) Cli.WriteJson(path, new { methods = results, summary });

@@ -16,6 +16,16 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public void PairedSe_IsTheStandardErrorOfTheMeanDifference()
+    {
+        // Differences 1, 2, 3: mean 2, sample sd 1, so the SE is 1/√3. A shift common to both sides cancels.
+        Assert.Equal(1 / Math.Sqrt(3), BenchStats.PairedSe(new double[] { 1.5, 2.5, 3.5 }, new double[] { 0.5, 0.5, 0.5 }), 12);
+        Assert.Equal(0, BenchStats.PairedSe(new double[] { 0.9, 0.7, 0.4 }, new double[] { 0.8, 0.6, 0.3 }), 12);
+        Assert.True(double.IsNaN(BenchStats.PairedSe(new double[] { 1 }, new double[] { 0 })));
+        Assert.Throws<ArgumentException>(() => BenchStats.PairedSe(new double[] { 1, 2 }, new double[] { 0 }));
+    }
+
+    [Fact]
     public async Task Pruning_WritesEveryMethodsPrefillFlopsKeptTokensAndF1()
     {
         var root = await RunToJson(PruningBench.Create(), "--skip-llava", "--window-frames", "1", "--frames", "1", "--reps", "1", "--scenes", "2");
@@ -30,6 +40,9 @@ public class BenchCommandTests
             Assert.True(m["flops"]!.GetValue<double>() > 0);
             Assert.InRange(m["kept_tokens"]!.GetValue<double>(), 0, 64);
             Assert.InRange(m["f1"]!.GetValue<double>(), 0, 1);
+            // The gap to none carries its noise (paired over the same scenes); none has no gap.
+            if (name == "none") Assert.Null(m["f1_gap_se"]);
+            else Assert.True(m["f1_gap_se"]!.GetValue<double>() >= 0);
         }
         // The ceiling keeps nothing after layer 0 and costs the fewest FLOPs of all.
         var ceiling = methods["ceiling (no visual token after layer 0)"];
