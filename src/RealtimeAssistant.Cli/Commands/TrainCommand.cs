@@ -53,39 +53,56 @@ public static class TrainCommand
                 DecoderProbeWeight = pr.GetValue(decoderProbe), QuestionsPerCaption = pr.GetValue(questions), QuestionMix = pr.GetValue(questionMix), AnswerLossWeight = pr.GetValue(answerWeight), InitFrom = pr.GetValue(initFrom),
                 VisualExitFraction = pr.GetValue(exitFraction), VisualExitLayers = pr.GetValue(exitLayers)!, VisualExitFromStep = pr.GetValue(exitFrom),
             };
-            var trainer = new Trainer(options);
-            var (resume, _) = trainer.ResumePoint();
-            if (resume > 0) AnsiConsole.MarkupLine($"[yellow]resuming from step {resume}[/]");
-            bool interactive = !Console.IsOutputRedirected;
-            if (interactive)
+            try { return Task.FromResult(Train(options, ct)); }
+            catch (System.Runtime.InteropServices.ExternalException e) when (e.Message.Contains("c10/core/Scalar.h"))
             {
-                AnsiConsole.Progress()
-                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
-                    .Start(ctx =>
-                    {
-                        var task = ctx.AddTask("training", maxValue: options.TotalSteps);
-                        task.Value = resume;
-                        trainer.Run(new Progress(p =>
-                        {
-                            task.Value = p.Step;
-                            task.Description = $"{p.Stage} loss {p.Loss:0.000}";
-                        }), ct);
-                    });
+                // libtorch found a scalar argument with a garbage tag. Most likely TorchSharp 0.107's
+                // implicit scalars, left to the finalizer (dotnet/TorchSharp#1496), freed mid-call.
+                // Rare (about once an hour of training here); the checkpoint a rerun resumes is intact.
+                Console.Error.WriteLine("error: libtorch found a corrupt scalar argument (a rare TorchSharp fault, not your settings); "
+                    + "the last checkpoint is intact: run the same command again to resume (./ra train does so itself)");
+                return Task.FromResult(TransientNativeFault);
             }
-            else
-            {
-                // Logs (CI, nohup): one line every 20 steps with loss and ETA.
-                trainer.Run(new Progress(p =>
-                {
-                    if (p.Step % 20 != 0 && p.Step != p.TotalSteps) return;
-                    var rate = p.Elapsed.TotalSeconds / Math.Max(1, p.Step - resume);
-                    var eta = TimeSpan.FromSeconds(rate * (p.TotalSteps - p.Step));
-                    Console.WriteLine($"step {p.Step}/{p.TotalSteps} {p.Stage} loss {p.Loss:0.0000} lr {p.LearningRate:0.00e0} image/text scale {p.FeatureScale:0.00} image diversity {p.FeatureDiversity:0.000} patch shape acc {p.PatchShapeAccuracy:0.000} colour acc {p.PatchColourAccuracy:0.000} motion acc {p.MotionAccuracy:0.000} elapsed {p.Elapsed:hh\\:mm\\:ss} eta {eta:hh\\:mm\\:ss}");
-                }), ct);
-            }
-            AnsiConsole.MarkupLine($"[green]model written to {Markup.Escape(options.OutDir)}[/]");
-            return Task.FromResult(0);
         });
+    }
+
+    /// <summary>Exit code of a run that died of a known transient native fault: rerunning resumes it (EX_TEMPFAIL).</summary>
+    public const int TransientNativeFault = 75;
+
+    static int Train(TrainOptions options, CancellationToken ct)
+    {
+        var trainer = new Trainer(options);
+        var (resume, _) = trainer.ResumePoint();
+        if (resume > 0) AnsiConsole.MarkupLine($"[yellow]resuming from step {resume}[/]");
+        bool interactive = !Console.IsOutputRedirected;
+        if (interactive)
+        {
+            AnsiConsole.Progress()
+                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
+                .Start(ctx =>
+                {
+                    var task = ctx.AddTask("training", maxValue: options.TotalSteps);
+                    task.Value = resume;
+                    trainer.Run(new Progress(p =>
+                    {
+                        task.Value = p.Step;
+                        task.Description = $"{p.Stage} loss {p.Loss:0.000}";
+                    }), ct);
+                });
+        }
+        else
+        {
+            // Logs (CI, nohup): one line every 20 steps with loss and ETA.
+            trainer.Run(new Progress(p =>
+            {
+                if (p.Step % 20 != 0 && p.Step != p.TotalSteps) return;
+                var rate = p.Elapsed.TotalSeconds / Math.Max(1, p.Step - resume);
+                var eta = TimeSpan.FromSeconds(rate * (p.TotalSteps - p.Step));
+                Console.WriteLine($"step {p.Step}/{p.TotalSteps} {p.Stage} loss {p.Loss:0.0000} lr {p.LearningRate:0.00e0} image/text scale {p.FeatureScale:0.00} image diversity {p.FeatureDiversity:0.000} patch shape acc {p.PatchShapeAccuracy:0.000} colour acc {p.PatchColourAccuracy:0.000} motion acc {p.MotionAccuracy:0.000} elapsed {p.Elapsed:hh\\:mm\\:ss} eta {eta:hh\\:mm\\:ss}");
+            }), ct);
+        }
+        AnsiConsole.MarkupLine($"[green]model written to {Markup.Escape(options.OutDir)}[/]");
+        return 0;
     }
 
     /// <summary>Synchronous IProgress (System.Progress posts to the thread pool, out of order).</summary>
