@@ -216,7 +216,7 @@ public static class PruningBench
                 for (int m = 0; m < methods.Count; m++)
                     results[m] = results[m] with
                     {
-                        f1 = Math.Round(perScene[m].Aggregate((a, b) => a + b).F1, 4),
+                        f1 = Math.Round(FactScore.Total(perScene[m]).F1, 4),
                         f1_gap_se = m == 0 || scenes < 2 ? null : Math.Round(BenchStats.PairedSe(perScene[m].Select(f => f.F1).ToArray(), none), 4),
                     };
             }
@@ -267,7 +267,7 @@ public static class PruningBench
 
     /// <summary>Caption attribute F1 (as `ra eval` scores it) on held-out scenes or clip windows, through <see cref="PrunedCaptioner"/>.</summary>
     public static double F1(LlavaEngine engine, PruningConfig config, int scenes, int promptFrames, CancellationToken ct) =>
-        F1Scores(engine, config, scenes, promptFrames, ct).Aggregate(default(FactScore), (a, b) => a + b).F1;
+        FactScore.Total(F1Scores(engine, config, scenes, promptFrames, ct)).F1;
 
     /// <summary>Each scene's (or window's) attribute score, in scene order.</summary>
     static List<FactScore> F1Scores(LlavaEngine engine, PruningConfig config, int scenes, int promptFrames, CancellationToken ct)

@@ -11,6 +11,9 @@ public readonly record struct FactScore(int TruePositives, int FalsePositives, i
 
     public double F1 => Precision + Recall == 0 ? 0 : 2 * Precision * Recall / (Precision + Recall);
 
+    /// <summary>The pooled counts of many scores (micro-averaged: F1 of the total, not a mean of F1s).</summary>
+    public static FactScore Total(IEnumerable<FactScore> scores) => scores.Aggregate(default(FactScore), (a, b) => a + b);
+
     public static FactScore operator +(FactScore a, FactScore b) => new(
         a.TruePositives + b.TruePositives, a.FalsePositives + b.FalsePositives, a.FalseNegatives + b.FalseNegatives);
 
