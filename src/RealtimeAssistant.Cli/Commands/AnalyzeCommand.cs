@@ -70,7 +70,7 @@ public static class AnalyzeCommand
         double[] mass = new double[L], minCos = new double[L], over = new double[L], top = new double[L];
         double[] kKl = new double[L + 1], kAg = new double[L + 1], sKl = new double[L], sAg = new double[L];
         var firstFire = new List<int>();
-        using var _ = torch.no_grad();
+        using var _ = torch.inference_mode();
         foreach (var img in images)
         {
             ct.ThrowIfCancellationRequested();

@@ -51,7 +51,7 @@ public static class BenchCommand
 
     static Dictionary<string, object> RunEngine(int L, int D, int T, int N, int R, Device dev, ScalarType dt, CancellationToken ct)
     {
-        using var _ = torch.no_grad();
+        using var _ = torch.inference_mode();
         // Matmul reference: the best fp32 GEMM rate this process gets on this device.
         double gflops;
         {

@@ -147,7 +147,7 @@ public static class PruningBench
         var pruners = methods.Select(m => m.Config.CreatePruner(L)).ToList();
         var ms = methods.Select(_ => new List<double>()).ToList();
         var reports = methods.Select(_ => new List<PruneReport>()).ToList();
-        using var _ = torch.no_grad();
+        using var _ = torch.inference_mode();
         for (int r = 0; r <= reps; r++)
             for (int i = 0; i < inputs.Count; i++)
                 for (int j = 0; j < methods.Count; j++)
@@ -196,7 +196,7 @@ public static class PruningBench
             var data = new DemoDataset(DemoSplit.Eval);
             using var captioner = new Captioner(engine);
             var inputs = new List<(Tensor, long[], List<VisualSpan>)>();
-            using (torch.no_grad())
+            using (torch.inference_mode())
                 for (int i = 0; i < nf; i++)
                 {
                     using var s = Sample(data, i, promptFrames);
@@ -301,7 +301,7 @@ public static class PruningBench
         int T = prefix + V + suffix;
         var spans = new List<VisualSpan> { new(prefix, V, 0) };
         var inputs = new List<(Tensor, long[], List<VisualSpan>)>();
-        using (torch.no_grad())
+        using (torch.inference_mode())
             for (int i = 0; i < Math.Min(nf, 3); i++)
             {
                 var g = new Generator((ulong)(100 + i));

@@ -132,7 +132,7 @@ public static class StreamingBench
     static Dictionary<int, (double Update, double Caption)> Latency(LlavaEngine e, string method, int window, int[] at, int captionTokens,
         PruningConfig? pruning, int? frameBand, CancellationToken ct)
     {
-        using var _ = torch.no_grad();
+        using var _ = torch.inference_mode();
         var clip = ClipGenerator.Generate(7, 8, 15);
         using var pre = new ImagePreprocessor(e.Preprocessor, e.Device, e.DType);
         // A pool of real encoded frames, reused in turn: content does not change the cost.
@@ -187,7 +187,7 @@ public static class StreamingBench
     /// <returns>F1 over all captions, and each clip's own.</returns>
     static (double F1, double[] PerClip) Quality(LlavaEngine e, string method, int window, int clips, PruningConfig? pruning, int? frameBand, CancellationToken ct)
     {
-        using var _ = torch.no_grad();
+        using var _ = torch.inference_mode();
         using var pre = new ImagePreprocessor(e.Preprocessor, e.Device, e.DType);
         FactScore total = default;
         var perClip = new double[clips];

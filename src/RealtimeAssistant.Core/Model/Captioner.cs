@@ -39,7 +39,7 @@ public static class TokenGenerator
         for (int step = 0; step < options.MaxNewTokens; step++)
         {
             int id;
-            using (torch.no_grad()) id = sampler.Next(current);
+            using (torch.inference_mode()) id = sampler.Next(current);
             if (!ReferenceEquals(current, logits)) current.Dispose();
             if (stops.Contains(id)) break;
             var delta = text.Push(id);
@@ -49,7 +49,10 @@ public static class TokenGenerator
             if (last) break;
             sw.Restart(); // the caller's time between tokens is not ours
             using (var scope = torch.NewDisposeScope())
-            using (torch.no_grad())
+            // InferenceMode, not no_grad: libtorch then skips autograd's dispatch, view tracking and
+            // version counters on every op, 10–13% of a demo-sized layer. Tensors made here (the
+            // KV cache) are inference tensors, so every path that writes them runs in this mode too.
+            using (torch.inference_mode())
             {
                 var ids = torch.tensor(new long[] { id }, device: model.Decoder.embed_tokens.weight.device).view(1, 1);
                 var h = model.Decoder.Forward(model.Decoder.embed_tokens.forward(ids),
@@ -108,7 +111,7 @@ public class Captioner : IDisposable
         Tensor logits;
         var sw = Stopwatch.StartNew();
         using (var scope = torch.NewDisposeScope())
-        using (torch.no_grad())
+        using (torch.inference_mode())
         {
             var pixels = torch.cat(images.Select(Preprocessor.Process).ToArray(), 0);
             TokenGenerator.Sync(_e.Device);

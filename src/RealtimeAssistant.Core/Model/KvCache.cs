@@ -16,6 +16,8 @@ public enum CacheGroup { Source = 0, Target = 1 }
 /// Evicting from the front only moves a start offset (a sliding window costs O(1) per frame);
 /// the live range is moved back to the buffer's start when an append runs out of room.
 /// Each layer's groups have their own length: pruning may drop tokens from some layers only.
+/// Writes run under InferenceMode: buffers made by an inference path are inference tensors,
+/// which only that mode may write; a cache made outside it is written the same way.
 /// </summary>
 public sealed class KvGroup : IDisposable
 {
@@ -39,7 +41,7 @@ public sealed class KvGroup : IDisposable
         long n = k.shape[2];
         if (positions.Length != n) throw new ArgumentException($"{positions.Length} positions for {n} entries");
         EnsureCapacity(k, Length + n);
-        using (torch.no_grad())
+        using (torch.inference_mode())
         {
             _k!.narrow(2, _start + Length, n).copy_(k);
             _v!.narrow(2, _start + Length, n).copy_(v);
@@ -58,7 +60,7 @@ public sealed class KvGroup : IDisposable
         var k = torch.empty(shape, like.dtype, like.device).DetachFromDisposeScope();
         var v = torch.empty(shape, like.dtype, like.device).DetachFromDisposeScope();
         if (_k is not null && Length > 0)
-            using (torch.no_grad())
+            using (torch.inference_mode())
             {
                 k.narrow(2, 0, Length).copy_(Keys);
                 v.narrow(2, 0, Length).copy_(Values);
@@ -76,7 +78,7 @@ public sealed class KvGroup : IDisposable
     {
         if (_start == 0) return;
         if (Length > 0)
-            using (torch.no_grad())
+            using (torch.inference_mode())
             {
                 // clone: source and destination ranges may overlap.
                 using var kt = Keys.clone();
@@ -96,7 +98,7 @@ public sealed class KvGroup : IDisposable
         if (start == 0) { _start += count; Length -= count; return; } // the window slides: no copy
         long tail = Length - start - count;
         if (tail > 0)
-            using (torch.no_grad())
+            using (torch.inference_mode())
             {
                 using var kt = _k!.narrow(2, _start + start + count, tail).clone();
                 using var vt = _v!.narrow(2, _start + start + count, tail).clone();
@@ -111,7 +113,7 @@ public sealed class KvGroup : IDisposable
     public void Keep(long[] indices)
     {
         if (indices.Length == Length) return;
-        using (torch.no_grad())
+        using (torch.inference_mode())
         {
             using var idx = torch.tensor(indices, device: _k!.device);
             using var k = Keys.index_select(2, idx);
@@ -127,7 +129,7 @@ public sealed class KvGroup : IDisposable
     public void ShiftPositions(long delta, Func<Tensor, Tensor> rotate)
     {
         if (Length == 0) return;
-        using (torch.no_grad())
+        using (torch.inference_mode())
         {
             var view = Keys;
             using var rotated = rotate(view);

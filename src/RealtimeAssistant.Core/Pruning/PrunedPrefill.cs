@@ -126,7 +126,7 @@ public static class PrunedPrefill
         ShallowPlan? plan = null;
 
         using var scope = torch.NewDisposeScope();
-        using var noGrad = torch.no_grad(); // inference only: the residual stream is updated in place
+        using var inference = torch.inference_mode(); // inference only: the residual stream is updated in place
         var dev = embeds.device;
         var (cos, sin) = dec.Rope.Tables(torch.tensor(positions, device: dev), embeds.dtype);
         var h = embeds;

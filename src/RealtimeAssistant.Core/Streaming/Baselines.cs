@@ -66,7 +66,7 @@ public sealed class ReEncodingSession(LlavaEngine engine, StreamingOptions optio
         Tensor logits;
         int tokens;
         using (var scope = torch.NewDisposeScope())
-        using (torch.no_grad())
+        using (torch.inference_mode())
         {
             var parts = _frames.Select(FrameEmbeds).Append(TextEmbeds(prompt)).ToArray();
             var embeds = torch.cat(parts, 1);
@@ -102,7 +102,7 @@ public sealed class InterleavedSession(LlavaEngine engine, StreamingOptions opti
     public override void AppendFrame(Tensor features)
     {
         using var scope = torch.NewDisposeScope();
-        using var _ = torch.no_grad();
+        using var _ = torch.inference_mode();
         var embeds = FrameEmbeds(features);
         int n = (int)embeds.shape[1];
         // Evict first, as the GPE session does: the new frame sees the W−1 frames kept with it.
@@ -127,7 +127,7 @@ public sealed class InterleavedSession(LlavaEngine engine, StreamingOptions opti
         var prompt = question is null ? Instruction : E.Tokenizer.Encode(question, false);
         Tensor logits;
         using (var scope = torch.NewDisposeScope())
-        using (torch.no_grad())
+        using (torch.inference_mode())
         {
             var h = E.Model.Decoder.Forward(TextEmbeds(prompt), new DecoderStep { Positions = Range(_next, prompt.Count), Cache = Cache });
             logits = E.Model.language_model.Logits(h[0, -1]).MoveToOuterDisposeScope();

@@ -124,7 +124,7 @@ public sealed class StreamingSession : IStreamingCaptioner
     public void Read(Mat frame)
     {
         using var scope = torch.NewDisposeScope();
-        using var _ = torch.no_grad();
+        using var _ = torch.inference_mode();
         var feats = _e.Model.EncodeImages(_pre.Process(frame));
         AppendFrame(feats);
         LastCost = LastCost with { VisionFrames = 1 };
@@ -135,7 +135,7 @@ public sealed class StreamingSession : IStreamingCaptioner
     {
         Tensor feats;
         using (var scope = torch.NewDisposeScope())
-        using (torch.no_grad())
+        using (torch.inference_mode())
             feats = _e.Model.EncodeImages(_pre.Process(frame)).MoveToOuterDisposeScope();
         try
         {
@@ -148,7 +148,7 @@ public sealed class StreamingSession : IStreamingCaptioner
     public void AppendFrame(Tensor features)
     {
         using var scope = torch.NewDisposeScope();
-        using var _ = torch.no_grad();
+        using var _ = torch.inference_mode();
         var (embeds, n) = FrameEmbeds(features);
         int count = n + 1;
         MakeRoom(count);
@@ -265,7 +265,7 @@ public sealed class StreamingSession : IStreamingCaptioner
         Tensor logits;
         int frameTokens = 0;
         using (var scope = torch.NewDisposeScope())
-        using (torch.no_grad())
+        using (torch.inference_mode())
         {
             var embeds = _e.Model.Decoder.embed_tokens.forward(torch.tensor(prompt.Select(i => (long)i).ToArray(), device: _e.Device).view(1, -1));
             if (frame is not null)

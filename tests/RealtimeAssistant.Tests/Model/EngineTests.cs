@@ -260,4 +260,46 @@ public class EngineTests
         using var narrow = new Sampler(new GenerationOptions { Temperature = 1, TopP = 0.01, Seed = 1 });
         Assert.All(Enumerable.Range(0, 10), _ => Assert.Equal(1, narrow.Next(logits)));
     }
+
+    [Fact]
+    public void ACacheFilledInInferenceModeIsStillWritableOutsideIt()
+    {
+        // Inference paths run under InferenceMode, so a session's cache holds inference tensors;
+        // the cache's own writes must still work when a caller outside that mode appends or trims.
+        using var g = new KvGroup();
+        var k = torch.arange(2 * 3 * 4, dtype: ScalarType.Float32).view(1, 2, 3, 4);
+        using (torch.inference_mode()) g.Append(k, k + 100, new long[] { 0, 1, 2 });
+        g.Append(k.narrow(2, 0, 1) + 50, k.narrow(2, 0, 1) + 150, new long[] { 3 });
+        g.Keep(new long[] { 1, 3 });
+        g.Evict(0, 1);
+        Assert.Equal(1, g.Length);
+        Assert.Equal(new long[] { 3 }, g.Positions.ToArray());
+        Assert.True(g.Keys.equal(k.narrow(2, 0, 1) + 50).all().item<bool>());
+        Assert.True(g.Values.equal(k.narrow(2, 0, 1) + 150).all().item<bool>());
+    }
+
+    [Fact]
+    public void AModelThatHasCaptionedStillTrains()
+    {
+        // Captioning creates state under InferenceMode (the RoPE table, caches); none of it may
+        // reach autograd when the same model is then trained (fine-tuning after a look).
+        using var dir = new TempDir();
+        SyntheticCheckpoint.Write(dir.Path, SyntheticCheckpoint.Config(), SyntheticCheckpoint.WordTokenizer(SyntheticCheckpoint.FillerWords(64)), seed: 4);
+        using var engine = LlavaEngine.Load(dir.Path);
+        using var captioner = new Captioner(engine);
+        using var image = new Mat(32, 32, MatType.CV_8UC3, new OpenCvSharp.Scalar(200, 40, 90));
+        var options = new GenerationOptions { MaxNewTokens = 3, StopTokens = Array.Empty<int>() };
+        var before = captioner.Caption(image, "<image> w1", options, new CaptionTimings()).Select(e => e.Id).ToList();
+
+        var dec = engine.Model.Decoder;
+        foreach (var p in dec.parameters()) p.requires_grad = true;
+        var emb = torch.randn(new long[] { 1, 4, engine.Config.Text.HiddenSize }, generator: new Generator(2));
+        var loss = engine.Model.language_model.Logits(dec.Forward(emb, new DecoderStep { Positions = new long[] { 0, 1, 2, 3 } })).logsumexp(-1).sum();
+        loss.backward();
+        Assert.All(dec.layers[0].self_attn.q_proj.parameters(), p => Assert.True(p.grad is { } gr && gr.abs().sum().item<float>() > 0));
+        foreach (var p in dec.parameters()) { p.requires_grad = false; p.grad?.zero_(); }
+
+        var after = captioner.Caption(image, "<image> w1", options, new CaptionTimings()).Select(e => e.Id).ToList();
+        Assert.Equal(before, after); // no weight changed, so the same caption
+    }
 }
