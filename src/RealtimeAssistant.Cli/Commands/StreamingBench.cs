@@ -159,11 +159,11 @@ public static class StreamingBench
             const int samples = 9;
             var update = at.Select(_ => new List<double>()).ToArray();
             var caption = at.Select(_ => new List<double>()).ToArray();
+            var rng = new Random(17);
             for (int j = 0; j < samples; j++)
-                for (int k = 0; k < at.Length; k++)
+                foreach (int i in Enumerable.Range(0, at.Length).OrderBy(_ => rng.Next()).ToArray()) // a fresh order each turn
                 {
                     ct.ThrowIfCancellationRequested();
-                    int i = (j + k) % at.Length; // the order rotates too
                     var features = pool[frame[i]++ % pool.Length];
                     var sw = Stopwatch.StartNew();
                     double first = double.NaN;
