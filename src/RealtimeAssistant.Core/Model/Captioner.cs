@@ -50,7 +50,7 @@ public static class TokenGenerator
             sw.Restart(); // the caller's time between tokens is not ours
             using (var scope = torch.NewDisposeScope())
             // InferenceMode, not no_grad: libtorch then skips autograd's dispatch, view tracking and
-            // version counters on every op, 10–13% of a demo-sized layer. Tensors made here (the
+            // version counters on every op, 10–14% of a demo-sized layer. Tensors made here (the
             // KV cache) are inference tensors, so every path that writes them runs in this mode too.
             using (torch.inference_mode())
             {
