@@ -1,6 +1,7 @@
 using System.CommandLine;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Pruning;
 
 namespace RealtimeAssistant.Cli.App;
 
@@ -25,19 +26,23 @@ public static class AppModel
             : throw new UserError($"the demo model is missing ({DemoModelPath} not found): train it with `./ra train -o {DemoModelPath}`, or pass --model DIR");
     }
 
-    /// <summary>Loads the engine and wraps it as the app's captioner.</summary>
-    public static IFrameCaptioner Load(string? model, EngineOptions engine, int frameStride = 5, int maxNewTokens = 48)
+    /// <summary>
+    /// Loads the engine and wraps it as the app's captioner. Pruning is switchable at run time (the
+    /// P key). It starts on with <paramref name="pruning"/> when given (the command's pruning
+    /// flags); otherwise it starts off, and P turns on the schedule measured for this model
+    /// (<see cref="PruningConfig.BesideModel"/>).
+    /// </summary>
+    public static IFrameCaptioner Load(string? model, EngineOptions engine, int frameStride = 5, int maxNewTokens = 48, PruningConfig? pruning = null)
     {
         var dir = Resolve(model);
         var e = LlavaEngine.Load(dir, engine);
-        // Pruning is switchable at run time (the P key). A schedule measured for this model
-        // (pruning.json beside its weights, from `ra analyze`) is used when present, else the
-        // reference defaults. It starts off: captions are unpruned until the user asks.
-        var schedulePath = Path.Combine(dir, "pruning.json");
-        var schedule = File.Exists(schedulePath) ? RealtimeAssistant.Pruning.PruningConfig.Load(schedulePath) : new RealtimeAssistant.Pruning.PruningConfig();
-        var captioner = new RealtimeAssistant.Pruning.PrunedFrameCaptioner(e, schedule, frameStride: frameStride,
-            options: new GenerationOptions { MaxNewTokens = maxNewTokens }) { PruningEnabled = false };
-        return new OwningCaptioner(captioner, e);
+        try
+        {
+            var captioner = new PrunedFrameCaptioner(e, pruning ?? PruningConfig.BesideModel(dir), frameStride: frameStride,
+                options: new GenerationOptions { MaxNewTokens = maxNewTokens }) { PruningEnabled = pruning is not null };
+            return new OwningCaptioner(captioner, e);
+        }
+        catch { e.Dispose(); throw; } // a bad pruning setting: one line, and the engine is not leaked
     }
 
     /// <summary>Disposes the engine with the captioner (LlavaFrameCaptioner leaves the engine to its owner).</summary>

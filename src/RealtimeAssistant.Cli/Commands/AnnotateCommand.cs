@@ -1,5 +1,7 @@
 using System.CommandLine;
 using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Pruning;
 
 namespace RealtimeAssistant.Cli.Commands;
 
@@ -17,8 +19,10 @@ public static class AnnotateCommand
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var prune = new PruningOptions();
         var cmd = new Command("annotate", "Annotate a video: annotated.mp4 with the captions burned in, plus captions.srt, .vtt and .jsonl.")
             { input, output, every, force, resume, hud, model, device, dtype };
+        prune.AddTo(cmd); // any pruning flag prunes every caption
         return cmd.WithAction(async (pr, ct) =>
         {
             // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
@@ -35,7 +39,9 @@ public static class AnnotateCommand
             // Check the folder and the input before the model loads: bad arguments fail fast.
             Output.OutputFolder.Plan(options.OutputDir, options.Force, options.Resume);
             using (Capture.FrameSources.Open(options.Input, AppSources.Options())) { }
-            using var captioner = AppModel.Load(pr.GetValue(model), Cli.EngineOptions(pr, device, dtype));
+            var modelDir = AppModel.Resolve(pr.GetValue(model));
+            var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir))?.Validate(LlavaConfig.Load(modelDir).Text.NumHiddenLayers);
+            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype), pruning: pruning);
             var report = Annotator.Run(options, captioner, ct);
             Annotator.PrintSummary(report);
             return report.Cancelled ? 130 : 0;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using RealtimeAssistant.Model;
+using RealtimeAssistant.Pruning;
 
 namespace RealtimeAssistant.Cli.Commands;
 
@@ -19,8 +20,10 @@ public static class CaptionCommand
         var json = new Option<bool>("--json") { Description = "also print tokens and timings (vision, prefill, each decode step) as JSON" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        var cmd = new Command("caption", "Caption one image, streaming the text to stdout.")
+        var prune = new PruningOptions();
+        var cmd = new Command("caption", "Caption one image, streaming the text to stdout. Any pruning flag prunes its prefill (what was kept goes to stderr, and to --json).")
             { model, image, prompt, maxTokens, temperature, topP, seed, json, device, dtype };
+        prune.AddTo(cmd);
         return cmd.WithAction((pr, ct) =>
         {
             var options = new GenerationOptions
@@ -29,8 +32,11 @@ public static class CaptionCommand
             };
             options.Validate();
             using var img = Cli.ReadImage(pr.GetValue(image)!);
-            using var engine = LlavaEngine.Load(pr.GetValue(model)!, Cli.EngineOptions(pr, device, dtype));
-            using var captioner = new Captioner(engine);
+            var modelDir = pr.GetValue(model)!;
+            if (!Directory.Exists(modelDir)) throw new UserError($"model folder not found: {modelDir}");
+            var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir));
+            using var engine = LlavaEngine.Load(modelDir, Cli.EngineOptions(pr, device, dtype));
+            using var captioner = pruning is null ? new Captioner(engine) : new PrunedCaptioner(engine, pruning.CreatePruner(engine.Config.Text.NumHiddenLayers));
             var timings = new CaptionTimings();
             var tokens = new List<object>();
             var text = new System.Text.StringBuilder();
@@ -43,6 +49,10 @@ public static class CaptionCommand
                 if (ev.Id >= 0) tokens.Add(new { id = ev.Id, token = engine.Tokenizer.IdToToken(ev.Id), text = ev.Text, ms = Math.Round(ev.Ms, 3) });
             }
             Console.Out.WriteLine();
+            var report = (captioner as PrunedCaptioner)?.LastReport;
+            if (report is not null)
+                Console.Error.WriteLine($"pruning ({report.Method}): visual tokens in each layer {string.Join(" ", report.Layers.Select(l => l.Visual))} (of {report.VisualTokens}); "
+                    + $"prefill {report.Flops / 1e9:0.###} GFLOPs against {PrunedPrefill.DenseFlops(engine.Config.Text, timings.PromptTokens) / 1e9:0.###} unpruned");
             if (pr.GetValue(json))
                 Console.Out.WriteLine(JsonSerializer.Serialize(new
                 {
@@ -55,6 +65,17 @@ public static class CaptionCommand
                         vision = Math.Round(timings.VisionMs, 3),
                         prefill = Math.Round(timings.PrefillMs, 3),
                         decode = timings.DecodeMs.Select(d => Math.Round(d, 3)),
+                    },
+                    pruning = report is null ? null : new
+                    {
+                        method = report.Method,
+                        visual_tokens = report.VisualTokens,
+                        kept_tokens = report.KeptTokens,
+                        filter_layer = report.FilterLayer,
+                        exit_layer = report.ExitLayer,
+                        flops = report.Flops,
+                        dense_flops = PrunedPrefill.DenseFlops(engine.Config.Text, timings.PromptTokens),
+                        layers = report.Layers.Select(l => new { layer = l.Layer, stage = l.Stage, tokens = l.Tokens, visual = l.Visual, cache_length = l.CacheLength, flops = l.Flops }),
                     },
                     device = engine.Device.ToString(),
                     dtype = engine.DType.ToString(),

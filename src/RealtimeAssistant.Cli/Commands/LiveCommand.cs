@@ -1,5 +1,7 @@
 using System.CommandLine;
 using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Pruning;
 
 namespace RealtimeAssistant.Cli.Commands;
 
@@ -19,10 +21,12 @@ public static class LiveCommand
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var prune = new PruningOptions();
         var cmd = new Command("live", "Live captioning: the video, streaming captions and a latency HUD in a window. " +
             "Keys: H HUD, P pruning, S screenshot, Q/Esc quit; type a question and press Enter to ask it. " +
             "With no display it runs headless and prints each caption with its video time.")
             { source, loop, fps, seconds, headless, noHud, snapshot, threads, model, device, dtype };
+        prune.AddTo(cmd); // any pruning flag starts with pruning on (P still toggles it)
         return cmd.WithAction(async (pr, ct) =>
         {
             // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
@@ -33,13 +37,14 @@ public static class LiveCommand
             var spec = pr.GetValue(source)!;
             if (pr.GetValue(fps) is not (> 0 and <= 1000)) throw new UserError("--display-fps must be in (0, 1000]");
             var modelDir = AppModel.Resolve(pr.GetValue(model));
+            var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir))?.Validate(LlavaConfig.Load(modelDir).Text.NumHiddenLayers);
             // Fail on a bad source before the model and the window: one line, exit 2.
             using (Capture.FrameSources.Open(spec, AppSources.Options() with { GiveUpAfter = TimeSpan.FromSeconds(5) })) { }
             string? why = "--headless";
             var window = pr.GetValue(headless) ? null : LiveApp.TryOpenWindow(960, 600, $"RealtimeAssistant – {spec}", out why);
             if (window is null)
                 Console.Error.WriteLine($"live: no window ({why}); running headless (EGL): captions are printed below, Ctrl+C stops");
-            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype) with { Threads = pr.GetValue(threads) });
+            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype) with { Threads = pr.GetValue(threads) }, pruning: pruning);
             using var logging = Cli.Logging();
             var stats = LiveApp.Run(window, new LiveAppOptions
             {

@@ -1,5 +1,7 @@
 using System.CommandLine;
 using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Pruning;
 using Spectre.Console;
 
 namespace RealtimeAssistant.Cli.Commands;
@@ -16,8 +18,10 @@ public static class ProfileCommand
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var prune = new PruningOptions();
         var cmd = new Command("profile", "Run the live loop on a file as if it were live (realtime pacing, headless render) and write a latency report: table, PNG plots, report.json.")
             { input, output, fps, seconds, model, device, dtype };
+        prune.AddTo(cmd); // any pruning flag profiles the pruned captioner
         return cmd.WithAction(async (pr, ct) =>
         {
             // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
@@ -28,8 +32,10 @@ public static class ProfileCommand
             var spec = pr.GetValue(input)!;
             using (Capture.FrameSources.Open(spec, AppSources.Options())) { }   // a bad file fails before the model loads
             var dir = pr.GetValue(output) ?? Path.Combine("runs", $"profile-{DateTime.Now:yyyyMMdd-HHmmss}");
-            using var captioner = AppModel.Load(pr.GetValue(model), Cli.EngineOptions(pr, device, dtype));
-            Console.Error.WriteLine($"profile: playing {spec} in real time (headless render at {pr.GetValue(fps):0} fps)…");
+            var modelDir = AppModel.Resolve(pr.GetValue(model));
+            var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir))?.Validate(LlavaConfig.Load(modelDir).Text.NumHiddenLayers);
+            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype), pruning: pruning);
+            Console.Error.WriteLine($"profile: playing {spec} in real time (headless render at {pr.GetValue(fps):0} fps, pruning {(pruning is null ? "off" : pruning.Method)})…");
             var stats = LiveApp.Run(null, new LiveAppOptions
             {
                 Source = spec, Realtime = true, DisplayFps = pr.GetValue(fps), ProfileWindow = 1 << 17,

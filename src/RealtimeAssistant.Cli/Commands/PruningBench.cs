@@ -11,56 +11,6 @@ using static TorchSharp.torch;
 
 namespace RealtimeAssistant.Cli.Commands;
 
-/// <summary>Every <see cref="PruningConfig"/> setting on the command line, over an optional --prune-config JSON file.</summary>
-public sealed class PruningOptions
-{
-    public readonly Option<string?> File = new("--prune-config") { Description = "pruning settings as JSON (snake_case keys; `ra analyze` writes one); flags below override it" };
-    public readonly Option<string?> Method = new("--prune-method") { Description = "none, visipruner, fastv or random" };
-    public readonly Option<int?> Shallow = new("--shallow-layers") { Description = "s: layers 0..s-1 bar text from vision (reference: 6)" };
-    public readonly Option<bool?> Sink = new("--sink") { Description = "keep one sink visual token per frame for text in the shallow stage (default true)" };
-    public readonly Option<double?> LayerThr = new("--layer-threshold") { Description = "filtering test fires when min cos < this (reference: 0.995)" };
-    public readonly Option<double?> TokensThr = new("--tokens-threshold") { Description = "keep tokens with ||contrib|| above this (reference: 0.2)" };
-    public readonly Option<int?> FilterFrom = new("--filter-from") { Description = "first layer running the filtering test (default s+1)" };
-    public readonly Option<double?> ExitThr = new("--exit-threshold") { Description = "exit test passes when every cos >= this (reference: 0.999)" };
-    public readonly Option<int?> ExitPasses = new("--exit-passes") { Description = "passes (cumulative) before every visual token is dropped (reference: 2)" };
-    public readonly Option<int?> ExitLayer = new("--exit-layer") { Description = "fixed exit: no visual token reaches layers >= this" };
-    public readonly Option<int?> Budget = new("--budget") { Description = "budget mode: at most k visual tokens per frame (top-k by ||contrib||)" };
-    public readonly Option<int?> Deadline = new("--deadline-layer") { Description = "budget mode: filter at this layer if the test has not fired" };
-    public readonly Option<int?> FastvK = new("--fastv-k") { Description = "FastV / random: the layer after which tokens are cut (default 2)" };
-    public readonly Option<double?> FastvKeep = new("--fastv-keep") { Description = "FastV: fraction of visual tokens kept (default 0.5)" };
-    public readonly Option<int?> RandomKeep = new("--random-keep") { Description = "random: visual tokens kept per frame (default 16)" };
-
-    public Command AddTo(Command c)
-    {
-        foreach (var o in new Option[] { File, Method, Shallow, Sink, LayerThr, TokensThr, FilterFrom, ExitThr, ExitPasses, ExitLayer, Budget, Deadline, FastvK, FastvKeep, RandomKeep })
-            c.Options.Add(o);
-        return c;
-    }
-
-    /// <summary>The file's settings (or <paramref name="fallback"/>, or the reference defaults) with the flags given applied.</summary>
-    public PruningConfig Read(ParseResult pr, PruningConfig? fallback = null)
-    {
-        var c = pr.GetValue(File) is { } f ? PruningConfig.Load(f) : fallback ?? new PruningConfig();
-        return c with
-        {
-            Method = pr.GetValue(Method) ?? c.Method,
-            ShallowLayers = pr.GetValue(Shallow) ?? c.ShallowLayers,
-            Sink = pr.GetValue(Sink) ?? c.Sink,
-            LayerThreshold = pr.GetValue(LayerThr) ?? c.LayerThreshold,
-            TokensThreshold = pr.GetValue(TokensThr) ?? c.TokensThreshold,
-            FilterFrom = pr.GetValue(FilterFrom) ?? c.FilterFrom,
-            ExitThreshold = pr.GetValue(ExitThr) ?? c.ExitThreshold,
-            ExitPasses = pr.GetValue(ExitPasses) ?? c.ExitPasses,
-            ExitLayer = pr.GetValue(ExitLayer) ?? c.ExitLayer,
-            Budget = pr.GetValue(Budget) ?? c.Budget,
-            DeadlineLayer = pr.GetValue(Deadline) ?? c.DeadlineLayer,
-            FastvK = pr.GetValue(FastvK) ?? c.FastvK,
-            FastvKeep = pr.GetValue(FastvKeep) ?? c.FastvKeep,
-            RandomKeep = pr.GetValue(RandomKeep) ?? c.RandomKeep,
-        };
-    }
-}
-
 /// <summary>
 /// `ra bench pruning`: none, FastV, VisiPruner and VisiPruner-budget on the same frames in one process,
 /// on the demo model and on a LLaVA-1.5-7B-shaped decoder (32 layers, 576 visual tokens, reduced width,

@@ -30,13 +30,14 @@ public static class StreamCommand
         var gate = new Option<double>("--gate") { DefaultValueFactory = _ => 1.0, Description = "scene-change threshold, mean grey-level change on 16x16 thumbnails (0 = read every frame)" };
         var ask = new Option<string[]>("--ask") { Description = "ask a question at a time: SECONDS:question (repeatable)", AllowMultipleArgumentsPerToken = false };
         var maxTokens = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 48 };
-        var prune = new Option<string?>("--prune-config") { Description = "prune each frame as it enters (JSON, as `ra analyze` writes)" };
+        var prune = new PruningOptions(); // any pruning flag prunes each frame as it enters
         var jsonl = new Option<string?>("--jsonl") { Description = "append each segment to this file as a JSON line" };
         var limit = new Option<int>("--max-frames") { DefaultValueFactory = _ => 0, Description = "stop after this many source frames (0 = the whole stream)" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var cmd = new Command("stream", "Stream captions with group position encoding: frames in, captions out, no re-encoding.")
-            { input, model, window, frameBand, history, stride, policy, gate, ask, maxTokens, prune, jsonl, limit, device, dtype };
+            { input, model, window, frameBand, history, stride, policy, gate, ask, maxTokens, jsonl, limit, device, dtype };
+        prune.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
             await Task.Yield(); // Ctrl+C is handled once the action has returned a task
@@ -45,18 +46,19 @@ public static class StreamCommand
             var writePolicy = WritePolicy.Parse(pr.GetValue(policy)!);
             var questions = (pr.GetValue(ask) ?? []).Select(ParseQuestion).OrderBy(q => q.At).ToList();
             var spec = pr.GetValue(input) ?? Cli.FindRepoPath("media/demo.mp4") ?? throw new UserError("no source given and media/demo.mp4 not found");
+            var modelDir = AppModel.Resolve(pr.GetValue(model));
             var options = new StreamingOptions
             {
                 WindowFrames = pr.GetValue(window), FrameBand = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(window)), CaptionHistoryTokens = pr.GetValue(history),
                 Generation = new GenerationOptions { MaxNewTokens = pr.GetValue(maxTokens) },
-                Pruning = pr.GetValue(prune) is { } pf ? PruningConfig.Load(pf) : null,
+                Pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir)),
             };
             using var source = FrameSources.Open(spec, AppSources.Options());
-            using var engine = LlavaEngine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype));
+            using var engine = LlavaEngine.Load(modelDir, Cli.EngineOptions(pr, device, dtype));
             using var session = new StreamingSession(engine, options);
             using var driver = new StreamingDriver(session, writePolicy, pr.GetValue(gate));
             using var log = pr.GetValue(jsonl) is { } path ? new StreamWriter(path, append: true) { AutoFlush = true } : null;
-            AnsiConsole.MarkupLine($"[grey]{Markup.Escape(source.Description)} · window {options.WindowFrames} (frames attend {session.FrameBand}) · every {pr.GetValue(stride)}th frame · policy {writePolicy} · gate {pr.GetValue(gate)}[/]");
+            AnsiConsole.MarkupLine($"[grey]{Markup.Escape(source.Description)} · window {options.WindowFrames} (frames attend {session.FrameBand}) · every {pr.GetValue(stride)}th frame · policy {writePolicy} · gate {pr.GetValue(gate)}{(options.Pruning is { } pc ? $" · pruning {pc.Method}" : "")}[/]");
             long index = 0;
             int next = 0;
             while (!ct.IsCancellationRequested)

@@ -57,6 +57,13 @@ public sealed record PruningConfig
         catch (JsonException e) { throw new UserError($"pruning config {path}: {e.Message}"); }
     }
 
+    /// <summary>The schedule measured for a model (pruning.json beside its weights, from `ra analyze`), else the reference defaults.</summary>
+    public static PruningConfig BesideModel(string modelDir)
+    {
+        var path = Path.Combine(modelDir, "pruning.json");
+        return File.Exists(path) ? Load(path) : new PruningConfig();
+    }
+
     public string ToJson() => JsonSerializer.Serialize(this, Json);
     public void Save(string path)
     {
