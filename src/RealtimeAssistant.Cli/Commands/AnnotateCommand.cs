@@ -42,6 +42,7 @@ public static class AnnotateCommand
             var modelDir = AppModel.Resolve(pr.GetValue(model));
             var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir))?.Validate(LlavaConfig.Load(modelDir).Text.NumHiddenLayers);
             using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype), pruning: pruning);
+            if (pruning is not null) Console.Error.WriteLine($"annotate: pruning every caption ({pruning.Method}); kept_tokens in captions.jsonl says what each kept");
             var report = Annotator.Run(options, captioner, ct);
             Annotator.PrintSummary(report);
             return report.Cancelled ? 130 : 0;

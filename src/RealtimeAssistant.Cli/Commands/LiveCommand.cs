@@ -45,6 +45,7 @@ public static class LiveCommand
             if (window is null)
                 Console.Error.WriteLine($"live: no window ({why}); running headless (EGL): captions are printed below, Ctrl+C stops");
             using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype) with { Threads = pr.GetValue(threads) }, pruning: pruning);
+            if (pruning is not null) Console.Error.WriteLine($"live: pruning on ({pruning.Method}){(window is null ? "" : "; P turns it off")}");
             using var logging = Cli.Logging();
             var stats = LiveApp.Run(window, new LiveAppOptions
             {
