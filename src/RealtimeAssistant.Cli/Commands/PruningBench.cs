@@ -67,7 +67,16 @@ public static class PruningBench
         });
     }
 
-    static List<(string Name, PruningConfig Config)> Methods(PruningConfig visi, int k) => new()
+    static List<(string Name, PruningConfig Config)> Methods(PruningConfig visi, int k, bool severalFrames = false)
+    {
+        var methods = BaseMethods(visi, k);
+        // Several frames and a schedule that spares the newest: also what dropping every frame at the exit gives.
+        if (severalFrames && visi.KeepNewestFrame)
+            methods.Insert(3, ("visipruner (every frame exits)", visi with { Method = "visipruner", Budget = null, KeepNewestFrame = false, OlderFramesExitLayer = null }));
+        return methods;
+    }
+
+    static List<(string Name, PruningConfig Config)> BaseMethods(PruningConfig visi, int k) => new()
     {
         ("none", new PruningConfig { Method = "none" }),
         ("fastv", new PruningConfig { Method = "fastv", FastvK = visi.FastvK, FastvKeep = visi.FastvKeep }),
@@ -86,7 +95,7 @@ public static class PruningBench
         "fastv" => $"K={c.FastvK} keep={c.FastvKeep:0.##}",
         "random" => $"K={c.FastvK} keep={c.RandomKeep}",
         _ => $"s={c.ShallowLayers} thr={c.LayerThreshold}/{c.TokensThreshold}" + (c.FilterFrom is { } f ? $" from={f}" : "")
-             + (c.ExitLayer is { } x ? $" exit@{x}" : $" exit≥{c.ExitThreshold}×{c.ExitPasses}") + (c.Budget is { } b ? $" k={b} deadline={c.DeadlineLayer?.ToString() ?? "auto"}" : ""),
+             + (c.ExitLayer is { } x ? $" exit@{x}" : $" exit≥{c.ExitThreshold}×{c.ExitPasses}") + (c.KeepNewestFrame ? $" newest kept, older exit@{c.OlderFramesExitLayer?.ToString() ?? "same"}" : "") + (c.Budget is { } b ? $" k={b} deadline={c.DeadlineLayer?.ToString() ?? "auto"}" : ""),
     };
 
     /// <summary>Times each method's prefill over the same inputs, interleaved in a shuffled order, and averages the accounting.</summary>
@@ -145,7 +154,7 @@ public static class PruningBench
         {
             using var engine = LlavaEngine.Load(dir!, new EngineOptions { Device = dev.ToString() });
             int L = engine.Config.Text.NumHiddenLayers;
-            var methods = Methods(visi, k);
+            var methods = Methods(visi, k, promptFrames > 1);
             foreach (var m in methods) m.Config.Validate(L);
             var data = new DemoDataset(DemoSplit.Eval);
             using var captioner = new Captioner(engine);

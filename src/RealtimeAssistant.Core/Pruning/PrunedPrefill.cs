@@ -41,8 +41,8 @@ public sealed class PruneReport
     public int? FilterLayer { get; set; }
     public int? ExitLayer { get; set; }
     /// <summary>
-    /// Visual tokens (block indices) that survived filtering; none when an exit dropped them all
-    /// before any filter acted; all of them when nothing was cut.
+    /// Visual tokens (block indices) that survived filtering; when an exit came before any filter,
+    /// those it spared (none, or a spared newest frame); all of them when nothing was cut.
     /// </summary>
     public long[] KeptVisual { get; set; } = Array.Empty<long>();
     public int VisualTokens => Spans.Sum(s => s.Length);
@@ -229,7 +229,7 @@ public static class PrunedPrefill
             if (keep is not null)
             {
                 if (pruner.FilterLayer == li) { report.FilterLayer = li; report.KeptVisual = keep; }
-                else if (report.FilterLayer is null && keep.Length == 0) report.KeptVisual = keep; // exit before any filter
+                else if (report.FilterLayer is null && (keep.Length == 0 || pruner.ExitLayer == li)) report.KeptVisual = keep; // exit before any filter (what it spared, if anything)
                 if (stay is not null) Cut(stay, stayIdx!, hCut: true);
             }
         }

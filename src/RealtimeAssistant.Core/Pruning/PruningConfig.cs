@@ -28,6 +28,15 @@ public sealed record PruningConfig
     public int ExitPasses { get; init; } = 2;
     /// <summary>A fixed exit: no visual token reaches layers ≥ this (e.g. what analyze measured); null = the exit test only.</summary>
     public int? ExitLayer { get; init; }
+    /// <summary>
+    /// Several frames in one prompt (not in the reference): the newest frame is never pruned, and
+    /// the filter and the exit act on the older frames only. A lone frame is pruned as usual. On
+    /// the demo model, two-frame captions keep their F1 this way where dropping every frame at the
+    /// exit loses 0.19 (BENCHMARKS.md, Pruning).
+    /// </summary>
+    public bool KeepNewestFrame { get; init; }
+    /// <summary>With <see cref="KeepNewestFrame"/> and several frames: no older frame's token reaches layers ≥ this (null: <see cref="ExitLayer"/>).</summary>
+    public int? OlderFramesExitLayer { get; init; }
     /// <summary>Budget mode: keep at most k visual tokens per frame (top-k by ‖contrib‖); null = threshold mode.</summary>
     public int? Budget { get; init; }
     /// <summary>Budget mode: filtering is forced at this layer if the test has not fired; default min(s + 2, layers − 2).</summary>
@@ -80,7 +89,7 @@ public sealed record PruningConfig
     {
         if (!Methods.Contains(Method)) throw new UserError($"pruning method '{Method}' is not one of {string.Join(", ", Methods)}");
         if (Method == "visipruner") ValidateVisiPruner(layers); // s and the thresholds are VisiPruner's only
-        if (FastvK < 0 || FastvK >= layers) throw new UserError($"fastv_k must be in 0..{layers - 1}, got {FastvK}");
+        if (Method is "fastv" or "random" && (FastvK < 0 || FastvK >= layers)) throw new UserError($"fastv_k must be in 0..{layers - 1}, got {FastvK}"); // unused by the others
         if (!(FastvKeep >= 0 && FastvKeep <= 1)) throw new UserError($"fastv_keep must be in [0, 1], got {FastvKeep}");
         if (RandomKeep < 0) throw new UserError($"random_keep must be ≥ 0, got {RandomKeep}");
         return this;
@@ -98,6 +107,8 @@ public sealed record PruningConfig
         if (ExitPasses < 1) throw new UserError($"exit_passes must be ≥ 1, got {ExitPasses}");
         if (FilterFrom is { } f && (f < ShallowLayers || f >= layers)) throw new UserError($"filter_from must be in {ShallowLayers}..{layers - 1} (not in the shallow stage), got {f}");
         if (ExitLayer is { } x && (x < 1 || x > layers)) throw new UserError($"exit_layer must be in 1..{layers}, got {x}");
+        if (OlderFramesExitLayer is { } ox && (ox < 1 || ox > layers)) throw new UserError($"older_frames_exit_layer must be in 1..{layers}, got {ox}");
+        if (OlderFramesExitLayer is not null && !KeepNewestFrame) throw new UserError("older_frames_exit_layer needs keep_newest_frame (without it every frame exits at exit_layer)");
         if (Budget is { } k && k < 0) throw new UserError($"budget k (tokens per frame) must be ≥ 0, got {k}");
         if (DeadlineLayer is { } d && (d < FirstTestLayer || d >= layers))
             throw new UserError($"deadline_layer must be in {FirstTestLayer}..{layers - 1} (from the first filtering-test layer), got {d}");

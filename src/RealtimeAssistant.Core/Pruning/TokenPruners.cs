@@ -120,39 +120,59 @@ public sealed class VisiPruner : PrunerBase
     readonly PruningConfig _c;
     readonly int _layers;
     int _passes;
+    int _newest = -1; // the newest frame when it is spared (KeepNewestFrame with several frames), else −1
     public VisiPruner(PruningConfig config, int layers) { _c = config.Validate(layers); _layers = layers; }
     public PruningConfig Config => _c;
     public override string Name => _c.Budget is { } k ? $"visipruner-budget(k={k})" : "visipruner";
     public override int ShallowLayers => _c.ShallowLayers;
     public override bool Sink => _c.Sink;
-    public override void Reset() { base.Reset(); _passes = 0; }
+    public override void Reset() { base.Reset(); _passes = 0; _newest = -1; }
+
+    public override long[]? BeforeFirstLayer(Probe visual)
+    {
+        if (_c.KeepNewestFrame && visual.Frame.Distinct().Count() > 1) _newest = visual.Frame.Max();
+        return null;
+    }
+
+    /// <summary>The fixed exit for this prompt: the older frames' when the newest is spared.</summary>
+    int? Exit => _newest >= 0 ? _c.OlderFramesExitLayer ?? _c.ExitLayer : _c.ExitLayer;
 
     public override ProbeNeed Need(int layer)
     {
         if (ExitLayer != null || layer >= _layers - 1) return ProbeNeed.None;
-        if (_c.ExitLayer is { } x && layer == x - 1) return ProbeNeed.List;
+        if (Exit is { } x && layer == x - 1) return ProbeNeed.List;
         return layer >= _c.FirstTestLayer ? ProbeNeed.Scores : ProbeNeed.None;
     }
 
     public override long[]? After(int layer, Probe p)
     {
         if (ExitLayer != null) return null;
-        if (_c.ExitLayer is { } x && layer >= x - 1) { ExitLayer = layer; return Array.Empty<long>(); }
+        if (Exit is { } x && layer >= x - 1) return ExitAt(layer, p);
         if (layer < _c.FirstTestLayer || p.Cos.Length == 0 && p.Visual.Length > 0) return null;
+        // The spared frame takes no part in either test: it is neither cut nor counted.
+        var older = Enumerable.Range(0, p.Visual.Length).Where(i => p.Frame[i] != _newest).ToArray();
         if (FilterLayer is null)
         {
-            bool fire = p.MinCos < _c.LayerThreshold;
+            bool fire = older.Any(i => p.Cos[i] < _c.LayerThreshold);
             bool forced = _c.Budget is not null && layer >= _c.Deadline(_layers);
             if (!fire && !forced) return null;
             FilterLayer = layer;
-            if (_c.Budget is { } k) return TopPerFrame(p, p.Norm, k);
-            return Enumerable.Range(0, p.Visual.Length).Where(i => p.Norm[i] > _c.TokensThreshold).Select(i => p.Visual[i]).ToArray();
+            var keep = _c.Budget is { } k ? TopPerFrame(p, p.Norm, k) : older.Where(i => p.Norm[i] > _c.TokensThreshold).Select(i => p.Visual[i]).ToArray();
+            return Spared(p).Concat(keep.Where(v => !Spared(p).Contains(v))).Order().ToArray();
         }
-        if (p.Cos.All(c => c >= _c.ExitThreshold)) _passes++;
+        if (older.All(i => p.Cos[i] >= _c.ExitThreshold)) _passes++;
         if (_passes < _c.ExitPasses) return null;
-        ExitLayer = layer;
-        return Array.Empty<long>();
+        return ExitAt(layer, p);
     }
+
+    long[] ExitAt(int layer, Probe p)
+    {
+        ExitLayer = layer;
+        return Spared(p);
+    }
+
+    /// <summary>The visual tokens of the spared newest frame still present (none when no frame is spared).</summary>
+    long[] Spared(Probe p) => _newest < 0 ? Array.Empty<long>() : p.Visual.Where((_, i) => p.Frame[i] == _newest).ToArray();
 }
 
 /// <summary>Analysis: measures every layer, optionally drops all visual tokens from layer L on, or bars text from vision in layers 0..s−1.</summary>

@@ -46,6 +46,9 @@ public sealed record StreamingOptions
     {
         Validate(maxPositions);
         Pruning?.Validate(layers);
+        // A frame is demoted when the next one arrives, after its layers ran: only a fixed exit can be applied then.
+        if (Pruning is { Method: "visipruner", KeepNewestFrame: true, OlderFramesExitLayer: null, ExitLayer: null })
+            throw new UserError("streaming with keep_newest_frame needs a fixed exit for the older frames (older_frames_exit_layer or exit_layer)");
     }
 }
 
@@ -153,13 +156,17 @@ public sealed class StreamingSession : IStreamingCaptioner
         int count = n + 1;
         MakeRoom(count);
         var positions = SourcePositions(count);
+        // Sparing the newest frame (KeepNewestFrame), the new one enters whole and the one before it
+        // becomes an older frame: it leaves the deep layers, as in a prompt holding both.
+        bool spare = _o.Pruning is { Method: "visipruner", KeepNewestFrame: true };
+        if (spare) DemoteNewestFrame();
         var before = _cache.Layers.Select(l => l.Source.Length).ToArray();
         if (_pruner is null)
             _e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache, Group = CacheGroup.Source, SourceSkip = BandSkip() });
         else
         {
             // The frame's tokens are cut layer by layer as they enter; each layer's cache keeps what survived.
-            using var pruned = PrunedPrefill.Run(_e.Model.language_model, embeds, positions, new[] { new VisualSpan(0, n, 0) }, _pruner, _cache,
+            using var pruned = PrunedPrefill.Run(_e.Model.language_model, embeds, positions, new[] { new VisualSpan(0, n, 0) }, spare ? new NonePruner() : _pruner, _cache,
                 _band is null ? null : BandSkips());
             LastPrune = pruned.Report;
         }
@@ -203,6 +210,26 @@ public sealed class StreamingSession : IStreamingCaptioner
         _nextSource += count;
         _frameEntries.Enqueue(_cache.Layers.Select((l, i) => l.Source.Length - lengthsBefore[i] - after).ToArray());
         FramesRead++;
+    }
+
+    /// <summary>
+    /// The newest frame (whole, with pruning that spares it) loses its visual entries from the
+    /// older frames' exit layer on; its marker stays. Its entries end each layer's source: frames
+    /// enter in order and an instruction leaves after its caption.
+    /// </summary>
+    void DemoteNewestFrame()
+    {
+        if (_frameEntries.Count == 0) return;
+        var counts = _frameEntries.Last(); // the array in the queue: updated in place
+        int exit = _o.Pruning!.OlderFramesExitLayer ?? _o.Pruning.ExitLayer ?? _cache.Layers.Length;
+        for (int l = exit; l < counts.Length; l++)
+        {
+            var src = _cache.Layers[l].Source;
+            long visual = counts[l] - 1;
+            if (visual <= 0) continue;
+            src.Evict(src.Length - counts[l], visual);
+            counts[l] = 1;
+        }
     }
 
     void EvictOldestFrame()

@@ -181,6 +181,38 @@ public class PruningTests
     }
 
     [Fact]
+    public void KeepNewestFrame_TheExitDropsOnlyTheOlderFrames_AsTheMaskReferenceSays()
+    {
+        using var _ = torch.no_grad();
+        using var lm = Model();
+        var (emb, pos, spans) = Prompt(lm);
+        // The filter test never runs (from the last layer); a lone frame would exit after layer 1, older frames after layer 2.
+        var cfg = new PruningConfig { ShallowLayers = 0, FilterFrom = Layers - 1, ExitLayer = 2, KeepNewestFrame = true, OlderFramesExitLayer = 3 };
+        using var cache = new KvCache(Layers);
+        using var r = PrunedPrefill.Run(lm, emb, pos, spans, cfg.CreatePruner(Layers), cache);
+        // layers 0..2: all 41; 3..5: 9 text + the newest frame's 16
+        Assert.Equal(new long[] { 41, 41, 41, 25, 25, 25 }, cache.Layers.Select(l => l.Source.Length).ToArray());
+        var newest = Enumerable.Range(21, 16).Select(i => (long)i).ToArray();
+        Assert.Equal(newest, r.Report.KeptVisual);
+        Assert.Equal(2, r.Report.ExitLayer);
+        var all = spans.SelectMany(sp => Enumerable.Range(sp.Start, sp.Length)).Select(i => (long)i).ToArray();
+        var reference = MaskReference(lm, emb, pos, spans, 0, true, Enumerable.Range(0, Layers).Select(li => li < 3 ? all : newest).ToArray());
+        var text = TextRows(41, spans);
+        var a = lm.Logits(reference[0].index_select(0, torch.tensor(text)));
+        var b = lm.Logits(r.Hidden[0].index_select(0, torch.tensor(text.Select(t => (long)Array.IndexOf(r.Rows, t)).ToArray())));
+        Assert.True(a.allclose(b, 1e-4, 1e-4), $"max abs diff {(a - b).abs().max().item<float>()}");
+
+        // A lone frame is pruned as usual: all of it exits after layer 1.
+        using var lone = new KvCache(Layers);
+        using var r1 = PrunedPrefill.Run(lm, emb, pos, spans.Take(1).ToList(), cfg.CreatePruner(Layers), lone);
+        Assert.Equal(new long[] { 41, 41, 25, 25, 25, 25 }, lone.Layers.Select(l => l.Source.Length).ToArray());
+        Assert.Empty(r1.Report.KeptVisual);
+
+        Assert.Throws<UserError>(() => new PruningConfig { OlderFramesExitLayer = 3 }.Validate(Layers)); // needs keep_newest_frame
+        Assert.Throws<UserError>(() => new PruningConfig { KeepNewestFrame = true, OlderFramesExitLayer = Layers + 1 }.Validate(Layers));
+    }
+
+    [Fact]
     public void EachLayersCache_HoldsWhatTheScheduleSays_AlsoWhenAFrameIsAppendedLater()
     {
         using var _ = torch.no_grad();

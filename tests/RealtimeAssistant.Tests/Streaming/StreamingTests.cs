@@ -37,7 +37,8 @@ public sealed class StreamingTests : IDisposable
 
     /// <summary>One batch forward over [frames, instruction, caption] with group positions, greedy.</summary>
     /// <param name="band">0: causal. W: the band training uses for a session with window W (DemoBatcher.BandMask).</param>
-    int[] BatchReference(IReadOnlyList<Tensor> frames, int[] caption, int band = 0, int? frameBand = null)
+    /// <param name="sparedFrom">Sparing the newest frame (KeepNewestFrame): from this layer on an image token is seen only by its own frame's tokens, and the instruction and caption see the newest frame's only.</param>
+    int[] BatchReference(IReadOnlyList<Tensor> frames, int[] caption, int band = 0, int? frameBand = null, int? sparedFrom = null)
     {
         using var _ = torch.no_grad();
         var m = _engine.Model;
@@ -57,7 +58,18 @@ public sealed class StreamingTests : IDisposable
         long origin = band > 0 ? (long)(frames.Count - band) * (n + 1) : 0;
         var positions = Enumerable.Range(0, ids.Count).Select(i => i < source ? i : origin + i - source).ToArray();
         using var mask = band > 0 ? RealtimeAssistant.Training.DemoBatcher.BandMask(ids.Count, frames.Count, n + 1, band, torch.CPU, frameBand) : null;
-        var logits = m.language_model.Logits(m.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Mask = mask }));
+        Tensor? deep = null;
+        if (sparedFrom is not null)
+        {
+            int T = ids.Count, F = frames.Count;
+            int FrameOf(int i) => i < F * (n + 1) ? i / (n + 1) : F - 1; // the instruction and caption go with the newest frame
+            bool IsImage(int i) => i < F * (n + 1) && i % (n + 1) < n;
+            var allowed = new bool[T * T];
+            for (int r = 0; r < T; r++)
+                for (int c = 0; c <= r; c++) allowed[r * T + c] = !IsImage(c) || FrameOf(c) == FrameOf(r);
+            deep = torch.tensor(allowed).view(T, T);
+        }
+        var logits = m.language_model.Logits(m.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Mask = mask, DeepMask = deep, DeepFrom = sparedFrom ?? int.MaxValue }));
         return Enumerable.Range(source - 1, caption.Length).Select(i => (int)logits[0, i].argmax().item<long>()).ToArray();
     }
 
@@ -341,6 +353,36 @@ public sealed class StreamingTests : IDisposable
         Assert.Equal(6, Ids(session.Write()).Length);
         Assert.Equal(3 * (2 + 1), session.Cache.Layers[1].Source.Length); // the instruction left again
         Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { Pruning = pruning with { RandomKeep = -1 } }));
+    }
+
+    [Fact]
+    public void SparingTheNewestFrame_OlderFramesLeaveTheDeepLayersWhenTheNextArrives()
+    {
+        // KeepNewestFrame: each frame enters whole; when the next arrives it becomes an older frame
+        // and its image tokens leave layers ≥ older_frames_exit_layer (its marker stays).
+        var spare = new RealtimeAssistant.Pruning.PruningConfig { ShallowLayers = 0, FilterFrom = 1, ExitLayer = 1, KeepNewestFrame = true, OlderFramesExitLayer = 1 };
+        using var session = new StreamingSession(_engine, Options(window: 3, rebase: false) with { Pruning = spare });
+        int n = _engine.Config.ImageTokens;
+        var frames = Enumerable.Range(61, 5).Select(Frame).ToList();
+        for (int i = 0; i < frames.Count; i++)
+        {
+            session.AppendFrame(frames[i]);
+            int inWindow = Math.Min(i + 1, 3);
+            Assert.Equal(inWindow * (n + 1), session.Cache.Layers[0].Source.Length);
+            Assert.Equal(n + 1 + (inWindow - 1), session.Cache.Layers[1].Source.Length);
+            if (i == 2)
+            {
+                // Three frames, none evicted yet: the caption equals one batch forward in which, from
+                // layer 1 on, image tokens are seen only within their own frame and the instruction
+                // and caption see the newest frame's.
+                var ids = Ids(session.Write());
+                Assert.Equal(n + 1 + 2, session.Cache.Layers[1].Source.Length); // the instruction left again
+                Assert.Equal(BatchReference(frames.Take(3).ToList(), ids, sparedFrom: 1), ids);
+                Assert.NotEqual(BatchReference(frames.Take(3).ToList(), ids), ids);
+            }
+        }
+        // Demotion needs a fixed exit: the exit test cannot run on a frame already read.
+        Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { Pruning = spare with { ExitLayer = null, OlderFramesExitLayer = null } }));
     }
 
     [Fact]
