@@ -35,6 +35,7 @@ public static class AnalyzeCommand
             if (nd < 1 || ns < 1) throw new UserError("analyze: --decode and --scenes must be ≥ 1");
             using var engine = LlavaEngine.Load(dir, new EngineOptions { Device = pr.GetValue(device)! });
             var mats = new List<Mat>();
+            var windows = new List<DemoSample>(); // two-frame clip windows: the demo's prompts of several frames
             try
             {
                 if (pr.GetValue(images) is { Length: > 0 } paths) mats.AddRange(paths.Select(Cli.ReadImage));
@@ -42,20 +43,21 @@ public static class AnalyzeCommand
                 {
                     var data = new DemoDataset(DemoSplit.Eval);
                     for (int i = 0; i < ns; i++) { using var s = data.CaptionSample(i, DemoModelSpec.ImageSize); mats.Add(s.Image.Clone()); }
+                    for (int i = 0; i < ns; i++) windows.Add(data.StreamingSample(i, 2, DemoModelSpec.ImageSize));
                 }
-                var a = Analyze(engine, mats, pr.GetValue(prompt), nd, pr.GetValue(agree), ct);
+                var a = Analyze(engine, mats, windows, pr.GetValue(prompt), nd, pr.GetValue(agree), ct);
                 Report(a, pr.GetValue(outDir)!, dir);
             }
-            finally { foreach (var m in mats) m.Dispose(); }
+            finally { foreach (var m in mats) m.Dispose(); foreach (var w in windows) w.Dispose(); }
             return Task.FromResult(0);
         });
     }
 
     public sealed record Analysis(int Layers, int Inputs, double[] TextMass, double[] MinCos, double[] OverNorm, double[] TopNorm,
         double[] KnockKl, double[] KnockAgree, double[] ShallowKl, double[] ShallowAgree, int[] FirstFire, PruningConfig Proposal, List<string> Notes,
-        List<Candidate> Candidates);
+        List<Candidate> Candidates, List<Candidate> FrameCandidates);
 
-    static Analysis Analyze(LlavaEngine e, List<Mat> images, string? prompt, int nd, double agreeTarget, CancellationToken ct)
+    static Analysis Analyze(LlavaEngine e, List<Mat> images, List<DemoSample> windows, string? prompt, int nd, double agreeTarget, CancellationToken ct)
     {
         int L = e.Config.Text.NumHiddenLayers;
         var defaults = new PruningConfig();
@@ -95,10 +97,10 @@ public static class AnalyzeCommand
         Tensor Embed(Mat img) =>
             e.Model.Embed(torch.tensor(ids.Select(i => (long)i).ToArray(), device: e.Device).view(1, -1), e.Model.EncodeImages(cap.Preprocessor.Process(img)), slots);
 
-        (List<Tensor> Lp, List<long> Tok, PruneReport Report) Run(Tensor emb, ITokenPruner pruner, List<long>? force)
+        (List<Tensor> Lp, List<long> Tok, PruneReport Report) Run(Tensor emb, ITokenPruner pruner, List<long>? force, long[]? atPos = null, List<VisualSpan>? atSpans = null)
         {
             using var cache = new KvCache(L);
-            using var r = PrunedPrefill.Run(lm, emb, pos, spans, pruner, cache);
+            using var r = PrunedPrefill.Run(lm, emb, atPos ?? pos, atSpans ?? spans, pruner, cache);
             var lps = new List<Tensor> { lm.Logits(r.Last[0]).log_softmax(-1) };
             var toks = new List<long>();
             long p0 = start;
@@ -181,7 +183,48 @@ public static class AnalyzeCommand
             : $"checked together: no schedule's greedy captions keep {agreeTarget:P0} agreement; the closest: s = {chosen.Shallow}, filtering from layer {chosen.FilterFrom} at norm threshold {chosen.TokensThreshold}, {exitWords} ({chosen.CaptionAgreement:0.000}; teacher-forced {chosen.Agreement:0.000})");
         proposal = grid[candidates.IndexOf(chosen)];
         notes.Add($"proposal: s = {proposal.ShallowLayers}, filtering test from layer {proposal.FilterFrom}, norm threshold {proposal.TokensThreshold}, budget deadline {proposal.DeadlineLayer}, {exitWords}");
-        return new Analysis(L, images.Count, mass, minCos, over, top, kKl, kAg, sKl, sAg, firstFire.ToArray(), proposal, notes, candidates);
+
+        // 4. Prompts of several frames: the exit drops every frame, and the text compares frames
+        // through the newest frame's deep rows. Check, on two-frame windows, the proposal as it is
+        // and sparing the newest frame with each later exit for the older ones (greedy captions).
+        var frameCandidates = new List<Candidate>();
+        if (windows.Count > 0 && group == CacheGroup.Target && proposal.ExitLayer is not null)
+        {
+            var fgrid = ScheduleProposal.FrameGrid(proposal, L);
+            var fsum = new (double Caption, double Flops, double Kept)[fgrid.Count];
+            var perWindow = fgrid.Select(_ => new double[windows.Count]).ToList();
+            for (int wi = 0; wi < windows.Count; wi++)
+            {
+                var w = windows[wi];
+                ct.ThrowIfCancellationRequested();
+                using var scope = torch.NewDisposeScope();
+                var wids = cap.PromptIds(string.Concat(w.Frames.Select(_ => $"<image> {DemoVocabulary.FrameMarker} ")) + w.Prompt);
+                var wspans = VisualSpan.FromIds(wids, e.Config.ImageTokenIndex, e.Config.ImageTokens);
+                var wpos = Enumerable.Range(0, wids.Count).Select(i => (long)i).ToArray();
+                var feats = e.Model.EncodeImages(torch.cat(w.Frames.Select(cap.Preprocessor.Process).ToArray(), 0)).reshape(1, -1, e.Config.Text.HiddenSize);
+                var wemb = e.Model.Embed(torch.tensor(wids.Select(i => (long)i).ToArray(), device: e.Device).view(1, -1), feats,
+                    wspans.SelectMany(sp => Enumerable.Range(sp.Start, sp.Length)).Select(i => (long)i).ToArray());
+                var (_, reference, _) = Run(wemb, new NonePruner(), null, wpos, wspans);
+                for (int i = 0; i < fgrid.Count; i++)
+                {
+                    var (_, own, report) = Run(wemb, fgrid[i].CreatePruner(L), null, wpos, wspans);
+                    perWindow[i][wi] = ScheduleProposal.TokenF1(own, reference);
+                    fsum[i] = (fsum[i].Caption + perWindow[i][wi] / windows.Count,
+                        fsum[i].Flops + report.Flops / windows.Count, fsum[i].Kept + (double)report.KeptTokens / windows.Count);
+                }
+            }
+            // Exit: the older frames' (the newest is spared in all but the first).
+            frameCandidates = fgrid.Select((g, i) => new Candidate(g.ShallowLayers, g.FilterFrom ?? g.FirstTestLayer, g.TokensThreshold, g.OlderFramesExitLayer ?? g.ExitLayer,
+                double.NaN, fsum[i].Caption, double.NaN, fsum[i].Flops, fsum[i].Kept)).ToList();
+            var (fc, fHolds) = ScheduleProposal.ChooseWithinOneSe(frameCandidates, perWindow, agreeTarget);
+            var picked = fgrid[frameCandidates.IndexOf(fc)];
+            notes.Add($"two-frame windows: every frame exiting keeps greedy captions at {frameCandidates[0].CaptionAgreement:0.000}; "
+                + (picked.KeepNewestFrame
+                    ? $"sparing the newest frame and dropping the older ones from layer {picked.OlderFramesExitLayer} on {(fHolds ? $"is the cheapest that keeps {agreeTarget:P0}" : $"is the cheapest within one standard error of the closest to {agreeTarget:P0}")} ({fc.CaptionAgreement:0.000})"
+                    : fHolds ? "that holds the agreement: no frame needs sparing" : $"no variant keeps {agreeTarget:P0}; that comes closest"));
+            proposal = picked;
+        }
+        return new Analysis(L, images.Count, mass, minCos, over, top, kKl, kAg, sKl, sAg, firstFire.ToArray(), proposal, notes, candidates, frameCandidates);
     }
 
     static void Report(Analysis a, string outDir, string model)
@@ -197,6 +240,13 @@ public static class AnalyzeCommand
         foreach (var c in a.Candidates)
             ct.AddRow(c.Shallow.ToString(), c.FilterFrom.ToString(), c.TokensThreshold.ToString("0.###"), c.Exit?.ToString() ?? "–", c.CaptionAgreement.ToString("0.000"), c.Agreement.ToString("0.000"), c.Kl.ToString("0.0000"), c.KeptTokens.ToString("0.0"), (c.Flops / 1e9).ToString("0.000"));
         AnsiConsole.Write(ct);
+        if (a.FrameCandidates.Count > 0)
+        {
+            var ft = new Table().Title("two-frame windows: the proposal, and sparing the newest frame (greedy captions against the unpruned ones)").AddColumns("newest frame", "older frames exit", "caption F1", "kept tokens", "prefill GFLOPs");
+            foreach (var (c, i) in a.FrameCandidates.Select((c, i) => (c, i)))
+                ft.AddRow(i == 0 ? "exits" : "spared", c.Exit?.ToString() ?? "–", c.CaptionAgreement.ToString("0.000"), c.KeptTokens.ToString("0.0"), (c.Flops / 1e9).ToString("0.000"));
+            AnsiConsole.Write(ft);
+        }
         foreach (var n in a.Notes) AnsiConsole.MarkupLine($"[grey]•[/] {Markup.Escape(n)}");
         var sched = Path.Combine(outDir, "schedule.json");
         a.Proposal.Save(sched);
@@ -206,6 +256,7 @@ public static class AnalyzeCommand
             max_contrib_norm = a.TopNorm, knockout_kl = a.KnockKl, knockout_agreement = a.KnockAgree, shallow_kl = a.ShallowKl,
             shallow_agreement = a.ShallowAgree, first_fire = a.FirstFire, notes = a.Notes, proposal = a.Proposal,
             candidates = a.Candidates.Select(c => new { shallow_layers = c.Shallow, filter_from = c.FilterFrom, tokens_threshold = c.TokensThreshold, exit_layer = c.Exit, caption_agreement = c.CaptionAgreement, agreement = c.Agreement, kl = c.Kl, kept_tokens = c.KeptTokens, flops = c.Flops }),
+            two_frame_candidates = a.FrameCandidates.Select((c, i) => new { keep_newest_frame = i > 0, older_frames_exit_layer = c.Exit, caption_agreement = c.CaptionAgreement, kept_tokens = c.KeptTokens, flops = c.Flops }),
         });
         AnsiConsole.MarkupLine($"[grey]proposed schedule:[/] {Markup.Escape(sched)}");
         double[] xs = Enumerable.Range(0, a.Layers).Select(i => (double)i).ToArray();

@@ -48,6 +48,23 @@ public static class ScheduleProposal
         return holding is not null ? (holding, true) : (candidates.OrderByDescending(c => c.CaptionAgreement).ThenBy(c => c.Flops).First(), false);
     }
 
+    /// <summary>
+    /// As <see cref="Choose"/>, but when no candidate holds the agreement it takes the cheapest
+    /// whose mean is within one standard error of the best one's (from <paramref name="perInput"/>,
+    /// each candidate's agreement on each input): on a few inputs the best mean is partly noise,
+    /// and candidates that close cannot be told apart (the one-standard-error rule).
+    /// </summary>
+    public static (Candidate Chosen, bool Holds) ChooseWithinOneSe(IReadOnlyList<Candidate> candidates, IReadOnlyList<double[]> perInput, double agreement)
+    {
+        if (candidates.Count != perInput.Count) throw new ArgumentException("one row of per-input agreements per candidate", nameof(perInput));
+        var (chosen, holds) = Choose(candidates, agreement);
+        if (holds) return (chosen, true);
+        var row = perInput[candidates.ToList().IndexOf(chosen)];
+        double mean = row.Average();
+        double se = row.Length < 2 ? 0 : Math.Sqrt(row.Sum(x => (x - mean) * (x - mean)) / (row.Length - 1) / row.Length);
+        return (candidates.Where(c => c.CaptionAgreement >= mean - se).OrderBy(c => c.Flops).First(), false);
+    }
+
     /// <summary>Token F1 of a caption against a reference caption (multisets of token ids; both empty: 1).</summary>
     public static double TokenF1(IReadOnlyList<long> caption, IReadOnlyList<long> reference)
     {
@@ -64,6 +81,19 @@ public static class ScheduleProposal
     /// alone; with the other stages its greedy captions may need a shorter one.
     /// </summary>
     public static int[] ShallowChoices(int measured) => new[] { measured, measured / 2, 0 }.Distinct().ToArray();
+
+    /// <summary>
+    /// What `ra analyze` checks on prompts of several frames for a schedule with a fixed exit: the
+    /// schedule as it is (every frame exits), and sparing the newest frame with the older frames'
+    /// exit at each layer from the schedule's exit to the last. Without a fixed exit, only itself.
+    /// </summary>
+    public static List<PruningConfig> FrameGrid(PruningConfig proposal, int layers)
+    {
+        var grid = new List<PruningConfig> { proposal with { KeepNewestFrame = false, OlderFramesExitLayer = null } };
+        if (proposal.ExitLayer is { } x)
+            for (int older = x; older < layers; older++) grid.Add(proposal with { KeepNewestFrame = true, OlderFramesExitLayer = older });
+        return grid;
+    }
 
     /// <summary>
     /// The schedules `ra analyze` checks around a proposal: every filtering layer from the

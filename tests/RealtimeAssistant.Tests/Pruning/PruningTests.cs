@@ -387,6 +387,41 @@ public class ScheduleProposalTests
     }
 
     [Fact]
+    public void SeveralFrames_TheCheckTriesTheScheduleAsIs_AndSparingTheNewestWithEachLaterOlderExit()
+    {
+        var proposal = new PruningConfig { ShallowLayers = 0, FilterFrom = 1, ExitLayer = 2, DeadlineLayer = 1, KeepNewestFrame = true, OlderFramesExitLayer = 4 };
+        var grid = ScheduleProposal.FrameGrid(proposal, 8);
+        Assert.All(grid, c => c.Validate(8));
+        // First every frame exits (whatever the proposal said), then the newest spared with the older frames' exit at 2..7.
+        Assert.False(grid[0].KeepNewestFrame);
+        Assert.Null(grid[0].OlderFramesExitLayer);
+        Assert.Equal(new int?[] { 2, 3, 4, 5, 6, 7 }, grid.Skip(1).Select(c => c.OlderFramesExitLayer));
+        Assert.All(grid.Skip(1), c => Assert.True(c.KeepNewestFrame));
+        Assert.All(grid, c => Assert.Equal(proposal with { KeepNewestFrame = c.KeepNewestFrame, OlderFramesExitLayer = c.OlderFramesExitLayer }, c)); // nothing else changes
+        // Without a fixed exit the session could not demote a frame: only the schedule itself.
+        Assert.Single(ScheduleProposal.FrameGrid(proposal with { ExitLayer = null, KeepNewestFrame = false, OlderFramesExitLayer = null }, 8));
+    }
+
+    [Fact]
+    public void WhenNoneHolds_TheCheapestWithinOneStandardErrorOfTheBestIsChosen()
+    {
+        static Candidate C(double agree, double flops) => new(0, 1, 0.2, 2, double.NaN, agree, double.NaN, flops, 0);
+        var cheap = C(0.84, 1e8);
+        var close = C(0.90, 2.7e8);
+        var best = C(0.93, 2.8e8);
+        // The best's per-input agreements: mean 0.93, standard error 0.04 (sd 0.16 over 16 inputs).
+        var bestRows = Enumerable.Range(0, 16).Select(i => 0.93 + (i % 2 == 0 ? 0.155 : -0.155)).ToArray();
+        var rows = new List<double[]> { Enumerable.Repeat(0.84, 16).ToArray(), Enumerable.Repeat(0.90, 16).ToArray(), bestRows };
+        var (chosen, holds) = ScheduleProposal.ChooseWithinOneSe(new[] { cheap, close, best }, rows, 0.98);
+        Assert.False(holds);
+        Assert.Same(close, chosen); // 0.90 ≥ 0.93 − 0.04; 0.84 is not
+        // With little spread the best stands alone; and a candidate that holds wins outright.
+        var tight = new List<double[]> { rows[0], rows[1], Enumerable.Repeat(0.93, 16).ToArray() };
+        Assert.Same(best, ScheduleProposal.ChooseWithinOneSe(new[] { cheap, close, best }, tight, 0.98).Chosen);
+        Assert.Same(close, ScheduleProposal.ChooseWithinOneSe(new[] { cheap, close, best }, rows, 0.9).Chosen);
+    }
+
+    [Fact]
     public void TheCheckedScheduleIsTheCheapestThatHoldsTheAgreement_OrTheClosest()
     {
         // Chosen by greedy-caption agreement: "early" holds teacher-forced (0.99) but not free-running.
