@@ -198,12 +198,7 @@ public static class AnalyzeCommand
                 var w = windows[wi];
                 ct.ThrowIfCancellationRequested();
                 using var scope = torch.NewDisposeScope();
-                var wids = cap.PromptIds(string.Concat(w.Frames.Select(_ => $"<image> {DemoVocabulary.FrameMarker} ")) + w.Prompt);
-                var wspans = VisualSpan.FromIds(wids, e.Config.ImageTokenIndex, e.Config.ImageTokens);
-                var wpos = Enumerable.Range(0, wids.Count).Select(i => (long)i).ToArray();
-                var feats = e.Model.EncodeImages(torch.cat(w.Frames.Select(cap.Preprocessor.Process).ToArray(), 0)).reshape(1, -1, e.Config.Text.HiddenSize);
-                var wemb = e.Model.Embed(torch.tensor(wids.Select(i => (long)i).ToArray(), device: e.Device).view(1, -1), feats,
-                    wspans.SelectMany(sp => Enumerable.Range(sp.Start, sp.Length)).Select(i => (long)i).ToArray());
+                var (wemb, wpos, wspans) = PruningBench.Embed(e, cap, w);
                 var (_, reference, _) = Run(wemb, new NonePruner(), null, wpos, wspans);
                 for (int i = 0; i < fgrid.Count; i++)
                 {

@@ -163,13 +163,8 @@ public static class PruningBench
                 for (int i = 0; i < nf; i++)
                 {
                     using var s = Sample(data, i, promptFrames);
-                    var ids = captioner.PromptIds(Prompt(s));
-                    var spans = VisualSpan.FromIds(ids, engine.Config.ImageTokenIndex, engine.Config.ImageTokens);
-                    var feats = engine.Model.EncodeImages(torch.cat(s.Frames.Select(f => captioner.Preprocessor.Process(f)).ToArray(), 0))
-                        .reshape(1, -1, engine.Config.Text.HiddenSize);
-                    var emb = engine.Model.Embed(torch.tensor(ids.Select(x => (long)x).ToArray(), device: engine.Device).view(1, -1), feats,
-                        spans.SelectMany(sp => Enumerable.Range(sp.Start, sp.Length)).Select(x => (long)x).ToArray()).DetachFromDisposeScope();
-                    inputs.Add((emb, Enumerable.Range(0, ids.Count).Select(x => (long)x).ToArray(), spans));
+                    var (emb, pos, spans) = Embed(engine, captioner, s);
+                    inputs.Add((emb.DetachFromDisposeScope(), pos, spans));
                 }
             var results = Time(engine.Model.language_model, inputs, methods, reps, dev, ct);
             if (trained && scenes > 0)
@@ -226,7 +221,20 @@ public static class PruningBench
     static DemoSample Sample(DemoDataset data, int i, int frames) =>
         frames == 1 ? data.CaptionSample(i, DemoModelSpec.ImageSize) : data.StreamingSample(i, frames, DemoModelSpec.ImageSize);
 
-    static string Prompt(DemoSample s) => string.Concat(s.Frames.Select(_ => $"<image> {DemoVocabulary.FrameMarker} ")) + s.Prompt;
+    /// <summary>A demo sample's prompt: each frame's image marker and frame marker, then its own prompt.</summary>
+    internal static string Prompt(DemoSample s) => string.Concat(s.Frames.Select(_ => $"<image> {DemoVocabulary.FrameMarker} ")) + s.Prompt;
+
+    /// <summary>A demo sample's prompt embedded with its frames' visual tokens, its positions 0…, and its image spans.</summary>
+    internal static (Tensor Embeds, long[] Positions, List<VisualSpan> Spans) Embed(LlavaEngine engine, Captioner captioner, DemoSample s)
+    {
+        var ids = captioner.PromptIds(Prompt(s));
+        var spans = VisualSpan.FromIds(ids, engine.Config.ImageTokenIndex, engine.Config.ImageTokens);
+        var feats = engine.Model.EncodeImages(torch.cat(s.Frames.Select(f => captioner.Preprocessor.Process(f)).ToArray(), 0))
+            .reshape(1, -1, engine.Config.Text.HiddenSize);
+        var emb = engine.Model.Embed(torch.tensor(ids.Select(x => (long)x).ToArray(), device: engine.Device).view(1, -1), feats,
+            spans.SelectMany(sp => Enumerable.Range(sp.Start, sp.Length)).Select(x => (long)x).ToArray());
+        return (emb, Enumerable.Range(0, ids.Count).Select(x => (long)x).ToArray(), spans);
+    }
 
     /// <summary>Caption attribute F1 (as `ra eval` scores it) on held-out scenes or clip windows, through <see cref="PrunedCaptioner"/>.</summary>
     public static double F1(LlavaEngine engine, PruningConfig config, int scenes, int promptFrames, CancellationToken ct) =>

@@ -158,7 +158,7 @@ public sealed class VisiPruner : PrunerBase
             if (!fire && !forced) return null;
             FilterLayer = layer;
             var keep = _c.Budget is { } k ? TopPerFrame(p, p.Norm, k) : older.Where(i => p.Norm[i] > _c.TokensThreshold).Select(i => p.Visual[i]).ToArray();
-            return Spared(p).Concat(keep.Where(v => !Spared(p).Contains(v))).Order().ToArray();
+            return Spared(p).Union(keep).Order().ToArray();
         }
         if (older.All(i => p.Cos[i] >= _c.ExitThreshold)) _passes++;
         if (_passes < _c.ExitPasses) return null;
