@@ -2,7 +2,6 @@ using System.Diagnostics;
 using RealtimeAssistant.Cli.App;
 using RealtimeAssistant.Output;
 using RealtimeAssistant.Tests.Capture;
-using Xunit.Abstractions;
 
 namespace RealtimeAssistant.Tests.App;
 

@@ -2,7 +2,6 @@ using RealtimeAssistant.Capture;
 using RealtimeAssistant.Cli.App;
 using RealtimeAssistant.Pipeline;
 using RealtimeAssistant.Tests.Capture;
-using Xunit.Abstractions;
 
 namespace RealtimeAssistant.Tests.App;
 

@@ -3,7 +3,6 @@ using RealtimeAssistant.Cli.App;
 using RealtimeAssistant.Rendering;
 using RealtimeAssistant.Tests.Capture;
 using RealtimeAssistant.Tests.Rendering;
-using Xunit.Abstractions;
 
 namespace RealtimeAssistant.Tests.App;
 

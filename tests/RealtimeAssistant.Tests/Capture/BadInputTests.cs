@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using RealtimeAssistant.Capture;
-using Xunit.Abstractions;
 
 namespace RealtimeAssistant.Tests.Capture;
 

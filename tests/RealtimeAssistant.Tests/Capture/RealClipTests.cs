@@ -1,6 +1,5 @@
 using OpenCvSharp;
 using RealtimeAssistant.Capture;
-using Xunit.Abstractions;
 
 namespace RealtimeAssistant.Tests.Capture;
 

@@ -1,7 +1,6 @@
 using OpenCvSharp;
 using RealtimeAssistant.Output;
 using RealtimeAssistant.Tests.Capture;
-using Xunit.Abstractions;
 
 namespace RealtimeAssistant.Tests.Output;
 

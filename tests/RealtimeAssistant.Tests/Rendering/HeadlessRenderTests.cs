@@ -1,6 +1,5 @@
 using OpenCvSharp;
 using RealtimeAssistant.Rendering;
-using Xunit.Abstractions;
 
 namespace RealtimeAssistant.Tests.Rendering;
 

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using OpenCvSharp;
 using RealtimeAssistant.Rendering;
-using Xunit.Abstractions;
 
 namespace RealtimeAssistant.Tests.Rendering;
 
