@@ -47,6 +47,9 @@ public static class Cli
         _ => throw new UserError($"--frame-band takes a number of frames or 'window', got '{value}'"),
     };
 
+    /// <summary>Whether the user gave <paramref name="option"/> (not just its default).</summary>
+    public static bool IsExplicit(ParseResult pr, Option option) => pr.GetResult(option) is { Implicit: false };
+
     public static ILoggerFactory Logging(bool verbose = false) => LoggerFactory.Create(b =>
         b.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; })
          .SetMinimumLevel(verbose ? Microsoft.Extensions.Logging.LogLevel.Debug : Microsoft.Extensions.Logging.LogLevel.Warning));

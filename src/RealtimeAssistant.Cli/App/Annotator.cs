@@ -4,6 +4,7 @@ using OpenCvSharp;
 using RealtimeAssistant.Capture;
 using RealtimeAssistant.Output;
 using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Streaming;
 using Spectre.Console;
 
 namespace RealtimeAssistant.Cli.App;
@@ -23,8 +24,6 @@ public sealed record AnnotateOptions
 {
     public required string Input { get; init; }
     public required string OutputDir { get; init; }
-    /// <summary>Frames per caption; 0 = one caption per second of video.</summary>
-    public int Every { get; init; }
     public bool Force { get; init; }
     public bool Resume { get; init; }
     /// <summary>Burn the latency HUD into the video as well.</summary>
@@ -34,42 +33,45 @@ public sealed record AnnotateOptions
 }
 
 public sealed record AnnotateReport(string OutputDir, OutputMode Mode, long StartFrame, long FramesRendered, int Captions, bool Cancelled,
-    TimeSpan Elapsed, string Encoder, string Video, string Source, int Every, ProfilerSnapshot Profile)
+    TimeSpan Elapsed, string Encoder, string Video, string Source, int Stride, ProfilerSnapshot Profile, StreamStats Stats, string SessionMode)
 {
     public double Fps => FramesRendered / Math.Max(1e-9, Elapsed.TotalSeconds);
 }
 
 /// <summary>
 /// annotate: a video file in, annotated.mp4 (overlay burned in through headless EGL) plus
-/// captions.srt/.vtt/.jsonl out, at model speed. Every output is flushed as it goes, so an
-/// interrupted run leaves valid files, and a later run can --resume after its last caption.
+/// captions.srt/.vtt/.jsonl out, at model speed: the frame loop with file pacing, so every frame
+/// is rendered and written and the captions come from the same session every command uses. Every
+/// output is flushed as it goes, so an interrupted run leaves valid files, and a later run can
+/// --resume after its last caption.
 /// </summary>
 public static class Annotator
 {
-    public static AnnotateReport Run(AnnotateOptions o, IFrameCaptioner captioner, CancellationToken ct)
+    public static AnnotateReport Run(AnnotateOptions o, ICaptionSession session, FrameLoopOptions loopOptions, CancellationToken ct)
     {
         var plan = OutputFolder.Prepare(o.OutputDir, o.Force, o.Resume);
         long start = plan.Mode == OutputMode.Resume ? ResumeFrame(plan) : 0;
-        using var source = FrameSources.Open(o.Input, AppSources.Options());
-        int every = o.Every > 0 ? o.Every : Math.Max(1, (int)Math.Round(source.Fps));
+        var source = FrameSources.Open(o.Input, AppSources.Options());
         var profiler = new Profiler(window: 4096);
-        var loop = new FileLoop(source, captioner, profiler, new FileLoopOptions { Every = every, StartFrame = start })
+        var fps = source.Fps;
+        var description = source.Description;
+        using var loop = new FrameLoop(source, session, profiler, loopOptions with { Pacing = Pacing.File, StartFrame = start })
         {
-            CaptionStarted = o.Console == AnnotateConsole.StreamCaptions ? (_, t) => StreamStart(t) : null,
-            CaptionDelta = o.Console == AnnotateConsole.StreamCaptions ? (_, d) => { System.Console.Out.Write(d); System.Console.Out.Flush(); } : null,
+            WriteStarted = o.Console == AnnotateConsole.StreamCaptions ? (_, t, q) => StreamStart(t, q) : null,
+            Delta = o.Console == AnnotateConsole.StreamCaptions ? d => { System.Console.Out.Write(d); System.Console.Out.Flush(); } : null,
         };
         if (plan.Mode == OutputMode.Resume)
             Say(o, $"resuming {o.OutputDir} after {plan.Existing.Count} captions, from frame {start}");
 
-        FileLoopResult result;
+        FrameLoopResult result;
         string encoder;
         using (var captions = new CaptionFiles(plan))
-        using (var video = new AnnotatedVideoWriter(plan.AnnotatedVideo, source.Fps, o.Encoder))
+        using (var video = new AnnotatedVideoWriter(plan.AnnotatedVideo, fps, o.Encoder))
         {
             encoder = video.EncoderDescription;
             OverlayPresenter? presenter = null;
             var pixels = new Mat();
-            var hud = new HudFeed(profiler, 1000.0 / source.Fps);
+            var hud = new HudFeed(profiler, 1000.0 / fps);
             long lastPresent = 0;
             IOException? finishError = null;
             try
@@ -81,7 +83,7 @@ public static class Annotator
                     var now = Stopwatch.GetTimestamp();
                     if (lastPresent != 0) hud.AddFrameTime(Stopwatch.GetElapsedTime(lastPresent, now).TotalMilliseconds);
                     lastPresent = now;
-                    presenter.Render(frame.Image, view, o.Hud ? hud.Stats(profiler.Snapshot().Counter(Profiler.FramesCaptured)?.PerSecond ?? 0, 0, TimeSpan.FromMilliseconds(250)) : null, null);
+                    presenter.Render(frame.Image, view, o.Hud ? hud.Stats(profiler.Snapshot().Counter(Profiler.FramesCaptured)?.PerSecond ?? 0, loop, TimeSpan.FromMilliseconds(250)) : null, null);
                     presenter.Renderer.ReadPixels(pixels);
                     video.Write(pixels);
                 }
@@ -90,8 +92,8 @@ public static class Annotator
                 // Finish the video as soon as the last frame is out (on Ctrl+C the process has little time left).
                 void Stopped() { try { video.Finish(); } catch (IOException e) { finishError = e; } }
                 result = o.Console == AnnotateConsole.Progress && !System.Console.IsOutputRedirected
-                    ? WithProgressBar(loop, Present, Segment, total, source.Description, ct, Stopped)
-                    : loop.Run(Present, Segment, o.Console == AnnotateConsole.Progress ? Ticker(total) : null, ct, Stopped);
+                    ? WithProgressBar(loop, Present, Segment, total, description, ct, Stopped)
+                    : loop.RunFile(Present, Segment, o.Console == AnnotateConsole.Progress ? Ticker(total) : null, ct, Stopped);
             }
             finally
             {
@@ -103,7 +105,7 @@ public static class Annotator
         }
         if (o.Console == AnnotateConsole.StreamCaptions) System.Console.Out.WriteLine();
         return new AnnotateReport(o.OutputDir, plan.Mode, start, result.FramesRendered, result.Captions, result.Cancelled, result.Elapsed,
-            encoder, plan.AnnotatedVideo, source.Description, every, profiler.Snapshot());
+            encoder, plan.AnnotatedVideo, description, loopOptions.Stride, profiler.Snapshot(), result.Stats, session.Mode);
     }
 
     /// <summary>The frame after the last caption's segment (its end_frame), so nothing is captioned twice.</summary>
@@ -115,29 +117,47 @@ public static class Annotator
         return plan.LastFrame + 1;
     }
 
-    public static CaptionEntry Entry(CaptionSegment s) => new(s.Start, s.End, s.Result.Text, s.LatencyMs, s.Result.KeptTokens, s.KeyFrame,
-        new Dictionary<string, object?>
+    /// <summary>
+    /// A segment's captions entry. SRT and VTT keep the text (an answer as "Q: … A: …"); the JSONL
+    /// line also records the mode, the frames read since the last caption, the pruning level and
+    /// its k, and the read and write times.
+    /// </summary>
+    public static CaptionEntry Entry(CaptionSegment s)
+    {
+        var w = s.Written;
+        var r = w.Report;
+        var extra = new Dictionary<string, object?>
         {
             ["end_frame"] = s.EndFrame,
-            ["visual_tokens"] = s.Result.VisualTokens,
-            ["preprocess_ms"] = Math.Round(s.Result.Timings.PreprocessMs, 2),
-            ["vision_ms"] = Math.Round(s.Result.Timings.VisionMs, 2),
-            ["prefill_ms"] = Math.Round(s.Result.Timings.PrefillMs, 2),
-            ["decode_ms"] = Math.Round(s.Result.Timings.DecodeMs.Sum(), 2),
-            ["tokens"] = s.Result.Timings.DecodeMs.Count,
-        });
+            ["mode"] = w.Mode,
+            ["frames_read"] = w.ReadsSince,
+            ["k"] = w.Budget,
+            ["level"] = w.Level,
+            ["read_ms"] = Math.Round(w.ReadMs, 2),
+            ["write_ms"] = Math.Round(w.WriteMs, 2),
+            ["visual_tokens"] = r.VisualTokens,
+            ["preprocess_ms"] = Math.Round(r.PreprocessMs, 2),
+            ["vision_ms"] = Math.Round(r.VisionMs, 2),
+            ["prefill_ms"] = Math.Round(r.DecoderMs, 2),
+            ["decode_ms"] = Math.Round(r.DecodeMs.Sum(), 2),
+            ["tokens"] = w.Tokens,
+        };
+        if (w.Question is { } q) extra["question"] = q;
+        var text = w.Question is { } question ? $"Q: {question}  A: {w.Text}" : w.Text;
+        return new CaptionEntry(s.Start, s.End, text, s.LatencyMs, r.KeptTokens, s.KeyFrame, extra);
+    }
 
-    static FileLoopResult WithProgressBar(FileLoop loop, Action<Frame, CaptionView> present, Action<CaptionSegment> segment, long? total, string what,
+    static FrameLoopResult WithProgressBar(FrameLoop loop, Action<Frame, CaptionView> present, Action<CaptionSegment> segment, long? total, string what,
         CancellationToken ct, Action stopped)
     {
-        FileLoopResult? result = null;
+        FrameLoopResult? result = null;
         AnsiConsole.Progress()
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new RemainingTimeColumn())
             .Start(ctx =>
             {
                 var task = ctx.AddTask(Markup.Escape(what), maxValue: total ?? 1);
                 task.IsIndeterminate = total is null;
-                result = loop.Run(present, segment, n => task.Value = total is null ? 0 : n, ct, stopped);
+                result = loop.RunFile(present, segment, n => task.Value = total is null ? 0 : n, ct, stopped);
                 task.Value = task.MaxValue;
             });
         return result!;
@@ -156,9 +176,9 @@ public static class Annotator
         };
     }
 
-    static void StreamStart(TimeSpan t)
+    static void StreamStart(TimeSpan t, string? question)
     {
-        System.Console.Out.Write($"\n[{(int)t.TotalMinutes:00}:{t.Seconds:00}.{t.Milliseconds / 100}] ");
+        System.Console.Out.Write($"\n[{(int)t.TotalMinutes:00}:{t.Seconds:00}.{t.Milliseconds / 100}] {(question is null ? "" : $"Q: {question}  A: ")}");
         System.Console.Out.Flush();
     }
 
@@ -174,7 +194,7 @@ public static class Annotator
         var latency = r.Profile.Stage(Profiler.GlassToCaption);
         var render = r.Profile.Stage(Profiler.Render);
         AnsiConsole.MarkupLine($"{(r.Cancelled ? "[yellow]interrupted[/]: partial outputs are valid" : "[green]done[/]")}: " +
-            $"{r.FramesRendered} frames, {r.Captions} captions (every {r.Every} frames) in {r.Elapsed.TotalSeconds:0.0} s ({r.Fps:0.0} fps)");
+            $"{r.FramesRendered} frames, {r.Captions} captions ({r.SessionMode}, {r.Stats.Read} frames read, {r.Stats.Skipped} unchanged, {r.Stats.BudgetSkipped} skipped for the budget) in {r.Elapsed.TotalSeconds:0.0} s ({r.Fps:0.0} fps)");
         if (caption is not null)
             AnsiConsole.MarkupLine($"  caption p50 {caption.P50:0} ms, p95 {caption.P95:0} ms; glass-to-caption p50 {latency?.P50 ?? 0:0} ms; render+encode p50 {render?.P50 ?? 0:0.0} ms/frame");
         AnsiConsole.MarkupLine($"  video: {Markup.Escape(r.Video)} ({Markup.Escape(r.Encoder)})");

@@ -20,7 +20,10 @@ public sealed class HudFeed(Profiler profiler, double budgetMs)
         frameCount++;
     }
 
-    public HudStats Stats(double fps, long dropped, TimeSpan refresh)
+    /// <summary>The HUD's numbers, with the frame loop's: dropped and skipped frames, the frame budget, the governor's level.</summary>
+    public HudStats Stats(double fps, FrameLoop loop, TimeSpan refresh) => Stats(fps, loop.DroppedForInference, refresh, loop);
+
+    public HudStats Stats(double fps, long dropped, TimeSpan refresh, FrameLoop? loop = null)
     {
         var now = System.Diagnostics.Stopwatch.GetTimestamp();
         if (cached is not null && System.Diagnostics.Stopwatch.GetElapsedTime(cachedAt, now) < refresh) return cached;
@@ -43,6 +46,12 @@ public sealed class HudFeed(Profiler profiler, double budgetMs)
             DroppedFrames = dropped,
             BudgetMs = budgetMs,
             FrameTimesMs = recent,
+            Mode = loop?.Session.Mode,
+            ReadBudgetMs = loop?.BudgetMs,
+            ReadMs = snap.Stage(CaptionStages.Read)?.Last,
+            Level = loop?.Session.Pruning is { } p ? Streaming.SessionBase.LevelName(p) : null,
+            Budget = loop?.Session.Pruning?.Budget,
+            SkippedFrames = loop is null ? 0 : loop.Driver.Stats.BudgetSkipped,
         };
         return cached;
     }

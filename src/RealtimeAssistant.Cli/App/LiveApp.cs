@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using RealtimeAssistant.Capture;
 using RealtimeAssistant.Pipeline;
 using RealtimeAssistant.Rendering;
+using RealtimeAssistant.Streaming;
 using Spectre.Console;
 
 namespace RealtimeAssistant.Cli.App;
@@ -41,7 +42,8 @@ public sealed record LiveStats(string Source, string Context, long FramesRendere
     double FrameMsP50, double FrameMsP99, double FrameMsMax, long Captions, double CaptionHz, double WordsHz,
     double LatencyP50, double LatencyP95, double LatencyP99, long DroppedForInference, long DroppedForDisplay, long FramesCaptured,
     double RssStartMb, double RssEndMb, double RssMaxMb, IReadOnlyList<(double Seconds, double Mb)> Rss,
-    IReadOnlyList<double> FrameTimesMs, ProfilerSnapshot Profile, Profiler Profiler, string? Error);
+    IReadOnlyList<double> FrameTimesMs, ProfilerSnapshot Profile, Profiler Profiler, string? Error,
+    IReadOnlyList<double> Latencies, long BudgetSkipped, StreamStats Stream);
 
 /// <summary>
 /// The live app's render thread: draws at display rate (window or headless), takes the newest
@@ -63,16 +65,19 @@ public static class LiveApp
         catch (UserError e) { why = e.Message; return null; }
     }
 
-    /// <summary>Runs until the source ends, Q/Esc, the duration or Ctrl+C. Takes ownership of <paramref name="window"/>.</summary>
-    public static LiveStats Run(IGlContext? window, LiveAppOptions o, IFrameCaptioner captioner, CancellationToken ct)
+    /// <summary>
+    /// Runs the frame loop with live pacing over <paramref name="session"/> until the source ends,
+    /// Q/Esc, the duration or Ctrl+C. Takes ownership of <paramref name="window"/>; the session stays the caller's.
+    /// </summary>
+    public static LiveStats Run(IGlContext? window, LiveAppOptions o, ICaptionSession session, FrameLoopOptions loopOptions, CancellationToken ct)
     {
         var profiler = new Profiler(window: o.ProfileWindow);
         var source = FrameSources.Open(o.Source, AppSources.Options(o.Realtime, o.Loop) with { Logger = o.Logger });
-        using var loop = new LiveLoop(source, captioner, profiler, o.Logger);
+        using var loop = new FrameLoop(source, session, profiler, loopOptions with { Pacing = Pacing.Live }, o.Logger);
         var context = window ?? GlContextFactory.Create(false, o.Width, o.Height, out _);
         using var presenter = OverlayPresenterFor(context);
         presenter.ShowHud = o.ShowHud;
-        var ui = new InputState(loop, presenter, captioner, o.ScreenshotDir);
+        var ui = new InputState(loop, presenter, o.ScreenshotDir);
         context.Key += ui.OnKey;
         context.Char += ui.OnChar;
 
@@ -85,7 +90,8 @@ public static class LiveApp
         string? error = null;
         var clock = Stopwatch.StartNew();
         double measureFrom = -1, nextRss = 0, lastTick = 0, nextTick = 0;
-        long capturedAtMeasure = 0, captionsAtMeasure = 0, wordsAtMeasure = 0;
+        long capturedAtMeasure = 0, captionsAtMeasure = 0, wordsAtMeasure = 0, droppedAtMeasure = 0, skippedAtMeasure = 0;
+        var latencies = new List<double>();
         double rssStart = 0;
 
         loop.Start();
@@ -102,6 +108,8 @@ public static class LiveApp
                     captionsAtMeasure = loop.Captions;
                     wordsAtMeasure = profiler.Snapshot().Counter(CaptionStages.CaptionWords)?.Total ?? 0;
                     capturedAtMeasure = loop.FramesCaptured;
+                    droppedAtMeasure = loop.DroppedForInference;
+                    skippedAtMeasure = loop.Driver.Stats.BudgetSkipped;
                 }
                 if (now >= nextRss) { rss.Add((now, RssMb())); nextRss = now + 1; }
 
@@ -113,10 +121,11 @@ public static class LiveApp
                     lastCompleted = view.Completed;
                     // Glass-to-caption: the frame left its source; now its finished caption is on screen.
                     var ms = profiler.RecordLatency(view.CapturedAt);
+                    if (measureFrom >= 0) latencies.Add(ms);
                     if (o.PrintCaptions) PrintCaption(view, ms);
                 }
                 var fps = RecentFps(frameTimes);
-                var hud = presenter.ShowHud ? feed.Stats(fps, loop.DroppedForInference, TimeSpan.FromMilliseconds(250)) : null;
+                var hud = presenter.ShowHud ? feed.Stats(fps, loop, TimeSpan.FromMilliseconds(250)) : null;
                 using (profiler.Time(Profiler.Render))
                 {
                     presenter.Render(current?.Image, view, hud, ui.Status(loop));
@@ -149,7 +158,7 @@ public static class LiveApp
             {
                 // Drawn again without a swap, so a window's back buffer still holds it.
                 presenter.RefreshHudNow();
-                presenter.Render(current?.Image, loop.Board.View, presenter.ShowHud ? feed.Stats(RecentFps(frameTimes), loop.DroppedForInference, TimeSpan.Zero) : null, ui.Status(loop));
+                presenter.Render(current?.Image, loop.Board.View, presenter.ShowHud ? feed.Stats(RecentFps(frameTimes), loop, TimeSpan.Zero) : null, ui.Status(loop));
                 presenter.Renderer.SavePng(snapshotPath);
             }
             context.Key -= ui.OnKey;
@@ -163,15 +172,17 @@ public static class LiveApp
         if (measureFrom < 0) { measureFrom = 0; rssStart = rss.Count > 0 ? rss[0].Item2 : RssMb(); }
         var measured = TimeSpan.FromSeconds(Math.Max(1e-6, end - measureFrom));
         var snap = profiler.Snapshot();
-        var latency = snap.Stage(Profiler.GlassToCaption);
         var sorted = frameTimes.Order().ToArray();
+        var lat = latencies.Order().ToArray();
         var rssEnd = RssMb();
         var words = (snap.Counter(CaptionStages.CaptionWords)?.Total ?? 0) - wordsAtMeasure;
+        // Everything from the warm-up on is left out: dropped frames, latencies, frame times, RSS at the start.
         var stats = new LiveStats(source.Description, context.Description, measuredFrames, measured,
             measuredFrames / measured.TotalSeconds, Pct(sorted, 0.5), Pct(sorted, 0.99), sorted.Length > 0 ? sorted[^1] : 0,
             loop.Captions - captionsAtMeasure, (loop.Captions - captionsAtMeasure) / measured.TotalSeconds, words / measured.TotalSeconds,
-            latency?.P50 ?? 0, latency?.P95 ?? 0, latency?.P99 ?? 0, loop.DroppedForInference, loop.DroppedForDisplay, loop.FramesCaptured,
-            rssStart, rssEnd, rss.Select(r => r.Item2).DefaultIfEmpty(rssEnd).Max(), rss, frameTimes, snap, profiler, error);
+            Pct(lat, 0.5), Pct(lat, 0.95), Pct(lat, 0.99), loop.DroppedForInference - droppedAtMeasure, loop.DroppedForDisplay, loop.FramesCaptured,
+            rssStart, rssEnd, rss.Select(r => r.Item2).DefaultIfEmpty(rssEnd).Max(), rss, frameTimes, snap, profiler, error,
+            latencies, loop.Driver.Stats.BudgetSkipped - skippedAtMeasure, loop.Driver.Stats);
         return stats;
     }
 
@@ -212,7 +223,7 @@ public static class LiveApp
     }
 
     /// <summary>Keyboard state: commands, the question being typed, and short status messages.</summary>
-    sealed class InputState(LiveLoop loop, OverlayPresenter presenter, IFrameCaptioner captioner, string screenshotDir)
+    sealed class InputState(FrameLoop loop, OverlayPresenter presenter, string screenshotDir)
     {
         readonly StringBuilder typed = new();
         bool typing, screenshotWanted;
@@ -247,8 +258,8 @@ public static class LiveApp
                 {
                     case "h": presenter.ShowHud = !presenter.ShowHud; return;
                     case "p":
-                        captioner.PruningEnabled = !captioner.PruningEnabled;
-                        Flash($"pruning {(captioner.PruningEnabled ? "on" : "off")}");
+                        loop.Driver.PruningEnabled = !loop.Driver.PruningEnabled;
+                        Flash($"pruning {(loop.Driver.PruningEnabled ? "on" : "off")}");
                         return;
                     case "s": screenshotWanted = true; return;
                     case "q": presenter.Context.RequestClose(); return;
@@ -274,7 +285,7 @@ public static class LiveApp
             messageUntil = Stopwatch.GetTimestamp() + 2 * Stopwatch.Frequency;
         }
 
-        public string? Status(LiveLoop l)
+        public string? Status(FrameLoop l)
         {
             if (typing) return $"ask: {typed}_";
             if (message is not null && Stopwatch.GetTimestamp() < messageUntil) return message;

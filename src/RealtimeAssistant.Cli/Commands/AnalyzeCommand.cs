@@ -33,7 +33,7 @@ public static class AnalyzeCommand
             var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model") ?? throw new UserError("no --model given and media/demo-model not found");
             int nd = pr.GetValue(decode), ns = pr.GetValue(scenes);
             if (nd < 1 || ns < 1) throw new UserError("analyze: --decode and --scenes must be ≥ 1");
-            using var engine = LlavaEngine.Load(dir, new EngineOptions { Device = pr.GetValue(device)! });
+            using var engine = Engine.Load(dir, new EngineOptions { Device = pr.GetValue(device)! });
             var mats = new List<Mat>();
             var windows = new List<DemoSample>(); // two-frame clip windows: the demo's prompts of several frames
             try
@@ -57,18 +57,25 @@ public static class AnalyzeCommand
         double[] KnockKl, double[] KnockAgree, double[] ShallowKl, double[] ShallowAgree, int[] FirstFire, PruningConfig Proposal, List<string> Notes,
         List<Candidate> Candidates, List<Candidate> FrameCandidates);
 
-    static Analysis Analyze(LlavaEngine e, List<Mat> images, List<DemoSample> windows, string? prompt, int nd, double agreeTarget, CancellationToken ct)
+    static Analysis Analyze(Engine e, List<Mat> images, List<DemoSample> windows, string? prompt, int nd, double agreeTarget, CancellationToken ct)
     {
-        int L = e.Config.Text.NumHiddenLayers;
+        int L = e.Text.NumHiddenLayers;
         var defaults = new PruningConfig();
-        using var cap = new Captioner(e);
-        var ids = cap.PromptIds(prompt ?? (e.DefaultPrompt.Contains("<image>") ? e.DefaultPrompt : null));
-        var spans = VisualSpan.FromIds(ids, e.Config.ImageTokenIndex, e.Config.ImageTokens);
-        if (spans.Count != 1) throw new UserError($"analyze takes a prompt with one image marker, got {spans.Count}");
-        var slots = Enumerable.Range(spans[0].Start, spans[0].Length).Select(i => (long)i).ToArray();
-        var pos = Enumerable.Range(0, ids.Count).Select(i => (long)i).ToArray();
-        var lm = e.Model.language_model;
-        var (group, start) = e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, (long)ids.Count);
+        var cap = new Captioner(e);
+        var userPrompt = prompt ?? (e.DefaultPrompt.Contains(e.Model.ImageMarker) ? e.DefaultPrompt : null);
+        if (images.Count == 0) throw new UserError("analyze needs at least one image");
+        PositionIds pos;
+        List<VisualSpan> spans;
+        long next;
+        using (torch.inference_mode())
+        {
+            var first = cap.EmbedPrompt(new[] { images[0] }, userPrompt);
+            (pos, spans, next) = (first.Positions, first.Spans, first.NextPosition);
+            first.Embeds.Dispose();
+        }
+        if (spans.Select(s => s.Frame).Distinct().Count() != 1) throw new UserError($"analyze takes a prompt with one image marker, got {spans.Select(s => s.Frame).Distinct().Count()}");
+        var lm = e.Language;
+        var (group, start) = e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, next);
         double[] mass = new double[L], minCos = new double[L], over = new double[L], top = new double[L];
         double[] kKl = new double[L + 1], kAg = new double[L + 1], sKl = new double[L], sAg = new double[L];
         var firstFire = new List<int>();
@@ -94,10 +101,9 @@ public static class AnalyzeCommand
             firstFire.Add(meas.Probes.Where(p => p.MinCos < defaults.LayerThreshold).Select(p => p.Layer).DefaultIfEmpty(-1).First());
         }
 
-        Tensor Embed(Mat img) =>
-            e.Model.Embed(torch.tensor(ids.Select(i => (long)i).ToArray(), device: e.Device).view(1, -1), e.Model.EncodeImages(cap.Preprocessor.Process(img)), slots);
+        Tensor Embed(Mat img) => cap.EmbedPrompt(new[] { img }, userPrompt).Embeds;
 
-        (List<Tensor> Lp, List<long> Tok, PruneReport Report) Run(Tensor emb, ITokenPruner pruner, List<long>? force, long[]? atPos = null, List<VisualSpan>? atSpans = null)
+        (List<Tensor> Lp, List<long> Tok, PruneReport Report) Run(Tensor emb, ITokenPruner pruner, List<long>? force, PositionIds? atPos = null, List<VisualSpan>? atSpans = null)
         {
             using var cache = new KvCache(L);
             using var r = PrunedPrefill.Run(lm, emb, atPos ?? pos, atSpans ?? spans, pruner, cache);
@@ -106,11 +112,11 @@ public static class AnalyzeCommand
             long p0 = start;
             for (int t = 0; t < nd; t++)
             {
-                long next = force != null ? (t < force.Count ? force[t] : -1) : lps[^1].argmax().item<long>();
-                if (next < 0 || (force == null && next == e.Config.Text.EosTokenId)) break;
-                toks.Add(next);
+                long tok = force != null ? (t < force.Count ? force[t] : -1) : lps[^1].argmax().item<long>();
+                if (tok < 0 || (force == null && tok == e.Text.EosTokenId)) break;
+                toks.Add(tok);
                 if (t == nd - 1 || (force != null && t == force.Count - 1)) break;
-                var h = lm.model.Forward(lm.model.embed_tokens.forward(torch.tensor(new[] { next }, device: e.Device).view(1, 1)),
+                var h = lm.model.Forward(lm.model.embed_tokens.forward(torch.tensor(new[] { tok }, device: e.Device).view(1, 1)),
                     new DecoderStep { Positions = new[] { p0++ }, Cache = cache, Group = group });
                 lps.Add(lm.Logits(h[0, -1]).log_softmax(-1));
             }
@@ -198,7 +204,7 @@ public static class AnalyzeCommand
                 var w = windows[wi];
                 ct.ThrowIfCancellationRequested();
                 using var scope = torch.NewDisposeScope();
-                var (wemb, wpos, wspans) = PruningBench.Embed(e, cap, w);
+                var (wemb, wpos, wspans) = PruningBench.Embed(cap, w);
                 var (_, reference, _) = Run(wemb, new NonePruner(), null, wpos, wspans);
                 for (int i = 0; i < fgrid.Count; i++)
                 {

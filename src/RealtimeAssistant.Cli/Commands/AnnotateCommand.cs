@@ -1,7 +1,7 @@
 using System.CommandLine;
 using RealtimeAssistant.Cli.App;
-using RealtimeAssistant.Model.Checkpoint;
-using RealtimeAssistant.Pruning;
+using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Streaming;
 
 namespace RealtimeAssistant.Cli.Commands;
 
@@ -12,17 +12,18 @@ public static class AnnotateCommand
     {
         var input = new Argument<string>("input") { Description = "video file (or image folder, FIFO, 'synthetic')" };
         var output = new Option<string>("--output", "-o") { Description = "output folder", Required = true };
-        var every = new Option<int>("--every") { Description = "a new caption every N frames (1 = every frame; default: one per second of video)", DefaultValueFactory = _ => 0 };
+        var every = new Option<int>("--every") { Description = "a new caption about every N source frames (default: one per second of video); sets --policy every:(N / stride)", DefaultValueFactory = _ => 0 };
         var force = new Option<bool>("--force") { Description = "overwrite the outputs of an earlier run in the folder" };
         var resume = new Option<bool>("--resume") { Description = "continue an earlier, interrupted run after its last caption" };
         var hud = new Option<bool>("--hud") { Description = "burn the latency HUD into the video too" };
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        var prune = new PruningOptions();
-        var cmd = new Command("annotate", "Annotate a video: annotated.mp4 with the captions burned in, plus captions.srt, .vtt and .jsonl.")
+        var rt = new RealtimeFlags("every:6");
+        var cmd = new Command("annotate", "Annotate a video: annotated.mp4 with the captions burned in, plus captions.srt, .vtt and .jsonl. " +
+            "Frames stream through the GPE session with the governor holding each read to the frame budget (--mode reencode and --prune-method none turn each off); --ask answers questions at given times.")
             { input, output, every, force, resume, hud, model, device, dtype };
-        prune.AddTo(cmd); // any pruning flag prunes every caption
+        rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
             // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
@@ -31,21 +32,30 @@ public static class AnnotateCommand
             using var interrupt = new Interrupt(ct);
             ct = interrupt.Token;
             if (pr.GetValue(every) < 0) throw new UserError("--every must be 1 or more (or 0 for one caption per second)");
+            rt.Check(pr);
             var options = new AnnotateOptions
             {
-                Input = pr.GetValue(input)!, OutputDir = pr.GetValue(output)!, Every = pr.GetValue(every),
+                Input = pr.GetValue(input)!, OutputDir = pr.GetValue(output)!,
                 Force = pr.GetValue(force), Resume = pr.GetValue(resume), Hud = pr.GetValue(hud),
             };
             // Check the folder and the input before the model loads: bad arguments fail fast.
             Output.OutputFolder.Plan(options.OutputDir, options.Force, options.Resume);
-            using (Capture.FrameSources.Open(options.Input, AppSources.Options())) { }
-            var modelDir = AppModel.Resolve(pr.GetValue(model));
-            var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir))?.Validate(LlavaConfig.Load(modelDir).Text.NumHiddenLayers);
-            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype), pruning: pruning);
-            if (pruning is not null) Console.Error.WriteLine($"annotate: pruning every caption ({pruning.Method}); kept_tokens in captions.jsonl says what each kept");
-            var report = Annotator.Run(options, captioner, ct);
+            double fps;
+            using (var probe = Capture.FrameSources.Open(options.Input, AppSources.Options())) fps = probe.Fps;
+            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype));
+            var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : EveryPolicy(pr.GetValue(every), fps, pr.GetValue(rt.Stride)));
+            Console.Error.WriteLine($"annotate: {run.Header}");
+            using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
+            var report = Annotator.Run(options, session, run.Loop, ct);
             Annotator.PrintSummary(report);
             return report.Cancelled ? 130 : 0;
         });
+    }
+
+    /// <summary>--every N source frames as a write policy over reads (one read per stride): every:max(1, N / stride); N = 0: one per second.</summary>
+    public static string EveryPolicy(int every, double fps, int stride)
+    {
+        int frames = every > 0 ? every : Math.Max(1, (int)Math.Round(fps is > 0 and < 1000 ? fps : 30));
+        return $"every:{Math.Max(1, (int)Math.Round(frames / (double)stride))}";
     }
 }

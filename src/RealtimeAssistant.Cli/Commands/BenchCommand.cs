@@ -38,8 +38,8 @@ public static class BenchCommand
             int L = pr.GetValue(layers), D = pr.GetValue(hidden), T = pr.GetValue(tokens), N = pr.GetValue(decode), R = pr.GetValue(reps);
             if (L < 1 || D < 64 || D % 64 != 0 || T < 2 || N < 1 || R < 1)
                 throw new UserError("bench engine: need --layers ≥ 1, --hidden a multiple of 64, --tokens ≥ 2, --decode ≥ 1, --reps ≥ 1");
-            var dev = LlavaEngine.ResolveDevice(pr.GetValue(device)!);
-            var dt = LlavaEngine.ResolveDType(pr.GetValue(dtype)!, dev, "float32");
+            var dev = Model.Engine.ResolveDevice(pr.GetValue(device)!);
+            var dt = Model.Engine.ResolveDType(pr.GetValue(dtype)!, dev, "float32");
             var result = RunEngine(L, D, T, N, R, dev, dt, ct);
             var table = new Table().AddColumns("metric", "value");
             foreach (var (k, v) in result) table.AddRow(k, v is double d ? d.ToString("0.###") : v?.ToString() ?? "");

@@ -34,9 +34,9 @@ public static class CaptionCommand
             using var img = Cli.ReadImage(pr.GetValue(image)!);
             var modelDir = pr.GetValue(model)!;
             if (!Directory.Exists(modelDir)) throw new UserError($"model folder not found: {modelDir}");
-            var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir));
-            using var engine = LlavaEngine.Load(modelDir, Cli.EngineOptions(pr, device, dtype));
-            using var captioner = pruning is null ? new Captioner(engine) : new PrunedCaptioner(engine, pruning.CreatePruner(engine.Config.Text.NumHiddenLayers));
+            var pruning = prune.Requested(pr, Model.ModelLayout.Read(modelDir, Model.ModelFamilies.ReadConfig(modelDir)).ScheduleOrDefault);
+            using var engine = Engine.Load(modelDir, Cli.EngineOptions(pr, device, dtype));
+            var captioner = pruning is null ? new Captioner(engine) : new PrunedCaptioner(engine, pruning.CreatePruner(engine.Text.NumHiddenLayers));
             var timings = new CaptionTimings();
             var tokens = new List<object>();
             var text = new System.Text.StringBuilder();
@@ -52,7 +52,7 @@ public static class CaptionCommand
             var report = (captioner as PrunedCaptioner)?.LastReport;
             if (report is not null)
                 Console.Error.WriteLine($"pruning ({report.Method}): visual tokens in each layer {string.Join(" ", report.Layers.Select(l => l.Visual))} (of {report.VisualTokens}); "
-                    + $"prefill {report.Flops / 1e9:0.###} GFLOPs against {PrunedPrefill.DenseFlops(engine.Config.Text, timings.PromptTokens) / 1e9:0.###} unpruned");
+                    + $"prefill {report.Flops / 1e9:0.###} GFLOPs against {PrunedPrefill.DenseFlops(engine.Text, timings.PromptTokens) / 1e9:0.###} unpruned");
             if (pr.GetValue(json))
                 Console.Out.WriteLine(JsonSerializer.Serialize(new
                 {
@@ -74,7 +74,7 @@ public static class CaptionCommand
                         filter_layer = report.FilterLayer,
                         exit_layer = report.ExitLayer,
                         flops = report.Flops,
-                        dense_flops = PrunedPrefill.DenseFlops(engine.Config.Text, timings.PromptTokens),
+                        dense_flops = PrunedPrefill.DenseFlops(engine.Text, timings.PromptTokens),
                         layers = report.Layers.Select(l => new { layer = l.Layer, stage = l.Stage, tokens = l.Tokens, visual = l.Visual, cache_length = l.CacheLength, flops = l.Flops }),
                     },
                     device = engine.Device.ToString(),

@@ -1,12 +1,14 @@
 using System.CommandLine;
 using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Streaming;
 
 namespace RealtimeAssistant.Cli.Commands;
 
 /// <summary>
-/// `ra demo`: the README's main command. The bundled model on the bundled video: in the live
-/// window when there is a display, else captions streamed to the terminal and the annotated
-/// outputs written to runs/demo-TIMESTAMP/.
+/// `ra demo`: the README's main command. The bundled model on the bundled video, streamed through
+/// the GPE session with the governor on: in the live window when there is a display, else captions
+/// streamed to the terminal and the annotated outputs written to runs/demo-TIMESTAMP/.
 /// </summary>
 public static class DemoCommand
 {
@@ -20,8 +22,11 @@ public static class DemoCommand
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        var cmd = new Command("demo", "Run the bundled demo model on the bundled video: a live window with a display, else captions in the terminal plus annotated outputs.")
+        var rt = new RealtimeFlags("finished");
+        var cmd = new Command("demo", "Run the bundled demo model on the bundled video: a live window with a display, else captions in the terminal plus annotated outputs. " +
+            "GPE streaming with the frame-budget governor on (--mode reencode and --prune-method none turn each off).")
             { headless, output, video, model, device, dtype };
+        rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
             // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
@@ -29,30 +34,36 @@ public static class DemoCommand
             await Task.Yield();
             using var interrupt = new Interrupt(ct);
             ct = interrupt.Token;
+            rt.Check(pr);
             var input = pr.GetValue(video) ?? Cli.FindRepoPath(DemoVideo)
                 ?? throw new UserError($"the demo video is missing ({DemoVideo} not found in this checkout)");
-            var modelDir = AppModel.Resolve(pr.GetValue(model));
-            var engine = Cli.EngineOptions(pr, device, dtype);
+            double fps;
+            using (var probe = Capture.FrameSources.Open(input, AppSources.Options())) fps = probe.Fps;
+            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype));
 
             if (!pr.GetValue(headless))
             {
                 var window = LiveApp.TryOpenWindow(640, 640, "RealtimeAssistant demo", out var why);
                 if (window is not null)
                 {
-                    Console.Error.WriteLine($"demo: playing {input} in a window (H: HUD, P: pruning, S: screenshot, type + Enter: ask, Q/Esc: quit)");
-                    using var captioner = AppModel.Load(modelDir, engine);
-                    var stats = LiveApp.Run(window, new LiveAppOptions { Source = input, Loop = true, Realtime = true }, captioner, ct);
+                    var live = rt.Resolve(pr, engine, fps, Pacing.Live);
+                    Console.Error.WriteLine($"demo: playing {input} in a window: {live.Header} (H: HUD, P: pruning, S: screenshot, type + Enter: ask, Q/Esc: quit)");
+                    using var session = SessionModes.Create(live.Mode, engine, live.Streaming);
+                    var stats = LiveApp.Run(window, new LiveAppOptions { Source = input, Loop = true, Realtime = true }, session, live.Loop, ct);
                     LiveApp.PrintSummary(stats);
+                    if (stats.Error is not null) throw new UserError(stats.Error);
                     return interrupt.Requested ? 130 : 0;
                 }
                 Console.Error.WriteLine($"demo: no window ({why}); streaming the captions here and writing the annotated video instead");
             }
 
+            var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : AnnotateCommand.EveryPolicy(0, fps, pr.GetValue(rt.Stride)));
             var dir = pr.GetValue(output) ?? Path.Combine("runs", $"demo-{DateTime.Now:yyyyMMdd-HHmmss}");
+            Console.Error.WriteLine($"demo: {run.Header}");
             Console.Error.WriteLine($"demo: {input} → {Path.GetFullPath(dir)}/");
-            using (var captioner = AppModel.Load(modelDir, engine))
+            using (var session = SessionModes.Create(run.Mode, engine, run.Streaming))
             {
-                var report = Annotator.Run(new AnnotateOptions { Input = input, OutputDir = dir, Console = AnnotateConsole.StreamCaptions }, captioner, ct);
+                var report = Annotator.Run(new AnnotateOptions { Input = input, OutputDir = dir, Console = AnnotateConsole.StreamCaptions }, session, run.Loop, ct);
                 Annotator.PrintSummary(report);
                 Console.Error.WriteLine($"demo: outputs in {Path.GetFullPath(dir)}/ (annotated.mp4, captions.srt, captions.vtt, captions.jsonl)");
                 return report.Cancelled ? 130 : 0;

@@ -21,7 +21,7 @@ public static class EvalCommand
         return cmd.WithAction((pr, ct) =>
         {
             var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model") ?? throw new UserError("no --model given and media/demo-model not found");
-            using var engine = LlavaEngine.Load(dir, Cli.EngineOptions(pr, device, dtype));
+            using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype));
             var n = pr.GetValue(scenes);
             EvalReport report = null!;
             AnsiConsole.Progress().Start(ctx =>

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using RealtimeAssistant.Cli.App;
-using RealtimeAssistant.Model.Checkpoint;
-using RealtimeAssistant.Pruning;
+using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Streaming;
 
 namespace RealtimeAssistant.Cli.Commands;
 
@@ -21,12 +21,13 @@ public static class LiveCommand
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        var prune = new PruningOptions();
+        var rt = new RealtimeFlags("finished", questions: false);
         var cmd = new Command("live", "Live captioning: the video, streaming captions and a latency HUD in a window. " +
+            "Frames stream through the GPE session, with the governor pruning each read to the frame budget (--mode reencode and --prune-method none turn each off). " +
             "Keys: H HUD, P pruning, S screenshot, Q/Esc quit; type a question and press Enter to ask it. " +
             "With no display it runs headless and prints each caption with its video time.")
             { source, loop, fps, seconds, headless, noHud, snapshot, threads, model, device, dtype };
-        prune.AddTo(cmd); // any pruning flag starts with pruning on (P still toggles it)
+        rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
             // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
@@ -36,23 +37,26 @@ public static class LiveCommand
             ct = interrupt.Token;
             var spec = pr.GetValue(source)!;
             if (pr.GetValue(fps) is not (> 0 and <= 1000)) throw new UserError("--display-fps must be in (0, 1000]");
+            rt.Check(pr);
             var modelDir = AppModel.Resolve(pr.GetValue(model));
-            var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir))?.Validate(LlavaConfig.Load(modelDir).Text.NumHiddenLayers);
             // Fail on a bad source before the model and the window: one line, exit 2.
-            using (Capture.FrameSources.Open(spec, AppSources.Options() with { GiveUpAfter = TimeSpan.FromSeconds(5) })) { }
+            double sourceFps;
+            using (var probe = Capture.FrameSources.Open(spec, AppSources.Options() with { GiveUpAfter = TimeSpan.FromSeconds(5) })) sourceFps = probe.Fps;
             string? why = "--headless";
             var window = pr.GetValue(headless) ? null : LiveApp.TryOpenWindow(960, 600, $"RealtimeAssistant – {spec}", out why);
             if (window is null)
                 Console.Error.WriteLine($"live: no window ({why}); running headless (EGL): captions are printed below, Ctrl+C stops");
-            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype) with { Threads = pr.GetValue(threads) }, pruning: pruning);
-            if (pruning is not null) Console.Error.WriteLine($"live: pruning on ({pruning.Method}){(window is null ? "" : "; P turns it off")}");
+            using var engine = Model.Engine.Load(modelDir, Cli.EngineOptions(pr, device, dtype) with { Threads = pr.GetValue(threads) });
+            var run = rt.Resolve(pr, engine, sourceFps, Pacing.Live);
+            Console.Error.WriteLine($"live: {run.Header}{(window is null ? "" : "; P toggles pruning")}");
+            using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
             using var logging = Cli.Logging();
             var stats = LiveApp.Run(window, new LiveAppOptions
             {
                 Source = spec, Loop = pr.GetValue(loop), DisplayFps = pr.GetValue(fps),
                 Duration = pr.GetValue(seconds) is { } s ? TimeSpan.FromSeconds(s) : null,
                 ShowHud = !pr.GetValue(noHud), SnapshotPath = pr.GetValue(snapshot), PrintCaptions = window is null, Logger = logging.CreateLogger("live"),
-            }, captioner, ct);
+            }, session, run.Loop, ct);
             LiveApp.PrintSummary(stats);
             return stats.Error is not null ? 1 : interrupt.Requested ? 130 : 0;
         });

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using RealtimeAssistant.Cli.App;
-using RealtimeAssistant.Model.Checkpoint;
-using RealtimeAssistant.Pruning;
+using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Streaming;
 using Spectre.Console;
 
 namespace RealtimeAssistant.Cli.Commands;
@@ -18,10 +18,11 @@ public static class ProfileCommand
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        var prune = new PruningOptions();
-        var cmd = new Command("profile", "Run the live loop on a file as if it were live (realtime pacing, headless render) and write a latency report: table, PNG plots, report.json.")
+        var rt = new RealtimeFlags("finished", questions: false);
+        var cmd = new Command("profile", "Run the live loop on a file as if it were live (realtime pacing, headless render) and write a latency report: table, PNG plots, report.json. " +
+            "GPE session with the governor on by default (--mode reencode, --prune-method none).")
             { input, output, fps, seconds, model, device, dtype };
-        prune.AddTo(cmd); // any pruning flag profiles the pruned captioner
+        rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
             // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
@@ -30,17 +31,20 @@ public static class ProfileCommand
             using var interrupt = new Interrupt(ct);
             ct = interrupt.Token;
             var spec = pr.GetValue(input)!;
-            using (Capture.FrameSources.Open(spec, AppSources.Options())) { }   // a bad file fails before the model loads
+            if (pr.GetValue(fps) is not (> 0 and <= 1000)) throw new UserError("--display-fps must be in (0, 1000]");
+            rt.Check(pr);
+            double sourceFps;
+            using (var probe = Capture.FrameSources.Open(spec, AppSources.Options())) sourceFps = probe.Fps;   // a bad file fails before the model loads
             var dir = pr.GetValue(output) ?? Path.Combine("runs", $"profile-{DateTime.Now:yyyyMMdd-HHmmss}");
-            var modelDir = AppModel.Resolve(pr.GetValue(model));
-            var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir))?.Validate(LlavaConfig.Load(modelDir).Text.NumHiddenLayers);
-            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype), pruning: pruning);
-            Console.Error.WriteLine($"profile: playing {spec} in real time (headless render at {pr.GetValue(fps):0} fps, pruning {(pruning is null ? "off" : pruning.Method)})…");
+            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype));
+            var run = rt.Resolve(pr, engine, sourceFps, Pacing.Live);
+            Console.Error.WriteLine($"profile: playing {spec} in real time (headless render at {pr.GetValue(fps):0} fps): {run.Header}…");
+            using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
             var stats = LiveApp.Run(null, new LiveAppOptions
             {
                 Source = spec, Realtime = true, DisplayFps = pr.GetValue(fps), ProfileWindow = 1 << 17,
                 Duration = pr.GetValue(seconds) is { } s ? TimeSpan.FromSeconds(s) : null,
-            }, captioner, ct);
+            }, session, run.Loop, ct);
             ProfileReport.PrintTable(stats);
             foreach (var path in ProfileReport.Write(stats, dir)) AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(path)}[/]");
             if (stats.Error is not null) throw new UserError(stats.Error);

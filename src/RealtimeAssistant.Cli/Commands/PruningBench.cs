@@ -43,7 +43,7 @@ public static class PruningBench
         {
             int nf = pr.GetValue(frames), nr = pr.GetValue(reps), ns = pr.GetValue(scenes), D = pr.GetValue(hidden), k = pr.GetValue(budget);
             if (nf < 1 || nr < 1 || ns < 0 || D < 64 || D % 64 != 0 || k < 0 || pr.GetValue(windowFrames) is < 1 or > 32) throw new UserError("bench pruning: need --frames ≥ 1, --reps ≥ 1, --scenes ≥ 0, --llava-hidden a multiple of 64, --budget-k ≥ 0, --window-frames 1..32");
-            var dev = LlavaEngine.ResolveDevice(pr.GetValue(device)!);
+            var dev = Engine.ResolveDevice(pr.GetValue(device)!);
             var results = new List<ConfigResult>();
             var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model");
             var demoSchedule = Cli.FindRepoPath("docs/pruning/demo-schedule.json");
@@ -99,7 +99,7 @@ public static class PruningBench
     };
 
     /// <summary>Times each method's prefill over the same inputs, interleaved in a shuffled order, and averages the accounting.</summary>
-    static List<MethodResult> Time(LanguageModel lm, List<(Tensor Embeds, long[] Pos, List<VisualSpan> Spans)> inputs,
+    static List<MethodResult> Time(LanguageModel lm, List<(Tensor Embeds, PositionIds Pos, List<VisualSpan> Spans)> inputs,
         List<(string Name, PruningConfig Config)> methods, int reps, Device dev, CancellationToken ct)
     {
         int L = lm.Config.NumHiddenLayers;
@@ -152,21 +152,21 @@ public static class PruningBench
         }
         try
         {
-            using var engine = LlavaEngine.Load(dir!, new EngineOptions { Device = dev.ToString() });
-            int L = engine.Config.Text.NumHiddenLayers;
+            using var engine = Engine.Load(dir!, new EngineOptions { Device = dev.ToString() });
+            int L = engine.Text.NumHiddenLayers;
             var methods = Methods(visi, k, promptFrames > 1);
             foreach (var m in methods) m.Config.Validate(L);
             var data = new DemoDataset(DemoSplit.Eval);
-            using var captioner = new Captioner(engine);
-            var inputs = new List<(Tensor, long[], List<VisualSpan>)>();
+            var captioner = new Captioner(engine);
+            var inputs = new List<(Tensor, PositionIds, List<VisualSpan>)>();
             using (torch.inference_mode())
                 for (int i = 0; i < nf; i++)
                 {
                     using var s = Sample(data, i, promptFrames);
-                    var (emb, pos, spans) = Embed(engine, captioner, s);
+                    var (emb, pos, spans) = Embed(captioner, s);
                     inputs.Add((emb.DetachFromDisposeScope(), pos, spans));
                 }
-            var results = Time(engine.Model.language_model, inputs, methods, reps, dev, ct);
+            var results = Time(engine.Language, inputs, methods, reps, dev, ct);
             if (trained && scenes > 0)
             {
                 var perScene = methods.Select(m => F1Scores(engine, m.Config, scenes, promptFrames, ct)).ToList();
@@ -186,7 +186,7 @@ public static class PruningBench
                         null, "F1 only: keeps the patches the scene graph says objects cover", layer, null));
                 }
             var info = inputs[0];
-            return new ConfigResult(promptFrames == 1 ? "demo" : $"demo-{promptFrames}-frames", trained ? $"{dir} ({L} layers, {engine.Config.ImageTokens} visual tokens per frame)"
+            return new ConfigResult(promptFrames == 1 ? "demo" : $"demo-{promptFrames}-frames", trained ? $"{dir} ({L} layers, {info.Item3.Where(x => x.Frame == 0).Sum(x => x.Length)} visual tokens per frame)"
                 : $"no demo model found: demo-shaped RANDOM weights ({L} layers; F1 needs the trained model)", info.Item3.Sum(s => s.Length), info.Item2.Length, results);
         }
         finally { if (tmp != "") try { Directory.Delete(tmp, true); } catch (IOException) { } }
@@ -196,11 +196,11 @@ public static class PruningBench
     /// F1 when exactly the patches objects cover (per the scene graph) are kept, before layer 0 or
     /// after layer <paramref name="layer"/>: the ceiling any selector could reach at that count.
     /// </summary>
-    static (double F1, double Kept) OracleF1(LlavaEngine engine, int layer, int scenes, CancellationToken ct)
+    static (double F1, double Kept) OracleF1(Engine engine, int layer, int scenes, CancellationToken ct)
     {
         var data = new DemoDataset(DemoSplit.Eval);
         var opts = new GenerationOptions { MaxNewTokens = 48 };
-        int grid = engine.Config.Vision.PatchesPerSide;
+        int grid = ((LlavaFamily)engine.Model).Config.Vision.PatchesPerSide;
         FactScore score = default;
         double kept = 0;
         for (int i = 0; i < scenes; i++)
@@ -211,7 +211,7 @@ public static class PruningBench
             var on = t.OnObject.data<float>().ToArray();
             var cells = Enumerable.Range(0, on.Length).Where(c => on[c] > 0).ToHashSet();
             kept += cells.Count;
-            using var cap = new PrunedCaptioner(engine, new OraclePruner(cells, layer));
+            var cap = new PrunedCaptioner(engine, new OraclePruner(cells, layer));
             var text = string.Concat(cap.Caption(s.Frames, Prompt(s), opts, new CaptionTimings()).Select(e => e.Text)).Trim();
             score += AttributeScorer.ScoreByAttribute(text, s.Target);
         }
@@ -225,26 +225,21 @@ public static class PruningBench
     internal static string Prompt(DemoSample s) => string.Concat(s.Frames.Select(_ => $"<image> {DemoVocabulary.FrameMarker} ")) + s.Prompt;
 
     /// <summary>A demo sample's prompt embedded with its frames' visual tokens, its positions 0…, and its image spans.</summary>
-    internal static (Tensor Embeds, long[] Positions, List<VisualSpan> Spans) Embed(LlavaEngine engine, Captioner captioner, DemoSample s)
+    internal static (Tensor Embeds, PositionIds Positions, List<VisualSpan> Spans) Embed(Captioner captioner, DemoSample s)
     {
-        var ids = captioner.PromptIds(Prompt(s));
-        var spans = VisualSpan.FromIds(ids, engine.Config.ImageTokenIndex, engine.Config.ImageTokens);
-        var feats = engine.Model.EncodeImages(torch.cat(s.Frames.Select(f => captioner.Preprocessor.Process(f)).ToArray(), 0))
-            .reshape(1, -1, engine.Config.Text.HiddenSize);
-        var emb = engine.Model.Embed(torch.tensor(ids.Select(x => (long)x).ToArray(), device: engine.Device).view(1, -1), feats,
-            spans.SelectMany(sp => Enumerable.Range(sp.Start, sp.Length)).Select(x => (long)x).ToArray());
-        return (emb, Enumerable.Range(0, ids.Count).Select(x => (long)x).ToArray(), spans);
+        var (emb, pos, spans, _) = captioner.EmbedPrompt(s.Frames, Prompt(s));
+        return (emb, pos, spans);
     }
 
     /// <summary>Caption attribute F1 (as `ra eval` scores it) on held-out scenes or clip windows, through <see cref="PrunedCaptioner"/>.</summary>
-    public static double F1(LlavaEngine engine, PruningConfig config, int scenes, int promptFrames, CancellationToken ct) =>
+    public static double F1(Engine engine, PruningConfig config, int scenes, int promptFrames, CancellationToken ct) =>
         FactScore.Total(F1Scores(engine, config, scenes, promptFrames, ct)).F1;
 
     /// <summary>Each scene's (or window's) attribute score, in scene order.</summary>
-    static List<FactScore> F1Scores(LlavaEngine engine, PruningConfig config, int scenes, int promptFrames, CancellationToken ct)
+    static List<FactScore> F1Scores(Engine engine, PruningConfig config, int scenes, int promptFrames, CancellationToken ct)
     {
         var data = new DemoDataset(DemoSplit.Eval);
-        using var cap = new PrunedCaptioner(engine, config.CreatePruner(engine.Config.Text.NumHiddenLayers));
+        var cap = new PrunedCaptioner(engine, config.CreatePruner(engine.Text.NumHiddenLayers));
         var opts = new GenerationOptions { MaxNewTokens = 48 };
         var scores = new List<FactScore>();
         for (int i = 0; i < scenes; i++)
@@ -271,7 +266,7 @@ public static class PruningBench
         lm.eval();
         int T = prefix + V + suffix;
         var spans = new List<VisualSpan> { new(prefix, V, 0) };
-        var inputs = new List<(Tensor, long[], List<VisualSpan>)>();
+        var inputs = new List<(Tensor, PositionIds, List<VisualSpan>)>();
         using (torch.inference_mode())
             for (int i = 0; i < Math.Min(nf, 3); i++)
             {
@@ -281,7 +276,7 @@ public static class PruningBench
                 var std = emb.std().item<float>();
                 var vis = (torch.randn(new long[] { 1, V, D }, generator: g) * std).to(dev);
                 emb = emb.index_copy(1, torch.arange(prefix, prefix + V, device: dev), vis).DetachFromDisposeScope();
-                inputs.Add((emb, Enumerable.Range(0, T).Select(x => (long)x).ToArray(), spans));
+                inputs.Add((emb, PositionIds.Range(0, T), spans));
             }
         var methods = Methods(visi with { ShallowLayers = visi.ShallowLayers, FilterFrom = visi.FilterFrom }, k);
         var results = Time(lm, inputs, methods, reps, dev, ct);

@@ -44,7 +44,7 @@ public static class StreamingBench
             if (pr.GetValue(window) is < 1 or > 4096) throw new UserError($"--window must be 1..4096 frames, got {pr.GetValue(window)}");
             int? band = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(window));
             int? qualityBand = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(qualityWindow)) is { } qb ? Math.Min(qb, pr.GetValue(qualityWindow)) : null;
-            using var engine = LlavaEngine.Load(AppModel.Resolve(pr.GetValue(model)));
+            using var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)));
             var results = new List<Dictionary<string, object>>();
             var pruning = pr.GetValue(prune) is { } pf ? PruningConfig.Load(pf) : null;
             Dictionary<string, object> Ms(Dictionary<int, (double Update, double Caption)> lat, bool full) =>
@@ -54,7 +54,7 @@ public static class StreamingBench
             // two rounds, the second in reverse order; each checkpoint keeps the quieter round's
             // median. This machine is shared: a slow spell then hurts one round, not the result.
             int gpeBand;
-            using (var resolved = new StreamingSession(engine, new StreamingOptions { WindowFrames = pr.GetValue(window), FrameBand = band, Pruning = pruning }))
+            using (var resolved = new GpeSession(engine, new StreamingOptions { WindowFrames = pr.GetValue(window), FrameBand = band, Pruning = pruning }))
                 gpeBand = resolved.FrameBand; // the band the GPE runs use: the model's unless --frame-band says
             var rounds = methods.Concat(methods.Reverse()).Select(m => (m, Latency(engine, m, pr.GetValue(window), checkpoints, pr.GetValue(tokens), pruning, band, ct))).ToList();
             var latency = methods.ToDictionary(m => m, m => checkpoints.ToDictionary(c => c, c =>
@@ -114,9 +114,9 @@ public static class StreamingBench
         });
     }
 
-    static IStreamingCaptioner Make(LlavaEngine e, string method, StreamingOptions o) => method switch
+    static ICaptionSession Make(Engine e, string method, StreamingOptions o) => method switch
     {
-        "gpe" => new StreamingSession(e, o),
+        "gpe" => new GpeSession(e, o),
         "re-encoding" => new ReEncodingSession(e, o),
         _ => new InterleavedSession(e, o),
     };
@@ -129,17 +129,16 @@ public static class StreamingBench
     /// every checkpoint alike instead of on whichever was being timed (measured: timed one after
     /// the other, frame 10 alone moved ±20% between runs).
     /// </summary>
-    static Dictionary<int, (double Update, double Caption)> Latency(LlavaEngine e, string method, int window, int[] at, int captionTokens,
+    static Dictionary<int, (double Update, double Caption)> Latency(Engine e, string method, int window, int[] at, int captionTokens,
         PruningConfig? pruning, int? frameBand, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
         var clip = ClipGenerator.Generate(7, 8, 15);
-        using var pre = new ImagePreprocessor(e.Preprocessor, e.Device, e.DType);
         // A pool of real encoded frames, reused in turn: content does not change the cost.
         var pool = Enumerable.Range(0, 16).Select(i =>
         {
             using var img = clip.Render(i * 5 % clip.FrameCount, 64, 64);
-            return e.Model.EncodeImages(pre.Process(img)).DetachFromDisposeScope();
+            return e.Model.EncodeOne(img, ImageUse.VideoFrame);
         }).ToArray();
         var options = new StreamingOptions
         {
@@ -154,7 +153,7 @@ public static class StreamingBench
                 for (; frame[i] < at[i] - 1; frame[i]++)
                 {
                     ct.ThrowIfCancellationRequested();
-                    sessions[i].AppendFrame(pool[frame[i] % pool.Length]);
+                    sessions[i].Read(pool[frame[i] % pool.Length].Clone());
                 }
             const int samples = 9;
             var update = at.Select(_ => new List<double>()).ToArray();
@@ -164,10 +163,10 @@ public static class StreamingBench
                 foreach (int i in Enumerable.Range(0, at.Length).OrderBy(_ => rng.Next()).ToArray()) // a fresh order each turn
                 {
                     ct.ThrowIfCancellationRequested();
-                    var features = pool[frame[i]++ % pool.Length];
+                    var features = pool[frame[i]++ % pool.Length].Clone();
                     var sw = Stopwatch.StartNew();
                     double first = double.NaN;
-                    foreach (var ev in sessions[i].AppendFrameAndWrite(features))
+                    foreach (var ev in sessions[i].ReadAndWrite(features))
                         if (double.IsNaN(first) && ev.Id >= 0) first = sw.Elapsed.TotalMilliseconds;
                     update[i].Add(first);
                     caption[i].Add(sw.Elapsed.TotalMilliseconds);
@@ -185,10 +184,9 @@ public static class StreamingBench
 
     /// <summary>Caption attribute F1 (as `ra eval` scores) on held-out clips: frames every 5 video frames, a caption once a second, scored against the scene.</summary>
     /// <returns>F1 over all captions, and each clip's own.</returns>
-    static (double F1, double[] PerClip) Quality(LlavaEngine e, string method, int window, int clips, PruningConfig? pruning, int? frameBand, CancellationToken ct)
+    static (double F1, double[] PerClip) Quality(Engine e, string method, int window, int clips, PruningConfig? pruning, int? frameBand, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
-        using var pre = new ImagePreprocessor(e.Preprocessor, e.Device, e.DType);
         FactScore total = default;
         var perClip = new double[clips];
         for (int c = 0; c < clips; c++)
@@ -200,8 +198,7 @@ public static class StreamingBench
             {
                 ct.ThrowIfCancellationRequested();
                 using (var img = clip.Render(f, 64, 64))
-                using (var feats = e.Model.EncodeImages(pre.Process(img)))
-                    s.AppendFrame(feats);
+                    s.Read(e.Model.EncodeOne(img, ImageUse.VideoFrame));
                 if (f < 5 * (window - 1) || f % 15 != 0) continue; // a caption once per second, once the window is full
                 var text = string.Concat(s.Write().Select(ev => ev.Text));
                 clipScore += AttributeScorer.ScoreByAttribute(text, CaptionGrammar.Canonical(clip.SceneAt(f), withMotion: window > 1));

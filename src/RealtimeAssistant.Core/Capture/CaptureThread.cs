@@ -5,9 +5,10 @@ using RealtimeAssistant.Pipeline;
 namespace RealtimeAssistant.Capture;
 
 /// <summary>
-/// Runs a frame source on its own thread and publishes every frame into a
-/// <see cref="LatestFrameSlot"/>, so capture never waits for inference and inference always
-/// gets the newest frame. The slot is completed when the source ends or fails.
+/// Runs a frame source on its own thread and publishes every frame into a sink: a
+/// <see cref="LatestFrameSlot"/> for live pacing (capture never waits for inference, inference
+/// always gets the newest frame), or a bounded <see cref="FrameQueue"/> when every frame counts.
+/// The sink is completed when the source ends or fails.
 /// </summary>
 public sealed class CaptureThread : IDisposable
 {
@@ -20,7 +21,8 @@ public sealed class CaptureThread : IDisposable
     volatile bool ended;
     volatile Exception? error;
 
-    public LatestFrameSlot Slot { get; }
+    /// <summary>Where frames go: the latest-frame slot (live), or a bounded queue (every frame, in order).</summary>
+    public IFrameSink Sink { get; }
     public IFrameSource Source => source;
     public long FramesCaptured => Interlocked.Read(ref captured);
     public bool IsRunning => thread is { IsAlive: true };
@@ -31,12 +33,12 @@ public sealed class CaptureThread : IDisposable
 
     public string Status => error is { } e ? $"error: {e.Message}" : ended ? "ended" : source.Status;
 
-    public CaptureThread(IFrameSource source, LatestFrameSlot? slot = null, Profiler? profiler = null, ILogger? logger = null)
+    public CaptureThread(IFrameSource source, IFrameSink? sink = null, Profiler? profiler = null, ILogger? logger = null)
     {
         this.source = source;
         this.profiler = profiler;
         this.logger = logger;
-        Slot = slot ?? new LatestFrameSlot();
+        Sink = sink ?? new LatestFrameSlot();
     }
 
     public void Start()
@@ -58,10 +60,10 @@ public sealed class CaptureThread : IDisposable
                 profiler?.Record(Profiler.Capture, Stopwatch.GetElapsedTime(t0).TotalMilliseconds);
                 profiler?.Count(Profiler.FramesCaptured);
                 Interlocked.Increment(ref captured);
-                Slot.Publish(frame);
+                Sink.Publish(frame);
             }
         }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested) { }
+        catch (OperationCanceledException) { } // stopped, or the consumer stopped taking frames
         catch (Exception e)
         {
             error = e;
@@ -70,7 +72,7 @@ public sealed class CaptureThread : IDisposable
         finally
         {
             ended = true;
-            Slot.Complete();
+            Sink.Complete();
         }
     }
 

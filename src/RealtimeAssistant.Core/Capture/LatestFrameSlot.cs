@@ -5,7 +5,7 @@ namespace RealtimeAssistant.Capture;
 /// (and disposes) any frame nobody took yet, so inference always sees the newest frame and no
 /// backlog can build up: a slow model drops frames instead of falling behind the camera.
 /// </summary>
-public sealed class LatestFrameSlot : IDisposable
+public sealed class LatestFrameSlot : IFrameSink, IDisposable
 {
     readonly object gate = new();
     Frame? pending;

@@ -28,13 +28,14 @@ public static class TokenGenerator
     /// (not emitted) or after MaxNewTokens. Each event carries its text delta and the model time it
     /// took (the first: sampling only; later: one decode step and sampling).
     /// </summary>
-    public static IEnumerable<TokenEvent> Run(LlavaModel model, KvCache cache, CacheGroup group, Tensor logits,
+    public static IEnumerable<TokenEvent> Run(LanguageModel lm, KvCache cache, CacheGroup group, Tensor logits,
         long nextPosition, GenerationOptions options, TextTokenizer tokenizer, Func<int, bool>? stopAfter = null)
     {
         var stops = options.StopTokens ?? (tokenizer.EosId is { } e ? new[] { e } : Array.Empty<int>());
         using var sampler = new Sampler(options);
         var text = new TextStreamDecoder(tokenizer);
         var current = logits;
+        var device = lm.model.embed_tokens.weight.device;
         var sw = Stopwatch.StartNew();
         for (int step = 0; step < options.MaxNewTokens; step++)
         {
@@ -54,10 +55,10 @@ public static class TokenGenerator
             // KV cache) are inference tensors, so every path that writes them runs in this mode too.
             using (torch.inference_mode())
             {
-                var ids = torch.tensor(new long[] { id }, device: model.Decoder.embed_tokens.weight.device).view(1, 1);
-                var h = model.Decoder.Forward(model.Decoder.embed_tokens.forward(ids),
+                var ids = torch.tensor(new long[] { id }, device: device).view(1, 1);
+                var h = lm.model.Forward(lm.model.embed_tokens.forward(ids),
                     new DecoderStep { Positions = new[] { nextPosition++ }, Cache = cache, Group = group });
-                current = model.language_model.Logits(h[0, -1]).MoveToOuterDisposeScope();
+                current = lm.Logits(h[0, -1]).MoveToOuterDisposeScope();
             }
         }
         var tail = text.Flush();
@@ -73,26 +74,40 @@ public static class TokenGenerator
 
 /// <summary>
 /// Captions images: preprocess → vision → prefill → streamed decode. Subclasses change only the
-/// prefill (the pruner runs its own layer loop there); decoding is shared.
+/// prefill (the pruner's plan); decoding is shared.
 /// </summary>
-public class Captioner : IDisposable
+public class Captioner
 {
-    protected readonly LlavaEngine _e;
-    public ImagePreprocessor Preprocessor { get; }
+    protected readonly Engine _e;
 
-    public Captioner(LlavaEngine engine)
-    {
-        _e = engine;
-        Preprocessor = new ImagePreprocessor(engine.Preprocessor, engine.Device, engine.DType);
-    }
+    public Captioner(Engine engine) => _e = engine;
 
-    /// <summary>The prompt's token ids with the image marker expanded to the image's token count.</summary>
-    public List<int> PromptIds(string? prompt)
+    /// <summary>The prompt's token ids; a prompt without the image marker gets one per image in front.</summary>
+    public List<int> PromptIds(string? prompt, int images = 1)
     {
         prompt ??= _e.DefaultPrompt;
-        var marker = _e.Tokenizer.IdToToken(_e.Config.ImageTokenIndex);
-        if (!prompt.Contains(marker)) prompt = marker + "\n" + prompt;
-        return _e.Model.ExpandImageTokens(_e.Tokenizer.Encode(prompt));
+        if (images > 0 && !prompt.Contains(_e.Model.ImageMarker))
+            prompt = string.Concat(Enumerable.Repeat(_e.Model.ImageSnippet, images)) + "\n" + prompt;
+        return _e.Tokenizer.Encode(prompt);
+    }
+
+    /// <summary>
+    /// The prompt with the images encoded and spliced in, as a prefill would run it: its
+    /// embeddings [1, T, D], positions and image spans (benches and analyze time prefills apart).
+    /// </summary>
+    public (Tensor Embeds, PositionIds Positions, List<Pruning.VisualSpan> Spans, long NextPosition) EmbedPrompt(IReadOnlyList<Mat> images, string? prompt)
+    {
+        var ids = PromptIds(prompt, images.Count);
+        var prepared = images.Select(i => _e.Model.Prepare(i, ImageUse.Still)).ToList();
+        IReadOnlyList<EncodedImage> encoded;
+        try { encoded = _e.Model.Encode(prepared); }
+        finally { foreach (var p in prepared) p.Dispose(); }
+        try
+        {
+            var block = MultimodalPrompt.Build(ids, _e.ImageMarkerId, encoded);
+            return (block.Embed(_e.Language), block.Positions, block.Spans.ToList(), block.NextPosition);
+        }
+        finally { foreach (var e in encoded) e.Dispose(); }
     }
 
     public IEnumerable<TokenEvent> Caption(Mat image, string? prompt, GenerationOptions options, CaptionTimings timings) =>
@@ -102,36 +117,40 @@ public class Captioner : IDisposable
     public IEnumerable<TokenEvent> Caption(IReadOnlyList<Mat> images, string? prompt, GenerationOptions options, CaptionTimings timings)
     {
         options.Validate();
-        var ids = PromptIds(prompt);
-        var slots = Enumerable.Range(0, ids.Count).Where(i => ids[i] == _e.Config.ImageTokenIndex).Select(i => (long)i).ToArray();
-        if (slots.Length != _e.Config.ImageTokens * images.Count)
-            throw new UserError($"the prompt has {slots.Length / Math.Max(1, _e.Config.ImageTokens)} image markers for {images.Count} images");
-        timings.PromptTokens = ids.Count;
-        var cache = new KvCache(_e.Config.Text.NumHiddenLayers);
+        var ids = PromptIds(prompt, images.Count);
+        var cache = new KvCache(_e.Text.NumHiddenLayers);
         Tensor logits;
+        MultimodalPrompt block;
         var sw = Stopwatch.StartNew();
         using (var scope = torch.NewDisposeScope())
         using (torch.inference_mode())
         {
-            var pixels = torch.cat(images.Select(Preprocessor.Process).ToArray(), 0);
-            TokenGenerator.Sync(_e.Device);
-            timings.PreprocessMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
-            var feats = _e.Model.EncodeImages(pixels);
-            feats = feats.reshape(1, -1, feats.shape[^1]); // all images' tokens, in order
-            TokenGenerator.Sync(_e.Device);
-            timings.VisionMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
-            var idt = torch.tensor(ids.Select(i => (long)i).ToArray(), device: _e.Device).view(1, -1);
-            var embeds = _e.Model.Embed(idt, feats, slots);
-            var positions = Enumerable.Range(0, ids.Count).Select(i => (long)i).ToArray();
-            logits = _e.Model.language_model.Logits(Prefill(embeds, positions, ids, cache)).MoveToOuterDisposeScope();
+            var prepared = images.Select(i => _e.Model.Prepare(i, ImageUse.Still)).ToList();
+            IReadOnlyList<EncodedImage> encoded;
+            try
+            {
+                TokenGenerator.Sync(_e.Device);
+                timings.PreprocessMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
+                encoded = _e.Model.Encode(prepared);
+            }
+            finally { foreach (var p in prepared) p.Dispose(); }
+            try
+            {
+                TokenGenerator.Sync(_e.Device);
+                timings.VisionMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
+                block = MultimodalPrompt.Build(ids, _e.ImageMarkerId, encoded);
+                timings.PromptTokens = block.Length;
+                logits = _e.Language.Logits(Prefill(block.Embed(_e.Language), block, cache)).MoveToOuterDisposeScope();
+            }
+            finally { foreach (var e in encoded) e.Dispose(); }
             TokenGenerator.Sync(_e.Device);
             timings.PrefillMs = sw.Elapsed.TotalMilliseconds;
         }
         try
         {
             // Group positions: the caption is its own group starting at φ = 0; otherwise it follows the prompt.
-            var (group, start) = _e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, (long)ids.Count);
-            foreach (var ev in TokenGenerator.Run(_e.Model, cache, group, logits, start, options, _e.Tokenizer))
+            var (group, start) = _e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, block.NextPosition);
+            foreach (var ev in TokenGenerator.Run(_e.Language, cache, group, logits, start, options, _e.Tokenizer))
             {
                 if (ev.Id >= 0) timings.DecodeMs.Add(ev.Ms);
                 yield return ev;
@@ -145,8 +164,6 @@ public class Captioner : IDisposable
     }
 
     /// <summary>Runs the decoder over the prompt, filling <paramref name="cache"/>; returns the last position's hidden state [D].</summary>
-    protected virtual Tensor Prefill(Tensor embeds, long[] positions, IReadOnlyList<int> ids, KvCache cache) =>
-        _e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = cache })[0, -1];
-
-    public virtual void Dispose() => Preprocessor.Dispose();
+    protected virtual Tensor Prefill(Tensor embeds, MultimodalPrompt block, KvCache cache) =>
+        _e.Decoder.Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = cache })[0, -1];
 }

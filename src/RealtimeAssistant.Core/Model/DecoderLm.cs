@@ -32,28 +32,79 @@ public sealed class LanguageModel : nn.Module
 /// <summary>What one decoder forward does with the KV cache and the attention pattern.</summary>
 public sealed record DecoderStep
 {
-    /// <summary>Position id per new token (non-contiguous and group positions allowed).</summary>
-    public required long[] Positions { get; init; }
+    /// <summary>Position ids of the new tokens (non-contiguous and group positions allowed; M-RoPE models: t, h, w).</summary>
+    public required PositionIds Positions { get; init; }
     /// <summary>When set, new keys/values are appended to this cache and queries attend through it.</summary>
     public KvCache? Cache { get; init; }
     public CacheGroup Group { get; init; } = CacheGroup.Source;
-    /// <summary>An explicit boolean mask [T, Tkeys] (true = may attend); default is causal over the new block.</summary>
+    /// <summary>An explicit boolean mask [T, Tkeys] or per row [B, 1, T, T] (true = may attend); default is causal over the new block.</summary>
     public Tensor? Mask { get; init; }
     /// <summary>Per-row position ids [B, T] on the device (training batches); overrides <see cref="Positions"/> for RoPE.</summary>
     public Tensor? PositionTensor { get; init; }
-    /// <summary>Source-group queries skip this many of the oldest source entries (a frame that attends only the frames nearest it).</summary>
-    public long SourceSkip { get; init; }
     /// <summary>
-    /// How many of the new block's leading queries <see cref="SourceSkip"/> applies to (null: all).
-    /// The rest attend every source entry: a new frame and the instruction after it in one pass.
+    /// Per-layer decisions beyond causal attention over the cache: which keys each row attends
+    /// (a frame band, the pruner's shallow stage, a training mask) and which rows leave at a layer
+    /// (the pruner). The one forward follows it; null: plain causal attention.
     /// </summary>
-    public int? SourceSkipRows { get; init; }
-    /// <summary>
-    /// Layers from <see cref="DeepFrom"/> on use this mask instead of <see cref="Mask"/>: training a
-    /// visual exit, where text stops reading the image at that depth exactly as a pruner's exit makes it.
-    /// </summary>
-    public Tensor? DeepMask { get; init; }
-    public int DeepFrom { get; init; } = int.MaxValue;
+    public ILayerPlan? Plan { get; init; }
+}
+
+/// <summary>What one layer's attention sees: the current rows' queries and the keys and values they may attend.</summary>
+/// <param name="BlockK">The block's own keys [B, Hkv, n, hd] (the current rows, after RoPE).</param>
+/// <param name="K">The layer's cache for the block's group after the append: <paramref name="Before"/> earlier entries, then the block.</param>
+/// <param name="Skip">The oldest entries of <paramref name="K"/> the plan said the block does not attend (<see cref="ILayerPlan.Skip"/>).</param>
+public readonly record struct AttentionInput(int Layer, SelfAttention Attention, Tensor Q, Tensor BlockK, Tensor BlockV, Tensor K, Tensor V, long Before, long Skip)
+{
+    public long Rows => Q.shape[2];
+    /// <summary>Earlier entries the block attends: the cache before it, less the skipped ones.</summary>
+    public long Prior => Before - Skip;
+    /// <summary>The keys and values the block attends (the skipped ones are never scored).</summary>
+    public (Tensor K, Tensor V) Attended => Skip == 0 ? (K, V) : (K.narrow(2, Skip, K.shape[2] - Skip), V.narrow(2, Skip, V.shape[2] - Skip));
+}
+
+/// <summary>One layer's outcome: the attention output of the rows that stay, and which of the current rows stay (ascending; null: all).</summary>
+public readonly record struct LayerAttention(Tensor? Output, long[]? Stay = null);
+
+/// <summary>
+/// The per-layer decisions one decoder forward follows. A plan never runs layers itself: it
+/// decides, from a layer's queries, keys and values, which keys each row attends and which rows
+/// go on to the next layer; rows that leave at a layer still serve as that layer's keys and
+/// values, and skip its attention output, o_proj and MLP.
+/// </summary>
+public interface ILayerPlan
+{
+    /// <summary>Before layer 0: the block's rows that enter at all (ascending; null: all).</summary>
+    long[]? Enter() => null;
+    /// <summary>The oldest entries of this layer's cache group the block never attends (a frame band).</summary>
+    long Skip(int layer) => 0;
+    LayerAttention Attend(in AttentionInput a);
+}
+
+/// <summary>
+/// A frame band with one pass for a frame and what follows it: the leading <paramref name="Rows"/>
+/// rows (the frame) attend only the entries after the oldest <paramref name="SkipEntries"/>; the
+/// rest (an instruction) attend every entry. Views, no mask copy: the skipped keys are never scored.
+/// </summary>
+public sealed record BandPlan(long SkipEntries, int Rows) : ILayerPlan
+{
+    public LayerAttention Attend(in AttentionInput a)
+    {
+        var attn = a.Attention;
+        var (kNear, vNear) = (a.K.narrow(2, SkipEntries, a.K.shape[2] - SkipEntries), a.V.narrow(2, SkipEntries, a.V.shape[2] - SkipEntries));
+        if (Rows >= a.Rows) return new(attn.Attend(a.Q, kNear, vNear, null));
+        var near = attn.AttendRows(a.Q, 0, Rows, kNear, vNear);
+        var all = attn.AttendRows(a.Q, Rows, (int)a.Rows - Rows, a.K, a.V);
+        return new(torch.cat(new[] { near, all }, 2));
+    }
+}
+
+/// <summary>
+/// Training a visual exit: layers from <paramref name="From"/> on use <paramref name="Deep"/> instead
+/// of <paramref name="Mask"/> (text stops reading the image at that depth, exactly as a pruner's exit makes it).
+/// </summary>
+public sealed record MaskPlan(Tensor? Mask, Tensor Deep, int From) : ILayerPlan
+{
+    public LayerAttention Attend(in AttentionInput a) => new(a.Attention.Attend(a.Q, a.K, a.V, a.Layer >= From ? Deep : Mask));
 }
 
 public sealed class DecoderModel : nn.Module
@@ -73,26 +124,37 @@ public sealed class DecoderModel : nn.Module
         RegisterComponents();
     }
 
-    public Rope Rope => _rope ??= new Rope(_c.HeadDim, _c.RopeTheta, embed_tokens.weight.device);
+    public Rope Rope => _rope ??= new Rope(_c.HeadDim, _c.RopeTheta, embed_tokens.weight.device, _c.MropeSection);
 
-    /// <summary>embeds [B, T, D] → final-normed hidden states [B, T, D].</summary>
+    /// <summary>embeds [B, T, D] → final-normed hidden states [B, T', D] of the rows that reached the last layer (T' = T without a plan that drops rows).</summary>
     public Tensor Forward(Tensor embeds, DecoderStep step) => Forward(embeds, step, -1, out _);
 
     /// <summary>
-    /// As <see cref="Forward(Tensor, DecoderStep)"/>, and also returns the residual stream after
-    /// layer <paramref name="tapLayer"/> (training's auxiliary heads read it; −1: none).
+    /// The decoder's one forward. As <see cref="Forward(Tensor, DecoderStep)"/>, and also returns the
+    /// residual stream after layer <paramref name="tapLayer"/> (training's auxiliary heads read it; −1: none).
     /// </summary>
     public Tensor Forward(Tensor embeds, DecoderStep step, int tapLayer, out Tensor? tapped)
     {
         using var scope = torch.NewDisposeScope();
-        var (cos, sin) = Rope.Tables(step.PositionTensor ?? torch.tensor(step.Positions, device: embeds.device), embeds.dtype);
+        var (cos, sin) = step.PositionTensor is { } pt ? Rope.Tables(pt, embeds.dtype) : Rope.Tables(step.Positions, embeds.dtype, embeds.device);
         if (step.PositionTensor is not null) { cos = cos.unsqueeze(1); sin = sin.unsqueeze(1); } // [B,1,T,D]: broadcast over heads
         var h = embeds;
+        var positions = step.Positions;
         tapped = null;
-        var deep = step.DeepMask is null ? step : step with { Mask = step.DeepMask };
+        if (step.Plan?.Enter() is { } enter)
+        {
+            var idx = torch.tensor(enter, device: embeds.device);
+            (h, cos, sin, positions) = (h.index_select(1, idx), cos.index_select(-2, idx), sin.index_select(-2, idx), positions.Select(enter));
+        }
         for (int i = 0; i < layers.Count; i++)
         {
-            h = layers[i].Forward(h, cos, sin, i >= step.DeepFrom ? deep : step, step.Cache?.Layers[i]);
+            var kv = step.Cache?.Layers[i];
+            if (step.Plan is not { } plan) h = layers[i].Forward(h, cos, sin, step, kv);
+            else if (layers[i].Forward(ref h, cos, sin, positions, step, kv, plan, i) is { } stay)
+            {
+                var idx = torch.tensor(stay, device: embeds.device);
+                (cos, sin, positions) = (cos.index_select(-2, idx), sin.index_select(-2, idx), positions.Select(stay));
+            }
             if (i == tapLayer) tapped = h.MoveToOuterDisposeScope();
         }
         return norm.forward(h).MoveToOuterDisposeScope();
@@ -120,9 +182,41 @@ public sealed class DecoderLayer : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>Causal attention over the cache (the decode step's path: as few native calls as possible).</summary>
     public Tensor Forward(Tensor h, Tensor cos, Tensor sin, DecoderStep step, LayerKv? kv)
     {
         h = h + self_attn.Forward(input_layernorm.forward(h), cos, sin, step, kv); // a new tensor: the caller's h is not touched
+        return Residual(h);
+    }
+
+    /// <summary>
+    /// The layer under a plan: the rows' keys and values go into the cache, the plan decides the
+    /// attention and which rows stay; rows that leave skip o_proj and the MLP. Returns the rows that
+    /// stay (null: all); <paramref name="h"/> then holds only those.
+    /// </summary>
+    public long[]? Forward(ref Tensor h, Tensor cos, Tensor sin, PositionIds positions, DecoderStep step, LayerKv? kv, ILayerPlan plan, int layer)
+    {
+        var (q, k, v) = self_attn.Project(input_layernorm.forward(h), cos, sin);
+        Tensor K = k, V = v;
+        long before = 0, skip = 0;
+        if (kv is not null)
+        {
+            var group = kv[step.Group];
+            before = group.Length;
+            skip = plan.Skip(layer);
+            if (skip < 0 || skip > before) throw new ArgumentException($"layer {layer}: skip {skip} outside the {before} cached entries");
+            group.Append(k, v, positions.T);
+            // On an empty cache the block's own keys are the cache: no view to make.
+            if (before > 0) (K, V) = kv.KeysFor(step.Group);
+        }
+        var r = plan.Attend(new AttentionInput(layer, self_attn, q, k, v, K, V, before, skip));
+        if (r.Stay is { } stay && stay.Length != h.shape[1]) h = h.index_select(1, torch.tensor(stay, device: h.device));
+        if (r.Output is { } o) h = Residual(h + self_attn.Output(o)); // a new tensor: the caller's embeds are not touched
+        return r.Stay;
+    }
+
+    Tensor Residual(Tensor h)
+    {
         var m = mlp.forward(post_attention_layernorm.forward(h));
         return torch.is_grad_enabled() ? h + m : h.add_(m);
     }
@@ -158,7 +252,7 @@ public sealed class SelfAttention : nn.Module
         var (q, k, v) = Project(x, cos, sin);
         if (kv != null)
         {
-            kv[step.Group].Append(k, v, step.Positions);
+            kv[step.Group].Append(k, v, step.Positions.T);
             // Target queries read a large source in place: joining the groups would copy the whole
             // source cache on every generated token. A small one (a caption's own prompt, a short
             // window) is cheaper joined: the copy costs less than the ~12 extra native calls.
@@ -166,24 +260,12 @@ public sealed class SelfAttention : nn.Module
                 && kv.Source.Length * _kvHeads * _headDim > JoinedSourceMaxElements)
                 return Output(AttendTwoGroups(q, kv.Source.Keys, kv.Source.Values, kv.Target.Keys, kv.Target.Values));
             (k, v) = kv.KeysFor(step.Group);
-            if (step.SourceSkip > 0 && step.Group == CacheGroup.Source)
-            {
-                // Views, not copies: the skipped entries are simply never scored.
-                var kNear = k.narrow(2, step.SourceSkip, k.shape[2] - step.SourceSkip);
-                var vNear = v.narrow(2, step.SourceSkip, v.shape[2] - step.SourceSkip);
-                int rows = step.SourceSkipRows ?? (int)q.shape[2];
-                if (rows >= q.shape[2]) return Output(Attend(q, kNear, vNear, step.Mask));
-                // Two key ranges, one pass: the leading rows over the near keys, the rest over all.
-                var near = AttendRows(q, 0, rows, kNear, vNear);
-                var all = AttendRows(q, rows, (int)q.shape[2] - rows, k, v);
-                return Output(torch.cat(new[] { near, all }, 2));
-            }
         }
         return Output(Attend(q, k, v, step.Mask));
     }
 
     /// <summary>Queries [from, from+count) of a block that ends the keys, causal within the block.</summary>
-    Tensor AttendRows(Tensor q, int from, int count, Tensor k, Tensor v)
+    public Tensor AttendRows(Tensor q, int from, int count, Tensor k, Tensor v)
     {
         long t = q.shape[2], s = k.shape[2];
         return Attend(q.narrow(2, from, count), k, v, CausalMask(t, s, q.device).narrow(0, from, count));

@@ -125,17 +125,17 @@ public sealed class KvGroup : IDisposable
         Length = indices.Length;
     }
 
-    /// <summary>Applies <paramref name="rotate"/> to the stored keys and shifts positions by <paramref name="delta"/>.</summary>
-    public void ShiftPositions(long delta, Func<Tensor, Tensor> rotate)
+    /// <summary>Applies <paramref name="rotate"/> to the stored keys from entry <paramref name="from"/> on and shifts their positions by <paramref name="delta"/>.</summary>
+    public void ShiftPositions(long delta, Func<Tensor, Tensor> rotate, long from = 0)
     {
-        if (Length == 0) return;
+        if (Length - from <= 0) return;
         using (torch.inference_mode())
         {
-            var view = Keys;
+            var view = _k!.narrow(2, _start + from, Length - from);
             using var rotated = rotate(view);
             view.copy_(rotated);
         }
-        for (long i = _start; i < _start + Length; i++) _pos[i] += delta;
+        for (long i = _start + from; i < _start + Length; i++) _pos[i] += delta;
     }
 
     public void Clear() { Length = 0; _start = 0; }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using RealtimeAssistant.Streaming;
 
 namespace RealtimeAssistant.Pipeline;
 
@@ -66,14 +67,14 @@ public sealed class CaptionBoard
         }
     }
 
-    /// <summary>The caption is done; <paramref name="result"/> carries its final text and the pruner's grid.</summary>
-    public CaptionView Complete(CaptionResult result)
+    /// <summary>The caption is done: its final text, and the report of the update that wrote it (the pruner's grid).</summary>
+    public CaptionView Complete(string text, UpdateReport report)
     {
         lock (gate)
         {
             if (pendingQuestion is not null) answerUntil = Stopwatch.GetTimestamp() + (long)(AnswerHold.TotalSeconds * Stopwatch.Frequency);
-            view = new CaptionView(Shown(result.Text), ++version, view.Completed + 1, false, pendingFrame, pendingTime, pendingCapturedAt,
-                result.KeptGrid, result.GridW, result.GridH, result.KeptTokens, result.VisualTokens, pendingQuestion);
+            view = new CaptionView(Shown(text), ++version, view.Completed + 1, false, pendingFrame, pendingTime, pendingCapturedAt,
+                report.KeptGrid, report.GridW, report.GridH, report.KeptTokens, report.VisualTokens, pendingQuestion);
             pendingQuestion = null;
             return view;
         }

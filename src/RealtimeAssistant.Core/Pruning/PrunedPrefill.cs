@@ -75,7 +75,8 @@ public sealed record PrefillResult(Tensor Hidden, long[] Rows, PruneReport Repor
 }
 
 /// <summary>
-/// A decoder prefill that runs the layers itself, so visual tokens can be skipped for real:
+/// A prefill that prunes visual tokens for real. It is a plan (<see cref="PrunePlan"/>) that the
+/// decoder's one forward follows:
 /// <list type="bullet">
 /// <item>Shallow layers (0..s−1): text rows are computed against the prior cache, the block's text
 /// and one sink key per frame (the frame's first visual token) only; visual rows against the keys up to
@@ -96,178 +97,54 @@ public static class PrunedPrefill
 {
     /// <param name="sourceSkip">Per layer, how many of the oldest cache entries the block never attends
     /// (a streaming frame band: pruning leaves each layer a different count).</param>
-    public static PrefillResult Run(LanguageModel lm, Tensor embeds, long[] positions, IReadOnlyList<VisualSpan> spans,
+    public static PrefillResult Run(LanguageModel lm, Tensor embeds, PositionIds positions, IReadOnlyList<VisualSpan> spans,
         ITokenPruner pruner, KvCache? cache = null, long[]? sourceSkip = null)
     {
-        var dec = lm.model;
-        int L = dec.layers.Count;
+        int L = lm.model.layers.Count;
         long B = embeds.shape[0], T = embeds.shape[1];
         if (positions.Length != T) throw new ArgumentException($"{positions.Length} positions for {T} tokens");
         if (B != 1 && pruner is not NonePruner) throw new UserError($"pruning runs at batch size 1 (got {B}); use method none for batches");
-        foreach (var s in spans)
-            if (s.Start < 0 || s.Start + s.Length > T) throw new ArgumentException($"visual span {s} outside the {T}-token block");
-        pruner.Reset();
-        var c = lm.Config;
-        var report = new PruneReport { Method = pruner.Name, Spans = spans };
         bool ownCache = cache is null;
         cache ??= new KvCache(L);
         if (cache.Layers.Length != L) throw new ArgumentException($"cache has {cache.Layers.Length} layers, model {L}");
         if (sourceSkip is not null && (sourceSkip.Length != L || sourceSkip.Where((x, i) => x < 0 || x > cache.Layers[i].Source.Length).Any()))
             throw new ArgumentException("sourceSkip needs one count per layer, each within that layer's cache");
-
-        // Block bookkeeping (host side).
-        var frameOf = new int[T];
-        Array.Fill(frameOf, -1);
-        foreach (var s in spans) for (int i = s.Start; i < s.Start + s.Length; i++) frameOf[i] = s.Frame;
-        long[] rows = Enumerable.Range(0, (int)T).Select(i => (long)i).ToArray(); // block index of each current row
-        var allVisual = rows.Where(r => frameOf[r] >= 0).ToArray();
-        report.KeptVisual = allVisual;
-        int version = 0, maskVersion = -1;
-        ShallowPlan? plan = null;
-
-        using var scope = torch.NewDisposeScope();
-        using var inference = torch.inference_mode(); // inference only: the residual stream is updated in place
-        var dev = embeds.device;
-        var (cos, sin) = dec.Rope.Tables(torch.tensor(positions, device: dev), embeds.dtype);
-        var h = embeds;
-        var pos = positions;
-
-        // The current rows (local indices) that stay when only these visual tokens are kept; null: all stay.
-        long[]? Staying(long[] keepVisual)
-        {
-            var keepSet = keepVisual.ToHashSet();
-            var local = new List<long>();
-            for (int i = 0; i < rows.Length; i++)
-                if (frameOf[rows[i]] < 0 || keepSet.Contains(rows[i])) local.Add(i);
-            return local.Count == rows.Length ? null : local.ToArray();
-        }
-
-        // Drops every row but `local` from the bookkeeping, and from h unless the layer already did.
-        void Cut(long[] local, Tensor idx, bool hCut)
-        {
-            if (!hCut) h = h.index_select(1, idx);
-            cos = cos.index_select(0, idx); sin = sin.index_select(0, idx);
-            rows = local.Select(i => rows[i]).ToArray();
-            pos = local.Select(i => pos[i]).ToArray();
-            version++;
-        }
-
-        if (allVisual.Length > 0 && pruner.BeforeFirstLayer(ListProbe(-1, rows, frameOf)) is { } keep0)
-        {
-            if (Staying(keep0) is { } local0) Cut(local0, torch.tensor(local0, device: dev), hCut: false);
-            report.KeptVisual = keep0;
-            report.FilterLayer = -1; // before layer 0
-        }
-
-        for (int li = 0; li < L; li++)
-        {
-            var layer = dec.layers[li];
-            var attn = layer.self_attn;
-            var kv = cache.Layers[li].Source;
-            long skip = sourceSkip?[li] ?? 0;
-            long prior = kv.Length - skip; // the earlier entries this block attends
-            int n = rows.Length;
-            int nVis = rows.Count(r => frameOf[r] >= 0);
-            bool shallow = li < pruner.ShallowLayers && nVis > 0 && nVis < n;
-            double flops = QkvFlops(c, n);
-
-            var x = layer.input_layernorm.forward(h);
-            var (q, k, v) = attn.Project(x, cos, sin);
-            kv.Append(k, v, pos);
-            // On an empty cache the block's own keys are the cache: skip two native calls a layer.
-            var (K, V) = prior == 0 && skip == 0 ? (k, v) : (kv.Keys, kv.Values);
-            if (skip > 0) (K, V) = (K.narrow(2, skip, K.shape[2] - skip), V.narrow(2, skip, V.shape[2] - skip)); // views: never scored
-
-            // The pruner decides here, before the layer is finished: its probe reads only this layer's
-            // queries, keys and values. Rows it drops after this layer then need their keys and values
-            // (the kept rows attend them) but no attention output, o_proj or MLP.
-            var need = nVis > 0 ? pruner.Need(li) : ProbeNeed.None;
-            long[]? keep = null;
-            if (need != ProbeNeed.None)
-            {
-                var probe = need == ProbeNeed.List ? ListProbe(li, rows, frameOf)
-                    : ScoreProbe(attn, li, rows, frameOf, q, K, V, prior, pruner is AnalysisPruner { Measuring: true });
-                if (need == ProbeNeed.Scores) flops += AttnFlops(c, prior + n);
-                report.Probes.Add(probe);
-                keep = pruner.After(li, probe);
-            }
-            var stay = keep is null ? null : Staying(keep);
-            var stayIdx = stay is null ? null : torch.tensor(stay, device: dev);
-
-            Tensor? o = null;
-            if (shallow)
-            {
-                if (maskVersion != version || plan is null) { plan = ShallowPlan.Build(rows, frameOf, prior, pruner.Sink, dev); maskVersion = version; }
-                (o, var pairs) = ShallowAttend(attn, plan, q, k, v, K, V, prior, li == 0);
-                flops += AttnFlops(c, pairs);
-                if (stayIdx is not null) o = o.index_select(2, stayIdx);
-            }
-            else if (stay is null)
-            {
-                o = attn.Attend(q, K, V, null);
-                flops += AttnFlops(c, prior == 0 ? (double)n * (n + 1) / 2 : (double)n * (prior + n));
-            }
-            else if (stay.Length > 0)
-            {
-                // Only the staying rows query: row i (block order) sees the prior cache and the block up to itself.
-                long S = prior + n;
-                var allowed = new bool[stay.Length * S];
-                for (int r = 0; r < stay.Length; r++) Array.Fill(allowed, true, (int)(r * S), (int)(prior + stay[r] + 1));
-                o = attn.Attend(q.index_select(2, stayIdx!), K, V, torch.tensor(allowed, device: dev).view(stay.Length, S));
-                flops += AttnFlops(c, stay.Sum(i => prior + i + 1));
-            }
-            if (stayIdx is not null) h = h.index_select(1, stayIdx);
-            if (o is not null)
-            {
-                h = h + attn.Output(o); // a new tensor: the caller's embeds are not touched
-                h.add_(layer.mlp.forward(layer.post_attention_layernorm.forward(h)));
-                flops += OutMlpFlops(c, stay?.Length ?? n);
-            }
-
-            report.Layers.Add(new LayerAccount(li, shallow ? "shallow" : li <= (report.FilterLayer ?? int.MaxValue) ? "full" : "pruned",
-                n, nVis, kv.Length, flops, rows.Where(r => frameOf[r] >= 0).ToArray()));
-            if (keep is not null)
-            {
-                if (pruner.FilterLayer == li) { report.FilterLayer = li; report.KeptVisual = keep; }
-                else if (report.FilterLayer is null && (keep.Length == 0 || pruner.ExitLayer == li)) report.KeptVisual = keep; // exit before any filter (what it spared, if anything)
-                if (stay is not null) Cut(stay, stayIdx!, hCut: true);
-            }
-        }
-        report.ExitLayer = pruner.ExitLayer;
-        report.HeadFlops = 2.0 * c.HiddenSize * c.VocabSize;
-        var final = dec.norm.forward(h).MoveToOuterDisposeScope();
+        var plan = new PrunePlan(lm.Config, (int)T, spans, pruner, sourceSkip);
+        Tensor final;
+        using (torch.inference_mode()) // inference only: the residual stream is updated in place
+            final = lm.model.Forward(embeds, new DecoderStep { Positions = positions, Cache = cache, Plan = plan });
         if (ownCache) cache.Dispose();
-        return new PrefillResult(final, rows, report);
+        return new PrefillResult(final, plan.Rows, plan.Finish());
     }
 
     /// <summary>The q, k and v projections of n rows.</summary>
-    static double QkvFlops(TextConfig c, int n)
+    internal static double QkvFlops(TextConfig c, int n)
     {
         double qd = c.NumAttentionHeads * (double)c.HeadDim, kvd = c.NumKeyValueHeads * (double)c.HeadDim;
         return 2.0 * n * c.HiddenSize * (qd + 2 * kvd);
     }
 
     /// <summary>o_proj and the gated MLP of n rows.</summary>
-    static double OutMlpFlops(TextConfig c, int n) =>
+    internal static double OutMlpFlops(TextConfig c, int n) =>
         2.0 * n * c.NumAttentionHeads * c.HeadDim * c.HiddenSize + 2.0 * n * 3 * c.HiddenSize * c.IntermediateSize;
 
-    static double ProjFlops(TextConfig c, int n) => QkvFlops(c, n) + OutMlpFlops(c, n);
+    internal static double ProjFlops(TextConfig c, int n) => QkvFlops(c, n) + OutMlpFlops(c, n);
 
     /// <summary>QKᵀ and PV for this many query-key pairs, all heads.</summary>
-    static double AttnFlops(TextConfig c, double pairs) => 4.0 * pairs * c.HeadDim * c.NumAttentionHeads;
+    internal static double AttnFlops(TextConfig c, double pairs) => 4.0 * pairs * c.HeadDim * c.NumAttentionHeads;
 
     /// <summary>Analytic FLOPs of an unpruned prefill of <paramref name="n"/> tokens on an empty cache (for checks).</summary>
     public static double DenseFlops(TextConfig c, int n) =>
         c.NumHiddenLayers * (ProjFlops(c, n) + AttnFlops(c, (double)n * (n + 1) / 2)) + 2.0 * c.HiddenSize * c.VocabSize;
 
-    static Probe ListProbe(int layer, long[] rows, int[] frameOf)
+    internal static Probe ListProbe(int layer, long[] rows, int[] frameOf)
     {
         var vis = rows.Where(r => frameOf[r] >= 0).ToArray();
         return new Probe { Layer = layer, Visual = vis, Frame = vis.Select(r => frameOf[r]).ToArray() };
     }
 
     /// <summary>The filtering test's quantities for the last row's query at this layer (one host copy).</summary>
-    static Probe ScoreProbe(SelfAttention attn, int layer, long[] rows, int[] frameOf, Tensor q, Tensor K, Tensor V, long prior, bool textMass)
+    internal static Probe ScoreProbe(SelfAttention attn, int layer, long[] rows, int[] frameOf, Tensor q, Tensor K, Tensor V, long prior, bool textMass)
     {
         using var scope = torch.NewDisposeScope();
         int H = attn.Heads, hd = attn.HeadDim;
@@ -311,7 +188,7 @@ public static class PrunedPrefill
     }
 
     /// <summary>Index sets and masks for the shallow stage's two row groups, built once per token set.</summary>
-    sealed class ShallowPlan
+    internal sealed class ShallowPlan
     {
         public required Tensor TextRows, TextKeys, TextMask, VisRows, VisMask, Vis0Mask, Vis0Keys;
         public required long TextPairs, VisPairs, Vis0Pairs, VisKeyEnd;
@@ -354,7 +231,7 @@ public static class PrunedPrefill
         }
     }
 
-    static (Tensor O, double Pairs) ShallowAttend(SelfAttention attn, ShallowPlan p, Tensor q, Tensor k, Tensor v, Tensor K, Tensor V, long prior, bool first)
+    internal static (Tensor O, double Pairs) ShallowAttend(SelfAttention attn, ShallowPlan p, Tensor q, Tensor k, Tensor v, Tensor K, Tensor V, long prior, bool first)
     {
         Tensor WithPrior(Tensor all, Tensor block, Tensor idx)
         {

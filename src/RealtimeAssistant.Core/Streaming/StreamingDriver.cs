@@ -2,18 +2,27 @@ using System.Diagnostics;
 using System.Text;
 using OpenCvSharp;
 using RealtimeAssistant.Model;
+using RealtimeAssistant.Pruning;
 
 namespace RealtimeAssistant.Streaming;
 
-/// <summary>A caption segment or an answer, and when in the stream it was written.</summary>
-public sealed record StreamSegment(TimeSpan At, string? Question, string Text, int Tokens, double Ms);
+/// <summary>A caption segment or an answer, and what it cost: the outputs' and the HUD's record of one write.</summary>
+/// <param name="FrameIndex">The source frame the write came with (the caption is shown from it on).</param>
+/// <param name="ReadsSince">Frames read since the previous caption (this write's frame included when it came with it).</param>
+/// <param name="ReadMs">The read that came with the write (0 when it came alone).</param>
+public sealed record StreamSegment(TimeSpan At, long FrameIndex, string? Question, string Text, int Tokens, double Ms,
+    string Mode, int ReadsSince, string? Level, int? Budget, double ReadMs, double WriteMs, UpdateReport Report);
 
-/// <summary>Counts over a stream: how much work the gate saved and where the time went.</summary>
+/// <summary>Counts over a stream: how much work the gate and the governor saved, and where the time went.</summary>
 public sealed record StreamStats
 {
     public long Frames { get; init; }
     public long Read { get; init; }
+    /// <summary>Frames the scene-change gate let pass unread (the scene had not changed).</summary>
     public long Skipped { get; init; }
+    /// <summary>Frames the governor skipped because even its most aggressive level could not fit the budget.</summary>
+    public long BudgetSkipped { get; init; }
+    public long OverBudget { get; init; }
     public long Writes { get; init; }
     public long Answers { get; init; }
     /// <summary>Reads done in one pass with a write (their time is in <see cref="WriteMs"/>, not <see cref="ReadMs"/>).</summary>
@@ -22,83 +31,164 @@ public sealed record StreamStats
     public double WriteMs { get; init; }
 }
 
+/// <summary>How a driver decides: when to write, which frames are worth reading, and the frame budget.</summary>
+public sealed record DriverOptions
+{
+    public WritePolicy Policy { get; init; } = new(WriteTrigger.WhenFinished);
+    /// <summary>Mean grey-level change a frame needs to be read (0 reads every frame; the change policy needs more than 0).</summary>
+    public double GateThreshold { get; init; } = 1.0;
+    /// <summary>Milliseconds a read may take (null: no governor; pruning stays as the session has it).</summary>
+    public double? FrameBudgetMs { get; init; }
+    /// <summary>The schedule the governor's ladder is built from (the model's pruning.json, or the defaults).</summary>
+    public PruningConfig? Schedule { get; init; }
+}
+
 /// <summary>
-/// Raw frames in, caption segments out: the scene-change gate decides whether a frame is read at
-/// all, the <see cref="StreamingSession"/> reads it (vision encoder + one append), and the
-/// <see cref="WritePolicy"/> decides when to write. Questions asked with <see cref="Ask"/> are
-/// answered at the next frame, and the stream goes on.
+/// Raw frames in, caption segments out, for one session: the scene-change gate decides whether a
+/// frame is read at all (an unchanged scene costs a resize, no vision encoder), the governor
+/// chooses how hard to prune the read (or skips the frame) to hold the frame budget, the session
+/// reads it (vision encoder once + one append), and the <see cref="WritePolicy"/> decides when to
+/// write. Questions asked with <see cref="Ask"/> are answered at the next frame, and the stream goes on.
+/// Every frame loop pacing (live, file, headless) runs its frames through this.
 /// </summary>
 public sealed class StreamingDriver : IDisposable
 {
-    readonly StreamingSession _session;
+    readonly ICaptionSession _session;
     readonly SceneChangeGate _gate;
-    readonly WritePolicy _policy;
+    readonly DriverOptions _o;
     readonly Queue<string> _questions = new();
+    FrameGovernor? _governor;
     int _readsSinceWrite;
     StreamStats _stats = new();
 
-    /// <param name="gateThreshold">Mean grey-level change a frame needs to be read (0 reads every frame; the change policy needs more than 0).</param>
-    public StreamingDriver(StreamingSession session, WritePolicy policy, double gateThreshold)
+    public StreamingDriver(ICaptionSession session, DriverOptions options)
     {
-        if (policy.Trigger == WriteTrigger.SceneChange && gateThreshold <= 0)
+        if (options.Policy.Trigger == WriteTrigger.SceneChange && options.GateThreshold <= 0)
             throw new UserError("the change write policy needs a scene-change threshold above 0");
+        if (options.FrameBudgetMs is { } b && !(b > 0 && b < 1e7)) throw new UserError($"--frame-budget-ms must be a positive number, got {b}");
         _session = session;
-        _policy = policy;
-        _gate = new SceneChangeGate(gateThreshold);
+        _o = options;
+        _gate = new SceneChangeGate(options.GateThreshold);
     }
 
-    public StreamStats Stats => _stats;
-    public StreamingSession Session => _session;
+    public StreamStats Stats => _stats with { BudgetSkipped = _governor?.Skipped ?? 0, OverBudget = _governor?.OverBudget ?? 0 };
+    public ICaptionSession Session => _session;
+    /// <summary>The governor, once the first read has told it a frame's size (null without a budget).</summary>
+    public FrameGovernor? Governor => _governor;
+    public int PendingQuestions => _questions.Count;
+
+    /// <summary>
+    /// Pruning (and with it the governor) on or off from the next read: the live app's P key.
+    /// Off, reads run unpruned; on again, the governor (or the fixed pruning) resumes where it was.
+    /// </summary>
+    public bool PruningEnabled
+    {
+        get => _pruningEnabled;
+        set
+        {
+            if (value == _pruningEnabled) return;
+            if (!value) { _pausedPruning = _session.Pruning; _session.Pruning = null; }
+            else _session.Pruning = _governor?.CurrentLevel.Pruning ?? _pausedPruning;
+            _pruningEnabled = value;
+        }
+    }
+    bool _pruningEnabled = true;
+    PruningConfig? _pausedPruning;
 
     public void Ask(string question)
     {
         if (string.IsNullOrWhiteSpace(question)) throw new UserError("empty question");
-        _questions.Enqueue(question);
+        _questions.Enqueue(question.Trim());
     }
 
-    /// <summary>One frame of the stream; returns what was written because of it (often nothing).</summary>
-    public List<StreamSegment> Push(Mat frame, TimeSpan at, Action<string>? onDelta = null)
+    /// <summary>
+    /// One frame of the stream; returns what was written because of it (often nothing).
+    /// <paramref name="onStart"/> is called when a write begins (its question, or null), <paramref name="onDelta"/> with each text delta.
+    /// <paramref name="periods"/>: frame-budget periods since the previous frame given (more than 1 when a live source moved on meanwhile).
+    /// </summary>
+    public List<StreamSegment> Push(Mat frame, long index, TimeSpan at, Action<string?>? onStart = null, Action<string>? onDelta = null, double periods = 1)
     {
         var written = new List<StreamSegment>();
         _stats = _stats with { Frames = _stats.Frames + 1 };
         bool fused = false;
-        if (_gate.Accept(frame))
+        UpdateReport? read = null;
+        if (!_gate.Accept(frame)) _stats = _stats with { Skipped = _stats.Skipped + 1 };
+        else if (Govern(periods) is { } level)
         {
             _readsSinceWrite++;
             // When this frame triggers the policy's write and no question waits, the frame and the
-            // instruction go through the decoder in one pass (StreamingSession.ReadAndWrite).
-            if (_questions.Count == 0 && _policy.ShouldWrite(_readsSinceWrite))
+            // instruction go through the decoder in one pass (the session fuses them where it can).
+            if (_questions.Count == 0 && _o.Policy.ShouldWrite(_readsSinceWrite))
             {
-                var sw = Stopwatch.StartNew();
-                written.Add(Segment(at, null, _session.ReadAndWrite(frame), onDelta, sw));
+                onStart?.Invoke(null);
+                written.Add(Segment(at, index, null, _session.ReadAndWrite(frame), onDelta, Stopwatch.StartNew()));
+                read = _session.Last;
                 _stats = _stats with { Read = _stats.Read + 1, ReadWithWrite = _stats.ReadWithWrite + 1 };
                 fused = true;
             }
             else
             {
-                var sw = Stopwatch.StartNew();
                 _session.Read(frame);
-                _stats = _stats with { Read = _stats.Read + 1, ReadMs = _stats.ReadMs + sw.Elapsed.TotalMilliseconds };
+                read = _session.Last;
+                _stats = _stats with { Read = _stats.Read + 1, ReadMs = _stats.ReadMs + read.ReadMs };
             }
+            Observe(level, read);
         }
-        else _stats = _stats with { Skipped = _stats.Skipped + 1 };
         if (_session.FramesInWindow == 0) return written; // nothing to talk about yet
-        while (_questions.Count > 0)
+        if (_questions.Count > 0)
         {
-            var question = _questions.Dequeue();
-            written.Add(Segment(at, question, _session.Write(question), onDelta, Stopwatch.StartNew()));
-            _stats = _stats with { Answers = _stats.Answers + 1 };
+            while (_questions.Count > 0)
+            {
+                var question = _questions.Dequeue();
+                onStart?.Invoke(question);
+                written.Add(Segment(at, index, question, _session.Write(question), onDelta, Stopwatch.StartNew()));
+                _stats = _stats with { Answers = _stats.Answers + 1 };
+            }
+            return written; // the answer has this frame; a caption due now follows at the next frame read
         }
-        if (fused || _policy.ShouldWrite(_readsSinceWrite))
+        if (fused || _o.Policy.ShouldWrite(_readsSinceWrite))
         {
-            if (!fused) written.Add(Segment(at, null, _session.Write(), onDelta, Stopwatch.StartNew()));
+            if (!fused)
+            {
+                onStart?.Invoke(null);
+                written.Add(Segment(at, index, null, _session.Write(), onDelta, Stopwatch.StartNew()));
+            }
             _readsSinceWrite = 0;
             _stats = _stats with { Writes = _stats.Writes + 1 };
         }
         return written;
     }
 
-    StreamSegment Segment(TimeSpan at, string? question, IEnumerable<TokenEvent> events, Action<string>? onDelta, Stopwatch sw)
+    /// <summary>The governor's level for this frame's read (−1: no governor), or null to skip the frame.</summary>
+    int? Govern(double periods)
+    {
+        if (_o.FrameBudgetMs is null || !_pruningEnabled) return -1;
+        if (_governor is null) return 0; // the first read runs the schedule and sizes the ladder
+        var choice = _governor.Choose(periods);
+        if (choice.Skip) return null;
+        _session.Pruning = choice.Rung!.Pruning;
+        return choice.Level;
+    }
+
+    void Observe(int level, UpdateReport read)
+    {
+        if (_o.FrameBudgetMs is not { } budget || level < 0) return;
+        if (_governor is null)
+        {
+            var ladder = FrameGovernor.Ladder(_o.Schedule ?? new PruningConfig(), _session.Engine.Text.NumHiddenLayers, Math.Max(1, read.VisualTokens));
+            _governor = new FrameGovernor(budget, ladder);
+            _session.Pruning = ladder[0].Pruning;
+        }
+        _governor.Observe(level, read.ReadMs);
+    }
+
+    /// <summary>Before the first read under a budget: the session starts at the schedule, the governor's first level.</summary>
+    public void Start()
+    {
+        if (_o.FrameBudgetMs is not null) _session.Pruning = (_o.Schedule ?? new PruningConfig()) with { Method = "visipruner" };
+    }
+
+    StreamSegment Segment(TimeSpan at, long index, string? question, IEnumerable<TokenEvent> events, Action<string>? onDelta, Stopwatch sw)
     {
         var text = new StringBuilder();
         int tokens = 0;
@@ -109,8 +199,11 @@ public sealed class StreamingDriver : IDisposable
             if (ev.Text.Length > 0) onDelta?.Invoke(ev.Text);
         }
         var ms = sw.Elapsed.TotalMilliseconds;
+        var r = _session.Last;
         _stats = _stats with { WriteMs = _stats.WriteMs + ms };
-        return new StreamSegment(at, question, text.ToString().Trim(), tokens, ms);
+        int reads = question is null ? _readsSinceWrite : 0;
+        return new StreamSegment(at, index, question, text.ToString().Trim(), tokens, ms, _session.Mode, reads,
+            r.Level, _session.Pruning?.Budget, r.Kind == "write" ? 0 : r.ReadMs, r.WriteMs, r);
     }
 
     public void Dispose() => _gate.Dispose();

@@ -256,7 +256,7 @@ public sealed class DemoBatcher
         var embeds = model.Embed(batch.Ids, feats, batch.ImageSlots);
         bool tap = decoderProbe is not null && decoderWeight > 0 && batch.Patches is not null && feats is not null;
         var step = new DecoderStep { Positions = Array.Empty<long>(), PositionTensor = batch.Positions, Mask = batch.Mask };
-        if (batch.VisualExitLayer is { } exit && feats is not null) step = step with { DeepMask = batch.VisualExitMask(), DeepFrom = exit };
+        if (batch.VisualExitLayer is { } exit && feats is not null) step = step with { Plan = new MaskPlan(batch.Mask, batch.VisualExitMask(), exit) };
         var h = model.Decoder.Forward(embeds, step,
             tap ? decoderProbe!.Layer : -1, out var tapped);
         var logits = model.language_model.Logits(h);

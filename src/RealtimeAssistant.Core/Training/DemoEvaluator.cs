@@ -37,11 +37,11 @@ public sealed record EvalReport
 /// </summary>
 public static class DemoEvaluator
 {
-    public static EvalReport Run(LlavaEngine engine, int scenes, IProgress<int>? progress = null, CancellationToken ct = default)
+    public static EvalReport Run(Engine engine, int scenes, IProgress<int>? progress = null, CancellationToken ct = default)
     {
         if (scenes < 1 || scenes > 100_000) throw new UserError($"--scenes must be 1..100000, got {scenes}");
         var data = new DemoDataset(DemoSplit.Eval);
-        using var captioner = new Captioner(engine);
+        var captioner = new Captioner(engine);
         var marker = DemoVocabulary.FrameMarker;
         var opts = new GenerationOptions { MaxNewTokens = 48 };
         FactScore still = default, motion = default, objects = default;

@@ -164,7 +164,7 @@ public sealed class Trainer
         using var model = new LlavaModel(cfg, new TensorSpec(device, ScalarType.Float32));
         var (startStep, _) = ResumePoint();
         if (startStep > 0)
-            LlavaEngine.LoadWeights(model, SafeTensorsReader.Open(CheckpointDir), cfg);
+            LlavaFamily.LoadWeights(model, SafeTensorsReader.Open(CheckpointDir));
         else if (_o.InitFrom is not null)
             LoadInit(model, cfg, _o.InitFrom);
         else
@@ -260,7 +260,7 @@ public sealed class Trainer
         // previous checkpoint intact.
         var tmp = CheckpointDir + ".tmp";
         if (Directory.Exists(tmp)) Directory.Delete(tmp, true);
-        LlavaEngine.Save(model, tmp, extraConfig: DemoModelSpec.ExtraConfig(_o.FramesSeen));
+        LlavaFamily.Save(model, tmp, extraConfig: DemoModelSpec.ExtraConfig(_o.FramesSeen));
         DemoModelSpec.WriteSidecars(tmp); // a checkpoint is a loadable model folder (eval it mid-run)
         optimizer.save_state_dict(Path.Combine(tmp, "optimizer.bin"));
         probe.save(Path.Combine(tmp, "patch_probe.bin"));
@@ -280,12 +280,12 @@ public sealed class Trainer
         if (init.Text.NumHiddenLayers != cfg.Text.NumHiddenLayers || init.Text.HiddenSize != cfg.Text.HiddenSize
             || init.Vision.NumHiddenLayers != cfg.Vision.NumHiddenLayers || init.Vision.HiddenSize != cfg.Vision.HiddenSize)
             throw new UserError($"--init-from {dir}: its sizes differ from the ones asked for (text {init.Text.NumHiddenLayers}×{init.Text.HiddenSize}, vision {init.Vision.NumHiddenLayers}×{init.Vision.HiddenSize})");
-        LlavaEngine.LoadWeights(model, SafeTensorsReader.Open(dir), cfg);
+        LlavaFamily.LoadWeights(model, SafeTensorsReader.Open(dir));
     }
 
     void Export(LlavaModel model, string dir, TimeSpan elapsed)
     {
-        LlavaEngine.Save(model, dir, extraConfig: DemoModelSpec.ExtraConfig(_o.FramesSeen));
+        LlavaFamily.Save(model, dir, extraConfig: DemoModelSpec.ExtraConfig(_o.FramesSeen));
         DemoModelSpec.WriteSidecars(dir);
         File.WriteAllText(Path.Combine(dir, "training.json"), JsonSerializer.Serialize(new
         {

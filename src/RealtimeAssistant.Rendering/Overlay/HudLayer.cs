@@ -151,6 +151,14 @@ internal sealed class HudLayer : IDisposable
         sb.Append(string.Format(inv, "fps {0:F1}  captions {1:F1}/s", hud.Fps, hud.CaptionHz)).Append('\n');
         sb.Append(string.Format(inv, "glass->caption p50 {0:F0} p95 {1:F0} ms", hud.LatencyP50Ms, hud.LatencyP95Ms)).Append('\n');
         sb.Append(string.Format(inv, "dropped {0}  budget {1:F1} ms", hud.DroppedFrames, hud.BudgetMs));
+        if (hud.Mode is { } mode)
+        {
+            sb.Append('\n').Append(string.Format(inv, "{0} read {1:F1}", mode, hud.ReadMs ?? 0));
+            sb.Append(hud.ReadBudgetMs is { } rb ? string.Format(inv, "/{0:F0} ms", rb) : " ms");
+            sb.Append(hud.Budget is { } k ? string.Format(inv, "  k {0}", k) : hud.Level is null ? "  unpruned" : "");
+            sb.Append(string.Format(inv, "  skipped {0}", hud.SkippedFrames));
+            if (hud.Level is { } level) sb.Append('\n').Append(level.Length > 34 ? level[..34] : level);
+        }
         return sb.ToString();
     }
 

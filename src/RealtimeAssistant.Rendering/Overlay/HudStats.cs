@@ -24,6 +24,19 @@ public sealed record HudStats
     /// <summary>Time one frame may take (e.g. 33.3 at 30 fps): drawn as a line on the bars and graph.</summary>
     public double BudgetMs { get; init; } = 1000.0 / 30;
 
+    /// <summary>The session's mode (gpe, reencode), if any.</summary>
+    public string? Mode { get; init; }
+    /// <summary>The model's frame budget: what a frame read may take (null: no governor).</summary>
+    public double? ReadBudgetMs { get; init; }
+    /// <summary>The last frame read's time.</summary>
+    public double? ReadMs { get; init; }
+    /// <summary>The pruning level the governor chose (e.g. "k=16 exit 3"); null: unpruned.</summary>
+    public string? Level { get; init; }
+    /// <summary>VisiPruner's token budget k per frame at that level.</summary>
+    public int? Budget { get; init; }
+    /// <summary>Frames the governor skipped because no level could fit the budget.</summary>
+    public long SkippedFrames { get; init; }
+
     /// <summary>Recent whole-frame times, oldest first; the graph shows the last 120.</summary>
     public IReadOnlyList<double> FrameTimesMs { get; init; } = [];
 }

@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using RealtimeAssistant.Cli.App;
 using RealtimeAssistant.Output;
+using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Streaming;
 using RealtimeAssistant.Tests.Capture;
 
 namespace RealtimeAssistant.Tests.App;
@@ -9,11 +11,14 @@ namespace RealtimeAssistant.Tests.App;
 [Collection("GL")]
 public class AnnotateTests(ITestOutputHelper log)
 {
-    static AnnotateReport Annotate(string input, string dir, int every, bool resume = false, bool force = false, RealtimeAssistant.Pipeline.IFrameCaptioner? captioner = null, CancellationToken ct = default)
+    /// <summary>annotate with a caption every <paramref name="every"/> frames: one read each (stride = every), a write after each read.</summary>
+    static AnnotateReport Annotate(string input, string dir, int every, bool resume = false, bool force = false, ICaptionSession? session = null,
+        CancellationToken ct = default, IReadOnlyList<(TimeSpan, string)>? questions = null)
     {
-        using var own = captioner is null ? AppTestSupport.TinyCaptioner() : null;
-        return Annotator.Run(new AnnotateOptions { Input = input, OutputDir = dir, Every = every, Resume = resume, Force = force, Console = AnnotateConsole.Quiet },
-            captioner ?? own!, ct);
+        using var engine = session is null ? AppTestSupport.TinyEngine() : null;
+        using var own = session is null ? new GpeSession(engine!, AppTestSupport.TinyOptions()) : null;
+        return Annotator.Run(new AnnotateOptions { Input = input, OutputDir = dir, Resume = resume, Force = force, Console = AnnotateConsole.Quiet },
+            session ?? own!, AppTestSupport.Loop(Pacing.File, stride: every, policy: "every:1") with { Questions = questions ?? [] }, ct);
     }
 
     /// <summary>The outputs agree: SRT and VTT parse with one cue per caption, the JSONL matches, the video has every frame.</summary>
@@ -61,7 +66,7 @@ public class AnnotateTests(ITestOutputHelper log)
     public void RealWorldClips_OfOtherSizesAndCodecs(string name, int every)
     {
         var input = Path.Combine(TestMedia.DebianSamples, name);
-        if (!File.Exists(input)) { log.WriteLine($"SKIPPED: {input} missing (Debian package opencv-doc)"); return; }
+        if (!File.Exists(input)) Assert.Skip($"{input} missing (Debian package opencv-doc)");
         var (frames, _) = TestMedia.ReadBack(input);
         var dir = Path.Combine(TestMedia.TempDir("ann-real"), "out");
         var report = Annotate(input, dir, every);
@@ -76,17 +81,17 @@ public class AnnotateTests(ITestOutputHelper log)
         var dir = Path.Combine(TestMedia.TempDir("ann-int-out"), "out");
         using var cts = new CancellationTokenSource();
         int calls = 0;
-        var slow = new SlowCaptioner(TimeSpan.FromMilliseconds(50)) { };
-        slow.OnCaption = () => { if (++calls == 3) cts.Cancel(); };   // Ctrl+C during the third caption
-        var first = Annotate(input, dir, every: 5, captioner: slow, ct: cts.Token);
+        var slow = new SlowSession(TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(50));
+        slow.OnWrite = () => { if (++calls == 3) cts.Cancel(); };   // Ctrl+C during the third caption
+        var first = Annotate(input, dir, every: 5, session: slow, ct: cts.Token);
         Assert.True(first.Cancelled);
         Assert.InRange(first.FramesRendered, 1, 39);
         CheckOutputs(dir, (int)first.FramesRendered, first.Captions);
 
         // Running again without a flag refuses; --resume continues after the last caption.
-        var e = Assert.Throws<UserError>(() => Annotate(input, dir, every: 5, captioner: slow));
+        var e = Assert.Throws<UserError>(() => Annotate(input, dir, every: 5, session: slow));
         Assert.Contains("--resume", e.Message);
-        var second = Annotate(input, dir, every: 5, resume: true, captioner: new SlowCaptioner(TimeSpan.FromMilliseconds(10)));
+        var second = Annotate(input, dir, every: 5, resume: true, session: new SlowSession(TimeSpan.FromMilliseconds(1), TimeSpan.FromMilliseconds(10)));
         Assert.False(second.Cancelled);
         Assert.Equal(40, first.FramesRendered + second.FramesRendered);
         var srt = SubtitleParser.ParseSrt(File.ReadAllText(Path.Combine(dir, OutputFolder.SrtName)));
@@ -103,7 +108,7 @@ public class AnnotateTests(ITestOutputHelper log)
         new Random(7).NextBytes(bytes);
         File.WriteAllBytes(path, bytes);
         var sw = Stopwatch.StartNew();
-        var e = Assert.Throws<UserError>(() => Annotate(path, Path.Combine(TestMedia.TempDir("ann-bad-out"), "out"), 5, captioner: new SlowCaptioner(TimeSpan.Zero)));
+        var e = Assert.Throws<UserError>(() => Annotate(path, Path.Combine(TestMedia.TempDir("ann-bad-out"), "out"), 5, session: new SlowSession(TimeSpan.Zero, TimeSpan.Zero)));
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(15), $"took {sw.Elapsed}");
         Assert.Contains("cannot decode broken.mp4", e.Message);
         Assert.DoesNotContain('\n', e.Message);
@@ -113,7 +118,7 @@ public class AnnotateTests(ITestOutputHelper log)
     public void Av1File_IsAOneLineErrorNamingTheCodec_WithoutHanging()
     {
         var ffmpeg = TestMedia.Ffmpeg;
-        if (ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg to make an AV1 clip"); return; }
+        if (ffmpeg is null) Assert.Skip("no ffmpeg to make an AV1 clip");
         var path = Path.Combine(TestMedia.TempDir("ann-av1"), "clip.mp4");
         var made = false;
         foreach (var (encoder, extra) in new[] { ("libsvtav1", new[] { "-preset", "12" }), ("libaom-av1", new[] { "-cpu-used", "8" }) })
@@ -123,11 +128,50 @@ public class AnnotateTests(ITestOutputHelper log)
             if (code == 0 && File.Exists(path)) { made = true; break; }
             log.WriteLine($"{encoder}: {errors}");
         }
-        if (!made) { log.WriteLine("SKIPPED: this ffmpeg has no AV1 encoder"); return; }
+        if (!made) Assert.Skip("this ffmpeg has no AV1 encoder");
         var sw = Stopwatch.StartNew();
-        var e = Assert.Throws<UserError>(() => Annotate(path, Path.Combine(TestMedia.TempDir("ann-av1-out"), "out"), 5, captioner: new SlowCaptioner(TimeSpan.Zero)));
+        var e = Assert.Throws<UserError>(() => Annotate(path, Path.Combine(TestMedia.TempDir("ann-av1-out"), "out"), 5, session: new SlowSession(TimeSpan.Zero, TimeSpan.Zero)));
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(15), $"took {sw.Elapsed}");
         Assert.Contains("av1", e.Message, StringComparison.OrdinalIgnoreCase);
         log.WriteLine(e.Message);
+    }
+
+    [Fact]
+    public void TwoRunsOverTheSameFile_GiveIdenticalCaptionFiles()
+    {
+        var input = TestMedia.WriteClip(TestMedia.TempDir("ann-twice"), frames: 36, fps: 15, width: 96, height: 64);
+        string Run(string name)
+        {
+            var dir = Path.Combine(TestMedia.TempDir(name), "out");
+            var report = Annotate(input, dir, every: 4);
+            Assert.Equal(36, report.FramesRendered);
+            return dir;
+        }
+        var a = Run("ann-twice-a");
+        var b = Run("ann-twice-b");
+        foreach (var name in new[] { OutputFolder.SrtName, OutputFolder.VttName })
+            Assert.Equal(File.ReadAllText(Path.Combine(a, name)), File.ReadAllText(Path.Combine(b, name)));
+        static IEnumerable<string?> Texts(string d) => CaptionJsonl.Read(Path.Combine(d, OutputFolder.JsonlName)).Select(e => $"{e.Frame} {e.Start} {e.End} {e.Text}");
+        Assert.Equal(Texts(a), Texts(b));
+        Assert.Equal(9, CaptionJsonl.Read(Path.Combine(a, OutputFolder.JsonlName)).Count);
+    }
+
+    [Fact]
+    public void AQuestionMidFile_IsAnsweredInTheOutputs_AndTheCaptionsGoOn()
+    {
+        var input = TestMedia.WriteClip(TestMedia.TempDir("ann-ask"), frames: 40, fps: 10, width: 96, height: 64);
+        var dir = Path.Combine(TestMedia.TempDir("ann-ask-out"), "out");
+        var report = Annotate(input, dir, every: 5, questions: [(TimeSpan.FromSeconds(1.6), "w7 w8")]);
+        var entries = CaptionJsonl.Read(Path.Combine(dir, OutputFolder.JsonlName));
+        var answer = Assert.Single(entries, e => e.Extra?.ContainsKey("question") == true);
+        // Asked at 1.6 s: answered at the first frame read at or after it (frame 20, at 2.0 s).
+        Assert.Equal(20, answer.Frame);
+        Assert.StartsWith("Q: w7 w8  A: ", answer.Text);
+        var after = entries.Where(e => e.Frame > answer.Frame).ToList();
+        Assert.NotEmpty(after);
+        Assert.All(after, e => Assert.False(e.Extra?.ContainsKey("question") == true));
+        var srt = SubtitleParser.ParseSrt(File.ReadAllText(Path.Combine(dir, OutputFolder.SrtName)));
+        Assert.Contains(srt, c => c.Text.StartsWith("Q: w7 w8  A: "));
+        Assert.Equal(entries.Count, report.Captions);
     }
 }

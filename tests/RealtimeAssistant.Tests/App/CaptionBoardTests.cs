@@ -1,11 +1,12 @@
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Streaming;
 
 namespace RealtimeAssistant.Tests.App;
 
 public class CaptionBoardTests
 {
-    static CaptionResult Result(string text) => new(text, new CaptionTimings(), 16, 8, null, 4, 4);
+    static readonly UpdateReport Report = new() { VisualTokens = 16, KeptTokens = 8, GridW = 4, GridH = 4 };
 
     [Fact]
     public void PreviousCaptionStaysUntilTheFirstWordOfTheNext_ThenWordsStreamIn()
@@ -16,7 +17,7 @@ public class CaptionBoardTests
         board.Append(" red circle");
         Assert.True(board.View.Streaming);
         Assert.Equal("a red circle", board.View.Text);
-        board.Complete(Result("a red circle ."));
+        board.Complete("a red circle .", Report);
         Assert.Equal(1, board.View.Completed);
         Assert.False(board.View.Streaming);
 
@@ -36,7 +37,7 @@ public class CaptionBoardTests
         board.Begin(3, TimeSpan.Zero, 1, "how many squares ?");
         Assert.StartsWith("Q: how many squares ?", board.View.Text);
         board.Append("two");
-        board.Complete(Result("two"));
+        board.Complete("two", Report);
         Assert.Equal("Q: how many squares ?  A: two", board.View.Text);
         Assert.True(board.HoldingAnswer);
         board.Begin(9, TimeSpan.Zero, 2);

@@ -1,5 +1,6 @@
 using RealtimeAssistant.Capture;
 using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Pipeline;
 using RealtimeAssistant.Rendering;
 using RealtimeAssistant.Tests.Capture;
 using RealtimeAssistant.Tests.Rendering;
@@ -32,7 +33,7 @@ public class LiveWindowTests(ITestOutputHelper log)
             {
                 Source = TestMedia.WriteClip(TestMedia.TempDir("app-win-in"), frames: 45, fps: 15),
                 Realtime = true, DisplayFps = 30, SnapshotPath = png,
-            }, new SlowCaptioner(TimeSpan.FromMilliseconds(100)), CancellationToken.None);
+            }, new SlowSession(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(100)), AppTestSupport.Loop(Pacing.Live, policy: "finished"), CancellationToken.None);
             log.WriteLine($"{stats.Context}: {stats.FramesRendered} frames at {stats.RenderFps:0.0} fps, {stats.Captions} captions");
             Assert.Null(stats.Error);
             Assert.StartsWith("GLFW window", stats.Context);
@@ -61,7 +62,7 @@ public class LiveWindowTests(ITestOutputHelper log)
             var stats = LiveApp.Run(null, new LiveAppOptions
             {
                 Source = TestMedia.WriteClip(TestMedia.TempDir("app-headless"), frames: 20, fps: 20), Realtime = true, DisplayFps = 30, Width = 160, Height = 120,
-            }, new SlowCaptioner(TimeSpan.FromMilliseconds(50)), CancellationToken.None);
+            }, new SlowSession(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(50)), AppTestSupport.Loop(Pacing.Live, policy: "finished"), CancellationToken.None);
             Assert.Null(stats.Error);
             Assert.StartsWith("EGL", stats.Context);
             Assert.True(stats.FramesRendered > 0);

@@ -7,6 +7,7 @@ using RealtimeAssistant.Demo;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Pipeline;
 using RealtimeAssistant.Pruning;
+using RealtimeAssistant.Streaming;
 
 namespace RealtimeAssistant.Tests.App;
 
@@ -77,19 +78,30 @@ public class PruningFlagsTests
     }
 
     [Fact]
-    public void TheAppStartsPrunedWhenAsked_AndPStillTurnsItOff()
+    public void TheAppPrunesWhenAsked_AndPTurnsItOff()
     {
-        using var captioner = AppModel.Load(null, new EngineOptions(), pruning: new PruningConfig { Method = "random", FastvK = 1, RandomKeep = 5 });
-        Assert.True(captioner.PruningEnabled);
+        // The demo model, a fixed random-keep pruning (no budget), two frames a window: the driver's
+        // P switch (the live app's key) runs the next read unpruned and the one after pruned again.
+        using var engine = AppModel.Load(null, new EngineOptions());
+        var pruning = new PruningConfig { Method = "random", FastvK = 1, RandomKeep = 5 };
+        using var session = new GpeSession(engine, new StreamingOptions { WindowFrames = 2, Pruning = pruning });
+        using var driver = new StreamingDriver(session, new DriverOptions { Policy = WritePolicy.Parse("every:1"), GateThreshold = 0 });
         var clip = ClipGenerator.Generate(1_000_033, 2, 15);
-        using var a = clip.Render(0, 64, 64);
-        using var b = clip.Render(5, 64, 64);
-        var request = new CaptionRequest(new[] { a, b });
-        var pruned = captioner.Caption(request, null, CancellationToken.None);
-        Assert.Equal(128, pruned.VisualTokens);
-        Assert.Equal(10, pruned.KeptTokens); // 5 per frame
-        captioner.PruningEnabled = false;
-        Assert.Equal(128, captioner.Caption(request, null, CancellationToken.None).KeptTokens);
+        UpdateReport Read(int frame)
+        {
+            using var img = clip.Render(frame, 64, 64);
+            return Assert.Single(driver.Push(img, frame, TimeSpan.Zero)).Report;
+        }
+        Assert.Equal(5, Read(0).KeptTokens);   // pruned as it entered: 5 of 64
+        driver.PruningEnabled = false;
+        var plain = Read(5);
+        Assert.Equal(64, plain.KeptTokens);
+        Assert.Null(plain.Prune);
+        driver.PruningEnabled = true;
+        var again = Read(10);
+        Assert.Equal(5, again.KeptTokens);
+        Assert.Equal(64, again.KeptGrid!.Length); // the heatmap covers the 8×8 grid
+        Assert.Equal(5, again.KeptGrid.Count(c => c > 0));
     }
 
     [Fact]

@@ -39,7 +39,7 @@ public class CaptureThreadTests
         using var source = new GeneratedFrameSource(i => i < 3 ? TestMedia.Pattern(i) : throw new UserError("scene broke"), fps: 100);
         using var capture = new CaptureThread(source);
         capture.Start();
-        while (capture.Slot.Take(TimeSpan.FromSeconds(10)) is { } f) f.Dispose();
+        while (((LatestFrameSlot)capture.Sink).Take(TimeSpan.FromSeconds(10)) is { } f) f.Dispose();
         Assert.True(capture.EndOfStream);
         Assert.IsType<UserError>(capture.Error);
         Assert.Equal("error: scene broke", capture.Status);
@@ -51,9 +51,9 @@ public class CaptureThreadTests
         using var source = new GeneratedFrameSource(i => TestMedia.Pattern(i), fps: 30, realtime: true);
         using var capture = new CaptureThread(source);
         capture.Start();
-        using (var f = capture.Slot.Take(TimeSpan.FromSeconds(10))) Assert.NotNull(f);
+        using (var f = ((LatestFrameSlot)capture.Sink).Take(TimeSpan.FromSeconds(10))) Assert.NotNull(f);
         Assert.True(capture.Stop(TimeSpan.FromSeconds(3)));
         Assert.False(capture.IsRunning);
-        Assert.True(capture.Slot.IsCompleted);
+        Assert.True(((LatestFrameSlot)capture.Sink).IsCompleted);
     }
 }

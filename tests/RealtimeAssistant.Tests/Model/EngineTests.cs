@@ -183,14 +183,14 @@ public class EngineTests
         Assert.Contains(names, n => n.StartsWith(gen == CheckpointNames.Generation.New ? "model.language_model.layers.0." : "language_model.model.layers.0."));
         Assert.Equal(tie, !names.Any(n => n.EndsWith("lm_head.weight")));
 
-        using var engine = LlavaEngine.Load(dir.Path);
-        using var captioner = new Captioner(engine);
+        using var engine = Engine.Load(dir.Path);
+        var captioner = new Captioner(engine);
         using var image = new Mat(48, 64, MatType.CV_8UC3, new OpenCvSharp.Scalar(30, 120, 200));
         var timings = new CaptionTimings();
         var events = captioner.Caption(image, "<image> w1 w2", new GenerationOptions { MaxNewTokens = 5, StopTokens = Array.Empty<int>() }, timings).ToList();
         Assert.Equal(5, events.Count(e => e.Id >= 0));
         Assert.Equal(5, timings.DecodeMs.Count);
-        Assert.True(timings.PromptTokens >= engine.Config.ImageTokens);
+        Assert.True(timings.PromptTokens >= ((LlavaFamily)engine.Model).Config.ImageTokens);
     }
 
     [Fact]
@@ -199,12 +199,13 @@ public class EngineTests
         using var dir = new TempDir();
         var cfg = SyntheticCheckpoint.Config();
         SyntheticCheckpoint.Write(dir.Path, cfg, SyntheticCheckpoint.WordTokenizer(SyntheticCheckpoint.FillerWords(64)), seed: 9);
-        using var a = LlavaEngine.Load(dir.Path);
-        using var b = LlavaEngine.Load(dir.Path);
+        using var a = Engine.Load(dir.Path);
+        using var b = Engine.Load(dir.Path);
         using var _ = torch.no_grad();
         var px = torch.randn(1, 3, 32, 32);
-        Assert.True(a.Model.EncodeImages(px).equal(b.Model.EncodeImages(px)).all().item<bool>());
-        Assert.Equal(cfg.ImageTokens, a.Model.EncodeImages(px).shape[1]);
+        var (ma, mb) = (((LlavaFamily)a.Model).Model, ((LlavaFamily)b.Model).Model);
+        Assert.True(ma.EncodeImages(px).equal(mb.EncodeImages(px)).all().item<bool>());
+        Assert.Equal(cfg.ImageTokens, ma.EncodeImages(px).shape[1]);
     }
 
     [Fact]
@@ -217,7 +218,7 @@ public class EngineTests
         var tensors = reader.Tensors.Keys.Where(n => !n.Contains("layers.1.mlp.up_proj")).Select(n => (n, reader.Load(n))).ToList();
         tensors.Add(("language_model.model.extra.weight", torch.zeros(2)));
         SafeTensorsWriter.Write(dir.File("model.safetensors"), tensors);
-        var e = Assert.Throws<UserError>(() => LlavaEngine.Load(dir.Path));
+        var e = Assert.Throws<UserError>(() => Engine.Load(dir.Path));
         Assert.Contains("missing tensors: language_model.model.layers.1.mlp.up_proj.weight", e.Message);
         Assert.Contains("unexpected tensors: language_model.model.extra.weight", e.Message);
     }
@@ -230,7 +231,7 @@ public class EngineTests
         var cfg = JsonNode.Parse(File.ReadAllText(dir.File("config.json")))!;
         cfg["text_config"]!["intermediate_size"] = 96;
         File.WriteAllText(dir.File("config.json"), cfg.ToJsonString());
-        var e = Assert.Throws<UserError>(() => LlavaEngine.Load(dir.Path));
+        var e = Assert.Throws<UserError>(() => Engine.Load(dir.Path));
         Assert.Matches(@"tensor language_model\.model\.layers\.0\.mlp\.\w+_proj\.weight has shape \[\d+, \d+\] in the checkpoint but the model expects \[\d+, \d+\]", e.Message);
     }
 
@@ -285,16 +286,16 @@ public class EngineTests
         // reach autograd when the same model is then trained (fine-tuning after a look).
         using var dir = new TempDir();
         SyntheticCheckpoint.Write(dir.Path, SyntheticCheckpoint.Config(), SyntheticCheckpoint.WordTokenizer(SyntheticCheckpoint.FillerWords(64)), seed: 4);
-        using var engine = LlavaEngine.Load(dir.Path);
-        using var captioner = new Captioner(engine);
+        using var engine = Engine.Load(dir.Path);
+        var captioner = new Captioner(engine);
         using var image = new Mat(32, 32, MatType.CV_8UC3, new OpenCvSharp.Scalar(200, 40, 90));
         var options = new GenerationOptions { MaxNewTokens = 3, StopTokens = Array.Empty<int>() };
         var before = captioner.Caption(image, "<image> w1", options, new CaptionTimings()).Select(e => e.Id).ToList();
 
-        var dec = engine.Model.Decoder;
+        var dec = engine.Decoder;
         foreach (var p in dec.parameters()) p.requires_grad = true;
-        var emb = torch.randn(new long[] { 1, 4, engine.Config.Text.HiddenSize }, generator: new Generator(2));
-        var loss = engine.Model.language_model.Logits(dec.Forward(emb, new DecoderStep { Positions = new long[] { 0, 1, 2, 3 } })).logsumexp(-1).sum();
+        var emb = torch.randn(new long[] { 1, 4, engine.Text.HiddenSize }, generator: new Generator(2));
+        var loss = engine.Language.Logits(dec.Forward(emb, new DecoderStep { Positions = new long[] { 0, 1, 2, 3 } })).logsumexp(-1).sum();
         loss.backward();
         Assert.All(dec.layers[0].self_attn.q_proj.parameters(), p => Assert.True(p.grad is { } gr && gr.abs().sum().item<float>() > 0));
         foreach (var p in dec.parameters()) { p.requires_grad = false; p.grad?.zero_(); }

@@ -166,7 +166,7 @@ public class PruningTests
         foreach (var row in TextRows(T, spans)) foreach (var c in slots) expected[row, c] = false;
         Assert.True(deep.equal(expected).all().item<bool>());
 
-        var trained = lm.model.Forward(emb, new DecoderStep { Positions = pos, DeepMask = deep, DeepFrom = exit });
+        var trained = lm.model.Forward(emb, new DecoderStep { Positions = pos, Plan = new MaskPlan(null, deep, exit) });
         var pruner = new PruningConfig { ShallowLayers = 0, TokensThreshold = 0, ExitLayer = exit }.CreatePruner(Layers);
         using var r = PrunedPrefill.Run(lm, emb, pos, spans, pruner);
         Assert.Equal(exit - 1, r.Report.ExitLayer);

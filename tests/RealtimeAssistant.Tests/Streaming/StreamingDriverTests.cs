@@ -9,19 +9,19 @@ namespace RealtimeAssistant.Tests.Streaming;
 public sealed class StreamingDriverTests : IDisposable
 {
     readonly TempDir _dir = new();
-    readonly LlavaEngine _engine;
+    readonly Engine _engine;
 
     public StreamingDriverTests()
     {
         var cfg = SyntheticCheckpoint.Config(tLayers: 2, imageSize: 16, patch: 8);
         SyntheticCheckpoint.Write(_dir.Path, cfg, SyntheticCheckpoint.WordTokenizer(SyntheticCheckpoint.FillerWords(64)), seed: 5,
             extraConfig: new JsonObject { ["ra_frame_marker"] = "w0", ["ra_instruction"] = "w1 w2", ["ra_group_positions"] = true });
-        _engine = LlavaEngine.Load(_dir.Path);
+        _engine = Engine.Load(_dir.Path);
     }
 
     public void Dispose() { _engine.Dispose(); _dir.Dispose(); }
 
-    StreamingSession Session(int window = 3) => new(_engine, new StreamingOptions
+    GpeSession Session(int window = 3) => new(_engine, new StreamingOptions
     {
         WindowFrames = window, Generation = new GenerationOptions { MaxNewTokens = 4, StopTokens = Array.Empty<int>() },
     });
@@ -45,14 +45,14 @@ public sealed class StreamingDriverTests : IDisposable
     public void UnchangedSceneCostsNoModelWork()
     {
         using var session = Session();
-        using var driver = new StreamingDriver(session, WritePolicy.Parse("change"), gateThreshold: 2);
+        using var driver = new StreamingDriver(session, new DriverOptions { Policy = WritePolicy.Parse("change"), GateThreshold = 2 });
         using var still = Grey(80);
-        for (int i = 0; i < 20; i++) driver.Push(still, TimeSpan.FromSeconds(i));
+        for (int i = 0; i < 20; i++) driver.Push(still, i, TimeSpan.FromSeconds(i));
         Assert.Equal(1, session.FramesRead); // the vision encoder ran once
         Assert.Equal(19, driver.Stats.Skipped);
         Assert.Equal(1, driver.Stats.Writes);
         using var changed = Grey(160);
-        var segments = driver.Push(changed, TimeSpan.FromSeconds(20));
+        var segments = driver.Push(changed, 20, TimeSpan.FromSeconds(20));
         Assert.Equal(2, session.FramesRead);
         Assert.Single(segments);
         Assert.Equal(4, segments[0].Tokens);
@@ -62,13 +62,13 @@ public sealed class StreamingDriverTests : IDisposable
     public void EveryNWritesAfterNReadsAndQuestionsAreAnsweredInStream()
     {
         using var session = Session(window: 2);
-        using var driver = new StreamingDriver(session, WritePolicy.Parse("every:3"), gateThreshold: 0);
+        using var driver = new StreamingDriver(session, new DriverOptions { Policy = WritePolicy.Parse("every:3"), GateThreshold = 0 });
         var writes = new List<int>();
         for (int i = 0; i < 9; i++)
         {
             using var f = Grey(20 * i);
             if (i == 4) driver.Ask("w3 w4");
-            var segs = driver.Push(f, TimeSpan.FromSeconds(i));
+            var segs = driver.Push(f, i, TimeSpan.FromSeconds(i));
             if (segs.Any(s => s.Question is null)) writes.Add(i);
             if (i == 4) Assert.Equal("w3 w4", Assert.Single(segs).Question);
         }
@@ -88,6 +88,6 @@ public sealed class StreamingDriverTests : IDisposable
     public void ChangePolicyNeedsAGate()
     {
         using var session = Session();
-        Assert.Throws<UserError>(() => new StreamingDriver(session, WritePolicy.Parse("change"), 0));
+        Assert.Throws<UserError>(() => new StreamingDriver(session, new DriverOptions { Policy = WritePolicy.Parse("change"), GateThreshold = 0 }));
     }
 }

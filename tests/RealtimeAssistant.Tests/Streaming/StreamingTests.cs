@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Pruning;
 using RealtimeAssistant.Streaming;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -10,7 +11,7 @@ namespace RealtimeAssistant.Tests.Streaming;
 public sealed class StreamingTests : IDisposable
 {
     readonly TempDir _dir = new();
-    readonly LlavaEngine _engine;
+    readonly Engine _engine;
 
     public StreamingTests()
     {
@@ -18,14 +19,35 @@ public sealed class StreamingTests : IDisposable
         cfg = cfg with { Text = cfg.Text with { MaxPositionEmbeddings = 512 } };
         SyntheticCheckpoint.Write(_dir.Path, cfg, SyntheticCheckpoint.WordTokenizer(SyntheticCheckpoint.FillerWords(64)), seed: 5,
             extraConfig: new JsonObject { ["ra_frame_marker"] = "w0", ["ra_instruction"] = "w1 w2", ["ra_group_positions"] = true });
-        _engine = LlavaEngine.Load(_dir.Path);
+        _engine = Load();
+    }
+
+    /// <summary>The checkpoint loaded (again: its layout is read at load), with sharper logits than N(0, 0.02): argmax is a stricter check.</summary>
+    Engine Load()
+    {
+        var engine = Engine.Load(_dir.Path);
         using var _ = torch.no_grad();
-        foreach (var p in _engine.Model.parameters()) if (p.dim() == 2) p.mul_(3); // sharper logits than N(0, 0.02): argmax is a stricter check
+        foreach (var p in ((LlavaFamily)engine.Model).Model.parameters()) if (p.dim() == 2) p.mul_(3);
+        return engine;
+    }
+
+    LlavaModel Llava => ((LlavaFamily)_engine.Model).Model;
+    LlavaConfig Cfg => Llava.Config;
+
+    /// <summary>Visual tokens as the vision side would give them (a copy: a session takes ownership of what it reads).</summary>
+    EncodedImage Enc(Tensor features)
+    {
+        int n = (int)features.shape[1], side = Cfg.Vision.PatchesPerSide;
+        return new EncodedImage
+        {
+            Features = features[0].clone(), TokenIds = Enumerable.Repeat(Cfg.ImageTokenIndex, n).ToArray(),
+            FeatureSlots = Enumerable.Range(0, n).ToArray(), GridH = side, GridW = side,
+        };
     }
 
     public void Dispose() { _engine.Dispose(); _dir.Dispose(); }
 
-    Tensor Frame(int seed) => torch.randn(new long[] { 1, _engine.Config.ImageTokens, _engine.Config.Text.HiddenSize }, generator: new Generator((ulong)seed));
+    Tensor Frame(int seed) => torch.randn(new long[] { 1, Cfg.ImageTokens, _engine.Text.HiddenSize }, generator: new Generator((ulong)seed));
 
     StreamingOptions Options(int window = 8, bool rebase = true) => new()
     {
@@ -41,12 +63,12 @@ public sealed class StreamingTests : IDisposable
     int[] BatchReference(IReadOnlyList<Tensor> frames, int[] caption, int band = 0, int? frameBand = null, int? sparedFrom = null)
     {
         using var _ = torch.no_grad();
-        var m = _engine.Model;
-        int n = _engine.Config.ImageTokens;
+        var m = Llava;
+        int n = Cfg.ImageTokens;
         var marker = _engine.Tokenizer.TokenToId("w0")!.Value;
         var instruction = _engine.Tokenizer.Encode("w1 w2", false);
         var ids = new List<long>();
-        foreach (var __ in frames) { ids.AddRange(Enumerable.Repeat((long)_engine.Config.ImageTokenIndex, n)); ids.Add(marker); }
+        foreach (var __ in frames) { ids.AddRange(Enumerable.Repeat((long)Cfg.ImageTokenIndex, n)); ids.Add(marker); }
         ids.AddRange(instruction.Select(i => (long)i));
         int source = ids.Count;
         ids.AddRange(caption.Take(caption.Length - 1).Select(i => (long)i));
@@ -69,21 +91,24 @@ public sealed class StreamingTests : IDisposable
                 for (int c = 0; c <= r; c++) allowed[r * T + c] = !IsImage(c) || FrameOf(c) == FrameOf(r);
             deep = torch.tensor(allowed).view(T, T);
         }
-        var logits = m.language_model.Logits(m.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Mask = mask, DeepMask = deep, DeepFrom = sparedFrom ?? int.MaxValue }));
+        var logits = m.language_model.Logits(m.Decoder.Forward(embeds, new DecoderStep
+        {
+            Positions = positions.Select(x => (long)x).ToArray(), Mask = mask, Plan = deep is null ? null : new MaskPlan(mask, deep, sparedFrom!.Value),
+        }));
         return Enumerable.Range(source - 1, caption.Length).Select(i => (int)logits[0, i].argmax().item<long>()).ToArray();
     }
 
     [Fact]
     public void SessionCaptionsEqualOneBatchForwardWithGroupPositions()
     {
-        using var session = new StreamingSession(_engine, Options());
+        using var session = new GpeSession(_engine, Options());
         var frames = Enumerable.Range(1, 4).Select(Frame).ToList();
-        foreach (var f in frames.Take(3)) session.AppendFrame(f);
+        foreach (var f in frames.Take(3)) session.Read(Enc(f));
         var first = Ids(session.Write());
         Assert.Equal(6, first.Length);
         Assert.Equal(BatchReference(frames.Take(3).ToList(), first), first);
         // After a write, a new frame never sees the old instruction or caption.
-        session.AppendFrame(frames[3]);
+        session.Read(Enc(frames[3]));
         var second = Ids(session.Write());
         Assert.Equal(BatchReference(frames, second), second);
     }
@@ -95,9 +120,9 @@ public sealed class StreamingTests : IDisposable
     {
         // Window 2 over 5 frames: every frame's KV was computed with the frame before it, some of
         // them since evicted. One forward with the training band mask must give the same caption.
-        using var session = new StreamingSession(_engine, Options(window: 2, rebase: rebase));
+        using var session = new GpeSession(_engine, Options(window: 2, rebase: rebase));
         var frames = Enumerable.Range(11, 5).Select(Frame).ToList();
-        foreach (var f in frames) session.AppendFrame(f);
+        foreach (var f in frames) session.Read(Enc(f));
         Assert.Equal(2, session.FramesInWindow);
         var caption = Ids(session.Write());
         Assert.Equal(BatchReference(frames, caption, band: 2), caption);
@@ -110,17 +135,17 @@ public sealed class StreamingTests : IDisposable
     public void AFrameBandLimitsWhatEachFrameSees_TheCaptionStillSeesTheWindow()
     {
         // Window 4, frame band 2, over 6 frames: each frame attends only the frame before it.
-        using var session = new StreamingSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 2 });
+        using var session = new GpeSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 2 });
         var frames = Enumerable.Range(21, 6).Select(Frame).ToList();
-        foreach (var f in frames.Take(5)) session.AppendFrame(f);
-        var caption = Ids(session.AppendFrameAndWrite(frames[5]));
+        foreach (var f in frames.Take(5)) session.Read(Enc(f));
+        var caption = Ids(session.ReadAndWrite(Enc(frames[5])));
         Assert.Equal(4, session.FramesInWindow);
         Assert.Equal(BatchReference(frames, caption, band: 4, frameBand: 2), caption);
         Assert.NotEqual(BatchReference(frames, caption, band: 4), caption); // the band changed what frames saw
-        Assert.Throws<UserError>(() => new StreamingSession(_engine, Options(window: 4) with { FrameBand = 5 }));
+        Assert.Throws<UserError>(() => new GpeSession(_engine, Options(window: 4) with { FrameBand = 5 }));
     }
 
-    /// <summary>Sets one key of the checkpoint's config.json (a session reads it when it starts).</summary>
+    /// <summary>Sets one key of the checkpoint's config.json (the engine reads it when it loads).</summary>
     void SetConfig(string key, JsonNode? value)
     {
         var path = Path.Combine(_dir.Path, "config.json");
@@ -134,14 +159,15 @@ public sealed class StreamingTests : IDisposable
     {
         // ra_frame_band 2 (the model's frames attended two frames in training), window 4.
         SetConfig("ra_frame_band", 2);
+        using var engine = Load();
         var frames = Enumerable.Range(21, 6).Select(Frame).ToList(); // frames on which band 2 and the whole window caption differently (test above)
-        int[] Caption(StreamingSession s)
+        int[] Caption(GpeSession s)
         {
-            foreach (var f in frames.Take(5)) s.AppendFrame(f);
-            return Ids(s.AppendFrameAndWrite(frames[5]));
+            foreach (var f in frames.Take(5)) s.Read(Enc(f));
+            return Ids(s.ReadAndWrite(Enc(frames[5])));
         }
-        using var byModel = new StreamingSession(_engine, Options(window: 4, rebase: false));
-        using var whole = new StreamingSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 4 });
+        using var byModel = new GpeSession(engine, Options(window: 4, rebase: false));
+        using var whole = new GpeSession(engine, Options(window: 4, rebase: false) with { FrameBand = 4 });
         Assert.Equal(2, byModel.FrameBand);
         Assert.Equal(4, whole.FrameBand);
         var caption = Caption(byModel);
@@ -150,14 +176,14 @@ public sealed class StreamingTests : IDisposable
         Assert.Equal(BatchReference(frames, wholeCaption, band: 4), wholeCaption);
         Assert.NotEqual(caption, wholeCaption);
         // A window narrower than the trained span is the whole band; a pruned session has the model's band too.
-        using (var narrow = new StreamingSession(_engine, Options(window: 1))) Assert.Equal(1, narrow.FrameBand);
+        using (var narrow = new GpeSession(engine, Options(window: 1))) Assert.Equal(1, narrow.FrameBand);
         var pruning = new RealtimeAssistant.Pruning.PruningConfig { Method = "random", FastvK = 0, RandomKeep = 2 };
-        using (var pruned = new StreamingSession(_engine, Options(window: 4) with { Pruning = pruning })) Assert.Equal(2, pruned.FrameBand);
-        // A malformed value is the checkpoint's fault, said in one line.
+        using (var pruned = new GpeSession(engine, Options(window: 4) with { Pruning = pruning })) Assert.Equal(2, pruned.FrameBand);
+        // A malformed value is the checkpoint's fault, said in one line when it loads.
         foreach (var bad in new JsonNode?[] { 0, 2.5, "two" })
         {
             SetConfig("ra_frame_band", bad);
-            var e = Assert.Throws<UserError>(() => new StreamingSession(_engine, Options(window: 4)));
+            var e = Assert.Throws<UserError>(() => Engine.Load(_dir.Path));
             Assert.Contains("ra_frame_band", e.Message);
         }
     }
@@ -179,17 +205,17 @@ public sealed class StreamingTests : IDisposable
     public void ReadAndWriteInOnePassEqualsReadThenWrite(int? frameBand)
     {
         var o = Options(window: 3, rebase: false) with { CaptionHistoryTokens = 4, FrameBand = frameBand };
-        using var separate = new StreamingSession(_engine, o);
-        using var fused = new StreamingSession(_engine, o);
+        using var separate = new GpeSession(_engine, o);
+        using var fused = new GpeSession(_engine, o);
         for (int i = 1; i <= 7; i++)
         {
             if (i % 2 == 0)
             {
-                separate.AppendFrame(Frame(i));
+                separate.Read(Enc(Frame(i)));
                 var a = Ids(separate.Write());
-                Assert.Equal(a, Ids(fused.AppendFrameAndWrite(Frame(i))));
+                Assert.Equal(a, Ids(fused.ReadAndWrite(Enc(Frame(i)))));
             }
-            else { separate.AppendFrame(Frame(i)); fused.AppendFrame(Frame(i)); }
+            else { separate.Read(Enc(Frame(i))); fused.Read(Enc(Frame(i))); }
             // The same cache afterwards: the frame stays, the instruction has left, the window holds.
             for (int l = 0; l < separate.Cache.Layers.Length; l++)
             {
@@ -205,34 +231,34 @@ public sealed class StreamingTests : IDisposable
     [Fact]
     public void UpdateCostDoesNotDependOnStreamLength()
     {
-        using var session = new StreamingSession(_engine, Options(window: 4));
-        var costs = new Dictionary<int, (UpdateCost Read, UpdateCost Write)>();
+        using var session = new GpeSession(_engine, Options(window: 4));
+        var costs = new Dictionary<int, (int Read, int Write)>();
         for (int i = 1; i <= 100; i++)
         {
-            session.AppendFrame(Frame(i));
-            var read = session.LastCost;
-            if (i is 10 or 100) { Ids(session.Write()); costs[i] = (read, session.LastCost); }
+            session.Read(Enc(Frame(i)));
+            var read = session.Last.DecoderTokens;
+            if (i is 10 or 100) { Ids(session.Write()); costs[i] = (read, session.Last.DecoderTokens); }
         }
         Assert.Equal(costs[10], costs[100]);
-        Assert.Equal(_engine.Config.ImageTokens + 1, costs[100].Read.DecoderTokens);
+        Assert.Equal(Cfg.ImageTokens + 1, costs[100].Read);
     }
 
     [Fact]
     public void EvictionWithRotationHoldsTheSameCacheAsUnshiftedPositions()
     {
         using var _ = torch.no_grad();
-        using var rebased = new StreamingSession(_engine, Options(window: 3, rebase: true));
-        using var plain = new StreamingSession(_engine, Options(window: 3, rebase: false));
-        for (int i = 1; i <= 6; i++) { rebased.AppendFrame(Frame(i)); plain.AppendFrame(Frame(i)); }
+        using var rebased = new GpeSession(_engine, Options(window: 3, rebase: true));
+        using var plain = new GpeSession(_engine, Options(window: 3, rebase: false));
+        for (int i = 1; i <= 6; i++) { rebased.Read(Enc(Frame(i))); plain.Read(Enc(Frame(i))); }
         var a = rebased.Cache.Layers[1].Source;
         var b = plain.Cache.Layers[1].Source;
         Assert.Equal(0, a.Positions[0]);
         long delta = b.Positions[0];
-        Assert.Equal(3 * (_engine.Config.ImageTokens + 1), delta); // three frames left the window
+        Assert.Equal(3 * (Cfg.ImageTokens + 1), delta); // three frames left the window
         Assert.Equal(b.Positions.ToArray().Select(p => p - delta), a.Positions.ToArray());
         // Rotating the re-based keys forward by Δ gives back the keys at the original positions:
         // under RoPE only relative positions matter, so every later attention score is unchanged.
-        var back = _engine.Model.Decoder.Rope.ShiftKeys(a.Keys, -delta);
+        var back = _engine.Decoder.Rope.ShiftKeys(a.Keys, -delta);
         var relative = (back - b.Keys).abs().max().item<float>() / b.Keys.abs().max().item<float>();
         Assert.True(relative < 1e-5, $"relative key error {relative}");
         // Values of frames read after a re-base come from rotated keys one layer down: equal up to float error.
@@ -248,16 +274,16 @@ public sealed class StreamingTests : IDisposable
     {
         // No per-frame rotation: positions grow until the next frame and caption would pass
         // max_position_embeddings, then everything is rotated back at once.
-        using var session = new StreamingSession(_engine, Options(window: 3, rebase: false));
+        using var session = new GpeSession(_engine, Options(window: 3, rebase: false));
         var frames = Enumerable.Range(0, 4).Select(Frame).ToArray();
-        int max = _engine.Config.Text.MaxPositionEmbeddings, perFrame = _engine.Config.ImageTokens + 1;
+        int max = _engine.Text.MaxPositionEmbeddings, perFrame = Cfg.ImageTokens + 1;
         int total = 3 * max / perFrame; // enough frames to pass the position limit about three times
         long highest = 0;
         bool rotated = false;
         for (int i = 0; i < total; i++)
         {
             long before = session.NextSourcePosition;
-            session.AppendFrame(frames[i % frames.Length]);
+            session.Read(Enc(frames[i % frames.Length]));
             rotated |= session.NextSourcePosition < before;
             highest = Math.Max(highest, session.NextSourcePosition);
         }
@@ -272,8 +298,8 @@ public sealed class StreamingTests : IDisposable
     public void RotatingCachedKeysEqualsComputingThemAtShiftedPositions()
     {
         using var _ = torch.no_grad();
-        var rope = _engine.Model.Decoder.Rope;
-        var k = torch.randn(1, 2, 5, _engine.Config.Text.HeadDim);
+        var rope = _engine.Decoder.Rope;
+        var k = torch.randn(1, 2, 5, _engine.Text.HeadDim);
         var at = torch.tensor(new long[] { 100, 101, 102, 103, 104 });
         var (c1, s1) = rope.Tables(at, ScalarType.Float32);
         var (c2, s2) = rope.Tables(at - 100, ScalarType.Float32);
@@ -287,30 +313,30 @@ public sealed class StreamingTests : IDisposable
     [InlineData(false)] // the default: lazy re-basing
     public void CacheStaysFlatOverTenThousandFrames(bool rebase)
     {
-        using var session = new StreamingSession(_engine, Options(window: 4, rebase: rebase));
+        using var session = new GpeSession(_engine, Options(window: 4, rebase: rebase));
         long bytesAt100 = 0;
         var frames = Enumerable.Range(0, 8).Select(Frame).ToArray();
         for (int i = 1; i <= 10_000; i++)
         {
-            session.AppendFrame(frames[i % frames.Length]);
+            session.Read(Enc(frames[i % frames.Length]));
             if (i == 100) bytesAt100 = session.Cache.AllocatedBytes;
         }
         Assert.Equal(bytesAt100, session.Cache.AllocatedBytes);
         Assert.Equal(4, session.FramesInWindow);
-        Assert.Equal(4 * (_engine.Config.ImageTokens + 1), session.Cache.Layers[1].Source.Length);
-        Assert.True(session.NextSourcePosition < (rebase ? 4 * (_engine.Config.ImageTokens + 1) + 1 : _engine.Config.Text.MaxPositionEmbeddings));
+        Assert.Equal(4 * (Cfg.ImageTokens + 1), session.Cache.Layers[1].Source.Length);
+        Assert.True(session.NextSourcePosition < (rebase ? 4 * (Cfg.ImageTokens + 1) + 1 : _engine.Text.MaxPositionEmbeddings));
     }
 
     [Fact]
     public void QuestionMidStreamIsAnsweredAndTheStreamGoesOn()
     {
-        using var session = new StreamingSession(_engine, Options(window: 3) with { CaptionHistoryTokens = 4 });
-        for (int i = 1; i <= 3; i++) session.AppendFrame(Frame(i));
+        using var session = new GpeSession(_engine, Options(window: 3) with { CaptionHistoryTokens = 4 });
+        for (int i = 1; i <= 3; i++) session.Read(Enc(Frame(i)));
         var answer = Ids(session.Write("w3 w4 w5"));
         Assert.Equal(6, answer.Length);
         var sourceAfter = session.Cache.Layers[0].Source.Length;
-        Assert.Equal(3 * (_engine.Config.ImageTokens + 1), sourceAfter); // the question left the source
-        session.AppendFrame(Frame(4));
+        Assert.Equal(3 * (Cfg.ImageTokens + 1), sourceAfter); // the question left the source
+        session.Read(Enc(Frame(4)));
         var caption = Ids(session.Write());
         Assert.Equal(6, caption.Length);
         Assert.True(session.Cache.Layers[0].Target.Length <= 4 + 5);
@@ -321,16 +347,16 @@ public sealed class StreamingTests : IDisposable
     public void BaselinesRunBehindTheSameInterface_ReEncodingMatchesGpe()
     {
         var o = Options(window: 5); // no eviction yet: re-encoding sees exactly what GPE holds
-        using var gpe = new StreamingSession(_engine, o);
+        using var gpe = new GpeSession(_engine, o);
         using var re = new ReEncodingSession(_engine, o);
         using var inter = new InterleavedSession(_engine, o);
-        foreach (IStreamingCaptioner s in new IStreamingCaptioner[] { gpe, re, inter })
-            for (int i = 1; i <= 5; i++) s.AppendFrame(Frame(i));
+        foreach (ICaptionSession s in new ICaptionSession[] { gpe, re, inter })
+            for (int i = 1; i <= 5; i++) s.Read(Enc(Frame(i)));
         // Re-encoding rebuilds the same prompt with the same group positions: the same caption.
         Assert.Equal(Ids(gpe.Write()), Ids(re.Write()));
-        Assert.True(re.LastCost.DecoderTokens > gpe.LastCost.DecoderTokens);
+        Assert.True(re.Last.DecoderTokens > gpe.Last.DecoderTokens);
         Assert.Equal(6, Ids(inter.Write()).Length);
-        inter.AppendFrame(Frame(6));
+        inter.Read(Enc(Frame(6)));
         Assert.Equal(6, Ids(inter.Write()).Length);
     }
 
@@ -340,19 +366,19 @@ public sealed class StreamingTests : IDisposable
         // Random pruning after layer 0, 2 tokens per frame: layer 0 holds whole frames, layer 1
         // only what survived. Eviction must remove each layer's own share of the oldest frame.
         var pruning = new RealtimeAssistant.Pruning.PruningConfig { Method = "random", FastvK = 0, RandomKeep = 2 };
-        using var session = new StreamingSession(_engine, Options(window: 3, rebase: false) with { Pruning = pruning });
-        int n = _engine.Config.ImageTokens;
+        using var session = new GpeSession(_engine, Options(window: 3, rebase: false) with { Pruning = pruning });
+        int n = Cfg.ImageTokens;
         for (int i = 1; i <= 10; i++)
         {
-            session.AppendFrame(Frame(i));
+            session.Read(Enc(Frame(i)));
             int inWindow = Math.Min(i, 3);
             Assert.Equal(inWindow * (n + 1), session.Cache.Layers[0].Source.Length);
             Assert.Equal(inWindow * (2 + 1), session.Cache.Layers[1].Source.Length);
         }
-        Assert.Equal(2, session.LastPrune!.KeptTokens);
+        Assert.Equal(2, session.Last.Prune!.KeptTokens);
         Assert.Equal(6, Ids(session.Write()).Length);
         Assert.Equal(3 * (2 + 1), session.Cache.Layers[1].Source.Length); // the instruction left again
-        Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { Pruning = pruning with { RandomKeep = -1 } }));
+        Assert.Throws<UserError>(() => new GpeSession(_engine, Options() with { Pruning = pruning with { RandomKeep = -1 } }));
     }
 
     [Fact]
@@ -361,12 +387,12 @@ public sealed class StreamingTests : IDisposable
         // KeepNewestFrame: each frame enters whole; when the next arrives it becomes an older frame
         // and its image tokens leave layers ≥ older_frames_exit_layer (its marker stays).
         var spare = new RealtimeAssistant.Pruning.PruningConfig { ShallowLayers = 0, FilterFrom = 1, ExitLayer = 1, KeepNewestFrame = true, OlderFramesExitLayer = 1 };
-        using var session = new StreamingSession(_engine, Options(window: 3, rebase: false) with { Pruning = spare });
-        int n = _engine.Config.ImageTokens;
+        using var session = new GpeSession(_engine, Options(window: 3, rebase: false) with { Pruning = spare });
+        int n = Cfg.ImageTokens;
         var frames = Enumerable.Range(61, 5).Select(Frame).ToList();
         for (int i = 0; i < frames.Count; i++)
         {
-            session.AppendFrame(frames[i]);
+            session.Read(Enc(frames[i]));
             int inWindow = Math.Min(i + 1, 3);
             Assert.Equal(inWindow * (n + 1), session.Cache.Layers[0].Source.Length);
             Assert.Equal(n + 1 + (inWindow - 1), session.Cache.Layers[1].Source.Length);
@@ -382,7 +408,7 @@ public sealed class StreamingTests : IDisposable
             }
         }
         // Demotion needs a fixed exit: the exit test cannot run on a frame already read.
-        Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { Pruning = spare with { ExitLayer = null, OlderFramesExitLayer = null } }));
+        Assert.Throws<UserError>(() => new GpeSession(_engine, Options() with { Pruning = spare with { ExitLayer = null, OlderFramesExitLayer = null } }));
     }
 
     [Fact]
@@ -392,10 +418,10 @@ public sealed class StreamingTests : IDisposable
         // A pruner that keeps every token runs the pruned prefill's own attention: with band 2 it
         // must match the unpruned session with band 2, captions and cached keys.
         var keepAll = new RealtimeAssistant.Pruning.PruningConfig { Method = "fastv", FastvK = 0, FastvKeep = 1.0 };
-        using var plain = new StreamingSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 2 });
-        using var pruned = new StreamingSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 2, Pruning = keepAll });
-        using var whole = new StreamingSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 4, Pruning = keepAll });
-        foreach (var f in frames) { plain.AppendFrame(f); pruned.AppendFrame(f); whole.AppendFrame(f); }
+        using var plain = new GpeSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 2 });
+        using var pruned = new GpeSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 2, Pruning = keepAll });
+        using var whole = new GpeSession(_engine, Options(window: 4, rebase: false) with { FrameBand = 4, Pruning = keepAll });
+        foreach (var f in frames) { plain.Read(Enc(f)); pruned.Read(Enc(f)); whole.Read(Enc(f)); }
         for (int l = 0; l < plain.Cache.Layers.Length; l++)
             Assert.True(plain.Cache.Layers[l].Source.Keys.allclose(pruned.Cache.Layers[l].Source.Keys, rtol: 1e-4, atol: 1e-5), $"layer {l}: keys differ");
         Assert.False(whole.Cache.Layers[1].Source.Keys.allclose(pruned.Cache.Layers[1].Source.Keys, rtol: 1e-4, atol: 1e-5), "the band changed nothing");
@@ -404,10 +430,10 @@ public sealed class StreamingTests : IDisposable
         // Real pruning (2 tokens per frame after layer 0): layer 0 skips whole frames, layer 1
         // their survivors; the window and each layer's share stay as the schedule says.
         var two = new RealtimeAssistant.Pruning.PruningConfig { Method = "random", FastvK = 0, RandomKeep = 2 };
-        using var banded = new StreamingSession(_engine, Options(window: 3, rebase: false) with { FrameBand = 2, Pruning = two });
-        using var full = new StreamingSession(_engine, Options(window: 3, rebase: false) with { FrameBand = 3, Pruning = two });
-        foreach (var f in frames) { banded.AppendFrame(f); full.AppendFrame(f); }
-        int n = _engine.Config.ImageTokens;
+        using var banded = new GpeSession(_engine, Options(window: 3, rebase: false) with { FrameBand = 2, Pruning = two });
+        using var full = new GpeSession(_engine, Options(window: 3, rebase: false) with { FrameBand = 3, Pruning = two });
+        foreach (var f in frames) { banded.Read(Enc(f)); full.Read(Enc(f)); }
+        int n = Cfg.ImageTokens;
         Assert.Equal(3 * (n + 1), banded.Cache.Layers[0].Source.Length);
         Assert.Equal(3 * (2 + 1), banded.Cache.Layers[1].Source.Length);
         Assert.False(full.Cache.Layers[1].Source.Keys.allclose(banded.Cache.Layers[1].Source.Keys, rtol: 1e-4, atol: 1e-5), "the band changed nothing");
@@ -417,8 +443,8 @@ public sealed class StreamingTests : IDisposable
     [Fact]
     public void BadOptionsAreUserErrors()
     {
-        Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { WindowFrames = 0 }));
-        Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { TargetStart = 100_000 }));
-        Assert.Throws<UserError>(() => new StreamingSession(_engine, Options() with { CaptionHistoryTokens = -1 }));
+        Assert.Throws<UserError>(() => new GpeSession(_engine, Options() with { WindowFrames = 0 }));
+        Assert.Throws<UserError>(() => new GpeSession(_engine, Options() with { TargetStart = 100_000 }));
+        Assert.Throws<UserError>(() => new GpeSession(_engine, Options() with { CaptionHistoryTokens = -1 }));
     }
 }

@@ -25,15 +25,15 @@ public class ShippedModelTests
         Assert.True(weights.Length <= 30L * 1024 * 1024, $"weights are {weights.Length} bytes");
         // The same path a llava-hf checkpoint takes: config.json, safetensors (throws on any missing
         // or unexpected tensor), tokenizer.json through Microsoft.ML.Tokenizers, preprocessor_config.json.
-        using var engine = LlavaEngine.Load(dir);
-        Assert.Equal("clip_vision_model", engine.Config.Vision.ModelType);
-        Assert.Equal("llama", engine.Config.Text.ModelType);
-        Assert.True(engine.Config.Text.NumHiddenLayers >= 8);
+        using var engine = Engine.Load(dir);
+        Assert.Equal("clip_vision_model", ((LlavaFamily)engine.Model).Config.Vision.ModelType);
+        Assert.Equal("llama", engine.Text.ModelType);
+        Assert.True(engine.Text.NumHiddenLayers >= 8);
         Assert.Equal(TextTokenizer.Kind.WordLevel, engine.Tokenizer.ModelKind);
         Assert.True(engine.GroupPositions);
         // The app's P key prunes with the schedule `ra analyze` checked for this model, kept beside it.
         var schedule = RealtimeAssistant.Pruning.PruningConfig.Load(Path.Combine(dir, "pruning.json"));
-        schedule.Validate(engine.Config.Text.NumHiddenLayers);
+        schedule.Validate(engine.Text.NumHiddenLayers);
         Assert.Equal("visipruner", schedule.Method);
         // The same schedule the pruning bench and docs report (docs/pruning/demo-schedule.json).
         Assert.Equal(RealtimeAssistant.Pruning.PruningConfig.Load(Path.Combine(dir, "..", "..", "docs", "pruning", "demo-schedule.json")), schedule);
@@ -42,7 +42,7 @@ public class ShippedModelTests
     [Fact]
     public void ShippedModelBeatsAMeaningfulFloorOnHeldOutScenes()
     {
-        using var engine = LlavaEngine.Load(Media("demo-model"));
+        using var engine = Engine.Load(Media("demo-model"));
         var report = DemoEvaluator.Run(engine, scenes: 50);
         // A model whose vision collapsed (an earlier run) scored attribute F1 0.056 and QA 0.32 on 50
         // scenes; the shipped model (v13) measured F1 0.989 and QA 0.960 on these 50 (0.992 and 0.880 on 150).
@@ -55,8 +55,8 @@ public class ShippedModelTests
     {
         // The shipped model was trained with a visual exit (MODEL_CARD), so its checked schedule
         // drops every visual token after its first layers and the captions hardly change.
-        using var engine = LlavaEngine.Load(Media("demo-model"));
-        int L = engine.Config.Text.NumHiddenLayers;
+        using var engine = Engine.Load(Media("demo-model"));
+        int L = engine.Text.NumHiddenLayers;
         var schedule = RealtimeAssistant.Pruning.PruningConfig.Load(Path.Combine(Media("demo-model"), "pruning.json"));
         Assert.NotNull(schedule.ExitLayer);
         Assert.True(schedule.ExitLayer <= L / 2, $"exit at layer {schedule.ExitLayer} of {L}");

@@ -28,9 +28,9 @@ public class TrainerTests
         Assert.Equal(new[] { "text", "align", "joint" }, rec.Seen.Select(p => p.Stage).Distinct());
         double first = rec.Seen.Take(3).Average(p => p.BatchLoss), last = rec.Seen.TakeLast(5).Average(p => p.BatchLoss);
         Assert.True(last < first - 0.4, $"loss {first:0.000} → {last:0.000}");
-        using var engine = LlavaEngine.Load(dir.Path);
+        using var engine = Engine.Load(dir.Path);
         Assert.True(engine.GroupPositions);
-        Assert.Equal(8 * 8, engine.Config.ImageTokens);
+        Assert.Equal(8 * 8, ((LlavaFamily)engine.Model).Config.ImageTokens);
         // Streaming sessions on it default their frame band to the frames one frame saw in training.
         var cfg = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "config.json")))!;
         Assert.Equal(4, cfg["ra_frame_band"]!.GetValue<int>()); // streaming windows of 4 frames by default

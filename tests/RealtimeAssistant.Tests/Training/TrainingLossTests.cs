@@ -16,7 +16,7 @@ public class TrainingLossTests
         var (v, _) = model.vision_tower.Features(batch.Pixels!);
         var f = model.multi_modal_projector.forward(v);
         var embeds = model.Embed(batch.Ids, f.reshape(batch.Ids.shape[0], -1, f.shape[^1]), batch.ImageSlots);
-        var h = model.Decoder.Forward(embeds, new DecoderStep { Positions = [], PositionTensor = batch.Positions, Mask = batch.Mask });
+        var h = model.Decoder.Forward(embeds, new DecoderStep { Positions = Array.Empty<long>(), PositionTensor = batch.Positions, Mask = batch.Mask });
         var logp = torch.nn.functional.log_softmax(model.language_model.Logits(h), -1);
         var labels = batch.Labels;
         var rows = new List<float[]>();

@@ -42,6 +42,8 @@ public sealed record TextConfig
     public string HiddenAct { get; init; } = "silu";
     public int? BosTokenId { get; init; }
     public int? EosTokenId { get; init; }
+    /// <summary>Multimodal RoPE (Qwen2-VL): how many of the head's frequencies take the t, h and w positions; null for ordinary RoPE.</summary>
+    public int[]? MropeSection { get; init; }
 
     public int HeadDim => HeadDimOverride ?? HiddenSize / NumAttentionHeads;
     /// <summary>Qwen2 always has q/k/v biases; LLaMA only with attention_bias.</summary>

@@ -48,7 +48,7 @@ public static class SyntheticCheckpoint
     {
         using var model = new LlavaModel(cfg, TensorSpec.Cpu32);
         ModelInit.Initialize(model, seed);
-        LlavaEngine.Save(model, dir, generation, maxShardBytes, extraConfig);
+        LlavaFamily.Save(model, dir, generation, maxShardBytes, extraConfig);
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), tokenizerJson.ToJsonString());
         File.WriteAllText(Path.Combine(dir, "preprocessor_config.json"), PreprocessorConfig.Default(cfg.Vision).ToJson().ToJsonString());
     }

@@ -205,6 +205,7 @@ public sealed class TextTokenizer
     public int? TokenToId(string token) => _added.TryGetValue(token, out var a) ? a : _vocab.TryGetValue(token, out var v) ? v : null;
 
     public string IdToToken(int id) => _idToToken.TryGetValue(id, out var t) ? t : throw new UserError($"token id {id} is outside the vocabulary");
+    public string? IdToTokenOrNull(int id) => _idToToken.TryGetValue(id, out var t) ? t : null;
 
     /// <summary>Appends the UTF-8 bytes a token contributes to decoded text.</summary>
     public void AppendBytes(int id, List<byte> sink, bool atStart)

@@ -1,0 +1,121 @@
+using System.CommandLine;
+using System.Globalization;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Pruning;
+using RealtimeAssistant.Streaming;
+
+namespace RealtimeAssistant.Cli.Commands;
+
+/// <summary>A command's real-time path, resolved: the session mode and options, the loop's options, and the line that says so.</summary>
+public sealed record Realtime(string Mode, StreamingOptions Streaming, FrameLoopOptions Loop, string Header);
+
+/// <summary>
+/// The flags every command that streams through the session shares (live, annotate, profile,
+/// demo, stream): the session mode, the frame budget, the window and band, the stride, the write
+/// policy and the gate, questions, and the pruning flags. By default the GPE session runs with
+/// the governor holding each read to a budget of one stride of the source's frames, pruning
+/// within the model's own schedule.
+/// </summary>
+public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
+{
+    public readonly Option<string> Mode = new("--mode") { Description = "gpe (stream through group position encoding, the default) or reencode (re-encode the window at each caption: the baseline)", DefaultValueFactory = _ => "gpe" };
+    public readonly Option<string?> Budget = new("--frame-budget-ms")
+    {
+        Description = "milliseconds a frame read may take; the governor prunes harder (VisiPruner's k, earlier exits) or skips frames to hold it. Default: one stride of the source's frames (1000 × stride / fps); 0 or 'off': no governor",
+    };
+    public readonly Option<int> Stride = new("--stride") { Description = "the model reads every Nth source frame (live: at most one per N)", DefaultValueFactory = _ => 5 };
+    public readonly Option<int> Window = new("--window") { Description = "frames kept in the model's memory (W)", DefaultValueFactory = _ => 2 };
+    public readonly Option<string?> FrameBand = Cli.FrameBandOption();
+    public readonly Option<int> History = new("--caption-history") { Description = "caption tokens kept across writes (M; models trained with GPE)", DefaultValueFactory = _ => 0 };
+    public readonly Option<string> Policy = new("--policy") { Description = "when to write a caption: every:N (frames read), change (scene-change gate) or finished (back to back)", DefaultValueFactory = _ => defaultPolicy };
+    public readonly Option<double> Gate = new("--gate") { Description = "scene-change threshold: mean grey-level change on 16x16 thumbnails a frame needs to be read (0 = read every frame)", DefaultValueFactory = _ => 1.0 };
+    public readonly Option<int> MaxTokens = new("--max-new-tokens") { Description = "longest caption or answer, in tokens", DefaultValueFactory = _ => 48 };
+    public readonly Option<string[]> Ask = new("--ask") { Description = "ask a question at a stream time: SECONDS:question (repeatable)" };
+    public readonly PruningOptions Prune = new();
+
+    public Command AddTo(Command c)
+    {
+        foreach (var o in new Option[] { Mode, Budget, Stride, Window, FrameBand, History, Policy, Gate, MaxTokens }) c.Options.Add(o);
+        if (questions) c.Options.Add(Ask);
+        Prune.AddTo(c);
+        return c;
+    }
+
+    /// <summary>Checks what needs no model (fail fast, before loading one).</summary>
+    public void Check(ParseResult pr)
+    {
+        SessionModes.Parse(pr.GetValue(Mode));
+        WritePolicy.Parse(pr.GetValue(Policy)!);
+        BudgetMs(pr, 30);
+        if (pr.GetValue(Stride) is < 1 or > 10_000) throw new UserError($"--stride must be 1..10000, got {pr.GetValue(Stride)}");
+        if (pr.GetValue(MaxTokens) is < 1 or > 4096) throw new UserError($"--max-new-tokens must be 1..4096, got {pr.GetValue(MaxTokens)}");
+        if (questions) Questions(pr);
+    }
+
+    /// <summary>--frame-budget-ms as given: null for the default, 0 for off.</summary>
+    static double? ParseBudget(string? text) => text switch
+    {
+        null => null,
+        "off" => 0,
+        _ when double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v >= 0 && v < 1e7 => v,
+        _ => throw new UserError($"--frame-budget-ms takes a number of milliseconds ≥ 0 (0 or 'off' for no budget), got '{text}'"),
+    };
+
+    double? BudgetMs(ParseResult pr, double sourceFps) => ParseBudget(pr.GetValue(Budget)) switch
+    {
+        null => FrameLoopOptions.DefaultBudgetMs(sourceFps, pr.GetValue(Stride)),
+        0 => null,
+        var v => v,
+    };
+
+    public IReadOnlyList<(TimeSpan At, string Question)> Questions(ParseResult pr) =>
+        questions ? (pr.GetValue(Ask) ?? []).Select(ParseQuestion).OrderBy(q => q.At).ToList() : [];
+
+    public static (TimeSpan At, string Question) ParseQuestion(string text)
+    {
+        int colon = text.IndexOf(':');
+        if (colon <= 0 || !double.TryParse(text[..colon], NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || seconds < 0 || colon == text.Length - 1)
+            throw new UserError($"--ask takes SECONDS:question, e.g. \"5:what colour is the star ?\"; got '{text}'");
+        return (TimeSpan.FromSeconds(seconds), text[(colon + 1)..].Trim());
+    }
+
+    /// <summary>
+    /// The run's session and loop settings for <paramref name="engine"/> on a source of
+    /// <paramref name="sourceFps"/>. Pruning: a pruning flag sets the schedule (the model's own fills
+    /// what the flags leave unset); --prune-method none turns pruning and the governor off; without
+    /// a budget the schedule runs as it is.
+    /// </summary>
+    public Realtime Resolve(ParseResult pr, Engine engine, double sourceFps, Pacing pacing, string? policyOverride = null)
+    {
+        var mode = SessionModes.Parse(pr.GetValue(Mode));
+        int stride = pr.GetValue(Stride), window = pr.GetValue(Window);
+        var policy = WritePolicy.Parse(policyOverride ?? pr.GetValue(Policy)!);
+        var requested = Prune.Given(pr) ? Prune.Read(pr, engine.Layout.ScheduleOrDefault) : null;
+        bool pruningOff = requested is { Method: "none" };
+        var schedule = requested ?? engine.Layout.ScheduleOrDefault;
+        double? budget = pruningOff ? null : BudgetMs(pr, sourceFps);
+        PruningConfig? fixedPruning = pruningOff ? null : budget is null ? requested : schedule with { Method = "visipruner" };
+        var streaming = new StreamingOptions
+        {
+            WindowFrames = window, FrameBand = Cli.FrameBand(pr.GetValue(FrameBand), window), CaptionHistoryTokens = pr.GetValue(History),
+            Generation = new GenerationOptions { MaxNewTokens = pr.GetValue(MaxTokens) },
+            Pruning = budget is null ? fixedPruning : null, // with a budget the driver sets the level per read
+        };
+        streaming.Validate(engine.Text.MaxPositionEmbeddings, engine.Text.NumHiddenLayers);
+        var loop = new FrameLoopOptions
+        {
+            Pacing = pacing, Stride = stride, Questions = Questions(pr),
+            Driver = new DriverOptions { Policy = policy, GateThreshold = pr.GetValue(Gate), FrameBudgetMs = budget, Schedule = schedule },
+        };
+        loop.Validate();
+        var fps = sourceFps is > 0 and < 1000 ? sourceFps : 30;
+        var pruneText = pruningOff ? "pruning off"
+            : budget is { } b ? $"frame budget {b:0.#} ms{(pr.GetValue(Budget) is null ? $" (one stride: 1000 × {stride} / {fps:0.##} fps)" : "")}, governor pruning within {(requested is null ? engine.Layout.Schedule is null ? "the reference schedule" : "pruning.json" : "the given schedule")}"
+            : fixedPruning is { } fp ? $"pruning {SessionBase.LevelName(fp)}, no frame budget" : "no pruning, no frame budget";
+        var header = $"{(mode == SessionModes.Gpe ? "GPE session" : "re-encoding (baseline)")} · window {window} · every {Ordinal(stride)} frame · policy {policy} · gate {pr.GetValue(Gate):0.##} · {pruneText}";
+        return new Realtime(mode, streaming, loop, header);
+    }
+
+    static string Ordinal(int n) => n == 1 ? "" : n % 10 == 2 && n % 100 != 12 ? $"{n}nd" : n % 10 == 3 && n % 100 != 13 ? $"{n}rd" : n % 10 == 1 && n % 100 != 11 ? $"{n}st" : $"{n}th";
+}

@@ -1,0 +1,38 @@
+using RealtimeAssistant.Model.Checkpoint;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Model;
+
+/// <summary>
+/// Reads a checkpoint's tensors into a module whose parameter names mirror HF's module tree.
+/// A family maps checkpoint names to its module's names (the naming generations differ only in
+/// prefixes) and says which extra tensors it may ignore; anything else missing or unexpected is
+/// a one-line error listing them.
+/// </summary>
+public static class CheckpointLoader
+{
+    public static void Load(nn.Module module, SafeTensorsReader weights, Func<string, string> toModelName, Func<string, bool> ignorable)
+    {
+        var parameters = module.named_parameters().ToDictionary(p => p.name, p => p.parameter);
+        var byModelName = new Dictionary<string, string>();
+        var unexpected = new List<string>();
+        foreach (var name in weights.Tensors.Keys)
+        {
+            var m = toModelName(name);
+            if (parameters.ContainsKey(m)) byModelName[m] = name;
+            else if (!ignorable(m)) unexpected.Add(name);
+        }
+        var missing = parameters.Keys.Where(k => !byModelName.ContainsKey(k)).ToList();
+        if (missing.Count > 0 || unexpected.Count > 0)
+        {
+            static string List(List<string> l) => string.Join(", ", l.Take(8)) + (l.Count > 8 ? $" … ({l.Count} in all)" : "");
+            var parts = new List<string>();
+            if (missing.Count > 0) parts.Add($"missing tensors: {List(missing)}");
+            if (unexpected.Count > 0) parts.Add($"unexpected tensors: {List(unexpected)}");
+            throw new UserError($"checkpoint does not match the config: {string.Join("; ", parts)}");
+        }
+        foreach (var (m, p) in parameters)
+            weights.ReadInto(byModelName[m], p, m);
+    }
+}

@@ -1,0 +1,53 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using RealtimeAssistant.Model.Checkpoint;
+
+namespace RealtimeAssistant.Model;
+
+/// <summary>What a family's loader gets: the folder, its parsed config.json, where to put parameters, the weights and the tokenizer.</summary>
+public sealed record FamilyLoadContext(string Directory, JsonNode Config, TensorSpec Spec, SafeTensorsReader Weights, TextTokenizer Tokenizer);
+
+/// <summary>
+/// The model families the engine loads, by config.json's model_type. Each builds its module tree
+/// (HF's names), reads the weights into it and returns the <see cref="IVisionLanguageModel"/>.
+/// </summary>
+public static class ModelFamilies
+{
+    static readonly Dictionary<string, Func<FamilyLoadContext, IVisionLanguageModel>> Loaders = new(StringComparer.Ordinal)
+    {
+        ["llava"] = LlavaFamily.Load,
+    };
+
+    public static IReadOnlyCollection<string> Supported => Loaders.Keys;
+
+    /// <summary>config.json's model_type (a llava-hf config may omit it: llava).</summary>
+    public static string ModelType(JsonNode config, string source) =>
+        config["model_type"] switch
+        {
+            null => "llava",
+            JsonValue v when v.TryGetValue<string>(out var s) => s,
+            var other => throw new UserError($"{source}: model_type must be a string, got {other.ToJsonString()}"),
+        };
+
+    public static void CheckSupported(string modelType, string source)
+    {
+        if (!Loaders.ContainsKey(modelType))
+            throw new UserError($"{source}: unsupported model_type '{modelType}' (supported: {string.Join(", ", Loaders.Keys.Order())})");
+    }
+
+    public static IVisionLanguageModel Load(FamilyLoadContext context)
+    {
+        var type = ModelType(context.Config, Path.Combine(context.Directory, "config.json"));
+        CheckSupported(type, Path.Combine(context.Directory, "config.json"));
+        return Loaders[type](context);
+    }
+
+    /// <summary>config.json parsed, or a one-line error naming it.</summary>
+    public static JsonNode ReadConfig(string dir)
+    {
+        var path = Path.Combine(dir, "config.json");
+        if (!File.Exists(path)) throw new UserError($"no config.json in {dir}");
+        try { return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new UserError($"{path} is not a JSON object"); }
+        catch (JsonException e) { throw new UserError($"{path} is not valid JSON: {e.Message}"); }
+    }
+}

@@ -1,0 +1,96 @@
+using OpenCvSharp;
+using RealtimeAssistant.Model.Checkpoint;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Model;
+
+/// <summary>Whether an image is a still picture (the family's full image path: tiles, anyres) or a frame of a stream.</summary>
+public enum ImageUse { Still, VideoFrame }
+
+/// <summary>An image after the family's preprocessing (resize, tiling, normalisation), ready for its vision tower.</summary>
+public interface IPreparedImage : IDisposable { }
+
+/// <summary>
+/// One image as the decoder sees it: the run of tokens one image marker in a prompt expands to,
+/// the visual features that fill that run's feature slots, and the positions of the run.
+/// </summary>
+public sealed class EncodedImage : IDisposable
+{
+    /// <summary>[N, D] visual tokens in the decoder's embedding space, on the model's device.</summary>
+    public required Tensor Features { get; init; }
+    /// <summary>The image's token run (wrappers, tile markers and a placeholder at each feature slot).</summary>
+    public required int[] TokenIds { get; init; }
+    /// <summary>Ascending indices into <see cref="TokenIds"/> that take the rows of <see cref="Features"/>, in order.</summary>
+    public required int[] FeatureSlots { get; init; }
+    /// <summary>
+    /// Each token's position relative to the run's start. Null components: sequential (0, 1, …) for
+    /// T, and equal to T for H and W. M-RoPE families give image tokens (t, row, col) offsets.
+    /// </summary>
+    public PositionIds? Positions { get; init; }
+    /// <summary>Positions the run takes: the token after it sits at start + Advance (default: the run's length).</summary>
+    public long? Advance { get; init; }
+    /// <summary>The main visual grid (rows × columns of visual tokens), for the kept-token heatmap.</summary>
+    public int GridH { get; init; }
+    public int GridW { get; init; }
+    /// <summary>For each feature row, its cell in the main grid (row-major), or −1 (a tile, a newline, a class token). Null: row i is cell i − (N − GridH·GridW).</summary>
+    public int[]? GridCell { get; init; }
+
+    public int Count => FeatureSlots.Length;
+    public long Span => Advance ?? TokenIds.Length;
+
+    /// <summary>The run's positions from <paramref name="start"/>.</summary>
+    public PositionIds PositionsFrom(long start) => Positions is { } p ? p.Shift(start) : PositionIds.Range(start, TokenIds.Length);
+
+    /// <summary>The main-grid cell of each feature row (−1: none).</summary>
+    public int[] Cells()
+    {
+        if (GridCell is { } g) return g;
+        int n = Count, offset = n - GridH * GridW;
+        return Enumerable.Range(0, n).Select(i => i - offset >= 0 ? i - offset : -1).ToArray();
+    }
+
+    /// <summary>A copy with its own features (a session takes ownership of what it reads).</summary>
+    public EncodedImage Clone() => new()
+    {
+        Features = Features.clone().DetachFromDisposeScope(), TokenIds = TokenIds, FeatureSlots = FeatureSlots, Positions = Positions,
+        Advance = Advance, GridH = GridH, GridW = GridW, GridCell = GridCell,
+    };
+
+    public void Dispose() => Features.Dispose();
+}
+
+/// <summary>
+/// A loaded vision-language checkpoint: its vision side (preprocessing, vision tower, connector),
+/// its decoder, and how an image enters a prompt. Every family (LLaVA, Qwen2-VL, SmolVLM, …)
+/// implements this; the engine, the captioner, the streaming session and the pruner use nothing else.
+/// </summary>
+public interface IVisionLanguageModel : IDisposable
+{
+    /// <summary>The checkpoint's model_type (llava, qwen2_vl, smolvlm, …).</summary>
+    string ModelType { get; }
+    /// <summary>The decoder with its head.</summary>
+    LanguageModel Language { get; }
+    TextConfig Text { get; }
+    Device Device { get; }
+    ScalarType DType { get; }
+    /// <summary>The special token a prompt holds where an image goes; its id expands to <see cref="EncodedImage.TokenIds"/>.</summary>
+    string ImageMarker { get; }
+    /// <summary>How one image is written in a prompt with no chat template (the marker, with the family's wrappers if any).</summary>
+    string ImageSnippet => ImageMarker;
+    /// <summary>CPU-side preprocessing and the upload: no vision compute.</summary>
+    IPreparedImage Prepare(Mat bgr, ImageUse use);
+    /// <summary>Vision tower and connector over prepared images (batched where their shapes allow), one result per image.</summary>
+    IReadOnlyList<EncodedImage> Encode(IReadOnlyList<IPreparedImage> images);
+    /// <summary>Parameter count of the vision side and of the decoder (for logs and benches).</summary>
+    (long Vision, long Decoder) ParameterCounts { get; }
+}
+
+public static class VisionLanguageModelExtensions
+{
+    /// <summary>Prepare and encode one image.</summary>
+    public static EncodedImage EncodeOne(this IVisionLanguageModel m, Mat bgr, ImageUse use)
+    {
+        using var prepared = m.Prepare(bgr, use);
+        return m.Encode(new[] { prepared })[0];
+    }
+}

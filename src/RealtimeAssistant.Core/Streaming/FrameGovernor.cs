@@ -1,0 +1,175 @@
+using RealtimeAssistant.Pruning;
+
+namespace RealtimeAssistant.Streaming;
+
+/// <summary>One rung of the governor's ladder: a pruning setting and what its reads have cost lately.</summary>
+public sealed class GovernorLevel(string name, PruningConfig? pruning)
+{
+    readonly Queue<double> _recent = new();
+    public string Name { get; } = name;
+    public PruningConfig? Pruning { get; } = pruning;
+    public int? Budget => Pruning?.Budget;
+    public long Reads { get; private set; }
+    /// <summary>The read the level is expected to take: the 80th percentile of its last 16 reads (null: not measured, or forgotten).</summary>
+    public double? Estimate { get; private set; }
+    /// <summary>The governor's read count when this level was last read.</summary>
+    public long LastRead { get; private set; } = long.MinValue / 2;
+    /// <summary>Reads at the level above before this one is tried again; doubles each time a try runs over.</summary>
+    public int ProbeInterval { get; internal set; } = FrameGovernor.FirstProbe;
+
+    internal void Observe(double ms, long readIndex)
+    {
+        _recent.Enqueue(ms);
+        while (_recent.Count > 16) _recent.Dequeue();
+        var sorted = _recent.Order().ToArray();
+        Estimate = sorted[(int)Math.Floor(0.8 * (sorted.Length - 1))];
+        Reads++;
+        LastRead = readIndex;
+    }
+
+    /// <summary>Drops what was measured: the costs may have changed since (the next read measures it afresh).</summary>
+    internal void Forget()
+    {
+        _recent.Clear();
+        Estimate = null;
+    }
+}
+
+/// <summary>What the governor decided for one frame.</summary>
+public readonly record struct GovernorChoice(bool Skip, int Level, GovernorLevel? Rung);
+
+/// <summary>
+/// Holds reads to a frame budget: for each frame read it picks how hard to prune, from what reads
+/// at each level have cost lately. The levels come from the model's own schedule (pruning.json):
+/// the schedule as measured, then the newest frame pruned too, then smaller VisiPruner budgets k,
+/// then earlier exits. It steps up as soon as a level is expected to run over, relaxes when the
+/// level below measured recently with headroom, and otherwise tries the level below again now and
+/// then (less often each time a try runs over). When even the most aggressive level cannot fit,
+/// it skips frames (counted) rather than let work queue: the time a read runs over the budget is
+/// paid back by the frames after it.
+/// </summary>
+public sealed class FrameGovernor
+{
+    readonly double _budget;
+    readonly List<GovernorLevel> _levels;
+    double _debt; // ms of reading beyond the budget not yet paid back by frames the source delivered
+    long _reads;
+    int _sinceChange, _probing = -1;
+
+    /// <summary>Fraction of the budget a level must be expected to fit in to stay chosen.</summary>
+    public const double Fit = 0.85;
+    /// <summary>Fraction of the budget a recently measured level below must fit in to relax to it.</summary>
+    public const double Relax = 0.7;
+    /// <summary>A level's measurement counts as recent for this many reads.</summary>
+    public const int Fresh = 64;
+    /// <summary>Reads at one level before the level below is first tried again; doubled after each try that ran over, up to <see cref="MaxProbe"/>.</summary>
+    public const int FirstProbe = 8, MaxProbe = 256;
+
+    public FrameGovernor(double budgetMs, IReadOnlyList<GovernorLevel> levels)
+    {
+        if (!(budgetMs > 0) || double.IsInfinity(budgetMs)) throw new UserError($"frame budget must be a positive number of milliseconds, got {budgetMs}");
+        if (levels.Count == 0) throw new ArgumentException("the governor needs at least one level");
+        _budget = budgetMs;
+        _levels = levels.ToList();
+    }
+
+    public double BudgetMs => _budget;
+    public IReadOnlyList<GovernorLevel> Levels => _levels;
+    public int Current { get; private set; }
+    public GovernorLevel CurrentLevel => _levels[Current];
+    public long Skipped { get; private set; }
+    public long OverBudget { get; private set; }
+    public long Reads => _reads;
+
+    /// <summary>
+    /// Before a frame: read it (at which level) or skip it. <paramref name="framesElapsed"/> is how
+    /// many budget periods passed since the last decision (1 per model-stride frame; more when a
+    /// live source moved on while the model worked): each pays the budget back.
+    /// </summary>
+    public GovernorChoice Choose(double framesElapsed = 1)
+    {
+        _debt = Math.Max(0, _debt - _budget * Math.Max(0, framesElapsed - 1));
+        int last = _levels.Count - 1;
+        if (_debt > 0 && Current == last && !Fits(last))
+        {
+            _debt = Math.Max(0, _debt - _budget);
+            Skipped++;
+            return new GovernorChoice(true, Current, null);
+        }
+        _debt = 0;
+        int was = Current;
+        // Step up while the current level is expected to run over.
+        while (Current < last && !Fits(Current)) Current++;
+        if (Current == was && Current > 0)
+        {
+            var below = _levels[Current - 1];
+            bool recent = _reads - below.LastRead <= Fresh;
+            if (recent && below.Estimate is { } e && e <= Relax * _budget) Current--;
+            else if (_sinceChange >= below.ProbeInterval && CurrentLevel.Estimate is { } cur && cur <= 0.6 * _budget)
+            {
+                // Costs move (the machine's load, the scene): measure the level below afresh.
+                below.Forget();
+                _probing = Current - 1;
+                Current--;
+            }
+        }
+        if (Current != was) _sinceChange = 0;
+        return new GovernorChoice(false, Current, CurrentLevel);
+    }
+
+    bool Fits(int level) => _levels[level].Estimate is not { } e || e <= Fit * _budget;
+
+    /// <summary>After a read at <paramref name="level"/>: its measured time.</summary>
+    public void Observe(int level, double readMs)
+    {
+        var l = _levels[level];
+        l.Observe(readMs, _reads++);
+        _sinceChange++;
+        if (_probing == level)
+        {
+            l.ProbeInterval = readMs > Fit * _budget ? Math.Min(MaxProbe, 2 * l.ProbeInterval) : FirstProbe;
+            _probing = -1;
+        }
+        if (readMs > _budget)
+        {
+            OverBudget++;
+            _debt += readMs - _budget;
+        }
+    }
+
+    /// <summary>
+    /// The ladder for a model's schedule (pruning.json, or the reference's defaults): the schedule
+    /// itself; with the newest frame spared, the newest frame exiting with the older ones; then the
+    /// token budget k halved down to 1 (where a filter runs before the exit); then each earlier exit.
+    /// Settings a model cannot run are left out.
+    /// </summary>
+    public static List<GovernorLevel> Ladder(PruningConfig schedule, int layers, int visualTokensPerFrame)
+    {
+        var levels = new List<GovernorLevel>();
+        void Add(PruningConfig p)
+        {
+            try { StreamingOptions.ValidatePruning(p, layers); }
+            catch (UserError) { return; }
+            if (levels.Any(l => l.Pruning == p)) return;
+            levels.Add(new GovernorLevel(SessionBase.LevelName(p) ?? p.Method, p));
+        }
+        var s = schedule with { Method = "visipruner" };
+        Add(s);
+        int exit = (s.KeepNewestFrame ? s.OlderFramesExitLayer ?? s.ExitLayer : s.ExitLayer) ?? layers;
+        var alone = s with { KeepNewestFrame = false, OlderFramesExitLayer = null, ExitLayer = exit < layers ? exit : null };
+        Add(alone);
+        // Budgets matter only where a filter runs at least one layer before the exit.
+        int filter = s.Deadline(layers);
+        int k = visualTokensPerFrame;
+        if (filter < exit - 1)
+            for (k = Math.Max(1, visualTokensPerFrame / 2); ; k = Math.Max(1, k / 2))
+            {
+                Add(alone with { Budget = k, DeadlineLayer = filter });
+                if (k == 1) break;
+            }
+        for (int e = Math.Min(exit, layers) - 1; e >= 1; e--)
+            Add(alone with { ExitLayer = e, Budget = filter < e - 1 ? 1 : null, DeadlineLayer = filter < e - 1 ? filter : s.DeadlineLayer });
+        if (levels.Count == 0) throw new UserError("no pruning level of this model's schedule can run on a stream");
+        return levels;
+    }
+}

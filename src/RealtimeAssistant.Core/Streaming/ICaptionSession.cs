@@ -1,0 +1,90 @@
+using OpenCvSharp;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Pruning;
+
+namespace RealtimeAssistant.Streaming;
+
+/// <summary>What one update (a READ, a WRITE, or both in one pass) did and where its time went.</summary>
+public sealed record UpdateReport
+{
+    /// <summary>read, write or read+write.</summary>
+    public string Kind { get; init; } = "read";
+    public double PreprocessMs { get; init; }
+    public double VisionMs { get; init; }
+    /// <summary>The decoder pass over the new source tokens (the frame, the write's prompt, or both).</summary>
+    public double DecoderMs { get; init; }
+    /// <summary>Every decode step of the answer, in order.</summary>
+    public IReadOnlyList<double> DecodeMs { get; init; } = Array.Empty<double>();
+    /// <summary>Tokens run through the decoder: the frame's, the prompt's and the fed-back answer's.</summary>
+    public int DecoderTokens { get; init; }
+    public int VisionFrames { get; init; }
+    /// <summary>The frame's visual tokens and those still present at each decoder layer (no pruning: all of them at every layer).</summary>
+    public int VisualTokens { get; init; }
+    public int[] VisualPerLayer { get; init; } = Array.Empty<int>();
+    /// <summary>Visual tokens that survived filtering (or all, unpruned).</summary>
+    public int KeptTokens { get; init; }
+    /// <summary>Fraction of frames that kept each cell of the main visual grid (row-major), for the heatmap.</summary>
+    public float[]? KeptGrid { get; init; }
+    public int GridW { get; init; }
+    public int GridH { get; init; }
+    /// <summary>What pruning did to the frame read (null: no pruning).</summary>
+    public PruneReport? Prune { get; init; }
+    /// <summary>The pruning level the read ran at (the governor's choice, e.g. "schedule", "k=16 exit 3"); null: unpruned.</summary>
+    public string? Level { get; init; }
+    /// <summary>The read's share: preprocessing, vision and the decoder pass that appended the frame.</summary>
+    public double ReadMs { get; init; }
+    /// <summary>The write's share: the prompt's pass (unless fused with the read) and the decode steps.</summary>
+    public double WriteMs { get; init; }
+    public string Text { get; init; } = "";
+}
+
+/// <summary>
+/// The one inference seam below the frame loop: frames in, token events out, and a report after
+/// every update. READ vision-encodes a frame once and adds it to the session; WRITE answers the
+/// instruction (a caption) or a question from what the session holds. The GPE session is the
+/// default for every model; re-encoding (and, in the benches, interleaved positions) are the
+/// baselines behind the same interface.
+/// </summary>
+public interface ICaptionSession : IDisposable
+{
+    /// <summary>gpe, reencode or interleaved.</summary>
+    string Mode { get; }
+    Engine Engine { get; }
+    StreamingOptions Options { get; }
+    int FramesInWindow { get; }
+    long FramesRead { get; }
+    KvCache Cache { get; }
+    /// <summary>The pruning the next READ runs with (the governor changes it per read); null: none.</summary>
+    PruningConfig? Pruning { get; set; }
+    /// <summary>The last update's report (complete once a WRITE's tokens have all been read).</summary>
+    UpdateReport Last { get; }
+
+    void Read(Mat frame);
+    /// <summary>READ from an image already encoded (the benches and tests; the session takes ownership).</summary>
+    void Read(EncodedImage frame);
+    IEnumerable<TokenEvent> Write(string? question = null);
+    /// <summary>READ then WRITE; GPE does both in one decoder pass where it can.</summary>
+    IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null);
+    IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null);
+}
+
+/// <summary>The two modes a user picks between.</summary>
+public static class SessionModes
+{
+    public const string Gpe = "gpe", ReEncode = "reencode", Interleaved = "interleaved";
+
+    public static string Parse(string? text) => (text ?? Gpe).Trim().ToLowerInvariant() switch
+    {
+        Gpe => Gpe,
+        "reencode" or "re-encode" or "re-encoding" => ReEncode,
+        var other => throw new UserError($"--mode '{other}' is not one of gpe, reencode"),
+    };
+
+    public static ICaptionSession Create(string mode, Engine engine, StreamingOptions options) => mode switch
+    {
+        Gpe => new GpeSession(engine, options),
+        ReEncode => new ReEncodingSession(engine, options),
+        Interleaved => new InterleavedSession(engine, options),
+        _ => throw new UserError($"unknown session mode '{mode}'"),
+    };
+}

@@ -1,0 +1,134 @@
+using System.Diagnostics;
+using System.Text;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Pruning;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Streaming;
+
+/// <summary>
+/// The re-encoding baseline: READ keeps the frame's visual tokens (each frame is vision-encoded
+/// once, as in GPE); every WRITE rebuilds the whole prompt (the model's prefix, the last W frames,
+/// the instruction) from scratch, through the pruner when pruning is on, and generates with the
+/// same positions as GPE. Same layout as the GPE session, so the answers match; its cost grows with W.
+/// </summary>
+public sealed class ReEncodingSession : SessionBase
+{
+    readonly Queue<EncodedImage> _frames = new();
+    KvCache _cache;
+    int? _band;
+
+    public override string Mode => SessionModes.ReEncode;
+    public override KvCache Cache => _cache;
+    public override int FramesInWindow => _frames.Count;
+
+    public ReEncodingSession(Engine engine, StreamingOptions? options = null) : base(engine, options ?? new StreamingOptions())
+    {
+        _cache = new KvCache(engine.Text.NumHiddenLayers);
+        _band = (Options.FrameBand ?? engine.Layout.FrameBand) is { } b && b < Options.WindowFrames ? b : null;
+    }
+
+    public override void Read(EncodedImage frame)
+    {
+        _frames.Enqueue(frame);
+        while (_frames.Count > Options.WindowFrames) _frames.Dequeue().Dispose();
+        FramesRead++;
+        int n = frame.Count;
+        Last = new UpdateReport
+        {
+            Kind = "read", VisualTokens = n, KeptTokens = n, VisualPerLayer = Enumerable.Repeat(n, E.Text.NumHiddenLayers).ToArray(),
+            GridW = frame.GridW, GridH = frame.GridH,
+        };
+    }
+
+    public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null)
+    {
+        Read(frame);
+        return Write(question);
+    }
+
+    public override IEnumerable<TokenEvent> Write(string? question = null)
+    {
+        if (_frames.Count == 0) throw new UserError("nothing to describe yet: no frame has been read");
+        var prompt = Format.Write(question);
+        _cache.Dispose();
+        _cache = new KvCache(E.Text.NumHiddenLayers);
+        var read = Last;
+        var sw = Stopwatch.StartNew();
+        Tensor logits;
+        int tokens;
+        long next;
+        UpdateReport frameReport = read;
+        using (var scope = torch.NewDisposeScope())
+        using (torch.inference_mode())
+        {
+            // [prefix][frame]…[frame][prompt], one block, positions from 0: what the GPE session holds.
+            var ids = Format.Prefix.Concat(_frames.SelectMany(_ => Format.Frame)).Concat(prompt).ToList();
+            var block = MultimodalPrompt.Build(ids, E.ImageMarkerId, _frames.ToList());
+            var embeds = block.Embed(E.Language);
+            tokens = block.Length;
+            Tensor h;
+            if (Pruner is not null)
+            {
+                using var pruned = PrunedPrefill.Run(E.Language, embeds, block.Positions, block.Spans, Pruner, _cache);
+                h = pruned.Last.MoveToOuterDisposeScope();
+                var newest = MultimodalPrompt.Build(Format.Frame, E.ImageMarkerId, new[] { _frames.Last() });
+                frameReport = FrameReport(newest, null, E.Text.NumHiddenLayers) with
+                {
+                    VisualTokens = block.FeatureSlots.Length, KeptTokens = pruned.Report.KeptTokens,
+                    VisualPerLayer = pruned.Report.Layers.Select(l => l.Visual).ToArray(), Prune = pruned.Report, Level = LevelName(Pruning),
+                    KeptGrid = pruned.Report.KeptGrid(newest.Images[0].GridW, newest.Images[0].GridH),
+                };
+            }
+            else h = E.Decoder.Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = _cache, Mask = BandMask(block, prompt.Length) })[.., -1];
+            logits = E.Language.Logits(h.reshape(-1)).MoveToOuterDisposeScope();
+            TokenGenerator.Sync(E.Device);
+            next = block.NextPosition;
+        }
+        double prefillMs = sw.Elapsed.TotalMilliseconds;
+        var steps = new List<double>();
+        var text = new StringBuilder();
+        try
+        {
+            var start = Format.GroupPositions ? Options.TargetStart : next;
+            foreach (var ev in Generate(logits, CacheGroup.Target, start, steps, text)) yield return ev;
+        }
+        finally
+        {
+            logits.Dispose();
+            Last = frameReport with
+            {
+                Kind = "write", DecoderMs = prefillMs, DecodeMs = steps, Text = text.ToString().Trim(),
+                DecoderTokens = tokens + Math.Max(0, steps.Count - 1), ReadMs = read.ReadMs, WriteMs = prefillMs + steps.Sum(),
+            };
+        }
+    }
+
+    /// <summary>
+    /// The frame band as a mask (the GPE session and training lay frames out with it): a frame's rows
+    /// see the prefix and the frames of the band before them; the prompt sees everything. Null
+    /// when every frame is within the band (plain causal).
+    /// </summary>
+    Tensor? BandMask(MultimodalPrompt block, int promptLength)
+    {
+        if (_band is not { } band || _frames.Count <= band) return null;
+        int t = block.Length, prefix = Format.Prefix.Length;
+        var frameOf = new int[t];
+        Array.Fill(frameOf, -1);
+        int at = prefix;
+        for (int f = 0; f < _frames.Count; f++)
+        {
+            int len = Format.Frame.Length - 1 + _frames.ElementAt(f).TokenIds.Length;
+            for (int i = 0; i < len; i++) frameOf[at + i] = f;
+            at += len;
+        }
+        var mask = new bool[t * t];
+        for (int r = 0; r < t; r++)
+            for (int c = 0; c <= r; c++)
+                mask[r * t + c] = frameOf[r] < 0 || frameOf[c] < 0 || frameOf[r] - frameOf[c] < band;
+        return torch.tensor(mask, device: E.Device).view(t, t);
+    }
+
+    public override void Dispose() { foreach (var f in _frames) f.Dispose(); _cache.Dispose(); }
+}

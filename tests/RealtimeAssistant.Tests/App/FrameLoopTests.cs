@@ -1,0 +1,141 @@
+using RealtimeAssistant.Capture;
+using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Tests.Capture;
+
+namespace RealtimeAssistant.Tests.App;
+
+/// <summary>
+/// The one frame loop and its three pacings: live drops frames when the model is slow and never
+/// queues them (render never waits); file renders every frame in order and drops none; headless
+/// reads every stride-th frame in order.
+/// </summary>
+[Collection("GL")]
+public class FrameLoopTests(ITestOutputHelper log)
+{
+    static GeneratedFrameSource Stamped(int count, double fps, bool realtime) =>
+        new(i => { var m = TestMedia.Pattern(i); SlowSession.MarkFrame(m, i); return m; }, fps, count: count, realtime: realtime);
+
+    [Fact]
+    public void LivePacing_SlowModelGetsTheNewestFrame_AndOlderOnesAreDropped()
+    {
+        // 30 fps, each frame stamped with its index; a read + caption of 300 ms sees about one frame in nine.
+        var slow = new SlowSession(TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(280));
+        using var loop = new FrameLoop(Stamped(60, 30, realtime: true), slow, new Profiler(), AppTestSupport.Loop(Pacing.Live, stride: 3, policy: "finished"));
+        loop.Start();
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (!(loop.Ended && loop.InferenceStopped) && DateTime.UtcNow < deadline)
+        {
+            if (loop.TryTakeDisplayFrame(out var f)) f!.Dispose();
+            Thread.Sleep(5);
+        }
+        Assert.True(loop.Ended && loop.InferenceStopped, "the loop did not finish its 2 s source in 15 s");
+        log.WriteLine($"captured {loop.FramesCaptured}, read {string.Join(",", slow.Seen)}, captions {loop.Captions}, dropped for inference {loop.DroppedForInference}");
+        Assert.Null(loop.InferenceError);
+        Assert.Equal(60, loop.FramesCaptured);
+        Assert.InRange(loop.Captions, 2, 20);
+        Assert.Equal(1, slow.MaxInFlight);
+        // Frames read move forward and are spread out: nothing was queued behind the model.
+        Assert.Equal(slow.Seen.Order(), slow.Seen);
+        Assert.True(slow.Seen.Zip(slow.Seen.Skip(1)).All(p => p.Second - p.First >= 3), $"read frames {string.Join(",", slow.Seen)} are not spread out: frames were queued");
+        // A frame the model did not take was replaced by a newer one: dropped, and counted.
+        Assert.True(loop.DroppedForInference >= 60 - slow.Seen.Count - 20, $"{slow.Seen.Count} read, only {loop.DroppedForInference} dropped");
+        Assert.Equal("a red circle moves left", loop.Board.View.Text);
+    }
+
+    [Fact]
+    public void LivePacing_ReadsAtMostOneFramePerStride_WhenTheModelIsFast()
+    {
+        var fast = new SlowSession(TimeSpan.Zero, TimeSpan.Zero);
+        using var loop = new FrameLoop(Stamped(60, 60, realtime: true), fast, new Profiler(), AppTestSupport.Loop(Pacing.Live, stride: 4, policy: "finished"));
+        loop.Start();
+        var deadline = DateTime.UtcNow.AddSeconds(15);
+        while (!(loop.Ended && loop.InferenceStopped) && DateTime.UtcNow < deadline)
+        {
+            if (loop.TryTakeDisplayFrame(out var f)) f!.Dispose();
+            Thread.Sleep(2);
+        }
+        Assert.True(loop.InferenceStopped);
+        Assert.True(fast.Seen.Zip(fast.Seen.Skip(1)).All(p => p.Second - p.First >= 4), $"read frames {string.Join(",", fast.Seen)}: closer than the stride");
+        Assert.InRange(fast.Seen.Count, 10, 15);
+    }
+
+    [Fact]
+    public void LivePacing_QuestionsAreAnsweredInTheCaptionArea_AndTheStreamGoesOn()
+    {
+        var slow = new SlowSession(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(50));
+        using var loop = new FrameLoop(new GeneratedFrameSource(i => TestMedia.Pattern(i), 30, count: null, realtime: true), slow, new Profiler(),
+            AppTestSupport.Loop(Pacing.Live, policy: "finished"));
+        loop.Start();
+        loop.Ask("what colour is the circle ?");
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (loop.Board.View.Question is null && DateTime.UtcNow < deadline) Thread.Sleep(10);
+        while (loop.Board.View.Streaming && DateTime.UtcNow < deadline) Thread.Sleep(10);
+        var view = loop.Board.View;
+        Assert.Equal("what colour is the circle ?", view.Question);
+        Assert.StartsWith("Q: what colour is the circle ?  A: a red", view.Text);
+        int reads = slow.Seen.Count;
+        while (slow.Seen.Count < reads + 2 && DateTime.UtcNow < deadline.AddSeconds(10)) Thread.Sleep(20);
+        Assert.True(slow.Seen.Count >= reads + 2, "the stream stopped after the answer");
+        Assert.Contains("what colour is the circle ?", slow.Questions);
+    }
+
+    [Fact]
+    public void FilePacing_RendersEveryFrameInOrder_AndReadsEveryStrideFrameOnce()
+    {
+        var slow = new SlowSession(TimeSpan.FromMilliseconds(2), TimeSpan.FromMilliseconds(20));
+        using var loop = new FrameLoop(Stamped(47, 30, realtime: false), slow, new Profiler(), AppTestSupport.Loop(Pacing.File, stride: 5, policy: "every:2"));
+        var shown = new List<(long Frame, long Key)>();
+        var segments = new List<CaptionSegment>();
+        var result = loop.RunFile((f, v) => shown.Add((f.Index, v.FrameIndex)), segments.Add, null, CancellationToken.None);
+        Assert.Equal(47, result.FramesRendered);
+        Assert.Equal(Enumerable.Range(0, 47).Select(i => (long)i), shown.Select(s => s.Frame));
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => 5 * i), slow.Seen);   // 0, 5, …, 45: each once, in order
+        // A caption every two reads (frames 5, 15, 25, 35, 45), shown from its frame until the next one.
+        Assert.Equal(new long[] { 5, 15, 25, 35, 45 }, segments.Select(s => s.KeyFrame));
+        Assert.Equal(new long[] { 15, 25, 35, 45, 47 }, segments.Select(s => s.EndFrame));
+        Assert.All(shown.Where(s => s.Frame >= 5), s => Assert.Equal(s.Frame - (s.Frame - 5) % 10, s.Key));
+        Assert.All(shown.Where(s => s.Frame < 5), s => Assert.Equal(-1, s.Key));
+    }
+
+    [Fact]
+    public void HeadlessPacing_ReadsEveryStrideFrameInOrder_UntilMaxFrames()
+    {
+        var slow = new SlowSession(TimeSpan.Zero, TimeSpan.FromMilliseconds(5));
+        var written = new List<long>();
+        using var loop = new FrameLoop(Stamped(100, 30, realtime: false), slow, new Profiler(),
+            AppTestSupport.Loop(Pacing.Headless, stride: 4, policy: "every:3") with { MaxFrames = 50 })
+        { Written = (s, _) => written.Add(s.FrameIndex) };
+        var result = loop.RunHeadless(CancellationToken.None);
+        Assert.Equal(Enumerable.Range(0, 13).Select(i => 4 * i), slow.Seen);  // frames 0..48 of the first 50
+        Assert.Equal(new long[] { 8, 20, 32, 44 }, written);
+        Assert.Equal(13, result.Stats.Read);
+    }
+
+    [Fact]
+    public async Task Fifo_StandsInForACamera_SlowModelDropsFrames_RenderKeepsGoing()
+    {
+        var ffmpeg = TestMedia.Ffmpeg;
+        if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to feed the FIFO");
+        var fifo = Path.Combine(TestMedia.TempDir("app-fifo"), "camera.avi");
+        Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
+        var writer = Task.Run(() => TestMedia.Run(ffmpeg,
+            ["-hide_banner", "-loglevel", "error", "-y", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", "4", "-f", "avi", fifo],
+            TimeSpan.FromSeconds(30)));
+        var slow = new SlowSession(TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(480));
+        var stats = LiveApp.Run(null, new LiveAppOptions { Source = fifo, DisplayFps = 30, Duration = TimeSpan.FromSeconds(6), Width = 320, Height = 240 },
+            slow, AppTestSupport.Loop(Pacing.Live, stride: 1, policy: "finished"), CancellationToken.None);
+        await Task.WhenAny(writer, Task.Delay(TimeSpan.FromSeconds(30)));
+        log.WriteLine($"rendered {stats.FramesRendered} at {stats.RenderFps:0.0} fps, captured {stats.FramesCaptured}, captions {stats.Captions}, " +
+                      $"dropped {stats.DroppedForInference} (display {stats.DroppedForDisplay}), latency p50 {stats.LatencyP50:0} ms; {stats.Error}");
+        Assert.Null(stats.Error);
+        Assert.InRange(stats.FramesCaptured, 20, 70);
+        Assert.InRange(stats.Captions, 1, 14);
+        Assert.Equal(1, slow.MaxInFlight);
+        Assert.True(stats.DroppedForInference >= stats.FramesCaptured - slow.Seen.Count - 1,
+            $"{stats.FramesCaptured} captured, {slow.Seen.Count} read, only {stats.DroppedForInference} dropped: frames were queued");
+        // The render loop drew more frames than the model made captions: it did not wait on the model.
+        Assert.True(stats.FramesRendered > 3 * stats.Captions, $"{stats.FramesRendered} frames rendered for {stats.Captions} captions");
+        Assert.True(stats.LatencyP50 > 0);
+    }
+}

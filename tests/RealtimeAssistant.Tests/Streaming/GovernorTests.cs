@@ -1,0 +1,166 @@
+using OpenCvSharp;
+using RealtimeAssistant.Demo;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Pruning;
+using RealtimeAssistant.Streaming;
+using RealtimeAssistant.Tests.App;
+
+namespace RealtimeAssistant.Tests.Streaming;
+
+/// <summary>The frame-budget governor: it prunes harder until reads fit, relaxes when they fit easily, and skips frames when nothing fits.</summary>
+public class GovernorTests(ITestOutputHelper log)
+{
+    static List<GovernorLevel> Levels(int n) => Enumerable.Range(0, n).Select(i => new GovernorLevel($"L{i}", null)).ToList();
+
+    /// <summary>Runs reads whose cost is the chosen level's; returns the levels read at.</summary>
+    static List<int> Drive(FrameGovernor g, double[] cost, int frames)
+    {
+        var chosen = new List<int>();
+        for (int i = 0; i < frames; i++)
+        {
+            var c = g.Choose();
+            if (c.Skip) continue;
+            chosen.Add(c.Level);
+            g.Observe(c.Level, cost[c.Level]);
+        }
+        return chosen;
+    }
+
+    [Fact]
+    public void StepsUpUntilReadsFit_ThenRelaxesWhenTheyFitEasily()
+    {
+        var g = new FrameGovernor(50, Levels(4));
+        var read = Drive(g, [100, 60, 40, 20], 60);
+        Assert.Equal(2, g.Current);                       // 40 ms fits 50 with the margin; 60 does not
+        Assert.InRange(read.Skip(10).Count(l => l != 2), 0, 3); // it stays there, trying level 1 now and then
+        Assert.Equal(0, g.Skipped);
+
+        read = Drive(g, [45, 30, 15, 8], 200);          // the machine got faster
+        Assert.Equal(1, g.Current);                       // level 1 fits now; level 0 (45 ms > 42.5) still does not
+        // Trying level 0 again runs over each time, so it is tried less and less often.
+        int overs = read.TakeLast(150).Count(l => l == 0);
+        Assert.InRange(overs, 1, 8);
+    }
+
+    [Fact]
+    public void WhenNothingFits_FramesAreSkippedAndCounted_NotQueued()
+    {
+        var g = new FrameGovernor(50, Levels(3));
+        var read = Drive(g, [200, 150, 120], 120);
+        Assert.Equal(2, g.Current);
+        // A 120 ms read takes the time of 2.4 frames: after each read about 1.4 frames are skipped.
+        Assert.InRange(g.Skipped, 60, 80);
+        Assert.Equal(120 - g.Skipped, read.Count);
+        Assert.True(g.OverBudget >= read.Count - 3);
+    }
+
+    [Fact]
+    public void ALiveSourceThatMovedOnPaysTheOverrunBack()
+    {
+        // Live pacing: a slow read means the next frame taken is several periods later; nothing more to skip.
+        var g = new FrameGovernor(50, Levels(1));
+        g.Observe(0, 120);
+        Assert.False(g.Choose(framesElapsed: 3).Skip);
+    }
+
+    [Fact]
+    public void TheLadderFollowsTheSchedule_NewestThenBudgetsThenEarlierExits()
+    {
+        var ladder = FrameGovernor.Ladder(AppTestSupport.TinySchedule, layers: 4, visualTokensPerFrame: 16);
+        log.WriteLine(string.Join(" | ", ladder.Select(l => l.Name)));
+        Assert.Equal(AppTestSupport.TinySchedule with { Method = "visipruner" }, ladder[0].Pruning);
+        Assert.False(ladder[1].Pruning!.KeepNewestFrame);
+        Assert.Equal(3, ladder[1].Pruning!.ExitLayer);
+        var budgets = ladder.Select(l => l.Budget).Where(k => k is not null).Select(k => k!.Value).ToList();
+        Assert.Equal([8, 4, 2, 1], budgets);
+        Assert.Equal([2, 1], ladder.Skip(2 + budgets.Count).Select(l => l.Pruning!.ExitLayer!.Value));
+        foreach (var l in ladder) StreamingOptions.ValidatePruning(l.Pruning, 4);
+    }
+
+    /// <summary>
+    /// The test hook: a session whose reads are slowed in proportion to the visual tokens each
+    /// layer processed (the cost pruning saves), by <see cref="MsPerTokenLayer"/>.
+    /// </summary>
+    sealed class SlowedSession(ICaptionSession inner) : ICaptionSession
+    {
+        public double MsPerTokenLayer;
+        UpdateReport _last = new();
+        public string Mode => inner.Mode;
+        public Engine Engine => inner.Engine;
+        public StreamingOptions Options => inner.Options;
+        public int FramesInWindow => inner.FramesInWindow;
+        public long FramesRead => inner.FramesRead;
+        public KvCache Cache => inner.Cache;
+        public PruningConfig? Pruning { get => inner.Pruning; set => inner.Pruning = value; }
+        public UpdateReport Last => _last;
+
+        void Slow()
+        {
+            var r = inner.Last;
+            double ms = MsPerTokenLayer * r.VisualPerLayer.Sum();
+            if (ms > 0) Thread.Sleep(TimeSpan.FromMilliseconds(ms));
+            _last = r with { ReadMs = r.ReadMs + ms };
+        }
+
+        public void Read(Mat frame) { inner.Read(frame); Slow(); }
+        public void Read(EncodedImage frame) { inner.Read(frame); Slow(); }
+        public IEnumerable<TokenEvent> Write(string? question = null) { foreach (var e in inner.Write(question)) yield return e; _last = inner.Last; }
+        public IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null) { Read(frame); return Write(question); }
+        public IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) { Read(frame); return Write(question); }
+        public void Dispose() => inner.Dispose();
+    }
+
+    [Fact]
+    public void OnTheModel_KFallsUntilReadsFit_AndRisesWhenTheSlowDownGoes()
+    {
+        using var engine = AppTestSupport.TinyEngine();
+        using var slowed = new SlowedSession(new GpeSession(engine, AppTestSupport.TinyOptions()));
+        using var driver = new StreamingDriver(slowed, new DriverOptions
+        {
+            Policy = WritePolicy.Parse("every:1000"), GateThreshold = 0, FrameBudgetMs = 130, Schedule = AppTestSupport.TinySchedule,
+        });
+        driver.Start();
+        var clip = ClipGenerator.Generate(1_000_005, 20, 15);
+        int frame = 0;
+        (int Level, int? K, string Name) Run(int frames)
+        {
+            for (int i = 0; i < frames; i++)
+            {
+                using var img = clip.Render(frame++ % clip.FrameCount, 32, 32);
+                driver.Push(img, frame, TimeSpan.Zero);
+            }
+            var g = driver.Governor!;
+            return (g.Current, g.CurrentLevel.Budget, g.CurrentLevel.Name);
+        }
+        // 3 ms per token and layer: the whole frame in all 4 layers (the schedule) costs ~190 ms,
+        // k = 8 ~120 ms, k = 2 ~100 ms: the governor must prune to a small k to fit 130 × 0.85.
+        slowed.MsPerTokenLayer = 3;
+        var slow = Run(30);
+        log.WriteLine($"slowed: level {slow.Level} ({slow.Name}); levels {string.Join(", ", driver.Governor!.Levels.Select(l => $"{l.Name}: {l.Estimate:0}"))}");
+        Assert.True(slow.Level >= 2, $"still at {slow.Name}");
+        Assert.True(slow.K is null or <= 4, $"k {slow.K}");
+        Assert.True(driver.Governor!.CurrentLevel.Estimate <= 130);
+        // The slow-down goes: reads take a few milliseconds, and the governor relaxes back to the schedule.
+        slowed.MsPerTokenLayer = 0;
+        var fast = Run(120);
+        log.WriteLine($"fast: level {fast.Level} ({fast.Name})");
+        Assert.True(fast.Level < slow.Level, $"stayed at {fast.Name}");
+        Assert.Equal(0, fast.Level);
+        Assert.Equal(0, driver.Stats.BudgetSkipped);
+        // Nothing fits a 1 ms budget: frames are skipped, and counted.
+        slowed.MsPerTokenLayer = 1;
+        using var tight = new StreamingDriver(slowed, new DriverOptions
+        {
+            Policy = WritePolicy.Parse("every:1000"), GateThreshold = 0, FrameBudgetMs = 20, Schedule = AppTestSupport.TinySchedule,
+        });
+        tight.Start();
+        for (int i = 0; i < 40; i++)
+        {
+            using var img = clip.Render(i, 32, 32);
+            tight.Push(img, i, TimeSpan.Zero);
+        }
+        log.WriteLine($"tight: {tight.Stats.Read} read, {tight.Stats.BudgetSkipped} skipped");
+        Assert.True(tight.Stats.BudgetSkipped > 0);
+        Assert.Equal(40, tight.Stats.Read + tight.Stats.BudgetSkipped);
+    }
+}
