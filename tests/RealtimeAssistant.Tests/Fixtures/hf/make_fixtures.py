@@ -602,6 +602,10 @@ def idefics_family(out: Path, imgs, video, video_files, *, smol: bool):
         "use_cache": True,
         "vocab_size": vocab,
     }
+    if smol:  # keys the SmolVLM2 hub file carries; HF ignores them
+        text_cfg.update({"is_llama_config": True, "neftune_noise_alpha": 0.0, "pixel_shuffle_factor": scale,
+                         "qk_layer_norms": False, "rope_interleaved": False, "use_resampler": False})
+        text_cfg = dict(sorted(text_cfg.items()))
     vision_cfg = {
         "hidden_size": 16,
         "image_size": tile,
@@ -613,7 +617,7 @@ def idefics_family(out: Path, imgs, video, video_files, *, smol: bool):
     }
     if smol:
         vision_cfg.update({"max_image_size": {"longest_edge": tile}, "size": {"longest_edge": longest},
-                           "use_base_siglip": False})
+                           "tie_word_embeddings": False, "use_base_siglip": False})
     cfg = {
         "architectures": ["SmolVLMForConditionalGeneration" if smol else "Idefics3ForConditionalGeneration"],
         "image_token_id": ids["<image>"],
