@@ -18,6 +18,28 @@ public sealed record VisionConfig
     public double LayerNormEps { get; init; } = 1e-5;
 
     public bool IsSiglip => ModelType == "siglip_vision_model";
+
+    /// <summary>A CLIP or SigLIP vision config with HF's per-type defaults (a hub config lists only what differs).</summary>
+    public static VisionConfig Parse(JsonNode v, string modelType, string source)
+    {
+        var siglip = modelType == "siglip_vision_model";
+        var c = new VisionConfig
+        {
+            ModelType = modelType,
+            HiddenSize = Json.Int(v, "hidden_size", source) ?? 768,
+            IntermediateSize = Json.Int(v, "intermediate_size", source) ?? 3072,
+            NumHiddenLayers = Json.Int(v, "num_hidden_layers", source) ?? 12,
+            NumAttentionHeads = Json.Int(v, "num_attention_heads", source) ?? 12,
+            NumChannels = Json.Int(v, "num_channels", source) ?? 3,
+            ImageSize = Json.Int(v, "image_size", source) ?? 224,
+            PatchSize = Json.Int(v, "patch_size", source) ?? (siglip ? 16 : 32),
+            HiddenAct = Json.Str(v, "hidden_act", source) ?? (siglip ? "gelu_pytorch_tanh" : "quick_gelu"),
+            LayerNormEps = Json.Dbl(v, "layer_norm_eps", source) ?? (siglip ? 1e-6 : 1e-5),
+        };
+        if (c.HiddenSize < 1 || c.NumAttentionHeads < 1 || c.HiddenSize % c.NumAttentionHeads != 0 || c.NumHiddenLayers < 0 || c.PatchSize < 1 || c.ImageSize < 1)
+            throw new UserError($"{source}: vision config sizes are not usable (hidden_size {c.HiddenSize}, heads {c.NumAttentionHeads}, patch {c.PatchSize}, image {c.ImageSize})");
+        return c;
+    }
     public int PatchesPerSide => ImageSize / PatchSize;
     public int NumPatches => PatchesPerSide * PatchesPerSide;
     public int HeadDim => HiddenSize / NumAttentionHeads;
@@ -46,8 +68,55 @@ public sealed record TextConfig
     public int[]? MropeSection { get; init; }
 
     public int HeadDim => HeadDimOverride ?? HiddenSize / NumAttentionHeads;
-    /// <summary>Qwen2 always has q/k/v biases; LLaMA only with attention_bias.</summary>
-    public bool QkvBias => ModelType == "qwen2" || AttentionBias;
+    /// <summary>Qwen2 (and Qwen2-VL's decoder) always has q/k/v biases; LLaMA only with attention_bias.</summary>
+    public bool QkvBias => ModelType is "qwen2" or "qwen2_vl" or "qwen2_5_vl" || AttentionBias;
+
+    /// <summary>
+    /// A LLaMA- or Qwen2-style decoder config with HF's per-type defaults. <paramref name="t"/> is the
+    /// text config (nested text_config, or the root of a flat config); keys a flat hub config keeps at
+    /// the root (tie_word_embeddings, rope_scaling) are looked up in <paramref name="root"/> too.
+    /// rope_theta may sit inside rope_parameters, and M-RoPE's mrope_section inside rope_scaling or rope_parameters.
+    /// </summary>
+    public static TextConfig Parse(JsonNode t, JsonNode root, string modelType, string source)
+    {
+        var qwen = modelType is "qwen2" or "qwen2_vl" or "qwen2_5_vl";
+        var heads = Json.Int(t, "num_attention_heads", source) ?? 32;
+        var ropeParams = t["rope_parameters"] ?? root["rope_parameters"];
+        var ropeScaling = t["rope_scaling"] ?? root["rope_scaling"];
+        int[]? mrope = null;
+        foreach (var node in new[] { ropeScaling, ropeParams })
+            if (node?["mrope_section"] is JsonArray arr)
+                mrope = arr.Select(x => x is JsonValue jv && jv.TryGetValue<int>(out var n) && n >= 0 ? n : throw new UserError($"{source}: mrope_section must hold whole numbers")).ToArray();
+        var c = new TextConfig
+        {
+            ModelType = modelType,
+            VocabSize = Json.Int(t, "vocab_size", source) ?? (qwen ? 151936 : 32000),
+            HiddenSize = Json.Int(t, "hidden_size", source) ?? 4096,
+            IntermediateSize = Json.Int(t, "intermediate_size", source) ?? (qwen ? 22016 : 11008),
+            NumHiddenLayers = Json.Int(t, "num_hidden_layers", source) ?? 32,
+            NumAttentionHeads = heads,
+            NumKeyValueHeads = Json.Int(t, "num_key_value_heads", source) ?? heads,
+            HeadDimOverride = Json.Int(t, "head_dim", source),
+            RmsNormEps = Json.Dbl(t, "rms_norm_eps", source) ?? 1e-6,
+            RopeTheta = Json.Dbl(t, "rope_theta", source) ?? (ropeParams is null ? null : Json.Dbl(ropeParams, "rope_theta", source)) ?? 10000,
+            MaxPositionEmbeddings = Json.Int(t, "max_position_embeddings", source) ?? (qwen ? 32768 : 2048),
+            TieWordEmbeddings = Json.Bool(t, "tie_word_embeddings", source) ?? Json.Bool(root, "tie_word_embeddings", source) ?? false,
+            AttentionBias = Json.Bool(t, "attention_bias", source) ?? false,
+            HiddenAct = Json.Str(t, "hidden_act", source) ?? "silu",
+            BosTokenId = Json.Int(t, "bos_token_id", source),
+            EosTokenId = Json.Int(t, "eos_token_id", source),
+            MropeSection = mrope,
+        };
+        if (c.HiddenSize < 1 || c.NumAttentionHeads < 1 || c.NumKeyValueHeads < 1 || c.NumHiddenLayers < 1 || c.VocabSize < 1 || c.IntermediateSize < 1)
+            throw new UserError($"{source}: text config sizes must be positive");
+        if (c.HiddenSize % c.NumAttentionHeads != 0 && c.HeadDimOverride == null)
+            throw new UserError($"{source}: hidden_size {c.HiddenSize} is not divisible by num_attention_heads {c.NumAttentionHeads}");
+        if (c.NumAttentionHeads % c.NumKeyValueHeads != 0)
+            throw new UserError($"{source}: num_attention_heads {c.NumAttentionHeads} is not a multiple of num_key_value_heads {c.NumKeyValueHeads}");
+        if (c.MropeSection is { } ms && ms.Sum() != c.HeadDim / 2)
+            throw new UserError($"{source}: mrope_section [{string.Join(", ", ms)}] must add up to head_dim / 2 = {c.HeadDim / 2}");
+        return c;
+    }
 }
 
 /// <summary>config.json of a LlavaForConditionalGeneration checkpoint.</summary>
@@ -93,45 +162,8 @@ public sealed record LlavaConfig
         if (!SupportedTextTypes.Contains(tType))
             throw new UserError($"{source}: unsupported text model_type '{tType}' (supported: {string.Join(", ", SupportedTextTypes)})");
 
-        var siglip = vType == "siglip_vision_model";
-        var vision = new VisionConfig
-        {
-            ModelType = vType,
-            HiddenSize = Int(v, "hidden_size") ?? 768,
-            IntermediateSize = Int(v, "intermediate_size") ?? 3072,
-            NumHiddenLayers = Int(v, "num_hidden_layers") ?? 12,
-            NumAttentionHeads = Int(v, "num_attention_heads") ?? 12,
-            NumChannels = Int(v, "num_channels") ?? 3,
-            ImageSize = Int(v, "image_size") ?? 224,
-            PatchSize = Int(v, "patch_size") ?? (siglip ? 16 : 32),
-            HiddenAct = Str(v, "hidden_act") ?? (siglip ? "gelu_pytorch_tanh" : "quick_gelu"),
-            LayerNormEps = Dbl(v, "layer_norm_eps") ?? (siglip ? 1e-6 : 1e-5),
-        };
-        var qwen = tType == "qwen2";
-        var heads = Int(t, "num_attention_heads") ?? 32;
-        var text = new TextConfig
-        {
-            ModelType = tType,
-            VocabSize = Int(t, "vocab_size") ?? (qwen ? 151936 : 32000),
-            HiddenSize = Int(t, "hidden_size") ?? 4096,
-            IntermediateSize = Int(t, "intermediate_size") ?? (qwen ? 22016 : 11008),
-            NumHiddenLayers = Int(t, "num_hidden_layers") ?? 32,
-            NumAttentionHeads = heads,
-            NumKeyValueHeads = Int(t, "num_key_value_heads") ?? heads,
-            HeadDimOverride = Int(t, "head_dim"),
-            RmsNormEps = Dbl(t, "rms_norm_eps") ?? 1e-6,
-            RopeTheta = Dbl(t, "rope_theta") ?? 10000,
-            MaxPositionEmbeddings = Int(t, "max_position_embeddings") ?? (qwen ? 32768 : 2048),
-            TieWordEmbeddings = Bool(t, "tie_word_embeddings") ?? Bool(root, "tie_word_embeddings") ?? false,
-            AttentionBias = Bool(t, "attention_bias") ?? false,
-            HiddenAct = Str(t, "hidden_act") ?? "silu",
-            BosTokenId = Int(t, "bos_token_id"),
-            EosTokenId = Int(t, "eos_token_id"),
-        };
-        if (text.HiddenSize % text.NumAttentionHeads != 0 && text.HeadDimOverride == null)
-            throw new UserError($"{source}: hidden_size {text.HiddenSize} is not divisible by num_attention_heads {text.NumAttentionHeads}");
-        if (text.NumAttentionHeads % text.NumKeyValueHeads != 0)
-            throw new UserError($"{source}: num_attention_heads {text.NumAttentionHeads} is not a multiple of num_key_value_heads {text.NumKeyValueHeads}");
+        var vision = VisionConfig.Parse(v, vType, source);
+        var text = TextConfig.Parse(t, root, tType, source);
         if (vision.ImageSize % vision.PatchSize != 0)
             throw new UserError($"{source}: image_size {vision.ImageSize} is not a multiple of patch_size {vision.PatchSize}");
 
@@ -203,16 +235,9 @@ public sealed record LlavaConfig
         },
     };
 
-    static string? Str(JsonNode n, string k) => n[k] is JsonValue v && v.TryGetValue<string>(out var s) ? s : null;
-    static bool? Bool(JsonNode n, string k) => n[k] is JsonValue v && v.TryGetValue<bool>(out var b) ? b : null;
-    static int? Int(JsonNode n, string k)
-    {
-        if (n[k] is not JsonValue v) return null;
-        if (v.TryGetValue<int>(out var i)) return i;
-        if (v.TryGetValue<double>(out var d)) return (int)d;
-        return null;
-    }
-    static double? Dbl(JsonNode n, string k) => n[k] is JsonValue v && v.TryGetValue<double>(out var d) ? d : null;
+    static string? Str(JsonNode n, string k) => Json.Str(n, k, "config.json");
+    static bool? Bool(JsonNode n, string k) => Json.Bool(n, k, "config.json");
+    static int? Int(JsonNode n, string k) => Json.Int(n, k, "config.json");
 }
 
 /// <summary>preprocessor_config.json: resize, centre crop and normalisation for the vision tower.</summary>
