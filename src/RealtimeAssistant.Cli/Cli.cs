@@ -76,6 +76,13 @@ public static class Cli
         return img;
     }
 
+    /// <summary>torch's intra-op threads, checked: a count below 1 is a user's mistake.</summary>
+    public static void SetThreads(int threads)
+    {
+        if (threads < 1 || threads > 1024) throw new UserError($"--threads must be 1..1024, got {threads}");
+        TorchSharp.torch.set_num_threads(threads);
+    }
+
     public static EngineOptions EngineOptions(ParseResult pr, Option<string> device, Option<string> dtype) =>
         new() { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)! };
 
