@@ -86,23 +86,26 @@ public class Captioner : IDisposable
         Preprocessor = new ImagePreprocessor(engine.Preprocessor, engine.Device, engine.DType);
     }
 
-    /// <summary>The prompt's token ids with the image marker expanded to the image's token count.</summary>
-    public List<int> PromptIds(string? prompt)
+    /// <summary>
+    /// The prompt's token ids with the image marker expanded to the image's token count. A prompt
+    /// for images that has no marker gets one in front; a text-only prompt (<paramref name="images"/> 0) is left as it is.
+    /// </summary>
+    public List<int> PromptIds(string? prompt, int images = 1)
     {
         prompt ??= _e.DefaultPrompt;
         var marker = _e.Tokenizer.IdToToken(_e.Config.ImageTokenIndex);
-        if (!prompt.Contains(marker)) prompt = marker + "\n" + prompt;
+        if (images > 0 && !prompt.Contains(marker)) prompt = marker + "\n" + prompt;
         return _e.Model.ExpandImageTokens(_e.Tokenizer.Encode(prompt));
     }
 
     public IEnumerable<TokenEvent> Caption(Mat image, string? prompt, GenerationOptions options, CaptionTimings timings) =>
         Caption(new[] { image }, prompt, options, timings);
 
-    /// <summary>Several images (e.g. consecutive frames), one image marker each, in order.</summary>
+    /// <summary>Several images (e.g. consecutive frames), one image marker each, in order; none for a text-only prompt.</summary>
     public IEnumerable<TokenEvent> Caption(IReadOnlyList<Mat> images, string? prompt, GenerationOptions options, CaptionTimings timings)
     {
         options.Validate();
-        var ids = PromptIds(prompt);
+        var ids = PromptIds(prompt, images.Count);
         var slots = Enumerable.Range(0, ids.Count).Where(i => ids[i] == _e.Config.ImageTokenIndex).Select(i => (long)i).ToArray();
         if (slots.Length != _e.Config.ImageTokens * images.Count)
             throw new UserError($"the prompt has {slots.Length / Math.Max(1, _e.Config.ImageTokens)} image markers for {images.Count} images");
@@ -113,13 +116,17 @@ public class Captioner : IDisposable
         using (var scope = torch.NewDisposeScope())
         using (torch.inference_mode())
         {
-            var pixels = torch.cat(images.Select(Preprocessor.Process).ToArray(), 0);
-            TokenGenerator.Sync(_e.Device);
-            timings.PreprocessMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
-            var feats = _e.Model.EncodeImages(pixels);
-            feats = feats.reshape(1, -1, feats.shape[^1]); // all images' tokens, in order
-            TokenGenerator.Sync(_e.Device);
-            timings.VisionMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
+            Tensor? feats = null;
+            if (images.Count > 0)
+            {
+                var pixels = torch.cat(images.Select(Preprocessor.Process).ToArray(), 0);
+                TokenGenerator.Sync(_e.Device);
+                timings.PreprocessMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
+                feats = _e.Model.EncodeImages(pixels);
+                feats = feats.reshape(1, -1, feats.shape[^1]); // all images' tokens, in order
+                TokenGenerator.Sync(_e.Device);
+                timings.VisionMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
+            }
             var idt = torch.tensor(ids.Select(i => (long)i).ToArray(), device: _e.Device).view(1, -1);
             var embeds = _e.Model.Embed(idt, feats, slots);
             var positions = Enumerable.Range(0, ids.Count).Select(i => (long)i).ToArray();
