@@ -23,6 +23,18 @@ public static class ChatRequestParser
 
     public static ChatRequest Parse(ReadOnlyMemory<byte> body, ImageLimits limits)
     {
+        // JsonDocument leaves strings unchecked until they are read; refuse bad text up front.
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span)) throw ApiError.BadRequest("the request body is not valid UTF-8");
+        try { return ParseDocument(body, limits); }
+        catch (InvalidOperationException e) when (e is not ObjectDisposedException)
+        {
+            // A string escape that is not Unicode (a lone surrogate, \u0000 in a name, …).
+            throw ApiError.BadRequest($"the request body holds a string that is not valid Unicode text: {e.Message}");
+        }
+    }
+
+    static ChatRequest ParseDocument(ReadOnlyMemory<byte> body, ImageLimits limits)
+    {
         JsonDocument doc;
         try { doc = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 32 }); }
         catch (JsonException e)

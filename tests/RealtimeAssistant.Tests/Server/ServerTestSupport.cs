@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using LogLevel = Microsoft.Extensions.Logging.LogLevel;
 using OpenCvSharp;
 using RealtimeAssistant.Demo;
 using RealtimeAssistant.Model;
@@ -139,6 +141,9 @@ public sealed class InProcessServer : IAsyncLifetime
 
     IChatModel? _model;
     ApiServer? _server;
+    readonly ErrorLog _errors = new();
+    /// <summary>Errors the server logged (an unexpected failure is logged with its exception).</summary>
+    public string LoggedErrors => _errors.Text;
     public HttpClient Http { get; private set; } = null!;
     public string ModelId => _model!.Id;
     public Uri Url => _server!.Url;
@@ -149,9 +154,23 @@ public sealed class InProcessServer : IAsyncLifetime
         _server = await ApiServer.StartAsync(new ServerOptions
         {
             Port = 0, ApiKey = Key, MaxRequestBytes = MaxBody, Images = new ImageLimits { MaxPixels = MaxPixels, MaxImages = 4 },
-        }, _model);
+        }, _model, logging => logging.AddProvider(_errors));
         Http = new HttpClient { BaseAddress = _server.Url, Timeout = TimeSpan.FromSeconds(60) };
         Http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Key);
+    }
+
+    sealed class ErrorLog : ILoggerProvider, ILogger
+    {
+        readonly StringBuilder _text = new();
+        public string Text { get { lock (_text) return _text.ToString(); } }
+        public ILogger CreateLogger(string category) => this;
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+        public bool IsEnabled(LogLevel level) => level >= LogLevel.Error;
+        public void Log<TState>(LogLevel level, EventId id, TState state, Exception? e, Func<TState, Exception?, string> format)
+        {
+            if (IsEnabled(level)) lock (_text) _text.AppendLine($"{format(state, e)} {e}");
+        }
+        public void Dispose() { }
     }
 
     public async ValueTask DisposeAsync()
