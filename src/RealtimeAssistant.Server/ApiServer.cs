@@ -36,6 +36,8 @@ public sealed class ApiServer : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "ra-serve", ContentRootPath = AppContext.BaseDirectory });
         builder.Logging.ClearProviders();
         logging?.Invoke(builder.Logging);
+        // A failed start (the port is taken) becomes the caller's one-line UserError below, not a logged trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
         builder.Services.AddSingleton<IHostLifetime, CallerLifetime>(); // signals are the caller's (the CLI's Ctrl+C), not the library's
         builder.WebHost.ConfigureKestrel(k =>
         {

@@ -100,4 +100,19 @@ public class OpenAiClientTests
         var line = Assert.Single(stderr.Trim().Split('\n'));
         Assert.Contains("--api-key", line);
     }
+
+    [Fact]
+    public async Task Serve_OnAPortInUse_SaysSoInOneLine()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        var (code, stdout, stderr) = await ServerTestSupport.Run("dotnet", [ServerTestSupport.RaDll, "serve", "--port", port.ToString()], timeout: TimeSpan.FromMinutes(2));
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        var errors = stderr.Split('\n').Where(l => !l.Contains(" info: ") && l.Trim().Length > 0).ToList();
+        var line = Assert.Single(errors);
+        Assert.StartsWith("error: cannot listen on 127.0.0.1:" + port, line);
+        Assert.DoesNotContain("   at ", stderr);
+    }
 }
