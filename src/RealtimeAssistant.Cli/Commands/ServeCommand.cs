@@ -14,7 +14,7 @@ public static class ServeCommand
         var model = AppModel.ModelOption();
         var host = new Option<string>("--host") { Description = "address to listen on; anything but loopback needs --api-key", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "port (0: any free port; the one taken is printed)", DefaultValueFactory = _ => 8080 };
-        var apiKey = new Option<string?>("--api-key") { Description = "require Authorization: Bearer KEY on every /v1 request" };
+        var apiKey = new Option<string?>("--api-key") { Description = "require Authorization: Bearer KEY on every /v1 request (default: $RA_API_KEY, which keeps the key out of the process list)" };
         var maxStreams = new Option<int>("--max-streams") { Description = "admission limit of the live-streams API (that API is not served yet)", DefaultValueFactory = _ => 4 };
         var queue = new Option<int>("--queue") { Description = "requests that may wait for the model while one runs (429 past that)", DefaultValueFactory = _ => 16 };
         var device = Cli.DeviceOption();
@@ -26,10 +26,12 @@ public static class ServeCommand
         {
             await Task.Yield(); // off the invoking thread, so System.CommandLine's Ctrl+C handling is in place (see live)
             using var interrupt = new Interrupt(ct);
+            var key = pr.GetValue(apiKey) ?? (Environment.GetEnvironmentVariable("RA_API_KEY") is { Length: > 0 } env ? env : null);
             var options = new ServerOptions
             {
-                Host = pr.GetValue(host)!, Port = pr.GetValue(port), ApiKey = pr.GetValue(apiKey), MaxStreams = pr.GetValue(maxStreams),
+                Host = pr.GetValue(host)!, Port = pr.GetValue(port), ApiKey = key, MaxStreams = pr.GetValue(maxStreams),
             };
+            if (pr.GetValue(queue) < 1) throw new UserError($"--queue must be at least 1, got {pr.GetValue(queue)}");
             options.Validate(); // a bad host or port fails before the model loads
             var dir = AppModel.Resolve(pr.GetValue(model));
             using var logging = LoggerFactory.Create(Configure);
