@@ -4,7 +4,8 @@ namespace RealtimeAssistant.Capture;
 
 /// <summary>
 /// Turns the user's <c>--source</c> text into a frame source:
-/// "0" or "/dev/video0" → V4L2 camera; a FIFO → live stream; a folder → images;
+/// "0" or "/dev/video0" → V4L2 camera; rtsp://, rtmp://, http(s):// → network stream (through
+/// Debian's ffmpeg); a FIFO → live stream; a folder → images;
 /// a registered scheme ("synthetic", "synthetic:seed=3") → the app's generator; anything else → a video file.
 /// </summary>
 public static class FrameSources
@@ -16,6 +17,7 @@ public static class FrameSources
 
         var scheme = spec.Split(':', 2)[0];
         if (options.Schemes.TryGetValue(scheme, out var make)) return make(spec, options);
+        if (NetworkFrameSource.IsUrl(spec)) return new NetworkFrameSource(spec, options);
 
         if (CameraIndex(spec) is { } camera) return OpenCamera(camera, options);
 

@@ -9,7 +9,7 @@ namespace RealtimeAssistant.Capture;
 /// with exponential backoff and says so in <see cref="Status"/>. It never throws for a lost
 /// device; it ends only when <see cref="FrameSourceOptions.GiveUpAfter"/> passes without a frame.
 /// </summary>
-public sealed class LiveFrameSource : IFrameSource
+public sealed class LiveFrameSource : IFrameSource, IReconnectingSource
 {
     readonly Func<VideoCapture> open;
     readonly Action? unblock;
@@ -20,7 +20,8 @@ public sealed class LiveFrameSource : IFrameSource
     volatile bool stopping;
     volatile string state = "connecting";
     long lastFrameAt;   // Stopwatch timestamp of the newest frame, 0 before the first
-    long frames;
+    long frames, retries, recoveries;
+    volatile int attempt;
     double fps = 30;
     volatile bool gaveUp;
 
@@ -31,6 +32,12 @@ public sealed class LiveFrameSource : IFrameSource
     public long FramesReceived => Interlocked.Read(ref frames);
     /// <summary>Frames the device delivered that no reader took in time.</summary>
     public long FramesDropped => slot.Dropped;
+    /// <summary>Failed attempts to open or keep the source, over its whole life.</summary>
+    public long Retries => Interlocked.Read(ref retries);
+    /// <summary>Times frames came again after the source was lost.</summary>
+    public long Recoveries => Interlocked.Read(ref recoveries);
+    /// <summary>Attempts since the last frame (0 while frames come).</summary>
+    public int Attempt => attempt;
 
     /// <param name="open">Makes a fresh capture; called on the grabber thread and may block (a FIFO with no writer).</param>
     /// <param name="unblock">Releases a blocked <paramref name="open"/> when disposing, if the kind of source allows it.</param>
@@ -98,6 +105,8 @@ public sealed class LiveFrameSource : IFrameSource
             capture?.Dispose();
             if (stopping) break;
             var wait = backoff.Next();
+            attempt = backoff.Attempt;
+            Interlocked.Increment(ref retries);
             var what = Interlocked.Read(ref frames) > 0 ? "lost" : "not available";
             state = $"{Description} {what} – retrying in {wait.TotalSeconds:0.0} s (attempt {backoff.Attempt})" + (why is null ? "" : $": {why}");
             options.Logger?.LogLost(Description, state);
@@ -119,8 +128,13 @@ public sealed class LiveFrameSource : IFrameSource
                 break;
             }
             var now = Stopwatch.GetTimestamp();
-            if (backoff.Attempt > 0 && Interlocked.Read(ref frames) > 0) options.Logger?.LogRecovered(Description);
+            if (backoff.Attempt > 0 && Interlocked.Read(ref frames) > 0)
+            {
+                options.Logger?.LogRecovered(Description);
+                Interlocked.Increment(ref recoveries);
+            }
             backoff.Reset();
+            attempt = 0;
             state = "live";
             Interlocked.Exchange(ref lastFrameAt, now);
             Interlocked.Increment(ref frames);
