@@ -10,15 +10,18 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using RealtimeAssistant.Server.Inference;
 using RealtimeAssistant.Server.OpenAi;
+using RealtimeAssistant.Server.Streams;
 
 namespace RealtimeAssistant.Server;
 
+/// <summary>What the live-streams API runs on: the shared model's scheduler, and how to draw a stream's overlay on its video (none: plain video).</summary>
+public sealed record StreamBackend(ModelScheduler Scheduler, StreamOverlayFactory? Overlay = null);
+
 /// <summary>
-/// The HTTP server: Kestrel with the OpenAI-compatible endpoints over one <see cref="IChatModel"/>.
-/// Every error a client can cause is answered as OpenAI's error JSON with its 4xx status; an
-/// unexpected failure is logged and answered 500 with no detail. The live-streams API
-/// (/v1/streams, its SSE events, MJPEG video and WebSocket, and the page at /) maps beside the
-/// OpenAI endpoints in <see cref="Map"/>.
+/// The HTTP server: Kestrel with the OpenAI-compatible endpoints over one <see cref="IChatModel"/>
+/// and, given a <see cref="StreamBackend"/>, the live-streams API (/v1/streams, its SSE events,
+/// MJPEG video and WebSocket) and the page at /. Every error a client can cause is answered as
+/// OpenAI's error JSON with its 4xx status; an unexpected failure is logged and answered 500 with no detail.
 /// </summary>
 public sealed class ApiServer : IAsyncDisposable
 {
@@ -26,11 +29,15 @@ public sealed class ApiServer : IAsyncDisposable
 
     /// <summary>The base address it listens on, e.g. http://127.0.0.1:8080 (the OpenAI base URL is this + /v1).</summary>
     public Uri Url { get; }
+    /// <summary>The live streams (null without a <see cref="StreamBackend"/>).</summary>
+    public StreamHub? Streams { get; }
 
-    ApiServer(WebApplication app, Uri url) { _app = app; Url = url; }
+    ApiServer(WebApplication app, Uri url, StreamHub? streams) { _app = app; Url = url; Streams = streams; }
 
     /// <param name="logging">Where logs go (the CLI: the console); none by default.</param>
-    public static async Task<ApiServer> StartAsync(ServerOptions options, IChatModel model, Action<ILoggingBuilder>? logging = null, CancellationToken ct = default)
+    /// <param name="streams">Serve the live-streams API and the page on this model (it must be the chat model's).</param>
+    public static async Task<ApiServer> StartAsync(ServerOptions options, IChatModel model, Action<ILoggingBuilder>? logging = null, CancellationToken ct = default,
+        StreamBackend? streams = null)
     {
         var address = options.Validate();
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "ra-serve", ContentRootPath = AppContext.BaseDirectory });
@@ -46,31 +53,40 @@ public sealed class ApiServer : IAsyncDisposable
             k.Listen(address, options.Port);
         });
         var app = builder.Build();
-        Map(app, model, options);
-        try { await app.StartAsync(ct); }
-        catch (IOException e)
+        var loggers = app.Services.GetRequiredService<ILoggerFactory>();
+        StreamHub? hub = null;
+        try
         {
+            if (streams is not null) hub = new StreamHub(streams.Scheduler, options, streams.Overlay, loggers.CreateLogger("RealtimeAssistant.Server.Streams"));
+            Map(app, model, options, hub);
+            await app.StartAsync(ct);
+        }
+        catch (Exception e)
+        {
+            hub?.Dispose();
             await app.DisposeAsync();
-            throw new UserError($"cannot listen on {options.Host}:{options.Port}: {e.Message}");
+            if (e is IOException) throw new UserError($"cannot listen on {options.Host}:{options.Port}: {e.Message}");
+            throw;
         }
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new ApiServer(app, new Uri(bound));
+        return new ApiServer(app, new Uri(bound), hub);
     }
 
-    static void Map(WebApplication app, IChatModel model, ServerOptions options)
+    static void Map(WebApplication app, IChatModel model, ServerOptions options, StreamHub? hub)
     {
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RealtimeAssistant.Server");
         app.Use((ctx, next) => Errors(ctx, next, log));
         if (options.ApiKey is { } key) app.Use((ctx, next) => Authorize(ctx, next, key));
+        app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.FromSeconds(20) });
 
         app.MapGet("/v1/models", () => Results.Json(new { @object = "list", data = new[] { ModelJson(model) } }));
         app.MapGet("/v1/models/{id}", (string id) => id == model.Id
             ? Results.Json(ModelJson(model))
             : throw new ApiError(404, $"The model '{id}' does not exist", param: "model", code: "model_not_found"));
         app.MapPost("/v1/chat/completions", (HttpContext ctx) => ChatCompletions.Handle(ctx, model, options));
-        // Phase B (issue 21): the live-streams API maps here, on the frame loop's session seam:
-        // /v1/streams (+ /{id}, /{id}/events SSE with ids from Streams/EventLog, /{id}/questions,
-        // /{id}/video MJPEG, /{id}/ws push WebSocket) and the viewer page at /.
+        if (hub is null) return;
+        StreamEndpoints.Map(app, hub, options, log);
+        WebPage.Map(app);
     }
 
     static object ModelJson(IChatModel model) =>
@@ -124,6 +140,11 @@ public sealed class ApiServer : IAsyncDisposable
     {
         if (!ctx.Request.Path.StartsWithSegments("/v1")) return next(ctx);
         var header = ctx.Request.Headers.Authorization.ToString();
+        // A browser's EventSource, <img> and WebSocket cannot set headers: a stream's events, video
+        // and socket also take the key as ?api_key=KEY.
+        if (header.Length == 0 && HttpMethods.IsGet(ctx.Request.Method) && ctx.Request.Path.StartsWithSegments("/v1/streams")
+            && ctx.Request.Query["api_key"].ToString() is { Length: > 0 } queryKey)
+            header = "Bearer " + queryKey;
         if (header.Length == 0)
             throw new ApiError(401, "You didn't provide an API key. Provide it in an Authorization header using Bearer auth (Authorization: Bearer YOUR_KEY).");
         const string scheme = "Bearer ";
@@ -144,6 +165,7 @@ public sealed class ApiServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        Streams?.Dispose(); // first: their followers end, and their threads stop before the model goes
         using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5)))
             await _app.StopAsync(timeout.Token);
         await _app.DisposeAsync();

@@ -16,6 +16,8 @@ public sealed record ServerOptions
     public int MaxStreams { get; init; } = 4;
     public long MaxRequestBytes { get; init; } = 32L * 1024 * 1024;
     public ImageLimits Images { get; init; } = new();
+    /// <summary>The live streams' sources and limits.</summary>
+    public StreamLimits Streams { get; init; } = new();
 
     /// <summary>The address to bind, after checking the options (a one-line UserError for each mistake).</summary>
     public IPAddress Validate()
@@ -25,6 +27,7 @@ public sealed record ServerOptions
         if (ApiKey is { } key && (key.Length == 0 || key.Any(char.IsWhiteSpace)))
             throw new UserError("--api-key must be a non-empty token without spaces");
         if (MaxRequestBytes < 1024) throw new UserError($"the request size limit must be at least 1 KiB, got {MaxRequestBytes}");
+        Streams.Validate();
         IPAddress address;
         if (Host.Equals("localhost", StringComparison.OrdinalIgnoreCase)) address = IPAddress.Loopback;
         else if (!IPAddress.TryParse(Host.Trim('[', ']'), out address!))
@@ -32,5 +35,42 @@ public sealed record ServerOptions
         if (!IPAddress.IsLoopback(address) && ApiKey is null)
             throw new UserError($"--host {Host} is reachable from other machines: set --api-key KEY too (or serve on 127.0.0.1)");
         return address;
+    }
+}
+
+/// <summary>What a client may open as a live stream, and what one stream may use.</summary>
+public sealed record StreamLimits
+{
+    /// <summary>The allow-list folder: file sources are paths inside it (symlinks resolved); null refuses file sources.</summary>
+    public string? MediaFolder { get; init; }
+    /// <summary>Kinds of source a client may open: file, url, camera, push.</summary>
+    public IReadOnlySet<string> Sources { get; init; } = new HashSet<string>(Kinds);
+    /// <summary>A stream no client has followed for this long is freed (a push stream: no WebSocket for this long).</summary>
+    public TimeSpan Grace { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Frames a push stream takes per second; more are dropped and counted.</summary>
+    public double MaxPushFps { get; init; } = 30;
+    /// <summary>Bytes in one pushed frame (a WebSocket message); a larger one closes the socket (1009).</summary>
+    public int MaxFrameBytes { get; init; } = 4 * 1024 * 1024;
+    /// <summary>The JSON bodies of the streams API (open a stream, ask a question).</summary>
+    public int MaxJsonBytes { get; init; } = 64 * 1024;
+    /// <summary>Events each stream holds for Last-Event-ID resume.</summary>
+    public int EventRetention { get; init; } = 4096;
+    /// <summary>Questions that may wait for their answer in one stream (429 past it).</summary>
+    public int MaxPendingQuestions { get; init; } = 8;
+    /// <summary>Frames per second of the MJPEG video.</summary>
+    public double VideoFps { get; init; } = 15;
+
+    public static readonly string[] Kinds = ["file", "url", "camera", "push"];
+
+    public void Validate()
+    {
+        foreach (var k in Sources)
+            if (!Kinds.Contains(k)) throw new UserError($"--sources: '{k}' is not one of {string.Join(", ", Kinds)}");
+        if (Grace <= TimeSpan.Zero) throw new UserError($"--stream-grace must be positive, got {Grace.TotalSeconds} s");
+        if (MaxPushFps is not (> 0 and <= 240)) throw new UserError($"--max-push-fps must be in (0, 240], got {MaxPushFps}");
+        if (MaxFrameBytes < 1024) throw new UserError($"the push frame size limit must be at least 1 KiB, got {MaxFrameBytes}");
+        if (EventRetention < 16) throw new UserError($"a stream holds at least 16 events, got {EventRetention}");
+        if (VideoFps is not (> 0 and <= 60)) throw new UserError($"the video rate must be in (0, 60] fps, got {VideoFps}");
+        if (MaxPendingQuestions < 1) throw new UserError($"at least one question may wait, got {MaxPendingQuestions}");
     }
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using Microsoft.Extensions.Logging;
 using RealtimeAssistant.Cli.App;
 using RealtimeAssistant.Server;
@@ -6,7 +7,7 @@ using RealtimeAssistant.Server.Inference;
 
 namespace RealtimeAssistant.Cli.Commands;
 
-/// <summary>`ra serve`: the model behind an OpenAI-compatible HTTP API (ASP.NET Core, Kestrel).</summary>
+/// <summary>`ra serve`: the model behind an OpenAI-compatible HTTP API, the live-streams API and its page (ASP.NET Core, Kestrel).</summary>
 public static class ServeCommand
 {
     public static Command Create()
@@ -15,31 +16,50 @@ public static class ServeCommand
         var host = new Option<string>("--host") { Description = "address to listen on; anything but loopback needs --api-key", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "port (0: any free port; the one taken is printed)", DefaultValueFactory = _ => 8080 };
         var apiKey = new Option<string?>("--api-key") { Description = "require Authorization: Bearer KEY on every /v1 request (default: $RA_API_KEY, which keeps the key out of the process list)" };
-        var maxStreams = new Option<int>("--max-streams") { Description = "admission limit of the live-streams API (that API is not served yet)", DefaultValueFactory = _ => 4 };
-        var queue = new Option<int>("--queue") { Description = "requests that may wait for the model while one runs (429 past that)", DefaultValueFactory = _ => 16 };
+        var maxStreams = new Option<int>("--max-streams") { Description = "live streams open at once (429 past it)", DefaultValueFactory = _ => 4 };
+        var queue = new Option<int>("--queue") { Description = "chat requests that may wait for the model while one runs (429 past that)", DefaultValueFactory = _ => 16 };
+        var media = new Option<string?>("--media") { Description = "the folder clients may open video files from (default: the bundled media/); nothing outside it is read" };
+        var sources = new Option<string>("--sources") { Description = "kinds of live source clients may open: any of file,url,camera,push", DefaultValueFactory = _ => "file,url,camera,push" };
+        var grace = new Option<double>("--stream-grace") { Description = "seconds a live stream lives on with no client following it (a push stream: with no WebSocket) before it is freed", DefaultValueFactory = _ => 30 };
+        var pushFps = new Option<double>("--max-push-fps") { Description = "frames per second a push stream takes; more are dropped and counted", DefaultValueFactory = _ => 30 };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        var cmd = new Command("serve", "Serve the model over HTTP with OpenAI's API: GET /v1/models and POST /v1/chat/completions " +
-            "(text and data: URI images, streaming with stream: true). Requests run one at a time. Ctrl+C stops.")
-            { model, host, port, apiKey, maxStreams, queue, device, dtype };
+        var cmd = new Command("serve", "Serve the model over HTTP: OpenAI's GET /v1/models and POST /v1/chat/completions (text and data: URI images, " +
+            "streaming with stream: true), live streams (POST /v1/streams on a file, an rtsp:// or http:// URL, a camera or frames pushed over a WebSocket; " +
+            "captions and answers over SSE, the video with its overlay as MJPEG) and a page at / to watch them. One model serves every request and stream. Ctrl+C stops.")
+            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, device, dtype };
         return cmd.WithAction(async (pr, ct) =>
         {
             await Task.Yield(); // off the invoking thread, so System.CommandLine's Ctrl+C handling is in place (see live)
             using var interrupt = new Interrupt(ct);
             var key = pr.GetValue(apiKey) ?? (Environment.GetEnvironmentVariable("RA_API_KEY") is { Length: > 0 } env ? env : null);
+            var mediaDir = pr.GetValue(media) is { } m
+                ? Directory.Exists(m) ? m : throw new UserError($"--media folder not found: {m}")
+                : Cli.FindRepoPath("media");
             var options = new ServerOptions
             {
                 Host = pr.GetValue(host)!, Port = pr.GetValue(port), ApiKey = key, MaxStreams = pr.GetValue(maxStreams),
+                Streams = new StreamLimits
+                {
+                    MediaFolder = mediaDir,
+                    Sources = pr.GetValue(sources)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(),
+                    Grace = TimeSpan.FromSeconds(pr.GetValue(grace)), MaxPushFps = pr.GetValue(pushFps),
+                },
             };
             if (pr.GetValue(queue) < 1) throw new UserError($"--queue must be at least 1, got {pr.GetValue(queue)}");
-            options.Validate(); // a bad host or port fails before the model loads
+            if (!double.IsFinite(pr.GetValue(grace)) || pr.GetValue(grace) > 86400) throw new UserError($"--stream-grace must be a number of seconds up to a day, got {pr.GetValue(grace).ToString(CultureInfo.InvariantCulture)}");
+            options.Validate(); // a bad host, port or limit fails before the model loads
             var dir = AppModel.Resolve(pr.GetValue(model));
             using var logging = LoggerFactory.Create(Configure);
-            using var chat = SerialChatModel.Load(dir, Cli.EngineOptions(pr, device, dtype), pr.GetValue(queue), logging.CreateLogger("RealtimeAssistant.Model"));
-            await using var server = await ApiServer.StartAsync(options, chat, b => Configure(b), interrupt.Token);
+            // One model for everything: chat completions and every live stream take their turns on it.
+            using var scheduler = ModelScheduler.Load(dir, Cli.EngineOptions(pr, device, dtype), logging.CreateLogger("RealtimeAssistant.Model"));
+            using var chat = new SerialChatModel(scheduler, pr.GetValue(queue), logging.CreateLogger("RealtimeAssistant.Model"));
+            await using var server = await ApiServer.StartAsync(options, chat, b => Configure(b), interrupt.Token,
+                new StreamBackend(scheduler, GlStreamOverlay.Factory(options.Streams.VideoFps)));
             // The one line on stdout: scripts (and the tests) read the address from it.
-            Console.Out.WriteLine($"ra serve: {chat.Id} on {server.Url.ToString().TrimEnd('/')} (OpenAI API base URL {server.Url}v1)");
+            Console.Out.WriteLine($"ra serve: {chat.Id} on {server.Url.ToString().TrimEnd('/')} (OpenAI API base URL {server.Url}v1; page {server.Url})");
             Console.Out.Flush();
+            if (mediaDir is null) Console.Error.WriteLine("ra serve: no media folder: file streams are refused (--media DIR)");
             try { await server.WaitForShutdownAsync(interrupt.Token); }
             catch (OperationCanceledException) { }
             return 0;

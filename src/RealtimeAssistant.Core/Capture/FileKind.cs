@@ -6,7 +6,7 @@ namespace RealtimeAssistant.Capture;
 /// Tells a FIFO or a device node from a regular file. .NET's FileAttributes cannot, so on Linux
 /// we ask statx, whose struct layout (unlike stat's) is the same on every architecture.
 /// </summary>
-internal static unsafe class FileKind
+public static unsafe class FileKind
 {
     public enum Kind { Missing, Regular, Directory, Fifo, CharDevice, Other }
 

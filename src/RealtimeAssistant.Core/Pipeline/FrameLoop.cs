@@ -102,7 +102,11 @@ public sealed class FrameLoop : IDisposable
     public long Captions => Interlocked.Read(ref _captions);
     public bool Ended => (_capture?.EndOfStream ?? false) && !_displaySlot.HasFrame;
     public bool InferenceStopped => _inference is { IsAlive: false };
+    /// <summary>The capture thread is not running (never started, or ended).</summary>
+    public bool CaptureStopped => _capture is not { IsRunning: true };
     public Exception? InferenceError => _inferenceError;
+    /// <summary>Fires when the loop is told to stop: a session whose calls wait (a model shared by several loops) stops waiting then.</summary>
+    public CancellationToken Stopping => _stop.Token;
     public Exception? CaptureError => _capture?.Error;
     public string SourceStatus => _capture?.Status ?? _source.Status;
 

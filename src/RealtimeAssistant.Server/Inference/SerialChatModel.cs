@@ -9,13 +9,17 @@ using RealtimeAssistant.Server.OpenAi;
 namespace RealtimeAssistant.Server.Inference;
 
 /// <summary>
-/// One loaded model that runs one generation at a time, in arrival order, on its own thread (all
-/// libtorch work stays on that thread; Kestrel's threads only parse and write). Jobs wait in a
-/// small bounded queue; a full queue is refused with 429 rather than left to grow.
-/// The generation is the engine the app uses: <see cref="Captioner.Caption(IReadOnlyList{OpenCvSharp.Mat}, string?, GenerationOptions, CaptionTimings)"/>.
+/// Chat completions, one at a time in arrival order, on their own thread (libtorch work stays off
+/// Kestrel's threads, which only parse and write). Jobs wait in a small bounded queue; a full
+/// queue is refused with 429 rather than left to grow. Each step of a generation (the prompt
+/// pass, each decode step) takes its turn on the shared model through the
+/// <see cref="ModelScheduler"/>, between the live streams' steps. The generation is the engine
+/// the app uses: <see cref="Captioner.Caption(IReadOnlyList{OpenCvSharp.Mat}, string?, GenerationOptions, CaptionTimings)"/>.
 /// </summary>
 public sealed class SerialChatModel : IChatModel
 {
+    readonly ModelScheduler _scheduler;
+    readonly bool _ownsScheduler;
     readonly Engine _engine;
     readonly Captioner _captioner;
     readonly BlockingCollection<(GenerationJob Job, Channel<GenerationEvent> Events, CancellationToken Ct)> _queue;
@@ -28,9 +32,13 @@ public sealed class SerialChatModel : IChatModel
     public PromptFormat Format { get; }
     public int ContextLength => _engine.Text.MaxPositionEmbeddings;
 
-    SerialChatModel(Engine engine, int queueCapacity, ILogger? log)
+    /// <param name="ownsScheduler">Dispose the scheduler (and with it the model) with this.</param>
+    public SerialChatModel(ModelScheduler scheduler, int queueCapacity = 16, ILogger? log = null, bool ownsScheduler = false)
     {
-        _engine = engine;
+        if (queueCapacity < 1) throw new UserError($"the request queue holds at least 1, got {queueCapacity}");
+        _scheduler = scheduler;
+        _ownsScheduler = ownsScheduler;
+        var engine = _engine = scheduler.Engine;
         _captioner = new Captioner(engine);
         _log = log ?? NullLogger.Instance;
         Format = PromptFormat.Of(engine);
@@ -44,9 +52,9 @@ public sealed class SerialChatModel : IChatModel
     public static SerialChatModel Load(string modelDir, EngineOptions? options = null, int queueCapacity = 16, ILogger? log = null)
     {
         if (queueCapacity < 1) throw new UserError($"the request queue holds at least 1, got {queueCapacity}");
-        var engine = Engine.Load(modelDir, options, log);
-        try { return new SerialChatModel(engine, queueCapacity, log); }
-        catch { engine.Dispose(); throw; }
+        var scheduler = ModelScheduler.Load(modelDir, options, log);
+        try { return new SerialChatModel(scheduler, queueCapacity, log, ownsScheduler: true); }
+        catch { scheduler.Dispose(); throw; }
     }
 
     public ChannelReader<GenerationEvent> Submit(GenerationJob job, CancellationToken ct)
@@ -114,12 +122,17 @@ public sealed class SerialChatModel : IChatModel
             var options = new GenerationOptions { MaxNewTokens = maxTokens, Temperature = job.Temperature, TopP = job.TopP, Seed = job.Seed };
             var timings = new CaptionTimings();
             int tokens = 0;
-            foreach (var ev in _captioner.Caption(prompt.Images, prompt.Text, options, timings))
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(requestCt, _shutdown.Token);
+            try
             {
-                if (ev.Id >= 0) tokens++;
-                events.TryWrite(new TokenDelta(ev.Text, ev.Id >= 0));
-                if (requestCt.IsCancellationRequested || _shutdown.IsCancellationRequested) break;
+                foreach (var ev in _scheduler.Steps(() => _captioner.Caption(prompt.Images, prompt.Text, options, timings), stop.Token))
+                {
+                    if (ev.Id >= 0) tokens++;
+                    events.TryWrite(new TokenDelta(ev.Text, ev.Id >= 0));
+                    if (stop.IsCancellationRequested) break;
+                }
             }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested) { } // cut short while waiting for a turn
             events.TryWrite(new GenerationEnded(tokens, tokens >= maxTokens));
             _log.LogInformation("chat completion: {Images} images, {Prompt} prompt tokens, {Tokens} completion tokens in {Ms:0} ms (prefill {Prefill:0.0} ms){Cancelled}",
                 prompt.Images.Count, promptTokens, tokens, sw.Elapsed.TotalMilliseconds, timings.PrefillMs, requestCt.IsCancellationRequested ? ", cut short (a stop sequence, or the client left)" : "");
@@ -146,6 +159,6 @@ public sealed class SerialChatModel : IChatModel
         _shutdown.Cancel();
         _queue.CompleteAdding();
         _worker.Join();
-        _engine.Dispose();
+        if (_ownsScheduler) _scheduler.Dispose();
     }
 }

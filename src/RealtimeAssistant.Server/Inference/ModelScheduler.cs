@@ -1,0 +1,152 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using RealtimeAssistant.Model;
+
+namespace RealtimeAssistant.Server.Inference;
+
+/// <summary>
+/// The one loaded model and the one place where every model call of the server is issued: each
+/// live stream's reads and writes (through <see cref="ScheduledSession"/>) and each chat
+/// completion (<see cref="SerialChatModel"/>). Streams keep their own threads and their own KV
+/// caches; a model call waits here for its turn. Turns are granted first come, first served, one
+/// step at a time (a frame read, a prompt pass, one decode step), so a stream's read waits behind
+/// another stream's long answer for at most one decode step, never for the whole answer.
+/// Batching the steps that fall due together into one forward over several caches belongs here
+/// too (issue 21, step 5), behind the same two calls: <see cref="Run{T}"/> and <see cref="Steps{T}"/>.
+/// </summary>
+public sealed class ModelScheduler : IDisposable
+{
+    readonly object _gate = new();
+    readonly LinkedList<Waiter> _queue = new();
+    readonly bool _ownsEngine;
+    bool _busy, _disposed;
+    long _steps, _waited;
+    double _waitMs, _maxWaitMs;
+
+    public Engine Engine { get; }
+
+    public ModelScheduler(Engine engine, bool ownsEngine = true)
+    {
+        Engine = engine;
+        _ownsEngine = ownsEngine;
+    }
+
+    public static ModelScheduler Load(string modelDir, EngineOptions? options = null, ILogger? log = null) => new(Engine.Load(modelDir, options, log));
+
+    sealed class Waiter { public bool Granted; }
+
+    /// <summary>Steps run, steps that had to wait for another's, their mean and longest wait.</summary>
+    public (long Steps, long Waited, double MeanWaitMs, double MaxWaitMs) Counters
+    {
+        get { lock (_gate) return (_steps, _waited, _waited == 0 ? 0 : _waitMs / _waited, _maxWaitMs); }
+    }
+
+    /// <summary>One model step, in its turn. <paramref name="ct"/> cancels the wait (not a step that has started).</summary>
+    public T Run<T>(Func<T> step, CancellationToken ct = default)
+    {
+        Acquire(ct);
+        try { return step(); }
+        finally { Release(); }
+    }
+
+    public void Run(Action step, CancellationToken ct = default) => Run(() => { step(); return 0; }, ct);
+
+    /// <summary>
+    /// A generation whose every step (each MoveNext: the prompt pass, then one decode step) takes
+    /// its own turn; other streams' steps run between them. <paramref name="start"/> is called in
+    /// the first turn (a session may do model work as soon as it is asked). Cancelling
+    /// <paramref name="ct"/> ends the generation at its next step; its cleanup still runs in a turn.
+    /// </summary>
+    public IEnumerable<T> Steps<T>(Func<IEnumerable<T>> start, CancellationToken ct = default)
+    {
+        IEnumerator<T>? e = null;
+        try
+        {
+            while (true)
+            {
+                T item;
+                Acquire(ct);
+                try
+                {
+                    e ??= start().GetEnumerator();
+                    if (!e.MoveNext()) yield break;
+                    item = e.Current;
+                }
+                finally { Release(); }
+                yield return item;
+            }
+        }
+        finally
+        {
+            if (e is not null)
+            {
+                Acquire(CancellationToken.None);
+                try { e.Dispose(); }
+                finally { Release(); }
+            }
+        }
+    }
+
+    void Acquire(CancellationToken ct)
+    {
+        long t0 = 0;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _steps++;
+            if (!_busy && _queue.Count == 0)
+            {
+                _busy = true;
+                return;
+            }
+            t0 = Stopwatch.GetTimestamp();
+            var me = _queue.AddLast(new Waiter());
+            while (!me.Value.Granted)
+            {
+                if (ct.IsCancellationRequested || _disposed)
+                {
+                    _queue.Remove(me);
+                    ct.ThrowIfCancellationRequested();
+                    throw new ObjectDisposedException(nameof(ModelScheduler));
+                }
+                Monitor.Wait(_gate, 50); // short waits: a cancellation is noticed without a registration
+            }
+            var ms = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
+            _waited++;
+            _waitMs += ms;
+            _maxWaitMs = Math.Max(_maxWaitMs, ms);
+        }
+    }
+
+    void Release()
+    {
+        lock (_gate)
+        {
+            if (_queue.First is { } next)
+            {
+                _queue.RemoveFirst();
+                next.Value.Granted = true; // the turn passes straight on: _busy stays true
+                Monitor.PulseAll(_gate);
+            }
+            else
+            {
+                _busy = false;
+                Monitor.PulseAll(_gate); // a Dispose waiting for the step in progress
+            }
+        }
+    }
+
+    /// <summary>Waits for the step in progress, refuses new ones, and frees the model (when it owns it).</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            Monitor.PulseAll(_gate);
+            var deadline = Stopwatch.GetTimestamp() + 10 * Stopwatch.Frequency;
+            while (_busy && Stopwatch.GetTimestamp() < deadline) Monitor.Wait(_gate, 50);
+        }
+        if (_ownsEngine) Engine.Dispose();
+    }
+}
