@@ -39,7 +39,7 @@ public sealed class MediaFolder
     static ApiError Outside(string requested) =>
         new(403, $"{Show(requested)} is outside the media folder this server may read from", "permission_error", "source", "path_not_allowed");
 
-    bool Inside(string path) => path.StartsWith(Root.EndsWith('/') ? Root : Root + "/", StringComparison.Ordinal);
+    bool Inside(string path) => path == Root || path.StartsWith(Root.EndsWith('/') ? Root : Root + "/", StringComparison.Ordinal);
 
     /// <summary>The video files a client may open, as paths relative to the folder (links that lead out are left out).</summary>
     public IReadOnlyList<(string Path, long Bytes)> List(int maxDepth = 3, int max = 500)

@@ -103,7 +103,7 @@ public class NetworkSourceTests(ITestOutputHelper log)
         Assert.Empty(ChildFfmpegs());
     }
 
-    static IEnumerable<int> ChildFfmpegs()
+    internal static IEnumerable<int> ChildFfmpegs()
     {
         var me = Environment.ProcessId.ToString();
         foreach (var dir in Directory.EnumerateDirectories("/proc"))

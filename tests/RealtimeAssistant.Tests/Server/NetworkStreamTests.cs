@@ -1,0 +1,93 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using RealtimeAssistant.Tests.Capture;
+
+namespace RealtimeAssistant.Tests.Server;
+
+/// <summary>
+/// A stream on a network source that dies and returns: the demo video served over HTTP on
+/// loopback by `ffmpeg -re … -f mpegts -listen 1`, killed mid-stream and started again. The
+/// stream's state shows the retries, captions resume, nothing crashes, and deleting it leaves no
+/// thread and no relay process behind.
+/// </summary>
+[Collection("streams server")]
+public class NetworkStreamTests(StreamServer server, ITestOutputHelper log)
+{
+    [Fact]
+    public async Task AnHttpSourceThatDiesAndReturns_IsRetried_AndCaptionsResume()
+    {
+        var ffmpeg = TestMedia.Ffmpeg;
+        if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH (./ra test installs Debian's)");
+        using var camera = new HttpVideoServer(ffmpeg, Path.Combine(ServerTestSupport.RepoRoot, "media", "demo.mp4"));
+        camera.Start();
+        var opened = await server.Open(new { source = camera.Url, frame_budget_ms = 0 });
+        var id = opened["id"]!.GetValue<string>();
+        Assert.Equal("url", opened["kind"]!.GetValue<string>());
+        var stream = server.Api.Streams!.Get(id);
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(6));
+        var seen = new List<SseMessage>();
+        var phase = "before";
+        long segmentsBefore = 0, segmentsAfter = 0;
+        var states = new List<string>();
+        var reading = Task.Run(async () =>
+        {
+            await foreach (var e in server.Events(id, ct: cts.Token))
+            {
+                lock (seen) seen.Add(e);
+                if (e.Type == "state") lock (states) states.Add($"{phase}: {e.Data["state"]} ({e.Data["source_status"]})");
+                if (e.Type != "segment") continue;
+                if (Volatile.Read(ref phase) == "before") Interlocked.Increment(ref segmentsBefore);
+                if (Volatile.Read(ref phase) == "after") Interlocked.Increment(ref segmentsAfter);
+                if (Interlocked.Read(ref segmentsAfter) >= 2) return;
+            }
+        });
+
+        await Until(() => Interlocked.Read(ref segmentsBefore) >= 1, TimeSpan.FromMinutes(3), "a first caption from the network source", camera);
+        var running = await server.State(id);
+        Assert.Equal("running", running["state"]!.GetValue<string>());
+        Assert.Equal(0, running["source_status"]!["retries"]!.GetValue<long>());
+
+        camera.Kill();
+        Volatile.Write(ref phase, "down");
+        JsonNode state = running;
+        await Until(async () => (state = await server.State(id))["source_status"]!["retries"]!.GetValue<long>() >= 2, TimeSpan.FromSeconds(60), "retries while the source is down", camera);
+        log.WriteLine($"while down: {state["state"]} {state["source_status"]!.ToJsonString()}");
+        Assert.Equal("retrying", state["state"]!.GetValue<string>());
+        Assert.Contains("lost", state["source_status"]!["status"]!.GetValue<string>());
+
+        camera.Start();
+        Volatile.Write(ref phase, "after");
+        await reading.WaitAsync(TimeSpan.FromMinutes(3));
+        lock (states) log.WriteLine(string.Join("\n", states));
+        var after = await server.State(id);
+        log.WriteLine($"after: {after.ToJsonString()}");
+        Assert.Equal("running", after["state"]!.GetValue<string>());
+        Assert.True(after["source_status"]!["recoveries"]!.GetValue<long>() >= 1);
+        Assert.True(after["source_status"]!["retries"]!.GetValue<long>() >= 2);
+        lock (states)
+        {
+            Assert.Contains(states, s => s.StartsWith("down: retrying"));
+            Assert.Contains(states, s => s.StartsWith("after: running"));
+        }
+        // Numbered without a gap across the outage.
+        lock (seen) Assert.Equal(Enumerable.Range(1, seen.Count).Select(i => (long?)i), seen.Select(e => e.Id));
+
+        await server.Delete(id);
+        Assert.True(stream.ThreadsStopped, "a thread of the stream still runs after DELETE");
+        camera.Kill();
+        Assert.Empty(NetworkSourceTests.ChildFfmpegs()); // no relay left running
+        Assert.DoesNotContain("Error", server.Warnings);
+    }
+
+    static async Task Until(Func<Task<bool>> done, TimeSpan limit, string what, HttpVideoServer camera)
+    {
+        var sw = Stopwatch.StartNew();
+        while (!await done())
+        {
+            if (sw.Elapsed > limit) throw new Xunit.Sdk.XunitException($"no {what} within {limit}; ffmpeg server: {camera.Log}");
+            await Task.Delay(250);
+        }
+    }
+
+    static Task Until(Func<bool> done, TimeSpan limit, string what, HttpVideoServer camera) => Until(() => Task.FromResult(done()), limit, what, camera);
+}
