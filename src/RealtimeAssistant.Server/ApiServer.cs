@@ -86,7 +86,7 @@ public sealed class ApiServer : IAsyncDisposable
         app.MapPost("/v1/chat/completions", (HttpContext ctx) => ChatCompletions.Handle(ctx, model, options));
         if (hub is null) return;
         StreamEndpoints.Map(app, hub, options, log);
-        WebPage.Map(app);
+        WebPage.Map(app, options.ApiKey is not null);
     }
 
     static object ModelJson(IChatModel model) =>

@@ -10,7 +10,7 @@ public static class LiveCommand
 {
     public static Command Create()
     {
-        var source = new Argument<string>("source") { Description = "camera index (0), /dev/videoN, video file, FIFO, image folder or 'synthetic[:seed=N]'", DefaultValueFactory = _ => "0" };
+        var source = new Argument<string>("source") { Description = "camera index (0), /dev/videoN, video file, rtsp:// or http(s):// stream (through ffmpeg), FIFO, image folder or 'synthetic[:seed=N]'", DefaultValueFactory = _ => "0" };
         var loop = new Option<bool>("--loop") { Description = "replay a file when it ends" };
         var fps = new Option<double>("--display-fps") { Description = "render rate", DefaultValueFactory = _ => 60 };
         var seconds = new Option<double?>("--seconds") { Description = "stop after this many seconds" };
@@ -41,7 +41,9 @@ public static class LiveCommand
             var modelDir = AppModel.Resolve(pr.GetValue(model));
             // Fail on a bad source before the model and the window: one line, exit 2.
             double sourceFps;
-            using (var probe = Capture.FrameSources.Open(spec, AppSources.Options() with { GiveUpAfter = TimeSpan.FromSeconds(5) })) sourceFps = probe.Fps;
+            // A network stream tells its rate only once connected; a probe would cost a connection (and end a one-client server's stream).
+            if (Capture.NetworkFrameSource.IsUrl(spec)) sourceFps = 30;
+            else using (var probe = Capture.FrameSources.Open(spec, AppSources.Options() with { GiveUpAfter = TimeSpan.FromSeconds(5) })) sourceFps = probe.Fps;
             string? why = "--headless";
             var window = pr.GetValue(headless) ? null : LiveApp.TryOpenWindow(960, 600, $"RealtimeAssistant – {spec}", out why);
             if (window is null)

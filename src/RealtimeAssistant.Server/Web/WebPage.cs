@@ -18,8 +18,10 @@ public static class WebPage
         ("/style.css", "web/style.css", "text/css; charset=utf-8"),
     ];
 
-    public static void Map(IEndpointRouteBuilder app)
+    /// <param name="apiKeyRequired">Told to the page (at /page.json), so it asks for the key before it calls the API.</param>
+    public static void Map(IEndpointRouteBuilder app, bool apiKeyRequired)
     {
+        app.MapGet("/page.json", () => Results.Json(new { api_key_required = apiKeyRequired }));
         foreach (var (path, resource, type) in Files)
         {
             var bytes = Read(resource);

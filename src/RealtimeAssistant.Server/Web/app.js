@@ -7,6 +7,7 @@ const $ = id => document.getElementById(id);
 const PUSH_FPS = 8;                 // frames the webcam path sends per second
 const state = { id: null, events: null, ws: null, camStream: null, timer: null, segment: null, text: '', sent: 0, answers: new Map() };
 window.raState = state;             // for tests and the curious
+const page = { apiKeyRequired: false }; // from /page.json
 
 const key = () => $('key').value.trim();
 $('key').value = sessionStorage.getItem('ra-key') || '';
@@ -26,6 +27,7 @@ async function api(path, options = {}) {
 function status(text) { $('status').textContent = text; }
 
 async function loadFiles() {
+  if (!key() && page.apiKeyRequired) return status('this server wants its API key: enter it above');
   try {
     const list = await api('/v1/media');
     const select = $('file');
@@ -94,7 +96,7 @@ function sendFrame(ws, video, canvas) {
 async function stop() {
   clearInterval(state.timer); state.timer = null;
   state.events?.close(); state.events = null;
-  state.ws?.close(); state.ws = null;
+  if (state.ws) { state.ws.onclose = null; state.ws.close(); state.ws = null; } // closed by us: no 'closed' notice
   state.camStream?.getTracks().forEach(t => t.stop()); state.camStream = null;
   $('mjpeg').removeAttribute('src');
   const id = state.id;
@@ -184,4 +186,4 @@ $('ask').addEventListener('submit', async e => {
     $('question').value = '';
   } catch (err) { status(`cannot ask: ${err.message}`); }
 });
-loadFiles();
+fetch('/page.json').then(r => r.json()).then(c => { page.apiKeyRequired = c.api_key_required; loadFiles(); });
