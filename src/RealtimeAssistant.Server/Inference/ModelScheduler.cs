@@ -35,6 +35,11 @@ public sealed class ModelScheduler : IDisposable
 
     sealed class Waiter { public bool Granted; }
 
+    /// <summary>Callers waiting for a turn now.</summary>
+    public int Waiting { get { lock (_gate) return _queue.Count; } }
+    /// <summary>A step is running now.</summary>
+    public bool Busy { get { lock (_gate) return _busy; } }
+
     /// <summary>Steps run, steps that had to wait for another's, their mean and longest wait.</summary>
     public (long Steps, long Waited, double MeanWaitMs, double MaxWaitMs) Counters
     {
@@ -90,6 +95,7 @@ public sealed class ModelScheduler : IDisposable
     void Acquire(CancellationToken ct)
     {
         long t0 = 0;
+        ct.ThrowIfCancellationRequested(); // a generation cancelled between steps ends here
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
