@@ -30,6 +30,7 @@ public sealed class LiveStream : IDisposable
     readonly ILogger _log;
     readonly StreamLimits _limits;
     readonly ImageLimits _images;
+    readonly StreamFormat _format; // to check a question the way the session will write it
     readonly object _gate = new();
     readonly Queue<(string Id, string Text)> _asked = new();
     string? _answering;            // the question being answered now
@@ -80,6 +81,8 @@ public sealed class LiveStream : IDisposable
         var streaming = new StreamingOptions { WindowFrames = 2, Generation = new Model.GenerationOptions { MaxNewTokens = request.MaxTokens } };
         streaming.Validate(engine.Text.MaxPositionEmbeddings, engine.Text.NumHiddenLayers);
         if (budget is not null) FrameGovernor.Ladder(schedule, engine.Text.NumHiddenLayers, 64); // a schedule the governor cannot use fails here
+        _format = StreamFormat.For(engine);
+        if (request.Prompt is { } instruction) _format.Write(instruction); // one the session cannot write fails now, not at the first caption
         var inner = scheduler.Run(() => SessionModes.Create(request.Mode, engine, streaming));
         _session = new ScheduledSession(inner, scheduler, request.Prompt);
         try
@@ -173,6 +176,9 @@ public sealed class LiveStream : IDisposable
     /// <summary>Queues a question; its answer arrives on the event log tagged with the id returned.</summary>
     public string Ask(string text)
     {
+        // What the session would refuse mid-stream (and fail the stream with) is refused here.
+        try { _format.Write(text); }
+        catch (UserError e) { throw ApiError.BadRequest($"the question cannot be asked: {e.Message}", "text"); }
         string id;
         lock (_gate)
         {

@@ -52,9 +52,11 @@ public class PushStreamTests(StreamServer server, ITestOutputHelper log)
     [Fact]
     public async Task FramesPushedOverTheWebSocket_GetCaptionEventsBackOnIt()
     {
-        var opened = await server.Open(new { source = "push", fps = 8 });
+        // With its own caption prompt: every segment answers it (the demo model names colours).
+        var opened = await server.Open(new { source = "push", fps = 8, prompt = "what colour is the cross ?" });
         var id = opened["id"]!.GetValue<string>();
         Assert.Equal("push", opened["kind"]!.GetValue<string>());
+        Assert.Equal("what colour is the cross ?", opened["prompt"]!.GetValue<string>());
         Assert.Equal(1000.0 * 5 / 8, opened["stats"]!["frame_budget_ms"]!.GetValue<double>(), 1);
         var frames = Frames(120);
         using var ws = await Connect(id);
@@ -87,6 +89,8 @@ public class PushStreamTests(StreamServer server, ITestOutputHelper log)
         log.WriteLine(string.Join(" ", types));
         Assert.NotNull(segment);
         Assert.False(string.IsNullOrWhiteSpace(segment!["text"]!.GetValue<string>()));
+        // An answer to the prompt, not the model's scene description: one of the demo world's colour words.
+        Assert.Contains(segment["text"]!.GetValue<string>().Trim(' ', '.'), RealtimeAssistant.Demo.DemoColors.All.Select(c => RealtimeAssistant.Demo.DemoColors.Word(c)));
         Assert.Contains("delta", types);
         Assert.Contains("state", types);
         var state = await server.State(id);
