@@ -15,8 +15,12 @@ using LogLevel = Microsoft.Extensions.Logging.LogLevel;
 
 namespace RealtimeAssistant.Tests.Server;
 
-/// <summary>The stream tests share one server (one model load) and run one after another: the machine has two cores.</summary>
-[CollectionDefinition("streams server")]
+/// <summary>
+/// The stream tests share one server (one model load) and run one after another, and apart from
+/// every other test: they keep two cores busy, and the timing-sensitive tests elsewhere (the
+/// governor's) must not run beside them.
+/// </summary>
+[CollectionDefinition("streams server", DisableParallelization = true)]
 public class StreamServerCollection : ICollectionFixture<StreamServer>;
 
 /// <summary>
