@@ -6,8 +6,10 @@ namespace RealtimeAssistant.Tests.Capture;
 /// <summary>
 /// A network source (HTTP here; RTSP and RTMP go the same way, through Debian's ffmpeg into a
 /// FIFO) that dies and comes back: the source says it is retrying, counts the attempts, and
-/// frames come again from the new connection, with no crash and no thread left behind.
+/// frames come again from the new connection, with no crash and no thread left behind. Run apart
+/// from the other tests, with the stream tests: two ffmpeg processes decoding keep a core busy.
 /// </summary>
+[Collection("streams server")]
 public class NetworkSourceTests(ITestOutputHelper log)
 {
     static string DemoVideo => Path.Combine(Server.ServerTestSupport.RepoRoot, "media", "demo.mp4");
