@@ -41,7 +41,7 @@ public static class AnalyzeCommand
                 if (pr.GetValue(images) is { Length: > 0 } paths) mats.AddRange(paths.Select(Cli.ReadImage));
                 else
                 {
-                    var data = new DemoDataset(DemoSplit.Eval);
+                    var data = new DemoDataset(DemoSplit.Validation); // the schedule is chosen here; bench pruning scores it on Eval
                     for (int i = 0; i < ns; i++) { using var s = data.CaptionSample(i, DemoModelSpec.ImageSize); mats.Add(s.Image.Clone()); }
                     for (int i = 0; i < ns; i++) windows.Add(data.StreamingSample(i, 2, DemoModelSpec.ImageSize));
                 }
