@@ -65,6 +65,10 @@ mount_in_root /sys
 mount_in_root /dev
 mount_in_root /dev/pts
 cp /etc/resolv.conf "$DIR/etc/resolv.conf"
+# This machine's network: certificate authorities added here locally (a TLS-inspecting egress
+# proxy, for instance) are trusted in the root too, or NuGet's HTTPS fails with UntrustedRoot.
+# Part of the network, not of the project's needs; a real fresh machine has none.
+local_cas() { ls /usr/local/share/ca-certificates/*.crt 2>/dev/null || true; }
 
 if [ $REUSE -eq 0 ]; then
   # The .NET SDK's own dependencies on Debian 12, as dotnet/core documents them
@@ -76,6 +80,11 @@ if [ $REUSE -eq 0 ]; then
   # archive into a folder and putting `dotnet` on PATH (learn.microsoft.com/dotnet/core/install/
   # linux-scripted-manual#manual-install); a copy of an installed SDK is that folder. (Its package
   # feed and dotnet-install.sh are not reachable here.)
+  if [ -n "$(local_cas)" ]; then
+    mkdir -p "$DIR/usr/local/share/ca-certificates"
+    cp $(local_cas) "$DIR/usr/local/share/ca-certificates/"
+    timed "trust this machine's local CAs ($(local_cas | xargs -n1 basename | tr '\n' ' '))" in_root "update-ca-certificates"
+  fi
   sdk="$(dirname "$(readlink -f "$(command -v dotnet)")")"
   timed "copy the .NET SDK ($sdk, $(dotnet --version))" cp -a "$sdk" "$DIR/usr/share/dotnet"
   ln -sf /usr/share/dotnet/dotnet "$DIR/usr/bin/dotnet"
