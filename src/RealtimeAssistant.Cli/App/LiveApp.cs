@@ -34,6 +34,8 @@ public sealed record LiveAppOptions
     /// <summary>Seconds at the start that do not count toward fps, frame times and RSS-start (warm-up).</summary>
     public double WarmupSeconds { get; init; }
     public ILogger? Logger { get; init; }
+    /// <summary>A camera or stream that gives no frame for this long is lost for good (null: retry forever).</summary>
+    public TimeSpan? GiveUpAfter { get; init; }
 }
 
 /// <summary>What a live run measured.</summary>
@@ -41,7 +43,7 @@ public sealed record LiveStats(string Source, string Context, long FramesRendere
     double FrameMsP50, double FrameMsP99, double FrameMsMax, long Captions, double CaptionHz, double WordsHz,
     double LatencyP50, double LatencyP95, double LatencyP99, long DroppedForInference, long DroppedForDisplay, long FramesCaptured,
     double RssStartMb, double RssEndMb, double RssMaxMb, IReadOnlyList<(double Seconds, double Mb)> Rss,
-    IReadOnlyList<double> FrameTimesMs, ProfilerSnapshot Profile, Profiler Profiler, string? Error);
+    IReadOnlyList<double> FrameTimesMs, ProfilerSnapshot Profile, Profiler Profiler, string? Error, bool SourceLost = false);
 
 /// <summary>
 /// The live app's render thread: draws at display rate (window or headless), takes the newest
@@ -67,7 +69,7 @@ public static class LiveApp
     public static LiveStats Run(IGlContext? window, LiveAppOptions o, IFrameCaptioner captioner, CancellationToken ct)
     {
         var profiler = new Profiler(window: o.ProfileWindow);
-        var source = FrameSources.Open(o.Source, AppSources.Options(o.Realtime, o.Loop) with { Logger = o.Logger });
+        var source = FrameSources.Open(o.Source, AppSources.Options(o.Realtime, o.Loop) with { Logger = o.Logger, GiveUpAfter = o.GiveUpAfter });
         using var loop = new LiveLoop(source, captioner, profiler, o.Logger);
         var context = window ?? GlContextFactory.Create(false, o.Width, o.Height, out _);
         using var presenter = OverlayPresenterFor(context);
@@ -158,6 +160,7 @@ public static class LiveApp
             current?.Dispose();
         }
         if (loop.CaptureError is { } ce && error is null) error = ce.Message;
+        var lost = error is null && source is LiveFrameSource { LostReason: { } reason } ? reason : null;
 
         var end = clock.Elapsed.TotalSeconds;
         if (measureFrom < 0) { measureFrom = 0; rssStart = rss.Count > 0 ? rss[0].Item2 : RssMb(); }
@@ -171,7 +174,7 @@ public static class LiveApp
             measuredFrames / measured.TotalSeconds, Pct(sorted, 0.5), Pct(sorted, 0.99), sorted.Length > 0 ? sorted[^1] : 0,
             loop.Captions - captionsAtMeasure, (loop.Captions - captionsAtMeasure) / measured.TotalSeconds, words / measured.TotalSeconds,
             latency?.P50 ?? 0, latency?.P95 ?? 0, latency?.P99 ?? 0, loop.DroppedForInference, loop.DroppedForDisplay, loop.FramesCaptured,
-            rssStart, rssEnd, rss.Select(r => r.Item2).DefaultIfEmpty(rssEnd).Max(), rss, frameTimes, snap, profiler, error);
+            rssStart, rssEnd, rss.Select(r => r.Item2).DefaultIfEmpty(rssEnd).Max(), rss, frameTimes, snap, profiler, error ?? lost, SourceLost: lost is not null);
         return stats;
     }
 

@@ -18,8 +18,8 @@ public static class AppBench
         var seconds = new Option<double>("--seconds") { Description = "measured time (the target is a 10-minute run: 600)", DefaultValueFactory = _ => 60 };
         var warmup = new Option<double>("--warmup") { Description = "seconds before measuring: RSS climbs for about the first 90 s (allocator and caches), then stays flat", DefaultValueFactory = _ => 60 };
         var source = new Option<string?>("--source") { Description = "video source (default: the bundled media/demo.mp4, looped in real time)" };
-        var fps = new Option<double>("--display-fps") { Description = "render rate", DefaultValueFactory = _ => 60 };
-        var threads = new Option<int?>("--threads") { Description = "torch threads for the model (default: all cores)" };
+        var fps = Cli.DisplayFpsOption();
+        var threads = Cli.ThreadsOption("torch threads for the model (default: all cores)");
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();

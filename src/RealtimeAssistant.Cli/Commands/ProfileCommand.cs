@@ -13,7 +13,7 @@ public static class ProfileCommand
     {
         var input = new Argument<string>("input") { Description = "video file (or FIFO, image folder, 'synthetic')" };
         var output = new Option<string?>("--output", "-o") { Description = "report folder (default: runs/profile-TIMESTAMP)" };
-        var fps = new Option<double>("--display-fps") { Description = "render rate", DefaultValueFactory = _ => 60 };
+        var fps = Cli.DisplayFpsOption();
         var seconds = new Option<double?>("--seconds") { Description = "stop after this many seconds (default: the whole file)" };
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();

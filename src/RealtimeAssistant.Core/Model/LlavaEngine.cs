@@ -36,6 +36,13 @@ public sealed class LlavaEngine : IDisposable
     /// </summary>
     public bool GroupPositions { get; init; }
 
+    /// <summary>torch's intra-op thread count; libtorch takes 0 or less unchecked, so it is refused here.</summary>
+    public static void SetThreads(int n)
+    {
+        if (n < 1) throw new UserError($"--threads must be 1 or more, got {n}");
+        torch.set_num_threads(n);
+    }
+
     public static Device ResolveDevice(string spec)
     {
         spec = spec.Trim().ToLowerInvariant();
@@ -65,7 +72,7 @@ public sealed class LlavaEngine : IDisposable
     {
         options ??= new EngineOptions();
         if (!System.IO.Directory.Exists(dir)) throw new UserError($"model folder not found: {dir}");
-        if (options.Threads is { } n) torch.set_num_threads(n);
+        if (options.Threads is { } n) SetThreads(n);
         var cfg = LlavaConfig.Load(dir);
         var device = ResolveDevice(options.Device);
         var dtype = ResolveDType(options.DType, device, cfg.TorchDtype);
@@ -75,9 +82,19 @@ public sealed class LlavaEngine : IDisposable
         var model = new LlavaModel(cfg, new TensorSpec(device, dtype));
         LoadWeights(model, weights, cfg);
         model.eval();
-        var raw = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")));
-        var prompt = raw?["ra_default_prompt"]?.GetValue<string>();
-        var group = raw?["ra_group_positions"]?.GetValue<bool>() ?? false;
+        var raw = JsonFile.Read(Path.Combine(dir, "config.json"), "config.json");
+        var prompt = raw["ra_default_prompt"] switch
+        {
+            null => null,
+            JsonValue v when v.TryGetValue<string>(out var p) => p,
+            _ => throw new UserError($"{Path.Combine(dir, "config.json")}: ra_default_prompt must be a string"),
+        };
+        var group = raw["ra_group_positions"] switch
+        {
+            null => false,
+            JsonValue v when v.TryGetValue<bool>(out var g) => g,
+            _ => throw new UserError($"{Path.Combine(dir, "config.json")}: ra_group_positions must be true or false"),
+        };
         log?.LogInformation("loaded {Dir}: {Vision}+{Text}, {Layers} decoder layers, {Params:N0} parameters on {Device} as {DType}",
             dir, cfg.Vision.ModelType, cfg.Text.ModelType, cfg.Text.NumHiddenLayers, model.parameters().Sum(p => p.numel()), device, dtype);
         var engine = new LlavaEngine { Config = cfg, Preprocessor = pre, Tokenizer = tok, Model = model, Device = device, DType = dtype, Directory = dir, GroupPositions = group };
