@@ -43,7 +43,7 @@ public sealed record LiveStats(string Source, string Context, long FramesRendere
     double FrameMsP50, double FrameMsP99, double FrameMsMax, long Captions, double CaptionHz, double WordsHz,
     double LatencyP50, double LatencyP95, double LatencyP99, long DroppedForInference, long DroppedForDisplay, long FramesCaptured,
     double RssStartMb, double RssEndMb, double RssMaxMb, IReadOnlyList<(double Seconds, double Mb)> Rss,
-    IReadOnlyList<double> FrameTimesMs, ProfilerSnapshot Profile, Profiler Profiler, string? Error, bool SourceLost = false);
+    IReadOnlyList<double> FrameTimesMs, ProfilerSnapshot Profile, Profiler Profiler, string? Error, bool SourceLost = false, bool UserMistake = false);
 
 /// <summary>
 /// The live app's render thread: draws at display rate (window or headless), takes the newest
@@ -53,6 +53,22 @@ public sealed record LiveStats(string Source, string Context, long FramesRendere
 public static class LiveApp
 {
     static readonly HashSet<string> QuietStatuses = ["live", "playing", "playing (realtime)", "generating"];
+
+    /// <summary>
+    /// How a run that played ends, for the commands: a source lost for good is one line and
+    /// <see cref="Cli.SourceLostCode"/>; a source that was bad input (it never gave a frame, an
+    /// image that does not decode) is a user's mistake, exit 2; anything else that stopped it is 1.
+    /// </summary>
+    public static int ExitCode(string command, LiveStats stats, bool interrupted)
+    {
+        if (stats.SourceLost) { Console.Error.WriteLine($"{command}: {stats.Error}"); return Cli.SourceLostCode; }
+        if (stats.Error is not null && !interrupted)
+        {
+            Console.Error.WriteLine($"error: {stats.Error}");
+            return stats.UserMistake ? Cli.UserErrorCode : 1;
+        }
+        return interrupted ? 130 : 0;
+    }
 
     /// <summary>A window, or null with the reason there is none (no DISPLAY, GLFW failed).</summary>
     public static IGlContext? TryOpenWindow(int width, int height, string title, out string? why)
@@ -174,7 +190,8 @@ public static class LiveApp
             measuredFrames / measured.TotalSeconds, Pct(sorted, 0.5), Pct(sorted, 0.99), sorted.Length > 0 ? sorted[^1] : 0,
             loop.Captions - captionsAtMeasure, (loop.Captions - captionsAtMeasure) / measured.TotalSeconds, words / measured.TotalSeconds,
             latency?.P50 ?? 0, latency?.P95 ?? 0, latency?.P99 ?? 0, loop.DroppedForInference, loop.DroppedForDisplay, loop.FramesCaptured,
-            rssStart, rssEnd, rss.Select(r => r.Item2).DefaultIfEmpty(rssEnd).Max(), rss, frameTimes, snap, profiler, error ?? lost, SourceLost: lost is not null);
+            rssStart, rssEnd, rss.Select(r => r.Item2).DefaultIfEmpty(rssEnd).Max(), rss, frameTimes, snap, profiler, error ?? lost, SourceLost: lost is not null,
+            UserMistake: error is not null && loop.InferenceError is null && loop.CaptureError is UserError);
         return stats;
     }
 

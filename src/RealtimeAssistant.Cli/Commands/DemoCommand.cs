@@ -43,8 +43,7 @@ public static class DemoCommand
                     using var captioner = AppModel.Load(modelDir, engine);
                     var stats = LiveApp.Run(window, new LiveAppOptions { Source = input, Loop = true, Realtime = true }, captioner, ct);
                     LiveApp.PrintSummary(stats);
-                    if (stats.Error is not null && !interrupt.Requested) throw new UserError(stats.Error);
-                    return interrupt.Requested ? 130 : 0;
+                    return LiveApp.ExitCode("demo", stats, interrupt.Requested);
                 }
                 Console.Error.WriteLine($"demo: no window ({why}); streaming the captions here and writing the annotated video instead");
             }

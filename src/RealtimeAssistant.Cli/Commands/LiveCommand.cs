@@ -59,8 +59,7 @@ public static class LiveCommand
                 ShowHud = !pr.GetValue(noHud), GiveUpAfter = TimeSpan.FromSeconds(pr.GetValue(giveUp)), SnapshotPath = pr.GetValue(snapshot), PrintCaptions = window is null, Logger = logging.CreateLogger("live"),
             }, captioner, ct);
             LiveApp.PrintSummary(stats);
-            if (stats.SourceLost) { Console.Error.WriteLine($"live: {stats.Error}"); return Cli.SourceLostCode; }
-            return stats.Error is not null ? 1 : interrupt.Requested ? 130 : 0;
+            return LiveApp.ExitCode("live", stats, interrupt.Requested);
         });
     }
 }

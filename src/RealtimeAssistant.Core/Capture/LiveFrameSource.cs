@@ -149,9 +149,15 @@ public sealed class LiveFrameSource : IFrameSource
     public void Dispose()
     {
         stopping = true;
-        unblock?.Invoke();
+        // Release a blocked open again until the grabber is gone: it may reach open() only after
+        // the first release (disposed right after creation), and a grabber left waiting there would
+        // take frames from the next reader of the same FIFO.
+        for (var waited = Stopwatch.StartNew(); waited.Elapsed < TimeSpan.FromSeconds(2);)
+        {
+            unblock?.Invoke();
+            if (grabber.Join(TimeSpan.FromMilliseconds(100))) break;
+        }
         // A grabber stuck in a native read is left behind (it is a background thread and owns its capture).
-        grabber.Join(TimeSpan.FromSeconds(2));
         slot.Dispose();
     }
 }

@@ -47,7 +47,8 @@ public sealed class AnnotatedVideoWriter : IDisposable
             throw new UserError("H.264 output needs ffmpeg on PATH (Debian: apt-get install ffmpeg)");
         Encoder = ffmpeg is null ? VideoEncoder.OpenCvMp4v : VideoEncoder.FfmpegH264;
         var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
-        if (dir is not null) Directory.CreateDirectory(dir);
+        try { if (dir is not null) Directory.CreateDirectory(dir); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new UserError($"cannot write {path}: {e.Message}", e); }
     }
 
     public unsafe void Write(Mat frame)

@@ -60,8 +60,7 @@ public class AnnotateTests(ITestOutputHelper log)
     [InlineData("Megamind.avi", 48)]   // 720×528 MPEG-4, 24 fps
     public void RealWorldClips_OfOtherSizesAndCodecs(string name, int every)
     {
-        var input = Path.Combine(TestMedia.DebianSamples, name);
-        if (!File.Exists(input)) { log.WriteLine($"SKIPPED: {input} missing (Debian package opencv-doc)"); return; }
+        var input = TestMedia.Sample(name);
         var (frames, _) = TestMedia.ReadBack(input);
         var dir = Path.Combine(TestMedia.TempDir("ann-real"), "out");
         var report = Annotate(input, dir, every);
@@ -113,7 +112,7 @@ public class AnnotateTests(ITestOutputHelper log)
     public void Av1File_IsAOneLineErrorNamingTheCodec_WithoutHanging()
     {
         var ffmpeg = TestMedia.Ffmpeg;
-        if (ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg to make an AV1 clip"); return; }
+        if (ffmpeg is null) Assert.Skip("no ffmpeg to make an AV1 clip");
         var path = Path.Combine(TestMedia.TempDir("ann-av1"), "clip.mp4");
         var made = false;
         foreach (var (encoder, extra) in new[] { ("libsvtav1", new[] { "-preset", "12" }), ("libaom-av1", new[] { "-cpu-used", "8" }) })
@@ -123,7 +122,7 @@ public class AnnotateTests(ITestOutputHelper log)
             if (code == 0 && File.Exists(path)) { made = true; break; }
             log.WriteLine($"{encoder}: {errors}");
         }
-        if (!made) { log.WriteLine("SKIPPED: this ffmpeg has no AV1 encoder"); return; }
+        if (!made) Assert.Skip("this ffmpeg has no AV1 encoder");
         var sw = Stopwatch.StartNew();
         var e = Assert.Throws<UserError>(() => Annotate(path, Path.Combine(TestMedia.TempDir("ann-av1-out"), "out"), 5, captioner: new SlowCaptioner(TimeSpan.Zero)));
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(15), $"took {sw.Elapsed}");

@@ -12,6 +12,8 @@ namespace RealtimeAssistant.Tests.Cli;
 /// </summary>
 public class ExitContractTests(ITestOutputHelper log)
 {
+    static string DemoModel => RaCli.FindRepoPath(RealtimeAssistant.Cli.App.AppModel.DemoModelPath) ?? throw new InvalidOperationException("media/demo-model is missing");
+
     /// <summary>Files the bad invocations point at, made once per test run.</summary>
     static readonly Lazy<Fixture> Files = new(() => new Fixture());
 
@@ -145,5 +147,52 @@ public class ExitContractTests(ITestOutputHelper log)
         Assert.False(outOption.HasDefaultValue, "analyze --out must not default to a tracked folder");
         var dir = RealtimeAssistant.Cli.Commands.AnalyzeCommand.DefaultOut();
         Assert.Matches(@"^runs[/\\]analyze-\d{8}-\d{6}$", dir);
+    }
+
+    [Fact]
+    public async Task Live_ACameraLostForGood_SaysWhatAndHowLong_AndExitsThree()
+    {
+        var ffmpeg = TestMedia.Ffmpeg;
+        if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to feed the FIFO camera");
+        var fifo = Path.Combine(TestMedia.TempDir("lost"), "camera.avi");
+        Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
+        var live = Task.Run(() => CliProcess.Run(["live", fifo, "--headless", "--give-up-after", "5", "--model", DemoModel, "--threads", "1"],
+            TimeSpan.FromSeconds(90)));
+        await Task.Delay(1000); // the camera comes up after live has started, sends 2 s, and is gone for good
+        var (code, errors) = await Task.Run(() => TestMedia.Run(ffmpeg!,
+            ["-hide_banner", "-loglevel", "error", "-y", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", "2", "-f", "avi", fifo],
+            TimeSpan.FromSeconds(30)));
+        log.WriteLine($"ffmpeg: exit {code} {errors}");
+        var r = await live;
+        log.WriteLine(r.ToString());
+        Assert.False(r.TimedOut);
+        Assert.Equal(RaCli.SourceLostCode, r.Code);
+        Assert.Matches(@"live: .*camera\.avi.* lost: no frame for 5 s, \d+ reconnect attempts; gave up", r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stdout + r.Stderr);
+        Assert.DoesNotContain(" at RealtimeAssistant", r.Stdout + r.Stderr);
+    }
+
+    [Fact]
+    public void Demo_InAWindow_ExitsTwo_WhenItsVideoFails()
+    {
+        using var xvfb = RealtimeAssistant.Tests.Rendering.Xvfb.TryStart(out var why);
+        if (xvfb is null)
+        {
+            Assert.False(RealtimeAssistant.Tests.Rendering.Xvfb.IsInstalled, $"Xvfb is installed but did not start: {why}");
+            Assert.Skip($"no X server for the demo's window: {why}");
+        }
+        // An image folder whose second image is not one: the window runs, then capture fails.
+        var folder = TestMedia.TempDir("demo-bad");
+        using (var m = TestMedia.Pattern(1, 320, 240)) OpenCvSharp.Cv2.ImWrite(Path.Combine(folder, "a.png"), m);
+        File.WriteAllText(Path.Combine(folder, "b.png"), "not a png");
+        var r = CliProcess.Run(["demo", "--video", folder, "--model", DemoModel], TimeSpan.FromSeconds(90),
+            new Dictionary<string, string?> { ["DISPLAY"] = xvfb.Display });
+        log.WriteLine(r.ToString());
+        Assert.False(r.TimedOut);
+        Assert.Contains("in a window", r.Stderr); // the window path, not the headless one
+        Assert.Equal(2, r.Code);
+        Assert.Contains("error: ", r.Stderr);
+        Assert.Contains("b.png", r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stdout + r.Stderr);
     }
 }
