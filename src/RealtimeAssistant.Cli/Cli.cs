@@ -16,20 +16,6 @@ public static partial class Cli
     /// <summary>Exit code of `live` when its camera or stream was lost for good (retried for --give-up-after).</summary>
     public const int SourceLostCode = 3;
 
-    /// <summary>Every `ra` command.</summary>
-    public static RootCommand Root()
-    {
-        var root = new RootCommand("RealtimeAssistant: a real-time vision assistant (LLaVA-layout MLLM in TorchSharp).");
-        foreach (var c in new[]
-        {
-            Commands.CaptionCommand.Create(), Commands.BenchCommand.Create(), Commands.DemoCommand.Create(), Commands.TrainCommand.Create(),
-            Commands.EvalCommand.Create(), Commands.AnalyzeCommand.Create(), Commands.AnnotateCommand.Create(), Commands.StreamCommand.Create(),
-            Commands.LiveCommand.Create(), Commands.ProfileCommand.Create(),
-        }) root.Subcommands.Add(c);
-        root.Options.Add(Shaders);
-        return root;
-    }
-
     /// <summary>Where the GLSL files are, for an installed `ra` (default: shaders/ beside the binary or above it).</summary>
     static readonly Option<string?> Shaders = new("--shaders")
     {
@@ -40,10 +26,10 @@ public static partial class Cli
     /// Parses and runs. A parse error (a bad value, an unknown option, a missing one) is one line
     /// naming the option and what was wrong, then where the help is, and exit 2 — not the help dump.
     /// </summary>
-    public static async Task<int> Main(string[] args)
+    public static async Task<int> Main(RootCommand root, string[] args)
     {
         QuietNativeLogs();
-        var root = Root();
+        root.Options.Add(Shaders);
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {

@@ -1,3 +1,16 @@
+using System.CommandLine;
 using RealtimeAssistant.Cli;
+using RealtimeAssistant.Cli.Commands;
 
-return await Cli.Main(args);
+var root = new RootCommand("RealtimeAssistant: a real-time vision assistant (LLaVA-layout MLLM in TorchSharp).");
+root.Subcommands.Add(CaptionCommand.Create());
+root.Subcommands.Add(BenchCommand.Create());
+root.Subcommands.Add(DemoCommand.Create());
+root.Subcommands.Add(TrainCommand.Create());
+root.Subcommands.Add(EvalCommand.Create());
+root.Subcommands.Add(AnalyzeCommand.Create());
+root.Subcommands.Add(AnnotateCommand.Create());
+root.Subcommands.Add(StreamCommand.Create());
+root.Subcommands.Add(LiveCommand.Create());
+root.Subcommands.Add(ProfileCommand.Create());
+return await Cli.Main(root, args);
