@@ -38,7 +38,7 @@ public static class AnnotateCommand
             };
             // Check the folder and the input before the model loads: bad arguments fail fast.
             Output.OutputFolder.Plan(options.OutputDir, options.Force, options.Resume);
-            using (Capture.FrameSources.Open(options.Input, AppSources.Options())) { }
+            Capture.FrameSources.Check(options.Input, AppSources.Options());
             var modelDir = AppModel.Resolve(pr.GetValue(model));
             var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir))?.Validate(LlavaConfig.Load(modelDir).Text.NumHiddenLayers);
             using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype), pruning: pruning);

@@ -44,7 +44,7 @@ public static class LiveCommand
             var modelDir = AppModel.Resolve(pr.GetValue(model));
             var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir))?.Validate(LlavaConfig.Load(modelDir).Text.NumHiddenLayers);
             // Fail on a bad source before the model and the window: one line, exit 2.
-            using (Capture.FrameSources.Open(spec, AppSources.Options() with { GiveUpAfter = TimeSpan.FromSeconds(5) })) { }
+            Capture.FrameSources.Check(spec, AppSources.Options());
             string? why = "--headless";
             var window = pr.GetValue(headless) ? null : LiveApp.TryOpenWindow(960, 600, $"RealtimeAssistant – {spec}", out why);
             if (window is null)

@@ -30,7 +30,7 @@ public static class ProfileCommand
             using var interrupt = new Interrupt(ct);
             ct = interrupt.Token;
             var spec = pr.GetValue(input)!;
-            using (Capture.FrameSources.Open(spec, AppSources.Options())) { }   // a bad file fails before the model loads
+            Capture.FrameSources.Check(spec, AppSources.Options());   // a bad file fails before the model loads
             var dir = pr.GetValue(output) ?? Path.Combine("runs", $"profile-{DateTime.Now:yyyyMMdd-HHmmss}");
             var modelDir = AppModel.Resolve(pr.GetValue(model));
             var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir))?.Validate(LlavaConfig.Load(modelDir).Text.NumHiddenLayers);

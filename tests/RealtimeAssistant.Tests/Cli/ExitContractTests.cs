@@ -161,13 +161,15 @@ public class ExitContractTests(ITestOutputHelper log)
         if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to feed the FIFO camera");
         var fifo = Path.Combine(TestMedia.TempDir("lost"), "camera.avi");
         Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
-        var live = Task.Run(() => CliProcess.Run(["live", fifo, "--headless", "--give-up-after", "5", "--model", DemoModel, "--threads", "1"],
-            TimeSpan.FromSeconds(90)));
-        await Task.Delay(1000); // the camera comes up after live has started, sends 2 s, and is gone for good
-        var (code, errors) = await Task.Run(() => TestMedia.Run(ffmpeg!,
+        // The camera is up before live starts (ffmpeg waits for its reader), sends 2 s, and is gone for good.
+        var camera = Task.Run(() => TestMedia.Run(ffmpeg!,
             ["-hide_banner", "-loglevel", "error", "-y", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", "2", "-f", "avi", fifo],
-            TimeSpan.FromSeconds(30)));
+            TimeSpan.FromSeconds(120)));
+        var live = Task.Run(() => CliProcess.Run(["live", fifo, "--headless", "--give-up-after", "5", "--model", DemoModel, "--threads", "1"],
+            TimeSpan.FromSeconds(120)));
+        var (code, errors) = await camera;
         log.WriteLine($"ffmpeg: exit {code} {errors}");
+        Assert.True(code == 0, $"the camera's writer failed (another reader took its stream?): {errors}");
         var r = await live;
         log.WriteLine(r.ToString());
         Assert.False(r.TimedOut);
