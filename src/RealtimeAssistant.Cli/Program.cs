@@ -14,4 +14,4 @@ root.Subcommands.Add(StreamCommand.Create());
 root.Subcommands.Add(LiveCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
-return await root.Parse(args).InvokeAsync();
+return await Cli.Main(root, args);
