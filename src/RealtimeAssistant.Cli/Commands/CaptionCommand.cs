@@ -46,7 +46,7 @@ public static class CaptionCommand
                 Console.Out.Write(ev.Text);
                 Console.Out.Flush();
                 text.Append(ev.Text);
-                if (ev.Id >= 0) tokens.Add(new { id = ev.Id, token = engine.Tokenizer.IdToToken(ev.Id), text = ev.Text, ms = Math.Round(ev.Ms, 3) });
+                if (ev.Id >= 0) tokens.Add(new { id = ev.Id, token = engine.Tokenizer.IdToTokenOrNull(ev.Id), text = ev.Text, ms = Math.Round(ev.Ms, 3) });
             }
             Console.Out.WriteLine();
             var report = (captioner as PrunedCaptioner)?.LastReport;

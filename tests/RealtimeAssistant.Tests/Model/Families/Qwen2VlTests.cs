@@ -106,7 +106,7 @@ internal static class QwenFixtures
         (a.to_type(ScalarType.Float64) - b.to_type(ScalarType.Float64)).abs().max().item<double>() / b.to_type(ScalarType.Float64).abs().max().item<double>();
 }
 
-public sealed class Qwen2VlTests
+public sealed class Qwen2VlTests(ITestOutputHelper output)
 {
     public static readonly TheoryData<string, string> Cases = new()
     {
@@ -179,8 +179,8 @@ public sealed class Qwen2VlTests
         var ids = torch.tensor(new long[] { 297, 115, 121, 299, 300, 10 }).view(1, -1);
         Tensor Logits(Engine e) => e.Language.Logits(e.Decoder.Forward(e.Decoder.embed_tokens.forward(ids), new DecoderStep { Positions = PositionIds.Range(0, 6) }));
         using var _ = torch.inference_mode();
-        Assert.True(Logits(a).equal(Logits(b)).item<bool>());
-        Assert.True(((Qwen2VlFamily)a.Model).Model.visual.merger.ln_q.parameters().First().equal(((Qwen2VlFamily)b.Model).Model.visual.merger.ln_q.parameters().First()).item<bool>());
+        Assert.True(Logits(a).allclose(Logits(b), 0, 0));
+        Assert.True(((Qwen2VlFamily)a.Model).Model.visual.merger.ln_q.parameters().First().allclose(((Qwen2VlFamily)b.Model).Model.visual.merger.ln_q.parameters().First(), 0, 0));
     }
 
     [Theory]
@@ -275,7 +275,9 @@ public sealed class Qwen2VlTests
         var ours = torch.cat(images.Select(i => i.Features).ToArray(), 0);
         var hf = c.Tensor("vision_output");
         Assert.Equal(hf.shape, ours.shape);
-        Assert.True(QwenFixtures.RelDiff(ours, hf) < 1e-4, $"relative diff {QwenFixtures.RelDiff(ours, hf)}");
+        double rel = QwenFixtures.RelDiff(ours, hf);
+        output.WriteLine($"vision output: max |ours − HF| / max |HF| = {rel:E2}");
+        Assert.True(rel < 1e-5, $"relative diff {rel}");
         foreach (var i in images) i.Dispose();
     }
 
@@ -311,13 +313,14 @@ public sealed class Qwen2VlTests
         using var _ = torch.inference_mode();
         var embeds = prompt.Embed(e.Language);
         var merged = embeds[0].index_select(0, torch.tensor(prompt.FeatureSlots));
-        Assert.True(QwenFixtures.RelDiff(merged, c.Tensor("merged_image_embeds")) < 1e-4);
+        Assert.True(QwenFixtures.RelDiff(merged, c.Tensor("merged_image_embeds")) < 1e-5);
         // Full forward: the last three positions' logits.
         using var cache = new KvCache(e.Text.NumHiddenLayers);
         var h = e.Decoder.Forward(embeds, new DecoderStep { Positions = prompt.Positions, Cache = cache });
         var logits = e.Language.Logits(h[0].narrow(0, prompt.Length - 3, 3));
         double rel = QwenFixtures.RelDiff(logits, c.Tensor("logits_last"));
-        Assert.True(rel < 1e-4, $"logits relative diff {rel}");
+        Assert.True(rel < 1e-5, $"logits relative diff {rel}");
+        double worstStep = 0;
         // Greedy decoding with the KV cache: generated tokens continue at NextPosition (HF: seq_len + k + rope_deltas).
         var stepLogits = c.Tensor("step_logits");
         var current = logits[2];
@@ -326,7 +329,8 @@ public sealed class Qwen2VlTests
         for (int k = 0; k < 8; k++)
         {
             double r = QwenFixtures.RelDiff(current, stepLogits[k]);
-            Assert.True(r < 1e-4, $"step {k}: relative diff {r}");
+            worstStep = Math.Max(worstStep, r);
+            Assert.True(r < 1e-5, $"step {k}: relative diff {r}");
             int id = (int)current.argmax().item<long>();
             // A step whose top-2 margin is within float noise may flip: then follow HF's token.
             if (c.Margins[k] > 1e-3) Assert.Equal(c.GreedyTokens[k], id);
@@ -336,6 +340,7 @@ public sealed class Qwen2VlTests
             current = e.Language.Logits(step[0, -1]);
         }
         Assert.Equal(c.GreedyTokens, tokens);
+        output.WriteLine($"merged embeds {QwenFixtures.RelDiff(merged, c.Tensor("merged_image_embeds")):E2}, last-3 logits {rel:E2}, cached step logits (worst of 8) {worstStep:E2}");
         foreach (var i in images) i.Dispose();
     }
 
