@@ -257,4 +257,26 @@ public sealed class Qwen2VlStreamingTests
         Assert.Equal(c.GreedyTokens, json["tokens"]!.AsArray().Select(t => t!["id"]!.GetValue<int>()));
         Assert.Equal(c.InputIds.Length, json["prompt_tokens"]!.GetValue<int>());
     }
+
+    [Fact]
+    public async Task RaAnalyzeRunsOnImagesOfDifferentSizes()
+    {
+        // Dynamic resolution: the two images give prompts of 12 and 6 visual tokens, each with its own positions.
+        using var dir = new TempDir();
+        var images = new[] { "images/wide_150x100.png", "images/portrait_30x61.png" }.Select(f => Path.Combine(QwenFixtures.Root, f)).ToArray();
+        var before = Console.Out;
+        int code;
+        try
+        {
+            Console.SetOut(TextWriter.Null);
+            code = await AnalyzeCommand.Create().Parse(["--model", QwenFixtures.Folder("qwen2_5_vl"), "--images", .. images, "--decode", "4", "--out", dir.Path, "--device", "cpu"]).InvokeAsync();
+        }
+        finally { Console.SetOut(before); }
+        Assert.Equal(0, code);
+        var analysis = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "analysis.json")))!;
+        Assert.Equal(2, analysis["layers"]!.GetValue<int>());
+        Assert.Equal(2, analysis["inputs"]!.GetValue<int>());
+        Assert.Equal(3, analysis["knockout_agreement"]!.AsArray().Count);
+        PruningConfig.Load(Path.Combine(dir.Path, "schedule.json")).Validate(2);
+    }
 }
