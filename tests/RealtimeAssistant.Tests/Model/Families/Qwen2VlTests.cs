@@ -368,4 +368,78 @@ public sealed class Qwen2VlTests(ITestOutputHelper output)
             Assert.True(QwenFixtures.RelDiff(stepped[k], full[prompt.Length - 1 + k]) < 1e-5, $"step {k}");
         foreach (var i in images) i.Dispose();
     }
+
+    [Fact]
+    public void AConfigThatDoesNotDescribeTheWeightsIsRefusedBeforeAllocating()
+    {
+        using var dir = new TempDir();
+        foreach (var f in Directory.GetFiles(QwenFixtures.Folder("qwen2_vl"))) File.Copy(f, Path.Combine(dir.Path, Path.GetFileName(f)));
+        var path = Path.Combine(dir.Path, "config.json");
+        var cfg = JsonNode.Parse(File.ReadAllText(path))!;
+        cfg["vision_config"]!["depth"] = 2_000_000_000;
+        File.WriteAllText(path, cfg.ToJsonString());
+        Assert.Contains("2000000000 vision blocks, the checkpoint holds 2 and 2", Assert.Throws<UserError>(() => Engine.Load(dir.Path)).Message);
+        cfg["vision_config"]!["depth"] = 2;
+        cfg["vision_config"]!["embed_dim"] = 1 << 20;
+        cfg["vision_config"]!["num_heads"] = 1 << 14;
+        File.WriteAllText(path, cfg.ToJsonString());
+        Assert.Contains("visual.patch_embed.proj.weight is [16, 3, 2, 14, 14]", Assert.Throws<UserError>(() => Engine.Load(dir.Path)).Message);
+    }
+
+    [Fact]
+    public void FuzzedConfigsAreReadOrRefusedInOneLine()
+    {
+        // Seeded mutations of the fixtures' config.json and preprocessor_config.json: every input is
+        // either read or refused with a UserError, never another exception.
+        var rng = new Random(2020);
+        JsonNode?[] values = { null, "x", -1, 0, 1, 2, 3, 14, 1e12, 3.5, -0.5, true, new JsonArray(), new JsonObject(), new JsonArray(1, "a"), int.MaxValue, long.MaxValue, 1e308 };
+        foreach (var family in new[] { "qwen2_vl", "qwen2_5_vl" })
+        {
+            var config = File.ReadAllText(Path.Combine(QwenFixtures.Folder(family), "config.json"));
+            var pre = File.ReadAllText(Path.Combine(QwenFixtures.Folder(family), "preprocessor_config.json"));
+            int read = 0;
+            for (int i = 0; i < 2000; i++)
+            {
+                var c = JsonNode.Parse(config)!;
+                var p = JsonNode.Parse(pre)!;
+                for (int m = rng.Next(1, 4); m > 0; m--)
+                {
+                    if ((rng.Next(4) switch { 0 => c, 1 => c["vision_config"], 2 => c["rope_scaling"], _ => p }) is not JsonObject target) continue;
+                    var keys = target.Select(kv => kv.Key).ToList();
+                    if (keys.Count == 0) continue;
+                    var v = values[rng.Next(values.Length)];
+                    target[keys[rng.Next(keys.Count)]] = v?.DeepClone();
+                }
+                try
+                {
+                    var parsed = Qwen2VlConfig.Parse(c, "config.json");
+                    Qwen2VlProcessorConfig.Parse(p, new Qwen2VlProcessorConfig(), parsed.Vision, "preprocessor_config.json");
+                    read++;
+                }
+                catch (UserError e) { Assert.DoesNotContain('\n', e.Message); }
+            }
+            Assert.InRange(read, 1, 1999); // both outcomes occur
+        }
+    }
+
+    [Fact]
+    public void FuzzedImageSizesResizeToWholeBlocksWithinBoundsOrAreRefused()
+    {
+        var rng = new Random(7);
+        for (int i = 0; i < 5000; i++)
+        {
+            int h = rng.Next(1, 5000), w = rng.Next(1, 5000);
+            long min = rng.Next(1, 200_000), max = min + rng.Next(0, 2_000_000);
+            try
+            {
+                var (rh, rw) = Qwen2VlImageProcessor.SmartResize(h, w, 28, min, max);
+                Assert.True(rh % 28 == 0 && rw % 28 == 0 && rh >= 28 && rw >= 28, $"{h}×{w} → {rh}×{rw}");
+                // Within max_pixels, except where HF's upscale branch rounds both sides up past it.
+                long rounded = (long)Math.Round(h / 28.0, MidpointRounding.ToEven) * 28 * (long)Math.Round(w / 28.0, MidpointRounding.ToEven) * 28;
+                if (rounded >= min) Assert.True((long)rh * rw <= max, $"{h}×{w} → {rh}×{rw} over max {max}");
+                else Assert.True((long)rh * rw >= min, $"{h}×{w} → {rh}×{rw} under min {min}");
+            }
+            catch (UserError) { }
+        }
+    }
 }

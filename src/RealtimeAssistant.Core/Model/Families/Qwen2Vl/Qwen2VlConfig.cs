@@ -116,7 +116,13 @@ public sealed record Qwen2VlConfig
         var text = TextConfig.Parse(textNode, root, type, source);
         if (text.MropeSection is null)
             throw new UserError($"{source}: no mrope_section (in rope_scaling or rope_parameters): Qwen2-VL's decoder needs multimodal RoPE");
-        var vision = Qwen2VlVisionConfig.Parse(root["vision_config"] ?? new JsonObject(), type == "qwen2_5_vl", source);
+        var visionNode = root["vision_config"] switch
+        {
+            null => new JsonObject(),
+            JsonObject o => o,
+            var other => throw new UserError($"{source}: vision_config must be an object, got {other.ToJsonString()[..Math.Min(40, other.ToJsonString().Length)]}"),
+        };
+        var vision = Qwen2VlVisionConfig.Parse(visionNode, type == "qwen2_5_vl", source);
         if (vision.OutDim != text.HiddenSize)
             throw new UserError($"{source}: the vision merger outputs {vision.OutDim} wide but the decoder's hidden_size is {text.HiddenSize}");
         if (vision.FullAttentionBlocks.Any(b => b >= vision.Depth))

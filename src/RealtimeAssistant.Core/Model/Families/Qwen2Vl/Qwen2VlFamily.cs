@@ -52,6 +52,7 @@ public sealed class Qwen2VlFamily : IVisionLanguageModel
             ?? throw new UserError($"{source}: {key} {id} is not in the tokenizer");
         var tokens = (Token(cfg.VisionStartTokenId, "vision_start_token_id"), Token(cfg.ImageTokenId, "image_token_id"),
             Token(cfg.VideoTokenId, "video_token_id"), Token(cfg.VisionEndTokenId, "vision_end_token_id"));
+        CheckSizes(cfg, c.Weights, source);
         var model = new Qwen2VlModel(cfg, c.Spec);
         try
         {
@@ -60,6 +61,35 @@ public sealed class Qwen2VlFamily : IVisionLanguageModel
             return new Qwen2VlFamily(model, pre, tokens, c.Spec.Device, c.Spec.DType);
         }
         catch { model.Dispose(); throw; }
+    }
+
+    /// <summary>
+    /// The config's depths and widths against the checkpoint's tensors, before any parameter is
+    /// allocated: a config that does not describe these weights is a one-line error, not an
+    /// allocation of whatever sizes it names.
+    /// </summary>
+    static void CheckSizes(Qwen2VlConfig cfg, Checkpoint.SafeTensorsReader weights, string source)
+    {
+        var names = weights.Tensors.Keys.Select(Qwen2VlModel.Names.ToModel).ToList();
+        static int Count(IEnumerable<string> names, string prefix) => names
+            .Where(n => n.StartsWith(prefix, StringComparison.Ordinal))
+            .Select(n => n[prefix.Length..].Split('.')[0]).Select(x => int.TryParse(x, out var i) ? i + 1 : 0).DefaultIfEmpty(0).Max();
+        int layers = Count(names, "language_model.model.layers."), blocks = Count(names, "visual.blocks.");
+        if (layers != cfg.Text.NumHiddenLayers || blocks != cfg.Vision.Depth)
+            throw new UserError($"{source}: the config describes {cfg.Text.NumHiddenLayers} decoder layers and {cfg.Vision.Depth} vision blocks, the checkpoint holds {layers} and {blocks}");
+        void Shape(string model, long[] expected)
+        {
+            var name = weights.Tensors.Keys.FirstOrDefault(k => Qwen2VlModel.Names.ToModel(k) == model);
+            if (name is not null && !weights.Tensors[name].Shape.SequenceEqual(expected))
+                throw new UserError($"{source}: {name} is [{string.Join(", ", weights.Tensors[name].Shape)}] in the checkpoint, the config gives [{string.Join(", ", expected)}]");
+        }
+        var v = cfg.Vision;
+        Shape("language_model.model.embed_tokens.weight", new long[] { cfg.Text.VocabSize, cfg.Text.HiddenSize });
+        Shape("visual.patch_embed.proj.weight", new long[] { v.EmbedDim, v.InChannels, v.TemporalPatchSize, v.PatchSize, v.PatchSize });
+        Shape("visual.blocks.0.attn.qkv.weight", new long[] { 3L * v.EmbedDim, v.EmbedDim });
+        Shape("language_model.model.layers.0.mlp.gate_proj.weight", new long[] { cfg.Text.IntermediateSize, cfg.Text.HiddenSize });
+        Shape(v.IsQwen25 ? "visual.blocks.0.mlp.gate_proj.weight" : "visual.blocks.0.mlp.fc1.weight", new long[] { v.MlpDim, v.EmbedDim });
+        Shape("visual.merger.mlp.2.weight", new long[] { v.OutDim, (long)v.EmbedDim * v.MergeUnit });
     }
 
     /// <summary>Patch rows and grid of one image or clip; <see cref="SecondsPerGrid"/> is set for a clip (Qwen2.5-VL's temporal positions).</summary>
