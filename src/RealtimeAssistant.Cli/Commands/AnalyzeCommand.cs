@@ -102,7 +102,15 @@ public static class AnalyzeCommand
             firstFire.Add(meas.Probes.Where(p => p.MinCos < defaults.LayerThreshold).Select(p => p.Layer).DefaultIfEmpty(-1).First());
         }
 
-        Tensor Embed(Mat img) => cap.EmbedPrompt(new[] { img }, userPrompt).Embeds;
+        // Each image's own prompt: with dynamic resolution (Qwen2-VL) images of other sizes give
+        // other token counts, positions and visual spans, and the caption starts elsewhere.
+        Tensor Embed(Mat img)
+        {
+            var p = cap.EmbedPrompt(new[] { img }, userPrompt);
+            (pos, spans) = (p.Positions, p.Spans);
+            if (group == CacheGroup.Source) start = p.NextPosition;
+            return p.Embeds;
+        }
 
         (List<Tensor> Lp, List<long> Tok, PruneReport Report) Run(Tensor emb, ITokenPruner pruner, List<long>? force, PositionIds? atPos = null, List<VisualSpan>? atSpans = null)
         {

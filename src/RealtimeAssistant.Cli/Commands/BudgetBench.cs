@@ -138,7 +138,7 @@ public static class BudgetBench
     {
         var frames = stream.ToList();
         int layers = engine.Text.NumHiddenLayers;
-        var schedule = engine.Layout.ScheduleOrDefault with { Method = "visipruner" };
+        var schedule = engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers) with { Method = "visipruner" };
         var probe = frames.Take(Math.Min(frames.Count, 14)).ToList();
         int visual;
         using (var img = probe[0].Render()) using (var enc = engine.Model.EncodeOne(img, ImageUse.VideoFrame)) visual = enc.Count;

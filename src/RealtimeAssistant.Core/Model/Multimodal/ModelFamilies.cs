@@ -16,6 +16,8 @@ public static class ModelFamilies
     static readonly Dictionary<string, Func<FamilyLoadContext, IVisionLanguageModel>> Loaders = new(StringComparer.Ordinal)
     {
         ["llava"] = LlavaFamily.Load,
+        ["qwen2_vl"] = Families.Qwen2Vl.Qwen2VlFamily.Load,
+        ["qwen2_5_vl"] = Families.Qwen2Vl.Qwen2VlFamily.Load,
     };
 
     public static IReadOnlyCollection<string> Supported => Loaders.Keys;
