@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""Regenerates renderings.json: every template in cases.json rendered for every conversation of
+its content kind, with add_generation_prompt false and true, by Jinja itself, set up the way
+Hugging Face's apply_chat_template sets it up (transformers' utils/chat_template_utils.py):
+
+- ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True) with the loopcontrols
+  extension and a {% generation %} tag that renders its body in place (HF's AssistantTracker
+  only records where that text lands);
+- tojson replaced by json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False);
+- raise_exception(message) raises TemplateError; strftime_now(format) formats the clock, here
+  pinned to cases.json's "clock" so the fixtures are stable;
+- render(messages=..., tools=None, documents=None, add_generation_prompt=..., **special_tokens, **extra),
+  special tokens that are None left out, as tokenizer.special_tokens_map does.
+
+A template that raises records the error instead of an output. Run with Debian's python3-jinja2:
+    /usr/bin/python3 tests/RealtimeAssistant.Tests/Fixtures/chat/regen.py
+"""
+import json
+import os
+from datetime import datetime
+
+import jinja2
+from jinja2 import nodes
+from jinja2.ext import Extension, loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class GenerationTag(Extension):
+    tags = {"generation"}
+
+    def parse(self, parser):
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+        return nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+
+    def _render(self, caller):
+        return caller()
+
+
+def environment(clock):
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[GenerationTag, loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: clock.strftime(fmt)
+    return env
+
+
+def main():
+    with open(os.path.join(HERE, "cases.json"), encoding="utf-8") as f:
+        cases = json.load(f)
+    env = environment(datetime.fromisoformat(cases["clock"]))
+    renderings = []
+    for t in cases["templates"]:
+        # newline="" keeps the file's own line endings: Jinja's lexer normalises them, not Python.
+        with open(os.path.join(HERE, "templates", t["file"]), encoding="utf-8", newline="") as f:
+            template = env.from_string(f.read())
+        tokens = {k: v for k, v in t["special_tokens"].items() if v is not None}
+        for conv in cases["conversations"]:
+            if t["content"] != "both" and t["content"] != conv["content"]:
+                continue
+            for agp in (False, True):
+                kwargs = {"messages": conv["messages"], "tools": None, "documents": None, "add_generation_prompt": agp}
+                kwargs.update(tokens)
+                kwargs.update(conv.get("extra", {}))
+                entry = {"template": t["name"], "conversation": conv["name"], "add_generation_prompt": agp}
+                try:
+                    entry["output"] = template.render(**kwargs)
+                except Exception as e:  # the template raised: our renderer must fail too
+                    entry["error"] = f"{type(e).__name__}: {e}"
+                renderings.append(entry)
+    out = {"jinja2": jinja2.__version__, "renderings": renderings}
+    with open(os.path.join(HERE, "renderings.json"), "w", encoding="utf-8") as f:
+        json.dump(out, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    errors = sum("error" in r for r in renderings)
+    print(f"{len(renderings)} renderings ({errors} errors) with jinja2 {jinja2.__version__}")
+
+
+if __name__ == "__main__":
+    main()
