@@ -39,7 +39,9 @@ sealed record IfStmt(int Line, List<(Expr Test, List<Stmt> Body)> Branches, List
 sealed record ForStmt(int Line, Target Target, Expr Iterable, Expr? Filter, List<Stmt> Body, List<Stmt> Else) : Stmt(Line);
 sealed record SetStmt(int Line, Target Target, Expr Value) : Stmt(Line);
 sealed record SetBlockStmt(int Line, Target Target, Expr? Filter, List<Stmt> Body) : Stmt(Line);
-sealed record MacroStmt(int Line, string Name, List<(string Name, Expr? Default)> Params, List<Stmt> Body, bool TakesVarargs, bool TakesKwargs) : Stmt(Line);
+sealed record MacroStmt(int Line, string Name, List<(string Name, Expr? Default)> Params, List<Stmt> Body, bool TakesVarargs, bool TakesKwargs, bool TakesCaller) : Stmt(Line);
+/// <summary>{% call [(params)] macro(args) %}body{% endcall %}: the macro is called with the body as 'caller'.</summary>
+sealed record CallBlockStmt(int Line, CallExpr Call, MacroStmt Caller) : Stmt(Line);
 sealed record FilterBlockStmt(int Line, Expr Filter, List<Stmt> Body) : Stmt(Line);
 sealed record WithStmt(int Line, List<(Target Target, Expr Value)> Assignments, List<Stmt> Body) : Stmt(Line);
 /// <summary>A block rendered in place: Hugging Face's {% generation %} (it only marks assistant text).</summary>

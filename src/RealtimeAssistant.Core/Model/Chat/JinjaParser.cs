@@ -158,7 +158,8 @@ sealed class JinjaParser
                 Next();
                 if (_loops == 0) throw Fail($"'{tok.Text}' outside loop", tok.Line);
                 return tok.Text == "break" ? new BreakStmt(tok.Line) : new ContinueStmt(tok.Line);
-            case "block" or "extends" or "include" or "import" or "from" or "call" or "autoescape" or "do":
+            case "call": return ParseCallBlock();
+            case "block" or "extends" or "include" or "import" or "from" or "autoescape" or "do":
                 throw Fail($"the '{tok.Text}' tag is not supported in chat templates", tok.Line);
             default:
                 throw Fail($"Encountered unknown tag '{tok.Text}'.", tok.Line);
@@ -225,6 +226,20 @@ sealed class JinjaParser
     {
         int line = Next().Line;
         var name = ((NameTarget)ParseAssignTarget(nameOnly: true)).Name;
+        var parameters = ParseSignature();
+        return MacroBody(line, name, parameters, "endmacro");
+    }
+
+    Stmt ParseCallBlock()
+    {
+        int line = Next().Line;
+        var parameters = Cur.Is("(") ? ParseSignature() : new List<(string, Expr?)>();
+        if (ParseExpression() is not CallExpr call) throw Fail("expected call", line);
+        return new CallBlockStmt(line, call, MacroBody(line, "caller", parameters, "endcall"));
+    }
+
+    List<(string, Expr?)> ParseSignature()
+    {
         Expect(TokenKind.Operator, "(");
         var parameters = new List<(string, Expr?)>();
         while (!SkipOp(")"))
@@ -236,13 +251,18 @@ sealed class JinjaParser
             else if (parameters.Any(x => x.Item2 != null)) throw Fail("non-default argument follows default argument");
             parameters.Add((p, def));
         }
+        return parameters;
+    }
+
+    MacroStmt MacroBody(int line, string name, List<(string, Expr?)> parameters, string endTag)
+    {
         int loops = _loops;
         _loops = 0; // a macro body is its own function: break/continue cannot reach an outer loop
-        var body = ParseBodyAndEnd("endmacro");
+        var body = ParseBodyAndEnd(endTag);
         _loops = loops;
         var names = new HashSet<string>();
         CollectNames(body, names);
-        return new MacroStmt(line, name, parameters, body, names.Contains("varargs"), names.Contains("kwargs"));
+        return new MacroStmt(line, name, parameters, body, names.Contains("varargs"), names.Contains("kwargs"), names.Contains("caller"));
     }
 
     /// <summary>Whether a macro reads 'varargs'/'kwargs' decides if it accepts extra arguments, as in Jinja.</summary>

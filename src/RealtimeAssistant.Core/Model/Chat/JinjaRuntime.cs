@@ -92,6 +92,19 @@ sealed class Evaluator
                     return Flow.Normal;
                 }
                 case MacroStmt m: scope.Set(m.Name, new Macro(this, m, scope)); return Flow.Normal;
+                case CallBlockStmt cb:
+                {
+                    var (args, kwargs) = EvalArgs(cb.Call.Args, scope);
+                    kwargs.Add(("caller", new Macro(this, cb.Caller, scope)));
+                    var result = Eval(cb.Call.Target, scope) switch
+                    {
+                        PyCallable c => c.Call(args, kwargs),
+                        Undefined u => throw u.Error(),
+                        var fn => throw new JinjaError($"'{PyOps.TypeName(fn)}' object is not callable"),
+                    };
+                    Append(output, PyOps.Str(result));
+                    return Flow.Normal;
+                }
                 case FilterBlockStmt fb:
                 {
                     var buf = new StringBuilder();
@@ -371,7 +384,8 @@ sealed class Evaluator
             foreach (var (name, value) in kwargs)
             {
                 int idx = parameters.FindIndex(p => p.Name == name);
-                if (idx < 0)
+                if (idx < 0 && name == "caller" && def.TakesCaller) scope.Set("caller", value);
+                else if (idx < 0)
                 {
                     if (!def.TakesKwargs) throw new JinjaError($"macro '{def.Name}' takes no keyword argument '{name}'");
                     extraKw[name] = value;

@@ -12,6 +12,9 @@ Hugging Face's apply_chat_template sets it up (transformers' utils/chat_template
 - render(messages=..., tools=None, documents=None, add_generation_prompt=..., **special_tokens, **extra),
   special tokens that are None left out, as tokenizer.special_tokens_map does.
 
+It also renders corpus-templates.json (166 real models' templates) for the conversations named in
+cases.json's "corpus_conversations", into corpus-renderings.json.
+
 A template that raises records the error instead of an output. Run with Debian's python3-jinja2:
     /usr/bin/python3 tests/RealtimeAssistant.Tests/Fixtures/chat/regen.py
 """
@@ -53,35 +56,55 @@ def environment(clock):
     return env
 
 
-def main():
-    with open(os.path.join(HERE, "cases.json"), encoding="utf-8") as f:
-        cases = json.load(f)
-    env = environment(datetime.fromisoformat(cases["clock"]))
+def render_all(env, templates, conversations):
+    """[(name, template text, special tokens, content kind)] x conversations x add_generation_prompt."""
     renderings = []
-    for t in cases["templates"]:
-        # newline="" keeps the file's own line endings: Jinja's lexer normalises them, not Python.
-        with open(os.path.join(HERE, "templates", t["file"]), encoding="utf-8", newline="") as f:
-            template = env.from_string(f.read())
-        tokens = {k: v for k, v in t["special_tokens"].items() if v is not None}
-        for conv in cases["conversations"]:
-            if t["content"] != "both" and t["content"] != conv["content"]:
+    for name, text, special_tokens, content in templates:
+        tokens = {k: v for k, v in special_tokens.items() if v is not None}
+        try:
+            template = env.from_string(text)
+        except Exception as e:
+            renderings.append({"template": name, "conversation": None, "add_generation_prompt": False, "error": f"{type(e).__name__}: {e}"})
+            continue
+        for conv in conversations:
+            if content != "both" and content != conv["content"]:
                 continue
             for agp in (False, True):
                 kwargs = {"messages": conv["messages"], "tools": None, "documents": None, "add_generation_prompt": agp}
                 kwargs.update(tokens)
                 kwargs.update(conv.get("extra", {}))
-                entry = {"template": t["name"], "conversation": conv["name"], "add_generation_prompt": agp}
+                entry = {"template": name, "conversation": conv["name"], "add_generation_prompt": agp}
                 try:
                     entry["output"] = template.render(**kwargs)
                 except Exception as e:  # the template raised: our renderer must fail too
                     entry["error"] = f"{type(e).__name__}: {e}"
                 renderings.append(entry)
-    out = {"jinja2": jinja2.__version__, "renderings": renderings}
-    with open(os.path.join(HERE, "renderings.json"), "w", encoding="utf-8") as f:
-        json.dump(out, f, ensure_ascii=False, indent=1)
+    return renderings
+
+
+def write(name, renderings):
+    with open(os.path.join(HERE, name), "w", encoding="utf-8") as f:
+        json.dump({"jinja2": jinja2.__version__, "renderings": renderings}, f, ensure_ascii=False, indent=1)
         f.write("\n")
     errors = sum("error" in r for r in renderings)
-    print(f"{len(renderings)} renderings ({errors} errors) with jinja2 {jinja2.__version__}")
+    print(f"{name}: {len(renderings)} renderings ({errors} errors) with jinja2 {jinja2.__version__}")
+
+
+def main():
+    with open(os.path.join(HERE, "cases.json"), encoding="utf-8") as f:
+        cases = json.load(f)
+    env = environment(datetime.fromisoformat(cases["clock"]))
+    templates = []
+    for t in cases["templates"]:
+        # newline="" keeps the file's own line endings: Jinja's lexer normalises them, not Python.
+        with open(os.path.join(HERE, "templates", t["file"]), encoding="utf-8", newline="") as f:
+            templates.append((t["name"], f.read(), t["special_tokens"], t["content"]))
+    write("renderings.json", render_all(env, templates, cases["conversations"]))
+
+    with open(os.path.join(HERE, "corpus-templates.json"), encoding="utf-8") as f:
+        corpus = json.load(f)["templates"]
+    conversations = [c for c in cases["conversations"] if c["name"] in cases["corpus_conversations"]]
+    write("corpus-renderings.json", render_all(env, [(t["name"], t["template"], t["special_tokens"], "text") for t in corpus], conversations))
 
 
 if __name__ == "__main__":
