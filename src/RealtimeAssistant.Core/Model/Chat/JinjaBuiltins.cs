@@ -116,7 +116,7 @@ static class Builtins
 
     static string Limit(string s)
     {
-        Limits.CheckString(s.Length);
+        Limits.NewString(s.Length);
         return s;
     }
 
@@ -354,7 +354,8 @@ static class Builtins
 
     static void WriteJson(StringBuilder sb, object? v, JsonStyle st, int level)
     {
-        Limits.CheckString(sb.Length);
+        Limits.Step();
+        if (sb.Length > Limits.MaxString) Limits.CheckString(sb.Length);
         if (level > 500) throw new JinjaError("tojson: value nested too deeply");
         switch (v)
         {
@@ -691,6 +692,7 @@ static class Builtins
         if (step == 0) throw new JinjaError("range() arg 3 must not be zero");
         double count = Math.Max(0, Math.Ceiling(((double)stop - start) / step));
         if (count > Limits.MaxRange) throw new JinjaError($"Range too big. The sandbox blocks ranges larger than MAX_RANGE ({Limits.MaxRange}).");
+        Limits.CheckCount((long)count);
         var result = new List<object?>();
         for (long i = start; step > 0 ? i < stop : i > stop; i += step) result.Add(i);
         return result;

@@ -242,7 +242,7 @@ static class JinjaLexer
             else
             {
                 var op = Operators.FirstOrDefault(o => At(s, i, o))
-                    ?? throw new JinjaError($"unexpected char '{c}' at {i}", line);
+                    ?? throw new JinjaError($"unexpected char {PyText.Repr(char.IsHighSurrogate(c) && i + 1 < s.Length ? s.Substring(i, 2) : c.ToString())} at {i}", line);
                 n = op.Length;
                 if (op is "{" or "(" or "[") balance.Push(op switch { "{" => '}', "(" => ')', _ => ']' });
                 else if (op is "}" or ")" or "]")

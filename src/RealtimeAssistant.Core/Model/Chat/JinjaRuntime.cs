@@ -30,30 +30,33 @@ sealed record SliceValue(object? Start, object? Stop, object? Step);
 sealed class Evaluator
 {
     const int MaxDepth = 600;
-    const long MaxSteps = 50_000_000;
 
     public Func<DateTime> Clock { get; init; } = () => DateTime.Now;
     int _depth;
-    long _steps;
     int _line;
 
     public int Line => _line;
 
     enum Flow { Normal, Break, Continue }
 
-    public void Run(List<Stmt> body, Scope scope, StringBuilder output) => Exec(body, scope, output);
+    public void Run(List<Stmt> body, Scope scope, StringBuilder output)
+    {
+        Limits.Reset();
+        Exec(body, scope, output);
+    }
 
     void Enter(int line)
     {
         _line = line;
         if (++_depth > MaxDepth) throw new JinjaError("maximum recursion depth exceeded");
-        if (++_steps > MaxSteps) throw new JinjaError("template runs too long");
+        Limits.Step();
         System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
     }
 
     static void Append(StringBuilder sb, string s)
     {
         Limits.CheckString(sb.Length + (long)s.Length);
+        Limits.Step(s.Length >> 8);
         sb.Append(s);
     }
 
@@ -142,6 +145,7 @@ sealed class Evaluator
         var loop = new LoopInfo(items);
         for (int i = 0; i < items.Count; i++)
         {
+            Limits.Step();
             loop.Index0 = i;
             var iteration = new Scope(scope);
             Assign(f.Target, items[i], iteration);

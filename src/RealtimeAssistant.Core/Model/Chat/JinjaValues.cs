@@ -65,7 +65,7 @@ sealed class PyDict
             bool b => b ? 1 : 0,
             long l => l.GetHashCode(),
             double d => d == Math.Floor(d) && Math.Abs(d) < 9e18 ? ((long)d).GetHashCode() : d.GetHashCode(),
-            PyTuple t => t.Items.Aggregate(17, (h, x) => h * 31 + (x is null ? 0 : GetHashCode(x))),
+            PyTuple t => t.Items.Aggregate(17, (h, x) => { Limits.Step(); return h * 31 + (x is null ? 0 : GetHashCode(x)); }),
             List<object?> or PyDict => throw new JinjaError($"unhashable type: '{PyOps.TypeName(o)}'"),
             _ => o.GetHashCode(),
         };
@@ -166,7 +166,60 @@ static class PyOps
     };
 
     /// <summary>Python's repr().</summary>
-    public static string Repr(object? v) => v switch
+    public static string Repr(object? v)
+    {
+        var sb = new StringBuilder();
+        Repr(v, sb);
+        return sb.ToString();
+    }
+
+    static void Repr(object? v, StringBuilder sb)
+    {
+        Limits.Step();
+        if (sb.Length > Limits.MaxString) Limits.CheckString(sb.Length);
+        switch (v)
+        {
+            case List<object?> l: Join(sb, "[", l, "]"); break;
+            case PyTuple t:
+                if (t.Items.Length == 1) { sb.Append('('); Repr(t.Items[0], sb); sb.Append(",)"); }
+                else Join(sb, "(", t.Items, ")");
+                break;
+            case PyDict d:
+                sb.Append('{');
+                bool first = true;
+                foreach (var kv in d.Items)
+                {
+                    if (!first) sb.Append(", ");
+                    first = false;
+                    Repr(kv.Key, sb);
+                    sb.Append(": ");
+                    Repr(kv.Value, sb);
+                }
+                sb.Append('}');
+                break;
+            case Namespace ns:
+                sb.Append("<Namespace {");
+                sb.Append(string.Join(", ", ns.Attributes.Select(kv => PyText.Repr(kv.Key) + ": " + Repr(kv.Value))));
+                sb.Append("}>");
+                break;
+            default: sb.Append(Scalar(v)); break;
+        }
+    }
+
+    static void Join(StringBuilder sb, string open, IEnumerable<object?> items, string close)
+    {
+        sb.Append(open);
+        bool first = true;
+        foreach (var x in items)
+        {
+            if (!first) sb.Append(", ");
+            first = false;
+            Repr(x, sb);
+        }
+        sb.Append(close);
+    }
+
+    static string Scalar(object? v) => v switch
     {
         null => "None",
         bool b => b ? "True" : "False",
@@ -174,11 +227,8 @@ static class PyOps
         double d => PyText.FloatRepr(d),
         string s => PyText.Repr(s),
         Undefined => "Undefined",
-        List<object?> l => "[" + string.Join(", ", l.Select(Repr)) + "]",
-        PyTuple t => t.Items.Length == 1 ? "(" + Repr(t.Items[0]) + ",)" : "(" + string.Join(", ", t.Items.Select(Repr)) + ")",
-        PyDict d => "{" + string.Join(", ", d.Items.Select(kv => Repr(kv.Key) + ": " + Repr(kv.Value))) + "}",
-        Namespace ns => "<Namespace {" + string.Join(", ", ns.Attributes.Select(kv => PyText.Repr(kv.Key) + ": " + Repr(kv.Value))) + "}>",
         PyCallable c => $"<function {c.Name}>",
+        LoopInfo => "<LoopContext>",
         _ => v.ToString() ?? "",
     };
 
@@ -189,6 +239,8 @@ static class PyOps
 
     public static bool Eq(object? a, object? b)
     {
+        Limits.Step();
+        if (ReferenceEquals(a, b) && a is not double) return true; // Python's identity shortcut (NaN aside)
         if (IsNumber(a) && IsNumber(b))
             return IsInt(a) && IsInt(b) ? ToLong(a) == ToLong(b) : ToDouble(a) == ToDouble(b);
         return (a, b) switch
@@ -221,6 +273,7 @@ static class PyOps
 
     static int CompareSeq(IList<object?> x, IList<object?> y, string op)
     {
+        Limits.Step();
         for (int i = 0; i < Math.Min(x.Count, y.Count); i++)
             if (!Eq(x[i], y[i])) return Compare(x[i], y[i], op);
         return x.Count.CompareTo(y.Count);
@@ -241,7 +294,7 @@ static class PyOps
     /// <summary>What a for-loop (or list()) sees: list/tuple items, dict keys, string characters.</summary>
     public static List<object?> Iterate(object? v) => v switch
     {
-        List<object?> l => new List<object?>(l),
+        List<object?> l => Limits.CheckCount(l.Count) >= 0 ? new List<object?>(l) : null!,
         PyTuple t => t.Items.ToList(),
         PyDict d => d.Keys.ToList(),
         string s => PyText.CodePoints(s).Select(c => (object?)c).ToList(),
@@ -289,10 +342,10 @@ static class PyOps
                         if (ints && ToLong(b) >= 0)
                         {
                             long result = 1, x = ToLong(a);
-                            for (long e = ToLong(b); e > 0; e--)
+                            for (long e = ToLong(b); e > 0; e >>= 1) // by squaring: fast for 1, -1 and 0 too
                             {
-                                result = checked(result * x);
-                                if (result == 0 || result == 1 && x == 1) break;
+                                if ((e & 1) != 0) result = checked(result * x);
+                                if (e > 1) x = checked(x * x);
                             }
                             return result;
                         }
@@ -303,9 +356,9 @@ static class PyOps
         }
         switch (op, a, b)
         {
-            case ("+", string x, string y): return Limits.CheckString(x.Length + (long)y.Length) ? x + y : null;
-            case ("+", List<object?> x, List<object?> y): return x.Concat(y).ToList();
-            case ("+", PyTuple x, PyTuple y): return new PyTuple(x.Items.Concat(y.Items).ToArray());
+            case ("+", string x, string y): return Limits.NewString(x.Length + (long)y.Length) ? x + y : null;
+            case ("+", List<object?> x, List<object?> y): Limits.CheckCount(x.Count + (long)y.Count); return x.Concat(y).ToList();
+            case ("+", PyTuple x, PyTuple y): Limits.CheckCount(x.Items.Length + (long)y.Items.Length); return new PyTuple(x.Items.Concat(y.Items).ToArray());
             case ("*", string s, _) when IsInt(b): return Repeat(s, ToLong(b));
             case ("*", _, string s) when IsInt(a): return Repeat(s, ToLong(a));
             case ("*", List<object?> l, _) when IsInt(b): return Repeat(l, ToLong(b));
@@ -321,7 +374,7 @@ static class PyOps
     static string Repeat(string s, long n)
     {
         if (n <= 0 || s.Length == 0) return "";
-        Limits.CheckString(s.Length * n);
+        Limits.NewString(s.Length * n);
         return new StringBuilder(s.Length * (int)n).Insert(0, s, (int)n).ToString();
     }
 
@@ -352,15 +405,44 @@ static class PyOps
     };
 }
 
-/// <summary>Bounds that keep a hostile template from exhausting memory (Jinja's sandbox caps range() the same way).</summary>
+/// <summary>
+/// Bounds that keep a hostile template from exhausting memory or time (Jinja's sandbox caps range()
+/// the same way): every evaluation step and every element compared, hashed or printed counts
+/// against one budget per render, so even a template that builds exponentially shared structures ends.
+/// </summary>
 static class Limits
 {
     public const long MaxString = 16_000_000;
+    public const long MaxItems = 1_000_000;
     public const long MaxRange = 100_000;
+    public const long MaxSteps = 1_000_000; // a real template takes a few thousand for a chat; a thousand turns fit
+
+    [ThreadStatic] static long _steps;
+
+    public static void Reset() => _steps = 0;
+    public static long StepsTaken => _steps;
+
+    /// <summary>Counts work: one step per node evaluated or element visited; copies count a step per 16 items or 256 characters.</summary>
+    public static void Step(long n = 1)
+    {
+        if ((_steps += n) > MaxSteps) throw new JinjaError("template runs too long");
+    }
 
     public static bool CheckString(long length) =>
         length <= MaxString ? true : throw new JinjaError($"string too long ({length} characters; the limit is {MaxString})");
 
-    public static long CheckCount(long count) =>
-        count <= MaxString ? count : throw new JinjaError($"sequence too long ({count} items; the limit is {MaxString})");
+    /// <summary>A string of <paramref name="length"/> characters is being built: within the limit, and counted as work.</summary>
+    public static bool NewString(long length)
+    {
+        CheckString(length);
+        Step(1 + (length >> 8));
+        return true;
+    }
+
+    public static long CheckCount(long count)
+    {
+        if (count > MaxItems) throw new JinjaError($"sequence too long ({count} items; the limit is {MaxItems})");
+        Step(1 + (count >> 4));
+        return count;
+    }
 }
