@@ -114,8 +114,7 @@ public sealed class TextTokenizer
         switch (type)
         {
             case "WordLevel":
-                return new TextTokenizer(Kind.WordLevel, vocab, null, added, unk, normalize,
-                    root["pre_tokenizer"] == null ? TokenizerPipeline.PreTokenizer(new JsonObject { ["type"] = "WhitespaceSplit" }, source) : preTokenize,
+                return new TextTokenizer(Kind.WordLevel, vocab, null, added, unk, normalize, preTokenize,
                     post, false, false, false, new Decoding(false, null, false), source);
             case "BPE":
             {
