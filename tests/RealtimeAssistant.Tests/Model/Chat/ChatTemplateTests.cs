@@ -168,3 +168,31 @@ public class ChatTemplateTests
         Assert.Contains("tokenizer_config.json", Assert.Throws<UserError>(() => ChatTemplate.Find(dir.Path)).Message);
     }
 }
+
+/// <summary>A model folder as a user downloads it: its chat template renders the prompt and its tokenizer keeps the template's special tokens whole.</summary>
+public class ChatPromptEndToEndTests
+{
+    [Fact]
+    public void Qwen2VlPromptTokenizesWithItsSpecialTokensWhole()
+    {
+        using var dir = new TempDir();
+        var fixtures = Path.Combine(AppContext.BaseDirectory, "Fixtures");
+        File.Copy(Path.Combine(fixtures, "tokenizers", "qwen2.json"), dir.File("tokenizer.json"));
+        File.WriteAllText(dir.File("chat_template.json"),
+            new JsonObject { ["chat_template"] = File.ReadAllText(Path.Combine(fixtures, "chat", "templates", "qwen2-vl.jinja")) }.ToJsonString());
+        File.WriteAllText(dir.File("tokenizer_config.json"), new JsonObject { ["eos_token"] = "<|im_end|>", ["pad_token"] = "<|endoftext|>" }.ToJsonString());
+
+        var template = ChatTemplate.Find(dir.Path)!;
+        var tokenizer = RealtimeAssistant.Model.Checkpoint.TextTokenizer.Load(dir.Path);
+        var prompt = template.Render(new[] { ChatMessage.FromParts("user", ChatPart.Image(), ChatPart.TextPart("Describe.")) });
+        var ids = tokenizer.Encode(prompt, addSpecialTokens: false);
+
+        int Id(string t) => tokenizer.TokenToId(t)!.Value;
+        Assert.Equal(3, ids.Count(i => i == Id("<|im_start|>")));
+        var span = new[] { Id("<|vision_start|>"), Id("<|image_pad|>"), Id("<|vision_end|>") };
+        int at = ids.IndexOf(span[0]);
+        Assert.Equal(span, ids.Skip(at).Take(3));
+        Assert.Equal(Id("<|im_end|>"), tokenizer.EosId);
+        Assert.Equal("system\nYou are a helpful assistant.\nuser\nDescribe.\nassistant\n", tokenizer.Decode(ids));
+    }
+}
