@@ -16,6 +16,8 @@ public static class ModelFamilies
     static readonly Dictionary<string, Func<FamilyLoadContext, IVisionLanguageModel>> Loaders = new(StringComparer.Ordinal)
     {
         ["llava"] = LlavaFamily.Load,
+        ["idefics3"] = Families.Idefics3.Idefics3Family.Load,
+        ["smolvlm"] = Families.Idefics3.Idefics3Family.Load,
     };
 
     public static IReadOnlyCollection<string> Supported => Loaders.Keys;

@@ -1,0 +1,156 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Model.Imaging;
+
+namespace RealtimeAssistant.Model.Families.Idefics3;
+
+/// <summary>
+/// config.json of an Idefics3ForConditionalGeneration or SmolVLMForConditionalGeneration
+/// checkpoint: a SigLIP-style vision tower (variable resolution), the pixel-shuffle connector and
+/// a LLaMA decoder. Both model types share every key; defaults are HF's class defaults.
+/// </summary>
+public sealed record Idefics3Config
+{
+    public static readonly string[] ModelTypes = { "idefics3", "smolvlm" };
+
+    public required string ModelType { get; init; }
+    public required VisionConfig Vision { get; init; }
+    public required TextConfig Text { get; init; }
+    /// <summary>Each side of the patch grid shrinks by this factor in the pixel shuffle; the channels grow by its square.</summary>
+    public int ScaleFactor { get; init; } = 2;
+    public int ImageTokenId { get; init; } = 128257;
+    public string TorchDtype { get; init; } = "float32";
+
+    public static Idefics3Config Parse(JsonNode root, string source)
+    {
+        var modelType = Json.Str(root, "model_type", source) ?? throw new UserError($"{source}: model_type is missing");
+        if (!ModelTypes.Contains(modelType))
+            throw new UserError($"{source}: model_type '{modelType}' is not one of {string.Join(", ", ModelTypes)}");
+        var v = root["vision_config"] as JsonObject ?? new JsonObject();
+        var t = root["text_config"] as JsonObject;
+        var tType = (t is null ? null : Json.Str(t, "model_type", source)) ?? "llama";
+        if (tType != "llama")
+            throw new UserError($"{source}: text_config model_type '{tType}' is not supported for {modelType} (supported: llama)");
+        var vision = ParseVision(v, Json.Str(v, "model_type", source) ?? $"{modelType}_vision", source);
+        // With no text_config at all HF builds LlamaConfig(rms_norm_eps=1e-5); a given one keeps LlamaConfig's defaults.
+        var text = t is null ? TextConfig.Parse(new JsonObject(), root, tType, source) with { RmsNormEps = 1e-5 } : TextConfig.Parse(t, root, tType, source);
+        var c = new Idefics3Config
+        {
+            ModelType = modelType,
+            Vision = vision,
+            Text = text,
+            ScaleFactor = Json.Int(root, "scale_factor", source) ?? 2,
+            ImageTokenId = Json.Int(root, "image_token_id", source) ?? 128257,
+            TorchDtype = Json.Str(root, "torch_dtype", source) ?? (t is null ? null : Json.Str(t, "torch_dtype", source)) ?? "float32",
+        };
+        if (c.ScaleFactor < 1) throw new UserError($"{source}: scale_factor must be ≥ 1, got {c.ScaleFactor}");
+        if (c.ImageTokenId < 0) throw new UserError($"{source}: image_token_id must be ≥ 0, got {c.ImageTokenId}");
+        return c;
+    }
+
+    /// <summary>Idefics3VisionConfig / SmolVLMVisionConfig: SigLIP-so400m-like defaults, which hub files partly omit.</summary>
+    static VisionConfig ParseVision(JsonNode v, string type, string source)
+    {
+        var c = new VisionConfig
+        {
+            ModelType = type,
+            HiddenSize = Json.Int(v, "hidden_size", source) ?? 1152,
+            IntermediateSize = Json.Int(v, "intermediate_size", source) ?? 3072,
+            NumHiddenLayers = Json.Int(v, "num_hidden_layers", source) ?? 12,
+            NumAttentionHeads = Json.Int(v, "num_attention_heads", source) ?? 16,
+            NumChannels = Json.Int(v, "num_channels", source) ?? 3,
+            ImageSize = Json.Int(v, "image_size", source) ?? 224,
+            PatchSize = Json.Int(v, "patch_size", source) ?? 32,
+            HiddenAct = Json.Str(v, "hidden_act", source) ?? "gelu_pytorch_tanh",
+            LayerNormEps = Json.Dbl(v, "layer_norm_eps", source) ?? 1e-6,
+        };
+        if (c.HiddenSize < 1 || c.NumAttentionHeads < 1 || c.HiddenSize % c.NumAttentionHeads != 0 || c.NumHiddenLayers < 0
+            || c.PatchSize < 1 || c.ImageSize < c.PatchSize || c.IntermediateSize < 1 || c.NumChannels != 3)
+            throw new UserError($"{source}: vision config sizes are not usable (hidden_size {c.HiddenSize}, heads {c.NumAttentionHeads}, patch {c.PatchSize}, image {c.ImageSize}, channels {c.NumChannels})");
+        Activations.Get(c.HiddenAct);
+        return c;
+    }
+}
+
+/// <summary>
+/// preprocessor_config.json (Idefics3ImageProcessor / SmolVLMImageProcessor) and processor_config.json's
+/// image_seq_len: the longest-edge resize, the tile size (max_image_size) and the normalisation.
+/// </summary>
+public sealed record Idefics3ProcessorConfig
+{
+    public bool DoResize { get; init; } = true;
+    /// <summary>size.longest_edge: the image's longest edge is scaled to this (up or down) first.</summary>
+    public int LongestEdge { get; init; } = 4 * 364;
+    /// <summary>max_image_size.longest_edge: the side of every tile and of the global image.</summary>
+    public int TileSize { get; init; } = 364;
+    public bool DoImageSplitting { get; init; } = true;
+    public PilFilter Resample { get; init; } = PilFilter.Lanczos;
+    public bool DoRescale { get; init; } = true;
+    public double RescaleFactor { get; init; } = 1.0 / 255;
+    public bool DoNormalize { get; init; } = true;
+    public float[] Mean { get; init; } = { 0.5f, 0.5f, 0.5f };
+    public float[] Std { get; init; } = { 0.5f, 0.5f, 0.5f };
+    /// <summary>SmolVLM2's video_sampling.video_size.longest_edge (null: none given).</summary>
+    public int? VideoLongestEdge { get; init; }
+    /// <summary>The image-token count of one tile (processor_config.json; HF's processor default 169).</summary>
+    public int ImageSeqLen { get; init; } = 169;
+    /// <summary>The cap after the longest-edge resize: SmolVLM 4096, Idefics3 1820 (which also refuses a larger longest_edge).</summary>
+    public int UpperBound { get; init; } = 4096;
+
+    public static Idefics3ProcessorConfig Load(string dir, string modelType)
+    {
+        var path = Path.Combine(dir, "preprocessor_config.json");
+        var c = new Idefics3ProcessorConfig { UpperBound = modelType == "idefics3" ? 1820 : 4096 };
+        if (File.Exists(path))
+        {
+            var root = ReadObject(path);
+            int? Edge(string key) => root[key] switch
+            {
+                null => null,
+                JsonObject o => Json.Int(o, "longest_edge", path) ?? throw new UserError($"{path}: {key} needs longest_edge"),
+                var other => throw new UserError($"{path}: {key} must be an object with longest_edge, got {other.ToJsonString()}"),
+            };
+            float[]? Floats(string key) => root[key] switch
+            {
+                null => null,
+                JsonArray a when a.Count == 3 && a.All(x => x is JsonValue jv && jv.TryGetValue<double>(out _)) => a.Select(x => (float)x!.GetValue<double>()).ToArray(),
+                JsonValue jv when jv.TryGetValue<double>(out var d) => new[] { (float)d, (float)d, (float)d },
+                var other => throw new UserError($"{path}: {key} must be 3 numbers, got {other.ToJsonString()}"),
+            };
+            int resample = Json.Int(root, "resample", path) ?? 1;
+            if (!Enum.IsDefined(typeof(PilFilter), resample))
+                throw new UserError($"{path}: resample {resample} is not supported (1 LANCZOS, 2 BILINEAR, 3 BICUBIC)");
+            int? video = root["video_sampling"] is JsonObject vs && vs["video_size"] is JsonObject size ? Json.Int(size, "longest_edge", path) : null;
+            c = c with
+            {
+                DoResize = Json.Bool(root, "do_resize", path) ?? true,
+                LongestEdge = Edge("size") ?? c.LongestEdge,
+                TileSize = Edge("max_image_size") ?? c.TileSize,
+                DoImageSplitting = Json.Bool(root, "do_image_splitting", path) ?? true,
+                Resample = (PilFilter)resample,
+                DoRescale = Json.Bool(root, "do_rescale", path) ?? true,
+                RescaleFactor = Json.Dbl(root, "rescale_factor", path) ?? 1.0 / 255,
+                DoNormalize = Json.Bool(root, "do_normalize", path) ?? true,
+                Mean = Floats("image_mean") ?? c.Mean,
+                Std = Floats("image_std") ?? c.Std,
+                VideoLongestEdge = video,
+            };
+        }
+        var processor = Path.Combine(dir, "processor_config.json");
+        if (File.Exists(processor) && Json.Int(ReadObject(processor), "image_seq_len", processor) is { } seq)
+            c = c with { ImageSeqLen = seq };
+        if (c.LongestEdge < 1 || c.TileSize < 1 || c.VideoLongestEdge is < 1 || c.ImageSeqLen < 1)
+            throw new UserError($"{path}: sizes must be positive (size {c.LongestEdge}, max_image_size {c.TileSize}, image_seq_len {c.ImageSeqLen})");
+        if (c.Std.Any(s => s == 0)) throw new UserError($"{path}: image_std must not be 0");
+        if (c.DoResize && c.LongestEdge > c.UpperBound)
+            throw new UserError($"{path}: size.longest_edge {c.LongestEdge} is larger than {modelType}'s limit {c.UpperBound}");
+        return c;
+    }
+
+    static JsonObject ReadObject(string path)
+    {
+        try { return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new UserError($"{path} is not a JSON object"); }
+        catch (JsonException e) { throw new UserError($"{path} is not valid JSON: {e.Message}"); }
+    }
+}
