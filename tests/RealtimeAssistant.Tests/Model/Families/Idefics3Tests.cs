@@ -135,6 +135,113 @@ public sealed class Idefics3Tests
         Assert.Equal((double)hf["abs_sum"]!, ours.abs().sum().item<double>(), 2);
     }
 
+    [Fact]
+    public void VideoFrames_AreSmolVlm2sVideoPath_OneUnsplitTileEach()
+    {
+        // HF 4.50: each sampled frame's longest edge to video_size (32 here), then squashed to one tile, never split.
+        using var e = Load("smolvlm");
+        var c = Fixture.Case("smolvlm", "video");
+        var hf = c["processor_inputs"]!["pixel_values"]!;
+        var sums = Fixture.Doubles(hf["row_sums"]!);
+        double abs = 0;
+        int i = 0;
+        foreach (var f in c["video_frames"]!.AsArray())
+        {
+            using var img = Fixture.Image((string)f!);
+            using var prepared = e.Model.Prepare(img, ImageUse.VideoFrame);
+            var px = Pixels(prepared).to_type(ScalarType.Float64);
+            Assert.Equal(new long[] { 1, 3, 32, 32 }, px.shape);
+            Assert.Equal(sums[i++], px.sum().item<double>(), 6);
+            abs += px.abs().sum().item<double>();
+        }
+        Assert.Equal((double)hf["abs_sum"]!, abs, 4);
+    }
+
+    public static TheoryData<string, string> Cases => new()
+    {
+        { "smolvlm", "image_landscape" }, { "smolvlm", "image_portrait" }, { "smolvlm", "video" },
+        { "idefics3", "image_landscape" }, { "idefics3", "image_portrait" },
+    };
+
+    /// <summary>The case's prompt (the chat template's text, as the fixture recorded it) with its images or frames spliced in.</summary>
+    static MultimodalPrompt Prompt(Engine e, JsonNode c)
+    {
+        bool video = c["video_frames"] is JsonArray;
+        var files = (video ? c["video_frames"]! : c["images"]!).AsArray().Select(f => (string)f!).ToList();
+        var encoded = files.Select(f =>
+        {
+            using var img = Fixture.Image(f);
+            return e.Model.EncodeOne(img, video ? ImageUse.VideoFrame : ImageUse.Still);
+        }).ToList();
+        return MultimodalPrompt.Build(e.Tokenizer.Encode((string)c["prompt_text"]!), e.ImageMarkerId, encoded);
+    }
+
+    static double MaxDiff(Tensor a, Tensor b) => (a.to_type(ScalarType.Float32) - b.to_type(ScalarType.Float32)).abs().max().item<float>();
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void PromptLayout_ImageFeatures_AndLogits_AreHfs(string family, string name)
+    {
+        using var e = Load(family);
+        var c = Fixture.Case(family, name);
+        using var _ = torch.inference_mode();
+        var block = Prompt(e, c);
+        // Each marker became HF's run: row/column and <global-img> markers, newlines, image_seq_len image tokens a tile.
+        Assert.Equal(Fixture.Longs(c["input_ids"]!), block.Ids);
+        Assert.Equal((int)c["n_image_tokens"]!, block.FeatureSlots.Length);
+        var embeds = block.Embed(e.Language);
+        var features = embeds[0].index_select(0, torch.tensor(block.FeatureSlots));
+        double fd = MaxDiff(features, Fixture.Tensor(family, $"{name}.merged_image_embeds"));
+        var hidden = e.Decoder.Forward(embeds, new DecoderStep { Positions = block.Positions });
+        var logits = e.Language.Logits(hidden[0, ^3..]);
+        var hfLogits = Fixture.Tensor(family, $"{name}.logits_last");
+        double ld = MaxDiff(logits, hfLogits);
+        _out.WriteLine($"{family}/{name}: features max |Δ| {fd:g3} (max |x| {features.abs().max().item<float>():g3}), last-3 logits max |Δ| {ld:g3} (max |x| {hfLogits.abs().max().item<float>():g3})");
+        Assert.True(fd < 1e-5, $"image features differ by {fd}");
+        Assert.True(ld < 1e-4, $"logits differ by {ld}");
+        // One visual span per tile run (the row/column markers split them), in prompt order.
+        int tiles = c["video_frames"] is JsonArray ? 4 : (int)c["rows"]![0]! * (int)c["cols"]![0]! + 1;
+        Assert.Equal(tiles, block.Spans.Count);
+        Assert.All(block.Spans, s => Assert.Equal((int)Fixture.Expected(family)["image_seq_len"]!, s.Length));
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void GreedyDecodingWithTheKvCache_IsHfs_AndEqualsOneFullForward(string family, string name)
+    {
+        using var e = Load(family);
+        var c = Fixture.Case(family, name);
+        using var _ = torch.inference_mode();
+        var block = Prompt(e, c);
+        var hfTokens = Fixture.Longs(c["greedy_tokens"]!);
+        var margins = Fixture.Doubles(c["greedy_top2_margins"]!);
+        var hfSteps = Fixture.Tensor(family, $"{name}.step_logits");
+        using var cache = new KvCache(e.Text.NumHiddenLayers);
+        var embeds = block.Embed(e.Language);
+        var logits = e.Language.Logits(e.Decoder.Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = cache })[0, -1]);
+        var tokens = new List<long>();
+        var steps = new List<Tensor>();
+        for (int k = 0; k < hfTokens.Length; k++)
+        {
+            steps.Add(logits);
+            long id = logits.argmax().item<long>();
+            tokens.Add(id);
+            var x = e.Decoder.embed_tokens.forward(torch.tensor(new[] { id }).view(1, 1));
+            logits = e.Language.Logits(e.Decoder.Forward(x, new DecoderStep { Positions = new[] { block.NextPosition + k }, Cache = cache })[0, -1]);
+        }
+        var ours = torch.stack(steps.ToArray());
+        double sd = MaxDiff(ours, hfSteps);
+        _out.WriteLine($"{family}/{name}: tokens {string.Join(",", tokens)} (HF {string.Join(",", hfTokens)}), step logits max |Δ| {sd:g3}, smallest HF margin {margins.Min():g3}");
+        Assert.True(sd < 1e-4, $"step logits differ by {sd}");
+        Assert.Equal(hfTokens, tokens); // every margin in these cases is far above the logit difference
+        // The cached steps equal one forward over the prompt and the generated tokens.
+        var all = torch.cat(new[] { embeds, e.Decoder.embed_tokens.forward(torch.tensor(tokens.Take(tokens.Count - 1).ToArray()).view(1, -1)) }, 1);
+        var full = e.Language.Logits(e.Decoder.Forward(all, new DecoderStep { Positions = PositionIds.Range(0, (int)all.shape[1]) })[0]);
+        double cd = MaxDiff(full[((int)block.NextPosition - 1)..], ours);
+        _out.WriteLine($"cache vs full forward max |Δ| {cd:g3}");
+        Assert.True(cd < 1e-4, $"cached decoding differs from the full forward by {cd}");
+    }
+
     static Tensor Pixels(IPreparedImage p) =>
         (Tensor)p.GetType().GetProperty("Pixels")!.GetValue(p)!;
 }
