@@ -101,7 +101,14 @@ public static class AnalyzeCommand
             firstFire.Add(meas.Probes.Where(p => p.MinCos < defaults.LayerThreshold).Select(p => p.Layer).DefaultIfEmpty(-1).First());
         }
 
-        Tensor Embed(Mat img) => cap.EmbedPrompt(new[] { img }, userPrompt).Embeds;
+        // Each image's own prompt: a tiling family's run length (and so its positions and spans) depends on the image's size.
+        Tensor Embed(Mat img)
+        {
+            var r = cap.EmbedPrompt(new[] { img }, userPrompt);
+            (pos, spans) = (r.Positions, r.Spans);
+            if (group == CacheGroup.Source) start = r.NextPosition;
+            return r.Embeds;
+        }
 
         (List<Tensor> Lp, List<long> Tok, PruneReport Report) Run(Tensor emb, ITokenPruner pruner, List<long>? force, PositionIds? atPos = null, List<VisualSpan>? atSpans = null)
         {
