@@ -4,6 +4,8 @@ using RealtimeAssistant.Model;
 using RealtimeAssistant.Model.Checkpoint;
 using RealtimeAssistant.Model.Families.Idefics3;
 using RealtimeAssistant.Model.Imaging;
+using RealtimeAssistant.Pruning;
+using RealtimeAssistant.Streaming;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -240,6 +242,164 @@ public sealed class Idefics3Tests
         double cd = MaxDiff(full[((int)block.NextPosition - 1)..], ours);
         _out.WriteLine($"cache vs full forward max |Δ| {cd:g3}");
         Assert.True(cd < 1e-4, $"cached decoding differs from the full forward by {cd}");
+    }
+
+    /// <summary>SmolVLM2's chat format for one image (its template's rendering), as a checkpoint's default prompt.</summary>
+    const string ChatPrompt = "<|im_start|>User:<image>Describe the image briefly.<end_of_utterance>\nAssistant:";
+
+    /// <summary>A copy of a fixture folder with extra config.json keys (our ra_* layout keys).</summary>
+    static TempDir FixtureCopy(string family, JsonObject extra)
+    {
+        var dir = new TempDir();
+        foreach (var f in Directory.GetFiles(Fixture.Dir(family))) File.Copy(f, Path.Combine(dir.Path, Path.GetFileName(f)));
+        var cfg = JsonNode.Parse(File.ReadAllText(dir.File("config.json")))!.AsObject();
+        foreach (var (k, v) in extra) cfg[k] = v?.DeepClone();
+        File.WriteAllText(dir.File("config.json"), cfg.ToJsonString());
+        return dir;
+    }
+
+    static List<EncodedImage> VideoFrames(Engine e) =>
+        Fixture.Case("smolvlm", "video")["video_frames"]!.AsArray().Select(f =>
+        {
+            using var img = Fixture.Image((string)f!);
+            return e.Model.EncodeOne(img, ImageUse.VideoFrame);
+        }).ToList();
+
+    static int[] Ids(IEnumerable<TokenEvent> events) => events.Where(t => t.Id >= 0).Select(t => t.Id).ToArray();
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void GpeSessionOverVideoFrames_EqualsOneBatchForward(bool groupPositions)
+    {
+        using var dir = FixtureCopy("smolvlm", new JsonObject { ["ra_default_prompt"] = ChatPrompt, ["ra_group_positions"] = groupPositions });
+        using var e = Engine.Load(dir.Path);
+        var tok = e.Tokenizer;
+        var frames = VideoFrames(e);
+        // The stream's layout: the prompt up to the image, then per frame its global run and a newline
+        // (SmolVLM2's video prompt), then the question and the answer's prompt.
+        var format = StreamFormat.For(e);
+        var prefix = tok.Encode("<|im_start|>User:");
+        var write = tok.Encode("Describe what is happening in the video briefly.<end_of_utterance>\nAssistant:", false);
+        Assert.Equal(prefix, format.Prefix);
+        Assert.Equal(tok.Encode("<image>\n", false), format.Frame);
+        Assert.Equal(write, format.Write(null));
+        Assert.Equal(frames[0].TokenIds, Family(e).Layout(0, 0).Ids);
+
+        var options = new StreamingOptions { WindowFrames = 8, Generation = new GenerationOptions { MaxNewTokens = 6, StopTokens = Array.Empty<int>() } };
+        using var session = new GpeSession(e, options);
+        foreach (var f in frames.Take(3)) session.Read(f.Clone());
+        var first = Ids(session.Write());
+        Assert.Equal(6, first.Length);
+        Assert.Equal(Reference(frames.Take(3).ToList(), first), first);
+        // The next frame never sees the first write's question or caption.
+        session.Read(frames[3].Clone());
+        var second = Ids(session.Write());
+        Assert.Equal(Reference(frames, second), second);
+
+        // One forward over [prefix, frames, question, caption]: the source at 0, 1, …; the caption
+        // right after the question, or (group positions) from φ = 0 past the first frame's position.
+        int[] Reference(List<EncodedImage> fs, int[] caption)
+        {
+            var ids = new List<int>(prefix);
+            foreach (var _ in fs) { ids.Add(e.ImageMarkerId); ids.AddRange(tok.Encode("\n", false)); }
+            ids.AddRange(write);
+            ids.AddRange(caption[..^1]);
+            using var __ = torch.inference_mode();
+            var block = MultimodalPrompt.Build(ids, e.ImageMarkerId, fs);
+            int source = block.Length - (caption.Length - 1);
+            var t = block.Positions.T.Select((p, i) => i < source || !groupPositions ? p : prefix.Count + (i - source)).ToArray();
+            var logits = e.Language.Logits(e.Decoder.Forward(block.Embed(e.Language), new DecoderStep { Positions = t })[0]);
+            return Enumerable.Range(source - 1, caption.Length).Select(i => (int)logits[i].argmax().item<long>()).ToArray();
+        }
+    }
+
+    [Fact]
+    public void PruningOff_IsTheEngine_AndVisiPrunerCutsTiles_KeepingOriginalPositions()
+    {
+        using var e = Load("smolvlm");
+        using var _ = torch.inference_mode();
+        var block = Prompt(e, Fixture.Case("smolvlm", "image_landscape"));
+        var embeds = block.Embed(e.Language);
+        int layers = e.Text.NumHiddenLayers, T = block.Length;
+        // The visual spans are the tile runs: 9 tiles and the global image, 4 tokens each, all image 0.
+        Assert.Equal(10, block.Spans.Count);
+        Assert.All(block.Spans, s => Assert.Equal(0, s.Frame));
+        Assert.Equal(block.FeatureSlots, block.Spans.SelectMany(s => Enumerable.Range(s.Start, s.Length)).Select(i => (long)i));
+
+        using var engineCache = new KvCache(layers);
+        using var prunedCache = new KvCache(layers);
+        var engine = e.Decoder.Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = engineCache });
+        using (var off = PrunedPrefill.Run(e.Language, embeds, block.Positions, block.Spans, new NonePruner(), prunedCache))
+        {
+            Assert.Equal(0f, (engine - off.Hidden).abs().max().item<float>());
+            for (int l = 0; l < layers; l++) Assert.True(engineCache.Layers[l].Source.Keys.equal(prunedCache.Layers[l].Source.Keys).all().item<bool>());
+        }
+
+        // Filter at layer 0 keeping at most 3 visual tokens (the whole image is one frame): layer 1 holds the text and those 3.
+        var config = new PruningConfig { ShallowLayers = 0, FilterFrom = 0, Budget = 3, DeadlineLayer = 0, LayerThreshold = 1.0 };
+        using var cache = new KvCache(layers);
+        using var r = PrunedPrefill.Run(e.Language, embeds, block.Positions, block.Spans, config.CreatePruner(layers), cache);
+        Assert.Equal(0, r.Report.FilterLayer);
+        Assert.InRange(r.Report.KeptTokens, 1, 3);
+        Assert.Subset(block.FeatureSlots.ToHashSet(), r.Report.KeptVisual.ToHashSet());
+        Assert.Equal(Enumerable.Range(0, T).Select(i => (long)i), cache.Layers[0].Source.Positions.ToArray());
+        var rows = Enumerable.Range(0, T).Where(i => !block.FeatureSlots.Contains(i) || r.Report.KeptVisual.Contains(i)).ToArray();
+        Assert.Equal(rows.Select(i => block.Positions.T[i]), cache.Layers[1].Source.Positions.ToArray()); // original, non-contiguous positions
+        // Decoding goes on after the prompt's last position, not after the shorter cache.
+        var x = e.Decoder.embed_tokens.forward(torch.tensor(new long[] { 14 }).view(1, 1));
+        e.Decoder.Forward(x, new DecoderStep { Positions = new[] { block.NextPosition }, Cache = cache });
+        Assert.Equal(block.NextPosition, cache.Layers[1].Source.Positions[^1]);
+    }
+
+    [Fact]
+    public void GpeSessionWithVisiPruner_PrunesEachFrameAsItEnters()
+    {
+        using var dir = FixtureCopy("smolvlm", new JsonObject { ["ra_default_prompt"] = ChatPrompt });
+        using var e = Engine.Load(dir.Path);
+        var frames = VideoFrames(e);
+        var options = new StreamingOptions
+        {
+            WindowFrames = 8, Generation = new GenerationOptions { MaxNewTokens = 4, StopTokens = Array.Empty<int>() },
+            Pruning = new PruningConfig { ShallowLayers = 0, FilterFrom = 0, Budget = 2, DeadlineLayer = 0, LayerThreshold = 1.0 },
+        };
+        using var session = new GpeSession(e, options);
+        foreach (var f in frames) session.Read(f);
+        Assert.Equal(new[] { 4, 2 }, session.Last.VisualPerLayer);
+        Assert.Equal(4, Ids(session.Write()).Length);
+        // Layer 0 holds every frame's 4 visual tokens, layer 1 the 2 kept of each; the text is in both.
+        long text = session.Cache.Layers[0].Source.Length - 4 * 4;
+        Assert.Equal(text + 4 * 2, session.Cache.Layers[1].Source.Length);
+    }
+
+    [Fact]
+    public async Task CaptionCommand_OnTheFixture_GivesHfsGreedyTokens()
+    {
+        var c = Fixture.Case("smolvlm", "image_landscape");
+        var stdout = new StringWriter();
+        var before = Console.Out;
+        int code;
+        try
+        {
+            Console.SetOut(stdout);
+            code = await RealtimeAssistant.Cli.Commands.CaptionCommand.Create().Parse(["-m", Fixture.Dir("smolvlm"), "-i", Path.Combine(Fixture.Root, (string)c["images"]![0]!),
+                "--prompt", (string)c["prompt_text"]!, "--max-new-tokens", "8", "--json"]).InvokeAsync();
+        }
+        finally { Console.SetOut(before); }
+        Assert.Equal(0, code);
+        var line = stdout.ToString().Split('\n').Single(l => l.StartsWith("{\"text\""));
+        var json = JsonNode.Parse(line)!;
+        Assert.Equal((int)c["sequence_length"]!, (int)json["prompt_tokens"]!);
+        Assert.Equal(Fixture.Longs(c["greedy_tokens"]!), json["tokens"]!.AsArray().Select(t => (long)t!["id"]!));
+    }
+
+    [Fact]
+    public void BucketedPositions_AreTheIdentityForFullTiles_AndSpreadASmallerGrid()
+    {
+        foreach (var n in new[] { 4, 26, 27, 32, 64 }) // 26: Idefics3-8B (364/14); 32: SmolVLM2 (512/16)
+            Assert.Equal(Enumerable.Range(0, n * n).Select(i => (long)i), Idefics3VisionEmbeddings.BucketPositions(n, n, n));
+        // A 2×2 grid over 4 buckets a side: fractional coordinates 0 and 0.5 fall in buckets 0 and 2.
+        Assert.Equal(new long[] { 0, 2, 8, 10 }, Idefics3VisionEmbeddings.BucketPositions(2, 2, 4));
     }
 
     static Tensor Pixels(IPreparedImage p) =>

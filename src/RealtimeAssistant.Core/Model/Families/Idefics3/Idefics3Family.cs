@@ -30,6 +30,8 @@ public sealed class Idefics3Family : IVisionLanguageModel
     public Device Device { get; }
     public ScalarType DType { get; }
     public string ImageMarker { get; }
+    /// <summary>SmolVLM2's video prompt ends each frame with a newline ("Frame from 00:01:&lt;image&gt;\n…"); a stream's frames do too.</summary>
+    public string? FrameSeparator => "\n";
     /// <summary>Visual tokens per tile side after the pixel shuffle.</summary>
     public int TokenGrid { get; }
 
