@@ -114,42 +114,68 @@ public static class PilResize
 
     static byte Clip8(int v) => v >= (1 << PrecisionBits << 8) ? (byte)255 : v <= 0 ? (byte)0 : (byte)(v >> PrecisionBits);
 
+    /// <summary>
+    /// The horizontal pass as a vertical one: the rows [firstRow, firstRow + rows) transposed (a
+    /// source column becomes a row of interleaved pixels), resampled along the new rows, and
+    /// transposed back. The integer sums are the same as Pillow's, in SIMD-friendly order.
+    /// </summary>
     static byte[] Horizontal(byte[] src, int width, int channels, int firstRow, int rows, int outWidth, int[] bounds, int[] coeffs, int ksize)
     {
-        var dst = new byte[rows * outWidth * channels];
-        Parallel.For(0, rows, yy =>
-        {
-            int srcRow = (yy + firstRow) * width * channels, dstRow = yy * outWidth * channels;
-            for (int xx = 0; xx < outWidth; xx++)
-            {
-                int xmin = bounds[xx * 2], xmax = bounds[xx * 2 + 1], kAt = xx * ksize;
-                for (int c = 0; c < channels; c++)
-                {
-                    int ss = 1 << (PrecisionBits - 1);
-                    for (int x = 0; x < xmax; x++)
-                        ss += src[srcRow + (x + xmin) * channels + c] * coeffs[kAt + x];
-                    dst[dstRow + xx * channels + c] = Clip8(ss);
-                }
-            }
-        });
+        var transposed = Transpose(src, firstRow, rows, width, channels);           // [width, rows, ch]
+        var resampled = Vertical(transposed, rows, channels, outWidth, bounds, coeffs, ksize); // [outWidth, rows, ch]
+        return Transpose(resampled, 0, outWidth, rows, channels);                   // [rows, outWidth, ch]
+    }
+
+    /// <summary>Rows [first, first + rows) of an interleaved [*, width, ch] image, transposed to [width, rows, ch] (OpenCV's blocked transpose).</summary>
+    static byte[] Transpose(byte[] src, int first, int rows, int width, int channels)
+    {
+        var type = OpenCvSharp.MatType.CV_8UC(channels);
+        using var whole = OpenCvSharp.Mat.FromPixelData(src.Length / (width * channels), width, type, src);
+        using var part = whole.RowRange(first, first + rows);
+        using var t = new OpenCvSharp.Mat();
+        OpenCvSharp.Cv2.Transpose(part, t);
+        var dst = new byte[rows * width * channels];
+        System.Runtime.InteropServices.Marshal.Copy(t.Data, dst, 0, dst.Length);
         return dst;
     }
 
+    /// <summary>Pillow's vertical pass: each output row a weighted sum of source rows, accumulated a vector of pixels at a time.</summary>
     static byte[] Vertical(byte[] src, int width, int channels, int outHeight, int[] bounds, int[] coeffs, int ksize)
     {
         int stride = width * channels;
         var dst = new byte[outHeight * stride];
-        Parallel.For(0, outHeight, yy =>
+        Parallel.For(0, outHeight, () => new int[stride], (yy, _, acc) =>
         {
-            int ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1], kAt = yy * ksize, dstRow = yy * stride;
-            for (int i = 0; i < stride; i++)
+            int ymin = bounds[yy * 2], ymax = bounds[yy * 2 + 1], kAt = yy * ksize;
+            Array.Fill(acc, 1 << (PrecisionBits - 1));
+            int lanes = System.Numerics.Vector<byte>.Count, ints = System.Numerics.Vector<int>.Count;
+            for (int y = 0; y < ymax; y++)
             {
-                int ss = 1 << (PrecisionBits - 1);
-                for (int y = 0; y < ymax; y++)
-                    ss += src[(y + ymin) * stride + i] * coeffs[kAt + y];
-                dst[dstRow + i] = Clip8(ss);
+                int k = coeffs[kAt + y], row = (y + ymin) * stride, i = 0;
+                var kv = new System.Numerics.Vector<int>(k);
+                for (; i <= stride - lanes; i += lanes)
+                {
+                    var b = new System.Numerics.Vector<byte>(src, row + i);
+                    System.Numerics.Vector.Widen(b, out var lo, out var hi);
+                    System.Numerics.Vector.Widen(lo, out var w0, out var w1);
+                    System.Numerics.Vector.Widen(hi, out var w2, out var w3);
+                    Accumulate(acc, i, w0, kv);
+                    Accumulate(acc, i + ints, w1, kv);
+                    Accumulate(acc, i + 2 * ints, w2, kv);
+                    Accumulate(acc, i + 3 * ints, w3, kv);
+                }
+                for (; i < stride; i++) acc[i] += src[row + i] * k;
             }
-        });
+            int o = yy * stride;
+            for (int i = 0; i < stride; i++) dst[o + i] = Clip8(acc[i]);
+            return acc;
+        }, _ => { });
         return dst;
+    }
+
+    static void Accumulate(int[] acc, int at, System.Numerics.Vector<uint> pixels, System.Numerics.Vector<int> k)
+    {
+        var sum = new System.Numerics.Vector<int>(acc, at) + System.Numerics.Vector.AsVectorInt32(pixels) * k;
+        sum.CopyTo(acc, at);
     }
 }
