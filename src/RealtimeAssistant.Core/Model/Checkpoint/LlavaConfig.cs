@@ -81,8 +81,9 @@ public sealed record TextConfig
     {
         var qwen = modelType is "qwen2" or "qwen2_vl" or "qwen2_5_vl";
         var heads = Json.Int(t, "num_attention_heads", source) ?? 32;
-        var ropeParams = t["rope_parameters"] ?? root["rope_parameters"];
-        var ropeScaling = t["rope_scaling"] ?? root["rope_scaling"];
+        // Only objects are read (a checkpoint's config is untrusted: any other kind is ignored here).
+        var ropeParams = (t["rope_parameters"] ?? root["rope_parameters"]) as JsonObject;
+        var ropeScaling = (t["rope_scaling"] ?? root["rope_scaling"]) as JsonObject;
         int[]? mrope = null;
         foreach (var node in new[] { ropeScaling, ropeParams })
             if (node?["mrope_section"] is JsonArray arr)

@@ -3,7 +3,6 @@ using OpenCvSharp;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Model.Checkpoint;
 using RealtimeAssistant.Model.Families.Idefics3;
-using RealtimeAssistant.Model.Imaging;
 using RealtimeAssistant.Pruning;
 using RealtimeAssistant.Streaming;
 using TorchSharp;
@@ -400,6 +399,72 @@ public sealed class Idefics3Tests
             Assert.Equal(Enumerable.Range(0, n * n).Select(i => (long)i), Idefics3VisionEmbeddings.BucketPositions(n, n, n));
         // A 2×2 grid over 4 buckets a side: fractional coordinates 0 and 0.5 fall in buckets 0 and 2.
         Assert.Equal(new long[] { 0, 2, 8, 10 }, Idefics3VisionEmbeddings.BucketPositions(2, 2, 4));
+    }
+
+    [Theory]
+    [InlineData(1, 1, false)]
+    [InlineData(3000, 2, false)] // the short side rounds to 0 in HF's int(·): one row of tiles
+    [InlineData(2, 3000, false)]
+    [InlineData(33, 31, true)]
+    public void AnyImageSize_GivesWholeTiles_AndARunWithASlotPerVisualToken(int width, int height, bool gray)
+    {
+        using var e = Load("smolvlm");
+        using var img = new Mat(height, width, gray ? MatType.CV_8UC1 : MatType.CV_8UC3, OpenCvSharp.Scalar.All(90));
+        foreach (var use in new[] { ImageUse.Still, ImageUse.VideoFrame })
+        {
+            using var enc = e.Model.EncodeOne(img, use);
+            Assert.Equal(enc.FeatureSlots.Length, (int)enc.Features.shape[0]);
+            Assert.Equal(0, enc.FeatureSlots.Length % 4);
+            Assert.All(enc.FeatureSlots, s => Assert.Equal(e.ImageMarkerId, enc.TokenIds[s]));
+            Assert.Equal(enc.FeatureSlots.Length, enc.TokenIds.Count(t => t == e.ImageMarkerId));
+            if (use == ImageUse.VideoFrame) Assert.Equal(4, enc.FeatureSlots.Length);
+        }
+    }
+
+    [Fact]
+    public void ConfigParsers_OnFuzzedFiles_GiveAConfigOrAOneLineUserError()
+    {
+        var rng = new Random(20);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixture.Dir("smolvlm"), "config.json")))!.AsObject();
+        var pre = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixture.Dir("smolvlm"), "preprocessor_config.json")))!.AsObject();
+        var proc = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixture.Dir("smolvlm"), "processor_config.json")))!.AsObject();
+        Func<JsonNode?>[] values =
+        {
+            () => null, () => "x", () => "", () => -1, () => 0, () => 3, () => 7.5, () => 1e300, () => 2147483648L, () => true,
+            () => new JsonArray(1, 2), () => new JsonArray(0.5, 0.5, 0.5), () => new JsonObject { ["longest_edge"] = -5 },
+            () => new JsonObject { ["longest_edge"] = 100000 }, () => new JsonObject(), () => new JsonObject { ["video_size"] = "big" },
+        };
+        using var dir = new TempDir();
+        int errors = 0;
+        for (int i = 0; i < 600; i++)
+        {
+            var docs = new[] { config.DeepClone().AsObject(), pre.DeepClone().AsObject(), proc.DeepClone().AsObject() };
+            for (int m = rng.Next(1, 4); m > 0; m--)
+            {
+                var slots = Slots(docs[rng.Next(docs.Length)]).ToList();
+                var (obj, key) = slots[rng.Next(slots.Count)];
+                if (rng.Next(6) == 0) obj.Remove(key);
+                else obj[key] = values[rng.Next(values.Length)]();
+            }
+            File.WriteAllText(dir.File("preprocessor_config.json"), docs[1].ToJsonString());
+            File.WriteAllText(dir.File("processor_config.json"), docs[2].ToJsonString());
+            try
+            {
+                var cfg = Idefics3Config.Parse(docs[0], "config.json");
+                var p = Idefics3ProcessorConfig.Load(dir.Path, cfg.ModelType);
+                Assert.True(p.TileSize is > 0 and <= 4096 && p.LongestEdge > 0 && p.ImageSeqLen > 0);
+            }
+            catch (UserError e) { Assert.DoesNotContain("\n", e.Message); errors++; }
+        }
+        Assert.InRange(errors, 100, 599); // both outcomes were exercised
+        static IEnumerable<(JsonObject, string)> Slots(JsonObject o)
+        {
+            foreach (var (k, v) in o.ToList())
+            {
+                yield return (o, k);
+                if (v is JsonObject inner) foreach (var s in Slots(inner)) yield return s;
+            }
+        }
     }
 
     static Tensor Pixels(IPreparedImage p) =>

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using RealtimeAssistant.Model.Checkpoint;
-using RealtimeAssistant.Model.Imaging;
 
 namespace RealtimeAssistant.Model.Families.Idefics3;
 
@@ -85,7 +84,7 @@ public sealed record Idefics3ProcessorConfig
     /// <summary>max_image_size.longest_edge: the side of every tile and of the global image.</summary>
     public int TileSize { get; init; } = 364;
     public bool DoImageSplitting { get; init; } = true;
-    public PilFilter Resample { get; init; } = PilFilter.Lanczos;
+    public PilResize.Filter Resample { get; init; } = PilResize.Filter.Lanczos;
     public bool DoRescale { get; init; } = true;
     public double RescaleFactor { get; init; } = 1.0 / 255;
     public bool DoNormalize { get; init; } = true;
@@ -97,6 +96,7 @@ public sealed record Idefics3ProcessorConfig
     public int ImageSeqLen { get; init; } = 169;
     /// <summary>The cap after the longest-edge resize: SmolVLM 4096, Idefics3 1820 (which also refuses a larger longest_edge).</summary>
     public int UpperBound { get; init; } = 4096;
+    const int MaxTile = 4096;
 
     public static Idefics3ProcessorConfig Load(string dir, string modelType)
     {
@@ -119,7 +119,7 @@ public sealed record Idefics3ProcessorConfig
                 var other => throw new UserError($"{path}: {key} must be 3 numbers, got {other.ToJsonString()}"),
             };
             int resample = Json.Int(root, "resample", path) ?? 1;
-            if (!Enum.IsDefined(typeof(PilFilter), resample))
+            if (!Enum.IsDefined(typeof(PilResize.Filter), resample))
                 throw new UserError($"{path}: resample {resample} is not supported (1 LANCZOS, 2 BILINEAR, 3 BICUBIC)");
             int? video = root["video_sampling"] is JsonObject vs && vs["video_size"] is JsonObject size ? Json.Int(size, "longest_edge", path) : null;
             c = c with
@@ -128,7 +128,7 @@ public sealed record Idefics3ProcessorConfig
                 LongestEdge = Edge("size") ?? c.LongestEdge,
                 TileSize = Edge("max_image_size") ?? c.TileSize,
                 DoImageSplitting = Json.Bool(root, "do_image_splitting", path) ?? true,
-                Resample = (PilFilter)resample,
+                Resample = (PilResize.Filter)resample,
                 DoRescale = Json.Bool(root, "do_rescale", path) ?? true,
                 RescaleFactor = Json.Dbl(root, "rescale_factor", path) ?? 1.0 / 255,
                 DoNormalize = Json.Bool(root, "do_normalize", path) ?? true,
@@ -142,7 +142,9 @@ public sealed record Idefics3ProcessorConfig
             c = c with { ImageSeqLen = seq };
         if (c.LongestEdge < 1 || c.TileSize < 1 || c.VideoLongestEdge is < 1 || c.ImageSeqLen < 1)
             throw new UserError($"{path}: sizes must be positive (size {c.LongestEdge}, max_image_size {c.TileSize}, image_seq_len {c.ImageSeqLen})");
-        if (c.Std.Any(s => s == 0)) throw new UserError($"{path}: image_std must not be 0");
+        if (c.TileSize > MaxTile) throw new UserError($"{path}: max_image_size.longest_edge {c.TileSize} is over {MaxTile} (HF's largest image)");
+        if (c.Std.Any(s => s == 0 || !float.IsFinite(s)) || c.Mean.Any(m => !float.IsFinite(m)) || !(c.RescaleFactor > 0) || double.IsInfinity(c.RescaleFactor))
+            throw new UserError($"{path}: image_mean, image_std and rescale_factor must be finite, the std and factor non-zero");
         if (c.DoResize && c.LongestEdge > c.UpperBound)
             throw new UserError($"{path}: size.longest_edge {c.LongestEdge} is larger than {modelType}'s limit {c.UpperBound}");
         return c;

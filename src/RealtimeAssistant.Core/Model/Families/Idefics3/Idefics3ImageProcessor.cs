@@ -1,6 +1,5 @@
 using System.Runtime.InteropServices;
 using OpenCvSharp;
-using RealtimeAssistant.Model.Imaging;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,7 +1,4 @@
-namespace RealtimeAssistant.Model.Imaging;
-
-/// <summary>The resampling filters of PIL's Image.resize (Image.Resampling values: LANCZOS 1, BILINEAR 2, BICUBIC 3).</summary>
-public enum PilFilter { Lanczos = 1, Bilinear = 2, Bicubic = 3 }
+namespace RealtimeAssistant.Model.Families.Idefics3;
 
 /// <summary>
 /// An 8-bit image resized exactly as Pillow's Image.resize does it (Resample.c): a separable
@@ -14,8 +11,11 @@ public static class PilResize
 {
     const int PrecisionBits = 32 - 8 - 2;
 
+    /// <summary>The resampling filters of PIL's Image.resize (Image.Resampling values: LANCZOS 1, BILINEAR 2, BICUBIC 3).</summary>
+    public enum Filter { Lanczos = 1, Bilinear = 2, Bicubic = 3 }
+
     /// <summary>Interleaved 8-bit pixels [height, width, channels] → [outHeight, outWidth, channels].</summary>
-    public static byte[] Resize(byte[] src, int width, int height, int channels, int outWidth, int outHeight, PilFilter filter)
+    public static byte[] Resize(byte[] src, int width, int height, int channels, int outWidth, int outHeight, Filter filter)
     {
         if (width < 1 || height < 1 || outWidth < 1 || outHeight < 1)
             throw new ArgumentException($"cannot resize {width}×{height} to {outWidth}×{outHeight}");
@@ -40,22 +40,22 @@ public static class PilResize
         return image;
     }
 
-    static double Support(PilFilter f) => f switch
+    static double Support(Filter f) => f switch
     {
-        PilFilter.Bilinear => 1.0,
-        PilFilter.Bicubic => 2.0,
-        PilFilter.Lanczos => 3.0,
+        Filter.Bilinear => 1.0,
+        Filter.Bicubic => 2.0,
+        Filter.Lanczos => 3.0,
         _ => throw new ArgumentOutOfRangeException(nameof(f)),
     };
 
-    static double Kernel(PilFilter f, double x)
+    static double Kernel(Filter f, double x)
     {
         switch (f)
         {
-            case PilFilter.Bilinear:
+            case Filter.Bilinear:
                 x = Math.Abs(x);
                 return x < 1.0 ? 1.0 - x : 0.0;
-            case PilFilter.Bicubic:
+            case Filter.Bicubic:
             {
                 const double a = -0.5;
                 x = Math.Abs(x);
@@ -76,7 +76,7 @@ public static class PilResize
     }
 
     /// <summary>Per output pixel: the first source pixel and how many it reads (bounds), and their fixed-point weights (ksize per pixel).</summary>
-    static (int[] Bounds, int[] Coeffs, int KSize) Coefficients(int inSize, int outSize, PilFilter filter)
+    static (int[] Bounds, int[] Coeffs, int KSize) Coefficients(int inSize, int outSize, Filter filter)
     {
         double scale = (double)inSize / outSize;
         double filterScale = Math.Max(scale, 1.0);
