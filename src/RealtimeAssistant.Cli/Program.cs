@@ -13,4 +13,5 @@ root.Subcommands.Add(AnnotateCommand.Create());
 root.Subcommands.Add(StreamCommand.Create());
 root.Subcommands.Add(LiveCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
-return await root.Parse(args).InvokeAsync();
+root.Subcommands.Add(ServeCommand.Create());
+return await Cli.Main(root, args);

@@ -93,14 +93,17 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         var policy = WritePolicy.Parse(policyOverride ?? pr.GetValue(Policy)!);
         var requested = Prune.Given(pr) ? Prune.Read(pr, engine.Layout.ScheduleOrDefault) : null;
         bool pruningOff = requested is { Method: "none" };
+        if (requested is not null && !pruningOff) StreamingOptions.ValidatePruning(requested, engine.Text.NumHiddenLayers); // before anything is written
         var schedule = requested ?? engine.Layout.ScheduleOrDefault;
-        double? budget = pruningOff ? null : BudgetMs(pr, sourceFps);
-        PruningConfig? fixedPruning = pruningOff ? null : budget is null ? requested : schedule with { Method = "visipruner" };
+        // The governor prunes along VisiPruner's ladder; another method (FastV, random) runs as asked, without it.
+        double? budget = pruningOff || schedule.Method is not ("visipruner") && requested is not null ? null : BudgetMs(pr, sourceFps);
+        PruningConfig? fixedPruning = pruningOff ? null : budget is null ? requested : null;
+        if (budget is not null) FrameGovernor.Ladder(schedule, engine.Text.NumHiddenLayers, 64); // a schedule the governor cannot use fails now, not mid-run
         var streaming = new StreamingOptions
         {
             WindowFrames = window, FrameBand = Cli.FrameBand(pr.GetValue(FrameBand), window), CaptionHistoryTokens = pr.GetValue(History),
             Generation = new GenerationOptions { MaxNewTokens = pr.GetValue(MaxTokens) },
-            Pruning = budget is null ? fixedPruning : null, // with a budget the driver sets the level per read
+            Pruning = fixedPruning, // with a budget the driver sets the level per read
         };
         streaming.Validate(engine.Text.MaxPositionEmbeddings, engine.Text.NumHiddenLayers);
         var loop = new FrameLoopOptions

@@ -100,7 +100,7 @@ public class Captioner
         var ids = PromptIds(prompt, images.Count);
         var prepared = images.Select(i => _e.Model.Prepare(i, ImageUse.Still)).ToList();
         IReadOnlyList<EncodedImage> encoded;
-        try { encoded = _e.Model.Encode(prepared); }
+        try { encoded = prepared.Count == 0 ? Array.Empty<EncodedImage>() : _e.Model.Encode(prepared); }
         finally { foreach (var p in prepared) p.Dispose(); }
         try
         {
@@ -131,7 +131,7 @@ public class Captioner
             {
                 TokenGenerator.Sync(_e.Device);
                 timings.PreprocessMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
-                encoded = _e.Model.Encode(prepared);
+                encoded = prepared.Count == 0 ? Array.Empty<EncodedImage>() : _e.Model.Encode(prepared); // text-only chat: no vision step
             }
             finally { foreach (var p in prepared) p.Dispose(); }
             try

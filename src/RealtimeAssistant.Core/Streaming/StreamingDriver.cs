@@ -58,7 +58,8 @@ public sealed class StreamingDriver : IDisposable
     readonly DriverOptions _o;
     readonly Queue<string> _questions = new();
     FrameGovernor? _governor;
-    int _readsSinceWrite;
+    int _readsSinceWrite;   // what the write policy counts (every:N starts one short of N: the first read writes)
+    int _readSinceCaption;  // frames actually read since the last caption, for the record
     StreamStats _stats = new();
 
     public StreamingDriver(ICaptionSession session, DriverOptions options)
@@ -69,6 +70,8 @@ public sealed class StreamingDriver : IDisposable
         _session = session;
         _o = options;
         _gate = new SceneChangeGate(options.GateThreshold);
+        // every:N writes at the first frame read (a caption from the start), then after every N reads.
+        if (options.Policy.Trigger == WriteTrigger.EveryNFrames) _readsSinceWrite = options.Policy.Frames - 1;
     }
 
     public StreamStats Stats => _stats with { BudgetSkipped = _governor?.Skipped ?? 0, OverBudget = _governor?.OverBudget ?? 0 };
@@ -116,6 +119,7 @@ public sealed class StreamingDriver : IDisposable
         else if (Govern(periods) is { } level)
         {
             _readsSinceWrite++;
+            _readSinceCaption++;
             // When this frame triggers the policy's write and no question waits, the frame and the
             // instruction go through the decoder in one pass (the session fuses them where it can).
             if (_questions.Count == 0 && _o.Policy.ShouldWrite(_readsSinceWrite))
@@ -201,7 +205,8 @@ public sealed class StreamingDriver : IDisposable
         var ms = sw.Elapsed.TotalMilliseconds;
         var r = _session.Last;
         _stats = _stats with { WriteMs = _stats.WriteMs + ms };
-        int reads = question is null ? _readsSinceWrite : 0;
+        int reads = question is null ? _readSinceCaption : 0;
+        if (question is null) _readSinceCaption = 0;
         return new StreamSegment(at, index, question, text.ToString().Trim(), tokens, ms, _session.Mode, reads,
             r.Level, _session.Pruning?.Budget, r.Kind == "write" ? 0 : r.ReadMs, r.WriteMs, r);
     }

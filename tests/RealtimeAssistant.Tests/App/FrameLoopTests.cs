@@ -91,11 +91,10 @@ public class FrameLoopTests(ITestOutputHelper log)
         Assert.Equal(47, result.FramesRendered);
         Assert.Equal(Enumerable.Range(0, 47).Select(i => (long)i), shown.Select(s => s.Frame));
         Assert.Equal(Enumerable.Range(0, 10).Select(i => 5 * i), slow.Seen);   // 0, 5, …, 45: each once, in order
-        // A caption every two reads (frames 5, 15, 25, 35, 45), shown from its frame until the next one.
-        Assert.Equal(new long[] { 5, 15, 25, 35, 45 }, segments.Select(s => s.KeyFrame));
-        Assert.Equal(new long[] { 15, 25, 35, 45, 47 }, segments.Select(s => s.EndFrame));
-        Assert.All(shown.Where(s => s.Frame >= 5), s => Assert.Equal(s.Frame - (s.Frame - 5) % 10, s.Key));
-        Assert.All(shown.Where(s => s.Frame < 5), s => Assert.Equal(-1, s.Key));
+        // A caption at the first read and every two reads after (frames 0, 10, 20, 30, 40), shown from its frame until the next one.
+        Assert.Equal(new long[] { 0, 10, 20, 30, 40 }, segments.Select(s => s.KeyFrame));
+        Assert.Equal(new long[] { 10, 20, 30, 40, 47 }, segments.Select(s => s.EndFrame));
+        Assert.All(shown, s => Assert.Equal(s.Frame - s.Frame % 10, s.Key));
     }
 
     [Fact]
@@ -108,7 +107,7 @@ public class FrameLoopTests(ITestOutputHelper log)
         { Written = (s, _) => written.Add(s.FrameIndex) };
         var result = loop.RunHeadless(CancellationToken.None);
         Assert.Equal(Enumerable.Range(0, 13).Select(i => 4 * i), slow.Seen);  // frames 0..48 of the first 50
-        Assert.Equal(new long[] { 8, 20, 32, 44 }, written);
+        Assert.Equal(new long[] { 0, 12, 24, 36, 48 }, written);
         Assert.Equal(13, result.Stats.Read);
     }
 

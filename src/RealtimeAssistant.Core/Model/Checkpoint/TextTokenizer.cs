@@ -60,10 +60,15 @@ public sealed class TextTokenizer
     {
         var path = Directory.Exists(modelDir) ? Path.Combine(modelDir, "tokenizer.json") : modelDir;
         if (!File.Exists(path)) throw new UserError($"no tokenizer.json in {modelDir}");
-        JsonNode root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new UserError($"{path} is empty"); }
-        catch (JsonException e) { throw new UserError($"{path} is not valid JSON: {e.Message}"); }
-        return FromJson(root, path);
+        var root = JsonFile.Read(path, "tokenizer.json");
+        // FromJson reads the document's shape unchecked: a key of the wrong kind, a duplicate token
+        // or a broken pattern surfaces as one of these. From a file they are the file's fault.
+        try { return FromJson(root, path); }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or InvalidCastException
+                                  or NullReferenceException or KeyNotFoundException or IndexOutOfRangeException or OverflowException)
+        {
+            throw new UserError($"{path} is not a tokenizer.json this loader can read: {e.Message}", e);
+        }
     }
 
     public static TextTokenizer FromJson(JsonNode root, string source = "tokenizer.json")

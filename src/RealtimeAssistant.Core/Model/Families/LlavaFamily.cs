@@ -74,6 +74,8 @@ public sealed class LlavaFamily : IVisionLanguageModel
         }).ToList();
     }
 
+    public int RunLength(Mat bgr, ImageUse use) => Config.ImageTokens;
+
     public (long Vision, long Decoder) ParameterCounts =>
         (Model.vision_tower.parameters().Sum(p => p.numel()) + Model.multi_modal_projector.parameters().Sum(p => p.numel()),
          Model.language_model.parameters().Sum(p => p.numel()));

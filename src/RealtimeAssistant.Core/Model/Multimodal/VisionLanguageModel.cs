@@ -83,6 +83,14 @@ public interface IVisionLanguageModel : IDisposable
     IPreparedImage Prepare(Mat bgr, ImageUse use);
     /// <summary>Vision tower and connector over prepared images (batched where their shapes allow), one result per image.</summary>
     IReadOnlyList<EncodedImage> Encode(IReadOnlyList<IPreparedImage> images);
+    /// <summary>The length of the token run this image's marker expands to (the server checks a request against the context before running it).</summary>
+    int RunLength(Mat bgr, ImageUse use)
+    {
+        using var prepared = Prepare(bgr, use);
+        var encoded = Encode(new[] { prepared });
+        try { return encoded[0].TokenIds.Length; }
+        finally { foreach (var e in encoded) e.Dispose(); }
+    }
     /// <summary>Parameter count of the vision side and of the decoder (for logs and benches).</summary>
     (long Vision, long Decoder) ParameterCounts { get; }
 }

@@ -1,0 +1,220 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using OpenCvSharp;
+using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Demo;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Pruning;
+using RealtimeAssistant.Streaming;
+using Spectre.Console;
+
+namespace RealtimeAssistant.Cli.Commands;
+
+/// <summary>
+/// `ra bench budget`: the frame-budget governor on the demo model and on a LLaVA-7B-shaped
+/// checkpoint (32 layers, 576 visual tokens a frame, random weights). For budgets that are
+/// fractions of the model's unpruned read time, a GPE stream runs with the governor: the reads'
+/// p50/p95, the fraction over budget, the frames skipped, the mean k (VisiPruner's tokens per
+/// frame; a level without a budget counts every token) and, on the demo model, caption F1 on
+/// held-out clips. The unpruned reads and the ladder's most aggressive level are timed in the
+/// same process first: a budget tighter than that level can only be held by skipping frames.
+/// </summary>
+public static class BudgetBench
+{
+    public static Command Create()
+    {
+        var json = Cli.JsonOption("write the results as JSON to this file ('-' for stdout)");
+        var model = AppModel.ModelOption();
+        var fractions = new Option<string>("--fractions") { Description = "budgets as percentages of the unpruned read time", DefaultValueFactory = _ => "100,60,40,25" };
+        var clips = new Option<int>("--clips") { Description = "held-out clips streamed per budget on the demo model (18 reads each)", DefaultValueFactory = _ => 16 };
+        var llavaHidden = new Option<int>("--llava-hidden") { Description = "width of the LLaVA-shaped checkpoint (7B: 4096; reduced for 2 CPU cores)", DefaultValueFactory = _ => 512 };
+        var llavaReads = new Option<int>("--llava-reads") { Description = "frames read per budget on the LLaVA-shaped checkpoint", DefaultValueFactory = _ => 32 };
+        var skipLlava = new Option<bool>("--skip-llava") { Description = "only the demo model" };
+        var warm = new Option<int>("--warmup-reads") { Description = "reads at the start of each budget that count toward nothing (the governor finding its level)", DefaultValueFactory = _ => 8 };
+        var threads = Cli.ThreadsOption();
+        var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
+        var cmd = new Command("budget", "The frame-budget governor at 100/60/40/25% of the unpruned read time: reads p50/p95, fraction over budget, skipped frames, mean k, F1 (demo model).")
+            { json, model, fractions, clips, llavaHidden, llavaReads, skipLlava, warm, threads, device, dtype };
+        return cmd.WithAction((pr, ct) =>
+        {
+            var fr = pr.GetValue(fractions)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(f => double.TryParse(f, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v > 0 && v <= 1000 ? v / 100 : throw new UserError($"--fractions takes percentages in (0, 1000], got '{f}'"))
+                .ToArray();
+            int nClips = pr.GetValue(clips), nReads = pr.GetValue(llavaReads), D = pr.GetValue(llavaHidden), warmup = pr.GetValue(warm);
+            if (nClips is < 1 or > 10_000) throw new UserError($"--clips must be 1..10000, got {nClips}");
+            if (nReads is < 4 or > 100_000) throw new UserError($"--llava-reads must be 4..100000, got {nReads}");
+            if (D < 64 || D % 64 != 0) throw new UserError($"--llava-hidden must be a multiple of 64, got {D}");
+            if (warmup < 0) throw new UserError("--warmup-reads must be ≥ 0");
+            if (pr.GetValue(threads) is { } t) Engine.SetThreads(t);
+            var configs = new List<Dictionary<string, object?>>();
+            var engineOptions = Cli.EngineOptions(pr, device, dtype);
+            using (var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), engineOptions))
+                configs.Add(Run("demo", engine, DemoFrames(nClips), fr, warmup, scoreF1: true, ct));
+            if (!pr.GetValue(skipLlava))
+            {
+                var dir = Path.Combine(Path.GetTempPath(), $"ra-bench-budget-{Environment.ProcessId}");
+                try
+                {
+                    WriteLlavaShaped(dir, D);
+                    using var engine = Engine.Load(dir, engineOptions);
+                    configs.Add(Run($"llava-1.5-7b-shaped (hidden {D})", engine, NoiseFrames(nReads), fr, warmup, scoreF1: false, ct));
+                }
+                finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
+            }
+            foreach (var c in configs)
+            {
+                AnsiConsole.MarkupLine($"[bold]{Markup.Escape((string)c["config"]!)}[/]: unpruned read p50 {c["unpruned_read_ms_p50"]} ms, most aggressive level ({Markup.Escape((string)c["most_aggressive_level"]!)}) p50 {c["most_aggressive_read_ms_p50"]} ms{(c["unpruned_f1"] is { } uf ? $", unpruned F1 {uf}" : "")}");
+                var table = new Table().AddColumns("budget", "budget ms", "read p50", "read p95", "over budget", "skipped", "mean k", "F1", "target");
+                foreach (var b in (List<Dictionary<string, object?>>)c["budgets"]!)
+                    table.AddRow($"{b["fraction"]:0%}", $"{b["budget_ms"]}", $"{b["read_ms_p50"]}", $"{b["read_ms_p95"]}", $"{b["over_budget_fraction"]:0.0%}", $"{b["skipped_frames"]}",
+                        $"{b["mean_k"]}", $"{b["f1"] ?? "–"}", Markup.Escape((string)b["target"]!));
+                AnsiConsole.Write(table);
+            }
+            if (pr.GetValue(json) is { } path) Cli.WriteJson(path, new { configs });
+            return Task.FromResult(0);
+        });
+    }
+
+    /// <summary>A frame, and what scores a caption written at it (null: not scored).</summary>
+    sealed record BenchFrame(Func<Mat> Render, Func<string, FactScore>? Score);
+
+    /// <summary>Held-out clips (odd seeds), every 5th frame of each, back to back in one stream; a caption is scored against the scene at its frame once the window holds two frames of that clip.</summary>
+    static IEnumerable<BenchFrame> DemoFrames(int clips)
+    {
+        for (int c = 0; c < clips; c++)
+        {
+            var clip = ClipGenerator.Generate(1_000_001 + 2 * c, 6, AppSources.SyntheticFps);
+            for (int f = 0; f + 5 < clip.FrameCount; f += 5)
+            {
+                int frame = f;
+                yield return new BenchFrame(() => clip.Render(frame, 64, 64),
+                    frame < 5 ? null : text => AttributeScorer.ScoreByAttribute(text, CaptionGrammar.Canonical(clip.SceneAt(frame), withMotion: true)));
+            }
+        }
+    }
+
+    static IEnumerable<BenchFrame> NoiseFrames(int n)
+    {
+        var rng = new Random(5);
+        for (int i = 0; i < n; i++)
+        {
+            int seed = rng.Next();
+            yield return new BenchFrame(() =>
+            {
+                var m = new Mat(336, 336, MatType.CV_8UC3);
+                Cv2.Randu(m, new Scalar(0, 0, 0), new Scalar(255, 255, 255));
+                Cv2.Circle(m, new Point(seed % 300 + 18, seed / 7 % 300 + 18), 30, new Scalar(seed % 255, 90, 200), -1);
+                return m;
+            }, null);
+        }
+    }
+
+    static double Pct(List<double> v, double p)
+    {
+        if (v.Count == 0) return double.NaN;
+        var s = v.Order().ToArray();
+        return s[Math.Clamp((int)Math.Ceiling(p * s.Length) - 1, 0, s.Length - 1)];
+    }
+
+    /// <summary>Median read time of a few frames at one fixed pruning setting (null: unpruned).</summary>
+    static double ReadTime(Engine engine, PruningConfig? pruning, List<BenchFrame> frames, CancellationToken ct)
+    {
+        using var session = new GpeSession(engine, new StreamingOptions { WindowFrames = 2, Pruning = pruning });
+        var ms = new List<double>();
+        for (int i = 0; i < frames.Count; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            using var img = frames[i].Render();
+            session.Read(img);
+            if (i >= 2) ms.Add(session.Last.ReadMs); // the first reads warm the caches up
+        }
+        return Pct(ms, 0.5);
+    }
+
+    static Dictionary<string, object?> Run(string name, Engine engine, IEnumerable<BenchFrame> stream, double[] fractions, int warmup, bool scoreF1, CancellationToken ct)
+    {
+        var frames = stream.ToList();
+        int layers = engine.Text.NumHiddenLayers;
+        var schedule = engine.Layout.ScheduleOrDefault with { Method = "visipruner" };
+        var probe = frames.Take(Math.Min(frames.Count, 14)).ToList();
+        int visual;
+        using (var img = probe[0].Render()) using (var enc = engine.Model.EncodeOne(img, ImageUse.VideoFrame)) visual = enc.Count;
+        var ladder = FrameGovernor.Ladder(schedule, layers, visual);
+        // Both ends of the ladder, timed in this process before the budgets: the unpruned read sets them.
+        double unpruned = ReadTime(engine, null, probe, ct), aggressive = ReadTime(engine, ladder[^1].Pruning, probe, ct);
+        double? unprunedF1 = scoreF1 ? Stream(engine, frames, null, schedule, 0, visual, ct).F1 : null;
+        var budgets = new List<Dictionary<string, object?>>();
+        foreach (var f in fractions)
+        {
+            double budget = Math.Round(f * unpruned, 2);
+            var r = Stream(engine, frames, budget, schedule, warmup, visual, ct);
+            bool heldBySkipping = budget < aggressive;
+            budgets.Add(new Dictionary<string, object?>
+            {
+                ["fraction"] = f, ["budget_ms"] = budget,
+                ["read_ms_p50"] = Math.Round(Pct(r.Reads, 0.5), 2), ["read_ms_p95"] = Math.Round(Pct(r.Reads, 0.95), 2),
+                ["over_budget_fraction"] = Math.Round(r.Reads.Count == 0 ? 0 : r.Reads.Count(x => x > budget) / (double)r.Reads.Count, 4),
+                ["skipped_frames"] = r.Skipped, ["reads"] = r.Reads.Count, ["mean_k"] = Math.Round(r.Ks.DefaultIfEmpty(0).Average(), 2),
+                ["levels"] = r.Levels, ["f1"] = scoreF1 ? Math.Round(r.F1, 4) : null,
+                ["target"] = heldBySkipping ? "below the most aggressive level: held by skipping" : "≤ 5% of reads over budget",
+            });
+            Console.Error.WriteLine($"bench budget: {name} at {f:0%} ({budget} ms): read p95 {Pct(r.Reads, 0.95):0.0} ms, {r.Skipped} skipped{(scoreF1 ? $", F1 {r.F1:0.000}" : "")}");
+        }
+        return new Dictionary<string, object?>
+        {
+            ["config"] = name, ["decoder_layers"] = layers, ["visual_tokens_per_frame"] = visual, ["frames"] = frames.Count,
+            ["unpruned_read_ms_p50"] = Math.Round(unpruned, 2), ["most_aggressive_level"] = ladder[^1].Name,
+            ["most_aggressive_read_ms_p50"] = Math.Round(aggressive, 2), ["ladder"] = ladder.Select(l => l.Name).ToArray(),
+            ["unpruned_f1"] = unprunedF1 is { } u ? Math.Round(u, 4) : null, ["budgets"] = budgets,
+        };
+    }
+
+    sealed record StreamResult(List<double> Reads, long Skipped, List<int> Ks, double F1, Dictionary<string, int> Levels);
+
+    /// <summary>One stream over the frames: the governor at <paramref name="budget"/> (null: unpruned, no governor), a caption every third read.</summary>
+    static StreamResult Stream(Engine engine, List<BenchFrame> frames, double? budget, PruningConfig schedule, int warmup, int visual, CancellationToken ct)
+    {
+        using var session = new GpeSession(engine, new StreamingOptions { WindowFrames = 2, Generation = new GenerationOptions { MaxNewTokens = 48 } });
+        using var driver = new StreamingDriver(session, new DriverOptions
+        {
+            Policy = WritePolicy.Parse("every:3"), GateThreshold = 0, FrameBudgetMs = budget, Schedule = schedule,
+        });
+        driver.Start();
+        var reads = new List<double>();
+        var ks = new List<int>();
+        var levels = new Dictionary<string, int>();
+        FactScore score = default;
+        int readCount = 0;
+        for (int i = 0; i < frames.Count; i++)
+        {
+            ct.ThrowIfCancellationRequested();
+            using var img = frames[i].Render();
+            long before = driver.Stats.Read;
+            foreach (var seg in driver.Push(img, i, TimeSpan.Zero))
+                if (seg.Question is null && frames[i].Score is { } s) score += s(seg.Text);
+            if (driver.Stats.Read == before) continue;
+            if (++readCount <= warmup) continue;
+            var r = session.Last;
+            reads.Add(r.ReadMs);
+            ks.Add(session.Pruning?.Budget ?? visual);
+            var level = r.Level ?? "unpruned";
+            levels[level] = levels.GetValueOrDefault(level) + 1;
+        }
+        return new StreamResult(reads, driver.Stats.BudgetSkipped, ks, score.F1, levels);
+    }
+
+    /// <summary>
+    /// A checkpoint with LLaVA-1.5-7B's decoder depth and visual tokens a frame (576: a 336-pixel
+    /// CLIP input in 14-pixel patches) at a reduced width, random weights, in our frame layout so it streams.
+    /// </summary>
+    static void WriteLlavaShaped(string dir, int hidden)
+    {
+        var cfg = SyntheticCheckpoint.Config(vocab: 512, vHidden: 64, vLayers: 1, imageSize: 336, patch: 14, tHidden: hidden, tLayers: 32,
+            heads: hidden / 64, kvHeads: hidden / 64, intermediate: (int)Math.Round(hidden * 11008.0 / 4096 / 64) * 64);
+        SyntheticCheckpoint.Write(dir, cfg, SyntheticCheckpoint.WordTokenizer(SyntheticCheckpoint.FillerWords(512)), seed: 3,
+            extraConfig: new JsonObject { ["ra_frame_marker"] = "w5", ["ra_instruction"] = "w1 w2 w3", ["ra_group_positions"] = true });
+    }
+}

@@ -1,0 +1,151 @@
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using RealtimeAssistant.Server.Inference;
+using RealtimeAssistant.Server.OpenAi;
+
+namespace RealtimeAssistant.Server;
+
+/// <summary>
+/// The HTTP server: Kestrel with the OpenAI-compatible endpoints over one <see cref="IChatModel"/>.
+/// Every error a client can cause is answered as OpenAI's error JSON with its 4xx status; an
+/// unexpected failure is logged and answered 500 with no detail. The live-streams API
+/// (/v1/streams, its SSE events, MJPEG video and WebSocket, and the page at /) maps beside the
+/// OpenAI endpoints in <see cref="Map"/>.
+/// </summary>
+public sealed class ApiServer : IAsyncDisposable
+{
+    readonly WebApplication _app;
+
+    /// <summary>The base address it listens on, e.g. http://127.0.0.1:8080 (the OpenAI base URL is this + /v1).</summary>
+    public Uri Url { get; }
+
+    ApiServer(WebApplication app, Uri url) { _app = app; Url = url; }
+
+    /// <param name="logging">Where logs go (the CLI: the console); none by default.</param>
+    public static async Task<ApiServer> StartAsync(ServerOptions options, IChatModel model, Action<ILoggingBuilder>? logging = null, CancellationToken ct = default)
+    {
+        var address = options.Validate();
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "ra-serve", ContentRootPath = AppContext.BaseDirectory });
+        builder.Logging.ClearProviders();
+        logging?.Invoke(builder.Logging);
+        // A failed start (the port is taken) becomes the caller's one-line UserError below, not a logged trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
+        builder.Services.AddSingleton<IHostLifetime, CallerLifetime>(); // signals are the caller's (the CLI's Ctrl+C), not the library's
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxRequestBodySize = options.MaxRequestBytes;
+            k.Listen(address, options.Port);
+        });
+        var app = builder.Build();
+        Map(app, model, options);
+        try { await app.StartAsync(ct); }
+        catch (IOException e)
+        {
+            await app.DisposeAsync();
+            throw new UserError($"cannot listen on {options.Host}:{options.Port}: {e.Message}");
+        }
+        var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        return new ApiServer(app, new Uri(bound));
+    }
+
+    static void Map(WebApplication app, IChatModel model, ServerOptions options)
+    {
+        var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RealtimeAssistant.Server");
+        app.Use((ctx, next) => Errors(ctx, next, log));
+        if (options.ApiKey is { } key) app.Use((ctx, next) => Authorize(ctx, next, key));
+
+        app.MapGet("/v1/models", () => Results.Json(new { @object = "list", data = new[] { ModelJson(model) } }));
+        app.MapGet("/v1/models/{id}", (string id) => id == model.Id
+            ? Results.Json(ModelJson(model))
+            : throw new ApiError(404, $"The model '{id}' does not exist", param: "model", code: "model_not_found"));
+        app.MapPost("/v1/chat/completions", (HttpContext ctx) => ChatCompletions.Handle(ctx, model, options));
+        // Phase B (issue 21): the live-streams API maps here, on the frame loop's session seam:
+        // /v1/streams (+ /{id}, /{id}/events SSE with ids from Streams/EventLog, /{id}/questions,
+        // /{id}/video MJPEG, /{id}/ws push WebSocket) and the viewer page at /.
+    }
+
+    static object ModelJson(IChatModel model) =>
+        new { id = model.Id, @object = "model", created = model.Created.ToUnixTimeSeconds(), owned_by = "realtime-assistant" };
+
+    /// <summary>Turns every failure into OpenAI's error JSON; a client's errors are never logged as the server's.</summary>
+    static async Task Errors(HttpContext ctx, RequestDelegate next, ILogger log)
+    {
+        try
+        {
+            await next(ctx);
+            if (!ctx.Response.HasStarted && ctx.Response.StatusCode >= 400 && ctx.Response.ContentLength is null)
+            {
+                var status = ctx.Response.StatusCode;
+                var message = status switch
+                {
+                    404 => $"Invalid URL ({ctx.Request.Method} {ctx.Request.Path})",
+                    405 => $"Method {ctx.Request.Method} is not allowed on {ctx.Request.Path}",
+                    _ => $"HTTP {status}",
+                };
+                await new ApiError(status, message, code: status == 404 ? "unknown_url" : null).WriteAsync(ctx.Response);
+            }
+        }
+        catch (ApiError e) when (!ctx.Response.HasStarted)
+        {
+            await e.WriteAsync(ctx.Response);
+        }
+        catch (BadHttpRequestException e) when (!ctx.Response.HasStarted)
+        {
+            // Kestrel's own limits and framing errors (a body over MaxRequestBodySize: 413).
+            await new ApiError(e.StatusCode, e.StatusCode == 413 ? "the request body is larger than this server takes" : e.Message,
+                code: e.StatusCode == 413 ? "request_too_large" : null).WriteAsync(ctx.Response);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away; nothing to answer.
+        }
+        catch (Exception e) when (e is ApiError or BadHttpRequestException or IOException && ctx.Response.HasStarted)
+        {
+            log.LogDebug("response ended early: {Message}", e.Message);
+        }
+        catch (Exception e)
+        {
+            log.LogError(e, "{Method} {Path} failed", ctx.Request.Method, ctx.Request.Path);
+            if (!ctx.Response.HasStarted)
+                await new ApiError(500, "The server had an error while processing your request; it logged the cause.", "server_error").WriteAsync(ctx.Response);
+        }
+    }
+
+    static Task Authorize(HttpContext ctx, RequestDelegate next, string key)
+    {
+        if (!ctx.Request.Path.StartsWithSegments("/v1")) return next(ctx);
+        var header = ctx.Request.Headers.Authorization.ToString();
+        if (header.Length == 0)
+            throw new ApiError(401, "You didn't provide an API key. Provide it in an Authorization header using Bearer auth (Authorization: Bearer YOUR_KEY).");
+        const string scheme = "Bearer ";
+        var given = header.StartsWith(scheme, StringComparison.OrdinalIgnoreCase) ? header[scheme.Length..].Trim() : "";
+        if (!CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(given), Encoding.UTF8.GetBytes(key)))
+            throw new ApiError(401, "Incorrect API key provided.", code: "invalid_api_key");
+        return next(ctx);
+    }
+
+    /// <summary>Until the host is told to stop (SIGTERM, Ctrl+C) or <paramref name="ct"/> fires.</summary>
+    public Task WaitForShutdownAsync(CancellationToken ct) => _app.WaitForShutdownAsync(ct);
+
+    sealed class CallerLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken ct) => Task.CompletedTask;
+        public Task StopAsync(CancellationToken ct) => Task.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5)))
+            await _app.StopAsync(timeout.Token);
+        await _app.DisposeAsync();
+    }
+}

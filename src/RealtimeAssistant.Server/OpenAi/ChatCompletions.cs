@@ -1,0 +1,156 @@
+using System.Text.Json;
+using System.Threading.Channels;
+using Microsoft.AspNetCore.Http;
+using RealtimeAssistant.Server.Inference;
+using RealtimeAssistant.Server.Sse;
+
+namespace RealtimeAssistant.Server.OpenAi;
+
+/// <summary>
+/// POST /v1/chat/completions: one chat.completion JSON, or with stream: true, chat.completion.chunk
+/// events (the role first, then content deltas, then the finish reason, optionally usage) and
+/// data: [DONE] — OpenAI's wire format, so its clients work unchanged.
+/// </summary>
+public static class ChatCompletions
+{
+    public static async Task Handle(HttpContext ctx, IChatModel model, ServerOptions options)
+    {
+        var body = await RequestBody.ReadAsync(ctx.Request, options.MaxRequestBytes, ctx.RequestAborted);
+        var request = ChatRequestParser.Parse(body, options.Images);
+        using var generation = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
+        ChannelReader<GenerationEvent> events;
+        try
+        {
+            if (request.Model != model.Id)
+                throw new ApiError(404, $"The model '{request.Model}' does not exist: this server serves '{model.Id}' (GET /v1/models lists it)", param: "model", code: "model_not_found");
+            var greedy = request.Temperature == 0 || request.TopP == 0;
+            var job = new GenerationJob
+            {
+                Prompt = ChatPrompt.FromMessages(request.Messages, model.Format),
+                MaxTokens = request.MaxTokens,
+                Temperature = greedy ? 0 : request.Temperature,
+                TopP = greedy ? 1 : request.TopP,
+                // No seed: a fresh one, so sampled answers vary between requests as OpenAI's do.
+                Seed = unchecked((ulong)(request.Seed ?? Random.Shared.NextInt64())),
+                Owner = request,
+            };
+            events = model.Submit(job, generation.Token); // owns the request's images from here
+        }
+        catch
+        {
+            request.Dispose();
+            throw;
+        }
+
+        var first = await FirstEvent(events, ctx.RequestAborted);
+        if (first is GenerationFailed failed) throw failed.Error;
+        var accepted = (PromptAccepted)first;
+        var reply = new Reply(model.Id, request.Stop);
+        if (request.Stream) await Stream(ctx, reply, events, accepted, request.IncludeUsage, generation);
+        else await Whole(ctx, reply, events, accepted, generation);
+    }
+
+    /// <summary>The completion being built: its id, the stop filter and the counts.</summary>
+    sealed class Reply(string model, IReadOnlyList<string> stops)
+    {
+        public readonly string Id = "chatcmpl-" + Guid.NewGuid().ToString("N");
+        public readonly long Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
+        public readonly string Model = model;
+        public readonly StopSequences Stop = new(stops);
+        public int CompletionTokens;
+        public bool HitLimit;
+        public string FinishReason => !Stop.Stopped && HitLimit ? "length" : "stop";
+        public object Usage(int promptTokens) => new { prompt_tokens = promptTokens, completion_tokens = CompletionTokens, total_tokens = promptTokens + CompletionTokens };
+
+        /// <summary>
+        /// Feeds one event through the stop filter: the text that may go out now, or null when
+        /// the generation is over (ended, or cut by a stop sequence). Throws on failure.
+        /// </summary>
+        public string? Take(GenerationEvent e) => e switch
+        {
+            TokenDelta d => Delta(d),
+            GenerationEnded end => End(end),
+            GenerationFailed f => throw f.Error,
+            _ => "",
+        };
+
+        string? Delta(TokenDelta d)
+        {
+            if (d.IsToken) CompletionTokens++;
+            return Stop.Push(d.Text);
+        }
+
+        string? End(GenerationEnded e)
+        {
+            HitLimit = e.HitLimit;
+            return null;
+        }
+    }
+
+    static async Task<GenerationEvent> FirstEvent(ChannelReader<GenerationEvent> events, CancellationToken ct)
+    {
+        if (await events.WaitToReadAsync(ct) && events.TryRead(out var e)) return e;
+        throw new OperationCanceledException(ct); // the job was dropped before it began: only a cancelled request does that
+    }
+
+    static async Task Whole(HttpContext ctx, Reply reply, ChannelReader<GenerationEvent> events, PromptAccepted accepted, CancellationTokenSource generation)
+    {
+        var text = new System.Text.StringBuilder();
+        await foreach (var e in events.ReadAllAsync(ctx.RequestAborted))
+        {
+            var delta = reply.Take(e);
+            if (delta is null) break;
+            text.Append(delta);
+            if (reply.Stop.Stopped) { generation.Cancel(); break; }
+        }
+        text.Append(reply.Stop.Flush());
+        ctx.Response.ContentType = "application/json";
+        await ctx.Response.Body.WriteAsync(Json.SerializeToUtf8Bytes(new
+        {
+            id = reply.Id,
+            @object = "chat.completion",
+            created = reply.Created,
+            model = reply.Model,
+            choices = new[]
+            {
+                new { index = 0, message = new { role = "assistant", content = text.ToString(), refusal = (string?)null }, logprobs = (object?)null, finish_reason = reply.FinishReason },
+            },
+            usage = reply.Usage(accepted.PromptTokens),
+            system_fingerprint = (string?)null,
+        }), ctx.RequestAborted);
+    }
+
+    static async Task Stream(HttpContext ctx, Reply reply, ChannelReader<GenerationEvent> events, PromptAccepted accepted, bool includeUsage, CancellationTokenSource generation)
+    {
+        var ct = ctx.RequestAborted;
+        var sse = await SseWriter.StartAsync(ctx.Response, ct);
+        Task Chunk(object delta, string? finish) => sse.WriteDataAsync(ChunkJson(reply, [new { index = 0, delta, logprobs = (object?)null, finish_reason = finish }], includeUsage, null), ct);
+
+        await Chunk(new { role = "assistant", content = "" }, null);
+        try
+        {
+            await foreach (var e in events.ReadAllAsync(ct))
+            {
+                var delta = reply.Take(e);
+                if (delta is null) break;
+                if (delta.Length > 0) await Chunk(new { content = delta }, null);
+                if (reply.Stop.Stopped) { generation.Cancel(); break; }
+            }
+        }
+        catch (ApiError error)
+        {
+            // Headers are gone: OpenAI's stream reports a late error as an event, which its clients raise.
+            await sse.WriteDataAsync(System.Text.Encoding.UTF8.GetString(error.ToJson()), ct);
+            return;
+        }
+        var tail = reply.Stop.Flush();
+        if (tail.Length > 0) await Chunk(new { content = tail }, null);
+        await Chunk(new { }, reply.FinishReason);
+        if (includeUsage) await sse.WriteDataAsync(ChunkJson(reply, [], true, reply.Usage(accepted.PromptTokens)), ct);
+        await sse.WriteDataAsync("[DONE]", ct);
+    }
+
+    static string ChunkJson(Reply reply, object[] choices, bool includeUsage, object? usage) => includeUsage
+        ? Json.Serialize(new { id = reply.Id, @object = "chat.completion.chunk", created = reply.Created, model = reply.Model, system_fingerprint = (string?)null, choices, usage })
+        : Json.Serialize(new { id = reply.Id, @object = "chat.completion.chunk", created = reply.Created, model = reply.Model, system_fingerprint = (string?)null, choices });
+}

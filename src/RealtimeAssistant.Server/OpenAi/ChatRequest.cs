@@ -1,0 +1,39 @@
+using OpenCvSharp;
+
+namespace RealtimeAssistant.Server.OpenAi;
+
+/// <summary>One part of a message's content: text, or an image already decoded to BGR pixels.</summary>
+public abstract record ContentPart;
+public sealed record TextPart(string Text) : ContentPart;
+public sealed record ImagePart(Mat Image) : ContentPart;
+
+/// <summary>A chat message: role (system, developer, user, assistant or tool) and its parts in order.</summary>
+public sealed record ChatMessage(string Role, IReadOnlyList<ContentPart> Content)
+{
+    public IEnumerable<Mat> Images => Content.OfType<ImagePart>().Select(p => p.Image);
+    /// <summary>The message's text parts joined by a space (OpenAI sends a string as one text part).</summary>
+    public string Text => string.Join(" ", Content.OfType<TextPart>().Select(p => p.Text));
+}
+
+/// <summary>A validated POST /v1/chat/completions body. Owns its decoded images.</summary>
+public sealed record ChatRequest : IDisposable
+{
+    public required string Model { get; init; }
+    public required IReadOnlyList<ChatMessage> Messages { get; init; }
+    public bool Stream { get; init; }
+    /// <summary>stream_options.include_usage: a last chunk with usage and no choices.</summary>
+    public bool IncludeUsage { get; init; }
+    /// <summary>max_completion_tokens, else max_tokens; null = up to the context length.</summary>
+    public int? MaxTokens { get; init; }
+    /// <summary>OpenAI's default is 1; 0 is greedy.</summary>
+    public double Temperature { get; init; } = 1.0;
+    public double TopP { get; init; } = 1.0;
+    public long? Seed { get; init; }
+    public IReadOnlyList<string> Stop { get; init; } = [];
+
+    public void Dispose()
+    {
+        foreach (var m in Messages)
+            foreach (var img in m.Images) img.Dispose();
+    }
+}
