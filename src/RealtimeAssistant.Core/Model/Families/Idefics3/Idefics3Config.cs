@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using RealtimeAssistant.Model.Checkpoint;
 
@@ -23,11 +22,18 @@ public sealed record Idefics3Config
 
     public static Idefics3Config Parse(JsonNode root, string source)
     {
+        if (root is not JsonObject) throw new UserError($"{source} is not a JSON object");
         var modelType = Json.Str(root, "model_type", source) ?? throw new UserError($"{source}: model_type is missing");
         if (!ModelTypes.Contains(modelType))
             throw new UserError($"{source}: model_type '{modelType}' is not one of {string.Join(", ", ModelTypes)}");
-        var v = root["vision_config"] as JsonObject ?? new JsonObject();
-        var t = root["text_config"] as JsonObject;
+        JsonObject? Section(string key) => root[key] switch
+        {
+            null => null,
+            JsonObject o => o,
+            var other => throw new UserError($"{source}: {key} must be an object, got {other.GetValueKind()}"),
+        };
+        var v = Section("vision_config") ?? new JsonObject();
+        var t = Section("text_config");
         var tType = (t is null ? null : Json.Str(t, "model_type", source)) ?? "llama";
         if (tType != "llama")
             throw new UserError($"{source}: text_config model_type '{tType}' is not supported for {modelType} (supported: llama)");
@@ -48,25 +54,18 @@ public sealed record Idefics3Config
         return c;
     }
 
-    /// <summary>Idefics3VisionConfig / SmolVLMVisionConfig: SigLIP-so400m-like defaults, which hub files partly omit.</summary>
-    static VisionConfig ParseVision(JsonNode v, string type, string source)
+    /// <summary>Idefics3VisionConfig / SmolVLMVisionConfig: SigLIP-so400m-like defaults, which hub files partly omit (SmolVLM2's has no layer count: 12).</summary>
+    static VisionConfig ParseVision(JsonObject v, string type, string source)
     {
-        var c = new VisionConfig
+        var filled = (JsonObject)v.DeepClone();
+        foreach (var (key, value) in new (string, JsonNode)[]
         {
-            ModelType = type,
-            HiddenSize = Json.Int(v, "hidden_size", source) ?? 1152,
-            IntermediateSize = Json.Int(v, "intermediate_size", source) ?? 3072,
-            NumHiddenLayers = Json.Int(v, "num_hidden_layers", source) ?? 12,
-            NumAttentionHeads = Json.Int(v, "num_attention_heads", source) ?? 16,
-            NumChannels = Json.Int(v, "num_channels", source) ?? 3,
-            ImageSize = Json.Int(v, "image_size", source) ?? 224,
-            PatchSize = Json.Int(v, "patch_size", source) ?? 32,
-            HiddenAct = Json.Str(v, "hidden_act", source) ?? "gelu_pytorch_tanh",
-            LayerNormEps = Json.Dbl(v, "layer_norm_eps", source) ?? 1e-6,
-        };
-        if (c.HiddenSize < 1 || c.NumAttentionHeads < 1 || c.HiddenSize % c.NumAttentionHeads != 0 || c.NumHiddenLayers < 0
-            || c.PatchSize < 1 || c.ImageSize < c.PatchSize || c.IntermediateSize < 1 || c.NumChannels != 3)
-            throw new UserError($"{source}: vision config sizes are not usable (hidden_size {c.HiddenSize}, heads {c.NumAttentionHeads}, patch {c.PatchSize}, image {c.ImageSize}, channels {c.NumChannels})");
+            ("hidden_size", 1152), ("intermediate_size", 3072), ("num_hidden_layers", 12), ("num_attention_heads", 16),
+            ("image_size", 224), ("patch_size", 32), ("hidden_act", "gelu_pytorch_tanh"), ("layer_norm_eps", 1e-6),
+        })
+            if (filled[key] is null) filled[key] = value;
+        var c = VisionConfig.Parse(filled, type, source); // the shared range checks
+        if (c.NumChannels != 3) throw new UserError($"{source}: vision_config.num_channels must be 3 (RGB), got {c.NumChannels}");
         Activations.Get(c.HiddenAct);
         return c;
     }
@@ -139,9 +138,12 @@ public sealed record Idefics3ProcessorConfig
         }
         var processor = Path.Combine(dir, "processor_config.json");
         if (File.Exists(processor) && Json.Int(ReadObject(processor), "image_seq_len", processor) is { } seq)
+        {
+            if (seq < 1) throw new UserError($"{processor}: image_seq_len must be ≥ 1, got {seq}");
             c = c with { ImageSeqLen = seq };
-        if (c.LongestEdge < 1 || c.TileSize < 1 || c.VideoLongestEdge is < 1 || c.ImageSeqLen < 1)
-            throw new UserError($"{path}: sizes must be positive (size {c.LongestEdge}, max_image_size {c.TileSize}, image_seq_len {c.ImageSeqLen})");
+        }
+        if (c.LongestEdge < 1 || c.TileSize < 1 || c.VideoLongestEdge is < 1)
+            throw new UserError($"{path}: sizes must be positive (size {c.LongestEdge}, max_image_size {c.TileSize}, video_size {c.VideoLongestEdge})");
         if (c.TileSize > MaxTile) throw new UserError($"{path}: max_image_size.longest_edge {c.TileSize} is over {MaxTile} (HF's largest image)");
         if (c.Std.Any(s => s == 0 || !float.IsFinite(s)) || c.Mean.Any(m => !float.IsFinite(m)) || !(c.RescaleFactor > 0) || double.IsInfinity(c.RescaleFactor))
             throw new UserError($"{path}: image_mean, image_std and rescale_factor must be finite, the std and factor non-zero");
@@ -150,9 +152,6 @@ public sealed record Idefics3ProcessorConfig
         return c;
     }
 
-    static JsonObject ReadObject(string path)
-    {
-        try { return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new UserError($"{path} is not a JSON object"); }
-        catch (JsonException e) { throw new UserError($"{path} is not valid JSON: {e.Message}"); }
-    }
+    static JsonObject ReadObject(string path) =>
+        JsonFile.Read(path, Path.GetFileName(path)) as JsonObject ?? throw new UserError($"{path} is not a JSON object");
 }
