@@ -116,6 +116,7 @@ public sealed class Idefics3Tests
         Assert.Equal(0.0, maxDiff);
         // A fake token opens each tile; the global image has one on each side.
         Assert.Equal(rows * cols + 2, ids.Count(i => i == e.Tokenizer.TokenToId("<fake_token_around_image>")));
+        Assert.Equal(ids.Length, e.Model.RunLength(img, ImageUse.Still));
     }
 
     [Theory]
@@ -417,6 +418,7 @@ public sealed class Idefics3Tests
             Assert.Equal(0, enc.FeatureSlots.Length % 4);
             Assert.All(enc.FeatureSlots, s => Assert.Equal(e.ImageMarkerId, enc.TokenIds[s]));
             Assert.Equal(enc.FeatureSlots.Length, enc.TokenIds.Count(t => t == e.ImageMarkerId));
+            Assert.Equal(enc.TokenIds.Length, e.Model.RunLength(img, use)); // the server's context check, from the size alone
             if (use == ImageUse.VideoFrame) Assert.Equal(4, enc.FeatureSlots.Length);
         }
     }

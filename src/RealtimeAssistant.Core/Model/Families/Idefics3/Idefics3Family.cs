@@ -92,6 +92,14 @@ public sealed class Idefics3Family : IVisionLanguageModel
         return new Prepared(_processor.ToTensor(tiles, DType), tiles.Rows, tiles.Cols);
     }
 
+    /// <summary>The run's length from the image's size alone (no resize, no vision).</summary>
+    public int RunLength(Mat bgr, ImageUse use)
+    {
+        if (bgr.Empty()) throw new UserError("empty image");
+        var (rows, cols) = use == ImageUse.VideoFrame ? (0, 0) : _processor.StillGrid(bgr.Rows, bgr.Cols);
+        return Layout(rows, cols).Ids.Length;
+    }
+
     public IReadOnlyList<EncodedImage> Encode(IReadOnlyList<IPreparedImage> images)
     {
         using var scope = torch.NewDisposeScope();

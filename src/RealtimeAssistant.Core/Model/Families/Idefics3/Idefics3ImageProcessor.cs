@@ -65,6 +65,16 @@ public sealed class Idefics3ImageProcessor : IDisposable
         return new ImageTiles(tiles.ToArray(), rows, cols, m);
     }
 
+    /// <summary>The rows × columns of tiles <see cref="Still"/> cuts an image of this size into (0 × 0: the global image alone), by the arithmetic alone.</summary>
+    public (int Rows, int Cols) StillGrid(int height, int width)
+    {
+        int m = _c.TileSize;
+        if (_c.DoResize) (height, width) = LongestEdgeSize(height, width, _c.LongestEdge, _c.UpperBound);
+        if (!_c.DoImageSplitting) return (0, 0);
+        var (h, w) = TileMultipleSize(height, width, m);
+        return h <= m && w <= m ? (0, 0) : ((h + m - 1) / m, (w + m - 1) / m);
+    }
+
     /// <summary>
     /// A video frame as SmolVLM2's processor takes one: the longest edge scaled to
     /// video_size.longest_edge (the tile size when absent), then squashed to one tile; never split.
