@@ -102,8 +102,8 @@ public static class AnalyzeCommand
             firstFire.Add(meas.Probes.Where(p => p.MinCos < defaults.LayerThreshold).Select(p => p.Layer).DefaultIfEmpty(-1).First());
         }
 
-        // Each image's own prompt: with dynamic resolution (Qwen2-VL) images of other sizes give
-        // other token counts, positions and visual spans, and the caption starts elsewhere.
+        // Each image's own prompt: with dynamic resolution (Qwen2-VL) or tiling (SmolVLM) images of other
+        // sizes give other token counts, positions and visual spans, and the caption starts elsewhere.
         Tensor Embed(Mat img)
         {
             var p = cap.EmbedPrompt(new[] { img }, userPrompt);

@@ -55,8 +55,9 @@ public sealed class StreamFormat
 
     /// <summary>
     /// The default prompt with <paramref name="text"/> as its question, tokenised whole (so token
-    /// boundaries are the model's), then cut around the image snippet's tokens. A snippet that ends
-    /// in the image itself takes the separator after it (LLaVA's "\n"), so frames stay apart.
+    /// boundaries are the model's), then cut around the image snippet's tokens. Frames stay apart by
+    /// the family's frame separator, else a snippet that ends in the image itself takes the token
+    /// after it (LLaVA's "\n").
     /// </summary>
     static (int[] Prefix, int[] Frame, int[] Write) Split(Engine e, string text)
     {
@@ -73,7 +74,8 @@ public sealed class StreamFormat
         if (start < 0) throw new UserError($"the image snippet {snippet} does not tokenise the same inside the prompt");
         var frame = snip.ToList();
         int rest = start + snip.Count;
-        if (frame[^1] == e.ImageMarkerId && rest < ids.Count - 1) frame.Add(ids[rest++]);
+        if (e.Model.FrameSeparator is { } separator) frame.AddRange(e.Tokenizer.Encode(separator, addSpecialTokens: false));
+        else if (frame[^1] == e.ImageMarkerId && rest < ids.Count - 1) frame.Add(ids[rest++]);
         return (ids.Take(start).ToArray(), frame.ToArray(), ids.Skip(rest).ToArray());
     }
 

@@ -18,6 +18,8 @@ public static class ModelFamilies
         ["llava"] = LlavaFamily.Load,
         ["qwen2_vl"] = Families.Qwen2Vl.Qwen2VlFamily.Load,
         ["qwen2_5_vl"] = Families.Qwen2Vl.Qwen2VlFamily.Load,
+        ["idefics3"] = Families.Idefics3.Idefics3Family.Load,
+        ["smolvlm"] = Families.Idefics3.Idefics3Family.Load,
     };
 
     public static IReadOnlyCollection<string> Supported => Loaders.Keys;

@@ -77,6 +77,8 @@ public interface IVisionLanguageModel : IDisposable
     string ImageMarker { get; }
     /// <summary>How one image is written in a prompt with no chat template (the marker, with the family's wrappers if any).</summary>
     string ImageSnippet => ImageMarker;
+    /// <summary>Text after each frame of a stream (the family's own video layout); null: the token that follows the image in the default prompt.</summary>
+    string? FrameSeparator => null;
     /// <summary>CPU-side preprocessing and the upload: no vision compute.</summary>
     IPreparedImage Prepare(Mat bgr, ImageUse use);
     /// <summary>Vision tower and connector over prepared images (batched where their shapes allow), one result per image.</summary>
