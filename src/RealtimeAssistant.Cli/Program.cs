@@ -2,7 +2,8 @@ using System.CommandLine;
 using RealtimeAssistant.Cli;
 using RealtimeAssistant.Cli.Commands;
 
-var root = new RootCommand("RealtimeAssistant: a real-time vision assistant (LLaVA-layout MLLM in TorchSharp).");
+RealtimeAssistant.Model.Engine.Notice = line => Console.Error.WriteLine(line);
+var root = new RootCommand("RealtimeAssistant: a real-time vision assistant (multimodal LLMs in TorchSharp: LLaVA, LLaVA-OneVision, Qwen2-VL, SmolVLM2).");
 root.Subcommands.Add(CaptionCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());

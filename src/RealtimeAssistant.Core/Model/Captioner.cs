@@ -28,10 +28,11 @@ public static class TokenGenerator
     /// (not emitted) or after MaxNewTokens. Each event carries its text delta and the model time it
     /// took (the first: sampling only; later: one decode step and sampling).
     /// </summary>
+    /// <param name="modelStops">Where the model's generation ends when the options name no stop tokens (the engine's <see cref="Engine.StopTokens"/>).</param>
     public static IEnumerable<TokenEvent> Run(LanguageModel lm, KvCache cache, CacheGroup group, Tensor logits,
-        long nextPosition, GenerationOptions options, TextTokenizer tokenizer, Func<int, bool>? stopAfter = null)
+        long nextPosition, GenerationOptions options, TextTokenizer tokenizer, IReadOnlyCollection<int>? modelStops = null, Func<int, bool>? stopAfter = null)
     {
-        var stops = options.StopTokens ?? (tokenizer.EosId is { } e ? new[] { e } : Array.Empty<int>());
+        var stops = options.StopTokens ?? modelStops ?? (tokenizer.EosId is { } e ? new[] { e } : Array.Empty<int>());
         using var sampler = new Sampler(options);
         var text = new TextStreamDecoder(tokenizer);
         var current = logits;
@@ -82,13 +83,19 @@ public class Captioner
 
     public Captioner(Engine engine) => _e = engine;
 
-    /// <summary>The prompt's token ids; a prompt without the image marker gets one per image in front.</summary>
-    public List<int> PromptIds(string? prompt, int images = 1)
+    /// <summary>
+    /// The prompt's token ids. A prompt that holds the image marker is used as it is (a raw prompt);
+    /// other text is the user's question about the images, in the model's format (its chat template
+    /// when it has one); no prompt at all is the model's default.
+    /// </summary>
+    public List<int> PromptIds(string? prompt, int images = 1) => _e.Tokenizer.Encode(PromptText(prompt, images));
+
+    public string PromptText(string? prompt, int images = 1)
     {
-        prompt ??= _e.DefaultPrompt;
-        if (images > 0 && !prompt.Contains(_e.Model.ImageMarker))
-            prompt = string.Concat(Enumerable.Repeat(_e.Model.ImageSnippet, images)) + "\n" + prompt;
-        return _e.Tokenizer.Encode(prompt);
+        if (prompt is null) return images == 1 || _e.Layout.DefaultPrompt is not null ? _e.DefaultPrompt : _e.Prompt(Engine.DefaultQuestion, images);
+        if (images == 0 || prompt.Contains(_e.Model.ImageMarker)) return prompt;
+        if (_e.Layout.Template is not null) return _e.Prompt(prompt, images);
+        return string.Concat(Enumerable.Repeat(_e.Model.ImageSnippet, images)) + "\n" + prompt;
     }
 
     /// <summary>
@@ -150,7 +157,7 @@ public class Captioner
         {
             // Group positions: the caption is its own group starting at φ = 0; otherwise it follows the prompt.
             var (group, start) = _e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, block.NextPosition);
-            foreach (var ev in TokenGenerator.Run(_e.Language, cache, group, logits, start, options, _e.Tokenizer))
+            foreach (var ev in TokenGenerator.Run(_e.Language, cache, group, logits, start, options, _e.Tokenizer, _e.StopTokens))
             {
                 if (ev.Id >= 0) timings.DecodeMs.Add(ev.Ms);
                 yield return ev;
