@@ -1,0 +1,71 @@
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Checkpoint;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Tests.Model.Families;
+
+/// <summary>
+/// LLaVA (LlavaForConditionalGeneration) against transformers' own outputs on the llava_clip
+/// (llava-1.5 layout: CLIP, CLS dropped, layer −2, LLaMA) and llava_siglip (llava-interleave
+/// layout: SigLIP, last layer, Qwen2) fixtures.
+/// </summary>
+public class LlavaHfTests
+{
+    public static TheoryData<string, string> Cases => new()
+    {
+        { "llava_clip", "image_landscape" }, { "llava_clip", "image_portrait" },
+        { "llava_siglip", "image_landscape" }, { "llava_siglip", "image_portrait" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void FromHfPixels_FeaturesLogitsAndGreedyTokensMatchTransformers(string family, string caseName)
+    {
+        var fx = new HfFixture(family);
+        var c = fx.Case(caseName);
+        using var e = Engine.Load(fx.Dir); // every tensor read, none missing or unexpected
+        var llava = (LlavaFamily)e.Model;
+        using var _ = torch.inference_mode();
+
+        var feats = llava.Model.EncodeImages(fx.Tensor(caseName, "pixel_values"))[0];
+        var hfFeats = fx.Tensor(caseName, "merged_image_embeds");
+        Assert.True(HfFixture.RelErr(feats, hfFeats) < 1e-5, $"image features: rel err {HfFixture.RelErr(feats, hfFeats)}");
+
+        var ids = e.Tokenizer.Encode((string)c["prompt_text"]!);
+        int n = (int)feats.shape[0];
+        using var image = new EncodedImage
+        {
+            Features = feats, TokenIds = Enumerable.Repeat(llava.Config.ImageTokenIndex, n).ToArray(),
+            FeatureSlots = Enumerable.Range(0, n).ToArray(),
+        };
+        var block = MultimodalPrompt.Build(ids, e.ImageMarkerId, new[] { image });
+        Assert.Equal(HfFixture.Ints(c["input_ids"]!), block.Ids.Select(i => (int)i).ToArray());
+
+        var logits = HfFixture.FullLogits(e.Language, block);
+        var last = logits[^3..];
+        var hfLast = fx.Tensor(caseName, "logits_last");
+        Assert.True(HfFixture.RelErr(last, hfLast) < 1e-5, $"last logits: rel err {HfFixture.RelErr(last, hfLast)}");
+
+        var (tokens, steps) = HfFixture.Greedy(e.Language, block, 8);
+        HfFixture.AssertGreedy(HfFixture.Ints(c["greedy_tokens"]!), HfFixture.Doubles(c["greedy_top2_margins"]!), tokens);
+        var hfSteps = fx.Tensor(caseName, "step_logits");
+        Assert.True(HfFixture.RelErr(steps, hfSteps) < 1e-5, $"step logits: rel err {HfFixture.RelErr(steps, hfSteps)}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Preprocessing_MatchesTheHfProcessorsPixels(string family, string caseName)
+    {
+        var fx = new HfFixture(family);
+        var c = fx.Case(caseName);
+        var cfg = LlavaConfig.Load(fx.Dir);
+        using var pre = new ImagePreprocessor(PreprocessorConfig.Load(fx.Dir, cfg.Vision), torch.CPU, ScalarType.Float32);
+        using var bgr = HfFixture.Image((string)c["images"]![0]!);
+        using var ours = pre.Process(bgr);
+        using var hf = fx.Tensor(caseName, "pixel_values");
+        Assert.Equal(hf.shape, ours.shape);
+        var diff = (ours - hf).abs().max().item<float>();
+        Assert.True(diff < 1e-5, $"max abs diff {diff} (sum ours {ours.sum().item<float>()}, HF {hf.sum().item<float>()})");
+    }
+}
