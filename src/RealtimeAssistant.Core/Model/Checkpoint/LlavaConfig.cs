@@ -252,6 +252,8 @@ public sealed record PreprocessorConfig
     public float[] Mean { get; init; } = { 0.48145466f, 0.4578275f, 0.40821073f };
     public float[] Std { get; init; } = { 0.26862954f, 0.26130258f, 0.27577711f };
     public float RescaleFactor { get; init; } = 1f / 255f;
+    /// <summary>PIL's filter ("resample"; the CLIP and SigLIP processors default to bicubic).</summary>
+    public Imaging.PilFilter Resample { get; init; } = Imaging.PilFilter.Bicubic;
 
     /// <summary>The config implied by the vision tower alone (no preprocessor_config.json).</summary>
     public static PreprocessorConfig Default(VisionConfig v) => v.IsSiglip
@@ -296,6 +298,7 @@ public sealed record PreprocessorConfig
             Mean = Arr("image_mean", d.Mean),
             Std = Arr("image_std", d.Std),
             RescaleFactor = root["rescale_factor"] is JsonValue rf ? (float)rf.GetValue<double>() : 1f / 255f,
+            Resample = Json.Int(root, "resample", path) is { } r ? Imaging.PilResample.Parse(r, path) : Imaging.PilFilter.Bicubic,
         };
     }
 
@@ -306,6 +309,7 @@ public sealed record PreprocessorConfig
         ["size"] = ResizeShortestEdge > 0 ? new JsonObject { ["shortest_edge"] = ResizeShortestEdge } : new JsonObject { ["height"] = ResizeHeight, ["width"] = ResizeWidth },
         ["do_center_crop"] = DoCenterCrop,
         ["crop_size"] = new JsonObject { ["height"] = CropHeight, ["width"] = CropWidth },
+        ["resample"] = (int)Resample,
         ["do_rescale"] = true,
         ["rescale_factor"] = RescaleFactor,
         ["do_normalize"] = true,

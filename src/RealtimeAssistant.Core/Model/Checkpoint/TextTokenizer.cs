@@ -207,11 +207,14 @@ public sealed class TextTokenizer
     public string IdToToken(int id) => _idToToken.TryGetValue(id, out var t) ? t : throw new UserError($"token id {id} is outside the vocabulary");
     public string? IdToTokenOrNull(int id) => _idToToken.TryGetValue(id, out var t) ? t : null;
 
-    /// <summary>Appends the UTF-8 bytes a token contributes to decoded text.</summary>
+    /// <summary>
+    /// Appends the UTF-8 bytes a token contributes to decoded text. An id past the tokenizer's
+    /// vocabulary (checkpoints pad the embedding table: Qwen2's 151936 rows) adds nothing, as the
+    /// tokenizers library's decode skips ids it has no token for.
+    /// </summary>
     public void AppendBytes(int id, List<byte> sink, bool atStart)
     {
-        if (_special.Contains(id)) return;
-        var tok = IdToToken(id);
+        if (_special.Contains(id) || IdToTokenOrNull(id) is not { } tok) return;
         switch (ModelKind)
         {
             case Kind.ByteLevelBpe:

@@ -66,6 +66,33 @@ public class LlavaHfTests
         using var hf = fx.Tensor(caseName, "pixel_values");
         Assert.Equal(hf.shape, ours.shape);
         var diff = (ours - hf).abs().max().item<float>();
-        Assert.True(diff < 1e-5, $"max abs diff {diff} (sum ours {ours.sum().item<float>()}, HF {hf.sum().item<float>()})");
+        Assert.True(diff < 1e-6, $"max abs diff {diff} (sum ours {ours.sum().item<float>()}, HF {hf.sum().item<float>()})");
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void FromThePng_TheCaptionPathGivesHfsGreedyTokens(string family, string caseName)
+    {
+        var fx = new HfFixture(family);
+        var c = fx.Case(caseName);
+        using var e = Engine.Load(fx.Dir);
+        using var bgr = HfFixture.Image((string)c["images"]![0]!);
+        var options = new GenerationOptions { MaxNewTokens = 8, StopTokens = Array.Empty<int>() };
+        var tokens = new Captioner(e).Caption(bgr, (string)c["prompt_text"]!, options, new CaptionTimings())
+            .Where(t => t.Id >= 0).Select(t => t.Id).ToArray();
+        HfFixture.AssertGreedy(HfFixture.Ints(c["greedy_tokens"]!), HfFixture.Doubles(c["greedy_top2_margins"]!), tokens);
+    }
+}
+
+public class PaddedVocabularyTests
+{
+    [Fact]
+    public void AnIdPastTheTokenizersVocabulary_DecodesToNothing()
+    {
+        // The llava_siglip checkpoint has 320 embedding rows for a tokenizer of 300 ids, as real Qwen2 checkpoints pad theirs.
+        var tok = RealtimeAssistant.Model.Checkpoint.TextTokenizer.Load(new HfFixture("llava_siglip").Dir);
+        Assert.Null(tok.IdToTokenOrNull(310));
+        var hello = tok.Encode("hello", addSpecialTokens: false);
+        Assert.Equal("hello", tok.Decode(hello.Prepend(310).Append(311)));
     }
 }
