@@ -148,17 +148,32 @@ public sealed record LlavaConfig
         return Parse(root, path);
     }
 
+    /// <summary>The class defaults a hub config leaves out (LlavaConfig's; LLaVA-OneVision's differ).</summary>
+    public sealed record Defaults(string VisionType, string TextType, int FeatureLayer, string SelectStrategy, int ImageTokenIndex)
+    {
+        public static readonly Defaults Llava = new("clip_vision_model", "llama", -2, "default", 32000);
+    }
+
     public static LlavaConfig Parse(JsonNode root, string source = "config.json")
     {
         var modelType = Str(root, "model_type");
         if (modelType != null && modelType != "llava")
             throw new UserError($"{source}: unsupported model_type '{modelType}' (supported: llava, with vision towers {string.Join(", ", SupportedVisionTypes)} and decoders {string.Join(", ", SupportedTextTypes)})");
+        return ParseShared(root, source, Defaults.Llava);
+    }
+
+    /// <summary>
+    /// The keys every LLaVA-style config shares (vision and text configs, feature layer and
+    /// strategy, projector, image token), with the family's class defaults; model_type is the caller's.
+    /// </summary>
+    public static LlavaConfig ParseShared(JsonNode root, string source, Defaults defaults)
+    {
         var v = root["vision_config"] ?? new JsonObject();
         var t = root["text_config"] ?? new JsonObject();
-        var vType = Str(v, "model_type") ?? "clip_vision_model";
+        var vType = Str(v, "model_type") ?? defaults.VisionType;
         if (!SupportedVisionTypes.Contains(vType))
             throw new UserError($"{source}: unsupported vision model_type '{vType}' (supported: {string.Join(", ", SupportedVisionTypes)})");
-        var tType = Str(t, "model_type") ?? "llama";
+        var tType = Str(t, "model_type") ?? defaults.TextType;
         if (!SupportedTextTypes.Contains(tType))
             throw new UserError($"{source}: unsupported text model_type '{tType}' (supported: {string.Join(", ", SupportedTextTypes)})");
 
@@ -171,19 +186,19 @@ public sealed record LlavaConfig
         {
             JsonArray arr => arr.Select(x => x!.GetValue<int>()).ToArray(),
             JsonValue val => new[] { val.GetValue<int>() },
-            _ => new[] { -2 },
+            _ => new[] { defaults.FeatureLayer },
         };
         foreach (var l in layers)
             if (l < -(vision.NumHiddenLayers + 1) || l > vision.NumHiddenLayers)
                 throw new UserError($"{source}: vision_feature_layer {l} is outside the tower's {vision.NumHiddenLayers} layers");
-        var strategy = Str(root, "vision_feature_select_strategy") ?? "default";
+        var strategy = Str(root, "vision_feature_select_strategy") ?? defaults.SelectStrategy;
         if (strategy is not ("default" or "full"))
             throw new UserError($"{source}: vision_feature_select_strategy '{strategy}' is not supported (default, full)");
         return new LlavaConfig
         {
             Vision = vision,
             Text = text,
-            ImageTokenIndex = Int(root, "image_token_index") ?? Int(root, "image_token_id") ?? 32000,
+            ImageTokenIndex = Int(root, "image_token_index") ?? Int(root, "image_token_id") ?? defaults.ImageTokenIndex,
             VisionFeatureLayers = layers,
             VisionFeatureSelectStrategy = strategy,
             ProjectorHiddenAct = Str(root, "projector_hidden_act") ?? "gelu",

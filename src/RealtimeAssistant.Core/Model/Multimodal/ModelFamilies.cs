@@ -16,6 +16,7 @@ public static class ModelFamilies
     static readonly Dictionary<string, Func<FamilyLoadContext, IVisionLanguageModel>> Loaders = new(StringComparer.Ordinal)
     {
         ["llava"] = LlavaFamily.Load,
+        ["llava_onevision"] = LlavaOneVision.LlavaOneVisionFamily.Load,
     };
 
     public static IReadOnlyCollection<string> Supported => Loaders.Keys;

@@ -75,16 +75,17 @@ public sealed class HfFixture
 
     /// <summary>
     /// Greedy decoding as HF's generate(do_sample=False) does it: the prompt through the KV cache, then
-    /// one token at a time at the next positions. Returns the tokens and the logits behind each.
+    /// one token at a time at the next positions (or from <paramref name="firstPosition"/>: group
+    /// positions). Returns the tokens and the logits behind each.
     /// </summary>
-    public static (int[] Tokens, Tensor StepLogits) Greedy(LanguageModel lm, MultimodalPrompt block, int steps)
+    public static (int[] Tokens, Tensor StepLogits) Greedy(LanguageModel lm, MultimodalPrompt block, int steps, long? firstPosition = null)
     {
         using var _ = torch.inference_mode();
         using var cache = new KvCache(lm.Config.NumHiddenLayers);
         var h = lm.model.Forward(block.Embed(lm), new DecoderStep { Positions = block.Positions, Cache = cache });
         var logits = new List<Tensor> { lm.Logits(h[0, -1]) };
         var tokens = new List<int>();
-        long pos = block.NextPosition;
+        long pos = firstPosition ?? block.NextPosition;
         for (int s = 0; s < steps; s++)
         {
             int id = (int)logits[^1].argmax().item<long>();
