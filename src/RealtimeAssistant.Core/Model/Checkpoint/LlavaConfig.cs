@@ -268,7 +268,7 @@ public sealed record PreprocessorConfig
     public float[] Std { get; init; } = { 0.26862954f, 0.26130258f, 0.27577711f };
     public float RescaleFactor { get; init; } = 1f / 255f;
     /// <summary>PIL's filter ("resample"; the CLIP and SigLIP processors default to bicubic).</summary>
-    public Imaging.PilFilter Resample { get; init; } = Imaging.PilFilter.Bicubic;
+    public Imaging.PilResample.Filter Resample { get; init; } = Imaging.PilResample.Filter.Bicubic;
 
     /// <summary>The config implied by the vision tower alone (no preprocessor_config.json).</summary>
     public static PreprocessorConfig Default(VisionConfig v) => v.IsSiglip
@@ -313,7 +313,7 @@ public sealed record PreprocessorConfig
             Mean = Arr("image_mean", d.Mean),
             Std = Arr("image_std", d.Std),
             RescaleFactor = root["rescale_factor"] is JsonValue rf ? (float)rf.GetValue<double>() : 1f / 255f,
-            Resample = Json.Int(root, "resample", path) is { } r ? Imaging.PilResample.Parse(r, path) : Imaging.PilFilter.Bicubic,
+            Resample = Json.Int(root, "resample", path) is { } r ? Imaging.PilResample.Parse(r, path) : Imaging.PilResample.Filter.Bicubic,
         };
     }
 

@@ -208,9 +208,9 @@ public sealed class TextTokenizer
     public string? IdToTokenOrNull(int id) => _idToToken.TryGetValue(id, out var t) ? t : null;
 
     /// <summary>
-    /// Appends the UTF-8 bytes a token contributes to decoded text. An id past the tokenizer's
-    /// vocabulary (checkpoints pad the embedding table: Qwen2's 151936 rows) adds nothing, as the
-    /// tokenizers library's decode skips ids it has no token for.
+    /// Appends the UTF-8 bytes a token contributes to decoded text. An id with no token adds
+    /// nothing, as HF's decoders: an embedding table may be padded past the vocabulary (Qwen2's
+    /// 151936 rows for 151665 tokens), and a model can sample those rows.
     /// </summary>
     public void AppendBytes(int id, List<byte> sink, bool atStart)
     {

@@ -2,9 +2,6 @@ using OpenCvSharp;
 
 namespace RealtimeAssistant.Model.Imaging;
 
-/// <summary>PIL's resampling filters, numbered as preprocessor_config.json's "resample" holds them.</summary>
-public enum PilFilter { Nearest = 0, Lanczos = 1, Bilinear = 2, Bicubic = 3, Box = 4, Hamming = 5 }
-
 /// <summary>
 /// Pillow's Image.resize for 8-bit images, bit for bit: Hugging Face's slow image processors
 /// resize through PIL, so a checkpoint's pixels are only reproduced by the same arithmetic.
@@ -16,15 +13,18 @@ public static class PilResample
 {
     const int PrecisionBits = 32 - 8 - 2;
 
-    public static PilFilter Parse(int value, string source) => value switch
+    /// <summary>PIL's resampling filters, numbered as preprocessor_config.json's "resample" holds them.</summary>
+    public enum Filter { Nearest = 0, Lanczos = 1, Bilinear = 2, Bicubic = 3, Box = 4, Hamming = 5 }
+
+    public static Filter Parse(int value, string source) => value switch
     {
-        >= 1 and <= 5 => (PilFilter)value,
+        >= 1 and <= 5 => (Filter)value,
         0 => throw new UserError($"{source}: resample 0 (nearest) is not supported"),
         _ => throw new UserError($"{source}: resample must be one of PIL's filters 0..5, got {value}"),
     };
 
     /// <summary>An 8-bit image (any channel count and order) resized to <paramref name="width"/>×<paramref name="height"/>; the same size returns a copy, as PIL does.</summary>
-    public static Mat Resize(Mat src, int width, int height, PilFilter filter)
+    public static Mat Resize(Mat src, int width, int height, Filter filter)
     {
         if (src.Depth() != MatType.CV_8U) throw new ArgumentException("PilResample needs an 8-bit image");
         if (width < 1 || height < 1) throw new ArgumentException($"target size {width}x{height}");
@@ -61,11 +61,11 @@ public static class PilResample
 
     sealed record Coeffs(int KSize, int[] Bounds, int[] K);
 
-    static (Func<double, double> Fn, double Support) Kernel(PilFilter f) => f switch
+    static (Func<double, double> Fn, double Support) Kernel(Filter f) => f switch
     {
-        PilFilter.Box => (x => x > -0.5 && x <= 0.5 ? 1.0 : 0.0, 0.5),
-        PilFilter.Bilinear => (x => { x = Math.Abs(x); return x < 1.0 ? 1.0 - x : 0.0; }, 1.0),
-        PilFilter.Hamming => (x =>
+        Filter.Box => (x => x > -0.5 && x <= 0.5 ? 1.0 : 0.0, 0.5),
+        Filter.Bilinear => (x => { x = Math.Abs(x); return x < 1.0 ? 1.0 - x : 0.0; }, 1.0),
+        Filter.Hamming => (x =>
         {
             x = Math.Abs(x);
             if (x == 0.0) return 1.0;
@@ -73,7 +73,7 @@ public static class PilResample
             x *= Math.PI;
             return Math.Sin(x) / x * (0.54 + 0.46 * Math.Cos(x));
         }, 1.0),
-        PilFilter.Bicubic => (x =>
+        Filter.Bicubic => (x =>
         {
             const double a = -0.5;
             x = Math.Abs(x);
@@ -81,7 +81,7 @@ public static class PilResample
             if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
             return 0.0;
         }, 2.0),
-        PilFilter.Lanczos => (x => -3.0 <= x && x < 3.0 ? Sinc(x) * Sinc(x / 3) : 0.0, 3.0),
+        Filter.Lanczos => (x => -3.0 <= x && x < 3.0 ? Sinc(x) * Sinc(x / 3) : 0.0, 3.0),
         _ => throw new UserError($"PIL filter {f} is not supported"),
     };
 
@@ -131,20 +131,31 @@ public static class PilResample
     static byte[] Horizontal(byte[] src, int inW, int ch, int firstRow, int rows, int outW, Coeffs c)
     {
         var dst = new byte[rows * outW * ch];
+        const int half = 1 << (PrecisionBits - 1);
         Parallel.For(0, rows, y =>
         {
             int inRow = (y + firstRow) * inW * ch, outRow = y * outW * ch;
-            Span<int> acc = stackalloc int[ch];
+            var k = c.K;
             for (int xx = 0; xx < outW; xx++)
             {
-                int xmin = c.Bounds[2 * xx], n = c.Bounds[2 * xx + 1], k0 = xx * c.KSize;
-                acc.Fill(1 << (PrecisionBits - 1));
-                for (int x = 0; x < n; x++)
+                int xmin = c.Bounds[2 * xx], n = c.Bounds[2 * xx + 1], k0 = xx * c.KSize, p = inRow + xmin * ch, o = outRow + xx * ch;
+                if (ch == 3)
                 {
-                    int k = c.K[k0 + x], p = inRow + (xmin + x) * ch;
-                    for (int q = 0; q < ch; q++) acc[q] += src[p + q] * k;
+                    int a0 = half, a1 = half, a2 = half;
+                    for (int x = 0; x < n; x++, p += 3)
+                    {
+                        int w = k[k0 + x];
+                        a0 += src[p] * w; a1 += src[p + 1] * w; a2 += src[p + 2] * w;
+                    }
+                    (dst[o], dst[o + 1], dst[o + 2]) = (Clip8(a0), Clip8(a1), Clip8(a2));
+                    continue;
                 }
-                for (int q = 0; q < ch; q++) dst[outRow + xx * ch + q] = Clip8(acc[q]);
+                for (int q = 0; q < ch; q++)
+                {
+                    int a = half;
+                    for (int x = 0; x < n; x++) a += src[p + x * ch + q] * k[k0 + x];
+                    dst[o + q] = Clip8(a);
+                }
             }
         });
         return dst;
@@ -154,16 +165,20 @@ public static class PilResample
     {
         var dst = new byte[outH * w * ch];
         int stride = w * ch;
-        Parallel.For(0, outH, yy =>
+        Parallel.For(0, outH, () => new int[stride], (yy, _, acc) =>
         {
+            // Row by row over contiguous memory: each tap adds one source row to the accumulators.
             int ymin = c.Bounds[2 * yy], n = c.Bounds[2 * yy + 1], k0 = yy * c.KSize;
-            for (int i = 0; i < stride; i++)
+            Array.Fill(acc, 1 << (PrecisionBits - 1));
+            for (int y = 0; y < n; y++)
             {
-                int acc = 1 << (PrecisionBits - 1);
-                for (int y = 0; y < n; y++) acc += src[(ymin + y) * stride + i] * c.K[k0 + y];
-                dst[yy * stride + i] = Clip8(acc);
+                int w0 = c.K[k0 + y], row = (ymin + y) * stride;
+                for (int i = 0; i < stride; i++) acc[i] += src[row + i] * w0;
             }
-        });
+            int o = yy * stride;
+            for (int i = 0; i < stride; i++) dst[o + i] = Clip8(acc[i]);
+            return acc;
+        }, _ => { });
         return dst;
     }
 }

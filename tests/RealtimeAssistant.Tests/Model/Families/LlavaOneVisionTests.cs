@@ -143,14 +143,14 @@ public class LlavaOneVisionTests
         var best = AnyRes.SelectBestResolution(rgb.Rows, rgb.Cols, Pins);
         var fitted = AnyRes.FitInto(rgb.Rows, rgb.Cols, best);
         var (top, left) = AnyRes.PadOffsets(fitted, best);
-        var tiles = new List<Mat> { PilResample.Resize(rgb, Tile, Tile, PilFilter.Bicubic) };
-        using var resized = PilResample.Resize(rgb, fitted.W, fitted.H, PilFilter.Bicubic);
+        var tiles = new List<Mat> { PilResample.Resize(rgb, Tile, Tile, PilResample.Filter.Bicubic) };
+        using var resized = PilResample.Resize(rgb, fitted.W, fitted.H, PilResample.Filter.Bicubic);
         using var canvas = new Mat(fitted.H + 2 * top, fitted.W + 2 * left, MatType.CV_8UC3, OpenCvSharp.Scalar.All(0));
         using (var roi = new Mat(canvas, new Rect(left, top, fitted.W, fitted.H))) resized.CopyTo(roi);
         for (int y = 0; y < canvas.Rows; y += Tile)
             for (int x = 0; x < canvas.Cols; x += Tile)
                 using (var crop = new Mat(canvas, new Rect(x, y, Math.Min(Tile, canvas.Cols - x), Math.Min(Tile, canvas.Rows - y))))
-                    tiles.Add(PilResample.Resize(crop, Tile, Tile, PilFilter.Bicubic));
+                    tiles.Add(PilResample.Resize(crop, Tile, Tile, PilResample.Filter.Bicubic));
         return tiles;
     }
 
@@ -330,7 +330,7 @@ public class LlavaOneVisionTests
         using var rgb = frame.CvtColor(ColorConversionCodes.BGR2RGB);
         using var square = new Mat(40, 40, MatType.CV_8UC3, new OpenCvSharp.Scalar(127, 127, 127));
         using (var roi = new Mat(square, new Rect(0, 5, 40, 30))) rgb.CopyTo(roi);
-        using var expected = PilResample.Resize(square, Tile, Tile, PilFilter.Bicubic);
+        using var expected = PilResample.Resize(square, Tile, Tile, PilResample.Filter.Bicubic);
         using var tile = f.Processor.SquareTile(rgb);
         Assert.Equal(0, Cv2.Norm(expected, tile, NormTypes.INF));
 

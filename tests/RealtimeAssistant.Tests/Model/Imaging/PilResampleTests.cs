@@ -26,7 +26,7 @@ public class PilResampleTests
                 images[file] = rgb = bgr.CvtColor(ColorConversionCodes.BGR2RGB);
             }
             int w = (int)c["width"]!, h = (int)c["height"]!, f = (int)c["resample"]!;
-            using var outMat = PilResample.Resize(rgb, w, h, (PilFilter)f);
+            using var outMat = PilResample.Resize(rgb, w, h, (PilResample.Filter)f);
             Assert.Equal((h, w), (outMat.Rows, outMat.Cols));
             outMat.GetArray(out Vec3b[] px);
             var bytes = px.SelectMany(p => new[] { p.Item0, p.Item1, p.Item2 }).ToArray();
@@ -44,7 +44,7 @@ public class PilResampleTests
     public void SameSize_IsACopy_AndNearestIsRefusedByName()
     {
         using var m = new Mat(5, 7, MatType.CV_8UC3, new Scalar(1, 2, 3));
-        using var same = PilResample.Resize(m, 7, 5, PilFilter.Bicubic);
+        using var same = PilResample.Resize(m, 7, 5, PilResample.Filter.Bicubic);
         Assert.Equal(0, Cv2.Norm(m, same, NormTypes.INF));
         var e = Assert.Throws<UserError>(() => PilResample.Parse(0, "preprocessor_config.json"));
         Assert.Contains("preprocessor_config.json", e.Message);

@@ -19,7 +19,7 @@ public sealed record OneVisionProcessorConfig
     public float RescaleFactor { get; init; } = 1f / 255f;
     public bool DoRescale { get; init; } = true;
     public bool DoNormalize { get; init; } = true;
-    public PilFilter Resample { get; init; } = PilFilter.Bicubic;
+    public PilResample.Filter Resample { get; init; } = PilResample.Filter.Bicubic;
     /// <summary>The processor's own image_grid_pinpoints (null: none in the file).</summary>
     public (int H, int W)[]? Pinpoints { get; init; }
 
@@ -58,7 +58,7 @@ public sealed record OneVisionProcessorConfig
             RescaleFactor = (float)(Json.Dbl(root, "rescale_factor", path) ?? 1.0 / 255),
             DoRescale = Json.Bool(root, "do_rescale", path) ?? true,
             DoNormalize = Json.Bool(root, "do_normalize", path) ?? true,
-            Resample = Json.Int(root, "resample", path) is { } r ? PilResample.Parse(r, path) : PilFilter.Bicubic,
+            Resample = Json.Int(root, "resample", path) is { } r ? PilResample.Parse(r, path) : PilResample.Filter.Bicubic,
             Pinpoints = OneVisionConfig.ParsePinpoints(root["image_grid_pinpoints"], path),
         };
     }
