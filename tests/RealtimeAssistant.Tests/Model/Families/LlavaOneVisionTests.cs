@@ -305,6 +305,28 @@ public class LlavaOneVisionTests
     }
 
     [Fact]
+    public async Task RaCaption_OnTheFixtureFolder_GivesTransformersGreedyTokens()
+    {
+        var c = Fx.Case("image_wide");
+        var stdout = new StringWriter();
+        var before = Console.Out;
+        int code;
+        try
+        {
+            Console.SetOut(stdout);
+            code = await RealtimeAssistant.Cli.Commands.CaptionCommand.Create().Parse(["-m", Fx.Dir, "-i", Path.Combine(HfFixture.Root, "images", "wide_150x100.png"),
+                "-p", (string)c["prompt_text"]!, "--json", "--max-new-tokens", "8", "--device", "cpu"]).InvokeAsync();
+        }
+        finally { Console.SetOut(before); }
+        Assert.Equal(0, code);
+        var line = stdout.ToString().Split('\n').Single(l => l.StartsWith("{\"text\""));
+        var json = JsonNode.Parse(line)!;
+        Assert.Equal((int)c["sequence_length"]!, (int)json["prompt_tokens"]!);
+        // Its 8 tokens (none is a stop token) are transformers' greedy ones.
+        Assert.Equal(HfFixture.Ints(c["greedy_tokens"]!), json["tokens"]!.AsArray().Select(t => (int)t!["id"]!).ToArray());
+    }
+
+    [Fact]
     public void KvCacheDecoding_EqualsOneFullForward()
     {
         using var e = Load();
