@@ -179,8 +179,10 @@ public sealed record LlavaConfig
 
         var vision = VisionConfig.Parse(v, vType, source);
         var text = TextConfig.Parse(t, root, tType, source);
-        if (vision.ImageSize % vision.PatchSize != 0)
-            throw new UserError($"{source}: image_size {vision.ImageSize} is not a multiple of patch_size {vision.PatchSize}");
+        // SigLIP-so400m is 384 px in patches of 14: the tower sees ⌊384/14⌋² = 729 patches and the
+        // last pixels of each row and column fall outside the strided convolution, as in transformers.
+        if (vision.PatchSize > vision.ImageSize)
+            throw new UserError($"{source}: patch_size {vision.PatchSize} is larger than image_size {vision.ImageSize}");
 
         int[] layers = root["vision_feature_layer"] switch
         {

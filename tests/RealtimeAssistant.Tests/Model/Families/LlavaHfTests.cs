@@ -87,6 +87,25 @@ public class LlavaHfTests
 public class PaddedVocabularyTests
 {
     [Fact]
+    public void A384PxTowerInPatchesOf14_Has729Patches_AsSigLIPSo400m()
+    {
+        // llava-interleave-qwen and LLaVA-OneVision use siglip-so400m-patch14-384: 384 is no multiple of 14.
+        var root = System.Text.Json.Nodes.JsonNode.Parse("""
+            {"model_type": "llava", "vision_feature_select_strategy": "full", "vision_feature_layer": -1,
+             "vision_config": {"model_type": "siglip_vision_model", "image_size": 384, "patch_size": 14, "hidden_size": 16,
+                               "intermediate_size": 32, "num_attention_heads": 2, "num_hidden_layers": 1},
+             "text_config": {"model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+                             "num_key_value_heads": 1, "num_hidden_layers": 1, "vocab_size": 64}}
+            """)!;
+        var cfg = RealtimeAssistant.Model.Checkpoint.LlavaConfig.Parse(root);
+        Assert.Equal(729, cfg.ImageTokens);
+        using var model = new RealtimeAssistant.Model.LlavaModel(cfg, RealtimeAssistant.Model.TensorSpec.Cpu32);
+        using var _ = TorchSharp.torch.inference_mode();
+        foreach (var p in model.parameters()) p.normal_(0, 0.02);
+        Assert.Equal(new long[] { 1, 729, 32 }, model.EncodeImages(TorchSharp.torch.zeros(1, 3, 384, 384)).shape);
+    }
+
+    [Fact]
     public void AnIdPastTheTokenizersVocabulary_DecodesToNothing()
     {
         // The llava_siglip checkpoint has 320 embedding rows for a tokenizer of 300 ids, as real Qwen2 checkpoints pad theirs.

@@ -100,6 +100,22 @@ public class LlavaOneVisionTests
     }
 
     [Fact]
+    public void AtLlavaOneVision05BsShapes_AFrameIs197Tokens_AStillThousands()
+    {
+        var hub = JsonNode.Parse(File.ReadAllText(Path.Combine(HfFixture.Root, "hub-configs", "llava-onevision-qwen2-0.5b-ov-hf.json")))!;
+        var cfg = OneVisionConfig.Parse(hub["config.json (reconstructed sizes)"]!, "hub config");
+        Assert.Equal((384, 27, 36), (cfg.TileSize, cfg.TileSide, cfg.Pinpoints.Length));
+        // A stream frame: ⌈27/2⌉² = 196 pooled rows and the newline.
+        Assert.Equal(197, (cfg.TileSide + 1) / 2 * ((cfg.TileSide + 1) / 2) + 1);
+        // 640×480 as a still: pinpoint 768×768 (the smallest that keeps every pixel), grid 54×54;
+        // 480·54/640 = 40.5 → 40 rows of content, 7 padded rows cut each side; √(40·54/(9·27²)) < 1.1.
+        Assert.Equal((768, 768), AnyRes.SelectBestResolution(480, 640, cfg.Pinpoints));
+        Assert.Equal(729 + 40 * 55, AnyRes.TokenCount(480, 640, cfg.Pinpoints, cfg.TileSize, cfg.TileSide, cfg.MaxTiles));
+        // 1920×1080: 1152×1920, grid 81×135 → 75 rows; √(75·135/6561) = 1.24 → 60 × 108 and 60 newlines.
+        Assert.Equal(729 + 60 * 109, AnyRes.TokenCount(1080, 1920, cfg.Pinpoints, cfg.TileSize, cfg.TileSide, cfg.MaxTiles));
+    }
+
+    [Fact]
     public void UnpadRounding_TheModelsRoundTo7_AgainstTheProcessorsInt()
     {
         // 44×55 → 48×64, grid 12×16: 55·(12/44) is 14.999999999999998 in doubles. The model's
