@@ -136,7 +136,7 @@ public sealed record LlavaConfig
     public string TorchDtype { get; init; } = "float32";
 
     /// <summary>Visual tokens one image becomes after feature selection.</summary>
-    public int ImageTokens => Vision.NumPatches + (VisionFeatureSelectStrategy == "full" && !Vision.IsSiglip ? 1 : 0);
+    public int ImageTokens => Vision.NumPatches + (Vision.IsSiglip ? 0 : 1) - (VisionFeatureSelectStrategy == "default" ? 1 : 0);
 
     public static LlavaConfig Load(string modelDir)
     {

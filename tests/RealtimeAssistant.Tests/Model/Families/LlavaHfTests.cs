@@ -102,7 +102,15 @@ public class PaddedVocabularyTests
         using var model = new RealtimeAssistant.Model.LlavaModel(cfg, RealtimeAssistant.Model.TensorSpec.Cpu32);
         using var _ = TorchSharp.torch.inference_mode();
         foreach (var p in model.parameters()) p.normal_(0, 0.02);
-        Assert.Equal(new long[] { 1, 729, 32 }, model.EncodeImages(TorchSharp.torch.zeros(1, 3, 384, 384)).shape);
+        var full = model.EncodeImages(TorchSharp.torch.randn(1, 3, 384, 384));
+        Assert.Equal(new long[] { 1, 729, 32 }, full.shape);
+        // "default" drops the first token whatever the tower: for SigLIP, as transformers does, a patch.
+        var cfgDefault = cfg with { VisionFeatureSelectStrategy = "default" };
+        Assert.Equal(728, cfgDefault.ImageTokens);
+        using var tower = new RealtimeAssistant.Model.VisionTower(cfgDefault, RealtimeAssistant.Model.TensorSpec.Cpu32);
+        foreach (var (n, p) in tower.named_parameters()) p.copy_(model.vision_tower.named_parameters().First(q => q.name == n).parameter);
+        var pixels = TorchSharp.torch.randn(1, 3, 384, 384);
+        Assert.True(tower.forward(pixels).equal(model.vision_tower.forward(pixels)[.., 1..]).all().item<bool>());
     }
 
     [Fact]
