@@ -403,6 +403,27 @@ public class LlavaOneVisionTests
         Assert.Contains("image_grid_pinpoints", Assert.Throws<UserError>(() => Parse(r => r["image_grid_pinpoints"] = "x")).Message);
         Assert.Contains("vision_aspect_ratio", Assert.Throws<UserError>(() => Parse(r => r["vision_aspect_ratio"] = "pad")).Message);
         Assert.Contains("full", Assert.Throws<UserError>(() => Parse(r => r["vision_feature_select_strategy"] = "default")).Message);
+        // preprocessor_config.json: wrong kinds are named; pinpoints that disagree with config.json refuse to load.
+        using var dir = new TempDir();
+        foreach (var file in Directory.GetFiles(Fx.Dir)) File.Copy(file, Path.Combine(dir.Path, Path.GetFileName(file)));
+        var pre = JsonNode.Parse(File.ReadAllText(dir.File("preprocessor_config.json")))!;
+        void Pre(Action<JsonNode> edit, string expected)
+        {
+            var r = pre.DeepClone(); edit(r);
+            File.WriteAllText(dir.File("preprocessor_config.json"), r.ToJsonString());
+            var e = Assert.Throws<UserError>(() => Engine.Load(dir.Path));
+            Assert.Contains("preprocessor_config.json", e.Message);
+            Assert.Contains(expected, e.Message);
+        }
+        Pre(r => r["size"] = "big", "size");
+        Pre(r => r["size"] = new JsonObject { ["height"] = 32, ["width"] = 32 }, "image_size");
+        Pre(r => r["image_mean"] = new JsonArray(1, 2), "image_mean");
+        Pre(r => r["image_std"] = new JsonArray(0, 0, 0), "image_std");
+        Pre(r => r["resample"] = 0, "resample");
+        Pre(r => r["image_grid_pinpoints"] = new JsonArray(new JsonArray(16, 16)), "image_grid_pinpoints");
+        File.WriteAllText(dir.File("preprocessor_config.json"), "{not json");
+        Assert.Contains("preprocessor_config.json", Assert.Throws<UserError>(() => Engine.Load(dir.Path)).Message);
+
         var defaults = Parse(r => { r.AsObject().Remove("image_grid_pinpoints"); r.AsObject().Remove("vision_aspect_ratio"); });
         Assert.Equal(OneVisionConfig.DefaultPinpoints, defaults.Pinpoints);
         Assert.Equal(9, defaults.MaxTiles);
