@@ -105,7 +105,7 @@ public class Captioner
     public (Tensor Embeds, PositionIds Positions, List<Pruning.VisualSpan> Spans, long NextPosition) EmbedPrompt(IReadOnlyList<Mat> images, string? prompt)
     {
         var ids = PromptIds(prompt, images.Count);
-        var prepared = images.Select(i => _e.Model.Prepare(i, ImageUse.Still)).ToList();
+        var prepared = images.Select(i => _e.Model.Prepare(i, Use(images.Count))).ToList();
         IReadOnlyList<EncodedImage> encoded;
         try { encoded = prepared.Count == 0 ? Array.Empty<EncodedImage>() : _e.Model.Encode(prepared); }
         finally { foreach (var p in prepared) p.Dispose(); }
@@ -116,6 +116,9 @@ public class Captioner
         }
         finally { foreach (var e in encoded) e.Dispose(); }
     }
+
+    /// <summary>A lone image takes the family's full still path; several in one prompt are each one of several.</summary>
+    static ImageUse Use(int images) => images > 1 ? ImageUse.OneOfSeveral : ImageUse.Still;
 
     public IEnumerable<TokenEvent> Caption(Mat image, string? prompt, GenerationOptions options, CaptionTimings timings) =>
         Caption(new[] { image }, prompt, options, timings);
@@ -132,7 +135,7 @@ public class Captioner
         using (var scope = torch.NewDisposeScope())
         using (torch.inference_mode())
         {
-            var prepared = images.Select(i => _e.Model.Prepare(i, ImageUse.Still)).ToList();
+            var prepared = images.Select(i => _e.Model.Prepare(i, Use(images.Count))).ToList();
             IReadOnlyList<EncodedImage> encoded;
             try
             {

@@ -16,7 +16,7 @@ public class ChatPromptTests(ITestOutputHelper log)
 
     static readonly string[] Questions = ["Describe the image.", "Describe this image in one word."];
 
-    public static TheoryData<string> Families => new() { "qwen2_vl", "qwen2_5_vl", "smolvlm", "idefics3" };
+    public static TheoryData<string> Families => new() { "qwen2_vl", "qwen2_5_vl", "smolvlm", "idefics3", "llava_clip", "llava_siglip", "llava_onevision" };
 
     [Theory]
     [MemberData(nameof(Families))]

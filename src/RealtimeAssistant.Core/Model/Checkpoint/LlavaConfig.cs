@@ -154,7 +154,7 @@ public sealed record LlavaConfig
     public string TorchDtype { get; init; } = "float32";
 
     /// <summary>Visual tokens one image becomes after feature selection.</summary>
-    public int ImageTokens => Vision.NumPatches + (VisionFeatureSelectStrategy == "full" && !Vision.IsSiglip ? 1 : 0);
+    public int ImageTokens => Vision.NumPatches + (Vision.IsSiglip ? 0 : 1) - (VisionFeatureSelectStrategy == "default" ? 1 : 0);
 
     public static LlavaConfig Load(string modelDir)
     {
@@ -163,41 +163,59 @@ public sealed record LlavaConfig
         return Parse(JsonFile.Read(path, "config.json"), path);
     }
 
+    /// <summary>The class defaults a hub config leaves out (LlavaConfig's; LLaVA-OneVision's differ).</summary>
+    public sealed record Defaults(string VisionType, string TextType, int FeatureLayer, string SelectStrategy, int ImageTokenIndex)
+    {
+        public static readonly Defaults Llava = new("clip_vision_model", "llama", -2, "default", 32000);
+    }
+
     public static LlavaConfig Parse(JsonNode root, string source = "config.json")
     {
         if (root is not JsonObject) throw new UserError($"{source} is not a JSON object");
         var modelType = Str(root, "model_type");
         if (modelType != null && modelType != "llava")
             throw new UserError($"{source}: unsupported model_type '{modelType}' (supported: llava, with vision towers {string.Join(", ", SupportedVisionTypes)} and decoders {string.Join(", ", SupportedTextTypes)})");
+        return ParseShared(root, source, Defaults.Llava);
+    }
+
+    /// <summary>
+    /// The keys every LLaVA-style config shares (vision and text configs, feature layer and
+    /// strategy, projector, image token), with the family's class defaults; model_type is the caller's.
+    /// </summary>
+    public static LlavaConfig ParseShared(JsonNode root, string source, Defaults defaults)
+    {
+        if (root is not JsonObject) throw new UserError($"{source} is not a JSON object");
         var v = Section(source, root, "vision_config");
         var t = Section(source, root, "text_config");
-        var vType = Str(v, "model_type") ?? "clip_vision_model";
+        var vType = Str(v, "model_type") ?? defaults.VisionType;
         if (!SupportedVisionTypes.Contains(vType))
             throw new UserError($"{source}: unsupported vision model_type '{vType}' (supported: {string.Join(", ", SupportedVisionTypes)})");
-        var tType = Str(t, "model_type") ?? "llama";
+        var tType = Str(t, "model_type") ?? defaults.TextType;
         if (!SupportedTextTypes.Contains(tType))
             throw new UserError($"{source}: unsupported text model_type '{tType}' (supported: {string.Join(", ", SupportedTextTypes)})");
 
         var vision = VisionConfig.Parse(v, vType, source);
         var text = TextConfig.Parse(t, root, tType, source);
-        if (vision.ImageSize % vision.PatchSize != 0)
-            throw new UserError($"{source}: image_size {vision.ImageSize} is not a multiple of patch_size {vision.PatchSize}");
+        // SigLIP-so400m is 384 px in patches of 14: the tower sees ⌊384/14⌋² = 729 patches and the
+        // last pixels of each row and column fall outside the strided convolution, as in transformers.
+        if (vision.PatchSize > vision.ImageSize)
+            throw new UserError($"{source}: patch_size {vision.PatchSize} is larger than image_size {vision.ImageSize}");
 
         int[] layers = root["vision_feature_layer"] switch
         {
             JsonArray arr when arr.Count is > 0 and <= 64 => arr.Select(x => x is JsonValue xv && xv.TryGetValue<int>(out var l) ? l
                 : throw new UserError($"{source}: vision_feature_layer holds {x?.ToJsonString() ?? "null"}, not a layer index")).ToArray(),
             JsonValue val when val.TryGetValue<int>(out var l) => new[] { l },
-            null => new[] { -2 },
+            null => new[] { defaults.FeatureLayer },
             var other => throw new UserError($"{source}: vision_feature_layer must be a layer index or a list of them, got {other.ToJsonString()}"),
         };
         foreach (var l in layers)
             if (l < -(vision.NumHiddenLayers + 1) || l > vision.NumHiddenLayers)
                 throw new UserError($"{source}: vision_feature_layer {l} is outside the tower's {vision.NumHiddenLayers} layers");
-        var strategy = Str(root, "vision_feature_select_strategy") ?? "default";
+        var strategy = Str(root, "vision_feature_select_strategy") ?? defaults.SelectStrategy;
         if (strategy is not ("default" or "full"))
             throw new UserError($"{source}: vision_feature_select_strategy '{strategy}' is not supported (default, full)");
-        var imageToken = Int(source, root, "image_token_index") ?? Int(source, root, "image_token_id") ?? 32000;
+        var imageToken = Int(source, root, "image_token_index") ?? Int(source, root, "image_token_id") ?? defaults.ImageTokenIndex;
         if (imageToken < 0) throw new UserError($"{source}: image_token_index must be ≥ 0, got {imageToken}");
         return new LlavaConfig
         {
@@ -285,6 +303,8 @@ public sealed record PreprocessorConfig
     public float[] Mean { get; init; } = { 0.48145466f, 0.4578275f, 0.40821073f };
     public float[] Std { get; init; } = { 0.26862954f, 0.26130258f, 0.27577711f };
     public float RescaleFactor { get; init; } = 1f / 255f;
+    /// <summary>PIL's filter ("resample"; the CLIP and SigLIP processors default to bicubic).</summary>
+    public Imaging.PilResample.Filter Resample { get; init; } = Imaging.PilResample.Filter.Bicubic;
 
     /// <summary>The config implied by the vision tower alone (no preprocessor_config.json).</summary>
     public static PreprocessorConfig Default(VisionConfig v) => v.IsSiglip
@@ -357,6 +377,7 @@ public sealed record PreprocessorConfig
             Mean = Arr("image_mean", d.Mean, positive: false),
             Std = Arr("image_std", d.Std, positive: true),
             RescaleFactor = rescale,
+            Resample = Json.Int(root, "resample", path) is { } r ? Imaging.PilResample.Parse(r, path) : Imaging.PilResample.Filter.Bicubic,
         };
     }
 
@@ -369,6 +390,7 @@ public sealed record PreprocessorConfig
         ["size"] = ResizeShortestEdge > 0 ? new JsonObject { ["shortest_edge"] = ResizeShortestEdge } : new JsonObject { ["height"] = ResizeHeight, ["width"] = ResizeWidth },
         ["do_center_crop"] = DoCenterCrop,
         ["crop_size"] = new JsonObject { ["height"] = CropHeight, ["width"] = CropWidth },
+        ["resample"] = (int)Resample,
         ["do_rescale"] = true,
         ["rescale_factor"] = RescaleFactor,
         ["do_normalize"] = true,

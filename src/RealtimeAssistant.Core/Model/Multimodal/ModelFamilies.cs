@@ -20,6 +20,7 @@ public static class ModelFamilies
         ["qwen2_5_vl"] = Families.Qwen2Vl.Qwen2VlFamily.Load,
         ["idefics3"] = Families.Idefics3.Idefics3Family.Load,
         ["smolvlm"] = Families.Idefics3.Idefics3Family.Load,
+        ["llava_onevision"] = LlavaOneVision.LlavaOneVisionFamily.Load,
     };
 
     public static IReadOnlyCollection<string> Supported => Loaders.Keys;

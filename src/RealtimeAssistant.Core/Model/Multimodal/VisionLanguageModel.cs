@@ -4,8 +4,12 @@ using static TorchSharp.torch;
 
 namespace RealtimeAssistant.Model;
 
-/// <summary>Whether an image is a still picture (the family's full image path: tiles, anyres) or a frame of a stream.</summary>
-public enum ImageUse { Still, VideoFrame }
+/// <summary>
+/// What an image is in its prompt: a still picture alone (the family's full image path: tiles,
+/// anyres), a still among several in one prompt (families that tile a lone image take these whole,
+/// as LLaVA-OneVision's processor does), or a frame of a stream.
+/// </summary>
+public enum ImageUse { Still, VideoFrame, OneOfSeveral }
 
 /// <summary>An image after the family's preprocessing (resize, tiling, normalisation), ready for its vision tower.</summary>
 public interface IPreparedImage : IDisposable { }

@@ -83,7 +83,7 @@ public sealed record Idefics3ProcessorConfig
     /// <summary>max_image_size.longest_edge: the side of every tile and of the global image.</summary>
     public int TileSize { get; init; } = 364;
     public bool DoImageSplitting { get; init; } = true;
-    public PilResize.Filter Resample { get; init; } = PilResize.Filter.Lanczos;
+    public Imaging.PilResample.Filter Resample { get; init; } = Imaging.PilResample.Filter.Lanczos;
     public bool DoRescale { get; init; } = true;
     public double RescaleFactor { get; init; } = 1.0 / 255;
     public bool DoNormalize { get; init; } = true;
@@ -118,7 +118,7 @@ public sealed record Idefics3ProcessorConfig
                 var other => throw new UserError($"{path}: {key} must be 3 numbers, got {other.ToJsonString()}"),
             };
             int resample = Json.Int(root, "resample", path) ?? 1;
-            if (!Enum.IsDefined(typeof(PilResize.Filter), resample))
+            if (!Enum.IsDefined(typeof(Imaging.PilResample.Filter), resample))
                 throw new UserError($"{path}: resample {resample} is not supported (1 LANCZOS, 2 BILINEAR, 3 BICUBIC)");
             int? video = root["video_sampling"] is JsonObject vs && vs["video_size"] is JsonObject size ? Json.Int(size, "longest_edge", path) : null;
             c = c with
@@ -127,7 +127,7 @@ public sealed record Idefics3ProcessorConfig
                 LongestEdge = Edge("size") ?? c.LongestEdge,
                 TileSize = Edge("max_image_size") ?? c.TileSize,
                 DoImageSplitting = Json.Bool(root, "do_image_splitting", path) ?? true,
-                Resample = (PilResize.Filter)resample,
+                Resample = (Imaging.PilResample.Filter)resample,
                 DoRescale = Json.Bool(root, "do_rescale", path) ?? true,
                 RescaleFactor = Json.Dbl(root, "rescale_factor", path) ?? 1.0 / 255,
                 DoNormalize = Json.Bool(root, "do_normalize", path) ?? true,

@@ -16,7 +16,7 @@ public sealed record ImageTiles(byte[][] Tiles, int Rows, int Cols, int Side);
 /// Idefics3ImageProcessor / SmolVLMImageProcessor (the slow, PIL-based ones): the longest edge
 /// scaled to size.longest_edge (up or down), then either split (both sides rounded up to whole
 /// tiles, cut into tiles, plus the whole image squashed to one tile) or squashed to one tile. Every
-/// resize is PIL's (<see cref="PilResize"/>), so the pixels match HF's byte for byte; rescale and
+/// resize is PIL's (<see cref="Imaging.PilResample"/>), so the pixels match HF's byte for byte; rescale and
 /// normalise follow numpy's float64-then-float32 order through a lookup table on the device.
 /// </summary>
 public sealed class Idefics3ImageProcessor : IDisposable
@@ -159,7 +159,7 @@ public sealed class Idefics3ImageProcessor : IDisposable
         return (height, width);
     }
 
-    byte[] Resize(byte[] rgb, int w, int h, int outW, int outH) => PilResize.Resize(rgb, w, h, 3, outW, outH, _c.Resample);
+    byte[] Resize(byte[] rgb, int w, int h, int outW, int outH) => Imaging.PilResample.Resize(rgb, w, h, 3, outW, outH, _c.Resample);
 
     static byte[] Crop(byte[] rgb, int width, int x0, int y0, int side)
     {

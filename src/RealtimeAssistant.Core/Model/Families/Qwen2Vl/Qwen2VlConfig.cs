@@ -153,7 +153,7 @@ public sealed record Qwen2VlProcessorConfig
     public int TemporalPatchSize { get; init; } = 2;
     public int MergeSize { get; init; } = 2;
     public bool DoResize { get; init; } = true;
-    public PillowResample.Filter Resample { get; init; } = PillowResample.Filter.Bicubic;
+    public Imaging.PilResample.Filter Resample { get; init; } = Imaging.PilResample.Filter.Bicubic;
     public double RescaleFactor { get; init; } = 1.0 / 255;
     public bool DoRescale { get; init; } = true;
     public bool DoNormalize { get; init; } = true;
@@ -186,7 +186,7 @@ public sealed record Qwen2VlProcessorConfig
             TemporalPatchSize = Json.Int(root, "temporal_patch_size", source) ?? d.TemporalPatchSize,
             MergeSize = Json.Int(root, "merge_size", source) ?? d.MergeSize,
             DoResize = Json.Bool(root, "do_resize", source) ?? true,
-            Resample = Json.Int(root, "resample", source) is { } r ? PillowResample.FromPil(r, source) : PillowResample.Filter.Bicubic,
+            Resample = Json.Int(root, "resample", source) is { } r ? Imaging.PilResample.Parse(r, source) : Imaging.PilResample.Filter.Bicubic,
             DoRescale = Json.Bool(root, "do_rescale", source) ?? true,
             RescaleFactor = Json.Dbl(root, "rescale_factor", source) ?? 1.0 / 255,
             DoNormalize = Json.Bool(root, "do_normalize", source) ?? true,

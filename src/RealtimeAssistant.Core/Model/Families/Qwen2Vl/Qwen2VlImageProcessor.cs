@@ -78,7 +78,7 @@ public sealed class Qwen2VlImageProcessor : IDisposable
         Cv2.CvtColor(bgr, rgb, ColorConversionCodes.BGR2RGB);
         var bytes = new byte[rgb.Rows * rgb.Cols * 3];
         Marshal.Copy(rgb.Data, bytes, 0, bytes.Length); // CvtColor's output is continuous
-        return PillowResample.Resize(bytes, rgb.Cols, rgb.Rows, 3, width, height, _cfg.Resample);
+        return Imaging.PilResample.Resize(bytes, rgb.Cols, rgb.Rows, 3, width, height, _cfg.Resample);
     }
 
     /// <summary>
