@@ -2,7 +2,8 @@ using System.CommandLine;
 using RealtimeAssistant.Cli;
 using RealtimeAssistant.Cli.Commands;
 
-var root = new RootCommand("RealtimeAssistant: a real-time vision assistant (LLaVA-layout MLLM in TorchSharp).");
+RealtimeAssistant.Model.Engine.Notice = line => Console.Error.WriteLine(line);
+var root = new RootCommand("RealtimeAssistant: a real-time vision assistant (multimodal LLMs in TorchSharp: LLaVA, LLaVA-OneVision, Qwen2-VL, SmolVLM2).");
 root.Subcommands.Add(CaptionCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
@@ -14,4 +15,4 @@ root.Subcommands.Add(StreamCommand.Create());
 root.Subcommands.Add(LiveCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
-return await root.Parse(args).InvokeAsync();
+return await Cli.Main(root, args);

@@ -31,9 +31,12 @@ public static class StreamingBench
         var clips = new Option<int>("--clips") { DefaultValueFactory = _ => 48, Description = "held-out clips for F1" };
         var tokens = new Option<int>("--caption-tokens") { DefaultValueFactory = _ => 16, Description = "tokens per caption in the latency run" };
         var frameBand = Cli.FrameBandOption();
+        var longClips = new Option<int>("--long-clips") { DefaultValueFactory = _ => 8, Description = "held-out clips long enough to fill --window, for F1 at the window the latency is measured at (0: skip)" };
         var prune = new Option<string?>("--prune-config") { Description = "GPE prunes each frame as it enters with these settings (JSON, as `ra analyze` writes)" };
+        var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("streaming", "Streaming with group positions vs re-encoding vs interleaved: update latency and caption F1.")
-            { json, model, window, qualityWindow, at, clips, tokens, prune, frameBand };
+            { json, model, window, qualityWindow, at, clips, tokens, prune, frameBand, longClips, device, dtype };
         return cmd.WithAction((pr, ct) =>
         {
             var checkpoints = pr.GetValue(at)!.Distinct().OrderBy(x => x).ToArray();
@@ -44,33 +47,37 @@ public static class StreamingBench
             if (pr.GetValue(window) is < 1 or > 4096) throw new UserError($"--window must be 1..4096 frames, got {pr.GetValue(window)}");
             int? band = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(window));
             int? qualityBand = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(qualityWindow)) is { } qb ? Math.Min(qb, pr.GetValue(qualityWindow)) : null;
-            using var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)));
+            using var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype));
             var results = new List<Dictionary<string, object>>();
             var pruning = pr.GetValue(prune) is { } pf ? PruningConfig.Load(pf) : null;
             Dictionary<string, object> Ms(Dictionary<int, (double Update, double Caption)> lat, bool full) =>
                 lat.ToDictionary(kv => kv.Key.ToString(), kv => (object)Math.Round(full ? kv.Value.Caption : kv.Value.Update, 2));
             var methods = new[] { "gpe", "re-encoding", "interleaved" };
-            // Each method runs alone (another method's memory traffic would count against it), in
-            // two rounds, the second in reverse order; each checkpoint keeps the quieter round's
-            // median. This machine is shared: a slow spell then hurts one round, not the result.
             int gpeBand;
             using (var resolved = new GpeSession(engine, new StreamingOptions { WindowFrames = pr.GetValue(window), FrameBand = band, Pruning = pruning }))
                 gpeBand = resolved.FrameBand; // the band the GPE runs use: the model's unless --frame-band says
-            var rounds = methods.Concat(methods.Reverse()).Select(m => (m, Latency(engine, m, pr.GetValue(window), checkpoints, pr.GetValue(tokens), pruning, band, ct))).ToList();
-            var latency = methods.ToDictionary(m => m, m => checkpoints.ToDictionary(c => c, c =>
-            {
-                var runs = rounds.Where(r => r.m == m).Select(r => r.Item2[c]).ToList();
-                return (runs.Min(r => r.Update), runs.Min(r => r.Caption));
-            }));
+            // Every method and checkpoint takes turns, one update each in a fresh shuffled order per
+            // round, so a slow spell of this shared machine lands on all of them alike.
+            var latency = Latency(engine, methods, pr.GetValue(window), checkpoints, pr.GetValue(tokens), pruning, band, ct);
             var perClip = new Dictionary<string, double[]>();
+            var perLongClip = new Dictionary<string, double[]>();
+            int W = pr.GetValue(window), nLong = pr.GetValue(longClips);
             foreach (var method in methods)
             {
                 ct.ThrowIfCancellationRequested();
                 var lat = latency[method];
-                var (f1, clipF1) = Quality(engine, method, pr.GetValue(qualityWindow), pr.GetValue(clips), method == "gpe" ? pruning : null,
+                var (f1, clipF1) = Quality(engine, method, pr.GetValue(qualityWindow), pr.GetValue(clips), 6, method == "gpe" ? pruning : null,
                     method == "gpe" ? qualityBand : null, ct);
                 perClip[method] = clipF1;
-                results.Add(new() { ["method"] = method, ["update_ms_at"] = Ms(lat, false), ["caption_ms_at"] = Ms(lat, true), ["f1"] = Math.Round(f1, 4) });
+                var row = new Dictionary<string, object> { ["method"] = method, ["update_ms_at"] = Ms(lat, false), ["caption_ms_at"] = Ms(lat, true), ["f1"] = Math.Round(f1, 4) };
+                if (nLong > 0)
+                {
+                    // F1 at the window the latency is measured at: clips long enough to fill it (a frame every 5 video frames at 15 fps).
+                    var (f1w, longF1) = Quality(engine, method, W, nLong, Math.Max(12, W / 3.0 + 6), method == "gpe" ? pruning : null, method == "gpe" ? band : null, ct);
+                    perLongClip[method] = longF1;
+                    row["f1_at_window"] = Math.Round(f1w, 4);
+                }
+                results.Add(row);
             }
             // The F1 gap's noise: the standard error of the per-clip differences (same clips for both).
             double se = BenchStats.PairedSe(perClip["gpe"], perClip["re-encoding"]);
@@ -78,12 +85,14 @@ public static class StreamingBench
             foreach (var c in checkpoints) table.AddColumn($"update ms @ {c}");
             foreach (var c in checkpoints) table.AddColumn($"+caption ms @ {c}");
             table.AddColumn($"F1 (window {pr.GetValue(qualityWindow)})");
+            if (nLong > 0) table.AddColumn($"F1 (window {W})");
             foreach (var r in results)
             {
                 var u = (Dictionary<string, object>)r["update_ms_at"];
                 var c = (Dictionary<string, object>)r["caption_ms_at"];
                 table.AddRow(new[] { (string)r["method"] }.Concat(checkpoints.Select(x => u[x.ToString()].ToString()!))
-                    .Concat(checkpoints.Select(x => c[x.ToString()].ToString()!)).Append(r["f1"].ToString()!).ToArray());
+                    .Concat(checkpoints.Select(x => c[x.ToString()].ToString()!)).Append(r["f1"].ToString()!)
+                    .Concat(nLong > 0 ? new[] { r["f1_at_window"].ToString()! } : Array.Empty<string>()).ToArray());
             }
             AnsiConsole.Write(table);
             double G(int method, string key, int f) => Convert.ToDouble(((Dictionary<string, object>)results[method][key])[f.ToString()]);
@@ -107,7 +116,14 @@ public static class StreamingBench
                 ["reencoding_over_gpe_caption_at_last"] = Math.Round(G(1, "caption_ms_at", last) / G(0, "caption_ms_at", last), 2),
                 ["f1_gpe_minus_reencoding"] = Math.Round(Convert.ToDouble(results[0]["f1"]) - Convert.ToDouble(results[1]["f1"]), 4),
                 ["f1_gpe_minus_reencoding_se"] = double.IsNaN(se) ? "n/a (one clip)" : Math.Round(se, 4),
+                ["long_clips"] = nLong,
             };
+            if (nLong > 0)
+            {
+                summary["f1_at_window_gpe_minus_reencoding"] = Math.Round(Convert.ToDouble(results[0]["f1_at_window"]) - Convert.ToDouble(results[1]["f1_at_window"]), 4);
+                var seW = BenchStats.PairedSe(perLongClip["gpe"], perLongClip["re-encoding"]);
+                summary["f1_at_window_gpe_minus_reencoding_se"] = double.IsNaN(seW) ? "n/a (one clip)" : Math.Round(seW, 4);
+            }
             foreach (var (k, v) in summary) AnsiConsole.MarkupLine($"[grey]{k}[/] = {Markup.Escape(v.ToString()!)}");
             if (pr.GetValue(json) is { } path) Cli.WriteJson(path, new { methods = results, summary });
             return Task.FromResult(0);
@@ -122,14 +138,14 @@ public static class StreamingBench
     };
 
     /// <summary>
-    /// At each checkpoint frame, the median over a few updates of: a new frame arrives → the
-    /// first caption token is out (the state update plus the first decode step), and → the whole
-    /// caption is out. One session per checkpoint is first read up to its frame; then the
-    /// sessions take turns, one update each, so a slow spell of this shared machine lands on
-    /// every checkpoint alike instead of on whichever was being timed (measured: timed one after
-    /// the other, frame 10 alone moved ±20% between runs).
+    /// At each checkpoint frame, for each method, the median over a few updates of: a new frame
+    /// arrives → the first caption token is out (the state update plus the first decode step), and
+    /// → the whole caption is out. One session per method and checkpoint is first read up to its
+    /// frame; then all of them take turns, one update each in a fresh shuffled order per round, so
+    /// a slow spell of this shared machine lands on every method and checkpoint alike (a method
+    /// timed alone, or always after the same neighbour, moved by 10–20% between runs).
     /// </summary>
-    static Dictionary<int, (double Update, double Caption)> Latency(Engine e, string method, int window, int[] at, int captionTokens,
+    static Dictionary<string, Dictionary<int, (double Update, double Caption)>> Latency(Engine e, string[] methods, int window, int[] at, int captionTokens,
         PruningConfig? pruning, int? frameBand, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
@@ -140,27 +156,28 @@ public static class StreamingBench
             using var img = clip.Render(i * 5 % clip.FrameCount, 64, 64);
             return e.Model.EncodeOne(img, ImageUse.VideoFrame);
         }).ToArray();
-        var options = new StreamingOptions
+        StreamingOptions Options(string method) => new()
         {
             WindowFrames = window, Pruning = method == "gpe" ? pruning : null, FrameBand = method == "gpe" ? frameBand : null,
             Generation = new GenerationOptions { MaxNewTokens = captionTokens, StopTokens = Array.Empty<int>() },
         };
-        var sessions = at.Select(_ => Make(e, method, options)).ToArray();
+        var runs = methods.SelectMany(m => at.Select(c => (Method: m, At: c))).ToArray();
+        var sessions = runs.Select(r => Make(e, r.Method, Options(r.Method))).ToArray();
         try
         {
-            var frame = new long[at.Length];
-            for (int i = 0; i < at.Length; i++)
-                for (; frame[i] < at[i] - 1; frame[i]++)
+            var frame = new long[runs.Length];
+            for (int i = 0; i < runs.Length; i++)
+                for (; frame[i] < runs[i].At - 1; frame[i]++)
                 {
                     ct.ThrowIfCancellationRequested();
                     sessions[i].Read(pool[frame[i] % pool.Length].Clone());
                 }
             const int samples = 9;
-            var update = at.Select(_ => new List<double>()).ToArray();
-            var caption = at.Select(_ => new List<double>()).ToArray();
+            var update = runs.Select(_ => new List<double>()).ToArray();
+            var caption = runs.Select(_ => new List<double>()).ToArray();
             var rng = new Random(17);
             for (int j = 0; j < samples; j++)
-                foreach (int i in Enumerable.Range(0, at.Length).OrderBy(_ => rng.Next()).ToArray()) // a fresh order each turn
+                foreach (int i in Enumerable.Range(0, runs.Length).OrderBy(_ => rng.Next()).ToArray())
                 {
                     ct.ThrowIfCancellationRequested();
                     var features = pool[frame[i]++ % pool.Length].Clone();
@@ -171,7 +188,8 @@ public static class StreamingBench
                     update[i].Add(first);
                     caption[i].Add(sw.Elapsed.TotalMilliseconds);
                 }
-            return Enumerable.Range(0, at.Length).ToDictionary(i => at[i], i => (Median(update[i]), Median(caption[i])));
+            return methods.ToDictionary(m => m, m => Enumerable.Range(0, runs.Length).Where(i => runs[i].Method == m)
+                .ToDictionary(i => runs[i].At, i => (Median(update[i]), Median(caption[i]))));
         }
         finally
         {
@@ -184,7 +202,7 @@ public static class StreamingBench
 
     /// <summary>Caption attribute F1 (as `ra eval` scores) on held-out clips: frames every 5 video frames, a caption once a second, scored against the scene.</summary>
     /// <returns>F1 over all captions, and each clip's own.</returns>
-    static (double F1, double[] PerClip) Quality(Engine e, string method, int window, int clips, PruningConfig? pruning, int? frameBand, CancellationToken ct)
+    static (double F1, double[] PerClip) Quality(Engine e, string method, int window, int clips, double seconds, PruningConfig? pruning, int? frameBand, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
         FactScore total = default;
@@ -192,7 +210,7 @@ public static class StreamingBench
         for (int c = 0; c < clips; c++)
         {
             FactScore clipScore = default;
-            var clip = ClipGenerator.Generate(1_000_001 + 2 * c, 6, 15); // odd seeds: never trained on
+            var clip = ClipGenerator.Generate(1_000_001 + 2 * c, seconds, 15); // odd seeds: never trained on
             using var s = Make(e, method, new StreamingOptions { WindowFrames = window, Pruning = pruning, FrameBand = frameBand });
             for (int f = 0; f + 5 < clip.FrameCount; f += 5)
             {

@@ -2,8 +2,13 @@ using OpenCvSharp;
 
 namespace RealtimeAssistant.Demo;
 
-/// <summary>Which half of the world a sample comes from. Train seeds are even, Eval seeds odd: they never overlap.</summary>
-public enum DemoSplit { Train, Eval }
+/// <summary>
+/// Which part of the world a sample comes from. Train seeds are even, Eval and Validation seeds
+/// odd: held out from training. Validation draws from its own index range (2^40 on), so choices
+/// tuned on it (a pruning schedule) are scored on Eval scenes they never saw; a test checks the
+/// sets the tools use do not share a seed.
+/// </summary>
+public enum DemoSplit { Train, Eval, Validation }
 
 /// <summary>
 /// Frames for the model (BGR 8UC3), the prompt, and the target text. Disposing frees the frames.
@@ -51,11 +56,12 @@ public sealed class DemoDataset(DemoSplit split, bool variedCaptions = false)
     /// <summary>The seed for a sample: hashed index and sample kind, low bit = split.</summary>
     public int SeedFor(long index, int kind)
     {
+        if (Split == DemoSplit.Validation) index += 1L << 40;
         ulong z = (ulong)index * 4 + (ulong)kind + 0x9E3779B97F4A7C15UL;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
         z ^= z >> 31;
-        return (int)(z & 0x7FFFFFFE) | (Split == DemoSplit.Eval ? 1 : 0);
+        return (int)(z & 0x7FFFFFFE) | (Split == DemoSplit.Train ? 0 : 1);
     }
 
     public Scene SceneFor(long index) => Scene.FromSeed(SeedFor(index, 0));

@@ -28,10 +28,11 @@ public static class TokenGenerator
     /// (not emitted) or after MaxNewTokens. Each event carries its text delta and the model time it
     /// took (the first: sampling only; later: one decode step and sampling).
     /// </summary>
+    /// <param name="modelStops">Where the model's generation ends when the options name no stop tokens (the engine's <see cref="Engine.StopTokens"/>).</param>
     public static IEnumerable<TokenEvent> Run(LanguageModel lm, KvCache cache, CacheGroup group, Tensor logits,
-        long nextPosition, GenerationOptions options, TextTokenizer tokenizer, Func<int, bool>? stopAfter = null)
+        long nextPosition, GenerationOptions options, TextTokenizer tokenizer, IReadOnlyCollection<int>? modelStops = null, Func<int, bool>? stopAfter = null)
     {
-        var stops = options.StopTokens ?? (tokenizer.EosId is { } e ? new[] { e } : Array.Empty<int>());
+        var stops = options.StopTokens ?? modelStops ?? (tokenizer.EosId is { } e ? new[] { e } : Array.Empty<int>());
         using var sampler = new Sampler(options);
         var text = new TextStreamDecoder(tokenizer);
         var current = logits;
@@ -82,13 +83,19 @@ public class Captioner
 
     public Captioner(Engine engine) => _e = engine;
 
-    /// <summary>The prompt's token ids; a prompt without the image marker gets one per image in front.</summary>
-    public List<int> PromptIds(string? prompt, int images = 1)
+    /// <summary>
+    /// The prompt's token ids. A prompt that holds the image marker is used as it is (a raw prompt);
+    /// other text is the user's question about the images, in the model's format (its chat template
+    /// when it has one); no prompt at all is the model's default.
+    /// </summary>
+    public List<int> PromptIds(string? prompt, int images = 1) => _e.Tokenizer.Encode(PromptText(prompt, images));
+
+    public string PromptText(string? prompt, int images = 1)
     {
-        prompt ??= _e.DefaultPrompt;
-        if (images > 0 && !prompt.Contains(_e.Model.ImageMarker))
-            prompt = string.Concat(Enumerable.Repeat(_e.Model.ImageSnippet, images)) + "\n" + prompt;
-        return _e.Tokenizer.Encode(prompt);
+        if (prompt is null) return images == 1 || _e.Layout.DefaultPrompt is not null ? _e.DefaultPrompt : _e.Prompt(Engine.DefaultQuestion, images);
+        if (images == 0 || prompt.Contains(_e.Model.ImageMarker)) return prompt;
+        if (_e.Layout.Template is not null) return _e.Prompt(prompt, images);
+        return string.Concat(Enumerable.Repeat(_e.Model.ImageSnippet, images)) + "\n" + prompt;
     }
 
     /// <summary>
@@ -98,7 +105,7 @@ public class Captioner
     public (Tensor Embeds, PositionIds Positions, List<Pruning.VisualSpan> Spans, long NextPosition) EmbedPrompt(IReadOnlyList<Mat> images, string? prompt)
     {
         var ids = PromptIds(prompt, images.Count);
-        var prepared = images.Select(i => _e.Model.Prepare(i, ImageUse.Still)).ToList();
+        var prepared = images.Select(i => _e.Model.Prepare(i, Use(images.Count))).ToList();
         IReadOnlyList<EncodedImage> encoded;
         try { encoded = prepared.Count == 0 ? Array.Empty<EncodedImage>() : _e.Model.Encode(prepared); }
         finally { foreach (var p in prepared) p.Dispose(); }
@@ -109,6 +116,9 @@ public class Captioner
         }
         finally { foreach (var e in encoded) e.Dispose(); }
     }
+
+    /// <summary>A lone image takes the family's full still path; several in one prompt are each one of several.</summary>
+    static ImageUse Use(int images) => images > 1 ? ImageUse.OneOfSeveral : ImageUse.Still;
 
     public IEnumerable<TokenEvent> Caption(Mat image, string? prompt, GenerationOptions options, CaptionTimings timings) =>
         Caption(new[] { image }, prompt, options, timings);
@@ -125,7 +135,7 @@ public class Captioner
         using (var scope = torch.NewDisposeScope())
         using (torch.inference_mode())
         {
-            var prepared = images.Select(i => _e.Model.Prepare(i, ImageUse.Still)).ToList();
+            var prepared = images.Select(i => _e.Model.Prepare(i, Use(images.Count))).ToList();
             IReadOnlyList<EncodedImage> encoded;
             try
             {
@@ -150,7 +160,7 @@ public class Captioner
         {
             // Group positions: the caption is its own group starting at φ = 0; otherwise it follows the prompt.
             var (group, start) = _e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, block.NextPosition);
-            foreach (var ev in TokenGenerator.Run(_e.Language, cache, group, logits, start, options, _e.Tokenizer))
+            foreach (var ev in TokenGenerator.Run(_e.Language, cache, group, logits, start, options, _e.Tokenizer, _e.StopTokens))
             {
                 if (ev.Id >= 0) timings.DecodeMs.Add(ev.Ms);
                 yield return ev;

@@ -33,10 +33,42 @@ public sealed class Engine : IDisposable
     public DecoderModel Decoder => Model.Language.model;
     /// <summary>The image marker's token id (a prompt's marker expands to an image's token run).</summary>
     public int ImageMarkerId => Tokenizer.TokenToId(Model.ImageMarker) ?? throw new UserError($"the image marker '{Model.ImageMarker}' is not in the tokenizer");
-    /// <summary>The prompt used when the caller gives none: config key ra_default_prompt, else LLaVA-1.5's form with the family's image snippet.</summary>
-    public string DefaultPrompt => Layout.DefaultPrompt ?? $"USER: {Model.ImageSnippet}\nDescribe the image briefly. ASSISTANT:";
+    /// <summary>What the default prompt asks about its image.</summary>
+    public const string DefaultQuestion = "Describe the image briefly.";
+
+    /// <summary>The prompt used when the caller gives none: config key ra_default_prompt, else <see cref="Prompt"/> of <see cref="DefaultQuestion"/>.</summary>
+    public string DefaultPrompt => Layout.DefaultPrompt ?? Prompt(DefaultQuestion, 1);
+
+    /// <summary>
+    /// One user turn holding <paramref name="images"/> images then <paramref name="text"/>, in the
+    /// model's own format: its chat template when it has one (rendered as apply_chat_template does,
+    /// with the answer's generation prompt), else LLaVA-1.5's "USER: … ASSISTANT:".
+    /// </summary>
+    public string Prompt(string text, int images)
+    {
+        if (Layout.Template is { } t)
+        {
+            var parts = Enumerable.Repeat(Chat.ChatPart.Image(), images).Append(Chat.ChatPart.TextPart(text)).ToArray();
+            return t.Render(new[] { Chat.ChatMessage.FromParts("user", parts) });
+        }
+        return $"USER: {string.Concat(Enumerable.Repeat(Model.ImageSnippet, images))}\n{text} ASSISTANT:";
+    }
+
+    /// <summary>Where generation stops: generation_config.json's eos ids and the tokenizer's end-of-sequence token.</summary>
+    public IReadOnlyCollection<int> StopTokens =>
+        Layout.EosTokens.Concat(Tokenizer.EosId is { } e ? new[] { e } : Array.Empty<int>()).Distinct().ToArray();
     /// <summary>Generated text goes to the target group at positions φ, φ+1, … (φ = 0) instead of following the prompt.</summary>
     public bool GroupPositions => Layout.GroupPositions;
+
+    /// <summary>Where the engine says things a user should know (the CLI prints them on stderr; null: nowhere).</summary>
+    public static Action<string>? Notice { get; set; }
+
+    /// <summary>torch's intra-op thread count; libtorch takes 0 or less unchecked, so it is refused here.</summary>
+    public static void SetThreads(int n)
+    {
+        if (n < 1) throw new UserError($"--threads must be 1 or more, got {n}");
+        torch.set_num_threads(n);
+    }
 
     public static Device ResolveDevice(string spec)
     {
@@ -67,7 +99,7 @@ public sealed class Engine : IDisposable
     {
         options ??= new EngineOptions();
         if (!System.IO.Directory.Exists(dir)) throw new UserError($"model folder not found: {dir}");
-        if (options.Threads is { } n) torch.set_num_threads(n);
+        if (options.Threads is { } n) SetThreads(n);
         var config = ModelFamilies.ReadConfig(dir);
         var source = Path.Combine(dir, "config.json");
         ModelFamilies.CheckSupported(ModelFamilies.ModelType(config, source), source);
@@ -78,6 +110,9 @@ public sealed class Engine : IDisposable
         var layout = ModelLayout.Read(dir, config);
         var tok = TextTokenizer.Load(dir);
         var model = ModelFamilies.Load(new FamilyLoadContext(dir, config, new TensorSpec(device, dtype), SafeTensorsReader.Open(dir), tok));
+        // A checkpoint in neither our frame layout nor with a chat template gets LLaVA-1.5's prompt form: say so, once.
+        if (layout.Template is null && layout.FrameMarker is null && layout.DefaultPrompt is null)
+            Notice?.Invoke(Chat.ChatTemplate.NoTemplateNote(dir));
         var (vision, decoder) = model.ParameterCounts;
         log?.LogInformation("loaded {Dir}: {Type}, {Layers} decoder layers, {Vision:N0} vision + {Decoder:N0} decoder parameters on {Device} as {DType}",
             dir, model.ModelType, model.Text.NumHiddenLayers, vision, decoder, device, dtype);

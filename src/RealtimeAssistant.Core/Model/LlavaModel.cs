@@ -67,8 +67,8 @@ public sealed class LlavaModel : nn.Module
 
 /// <summary>
 /// The two llava-hf tensor-naming generations. Old: language_model.model.layers.N…,
-/// vision_tower.…, multi_modal_projector.…, language_model.lm_head. New (transformers ≥ 4.52):
-/// model.language_model.layers.N…, model.vision_tower.…, model.multi_modal_projector.…, lm_head.
+/// vision_tower.…, multi_modal_projector.…, (image_newline,) language_model.lm_head. New (transformers ≥ 4.52):
+/// model.language_model.layers.N…, model.vision_tower.…, model.multi_modal_projector.…, (model.image_newline,) lm_head.
 /// Only the top-level prefixes differ; everything below is HF's module tree in both.
 /// </summary>
 public static class CheckpointNames
@@ -81,6 +81,7 @@ public static class CheckpointNames
         ("model.vision_tower.", "vision_tower."),
         ("model.multi_modal_projector.", "multi_modal_projector."),
         ("lm_head.", "language_model.lm_head."),
+        ("model.image_newline", "image_newline"), // LLaVA-OneVision's row separator
     };
 
     public static string ToModel(string checkpointName)

@@ -24,6 +24,10 @@ public sealed record ModelLayout
     public string? DefaultPrompt { get; init; }
     /// <summary>The schedule measured for this model by `ra analyze` (pruning.json beside the weights); null if none.</summary>
     public PruningConfig? Schedule { get; init; }
+    /// <summary>The checkpoint's chat template (chat_template.jinja, chat_template.json or tokenizer_config.json); null if it has none.</summary>
+    public Chat.ChatTemplate? Template { get; init; }
+    /// <summary>generation_config.json's eos_token_id (one id or a list): where generation stops; empty if the file does not say.</summary>
+    public IReadOnlyList<int> EosTokens { get; init; } = Array.Empty<int>();
 
     public static ModelLayout Read(string dir, JsonNode config)
     {
@@ -42,11 +46,29 @@ public sealed record ModelLayout
             },
             DefaultPrompt = Str(config, "ra_default_prompt", source),
             Schedule = File.Exists(pruning) ? PruningConfig.Load(pruning) : null,
+            Template = Chat.ChatTemplate.Find(dir),
+            EosTokens = GenerationEos(dir),
         };
     }
 
-    /// <summary>The schedule to prune with when a command turns pruning on without saying how: the model's own, else the reference's defaults.</summary>
-    public PruningConfig ScheduleOrDefault => Schedule ?? new PruningConfig();
+    /// <summary>generation_config.json's eos_token_id, as HF's generate reads it.</summary>
+    static int[] GenerationEos(string dir)
+    {
+        var path = Path.Combine(dir, "generation_config.json");
+        if (!File.Exists(path)) return Array.Empty<int>();
+        var node = Checkpoint.JsonFile.Read(path, "generation_config.json");
+        return node["eos_token_id"] switch
+        {
+            null => Array.Empty<int>(),
+            JsonValue v when v.TryGetValue<int>(out var id) && id >= 0 => new[] { id },
+            JsonArray a => a.Select(x => x is JsonValue xv && xv.TryGetValue<int>(out var i) && i >= 0 ? i
+                : throw new UserError($"{path}: eos_token_id holds {x?.ToJsonString() ?? "null"}, not a token id")).ToArray(),
+            var other => throw new UserError($"{path}: eos_token_id must be a token id or a list of them, got {other.ToJsonString()}"),
+        };
+    }
+
+    /// <summary>The schedule to prune with when a command turns pruning on without saying how: the model's own, else the reference's defaults for its depth.</summary>
+    public PruningConfig ScheduleFor(int layers) => Schedule ?? PruningConfig.Reference(layers);
 
     static string? Str(JsonNode n, string key, string source) => n[key] switch
     {

@@ -36,8 +36,9 @@ public sealed class VisionTower : nn.Module<Tensor, Tensor>
         var states = vision_model.HiddenStates(pixels, wanted.Max());
         var feats = torch.cat(wanted.Select(i => states[i]).ToArray(), -1);
         bool hasCls = !_cfg.Vision.IsSiglip;
-        if (_cfg.VisionFeatureSelectStrategy == "default" && hasCls)
-            feats = feats[.., 1..]; // drop CLS
+        // "default" drops the first token: CLIP's class token; transformers drops SigLIP's first patch too.
+        if (_cfg.VisionFeatureSelectStrategy == "default")
+            feats = feats[.., 1..];
         var last = hasCls ? states[^1][.., 1..] : states[^1];
         return (feats.MoveToOuterDisposeScope(), last.MoveToOuterDisposeScope());
     }

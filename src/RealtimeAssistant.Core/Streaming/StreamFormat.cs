@@ -54,26 +54,24 @@ public sealed class StreamFormat
     }
 
     /// <summary>
-    /// The default prompt with <paramref name="text"/> as its question, tokenised whole (so token
-    /// boundaries are the model's), then cut around the image snippet's tokens. A snippet that ends
-    /// in the image itself takes the separator after it (LLaVA's "\n"), so frames stay apart.
+    /// The model's prompt for one image and <paramref name="text"/> (its chat template, or its
+    /// default form), tokenised whole (so token boundaries are the model's), then cut around the
+    /// image snippet's tokens. A snippet that ends in the image itself takes the separator after it
+    /// (LLaVA's "\n"), so frames stay apart; a family may name that separator (SmolVLM2's video frames).
     /// </summary>
     static (int[] Prefix, int[] Frame, int[] Write) Split(Engine e, string text)
     {
         var snippet = e.Model.ImageSnippet;
-        var prompt = e.DefaultPrompt;
-        int at = prompt.IndexOf(snippet, StringComparison.Ordinal);
-        if (at < 0) throw new UserError($"the default prompt has no image ({snippet})");
-        var after = prompt[(at + snippet.Length)..];
-        const string question = "Describe the image briefly.";
-        after = after.Contains(question) ? after.Replace(question, text) : text + after;
-        var ids = e.Tokenizer.Encode(prompt[..at] + snippet + after);
+        var prompt = e.Layout.DefaultPrompt is { } own && own.Contains(snippet) && text == Engine.DefaultQuestion ? own : e.Prompt(text, 1);
+        if (!prompt.Contains(snippet, StringComparison.Ordinal)) throw new UserError($"the model's prompt has no image ({snippet})");
+        var ids = e.Tokenizer.Encode(prompt);
         var snip = e.Tokenizer.Encode(snippet, addSpecialTokens: false);
         int start = IndexOf(ids, snip);
         if (start < 0) throw new UserError($"the image snippet {snippet} does not tokenise the same inside the prompt");
         var frame = snip.ToList();
         int rest = start + snip.Count;
-        if (frame[^1] == e.ImageMarkerId && rest < ids.Count - 1) frame.Add(ids[rest++]);
+        if (e.Model.FrameSeparator is { } sep) frame.AddRange(e.Tokenizer.Encode(sep, addSpecialTokens: false));
+        else if (frame[^1] == e.ImageMarkerId && rest < ids.Count - 1) frame.Add(ids[rest++]);
         return (ids.Take(start).ToArray(), frame.ToArray(), ids.Skip(rest).ToArray());
     }
 

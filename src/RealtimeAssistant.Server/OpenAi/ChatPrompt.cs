@@ -4,10 +4,10 @@ using RealtimeAssistant.Model;
 
 namespace RealtimeAssistant.Server.OpenAi;
 
-/// <summary>What the prompt builder needs to know of the model: its image marker and the layout record read when it loaded.</summary>
-public sealed record PromptFormat(string ImageMarker, string? FrameMarker, string Instruction)
+/// <summary>What the prompt builder needs to know of the model: its image marker and the layout record read when it loaded (its chat template among them).</summary>
+public sealed record PromptFormat(string ImageMarker, string? FrameMarker, string Instruction, RealtimeAssistant.Model.Chat.ChatTemplate? Template = null)
 {
-    public static PromptFormat Of(Engine engine) => new(engine.Model.ImageMarker, engine.Layout.FrameMarker, engine.Layout.Instruction);
+    public static PromptFormat Of(Engine engine) => new(engine.Model.ImageMarker, engine.Layout.FrameMarker, engine.Layout.Instruction, engine.Layout.Template);
 }
 
 /// <summary>The model's prompt for a conversation: its text (one image marker per image) and the images in marker order.</summary>
@@ -44,7 +44,27 @@ public sealed record ChatPrompt(string Text, IReadOnlyList<Mat> Images)
             sb.Append(question.Length > 0 ? question : format.Instruction);
             return new ChatPrompt(sb.ToString(), images);
         }
-        // llava-1.5's chat template, written out.
+        if (format.Template is { } template)
+        {
+            // The checkpoint's own chat template, as apply_chat_template renders it: each message's
+            // parts in order (images as image parts), the answer's generation prompt at the end.
+            var turns = new List<RealtimeAssistant.Model.Chat.ChatMessage>();
+            foreach (var m in messages)
+            {
+                var parts = new List<RealtimeAssistant.Model.Chat.ChatPart>();
+                foreach (var part in m.Content)
+                    switch (part)
+                    {
+                        case ImagePart img: images.Add(img.Image); parts.Add(RealtimeAssistant.Model.Chat.ChatPart.Image()); break;
+                        case TextPart t: parts.Add(RealtimeAssistant.Model.Chat.ChatPart.TextPart(Clean(t.Text))); break;
+                    }
+                turns.Add(parts.All(p => p.Type == "text")
+                    ? RealtimeAssistant.Model.Chat.ChatMessage.FromText(m.Role, string.Concat(parts.Select(p => p.Text)))
+                    : RealtimeAssistant.Model.Chat.ChatMessage.FromParts(m.Role, parts.ToArray()));
+            }
+            return new ChatPrompt(template.Render(turns), images);
+        }
+        // No template: llava-1.5's, written out.
         foreach (var m in messages)
         {
             if (m.Role != "system" && m.Role != "developer") sb.Append(m.Role.ToUpperInvariant()).Append(": ");

@@ -76,7 +76,7 @@ public sealed class LiveStream : IDisposable
 
         var engine = scheduler.Engine;
         double fps = Push is not null ? request.Fps ?? 10 : source.Fps;
-        var schedule = engine.Layout.ScheduleOrDefault;
+        var schedule = engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers);
         double? budget = !request.Prune || request.FrameBudgetMs == 0 ? null : request.FrameBudgetMs ?? FrameLoopOptions.DefaultBudgetMs(fps, request.Stride);
         var streaming = new StreamingOptions { WindowFrames = 2, Generation = new Model.GenerationOptions { MaxNewTokens = request.MaxTokens } };
         streaming.Validate(engine.Text.MaxPositionEmbeddings, engine.Text.NumHiddenLayers);

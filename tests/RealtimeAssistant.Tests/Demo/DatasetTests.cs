@@ -74,4 +74,17 @@ public class DatasetTests
         }
         Assert.InRange(withEvents, 5, 39); // events are common but not constant
     }
+
+    [Fact]
+    public void ValidationScenesAreHeldOut_AndShareNoSeedWithTheEvalScenesTheBenchesScore()
+    {
+        // analyze picks a schedule on Validation; bench pruning and eval score on Eval (up to 600 scenes).
+        var val = new DemoDataset(DemoSplit.Validation);
+        var eval = new DemoDataset(DemoSplit.Eval);
+        var evalSeeds = Enumerable.Range(0, 1000).SelectMany(i => new[] { eval.SeedFor(i, 0), eval.SeedFor(i, 1), eval.SeedFor(i, 2) }).ToHashSet();
+        var valSeeds = Enumerable.Range(0, 1000).SelectMany(i => new[] { val.SeedFor(i, 0), val.SeedFor(i, 1), val.SeedFor(i, 2) }).ToList();
+        Assert.All(valSeeds, s => Assert.Equal(1, s & 1)); // odd: never a training seed
+        Assert.Empty(valSeeds.Where(evalSeeds.Contains));
+        Assert.Equal(3000, valSeeds.Distinct().Count());
+    }
 }

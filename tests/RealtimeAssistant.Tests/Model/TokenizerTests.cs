@@ -39,7 +39,7 @@ public class TokenizerTests
             {
                 ["type"] = "Sequence",
                 ["pretokenizers"] = new JsonArray(
-                    new JsonObject { ["type"] = "Split", ["pattern"] = new JsonObject { ["Regex"] = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+" } },
+                    new JsonObject { ["type"] = "Split", ["pattern"] = new JsonObject { ["Regex"] = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+" }, ["behavior"] = "Isolated", ["invert"] = false },
                     new JsonObject { ["type"] = "ByteLevel", ["add_prefix_space"] = false }),
             },
             ["decoder"] = new JsonObject { ["type"] = "ByteLevel" },
@@ -48,7 +48,7 @@ public class TokenizerTests
     }
 
     /// <summary>A tiny LLaMA-style metaspace BPE tokenizer.json with byte-fallback tokens.</summary>
-    static JsonObject MetaspaceTokenizerJson()
+    public static JsonObject MetaspaceTokenizerJson()
     {
         var vocab = new JsonObject { ["<unk>"] = 0, ["<s>"] = 1, ["</s>"] = 2 };
         int id = 3;
@@ -65,7 +65,18 @@ public class TokenizerTests
             ["normalizer"] = new JsonObject
             {
                 ["type"] = "Sequence",
-                ["normalizers"] = new JsonArray(new JsonObject { ["type"] = "Prepend", ["prepend"] = "▁" }, new JsonObject { ["type"] = "Replace" }),
+                ["normalizers"] = new JsonArray(
+                    new JsonObject { ["type"] = "Prepend", ["prepend"] = "▁" },
+                    new JsonObject { ["type"] = "Replace", ["pattern"] = new JsonObject { ["String"] = " " }, ["content"] = "▁" }),
+            },
+            ["decoder"] = new JsonObject
+            {
+                ["type"] = "Sequence",
+                ["decoders"] = new JsonArray(
+                    new JsonObject { ["type"] = "Replace", ["pattern"] = new JsonObject { ["String"] = "▁" }, ["content"] = " " },
+                    new JsonObject { ["type"] = "ByteFallback" },
+                    new JsonObject { ["type"] = "Fuse" },
+                    new JsonObject { ["type"] = "Strip", ["content"] = " ", ["start"] = 1, ["stop"] = 0 }),
             },
             ["post_processor"] = new JsonObject
             {
@@ -133,5 +144,72 @@ public class TokenizerTests
         var json = new JsonObject { ["model"] = new JsonObject { ["type"] = "Unigram", ["vocab"] = new JsonObject { ["a"] = 0 } } };
         var e = Assert.Throws<UserError>(() => TextTokenizer.FromJson(json));
         Assert.Contains("Unigram", e.Message);
+    }
+
+    [Fact]
+    public void MetaspaceByteFallbackEncodesUnknownCharactersAsTheirBytes()
+    {
+        var tok = TextTokenizer.FromJson(MetaspaceTokenizerJson());
+        var bytes = Encoding.UTF8.GetBytes("é🙂").Select(b => tok.TokenToId($"<0x{b:X2}>")!.Value).ToList();
+        var ids = tok.Encode("hé🙂", addSpecialTokens: false);
+        Assert.Equal(new[] { tok.TokenToId("▁h")!.Value }.Concat(bytes), ids);
+        Assert.DoesNotContain(tok.UnknownId!.Value, ids);
+        Assert.Equal("hé🙂", tok.Decode(ids));
+
+        // Without byte_fallback the same characters are one (fused) unknown token.
+        var json = MetaspaceTokenizerJson();
+        json["model"]!["byte_fallback"] = false;
+        json["model"]!["fuse_unk"] = true;
+        var plain = TextTokenizer.FromJson(json);
+        Assert.Equal(new[] { plain.TokenToId("▁h")!.Value, plain.UnknownId!.Value }, plain.Encode("hé🙂", addSpecialTokens: false));
+    }
+
+    public static TheoryData<string> FixtureTokenizers() => new() { "qwen2", "smollm2", "llama3", "llama-legacy", "llama-metaspace" };
+
+    static TextTokenizer Fixture(string name) =>
+        TextTokenizer.Load(Path.Combine(AppContext.BaseDirectory, "Fixtures", "tokenizers", name + ".json"));
+
+    [Theory]
+    [MemberData(nameof(FixtureTokenizers))]
+    public void AddedTokensAreSplitOutBeforePreTokenization(string name)
+    {
+        var json = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Fixtures", "tokenizers", name + ".json")))!;
+        var added = (JsonArray)json["added_tokens"]!;
+        int id = 1 + added.Max(a => (int)a!["id"]!);
+        foreach (var t in new[] { "<|im_start|>", "<|im_end|>" })
+            if (!added.Any(a => (string)a!["content"]! == t))
+                added.Add(new JsonObject { ["id"] = id++, ["content"] = t, ["single_word"] = false, ["lstrip"] = false, ["rstrip"] = false, ["normalized"] = false, ["special"] = true });
+        var tok = TextTokenizer.FromJson(json, name);
+        var start = tok.TokenToId("<|im_start|>")!.Value;
+        var ids = tok.Encode("<|im_start|>system", addSpecialTokens: false);
+        Assert.Equal(start, ids[0]);
+        Assert.Equal(tok.Encode("system", addSpecialTokens: false).Count + 1, ids.Count);
+        Assert.Equal(new[] { start, start, tok.TokenToId("<|im_end|>")!.Value }, tok.Encode("<|im_start|><|im_start|><|im_end|>", false));
+    }
+
+    [Fact]
+    public void WordLevelSplitsAddedTokensToo()
+    {
+        var tok = TextTokenizer.FromJson(SyntheticCheckpoint.WordTokenizer(new[] { "a", "red", "circle" }));
+        var image = tok.TokenToId("<image>")!.Value;
+        Assert.Equal(new[] { image, tok.TokenToId("a")!.Value, image }, tok.Encode("<image>a<image>", false));
+    }
+
+    /// <summary>Decoding gives the text back, as in Hugging Face's library: NFC-normalized where the
+    /// tokenizer normalizes, and for the Metaspace pre-tokenizer a leading space is lost (it reads as the prefix '▁').</summary>
+    [Theory]
+    [MemberData(nameof(FixtureTokenizers))]
+    public void RandomTextEncodesAndDecodesBack(string name)
+    {
+        var tok = Fixture(name);
+        var rng = new Random(name.Length);
+        string[] alphabet = { "a", "b", "c", "X", "Y", " ", "  ", "0", "1", "9", "\n", "\t", ".", ",", "'", "!", "é", "e\u0301", "日", "🙂", "<", ">", "|", "_" };
+        for (int i = 0; i < 300; i++)
+        {
+            var text = string.Concat(Enumerable.Range(0, rng.Next(40)).Select(_ => alphabet[rng.Next(alphabet.Length)]));
+            var expected = name == "qwen2" ? ICU4N.Text.Normalizer2.NFCInstance.Normalize(text) : text;
+            if (name == "llama-metaspace" && expected.StartsWith(' ')) expected = expected[1..];
+            Assert.Equal(expected, tok.Decode(tok.Encode(text, addSpecialTokens: false)));
+        }
     }
 }

@@ -4,8 +4,12 @@ using static TorchSharp.torch;
 
 namespace RealtimeAssistant.Model;
 
-/// <summary>Whether an image is a still picture (the family's full image path: tiles, anyres) or a frame of a stream.</summary>
-public enum ImageUse { Still, VideoFrame }
+/// <summary>
+/// What an image is in its prompt: a still picture alone (the family's full image path: tiles,
+/// anyres), a still among several in one prompt (families that tile a lone image take these whole,
+/// as LLaVA-OneVision's processor does), or a frame of a stream.
+/// </summary>
+public enum ImageUse { Still, VideoFrame, OneOfSeveral }
 
 /// <summary>An image after the family's preprocessing (resize, tiling, normalisation), ready for its vision tower.</summary>
 public interface IPreparedImage : IDisposable { }
@@ -77,6 +81,8 @@ public interface IVisionLanguageModel : IDisposable
     string ImageMarker { get; }
     /// <summary>How one image is written in a prompt with no chat template (the marker, with the family's wrappers if any).</summary>
     string ImageSnippet => ImageMarker;
+    /// <summary>Text after each frame of a stream (the family's own video layout); null: the token that follows the image in the default prompt.</summary>
+    string? FrameSeparator => null;
     /// <summary>CPU-side preprocessing and the upload: no vision compute.</summary>
     IPreparedImage Prepare(Mat bgr, ImageUse use);
     /// <summary>Vision tower and connector over prepared images (batched where their shapes allow), one result per image.</summary>
