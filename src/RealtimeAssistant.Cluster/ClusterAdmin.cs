@@ -21,9 +21,18 @@ public sealed class ClusterAdmin : IAsyncDisposable
     readonly IHost _host;
     readonly IConnectionMultiplexer _redis;
 
-    ClusterAdmin(IHost host, IConnectionMultiplexer redis) { _host = host; _redis = redis; }
+    ClusterAdmin(IHost host, IConnectionMultiplexer redis, ClusterSettings settings)
+    {
+        _host = host;
+        _redis = redis;
+        Log = new Log.CaptionLog(redis, settings.ClusterId, settings.LogRetention);
+        Streams = new ClusterStreamHost(Client, Log);
+    }
 
     public IClusterClient Client => _host.Services.GetRequiredService<IClusterClient>();
+    public Log.CaptionLog Log { get; }
+    /// <summary>The streams API over this client (what a gateway's endpoints call).</summary>
+    public ClusterStreamHost Streams { get; }
 
     public static async Task<ClusterAdmin> ConnectAsync(ClusterSettings s, CancellationToken ct = default)
     {
@@ -49,7 +58,7 @@ public sealed class ClusterAdmin : IAsyncDisposable
             await redis.DisposeAsync();
             throw new UserError($"cannot connect to cluster '{s.ClusterId}' through {s.Redis}: {e.GetBaseException().Message} (is a silo of it running?)");
         }
-        return new ClusterAdmin(host, redis);
+        return new ClusterAdmin(host, redis, s);
     }
 
     public static async Task<IReadOnlyList<SiloView>> StatusAsync(IGrainFactory grains)
@@ -126,6 +135,7 @@ public sealed class ClusterAdmin : IAsyncDisposable
             try { await _host.StopAsync(timeout.Token); } catch (OperationCanceledException) { }
         }
         _host.Dispose();
+        await Log.DisposeAsync();
         await _redis.DisposeAsync();
     }
 }

@@ -65,7 +65,7 @@ public sealed class ClusterStreamHost(IGrainFactory grains, CaptionLog log)
 
     /// <summary>
     /// A stream's events after <paramref name="after"/> (a client's Last-Event-ID), then each new
-    /// one, in pages; ends after the stream's "ended" event or on <paramref name="ct"/>. Pages come
+    /// one, in pages; ends after the stream's "end" event or on <paramref name="ct"/>. Pages come
     /// from the durable log; while Redis is unreachable they come from the running activation's
     /// memory, and the reader returns to the log when it is back, from where it got to, so nothing
     /// is read twice.

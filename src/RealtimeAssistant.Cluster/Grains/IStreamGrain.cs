@@ -16,7 +16,7 @@ public interface IStreamGrain : IGrainWithStringKey
     [Alias("Ensure")] Task<bool> Ensure();
     /// <summary>Asks a question; returns its id, which the answer event carries.</summary>
     [Alias("Ask")] Task<string> Ask(string question);
-    /// <summary>Stops the stream for good and frees it; its log ends with an "ended" entry.</summary>
+    /// <summary>Stops the stream for good and frees it; its log ends with an "end" entry.</summary>
     [Alias("Close")] Task<bool> Close();
     /// <summary>The newest entries from this activation's memory (readers' fallback while the durable log is unreachable).</summary>
     [Alias("ReadMemory")] Task<LogPage> ReadMemory(long after, int max);

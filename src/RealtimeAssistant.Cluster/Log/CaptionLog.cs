@@ -96,7 +96,7 @@ public sealed class CaptionLog : IAsyncDisposable
 
     /// <summary>
     /// Everything after <paramref name="after"/>, then each new entry as it is appended, in pages;
-    /// ends after the stream's "ended" entry, or on <paramref name="ct"/>. A Redis failure ends it with that exception.
+    /// ends after the stream's "end" entry, or on <paramref name="ct"/>. A Redis failure ends it with that exception.
     /// </summary>
     public async IAsyncEnumerable<LogPage> FollowAsync(string stream, long after, [EnumeratorCancellation] CancellationToken ct = default)
     {
@@ -162,5 +162,5 @@ public sealed class CaptionLog : IAsyncDisposable
 /// <summary>The event types a stream's log carries (the SSE event names).</summary>
 public static class StreamEvents
 {
-    public const string Segment = "segment", Answer = "answer", Ended = "ended";
+    public const string Segment = "segment", Answer = "answer", Ended = "end";
 }

@@ -84,7 +84,7 @@ public class InProcessClusterTests(RedisFixture redis) : IClassFixture<RedisFixt
         var entries = new List<RealtimeAssistant.Cluster.Grains.LogEntry>();
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         await foreach (var page in c.Streams.FollowAsync(info.Id, 0, cts.Token)) entries.AddRange(page.Entries);
-        Assert.Equal("ended", entries[^1].Type);
+        Assert.Equal("end", entries[^1].Type);
         var answer = Assert.Single(entries, e => e.Type == "answer");
         Assert.Contains($"\"question_id\":\"{qid}\"", answer.Data);
         Assert.Contains("simulated answer to what moves", answer.Data);
