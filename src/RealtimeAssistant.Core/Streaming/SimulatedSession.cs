@@ -33,35 +33,41 @@ public sealed record SimulatedModel(double ReadMs, double TokenMs, int Tokens = 
 }
 
 /// <summary>
-/// One accelerator shared by every simulated session of a process (or of an in-process silo): it
-/// runs one step at a time, first come first served, as a GPU runs one kernel stream. A stream's read
-/// waits at most for the step in progress and those queued before it, never for a whole answer,
-/// since a write takes the device token by token. This is what gives a silo a capacity, so that
-/// adding silos adds throughput.
+/// One accelerator shared by every simulated session of a process (or of an in-process silo). It
+/// runs one step at a time, as a GPU runs one stream of kernels: a step submitted while the device
+/// is busy starts when the steps before it end, and its caller waits until its own step ends. The
+/// device's time is kept on the clock, not by a thread holding a lock, so a caller that wakes late
+/// (a loaded host) delays only itself, never the steps queued behind it; the device does exactly
+/// 1000 / ms steps a second when it is kept busy. A write takes the device token by token, so a
+/// stream's read waits behind at most one step of another stream's answer per token. This is what
+/// gives a silo a capacity, so that adding silos adds throughput.
 /// </summary>
 public sealed class SimulatedDevice
 {
-    readonly SemaphoreSlim _busy = new(1, 1);
+    readonly object _lock = new();
+    long _freeAt;   // Stopwatch timestamp when the last step submitted ends
     long _steps;
     double _busyMs;
 
-    public long Steps => Interlocked.Read(ref _steps);
-    public double BusyMs { get { lock (_busy) return _busyMs; } }
+    public long Steps { get { lock (_lock) return _steps; } }
+    public double BusyMs { get { lock (_lock) return _busyMs; } }
 
-    /// <summary>Holds the device for <paramref name="ms"/> milliseconds; returns the time waited for it plus the time held.</summary>
+    /// <summary>Runs a step of <paramref name="ms"/> milliseconds; returns the time from submission to its end (waiting for the device included).</summary>
     public double Run(double ms, CancellationToken ct = default)
     {
-        var sw = Stopwatch.StartNew();
-        _busy.Wait(ct);
-        try
+        long now = Stopwatch.GetTimestamp(), end;
+        lock (_lock)
         {
-            // Sleeping, not spinning: a device step costs the host no CPU, as a GPU kernel does (Linux sleeps to ~0.1 ms).
-            if (ms > 0) Thread.Sleep(TimeSpan.FromMilliseconds(ms));
-            Interlocked.Increment(ref _steps);
-            lock (_busy) _busyMs += ms;
+            end = Math.Max(now, _freeAt) + (long)(ms * Stopwatch.Frequency / 1000);
+            _freeAt = end;
+            _steps++;
+            _busyMs += ms;
         }
-        finally { _busy.Release(); }
-        return sw.Elapsed.TotalMilliseconds;
+        // Sleeping, not spinning: a device step costs the host no CPU, as a GPU kernel does.
+        var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), end);
+        if (left > TimeSpan.Zero) ct.WaitHandle.WaitOne(left);
+        ct.ThrowIfCancellationRequested();
+        return Stopwatch.GetElapsedTime(now).TotalMilliseconds;
     }
 }
 
