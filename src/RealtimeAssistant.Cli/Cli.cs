@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging;
 using OpenCvSharp;
 using RealtimeAssistant.Model;
@@ -7,8 +9,78 @@ using Spectre.Console;
 namespace RealtimeAssistant.Cli;
 
 /// <summary>Shared CLI plumbing: user errors as one line, common options, logging.</summary>
-public static class Cli
+public static partial class Cli
 {
+    /// <summary>Exit code of a user's mistake: a bad argument, file or option (one line on stderr).</summary>
+    public const int UserErrorCode = 2;
+    /// <summary>Exit code of `live` when its camera or stream was lost for good (retried for --give-up-after).</summary>
+    public const int SourceLostCode = 3;
+
+    /// <summary>Where the GLSL files are, for an installed `ra` (default: shaders/ beside the binary or above it).</summary>
+    static readonly Option<string?> Shaders = new("--shaders")
+    {
+        Description = $"folder of the GLSL shaders (default: shaders/ beside ra or above it; or ${Rendering.ShaderDirectory.EnvVar})", Recursive = true,
+    };
+
+    /// <summary>
+    /// Parses and runs. A parse error (a bad value, an unknown option, a missing one) is one line
+    /// naming the option and what was wrong, then where the help is, and exit 2 — not the help dump.
+    /// </summary>
+    public static async Task<int> Main(RootCommand root, string[] args)
+    {
+        QuietNativeLogs();
+        root.Options.Add(Shaders);
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            Console.Error.WriteLine($"error: {DescribeErrors(parse)}");
+            Console.Error.WriteLine($"see '{CommandPath(parse.CommandResult)} --help'");
+            return UserErrorCode;
+        }
+        if (parse.GetValue(Shaders) is { } shaders) Environment.SetEnvironmentVariable(Rendering.ShaderDirectory.EnvVar, shaders);
+        return await parse.InvokeAsync();
+    }
+
+    /// <summary>
+    /// OpenCV and its bundled FFmpeg print to stderr themselves ("moov atom not found", "[ WARN:0]
+    /// cap.cpp …") before our one-line error; errors reach the user through our messages instead.
+    /// Set in the native environment (OpenCV reads it with getenv) before OpenCV first loads; a
+    /// value the user set is kept, so OPENCV_LOG_LEVEL=DEBUG still debugs.
+    /// </summary>
+    static void QuietNativeLogs()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        foreach (var (name, value) in new[] { ("OPENCV_LOG_LEVEL", "ERROR"), ("OPENCV_FFMPEG_DEBUG", "1"), ("OPENCV_FFMPEG_LOGLEVEL", "-8") })
+            if (Environment.GetEnvironmentVariable(name) is null) { setenv(name, value, 0); Environment.SetEnvironmentVariable(name, value); }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", CharSet = System.Runtime.InteropServices.CharSet.Ansi)]
+    static extern int setenv(string name, string value, int overwrite);
+
+    /// <summary>The parse errors as one line, in plain words ("a whole number", not "System.Int32").</summary>
+    public static string DescribeErrors(ParseResult parse)
+    {
+        var messages = parse.Errors.Select(e => TypeName().Replace(e.Message, m => m.Groups[1].Value switch
+        {
+            "System.Int32" or "System.Int64" or "System.UInt64" => "a whole number",
+            "System.Double" or "System.Single" => "a number",
+            "System.Boolean" => "true or false",
+            var t => t.StartsWith("System.Nullable`1[") ? "a number" : t.Split('.')[^1],
+        })).Distinct().ToList();
+        return string.Join("; ", messages.Select(m => m.TrimEnd('.'))).ReplaceLineEndings(" ");
+    }
+
+    [GeneratedRegex(@"expected type '([^']+)'")]
+    private static partial Regex TypeName();
+
+    static string CommandPath(CommandResult? result)
+    {
+        var names = new List<string>();
+        for (SymbolResult? r = result; r is not null; r = r.Parent)
+            if (r is CommandResult c) names.Insert(0, c.Command is RootCommand ? "ra" : c.Command.Name);
+        return names.Count == 0 ? "ra" : string.Join(' ', names);
+    }
+
     /// <summary>
     /// Runs a command body. A <see cref="UserError"/> (or a file the user named being unreadable)
     /// prints one line on stderr and exits 2; Ctrl+C exits 130; anything else is a bug and keeps its trace.
@@ -27,6 +99,22 @@ public static class Cli
     {
         cmd.SetAction((pr, ct) => Run(c => action(pr, c), ct));
         return cmd;
+    }
+
+    /// <summary>--threads: torch's intra-op threads; at least 1 (0 or less is refused when parsing).</summary>
+    public static Option<int?> ThreadsOption(string description = "torch threads (default: all cores)")
+    {
+        var o = new Option<int?>("--threads") { Description = description };
+        o.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1 and var n) r.AddError($"--threads must be 1 or more, got {n}"); });
+        return o;
+    }
+
+    /// <summary>--display-fps: the render rate, in (0, 1000].</summary>
+    public static Option<double> DisplayFpsOption()
+    {
+        var o = new Option<double>("--display-fps") { Description = "render rate, frames per second (0 < fps ≤ 1000)", DefaultValueFactory = _ => 60 };
+        o.Validators.Add(r => { if (r.GetValueOrDefault<double>() is not (> 0 and <= 1000) and var v) r.AddError($"--display-fps must be in (0, 1000], got {v}"); });
+        return o;
     }
 
     public static Option<string> DeviceOption() => new("--device") { Description = "auto, cpu or cuda", DefaultValueFactory = _ => "auto" };
@@ -74,13 +162,6 @@ public static class Cli
         catch (OpenCVException e) { throw new UserError($"cannot decode image {path}: {e.Message}"); }
         if (img.Empty()) { img.Dispose(); throw new UserError($"cannot decode image {path} (not an image, or a format OpenCV cannot read)"); }
         return img;
-    }
-
-    /// <summary>torch's intra-op threads, checked: a count below 1 is a user's mistake.</summary>
-    public static void SetThreads(int threads)
-    {
-        if (threads < 1 || threads > 1024) throw new UserError($"--threads must be 1..1024, got {threads}");
-        TorchSharp.torch.set_num_threads(threads);
     }
 
     public static EngineOptions EngineOptions(ParseResult pr, Option<string> device, Option<string> dtype) =>

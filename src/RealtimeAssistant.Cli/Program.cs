@@ -15,4 +15,4 @@ root.Subcommands.Add(LiveCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(ClusterCommand.Create());
-return await root.Parse(args).InvokeAsync();
+return await Cli.Main(root, args);

@@ -73,7 +73,7 @@ public static class Annotator
             var pixels = new Mat();
             var hud = new HudFeed(profiler, 1000.0 / fps);
             long lastPresent = 0;
-            IOException? finishError = null;
+            UserError? finishError = null;
             try
             {
                 void Present(Frame frame, CaptionView view)
@@ -90,7 +90,7 @@ public static class Annotator
                 void Segment(CaptionSegment s) => captions.Write(Entry(s));
                 long? total = source.FrameCount is { } n ? Math.Max(0, n - start) : null;
                 // Finish the video as soon as the last frame is out (on Ctrl+C the process has little time left).
-                void Stopped() { try { video.Finish(); } catch (IOException e) { finishError = e; } }
+                void Stopped() { try { video.Finish(); } catch (UserError e) { finishError = e; } }
                 result = o.Console == AnnotateConsole.Progress && !System.Console.IsOutputRedirected
                     ? WithProgressBar(loop, Present, Segment, total, description, ct, Stopped)
                     : loop.RunFile(Present, Segment, o.Console == AnnotateConsole.Progress ? Ticker(total) : null, ct, Stopped);
@@ -109,11 +109,12 @@ public static class Annotator
     }
 
     /// <summary>The frame after the last caption's segment (its end_frame), so nothing is captioned twice.</summary>
-    static long ResumeFrame(OutputPlan plan)
+    internal static long ResumeFrame(OutputPlan plan)
     {
         var last = plan.Existing.LastOrDefault();
         if (last?.Extra is { } extra && extra.TryGetValue("end_frame", out var v) && v is JsonElement { ValueKind: JsonValueKind.Number } e)
-            return e.GetInt64();
+            return e.TryGetInt64(out var end) && end >= 0 ? end
+                : throw new UserError($"cannot resume from {plan.Jsonl}: the last caption's end_frame {e.GetRawText()} is not a frame index (use --force to start over)");
         return plan.LastFrame + 1;
     }
 

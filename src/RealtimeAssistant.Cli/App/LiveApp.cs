@@ -35,6 +35,8 @@ public sealed record LiveAppOptions
     /// <summary>Seconds at the start that do not count toward fps, frame times and RSS-start (warm-up).</summary>
     public double WarmupSeconds { get; init; }
     public ILogger? Logger { get; init; }
+    /// <summary>A camera or stream that gives no frame for this long is lost for good (null: retry forever).</summary>
+    public TimeSpan? GiveUpAfter { get; init; }
 }
 
 /// <summary>What a live run measured.</summary>
@@ -43,7 +45,7 @@ public sealed record LiveStats(string Source, string Context, long FramesRendere
     double LatencyP50, double LatencyP95, double LatencyP99, long DroppedForInference, long DroppedForDisplay, long FramesCaptured,
     double RssStartMb, double RssEndMb, double RssMaxMb, IReadOnlyList<(double Seconds, double Mb)> Rss,
     IReadOnlyList<double> FrameTimesMs, ProfilerSnapshot Profile, Profiler Profiler, string? Error,
-    IReadOnlyList<double> Latencies, long BudgetSkipped, StreamStats Stream);
+    IReadOnlyList<double> Latencies, long BudgetSkipped, StreamStats Stream, bool SourceLost = false, bool UserMistake = false);
 
 /// <summary>
 /// The live app's render thread: draws at display rate (window or headless), takes the newest
@@ -53,6 +55,22 @@ public sealed record LiveStats(string Source, string Context, long FramesRendere
 public static class LiveApp
 {
     static readonly HashSet<string> QuietStatuses = ["live", "playing", "playing (realtime)", "generating"];
+
+    /// <summary>
+    /// How a run that played ends, for the commands: a source lost for good is one line and
+    /// <see cref="Cli.SourceLostCode"/>; a source that was bad input (it never gave a frame, an
+    /// image that does not decode) is a user's mistake, exit 2; anything else that stopped it is 1.
+    /// </summary>
+    public static int ExitCode(string command, LiveStats stats, bool interrupted)
+    {
+        if (stats.SourceLost) { Console.Error.WriteLine($"{command}: {stats.Error}"); return Cli.SourceLostCode; }
+        if (stats.Error is not null && !interrupted)
+        {
+            Console.Error.WriteLine($"error: {stats.Error}");
+            return stats.UserMistake ? Cli.UserErrorCode : 1;
+        }
+        return interrupted ? 130 : 0;
+    }
 
     /// <summary>A window, or null with the reason there is none (no DISPLAY, GLFW failed).</summary>
     public static IGlContext? TryOpenWindow(int width, int height, string title, out string? why)
@@ -72,7 +90,7 @@ public static class LiveApp
     public static LiveStats Run(IGlContext? window, LiveAppOptions o, ICaptionSession session, FrameLoopOptions loopOptions, CancellationToken ct)
     {
         var profiler = new Profiler(window: o.ProfileWindow);
-        var source = FrameSources.Open(o.Source, AppSources.Options(o.Realtime, o.Loop) with { Logger = o.Logger });
+        var source = FrameSources.Open(o.Source, AppSources.Options(o.Realtime, o.Loop) with { Logger = o.Logger, GiveUpAfter = o.GiveUpAfter });
         using var loop = new FrameLoop(source, session, profiler, loopOptions with { Pacing = Pacing.Live }, o.Logger);
         var context = window ?? GlContextFactory.Create(false, o.Width, o.Height, out _);
         using var presenter = OverlayPresenterFor(context);
@@ -167,6 +185,7 @@ public static class LiveApp
             current?.Dispose();
         }
         if (loop.CaptureError is { } ce && error is null) error = ce.Message;
+        var lost = error is null && source is LiveFrameSource { LostReason: { } reason } ? reason : null;
 
         var end = clock.Elapsed.TotalSeconds;
         if (measureFrom < 0) { measureFrom = 0; rssStart = rss.Count > 0 ? rss[0].Item2 : RssMb(); }
@@ -181,8 +200,9 @@ public static class LiveApp
             measuredFrames / measured.TotalSeconds, Pct(sorted, 0.5), Pct(sorted, 0.99), sorted.Length > 0 ? sorted[^1] : 0,
             loop.Captions - captionsAtMeasure, (loop.Captions - captionsAtMeasure) / measured.TotalSeconds, words / measured.TotalSeconds,
             Pct(lat, 0.5), Pct(lat, 0.95), Pct(lat, 0.99), loop.DroppedForInference - droppedAtMeasure, loop.DroppedForDisplay, loop.FramesCaptured,
-            rssStart, rssEnd, rss.Select(r => r.Item2).DefaultIfEmpty(rssEnd).Max(), rss, frameTimes, snap, profiler, error,
-            latencies, loop.Driver.Stats.BudgetSkipped - skippedAtMeasure, loop.Driver.Stats);
+            rssStart, rssEnd, rss.Select(r => r.Item2).DefaultIfEmpty(rssEnd).Max(), rss, frameTimes, snap, profiler, error ?? lost,
+            latencies, loop.Driver.Stats.BudgetSkipped - skippedAtMeasure, loop.Driver.Stats, SourceLost: lost is not null,
+            UserMistake: error is not null && loop.InferenceError is null && loop.CaptureError is UserError);
         return stats;
     }
 

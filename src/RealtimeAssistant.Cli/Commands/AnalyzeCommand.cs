@@ -23,17 +23,18 @@ public static class AnalyzeCommand
         var scenes = new Option<int>("--scenes") { DefaultValueFactory = _ => 16, Description = "held-out demo scenes when no --images" };
         var prompt = new Option<string?>("--prompt") { Description = "prompt with one <image> marker (default: the model's)" };
         var decode = new Option<int>("--decode") { DefaultValueFactory = _ => 24, Description = "caption tokens compared (teacher-forced) for KL and agreement" };
-        var outDir = new Option<string>("--out") { DefaultValueFactory = _ => "docs/pruning", Description = "folder for the plots, analysis.json and schedule.json" };
+        var outDir = new Option<string?>("--out") { Description = "folder for the plots, analysis.json and schedule.json (default: runs/analyze-TIMESTAMP)" };
         var agree = new Option<double>("--agreement") { DefaultValueFactory = _ => 0.98, Description = "token agreement a proposal must keep" };
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("analyze", "Per-layer text→vision attention, filtering-test cosines, value norms and visual-KV knockouts; proposes a pruning schedule and plots it.")
-            { model, images, scenes, prompt, decode, outDir, agree, device };
+            { model, images, scenes, prompt, decode, outDir, agree, device, dtype };
         return cmd.WithAction((pr, ct) =>
         {
             var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model") ?? throw new UserError("no --model given and media/demo-model not found");
             int nd = pr.GetValue(decode), ns = pr.GetValue(scenes);
             if (nd < 1 || ns < 1) throw new UserError("analyze: --decode and --scenes must be ≥ 1");
-            using var engine = Engine.Load(dir, new EngineOptions { Device = pr.GetValue(device)! });
+            using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype));
             var mats = new List<Mat>();
             var windows = new List<DemoSample>(); // two-frame clip windows: the demo's prompts of several frames
             try
@@ -46,7 +47,7 @@ public static class AnalyzeCommand
                     for (int i = 0; i < ns; i++) windows.Add(data.StreamingSample(i, 2, DemoModelSpec.ImageSize));
                 }
                 var a = Analyze(engine, mats, windows, pr.GetValue(prompt), nd, pr.GetValue(agree), ct);
-                Report(a, pr.GetValue(outDir)!, dir);
+                Report(a, pr.GetValue(outDir) ?? DefaultOut(), dir);
             }
             finally { foreach (var m in mats) m.Dispose(); foreach (var w in windows) w.Dispose(); }
             return Task.FromResult(0);
@@ -101,7 +102,15 @@ public static class AnalyzeCommand
             firstFire.Add(meas.Probes.Where(p => p.MinCos < defaults.LayerThreshold).Select(p => p.Layer).DefaultIfEmpty(-1).First());
         }
 
-        Tensor Embed(Mat img) => cap.EmbedPrompt(new[] { img }, userPrompt).Embeds;
+        // Each image's own prompt: with dynamic resolution (Qwen2-VL) images of other sizes give
+        // other token counts, positions and visual spans, and the caption starts elsewhere.
+        Tensor Embed(Mat img)
+        {
+            var p = cap.EmbedPrompt(new[] { img }, userPrompt);
+            (pos, spans) = (p.Positions, p.Spans);
+            if (group == CacheGroup.Source) start = p.NextPosition;
+            return p.Embeds;
+        }
 
         (List<Tensor> Lp, List<long> Tok, PruneReport Report) Run(Tensor emb, ITokenPruner pruner, List<long>? force, PositionIds? atPos = null, List<VisualSpan>? atSpans = null)
         {
@@ -227,6 +236,9 @@ public static class AnalyzeCommand
         }
         return new Analysis(L, images.Count, mass, minCos, over, top, kKl, kAg, sKl, sAg, firstFire.ToArray(), proposal, notes, candidates, frameCandidates);
     }
+
+    /// <summary>A fresh folder per run, so `ra analyze` never overwrites tracked files (docs/pruning is written only when asked).</summary>
+    internal static string DefaultOut() => Path.Combine("runs", $"analyze-{DateTime.Now:yyyyMMdd-HHmmss}");
 
     static void Report(Analysis a, string outDir, string model)
     {

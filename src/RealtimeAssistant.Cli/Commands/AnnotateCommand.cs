@@ -40,8 +40,7 @@ public static class AnnotateCommand
             };
             // Check the folder and the input before the model loads: bad arguments fail fast.
             Output.OutputFolder.Plan(options.OutputDir, options.Force, options.Resume);
-            double fps;
-            using (var probe = Capture.FrameSources.Open(options.Input, AppSources.Options())) fps = probe.Fps;
+            double fps = Capture.FrameSources.Check(options.Input, AppSources.Options()) ?? 30;
             using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype));
             var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : EveryPolicy(pr.GetValue(every), fps, pr.GetValue(rt.Stride)));
             Console.Error.WriteLine($"annotate: {run.Header}");

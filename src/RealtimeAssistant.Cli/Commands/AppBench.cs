@@ -28,8 +28,8 @@ public static class AppBench
         var rounds = new Option<int>("--rounds") { Description = "turns per mode (modes alternate in a shuffled order each round)", DefaultValueFactory = _ => 3 };
         var modes = new Option<string>("--modes") { Description = "modes to compare, comma-separated: gpe, reencode", DefaultValueFactory = _ => "gpe,reencode" };
         var source = new Option<string?>("--source") { Description = "video source (default: the bundled media/demo.mp4, looped in real time)" };
-        var fps = new Option<double>("--display-fps") { Description = "render rate", DefaultValueFactory = _ => 60 };
-        var threads = new Option<int?>("--threads") { Description = "torch threads for the model (default: all cores)" };
+        var fps = Cli.DisplayFpsOption();
+        var threads = Cli.ThreadsOption("torch threads for the model (default: all cores)");
         var clips = new Option<int>("--f1-clips") { Description = "held-out generated clips each mode's captions are scored on (0: skip F1)", DefaultValueFactory = _ => 24 };
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();

@@ -33,9 +33,11 @@ public static class BudgetBench
         var llavaReads = new Option<int>("--llava-reads") { Description = "frames read per budget on the LLaVA-shaped checkpoint", DefaultValueFactory = _ => 32 };
         var skipLlava = new Option<bool>("--skip-llava") { Description = "only the demo model" };
         var warm = new Option<int>("--warmup-reads") { Description = "reads at the start of each budget that count toward nothing (the governor finding its level)", DefaultValueFactory = _ => 8 };
-        var threads = new Option<int?>("--threads") { Description = "torch threads (default: all cores)" };
+        var threads = Cli.ThreadsOption();
+        var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var cmd = new Command("budget", "The frame-budget governor at 100/60/40/25% of the unpruned read time: reads p50/p95, fraction over budget, skipped frames, mean k, F1 (demo model).")
-            { json, model, fractions, clips, llavaHidden, llavaReads, skipLlava, warm, threads };
+            { json, model, fractions, clips, llavaHidden, llavaReads, skipLlava, warm, threads, device, dtype };
         return cmd.WithAction((pr, ct) =>
         {
             var fr = pr.GetValue(fractions)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -46,9 +48,10 @@ public static class BudgetBench
             if (nReads is < 4 or > 100_000) throw new UserError($"--llava-reads must be 4..100000, got {nReads}");
             if (D < 64 || D % 64 != 0) throw new UserError($"--llava-hidden must be a multiple of 64, got {D}");
             if (warmup < 0) throw new UserError("--warmup-reads must be ≥ 0");
-            if (pr.GetValue(threads) is { } t) Cli.SetThreads(t);
+            if (pr.GetValue(threads) is { } t) Engine.SetThreads(t);
             var configs = new List<Dictionary<string, object?>>();
-            using (var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model))))
+            var engineOptions = Cli.EngineOptions(pr, device, dtype);
+            using (var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), engineOptions))
                 configs.Add(Run("demo", engine, DemoFrames(nClips), fr, warmup, scoreF1: true, ct));
             if (!pr.GetValue(skipLlava))
             {
@@ -56,7 +59,7 @@ public static class BudgetBench
                 try
                 {
                     WriteLlavaShaped(dir, D);
-                    using var engine = Engine.Load(dir);
+                    using var engine = Engine.Load(dir, engineOptions);
                     configs.Add(Run($"llava-1.5-7b-shaped (hidden {D})", engine, NoiseFrames(nReads), fr, warmup, scoreF1: false, ct));
                 }
                 finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
@@ -135,7 +138,7 @@ public static class BudgetBench
     {
         var frames = stream.ToList();
         int layers = engine.Text.NumHiddenLayers;
-        var schedule = engine.Layout.ScheduleOrDefault with { Method = "visipruner" };
+        var schedule = engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers) with { Method = "visipruner" };
         var probe = frames.Take(Math.Min(frames.Count, 14)).ToList();
         int visual;
         using (var img = probe[0].Render()) using (var enc = engine.Model.EncodeOne(img, ImageUse.VideoFrame)) visual = enc.Count;

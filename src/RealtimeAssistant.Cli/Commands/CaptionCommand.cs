@@ -34,8 +34,8 @@ public static class CaptionCommand
             using var img = Cli.ReadImage(pr.GetValue(image)!);
             var modelDir = pr.GetValue(model)!;
             if (!Directory.Exists(modelDir)) throw new UserError($"model folder not found: {modelDir}");
-            var pruning = prune.Requested(pr, Model.ModelLayout.Read(modelDir, Model.ModelFamilies.ReadConfig(modelDir)).ScheduleOrDefault);
             using var engine = Engine.Load(modelDir, Cli.EngineOptions(pr, device, dtype));
+            var pruning = prune.Requested(pr, engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers));
             var captioner = pruning is null ? new Captioner(engine) : new PrunedCaptioner(engine, pruning.CreatePruner(engine.Text.NumHiddenLayers));
             var timings = new CaptionTimings();
             var tokens = new List<object>();
@@ -46,7 +46,7 @@ public static class CaptionCommand
                 Console.Out.Write(ev.Text);
                 Console.Out.Flush();
                 text.Append(ev.Text);
-                if (ev.Id >= 0) tokens.Add(new { id = ev.Id, token = engine.Tokenizer.IdToToken(ev.Id), text = ev.Text, ms = Math.Round(ev.Ms, 3) });
+                if (ev.Id >= 0) tokens.Add(new { id = ev.Id, token = engine.Tokenizer.IdToTokenOrNull(ev.Id), text = ev.Text, ms = Math.Round(ev.Ms, 3) });
             }
             Console.Out.WriteLine();
             var report = (captioner as PrunedCaptioner)?.LastReport;

@@ -37,8 +37,7 @@ public static class DemoCommand
             rt.Check(pr);
             var input = pr.GetValue(video) ?? Cli.FindRepoPath(DemoVideo)
                 ?? throw new UserError($"the demo video is missing ({DemoVideo} not found in this checkout)");
-            double fps;
-            using (var probe = Capture.FrameSources.Open(input, AppSources.Options())) fps = probe.Fps;
+            double fps = Capture.FrameSources.Check(input, AppSources.Options()) ?? 30;
             using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype));
 
             if (!pr.GetValue(headless))
@@ -51,8 +50,7 @@ public static class DemoCommand
                     using var session = SessionModes.Create(live.Mode, engine, live.Streaming);
                     var stats = LiveApp.Run(window, new LiveAppOptions { Source = input, Loop = true, Realtime = true }, session, live.Loop, ct);
                     LiveApp.PrintSummary(stats);
-                    if (stats.Error is not null) throw new UserError(stats.Error);
-                    return interrupt.Requested ? 130 : 0;
+                    return LiveApp.ExitCode("demo", stats, interrupt.Requested);
                 }
                 Console.Error.WriteLine($"demo: no window ({why}); streaming the captions here and writing the annotated video instead");
             }

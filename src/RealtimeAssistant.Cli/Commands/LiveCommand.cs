@@ -12,12 +12,17 @@ public static class LiveCommand
     {
         var source = new Argument<string>("source") { Description = "camera index (0), /dev/videoN, video file, FIFO, image folder or 'synthetic[:seed=N]'", DefaultValueFactory = _ => "0" };
         var loop = new Option<bool>("--loop") { Description = "replay a file when it ends" };
-        var fps = new Option<double>("--display-fps") { Description = "render rate", DefaultValueFactory = _ => 60 };
+        var fps = Cli.DisplayFpsOption();
         var seconds = new Option<double?>("--seconds") { Description = "stop after this many seconds" };
         var headless = new Option<bool>("--headless") { Description = "do not open a window even if a display exists" };
         var noHud = new Option<bool>("--no-hud") { Description = "start with the HUD hidden (H toggles it)" };
         var snapshot = new Option<string?>("--snapshot") { Description = "when the run ends, save its last overlay frame to this PNG" };
-        var threads = new Option<int?>("--threads") { Description = "torch threads for the model (default: all cores; 1 leaves a core to render)" };
+        var threads = Cli.ThreadsOption("torch threads for the model (default: all cores; 1 leaves a core to render)");
+        var giveUp = new Option<double>("--give-up-after")
+        {
+            Description = $"a camera or stream that gives no frame for this many seconds is lost for good: live says so and exits {Cli.SourceLostCode} (it reconnects until then)",
+            DefaultValueFactory = _ => 30,
+        };
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
@@ -26,7 +31,7 @@ public static class LiveCommand
             "Frames stream through the GPE session, with the governor pruning each read to the frame budget (--mode reencode and --prune-method none turn each off). " +
             "Keys: H HUD, P pruning, S screenshot, Q/Esc quit; type a question and press Enter to ask it. " +
             "With no display it runs headless and prints each caption with its video time.")
-            { source, loop, fps, seconds, headless, noHud, snapshot, threads, model, device, dtype };
+            { source, loop, fps, seconds, headless, noHud, snapshot, threads, giveUp, model, device, dtype };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -36,12 +41,11 @@ public static class LiveCommand
             using var interrupt = new Interrupt(ct);
             ct = interrupt.Token;
             var spec = pr.GetValue(source)!;
-            if (pr.GetValue(fps) is not (> 0 and <= 1000)) throw new UserError("--display-fps must be in (0, 1000]");
+            if (pr.GetValue(giveUp) is not (> 0 and var g) || double.IsInfinity(g)) throw new UserError($"--give-up-after must be a number of seconds > 0, got {pr.GetValue(giveUp)}");
             rt.Check(pr);
             var modelDir = AppModel.Resolve(pr.GetValue(model));
             // Fail on a bad source before the model and the window: one line, exit 2.
-            double sourceFps;
-            using (var probe = Capture.FrameSources.Open(spec, AppSources.Options() with { GiveUpAfter = TimeSpan.FromSeconds(5) })) sourceFps = probe.Fps;
+            double sourceFps = Capture.FrameSources.Check(spec, AppSources.Options()) ?? 30; // a camera's rate is known once it is open
             string? why = "--headless";
             var window = pr.GetValue(headless) ? null : LiveApp.TryOpenWindow(960, 600, $"RealtimeAssistant – {spec}", out why);
             if (window is null)
@@ -55,10 +59,10 @@ public static class LiveCommand
             {
                 Source = spec, Loop = pr.GetValue(loop), DisplayFps = pr.GetValue(fps),
                 Duration = pr.GetValue(seconds) is { } s ? TimeSpan.FromSeconds(s) : null,
-                ShowHud = !pr.GetValue(noHud), SnapshotPath = pr.GetValue(snapshot), PrintCaptions = window is null, Logger = logging.CreateLogger("live"),
+                ShowHud = !pr.GetValue(noHud), GiveUpAfter = TimeSpan.FromSeconds(pr.GetValue(giveUp)), SnapshotPath = pr.GetValue(snapshot), PrintCaptions = window is null, Logger = logging.CreateLogger("live"),
             }, session, run.Loop, ct);
             LiveApp.PrintSummary(stats);
-            return stats.Error is not null ? 1 : interrupt.Requested ? 130 : 0;
+            return LiveApp.ExitCode("live", stats, interrupt.Requested);
         });
     }
 }

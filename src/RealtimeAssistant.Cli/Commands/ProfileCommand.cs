@@ -13,7 +13,7 @@ public static class ProfileCommand
     {
         var input = new Argument<string>("input") { Description = "video file (or FIFO, image folder, 'synthetic')" };
         var output = new Option<string?>("--output", "-o") { Description = "report folder (default: runs/profile-TIMESTAMP)" };
-        var fps = new Option<double>("--display-fps") { Description = "render rate", DefaultValueFactory = _ => 60 };
+        var fps = Cli.DisplayFpsOption();
         var seconds = new Option<double?>("--seconds") { Description = "stop after this many seconds (default: the whole file)" };
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
@@ -31,10 +31,8 @@ public static class ProfileCommand
             using var interrupt = new Interrupt(ct);
             ct = interrupt.Token;
             var spec = pr.GetValue(input)!;
-            if (pr.GetValue(fps) is not (> 0 and <= 1000)) throw new UserError("--display-fps must be in (0, 1000]");
             rt.Check(pr);
-            double sourceFps;
-            using (var probe = Capture.FrameSources.Open(spec, AppSources.Options())) sourceFps = probe.Fps;   // a bad file fails before the model loads
+            double sourceFps = Capture.FrameSources.Check(spec, AppSources.Options()) ?? 30;   // a bad file fails before the model loads
             var dir = pr.GetValue(output) ?? Path.Combine("runs", $"profile-{DateTime.Now:yyyyMMdd-HHmmss}");
             using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype));
             var run = rt.Resolve(pr, engine, sourceFps, Pacing.Live);

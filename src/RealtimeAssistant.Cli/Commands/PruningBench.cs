@@ -36,22 +36,25 @@ public static class PruningBench
         var skipLlava = new Option<bool>("--skip-llava") { Description = "only the demo model" };
         var windowFrames = new Option<int>("--window-frames") { DefaultValueFactory = _ => 4, Description = "also time the demo model on prompts of this many clip frames (a streaming window re-encoded; 1 = skip)" };
         var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
         var prune = new PruningOptions();
         var cmd = prune.AddTo(new Command("pruning", "Prefill time, FLOPs, kept tokens and caption F1 of none / FastV / VisiPruner / VisiPruner-budget.")
-            { json, model, frames, reps, scenes, hidden, budget, skipLlava, windowFrames, device });
+            { json, model, frames, reps, scenes, hidden, budget, skipLlava, windowFrames, device, dtype });
         return cmd.WithAction((pr, ct) =>
         {
             int nf = pr.GetValue(frames), nr = pr.GetValue(reps), ns = pr.GetValue(scenes), D = pr.GetValue(hidden), k = pr.GetValue(budget);
             if (nf < 1 || nr < 1 || ns < 0 || D < 64 || D % 64 != 0 || k < 0 || pr.GetValue(windowFrames) is < 1 or > 32) throw new UserError("bench pruning: need --frames ≥ 1, --reps ≥ 1, --scenes ≥ 0, --llava-hidden a multiple of 64, --budget-k ≥ 0, --window-frames 1..32");
             var dev = Engine.ResolveDevice(pr.GetValue(device)!);
+            var dt = pr.GetValue(dtype)!;
+            Engine.ResolveDType(dt, dev, "float32"); // a bad --dtype fails before any work
             var results = new List<ConfigResult>();
             var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model");
             var demoSchedule = Cli.FindRepoPath("docs/pruning/demo-schedule.json");
             var demoConfig = prune.Read(pr, demoSchedule is null ? null : PruningConfig.Load(demoSchedule));
-            results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, 1, ct));
+            results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, dt, 1, ct));
             if (pr.GetValue(windowFrames) > 1)
-                results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, pr.GetValue(windowFrames), ct));
-            if (!pr.GetValue(skipLlava)) results.Add(LlavaShaped(D, prune.Read(pr), nf, nr, k == 0 ? 32 : k, dev, ct));
+                results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, dt, pr.GetValue(windowFrames), ct));
+            if (!pr.GetValue(skipLlava)) results.Add(LlavaShaped(D, prune.Read(pr), nf, nr, k == 0 ? 32 : k, dev, Engine.ResolveDType(dt, dev, "float32"), ct));
             foreach (var c in results)
             {
                 var t = new Table().Title($"{c.name}: {c.description}").AddColumns("method", "prefill ms", "speed-up", "GFLOPs", "kept visual", "L_f", "exit", "F1", "schedule");
@@ -139,7 +142,7 @@ public static class PruningBench
     }
 
     /// <param name="promptFrames">1: one still frame and the caption prompt; more: a clip window of that many frames and the streaming prompt.</param>
-    static ConfigResult Demo(string? dir, PruningConfig visi, int nf, int reps, int scenes, int k, Device dev, int promptFrames, CancellationToken ct)
+    static ConfigResult Demo(string? dir, PruningConfig visi, int nf, int reps, int scenes, int k, Device dev, string dtype, int promptFrames, CancellationToken ct)
     {
         bool trained = dir != null;
         string tmp = "";
@@ -152,7 +155,7 @@ public static class PruningBench
         }
         try
         {
-            using var engine = Engine.Load(dir!, new EngineOptions { Device = dev.ToString() });
+            using var engine = Engine.Load(dir!, new EngineOptions { Device = dev.ToString(), DType = dtype });
             int L = engine.Text.NumHiddenLayers;
             var methods = Methods(visi, k, promptFrames > 1);
             foreach (var m in methods) m.Config.Validate(L);
@@ -252,7 +255,7 @@ public static class PruningBench
         return scores;
     }
 
-    static ConfigResult LlavaShaped(int D, PruningConfig visi, int nf, int reps, int k, Device dev, CancellationToken ct)
+    static ConfigResult LlavaShaped(int D, PruningConfig visi, int nf, int reps, int k, Device dev, ScalarType dt, CancellationToken ct)
     {
         const int L = 32, V = 576, prefix = 35, suffix = 13;
         int heads = D / 64, inter = (int)Math.Round(D * 11008.0 / 4096 / 64) * 64;
@@ -261,7 +264,7 @@ public static class PruningBench
             VocabSize = 32064, HiddenSize = D, IntermediateSize = inter, NumHiddenLayers = L,
             NumAttentionHeads = heads, NumKeyValueHeads = heads, MaxPositionEmbeddings = 4096,
         };
-        using var lm = new LanguageModel(text, new TensorSpec(dev, ScalarType.Float32));
+        using var lm = new LanguageModel(text, new TensorSpec(dev, dt));
         ModelInit.Initialize(lm, 1);
         lm.eval();
         int T = prefix + V + suffix;
@@ -274,7 +277,7 @@ public static class PruningBench
                 var ids = torch.randint(4, 32000, new long[] { 1, T }, dtype: ScalarType.Int64, generator: g).to(dev);
                 var emb = lm.model.embed_tokens.forward(ids);
                 var std = emb.std().item<float>();
-                var vis = (torch.randn(new long[] { 1, V, D }, generator: g) * std).to(dev);
+                var vis = (torch.randn(new long[] { 1, V, D }, generator: g) * std).to(dt).to(dev);
                 emb = emb.index_copy(1, torch.arange(prefix, prefix + V, device: dev), vis).DetachFromDisposeScope();
                 inputs.Add((emb, PositionIds.Range(0, T), spans));
             }

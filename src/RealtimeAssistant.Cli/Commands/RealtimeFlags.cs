@@ -91,10 +91,10 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         var mode = SessionModes.Parse(pr.GetValue(Mode));
         int stride = pr.GetValue(Stride), window = pr.GetValue(Window);
         var policy = WritePolicy.Parse(policyOverride ?? pr.GetValue(Policy)!);
-        var requested = Prune.Given(pr) ? Prune.Read(pr, engine.Layout.ScheduleOrDefault) : null;
+        var requested = Prune.Given(pr) ? Prune.Read(pr, engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers)) : null;
         bool pruningOff = requested is { Method: "none" };
         if (requested is not null && !pruningOff) StreamingOptions.ValidatePruning(requested, engine.Text.NumHiddenLayers); // before anything is written
-        var schedule = requested ?? engine.Layout.ScheduleOrDefault;
+        var schedule = requested ?? engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers);
         // The governor prunes along VisiPruner's ladder; another method (FastV, random) runs as asked, without it.
         double? budget = pruningOff || schedule.Method is not ("visipruner") && requested is not null ? null : BudgetMs(pr, sourceFps);
         PruningConfig? fixedPruning = pruningOff ? null : budget is null ? requested : null;

@@ -24,7 +24,7 @@ public static class TrainCommand
         var hidden = new Option<int>("--text-hidden") { DefaultValueFactory = _ => 128 };
         var vlayers = new Option<int>("--vision-layers") { DefaultValueFactory = _ => 3 };
         var vhidden = new Option<int>("--vision-hidden") { DefaultValueFactory = _ => 128 };
-        var threads = new Option<int?>("--threads") { Description = "torch threads (default: all cores)" };
+        var threads = Cli.ThreadsOption();
         var varied = new Option<bool>("--varied-captions") { Description = "train on the grammar's varied captions (default: canonical reading order)" };
         var patchLoss = new Option<double>("--patch-loss") { DefaultValueFactory = _ => 1.0, Description = "weight of the vision tower's dense patch loss (0 = off)" };
         var motion = new Option<double>("--motion-fraction") { DefaultValueFactory = _ => 0.4, Description = "fraction of two-frame (motion) batches" };
@@ -41,7 +41,7 @@ public static class TrainCommand
             { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, decoderProbe, questions, questionMix, answerWeight, initFrom, exitFraction, exitLayers, exitFrom };
         return cmd.WithAction((pr, ct) =>
         {
-            if (pr.GetValue(threads) is { } n) TorchSharp.torch.set_num_threads(n);
+            if (pr.GetValue(threads) is { } n) RealtimeAssistant.Model.Engine.SetThreads(n);
             var options = new TrainOptions
             {
                 OutDir = pr.GetValue(output)!, VisionSteps = pr.GetValue(visionSteps), TextSteps = pr.GetValue(textSteps), AlignSteps = pr.GetValue(alignSteps),

@@ -108,7 +108,7 @@ public sealed record StreamPlan(string Mode, StreamingOptions Streaming, FrameLo
         else
         {
             mode = SessionModes.Parse(d.Mode);
-            var schedule = engine!.Layout.ScheduleOrDefault;
+            var schedule = engine!.Layout.ScheduleFor(engine.Text.NumHiddenLayers);
             budget = d.FrameBudgetMs switch { null => FrameLoopOptions.DefaultBudgetMs(fps, d.Stride), 0 => null, var v => v };
             if (budget is not null) FrameGovernor.Ladder(schedule, engine.Text.NumHiddenLayers, 64);
             streaming.Validate(engine.Text.MaxPositionEmbeddings, engine.Text.NumHiddenLayers);
@@ -117,7 +117,7 @@ public sealed record StreamPlan(string Mode, StreamingOptions Streaming, FrameLo
         var loop = new FrameLoopOptions
         {
             Pacing = Pacing.Live, Stride = d.Stride,
-            Driver = new DriverOptions { Policy = policy, GateThreshold = d.Gate, FrameBudgetMs = budget, Schedule = engine?.Layout.ScheduleOrDefault },
+            Driver = new DriverOptions { Policy = policy, GateThreshold = d.Gate, FrameBudgetMs = budget, Schedule = engine?.Layout.ScheduleFor(engine.Text.NumHiddenLayers) },
         };
         loop.Validate();
         var header = string.Create(CultureInfo.InvariantCulture, $"{mode} · window {d.Window} · every {d.Stride} frames of {fps:0.##} fps · policy {policy} · gate {d.Gate:0.##} · {pruning}");

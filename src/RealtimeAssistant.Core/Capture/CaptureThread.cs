@@ -67,7 +67,9 @@ public sealed class CaptureThread : IDisposable
         catch (Exception e)
         {
             error = e;
-            logger?.LogError(e, "capture from {Source} failed", source.Description);
+            // A user's bad input is one line, here too; anything else keeps its trace.
+            if (e is UserError) logger?.LogError("capture from {Source} failed: {Message}", source.Description, e.Message);
+            else logger?.LogError(e, "capture from {Source} failed", source.Description);
         }
         finally
         {

@@ -31,6 +31,22 @@ public static class FrameSources
         };
     }
 
+    /// <summary>
+    /// Fails as <see cref="Open"/> would for a bad source (a missing file, an undecodable video, a
+    /// device that is not a camera), before a command loads its model. A camera or a FIFO is not
+    /// opened: it is live, and a reader that connects and leaves would take a waiting writer's
+    /// stream (ffmpeg writing into the FIFO dies of the broken pipe).
+    /// </summary>
+    /// <returns>The source's frame rate, where checking it opened the source (null for a camera or FIFO, which it leaves alone).</returns>
+    public static double? Check(string spec, FrameSourceOptions? options = null)
+    {
+        options ??= new FrameSourceOptions();
+        if (string.IsNullOrWhiteSpace(spec)) throw new UserError("no video source given (a camera index, a video file, a FIFO or an image folder)");
+        if (!options.Schemes.ContainsKey(spec.Split(':', 2)[0]) && (CameraIndex(spec) is not null || FileKind.Of(spec) == FileKind.Kind.Fifo)) return null;
+        using var source = Open(spec, options);
+        return source.Fps;
+    }
+
     /// <summary>"0" → 0, "/dev/video2" → 2 (only when the node exists, else a clear not-found error).</summary>
     static int? CameraIndex(string spec)
     {

@@ -23,6 +23,7 @@ public sealed class LiveFrameSource : IFrameSource
     long frames;
     double fps = 30;
     volatile bool gaveUp;
+    int reconnects;     // attempts to reopen after the source had given frames
 
     public string Description { get; }
     public double Fps => Volatile.Read(ref fps);
@@ -43,6 +44,12 @@ public sealed class LiveFrameSource : IFrameSource
         grabber = new Thread(Grab) { IsBackground = true, Name = $"grab {description}" };
         grabber.Start();
     }
+
+    /// <summary>Why the source ended, when it gave up on a device or stream that had been live: what
+    /// was lost, for how long it was retried and how often. Null while it runs or when it simply ended.</summary>
+    public string? LostReason => gaveUp && Interlocked.Read(ref frames) > 0
+        ? $"{Description} lost: no frame for {options.GiveUpAfter!.Value.TotalSeconds:0.#} s, {Volatile.Read(ref reconnects)} reconnect attempts; gave up"
+        : null;
 
     public string Status
     {
@@ -87,6 +94,7 @@ public sealed class LiveFrameSource : IFrameSource
             // Opening may block for good (a FIFO with no writer), so say what we wait for first.
             state = Interlocked.Read(ref frames) > 0 ? $"{Description} lost – reconnecting (attempt {backoff.Attempt + 1})"
                   : backoff.Attempt == 0 ? $"connecting to {Description}" : $"{Description} not available – trying again (attempt {backoff.Attempt + 1})";
+            if (Interlocked.Read(ref frames) > 0 && backoff.Attempt > 0) Interlocked.Increment(ref reconnects);
             try { capture = open(); }
             catch (Exception e) { why = e.Message; }   // a device error is one more reason to retry, never a crash
             if (stopping) { capture?.Dispose(); break; }
@@ -141,9 +149,15 @@ public sealed class LiveFrameSource : IFrameSource
     public void Dispose()
     {
         stopping = true;
-        unblock?.Invoke();
+        // Release a blocked open again until the grabber is gone: it may reach open() only after
+        // the first release (disposed right after creation), and a grabber left waiting there would
+        // take frames from the next reader of the same FIFO.
+        for (var waited = Stopwatch.StartNew(); waited.Elapsed < TimeSpan.FromSeconds(2);)
+        {
+            unblock?.Invoke();
+            if (grabber.Join(TimeSpan.FromMilliseconds(100))) break;
+        }
         // A grabber stuck in a native read is left behind (it is a background thread and owns its capture).
-        grabber.Join(TimeSpan.FromSeconds(2));
         slot.Dispose();
     }
 }

@@ -38,6 +38,13 @@ public sealed class Engine : IDisposable
     /// <summary>Generated text goes to the target group at positions φ, φ+1, … (φ = 0) instead of following the prompt.</summary>
     public bool GroupPositions => Layout.GroupPositions;
 
+    /// <summary>torch's intra-op thread count; libtorch takes 0 or less unchecked, so it is refused here.</summary>
+    public static void SetThreads(int n)
+    {
+        if (n < 1) throw new UserError($"--threads must be 1 or more, got {n}");
+        torch.set_num_threads(n);
+    }
+
     public static Device ResolveDevice(string spec)
     {
         spec = spec.Trim().ToLowerInvariant();
@@ -67,7 +74,7 @@ public sealed class Engine : IDisposable
     {
         options ??= new EngineOptions();
         if (!System.IO.Directory.Exists(dir)) throw new UserError($"model folder not found: {dir}");
-        if (options.Threads is { } n) torch.set_num_threads(n);
+        if (options.Threads is { } n) SetThreads(n);
         var config = ModelFamilies.ReadConfig(dir);
         var source = Path.Combine(dir, "config.json");
         ModelFamilies.CheckSupported(ModelFamilies.ModelType(config, source), source);

@@ -45,8 +45,8 @@ public sealed record ModelLayout
         };
     }
 
-    /// <summary>The schedule to prune with when a command turns pruning on without saying how: the model's own, else the reference's defaults.</summary>
-    public PruningConfig ScheduleOrDefault => Schedule ?? new PruningConfig();
+    /// <summary>The schedule to prune with when a command turns pruning on without saying how: the model's own, else the reference's defaults for its depth.</summary>
+    public PruningConfig ScheduleFor(int layers) => Schedule ?? PruningConfig.Reference(layers);
 
     static string? Str(JsonNode n, string key, string source) => n[key] switch
     {

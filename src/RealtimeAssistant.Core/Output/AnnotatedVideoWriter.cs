@@ -15,7 +15,9 @@ public enum VideoEncoder
 
 /// <summary>
 /// Writes annotated BGR frames to an .mp4. The frame size is taken from the first frame;
-/// later frames must match. Dispose finishes the file.
+/// later frames must match. Dispose finishes the file. When the encoder fails (cannot open the
+/// file, ffmpeg dies or exits with an error) it throws a <see cref="UserError"/> naming the file:
+/// the cause is the output path or the machine's ffmpeg, not a bug.
 /// </summary>
 public sealed class AnnotatedVideoWriter : IDisposable
 {
@@ -45,7 +47,8 @@ public sealed class AnnotatedVideoWriter : IDisposable
             throw new UserError("H.264 output needs ffmpeg on PATH (Debian: apt-get install ffmpeg)");
         Encoder = ffmpeg is null ? VideoEncoder.OpenCvMp4v : VideoEncoder.FfmpegH264;
         var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
-        if (dir is not null) Directory.CreateDirectory(dir);
+        try { if (dir is not null) Directory.CreateDirectory(dir); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new UserError($"cannot write {path}: {e.Message}", e); }
     }
 
     public unsafe void Write(Mat frame)
@@ -74,10 +77,10 @@ public sealed class AnnotatedVideoWriter : IDisposable
             return;
         }
         writer = new VideoWriter(path, FourCC.MP4V, fps, size);
-        if (!writer.IsOpened()) throw new IOException($"OpenCV could not open {path} for writing (mp4v)");
+        if (!writer.IsOpened()) throw new UserError($"OpenCV could not open {path} for writing (mp4v)");
     }
 
-    /// <summary>Finishes the file. Throws if ffmpeg failed, with its error output.</summary>
+    /// <summary>Finishes the file. Throws a <see cref="UserError"/> if ffmpeg failed, with its error output.</summary>
     public void Finish()
     {
         if (finished) return;
@@ -87,7 +90,7 @@ public sealed class AnnotatedVideoWriter : IDisposable
             var code = pipe.Finish(TimeSpan.FromSeconds(60));
             var errors = pipe.Errors;
             pipe.Dispose();
-            if (code != 0) throw new IOException($"ffmpeg failed writing {path} (exit {code}): {errors}");
+            if (code != 0) throw new UserError($"ffmpeg failed writing {path} (exit {code}): {errors}");
         }
         writer?.Release();
         writer?.Dispose();
@@ -99,6 +102,6 @@ public sealed class AnnotatedVideoWriter : IDisposable
     public void Dispose()
     {
         try { Finish(); }
-        catch (IOException e) { Error = e.Message; }
+        catch (UserError e) { Error = e.Message; }
     }
 }

@@ -37,16 +37,26 @@ public static class CaptionJsonl
     {
         using var doc = JsonDocument.Parse(line);
         var o = doc.RootElement;
+        if (o.ValueKind != JsonValueKind.Object) throw new FormatException("not a JSON object");
         double? Num(string name) => o.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : null;
-        var extra = o.EnumerateObject().Where(p => !Known.Contains(p.Name))
-            .ToDictionary(p => p.Name, p => (object?)p.Value.Clone());
+        // Seconds into the video: finite, ≥ 0 and within what a TimeSpan holds (about 29,000 years).
+        TimeSpan Seconds(string name) => Num(name) is { } s
+            ? s is >= 0 and < 9e11 ? TimeSpan.FromSeconds(s) : throw new FormatException($"{name} {s} is not a time in seconds")
+            : throw new FormatException($"missing {name}");
+        var extra = new Dictionary<string, object?>();
+        var seen = new HashSet<string>();
+        foreach (var p in o.EnumerateObject())
+        {
+            if (!seen.Add(p.Name)) throw new FormatException($"key {p.Name} appears twice");
+            if (!Known.Contains(p.Name)) extra[p.Name] = p.Value.Clone();
+        }
         return new CaptionEntry(
-            TimeSpan.FromSeconds(Num("t_start") ?? throw new FormatException("missing t_start")),
-            TimeSpan.FromSeconds(Num("t_end") ?? throw new FormatException("missing t_end")),
+            Seconds("t_start"),
+            Seconds("t_end"),
             o.TryGetProperty("text", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : throw new FormatException("missing text"),
             Num("latency_ms"),
-            Num("kept_tokens") is { } k ? (int)k : null,
-            Num("frame") is { } f ? (long)f : null,
+            Num("kept_tokens") is { } k ? k is >= 0 and <= int.MaxValue ? (int)k : throw new FormatException($"kept_tokens {k} is not a count") : null,
+            Num("frame") is { } f ? f is >= 0 and < 9e18 ? (long)f : throw new FormatException($"frame {f} is not a frame index") : null,
             extra.Count > 0 ? extra : null);
     }
 

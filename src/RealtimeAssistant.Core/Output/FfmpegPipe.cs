@@ -13,9 +13,11 @@ internal sealed class FfmpegPipe : IDisposable
     readonly Process process;
     readonly Stream stdin;
     readonly Queue<string> stderrTail = new();
+    readonly string output;
 
     public FfmpegPipe(string ffmpeg, string output, int width, int height, double fps)
     {
+        this.output = output;
         var gop = Math.Max(1, (int)Math.Round(fps));
         var info = new ProcessStartInfo(ffmpeg)
         {
@@ -36,7 +38,7 @@ internal sealed class FfmpegPipe : IDisposable
             "-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-flush_packets", "1",
             output,
         }) info.ArgumentList.Add(a);
-        process = Process.Start(info) ?? throw new IOException($"could not start {ffmpeg}");
+        process = Process.Start(info) ?? throw new UserError($"could not start {ffmpeg} to write {output}");
         // Drain stderr (a full pipe would stall ffmpeg) and keep its end for error messages.
         process.ErrorDataReceived += (_, e) =>
         {
@@ -56,7 +58,7 @@ internal sealed class FfmpegPipe : IDisposable
     public void Write(ReadOnlySpan<byte> frame)
     {
         try { stdin.Write(frame); }
-        catch (IOException e) { throw new IOException($"ffmpeg stopped taking frames: {Errors}", e); }
+        catch (IOException e) { throw new UserError($"ffmpeg stopped taking frames for {output}: {Errors}", e); }
     }
 
     /// <summary>Closes stdin so ffmpeg finishes the file; kills it if it does not within the timeout.</summary>
@@ -67,7 +69,7 @@ internal sealed class FfmpegPipe : IDisposable
         {
             process.Kill(entireProcessTree: true);
             process.WaitForExit();
-            throw new IOException($"ffmpeg did not finish within {timeout.TotalSeconds:0} s; killed");
+            throw new UserError($"ffmpeg did not finish {output} within {timeout.TotalSeconds:0} s; killed");
         }
         process.WaitForExit(); // flushes the async stderr readers
         return process.ExitCode;

@@ -10,7 +10,7 @@ public sealed class SrtWriter : ICaptionWriter
 
     public SrtWriter(string path, bool append = false)
     {
-        if (append && File.Exists(path)) Count = SubtitleParser.ParseSrt(File.ReadAllText(path)).Count;
+        if (append && File.Exists(path)) Count = SubtitleParser.ReadFile(path).Count;
         file = new AppendOnlyFile(path, append);
     }
 

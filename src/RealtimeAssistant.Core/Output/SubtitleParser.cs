@@ -6,6 +6,17 @@ namespace RealtimeAssistant.Output;
 /// </summary>
 public static class SubtitleParser
 {
+    /// <summary>
+    /// Reads captions.srt or captions.vtt (by extension) as a run being continued does: a file
+    /// that is not one is a <see cref="UserError"/> naming the file and the line at fault.
+    /// </summary>
+    public static IReadOnlyList<CaptionEntry> ReadFile(string path)
+    {
+        var vtt = path.EndsWith(".vtt", StringComparison.OrdinalIgnoreCase);
+        try { return vtt ? ParseVtt(File.ReadAllText(path)) : ParseSrt(File.ReadAllText(path)); }
+        catch (FormatException e) { throw new UserError($"{path} is not a valid {(vtt ? "WebVTT" : "SRT")} file: {e.Message}", e); }
+    }
+
     public static IReadOnlyList<CaptionEntry> ParseSrt(string text)
     {
         var entries = new List<CaptionEntry>();

@@ -28,7 +28,9 @@ public static partial class SubtitleTime
         if (!m.Success || m.Groups[4].Value[0] != separator) return false;
         // SRT always has hours; VTT may leave them out.
         if (separator == ',' && !m.Groups[1].Success) return false;
-        var h = m.Groups[1].Success ? long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
+        long h = 0;
+        // Hours past TimeSpan's range (about 2.5 million) are not a time.
+        if (m.Groups[1].Success && (!long.TryParse(m.Groups[1].Value, NumberStyles.None, CultureInfo.InvariantCulture, out h) || h > 2_000_000)) return false;
         time = TimeSpan.FromHours(h)
              + TimeSpan.FromMinutes(int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture))
              + TimeSpan.FromSeconds(int.Parse(m.Groups[3].Value, CultureInfo.InvariantCulture))

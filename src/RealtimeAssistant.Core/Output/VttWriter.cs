@@ -10,8 +10,7 @@ public sealed class VttWriter : ICaptionWriter
 
     public VttWriter(string path, bool append = false)
     {
-        var existing = append && File.Exists(path) ? File.ReadAllText(path) : "";
-        if (existing.Length > 0) Count = SubtitleParser.ParseVtt(existing).Count;
+        if (append && File.Exists(path) && new FileInfo(path).Length > 0) Count = SubtitleParser.ReadFile(path).Count;
         file = new AppendOnlyFile(path, append);
         // The header makes even a run with no captions a valid (empty) VTT file.
         if (file.Length == 0) file.WriteRecord("WEBVTT\n\n");

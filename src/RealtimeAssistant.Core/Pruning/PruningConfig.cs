@@ -51,6 +51,14 @@ public sealed record PruningConfig
 
     public static readonly string[] Methods = { "none", "visipruner", "fastv", "random" };
 
+    /// <summary>
+    /// The reference's defaults for a model of <paramref name="layers"/> decoder layers: its
+    /// shallow stage (6 of LLaVA-7B's 32 layers) scaled to the depth, so a model without a
+    /// measured schedule (no pruning.json) can still be pruned; `ra analyze` measures a better one.
+    /// </summary>
+    public static PruningConfig Reference(int layers) =>
+        new() { ShallowLayers = Math.Clamp((int)Math.Round(6.0 * layers / 32), 0, Math.Max(0, layers - 2)) };
+
     static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,

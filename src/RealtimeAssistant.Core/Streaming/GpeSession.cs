@@ -167,7 +167,11 @@ public sealed class GpeSession : SessionBase
         if (Options.RebaseOnEvict) Rebase();
     }
 
-    /// <summary>Shifts the frames so the first sits right after the prefix (position 0 without one), and the target with it, by rotating cached keys.</summary>
+    /// <summary>
+    /// Shifts the whole source (the prefix too) and the target by the same amount, so the first
+    /// frame sits right after where the prefix began (position 0 without one), by rotating cached
+    /// keys: every relative distance is kept, so it is exact (the prefix may go below 0).
+    /// </summary>
     void Rebase()
     {
         var delta = Origin - _prefix;
@@ -175,7 +179,7 @@ public sealed class GpeSession : SessionBase
         var rope = E.Decoder.Rope;
         foreach (var layer in _cache.Layers)
         {
-            layer.Source.ShiftPositions(-delta, k => rope.ShiftKeys(k, delta), from: _prefix);
+            layer.Source.ShiftPositions(-delta, k => rope.ShiftKeys(k, delta));
             layer.Target.ShiftPositions(-delta, k => rope.ShiftKeys(k, delta));
         }
         _nextSource -= delta;

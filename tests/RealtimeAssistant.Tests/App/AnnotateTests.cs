@@ -65,8 +65,7 @@ public class AnnotateTests(ITestOutputHelper log)
     [InlineData("Megamind.avi", 48)]   // 720×528 MPEG-4, 24 fps
     public void RealWorldClips_OfOtherSizesAndCodecs(string name, int every)
     {
-        var input = Path.Combine(TestMedia.DebianSamples, name);
-        if (!File.Exists(input)) Assert.Skip($"{input} missing (Debian package opencv-doc)");
+        var input = TestMedia.Sample(name);
         var (frames, _) = TestMedia.ReadBack(input);
         var dir = Path.Combine(TestMedia.TempDir("ann-real"), "out");
         var report = Annotate(input, dir, every);

@@ -42,7 +42,7 @@ public class AppPathTests(ITestOutputHelper log)
         var clip = RealtimeAssistant.Demo.ClipGenerator.Generate(1_000_011, 4, 15);
         var source = new GeneratedFrameSource(i => { var m = clip.Render((int)i, 96, 96); SlowSession.MarkFrame(m, i); return m; }, 15, count: clip.FrameCount, realtime: false);
         using var session = new GpeSession(engine, new StreamingOptions { WindowFrames = 2 });
-        var options = AppTestSupport.Loop(Pacing.File, stride: 5, policy: "every:2", gate: 1.0, budgetMs: 500, schedule: engine.Layout.ScheduleOrDefault);
+        var options = AppTestSupport.Loop(Pacing.File, stride: 5, policy: "every:2", gate: 1.0, budgetMs: 500, schedule: engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers));
         using var loop = new FrameLoop(source, session, new Profiler(), options);
         var result = loop.RunFile((_, _) => { }, _ => { }, null, CancellationToken.None);
         log.WriteLine($"prepared {string.Join(",", counting.Prepared)}; read {result.Stats.Read}, unchanged {result.Stats.Skipped}");

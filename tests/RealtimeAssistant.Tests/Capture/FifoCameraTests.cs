@@ -40,7 +40,7 @@ public class FifoCameraTests(ITestOutputHelper log)
     public async Task ReadsLiveFrames_ThenReportsTheLoss_AndGivesUpWithoutCrashing()
     {
         var ffmpeg = TestMedia.Ffmpeg;
-        if (ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg on PATH to feed the FIFO"); return; }
+        if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to feed the FIFO");
         var fifo = MakeFifo();
         using var source = FrameSources.Open(fifo, new FrameSourceOptions { GiveUpAfter = TimeSpan.FromSeconds(2) });
         Assert.IsType<LiveFrameSource>(source);
@@ -66,6 +66,11 @@ public class FifoCameraTests(ITestOutputHelper log)
         log.WriteLine($"ended after {sw.Elapsed.TotalSeconds:0.0} s: {source.Status}");
         Assert.InRange(sw.Elapsed.TotalSeconds, 0, 10);
         Assert.StartsWith("gave up", source.Status);
+        // What `live` prints when it stops for this: what was lost, how long and how often it was retried.
+        var reason = ((LiveFrameSource)source).LostReason;
+        log.WriteLine(reason);
+        Assert.NotNull(reason);
+        Assert.Matches(@"camera\.avi.* lost: no frame for 2 s, \d+ reconnect attempts; gave up", reason);
 
         var disposing = Stopwatch.StartNew();
         source.Dispose(); // the grabber is blocked opening the FIFO again: dispose must release it
@@ -76,7 +81,7 @@ public class FifoCameraTests(ITestOutputHelper log)
     public async Task WriterComesBack_SourceReconnectsAndKeepsCounting()
     {
         var ffmpeg = TestMedia.Ffmpeg;
-        if (ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg on PATH to feed the FIFO"); return; }
+        if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to feed the FIFO");
         var fifo = MakeFifo();
         using var source = FrameSources.Open(fifo);
         var first = StartWriter(ffmpeg, fifo, 1);

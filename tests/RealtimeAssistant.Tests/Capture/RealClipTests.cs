@@ -5,7 +5,7 @@ namespace RealtimeAssistant.Tests.Capture;
 
 /// <summary>
 /// Footage nobody here made: OpenCV's sample videos from Debian's opencv-doc package
-/// (XviD, MS-MPEG4v3 and Cinepak, in sizes no generated clip has). Skipped, with a note, when the package is missing.
+/// (XviD, MS-MPEG4v3 and Cinepak, in sizes no generated clip has), as `./ra test` fetches them (see TestMedia.Sample).
 /// </summary>
 public class RealClipTests(ITestOutputHelper log)
 {
@@ -20,12 +20,7 @@ public class RealClipTests(ITestOutputHelper log)
     [MemberData(nameof(Clips))]
     public void OpensAndReadsFrames_OfTheExpectedSize(string name, int width, int height, int frames)
     {
-        var path = Path.Combine(TestMedia.DebianSamples, name);
-        if (!File.Exists(path))
-        {
-            log.WriteLine($"SKIPPED: {path} not found (install the Debian package opencv-doc)");
-            return;
-        }
+        var path = TestMedia.Sample(name);
         using var source = FrameSources.Open(path);
         Assert.Equal(frames, source.FrameCount);
         // The first 20 frames are enough to prove decoding; the whole clip would only cost time.
@@ -47,12 +42,7 @@ public class RealClipTests(ITestOutputHelper log)
     public void BuggyClip_PlaysWhatItCan_WithoutThrowing()
     {
         // Megamind_bugy.avi is OpenCV's deliberately damaged sample: broken frames in the middle.
-        var path = Path.Combine(TestMedia.DebianSamples, "Megamind_bugy.avi");
-        if (!File.Exists(path))
-        {
-            log.WriteLine($"SKIPPED: {path} not found (install the Debian package opencv-doc)");
-            return;
-        }
+        var path = TestMedia.Sample("Megamind_bugy.avi");
         using var source = FrameSources.Open(path);
         int n = 0;
         while (source.Read() is { } f) { Assert.Equal(n, f.Index); f.Dispose(); n++; }

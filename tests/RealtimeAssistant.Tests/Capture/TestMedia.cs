@@ -7,8 +7,20 @@ namespace RealtimeAssistant.Tests.Capture;
 /// <summary>Clips for the capture and output tests: made here, or real ones from Debian's opencv-doc.</summary>
 public static class TestMedia
 {
-    /// <summary>OpenCV's sample videos, from the Debian package opencv-doc.</summary>
-    public const string DebianSamples = "/usr/share/doc/opencv-doc/examples/data";
+    /// <summary>
+    /// OpenCV's sample videos (vtest.avi, Megamind.avi, Megamind_bugy.avi, tree.avi). `./ra test`
+    /// takes them from Debian's opencv-doc .deb into .ra/samples (slim images drop /usr/share/doc)
+    /// and passes the folder as RA_SAMPLES; a test run without it looks for .ra/samples above the tests.
+    /// </summary>
+    public static string Sample(string name)
+    {
+        var dir = Environment.GetEnvironmentVariable("RA_SAMPLES") is { Length: > 0 } env ? env
+            : RealtimeAssistant.Cli.Cli.FindRepoPath(".ra/samples");
+        var path = dir is null ? null : Path.Combine(dir, name);
+        if (path is null || !File.Exists(path))
+            Assert.Skip($"OpenCV sample clip {name} not found{(dir is null ? "" : $" in {dir}")}: `./ra test` fetches them from Debian's opencv-doc package into .ra/samples");
+        return path;
+    }
 
     public static string? Ffmpeg => Executables.Find("ffmpeg");
 

@@ -97,4 +97,51 @@ public class SafeTensorsTests
         Assert.Contains("[4, 3]", e.Message);
         Assert.Contains("[3, 4]", e.Message);
     }
+
+    [Fact]
+    public void AHeaderThatIsNotUtf8_IsAUserErrorNamingTheFile()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("m.safetensors");
+        SafeTensorsWriter.Write(path, Sample());
+        var bytes = File.ReadAllBytes(path);
+        Assert.Equal((byte)'"', bytes[9]);
+        bytes[10] = 0xFF; // inside the first tensor's name
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<UserError>(() => SafeTensorsReader.Open(path));
+        Assert.Contains(path, e.Message);
+        Assert.Contains("UTF-8", e.Message);
+    }
+
+    [Theory]
+    [InlineData(long.MaxValue)]   // 2^63 - 1
+    [InlineData(long.MinValue)]   // 2^63, read as a signed length
+    [InlineData(1L << 40)]
+    public void AHeaderLengthPastTheFile_IsRefused_BeforeAnyAllocation(long claimed)
+    {
+        using var dir = new TempDir();
+        var path = dir.File("m.safetensors");
+        SafeTensorsWriter.Write(path, Sample());
+        var bytes = File.ReadAllBytes(path);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(bytes, claimed);
+        File.WriteAllBytes(path, bytes);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<UserError>(() => SafeTensorsReader.Open(path));
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1 << 20, "allocated as the header claimed");
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
+    public void AShapeWhoseProductOverflows_IsRefused()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("m.safetensors");
+        var header = System.Text.Encoding.UTF8.GetBytes("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}");
+        var file = new byte[8 + header.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(file, header.Length);
+        header.CopyTo(file, 8);
+        File.WriteAllBytes(path, file);
+        var e = Assert.Throws<UserError>(() => SafeTensorsReader.Open(path));
+        Assert.Contains("needs more bytes than the file", e.Message);
+    }
 }

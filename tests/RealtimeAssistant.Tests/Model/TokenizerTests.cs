@@ -48,7 +48,7 @@ public class TokenizerTests
     }
 
     /// <summary>A tiny LLaMA-style metaspace BPE tokenizer.json with byte-fallback tokens.</summary>
-    static JsonObject MetaspaceTokenizerJson()
+    internal static JsonObject MetaspaceTokenizerJson()
     {
         var vocab = new JsonObject { ["<unk>"] = 0, ["<s>"] = 1, ["</s>"] = 2 };
         int id = 3;

@@ -31,7 +31,7 @@ public class AnnotatedVideoWriterTests(ITestOutputHelper log)
     [Fact]
     public void FfmpegH264_ReadsBackWithTheSameFramesAndSize()
     {
-        if (TestMedia.Ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg on PATH; H.264 output falls back to OpenCV mp4v"); return; }
+        if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH; H.264 output falls back to OpenCV mp4v");
         var path = Path.Combine(TestMedia.TempDir("h264"), "annotated.mp4");
         using (var w = new AnnotatedVideoWriter(path, 15))
         {
@@ -48,7 +48,7 @@ public class AnnotatedVideoWriterTests(ITestOutputHelper log)
     [Fact]
     public void FfmpegH264_AKilledEncoderStillLeavesAPlayableFile()
     {
-        if (TestMedia.Ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg on PATH"); return; }
+        if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH");
         var path = Path.Combine(TestMedia.TempDir("h264-cut"), "annotated.mp4");
         var w = new AnnotatedVideoWriter(path, 10);
         WriteFrames(w, 45, 160, 120);
@@ -67,7 +67,7 @@ public class AnnotatedVideoWriterTests(ITestOutputHelper log)
     [Fact]
     public void OddSizes_ArePaddedForH264()
     {
-        if (TestMedia.Ffmpeg is null) { log.WriteLine("SKIPPED: no ffmpeg on PATH"); return; }
+        if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH");
         var path = Path.Combine(TestMedia.TempDir("odd"), "annotated.mp4");
         using (var w = new AnnotatedVideoWriter(path, 10)) WriteFrames(w, 5, 161, 121);
         Assert.Equal((5, new Size(162, 122)), TestMedia.ReadBack(path));
@@ -81,6 +81,36 @@ public class AnnotatedVideoWriterTests(ITestOutputHelper log)
         WriteFrames(w, 1, 160, 120);
         using var other = TestMedia.Pattern(0, 100, 100);
         Assert.Throws<ArgumentException>(() => w.Write(other));
+    }
+
+    [Fact]
+    public void AnEncoderThatDied_FailsFinish_WithAUserErrorNamingTheFile()
+    {
+        if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH");
+        var path = Path.Combine(TestMedia.TempDir("h264-died"), "annotated.mp4");
+        using var w = new AnnotatedVideoWriter(path, 10);
+        WriteFrames(w, 5, 160, 120);
+        using (var ffmpeg = System.Diagnostics.Process.GetProcessById(w.EncoderProcessId!.Value)) { ffmpeg.Kill(); ffmpeg.WaitForExit(); }
+        var e = Assert.Throws<UserError>(() => w.Finish());
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
+    public void AnOutputThatCannotBeWritten_IsAUserError_NotAnIOException()
+    {
+        var dir = TestMedia.TempDir("unwritable");
+        // Under a file: the folder cannot be made.
+        var file = Path.Combine(dir, "a-file");
+        File.WriteAllText(file, "");
+        var e = Assert.Throws<UserError>(() => new AnnotatedVideoWriter(Path.Combine(file, "annotated.mp4"), 10));
+        Assert.Contains("annotated.mp4", e.Message);
+        // A folder where the video should be: OpenCV cannot open it for writing.
+        var taken = Path.Combine(dir, "annotated.mp4");
+        Directory.CreateDirectory(taken);
+        using var w = new AnnotatedVideoWriter(taken, 10, VideoEncoder.OpenCvMp4v);
+        using var frame = TestMedia.Pattern(0, 160, 120);
+        e = Assert.Throws<UserError>(() => w.Write(frame));
+        Assert.Contains(taken, e.Message);
     }
 
     static string FourCc(VideoCapture cap)

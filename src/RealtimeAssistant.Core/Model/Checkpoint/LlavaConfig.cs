@@ -36,8 +36,16 @@ public sealed record VisionConfig
             HiddenAct = Json.Str(v, "hidden_act", source) ?? (siglip ? "gelu_pytorch_tanh" : "quick_gelu"),
             LayerNormEps = Json.Dbl(v, "layer_norm_eps", source) ?? (siglip ? 1e-6 : 1e-5),
         };
-        if (c.HiddenSize < 1 || c.NumAttentionHeads < 1 || c.HiddenSize % c.NumAttentionHeads != 0 || c.NumHiddenLayers < 0 || c.PatchSize < 1 || c.ImageSize < 1)
-            throw new UserError($"{source}: vision config sizes are not usable (hidden_size {c.HiddenSize}, heads {c.NumAttentionHeads}, patch {c.PatchSize}, image {c.ImageSize})");
+        LlavaConfig.Check(source, c.HiddenSize, 1, 1 << 16, "vision_config.hidden_size");
+        LlavaConfig.Check(source, c.IntermediateSize, 1, 1 << 18, "vision_config.intermediate_size");
+        LlavaConfig.Check(source, c.NumHiddenLayers, 1, 1024, "vision_config.num_hidden_layers");
+        LlavaConfig.Check(source, c.NumAttentionHeads, 1, c.HiddenSize, "vision_config.num_attention_heads");
+        LlavaConfig.Check(source, c.NumChannels, 1, 16, "vision_config.num_channels");
+        LlavaConfig.Check(source, c.ImageSize, 1, 16384, "vision_config.image_size");
+        LlavaConfig.Check(source, c.PatchSize, 1, c.ImageSize, "vision_config.patch_size");
+        if (c.HiddenSize % c.NumAttentionHeads != 0)
+            throw new UserError($"{source}: vision hidden_size {c.HiddenSize} is not divisible by num_attention_heads {c.NumAttentionHeads}");
+        if (!(c.LayerNormEps > 0) || double.IsInfinity(c.LayerNormEps)) throw new UserError($"{source}: vision_config.layer_norm_eps must be a positive number, got {c.LayerNormEps}");
         return c;
     }
     public int PatchesPerSide => ImageSize / PatchSize;
@@ -81,8 +89,9 @@ public sealed record TextConfig
     {
         var qwen = modelType is "qwen2" or "qwen2_vl" or "qwen2_5_vl";
         var heads = Json.Int(t, "num_attention_heads", source) ?? 32;
-        var ropeParams = t["rope_parameters"] ?? root["rope_parameters"];
-        var ropeScaling = t["rope_scaling"] ?? root["rope_scaling"];
+        // Only objects are read (a checkpoint's config is untrusted: any other kind is ignored here).
+        var ropeParams = (t["rope_parameters"] ?? root["rope_parameters"]) as JsonObject;
+        var ropeScaling = (t["rope_scaling"] ?? root["rope_scaling"]) as JsonObject;
         int[]? mrope = null;
         foreach (var node in new[] { ropeScaling, ropeParams })
             if (node?["mrope_section"] is JsonArray arr)
@@ -107,8 +116,17 @@ public sealed record TextConfig
             EosTokenId = Json.Int(t, "eos_token_id", source),
             MropeSection = mrope,
         };
-        if (c.HiddenSize < 1 || c.NumAttentionHeads < 1 || c.NumKeyValueHeads < 1 || c.NumHiddenLayers < 1 || c.VocabSize < 1 || c.IntermediateSize < 1)
-            throw new UserError($"{source}: text config sizes must be positive");
+        LlavaConfig.Check(source, c.VocabSize, 1, 10_000_000, "text_config.vocab_size");
+        LlavaConfig.Check(source, c.HiddenSize, 1, 1 << 17, "text_config.hidden_size");
+        LlavaConfig.Check(source, c.IntermediateSize, 1, 1 << 19, "text_config.intermediate_size");
+        LlavaConfig.Check(source, c.NumHiddenLayers, 1, 1024, "text_config.num_hidden_layers");
+        LlavaConfig.Check(source, c.NumAttentionHeads, 1, c.HiddenSize, "text_config.num_attention_heads");
+        LlavaConfig.Check(source, c.NumKeyValueHeads, 1, c.NumAttentionHeads, "text_config.num_key_value_heads");
+        if (c.HeadDimOverride is { } hd) LlavaConfig.Check(source, hd, 1, 1 << 12, "text_config.head_dim");
+        LlavaConfig.Check(source, c.MaxPositionEmbeddings, 1, 1 << 24, "text_config.max_position_embeddings");
+        foreach (var (value, key) in new[] { (c.RmsNormEps, "text_config.rms_norm_eps"), (c.RopeTheta, "text_config.rope_theta") })
+            if (!(value > 0) || double.IsInfinity(value)) throw new UserError($"{source}: {key} must be a positive number, got {value}");
+        if (c.BosTokenId is < 0 || c.EosTokenId is < 0) throw new UserError($"{source}: token ids must be ≥ 0");
         if (c.HiddenSize % c.NumAttentionHeads != 0 && c.HeadDimOverride == null)
             throw new UserError($"{source}: hidden_size {c.HiddenSize} is not divisible by num_attention_heads {c.NumAttentionHeads}");
         if (c.NumAttentionHeads % c.NumKeyValueHeads != 0)
@@ -142,19 +160,17 @@ public sealed record LlavaConfig
     {
         var path = Path.Combine(modelDir, "config.json");
         if (!File.Exists(path)) throw new UserError($"no config.json in {modelDir}");
-        JsonNode root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new UserError($"{path} is empty"); }
-        catch (JsonException e) { throw new UserError($"{path} is not valid JSON: {e.Message}"); }
-        return Parse(root, path);
+        return Parse(JsonFile.Read(path, "config.json"), path);
     }
 
     public static LlavaConfig Parse(JsonNode root, string source = "config.json")
     {
+        if (root is not JsonObject) throw new UserError($"{source} is not a JSON object");
         var modelType = Str(root, "model_type");
         if (modelType != null && modelType != "llava")
             throw new UserError($"{source}: unsupported model_type '{modelType}' (supported: llava, with vision towers {string.Join(", ", SupportedVisionTypes)} and decoders {string.Join(", ", SupportedTextTypes)})");
-        var v = root["vision_config"] ?? new JsonObject();
-        var t = root["text_config"] ?? new JsonObject();
+        var v = Section(source, root, "vision_config");
+        var t = Section(source, root, "text_config");
         var vType = Str(v, "model_type") ?? "clip_vision_model";
         if (!SupportedVisionTypes.Contains(vType))
             throw new UserError($"{source}: unsupported vision model_type '{vType}' (supported: {string.Join(", ", SupportedVisionTypes)})");
@@ -169,9 +185,11 @@ public sealed record LlavaConfig
 
         int[] layers = root["vision_feature_layer"] switch
         {
-            JsonArray arr => arr.Select(x => x!.GetValue<int>()).ToArray(),
-            JsonValue val => new[] { val.GetValue<int>() },
-            _ => new[] { -2 },
+            JsonArray arr when arr.Count is > 0 and <= 64 => arr.Select(x => x is JsonValue xv && xv.TryGetValue<int>(out var l) ? l
+                : throw new UserError($"{source}: vision_feature_layer holds {x?.ToJsonString() ?? "null"}, not a layer index")).ToArray(),
+            JsonValue val when val.TryGetValue<int>(out var l) => new[] { l },
+            null => new[] { -2 },
+            var other => throw new UserError($"{source}: vision_feature_layer must be a layer index or a list of them, got {other.ToJsonString()}"),
         };
         foreach (var l in layers)
             if (l < -(vision.NumHiddenLayers + 1) || l > vision.NumHiddenLayers)
@@ -179,11 +197,13 @@ public sealed record LlavaConfig
         var strategy = Str(root, "vision_feature_select_strategy") ?? "default";
         if (strategy is not ("default" or "full"))
             throw new UserError($"{source}: vision_feature_select_strategy '{strategy}' is not supported (default, full)");
+        var imageToken = Int(source, root, "image_token_index") ?? Int(source, root, "image_token_id") ?? 32000;
+        if (imageToken < 0) throw new UserError($"{source}: image_token_index must be ≥ 0, got {imageToken}");
         return new LlavaConfig
         {
             Vision = vision,
             Text = text,
-            ImageTokenIndex = Int(root, "image_token_index") ?? Int(root, "image_token_id") ?? 32000,
+            ImageTokenIndex = imageToken,
             VisionFeatureLayers = layers,
             VisionFeatureSelectStrategy = strategy,
             ProjectorHiddenAct = Str(root, "projector_hidden_act") ?? "gelu",
@@ -235,9 +255,22 @@ public sealed record LlavaConfig
         },
     };
 
+    static JsonNode Section(string source, JsonNode root, string key) => root[key] switch
+    {
+        null => new JsonObject(),
+        JsonObject o => o,
+        var other => throw new UserError($"{source}: {key} must be an object, got {Clip(other.ToJsonString())}"),
+    };
+
+    internal static void Check(string source, int value, int min, int max, string key)
+    {
+        if (value < min || value > max) throw new UserError($"{source}: {key} must be {min}..{max}, got {value}");
+    }
+
     static string? Str(JsonNode n, string k) => Json.Str(n, k, "config.json");
     static bool? Bool(JsonNode n, string k) => Json.Bool(n, k, "config.json");
-    static int? Int(JsonNode n, string k) => Json.Int(n, k, "config.json");
+    static int? Int(string source, JsonNode n, string k) => Json.Int(n, k, source);
+    static string Clip(string s) => s.Length <= 40 ? s : s[..40] + "…";
 }
 
 /// <summary>preprocessor_config.json: resize, centre crop and normalisation for the vision tower.</summary>
@@ -258,33 +291,61 @@ public sealed record PreprocessorConfig
         ? new() { ResizeHeight = v.ImageSize, ResizeWidth = v.ImageSize, Mean = new[] { .5f, .5f, .5f }, Std = new[] { .5f, .5f, .5f } }
         : new() { ResizeShortestEdge = v.ImageSize, DoCenterCrop = true, CropHeight = v.ImageSize, CropWidth = v.ImageSize };
 
+    /// <summary>Largest resize or crop edge a preprocessor config may ask for (a frame is never bigger).</summary>
+    public const int MaxEdge = 8192;
+
     public static PreprocessorConfig Load(string modelDir, VisionConfig vision)
     {
         var path = Path.Combine(modelDir, "preprocessor_config.json");
         if (!File.Exists(path)) return Default(vision);
-        JsonNode root;
-        try { root = JsonNode.Parse(File.ReadAllText(path))!; }
-        catch (JsonException e) { throw new UserError($"{path} is not valid JSON: {e.Message}"); }
+        if (JsonFile.Read(path, "preprocessor_config.json") is not JsonObject root) throw new UserError($"{path} is not a JSON object");
+        int Edge(JsonNode? node, string key, int fallback) => node switch
+        {
+            null => fallback,
+            JsonValue v when v.TryGetValue<int>(out var i) && i is >= 0 and <= MaxEdge => i,
+            JsonValue v when v.TryGetValue<double>(out var d) && d == Math.Floor(d) && d is >= 0 and <= MaxEdge => (int)d,
+            _ => throw new UserError($"{path}: {key} must be a size 0..{MaxEdge}, got {Clip(node.ToJsonString())}"),
+        };
         var d = Default(vision);
         int shortest = 0, h = 0, w = 0;
         switch (root["size"])
         {
             case JsonObject o:
-                shortest = (int?)o["shortest_edge"] ?? 0;
-                h = (int?)o["height"] ?? 0;
-                w = (int?)o["width"] ?? 0;
+                shortest = Edge(o["shortest_edge"], "size.shortest_edge", 0);
+                h = Edge(o["height"], "size.height", 0);
+                w = Edge(o["width"], "size.width", 0);
                 break;
-            case JsonValue val: shortest = val.GetValue<int>(); break;
+            case JsonValue val: shortest = Edge(val, "size", 0); break;
         }
         if (shortest == 0 && h == 0) { shortest = d.ResizeShortestEdge; h = d.ResizeHeight; w = d.ResizeWidth; }
+        if (shortest == 0 && (h == 0 || w == 0)) throw new UserError($"{path}: size needs shortest_edge, or both height and width");
         int ch = vision.ImageSize, cw = vision.ImageSize;
         switch (root["crop_size"])
         {
-            case JsonObject o: ch = (int?)o["height"] ?? ch; cw = (int?)o["width"] ?? cw; break;
-            case JsonValue val: ch = cw = val.GetValue<int>(); break;
+            case JsonObject o: ch = Edge(o["height"], "crop_size.height", ch); cw = Edge(o["width"], "crop_size.width", cw); break;
+            case JsonValue val: ch = cw = Edge(val, "crop_size", ch); break;
         }
-        var crop = (bool?)root["do_center_crop"] ?? (root["crop_size"] != null);
-        float[] Arr(string k, float[] def) => root[k] is JsonArray a ? a.Select(x => (float)x!.GetValue<double>()).ToArray() : def;
+        var crop = root["do_center_crop"] switch
+        {
+            null => root["crop_size"] != null,
+            JsonValue v when v.TryGetValue<bool>(out var b) => b,
+            var other => throw new UserError($"{path}: do_center_crop must be true or false, got {Clip(other.ToJsonString())}"),
+        };
+        if (crop && (ch < 1 || cw < 1)) throw new UserError($"{path}: crop_size must be at least 1×1");
+        float[] Arr(string k, float[] def, bool positive)
+        {
+            if (root[k] is null) return def;
+            if (root[k] is not JsonArray a || a.Count != vision.NumChannels)
+                throw new UserError($"{path}: {k} must be a list of {vision.NumChannels} numbers, one per channel");
+            return a.Select(x => x is JsonValue v && v.TryGetValue<double>(out var f) && double.IsFinite(f) && (!positive || f > 0) && Math.Abs(f) < 1e6 ? (float)f
+                : throw new UserError($"{path}: {k} holds {Clip(x?.ToJsonString() ?? "null")}, not a {(positive ? "positive " : "")}number")).ToArray();
+        }
+        var rescale = root["rescale_factor"] switch
+        {
+            null => 1f / 255f,
+            JsonValue v when v.TryGetValue<double>(out var f) && double.IsFinite(f) && Math.Abs(f) < 1e6 => (float)f,
+            var other => throw new UserError($"{path}: rescale_factor must be a number, got {Clip(other.ToJsonString())}"),
+        };
         return new PreprocessorConfig
         {
             ResizeShortestEdge = shortest,
@@ -293,11 +354,13 @@ public sealed record PreprocessorConfig
             DoCenterCrop = crop,
             CropHeight = ch,
             CropWidth = cw,
-            Mean = Arr("image_mean", d.Mean),
-            Std = Arr("image_std", d.Std),
-            RescaleFactor = root["rescale_factor"] is JsonValue rf ? (float)rf.GetValue<double>() : 1f / 255f,
+            Mean = Arr("image_mean", d.Mean, positive: false),
+            Std = Arr("image_std", d.Std, positive: true),
+            RescaleFactor = rescale,
         };
     }
+
+    static string Clip(string s) => s.Length <= 40 ? s : s[..40] + "…";
 
     public JsonObject ToJson() => new()
     {

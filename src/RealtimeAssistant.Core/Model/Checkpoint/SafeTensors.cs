@@ -50,23 +50,35 @@ public sealed class SafeTensorsReader
 
     void AddIndex(string indexPath)
     {
-        JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(indexPath)); }
-        catch (JsonException e) { throw new UserError($"{indexPath} is not valid JSON: {e.Message}"); }
-        var map = root?["weight_map"]?.AsObject() ?? throw new UserError($"{indexPath} has no weight_map");
+        var name = Path.GetFileName(indexPath);
+        if (JsonFile.Read(indexPath, "shard index") is not JsonObject { } obj || obj["weight_map"] is not JsonObject map) throw new UserError($"{indexPath} has no weight_map object");
         var dir = Path.GetDirectoryName(indexPath)!;
-        var files = map.Select(kv => kv.Value!.GetValue<string>()).Distinct().ToList();
+        var files = new List<string>();
+        foreach (var (tensor, value) in map)
+        {
+            // A shard is a file in the model folder: never a path that leads out of it.
+            if (value is not JsonValue v || !v.TryGetValue<string>(out var f) || f.Length == 0 || Path.GetFileName(f) != f || f is "." or "..")
+                throw new UserError($"{name} maps {tensor} to {value?.ToJsonString() ?? "null"}, not a shard file name in the model folder");
+            if (!files.Contains(f)) files.Add(f);
+        }
         foreach (var f in files)
         {
             var full = Path.Combine(dir, f);
-            if (!File.Exists(full)) throw new UserError($"shard {f} listed in {Path.GetFileName(indexPath)} is missing");
+            if (!File.Exists(full)) throw new UserError($"shard {f} listed in {name} is missing");
             AddFile(full);
         }
-        foreach (var (name, _) in map)
-            if (!_tensors.ContainsKey(name))
-                throw new UserError($"{Path.GetFileName(indexPath)} maps {name} to a shard that does not contain it");
+        foreach (var (tensor, _) in map)
+            if (!_tensors.ContainsKey(tensor))
+                throw new UserError($"{name} maps {tensor} to a shard that does not contain it");
     }
 
+    /// <summary>The largest header (or index) we read: the format's reference reader refuses more than 100 MB.</summary>
+    const long MaxHeaderBytes = 100_000_000;
+
+    /// <summary>
+    /// Reads one file's header. Every number in it is checked against the file before anything is
+    /// allocated or read: a header never makes us allocate more than the file holds.
+    /// </summary>
     void AddFile(string file)
     {
         using var fs = File.OpenRead(file);
@@ -77,28 +89,50 @@ public sealed class SafeTensorsReader
         var headerLen = BinaryPrimitives.ReadInt64LittleEndian(lenBytes);
         if (headerLen <= 0 || headerLen > length - 8)
             throw new UserError($"{file} is corrupt: header length {headerLen} runs past the end of the file ({length} bytes)");
-        if (headerLen > 100_000_000) throw new UserError($"{file} is corrupt: header length {headerLen} is implausibly large");
+        if (headerLen > MaxHeaderBytes) throw new UserError($"{file} is corrupt: header length {headerLen} is implausibly large");
         var header = new byte[headerLen];
         fs.ReadExactly(header);
+        UserError Corrupt(string what) => new($"{file} is corrupt: {what}");
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw Corrupt("its header is not valid UTF-8 text");
         JsonNode? root;
-        try { root = JsonNode.Parse(header); }
-        catch (JsonException e) { throw new UserError($"{file} is corrupt: its header is not JSON ({e.Message})"); }
+        try { root = JsonNode.Parse(header, documentOptions: new JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false }); }
+        catch (JsonException e) { throw Corrupt($"its header is not JSON ({e.Message})"); }
+        if (root is not JsonObject entries) throw Corrupt("its header is not a JSON object");
         var dataStart = 8 + headerLen;
+        var dataLength = length - dataStart;
         _dataStart[file] = dataStart;
-        foreach (var (name, node) in root!.AsObject())
+        foreach (var (name, node) in entries)
         {
             if (name == "__metadata__") continue;
-            var dtype = node!["dtype"]!.GetValue<string>();
-            var shape = node["shape"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray();
-            var offs = node["data_offsets"]!.AsArray().Select(x => x!.GetValue<long>()).ToArray();
-            var info = new SafeTensorInfo(name, dtype, shape, offs[0], offs[1], file);
-            var expected = shape.Aggregate(1L, (a, b) => a * b) * DTypeSize(dtype, file, name);
-            if (offs[1] < offs[0] || info.ByteLength != expected)
-                throw new UserError($"{file} is corrupt: tensor {name} has {info.ByteLength} bytes, its shape [{string.Join(", ", shape)}] needs {expected}");
-            if (dataStart + offs[1] > length)
+            if (node is not JsonObject entry) throw Corrupt($"tensor {name} has no dtype, shape and data_offsets");
+            var dtype = entry["dtype"] is JsonValue dv && dv.TryGetValue<string>(out var ds) ? ds : throw Corrupt($"tensor {name} has no dtype");
+            var size = DTypeSize(dtype, file, name);
+            var shape = Longs(entry["shape"], -1) ?? throw Corrupt($"tensor {name}'s shape is not a list of sizes ≥ 0");
+            var offs = Longs(entry["data_offsets"], 2) ?? throw Corrupt($"tensor {name}'s data_offsets are not two byte offsets ≥ 0");
+            // Its byte count from the shape, refusing any product past the file's data.
+            long expected = size;
+            foreach (var d in shape)
+                if (d != 0 && expected > dataLength / d) { expected = -1; break; }
+                else expected *= d;
+            if (expected < 0 || expected > dataLength)
+                throw Corrupt($"tensor {name}'s shape [{string.Join(", ", shape)}] needs more bytes than the file's {dataLength} bytes of data");
+            if (offs[1] < offs[0] || offs[1] - offs[0] != expected)
+                throw Corrupt($"tensor {name} has {offs[1] - offs[0]} bytes, its shape [{string.Join(", ", shape)}] needs {expected}");
+            if (offs[1] > dataLength)
                 throw new UserError($"{file} is truncated: tensor {name} ends at byte {dataStart + offs[1]} but the file has {length}");
-            _tensors[name] = info;
+            _tensors[name] = new SafeTensorInfo(name, dtype, shape, offs[0], offs[1], file);
         }
+    }
+
+    /// <summary>A JSON list of whole numbers ≥ 0 (of <paramref name="count"/> items unless it is -1), else null.</summary>
+    static long[]? Longs(JsonNode? node, int count)
+    {
+        if (node is not JsonArray a || (count >= 0 && a.Count != count) || a.Count > 64) return null;
+        var result = new long[a.Count];
+        for (int i = 0; i < a.Count; i++)
+            if (a[i] is JsonValue v && v.TryGetValue<long>(out var x) && x >= 0) result[i] = x;
+            else return null;
+        return result;
     }
 
     internal static long DTypeSize(string dtype, string file = "", string name = "") => dtype switch

@@ -60,10 +60,15 @@ public sealed class TextTokenizer
     {
         var path = Directory.Exists(modelDir) ? Path.Combine(modelDir, "tokenizer.json") : modelDir;
         if (!File.Exists(path)) throw new UserError($"no tokenizer.json in {modelDir}");
-        JsonNode root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)) ?? throw new UserError($"{path} is empty"); }
-        catch (JsonException e) { throw new UserError($"{path} is not valid JSON: {e.Message}"); }
-        return FromJson(root, path);
+        var root = JsonFile.Read(path, "tokenizer.json");
+        // FromJson reads the document's shape unchecked: a key of the wrong kind, a duplicate token
+        // or a broken pattern surfaces as one of these. From a file they are the file's fault.
+        try { return FromJson(root, path); }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or InvalidCastException
+                                  or NullReferenceException or KeyNotFoundException or IndexOutOfRangeException or OverflowException)
+        {
+            throw new UserError($"{path} is not a tokenizer.json this loader can read: {e.Message}", e);
+        }
     }
 
     public static TextTokenizer FromJson(JsonNode root, string source = "tokenizer.json")
@@ -207,11 +212,14 @@ public sealed class TextTokenizer
     public string IdToToken(int id) => _idToToken.TryGetValue(id, out var t) ? t : throw new UserError($"token id {id} is outside the vocabulary");
     public string? IdToTokenOrNull(int id) => _idToToken.TryGetValue(id, out var t) ? t : null;
 
-    /// <summary>Appends the UTF-8 bytes a token contributes to decoded text.</summary>
+    /// <summary>
+    /// Appends the UTF-8 bytes a token contributes to decoded text. An id with no token adds
+    /// nothing, as HF's decoders: an embedding table may be padded past the vocabulary (Qwen2's
+    /// 151936 rows for 151665 tokens), and a model can sample those rows.
+    /// </summary>
     public void AppendBytes(int id, List<byte> sink, bool atStart)
     {
-        if (_special.Contains(id)) return;
-        var tok = IdToToken(id);
+        if (_special.Contains(id) || IdToTokenOrNull(id) is not { } tok) return;
         switch (ModelKind)
         {
             case Kind.ByteLevelBpe:

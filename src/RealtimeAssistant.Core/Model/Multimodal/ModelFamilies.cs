@@ -16,6 +16,8 @@ public static class ModelFamilies
     static readonly Dictionary<string, Func<FamilyLoadContext, IVisionLanguageModel>> Loaders = new(StringComparer.Ordinal)
     {
         ["llava"] = LlavaFamily.Load,
+        ["qwen2_vl"] = Families.Qwen2Vl.Qwen2VlFamily.Load,
+        ["qwen2_5_vl"] = Families.Qwen2Vl.Qwen2VlFamily.Load,
     };
 
     public static IReadOnlyCollection<string> Supported => Loaders.Keys;
@@ -47,7 +49,6 @@ public static class ModelFamilies
     {
         var path = Path.Combine(dir, "config.json");
         if (!File.Exists(path)) throw new UserError($"no config.json in {dir}");
-        try { return JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new UserError($"{path} is not a JSON object"); }
-        catch (JsonException e) { throw new UserError($"{path} is not valid JSON: {e.Message}"); }
+        return JsonFile.Read(path, "config.json") as JsonObject ?? throw new UserError($"{path} is not a JSON object");
     }
 }

@@ -1,0 +1,271 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace RealtimeAssistant.Model.Families.Qwen2Vl;
+
+/// <summary>
+/// The Qwen2-VL / Qwen2.5-VL vision transformer with HF's module names (visual.patch_embed.proj,
+/// visual.blocks.N.{norm1, attn.qkv, attn.proj, norm2, mlp…}, visual.merger.{ln_q, mlp.0, mlp.2}).
+/// Patch rows in, merged tokens out: the 3D patch embedding, blocks with 2D rotary embeddings
+/// (each patch rotated by its row and column), attention within each image's temporal slice
+/// (Qwen2.5-VL: within windows, except in fullatt_block_indexes), and the 2×2 patch merger.
+/// </summary>
+public sealed class Qwen2VisionTransformer : nn.Module
+{
+    public readonly PatchEmbed patch_embed;
+    public readonly ModuleList<VisionBlock> blocks = new();
+    public readonly PatchMerger merger;
+    readonly Qwen2VlVisionConfig _c;
+    Tensor? _invFreq;
+
+    public Qwen2VisionTransformer(Qwen2VlVisionConfig c, TensorSpec spec) : base(nameof(Qwen2VisionTransformer))
+    {
+        _c = c;
+        patch_embed = new PatchEmbed(c, spec);
+        for (int i = 0; i < c.Depth; i++) blocks.Add(new VisionBlock(c, spec));
+        merger = new PatchMerger(c, spec);
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// HF's rot_pos_emb: each patch's (row, column) in 2×2-merge-block order, repeated per temporal
+    /// slice. The angles use head_dim/4 frequencies for the row and as many for the column.
+    /// </summary>
+    static (long[] Rows, long[] Cols) PatchCoordinates(IReadOnlyList<GridThw> grids, int merge)
+    {
+        var rows = new List<long>();
+        var cols = new List<long>();
+        foreach (var g in grids)
+            for (int t = 0; t < g.T; t++)
+                for (int bh = 0; bh < g.H / merge; bh++)
+                    for (int bw = 0; bw < g.W / merge; bw++)
+                        for (int i = 0; i < merge; i++)
+                            for (int j = 0; j < merge; j++) { rows.Add(bh * merge + i); cols.Add(bw * merge + j); }
+        return (rows.ToArray(), cols.ToArray());
+    }
+
+    /// <summary>
+    /// Qwen2.5-VL's get_window_index: merged tokens regrouped window by window (windows of
+    /// window_size / patch / merge merged tokens a side; the grid is padded to whole windows, even
+    /// when already a multiple, and the padding dropped, so empty windows vanish). Returns the new
+    /// order of the merged tokens and each window's length in merged tokens.
+    /// </summary>
+    public static (long[] Order, int[] WindowLengths) WindowIndex(IReadOnlyList<GridThw> grids, int merge, int windowMerged)
+    {
+        var order = new List<long>();
+        var lengths = new List<int>();
+        long offset = 0;
+        foreach (var g in grids)
+        {
+            int lh = g.H / merge, lw = g.W / merge;
+            int padH = windowMerged - lh % windowMerged, padW = windowMerged - lw % windowMerged;
+            int nh = (lh + padH) / windowMerged, nw = (lw + padW) / windowMerged;
+            for (int t = 0; t < g.T; t++)
+                for (int wy = 0; wy < nh; wy++)
+                    for (int wx = 0; wx < nw; wx++)
+                    {
+                        int n = 0;
+                        for (int y = wy * windowMerged; y < (wy + 1) * windowMerged && y < lh; y++)
+                            for (int x = wx * windowMerged; x < (wx + 1) * windowMerged && x < lw; x++) { order.Add(offset + (t * lh + y) * lw + x); n++; }
+                        if (n > 0) lengths.Add(n);
+                    }
+            offset += (long)g.T * lh * lw;
+        }
+        return (order.ToArray(), lengths.ToArray());
+    }
+
+    /// <summary>patch rows [S, C·T·P·P] of the images in <paramref name="grids"/>, in order → merged tokens [S/4, out].</summary>
+    public Tensor Forward(Tensor rows, IReadOnlyList<GridThw> grids)
+    {
+        using var scope = torch.NewDisposeScope();
+        int merge = _c.SpatialMergeSize, unit = _c.MergeUnit;
+        long s = rows.shape[0];
+        if (s != grids.Sum(g => (long)g.Patches)) throw new ArgumentException($"{s} patch rows for grids holding {grids.Sum(g => g.Patches)}");
+        var device = rows.device;
+        var h = patch_embed.forward(rows);
+        // Rotary angles per patch: [S, head_dim/2] = (row angles, column angles), in float32 as HF.
+        _invFreq ??= InverseFrequencies(device);
+        var (pr, pc) = PatchCoordinates(grids, merge);
+        var angles = torch.cat(new[]
+        {
+            torch.tensor(pr, device: device).to_type(ScalarType.Float32).unsqueeze(1) * _invFreq,
+            torch.tensor(pc, device: device).to_type(ScalarType.Float32).unsqueeze(1) * _invFreq,
+        }, 1);
+        // Full attention: each temporal slice of each image attends itself (HF's cu_seqlens).
+        var slices = grids.SelectMany(g => Enumerable.Repeat(g.H * g.W, g.T)).ToArray();
+        int[] fullSegments = slices, windowSegments = slices;
+        Tensor? order = null;
+        if (_c.IsQwen25)
+        {
+            var (o, lengths) = WindowIndex(grids, merge, _c.WindowSize / _c.PatchSize / merge);
+            order = torch.tensor(o, device: device);
+            // Window order keeps each slice contiguous, so the slices still bound full attention.
+            windowSegments = lengths.Select(n => n * unit).ToArray();
+            h = h.view(s / unit, unit, -1).index_select(0, order).view(s, -1);
+            angles = angles.view(s / unit, unit, -1).index_select(0, order).view(s, -1);
+        }
+        var emb = torch.cat(new[] { angles, angles }, -1);
+        var (cos, sin) = (emb.cos(), emb.sin());
+        using var fullMask = SegmentMask(fullSegments, device);
+        using var windowMask = ReferenceEquals(windowSegments, fullSegments) ? null : SegmentMask(windowSegments, device);
+        for (int i = 0; i < blocks.Count; i++)
+        {
+            var mask = windowMask is null || _c.FullAttentionBlocks.Contains(i) ? fullMask : windowMask;
+            h = blocks[i].Forward(h, cos, sin, mask);
+        }
+        var merged = merger.forward(h);
+        if (order is not null) merged = merged.index_select(0, order.argsort()); // back to raster order
+        return merged.MoveToOuterDisposeScope();
+    }
+
+    Tensor InverseFrequencies(Device device)
+    {
+        // HF's VisionRotaryEmbedding(head_dim / 2): 1 / 10000^(2i / (head_dim/2)), computed in float32.
+        int dim = _c.HeadDim / 2;
+        var exps = torch.arange(0, dim, 2, ScalarType.Float32) / dim;
+        return (1.0f / torch.pow(torch.tensor(10000f), exps)).to(device).DetachFromDisposeScope();
+    }
+
+    /// <summary>[S, S] true within each segment (consecutive runs of the given lengths); null when one segment covers all.</summary>
+    static Tensor? SegmentMask(int[] lengths, Device device)
+    {
+        if (lengths.Length <= 1) return null;
+        var ids = torch.repeat_interleave(torch.arange(lengths.Length, device: device), torch.tensor(lengths.Select(l => (long)l).ToArray(), device: device));
+        return (ids.unsqueeze(1) == ids.unsqueeze(0)).DetachFromDisposeScope();
+    }
+
+    protected override nn.Module _to(Device device, ScalarType dtype, bool nonBlocking)
+    {
+        _invFreq?.Dispose(); _invFreq = null;
+        return base._to(device, dtype, nonBlocking);
+    }
+}
+
+/// <summary>A Conv3d with stride = kernel over one patch row is a matrix product with the flattened kernel.</summary>
+public sealed class PatchEmbed : nn.Module<Tensor, Tensor>
+{
+    public readonly Conv3dWeight proj;
+    public PatchEmbed(Qwen2VlVisionConfig c, TensorSpec spec) : base(nameof(PatchEmbed))
+    {
+        proj = new Conv3dWeight(spec.Param(c.EmbedDim, c.InChannels, c.TemporalPatchSize, c.PatchSize, c.PatchSize));
+        RegisterComponents();
+    }
+    public override Tensor forward(Tensor rows) => F.linear(rows.to_type(proj.weight.dtype), proj.weight.view(proj.weight.shape[0], -1));
+}
+
+/// <summary>Holds the patch embedding's kernel under HF's name (proj.weight; the conv has no bias).</summary>
+public sealed class Conv3dWeight : nn.Module
+{
+    public readonly Parameter weight;
+    public Conv3dWeight(Parameter weight) : base(nameof(Conv3dWeight)) { this.weight = weight; RegisterComponents(); }
+}
+
+public sealed class VisionBlock : nn.Module
+{
+    public readonly nn.Module<Tensor, Tensor> norm1, norm2;
+    public readonly VisionSelfAttention attn;
+    public readonly nn.Module<Tensor, Tensor> mlp;
+
+    public VisionBlock(Qwen2VlVisionConfig c, TensorSpec spec) : base(nameof(VisionBlock))
+    {
+        // Qwen2-VL: LayerNorm, eps 1e-6 hard-coded; Qwen2.5-VL: RMSNorm, eps 1e-6.
+        norm1 = c.IsQwen25 ? new RmsNorm(c.EmbedDim, 1e-6, spec) : new LayerNorm(c.EmbedDim, 1e-6, spec);
+        norm2 = c.IsQwen25 ? new RmsNorm(c.EmbedDim, 1e-6, spec) : new LayerNorm(c.EmbedDim, 1e-6, spec);
+        attn = new VisionSelfAttention(c, spec);
+        mlp = c.IsQwen25 ? new GatedVisionMlp(c, spec) : new VisionMlp(c, spec);
+        RegisterComponents();
+    }
+
+    public Tensor Forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask)
+    {
+        h = h + attn.Forward(norm1.forward(h), cos, sin, mask);
+        return h + mlp.forward(norm2.forward(h));
+    }
+}
+
+public sealed class VisionSelfAttention : nn.Module
+{
+    public readonly Linear qkv, proj;
+    readonly int _heads, _headDim;
+
+    public VisionSelfAttention(Qwen2VlVisionConfig c, TensorSpec spec) : base(nameof(VisionSelfAttention))
+    {
+        qkv = new Linear(c.EmbedDim, 3 * c.EmbedDim, true, spec);
+        proj = new Linear(c.EmbedDim, c.EmbedDim, true, spec);
+        (_heads, _headDim) = (c.NumHeads, c.HeadDim);
+        RegisterComponents();
+    }
+
+    /// <summary>x [S, D]; cos/sin [S, head_dim]; mask [S, S] (true = may attend) or null for one segment.</summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask)
+    {
+        long s = x.shape[0];
+        var parts = qkv.forward(x).view(s, 3, _heads, _headDim).permute(1, 2, 0, 3); // [3, H, S, hd]
+        // HF rotates q and k in float32 and casts back.
+        Tensor Rotate(Tensor t) => Rope.Apply(t.to_type(ScalarType.Float32), cos, RotateSin(sin)).to_type(x.dtype);
+        var q = Rotate(parts[0]).unsqueeze(0);
+        var k = Rotate(parts[1]).unsqueeze(0);
+        var v = parts[2].unsqueeze(0);
+        var o = mask is null ? F.scaled_dot_product_attention(q, k, v) : F.scaled_dot_product_attention(q, k, v, mask);
+        return proj.forward(o[0].transpose(0, 1).reshape(s, -1));
+    }
+
+    /// <summary>Rope.Apply takes rotate_half's sign in the sin table (−sin on the first half).</summary>
+    static Tensor RotateSin(Tensor sin)
+    {
+        long half = sin.shape[^1] / 2;
+        return torch.cat(new[] { -sin.narrow(-1, 0, half), sin.narrow(-1, half, half) }, -1);
+    }
+}
+
+/// <summary>Qwen2-VL's block MLP: fc1 → act (quick_gelu by default) → fc2, with biases.</summary>
+public sealed class VisionMlp : nn.Module<Tensor, Tensor>
+{
+    public readonly Linear fc1, fc2;
+    readonly Func<Tensor, Tensor> _act;
+    public VisionMlp(Qwen2VlVisionConfig c, TensorSpec spec) : base(nameof(VisionMlp))
+    {
+        fc1 = new Linear(c.EmbedDim, c.MlpDim, true, spec);
+        fc2 = new Linear(c.MlpDim, c.EmbedDim, true, spec);
+        _act = Activations.Get(c.HiddenAct);
+        RegisterComponents();
+    }
+    public override Tensor forward(Tensor x) => fc2.forward(_act(fc1.forward(x)));
+}
+
+/// <summary>Qwen2.5-VL's block MLP: down(act(gate(x)) · up(x)), every projection with a bias.</summary>
+public sealed class GatedVisionMlp : nn.Module<Tensor, Tensor>
+{
+    public readonly Linear gate_proj, up_proj, down_proj;
+    readonly Func<Tensor, Tensor> _act;
+    public GatedVisionMlp(Qwen2VlVisionConfig c, TensorSpec spec) : base(nameof(GatedVisionMlp))
+    {
+        gate_proj = new Linear(c.EmbedDim, c.MlpDim, true, spec);
+        up_proj = new Linear(c.EmbedDim, c.MlpDim, true, spec);
+        down_proj = new Linear(c.MlpDim, c.EmbedDim, true, spec);
+        _act = Activations.Get(c.HiddenAct);
+        RegisterComponents();
+    }
+    public override Tensor forward(Tensor x) => down_proj.forward(_act(gate_proj.forward(x)) * up_proj.forward(x));
+}
+
+/// <summary>
+/// The 2×2 patch merger: ln_q per patch, the four patches of a merged token concatenated (they
+/// are consecutive rows), then Linear → GELU (the exact, erf form) → Linear to the decoder's width.
+/// </summary>
+public sealed class PatchMerger : nn.Module<Tensor, Tensor>
+{
+    public readonly nn.Module<Tensor, Tensor> ln_q;
+    public readonly Sequential mlp;
+    readonly long _width;
+    public PatchMerger(Qwen2VlVisionConfig c, TensorSpec spec) : base(nameof(PatchMerger))
+    {
+        _width = (long)c.EmbedDim * c.MergeUnit;
+        ln_q = c.IsQwen25 ? new RmsNorm(c.EmbedDim, 1e-6, spec) : new LayerNorm(c.EmbedDim, 1e-6, spec);
+        mlp = nn.Sequential(new Linear(_width, _width, true, spec), nn.GELU(), new Linear(_width, c.OutDim, true, spec));
+        RegisterComponents();
+    }
+    public override Tensor forward(Tensor x) => mlp.forward(ln_q.forward(x).view(-1, _width));
+}

@@ -1,0 +1,205 @@
+using System.CommandLine;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Tests.App;
+using RealtimeAssistant.Tests.Capture;
+using RaCli = RealtimeAssistant.Cli.Cli;
+
+namespace RealtimeAssistant.Tests.Cli;
+
+/// <summary>
+/// The README's promise, run against the built CLI: a user's mistake is one line on stderr (plus
+/// where the help is, for a parse error) and exit code 2 — never a stack trace, never the help dump.
+/// </summary>
+public class ExitContractTests(ITestOutputHelper log)
+{
+    static string DemoModel => RaCli.FindRepoPath(RealtimeAssistant.Cli.App.AppModel.DemoModelPath) ?? throw new InvalidOperationException("media/demo-model is missing");
+
+    /// <summary>Files the bad invocations point at, made once per test run.</summary>
+    static readonly Lazy<Fixture> Files = new(() => new Fixture());
+
+    sealed class Fixture
+    {
+        public readonly string Dir = TestMedia.TempDir("exit2");
+        public readonly string Clip, Image, NotAVideo, Out, TinyModel, NonUtf8Model;
+
+        public Fixture()
+        {
+            Clip = TestMedia.WriteClip(Dir, frames: 5);
+            Image = Path.Combine(Dir, "frame.png");
+            using (var m = TestMedia.Pattern(3)) OpenCvSharp.Cv2.ImWrite(Image, m);
+            NotAVideo = Path.Combine(Dir, "notes.mp4");
+            File.WriteAllText(NotAVideo, "these are notes, not a video\n");
+            Out = Path.Combine(Dir, "out");
+            TinyModel = AppTestSupport.TinyModel;
+            // One byte of the safetensors header (inside its first tensor name) made 0xFF: not UTF-8.
+            NonUtf8Model = Path.Combine(Dir, "non-utf8-model");
+            Directory.CreateDirectory(NonUtf8Model);
+            foreach (var f in Directory.GetFiles(TinyModel)) File.Copy(f, Path.Combine(NonUtf8Model, Path.GetFileName(f)));
+            var weights = Path.Combine(NonUtf8Model, "model.safetensors");
+            var bytes = File.ReadAllBytes(weights);
+            Assert.Equal((byte)'"', bytes[9]);
+            bytes[10] = 0xFF;
+            File.WriteAllBytes(weights, bytes);
+        }
+    }
+
+    /// <summary>(what is wrong, the arguments): each must exit 2 with one or two lines and no trace.</summary>
+    public static TheoryData<string> BadInvocations => new(Invocations.Keys);
+
+    static readonly Dictionary<string, Func<Fixture, string[]>> Invocations = new()
+    {
+        ["parse: --every is not a number"] = f => ["annotate", f.Clip, "-o", f.Out, "--every", "abc"],
+        ["parse: an unknown option"] = f => ["caption", "--bogus", "-m", f.TinyModel, "-i", f.Image],
+        ["parse: a required option missing"] = f => ["annotate", f.Clip],
+        ["parse: an unknown enum value"] = f => ["train", "--question-mix", "Sideways"],
+        ["parse: an unknown command"] = f => ["captoin"],
+        ["parse: an extra argument"] = f => ["demo", "extra"],
+        ["--threads 0 (train)"] = f => ["train", "--threads", "0", "-o", f.Out],
+        ["--threads -2 (live)"] = f => ["live", "synthetic", "--threads", "-2"],
+        ["--threads 0 (bench app)"] = f => ["bench", "app", "--threads", "0"],
+        ["--display-fps 0 (profile)"] = f => ["profile", f.Clip, "--display-fps", "0"],
+        ["--display-fps 0 (bench app)"] = f => ["bench", "app", "--display-fps", "0"],
+        ["--display-fps 0 (live)"] = f => ["live", "synthetic", "--display-fps", "0"],
+        ["--give-up-after 0 (live)"] = f => ["live", "synthetic", "--give-up-after", "0", "--headless"],
+        ["safetensors header not UTF-8"] = f => ["caption", "-m", f.NonUtf8Model, "-i", f.Image],
+        ["--dtype f64 (bench streaming)"] = f => ["bench", "streaming", "--model", f.TinyModel, "--dtype", "f64"],
+        ["--device tpu (bench streaming)"] = f => ["bench", "streaming", "--model", f.TinyModel, "--device", "tpu"],
+        ["--dtype f64 (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--dtype", "f64"],
+        ["--dtype f64 (bench pruning)"] = f => ["bench", "pruning", "--dtype", "f64"],
+        ["a model folder that is not there"] = f => ["eval", "--model", "/nonexistent/model"],
+        ["a video that is not there"] = f => ["annotate", "/nonexistent/clip.mp4", "-o", f.Out],
+        ["a video that is not a video"] = f => ["profile", f.NotAVideo],
+        ["an image that is not an image"] = f => ["caption", "-m", f.TinyModel, "-i", f.NotAVideo],
+    };
+
+    [Theory]
+    [MemberData(nameof(BadInvocations))]
+    public void BadInvocation_ExitsTwo_WithOneOrTwoLines_AndNoStackTrace(string what)
+    {
+        var args = Invocations[what](Files.Value);
+        var r = CliProcess.Run(args, TimeSpan.FromSeconds(90));
+        log.WriteLine($"ra {string.Join(' ', args)}\n{r}");
+        Assert.False(r.TimedOut, "the command hung");
+        Assert.Equal(2, r.Code);
+        Assert.InRange(r.Lines.Length, 1, 2);
+        Assert.StartsWith("error: ", r.Lines[0]);
+        Assert.DoesNotContain("   at ", r.Stdout + r.Stderr);
+        Assert.DoesNotContain("Usage:", r.Stdout + r.Stderr); // not the help dump
+    }
+
+    [Fact]
+    public void ParseError_NamesTheOptionAndWhatWasWrong_ThenWhereTheHelpIs()
+    {
+        var r = CliProcess.Run(["annotate", Files.Value.Clip, "-o", Files.Value.Out, "--every", "abc"]);
+        Assert.Equal(2, r.Code);
+        Assert.Equal(["error: Cannot parse argument 'abc' for option '--every' as a whole number", "see 'ra annotate --help'"], r.Lines);
+        r = CliProcess.Run(["bench", "app", "--display-fps", "0"]);
+        Assert.Equal(["error: --display-fps must be in (0, 1000], got 0", "see 'ra bench app --help'"], r.Lines);
+    }
+
+    [Fact]
+    public void Help_StillExitsZero()
+    {
+        var r = CliProcess.Run(["caption", "--help"]);
+        Assert.Equal(0, r.Code);
+        Assert.Contains("--image", r.Stdout);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-3)]
+    public void Threads_BelowOne_AreRefused_BeforeTheyReachLibtorch(int n)
+    {
+        var before = TorchSharp.torch.get_num_threads();
+        var e = Assert.Throws<UserError>(() => Engine.SetThreads(n));
+        Assert.Contains("--threads", e.Message);
+        Assert.Equal(before, TorchSharp.torch.get_num_threads());
+        e = Assert.Throws<UserError>(() => Engine.Load(AppTestSupport.TinyModel, new EngineOptions { Threads = n }));
+        Assert.Contains("--threads", e.Message);
+    }
+
+    /// <summary>Every command of the built CLI, found from its help, and the options its help lists.</summary>
+    static IEnumerable<(string Path, string Help)> Commands(string[] path)
+    {
+        var help = CliProcess.Run([.. path, "--help"]).Stdout;
+        yield return (string.Join(' ', path.Prepend("ra")), help);
+        var section = help.Split("Commands:", 2) is { Length: 2 } parts ? parts[1] : "";
+        foreach (var line in section.Split('\n'))
+            if (System.Text.RegularExpressions.Regex.Match(line, @"^  ([a-z][a-z-]*)\b") is { Success: true } m)
+                foreach (var sub in Commands([.. path, m.Groups[1].Value])) yield return sub;
+    }
+
+    [Fact]
+    public void EveryCommandThatLoadsAModel_TakesDeviceAndDType()
+    {
+        var commands = Commands([]).ToList();
+        var withModel = commands.Where(c => c.Help.Contains("--model")).ToList();
+        log.WriteLine(string.Join("\n", withModel.Select(c => c.Path)));
+        foreach (var (path, help) in withModel)
+        {
+            Assert.True(help.Contains("--device"), $"{path} loads a model but has no --device");
+            Assert.True(help.Contains("--dtype"), $"{path} loads a model but has no --dtype");
+        }
+        foreach (var expected in new[] { "ra caption", "ra analyze", "ra bench streaming", "ra bench pruning", "ra eval", "ra demo", "ra live", "ra annotate", "ra profile", "ra stream", "ra bench app" })
+            Assert.Contains(expected, withModel.Select(c => c.Path));
+    }
+
+    [Fact]
+    public void Analyze_WritesToAFreshRunsFolder_NotToTrackedDocs()
+    {
+        var analyze = RealtimeAssistant.Cli.Commands.AnalyzeCommand.Create();
+        var outOption = analyze.Options.Single(o => o.Name == "--out");
+        Assert.False(outOption.HasDefaultValue, "analyze --out must not default to a tracked folder");
+        var dir = RealtimeAssistant.Cli.Commands.AnalyzeCommand.DefaultOut();
+        Assert.Matches(@"^runs[/\\]analyze-\d{8}-\d{6}$", dir);
+    }
+
+    [Fact]
+    public async Task Live_ACameraLostForGood_SaysWhatAndHowLong_AndExitsThree()
+    {
+        var ffmpeg = TestMedia.Ffmpeg;
+        if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to feed the FIFO camera");
+        var fifo = Path.Combine(TestMedia.TempDir("lost"), "camera.avi");
+        Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
+        // The camera is up before live starts (ffmpeg waits for its reader), sends 2 s, and is gone for good.
+        var camera = Task.Run(() => TestMedia.Run(ffmpeg!,
+            ["-hide_banner", "-loglevel", "error", "-y", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", "2", "-f", "avi", fifo],
+            TimeSpan.FromSeconds(120)));
+        var live = Task.Run(() => CliProcess.Run(["live", fifo, "--headless", "--give-up-after", "5", "--model", DemoModel, "--threads", "1"],
+            TimeSpan.FromSeconds(120)));
+        var (code, errors) = await camera;
+        log.WriteLine($"ffmpeg: exit {code} {errors}");
+        Assert.True(code == 0, $"the camera's writer failed (another reader took its stream?): {errors}");
+        var r = await live;
+        log.WriteLine(r.ToString());
+        Assert.False(r.TimedOut);
+        Assert.Equal(RaCli.SourceLostCode, r.Code);
+        Assert.Matches(@"live: .*camera\.avi.* lost: no frame for 5 s, \d+ reconnect attempts; gave up", r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stdout + r.Stderr);
+        Assert.DoesNotContain(" at RealtimeAssistant", r.Stdout + r.Stderr);
+    }
+
+    [Fact]
+    public void Demo_InAWindow_ExitsTwo_WhenItsVideoFails()
+    {
+        using var xvfb = RealtimeAssistant.Tests.Rendering.Xvfb.TryStart(out var why);
+        if (xvfb is null)
+        {
+            Assert.False(RealtimeAssistant.Tests.Rendering.Xvfb.IsInstalled, $"Xvfb is installed but did not start: {why}");
+            Assert.Skip($"no X server for the demo's window: {why}");
+        }
+        // An image folder whose second image is not one: the window runs, then capture fails.
+        var folder = TestMedia.TempDir("demo-bad");
+        using (var m = TestMedia.Pattern(1, 320, 240)) OpenCvSharp.Cv2.ImWrite(Path.Combine(folder, "a.png"), m);
+        File.WriteAllText(Path.Combine(folder, "b.png"), "not a png");
+        var r = CliProcess.Run(["demo", "--video", folder, "--model", DemoModel], TimeSpan.FromSeconds(90),
+            new Dictionary<string, string?> { ["DISPLAY"] = xvfb.Display });
+        log.WriteLine(r.ToString());
+        Assert.False(r.TimedOut);
+        Assert.Contains("in a window", r.Stderr); // the window path, not the headless one
+        Assert.Equal(2, r.Code);
+        Assert.Contains("error: ", r.Stderr);
+        Assert.Contains("b.png", r.Stderr);
+        Assert.DoesNotContain("   at ", r.Stdout + r.Stderr);
+    }
+}

@@ -1,0 +1,282 @@
+using System.Text.Json.Nodes;
+using OpenCvSharp;
+using RealtimeAssistant.Cli.Commands;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Families.Qwen2Vl;
+using RealtimeAssistant.Pruning;
+using RealtimeAssistant.Streaming;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Tests.Model.Families;
+
+/// <summary>
+/// GPE and VisiPruner on Qwen2-VL / Qwen2.5-VL (M-RoPE): a stream's frames are vision blocks at
+/// get_rope_index's positions; a session equals one batch forward over the same tokens, positions
+/// and masks; pruned tokens keep their (t, h, w) positions; the CLI captions as HF generates.
+/// </summary>
+public sealed class Qwen2VlStreamingTests
+{
+    static readonly string[] FrameFiles = Enumerable.Range(0, 4).Select(i => $"images/frame{i}_40x30.png").ToArray();
+
+    static List<EncodedImage> Frames(Engine e)
+    {
+        var result = new List<EncodedImage>();
+        foreach (var f in FrameFiles)
+        {
+            using var m = Cv2.ImRead(Path.Combine(QwenFixtures.Root, f), ImreadModes.Color);
+            result.Add(e.Model.EncodeOne(m, ImageUse.VideoFrame));
+        }
+        return result;
+    }
+
+    static StreamingOptions Options(int window, bool rebase = true) => new()
+    {
+        WindowFrames = window, RebaseOnEvict = rebase, Generation = new GenerationOptions { MaxNewTokens = 6, StopTokens = Array.Empty<int>() },
+    };
+
+    static int[] Ids(IEnumerable<TokenEvent> events) => events.Where(e => e.Id >= 0).Select(e => e.Id).ToArray();
+
+    /// <summary>
+    /// The stream as one prompt: prefix, every frame's vision block, the write and the caption so
+    /// far, at the positions the test's own get_rope_index gives that token sequence.
+    /// </summary>
+    sealed record Batch(long[] Ids, long[][] Positions, Tensor Embeds, int[] FrameStart, int FrameLength, int WriteStart);
+
+    static Batch BuildBatch(Engine e, IReadOnlyList<EncodedImage> frames, int[] caption)
+    {
+        var format = StreamFormat.For(e);
+        var cfg = ((Qwen2VlFamily)e.Model).Config;
+        var ids = new List<int>(format.Prefix);
+        foreach (var _ in frames) ids.AddRange(format.Frame);
+        int writeAt = ids.Count;
+        ids.AddRange(format.Write(null));
+        ids.AddRange(caption.Take(caption.Length - 1));
+        var block = MultimodalPrompt.Build(ids, e.ImageMarkerId, frames);
+        var grids = frames.Select(f => new[] { 1, f.GridH * 2, f.GridW * 2 }).ToList();
+        var (pos, _) = QwenFixtures.RopeIndex(block.Ids, cfg, grids);
+        // The family's block positions are get_rope_index's.
+        Assert.Equal(pos, new[] { block.Positions.T, block.Positions.H!, block.Positions.W! });
+        int frameLength = format.Frame.Length - 1 + frames[0].TokenIds.Length;
+        var starts = Enumerable.Range(0, frames.Count).Select(i => format.Prefix.Length + i * frameLength).ToArray();
+        return new Batch(block.Ids, pos, block.Embed(e.Language), starts, frameLength, format.Prefix.Length + frames.Count * frameLength);
+    }
+
+    /// <summary>Greedy tokens of one forward over the batch with a [T, T] mask (null: causal), and the cache it filled.</summary>
+    static (int[] Tokens, KvCache Cache) Forward(Engine e, Batch b, int captionLength, Tensor? mask)
+    {
+        var cache = new KvCache(e.Text.NumHiddenLayers);
+        var h = e.Decoder.Forward(b.Embeds, new DecoderStep { Positions = new PositionIds(b.Positions[0], b.Positions[1], b.Positions[2]), Cache = cache, Mask = mask });
+        var logits = e.Language.Logits(h[0]);
+        int first = b.Ids.Length - captionLength; // the write's last token predicts the caption's first
+        return (Enumerable.Range(first, captionLength).Select(i => (int)logits[i].argmax().item<long>()).ToArray(), cache);
+    }
+
+    [Theory]
+    [InlineData("qwen2_vl")]
+    [InlineData("qwen2_5_vl")]
+    public void SessionOverFramesEqualsOneBatchForwardAtGetRopeIndexPositions(string family)
+    {
+        using var e = QwenFixtures.Load(family);
+        using var _ = torch.inference_mode();
+        var frames = Frames(e);
+        using var session = new GpeSession(e, Options(window: 8));
+        foreach (var f in frames.Take(3)) session.Read(f.Clone());
+        var caption = Ids(session.Write());
+        Assert.Equal(6, caption.Length);
+        var batch = BuildBatch(e, frames.Take(3).ToList(), caption);
+        var (tokens, cache) = Forward(e, batch, caption.Length, null);
+        using (cache)
+        {
+            Assert.Equal(tokens, caption);
+            // The frames' cached keys (after RoPE, so their M-RoPE positions are in them) equal the batch's.
+            var sessionKeys = session.Cache.Layers[1].Source.Keys;
+            var batchKeys = cache.Layers[1].Source.Keys.narrow(2, 0, sessionKeys.shape[2]);
+            Assert.True(QwenFixtures.RelDiff(sessionKeys, batchKeys) < 1e-5, $"keys differ by {QwenFixtures.RelDiff(sessionKeys, batchKeys)}");
+            Assert.Equal(batch.Positions[0].Take((int)sessionKeys.shape[2]), session.Cache.Layers[1].Source.Positions.ToArray());
+        }
+        // With plain sequential positions instead, the same tokens give other keys: the positions are what is checked.
+        var flat = batch with { Positions = new[] { 0, 1, 2 }.Select(_ => Enumerable.Range(0, batch.Ids.Length).Select(i => (long)i).ToArray()).ToArray() };
+        var (_, flatCache) = Forward(e, flat, caption.Length, null);
+        using (flatCache)
+            Assert.True(QwenFixtures.RelDiff(flatCache.Layers[1].Source.Keys.narrow(2, 0, session.Cache.Layers[1].Source.Length), session.Cache.Layers[1].Source.Keys) > 1e-2);
+        // A fourth frame after the write: it never sees the old instruction or caption.
+        session.Read(frames[3].Clone());
+        var second = Ids(session.Write());
+        var (again, c2) = Forward(e, BuildBatch(e, frames, second), second.Length, null);
+        c2.Dispose();
+        Assert.Equal(again, second);
+        foreach (var f in frames) f.Dispose();
+    }
+
+    [Theory]
+    [InlineData("qwen2_vl", false)]
+    [InlineData("qwen2_vl", true)]
+    [InlineData("qwen2_5_vl", false)]
+    [InlineData("qwen2_5_vl", true)]
+    public void AfterEvictionTheSessionEqualsTheBatchWithEachFrameSeeingTheFrameBeforeIt(string family, bool rebase)
+    {
+        // Window 2 over 4 frames: each frame's keys were computed with the frame before it (then
+        // evicted). One forward with that mask, at get_rope_index's positions for the whole stream,
+        // gives the same caption. Re-basing rotates every cached key by one uniform shift (t, h and w
+        // alike), exact when nothing stays behind: a format with a prefix keeps the prefix in place
+        // and closes the gap (an approximation, off by default), so the re-based case streams with
+        // a default prompt that starts at the image.
+        using var dir = new TempDir();
+        foreach (var f in Directory.GetFiles(QwenFixtures.Folder(family))) File.Copy(f, Path.Combine(dir.Path, Path.GetFileName(f)));
+        if (rebase)
+        {
+            var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "config.json")))!;
+            cfg["ra_default_prompt"] = "<|vision_start|><|image_pad|><|vision_end|>Describe the image briefly.<|im_end|>\n<|im_start|>assistant\n";
+            File.WriteAllText(Path.Combine(dir.Path, "config.json"), cfg.ToJsonString());
+        }
+        using var e = Engine.Load(dir.Path, new EngineOptions { Device = "cpu" });
+        using var _ = torch.inference_mode();
+        var frames = Frames(e);
+        using var session = new GpeSession(e, Options(window: 2, rebase));
+        foreach (var f in frames) session.Read(f.Clone());
+        Assert.Equal(2, session.FramesInWindow);
+        var caption = Ids(session.Write());
+        var batch = BuildBatch(e, frames, caption);
+        int T = batch.Ids.Length, n = batch.FrameLength, prefix = batch.FrameStart[0];
+        int FrameOf(int i) => i >= prefix && i < batch.WriteStart ? (i - prefix) / n : -1; // −1: prefix or write/caption
+        var allowed = new bool[T * T];
+        for (int r = 0; r < T; r++)
+            for (int c = 0; c <= r; c++)
+            {
+                int fr = FrameOf(r), fc = FrameOf(c);
+                allowed[r * T + c] = fc < 0 // the prefix (and, for write rows, the write itself)
+                    || (fr >= 0 ? fc >= fr - 1 : fc >= frames.Count - 2); // a frame sees the one before it; the write sees the window
+            }
+        using var mask = torch.tensor(allowed).view(T, T);
+        var (tokens, cache) = Forward(e, batch, caption.Length, mask);
+        cache.Dispose();
+        Assert.Equal(tokens, caption);
+        // Re-based, the first frame in the window sits right after the prefix (none here: at 0).
+        var src = session.Cache.Layers[0].Source;
+        Assert.Equal(rebase ? 0 : batch.Positions[0][batch.FrameStart[2]], src.Positions[prefix]);
+        Assert.Equal(rebase, prefix == 0);
+        foreach (var f in frames) f.Dispose();
+    }
+
+    [Theory]
+    [InlineData("qwen2_vl")]
+    [InlineData("qwen2_5_vl")]
+    public void PruningOffIsTheEnginesOwnForward(string family)
+    {
+        using var e = QwenFixtures.Load(family);
+        var c = QwenFixtures.Case(family, "two_images");
+        var (images, marker) = QwenFixtures.Encode(e, c);
+        var prompt = QwenFixtures.Prompt(e, c, images, marker);
+        using var _ = torch.inference_mode();
+        var embeds = prompt.Embed(e.Language);
+        var plain = e.Decoder.Forward(embeds, new DecoderStep { Positions = prompt.Positions });
+        using var pruned = PrunedPrefill.Run(e.Language, embeds, prompt.Positions, prompt.Spans, new NonePruner());
+        Assert.True(pruned.Hidden.allclose(plain, 0, 0), $"max diff {(pruned.Hidden - plain).abs().max().item<float>()}");
+        Assert.Equal(2, prompt.Spans.Count);
+        Assert.Equal(new[] { 12 }, new[] { prompt.Spans.Sum(s => s.Length) });
+        // Captions through the captioner: none-pruned = unpruned, token for token.
+        using var img = Cv2.ImRead(Path.Combine(QwenFixtures.Root, "images/landscape_53x37.png"), ImreadModes.Color);
+        var options = new GenerationOptions { MaxNewTokens = 8, StopTokens = Array.Empty<int>() };
+        var prompt1 = QwenFixtures.Case(family, "image_landscape").PromptText;
+        var a = new Captioner(e).Caption(img, prompt1, options, new CaptionTimings()).Where(t => t.Id >= 0).Select(t => t.Id).ToArray();
+        var b = new PrunedCaptioner(e, new NonePruner()).Caption(img, prompt1, options, new CaptionTimings()).Where(t => t.Id >= 0).Select(t => t.Id).ToArray();
+        Assert.Equal(a, b);
+        Assert.Equal(QwenFixtures.Case(family, "image_landscape").GreedyTokens, a);
+        foreach (var i in images) i.Dispose();
+    }
+
+    /// <summary>Keeps the given visual tokens before layer 0.</summary>
+    sealed class KeepBeforeFirstLayer(Func<long[], long[]> pick) : PrunerBase
+    {
+        public override string Name => "keep";
+        public override long[]? BeforeFirstLayer(Probe visual) => pick(visual.Visual);
+        public override ProbeNeed Need(int layer) => ProbeNeed.None;
+        public override long[]? After(int layer, Probe probe) => null;
+    }
+
+    [Theory]
+    [InlineData("qwen2_vl")]
+    [InlineData("qwen2_5_vl")]
+    public void PrunedTokensKeepTheirOriginalMropePositions(string family)
+    {
+        using var e = QwenFixtures.Load(family);
+        var c = QwenFixtures.Case(family, "image_wide");
+        var (images, marker) = QwenFixtures.Encode(e, c);
+        var prompt = QwenFixtures.Prompt(e, c, images, marker);
+        using var _ = torch.inference_mode();
+        var embeds = prompt.Embed(e.Language);
+        // Drop every other visual token before layer 0: what remains must run exactly as a prompt
+        // holding only those tokens at their original (t, h, w) positions.
+        using var cache = new KvCache(e.Text.NumHiddenLayers);
+        using var pruned = PrunedPrefill.Run(e.Language, embeds, prompt.Positions, prompt.Spans,
+            new KeepBeforeFirstLayer(v => v.Where((_, i) => i % 2 == 0).ToArray()), cache);
+        var rows = pruned.Rows;
+        Assert.Equal(prompt.Length - 6, rows.Length);
+        var kept = prompt.Positions.Select(rows);
+        Assert.Equal(kept.T, cache.Layers[0].Source.Positions.ToArray());
+        var reference = e.Decoder.Forward(embeds.index_select(1, torch.tensor(rows)), new DecoderStep { Positions = kept });
+        Assert.True(QwenFixtures.RelDiff(pruned.Hidden, reference) < 1e-5);
+        // Renumbered positions (the kept tokens closed up) give another result: the positions matter here.
+        var renumbered = e.Decoder.Forward(embeds.index_select(1, torch.tensor(rows)), new DecoderStep
+        {
+            Positions = new PositionIds(kept.T, kept.T, kept.T),
+        });
+        Assert.True(QwenFixtures.RelDiff(renumbered, reference) > 1e-3);
+
+        // The real VisiPruner (a schedule a 2-layer model can run: filter after layer 0, exit at 2) runs and reports.
+        var schedule = new PruningConfig { ShallowLayers = 0, FilterFrom = 0, DeadlineLayer = 0, Budget = 3, ExitLayer = 2 };
+        using var cache2 = new KvCache(e.Text.NumHiddenLayers);
+        using var vp = PrunedPrefill.Run(e.Language, embeds, prompt.Positions, prompt.Spans, schedule.CreatePruner(2), cache2);
+        Assert.Equal(3, vp.Report.KeptTokens);
+        Assert.Equal(new[] { 12, 3 }, vp.Report.Layers.Select(l => l.Visual));
+        var layer1 = cache2.Layers[1].Source.Positions.ToArray();
+        Assert.Equal(prompt.Positions.Select(Enumerable.Range(0, prompt.Length).Where(i => !prompt.FeatureSlots.Contains(i) || vp.Report.KeptVisual.Contains(i)).Select(i => (long)i).ToArray()).T, layer1);
+        foreach (var i in images) i.Dispose();
+    }
+
+    [Theory]
+    [InlineData("qwen2_vl", "image_wide", "images/wide_150x100.png")]
+    [InlineData("qwen2_5_vl", "image_landscape", "images/landscape_53x37.png")]
+    public async Task RaCaptionGivesHfsGreedyTokens(string family, string name, string image)
+    {
+        var c = QwenFixtures.Case(family, name);
+        var stdout = new StringWriter();
+        var before = Console.Out;
+        int code;
+        try
+        {
+            Console.SetOut(stdout);
+            code = await CaptionCommand.Create().Parse(["-m", QwenFixtures.Folder(family), "-i", Path.Combine(QwenFixtures.Root, image), "--prompt", c.PromptText,
+                "--max-new-tokens", "8", "--json", "--device", "cpu"]).InvokeAsync();
+        }
+        finally { Console.SetOut(before); }
+        Assert.Equal(0, code);
+        var line = stdout.ToString().Split('\n').Single(l => l.StartsWith("{\"text\""));
+        var json = JsonNode.Parse(line)!;
+        Assert.Equal(c.GreedyTokens, json["tokens"]!.AsArray().Select(t => t!["id"]!.GetValue<int>()));
+        Assert.Equal(c.InputIds.Length, json["prompt_tokens"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public async Task RaAnalyzeRunsOnImagesOfDifferentSizes()
+    {
+        // Dynamic resolution: the two images give prompts of 12 and 6 visual tokens, each with its own positions.
+        using var dir = new TempDir();
+        var images = new[] { "images/wide_150x100.png", "images/portrait_30x61.png" }.Select(f => Path.Combine(QwenFixtures.Root, f)).ToArray();
+        var before = Console.Out;
+        int code;
+        try
+        {
+            Console.SetOut(TextWriter.Null);
+            code = await AnalyzeCommand.Create().Parse(["--model", QwenFixtures.Folder("qwen2_5_vl"), "--images", .. images, "--decode", "4", "--out", dir.Path, "--device", "cpu"]).InvokeAsync();
+        }
+        finally { Console.SetOut(before); }
+        Assert.Equal(0, code);
+        var analysis = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "analysis.json")))!;
+        Assert.Equal(2, analysis["layers"]!.GetValue<int>());
+        Assert.Equal(2, analysis["inputs"]!.GetValue<int>());
+        Assert.Equal(3, analysis["knockout_agreement"]!.AsArray().Count);
+        PruningConfig.Load(Path.Combine(dir.Path, "schedule.json")).Validate(2);
+    }
+}
