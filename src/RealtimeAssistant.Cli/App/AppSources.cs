@@ -42,6 +42,7 @@ public static class AppSources
         var clip = ClipGenerator.Generate(seed, SyntheticSeconds, fps, plain: true);
         long frames = clip.FrameCount;
         return new GeneratedFrameSource(i => clip.Render((int)(i % frames), size, size), fps,
-            count: options.Loop ? null : frames, realtime: options.Realtime, description: $"synthetic scene seed {seed}");
+            count: options.Loop ? null : frames, realtime: options.Realtime, description: $"synthetic scene seed {seed}",
+            start: (long)Math.Round(options.StartAt.TotalSeconds * fps));
     }
 }

@@ -71,7 +71,7 @@ public sealed class StreamGrain(
         try
         {
             if (runtime is null) throw new UserError($"silo {silo.Name} runs no streams (it is a gateway)");
-            _running = runtime.Start(Id, r.Definition!, (type, data) => writer.Append(type, data), silo.Name);
+            _running = runtime.Start(Id, r.Definition!, now - r.Created, (type, data) => writer.Append(type, data), silo.Name);
             _error = null;
         }
         catch (UserError e)

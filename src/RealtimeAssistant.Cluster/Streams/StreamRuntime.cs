@@ -40,10 +40,14 @@ public sealed class StreamRuntime : IDisposable
 
     public string ModelDescription => _simulated is { } s ? s.Version : $"{Path.GetFileName(_engine!.Directory.TrimEnd('/'))} ({ModelVersion})";
 
-    /// <summary>Opens the source and starts the stream's frame loop. Throws <see cref="UserError"/> for a definition it cannot run.</summary>
-    public RunningStream Start(string id, StreamDefinition def, Action<string, string> append, string siloName)
+    /// <summary>
+    /// Opens the source and starts the stream's frame loop. <paramref name="startAt"/>: how long the
+    /// stream has been running, so that a file or clip resumed on this silo continues where it would
+    /// be now (a live source is at its newest frame anyway). Throws <see cref="UserError"/> for a definition it cannot run.
+    /// </summary>
+    public RunningStream Start(string id, StreamDefinition def, TimeSpan startAt, Action<string, string> append, string siloName)
     {
-        var source = FrameSources.Open(def.Source, _sources(true, def.Loop) with { Logger = _logging?.CreateLogger("RealtimeAssistant.Capture") });
+        var source = FrameSources.Open(def.Source, _sources(true, def.Loop) with { Logger = _logging?.CreateLogger("RealtimeAssistant.Capture"), StartAt = startAt });
         try
         {
             var plan = StreamPlan.Resolve(def, _engine, _simulated, source.Fps);

@@ -43,6 +43,13 @@ public class InProcessClusterTests(RedisFixture redis) : IClassFixture<RedisFixt
             Assert.Equal("running", after.State);
         }
         foreach (var i in infos) TestCluster.NoGapNoDuplicate(await c.Seqs(i.Id), i.Id);
+        // The moved streams' clips resumed where they would be now, not from their start: frame indices go on rising.
+        foreach (var i in infos.Where(i => i.SiloName == victim))
+        {
+            var frames = (await c.Log.ReadAsync(i.Id, 0, 10_000)).Entries.Where(e => e.Type == "segment")
+                .Select(e => System.Text.Json.JsonDocument.Parse(e.Data).RootElement.GetProperty("frame").GetInt64()).ToArray();
+            Assert.True(frames.Zip(frames.Skip(1)).All(p => p.Second > p.First), $"stream {i.Id}: frames {string.Join(',', frames)}");
+        }
     }
 
     [Fact]
