@@ -27,9 +27,10 @@ public sealed class ClusterStreamHost(IGrainFactory grains, CaptionLog log)
         id ??= "s_" + Guid.NewGuid().ToString("N")[..16];
         if (!await Directory.Add(id, limit)) throw new StreamLimitException(limit);
         try { return await grains.GetGrain<IStreamGrain>(id).Open(definition); }
-        catch
+        catch (Exception e)
         {
-            await grains.GetGrain<IStreamGrain>(id).Close();
+            await Directory.Remove(id);
+            if (e is StreamRefusedException) throw new UserError(e.Message);
             throw;
         }
     }
@@ -51,7 +52,11 @@ public sealed class ClusterStreamHost(IGrainFactory grains, CaptionLog log)
         return existed;
     }
 
-    public Task<string> AskAsync(string id, string question) => grains.GetGrain<IStreamGrain>(id).Ask(question);
+    public async Task<string> AskAsync(string id, string question)
+    {
+        try { return await grains.GetGrain<IStreamGrain>(id).Ask(question); }
+        catch (StreamRefusedException e) { throw new UserError(e.Message); }
+    }
 
     /// <summary>The newest sequence number a reader may resume after (the durable log's, or the stream's own while Redis is away).</summary>
     public async Task<long> LastSeqAsync(string id)

@@ -29,8 +29,8 @@ public static class ClusterBench
         var streams = new Option<string>("--streams") { Description = "stream counts to measure at each silo count", DefaultValueFactory = _ => "8,16,32,64" };
         var simulate = new Option<string>("--simulate-model-ms") { Description = "the stand-in's READ[,TOKEN] ms", DefaultValueFactory = _ => "20,2" };
         var fps = new Option<int>("--fps") { Description = "each generated clip's frame rate (every frame is read: stride 1)", DefaultValueFactory = _ => 5 };
-        var warmup = new Option<double>("--warmup") { Description = "seconds each configuration runs before it is measured", DefaultValueFactory = _ => 4 };
-        var seconds = new Option<double>("--seconds") { Description = "seconds each configuration is measured", DefaultValueFactory = _ => 10 };
+        var warmup = new Option<double>("--warmup") { Description = "seconds each configuration runs before it is measured", DefaultValueFactory = _ => 6 };
+        var seconds = new Option<double>("--seconds") { Description = "seconds each configuration is measured", DefaultValueFactory = _ => 15 };
         var failSilos = new Option<int>("--failover-silos") { Description = "silos in the failover run (one is killed)", DefaultValueFactory = _ => 4 };
         var failStreams = new Option<int>("--failover-streams") { Description = "streams in the failover run", DefaultValueFactory = _ => 32 };
         var maxStreamsPerCore = new Option<int>("--max-streams-per-core") { Description = "skip configurations with more streams than this per CPU core (0: none skipped)", DefaultValueFactory = _ => 0 };
@@ -124,9 +124,13 @@ public static class ClusterBench
         var inWindow = readers.All().Where(e => e.Written >= t0 && e.Written < t1).ToList();
         double window = (t1 - t0).TotalSeconds;
         var latency = inWindow.Select(e => (e.Received - e.Captured).TotalMilliseconds).Order().ToArray();
+        // What the silos' simulated devices can do at most: a caption is one read and its tokens.
+        double capacity = fleet.Names.Count * 1000 / (o.Model.ReadMs + o.Model.Tokens * o.Model.TokenMs);
         return new()
         {
             ["offered_frames_per_s"] = n * o.Fps,
+            ["device_capacity_per_s"] = Math.Round(capacity, 1),
+            ["of_capacity_or_offered"] = Math.Round(inWindow.Count / window / Math.Min(capacity, n * o.Fps), 2),
             ["segments"] = inWindow.Count,
             ["segments_per_s"] = Math.Round(inWindow.Count / window, 1),
             ["segments_per_s_per_stream"] = Math.Round(inWindow.Count / window / n, 2),

@@ -84,3 +84,11 @@ public sealed record LogPage(
 {
     public static readonly LogPage Empty = new(0, []);
 }
+
+/// <summary>
+/// A stream grain refusing what it was asked (a source it cannot open, a question to a stream that
+/// is not running): the caller's mistake, carried across silos (Core's <see cref="UserError"/> has
+/// no Orleans codec). <see cref="ClusterStreamHost"/> turns it back into a UserError.
+/// </summary>
+[GenerateSerializer, Alias("ra.StreamRefused")]
+public sealed class StreamRefusedException(string message) : Exception(message);

@@ -146,12 +146,18 @@ public sealed class StreamGrain(
     {
         if (record.State.Definition is not null)
         {
-            if (record.State.Closed) throw new UserError($"stream {Id} was closed");
+            if (record.State.Closed) throw new StreamRefusedException($"stream {Id} was closed");
             return (await Info())!;
         }
         record.State = new StreamRecord { Definition = definition, Created = DateTimeOffset.UtcNow };
         await record.WriteStateAsync();
         await Run(CancellationToken.None);
+        if (_error is { } why)
+        {
+            // A definition this silo cannot run (a missing file, a bad source) is the client's error: nothing stays behind.
+            await Close();
+            throw new StreamRefusedException(why);
+        }
         return (await Info())!;
     }
 
@@ -178,9 +184,9 @@ public sealed class StreamGrain(
 
     public Task<string> Ask(string question)
     {
-        if (string.IsNullOrWhiteSpace(question)) throw new UserError("a question needs text");
-        if (question.Length > 2000) throw new UserError("a question is at most 2000 characters");
-        var run = _running ?? throw new UserError(record.State.Definition is null ? $"no stream {Id}" : $"stream {Id} is not running");
+        if (string.IsNullOrWhiteSpace(question)) throw new StreamRefusedException("a question needs text");
+        if (question.Length > 2000) throw new StreamRefusedException("a question is at most 2000 characters");
+        var run = _running ?? throw new StreamRefusedException(record.State.Definition is null ? $"no stream {Id}" : $"stream {Id} is not running");
         var id = "q_" + Guid.NewGuid().ToString("N")[..12];
         run.Ask(id, question);
         return Task.FromResult(id);

@@ -103,6 +103,16 @@ public class InProcessClusterTests(RedisFixture redis) : IClassFixture<RedisFixt
     }
 
     [Fact]
+    public async Task ASourceNoSiloCanOpen_IsTheClientsError_AndLeavesNothingBehind()
+    {
+        await using var c = await TestCluster.StartAsync(redis.Need(), GatewayAndTwoInference);
+        var e = await Assert.ThrowsAsync<UserError>(() => c.Streams.OpenAsync(TestCluster.Synthetic(1) with { Source = "synthetic:seed=1,colour=red" }, limit: 10));
+        Assert.Contains("'colour=red' is not NAME=NUMBER", e.Message);
+        await Assert.ThrowsAsync<UserError>(() => c.Streams.OpenAsync(TestCluster.Synthetic(1) with { Source = "/no/such/clip.mp4" }, limit: 10));
+        Assert.Empty(await c.Streams.ListAsync());
+    }
+
+    [Fact]
     public async Task TheClusterAdmitsAtMostItsLimit()
     {
         await using var c = await TestCluster.StartAsync(redis.Need(), GatewayAndTwoInference);
