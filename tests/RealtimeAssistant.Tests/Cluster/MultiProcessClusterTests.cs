@@ -92,6 +92,45 @@ public class MultiProcessClusterTests(RedisFixture redis) : IClassFixture<RedisF
     }
 
     [Fact]
+    public async Task RedisLostWhileRunning_SilosKeepCaptioningFromMemory_SayTheLogIsDegraded_AndCatchUp()
+    {
+        await using var own = await RedisServer.StartAsync(); // killed mid-test
+        var id = NewClusterId();
+        var silos = await StartSilos(own.Url, id, ("both", "r1"), ("both", "r2"));
+        try
+        {
+            await using var admin = await ClusterAdmin.ConnectAsync(new ClusterSettings { Redis = own.Url, ClusterId = id });
+            var opened = await Task.WhenAll(Enumerable.Range(0, 2).Select(i => admin.Streams.OpenAsync(Clip(300 + i), limit: 10)));
+            var before = new Dictionary<string, long>();
+            foreach (var s in opened) before[s.Id] = (await WaitFor(admin.Streams, s.Id, x => x.DurableSeq >= 2, 60, "two segments")).LastSeq;
+            await own.KillAsync();
+            var duringOutage = new Dictionary<string, long>();
+            foreach (var s in opened)
+            {
+                var degraded = await WaitFor(admin.Streams, s.Id, x => x.Log == "degraded" && x.LastSeq >= before[s.Id] + 5, 60, "degraded, captioning from memory");
+                Assert.Equal("running", degraded.State);
+                Assert.Contains("unreachable", degraded.LogError);
+                duringOutage[s.Id] = degraded.LastSeq;
+            }
+            Assert.All(silos, x => Assert.False(x.HasExited, $"silo {x.Name} died with Redis: {x.Stderr}"));
+            await own.StartProcessAsync();
+            foreach (var s in opened)
+            {
+                var healed = await WaitFor(admin.Streams, s.Id, x => x.Log == "ok" && x.DurableSeq == x.LastSeq && x.DurableSeq > before[s.Id] + 5, 90, "the log caught up");
+                // Redis came back empty (no persistence): it holds what was numbered from the outage on, with no gap.
+                var seqs = (await admin.Log.ReadAsync(s.Id, 0, 100_000)).Entries.Select(e => e.Seq).ToArray();
+                Assert.Equal(Enumerable.Range((int)seqs[0], seqs.Length).Select(v => (long)v), seqs);
+                Assert.True(seqs[0] <= duringOutage[s.Id], $"the log restarts at {seqs[0]}; {duringOutage[s.Id]} was numbered during the outage");
+                Assert.True(seqs[^1] >= healed.DurableSeq, $"the log ends at {seqs[^1]}, the stream says {healed.DurableSeq} is durable");
+            }
+        }
+        finally
+        {
+            foreach (var s in silos) await s.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task RedisUnreachableAtStart_IsAClearErrorAndExit2()
     {
         var port = RedisServer.FreePort();
