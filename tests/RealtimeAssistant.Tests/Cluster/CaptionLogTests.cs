@@ -6,6 +6,7 @@ using StackExchange.Redis;
 namespace RealtimeAssistant.Tests.Cluster;
 
 /// <summary>The durable caption log on a real redis-server: numbering, resume, retention, fencing, followers.</summary>
+[Collection("cluster")]
 public class CaptionLogTests(RedisFixture redis) : IClassFixture<RedisFixture>
 {
     static string Stream() => "s_" + Guid.NewGuid().ToString("N")[..12];

@@ -6,6 +6,7 @@ namespace RealtimeAssistant.Tests.Cluster;
 /// Orleans' in-process test cluster, 3 silos (a gateway and two inference silos), the simulated
 /// model, Redis for grain state and the caption log.
 /// </summary>
+[Collection("cluster")]
 public class InProcessClusterTests(RedisFixture redis) : IClassFixture<RedisFixture>
 {
     static readonly SiloRole[] GatewayAndTwoInference = [SiloRole.Gateway, SiloRole.Inference, SiloRole.Inference];

@@ -9,6 +9,7 @@ namespace RealtimeAssistant.Tests.Cluster;
 /// `ra serve --cluster` processes on loopback with a Redis of the fixture's, the simulated model
 /// and generated clips: a silo killed with SIGKILL, a drain, and the bad inputs of a cluster.
 /// </summary>
+[Collection("cluster")]
 public class MultiProcessClusterTests(RedisFixture redis) : IClassFixture<RedisFixture>
 {
     const string Simulate = "8,1";

@@ -4,6 +4,7 @@ using RealtimeAssistant.Cluster.Log;
 namespace RealtimeAssistant.Tests.Cluster;
 
 /// <summary>Redis lost while the cluster runs: captions go on from memory, the stream says its log is degraded, and the log catches up when Redis returns.</summary>
+[Collection("cluster")]
 public class RedisLossTests
 {
     [Fact]

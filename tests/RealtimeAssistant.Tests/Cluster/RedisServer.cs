@@ -107,3 +107,7 @@ public sealed class RedisFixture : IAsyncLifetime
         if (_server is not null) await _server.DisposeAsync();
     }
 }
+
+/// <summary>The cluster tests run apart from every other test: their silos keep both cores busy, and timing tests beside them would fail.</summary>
+[CollectionDefinition("cluster", DisableParallelization = true)]
+public class ClusterCollection;
