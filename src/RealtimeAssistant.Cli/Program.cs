@@ -15,4 +15,5 @@ root.Subcommands.Add(StreamCommand.Create());
 root.Subcommands.Add(LiveCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
+root.Subcommands.Add(ClusterCommand.Create());
 return await Cli.Main(root, args);

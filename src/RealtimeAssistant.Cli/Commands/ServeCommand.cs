@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Cluster;
 using RealtimeAssistant.Server;
 using RealtimeAssistant.Server.Inference;
 
@@ -24,14 +25,39 @@ public static class ServeCommand
         var pushFps = new Option<double>("--max-push-fps") { Description = "frames per second a push stream takes; more are dropped and counted", DefaultValueFactory = _ => 30 };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var cluster = new ClusterFlags(required: false);
+        var role = new Option<string>("--role") { Description = "with --cluster: inference (load the model, run streams), gateway (the HTTP API) or both", DefaultValueFactory = _ => "both" };
+        var siloName = new Option<string?>("--silo-name") { Description = "with --cluster: this silo's name, unique in the cluster (default: ROLE-HOST-PID)" };
+        var clusterHost = new Option<string>("--cluster-host") { Description = "with --cluster: the address other silos reach this one at (anything but loopback needs --cluster-tls)", DefaultValueFactory = _ => "127.0.0.1" };
+        var siloPort = new Option<int>("--silo-port") { Description = "with --cluster: the silo-to-silo port (0: any free port)", DefaultValueFactory = _ => 0 };
+        var gatewayPort = new Option<int>("--gateway-port") { Description = "with --cluster: the port `ra cluster` clients connect to (0: any free port)", DefaultValueFactory = _ => 0 };
+        var retention = new Option<int>("--log-retention") { Description = "with --cluster: caption log entries kept per stream in Redis", DefaultValueFactory = _ => 10_000 };
+        var simulate = new Option<string?>("--simulate-model-ms") { Description = "no model: an inference stand-in whose frame read takes READ ms and each token TOKEN ms (READ[,TOKEN]; TOKEN defaults to READ/10) on one simulated device per silo" };
         var cmd = new Command("serve", "Serve the model over HTTP: OpenAI's GET /v1/models and POST /v1/chat/completions (text and data: URI images, " +
             "streaming with stream: true), live streams (POST /v1/streams on a file, an rtsp:// or http:// URL, a camera or frames pushed over a WebSocket; " +
             "captions and answers over SSE, the video with its overlay as MJPEG) and a page at / to watch them. One model serves every request and stream. Ctrl+C stops.")
-            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, device, dtype };
+            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, device, dtype, role, siloName, clusterHost, siloPort, gatewayPort, retention, simulate };
+        cluster.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
             await Task.Yield(); // off the invoking thread, so System.CommandLine's Ctrl+C handling is in place (see live)
             using var interrupt = new Interrupt(ct);
+            var simulated = pr.GetValue(simulate) is { } sim ? Streaming.SimulatedModel.Parse(sim) : null;
+            if (pr.GetValue(cluster.Cluster) is not null)
+            {
+                var settings = cluster.Settings(pr) with
+                {
+                    Role = pr.GetValue(role)!.Trim().ToLowerInvariant() switch
+                    {
+                        "inference" => SiloRole.Inference, "gateway" => SiloRole.Gateway, "both" => SiloRole.Both,
+                        var r => throw new UserError($"--role must be inference, gateway or both, got '{r}'"),
+                    },
+                    SiloName = pr.GetValue(siloName), Host = pr.GetValue(clusterHost)!, SiloPort = pr.GetValue(siloPort), GatewayPort = pr.GetValue(gatewayPort),
+                    LogRetention = pr.GetValue(retention),
+                };
+                return await ClusterServe.Run(new ClusterServe.Options(settings, pr.GetValue(model), Cli.EngineOptions(pr, device, dtype), simulated), Configure, interrupt.Token);
+            }
+            if (simulated is not null) throw new UserError("--simulate-model-ms is for a cluster's inference silos (--cluster); a single server serves its model");
             var key = pr.GetValue(apiKey) ?? (Environment.GetEnvironmentVariable("RA_API_KEY") is { Length: > 0 } env ? env : null);
             var mediaDir = pr.GetValue(media) is { } m
                 ? Directory.Exists(m) ? m : throw new UserError($"--media folder not found: {m}")

@@ -11,6 +11,13 @@ public sealed record FrameSourceOptions
     /// <summary>Deliver file/folder frames at their fps, as if live (used by <c>profile</c>).</summary>
     public bool Realtime { get; init; }
 
+    /// <summary>
+    /// Start this far into a file or a generated clip, as if it had been playing since then (frame
+    /// indices and times count from there). A cluster stream that moves to another silo resumes its
+    /// source where a viewer would now see it, instead of at the start. Live sources ignore it.
+    /// </summary>
+    public TimeSpan StartAt { get; init; }
+
     /// <summary>Frame rate for image folders (files and devices carry their own).</summary>
     public double Fps { get; init; } = 30;
 

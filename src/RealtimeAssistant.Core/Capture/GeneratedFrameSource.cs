@@ -7,11 +7,12 @@ namespace RealtimeAssistant.Capture;
 /// Frames drawn by code: the app plugs its synthetic scene in here. <c>render(i)</c> returns a new
 /// BGR Mat for frame i (the source hands it on; the consumer disposes it).
 /// </summary>
-public sealed class GeneratedFrameSource(Func<long, Mat> render, double fps, long? count = null, bool realtime = false, string description = "generated")
+/// <param name="start">The first frame's index (a clip resumed part way: see <see cref="FrameSourceOptions.StartAt"/>).</param>
+public sealed class GeneratedFrameSource(Func<long, Mat> render, double fps, long? count = null, bool realtime = false, string description = "generated", long start = 0)
     : IFrameSource
 {
     readonly Pacer? pacer = realtime ? new Pacer(fps) : null;
-    long index;
+    long index = start;
     bool ended;
 
     public string Description { get; } = $"{description} ({fps:0.##} fps{(count is { } n ? $", {n} frames" : "")})";

@@ -37,6 +37,22 @@ public sealed class VideoFileSource : IFrameSource
         FrameSize = first.Size();
         Description = $"file {Path.GetFileName(path)} ({FrameSize.Width}x{FrameSize.Height}, {Fps:0.##} fps{(FrameCount is { } n ? $", {n} frames" : "")})";
         if (this.options.Realtime) pacer = new Pacer(Fps);
+        if (this.options.StartAt > TimeSpan.Zero) SkipTo((long)Math.Round(this.options.StartAt.TotalSeconds * Fps));
+    }
+
+    /// <summary>
+    /// Starts at frame <paramref name="target"/> (within the file when it loops): frames are grabbed,
+    /// not sought, since seeking is unreliable across codecs; indices and times count from the target.
+    /// </summary>
+    void SkipTo(long target)
+    {
+        long within = options.Loop && FrameCount is { } n ? target % n : target;
+        index = target;
+        if (within == 0) return; // the frame read while validating is the one
+        first!.Dispose();
+        first = null;
+        for (long i = 1; i < within; i++) // frame 0 was read while validating
+            if (!capture.Grab()) { ended = !options.Loop; break; }
     }
 
     /// <summary>Opens the file and reads its first frame, both with a bounded wait.</summary>

@@ -49,7 +49,8 @@ public interface ICaptionSession : IDisposable
 {
     /// <summary>gpe, reencode or interleaved.</summary>
     string Mode { get; }
-    Engine Engine { get; }
+    /// <summary>The model the session runs on; null for the simulated stand-in, which has none (and so no governor).</summary>
+    Engine? Engine { get; }
     StreamingOptions Options { get; }
     int FramesInWindow { get; }
     long FramesRead { get; }

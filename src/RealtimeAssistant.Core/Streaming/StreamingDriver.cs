@@ -179,7 +179,8 @@ public sealed class StreamingDriver : IDisposable
         if (_o.FrameBudgetMs is not { } budget || level < 0) return;
         if (_governor is null)
         {
-            var ladder = FrameGovernor.Ladder(_o.Schedule ?? new PruningConfig(), _session.Engine.Text.NumHiddenLayers, Math.Max(1, read.VisualTokens));
+            var engine = _session.Engine ?? throw new InvalidOperationException("the frame-budget governor prunes a model's layers; this session has no model (give it no budget)");
+            var ladder = FrameGovernor.Ladder(_o.Schedule ?? new PruningConfig(), engine.Text.NumHiddenLayers, Math.Max(1, read.VisualTokens));
             _governor = new FrameGovernor(budget, ladder);
             _session.Pruning = ladder[0].Pruning;
         }

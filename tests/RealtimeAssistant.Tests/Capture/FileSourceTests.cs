@@ -47,6 +47,31 @@ public class FileSourceTests
     }
 
     [Fact]
+    public void StartAt_ResumesPartWay_LoopingWithinTheFile_IndicesCountingFromThere()
+    {
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("start"), frames: 10, fps: 10);
+        using var reference = FrameSources.Open(clip);
+        var all = new List<Frame>();
+        while (reference.Read() is { } f) all.Add(f);
+        // 2.3 s into a looping 1 s clip: frame 23, which is the clip's frame 3.
+        using var source = FrameSources.Open(clip, new FrameSourceOptions { Loop = true, StartAt = TimeSpan.FromSeconds(2.3) });
+        using var first = source.Read()!;
+        Assert.Equal(23, first.Index);
+        Assert.Equal(2.3, first.Timestamp.TotalSeconds, 3);
+        using (var diff = new Mat())
+        {
+            Cv2.Absdiff(all[3].Image, first.Image, diff);
+            Assert.True(Cv2.Mean(diff).Val0 < 3, "2.3 s into a looping 1 s clip shows its frame 3");
+        }
+        using var next = source.Read()!;
+        Assert.Equal(24, next.Index);
+        // Not looping: past the end there is nothing to read.
+        using var over = FrameSources.Open(clip, new FrameSourceOptions { StartAt = TimeSpan.FromSeconds(5) });
+        Assert.Null(over.Read());
+        all.ForEach(f => f.Dispose());
+    }
+
+    [Fact]
     public void Realtime_PacesFramesAtTheFilesRate()
     {
         var clip = TestMedia.WriteClip(TestMedia.TempDir("pace"), frames: 10, fps: 20);

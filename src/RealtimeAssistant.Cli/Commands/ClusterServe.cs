@@ -1,0 +1,57 @@
+using Microsoft.Extensions.Logging;
+using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Cluster;
+using RealtimeAssistant.Cluster.Placement;
+using RealtimeAssistant.Cluster.Streams;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Streaming;
+
+namespace RealtimeAssistant.Cli.Commands;
+
+/// <summary>
+/// `ra serve --cluster redis://… --role inference|gateway|both`: this process becomes a silo of the
+/// cluster. Inference silos load the model (or the simulated stand-in) and run the streams placed
+/// on them; gateways host the HTTP API over the cluster's streams.
+/// </summary>
+public static class ClusterServe
+{
+    public sealed record Options(ClusterSettings Settings, string? ModelDir, EngineOptions Engine, SimulatedModel? Simulate);
+
+    public static async Task<int> Run(Options o, Action<ILoggingBuilder> configure, CancellationToken ct)
+    {
+        // Orleans and its resilience library log every connection and placement at Information.
+        Action<ILoggingBuilder> logging = b =>
+        {
+            configure(b);
+            b.AddFilter("Orleans", LogLevel.Warning).AddFilter("Polly", LogLevel.Warning)
+             .AddFilter("Orleans.Runtime.Silo", LogLevel.Error); // its ServerGC advice, on a 2-core machine
+        };
+        o.Settings.Validate(); // bad flags fail before a model loads
+        StreamRuntime? runtime = null;
+        Engine? engine = null;
+        using var loggerFactory = LoggerFactory.Create(logging);
+        if (SiloRoles.RunsStreams(o.Settings.Role))
+        {
+            if (o.Simulate is null) engine = Engine.Load(AppModel.Resolve(o.ModelDir), o.Engine, loggerFactory.CreateLogger("RealtimeAssistant.Model"));
+            runtime = new StreamRuntime(engine, o.Simulate, (realtime, loop) => AppSources.Options(realtime, loop), loggerFactory);
+        }
+        try
+        {
+            await using var node = await ClusterNode.StartAsync(o.Settings, runtime, logging, ct);
+            var role = SiloRoles.Name(o.Settings.Role);
+            var model = runtime is null ? "no model" : runtime.ModelDescription;
+            // The one line on stdout: scripts (and the tests) read the silo's name and address from it.
+            Console.Out.WriteLine($"ra serve: silo {node.SiloName} ({role}, {model}) joined cluster '{o.Settings.ClusterId}' at {node.Address.ToParsableString()} (gateway {node.Gateway.Endpoint})");
+            Console.Out.Flush();
+            try { await Task.Delay(Timeout.Infinite, ct); }
+            catch (OperationCanceledException) { }
+            Console.Error.WriteLine($"ra serve: silo {node.SiloName} leaving the cluster");
+            return 0;
+        }
+        finally
+        {
+            runtime?.Dispose();
+            engine?.Dispose();
+        }
+    }
+}

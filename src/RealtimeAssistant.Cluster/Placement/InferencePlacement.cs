@@ -1,0 +1,71 @@
+using Microsoft.Extensions.Logging;
+using Orleans.Placement;
+using Orleans.Runtime.MembershipService.SiloMetadata;
+using Orleans.Runtime.Placement;
+using RealtimeAssistant.Cluster.Grains;
+
+namespace RealtimeAssistant.Cluster.Placement;
+
+/// <summary>Places a grain on an inference silo only, balanced by how many streams each holds.</summary>
+[GenerateSerializer, Immutable, SuppressReferenceTracking, Alias("ra.InferencePlacement")]
+public sealed class InferencePlacement : PlacementStrategy
+{
+    public static readonly InferencePlacement Instance = new();
+}
+
+[AttributeUsage(AttributeTargets.Class, AllowMultiple = false)]
+public sealed class InferencePlacementAttribute() : PlacementAttribute(InferencePlacement.Instance);
+
+/// <summary>What a silo is, as its metadata says (every silo publishes its role and model).</summary>
+public static class SiloRoles
+{
+    public const string RoleKey = "ra.role", ModelKey = "ra.model";
+
+    public static bool RunsStreams(SiloRole role) => role is SiloRole.Inference or SiloRole.Both;
+    public static bool ServesHttp(SiloRole role) => role is SiloRole.Gateway or SiloRole.Both;
+
+    public static SiloRole? Of(SiloMetadata metadata) =>
+        metadata.Metadata.TryGetValue(RoleKey, out var r) && Enum.TryParse<SiloRole>(r, ignoreCase: true, out var role) ? role : null;
+
+    public static string Name(SiloRole role) => role.ToString().ToLowerInvariant();
+}
+
+/// <summary>
+/// Chooses, among the silos compatible with the grain, those whose metadata says they run streams
+/// (inference or both), and asks the stream directory for the one holding the fewest streams (a
+/// draining silo only when nothing else is left). A placement hint (a drain naming its target) wins.
+/// A silo that has just joined is eligible once its metadata has reached this silo's cache (a
+/// moment); when no inference silo is known yet, placement waits a few seconds for one.
+/// </summary>
+public sealed class InferencePlacementDirector(ISiloMetadataCache metadata, IGrainFactory grains, ILogger<InferencePlacementDirector> logger)
+    : IPlacementDirector
+{
+    static readonly TimeSpan WaitForInference = TimeSpan.FromSeconds(10);
+
+    public async Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
+    {
+        var deadline = DateTime.UtcNow + WaitForInference;
+        SiloAddress[] inference;
+        while (true)
+        {
+            inference = context.GetCompatibleSilos(target)
+                .Where(s => SiloRoles.Of(metadata.GetSiloMetadata(s)) is { } role && SiloRoles.RunsStreams(role))
+                .ToArray();
+            if (inference.Length > 0 || DateTime.UtcNow > deadline) break;
+            await Task.Delay(100);
+        }
+        if (inference.Length == 0)
+            throw new OrleansException($"no inference silo in the cluster to run {target.GrainIdentity} (start one with ra serve --cluster … --role inference)");
+        if (IPlacementDirector.GetPlacementHint(target.RequestContextData, inference) is { } hint) return hint;
+        if (inference.Length == 1) return inference[0];
+        try
+        {
+            return await grains.GetGrain<IStreamDirectoryGrain>(0).Pick(target.GrainIdentity.Key.ToString()!, inference);
+        }
+        catch (Exception e)
+        {
+            logger.LogWarning("placement: the stream directory did not answer ({Message}); placing {Grain} at random", e.Message, target.GrainIdentity);
+            return inference[Random.Shared.Next(inference.Length)];
+        }
+    }
+}
