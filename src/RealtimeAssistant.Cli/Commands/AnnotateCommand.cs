@@ -19,9 +19,10 @@ public static class AnnotateCommand
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var prune = new PruningOptions();
         var cmd = new Command("annotate", "Annotate a video: annotated.mp4 with the captions burned in, plus captions.srt, .vtt and .jsonl.")
-            { input, output, every, force, resume, hud, model, device, dtype };
+            { input, output, every, force, resume, hud, model, device, dtype, weights };
         prune.AddTo(cmd); // any pruning flag prunes every caption
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -41,7 +42,7 @@ public static class AnnotateCommand
             using (Capture.FrameSources.Open(options.Input, AppSources.Options())) { }
             var modelDir = AppModel.Resolve(pr.GetValue(model));
             var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir))?.Validate(LlavaConfig.Load(modelDir).Text.NumHiddenLayers);
-            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype), pruning: pruning);
+            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype, weights), pruning: pruning);
             if (pruning is not null) Console.Error.WriteLine($"annotate: pruning every caption ({pruning.Method}); kept_tokens in captions.jsonl says what each kept");
             var report = Annotator.Run(options, captioner, ct);
             Annotator.PrintSummary(report);

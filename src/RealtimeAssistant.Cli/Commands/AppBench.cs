@@ -23,8 +23,9 @@ public static class AppBench
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var cmd = new Command("app", "The app end to end: render fps and p99 frame time while captioning, caption updates/s, glass-to-caption p50/p95, dropped frames, RSS start/end.")
-            { json, seconds, warmup, source, fps, threads, model, device, dtype };
+            { json, seconds, warmup, source, fps, threads, model, device, dtype, weights };
         return cmd.WithAction(async (pr, ct) =>
         {
             // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
@@ -35,7 +36,7 @@ public static class AppBench
             var spec = pr.GetValue(source) ?? Cli.FindRepoPath(DemoCommand.DemoVideo) ?? throw new UserError($"{DemoCommand.DemoVideo} not found; pass --source");
             double measure = pr.GetValue(seconds), warm = pr.GetValue(warmup);
             if (measure <= 0 || warm < 0) throw new UserError("--seconds must be > 0 and --warmup ≥ 0");
-            using var captioner = AppModel.Load(pr.GetValue(model), Cli.EngineOptions(pr, device, dtype) with { Threads = pr.GetValue(threads) });
+            using var captioner = AppModel.Load(pr.GetValue(model), Cli.EngineOptions(pr, device, dtype, weights) with { Threads = pr.GetValue(threads) });
             Console.Error.WriteLine($"bench app: {spec} looped in real time, {warm:0} s warm-up + {measure:0} s measured…");
             var stats = LiveApp.Run(null, new LiveAppOptions
             {

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Model.Kernels;
 using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -29,10 +30,12 @@ public static class BenchCommand
         var tokens = new Option<int>("--tokens") { DefaultValueFactory = _ => 624, Description = "prompt tokens (576 visual + text, as LLaVA-1.5)" };
         var decode = new Option<int>("--decode") { DefaultValueFactory = _ => 32, Description = "decode steps" };
         var reps = new Option<int>("--reps") { DefaultValueFactory = _ => 3 };
+        var profile = new Option<bool>("--profile") { Description = "also time one decode step op by op (every layer's weights, so memory traffic is as in a step) and print where its milliseconds go" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        var cmd = new Command("engine", "Prefill and decode tokens/s on a LLaVA-shaped decoder with random weights, against fp32 matmul GFLOP/s in the same process.")
-            { json, layers, hidden, tokens, decode, reps, device, dtype };
+        var weights = Cli.WeightsOption();
+        var cmd = new Command("engine", "Prefill and decode on a LLaVA-shaped decoder with random weights, beside the matmul rate and the memory read bandwidth measured in the same process.")
+            { json, layers, hidden, tokens, decode, reps, profile, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             int L = pr.GetValue(layers), D = pr.GetValue(hidden), T = pr.GetValue(tokens), N = pr.GetValue(decode), R = pr.GetValue(reps);
@@ -40,31 +43,23 @@ public static class BenchCommand
                 throw new UserError("bench engine: need --layers ≥ 1, --hidden a multiple of 64, --tokens ≥ 2, --decode ≥ 1, --reps ≥ 1");
             var dev = LlavaEngine.ResolveDevice(pr.GetValue(device)!);
             var dt = LlavaEngine.ResolveDType(pr.GetValue(dtype)!, dev, "float32");
-            var result = RunEngine(L, D, T, N, R, dev, dt, ct);
+            var format = LlavaEngine.ResolveWeights(pr.GetValue(weights)!, dt);
+            var (result, steps) = RunEngine(L, D, T, N, R, dev, dt, format, pr.GetValue(profile), ct);
             var table = new Table().AddColumns("metric", "value");
-            foreach (var (k, v) in result) table.AddRow(k, v is double d ? d.ToString("0.###") : v?.ToString() ?? "");
+            foreach (var (k, v) in result)
+                if (v is not IEnumerable<Dictionary<string, object>>)
+                    table.AddRow(k, Markup.Escape(v switch { double d => d.ToString("0.###"), double[] a => string.Join(" / ", a), _ => v?.ToString() ?? "" }));
             AnsiConsole.Write(table);
+            if (steps is not null) AnsiConsole.Write(steps.Table());
             if (pr.GetValue(json) is { } path) Cli.WriteJson(path, result);
             return Task.FromResult(0);
         });
     }
 
-    static Dictionary<string, object> RunEngine(int L, int D, int T, int N, int R, Device dev, ScalarType dt, CancellationToken ct)
+    static (Dictionary<string, object> Result, EngineProfile? Profile) RunEngine(int L, int D, int T, int N, int R, Device dev, ScalarType dt,
+        WeightFormat? format, bool profile, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
-        // Matmul reference: the best fp32 GEMM rate this process gets on this device.
-        double gflops;
-        {
-            const int n = 1024;
-            var a = torch.randn(n, n, device: dev); var b = torch.randn(n, n, device: dev);
-            for (int i = 0; i < 3; i++) torch.matmul(a, b).Dispose();
-            TokenGenerator.Sync(dev);
-            int reps = 20;
-            var sw = Stopwatch.StartNew();
-            for (int i = 0; i < reps; i++) torch.matmul(a, b).Dispose();
-            TokenGenerator.Sync(dev);
-            gflops = 2.0 * n * n * n * reps / sw.Elapsed.TotalSeconds / 1e9;
-        }
         int heads = D / 64, inter = (int)Math.Round(D * 11008.0 / 4096 / 64) * 64;
         var text = new TextConfig
         {
@@ -73,7 +68,21 @@ public static class BenchCommand
         };
         using var lm = new LanguageModel(text, new TensorSpec(dev, dt));
         ModelInit.Initialize(lm, 1);
+        if (format is { } f) Compaction.Apply(lm, f);
         lm.eval();
+        // What a decode step reads: every matmul weight once (the token table only as a tied head).
+        long weightBytes = Compaction.Units(lm).Where(u => u is not Embedding || lm.lm_head is null).Sum(u => u.Bytes);
+        // The prefill's matmuls run in the weights' dtype; q8 weights in bfloat16 where the CPU has native bf16 dot products.
+        var prefillDtype = format switch
+        {
+            WeightFormat.BF16 => ScalarType.BFloat16,
+            WeightFormat.Q8 when dev.type == DeviceType.CPU && CpuIsa.HasBf16Matmul => ScalarType.BFloat16,
+            _ => dt,
+        };
+        double gflops = MatmulGflops(dev, dt);
+        double prefillGflops = prefillDtype == dt ? gflops : MatmulGflops(dev, prefillDtype);
+        double readGbs = MemoryReadGbs(dev);
+
         var positions = Enumerable.Range(0, T).Select(i => (long)i).ToArray();
         var ids = torch.randint(0, 32000, new long[] { 1, T }, dtype: ScalarType.Int64, device: dev);
         var prefillMs = new List<double>();
@@ -99,27 +108,91 @@ public static class BenchCommand
             if (r == 0) continue; // warm-up
             prefillMs.Add(pre); decodeMs.Add(dec);
         }
+        EngineProfile? steps = null;
+        if (profile)
+        {
+            using var scope = torch.NewDisposeScope();
+            using var cache = new KvCache(L);
+            var h = lm.model.Forward(lm.model.embed_tokens.forward(ids), new DecoderStep { Positions = positions, Cache = cache });
+            steps = EngineProfile.Run(lm, cache, lm.Logits(h[0, -1]).argmax().item<long>(), T, N);
+        }
         double Median(List<double> v) { var s = v.OrderBy(x => x).ToList(); return s[s.Count / 2]; }
         var prefill = Median(prefillMs);
-        var decodeTotal = Median(decodeMs);
+        var perToken = Median(decodeMs) / N;
         // Analytic FLOPs of one prefill: projections and MLP (2·T·params) plus the attention matmuls
         // (QKᵀ and PV over the causal half) and the one lm_head row.
         double projParams = (double)L * (4.0 * D * D + 3.0 * D * inter);
         double flops = 2 * T * projParams + L * 2.0 * 2 * D * T * (T + 1) / 2 + 2.0 * D * text.VocabSize;
         double achieved = flops / (prefill / 1000) / 1e9;
-        return new Dictionary<string, object>
+        // The KV cache a decode step reads (keys and values of every layer, over the mean context).
+        double kvBytes = 2.0 * L * D * (T + (N - 1) / 2.0) * torch.empty(0, dt).ElementSize;
+        var result = new Dictionary<string, object>
         {
             ["device"] = dev.ToString(),
             ["dtype"] = dt.ToString(),
+            ["weights"] = format?.Name() ?? WeightFormats.Of(dt)?.Name() ?? dt.ToString(),
             ["threads"] = torch.get_num_threads(),
+            ["kernel_isa"] = dev.type == DeviceType.CPU ? CpuIsa.Current.ToString() : "none (libtorch)",
             ["config"] = $"{L} layers, hidden {D}, intermediate {inter}, {heads} heads, {T} prompt tokens",
+            ["weight_mb"] = Math.Round(weightBytes / 1e6, 1),
+            ["matmul_dtype"] = dt.ToString(),
             ["matmul_gflops"] = Math.Round(gflops, 2),
+            ["memory_read_gbs"] = Math.Round(readGbs, 2),
             ["prefill_ms"] = Math.Round(prefill, 2),
             ["prefill_tokens_per_s"] = Math.Round(T / (prefill / 1000), 1),
             ["prefill_gflops"] = Math.Round(achieved, 2),
-            ["prefill_fraction_of_matmul"] = Math.Round(achieved / gflops, 3),
-            ["decode_ms_per_token"] = Math.Round(decodeTotal / N, 3),
-            ["decode_tokens_per_s"] = Math.Round(N / (decodeTotal / 1000), 1),
         };
+        if (prefillDtype != dt)
+        {
+            result["prefill_matmul_dtype"] = prefillDtype.ToString();
+            result["prefill_matmul_gflops"] = Math.Round(prefillGflops, 2);
+        }
+        result["prefill_fraction_of_matmul"] = Math.Round(achieved / prefillGflops, 3);
+        result["decode_ms_per_token"] = Math.Round(perToken, 3);
+        result["decode_tokens_per_s"] = Math.Round(1000 / perToken, 1);
+        result["decode_weight_gbs"] = Math.Round(weightBytes / (perToken / 1000) / 1e9, 2);
+        result["decode_fraction_of_memory_read"] = Math.Round(weightBytes / (perToken / 1000) / 1e9 / readGbs, 3);
+        result["decode_kv_mb_per_token"] = Math.Round(kvBytes / 1e6, 1);
+        result["prefill_runs_ms"] = prefillMs.Select(x => Math.Round(x, 1)).ToArray();
+        result["decode_runs_ms_per_token"] = decodeMs.Select(x => Math.Round(x / N, 2)).ToArray();
+        if (steps is not null) result["decode_profile"] = steps.Rows();
+        return (result, steps);
+    }
+
+    /// <summary>The best rate of a 1024² matmul in <paramref name="dtype"/> this process gets on this device.</summary>
+    static double MatmulGflops(Device dev, ScalarType dtype)
+    {
+        const int n = 1024;
+        using var scope = torch.NewDisposeScope();
+        var a = torch.randn(n, n, dtype: dtype, device: dev); var b = torch.randn(n, n, dtype: dtype, device: dev);
+        for (int i = 0; i < 3; i++) torch.matmul(a, b).Dispose();
+        double best = double.MaxValue;
+        for (int round = 0; round < 5; round++)
+        {
+            TokenGenerator.Sync(dev);
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < 4; i++) torch.matmul(a, b).Dispose();
+            TokenGenerator.Sync(dev);
+            best = Math.Min(best, sw.Elapsed.TotalSeconds / 4);
+        }
+        return 2.0 * n * n * n / best / 1e9;
+    }
+
+    /// <summary>Memory read bandwidth: the best of five sums over 512 MB (16× this machine's L3), on the intra-op threads.</summary>
+    static double MemoryReadGbs(Device dev)
+    {
+        using var scope = torch.NewDisposeScope();
+        var big = torch.ones(128L << 20, ScalarType.Float32, dev);
+        big.sum().Dispose();
+        double best = double.MaxValue;
+        for (int i = 0; i < 5; i++)
+        {
+            TokenGenerator.Sync(dev);
+            var sw = Stopwatch.StartNew();
+            big.sum().Dispose();
+            TokenGenerator.Sync(dev);
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return big.numel() * 4.0 / best / 1e9;
     }
 }

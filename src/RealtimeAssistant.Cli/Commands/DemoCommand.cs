@@ -20,8 +20,9 @@ public static class DemoCommand
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var cmd = new Command("demo", "Run the bundled demo model on the bundled video: a live window with a display, else captions in the terminal plus annotated outputs.")
-            { headless, output, video, model, device, dtype };
+            { headless, output, video, model, device, dtype, weights };
         return cmd.WithAction(async (pr, ct) =>
         {
             // Off the invoking thread at once: System.CommandLine installs its Ctrl+C handler only once the
@@ -32,7 +33,7 @@ public static class DemoCommand
             var input = pr.GetValue(video) ?? Cli.FindRepoPath(DemoVideo)
                 ?? throw new UserError($"the demo video is missing ({DemoVideo} not found in this checkout)");
             var modelDir = AppModel.Resolve(pr.GetValue(model));
-            var engine = Cli.EngineOptions(pr, device, dtype);
+            var engine = Cli.EngineOptions(pr, device, dtype, weights);
 
             if (!pr.GetValue(headless))
             {

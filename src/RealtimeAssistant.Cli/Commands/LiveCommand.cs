@@ -21,11 +21,12 @@ public static class LiveCommand
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var prune = new PruningOptions();
         var cmd = new Command("live", "Live captioning: the video, streaming captions and a latency HUD in a window. " +
             "Keys: H HUD, P pruning, S screenshot, Q/Esc quit; type a question and press Enter to ask it. " +
             "With no display it runs headless and prints each caption with its video time.")
-            { source, loop, fps, seconds, headless, noHud, snapshot, threads, model, device, dtype };
+            { source, loop, fps, seconds, headless, noHud, snapshot, threads, model, device, dtype, weights };
         prune.AddTo(cmd); // any pruning flag starts with pruning on (P still toggles it)
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -44,7 +45,7 @@ public static class LiveCommand
             var window = pr.GetValue(headless) ? null : LiveApp.TryOpenWindow(960, 600, $"RealtimeAssistant – {spec}", out why);
             if (window is null)
                 Console.Error.WriteLine($"live: no window ({why}); running headless (EGL): captions are printed below, Ctrl+C stops");
-            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype) with { Threads = pr.GetValue(threads) }, pruning: pruning);
+            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype, weights) with { Threads = pr.GetValue(threads) }, pruning: pruning);
             if (pruning is not null) Console.Error.WriteLine($"live: pruning on ({pruning.Method}){(window is null ? "" : "; P turns it off")}");
             using var logging = Cli.Logging();
             var stats = LiveApp.Run(window, new LiveAppOptions

@@ -18,9 +18,10 @@ public static class ProfileCommand
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var prune = new PruningOptions();
         var cmd = new Command("profile", "Run the live loop on a file as if it were live (realtime pacing, headless render) and write a latency report: table, PNG plots, report.json.")
-            { input, output, fps, seconds, model, device, dtype };
+            { input, output, fps, seconds, model, device, dtype, weights };
         prune.AddTo(cmd); // any pruning flag profiles the pruned captioner
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -34,7 +35,7 @@ public static class ProfileCommand
             var dir = pr.GetValue(output) ?? Path.Combine("runs", $"profile-{DateTime.Now:yyyyMMdd-HHmmss}");
             var modelDir = AppModel.Resolve(pr.GetValue(model));
             var pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir))?.Validate(LlavaConfig.Load(modelDir).Text.NumHiddenLayers);
-            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype), pruning: pruning);
+            using var captioner = AppModel.Load(modelDir, Cli.EngineOptions(pr, device, dtype, weights), pruning: pruning);
             Console.Error.WriteLine($"profile: playing {spec} in real time (headless render at {pr.GetValue(fps):0} fps, pruning {(pruning is null ? "off" : pruning.Method)})…");
             var stats = LiveApp.Run(null, new LiveAppOptions
             {

@@ -36,9 +36,10 @@ public static class PruningBench
         var skipLlava = new Option<bool>("--skip-llava") { Description = "only the demo model" };
         var windowFrames = new Option<int>("--window-frames") { DefaultValueFactory = _ => 4, Description = "also time the demo model on prompts of this many clip frames (a streaming window re-encoded; 1 = skip)" };
         var device = Cli.DeviceOption();
+        var weights = Cli.WeightsOption();
         var prune = new PruningOptions();
         var cmd = prune.AddTo(new Command("pruning", "Prefill time, FLOPs, kept tokens and caption F1 of none / FastV / VisiPruner / VisiPruner-budget.")
-            { json, model, frames, reps, scenes, hidden, budget, skipLlava, windowFrames, device });
+            { json, model, frames, reps, scenes, hidden, budget, skipLlava, windowFrames, device, weights });
         return cmd.WithAction((pr, ct) =>
         {
             int nf = pr.GetValue(frames), nr = pr.GetValue(reps), ns = pr.GetValue(scenes), D = pr.GetValue(hidden), k = pr.GetValue(budget);
@@ -48,10 +49,10 @@ public static class PruningBench
             var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model");
             var demoSchedule = Cli.FindRepoPath("docs/pruning/demo-schedule.json");
             var demoConfig = prune.Read(pr, demoSchedule is null ? null : PruningConfig.Load(demoSchedule));
-            results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, 1, ct));
+            results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, 1, pr.GetValue(weights)!, ct));
             if (pr.GetValue(windowFrames) > 1)
-                results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, pr.GetValue(windowFrames), ct));
-            if (!pr.GetValue(skipLlava)) results.Add(LlavaShaped(D, prune.Read(pr), nf, nr, k == 0 ? 32 : k, dev, ct));
+                results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, pr.GetValue(windowFrames), pr.GetValue(weights)!, ct));
+            if (!pr.GetValue(skipLlava)) results.Add(LlavaShaped(D, prune.Read(pr), nf, nr, k == 0 ? 32 : k, dev, pr.GetValue(weights)!, ct));
             foreach (var c in results)
             {
                 var t = new Table().Title($"{c.name}: {c.description}").AddColumns("method", "prefill ms", "speed-up", "GFLOPs", "kept visual", "L_f", "exit", "F1", "schedule");
@@ -139,7 +140,7 @@ public static class PruningBench
     }
 
     /// <param name="promptFrames">1: one still frame and the caption prompt; more: a clip window of that many frames and the streaming prompt.</param>
-    static ConfigResult Demo(string? dir, PruningConfig visi, int nf, int reps, int scenes, int k, Device dev, int promptFrames, CancellationToken ct)
+    static ConfigResult Demo(string? dir, PruningConfig visi, int nf, int reps, int scenes, int k, Device dev, int promptFrames, string weights, CancellationToken ct)
     {
         bool trained = dir != null;
         string tmp = "";
@@ -152,7 +153,7 @@ public static class PruningBench
         }
         try
         {
-            using var engine = LlavaEngine.Load(dir!, new EngineOptions { Device = dev.ToString() });
+            using var engine = LlavaEngine.Load(dir!, new EngineOptions { Device = dev.ToString(), Weights = weights, Report = Console.Error.WriteLine });
             int L = engine.Config.Text.NumHiddenLayers;
             var methods = Methods(visi, k, promptFrames > 1);
             foreach (var m in methods) m.Config.Validate(L);
@@ -257,7 +258,7 @@ public static class PruningBench
         return scores;
     }
 
-    static ConfigResult LlavaShaped(int D, PruningConfig visi, int nf, int reps, int k, Device dev, CancellationToken ct)
+    static ConfigResult LlavaShaped(int D, PruningConfig visi, int nf, int reps, int k, Device dev, string weights, CancellationToken ct)
     {
         const int L = 32, V = 576, prefix = 35, suffix = 13;
         int heads = D / 64, inter = (int)Math.Round(D * 11008.0 / 4096 / 64) * 64;
@@ -268,6 +269,7 @@ public static class PruningBench
         };
         using var lm = new LanguageModel(text, new TensorSpec(dev, ScalarType.Float32));
         ModelInit.Initialize(lm, 1);
+        if (LlavaEngine.ResolveWeights(weights, ScalarType.Float32) is { } format) Compaction.Apply(lm, format);
         lm.eval();
         int T = prefix + V + suffix;
         var spans = new List<VisualSpan> { new(prefix, V, 0) };

@@ -35,8 +35,9 @@ public static class StreamCommand
         var limit = new Option<int>("--max-frames") { DefaultValueFactory = _ => 0, Description = "stop after this many source frames (0 = the whole stream)" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var cmd = new Command("stream", "Stream captions with group position encoding: frames in, captions out, no re-encoding.")
-            { input, model, window, frameBand, history, stride, policy, gate, ask, maxTokens, jsonl, limit, device, dtype };
+            { input, model, window, frameBand, history, stride, policy, gate, ask, maxTokens, jsonl, limit, device, dtype, weights };
         prune.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -54,7 +55,7 @@ public static class StreamCommand
                 Pruning = prune.Requested(pr, PruningConfig.BesideModel(modelDir)),
             };
             using var source = FrameSources.Open(spec, AppSources.Options());
-            using var engine = LlavaEngine.Load(modelDir, Cli.EngineOptions(pr, device, dtype));
+            using var engine = LlavaEngine.Load(modelDir, Cli.EngineOptions(pr, device, dtype, weights));
             using var session = new StreamingSession(engine, options);
             using var driver = new StreamingDriver(session, writePolicy, pr.GetValue(gate));
             using var log = pr.GetValue(jsonl) is { } path ? new StreamWriter(path, append: true) { AutoFlush = true } : null;

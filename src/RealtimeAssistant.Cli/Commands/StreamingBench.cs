@@ -31,9 +31,10 @@ public static class StreamingBench
         var clips = new Option<int>("--clips") { DefaultValueFactory = _ => 48, Description = "held-out clips for F1" };
         var tokens = new Option<int>("--caption-tokens") { DefaultValueFactory = _ => 16, Description = "tokens per caption in the latency run" };
         var frameBand = Cli.FrameBandOption();
+        var weights = Cli.WeightsOption();
         var prune = new Option<string?>("--prune-config") { Description = "GPE prunes each frame as it enters with these settings (JSON, as `ra analyze` writes)" };
         var cmd = new Command("streaming", "Streaming with group positions vs re-encoding vs interleaved: update latency and caption F1.")
-            { json, model, window, qualityWindow, at, clips, tokens, prune, frameBand };
+            { json, model, window, qualityWindow, at, clips, tokens, prune, frameBand, weights };
         return cmd.WithAction((pr, ct) =>
         {
             var checkpoints = pr.GetValue(at)!.Distinct().OrderBy(x => x).ToArray();
@@ -44,7 +45,7 @@ public static class StreamingBench
             if (pr.GetValue(window) is < 1 or > 4096) throw new UserError($"--window must be 1..4096 frames, got {pr.GetValue(window)}");
             int? band = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(window));
             int? qualityBand = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(qualityWindow)) is { } qb ? Math.Min(qb, pr.GetValue(qualityWindow)) : null;
-            using var engine = LlavaEngine.Load(AppModel.Resolve(pr.GetValue(model)));
+            using var engine = LlavaEngine.Load(AppModel.Resolve(pr.GetValue(model)), new EngineOptions { Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine });
             var results = new List<Dictionary<string, object>>();
             var pruning = pr.GetValue(prune) is { } pf ? PruningConfig.Load(pf) : null;
             Dictionary<string, object> Ms(Dictionary<int, (double Update, double Caption)> lat, bool full) =>
