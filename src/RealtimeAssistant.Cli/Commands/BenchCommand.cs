@@ -30,21 +30,24 @@ public static class BenchCommand
         var tokens = new Option<int>("--tokens") { DefaultValueFactory = _ => 624, Description = "prompt tokens (576 visual + text, as LLaVA-1.5)" };
         var decode = new Option<int>("--decode") { DefaultValueFactory = _ => 32, Description = "decode steps" };
         var reps = new Option<int>("--reps") { DefaultValueFactory = _ => 3 };
-        var profile = new Option<bool>("--profile") { Description = "also time one decode step op by op (every layer's weights, so memory traffic is as in a step) and print where its milliseconds go" };
+        var model = new Option<string?>("--model", "-m") { Description = "a model folder instead of the random LLaVA shape: its caption prompt with one (random) image, decoded in its own cache group" };
+        var profile = new Option<bool>("--profile") { Description = "also time decode steps op by op (every layer's weights, so memory traffic is as in a step) and print where the milliseconds go" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
-        var cmd = new Command("engine", "Prefill and decode on a LLaVA-shaped decoder with random weights, beside the matmul rate and the memory read bandwidth measured in the same process.")
-            { json, layers, hidden, tokens, decode, reps, profile, device, dtype, weights };
+        var cmd = new Command("engine", "Prefill and decode on a LLaVA-shaped decoder with random weights (or a model folder), beside the matmul rate and the memory read bandwidth measured in the same process.")
+            { json, layers, hidden, tokens, decode, reps, model, profile, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             int L = pr.GetValue(layers), D = pr.GetValue(hidden), T = pr.GetValue(tokens), N = pr.GetValue(decode), R = pr.GetValue(reps);
             if (L < 1 || D < 64 || D % 64 != 0 || T < 2 || N < 1 || R < 1)
                 throw new UserError("bench engine: need --layers ≥ 1, --hidden a multiple of 64, --tokens ≥ 2, --decode ≥ 1, --reps ≥ 1");
             var dev = LlavaEngine.ResolveDevice(pr.GetValue(device)!);
-            var dt = LlavaEngine.ResolveDType(pr.GetValue(dtype)!, dev, "float32");
-            var format = LlavaEngine.ResolveWeights(pr.GetValue(weights)!, dt);
-            var (result, steps) = RunEngine(L, D, T, N, R, dev, dt, format, pr.GetValue(profile), ct);
+            using var _ = torch.inference_mode();
+            using var work = pr.GetValue(model) is { } dir
+                ? EngineWorkload.FromModel(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine })
+                : EngineWorkload.Random(L, D, T, dev, LlavaEngine.ResolveDType(pr.GetValue(dtype)!, dev, "float32"), pr.GetValue(weights)!);
+            var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), ct);
             var table = new Table().AddColumns("metric", "value");
             foreach (var (k, v) in result)
                 if (v is not IEnumerable<Dictionary<string, object>>)
@@ -56,20 +59,72 @@ public static class BenchCommand
         });
     }
 
-    static (Dictionary<string, object> Result, EngineProfile? Profile) RunEngine(int L, int D, int T, int N, int R, Device dev, ScalarType dt,
-        WeightFormat? format, bool profile, CancellationToken ct)
+    /// <summary>A decoder and the prompt it prefills: the random LLaVA shape, or a model folder's caption prompt.</summary>
+    sealed class EngineWorkload : IDisposable
+    {
+        public required LanguageModel Lm { get; init; }
+        public required Tensor Embeds { get; init; }          // [1, T, D]
+        public CacheGroup Group { get; init; } = CacheGroup.Source;
+        public long DecodeStart { get; init; }                // position of the first decoded token
+        public required string Description { get; init; }
+        public required WeightFormat? Format { get; init; }
+        public required ScalarType DType { get; init; }
+        public required Device Device { get; init; }
+        public IDisposable? Owner { get; init; }
+        public int Tokens => (int)Embeds.shape[1];
+
+        public static EngineWorkload Random(int L, int D, int T, Device dev, ScalarType dt, string weights)
+        {
+            var format = LlavaEngine.ResolveWeights(weights, dt);
+            int heads = D / 64, inter = (int)Math.Round(D * 11008.0 / 4096 / 64) * 64;
+            var text = new TextConfig
+            {
+                VocabSize = 32064, HiddenSize = D, IntermediateSize = inter, NumHiddenLayers = L,
+                NumAttentionHeads = heads, NumKeyValueHeads = heads, MaxPositionEmbeddings = 4096,
+            };
+            var lm = new LanguageModel(text, new TensorSpec(dev, dt));
+            ModelInit.Initialize(lm, 1);
+            if (format is { } f) Compaction.Apply(lm, f);
+            lm.eval();
+            var ids = torch.randint(0, 32000, new long[] { 1, T }, dtype: ScalarType.Int64, device: dev);
+            return new EngineWorkload
+            {
+                Lm = lm, Embeds = lm.model.embed_tokens.forward(ids).DetachFromDisposeScope(), DecodeStart = T, Format = format, DType = dt, Device = dev, Owner = lm,
+                Description = $"{L} layers, hidden {D}, intermediate {inter}, {heads} heads, {T} prompt tokens",
+            };
+        }
+
+        public static EngineWorkload FromModel(string dir, EngineOptions options)
+        {
+            var engine = LlavaEngine.Load(dir, options);
+            var captioner = new Captioner(engine);
+            var ids = captioner.PromptIds(null);
+            captioner.Dispose();
+            var slots = Enumerable.Range(0, ids.Count).Where(i => ids[i] == engine.Config.ImageTokenIndex).Select(i => (long)i).ToArray();
+            var size = engine.Config.Vision.ImageSize;
+            var pixels = torch.randn(new long[] { slots.Length / engine.Config.ImageTokens, 3, size, size }, engine.DType, engine.Device);
+            var feats = engine.Model.EncodeImages(pixels);
+            var embeds = engine.Model.Embed(torch.tensor(ids.Select(i => (long)i).ToArray(), device: engine.Device).view(1, -1), feats.reshape(1, -1, feats.shape[^1]), slots);
+            var c = engine.Config.Text;
+            return new EngineWorkload
+            {
+                Lm = engine.Model.language_model, Embeds = embeds.DetachFromDisposeScope(), Owner = engine,
+                Group = engine.GroupPositions ? CacheGroup.Target : CacheGroup.Source, DecodeStart = engine.GroupPositions ? 0 : ids.Count,
+                Format = engine.Weights, DType = engine.DType, Device = engine.Device,
+                Description = $"{dir}: {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, intermediate {c.IntermediateSize}, {c.NumAttentionHeads} heads, {ids.Count} prompt tokens, decoding in the {(engine.GroupPositions ? "target" : "source")} group",
+            };
+        }
+
+        public void Dispose() { Embeds.Dispose(); Owner?.Dispose(); }
+    }
+
+    static (Dictionary<string, object> Result, EngineProfile? Profile) RunEngine(EngineWorkload w, int N, int R, bool profile, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
-        int heads = D / 64, inter = (int)Math.Round(D * 11008.0 / 4096 / 64) * 64;
-        var text = new TextConfig
-        {
-            VocabSize = 32064, HiddenSize = D, IntermediateSize = inter, NumHiddenLayers = L,
-            NumAttentionHeads = heads, NumKeyValueHeads = heads, MaxPositionEmbeddings = 4096,
-        };
-        using var lm = new LanguageModel(text, new TensorSpec(dev, dt));
-        ModelInit.Initialize(lm, 1);
-        if (format is { } f) Compaction.Apply(lm, f);
-        lm.eval();
+        var lm = w.Lm;
+        var (dev, dt, format) = (w.Device, w.DType, w.Format);
+        var c = lm.Config;
+        int L = c.NumHiddenLayers, T = w.Tokens;
         // What a decode step reads: every matmul weight once (the token table only as a tied head).
         long weightBytes = Compaction.Units(lm).Where(u => u is not Embedding || lm.lm_head is null).Sum(u => u.Bytes);
         // The prefill's matmuls run in the weights' dtype; q8 weights in bfloat16 where the CPU has native bf16 dot products.
@@ -84,24 +139,28 @@ public static class BenchCommand
         double readGbs = MemoryReadGbs(dev);
 
         var positions = Enumerable.Range(0, T).Select(i => (long)i).ToArray();
-        var ids = torch.randint(0, 32000, new long[] { 1, T }, dtype: ScalarType.Int64, device: dev);
+        (KvCache Cache, long Next) Prefill()
+        {
+            var cache = new KvCache(L);
+            using var scope = torch.NewDisposeScope();
+            var h = lm.model.Forward(w.Embeds, new DecoderStep { Positions = positions, Cache = cache });
+            return (cache, lm.Logits(h[0, -1]).argmax().item<long>());
+        }
         var prefillMs = new List<double>();
         var decodeMs = new List<double>();
         for (int r = 0; r < R + 1; r++)
         {
             ct.ThrowIfCancellationRequested();
-            using var scope = torch.NewDisposeScope();
-            using var cache = new KvCache(L);
             var sw = Stopwatch.StartNew();
-            var h = lm.model.Forward(lm.model.embed_tokens.forward(ids), new DecoderStep { Positions = positions, Cache = cache });
-            var next = lm.Logits(h[0, -1]).argmax().item<long>();
+            var (cache, next) = Prefill();
+            using var _c = cache;
             var pre = sw.Elapsed.TotalMilliseconds;
             sw.Restart();
             for (int s = 0; s < N; s++)
             {
                 using var step = torch.NewDisposeScope();
                 var x = lm.model.embed_tokens.forward(torch.tensor(new[] { next }, device: dev).view(1, 1));
-                var hs = lm.model.Forward(x, new DecoderStep { Positions = new[] { (long)(T + s) }, Cache = cache });
+                var hs = lm.model.Forward(x, new DecoderStep { Positions = new[] { w.DecodeStart + s }, Cache = cache, Group = w.Group });
                 next = lm.Logits(hs[0, -1]).argmax().item<long>();
             }
             var dec = sw.Elapsed.TotalMilliseconds;
@@ -111,21 +170,21 @@ public static class BenchCommand
         EngineProfile? steps = null;
         if (profile)
         {
-            using var scope = torch.NewDisposeScope();
-            using var cache = new KvCache(L);
-            var h = lm.model.Forward(lm.model.embed_tokens.forward(ids), new DecoderStep { Positions = positions, Cache = cache });
-            steps = EngineProfile.Run(lm, cache, lm.Logits(h[0, -1]).argmax().item<long>(), T, N);
+            var (cache, next) = Prefill();
+            using var _c = cache;
+            steps = EngineProfile.Run(lm, cache, next, w.Group, w.DecodeStart, N);
         }
         double Median(List<double> v) { var s = v.OrderBy(x => x).ToList(); return s[s.Count / 2]; }
         var prefill = Median(prefillMs);
         var perToken = Median(decodeMs) / N;
         // Analytic FLOPs of one prefill: projections and MLP (2·T·params) plus the attention matmuls
         // (QKᵀ and PV over the causal half) and the one lm_head row.
-        double projParams = (double)L * (4.0 * D * D + 3.0 * D * inter);
-        double flops = 2 * T * projParams + L * 2.0 * 2 * D * T * (T + 1) / 2 + 2.0 * D * text.VocabSize;
+        long D = c.HiddenSize, hd = c.HeadDim;
+        double projParams = (double)L * (D * hd * (c.NumAttentionHeads * 2 + c.NumKeyValueHeads * 2) + 3.0 * D * c.IntermediateSize);
+        double flops = 2 * T * projParams + L * 2.0 * 2 * c.NumAttentionHeads * hd * T * (T + 1) / 2 + 2.0 * D * c.VocabSize;
         double achieved = flops / (prefill / 1000) / 1e9;
         // The KV cache a decode step reads (keys and values of every layer, over the mean context).
-        double kvBytes = 2.0 * L * D * (T + (N - 1) / 2.0) * torch.empty(0, dt).ElementSize;
+        double kvBytes = 2.0 * L * c.NumKeyValueHeads * hd * (T + (N - 1) / 2.0) * torch.empty(0, dt).ElementSize;
         var result = new Dictionary<string, object>
         {
             ["device"] = dev.ToString(),
@@ -133,7 +192,7 @@ public static class BenchCommand
             ["weights"] = format?.Name() ?? WeightFormats.Of(dt)?.Name() ?? dt.ToString(),
             ["threads"] = torch.get_num_threads(),
             ["kernel_isa"] = dev.type == DeviceType.CPU ? CpuIsa.Current.ToString() : "none (libtorch)",
-            ["config"] = $"{L} layers, hidden {D}, intermediate {inter}, {heads} heads, {T} prompt tokens",
+            ["config"] = w.Description,
             ["weight_mb"] = Math.Round(weightBytes / 1e6, 1),
             ["matmul_dtype"] = dt.ToString(),
             ["matmul_gflops"] = Math.Round(gflops, 2),
@@ -152,7 +211,7 @@ public static class BenchCommand
         result["decode_tokens_per_s"] = Math.Round(1000 / perToken, 1);
         result["decode_weight_gbs"] = Math.Round(weightBytes / (perToken / 1000) / 1e9, 2);
         result["decode_fraction_of_memory_read"] = Math.Round(weightBytes / (perToken / 1000) / 1e9 / readGbs, 3);
-        result["decode_kv_mb_per_token"] = Math.Round(kvBytes / 1e6, 1);
+        result["decode_kv_mb_per_token"] = Math.Round(kvBytes / 1e6, 2);
         result["prefill_runs_ms"] = prefillMs.Select(x => Math.Round(x, 1)).ToArray();
         result["decode_runs_ms_per_token"] = decodeMs.Select(x => Math.Round(x / N, 2)).ToArray();
         if (steps is not null) result["decode_profile"] = steps.Rows();

@@ -25,8 +25,11 @@ public sealed class EngineProfile
         _ms[op] += ms;
     }
 
-    /// <summary>Runs <paramref name="steps"/> greedy decode steps after a prefill of <paramref name="promptTokens"/> already in <paramref name="cache"/>.</summary>
-    public static EngineProfile Run(LanguageModel lm, KvCache cache, long firstToken, int promptTokens, int steps)
+    /// <summary>
+    /// Runs <paramref name="steps"/> greedy decode steps into <paramref name="group"/> of a cache
+    /// that holds the prefilled prompt, the first at position <paramref name="start"/>.
+    /// </summary>
+    public static EngineProfile Run(LanguageModel lm, KvCache cache, long firstToken, CacheGroup group, long start, int steps)
     {
         var p = new EngineProfile();
         var clock = new Stopwatch();
@@ -42,7 +45,7 @@ public sealed class EngineProfile
         for (int s = 0; s < steps; s++)
         {
             using var scope = torch.NewDisposeScope();
-            long pos = promptTokens + s;
+            long pos = start + s;
             var step = Stopwatch.StartNew();
             var h = Time("embedding", () => lm.model.embed_tokens.forward(torch.tensor(new[] { next }, device: dev).view(1, 1)));
             var (cos, sin) = Time("RoPE tables", () => lm.model.Rope.Tables(torch.tensor(new[] { pos }, device: dev), h.dtype));
@@ -53,12 +56,16 @@ public sealed class EngineProfile
                 var kv = cache.Layers[i];
                 var a = Time("RMSNorm", () => layer.input_layernorm.forward(h));
                 var (q, k, v) = Time("q/k/v projection + RoPE", () => attn.Project(a, cos, sin));
-                Time("KV cache append", () => { kv.Source.Append(k, v, new[] { pos }); return 0; });
-                var o = Time("attention (SDPA)", () =>
+                Time("KV cache append", () => { kv[group].Append(k, v, new[] { pos }); return 0; });
+                // As SelfAttention.Forward: a target query reads a large source in place, or the groups joined.
+                Tensor o;
+                if (group == CacheGroup.Target && !kv.Source.IsEmpty && kv.Source.Length * attn.KvHeads * attn.HeadDim > SelfAttention.JoinedSourceMaxElements)
+                    o = Time("attention over both groups in place", () => attn.AttendTwoGroups(q, kv.Source.Keys, kv.Source.Values, kv.Target.Keys, kv.Target.Values));
+                else
                 {
-                    var (keys, values) = kv.KeysFor(CacheGroup.Source);
-                    return attn.Attend(q, keys, values, null);
-                });
+                    var (keys, values) = Time("KV cache: views, or the groups joined (cat)", () => kv.KeysFor(group));
+                    o = Time("attention (SDPA)", () => attn.Attend(q, keys, values, null));
+                }
                 o = Time("o_proj", () => attn.Output(o));
                 var hh = h;
                 h = Time("residual add", () => hh + o);
