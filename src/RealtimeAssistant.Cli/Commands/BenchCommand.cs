@@ -194,6 +194,7 @@ public static class BenchCommand
             ["kernel_isa"] = dev.type == DeviceType.CPU ? CpuIsa.Current.ToString() : "none (libtorch)",
             ["config"] = w.Description,
             ["weight_mb"] = Math.Round(weightBytes / 1e6, 1),
+            ["process_resident_mb"] = Math.Round(Environment.WorkingSet / 1e6),
             ["matmul_dtype"] = dt.ToString(),
             ["matmul_gflops"] = Math.Round(gflops, 2),
             ["memory_read_gbs"] = Math.Round(readGbs, 2),

@@ -59,10 +59,16 @@ public sealed class Linear : nn.Module<Tensor, Tensor>, ICompactable
         var b = hasBias ? spec.Storage(total) : null;
         var result = new Linear[outFeatures.Length];
         long at = 0;
+        // Detached aliases, not autograd views: a view keeps its base alive, so emptying a member
+        // (Compact) would never free the storage.
+        static Parameter Rows(Tensor storage, long at, long count)
+        {
+            using var view = storage.narrow(0, at, count);
+            return new Parameter(view.detach(), requires_grad: false);
+        }
         for (int i = 0; i < outFeatures.Length; i++)
         {
-            result[i] = new Linear(new Parameter(w.narrow(0, at, outFeatures[i]), requires_grad: false),
-                b is null ? null : new Parameter(b.narrow(0, at, outFeatures[i]), requires_grad: false));
+            result[i] = new Linear(Rows(w, at, outFeatures[i]), b is null ? null : Rows(b, at, outFeatures[i]));
             at += outFeatures[i];
         }
         var stack = new LinearStack(w, b, result);
