@@ -31,18 +31,25 @@ public static class BenchCommand
         var decode = new Option<int>("--decode") { DefaultValueFactory = _ => 32, Description = "decode steps" };
         var reps = new Option<int>("--reps") { DefaultValueFactory = _ => 3 };
         var model = new Option<string?>("--model", "-m") { Description = "a model folder instead of the random LLaVA shape: its caption prompt with one (random) image, decoded in its own cache group" };
+        var kernels = new Option<string>("--kernels") { DefaultValueFactory = _ => "on", Description = "on, or off: libtorch runs every product (the reference the CPU kernels are measured against)" };
         var profile = new Option<bool>("--profile") { Description = "also time decode steps op by op (every layer's weights, so memory traffic is as in a step) and print where the milliseconds go" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var cmd = new Command("engine", "Prefill and decode on a LLaVA-shaped decoder with random weights (or a model folder), beside the matmul rate and the memory read bandwidth measured in the same process.")
-            { json, layers, hidden, tokens, decode, reps, model, profile, device, dtype, weights };
+            { json, layers, hidden, tokens, decode, reps, model, profile, kernels, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             int L = pr.GetValue(layers), D = pr.GetValue(hidden), T = pr.GetValue(tokens), N = pr.GetValue(decode), R = pr.GetValue(reps);
             if (L < 1 || D < 64 || D % 64 != 0 || T < 2 || N < 1 || R < 1)
                 throw new UserError("bench engine: need --layers ≥ 1, --hidden a multiple of 64, --tokens ≥ 2, --decode ≥ 1, --reps ≥ 1");
             var dev = LlavaEngine.ResolveDevice(pr.GetValue(device)!);
+            WeightMatrix.KernelsEnabled = pr.GetValue(kernels) switch
+            {
+                "on" => true,
+                "off" => false,
+                var k => throw new UserError($"--kernels '{k}' is not one of on, off"),
+            };
             using var _ = torch.inference_mode();
             using var work = pr.GetValue(model) is { } dir
                 ? EngineWorkload.FromModel(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine })
@@ -191,7 +198,7 @@ public static class BenchCommand
             ["dtype"] = dt.ToString(),
             ["weights"] = format?.Name() ?? WeightFormats.Of(dt)?.Name() ?? dt.ToString(),
             ["threads"] = torch.get_num_threads(),
-            ["kernel_isa"] = dev.type == DeviceType.CPU ? CpuIsa.Current.ToString() : "none (libtorch)",
+            ["kernels"] = dev.type != DeviceType.CPU || !WeightMatrix.KernelsEnabled ? "off (libtorch)" : $"{CpuIsa.Current} on {(KernelPool.OnLibtorchThreads ? "libtorch's OpenMP threads" : ".NET's thread pool")}",
             ["config"] = w.Description,
             ["weight_mb"] = Math.Round(weightBytes / 1e6, 1),
             ["process_resident_mb"] = Math.Round(Environment.WorkingSet / 1e6),

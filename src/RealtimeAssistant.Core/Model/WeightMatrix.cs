@@ -90,9 +90,15 @@ public abstract unsafe class WeightMatrix : IDisposable
         return F.linear(x.to_type(w.dtype), w, bias?.to_type(w.dtype)).to_type(x.dtype).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Whether products over a few rows take the CPU kernels (the default). Off, libtorch runs every
+    /// product, q8 ones over a dequantized copy: the reference `ra bench engine --kernels off` measures.
+    /// </summary>
+    public static bool KernelsEnabled { get; set; } = true;
+
     /// <summary>Whether the CPU kernels take this product: float32 activations, few rows, contiguous weights.</summary>
     internal static bool KernelApplies(Tensor x, Tensor w, Tensor? bias) =>
-        x.device_type == DeviceType.CPU && w.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32
+        KernelsEnabled && x.device_type == DeviceType.CPU && w.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32
         && (w.dtype == ScalarType.Float32 || w.dtype == ScalarType.BFloat16) && w.is_contiguous()
         && BiasApplies(bias) && Rows(x) <= Gemv.MaxRows;
 
@@ -209,7 +215,7 @@ public sealed unsafe class Q8Matrix : WeightMatrix
 
     public override Tensor Linear(Tensor x, Tensor? bias)
     {
-        if (x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32 && BiasApplies(bias) && Rows(x) <= Gemv.MaxRows)
+        if (KernelsEnabled && x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32 && BiasApplies(bias) && Rows(x) <= Gemv.MaxRows)
             return RunKernel(x, OutFeatures, (xp, rows, n, yp, bp) =>
             {
                 unsafe { Gemv.Q8(xp, rows, n, TensorMemory.Ptr<sbyte>(Q), TensorMemory.Ptr<float>(Scales), (int)OutFeatures, bp, yp); }

@@ -162,8 +162,20 @@ public class KernelTests
         AssertWithin(y, reference, 1e-2 * Scale(x.view(40, 300), wd).view(1, 40, 50) + 1e-4, "q8 over 40 rows");
     }
 
-    [Fact]
-    public void ThePoolCoversEveryRangeOnce_AlignedToTheGrain_AndReportsFailures()
+    [Theory]
+    [InlineData(false)] // libtorch's OpenMP team, where its libgomp is found
+    [InlineData(true)]  // .NET's thread pool
+    public void ThePoolCoversEveryRangeOnce_AlignedToTheGrain_AndReportsFailures(bool dotnet)
+    {
+        bool before = KernelPool.UseDotnetThreads;
+        KernelPool.UseDotnetThreads = dotnet;
+        // libtorch's Linux build ships libgomp: the kernels must have found it.
+        if (OperatingSystem.IsLinux()) Assert.Equal(!dotnet, KernelPool.OnLibtorchThreads);
+        try { CoverEveryRange(); }
+        finally { KernelPool.UseDotnetThreads = before; }
+    }
+
+    static void CoverEveryRange()
     {
         foreach (var (count, grain, min) in new[] { (1000, 4, 10), (7, 4, 1), (1, 1, 1), (4096, 32, 1), (5, 1, 100) })
         {

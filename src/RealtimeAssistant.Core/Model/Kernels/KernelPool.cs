@@ -25,7 +25,10 @@ public static unsafe class KernelPool
     static readonly delegate* unmanaged[Cdecl]<int> OmpThreadNum, OmpNumThreads;
 
     /// <summary>Whether kernels run on libtorch's OpenMP team (else on .NET's thread pool).</summary>
-    public static bool OnLibtorchThreads => GompParallel != null;
+    public static bool OnLibtorchThreads => GompParallel != null && !UseDotnetThreads;
+
+    /// <summary>Takes .NET's thread pool even where libtorch's team is found (tests of that path, measurements).</summary>
+    public static bool UseDotnetThreads { get; set; }
 
     static KernelPool()
     {
@@ -78,7 +81,7 @@ public static unsafe class KernelPool
             _body = body; _count = count; _grain = Math.Max(1, grain); _error = null;
             try
             {
-                if (GompParallel != null) GompParallel(&OmpPart, null, (uint)parts, 0);
+                if (OnLibtorchThreads) GompParallel(&OmpPart, null, (uint)parts, 0);
                 else Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, p => Part(p, parts));
             }
             finally { _body = null; }
