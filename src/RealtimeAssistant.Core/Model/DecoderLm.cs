@@ -250,6 +250,8 @@ public sealed class SelfAttention : nn.Module
     public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask)
     {
         long t = q.shape[2], s = k.shape[2];
+        // A decode step on the CPU: the cache streamed once, GQA heads read in place.
+        if (t == 1 && mask is null && Kernels.DecodeAttention.Applies(q, (k, v))) return Kernels.DecodeAttention.Run(q, (k, v));
         k = RepeatKv(k); // GQA: each key/value head serves heads/kvHeads query heads
         v = RepeatKv(v);
         if (mask is not null) return F.scaled_dot_product_attention(q, k, v, mask);

@@ -94,6 +94,38 @@ public class KernelTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void DecodeAttentionMatchesLibtorchsSdpa(KernelIsa isa)
+    {
+        using var forced = CpuIsa.Force(isa);
+        using var _ = torch.inference_mode();
+        var g = new Generator(17);
+        // batch, heads, KV heads, head dim, keys: GQA, an odd key count, a head dim that is no multiple of 16.
+        foreach (var (b, h, hkv, d, s) in new[] { (1, 16, 16, 64, 640), (2, 8, 2, 32, 37), (1, 4, 1, 24, 1), (1, 6, 3, 128, 300) })
+        {
+            var q = Random(g, b, h, 1, d);
+            // Keys and values as a cache holds them: the first s rows of a larger buffer.
+            var kBuf = Random(g, b, hkv, s + 9, d); var vBuf = Random(g, b, hkv, s + 9, d);
+            var (k, v) = (kBuf.narrow(2, 0, s), vBuf.narrow(2, 0, s));
+            Assert.True(DecodeAttention.Applies(q, (k, v)));
+            var y = DecodeAttention.Run(q, (k, v));
+            int rep = h / hkv;
+            Tensor Repeat(Tensor t) => t.repeat_interleave(rep, 1);
+            var reference = F.scaled_dot_product_attention(q.to_type(ScalarType.Float64), Repeat(k).to_type(ScalarType.Float64), Repeat(v).to_type(ScalarType.Float64));
+            Assert.True(y.to_type(ScalarType.Float64).allclose(reference, 1e-5, 1e-5), $"{isa} b{b} h{h}/{hkv} d{d} s{s}: max diff {(y - reference).abs().max().item<double>():E2}");
+            // Keys split in two ranges, read apart: one softmax over both, as over the joined cache.
+            int cut = s / 3;
+            var split = DecodeAttention.Run(q, (k.narrow(2, 0, cut), v.narrow(2, 0, cut)), (k.narrow(2, cut, s - cut), v.narrow(2, cut, s - cut)));
+            Assert.True(split.allclose(y, 1e-5, 1e-6));
+        }
+        // What it does not take: several queries, a transposed key buffer, another dtype.
+        var q2 = Random(g, 1, 4, 2, 32); var kk = Random(g, 1, 4, 10, 32);
+        Assert.False(DecodeAttention.Applies(q2, (kk, kk)));
+        Assert.False(DecodeAttention.Applies(q2.narrow(2, 0, 1), (kk.transpose(2, 3).contiguous().transpose(2, 3), kk)));
+        Assert.False(DecodeAttention.Applies(q2.narrow(2, 0, 1).to_type(ScalarType.Float64), (kk.to_type(ScalarType.Float64), kk.to_type(ScalarType.Float64))));
+    }
+
     [Fact]
     public void WithoutAvx512TheOtherPathsGiveTheSameResults()
     {
