@@ -120,6 +120,11 @@ public static partial class Cli
     public static Option<string> DeviceOption() => new("--device") { Description = "auto, cpu or cuda", DefaultValueFactory = _ => "auto" };
     public static Option<string> DTypeOption() => new("--dtype") { Description = "auto, f32, bf16 or f16", DefaultValueFactory = _ => "auto" };
     public static Option<string?> JsonOption(string what) => new("--json") { Description = what };
+    public static Option<string> WeightsOption() => new("--weights")
+    {
+        Description = "how the matmul weights are stored: auto (dense in --dtype), f32, bf16, or q8 (int8 with a scale per 32 weights); converted at load",
+        DefaultValueFactory = _ => "auto",
+    };
 
     public static Option<string?> FrameBandOption() => new("--frame-band")
     {
@@ -164,8 +169,9 @@ public static partial class Cli
         return img;
     }
 
-    public static EngineOptions EngineOptions(ParseResult pr, Option<string> device, Option<string> dtype) =>
-        new() { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)! };
+    /// <summary>The engine options a command's flags give; the engine reports its weights on stderr in one line.</summary>
+    public static EngineOptions EngineOptions(ParseResult pr, Option<string> device, Option<string> dtype, Option<string> weights) =>
+        new() { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine };
 
     public static void WriteJson(string path, object value)
     {

@@ -27,14 +27,15 @@ public static class AnalyzeCommand
         var agree = new Option<double>("--agreement") { DefaultValueFactory = _ => 0.98, Description = "token agreement a proposal must keep" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var cmd = new Command("analyze", "Per-layer text→vision attention, filtering-test cosines, value norms and visual-KV knockouts; proposes a pruning schedule and plots it.")
-            { model, images, scenes, prompt, decode, outDir, agree, device, dtype };
+            { model, images, scenes, prompt, decode, outDir, agree, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model") ?? throw new UserError("no --model given and media/demo-model not found");
             int nd = pr.GetValue(decode), ns = pr.GetValue(scenes);
             if (nd < 1 || ns < 1) throw new UserError("analyze: --decode and --scenes must be ≥ 1");
-            using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype));
+            using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype, weights));
             var mats = new List<Mat>();
             var windows = new List<DemoSample>(); // two-frame clip windows: the demo's prompts of several frames
             try

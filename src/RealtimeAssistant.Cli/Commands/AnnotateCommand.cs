@@ -19,10 +19,11 @@ public static class AnnotateCommand
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var rt = new RealtimeFlags("every:6");
         var cmd = new Command("annotate", "Annotate a video: annotated.mp4 with the captions burned in, plus captions.srt, .vtt and .jsonl. " +
             "Frames stream through the GPE session with the governor holding each read to the frame budget (--mode reencode and --prune-method none turn each off); --ask answers questions at given times.")
-            { input, output, every, force, resume, hud, model, device, dtype };
+            { input, output, every, force, resume, hud, model, device, dtype, weights };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -41,7 +42,7 @@ public static class AnnotateCommand
             // Check the folder and the input before the model loads: bad arguments fail fast.
             Output.OutputFolder.Plan(options.OutputDir, options.Force, options.Resume);
             double fps = Capture.FrameSources.Check(options.Input, AppSources.Options()) ?? 30;
-            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype));
+            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights));
             var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : EveryPolicy(pr.GetValue(every), fps, pr.GetValue(rt.Stride)));
             Console.Error.WriteLine($"annotate: {run.Header}");
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);

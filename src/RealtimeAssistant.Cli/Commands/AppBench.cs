@@ -34,9 +34,10 @@ public static class AppBench
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var rt = new RealtimeFlags("finished", questions: false);
         var cmd = new Command("app", "The app end to end, GPE vs re-encoding taking turns: render fps and p99 frame time while captioning, caption rate, glass-to-caption p50/p95, dropped frames, RSS, F1 on held-out clips.")
-            { json, seconds, warmup, rounds, modes, source, fps, threads, clips, model, device, dtype };
+            { json, seconds, warmup, rounds, modes, source, fps, threads, clips, model, device, dtype, weights };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -57,7 +58,7 @@ public static class AppBench
             rt.Check(pr);
             double sourceFps;
             using (var probe = FrameSources.Open(spec, AppSources.Options())) sourceFps = probe.Fps;
-            using var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype) with { Threads = pr.GetValue(threads) });
+            using var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights) with { Threads = pr.GetValue(threads) });
             var runs = modeList.ToDictionary(m => m, _ => new List<LiveStats>());
             var rng = new Random(17);
             Console.Error.WriteLine($"bench app: {spec} looped in real time; {string.Join(" vs ", modeList)}, {nRounds} rounds of {warm:0} s warm-up + {measure / nRounds:0} s measured each…");

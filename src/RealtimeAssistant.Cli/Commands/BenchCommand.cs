@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Model.Kernels;
 using Spectre.Console;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -29,97 +30,237 @@ public static class BenchCommand
         var tokens = new Option<int>("--tokens") { DefaultValueFactory = _ => 624, Description = "prompt tokens (576 visual + text, as LLaVA-1.5)" };
         var decode = new Option<int>("--decode") { DefaultValueFactory = _ => 32, Description = "decode steps" };
         var reps = new Option<int>("--reps") { DefaultValueFactory = _ => 3 };
+        var model = new Option<string?>("--model", "-m") { Description = "a model folder instead of the random LLaVA shape: its caption prompt with one (random) image, decoded in its own cache group" };
+        var kernels = new Option<string>("--kernels") { DefaultValueFactory = _ => "on", Description = "on, or off: libtorch runs every product (the reference the CPU kernels are measured against)" };
+        var profile = new Option<bool>("--profile") { Description = "also time decode steps op by op (every layer's weights, so memory traffic is as in a step) and print where the milliseconds go" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        var cmd = new Command("engine", "Prefill and decode tokens/s on a LLaVA-shaped decoder with random weights, against fp32 matmul GFLOP/s in the same process.")
-            { json, layers, hidden, tokens, decode, reps, device, dtype };
+        var weights = Cli.WeightsOption();
+        var cmd = new Command("engine", "Prefill and decode on a LLaVA-shaped decoder with random weights (or a model folder), beside the matmul rate and the memory read bandwidth measured in the same process.")
+            { json, layers, hidden, tokens, decode, reps, model, profile, kernels, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             int L = pr.GetValue(layers), D = pr.GetValue(hidden), T = pr.GetValue(tokens), N = pr.GetValue(decode), R = pr.GetValue(reps);
             if (L < 1 || D < 64 || D % 64 != 0 || T < 2 || N < 1 || R < 1)
                 throw new UserError("bench engine: need --layers ≥ 1, --hidden a multiple of 64, --tokens ≥ 2, --decode ≥ 1, --reps ≥ 1");
-            var dev = Model.Engine.ResolveDevice(pr.GetValue(device)!);
-            var dt = Model.Engine.ResolveDType(pr.GetValue(dtype)!, dev, "float32");
-            var result = RunEngine(L, D, T, N, R, dev, dt, ct);
+            var dev = Engine.ResolveDevice(pr.GetValue(device)!);
+            WeightMatrix.KernelsEnabled = pr.GetValue(kernels) switch
+            {
+                "on" => true,
+                "off" => false,
+                var k => throw new UserError($"--kernels '{k}' is not one of on, off"),
+            };
+            using var _ = torch.inference_mode();
+            using var work = pr.GetValue(model) is { } dir
+                ? EngineWorkload.FromModel(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine })
+                : EngineWorkload.Random(L, D, T, dev, Engine.ResolveDType(pr.GetValue(dtype)!, dev, "float32"), pr.GetValue(weights)!);
+            var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), ct);
             var table = new Table().AddColumns("metric", "value");
-            foreach (var (k, v) in result) table.AddRow(k, v is double d ? d.ToString("0.###") : v?.ToString() ?? "");
+            foreach (var (k, v) in result)
+                if (v is not IEnumerable<Dictionary<string, object>>)
+                    table.AddRow(k, Markup.Escape(v switch { double d => d.ToString("0.###"), double[] a => string.Join(" / ", a), _ => v?.ToString() ?? "" }));
             AnsiConsole.Write(table);
+            if (steps is not null) AnsiConsole.Write(steps.Table());
             if (pr.GetValue(json) is { } path) Cli.WriteJson(path, result);
             return Task.FromResult(0);
         });
     }
 
-    static Dictionary<string, object> RunEngine(int L, int D, int T, int N, int R, Device dev, ScalarType dt, CancellationToken ct)
+    /// <summary>A decoder and the prompt it prefills: the random LLaVA shape, or a model folder's caption prompt.</summary>
+    sealed class EngineWorkload : IDisposable
+    {
+        public required LanguageModel Lm { get; init; }
+        public required Tensor Embeds { get; init; }          // [1, T, D]
+        public CacheGroup Group { get; init; } = CacheGroup.Source;
+        public long DecodeStart { get; init; }                // position of the first decoded token
+        public PositionIds? Positions { get; init; }          // the prompt's (M-RoPE families: t, h, w); null: 0..T-1
+        public required string Description { get; init; }
+        public required WeightFormat? Format { get; init; }
+        public required ScalarType DType { get; init; }
+        public required Device Device { get; init; }
+        public IDisposable? Owner { get; init; }
+        public int Tokens => (int)Embeds.shape[1];
+
+        public static EngineWorkload Random(int L, int D, int T, Device dev, ScalarType dt, string weights)
+        {
+            var format = Engine.ResolveWeights(weights, dt);
+            int heads = D / 64, inter = (int)Math.Round(D * 11008.0 / 4096 / 64) * 64;
+            var text = new TextConfig
+            {
+                VocabSize = 32064, HiddenSize = D, IntermediateSize = inter, NumHiddenLayers = L,
+                NumAttentionHeads = heads, NumKeyValueHeads = heads, MaxPositionEmbeddings = 4096,
+            };
+            var lm = new LanguageModel(text, new TensorSpec(dev, dt));
+            ModelInit.Initialize(lm, 1);
+            if (format is { } f) Compaction.Apply(lm, f);
+            lm.eval();
+            var ids = torch.randint(0, 32000, new long[] { 1, T }, dtype: ScalarType.Int64, device: dev);
+            return new EngineWorkload
+            {
+                Lm = lm, Embeds = lm.model.embed_tokens.forward(ids).DetachFromDisposeScope(), DecodeStart = T, Format = format, DType = dt, Device = dev, Owner = lm,
+                Description = $"{L} layers, hidden {D}, intermediate {inter}, {heads} heads, {T} prompt tokens",
+            };
+        }
+
+        public static EngineWorkload FromModel(string dir, EngineOptions options)
+        {
+            var engine = Engine.Load(dir, options);
+            try
+            {
+                // The caption prompt with one noise image, as the family prepares and encodes it.
+                using var image = new OpenCvSharp.Mat(336, 336, OpenCvSharp.MatType.CV_8UC3);
+                OpenCvSharp.Cv2.Randu(image, OpenCvSharp.Scalar.All(0), OpenCvSharp.Scalar.All(255));
+                var (embeds, positions, _, next) = new Captioner(engine).EmbedPrompt(new[] { image }, null);
+                var c = engine.Text;
+                return new EngineWorkload
+                {
+                    Lm = engine.Language, Embeds = embeds.DetachFromDisposeScope(), Positions = positions, Owner = engine,
+                    Group = engine.GroupPositions ? CacheGroup.Target : CacheGroup.Source, DecodeStart = engine.GroupPositions ? 0 : next,
+                    Format = engine.Weights, DType = engine.DType, Device = engine.Device,
+                    Description = $"{dir}: {engine.Model.ModelType}, {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, intermediate {c.IntermediateSize}, {c.NumAttentionHeads} heads ({c.NumKeyValueHeads} kv), {embeds.shape[1]} prompt tokens, decoding in the {(engine.GroupPositions ? "target" : "source")} group",
+                };
+            }
+            catch { engine.Dispose(); throw; }
+        }
+
+        public void Dispose() { Embeds.Dispose(); Owner?.Dispose(); }
+    }
+
+    static (Dictionary<string, object> Result, EngineProfile? Profile) RunEngine(EngineWorkload w, int N, int R, bool profile, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
-        // Matmul reference: the best fp32 GEMM rate this process gets on this device.
-        double gflops;
+        var lm = w.Lm;
+        var (dev, dt, format) = (w.Device, w.DType, w.Format);
+        var c = lm.Config;
+        int L = c.NumHiddenLayers, T = w.Tokens;
+        // What a decode step reads: every matmul weight once (the token table only as a tied head).
+        long weightBytes = Compaction.Units(lm).Where(u => u is not Embedding || lm.lm_head is null).Sum(u => u.Bytes);
+        // The prefill's matmuls run in the weights' dtype; q8 weights in bfloat16 where the CPU has native bf16 dot products.
+        var prefillDtype = format switch
         {
-            const int n = 1024;
-            var a = torch.randn(n, n, device: dev); var b = torch.randn(n, n, device: dev);
-            for (int i = 0; i < 3; i++) torch.matmul(a, b).Dispose();
-            TokenGenerator.Sync(dev);
-            int reps = 20;
-            var sw = Stopwatch.StartNew();
-            for (int i = 0; i < reps; i++) torch.matmul(a, b).Dispose();
-            TokenGenerator.Sync(dev);
-            gflops = 2.0 * n * n * n * reps / sw.Elapsed.TotalSeconds / 1e9;
-        }
-        int heads = D / 64, inter = (int)Math.Round(D * 11008.0 / 4096 / 64) * 64;
-        var text = new TextConfig
-        {
-            VocabSize = 32064, HiddenSize = D, IntermediateSize = inter, NumHiddenLayers = L,
-            NumAttentionHeads = heads, NumKeyValueHeads = heads, MaxPositionEmbeddings = 4096,
+            WeightFormat.BF16 => ScalarType.BFloat16,
+            WeightFormat.Q8 when dev.type == DeviceType.CPU && CpuIsa.HasBf16Matmul => ScalarType.BFloat16,
+            _ => dt,
         };
-        using var lm = new LanguageModel(text, new TensorSpec(dev, dt));
-        ModelInit.Initialize(lm, 1);
-        lm.eval();
-        var positions = Enumerable.Range(0, T).Select(i => (long)i).ToArray();
-        var ids = torch.randint(0, 32000, new long[] { 1, T }, dtype: ScalarType.Int64, device: dev);
+        double gflops = MatmulGflops(dev, dt);
+        double prefillGflops = prefillDtype == dt ? gflops : MatmulGflops(dev, prefillDtype);
+        double readGbs = MemoryReadGbs(dev);
+
+        var positions = w.Positions ?? Enumerable.Range(0, T).Select(i => (long)i).ToArray();
+        (KvCache Cache, long Next) Prefill()
+        {
+            var cache = new KvCache(L);
+            using var scope = torch.NewDisposeScope();
+            var h = lm.model.Forward(w.Embeds, new DecoderStep { Positions = positions, Cache = cache });
+            return (cache, lm.Logits(h[0, -1]).argmax().item<long>());
+        }
         var prefillMs = new List<double>();
         var decodeMs = new List<double>();
         for (int r = 0; r < R + 1; r++)
         {
             ct.ThrowIfCancellationRequested();
-            using var scope = torch.NewDisposeScope();
-            using var cache = new KvCache(L);
             var sw = Stopwatch.StartNew();
-            var h = lm.model.Forward(lm.model.embed_tokens.forward(ids), new DecoderStep { Positions = positions, Cache = cache });
-            var next = lm.Logits(h[0, -1]).argmax().item<long>();
+            var (cache, next) = Prefill();
+            using var _c = cache;
             var pre = sw.Elapsed.TotalMilliseconds;
             sw.Restart();
             for (int s = 0; s < N; s++)
             {
                 using var step = torch.NewDisposeScope();
                 var x = lm.model.embed_tokens.forward(torch.tensor(new[] { next }, device: dev).view(1, 1));
-                var hs = lm.model.Forward(x, new DecoderStep { Positions = new[] { (long)(T + s) }, Cache = cache });
+                var hs = lm.model.Forward(x, new DecoderStep { Positions = new[] { w.DecodeStart + s }, Cache = cache, Group = w.Group });
                 next = lm.Logits(hs[0, -1]).argmax().item<long>();
             }
             var dec = sw.Elapsed.TotalMilliseconds;
             if (r == 0) continue; // warm-up
             prefillMs.Add(pre); decodeMs.Add(dec);
         }
+        EngineProfile? steps = null;
+        if (profile)
+        {
+            var (cache, next) = Prefill();
+            using var _c = cache;
+            steps = EngineProfile.Run(lm, cache, next, w.Group, w.DecodeStart, N);
+        }
         double Median(List<double> v) { var s = v.OrderBy(x => x).ToList(); return s[s.Count / 2]; }
         var prefill = Median(prefillMs);
-        var decodeTotal = Median(decodeMs);
+        var perToken = Median(decodeMs) / N;
         // Analytic FLOPs of one prefill: projections and MLP (2·T·params) plus the attention matmuls
         // (QKᵀ and PV over the causal half) and the one lm_head row.
-        double projParams = (double)L * (4.0 * D * D + 3.0 * D * inter);
-        double flops = 2 * T * projParams + L * 2.0 * 2 * D * T * (T + 1) / 2 + 2.0 * D * text.VocabSize;
+        long D = c.HiddenSize, hd = c.HeadDim;
+        double projParams = (double)L * (D * hd * (c.NumAttentionHeads * 2 + c.NumKeyValueHeads * 2) + 3.0 * D * c.IntermediateSize);
+        double flops = 2 * T * projParams + L * 2.0 * 2 * c.NumAttentionHeads * hd * T * (T + 1) / 2 + 2.0 * D * c.VocabSize;
         double achieved = flops / (prefill / 1000) / 1e9;
-        return new Dictionary<string, object>
+        // The KV cache a decode step reads (keys and values of every layer, over the mean context).
+        double kvBytes = 2.0 * L * c.NumKeyValueHeads * hd * (T + (N - 1) / 2.0) * torch.empty(0, dt).ElementSize;
+        var result = new Dictionary<string, object>
         {
             ["device"] = dev.ToString(),
             ["dtype"] = dt.ToString(),
+            ["weights"] = format?.Name() ?? WeightFormats.Of(dt)?.Name() ?? dt.ToString(),
             ["threads"] = torch.get_num_threads(),
-            ["config"] = $"{L} layers, hidden {D}, intermediate {inter}, {heads} heads, {T} prompt tokens",
+            ["kernels"] = dev.type != DeviceType.CPU || !WeightMatrix.KernelsEnabled ? "off (libtorch)" : $"{CpuIsa.Current} on {(KernelPool.OnLibtorchThreads ? "libtorch's OpenMP threads" : ".NET's thread pool")}",
+            ["config"] = w.Description,
+            ["weight_mb"] = Math.Round(weightBytes / 1e6, 1),
+            ["process_resident_mb"] = Math.Round(Environment.WorkingSet / 1e6),
+            ["matmul_dtype"] = dt.ToString(),
             ["matmul_gflops"] = Math.Round(gflops, 2),
+            ["memory_read_gbs"] = Math.Round(readGbs, 2),
             ["prefill_ms"] = Math.Round(prefill, 2),
             ["prefill_tokens_per_s"] = Math.Round(T / (prefill / 1000), 1),
             ["prefill_gflops"] = Math.Round(achieved, 2),
-            ["prefill_fraction_of_matmul"] = Math.Round(achieved / gflops, 3),
-            ["decode_ms_per_token"] = Math.Round(decodeTotal / N, 3),
-            ["decode_tokens_per_s"] = Math.Round(N / (decodeTotal / 1000), 1),
         };
+        if (prefillDtype != dt)
+        {
+            result["prefill_matmul_dtype"] = prefillDtype.ToString();
+            result["prefill_matmul_gflops"] = Math.Round(prefillGflops, 2);
+        }
+        result["prefill_fraction_of_matmul"] = Math.Round(achieved / prefillGflops, 3);
+        result["decode_ms_per_token"] = Math.Round(perToken, 3);
+        result["decode_tokens_per_s"] = Math.Round(1000 / perToken, 1);
+        result["decode_weight_gbs"] = Math.Round(weightBytes / (perToken / 1000) / 1e9, 2);
+        result["decode_fraction_of_memory_read"] = Math.Round(weightBytes / (perToken / 1000) / 1e9 / readGbs, 3);
+        result["decode_kv_mb_per_token"] = Math.Round(kvBytes / 1e6, 2);
+        result["prefill_runs_ms"] = prefillMs.Select(x => Math.Round(x, 1)).ToArray();
+        result["decode_runs_ms_per_token"] = decodeMs.Select(x => Math.Round(x / N, 2)).ToArray();
+        if (steps is not null) result["decode_profile"] = steps.Rows();
+        return (result, steps);
+    }
+
+    /// <summary>The best rate of a 1024² matmul in <paramref name="dtype"/> this process gets on this device.</summary>
+    static double MatmulGflops(Device dev, ScalarType dtype)
+    {
+        const int n = 1024;
+        using var scope = torch.NewDisposeScope();
+        var a = torch.randn(n, n, dtype: dtype, device: dev); var b = torch.randn(n, n, dtype: dtype, device: dev);
+        for (int i = 0; i < 3; i++) torch.matmul(a, b).Dispose();
+        double best = double.MaxValue;
+        for (int round = 0; round < 5; round++)
+        {
+            TokenGenerator.Sync(dev);
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < 4; i++) torch.matmul(a, b).Dispose();
+            TokenGenerator.Sync(dev);
+            best = Math.Min(best, sw.Elapsed.TotalSeconds / 4);
+        }
+        return 2.0 * n * n * n / best / 1e9;
+    }
+
+    /// <summary>Memory read bandwidth: the best of five sums over 512 MB (16× this machine's L3), on the intra-op threads.</summary>
+    static double MemoryReadGbs(Device dev)
+    {
+        using var scope = torch.NewDisposeScope();
+        var big = torch.ones(128L << 20, ScalarType.Float32, dev);
+        big.sum().Dispose();
+        double best = double.MaxValue;
+        for (int i = 0; i < 5; i++)
+        {
+            TokenGenerator.Sync(dev);
+            var sw = Stopwatch.StartNew();
+            big.sum().Dispose();
+            TokenGenerator.Sync(dev);
+            best = Math.Min(best, sw.Elapsed.TotalSeconds);
+        }
+        return big.numel() * 4.0 / best / 1e9;
     }
 }

@@ -36,8 +36,9 @@ public static class BudgetBench
         var threads = Cli.ThreadsOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var cmd = new Command("budget", "The frame-budget governor at 100/60/40/25% of the unpruned read time: reads p50/p95, fraction over budget, skipped frames, mean k, F1 (demo model).")
-            { json, model, fractions, clips, llavaHidden, llavaReads, skipLlava, warm, threads, device, dtype };
+            { json, model, fractions, clips, llavaHidden, llavaReads, skipLlava, warm, threads, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             var fr = pr.GetValue(fractions)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -50,7 +51,7 @@ public static class BudgetBench
             if (warmup < 0) throw new UserError("--warmup-reads must be ≥ 0");
             if (pr.GetValue(threads) is { } t) Engine.SetThreads(t);
             var configs = new List<Dictionary<string, object?>>();
-            var engineOptions = Cli.EngineOptions(pr, device, dtype);
+            var engineOptions = Cli.EngineOptions(pr, device, dtype, weights);
             using (var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), engineOptions))
                 configs.Add(Run("demo", engine, DemoFrames(nClips), fr, warmup, scoreF1: true, ct));
             if (!pr.GetValue(skipLlava))

@@ -20,9 +20,10 @@ public static class CaptionCommand
         var json = new Option<bool>("--json") { Description = "also print tokens and timings (vision, prefill, each decode step) as JSON" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var prune = new PruningOptions();
         var cmd = new Command("caption", "Caption one image, streaming the text to stdout. Any pruning flag prunes its prefill (what was kept goes to stderr, and to --json).")
-            { model, image, prompt, maxTokens, temperature, topP, seed, json, device, dtype };
+            { model, image, prompt, maxTokens, temperature, topP, seed, json, device, dtype, weights };
         prune.AddTo(cmd);
         return cmd.WithAction((pr, ct) =>
         {
@@ -34,7 +35,7 @@ public static class CaptionCommand
             using var img = Cli.ReadImage(pr.GetValue(image)!);
             var modelDir = pr.GetValue(model)!;
             if (!Directory.Exists(modelDir)) throw new UserError($"model folder not found: {modelDir}");
-            using var engine = Engine.Load(modelDir, Cli.EngineOptions(pr, device, dtype));
+            using var engine = Engine.Load(modelDir, Cli.EngineOptions(pr, device, dtype, weights));
             var pruning = prune.Requested(pr, engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers));
             var captioner = pruning is null ? new Captioner(engine) : new PrunedCaptioner(engine, pruning.CreatePruner(engine.Text.NumHiddenLayers));
             var timings = new CaptionTimings();

@@ -16,12 +16,13 @@ public static class EvalCommand
         var json = Cli.JsonOption("write the report as JSON (keys include f1 and qa_accuracy)");
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var cmd = new Command("eval", "Evaluate a demo model on held-out scenes: caption attribute P/R/F1 and QA accuracy.")
-            { model, scenes, json, device, dtype };
+            { model, scenes, json, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model") ?? throw new UserError("no --model given and media/demo-model not found");
-            using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype));
+            using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype, weights));
             var n = pr.GetValue(scenes);
             EvalReport report = null!;
             AnsiConsole.Progress().Start(ctx =>

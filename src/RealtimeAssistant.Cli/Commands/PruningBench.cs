@@ -37,9 +37,10 @@ public static class PruningBench
         var windowFrames = new Option<int>("--window-frames") { DefaultValueFactory = _ => 4, Description = "also time the demo model on prompts of this many clip frames (a streaming window re-encoded; 1 = skip)" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var prune = new PruningOptions();
         var cmd = prune.AddTo(new Command("pruning", "Prefill time, FLOPs, kept tokens and caption F1 of none / FastV / VisiPruner / VisiPruner-budget.")
-            { json, model, frames, reps, scenes, hidden, budget, skipLlava, windowFrames, device, dtype });
+            { json, model, frames, reps, scenes, hidden, budget, skipLlava, windowFrames, device, dtype, weights });
         return cmd.WithAction((pr, ct) =>
         {
             int nf = pr.GetValue(frames), nr = pr.GetValue(reps), ns = pr.GetValue(scenes), D = pr.GetValue(hidden), k = pr.GetValue(budget);
@@ -51,10 +52,10 @@ public static class PruningBench
             var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model");
             var demoSchedule = Cli.FindRepoPath("docs/pruning/demo-schedule.json");
             var demoConfig = prune.Read(pr, demoSchedule is null ? null : PruningConfig.Load(demoSchedule));
-            results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, dt, 1, ct));
+            results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, dt, 1, pr.GetValue(weights)!, ct));
             if (pr.GetValue(windowFrames) > 1)
-                results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, dt, pr.GetValue(windowFrames), ct));
-            if (!pr.GetValue(skipLlava)) results.Add(LlavaShaped(D, prune.Read(pr), nf, nr, k == 0 ? 32 : k, dev, Engine.ResolveDType(dt, dev, "float32"), ct));
+                results.Add(Demo(dir, demoConfig, nf, nr, ns, k == 0 ? 12 : k, dev, dt, pr.GetValue(windowFrames), pr.GetValue(weights)!, ct));
+            if (!pr.GetValue(skipLlava)) results.Add(LlavaShaped(D, prune.Read(pr), nf, nr, k == 0 ? 32 : k, dev, Engine.ResolveDType(dt, dev, "float32"), pr.GetValue(weights)!, ct));
             foreach (var c in results)
             {
                 var t = new Table().Title($"{c.name}: {c.description}").AddColumns("method", "prefill ms", "speed-up", "GFLOPs", "kept visual", "L_f", "exit", "F1", "schedule");
@@ -142,7 +143,7 @@ public static class PruningBench
     }
 
     /// <param name="promptFrames">1: one still frame and the caption prompt; more: a clip window of that many frames and the streaming prompt.</param>
-    static ConfigResult Demo(string? dir, PruningConfig visi, int nf, int reps, int scenes, int k, Device dev, string dtype, int promptFrames, CancellationToken ct)
+    static ConfigResult Demo(string? dir, PruningConfig visi, int nf, int reps, int scenes, int k, Device dev, string dtype, int promptFrames, string weights, CancellationToken ct)
     {
         bool trained = dir != null;
         string tmp = "";
@@ -155,7 +156,7 @@ public static class PruningBench
         }
         try
         {
-            using var engine = Engine.Load(dir!, new EngineOptions { Device = dev.ToString(), DType = dtype });
+            using var engine = Engine.Load(dir!, new EngineOptions { Device = dev.ToString(), DType = dtype, Weights = weights, Report = Console.Error.WriteLine });
             int L = engine.Text.NumHiddenLayers;
             var methods = Methods(visi, k, promptFrames > 1);
             foreach (var m in methods) m.Config.Validate(L);
@@ -255,7 +256,7 @@ public static class PruningBench
         return scores;
     }
 
-    static ConfigResult LlavaShaped(int D, PruningConfig visi, int nf, int reps, int k, Device dev, ScalarType dt, CancellationToken ct)
+    static ConfigResult LlavaShaped(int D, PruningConfig visi, int nf, int reps, int k, Device dev, ScalarType dt, string weights, CancellationToken ct)
     {
         const int L = 32, V = 576, prefix = 35, suffix = 13;
         int heads = D / 64, inter = (int)Math.Round(D * 11008.0 / 4096 / 64) * 64;
@@ -266,6 +267,7 @@ public static class PruningBench
         };
         using var lm = new LanguageModel(text, new TensorSpec(dev, dt));
         ModelInit.Initialize(lm, 1);
+        if (Engine.ResolveWeights(weights, dt) is { } format) Compaction.Apply(lm, format);
         lm.eval();
         int T = prefix + V + suffix;
         var spans = new List<VisualSpan> { new(prefix, V, 0) };

@@ -25,6 +25,7 @@ public static class ServeCommand
         var pushFps = new Option<double>("--max-push-fps") { Description = "frames per second a push stream takes; more are dropped and counted", DefaultValueFactory = _ => 30 };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var cluster = new ClusterFlags(required: false);
         var role = new Option<string>("--role") { Description = "with --cluster: inference (load the model, run streams), gateway (the HTTP API) or both", DefaultValueFactory = _ => "both" };
         var siloName = new Option<string?>("--silo-name") { Description = "with --cluster: this silo's name, unique in the cluster (default: ROLE-HOST-PID)" };
@@ -36,7 +37,7 @@ public static class ServeCommand
         var cmd = new Command("serve", "Serve the model over HTTP: OpenAI's GET /v1/models and POST /v1/chat/completions (text and data: URI images, " +
             "streaming with stream: true), live streams (POST /v1/streams on a file, an rtsp:// or http:// URL, a camera or frames pushed over a WebSocket; " +
             "captions and answers over SSE, the video with its overlay as MJPEG) and a page at / to watch them. One model serves every request and stream. Ctrl+C stops.")
-            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, device, dtype, role, siloName, clusterHost, siloPort, gatewayPort, retention, simulate };
+            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, device, dtype, weights, role, siloName, clusterHost, siloPort, gatewayPort, retention, simulate };
         cluster.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -55,7 +56,7 @@ public static class ServeCommand
                     SiloName = pr.GetValue(siloName), Host = pr.GetValue(clusterHost)!, SiloPort = pr.GetValue(siloPort), GatewayPort = pr.GetValue(gatewayPort),
                     LogRetention = pr.GetValue(retention),
                 };
-                return await ClusterServe.Run(new ClusterServe.Options(settings, pr.GetValue(model), Cli.EngineOptions(pr, device, dtype), simulated), Configure, interrupt.Token);
+                return await ClusterServe.Run(new ClusterServe.Options(settings, pr.GetValue(model), Cli.EngineOptions(pr, device, dtype, weights), simulated), Configure, interrupt.Token);
             }
             if (simulated is not null) throw new UserError("--simulate-model-ms is for a cluster's inference silos (--cluster); a single server serves its model");
             var key = pr.GetValue(apiKey) ?? (Environment.GetEnvironmentVariable("RA_API_KEY") is { Length: > 0 } env ? env : null);
@@ -78,7 +79,7 @@ public static class ServeCommand
             var dir = AppModel.Resolve(pr.GetValue(model));
             using var logging = LoggerFactory.Create(Configure);
             // One model for everything: chat completions and every live stream take their turns on it.
-            using var scheduler = ModelScheduler.Load(dir, Cli.EngineOptions(pr, device, dtype), logging.CreateLogger("RealtimeAssistant.Model"));
+            using var scheduler = ModelScheduler.Load(dir, Cli.EngineOptions(pr, device, dtype, weights), logging.CreateLogger("RealtimeAssistant.Model"));
             using var chat = new SerialChatModel(scheduler, pr.GetValue(queue), logging.CreateLogger("RealtimeAssistant.Model"));
             await using var server = await ApiServer.StartAsync(options, chat, b => Configure(b), interrupt.Token,
                 new StreamBackend(scheduler, GlStreamOverlay.Factory(options.Streams.VideoFps)));

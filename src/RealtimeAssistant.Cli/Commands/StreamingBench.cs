@@ -35,8 +35,9 @@ public static class StreamingBench
         var prune = new Option<string?>("--prune-config") { Description = "GPE prunes each frame as it enters with these settings (JSON, as `ra analyze` writes)" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var cmd = new Command("streaming", "Streaming with group positions vs re-encoding vs interleaved: update latency and caption F1.")
-            { json, model, window, qualityWindow, at, clips, tokens, prune, frameBand, longClips, device, dtype };
+            { json, model, window, qualityWindow, at, clips, tokens, prune, frameBand, longClips, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             var checkpoints = pr.GetValue(at)!.Distinct().OrderBy(x => x).ToArray();
@@ -47,7 +48,7 @@ public static class StreamingBench
             if (pr.GetValue(window) is < 1 or > 4096) throw new UserError($"--window must be 1..4096 frames, got {pr.GetValue(window)}");
             int? band = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(window));
             int? qualityBand = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(qualityWindow)) is { } qb ? Math.Min(qb, pr.GetValue(qualityWindow)) : null;
-            using var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype));
+            using var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights));
             var results = new List<Dictionary<string, object>>();
             var pruning = pr.GetValue(prune) is { } pf ? PruningConfig.Load(pf) : null;
             Dictionary<string, object> Ms(Dictionary<int, (double Update, double Caption)> lat, bool full) =>

@@ -26,7 +26,7 @@ public sealed class LanguageModel : nn.Module
 
     /// <summary>hidden [.., D] → logits [.., vocab] in float32.</summary>
     public Tensor Logits(Tensor hidden) =>
-        F.linear(hidden, lm_head?.weight ?? model.embed_tokens.weight).to_type(ScalarType.Float32);
+        (lm_head?.forward(hidden) ?? model.embed_tokens.Project(hidden)).to_type(ScalarType.Float32);
 }
 
 /// <summary>What one decoder forward does with the KV cache and the attention pattern.</summary>
@@ -227,12 +227,11 @@ public sealed class SelfAttention : nn.Module
     public readonly Linear q_proj, k_proj, v_proj, o_proj;
     readonly int _heads, _kvHeads, _headDim;
     // q_proj, k_proj and v_proj's weights and biases, stacked: one matmul at inference. Null once
-    // the module has been moved (.to() gives each parameter its own storage). Held in a record,
-    // not a Tensor field, so RegisterComponents does not make it a buffer.
-    StackedWeights? _qkv;
+    // the module has been moved (.to() gives each parameter its own storage). Not a Tensor field,
+    // so RegisterComponents does not make it a buffer.
+    LinearStack? _qkv;
     /// <summary>Source keys (entries × KV heads × head dim) up to which a target query joins the two groups instead of reading them apart.</summary>
     public const long JoinedSourceMaxElements = 1 << 16;
-    sealed record StackedWeights(Tensor Weight, Tensor? Bias);
     public int Heads => _heads;
     public int KvHeads => _kvHeads;
     public int HeadDim => _headDim;
@@ -240,9 +239,8 @@ public sealed class SelfAttention : nn.Module
     public SelfAttention(TextConfig c, TensorSpec spec) : base(nameof(SelfAttention))
     {
         _heads = c.NumAttentionHeads; _kvHeads = c.NumKeyValueHeads; _headDim = c.HeadDim;
-        var qkv = Linear.Stacked(c.HiddenSize, new long[] { _heads * _headDim, _kvHeads * _headDim, _kvHeads * _headDim }, c.QkvBias, spec,
-            out var w, out var b);
-        (q_proj, k_proj, v_proj, _qkv) = (qkv[0], qkv[1], qkv[2], new StackedWeights(w, b));
+        _qkv = Linear.Stacked(c.HiddenSize, new long[] { _heads * _headDim, _kvHeads * _headDim, _kvHeads * _headDim }, c.QkvBias, spec);
+        (q_proj, k_proj, v_proj) = (_qkv.Members[0], _qkv.Members[1], _qkv.Members[2]);
         o_proj = new Linear(_heads * _headDim, c.HiddenSize, false, spec);
         RegisterComponents();
     }
@@ -298,9 +296,9 @@ public sealed class SelfAttention : nn.Module
         long b = x.shape[0], t = x.shape[1];
         // One matmul and one rotation for q and k together, where no parameter needs a gradient:
         // on a small model each native call costs more than its arithmetic (decode: ~6 fewer per layer).
-        if (_qkv is not null && (!torch.is_grad_enabled() || !(q_proj.weight.requires_grad || k_proj.weight.requires_grad || v_proj.weight.requires_grad)))
+        if (_qkv is not null && _qkv.Applies)
         {
-            var qkv = F.linear(x, _qkv.Weight, _qkv.Bias).view(b, t, _heads + 2 * _kvHeads, _headDim).transpose(1, 2);
+            var qkv = _qkv.Forward(x).view(b, t, _heads + 2 * _kvHeads, _headDim).transpose(1, 2);
             var qk = Rope.Apply(qkv.narrow(1, 0, _heads + _kvHeads), cos, sin);
             return (qk.narrow(1, 0, _heads), qk.narrow(1, _heads, _kvHeads), qkv.narrow(1, _heads + _kvHeads, _kvHeads));
         }
@@ -313,7 +311,7 @@ public sealed class SelfAttention : nn.Module
     protected override nn.Module _to(Device device, ScalarType dtype, bool nonBlocking) { Unstack(); return base._to(device, dtype, nonBlocking); }
     protected override nn.Module _to(DeviceType deviceType, int deviceIndex, bool nonBlocking) { Unstack(); return base._to(deviceType, deviceIndex, nonBlocking); }
     protected override nn.Module _to(ScalarType dtype, bool nonBlocking) { Unstack(); return base._to(dtype, nonBlocking); }
-    void Unstack() { _qkv?.Weight.Dispose(); _qkv?.Bias?.Dispose(); _qkv = null; }
+    void Unstack() { _qkv?.Dispose(); _qkv = null; }
 
     /// <summary>Per-head attention output o [B,H,T,hd] → the layer's output [B,T,D] through o_proj.</summary>
     public Tensor Output(Tensor o) => o_proj.forward(o.transpose(1, 2).reshape(o.shape[0], o.shape[2], _heads * _headDim));
@@ -334,6 +332,8 @@ public sealed class SelfAttention : nn.Module
     public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask)
     {
         long t = q.shape[2], s = k.shape[2];
+        // A decode step on the CPU: the cache streamed once, GQA heads read in place.
+        if (t == 1 && mask is null && Kernels.DecodeAttention.Applies(q, (k, v))) return Kernels.DecodeAttention.Run(q, (k, v));
         k = RepeatKv(k); // GQA: each key/value head serves heads/kvHeads query heads
         v = RepeatKv(v);
         if (mask is not null) return F.scaled_dot_product_attention(q, k, v, mask);
@@ -355,15 +355,37 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
 {
     public readonly Linear gate_proj, up_proj, down_proj;
     readonly Func<Tensor, Tensor> _act;
+    // gate_proj and up_proj stacked on one storage, as q/k/v are: one product at inference. Null
+    // once the module has been moved.
+    LinearStack? _gateUp;
+
     public GatedMlp(TextConfig c, TensorSpec spec) : base(nameof(GatedMlp))
     {
-        gate_proj = new Linear(c.HiddenSize, c.IntermediateSize, false, spec);
-        up_proj = new Linear(c.HiddenSize, c.IntermediateSize, false, spec);
+        _gateUp = Linear.Stacked(c.HiddenSize, new long[] { c.IntermediateSize, c.IntermediateSize }, false, spec);
+        (gate_proj, up_proj) = (_gateUp.Members[0], _gateUp.Members[1]);
         down_proj = new Linear(c.IntermediateSize, c.HiddenSize, false, spec);
         _act = Activations.Get(c.HiddenAct);
         RegisterComponents();
     }
-    public override Tensor forward(Tensor x) =>
+
+    /// <summary>x [.., D] → act(gate)·up [.., intermediate], the input of down_proj.</summary>
+    public Tensor Hidden(Tensor x)
+    {
+        bool grad = torch.is_grad_enabled();
+        if (_gateUp is { Applies: true })
+        {
+            var gu = _gateUp.Forward(x);
+            long n = gu.shape[^1] / 2;
+            return grad ? _act(gu.narrow(-1, 0, n)) * gu.narrow(-1, n, n) : _act(gu.narrow(-1, 0, n)).mul_(gu.narrow(-1, n, n));
+        }
         // In place where no gradient is kept: two fewer tensors per layer.
-        down_proj.forward(torch.is_grad_enabled() ? _act(gate_proj.forward(x)) * up_proj.forward(x) : _act(gate_proj.forward(x)).mul_(up_proj.forward(x)));
+        return grad ? _act(gate_proj.forward(x)) * up_proj.forward(x) : _act(gate_proj.forward(x)).mul_(up_proj.forward(x));
+    }
+
+    public override Tensor forward(Tensor x) => down_proj.forward(Hidden(x));
+
+    protected override nn.Module _to(Device device, ScalarType dtype, bool nonBlocking) { Unstack(); return base._to(device, dtype, nonBlocking); }
+    protected override nn.Module _to(DeviceType deviceType, int deviceIndex, bool nonBlocking) { Unstack(); return base._to(deviceType, deviceIndex, nonBlocking); }
+    protected override nn.Module _to(ScalarType dtype, bool nonBlocking) { Unstack(); return base._to(dtype, nonBlocking); }
+    void Unstack() { _gateUp?.Dispose(); _gateUp = null; }
 }

@@ -12,6 +12,13 @@ public sealed record EngineOptions
     /// <summary>auto, f32, bf16 or f16. auto: the checkpoint's dtype on CUDA, f32 on CPU (bf16 is no faster there).</summary>
     public string DType { get; init; } = "auto";
     public int? Threads { get; init; }
+    /// <summary>
+    /// auto, f32, bf16 or q8: how the matmul weights are stored (<see cref="WeightFormat"/>),
+    /// converted at load from whatever the checkpoint holds. auto: dense in <see cref="DType"/>.
+    /// </summary>
+    public string Weights { get; init; } = "auto";
+    /// <summary>Where Load reports, in one line, the weight format and the bytes the weights hold (the CLI: stderr).</summary>
+    public Action<string>? Report { get; init; }
 }
 
 /// <summary>
@@ -25,6 +32,12 @@ public sealed class Engine : IDisposable
     public required TextTokenizer Tokenizer { get; init; }
     public required ModelLayout Layout { get; init; }
     public required string Directory { get; init; }
+    /// <summary>The compact format the matmul weights were converted to; null: dense in <see cref="DType"/>.</summary>
+    public WeightFormat? Weights { get; init; }
+    /// <summary>The weights' format as --weights names it.</summary>
+    public string WeightsName => Weights?.Name() ?? DType switch { ScalarType.BFloat16 => "bf16", ScalarType.Float16 => "f16", _ => "f32" };
+    /// <summary>Bytes the model's weights hold on its device.</summary>
+    public long WeightBytes => Compaction.WeightBytes(Model.Module);
 
     public Device Device => Model.Device;
     public ScalarType DType => Model.DType;
@@ -95,6 +108,32 @@ public sealed class Engine : IDisposable
         var s => throw new UserError($"--dtype '{s}' is not one of auto, f32, bf16, f16"),
     };
 
+    /// <summary>
+    /// --weights: the format to convert to, or null to keep the dense dtype. A format wider than
+    /// the model's dtype would only cost memory, so it is refused.
+    /// </summary>
+    public static WeightFormat? ResolveWeights(string spec, ScalarType dtype)
+    {
+        if (spec.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)) return null;
+        var format = WeightFormats.Parse(spec);
+        if (format == WeightFormats.Of(dtype)) return null;
+        if (format == WeightFormat.F32 || (format == WeightFormat.BF16 && dtype != ScalarType.Float32))
+            throw new UserError($"--weights {format.Name()} is wider than the model's dtype {dtype}: use --dtype f32, or a narrower --weights");
+        return format;
+    }
+
+    /// <summary>One line: the weights' format, the bytes they hold, and the process's resident memory.</summary>
+    public string WeightsNote()
+    {
+        var what = Weights switch
+        {
+            WeightFormat.Q8 => "int8, a float32 scale per 32",
+            WeightFormat.BF16 => "bfloat16",
+            _ => $"dense {DType}",
+        };
+        return $"weights: {WeightsName} ({what}) on {Device}: {WeightBytes / 1e6:N1} MB; process resident {Environment.WorkingSet / 1e6:N0} MB";
+    }
+
     public static Engine Load(string dir, EngineOptions? options = null, ILogger? log = null)
     {
         options ??= new EngineOptions();
@@ -107,16 +146,19 @@ public sealed class Engine : IDisposable
         var checkpointDtype = (config["torch_dtype"] ?? config["text_config"]?["torch_dtype"])?.GetValueKind() == System.Text.Json.JsonValueKind.String
             ? (config["torch_dtype"] ?? config["text_config"]?["torch_dtype"])!.GetValue<string>() : "float32";
         var dtype = ResolveDType(options.DType, device, checkpointDtype);
+        var format = ResolveWeights(options.Weights, dtype);
         var layout = ModelLayout.Read(dir, config);
         var tok = TextTokenizer.Load(dir);
-        var model = ModelFamilies.Load(new FamilyLoadContext(dir, config, new TensorSpec(device, dtype), SafeTensorsReader.Open(dir), tok));
+        var model = ModelFamilies.Load(new FamilyLoadContext(dir, config, new TensorSpec(device, dtype), SafeTensorsReader.Open(dir), tok, format));
         // A checkpoint in neither our frame layout nor with a chat template gets LLaVA-1.5's prompt form: say so, once.
         if (layout.Template is null && layout.FrameMarker is null && layout.DefaultPrompt is null)
             Notice?.Invoke(Chat.ChatTemplate.NoTemplateNote(dir));
         var (vision, decoder) = model.ParameterCounts;
         log?.LogInformation("loaded {Dir}: {Type}, {Layers} decoder layers, {Vision:N0} vision + {Decoder:N0} decoder parameters on {Device} as {DType}",
             dir, model.ModelType, model.Text.NumHiddenLayers, vision, decoder, device, dtype);
-        return new Engine { Model = model, Tokenizer = tok, Layout = layout, Directory = dir };
+        var engine = new Engine { Model = model, Tokenizer = tok, Layout = layout, Directory = dir, Weights = format };
+        options.Report?.Invoke(engine.WeightsNote());
+        return engine;
     }
 
     public void Dispose() => Model.Dispose();

@@ -18,11 +18,20 @@ public sealed record TensorSpec(Device Device, ScalarType DType)
     public static TensorSpec Cpu32 => new(torch.CPU, ScalarType.Float32);
 }
 
-/// <summary>y = x Wᵀ + b, with HF's names (weight, bias).</summary>
-public sealed class Linear : nn.Module<Tensor, Tensor>
+/// <summary>
+/// y = x Wᵀ + b, with HF's names (weight, bias). For inference the weight can be converted to a
+/// compact format (<see cref="Compact"/>): the parameter is then emptied and the product runs
+/// over the <see cref="WeightMatrix"/> that replaced it. Training always takes libtorch's path.
+/// </summary>
+public sealed class Linear : nn.Module<Tensor, Tensor>, ICompactable
 {
     public readonly Parameter weight;
     public readonly Parameter? bias;
+    WeightMatrix? _compact;
+
+    /// <summary>The stack whose storage this layer's weight is a view of (<see cref="Stacked"/>); it converts that storage as one.</summary>
+    public LinearStack? Stack { get; private set; }
+
     public Linear(long inFeatures, long outFeatures, bool hasBias, TensorSpec spec) : base(nameof(Linear))
     {
         weight = spec.Param(outFeatures, inFeatures);
@@ -39,27 +48,115 @@ public sealed class Linear : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Linears whose weights (and biases) are consecutive row blocks of one storage [Σout, in]
-    /// (and [Σout]): each keeps its own parameter, name and gradient, while inference can run all
-    /// of them as one matmul over the storage. Loading and in-place updates write through.
+    /// (and [Σout]): each keeps its own parameter, name and gradient, while inference runs all
+    /// of them as one matmul over the storage (<see cref="LinearStack.Forward"/>). Loading and
+    /// in-place updates write through.
     /// </summary>
-    public static Linear[] Stacked(long inFeatures, long[] outFeatures, bool hasBias, TensorSpec spec, out Tensor weights, out Tensor? biases)
+    public static LinearStack Stacked(long inFeatures, long[] outFeatures, bool hasBias, TensorSpec spec)
     {
         long total = outFeatures.Sum();
         var w = spec.Storage(total, inFeatures);
         var b = hasBias ? spec.Storage(total) : null;
         var result = new Linear[outFeatures.Length];
         long at = 0;
+        // Detached aliases, not autograd views: a view keeps its base alive, so emptying a member
+        // (Compact) would never free the storage.
+        static Parameter Rows(Tensor storage, long at, long count)
+        {
+            using var view = storage.narrow(0, at, count);
+            return new Parameter(view.detach(), requires_grad: false);
+        }
         for (int i = 0; i < outFeatures.Length; i++)
         {
-            result[i] = new Linear(new Parameter(w.narrow(0, at, outFeatures[i]), requires_grad: false),
-                b is null ? null : new Parameter(b.narrow(0, at, outFeatures[i]), requires_grad: false));
+            result[i] = new Linear(Rows(w, at, outFeatures[i]), b is null ? null : Rows(b, at, outFeatures[i]));
             at += outFeatures[i];
         }
-        (weights, biases) = (w, b);
-        return result;
+        var stack = new LinearStack(w, b, result);
+        foreach (var l in result) l.Stack = stack;
+        return stack;
     }
 
-    public override Tensor forward(Tensor x) => F.linear(x, weight, bias);
+    public override Tensor forward(Tensor x)
+    {
+        if (_compact is not null)
+        {
+            Compaction.ThrowIfGradient(x);
+            return _compact.Linear(x, bias);
+        }
+        return Compaction.NeedsGradient(x, weight, bias) ? F.linear(x, weight, bias) : WeightMatrix.DenseLinear(x, weight, bias);
+    }
+
+    /// <summary>The compact copy that replaced <see cref="weight"/>; null while the weight is used as it is.</summary>
+    public WeightMatrix? Compacted => _compact;
+
+    IEnumerable<Parameter> ICompactable.Weights => new[] { weight };
+    long ICompactable.CompactBytes => _compact?.Bytes ?? 0;
+    long ICompactable.Bytes => _compact?.Bytes ?? weight.numel() * weight.ElementSize;
+
+    /// <summary>From now on stores the weight in <paramref name="format"/> (inference only); the parameter's memory is freed.</summary>
+    public void Compact(WeightFormat format)
+    {
+        if (Stack is not null) { Stack.Compact(format); return; }
+        if (_compact is not null || WeightFormats.Of(weight.dtype) == format) return;
+        _compact = WeightMatrix.Convert(weight, format);
+        Compaction.Release(weight);
+    }
+
+    protected override nn.Module _to(Device device, ScalarType dtype, bool nonBlocking) { Compaction.ThrowIfMoved(_compact); return base._to(device, dtype, nonBlocking); }
+    protected override nn.Module _to(DeviceType deviceType, int deviceIndex, bool nonBlocking) { Compaction.ThrowIfMoved(_compact); return base._to(deviceType, deviceIndex, nonBlocking); }
+    protected override nn.Module _to(ScalarType dtype, bool nonBlocking) { Compaction.ThrowIfMoved(_compact); return base._to(dtype, nonBlocking); }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) { _compact?.Dispose(); _compact = null; }
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>
+/// Linears stacked on one storage (<see cref="Linear.Stacked"/>), run as one product at
+/// inference: q/k/v, and an MLP's gate and up. Not a module: the members hold the parameters.
+/// </summary>
+public sealed class LinearStack : ICompactable, IDisposable
+{
+    Tensor? _weight;
+    readonly Tensor? _bias;
+    WeightMatrix? _compact;
+    public Linear[] Members { get; }
+
+    internal LinearStack(Tensor weight, Tensor? bias, Linear[] members) => (_weight, _bias, Members) = (weight, bias, members);
+
+    /// <summary>Whether the one product may replace the members' own (no member needs a gradient, or gradients are off).</summary>
+    public bool Applies => _compact is not null || !torch.is_grad_enabled() || !Members.Any(m => m.weight.requires_grad || m.bias?.requires_grad == true);
+
+    /// <summary>x [.., in] → the members' outputs side by side [.., Σout].</summary>
+    public Tensor Forward(Tensor x)
+    {
+        if (_compact is null) return WeightMatrix.DenseLinear(x, _weight!, _bias);
+        Compaction.ThrowIfGradient(x);
+        return _compact.Linear(x, _bias);
+    }
+
+    public WeightMatrix? Compacted => _compact;
+    IEnumerable<Parameter> ICompactable.Weights => Members.Select(m => m.weight);
+    long ICompactable.CompactBytes => _compact?.Bytes ?? 0;
+    long ICompactable.Bytes => _compact?.Bytes ?? _weight!.numel() * _weight.ElementSize;
+
+    public void Compact(WeightFormat format)
+    {
+        if (_compact is not null || _weight is null || WeightFormats.Of(_weight.dtype) == format) return;
+        _compact = WeightMatrix.Convert(_weight, format);
+        foreach (var m in Members) Compaction.Release(m.weight);
+        _weight.Dispose();
+        _weight = null;
+    }
+
+    public void Dispose()
+    {
+        Compaction.ThrowIfMoved(_compact);
+        _weight?.Dispose(); _bias?.Dispose();
+        _weight = null;
+    }
 }
 
 public sealed class LayerNorm : nn.Module<Tensor, Tensor>
@@ -103,18 +200,55 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
     }
 }
 
-public sealed class Embedding : nn.Module<Tensor, Tensor>
+/// <summary>A lookup table; for inference it can be compact (<see cref="Compact"/>), and it can serve as a tied output head (<see cref="Project"/>).</summary>
+public sealed class Embedding : nn.Module<Tensor, Tensor>, ICompactable
 {
     public readonly Parameter weight;
+    WeightMatrix? _compact;
+    ScalarType _dtype;
+
     public Embedding(long count, long dim, TensorSpec spec) : base(nameof(Embedding))
     {
         weight = spec.Param(count, dim);
+        _dtype = spec.DType;
         RegisterComponents();
     }
+
     public override Tensor forward(Tensor ids)
     {
+        if (_compact is not null) return _compact.Rows(ids, _dtype);
         var shape = ids.shape.Append(weight.shape[1]).ToArray();
         return weight.index_select(0, ids.reshape(-1)).view(shape);
+    }
+
+    /// <summary>hidden [.., D] → hidden·Eᵀ [.., count]: the output head of a model whose embeddings are tied.</summary>
+    public Tensor Project(Tensor hidden)
+    {
+        if (_compact is not null) { Compaction.ThrowIfGradient(hidden); return _compact.Linear(hidden, null); }
+        return Compaction.NeedsGradient(hidden, weight, null) ? F.linear(hidden, weight) : WeightMatrix.DenseLinear(hidden, weight, null);
+    }
+
+    public WeightMatrix? Compacted => _compact;
+    IEnumerable<Parameter> ICompactable.Weights => new[] { weight };
+    long ICompactable.CompactBytes => _compact?.Bytes ?? 0;
+    long ICompactable.Bytes => _compact?.Bytes ?? weight.numel() * weight.ElementSize;
+
+    public void Compact(WeightFormat format)
+    {
+        if (_compact is not null || WeightFormats.Of(weight.dtype) == format) return;
+        _dtype = weight.dtype;
+        _compact = WeightMatrix.Convert(weight, format);
+        Compaction.Release(weight);
+    }
+
+    protected override nn.Module _to(Device device, ScalarType dtype, bool nonBlocking) { Compaction.ThrowIfMoved(_compact); return base._to(device, dtype, nonBlocking); }
+    protected override nn.Module _to(DeviceType deviceType, int deviceIndex, bool nonBlocking) { Compaction.ThrowIfMoved(_compact); return base._to(deviceType, deviceIndex, nonBlocking); }
+    protected override nn.Module _to(ScalarType dtype, bool nonBlocking) { Compaction.ThrowIfMoved(_compact); return base._to(dtype, nonBlocking); }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) { _compact?.Dispose(); _compact = null; }
+        base.Dispose(disposing);
     }
 }
 

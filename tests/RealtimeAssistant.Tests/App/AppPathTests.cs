@@ -21,6 +21,7 @@ public class AppPathTests(ITestOutputHelper log)
     {
         public readonly List<int> Prepared = new();
         public string ModelType => inner.ModelType;
+        public TorchSharp.torch.nn.Module Module => inner.Module;
         public LanguageModel Language => inner.Language;
         public TextConfig Text => inner.Text;
         public Device Device => inner.Device;

@@ -25,6 +25,27 @@ public class BenchCommandTests
         Assert.Throws<ArgumentException>(() => BenchStats.PairedSe(new double[] { 1, 2 }, new double[] { 0 }));
     }
 
+    [Theory]
+    [InlineData("f32", "Float32")]
+    [InlineData("bf16", "BFloat16")]
+    [InlineData("q8", "BFloat16")]
+    public async Task Engine_ReportsEachWeightFormatsDecodeBandwidth_BesideTheReferencesInTheModelsDtype(string weights, string prefillDtype)
+    {
+        var root = await RunToJson(BenchCommand.Create(), "engine", "--layers", "2", "--hidden", "128", "--tokens", "12", "--decode", "3", "--reps", "1", "--weights", weights, "--profile");
+        Assert.Equal(weights, root["weights"]!.GetValue<string>());
+        Assert.Equal("Float32", root["matmul_dtype"]!.GetValue<string>()); // the reference runs in the model's dtype
+        Assert.True(root["matmul_gflops"]!.GetValue<double>() > 0);
+        Assert.True(root["memory_read_gbs"]!.GetValue<double>() > 0);
+        // The prefill's fraction is of the matmul its products run: bfloat16 for compact weights where the CPU has it natively.
+        var expected = weights == "f32" || RealtimeAssistant.Model.Kernels.CpuIsa.HasBf16Matmul ? prefillDtype : "Float32";
+        Assert.Equal(expected, root["prefill_matmul_dtype"]?.GetValue<string>() ?? "Float32");
+        double mb = root["weight_mb"]!.GetValue<double>();
+        // 2 layers of width 128 and a 32064×128 head: the head dominates, 16.4 MB in float32.
+        Assert.InRange(mb, weights switch { "f32" => 17.0, "bf16" => 8.5, _ => 4.8 }, weights switch { "f32" => 18.0, "bf16" => 9.0, _ => 5.2 });
+        Assert.True(root["decode_weight_gbs"]!.GetValue<double>() > 0);
+        Assert.Equal(2, root["decode_profile"]!.AsArray().Count(r => r!["op"]!.GetValue<string>() is "RMSNorm" or "lm_head"));
+    }
+
     [Fact]
     public async Task Pruning_WritesEveryMethodsPrefillFlopsKeptTokensAndF1()
     {

@@ -39,7 +39,7 @@ public sealed class LlavaFamily : IVisionLanguageModel
         var model = new LlavaModel(cfg, c.Spec);
         try
         {
-            LoadWeights(model, c.Weights);
+            LoadWeights(model, c.Weights, c.Compact);
             model.eval();
             return new LlavaFamily(model, pre, marker, c.Spec.Device, c.Spec.DType);
         }
@@ -76,13 +76,15 @@ public sealed class LlavaFamily : IVisionLanguageModel
 
     public int RunLength(Mat bgr, ImageUse use) => Config.ImageTokens;
 
+    public nn.Module Module => Model;
+
     public (long Vision, long Decoder) ParameterCounts =>
         (Model.vision_tower.parameters().Sum(p => p.numel()) + Model.multi_modal_projector.parameters().Sum(p => p.numel()),
          Model.language_model.parameters().Sum(p => p.numel()));
 
     /// <summary>Reads every parameter from the checkpoint (either naming generation); lists missing and unexpected tensors on mismatch.</summary>
-    public static void LoadWeights(LlavaModel model, SafeTensorsReader weights) =>
-        CheckpointLoader.Load(model, weights, CheckpointNames.ToModel, m => CheckpointNames.IsIgnorable(m, model.Config));
+    public static void LoadWeights(LlavaModel model, SafeTensorsReader weights, WeightFormat? compact = null) =>
+        CheckpointLoader.Load(model, weights, CheckpointNames.ToModel, m => CheckpointNames.IsIgnorable(m, model.Config), compact);
 
     /// <summary>Writes the model as a llava-hf folder (weights + config); the tokenizer and preprocessor are the caller's.</summary>
     public static void Save(LlavaModel model, string dir, CheckpointNames.Generation generation = CheckpointNames.Generation.Old,

@@ -12,7 +12,12 @@ namespace RealtimeAssistant.Model;
 /// </summary>
 public static class CheckpointLoader
 {
-    public static void Load(nn.Module module, SafeTensorsReader weights, Func<string, string> toModelName, Func<string, bool> ignorable)
+    /// <summary>
+    /// With <paramref name="compact"/>, each compactable unit (<see cref="Compaction.Units"/>) is
+    /// converted as soon as its weights are read and its dense storage freed, so loading never
+    /// holds a second full copy of the model.
+    /// </summary>
+    public static void Load(nn.Module module, SafeTensorsReader weights, Func<string, string> toModelName, Func<string, bool> ignorable, WeightFormat? compact = null)
     {
         var parameters = module.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         var byModelName = new Dictionary<string, string>();
@@ -32,7 +37,19 @@ public static class CheckpointLoader
             if (unexpected.Count > 0) parts.Add($"unexpected tensors: {List(unexpected)}");
             throw new UserError($"checkpoint does not match the config: {string.Join("; ", parts)}");
         }
+        var unitOf = new Dictionary<TorchSharp.Modules.Parameter, ICompactable>(ReferenceEqualityComparer.Instance);
+        var unread = new Dictionary<ICompactable, int>(ReferenceEqualityComparer.Instance);
+        if (compact is not null)
+            foreach (var unit in Compaction.Units(module))
+            {
+                var ws = unit.Weights.ToList();
+                foreach (var w in ws) unitOf[w] = unit;
+                unread[unit] = ws.Count;
+            }
         foreach (var (m, p) in parameters)
+        {
             weights.ReadInto(byModelName[m], p, m);
+            if (unitOf.TryGetValue(p, out var unit) && --unread[unit] == 0) unit.Compact(compact!.Value);
+        }
     }
 }

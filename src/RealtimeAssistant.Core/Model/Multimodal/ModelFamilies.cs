@@ -5,7 +5,8 @@ using RealtimeAssistant.Model.Checkpoint;
 namespace RealtimeAssistant.Model;
 
 /// <summary>What a family's loader gets: the folder, its parsed config.json, where to put parameters, the weights and the tokenizer.</summary>
-public sealed record FamilyLoadContext(string Directory, JsonNode Config, TensorSpec Spec, SafeTensorsReader Weights, TextTokenizer Tokenizer);
+/// <param name="Compact">the compact format each matmul weight is converted to as it is read (null: dense in the spec's dtype).</param>
+public sealed record FamilyLoadContext(string Directory, JsonNode Config, TensorSpec Spec, SafeTensorsReader Weights, TextTokenizer Tokenizer, WeightFormat? Compact = null);
 
 /// <summary>
 /// The model families the engine loads, by config.json's model_type. Each builds its module tree

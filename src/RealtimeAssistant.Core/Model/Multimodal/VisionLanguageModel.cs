@@ -72,6 +72,8 @@ public interface IVisionLanguageModel : IDisposable
 {
     /// <summary>The checkpoint's model_type (llava, qwen2_vl, smolvlm, …).</summary>
     string ModelType { get; }
+    /// <summary>The whole module tree (vision side and decoder), as the checkpoint names it.</summary>
+    nn.Module Module { get; }
     /// <summary>The decoder with its head.</summary>
     LanguageModel Language { get; }
     TextConfig Text { get; }

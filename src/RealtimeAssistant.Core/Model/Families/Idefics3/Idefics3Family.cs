@@ -64,7 +64,7 @@ public sealed class Idefics3Family : IVisionLanguageModel
         var model = new Idefics3Model(cfg, m, c.Spec);
         try
         {
-            CheckpointLoader.Load(model, c.Weights, Idefics3Model.ToModelName, model.IsIgnorable);
+            CheckpointLoader.Load(model, c.Weights, Idefics3Model.ToModelName, model.IsIgnorable, c.Compact);
             model.eval();
             return new Idefics3Family(model, new Idefics3ImageProcessor(pre, c.Spec.Device), c.Tokenizer, marker, c.Spec.Device, c.Spec.DType);
         }
@@ -173,6 +173,8 @@ public sealed class Idefics3Family : IVisionLanguageModel
         }
         return sb.Append(FakeToken).Append(GlobalToken).Append(image).Append(FakeToken).ToString();
     }
+
+    public nn.Module Module => Model;
 
     public (long Vision, long Decoder) ParameterCounts =>
         (Model.vision_model.parameters().Sum(p => p.numel()) + Model.connector.parameters().Sum(p => p.numel()),

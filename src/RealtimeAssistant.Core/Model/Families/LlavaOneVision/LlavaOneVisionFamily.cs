@@ -45,7 +45,7 @@ public sealed class LlavaOneVisionFamily : IVisionLanguageModel
         var model = new OneVisionModel(cfg, c.Spec);
         try
         {
-            LoadWeights(model, c.Weights);
+            LoadWeights(model, c.Weights, c.Compact);
             model.eval();
             return new LlavaOneVisionFamily(model, processor, marker, c.Spec.Device, c.Spec.DType);
         }
@@ -53,8 +53,8 @@ public sealed class LlavaOneVisionFamily : IVisionLanguageModel
     }
 
     /// <summary>Every parameter from the checkpoint (either naming generation); missing and unexpected tensors listed on mismatch.</summary>
-    public static void LoadWeights(OneVisionModel model, SafeTensorsReader weights) =>
-        CheckpointLoader.Load(model, weights, CheckpointNames.ToModel, m => CheckpointNames.IsIgnorable(m, model.Config.Llava));
+    public static void LoadWeights(OneVisionModel model, SafeTensorsReader weights, WeightFormat? compact = null) =>
+        CheckpointLoader.Load(model, weights, CheckpointNames.ToModel, m => CheckpointNames.IsIgnorable(m, model.Config.Llava), compact);
 
     public IPreparedImage Prepare(Mat bgr, ImageUse use)
     {
@@ -122,6 +122,8 @@ public sealed class LlavaOneVisionFamily : IVisionLanguageModel
             FeatureSlots = Enumerable.Range(0, n).ToArray(), GridH = gridH, GridW = gridW, GridCell = cells,
         };
     }
+
+    public nn.Module Module => Model;
 
     public (long Vision, long Decoder) ParameterCounts =>
         (Model.vision_tower.parameters().Sum(p => p.numel()) + Model.multi_modal_projector.parameters().Sum(p => p.numel()) + Model.image_newline.numel(),

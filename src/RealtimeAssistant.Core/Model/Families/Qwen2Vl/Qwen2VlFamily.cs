@@ -56,7 +56,7 @@ public sealed class Qwen2VlFamily : IVisionLanguageModel
         var model = new Qwen2VlModel(cfg, c.Spec);
         try
         {
-            CheckpointLoader.Load(model, c.Weights, Qwen2VlModel.Names.ToModel, m => Qwen2VlModel.Names.IsIgnorable(m, cfg));
+            CheckpointLoader.Load(model, c.Weights, Qwen2VlModel.Names.ToModel, m => Qwen2VlModel.Names.IsIgnorable(m, cfg), c.Compact);
             model.eval();
             return new Qwen2VlFamily(model, pre, tokens, c.Spec.Device, c.Spec.DType);
         }
@@ -182,6 +182,8 @@ public sealed class Qwen2VlFamily : IVisionLanguageModel
         time *= (float)Config.Vision.TokensPerSecond;
         return (long)time;
     }
+
+    public nn.Module Module => Model;
 
     public (long Vision, long Decoder) ParameterCounts =>
         (Model.visual.parameters().Sum(p => p.numel()), Model.language_model.parameters().Sum(p => p.numel()));

@@ -1,0 +1,267 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace RealtimeAssistant.Model.Kernels;
+
+/// <summary>
+/// y = x·Wᵀ (+ b) for a few rows of x (a decode step: one), over weights in float32, bfloat16 or
+/// q8. A decode step reads every weight once, so these kernels stream the weights at memory speed
+/// and never pack or copy them. libtorch's matmul for one row reaches 17–20 GB/s on this
+/// machine; these, 35–45 (docs/BENCHMARKS.md).
+/// Layouts: x [rows, n] float32, y [rows, m] float32, W [m, n] row-major. q8: int8 [m, n32] (n32 =
+/// n rounded up to 32, zero-padded) and one float32 scale per block of 32 [m, n32/32].
+/// </summary>
+public static unsafe class Gemv
+{
+    /// <summary>Rows of x up to which a product takes these kernels (each weight row is then reused from L1).</summary>
+    public const int MaxRows = 8;
+
+    /// <summary>Weights a thread's share should hold at least: below this a handoff costs more than it saves.</summary>
+    const int MinWeightsPerThread = 1 << 16;
+
+    public static void F32(float* x, int rows, int n, float* w, int m, float* bias, float* y)
+    {
+        var isa = CpuIsa.Current;
+        nint xp = (nint)x, wp = (nint)w, bp = (nint)bias, yp = (nint)y;
+        KernelPool.For(m, 4, Math.Max(1, MinWeightsPerThread / Math.Max(1, n)), (o0, o1) =>
+        {
+            float* xx = (float*)xp, ww = (float*)wp, bb = (float*)bp, yy = (float*)yp;
+            for (int o = o0; o < o1; o++)
+            {
+                float* row = ww + (long)o * n;
+                float b0 = bb == null ? 0 : bb[o];
+                for (int r = 0; r < rows; r++)
+                    yy[(long)r * m + o] = b0 + isa switch
+                    {
+                        KernelIsa.Avx512 => DotF32Avx512(xx + (long)r * n, row, n),
+                        KernelIsa.Avx2 => DotF32Avx2(xx + (long)r * n, row, n),
+                        _ => DotF32Scalar(xx + (long)r * n, row, n),
+                    };
+            }
+        });
+    }
+
+    public static void Bf16(float* x, int rows, int n, ushort* w, int m, float* bias, float* y)
+    {
+        var isa = CpuIsa.Current;
+        nint xp = (nint)x, wp = (nint)w, bp = (nint)bias, yp = (nint)y;
+        KernelPool.For(m, 4, Math.Max(1, MinWeightsPerThread / Math.Max(1, n)), (o0, o1) =>
+        {
+            float* xx = (float*)xp, bb = (float*)bp, yy = (float*)yp;
+            ushort* ww = (ushort*)wp;
+            for (int o = o0; o < o1; o++)
+            {
+                ushort* row = ww + (long)o * n;
+                float b0 = bb == null ? 0 : bb[o];
+                for (int r = 0; r < rows; r++)
+                    yy[(long)r * m + o] = b0 + isa switch
+                    {
+                        KernelIsa.Avx512 => DotBf16Avx512(xx + (long)r * n, row, n),
+                        KernelIsa.Avx2 => DotBf16Avx2(xx + (long)r * n, row, n),
+                        _ => DotBf16Scalar(xx + (long)r * n, row, n),
+                    };
+            }
+        });
+    }
+
+    /// <summary>
+    /// q8 weights: each x row is first put in int16 per block of 32 (a scale per block, max |x| →
+    /// 32767: a relative error near 1e-5, far under the weights' own), so a block's dot product
+    /// is exact integer arithmetic (vpmaddwd) and one float multiply-add by both blocks' scales.
+    /// </summary>
+    public static void Q8(float* x, int rows, int n, sbyte* q, float* scales, int m, float* bias, float* y)
+    {
+        int blocks = (n + 31) / 32, n32 = blocks * 32;
+        var isa = CpuIsa.Current;
+        var scratch = Scratch.Get(rows * (n32 * 2 + blocks * 4));
+        short* xq = (short*)scratch;
+        float* xs = (float*)(scratch + rows * n32 * 2);
+        for (int r = 0; r < rows; r++) QuantizeRow(x + (long)r * n, n, blocks, xq + (long)r * n32, xs + (long)r * blocks);
+        nint qp = (nint)q, sp = (nint)scales, bp = (nint)bias, yp = (nint)y, xqp = (nint)xq, xsp = (nint)xs;
+        KernelPool.For(m, 4, Math.Max(1, MinWeightsPerThread / Math.Max(1, n)), (o0, o1) =>
+        {
+            sbyte* qq = (sbyte*)qp;
+            float* ss = (float*)sp, bb = (float*)bp, yy = (float*)yp, xss = (float*)xsp;
+            short* xqq = (short*)xqp;
+            for (int o = o0; o < o1; o++)
+            {
+                sbyte* row = qq + (long)o * n32;
+                float* rs = ss + (long)o * blocks;
+                float b0 = bb == null ? 0 : bb[o];
+                for (int r = 0; r < rows; r++)
+                {
+                    short* xr = xqq + (long)r * n32;
+                    float* xsr = xss + (long)r * blocks;
+                    yy[(long)r * m + o] = b0 + isa switch
+                    {
+                        KernelIsa.Avx512 => DotQ8Avx512(xr, xsr, row, rs, blocks),
+                        KernelIsa.Avx2 => DotQ8Avx2(xr, xsr, row, rs, blocks),
+                        _ => DotQ8Scalar(xr, xsr, row, rs, blocks),
+                    };
+                }
+            }
+        });
+    }
+
+    /// <summary>x [n] → int16 blocks of 32 (zero-padded to n32) and a scale per block: x ≈ xq·scale.</summary>
+    internal static void QuantizeRow(float* x, int n, int blocks, short* xq, float* scale)
+    {
+        for (int b = 0; b < blocks; b++)
+        {
+            int k0 = b * 32, len = Math.Min(32, n - k0);
+            float max = 0;
+            for (int k = 0; k < len; k++) max = MathF.Max(max, MathF.Abs(x[k0 + k]));
+            float d = max / 32767f, inv = max == 0 ? 0 : 32767f / max;
+            scale[b] = d;
+            for (int k = 0; k < len; k++) xq[k0 + k] = (short)MathF.Round(x[k0 + k] * inv);
+            for (int k = len; k < 32; k++) xq[k0 + k] = 0;
+        }
+    }
+
+    // ---- float32 ----
+
+    static float DotF32Scalar(float* a, float* b, int n)
+    {
+        float s = 0;
+        for (int k = 0; k < n; k++) s += a[k] * b[k];
+        return s;
+    }
+
+    static float DotF32Avx2(float* a, float* b, int n)
+    {
+        var s0 = Vector256<float>.Zero; var s1 = s0;
+        int k = 0;
+        for (; k + 16 <= n; k += 16)
+        {
+            s0 = Fma.MultiplyAdd(Vector256.Load(a + k), Vector256.Load(b + k), s0);
+            s1 = Fma.MultiplyAdd(Vector256.Load(a + k + 8), Vector256.Load(b + k + 8), s1);
+        }
+        float s = Vector256.Sum(s0 + s1);
+        for (; k < n; k++) s += a[k] * b[k];
+        return s;
+    }
+
+    static float DotF32Avx512(float* a, float* b, int n)
+    {
+        var s0 = Vector512<float>.Zero; var s1 = s0;
+        int k = 0;
+        for (; k + 32 <= n; k += 32)
+        {
+            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(a + k), Vector512.Load(b + k), s0);
+            s1 = Avx512F.FusedMultiplyAdd(Vector512.Load(a + k + 16), Vector512.Load(b + k + 16), s1);
+        }
+        for (; k + 16 <= n; k += 16) s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(a + k), Vector512.Load(b + k), s0);
+        float s = Vector512.Sum(s0 + s1);
+        for (; k < n; k++) s += a[k] * b[k];
+        return s;
+    }
+
+    // ---- bfloat16: the upper half of a float32, so widening is a shift ----
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float Bf16ToF32(ushort v) => BitConverter.Int32BitsToSingle(v << 16);
+
+    static float DotBf16Scalar(float* x, ushort* w, int n)
+    {
+        float s = 0;
+        for (int k = 0; k < n; k++) s += x[k] * Bf16ToF32(w[k]);
+        return s;
+    }
+
+    static float DotBf16Avx2(float* x, ushort* w, int n)
+    {
+        var s0 = Vector256<float>.Zero; var s1 = s0;
+        int k = 0;
+        for (; k + 16 <= n; k += 16)
+        {
+            var lo = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Vector128.Load(w + k)), 16).AsSingle();
+            var hi = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Vector128.Load(w + k + 8)), 16).AsSingle();
+            s0 = Fma.MultiplyAdd(Vector256.Load(x + k), lo, s0);
+            s1 = Fma.MultiplyAdd(Vector256.Load(x + k + 8), hi, s1);
+        }
+        float s = Vector256.Sum(s0 + s1);
+        for (; k < n; k++) s += x[k] * Bf16ToF32(w[k]);
+        return s;
+    }
+
+    static float DotBf16Avx512(float* x, ushort* w, int n)
+    {
+        var s0 = Vector512<float>.Zero; var s1 = s0;
+        int k = 0;
+        for (; k + 32 <= n; k += 32)
+        {
+            var lo = Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(w + k)), 16).AsSingle();
+            var hi = Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(w + k + 16)), 16).AsSingle();
+            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k), lo, s0);
+            s1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k + 16), hi, s1);
+        }
+        float s = Vector512.Sum(s0 + s1);
+        for (; k < n; k++) s += x[k] * Bf16ToF32(w[k]);
+        return s;
+    }
+
+    // ---- q8: Σ_b wscale_b · xscale_b · Σ_k q_k·xq_k ----
+
+    static float DotQ8Scalar(short* xq, float* xs, sbyte* q, float* ws, int blocks)
+    {
+        float s = 0;
+        for (int b = 0; b < blocks; b++)
+        {
+            int acc = 0;
+            for (int k = 0; k < 32; k++) acc += q[b * 32 + k] * xq[b * 32 + k];
+            s += ws[b] * xs[b] * acc;
+        }
+        return s;
+    }
+
+    static float DotQ8Avx2(short* xq, float* xs, sbyte* q, float* ws, int blocks)
+    {
+        var s0 = Vector256<float>.Zero;
+        for (int b = 0; b < blocks; b++)
+        {
+            var p0 = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(Vector128.Load(q + b * 32)), Vector256.Load(xq + b * 32));
+            var p1 = Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(Vector128.Load(q + b * 32 + 16)), Vector256.Load(xq + b * 32 + 16));
+            s0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.Add(p0, p1)), Vector256.Create(ws[b] * xs[b]), s0);
+        }
+        return Vector256.Sum(s0);
+    }
+
+    static float DotQ8Avx512(short* xq, float* xs, sbyte* q, float* ws, int blocks)
+    {
+        var s0 = Vector512<float>.Zero; var s1 = s0;
+        int b = 0;
+        for (; b + 2 <= blocks; b += 2)
+        {
+            var p0 = Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q + b * 32)), Vector512.Load(xq + b * 32));
+            var p1 = Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q + b * 32 + 32)), Vector512.Load(xq + b * 32 + 32));
+            s0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p0), Vector512.Create(ws[b] * xs[b]), s0);
+            s1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p1), Vector512.Create(ws[b + 1] * xs[b + 1]), s1);
+        }
+        if (b < blocks)
+        {
+            var p0 = Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q + b * 32)), Vector512.Load(xq + b * 32));
+            s0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p0), Vector512.Create(ws[b] * xs[b]), s0);
+        }
+        return Vector512.Sum(s0 + s1);
+    }
+
+    /// <summary>A per-thread native buffer for a call's converted activations, grown on demand.</summary>
+    static class Scratch
+    {
+        [ThreadStatic] static byte* _buffer;
+        [ThreadStatic] static int _size;
+
+        public static byte* Get(int bytes)
+        {
+            if (bytes > _size)
+            {
+                if (_buffer != null) NativeMemory.AlignedFree(_buffer);
+                _size = Math.Max(bytes, 4096);
+                _buffer = (byte*)NativeMemory.AlignedAlloc((nuint)_size, 64);
+            }
+            return _buffer;
+        }
+    }
+}

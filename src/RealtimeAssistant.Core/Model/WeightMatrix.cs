@@ -1,0 +1,240 @@
+using RealtimeAssistant.Model.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace RealtimeAssistant.Model;
+
+/// <summary>How a model's matmul weights are stored (<c>--weights</c>).</summary>
+public enum WeightFormat
+{
+    /// <summary>float32: 4 bytes a weight.</summary>
+    F32,
+    /// <summary>bfloat16: 2 bytes a weight; products accumulate in float32.</summary>
+    BF16,
+    /// <summary>int8 in blocks of 32 along the input, a float32 scale per block: 1.125 bytes a weight.</summary>
+    Q8,
+}
+
+public static class WeightFormats
+{
+    public static WeightFormat Parse(string spec) => spec.Trim().ToLowerInvariant() switch
+    {
+        "f32" or "fp32" or "float32" => WeightFormat.F32,
+        "bf16" or "bfloat16" => WeightFormat.BF16,
+        "q8" or "int8" => WeightFormat.Q8,
+        var s => throw new UserError($"--weights '{s}' is not one of auto, f32, bf16, q8"),
+    };
+
+    public static string Name(this WeightFormat f) => f switch { WeightFormat.F32 => "f32", WeightFormat.BF16 => "bf16", _ => "q8" };
+
+    /// <summary>The dense format a tensor dtype is, if it is one.</summary>
+    public static WeightFormat? Of(ScalarType dtype) => dtype switch
+    {
+        ScalarType.Float32 => WeightFormat.F32,
+        ScalarType.BFloat16 => WeightFormat.BF16,
+        _ => null,
+    };
+}
+
+/// <summary>
+/// A weight matrix W [out, in] in one storage format, and the product x·Wᵀ + b over it. On the
+/// CPU a product over a few rows (a decode step) runs this project's kernels (Kernels/Gemv),
+/// which stream the weights at memory speed; more rows run libtorch's GEMM (for compact formats
+/// in bfloat16 where the CPU has native bf16 dot products). On other devices libtorch runs all.
+/// </summary>
+public abstract unsafe class WeightMatrix : IDisposable
+{
+    public abstract WeightFormat Format { get; }
+    public abstract long OutFeatures { get; }
+    public abstract long InFeatures { get; }
+    public abstract Device Device { get; }
+    /// <summary>Bytes the matrix holds.</summary>
+    public abstract long Bytes { get; }
+
+    /// <summary>x [.., in] → x·Wᵀ + b [.., out], in x's dtype.</summary>
+    public abstract Tensor Linear(Tensor x, Tensor? bias);
+
+    /// <summary>Rows <paramref name="ids"/> of W as [ids.shape.., in] in <paramref name="dtype"/>: an embedding lookup.</summary>
+    public abstract Tensor Rows(Tensor ids, ScalarType dtype);
+
+    /// <summary>W as a dense [out, in] tensor of <paramref name="dtype"/>.</summary>
+    public abstract Tensor Dequantize(ScalarType dtype);
+
+    public abstract void Dispose();
+
+    /// <summary>A copy of <paramref name="w"/> [out, in] in <paramref name="format"/>; w is left as it is.</summary>
+    public static WeightMatrix Convert(Tensor w, WeightFormat format) => format switch
+    {
+        WeightFormat.Q8 => Q8Matrix.Quantize(w),
+        WeightFormat.BF16 => new DenseMatrix(w.to_type(ScalarType.BFloat16).contiguous().DetachFromDisposeScope()),
+        _ => new DenseMatrix(w.to_type(ScalarType.Float32).contiguous().DetachFromDisposeScope()),
+    };
+
+    /// <summary>
+    /// x·Wᵀ + b for a dense W of any dtype (x is cast to it and back when they differ). Where a
+    /// gradient is needed, libtorch runs it (the kernels have no backward).
+    /// </summary>
+    public static Tensor DenseLinear(Tensor x, Tensor w, Tensor? bias)
+    {
+        if (!Compaction.NeedsGradient(x, w, bias) && KernelApplies(x, w, bias)) return RunKernel(x, w.shape[0], (xp, rows, n, yp, bp) =>
+        {
+            unsafe
+            {
+                if (w.dtype == ScalarType.Float32) Gemv.F32(xp, rows, n, TensorMemory.Ptr<float>(w), (int)w.shape[0], bp, yp);
+                else Gemv.Bf16(xp, rows, n, TensorMemory.Ptr<ushort>(w), (int)w.shape[0], bp, yp);
+            }
+        }, bias);
+        if (x.dtype == w.dtype) return F.linear(x, w, bias);
+        using var scope = torch.NewDisposeScope();
+        return F.linear(x.to_type(w.dtype), w, bias?.to_type(w.dtype)).to_type(x.dtype).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Whether products over a few rows take the CPU kernels (the default). Off, libtorch runs every
+    /// product, q8 ones over a dequantized copy: the reference `ra bench engine --kernels off` measures.
+    /// </summary>
+    public static bool KernelsEnabled { get; set; } = true;
+
+    /// <summary>Whether the CPU kernels take this product: float32 activations, few rows, contiguous weights.</summary>
+    internal static bool KernelApplies(Tensor x, Tensor w, Tensor? bias) =>
+        KernelsEnabled && x.device_type == DeviceType.CPU && w.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32
+        && (w.dtype == ScalarType.Float32 || w.dtype == ScalarType.BFloat16) && w.is_contiguous()
+        && BiasApplies(bias) && Rows(x) <= Gemv.MaxRows;
+
+    internal static bool BiasApplies(Tensor? bias) =>
+        bias is null || (bias.dtype == ScalarType.Float32 && bias.is_contiguous() && bias.device_type == DeviceType.CPU);
+
+    internal static long Rows(Tensor x) => x.shape[^1] == 0 ? 0 : x.numel() / x.shape[^1];
+
+    internal unsafe delegate void Kernel(float* x, int rows, int n, float* y, float* bias);
+
+    /// <summary>Allocates y [.., out], gives the kernel x (made contiguous), y and the bias as pointers.</summary>
+    internal static unsafe Tensor RunKernel(Tensor x, long outFeatures, Kernel kernel, Tensor? bias)
+    {
+        var xc = x.is_contiguous() ? x : x.contiguous();
+        try
+        {
+            var shape = x.shape.ToArray();
+            shape[^1] = outFeatures;
+            var y = torch.empty(shape, ScalarType.Float32, x.device);
+            kernel(TensorMemory.Ptr<float>(xc), (int)Rows(x), (int)x.shape[^1], TensorMemory.Ptr<float>(y),
+                bias is null ? null : TensorMemory.Ptr<float>(bias));
+            return y;
+        }
+        finally { if (!ReferenceEquals(xc, x)) xc.Dispose(); }
+    }
+}
+
+/// <summary>A float32 or bfloat16 matrix.</summary>
+public sealed class DenseMatrix : WeightMatrix
+{
+    readonly Tensor _w;
+    public DenseMatrix(Tensor w) => _w = w;
+    public Tensor Weight => _w;
+    public override WeightFormat Format => WeightFormats.Of(_w.dtype) ?? throw new InvalidOperationException($"no weight format stores {_w.dtype}");
+    public override long OutFeatures => _w.shape[0];
+    public override long InFeatures => _w.shape[1];
+    public override Device Device => _w.device;
+    public override long Bytes => _w.numel() * _w.ElementSize;
+    public override Tensor Linear(Tensor x, Tensor? bias) => DenseLinear(x, _w, bias);
+    public override Tensor Rows(Tensor ids, ScalarType dtype)
+    {
+        var shape = ids.shape.Append(_w.shape[1]).ToArray();
+        using var rows = _w.index_select(0, ids.reshape(-1));
+        return rows.to_type(dtype).view(shape);
+    }
+    public override Tensor Dequantize(ScalarType dtype) => _w.to_type(dtype, copy: true);
+    public override void Dispose() => _w.Dispose();
+}
+
+/// <summary>
+/// Weight-only int8: blocks of 32 along the input, each with a float32 scale (its largest |w| /
+/// 127, so a block's values round to −127..127). The input is zero-padded to a multiple of 32.
+/// </summary>
+public sealed unsafe class Q8Matrix : WeightMatrix
+{
+    /// <summary>int8 [out, in32].</summary>
+    public Tensor Q { get; }
+    /// <summary>float32 [out, in32 / 32].</summary>
+    public Tensor Scales { get; }
+    readonly long _in;
+
+    public Q8Matrix(Tensor q, Tensor scales, long inFeatures)
+    {
+        if (q.dtype != ScalarType.Int8 || scales.dtype != ScalarType.Float32 || q.shape[1] % 32 != 0 || scales.shape[1] * 32 != q.shape[1] || inFeatures > q.shape[1])
+            throw new ArgumentException("q8 storage: int8 [out, in32] and float32 scales [out, in32/32]");
+        (Q, Scales, _in) = (q, scales, inFeatures);
+    }
+
+    public override WeightFormat Format => WeightFormat.Q8;
+    public override long OutFeatures => Q.shape[0];
+    public override long InFeatures => _in;
+    public override Device Device => Q.device;
+    public override long Bytes => Q.numel() + Scales.numel() * 4;
+
+    /// <summary>Rows quantized per chunk, so a large float32 matrix never has a second full-size temporary.</summary>
+    const long RowsPerChunk = 1024;
+
+    /// <summary>Quantizes w [out, in] of any float dtype, on its device.</summary>
+    public static Q8Matrix Quantize(Tensor w)
+    {
+        long m = w.shape[0], n = w.shape[1], n32 = (n + 31) / 32 * 32;
+        var q = torch.empty(new[] { m, n32 }, ScalarType.Int8, w.device).DetachFromDisposeScope();
+        var scales = torch.empty(new[] { m, n32 / 32 }, ScalarType.Float32, w.device).DetachFromDisposeScope();
+        using var noGrad = torch.no_grad();
+        for (long r = 0; r < m; r += RowsPerChunk)
+        {
+            using var scope = torch.NewDisposeScope();
+            long rows = Math.Min(RowsPerChunk, m - r);
+            var chunk = w.narrow(0, r, rows).to_type(ScalarType.Float32);
+            if (n32 != n) chunk = F.pad(chunk, new[] { 0L, n32 - n });
+            var blocks = chunk.view(rows, n32 / 32, 32);
+            var s = blocks.abs().amax(new long[] { -1 }) / 127f;
+            var inv = torch.where(s > 0, 1f / s, torch.zeros_like(s));
+            var values = (blocks * inv.unsqueeze(-1)).round_().clamp_(-127, 127).to_type(ScalarType.Int8);
+            q.narrow(0, r, rows).copy_(values.view(rows, n32));
+            scales.narrow(0, r, rows).copy_(s);
+        }
+        return new Q8Matrix(q, scales, n);
+    }
+
+    public override Tensor Dequantize(ScalarType dtype)
+    {
+        long m = Q.shape[0], n32 = Q.shape[1];
+        if (Q.device_type == DeviceType.CPU && (dtype == ScalarType.Float32 || dtype == ScalarType.BFloat16))
+        {
+            var output = torch.empty(new[] { m, _in }, dtype, Q.device);
+            unsafe { Q8Blocks.Dequantize(TensorMemory.Ptr<sbyte>(Q), TensorMemory.Ptr<float>(Scales), (int)m, (int)_in, TensorMemory.Ptr<byte>(output), dtype == ScalarType.BFloat16); }
+            return output;
+        }
+        using var scope = torch.NewDisposeScope();
+        var w = (Q.to_type(ScalarType.Float32).view(m, n32 / 32, 32) * Scales.unsqueeze(-1)).view(m, n32);
+        return w.narrow(1, 0, _in).to_type(dtype).contiguous().MoveToOuterDisposeScope();
+    }
+
+    public override Tensor Linear(Tensor x, Tensor? bias)
+    {
+        if (KernelsEnabled && x.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32 && BiasApplies(bias) && Rows(x) <= Gemv.MaxRows)
+            return RunKernel(x, OutFeatures, (xp, rows, n, yp, bp) =>
+            {
+                unsafe { Gemv.Q8(xp, rows, n, TensorMemory.Ptr<sbyte>(Q), TensorMemory.Ptr<float>(Scales), (int)OutFeatures, bp, yp); }
+            }, bias);
+        // Many rows: one dense copy for this product, in the dtype the CPU multiplies fastest.
+        var dtype = x.device_type == DeviceType.CPU && CpuIsa.HasBf16Matmul ? ScalarType.BFloat16 : x.dtype;
+        using var w = Dequantize(dtype);
+        return DenseLinear(x, w, bias);
+    }
+
+    public override Tensor Rows(Tensor ids, ScalarType dtype)
+    {
+        using var scope = torch.NewDisposeScope();
+        var flat = ids.reshape(-1);
+        long k = flat.shape[0], n32 = Q.shape[1];
+        var rows = (Q.index_select(0, flat).to_type(ScalarType.Float32).view(k, n32 / 32, 32) * Scales.index_select(0, flat).unsqueeze(-1)).view(k, n32);
+        var shape = ids.shape.Append(_in).ToArray();
+        return rows.narrow(1, 0, _in).to_type(dtype).reshape(shape).MoveToOuterDisposeScope();
+    }
+
+    public override void Dispose() { Q.Dispose(); Scales.Dispose(); }
+}

@@ -1,0 +1,241 @@
+using OpenCvSharp;
+using RealtimeAssistant.Demo;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Model.Kernels;
+using RealtimeAssistant.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Tests.Model;
+
+/// <summary>
+/// Each weight format against float32: logits on tiny checkpoints within a stated tolerance, and
+/// greedy tokens on the demo model's held-out scenes.
+/// </summary>
+public class CompactWeightsTests(ITestOutputHelper output)
+{
+    static string Media(string name)
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (Directory.Exists(Path.Combine(d.FullName, "media")) && File.Exists(Path.Combine(d.FullName, "RealtimeAssistant.sln")))
+                return Path.Combine(d.FullName, "media", name);
+        throw new DirectoryNotFoundException("repository root not found above the test binaries");
+    }
+
+    static string Checkpoint(TempDir dir, LlavaConfig cfg, ScalarType stored = ScalarType.Float32)
+    {
+        var path = dir.File("model");
+        Directory.CreateDirectory(path);
+        SyntheticCheckpoint.Write(path, cfg, SyntheticCheckpoint.WordTokenizer(SyntheticCheckpoint.FillerWords(cfg.Text.VocabSize)), seed: 3);
+        if (stored != ScalarType.Float32)
+        {
+            // The same weights stored in another dtype, as checkpoints often are.
+            var reader = SafeTensorsReader.Open(path);
+            var tensors = reader.Tensors.Keys.Select(k => (k, reader.Load(k).to_type(stored))).ToList();
+            SafeTensorsWriter.Write(Path.Combine(path, "model.safetensors"), tensors);
+        }
+        return path;
+    }
+
+    /// <summary>Logits [T, vocab] of a prompt with one image (random pixels), through the same pieces the captioner uses.</summary>
+    static Tensor PromptLogits(LlavaEngine e)
+    {
+        using var _ = torch.inference_mode();
+        var ids = new List<int> { 1 };
+        ids.AddRange(Enumerable.Repeat(e.Config.ImageTokenIndex, e.Config.ImageTokens));
+        ids.AddRange(new[] { 5, 9, 11, 4, 7 });
+        var slots = Enumerable.Range(0, ids.Count).Where(i => ids[i] == e.Config.ImageTokenIndex).Select(i => (long)i).ToArray();
+        var pixels = torch.randn(new long[] { 1, 3, e.Config.Vision.ImageSize, e.Config.Vision.ImageSize }, generator: new Generator(21));
+        var feats = e.Model.EncodeImages(pixels);
+        var embeds = e.Model.Embed(torch.tensor(ids.Select(i => (long)i).ToArray()).view(1, -1), feats, slots);
+        using var cache = new KvCache(e.Config.Text.NumHiddenLayers);
+        var positions = Enumerable.Range(0, ids.Count).Select(i => (long)i).ToArray();
+        var prefill = e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = cache });
+        // and three decode steps through the cache (one row: the GEMV kernels)
+        var rows = new List<Tensor> { e.Model.language_model.Logits(prefill[0]) };
+        for (int s = 0; s < 3; s++)
+        {
+            var x = e.Model.Embed(torch.tensor(new long[] { 6 + s }).view(1, 1), null, Array.Empty<long>());
+            var h = e.Model.Decoder.Forward(x, new DecoderStep { Positions = new[] { (long)ids.Count + s }, Cache = cache });
+            rows.Add(e.Model.language_model.Logits(h[0]));
+        }
+        return torch.cat(rows.ToArray(), 0);
+    }
+
+    /// <summary>
+    /// The stated tolerance: max |Δlogit| over every position, as a fraction of the float32 logits'
+    /// standard deviation. Measured on these checkpoints: see the test output.
+    /// </summary>
+    static double Tolerance(string format) => format == "q8" ? 0.10 : 0.04;
+
+    [Theory]
+    [InlineData("llama", 4, 4, 100, false)] // an intermediate size that is no multiple of 32
+    [InlineData("qwen2", 4, 2, 128, true)]  // q/k/v biases, grouped KV heads, tied embeddings (the head reads the q8 table)
+    public void EachFormatKeepsTheLogitsOfFloat32(string text, int heads, int kvHeads, int intermediate, bool tie)
+    {
+        using var dir = new TempDir();
+        var path = Checkpoint(dir, SyntheticCheckpoint.Config(text: text, heads: heads, kvHeads: kvHeads, intermediate: intermediate, tie: tie, tLayers: 3));
+        using var f32 = LlavaEngine.Load(path, new EngineOptions { Device = "cpu" });
+        var reference = PromptLogits(f32);
+        double scale = reference.std().item<float>();
+        foreach (var format in new[] { "bf16", "q8" })
+        {
+            string? note = null;
+            using var e = LlavaEngine.Load(path, new EngineOptions { Device = "cpu", Weights = format, Report = l => note = l });
+            Assert.Equal(format, e.WeightsName);
+            Assert.Contains($"weights: {format}", note);
+            Assert.Contains("MB", note);
+            var diff = (PromptLogits(e) - reference).abs().max().item<float>() / scale;
+            output.WriteLine($"{text} {format}: max |Δlogit| = {diff:0.0000} of the logits' std");
+            Assert.True(diff <= Tolerance(format), $"{text} {format}: max |Δlogit| = {diff:0.0000} of the logits' std");
+            Assert.True(diff > 0, $"{format} gave float32's logits exactly: the format was not applied");
+            // Every matmul weight (and the token table) was converted, and its dense memory freed.
+            var units = Compaction.Units(e.Model);
+            Assert.NotEmpty(units);
+            Assert.All(units, u => Assert.All(u.Weights, w => Assert.Equal(0, w.numel())));
+            Assert.All(units, u => Assert.True(u.CompactBytes > 0));
+            double ratio = (double)e.WeightBytes / f32.WeightBytes;
+            Assert.True(format == "q8" ? ratio < 0.40 : ratio < 0.60, $"{format} holds {ratio:P0} of float32's bytes");
+        }
+    }
+
+    [Fact]
+    public void Q8FromABfloat16CheckpointMatchesFloat32OnTheSameFile_AndNoAvx512GivesTheSameLogits()
+    {
+        using var dir = new TempDir();
+        var path = Checkpoint(dir, SyntheticCheckpoint.Config(tLayers: 2), ScalarType.BFloat16);
+        using var f32 = LlavaEngine.Load(path, new EngineOptions { Device = "cpu" });
+        using var q8 = LlavaEngine.Load(path, new EngineOptions { Device = "cpu", Weights = "q8" });
+        var reference = PromptLogits(f32);
+        var logits = PromptLogits(q8);
+        var diff = (logits - reference).abs().max().item<float>() / reference.std().item<float>();
+        output.WriteLine($"q8 from bf16: max |Δlogit| = {diff:0.0000} of the logits' std");
+        Assert.True(diff <= Tolerance("q8"), $"max |Δlogit| = {diff:0.0000} of the logits' std");
+        foreach (var isa in Enum.GetValues<KernelIsa>().Where(i => i < CpuIsa.Detected))
+        {
+            using var forced = CpuIsa.Force(isa);
+            var other = PromptLogits(q8);
+            Assert.True(other.allclose(logits, 1e-4, 1e-5), $"{isa}: max diff {(other - logits).abs().max().item<float>()}");
+        }
+    }
+
+    [Fact]
+    public void WeightsOptionIsChecked()
+    {
+        Assert.Null(LlavaEngine.ResolveWeights("auto", ScalarType.Float32));
+        Assert.Null(LlavaEngine.ResolveWeights("f32", ScalarType.Float32));
+        Assert.Null(LlavaEngine.ResolveWeights("bf16", ScalarType.BFloat16));
+        Assert.Equal(WeightFormat.Q8, LlavaEngine.ResolveWeights("Q8", ScalarType.Float32));
+        Assert.Equal(WeightFormat.Q8, LlavaEngine.ResolveWeights("q8", ScalarType.BFloat16));
+        Assert.Equal(WeightFormat.BF16, LlavaEngine.ResolveWeights("bf16", ScalarType.Float32));
+        Assert.Contains("--weights", Assert.Throws<UserError>(() => LlavaEngine.ResolveWeights("int4", ScalarType.Float32)).Message);
+        Assert.Contains("wider", Assert.Throws<UserError>(() => LlavaEngine.ResolveWeights("f32", ScalarType.BFloat16)).Message);
+    }
+
+    [Fact]
+    public void CompactWeightsAreForInferenceOnly_DenseOnesStillTrain()
+    {
+        var spec = TensorSpec.Cpu32;
+        using var dense = new Linear(40, 6, true, spec);
+        using var compact = new Linear(40, 6, true, spec);
+        using (torch.no_grad())
+            foreach (var l in new[] { dense, compact }) { l.weight.normal_(0, 1, new Generator(2)); l.bias!.zero_(); }
+        compact.Compact(WeightFormat.Q8);
+        Assert.Equal(0, compact.weight.numel());
+        Assert.Equal(WeightFormat.Q8, compact.Compacted!.Format);
+        var x = torch.randn(new long[] { 3, 40 }, generator: new Generator(4)).requires_grad_(true);
+        Assert.Throws<InvalidOperationException>(() => compact.forward(x));
+        Assert.Throws<InvalidOperationException>(() => compact.to(ScalarType.Float64));
+        dense.weight.requires_grad = true;
+        dense.forward(x).sum().backward();
+        Assert.True(dense.weight.grad is { } g && g.abs().sum().item<float>() > 0);
+        Assert.True(x.grad is { } gx && gx.abs().sum().item<float>() > 0);
+        using (torch.inference_mode())
+        {
+            var y = compact.forward(x.detach());
+            var expected = dense.forward(x.detach());
+            Assert.True((y - expected).abs().max().item<float>() < 0.05f * expected.abs().max().item<float>());
+        }
+        // A format equal to the dense dtype converts nothing.
+        dense.Compact(WeightFormat.F32);
+        Assert.Null(dense.Compacted);
+        Assert.Equal(240, dense.weight.numel());
+    }
+
+    [Fact]
+    public void GateAndUpAsOneProductEqualTheTwoLinears_AndTrainApart()
+    {
+        var cfg = SyntheticCheckpoint.Config(intermediate: 100);
+        using var mlp = new GatedMlp(cfg.Text, TensorSpec.Cpu32);
+        using (torch.no_grad()) foreach (var p in mlp.parameters()) p.normal_(0, 0.5, new Generator(5));
+        var x = torch.randn(new long[] { 1, 3, cfg.Text.HiddenSize }, generator: new Generator(6));
+        Tensor Separate() => mlp.down_proj.forward(torch.nn.functional.silu(mlp.gate_proj.forward(x)) * mlp.up_proj.forward(x));
+        using (torch.inference_mode()) Assert.True(mlp.forward(x).allclose(Separate(), 1e-5, 1e-5));
+        // In-place updates of either member reach the one product.
+        using (torch.no_grad()) mlp.up_proj.weight.mul_(-3);
+        using (torch.inference_mode()) Assert.True(mlp.forward(x).allclose(Separate(), 1e-5, 1e-5));
+        foreach (var p in mlp.parameters()) p.requires_grad = true;
+        mlp.forward(x).sum().backward();
+        Assert.All(new[] { mlp.gate_proj, mlp.up_proj, mlp.down_proj }, l => Assert.True(l.weight.grad is { } g && g.abs().sum().item<float>() > 0));
+    }
+
+    /// <summary>
+    /// The demo model's greedy tokens, teacher-forced: each format's argmax at every position of
+    /// float32's greedy caption (and the stop after it), on 200 held-out scenes drawn as `ra eval` draws them.
+    /// </summary>
+    [Fact]
+    public void OnTheDemoModelEachFormatAgreesWithFloat32GreedyTokens()
+    {
+        const int scenes = 200;
+        var dir = Media("demo-model");
+        using var f32 = LlavaEngine.Load(dir);
+        using var bf16 = LlavaEngine.Load(dir, new EngineOptions { Weights = "bf16" });
+        using var q8 = LlavaEngine.Load(dir, new EngineOptions { Weights = "q8" });
+        var data = new DemoDataset(DemoSplit.Eval);
+        using var captioner = new Captioner(f32);
+        var opts = new GenerationOptions { MaxNewTokens = 48 };
+        var agree = new Dictionary<string, int> { ["bf16"] = 0, ["q8"] = 0 };
+        int total = 0;
+        for (int i = 0; i < scenes; i++)
+        {
+            using var s = data.CaptionSample(i, DemoModelSpec.ImageSize, i % 3 == 2 ? 2 : 1);
+            var prompt = string.Concat(s.Frames.Select(_ => $"<image> {DemoVocabulary.FrameMarker} ")) + s.Prompt;
+            var tokens = captioner.Caption(s.Frames, prompt, opts, new CaptionTimings()).Where(e => e.Id >= 0).Select(e => e.Id).ToList();
+            var expected = Forced(f32, captioner, s.Frames, prompt, tokens);
+            // float32's own argmax is its greedy caption, then the stop token.
+            Assert.Equal(tokens, expected.Take(tokens.Count));
+            total += expected.Length;
+            foreach (var (name, e) in new[] { ("bf16", bf16), ("q8", q8) })
+                agree[name] += Forced(e, captioner, s.Frames, prompt, tokens).Zip(expected).Count(p => p.First == p.Second);
+        }
+        foreach (var (name, n) in agree) output.WriteLine($"{name}: {n} of {total} greedy tokens agree ({(double)n / total:0.0000})");
+        foreach (var (name, n) in agree)
+            Assert.True((double)n / total >= 0.99, $"{name}: {n} of {total} greedy tokens agree ({(double)n / total:0.0000})");
+    }
+
+    /// <summary>The argmax after the prompt and after each of <paramref name="tokens"/> fed back (teacher forcing).</summary>
+    static int[] Forced(LlavaEngine e, Captioner promptSource, IReadOnlyList<Mat> frames, string prompt, IReadOnlyList<int> tokens)
+    {
+        using var _ = torch.inference_mode();
+        using var scope = torch.NewDisposeScope();
+        using var pre = new ImagePreprocessor(e.Preprocessor, e.Device, e.DType);
+        var ids = promptSource.PromptIds(prompt);
+        var slots = Enumerable.Range(0, ids.Count).Where(i => ids[i] == e.Config.ImageTokenIndex).Select(i => (long)i).ToArray();
+        var feats = e.Model.EncodeImages(torch.cat(frames.Select(pre.Process).ToArray(), 0));
+        feats = feats.reshape(1, -1, feats.shape[^1]);
+        var embeds = e.Model.Embed(torch.tensor(ids.Select(i => (long)i).ToArray()).view(1, -1), feats, slots);
+        using var cache = new KvCache(e.Config.Text.NumHiddenLayers);
+        var h = e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = Enumerable.Range(0, ids.Count).Select(i => (long)i).ToArray(), Cache = cache });
+        var result = new int[tokens.Count + 1];
+        result[0] = (int)e.Model.language_model.Logits(h[0, -1]).argmax().item<long>();
+        var (group, start) = e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, (long)ids.Count);
+        for (int t = 0; t < tokens.Count; t++)
+        {
+            var x = e.Model.Embed(torch.tensor(new long[] { tokens[t] }).view(1, 1), null, Array.Empty<long>());
+            var ht = e.Model.Decoder.Forward(x, new DecoderStep { Positions = new[] { start + t }, Cache = cache, Group = group });
+            result[t + 1] = (int)e.Model.language_model.Logits(ht[0, -1]).argmax().item<long>();
+        }
+        return result;
+    }
+}

@@ -1,0 +1,228 @@
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace RealtimeAssistant.Tests.Model;
+
+/// <summary>
+/// The CPU matmul kernels against libtorch in float64, on random shapes (odd sizes included),
+/// with each instruction-set path forced in turn.
+/// </summary>
+public class KernelTests
+{
+    public static TheoryData<KernelIsa> Paths()
+    {
+        var data = new TheoryData<KernelIsa>();
+        foreach (var isa in Enum.GetValues<KernelIsa>().Where(i => i <= CpuIsa.Detected)) data.Add(isa);
+        return data;
+    }
+
+    // rows, in, out: one row (decode), several, inputs that are not a multiple of 16 or 32, one output.
+    static readonly (int Rows, int In, int Out)[] Shapes =
+    {
+        (1, 32, 4), (1, 1024, 96), (3, 1000, 37), (8, 77, 129), (1, 16, 1), (2, 2752, 65), (5, 31, 3), (1, 336, 128),
+    };
+
+    static Tensor Random(Generator g, params long[] shape) => torch.randn(shape, generator: g);
+
+    /// <summary>Σ|x|·|w| per output: the scale a float dot product's rounding error is measured against.</summary>
+    static Tensor Scale(Tensor x, Tensor w) => x.abs().to_type(ScalarType.Float64).matmul(w.abs().to_type(ScalarType.Float64).t());
+
+    static bool Same(Tensor a, Tensor b) => a.shape.SequenceEqual(b.shape) && a.dtype == b.dtype && (a == b).all().item<bool>();
+
+    static void AssertWithin(Tensor y, Tensor reference, Tensor bound, string what)
+    {
+        var excess = ((y.to_type(ScalarType.Float64) - reference).abs() - bound).max().item<double>();
+        Assert.True(excess <= 0, $"{what}: error exceeds the bound by {excess:E3}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void F32MatchesLibtorch(KernelIsa isa)
+    {
+        using var forced = CpuIsa.Force(isa);
+        using var _ = torch.inference_mode();
+        var g = new Generator(11);
+        foreach (var (rows, n, m) in Shapes)
+        {
+            var x = Random(g, rows, n); var w = Random(g, m, n); var b = Random(g, m);
+            var y = WeightMatrix.DenseLinear(x, w, b);
+            var reference = F.linear(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64), b.to_type(ScalarType.Float64));
+            AssertWithin(y, reference, 1e-5 * Scale(x, w) + 1e-5, $"f32 {isa} {rows}×{n}→{m}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void Bf16MatchesLibtorch(KernelIsa isa)
+    {
+        using var forced = CpuIsa.Force(isa);
+        using var _ = torch.inference_mode();
+        var g = new Generator(12);
+        foreach (var (rows, n, m) in Shapes)
+        {
+            var x = Random(g, rows, n); var w = Random(g, m, n).to_type(ScalarType.BFloat16);
+            var y = WeightMatrix.DenseLinear(x, w, null);
+            Assert.Equal(ScalarType.Float32, y.dtype);
+            // bfloat16 widens to float32 exactly: the only error is the float32 sum's.
+            var reference = F.linear(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64));
+            AssertWithin(y, reference, 1e-5 * Scale(x, w) + 1e-5, $"bf16 {isa} {rows}×{n}→{m}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void Q8MatchesLibtorchOverTheDequantizedWeights(KernelIsa isa)
+    {
+        using var forced = CpuIsa.Force(isa);
+        using var _ = torch.inference_mode();
+        var g = new Generator(13);
+        foreach (var (rows, n, m) in Shapes)
+        {
+            var x = Random(g, rows, n); var b = Random(g, m);
+            using var q = Q8Matrix.Quantize(Random(g, m, n));
+            var wd = q.Dequantize(ScalarType.Float64);
+            var y = q.Linear(x, b);
+            var reference = F.linear(x.to_type(ScalarType.Float64), wd, b.to_type(ScalarType.Float64));
+            // x goes to int16 per block of 32 (max |x| → 32767): each x moves by at most max|x_block|/65534.
+            long n32 = (n + 31) / 32 * 32;
+            var blockMax = F.pad(x, new[] { 0L, n32 - n }).view(rows, n32 / 32, 32).abs().amax(new long[] { -1 }, keepdim: true)
+                .expand(rows, n32 / 32, 32).reshape(rows, n32).narrow(1, 0, n);
+            AssertWithin(y, reference, 2e-5 * Scale(blockMax, wd) + 1e-5 * Scale(x, wd) + 1e-5, $"q8 {isa} {rows}×{n}→{m}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void DecodeAttentionMatchesLibtorchsSdpa(KernelIsa isa)
+    {
+        using var forced = CpuIsa.Force(isa);
+        using var _ = torch.inference_mode();
+        var g = new Generator(17);
+        // batch, heads, KV heads, head dim, keys: GQA, an odd key count, a head dim that is no multiple of 16.
+        foreach (var (b, h, hkv, d, s) in new[] { (1, 16, 16, 64, 640), (2, 8, 2, 32, 37), (1, 4, 1, 24, 1), (1, 6, 3, 128, 300) })
+        {
+            var q = Random(g, b, h, 1, d);
+            // Keys and values as a cache holds them: the first s rows of a larger buffer.
+            var kBuf = Random(g, b, hkv, s + 9, d); var vBuf = Random(g, b, hkv, s + 9, d);
+            var (k, v) = (kBuf.narrow(2, 0, s), vBuf.narrow(2, 0, s));
+            Assert.True(DecodeAttention.Applies(q, (k, v)));
+            var y = DecodeAttention.Run(q, (k, v));
+            int rep = h / hkv;
+            Tensor Repeat(Tensor t) => t.repeat_interleave(rep, 1);
+            var reference = F.scaled_dot_product_attention(q.to_type(ScalarType.Float64), Repeat(k).to_type(ScalarType.Float64), Repeat(v).to_type(ScalarType.Float64));
+            Assert.True(y.to_type(ScalarType.Float64).allclose(reference, 1e-5, 1e-5), $"{isa} b{b} h{h}/{hkv} d{d} s{s}: max diff {(y - reference).abs().max().item<double>():E2}");
+            // Keys split in two ranges, read apart: one softmax over both, as over the joined cache.
+            int cut = s / 3;
+            var split = DecodeAttention.Run(q, (k.narrow(2, 0, cut), v.narrow(2, 0, cut)), (k.narrow(2, cut, s - cut), v.narrow(2, cut, s - cut)));
+            Assert.True(split.allclose(y, 1e-5, 1e-6));
+        }
+        // What it does not take: several queries, a transposed key buffer, another dtype.
+        var q2 = Random(g, 1, 4, 2, 32); var kk = Random(g, 1, 4, 10, 32);
+        Assert.False(DecodeAttention.Applies(q2, (kk, kk)));
+        Assert.False(DecodeAttention.Applies(q2.narrow(2, 0, 1), (kk.transpose(2, 3).contiguous().transpose(2, 3), kk)));
+        Assert.False(DecodeAttention.Applies(q2.narrow(2, 0, 1).to_type(ScalarType.Float64), (kk.to_type(ScalarType.Float64), kk.to_type(ScalarType.Float64))));
+    }
+
+    [Fact]
+    public void WithoutAvx512TheOtherPathsGiveTheSameResults()
+    {
+        using var _ = torch.inference_mode();
+        var g = new Generator(14);
+        var x = Random(g, 2, 1000); var w = Random(g, 300, 1000);
+        using var q = Q8Matrix.Quantize(w);
+        var wb = w.to_type(ScalarType.BFloat16);
+        Tensor[] Run(KernelIsa isa)
+        {
+            using var forced = CpuIsa.Force(isa);
+            Assert.Equal(isa, CpuIsa.Current);
+            return new[] { WeightMatrix.DenseLinear(x, w, null), WeightMatrix.DenseLinear(x, wb, null), q.Linear(x, null) };
+        }
+        var widest = Run(CpuIsa.Detected);
+        foreach (var isa in Enum.GetValues<KernelIsa>().Where(i => i < CpuIsa.Detected))
+        {
+            var other = Run(isa);
+            for (int i = 0; i < 3; i++)
+                Assert.True(other[i].allclose(widest[i], 1e-4, 1e-4), $"{isa} against {CpuIsa.Detected}, product {i}: max diff {(other[i] - widest[i]).abs().max().item<float>()}");
+        }
+        Assert.Equal(CpuIsa.Detected, CpuIsa.Current); // the forcing ended with its scope
+        if (CpuIsa.Detected < KernelIsa.Avx512) Assert.Throws<ArgumentException>(() => CpuIsa.Force(KernelIsa.Avx512));
+    }
+
+    [Fact]
+    public void Q8QuantizationRoundsEachBlockToItsScale()
+    {
+        using var _ = torch.inference_mode();
+        var w = torch.randn(new long[] { 7, 70 }, generator: new Generator(15)) * 3;
+        w[2] = torch.zeros(70); // an all-zero row: scale 0, values 0
+        using var q = Q8Matrix.Quantize(w);
+        Assert.Equal(new long[] { 7, 96 }, q.Q.shape); // 70 padded to 3 blocks of 32
+        Assert.Equal(new long[] { 7, 3 }, q.Scales.shape);
+        Assert.Equal(0, q.Q.narrow(1, 70, 26).abs().max().item<sbyte>()); // the padding stays zero
+        Assert.True(q.Q.abs().max().item<sbyte>() <= 127);
+        var expected = F.pad(w, new[] { 0L, 26 }).view(7, 3, 32).abs().amax(new long[] { -1 }) / 127;
+        Assert.True(q.Scales.allclose(expected, 1e-6, 0));
+        Assert.Equal(0f, q.Scales[2].abs().max().item<float>());
+        // Every weight is within half a step of its block's scale.
+        var step = q.Scales.unsqueeze(-1).expand(7, 3, 32).reshape(7, 96).narrow(1, 0, 70);
+        var err = (q.Dequantize(ScalarType.Float32) - w).abs();
+        Assert.True((err - step * 0.5001f).max().item<float>() <= 1e-6f);
+        // The CPU dequantizer (float32 and bfloat16) agrees with the formula.
+        var formula = (q.Q.to_type(ScalarType.Float32).view(7, 3, 32) * q.Scales.unsqueeze(-1)).view(7, 96).narrow(1, 0, 70);
+        Assert.True(Same(q.Dequantize(ScalarType.Float32), formula));
+        Assert.True(Same(q.Dequantize(ScalarType.BFloat16), formula.to_type(ScalarType.BFloat16)));
+        // Rows (an embedding lookup) are the dequantized rows.
+        var ids = torch.tensor(new long[] { 6, 0, 2 }).view(1, 3);
+        Assert.True(Same(q.Rows(ids, ScalarType.Float32), formula.index_select(0, ids.view(-1)).view(1, 3, 70)));
+        Assert.Equal(7 * 96 + 7 * 3 * 4, q.Bytes);
+    }
+
+    [Fact]
+    public void Q8OverManyRowsTakesABfloat16OrFloatMatmulOfTheDequantizedWeights()
+    {
+        using var _ = torch.inference_mode();
+        var g = new Generator(16);
+        var x = Random(g, 1, 40, 300); var b = Random(g, 50);
+        using var q = Q8Matrix.Quantize(Random(g, 50, 300));
+        var wd = q.Dequantize(ScalarType.Float64);
+        var y = q.Linear(x, b);
+        Assert.Equal(new long[] { 1, 40, 50 }, y.shape);
+        var reference = F.linear(x.to_type(ScalarType.Float64), wd, b.to_type(ScalarType.Float64));
+        // bfloat16 operands (where the CPU multiplies them natively) keep 8 bits: 2^-8 of the scale, twice.
+        AssertWithin(y, reference, 1e-2 * Scale(x.view(40, 300), wd).view(1, 40, 50) + 1e-4, "q8 over 40 rows");
+    }
+
+    [Theory]
+    [InlineData(false)] // libtorch's OpenMP team, where its libgomp is found
+    [InlineData(true)]  // .NET's thread pool
+    public void ThePoolCoversEveryRangeOnce_AlignedToTheGrain_AndReportsFailures(bool dotnet)
+    {
+        bool before = KernelPool.UseDotnetThreads;
+        KernelPool.UseDotnetThreads = dotnet;
+        // libtorch's Linux build ships libgomp: the kernels must have found it.
+        if (OperatingSystem.IsLinux()) Assert.Equal(!dotnet, KernelPool.OnLibtorchThreads);
+        try { CoverEveryRange(); }
+        finally { KernelPool.UseDotnetThreads = before; }
+    }
+
+    static void CoverEveryRange()
+    {
+        foreach (var (count, grain, min) in new[] { (1000, 4, 10), (7, 4, 1), (1, 1, 1), (4096, 32, 1), (5, 1, 100) })
+        {
+            var hits = new int[count];
+            var starts = new System.Collections.Concurrent.ConcurrentBag<int>();
+            KernelPool.For(count, grain, min, (s, e) =>
+            {
+                starts.Add(s);
+                for (int i = s; i < e; i++) Interlocked.Increment(ref hits[i]);
+                KernelPool.For(10, 1, 1, (a, b) => { }); // a call from inside a job runs inline
+            });
+            Assert.All(hits, h => Assert.Equal(1, h));
+            Assert.All(starts, s => Assert.Equal(0, s % grain));
+        }
+        var e = Assert.Throws<AggregateException>(() => KernelPool.For(1 << 20, 1, 1, (s, _) => { if (s > 0 || KernelPool.Threads == 1) throw new InvalidOperationException("boom"); }));
+        Assert.IsType<InvalidOperationException>(e.InnerException);
+    }
+}
