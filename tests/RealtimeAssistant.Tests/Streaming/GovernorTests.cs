@@ -147,8 +147,9 @@ public class GovernorTests(ITestOutputHelper log)
         Assert.True(fast.Level < slow.Level, $"stayed at {fast.Name}");
         Assert.Equal(0, fast.Level);
         Assert.Equal(0, driver.Stats.BudgetSkipped);
-        // Nothing fits a 1 ms budget: frames are skipped, and counted.
-        slowed.MsPerTokenLayer = 1;
+        // Nothing fits a 20 ms budget: even the last rung (every visual token leaves after layer 1)
+        // sleeps 3 ms × its tokens, well over it on any machine, so frames are skipped, and counted.
+        slowed.MsPerTokenLayer = 3;
         using var tight = new StreamingDriver(slowed, new DriverOptions
         {
             Policy = WritePolicy.Parse("every:1000"), GateThreshold = 0, FrameBudgetMs = 20, Schedule = AppTestSupport.TinySchedule,
