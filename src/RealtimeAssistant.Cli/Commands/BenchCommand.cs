@@ -43,7 +43,7 @@ public static class BenchCommand
             int L = pr.GetValue(layers), D = pr.GetValue(hidden), T = pr.GetValue(tokens), N = pr.GetValue(decode), R = pr.GetValue(reps);
             if (L < 1 || D < 64 || D % 64 != 0 || T < 2 || N < 1 || R < 1)
                 throw new UserError("bench engine: need --layers ≥ 1, --hidden a multiple of 64, --tokens ≥ 2, --decode ≥ 1, --reps ≥ 1");
-            var dev = Engine.ResolveDevice(pr.GetValue(device)!);
+            var dev = Model.Engine.ResolveDevice(pr.GetValue(device)!);
             WeightMatrix.KernelsEnabled = pr.GetValue(kernels) switch
             {
                 "on" => true,
@@ -53,7 +53,7 @@ public static class BenchCommand
             using var _ = torch.inference_mode();
             using var work = pr.GetValue(model) is { } dir
                 ? EngineWorkload.FromModel(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine })
-                : EngineWorkload.Random(L, D, T, dev, Engine.ResolveDType(pr.GetValue(dtype)!, dev, "float32"), pr.GetValue(weights)!);
+                : EngineWorkload.Random(L, D, T, dev, Model.Engine.ResolveDType(pr.GetValue(dtype)!, dev, "float32"), pr.GetValue(weights)!);
             var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), ct);
             var table = new Table().AddColumns("metric", "value");
             foreach (var (k, v) in result)
@@ -83,7 +83,7 @@ public static class BenchCommand
 
         public static EngineWorkload Random(int L, int D, int T, Device dev, ScalarType dt, string weights)
         {
-            var format = Engine.ResolveWeights(weights, dt);
+            var format = Model.Engine.ResolveWeights(weights, dt);
             int heads = D / 64, inter = (int)Math.Round(D * 11008.0 / 4096 / 64) * 64;
             var text = new TextConfig
             {
@@ -104,7 +104,7 @@ public static class BenchCommand
 
         public static EngineWorkload FromModel(string dir, EngineOptions options)
         {
-            var engine = Engine.Load(dir, options);
+            var engine = Model.Engine.Load(dir, options);
             try
             {
                 // The caption prompt with one noise image, as the family prepares and encodes it.

@@ -39,26 +39,22 @@ public class CompactWeightsTests(ITestOutputHelper output)
     }
 
     /// <summary>Logits [T, vocab] of a prompt with one image (random pixels), through the same pieces the captioner uses.</summary>
-    static Tensor PromptLogits(LlavaEngine e)
+    static Tensor PromptLogits(Engine e)
     {
         using var _ = torch.inference_mode();
-        var ids = new List<int> { 1 };
-        ids.AddRange(Enumerable.Repeat(e.Config.ImageTokenIndex, e.Config.ImageTokens));
-        ids.AddRange(new[] { 5, 9, 11, 4, 7 });
-        var slots = Enumerable.Range(0, ids.Count).Where(i => ids[i] == e.Config.ImageTokenIndex).Select(i => (long)i).ToArray();
-        var pixels = torch.randn(new long[] { 1, 3, e.Config.Vision.ImageSize, e.Config.Vision.ImageSize }, generator: new Generator(21));
-        var feats = e.Model.EncodeImages(pixels);
-        var embeds = e.Model.Embed(torch.tensor(ids.Select(i => (long)i).ToArray()).view(1, -1), feats, slots);
-        using var cache = new KvCache(e.Config.Text.NumHiddenLayers);
-        var positions = Enumerable.Range(0, ids.Count).Select(i => (long)i).ToArray();
-        var prefill = e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = cache });
+        var bytes = new byte[48 * 48 * 3];
+        new Random(21).NextBytes(bytes);
+        using var image = Mat.FromPixelData(48, 48, MatType.CV_8UC3, bytes);
+        var (embeds, positions, _, next) = new Captioner(e).EmbedPrompt(new[] { image }, "describe");
+        using var cache = new KvCache(e.Text.NumHiddenLayers);
+        var prefill = e.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = cache });
         // and three decode steps through the cache (one row: the GEMV kernels)
-        var rows = new List<Tensor> { e.Model.language_model.Logits(prefill[0]) };
+        var rows = new List<Tensor> { e.Language.Logits(prefill[0]) };
         for (int s = 0; s < 3; s++)
         {
-            var x = e.Model.Embed(torch.tensor(new long[] { 6 + s }).view(1, 1), null, Array.Empty<long>());
-            var h = e.Model.Decoder.Forward(x, new DecoderStep { Positions = new[] { (long)ids.Count + s }, Cache = cache });
-            rows.Add(e.Model.language_model.Logits(h[0]));
+            var x = e.Decoder.embed_tokens.forward(torch.tensor(new long[] { 6 + s }).view(1, 1));
+            var h = e.Decoder.Forward(x, new DecoderStep { Positions = new[] { next + s }, Cache = cache });
+            rows.Add(e.Language.Logits(h[0]));
         }
         return torch.cat(rows.ToArray(), 0);
     }
@@ -76,13 +72,13 @@ public class CompactWeightsTests(ITestOutputHelper output)
     {
         using var dir = new TempDir();
         var path = Checkpoint(dir, SyntheticCheckpoint.Config(text: text, heads: heads, kvHeads: kvHeads, intermediate: intermediate, tie: tie, tLayers: 3));
-        using var f32 = LlavaEngine.Load(path, new EngineOptions { Device = "cpu" });
+        using var f32 = Engine.Load(path, new EngineOptions { Device = "cpu" });
         var reference = PromptLogits(f32);
         double scale = reference.std().item<float>();
         foreach (var format in new[] { "bf16", "q8" })
         {
             string? note = null;
-            using var e = LlavaEngine.Load(path, new EngineOptions { Device = "cpu", Weights = format, Report = l => note = l });
+            using var e = Engine.Load(path, new EngineOptions { Device = "cpu", Weights = format, Report = l => note = l });
             Assert.Equal(format, e.WeightsName);
             Assert.Contains($"weights: {format}", note);
             Assert.Contains("MB", note);
@@ -91,7 +87,7 @@ public class CompactWeightsTests(ITestOutputHelper output)
             Assert.True(diff <= Tolerance(format), $"{text} {format}: max |Δlogit| = {diff:0.0000} of the logits' std");
             Assert.True(diff > 0, $"{format} gave float32's logits exactly: the format was not applied");
             // Every matmul weight (and the token table) was converted, and its dense memory freed.
-            var units = Compaction.Units(e.Model);
+            var units = Compaction.Units(e.Model.Module);
             Assert.NotEmpty(units);
             Assert.All(units, u => Assert.All(u.Weights, w => Assert.Equal(0, w.numel())));
             Assert.All(units, u => Assert.True(u.CompactBytes > 0));
@@ -105,8 +101,8 @@ public class CompactWeightsTests(ITestOutputHelper output)
     {
         using var dir = new TempDir();
         var path = Checkpoint(dir, SyntheticCheckpoint.Config(tLayers: 2), ScalarType.BFloat16);
-        using var f32 = LlavaEngine.Load(path, new EngineOptions { Device = "cpu" });
-        using var q8 = LlavaEngine.Load(path, new EngineOptions { Device = "cpu", Weights = "q8" });
+        using var f32 = Engine.Load(path, new EngineOptions { Device = "cpu" });
+        using var q8 = Engine.Load(path, new EngineOptions { Device = "cpu", Weights = "q8" });
         var reference = PromptLogits(f32);
         var logits = PromptLogits(q8);
         var diff = (logits - reference).abs().max().item<float>() / reference.std().item<float>();
@@ -123,14 +119,14 @@ public class CompactWeightsTests(ITestOutputHelper output)
     [Fact]
     public void WeightsOptionIsChecked()
     {
-        Assert.Null(LlavaEngine.ResolveWeights("auto", ScalarType.Float32));
-        Assert.Null(LlavaEngine.ResolveWeights("f32", ScalarType.Float32));
-        Assert.Null(LlavaEngine.ResolveWeights("bf16", ScalarType.BFloat16));
-        Assert.Equal(WeightFormat.Q8, LlavaEngine.ResolveWeights("Q8", ScalarType.Float32));
-        Assert.Equal(WeightFormat.Q8, LlavaEngine.ResolveWeights("q8", ScalarType.BFloat16));
-        Assert.Equal(WeightFormat.BF16, LlavaEngine.ResolveWeights("bf16", ScalarType.Float32));
-        Assert.Contains("--weights", Assert.Throws<UserError>(() => LlavaEngine.ResolveWeights("int4", ScalarType.Float32)).Message);
-        Assert.Contains("wider", Assert.Throws<UserError>(() => LlavaEngine.ResolveWeights("f32", ScalarType.BFloat16)).Message);
+        Assert.Null(Engine.ResolveWeights("auto", ScalarType.Float32));
+        Assert.Null(Engine.ResolveWeights("f32", ScalarType.Float32));
+        Assert.Null(Engine.ResolveWeights("bf16", ScalarType.BFloat16));
+        Assert.Equal(WeightFormat.Q8, Engine.ResolveWeights("Q8", ScalarType.Float32));
+        Assert.Equal(WeightFormat.Q8, Engine.ResolveWeights("q8", ScalarType.BFloat16));
+        Assert.Equal(WeightFormat.BF16, Engine.ResolveWeights("bf16", ScalarType.Float32));
+        Assert.Contains("--weights", Assert.Throws<UserError>(() => Engine.ResolveWeights("int4", ScalarType.Float32)).Message);
+        Assert.Contains("wider", Assert.Throws<UserError>(() => Engine.ResolveWeights("f32", ScalarType.BFloat16)).Message);
     }
 
     [Fact]
@@ -189,11 +185,11 @@ public class CompactWeightsTests(ITestOutputHelper output)
     {
         const int scenes = 200;
         var dir = Media("demo-model");
-        using var f32 = LlavaEngine.Load(dir);
-        using var bf16 = LlavaEngine.Load(dir, new EngineOptions { Weights = "bf16" });
-        using var q8 = LlavaEngine.Load(dir, new EngineOptions { Weights = "q8" });
+        using var f32 = Engine.Load(dir);
+        using var bf16 = Engine.Load(dir, new EngineOptions { Weights = "bf16" });
+        using var q8 = Engine.Load(dir, new EngineOptions { Weights = "q8" });
         var data = new DemoDataset(DemoSplit.Eval);
-        using var captioner = new Captioner(f32);
+        var captioner = new Captioner(f32);
         var opts = new GenerationOptions { MaxNewTokens = 48 };
         var agree = new Dictionary<string, int> { ["bf16"] = 0, ["q8"] = 0 };
         int total = 0;
@@ -202,12 +198,12 @@ public class CompactWeightsTests(ITestOutputHelper output)
             using var s = data.CaptionSample(i, DemoModelSpec.ImageSize, i % 3 == 2 ? 2 : 1);
             var prompt = string.Concat(s.Frames.Select(_ => $"<image> {DemoVocabulary.FrameMarker} ")) + s.Prompt;
             var tokens = captioner.Caption(s.Frames, prompt, opts, new CaptionTimings()).Where(e => e.Id >= 0).Select(e => e.Id).ToList();
-            var expected = Forced(f32, captioner, s.Frames, prompt, tokens);
+            var expected = Forced(f32, s.Frames, prompt, tokens);
             // float32's own argmax is its greedy caption, then the stop token.
             Assert.Equal(tokens, expected.Take(tokens.Count));
             total += expected.Length;
             foreach (var (name, e) in new[] { ("bf16", bf16), ("q8", q8) })
-                agree[name] += Forced(e, captioner, s.Frames, prompt, tokens).Zip(expected).Count(p => p.First == p.Second);
+                agree[name] += Forced(e, s.Frames, prompt, tokens).Zip(expected).Count(p => p.First == p.Second);
         }
         foreach (var (name, n) in agree) output.WriteLine($"{name}: {n} of {total} greedy tokens agree ({(double)n / total:0.0000})");
         foreach (var (name, n) in agree)
@@ -215,26 +211,21 @@ public class CompactWeightsTests(ITestOutputHelper output)
     }
 
     /// <summary>The argmax after the prompt and after each of <paramref name="tokens"/> fed back (teacher forcing).</summary>
-    static int[] Forced(LlavaEngine e, Captioner promptSource, IReadOnlyList<Mat> frames, string prompt, IReadOnlyList<int> tokens)
+    static int[] Forced(Engine e, IReadOnlyList<Mat> frames, string prompt, IReadOnlyList<int> tokens)
     {
         using var _ = torch.inference_mode();
         using var scope = torch.NewDisposeScope();
-        using var pre = new ImagePreprocessor(e.Preprocessor, e.Device, e.DType);
-        var ids = promptSource.PromptIds(prompt);
-        var slots = Enumerable.Range(0, ids.Count).Where(i => ids[i] == e.Config.ImageTokenIndex).Select(i => (long)i).ToArray();
-        var feats = e.Model.EncodeImages(torch.cat(frames.Select(pre.Process).ToArray(), 0));
-        feats = feats.reshape(1, -1, feats.shape[^1]);
-        var embeds = e.Model.Embed(torch.tensor(ids.Select(i => (long)i).ToArray()).view(1, -1), feats, slots);
-        using var cache = new KvCache(e.Config.Text.NumHiddenLayers);
-        var h = e.Model.Decoder.Forward(embeds, new DecoderStep { Positions = Enumerable.Range(0, ids.Count).Select(i => (long)i).ToArray(), Cache = cache });
+        var (embeds, positions, _, next) = new Captioner(e).EmbedPrompt(frames, prompt);
+        using var cache = new KvCache(e.Text.NumHiddenLayers);
+        var h = e.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = cache });
         var result = new int[tokens.Count + 1];
-        result[0] = (int)e.Model.language_model.Logits(h[0, -1]).argmax().item<long>();
-        var (group, start) = e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, (long)ids.Count);
+        result[0] = (int)e.Language.Logits(h[0, -1]).argmax().item<long>();
+        var (group, start) = e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, next);
         for (int t = 0; t < tokens.Count; t++)
         {
-            var x = e.Model.Embed(torch.tensor(new long[] { tokens[t] }).view(1, 1), null, Array.Empty<long>());
-            var ht = e.Model.Decoder.Forward(x, new DecoderStep { Positions = new[] { start + t }, Cache = cache, Group = group });
-            result[t + 1] = (int)e.Model.language_model.Logits(ht[0, -1]).argmax().item<long>();
+            var x = e.Decoder.embed_tokens.forward(torch.tensor(new long[] { tokens[t] }).view(1, 1));
+            var ht = e.Decoder.Forward(x, new DecoderStep { Positions = new[] { start + t }, Cache = cache, Group = group });
+            result[t + 1] = (int)e.Language.Logits(ht[0, -1]).argmax().item<long>();
         }
         return result;
     }
