@@ -23,6 +23,7 @@ public static class ServeCommand
         var sources = new Option<string>("--sources") { Description = "kinds of live source clients may open: any of file,url,camera,push", DefaultValueFactory = _ => "file,url,camera,push" };
         var grace = new Option<double>("--stream-grace") { Description = "seconds a live stream lives on with no client following it (a push stream: with no WebSocket) before it is freed", DefaultValueFactory = _ => 30 };
         var pushFps = new Option<double>("--max-push-fps") { Description = "frames per second a push stream takes; more are dropped and counted", DefaultValueFactory = _ => 30 };
+        var batching = new Option<string>("--batching") { Description = "on: decode steps that fall due together (streams, chat) run as one batched forward; off: one at a time", DefaultValueFactory = _ => "on" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
@@ -37,7 +38,7 @@ public static class ServeCommand
         var cmd = new Command("serve", "Serve the model over HTTP: OpenAI's GET /v1/models and POST /v1/chat/completions (text and data: URI images, " +
             "streaming with stream: true), live streams (POST /v1/streams on a file, an rtsp:// or http:// URL, a camera or frames pushed over a WebSocket; " +
             "captions and answers over SSE, the video with its overlay as MJPEG) and a page at / to watch them. One model serves every request and stream. Ctrl+C stops.")
-            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, device, dtype, weights, role, siloName, clusterHost, siloPort, gatewayPort, retention, simulate };
+            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, batching, device, dtype, weights, role, siloName, clusterHost, siloPort, gatewayPort, retention, simulate };
         cluster.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -79,7 +80,12 @@ public static class ServeCommand
             var dir = AppModel.Resolve(pr.GetValue(model));
             using var logging = LoggerFactory.Create(Configure);
             // One model for everything: chat completions and every live stream take their turns on it.
-            using var scheduler = ModelScheduler.Load(dir, Cli.EngineOptions(pr, device, dtype, weights), logging.CreateLogger("RealtimeAssistant.Model"));
+            bool batched = pr.GetValue(batching)!.Trim().ToLowerInvariant() switch
+            {
+                "on" => true, "off" => false,
+                var b => throw new UserError($"--batching must be on or off, got '{b}'"),
+            };
+            using var scheduler = ModelScheduler.Load(dir, Cli.EngineOptions(pr, device, dtype, weights), logging.CreateLogger("RealtimeAssistant.Model"), batched);
             using var chat = new SerialChatModel(scheduler, pr.GetValue(queue), logging.CreateLogger("RealtimeAssistant.Model"));
             await using var server = await ApiServer.StartAsync(options, chat, b => Configure(b), interrupt.Token,
                 new StreamBackend(scheduler, GlStreamOverlay.Factory(options.Streams.VideoFps)));

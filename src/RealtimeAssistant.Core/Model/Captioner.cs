@@ -29,9 +29,12 @@ public static class TokenGenerator
     /// took (the first: sampling only; later: one decode step and sampling).
     /// </summary>
     /// <param name="modelStops">Where the model's generation ends when the options name no stop tokens (the engine's <see cref="Engine.StopTokens"/>).</param>
+    /// <param name="stepper">Runs each decode step (a <see cref="DecodeBatcher"/> shares steps across sequences); null: on this thread.</param>
     public static IEnumerable<TokenEvent> Run(LanguageModel lm, KvCache cache, CacheGroup group, Tensor logits,
-        long nextPosition, GenerationOptions options, TextTokenizer tokenizer, IReadOnlyCollection<int>? modelStops = null, Func<int, bool>? stopAfter = null)
+        long nextPosition, GenerationOptions options, TextTokenizer tokenizer, IReadOnlyCollection<int>? modelStops = null, Func<int, bool>? stopAfter = null,
+        IDecodeStepper? stepper = null)
     {
+        stepper ??= DirectStepper.Instance;
         var stops = options.StopTokens ?? modelStops ?? (tokenizer.EosId is { } e ? new[] { e } : Array.Empty<int>());
         using var sampler = new Sampler(options);
         var text = new TextStreamDecoder(tokenizer);
@@ -50,17 +53,10 @@ public static class TokenGenerator
             yield return new TokenEvent(id, delta, sw.Elapsed.TotalMilliseconds);
             if (last) break;
             sw.Restart(); // the caller's time between tokens is not ours
-            using (var scope = torch.NewDisposeScope())
             // InferenceMode, not no_grad: libtorch then skips autograd's dispatch, view tracking and
             // version counters on every op, 10–14% of a demo-sized layer. Tensors made here (the
             // KV cache) are inference tensors, so every path that writes them runs in this mode too.
-            using (torch.inference_mode())
-            {
-                var ids = torch.tensor(new long[] { id }, device: device).view(1, 1);
-                var h = lm.model.Forward(lm.model.embed_tokens.forward(ids),
-                    new DecoderStep { Positions = new[] { nextPosition++ }, Cache = cache, Group = group });
-                current = lm.Logits(h[0, -1]).MoveToOuterDisposeScope();
-            }
+            current = stepper.Step(lm, id, nextPosition++, cache, group);
         }
         var tail = text.Flush();
         if (tail.Length > 0) yield return new TokenEvent(-1, tail, 0);
@@ -160,7 +156,7 @@ public class Captioner
         {
             // Group positions: the caption is its own group starting at φ = 0; otherwise it follows the prompt.
             var (group, start) = _e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, block.NextPosition);
-            foreach (var ev in TokenGenerator.Run(_e.Language, cache, group, logits, start, options, _e.Tokenizer, _e.StopTokens))
+            foreach (var ev in TokenGenerator.Run(_e.Language, cache, group, logits, start, options, _e.Tokenizer, _e.StopTokens, stepper: _e.Stepper))
             {
                 if (ev.Id >= 0) timings.DecodeMs.Add(ev.Ms);
                 yield return ev;

@@ -160,6 +160,37 @@ public sealed class DecoderModel : nn.Module
         return norm.forward(h).MoveToOuterDisposeScope();
     }
 
+    /// <summary>One row of a batched decode step: the new token's position, and the cache (and group) it belongs to.</summary>
+    public readonly record struct RowStep(long Position, KvCache Cache, CacheGroup Group);
+
+    /// <summary>
+    /// One decode step for several sequences at once, each with its own cache (the streams that
+    /// share a model): embeds [N, 1, D] → final-normed hidden states [N, 1, D]. The projections,
+    /// o_proj and the MLPs run once over all N rows (the weights are read once, not N times); each
+    /// row appends to and attends over its own cache, exactly as its own step would.
+    /// </summary>
+    public Tensor ForwardRows(Tensor embeds, IReadOnlyList<RowStep> rows)
+    {
+        if (embeds.shape[0] != rows.Count || embeds.shape[1] != 1) throw new ArgumentException($"{rows.Count} rows for embeddings {string.Join("x", embeds.shape)}");
+        using var scope = torch.NewDisposeScope();
+        int n = rows.Count;
+        // Decode positions have t = h = w: the plain table is the multimodal one too. [N, D] → [N, 1, 1, D].
+        var (cos, sin) = Rope.Tables(torch.tensor(rows.Select(r => r.Position).ToArray(), device: embeds.device), embeds.dtype);
+        cos = cos.view(n, 1, 1, -1); sin = sin.view(n, 1, 1, -1);
+        var steps = rows.Select(r => new DecoderStep { Positions = new[] { r.Position }, Cache = r.Cache, Group = r.Group }).ToArray();
+        var h = embeds;
+        for (int l = 0; l < layers.Count; l++)
+        {
+            var layer = layers[l];
+            var (q, k, v) = layer.self_attn.Project(layer.input_layernorm.forward(h), cos, sin);
+            var outs = new Tensor[n];
+            for (int i = 0; i < n; i++)
+                outs[i] = layer.self_attn.AttendCached(q.narrow(0, i, 1), k.narrow(0, i, 1), v.narrow(0, i, 1), steps[i], rows[i].Cache.Layers[l]);
+            h = layer.ResidualMlp(h + layer.self_attn.Output(torch.cat(outs, 0)));
+        }
+        return norm.forward(h).MoveToOuterDisposeScope();
+    }
+
     protected override nn.Module _to(Device device, ScalarType dtype, bool nonBlocking)
     {
         _rope?.Dispose(); _rope = null; // re-created on the new device
@@ -215,6 +246,9 @@ public sealed class DecoderLayer : nn.Module
         return r.Stay;
     }
 
+    /// <summary>h plus the MLP of its norm (in place where no gradient is kept).</summary>
+    public Tensor ResidualMlp(Tensor h) => Residual(h);
+
     Tensor Residual(Tensor h)
     {
         var m = mlp.forward(post_attention_layernorm.forward(h));
@@ -248,6 +282,12 @@ public sealed class SelfAttention : nn.Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, DecoderStep step, LayerKv? kv)
     {
         var (q, k, v) = Project(x, cos, sin);
+        return Output(AttendCached(q, k, v, step, kv));
+    }
+
+    /// <summary>The new keys and values into the cache (if any), then the queries' attention through it: per-head outputs [B,H,T,hd], before o_proj.</summary>
+    public Tensor AttendCached(Tensor q, Tensor k, Tensor v, DecoderStep step, LayerKv? kv)
+    {
         if (kv != null)
         {
             kv[step.Group].Append(k, v, step.Positions.T);
@@ -256,10 +296,10 @@ public sealed class SelfAttention : nn.Module
             // window) is cheaper joined: the copy costs less than the ~12 extra native calls.
             if (step.Group == CacheGroup.Target && step.Mask is null && !kv.Source.IsEmpty
                 && kv.Source.Length * _kvHeads * _headDim > JoinedSourceMaxElements)
-                return Output(AttendTwoGroups(q, kv.Source.Keys, kv.Source.Values, kv.Target.Keys, kv.Target.Values));
+                return AttendTwoGroups(q, kv.Source.Keys, kv.Source.Values, kv.Target.Keys, kv.Target.Values);
             (k, v) = kv.KeysFor(step.Group);
         }
-        return Output(Attend(q, k, v, step.Mask));
+        return Attend(q, k, v, step.Mask);
     }
 
     /// <summary>Queries [from, from+count) of a block that ends the keys, causal within the block.</summary>

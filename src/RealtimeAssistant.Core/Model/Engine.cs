@@ -17,7 +17,7 @@ public sealed record EngineOptions
     /// converted at load from whatever the checkpoint holds. auto: dense in <see cref="DType"/>.
     /// </summary>
     public string Weights { get; init; } = "auto";
-    /// <summary>Where Load reports, in one line, the weight format and the bytes the weights hold (the CLI: stderr).</summary>
+    /// <summary>Where Load reports, in one line, a compact format and the bytes the weights hold (the CLI: stderr).</summary>
     public Action<string>? Report { get; init; }
 }
 
@@ -44,6 +44,9 @@ public sealed class Engine : IDisposable
     public TextConfig Text => Model.Text;
     public LanguageModel Language => Model.Language;
     public DecoderModel Decoder => Model.Language.model;
+    /// <summary>Runs the decode steps of everything that generates with this engine (a <see cref="DecodeBatcher"/> when several streams share it); null: each on its own thread.</summary>
+    public IDecodeStepper? Stepper { get; set; }
+
     /// <summary>The image marker's token id (a prompt's marker expands to an image's token run).</summary>
     public int ImageMarkerId => Tokenizer.TokenToId(Model.ImageMarker) ?? throw new UserError($"the image marker '{Model.ImageMarker}' is not in the tokenizer");
     /// <summary>What the default prompt asks about its image.</summary>
@@ -157,7 +160,7 @@ public sealed class Engine : IDisposable
         log?.LogInformation("loaded {Dir}: {Type}, {Layers} decoder layers, {Vision:N0} vision + {Decoder:N0} decoder parameters on {Device} as {DType}",
             dir, model.ModelType, model.Text.NumHiddenLayers, vision, decoder, device, dtype);
         var engine = new Engine { Model = model, Tokenizer = tok, Layout = layout, Directory = dir, Weights = format };
-        options.Report?.Invoke(engine.WeightsNote());
+        if (format is not null) options.Report?.Invoke(engine.WeightsNote()); // a dense model needs no note: stderr stays for what a user must know
         return engine;
     }
 

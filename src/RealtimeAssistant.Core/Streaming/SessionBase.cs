@@ -129,7 +129,7 @@ public abstract class SessionBase : ICaptionSession
     /// <summary>Runs the decode loop, recording each step's time and the text for the report.</summary>
     protected IEnumerable<TokenEvent> Generate(Tensor logits, CacheGroup group, long start, List<double> steps, System.Text.StringBuilder text)
     {
-        foreach (var ev in TokenGenerator.Run(E.Language, Cache, group, logits, start, Options.Generation, E.Tokenizer, E.StopTokens))
+        foreach (var ev in TokenGenerator.Run(E.Language, Cache, group, logits, start, Options.Generation, E.Tokenizer, E.StopTokens, stepper: E.Stepper))
         {
             if (ev.Id >= 0) steps.Add(ev.Ms);
             text.Append(ev.Text);

@@ -11,27 +11,41 @@ namespace RealtimeAssistant.Server.Inference;
 /// caches; a model call waits here for its turn. Turns are granted first come, first served, one
 /// step at a time (a frame read, a prompt pass, one decode step), so a stream's read waits behind
 /// another stream's long answer for at most one decode step, never for the whole answer.
-/// Batching the steps that fall due together into one forward over several caches belongs here
-/// too (issue 21, step 5), behind the same two calls: <see cref="Run{T}"/> and <see cref="Steps{T}"/>.
+/// With batching (the default), the decode steps that fall due together, from any streams and
+/// chat completions, run as one forward over their own caches (<see cref="DecodeBatcher"/>), and
+/// that batch takes one turn: a read waits behind at most one batch step.
 /// </summary>
 public sealed class ModelScheduler : IDisposable
 {
     readonly object _gate = new();
     readonly LinkedList<Waiter> _queue = new();
     readonly bool _ownsEngine;
+    readonly DecodeBatcher? _batcher;
     bool _busy, _disposed;
     long _steps, _waited;
     double _waitMs, _maxWaitMs;
 
     public Engine Engine { get; }
 
-    public ModelScheduler(Engine engine, bool ownsEngine = true)
+    public ModelScheduler(Engine engine, bool ownsEngine = true, bool batching = true)
     {
         Engine = engine;
         _ownsEngine = ownsEngine;
+        if (batching)
+        {
+            _batcher = new DecodeBatcher(engine.Language, batch => Run(batch));
+            engine.Stepper = _batcher;
+        }
     }
 
-    public static ModelScheduler Load(string modelDir, EngineOptions? options = null, ILogger? log = null) => new(Engine.Load(modelDir, options, log));
+    public static ModelScheduler Load(string modelDir, EngineOptions? options = null, ILogger? log = null, bool batching = true) =>
+        new(Engine.Load(modelDir, options, log), batching: batching);
+
+    /// <summary>Whether decode steps are batched across streams.</summary>
+    public bool Batching => _batcher is not null;
+
+    /// <summary>Decode batches run, the steps in them and the largest (zeros without batching).</summary>
+    public (long Batches, long Steps, long Largest) BatchCounters => _batcher?.Counters ?? default;
 
     sealed class Waiter { public bool Granted; }
 
@@ -59,8 +73,10 @@ public sealed class ModelScheduler : IDisposable
     /// <summary>
     /// A generation whose every step (each MoveNext: the prompt pass, then one decode step) takes
     /// its own turn; other streams' steps run between them. <paramref name="start"/> is called in
-    /// the first turn (a session may do model work as soon as it is asked). Cancelling
-    /// <paramref name="ct"/> ends the generation at its next step; its cleanup still runs in a turn.
+    /// the first turn (a session may do model work as soon as it is asked). With batching, only
+    /// that first step takes a turn here: each later one is a decode step, which joins a batch
+    /// (and the batch takes the turn). Cancelling <paramref name="ct"/> ends the generation at its
+    /// next step; its cleanup still runs in a turn.
     /// </summary>
     public IEnumerable<T> Steps<T>(Func<IEnumerable<T>> start, CancellationToken ct = default)
     {
@@ -70,14 +86,23 @@ public sealed class ModelScheduler : IDisposable
             while (true)
             {
                 T item;
-                Acquire(ct);
-                try
+                if (e is not null && _batcher is not null)
                 {
-                    e ??= start().GetEnumerator();
+                    ct.ThrowIfCancellationRequested();
                     if (!e.MoveNext()) yield break;
                     item = e.Current;
                 }
-                finally { Release(); }
+                else
+                {
+                    Acquire(ct);
+                    try
+                    {
+                        e ??= start().GetEnumerator();
+                        if (!e.MoveNext()) yield break;
+                        item = e.Current;
+                    }
+                    finally { Release(); }
+                }
                 yield return item;
             }
         }
@@ -152,6 +177,11 @@ public sealed class ModelScheduler : IDisposable
             Monitor.PulseAll(_gate);
             var deadline = Stopwatch.GetTimestamp() + 10 * Stopwatch.Frequency;
             while (_busy && Stopwatch.GetTimestamp() < deadline) Monitor.Wait(_gate, 50);
+        }
+        if (_batcher is not null)
+        {
+            if (ReferenceEquals(Engine.Stepper, _batcher)) Engine.Stepper = null;
+            _batcher.Dispose();
         }
         if (_ownsEngine) Engine.Dispose();
     }

@@ -16,7 +16,7 @@ public class ModelSchedulerTests
     [Fact]
     public async Task ARunAskedDuringAGeneration_GoesBeforeTheGenerationsNextStep()
     {
-        using var scheduler = new ModelScheduler(Tiny.Value, ownsEngine: false);
+        using var scheduler = new ModelScheduler(Tiny.Value, ownsEngine: false, batching: false);
         var order = new List<string>();
         using var inStep3 = new ManualResetEventSlim();
         using var otherQueued = new ManualResetEventSlim();
@@ -49,7 +49,7 @@ public class ModelSchedulerTests
     [Fact]
     public async Task StepsNeverOverlap_AndTurnsAreFirstComeFirstServed()
     {
-        using var scheduler = new ModelScheduler(Tiny.Value, ownsEngine: false);
+        using var scheduler = new ModelScheduler(Tiny.Value, ownsEngine: false, batching: false);
         int inside = 0, most = 0;
         var order = new List<int>();
         using var hold = new ManualResetEventSlim();
@@ -77,7 +77,7 @@ public class ModelSchedulerTests
     [Fact]
     public async Task ACancelledWaiter_LeavesTheLine_AndTheNextIsServed()
     {
-        using var scheduler = new ModelScheduler(Tiny.Value, ownsEngine: false);
+        using var scheduler = new ModelScheduler(Tiny.Value, ownsEngine: false, batching: false);
         using var hold = new ManualResetEventSlim();
         var first = Task.Run(() => scheduler.Run(() => hold.Wait(TimeSpan.FromSeconds(30))));
         while (!scheduler.Busy) await Task.Delay(1);
@@ -98,7 +98,7 @@ public class ModelSchedulerTests
     [Fact]
     public void AGenerationCutShort_IsCleanedUpInATurn_AndCancellationStopsItAtTheNextStep()
     {
-        using var scheduler = new ModelScheduler(Tiny.Value, ownsEngine: false);
+        using var scheduler = new ModelScheduler(Tiny.Value, ownsEngine: false, batching: false);
         bool cleanedUpInTurn = false;
         using var cts = new CancellationTokenSource();
         IEnumerable<int> Generation()

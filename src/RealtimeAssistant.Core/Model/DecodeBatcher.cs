@@ -1,0 +1,121 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Model;
+
+/// <summary>Runs one decode step: a token fed back through a cache at a position, giving the next logits [vocab] (the caller disposes them).</summary>
+public interface IDecodeStepper
+{
+    Tensor Step(LanguageModel lm, int id, long position, KvCache cache, CacheGroup group);
+}
+
+/// <summary>The decode step on the caller's thread, alone.</summary>
+public sealed class DirectStepper : IDecodeStepper
+{
+    public static readonly DirectStepper Instance = new();
+
+    public Tensor Step(LanguageModel lm, int id, long position, KvCache cache, CacheGroup group)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.inference_mode();
+        var ids = torch.tensor(new long[] { id }, device: lm.model.embed_tokens.weight.device).view(1, 1);
+        var h = lm.model.Forward(lm.model.embed_tokens.forward(ids), new DecoderStep { Positions = new[] { position }, Cache = cache, Group = group });
+        return lm.Logits(h[0, -1]).MoveToOuterDisposeScope();
+    }
+}
+
+/// <summary>
+/// Batches the decode steps of several sequences that share one model (the server's streams):
+/// each caller's step waits here, and one thread runs every step pending at that moment as one
+/// <see cref="DecoderModel.ForwardRows"/> over the sequences' own caches. No step waits for company:
+/// while a batch runs the next steps gather, so batches form by themselves under load and a lone
+/// stream pays nothing. <paramref name="turn"/> runs a batch in the model's turn (the server's
+/// scheduler, so a batch and another stream's frame read never run at once); null: at once.
+/// </summary>
+public sealed class DecodeBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor[]>? turn = null, int maxBatch = 32) : IDecodeStepper, IDisposable
+{
+    sealed class Pending(int id, long position, KvCache cache, CacheGroup group)
+    {
+        public readonly int Id = id;
+        public readonly long Position = position;
+        public readonly KvCache Cache = cache;
+        public readonly CacheGroup Group = group;
+        public readonly ManualResetEventSlim Done = new();
+        public Tensor? Result;
+        public Exception? Error;
+    }
+
+    readonly object _gate = new();
+    readonly List<Pending> _pending = new();
+    Thread? _thread;
+    bool _disposed;
+    long _batches, _rows, _largest;
+
+    /// <summary>Batches run, steps in them, and the largest batch.</summary>
+    public (long Batches, long Steps, long Largest) Counters { get { lock (_gate) return (_batches, _rows, _largest); } }
+
+    public Tensor Step(LanguageModel model, int id, long position, KvCache cache, CacheGroup group)
+    {
+        if (!ReferenceEquals(model, lm)) throw new ArgumentException("a decode batcher serves one model");
+        var p = new Pending(id, position, cache, group);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _pending.Add(p);
+            _thread ??= StartThread();
+            Monitor.Pulse(_gate);
+        }
+        p.Done.Wait();
+        p.Done.Dispose();
+        if (p.Error is { } e) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+        return p.Result!;
+    }
+
+    Thread StartThread()
+    {
+        var t = new Thread(Loop) { IsBackground = true, Name = "decode-batcher" };
+        t.Start();
+        return t;
+    }
+
+    void Loop()
+    {
+        while (true)
+        {
+            List<Pending> batch;
+            lock (_gate)
+            {
+                while (_pending.Count == 0 && !_disposed) Monitor.Wait(_gate);
+                if (_pending.Count == 0) return;
+                batch = _pending.Take(maxBatch).ToList();
+                _pending.RemoveRange(0, batch.Count);
+                _batches++; _rows += batch.Count; _largest = Math.Max(_largest, batch.Count);
+            }
+            try
+            {
+                var results = turn is null ? Run(batch) : turn(() => Run(batch));
+                for (int i = 0; i < batch.Count; i++) batch[i].Result = results[i];
+            }
+            catch (Exception e) { foreach (var p in batch) p.Error = e; }
+            foreach (var p in batch) p.Done.Set();
+        }
+    }
+
+    /// <summary>The batch's steps as one forward: one logits row per step, each the caller's to dispose.</summary>
+    Tensor[] Run(List<Pending> batch)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.inference_mode();
+        var dec = lm.model;
+        var ids = torch.tensor(batch.Select(p => (long)p.Id).ToArray(), device: dec.embed_tokens.weight.device).view(-1, 1);
+        var h = dec.ForwardRows(dec.embed_tokens.forward(ids), batch.Select(p => new DecoderModel.RowStep(p.Position, p.Cache, p.Group)).ToList());
+        var logits = lm.Logits(h[.., -1]);
+        return Enumerable.Range(0, batch.Count).Select(i => logits[i].clone().DetachFromDisposeScope()).ToArray();
+    }
+
+    public void Dispose()
+    {
+        lock (_gate) { _disposed = true; Monitor.PulseAll(_gate); }
+        _thread?.Join();
+    }
+}

@@ -1,0 +1,96 @@
+using OpenCvSharp;
+using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Demo;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Tests.App;
+using RealtimeAssistant.Training;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Tests.Model;
+
+/// <summary>
+/// Decode steps of several sequences batched into one forward over their own caches: each row's
+/// hidden state and cache update are its own step's, whatever the cache lengths, groups, GQA or
+/// M-RoPE; and captions generated concurrently through the batcher are the sequential ones.
+/// </summary>
+public class DecodeBatcherTests(ITestOutputHelper output)
+{
+    /// <summary>Caches of different lengths, prefilled with random embeddings (the same twice from one seed).</summary>
+    static List<KvCache> Prefilled(Engine e, int[] lengths, int seed)
+    {
+        var g = new Generator((ulong)seed);
+        var caches = new List<KvCache>();
+        foreach (var n in lengths)
+        {
+            var cache = new KvCache(e.Text.NumHiddenLayers);
+            var x = torch.randn(new long[] { 1, n, e.Text.HiddenSize }, generator: g).to(e.DType) * 0.5;
+            e.Decoder.Forward(x, new DecoderStep { Positions = Enumerable.Range(0, n).Select(i => (long)i).ToArray(), Cache = cache }).Dispose();
+            caches.Add(cache);
+        }
+        return caches;
+    }
+
+    [Theory]
+    [InlineData("tiny")]
+    [InlineData("qwen2_vl")]
+    public void ForwardRows_IsEachRowsOwnStep_OverTwoSteps(string model)
+    {
+        var dir = model == "tiny" ? AppTestSupport.TinyModel : Path.Combine(Families.QwenFixtures.Root, model);
+        using var e = Engine.Load(dir, new EngineOptions { Device = "cpu" });
+        using var _ = torch.inference_mode();
+        int[] lengths = [3, 11, 7, 1];
+        // Row 1 decodes in the target group from φ = 0, as GPE captions do; the others follow their prompts.
+        var groups = new[] { CacheGroup.Source, CacheGroup.Target, CacheGroup.Source, CacheGroup.Source };
+        var alone = Prefilled(e, lengths, 5);
+        var batched = Prefilled(e, lengths, 5);
+        int[] tokens = [7, 3, 12, 5];
+        for (int step = 0; step < 2; step++)
+        {
+            var positions = lengths.Select((n, i) => groups[i] == CacheGroup.Target ? (long)step : n + step).ToArray();
+            var ids = torch.tensor(tokens.Select(t => (long)(t + step)).ToArray()).view(-1, 1);
+            var h = e.Decoder.ForwardRows(e.Decoder.embed_tokens.forward(ids),
+                Enumerable.Range(0, tokens.Length).Select(i => new DecoderModel.RowStep(positions[i], batched[i], groups[i])).ToList());
+            for (int i = 0; i < tokens.Length; i++)
+            {
+                var own = e.Decoder.Forward(e.Decoder.embed_tokens.forward(ids[i].view(1, 1)),
+                    new DecoderStep { Positions = new[] { positions[i] }, Cache = alone[i], Group = groups[i] });
+                double err = (h[i] - own[0]).abs().max().item<float>();
+                output.WriteLine($"{model} step {step} row {i}: max |Δh| {err:g3}");
+                Assert.True(err < 1e-4, $"row {i} step {step}: max |Δh| {err}");
+                Assert.Equal(alone[i].Layers[0][groups[i]].Length, batched[i].Layers[0][groups[i]].Length);
+            }
+        }
+        foreach (var c in alone.Concat(batched)) c.Dispose();
+    }
+
+    [Fact]
+    public async Task ConcurrentCaptionsThroughTheBatcher_AreTheSequentialCaptions_InSharedBatches()
+    {
+        using var e = AppModel.Load(null, new EngineOptions { Device = "cpu" });
+        var data = new DemoDataset(DemoSplit.Eval);
+        var samples = Enumerable.Range(0, 4).Select(i => data.CaptionSample(i, DemoModelSpec.ImageSize, 1)).ToList();
+        var opts = new GenerationOptions { MaxNewTokens = 24 };
+        List<int> Caption(int i) => new Captioner(e).Caption(samples[i].Frames, null, opts, new CaptionTimings()).Where(t => t.Id >= 0).Select(t => t.Id).ToList();
+        var sequential = Enumerable.Range(0, samples.Count).Select(Caption).ToList();
+        using var batcher = new DecodeBatcher(e.Language);
+        e.Stepper = batcher;
+        try
+        {
+            using var start = new Barrier(samples.Count);
+            var batched = await Task.WhenAll(Enumerable.Range(0, samples.Count).Select(i => Task.Run(() => { start.SignalAndWait(); return Caption(i); })))
+                .WaitAsync(TimeSpan.FromMinutes(2));
+            var (batches, steps, largest) = batcher.Counters;
+            output.WriteLine($"{steps} decode steps in {batches} batches, largest {largest}");
+            for (int i = 0; i < samples.Count; i++) Assert.Equal(sequential[i], batched[i]);
+            // A step after each token: it gives the next one, or the stop (none after the last of a caption cut at the limit).
+            Assert.Equal(sequential.Sum(s => s.Count == opts.MaxNewTokens ? s.Count - 1 : s.Count), steps);
+            Assert.True(largest >= 2, $"no two steps ever shared a batch ({batches} batches of {steps} steps)");
+        }
+        finally
+        {
+            e.Stepper = null;
+            foreach (var s in samples) s.Dispose();
+        }
+    }
+}
