@@ -31,6 +31,7 @@ public static class ServeBench
         var rounds = new Option<int>("--rounds") { Description = "rounds over every configuration (each in a new shuffled order)", DefaultValueFactory = _ => 2 };
         var source = new Option<string>("--source") { Description = "the clip every stream loops (a file in media/)", DefaultValueFactory = _ => "demo.mp4" };
         var stride = new Option<int>("--stride") { Description = "each stream reads every Nth frame (1: every frame, so the model is the bottleneck)", DefaultValueFactory = _ => 1 };
+        var gate = new Option<double>("--gate") { Description = "each stream's scene-change gate (0: every stride frame is read)", DefaultValueFactory = _ => 0 };
         var chats = new Option<int>("--chats") { Description = "chat completions in the chat load (0: skip it)", DefaultValueFactory = _ => 300 };
         var concurrency = new Option<int>("--concurrency") { Description = "chat completions in flight at once", DefaultValueFactory = _ => 8 };
         var device = Cli.DeviceOption();
@@ -38,7 +39,7 @@ public static class ServeBench
         var weights = Cli.WeightsOption();
         var cmd = new Command("serve", "The server over loopback HTTP: live streams (1/2/4/8) with decode batching on and off in shuffled turns " +
             "(caption rate per stream and in total, glass-to-caption p50/p95, dropped frames, RSS), then a chat load (p50/p95/p99, errors).")
-            { json, model, streams, seconds, warmup, rounds, source, stride, chats, concurrency, device, dtype, weights };
+            { json, model, streams, seconds, warmup, rounds, source, stride, gate, chats, concurrency, device, dtype, weights };
         return cmd.WithAction(async (pr, ct) =>
         {
             var counts = pr.GetValue(streams)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -50,6 +51,8 @@ public static class ServeBench
             if (nRounds is < 1 or > 20) throw new UserError($"--rounds must be 1..20, got {nRounds}");
             if (nChats is < 0 or > 100_000 || conc is < 1 or > 64) throw new UserError("--chats must be 0..100000 and --concurrency 1..64");
             if (st is < 1 or > 100) throw new UserError($"--stride must be 1..100, got {st}");
+            double gt = pr.GetValue(gate);
+            if (gt is not (>= 0 and <= 255)) throw new UserError($"--gate must be in [0, 255], got {gt}");
             var media = Cli.FindRepoPath("media") ?? throw new UserError("media/ not found: the bench streams a clip from it");
             var clip = pr.GetValue(source)!;
             if (!File.Exists(Path.Combine(media, clip))) throw new UserError($"--source {clip}: no such file in {media}");
@@ -60,12 +63,12 @@ public static class ServeBench
             var runs = configs.ToDictionary(c => c, _ => new List<StreamRun>());
             var rng = new Random(23);
             var rssAfter = new List<double>();
-            Console.Error.WriteLine($"bench serve: {clip} looped, stride {st}; streams {string.Join(",", counts)} × batching on/off; {nRounds} rounds of {warm:0} s warm-up + {measure:0} s each…");
+            Console.Error.WriteLine($"bench serve: {clip} looped, stride {st}, gate {gt}; streams {string.Join(",", counts)} × batching on/off; {nRounds} rounds of {warm:0} s warm-up + {measure:0} s each…");
             for (int r = 0; r < nRounds; r++)
                 foreach (var (n, batching) in configs.OrderBy(_ => rng.Next()).ToList())
                 {
                     ct.ThrowIfCancellationRequested();
-                    var run = await RunStreams(engine, media, clip, st, n, batching, warm, measure, ct);
+                    var run = await RunStreams(engine, media, clip, st, gt, n, batching, warm, measure, ct);
                     runs[(n, batching)].Add(run);
                     rssAfter.Add(Rss());
                     Console.Error.WriteLine($"  round {r + 1}: {n} stream(s), batching {(batching ? "on " : "off")}: {run.TotalHz:0.00} captions/s in total, " +
@@ -94,7 +97,7 @@ public static class ServeBench
             double Hz(int n, bool b) => runs.TryGetValue((n, b), out var rs) ? rs.Average(x => x.TotalHz) : double.NaN;
             var result = new Dictionary<string, object?>
             {
-                ["source"] = clip, ["stride"] = st, ["seconds_per_turn"] = measure, ["warmup_s"] = warm, ["rounds"] = nRounds,
+                ["source"] = clip, ["stride"] = st, ["gate"] = gt, ["seconds_per_turn"] = measure, ["warmup_s"] = warm, ["rounds"] = nRounds,
                 ["cores"] = Environment.ProcessorCount, ["torch_threads"] = TorchSharp.torch.get_num_threads(),
                 ["configs"] = results,
             };
@@ -129,7 +132,7 @@ public static class ServeBench
 
     static double Rss() { using var p = Process.GetCurrentProcess(); return p.WorkingSet64 / 1e6; }
 
-    static async Task<StreamRun> RunStreams(Engine engine, string media, string clip, int stride, int n, bool batching, double warm, double measure, CancellationToken ct)
+    static async Task<StreamRun> RunStreams(Engine engine, string media, string clip, int stride, double gate, int n, bool batching, double warm, double measure, CancellationToken ct)
     {
         using var scheduler = new ModelScheduler(engine, ownsEngine: false, batching: batching);
         using var chat = new SerialChatModel(scheduler);
@@ -139,7 +142,7 @@ public static class ServeBench
         var ids = new List<string>();
         for (int i = 0; i < n; i++)
         {
-            var r = await http.PostAsJsonAsync("v1/streams", new { source = clip, loop = true, stride }, ct);
+            var r = await http.PostAsJsonAsync("v1/streams", new { source = clip, loop = true, stride, gate }, ct);
             var body = await r.Content.ReadAsStringAsync(ct);
             if (!r.IsSuccessStatusCode) throw new InvalidOperationException($"POST /v1/streams: {(int)r.StatusCode} {body}");
             ids.Add(JsonNode.Parse(body)!["id"]!.GetValue<string>());

@@ -90,7 +90,7 @@ public sealed class LiveStream : IDisposable
             _loop = new FrameLoop(source, _session, new Profiler(window: 1024), new FrameLoopOptions
             {
                 Pacing = Pacing.Live, Stride = request.Stride,
-                Driver = new DriverOptions { Policy = request.Policy, GateThreshold = 1.0, FrameBudgetMs = budget, Schedule = schedule },
+                Driver = new DriverOptions { Policy = request.Policy, GateThreshold = request.Gate, FrameBudgetMs = budget, Schedule = schedule },
             }, log)
             {
                 WriteStarted = OnWriteStarted, Delta = OnDelta, Written = OnWritten,
