@@ -364,7 +364,7 @@ public sealed class LiveStream : IDisposable
         return new
         {
             id = Id, @object = "stream", created = Created.ToUnixTimeSeconds(), kind = Kind, source = Source, state, error,
-            mode = Request.Mode, prompt = Request.Prompt, policy = Request.Policy.ToString(), stride = Request.Stride, prune = Request.Prune,
+            mode = Request.Mode, prompt = Request.Prompt, policy = Request.Policy.ToString(), stride = Request.Stride, gate = Request.Gate, prune = Request.Prune,
             source_status = new
             {
                 status = _loop.SourceStatus, retries = src?.Retries ?? 0, recoveries = src?.Recoveries ?? 0, attempt = src?.Attempt ?? 0,
