@@ -27,7 +27,7 @@ public static class StreamEndpoints
             data = (streams.Media?.List() ?? []).Select(f => new { path = f.Path, bytes = f.Bytes }),
         }, Json.Options));
         app.MapPost("/v1/streams", (HttpContext ctx) => Open(ctx, streams, options));
-        app.MapGet("/v1/streams", async (HttpContext ctx) => Results.Json(new { @object = "list", data = await streams.ListAsync(ctx.RequestAborted) }, Json.Options));
+        app.MapGet("/v1/streams", async (CancellationToken ct) => Results.Json(new { @object = "list", data = await streams.ListAsync(ct) }, Json.Options));
         app.MapGet("/v1/streams/{id}", async (HttpContext ctx, string id) =>
         {
             var s = await streams.GetAsync(id, ctx.RequestAborted);
