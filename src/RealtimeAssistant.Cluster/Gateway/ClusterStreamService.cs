@@ -59,9 +59,10 @@ public sealed class ClusterStreamService : IStreamService, IDisposable
             Stride = request.Stride, Window = 2, Gate = 1.0, MaxNewTokens = request.MaxTokens, Mode = request.Mode, Loop = request.Loop,
         };
         StreamStatus status;
+        var streamId = NewId();
         try
         {
-            status = await Call(() => _host.OpenAsync(definition, limit, NewId()));
+            status = await Call(() => _host.OpenAsync(definition, limit, streamId), ct);
         }
         catch (StreamLimitException)
         {
@@ -96,25 +97,25 @@ public sealed class ClusterStreamService : IStreamService, IDisposable
 
     public async Task<IReadOnlyList<object>> ListAsync(CancellationToken ct)
     {
-        var all = await Call(() => _host.ListAsync());
+        var all = await Call(() => _host.ListAsync(), ct);
         var handles = await Task.WhenAll(all.Where(s => s.State != "closed").OrderBy(s => s.Created).Select(s => Handle(s, ct)));
         return handles.Select(h => h.Describe()).ToList();
     }
 
-    public async Task<IStreamHandle> GetAsync(string id, CancellationToken ct) => await Handle(await Find(id), ct);
+    public async Task<IStreamHandle> GetAsync(string id, CancellationToken ct) => await Handle(await Find(id, ct), ct);
 
     public async Task DeleteAsync(string id, CancellationToken ct)
     {
-        await Find(id);
-        if (!await Call(() => _host.CloseAsync(id))) throw NotFound(id);
+        await Find(id, ct);
+        if (!await Call(() => _host.CloseAsync(id), ct)) throw NotFound(id);
         _logger.LogInformation("stream {Id} deleted", id);
     }
 
-    async Task<StreamStatus> Find(string id)
+    async Task<StreamStatus> Find(string id, CancellationToken ct)
     {
         // Ids are ours ("str_" + hex): anything else names no stream, and is not worth a grain.
         if (id.Length > 64 || !id.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-')) throw NotFound(id);
-        var status = await Call(() => _host.GetAsync(id));
+        var status = await Call(() => _host.GetAsync(id), ct);
         return status is null || status.State == "closed" ? throw NotFound(id) : status;
     }
 
@@ -129,13 +130,30 @@ public sealed class ClusterStreamService : IStreamService, IDisposable
         return new ClusterStream(this, status, first == 0 ? status.LastSeq + 1 : first);
     }
 
-    /// <summary>A cluster call; the cluster not answering (a silo between lives, a timeout) is a 503 the client may retry.</summary>
-    static async Task<T> Call<T>(Func<Task<T>> call)
+    /// <summary>How long a call keeps trying while the cluster does not answer (a stream whose silo just died answers again once it is declared dead and the stream reactivates elsewhere: seconds).</summary>
+    public TimeSpan RetryFor { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// A cluster call, tried again while the cluster does not answer (a silo between lives, a
+    /// timeout), so a client that reconnects during a failover is served once the stream runs
+    /// again instead of being refused; after <see cref="RetryFor"/> it is a 503 the client may retry.
+    /// Every call made here may be repeated (opening takes the stream's id).
+    /// </summary>
+    async Task<T> Call<T>(Func<Task<T>> call, CancellationToken ct)
     {
-        try { return await call(); }
-        catch (Exception e) when (e is OrleansException or TimeoutException)
+        var deadline = DateTime.UtcNow + RetryFor;
+        var delay = TimeSpan.FromMilliseconds(100);
+        while (true)
         {
-            throw new ApiError(503, $"the cluster did not answer ({e.Message.Split('\n')[0]}); try again", "server_error", code: "cluster_unavailable");
+            try { return await call(); }
+            catch (Exception e) when (e is OrleansException or TimeoutException)
+            {
+                if (DateTime.UtcNow + delay > deadline)
+                    throw new ApiError(503, $"the cluster did not answer for {RetryFor.TotalSeconds:0} s ({e.Message.Split('\n')[0]}); try again", "server_error", code: "cluster_unavailable");
+                _logger.LogDebug("the cluster did not answer ({Message}); trying again", e.Message);
+                await Task.Delay(delay, ct);
+                delay = TimeSpan.FromMilliseconds(Math.Min(1000, delay.TotalMilliseconds * 2));
+            }
         }
     }
 
@@ -188,7 +206,7 @@ public sealed class ClusterStreamService : IStreamService, IDisposable
 
         public async Task<string> AskAsync(string text, CancellationToken ct)
         {
-            try { return await Call(() => service._host.AskAsync(status.Id, text)); }
+            try { return await service.Call(() => service._host.AskAsync(status.Id, text), ct); }
             catch (UserError e)
             {
                 throw new ApiError(409, $"stream {status.Id} is not running ({e.Message}): it answers no questions now", code: "stream_not_running");
@@ -198,7 +216,7 @@ public sealed class ClusterStreamService : IStreamService, IDisposable
         public async Task<StreamFollower> FollowAsync(string? lastEventId, CancellationToken ct)
         {
             bool fresh = string.IsNullOrWhiteSpace(lastEventId);
-            long cursor = fresh ? 0 : LastEventId.Cursor(lastEventId, 0, await Call(() => service._host.LastSeqAsync(status.Id)));
+            long cursor = fresh ? 0 : LastEventId.Cursor(lastEventId, 0, await service.Call(() => service._host.LastSeqAsync(status.Id), ct));
             service._followers.AddOrUpdate(status.Id, 1, (_, n) => n + 1);
             return new StreamFollower(Batches(cursor, fresh, ct), new Leave(service, status.Id));
         }

@@ -11,7 +11,7 @@ namespace RealtimeAssistant.Tests.Cluster;
 /// and generated clips: a silo killed with SIGKILL, a drain, and the bad inputs of a cluster.
 /// </summary>
 [Collection("cluster")]
-public class MultiProcessClusterTests(RedisFixture redis) : IClassFixture<RedisFixture>
+public class MultiProcessClusterTests(RedisFixture redis, ITestOutputHelper output) : IClassFixture<RedisFixture>
 {
     const string Simulate = "8,1";
     static string NewClusterId() => "t" + Guid.NewGuid().ToString("N")[..10];
@@ -114,6 +114,7 @@ public class MultiProcessClusterTests(RedisFixture redis) : IClassFixture<RedisF
             foreach (var (who, got) in new[] { ($"cut by the kill, resumed after {resumedFrom}", cut.Concat(resumed).ToList()), ("on a survivor's gateway", steady) })
             {
                 var ids = got.Select(e => e.Id!.Value).ToList();
+                output.WriteLine($"stream {watched}, client {who}: events {ids.FirstOrDefault()}..{ids.LastOrDefault()} ({ids.Count}), the kill after {before[watched]}");
                 Assert.True(ids.SequenceEqual(Enumerable.Range(1, ids.Count).Select(i => (long)i)),
                     $"the client {who} should see 1..{ids.Count} once each: {string.Join(",", ids)}");
                 Assert.All(got, e => Assert.True(log[e.Id!.Value].Type == e.Type && JsonNode.DeepEquals(JsonNode.Parse(log[e.Id!.Value].Data), e.Data),
