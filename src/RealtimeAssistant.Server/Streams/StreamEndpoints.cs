@@ -14,6 +14,8 @@ namespace RealtimeAssistant.Server.Streams;
 /// GET /v1/streams/{id}/events (SSE, Last-Event-ID resume); POST /v1/streams/{id}/questions;
 /// GET /v1/streams/{id}/video (MJPEG); /v1/streams/{id}/ws (WebSocket: JPEG frames in for push
 /// streams, the same events out); GET /v1/media (the files a client may open).
+/// The streams behind them are an <see cref="IStreamService"/>: this process's (<see cref="StreamHub"/>)
+/// or a cluster's; the HTTP side (status codes, error JSON, SSE framing) is the same for both.
 /// </summary>
 public static class StreamEndpoints
 {
