@@ -18,10 +18,25 @@ namespace RealtimeAssistant.Server;
 public sealed record StreamBackend(ModelScheduler Scheduler, StreamOverlayFactory? Overlay = null);
 
 /// <summary>
+/// What a server serves: a chat model for the OpenAI endpoints (or why this process has none: its
+/// chat completions are then a 503), and the live-streams API over a <see cref="IStreamService"/>
+/// (none: no streams API and no page).
+/// </summary>
+public sealed record ApiBackend
+{
+    public IChatModel? Chat { get; init; }
+    /// <summary>Why there is no chat model here, told to a client that asks for a completion.</summary>
+    public string NoChat { get; init; } = "this server has no model to complete chats with";
+    /// <summary>Makes the streams the API serves (given the server's loggers); the server disposes what it makes when it stops.</summary>
+    public Func<ILoggerFactory, IStreamService>? Streams { get; init; }
+}
+
+/// <summary>
 /// The HTTP server: Kestrel with the OpenAI-compatible endpoints over one <see cref="IChatModel"/>
-/// and, given a <see cref="StreamBackend"/>, the live-streams API (/v1/streams, its SSE events,
-/// MJPEG video and WebSocket) and the page at /. Every error a client can cause is answered as
-/// OpenAI's error JSON with its 4xx status; an unexpected failure is logged and answered 500 with no detail.
+/// and, given streams, the live-streams API (/v1/streams, its SSE events, MJPEG video and
+/// WebSocket) and the page at /. The streams are this process's (<see cref="StreamHub"/>) or a
+/// cluster's, behind the same endpoints. Every error a client can cause is answered as OpenAI's
+/// error JSON with its 4xx status; an unexpected failure is logged and answered 500 with no detail.
 /// </summary>
 public sealed class ApiServer : IAsyncDisposable
 {
@@ -29,15 +44,24 @@ public sealed class ApiServer : IAsyncDisposable
 
     /// <summary>The base address it listens on, e.g. http://127.0.0.1:8080 (the OpenAI base URL is this + /v1).</summary>
     public Uri Url { get; }
-    /// <summary>The live streams (null without a <see cref="StreamBackend"/>).</summary>
-    public StreamHub? Streams { get; }
+    /// <summary>The streams the API serves (null without them).</summary>
+    public IStreamService? StreamService { get; }
+    /// <summary>The live streams of this process (null without a <see cref="StreamBackend"/>, and on a cluster).</summary>
+    public StreamHub? Streams => StreamService as StreamHub;
 
-    ApiServer(WebApplication app, Uri url, StreamHub? streams) { _app = app; Url = url; Streams = streams; }
+    ApiServer(WebApplication app, Uri url, IStreamService? streams) { _app = app; Url = url; StreamService = streams; }
 
     /// <param name="logging">Where logs go (the CLI: the console); none by default.</param>
     /// <param name="streams">Serve the live-streams API and the page on this model (it must be the chat model's).</param>
-    public static async Task<ApiServer> StartAsync(ServerOptions options, IChatModel model, Action<ILoggingBuilder>? logging = null, CancellationToken ct = default,
-        StreamBackend? streams = null)
+    public static Task<ApiServer> StartAsync(ServerOptions options, IChatModel model, Action<ILoggingBuilder>? logging = null, CancellationToken ct = default,
+        StreamBackend? streams = null) =>
+        StartAsync(options, new ApiBackend
+        {
+            Chat = model,
+            Streams = streams is null ? null : loggers => new StreamHub(streams.Scheduler, options, streams.Overlay, loggers.CreateLogger("RealtimeAssistant.Server.Streams")),
+        }, logging, ct);
+
+    public static async Task<ApiServer> StartAsync(ServerOptions options, ApiBackend backend, Action<ILoggingBuilder>? logging = null, CancellationToken ct = default)
     {
         var address = options.Validate();
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "ra-serve", ContentRootPath = AppContext.BaseDirectory });
@@ -54,38 +78,49 @@ public sealed class ApiServer : IAsyncDisposable
         });
         var app = builder.Build();
         var loggers = app.Services.GetRequiredService<ILoggerFactory>();
-        StreamHub? hub = null;
+        IStreamService? streams = null;
         try
         {
-            if (streams is not null) hub = new StreamHub(streams.Scheduler, options, streams.Overlay, loggers.CreateLogger("RealtimeAssistant.Server.Streams"));
-            Map(app, model, options, hub);
+            streams = backend.Streams?.Invoke(loggers);
+            Map(app, backend, options, streams);
             await app.StartAsync(ct);
         }
         catch (Exception e)
         {
-            hub?.Dispose();
+            (streams as IDisposable)?.Dispose();
             await app.DisposeAsync();
             if (e is IOException) throw new UserError($"cannot listen on {options.Host}:{options.Port}: {e.Message}");
             throw;
         }
         var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        return new ApiServer(app, new Uri(bound), hub);
+        return new ApiServer(app, new Uri(bound), streams);
     }
 
-    static void Map(WebApplication app, IChatModel model, ServerOptions options, StreamHub? hub)
+    static void Map(WebApplication app, ApiBackend backend, ServerOptions options, IStreamService? streams)
     {
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RealtimeAssistant.Server");
         app.Use((ctx, next) => Errors(ctx, next, log));
         if (options.ApiKey is { } key) app.Use((ctx, next) => Authorize(ctx, next, key));
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.FromSeconds(20) });
 
-        app.MapGet("/v1/models", () => Results.Json(new { @object = "list", data = new[] { ModelJson(model) } }));
-        app.MapGet("/v1/models/{id}", (string id) => id == model.Id
-            ? Results.Json(ModelJson(model))
-            : throw new ApiError(404, $"The model '{id}' does not exist", param: "model", code: "model_not_found"));
-        app.MapPost("/v1/chat/completions", (HttpContext ctx) => ChatCompletions.Handle(ctx, model, options));
-        if (hub is null) return;
-        StreamEndpoints.Map(app, hub, options, log);
+        if (backend.Chat is { } model)
+        {
+            app.MapGet("/v1/models", () => Results.Json(new { @object = "list", data = new[] { ModelJson(model) } }));
+            app.MapGet("/v1/models/{id}", (string id) => id == model.Id
+                ? Results.Json(ModelJson(model))
+                : throw new ApiError(404, $"The model '{id}' does not exist", param: "model", code: "model_not_found"));
+            app.MapPost("/v1/chat/completions", (HttpContext ctx) => ChatCompletions.Handle(ctx, model, options));
+        }
+        else
+        {
+            // No model in this process (a cluster's gateway): it lists none, and says why it completes no chat.
+            app.MapGet("/v1/models", () => Results.Json(new { @object = "list", data = Array.Empty<object>() }));
+            app.MapGet("/v1/models/{id}", IResult (string id) =>
+                throw new ApiError(404, $"The model '{id}' does not exist here: {backend.NoChat}", param: "model", code: "model_not_found"));
+            app.MapPost("/v1/chat/completions", IResult () => throw new ApiError(503, backend.NoChat, "server_error", code: "no_model"));
+        }
+        if (streams is null) return;
+        StreamEndpoints.Map(app, streams, options, log);
         WebPage.Map(app, options.ApiKey is not null);
     }
 
@@ -165,7 +200,7 @@ public sealed class ApiServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        Streams?.Dispose(); // first: their followers end, and their threads stop before the model goes
+        (StreamService as IDisposable)?.Dispose(); // first: their followers end, and their threads stop before the model goes
         using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5)))
             await _app.StopAsync(timeout.Token);
         await _app.DisposeAsync();

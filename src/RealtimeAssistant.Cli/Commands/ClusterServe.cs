@@ -2,7 +2,9 @@ using Microsoft.Extensions.Logging;
 using RealtimeAssistant.Cli.App;
 using RealtimeAssistant.Cluster;
 using RealtimeAssistant.Cluster.Placement;
+using RealtimeAssistant.Cluster.Gateway;
 using RealtimeAssistant.Cluster.Streams;
+using RealtimeAssistant.Server;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Streaming;
 
@@ -11,11 +13,13 @@ namespace RealtimeAssistant.Cli.Commands;
 /// <summary>
 /// `ra serve --cluster redis://… --role inference|gateway|both`: this process becomes a silo of the
 /// cluster. Inference silos load the model (or the simulated stand-in) and run the streams placed
-/// on them; gateways host the HTTP API over the cluster's streams.
+/// on them; gateways (and silos with both roles) host `ra serve`'s HTTP API over the cluster's
+/// streams (<see cref="ClusterStreamService"/>): the same endpoints, JSON and SSE events.
 /// </summary>
 public static class ClusterServe
 {
-    public sealed record Options(ClusterSettings Settings, string? ModelDir, EngineOptions Engine, SimulatedModel? Simulate);
+    /// <param name="Http">The HTTP API's options on a gateway (or both); null on an inference silo, which serves no HTTP.</param>
+    public sealed record Options(ClusterSettings Settings, string? ModelDir, EngineOptions Engine, SimulatedModel? Simulate, ServerOptions? Http = null);
 
     public static async Task<int> Run(Options o, Action<ILoggingBuilder> configure, CancellationToken ct)
     {
@@ -40,8 +44,17 @@ public static class ClusterServe
             await using var node = await ClusterNode.StartAsync(o.Settings, runtime, logging, ct);
             var role = SiloRoles.Name(o.Settings.Role);
             var model = runtime is null ? "no model" : runtime.ModelDescription;
-            // The one line on stdout: scripts (and the tests) read the silo's name and address from it.
-            Console.Out.WriteLine($"ra serve: silo {node.SiloName} ({role}, {model}) joined cluster '{o.Settings.ClusterId}' at {node.Address.ToParsableString()} (gateway {node.Gateway.Endpoint})");
+            await using var api = o.Http is { } http ? await ApiServer.StartAsync(http, new ApiBackend
+            {
+                // The model on an inference silo belongs to its streams (no scheduler shares it with chat turns).
+                NoChat = o.Settings.Role == SiloRole.Gateway
+                    ? $"silo {node.SiloName} is a cluster gateway: it loads no model (the inference silos run the streams' model); chat completions are served by a single `ra serve`"
+                    : $"silo {node.SiloName} runs its model ({model}) for the cluster's streams only; chat completions are served by a single `ra serve`",
+                Streams = loggers => new ClusterStreamService(node.Streams, node.Log, http, node.InferenceSilos, loggers.CreateLogger("RealtimeAssistant.Cluster.Gateway")),
+            }, logging, ct) : null;
+            // The one line on stdout: scripts (and the tests) read the silo's name and address from it, and a gateway's URL.
+            var url = api is null ? "" : $"; API on {api.Url.ToString().TrimEnd('/')} (OpenAI API base URL {api.Url}v1; page {api.Url})";
+            Console.Out.WriteLine($"ra serve: silo {node.SiloName} ({role}, {model}) joined cluster '{o.Settings.ClusterId}' at {node.Address.ToParsableString()} (gateway {node.Gateway.Endpoint}){url}");
             Console.Out.Flush();
             try { await Task.Delay(Timeout.Infinite, ct); }
             catch (OperationCanceledException) { }

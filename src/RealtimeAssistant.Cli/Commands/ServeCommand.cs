@@ -3,6 +3,7 @@ using System.Globalization;
 using Microsoft.Extensions.Logging;
 using RealtimeAssistant.Cli.App;
 using RealtimeAssistant.Cluster;
+using RealtimeAssistant.Cluster.Placement;
 using RealtimeAssistant.Server;
 using RealtimeAssistant.Server.Inference;
 
@@ -45,21 +46,6 @@ public static class ServeCommand
             await Task.Yield(); // off the invoking thread, so System.CommandLine's Ctrl+C handling is in place (see live)
             using var interrupt = new Interrupt(ct);
             var simulated = pr.GetValue(simulate) is { } sim ? Streaming.SimulatedModel.Parse(sim) : null;
-            if (pr.GetValue(cluster.Cluster) is not null)
-            {
-                var settings = cluster.Settings(pr) with
-                {
-                    Role = pr.GetValue(role)!.Trim().ToLowerInvariant() switch
-                    {
-                        "inference" => SiloRole.Inference, "gateway" => SiloRole.Gateway, "both" => SiloRole.Both,
-                        var r => throw new UserError($"--role must be inference, gateway or both, got '{r}'"),
-                    },
-                    SiloName = pr.GetValue(siloName), Host = pr.GetValue(clusterHost)!, SiloPort = pr.GetValue(siloPort), GatewayPort = pr.GetValue(gatewayPort),
-                    LogRetention = pr.GetValue(retention),
-                };
-                return await ClusterServe.Run(new ClusterServe.Options(settings, pr.GetValue(model), Cli.EngineOptions(pr, device, dtype, weights), simulated), Configure, interrupt.Token);
-            }
-            if (simulated is not null) throw new UserError("--simulate-model-ms is for a cluster's inference silos (--cluster); a single server serves its model");
             var key = pr.GetValue(apiKey) ?? (Environment.GetEnvironmentVariable("RA_API_KEY") is { Length: > 0 } env ? env : null);
             var mediaDir = pr.GetValue(media) is { } m
                 ? Directory.Exists(m) ? m : throw new UserError($"--media folder not found: {m}")
@@ -76,6 +62,24 @@ public static class ServeCommand
             };
             if (pr.GetValue(queue) < 1) throw new UserError($"--queue must be at least 1, got {pr.GetValue(queue)}");
             if (!double.IsFinite(pr.GetValue(grace)) || pr.GetValue(grace) > 86400) throw new UserError($"--stream-grace must be a number of seconds up to a day, got {pr.GetValue(grace).ToString(CultureInfo.InvariantCulture)}");
+            if (pr.GetValue(cluster.Cluster) is not null)
+            {
+                var settings = cluster.Settings(pr) with
+                {
+                    Role = pr.GetValue(role)!.Trim().ToLowerInvariant() switch
+                    {
+                        "inference" => SiloRole.Inference, "gateway" => SiloRole.Gateway, "both" => SiloRole.Both,
+                        var r => throw new UserError($"--role must be inference, gateway or both, got '{r}'"),
+                    },
+                    SiloName = pr.GetValue(siloName), Host = pr.GetValue(clusterHost)!, SiloPort = pr.GetValue(siloPort), GatewayPort = pr.GetValue(gatewayPort),
+                    LogRetention = pr.GetValue(retention),
+                };
+                // A gateway hosts the same HTTP API, with the same rules (a non-loopback --host needs --api-key), checked before it joins.
+                var http = SiloRoles.ServesHttp(settings.Role) ? options : null;
+                http?.Validate();
+                return await ClusterServe.Run(new ClusterServe.Options(settings, pr.GetValue(model), Cli.EngineOptions(pr, device, dtype, weights), simulated, http), Configure, interrupt.Token);
+            }
+            if (simulated is not null) throw new UserError("--simulate-model-ms is for a cluster's inference silos (--cluster); a single server serves its model");
             options.Validate(); // a bad host, port or limit fails before the model loads
             var dir = AppModel.Resolve(pr.GetValue(model));
             using var logging = LoggerFactory.Create(Configure);

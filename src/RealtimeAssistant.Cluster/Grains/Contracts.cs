@@ -43,7 +43,7 @@ public sealed record MoveRecord(
 public sealed record StreamStatus
 {
     [Id(0)] public required string Id { get; init; }
-    /// <summary>starting, running, ended, failed or closed.</summary>
+    /// <summary>starting, running, ended, failed or closed (ended and failed: its log ends with an "end" entry).</summary>
     [Id(1)] public required string State { get; init; }
     [Id(2)] public required StreamDefinition Definition { get; init; }
     /// <summary>The silo running it now ("host:port", and its name).</summary>
@@ -67,6 +67,8 @@ public sealed record StreamStatus
     [Id(18)] public long DroppedFrames { get; init; }
     [Id(19)] public string? LastText { get; init; }
     [Id(20)] public string? Error { get; init; }
+    /// <summary>The running stream's source status and numbers, as the HTTP API's GET /v1/streams/{id} gives them (JSON; null while no activation runs it).</summary>
+    [Id(21)] public string? Live { get; init; }
 }
 
 /// <summary>One entry of a stream's caption log: its sequence number, its event type (segment, answer, ended) and its JSON.</summary>

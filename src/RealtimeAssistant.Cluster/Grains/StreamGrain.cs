@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using RealtimeAssistant.Cluster.Log;
 using RealtimeAssistant.Cluster.Placement;
 using RealtimeAssistant.Cluster.Streams;
+using RealtimeAssistant.Server.Streams;
 
 namespace RealtimeAssistant.Cluster.Grains;
 
@@ -18,6 +19,9 @@ public sealed class StreamRecord
     [Id(4)] public string? Silo { get; set; }
     [Id(5)] public List<FailoverRecord> Failovers { get; set; } = new();
     [Id(6)] public List<MoveRecord> Moves { get; set; } = new();
+    /// <summary>ended or failed: the stream stopped by itself (a file that does not loop ran out, or it failed) and its log ends; no activation runs it again.</summary>
+    [Id(7)] public string? Finished { get; set; }
+    [Id(8)] public string? FinishedError { get; set; }
 }
 
 /// <summary>
@@ -50,7 +54,7 @@ public sealed class StreamGrain(
 
     public override async Task OnActivateAsync(CancellationToken ct)
     {
-        if (record.State.Definition is null || record.State.Closed) return;
+        if (record.State.Definition is null || record.State.Closed || record.State.Finished is not null) return;
         await Run(ct);
     }
 
@@ -88,13 +92,23 @@ public sealed class StreamGrain(
         this.RegisterGrainTimer(Tick, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5));
     }
 
-    /// <summary>Every few seconds: tell the directory where the stream runs; leave if another activation owns the log.</summary>
+    /// <summary>Every few seconds: tell the directory where the stream runs; leave if another activation owns the log; end the log of a stream that stopped by itself.</summary>
     async Task Tick(CancellationToken ct)
     {
         if (_writer is { IsFenced: true })
         {
             DeactivateOnIdle();
             return;
+        }
+        if (_running is { } run && record.State.Finished is null && _writer is { TopKnown: true } writer && (run.Ended || run.Error is not null))
+        {
+            // As the single server does: followers get an "end" event and their event streams close.
+            var reason = run.Error is null ? "ended" : "failed";
+            writer.Append(StreamEvents.Ended, StreamEventData.EndJson(reason, run.Error));
+            record.State.Finished = reason;
+            record.State.FinishedError = run.Error;
+            await TryWriteState();
+            logger.LogInformation("stream {Stream}: {Reason}{Error}", Id, reason, run.Error is null ? "" : $": {run.Error}");
         }
         await Report();
     }
@@ -167,7 +181,7 @@ public sealed class StreamGrain(
         if (r.Definition is null) return Task.FromResult<StreamStatus?>(null);
         var w = _writer;
         var run = _running;
-        string state = r.Closed ? "closed" : _error is not null || run?.Error is not null ? "failed" : run is null ? "starting" : run.Ended ? "ended" : "running";
+        string state = r.Closed ? "closed" : r.Finished ?? (_error is not null || run?.Error is not null ? "failed" : run is null ? "starting" : run.Ended ? "ended" : "running");
         return Task.FromResult<StreamStatus?>(new StreamStatus
         {
             Id = Id, State = state, Definition = r.Definition, Silo = run is null ? null : Here, SiloName = run is null ? null : silo.Name,
@@ -176,7 +190,7 @@ public sealed class StreamGrain(
             Failovers = r.Failovers.ToArray(), Moves = r.Moves.ToArray(),
             Header = run?.Plan.Header ?? "", SourceStatus = run?.SourceStatus ?? "",
             Frames = run?.Frames ?? 0, Reads = run?.Reads ?? 0, Captions = run?.Captions ?? 0, Answers = run?.Answers ?? 0,
-            DroppedFrames = run?.Dropped ?? 0, LastText = run?.LastText, Error = _error ?? run?.Error,
+            DroppedFrames = run?.Dropped ?? 0, LastText = run?.LastText, Error = _error ?? run?.Error ?? r.FinishedError, Live = run?.LiveJson(),
         });
     }
 
@@ -188,6 +202,7 @@ public sealed class StreamGrain(
         if (question.Length > 2000) throw new StreamRefusedException("a question is at most 2000 characters");
         var run = _running ?? throw new StreamRefusedException(record.State.Definition is null ? $"no stream {Id}" : $"stream {Id} is not running");
         var id = "q_" + Guid.NewGuid().ToString("N")[..12];
+        _writer?.Append(StreamEvents.Question, StreamEventData.QuestionJson(id, question.Trim()));
         run.Ask(id, question);
         return Task.FromResult(id);
     }
@@ -201,7 +216,7 @@ public sealed class StreamGrain(
         _running = null;
         if (_writer is { } w)
         {
-            w.Append(StreamEvents.Ended, System.Text.Json.JsonSerializer.Serialize(new { stream = Id, reason = "closed" }));
+            if (record.State.Finished is null) w.Append(StreamEvents.Ended, StreamEventData.EndJson("deleted", null));
             await w.FlushAsync(TimeSpan.FromSeconds(5));
         }
         try { await log.ExpireAsync(Id); } catch (Exception e) when (StreamLogWriter.IsRedisFailure(e)) { }

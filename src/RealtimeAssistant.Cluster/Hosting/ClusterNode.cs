@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
 using Orleans.Hosting;
+using Orleans.Runtime.MembershipService.SiloMetadata;
 using RealtimeAssistant.Cluster.Grains;
 using RealtimeAssistant.Cluster.Log;
 using RealtimeAssistant.Cluster.Streams;
@@ -47,6 +48,15 @@ public sealed class ClusterNode : IAsyncDisposable
     public ClusterStreamHost Streams { get; }
     public IServiceProvider Services => _host.Services;
     public StreamSupervisor Supervisor => _host.Services.GetRequiredService<StreamSupervisor>();
+
+    /// <summary>Active silos that run streams (inference or both), as this silo's membership view and silo metadata say.</summary>
+    public int InferenceSilos()
+    {
+        var membership = _host.Services.GetRequiredService<IClusterMembershipService>();
+        var metadata = _host.Services.GetRequiredService<ISiloMetadataCache>();
+        return membership.CurrentSnapshot.Members.Values.Count(m => m.Status == SiloStatus.Active
+            && Placement.SiloRoles.Of(metadata.GetSiloMetadata(m.SiloAddress)) is { } role && Placement.SiloRoles.RunsStreams(role));
+    }
 
     /// <summary>
     /// Starts the silo and joins the cluster. Redis unreachable, a model that differs from the live

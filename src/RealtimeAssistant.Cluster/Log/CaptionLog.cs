@@ -66,6 +66,13 @@ public sealed class CaptionLog : IAsyncDisposable
         return last.Length == 0 ? 0 : SeqOf(last[0].Id);
     }
 
+    /// <summary>The oldest sequence number the log still holds (0 when it holds none).</summary>
+    public async Task<long> FirstSeqAsync(string stream)
+    {
+        var first = await Db.StreamRangeAsync(Key(stream), "-", "+", 1, Order.Ascending);
+        return first.Length == 0 ? 0 : SeqOf(first[0].Id);
+    }
+
     /// <summary>Appends entry <paramref name="seq"/>; throws <see cref="LogFencedException"/> when the log already holds it (or a later one).</summary>
     public async Task AppendAsync(string stream, LogEntry entry)
     {
@@ -162,5 +169,5 @@ public sealed class CaptionLog : IAsyncDisposable
 /// <summary>The event types a stream's log carries (the SSE event names).</summary>
 public static class StreamEvents
 {
-    public const string Segment = "segment", Answer = "answer", Ended = "end";
+    public const string Segment = "segment", Question = "question", Answer = "answer", Ended = "end";
 }

@@ -20,7 +20,7 @@ public sealed class StreamLogWriter : IAsyncDisposable
     readonly string _stream;
     readonly ILogger? _logger;
     readonly Channel<LogEntry> _queue = Channel.CreateUnbounded<LogEntry>(new UnboundedChannelOptions { SingleReader = true });
-    readonly List<(string Type, string Data)> _unnumbered = new();
+    readonly List<(string Type, Func<long, string> Data)> _unnumbered = new();
     readonly MemoryRing _memory;
     readonly CancellationTokenSource _stop = new();
     readonly object _lock = new();
@@ -93,7 +93,10 @@ public sealed class StreamLogWriter : IAsyncDisposable
     }
 
     /// <summary>Gives the entry the next sequence number (returned; 0 while the top is unknown) and queues it for the log.</summary>
-    public long Append(string type, string data)
+    public long Append(string type, string data) => Append(type, _ => data);
+
+    /// <summary>As <see cref="Append(string, string)"/>, for data that names its own sequence number (made once the number is known).</summary>
+    public long Append(string type, Func<long, string> data)
     {
         lock (_lock)
         {
@@ -103,9 +106,10 @@ public sealed class StreamLogWriter : IAsyncDisposable
         }
     }
 
-    long Number(string type, string data)
+    long Number(string type, Func<long, string> data)
     {
-        var entry = new LogEntry(++_last, type, data);
+        var seq = ++_last;
+        var entry = new LogEntry(seq, type, data(seq));
         _memory.Add(entry);
         _queue.Writer.TryWrite(entry);
         return entry.Seq;

@@ -5,6 +5,7 @@ using RealtimeAssistant.Capture;
 using RealtimeAssistant.Cluster.Grains;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Server.Streams;
 using RealtimeAssistant.Streaming;
 
 namespace RealtimeAssistant.Cluster.Streams;
@@ -45,7 +46,7 @@ public sealed class StreamRuntime : IDisposable
     /// stream has been running, so that a file or clip resumed on this silo continues where it would
     /// be now (a live source is at its newest frame anyway). Throws <see cref="UserError"/> for a definition it cannot run.
     /// </summary>
-    public RunningStream Start(string id, StreamDefinition def, TimeSpan startAt, Action<string, string> append, string siloName)
+    public RunningStream Start(string id, StreamDefinition def, TimeSpan startAt, Action<string, Func<long, string>> append, string siloName)
     {
         var source = FrameSources.Open(def.Source, _sources(true, def.Loop) with { Logger = _logging?.CreateLogger("RealtimeAssistant.Capture"), StartAt = startAt });
         try
@@ -132,13 +133,15 @@ public sealed record StreamPlan(string Mode, StreamingOptions Streaming, FrameLo
 /// <summary>
 /// One stream running on this silo: its source, its session and its frame loop (live pacing: the
 /// newest frame wins, so a stream on a busy silo drops frames instead of falling behind). Each
-/// finished segment or answer is handed to <c>append(type, json)</c>, which numbers it and logs it.
+/// finished segment or answer is handed to <c>append(type, seq → json)</c>, which numbers it and logs it;
+/// its JSON is the single server's event data (Server's <see cref="StreamEventData"/>), with the silo
+/// and the wall clock of capture and write added, and a segment's number is its sequence number.
 /// </summary>
 public sealed class RunningStream : IDisposable
 {
     readonly FrameLoop _loop;
     readonly ICaptionSession _session;
-    readonly Action<string, string> _append;
+    readonly Action<string, Func<long, string>> _append;
     readonly string _id, _silo;
     readonly Queue<(string Id, string Text)> _questions = new();
     readonly ILogger? _logger;
@@ -148,7 +151,7 @@ public sealed class RunningStream : IDisposable
 
     public StreamPlan Plan { get; }
 
-    internal RunningStream(string id, IFrameSource source, ICaptionSession session, StreamPlan plan, Action<string, string> append, string silo, ILogger? logger)
+    internal RunningStream(string id, IFrameSource source, ICaptionSession session, StreamPlan plan, Action<string, Func<long, string>> append, string silo, ILogger? logger)
     {
         _id = id;
         _silo = silo;
@@ -190,16 +193,21 @@ public sealed class RunningStream : IDisposable
         }
         else Interlocked.Increment(ref _captions);
         _lastText = s.Text;
-        var json = System.Text.Json.JsonSerializer.Serialize(new SegmentJson
+        var origin = new SegmentOrigin(_silo, Math.Round(now.ToUnixTimeMilliseconds() - latencyMs, 1), now.ToUnixTimeMilliseconds());
+        try
         {
-            Stream = _id, T = Math.Round(s.At.TotalSeconds, 3), Frame = s.FrameIndex, Text = s.Text, Question = s.Question, QuestionId = questionId,
-            Tokens = s.Tokens, Mode = s.Mode, Level = s.Level, K = s.Budget, FramesRead = s.ReadsSince,
-            ReadMs = Math.Round(s.ReadMs, 2), WriteMs = Math.Round(s.WriteMs, 2), LatencyMs = Math.Round(latencyMs, 2),
-            CapturedAt = Math.Round(now.ToUnixTimeMilliseconds() - latencyMs, 1), WrittenAt = now.ToUnixTimeMilliseconds(), Silo = _silo,
-        }, SegmentJsonContext.Default.SegmentJson);
-        try { _append(s.Question is null ? Log.StreamEvents.Segment : Log.StreamEvents.Answer, json); }
+            if (s.Question is null) _append(Log.StreamEvents.Segment, seq => StreamEventData.SegmentJson(seq, s, latencyMs, origin));
+            else _append(Log.StreamEvents.Answer, _ => StreamEventData.AnswerJson(questionId, s, latencyMs, origin));
+        }
         catch (Exception e) { _logger?.LogError(e, "stream {Stream}: a segment could not be logged", _id); }
     }
+
+    /// <summary>GET /v1/streams/{id}'s source_status and stats, as the single server gives them (JSON; no model scheduler here, so its counts are 0).</summary>
+    public string LiveJson() => RealtimeAssistant.Server.Json.Serialize(new
+    {
+        source_status = StreamEventData.SourceStatus(_loop),
+        stats = StreamEventData.Numbers(_loop, _session.Pruning, default),
+    });
 
     /// <summary>Stops the loop (a write in flight is cancelled between tokens) and frees the session and the source.</summary>
     public void Dispose()
@@ -209,33 +217,3 @@ public sealed class RunningStream : IDisposable
         _session.Dispose();
     }
 }
-
-/// <summary>A segment or answer as its log entry's JSON (and the SSE event's data).</summary>
-public sealed record SegmentJson
-{
-    public string Stream { get; init; } = "";
-    /// <summary>Stream time of the frame the write came with, in seconds.</summary>
-    public double T { get; init; }
-    public long Frame { get; init; }
-    public string Text { get; init; } = "";
-    public string? Question { get; init; }
-    public string? QuestionId { get; init; }
-    public int Tokens { get; init; }
-    public string Mode { get; init; } = "";
-    public string? Level { get; init; }
-    public int? K { get; init; }
-    public int FramesRead { get; init; }
-    public double ReadMs { get; init; }
-    public double WriteMs { get; init; }
-    /// <summary>Glass to caption on the silo: the frame's capture to the segment's end.</summary>
-    public double LatencyMs { get; init; }
-    /// <summary>Wall clock (Unix ms) of the frame's capture and of the segment's end, so a reader on the same clock measures glass to caption at its end.</summary>
-    public double CapturedAt { get; init; }
-    public long WrittenAt { get; init; }
-    public string Silo { get; init; } = "";
-}
-
-[System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.SnakeCaseLower,
-    DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
-[System.Text.Json.Serialization.JsonSerializable(typeof(SegmentJson))]
-public partial class SegmentJsonContext : System.Text.Json.Serialization.JsonSerializerContext;

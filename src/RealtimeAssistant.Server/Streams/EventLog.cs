@@ -120,12 +120,18 @@ public sealed class EventLog<T>
     /// what is held; LastSeq follows live only). Anything but a sequence number this log has
     /// issued is the client's error.
     /// </summary>
-    public long CursorFor(string? lastEventId, long fresh)
+    public long CursorFor(string? lastEventId, long fresh) => LastEventId.Cursor(lastEventId, fresh, LastSeq);
+}
+
+/// <summary>A client's Last-Event-ID against a stream's log numbered 1, 2, 3, … (this process's or a cluster's).</summary>
+public static class LastEventId
+{
+    /// <summary>The cursor to resume after: none → <paramref name="fresh"/>; anything but a number up to <paramref name="last"/> is the client's error.</summary>
+    public static long Cursor(string? lastEventId, long fresh, long last)
     {
         if (string.IsNullOrWhiteSpace(lastEventId)) return fresh;
         if (!long.TryParse(lastEventId.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var id))
             throw ApiError.BadRequest($"Last-Event-ID '{Truncate(lastEventId)}' is not an event id of this stream (ids are 1, 2, 3, …)", "Last-Event-ID");
-        var last = LastSeq;
         if (id > last)
             throw ApiError.BadRequest($"Last-Event-ID {id} is ahead of this stream's last event, {last}", "Last-Event-ID");
         return id;

@@ -138,38 +138,20 @@ public sealed class LiveStream : IDisposable
         string? answering;
         long segment;
         lock (_gate) { answering = _answering; segment = _segment; _answering = null; }
-        var r = s.Report;
-        if (s.Question is not null)
-        {
-            Append("answer", new
-            {
-                question_id = answering, question = s.Question, text = s.Text, frame = s.FrameIndex, time = Seconds(s.At),
-                tokens = s.Tokens, write_ms = Round(s.Ms), latency_ms = Round(latencyMs),
-            });
-            return;
-        }
-        Append("segment", new
-        {
-            segment, text = s.Text, frame = s.FrameIndex, time = Seconds(s.At), tokens = s.Tokens,
-            mode = s.Mode, reads = s.ReadsSince, level = s.Level, k = s.Budget,
-            read_ms = Round(s.ReadMs), write_ms = Round(s.WriteMs), latency_ms = Round(latencyMs),
-            kept_tokens = r.KeptTokens, visual_tokens = r.VisualTokens,
-            kept_grid = r.KeptGrid is { } g ? new { width = r.GridW, height = r.GridH, cells = g.Select(v => Math.Round(v, 3)).ToArray() } : null,
-        });
+        if (s.Question is not null) Append("answer", StreamEventData.AnswerJson(answering, s, latencyMs));
+        else Append("segment", StreamEventData.SegmentJson(segment, s, latencyMs));
     }
 
-    void Append(string type, object data)
+    void Append(string type, object data) => Append(type, Json.Serialize(data));
+
+    void Append(string type, string json)
     {
-        var json = Json.Serialize(data);
         lock (_gate)
         {
             if (_completed) return;
             Events.Append(new StreamEvent(type, json));
         }
     }
-
-    static double Seconds(TimeSpan t) => Math.Round(t.TotalSeconds, 3);
-    static double Round(double ms) => Math.Round(ms, 1);
 
     // ---- questions ----
 
@@ -191,7 +173,7 @@ public sealed class LiveStream : IDisposable
             _asked.Enqueue((id, text));
         }
         _loop.Ask(text);
-        Append("question", new { question_id = id, text });
+        Append("question", StreamEventData.QuestionJson(id, text));
         return id;
     }
 
@@ -321,37 +303,14 @@ public sealed class LiveStream : IDisposable
         lock (_gate)
         {
             if (_completed) return;
-            Events.Append(new StreamEvent("end", Json.Serialize(new { reason, error = _error })));
+            Events.Append(new StreamEvent("end", StreamEventData.EndJson(reason, _error)));
             _completed = true;
             Events.Complete();
         }
     }
 
     /// <summary>The HUD's numbers, as GET /v1/streams/{id} and the stats events give them.</summary>
-    public object Numbers()
-    {
-        var snap = _loop.Profiler.Snapshot();
-        var latency = snap.Stage(Profiler.GlassToCaption);
-        var stats = _loop.Driver.Stats;
-        var pruning = _session.Pruning;
-        var (steps, waited, meanWait, maxWait) = _scheduler.Counters;
-        return new
-        {
-            fps = Math.Round(snap.Counter(Profiler.FramesCaptured)?.PerSecond ?? 0, 2),
-            caption_hz = Math.Round(snap.Counter(Profiler.CaptionUpdates)?.PerSecond ?? 0, 3),
-            glass_to_caption_ms = new { p50 = Round(latency?.P50 ?? 0), p95 = Round(latency?.P95 ?? 0), last = Round(latency?.Last ?? 0) },
-            frames_captured = _loop.FramesCaptured,
-            frames_read = stats.Read,
-            dropped_frames = _loop.DroppedForInference,
-            skipped_frames = new { unchanged = stats.Skipped, over_budget = stats.BudgetSkipped },
-            captions = _loop.Captions - stats.Answers,
-            answers = stats.Answers,
-            read_ms = Round(snap.Stage(CaptionStages.Read)?.Last ?? 0),
-            frame_budget_ms = _loop.BudgetMs is { } b ? Round(b) : (double?)null,
-            governor = new { level = SessionBase.LevelName(pruning), k = pruning?.Budget },
-            model = new { steps, waited, mean_wait_ms = Round(meanWait), max_wait_ms = Round(maxWait) },
-        };
-    }
+    public object Numbers() => StreamEventData.Numbers(_loop, _session.Pruning, _scheduler.Counters);
 
     /// <summary>GET /v1/streams/{id}: what the stream is, its state and its numbers.</summary>
     public object Describe()
@@ -360,17 +319,11 @@ public sealed class LiveStream : IDisposable
         string? error;
         int clients;
         lock (_gate) { state = _state; error = _error; clients = _clients; }
-        var src = _loop.Source as IReconnectingSource;
         return new
         {
             id = Id, @object = "stream", created = Created.ToUnixTimeSeconds(), kind = Kind, source = Source, state, error,
             mode = Request.Mode, prompt = Request.Prompt, policy = Request.Policy.ToString(), stride = Request.Stride, gate = Request.Gate, prune = Request.Prune,
-            source_status = new
-            {
-                status = _loop.SourceStatus, retries = src?.Retries ?? 0, recoveries = src?.Recoveries ?? 0, attempt = src?.Attempt ?? 0,
-                frames_pushed = Push?.FramesPushed, push_over_rate = Push is null ? (long?)null : Interlocked.Read(ref _pushOverRate),
-                push_rejected = Push is null ? (long?)null : Interlocked.Read(ref _pushRejected),
-            },
+            source_status = StreamEventData.SourceStatus(_loop, Push, Interlocked.Read(ref _pushOverRate), Interlocked.Read(ref _pushRejected)),
             stats = Numbers(),
             clients,
             events = new { first = Events.FirstSeq, last = Events.LastSeq },

@@ -14,71 +14,77 @@ namespace RealtimeAssistant.Server.Streams;
 /// GET /v1/streams/{id}/events (SSE, Last-Event-ID resume); POST /v1/streams/{id}/questions;
 /// GET /v1/streams/{id}/video (MJPEG); /v1/streams/{id}/ws (WebSocket: JPEG frames in for push
 /// streams, the same events out); GET /v1/media (the files a client may open).
+/// The streams behind them are an <see cref="IStreamService"/>: this process's (<see cref="StreamHub"/>)
+/// or a cluster's; the HTTP side (status codes, error JSON, SSE framing) is the same for both.
 /// </summary>
 public static class StreamEndpoints
 {
     const string Boundary = "ra-frame";
 
-    public static void Map(IEndpointRouteBuilder app, StreamHub hub, ServerOptions options, ILogger log)
+    public static void Map(IEndpointRouteBuilder app, IStreamService streams, ServerOptions options, ILogger log)
     {
         app.MapGet("/v1/media", () => Results.Json(new
         {
             @object = "list",
-            data = (hub.Media?.List() ?? []).Select(f => new { path = f.Path, bytes = f.Bytes }),
+            data = (streams.Media?.List() ?? []).Select(f => new { path = f.Path, bytes = f.Bytes }),
         }, Json.Options));
-        app.MapPost("/v1/streams", (HttpContext ctx) => Open(ctx, hub, options));
-        app.MapGet("/v1/streams", () => Results.Json(new { @object = "list", data = hub.All.Select(s => s.Describe()) }, Json.Options));
-        app.MapGet("/v1/streams/{id}", (string id) =>
+        app.MapPost("/v1/streams", (HttpContext ctx) => Open(ctx, streams, options));
+        app.MapGet("/v1/streams", async (CancellationToken ct) => Results.Json(new { @object = "list", data = await streams.ListAsync(ct) }, Json.Options));
+        app.MapGet("/v1/streams/{id}", async (HttpContext ctx, string id) =>
         {
-            var s = hub.Get(id);
+            var s = await streams.GetAsync(id, ctx.RequestAborted);
             s.Touch();
             return Results.Json(s.Describe(), Json.Options);
         });
-        app.MapDelete("/v1/streams/{id}", async (string id) =>
+        app.MapDelete("/v1/streams/{id}", async (HttpContext ctx, string id) =>
         {
-            await Task.Run(() => hub.Delete(id));
+            await streams.DeleteAsync(id, ctx.RequestAborted);
             return Results.Json(new { id, @object = "stream.deleted", deleted = true }, Json.Options);
         });
         app.MapPost("/v1/streams/{id}/questions", async (HttpContext ctx, string id) =>
         {
-            var s = hub.Get(id);
+            var s = await streams.GetAsync(id, ctx.RequestAborted);
             var text = QuestionRequest.Parse(await RequestBody.ReadAsync(ctx.Request, options.Streams.MaxJsonBytes, ctx.RequestAborted));
             s.Touch();
-            var qid = s.Ask(text);
+            var qid = await s.AskAsync(text, ctx.RequestAborted);
             return Results.Json(new { question_id = qid, stream_id = s.Id, @object = "stream.question" }, Json.Options, statusCode: StatusCodes.Status202Accepted);
         });
-        app.MapGet("/v1/streams/{id}/events", (HttpContext ctx, string id) => Events(ctx, hub.Get(id)));
-        app.MapGet("/v1/streams/{id}/video", (HttpContext ctx, string id) => Video(ctx, hub.Get(id)));
-        app.Map("/v1/streams/{id}/ws", (HttpContext ctx, string id) => Socket(ctx, hub.Get(id), options, log));
+        app.MapGet("/v1/streams/{id}/events", async (HttpContext ctx, string id) => await Events(ctx, await streams.GetAsync(id, ctx.RequestAborted)));
+        app.MapGet("/v1/streams/{id}/video", async (HttpContext ctx, string id) =>
+            await Video(ctx, (await streams.GetAsync(id, ctx.RequestAborted)).Local("MJPEG video")));
+        app.Map("/v1/streams/{id}/ws", async (HttpContext ctx, string id) =>
+            await Socket(ctx, (await streams.GetAsync(id, ctx.RequestAborted)).Local("the WebSocket"), options, log));
     }
 
-    static async Task Open(HttpContext ctx, StreamHub hub, ServerOptions options)
+    static async Task Open(HttpContext ctx, IStreamService streams, ServerOptions options)
     {
         var body = await RequestBody.ReadAsync(ctx.Request, options.Streams.MaxJsonBytes, ctx.RequestAborted);
         var request = StreamRequest.Parse(body);
-        var stream = await Task.Run(() => hub.Open(request)); // opening a file decodes its first frame
+        var stream = await streams.OpenAsync(request, ctx.RequestAborted);
         ctx.Response.StatusCode = StatusCodes.Status201Created;
         ctx.Response.Headers.Location = $"/v1/streams/{stream.Id}";
         await ctx.Response.WriteAsJsonAsync(stream.Describe(), Json.Options, ctx.RequestAborted);
     }
 
-    /// <summary>The cursor a client resumes from: Last-Event-ID (header, or the query's last_event_id for clients that cannot set headers); none: what the log holds now.</summary>
-    static long Cursor(HttpContext ctx, LiveStream s)
+    /// <summary>The Last-Event-ID a client resumes after: the header, or the query's last_event_id for clients that cannot set headers.</summary>
+    static string LastEventIdOf(HttpContext ctx)
     {
         var last = ctx.Request.Headers["Last-Event-ID"].ToString();
-        if (last.Length == 0) last = ctx.Request.Query["last_event_id"].ToString();
-        return s.Events.CursorFor(last, fresh: s.Events.FirstSeq - 1);
+        return last.Length > 0 ? last : ctx.Request.Query["last_event_id"].ToString();
     }
 
-    static async Task Events(HttpContext ctx, LiveStream s)
+    /// <summary>The cursor a client resumes from; none: what the log holds now.</summary>
+    static long Cursor(HttpContext ctx, LiveStream s) => s.Events.CursorFor(LastEventIdOf(ctx), fresh: s.Events.FirstSeq - 1);
+
+    /// <summary>SSE: each event with its type and its sequence number as the id; a "gap" event (no id) counts what retention dropped before the client came back.</summary>
+    static async Task Events(HttpContext ctx, IStreamHandle s)
     {
-        long cursor = Cursor(ctx, s);
-        using var attached = s.Attach();
         var ct = ctx.RequestAborted;
+        using var follower = await s.FollowAsync(LastEventIdOf(ctx), ct);
         var sse = await SseWriter.StartAsync(ctx.Response, ct);
         try
         {
-            await foreach (var batch in s.Events.Follow(cursor, ct: ct))
+            await foreach (var batch in follower.Events.WithCancellation(ct))
             {
                 // Retention dropped these before the client came back: say how many, never skip them silently.
                 if (batch.Missed > 0) await sse.WriteAsync(new SseEvent(Json.Serialize(new { missed = batch.Missed }), "gap"), ct);

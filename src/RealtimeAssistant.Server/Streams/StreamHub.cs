@@ -12,7 +12,7 @@ namespace RealtimeAssistant.Server.Streams;
 /// every 250 ms has each report its state (stats once a second) and frees the ones nobody has
 /// wanted for the grace period. Every stream's model calls go through the one <see cref="ModelScheduler"/>.
 /// </summary>
-public sealed partial class StreamHub : IDisposable
+public sealed partial class StreamHub : IStreamService, IDisposable
 {
     readonly ModelScheduler _scheduler;
     readonly ServerOptions _options;
@@ -85,17 +85,27 @@ public sealed partial class StreamHub : IDisposable
         }
     }
 
-    (string Kind, string Shown, IFrameSource Source) OpenSource(StreamRequest r)
+    /// <summary>
+    /// The kind of source a client asked for (push, camera, url or file), checked against the kinds
+    /// this server opens: a scheme it does not serve is a 400, a kind --sources leaves out a 403.
+    /// </summary>
+    public static string SourceKind(string spec, IReadOnlySet<string> allowed)
     {
-        var spec = r.Source;
         string kind = spec.Equals("push", StringComparison.OrdinalIgnoreCase) ? "push"
             : CameraIndex().IsMatch(spec) ? "camera"
             : NetworkFrameSource.IsUrl(spec) ? "url"
             : Scheme().IsMatch(spec) ? throw ApiError.BadRequest($"source scheme '{spec.Split(':')[0]}' is not served: use rtsp://, rtsps://, rtmp://, http:// or https://, a file in the media folder, a camera index, or \"push\"", "source", "invalid_source")
             : "file";
-        if (!_options.Streams.Sources.Contains(kind))
-            throw new ApiError(403, $"this server does not open {kind} sources (serve's --sources allows: {string.Join(", ", _options.Streams.Sources)})",
+        if (!allowed.Contains(kind))
+            throw new ApiError(403, $"this server does not open {kind} sources (serve's --sources allows: {string.Join(", ", allowed)})",
                 "permission_error", "source", "source_not_allowed");
+        return kind;
+    }
+
+    (string Kind, string Shown, IFrameSource Source) OpenSource(StreamRequest r)
+    {
+        var spec = r.Source;
+        var kind = SourceKind(spec, _options.Streams.Sources);
         var options = new FrameSourceOptions { Realtime = true, Loop = r.Loop };
         try
         {
@@ -158,6 +168,33 @@ public sealed partial class StreamHub : IDisposable
                 _log.LogError(e, "stream {Id}: state update failed", s.Id);
             }
         }
+    }
+
+    // ---- the endpoints' seam ----
+
+    async Task<IStreamHandle> IStreamService.OpenAsync(StreamRequest request, CancellationToken ct) =>
+        new Handle(await Task.Run(() => Open(request))); // opening a file decodes its first frame
+
+    Task<IReadOnlyList<object>> IStreamService.ListAsync(CancellationToken ct) => Task.FromResult<IReadOnlyList<object>>(All.Select(s => s.Describe()).ToList());
+
+    Task<IStreamHandle> IStreamService.GetAsync(string id, CancellationToken ct) => Task.FromResult<IStreamHandle>(new Handle(Get(id)));
+
+    Task IStreamService.DeleteAsync(string id, CancellationToken ct) => Task.Run(() => Delete(id)); // joins the stream's threads
+
+    sealed class Handle(LiveStream s) : IStreamHandle
+    {
+        public string Id => s.Id;
+        public object Describe() => s.Describe();
+        public void Touch() => s.Touch();
+        public Task<string> AskAsync(string text, CancellationToken ct) => Task.FromResult(s.Ask(text));
+
+        public Task<StreamFollower> FollowAsync(string? lastEventId, CancellationToken ct)
+        {
+            var cursor = s.Events.CursorFor(lastEventId, fresh: s.Events.FirstSeq - 1);
+            return Task.FromResult(new StreamFollower(s.Events.Follow(cursor, ct: ct), s.Attach()));
+        }
+
+        public LiveStream Local(string what) => s;
     }
 
     static string NewId() => "str_" + Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8)).ToLowerInvariant();

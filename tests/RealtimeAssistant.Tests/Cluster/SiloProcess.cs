@@ -12,13 +12,17 @@ internal sealed class SiloProcess : IAsyncDisposable
     public string Name { get; }
     /// <summary>The silo's address as the cluster knows it (host:port@generation).</summary>
     public string Address { get; }
+    /// <summary>The HTTP API's base address of a gateway (or both) silo; null on an inference silo.</summary>
+    public Uri? Api { get; }
     public int Pid => _process.Id;
     public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
 
-    SiloProcess(Process p, string name, string address) { _process = p; Name = name; Address = address; }
+    SiloProcess(Process p, string name, string address, Uri? api) { _process = p; Name = name; Address = address; Api = api; }
 
+    /// <summary>The command line; a silo that serves HTTP (gateway, both) takes a free port unless <paramref name="extra"/> gives one.</summary>
     public static string[] Args(string redisUrl, string clusterId, string role, string name, params string[] extra) =>
-        [ServerTestSupport.RaDll, "serve", "--cluster", redisUrl, "--cluster-id", clusterId, "--role", role, "--silo-name", name, .. extra];
+        [ServerTestSupport.RaDll, "serve", "--cluster", redisUrl, "--cluster-id", clusterId, "--role", role, "--silo-name", name,
+         .. role != "inference" && !extra.Contains("--port") ? ["--port", "0"] : Array.Empty<string>(), .. extra];
 
     public static async Task<SiloProcess> Start(string redisUrl, string clusterId, string role, string name, params string[] extra)
     {
@@ -28,7 +32,7 @@ internal sealed class SiloProcess : IAsyncDisposable
         var stderr = new StringBuilder();
         p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (stderr) stderr.AppendLine(e.Data); };
         p.BeginErrorReadLine();
-        // "ra serve: silo NAME (ROLE, MODEL) joined cluster 'ID' at ADDRESS (gateway …)"
+        // "ra serve: silo NAME (ROLE, MODEL) joined cluster 'ID' at ADDRESS (gateway …)[; API on URL (…)]"
         using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         try
         {
@@ -36,11 +40,12 @@ internal sealed class SiloProcess : IAsyncDisposable
             {
                 var line = await p.StandardOutput.ReadLineAsync(cts.Token)
                     ?? throw new InvalidOperationException($"silo {name} exited ({(p.WaitForExit(5000) ? p.ExitCode : -1)}) before joining: {stderr}");
-                const string at = " at ";
+                const string at = " at ", apiOn = "; API on ";
                 if (line.StartsWith($"ra serve: silo {name} ") && line.Contains("joined cluster"))
                 {
                     var address = line[(line.LastIndexOf(at, StringComparison.Ordinal) + at.Length)..].Split(' ')[0];
-                    var silo = new SiloProcess(p, name, address);
+                    int api = line.IndexOf(apiOn, StringComparison.Ordinal);
+                    var silo = new SiloProcess(p, name, address, api < 0 ? null : new Uri(line[(api + apiOn.Length)..].Split(' ')[0]));
                     lock (silo._stderr) silo._stderr.Append(stderr);
                     p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (silo._stderr) silo._stderr.AppendLine(e.Data); };
                     return silo;

@@ -136,10 +136,16 @@ public sealed class StreamServer : IAsyncLifetime
     /// <summary>GET /v1/streams/{id}/events, parsed as an EventSource would (id, event, data lines), with Last-Event-ID when given.</summary>
     public async IAsyncEnumerable<SseMessage> Events(string id, string? lastEventId = null, [EnumeratorCancellation] CancellationToken ct = default)
     {
-        using var request = new HttpRequestMessage(HttpMethod.Get, $"v1/streams/{id}/events");
-        if (lastEventId is not null) request.Headers.Add("Last-Event-ID", lastEventId);
         using var http = Client();
         http.Timeout = Timeout.InfiniteTimeSpan;
+        await foreach (var e in ReadEvents(http, $"v1/streams/{id}/events", lastEventId, ct)) yield return e;
+    }
+
+    /// <summary>An event stream at <paramref name="path"/>, parsed as an EventSource would (id, event, data lines), with Last-Event-ID when given.</summary>
+    public static async IAsyncEnumerable<SseMessage> ReadEvents(HttpClient http, string path, string? lastEventId = null, [EnumeratorCancellation] CancellationToken ct = default)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, path);
+        if (lastEventId is not null) request.Headers.Add("Last-Event-ID", lastEventId);
         using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, ct);
         if (!response.IsSuccessStatusCode) Assert.Fail($"GET events: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync(ct)}");
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
