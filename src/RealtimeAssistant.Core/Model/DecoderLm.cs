@@ -186,7 +186,7 @@ public sealed class DecoderModel : nn.Module
             var outs = new Tensor[n];
             for (int i = 0; i < n; i++)
                 outs[i] = layer.self_attn.AttendCached(q.narrow(0, i, 1), k.narrow(0, i, 1), v.narrow(0, i, 1), steps[i], rows[i].Cache.Layers[l]);
-            h = layer.ResidualMlp(h + layer.self_attn.Output(torch.cat(outs, 0)));
+            h = layer.ResidualMlp(h.Plus(layer.self_attn.Output(torch.cat(outs, 0))));
         }
         return norm.forward(h).MoveToOuterDisposeScope();
     }
@@ -216,7 +216,7 @@ public sealed class DecoderLayer : nn.Module
     /// <summary>Causal attention over the cache (the decode step's path: as few native calls as possible).</summary>
     public Tensor Forward(Tensor h, Tensor cos, Tensor sin, DecoderStep step, LayerKv? kv)
     {
-        h = h + self_attn.Forward(input_layernorm.forward(h), cos, sin, step, kv); // a new tensor: the caller's h is not touched
+        h = h.Plus(self_attn.Forward(input_layernorm.forward(h), cos, sin, step, kv)); // a new tensor: the caller's h is not touched
         return Residual(h);
     }
 
@@ -242,7 +242,7 @@ public sealed class DecoderLayer : nn.Module
         }
         var r = plan.Attend(new AttentionInput(layer, self_attn, q, k, v, K, V, before, skip));
         if (r.Stay is { } stay && stay.Length != h.shape[1]) h = h.index_select(1, torch.tensor(stay, device: h.device));
-        if (r.Output is { } o) h = Residual(h + self_attn.Output(o)); // a new tensor: the caller's embeds are not touched
+        if (r.Output is { } o) h = Residual(h.Plus(self_attn.Output(o))); // a new tensor: the caller's embeds are not touched
         return r.Stay;
     }
 
@@ -252,7 +252,7 @@ public sealed class DecoderLayer : nn.Module
     Tensor Residual(Tensor h)
     {
         var m = mlp.forward(post_attention_layernorm.forward(h));
-        return torch.is_grad_enabled() ? h + m : h.add_(m);
+        return torch.is_grad_enabled() ? h.Plus(m) : h.PlusInPlace(m);
     }
 }
 
@@ -260,6 +260,7 @@ public sealed class SelfAttention : nn.Module
 {
     public readonly Linear q_proj, k_proj, v_proj, o_proj;
     readonly int _heads, _kvHeads, _headDim;
+    readonly Scalar _queryScale; // 1/√head_dim, rooted (see Rooted)
     // q_proj, k_proj and v_proj's weights and biases, stacked: one matmul at inference. Null once
     // the module has been moved (.to() gives each parameter its own storage). Not a Tensor field,
     // so RegisterComponents does not make it a buffer.
@@ -273,6 +274,7 @@ public sealed class SelfAttention : nn.Module
     public SelfAttention(TextConfig c, TensorSpec spec) : base(nameof(SelfAttention))
     {
         _heads = c.NumAttentionHeads; _kvHeads = c.NumKeyValueHeads; _headDim = c.HeadDim;
+        _queryScale = (1.0 / Math.Sqrt(_headDim)).ToScalar();
         _qkv = Linear.Stacked(c.HiddenSize, new long[] { _heads * _headDim, _kvHeads * _headDim, _kvHeads * _headDim }, c.QkvBias, spec);
         (q_proj, k_proj, v_proj) = (_qkv.Members[0], _qkv.Members[1], _qkv.Members[2]);
         o_proj = new Linear(_heads * _headDim, c.HiddenSize, false, spec);
@@ -318,12 +320,12 @@ public sealed class SelfAttention : nn.Module
     {
         long b = q.shape[0], t = q.shape[2], s = ks.shape[2], tt = kt.shape[2];
         int rep = _heads / _kvHeads;
-        var qg = q.reshape(b, _kvHeads, rep * t, _headDim) * (1.0 / Math.Sqrt(_headDim));
+        var qg = q.reshape(b, _kvHeads, rep * t, _headDim).mul(_queryScale);
         var scores = torch.cat(new[] { qg.matmul(ks.transpose(-2, -1)), qg.matmul(kt.transpose(-2, -1)) }, -1);
         if (t > 1)
         {
             var visible = torch.cat(new[] { torch.ones(new long[] { t, s }, ScalarType.Bool, q.device), CausalMask(t, tt, q.device) }, -1);
-            scores = scores.masked_fill(visible.logical_not().repeat(rep, 1), float.NegativeInfinity);
+            scores = scores.masked_fill(visible.logical_not().repeat(rep, 1), Rooted.NegativeInfinity);
         }
         var p = F.softmax(scores, -1, ScalarType.Float32).to_type(q.dtype);
         var o = p.narrow(-1, 0, s).matmul(vs) + p.narrow(-1, s, tt).matmul(vt);
@@ -385,8 +387,8 @@ public sealed class SelfAttention : nn.Module
     /// <summary>[T, S] boolean: query i (at key index S−T+i) may attend keys 0..S−T+i.</summary>
     public static Tensor CausalMask(long t, long s, Device device)
     {
-        var rows = torch.arange(t, device: device).unsqueeze(1) + (s - t);
-        var cols = torch.arange(s, device: device).unsqueeze(0);
+        var rows = Rooted.Arange(t, device).unsqueeze(1).PlusNumber(s - t);
+        var cols = Rooted.Arange(s, device).unsqueeze(0);
         return cols <= rows;
     }
 }

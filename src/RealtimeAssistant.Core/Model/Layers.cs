@@ -177,11 +177,11 @@ public sealed class LayerNorm : nn.Module<Tensor, Tensor>
 public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     public readonly Parameter weight;
-    readonly double _eps;
+    readonly Scalar _eps; // rooted: see Rooted
     public RmsNorm(long dim, double eps, TensorSpec spec) : base(nameof(RmsNorm))
     {
         weight = spec.Param(dim);
-        _eps = eps;
+        _eps = eps.ToScalar();
         RegisterComponents();
     }
     public override Tensor forward(Tensor x)
@@ -190,12 +190,12 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
         // small model each native call costs more than its arithmetic.
         if (x.dtype == ScalarType.Float32)
         {
-            var r = x.square().mean(new long[] { -1 }, keepdim: true).add_(_eps);
+            var r = (x * x).mean(new long[] { -1 }, keepdim: true).add_(_eps, Rooted.One); // not square(): TorchSharp makes it pow with an unrooted Scalar
             return torch.is_grad_enabled() ? x * r.rsqrt() * weight : (x * r.rsqrt_()).mul_(weight);
         }
         using var scope = torch.NewDisposeScope();
         var h = x.to_type(ScalarType.Float32);
-        h = h * torch.rsqrt(h.square().mean(new long[] { -1 }, keepdim: true).add_(_eps));
+        h = h * torch.rsqrt((h * h).mean(new long[] { -1 }, keepdim: true).add_(_eps, Rooted.One));
         return (weight * h.to_type(x.dtype)).MoveToOuterDisposeScope();
     }
 }
@@ -254,12 +254,13 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>, ICompactable
 
 public static class Activations
 {
+    static readonly Scalar QuickGeluSlope = 1.702.ToScalar(); // rooted: see Rooted
     /// <summary>The activations HF configs name (hidden_act, projector_hidden_act).</summary>
     public static Func<Tensor, Tensor> Get(string name) => name switch
     {
         "gelu" => x => F.gelu(x),
         "gelu_pytorch_tanh" or "gelu_new" or "gelu_fast" => x => F.gelu(x, TorchSharp.Modules.GELU.Approximate.tanh),
-        "quick_gelu" => x => x * torch.sigmoid(1.702 * x),
+        "quick_gelu" => x => x * torch.sigmoid(x.mul(QuickGeluSlope)),
         "silu" or "swish" => x => F.silu(x),
         "relu" => x => F.relu(x),
         _ => throw new UserError($"unsupported activation '{name}' (supported: gelu, gelu_pytorch_tanh, quick_gelu, silu, relu)"),

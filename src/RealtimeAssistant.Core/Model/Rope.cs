@@ -102,7 +102,7 @@ public sealed class Rope : IDisposable
     }
 
     /// <summary>x [B, H, T, D] rotated by the tables for its T positions: x·cos + rotate_half(x)·sin, HF's form.</summary>
-    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin) => x * cos + x.roll(x.shape[^1] / 2, -1) * sin;
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin) => (x * cos).Plus(x.roll(x.shape[^1] / 2, -1) * sin);
 
     /// <summary>
     /// Rotates stored keys by −delta positions: exact for RoPE, so no re-encoding is needed. With
@@ -111,7 +111,8 @@ public sealed class Rope : IDisposable
     public Tensor ShiftKeys(Tensor keys, long delta)
     {
         using var scope = torch.NewDisposeScope();
-        var pos = torch.full(new long[] { keys.shape[2] }, -delta, ScalarType.Int64, keys.device);
+        using var by = (-delta).ToScalar(); // kept alive across the call: see Rooted
+        var pos = torch.full(new long[] { keys.shape[2] }, by, ScalarType.Int64, keys.device);
         var freqs = pos.to_type(ScalarType.Float32).unsqueeze(-1) * _invFreq;
         var (s, c) = (freqs.sin(), freqs.cos());
         var (cos, sin) = (torch.cat(new[] { c, c }, -1).to_type(keys.dtype), torch.cat(new[] { -s, s }, -1).to_type(keys.dtype));

@@ -95,7 +95,7 @@ public sealed class VisionEmbeddings : nn.Module<Tensor, Tensor>
         x = x.flatten(2).transpose(1, 2);                      // [B, g·g, D]
         if (class_embedding is not null)
             x = torch.cat(new[] { class_embedding.expand(x.shape[0], 1, -1), x }, 1);
-        return x + position_embedding.weight.unsqueeze(0);
+        return x.Plus(position_embedding.weight.unsqueeze(0));
     }
 }
 
@@ -139,8 +139,8 @@ public sealed class VisionEncoderLayer : nn.Module<Tensor, Tensor>
     }
     public override Tensor forward(Tensor x)
     {
-        x = x + self_attn.forward(layer_norm1.forward(x));
-        return x + mlp.forward(layer_norm2.forward(x));
+        x = x.Plus(self_attn.forward(layer_norm1.forward(x)));
+        return x.Plus(mlp.forward(layer_norm2.forward(x)));
     }
 }
 

@@ -1,0 +1,71 @@
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Tests.App;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Tests.Model;
+
+/// <summary>
+/// TorchSharp's implicit Scalars (an operator's alpha, a double operand) have finalizers and no
+/// GC.KeepAlive: a GC during the native call can free one while libtorch reads it. The decoder's
+/// hot path passes rooted Scalars instead; here garbage collections and finalizers run
+/// back to back on another thread while captions decode, which made the race show within seconds.
+/// </summary>
+public class FinalizerRaceTests(ITestOutputHelper output)
+{
+    /// <summary>Runs <paramref name="work"/> for a few seconds while another thread collects garbage and runs finalizers back to back.</summary>
+    void BesideCollections(Action work, string what)
+    {
+        using var stop = new CancellationTokenSource();
+        long collections = 0;
+        var collector = new Thread(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                Interlocked.Increment(ref collections);
+            }
+        }) { IsBackground = true };
+        collector.Start();
+        try
+        {
+            var until = DateTime.UtcNow + TimeSpan.FromSeconds(6);
+            int runs = 0;
+            for (; DateTime.UtcNow < until; runs++) work();
+            output.WriteLine($"{runs} {what} beside {Interlocked.Read(ref collections)} collections");
+        }
+        finally { stop.Cancel(); collector.Join(); }
+    }
+
+    [Fact]
+    public void DecodeStepsSurviveGarbageCollectionsRacingThem()
+    {
+        using var e = AppTestSupport.TinyEngine();
+        using var _ = torch.inference_mode();
+        BesideCollections(() =>
+        {
+            using var cache = new KvCache(e.Text.NumHiddenLayers);
+            using var scope = torch.NewDisposeScope();
+            var x = torch.randn(1, 6, e.Text.HiddenSize);
+            e.Decoder.Forward(x, new DecoderStep { Positions = new long[] { 0, 1, 2, 3, 4, 5 }, Cache = cache });
+            for (int s = 0; s < 20; s++)
+                e.Decoder.Forward(e.Decoder.embed_tokens.forward(torch.tensor(new long[] { 3 + s }).view(1, 1)), new DecoderStep { Positions = new long[] { 6 + s }, Cache = cache });
+        }, "prompts of 20 decode steps");
+    }
+
+    [Fact]
+    public void StreamingReadsAndCaptionsSurviveGarbageCollectionsRacingThem()
+    {
+        using var e = AppTestSupport.TinyEngine();
+        using var session = new RealtimeAssistant.Streaming.GpeSession(e, AppTestSupport.TinyOptions());
+        var clip = RealtimeAssistant.Demo.ClipGenerator.Generate(7, 40, 15);
+        int frame = 0;
+        BesideCollections(() =>
+        {
+            using var img = clip.Render(frame++ % clip.FrameCount, 32, 32);
+            session.Read(img);
+            if (frame % 3 == 0) foreach (var _ in session.Write()) { }
+        }, "frame reads (a caption every third)");
+    }
+}
