@@ -148,6 +148,12 @@ public static partial class Cli
          .SetMinimumLevel(verbose ? Microsoft.Extensions.Logging.LogLevel.Debug : Microsoft.Extensions.Logging.LogLevel.Warning));
 
     /// <summary>The repository's bundled demo model, found by walking up from the binary.</summary>
+    /// <summary>
+    /// The bundled media folder: the one holding demo.mp4 (a bare "media" would also find a
+    /// system's /media above a published binary).
+    /// </summary>
+    public static string? MediaFolder() => FindRepoPath(Path.Combine("media", "demo.mp4")) is { } demo ? Path.GetDirectoryName(demo) : null;
+
     public static string? FindRepoPath(string relative)
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)

@@ -53,7 +53,7 @@ public static class ServeBench
             if (st is < 1 or > 100) throw new UserError($"--stride must be 1..100, got {st}");
             double gt = pr.GetValue(gate);
             if (gt is not (>= 0 and <= 255)) throw new UserError($"--gate must be in [0, 255], got {gt}");
-            var media = Cli.FindRepoPath("media") ?? throw new UserError("media/ not found: the bench streams a clip from it");
+            var media = Cli.MediaFolder() ?? throw new UserError("media/ not found: the bench streams a clip from it");
             var clip = pr.GetValue(source)!;
             if (!File.Exists(Path.Combine(media, clip))) throw new UserError($"--source {clip}: no such file in {media}");
 

@@ -49,7 +49,7 @@ public static class ServeCommand
             var key = pr.GetValue(apiKey) ?? (Environment.GetEnvironmentVariable("RA_API_KEY") is { Length: > 0 } env ? env : null);
             var mediaDir = pr.GetValue(media) is { } m
                 ? Directory.Exists(m) ? m : throw new UserError($"--media folder not found: {m}")
-                : Cli.FindRepoPath("media");
+                : Cli.MediaFolder();
             var options = new ServerOptions
             {
                 Host = pr.GetValue(host)!, Port = pr.GetValue(port), ApiKey = key, MaxStreams = pr.GetValue(maxStreams),
