@@ -49,12 +49,12 @@ public static class BenchModels
         if (File.Exists(Path.Combine(dir, Marker)))
         {
             report($"--family {name}: {Path.GetRelativePath(Environment.CurrentDirectory, dir)} ({family.HubConfig}'s sizes, random weights; made earlier, reused)");
-            return dir;
+            return Path.GetRelativePath(Environment.CurrentDirectory, dir);
         }
         report($"--family {name}: writing {family.HubConfig}'s sizes with random bf16 weights to {Path.GetRelativePath(Environment.CurrentDirectory, dir)} (once; gitignored)…");
         var bytes = Synthesize(family, fixtures, dir, tiny: false);
         report($"--family {name}: wrote {bytes / 1e9:N2} GB of weights");
-        return dir;
+        return Path.GetRelativePath(Environment.CurrentDirectory, dir);
     }
 
     /// <summary>
