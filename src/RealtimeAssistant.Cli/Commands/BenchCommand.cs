@@ -32,12 +32,13 @@ public static class BenchCommand
         var reps = new Option<int>("--reps") { DefaultValueFactory = _ => 3 };
         var model = new Option<string?>("--model", "-m") { Description = "a model folder instead of the random LLaVA shape: its caption prompt with one (random) image, decoded in its own cache group" };
         var kernels = new Option<string>("--kernels") { DefaultValueFactory = _ => "on", Description = "on, or off: libtorch runs every product (the reference the CPU kernels are measured against)" };
+        var family = BenchModels.Option();
         var profile = new Option<bool>("--profile") { Description = "also time decode steps op by op (every layer's weights, so memory traffic is as in a step) and print where the milliseconds go" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var cmd = new Command("engine", "Prefill and decode on a LLaVA-shaped decoder with random weights (or a model folder), beside the matmul rate and the memory read bandwidth measured in the same process.")
-            { json, layers, hidden, tokens, decode, reps, model, profile, kernels, device, dtype, weights };
+            { json, layers, hidden, tokens, decode, reps, model, family, profile, kernels, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             int L = pr.GetValue(layers), D = pr.GetValue(hidden), T = pr.GetValue(tokens), N = pr.GetValue(decode), R = pr.GetValue(reps);
@@ -51,7 +52,10 @@ public static class BenchCommand
                 var k => throw new UserError($"--kernels '{k}' is not one of on, off"),
             };
             using var _ = torch.inference_mode();
-            using var work = pr.GetValue(model) is { } dir
+            if (pr.GetValue(model) is not null && pr.GetValue(family) is not null)
+                throw new UserError("bench engine: give --model or --family, not both");
+            var modelDir = pr.GetValue(family) is { } f ? BenchModels.Resolve(f, Console.Error.WriteLine) : pr.GetValue(model);
+            using var work = modelDir is { } dir
                 ? EngineWorkload.FromModel(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine })
                 : EngineWorkload.Random(L, D, T, dev, Model.Engine.ResolveDType(pr.GetValue(dtype)!, dev, "float32"), pr.GetValue(weights)!);
             var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), ct);
@@ -79,6 +83,12 @@ public static class BenchCommand
         public required ScalarType DType { get; init; }
         public required Device Device { get; init; }
         public IDisposable? Owner { get; init; }
+        /// <summary>The loaded model folder (null: the random decoder alone).</summary>
+        public Model.Engine? Engine { get; init; }
+        /// <summary>Resident memory before the load, and the peak once loaded (VmRSS, VmHWM), bytes.</summary>
+        public (long Before, long LoadPeak)? LoadRss { get; init; }
+        /// <summary>The peak while the prompt's image was encoded and embedded (VmHWM, reset after the load), bytes.</summary>
+        public long? PromptPeak { get; init; }
         public int Tokens => (int)Embeds.shape[1];
 
         public static EngineWorkload Random(int L, int D, int T, Device dev, ScalarType dt, string weights)
@@ -104,17 +114,23 @@ public static class BenchCommand
 
         public static EngineWorkload FromModel(string dir, EngineOptions options)
         {
+            BenchModels.ResetPeak(); // the peak of loading alone, not of whatever ran before (writing a --family folder)
+            var before = BenchModels.Rss();
             var engine = Model.Engine.Load(dir, options);
+            var loaded = BenchModels.Rss();
             try
             {
                 // The caption prompt with one noise image, as the family prepares and encodes it.
                 using var image = new OpenCvSharp.Mat(336, 336, OpenCvSharp.MatType.CV_8UC3);
                 OpenCvSharp.Cv2.Randu(image, OpenCvSharp.Scalar.All(0), OpenCvSharp.Scalar.All(255));
+                bool reset = BenchModels.ResetPeak();
                 var (embeds, positions, _, next) = new Captioner(engine).EmbedPrompt(new[] { image }, null);
+                var promptPeak = reset ? BenchModels.Rss()?.Peak : null;
                 var c = engine.Text;
                 return new EngineWorkload
                 {
-                    Lm = engine.Language, Embeds = embeds.DetachFromDisposeScope(), Positions = positions, Owner = engine,
+                    Lm = engine.Language, Embeds = embeds.DetachFromDisposeScope(), Positions = positions, Owner = engine, Engine = engine,
+                    LoadRss = before is { } b && loaded is { } l ? (b.Current, l.Peak) : null, PromptPeak = promptPeak,
                     Group = engine.GroupPositions ? CacheGroup.Target : CacheGroup.Source, DecodeStart = engine.GroupPositions ? 0 : next,
                     Format = engine.Weights, DType = engine.DType, Device = engine.Device,
                     Description = $"{dir}: {engine.Model.ModelType}, {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, intermediate {c.IntermediateSize}, {c.NumAttentionHeads} heads ({c.NumKeyValueHeads} kv), {embeds.shape[1]} prompt tokens, decoding in the {(engine.GroupPositions ? "target" : "source")} group",
@@ -156,6 +172,7 @@ public static class BenchCommand
         }
         var prefillMs = new List<double>();
         var decodeMs = new List<double>();
+        bool phasePeaks = w.Engine is not null && BenchModels.ResetPeak();
         for (int r = 0; r < R + 1; r++)
         {
             ct.ThrowIfCancellationRequested();
@@ -175,6 +192,7 @@ public static class BenchCommand
             if (r == 0) continue; // warm-up
             prefillMs.Add(pre); decodeMs.Add(dec);
         }
+        long? runPeak = phasePeaks ? BenchModels.Rss()?.Peak : null;
         EngineProfile? steps = null;
         if (profile)
         {
@@ -182,6 +200,29 @@ public static class BenchCommand
             using var _c = cache;
             steps = EngineProfile.Run(lm, cache, next, w.Group, w.DecodeStart, N);
         }
+        // The vision side on one stream frame (a 336² noise image as a video frame: preprocessing, tower, connector).
+        var visionMs = new List<double>();
+        var visionPrepareMs = new List<double>(); // of which the CPU preprocessing (resize, normalise, upload)
+        if (w.Engine is { } e)
+        {
+            using var frame = new OpenCvSharp.Mat(336, 336, OpenCvSharp.MatType.CV_8UC3);
+            OpenCvSharp.Cv2.Randu(frame, OpenCvSharp.Scalar.All(0), OpenCvSharp.Scalar.All(255));
+            phasePeaks = phasePeaks && BenchModels.ResetPeak();
+            for (int r = 0; r < R + 1; r++)
+            {
+                ct.ThrowIfCancellationRequested();
+                var sw = Stopwatch.StartNew();
+                using (var prepared = e.Model.Prepare(frame, ImageUse.VideoFrame))
+                {
+                    TokenGenerator.Sync(dev);
+                    var prep = sw.Elapsed.TotalMilliseconds;
+                    foreach (var enc in e.Model.Encode(new[] { prepared })) enc.Dispose();
+                    TokenGenerator.Sync(dev);
+                    if (r > 0) { visionMs.Add(sw.Elapsed.TotalMilliseconds); visionPrepareMs.Add(prep); }
+                }
+            }
+        }
+        long? visionPeak = phasePeaks ? BenchModels.Rss()?.Peak : null;
         double Median(List<double> v) { var s = v.OrderBy(x => x).ToList(); return s[s.Count / 2]; }
         var prefill = Median(prefillMs);
         var perToken = Median(decodeMs) / N;
@@ -223,6 +264,28 @@ public static class BenchCommand
         result["decode_kv_mb_per_token"] = Math.Round(kvBytes / 1e6, 2);
         result["prefill_runs_ms"] = prefillMs.Select(x => Math.Round(x, 1)).ToArray();
         result["decode_runs_ms_per_token"] = decodeMs.Select(x => Math.Round(x / N, 2)).ToArray();
+        if (w.Engine is { } en)
+        {
+            using var frame = new OpenCvSharp.Mat(336, 336, OpenCvSharp.MatType.CV_8UC3);
+            result["vision_tokens_per_frame"] = en.Model.RunLength(frame, ImageUse.VideoFrame);
+            result["vision_ms_per_frame"] = Math.Round(Median(visionMs), 1);
+            result["vision_runs_ms"] = visionMs.Select(x => Math.Round(x, 1)).ToArray();
+            result["vision_prepare_ms_per_frame"] = Math.Round(Median(visionPrepareMs), 1);
+            long all = en.WeightBytes;
+            result["model_weight_mb"] = Math.Round(all / 1e6, 1);
+            if (w.LoadRss is { } rss)
+            {
+                // Loading must not hold two copies: the peak once loaded, over the weights it holds.
+                result["rss_before_load_mb"] = Math.Round(rss.Before / 1e6);
+                result["peak_rss_after_load_mb"] = Math.Round(rss.LoadPeak / 1e6);
+                result["peak_rss_after_load_over_weights"] = Math.Round((double)rss.LoadPeak / all, 3);
+                result["load_rss_growth_over_weights"] = Math.Round((double)(rss.LoadPeak - rss.Before) / all, 3);
+            }
+            // Each phase's own peak (VmHWM reset as it starts): what its activations add to the weights.
+            if (w.PromptPeak is { } pp) result["peak_rss_prompt_image_mb"] = Math.Round(pp / 1e6);
+            if (runPeak is { } rp) result["peak_rss_prefill_decode_mb"] = Math.Round(rp / 1e6);
+            if (visionPeak is { } vp) result["peak_rss_vision_frames_mb"] = Math.Round(vp / 1e6);
+        }
         if (steps is not null) result["decode_profile"] = steps.Rows();
         return (result, steps);
     }

@@ -36,8 +36,11 @@ public static class StreamingBench
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
+        var family = BenchModels.Option();
+        var windows = new Option<int[]>("--windows") { DefaultValueFactory = _ => new[] { 2, 4, 8 }, AllowMultipleArgumentsPerToken = true, Description = "with --family: the window sizes (frames) the update latency is measured at, each once the window is full" };
+        var frameSize = new Option<int>("--frame-size") { DefaultValueFactory = _ => 224, Description = "with --family: the stream's frames are this many pixels a side" };
         var cmd = new Command("streaming", "Streaming with group positions vs re-encoding vs interleaved: update latency and caption F1.")
-            { json, model, window, qualityWindow, at, clips, tokens, prune, frameBand, longClips, device, dtype, weights };
+            { json, model, window, qualityWindow, at, clips, tokens, prune, frameBand, longClips, device, dtype, weights, family, windows, frameSize };
         return cmd.WithAction((pr, ct) =>
         {
             var checkpoints = pr.GetValue(at)!.Distinct().OrderBy(x => x).ToArray();
@@ -46,6 +49,16 @@ public static class StreamingBench
             // A clip is 6 s at 15 fps, read every 5th frame: past 16 frames no caption has a full window.
             if (pr.GetValue(qualityWindow) is < 1 or > 16) throw new UserError($"--quality-window must be 1..16 frames, got {pr.GetValue(qualityWindow)}");
             if (pr.GetValue(window) is < 1 or > 4096) throw new UserError($"--window must be 1..4096 frames, got {pr.GetValue(window)}");
+            if (pr.GetValue(family) is { } fam)
+            {
+                if (pr.GetValue(model) is not null) throw new UserError("bench streaming: give --model or --family, not both");
+                var ws = pr.GetValue(windows)!.Distinct().OrderBy(x => x).ToArray();
+                if (ws.Length == 0 || ws[0] < 1 || ws[^1] > 256) throw new UserError("--windows takes window sizes of 1..256 frames");
+                if (pr.GetValue(frameSize) is < 16 or > 2048) throw new UserError($"--frame-size must be 16..2048 pixels, got {pr.GetValue(frameSize)}");
+                var dir = BenchModels.Resolve(fam, Console.Error.WriteLine);
+                using var fe = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype, weights));
+                return Task.FromResult(FamilyLatency(fe, fam, ws, pr.GetValue(frameSize), pr.GetValue(tokens), pr.GetValue(json), ct));
+            }
             int? band = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(window));
             int? qualityBand = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(qualityWindow)) is { } qb ? Math.Min(qb, pr.GetValue(qualityWindow)) : null;
             using var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights));
@@ -131,6 +144,45 @@ public static class StreamingBench
         });
     }
 
+    /// <summary>
+    /// --family: GPE against re-encoding at each window size, on random weights at a real
+    /// checkpoint's shapes. F1 is not measured: random weights caption nothing.
+    /// </summary>
+    static int FamilyLatency(Engine e, string family, int[] windows, int frameSize, int captionTokens, string? json, CancellationToken ct)
+    {
+        var methods = new[] { "gpe", "re-encoding" };
+        var rows = new List<Dictionary<string, object>>();
+        var table = new Table().AddColumns("window (frames)", "tokens / frame", "gpe update ms", "re-encoding update ms", "re-encoding / gpe", "gpe +caption ms", "re-encoding +caption ms");
+        int perFrame;
+        using (var probe = new OpenCvSharp.Mat(frameSize, frameSize, OpenCvSharp.MatType.CV_8UC3))
+            perFrame = e.Model.RunLength(probe, ImageUse.VideoFrame);
+        // One untimed round first, so the first window measured does not pay the warm-up.
+        Latency(e, methods, windows[0], new[] { windows[0] + 1 }, captionTokens, null, null, ct, frameSize, pool: 1, samples: 1);
+        foreach (var w in windows)
+        {
+            var lat = Latency(e, methods, w, new[] { w + 1 }, captionTokens, null, null, ct, frameSize, pool: 4, samples: 5);
+            var (g, r) = (lat["gpe"][w + 1], lat["re-encoding"][w + 1]);
+            rows.Add(new Dictionary<string, object>
+            {
+                ["window"] = w, ["gpe_update_ms"] = Math.Round(g.Update, 1), ["reencoding_update_ms"] = Math.Round(r.Update, 1),
+                ["reencoding_over_gpe"] = Math.Round(r.Update / g.Update, 2),
+                ["gpe_caption_ms"] = Math.Round(g.Caption, 1), ["reencoding_caption_ms"] = Math.Round(r.Caption, 1),
+            });
+            table.AddRow(w.ToString(), perFrame.ToString(), g.Update.ToString("0.#"), r.Update.ToString("0.#"), (r.Update / g.Update).ToString("0.00"),
+                g.Caption.ToString("0.#"), r.Caption.ToString("0.#"));
+        }
+        AnsiConsole.Write(table);
+        var summary = new Dictionary<string, object>
+        {
+            ["family"] = family, ["model"] = $"{e.Model.ModelType}, {e.Text.NumHiddenLayers} layers, hidden {e.Text.HiddenSize}",
+            ["weights"] = e.WeightsName, ["frame_size"] = frameSize, ["tokens_per_frame"] = perFrame, ["caption_tokens"] = captionTokens,
+            ["f1"] = "n/a: random weights (F1 needs a trained model; see `ra bench streaming --model`)",
+        };
+        foreach (var (k, v) in summary) AnsiConsole.MarkupLine($"[grey]{k}[/] = {Markup.Escape(v.ToString()!)}");
+        if (json is { } path) Cli.WriteJson(path, new { windows = rows, summary });
+        return 0;
+    }
+
     static ICaptionSession Make(Engine e, string method, StreamingOptions o) => method switch
     {
         "gpe" => new GpeSession(e, o),
@@ -147,14 +199,14 @@ public static class StreamingBench
     /// timed alone, or always after the same neighbour, moved by 10–20% between runs).
     /// </summary>
     static Dictionary<string, Dictionary<int, (double Update, double Caption)>> Latency(Engine e, string[] methods, int window, int[] at, int captionTokens,
-        PruningConfig? pruning, int? frameBand, CancellationToken ct)
+        PruningConfig? pruning, int? frameBand, CancellationToken ct, int frameSize = 64, int pool = 16, int samples = 9)
     {
         using var _ = torch.inference_mode();
         var clip = ClipGenerator.Generate(7, 8, 15);
         // A pool of real encoded frames, reused in turn: content does not change the cost.
-        var pool = Enumerable.Range(0, 16).Select(i =>
+        var encoded = Enumerable.Range(0, pool).Select(i =>
         {
-            using var img = clip.Render(i * 5 % clip.FrameCount, 64, 64);
+            using var img = clip.Render(i * 5 % clip.FrameCount, frameSize, frameSize);
             return e.Model.EncodeOne(img, ImageUse.VideoFrame);
         }).ToArray();
         StreamingOptions Options(string method) => new()
@@ -171,9 +223,8 @@ public static class StreamingBench
                 for (; frame[i] < runs[i].At - 1; frame[i]++)
                 {
                     ct.ThrowIfCancellationRequested();
-                    sessions[i].Read(pool[frame[i] % pool.Length].Clone());
+                    sessions[i].Read(encoded[frame[i] % encoded.Length].Clone());
                 }
-            const int samples = 9;
             var update = runs.Select(_ => new List<double>()).ToArray();
             var caption = runs.Select(_ => new List<double>()).ToArray();
             var rng = new Random(17);
@@ -181,7 +232,7 @@ public static class StreamingBench
                 foreach (int i in Enumerable.Range(0, runs.Length).OrderBy(_ => rng.Next()).ToArray())
                 {
                     ct.ThrowIfCancellationRequested();
-                    var features = pool[frame[i]++ % pool.Length].Clone();
+                    var features = encoded[frame[i]++ % encoded.Length].Clone();
                     var sw = Stopwatch.StartNew();
                     double first = double.NaN;
                     foreach (var ev in sessions[i].ReadAndWrite(features))
@@ -195,7 +246,7 @@ public static class StreamingBench
         finally
         {
             foreach (var s in sessions) s.Dispose();
-            foreach (var t in pool) t.Dispose();
+            foreach (var t in encoded) t.Dispose();
         }
     }
 

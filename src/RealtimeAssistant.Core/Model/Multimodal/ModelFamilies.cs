@@ -1,6 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using RealtimeAssistant.Model.Checkpoint;
+using TorchSharp;
+using static TorchSharp.torch;
 
 namespace RealtimeAssistant.Model;
 
@@ -25,6 +27,35 @@ public static class ModelFamilies
     };
 
     public static IReadOnlyCollection<string> Supported => Loaders.Keys;
+
+    /// <summary>
+    /// A family's module tree with uninitialised parameters (torch.empty: nothing is resident until
+    /// written) and the Hub checkpoint name of each parameter: what a random checkpoint of a
+    /// config must hold. The folder must hold config.json and the processor configs the family reads.
+    /// </summary>
+    public static (nn.Module Module, Func<string, string> ToCheckpoint) Skeleton(string dir, TensorSpec spec)
+    {
+        var config = ReadConfig(dir);
+        var source = Path.Combine(dir, "config.json");
+        var type = ModelType(config, source);
+        CheckSupported(type, source);
+        static string Old(string m) => CheckpointNames.ToCheckpoint(m, CheckpointNames.Generation.Old);
+        switch (type)
+        {
+            case "qwen2_vl" or "qwen2_5_vl":
+                // The Hub files name the decoder model.* and lm_head.*, the vision tower visual.*.
+                return (new Families.Qwen2Vl.Qwen2VlModel(Families.Qwen2Vl.Qwen2VlConfig.Parse(config, source), spec),
+                    m => m.StartsWith("language_model.", StringComparison.Ordinal) ? m["language_model.".Length..] : m);
+            case "idefics3" or "smolvlm":
+                var cfg = Families.Idefics3.Idefics3Config.Parse(config, source);
+                var tile = Families.Idefics3.Idefics3ProcessorConfig.Load(dir, cfg.ModelType).TileSize;
+                return (new Families.Idefics3.Idefics3Model(cfg, tile, spec), Families.Idefics3.Idefics3Model.ToCheckpointName);
+            case "llava_onevision":
+                return (new LlavaOneVision.OneVisionModel(LlavaOneVision.OneVisionConfig.Parse(config, source), spec), Old);
+            default:
+                return (new LlavaModel(LlavaConfig.Parse(config, source), spec), Old);
+        }
+    }
 
     /// <summary>config.json's model_type (a llava-hf config may omit it: llava).</summary>
     public static string ModelType(JsonNode config, string source) =>
