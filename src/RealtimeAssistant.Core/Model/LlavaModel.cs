@@ -41,7 +41,7 @@ public sealed class LlavaModel : nn.Module
             throw new UserError($"the prompt has {imageSlots.Length} image-token slots but {imageFeatures?.shape[1] ?? 0} image features were given");
         // Only the slots are replaced; the image token id may lie outside the embedding table.
         var idx = torch.tensor(imageSlots, device: ids.device);
-        var embeds = language_model.model.embed_tokens.forward(ids.index_fill(1, idx, 0));
+        var embeds = language_model.model.embed_tokens.forward(ids.index_fill(1, idx, Rooted.Zero));
         embeds = embeds.index_copy(1, idx, imageFeatures.to_type(embeds.dtype));
         return embeds.MoveToOuterDisposeScope();
     }

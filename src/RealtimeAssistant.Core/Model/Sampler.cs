@@ -35,14 +35,16 @@ public sealed class Sampler : IDisposable
         using var scope = torch.NewDisposeScope();
         if (_o.Temperature <= 0) return (int)logits.argmax().item<long>();
         _gen ??= new torch.Generator(_o.Seed, logits.device);
-        var probs = torch.softmax(logits / _o.Temperature, -1);
+        using var invT = (1.0 / _o.Temperature).ToScalar(); // Scalars alive across the calls: see Rooted
+        using var topP = _o.TopP.ToScalar();
+        var probs = torch.softmax(logits.mul(invT), -1);
         if (_o.TopP < 1)
         {
             var (sorted, order) = probs.sort(descending: true);
             var cumulative = sorted.cumsum(0);
             // Keep the smallest prefix whose mass reaches top-p (the first token always stays).
-            var drop = (cumulative - sorted) > _o.TopP;
-            sorted = sorted.masked_fill(drop, 0);
+            var drop = (cumulative - sorted).gt(topP);
+            sorted = sorted.masked_fill(drop, Rooted.Zero);
             var pick = torch.multinomial(sorted / sorted.sum(), 1, generator: _gen);
             return (int)order[pick].item<long>();
         }

@@ -153,14 +153,15 @@ public static class PrunedPrefill
         var Kr = attn.RepeatKv(K)[0];   // [H, S, hd]
         var Vr = attn.RepeatKv(V)[0];
         var ql = q[0].narrow(1, rows.Length - 1, 1); // [H, 1, hd]
-        var P = torch.softmax(torch.matmul(ql, Kr.transpose(1, 2)) / Math.Sqrt(hd), -1)[.., 0]; // [H, S]
+        using var invSqrtHd = (1.0 / Math.Sqrt(hd)).ToScalar(); // alive across the calls: see Model/Rooted
+        var P = torch.softmax(torch.matmul(ql, Kr.transpose(1, 2)).mul(invSqrtHd), -1)[.., 0]; // [H, S]
         var o = torch.matmul(P.unsqueeze(1), Vr).reshape(-1);                                    // [H·hd]
         var cols = torch.tensor(visLocal.Select(i => prior + i).ToArray(), device: q.device);
         var Pv = P.index_select(1, cols);                                                        // [H, nv]
         var contrib = (Pv.unsqueeze(-1) * Vr.index_select(1, cols)).permute(1, 0, 2).reshape(vis.Length, H * hd);
         var norm = contrib.norm(1);
         var diff = o.unsqueeze(0) - contrib;
-        var cosv = (diff * o).sum(1) / (diff.norm(1) * o.norm() + 1e-12f);
+        var cosv = (diff * o).sum(1) / (diff.norm(1) * o.norm()).PlusNumber(1e-12);
         var mass = Pv.mean(new long[] { 0 });
         var stats = torch.stack(new[] { cosv, norm, mass }).to_type(ScalarType.Float32).cpu();
         var data = stats.data<float>().ToArray();
@@ -174,9 +175,9 @@ public static class PrunedPrefill
             if (tRows.Length > 0)
             {
                 var tr = torch.tensor(tRows, device: q.device);
-                var scores = torch.matmul(q[0].index_select(1, tr), Kr.transpose(1, 2)) / Math.Sqrt(hd); // [H, nt, S]
-                var allowed = torch.arange(Kr.shape[1], device: q.device).unsqueeze(0) <= (tr + prior).unsqueeze(1);
-                var Pt = torch.softmax(scores.masked_fill(allowed.logical_not().unsqueeze(0), float.NegativeInfinity), -1);
+                var scores = torch.matmul(q[0].index_select(1, tr), Kr.transpose(1, 2)).mul(invSqrtHd); // [H, nt, S]
+                var allowed = Rooted.Arange(Kr.shape[1], q.device).unsqueeze(0) <= tr.PlusNumber(prior).unsqueeze(1);
+                var Pt = torch.softmax(scores.masked_fill(allowed.logical_not().unsqueeze(0), Rooted.NegativeInfinity), -1);
                 tm = Pt.index_select(2, cols).sum(2).mean().item<float>();
             }
         }
@@ -252,20 +253,20 @@ public static class PrunedPrefill
         else
         {
             // Layer 0: visual rows see the text before them (P) and themselves only.
-            double scale = 1.0 / Math.Sqrt(attn.HeadDim);
+            using var scale = (1.0 / Math.Sqrt(attn.HeadDim)).ToScalar(); // alive across the calls: see Model/Rooted
             var kS = attn.RepeatKv(k.index_select(2, p.VisRows));
             var vS = attn.RepeatKv(v.index_select(2, p.VisRows));
-            var self = (qV * kS).sum(-1, keepdim: true) * scale;
+            var self = (qV * kS).sum(-1, keepdim: true).mul(scale);
             if (p.Vis0Mask.shape[1] == 0) oV = vS;
             else
             {
                 var kP = attn.RepeatKv(WithPrior(K, k, p.Vis0Keys));
                 var vP = attn.RepeatKv(WithPrior(V, v, p.Vis0Keys));
-                var scores = torch.matmul(qV, kP.transpose(2, 3)) * scale;
-                scores = scores.masked_fill(p.Vis0Mask.logical_not(), float.NegativeInfinity);
+                var scores = torch.matmul(qV, kP.transpose(2, 3)).mul(scale);
+                scores = scores.masked_fill(p.Vis0Mask.logical_not(), Rooted.NegativeInfinity);
                 var w = torch.softmax(torch.cat(new[] { scores, self }, -1), -1);
                 long np = kP.shape[2];
-                oV = torch.matmul(w.narrow(-1, 0, np), vP) + w.narrow(-1, np, 1) * vS;
+                oV = torch.matmul(w.narrow(-1, 0, np), vP).Plus(w.narrow(-1, np, 1) * vS);
             }
             pairs += p.Vis0Pairs;
         }

@@ -54,11 +54,13 @@ public class FinalizerRaceTests(ITestOutputHelper output)
         }, "prompts of 20 decode steps");
     }
 
-    [Fact]
-    public void StreamingReadsAndCaptionsSurviveGarbageCollectionsRacingThem()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void StreamingReadsAndCaptionsSurviveGarbageCollectionsRacingThem(bool pruned)
     {
         using var e = AppTestSupport.TinyEngine();
-        using var session = new RealtimeAssistant.Streaming.GpeSession(e, AppTestSupport.TinyOptions());
+        using var session = new RealtimeAssistant.Streaming.GpeSession(e, AppTestSupport.TinyOptions(pruning: pruned ? AppTestSupport.TinySchedule : null));
         var clip = RealtimeAssistant.Demo.ClipGenerator.Generate(7, 40, 15);
         int frame = 0;
         BesideCollections(() =>
@@ -66,6 +68,6 @@ public class FinalizerRaceTests(ITestOutputHelper output)
             using var img = clip.Render(frame++ % clip.FrameCount, 32, 32);
             session.Read(img);
             if (frame % 3 == 0) foreach (var _ in session.Write()) { }
-        }, "frame reads (a caption every third)");
+        }, $"frame reads{(pruned ? ", pruned," : "")} (a caption every third)");
     }
 }

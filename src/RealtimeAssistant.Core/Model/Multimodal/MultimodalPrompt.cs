@@ -88,7 +88,7 @@ public sealed class MultimodalPrompt
         if (FeatureSlots.Length == 0) return table.forward(ids).MoveToOuterDisposeScope();
         // Only the slots are replaced; a placeholder id may lie outside the embedding table.
         var idx = torch.tensor(FeatureSlots, device: device);
-        var embeds = table.forward(ids.index_fill(1, idx, 0));
+        var embeds = table.forward(ids.index_fill(1, idx, Rooted.Zero));
         var feats = Images.Count == 1 ? Images[0].Features : torch.cat(Images.Select(i => i.Features).ToArray(), 0);
         embeds = embeds.index_copy(1, idx, feats.to_type(embeds.dtype).unsqueeze(0));
         return embeds.MoveToOuterDisposeScope();
