@@ -30,6 +30,13 @@ public static class Rooted
         return torch.arange(Zero, stop, One, ScalarType.Int64, device);
     }
 
+    /// <summary>x + v for an integer v known only now (the Scalar lives until the call returns; an integer tensor stays integer).</summary>
+    public static Tensor PlusNumber(this Tensor x, long v)
+    {
+        using var s = v.ToScalar();
+        return x.add(s, One);
+    }
+
     /// <summary>x + v for a number v known only now (the Scalar lives until the call returns).</summary>
     public static Tensor PlusNumber(this Tensor x, double v)
     {

@@ -35,9 +35,9 @@ public sealed class Sampler : IDisposable
         using var scope = torch.NewDisposeScope();
         if (_o.Temperature <= 0) return (int)logits.argmax().item<long>();
         _gen ??= new torch.Generator(_o.Seed, logits.device);
-        using var invT = (1.0 / _o.Temperature).ToScalar(); // Scalars alive across the calls: see Rooted
+        using var temperature = _o.Temperature.ToScalar(); // Scalars alive across the calls: see Rooted
         using var topP = _o.TopP.ToScalar();
-        var probs = torch.softmax(logits.mul(invT), -1);
+        var probs = torch.softmax(logits.div(temperature), -1);
         if (_o.TopP < 1)
         {
             var (sorted, order) = probs.sort(descending: true);

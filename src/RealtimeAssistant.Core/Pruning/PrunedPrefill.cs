@@ -153,8 +153,8 @@ public static class PrunedPrefill
         var Kr = attn.RepeatKv(K)[0];   // [H, S, hd]
         var Vr = attn.RepeatKv(V)[0];
         var ql = q[0].narrow(1, rows.Length - 1, 1); // [H, 1, hd]
-        using var invSqrtHd = (1.0 / Math.Sqrt(hd)).ToScalar(); // alive across the calls: see Model/Rooted
-        var P = torch.softmax(torch.matmul(ql, Kr.transpose(1, 2)).mul(invSqrtHd), -1)[.., 0]; // [H, S]
+        using var sqrtHd = Math.Sqrt(hd).ToScalar(); // alive across the calls: see Model/Rooted
+        var P = torch.softmax(torch.matmul(ql, Kr.transpose(1, 2)).div(sqrtHd), -1)[.., 0]; // [H, S]
         var o = torch.matmul(P.unsqueeze(1), Vr).reshape(-1);                                    // [H·hd]
         var cols = torch.tensor(visLocal.Select(i => prior + i).ToArray(), device: q.device);
         var Pv = P.index_select(1, cols);                                                        // [H, nv]
@@ -175,7 +175,7 @@ public static class PrunedPrefill
             if (tRows.Length > 0)
             {
                 var tr = torch.tensor(tRows, device: q.device);
-                var scores = torch.matmul(q[0].index_select(1, tr), Kr.transpose(1, 2)).mul(invSqrtHd); // [H, nt, S]
+                var scores = torch.matmul(q[0].index_select(1, tr), Kr.transpose(1, 2)).div(sqrtHd); // [H, nt, S]
                 var allowed = Rooted.Arange(Kr.shape[1], q.device).unsqueeze(0) <= tr.PlusNumber(prior).unsqueeze(1);
                 var Pt = torch.softmax(scores.masked_fill(allowed.logical_not().unsqueeze(0), Rooted.NegativeInfinity), -1);
                 tm = Pt.index_select(2, cols).sum(2).mean().item<float>();
