@@ -133,7 +133,17 @@ public class PushStreamTests(StreamServer server, ITestOutputHelper log)
         for (int i = 0; i < 60; i++) await ws.SendAsync(frame, WebSocketMessageType.Binary, true, cts.Token);
         var sw = Stopwatch.StartNew();
         JsonNode state;
-        do { state = await server.State(id); } while (state["source_status"]!["push_over_rate"]!.GetValue<long>() == 0 && sw.Elapsed < TimeSpan.FromSeconds(20));
+        // Until the whole burst is accounted for (taken or dropped), and no longer moving.
+        long Seen(JsonNode st) => st["source_status"]!["frames_pushed"]!.GetValue<long>() + st["source_status"]!["push_over_rate"]!.GetValue<long>();
+        long last = -1;
+        while (true)
+        {
+            state = await server.State(id);
+            long seen = Seen(state);
+            if ((seen == last && state["source_status"]!["push_over_rate"]!.GetValue<long>() > 0) || sw.Elapsed > TimeSpan.FromSeconds(20)) break;
+            last = seen;
+            await Task.Delay(200);
+        }
         log.WriteLine(state["source_status"]!.ToJsonString());
         var pushed = state["source_status"]!["frames_pushed"]!.GetValue<long>();
         var over = state["source_status"]!["push_over_rate"]!.GetValue<long>();
