@@ -47,31 +47,36 @@ public static unsafe class DecodeAttention
             int items = (int)(b * h), rep = (int)(h / kvHeads);
             KernelPool.For(items, 1, (int)Math.Max(1, (1L << 15) / Math.Max(1, total * d)), (i0, i1) =>
             {
-                var scores = new float[total];
-                fixed (float* sc = scores)
-                    for (int item = i0; item < i1; item++)
-                    {
-                        long bi = item / h, hi = item % h, kv = hi / rep;
-                        float* qh = (float*)qp + item * d, oh = (float*)op + item * d;
-                        long at = 0;
-                        foreach (var sg in segs)
+                // Pooled: a decode step runs this per layer, and garbage here is a collection per few tokens.
+                var scores = System.Buffers.ArrayPool<float>.Shared.Rent((int)total);
+                try
+                {
+                    fixed (float* sc = scores)
+                        for (int item = i0; item < i1; item++)
                         {
-                            float* k = (float*)sg.K + bi * sg.KB + kv * sg.KH;
-                            for (long s = 0; s < sg.S; s++) sc[at + s] = Dot(isa, qh, k + s * d, (int)d) * scale;
-                            at += sg.S;
+                            long bi = item / h, hi = item % h, kv = hi / rep;
+                            float* qh = (float*)qp + item * d, oh = (float*)op + item * d;
+                            long at = 0;
+                            foreach (var sg in segs)
+                            {
+                                float* k = (float*)sg.K + bi * sg.KB + kv * sg.KH;
+                                for (long s = 0; s < sg.S; s++) sc[at + s] = Dot(isa, qh, k + s * d, (int)d) * scale;
+                                at += sg.S;
+                            }
+                            float sum = Softmax(isa, sc, (int)total);
+                            new Span<float>(oh, (int)d).Clear();
+                            at = 0;
+                            foreach (var sg in segs)
+                            {
+                                float* v = (float*)sg.V + bi * sg.VB + kv * sg.VH;
+                                for (long s = 0; s < sg.S; s++) Axpy(isa, sc[at + s], v + s * d, oh, (int)d);
+                                at += sg.S;
+                            }
+                            float inv = 1f / sum;
+                            for (int j = 0; j < d; j++) oh[j] *= inv;
                         }
-                        float sum = Softmax(isa, sc, (int)total);
-                        new Span<float>(oh, (int)d).Clear();
-                        at = 0;
-                        foreach (var sg in segs)
-                        {
-                            float* v = (float*)sg.V + bi * sg.VB + kv * sg.VH;
-                            for (long s = 0; s < sg.S; s++) Axpy(isa, sc[at + s], v + s * d, oh, (int)d);
-                            at += sg.S;
-                        }
-                        float inv = 1f / sum;
-                        for (int j = 0; j < d; j++) oh[j] *= inv;
-                    }
+                }
+                finally { System.Buffers.ArrayPool<float>.Shared.Return(scores); }
             });
             return output;
         }
