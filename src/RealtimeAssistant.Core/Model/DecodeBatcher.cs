@@ -54,6 +54,9 @@ public sealed class DecodeBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor[
     /// <summary>Batches run, steps in them, and the largest batch.</summary>
     public (long Batches, long Steps, long Largest) Counters { get { lock (_gate) return (_batches, _rows, _largest); } }
 
+    /// <summary>Steps waiting for a batch now.</summary>
+    public int Queued { get { lock (_gate) return _pending.Count; } }
+
     public Tensor Step(LanguageModel model, int id, long position, KvCache cache, CacheGroup group)
     {
         if (!ReferenceEquals(model, lm)) throw new ArgumentException("a decode batcher serves one model");
@@ -82,23 +85,37 @@ public sealed class DecodeBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor[
     {
         while (true)
         {
-            List<Pending> batch;
             lock (_gate)
             {
                 while (_pending.Count == 0 && !_disposed) Monitor.Wait(_gate);
                 if (_pending.Count == 0) return;
-                batch = _pending.Take(maxBatch).ToList();
-                _pending.RemoveRange(0, batch.Count);
-                _batches++; _rows += batch.Count; _largest = Math.Max(_largest, batch.Count);
             }
+            // The batch is formed once the turn is ours, not before: steps that fell due while
+            // the turn was waiting behind other streams' reads join this batch instead of the next.
+            List<Pending> batch = [];
             try
             {
-                var results = turn is null ? Run(batch) : turn(() => Run(batch));
+                var results = turn is null ? Run(Take(batch)) : turn(() => Run(Take(batch)));
                 for (int i = 0; i < batch.Count; i++) batch[i].Result = results[i];
             }
-            catch (Exception e) { foreach (var p in batch) p.Error = e; }
+            catch (Exception e)
+            {
+                if (batch.Count == 0) Take(batch); // the turn itself failed (the scheduler is closing): these steps fail with it
+                foreach (var p in batch) p.Error = e;
+            }
             foreach (var p in batch) p.Done.Set();
         }
+    }
+
+    List<Pending> Take(List<Pending> batch)
+    {
+        lock (_gate)
+        {
+            batch.AddRange(_pending.Take(maxBatch));
+            _pending.RemoveRange(0, batch.Count);
+            _batches++; _rows += batch.Count; _largest = Math.Max(_largest, batch.Count);
+        }
+        return batch;
     }
 
     /// <summary>The batch's steps as one forward: one logits row per step, each the caller's to dispose.</summary>

@@ -9,6 +9,11 @@ public sealed class GovernorLevel(string name, PruningConfig? pruning)
     public string Name { get; } = name;
     public PruningConfig? Pruning { get; } = pruning;
     public int? Budget => Pruning?.Budget;
+    /// <summary>
+    /// The decoder work of one frame read at this level, in visual token-layers, at most (null:
+    /// not known). What the governor scales measured read times by to expect a level it has not read.
+    /// </summary>
+    public double? Work { get; init; }
     public long Reads { get; private set; }
     /// <summary>The read the level is expected to take: the 80th percentile of its last 16 reads (null: not measured, or forgotten).</summary>
     public double? Estimate { get; private set; }
@@ -117,7 +122,32 @@ public sealed class FrameGovernor
         return new GovernorChoice(false, Current, CurrentLevel);
     }
 
-    bool Fits(int level) => _levels[level].Estimate is not { } e || e <= Fit * _budget;
+    bool Fits(int level) => Expected(level) is not { } e || e <= Fit * _budget;
+
+    /// <summary>
+    /// What a read at <paramref name="level"/> is expected to take: its own recent reads, else
+    /// the measured levels' times as a line in their work (a fixed cost plus a cost per
+    /// token-layer), else the nearest measured level's time scaled by work. Null: nothing to go on
+    /// (the level is tried). Scaling by work alone leaves out the fixed cost, so it errs low: the
+    /// governor stops at the first level that might fit, and its read corrects the line.
+    /// </summary>
+    public double? Expected(int level)
+    {
+        var l = _levels[level];
+        if (l.Estimate is { } e) return e;
+        if (l.Work is not { } w) return null;
+        var measured = _levels.Where(m => m.Estimate is not null && m.Work is not null).Select(m => (W: m.Work!.Value, Ms: m.Estimate!.Value)).ToList();
+        if (measured.Count == 0) return null;
+        if (measured.Select(m => m.W).Distinct().Count() >= 2)
+        {
+            double mw = measured.Average(m => m.W), ms = measured.Average(m => m.Ms);
+            double slope = measured.Sum(m => (m.W - mw) * (m.Ms - ms)) / measured.Sum(m => (m.W - mw) * (m.W - mw));
+            double fixedMs = ms - slope * mw;
+            if (slope > 0 && fixedMs >= 0) return fixedMs + slope * w;
+        }
+        var nearest = measured.MinBy(m => Math.Abs(m.W - w));
+        return nearest.W > 0 ? nearest.Ms * w / nearest.W : nearest.Ms;
+    }
 
     /// <summary>After a read at <paramref name="level"/>: its measured time.</summary>
     public void Observe(int level, double readMs)
@@ -151,7 +181,7 @@ public sealed class FrameGovernor
             try { StreamingOptions.ValidatePruning(p, layers); }
             catch (UserError) { return; }
             if (levels.Any(l => l.Pruning == p)) return;
-            levels.Add(new GovernorLevel(SessionBase.LevelName(p) ?? p.Method, p));
+            levels.Add(new GovernorLevel(SessionBase.LevelName(p) ?? p.Method, p) { Work = ReadWork(p, layers, visualTokensPerFrame) });
         }
         var s = schedule with { Method = "visipruner" };
         Add(s);
@@ -171,5 +201,21 @@ public sealed class FrameGovernor
             Add(alone with { ExitLayer = e, Budget = filter < e - 1 ? 1 : null, DeadlineLayer = filter < e - 1 ? filter : s.DeadlineLayer });
         if (levels.Count == 0) throw new UserError("no pruning level of this model's schedule can run on a stream");
         return levels;
+    }
+
+    /// <summary>
+    /// A frame read's decoder work at a VisiPruner setting, in visual token-layers, at most: every
+    /// token up to the filtering layer (the budget's deadline; without a budget the threshold may
+    /// never fire, so the exit), k tokens from there to the exit, none after. A spared newest frame
+    /// enters whole.
+    /// </summary>
+    public static double ReadWork(PruningConfig p, int layers, int visualTokensPerFrame)
+    {
+        double v = visualTokensPerFrame;
+        if (p.Method != "visipruner" || p.KeepNewestFrame) return v * layers;
+        int exit = Math.Min(p.ExitLayer ?? layers, layers);
+        if (p.Budget is not { } k) return v * exit;
+        int whole = Math.Min(p.Deadline(layers) + 1, exit);
+        return v * whole + Math.Min(k, v) * (exit - whole);
     }
 }

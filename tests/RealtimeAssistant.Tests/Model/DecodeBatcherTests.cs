@@ -93,4 +93,55 @@ public class DecodeBatcherTests(ITestOutputHelper output)
             foreach (var s in samples) s.Dispose();
         }
     }
+
+    /// <summary>A cache holding one prompt token, and that token's id, to decode from.</summary>
+    static KvCache OneTokenCache(Engine e)
+    {
+        var cache = new KvCache(e.Text.NumHiddenLayers);
+        using var ids = torch.tensor(new long[] { 3 }).view(1, 1);
+        e.Decoder.Forward(e.Decoder.embed_tokens.forward(ids), new DecoderStep { Positions = new[] { 0L }, Cache = cache }).Dispose();
+        return cache;
+    }
+
+    [Fact]
+    public async Task StepsThatFallDueWhileTheBatchWaitsForItsTurn_JoinThatBatch()
+    {
+        using var e = Engine.Load(AppTestSupport.TinyModel, new EngineOptions { Device = "cpu" });
+        using var turnAsked = new ManualResetEventSlim();
+        using var turnGranted = new ManualResetEventSlim();
+        // The model's turn is held by someone else (another stream's read) until we grant it.
+        Tensor[] Turn(Func<Tensor[]> batch) { turnAsked.Set(); turnGranted.Wait(); return batch(); }
+        using var batcher = new DecodeBatcher(e.Language, Turn);
+        var caches = Enumerable.Range(0, 3).Select(_ => OneTokenCache(e)).ToList();
+        try
+        {
+            var first = Task.Run(() => batcher.Step(e.Language, 5, 1, caches[0], CacheGroup.Source));
+            Assert.True(turnAsked.Wait(TimeSpan.FromSeconds(30)), "the batcher never asked for a turn");
+            var later = caches.Skip(1).Select(c => Task.Run(() => batcher.Step(e.Language, 5, 1, c, CacheGroup.Source))).ToList();
+            // The first step and both later ones are queued before the turn comes.
+            while (batcher.Queued < 3) await Task.Delay(5);
+            turnGranted.Set();
+            var logits = await Task.WhenAll(later.Prepend(first)).WaitAsync(TimeSpan.FromMinutes(1));
+            var (batches, steps, largest) = batcher.Counters;
+            Assert.Equal((1L, 3L, 3L), (batches, steps, largest));
+            // The same token at the same position over equal caches: the same logits in every row.
+            for (int i = 1; i < 3; i++) Assert.True((logits[i] - logits[0]).abs().max().item<float>() < 1e-4);
+            foreach (var l in logits) l.Dispose();
+        }
+        finally { foreach (var c in caches) c.Dispose(); }
+    }
+
+    [Fact]
+    public async Task AFailedTurn_FailsTheStepsWaitingForIt_AndTheBatcherGoesOn()
+    {
+        using var e = Engine.Load(AppTestSupport.TinyModel, new EngineOptions { Device = "cpu" });
+        int calls = 0;
+        Tensor[] Turn(Func<Tensor[]> batch) => Interlocked.Increment(ref calls) == 1 ? throw new ObjectDisposedException("scheduler") : batch();
+        using var batcher = new DecodeBatcher(e.Language, Turn);
+        using var cache = OneTokenCache(e);
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => Task.Run(() => batcher.Step(e.Language, 5, 1, cache, CacheGroup.Source)).WaitAsync(TimeSpan.FromMinutes(1)));
+        using var next = await Task.Run(() => batcher.Step(e.Language, 5, 1, cache, CacheGroup.Source)).WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.Equal(1, next.dim());
+        Assert.False(next.isnan().any().item<bool>());
+    }
 }

@@ -10,7 +10,10 @@ namespace RealtimeAssistant.Tests.Model;
 /// GC.KeepAlive: a GC during the native call can free one while libtorch reads it. The decoder's
 /// hot path passes rooted Scalars instead; here garbage collections and finalizers run
 /// back to back on another thread while captions decode, which made the race show within seconds.
+/// The tests run alone: their collections would race every other test's Scalars too (paths
+/// outside the hot ones still pass implicit ones), and such a failure would not be theirs.
 /// </summary>
+[Collection("finalizer race")]
 public class FinalizerRaceTests(ITestOutputHelper output)
 {
     /// <summary>Runs <paramref name="work"/> for a few seconds while another thread collects garbage and runs finalizers back to back.</summary>
@@ -71,3 +74,6 @@ public class FinalizerRaceTests(ITestOutputHelper output)
         }, $"frame reads{(pruned ? ", pruned," : "")} (a caption every third)");
     }
 }
+
+[CollectionDefinition("finalizer race", DisableParallelization = true)]
+public sealed class FinalizerRaceCollection;

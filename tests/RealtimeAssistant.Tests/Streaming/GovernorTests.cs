@@ -77,6 +77,39 @@ public class GovernorTests(ITestOutputHelper log)
         foreach (var l in ladder) StreamingOptions.ValidatePruning(l.Pruning, 4);
     }
 
+    [Fact]
+    public void TheLaddersWork_FallsRungByRung()
+    {
+        var ladder = FrameGovernor.Ladder(PruningConfig.Reference(32), layers: 32, visualTokensPerFrame: 576);
+        var work = ladder.Select(l => l.Work!.Value).ToList();
+        log.WriteLine(string.Join(" | ", ladder.Select(l => $"{l.Name}: {l.Work}")));
+        Assert.Equal(576.0 * 32, work[0]);
+        for (int i = 1; i < work.Count; i++) Assert.True(work[i] <= work[i - 1], $"{ladder[i].Name} ({work[i]}) works more than {ladder[i - 1].Name} ({work[i - 1]})");
+        Assert.Equal(576.0, work[^1]); // exit 1: the frame's tokens in the first layer only
+    }
+
+    [Theory]
+    [InlineData(0.25)]
+    [InlineData(0.4)]
+    [InlineData(0.6)]
+    public void OnALongLadder_ATightBudgetIsReachedInAFewReads_NotRungByRung(double fraction)
+    {
+        // A LLaVA-7B-shaped ladder (32 layers, 576 tokens a frame: 40 rungs). Reads cost a fixed
+        // 30 ms plus 0.05 ms per token-layer, which the governor is not told.
+        var ladder = FrameGovernor.Ladder(PruningConfig.Reference(32), layers: 32, visualTokensPerFrame: 576);
+        var cost = ladder.Select(l => 30 + 0.05 * l.Work!.Value).ToArray();
+        double budget = fraction * cost[0];
+        var g = new FrameGovernor(budget, ladder);
+        var read = Drive(g, cost, 100);
+        int over = read.Count(l => cost[l] > budget);
+        log.WriteLine($"budget {budget:0} ms: levels {string.Join(",", read.Take(12))} …; {over} of {read.Count} reads over, {g.Skipped} skipped; at {g.CurrentLevel.Name} ({cost[g.Current]:0} ms)");
+        Assert.True(over <= 5, $"{over} of {read.Count} reads over the budget");
+        Assert.True(read.Take(5).Any(l => cost[l] <= FrameGovernor.Fit * budget), "no fitting level within the first 5 reads");
+        // Not harder than needed: the level it settles at fits, and the one before it does not.
+        Assert.True(cost[g.Current] <= FrameGovernor.Fit * budget);
+        Assert.True(g.Current == 0 || cost[g.Current - 1] > FrameGovernor.Relax * budget, $"settled at {g.CurrentLevel.Name} though the level before it fits easily");
+    }
+
     /// <summary>
     /// The test hook: a session whose reads are slowed in proportion to the visual tokens each
     /// layer processed (the cost pruning saves), by <see cref="MsPerTokenLayer"/>.
