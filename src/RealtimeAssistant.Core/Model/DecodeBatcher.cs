@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -32,8 +33,18 @@ public sealed class DirectStepper : IDecodeStepper
 /// stream pays nothing. <paramref name="turn"/> runs a batch in the model's turn (the server's
 /// scheduler, so a batch and another stream's frame read never run at once); null: at once.
 /// </summary>
-public sealed class DecodeBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor[]>? turn = null, int maxBatch = 32) : IDecodeStepper, IDisposable
+public sealed class DecodeBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor[]>? turn = null, int maxBatch = 32, TimeSpan? regroup = null) : IDecodeStepper, IDisposable
 {
+    /// <summary>
+    /// How long a batch waits for the callers of the batch before it to come back with their next
+    /// step. Each caller samples its token on its own thread between steps (microseconds); without
+    /// this wait the first caller back would start a batch of one and the rest would form the next.
+    /// A caller whose answer ended does not come back: the batch after its last step pays this once.
+    /// </summary>
+    public static readonly TimeSpan DefaultRegroup = TimeSpan.FromMilliseconds(1);
+    readonly long _regroupTicks = (long)((regroup ?? DefaultRegroup).TotalSeconds * Stopwatch.Frequency);
+    int _lastBatch;
+
     sealed class Pending(int id, long position, KvCache cache, CacheGroup group)
     {
         public readonly int Id = id;
@@ -89,6 +100,13 @@ public sealed class DecodeBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor[
             {
                 while (_pending.Count == 0 && !_disposed) Monitor.Wait(_gate);
                 if (_pending.Count == 0) return;
+                long until = Stopwatch.GetTimestamp() + _regroupTicks;
+                while (_pending.Count < _lastBatch && !_disposed)
+                {
+                    long left = until - Stopwatch.GetTimestamp();
+                    if (left <= 0) break;
+                    Monitor.Wait(_gate, TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
+                }
             }
             // The batch is formed once the turn is ours, not before: steps that fell due while
             // the turn was waiting behind other streams' reads join this batch instead of the next.
@@ -113,6 +131,7 @@ public sealed class DecodeBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor[
         {
             batch.AddRange(_pending.Take(maxBatch));
             _pending.RemoveRange(0, batch.Count);
+            _lastBatch = batch.Count;
             _batches++; _rows += batch.Count; _largest = Math.Max(_largest, batch.Count);
         }
         return batch;

@@ -20,6 +20,7 @@ public sealed class PrunePlan : ILayerPlan
     readonly PruneReport _report;
     long[] _rows; // block index of each current row
     int _version, _shallowVersion = -1;
+    long _shallowPrior = -1;
     PrunedPrefill.ShallowPlan? _shallow;
 
     public PrunePlan(TextConfig c, int blockLength, IReadOnlyList<VisualSpan> spans, ITokenPruner pruner, long[]? sourceSkip = null)
@@ -89,10 +90,14 @@ public sealed class PrunePlan : ILayerPlan
         Tensor? o = null;
         if (shallow)
         {
-            if (_shallowVersion != _version || _shallow is null)
+            // Rebuilt when the rows change, and when the prior cache does: in a stream, earlier
+            // frames pruned or exited at different depths leave each layer its own prior length.
+            if (_shallowVersion != _version || _shallowPrior != prior || _shallow is null)
             {
+                _shallow?.Dispose();
                 _shallow = PrunedPrefill.ShallowPlan.Build(_rows, _frameOf, prior, _pruner.Sink, dev);
                 _shallowVersion = _version;
+                _shallowPrior = prior;
             }
             (o, var pairs) = PrunedPrefill.ShallowAttend(attn, _shallow, a.Q, a.BlockK, a.BlockV, K, V, prior, li == 0);
             flops += PrunedPrefill.AttnFlops(_c, pairs);

@@ -189,8 +189,13 @@ public static class PrunedPrefill
     }
 
     /// <summary>Index sets and masks for the shallow stage's two row groups, built once per token set.</summary>
-    internal sealed class ShallowPlan
+    internal sealed class ShallowPlan : IDisposable
     {
+        public void Dispose()
+        {
+            foreach (var t in new[] { TextRows, TextKeys, TextMask, VisRows, VisMask, Vis0Mask, Vis0Keys }) t.Dispose();
+        }
+
         public required Tensor TextRows, TextKeys, TextMask, VisRows, VisMask, Vis0Mask, Vis0Keys;
         public required long TextPairs, VisPairs, Vis0Pairs, VisKeyEnd;
 

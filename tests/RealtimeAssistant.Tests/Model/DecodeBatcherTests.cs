@@ -144,4 +144,36 @@ public class DecodeBatcherTests(ITestOutputHelper output)
         Assert.Equal(1, next.dim());
         Assert.False(next.isnan().any().item<bool>());
     }
+
+    [Fact]
+    public async Task CallersThatSampleBetweenSteps_StayInOneBatch_AndOneThatFinishes_IsNotWaitedForAgain()
+    {
+        using var e = Engine.Load(AppTestSupport.TinyModel, new EngineOptions { Device = "cpu" });
+        // A generous regroup wait, so thread scheduling cannot split a batch; callers take 3 ms
+        // between steps (their sampling), far longer than the batcher takes to start a batch.
+        using var batcher = new DecodeBatcher(e.Language, regroup: TimeSpan.FromMilliseconds(300));
+        int[] stepsOf = [4, 6, 8, 10];
+        var caches = stepsOf.Select(_ => OneTokenCache(e)).ToList();
+        try
+        {
+            using var start = new Barrier(stepsOf.Length);
+            await Task.WhenAll(stepsOf.Select((n, i) => Task.Run(() =>
+            {
+                start.SignalAndWait();
+                for (int s = 0; s < n; s++)
+                {
+                    batcher.Step(e.Language, 5 + s, 1 + s, caches[i], CacheGroup.Source).Dispose();
+                    Thread.Sleep(3);
+                }
+            }))).WaitAsync(TimeSpan.FromMinutes(1));
+            var (batches, steps, largest) = batcher.Counters;
+            output.WriteLine($"{steps} steps in {batches} batches, largest {largest}");
+            Assert.Equal(stepsOf.Sum(), steps);
+            Assert.Equal(4, largest);
+            // One batch per round (4 of 4, 2 of 3, 2 of 2, 2 of 1) once the callers are in step; the
+            // very first round may split, as the batcher expects nobody before its first batch.
+            Assert.InRange(batches, stepsOf.Max(), stepsOf.Max() + 2);
+        }
+        finally { foreach (var c in caches) c.Dispose(); }
+    }
 }

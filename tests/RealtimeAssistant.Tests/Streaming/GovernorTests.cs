@@ -77,6 +77,42 @@ public class GovernorTests(ITestOutputHelper log)
         foreach (var l in ladder) StreamingOptions.ValidatePruning(l.Pruning, 4);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void EveryRungOfTheLadder_StreamsOnTheModel_AsTheGovernorMovesBetweenThem(bool shallowStage)
+    {
+        // With a shallow stage (s = 2 of 4 layers) the earliest exit falls inside it: after a frame
+        // that left at layer 1, layer 0 holds a longer prior cache than layer 1, and a frame read
+        // at a gentler rung next crosses both shallow layers.
+        var schedule = shallowStage ? new PruningConfig { ShallowLayers = 2 } : AppTestSupport.TinySchedule;
+        using var engine = AppTestSupport.TinyEngine();
+        var ladder = FrameGovernor.Ladder(schedule, layers: 4, visualTokensPerFrame: 16);
+        var clip = ClipGenerator.Generate(31, 40, 15);
+        // Down the ladder one rung at a time and back up, as the governor moves.
+        var order = Enumerable.Range(0, ladder.Count).Concat(Enumerable.Range(0, ladder.Count).Reverse()).ToList();
+        using var session = new GpeSession(engine, AppTestSupport.TinyOptions(window: 3, pruning: ladder[0].Pruning));
+        int frame = 0;
+        foreach (var level in order)
+        {
+            var rung = ladder[level];
+            session.Pruning = rung.Pruning;
+            using (var img = clip.Render(frame++ % clip.FrameCount, 32, 32)) session.Read(img);
+            Assert.Equal(rung.Name, session.Last.Level);
+            var lengths = session.Cache.Layers.Select(l => l.Source.Length).ToArray();
+            log.WriteLine($"{rung.Name}: source entries per layer {string.Join(",", lengths)}");
+            if (frame % 3 == 0) Assert.NotEmpty(session.Write().Where(t => t.Id >= 0));
+        }
+        // Each rung alone, from a fresh stream: an exit leaves the deep layers fewer entries.
+        foreach (var rung in ladder.Where(r => r.Pruning!.ExitLayer is not null && !r.Pruning.KeepNewestFrame))
+        {
+            using var alone = new GpeSession(engine, AppTestSupport.TinyOptions(window: 3, pruning: rung.Pruning));
+            for (int f = 0; f < 3; f++) using (var img = clip.Render(f, 32, 32)) alone.Read(img);
+            var lengths = alone.Cache.Layers.Select(l => l.Source.Length).ToArray();
+            Assert.True(lengths[rung.Pruning!.ExitLayer!.Value] < lengths[0], $"{rung.Name}: layer {rung.Pruning.ExitLayer} holds as many entries as layer 0");
+        }
+    }
+
     [Fact]
     public void TheLaddersWork_FallsRungByRung()
     {
