@@ -32,12 +32,13 @@ public static class AppBench
         var threads = Cli.ThreadsOption("torch threads for the model (default: all cores)");
         var clips = new Option<int>("--f1-clips") { Description = "held-out generated clips each mode's captions are scored on (0: skip F1)", DefaultValueFactory = _ => 24 };
         var model = AppModel.ModelOption();
+        var family = BenchModels.Option();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var rt = new RealtimeFlags("finished", questions: false);
         var cmd = new Command("app", "The app end to end, GPE vs re-encoding taking turns: render fps and p99 frame time while captioning, caption rate, glass-to-caption p50/p95, dropped frames, RSS, F1 on held-out clips.")
-            { json, seconds, warmup, rounds, modes, source, fps, threads, clips, model, device, dtype, weights };
+            { json, seconds, warmup, rounds, modes, source, fps, threads, clips, model, family, device, dtype, weights };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -58,7 +59,15 @@ public static class AppBench
             rt.Check(pr);
             double sourceFps;
             using (var probe = FrameSources.Open(spec, AppSources.Options())) sourceFps = probe.Fps;
-            using var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights) with { Threads = pr.GetValue(threads) });
+            string modelDir;
+            if (pr.GetValue(family) is { } fam)
+            {
+                if (pr.GetValue(model) is not null) throw new UserError("bench app: give --model or --family, not both");
+                if (nClips > 0) throw new UserError("bench app --family: random weights caption nothing a scene graph can score; add --f1-clips 0");
+                modelDir = BenchModels.Resolve(fam, Console.Error.WriteLine);
+            }
+            else modelDir = AppModel.Resolve(pr.GetValue(model));
+            using var engine = Engine.Load(modelDir, Cli.EngineOptions(pr, device, dtype, weights) with { Threads = pr.GetValue(threads) });
             var runs = modeList.ToDictionary(m => m, _ => new List<LiveStats>());
             var rng = new Random(17);
             Console.Error.WriteLine($"bench app: {spec} looped in real time; {string.Join(" vs ", modeList)}, {nRounds} rounds of {warm:0} s warm-up + {measure / nRounds:0} s measured each…");
