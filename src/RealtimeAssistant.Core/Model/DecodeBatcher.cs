@@ -36,14 +36,16 @@ public sealed class DirectStepper : IDecodeStepper
 public sealed class DecodeBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor[]>? turn = null, int maxBatch = 32, TimeSpan? regroup = null) : IDecodeStepper, IDisposable
 {
     /// <summary>
-    /// How long a batch waits for the callers of the batch before it to come back with their next
+    /// How long a batch waits for the sequences it has been serving to come back with their next
     /// step. Each caller samples its token on its own thread between steps (microseconds); without
     /// this wait the first caller back would start a batch of one and the rest would form the next.
-    /// A caller whose answer ended does not come back: the batch after its last step pays this once.
+    /// A sequence whose answer ended does not come back: the batch after its last step pays this
+    /// once, and it is no longer waited for.
     /// </summary>
     public static readonly TimeSpan DefaultRegroup = TimeSpan.FromMilliseconds(1);
     readonly long _regroupTicks = (long)((regroup ?? DefaultRegroup).TotalSeconds * Stopwatch.Frequency);
-    int _lastBatch;
+    /// <summary>The sequences (by cache) served lately and expected back.</summary>
+    readonly HashSet<KvCache> _active = new(ReferenceEqualityComparer.Instance);
 
     sealed class Pending(int id, long position, KvCache cache, CacheGroup group)
     {
@@ -101,10 +103,14 @@ public sealed class DecodeBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor[
                 while (_pending.Count == 0 && !_disposed) Monitor.Wait(_gate);
                 if (_pending.Count == 0) return;
                 long until = Stopwatch.GetTimestamp() + _regroupTicks;
-                while (_pending.Count < _lastBatch && !_disposed)
+                while (!_disposed && _pending.Count < Math.Min(maxBatch, _active.Count) && !_active.IsSubsetOf(_pending.Select(p => p.Cache)))
                 {
                     long left = until - Stopwatch.GetTimestamp();
-                    if (left <= 0) break;
+                    if (left <= 0)
+                    {
+                        _active.IntersectWith(_pending.Select(p => p.Cache)); // the rest finished (or are late): not waited for again
+                        break;
+                    }
                     Monitor.Wait(_gate, TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
                 }
             }
@@ -131,7 +137,7 @@ public sealed class DecodeBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor[
         {
             batch.AddRange(_pending.Take(maxBatch));
             _pending.RemoveRange(0, batch.Count);
-            _lastBatch = batch.Count;
+            foreach (var p in batch) _active.Add(p.Cache);
             _batches++; _rows += batch.Count; _largest = Math.Max(_largest, batch.Count);
         }
         return batch;
