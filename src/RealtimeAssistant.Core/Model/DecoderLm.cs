@@ -328,7 +328,7 @@ public sealed class SelfAttention : nn.Module
             scores = scores.masked_fill(visible.logical_not().repeat(rep, 1), Rooted.NegativeInfinity);
         }
         var p = F.softmax(scores, -1, ScalarType.Float32).to_type(q.dtype);
-        var o = p.narrow(-1, 0, s).matmul(vs) + p.narrow(-1, s, tt).matmul(vt);
+        var o = p.narrow(-1, 0, s).matmul(vs).Plus(p.narrow(-1, s, tt).matmul(vt));
         return o.view(b, _heads, t, _headDim);
     }
 

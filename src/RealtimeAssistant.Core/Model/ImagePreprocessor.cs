@@ -97,7 +97,7 @@ public sealed class ImagePreprocessor : IDisposable
         using (var cont = rgb.IsContinuous() ? null : rgb.Clone())
             Marshal.Copy((cont ?? rgb).Data, bytes, 0, bytes.Length);
         var hwc = torch.tensor(bytes, new long[] { rgb.Rows, rgb.Cols, 3 }).to(_device);
-        var chw = hwc.permute(2, 0, 1).to_type(ScalarType.Float32) * _cfg.RescaleFactor;
+        var chw = hwc.permute(2, 0, 1).to_type(ScalarType.Float32).TimesNumber(_cfg.RescaleFactor);
         var x = ((chw - _mean) / _std).unsqueeze(0).to_type(_dtype);
         return x.MoveToOuterDisposeScope();
     }

@@ -30,6 +30,15 @@ public static class Rooted
         return torch.arange(Zero, stop, One, ScalarType.Int64, device);
     }
 
+    /// <summary>start, start + step, … below stop, as <paramref name="dtype"/> (torch.arange with integer bounds; null device: the default one).</summary>
+    public static Tensor Arange(long start, long stop, long step, ScalarType dtype, Device? device = null)
+    {
+        using var a = start.ToScalar();
+        using var b = stop.ToScalar();
+        using var c = step.ToScalar();
+        return torch.arange(a, b, c, dtype, device);
+    }
+
     /// <summary>x + v for an integer v known only now (the Scalar lives until the call returns; an integer tensor stays integer).</summary>
     public static Tensor PlusNumber(this Tensor x, long v)
     {
@@ -42,5 +51,19 @@ public static class Rooted
     {
         using var s = v.ToScalar();
         return x.add(s, One);
+    }
+
+    /// <summary>x · v for a number v known only now (the Scalar lives until the call returns). A float v widens exactly: libtorch keeps a float Scalar as a double too.</summary>
+    public static Tensor TimesNumber(this Tensor x, double v)
+    {
+        using var s = v.ToScalar();
+        return x.mul(s);
+    }
+
+    /// <summary>x / v for an integer v known only now (the Scalar lives until the call returns).</summary>
+    public static Tensor DividedByNumber(this Tensor x, long v)
+    {
+        using var s = v.ToScalar();
+        return x.div(s);
     }
 }

@@ -63,8 +63,10 @@ public sealed class Rope : IDisposable
 
     public Rope(int headDim, double theta, Device device, int[]? mropeSection = null)
     {
-        var exps = torch.arange(0, headDim, 2, ScalarType.Float64) / headDim;
-        _invFreq = (1.0 / torch.pow(theta, exps)).to_type(ScalarType.Float32).to(device).DetachFromDisposeScope();
+        // Made on the first forward (DecoderLm.Rope), so with Scalars that stay alive (Model/Rooted);
+        // reciprocal() is what 1.0 / t runs, less a ×1.
+        var exps = Rooted.Arange(0, headDim, 2, ScalarType.Float64).DividedByNumber(headDim);
+        _invFreq = torch.pow(theta, exps).reciprocal().to_type(ScalarType.Float32).to(device).DetachFromDisposeScope();
         if (mropeSection is { } s)
         {
             if (s.Sum() != headDim / 2)

@@ -99,7 +99,7 @@ public sealed class Idefics3ImageProcessor : IDisposable
         var bytes = new byte[n * per];
         for (int i = 0; i < n; i++) Buffer.BlockCopy(tiles.Tiles[i], 0, bytes, i * per, per);
         var hwc = torch.tensor(bytes, new long[] { n, side, side, 3 }).to(_lut.device).to_type(ScalarType.Int64);
-        var idx = hwc + torch.tensor(new long[] { 0, 256, 512 }, device: _lut.device);
+        var idx = hwc.Plus(torch.tensor(new long[] { 0, 256, 512 }, device: _lut.device));
         var x = _lut.take(idx).permute(0, 3, 1, 2).contiguous();
         return x.to_type(dtype).MoveToOuterDisposeScope();
     }

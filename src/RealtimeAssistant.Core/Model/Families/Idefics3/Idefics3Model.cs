@@ -153,7 +153,7 @@ public sealed class Idefics3VisionEmbeddings : nn.Module<Tensor, Tensor>
         if (_positions is null || _positions.Ids.device != device)
             _positions = new PositionTable(torch.tensor(_positionIds, device: device).DetachFromDisposeScope());
         var x = patch_embedding.forward(pixels).flatten(2).transpose(1, 2); // [N, g·g, D]
-        return x + position_embedding.weight.index_select(0, _positions.Ids).unsqueeze(0);
+        return x.Plus(position_embedding.weight.index_select(0, _positions.Ids).unsqueeze(0));
     }
 
     /// <summary>The patch embedding: a stride-patch convolution with a bias (SigLIP's).</summary>

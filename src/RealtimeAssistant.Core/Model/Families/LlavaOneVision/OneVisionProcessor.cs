@@ -183,7 +183,7 @@ public sealed class OneVisionProcessor : IDisposable
         }
         var nhwc = torch.tensor(bytes, new long[] { tiles.Count, s, s, 3 }).to(_device);
         var x = nhwc.permute(0, 3, 1, 2).to_type(ScalarType.Float32);
-        if (c.DoRescale) x = x * c.RescaleFactor;
+        if (c.DoRescale) x = x.TimesNumber(c.RescaleFactor);
         if (c.DoNormalize) x = (x - mean) / std;
         return x.to_type(_dtype).contiguous().MoveToOuterDisposeScope();
     }

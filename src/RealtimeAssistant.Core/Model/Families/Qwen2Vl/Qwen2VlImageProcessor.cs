@@ -100,7 +100,7 @@ public sealed class Qwen2VlImageProcessor : IDisposable
         for (int i = 0; i < pixels.Count; i++) Buffer.BlockCopy(pixels[i], 0, all, i * pixels[0].Length, pixels[0].Length);
         var x = torch.tensor(all, new long[] { pixels.Count, h, w, 3 }).to(_device).permute(0, 3, 1, 2); // [F, C, H, W] bytes
         // HF: rescale in float64 then float32, normalise in float32.
-        var f = _cfg.DoRescale ? (x.to_type(ScalarType.Float64) * _cfg.RescaleFactor).to_type(ScalarType.Float32) : x.to_type(ScalarType.Float32);
+        var f = _cfg.DoRescale ? x.to_type(ScalarType.Float64).TimesNumber(_cfg.RescaleFactor).to_type(ScalarType.Float32) : x.to_type(ScalarType.Float32);
         if (_cfg.DoNormalize) f = (f - _mean) / _std;
         int gt = pixels.Count / tps, gh = h / p, gw = w / p;
         var rows = f.reshape(gt, tps, 3, gh / m, m, p, gw / m, m, p)

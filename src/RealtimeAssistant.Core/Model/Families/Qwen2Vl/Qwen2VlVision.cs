@@ -124,15 +124,17 @@ public sealed class Qwen2VisionTransformer : nn.Module
     {
         // HF's VisionRotaryEmbedding(head_dim / 2): 1 / 10000^(2i / (head_dim/2)), computed in float32.
         int dim = _c.HeadDim / 2;
-        var exps = torch.arange(0, dim, 2, ScalarType.Float32) / dim;
-        return (1.0f / torch.pow(torch.tensor(10000f), exps)).to(device).DetachFromDisposeScope();
+        // It runs inside the first frame's Forward, so with Scalars that stay alive (Model/Rooted);
+        // reciprocal() is what 1f / t runs, less a ×1.
+        var exps = Rooted.Arange(0, dim, 2, ScalarType.Float32).DividedByNumber(dim);
+        return torch.pow(torch.tensor(10000f), exps).reciprocal().to(device).DetachFromDisposeScope();
     }
 
     /// <summary>[S, S] true within each segment (consecutive runs of the given lengths); null when one segment covers all.</summary>
     static Tensor? SegmentMask(int[] lengths, Device device)
     {
         if (lengths.Length <= 1) return null;
-        var ids = torch.repeat_interleave(torch.arange(lengths.Length, device: device), torch.tensor(lengths.Select(l => (long)l).ToArray(), device: device));
+        var ids = torch.repeat_interleave(Rooted.Arange(lengths.Length, device), torch.tensor(lengths.Select(l => (long)l).ToArray(), device: device));
         return (ids.unsqueeze(1) == ids.unsqueeze(0)).DetachFromDisposeScope();
     }
 
@@ -180,8 +182,8 @@ public sealed class VisionBlock : nn.Module
 
     public Tensor Forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask)
     {
-        h = h + attn.Forward(norm1.forward(h), cos, sin, mask);
-        return h + mlp.forward(norm2.forward(h));
+        h = h.Plus(attn.Forward(norm1.forward(h), cos, sin, mask));
+        return h.Plus(mlp.forward(norm2.forward(h)));
     }
 }
 
