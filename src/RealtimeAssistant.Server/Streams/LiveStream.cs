@@ -38,6 +38,7 @@ public sealed class LiveStream : IDisposable
     int _questionCount;
     bool _completed, _disposed;
     string _state = "starting";
+    readonly object _tick = new();
     string? _error;
     int _clients, _senders;
     long _lastSeen = Stopwatch.GetTimestamp();
@@ -116,6 +117,10 @@ public sealed class LiveStream : IDisposable
 
     void OnWriteStarted(long frame, TimeSpan at, string? question)
     {
+        // The state a caption comes from, before its events: a client that reads the state (or
+        // the log) after a caption never sees "starting" or a stale "retrying" (the hub's tick
+        // alone would report the change up to a tick late).
+        Tick(stats: false);
         lock (_gate)
         {
             if (question is null) { _segment++; _answering = null; }
@@ -266,8 +271,13 @@ public sealed class LiveStream : IDisposable
 
     // ---- state and numbers ----
 
-    /// <summary>Called a few times a second by the hub: state changes (and the end) go to the log; <paramref name="stats"/>: the numbers too.</summary>
+    /// <summary>Called a few times a second by the hub, and before each caption: state changes (and the end) go to the log; <paramref name="stats"/>: the numbers too.</summary>
     public void Tick(bool stats)
+    {
+        lock (_tick) TickLocked(stats); // one at a time: two threads must not report a change in the wrong order
+    }
+
+    void TickLocked(bool stats)
     {
         string state;
         string? error = null;

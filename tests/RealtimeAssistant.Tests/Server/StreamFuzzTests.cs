@@ -32,6 +32,8 @@ public class StreamFuzzTests(StreamServer server, ITestOutputHelper output)
             new() { ["source"] = StreamServer.Clip, ["loop"] = true, ["prompt"] = "describe the scene .", ["frame_budget_ms"] = 200, ["stride"] = 3 },
             new() { ["source"] = "push", ["prune"] = false, ["mode"] = "reencode", ["max_tokens"] = 8 },
         ];
+        // The server is shared by its collection: only what this test opened must be gone at the end.
+        var before = server.Api.Streams!.All.Select(s => s.Id).ToHashSet();
         using var http = server.Client();
         http.Timeout = TimeSpan.FromSeconds(60);
         var statuses = new Dictionary<int, int>();
@@ -70,8 +72,9 @@ public class StreamFuzzTests(StreamServer server, ITestOutputHelper output)
         Assert.True(statuses.GetValueOrDefault(201) >= 10, "too few valid mutants");
         Assert.True(statuses.GetValueOrDefault(400) >= 30, "too few refused mutants");
         // A deleted stream leaves the hub once its loop has stopped: give that a moment.
-        for (var sw = System.Diagnostics.Stopwatch.StartNew(); server.Api.Streams!.All.Any() && sw.Elapsed < TimeSpan.FromSeconds(10);) await Task.Delay(50);
-        Assert.Empty(server.Api.Streams!.All);
+        IEnumerable<string> Ours() => server.Api.Streams!.All.Select(s => s.Id).Where(id => !before.Contains(id));
+        for (var sw = System.Diagnostics.Stopwatch.StartNew(); Ours().Any() && sw.Elapsed < TimeSpan.FromSeconds(10);) await Task.Delay(50);
+        Assert.Empty(Ours());
         Assert.DoesNotContain("Error", server.Warnings);
     }
 
