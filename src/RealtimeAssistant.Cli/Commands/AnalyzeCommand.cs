@@ -20,7 +20,7 @@ public static class AnalyzeCommand
     {
         var model = new Option<string?>("--model", "-m") { Description = "model folder (default: media/demo-model)" };
         var images = new Option<string[]>("--images") { Description = "images to analyze (default: held-out demo scenes)", AllowMultipleArgumentsPerToken = true };
-        var scenes = new Option<int>("--scenes") { DefaultValueFactory = _ => 16, Description = "held-out demo scenes when no --images" };
+        var scenes = new Option<int>("--scenes") { DefaultValueFactory = _ => 64, Description = "validation demo scenes (and two-frame windows) when no --images; with 16 the two-frame choice swung between exits 2 and 4" };
         var prompt = new Option<string?>("--prompt") { Description = "prompt with one <image> marker (default: the model's)" };
         var decode = new Option<int>("--decode") { DefaultValueFactory = _ => 24, Description = "caption tokens compared (teacher-forced) for KL and agreement" };
         var outDir = new Option<string?>("--out") { Description = "folder for the plots, analysis.json and schedule.json (default: runs/analyze-TIMESTAMP)" };
