@@ -15,7 +15,7 @@ namespace RealtimeAssistant.Cli.Commands;
 
 /// <summary>
 /// `ra bench serve`: the server on loopback, driven over HTTP as clients drive it. Live streams
-/// (1, 2, 4, 8 at once on the same looped clip) with decode batching on and off, the
+/// (1, 2, 4, 8 at once on the same looped clip) with batching (decode steps, reads and prompts across streams) on and off, the
 /// configurations taking turns in a shuffled order on one loaded model; then a bounded chat load.
 /// Reports caption rates, glass-to-caption latency, dropped frames and the process's RSS.
 /// </summary>
@@ -37,7 +37,7 @@ public static class ServeBench
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
-        var cmd = new Command("serve", "The server over loopback HTTP: live streams (1/2/4/8) with decode batching on and off in shuffled turns " +
+        var cmd = new Command("serve", "The server over loopback HTTP: live streams (1/2/4/8) with cross-stream batching on and off in shuffled turns " +
             "(caption rate per stream and in total, glass-to-caption p50/p95, dropped frames, RSS), then a chat load (p50/p95/p99, errors).")
             { json, model, streams, seconds, warmup, rounds, source, stride, gate, chats, concurrency, device, dtype, weights };
         return cmd.WithAction(async (pr, ct) =>

@@ -29,12 +29,12 @@ public static class TokenGenerator
     /// took (the first: sampling only; later: one decode step and sampling).
     /// </summary>
     /// <param name="modelStops">Where the model's generation ends when the options name no stop tokens (the engine's <see cref="Engine.StopTokens"/>).</param>
-    /// <param name="stepper">Runs each decode step (a <see cref="DecodeBatcher"/> shares steps across sequences); null: on this thread.</param>
+    /// <param name="runner">Runs each decode step (a <see cref="ForwardBatcher"/> shares steps across sequences); null: on this thread.</param>
     public static IEnumerable<TokenEvent> Run(LanguageModel lm, KvCache cache, CacheGroup group, Tensor logits,
         long nextPosition, GenerationOptions options, TextTokenizer tokenizer, IReadOnlyCollection<int>? modelStops = null, Func<int, bool>? stopAfter = null,
-        IDecodeStepper? stepper = null)
+        IModelRunner? runner = null)
     {
-        stepper ??= DirectStepper.Instance;
+        runner ??= DirectRunner.Instance;
         var stops = options.StopTokens ?? modelStops ?? (tokenizer.EosId is { } e ? new[] { e } : Array.Empty<int>());
         using var sampler = new Sampler(options);
         var text = new TextStreamDecoder(tokenizer);
@@ -56,7 +56,7 @@ public static class TokenGenerator
             // InferenceMode, not no_grad: libtorch then skips autograd's dispatch, view tracking and
             // version counters on every op, 10–14% of a demo-sized layer. Tensors made here (the
             // KV cache) are inference tensors, so every path that writes them runs in this mode too.
-            current = stepper.Step(lm, id, nextPosition++, cache, group);
+            current = runner.Step(lm, id, nextPosition++, cache, group);
         }
         var tail = text.Flush();
         if (tail.Length > 0) yield return new TokenEvent(-1, tail, 0);
@@ -137,7 +137,7 @@ public class Captioner
             {
                 TokenGenerator.Sync(_e.Device);
                 timings.PreprocessMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
-                encoded = prepared.Count == 0 ? Array.Empty<EncodedImage>() : _e.Model.Encode(prepared); // text-only chat: no vision step
+                encoded = prepared.Count == 0 ? Array.Empty<EncodedImage>() : _e.Runner.Exclusive(() => _e.Model.Encode(prepared)); // text-only chat: no vision step
             }
             finally { foreach (var p in prepared) p.Dispose(); }
             try
@@ -156,7 +156,7 @@ public class Captioner
         {
             // Group positions: the caption is its own group starting at φ = 0; otherwise it follows the prompt.
             var (group, start) = _e.GroupPositions ? (CacheGroup.Target, 0L) : (CacheGroup.Source, block.NextPosition);
-            foreach (var ev in TokenGenerator.Run(_e.Language, cache, group, logits, start, options, _e.Tokenizer, _e.StopTokens, stepper: _e.Stepper))
+            foreach (var ev in TokenGenerator.Run(_e.Language, cache, group, logits, start, options, _e.Tokenizer, _e.StopTokens, runner: _e.Runner))
             {
                 if (ev.Id >= 0) timings.DecodeMs.Add(ev.Ms);
                 yield return ev;
@@ -170,6 +170,9 @@ public class Captioner
     }
 
     /// <summary>Runs the decoder over the prompt, filling <paramref name="cache"/>; returns the last position's hidden state [D].</summary>
-    protected virtual Tensor Prefill(Tensor embeds, MultimodalPrompt block, KvCache cache) =>
-        _e.Decoder.Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = cache })[0, -1];
+    protected virtual Tensor Prefill(Tensor embeds, MultimodalPrompt block, KvCache cache)
+    {
+        using var h = _e.Runner.Forward(_e.Language, embeds, new DecoderStep { Positions = block.Positions, Cache = cache });
+        return h[0, -1];
+    }
 }

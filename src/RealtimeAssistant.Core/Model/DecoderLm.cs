@@ -160,36 +160,90 @@ public sealed class DecoderModel : nn.Module
         return norm.forward(h).MoveToOuterDisposeScope();
     }
 
-    /// <summary>One row of a batched decode step: the new token's position, and the cache (and group) it belongs to.</summary>
-    public readonly record struct RowStep(long Position, KvCache Cache, CacheGroup Group);
-
     /// <summary>
-    /// One decode step for several sequences at once, each with its own cache (the streams that
-    /// share a model): embeds [N, 1, D] → final-normed hidden states [N, 1, D]. The projections,
-    /// o_proj and the MLPs run once over all N rows (the weights are read once, not N times); each
-    /// row appends to and attends over its own cache, exactly as its own step would.
+    /// One forward for several sequences at once, each with its own block, cache, positions and
+    /// plan (the streams that share a model: their decode steps, frame reads and prompt passes
+    /// together). Each embeds is [1, T, D] (T may differ); returns, per sequence, the final-normed
+    /// hidden states [1, T', D] of its rows that reached the last layer, exactly as its own
+    /// <see cref="Forward(Tensor, DecoderStep)"/> would. The rows of every sequence go through the
+    /// projections, o_proj and the MLPs together (the weights are read once, not once per sequence);
+    /// each sequence appends to and attends over its own cache, as its plan says.
     /// </summary>
-    public Tensor ForwardRows(Tensor embeds, IReadOnlyList<RowStep> rows)
+    public Tensor[] ForwardMany(IReadOnlyList<(Tensor Embeds, DecoderStep Step)> seqs)
     {
-        if (embeds.shape[0] != rows.Count || embeds.shape[1] != 1) throw new ArgumentException($"{rows.Count} rows for embeddings {string.Join("x", embeds.shape)}");
+        int n = seqs.Count;
+        foreach (var (e, st) in seqs)
+            if (e.shape[0] != 1 || st.PositionTensor is not null || st.Positions.Length != e.shape[1])
+                throw new ArgumentException($"each sequence is one block [1, T, D] with T position ids (got {string.Join("x", e.shape)}, {st.Positions.Length} positions)");
         using var scope = torch.NewDisposeScope();
-        int n = rows.Count;
-        // Decode positions have t = h = w: the plain table is the multimodal one too. [N, D] → [N, 1, 1, D].
-        var (cos, sin) = Rope.Tables(torch.tensor(rows.Select(r => r.Position).ToArray(), device: embeds.device), embeds.dtype);
-        cos = cos.view(n, 1, 1, -1); sin = sin.view(n, 1, 1, -1);
-        var steps = rows.Select(r => new DecoderStep { Positions = new[] { r.Position }, Cache = r.Cache, Group = r.Group }).ToArray();
-        var h = embeds;
+        var h = new Tensor[n];
+        var cos = new Tensor[n];
+        var sin = new Tensor[n];
+        var positions = new PositionIds[n];
+        for (int i = 0; i < n; i++)
+        {
+            var (embeds, step) = seqs[i];
+            (h[i], positions[i]) = (embeds, step.Positions);
+            (cos[i], sin[i]) = Rope.Tables(step.Positions, embeds.dtype, embeds.device);
+            if (step.Plan?.Enter() is { } enter)
+            {
+                var idx = torch.tensor(enter, device: embeds.device);
+                (h[i], cos[i], sin[i], positions[i]) = (h[i].index_select(1, idx), cos[i].index_select(-2, idx), sin[i].index_select(-2, idx), positions[i].Select(enter));
+            }
+        }
+        var rows = new long[n];
         for (int l = 0; l < layers.Count; l++)
         {
             var layer = layers[l];
-            var (q, k, v) = layer.self_attn.Project(layer.input_layernorm.forward(h), cos, sin);
-            var outs = new Tensor[n];
+            for (int i = 0; i < n; i++) rows[i] = h[i].shape[1];
+            var (q, k, v) = layer.self_attn.Project(layer.input_layernorm.forward(Cat(h, 1)), Cat(cos, -2), Cat(sin, -2));
+            var outs = new List<Tensor>(n);
+            var going = new List<int>(n); // the sequences with rows that go on through o_proj and the MLP
+            long offset = 0;
             for (int i = 0; i < n; i++)
-                outs[i] = layer.self_attn.AttendCached(q.narrow(0, i, 1), k.narrow(0, i, 1), v.narrow(0, i, 1), steps[i], rows[i].Cache.Layers[l]);
-            h = layer.ResidualMlp(h.Plus(layer.self_attn.Output(torch.cat(outs, 0))));
+            {
+                var (qi, ki, vi) = n == 1 ? (q, k, v) : (q.narrow(2, offset, rows[i]), k.narrow(2, offset, rows[i]), v.narrow(2, offset, rows[i]));
+                offset += rows[i];
+                var step = seqs[i].Step;
+                var kv = step.Cache?.Layers[l];
+                if (step.Plan is not { } plan) outs.Add(layer.self_attn.AttendCached(qi, ki, vi, step, kv));
+                else
+                {
+                    var r = layer.AttendPlanned(qi, ki, vi, positions[i], step, kv, plan, l);
+                    if (r.Stay is { } stay)
+                    {
+                        var idx = torch.tensor(stay, device: h[i].device);
+                        if (stay.Length != h[i].shape[1]) h[i] = h[i].index_select(1, idx);
+                        (cos[i], sin[i], positions[i]) = (cos[i].index_select(-2, idx), sin[i].index_select(-2, idx), positions[i].Select(stay));
+                    }
+                    if (r.Output is not { } o) continue; // no row of this sequence goes on: its h is what it was
+                    outs.Add(o);
+                }
+                going.Add(i);
+            }
+            if (going.Count == 0) continue;
+            var updated = layer.ResidualMlp(Cat(going.Select(i => h[i]).ToList(), 1).Plus(layer.self_attn.Output(Cat(outs, 2))));
+            offset = 0;
+            foreach (var i in going)
+            {
+                long t = h[i].shape[1];
+                h[i] = going.Count == 1 ? updated : updated.narrow(1, offset, t);
+                offset += t;
+            }
         }
-        return norm.forward(h).MoveToOuterDisposeScope();
+        var final = norm.forward(Cat(h, 1));
+        var result = new Tensor[n];
+        long at = 0;
+        for (int i = 0; i < n; i++)
+        {
+            result[i] = (n == 1 ? final : final.narrow(1, at, h[i].shape[1])).MoveToOuterDisposeScope();
+            at += h[i].shape[1];
+        }
+        return result;
     }
+
+    /// <summary>torch.cat, without the copy for a single piece.</summary>
+    static Tensor Cat(IReadOnlyList<Tensor> pieces, long dim) => pieces.Count == 1 ? pieces[0] : torch.cat(pieces.ToArray(), dim);
 
     protected override nn.Module _to(Device device, ScalarType dtype, bool nonBlocking)
     {
@@ -228,6 +282,15 @@ public sealed class DecoderLayer : nn.Module
     public long[]? Forward(ref Tensor h, Tensor cos, Tensor sin, PositionIds positions, DecoderStep step, LayerKv? kv, ILayerPlan plan, int layer)
     {
         var (q, k, v) = self_attn.Project(input_layernorm.forward(h), cos, sin);
+        var r = AttendPlanned(q, k, v, positions, step, kv, plan, layer);
+        if (r.Stay is { } stay && stay.Length != h.shape[1]) h = h.index_select(1, torch.tensor(stay, device: h.device));
+        if (r.Output is { } o) h = Residual(h.Plus(self_attn.Output(o))); // a new tensor: the caller's embeds are not touched
+        return r.Stay;
+    }
+
+    /// <summary>The rows' keys and values into the cache, then the plan's attention: which rows stay and their per-head output (before o_proj).</summary>
+    public LayerAttention AttendPlanned(Tensor q, Tensor k, Tensor v, PositionIds positions, DecoderStep step, LayerKv? kv, ILayerPlan plan, int layer)
+    {
         Tensor K = k, V = v;
         long before = 0, skip = 0;
         if (kv is not null)
@@ -240,10 +303,7 @@ public sealed class DecoderLayer : nn.Module
             // On an empty cache the block's own keys are the cache: no view to make.
             if (before > 0) (K, V) = kv.KeysFor(step.Group);
         }
-        var r = plan.Attend(new AttentionInput(layer, self_attn, q, k, v, K, V, before, skip));
-        if (r.Stay is { } stay && stay.Length != h.shape[1]) h = h.index_select(1, torch.tensor(stay, device: h.device));
-        if (r.Output is { } o) h = Residual(h.Plus(self_attn.Output(o))); // a new tensor: the caller's embeds are not touched
-        return r.Stay;
+        return plan.Attend(new AttentionInput(layer, self_attn, q, k, v, K, V, before, skip));
     }
 
     /// <summary>h plus the MLP of its norm (in place where no gradient is kept).</summary>

@@ -44,8 +44,8 @@ public sealed class Engine : IDisposable
     public TextConfig Text => Model.Text;
     public LanguageModel Language => Model.Language;
     public DecoderModel Decoder => Model.Language.model;
-    /// <summary>Runs the decode steps of everything that generates with this engine (a <see cref="DecodeBatcher"/> when several streams share it); null: each on its own thread.</summary>
-    public IDecodeStepper? Stepper { get; set; }
+    /// <summary>Runs the decoder passes, decode steps and vision encodes of every session and caption on this engine: each on its caller's thread, or batched in the model's turn (a <see cref="ForwardBatcher"/> when several streams share it).</summary>
+    public IModelRunner Runner { get; set; } = DirectRunner.Instance;
 
     /// <summary>The image marker's token id (a prompt's marker expands to an image's token run).</summary>
     public int ImageMarkerId => Tokenizer.TokenToId(Model.ImageMarker) ?? throw new UserError($"the image marker '{Model.ImageMarker}' is not in the tokenizer");

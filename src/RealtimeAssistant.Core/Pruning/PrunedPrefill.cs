@@ -97,8 +97,9 @@ public static class PrunedPrefill
 {
     /// <param name="sourceSkip">Per layer, how many of the oldest cache entries the block never attends
     /// (a streaming frame band: pruning leaves each layer a different count).</param>
+    /// <param name="runner">Runs the forward (a <see cref="ForwardBatcher"/> batches it with other streams'); null: on this thread.</param>
     public static PrefillResult Run(LanguageModel lm, Tensor embeds, PositionIds positions, IReadOnlyList<VisualSpan> spans,
-        ITokenPruner pruner, KvCache? cache = null, long[]? sourceSkip = null)
+        ITokenPruner pruner, KvCache? cache = null, long[]? sourceSkip = null, IModelRunner? runner = null)
     {
         int L = lm.model.layers.Count;
         long B = embeds.shape[0], T = embeds.shape[1];
@@ -110,9 +111,8 @@ public static class PrunedPrefill
         if (sourceSkip is not null && (sourceSkip.Length != L || sourceSkip.Where((x, i) => x < 0 || x > cache.Layers[i].Source.Length).Any()))
             throw new ArgumentException("sourceSkip needs one count per layer, each within that layer's cache");
         var plan = new PrunePlan(lm.Config, (int)T, spans, pruner, sourceSkip);
-        Tensor final;
-        using (torch.inference_mode()) // inference only: the residual stream is updated in place
-            final = lm.model.Forward(embeds, new DecoderStep { Positions = positions, Cache = cache, Plan = plan });
+        // Inference only (the runner's mode): the residual stream is updated in place.
+        var final = (runner ?? DirectRunner.Instance).Forward(lm, embeds, new DecoderStep { Positions = positions, Cache = cache, Plan = plan });
         if (ownCache) cache.Dispose();
         return new PrefillResult(final, plan.Rows, plan.Finish());
     }

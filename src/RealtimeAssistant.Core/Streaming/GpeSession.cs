@@ -67,7 +67,7 @@ public sealed class GpeSession : SessionBase
         if (_prefix > 0 || Format.Prefix.Length == 0 || _nextSource > 0) return;
         using var scope = torch.NewDisposeScope();
         using var _ = torch.inference_mode();
-        E.Decoder.Forward(TextEmbeds(Format.Prefix), new DecoderStep { Positions = PositionIds.Range(0, Format.Prefix.Length), Cache = _cache });
+        Forward(TextEmbeds(Format.Prefix), new DecoderStep { Positions = PositionIds.Range(0, Format.Prefix.Length), Cache = _cache }).Dispose();
         _prefix = Format.Prefix.Length;
         _nextSource = _prefix;
     }
@@ -92,12 +92,12 @@ public sealed class GpeSession : SessionBase
             var before = _cache.Layers.Select(l => l.Source.Length).ToArray();
             PruneReport? prune = null;
             if (Pruner is null)
-                E.Decoder.Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = _cache, Plan = BandPlanFor(block.Length) });
+                Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = _cache, Plan = BandPlanFor(block.Length) }).Dispose();
             else
             {
                 // The frame's tokens are cut layer by layer as they enter; each layer's cache keeps what survived.
                 using var pruned = PrunedPrefill.Run(E.Language, embeds, block.Positions, block.Spans, spare ? new NonePruner() : Pruner, _cache,
-                    _band is null ? null : BandSkips());
+                    _band is null ? null : BandSkips(), E.Runner);
                 prune = spare ? null : pruned.Report;
             }
             TokenGenerator.Sync(E.Device);
@@ -258,7 +258,7 @@ public sealed class GpeSession : SessionBase
             writeStart = block?.NextPosition ?? _nextSource;
             var positions = PositionIds.Concat(block?.Positions ?? new PositionIds(Array.Empty<long>()), PositionIds.Range(writeStart, prompt.Length));
             var before = frame is null ? null : _cache.Layers.Select(l => l.Source.Length).ToArray();
-            var h = E.Decoder.Forward(embeds, new DecoderStep
+            using var h = Forward(embeds, new DecoderStep
             {
                 Positions = positions, Cache = _cache, Plan = block is null ? null : BandPlanFor(block.Length),
             });

@@ -37,7 +37,7 @@ public sealed class InterleavedSession : SessionBase
         using (torch.inference_mode())
         {
             var (embeds, positions, n) = FrameInput(frame);
-            E.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache });
+            Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache }).Dispose();
             TokenGenerator.Sync(E.Device);
             _chunks.Enqueue((true, n));
             Last = new UpdateReport { Kind = "read", DecoderTokens = n, ReadMs = sw.Elapsed.TotalMilliseconds, DecoderMs = sw.Elapsed.TotalMilliseconds };
@@ -50,7 +50,7 @@ public sealed class InterleavedSession : SessionBase
     {
         if (!_prefixDone && Format.Prefix.Length > 0)
         {
-            E.Decoder.Forward(TextEmbeds(Format.Prefix), new DecoderStep { Positions = PositionIds.Range(0, Format.Prefix.Length), Cache = _cache });
+            Forward(TextEmbeds(Format.Prefix), new DecoderStep { Positions = PositionIds.Range(0, Format.Prefix.Length), Cache = _cache }).Dispose();
             _next = Format.Prefix.Length;
         }
         _prefixDone = true;
@@ -93,7 +93,7 @@ public sealed class InterleavedSession : SessionBase
                 positions = PositionIds.Concat(p, PositionIds.Range(_next, prompt.Length));
             }
             else positions = PositionIds.Range(_next, prompt.Length);
-            var h = E.Decoder.Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache });
+            using var h = Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache });
             logits = E.Language.Logits(h[0, -1]).MoveToOuterDisposeScope();
             TokenGenerator.Sync(E.Device);
             if (frame is not null) { _chunks.Enqueue((true, frameTokens)); FramesRead++; }

@@ -71,7 +71,7 @@ public sealed class ReEncodingSession : SessionBase
             Tensor h;
             if (Pruner is not null)
             {
-                using var pruned = PrunedPrefill.Run(E.Language, embeds, block.Positions, block.Spans, Pruner, _cache);
+                using var pruned = PrunedPrefill.Run(E.Language, embeds, block.Positions, block.Spans, Pruner, _cache, runner: E.Runner);
                 h = pruned.Last.MoveToOuterDisposeScope();
                 var newest = MultimodalPrompt.Build(Format.Frame, E.ImageMarkerId, new[] { _frames.Last() });
                 frameReport = FrameReport(newest, null, E.Text.NumHiddenLayers) with
@@ -81,7 +81,11 @@ public sealed class ReEncodingSession : SessionBase
                     KeptGrid = pruned.Report.KeptGrid(newest.Images[0].GridW, newest.Images[0].GridH),
                 };
             }
-            else h = E.Decoder.Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = _cache, Mask = BandMask(block, prompt.Length) })[.., -1];
+            else
+            {
+                using var all = Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = _cache, Mask = BandMask(block, prompt.Length) });
+                h = all[.., -1];
+            }
             logits = E.Language.Logits(h.reshape(-1)).MoveToOuterDisposeScope();
             TokenGenerator.Sync(E.Device);
             next = block.NextPosition;

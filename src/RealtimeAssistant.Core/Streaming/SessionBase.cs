@@ -60,7 +60,7 @@ public abstract class SessionBase : ICaptionSession
         TokenGenerator.Sync(E.Device);
         double pre = sw.Elapsed.TotalMilliseconds;
         sw.Restart();
-        var image = E.Model.Encode(new[] { prepared })[0];
+        var image = E.Runner.Exclusive(() => E.Model.Encode(new[] { prepared })[0]);
         TokenGenerator.Sync(E.Device);
         return (image, pre, sw.Elapsed.TotalMilliseconds);
     }
@@ -68,6 +68,9 @@ public abstract class SessionBase : ICaptionSession
     /// <summary>One frame's block at <paramref name="start"/>: [image run, the frame's text], with the image's spans.</summary>
     protected MultimodalPrompt FrameBlock(EncodedImage image, long start) =>
         MultimodalPrompt.Build(Format.Frame, E.ImageMarkerId, new[] { image }, start);
+
+    /// <summary>A decoder pass through the engine's runner (batched with other streams' passes where the model is shared): the hidden states [1, T', D], the caller's to dispose.</summary>
+    protected Tensor Forward(Tensor embeds, DecoderStep step) => E.Runner.Forward(E.Language, embeds, step);
 
     /// <summary>Token embeddings of plain ids [1, T, D].</summary>
     protected Tensor TextEmbeds(IReadOnlyList<int> ids) =>
@@ -129,7 +132,7 @@ public abstract class SessionBase : ICaptionSession
     /// <summary>Runs the decode loop, recording each step's time and the text for the report.</summary>
     protected IEnumerable<TokenEvent> Generate(Tensor logits, CacheGroup group, long start, List<double> steps, System.Text.StringBuilder text)
     {
-        foreach (var ev in TokenGenerator.Run(E.Language, Cache, group, logits, start, Options.Generation, E.Tokenizer, E.StopTokens, stepper: E.Stepper))
+        foreach (var ev in TokenGenerator.Run(E.Language, Cache, group, logits, start, Options.Generation, E.Tokenizer, E.StopTokens, runner: E.Runner))
         {
             if (ev.Id >= 0) steps.Add(ev.Ms);
             text.Append(ev.Text);

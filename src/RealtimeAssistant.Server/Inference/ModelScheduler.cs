@@ -11,17 +11,19 @@ namespace RealtimeAssistant.Server.Inference;
 /// caches; a model call waits here for its turn. Turns are granted first come, first served, one
 /// step at a time (a frame read, a prompt pass, one decode step), so a stream's read waits behind
 /// another stream's long answer for at most one decode step, never for the whole answer.
-/// With batching (the default), the decode steps that fall due together, from any streams and
-/// chat completions, run as one forward over their own caches (<see cref="DecodeBatcher"/>), and
-/// that batch takes one turn: a read waits behind at most one batch step.
+/// With batching (the default), every decoder pass that falls due together (decode steps, frame
+/// reads, prompts, from any streams and chat completions) runs as one forward over the sequences'
+/// own caches (<see cref="ForwardBatcher"/>, the engine's runner), and that batch takes one turn;
+/// a vision encode takes a turn of its own. A stream's read waits behind at most one batch.
 /// </summary>
 public sealed class ModelScheduler : IDisposable
 {
     readonly object _gate = new();
     readonly LinkedList<Waiter> _queue = new();
     readonly bool _ownsEngine;
-    readonly DecodeBatcher? _batcher;
+    readonly ForwardBatcher? _batcher;
     bool _busy, _disposed;
+    int _owner; // the managed thread whose step runs now (0: none, or a turn being handed on)
     long _steps, _waited;
     double _waitMs, _maxWaitMs;
 
@@ -33,19 +35,25 @@ public sealed class ModelScheduler : IDisposable
         _ownsEngine = ownsEngine;
         if (batching)
         {
-            _batcher = new DecodeBatcher(engine.Language, batch => Run(batch));
-            engine.Stepper = _batcher;
+            _batcher = new ForwardBatcher(engine.Language, batch => Run(batch), holdsTurn: () => HeldByCurrentThread);
+            engine.Runner = _batcher;
         }
     }
 
     public static ModelScheduler Load(string modelDir, EngineOptions? options = null, ILogger? log = null, bool batching = true) =>
         new(Engine.Load(modelDir, options, log), batching: batching);
 
-    /// <summary>Whether decode steps are batched across streams.</summary>
+    /// <summary>Whether decoder passes are batched across streams.</summary>
     public bool Batching => _batcher is not null;
 
-    /// <summary>Decode batches run, the steps in them and the largest (zeros without batching).</summary>
+    /// <summary>Batches run, the passes in them (decode steps, reads, prompts) and the largest (zeros without batching).</summary>
     public (long Batches, long Steps, long Largest) BatchCounters => _batcher?.Counters ?? default;
+
+    /// <summary>Block passes (frame reads, prompts) run in batches (0 without batching).</summary>
+    public long BatchedBlocks => _batcher?.Blocks ?? 0;
+
+    /// <summary>The calling thread holds the turn (its model calls run inline).</summary>
+    public bool HeldByCurrentThread { get { lock (_gate) return _busy && _owner == Environment.CurrentManagedThreadId; } }
 
     sealed class Waiter { public bool Granted; }
 
@@ -71,12 +79,24 @@ public sealed class ModelScheduler : IDisposable
     public void Run(Action step, CancellationToken ct = default) => Run(() => { step(); return 0; }, ct);
 
     /// <summary>
+    /// A session's call (a frame read): with batching its model work takes its turns itself (its
+    /// passes join batches, its vision encode takes a turn); without, the whole call is one turn.
+    /// </summary>
+    public void Session(Action call, CancellationToken ct = default)
+    {
+        if (_batcher is null) { Run(call, ct); return; }
+        ct.ThrowIfCancellationRequested();
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        call();
+    }
+
+    /// <summary>
     /// A generation whose every step (each MoveNext: the prompt pass, then one decode step) takes
     /// its own turn; other streams' steps run between them. <paramref name="start"/> is called in
-    /// the first turn (a session may do model work as soon as it is asked). With batching, only
-    /// that first step takes a turn here: each later one is a decode step, which joins a batch
-    /// (and the batch takes the turn). Cancelling <paramref name="ct"/> ends the generation at its
-    /// next step; its cleanup still runs in a turn.
+    /// the first turn (a session may do model work as soon as it is asked). With batching no step
+    /// takes a turn here: each pass joins a batch through the engine's runner (and the batch takes
+    /// the turn). Cancelling <paramref name="ct"/> ends the generation at its next step; its cleanup
+    /// still runs in a turn without batching.
     /// </summary>
     public IEnumerable<T> Steps<T>(Func<IEnumerable<T>> start, CancellationToken ct = default)
     {
@@ -86,9 +106,11 @@ public sealed class ModelScheduler : IDisposable
             while (true)
             {
                 T item;
-                if (e is not null && _batcher is not null)
+                if (_batcher is not null)
                 {
                     ct.ThrowIfCancellationRequested();
+                    ObjectDisposedException.ThrowIf(_disposed, this);
+                    e ??= start().GetEnumerator();
                     if (!e.MoveNext()) yield break;
                     item = e.Current;
                 }
@@ -108,7 +130,8 @@ public sealed class ModelScheduler : IDisposable
         }
         finally
         {
-            if (e is not null)
+            if (e is not null && _batcher is not null) e.Dispose();
+            else if (e is not null)
             {
                 Acquire(CancellationToken.None);
                 try { e.Dispose(); }
@@ -128,6 +151,7 @@ public sealed class ModelScheduler : IDisposable
             if (!_busy && _queue.Count == 0)
             {
                 _busy = true;
+                _owner = Environment.CurrentManagedThreadId;
                 return;
             }
             t0 = Stopwatch.GetTimestamp();
@@ -142,6 +166,7 @@ public sealed class ModelScheduler : IDisposable
                 }
                 Monitor.Wait(_gate, 50); // short waits: a cancellation is noticed without a registration
             }
+            _owner = Environment.CurrentManagedThreadId;
             var ms = Stopwatch.GetElapsedTime(t0).TotalMilliseconds;
             _waited++;
             _waitMs += ms;
@@ -153,6 +178,7 @@ public sealed class ModelScheduler : IDisposable
     {
         lock (_gate)
         {
+            _owner = 0;
             if (_queue.First is { } next)
             {
                 _queue.RemoveFirst();
@@ -180,7 +206,7 @@ public sealed class ModelScheduler : IDisposable
         }
         if (_batcher is not null)
         {
-            if (ReferenceEquals(Engine.Stepper, _batcher)) Engine.Stepper = null;
+            if (ReferenceEquals(Engine.Runner, _batcher)) Engine.Runner = DirectRunner.Instance;
             _batcher.Dispose();
         }
         if (_ownsEngine) Engine.Dispose();

@@ -7,7 +7,8 @@ namespace RealtimeAssistant.Server.Inference;
 
 /// <summary>
 /// A live stream's session on the shared model: every call that runs the model goes through the
-/// <see cref="ModelScheduler"/> (a read in one turn, a write one step per turn). A stream's own
+/// <see cref="ModelScheduler"/> (without batching: a read in one turn, a write one step per turn;
+/// with it, each pass joins a batch through the engine's runner). A stream's own
 /// caption prompt, when it has one, stands in for the model's instruction.
 /// </summary>
 public sealed class ScheduledSession(ICaptionSession inner, ModelScheduler scheduler, string? prompt = null) : ICaptionSession
@@ -25,8 +26,8 @@ public sealed class ScheduledSession(ICaptionSession inner, ModelScheduler sched
     public UpdateReport Last => inner.Last;
     public string? Prompt => prompt;
 
-    public void Read(Mat frame) => scheduler.Run(() => inner.Read(frame), Stopping);
-    public void Read(EncodedImage frame) => scheduler.Run(() => inner.Read(frame), Stopping);
+    public void Read(Mat frame) => scheduler.Session(() => inner.Read(frame), Stopping);
+    public void Read(EncodedImage frame) => scheduler.Session(() => inner.Read(frame), Stopping);
     public IEnumerable<TokenEvent> Write(string? question = null) => scheduler.Steps(() => inner.Write(question ?? prompt), Stopping);
     public IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null) => scheduler.Steps(() => inner.ReadAndWrite(frame, question ?? prompt), Stopping);
     public IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) => scheduler.Steps(() => inner.ReadAndWrite(frame, question ?? prompt), Stopping);

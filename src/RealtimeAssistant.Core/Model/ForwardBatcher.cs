@@ -1,0 +1,214 @@
+using System.Diagnostics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Model;
+
+/// <summary>
+/// How a session's model calls run: alone on the caller's thread (<see cref="DirectRunner"/>), or
+/// batched with other sequences' calls in the model's turn (<see cref="ForwardBatcher"/>, the
+/// server). Every tensor returned is the caller's to dispose.
+/// </summary>
+public interface IModelRunner
+{
+    /// <summary>A decoder pass of one block [1, T, D] through its cache (a frame read, a prompt): the final-normed hidden states [1, T', D] of the rows that reached the last layer.</summary>
+    Tensor Forward(LanguageModel lm, Tensor embeds, DecoderStep step);
+    /// <summary>One decode step: a token fed back through a cache at a position, giving the next logits [vocab].</summary>
+    Tensor Step(LanguageModel lm, int id, long position, KvCache cache, CacheGroup group);
+    /// <summary>Other model work (the vision encoder), in the model's turn.</summary>
+    T Exclusive<T>(Func<T> work);
+}
+
+/// <summary>Every call on the caller's thread, at once.</summary>
+public sealed class DirectRunner : IModelRunner
+{
+    public static readonly DirectRunner Instance = new();
+
+    public Tensor Forward(LanguageModel lm, Tensor embeds, DecoderStep step)
+    {
+        using var _ = torch.inference_mode();
+        return lm.model.Forward(embeds, step).DetachFromDisposeScope();
+    }
+
+    public Tensor Step(LanguageModel lm, int id, long position, KvCache cache, CacheGroup group)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.inference_mode();
+        var ids = torch.tensor(new long[] { id }, device: lm.model.embed_tokens.weight.device).view(1, 1);
+        var h = lm.model.Forward(lm.model.embed_tokens.forward(ids), new DecoderStep { Positions = new[] { position }, Cache = cache, Group = group });
+        return lm.Logits(h[0, -1]).MoveToOuterDisposeScope();
+    }
+
+    public T Exclusive<T>(Func<T> work) => work();
+}
+
+/// <summary>
+/// Batches the decoder passes of several sequences that share one model (the server's streams):
+/// each caller's pass (a decode step, a frame read, a prompt) waits here, and one thread runs every
+/// pass pending at that moment as one <see cref="DecoderModel.ForwardMany"/> over the sequences'
+/// own caches. No pass waits for company: while a batch runs the next passes gather, so batches
+/// form by themselves under load and a lone stream pays nothing. <paramref name="turn"/> runs a
+/// batch in the model's turn (the server's scheduler; null: at once); a caller that holds the turn
+/// already (<paramref name="holdsTurn"/>) runs its pass inline, alone.
+/// </summary>
+public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor[]>? turn = null, int maxBatch = 32, TimeSpan? regroup = null,
+    Func<bool>? holdsTurn = null) : IModelRunner, IDisposable
+{
+    /// <summary>
+    /// How long a batch waits for the sequences whose decode steps it has been serving to come back
+    /// with their next step. Each caller samples its token on its own thread between steps
+    /// (microseconds); without this wait the first caller back would start a batch of one and the
+    /// rest would form the next. A sequence whose answer ended does not come back: the batch after
+    /// its last step pays this once, and it is no longer waited for.
+    /// </summary>
+    public static readonly TimeSpan DefaultRegroup = TimeSpan.FromMilliseconds(1);
+    readonly long _regroupTicks = (long)((regroup ?? DefaultRegroup).TotalSeconds * Stopwatch.Frequency);
+    /// <summary>The sequences (by cache) whose decode steps were served lately and are expected back.</summary>
+    readonly HashSet<KvCache> _active = new(ReferenceEqualityComparer.Instance);
+
+    /// <summary>A decode step (<see cref="Id"/> ≥ 0: logits out) or a block's pass (embeddings in, hidden states out).</summary>
+    sealed class Pending(int id, Tensor? embeds, DecoderStep step)
+    {
+        public readonly int Id = id;
+        public readonly Tensor? Embeds = embeds;
+        public readonly DecoderStep Step = step;
+        public readonly ManualResetEventSlim Done = new();
+        public Tensor? Result;
+        public Exception? Error;
+        public bool IsDecode => Embeds is null;
+    }
+
+    readonly object _gate = new();
+    readonly List<Pending> _pending = new();
+    Thread? _thread;
+    bool _disposed;
+    long _batches, _passes, _largest, _blocks;
+
+    /// <summary>Batches run, passes in them (decode steps and blocks), and the largest batch.</summary>
+    public (long Batches, long Steps, long Largest) Counters { get { lock (_gate) return (_batches, _passes, _largest); } }
+
+    /// <summary>Block passes (frame reads, prompts) run in batches, and those that shared their batch with another pass.</summary>
+    public long Blocks { get { lock (_gate) return _blocks; } }
+
+    /// <summary>Passes waiting for a batch now.</summary>
+    public int Queued { get { lock (_gate) return _pending.Count; } }
+
+    public Tensor Step(LanguageModel model, int id, long position, KvCache cache, CacheGroup group)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(id);
+        return Submit(model, new Pending(id, null, new DecoderStep { Positions = new[] { position }, Cache = cache, Group = group }));
+    }
+
+    public Tensor Forward(LanguageModel model, Tensor embeds, DecoderStep step) => Submit(model, new Pending(-1, embeds, step));
+
+    public T Exclusive<T>(Func<T> work)
+    {
+        if (turn is null || holdsTurn?.Invoke() == true) return work();
+        T result = default!;
+        turn(() => { result = work(); return []; });
+        return result;
+    }
+
+    Tensor Submit(LanguageModel model, Pending p)
+    {
+        if (!ReferenceEquals(model, lm)) throw new ArgumentException("a forward batcher serves one model");
+        if (holdsTurn?.Invoke() == true) return Run([p])[0]; // in the turn already: waiting for the batch thread's turn would never end
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _pending.Add(p);
+            _thread ??= StartThread();
+            Monitor.Pulse(_gate);
+        }
+        p.Done.Wait();
+        p.Done.Dispose();
+        if (p.Error is { } e) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+        return p.Result!;
+    }
+
+    Thread StartThread()
+    {
+        var t = new Thread(Loop) { IsBackground = true, Name = "forward-batcher" };
+        t.Start();
+        return t;
+    }
+
+    void Loop()
+    {
+        while (true)
+        {
+            lock (_gate)
+            {
+                while (_pending.Count == 0 && !_disposed) Monitor.Wait(_gate);
+                if (_pending.Count == 0) return;
+                long until = Stopwatch.GetTimestamp() + _regroupTicks;
+                while (!_disposed && _pending.Count < Math.Min(maxBatch, _active.Count) && !_active.IsSubsetOf(_pending.Select(p => p.Step.Cache!)))
+                {
+                    long left = until - Stopwatch.GetTimestamp();
+                    if (left <= 0)
+                    {
+                        _active.IntersectWith(_pending.Select(p => p.Step.Cache!)); // the rest finished (or are late): not waited for again
+                        break;
+                    }
+                    Monitor.Wait(_gate, TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
+                }
+            }
+            // The batch is formed once the turn is ours, not before: passes that fell due while
+            // the turn was waiting behind other work join this batch instead of the next.
+            List<Pending> batch = [];
+            try
+            {
+                var results = turn is null ? Run(Take(batch)) : turn(() => Run(Take(batch)));
+                for (int i = 0; i < batch.Count; i++) batch[i].Result = results[i];
+            }
+            catch (Exception e)
+            {
+                if (batch.Count == 0) Take(batch); // the turn itself failed (the scheduler is closing): these passes fail with it
+                foreach (var p in batch) p.Error = e;
+            }
+            foreach (var p in batch) p.Done.Set();
+        }
+    }
+
+    List<Pending> Take(List<Pending> batch)
+    {
+        lock (_gate)
+        {
+            batch.AddRange(_pending.Take(maxBatch));
+            _pending.RemoveRange(0, batch.Count);
+            foreach (var p in batch)
+                if (p.IsDecode) _active.Add(p.Step.Cache!);
+                else _active.Remove(p.Step.Cache!); // a block (a read, a prompt): its decode steps, if any, start anew
+            _batches++; _passes += batch.Count; _largest = Math.Max(_largest, batch.Count);
+            _blocks += batch.Count(p => !p.IsDecode);
+        }
+        return batch;
+    }
+
+    /// <summary>The batch's passes as one forward: per pass, its logits [vocab] (a decode step) or its hidden states (a block), each the caller's to dispose.</summary>
+    Tensor[] Run(List<Pending> batch)
+    {
+        using var scope = torch.NewDisposeScope();
+        using var _ = torch.inference_mode();
+        var dec = lm.model;
+        var decode = batch.Where(p => p.IsDecode).ToList();
+        var embedded = decode.Count == 0 ? null
+            : dec.embed_tokens.forward(torch.tensor(decode.Select(p => (long)p.Id).ToArray(), device: dec.embed_tokens.weight.device).view(1, -1));
+        int d = 0;
+        var seqs = batch.Select(p => (p.Embeds ?? embedded!.narrow(1, d++, 1), p.Step)).ToList();
+        var hidden = dec.ForwardMany(seqs);
+        // The decode steps' logits in one product: the head's weights are read once for the batch.
+        var logits = decode.Count == 0 ? null
+            : lm.Logits(torch.cat(batch.Select((p, i) => (p, i)).Where(x => x.p.IsDecode).Select(x => hidden[x.i].select(1, -1)).ToArray(), 0));
+        var results = new Tensor[batch.Count];
+        for (int i = 0, j = 0; i < batch.Count; i++)
+            results[i] = (batch[i].IsDecode ? logits![j++] : hidden[i]).clone().DetachFromDisposeScope();
+        return results;
+    }
+
+    public void Dispose()
+    {
+        lock (_gate) { _disposed = true; Monitor.PulseAll(_gate); }
+        _thread?.Join();
+    }
+}
