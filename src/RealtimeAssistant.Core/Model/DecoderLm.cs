@@ -192,11 +192,17 @@ public sealed class DecoderModel : nn.Module
             }
         }
         var rows = new long[n];
+        // The rows of every sequence side by side, and their RoPE tables: joined again only after a
+        // plan dropped rows (a decode batch joins them once).
+        Tensor? hAll = null, cosAll = null, sinAll = null;
         for (int l = 0; l < layers.Count; l++)
         {
             var layer = layers[l];
             for (int i = 0; i < n; i++) rows[i] = h[i].shape[1];
-            var (q, k, v) = layer.self_attn.Project(layer.input_layernorm.forward(Cat(h, 1)), Cat(cos, -2), Cat(sin, -2));
+            hAll ??= Cat(h, 1);
+            cosAll ??= Cat(cos, -2);
+            sinAll ??= Cat(sin, -2);
+            var (q, k, v) = layer.self_attn.Project(layer.input_layernorm.forward(hAll), cosAll, sinAll);
             var outs = new List<Tensor>(n);
             var going = new List<int>(n); // the sequences with rows that go on through o_proj and the MLP
             long offset = 0;
@@ -215,14 +221,16 @@ public sealed class DecoderModel : nn.Module
                         var idx = torch.tensor(stay, device: h[i].device);
                         if (stay.Length != h[i].shape[1]) h[i] = h[i].index_select(1, idx);
                         (cos[i], sin[i], positions[i]) = (cos[i].index_select(-2, idx), sin[i].index_select(-2, idx), positions[i].Select(stay));
+                        (cosAll, sinAll) = (null, null);
                     }
                     if (r.Output is not { } o) continue; // no row of this sequence goes on: its h is what it was
                     outs.Add(o);
                 }
                 going.Add(i);
             }
-            if (going.Count == 0) continue;
+            if (going.Count == 0) { hAll = null; continue; }
             var updated = layer.ResidualMlp(Cat(going.Select(i => h[i]).ToList(), 1).Plus(layer.self_attn.Output(Cat(outs, 2))));
+            hAll = going.Count == n ? updated : null;
             offset = 0;
             foreach (var i in going)
             {
@@ -231,7 +239,7 @@ public sealed class DecoderModel : nn.Module
                 offset += t;
             }
         }
-        var final = norm.forward(Cat(h, 1));
+        var final = norm.forward(hAll ?? Cat(h, 1));
         var result = new Tensor[n];
         long at = 0;
         for (int i = 0; i < n; i++)
