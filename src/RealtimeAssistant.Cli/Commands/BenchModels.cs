@@ -29,22 +29,32 @@ public static class BenchModels
     public const string CachePath = ".ra/bench-models";
     const string Marker = "ra-bench-model.json";
 
+    /// <summary>
+    /// Not a Hub checkpoint: LLaVA-1.5-7B's decoder depth (32 layers) and visual tokens a frame (576:
+    /// a 336-pixel CLIP input in 14-pixel patches) at a reduced width, in our frame layout so it
+    /// streams. A prefill-bound model that fits 2 CPU cores (7B does not).
+    /// </summary>
+    public const string LlavaShaped = "llava_shaped";
+    const int LlavaShapedHidden = 512;
+
     public static Option<string?> Option() => new("--family")
     {
-        Description = $"a real small checkpoint's shapes with random weights: {string.Join(", ", Families.Select(f => $"{f.Name} ({f.HubConfig})"))}; made once under {CachePath}/",
+        Description = $"a real small checkpoint's shapes with random weights: {string.Join(", ", Families.Select(f => $"{f.Name} ({f.HubConfig})"))}; " +
+            $"or {LlavaShaped} (LLaVA-1.5-7B's depth and 576 visual tokens a frame at width {LlavaShapedHidden}); made once under {CachePath}/",
     };
 
     public static Family Find(string name) => Families.FirstOrDefault(f => f.Name == name)
         ?? throw new UserError(name == "llava"
-            ? "--family llava: no LLaVA-1.5-7B hub config here, and 7B does not fit this machine; `ra bench engine` without --family runs the LLaVA-1.5 decoder shape"
-            : $"--family '{name}' is not one of {string.Join(", ", Families.Select(f => f.Name))}");
+            ? $"--family llava: no LLaVA-1.5-7B hub config here, and 7B does not fit this machine; --family {LlavaShaped} has its depth and visual tokens at a reduced width"
+            : $"--family '{name}' is not one of {string.Join(", ", Families.Select(f => f.Name).Append(LlavaShaped))}");
 
     /// <summary>The benchmark folder for <paramref name="name"/>, made on first use (and said so on <paramref name="report"/>).</summary>
     public static string Resolve(string name, Action<string> report)
     {
-        var family = Find(name);
         var fixtures = Cli.FindRepoPath(FixturesPath) ?? throw new UserError($"--family needs {FixturesPath} (a source checkout)");
         var root = Path.GetFullPath(Path.Combine(fixtures, "../../../.."));
+        if (name == LlavaShaped) return ResolveLlavaShaped(Path.Combine(root, CachePath, $"llava-1.5-7b-shaped-h{LlavaShapedHidden}"), report);
+        var family = Find(name);
         var dir = Path.Combine(root, CachePath, family.HubConfig);
         if (File.Exists(Path.Combine(dir, Marker)))
         {
@@ -55,6 +65,33 @@ public static class BenchModels
         var bytes = Synthesize(family, fixtures, dir, tiny: false);
         report($"--family {name}: wrote {bytes / 1e9:N2} GB of weights");
         return Path.GetRelativePath(Environment.CurrentDirectory, dir);
+    }
+
+    static string ResolveLlavaShaped(string dir, Action<string> report)
+    {
+        var shown = Path.GetRelativePath(Environment.CurrentDirectory, dir);
+        if (File.Exists(Path.Combine(dir, Marker)))
+        {
+            report($"--family {LlavaShaped}: {shown} (made earlier, reused)");
+            return shown;
+        }
+        report($"--family {LlavaShaped}: writing LLaVA-1.5-7B's depth and visual tokens at width {LlavaShapedHidden}, random weights, to {shown} (once; gitignored)…");
+        var partial = dir + ".partial";
+        if (Directory.Exists(partial)) Directory.Delete(partial, true);
+        WriteLlavaShaped(partial, LlavaShapedHidden);
+        File.WriteAllText(Path.Combine(partial, Marker), new JsonObject { ["shape"] = "llava-1.5-7b depth, 576 visual tokens", ["hidden"] = LlavaShapedHidden, ["weights"] = "random" }.ToJsonString());
+        if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        Directory.Move(partial, dir);
+        return shown;
+    }
+
+    /// <summary>LLaVA-1.5-7B's decoder depth and visual tokens a frame at width <paramref name="hidden"/>, random weights, in our frame layout (<see cref="LlavaShaped"/>).</summary>
+    public static void WriteLlavaShaped(string dir, int hidden)
+    {
+        var cfg = SyntheticCheckpoint.Config(vocab: 512, vHidden: 64, vLayers: 1, imageSize: 336, patch: 14, tHidden: hidden, tLayers: 32,
+            heads: hidden / 64, kvHeads: hidden / 64, intermediate: (int)Math.Round(hidden * 11008.0 / 4096 / 64) * 64);
+        SyntheticCheckpoint.Write(dir, cfg, SyntheticCheckpoint.WordTokenizer(SyntheticCheckpoint.FillerWords(512)), seed: 3,
+            extraConfig: new JsonObject { ["ra_frame_marker"] = "w5", ["ra_instruction"] = "w1 w2 w3", ["ra_group_positions"] = true });
     }
 
     /// <summary>

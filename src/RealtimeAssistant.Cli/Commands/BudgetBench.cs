@@ -59,7 +59,7 @@ public static class BudgetBench
                 var dir = Path.Combine(Path.GetTempPath(), $"ra-bench-budget-{Environment.ProcessId}");
                 try
                 {
-                    WriteLlavaShaped(dir, D);
+                    BenchModels.WriteLlavaShaped(dir, D);
                     using var engine = Engine.Load(dir, engineOptions);
                     configs.Add(Run($"llava-1.5-7b-shaped (hidden {D})", engine, NoiseFrames(nReads), fr, warmup, scoreF1: false, ct));
                 }
@@ -212,17 +212,5 @@ public static class BudgetBench
             levels[level] = levels.GetValueOrDefault(level) + 1;
         }
         return new StreamResult(reads, driver.Stats.BudgetSkipped, ks, score.F1, levels);
-    }
-
-    /// <summary>
-    /// A checkpoint with LLaVA-1.5-7B's decoder depth and visual tokens a frame (576: a 336-pixel
-    /// CLIP input in 14-pixel patches) at a reduced width, random weights, in our frame layout so it streams.
-    /// </summary>
-    static void WriteLlavaShaped(string dir, int hidden)
-    {
-        var cfg = SyntheticCheckpoint.Config(vocab: 512, vHidden: 64, vLayers: 1, imageSize: 336, patch: 14, tHidden: hidden, tLayers: 32,
-            heads: hidden / 64, kvHeads: hidden / 64, intermediate: (int)Math.Round(hidden * 11008.0 / 4096 / 64) * 64);
-        SyntheticCheckpoint.Write(dir, cfg, SyntheticCheckpoint.WordTokenizer(SyntheticCheckpoint.FillerWords(512)), seed: 3,
-            extraConfig: new JsonObject { ["ra_frame_marker"] = "w5", ["ra_instruction"] = "w1 w2 w3", ["ra_group_positions"] = true });
     }
 }

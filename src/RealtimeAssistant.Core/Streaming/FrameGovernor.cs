@@ -21,6 +21,8 @@ public sealed class GovernorLevel(string name, PruningConfig? pruning)
     public long LastRead { get; private set; } = long.MinValue / 2;
     /// <summary>Reads at the level above before this one is tried again; doubles each time a try runs over.</summary>
     public int ProbeInterval { get; internal set; } = FrameGovernor.FirstProbe;
+    /// <summary>The next more aggressive level's estimate when this one was last read (null: not known): how far costs have moved since is that level's estimate now against this.</summary>
+    public double? AboveWhenRead { get; internal set; }
 
     internal void Observe(double ms, long readIndex)
     {
@@ -49,7 +51,8 @@ public readonly record struct GovernorChoice(bool Skip, int Level, GovernorLevel
 /// the schedule as measured, then the newest frame pruned too, then smaller VisiPruner budgets k,
 /// then earlier exits. It steps up as soon as a level is expected to run over, relaxes when the
 /// level below measured recently with headroom, and otherwise tries the level below again now and
-/// then (less often each time a try runs over). When even the most aggressive level cannot fit,
+/// then (less often each time a try runs over; never while its last cost, moved as the level above
+/// has moved since, is over the budget). When even the most aggressive level cannot fit,
 /// it skips frames (counted) rather than let work queue: the time a read runs over the budget is
 /// paid back by the frames after it.
 /// </summary>
@@ -110,7 +113,7 @@ public sealed class FrameGovernor
             var below = _levels[Current - 1];
             bool recent = _reads - below.LastRead <= Fresh;
             if (recent && below.Estimate is { } e && e <= Relax * _budget) Current--;
-            else if (_sinceChange >= below.ProbeInterval && CurrentLevel.Estimate is { } cur && cur <= 0.6 * _budget)
+            else if (_sinceChange >= below.ProbeInterval && CurrentLevel.Estimate is { } cur && cur <= 0.6 * _budget && MightFit(below, cur))
             {
                 // Costs move (the machine's load, the scene): measure the level below afresh.
                 below.Forget();
@@ -123,6 +126,15 @@ public sealed class FrameGovernor
     }
 
     bool Fits(int level) => Expected(level) is not { } e || e <= Fit * _budget;
+
+    /// <summary>
+    /// Whether a level last read long ago is worth trying again: its old estimate, moved as the
+    /// level above it (<paramref name="aboveNow"/>) has moved since, is within the budget. A try
+    /// that cannot fit only runs over; with nothing to compare (the level above was not measured
+    /// then), it is tried.
+    /// </summary>
+    bool MightFit(GovernorLevel level, double aboveNow) =>
+        level.Estimate is not { } old || level.AboveWhenRead is not { } then || then <= 0 || old * aboveNow / then <= _budget;
 
     /// <summary>
     /// What a read at <paramref name="level"/> is expected to take: its own recent reads, else
@@ -153,6 +165,7 @@ public sealed class FrameGovernor
     public void Observe(int level, double readMs)
     {
         var l = _levels[level];
+        l.AboveWhenRead = level + 1 < _levels.Count ? _levels[level + 1].Estimate : null;
         l.Observe(readMs, _reads++);
         _sinceChange++;
         if (_probing == level)

@@ -43,6 +43,22 @@ public class GovernorTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void ALevelThatRanFarOver_IsNotTriedAgain_UntilTheLevelAboveGetsCheaperInProportion()
+    {
+        var g = new FrameGovernor(100, Levels(2));
+        var read = Drive(g, [160, 50], 300);
+        Assert.Equal(1, g.Current);
+        // Level 0 is read first (nothing known), then tried once more with level 1 measured beside
+        // it; from then on 160 ms at a level-1 cost of 50 cannot fit, and it is not tried again.
+        Assert.Equal(2, read.Count(l => l == 0));
+        Assert.Equal(2, g.OverBudget);
+
+        read = Drive(g, [80, 25], 100);                  // everything got twice as fast
+        Assert.Equal(0, g.Current);                       // 160 × 25/50 = 80 might fit: tried, and it does
+        Assert.Equal(2, g.OverBudget);
+    }
+
+    [Fact]
     public void WhenNothingFits_FramesAreSkippedAndCounted_NotQueued()
     {
         var g = new FrameGovernor(50, Levels(3));
