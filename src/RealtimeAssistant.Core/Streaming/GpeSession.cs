@@ -311,5 +311,5 @@ public sealed class GpeSession : SessionBase
         }
     }
 
-    public override void Dispose() => _cache.Dispose();
+    protected override void Release() => _cache.Dispose();
 }

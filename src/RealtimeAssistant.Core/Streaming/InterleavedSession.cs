@@ -123,5 +123,5 @@ public sealed class InterleavedSession : SessionBase
         }
     }
 
-    public override void Dispose() => _cache.Dispose();
+    protected override void Release() => _cache.Dispose();
 }

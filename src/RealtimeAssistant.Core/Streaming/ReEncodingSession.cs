@@ -134,5 +134,5 @@ public sealed class ReEncodingSession : SessionBase
         return torch.tensor(mask, device: E.Device).view(t, t);
     }
 
-    public override void Dispose() { foreach (var f in _frames) f.Dispose(); _cache.Dispose(); }
+    protected override void Release() { foreach (var f in _frames) f.Dispose(); _cache.Dispose(); }
 }

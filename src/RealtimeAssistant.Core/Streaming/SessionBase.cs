@@ -140,5 +140,17 @@ public abstract class SessionBase : ICaptionSession
         }
     }
 
-    public virtual void Dispose() { }
+    /// <summary>
+    /// Frees the session's caches, then hands the C heap's free pages back: a stream's prefills
+    /// leave freed chunks in its threads' malloc arenas, which glibc keeps resident otherwise, so a
+    /// process that opens and closes streams would keep every closed one's high-water mark.
+    /// </summary>
+    public void Dispose()
+    {
+        Release();
+        NativeHeap.Trim();
+    }
+
+    /// <summary>The session's own tensors (its caches, any frames it keeps).</summary>
+    protected virtual void Release() { }
 }
