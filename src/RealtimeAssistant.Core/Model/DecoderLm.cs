@@ -126,12 +126,19 @@ public sealed class DecoderModel : nn.Module
 
     public Rope Rope => _rope ??= new Rope(_c.HeadDim, _c.RopeTheta, embed_tokens.weight.device, _c.MropeSection);
 
-    /// <summary>embeds [B, T, D] → final-normed hidden states [B, T', D] of the rows that reached the last layer (T' = T without a plan that drops rows).</summary>
-    public Tensor Forward(Tensor embeds, DecoderStep step) => Forward(embeds, step, -1, out _);
+    /// <summary>
+    /// embeds [B, T, D] → final-normed hidden states [B, T', D] of the rows that reached the last
+    /// layer (T' = T without a plan that drops rows). One sequence (every inference pass) is
+    /// <see cref="ForwardMany"/> of one; a batch of rows with their own positions (training) runs
+    /// the batch forward below.
+    /// </summary>
+    public Tensor Forward(Tensor embeds, DecoderStep step) =>
+        embeds.shape[0] == 1 && step.PositionTensor is null ? ForwardMany([(embeds, step)])[0] : Forward(embeds, step, -1, out _);
 
     /// <summary>
-    /// The decoder's one forward. As <see cref="Forward(Tensor, DecoderStep)"/>, and also returns the
-    /// residual stream after layer <paramref name="tapLayer"/> (training's auxiliary heads read it; −1: none).
+    /// The batch forward (training: B rows, each with its own positions and mask). As
+    /// <see cref="Forward(Tensor, DecoderStep)"/>, and also returns the residual stream after layer
+    /// <paramref name="tapLayer"/> (training's auxiliary heads read it; −1: none).
     /// </summary>
     public Tensor Forward(Tensor embeds, DecoderStep step, int tapLayer, out Tensor? tapped)
     {
