@@ -202,14 +202,20 @@ public sealed class DecoderModel : nn.Module
         // The rows of every sequence side by side, and their RoPE tables: joined again only after a
         // plan dropped rows (a decode batch joins them once).
         Tensor? hAll = null, cosAll = null, sinAll = null;
+        bool decodeKernel = DecodeRowsOnKernel(seqs);
         for (int l = 0; l < layers.Count; l++)
         {
             var layer = layers[l];
-            for (int i = 0; i < n; i++) rows[i] = h[i].shape[1];
             hAll ??= Cat(h, 1);
             cosAll ??= Cat(cos, -2);
             sinAll ??= Cat(sin, -2);
             var (q, k, v) = layer.self_attn.Project(layer.input_layernorm.forward(hAll), cosAll, sinAll);
+            if (decodeKernel)
+            {
+                hAll = layer.ResidualMlp(hAll.Plus(layer.self_attn.Output(AttendRowsOnKernel(q, k, v, seqs, l, layer.self_attn.KvHeads))));
+                continue;
+            }
+            for (int i = 0; i < n; i++) rows[i] = h[i].shape[1];
             var outs = new List<Tensor>(n);
             var going = new List<int>(n); // the sequences with rows that go on through o_proj and the MLP
             long offset = 0;
@@ -246,6 +252,7 @@ public sealed class DecoderModel : nn.Module
                 offset += t;
             }
         }
+        if (decodeKernel) return [.. SplitRows(norm.forward(hAll!), n)];
         var final = norm.forward(hAll ?? Cat(h, 1));
         var result = new Tensor[n];
         long at = 0;
@@ -255,6 +262,51 @@ public sealed class DecoderModel : nn.Module
             at += h[i].shape[1];
         }
         return result;
+    }
+
+    /// <summary>
+    /// Every sequence a decode step (one row; no plan, no mask) over float32 CPU caches at batch 1:
+    /// then each layer's keys and values go into the caches from memory and the attention of all
+    /// rows is one kernel call over each row's own cache (no call into libtorch per sequence).
+    /// </summary>
+    static bool DecodeRowsOnKernel(IReadOnlyList<(Tensor Embeds, DecoderStep Step)> seqs)
+    {
+        if (!WeightMatrix.KernelsEnabled) return false;
+        var e = seqs[0].Embeds;
+        if (e.device_type != DeviceType.CPU || e.dtype != ScalarType.Float32) return false;
+        foreach (var (embeds, step) in seqs)
+        {
+            if (step.Plan is not null || step.Mask is not null || step.Cache is null || step.Positions.Length != 1) return false;
+            foreach (var layer in step.Cache.Layers)
+                if (!layer.Source.KernelLayout || !layer.Target.KernelLayout) return false;
+        }
+        return true;
+    }
+
+    /// <summary>Layer <paramref name="l"/>'s attention for a batch of decode rows (see <see cref="DecodeRowsOnKernel"/>): per-head outputs [1,H,N,hd].</summary>
+    static unsafe Tensor AttendRowsOnKernel(Tensor q, Tensor k, Tensor v, IReadOnlyList<(Tensor Embeds, DecoderStep Step)> seqs, int l, int kvHeads)
+    {
+        var (ks, vs) = (k.stride(), v.stride()); // [1, Hkv, N, hd] views: row i is ks[2]·i floats on
+        if (ks[3] != 1 || vs[3] != 1) throw new InvalidOperationException("decode rows' keys and values must be contiguous within a head");
+        float* kp = Kernels.TensorMemory.Ptr<float>(k), vp = Kernels.TensorMemory.Ptr<float>(v);
+        var ranges = new Kernels.DecodeAttention.Range[seqs.Count][];
+        for (int i = 0; i < seqs.Count; i++)
+        {
+            var step = seqs[i].Step;
+            var kv = step.Cache!.Layers[l];
+            kv[step.Group].AppendRow(k, kp + i * ks[2], vp + i * vs[2], ks[1], vs[1], step.Positions.T[0]);
+            // A source row attends its group; a target row the source (if any) and the target, read in place.
+            var source = kv.Source.KernelRange;
+            ranges[i] = step.Group == CacheGroup.Source ? [source!.Value]
+                : source is { } src ? [src, kv.Target.KernelRange!.Value] : [kv.Target.KernelRange!.Value];
+        }
+        return Kernels.DecodeAttention.RunRows(q, ranges, kvHeads);
+    }
+
+    /// <summary>[1, N, D] → N views [1, 1, D], each moved out to the caller's scope.</summary>
+    static IEnumerable<Tensor> SplitRows(Tensor all, int n)
+    {
+        for (int i = 0; i < n; i++) yield return (n == 1 ? all : all.narrow(1, i, 1)).MoveToOuterDisposeScope();
     }
 
     /// <summary>torch.cat, without the copy for a single piece.</summary>

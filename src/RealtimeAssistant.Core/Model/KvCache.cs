@@ -19,11 +19,16 @@ public enum CacheGroup { Source = 0, Target = 1 }
 /// Writes run under InferenceMode: buffers made by an inference path are inference tensors,
 /// which only that mode may write; a cache made outside it is written the same way.
 /// </summary>
-public sealed class KvGroup : IDisposable
+public sealed unsafe class KvGroup : IDisposable
 {
     Tensor? _k, _v;      // [B, Hkv, capacity, D]; live entries are [_start, _start + Length)
     long[] _pos = Array.Empty<long>();
     long _start;
+    // The buffers' layout, read once when they are made (reading a tensor's shape calls into
+    // libtorch): capacity, KV heads, head width, and for float32 on the CPU at batch 1 (the decode
+    // kernel's case) their addresses.
+    long _cap, _heads, _dim;
+    float* _kp, _vp;
     public long Length { get; private set; }
 
     /// <summary>Position ids of the entries, in cache order (host side: no device sync to read).</summary>
@@ -52,7 +57,7 @@ public sealed class KvGroup : IDisposable
 
     void EnsureCapacity(Tensor like, long needed)
     {
-        long cap = _k?.shape[2] ?? 0;
+        long cap = _cap;
         if (_start + needed <= cap) return;
         if (needed <= cap * 3 / 4) { Compact(); return; } // room enough once the evicted front is reclaimed
         long newCap = Math.Max(64, Math.Max(needed, cap * 2));
@@ -67,6 +72,10 @@ public sealed class KvGroup : IDisposable
             }
         _k?.Dispose(); _v?.Dispose();
         _k = k; _v = v;
+        (_cap, _heads, _dim) = (newCap, shape[1], shape[3]);
+        bool kernel = shape[0] == 1 && k.device_type == DeviceType.CPU && k.dtype == ScalarType.Float32;
+        _kp = kernel ? Kernels.TensorMemory.Ptr<float>(k) : null;
+        _vp = kernel ? Kernels.TensorMemory.Ptr<float>(v) : null;
         var pos = new long[newCap];
         Array.Copy(_pos, _start, pos, 0, Length);
         _pos = pos;
@@ -138,12 +147,41 @@ public sealed class KvGroup : IDisposable
         for (long i = _start + from; i < _start + Length; i++) _pos[i] += delta;
     }
 
+    /// <summary>
+    /// Appends one entry read from memory (the CPU decode kernel's path, float32 at batch 1: no call
+    /// into libtorch unless the buffer must grow): <paramref name="k"/> and <paramref name="v"/> point
+    /// at the entry's first head, heads <paramref name="kHeadStride"/> / <paramref name="vHeadStride"/>
+    /// floats apart. <paramref name="like"/> gives the shape and type if the buffer must be made or grown.
+    /// </summary>
+    public void AppendRow(Tensor like, float* k, float* v, long kHeadStride, long vHeadStride, long position)
+    {
+        EnsureCapacity(like, Length + 1);
+        if (_kp is null) throw new InvalidOperationException("AppendRow needs a float32 CPU cache at batch 1 (check KernelLayout)");
+        long at = _start + Length;
+        for (long h = 0; h < _heads; h++)
+        {
+            new ReadOnlySpan<float>(k + h * kHeadStride, (int)_dim).CopyTo(new Span<float>(_kp + (h * _cap + at) * _dim, (int)_dim));
+            new ReadOnlySpan<float>(v + h * vHeadStride, (int)_dim).CopyTo(new Span<float>(_vp + (h * _cap + at) * _dim, (int)_dim));
+        }
+        _pos[at] = position;
+        Length++;
+    }
+
+    /// <summary>Whether the buffers are float32 on the CPU at batch 1 (or not made yet): what <see cref="AppendRow"/> and <see cref="KernelRange"/> need.</summary>
+    public bool KernelLayout => _k is null || _kp is not null;
+
+    /// <summary>The live entries as the CPU decode kernel reads them (managed fields only; null when empty or not <see cref="KernelLayout"/>).</summary>
+    public Kernels.DecodeAttention.Range? KernelRange =>
+        _kp is null || Length == 0 ? null : new((nint)(_kp + _start * _dim), (nint)(_vp + _start * _dim), Length, _cap * _dim, _cap * _dim);
+
     public void Clear() { Length = 0; _start = 0; }
 
     public void Dispose()
     {
         _k?.Dispose(); _v?.Dispose();
         _k = _v = null;
+        _kp = _vp = null;
+        _cap = 0;
         Length = 0; _start = 0;
     }
 }

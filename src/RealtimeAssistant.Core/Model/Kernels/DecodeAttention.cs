@@ -20,14 +20,101 @@ public static unsafe class DecodeAttention
     /// </summary>
     public static bool Applies(Tensor q, params (Tensor K, Tensor V)[] ranges)
     {
-        if (!WeightMatrix.KernelsEnabled || q.device_type != DeviceType.CPU || q.dtype != ScalarType.Float32 || q.dim() != 4 || q.shape[2] != 1) return false;
-        long b = q.shape[0], h = q.shape[1], d = q.shape[3];
+        if (!WeightMatrix.KernelsEnabled || q.device_type != DeviceType.CPU || q.dtype != ScalarType.Float32) return false;
+        var qs = q.shape;
+        return qs.Length == 4 && qs[2] == 1 && RangesFit(qs[0], qs[1], qs[3], ranges);
+    }
+
+    /// <summary>
+    /// The ranges as the kernel reads them for queries of batch <paramref name="b"/>, <paramref name="h"/>
+    /// heads of width <paramref name="d"/>. Each tensor's shape and strides are read once: on a small
+    /// model every call into libtorch costs about what this kernel's arithmetic does.
+    /// </summary>
+    static bool RangesFit(long b, long h, long d, (Tensor K, Tensor V)[] ranges)
+    {
+        long kvHeads = -1;
         foreach (var (k, v) in ranges)
+        {
+            long s = -1;
             foreach (var t in new[] { k, v })
-                if (t.device_type != DeviceType.CPU || t.dtype != ScalarType.Float32 || t.dim() != 4 || t.shape[0] != b || t.shape[3] != d
-                    || h % t.shape[1] != 0 || t.stride(3) != 1 || (t.shape[2] > 1 && t.stride(2) != d) || t.shape[1] != ranges[0].K.shape[1] || t.shape[2] != k.shape[2])
-                    return false;
+            {
+                if (t.device_type != DeviceType.CPU || t.dtype != ScalarType.Float32) return false;
+                var sh = t.shape;
+                if (sh.Length != 4 || sh[0] != b || sh[3] != d || h % sh[1] != 0 || (kvHeads >= 0 && sh[1] != kvHeads) || (s >= 0 && sh[2] != s)) return false;
+                kvHeads = sh[1];
+                s = sh[2];
+                var st = t.stride();
+                if (st[3] != 1 || (sh[2] > 1 && st[2] != d)) return false;
+            }
+        }
         return true;
+    }
+
+    /// <summary>
+    /// Several sequences' decode steps in one call (a batch of streams): the query of row i
+    /// (q [1,H,N,D] float32 on the CPU, position i on the third axis) attends over row i's own
+    /// ranges (<see cref="KvGroup.KernelRange"/>: read from managed fields, no call into libtorch);
+    /// the output is [1,H,N,D] in the same layout. One parallel loop over every row's heads
+    /// instead of one per row. <paramref name="kvHeads"/>: the key/value heads.
+    /// </summary>
+    public static Tensor RunRows(Tensor q, IReadOnlyList<Range[]> rows, long kvHeads)
+    {
+        var qs = q.shape;
+        long h = qs[1], n = qs[2], d = qs[3];
+        if (qs[0] != 1 || n != rows.Count) throw new ArgumentException($"{rows.Count} rows for queries {string.Join("x", qs)}");
+        var qc = q.is_contiguous() ? q : q.contiguous();
+        var output = torch.empty(new[] { 1, h, n, d }, ScalarType.Float32, q.device);
+        try
+        {
+            var isa = CpuIsa.Current;
+            float scale = 1f / MathF.Sqrt(d);
+            nint qp = (nint)TensorMemory.Ptr<float>(qc), op = (nint)TensorMemory.Ptr<float>(output);
+            long longest = rows.Max(r => r.Sum(x => x.S));
+            long rep = h / kvHeads;
+            KernelPool.For((int)(n * h), 1, (int)Math.Max(1, (1L << 15) / Math.Max(1, longest * d)), (i0, i1) =>
+            {
+                var scores = System.Buffers.ArrayPool<float>.Shared.Rent((int)longest);
+                try
+                {
+                    fixed (float* sc = scores)
+                        for (int item = i0; item < i1; item++)
+                        {
+                            long row = item / h, hi = item % h;
+                            long at = (hi * n + row) * d; // [1,H,N,D]: head hi, row
+                            Attend(isa, (float*)qp + at, (float*)op + at, rows[(int)row], hi / rep, (int)d, scale, sc);
+                        }
+                }
+                finally { System.Buffers.ArrayPool<float>.Shared.Return(scores); }
+            });
+            return output;
+        }
+        finally { if (!ReferenceEquals(qc, q)) qc.Dispose(); }
+    }
+
+    /// <summary>A range of one sequence's keys and values for the kernel: addresses of its first entry's head 0, entries, and floats between heads.</summary>
+    public readonly record struct Range(nint K, nint V, long S, long KH, long VH);
+
+    /// <summary>One query head over its KV head's ranges: oh ← softmax(qh·Kᵀ·scale)·V.</summary>
+    static void Attend(KernelIsa isa, float* qh, float* oh, Range[] segs, long kv, int d, float scale, float* sc)
+    {
+        long at = 0;
+        foreach (var sg in segs)
+        {
+            float* k = (float*)sg.K + kv * sg.KH;
+            for (long s = 0; s < sg.S; s++) sc[at + s] = Dot(isa, qh, k + s * d, d) * scale;
+            at += sg.S;
+        }
+        float sum = Softmax(isa, sc, (int)at);
+        new Span<float>(oh, d).Clear();
+        at = 0;
+        foreach (var sg in segs)
+        {
+            float* v = (float*)sg.V + kv * sg.VH;
+            for (long s = 0; s < sg.S; s++) Axpy(isa, sc[at + s], v + s * d, oh, d);
+            at += sg.S;
+        }
+        float inv = 1f / sum;
+        for (int j = 0; j < d; j++) oh[j] *= inv;
     }
 
     /// <summary>The attention output [B,H,1,D] (check <see cref="Applies"/> first).</summary>
@@ -42,8 +129,10 @@ public static unsafe class DecodeAttention
             var isa = CpuIsa.Current;
             float scale = 1f / MathF.Sqrt(d);
             nint qp = (nint)TensorMemory.Ptr<float>(qc), op = (nint)TensorMemory.Ptr<float>(output);
-            var segs = ranges.Select(r => (K: (nint)TensorMemory.Ptr<float>(r.K), V: (nint)TensorMemory.Ptr<float>(r.V), S: r.K.shape[2],
-                KB: r.K.stride(0), KH: r.K.stride(1), VB: r.V.stride(0), VH: r.V.stride(1))).ToArray();
+            // Per batch row, its ranges (a row's keys start one batch stride further).
+            var segs = Enumerable.Range(0, (int)b).Select(bi => ranges.Select(r => new Range(
+                (nint)((float*)TensorMemory.Ptr<float>(r.K) + bi * r.K.stride(0)), (nint)((float*)TensorMemory.Ptr<float>(r.V) + bi * r.V.stride(0)),
+                r.K.shape[2], r.K.stride(1), r.V.stride(1))).ToArray()).ToArray();
             int items = (int)(b * h), rep = (int)(h / kvHeads);
             KernelPool.For(items, 1, (int)Math.Max(1, (1L << 15) / Math.Max(1, total * d)), (i0, i1) =>
             {
@@ -53,28 +142,7 @@ public static unsafe class DecodeAttention
                 {
                     fixed (float* sc = scores)
                         for (int item = i0; item < i1; item++)
-                        {
-                            long bi = item / h, hi = item % h, kv = hi / rep;
-                            float* qh = (float*)qp + item * d, oh = (float*)op + item * d;
-                            long at = 0;
-                            foreach (var sg in segs)
-                            {
-                                float* k = (float*)sg.K + bi * sg.KB + kv * sg.KH;
-                                for (long s = 0; s < sg.S; s++) sc[at + s] = Dot(isa, qh, k + s * d, (int)d) * scale;
-                                at += sg.S;
-                            }
-                            float sum = Softmax(isa, sc, (int)total);
-                            new Span<float>(oh, (int)d).Clear();
-                            at = 0;
-                            foreach (var sg in segs)
-                            {
-                                float* v = (float*)sg.V + bi * sg.VB + kv * sg.VH;
-                                for (long s = 0; s < sg.S; s++) Axpy(isa, sc[at + s], v + s * d, oh, (int)d);
-                                at += sg.S;
-                            }
-                            float inv = 1f / sum;
-                            for (int j = 0; j < d; j++) oh[j] *= inv;
-                        }
+                            Attend(isa, (float*)qp + item * d, (float*)op + item * d, segs[item / h], item % h / rep, (int)d, scale, sc);
                 }
                 finally { System.Buffers.ArrayPool<float>.Shared.Return(scores); }
             });
