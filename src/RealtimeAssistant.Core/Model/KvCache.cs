@@ -167,6 +167,14 @@ public sealed unsafe class KvGroup : IDisposable
         Length++;
     }
 
+    /// <summary>Appends row <paramref name="row"/> of keys and values [1, Hkv, N, D] (float32 on the CPU, each head's row contiguous): <see cref="AppendRow(Tensor, float*, float*, long, long, long)"/> for one row.</summary>
+    public void AppendRow(Tensor k, Tensor v, int row, long position)
+    {
+        var (ks, vs) = (k.stride(), v.stride());
+        if (ks[3] != 1 || vs[3] != 1) throw new ArgumentException("each head's row of keys and values must be contiguous");
+        AppendRow(k, Kernels.TensorMemory.Ptr<float>(k) + row * ks[2], Kernels.TensorMemory.Ptr<float>(v) + row * vs[2], ks[1], vs[1], position);
+    }
+
     /// <summary>Whether the buffers are float32 on the CPU at batch 1 (or not made yet): what <see cref="AppendRow"/> and <see cref="KernelRange"/> need.</summary>
     public bool KernelLayout => _k is null || _kp is not null;
 

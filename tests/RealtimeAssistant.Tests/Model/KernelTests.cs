@@ -126,6 +126,49 @@ public class KernelTests
         Assert.False(DecodeAttention.Applies(q2.narrow(2, 0, 1).to_type(ScalarType.Float64), (kk.to_type(ScalarType.Float64), kk.to_type(ScalarType.Float64))));
     }
 
+    /// <summary>
+    /// A batch of decode rows, each over its own cache: keys and values appended from memory
+    /// (`KvGroup.AppendRow`, past the first buffer's capacity too), a source row over its source, target
+    /// rows over their source and target read in place: each row equals libtorch's SDPA over its
+    /// own joined keys.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void DecodeRowsOverTheirOwnCaches_MatchLibtorchsSdpa(KernelIsa isa)
+    {
+        using var forced = CpuIsa.Force(isa);
+        using var _ = torch.inference_mode();
+        var g = new Generator(23);
+        int h = 8, hkv = 2, d = 24;
+        (int Source, int Target, CacheGroup Group)[] rows = [(5, 0, CacheGroup.Source), (1, 3, CacheGroup.Target), (37, 70, CacheGroup.Target), (0, 4, CacheGroup.Target)];
+        var caches = rows.Select(_ => new LayerKv()).ToArray();
+        for (int i = 0; i < rows.Length; i++)
+        {
+            if (rows[i].Source > 0)
+                caches[i].Source.Append(Random(g, 1, hkv, rows[i].Source, d), Random(g, 1, hkv, rows[i].Source, d), Enumerable.Range(0, rows[i].Source).Select(p => (long)p).ToArray());
+            for (int t = 0; t < rows[i].Target; t++)
+            {
+                // A row of a [1, Hkv, 3, D] block, as a batch's projections hold it (heads 3·D floats apart).
+                var (k, v) = (Random(g, 1, hkv, 3, d), Random(g, 1, hkv, 3, d).transpose(1, 2).contiguous().transpose(1, 2));
+                caches[i].Target.AppendRow(k, v, t % 3, t);
+            }
+        }
+        var q = Random(g, 1, h, rows.Length, d);
+        var ranges = rows.Select((r, i) => r.Group == CacheGroup.Source ? [caches[i].Source.KernelRange!.Value]
+            : caches[i].Source.KernelRange is { } src ? new[] { src, caches[i].Target.KernelRange!.Value } : [caches[i].Target.KernelRange!.Value]).ToList();
+        var y = DecodeAttention.RunRows(q, ranges, hkv);
+        Tensor Repeat(Tensor t) => t.repeat_interleave(h / hkv, 1).to_type(ScalarType.Float64);
+        for (int i = 0; i < rows.Length; i++)
+        {
+            var (k, v) = rows[i].Group == CacheGroup.Source ? (caches[i].Source.Keys, caches[i].Source.Values) : caches[i].KeysFor(CacheGroup.Target);
+            Assert.Equal(rows[i].Group == CacheGroup.Source ? rows[i].Source : rows[i].Source + rows[i].Target, k.shape[2]);
+            var reference = F.scaled_dot_product_attention(q.narrow(2, i, 1).to_type(ScalarType.Float64), Repeat(k), Repeat(v));
+            var got = y.narrow(2, i, 1).to_type(ScalarType.Float64);
+            Assert.True(got.allclose(reference, 1e-5, 1e-5), $"{isa} row {i}: max diff {(got - reference).abs().max().item<double>():E2}");
+        }
+        foreach (var c in caches) c.Dispose();
+    }
+
     [Fact]
     public void WithoutAvx512TheOtherPathsGiveTheSameResults()
     {
