@@ -138,13 +138,9 @@ public class ForwardBatcherTests(ITestOutputHelper output)
             return captions;
         }
         var sequential = Enumerable.Range(0, clips.Count).Select(Run).ToList();
-        using var batcher = new ForwardBatcher(e.Language);
-        e.Runner = batcher;
         try
         {
-            using var start = new Barrier(clips.Count);
-            var together = await Task.WhenAll(Enumerable.Range(0, clips.Count).Select(i => Task.Run(() => { start.SignalAndWait(); return Run(i); })))
-                .WaitAsync(TimeSpan.FromMinutes(2));
+            var (together, batcher) = await AtOnceThroughABatcher(e, clips.Count, Run);
             var (batches, passes, largest) = batcher.Counters;
             output.WriteLine($"{passes} passes ({batcher.Blocks} blocks) in {batches} batches, largest {largest}");
             for (int i = 0; i < clips.Count; i++) Assert.Equal(sequential[i], together[i]);
@@ -152,10 +148,29 @@ public class ForwardBatcherTests(ITestOutputHelper output)
             Assert.True(batcher.Blocks >= 2L * clips.Count * clips[0].Frames.Count, $"{batcher.Blocks} block passes for {clips.Count} streams of {clips[0].Frames.Count} frames");
             Assert.True(largest >= 2, $"no two passes ever shared a batch ({batches} batches of {passes})");
         }
+        finally { foreach (var c in clips) c.Dispose(); }
+    }
+
+    /// <summary>
+    /// <paramref name="callers"/> calls of <paramref name="run"/> started together on their own
+    /// threads, with the engine's runner a new batcher; returns their results and the batcher
+    /// (for its counters), and gives the engine back its direct runner.
+    /// </summary>
+    static async Task<(T[] Results, ForwardBatcher Batcher)> AtOnceThroughABatcher<T>(Engine e, int callers, Func<int, T> run)
+    {
+        var batcher = new ForwardBatcher(e.Language);
+        e.Runner = batcher;
+        try
+        {
+            using var start = new Barrier(callers);
+            var results = await Task.WhenAll(Enumerable.Range(0, callers).Select(i => Task.Run(() => { start.SignalAndWait(); return run(i); })))
+                .WaitAsync(TimeSpan.FromMinutes(2));
+            return (results, batcher);
+        }
         finally
         {
             e.Runner = DirectRunner.Instance;
-            foreach (var c in clips) c.Dispose();
+            batcher.Dispose(); // its counters stay readable
         }
     }
 
@@ -168,13 +183,9 @@ public class ForwardBatcherTests(ITestOutputHelper output)
         var opts = new GenerationOptions { MaxNewTokens = 24 };
         List<int> Caption(int i) => new Captioner(e).Caption(samples[i].Frames, null, opts, new CaptionTimings()).Where(t => t.Id >= 0).Select(t => t.Id).ToList();
         var sequential = Enumerable.Range(0, samples.Count).Select(Caption).ToList();
-        using var batcher = new ForwardBatcher(e.Language);
-        e.Runner = batcher;
         try
         {
-            using var start = new Barrier(samples.Count);
-            var batched = await Task.WhenAll(Enumerable.Range(0, samples.Count).Select(i => Task.Run(() => { start.SignalAndWait(); return Caption(i); })))
-                .WaitAsync(TimeSpan.FromMinutes(2));
+            var (batched, batcher) = await AtOnceThroughABatcher(e, samples.Count, Caption);
             var (batches, steps, largest) = batcher.Counters;
             output.WriteLine($"{steps} passes ({batcher.Blocks} prompts) in {batches} batches, largest {largest}");
             for (int i = 0; i < samples.Count; i++) Assert.Equal(sequential[i], batched[i]);
@@ -184,11 +195,7 @@ public class ForwardBatcherTests(ITestOutputHelper output)
             Assert.Equal(sequential.Sum(s => s.Count == opts.MaxNewTokens ? s.Count - 1 : s.Count), steps - batcher.Blocks);
             Assert.True(largest >= 2, $"no two steps ever shared a batch ({batches} batches of {steps} steps)");
         }
-        finally
-        {
-            e.Runner = DirectRunner.Instance;
-            foreach (var s in samples) s.Dispose();
-        }
+        finally { foreach (var s in samples) s.Dispose(); }
     }
 
     /// <summary>A cache holding one prompt token, and that token's id, to decode from.</summary>
