@@ -174,35 +174,45 @@ public sealed class DecoderModel : nn.Module
     /// hidden states [1, T', D] of its rows that reached the last layer, exactly as its own
     /// <see cref="Forward(Tensor, DecoderStep)"/> would. The rows of every sequence go through the
     /// projections, o_proj and the MLPs together (the weights are read once, not once per sequence);
-    /// each sequence appends to and attends over its own cache, as its plan says.
+    /// each sequence appends to and attends over its own cache, as its plan says. Decode steps
+    /// that can (<see cref="KernelRows"/>) go first, as one unit whose attention is one kernel call.
     /// </summary>
     public Tensor[] ForwardMany(IReadOnlyList<(Tensor Embeds, DecoderStep Step)> seqs)
     {
-        int n = seqs.Count;
         foreach (var (e, st) in seqs)
             if (e.shape[0] != 1 || st.PositionTensor is not null || st.Positions.Length != e.shape[1])
                 throw new ArgumentException($"each sequence is one block [1, T, D] with T position ids (got {string.Join("x", e.shape)}, {st.Positions.Length} positions)");
         using var scope = torch.NewDisposeScope();
+        var rowIdx = KernelRows(seqs);
+        var blockIdx = Enumerable.Range(0, seqs.Count).Except(rowIdx).ToList();
+        var rowSeqs = rowIdx.Select(i => seqs[i]).ToList();
+        int m = rowIdx.Count, first = m > 0 ? 1 : 0; // unit 0: the kernel rows, if any; then one unit per block
+        int n = first + blockIdx.Count;
         var h = new Tensor[n];
         var cos = new Tensor[n];
         var sin = new Tensor[n];
         var positions = new PositionIds[n];
-        for (int i = 0; i < n; i++)
+        if (m > 0)
         {
-            var (embeds, step) = seqs[i];
-            (h[i], positions[i]) = (embeds, step.Positions);
-            (cos[i], sin[i]) = Rope.Tables(step.Positions, embeds.dtype, embeds.device);
+            var e0 = rowSeqs[0].Embeds;
+            h[0] = Cat(rowSeqs.Select(x => x.Embeds).ToList(), 1);
+            positions[0] = PositionIds.Concat(rowSeqs.Select(x => x.Step.Positions).ToArray());
+            (cos[0], sin[0]) = Rope.Tables(positions[0], e0.dtype, e0.device);
+        }
+        for (int u = first; u < n; u++)
+        {
+            var (embeds, step) = seqs[blockIdx[u - first]];
+            (h[u], positions[u]) = (embeds, step.Positions);
+            (cos[u], sin[u]) = Rope.Tables(step.Positions, embeds.dtype, embeds.device);
             if (step.Plan?.Enter() is { } enter)
             {
                 var idx = torch.tensor(enter, device: embeds.device);
-                (h[i], cos[i], sin[i], positions[i]) = (h[i].index_select(1, idx), cos[i].index_select(-2, idx), sin[i].index_select(-2, idx), positions[i].Select(enter));
+                (h[u], cos[u], sin[u], positions[u]) = (h[u].index_select(1, idx), cos[u].index_select(-2, idx), sin[u].index_select(-2, idx), positions[u].Select(enter));
             }
         }
-        var rows = new long[n];
-        // The rows of every sequence side by side, and their RoPE tables: joined again only after a
-        // plan dropped rows (a decode batch joins them once).
+        // The units' rows side by side, and their RoPE tables: joined again only after a plan
+        // dropped rows.
         Tensor? hAll = null, cosAll = null, sinAll = null;
-        bool decodeKernel = DecodeRowsOnKernel(seqs);
         for (int l = 0; l < layers.Count; l++)
         {
             var layer = layers[l];
@@ -210,80 +220,86 @@ public sealed class DecoderModel : nn.Module
             cosAll ??= Cat(cos, -2);
             sinAll ??= Cat(sin, -2);
             var (q, k, v) = layer.self_attn.Project(layer.input_layernorm.forward(hAll), cosAll, sinAll);
-            if (decodeKernel)
+            if (n == first) // decode rows only
             {
-                hAll = layer.ResidualMlp(hAll.Plus(layer.self_attn.Output(AttendRowsOnKernel(q, k, v, seqs, l, layer.self_attn.KvHeads))));
+                hAll = layer.ResidualMlp(hAll.Plus(layer.self_attn.Output(AttendRowsOnKernel(q, k, v, rowSeqs, l, layer.self_attn.KvHeads))));
                 continue;
             }
-            for (int i = 0; i < n; i++) rows[i] = h[i].shape[1];
             var outs = new List<Tensor>(n);
-            var going = new List<int>(n); // the sequences with rows that go on through o_proj and the MLP
+            var going = new List<int>(n); // the units with rows that go on through o_proj and the MLP
             long offset = 0;
-            for (int i = 0; i < n; i++)
+            if (m > 0)
             {
-                var (qi, ki, vi) = n == 1 ? (q, k, v) : (q.narrow(2, offset, rows[i]), k.narrow(2, offset, rows[i]), v.narrow(2, offset, rows[i]));
-                offset += rows[i];
-                var step = seqs[i].Step;
+                outs.Add(AttendRowsOnKernel(q.narrow(2, 0, m), k.narrow(2, 0, m), v.narrow(2, 0, m), rowSeqs, l, layer.self_attn.KvHeads));
+                going.Add(0);
+                offset = m;
+            }
+            for (int u = first; u < n; u++)
+            {
+                long rows = h[u].shape[1];
+                var (qi, ki, vi) = n == 1 ? (q, k, v) : (q.narrow(2, offset, rows), k.narrow(2, offset, rows), v.narrow(2, offset, rows));
+                offset += rows;
+                var step = seqs[blockIdx[u - first]].Step;
                 var kv = step.Cache?.Layers[l];
                 if (step.Plan is not { } plan) outs.Add(layer.self_attn.AttendCached(qi, ki, vi, step, kv));
                 else
                 {
-                    var r = layer.AttendPlanned(qi, ki, vi, positions[i], step, kv, plan, l);
+                    var r = layer.AttendPlanned(qi, ki, vi, positions[u], step, kv, plan, l);
                     if (r.Stay is { } stay)
                     {
-                        var idx = torch.tensor(stay, device: h[i].device);
-                        if (stay.Length != h[i].shape[1]) h[i] = h[i].index_select(1, idx);
-                        (cos[i], sin[i], positions[i]) = (cos[i].index_select(-2, idx), sin[i].index_select(-2, idx), positions[i].Select(stay));
+                        var idx = torch.tensor(stay, device: h[u].device);
+                        if (stay.Length != h[u].shape[1]) h[u] = h[u].index_select(1, idx);
+                        (cos[u], sin[u], positions[u]) = (cos[u].index_select(-2, idx), sin[u].index_select(-2, idx), positions[u].Select(stay));
                         (cosAll, sinAll) = (null, null);
                     }
                     if (r.Output is not { } o) continue; // no row of this sequence goes on: its h is what it was
                     outs.Add(o);
                 }
-                going.Add(i);
+                going.Add(u);
             }
             if (going.Count == 0) { hAll = null; continue; }
-            var updated = layer.ResidualMlp(Cat(going.Select(i => h[i]).ToList(), 1).Plus(layer.self_attn.Output(Cat(outs, 2))));
+            var updated = layer.ResidualMlp(Cat(going.Select(u => h[u]).ToList(), 1).Plus(layer.self_attn.Output(Cat(outs, 2))));
             hAll = going.Count == n ? updated : null;
             offset = 0;
-            foreach (var i in going)
+            foreach (var u in going)
             {
-                long t = h[i].shape[1];
-                h[i] = going.Count == 1 ? updated : updated.narrow(1, offset, t);
+                long t = h[u].shape[1];
+                h[u] = going.Count == 1 ? updated : updated.narrow(1, offset, t);
                 offset += t;
             }
         }
-        if (decodeKernel) return [.. SplitRows(norm.forward(hAll!), n)];
         var final = norm.forward(hAll ?? Cat(h, 1));
-        var result = new Tensor[n];
+        var result = new Tensor[seqs.Count];
         long at = 0;
-        for (int i = 0; i < n; i++)
+        for (int j = 0; j < m; j++) result[rowIdx[j]] = (seqs.Count == 1 ? final : final.narrow(1, at++, 1)).MoveToOuterDisposeScope();
+        for (int u = first; u < n; u++)
         {
-            result[i] = (n == 1 ? final : final.narrow(1, at, h[i].shape[1])).MoveToOuterDisposeScope();
-            at += h[i].shape[1];
+            result[blockIdx[u - first]] = (n == 1 ? final : final.narrow(1, at, h[u].shape[1])).MoveToOuterDisposeScope();
+            at += h[u].shape[1];
         }
         return result;
     }
 
     /// <summary>
-    /// Every sequence a decode step (one row; no plan, no mask) over float32 CPU caches at batch 1:
-    /// then each layer's keys and values go into the caches from memory and the attention of all
-    /// rows is one kernel call over each row's own cache (no call into libtorch per sequence).
+    /// The sequences that are decode steps (one row; no plan, no mask) over float32 CPU caches:
+    /// their layers' keys and values go into the caches from memory and the attention of all of
+    /// them is one kernel call over each row's own cache (no call into libtorch per sequence).
     /// </summary>
-    static bool DecodeRowsOnKernel(IReadOnlyList<(Tensor Embeds, DecoderStep Step)> seqs)
+    static List<int> KernelRows(IReadOnlyList<(Tensor Embeds, DecoderStep Step)> seqs)
     {
-        if (!WeightMatrix.KernelsEnabled) return false;
+        var rows = new List<int>();
         var e = seqs[0].Embeds;
-        if (e.device_type != DeviceType.CPU || e.dtype != ScalarType.Float32) return false;
-        foreach (var (embeds, step) in seqs)
+        if (!WeightMatrix.KernelsEnabled || e.device_type != DeviceType.CPU || e.dtype != ScalarType.Float32) return rows;
+        for (int i = 0; i < seqs.Count; i++)
         {
-            if (step.Plan is not null || step.Mask is not null || step.Cache is null || step.Positions.Length != 1) return false;
-            foreach (var layer in step.Cache.Layers)
-                if (!layer.Source.KernelLayout || !layer.Target.KernelLayout) return false;
+            var step = seqs[i].Step;
+            if (step.Plan is not null || step.Mask is not null || step.Cache is null || step.Positions.Length != 1) continue;
+            if (step.Cache.Layers.All(layer => layer.Source.KernelLayout && layer.Target.KernelLayout)) rows.Add(i);
         }
-        return true;
+        return rows;
     }
 
-    /// <summary>Layer <paramref name="l"/>'s attention for a batch of decode rows (see <see cref="DecodeRowsOnKernel"/>): per-head outputs [1,H,N,hd].</summary>
+    /// <summary>Layer <paramref name="l"/>'s attention for decode rows (see <see cref="KernelRows"/>; row i of q, k, v is sequence i's): per-head outputs [1,H,N,hd].</summary>
     static unsafe Tensor AttendRowsOnKernel(Tensor q, Tensor k, Tensor v, IReadOnlyList<(Tensor Embeds, DecoderStep Step)> seqs, int l, int kvHeads)
     {
         var (ks, vs) = (k.stride(), v.stride()); // [1, Hkv, N, hd] views: row i is ks[2]·i floats on
@@ -301,12 +317,6 @@ public sealed class DecoderModel : nn.Module
                 : source is { } src ? [src, kv.Target.KernelRange!.Value] : [kv.Target.KernelRange!.Value];
         }
         return Kernels.DecodeAttention.RunRows(q, ranges, kvHeads);
-    }
-
-    /// <summary>[1, N, D] → N views [1, 1, D], each moved out to the caller's scope.</summary>
-    static IEnumerable<Tensor> SplitRows(Tensor all, int n)
-    {
-        for (int i = 0; i < n; i++) yield return (n == 1 ? all : all.narrow(1, i, 1)).MoveToOuterDisposeScope();
     }
 
     /// <summary>torch.cat, without the copy for a single piece.</summary>
