@@ -137,7 +137,7 @@ public class Captioner
             {
                 TokenGenerator.Sync(_e.Device);
                 timings.PreprocessMs = sw.Elapsed.TotalMilliseconds; sw.Restart();
-                encoded = prepared.Count == 0 ? Array.Empty<EncodedImage>() : _e.Runner.Exclusive(() => _e.Model.Encode(prepared)); // text-only chat: no vision step
+                encoded = prepared.Count == 0 ? Array.Empty<EncodedImage>() : _e.Runner.Encode(_e.Model, prepared); // text-only chat: no vision step
             }
             finally { foreach (var p in prepared) p.Dispose(); }
             try

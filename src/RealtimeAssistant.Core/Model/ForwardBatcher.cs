@@ -15,8 +15,8 @@ public interface IModelRunner
     Tensor Forward(LanguageModel lm, Tensor embeds, DecoderStep step);
     /// <summary>One decode step: a token fed back through a cache at a position, giving the next logits [vocab].</summary>
     Tensor Step(LanguageModel lm, int id, long position, KvCache cache, CacheGroup group);
-    /// <summary>Other model work (the vision encoder), in the model's turn.</summary>
-    T Exclusive<T>(Func<T> work);
+    /// <summary>The vision tower and connector over prepared images (one result per image, the caller's to dispose).</summary>
+    IReadOnlyList<EncodedImage> Encode(IVisionLanguageModel model, IReadOnlyList<IPreparedImage> images);
 }
 
 /// <summary>Every call on the caller's thread, at once.</summary>
@@ -39,14 +39,15 @@ public sealed class DirectRunner : IModelRunner
         return lm.Logits(h[0, -1]).MoveToOuterDisposeScope();
     }
 
-    public T Exclusive<T>(Func<T> work) => work();
+    public IReadOnlyList<EncodedImage> Encode(IVisionLanguageModel model, IReadOnlyList<IPreparedImage> images) => model.Encode(images);
 }
 
 /// <summary>
-/// Batches the decoder passes of several sequences that share one model (the server's streams):
-/// each caller's pass (a decode step, a frame read, a prompt) waits here, and one thread runs every
-/// pass pending at that moment as one <see cref="DecoderModel.ForwardMany"/> over the sequences'
-/// own caches. No pass waits for company: while a batch runs the next passes gather, so batches
+/// Batches the model work of several sequences that share one model (the server's streams):
+/// each caller's pass (a vision encode, a decode step, a frame read, a prompt) waits here, and one
+/// thread runs every pass pending at that moment: the images as one vision encode, then the
+/// decoder passes as one <see cref="DecoderModel.ForwardMany"/> over the sequences' own caches.
+/// No pass waits for company: while a batch runs the next passes gather, so batches
 /// form by themselves under load and a lone stream pays nothing. <paramref name="turn"/> runs a
 /// batch in the model's turn (the server's scheduler; null: at once); a caller that holds the turn
 /// already (<paramref name="holdsTurn"/>) runs its pass inline, alone.
@@ -66,29 +67,36 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
     /// <summary>The sequences (by cache) whose decode steps were served lately and are expected back.</summary>
     readonly HashSet<KvCache> _active = new(ReferenceEqualityComparer.Instance);
 
-    /// <summary>A decode step (<see cref="Id"/> ≥ 0: logits out) or a block's pass (embeddings in, hidden states out).</summary>
-    sealed class Pending(int id, Tensor? embeds, DecoderStep step)
+    /// <summary>A decode step (<see cref="Id"/> ≥ 0: logits out), a block's pass (embeddings in, hidden states out) or a vision encode (<see cref="Images"/>).</summary>
+    sealed class Pending(int id, Tensor? embeds, DecoderStep? step, IVisionLanguageModel? vision = null, IReadOnlyList<IPreparedImage>? images = null)
     {
         public readonly int Id = id;
         public readonly Tensor? Embeds = embeds;
-        public readonly DecoderStep Step = step;
+        public readonly DecoderStep? Step = step;
+        public readonly IVisionLanguageModel? Vision = vision;
+        public readonly IReadOnlyList<IPreparedImage>? Images = images;
         public readonly ManualResetEventSlim Done = new();
         public Tensor? Result;
+        public IReadOnlyList<EncodedImage>? Encoded;
         public Exception? Error;
-        public bool IsDecode => Embeds is null;
+        public bool IsEncode => Images is not null;
+        public bool IsDecode => Embeds is null && !IsEncode;
     }
 
     readonly object _gate = new();
     readonly List<Pending> _pending = new();
     Thread? _thread;
     bool _disposed;
-    long _batches, _passes, _largest, _blocks;
+    long _batches, _passes, _largest, _blocks, _encodeBatches, _encodes;
 
-    /// <summary>Batches run, passes in them (decode steps and blocks), and the largest batch.</summary>
+    /// <summary>Decoder batches run, the decoder passes in them (decode steps and blocks), and the largest.</summary>
     public (long Batches, long Steps, long Largest) Counters { get { lock (_gate) return (_batches, _passes, _largest); } }
 
-    /// <summary>Block passes (frame reads, prompts) run in batches, and those that shared their batch with another pass.</summary>
+    /// <summary>Block passes (frame reads, prompts) run in batches.</summary>
     public long Blocks { get { lock (_gate) return _blocks; } }
+
+    /// <summary>Vision encodes run (one per batch that had images), and the callers' encodes in them.</summary>
+    public (long Batches, long Calls) Encodes { get { lock (_gate) return (_encodeBatches, _encodes); } }
 
     /// <summary>Passes waiting for a batch now.</summary>
     public int Queued { get { lock (_gate) return _pending.Count; } }
@@ -101,18 +109,29 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
 
     public Tensor Forward(LanguageModel model, Tensor embeds, DecoderStep step) => Submit(model, new Pending(-1, embeds, step));
 
-    public T Exclusive<T>(Func<T> work)
+    public IReadOnlyList<EncodedImage> Encode(IVisionLanguageModel model, IReadOnlyList<IPreparedImage> images)
     {
-        if (turn is null || holdsTurn?.Invoke() == true) return work();
-        T result = default!;
-        turn(() => { result = work(); return []; });
-        return result;
+        if (images.Count == 0) return [];
+        var p = new Pending(-1, null, null, model, images);
+        Submit(p);
+        return p.Encoded!;
     }
 
     Tensor Submit(LanguageModel model, Pending p)
     {
         if (!ReferenceEquals(model, lm)) throw new ArgumentException("a forward batcher serves one model");
-        if (holdsTurn?.Invoke() == true) return Run([p])[0]; // in the turn already: waiting for the batch thread's turn would never end
+        Submit(p);
+        return p.Result!;
+    }
+
+    void Submit(Pending p)
+    {
+        if (holdsTurn?.Invoke() == true) // in the turn already: waiting for the batch thread's turn would never end
+        {
+            Run([p]);
+            if (p.Error is { } inline) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(inline);
+            return;
+        }
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -123,7 +142,6 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
         p.Done.Wait();
         p.Done.Dispose();
         if (p.Error is { } e) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
-        return p.Result!;
     }
 
     Thread StartThread()
@@ -142,12 +160,12 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
                 while (_pending.Count == 0 && !_disposed) Monitor.Wait(_gate);
                 if (_pending.Count == 0) return;
                 long until = Stopwatch.GetTimestamp() + _regroupTicks;
-                while (!_disposed && _pending.Count < Math.Min(maxBatch, _active.Count) && !_active.IsSubsetOf(_pending.Select(p => p.Step.Cache!)))
+                while (!_disposed && _pending.Count < Math.Min(maxBatch, _active.Count) && !_active.IsSubsetOf(PendingCaches()))
                 {
                     long left = until - Stopwatch.GetTimestamp();
                     if (left <= 0)
                     {
-                        _active.IntersectWith(_pending.Select(p => p.Step.Cache!)); // the rest finished (or are late): not waited for again
+                        _active.IntersectWith(PendingCaches()); // the rest finished (or are late): not waited for again
                         break;
                     }
                     Monitor.Wait(_gate, TimeSpan.FromSeconds((double)left / Stopwatch.Frequency));
@@ -158,8 +176,8 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
             List<Pending> batch = [];
             try
             {
-                var results = turn is null ? Run(Take(batch)) : turn(() => Run(Take(batch)));
-                for (int i = 0; i < batch.Count; i++) batch[i].Result = results[i];
+                if (turn is null) Run(Take(batch));
+                else turn(() => { Run(Take(batch)); return []; });
             }
             catch (Exception e)
             {
@@ -170,23 +188,73 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
         }
     }
 
+    IEnumerable<KvCache> PendingCaches() => _pending.Where(p => !p.IsEncode).Select(p => p.Step!.Cache!);
+
     List<Pending> Take(List<Pending> batch)
     {
         lock (_gate)
         {
             batch.AddRange(_pending.Take(maxBatch));
             _pending.RemoveRange(0, batch.Count);
+            int passes = 0, encodes = 0;
             foreach (var p in batch)
-                if (p.IsDecode) _active.Add(p.Step.Cache!);
-                else _active.Remove(p.Step.Cache!); // a block (a read, a prompt): its decode steps, if any, start anew
-            _batches++; _passes += batch.Count; _largest = Math.Max(_largest, batch.Count);
-            _blocks += batch.Count(p => !p.IsDecode);
+            {
+                if (p.IsEncode) { encodes++; continue; }
+                passes++;
+                if (p.IsDecode) _active.Add(p.Step!.Cache!);
+                else _active.Remove(p.Step!.Cache!); // a block (a read, a prompt): its decode steps, if any, start anew
+            }
+            if (passes > 0) { _batches++; _passes += passes; _largest = Math.Max(_largest, passes); }
+            if (encodes > 0) { _encodeBatches++; _encodes += encodes; }
+            _blocks += batch.Count(p => !p.IsDecode && !p.IsEncode);
         }
         return batch;
     }
 
-    /// <summary>The batch's passes as one forward: per pass, its logits [vocab] (a decode step) or its hidden states (a block), each the caller's to dispose.</summary>
-    Tensor[] Run(List<Pending> batch)
+    /// <summary>
+    /// The batch's work: its images as one vision encode, then its decoder passes as one forward.
+    /// Sets each pass's result (its encoded images, its logits [vocab] or its hidden states, the
+    /// caller's to dispose) or its error.
+    /// </summary>
+    void Run(List<Pending> batch)
+    {
+        var encodes = batch.Where(p => p.IsEncode).ToList();
+        if (encodes.Count > 0) RunEncodes(encodes);
+        var passes = encodes.Count == 0 ? batch : batch.Where(p => !p.IsEncode).ToList();
+        if (passes.Count == 0) return;
+        try
+        {
+            var results = RunPasses(passes);
+            for (int i = 0; i < passes.Count; i++) passes[i].Result = results[i];
+        }
+        catch (Exception e) { foreach (var p in passes) p.Error = e; }
+    }
+
+    /// <summary>Every caller's images in one encode (per model); if that fails, each caller's alone, so one caller's failure is not the others'.</summary>
+    static void RunEncodes(List<Pending> encodes)
+    {
+        foreach (var group in encodes.GroupBy(p => (object)p.Vision!, ReferenceEqualityComparer.Instance))
+        {
+            var callers = group.ToList();
+            try
+            {
+                var all = callers[0].Vision!.Encode(callers.SelectMany(p => p.Images!).ToList());
+                int at = 0;
+                foreach (var p in callers) { p.Encoded = all.Skip(at).Take(p.Images!.Count).ToList(); at += p.Images!.Count; }
+                continue;
+            }
+            catch (Exception) when (callers.Count > 1) { }
+            catch (Exception e) { callers[0].Error = e; continue; }
+            foreach (var p in callers)
+            {
+                try { p.Encoded = p.Vision!.Encode(p.Images!); }
+                catch (Exception e) { p.Error = e; }
+            }
+        }
+    }
+
+    /// <summary>Decoder passes as one forward: per pass, its logits [vocab] (a decode step) or its hidden states (a block), each the caller's to dispose.</summary>
+    Tensor[] RunPasses(List<Pending> batch)
     {
         using var scope = torch.NewDisposeScope();
         using var _ = torch.inference_mode();
@@ -195,7 +263,7 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
         var embedded = decode.Count == 0 ? null
             : dec.embed_tokens.forward(torch.tensor(decode.Select(p => (long)p.Id).ToArray(), device: dec.embed_tokens.weight.device).view(1, -1));
         int d = 0;
-        var seqs = batch.Select(p => (p.Embeds ?? embedded!.narrow(1, d++, 1), p.Step)).ToList();
+        var seqs = batch.Select(p => (p.Embeds ?? embedded!.narrow(1, d++, 1), p.Step!)).ToList();
         var hidden = dec.ForwardMany(seqs);
         // The decode steps' logits in one product: the head's weights are read once for the batch.
         var logits = decode.Count == 0 ? null

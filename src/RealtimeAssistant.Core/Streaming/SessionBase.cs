@@ -60,7 +60,7 @@ public abstract class SessionBase : ICaptionSession
         TokenGenerator.Sync(E.Device);
         double pre = sw.Elapsed.TotalMilliseconds;
         sw.Restart();
-        var image = E.Runner.Exclusive(() => E.Model.Encode(new[] { prepared })[0]);
+        var image = E.Runner.Encode(E.Model, new[] { prepared })[0];
         TokenGenerator.Sync(E.Device);
         return (image, pre, sw.Elapsed.TotalMilliseconds);
     }

@@ -11,10 +11,11 @@ namespace RealtimeAssistant.Server.Inference;
 /// caches; a model call waits here for its turn. Turns are granted first come, first served, one
 /// step at a time (a frame read, a prompt pass, one decode step), so a stream's read waits behind
 /// another stream's long answer for at most one decode step, never for the whole answer.
-/// With batching (the default), every decoder pass that falls due together (decode steps, frame
-/// reads, prompts, from any streams and chat completions) runs as one forward over the sequences'
-/// own caches (<see cref="ForwardBatcher"/>, the engine's runner), and that batch takes one turn;
-/// a vision encode takes a turn of its own. A stream's read waits behind at most one batch.
+/// With batching (the default), the model work that falls due together (vision encodes, decode
+/// steps, frame reads, prompts, from any streams and chat completions) runs as one batch: the
+/// images as one encode, the decoder passes as one forward over the sequences' own caches
+/// (<see cref="ForwardBatcher"/>, the engine's runner), in one turn. A stream's read waits behind
+/// at most one batch.
 /// </summary>
 public sealed class ModelScheduler : IDisposable
 {
@@ -79,8 +80,8 @@ public sealed class ModelScheduler : IDisposable
     public void Run(Action step, CancellationToken ct = default) => Run(() => { step(); return 0; }, ct);
 
     /// <summary>
-    /// A session's call (a frame read): with batching its model work takes its turns itself (its
-    /// passes join batches, its vision encode takes a turn); without, the whole call is one turn.
+    /// A session's call (a frame read): with batching its model work (its vision encode, its
+    /// decoder passes) joins batches, which take the turns; without, the whole call is one turn.
     /// </summary>
     public void Session(Action call, CancellationToken ct = default)
     {

@@ -235,6 +235,62 @@ public class ForwardBatcherTests(ITestOutputHelper output)
         finally { foreach (var c in caches) c.Dispose(); }
     }
 
+    /// <summary>An image no family prepared: its encode fails.</summary>
+    sealed class ForeignImage : IPreparedImage { public void Dispose() { } }
+
+    [Fact]
+    public async Task EncodesThatFallDueTogether_RunAsOneEncode_EachCallerGetsItsOwnImages_AndABadOneFailsAlone()
+    {
+        using var e = AppModel.Load(null, new EngineOptions { Device = "cpu" });
+        var sample = new DemoDataset(DemoSplit.Eval).CaptionSample(0, DemoModelSpec.ImageSize, 3);
+        var prepared = sample.Frames.Select(f => e.Model.Prepare(f, ImageUse.VideoFrame)).ToList();
+        var alone = prepared.Select(p => e.Model.Encode([p])[0]).ToList();
+        ForwardBatcher? batcher = null;
+        int callers = 0;
+        // The turn comes once every caller of the round is queued: they are one batch.
+        Tensor[] Turn(Func<Tensor[]> batch)
+        {
+            Assert.True(SpinWait.SpinUntil(() => batcher!.Queued >= Volatile.Read(ref callers), TimeSpan.FromSeconds(30)), "the callers never all queued");
+            return batch();
+        }
+        batcher = new ForwardBatcher(e.Language, Turn);
+        Task<IReadOnlyList<EncodedImage>>[] Round(params IReadOnlyList<IPreparedImage>[] images)
+        {
+            Volatile.Write(ref callers, images.Length);
+            return images.Select(i => Task.Run(() => batcher.Encode(e.Model, i))).ToArray();
+        }
+        static void AssertSame(EncodedImage expected, EncodedImage actual)
+        {
+            Assert.Equal(expected.TokenIds, actual.TokenIds);
+            Assert.True((expected.Features - actual.Features).abs().max().item<float>() < 1e-5f, "an image encoded in company differs from its encode alone");
+        }
+        try
+        {
+            var both = await Task.WhenAll(Round([prepared[0]], [prepared[1], prepared[2]])).WaitAsync(TimeSpan.FromMinutes(1));
+            Assert.Equal((1L, 2L), batcher.Encodes);
+            Assert.Single(both[0]);
+            AssertSame(alone[0], both[0][0]);
+            Assert.Equal(2, both[1].Count);
+            AssertSame(alone[1], both[1][0]);
+            AssertSame(alone[2], both[1][1]);
+
+            var withABadOne = Round([prepared[2]], [new ForeignImage()]);
+            await Assert.ThrowsAnyAsync<Exception>(() => withABadOne[1].WaitAsync(TimeSpan.FromMinutes(1)));
+            var good = await withABadOne[0].WaitAsync(TimeSpan.FromMinutes(1));
+            Assert.Equal((2L, 4L), batcher.Encodes);
+            AssertSame(alone[2], Assert.Single(good));
+            foreach (var r in both.SelectMany(x => x).Concat(good)) r.Dispose();
+            Assert.Equal((0L, 0L, 0L), batcher.Counters); // no decoder pass ran
+        }
+        finally
+        {
+            batcher.Dispose();
+            foreach (var a in alone) a.Dispose();
+            foreach (var p in prepared) p.Dispose();
+            sample.Dispose();
+        }
+    }
+
     [Fact]
     public async Task AFailedTurn_FailsTheStepsWaitingForIt_AndTheBatcherGoesOn()
     {
