@@ -160,7 +160,7 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
                 while (_pending.Count == 0 && !_disposed) Monitor.Wait(_gate);
                 if (_pending.Count == 0) return;
                 long until = Stopwatch.GetTimestamp() + _regroupTicks;
-                while (!_disposed && _pending.Count < Math.Min(maxBatch, _active.Count) && !_active.IsSubsetOf(PendingCaches()))
+                while (!_disposed && _pending.Count < maxBatch && PendingCaches().Count() < _active.Count && !_active.IsSubsetOf(PendingCaches()))
                 {
                     long left = until - Stopwatch.GetTimestamp();
                     if (left <= 0)
