@@ -26,37 +26,32 @@ public static class TokenGenerator
     /// Samples from <paramref name="logits"/>, then feeds each token back through the cache at
     /// positions nextPosition, nextPosition+1, … in <paramref name="group"/>. Stops at a stop token
     /// (not emitted) or after MaxNewTokens. Each event carries its text delta and the model time it
-    /// took (the first: sampling only; later: one decode step and sampling).
+    /// took (the first: sampling only; later: one decode step and sampling). The loop after the
+    /// first token is the runner's (<see cref="IModelRunner.Decode"/>: in the server it runs in
+    /// the batches, ahead of this caller); stopping early leaves the cache as if it ran here.
     /// </summary>
     /// <param name="modelStops">Where the model's generation ends when the options name no stop tokens (the engine's <see cref="Engine.StopTokens"/>).</param>
-    /// <param name="runner">Runs each decode step (a <see cref="ForwardBatcher"/> shares steps across sequences); null: on this thread.</param>
+    /// <param name="runner">Runs the decode steps (a <see cref="ForwardBatcher"/> shares them across sequences); null: on this thread.</param>
     public static IEnumerable<TokenEvent> Run(LanguageModel lm, KvCache cache, CacheGroup group, Tensor logits,
-        long nextPosition, GenerationOptions options, TextTokenizer tokenizer, IReadOnlyCollection<int>? modelStops = null, Func<int, bool>? stopAfter = null,
+        long nextPosition, GenerationOptions options, TextTokenizer tokenizer, IReadOnlyCollection<int>? modelStops = null,
         IModelRunner? runner = null)
     {
+        if (options.MaxNewTokens <= 0) yield break;
         runner ??= DirectRunner.Instance;
         var stops = options.StopTokens ?? modelStops ?? (tokenizer.EosId is { } e ? new[] { e } : Array.Empty<int>());
         using var sampler = new Sampler(options);
         var text = new TextStreamDecoder(tokenizer);
-        var current = logits;
-        var device = lm.model.embed_tokens.weight.device;
         var sw = Stopwatch.StartNew();
-        for (int step = 0; step < options.MaxNewTokens; step++)
+        int id;
+        using (torch.inference_mode()) id = sampler.Next(logits);
+        double ms = sw.Elapsed.TotalMilliseconds;
+        // The token goes out before it is fed back: the first token costs no decode step.
+        using var rest = runner.Decode(lm, id, nextPosition, cache, group, sampler, stops, options.MaxNewTokens - 1).GetEnumerator();
+        while (!stops.Contains(id))
         {
-            int id;
-            using (torch.inference_mode()) id = sampler.Next(current);
-            if (!ReferenceEquals(current, logits)) current.Dispose();
-            if (stops.Contains(id)) break;
-            var delta = text.Push(id);
-            bool last = step == options.MaxNewTokens - 1 || (stopAfter?.Invoke(id) ?? false);
-            // The token goes out before it is fed back: the first token costs no decode step.
-            yield return new TokenEvent(id, delta, sw.Elapsed.TotalMilliseconds);
-            if (last) break;
-            sw.Restart(); // the caller's time between tokens is not ours
-            // InferenceMode, not no_grad: libtorch then skips autograd's dispatch, view tracking and
-            // version counters on every op, 10–14% of a demo-sized layer. Tensors made here (the
-            // KV cache) are inference tensors, so every path that writes them runs in this mode too.
-            current = runner.Step(lm, id, nextPosition++, cache, group);
+            yield return new TokenEvent(id, text.Push(id), ms);
+            if (!rest.MoveNext()) break;
+            (id, ms) = rest.Current;
         }
         var tail = text.Flush();
         if (tail.Length > 0) yield return new TokenEvent(-1, tail, 0);

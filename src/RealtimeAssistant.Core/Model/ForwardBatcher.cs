@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -17,6 +18,15 @@ public interface IModelRunner
     Tensor Step(LanguageModel lm, int id, long position, KvCache cache, CacheGroup group);
     /// <summary>The vision tower and connector over prepared images (one result per image, the caller's to dispose).</summary>
     IReadOnlyList<EncodedImage> Encode(IVisionLanguageModel model, IReadOnlyList<IPreparedImage> images);
+    /// <summary>
+    /// The decode loop after a first token: feeds <paramref name="first"/> back through the cache at
+    /// <paramref name="position"/>, samples the next token, feeds that back at the next position,
+    /// and so on. Yields each sampled token with the milliseconds its step and sampling took; ends
+    /// after a stop token or <paramref name="count"/> tokens. Stopped early, the cache holds what
+    /// the loop would hold had it stopped there: one fed-back token per token taken.
+    /// </summary>
+    IEnumerable<(int Id, double Ms)> Decode(LanguageModel lm, int first, long position, KvCache cache, CacheGroup group,
+        Sampler sampler, IReadOnlyCollection<int> stops, int count);
 }
 
 /// <summary>Every call on the caller's thread, at once.</summary>
@@ -40,6 +50,25 @@ public sealed class DirectRunner : IModelRunner
     }
 
     public IReadOnlyList<EncodedImage> Encode(IVisionLanguageModel model, IReadOnlyList<IPreparedImage> images) => model.Encode(images);
+
+    public IEnumerable<(int Id, double Ms)> Decode(LanguageModel lm, int first, long position, KvCache cache, CacheGroup group,
+        Sampler sampler, IReadOnlyCollection<int> stops, int count) => StepByStep(this, lm, first, position, cache, group, sampler, stops, count);
+
+    /// <summary>The decode loop one <see cref="IModelRunner.Step"/> at a time, on the caller's thread.</summary>
+    internal static IEnumerable<(int Id, double Ms)> StepByStep(IModelRunner runner, LanguageModel lm, int first, long position, KvCache cache, CacheGroup group,
+        Sampler sampler, IReadOnlyCollection<int> stops, int count)
+    {
+        int id = first;
+        for (int i = 0; i < count; i++)
+        {
+            var sw = Stopwatch.StartNew();
+            using (var logits = runner.Step(lm, id, position++, cache, group))
+            using (torch.inference_mode())
+                id = sampler.Next(logits);
+            yield return (id, sw.Elapsed.TotalMilliseconds);
+            if (stops.Contains(id)) yield break;
+        }
+    }
 }
 
 /// <summary>
@@ -47,7 +76,10 @@ public sealed class DirectRunner : IModelRunner
 /// each caller's pass (a vision encode, a decode step, a frame read, a prompt) waits here, and one
 /// thread runs every pass pending at that moment: the images as one vision encode, then the
 /// decoder passes as one <see cref="DecoderModel.ForwardMany"/> over the sequences' own caches.
-/// No pass waits for company: while a batch runs the next passes gather, so batches
+/// A generation (<see cref="Decode"/>) lives here between its steps: each batch feeds every
+/// running generation's last token back and samples its next on this thread, so a generation's
+/// steps run back to back, one a batch, without a round trip to its caller's thread; the caller
+/// reads the tokens as they come. No pass waits for company: while a batch runs the next passes gather, so batches
 /// form by themselves under load and a lone stream pays nothing. <paramref name="turn"/> runs a
 /// batch in the model's turn (the server's scheduler; null: at once); a caller that holds the turn
 /// already (<paramref name="holdsTurn"/>) runs its pass inline, alone.
@@ -83,8 +115,26 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
         public bool IsDecode => Embeds is null && !IsEncode;
     }
 
+    /// <summary>A decode loop running here: the token to feed back next and where, and what it has sampled for its caller.</summary>
+    sealed class Generation(int next, long position, KvCache cache, CacheGroup group, Sampler sampler, IReadOnlyCollection<int> stops, int count)
+    {
+        public int Next = next;
+        public long Position = position;
+        public int Left = count; // tokens it may still sample
+        public int Fed;          // tokens fed back through the cache
+        public readonly KvCache Cache = cache;
+        public readonly CacheGroup Group = group;
+        public readonly Sampler Sampler = sampler;
+        public readonly IReadOnlyCollection<int> Stops = stops;
+        public readonly BlockingCollection<(int Id, double Ms)> Out = new();
+        public readonly ManualResetEventSlim Released = new();
+        public bool InBatch, Cancelled;
+        public Exception? Error;
+    }
+
     readonly object _gate = new();
     readonly List<Pending> _pending = new();
+    readonly List<Generation> _generations = new();
     Thread? _thread;
     bool _disposed;
     long _batches, _passes, _largest, _blocks, _encodeBatches, _encodes;
@@ -109,6 +159,67 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
 
     public Tensor Forward(LanguageModel model, Tensor embeds, DecoderStep step) => Submit(model, new Pending(-1, embeds, step));
 
+    public IEnumerable<(int Id, double Ms)> Decode(LanguageModel model, int first, long position, KvCache cache, CacheGroup group,
+        Sampler sampler, IReadOnlyCollection<int> stops, int count)
+    {
+        if (!ReferenceEquals(model, lm)) throw new ArgumentException("a forward batcher serves one model");
+        return Follow(new Generation(first, position, cache, group, sampler, stops, count));
+    }
+
+    /// <summary>Runs <paramref name="g"/> in the batches from its first token on, and hands its tokens over as they come.</summary>
+    IEnumerable<(int Id, double Ms)> Follow(Generation g)
+    {
+        if (holdsTurn?.Invoke() == true) // in the turn already: one step at a time, inline
+        {
+            foreach (var t in DirectRunner.StepByStep(this, lm, g.Next, g.Position, g.Cache, g.Group, g.Sampler, g.Stops, g.Left)) yield return t;
+            yield break;
+        }
+        if (g.Left <= 0) yield break;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _generations.Add(g);
+            _thread ??= StartThread();
+            Monitor.Pulse(_gate);
+        }
+        int taken = 0;
+        try
+        {
+            foreach (var t in g.Out.GetConsumingEnumerable())
+            {
+                taken++;
+                yield return t;
+            }
+            if (g.Error is { } e) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+        }
+        finally { Stop(g, taken); }
+    }
+
+    /// <summary>
+    /// The caller is done with <paramref name="g"/>: out of the batches (after the one it is in, if
+    /// any), and the tokens it fed back beyond those the caller took are taken out of its cache.
+    /// </summary>
+    void Stop(Generation g, int taken)
+    {
+        bool wait;
+        lock (_gate)
+        {
+            g.Cancelled = true;
+            wait = g.InBatch;
+            if (!wait) _generations.Remove(g);
+        }
+        if (wait) g.Released.Wait();
+        long extra = g.Fed - taken;
+        if (extra > 0)
+            foreach (var layer in g.Cache.Layers)
+            {
+                var kv = layer[g.Group];
+                kv.Evict(kv.Length - extra, extra);
+            }
+        g.Out.Dispose();
+        g.Released.Dispose();
+    }
+
     public IReadOnlyList<EncodedImage> Encode(IVisionLanguageModel model, IReadOnlyList<IPreparedImage> images)
     {
         if (images.Count == 0) return [];
@@ -128,7 +239,7 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
     {
         if (holdsTurn?.Invoke() == true) // in the turn already: waiting for the batch thread's turn would never end
         {
-            Run([p]);
+            Run([p], []);
             if (p.Error is { } inline) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(inline);
             return;
         }
@@ -157,10 +268,11 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
         {
             lock (_gate)
             {
-                while (_pending.Count == 0 && !_disposed) Monitor.Wait(_gate);
-                if (_pending.Count == 0) return;
+                while (_pending.Count == 0 && _generations.Count == 0 && !_disposed) Monitor.Wait(_gate);
+                if (_disposed) EndGenerations(new ObjectDisposedException(nameof(ForwardBatcher)));
+                if (_pending.Count == 0 && _generations.Count == 0) return;
                 long until = Stopwatch.GetTimestamp() + _regroupTicks;
-                while (!_disposed && _pending.Count < maxBatch && PendingCaches().Count() < _active.Count && !_active.IsSubsetOf(PendingCaches()))
+                while (!_disposed && _generations.Count == 0 && _pending.Count < maxBatch && PendingCaches().Count() < _active.Count && !_active.IsSubsetOf(PendingCaches()))
                 {
                     long left = until - Stopwatch.GetTimestamp();
                     if (left <= 0)
@@ -174,15 +286,17 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
             // The batch is formed once the turn is ours, not before: passes that fell due while
             // the turn was waiting behind other work join this batch instead of the next.
             List<Pending> batch = [];
+            List<Generation> gens = [];
             try
             {
-                if (turn is null) Run(Take(batch));
-                else turn(() => { Run(Take(batch)); return []; });
+                if (turn is null) Run(Take(batch, gens), gens);
+                else turn(() => { Run(Take(batch, gens), gens); return []; });
             }
             catch (Exception e)
             {
-                if (batch.Count == 0) Take(batch); // the turn itself failed (the scheduler is closing): these passes fail with it
+                if (batch.Count == 0 && gens.Count == 0) Take(batch, gens); // the turn itself failed (the scheduler is closing): these passes fail with it
                 foreach (var p in batch) p.Error = e;
+                lock (_gate) foreach (var g in gens.Where(g => g.InBatch)) End(g, e);
             }
             foreach (var p in batch) p.Done.Set();
         }
@@ -190,13 +304,31 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
 
     IEnumerable<KvCache> PendingCaches() => _pending.Where(p => !p.IsEncode).Select(p => p.Step!.Cache!);
 
-    List<Pending> Take(List<Pending> batch)
+    /// <summary>Ends every running generation with <paramref name="e"/> (the batcher is closing).</summary>
+    void EndGenerations(Exception e)
+    {
+        foreach (var g in _generations.ToList()) End(g, e);
+    }
+
+    /// <summary>Under the gate: <paramref name="g"/> leaves the batches (ended, failed or stopped by its caller).</summary>
+    void End(Generation g, Exception? error = null)
+    {
+        g.Error ??= error;
+        g.InBatch = false;
+        _generations.Remove(g);
+        if (!g.Out.IsAddingCompleted) g.Out.CompleteAdding();
+        if (g.Cancelled) g.Released.Set();
+    }
+
+    List<Pending> Take(List<Pending> batch, List<Generation> gens)
     {
         lock (_gate)
         {
             batch.AddRange(_pending.Take(maxBatch));
             _pending.RemoveRange(0, batch.Count);
-            int passes = 0, encodes = 0;
+            foreach (var g in _generations)
+                if (!g.Cancelled) { g.InBatch = true; gens.Add(g); }
+            int passes = gens.Count, encodes = 0;
             foreach (var p in batch)
             {
                 if (p.IsEncode) { encodes++; continue; }
@@ -216,18 +348,47 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
     /// Sets each pass's result (its encoded images, its logits [vocab] or its hidden states, the
     /// caller's to dispose) or its error.
     /// </summary>
-    void Run(List<Pending> batch)
+    void Run(List<Pending> batch, List<Generation> gens)
     {
         var encodes = batch.Where(p => p.IsEncode).ToList();
         if (encodes.Count > 0) RunEncodes(encodes);
-        var passes = encodes.Count == 0 ? batch : batch.Where(p => !p.IsEncode).ToList();
+        var passes = batch.Where(p => !p.IsEncode).ToList();
+        int own = passes.Count;
+        // Each generation's step is a decode step like any other.
+        foreach (var g in gens) passes.Add(new Pending(g.Next, null, new DecoderStep { Positions = new[] { g.Position }, Cache = g.Cache, Group = g.Group }));
         if (passes.Count == 0) return;
+        var sw = Stopwatch.StartNew();
+        Tensor[] results;
+        try { results = RunPasses(passes); }
+        catch (Exception e)
+        {
+            foreach (var p in passes.Take(own)) p.Error = e;
+            lock (_gate) foreach (var g in gens) End(g, e);
+            return;
+        }
+        for (int i = 0; i < own; i++) passes[i].Result = results[i];
+        var sampled = new int[gens.Count];
+        Exception? failed = null;
         try
         {
-            var results = RunPasses(passes);
-            for (int i = 0; i < passes.Count; i++) passes[i].Result = results[i];
+            using var _ = torch.inference_mode();
+            for (int i = 0; i < gens.Count; i++) sampled[i] = gens[i].Sampler.Next(results[own + i]);
         }
-        catch (Exception e) { foreach (var p in passes) p.Error = e; }
+        catch (Exception e) { failed = e; }
+        finally { for (int i = own; i < results.Length; i++) results[i].Dispose(); }
+        double ms = sw.Elapsed.TotalMilliseconds;
+        lock (_gate)
+            for (int i = 0; i < gens.Count; i++)
+            {
+                var g = gens[i];
+                g.Fed++;
+                if (failed is not null) { End(g, failed); continue; }
+                if (g.Cancelled) { End(g); continue; } // its caller stopped reading while this step ran
+                g.InBatch = false;
+                g.Out.Add((sampled[i], ms));
+                if (--g.Left == 0 || g.Stops.Contains(sampled[i])) End(g);
+                else (g.Next, g.Position) = (sampled[i], g.Position + 1);
+            }
     }
 
     /// <summary>Every caller's images in one encode (per model); if that fails, each caller's alone, so one caller's failure is not the others'.</summary>

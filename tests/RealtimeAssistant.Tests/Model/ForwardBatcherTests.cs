@@ -292,6 +292,71 @@ public class ForwardBatcherTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task AGenerationRunsAheadOfASlowReader_AndOneStoppedEarly_LeavesItsCacheAsTheDirectLoopWould()
+    {
+        using var e = Engine.Load(AppTestSupport.TinyModel, new EngineOptions { Device = "cpu" });
+        var greedy = new GenerationOptions { Temperature = 0 };
+        int[] none = [];
+        const int taken = 4, count = 20, beside = 30;
+        // The direct loop, stopped after 4 tokens: 4 tokens fed back through the cache.
+        using var direct = OneTokenCache(e);
+        using var directSampler = new Sampler(greedy);
+        var expected = DirectRunner.Instance.Decode(e.Language, 5, 1, direct, CacheGroup.Source, directSampler, none, count).Take(taken).ToList();
+
+        using var batcher = new ForwardBatcher(e.Language);
+        using var cache = OneTokenCache(e);
+        using var other = OneTokenCache(e);
+        using var sampler = new Sampler(greedy);
+        using var otherSampler = new Sampler(greedy);
+        // Another generation runs to its end beside it, read as it comes.
+        var besideIt = Task.Run(() => batcher.Decode(e.Language, 7, 1, other, CacheGroup.Source, otherSampler, none, beside).Count());
+        var got = await Task.Run(() =>
+        {
+            var ids = new List<int>();
+            foreach (var (id, _) in batcher.Decode(e.Language, 5, 1, cache, CacheGroup.Source, sampler, none, count))
+            {
+                ids.Add(id);
+                if (ids.Count == taken) break;
+                Thread.Sleep(50); // a slow reader: the batches go on without it
+            }
+            return ids;
+        }).WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.Equal(beside, await besideIt.WaitAsync(TimeSpan.FromMinutes(1)));
+        Assert.Equal(expected.Select(t => t.Id), got);
+        // Every step of both ran in the batches (the stopped one ran ahead to its end) ...
+        Assert.Equal(count + beside, batcher.Counters.Steps);
+        // ... yet its cache holds what the direct loop's holds, and the two go on alike.
+        for (int l = 0; l < e.Text.NumHiddenLayers; l++)
+        {
+            var (a, b) = (direct.Layers[l].Source, cache.Layers[l].Source);
+            Assert.Equal(1 + taken, b.Length);
+            Assert.Equal(a.Positions.ToArray(), b.Positions.ToArray());
+            Assert.True((a.Keys - b.Keys).abs().max().item<float>() < 1e-5f && (a.Values - b.Values).abs().max().item<float>() < 1e-5f, $"layer {l}: cached keys or values differ");
+        }
+        using var next = DirectRunner.Instance.Step(e.Language, got[^1], 1 + taken, cache, CacheGroup.Source);
+        using var nextDirect = DirectRunner.Instance.Step(e.Language, expected[^1].Id, 1 + taken, direct, CacheGroup.Source);
+        Assert.True((next - nextDirect).abs().max().item<float>() < 1e-4f);
+    }
+
+    [Fact]
+    public async Task ClosingTheBatcher_EndsARunningGenerationWithAnError_NotAHang()
+    {
+        using var e = Engine.Load(AppTestSupport.TinyModel, new EngineOptions { Device = "cpu" });
+        using var turnAsked = new ManualResetEventSlim();
+        using var turnGranted = new ManualResetEventSlim();
+        Tensor[] Turn(Func<Tensor[]> batch) { turnAsked.Set(); turnGranted.Wait(); return batch(); }
+        var batcher = new ForwardBatcher(e.Language, Turn);
+        using var cache = OneTokenCache(e);
+        using var sampler = new Sampler(new GenerationOptions { Temperature = 0 });
+        var reading = Task.Run(() => batcher.Decode(e.Language, 5, 1, cache, CacheGroup.Source, sampler, [], 1000).Count());
+        Assert.True(turnAsked.Wait(TimeSpan.FromSeconds(30)), "the generation never asked for a turn");
+        var closing = Task.Run(batcher.Dispose);
+        turnGranted.Set();
+        await closing.WaitAsync(TimeSpan.FromMinutes(1));
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => reading.WaitAsync(TimeSpan.FromMinutes(1)));
+    }
+
+    [Fact]
     public async Task AFailedTurn_FailsTheStepsWaitingForIt_AndTheBatcherGoesOn()
     {
         using var e = Engine.Load(AppTestSupport.TinyModel, new EngineOptions { Device = "cpu" });
