@@ -34,7 +34,7 @@ public sealed class SceneChangeGate : IDisposable
             Cv2.Absdiff(thumb, _last, diff);
             LastDistance = Cv2.Mean(diff).Val0;
         }
-        if (LastDistance <= _threshold) { thumb.Dispose(); return false; }
+        if (_threshold > 0 && LastDistance <= _threshold) { thumb.Dispose(); return false; } // 0: every frame, an identical one too
         _last.Dispose();
         _last = thumb;
         return true;

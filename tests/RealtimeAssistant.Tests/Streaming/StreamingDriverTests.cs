@@ -42,6 +42,16 @@ public sealed class StreamingDriverTests : IDisposable
     }
 
     [Fact]
+    public void GateZero_PassesEveryFrame_AnIdenticalOneToo()
+    {
+        using var gate = new SceneChangeGate(0);
+        using Mat a = Grey(100), same = Grey(100);
+        Assert.True(gate.Accept(a));
+        Assert.True(gate.Accept(same)); // a still scene in a stream read at gate 0 (every frame) is still read
+        Assert.Equal(0, gate.LastDistance);
+    }
+
+    [Fact]
     public void UnchangedSceneCostsNoModelWork()
     {
         using var session = Session();
