@@ -32,6 +32,7 @@ public static class ServeBench
         var source = new Option<string>("--source") { Description = "the clip every stream loops (a file in media/)", DefaultValueFactory = _ => "demo.mp4" };
         var stride = new Option<int>("--stride") { Description = "each stream reads every Nth frame (1: every frame, so the model is the bottleneck)", DefaultValueFactory = _ => 1 };
         var gate = new Option<double>("--gate") { Description = "each stream's scene-change gate (0: every stride frame is read)", DefaultValueFactory = _ => 0 };
+        var speed = new Option<double>("--speed") { Description = "play the clip this many times faster than its frame rate (its frames re-timed, none left out): above 1 the model, not the source, sets the pace", DefaultValueFactory = _ => 1 };
         var chats = new Option<int>("--chats") { Description = "chat completions in the chat load (0: skip it)", DefaultValueFactory = _ => 300 };
         var concurrency = new Option<int>("--concurrency") { Description = "chat completions in flight at once", DefaultValueFactory = _ => 8 };
         var device = Cli.DeviceOption();
@@ -39,7 +40,7 @@ public static class ServeBench
         var weights = Cli.WeightsOption();
         var cmd = new Command("serve", "The server over loopback HTTP: live streams (1/2/4/8) with cross-stream batching on and off in shuffled turns " +
             "(caption rate per stream and in total, glass-to-caption p50/p95, dropped frames, RSS), then a chat load (p50/p95/p99, errors).")
-            { json, model, streams, seconds, warmup, rounds, source, stride, gate, chats, concurrency, device, dtype, weights };
+            { json, model, streams, seconds, warmup, rounds, source, stride, gate, speed, chats, concurrency, device, dtype, weights };
         return cmd.WithAction(async (pr, ct) =>
         {
             var counts = pr.GetValue(streams)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -56,6 +57,12 @@ public static class ServeBench
             var media = Cli.MediaFolder() ?? throw new UserError("media/ not found: the bench streams a clip from it");
             var clip = pr.GetValue(source)!;
             if (!File.Exists(Path.Combine(media, clip))) throw new UserError($"--source {clip}: no such file in {media}");
+            double sp = pr.GetValue(speed);
+            if (sp is not (>= 0.1 and <= 16)) throw new UserError($"--speed must be in [0.1, 16], got {sp}");
+            using var faster = sp == 1 ? null : Retimed(media, clip, sp);
+            if (faster is not null) media = faster.Folder;
+            double fps;
+            using (var probe = new VideoCapture(Path.Combine(media, clip))) fps = probe.Fps;
 
             using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights));
             var rssStart = Rss();
@@ -63,7 +70,7 @@ public static class ServeBench
             var runs = configs.ToDictionary(c => c, _ => new List<StreamRun>());
             var rng = new Random(23);
             var rssAfter = new List<double>();
-            Console.Error.WriteLine($"bench serve: {clip} looped, stride {st}, gate {gt}; streams {string.Join(",", counts)} × batching on/off; {nRounds} rounds of {warm:0} s warm-up + {measure:0} s each…");
+            Console.Error.WriteLine($"bench serve: {clip} looped at {fps:0.#} fps, stride {st}, gate {gt}; streams {string.Join(",", counts)} × batching on/off; {nRounds} rounds of {warm:0} s warm-up + {measure:0} s each…");
             for (int r = 0; r < nRounds; r++)
                 foreach (var (n, batching) in configs.OrderBy(_ => rng.Next()).ToList())
                 {
@@ -97,7 +104,7 @@ public static class ServeBench
             double Hz(int n, bool b) => runs.TryGetValue((n, b), out var rs) ? rs.Average(x => x.TotalHz) : double.NaN;
             var result = new Dictionary<string, object?>
             {
-                ["source"] = clip, ["stride"] = st, ["gate"] = gt, ["seconds_per_turn"] = measure, ["warmup_s"] = warm, ["rounds"] = nRounds,
+                ["source"] = clip, ["source_fps"] = fps, ["speed"] = sp, ["stride"] = st, ["gate"] = gt, ["seconds_per_turn"] = measure, ["warmup_s"] = warm, ["rounds"] = nRounds,
                 ["cores"] = Environment.ProcessorCount, ["torch_threads"] = TorchSharp.torch.get_num_threads(),
                 ["configs"] = results,
             };
@@ -131,6 +138,23 @@ public static class ServeBench
     sealed record StreamRun(double TotalHz, double MinHz, double P50, double P95, long Dropped, long Read, double MeanBatch, long LargestBatch);
 
     static double Rss() { using var p = Process.GetCurrentProcess(); return p.WorkingSet64 / 1e6; }
+
+    /// <summary>A folder holding <paramref name="clip"/> with every frame kept and its rate × <paramref name="speed"/>; deleted when disposed.</summary>
+    sealed class RetimedClip(string folder) : IDisposable
+    {
+        public string Folder { get; } = folder;
+        public void Dispose() { try { Directory.Delete(Folder, recursive: true); } catch (IOException) { } }
+    }
+
+    static RetimedClip Retimed(string media, string clip, double speed)
+    {
+        var folder = Directory.CreateTempSubdirectory("ra-bench-serve-").FullName;
+        using var input = new VideoCapture(Path.Combine(media, clip));
+        using var output = new VideoWriter(Path.Combine(folder, clip), FourCC.MP4V, input.Fps * speed, new OpenCvSharp.Size(input.FrameWidth, input.FrameHeight));
+        using var frame = new Mat();
+        while (input.Read(frame) && !frame.Empty()) output.Write(frame);
+        return new RetimedClip(folder);
+    }
 
     static async Task<StreamRun> RunStreams(Engine engine, string media, string clip, int stride, double gate, int n, bool batching, double warm, double measure, CancellationToken ct)
     {
