@@ -25,6 +25,17 @@ public class BenchCommandTests
         Assert.Throws<ArgumentException>(() => BenchStats.PairedSe(new double[] { 1, 2 }, new double[] { 0 }));
     }
 
+    [Fact]
+    public async Task Serve_AtASpeed_StreamsTheClipReTimedWithEveryFrame_BatchingOnAndOff()
+    {
+        var root = await RunToJson(BenchCommand.Create(), "serve", "--speed", "2", "--streams", "1", "--rounds", "1", "--seconds", "2", "--warmup", "1", "--chats", "0");
+        Assert.Equal(2, root["speed"]!.GetValue<double>());
+        Assert.Equal(30, root["source_fps"]!.GetValue<double>(), 1); // demo.mp4 is 15 fps
+        var configs = root["configs"]!.AsArray();
+        Assert.Equal([true, false], configs.Select(c => c!["batching"]!.GetValue<bool>()).Order().Reverse());
+        foreach (var c in configs) Assert.True(c!["caption_hz_total"]!.GetValue<double>() > 0, $"no caption with batching {c["batching"]}");
+    }
+
     [Theory]
     [InlineData("f32", "Float32")]
     [InlineData("bf16", "BFloat16")]

@@ -57,6 +57,7 @@ public class ExitContractTests(ITestOutputHelper log)
         ["--threads 0 (train)"] = f => ["train", "--threads", "0", "-o", f.Out],
         ["--threads -2 (live)"] = f => ["live", "synthetic", "--threads", "-2"],
         ["--threads 0 (bench app)"] = f => ["bench", "app", "--threads", "0"],
+        ["--speed 0 (bench serve)"] = f => ["bench", "serve", "--speed", "0"],
         ["--display-fps 0 (profile)"] = f => ["profile", f.Clip, "--display-fps", "0"],
         ["--display-fps 0 (bench app)"] = f => ["bench", "app", "--display-fps", "0"],
         ["--display-fps 0 (live)"] = f => ["live", "synthetic", "--display-fps", "0"],
