@@ -22,9 +22,23 @@ try {
   page.on('pageerror', e => problems.push(`page error: ${e.message}`));
   page.on('console', m => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
   await page.setViewport({ width: 1280, height: 800 });
+  // The page's /page.json is held until half the key is typed, as on a slow network: the page must
+  // not send a half-typed key (that would be a 401 in the console).
+  let releasePageJson;
+  const pageJsonHeld = new Promise(r => { releasePageJson = r; });
+  const cdp = await page.createCDPSession();
+  await cdp.send('Fetch.enable', { patterns: [{ urlPattern: '*/page.json' }] });
+  cdp.on('Fetch.requestPaused', async e => { await pageJsonHeld; await cdp.send('Fetch.continueRequest', { requestId: e.requestId }); });
+  const pageJson = page.waitForResponse(r => new URL(r.url()).pathname === '/page.json', { timeout });
   await page.goto(args.url, { waitUntil: 'load', timeout });
+  const half = args.key ? Math.ceil(args.key.length / 2) : 0;
+  if (args.key) await page.type('#key', args.key.slice(0, half));
+  releasePageJson();
+  await pageJson;
+  await cdp.send('Fetch.disable');
+  await page.waitForNetworkIdle({ idleTime: 300, timeout });
   if (args.key) {
-    await page.type('#key', args.key);
+    await page.type('#key', args.key.slice(half));
     await page.$eval('#key', el => el.dispatchEvent(new Event('change')));
   }
   if (args.mode === 'webcam') {

@@ -9,9 +9,12 @@ const state = { id: null, events: null, ws: null, camStream: null, timer: null, 
 window.raState = state;             // for tests and the curious
 const page = { apiKeyRequired: false }; // from /page.json
 
-const key = () => $('key').value.trim();
-$('key').value = sessionStorage.getItem('ra-key') || '';
-$('key').addEventListener('change', () => { sessionStorage.setItem('ra-key', key()); loadFiles(); });
+// The key the user has committed (change fires on Enter or leaving the field), never one half typed:
+// a request sent mid-typing would fail with 401.
+let committedKey = sessionStorage.getItem('ra-key') || '';
+const key = () => committedKey;
+$('key').value = committedKey;
+$('key').addEventListener('change', () => { committedKey = $('key').value.trim(); sessionStorage.setItem('ra-key', committedKey); loadFiles(); });
 const withKey = url => key() ? `${url}${url.includes('?') ? '&' : '?'}api_key=${encodeURIComponent(key())}` : url;
 
 async function api(path, options = {}) {
