@@ -32,13 +32,14 @@ public static class BudgetBench
         var llavaHidden = new Option<int>("--llava-hidden") { Description = "width of the LLaVA-shaped checkpoint (7B: 4096; reduced for 2 CPU cores)", DefaultValueFactory = _ => 512 };
         var llavaReads = new Option<int>("--llava-reads") { Description = "frames read per budget on the LLaVA-shaped checkpoint", DefaultValueFactory = _ => 32 };
         var skipLlava = new Option<bool>("--skip-llava") { Description = "only the demo model" };
+        var levels = new Option<bool>("--levels") { Description = "also stream with each rung of the governor's ladder held fixed: its read times and F1 (JSON levels_held)" };
         var warm = new Option<int>("--warmup-reads") { Description = "reads at the start of each budget that count toward nothing (the governor finding its level)", DefaultValueFactory = _ => 8 };
         var threads = Cli.ThreadsOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var cmd = new Command("budget", "The frame-budget governor at 100/60/40/25% of the unpruned read time: reads p50/p95, fraction over budget, skipped frames, mean k, F1 (demo model).")
-            { json, model, fractions, clips, llavaHidden, llavaReads, skipLlava, warm, threads, device, dtype, weights };
+            { json, model, fractions, clips, llavaHidden, llavaReads, skipLlava, levels, warm, threads, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             var fr = pr.GetValue(fractions)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -53,7 +54,7 @@ public static class BudgetBench
             var configs = new List<Dictionary<string, object?>>();
             var engineOptions = Cli.EngineOptions(pr, device, dtype, weights);
             using (var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), engineOptions))
-                configs.Add(Run("demo", engine, DemoFrames(nClips), fr, warmup, scoreF1: true, ct));
+                configs.Add(Run("demo", engine, DemoFrames(nClips), fr, warmup, scoreF1: true, pr.GetValue(levels), ct));
             if (!pr.GetValue(skipLlava))
             {
                 var dir = Path.Combine(Path.GetTempPath(), $"ra-bench-budget-{Environment.ProcessId}");
@@ -61,7 +62,7 @@ public static class BudgetBench
                 {
                     BenchModels.WriteLlavaShaped(dir, D);
                     using var engine = Engine.Load(dir, engineOptions);
-                    configs.Add(Run($"llava-1.5-7b-shaped (hidden {D})", engine, NoiseFrames(nReads), fr, warmup, scoreF1: false, ct));
+                    configs.Add(Run($"llava-1.5-7b-shaped (hidden {D})", engine, NoiseFrames(nReads), fr, warmup, scoreF1: false, pr.GetValue(levels), ct));
                 }
                 finally { try { Directory.Delete(dir, true); } catch (IOException) { } }
             }
@@ -135,7 +136,7 @@ public static class BudgetBench
         return Pct(ms, 0.5);
     }
 
-    static Dictionary<string, object?> Run(string name, Engine engine, IEnumerable<BenchFrame> stream, double[] fractions, int warmup, bool scoreF1, CancellationToken ct)
+    static Dictionary<string, object?> Run(string name, Engine engine, IEnumerable<BenchFrame> stream, double[] fractions, int warmup, bool scoreF1, bool levels, CancellationToken ct)
     {
         var frames = stream.ToList();
         int layers = engine.Text.NumHiddenLayers;
@@ -150,6 +151,20 @@ public static class BudgetBench
         var unprunedRun = Stream(engine, frames, null, schedule, warmup, visual, ct);
         var aggressiveRun = Stream(engine, frames, null, schedule, warmup, visual, ct, fixedPruning: ladder[^1].Pruning);
         double unpruned = Pct(unprunedRun.Reads, 0.5), aggressive = Pct(aggressiveRun.Reads, 0.5);
+        // Each rung held fixed for the whole stream: what the governor trades when it moves.
+        var fixedLevels = new List<Dictionary<string, object?>>();
+        if (levels)
+            foreach (var lv in ladder)
+            {
+                var lr = Stream(engine, frames, null, schedule, warmup, visual, ct, fixedPruning: lv.Pruning);
+                fixedLevels.Add(new Dictionary<string, object?>
+                {
+                    ["level"] = lv.Name, ["work"] = lv.Work,
+                    ["read_ms_p50"] = Math.Round(Pct(lr.Reads, 0.5), 2), ["read_ms_p80"] = Math.Round(Pct(lr.Reads, 0.8), 2), ["read_ms_p95"] = Math.Round(Pct(lr.Reads, 0.95), 2),
+                    ["f1"] = scoreF1 ? Math.Round(lr.F1, 4) : null,
+                });
+                Console.Error.WriteLine($"bench budget: {name}, level {lv.Name} held: read p50 {Pct(lr.Reads, 0.5):0.00} ms, p95 {Pct(lr.Reads, 0.95):0.00} ms{(scoreF1 ? $", F1 {lr.F1:0.000}" : "")}");
+            }
         double alone = ReadTime(engine, null, probe, ct);
         double? unprunedF1 = scoreF1 ? unprunedRun.F1 : null;
         var budgets = new List<Dictionary<string, object?>>();
@@ -176,6 +191,7 @@ public static class BudgetBench
             ["unpruned_read_alone_ms_p50"] = Math.Round(alone, 2), ["most_aggressive_level"] = ladder[^1].Name,
             ["most_aggressive_read_ms_p50"] = Math.Round(aggressive, 2), ["ladder"] = ladder.Select(l => l.Name).ToArray(),
             ["unpruned_f1"] = unprunedF1 is { } u ? Math.Round(u, 4) : null, ["budgets"] = budgets,
+            ["levels_held"] = levels ? fixedLevels : null,
         };
     }
 

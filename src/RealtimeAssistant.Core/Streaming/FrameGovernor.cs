@@ -51,8 +51,8 @@ public readonly record struct GovernorChoice(bool Skip, int Level, GovernorLevel
 /// the schedule as measured, then the newest frame pruned too, then smaller VisiPruner budgets k,
 /// then earlier exits. It steps up as soon as a level is expected to run over, relaxes when the
 /// level below measured recently with headroom, and otherwise tries the level below again now and
-/// then (less often each time a try runs over; never while its last cost, moved as the level above
-/// has moved since, is over the budget). When even the most aggressive level cannot fit,
+/// then (less often each time a try runs over; not while its last cost, moved as the level above
+/// has moved since, is over the budget, unless that cost is more than <see cref="Fresh"/> reads old). When even the most aggressive level cannot fit,
 /// it skips frames (counted) rather than let work queue: the time a read runs over the budget is
 /// paid back by the frames after it.
 /// </summary>
@@ -63,6 +63,7 @@ public sealed class FrameGovernor
     double _debt; // ms of reading beyond the budget not yet paid back by frames the source delivered
     long _reads;
     int _sinceChange, _probing = -1;
+    bool _probeForStaleness;
 
     /// <summary>Fraction of the budget a level must be expected to fit in to stay chosen.</summary>
     public const double Fit = 0.85;
@@ -116,6 +117,9 @@ public sealed class FrameGovernor
             else if (_sinceChange >= below.ProbeInterval && CurrentLevel.Estimate is { } cur && cur <= 0.6 * _budget && MightFit(below, cur))
             {
                 // Costs move (the machine's load, the scene): measure the level below afresh.
+                // A try made only because the level's cost went stale is paced by Fresh, not by
+                // the doubling interval: a genuine speed-up is still found a probe interval after it.
+                _probeForStaleness = !CostMightFit(below, cur);
                 below.Forget();
                 _probing = Current - 1;
                 Current--;
@@ -128,12 +132,18 @@ public sealed class FrameGovernor
     bool Fits(int level) => Expected(level) is not { } e || e <= Fit * _budget;
 
     /// <summary>
-    /// Whether a level last read long ago is worth trying again: its old estimate, moved as the
+    /// Whether a level last read a while ago is worth trying again: its old estimate, moved as the
     /// level above it (<paramref name="aboveNow"/>) has moved since, is within the budget. A try
     /// that cannot fit only runs over; with nothing to compare (the level above was not measured
-    /// then), it is tried.
+    /// then), it is tried. A cost measured more than <see cref="Fresh"/> reads ago no longer
+    /// decides: it may have been a passing slowdown of the machine's that the level above, read
+    /// before or after it, never saw, and it would keep the governor at a harsher level for good.
     /// </summary>
-    bool MightFit(GovernorLevel level, double aboveNow) =>
+    bool MightFit(GovernorLevel level, double aboveNow) => Stale(level) || CostMightFit(level, aboveNow);
+
+    bool Stale(GovernorLevel level) => _reads - level.LastRead > Fresh;
+
+    bool CostMightFit(GovernorLevel level, double aboveNow) =>
         level.Estimate is not { } old || level.AboveWhenRead is not { } then || then <= 0 || old * aboveNow / then <= _budget;
 
     /// <summary>
@@ -170,7 +180,8 @@ public sealed class FrameGovernor
         _sinceChange++;
         if (_probing == level)
         {
-            l.ProbeInterval = readMs > Fit * _budget ? Math.Min(MaxProbe, 2 * l.ProbeInterval) : FirstProbe;
+            if (readMs <= Fit * _budget) l.ProbeInterval = FirstProbe;
+            else if (!_probeForStaleness) l.ProbeInterval = Math.Min(MaxProbe, 2 * l.ProbeInterval);
             _probing = -1;
         }
         if (readMs > _budget)

@@ -43,19 +43,41 @@ public class GovernorTests(ITestOutputHelper log)
     }
 
     [Fact]
-    public void ALevelThatRanFarOver_IsNotTriedAgain_UntilTheLevelAboveGetsCheaperInProportion()
+    public void ALevelThatRanFarOver_IsTriedAgainOnlyWhenItsCostIsStale_OrTheLevelAboveGetsCheaperInProportion()
     {
         var g = new FrameGovernor(100, Levels(2));
         var read = Drive(g, [160, 50], 300);
         Assert.Equal(1, g.Current);
         // Level 0 is read first (nothing known), then tried once more with level 1 measured beside
-        // it; from then on 160 ms at a level-1 cost of 50 cannot fit, and it is not tried again.
-        Assert.Equal(2, read.Count(l => l == 0));
-        Assert.Equal(2, g.OverBudget);
+        // it; from then on 160 ms at a level-1 cost of 50 cannot fit, and it is tried again only
+        // when that cost is more than Fresh reads old.
+        var tries = read.Select((l, i) => (l, i)).Where(x => x.l == 0).Select(x => x.i).ToList();
+        Assert.InRange(tries.Count, 3, 3 + 300 / FrameGovernor.Fresh);
+        Assert.All(tries.Skip(2).Zip(tries.Skip(1)), p => Assert.True(p.First - p.Second > FrameGovernor.Fresh, string.Join(",", tries)));
+        long over = g.OverBudget;
+        Assert.Equal(tries.Count, over);
 
-        read = Drive(g, [80, 25], 100);                  // everything got twice as fast
-        Assert.Equal(0, g.Current);                       // 160 × 25/50 = 80 might fit: tried, and it does
-        Assert.Equal(2, g.OverBudget);
+        read = Drive(g, [80, 25], 40);                   // everything got twice as fast
+        Assert.Equal(0, g.Current);                       // 160 × 25/50 = 80 might fit: tried within a probe interval, and it does
+        Assert.Equal(over, g.OverBudget);
+    }
+
+    [Fact]
+    public void AfterABurstOfSlowReads_ItComesBackToTheGentlestLevelThatFits()
+    {
+        var g = new FrameGovernor(10, Levels(3));
+        double[] cost = [7, 4, 2];
+        Drive(g, cost.Select(c => c * 1.5).ToArray(), 20); // a slow start: level 0 runs over, level 1 is measured
+        Drive(g, cost, 60);
+        Assert.Equal(0, g.Current);
+        Drive(g, cost.Select(c => c * 3).ToArray(), 6);     // a passing burst: level 0's cost reads 21
+        Assert.NotEqual(0, g.Current);
+        // Level 0's burst cost, against level 1's ordinary one, says it cannot fit. That reading is
+        // stale once Fresh reads have passed: level 0 is tried again, fits, and stays.
+        var read = Drive(g, cost, 200);
+        Assert.Equal(0, g.Current);
+        Assert.True(read.TakeLast(100).All(l => l == 0), string.Join(",", read));
+        Assert.True(read.Take(FrameGovernor.Fresh + 2 * FrameGovernor.FirstProbe).Contains(0), "level 0 is tried within Fresh reads and a probe or two");
     }
 
     [Fact]
