@@ -162,6 +162,9 @@ public static class BudgetBench
                     ["level"] = lv.Name, ["work"] = lv.Work,
                     ["read_ms_p50"] = Math.Round(Pct(lr.Reads, 0.5), 2), ["read_ms_p80"] = Math.Round(Pct(lr.Reads, 0.8), 2), ["read_ms_p95"] = Math.Round(Pct(lr.Reads, 0.95), 2),
                     ["f1"] = scoreF1 ? Math.Round(lr.F1, 4) : null,
+                    // Held at this rung, the share of its reads that would run over each budget: a
+                    // budget no rung holds to 5% is one the machine's noise, not the governor, decides.
+                    ["over_budget_fraction_at"] = fractions.ToDictionary(f => $"{f:0%}", f => Math.Round(lr.Reads.Count(x => x > Math.Round(f * unpruned, 2)) / (double)Math.Max(1, lr.Reads.Count), 4)),
                 });
                 Console.Error.WriteLine($"bench budget: {name}, level {lv.Name} held: read p50 {Pct(lr.Reads, 0.5):0.00} ms, p95 {Pct(lr.Reads, 0.95):0.00} ms{(scoreF1 ? $", F1 {lr.F1:0.000}" : "")}");
             }

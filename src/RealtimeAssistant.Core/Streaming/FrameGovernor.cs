@@ -52,7 +52,8 @@ public readonly record struct GovernorChoice(bool Skip, int Level, GovernorLevel
 /// then earlier exits. It steps up as soon as a level is expected to run over, relaxes when the
 /// level below measured recently with headroom, and otherwise tries the level below again now and
 /// then (less often each time a try runs over; not while its last cost, moved as the level above
-/// has moved since, is over the budget, unless that cost is more than <see cref="Fresh"/> reads old). When even the most aggressive level cannot fit,
+/// has moved since, or for a level not read yet the measured levels' line, is over the budget,
+/// unless that cost is more than <see cref="Fresh"/> reads old). When even the most aggressive level cannot fit,
 /// it skips frames (counted) rather than let work queue: the time a read runs over the budget is
 /// paid back by the frames after it.
 /// </summary>
@@ -114,7 +115,7 @@ public sealed class FrameGovernor
             var below = _levels[Current - 1];
             bool recent = _reads - below.LastRead <= Fresh;
             if (recent && below.Estimate is { } e && e <= Relax * _budget) Current--;
-            else if (_sinceChange >= below.ProbeInterval && CurrentLevel.Estimate is { } cur && cur <= 0.6 * _budget && MightFit(below, cur))
+            else if (_sinceChange >= below.ProbeInterval && CurrentLevel.Estimate is { } cur && MightFit(below, cur))
             {
                 // Costs move (the machine's load, the scene): measure the level below afresh.
                 // A try made only because the level's cost went stale is paced by Fresh, not by
@@ -143,8 +144,11 @@ public sealed class FrameGovernor
 
     bool Stale(GovernorLevel level) => _reads - level.LastRead > Fresh;
 
-    bool CostMightFit(GovernorLevel level, double aboveNow) =>
-        level.Estimate is not { } old || level.AboveWhenRead is not { } then || then <= 0 || old * aboveNow / then <= _budget;
+    bool CostMightFit(GovernorLevel level, double aboveNow)
+    {
+        if (level.Estimate is not { } old) return !(Expected(_levels.IndexOf(level)) > _budget); // never read, or forgotten: the measured levels' line
+        return level.AboveWhenRead is not { } then || then <= 0 || old * aboveNow / then <= _budget;
+    }
 
     /// <summary>
     /// What a read at <paramref name="level"/> is expected to take: its own recent reads, else

@@ -36,6 +36,28 @@ public class BenchCommandTests
         foreach (var c in configs) Assert.True(c!["caption_hz_total"]!.GetValue<double>() > 0, $"no caption with batching {c["batching"]}");
     }
 
+    [Fact]
+    public async Task Budget_WithLevels_HoldsEachRungOfTheLadder_ItsReadTimesF1AndShareOverEachBudget()
+    {
+        var root = await RunToJson(BudgetBench.Create(), "--skip-llava", "--clips", "2", "--fractions", "100,50", "--warmup-reads", "2", "--levels");
+        var demo = root["configs"]!.AsArray().Single()!;
+        var ladder = demo["ladder"]!.AsArray().Select(l => l!.GetValue<string>()).ToList();
+        var held = demo["levels_held"]!.AsArray();
+        Assert.Equal(ladder, held.Select(l => l!["level"]!.GetValue<string>()));
+        foreach (var l in held)
+        {
+            Assert.InRange(l!["f1"]!.GetValue<double>(), 0, 1);
+            Assert.True(l["read_ms_p50"]!.GetValue<double>() > 0);
+            Assert.True(l["read_ms_p50"]!.GetValue<double>() <= l["read_ms_p95"]!.GetValue<double>());
+            var over = l["over_budget_fraction_at"]!;
+            // The same reads against a tighter budget: never fewer over it.
+            Assert.InRange(over["100%"]!.GetValue<double>(), 0, over["50%"]!.GetValue<double>());
+        }
+        // Without --levels nothing is held.
+        var plain = await RunToJson(BudgetBench.Create(), "--skip-llava", "--clips", "1", "--fractions", "100", "--warmup-reads", "2");
+        Assert.Null(plain["configs"]![0]!["levels_held"]);
+    }
+
     [Theory]
     [InlineData("f32", "Float32")]
     [InlineData("bf16", "BFloat16")]
