@@ -79,11 +79,34 @@ public sealed class Engine : IDisposable
     /// <summary>Where the engine says things a user should know (the CLI prints them on stderr; null: nowhere).</summary>
     public static Action<string>? Notice { get; set; }
 
-    /// <summary>torch's intra-op thread count; libtorch takes 0 or less unchecked, so it is refused here.</summary>
+    /// <summary>torch's intra-op thread count, chosen by the user; libtorch takes 0 or less unchecked, so it is refused here.</summary>
     public static void SetThreads(int n)
     {
         if (n < 1) throw new UserError($"--threads must be 1 or more, got {n}");
         torch.set_num_threads(n);
+        _threadsChosen = true;
+    }
+
+    static bool _threadsChosen;
+    static int? _machineThreads;
+
+    /// <summary>A decoder this narrow runs its CPU ops on one thread unless the user chose otherwise.</summary>
+    public const int OneThreadWidth = 128;
+
+    /// <summary>
+    /// Intra-op threads for a model when the user chose none: one for a model of width at most
+    /// <see cref="OneThreadWidth"/> on the CPU, libtorch's own count otherwise. A row of such a model's
+    /// matmuls is microseconds of work, less than a fork and join of the team costs; a second thread
+    /// leaves the median read as it was and makes every op wait for the slower core (the demo model:
+    /// read p50 4.97 ms on one thread against 4.93 on two, p95 6.39 against 11.55; BENCHMARKS,
+    /// "The governor at a frame budget"). The count is the process's: the model loaded last sets it.
+    /// </summary>
+    static void ThreadsFor(int width, Device device)
+    {
+        if (_threadsChosen || device.type != DeviceType.CPU) return;
+        _machineThreads ??= torch.get_num_threads();
+        int n = width <= OneThreadWidth ? 1 : _machineThreads.Value;
+        if (torch.get_num_threads() != n) torch.set_num_threads(n);
     }
 
     public static Device ResolveDevice(string spec)
@@ -159,6 +182,7 @@ public sealed class Engine : IDisposable
         var (vision, decoder) = model.ParameterCounts;
         log?.LogInformation("loaded {Dir}: {Type}, {Layers} decoder layers, {Vision:N0} vision + {Decoder:N0} decoder parameters on {Device} as {DType}",
             dir, model.ModelType, model.Text.NumHiddenLayers, vision, decoder, device, dtype);
+        ThreadsFor(model.Text.HiddenSize, device);
         var engine = new Engine { Model = model, Tokenizer = tok, Layout = layout, Directory = dir, Weights = format };
         if (format is not null) options.Report?.Invoke(engine.WeightsNote()); // a dense model needs no note: stderr stays for what a user must know
         return engine;
