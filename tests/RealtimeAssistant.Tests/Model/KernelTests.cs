@@ -243,11 +243,14 @@ public class KernelTests
     public void ThePoolCoversEveryRangeOnce_AlignedToTheGrain_AndReportsFailures(bool dotnet)
     {
         bool before = KernelPool.UseDotnetThreads;
+        var threads = KernelPool.ThreadsOverride;
         KernelPool.UseDotnetThreads = dotnet;
+        // Split over several threads whatever libtorch's count is now (a narrow model sets it to 1).
+        KernelPool.ThreadsOverride = 3;
         // libtorch's Linux build ships libgomp: the kernels must have found it.
         if (OperatingSystem.IsLinux()) Assert.Equal(!dotnet, KernelPool.OnLibtorchThreads);
         try { CoverEveryRange(); }
-        finally { KernelPool.UseDotnetThreads = before; }
+        finally { KernelPool.UseDotnetThreads = before; KernelPool.ThreadsOverride = threads; }
     }
 
     static void CoverEveryRange()
@@ -267,5 +270,20 @@ public class KernelTests
         }
         var e = Assert.Throws<AggregateException>(() => KernelPool.For(1 << 20, 1, 1, (s, _) => { if (s > 0 || KernelPool.Threads == 1) throw new InvalidOperationException("boom"); }));
         Assert.IsType<InvalidOperationException>(e.InnerException);
+    }
+
+    [Fact]
+    public void OnOneThread_AFailingRangeIsReportedAsASplitOneIs()
+    {
+        var threads = KernelPool.ThreadsOverride;
+        KernelPool.ThreadsOverride = 1;
+        try
+        {
+            int calls = 0;
+            var e = Assert.Throws<AggregateException>(() => KernelPool.For(1000, 4, 1, (s, end) => { calls++; Assert.Equal((0, 1000), (s, end)); throw new InvalidOperationException("boom"); }));
+            Assert.IsType<InvalidOperationException>(e.InnerException);
+            Assert.Equal(1, calls);
+        }
+        finally { KernelPool.ThreadsOverride = threads; }
     }
 }

@@ -60,11 +60,14 @@ public static unsafe class KernelPool
         return null;
     }
 
-    /// <summary>Threads a kernel splits over, the caller's included: libtorch's intra-op count unless set.</summary>
-    public static int Threads
+    /// <summary>Threads a kernel splits over, the caller's included: <see cref="ThreadsOverride"/>, else libtorch's intra-op count.</summary>
+    public static int Threads => _threads ?? torch.get_num_threads();
+
+    /// <summary>Pins the split whatever libtorch's count (tests of the split); null follows libtorch.</summary>
+    public static int? ThreadsOverride
     {
-        get => _threads ?? torch.get_num_threads();
-        set => _threads = Math.Max(1, value);
+        get => _threads;
+        set => _threads = value is { } v ? Math.Max(1, v) : null;
     }
 
     /// <summary>
@@ -75,7 +78,14 @@ public static unsafe class KernelPool
     public static void For(int count, int grain, int minPerPart, Action<int, int> body)
     {
         int parts = Math.Min(Threads, count / Math.Max(1, minPerPart));
-        if (parts <= 1 || _inside) { body(0, count); return; }
+        if (_inside) { body(0, count); return; } // a job's own call: its failure is the job's
+        if (parts <= 1)
+        {
+            // One range on this thread fails as a split one does, whatever the thread count.
+            try { body(0, count); }
+            catch (Exception e) { throw new AggregateException("a kernel range failed", e); }
+            return;
+        }
         lock (Gate)
         {
             _body = body; _count = count; _grain = Math.Max(1, grain); _error = null;
