@@ -102,7 +102,7 @@ public static partial class Cli
     }
 
     /// <summary>--threads: torch's intra-op threads; at least 1 (0 or less is refused when parsing).</summary>
-    public static Option<int?> ThreadsOption(string description = "torch threads (default: all cores)")
+    public static Option<int?> ThreadsOption(string description = "torch threads (default: 1 for a model of width ≤ 128, else all cores)")
     {
         var o = new Option<int?>("--threads") { Description = description };
         o.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1 and var n) r.AddError($"--threads must be 1 or more, got {n}"); });

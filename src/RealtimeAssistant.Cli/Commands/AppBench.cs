@@ -29,7 +29,7 @@ public static class AppBench
         var modes = new Option<string>("--modes") { Description = "modes to compare, comma-separated: gpe, reencode", DefaultValueFactory = _ => "gpe,reencode" };
         var source = new Option<string?>("--source") { Description = "video source (default: the bundled media/demo.mp4, looped in real time)" };
         var fps = Cli.DisplayFpsOption();
-        var threads = Cli.ThreadsOption("torch threads for the model (default: all cores)");
+        var threads = Cli.ThreadsOption("torch threads for the model (default: 1 for a model of width ≤ 128, else all cores)");
         var clips = new Option<int>("--f1-clips") { Description = "held-out generated clips each mode's captions are scored on (0: skip F1)", DefaultValueFactory = _ => 24 };
         var model = AppModel.ModelOption();
         var family = BenchModels.Option();

@@ -17,7 +17,7 @@ public static class LiveCommand
         var headless = new Option<bool>("--headless") { Description = "do not open a window even if a display exists" };
         var noHud = new Option<bool>("--no-hud") { Description = "start with the HUD hidden (H toggles it)" };
         var snapshot = new Option<string?>("--snapshot") { Description = "when the run ends, save its last overlay frame to this PNG" };
-        var threads = Cli.ThreadsOption("torch threads for the model (default: all cores; 1 leaves a core to render)");
+        var threads = Cli.ThreadsOption("torch threads for the model (default: 1 for a model of width ≤ 128, else all cores; 1 leaves a core to render)");
         var giveUp = new Option<double>("--give-up-after")
         {
             Description = $"a camera or stream that gives no frame for this many seconds is lost for good: live says so and exits {Cli.SourceLostCode} (it reconnects until then)",
