@@ -151,6 +151,7 @@ public static class BudgetBench
         var unprunedRun = Stream(engine, frames, null, schedule, warmup, visual, ct);
         var aggressiveRun = Stream(engine, frames, null, schedule, warmup, visual, ct, fixedPruning: ladder[^1].Pruning);
         double unpruned = Pct(unprunedRun.Reads, 0.5), aggressive = Pct(aggressiveRun.Reads, 0.5);
+        double BudgetAt(double fraction) => Math.Round(fraction * unpruned, 2);
         // Each rung held fixed for the whole stream: what the governor trades when it moves.
         var fixedLevels = new List<Dictionary<string, object?>>();
         if (levels)
@@ -164,7 +165,7 @@ public static class BudgetBench
                     ["f1"] = scoreF1 ? Math.Round(lr.F1, 4) : null,
                     // Held at this rung, the share of its reads that would run over each budget: a
                     // budget no rung holds to 5% is one the machine's noise, not the governor, decides.
-                    ["over_budget_fraction_at"] = fractions.ToDictionary(f => $"{f:0%}", f => Math.Round(lr.Reads.Count(x => x > Math.Round(f * unpruned, 2)) / (double)Math.Max(1, lr.Reads.Count), 4)),
+                    ["over_budget_fraction_at"] = fractions.ToDictionary(f => $"{f:0%}", f => Math.Round(lr.Reads.Count(x => x > BudgetAt(f)) / (double)Math.Max(1, lr.Reads.Count), 4)),
                 });
                 Console.Error.WriteLine($"bench budget: {name}, level {lv.Name} held: read p50 {Pct(lr.Reads, 0.5):0.00} ms, p95 {Pct(lr.Reads, 0.95):0.00} ms{(scoreF1 ? $", F1 {lr.F1:0.000}" : "")}");
             }
@@ -173,7 +174,7 @@ public static class BudgetBench
         var budgets = new List<Dictionary<string, object?>>();
         foreach (var f in fractions)
         {
-            double budget = Math.Round(f * unpruned, 2);
+            double budget = BudgetAt(f);
             var r = Stream(engine, frames, budget, schedule, warmup, visual, ct);
             bool heldBySkipping = budget < aggressive;
             budgets.Add(new Dictionary<string, object?>
