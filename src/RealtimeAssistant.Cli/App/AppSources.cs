@@ -43,6 +43,6 @@ public static class AppSources
         long frames = clip.FrameCount;
         return new GeneratedFrameSource(i => clip.Render((int)(i % frames), size, size), fps,
             count: options.Loop ? null : frames, realtime: options.Realtime, description: $"synthetic scene seed {seed}",
-            start: (long)Math.Round(options.StartAt.TotalSeconds * fps));
+            start: options.FirstFrame(fps));
     }
 }

@@ -75,7 +75,7 @@ public sealed class StreamGrain(
         try
         {
             if (runtime is null) throw new UserError($"silo {silo.Name} runs no streams (it is a gateway)");
-            _running = runtime.Start(Id, r.Definition!, now - r.Created, (type, data) => writer.Append(type, data), silo.Name);
+            _running = runtime.Start(Id, r.Definition!, now - r.Created, await LastLoggedFrame(writer), (type, data) => writer.Append(type, data), silo.Name);
             _error = null;
         }
         catch (UserError e)
@@ -90,6 +90,14 @@ public sealed class StreamGrain(
         catch (Exception e) { logger.LogWarning("stream {Stream}: no reminder ({Message}); the supervisor still watches it", Id, e.Message); }
         await Report();
         this.RegisterGrainTimer(Tick, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(5));
+    }
+
+    /// <summary>The newest frame an earlier run logged, so that a resumed clip goes on after it (null: none, or the log is unreachable now).</summary>
+    async Task<long?> LastLoggedFrame(StreamLogWriter writer)
+    {
+        if (!writer.TopKnown || writer.LastSeq == 0) return null;
+        try { return await log.LastFrameAsync(Id); }
+        catch (Exception e) when (StreamLogWriter.IsRedisFailure(e)) { return null; }
     }
 
     /// <summary>Every few seconds: tell the directory where the stream runs; leave if another activation owns the log; end the log of a stream that stopped by itself.</summary>

@@ -66,6 +66,27 @@ public sealed class CaptionLog : IAsyncDisposable
         return last.Length == 0 ? 0 : SeqOf(last[0].Id);
     }
 
+    /// <summary>
+    /// The source frame index of the newest caption or answer among the log's last
+    /// <paramref name="look"/> entries (null when none carries one): where a moved stream's run stopped.
+    /// </summary>
+    public async Task<long?> LastFrameAsync(string stream, int look = 64)
+    {
+        var last = await Db.StreamRangeAsync(Key(stream), "-", "+", look, Order.Descending);
+        foreach (var e in last)
+        {
+            var type = (string?)e["t"];
+            if (type is not (StreamEvents.Segment or StreamEvents.Answer)) continue;
+            try
+            {
+                using var doc = System.Text.Json.JsonDocument.Parse((string?)e["d"] ?? "");
+                if (doc.RootElement.TryGetProperty("frame", out var f) && f.TryGetInt64(out var frame)) return frame;
+            }
+            catch (System.Text.Json.JsonException) { }
+        }
+        return null;
+    }
+
     /// <summary>The oldest sequence number the log still holds (0 when it holds none).</summary>
     public async Task<long> FirstSeqAsync(string stream)
     {

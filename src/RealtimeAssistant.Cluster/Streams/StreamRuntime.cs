@@ -44,11 +44,15 @@ public sealed class StreamRuntime : IDisposable
     /// <summary>
     /// Opens the source and starts the stream's frame loop. <paramref name="startAt"/>: how long the
     /// stream has been running, so that a file or clip resumed on this silo continues where it would
-    /// be now (a live source is at its newest frame anyway). Throws <see cref="UserError"/> for a definition it cannot run.
+    /// be now (a live source is at its newest frame anyway), and <paramref name="lastFrame"/>: the newest
+    /// frame an earlier run logged, which it starts after. Throws <see cref="UserError"/> for a definition it cannot run.
     /// </summary>
-    public RunningStream Start(string id, StreamDefinition def, TimeSpan startAt, Action<string, Func<long, string>> append, string siloName)
+    public RunningStream Start(string id, StreamDefinition def, TimeSpan startAt, long? lastFrame, Action<string, Func<long, string>> append, string siloName)
     {
-        var source = FrameSources.Open(def.Source, _sources(true, def.Loop) with { Logger = _logging?.CreateLogger("RealtimeAssistant.Capture"), StartAt = startAt });
+        var source = FrameSources.Open(def.Source, _sources(true, def.Loop) with
+        {
+            Logger = _logging?.CreateLogger("RealtimeAssistant.Capture"), StartAt = startAt, StartAfterFrame = lastFrame ?? -1,
+        });
         try
         {
             var plan = StreamPlan.Resolve(def, _engine, _simulated, source.Fps);

@@ -18,6 +18,16 @@ public sealed record FrameSourceOptions
     /// </summary>
     public TimeSpan StartAt { get; init; }
 
+    /// <summary>
+    /// The newest frame index an earlier run of this file or clip already delivered (-1: none). A
+    /// resumed source starts after it even when <see cref="StartAt"/> rounds to that frame, so a
+    /// moved stream never reads a frame twice. Live sources ignore it.
+    /// </summary>
+    public long StartAfterFrame { get; init; } = -1;
+
+    /// <summary>The index a file or clip at <paramref name="fps"/> starts at: <see cref="StartAt"/>'s frame, but never one already delivered.</summary>
+    public long FirstFrame(double fps) => Math.Max((long)Math.Round(StartAt.TotalSeconds * fps), StartAfterFrame + 1);
+
     /// <summary>Frame rate for image folders (files and devices carry their own).</summary>
     public double Fps { get; init; } = 30;
 

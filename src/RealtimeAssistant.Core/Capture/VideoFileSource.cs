@@ -37,7 +37,7 @@ public sealed class VideoFileSource : IFrameSource
         FrameSize = first.Size();
         Description = $"file {Path.GetFileName(path)} ({FrameSize.Width}x{FrameSize.Height}, {Fps:0.##} fps{(FrameCount is { } n ? $", {n} frames" : "")})";
         if (this.options.Realtime) pacer = new Pacer(Fps);
-        if (this.options.StartAt > TimeSpan.Zero) SkipTo((long)Math.Round(this.options.StartAt.TotalSeconds * Fps));
+        if (this.options.FirstFrame(Fps) is > 0 and var start) SkipTo(start);
     }
 
     /// <summary>

@@ -72,6 +72,25 @@ public class FileSourceTests
     }
 
     [Fact]
+    public void StartAfterFrame_AResumedSourceNeverRepeatsAFrameAnEarlierRunDelivered()
+    {
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("after"), frames: 10, fps: 10);
+        // 0.62 s rounds to frame 6, which the earlier run delivered: start at 7.
+        using (var file = FrameSources.Open(clip, new FrameSourceOptions { Loop = true, StartAt = TimeSpan.FromSeconds(0.62), StartAfterFrame = 6 }))
+        using (var first = file.Read()!)
+            Assert.Equal(7, first.Index);
+        // The wall clock is further on than the earlier run got: it wins.
+        using (var file = FrameSources.Open(clip, new FrameSourceOptions { Loop = true, StartAt = TimeSpan.FromSeconds(2.3), StartAfterFrame = 6 }))
+        using (var first = file.Read()!)
+            Assert.Equal(23, first.Index);
+        // The app's generated clip (a cluster's synthetic streams) resumes the same way.
+        var options = RealtimeAssistant.Cli.App.AppSources.Options(loop: true) with { StartAt = TimeSpan.FromSeconds(0.62), StartAfterFrame = 6 };
+        using var generated = FrameSources.Open("synthetic:seed=3,size=32,fps=10", options);
+        using var g = generated.Read()!;
+        Assert.Equal(7, g.Index);
+    }
+
+    [Fact]
     public void Realtime_PacesFramesAtTheFilesRate()
     {
         var clip = TestMedia.WriteClip(TestMedia.TempDir("pace"), frames: 10, fps: 20);

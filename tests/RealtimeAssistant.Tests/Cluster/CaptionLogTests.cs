@@ -37,6 +37,28 @@ public class CaptionLogTests(RedisFixture redis) : IClassFixture<RedisFixture>
     }
 
     [Fact]
+    public async Task LastFrame_IsTheNewestCaptionsOrAnswersFrame_SkippingOtherEntries()
+    {
+        var (mux, log) = await Open();
+        await using var _ = mux;
+        var s = Stream();
+        Assert.Null(await log.LastFrameAsync(s));
+        await log.AppendAsync(s, new LogEntry(1, "segment", "{\"segment\":1,\"frame\":4}"));
+        await log.AppendAsync(s, new LogEntry(2, "answer", "{\"frame\":6}"));
+        await log.AppendAsync(s, new LogEntry(3, "question", "{\"question_id\":\"q\",\"frame\":99}"));
+        await log.AppendAsync(s, new LogEntry(4, "segment", "not json"));
+        Assert.Equal(6, await log.LastFrameAsync(s));
+        await log.AppendAsync(s, new LogEntry(5, "segment", "{\"frame\":8}"));
+        Assert.Equal(8, await log.LastFrameAsync(s));
+        // Only the last few entries are looked at: a log of questions only has no frame there.
+        var q = Stream();
+        await log.AppendAsync(q, new LogEntry(1, "segment", "{\"frame\":2}"));
+        for (long i = 2; i <= 5; i++) await log.AppendAsync(q, new LogEntry(i, "question", "{}"));
+        Assert.Null(await log.LastFrameAsync(q, look: 4));
+        Assert.Equal(2, await log.LastFrameAsync(q, look: 5));
+    }
+
+    [Fact]
     public async Task ASequenceNumberIsWrittenOnce_ALateWriterIsFenced()
     {
         var (mux, log) = await Open();

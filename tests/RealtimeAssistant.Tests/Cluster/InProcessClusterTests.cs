@@ -81,6 +81,28 @@ public class InProcessClusterTests(RedisFixture redis) : IClassFixture<RedisFixt
     }
 
     [Fact]
+    public async Task AStreamMovedJustAfterACaption_GoesOnAfterThatFrame_NeverReadingItAgain()
+    {
+        // One frame a second: a move within half a second of a caption lands where the wall clock
+        // rounds to the frame just captioned, which the new silo must not read again.
+        await using var c = await TestCluster.StartAsync(redis.Need(), GatewayAndTwoInference);
+        var info = await c.Streams.OpenAsync(TestCluster.Synthetic(30) with { Source = "synthetic:seed=30,size=48,fps=1", Stride = 1 }, limit: 100);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while ((await c.Streams.GetAsync(info.Id))!.LastSeq < 2)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"two captions within 30 s: {await c.Streams.GetAsync(info.Id)}");
+            await Task.Delay(10);
+        }
+        var moved = await ClusterAdmin.DrainAsync(c.Client, c.Silo(info.SiloName!).SiloAddress, TimeSpan.FromSeconds(60));
+        Assert.Equal(info.Id, Assert.Single(moved).Stream);
+        var other = info.SiloName == "Silo_1" ? "Silo_2" : "Silo_1";
+        await c.WaitFor(info.Id, s => s.SiloName == other && s.DurableSeq >= 4, 30, $"two more captions on {other}");
+        var frames = (await c.Log.ReadAsync(info.Id, 0, 10_000)).Entries.Where(e => e.Type == "segment")
+            .Select(e => System.Text.Json.JsonDocument.Parse(e.Data).RootElement.GetProperty("frame").GetInt64()).ToArray();
+        Assert.True(frames.Zip(frames.Skip(1)).All(p => p.Second > p.First), $"stream {info.Id}: frames {string.Join(',', frames)}");
+    }
+
+    [Fact]
     public async Task ClosingAStreamEndsItsLog_FreesIt_AndAnswersCarryTheirQuestionId()
     {
         await using var c = await TestCluster.StartAsync(redis.Need(), GatewayAndTwoInference);
