@@ -78,7 +78,7 @@ public class NetworkStreamTests(StreamServer server, ITestOutputHelper log)
         Assert.True(stream.ThreadsStopped, "a thread of the stream still runs after DELETE");
         camera.Kill();
         Assert.Empty(NetworkSourceTests.ChildFfmpegs()); // no relay left running
-        Assert.DoesNotContain("Error", server.Warnings);
+        server.AssertNoErrors();
     }
 
     static async Task Until(Func<Task<bool>> done, TimeSpan limit, string what, HttpVideoServer camera)

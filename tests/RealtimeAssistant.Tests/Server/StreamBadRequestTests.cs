@@ -166,6 +166,6 @@ public class StreamBadRequestTests(StreamServer server)
         }
         finally { await server.Delete(id); }
         await AssertHealthy();
-        Assert.DoesNotContain("Error", server.Warnings);
+        server.AssertNoErrors();
     }
 }

@@ -47,6 +47,20 @@ public sealed class StreamServer : IAsyncLifetime
     /// <summary>What the server logged at warning and above.</summary>
     public string Warnings => _log.Text;
 
+    int _checked;
+
+    /// <summary>
+    /// Fails when the server logged an error since the last check, showing what it logged (the
+    /// exception and its stack). Each error fails one test, not every later one on this shared server.
+    /// </summary>
+    public void AssertNoErrors()
+    {
+        var log = Warnings;
+        var since = log[Math.Min(_checked, log.Length)..];
+        _checked = log.Length;
+        Assert.False(since.Contains("Error", StringComparison.Ordinal), $"the server logged an error since the last check:\n{since}");
+    }
+
     public async ValueTask InitializeAsync()
     {
         Media = TestMedia.TempDir("streams-media");

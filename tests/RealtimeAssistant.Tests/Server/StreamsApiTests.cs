@@ -118,7 +118,7 @@ public class StreamsApiTests(StreamServer server, ITestOutputHelper log)
         var tail = await follower.WaitAsync(TimeSpan.FromSeconds(30)); // the event stream ended with the stream
         Assert.Equal("end", tail[^1].Type);
         Assert.Equal("deleted", tail[^1].Data["reason"]!.GetValue<string>());
-        Assert.DoesNotContain("Error", server.Warnings);
+        server.AssertNoErrors();
     }
 
     [Fact]
