@@ -86,6 +86,8 @@ public sealed class VideoFeed : IDisposable
         TaskCompletionSource wake;
         lock (_gate)
         {
+            // Stopped: Dispose has completed _changed (it woke every viewer); a frame drawn meanwhile goes nowhere.
+            if (_stopped) return;
             _jpeg = jpeg;
             _version++;
             wake = _changed;

@@ -98,7 +98,7 @@ public sealed class StreamServer : IAsyncLifetime
         _scheduler?.Dispose();
     }
 
-    sealed class WarningLog : ILoggerProvider, ILogger
+    internal sealed class WarningLog : ILoggerProvider, ILogger
     {
         readonly StringBuilder _text = new();
         public string Text { get { lock (_text) return _text.ToString(); } }
