@@ -32,13 +32,14 @@ public static class BenchCommand
         var reps = new Option<int>("--reps") { DefaultValueFactory = _ => 3 };
         var model = new Option<string?>("--model", "-m") { Description = "a model folder instead of the random LLaVA shape: its caption prompt with one (random) image, decoded in its own cache group" };
         var kernels = new Option<string>("--kernels") { DefaultValueFactory = _ => "on", Description = "on, or off: libtorch runs every product (the reference the CPU kernels are measured against)" };
+        var fusedDecode = new Option<string>("--fused-decode") { DefaultValueFactory = _ => "on", Description = "on: decode steps run every layer on the CPU kernels (the default); off: the layer path, libtorch between the kernels; compare: both in each round, in a shuffled order, and their ratio" };
         var family = BenchModels.Option();
         var profile = new Option<bool>("--profile") { Description = "also time decode steps op by op (every layer's weights, so memory traffic is as in a step) and print where the milliseconds go" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var cmd = new Command("engine", "Prefill and decode on a LLaVA-shaped decoder with random weights (or a model folder), beside the matmul rate and the memory read bandwidth measured in the same process.")
-            { json, layers, hidden, tokens, decode, reps, model, family, profile, kernels, device, dtype, weights };
+            { json, layers, hidden, tokens, decode, reps, model, family, profile, kernels, fusedDecode, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             int L = pr.GetValue(layers), D = pr.GetValue(hidden), T = pr.GetValue(tokens), N = pr.GetValue(decode), R = pr.GetValue(reps);
@@ -51,6 +52,13 @@ public static class BenchCommand
                 "off" => false,
                 var k => throw new UserError($"--kernels '{k}' is not one of on, off"),
             };
+            bool? fused = pr.GetValue(fusedDecode) switch
+            {
+                "on" => true,
+                "off" => false,
+                "compare" => null,
+                var k => throw new UserError($"--fused-decode '{k}' is not one of on, off, compare"),
+            };
             using var _ = torch.inference_mode();
             if (pr.GetValue(model) is not null && pr.GetValue(family) is not null)
                 throw new UserError("bench engine: give --model or --family, not both");
@@ -58,7 +66,7 @@ public static class BenchCommand
             using var work = modelDir is { } dir
                 ? EngineWorkload.FromModel(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine })
                 : EngineWorkload.Random(L, D, T, dev, Model.Engine.ResolveDType(pr.GetValue(dtype)!, dev, "float32"), pr.GetValue(weights)!);
-            var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), ct);
+            var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), fused, ct);
             var table = new Table().AddColumns("metric", "value");
             foreach (var (k, v) in result)
                 if (v is not IEnumerable<Dictionary<string, object>>)
@@ -142,7 +150,8 @@ public static class BenchCommand
         public void Dispose() { Embeds.Dispose(); Owner?.Dispose(); }
     }
 
-    static (Dictionary<string, object> Result, EngineProfile? Profile) RunEngine(EngineWorkload w, int N, int R, bool profile, CancellationToken ct)
+    /// <param name="fused">Decode steps fused (<see cref="DecoderModel.FusedDecodeEnabled"/>), on the layer path, or null: both in each round, in a shuffled order.</param>
+    static (Dictionary<string, object> Result, EngineProfile? Profile) RunEngine(EngineWorkload w, int N, int R, bool profile, bool? fused, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
         var lm = w.Lm;
@@ -172,26 +181,45 @@ public static class BenchCommand
         }
         var prefillMs = new List<double>();
         var decodeMs = new List<double>();
+        var layerPathMs = new List<double>(); // --fused-decode compare: the layer path's turns
+        bool sameTokens = true;
         bool phasePeaks = w.Engine is not null && BenchModels.ResetPeak();
-        for (int r = 0; r < R + 1; r++)
+        var order = new Random(7);
+        (double Prefill, double Decode, long[] Tokens) Turn(bool fusedSteps)
         {
-            ct.ThrowIfCancellationRequested();
+            DecoderModel.FusedDecodeEnabled = fusedSteps;
             var sw = Stopwatch.StartNew();
             var (cache, next) = Prefill();
             using var _c = cache;
             var pre = sw.Elapsed.TotalMilliseconds;
+            var tokens = new long[N];
             sw.Restart();
             for (int s = 0; s < N; s++)
             {
                 using var step = torch.NewDisposeScope();
                 var x = lm.model.embed_tokens.forward(torch.tensor(new[] { next }, device: dev).view(1, 1));
                 var hs = lm.model.Forward(x, new DecoderStep { Positions = new[] { w.DecodeStart + s }, Cache = cache, Group = w.Group });
-                next = lm.Logits(hs[0, -1]).argmax().item<long>();
+                tokens[s] = next = lm.Logits(hs[0, -1]).argmax().item<long>();
             }
-            var dec = sw.Elapsed.TotalMilliseconds;
-            if (r == 0) continue; // warm-up
-            prefillMs.Add(pre); decodeMs.Add(dec);
+            return (pre, sw.Elapsed.TotalMilliseconds, tokens);
         }
+        try
+        {
+            for (int r = 0; r < R + 1; r++)
+            {
+                ct.ThrowIfCancellationRequested();
+                var sides = fused is { } only ? new[] { only } : order.Next(2) == 0 ? new[] { true, false } : new[] { false, true };
+                var turns = sides.Select(f => (Fused: f, Result: Turn(f))).ToList();
+                if (r == 0) continue; // warm-up
+                foreach (var (f, t) in turns)
+                {
+                    if (fused is null && !f) { layerPathMs.Add(t.Decode); continue; }
+                    prefillMs.Add(t.Prefill); decodeMs.Add(t.Decode);
+                }
+                if (turns.Count == 2) sameTokens &= turns[0].Result.Tokens.SequenceEqual(turns[1].Result.Tokens);
+            }
+        }
+        finally { DecoderModel.FusedDecodeEnabled = fused ?? true; }
         long? runPeak = phasePeaks ? BenchModels.Rss()?.Peak : null;
         EngineProfile? steps = null;
         if (profile)
@@ -264,6 +292,16 @@ public static class BenchCommand
         result["decode_kv_mb_per_token"] = Math.Round(kvBytes / 1e6, 2);
         result["prefill_runs_ms"] = prefillMs.Select(x => Math.Round(x, 1)).ToArray();
         result["decode_runs_ms_per_token"] = decodeMs.Select(x => Math.Round(x / N, 2)).ToArray();
+        result["fused_decode"] = fused switch { true => "on", false => "off (the layer path)", null => "compare" };
+        if (fused is null)
+        {
+            // Each round's two turns ran back to back: their ratio, not the medians', is the comparison.
+            var ratios = layerPathMs.Zip(decodeMs, (layer, f) => layer / f).Order().ToList();
+            result["decode_ms_per_token_layer_path"] = Math.Round(Median(layerPathMs) / N, 3);
+            result["layer_path_runs_ms_per_token"] = layerPathMs.Select(x => Math.Round(x / N, 2)).ToArray();
+            result["fused_decode_speedup"] = Math.Round(ratios[ratios.Count / 2], 2);
+            result["fused_decode_same_tokens"] = sameTokens;
+        }
         if (w.Engine is { } en)
         {
             using var frame = new OpenCvSharp.Mat(336, 336, OpenCvSharp.MatType.CV_8UC3);

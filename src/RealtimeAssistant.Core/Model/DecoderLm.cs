@@ -114,6 +114,17 @@ public sealed class DecoderModel : nn.Module
     public readonly RmsNorm norm;
     readonly TextConfig _c;
     Rope? _rope;
+    FusedDecodeStep? _fused;
+
+    /// <summary>
+    /// Whether decode steps on float32 CPU caches run every layer on the kernels alone
+    /// (<see cref="FusedDecodeStep"/>; the default). Off, they take the layer path: what `ra bench
+    /// engine --fused-decode` compares against, and what the tests check the fused step by.
+    /// </summary>
+    public static bool FusedDecodeEnabled { get; set; } = true;
+
+    /// <summary>Decode forwards this model ran fused (tests check the path was taken).</summary>
+    internal long FusedForwards { get; private set; }
 
     public DecoderModel(TextConfig c, TensorSpec spec) : base(nameof(DecoderModel))
     {
@@ -184,6 +195,14 @@ public sealed class DecoderModel : nn.Module
                 throw new ArgumentException($"each sequence is one block [1, T, D] with T position ids (got {string.Join("x", e.shape)}, {st.Positions.Length} positions)");
         using var scope = torch.NewDisposeScope();
         var rowIdx = KernelRows(seqs);
+        if (rowIdx.Count == seqs.Count && FusedFor(rowIdx.Count) is { } fused)
+        {
+            var e = Cat(seqs.Select(x => x.Embeds).ToList(), 1);
+            var (c, s) = Rope.Tables(PositionIds.Concat(seqs.Select(x => x.Step.Positions).ToArray()), ScalarType.Float32, e.device);
+            var hidden = fused.Run(e, seqs.Select(x => x.Step).ToList(), c, s);
+            FusedForwards++;
+            return Enumerable.Range(0, seqs.Count).Select(i => (seqs.Count == 1 ? hidden : hidden.narrow(1, i, 1)).MoveToOuterDisposeScope()).ToArray();
+        }
         var blockIdx = Enumerable.Range(0, seqs.Count).Except(rowIdx).ToList();
         var rowSeqs = rowIdx.Select(i => seqs[i]).ToList();
         int m = rowIdx.Count, first = m > 0 ? 1 : 0; // unit 0: the kernel rows, if any; then one unit per block
@@ -280,6 +299,14 @@ public sealed class DecoderModel : nn.Module
         return result;
     }
 
+    /// <summary>The fused step for <paramref name="rows"/> decode rows, if it can run them now (built again when the weights changed).</summary>
+    FusedDecodeStep? FusedFor(int rows)
+    {
+        if (!FusedDecodeEnabled || rows > Kernels.Gemv.MaxRows || torch.is_grad_enabled()) return null;
+        if (_fused is null || !_fused.Current(this)) _fused = FusedDecodeStep.Build(this, _c);
+        return _fused.Usable ? _fused : null;
+    }
+
     /// <summary>
     /// The sequences that are decode steps (one row; no plan, no mask) over float32 CPU caches:
     /// their layers' keys and values go into the caches from memory and the attention of all of
@@ -325,6 +352,7 @@ public sealed class DecoderModel : nn.Module
     protected override nn.Module _to(Device device, ScalarType dtype, bool nonBlocking)
     {
         _rope?.Dispose(); _rope = null; // re-created on the new device
+        _fused = null;
         return base._to(device, dtype, nonBlocking);
     }
 }
@@ -407,6 +435,8 @@ public sealed class SelfAttention : nn.Module
     public int Heads => _heads;
     public int KvHeads => _kvHeads;
     public int HeadDim => _headDim;
+    /// <summary>q, k and v as one product (null once the module has been moved).</summary>
+    internal LinearStack? QkvStack => _qkv;
 
     public SelfAttention(TextConfig c, TensorSpec spec) : base(nameof(SelfAttention))
     {
@@ -534,6 +564,8 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
 {
     public readonly Linear gate_proj, up_proj, down_proj;
     readonly Func<Tensor, Tensor> _act;
+    /// <summary>hidden_act as the config names it.</summary>
+    public string Activation { get; }
     // gate_proj and up_proj stacked on one storage, as q/k/v are: one product at inference. Null
     // once the module has been moved.
     LinearStack? _gateUp;
@@ -544,8 +576,12 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
         (gate_proj, up_proj) = (_gateUp.Members[0], _gateUp.Members[1]);
         down_proj = new Linear(c.IntermediateSize, c.HiddenSize, false, spec);
         _act = Activations.Get(c.HiddenAct);
+        Activation = c.HiddenAct;
         RegisterComponents();
     }
+
+    /// <summary>gate and up as one product (null once the module has been moved).</summary>
+    internal LinearStack? GateUpStack => _gateUp;
 
     /// <summary>x [.., D] → act(gate)·up [.., intermediate], the input of down_proj.</summary>
     public Tensor Hidden(Tensor x)

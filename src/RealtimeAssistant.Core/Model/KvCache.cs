@@ -57,13 +57,19 @@ public sealed unsafe class KvGroup : IDisposable
 
     void EnsureCapacity(Tensor like, long needed)
     {
+        if (_start + needed <= _cap) return;
+        EnsureCapacity(like.shape[0], like.shape[1], like.shape[3], like.dtype, like.device, needed);
+    }
+
+    void EnsureCapacity(long batch, long heads, long dim, ScalarType dtype, Device device, long needed)
+    {
         long cap = _cap;
         if (_start + needed <= cap) return;
         if (needed <= cap * 3 / 4) { Compact(); return; } // room enough once the evicted front is reclaimed
         long newCap = Math.Max(64, Math.Max(needed, cap * 2));
-        var shape = new[] { like.shape[0], like.shape[1], newCap, like.shape[3] };
-        var k = torch.empty(shape, like.dtype, like.device).DetachFromDisposeScope();
-        var v = torch.empty(shape, like.dtype, like.device).DetachFromDisposeScope();
+        var shape = new[] { batch, heads, newCap, dim };
+        var k = torch.empty(shape, dtype, device).DetachFromDisposeScope();
+        var v = torch.empty(shape, dtype, device).DetachFromDisposeScope();
         if (_k is not null && Length > 0)
             using (torch.inference_mode())
             {
@@ -156,6 +162,23 @@ public sealed unsafe class KvGroup : IDisposable
     public void AppendRow(Tensor like, float* k, float* v, long kHeadStride, long vHeadStride, long position)
     {
         EnsureCapacity(like, Length + 1);
+        AppendRowInPlace(k, v, kHeadStride, vHeadStride, position);
+    }
+
+    /// <summary>
+    /// <see cref="AppendRow(Tensor, float*, float*, long, long, long)"/> for a float32 CPU cache of
+    /// <paramref name="heads"/> × <paramref name="dim"/> (made so if it has no buffers yet), with no
+    /// call into libtorch unless the buffers grow: the fused decode step's append.
+    /// </summary>
+    public void AppendRow(long heads, long dim, float* k, float* v, long kHeadStride, long vHeadStride, long position)
+    {
+        EnsureCapacity(1, heads, dim, ScalarType.Float32, torch.CPU, Length + 1);
+        if (_heads != heads || _dim != dim) throw new ArgumentException($"a row of {heads} heads × {dim} for a cache of {_heads} × {_dim}");
+        AppendRowInPlace(k, v, kHeadStride, vHeadStride, position);
+    }
+
+    void AppendRowInPlace(float* k, float* v, long kHeadStride, long vHeadStride, long position)
+    {
         if (_kp is null) throw new InvalidOperationException("AppendRow needs a float32 CPU cache at batch 1 (check KernelLayout)");
         long at = _start + Length;
         for (long h = 0; h < _heads; h++)

@@ -138,6 +138,9 @@ public sealed class LinearStack : ICompactable, IDisposable
     }
 
     public WeightMatrix? Compacted => _compact;
+    /// <summary>The stacked storage while it is used as it is (null once compacted).</summary>
+    internal Tensor? Weight => _weight;
+    internal Tensor? Bias => _bias;
     IEnumerable<Parameter> ICompactable.Weights => Members.Select(m => m.weight);
     long ICompactable.CompactBytes => _compact?.Bytes ?? 0;
     long ICompactable.Bytes => _compact?.Bytes ?? _weight!.numel() * _weight.ElementSize;
@@ -178,9 +181,11 @@ public sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
     public readonly Parameter weight;
     readonly Scalar _eps; // rooted: see Rooted
+    public double Eps { get; }
     public RmsNorm(long dim, double eps, TensorSpec spec) : base(nameof(RmsNorm))
     {
         weight = spec.Param(dim);
+        Eps = eps;
         _eps = eps.ToScalar();
         RegisterComponents();
     }

@@ -61,6 +61,9 @@ public abstract unsafe class WeightMatrix : IDisposable
     /// <summary>W as a dense [out, in] tensor of <paramref name="dtype"/>.</summary>
     public abstract Tensor Dequantize(ScalarType dtype);
 
+    /// <summary>The product over this matrix's memory on the CPU kernels (null where they do not take it).</summary>
+    internal abstract KernelProduct? CpuProduct();
+
     public abstract void Dispose();
 
     /// <summary>A copy of <paramref name="w"/> [out, in] in <paramref name="format"/>; w is left as it is.</summary>
@@ -145,6 +148,7 @@ public sealed class DenseMatrix : WeightMatrix
         return rows.to_type(dtype).view(shape);
     }
     public override Tensor Dequantize(ScalarType dtype) => _w.to_type(dtype, copy: true);
+    internal override KernelProduct? CpuProduct() => KernelProduct.Dense(_w);
     public override void Dispose() => _w.Dispose();
 }
 
@@ -226,6 +230,9 @@ public sealed unsafe class Q8Matrix : WeightMatrix
         return DenseLinear(x, w, bias);
     }
 
+    internal override KernelProduct? CpuProduct() =>
+        Q.device_type != DeviceType.CPU ? null : new KernelProduct((nint)TensorMemory.Ptr<sbyte>(Q), (nint)TensorMemory.Ptr<float>(Scales), (int)OutFeatures, (int)_in, WeightFormat.Q8);
+
     public override Tensor Rows(Tensor ids, ScalarType dtype)
     {
         using var scope = torch.NewDisposeScope();
@@ -237,4 +244,29 @@ public sealed unsafe class Q8Matrix : WeightMatrix
     }
 
     public override void Dispose() { Q.Dispose(); Scales.Dispose(); }
+}
+
+/// <summary>
+/// y [rows, out] = x [rows, in]·Wᵀ (+ b) on the CPU kernels over a weight's memory, for callers
+/// that hold no tensors (the fused decode step). The weight's owner keeps it alive and in place.
+/// </summary>
+internal readonly unsafe record struct KernelProduct(nint W, nint Scales, int Out, int In, WeightFormat Format)
+{
+    /// <summary>A dense float32 or bfloat16 [out, in] on the CPU, contiguous (null otherwise).</summary>
+    public static KernelProduct? Dense(Tensor w)
+    {
+        if (w.device_type != DeviceType.CPU || w.dim() != 2 || !w.is_contiguous()) return null;
+        var format = w.dtype switch { ScalarType.Float32 => WeightFormat.F32, ScalarType.BFloat16 => WeightFormat.BF16, _ => (WeightFormat?)null };
+        return format is { } f ? new KernelProduct((nint)TensorMemory.Ptr<byte>(w), 0, (int)w.shape[0], (int)w.shape[1], f) : null;
+    }
+
+    public void Run(float* x, int rows, float* y, float* bias)
+    {
+        switch (Format)
+        {
+            case WeightFormat.F32: Gemv.F32(x, rows, In, (float*)W, Out, bias, y); break;
+            case WeightFormat.BF16: Gemv.Bf16(x, rows, In, (ushort*)W, Out, bias, y); break;
+            default: Gemv.Q8(x, rows, In, (sbyte*)W, (float*)Scales, Out, bias, y); break;
+        }
+    }
 }

@@ -66,29 +66,46 @@ public static unsafe class DecodeAttention
         var output = torch.empty(new[] { 1, h, n, d }, ScalarType.Float32, q.device);
         try
         {
-            var isa = CpuIsa.Current;
-            float scale = 1f / MathF.Sqrt(d);
-            nint qp = (nint)TensorMemory.Ptr<float>(qc), op = (nint)TensorMemory.Ptr<float>(output);
-            long longest = rows.Max(r => r.Sum(x => x.S));
-            long rep = h / kvHeads;
-            KernelPool.For((int)(n * h), 1, (int)Math.Max(1, (1L << 15) / Math.Max(1, longest * d)), (i0, i1) =>
-            {
-                var scores = System.Buffers.ArrayPool<float>.Shared.Rent((int)longest);
-                try
-                {
-                    fixed (float* sc = scores)
-                        for (int item = i0; item < i1; item++)
-                        {
-                            long row = item / h, hi = item % h;
-                            long at = (hi * n + row) * d; // [1,H,N,D]: head hi, row
-                            Attend(isa, (float*)qp + at, (float*)op + at, rows[(int)row], hi / rep, (int)d, scale, sc);
-                        }
-                }
-                finally { System.Buffers.ArrayPool<float>.Shared.Return(scores); }
-            });
+            // [1,H,N,D]: row i of head j is (j·N + i)·D floats on.
+            RunRows(TensorMemory.Ptr<float>(qc), d, n * d, TensorMemory.Ptr<float>(output), d, n * d, rows, (int)h, (int)d, kvHeads);
             return output;
         }
         finally { if (!ReferenceEquals(qc, q)) qc.Dispose(); }
+    }
+
+    /// <summary>
+    /// <see cref="RunRows(Tensor, IReadOnlyList{Range[]}, long)"/> on memory: row i's query head j
+    /// is at q + i·<paramref name="qRow"/> + j·<paramref name="qHead"/>, its output at
+    /// o + i·<paramref name="oRow"/> + j·<paramref name="oHead"/>.
+    /// </summary>
+    public static void RunRows(float* q, long qRow, long qHead, float* o, long oRow, long oHead, IReadOnlyList<Range[]> rows, int h, int d, long kvHeads)
+    {
+        int n = rows.Count;
+        var isa = CpuIsa.Current;
+        float scale = 1f / MathF.Sqrt(d);
+        nint qp = (nint)q, op = (nint)o;
+        long longest = 0;
+        foreach (var r in rows)
+        {
+            long s = 0;
+            foreach (var x in r) s += x.S;
+            longest = Math.Max(longest, s);
+        }
+        long rep = h / kvHeads;
+        KernelPool.For(n * h, 1, (int)Math.Max(1, (1L << 15) / Math.Max(1, longest * d)), (i0, i1) =>
+        {
+            var scores = System.Buffers.ArrayPool<float>.Shared.Rent((int)Math.Max(1, longest));
+            try
+            {
+                fixed (float* sc = scores)
+                    for (int item = i0; item < i1; item++)
+                    {
+                        long row = item / h, hi = item % h;
+                        Attend(isa, (float*)qp + row * qRow + hi * qHead, (float*)op + row * oRow + hi * oHead, rows[(int)row], hi / rep, d, scale, sc);
+                    }
+            }
+            finally { System.Buffers.ArrayPool<float>.Shared.Return(scores); }
+        });
     }
 
     /// <summary>A range of one sequence's keys and values for the kernel: addresses of its first entry's head 0, entries, and floats between heads.</summary>

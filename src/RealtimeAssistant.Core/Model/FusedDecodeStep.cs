@@ -1,0 +1,223 @@
+using System.Runtime.Intrinsics;
+using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Model.Kernels;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Model;
+
+/// <summary>
+/// Decode steps (one row per sequence, each over its own float32 CPU cache) through every layer
+/// on this project's kernels, with no call into libtorch between the embeddings and the final
+/// norm: the norms, RoPE, residuals and the MLP's activation run here, the products on
+/// <see cref="Gemv"/>, the attention on <see cref="DecodeAttention"/>. The layer path calls
+/// libtorch about 15 times a layer; on a narrow model each call costs more than its arithmetic,
+/// so a step of the demo model (width 128) spent nearly all its time in them. The products and
+/// the attention are the layer path's own kernels; the norms and the activation round as
+/// libtorch does each operation, in another summation order.
+/// Built for one model's weights as they are; <see cref="Current"/> says when they changed.
+/// </summary>
+sealed unsafe class FusedDecodeStep
+{
+    sealed class Layer(float* inNorm, float* postNorm, KernelProduct qkv, float* qkvBias, KernelProduct o, KernelProduct gateUp, KernelProduct down)
+    {
+        public readonly float* InNorm = inNorm, PostNorm = postNorm, QkvBias = qkvBias;
+        public readonly KernelProduct Qkv = qkv, O = o, GateUp = gateUp, Down = down;
+    }
+
+    readonly Layer[] _layers;
+    readonly float* _finalNorm;
+    readonly float _eps;
+    readonly int _d, _heads, _kvHeads, _headDim, _inter;
+    readonly object?[] _sources; // what the pointers were read from: a change means the weights moved
+
+    FusedDecodeStep(Layer[] layers, float* finalNorm, float eps, int d, int heads, int kvHeads, int headDim, int inter, object?[] sources)
+    {
+        _finalNorm = finalNorm;
+        (_layers, _eps, _d, _heads, _kvHeads, _headDim, _inter, _sources) = (layers, eps, d, heads, kvHeads, headDim, inter, sources);
+    }
+
+    /// <summary>What a step reads its weights from, in order: the same objects as when built means the same memory.</summary>
+    static IEnumerable<object?> Sources(DecoderModel model)
+    {
+        foreach (var l in model.layers)
+        {
+            var (qkv, gu) = (l.self_attn.QkvStack, l.mlp.GateUpStack);
+            yield return qkv; yield return qkv?.Compacted; yield return qkv?.Weight;
+            yield return gu; yield return gu?.Compacted; yield return gu?.Weight;
+            yield return l.self_attn.o_proj.Compacted; yield return l.self_attn.o_proj.weight;
+            yield return l.mlp.down_proj.Compacted; yield return l.mlp.down_proj.weight;
+            yield return l.input_layernorm.weight; yield return l.post_attention_layernorm.weight;
+        }
+        yield return model.norm.weight;
+    }
+
+    /// <summary>Whether the model's weights are still the ones this step was built on (managed reads only).</summary>
+    public bool Current(DecoderModel model)
+    {
+        int i = 0;
+        foreach (var s in Sources(model))
+            if (i >= _sources.Length || !ReferenceEquals(s, _sources[i++])) return false;
+        return i == _sources.Length;
+    }
+
+    /// <summary>False where the step cannot run this model's layers (<see cref="Run"/> is not to be called); rebuilt when they change.</summary>
+    public bool Usable => _layers.Length > 0;
+
+    /// <summary>The fused step for <paramref name="model"/>'s layers as they are; not <see cref="Usable"/> where it cannot run them (another device or dtype, another activation, weights that need gradients).</summary>
+    public static FusedDecodeStep Build(DecoderModel model, TextConfig c)
+    {
+        var sources = Sources(model).ToArray();
+        return TryBuild(model, c, sources) ?? new FusedDecodeStep([], null, 0, 0, 0, 0, 0, 0, sources);
+    }
+
+    static FusedDecodeStep? TryBuild(DecoderModel model, TextConfig c, object?[] sources)
+    {
+        if (c.HiddenAct is not ("silu" or "swish") || model.layers.Count == 0) return null;
+        var layers = new Layer[model.layers.Count];
+        double eps = model.norm.Eps;
+        for (int i = 0; i < layers.Length; i++)
+        {
+            var l = model.layers[i];
+            var (qkvStack, guStack) = (l.self_attn.QkvStack, l.mlp.GateUpStack);
+            if (qkvStack is null || guStack is null) return null;
+            if (Product(qkvStack.Compacted, qkvStack.Weight) is not { } qkv || Product(l.self_attn.o_proj.Compacted, l.self_attn.o_proj.weight) is not { } o
+                || Product(guStack.Compacted, guStack.Weight) is not { } gu || Product(l.mlp.down_proj.Compacted, l.mlp.down_proj.weight) is not { } down)
+                return null;
+            if (l.self_attn.o_proj.bias is not null || l.mlp.down_proj.bias is not null || guStack.Bias is not null) return null;
+            float* inNorm = Floats(l.input_layernorm.weight, c.HiddenSize), postNorm = Floats(l.post_attention_layernorm.weight, c.HiddenSize);
+            if (inNorm == null || postNorm == null) return null;
+            float* qkvBias = null;
+            if (qkvStack.Bias is { } b && (qkvBias = Floats(b, qkv.Out)) == null) return null;
+            if (l.input_layernorm.Eps != eps || l.post_attention_layernorm.Eps != eps) return null;
+            int qkvOut = (c.NumAttentionHeads + 2 * c.NumKeyValueHeads) * c.HeadDim;
+            if (qkv.In != c.HiddenSize || qkv.Out != qkvOut || o.In != c.NumAttentionHeads * c.HeadDim || o.Out != c.HiddenSize
+                || gu.In != c.HiddenSize || gu.Out != 2 * c.IntermediateSize || down.In != c.IntermediateSize || down.Out != c.HiddenSize)
+                return null;
+            layers[i] = new Layer(inNorm, postNorm, qkv, qkvBias, o, gu, down);
+        }
+        float* final = Floats(model.norm.weight, c.HiddenSize);
+        if (final == null) return null;
+        return new FusedDecodeStep(layers, final, (float)eps, c.HiddenSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.IntermediateSize, sources);
+    }
+
+    static KernelProduct? Product(WeightMatrix? compact, Tensor? dense)
+    {
+        if (compact is not null) return compact.CpuProduct();
+        if (dense is null || dense.requires_grad) return null;
+        return KernelProduct.Dense(dense);
+    }
+
+    static float* Floats(Tensor t, long count) =>
+        t.device_type == DeviceType.CPU && t.dtype == ScalarType.Float32 && t.is_contiguous() && t.numel() == count && !t.requires_grad ? TensorMemory.Ptr<float>(t) : null;
+
+    [ThreadStatic] static float[]? _scratch;
+
+    /// <summary>
+    /// The rows' decode steps: <paramref name="embeds"/> [1, N, D] float32 (row i is <paramref name="steps"/>[i]'s
+    /// one token), <paramref name="cos"/> and <paramref name="sin"/> the rows' RoPE tables [N, hd]
+    /// (<see cref="Rope.Tables(PositionIds, ScalarType, Device)"/>). Each row's keys and values go
+    /// into its own cache group, as the layer path appends them. Returns the final-normed hidden states [1, N, D].
+    /// </summary>
+    public Tensor Run(Tensor embeds, IReadOnlyList<DecoderStep> steps, Tensor cos, Tensor sin)
+    {
+        int n = steps.Count, d = _d, hd = _headDim, qkvW = (_heads + 2 * _kvHeads) * hd, attW = _heads * hd;
+        int need = n * (d + d + qkvW + attW + 3 * _inter + d);
+        if (_scratch is null || _scratch.Length < need) _scratch = new float[Math.Max(need, 1024)];
+        var output = torch.empty(new long[] { 1, n, d }, ScalarType.Float32, torch.CPU);
+        var ranges = new DecodeAttention.Range[n][];
+        var (ec, cc, sc) = (embeds.is_contiguous() ? embeds : embeds.contiguous(), cos.is_contiguous() ? cos : cos.contiguous(), sin.is_contiguous() ? sin : sin.contiguous());
+        try
+        {
+            float* cp = TensorMemory.Ptr<float>(cc), sp = TensorMemory.Ptr<float>(sc);
+            fixed (float* buf = _scratch)
+            {
+                float* x = buf, xn = x + n * d, qkv = xn + n * d, att = qkv + n * qkvW, gu = att + n * attW, act = gu + n * 2 * _inter, tmp = act + n * _inter;
+                new ReadOnlySpan<float>(TensorMemory.Ptr<float>(ec), n * d).CopyTo(new Span<float>(x, n * d));
+                for (int li = 0; li < _layers.Length; li++)
+                {
+                    var l = _layers[li];
+                    RmsNorm(x, l.InNorm, xn, n);
+                    l.Qkv.Run(xn, n, qkv, l.QkvBias);
+                    for (int r = 0; r < n; r++)
+                    {
+                        float* row = qkv + r * qkvW;
+                        for (int h = 0; h < _heads + _kvHeads; h++) RotateHalf(row + h * hd, cp + r * hd, sp + r * hd, hd);
+                        var step = steps[r];
+                        var kv = step.Cache!.Layers[li];
+                        kv[step.Group].AppendRow(_kvHeads, hd, row + _heads * hd, row + (_heads + _kvHeads) * hd, hd, hd, step.Positions.T[0]);
+                        // A source row attends its group; a target row the source (if any) and the target, read in place.
+                        var source = kv.Source.KernelRange;
+                        ranges[r] = step.Group == CacheGroup.Source ? [source!.Value]
+                            : source is { } src ? [src, kv.Target.KernelRange!.Value] : [kv.Target.KernelRange!.Value];
+                    }
+                    DecodeAttention.RunRows(qkv, qkvW, hd, att, attW, hd, ranges, _heads, hd, _kvHeads);
+                    l.O.Run(att, n, tmp, null);
+                    Add(x, tmp, n * d);
+                    RmsNorm(x, l.PostNorm, xn, n);
+                    l.GateUp.Run(xn, n, gu, null);
+                    for (int r = 0; r < n; r++) SiluTimes(gu + r * 2 * _inter, gu + r * 2 * _inter + _inter, act + r * _inter, _inter);
+                    l.Down.Run(act, n, tmp, null);
+                    Add(x, tmp, n * d);
+                }
+                RmsNorm(x, _finalNorm, TensorMemory.Ptr<float>(output), n);
+            }
+            return output;
+        }
+        finally
+        {
+            if (!ReferenceEquals(ec, embeds)) ec.Dispose();
+            if (!ReferenceEquals(cc, cos)) cc.Dispose();
+            if (!ReferenceEquals(sc, sin)) sc.Dispose();
+        }
+    }
+
+    /// <summary>y = x·rsqrt(mean(x²) + eps)·w per row, rounded after each product as libtorch's ops are.</summary>
+    void RmsNorm(float* x, float* w, float* y, int rows)
+    {
+        int d = _d;
+        for (int r = 0; r < rows; r++)
+        {
+            float* xr = x + r * d, yr = y + r * d;
+            float sum = 0;
+            int k = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var acc = Vector256<float>.Zero;
+                for (; k + 8 <= d; k += 8) { var v = Vector256.Load(xr + k); acc += v * v; }
+                sum = Vector256.Sum(acc);
+            }
+            for (; k < d; k++) sum += xr[k] * xr[k];
+            float inv = 1f / MathF.Sqrt(sum / d + _eps);
+            for (k = 0; k < d; k++) yr[k] = xr[k] * inv * w[k];
+        }
+    }
+
+    /// <summary>HF's rotate_half RoPE in place: x·cos + rotate_half(x)·sin, with <paramref name="sin"/> signed as <see cref="Rope.Tables(Tensor, ScalarType)"/> makes it.</summary>
+    static void RotateHalf(float* x, float* cos, float* sin, int hd)
+    {
+        int half = hd / 2;
+        for (int j = 0; j < half; j++)
+        {
+            float a = x[j], b = x[j + half];
+            x[j] = a * cos[j] + b * sin[j];
+            x[j + half] = b * cos[j + half] + a * sin[j + half];
+        }
+    }
+
+    static void SiluTimes(float* gate, float* up, float* y, int count)
+    {
+        for (int j = 0; j < count; j++)
+        {
+            float g = gate[j];
+            y[j] = g / (1f + MathF.Exp(-g)) * up[j];
+        }
+    }
+
+    static void Add(float* x, float* y, int count)
+    {
+        int k = 0;
+        for (; k + 8 <= count; k += 8) (Vector256.Load(x + k) + Vector256.Load(y + k)).Store(x + k);
+        for (; k < count; k++) x[k] += y[k];
+    }
+}

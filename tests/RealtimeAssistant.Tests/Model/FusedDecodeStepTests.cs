@@ -1,0 +1,122 @@
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Tests.App;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace RealtimeAssistant.Tests.Model;
+
+/// <summary>
+/// Decode steps run fused (every layer on the CPU kernels, no libtorch between them) give what
+/// the layer path gives: the same hidden states and the same cached keys and values, one row or
+/// several rows of different sequences in either cache group, for LLaMA and for Qwen2-VL (q/k/v
+/// biases, M-RoPE), in every weight format; and a step after the weights changed format reads
+/// the new weights, not the old memory.
+/// </summary>
+[Collection(nameof(FusedDecodeSwitch))]
+public class FusedDecodeStepTests(ITestOutputHelper output)
+{
+    static List<KvCache> Prefilled(Engine e, int[] lengths, int seed)
+    {
+        var g = new Generator((ulong)seed);
+        var caches = new List<KvCache>();
+        foreach (var n in lengths)
+        {
+            var cache = new KvCache(e.Text.NumHiddenLayers);
+            var x = torch.randn(new long[] { 1, n, e.Text.HiddenSize }, generator: g).to(e.DType) * 0.5;
+            e.Decoder.Forward(x, new DecoderStep { Positions = Enumerable.Range(0, n).Select(i => (long)i).ToArray(), Cache = cache }).Dispose();
+            caches.Add(cache);
+        }
+        return caches;
+    }
+
+    /// <summary>Runs <paramref name="rounds"/> decode forwards over fresh caches with the fused step on or off: each round's hidden states per sequence, and the caches.</summary>
+    static (List<Tensor[]> Hidden, List<KvCache> Caches, long Fused) Decode(Engine e, bool fused, int[] lengths, CacheGroup[] groups, int rounds)
+    {
+        var before = e.Decoder.FusedForwards;
+        var caches = Prefilled(e, lengths, 5);
+        var hidden = new List<Tensor[]>();
+        bool was = DecoderModel.FusedDecodeEnabled;
+        DecoderModel.FusedDecodeEnabled = fused;
+        try
+        {
+            for (int r = 0; r < rounds; r++)
+            {
+                var ids = torch.tensor(lengths.Select((_, i) => (long)(3 + i + 5 * r)).ToArray()).view(1, -1);
+                var tokens = e.Decoder.embed_tokens.forward(ids);
+                var seqs = lengths.Select((n, i) => (tokens.narrow(1, i, 1), new DecoderStep
+                {
+                    Positions = new[] { groups[i] == CacheGroup.Source ? (long)(n + r) : r },
+                    Cache = caches[i],
+                    Group = groups[i],
+                })).ToList();
+                hidden.Add(e.Decoder.ForwardMany(seqs));
+            }
+        }
+        finally { DecoderModel.FusedDecodeEnabled = was; }
+        return (hidden, caches, e.Decoder.FusedForwards - before);
+    }
+
+    [Theory]
+    [InlineData("tiny", "auto", 1)]
+    [InlineData("tiny", "auto", 4)]
+    [InlineData("tiny", "bf16", 3)]
+    [InlineData("tiny", "q8", 3)]
+    [InlineData("qwen2_vl", "auto", 1)]
+    [InlineData("qwen2_vl", "auto", 3)]
+    public void FusedSteps_GiveTheLayerPathsHiddenStatesAndCaches(string model, string weights, int rows)
+    {
+        var dir = model == "tiny" ? AppTestSupport.TinyModel : Path.Combine(Families.QwenFixtures.Root, model);
+        using var e = Engine.Load(dir, new EngineOptions { Device = "cpu", Weights = weights });
+        using var _ = torch.inference_mode();
+        int[] lengths = new[] { 3, 11, 7, 5, 9, 4, 6, 8 }[..rows];
+        var groups = lengths.Select((_, i) => i % 2 == 1 ? CacheGroup.Target : CacheGroup.Source).ToArray();
+        var (layerPath, layerCaches, none) = Decode(e, fused: false, lengths, groups, rounds: 3);
+        var (fused, fusedCaches, ran) = Decode(e, fused: true, lengths, groups, rounds: 3);
+        Assert.Equal(0, none);
+        Assert.Equal(3, ran); // every round took the fused step
+        double worst = 0;
+        for (int r = 0; r < 3; r++)
+            for (int i = 0; i < rows; i++)
+            {
+                Assert.Equal(layerPath[r][i].shape, fused[r][i].shape);
+                worst = Math.Max(worst, (layerPath[r][i] - fused[r][i]).abs().max().item<float>());
+            }
+        output.WriteLine($"{model} {weights} {rows} rows: max |Δh| {worst:g3}");
+        Assert.True(worst < 1e-4, $"fused hidden states differ from the layer path's by {worst}");
+        for (int i = 0; i < rows; i++)
+            for (int l = 0; l < e.Text.NumHiddenLayers; l++)
+            {
+                var (a, b) = (layerCaches[i].Layers[l][groups[i]], fusedCaches[i].Layers[l][groups[i]]);
+                Assert.Equal(a.Positions.ToArray(), b.Positions.ToArray());
+                Assert.True((a.Keys - b.Keys).abs().max().item<float>() < 1e-4, $"sequence {i} layer {l}: cached keys differ");
+                Assert.True((a.Values - b.Values).abs().max().item<float>() < 1e-4, $"sequence {i} layer {l}: cached values differ");
+            }
+        foreach (var c in layerCaches.Concat(fusedCaches)) c.Dispose();
+    }
+
+    /// <summary>The step holds addresses of the weights' memory: once they are converted (and the old memory freed) it must read the new ones.</summary>
+    [Fact]
+    public void AStepAfterTheWeightsChangedFormat_ReadsTheNewWeights()
+    {
+        using var e = Engine.Load(AppTestSupport.TinyModel, new EngineOptions { Device = "cpu" });
+        using var reference = Engine.Load(AppTestSupport.TinyModel, new EngineOptions { Device = "cpu", Weights = "q8" });
+        using var _ = torch.inference_mode();
+        int[] lengths = [6];
+        CacheGroup[] groups = [CacheGroup.Source];
+        Decode(e, fused: true, lengths, groups, rounds: 1).Caches.ForEach(c => c.Dispose()); // built on the float32 weights
+        Compaction.Apply(e.Decoder, WeightFormat.Q8);
+        var (after, c1, ran) = Decode(e, fused: true, lengths, groups, rounds: 2);
+        var (expected, c2, _) = Decode(reference, fused: false, lengths, groups, rounds: 2);
+        Assert.Equal(2, ran);
+        for (int r = 0; r < 2; r++)
+        {
+            double err = (after[r][0] - expected[r][0]).abs().max().item<float>();
+            Assert.True(err < 1e-4, $"round {r}: after the conversion the fused step differs from the q8 layer path by {err}");
+        }
+        foreach (var c in c1.Concat(c2)) c.Dispose();
+    }
+}
+
+/// <summary>Tests that switch <see cref="DecoderModel.FusedDecodeEnabled"/> (a process-wide setting) run one at a time.</summary>
+[CollectionDefinition(nameof(FusedDecodeSwitch), DisableParallelization = true)]
+public sealed class FusedDecodeSwitch;
