@@ -14,14 +14,15 @@ public sealed record FrameSourceOptions
     /// <summary>
     /// Start this far into a file or a generated clip, as if it had been playing since then (frame
     /// indices and times count from there). A cluster stream that moves to another silo resumes its
-    /// source where a viewer would now see it, instead of at the start. Live sources ignore it.
+    /// source where a viewer would now see it, instead of at the start. A live source cannot seek:
+    /// it numbers its frames and times from there, so a moved stream's log goes on, not back to 0.
     /// </summary>
     public TimeSpan StartAt { get; init; }
 
     /// <summary>
     /// The newest frame index an earlier run of this file or clip already delivered (-1: none). A
     /// resumed source starts after it even when <see cref="StartAt"/> rounds to that frame, so a
-    /// moved stream never reads a frame twice. Live sources ignore it.
+    /// moved stream never reads a frame twice. A live source numbers its frames after it.
     /// </summary>
     public long StartAfterFrame { get; init; } = -1;
 

@@ -93,7 +93,7 @@ public sealed class LiveFrameSource : IFrameSource, IReconnectingSource
     void Grab()
     {
         var backoff = new Backoff(options.RetryInitial, options.RetryMax);
-        long index = 0;
+        long index = -1; // numbered from the first capture's frame rate (a resumed stream goes on from where it was)
         while (!stopping)
         {
             VideoCapture? capture = null;
@@ -108,6 +108,7 @@ public sealed class LiveFrameSource : IFrameSource, IReconnectingSource
             if (capture is not null && capture.IsOpened())
             {
                 if (capture.Fps is > 0 and < 1000) Volatile.Write(ref fps, capture.Fps);
+                if (index < 0) index = options.FirstFrame(Fps);
                 index = Pump(capture, index, backoff);
             }
             capture?.Dispose();
@@ -146,7 +147,7 @@ public sealed class LiveFrameSource : IFrameSource, IReconnectingSource
             state = "live";
             Interlocked.Exchange(ref lastFrameAt, now);
             Interlocked.Increment(ref frames);
-            slot.Publish(new Frame(image, index, TimeSpan.FromSeconds(Seconds(now - started)), now));
+            slot.Publish(new Frame(image, index, options.StartAt + TimeSpan.FromSeconds(Seconds(now - started)), now));
             index++;
         }
         return index;

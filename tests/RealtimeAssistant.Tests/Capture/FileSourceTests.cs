@@ -90,6 +90,35 @@ public class FileSourceTests
         Assert.Equal(7, g.Index);
     }
 
+    /// <summary>
+    /// A live source cannot seek, so a cluster stream moved to another silo would start its log at
+    /// frame 0 and time 0 again; it numbers its frames from where the stream was instead, and never
+    /// at or before the newest frame an earlier run logged.
+    /// </summary>
+    [Fact]
+    public void ALiveSourceResumedPartWay_NumbersItsFramesAndTimesOnFromThere()
+    {
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("live-resume"), frames: 10, fps: 10);
+        VideoCapture Open() => new(clip);
+        using (var fresh = new LiveFrameSource("clip", Open))
+        using (var f = fresh.Read()!)
+        {
+            Assert.InRange(f.Index, 0, 9);
+            Assert.True(f.Timestamp < TimeSpan.FromSeconds(2), $"a fresh source's first frame at {f.Timestamp}");
+        }
+        // The wall clock says 2.3 s in (frame 23 at 10 fps); the earlier run logged frame 6.
+        using (var resumed = new LiveFrameSource("clip", Open, new FrameSourceOptions { StartAt = TimeSpan.FromSeconds(2.3), StartAfterFrame = 6 }))
+        using (var r = resumed.Read()!)
+        {
+            Assert.InRange(r.Index, 23, 32); // the slot keeps the newest frame: the reader may find a later one
+            Assert.True(r.Timestamp >= TimeSpan.FromSeconds(2.3), $"a resumed source's frame at {r.Timestamp}");
+        }
+        // A move within a frame of the last caption: the log's frame wins.
+        using (var late = new LiveFrameSource("clip", Open, new FrameSourceOptions { StartAt = TimeSpan.FromSeconds(0.62), StartAfterFrame = 6 }))
+        using (var r = late.Read()!)
+            Assert.InRange(r.Index, 7, 16);
+    }
+
     [Fact]
     public void Realtime_PacesFramesAtTheFilesRate()
     {
