@@ -40,6 +40,34 @@ public class PilResampleTests
         Assert.True(wrong.Count == 0, string.Join("\n", wrong.Take(10)) + $"\n({wrong.Count} of {checkedCases} differ)");
     }
 
+    /// <summary>
+    /// A camera frame's resize splits its rows over threads (the fixtures' images are too small to):
+    /// the bytes are the one-thread pass's, which the fixtures check against Pillow. Grey and
+    /// four-channel images take the scalar loop, three channels the SIMD one.
+    /// </summary>
+    [Theory]
+    [InlineData(1920, 1080, 3, 64, 64)]
+    [InlineData(1280, 720, 3, 336, 336)]
+    [InlineData(1920, 1080, 1, 64, 48)]
+    [InlineData(997, 601, 4, 50, 333)]
+    public void ALargeImagesResize_IsTheSameSplitOverThreadsOrNot(int w, int h, int ch, int outW, int outH)
+    {
+        using var img = new Mat(h, w, MatType.CV_8UC(ch));
+        Cv2.Randu(img, Scalar.All(0), Scalar.All(255));
+        long was = PilResample.ParallelWork;
+        try
+        {
+            PilResample.ParallelWork = long.MaxValue;
+            using var one = PilResample.Resize(img, outW, outH, PilResample.Filter.Bicubic);
+            PilResample.ParallelWork = 1;
+            using var split = PilResample.Resize(img, outW, outH, PilResample.Filter.Bicubic);
+            Assert.Equal((outH, outW), (split.Rows, split.Cols));
+            Assert.Equal(0, Cv2.Norm(one, split, NormTypes.INF));
+            Assert.True(Cv2.Norm(one, NormTypes.L1) > 0, "the resized image is all black: nothing was written");
+        }
+        finally { PilResample.ParallelWork = was; }
+    }
+
     [Fact]
     public void SameSize_IsACopy_AndNearestIsRefusedByName()
     {
