@@ -78,6 +78,15 @@ public interface ILayerPlan
     /// <summary>The oldest entries of this layer's cache group the block never attends (a frame band).</summary>
     long Skip(int layer) => 0;
     LayerAttention Attend(in AttentionInput a);
+    /// <summary>
+    /// Whether nothing is left to decide from <paramref name="layer"/> on: every later layer attends
+    /// causally over its cache after <see cref="Skip"/> and keeps every row (a pruned read once its
+    /// visual tokens have all left). The forward may then run those layers without
+    /// <see cref="Attend"/>, telling the plan of each through <see cref="Passed"/>.
+    /// </summary>
+    bool PlainFrom(int layer) => false;
+    /// <summary>A layer run without <see cref="Attend"/> (see <see cref="PlainFrom"/>): <paramref name="rows"/> rows over <paramref name="before"/> earlier entries.</summary>
+    void Passed(int layer, long before, int rows) { }
 }
 
 /// <summary>
@@ -234,6 +243,16 @@ public sealed class DecoderModel : nn.Module
         Tensor? hAll = null, cosAll = null, sinAll = null;
         for (int l = 0; l < layers.Count; l++)
         {
+            // One sequence whose plan has nothing left to decide (a pruned read after its visual
+            // tokens left) and a few rows: the rest of the layers on the kernels.
+            if (n == 1 && m == 0 && seqs[0].Step is { Plan: { } blockPlan, Cache: { } cache, Mask: null, Group: CacheGroup.Source } only
+                && h[0].shape[1] <= Kernels.Gemv.MaxRows && blockPlan.PlainFrom(l) && KernelBlock(h[0], cache) && FusedFor((int)h[0].shape[1]) is { } rest)
+            {
+                var (c, s) = Rope.Tables(positions[0], ScalarType.Float32, h[0].device);
+                var hidden = rest.RunBlock(l, h[0], c, s, only with { Positions = positions[0] }, blockPlan);
+                FusedForwards++;
+                return [hidden.MoveToOuterDisposeScope()];
+            }
             var layer = layers[l];
             hAll ??= Cat(h, 1);
             cosAll ??= Cat(cos, -2);
@@ -298,6 +317,10 @@ public sealed class DecoderModel : nn.Module
         }
         return result;
     }
+
+    /// <summary>Whether a block's rows and its cache are what the kernels take: float32 on the CPU, the cache's buffers at batch 1.</summary>
+    static bool KernelBlock(Tensor h, KvCache cache) =>
+        WeightMatrix.KernelsEnabled && h.device_type == DeviceType.CPU && h.dtype == ScalarType.Float32 && cache.Layers.All(l => l.Source.KernelLayout);
 
     /// <summary>The fused step for <paramref name="rows"/> decode rows, if it can run them now (built again when the weights changed).</summary>
     FusedDecodeStep? FusedFor(int rows)

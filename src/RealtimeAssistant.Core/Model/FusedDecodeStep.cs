@@ -113,15 +113,63 @@ sealed unsafe class FusedDecodeStep
 
     [ThreadStatic] static float[]? _scratch;
 
+    /// <summary>Layer <paramref name="layer"/>'s keys and values of every row (row r's q, k, v heads at qkv + r·stride) into their caches, and the key ranges each row attends.</summary>
+    unsafe delegate void Place(int layer, float* qkv, int stride, DecodeAttention.Range[][] ranges);
+
     /// <summary>
     /// The rows' decode steps: <paramref name="embeds"/> [1, N, D] float32 (row i is <paramref name="steps"/>[i]'s
     /// one token), <paramref name="cos"/> and <paramref name="sin"/> the rows' RoPE tables [N, hd]
     /// (<see cref="Rope.Tables(PositionIds, ScalarType, Device)"/>). Each row's keys and values go
     /// into its own cache group, as the layer path appends them. Returns the final-normed hidden states [1, N, D].
     /// </summary>
-    public Tensor Run(Tensor embeds, IReadOnlyList<DecoderStep> steps, Tensor cos, Tensor sin)
+    public Tensor Run(Tensor embeds, IReadOnlyList<DecoderStep> steps, Tensor cos, Tensor sin) =>
+        Run(0, embeds, cos, sin, (layer, qkv, stride, ranges) =>
+        {
+            int hd = _headDim;
+            for (int r = 0; r < steps.Count; r++)
+            {
+                float* row = qkv + r * stride;
+                var step = steps[r];
+                var kv = step.Cache!.Layers[layer];
+                kv[step.Group].AppendRow(_kvHeads, hd, row + _heads * hd, row + (_heads + _kvHeads) * hd, hd, hd, step.Positions.T[0]);
+                // A source row attends its group; a target row the source (if any) and the target, read in place.
+                var source = kv.Source.KernelRange;
+                ranges[r] = step.Group == CacheGroup.Source ? [source!.Value]
+                    : source is { } src ? [src, kv.Target.KernelRange!.Value] : [kv.Target.KernelRange!.Value];
+            }
+        });
+
+    /// <summary>
+    /// Layers <paramref name="from"/> on for a block of a few rows of one sequence in its source
+    /// group (<paramref name="h"/> [1, N, D]), causal among themselves and over the cache after
+    /// the plan's <see cref="ILayerPlan.Skip"/>: a pruned read's text rows once its visual tokens
+    /// have left (<see cref="ILayerPlan.PlainFrom"/>). Each layer is reported to the plan
+    /// (<see cref="ILayerPlan.Passed"/>). Returns the final-normed hidden states [1, N, D].
+    /// </summary>
+    public Tensor RunBlock(int from, Tensor h, Tensor cos, Tensor sin, DecoderStep step, ILayerPlan plan)
     {
-        int n = steps.Count, d = _d, hd = _headDim, qkvW = (_heads + 2 * _kvHeads) * hd, attW = _heads * hd;
+        int n = (int)h.shape[1];
+        var positions = step.Positions;
+        return Run(from, h, cos, sin, (layer, qkv, stride, ranges) =>
+        {
+            int hd = _headDim;
+            var group = step.Cache!.Layers[layer].Source;
+            long before = group.Length, skip = plan.Skip(layer);
+            plan.Passed(layer, before, n);
+            for (int r = 0; r < n; r++)
+            {
+                float* row = qkv + r * stride;
+                group.AppendRow(_kvHeads, hd, row + _heads * hd, row + (_heads + _kvHeads) * hd, hd, hd, positions.T[r]);
+            }
+            var all = group.KernelRange!.Value;
+            nint skipped = (nint)(skip * hd * sizeof(float));
+            for (int r = 0; r < n; r++) ranges[r] = [all with { K = all.K + skipped, V = all.V + skipped, S = before + r + 1 - skip }];
+        });
+    }
+
+    Tensor Run(int from, Tensor embeds, Tensor cos, Tensor sin, Place place)
+    {
+        int n = (int)embeds.shape[1], d = _d, hd = _headDim, qkvW = (_heads + 2 * _kvHeads) * hd, attW = _heads * hd;
         int need = n * (d + d + qkvW + attW + 3 * _inter + d);
         if (_scratch is null || _scratch.Length < need) _scratch = new float[Math.Max(need, 1024)];
         var output = torch.empty(new long[] { 1, n, d }, ScalarType.Float32, torch.CPU);
@@ -134,7 +182,7 @@ sealed unsafe class FusedDecodeStep
             {
                 float* x = buf, xn = x + n * d, qkv = xn + n * d, att = qkv + n * qkvW, gu = att + n * attW, act = gu + n * 2 * _inter, tmp = act + n * _inter;
                 new ReadOnlySpan<float>(TensorMemory.Ptr<float>(ec), n * d).CopyTo(new Span<float>(x, n * d));
-                for (int li = 0; li < _layers.Length; li++)
+                for (int li = from; li < _layers.Length; li++)
                 {
                     var l = _layers[li];
                     RmsNorm(x, l.InNorm, xn, n);
@@ -143,14 +191,8 @@ sealed unsafe class FusedDecodeStep
                     {
                         float* row = qkv + r * qkvW;
                         for (int h = 0; h < _heads + _kvHeads; h++) RotateHalf(row + h * hd, cp + r * hd, sp + r * hd, hd);
-                        var step = steps[r];
-                        var kv = step.Cache!.Layers[li];
-                        kv[step.Group].AppendRow(_kvHeads, hd, row + _heads * hd, row + (_heads + _kvHeads) * hd, hd, hd, step.Positions.T[0]);
-                        // A source row attends its group; a target row the source (if any) and the target, read in place.
-                        var source = kv.Source.KernelRange;
-                        ranges[r] = step.Group == CacheGroup.Source ? [source!.Value]
-                            : source is { } src ? [src, kv.Target.KernelRange!.Value] : [kv.Target.KernelRange!.Value];
                     }
+                    place(li, qkv, qkvW, ranges);
                     DecodeAttention.RunRows(qkv, qkvW, hd, att, attW, hd, ranges, _heads, hd, _kvHeads);
                     l.O.Run(att, n, tmp, null);
                     Add(x, tmp, n * d);

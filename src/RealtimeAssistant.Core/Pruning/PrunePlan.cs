@@ -130,6 +130,20 @@ public sealed class PrunePlan : ILayerPlan
         return new LayerAttention(o, stay);
     }
 
+    /// <summary>Once every visual token has left, the remaining layers only carry the text rows: plain causal attention, nothing to decide.</summary>
+    public bool PlainFrom(int layer) => !_rows.Any(r => _frameOf[r] >= 0);
+
+    /// <summary>The account <see cref="Attend"/> would give a layer with no visual row.</summary>
+    public void Passed(int layer, long before, int rows)
+    {
+        if (!PlainFrom(layer) || rows != _rows.Length) throw new InvalidOperationException($"layer {layer}: {rows} rows passed where the plan holds {_rows.Length} (visual ones among them: not plain)");
+        long prior = before - Skip(layer);
+        double flops = PrunedPrefill.QkvFlops(_c, rows)
+            + PrunedPrefill.AttnFlops(_c, prior == 0 ? (double)rows * (rows + 1) / 2 : (double)rows * (prior + rows))
+            + PrunedPrefill.OutMlpFlops(_c, rows);
+        _report.Layers.Add(new LayerAccount(layer, layer <= (_report.FilterLayer ?? int.MaxValue) ? "full" : "pruned", rows, 0, before + rows, flops, []));
+    }
+
     /// <summary>The current rows (local indices) that stay when only these visual tokens are kept; null: all stay.</summary>
     long[]? Staying(long[] keepVisual)
     {

@@ -94,6 +94,64 @@ public class FusedDecodeStepTests(ITestOutputHelper output)
         foreach (var c in layerCaches.Concat(fusedCaches)) c.Dispose();
     }
 
+    /// <summary>
+    /// A pruned read (a frame read through VisiPruner's fixed exit, with a frame band's skip) runs
+    /// its text rows through the layers after the exit on the kernels: the rows, hidden states,
+    /// cache and per-layer report are the layer path's.
+    /// </summary>
+    [Theory]
+    [InlineData("tiny", 1)]
+    [InlineData("tiny", 2)]
+    [InlineData("qwen2_vl", 1)]
+    public void APrunedReadAfterItsExit_RunsItsTextRowsAsTheLayerPathDoes(string model, int exit)
+    {
+        var dir = model == "tiny" ? AppTestSupport.TinyModel : Path.Combine(Families.QwenFixtures.Root, model);
+        using var e = Engine.Load(dir, new EngineOptions { Device = "cpu" });
+        using var _ = torch.inference_mode();
+        int layers = e.Text.NumHiddenLayers;
+        var embeds = torch.randn(new long[] { 1, 10, e.Text.HiddenSize }, generator: new Generator(3)) * 0.5;
+        var spans = new List<RealtimeAssistant.Pruning.VisualSpan> { new(2, 6, 0) }; // rows 2..7 visual, 0, 1, 8, 9 text
+        long[] t = Enumerable.Range(8, 10).Select(i => (long)i).ToArray();
+        var positions = e.Text.MropeSection is null ? new PositionIds(t)
+            : new PositionIds(t, t.Select((x, i) => i is >= 2 and < 8 ? 10 + (i - 2) / 3 : x).ToArray(), t.Select((x, i) => i is >= 2 and < 8 ? 10 + (i - 2) % 3 : x).ToArray());
+        var schedule = new RealtimeAssistant.Pruning.PruningConfig { ShallowLayers = 0, ExitLayer = exit };
+        (RealtimeAssistant.Pruning.PrefillResult Read, KvCache Cache, long Fused) Read(bool fused)
+        {
+            var cache = Prefilled(e, [8], 5)[0];
+            var skip = Enumerable.Repeat(3L, layers).ToArray(); // a band: the oldest 3 entries are not attended
+            long before = e.Decoder.FusedForwards;
+            bool was = DecoderModel.FusedDecodeEnabled;
+            DecoderModel.FusedDecodeEnabled = fused;
+            try
+            {
+                var r = RealtimeAssistant.Pruning.PrunedPrefill.Run(e.Language, embeds, positions, spans, schedule.CreatePruner(layers), cache, skip);
+                return (r, cache, e.Decoder.FusedForwards - before);
+            }
+            finally { DecoderModel.FusedDecodeEnabled = was; }
+        }
+        var (layerPath, layerCache, none) = Read(fused: false);
+        var (fused, fusedCache, ran) = Read(fused: true);
+        Assert.Equal(0, none);
+        Assert.Equal(1, ran);
+        Assert.Equal(new long[] { 0, 1, 8, 9 }, fused.Rows);
+        Assert.Equal(layerPath.Rows, fused.Rows);
+        double err = (layerPath.Hidden - fused.Hidden).abs().max().item<float>();
+        output.WriteLine($"{model} exit {exit}: max |Δh| {err:g3}");
+        Assert.True(err < 1e-4, $"the read's hidden states differ by {err}");
+        Assert.Equal(layers, fused.Report.Layers.Count);
+        for (int l = 0; l < layers; l++)
+        {
+            var (a, b) = (layerPath.Report.Layers[l], fused.Report.Layers[l]);
+            Assert.Equal((a.Layer, a.Stage, a.Tokens, a.Visual, a.CacheLength, a.VisualPresent.Length), (b.Layer, b.Stage, b.Tokens, b.Visual, b.CacheLength, b.VisualPresent.Length));
+            Assert.Equal(a.Flops, b.Flops, 6);
+            var (ka, kb) = (layerCache.Layers[l].Source, fusedCache.Layers[l].Source);
+            Assert.Equal(ka.Positions.ToArray(), kb.Positions.ToArray());
+            Assert.True((ka.Keys - kb.Keys).abs().max().item<float>() < 1e-4, $"layer {l}: cached keys differ");
+            Assert.True((ka.Values - kb.Values).abs().max().item<float>() < 1e-4, $"layer {l}: cached values differ");
+        }
+        layerCache.Dispose(); fusedCache.Dispose();
+    }
+
     /// <summary>The step holds addresses of the weights' memory: once they are converted (and the old memory freed) it must read the new ones.</summary>
     [Fact]
     public void AStepAfterTheWeightsChangedFormat_ReadsTheNewWeights()
