@@ -91,15 +91,17 @@ public interface ILayerPlan
 
 /// <summary>
 /// A frame band with one pass for a frame and what follows it: the leading <paramref name="Rows"/>
-/// rows (the frame) attend only the entries after the oldest <paramref name="SkipEntries"/>; the
-/// rest (an instruction) attend every entry. Views, no mask copy: the skipped keys are never scored.
+/// rows (the frame) attend only the entries after each layer's oldest <paramref name="SkipEntries"/>
+/// (layers differ where older frames left the deep layers); the rest (an instruction) attend
+/// every entry. Views, no mask copy: the skipped keys are never scored.
 /// </summary>
-public sealed record BandPlan(long SkipEntries, int Rows) : ILayerPlan
+public sealed record BandPlan(long[] SkipEntries, int Rows) : ILayerPlan
 {
     public LayerAttention Attend(in AttentionInput a)
     {
         var attn = a.Attention;
-        var (kNear, vNear) = (a.K.narrow(2, SkipEntries, a.K.shape[2] - SkipEntries), a.V.narrow(2, SkipEntries, a.V.shape[2] - SkipEntries));
+        long skip = SkipEntries[a.Layer];
+        var (kNear, vNear) = skip == 0 ? (a.K, a.V) : (a.K.narrow(2, skip, a.K.shape[2] - skip), a.V.narrow(2, skip, a.V.shape[2] - skip));
         if (Rows >= a.Rows) return new(attn.Attend(a.Q, kNear, vNear, null));
         var near = attn.AttendRows(a.Q, 0, Rows, kNear, vNear);
         var all = attn.AttendRows(a.Q, Rows, (int)a.Rows - Rows, a.K, a.V);

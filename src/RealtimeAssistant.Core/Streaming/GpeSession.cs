@@ -87,7 +87,7 @@ public sealed class GpeSession : SessionBase
             block = FrameBlock(frame, _nextSource); // positions after any re-base
             // Sparing the newest frame (KeepNewestFrame), the new one enters whole and the one before it
             // becomes an older frame: it leaves the deep layers, as in a prompt holding both.
-            bool spare = Pruning is { Method: "visipruner", KeepNewestFrame: true };
+            bool spare = SparesNewestFrame;
             DemoteNewestFrame();
             var before = _cache.Layers.Select(l => l.Source.Length).ToArray();
             PruneReport? prune = null;
@@ -107,16 +107,15 @@ public sealed class GpeSession : SessionBase
         }
     }
 
+    bool SparesNewestFrame => Pruning is { Method: "visipruner", KeepNewestFrame: true };
+
     /// <summary>Evicts the oldest frame when the window is full. Evicting first means the new frame sees exactly the W−1 frames the next caption sees with it: the band training lays streaming samples out with.</summary>
     void EvictForNewFrame()
     {
         while (_frames.Count >= Options.WindowFrames) EvictOldestFrame();
     }
 
-    ILayerPlan? BandPlanFor(int frameRows) => BandSkip() is > 0 and var skip ? new BandPlan(skip, frameRows) : null;
-
-    /// <summary>Source entries older than the frame band, which a new frame does not attend (no pruning: every layer holds the same).</summary>
-    long BandSkip() => BandSkips()[0];
+    ILayerPlan? BandPlanFor(int frameRows) => BandSkips() is var skips && skips.Any(s => s > 0) ? new BandPlan(skips, frameRows) : null;
 
     /// <summary>Per layer, the source entries older than the frame band (pruning leaves each layer its own count).</summary>
     long[] BandSkips()
@@ -208,7 +207,9 @@ public sealed class GpeSession : SessionBase
     /// </summary>
     public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null)
     {
-        if (Pruner is null) return Update(frame, question);
+        // A read that cuts nothing of the new frame (no pruner, or the newest frame spared: the
+        // schedule's own rung) goes in the one pass too; the frame before it leaves the deep layers first.
+        if (Pruner is null || SparesNewestFrame) return Update(frame, question);
         Read(frame);
         var read = Last;
         return Then(Update(null, question), () => Last = Last with

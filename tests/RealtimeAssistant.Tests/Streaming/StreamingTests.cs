@@ -200,11 +200,14 @@ public sealed class StreamingTests : IDisposable
         Assert.Contains("'window'", Assert.Throws<UserError>(() => RealtimeAssistant.Cli.Cli.FrameBand("all", 32)).Message);
 
     [Theory]
-    [InlineData(null)]
-    [InlineData(2)] // the frame scores the band's keys, the instruction all of them, in the same pass
-    public void ReadAndWriteInOnePassEqualsReadThenWrite(int? frameBand)
+    [InlineData(null, false)]
+    [InlineData(2, false)] // the frame scores the band's keys, the instruction all of them, in the same pass
+    [InlineData(null, true)] // the schedule's rung: the newest frame spared, the one before it leaves layer 1 first
+    [InlineData(2, true)] // and the band's keys then differ by layer
+    public void ReadAndWriteInOnePassEqualsReadThenWrite(int? frameBand, bool spareNewest)
     {
-        var o = Options(window: 3, rebase: false) with { CaptionHistoryTokens = 4, FrameBand = frameBand };
+        var spare = new RealtimeAssistant.Pruning.PruningConfig { Method = "visipruner", ShallowLayers = 0, KeepNewestFrame = true, OlderFramesExitLayer = 1 };
+        var o = Options(window: 3, rebase: false) with { CaptionHistoryTokens = 4, FrameBand = frameBand, Pruning = spareNewest ? spare : null };
         using var separate = new GpeSession(_engine, o);
         using var fused = new GpeSession(_engine, o);
         for (int i = 1; i <= 7; i++)

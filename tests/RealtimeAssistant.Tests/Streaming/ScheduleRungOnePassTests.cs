@@ -1,0 +1,49 @@
+using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Demo;
+using RealtimeAssistant.Model;
+using RealtimeAssistant.Streaming;
+using RealtimeAssistant.Training;
+
+namespace RealtimeAssistant.Tests.Streaming;
+
+/// <summary>
+/// The demo model's schedule rung (the newest frame spared, older frames leaving layers 4..7)
+/// reads a frame and writes in one decoder pass, as an unpruned session does. With a window wider
+/// than the model's frame band, the entries a frame skips differ by layer once older frames left
+/// the deep layers: the one pass must skip each layer's own count, as the read alone does.
+/// </summary>
+public class ScheduleRungOnePassTests
+{
+    [Fact]
+    public void ReadAndWriteInOnePass_IsReadThenWrite_WithABandThatDiffersByLayer()
+    {
+        using var e = AppModel.Load(null, new EngineOptions { Device = "cpu" });
+        var schedule = e.Layout.Schedule ?? throw new InvalidOperationException("the demo model ships a pruning schedule");
+        Assert.True(schedule.KeepNewestFrame && schedule.OlderFramesExitLayer is > 0 && schedule.OlderFramesExitLayer < e.Text.NumHiddenLayers);
+        Assert.True(e.Layout.FrameBand is { } band && band < 6, "the test needs a window wider than the model's frame band");
+        var clip = new DemoDataset(DemoSplit.Eval).CaptionSample(2, DemoModelSpec.ImageSize, 9);
+        var o = new StreamingOptions { WindowFrames = 6, Pruning = schedule, Generation = new GenerationOptions { MaxNewTokens = 16 } };
+        using var separate = new GpeSession(e, o);
+        using var fused = new GpeSession(e, o);
+        int written = 0;
+        for (int i = 0; i < clip.Frames.Count; i++)
+        {
+            separate.Read(clip.Frames[i]);
+            var a = string.Concat(separate.Write().Select(t => t.Text));
+            var b = string.Concat(fused.ReadAndWrite(clip.Frames[i]).Select(t => t.Text));
+            Assert.Equal(a, b);
+            written++;
+            for (int l = 0; l < e.Text.NumHiddenLayers; l++)
+            {
+                var (x, y) = (separate.Cache.Layers[l].Source, fused.Cache.Layers[l].Source);
+                Assert.Equal(x.Positions.ToArray(), y.Positions.ToArray());
+                double err = (x.Keys - y.Keys).abs().max().item<float>();
+                Assert.True(err < 1e-4, $"frame {i} layer {l}: cached keys differ by {err}");
+            }
+        }
+        // The window filled past the band, and older frames left the deep layers: each layer holds its own count.
+        Assert.Equal(6, fused.FramesInWindow);
+        Assert.NotEqual(fused.Cache.Layers[0].Source.Length, fused.Cache.Layers[^1].Source.Length);
+        Assert.Equal(clip.Frames.Count, written);
+    }
+}
