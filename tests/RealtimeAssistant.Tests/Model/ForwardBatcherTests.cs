@@ -18,7 +18,7 @@ namespace RealtimeAssistant.Tests.Model;
 public class ForwardBatcherTests(ITestOutputHelper output)
 {
     /// <summary>Caches of different lengths, prefilled with random embeddings (the same twice from one seed).</summary>
-    static List<KvCache> Prefilled(Engine e, int[] lengths, int seed)
+    internal static List<KvCache> Prefilled(Engine e, int[] lengths, int seed)
     {
         var g = new Generator((ulong)seed);
         var caches = new List<KvCache>();

@@ -15,25 +15,11 @@ namespace RealtimeAssistant.Tests.Model;
 [Collection(nameof(FusedDecodeSwitch))]
 public class FusedDecodeStepTests(ITestOutputHelper output)
 {
-    static List<KvCache> Prefilled(Engine e, int[] lengths, int seed)
-    {
-        var g = new Generator((ulong)seed);
-        var caches = new List<KvCache>();
-        foreach (var n in lengths)
-        {
-            var cache = new KvCache(e.Text.NumHiddenLayers);
-            var x = torch.randn(new long[] { 1, n, e.Text.HiddenSize }, generator: g).to(e.DType) * 0.5;
-            e.Decoder.Forward(x, new DecoderStep { Positions = Enumerable.Range(0, n).Select(i => (long)i).ToArray(), Cache = cache }).Dispose();
-            caches.Add(cache);
-        }
-        return caches;
-    }
-
     /// <summary>Runs <paramref name="rounds"/> decode forwards over fresh caches with the fused step on or off: each round's hidden states per sequence, and the caches.</summary>
     static (List<Tensor[]> Hidden, List<KvCache> Caches, long Fused) Decode(Engine e, bool fused, int[] lengths, CacheGroup[] groups, int rounds)
     {
         var before = e.Decoder.FusedForwards;
-        var caches = Prefilled(e, lengths, 5);
+        var caches = ForwardBatcherTests.Prefilled(e, lengths, 5);
         var hidden = new List<Tensor[]>();
         bool was = DecoderModel.FusedDecodeEnabled;
         DecoderModel.FusedDecodeEnabled = fused;
@@ -117,7 +103,7 @@ public class FusedDecodeStepTests(ITestOutputHelper output)
         var schedule = new RealtimeAssistant.Pruning.PruningConfig { ShallowLayers = 0, ExitLayer = exit };
         (RealtimeAssistant.Pruning.PrefillResult Read, KvCache Cache, long Fused) Read(bool fused)
         {
-            var cache = Prefilled(e, [8], 5)[0];
+            var cache = ForwardBatcherTests.Prefilled(e, [8], 5)[0];
             var skip = Enumerable.Repeat(3L, layers).ToArray(); // a band: the oldest 3 entries are not attended
             long before = e.Decoder.FusedForwards;
             bool was = DecoderModel.FusedDecodeEnabled;
