@@ -289,6 +289,7 @@ public sealed class GpeSession : SessionBase
                 DecoderTokens = frameTokens + prompt.Length + Math.Max(0, steps.Count - 1),
                 // A fused pass is counted as the read's: the instruction's rows ride along with the frame's.
                 ReadMs = block is null ? 0 : prefillMs, WriteMs = block is null ? prefillMs + decode : decode,
+                Level = block is null ? null : LevelName(Pruning), // the rung the frame was read at (the schedule's spares it whole)
             };
         }
     }

@@ -29,9 +29,13 @@ public class ScheduleRungOnePassTests
         for (int i = 0; i < clip.Frames.Count; i++)
         {
             separate.Read(clip.Frames[i]);
+            var readLevel = separate.Last.Level;
             var a = string.Concat(separate.Write().Select(t => t.Text));
             var b = string.Concat(fused.ReadAndWrite(clip.Frames[i]).Select(t => t.Text));
             Assert.Equal(a, b);
+            // The report names the rung the frame was read at, as a read alone does (captions.jsonl's "level").
+            Assert.Equal(SessionBase.LevelName(schedule), readLevel);
+            Assert.Equal(readLevel, fused.Last.Level);
             written++;
             for (int l = 0; l < e.Text.NumHiddenLayers; l++)
             {
