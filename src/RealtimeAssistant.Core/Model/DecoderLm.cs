@@ -248,7 +248,7 @@ public sealed class DecoderModel : nn.Module
             // One sequence whose plan has nothing left to decide (a pruned read after its visual
             // tokens left) and a few rows: the rest of the layers on the kernels.
             if (n == 1 && m == 0 && seqs[0].Step is { Plan: { } blockPlan, Cache: { } cache, Mask: null, Group: CacheGroup.Source } only
-                && h[0].shape[1] <= Kernels.Gemv.MaxRows && blockPlan.PlainFrom(l) && KernelBlock(h[0], cache) && FusedFor((int)h[0].shape[1]) is { } rest)
+                && blockPlan.PlainFrom(l) && h[0].shape[1] <= Kernels.Gemv.MaxRows && KernelBlock(h[0], cache) && FusedFor((int)h[0].shape[1]) is { } rest)
             {
                 var (c, s) = Rope.Tables(positions[0], ScalarType.Float32, h[0].device);
                 var hidden = rest.RunBlock(l, h[0], c, s, only with { Positions = positions[0] }, blockPlan);
@@ -363,10 +363,7 @@ public sealed class DecoderModel : nn.Module
             var step = seqs[i].Step;
             var kv = step.Cache!.Layers[l];
             kv[step.Group].AppendRow(k, kp + i * ks[2], vp + i * vs[2], ks[1], vs[1], step.Positions.T[0]);
-            // A source row attends its group; a target row the source (if any) and the target, read in place.
-            var source = kv.Source.KernelRange;
-            ranges[i] = step.Group == CacheGroup.Source ? [source!.Value]
-                : source is { } src ? [src, kv.Target.KernelRange!.Value] : [kv.Target.KernelRange!.Value];
+            ranges[i] = kv.KernelRangesFor(step.Group);
         }
         return Kernels.DecodeAttention.RunRows(q, ranges, kvHeads);
     }

@@ -132,10 +132,7 @@ sealed unsafe class FusedDecodeStep
                 var step = steps[r];
                 var kv = step.Cache!.Layers[layer];
                 kv[step.Group].AppendRow(_kvHeads, hd, row + _heads * hd, row + (_heads + _kvHeads) * hd, hd, hd, step.Positions.T[0]);
-                // A source row attends its group; a target row the source (if any) and the target, read in place.
-                var source = kv.Source.KernelRange;
-                ranges[r] = step.Group == CacheGroup.Source ? [source!.Value]
-                    : source is { } src ? [src, kv.Target.KernelRange!.Value] : [kv.Target.KernelRange!.Value];
+                ranges[r] = kv.KernelRangesFor(step.Group);
             }
         });
 

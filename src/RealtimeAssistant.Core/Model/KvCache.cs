@@ -232,6 +232,18 @@ public sealed class LayerKv : IDisposable
         return (torch.cat(new[] { Source.Keys, Target.Keys }, 2), torch.cat(new[] { Source.Values, Target.Values }, 2));
     }
 
+    /// <summary>
+    /// What a decode row of group <paramref name="g"/> attends, as the CPU kernel reads it in place:
+    /// a source row its group; a target row the source (if any) and the target. Both kernel paths
+    /// (the layer path's decode rows and the fused step) take it from here.
+    /// </summary>
+    public Kernels.DecodeAttention.Range[] KernelRangesFor(CacheGroup g)
+    {
+        var source = Source.KernelRange;
+        return g == CacheGroup.Source ? [source!.Value]
+            : source is { } src ? [src, Target.KernelRange!.Value] : [Target.KernelRange!.Value];
+    }
+
     public void Dispose() { Source.Dispose(); Target.Dispose(); }
 }
 
