@@ -72,7 +72,7 @@ public static class BenchCommand
                 if (v is not IEnumerable<Dictionary<string, object>>)
                     table.AddRow(k, Markup.Escape(v switch { double d => d.ToString("0.###"), double[] a => string.Join(" / ", a), _ => v?.ToString() ?? "" }));
             AnsiConsole.Write(table);
-            if (steps is not null) AnsiConsole.Write(steps.Table());
+            foreach (var p in steps) AnsiConsole.Write(p.Table());
             if (pr.GetValue(json) is { } path) Cli.WriteJson(path, result);
             return Task.FromResult(0);
         });
@@ -151,7 +151,7 @@ public static class BenchCommand
     }
 
     /// <param name="fused">Decode steps fused (<see cref="DecoderModel.FusedDecodeEnabled"/>), on the layer path, or null: both in each round, in a shuffled order.</param>
-    static (Dictionary<string, object> Result, EngineProfile? Profile) RunEngine(EngineWorkload w, int N, int R, bool profile, bool? fused, CancellationToken ct)
+    static (Dictionary<string, object> Result, List<EngineProfile> Profiles) RunEngine(EngineWorkload w, int N, int R, bool profile, bool? fused, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
         var lm = w.Lm;
@@ -221,12 +221,22 @@ public static class BenchCommand
         }
         finally { DecoderModel.FusedDecodeEnabled = fused ?? true; }
         long? runPeak = phasePeaks ? BenchModels.Rss()?.Peak : null;
-        EngineProfile? steps = null;
+        var steps = new List<EngineProfile>();
         if (profile)
         {
-            var (cache, next) = Prefill();
-            using var _c = cache;
-            steps = EngineProfile.Run(lm, cache, next, w.Group, w.DecodeStart, N);
+            // The path the bench timed: fused steps by stage (where the model has them), the layer path op by op.
+            if (fused != false)
+            {
+                var (cache, next) = Prefill();
+                using var _c = cache;
+                if (EngineProfile.RunFused(lm, cache, next, w.Group, w.DecodeStart, N) is { } f) steps.Add(f);
+            }
+            if (fused != true || steps.Count == 0)
+            {
+                var (cache, next) = Prefill();
+                using var _c = cache;
+                steps.Add(EngineProfile.Run(lm, cache, next, w.Group, w.DecodeStart, N));
+            }
         }
         // The vision side on one stream frame (a 336² noise image as a video frame: preprocessing, tower, connector).
         var visionMs = new List<double>();
@@ -324,7 +334,7 @@ public static class BenchCommand
             if (runPeak is { } rp) result["peak_rss_prefill_decode_mb"] = Math.Round(rp / 1e6);
             if (visionPeak is { } vp) result["peak_rss_vision_frames_mb"] = Math.Round(vp / 1e6);
         }
-        if (steps is not null) result["decode_profile"] = steps.Rows();
+        foreach (var p in steps) result[p.Fused ? "decode_profile_fused" : "decode_profile"] = p.Rows();
         return (result, steps);
     }
 

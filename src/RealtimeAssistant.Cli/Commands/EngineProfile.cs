@@ -7,10 +7,10 @@ using static TorchSharp.torch;
 namespace RealtimeAssistant.Cli.Commands;
 
 /// <summary>
-/// Where a decode step's milliseconds go: the step taken op by op, as a decoder layer runs it
-/// for one token in the source group, each op timed on its own. Every layer's own weights and
-/// cache are used, so the memory traffic is a real step's. CPU ops are synchronous, so the
-/// clock around each op measures it.
+/// Where a decode step's milliseconds go. On the layer path: the step taken op by op, as a
+/// decoder layer runs it for one token, each op timed on its own. Fused: the fused step's own
+/// stages (<see cref="StageClock"/>). Every layer's own weights and cache are used, so the
+/// memory traffic is a real step's. CPU work is synchronous, so the clock around it measures it.
 /// </summary>
 public sealed class EngineProfile
 {
@@ -83,6 +83,62 @@ public sealed class EngineProfile
         return p;
     }
 
+    /// <summary>
+    /// Decode steps as they run by default, fused (<see cref="DecoderModel.FusedDecodeEnabled"/>):
+    /// the step's own stages from its clock, summed over every layer, and around them the
+    /// embedding, the forward's RoPE tables and hand-off, the head and the read-back. Null where
+    /// the fused step does not run this model (its steps take the layer path, profiled by <see cref="Run"/>).
+    /// </summary>
+    public static EngineProfile? RunFused(LanguageModel lm, KvCache cache, long firstToken, CacheGroup group, long start, int steps)
+    {
+        var p = new EngineProfile { Title = "decode step, fused, by stage", Fused = true };
+        var clock = new StageClock();
+        var dev = lm.model.embed_tokens.weight.device;
+        long next = firstToken;
+        var sw = new Stopwatch();
+        double forwardMs = 0;
+        bool wasEnabled = DecoderModel.FusedDecodeEnabled;
+        DecoderModel.FusedDecodeEnabled = true;
+        lm.model.FusedStepClock = clock;
+        try
+        {
+            for (int s = 0; s < steps; s++)
+            {
+                using var scope = torch.NewDisposeScope();
+                var step = Stopwatch.StartNew();
+                sw.Restart();
+                var x = lm.model.embed_tokens.forward(torch.tensor(new[] { next }, device: dev).view(1, 1));
+                p.Add("embedding", sw.Elapsed.TotalMilliseconds);
+                sw.Restart();
+                var h = lm.model.Forward(x, new DecoderStep { Positions = new[] { start + s }, Cache = cache, Group = group });
+                forwardMs += sw.Elapsed.TotalMilliseconds;
+                sw.Restart();
+                var logits = lm.Logits(h[0, -1]);
+                p.Add("lm_head", sw.Elapsed.TotalMilliseconds);
+                sw.Restart();
+                next = logits.argmax().item<long>();
+                p.Add("argmax, read back", sw.Elapsed.TotalMilliseconds);
+                p._totalMs += step.Elapsed.TotalMilliseconds;
+                p._steps++;
+            }
+        }
+        finally
+        {
+            lm.model.FusedStepClock = null;
+            DecoderModel.FusedDecodeEnabled = wasEnabled;
+        }
+        if (clock.Passes != steps) return null;
+        double inside = 0;
+        foreach (var (stage, ms) in clock.Stages) { p.Add(stage, ms); inside += ms; }
+        p.Add("RoPE tables and hand-off (the forward outside the layers)", forwardMs - inside);
+        return p;
+    }
+
+    string Title { get; init; } = "decode step, op by op";
+
+    /// <summary>The fused step's stages (else the layer path's ops).</summary>
+    public bool Fused { get; private init; }
+
     /// <summary>Per op: ms per token and its share of the step.</summary>
     public List<Dictionary<string, object>> Rows() => _order
         .Select(op => new Dictionary<string, object>
@@ -93,7 +149,7 @@ public sealed class EngineProfile
         })
         .Append(new Dictionary<string, object>
         {
-            ["op"] = "step (op by op, with the clocks)",
+            ["op"] = "step (with the clocks)",
             ["ms_per_token"] = Math.Round(_totalMs / _steps, 3),
             ["share"] = 1.0,
         })
@@ -101,7 +157,7 @@ public sealed class EngineProfile
 
     public Table Table()
     {
-        var t = new Table().AddColumns("decode step, op by op", "ms / token", "share");
+        var t = new Table().AddColumns(Title, "ms / token", "share");
         foreach (var r in Rows()) t.AddRow(Markup.Escape((string)r["op"]), ((double)r["ms_per_token"]).ToString("0.000"), ((double)r["share"]).ToString("P1"));
         return t;
     }

@@ -137,6 +137,9 @@ public sealed class DecoderModel : nn.Module
     /// <summary>Decode forwards this model ran fused (tests check the path was taken).</summary>
     internal long FusedForwards { get; private set; }
 
+    /// <summary>Null, or a clock the fused decode steps time their stages into (`ra bench engine --profile`).</summary>
+    public StageClock? FusedStepClock { get; set; }
+
     public DecoderModel(TextConfig c, TensorSpec spec) : base(nameof(DecoderModel))
     {
         _c = c;
@@ -210,7 +213,7 @@ public sealed class DecoderModel : nn.Module
         {
             var e = Cat(seqs.Select(x => x.Embeds).ToList(), 1);
             var (c, s) = Rope.Tables(PositionIds.Concat(seqs.Select(x => x.Step.Positions).ToArray()), ScalarType.Float32, e.device);
-            var hidden = fused.Run(e, seqs.Select(x => x.Step).ToList(), c, s);
+            var hidden = fused.Run(e, seqs.Select(x => x.Step).ToList(), c, s, FusedStepClock);
             FusedForwards++;
             return Enumerable.Range(0, seqs.Count).Select(i => (seqs.Count == 1 ? hidden : hidden.narrow(1, i, 1)).MoveToOuterDisposeScope()).ToArray();
         }

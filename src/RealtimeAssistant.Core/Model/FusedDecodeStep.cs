@@ -122,8 +122,8 @@ sealed unsafe class FusedDecodeStep
     /// (<see cref="Rope.Tables(PositionIds, ScalarType, Device)"/>). Each row's keys and values go
     /// into its own cache group, as the layer path appends them. Returns the final-normed hidden states [1, N, D].
     /// </summary>
-    public Tensor Run(Tensor embeds, IReadOnlyList<DecoderStep> steps, Tensor cos, Tensor sin) =>
-        Run(0, embeds, cos, sin, (layer, qkv, stride, ranges) =>
+    public Tensor Run(Tensor embeds, IReadOnlyList<DecoderStep> steps, Tensor cos, Tensor sin, StageClock? clock = null) =>
+        Run(0, embeds, cos, sin, clock, (layer, qkv, stride, ranges) =>
         {
             int hd = _headDim;
             for (int r = 0; r < steps.Count; r++)
@@ -147,7 +147,7 @@ sealed unsafe class FusedDecodeStep
     {
         int n = (int)h.shape[1];
         var positions = step.Positions;
-        return Run(from, h, cos, sin, (layer, qkv, stride, ranges) =>
+        return Run(from, h, cos, sin, null, (layer, qkv, stride, ranges) =>
         {
             int hd = _headDim;
             var group = step.Cache!.Layers[layer].Source;
@@ -164,8 +164,10 @@ sealed unsafe class FusedDecodeStep
         });
     }
 
-    Tensor Run(int from, Tensor embeds, Tensor cos, Tensor sin, Place place)
+    /// <param name="clock">Null, or a clock each stage of every layer laps (a profile; the step's arithmetic is unchanged).</param>
+    Tensor Run(int from, Tensor embeds, Tensor cos, Tensor sin, StageClock? clock, Place place)
     {
+        long t = clock is null ? 0 : StageClock.Now;
         int n = (int)embeds.shape[1], d = _d, hd = _headDim, qkvW = (_heads + 2 * _kvHeads) * hd, attW = _heads * hd;
         int need = n * (d + d + qkvW + attW + 3 * _inter + d);
         if (_scratch is null || _scratch.Length < need) _scratch = new float[Math.Max(need, 1024)];
@@ -179,28 +181,43 @@ sealed unsafe class FusedDecodeStep
             {
                 float* x = buf, xn = x + n * d, qkv = xn + n * d, att = qkv + n * qkvW, gu = att + n * attW, act = gu + n * 2 * _inter, tmp = act + n * _inter;
                 new ReadOnlySpan<float>(TensorMemory.Ptr<float>(ec), n * d).CopyTo(new Span<float>(x, n * d));
+                clock?.Lap("scratch, output and embeddings in", ref t);
                 for (int li = from; li < _layers.Length; li++)
                 {
                     var l = _layers[li];
                     RmsNorm(x, l.InNorm, xn, n);
+                    clock?.Lap("RMSNorm", ref t);
                     l.Qkv.Run(xn, n, qkv, l.QkvBias);
+                    clock?.Lap("q/k/v product", ref t);
                     for (int r = 0; r < n; r++)
                     {
                         float* row = qkv + r * qkvW;
                         for (int h = 0; h < _heads + _kvHeads; h++) RotateHalf(row + h * hd, cp + r * hd, sp + r * hd, hd);
                     }
+                    clock?.Lap("RoPE", ref t);
                     place(li, qkv, qkvW, ranges);
+                    clock?.Lap("KV cache append", ref t);
                     DecodeAttention.RunRows(qkv, qkvW, hd, att, attW, hd, ranges, _heads, hd, _kvHeads);
+                    clock?.Lap("attention", ref t);
                     l.O.Run(att, n, tmp, null);
+                    clock?.Lap("o_proj product", ref t);
                     Add(x, tmp, n * d);
+                    clock?.Lap("residual add", ref t);
                     RmsNorm(x, l.PostNorm, xn, n);
+                    clock?.Lap("RMSNorm", ref t);
                     l.GateUp.Run(xn, n, gu, null);
+                    clock?.Lap("gate/up product", ref t);
                     for (int r = 0; r < n; r++) SiluTimes(gu + r * 2 * _inter, gu + r * 2 * _inter + _inter, act + r * _inter, _inter);
+                    clock?.Lap("SiLU·up", ref t);
                     l.Down.Run(act, n, tmp, null);
+                    clock?.Lap("down product", ref t);
                     Add(x, tmp, n * d);
+                    clock?.Lap("residual add", ref t);
                 }
                 RmsNorm(x, _finalNorm, TensorMemory.Ptr<float>(output), n);
+                clock?.Lap("RMSNorm", ref t);
             }
+            clock?.Pass();
             return output;
         }
         finally

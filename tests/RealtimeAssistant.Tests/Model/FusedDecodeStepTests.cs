@@ -159,6 +159,42 @@ public class FusedDecodeStepTests(ITestOutputHelper output)
         }
         foreach (var c in c1.Concat(c2)) c.Dispose();
     }
+
+    /// <summary>
+    /// A stage clock on the model (`ra bench engine --profile`) times each fused step by stage and
+    /// changes nothing it computes: the same hidden states and caches, one pass per step, every
+    /// stage seen, and the stages' time within the steps' wall time.
+    /// </summary>
+    [Fact]
+    public void AStageClock_TimesEveryFusedStepByStage_AndChangesNothing()
+    {
+        using var e = Engine.Load(AppTestSupport.TinyModel, new EngineOptions { Device = "cpu" });
+        using var _ = torch.inference_mode();
+        int[] lengths = [5, 8];
+        CacheGroup[] groups = [CacheGroup.Source, CacheGroup.Target];
+        var (plain, c1, _) = Decode(e, fused: true, lengths, groups, rounds: 3);
+        var clock = new StageClock();
+        e.Decoder.FusedStepClock = clock;
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        (List<Tensor[]> Hidden, List<KvCache> Caches, long Fused) timed;
+        try { timed = Decode(e, fused: true, lengths, groups, rounds: 3); }
+        finally { e.Decoder.FusedStepClock = null; }
+        double wall = sw.Elapsed.TotalMilliseconds;
+        Assert.Equal(3, timed.Fused);
+        Assert.Equal(3, clock.Passes);
+        for (int r = 0; r < 3; r++)
+            for (int i = 0; i < lengths.Length; i++)
+                Assert.True(plain[r][i].allclose(timed.Hidden[r][i], 0, 0), $"round {r} sequence {i}: the clock changed the hidden states");
+        for (int i = 0; i < lengths.Length; i++)
+            for (int l = 0; l < e.Text.NumHiddenLayers; l++)
+                Assert.True(c1[i].Layers[l][groups[i]].Keys.allclose(timed.Caches[i].Layers[l][groups[i]].Keys, 0, 0), $"sequence {i} layer {l}: the clock changed the cache");
+        var stages = clock.Stages.ToDictionary(s => s.Stage, s => s.Ms);
+        foreach (var stage in new[] { "RMSNorm", "q/k/v product", "RoPE", "KV cache append", "attention", "o_proj product", "residual add", "gate/up product", "SiLU·up", "down product" })
+            Assert.True(stages.ContainsKey(stage), $"no time for {stage}");
+        Assert.All(stages.Values, ms => Assert.True(ms >= 0));
+        Assert.True(stages.Values.Sum() <= wall, $"stages {stages.Values.Sum():0.000} ms over the {wall:0.000} ms the steps took");
+        foreach (var c in c1.Concat(timed.Caches)) c.Dispose();
+    }
 }
 
 /// <summary>Tests that switch <see cref="DecoderModel.FusedDecodeEnabled"/> (a process-wide setting) run one at a time.</summary>
