@@ -77,7 +77,18 @@ public class BenchCommandTests
         // 2 layers of width 128 and a 32064×128 head: the head dominates, 16.4 MB in float32.
         Assert.InRange(mb, weights switch { "f32" => 17.0, "bf16" => 8.5, _ => 4.8 }, weights switch { "f32" => 18.0, "bf16" => 9.0, _ => 5.2 });
         Assert.True(root["decode_weight_gbs"]!.GetValue<double>() > 0);
+        // Decode steps run fused (the default): the profile is the fused step's stages, and the layer path's is not run.
+        var stages = root["decode_profile_fused"]!.AsArray().Select(r => r!["op"]!.GetValue<string>()).ToList();
+        Assert.Subset(stages.ToHashSet(), new HashSet<string> { "embedding", "RMSNorm", "q/k/v product", "attention", "gate/up product", "down product", "lm_head" });
+        Assert.Null(root["decode_profile"]);
+    }
+
+    [Fact]
+    public async Task Engine_ProfilesTheLayerPathOpByOp_WhenDecodeIsNotFused()
+    {
+        var root = await RunToJson(BenchCommand.Create(), "engine", "--layers", "2", "--hidden", "128", "--tokens", "12", "--decode", "3", "--reps", "1", "--fused-decode", "off", "--profile");
         Assert.Equal(2, root["decode_profile"]!.AsArray().Count(r => r!["op"]!.GetValue<string>() is "RMSNorm" or "lm_head"));
+        Assert.Null(root["decode_profile_fused"]);
     }
 
     [Fact]
