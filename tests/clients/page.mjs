@@ -41,6 +41,9 @@ try {
     await page.type('#key', args.key.slice(half));
     await page.$eval('#key', el => el.dispatchEvent(new Event('change')));
   }
+  // The file list arrives after the page and moves the buttons beside it: a click (made at an
+  // element's coordinates) before it lands could hit "Watch file" instead of "Use my webcam".
+  await page.waitForFunction(() => [...document.querySelectorAll('#file option')].every(o => o.textContent !== '(loading…)'), { timeout, polling: 100 });
   if (args.mode === 'webcam') {
     await page.click('#start-cam');
   } else {
