@@ -29,6 +29,8 @@ public sealed record StreamStats
     public long ReadWithWrite { get; init; }
     public double ReadMs { get; init; }
     public double WriteMs { get; init; }
+    /// <summary>Frames read at each pruning level, by the level's name ("unpruned": none): where the governor held the reads.</summary>
+    public IReadOnlyDictionary<string, long> Levels { get; init; } = new Dictionary<string, long>();
 }
 
 /// <summary>How a driver decides: when to write, which frames are worth reading, and the frame budget.</summary>
@@ -137,6 +139,11 @@ public sealed class StreamingDriver : IDisposable
                 _stats = _stats with { Read = _stats.Read + 1, ReadMs = _stats.ReadMs + read.ReadMs };
             }
             Observe(level, read);
+            // A new dictionary each read: a Stats snapshot taken earlier keeps its counts.
+            var levels = new Dictionary<string, long>(_stats.Levels);
+            var name = read.Level ?? "unpruned";
+            levels[name] = levels.GetValueOrDefault(name) + 1;
+            _stats = _stats with { Levels = levels };
         }
         if (_session.FramesInWindow == 0) return written; // nothing to talk about yet
         if (_questions.Count > 0)

@@ -247,6 +247,10 @@ public class GovernorTests(ITestOutputHelper log)
         Assert.True(slow.Level >= 2, $"still at {slow.Name}");
         Assert.True(slow.K is null or <= 4, $"k {slow.K}");
         Assert.True(driver.Governor!.CurrentLevel.Estimate <= 130);
+        // The stats count every read at the level it ran at.
+        var levels = driver.Stats.Levels;
+        Assert.Equal(driver.Stats.Read, levels.Values.Sum());
+        Assert.True(levels.GetValueOrDefault(slow.Name) > 0, $"no read counted at {slow.Name}: {string.Join(", ", levels)}");
         // The slow-down goes: reads take a few milliseconds, and the governor relaxes back to the schedule.
         slowed.MsPerTokenLayer = 0;
         var fast = Run(120);
