@@ -45,7 +45,11 @@ public sealed record LiveStats(string Source, string Context, long FramesRendere
     double LatencyP50, double LatencyP95, double LatencyP99, long DroppedForInference, long DroppedForDisplay, long FramesCaptured,
     double RssStartMb, double RssEndMb, double RssMaxMb, IReadOnlyList<(double Seconds, double Mb)> Rss,
     IReadOnlyList<double> FrameTimesMs, ProfilerSnapshot Profile, Profiler Profiler, string? Error,
-    IReadOnlyList<double> Latencies, long BudgetSkipped, StreamStats Stream, bool SourceLost = false, bool UserMistake = false);
+    IReadOnlyList<double> Latencies, long BudgetSkipped, StreamStats Stream, bool SourceLost = false, bool UserMistake = false)
+{
+    /// <summary>Frames read at each pruning level after the warm-up (<see cref="StreamStats.Levels"/> counts the whole run).</summary>
+    public IReadOnlyDictionary<string, long> LevelsMeasured { get; init; } = Stream.Levels;
+}
 
 /// <summary>
 /// The live app's render thread: draws at display rate (window or headless), takes the newest
@@ -109,6 +113,7 @@ public static class LiveApp
         var clock = Stopwatch.StartNew();
         double measureFrom = -1, nextRss = 0, lastTick = 0, nextTick = 0;
         long capturedAtMeasure = 0, captionsAtMeasure = 0, wordsAtMeasure = 0, droppedAtMeasure = 0, skippedAtMeasure = 0;
+        IReadOnlyDictionary<string, long> levelsAtMeasure = new Dictionary<string, long>();
         var latencies = new List<double>();
         double rssStart = 0;
 
@@ -128,6 +133,7 @@ public static class LiveApp
                     capturedAtMeasure = loop.FramesCaptured;
                     droppedAtMeasure = loop.DroppedForInference;
                     skippedAtMeasure = loop.Driver.Stats.BudgetSkipped;
+                    levelsAtMeasure = loop.Driver.Stats.Levels;
                 }
                 if (now >= nextRss) { rss.Add((now, RssMb())); nextRss = now + 1; }
 
@@ -202,7 +208,11 @@ public static class LiveApp
             Pct(lat, 0.5), Pct(lat, 0.95), Pct(lat, 0.99), loop.DroppedForInference - droppedAtMeasure, loop.DroppedForDisplay, loop.FramesCaptured,
             rssStart, rssEnd, rss.Select(r => r.Item2).DefaultIfEmpty(rssEnd).Max(), rss, frameTimes, snap, profiler, error ?? lost,
             latencies, loop.Driver.Stats.BudgetSkipped - skippedAtMeasure, loop.Driver.Stats, SourceLost: lost is not null,
-            UserMistake: error is not null && loop.InferenceError is null && loop.CaptureError is UserError);
+            UserMistake: error is not null && loop.InferenceError is null && loop.CaptureError is UserError)
+        {
+            LevelsMeasured = loop.Driver.Stats.Levels.Select(kv => (kv.Key, N: kv.Value - levelsAtMeasure.GetValueOrDefault(kv.Key)))
+                .Where(l => l.N > 0).ToDictionary(l => l.Key, l => l.N),
+        };
         return stats;
     }
 

@@ -150,8 +150,8 @@ public static class AppBench
             // Every frame the loop offered was read: the model never fell behind the source, so
             // its caption rate is the source's, whatever a caption costs.
             ["kept_up"] = turns.Sum(t => t.DroppedForInference) == 0 && turns.Sum(t => t.BudgetSkipped) == 0,
-            // Every read of every turn, warm-up included: the pruning levels the governor held the reads at.
-            ["levels_read"] = turns.SelectMany(t => t.Stream.Levels).GroupBy(kv => kv.Key).ToDictionary(g => g.Key, g => g.Sum(kv => kv.Value)),
+            // The reads measured (after each turn's warm-up): the pruning levels the governor held them at.
+            ["levels_read"] = turns.SelectMany(t => t.LevelsMeasured).GroupBy(kv => kv.Key).ToDictionary(g => g.Key, g => g.Sum(kv => kv.Value)),
             ["rss_start_mb"] = Math.Round(turns[0].RssStartMb, 1),
             ["rss_end_mb"] = Math.Round(turns[^1].RssEndMb, 1),
             ["rss_drift_pct"] = Math.Round(100 * (turns[^1].RssEndMb - turns[0].RssStartMb) / Math.Max(1, turns[0].RssStartMb), 2),

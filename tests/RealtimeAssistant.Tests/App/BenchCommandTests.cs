@@ -53,9 +53,16 @@ public class BenchCommandTests
             // The same reads against a tighter budget: never fewer over it.
             Assert.InRange(over["100%"]!.GetValue<double>(), 0, over["50%"]!.GetValue<double>());
         }
-        // Without --levels nothing is held.
-        var plain = await RunToJson(BudgetBench.Create(), "--skip-llava", "--clips", "1", "--fractions", "100", "--warmup-reads", "2");
-        Assert.Null(plain["configs"]![0]!["levels_held"]);
+        // By default a budget is a fraction of the unpruned read's p95: the one its reads meet with at most 5% over.
+        Assert.Equal("p95", demo["budget_base"]!.GetValue<string>());
+        var at100 = demo["budgets"]!.AsArray().Single(b => b!["fraction"]!.GetValue<double>() == 1)!;
+        Assert.Equal(demo["unpruned_read_ms_p95"]!.GetValue<double>(), at100["budget_ms"]!.GetValue<double>(), 2);
+        // Without --levels nothing is held; --budget-base p50 takes the median instead.
+        var plain = await RunToJson(BudgetBench.Create(), "--skip-llava", "--clips", "1", "--fractions", "100", "--warmup-reads", "2", "--budget-base", "p50");
+        var plainDemo = plain["configs"]![0]!;
+        Assert.Null(plainDemo["levels_held"]);
+        Assert.Equal("p50", plainDemo["budget_base"]!.GetValue<string>());
+        Assert.Equal(plainDemo["unpruned_read_ms_p50"]!.GetValue<double>(), plainDemo["budgets"]![0]!["budget_ms"]!.GetValue<double>(), 2);
     }
 
     [Theory]

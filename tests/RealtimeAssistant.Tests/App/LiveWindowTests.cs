@@ -71,4 +71,17 @@ public class LiveWindowTests(ITestOutputHelper log)
             ProcessEnv.Set("DISPLAY", saved);
         }
     }
+    [Fact]
+    public void LiveApp_CountsTheLevelsOfTheReadsAfterItsWarmUp_BesideTheWholeRunsCounts()
+    {
+        // A 4 s clip at 20 fps read in real time: 1.5 s of warm-up, then the rest measured.
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("app-levels"), frames: 80, fps: 20);
+        var stats = LiveApp.Run(null, new LiveAppOptions { Source = clip, Realtime = true, DisplayFps = 30, Width = 160, Height = 120, WarmupSeconds = 1.5 },
+            new SlowSession(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(20)), AppTestSupport.Loop(Pacing.Live, policy: "finished"), CancellationToken.None);
+        Assert.Null(stats.Error);
+        long all = stats.Stream.Levels.Values.Sum(), measured = stats.LevelsMeasured.Values.Sum();
+        log.WriteLine($"reads {all}, after the warm-up {measured}");
+        Assert.Equal(["unpruned"], stats.LevelsMeasured.Keys); // a stand-in session prunes nothing
+        Assert.InRange(measured, 1, all - 1);
+    }
 }
