@@ -12,6 +12,10 @@ namespace RealtimeAssistant.Streaming;
 /// once, as in GPE); every WRITE rebuilds the whole prompt (the model's prefix, the last W frames,
 /// the instruction) from scratch, through the pruner when pruning is on, and generates with the
 /// same positions as GPE. Same layout as the GPE session, so the answers match; its cost grows with W.
+/// A write that comes with its frame (<see cref="ReadAndWrite(EncodedImage, string?)"/>) counts the
+/// window's prefill as that frame's read, as the GPE session counts its fused pass: a read is what
+/// a frame costs before its caption's first token, so the frame-budget governor holds this
+/// baseline's rebuilds to the budget, at the same ladder, as it holds GPE's appends.
 /// </summary>
 public sealed class ReEncodingSession : SessionBase
 {
@@ -38,17 +42,19 @@ public sealed class ReEncodingSession : SessionBase
         Last = new UpdateReport
         {
             Kind = "read", VisualTokens = n, KeptTokens = n, VisualPerLayer = Enumerable.Repeat(n, E.Text.NumHiddenLayers).ToArray(),
-            GridW = frame.GridW, GridH = frame.GridH,
+            GridW = frame.GridW, GridH = frame.GridH, Level = LevelName(Pruning), // the rung its window is rebuilt at
         };
     }
 
     public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null)
     {
         Read(frame);
-        return Write(question);
+        return Rebuild(question, withRead: true);
     }
 
-    public override IEnumerable<TokenEvent> Write(string? question = null)
+    public override IEnumerable<TokenEvent> Write(string? question = null) => Rebuild(question, withRead: false);
+
+    IEnumerable<TokenEvent> Rebuild(string? question, bool withRead)
     {
         if (_frames.Count == 0) throw new UserError("nothing to describe yet: no frame has been read");
         var prompt = Format.Write(question);
@@ -103,8 +109,9 @@ public sealed class ReEncodingSession : SessionBase
             logits.Dispose();
             Last = frameReport with
             {
-                Kind = "write", DecoderMs = prefillMs, DecodeMs = steps, Text = text.ToString().Trim(),
-                DecoderTokens = tokens + Math.Max(0, steps.Count - 1), ReadMs = read.ReadMs, WriteMs = prefillMs + steps.Sum(),
+                Kind = withRead ? "read+write" : "write", DecoderMs = prefillMs, DecodeMs = steps, Text = text.ToString().Trim(),
+                DecoderTokens = tokens + Math.Max(0, steps.Count - 1),
+                ReadMs = withRead ? read.ReadMs + prefillMs : read.ReadMs, WriteMs = (withRead ? 0 : prefillMs) + steps.Sum(),
             };
         }
     }

@@ -275,4 +275,45 @@ public class GovernorTests(ITestOutputHelper log)
         Assert.True(tight.Stats.BudgetSkipped > 0);
         Assert.Equal(40, tight.Stats.Read + tight.Stats.BudgetSkipped);
     }
+    [Fact]
+    public void ReEncoding_CountsItsRebuildAsTheFramesRead_SoTheGovernorHoldsItToo()
+    {
+        // A caption per read: each read comes with its write, and re-encoding rebuilds the whole
+        // window then. That prefill is the frame's read (what GPE's fused pass counts too), so the
+        // governor measures and prunes it; a plain write still counts its prefill as the write's.
+        using var engine = AppTestSupport.TinyEngine();
+        using var session = new ReEncodingSession(engine, AppTestSupport.TinyOptions(window: 3));
+        using var driver = new StreamingDriver(session, new DriverOptions
+        {
+            Policy = WritePolicy.Parse("every:1"), GateThreshold = 0, FrameBudgetMs = 1000, Schedule = AppTestSupport.TinySchedule,
+        });
+        driver.Start();
+        var clip = ClipGenerator.Generate(1_000_007, 2, 15);
+        var segments = new List<StreamSegment>();
+        for (int i = 0; i < 6; i++)
+        {
+            using var img = clip.Render(i, 32, 32);
+            segments.AddRange(driver.Push(img, i, TimeSpan.Zero));
+        }
+        Assert.Equal(6, segments.Count);
+        foreach (var seg in segments)
+        {
+            var r = seg.Report;
+            Assert.Equal("read+write", r.Kind);
+            Assert.Equal(r.PreprocessMs + r.VisionMs + r.DecoderMs, seg.ReadMs, 6);
+            Assert.Equal(r.DecodeMs.Sum(), seg.WriteMs, 6);
+            Assert.Equal("newest spared, older exit 3", r.Level); // a loose budget: the schedule's rung
+        }
+        // The governor saw the rebuilds: its level's estimate is one of those reads.
+        var level = driver.Governor!.CurrentLevel;
+        Assert.Contains(segments, s => Math.Abs(s.ReadMs - level.Estimate!.Value) < 1e-9);
+        // A write on its own (a question) rebuilds too, and counts that as the write's.
+        driver.Ask("w3 w4 w5");
+        using (var img = clip.Render(7, 32, 32))
+        {
+            var answer = driver.Push(img, 7, TimeSpan.Zero).First(s => s.Question is not null);
+            Assert.Equal("write", answer.Report.Kind);
+            Assert.Equal(answer.Report.DecoderMs + answer.Report.DecodeMs.Sum(), answer.WriteMs, 6);
+        }
+    }
 }
