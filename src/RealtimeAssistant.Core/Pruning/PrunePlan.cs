@@ -18,15 +18,21 @@ public sealed class PrunePlan : ILayerPlan
     readonly long[]? _skip;
     readonly int[] _frameOf;
     readonly PruneReport _report;
+    readonly long _probeRow; // the block row the pruner's probe reads
     long[] _rows; // block index of each current row
     int _version, _shallowVersion = -1;
     long _shallowPrior = -1;
     PrunedPrefill.ShallowPlan? _shallow;
 
-    public PrunePlan(TextConfig c, int blockLength, IReadOnlyList<VisualSpan> spans, ITokenPruner pruner, long[]? sourceSkip = null)
+    /// <param name="probeRow">The block row the pruner reads (default: the last). The rows behind it must be
+    /// text after every image: they attend what each layer kept and never change what it keeps.</param>
+    public PrunePlan(TextConfig c, int blockLength, IReadOnlyList<VisualSpan> spans, ITokenPruner pruner, long[]? sourceSkip = null, int? probeRow = null)
     {
         foreach (var s in spans)
             if (s.Start < 0 || s.Start + s.Length > blockLength) throw new ArgumentException($"visual span {s} outside the {blockLength}-token block");
+        if (probeRow is { } pr && (pr >= blockLength || spans.Any(s => s.Start + s.Length > pr)))
+            throw new ArgumentException($"probe row {pr} must be in the {blockLength}-token block, after every image");
+        _probeRow = probeRow ?? blockLength - 1;
         _c = c; _pruner = pruner; _skip = sourceSkip;
         pruner.Reset();
         _frameOf = new int[blockLength];
@@ -79,7 +85,7 @@ public sealed class PrunePlan : ILayerPlan
         if (need != ProbeNeed.None)
         {
             var probe = need == ProbeNeed.List ? PrunedPrefill.ListProbe(li, _rows, _frameOf)
-                : PrunedPrefill.ScoreProbe(attn, li, _rows, _frameOf, a.Q, K, V, prior, _pruner is AnalysisPruner { Measuring: true });
+                : PrunedPrefill.ScoreProbe(attn, li, _rows, _frameOf, a.Q, K, V, prior, _pruner is AnalysisPruner { Measuring: true }, Array.IndexOf(_rows, _probeRow));
             if (need == ProbeNeed.Scores) flops += PrunedPrefill.AttnFlops(_c, prior + n);
             _report.Probes.Add(probe);
             keep = _pruner.After(li, probe);

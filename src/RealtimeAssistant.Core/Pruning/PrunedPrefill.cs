@@ -98,8 +98,10 @@ public static class PrunedPrefill
     /// <param name="sourceSkip">Per layer, how many of the oldest cache entries the block never attends
     /// (a streaming frame band: pruning leaves each layer a different count).</param>
     /// <param name="runner">Runs the forward (a <see cref="ForwardBatcher"/> batches it with other streams'); null: on this thread.</param>
+    /// <param name="probeRow">The block row whose view the pruner decides from (default: the last). Text rows
+    /// behind it ride along: a streamed frame's read with the instruction after it prunes as the frame read alone does.</param>
     public static PrefillResult Run(LanguageModel lm, Tensor embeds, PositionIds positions, IReadOnlyList<VisualSpan> spans,
-        ITokenPruner pruner, KvCache? cache = null, long[]? sourceSkip = null, IModelRunner? runner = null)
+        ITokenPruner pruner, KvCache? cache = null, long[]? sourceSkip = null, IModelRunner? runner = null, int? probeRow = null)
     {
         int L = lm.model.layers.Count;
         long B = embeds.shape[0], T = embeds.shape[1];
@@ -110,7 +112,7 @@ public static class PrunedPrefill
         if (cache.Layers.Length != L) throw new ArgumentException($"cache has {cache.Layers.Length} layers, model {L}");
         if (sourceSkip is not null && (sourceSkip.Length != L || sourceSkip.Where((x, i) => x < 0 || x > cache.Layers[i].Source.Length).Any()))
             throw new ArgumentException("sourceSkip needs one count per layer, each within that layer's cache");
-        var plan = new PrunePlan(lm.Config, (int)T, spans, pruner, sourceSkip);
+        var plan = new PrunePlan(lm.Config, (int)T, spans, pruner, sourceSkip, probeRow);
         // Inference only (the runner's mode): the residual stream is updated in place.
         var final = (runner ?? DirectRunner.Instance).Forward(lm, embeds, new DecoderStep { Positions = positions, Cache = cache, Plan = plan });
         if (ownCache) cache.Dispose();
@@ -143,16 +145,20 @@ public static class PrunedPrefill
         return new Probe { Layer = layer, Visual = vis, Frame = vis.Select(r => frameOf[r]).ToArray() };
     }
 
-    /// <summary>The filtering test's quantities for the last row's query at this layer (one host copy).</summary>
-    internal static Probe ScoreProbe(SelfAttention attn, int layer, long[] rows, int[] frameOf, Tensor q, Tensor K, Tensor V, long prior, bool textMass)
+    /// <summary>
+    /// The filtering test's quantities for the probe row's query at this layer (one host copy):
+    /// <paramref name="probe"/> is its current (local) row, the last unless rows ride behind it.
+    /// </summary>
+    internal static Probe ScoreProbe(SelfAttention attn, int layer, long[] rows, int[] frameOf, Tensor q, Tensor K, Tensor V, long prior, bool textMass, int probe)
     {
         using var scope = torch.NewDisposeScope();
         int H = attn.Heads, hd = attn.HeadDim;
         var visLocal = Enumerable.Range(0, rows.Length).Where(i => frameOf[rows[i]] >= 0).ToArray();
         var vis = visLocal.Select(i => rows[i]).ToArray();
-        var Kr = attn.RepeatKv(K)[0];   // [H, S, hd]
-        var Vr = attn.RepeatKv(V)[0];
-        var ql = q[0].narrow(1, rows.Length - 1, 1); // [H, 1, hd]
+        // The probe row sees the keys up to itself: rows behind it are later tokens.
+        var Kr = attn.RepeatKv(K)[0].narrow(1, 0, prior + probe + 1);   // [H, S, hd]
+        var Vr = attn.RepeatKv(V)[0].narrow(1, 0, prior + probe + 1);
+        var ql = q[0].narrow(1, probe, 1); // [H, 1, hd]
         using var sqrtHd = Math.Sqrt(hd).ToScalar(); // alive across the calls: see Model/Rooted
         var P = torch.softmax(torch.matmul(ql, Kr.transpose(1, 2)).div(sqrtHd), -1)[.., 0]; // [H, S]
         var o = torch.matmul(P.unsqueeze(1), Vr).reshape(-1);                                    // [H·hd]

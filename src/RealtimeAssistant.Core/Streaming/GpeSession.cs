@@ -109,6 +109,9 @@ public sealed class GpeSession : SessionBase
 
     bool SparesNewestFrame => Pruning is { Method: "visipruner", KeepNewestFrame: true };
 
+    /// <summary>Whether the next frame read attends fewer frames than the window holds (its frame band), once the window has slid for it.</summary>
+    bool BandCutsNextFrame => _band is { } band && Math.Min(_frames.Count, Options.WindowFrames - 1) >= band;
+
     /// <summary>Evicts the oldest frame when the window is full. Evicting first means the new frame sees exactly the W−1 frames the next caption sees with it: the band training lays streaming samples out with.</summary>
     void EvictForNewFrame()
     {
@@ -203,13 +206,16 @@ public sealed class GpeSession : SessionBase
     /// token" low. With a frame band the frame's queries score only the band's keys and the
     /// instruction's all of them, still in one pass. The cache ends exactly as after
     /// <see cref="Read(EncodedImage)"/> and <see cref="Write"/> (a test checks the captions match).
-    /// With a pruner the frame is read alone, as pruning decides per frame.
+    /// A read that prunes the frame goes in the one pass too: the pruner decides from the frame's
+    /// last row, as when the frame is read alone, and the instruction's rows behind it attend what
+    /// each layer kept. Only where a frame band would cut the frame's view and not the
+    /// instruction's is the frame read alone first.
     /// </summary>
     public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null)
     {
         // A read that cuts nothing of the new frame (no pruner, or the newest frame spared: the
-        // schedule's own rung) goes in the one pass too; the frame before it leaves the deep layers first.
-        if (Pruner is null || SparesNewestFrame) return Update(frame, question);
+        // schedule's own rung) needs no pruner at all; the frame before it leaves the deep layers first.
+        if (Pruner is null || SparesNewestFrame || !BandCutsNextFrame) return Update(frame, question);
         Read(frame);
         var read = Last;
         return Then(Update(null, question), () => Last = Last with
@@ -253,19 +259,34 @@ public sealed class GpeSession : SessionBase
                 MakeRoom((int)(block.NextPosition - _nextSource) + prompt.Length);
                 block = FrameBlock(frame, _nextSource);
                 embeds = torch.cat(new[] { block.Embed(E.Language), embeds }, 1);
-                frameReport = FrameReport(block, null, E.Text.NumHiddenLayers);
             }
             else MakeRoom(prompt.Length);
             writeStart = block?.NextPosition ?? _nextSource;
             var positions = PositionIds.Concat(block?.Positions ?? new PositionIds(Array.Empty<long>()), PositionIds.Range(writeStart, prompt.Length));
             var before = frame is null ? null : _cache.Layers.Select(l => l.Source.Length).ToArray();
-            using var h = Forward(embeds, new DecoderStep
+            PruneReport? prune = null;
+            if (block is not null && Pruner is not null && !SparesNewestFrame)
             {
-                Positions = positions, Cache = _cache, Plan = block is null ? null : BandPlanFor(block.Length),
-            });
-            logits = E.Language.Logits(h[0, -1]).MoveToOuterDisposeScope();
+                // The frame's tokens are cut layer by layer as they enter, decided from its own last
+                // row; the instruction's rows ride behind it (ReadAndWrite keeps a frame band's cut out of here).
+                using var pruned = PrunedPrefill.Run(E.Language, embeds, positions, block.Spans, Pruner, _cache, runner: E.Runner, probeRow: block.Length - 1);
+                logits = E.Language.Logits(pruned.Last.reshape(-1)).MoveToOuterDisposeScope();
+                prune = pruned.Report;
+            }
+            else
+            {
+                using var h = Forward(embeds, new DecoderStep
+                {
+                    Positions = positions, Cache = _cache, Plan = block is null ? null : BandPlanFor(block.Length),
+                });
+                logits = E.Language.Logits(h[0, -1]).MoveToOuterDisposeScope();
+            }
             TokenGenerator.Sync(E.Device);
-            if (block is not null) Appended(block, before!, whole: true, after: prompt.Length);
+            if (block is not null)
+            {
+                Appended(block, before!, whole: prune is null, after: prompt.Length);
+                frameReport = FrameReport(block, prune, E.Text.NumHiddenLayers);
+            }
         }
         double prefillMs = sw.Elapsed.TotalMilliseconds;
         int frameTokens = block?.Length ?? 0;

@@ -50,4 +50,38 @@ public class ScheduleRungOnePassTests
         Assert.NotEqual(fused.Cache.Layers[0].Source.Length, fused.Cache.Layers[^1].Source.Length);
         Assert.Equal(clip.Frames.Count, written);
     }
+    [Fact]
+    public void EveryRungOfTheGovernorsLadder_ReadsAndWritesInOnePass_AsReadThenWrite()
+    {
+        // A rung that prunes the new frame decides from the frame's own last row (its marker),
+        // as the read alone does, while the instruction's rows ride behind it in the same pass.
+        using var e = AppModel.Load(null, new EngineOptions { Device = "cpu" });
+        var schedule = e.Layout.Schedule! with { Method = "visipruner" };
+        using var clip = new DemoDataset(DemoSplit.Eval).CaptionSample(3, DemoModelSpec.ImageSize, 5);
+        int visual;
+        using (var enc = e.Model.EncodeOne(clip.Frames[0], ImageUse.VideoFrame)) visual = enc.Count;
+        var ladder = FrameGovernor.Ladder(schedule, e.Text.NumHiddenLayers, visual);
+        int scored = 0;
+        foreach (var rung in ladder)
+        {
+            var o = new StreamingOptions { WindowFrames = 2, Pruning = rung.Pruning, Generation = new GenerationOptions { MaxNewTokens = 12 } };
+            using var separate = new GpeSession(e, o);
+            using var fused = new GpeSession(e, o);
+            for (int i = 0; i < clip.Frames.Count; i++)
+            {
+                separate.Read(clip.Frames[i]);
+                var read = separate.Last;
+                var a = string.Concat(separate.Write().Select(t => t.Text));
+                var b = string.Concat(fused.ReadAndWrite(clip.Frames[i]).Select(t => t.Text));
+                Assert.Equal(a, b);
+                Assert.Equal("read+write", fused.Last.Kind);
+                Assert.Equal(read.Prune?.KeptVisual, fused.Last.Prune?.KeptVisual);
+                Assert.Equal(read.VisualPerLayer, fused.Last.VisualPerLayer);
+                if (fused.Last.Prune is { Probes.Count: > 0 }) scored++;
+                for (int l = 0; l < e.Text.NumHiddenLayers; l++)
+                    Assert.Equal(separate.Cache.Layers[l].Source.Positions.ToArray(), fused.Cache.Layers[l].Source.Positions.ToArray());
+            }
+        }
+        Assert.True(scored > 0, "no rung's pruner scored a frame: the probe row went untested");
+    }
 }

@@ -200,14 +200,21 @@ public sealed class StreamingTests : IDisposable
         Assert.Contains("'window'", Assert.Throws<UserError>(() => RealtimeAssistant.Cli.Cli.FrameBand("all", 32)).Message);
 
     [Theory]
-    [InlineData(null, false)]
-    [InlineData(2, false)] // the frame scores the band's keys, the instruction all of them, in the same pass
-    [InlineData(null, true)] // the schedule's rung: the newest frame spared, the one before it leaves layer 1 first
-    [InlineData(2, true)] // and the band's keys then differ by layer
-    public void ReadAndWriteInOnePassEqualsReadThenWrite(int? frameBand, bool spareNewest)
+    [InlineData(null, "none")]
+    [InlineData(2, "none")] // the frame scores the band's keys, the instruction all of them, in the same pass
+    [InlineData(null, "spare")] // the schedule's rung: the newest frame spared, the one before it leaves layer 1 first
+    [InlineData(2, "spare")] // and the band's keys then differ by layer
+    [InlineData(null, "exit")] // a rung that prunes the new frame: the instruction rides behind it in the pruned pass
+    [InlineData(2, "exit")] // a band that cuts the frame's view: read alone, then the write
+    public void ReadAndWriteInOnePassEqualsReadThenWrite(int? frameBand, string rung)
     {
-        var spare = new RealtimeAssistant.Pruning.PruningConfig { Method = "visipruner", ShallowLayers = 0, KeepNewestFrame = true, OlderFramesExitLayer = 1 };
-        var o = Options(window: 3, rebase: false) with { CaptionHistoryTokens = 4, FrameBand = frameBand, Pruning = spareNewest ? spare : null };
+        var pruning = rung switch
+        {
+            "spare" => new RealtimeAssistant.Pruning.PruningConfig { Method = "visipruner", ShallowLayers = 0, KeepNewestFrame = true, OlderFramesExitLayer = 1 },
+            "exit" => new RealtimeAssistant.Pruning.PruningConfig { Method = "visipruner", ShallowLayers = 0, FilterFrom = 1, ExitLayer = 1 },
+            _ => null,
+        };
+        var o = Options(window: 3, rebase: false) with { CaptionHistoryTokens = 4, FrameBand = frameBand, Pruning = pruning };
         using var separate = new GpeSession(_engine, o);
         using var fused = new GpeSession(_engine, o);
         for (int i = 1; i <= 7; i++)
@@ -215,8 +222,14 @@ public sealed class StreamingTests : IDisposable
             if (i % 2 == 0)
             {
                 separate.Read(Enc(Frame(i)));
+                var read = separate.Last;
                 var a = Ids(separate.Write());
                 Assert.Equal(a, Ids(fused.ReadAndWrite(Enc(Frame(i)))));
+                // The fused report says what the read alone said about the frame's pruning.
+                Assert.Equal(read.Level, fused.Last.Level);
+                Assert.Equal(read.VisualPerLayer, fused.Last.VisualPerLayer);
+                Assert.Equal(read.Prune?.KeptVisual, fused.Last.Prune?.KeptVisual);
+                if (rung == "exit") Assert.Equal("read+write", fused.Last.Kind);
             }
             else { separate.Read(Enc(Frame(i))); fused.Read(Enc(Frame(i))); }
             // The same cache afterwards: the frame stays, the instruction has left, the window holds.
