@@ -208,14 +208,15 @@ public sealed class GpeSession : SessionBase
     /// <see cref="Read(EncodedImage)"/> and <see cref="Write"/> (a test checks the captions match).
     /// A read that prunes the frame goes in the one pass too: the pruner decides from the frame's
     /// last row, as when the frame is read alone, and the instruction's rows behind it attend what
-    /// each layer kept. Only where a frame band would cut the frame's view and not the
-    /// instruction's is the frame read alone first.
+    /// each layer kept. The frame is read alone first only where the one pass would treat the
+    /// instruction otherwise: a frame band that narrows the frame's view and not the instruction's,
+    /// or a shallow stage, which would bar the instruction from the new frame but not the older ones.
     /// </summary>
     public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null)
     {
         // A read that cuts nothing of the new frame (no pruner, or the newest frame spared: the
         // schedule's own rung) needs no pruner at all; the frame before it leaves the deep layers first.
-        if (Pruner is null || SparesNewestFrame || !BandCutsNextFrame) return Update(frame, question);
+        if (Pruner is null || SparesNewestFrame || (Pruner.ShallowLayers == 0 && !BandCutsNextFrame)) return Update(frame, question);
         Read(frame);
         var read = Last;
         return Then(Update(null, question), () => Last = Last with
@@ -268,7 +269,7 @@ public sealed class GpeSession : SessionBase
             if (block is not null && Pruner is not null && !SparesNewestFrame)
             {
                 // The frame's tokens are cut layer by layer as they enter, decided from its own last
-                // row; the instruction's rows ride behind it (ReadAndWrite keeps a frame band's cut out of here).
+                // row; the instruction's rows ride behind it (ReadAndWrite keeps band cuts and shallow stages out of here).
                 using var pruned = PrunedPrefill.Run(E.Language, embeds, positions, block.Spans, Pruner, _cache, runner: E.Runner, probeRow: block.Length - 1);
                 logits = E.Language.Logits(pruned.Last.reshape(-1)).MoveToOuterDisposeScope();
                 prune = pruned.Report;

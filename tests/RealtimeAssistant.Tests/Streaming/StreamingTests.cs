@@ -206,12 +206,14 @@ public sealed class StreamingTests : IDisposable
     [InlineData(2, "spare")] // and the band's keys then differ by layer
     [InlineData(null, "exit")] // a rung that prunes the new frame: the instruction rides behind it in the pruned pass
     [InlineData(2, "exit")] // a band that cuts the frame's view: read alone, then the write
+    [InlineData(null, "shallow")] // a shallow stage bars text from the new frame only in its own pass: read alone too
     public void ReadAndWriteInOnePassEqualsReadThenWrite(int? frameBand, string rung)
     {
         var pruning = rung switch
         {
             "spare" => new RealtimeAssistant.Pruning.PruningConfig { Method = "visipruner", ShallowLayers = 0, KeepNewestFrame = true, OlderFramesExitLayer = 1 },
             "exit" => new RealtimeAssistant.Pruning.PruningConfig { Method = "visipruner", ShallowLayers = 0, FilterFrom = 1, ExitLayer = 1 },
+            "shallow" => new RealtimeAssistant.Pruning.PruningConfig { Method = "visipruner", ShallowLayers = 1, FilterFrom = 1, ExitLayer = 1 },
             _ => null,
         };
         var o = Options(window: 3, rebase: false) with { CaptionHistoryTokens = 4, FrameBand = frameBand, Pruning = pruning };
@@ -229,7 +231,7 @@ public sealed class StreamingTests : IDisposable
                 Assert.Equal(read.Level, fused.Last.Level);
                 Assert.Equal(read.VisualPerLayer, fused.Last.VisualPerLayer);
                 Assert.Equal(read.Prune?.KeptVisual, fused.Last.Prune?.KeptVisual);
-                if (rung == "exit") Assert.Equal("read+write", fused.Last.Kind);
+                if (rung is "exit" or "shallow") Assert.Equal("read+write", fused.Last.Kind);
             }
             else { separate.Read(Enc(Frame(i))); fused.Read(Enc(Frame(i))); }
             // The same cache afterwards: the frame stays, the instruction has left, the window holds.
