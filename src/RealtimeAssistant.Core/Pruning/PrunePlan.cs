@@ -30,7 +30,7 @@ public sealed class PrunePlan : ILayerPlan
     {
         foreach (var s in spans)
             if (s.Start < 0 || s.Start + s.Length > blockLength) throw new ArgumentException($"visual span {s} outside the {blockLength}-token block");
-        if (probeRow is { } pr && (pr >= blockLength || spans.Any(s => s.Start + s.Length > pr)))
+        if (probeRow is { } pr && (pr < 0 || pr >= blockLength || spans.Any(s => s.Start + s.Length > pr)))
             throw new ArgumentException($"probe row {pr} must be in the {blockLength}-token block, after every image");
         _probeRow = probeRow ?? blockLength - 1;
         _c = c; _pruner = pruner; _skip = sourceSkip;
