@@ -33,13 +33,14 @@ public static class BenchCommand
         var model = new Option<string?>("--model", "-m") { Description = "a model folder instead of the random LLaVA shape: its caption prompt with one (random) image, decoded in its own cache group" };
         var kernels = new Option<string>("--kernels") { DefaultValueFactory = _ => "on", Description = "on, or off: libtorch runs every product (the reference the CPU kernels are measured against)" };
         var fusedDecode = new Option<string>("--fused-decode") { DefaultValueFactory = _ => "on", Description = "on: decode steps run every layer on the CPU kernels (the default); off: the layer path, libtorch between the kernels; compare: both in each round, in a shuffled order, and their ratio" };
+        var prefillOutputs = new Option<string>("--prefill-outputs") { DefaultValueFactory = _ => "last", Description = "last: the prefill's last layer runs o_proj and the MLP on the one row whose logits are read (the default); all: on every row; compare: both in each round, in a shuffled order, and their ratio" };
         var family = BenchModels.Option();
         var profile = new Option<bool>("--profile") { Description = "also time decode steps op by op (every layer's weights, so memory traffic is as in a step) and print where the milliseconds go" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var cmd = new Command("engine", "Prefill and decode on a LLaVA-shaped decoder with random weights (or a model folder), beside the matmul rate and the memory read bandwidth measured in the same process.")
-            { json, layers, hidden, tokens, decode, reps, model, family, profile, kernels, fusedDecode, device, dtype, weights };
+            { json, layers, hidden, tokens, decode, reps, model, family, profile, kernels, fusedDecode, prefillOutputs, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             int L = pr.GetValue(layers), D = pr.GetValue(hidden), T = pr.GetValue(tokens), N = pr.GetValue(decode), R = pr.GetValue(reps);
@@ -59,6 +60,13 @@ public static class BenchCommand
                 "compare" => null,
                 var k => throw new UserError($"--fused-decode '{k}' is not one of on, off, compare"),
             };
+            bool? lastRow = pr.GetValue(prefillOutputs) switch
+            {
+                "last" => true,
+                "all" => false,
+                "compare" => null,
+                var k => throw new UserError($"--prefill-outputs '{k}' is not one of last, all, compare"),
+            };
             using var _ = torch.inference_mode();
             if (pr.GetValue(model) is not null && pr.GetValue(family) is not null)
                 throw new UserError("bench engine: give --model or --family, not both");
@@ -66,7 +74,7 @@ public static class BenchCommand
             using var work = modelDir is { } dir
                 ? EngineWorkload.FromModel(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine })
                 : EngineWorkload.Random(L, D, T, dev, Model.Engine.ResolveDType(pr.GetValue(dtype)!, dev, "float32"), pr.GetValue(weights)!);
-            var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), fused, ct);
+            var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), fused, lastRow, ct);
             var table = new Table().AddColumns("metric", "value");
             foreach (var (k, v) in result)
                 if (v is not IEnumerable<Dictionary<string, object>>)
@@ -151,7 +159,8 @@ public static class BenchCommand
     }
 
     /// <param name="fused">Decode steps fused (<see cref="DecoderModel.FusedDecodeEnabled"/>), on the layer path, or null: both in each round, in a shuffled order.</param>
-    static (Dictionary<string, object> Result, List<EngineProfile> Profiles) RunEngine(EngineWorkload w, int N, int R, bool profile, bool? fused, CancellationToken ct)
+    /// <param name="lastRow">The prefill asks for the last row's hidden state only (<see cref="DecoderStep.OutputRows"/>), for every row, or null: both in each round, in a shuffled order.</param>
+    static (Dictionary<string, object> Result, List<EngineProfile> Profiles) RunEngine(EngineWorkload w, int N, int R, bool profile, bool? fused, bool? lastRow, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
         var lm = w.Lm;
@@ -172,11 +181,11 @@ public static class BenchCommand
         double readGbs = MemoryReadGbs(dev);
 
         var positions = w.Positions ?? Enumerable.Range(0, T).Select(i => (long)i).ToArray();
-        (KvCache Cache, long Next) Prefill()
+        (KvCache Cache, long Next) Prefill(bool onlyLast = true)
         {
             var cache = new KvCache(L);
             using var scope = torch.NewDisposeScope();
-            var h = lm.model.Forward(w.Embeds, new DecoderStep { Positions = positions, Cache = cache });
+            var h = lm.model.Forward(w.Embeds, new DecoderStep { Positions = positions, Cache = cache, OutputRows = onlyLast ? 1 : null });
             return (cache, lm.Logits(h[0, -1]).argmax().item<long>());
         }
         var prefillMs = new List<double>();
@@ -185,11 +194,32 @@ public static class BenchCommand
         bool sameTokens = true;
         bool phasePeaks = w.Engine is not null && BenchModels.ResetPeak();
         var order = new Random(7);
+        var allRowsMs = new List<double>(); // --prefill-outputs compare: the prefills that computed every row
+        var allRowsRatios = new List<double>();
+        bool sameFirstToken = true, warmingUp = true;
         (double Prefill, double Decode, long[] Tokens) Turn(bool fusedSteps)
         {
             DecoderModel.FusedDecodeEnabled = fusedSteps;
+            if (lastRow is null)
+            {
+                // Both prefills back to back, in a shuffled order: their ratio is the comparison.
+                bool allFirst = order.Next(2) == 0;
+                double TimeOne(bool onlyLast, out long first)
+                {
+                    var t0 = Stopwatch.StartNew();
+                    var (c0, n0) = Prefill(onlyLast);
+                    c0.Dispose();
+                    first = n0;
+                    return t0.Elapsed.TotalMilliseconds;
+                }
+                long fa = 0, fl = 0;
+                double a = allFirst ? TimeOne(false, out fa) : 0, l = TimeOne(true, out fl);
+                if (!allFirst) a = TimeOne(false, out fa);
+                if (!warmingUp) { allRowsMs.Add(a); allRowsRatios.Add(a / l); }
+                sameFirstToken &= fa == fl;
+            }
             var sw = Stopwatch.StartNew();
-            var (cache, next) = Prefill();
+            var (cache, next) = Prefill(lastRow != false);
             using var _c = cache;
             var pre = sw.Elapsed.TotalMilliseconds;
             var tokens = new long[N];
@@ -208,6 +238,7 @@ public static class BenchCommand
             for (int r = 0; r < R + 1; r++)
             {
                 ct.ThrowIfCancellationRequested();
+                warmingUp = r == 0;
                 var sides = fused is { } only ? new[] { only } : order.Next(2) == 0 ? new[] { true, false } : new[] { false, true };
                 var turns = sides.Select(f => (Fused: f, Result: Turn(f))).ToList();
                 if (r == 0) continue; // warm-up
@@ -302,6 +333,14 @@ public static class BenchCommand
         result["decode_kv_mb_per_token"] = Math.Round(kvBytes / 1e6, 2);
         result["prefill_runs_ms"] = prefillMs.Select(x => Math.Round(x, 1)).ToArray();
         result["decode_runs_ms_per_token"] = decodeMs.Select(x => Math.Round(x / N, 2)).ToArray();
+        result["prefill_outputs"] = lastRow switch { true => "last row", false => "every row", null => "compare" };
+        if (lastRow is null)
+        {
+            var ratios = allRowsRatios.Order().ToList();
+            result["prefill_ms_every_row"] = Math.Round(Median(allRowsMs), 2);
+            result["prefill_last_row_speedup"] = Math.Round(ratios[ratios.Count / 2], 3);
+            result["prefill_last_row_same_token"] = sameFirstToken;
+        }
         result["fused_decode"] = fused switch { true => "on", false => "off (the layer path)", null => "compare" };
         if (fused is null)
         {

@@ -167,7 +167,7 @@ public class Captioner
     /// <summary>Runs the decoder over the prompt, filling <paramref name="cache"/>; returns the last position's hidden state [D].</summary>
     protected virtual Tensor Prefill(Tensor embeds, MultimodalPrompt block, KvCache cache)
     {
-        using var h = _e.Runner.Forward(_e.Language, embeds, new DecoderStep { Positions = block.Positions, Cache = cache });
+        using var h = _e.Runner.Forward(_e.Language, embeds, new DecoderStep { Positions = block.Positions, Cache = cache, OutputRows = 1 });
         return h[0, -1];
     }
 }

@@ -47,6 +47,13 @@ public sealed record DecoderStep
     /// (the pruner). The one forward follows it; null: plain causal attention.
     /// </summary>
     public ILayerPlan? Plan { get; init; }
+    /// <summary>
+    /// How many of the block's last rows the caller reads the final hidden states of (null: all;
+    /// 0: none, a pass that only fills the cache). At the last layer the other rows' keys and
+    /// values still enter the cache, and their o_proj and MLP, which nothing would read, are not
+    /// computed (llama.cpp's output ids do the same).
+    /// </summary>
+    public int? OutputRows { get; init; }
 }
 
 /// <summary>What one layer's attention sees: the current rows' queries and the keys and values they may attend.</summary>
@@ -137,6 +144,9 @@ public sealed class DecoderModel : nn.Module
     /// <summary>Decode forwards this model ran fused (tests check the path was taken).</summary>
     internal long FusedForwards { get; private set; }
 
+    /// <summary>Rows the last layer's o_proj and MLP ran on, over every forward (tests check what <see cref="DecoderStep.OutputRows"/> saves).</summary>
+    internal long LastLayerRows { get; private set; }
+
     /// <summary>Null, or a clock the fused decode steps time their stages into (`ra bench engine --profile`).</summary>
     public StageClock? FusedStepClock { get; set; }
 
@@ -189,8 +199,12 @@ public sealed class DecoderModel : nn.Module
             }
             if (i == tapLayer) tapped = h.MoveToOuterDisposeScope();
         }
-        return norm.forward(h).MoveToOuterDisposeScope();
+        return norm.forward(LastRows(h, step.OutputRows)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>The last <paramref name="rows"/> rows of hidden states [B, T, D] (null: all).</summary>
+    static Tensor LastRows(Tensor h, int? rows) =>
+        rows is { } n && n < h.shape[1] ? h.narrow(1, h.shape[1] - n, n) : h;
 
     /// <summary>
     /// One forward for several sequences at once, each with its own block, cache, positions and
@@ -207,6 +221,8 @@ public sealed class DecoderModel : nn.Module
         foreach (var (e, st) in seqs)
             if (e.shape[0] != 1 || st.PositionTensor is not null || st.Positions.Length != e.shape[1])
                 throw new ArgumentException($"each sequence is one block [1, T, D] with T position ids (got {string.Join("x", e.shape)}, {st.Positions.Length} positions)");
+        foreach (var (_, st) in seqs)
+            if (st.OutputRows < 0) throw new ArgumentException($"output rows must be ≥ 0, got {st.OutputRows}");
         using var scope = torch.NewDisposeScope();
         var rowIdx = KernelRows(seqs);
         if (rowIdx.Count == seqs.Count && FusedFor(rowIdx.Count) is { } fused)
@@ -254,7 +270,7 @@ public sealed class DecoderModel : nn.Module
                 && blockPlan.PlainFrom(l) && h[0].shape[1] <= Kernels.Gemv.MaxRows && KernelBlock(h[0], cache) && FusedFor((int)h[0].shape[1]) is { } rest)
             {
                 var (c, s) = Rope.Tables(positions[0], ScalarType.Float32, h[0].device);
-                var hidden = rest.RunBlock(l, h[0], c, s, only with { Positions = positions[0] }, blockPlan);
+                var hidden = LastRows(rest.RunBlock(l, h[0], c, s, only with { Positions = positions[0] }, blockPlan), only.OutputRows);
                 FusedForwards++;
                 return [hidden.MoveToOuterDisposeScope()];
             }
@@ -284,7 +300,8 @@ public sealed class DecoderModel : nn.Module
                 offset += rows;
                 var step = seqs[blockIdx[u - first]].Step;
                 var kv = step.Cache?.Layers[l];
-                if (step.Plan is not { } plan) outs.Add(layer.self_attn.AttendCached(qi, ki, vi, step, kv));
+                Tensor o;
+                if (step.Plan is not { } plan) o = layer.self_attn.AttendCached(qi, ki, vi, step, kv);
                 else
                 {
                     var r = layer.AttendPlanned(qi, ki, vi, positions[u], step, kv, plan, l);
@@ -295,13 +312,22 @@ public sealed class DecoderModel : nn.Module
                         (cos[u], sin[u], positions[u]) = (cos[u].index_select(-2, idx), sin[u].index_select(-2, idx), positions[u].Select(stay));
                         (cosAll, sinAll) = (null, null);
                     }
-                    if (r.Output is not { } o) continue; // no row of this sequence goes on: its h is what it was
-                    outs.Add(o);
+                    if (r.Output is not { } po) continue; // no row of this sequence goes on: its h is what it was
+                    o = po;
                 }
+                if (l == layers.Count - 1 && step.OutputRows is { } keep && keep < h[u].shape[1])
+                {
+                    // The rows nobody reads leave here: their keys and values are in the cache already.
+                    long from = h[u].shape[1] - keep;
+                    (h[u], o) = (h[u].narrow(1, from, keep), o.narrow(2, from, keep));
+                    if (keep == 0) continue;
+                }
+                outs.Add(o);
                 going.Add(u);
             }
             if (going.Count == 0) { hAll = null; continue; }
             var updated = layer.ResidualMlp(Cat(going.Select(u => h[u]).ToList(), 1).Plus(layer.self_attn.Output(Cat(outs, 2))));
+            if (l == layers.Count - 1) LastLayerRows += updated.shape[1];
             hAll = going.Count == n ? updated : null;
             offset = 0;
             foreach (var u in going)

@@ -15,7 +15,7 @@ public sealed class PrunedCaptioner(Engine engine, ITokenPruner pruner) : Captio
 
     protected override Tensor Prefill(Tensor embeds, MultimodalPrompt block, KvCache cache)
     {
-        using var result = PrunedPrefill.Run(_e.Language, embeds, block.Positions, block.Spans, Pruner, cache, runner: _e.Runner);
+        using var result = PrunedPrefill.Run(_e.Language, embeds, block.Positions, block.Spans, Pruner, cache, runner: _e.Runner, outputRows: 1);
         LastReport = result.Report;
         return result.Last[0].clone();
     }

@@ -66,7 +66,7 @@ public sealed class PruneReport
     }
 }
 
-/// <summary>The final-normed hidden states of the rows that reached the last layer, their block indices, and the report.</summary>
+/// <summary>The final-normed hidden states of the rows that reached the last layer (the last of them the caller asked for), their block indices, and the report.</summary>
 public sealed record PrefillResult(Tensor Hidden, long[] Rows, PruneReport Report) : IDisposable
 {
     /// <summary>The last prompt token's hidden state [B, D].</summary>
@@ -100,8 +100,9 @@ public static class PrunedPrefill
     /// <param name="runner">Runs the forward (a <see cref="ForwardBatcher"/> batches it with other streams'); null: on this thread.</param>
     /// <param name="probeRow">The block row whose view the pruner decides from (default: the last). Text rows
     /// behind it ride along: a streamed frame's read with the instruction after it prunes as the frame read alone does.</param>
+    /// <param name="outputRows">How many of the last rows that reach the last layer the caller reads (<see cref="DecoderStep.OutputRows"/>; null: all).</param>
     public static PrefillResult Run(LanguageModel lm, Tensor embeds, PositionIds positions, IReadOnlyList<VisualSpan> spans,
-        ITokenPruner pruner, KvCache? cache = null, long[]? sourceSkip = null, IModelRunner? runner = null, int? probeRow = null)
+        ITokenPruner pruner, KvCache? cache = null, long[]? sourceSkip = null, IModelRunner? runner = null, int? probeRow = null, int? outputRows = null)
     {
         int L = lm.model.layers.Count;
         long B = embeds.shape[0], T = embeds.shape[1];
@@ -114,9 +115,10 @@ public static class PrunedPrefill
             throw new ArgumentException("sourceSkip needs one count per layer, each within that layer's cache");
         var plan = new PrunePlan(lm.Config, (int)T, spans, pruner, sourceSkip, probeRow);
         // Inference only (the runner's mode): the residual stream is updated in place.
-        var final = (runner ?? DirectRunner.Instance).Forward(lm, embeds, new DecoderStep { Positions = positions, Cache = cache, Plan = plan });
+        var final = (runner ?? DirectRunner.Instance).Forward(lm, embeds, new DecoderStep { Positions = positions, Cache = cache, Plan = plan, OutputRows = outputRows });
         if (ownCache) cache.Dispose();
-        return new PrefillResult(final, plan.Rows, plan.Finish());
+        var rows = plan.Rows;
+        return new PrefillResult(final, rows[(int)Math.Max(0, rows.Length - final.shape[1])..], plan.Finish());
     }
 
     /// <summary>The q, k and v projections of n rows.</summary>

@@ -67,7 +67,7 @@ public sealed class GpeSession : SessionBase
         if (_prefix > 0 || Format.Prefix.Length == 0 || _nextSource > 0) return;
         using var scope = torch.NewDisposeScope();
         using var _ = torch.inference_mode();
-        Forward(TextEmbeds(Format.Prefix), new DecoderStep { Positions = PositionIds.Range(0, Format.Prefix.Length), Cache = _cache }).Dispose();
+        Forward(TextEmbeds(Format.Prefix), new DecoderStep { Positions = PositionIds.Range(0, Format.Prefix.Length), Cache = _cache, OutputRows = 0 }).Dispose();
         _prefix = Format.Prefix.Length;
         _nextSource = _prefix;
     }
@@ -92,12 +92,12 @@ public sealed class GpeSession : SessionBase
             var before = _cache.Layers.Select(l => l.Source.Length).ToArray();
             PruneReport? prune = null;
             if (Pruner is null)
-                Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = _cache, Plan = BandPlanFor(block.Length) }).Dispose();
+                Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = _cache, Plan = BandPlanFor(block.Length), OutputRows = 0 }).Dispose();
             else
             {
                 // The frame's tokens are cut layer by layer as they enter; each layer's cache keeps what survived.
                 using var pruned = PrunedPrefill.Run(E.Language, embeds, block.Positions, block.Spans, spare ? new NonePruner() : Pruner, _cache,
-                    _band is null ? null : BandSkips(), E.Runner);
+                    _band is null ? null : BandSkips(), E.Runner, outputRows: 0);
                 prune = spare ? null : pruned.Report;
             }
             TokenGenerator.Sync(E.Device);
@@ -270,7 +270,7 @@ public sealed class GpeSession : SessionBase
             {
                 // The frame's tokens are cut layer by layer as they enter, decided from its own last
                 // row; the instruction's rows ride behind it (ReadAndWrite keeps band cuts and shallow stages out of here).
-                using var pruned = PrunedPrefill.Run(E.Language, embeds, positions, block.Spans, Pruner, _cache, runner: E.Runner, probeRow: block.Length - 1);
+                using var pruned = PrunedPrefill.Run(E.Language, embeds, positions, block.Spans, Pruner, _cache, runner: E.Runner, probeRow: block.Length - 1, outputRows: 1);
                 logits = E.Language.Logits(pruned.Last.reshape(-1)).MoveToOuterDisposeScope();
                 prune = pruned.Report;
             }
@@ -278,7 +278,7 @@ public sealed class GpeSession : SessionBase
             {
                 using var h = Forward(embeds, new DecoderStep
                 {
-                    Positions = positions, Cache = _cache, Plan = block is null ? null : BandPlanFor(block.Length),
+                    Positions = positions, Cache = _cache, Plan = block is null ? null : BandPlanFor(block.Length), OutputRows = 1,
                 });
                 logits = E.Language.Logits(h[0, -1]).MoveToOuterDisposeScope();
             }

@@ -37,7 +37,7 @@ public sealed class InterleavedSession : SessionBase
         using (torch.inference_mode())
         {
             var (embeds, positions, n) = FrameInput(frame);
-            Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache }).Dispose();
+            Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache, OutputRows = 0 }).Dispose();
             TokenGenerator.Sync(E.Device);
             _chunks.Enqueue((true, n));
             Last = new UpdateReport { Kind = "read", DecoderTokens = n, ReadMs = sw.Elapsed.TotalMilliseconds, DecoderMs = sw.Elapsed.TotalMilliseconds };
@@ -50,7 +50,7 @@ public sealed class InterleavedSession : SessionBase
     {
         if (!_prefixDone && Format.Prefix.Length > 0)
         {
-            Forward(TextEmbeds(Format.Prefix), new DecoderStep { Positions = PositionIds.Range(0, Format.Prefix.Length), Cache = _cache }).Dispose();
+            Forward(TextEmbeds(Format.Prefix), new DecoderStep { Positions = PositionIds.Range(0, Format.Prefix.Length), Cache = _cache, OutputRows = 0 }).Dispose();
             _next = Format.Prefix.Length;
         }
         _prefixDone = true;
@@ -93,7 +93,7 @@ public sealed class InterleavedSession : SessionBase
                 positions = PositionIds.Concat(p, PositionIds.Range(_next, prompt.Length));
             }
             else positions = PositionIds.Range(_next, prompt.Length);
-            using var h = Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache });
+            using var h = Forward(embeds, new DecoderStep { Positions = positions, Cache = _cache, OutputRows = 1 });
             logits = E.Language.Logits(h[0, -1]).MoveToOuterDisposeScope();
             TokenGenerator.Sync(E.Device);
             if (frame is not null) { _chunks.Enqueue((true, frameTokens)); FramesRead++; }

@@ -77,7 +77,7 @@ public sealed class ReEncodingSession : SessionBase
             Tensor h;
             if (Pruner is not null)
             {
-                using var pruned = PrunedPrefill.Run(E.Language, embeds, block.Positions, block.Spans, Pruner, _cache, runner: E.Runner);
+                using var pruned = PrunedPrefill.Run(E.Language, embeds, block.Positions, block.Spans, Pruner, _cache, runner: E.Runner, outputRows: 1);
                 h = pruned.Last.MoveToOuterDisposeScope();
                 var newest = MultimodalPrompt.Build(Format.Frame, E.ImageMarkerId, new[] { _frames.Last() });
                 frameReport = FrameReport(newest, null, E.Text.NumHiddenLayers) with
@@ -89,7 +89,7 @@ public sealed class ReEncodingSession : SessionBase
             }
             else
             {
-                using var all = Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = _cache, Mask = BandMask(block, prompt.Length) });
+                using var all = Forward(embeds, new DecoderStep { Positions = block.Positions, Cache = _cache, Mask = BandMask(block, prompt.Length), OutputRows = 1 });
                 h = all[.., -1];
             }
             logits = E.Language.Logits(h.reshape(-1)).MoveToOuterDisposeScope();
