@@ -19,6 +19,7 @@ public sealed class PrunePlan : ILayerPlan
     readonly int[] _frameOf;
     readonly PruneReport _report;
     readonly long _probeRow; // the block row the pruner's probe reads
+    readonly int? _outputRows; // the rows the caller reads (DecoderStep.OutputRows): all the last layer's o_proj and MLP run on
     long[] _rows; // block index of each current row
     int _version, _shallowVersion = -1;
     long _shallowPrior = -1;
@@ -26,13 +27,15 @@ public sealed class PrunePlan : ILayerPlan
 
     /// <param name="probeRow">The block row the pruner reads (default: the last). The rows behind it must be
     /// text after every image: they attend what each layer kept and never change what it keeps.</param>
-    public PrunePlan(TextConfig c, int blockLength, IReadOnlyList<VisualSpan> spans, ITokenPruner pruner, long[]? sourceSkip = null, int? probeRow = null)
+    /// <param name="outputRows">The last rows the caller reads (<see cref="DecoderStep.OutputRows"/>; null: all), for the last layer's account.</param>
+    public PrunePlan(TextConfig c, int blockLength, IReadOnlyList<VisualSpan> spans, ITokenPruner pruner, long[]? sourceSkip = null, int? probeRow = null, int? outputRows = null)
     {
         foreach (var s in spans)
             if (s.Start < 0 || s.Start + s.Length > blockLength) throw new ArgumentException($"visual span {s} outside the {blockLength}-token block");
         if (probeRow is { } pr && (pr < 0 || pr >= blockLength || spans.Any(s => s.Start + s.Length > pr)))
             throw new ArgumentException($"probe row {pr} must be in the {blockLength}-token block, after every image");
         _probeRow = probeRow ?? blockLength - 1;
+        _outputRows = outputRows;
         _c = c; _pruner = pruner; _skip = sourceSkip;
         pruner.Reset();
         _frameOf = new int[blockLength];
@@ -49,7 +52,7 @@ public sealed class PrunePlan : ILayerPlan
     public PruneReport Finish()
     {
         _report.ExitLayer = _pruner.ExitLayer;
-        _report.HeadFlops = 2.0 * _c.HiddenSize * _c.VocabSize;
+        _report.HeadFlops = _outputRows == 0 ? 0 : 2.0 * _c.HiddenSize * _c.VocabSize;
         return _report;
     }
 
@@ -123,7 +126,7 @@ public sealed class PrunePlan : ILayerPlan
             o = attn.Attend(a.Q.index_select(2, stayIdx!), K, V, torch.tensor(allowed, device: dev).view(stay.Length, S));
             flops += PrunedPrefill.AttnFlops(_c, stay.Sum(i => prior + i + 1));
         }
-        if (o is not null) flops += PrunedPrefill.OutMlpFlops(_c, stay?.Length ?? n);
+        if (o is not null) flops += PrunedPrefill.OutMlpFlops(_c, li == _c.NumHiddenLayers - 1 && _outputRows is { } read ? Math.Min(read, stay?.Length ?? n) : stay?.Length ?? n);
 
         _report.Layers.Add(new LayerAccount(li, shallow ? "shallow" : li <= (_report.FilterLayer ?? int.MaxValue) ? "full" : "pruned",
             n, nVis, a.Before + n, flops, _rows.Where(r => _frameOf[r] >= 0).ToArray()));

@@ -113,7 +113,7 @@ public static class PrunedPrefill
         if (cache.Layers.Length != L) throw new ArgumentException($"cache has {cache.Layers.Length} layers, model {L}");
         if (sourceSkip is not null && (sourceSkip.Length != L || sourceSkip.Where((x, i) => x < 0 || x > cache.Layers[i].Source.Length).Any()))
             throw new ArgumentException("sourceSkip needs one count per layer, each within that layer's cache");
-        var plan = new PrunePlan(lm.Config, (int)T, spans, pruner, sourceSkip, probeRow);
+        var plan = new PrunePlan(lm.Config, (int)T, spans, pruner, sourceSkip, probeRow, outputRows);
         // Inference only (the runner's mode): the residual stream is updated in place.
         var final = (runner ?? DirectRunner.Instance).Forward(lm, embeds, new DecoderStep { Positions = positions, Cache = cache, Plan = plan, OutputRows = outputRows });
         if (ownCache) cache.Dispose();

@@ -18,7 +18,7 @@ public class OutputRowsTests(ITestOutputHelper output)
     static readonly long[] Positions = Enumerable.Range(8, 10).Select(i => (long)i).ToArray();
 
     /// <summary>Ten rows after an 8-entry cache, as <paramref name="how"/> says: the hidden states, the cache, and the rows the last layer's MLP ran on.</summary>
-    static (Tensor Hidden, KvCache Cache, long LastRows, long[]? Rows) Run(Engine e, Tensor embeds, string how, int? outputRows, bool fused = true)
+    static (Tensor Hidden, KvCache Cache, long LastRows, long[]? Rows, PruneReport? Report) Run(Engine e, Tensor embeds, string how, int? outputRows, bool fused = true)
     {
         var cache = ForwardBatcherTests.Prefilled(e, [8], 5)[0];
         long before = e.Decoder.LastLayerRows;
@@ -31,11 +31,11 @@ public class OutputRowsTests(ITestOutputHelper output)
             {
                 var pruner = how == "none" ? new NonePruner() : new PruningConfig { ShallowLayers = 0, ExitLayer = int.Parse(how[4..5]) }.CreatePruner(layers);
                 var r = PrunedPrefill.Run(e.Language, embeds, new PositionIds(Positions), [new VisualSpan(2, 6, 0)], pruner, cache, outputRows: outputRows);
-                return (r.Hidden, cache, e.Decoder.LastLayerRows - before, r.Rows);
+                return (r.Hidden, cache, e.Decoder.LastLayerRows - before, r.Rows, r.Report);
             }
             var plan = how == "band" ? new BandPlan(Enumerable.Repeat(3L, layers).ToArray(), 8) : null;
             var h = e.Decoder.Forward(embeds, new DecoderStep { Positions = Positions, Cache = cache, Plan = plan, OutputRows = outputRows });
-            return (h, cache, e.Decoder.LastLayerRows - before, null);
+            return (h, cache, e.Decoder.LastLayerRows - before, null, null);
         }
         finally { DecoderModel.FusedDecodeEnabled = was; }
     }
@@ -56,8 +56,8 @@ public class OutputRowsTests(ITestOutputHelper output)
         using var _ = torch.inference_mode();
         var embeds = torch.randn(new long[] { 1, 10, e.Text.HiddenSize }, generator: new Generator(3)) * 0.5;
         bool kernels = !how.EndsWith("layer path");
-        var (all, allCache, allRows, allKept) = Run(e, embeds, how, outputRows: null, kernels);
-        var (some, someCache, someRows, someKept) = Run(e, embeds, how, outputRows: rows, kernels);
+        var (all, allCache, allRows, allKept, allReport) = Run(e, embeds, how, outputRows: null, kernels);
+        var (some, someCache, someRows, someKept, someReport) = Run(e, embeds, how, outputRows: rows, kernels);
         long reached = all.shape[1];
         Assert.Equal(new long[] { 1, rows, e.Text.HiddenSize }, some.shape);
         if (rows > 0)
@@ -67,6 +67,9 @@ public class OutputRowsTests(ITestOutputHelper output)
             Assert.True(err < 1e-5, $"the rows asked for differ from the full forward's by {err}");
         }
         if (allKept is not null) Assert.Equal(allKept[^rows..], someKept);
+        // The plan's account of the last layer leaves out the o_proj and MLP it did not run.
+        if (how == "none")
+            Assert.Equal(allReport!.Layers[^1].Flops - PrunedPrefill.OutMlpFlops(e.Language.Config, (int)reached - rows), someReport!.Layers[^1].Flops, 6);
         for (int l = 0; l < e.Text.NumHiddenLayers; l++)
         {
             var (a, b) = (allCache.Layers[l].Source, someCache.Layers[l].Source);
