@@ -35,10 +35,11 @@ public static class TrainCommand
         var answerWeight = new Option<double>("--answer-weight") { DefaultValueFactory = _ => 2.0, Description = "loss weight of each question-branch answer token against a caption token's 1" };
         var initFrom = new Option<string?>("--init-from") { Description = "start from this model folder's weights (a fine-tune) instead of random ones" };
         var exitFraction = new Option<double>("--visual-exit-fraction") { DefaultValueFactory = _ => 0, Description = "fraction of image batches where text stops reading the image at a visual-exit layer (prune-aware training; 0 = off)" };
+        var probeLayer = new Option<int?>("--decoder-probe-layer") { Description = "decoder layer whose output the dense probe reads (default: the middle one, layers/2 - 1); for a visual exit at layer L, L - 2 teaches the visual rows motion before text stops reading them" };
         var exitLayers = new Option<int[]>("--visual-exit-layers") { DefaultValueFactory = _ => new[] { 2 }, AllowMultipleArgumentsPerToken = true, Description = "decoder layers a visual exit is drawn from" };
         var exitFrom = new Option<int>("--visual-exit-from-step") { DefaultValueFactory = _ => 0, Description = "first step (over all stages) that may draw a visual exit: learn the task first, add the exit at the end" };
         var cmd = new Command("train", "Train the demo model (llava layout) from scratch on the synthetic scene world.")
-            { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, decoderProbe, questions, questionMix, answerWeight, initFrom, exitFraction, exitLayers, exitFrom };
+            { output, visionSteps, textSteps, alignSteps, jointSteps, batch, lr, seed, every, layers, hidden, vlayers, vhidden, threads, varied, patchLoss, motion, streaming, decoderProbe, probeLayer, questions, questionMix, answerWeight, initFrom, exitFraction, exitLayers, exitFrom };
         return cmd.WithAction((pr, ct) =>
         {
             if (pr.GetValue(threads) is { } n) RealtimeAssistant.Model.Engine.SetThreads(n);
@@ -50,7 +51,7 @@ public static class TrainCommand
                 TextHidden = pr.GetValue(hidden), VisionLayers = pr.GetValue(vlayers), VisionHidden = pr.GetValue(vhidden),
                 VariedCaptions = pr.GetValue(varied), PatchLossWeight = pr.GetValue(patchLoss),
                 MotionFraction = pr.GetValue(motion), StreamingFraction = pr.GetValue(streaming),
-                DecoderProbeWeight = pr.GetValue(decoderProbe), QuestionsPerCaption = pr.GetValue(questions), QuestionMix = pr.GetValue(questionMix), AnswerLossWeight = pr.GetValue(answerWeight), InitFrom = pr.GetValue(initFrom),
+                DecoderProbeWeight = pr.GetValue(decoderProbe), DecoderProbeLayer = pr.GetValue(probeLayer), QuestionsPerCaption = pr.GetValue(questions), QuestionMix = pr.GetValue(questionMix), AnswerLossWeight = pr.GetValue(answerWeight), InitFrom = pr.GetValue(initFrom),
                 VisualExitFraction = pr.GetValue(exitFraction), VisualExitLayers = pr.GetValue(exitLayers)!, VisualExitFromStep = pr.GetValue(exitFrom),
             };
             try { return Task.FromResult(Train(options, ct)); }

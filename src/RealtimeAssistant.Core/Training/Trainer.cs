@@ -44,6 +44,12 @@ public sealed record TrainOptions
     /// <summary>Weight of the decoder's dense colour, shape and motion loss at its middle layer (<see cref="DecoderProbe"/>); 0 turns it off.</summary>
     public double DecoderProbeWeight { get; init; } = 1.0;
     /// <summary>
+    /// The decoder layer whose output the dense probe reads (null: <see cref="DecoderProbe.LayerFor"/>,
+    /// the middle). Text that stops reading the image from layer L on (a visual exit) can read
+    /// only what the visual rows hold after layer L − 2, so a probe there teaches them motion in time.
+    /// </summary>
+    public int? DecoderProbeLayer { get; init; }
+    /// <summary>
     /// Questions about the same frames added to every caption sample (<see cref="DemoSample.Branches"/>);
     /// with more than 0, every single- and two-frame batch trains captions and questions together.
     /// 0: a batch is all captions (60%) or all questions, one per sample.
@@ -88,6 +94,7 @@ public sealed record TrainOptions
         if (StreamingFrames < 1 || StreamingFrames > 32) throw new UserError($"streaming frames must be 1..32, got {StreamingFrames}");
         if (!(PatchLossWeight >= 0 && PatchLossWeight <= 100)) throw new UserError($"patch loss weight must be 0..100, got {PatchLossWeight}");
         if (!(DecoderProbeWeight >= 0 && DecoderProbeWeight <= 100)) throw new UserError($"decoder probe weight must be 0..100, got {DecoderProbeWeight}");
+        if (DecoderProbeLayer is { } pl && (pl < 0 || pl >= TextLayers)) throw new UserError($"decoder probe layer must be in 0..{TextLayers - 1}, got {pl}");
         if (!(VisualExitFraction >= 0 && VisualExitFraction <= 1)) throw new UserError($"visual exit fraction must be in [0, 1], got {VisualExitFraction}");
         if (VisualExitFromStep < 0) throw new UserError($"visual exit start step must be ≥ 0, got {VisualExitFromStep}");
         if (VisualExitFraction > 0 && (VisualExitLayers.Length == 0 || VisualExitLayers.Any(l => l < 1 || l >= TextLayers)))
@@ -175,7 +182,7 @@ public sealed class Trainer
         using var probe = new PatchProbe(cfg.Vision.HiddenSize);
         var probeState = Path.Combine(CheckpointDir, "patch_probe.bin");
         if (startStep > 0 && File.Exists(probeState)) probe.load(probeState);
-        using var decoderProbe = new DecoderProbe(cfg.Text.HiddenSize, DecoderProbe.LayerFor(cfg.Text.NumHiddenLayers));
+        using var decoderProbe = new DecoderProbe(cfg.Text.HiddenSize, _o.DecoderProbeLayer ?? DecoderProbe.LayerFor(cfg.Text.NumHiddenLayers));
         var decoderProbeState = Path.Combine(CheckpointDir, "decoder_probe.bin");
         if (startStep > 0 && File.Exists(decoderProbeState)) decoderProbe.load(decoderProbeState);
         var trained = model.parameters().Concat(probe.parameters()).Concat(decoderProbe.parameters()).ToList();

@@ -104,6 +104,9 @@ public class TrainerTests
         Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { VisualExitFraction = 1.5 }));
         var e = Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { TextLayers = 4, VisualExitFraction = 0.5, VisualExitLayers = new[] { 2, 4 } }));
         Assert.Contains("1..3", e.Message);
+        e = Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { TextLayers = 4, DecoderProbeLayer = 4 }));
+        Assert.Contains("0..3", e.Message);
+        Assert.Throws<UserError>(() => new Trainer(Tiny("x", 1, 1, 1) with { DecoderProbeLayer = -1 }));
     }
 
     [Fact]
