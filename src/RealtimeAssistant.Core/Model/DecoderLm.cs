@@ -51,7 +51,8 @@ public sealed record DecoderStep
     /// How many of the block's last rows the caller reads the final hidden states of (null: all;
     /// 0: none, a pass that only fills the cache). At the last layer the other rows' keys and
     /// values still enter the cache, and their o_proj and MLP, which nothing would read, are not
-    /// computed (llama.cpp's output ids do the same).
+    /// computed (llama.cpp's output ids do the same). The batch forward (training) only narrows
+    /// its result.
     /// </summary>
     public int? OutputRows { get; init; }
 }
@@ -219,10 +220,11 @@ public sealed class DecoderModel : nn.Module
     public Tensor[] ForwardMany(IReadOnlyList<(Tensor Embeds, DecoderStep Step)> seqs)
     {
         foreach (var (e, st) in seqs)
+        {
             if (e.shape[0] != 1 || st.PositionTensor is not null || st.Positions.Length != e.shape[1])
                 throw new ArgumentException($"each sequence is one block [1, T, D] with T position ids (got {string.Join("x", e.shape)}, {st.Positions.Length} positions)");
-        foreach (var (_, st) in seqs)
             if (st.OutputRows < 0) throw new ArgumentException($"output rows must be ≥ 0, got {st.OutputRows}");
+        }
         using var scope = torch.NewDisposeScope();
         var rowIdx = KernelRows(seqs);
         if (rowIdx.Count == seqs.Count && FusedFor(rowIdx.Count) is { } fused)
