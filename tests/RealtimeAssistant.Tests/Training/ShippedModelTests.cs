@@ -31,7 +31,7 @@ public class ShippedModelTests
         Assert.True(engine.Text.NumHiddenLayers >= 8);
         Assert.Equal(TextTokenizer.Kind.WordLevel, engine.Tokenizer.ModelKind);
         Assert.True(engine.GroupPositions);
-        // The app's P key prunes with the schedule `ra analyze` checked for this model, kept beside it.
+        // The app's P key prunes with the schedule kept beside the model (MODEL_CARD says how it was chosen).
         var schedule = RealtimeAssistant.Pruning.PruningConfig.Load(Path.Combine(dir, "pruning.json"));
         schedule.Validate(engine.Text.NumHiddenLayers);
         Assert.Equal("visipruner", schedule.Method);
