@@ -115,6 +115,29 @@ public class GovernorTests(ITestOutputHelper log)
         foreach (var l in ladder) StreamingOptions.ValidatePruning(l.Pruning, 4);
     }
 
+    [Fact]
+    public void AScheduleWhoseFilterStartsAtTheOlderFramesExit_GivesALadderOfPureExits()
+    {
+        // The demo model's schedule since v19: the filter never runs before an exit, so each rung
+        // below the schedule is the whole frame up to its exit and nothing after (no k rungs).
+        var schedule = new PruningConfig { ShallowLayers = 0, FilterFrom = 3, ExitLayer = 1, KeepNewestFrame = true, OlderFramesExitLayer = 3 };
+        var ladder = FrameGovernor.Ladder(schedule, layers: 4, visualTokensPerFrame: 16);
+        Assert.Equal(["newest spared, older exit 3", "exit 3", "exit 2", "exit 1"], ladder.Select(l => l.Name));
+        Assert.All(ladder, l => Assert.Null(l.Budget));
+        Assert.Equal([64.0, 48, 32, 16], ladder.Select(l => l.Work!.Value));
+        using var engine = AppTestSupport.TinyEngine();
+        var clip = ClipGenerator.Generate(7, 40, 15);
+        foreach (var rung in ladder.Skip(1))
+        {
+            using var session = new GpeSession(engine, AppTestSupport.TinyOptions(window: 2, pruning: rung.Pruning));
+            for (int f = 0; f < 2; f++)
+                using (var img = clip.Render(f, 32, 32)) session.Read(img);
+            int exit = rung.Pruning!.ExitLayer!.Value;
+            // Every visual token up to the exit, none after: no filter dropped any on the way.
+            Assert.Equal(Enumerable.Range(0, 4).Select(l => l < exit ? 16 : 0), session.Last.VisualPerLayer);
+        }
+    }
+
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

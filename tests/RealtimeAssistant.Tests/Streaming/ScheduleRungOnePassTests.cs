@@ -7,7 +7,7 @@ using RealtimeAssistant.Training;
 namespace RealtimeAssistant.Tests.Streaming;
 
 /// <summary>
-/// The demo model's schedule rung (the newest frame spared, older frames leaving layers 4..7)
+/// The demo model's schedule rung (the newest frame spared, older frames leaving the deep layers)
 /// reads a frame and writes in one decoder pass, as an unpruned session does. With a window wider
 /// than the model's frame band, the entries a frame skips differ by layer once older frames left
 /// the deep layers: the one pass must skip each layer's own count, as the read alone does.
