@@ -75,6 +75,8 @@ public static class TrainCommand
         var trainer = new Trainer(options);
         var (resume, _) = trainer.ResumePoint();
         if (resume > 0) AnsiConsole.MarkupLine($"[yellow]resuming from step {resume}[/]");
+        else if (options.InitFrom is { } init && Trainer.ProbeHeadsDir(init) is null)
+            AnsiConsole.MarkupLine($"[yellow]--init-from {Markup.Escape(init)}: no probe heads there ({Trainer.PatchProbeFile}); they start from --seed {options.Seed}, and a seed other than the one that model was trained with can pull its features apart[/]");
         bool interactive = !Console.IsOutputRedirected;
         if (interactive)
         {
