@@ -179,13 +179,17 @@ public sealed class Trainer
         foreach (var p in model.parameters()) p.requires_grad = true;
         model.train();
         // The probes train beside the model but are saved apart: they are not part of the model's layout.
-        // A fine-tune starts from the heads its model was trained with: fresh heads' first gradients
-        // pull the features apart (a fine-tune of the demo model with another seed: joint loss 0.11 → 0.35 in 40 steps).
+        // A fine-tune starts from the heads its model was trained with, since fresh heads' first
+        // gradients pull the features apart (MODEL_CARD).
         var heads = startStep > 0 ? CheckpointDir : _o.InitFrom is { } init ? ProbeHeadsDir(init) : null;
+        void LoadHead(nn.Module head, string file)
+        {
+            if (heads is not null && File.Exists(Path.Combine(heads, file))) head.load(Path.Combine(heads, file));
+        }
         using var probe = new PatchProbe(cfg.Vision.HiddenSize);
-        if (heads is not null && File.Exists(Path.Combine(heads, PatchProbeFile))) probe.load(Path.Combine(heads, PatchProbeFile));
+        LoadHead(probe, PatchProbeFile);
         using var decoderProbe = new DecoderProbe(cfg.Text.HiddenSize, _o.DecoderProbeLayer ?? DecoderProbe.LayerFor(cfg.Text.NumHiddenLayers));
-        if (heads is not null && File.Exists(Path.Combine(heads, DecoderProbeFile))) decoderProbe.load(Path.Combine(heads, DecoderProbeFile));
+        LoadHead(decoderProbe, DecoderProbeFile);
         var trained = model.parameters().Concat(probe.parameters()).Concat(decoderProbe.parameters()).ToList();
         var optimizer = torch.optim.AdamW(trained, lr: _o.LearningRate, weight_decay: 0.01);
         var optState = Path.Combine(CheckpointDir, "optimizer.bin");
