@@ -19,7 +19,7 @@ namespace RealtimeAssistant.Cli.Commands;
 /// p50/p95, the fraction over budget, the frames skipped, the mean k (VisiPruner's tokens per
 /// frame; a level without a budget counts every token) and, on the demo model, caption F1 on
 /// held-out clips. The stream runs in rounds of a few clips. Each round first times the unpruned
-/// reads and the ladder's most aggressive level (taking turns), sets its budgets as fractions of
+/// reads and the ladder's most aggressive level, sets its budgets as fractions of
 /// the unpruned time, and then streams its clips under each budget: on a shared machine whose
 /// speed drifts, budgets fixed at the start would measure the drift as much as the governor. A
 /// budget tighter than the most aggressive level's time in its round can only be held by
@@ -206,12 +206,13 @@ public static class BudgetBench
         var rng = new Random(18);
         foreach (var round in rounds)
         {
-            // Both ends of the ladder, taking turns, as the governed streams read: in a stream of the
-            // same frames with the same writes (a read beside captions costs more than one alone).
-            StreamResult[] ends;
-            using (var unprunedRun = new StreamRun(engine, null, schedule, warmup, visual))
-            using (var aggressiveRun = new StreamRun(engine, null, schedule, warmup, visual, ladder[^1].Pruning))
-                ends = Interleaved(round, rng, ct, unprunedRun, aggressiveRun);
+            // Both ends of the ladder, in a shuffled order, as the governed streams read: each a
+            // stream of its own over the same frames with the same writes (a read beside captions
+            // costs more than one alone; streams taking turns a few frames at a time cost more
+            // still, each turn's first read finding the other's memory in the caches).
+            var ends = new StreamResult[2];
+            foreach (var e in rng.Next(2) == 0 ? new[] { 0, 1 } : [1, 0])
+                ends[e] = Stream(engine, round, null, schedule, warmup, visual, ct, fixedPruning: e == 0 ? null : ladder[^1].Pruning);
             double unpruned = Pct(ends[0].Reads, basePct), aggressive = Pct(ends[1].Reads, basePct);
             double[] budgets = fractions.Select(f => Math.Round(f * unpruned, 2)).ToArray();
             unprunedAll.Add(ends[0], unpruned, holdable: true);
@@ -289,24 +290,6 @@ public static class BudgetBench
         using var run = new StreamRun(engine, budget, schedule, warmup, visual, fixedPruning);
         for (int i = 0; i < frames.Count; i++) run.Push(frames[i], i, ct);
         return run.Result();
-    }
-
-    /// <summary>
-    /// Several streams over the same frames, taking turns a few frames at a time in a shuffled
-    /// order, so that each sees what the machine's load did to the others (the bench's rule for a
-    /// comparison on a shared machine). Each stream still sees every frame, in order.
-    /// </summary>
-    static StreamResult[] Interleaved(List<BenchFrame> frames, Random rng, CancellationToken ct, params StreamRun[] runs)
-    {
-        const int Turn = 6;
-        var order = Enumerable.Range(0, runs.Length).ToArray();
-        for (int start = 0; start < frames.Count; start += Turn)
-        {
-            rng.Shuffle(order);
-            foreach (var r in order)
-                for (int i = start; i < Math.Min(frames.Count, start + Turn); i++) runs[r].Push(frames[i], i, ct);
-        }
-        return runs.Select(r => r.Result()).ToArray();
     }
 
     /// <summary>A GPE stream with its driver, fed a frame at a time, and what its reads measured.</summary>
