@@ -49,7 +49,8 @@ public readonly record struct GovernorChoice(bool Skip, int Level, GovernorLevel
 /// Holds reads to a frame budget: for each frame read it picks how hard to prune, from what reads
 /// at each level have cost lately. The levels come from the model's own schedule (pruning.json):
 /// the schedule as measured, then the newest frame pruned too, then smaller VisiPruner budgets k,
-/// then earlier exits. It steps up as soon as a level is expected to run over, relaxes when the
+/// then earlier exits. It steps up as soon as a level is expected to run over (its expected read
+/// times the <see cref="Slack"/> reads have shown lately over the budget), relaxes when the
 /// level below measured recently with headroom, and otherwise tries the level below again now and
 /// then (less often each time a try runs over; not while its last cost, moved as the level above
 /// has moved since, or for a level not read yet the measured levels' line, is over the budget,
@@ -61,13 +62,27 @@ public sealed class FrameGovernor
 {
     readonly double _budget;
     readonly List<GovernorLevel> _levels;
+    readonly Queue<double> _surprise = new(); // each recent read's time over what was expected of it
     double _debt; // ms of reading beyond the budget not yet paid back by frames the source delivered
     long _reads;
     int _sinceChange, _probing = -1;
     bool _probeForStaleness;
 
-    /// <summary>Fraction of the budget a level must be expected to fit in to stay chosen.</summary>
+    /// <summary>
+    /// Fraction of the budget a level must be expected to fit in to stay chosen while the governor
+    /// has not yet seen <see cref="SlackMinReads"/> reads against what it expected of them; and
+    /// what a try at a gentler level must read within to count as fitting.
+    /// </summary>
     public const double Fit = 0.85;
+    /// <summary>
+    /// Once enough reads are in, a level stays chosen while its expected read times the slack fits
+    /// the budget: this quantile of the last <see cref="SlackWindow"/> reads' time over what was
+    /// expected of them. A fixed margin is too wide where reads are steady (it pushed the demo from
+    /// the schedule's rung to exit 6 at a budget of the schedule's own p95) and too narrow where
+    /// they are not; the measured slack follows the machine.
+    /// </summary>
+    public const double SlackQuantile = 0.9;
+    public const int SlackWindow = 64, SlackMinReads = 16;
     /// <summary>Fraction of the budget a recently measured level below must fit in to relax to it.</summary>
     public const double Relax = 0.7;
     /// <summary>A level's measurement counts as recent for this many reads.</summary>
@@ -130,7 +145,18 @@ public sealed class FrameGovernor
         return new GovernorChoice(false, Current, CurrentLevel);
     }
 
-    bool Fits(int level) => Expected(level) is not { } e || e <= Fit * _budget;
+    /// <summary>What a level's expected read is multiplied by before it is held against the budget (1 / <see cref="Fit"/> until enough reads are in).</summary>
+    public double Slack
+    {
+        get
+        {
+            if (_surprise.Count < SlackMinReads) return 1 / Fit;
+            var sorted = _surprise.Order().ToArray();
+            return Math.Max(1, sorted[(int)Math.Floor(SlackQuantile * (sorted.Length - 1))]);
+        }
+    }
+
+    bool Fits(int level) => Expected(level) is not { } e || e * Slack <= _budget;
 
     /// <summary>
     /// Whether a level last read a while ago is worth trying again: its old estimate, moved as the
@@ -179,6 +205,11 @@ public sealed class FrameGovernor
     public void Observe(int level, double readMs)
     {
         var l = _levels[level];
+        if (Expected(level) is { } expected && expected > 0)
+        {
+            _surprise.Enqueue(readMs / expected);
+            while (_surprise.Count > SlackWindow) _surprise.Dequeue();
+        }
         l.AboveWhenRead = level + 1 < _levels.Count ? _levels[level + 1].Estimate : null;
         l.Observe(readMs, _reads++);
         _sinceChange++;
