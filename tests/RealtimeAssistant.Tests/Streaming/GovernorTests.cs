@@ -299,7 +299,7 @@ public class GovernorTests(ITestOutputHelper log)
             return (g.Current, g.CurrentLevel.Budget, g.CurrentLevel.Name);
         }
         // 3 ms per token and layer: the whole frame in all 4 layers (the schedule) costs ~190 ms,
-        // k = 8 ~120 ms, k = 2 ~100 ms: the governor must prune to a small k to fit 130 × 0.85.
+        // k = 8 ~120 ms, k = 2 ~100 ms: the governor must prune to a small k to fit 130 with its slack.
         slowed.MsPerTokenLayer = 3;
         var slow = Run(30);
         log.WriteLine($"slowed: level {slow.Level} ({slow.Name}); levels {string.Join(", ", driver.Governor!.Levels.Select(l => $"{l.Name}: {l.Estimate:0}"))}");
