@@ -57,6 +57,13 @@ public class BenchCommandTests
         Assert.Equal("p95", demo["budget_base"]!.GetValue<string>());
         var at100 = demo["budgets"]!.AsArray().Single(b => b!["fraction"]!.GetValue<double>() == 1)!;
         Assert.Equal(demo["unpruned_read_ms_p95"]!.GetValue<double>(), at100["budget_ms"]!.GetValue<double>(), 2);
+        // Each budget also has the most aggressive level timed beside its stream, and says whether it was below it then.
+        foreach (var b in demo["budgets"]!.AsArray())
+        {
+            double beside = b!["most_aggressive_read_ms_p95_beside"]!.GetValue<double>();
+            Assert.True(beside > 0);
+            Assert.Equal(b["budget_ms"]!.GetValue<double>() < beside, b["below_most_aggressive_beside"]!.GetValue<bool>());
+        }
         // Without --levels nothing is held; --budget-base p50 takes the median instead.
         var plain = await RunToJson(BudgetBench.Create(), "--skip-llava", "--clips", "1", "--fractions", "100", "--warmup-reads", "2", "--budget-base", "p50");
         var plainDemo = plain["configs"]![0]!;
