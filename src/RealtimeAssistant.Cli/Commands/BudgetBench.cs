@@ -194,12 +194,10 @@ public static class BudgetBench
             // The most aggressive level again, right before or after the governed stream (at
             // random): what the last rung cost while that stream ran, where the machine's speed
             // may have drifted from when the bench began.
-            bool besideFirst = order.Next(2) == 0;
             StreamResult Beside() => Stream(engine, frames, null, schedule, warmup, visual, ct, fixedPruning: ladder[^1].Pruning);
-            var before = besideFirst ? Beside() : null;
+            var beside = order.Next(2) == 0 ? Beside() : null;
             var r = Stream(engine, frames, budget, schedule, warmup, visual, ct);
-            var beside = before ?? Beside();
-            double aggressiveBeside = Pct(beside.Reads, basePct);
+            beside ??= Beside();
             bool heldBySkipping = budget < aggressive;
             budgets.Add(new Dictionary<string, object?>
             {
@@ -209,8 +207,8 @@ public static class BudgetBench
                 ["skipped_frames"] = r.Skipped, ["reads"] = r.Reads.Count, ["mean_k"] = Math.Round(r.Ks.DefaultIfEmpty(0).Average(), 2),
                 ["levels"] = r.Levels, ["f1"] = scoreF1 ? Math.Round(r.F1, 4) : null,
                 ["target"] = heldBySkipping ? "below the most aggressive level: held by skipping" : "≤ 5% of reads over budget",
-                ["most_aggressive_read_ms_p95_beside"] = Math.Round(Pct(beside.Reads, 0.95), 2),
-                ["below_most_aggressive_beside"] = budget < aggressiveBeside,
+                ["most_aggressive_read_ms_p50_beside"] = Math.Round(Pct(beside.Reads, 0.5), 2), ["most_aggressive_read_ms_p95_beside"] = Math.Round(Pct(beside.Reads, 0.95), 2),
+                ["below_most_aggressive_beside"] = budget < Pct(beside.Reads, basePct), // at the budget base, as the target's own comparison
             });
             Console.Error.WriteLine($"bench budget: {name} at {f:0%} ({budget} ms): read p95 {Pct(r.Reads, 0.95):0.0} ms, {r.Skipped} skipped{(scoreF1 ? $", F1 {r.F1:0.000}" : "")}");
         }

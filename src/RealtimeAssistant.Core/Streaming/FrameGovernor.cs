@@ -145,16 +145,8 @@ public sealed class FrameGovernor
         return new GovernorChoice(false, Current, CurrentLevel);
     }
 
-    /// <summary>What a level's expected read is multiplied by before it is held against the budget (1 / <see cref="Fit"/> until enough reads are in).</summary>
-    public double Slack
-    {
-        get
-        {
-            if (_surprise.Count < SlackMinReads) return 1 / Fit;
-            var sorted = _surprise.Order().ToArray();
-            return Math.Max(1, sorted[(int)Math.Floor(SlackQuantile * (sorted.Length - 1))]);
-        }
-    }
+    /// <summary>What a level's expected read is multiplied by before it is held against the budget (1 / <see cref="Fit"/> until enough reads are in); updated once per read.</summary>
+    public double Slack { get; private set; } = 1 / Fit;
 
     bool Fits(int level) => Expected(level) is not { } e || e * Slack <= _budget;
 
@@ -209,6 +201,11 @@ public sealed class FrameGovernor
         {
             _surprise.Enqueue(readMs / expected);
             while (_surprise.Count > SlackWindow) _surprise.Dequeue();
+            if (_surprise.Count >= SlackMinReads)
+            {
+                var sorted = _surprise.Order().ToArray();
+                Slack = Math.Max(1, sorted[(int)Math.Floor(SlackQuantile * (sorted.Length - 1))]);
+            }
         }
         l.AboveWhenRead = level + 1 < _levels.Count ? _levels[level + 1].Estimate : null;
         l.Observe(readMs, _reads++);
