@@ -35,25 +35,14 @@ public static class SiloRoles
 /// (inference or both), and asks the stream directory for the one holding the fewest streams (a
 /// draining silo only when nothing else is left). A placement hint (a drain naming its target) wins.
 /// A silo that has just joined is eligible once its metadata has reached this silo's cache (a
-/// moment); when no inference silo is known yet, placement waits a few seconds for one.
+/// moment; see <see cref="InferenceSilos"/>).
 /// </summary>
 public sealed class InferencePlacementDirector(ISiloMetadataCache metadata, IGrainFactory grains, ILogger<InferencePlacementDirector> logger)
     : IPlacementDirector
 {
-    static readonly TimeSpan WaitForInference = TimeSpan.FromSeconds(10);
-
     public async Task<SiloAddress> OnAddActivation(PlacementStrategy strategy, PlacementTarget target, IPlacementContext context)
     {
-        var deadline = DateTime.UtcNow + WaitForInference;
-        SiloAddress[] inference;
-        while (true)
-        {
-            inference = context.GetCompatibleSilos(target)
-                .Where(s => SiloRoles.Of(metadata.GetSiloMetadata(s)) is { } role && SiloRoles.RunsStreams(role))
-                .ToArray();
-            if (inference.Length > 0 || DateTime.UtcNow > deadline) break;
-            await Task.Delay(100);
-        }
+        var inference = await InferenceSilos(() => context.GetCompatibleSilos(target).Select(s => (s, SiloRoles.Of(metadata.GetSiloMetadata(s)))));
         if (inference.Length == 0)
             throw new OrleansException($"no inference silo in the cluster to run {target.GrainIdentity} (start one with ra serve --cluster … --role inference)");
         if (IPlacementDirector.GetPlacementHint(target.RequestContextData, inference) is { } hint) return hint;
@@ -66,6 +55,31 @@ public sealed class InferencePlacementDirector(ISiloMetadataCache metadata, IGra
         {
             logger.LogWarning("placement: the stream directory did not answer ({Message}); placing {Grain} at random", e.Message, target.GrainIdentity);
             return inference[Random.Shared.Next(inference.Length)];
+        }
+    }
+
+    /// <summary>
+    /// The silos that run streams among those <paramref name="members"/> lists with their roles (null
+    /// while a member's metadata has not reached this silo's cache). Right after a cluster starts,
+    /// metadata can lag membership, and balancing over the silos known so far would pile every
+    /// stream onto the first one: so this waits up to <paramref name="forMetadata"/> (2 s) for
+    /// unknown members once an inference silo is known, and up to <paramref name="forInference"/>
+    /// (10 s) for one when none is.
+    /// </summary>
+    internal static async Task<SiloAddress[]> InferenceSilos(Func<IEnumerable<(SiloAddress Silo, SiloRole? Role)>> members,
+        TimeSpan? forMetadata = null, TimeSpan? forInference = null)
+    {
+        var metadataWait = forMetadata ?? TimeSpan.FromSeconds(2);
+        var inferenceWait = forInference ?? TimeSpan.FromSeconds(10);
+        var start = DateTime.UtcNow;
+        while (true)
+        {
+            var roles = members().ToArray();
+            var inference = roles.Where(r => r.Role is { } role && SiloRoles.RunsStreams(role)).Select(r => r.Silo).ToArray();
+            var waited = DateTime.UtcNow - start;
+            if (inference.Length > 0 && (roles.All(r => r.Role is not null) || waited > metadataWait)) return inference;
+            if (waited > inferenceWait) return inference;
+            await Task.Delay(50);
         }
     }
 }
