@@ -5,6 +5,8 @@ namespace RealtimeAssistant.Streaming;
 /// <summary>One rung of the governor's ladder: a pruning setting and what its reads have cost lately.</summary>
 public sealed class GovernorLevel(string name, PruningConfig? pruning)
 {
+    // Reads divided by the machine's drift when they ran: what they would cost at the speed the
+    // governor first measured, so that a slow spell seen at one level moves every level's estimate.
     readonly Queue<double> _recent = new();
     public string Name { get; } = name;
     public PruningConfig? Pruning { get; } = pruning;
@@ -15,21 +17,31 @@ public sealed class GovernorLevel(string name, PruningConfig? pruning)
     /// </summary>
     public double? Work { get; init; }
     public long Reads { get; private set; }
-    /// <summary>The read the level is expected to take: the 80th percentile of its last 16 reads (null: not measured, or forgotten).</summary>
-    public double? Estimate { get; private set; }
+    /// <summary>The 80th percentile of the level's last 16 reads, each divided by the drift when it ran (null: not measured, or forgotten).</summary>
+    public double? BaseEstimate { get; private set; }
+    /// <summary>The median of the same reads (null: none).</summary>
+    internal double? BaseMedian { get; private set; }
+    /// <summary>The machine's drift now (<see cref="FrameGovernor.Drift"/>).</summary>
+    internal double Drift { get; set; } = 1;
+    /// <summary>The read the level is expected to take now: <see cref="BaseEstimate"/> at the machine's drift now.</summary>
+    public double? Estimate => BaseEstimate * Drift;
+    /// <summary>The level's last read as measured, in ms (null: not read yet).</summary>
+    public double? LastReadMs { get; private set; }
     /// <summary>The governor's read count when this level was last read.</summary>
     public long LastRead { get; private set; } = long.MinValue / 2;
     /// <summary>Reads at the level above before this one is tried again; doubles each time a try runs over.</summary>
     public int ProbeInterval { get; internal set; } = FrameGovernor.FirstProbe;
-    /// <summary>The next more aggressive level's estimate when this one was last read (null: not known): how far costs have moved since is that level's estimate now against this.</summary>
+    /// <summary>The next more aggressive level's <see cref="BaseEstimate"/> when this one was last read (null: not known): how far that level's cost has moved since, beyond the drift, is how far this one's may have.</summary>
     public double? AboveWhenRead { get; internal set; }
 
-    internal void Observe(double ms, long readIndex)
+    internal void Observe(double readMs, double baseMs, long readIndex)
     {
-        _recent.Enqueue(ms);
+        LastReadMs = readMs;
+        _recent.Enqueue(baseMs);
         while (_recent.Count > 16) _recent.Dequeue();
         var sorted = _recent.Order().ToArray();
-        Estimate = sorted[(int)Math.Floor(0.8 * (sorted.Length - 1))];
+        BaseEstimate = sorted[(int)Math.Floor(0.8 * (sorted.Length - 1))];
+        BaseMedian = sorted[(sorted.Length - 1) / 2];
         Reads++;
         LastRead = readIndex;
     }
@@ -38,7 +50,7 @@ public sealed class GovernorLevel(string name, PruningConfig? pruning)
     internal void Forget()
     {
         _recent.Clear();
-        Estimate = null;
+        BaseEstimate = BaseMedian = null;
     }
 }
 
@@ -47,7 +59,8 @@ public readonly record struct GovernorChoice(bool Skip, int Level, GovernorLevel
 
 /// <summary>
 /// Holds reads to a frame budget: for each frame read it picks how hard to prune, from what reads
-/// at each level have cost lately. The levels come from the model's own schedule (pruning.json):
+/// at each level have cost lately, moved by how the machine's speed has drifted since (a slow
+/// spell seen at one level is expected at every level). The levels come from the model's own schedule (pruning.json):
 /// the schedule as measured, then the newest frame pruned too, then smaller VisiPruner budgets k,
 /// then earlier exits. It steps up as soon as a level is expected to run over (its expected read
 /// times the <see cref="Slack"/> reads have shown lately over the budget), relaxes when the
@@ -63,6 +76,7 @@ public sealed class FrameGovernor
     readonly double _budget;
     readonly List<GovernorLevel> _levels;
     readonly Queue<double> _surprise = new(); // each recent read's time over what was expected of it
+    readonly Queue<double> _drifts = new(); // each recent read's time over its level's median at the speed first measured
     double _debt; // ms of reading beyond the budget not yet paid back by frames the source delivered
     long _reads;
     int _sinceChange, _probing = -1;
@@ -83,6 +97,11 @@ public sealed class FrameGovernor
     /// </summary>
     public const double SlackQuantile = 0.9;
     public const int SlackWindow = 64, SlackMinReads = 16;
+    /// <summary>
+    /// Reads whose drift the governor takes the median of. A slow spell moves it after 3 slow
+    /// reads; a single slow read does not.
+    /// </summary>
+    public const int DriftWindow = 5;
     /// <summary>Fraction of the budget a recently measured level below must fit in to relax to it.</summary>
     public const double Relax = 0.7;
     /// <summary>A level's measurement counts as recent for this many reads.</summary>
@@ -130,7 +149,7 @@ public sealed class FrameGovernor
             var below = _levels[Current - 1];
             bool recent = _reads - below.LastRead <= Fresh;
             if (recent && below.Estimate is { } e && e <= Relax * _budget) Current--;
-            else if (_sinceChange >= below.ProbeInterval && CurrentLevel.Estimate is { } cur && MightFit(below, cur))
+            else if (_sinceChange >= below.ProbeInterval && CurrentLevel.BaseEstimate is { } cur && MightFit(below, cur))
             {
                 // Costs move (the machine's load, the scene): measure the level below afresh.
                 // A try made only because the level's cost went stale is paced by Fresh, not by
@@ -148,11 +167,20 @@ public sealed class FrameGovernor
     /// <summary>What a level's expected read is multiplied by before it is held against the budget (1 / <see cref="Fit"/> until enough reads are in); updated once per read.</summary>
     public double Slack { get; private set; } = 1 / Fit;
 
+    /// <summary>
+    /// How much slower the machine reads now than when the governor first measured it: the median,
+    /// over the last <see cref="DriftWindow"/> reads, of each read's time over its level's median
+    /// read (each divided by the drift when it ran). Every level's estimate is its measured reads
+    /// at this drift, so a level not read during a slow spell is expected slow too, and the slack
+    /// measures how reads stray from that, not the spell again.
+    /// </summary>
+    public double Drift { get; private set; } = 1;
+
     bool Fits(int level) => Expected(level) is not { } e || e * Slack <= _budget;
 
     /// <summary>
     /// Whether a level last read a while ago is worth trying again: its old estimate, moved as the
-    /// level above it (<paramref name="aboveNow"/>) has moved since, is within the budget. A try
+    /// level above it (<paramref name="aboveNow"/>, at the speed first measured) has moved since, is within the budget. A try
     /// that cannot fit only runs over; with nothing to compare (the level above was not measured
     /// then), it is tried. A cost measured more than <see cref="Fresh"/> reads ago no longer
     /// decides: it may have been a passing slowdown of the machine's that the level above, read
@@ -207,8 +235,16 @@ public sealed class FrameGovernor
                 Slack = Math.Max(1, sorted[(int)Math.Floor(SlackQuantile * (sorted.Length - 1))]);
             }
         }
-        l.AboveWhenRead = level + 1 < _levels.Count ? _levels[level + 1].Estimate : null;
-        l.Observe(readMs, _reads++);
+        if (l.BaseMedian is { } median && median > 0)
+        {
+            _drifts.Enqueue(readMs / median);
+            while (_drifts.Count > DriftWindow) _drifts.Dequeue();
+            var sorted = _drifts.Order().ToArray();
+            Drift = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+            foreach (var each in _levels) each.Drift = Drift;
+        }
+        l.AboveWhenRead = level + 1 < _levels.Count ? _levels[level + 1].BaseEstimate : null;
+        l.Observe(readMs, readMs / Drift, _reads++);
         _sinceChange++;
         if (_probing == level)
         {
