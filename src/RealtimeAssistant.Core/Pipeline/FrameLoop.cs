@@ -37,6 +37,7 @@ public sealed record FrameLoopOptions
         if (Stride < 1 || Stride > 10_000) throw new UserError($"--stride must be 1..10000, got {Stride}");
         if (MaxFrames < 0) throw new UserError($"--max-frames must be ≥ 0, got {MaxFrames}");
         if (StartFrame < 0) throw new UserError($"start frame must be ≥ 0, got {StartFrame}");
+        Driver.Validate();
     }
 
     /// <summary>The frame budget a model needs to keep up with a source: one stride of its frames.</summary>

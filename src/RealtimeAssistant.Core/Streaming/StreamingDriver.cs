@@ -43,6 +43,14 @@ public sealed record DriverOptions
     public double? FrameBudgetMs { get; init; }
     /// <summary>The schedule the governor's ladder is built from (the model's pruning.json, or the defaults).</summary>
     public PruningConfig? Schedule { get; init; }
+
+    /// <summary>Settings that cannot work together, as a user's error (before anything runs or is written).</summary>
+    public void Validate()
+    {
+        if (Policy.Trigger == WriteTrigger.SceneChange && GateThreshold <= 0)
+            throw new UserError("the change write policy needs a scene-change threshold above 0");
+        if (FrameBudgetMs is { } b && !(b > 0 && b < 1e7)) throw new UserError($"--frame-budget-ms must be a positive number, got {b}");
+    }
 }
 
 /// <summary>
@@ -66,9 +74,7 @@ public sealed class StreamingDriver : IDisposable
 
     public StreamingDriver(ICaptionSession session, DriverOptions options)
     {
-        if (options.Policy.Trigger == WriteTrigger.SceneChange && options.GateThreshold <= 0)
-            throw new UserError("the change write policy needs a scene-change threshold above 0");
-        if (options.FrameBudgetMs is { } b && !(b > 0 && b < 1e7)) throw new UserError($"--frame-budget-ms must be a positive number, got {b}");
+        options.Validate();
         _session = session;
         _o = options;
         _gate = new SceneChangeGate(options.GateThreshold);

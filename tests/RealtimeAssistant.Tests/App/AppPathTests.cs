@@ -97,7 +97,9 @@ public class AppPathTests(ITestOutputHelper log)
         });
         Assert.Equal(2, await AnnotateCommand.Create().Parse([input, "-o", dir + "2", "--mode", "fast"]).InvokeAsync());
         Assert.Equal(2, await AnnotateCommand.Create().Parse([input, "-o", dir + "3", "--frame-budget-ms", "-5"]).InvokeAsync());
+        Assert.Equal(2, await AnnotateCommand.Create().Parse([input, "-o", dir + "4", "--policy", "change", "--gate", "0"]).InvokeAsync());
         Assert.False(Directory.Exists(dir + "2"));
         Assert.False(Directory.Exists(dir + "3"));
+        Assert.False(Directory.Exists(dir + "4"));
     }
 }
