@@ -60,9 +60,9 @@ public readonly record struct GovernorChoice(bool Skip, int Level, GovernorLevel
 /// <summary>
 /// Holds reads to a frame budget: for each frame read it picks how hard to prune, from what reads
 /// at each level have cost lately, moved by how the machine's speed has drifted since (a slow
-/// spell seen at one level is expected at every level). The levels come from the model's own schedule (pruning.json):
-/// the schedule as measured, then the newest frame pruned too, then smaller VisiPruner budgets k,
-/// then earlier exits. It steps up as soon as a level is expected to run over (its expected read
+/// spell seen at one level is expected at every level). The levels come from the model's own
+/// schedule (pruning.json): the schedule as measured, then the newest frame pruned too, then
+/// smaller VisiPruner budgets k, then earlier exits. It steps up as soon as a level is expected to run over (its expected read
 /// times the <see cref="Slack"/> reads have shown lately over the budget), relaxes when the
 /// level below measured recently with headroom, and otherwise tries the level below again now and
 /// then (less often each time a try runs over; not while its last cost, moved as the level above
@@ -180,8 +180,8 @@ public sealed class FrameGovernor
 
     /// <summary>
     /// Whether a level last read a while ago is worth trying again: its old estimate, moved as the
-    /// level above it (<paramref name="aboveNow"/>, at the speed first measured) has moved since, is within the budget. A try
-    /// that cannot fit only runs over; with nothing to compare (the level above was not measured
+    /// level above it (<paramref name="aboveNow"/>, at the speed first measured) has moved since,
+    /// is within the budget. A try that cannot fit only runs over; with nothing to compare (the level above was not measured
     /// then), it is tried. A cost measured more than <see cref="Fresh"/> reads ago no longer
     /// decides: it may have been a passing slowdown of the machine's that the level above, read
     /// before or after it, never saw, and it would keep the governor at a harsher level for good.
