@@ -59,17 +59,17 @@ public readonly record struct GovernorChoice(bool Skip, int Level, GovernorLevel
 
 /// <summary>
 /// Holds reads to a frame budget: for each frame read it picks how hard to prune, from what reads
-/// at each level have cost lately, moved by how the machine's speed has drifted since (a slow
-/// spell seen at one level is expected at every level). The levels come from the model's own
-/// schedule (pruning.json): the schedule as measured, then the newest frame pruned too, then
-/// smaller VisiPruner budgets k, then earlier exits. It steps up as soon as a level is expected to run over (its expected read
-/// times the <see cref="Slack"/> reads have shown lately over the budget), relaxes when the
-/// level below measured recently with headroom, and otherwise tries the level below again now and
-/// then (less often each time a try runs over; not while its last cost, moved as the level above
-/// has moved since, or for a level not read yet the measured levels' line, is over the budget,
-/// unless that cost is more than <see cref="Fresh"/> reads old). When even the most aggressive level cannot fit,
-/// it skips frames (counted) rather than let work queue: the time a read runs over the budget is
-/// paid back by the frames after it.
+/// at each level have cost lately, moved by how the machine's speed has drifted since (a slow spell
+/// seen at one level is expected at every level). The levels come from the model's own schedule
+/// (pruning.json): the schedule as measured, then the newest frame pruned too, then smaller
+/// VisiPruner budgets k, then earlier exits. It steps up as soon as a level is expected to run over
+/// (its expected read times the <see cref="Slack"/> reads have shown lately over the budget),
+/// relaxes when the level below measured recently with headroom, and otherwise tries the level
+/// below again now and then (less often each time a try runs over; not while its last cost, moved
+/// as the level above has moved since, or for a level not read yet the measured levels' line, is
+/// over the budget, unless that cost is more than <see cref="Fresh"/> reads old). When even the
+/// most aggressive level cannot fit, it skips frames (counted) rather than let work queue: the time
+/// a read runs over the budget is paid back by the frames after it.
 /// </summary>
 public sealed class FrameGovernor
 {
