@@ -39,9 +39,8 @@ public sealed class GovernorLevel(string name, PruningConfig? pruning)
         LastReadMs = readMs;
         _recent.Enqueue(baseMs);
         while (_recent.Count > 16) _recent.Dequeue();
-        var sorted = _recent.Order().ToArray();
-        BaseEstimate = sorted[(int)Math.Floor(0.8 * (sorted.Length - 1))];
-        BaseMedian = sorted[(sorted.Length - 1) / 2];
+        BaseEstimate = FrameGovernor.LowerQuantile(_recent, 0.8);
+        BaseMedian = FrameGovernor.LowerQuantile(_recent, 0.5);
         Reads++;
         LastRead = readIndex;
     }
@@ -181,8 +180,8 @@ public sealed class FrameGovernor
     /// <summary>
     /// Whether a level last read a while ago is worth trying again: its old estimate, moved as the
     /// level above it (<paramref name="aboveNow"/>, at the speed first measured) has moved since,
-    /// is within the budget. A try that cannot fit only runs over; with nothing to compare (the level above was not measured
-    /// then), it is tried. A cost measured more than <see cref="Fresh"/> reads ago no longer
+    /// is within the budget. A try that cannot fit only runs over; with nothing to compare (the
+    /// level above was not measured then), it is tried. A cost measured more than <see cref="Fresh"/> reads ago no longer
     /// decides: it may have been a passing slowdown of the machine's that the level above, read
     /// before or after it, never saw, and it would keep the governor at a harsher level for good.
     /// </summary>
@@ -229,18 +228,13 @@ public sealed class FrameGovernor
         {
             _surprise.Enqueue(readMs / expected);
             while (_surprise.Count > SlackWindow) _surprise.Dequeue();
-            if (_surprise.Count >= SlackMinReads)
-            {
-                var sorted = _surprise.Order().ToArray();
-                Slack = Math.Max(1, sorted[(int)Math.Floor(SlackQuantile * (sorted.Length - 1))]);
-            }
+            if (_surprise.Count >= SlackMinReads) Slack = Math.Max(1, LowerQuantile(_surprise, SlackQuantile));
         }
         if (l.BaseMedian is { } median && median > 0)
         {
             _drifts.Enqueue(readMs / median);
             while (_drifts.Count > DriftWindow) _drifts.Dequeue();
-            var sorted = _drifts.Order().ToArray();
-            Drift = sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+            Drift = LowerQuantile(_drifts, 0.5);
             foreach (var each in _levels) each.Drift = Drift;
         }
         l.AboveWhenRead = level + 1 < _levels.Count ? _levels[level + 1].BaseEstimate : null;
@@ -257,6 +251,13 @@ public sealed class FrameGovernor
             OverBudget++;
             _debt += readMs - _budget;
         }
+    }
+
+    /// <summary>The sample at rank ⌊q (n − 1)⌋ of the sorted samples: a time the governor has seen, never one between two.</summary>
+    internal static double LowerQuantile(IEnumerable<double> samples, double q)
+    {
+        var sorted = samples.Order().ToArray();
+        return sorted[(int)Math.Floor(q * (sorted.Length - 1))];
     }
 
     /// <summary>
