@@ -91,6 +91,8 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         var mode = SessionModes.Parse(pr.GetValue(Mode));
         int stride = pr.GetValue(Stride), window = pr.GetValue(Window);
         var policy = WritePolicy.Parse(policyOverride ?? pr.GetValue(Policy)!);
+        if (pr.GetValue(History) > 0 && !engine.GroupPositions)
+            throw new UserError("--caption-history needs a model trained with group positions (ra_group_positions in config.json); this model captions each write alone");
         var requested = Prune.Given(pr) ? Prune.Read(pr, engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers)) : null;
         bool pruningOff = requested is { Method: "none" };
         if (requested is not null && !pruningOff) StreamingOptions.ValidatePruning(requested, engine.Text.NumHiddenLayers); // before anything is written

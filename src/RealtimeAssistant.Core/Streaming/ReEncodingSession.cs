@@ -10,8 +10,10 @@ namespace RealtimeAssistant.Streaming;
 /// <summary>
 /// The re-encoding baseline: READ keeps the frame's visual tokens (each frame is vision-encoded
 /// once, as in GPE); every WRITE rebuilds the whole prompt (the model's prefix, the last W frames,
-/// the instruction) from scratch, through the pruner when pruning is on, and generates with the
-/// same positions as GPE. Same layout as the GPE session, so the answers match; its cost grows with W.
+/// the instruction) from scratch, through the pruner when pruning is on, then the caption history
+/// GPE keeps (the last M caption tokens, <see cref="StreamingOptions.CaptionHistoryTokens"/>) at
+/// the target group's positions, and generates with the same positions as GPE. Same layout as
+/// the GPE session, so the answers match; its cost grows with W and M.
 /// A write that comes with its frame (<see cref="ReadAndWrite(EncodedImage, string?)"/>) counts the
 /// window's prefill as that frame's read, as the GPE session counts its fused pass: a read is what
 /// a frame costs before its caption's first token, so the frame-budget governor holds this
@@ -20,6 +22,7 @@ namespace RealtimeAssistant.Streaming;
 public sealed class ReEncodingSession : SessionBase
 {
     readonly Queue<EncodedImage> _frames = new();
+    readonly List<int> _history = new(); // caption tokens GPE would hold in its target group, oldest first
     KvCache _cache;
     int? _band;
 
@@ -93,19 +96,35 @@ public sealed class ReEncodingSession : SessionBase
                 h = all[.., -1];
             }
             logits = E.Language.Logits(h.reshape(-1)).MoveToOuterDisposeScope();
+            if (Format.GroupPositions && _history.Count > 0)
+            {
+                // The history's rows see the whole source and each other, as GPE's target does; only their keys and values are kept.
+                Forward(TextEmbeds(_history), new DecoderStep
+                {
+                    Positions = PositionIds.Range(Options.TargetStart, _history.Count), Cache = _cache, Group = CacheGroup.Target, OutputRows = 0,
+                }).Dispose();
+                tokens += _history.Count;
+            }
             TokenGenerator.Sync(E.Device);
             next = block.NextPosition;
         }
         double prefillMs = sw.Elapsed.TotalMilliseconds;
         var steps = new List<double>();
         var text = new StringBuilder();
+        var caption = new List<int>();
+        long history = _cache.Layers[0].Target.Length;
         try
         {
-            var start = Format.GroupPositions ? Options.TargetStart : next;
-            foreach (var ev in Generate(logits, CacheGroup.Target, start, steps, text)) yield return ev;
+            var start = Format.GroupPositions ? Options.TargetStart + history : next;
+            foreach (var ev in Generate(logits, CacheGroup.Target, start, steps, text))
+            {
+                if (ev.Id >= 0) caption.Add(ev.Id);
+                yield return ev;
+            }
         }
         finally
         {
+            KeepHistory(caption, (int)(_cache.Layers[0].Target.Length - history));
             logits.Dispose();
             Last = frameReport with
             {
@@ -114,6 +133,14 @@ public sealed class ReEncodingSession : SessionBase
                 ReadMs = withRead ? read.ReadMs + prefillMs : read.ReadMs, WriteMs = (withRead ? 0 : prefillMs) + steps.Sum(),
             };
         }
+    }
+
+    /// <summary>The tokens this caption fed back into the target (the last one sampled is not), then only the last M: what GPE's target keeps for the next write.</summary>
+    void KeepHistory(List<int> generated, int fed)
+    {
+        if (!Format.GroupPositions || Options.CaptionHistoryTokens == 0) return;
+        _history.AddRange(generated.Take(fed));
+        if (_history.Count > Options.CaptionHistoryTokens) _history.RemoveRange(0, _history.Count - Options.CaptionHistoryTokens);
     }
 
     /// <summary>

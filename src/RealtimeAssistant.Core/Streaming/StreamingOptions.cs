@@ -36,6 +36,8 @@ public sealed record StreamingOptions
         if (CaptionHistoryTokens < 0) throw new UserError($"caption history must be ≥ 0 tokens, got {CaptionHistoryTokens}");
         if (TargetStart < 0 || TargetStart >= maxPositions) throw new UserError($"φ must be in [0, {maxPositions}), got {TargetStart}");
         Generation.Validate();
+        if (TargetStart + CaptionHistoryTokens + Generation.MaxNewTokens > maxPositions)
+            throw new UserError($"a caption history of {CaptionHistoryTokens} tokens and captions of up to {Generation.MaxNewTokens} do not fit the model's {maxPositions} positions");
     }
 
     public void Validate(int maxPositions, int layers)

@@ -20,7 +20,7 @@ public class ExitContractTests(ITestOutputHelper log)
     sealed class Fixture
     {
         public readonly string Dir = TestMedia.TempDir("exit2");
-        public readonly string Clip, Image, NotAVideo, Out, TinyModel, NonUtf8Model;
+        public readonly string Clip, Image, NotAVideo, Out, TinyModel, NonUtf8Model, NoGroupPositionsModel;
 
         public Fixture()
         {
@@ -40,6 +40,13 @@ public class ExitContractTests(ITestOutputHelper log)
             Assert.Equal((byte)'"', bytes[9]);
             bytes[10] = 0xFF;
             File.WriteAllBytes(weights, bytes);
+            // The tiny model without ra_group_positions: its captions stand alone, so it keeps no caption history.
+            NoGroupPositionsModel = Path.Combine(Dir, "no-gpe-model");
+            Directory.CreateDirectory(NoGroupPositionsModel);
+            foreach (var f in Directory.GetFiles(TinyModel)) File.Copy(f, Path.Combine(NoGroupPositionsModel, Path.GetFileName(f)));
+            var config = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TinyModel, "config.json")))!.AsObject();
+            Assert.True(config.Remove("ra_group_positions"));
+            File.WriteAllText(Path.Combine(NoGroupPositionsModel, "config.json"), config.ToJsonString());
         }
     }
 
@@ -76,6 +83,8 @@ public class ExitContractTests(ITestOutputHelper log)
         ["--windows 0 (bench streaming --family)"] = f => ["bench", "streaming", "--family", "smolvlm", "--windows", "0"],
         ["--dtype f64 (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--dtype", "f64"],
         ["--dtype f64 (bench pruning)"] = f => ["bench", "pruning", "--dtype", "f64"],
+        ["--caption-history past the model's positions (stream)"] = f => ["stream", f.Clip, "--caption-history", "100000"],
+        ["--caption-history on a model without group positions (annotate)"] = f => ["annotate", f.Clip, "-o", f.Out, "-m", f.NoGroupPositionsModel, "--caption-history", "8"],
         ["a model folder that is not there"] = f => ["eval", "--model", "/nonexistent/model"],
         ["a video that is not there"] = f => ["annotate", "/nonexistent/clip.mp4", "-o", f.Out],
         ["a video that is not a video"] = f => ["profile", f.NotAVideo],

@@ -362,6 +362,38 @@ public sealed class StreamingTests : IDisposable
     }
 
     [Fact]
+    public void ReEncodingReEncodesTheCaptionHistory_AndMatchesGpeWhileTheSourceIsUnchanged()
+    {
+        // Writes with no read between them: GPE's kept caption tokens were computed against the
+        // very source the rebuild re-encodes them against, so the captions agree until the history
+        // is cut (GPE's kept tokens still carry what they saw of the tokens cut before them).
+        var o = Options(window: 5) with { CaptionHistoryTokens = 12 };
+        using var gpe = new GpeSession(_engine, o);
+        using var re = new ReEncodingSession(_engine, o);
+        using var alone = new GpeSession(_engine, Options(window: 5));
+        foreach (ICaptionSession s in new ICaptionSession[] { gpe, re, alone })
+            for (int i = 1; i <= 3; i++) s.Read(Enc(Frame(i)));
+        var withHistory = new List<int[]>();
+        var withoutHistory = new List<int[]>();
+        int source = 3 * (Cfg.ImageTokens + 1) + 2;
+        for (int w = 0; w < 3; w++)
+        {
+            var g = Ids(gpe.Write());
+            Assert.Equal(g, Ids(re.Write()));
+            withHistory.Add(g);
+            withoutHistory.Add(Ids(alone.Write()));
+            // A caption of 6 tokens feeds 5 back into the target: the next rebuild re-encodes them.
+            Assert.Equal(source + 5 * w + 5, re.Last.DecoderTokens);
+        }
+        // The history is what made the later captions: without it the same writes say something else.
+        Assert.Equal(withoutHistory[0], withHistory[0]);
+        Assert.NotEqual(withoutHistory.Skip(1).SelectMany(x => x), withHistory.Skip(1).SelectMany(x => x));
+        // 15 tokens fed back: the fourth rebuild re-encodes the last 12.
+        Assert.Equal(6, Ids(re.Write()).Length);
+        Assert.Equal(source + 12 + 5, re.Last.DecoderTokens);
+    }
+
+    [Fact]
     public void BaselinesRunBehindTheSameInterface_ReEncodingMatchesGpe()
     {
         var o = Options(window: 5); // no eviction yet: re-encoding sees exactly what GPE holds
