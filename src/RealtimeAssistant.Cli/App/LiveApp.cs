@@ -228,7 +228,7 @@ public static class LiveApp
     }
 
     /// <summary>Nearest-rank percentile of sorted samples.</summary>
-    static double Pct(double[] sorted, double p) =>
+    internal static double Pct(double[] sorted, double p) =>
         sorted.Length == 0 ? 0 : sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)];
 
     public static double RssMb()
