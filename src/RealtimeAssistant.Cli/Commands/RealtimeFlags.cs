@@ -91,8 +91,6 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         var mode = SessionModes.Parse(pr.GetValue(Mode));
         int stride = pr.GetValue(Stride), window = pr.GetValue(Window);
         var policy = WritePolicy.Parse(policyOverride ?? pr.GetValue(Policy)!);
-        if (pr.GetValue(History) > 0 && !engine.GroupPositions)
-            throw new UserError("--caption-history needs a model trained with group positions (ra_group_positions in config.json); this model captions each write alone");
         var requested = Prune.Given(pr) ? Prune.Read(pr, engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers)) : null;
         bool pruningOff = requested is { Method: "none" };
         if (requested is not null && !pruningOff) StreamingOptions.ValidatePruning(requested, engine.Text.NumHiddenLayers); // before anything is written
@@ -107,7 +105,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
             Generation = new GenerationOptions { MaxNewTokens = pr.GetValue(MaxTokens) },
             Pruning = fixedPruning, // with a budget the driver sets the level per read
         };
-        streaming.Validate(engine.Text.MaxPositionEmbeddings, engine.Text.NumHiddenLayers);
+        streaming.Validate(engine);
         var loop = new FrameLoopOptions
         {
             Pacing = pacing, Stride = stride, Questions = Questions(pr),

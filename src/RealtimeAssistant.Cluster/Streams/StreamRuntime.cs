@@ -120,7 +120,7 @@ public sealed record StreamPlan(string Mode, StreamingOptions Streaming, FrameLo
             var schedule = engine!.Layout.ScheduleFor(engine.Text.NumHiddenLayers);
             budget = d.FrameBudgetMs switch { null => FrameLoopOptions.DefaultBudgetMs(fps, d.Stride), 0 => null, var v => v };
             if (budget is not null) FrameGovernor.Ladder(schedule, engine.Text.NumHiddenLayers, 64);
-            streaming.Validate(engine.Text.MaxPositionEmbeddings, engine.Text.NumHiddenLayers);
+            streaming.Validate(engine);
             pruning = budget is { } b ? string.Create(CultureInfo.InvariantCulture, $"frame budget {b:0.#} ms, governor pruning within the model's schedule") : "no frame budget";
         }
         var loop = new FrameLoopOptions

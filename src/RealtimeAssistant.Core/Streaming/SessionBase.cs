@@ -31,7 +31,7 @@ public abstract class SessionBase : ICaptionSession
     {
         E = engine;
         Options = options;
-        options.Validate(engine.Text.MaxPositionEmbeddings, engine.Text.NumHiddenLayers);
+        options.Validate(engine);
         Format = StreamFormat.For(engine);
         Pruning = options.Pruning;
     }

@@ -29,6 +29,7 @@ public sealed record StreamingOptions
     /// <summary>Prune each frame's visual tokens as it enters (VisiPruner, FastV, …); null = keep all. The governor may change it per read.</summary>
     public PruningConfig? Pruning { get; init; }
 
+    /// <summary>Settings any model with <paramref name="maxPositions"/> positions can stream with (a model-free stand-in: every position).</summary>
     public void Validate(int maxPositions)
     {
         if (WindowFrames < 1 || WindowFrames > 4096) throw new UserError($"window must be 1..4096 frames, got {WindowFrames}");
@@ -40,10 +41,14 @@ public sealed record StreamingOptions
             throw new UserError($"a caption history of {CaptionHistoryTokens} tokens and captions of up to {Generation.MaxNewTokens} do not fit the model's {maxPositions} positions");
     }
 
-    public void Validate(int maxPositions, int layers)
+    /// <summary>Settings <paramref name="engine"/>'s model can stream with.</summary>
+    public void Validate(Engine engine)
     {
-        Validate(maxPositions);
-        ValidatePruning(Pruning, layers);
+        Validate(engine.Text.MaxPositionEmbeddings);
+        ValidatePruning(Pruning, engine.Text.NumHiddenLayers);
+        // Only a model trained with group positions keeps a caption history; any other captions each write alone.
+        if (CaptionHistoryTokens > 0 && !engine.GroupPositions)
+            throw new UserError("a caption history needs a model trained with group positions (ra_group_positions in config.json); this model captions each write alone");
     }
 
     /// <summary>A pruning setting a stream can run: a frame is demoted when the next one arrives, after its layers ran, so only a fixed exit applies then.</summary>

@@ -80,7 +80,7 @@ public sealed class LiveStream : IDisposable
         var schedule = engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers);
         double? budget = !request.Prune || request.FrameBudgetMs == 0 ? null : request.FrameBudgetMs ?? FrameLoopOptions.DefaultBudgetMs(fps, request.Stride);
         var streaming = new StreamingOptions { WindowFrames = 2, Generation = new Model.GenerationOptions { MaxNewTokens = request.MaxTokens } };
-        streaming.Validate(engine.Text.MaxPositionEmbeddings, engine.Text.NumHiddenLayers);
+        streaming.Validate(engine);
         if (budget is not null) FrameGovernor.Ladder(schedule, engine.Text.NumHiddenLayers, 64); // a schedule the governor cannot use fails here
         _format = StreamFormat.For(engine);
         if (request.Prompt is { } instruction) _format.Write(instruction); // one the session cannot write fails now, not at the first caption

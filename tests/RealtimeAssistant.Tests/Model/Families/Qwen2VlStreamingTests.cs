@@ -72,6 +72,19 @@ public sealed class Qwen2VlStreamingTests
         return (Enumerable.Range(first, captionLength).Select(i => (int)logits[i].argmax().item<long>()).ToArray(), cache);
     }
 
+    [Fact]
+    public void ACaptionHistory_IsRefusedByAModelWithoutGroupPositions_InBothSessions()
+    {
+        // Such a model writes each caption right after its prompt and keeps none of it: a history would be ignored.
+        using var e = QwenFixtures.Load("qwen2_vl");
+        Assert.False(e.GroupPositions);
+        var o = Options(window: 2) with { CaptionHistoryTokens = 8 };
+        Assert.Contains("group positions", Assert.Throws<UserError>(() => new GpeSession(e, o)).Message);
+        Assert.Contains("group positions", Assert.Throws<UserError>(() => new ReEncodingSession(e, o)).Message);
+        using var without = new GpeSession(e, Options(window: 2));
+        Assert.Equal(0, without.Options.CaptionHistoryTokens);
+    }
+
     [Theory]
     [InlineData("qwen2_vl")]
     [InlineData("qwen2_5_vl")]
