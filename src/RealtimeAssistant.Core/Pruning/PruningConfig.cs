@@ -37,6 +37,12 @@ public sealed record PruningConfig
     public bool KeepNewestFrame { get; init; }
     /// <summary>With <see cref="KeepNewestFrame"/> and several frames: no older frame's token reaches layers ≥ this (null: <see cref="ExitLayer"/>).</summary>
     public int? OlderFramesExitLayer { get; init; }
+    /// <summary>
+    /// The earliest exit the frame-budget governor reads a frame at (null: layer 1). Where a model's
+    /// captions collapse when visual tokens leave earlier than this, a read there holds the budget
+    /// with a caption that says little; below it the governor skips frames instead.
+    /// </summary>
+    public int? MinExitLayer { get; init; }
     /// <summary>Budget mode: keep at most k visual tokens per frame (top-k by ‖contrib‖); null = threshold mode.</summary>
     public int? Budget { get; init; }
     /// <summary>Budget mode: filtering is forced at this layer if the test has not fired; default min(s + 2, layers − 2).</summary>
@@ -117,6 +123,7 @@ public sealed record PruningConfig
         if (ExitLayer is { } x && (x < 1 || x > layers)) throw new UserError($"exit_layer must be in 1..{layers}, got {x}");
         if (OlderFramesExitLayer is { } ox && (ox < 1 || ox > layers)) throw new UserError($"older_frames_exit_layer must be in 1..{layers}, got {ox}");
         if (OlderFramesExitLayer is not null && !KeepNewestFrame) throw new UserError("older_frames_exit_layer needs keep_newest_frame (without it every frame exits at exit_layer)");
+        if (MinExitLayer is { } mx && (mx < 1 || mx > layers)) throw new UserError($"min_exit_layer must be in 1..{layers}, got {mx}");
         if (Budget is { } k && k < 0) throw new UserError($"budget k (tokens per frame) must be ≥ 0, got {k}");
         if (DeadlineLayer is { } d && (d < FirstTestLayer || d >= layers))
             throw new UserError($"deadline_layer must be in {FirstTestLayer}..{layers - 1} (from the first filtering-test layer), got {d}");

@@ -34,6 +34,7 @@ public class PruningFlagsTests
         var exit3 = Requested("--exit-layer", "3")!;
         Assert.Equal(ModelSchedule with { ExitLayer = 3 }, exit3);
         Assert.Equal(ModelSchedule, Requested("--prune-method", "visipruner"));
+        Assert.Equal(ModelSchedule with { MinExitLayer = 2 }, Requested("--min-exit-layer", "2"));
         // A file replaces the model's schedule; flags still override it.
         var file = Path.Combine(Capture.TestMedia.TempDir("prune-flags"), "p.json");
         new PruningConfig { Method = "fastv", FastvK = 1 }.Save(file);

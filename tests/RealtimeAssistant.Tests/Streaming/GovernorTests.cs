@@ -4,6 +4,7 @@ using RealtimeAssistant.Model;
 using RealtimeAssistant.Pruning;
 using RealtimeAssistant.Streaming;
 using RealtimeAssistant.Tests.App;
+using RealtimeAssistant.Tests.Capture;
 
 namespace RealtimeAssistant.Tests.Streaming;
 
@@ -193,6 +194,23 @@ public class GovernorTests(ITestOutputHelper log)
             // Every visual token up to the exit, none after: no filter dropped any on the way.
             Assert.Equal(Enumerable.Range(0, 4).Select(l => l < exit ? 16 : 0), session.Last.VisualPerLayer);
         }
+    }
+
+    [Fact]
+    public void MinExitLayer_EndsTheLadder_SoBelowItFramesAreSkipped()
+    {
+        var schedule = new PruningConfig { ShallowLayers = 0, FilterFrom = 3, ExitLayer = 1, KeepNewestFrame = true, OlderFramesExitLayer = 3, MinExitLayer = 2 };
+        var ladder = FrameGovernor.Ladder(schedule, layers: 4, visualTokensPerFrame: 16);
+        Assert.Equal(["newest spared, older exit 3", "exit 3", "exit 2"], ladder.Select(l => l.Name));
+        // From pruning.json, and checked against the model's depth.
+        var dir = TestMedia.TempDir("min-exit");
+        var path = Path.Combine(dir, "pruning.json");
+        File.WriteAllText(path, """{"keep_newest_frame": true, "older_frames_exit_layer": 3, "min_exit_layer": 2}""");
+        Assert.Equal(2, PruningConfig.Load(path).MinExitLayer);
+        Assert.Contains("min_exit_layer", Assert.Throws<UserError>(() => (schedule with { MinExitLayer = 5 }).Validate(4)).Message);
+        Assert.Contains("min_exit_layer", Assert.Throws<UserError>(() => (schedule with { MinExitLayer = 0 }).Validate(4)).Message);
+        // With the floor at the schedule's own exit, only the schedule and its whole-frame exit remain.
+        Assert.Equal(2, FrameGovernor.Ladder(schedule with { MinExitLayer = 3 }, 4, 16).Count);
     }
 
     [Theory]
