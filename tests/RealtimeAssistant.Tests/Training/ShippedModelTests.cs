@@ -72,6 +72,24 @@ public class ShippedModelTests
     }
 
     [Fact]
+    public void ShippedLadderEndsWhereTheCaptionsCollapse()
+    {
+        // min_exit_layer: the governor skips frames rather than read below it, because a frame that
+        // leaves the decoder one layer earlier no longer tells the caption what is in it.
+        using var engine = Engine.Load(Media("demo-model"));
+        int L = engine.Text.NumHiddenLayers;
+        var schedule = RealtimeAssistant.Pruning.PruningConfig.Load(Path.Combine(Media("demo-model"), "pruning.json"));
+        int floor = Assert.IsType<int>(schedule.MinExitLayer);
+        var ladder = RealtimeAssistant.Streaming.FrameGovernor.Ladder(schedule, L, 64);
+        Assert.Equal(floor, ladder[^1].Pruning!.ExitLayer);
+        var alone = schedule with { KeepNewestFrame = false, OlderFramesExitLayer = null, MinExitLayer = null };
+        const int scenes = 24;
+        double F1At(int exit) => RealtimeAssistant.Cli.Commands.PruningBench.F1(engine, alone with { ExitLayer = exit }, scenes, 2, CancellationToken.None);
+        double atFloor = F1At(floor), below = F1At(floor - 1);
+        Assert.True(below < atFloor - 0.2, $"exit {floor - 1}: F1 {below:0.000}; exit {floor}: {atFloor:0.000}");
+    }
+
+    [Fact]
     public void DemoVideoIsBundledWithinItsLimits()
     {
         var path = Media("demo.mp4");
