@@ -96,7 +96,7 @@ public sealed class ReEncodingSession : SessionBase
                 h = all[.., -1];
             }
             logits = E.Language.Logits(h.reshape(-1)).MoveToOuterDisposeScope();
-            if (Format.GroupPositions && _history.Count > 0)
+            if (_history.Count > 0) // only a model with group positions keeps one (StreamingOptions.Validate)
             {
                 // The history's rows see the whole source and each other, as GPE's target does; only their keys and values are kept.
                 Forward(TextEmbeds(_history), new DecoderStep
@@ -138,7 +138,7 @@ public sealed class ReEncodingSession : SessionBase
     /// <summary>The tokens this caption fed back into the target (the last one sampled is not), then only the last M: what GPE's target keeps for the next write.</summary>
     void KeepHistory(List<int> generated, int fed)
     {
-        if (!Format.GroupPositions || Options.CaptionHistoryTokens == 0) return;
+        if (Options.CaptionHistoryTokens == 0) return;
         _history.AddRange(generated.Take(fed));
         if (_history.Count > Options.CaptionHistoryTokens) _history.RemoveRange(0, _history.Count - Options.CaptionHistoryTokens);
     }

@@ -29,7 +29,7 @@ public sealed record StreamingOptions
     /// <summary>Prune each frame's visual tokens as it enters (VisiPruner, FastV, …); null = keep all. The governor may change it per read.</summary>
     public PruningConfig? Pruning { get; init; }
 
-    /// <summary>Settings any model with <paramref name="maxPositions"/> positions can stream with (a model-free stand-in: every position).</summary>
+    /// <summary>Settings a model with <paramref name="maxPositions"/> positions can stream with; the model-free simulated stream passes int.MaxValue.</summary>
     public void Validate(int maxPositions)
     {
         if (WindowFrames < 1 || WindowFrames > 4096) throw new UserError($"window must be 1..4096 frames, got {WindowFrames}");
