@@ -3,6 +3,7 @@ using OpenCvSharp;
 using RealtimeAssistant.Demo;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Pruning;
+using RealtimeAssistant.Streaming;
 using RealtimeAssistant.Training;
 using Spectre.Console;
 using TorchSharp;
@@ -21,20 +22,25 @@ public static class AnalyzeCommand
         var model = new Option<string?>("--model", "-m") { Description = "model folder (default: media/demo-model)" };
         var images = new Option<string[]>("--images") { Description = "images to analyze (default: held-out demo scenes)", AllowMultipleArgumentsPerToken = true };
         var scenes = new Option<int>("--scenes") { DefaultValueFactory = _ => 64, Description = "validation demo scenes (and two-frame windows) when no --images; with 16 the two-frame choice swung between exits 2 and 4" };
+        var split = new Option<string>("--split") { Description = "the demo scenes when no --images: validation (what the shipped schedule was chosen on) or held-out (to check a choice)", DefaultValueFactory = _ => "validation" };
+        split.AcceptOnlyFromAmong("validation", "held-out");
         var prompt = new Option<string?>("--prompt") { Description = "prompt with one <image> marker (default: the model's)" };
         var decode = new Option<int>("--decode") { DefaultValueFactory = _ => 24, Description = "caption tokens compared (teacher-forced) for KL and agreement" };
         var outDir = new Option<string?>("--out") { Description = "folder for the plots, analysis.json and schedule.json (default: runs/analyze-TIMESTAMP)" };
         var agree = new Option<double>("--agreement") { DefaultValueFactory = _ => 0.98, Description = "token agreement a proposal must keep" };
+        var floorAgree = new Option<double>("--floor-agreement") { DefaultValueFactory = _ => FloorAgreement, Description = "share of what a frame adds to the greedy captions (over a caption of no frame) that the frame-budget governor's earliest exit, min_exit_layer, must keep; below it the governor skips frames" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var cmd = new Command("analyze", "Per-layer text→vision attention, filtering-test cosines, value norms and visual-KV knockouts; proposes a pruning schedule and plots it.")
-            { model, images, scenes, prompt, decode, outDir, agree, device, dtype, weights };
+            { model, images, scenes, split, prompt, decode, outDir, agree, floorAgree, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model") ?? throw new UserError("no --model given and media/demo-model not found");
             int nd = pr.GetValue(decode), ns = pr.GetValue(scenes);
             if (nd < 1 || ns < 1) throw new UserError("analyze: --decode and --scenes must be ≥ 1");
+            double fa = pr.GetValue(floorAgree), ag = pr.GetValue(agree);
+            if (!(fa >= 0 && fa <= 1) || !(ag >= 0 && ag <= 1)) throw new UserError("analyze: --agreement and --floor-agreement must be in [0, 1]");
             using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype, weights));
             var mats = new List<Mat>();
             var windows = new List<DemoSample>(); // two-frame clip windows: the demo's prompts of several frames
@@ -43,11 +49,11 @@ public static class AnalyzeCommand
                 if (pr.GetValue(images) is { Length: > 0 } paths) mats.AddRange(paths.Select(Cli.ReadImage));
                 else
                 {
-                    var data = new DemoDataset(DemoSplit.Validation); // the schedule is chosen here; bench pruning scores it on Eval
+                    var data = new DemoDataset(pr.GetValue(split) == "held-out" ? DemoSplit.Eval : DemoSplit.Validation); // bench pruning scores the schedule on Eval
                     for (int i = 0; i < ns; i++) { using var s = data.CaptionSample(i, DemoModelSpec.ImageSize); mats.Add(s.Image.Clone()); }
                     for (int i = 0; i < ns; i++) windows.Add(data.StreamingSample(i, 2, DemoModelSpec.ImageSize));
                 }
-                var a = Analyze(engine, mats, windows, pr.GetValue(prompt), nd, pr.GetValue(agree), ct);
+                var a = Analyze(engine, mats, windows, pr.GetValue(prompt), nd, ag, fa, ct);
                 Report(a, pr.GetValue(outDir) ?? DefaultOut(), dir);
             }
             finally { foreach (var m in mats) m.Dispose(); foreach (var w in windows) w.Dispose(); }
@@ -57,9 +63,24 @@ public static class AnalyzeCommand
 
     public sealed record Analysis(int Layers, int Inputs, double[] TextMass, double[] MinCos, double[] OverNorm, double[] TopNorm,
         double[] KnockKl, double[] KnockAgree, double[] ShallowKl, double[] ShallowAgree, int[] FirstFire, PruningConfig Proposal, List<string> Notes,
-        List<Candidate> Candidates, List<Candidate> FrameCandidates);
+        List<Candidate> Candidates, List<Candidate> FrameCandidates, List<LadderRung> Ladder, double BlindCaptionAgreement);
 
-    static Analysis Analyze(Engine e, List<Mat> images, List<DemoSample> windows, string? prompt, int nd, double agreeTarget, CancellationToken ct)
+    /// <summary>A rung of the frame-budget governor's ladder, held on every input: its greedy captions against the unpruned ones.</summary>
+    public sealed record LadderRung(string Name, PruningConfig Pruning, double CaptionAgreement, double FrameShare, double KeptTokens, double Flops)
+    {
+        /// <summary>The layer every frame leaves at (null where the newest frame is spared, or none leaves).</summary>
+        public int? EveryFrameExit => Pruning.KeepNewestFrame ? null : Pruning.ExitLayer;
+    }
+
+    /// <summary>
+    /// The default floor: an exit's greedy captions must keep three quarters of what the frame adds
+    /// to them (<see cref="ScheduleProposal.FrameShare"/>). On the demo model's validation windows
+    /// the exits keep 0.84–0.86 down to exit 2 and 0.49 at exit 1, so 0.5 would sit on exit 1's
+    /// edge; held-out windows give 0.83 and 0.50 (BENCHMARKS.md, "The governor's floor from ra analyze").
+    /// </summary>
+    public const double FloorAgreement = 0.75;
+
+    static Analysis Analyze(Engine e, List<Mat> images, List<DemoSample> windows, string? prompt, int nd, double agreeTarget, double floorAgreement, CancellationToken ct)
     {
         int L = e.Text.NumHiddenLayers;
         var defaults = new PruningConfig();
@@ -235,7 +256,40 @@ public static class AnalyzeCommand
                     : fHolds ? "that holds the agreement: no frame needs sparing" : $"no variant keeps {agreeTarget:P0}; that comes closest"));
             proposal = picked;
         }
-        return new Analysis(L, images.Count, mass, minCos, over, top, kKl, kAg, sKl, sAg, firstFire.ToArray(), proposal, notes, candidates, frameCandidates);
+
+        // 5. The frame-budget governor's ladder below the proposal (FrameGovernor.Ladder), each rung
+        // held on every input: two-frame windows where the model streams them, else the images.
+        // Its floor is the earliest exit whose greedy captions keep floorAgreement.
+        var ladder = FrameGovernor.Ladder(proposal with { MinExitLayer = null }, L, spans.Sum(v => v.Length));
+        var lsum = new (double Caption, double Flops, double Kept)[ladder.Count];
+        double blind = 0; // a caption of no frame: what the prompt's common tokens alone agree
+        bool onWindows = windows.Count > 0 && group == CacheGroup.Target;
+        int inputs = onWindows ? windows.Count : images.Count;
+        for (int n = 0; n < inputs; n++)
+        {
+            ct.ThrowIfCancellationRequested();
+            using var scope = torch.NewDisposeScope();
+            var (lemb, lpos, lspans) = onWindows ? PruningBench.Embed(cap, windows[n]) : (Embed(images[n]), pos, spans);
+            var (_, reference, _) = Run(lemb, new NonePruner(), null, lpos, lspans);
+            blind += ScheduleProposal.TokenF1(Run(lemb, new AnalysisPruner(knockoutFrom: 0), null, lpos, lspans).Tok, reference) / inputs;
+            for (int i = 0; i < ladder.Count; i++)
+            {
+                var (_, own, report) = Run(lemb, ladder[i].Pruning!.CreatePruner(L), null, lpos, lspans);
+                lsum[i] = (lsum[i].Caption + ScheduleProposal.TokenF1(own, reference) / inputs,
+                    lsum[i].Flops + report.Flops / inputs, lsum[i].Kept + (double)report.KeptTokens / inputs);
+            }
+        }
+        var rungs = ladder.Select((l, i) => new LadderRung(l.Name, l.Pruning!, lsum[i].Caption, ScheduleProposal.FrameShare(lsum[i].Caption, blind), lsum[i].Kept, lsum[i].Flops)).ToList();
+        int ladderExit = FrameGovernor.LadderExit(proposal, L);
+        var earlier = rungs.Where(r => r.EveryFrameExit is { } x && x < ladderExit).ToDictionary(r => r.EveryFrameExit!.Value, r => r.FrameShare);
+        int floor = ScheduleProposal.Floor(ladderExit, earlier.Select(kv => (kv.Key, kv.Value)), floorAgreement);
+        string what = $"keep {floorAgreement:0.##} of what the frame adds to the greedy captions (caption F1 {blind:0.000} with no frame at all)";
+        notes.Add(floor == ladderExit
+            ? $"frame-budget governor: no exit before layer {ladderExit} would {what}; below the budget rungs it skips frames (min_exit_layer {floor})"
+            : $"frame-budget governor: exit {floor} is the earliest to {what}: {earlier[floor]:0.00}"
+              + (earlier.TryGetValue(floor - 1, out var below) ? $", exit {floor - 1} {below:0.00}" : "") + $". min_exit_layer {floor}: below it the governor skips frames");
+        proposal = proposal with { MinExitLayer = floor };
+        return new Analysis(L, images.Count, mass, minCos, over, top, kKl, kAg, sKl, sAg, firstFire.ToArray(), proposal, notes, candidates, frameCandidates, rungs, blind);
     }
 
     /// <summary>A fresh folder per run, so `ra analyze` never overwrites tracked files (docs/pruning is written only when asked).</summary>
@@ -261,6 +315,13 @@ public static class AnalyzeCommand
                 ft.AddRow(i == 0 ? "exits" : "spared", c.Exit?.ToString() ?? "–", c.CaptionAgreement.ToString("0.000"), c.KeptTokens.ToString("0.0"), (c.Flops / 1e9).ToString("0.000"));
             AnsiConsole.Write(ft);
         }
+        var lt = new Table().Title("the frame-budget governor's ladder, each rung held (greedy captions against the unpruned ones)").AddColumns("rung", "caption F1", "share of the frame's", "kept tokens", "prefill GFLOPs", "");
+        int floorExit = a.Proposal.MinExitLayer ?? 1;
+        foreach (var r in a.Ladder)
+            lt.AddRow(Markup.Escape(r.Name), r.CaptionAgreement.ToString("0.000"), r.FrameShare.ToString("0.00"), r.KeptTokens.ToString("0.0"), (r.Flops / 1e9).ToString("0.000"),
+                r.EveryFrameExit < floorExit ? "below the floor: skipped" : "");
+        lt.AddRow("no frame (every visual token dropped)", a.BlindCaptionAgreement.ToString("0.000"), "0", "0.0", "", "");
+        AnsiConsole.Write(lt);
         foreach (var n in a.Notes) AnsiConsole.MarkupLine($"[grey]•[/] {Markup.Escape(n)}");
         var sched = Path.Combine(outDir, "schedule.json");
         a.Proposal.Save(sched);
@@ -270,6 +331,9 @@ public static class AnalyzeCommand
             max_contrib_norm = a.TopNorm, knockout_kl = a.KnockKl, knockout_agreement = a.KnockAgree, shallow_kl = a.ShallowKl,
             shallow_agreement = a.ShallowAgree, first_fire = a.FirstFire, notes = a.Notes, proposal = a.Proposal,
             candidates = a.Candidates.Select(c => new { shallow_layers = c.Shallow, filter_from = c.FilterFrom, tokens_threshold = c.TokensThreshold, exit_layer = c.Exit, caption_agreement = c.CaptionAgreement, agreement = c.Agreement, kl = c.Kl, kept_tokens = c.KeptTokens, flops = c.Flops }),
+            ladder = a.Ladder.Select(r => new { rung = r.Name, exit_layer = r.Pruning.ExitLayer, budget = r.Pruning.Budget, keep_newest_frame = r.Pruning.KeepNewestFrame, caption_agreement = r.CaptionAgreement, frame_share = r.FrameShare, kept_tokens = r.KeptTokens, flops = r.Flops, below_floor = r.EveryFrameExit < floorExit }),
+            no_frame_caption_agreement = a.BlindCaptionAgreement,
+            min_exit_layer = a.Proposal.MinExitLayer,
             two_frame_candidates = a.FrameCandidates.Select((c, i) => new { keep_newest_frame = i > 0, older_frames_exit_layer = c.Exit, caption_agreement = c.CaptionAgreement, kept_tokens = c.KeptTokens, flops = c.Flops }),
         });
         AnsiConsole.MarkupLine($"[grey]proposed schedule:[/] {Markup.Escape(sched)}");

@@ -65,6 +65,33 @@ public static class ScheduleProposal
         return (candidates.Where(c => c.CaptionAgreement >= mean - se).OrderBy(c => c.Flops).First(), false);
     }
 
+    /// <summary>
+    /// The governor's floor (min_exit_layer): walking the ladder's earlier exits down from
+    /// <paramref name="ladderExit"/>, the last that keeps <paramref name="floorAgreement"/>
+    /// (a <see cref="FrameShare"/>, or any agreement with the unpruned captions). Below it the governor skips frames
+    /// rather than read them into captions that no longer say what is in them. If the first earlier
+    /// exit already falls short, the floor is <paramref name="ladderExit"/>: the ladder gets no
+    /// earlier exit.
+    /// </summary>
+    public static int Floor(int ladderExit, IEnumerable<(int Exit, double Agreement)> earlierExits, double floorAgreement)
+    {
+        int floor = ladderExit;
+        foreach (var (exit, agreement) in earlierExits.Where(e => e.Exit < ladderExit).OrderByDescending(e => e.Exit))
+        {
+            if (agreement < floorAgreement) break;
+            floor = exit;
+        }
+        return floor;
+    }
+
+    /// <summary>
+    /// How much of what a frame adds to the captions a pruned read keeps: its captions' agreement
+    /// with the unpruned ones, rescaled so that a caption of no frame at all (<paramref name="blind"/>:
+    /// the prompt's common tokens, which every caption shares) is 0 and the unpruned caption is 1.
+    /// Where the frame adds nothing (<paramref name="blind"/> = 1) nothing can be lost: 1.
+    /// </summary>
+    public static double FrameShare(double agreement, double blind) => blind >= 1 ? 1 : (agreement - blind) / (1 - blind);
+
     /// <summary>Token F1 of a caption against a reference caption (multisets of token ids; both empty: 1).</summary>
     public static double TokenF1(IReadOnlyList<long> caption, IReadOnlyList<long> reference)
     {

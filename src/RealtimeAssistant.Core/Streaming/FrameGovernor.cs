@@ -278,7 +278,7 @@ public sealed class FrameGovernor
         }
         var s = schedule with { Method = "visipruner" };
         Add(s);
-        int exit = (s.KeepNewestFrame ? s.OlderFramesExitLayer ?? s.ExitLayer : s.ExitLayer) ?? layers;
+        int exit = LadderExit(s, layers);
         var alone = s with { KeepNewestFrame = false, OlderFramesExitLayer = null, ExitLayer = exit < layers ? exit : null };
         Add(alone);
         // Budgets matter only where a filter runs at least one layer before the exit.
@@ -295,6 +295,14 @@ public sealed class FrameGovernor
         if (levels.Count == 0) throw new UserError("no pruning level of this model's schedule can run on a stream");
         return levels;
     }
+
+    /// <summary>
+    /// The exit of the ladder's rungs below the schedule (every frame leaving together): the older
+    /// frames' exit where the newest is spared, else the schedule's exit; <paramref name="layers"/>
+    /// without one. The ladder's earlier exits start one layer above it.
+    /// </summary>
+    public static int LadderExit(PruningConfig schedule, int layers) =>
+        Math.Min((schedule.KeepNewestFrame ? schedule.OlderFramesExitLayer ?? schedule.ExitLayer : schedule.ExitLayer) ?? layers, layers);
 
     /// <summary>
     /// A frame read's decoder work at a VisiPruner setting, in visual token-layers, at most: every

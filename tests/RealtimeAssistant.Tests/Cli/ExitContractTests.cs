@@ -82,6 +82,8 @@ public class ExitContractTests(ITestOutputHelper log)
         ["--family with F1 clips (bench app): random weights cannot be scored"] = f => ["bench", "app", "--family", "smolvlm"],
         ["--windows 0 (bench streaming --family)"] = f => ["bench", "streaming", "--family", "smolvlm", "--windows", "0"],
         ["--dtype f64 (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--dtype", "f64"],
+        ["--floor-agreement 2 (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--floor-agreement", "2"],
+        ["--split unknown (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--split", "train"],
         ["--dtype f64 (bench pruning)"] = f => ["bench", "pruning", "--dtype", "f64"],
         ["--caption-history past the model's positions (stream)"] = f => ["stream", f.Clip, "--caption-history", "100000"],
         ["--caption-history on a model without group positions (annotate)"] = f => ["annotate", f.Clip, "-o", f.Out, "-m", f.NoGroupPositionsModel, "--caption-history", "8"],

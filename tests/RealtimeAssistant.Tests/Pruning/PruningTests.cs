@@ -435,6 +435,31 @@ public class ScheduleProposalTests
     }
 
     [Fact]
+    public void TheFloorIsTheLastEarlierExit_BeforeTheFirstThatFallsShort()
+    {
+        // The demo's validation windows: exits 3 and 2 keep 0.84 of what the frame adds, exit 1 0.49.
+        (int, double)[] demo = [(2, 0.84), (1, 0.49), (3, 0.84)]; // any order
+        Assert.Equal(2, ScheduleProposal.Floor(4, demo, 0.75));
+        Assert.Equal(1, ScheduleProposal.Floor(4, demo, 0.4));
+        // The walk stops at the first exit that falls short, even if an earlier one would hold.
+        Assert.Equal(3, ScheduleProposal.Floor(4, [(3, 0.9), (2, 0.6), (1, 0.95)], 0.75));
+        // The first earlier exit falls short: no earlier exit at all, the floor is the ladder's own.
+        Assert.Equal(4, ScheduleProposal.Floor(4, [(3, 0.7), (2, 0.9)], 0.75));
+        Assert.Equal(8, ScheduleProposal.Floor(8, [], 0.75)); // no fixed exit and no rungs below it
+        Assert.Equal(3, ScheduleProposal.Floor(4, [(4, 0.1), (3, 0.8)], 0.75)); // exits at or above the ladder's are not earlier
+    }
+
+    [Fact]
+    public void TheFrameShare_CountsOnlyWhatTheFrameAddsOverACaptionOfNoFrame()
+    {
+        Assert.Equal(1, ScheduleProposal.FrameShare(1, 0.2), 9);
+        Assert.Equal(0, ScheduleProposal.FrameShare(0.2, 0.2), 9);
+        Assert.Equal(0.5, ScheduleProposal.FrameShare(0.6, 0.2), 9);
+        Assert.True(ScheduleProposal.FrameShare(0.1, 0.2) < 0); // worse than no frame
+        Assert.Equal(1, ScheduleProposal.FrameShare(1, 1)); // the frame adds nothing: nothing to lose
+    }
+
+    [Fact]
     public void CaptionAgreementIsTokenF1_CountingRepeats()
     {
         Assert.Equal(1, ScheduleProposal.TokenF1([1, 2, 3], [3, 2, 1]));

@@ -90,6 +90,43 @@ public class ShippedModelTests
     }
 
     [Fact]
+    public async Task RaAnalyze_ProposesTheShippedFloor_FromItsOwnLadderTable()
+    {
+        // `ra analyze` measures each governor rung on validation windows and writes min_exit_layer
+        // into the schedule it proposes: for the demo model, the shipped floor.
+        var dir = Directory.CreateTempSubdirectory("ra-analyze-").FullName;
+        var before = Console.Out;
+        int code;
+        try
+        {
+            Console.SetOut(TextWriter.Null);
+            code = await RealtimeAssistant.Cli.Commands.AnalyzeCommand.Create().Parse(["--model", Media("demo-model"), "--scenes", "12", "--out", dir]).InvokeAsync();
+        }
+        finally { Console.SetOut(before); }
+        try
+        {
+            Assert.Equal(0, code);
+            var analysis = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "analysis.json")))!;
+            var proposal = RealtimeAssistant.Pruning.PruningConfig.Load(Path.Combine(dir, "schedule.json"));
+            var shipped = RealtimeAssistant.Pruning.PruningConfig.Load(Path.Combine(Media("demo-model"), "pruning.json"));
+            Assert.Equal(shipped.MinExitLayer, proposal.MinExitLayer);
+            Assert.Equal(proposal.MinExitLayer, analysis["min_exit_layer"]!.GetValue<int>());
+            // The table is the ladder the governor runs, and the floor follows from it by the rule.
+            var ladder = analysis["ladder"]!.AsArray();
+            Assert.Equal(RealtimeAssistant.Streaming.FrameGovernor.Ladder(proposal with { MinExitLayer = null }, 8, 64).Select(l => l.Name), ladder.Select(r => r!["rung"]!.GetValue<string>()));
+            int ladderExit = RealtimeAssistant.Streaming.FrameGovernor.LadderExit(proposal, 8);
+            var earlier = ladder.Where(r => !r!["keep_newest_frame"]!.GetValue<bool>() && r["exit_layer"]?.GetValue<int>() < ladderExit)
+                .Select(r => (r!["exit_layer"]!.GetValue<int>(), r["frame_share"]!.GetValue<double>())).ToList();
+            Assert.Equal(ladderExit - 1, earlier.Count);
+            Assert.Equal(proposal.MinExitLayer, RealtimeAssistant.Pruning.ScheduleProposal.Floor(ladderExit, earlier, RealtimeAssistant.Cli.Commands.AnalyzeCommand.FloorAgreement));
+            // The rungs below the floor are those it marks; a caption of no frame shares less than any rung's.
+            Assert.All(ladder, r => Assert.Equal(!r!["keep_newest_frame"]!.GetValue<bool>() && r["exit_layer"]?.GetValue<int>() < proposal.MinExitLayer, r["below_floor"]!.GetValue<bool>()));
+            Assert.All(ladder, r => Assert.True(r!["caption_agreement"]!.GetValue<double>() > analysis["no_frame_caption_agreement"]!.GetValue<double>()));
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void DemoVideoIsBundledWithinItsLimits()
     {
         var path = Media("demo.mp4");
