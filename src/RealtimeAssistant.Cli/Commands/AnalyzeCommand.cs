@@ -20,8 +20,8 @@ public static class AnalyzeCommand
     public static Command Create()
     {
         var model = new Option<string?>("--model", "-m") { Description = "model folder (default: media/demo-model)" };
-        var images = new Option<string[]>("--images") { Description = "images to analyze (default: held-out demo scenes)", AllowMultipleArgumentsPerToken = true };
-        var scenes = new Option<int>("--scenes") { DefaultValueFactory = _ => 64, Description = "validation demo scenes (and two-frame windows) when no --images; with 16 the two-frame choice swung between exits 2 and 4" };
+        var images = new Option<string[]>("--images") { Description = "images to analyze (default: demo scenes of --split)", AllowMultipleArgumentsPerToken = true };
+        var scenes = new Option<int>("--scenes") { DefaultValueFactory = _ => 64, Description = "demo scenes (and two-frame windows) when no --images; with 16 the two-frame choice swung between exits 2 and 4" };
         var split = new Option<string>("--split") { Description = "the demo scenes when no --images: validation (what the shipped schedule was chosen on) or held-out (to check a choice)", DefaultValueFactory = _ => "validation" };
         split.AcceptOnlyFromAmong("validation", "held-out");
         var prompt = new Option<string?>("--prompt") { Description = "prompt with one <image> marker (default: the model's)" };
