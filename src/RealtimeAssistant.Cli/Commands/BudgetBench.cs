@@ -39,7 +39,7 @@ public static class BudgetBench
         var llavaHidden = new Option<int>("--llava-hidden") { Description = "width of the LLaVA-shaped checkpoint (7B: 4096; reduced for 2 CPU cores)", DefaultValueFactory = _ => 512 };
         var llavaReads = new Option<int>("--llava-reads") { Description = "frames read per budget on the LLaVA-shaped checkpoint", DefaultValueFactory = _ => 32 };
         var skipLlava = new Option<bool>("--skip-llava") { Description = "only the demo model" };
-        var levels = new Option<bool>("--levels") { Description = "also stream with each rung of the governor's ladder held fixed: its read times and F1 (JSON levels_held)" };
+        var levels = new Option<bool>("--levels") { Description = "also stream with each rung of the governor's ladder held fixed: its read times and F1 (JSON levels_held); and with a rung drawn at random for each read (levels_mixed)" };
         var budgetBase = new Option<string>("--budget-base") { Description = "which percentile of a read's time the budgets and the most aggressive level's time are: p95 (the budget the unpruned reads meet with at most 5% over) or p50", DefaultValueFactory = _ => "p95" };
         budgetBase.AcceptOnlyFromAmong("p95", "p50");
         var warm = new Option<int>("--warmup-reads") { Description = "reads at the start of each budget that count toward nothing (the governor finding its level)", DefaultValueFactory = _ => 8 };
@@ -188,6 +188,21 @@ public static class BudgetBench
                 });
                 Console.Error.WriteLine($"bench budget: {name}, level {lv.Name} held: read p50 {Pct(lr.Reads, 0.5):0.00} ms, p95 {Pct(lr.Reads, 0.95):0.00} ms{(scoreF1 ? $", F1 {lr.F1:0.000}" : "")}");
             }
+        // Each read at a rung drawn at random (seeded): what moving between rungs costs, against
+        // the held rungs' mean, without the machine's timing choosing the moves.
+        Dictionary<string, object?>? mixed = null;
+        if (levels)
+        {
+            var draw = new Random(18);
+            var rungs = frames.Select(_ => ladder[draw.Next(ladder.Count)].Pruning).ToArray();
+            var mr = Stream(engine, frames, null, schedule, warmup, visual, ct, perFrame: i => rungs[i]);
+            mixed = new Dictionary<string, object?>
+            {
+                ["f1"] = scoreF1 ? Math.Round(mr.F1, 4) : null, ["levels"] = mr.Levels,
+                ["held_levels_mean_f1"] = scoreF1 ? Math.Round(fixedLevels.Average(l => (double)l["f1"]!), 4) : null,
+            };
+            Console.Error.WriteLine($"bench budget: {name}, a rung drawn at random for each read{(scoreF1 ? $": F1 {mr.F1:0.000}, the held rungs' mean {mixed["held_levels_mean_f1"]}" : "")}");
+        }
         double alone = ReadTime(engine, null, probe, ct);
         double? unprunedF1 = scoreF1 ? unprunedRun.F1 : null;
         var budgets = new List<Dictionary<string, object?>>();
@@ -223,7 +238,7 @@ public static class BudgetBench
             ["unpruned_read_alone_ms_p50"] = Math.Round(alone, 2), ["most_aggressive_level"] = ladder[^1].Name,
             ["most_aggressive_read_ms_p50"] = Math.Round(Pct(aggressiveRun.Reads, 0.5), 2), ["most_aggressive_read_ms_p95"] = Math.Round(Pct(aggressiveRun.Reads, 0.95), 2), ["ladder"] = ladder.Select(l => l.Name).ToArray(),
             ["unpruned_f1"] = unprunedF1 is { } u ? Math.Round(u, 4) : null, ["budgets"] = budgets,
-            ["levels_held"] = levels ? fixedLevels : null,
+            ["levels_held"] = levels ? fixedLevels : null, ["levels_mixed"] = mixed,
         };
     }
 
@@ -231,12 +246,13 @@ public static class BudgetBench
 
     /// <summary>One stream over the frames: the governor at <paramref name="budget"/> (null: no governor; reads unpruned, or at <paramref name="fixedPruning"/>), a caption every third read.</summary>
     static StreamResult Stream(Engine engine, List<BenchFrame> frames, double? budget, PruningConfig schedule, int warmup, int visual, CancellationToken ct,
-        PruningConfig? fixedPruning = null)
+        PruningConfig? fixedPruning = null, Func<int, PruningConfig?>? perFrame = null)
     {
         using var stream = new BenchStream(engine, budget, schedule, warmup, visual, fixedPruning);
         for (int i = 0; i < frames.Count; i++)
         {
             ct.ThrowIfCancellationRequested();
+            if (perFrame is not null) stream.Pruning = perFrame(i);
             stream.Push(frames[i], i);
         }
         return stream.Result();
@@ -303,6 +319,9 @@ public static class BudgetBench
         }
 
         public StreamResult Result() => new(_reads, _driver.Stats.BudgetSkipped, _ks, _score.F1, _levels);
+
+        /// <summary>The setting the next read is at, where no governor chooses it.</summary>
+        public PruningConfig? Pruning { set => _session.Pruning = value; }
 
         public void Dispose()
         {

@@ -53,6 +53,14 @@ public class BenchCommandTests
             // The same reads against a tighter budget: never fewer over it.
             Assert.InRange(over["100%"]!.GetValue<double>(), 0, over["50%"]!.GetValue<double>());
         }
+        // A rung drawn at random for each read: several rungs of the ladder, every read counted, beside the held rungs' mean.
+        var mixed = demo["levels_mixed"]!;
+        var drawn = mixed["levels"]!.AsObject();
+        Assert.True(drawn.Count >= 2, $"the draw read {drawn.Count} rung(s)");
+        Assert.All(drawn, kv => Assert.Contains(kv.Key, ladder));
+        Assert.Equal(2 * 17 - 2, drawn.Sum(kv => kv.Value!.GetValue<int>())); // two clips of 17 frames, less the warm-up reads
+        Assert.InRange(mixed["f1"]!.GetValue<double>(), 0, 1);
+        Assert.Equal(held.Average(l => l!["f1"]!.GetValue<double>()), mixed["held_levels_mean_f1"]!.GetValue<double>(), 3);
         // By default a budget is a fraction of the unpruned read's p95: the one its reads meet with at most 5% over.
         Assert.Equal("p95", demo["budget_base"]!.GetValue<string>());
         var at100 = demo["budgets"]!.AsArray().Single(b => b!["fraction"]!.GetValue<double>() == 1)!;
@@ -71,6 +79,7 @@ public class BenchCommandTests
         var plain = await RunToJson(BudgetBench.Create(), "--skip-llava", "--clips", "1", "--fractions", "100", "--warmup-reads", "2", "--budget-base", "p50");
         var plainDemo = plain["configs"]![0]!;
         Assert.Null(plainDemo["levels_held"]);
+        Assert.Null(plainDemo["levels_mixed"]);
         Assert.Equal("p50", plainDemo["budget_base"]!.GetValue<string>());
         Assert.Equal(plainDemo["unpruned_read_ms_p50"]!.GetValue<double>(), plainDemo["budgets"]![0]!["budget_ms"]!.GetValue<double>(), 2);
     }
