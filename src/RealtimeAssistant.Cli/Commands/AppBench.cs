@@ -85,7 +85,7 @@ public static class AppBench
                     runs[mode].Add(stats);
                     Console.Error.WriteLine($"  round {r + 1} {mode}: {stats.CaptionHz:0.00} captions/s, glass-to-caption p95 {stats.LatencyP95:0} ms, render {stats.RenderFps:0.0} fps");
                 }
-            var f1 = new Dictionary<string, double>();
+            var f1 = new Dictionary<string, ClipScore>();
             if (nClips > 0)
                 foreach (var mode in modeList)
                 {
@@ -130,7 +130,7 @@ public static class AppBench
     }
 
     /// <summary>One mode's turns pooled: rates over the measured time, percentiles over every turn's samples.</summary>
-    static Dictionary<string, object?> Summary(string mode, List<LiveStats> turns, double? f1)
+    static Dictionary<string, object?> Summary(string mode, List<LiveStats> turns, ClipScore? f1)
     {
         double seconds = turns.Sum(t => t.Measured.TotalSeconds);
         var frames = turns.SelectMany(t => t.FrameTimesMs).Order().ToArray();
@@ -158,7 +158,9 @@ public static class AppBench
             ["captions"] = turns.Sum(t => t.Captions),
             ["words_hz"] = Math.Round(turns.Sum(t => t.WordsHz * t.Measured.TotalSeconds) / seconds, 2),
             ["seconds"] = Math.Round(seconds, 1),
-            ["f1"] = f1 is { } f ? Math.Round(f, 4) : null,
+            ["f1"] = f1 is { } f ? Math.Round(f.F1, 4) : null,
+            // The F1 pass runs headless on its own clips, so its governor chose its own rungs.
+            ["f1_levels_read"] = f1?.Levels, ["f1_budget_skipped_frames"] = f1?.BudgetSkipped,
             ["rss_mb_every_30s"] = turns.SelectMany(t => t.Rss.Where((_, i) => i % 30 == 0).Select(x => Math.Round(x.Mb))).ToArray(),
         };
     }
@@ -172,9 +174,11 @@ public static class AppBench
     /// seeds, never trained on): the frame loop in headless pacing over the clip's frames, a caption
     /// about once a second, each scored against the scene at its frame once the window is full.
     /// </summary>
-    public static double ClipF1(Engine engine, string mode, Realtime run, int clips, CancellationToken ct)
+    public static ClipScore ClipF1(Engine engine, string mode, Realtime run, int clips, CancellationToken ct)
     {
         FactScore total = default;
+        var levels = new Dictionary<string, long>();
+        long skipped = 0;
         int window = run.Streaming.WindowFrames, stride = run.Loop.Stride;
         for (int c = 0; c < clips; c++)
         {
@@ -192,9 +196,14 @@ public static class AppBench
                     scores.Add(AttributeScorer.ScoreByAttribute(seg.Text, CaptionGrammar.Canonical(clip.SceneAt((int)seg.FrameIndex), withMotion: window > 1)));
                 },
             };
-            loop.RunHeadless(ct);
+            var stats = loop.RunHeadless(ct).Stats;
+            foreach (var (level, n) in stats.Levels) levels[level] = levels.GetValueOrDefault(level) + n;
+            skipped += stats.BudgetSkipped;
             total += FactScore.Total(scores);
         }
-        return total.F1;
+        return new ClipScore(total.F1, levels, skipped);
     }
+
+    /// <summary>The F1 pass's captions against the scenes, the pruning levels its reads were at, and the frames its governor skipped.</summary>
+    public sealed record ClipScore(double F1, IReadOnlyDictionary<string, long> Levels, long BudgetSkipped);
 }

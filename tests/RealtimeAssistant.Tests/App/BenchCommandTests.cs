@@ -37,6 +37,32 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public async Task App_TakesTurnsBetweenTheModes_AndTheF1PassReportsTheRungsItsOwnGovernorRead()
+    {
+        var root = await RunToJson(BenchCommand.Create(), "app", "--seconds", "4", "--rounds", "1", "--warmup", "1", "--f1-clips", "2", "--frame-budget-ms", "12");
+        var modes = root["modes"]!.AsArray();
+        Assert.Equal(["gpe", "reencode"], modes.Select(m => m!["mode"]!.GetValue<string>()));
+        Assert.Equal("gpe", root["default_mode"]!.GetValue<string>());
+        Assert.Equal(modes[0]!["caption_hz"]!.GetValue<double>(), root["caption_hz"]!.GetValue<double>()); // the top level is the default mode's
+        var schedule = RealtimeAssistant.Pruning.PruningConfig.Load(Path.Combine(RealtimeAssistant.Cli.App.AppModel.Resolve(null), "pruning.json"));
+        var ladder = RealtimeAssistant.Streaming.FrameGovernor.Ladder(schedule, 8, 64).Select(l => l.Name).ToHashSet();
+        foreach (var m in modes)
+        {
+            Assert.True(m!["render_fps"]!.GetValue<double>() > 0);
+            Assert.True(m["caption_hz"]!.GetValue<double>() > 0, $"{m["mode"]} wrote no caption");
+            Assert.True(m["latency_ms_p50"]!.GetValue<double>() <= m["latency_ms_p95"]!.GetValue<double>());
+            Assert.InRange(m["f1"]!.GetValue<double>(), 0.01, 1);
+            // The F1 pass's own reads, every one at a rung of the model's ladder.
+            var f1Levels = m["f1_levels_read"]!.AsObject();
+            Assert.True(f1Levels.Sum(kv => kv.Value!.GetValue<long>()) > 0);
+            Assert.All(f1Levels, kv => Assert.Contains(kv.Key, ladder));
+            Assert.True(m["f1_budget_skipped_frames"]!.GetValue<long>() >= 0);
+        }
+        var ratio = root["gpe_over_reencode"]!;
+        Assert.Equal(Math.Round(modes[0]!["caption_hz"]!.GetValue<double>() / modes[1]!["caption_hz"]!.GetValue<double>(), 3), ratio["caption_hz_ratio"]!.GetValue<double>(), 3);
+    }
+
+    [Fact]
     public async Task Budget_WithLevels_HoldsEachRungOfTheLadder_ItsReadTimesF1AndShareOverEachBudget()
     {
         var root = await RunToJson(BudgetBench.Create(), "--skip-llava", "--clips", "2", "--fractions", "100,50", "--warmup-reads", "2", "--levels");
