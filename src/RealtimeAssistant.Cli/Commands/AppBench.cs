@@ -1,9 +1,11 @@
 using System.CommandLine;
+using OpenCvSharp;
 using RealtimeAssistant.Capture;
 using RealtimeAssistant.Cli.App;
 using RealtimeAssistant.Demo;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Pruning;
 using RealtimeAssistant.Streaming;
 using Spectre.Console;
 
@@ -90,7 +92,10 @@ public static class AppBench
                 foreach (var mode in modeList)
                 {
                     var run = rt.Resolve(pr, engine, AppSources.SyntheticFps, Pacing.Headless, "every:3");
-                    f1[mode] = ClipF1(engine, mode, run, nClips, ct);
+                    // A governed run's F1 is scored at the rungs its timed turns read: headless, with
+                    // no renderer beside it, the pass's own governor would read gentler ones.
+                    var timed = runs[mode].SelectMany(t => t.LevelsMeasured).GroupBy(kv => kv.Key).ToDictionary(g => g.Key, g => g.Sum(kv => kv.Value));
+                    f1[mode] = ClipF1(engine, mode, run, nClips, ct, run.Loop.Driver.FrameBudgetMs is null || timed.Count == 0 ? null : timed);
                 }
             var perMode = modeList.Select(m => Summary(m, runs[m], f1.TryGetValue(m, out var v) ? v : null)).ToList();
             var result = new Dictionary<string, object?>(perMode[0]) { ["modes"] = perMode };
@@ -161,6 +166,7 @@ public static class AppBench
             ["f1"] = f1 is { } f ? Math.Round(f.F1, 4) : null,
             // The F1 pass runs headless on its own clips, so its governor chose its own rungs.
             ["f1_levels_read"] = f1?.Levels, ["f1_budget_skipped_frames"] = f1?.BudgetSkipped,
+            ["f1_levels"] = f1 is null ? null : f1.Replayed ? "drawn in the timed turns' proportions" : "the pass's own governor",
             ["rss_mb_every_30s"] = turns.SelectMany(t => t.Rss.Where((_, i) => i % 30 == 0).Select(x => Math.Round(x.Mb))).ToArray(),
         };
     }
@@ -174,11 +180,19 @@ public static class AppBench
     /// seeds, never trained on): the frame loop in headless pacing over the clip's frames, a caption
     /// about once a second, each scored against the scene at its frame once the window is full.
     /// </summary>
-    public static ClipScore ClipF1(Engine engine, string mode, Realtime run, int clips, CancellationToken ct)
+    /// <param name="replay">Reads per pruning level to replay (null: the pass's own governor chooses):
+    /// each read is at a level drawn (seeded) in those proportions, with no governor.</param>
+    public static ClipScore ClipF1(Engine engine, string mode, Realtime run, int clips, CancellationToken ct, IReadOnlyDictionary<string, long>? replay = null)
     {
         FactScore total = default;
         var levels = new Dictionary<string, long>();
         long skipped = 0;
+        Func<PruningConfig?>? draw = null;
+        if (replay is not null)
+        {
+            run = run with { Loop = run.Loop with { Driver = run.Loop.Driver with { FrameBudgetMs = null } } };
+            draw = ReplayDraw(engine, run.Loop.Driver.Schedule, replay);
+        }
         int window = run.Streaming.WindowFrames, stride = run.Loop.Stride;
         for (int c = 0; c < clips; c++)
         {
@@ -186,7 +200,7 @@ public static class AppBench
             var clip = ClipGenerator.Generate(1_000_001 + 2 * c, 6, AppSources.SyntheticFps);
             var source = new GeneratedFrameSource(i => clip.Render((int)i, 64, 64), AppSources.SyntheticFps, count: clip.FrameCount, realtime: false,
                 description: $"clip {c}");
-            using var session = SessionModes.Create(mode, engine, run.Streaming);
+            using var session = draw is null ? SessionModes.Create(mode, engine, run.Streaming) : new ReplayedLevels(SessionModes.Create(mode, engine, run.Streaming), draw);
             var scores = new List<FactScore>();
             using var loop = new FrameLoop(source, session, new Profiler(), run.Loop with { Pacing = Pacing.Headless })
             {
@@ -201,9 +215,41 @@ public static class AppBench
             skipped += stats.BudgetSkipped;
             total += FactScore.Total(scores);
         }
-        return new ClipScore(total.F1, levels, skipped);
+        return new ClipScore(total.F1, levels, skipped, replay is not null);
+    }
+
+    /// <summary>Levels of the governor's ladder drawn in <paramref name="counts"/>' proportions, seeded.</summary>
+    static Func<PruningConfig?> ReplayDraw(Engine engine, PruningConfig? schedule, IReadOnlyDictionary<string, long> counts)
+    {
+        int layers = engine.Text.NumHiddenLayers, visual;
+        using (var img = ClipGenerator.Generate(1_000_001, 1, AppSources.SyntheticFps).Render(0, 64, 64))
+        using (var enc = engine.Model.EncodeOne(img, ImageUse.VideoFrame)) visual = enc.Count;
+        var ladder = FrameGovernor.Ladder(schedule ?? new PruningConfig(), layers, visual).ToDictionary(l => l.Name, l => l.Pruning); // the driver's ladder
+        var pool = counts.SelectMany(kv => Enumerable.Repeat(ladder.TryGetValue(kv.Key, out var p) ? p
+            : throw new InvalidOperationException($"level '{kv.Key}' is not on the ladder"), (int)kv.Value)).ToArray();
+        var rng = new Random(18);
+        return () => pool[rng.Next(pool.Length)];
+    }
+
+    /// <summary>A session whose every read is at the level <paramref name="draw"/> gives.</summary>
+    sealed class ReplayedLevels(ICaptionSession inner, Func<PruningConfig?> draw) : ICaptionSession
+    {
+        public string Mode => inner.Mode;
+        public Engine? Engine => inner.Engine;
+        public StreamingOptions Options => inner.Options;
+        public int FramesInWindow => inner.FramesInWindow;
+        public long FramesRead => inner.FramesRead;
+        public KvCache Cache => inner.Cache;
+        public PruningConfig? Pruning { get => inner.Pruning; set => inner.Pruning = value; }
+        public UpdateReport Last => inner.Last;
+        public void Read(Mat frame) { inner.Pruning = draw(); inner.Read(frame); }
+        public void Read(EncodedImage frame) { inner.Pruning = draw(); inner.Read(frame); }
+        public IEnumerable<TokenEvent> Write(string? question = null) => inner.Write(question);
+        public IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null) { inner.Pruning = draw(); return inner.ReadAndWrite(frame, question); }
+        public IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) { inner.Pruning = draw(); return inner.ReadAndWrite(frame, question); }
+        public void Dispose() => inner.Dispose();
     }
 
     /// <summary>The F1 pass's captions against the scenes, the pruning levels its reads were at, and the frames its governor skipped.</summary>
-    public sealed record ClipScore(double F1, IReadOnlyDictionary<string, long> Levels, long BudgetSkipped);
+    public sealed record ClipScore(double F1, IReadOnlyDictionary<string, long> Levels, long BudgetSkipped, bool Replayed);
 }

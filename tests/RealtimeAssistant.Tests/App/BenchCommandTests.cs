@@ -37,7 +37,7 @@ public class BenchCommandTests
     }
 
     [Fact]
-    public async Task App_TakesTurnsBetweenTheModes_AndTheF1PassReportsTheRungsItsOwnGovernorRead()
+    public async Task App_TakesTurnsBetweenTheModes_AndScoresF1AtTheRungsTheTimedTurnsRead()
     {
         var root = await RunToJson(BenchCommand.Create(), "app", "--seconds", "4", "--rounds", "1", "--warmup", "1", "--f1-clips", "2", "--frame-budget-ms", "12");
         var modes = root["modes"]!.AsArray();
@@ -52,11 +52,14 @@ public class BenchCommandTests
             Assert.True(m["caption_hz"]!.GetValue<double>() > 0, $"{m["mode"]} wrote no caption");
             Assert.True(m["latency_ms_p50"]!.GetValue<double>() <= m["latency_ms_p95"]!.GetValue<double>());
             Assert.InRange(m["f1"]!.GetValue<double>(), 0.01, 1);
-            // The F1 pass's own reads, every one at a rung of the model's ladder.
+            // The F1 pass reads at the rungs the timed turns read, drawn in their proportions, with no governor of its own.
+            var timed = m["levels_read"]!.AsObject();
+            Assert.All(timed, kv => Assert.Contains(kv.Key, ladder));
             var f1Levels = m["f1_levels_read"]!.AsObject();
             Assert.True(f1Levels.Sum(kv => kv.Value!.GetValue<long>()) > 0);
-            Assert.All(f1Levels, kv => Assert.Contains(kv.Key, ladder));
-            Assert.True(m["f1_budget_skipped_frames"]!.GetValue<long>() >= 0);
+            Assert.All(f1Levels, kv => Assert.Contains(kv.Key, timed.Select(t => t.Key)));
+            Assert.Equal("drawn in the timed turns' proportions", m["f1_levels"]!.GetValue<string>());
+            Assert.Equal(0, m["f1_budget_skipped_frames"]!.GetValue<long>());
         }
         var ratio = root["gpe_over_reencode"]!;
         Assert.Equal(Math.Round(modes[0]!["caption_hz"]!.GetValue<double>() / modes[1]!["caption_hz"]!.GetValue<double>(), 3), ratio["caption_hz_ratio"]!.GetValue<double>(), 3);
