@@ -179,6 +179,8 @@ public static class AppBench
     /// Caption attribute F1 (as `ra eval` scores) of the app's path on held-out generated clips (odd
     /// seeds, never trained on): the frame loop in headless pacing over the clip's frames, a caption
     /// about once a second, each scored against the scene at its frame once the window is full.
+    /// Headless, with no renderer beside it, a governor would time its reads faster than the app
+    /// does, so a governed run replays the levels its timed turns read.
     /// </summary>
     /// <param name="replay">Reads per pruning level to replay (null: the pass's own governor chooses):
     /// each read is at a level drawn (seeded) in those proportions, with no governor.</param>
