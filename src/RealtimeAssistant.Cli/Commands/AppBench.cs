@@ -234,22 +234,12 @@ public static class AppBench
     }
 
     /// <summary>A session whose every read is at the level <paramref name="draw"/> gives.</summary>
-    sealed class ReplayedLevels(ICaptionSession inner, Func<PruningConfig?> draw) : ICaptionSession
+    sealed class ReplayedLevels(ICaptionSession inner, Func<PruningConfig?> draw) : SessionDecorator(inner)
     {
-        public string Mode => inner.Mode;
-        public Engine? Engine => inner.Engine;
-        public StreamingOptions Options => inner.Options;
-        public int FramesInWindow => inner.FramesInWindow;
-        public long FramesRead => inner.FramesRead;
-        public KvCache Cache => inner.Cache;
-        public PruningConfig? Pruning { get => inner.Pruning; set => inner.Pruning = value; }
-        public UpdateReport Last => inner.Last;
-        public void Read(Mat frame) { inner.Pruning = draw(); inner.Read(frame); }
-        public void Read(EncodedImage frame) { inner.Pruning = draw(); inner.Read(frame); }
-        public IEnumerable<TokenEvent> Write(string? question = null) => inner.Write(question);
-        public IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null) { inner.Pruning = draw(); return inner.ReadAndWrite(frame, question); }
-        public IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) { inner.Pruning = draw(); return inner.ReadAndWrite(frame, question); }
-        public void Dispose() => inner.Dispose();
+        public override void Read(Mat frame) { Inner.Pruning = draw(); Inner.Read(frame); }
+        public override void Read(EncodedImage frame) { Inner.Pruning = draw(); Inner.Read(frame); }
+        public override IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null) { Inner.Pruning = draw(); return Inner.ReadAndWrite(frame, question); }
+        public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) { Inner.Pruning = draw(); return Inner.ReadAndWrite(frame, question); }
     }
 
     /// <summary>The F1 pass's captions against the scenes, the pruning levels its reads were at, and the frames its governor skipped.</summary>

@@ -288,33 +288,25 @@ public class GovernorTests(ITestOutputHelper log)
     /// The test hook: a session whose reads are slowed in proportion to the visual tokens each
     /// layer processed (the cost pruning saves), by <see cref="MsPerTokenLayer"/>.
     /// </summary>
-    sealed class SlowedSession(ICaptionSession inner) : ICaptionSession
+    sealed class SlowedSession(ICaptionSession inner) : SessionDecorator(inner)
     {
         public double MsPerTokenLayer;
         UpdateReport _last = new();
-        public string Mode => inner.Mode;
-        public Engine Engine => inner.Engine;
-        public StreamingOptions Options => inner.Options;
-        public int FramesInWindow => inner.FramesInWindow;
-        public long FramesRead => inner.FramesRead;
-        public KvCache Cache => inner.Cache;
-        public PruningConfig? Pruning { get => inner.Pruning; set => inner.Pruning = value; }
-        public UpdateReport Last => _last;
+        public override UpdateReport Last => _last;
 
         void Slow()
         {
-            var r = inner.Last;
+            var r = Inner.Last;
             double ms = MsPerTokenLayer * r.VisualPerLayer.Sum();
             if (ms > 0) Thread.Sleep(TimeSpan.FromMilliseconds(ms));
             _last = r with { ReadMs = r.ReadMs + ms };
         }
 
-        public void Read(Mat frame) { inner.Read(frame); Slow(); }
-        public void Read(EncodedImage frame) { inner.Read(frame); Slow(); }
-        public IEnumerable<TokenEvent> Write(string? question = null) { foreach (var e in inner.Write(question)) yield return e; _last = inner.Last; }
-        public IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null) { Read(frame); return Write(question); }
-        public IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) { Read(frame); return Write(question); }
-        public void Dispose() => inner.Dispose();
+        public override void Read(Mat frame) { Inner.Read(frame); Slow(); }
+        public override void Read(EncodedImage frame) { Inner.Read(frame); Slow(); }
+        public override IEnumerable<TokenEvent> Write(string? question = null) { foreach (var e in Inner.Write(question)) yield return e; _last = Inner.Last; }
+        public override IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null) { Read(frame); return Write(question); }
+        public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) { Read(frame); return Write(question); }
     }
 
     [Fact]
