@@ -31,12 +31,17 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
     public readonly Option<string> Policy = new("--policy") { Description = "when to write a caption: every:N (frames read), change (scene-change gate) or finished (back to back)", DefaultValueFactory = _ => defaultPolicy };
     public readonly Option<double> Gate = new("--gate") { Description = "scene-change threshold: mean grey-level change on 16x16 thumbnails a frame needs to be read (0 = read every frame)", DefaultValueFactory = _ => 1.0 };
     public readonly Option<int> MaxTokens = new("--max-new-tokens") { Description = "longest caption or answer, in tokens", DefaultValueFactory = _ => 48 };
+    public readonly Option<int> Draft = new("--draft-tokens")
+    {
+        Description = $"the most caption tokens drafted from the last caption and checked in one decoder pass (prompt-lookup decoding: the same captions, fewer passes); 0: one token a pass",
+        DefaultValueFactory = _ => 0,
+    };
     public readonly Option<string[]> Ask = new("--ask") { Description = "ask a question at a stream time: SECONDS:question (repeatable)" };
     public readonly PruningOptions Prune = new();
 
     public Command AddTo(Command c)
     {
-        foreach (var o in new Option[] { Mode, Budget, Stride, Window, FrameBand, History, Policy, Gate, MaxTokens }) c.Options.Add(o);
+        foreach (var o in new Option[] { Mode, Budget, Stride, Window, FrameBand, History, Policy, Gate, MaxTokens, Draft }) c.Options.Add(o);
         if (questions) c.Options.Add(Ask);
         Prune.AddTo(c);
         return c;
@@ -50,6 +55,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         BudgetMs(pr, 30);
         if (pr.GetValue(Stride) is < 1 or > 10_000) throw new UserError($"--stride must be 1..10000, got {pr.GetValue(Stride)}");
         if (pr.GetValue(MaxTokens) is < 1 or > 4096) throw new UserError($"--max-new-tokens must be 1..4096, got {pr.GetValue(MaxTokens)}");
+        if (pr.GetValue(Draft) is < 0 or > GenerationOptions.MaxDraftTokens) throw new UserError($"--draft-tokens must be 0..{GenerationOptions.MaxDraftTokens}, got {pr.GetValue(Draft)}");
         if (questions) Questions(pr);
     }
 
@@ -102,7 +108,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         var streaming = new StreamingOptions
         {
             WindowFrames = window, FrameBand = Cli.FrameBand(pr.GetValue(FrameBand), window), CaptionHistoryTokens = pr.GetValue(History),
-            Generation = new GenerationOptions { MaxNewTokens = pr.GetValue(MaxTokens) },
+            Generation = new GenerationOptions { MaxNewTokens = pr.GetValue(MaxTokens), DraftTokens = pr.GetValue(Draft) },
             Pruning = fixedPruning, // with a budget the driver sets the level per read
         };
         streaming.Validate(engine);

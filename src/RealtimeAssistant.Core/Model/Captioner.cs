@@ -32,9 +32,11 @@ public static class TokenGenerator
     /// </summary>
     /// <param name="modelStops">Where the model's generation ends when the options name no stop tokens (the engine's <see cref="Engine.StopTokens"/>).</param>
     /// <param name="runner">Runs the decode steps (a <see cref="ForwardBatcher"/> shares them across sequences); null: on this thread.</param>
+    /// <param name="lookup">Earlier text to draft from (<see cref="GenerationOptions.DraftTokens"/>); null: no drafts.</param>
+    /// <param name="drafts">Null, or where the drafts' passes and acceptance are counted.</param>
     public static IEnumerable<TokenEvent> Run(LanguageModel lm, KvCache cache, CacheGroup group, Tensor logits,
         long nextPosition, GenerationOptions options, TextTokenizer tokenizer, IReadOnlyCollection<int>? modelStops = null,
-        IModelRunner? runner = null)
+        IModelRunner? runner = null, PromptLookup? lookup = null, DraftStats? drafts = null)
     {
         if (options.MaxNewTokens <= 0) yield break;
         runner ??= DirectRunner.Instance;
@@ -46,7 +48,9 @@ public static class TokenGenerator
         using (torch.inference_mode()) id = sampler.Next(logits);
         double ms = sw.Elapsed.TotalMilliseconds;
         // The token goes out before it is fed back: the first token costs no decode step.
-        using var rest = runner.Decode(lm, id, nextPosition, cache, group, sampler, stops, options.MaxNewTokens - 1).GetEnumerator();
+        using var rest = (options.DraftTokens > 0 && lookup is not null
+            ? DraftedDecode.Run(runner, lm, id, nextPosition, cache, group, sampler, stops, options.MaxNewTokens - 1, lookup, options.DraftTokens, drafts)
+            : runner.Decode(lm, id, nextPosition, cache, group, sampler, stops, options.MaxNewTokens - 1)).GetEnumerator();
         while (!stops.Contains(id))
         {
             yield return new TokenEvent(id, text.Push(id), ms);

@@ -235,6 +235,17 @@ public sealed class DecoderModel : nn.Module
             FusedForwards++;
             return Enumerable.Range(0, seqs.Count).Select(i => (seqs.Count == 1 ? hidden : hidden.narrow(1, i, 1)).MoveToOuterDisposeScope()).ToArray();
         }
+        // One sequence's few rows with no plan (drafted tokens being verified, a short prompt):
+        // every layer on the kernels, as a decode step runs.
+        if (seqs.Count == 1 && rowIdx.Count == 0 && seqs[0].Step is { Plan: null, Mask: null, Cache: { } blockCache } blockStep
+            && seqs[0].Embeds is var blockEmbeds && blockEmbeds.shape[1] <= Kernels.Gemv.MaxRows && KernelBlock(blockEmbeds, blockCache)
+            && FusedFor((int)blockEmbeds.shape[1]) is { } whole)
+        {
+            var (c, s) = Rope.Tables(blockStep.Positions, ScalarType.Float32, blockEmbeds.device);
+            var hidden = LastRows(whole.RunBlock(0, blockEmbeds, c, s, blockStep, null), blockStep.OutputRows);
+            FusedForwards++;
+            return [hidden.MoveToOuterDisposeScope()];
+        }
         var blockIdx = Enumerable.Range(0, seqs.Count).Except(rowIdx).ToList();
         var rowSeqs = rowIdx.Select(i => seqs[i]).ToList();
         int m = rowIdx.Count, first = m > 0 ? 1 : 0; // unit 0: the kernel rows, if any; then one unit per block
@@ -353,7 +364,7 @@ public sealed class DecoderModel : nn.Module
 
     /// <summary>Whether a block's rows and its cache are what the kernels take: float32 on the CPU, the cache's buffers at batch 1.</summary>
     static bool KernelBlock(Tensor h, KvCache cache) =>
-        WeightMatrix.KernelsEnabled && h.device_type == DeviceType.CPU && h.dtype == ScalarType.Float32 && cache.Layers.All(l => l.Source.KernelLayout);
+        WeightMatrix.KernelsEnabled && h.device_type == DeviceType.CPU && h.dtype == ScalarType.Float32 && cache.Layers.All(l => l.Source.KernelLayout && l.Target.KernelLayout);
 
     /// <summary>The fused step for <paramref name="rows"/> decode rows, if it can run them now (built again when the weights changed).</summary>
     FusedDecodeStep? FusedFor(int rows)

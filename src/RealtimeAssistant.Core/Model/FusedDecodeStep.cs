@@ -137,30 +137,39 @@ sealed unsafe class FusedDecodeStep
         });
 
     /// <summary>
-    /// Layers <paramref name="from"/> on for a block of a few rows of one sequence in its source
-    /// group (<paramref name="h"/> [1, N, D]), causal among themselves and over the cache after
-    /// the plan's <see cref="ILayerPlan.Skip"/>: a pruned read's text rows once its visual tokens
-    /// have left (<see cref="ILayerPlan.PlainFrom"/>). Each layer is reported to the plan
-    /// (<see cref="ILayerPlan.Passed"/>). Returns the final-normed hidden states [1, N, D].
+    /// Layers <paramref name="from"/> on for a block of a few rows of one sequence
+    /// (<paramref name="h"/> [1, N, D]) in its group, causal among themselves. A source block
+    /// attends the source cache after the plan's <see cref="ILayerPlan.Skip"/> (a pruned read's
+    /// text rows once its visual tokens have left, <see cref="ILayerPlan.PlainFrom"/>; each layer
+    /// is reported to the plan, <see cref="ILayerPlan.Passed"/>); a target block (drafted caption
+    /// tokens being verified) attends the whole source and the target before it. Returns the
+    /// final-normed hidden states [1, N, D].
     /// </summary>
-    public Tensor RunBlock(int from, Tensor h, Tensor cos, Tensor sin, DecoderStep step, ILayerPlan plan)
+    public Tensor RunBlock(int from, Tensor h, Tensor cos, Tensor sin, DecoderStep step, ILayerPlan? plan)
     {
+        if (plan is not null && step.Group != CacheGroup.Source) throw new ArgumentException("a plan applies to source blocks only");
         int n = (int)h.shape[1];
         var positions = step.Positions;
         return Run(from, h, cos, sin, null, (layer, qkv, stride, ranges) =>
         {
             int hd = _headDim;
-            var group = step.Cache!.Layers[layer].Source;
-            long before = group.Length, skip = plan.Skip(layer);
-            plan.Passed(layer, before, n);
+            var kv = step.Cache!.Layers[layer];
+            var group = kv[step.Group];
+            long before = group.Length, skip = plan?.Skip(layer) ?? 0;
+            plan?.Passed(layer, before, n);
             for (int r = 0; r < n; r++)
             {
                 float* row = qkv + r * stride;
                 group.AppendRow(_kvHeads, hd, row + _heads * hd, row + (_heads + _kvHeads) * hd, hd, hd, positions.T[r]);
             }
-            var all = group.KernelRange!.Value;
+            var own = group.KernelRange!.Value;
+            var source = step.Group == CacheGroup.Target ? kv.Source.KernelRange : null;
             nint skipped = (nint)(skip * hd * sizeof(float));
-            for (int r = 0; r < n; r++) ranges[r] = [all with { K = all.K + skipped, V = all.V + skipped, S = before + r + 1 - skip }];
+            for (int r = 0; r < n; r++)
+            {
+                var mine = own with { K = own.K + skipped, V = own.V + skipped, S = before + r + 1 - skip };
+                ranges[r] = source is { } s ? [s, mine] : [mine];
+            }
         });
     }
 

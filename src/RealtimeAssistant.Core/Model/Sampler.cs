@@ -12,12 +12,20 @@ public sealed record GenerationOptions
     public ulong Seed { get; init; }
     /// <summary>Token ids that end generation (not emitted). Defaults to the tokenizer's EOS.</summary>
     public IReadOnlyCollection<int>? StopTokens { get; init; }
+    /// <summary>
+    /// The most tokens drafted from earlier text and verified in one decoder pass (prompt-lookup
+    /// decoding, <see cref="DraftedDecode"/>); 0: one token a pass. Where no earlier text is
+    /// given, decoding is one token a pass either way.
+    /// </summary>
+    public int DraftTokens { get; init; }
+    public const int MaxDraftTokens = 32;
 
     public void Validate()
     {
         if (MaxNewTokens < 1 || MaxNewTokens > 100_000) throw new UserError($"max new tokens must be 1..100000, got {MaxNewTokens}");
         if (Temperature < 0 || double.IsNaN(Temperature)) throw new UserError($"temperature must be ≥ 0, got {Temperature}");
         if (TopP <= 0 || TopP > 1) throw new UserError($"top-p must be in (0, 1], got {TopP}");
+        if (DraftTokens < 0 || DraftTokens > MaxDraftTokens) throw new UserError($"draft tokens must be 0..{MaxDraftTokens}, got {DraftTokens}");
     }
 }
 
@@ -28,6 +36,9 @@ public sealed class Sampler : IDisposable
     torch.Generator? _gen;
 
     public Sampler(GenerationOptions options) => _o = options;
+
+    /// <summary>Whether every pick is the argmax (no generator draws).</summary>
+    public bool Greedy => _o.Temperature <= 0;
 
     /// <summary>logits [V] (float32) → next token id.</summary>
     public int Next(Tensor logits)

@@ -129,15 +129,29 @@ public abstract class SessionBase : ICaptionSession
     public abstract IEnumerable<TokenEvent> Write(string? question = null);
     public abstract IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null);
 
-    /// <summary>Runs the decode loop, recording each step's time and the text for the report.</summary>
+    /// <summary>The drafts verified while writing (<see cref="GenerationOptions.DraftTokens"/>), over the session's life.</summary>
+    public DraftStats Drafts { get; } = new();
+
+    List<int> _lastWritten = new();
+
+    /// <summary>
+    /// Runs the decode loop, recording each step's time and the text for the report. Drafts come
+    /// from the last caption or answer this session wrote (<see cref="PromptLookup"/>).
+    /// </summary>
     protected IEnumerable<TokenEvent> Generate(Tensor logits, CacheGroup group, long start, List<double> steps, System.Text.StringBuilder text)
     {
-        foreach (var ev in TokenGenerator.Run(E.Language, Cache, group, logits, start, Options.Generation, E.Tokenizer, E.StopTokens, runner: E.Runner))
+        var written = new List<int>();
+        try
         {
-            if (ev.Id >= 0) steps.Add(ev.Ms);
-            text.Append(ev.Text);
-            yield return ev;
+            foreach (var ev in TokenGenerator.Run(E.Language, Cache, group, logits, start, Options.Generation, E.Tokenizer, E.StopTokens, runner: E.Runner,
+                lookup: new PromptLookup(_lastWritten), drafts: Drafts))
+            {
+                if (ev.Id >= 0) { steps.Add(ev.Ms); written.Add(ev.Id); }
+                text.Append(ev.Text);
+                yield return ev;
+            }
         }
+        finally { if (written.Count > 0) _lastWritten = written; }
     }
 
     /// <summary>

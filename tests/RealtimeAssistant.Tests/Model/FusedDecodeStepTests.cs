@@ -81,6 +81,58 @@ public class FusedDecodeStepTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// A few rows of one sequence with no plan (drafted caption tokens being verified, a short
+    /// prompt) run every layer on the kernels: what the layer path gives, and each row exactly
+    /// what a fused decode step of that row alone gives (so drafts verified in a block choose the
+    /// tokens one step at a time would).
+    /// </summary>
+    [Theory]
+    [InlineData("tiny", CacheGroup.Source, 5)]
+    [InlineData("tiny", CacheGroup.Target, 8)]
+    [InlineData("qwen2_vl", CacheGroup.Target, 4)]
+    public void AFewRowsOfOneSequence_RunOnTheKernels_AsTheLayerPathAndAsOneStepEach(string model, CacheGroup group, int rows)
+    {
+        var dir = model == "tiny" ? AppTestSupport.TinyModel : Path.Combine(Families.QwenFixtures.Root, model);
+        using var e = Engine.Load(dir, new EngineOptions { Device = "cpu" });
+        using var _ = torch.inference_mode();
+        var x = torch.randn(new long[] { 1, rows, e.Text.HiddenSize }, generator: new Generator(9)) * 0.5;
+        long start = group == CacheGroup.Source ? 8 : 0; // after the 8 prefilled source entries, or the target's own positions
+        (Tensor Hidden, KvCache Cache, long Fused) Run(bool fused, bool oneAtATime)
+        {
+            var cache = ForwardBatcherTests.Prefilled(e, [8], 5)[0];
+            long before = e.Decoder.FusedForwards;
+            bool was = DecoderModel.FusedDecodeEnabled;
+            DecoderModel.FusedDecodeEnabled = fused;
+            try
+            {
+                var h = oneAtATime
+                    ? torch.cat(Enumerable.Range(0, rows).Select(r => e.Decoder.Forward(x.narrow(1, r, 1), new DecoderStep { Positions = new[] { start + r }, Cache = cache, Group = group })).ToArray(), 1)
+                    : e.Decoder.Forward(x, new DecoderStep { Positions = PositionIds.Range(start, rows), Cache = cache, Group = group });
+                return (h, cache, e.Decoder.FusedForwards - before);
+            }
+            finally { DecoderModel.FusedDecodeEnabled = was; }
+        }
+        var (layerPath, layerCache, none) = Run(fused: false, oneAtATime: false);
+        var (block, blockCache, ran) = Run(fused: true, oneAtATime: false);
+        var (steps, stepsCache, stepped) = Run(fused: true, oneAtATime: true);
+        Assert.Equal(0, none);
+        Assert.Equal(1, ran);
+        Assert.Equal(rows, stepped);
+        double err = (layerPath - block).abs().max().item<float>();
+        output.WriteLine($"{model} {group} {rows} rows: max |Δh| against the layer path {err:g3}");
+        Assert.True(err < 1e-4, $"the block's hidden states differ from the layer path's by {err}");
+        Assert.True((steps == block).all().item<bool>(), $"the block differs from one fused step a row by {(steps - block).abs().max().item<float>():g3}");
+        for (int l = 0; l < e.Text.NumHiddenLayers; l++)
+        {
+            var (a, b, c) = (layerCache.Layers[l][group], blockCache.Layers[l][group], stepsCache.Layers[l][group]);
+            Assert.Equal(a.Positions.ToArray(), b.Positions.ToArray());
+            Assert.True((a.Keys - b.Keys).abs().max().item<float>() < 1e-4, $"layer {l}: cached keys differ from the layer path's");
+            Assert.True((c.Keys == b.Keys).all().item<bool>() && (c.Values == b.Values).all().item<bool>(), $"layer {l}: cached keys or values differ from the steps'");
+        }
+        layerCache.Dispose(); blockCache.Dispose(); stepsCache.Dispose();
+    }
+
+    /// <summary>
     /// A pruned read (a frame read through VisiPruner's fixed exit, with a frame band's skip) runs
     /// its text rows through the layers after the exit on the kernels: the rows, hidden states,
     /// cache and per-layer report are the layer path's.

@@ -100,7 +100,9 @@ public static unsafe class DecodeAttention
                 fixed (float* sc = scores)
                     for (int item = i0; item < i1; item++)
                     {
-                        long row = item / h, hi = item % h;
+                        // Head-major: a head's rows run back to back, so rows over the same keys
+                        // (a block of one sequence) read them from cache after the first.
+                        long hi = item / n, row = item % n;
                         Attend(isa, (float*)qp + row * qRow + hi * qHead, (float*)op + row * oRow + hi * oHead, rows[(int)row], hi / rep, d, scale, sc);
                     }
             }

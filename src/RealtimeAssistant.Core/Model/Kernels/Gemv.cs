@@ -32,7 +32,11 @@ public static unsafe class Gemv
             {
                 float* row = ww + (long)o * n;
                 float b0 = bb == null ? 0 : bb[o];
-                for (int r = 0; r < rows; r++)
+                int r = 0;
+                // Four rows at a time share each load of the weights (several rows: a verify pass, a pruned read's text).
+                if (isa == KernelIsa.Avx512) for (; r + 4 <= rows; r += 4) Dot4F32Avx512(xx + (long)r * n, row, n, b0, yy + (long)r * m + o, m);
+                else if (isa == KernelIsa.Avx2) for (; r + 4 <= rows; r += 4) Dot4F32Avx2(xx + (long)r * n, row, n, b0, yy + (long)r * m + o, m);
+                for (; r < rows; r++)
                     yy[(long)r * m + o] = b0 + isa switch
                     {
                         KernelIsa.Avx512 => DotF32Avx512(xx + (long)r * n, row, n),
@@ -141,6 +145,57 @@ public static unsafe class Gemv
         float s = Vector256.Sum(s0 + s1);
         for (; k < n; k++) s += a[k] * b[k];
         return s;
+    }
+
+    /// <summary>
+    /// <see cref="DotF32Avx2"/> for four rows of x (n floats apart) against one weight row, each
+    /// row summed in the same order as alone, so a row's result is the same bits; y[i·m] ← b0 + x_i·w.
+    /// </summary>
+    static void Dot4F32Avx2(float* x, float* w, int n, float b0, float* y, int m)
+    {
+        float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
+        var a0 = Vector256<float>.Zero; var a1 = a0; var b0v = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
+        int k = 0;
+        for (; k + 16 <= n; k += 16)
+        {
+            var w0 = Vector256.Load(w + k);
+            var w1 = Vector256.Load(w + k + 8);
+            a0 = Fma.MultiplyAdd(Vector256.Load(x + k), w0, a0); a1 = Fma.MultiplyAdd(Vector256.Load(x + k + 8), w1, a1);
+            b0v = Fma.MultiplyAdd(Vector256.Load(x1 + k), w0, b0v); b1 = Fma.MultiplyAdd(Vector256.Load(x1 + k + 8), w1, b1);
+            c0 = Fma.MultiplyAdd(Vector256.Load(x2 + k), w0, c0); c1 = Fma.MultiplyAdd(Vector256.Load(x2 + k + 8), w1, c1);
+            d0 = Fma.MultiplyAdd(Vector256.Load(x3 + k), w0, d0); d1 = Fma.MultiplyAdd(Vector256.Load(x3 + k + 8), w1, d1);
+        }
+        float sa = Vector256.Sum(a0 + a1), sb = Vector256.Sum(b0v + b1), sc = Vector256.Sum(c0 + c1), sd = Vector256.Sum(d0 + d1);
+        for (; k < n; k++) { sa += x[k] * w[k]; sb += x1[k] * w[k]; sc += x2[k] * w[k]; sd += x3[k] * w[k]; }
+        y[0] = b0 + sa; y[m] = b0 + sb; y[2L * m] = b0 + sc; y[3L * m] = b0 + sd;
+    }
+
+    /// <summary><see cref="DotF32Avx512"/> for four rows of x, as <see cref="Dot4F32Avx2"/>.</summary>
+    static void Dot4F32Avx512(float* x, float* w, int n, float b0, float* y, int m)
+    {
+        float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
+        var a0 = Vector512<float>.Zero; var a1 = a0; var b0v = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
+        int k = 0;
+        for (; k + 32 <= n; k += 32)
+        {
+            var w0 = Vector512.Load(w + k);
+            var w1 = Vector512.Load(w + k + 16);
+            a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k), w0, a0); a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k + 16), w1, a1);
+            b0v = Avx512F.FusedMultiplyAdd(Vector512.Load(x1 + k), w0, b0v); b1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x1 + k + 16), w1, b1);
+            c0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x2 + k), w0, c0); c1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x2 + k + 16), w1, c1);
+            d0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x3 + k), w0, d0); d1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x3 + k + 16), w1, d1);
+        }
+        for (; k + 16 <= n; k += 16)
+        {
+            var w0 = Vector512.Load(w + k);
+            a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k), w0, a0);
+            b0v = Avx512F.FusedMultiplyAdd(Vector512.Load(x1 + k), w0, b0v);
+            c0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x2 + k), w0, c0);
+            d0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x3 + k), w0, d0);
+        }
+        float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0v + b1), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
+        for (; k < n; k++) { sa += x[k] * w[k]; sb += x1[k] * w[k]; sc += x2[k] * w[k]; sd += x3[k] * w[k]; }
+        y[0] = b0 + sa; y[m] = b0 + sb; y[2L * m] = b0 + sc; y[3L * m] = b0 + sd;
     }
 
     static float DotF32Avx512(float* a, float* b, int n)
