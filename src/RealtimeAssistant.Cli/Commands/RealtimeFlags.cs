@@ -31,10 +31,12 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
     public readonly Option<string> Policy = new("--policy") { Description = "when to write a caption: every:N (frames read), change (scene-change gate) or finished (back to back)", DefaultValueFactory = _ => defaultPolicy };
     public readonly Option<double> Gate = new("--gate") { Description = "scene-change threshold: mean grey-level change on 16x16 thumbnails a frame needs to be read (0 = read every frame)", DefaultValueFactory = _ => 1.0 };
     public readonly Option<int> MaxTokens = new("--max-new-tokens") { Description = "longest caption or answer, in tokens", DefaultValueFactory = _ => 48 };
+    /// <summary>Drafts a verify pass checks by default: chosen on validation clips (docs/BENCHMARKS.md, "Captions drafted from the last caption"); with the token before them, one fused pass of <see cref="Model.Kernels.Gemv.MaxRows"/> rows.</summary>
+    public const int DefaultDraftTokens = 7;
     public readonly Option<int> Draft = new("--draft-tokens")
     {
-        Description = $"the most caption tokens drafted from the last caption and checked in one decoder pass (prompt-lookup decoding: the same captions, fewer passes); 0: one token a pass",
-        DefaultValueFactory = _ => 0,
+        Description = "the most caption tokens drafted from the last caption and checked in one decoder pass (prompt-lookup decoding: the same captions in fewer passes); 0: one token a pass",
+        DefaultValueFactory = _ => DefaultDraftTokens,
     };
     public readonly Option<string[]> Ask = new("--ask") { Description = "ask a question at a stream time: SECONDS:question (repeatable)" };
     public readonly PruningOptions Prune = new();
@@ -122,7 +124,8 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         var pruneText = pruningOff ? "pruning off"
             : budget is { } b ? $"frame budget {b:0.#} ms{(pr.GetValue(Budget) is null ? $" (one stride: 1000 × {stride} / {fps:0.##} fps)" : "")}, governor pruning within {(requested is null ? engine.Layout.Schedule is null ? "the reference schedule" : "pruning.json" : "the given schedule")}"
             : fixedPruning is { } fp ? $"pruning {SessionBase.LevelName(fp)}, no frame budget" : "no pruning, no frame budget";
-        var header = $"{(mode == SessionModes.Gpe ? "GPE session" : "re-encoding (baseline)")} · window {window} · every {Ordinal(stride)} frame · policy {policy} · gate {pr.GetValue(Gate):0.##} · {pruneText}";
+        var draftText = pr.GetValue(Draft) is > 0 and var k ? $"captions drafted from the last, up to {k} tokens a pass" : "one caption token a pass";
+        var header = $"{(mode == SessionModes.Gpe ? "GPE session" : "re-encoding (baseline)")} · window {window} · every {Ordinal(stride)} frame · policy {policy} · gate {pr.GetValue(Gate):0.##} · {pruneText} · {draftText}";
         return new Realtime(mode, streaming, loop, header);
     }
 
