@@ -242,8 +242,9 @@ public sealed class DecoderModel : nn.Module
             && FusedFor((int)blockEmbeds.shape[1]) is { } whole)
         {
             var (c, s) = Rope.Tables(blockStep.Positions, ScalarType.Float32, blockEmbeds.device);
-            var hidden = LastRows(whole.RunBlock(0, blockEmbeds, c, s, blockStep, null), blockStep.OutputRows);
+            var hidden = whole.RunBlock(0, blockEmbeds, c, s, blockStep, null);
             FusedForwards++;
+            LastLayerRows += hidden.shape[1];
             return [hidden.MoveToOuterDisposeScope()];
         }
         var blockIdx = Enumerable.Range(0, seqs.Count).Except(rowIdx).ToList();
@@ -283,8 +284,9 @@ public sealed class DecoderModel : nn.Module
                 && blockPlan.PlainFrom(l) && h[0].shape[1] <= Kernels.Gemv.MaxRows && KernelBlock(h[0], cache) && FusedFor((int)h[0].shape[1]) is { } rest)
             {
                 var (c, s) = Rope.Tables(positions[0], ScalarType.Float32, h[0].device);
-                var hidden = LastRows(rest.RunBlock(l, h[0], c, s, only with { Positions = positions[0] }, blockPlan), only.OutputRows);
+                var hidden = rest.RunBlock(l, h[0], c, s, only with { Positions = positions[0] }, blockPlan);
                 FusedForwards++;
+                LastLayerRows += hidden.shape[1];
                 return [hidden.MoveToOuterDisposeScope()];
             }
             var layer = layers[l];

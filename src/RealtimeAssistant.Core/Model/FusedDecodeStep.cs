@@ -143,7 +143,8 @@ sealed unsafe class FusedDecodeStep
     /// text rows once its visual tokens have left, <see cref="ILayerPlan.PlainFrom"/>; each layer
     /// is reported to the plan, <see cref="ILayerPlan.Passed"/>); a target block (drafted caption
     /// tokens being verified) attends the whole source and the target before it. Returns the
-    /// final-normed hidden states [1, N, D].
+    /// final-normed hidden states [1, N', D] of the last N' rows (<see cref="DecoderStep.OutputRows"/>;
+    /// the last layer runs o_proj and the MLP on those only).
     /// </summary>
     public Tensor RunBlock(int from, Tensor h, Tensor cos, Tensor sin, DecoderStep step, ILayerPlan? plan)
     {
@@ -170,17 +171,19 @@ sealed unsafe class FusedDecodeStep
                 var mine = own with { K = own.K + skipped, V = own.V + skipped, S = before + r + 1 - skip };
                 ranges[r] = source is { } s ? [s, mine] : [mine];
             }
-        });
+        }, step.OutputRows);
     }
 
     /// <param name="clock">Null, or a clock each stage of every layer laps (a profile; the step's arithmetic is unchanged).</param>
-    Tensor Run(int from, Tensor embeds, Tensor cos, Tensor sin, StageClock? clock, Place place)
+    /// <param name="keep">The last rows whose final hidden states are returned (null: all).</param>
+    Tensor Run(int from, Tensor embeds, Tensor cos, Tensor sin, StageClock? clock, Place place, int? keep = null)
     {
         long t = clock is null ? 0 : StageClock.Now;
         int n = (int)embeds.shape[1], d = _d, hd = _headDim, qkvW = (_heads + 2 * _kvHeads) * hd, attW = _heads * hd;
+        int kept = Math.Min(keep ?? n, n);
         int need = n * (d + d + qkvW + attW + 3 * _inter + d);
         if (_scratch is null || _scratch.Length < need) _scratch = new float[Math.Max(need, 1024)];
-        var output = torch.empty(new long[] { 1, n, d }, ScalarType.Float32, torch.CPU);
+        var output = torch.empty(new long[] { 1, kept, d }, ScalarType.Float32, torch.CPU);
         var ranges = new DecodeAttention.Range[n][];
         var (ec, cc, sc) = (embeds.is_contiguous() ? embeds : embeds.contiguous(), cos.is_contiguous() ? cos : cos.contiguous(), sin.is_contiguous() ? sin : sin.contiguous());
         try
@@ -208,22 +211,26 @@ sealed unsafe class FusedDecodeStep
                     clock?.Lap("KV cache append", ref t);
                     DecodeAttention.RunRows(qkv, qkvW, hd, att, attW, hd, ranges, _heads, hd, _kvHeads);
                     clock?.Lap("attention", ref t);
-                    l.O.Run(att, n, tmp, null);
+                    // The last layer's o_proj and MLP run on the rows the caller reads only (their keys and values are in the cache already).
+                    int m = li == _layers.Length - 1 ? kept : n, skip = n - m;
+                    if (m == 0) break;
+                    float* xm = x + skip * d;
+                    l.O.Run(att + skip * attW, m, tmp, null);
                     clock?.Lap("o_proj product", ref t);
-                    Add(x, tmp, n * d);
+                    Add(xm, tmp, m * d);
                     clock?.Lap("residual add", ref t);
-                    RmsNorm(x, l.PostNorm, xn, n);
+                    RmsNorm(xm, l.PostNorm, xn, m);
                     clock?.Lap("RMSNorm", ref t);
-                    l.GateUp.Run(xn, n, gu, null);
+                    l.GateUp.Run(xn, m, gu, null);
                     clock?.Lap("gate/up product", ref t);
-                    for (int r = 0; r < n; r++) SiluTimes(gu + r * 2 * _inter, gu + r * 2 * _inter + _inter, act + r * _inter, _inter);
+                    for (int r = 0; r < m; r++) SiluTimes(gu + r * 2 * _inter, gu + r * 2 * _inter + _inter, act + r * _inter, _inter);
                     clock?.Lap("SiLU·up", ref t);
-                    l.Down.Run(act, n, tmp, null);
+                    l.Down.Run(act, m, tmp, null);
                     clock?.Lap("down product", ref t);
-                    Add(x, tmp, n * d);
+                    Add(xm, tmp, m * d);
                     clock?.Lap("residual add", ref t);
                 }
-                RmsNorm(x, _finalNorm, TensorMemory.Ptr<float>(output), n);
+                if (kept > 0) RmsNorm(x + (n - kept) * d, _finalNorm, TensorMemory.Ptr<float>(output), kept);
                 clock?.Lap("RMSNorm", ref t);
             }
             clock?.Pass();

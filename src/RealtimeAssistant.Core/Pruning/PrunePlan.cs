@@ -149,7 +149,7 @@ public sealed class PrunePlan : ILayerPlan
         long prior = before - Skip(layer);
         double flops = PrunedPrefill.QkvFlops(_c, rows)
             + PrunedPrefill.AttnFlops(_c, prior == 0 ? (double)rows * (rows + 1) / 2 : (double)rows * (prior + rows))
-            + PrunedPrefill.OutMlpFlops(_c, rows);
+            + PrunedPrefill.OutMlpFlops(_c, layer == _c.NumHiddenLayers - 1 && _outputRows is { } read ? Math.Min(read, rows) : rows);
         _report.Layers.Add(new LayerAccount(layer, layer <= (_report.FilterLayer ?? int.MaxValue) ? "full" : "pruned", rows, 0, before + rows, flops, []));
     }
 

@@ -18,8 +18,8 @@ public class FusedDecodeStepTests(ITestOutputHelper output)
     /// <summary>Runs <paramref name="rounds"/> decode forwards over fresh caches with the fused step on or off: each round's hidden states per sequence, and the caches.</summary>
     static (List<Tensor[]> Hidden, List<KvCache> Caches, long Fused) Decode(Engine e, bool fused, int[] lengths, CacheGroup[] groups, int rounds)
     {
+        var caches = ForwardBatcherTests.Prefilled(e, lengths, 5); // a prompt of up to 8 rows runs fused too: not counted
         var before = e.Decoder.FusedForwards;
-        var caches = ForwardBatcherTests.Prefilled(e, lengths, 5);
         var hidden = new List<Tensor[]>();
         bool was = DecoderModel.FusedDecodeEnabled;
         DecoderModel.FusedDecodeEnabled = fused;

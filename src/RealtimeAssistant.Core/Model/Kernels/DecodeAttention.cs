@@ -124,55 +124,16 @@ public static unsafe class DecodeAttention
             at += sg.S;
         }
         float sum = Softmax(isa, sc, (int)at);
-        if (isa == KernelIsa.Avx512 && d is 32 or 64 or 128) WeighValuesAvx512(segs, kv, sc, oh, d);
-        else
-        {
-            new Span<float>(oh, d).Clear();
-            at = 0;
-            foreach (var sg in segs)
-            {
-                float* v = (float*)sg.V + kv * sg.VH;
-                for (long s = 0; s < sg.S; s++) Axpy(isa, sc[at + s], v + s * d, oh, d);
-                at += sg.S;
-            }
-        }
-        float inv = 1f / sum;
-        for (int j = 0; j < d; j++) oh[j] *= inv;
-    }
-
-    /// <summary>
-    /// oh ← Σ p_s·v_s over the ranges, as <see cref="Axpy"/> key after key gives it (the same
-    /// operations in the same order, so the same bits), with the sum held in registers: written
-    /// back each key, it made every key wait for the last one's store.
-    /// </summary>
-    static void WeighValuesAvx512(Range[] segs, long kv, float* p, float* oh, int d)
-    {
-        var a0 = Vector512<float>.Zero; var a1 = a0; var a2 = a0; var a3 = a0; var a4 = a0; var a5 = a0; var a6 = a0; var a7 = a0;
-        long at = 0;
+        new Span<float>(oh, d).Clear();
+        at = 0;
         foreach (var sg in segs)
         {
             float* v = (float*)sg.V + kv * sg.VH;
-            for (long s = 0; s < sg.S; s++, v += d)
-            {
-                var w = Vector512.Create(p[at + s]);
-                a0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v), a0);
-                a1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 16), a1);
-                if (d == 32) continue;
-                a2 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 32), a2);
-                a3 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 48), a3);
-                if (d == 64) continue;
-                a4 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 64), a4);
-                a5 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 80), a5);
-                a6 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 96), a6);
-                a7 = Vector512.FusedMultiplyAdd(w, Vector512.Load(v + 112), a7);
-            }
+            for (long s = 0; s < sg.S; s++) Axpy(isa, sc[at + s], v + s * d, oh, d);
             at += sg.S;
         }
-        a0.Store(oh); a1.Store(oh + 16);
-        if (d == 32) return;
-        a2.Store(oh + 32); a3.Store(oh + 48);
-        if (d == 64) return;
-        a4.Store(oh + 64); a5.Store(oh + 80); a6.Store(oh + 96); a7.Store(oh + 112);
+        float inv = 1f / sum;
+        for (int j = 0; j < d; j++) oh[j] *= inv;
     }
 
     /// <summary>The attention output [B,H,1,D] (check <see cref="Applies"/> first).</summary>
