@@ -102,4 +102,20 @@ public class AppPathTests(ITestOutputHelper log)
         Assert.False(Directory.Exists(dir + "3"));
         Assert.False(Directory.Exists(dir + "4"));
     }
+
+    [Fact]
+    public async Task Annotate_DraftsCaptionsByDefault_AndWritesTheCaptionsOfOneTokenAPass()
+    {
+        var input = TestMedia.WriteClip(TestMedia.TempDir("app-path-drafts"), frames: 60, fps: 15, width: 96, height: 64);
+        var root = TestMedia.TempDir("app-path-drafts-out");
+        string drafted = Path.Combine(root, "drafted"), plain = Path.Combine(root, "plain"), bad = Path.Combine(root, "bad");
+        Assert.Equal(0, await AnnotateCommand.Create().Parse([input, "-o", drafted, "--every", "5"]).InvokeAsync());
+        Assert.Equal(0, await AnnotateCommand.Create().Parse([input, "-o", plain, "--every", "5", "--draft-tokens", "0"]).InvokeAsync());
+        var a = CaptionJsonl.Read(Path.Combine(drafted, OutputFolder.JsonlName)).Select(e => e.Text).ToList();
+        var b = CaptionJsonl.Read(Path.Combine(plain, OutputFolder.JsonlName)).Select(e => e.Text).ToList();
+        Assert.True(a.Count > 2, $"{a.Count} captions");
+        Assert.Equal(b, a);
+        Assert.Equal(2, await AnnotateCommand.Create().Parse([input, "-o", bad, "--draft-tokens", "40"]).InvokeAsync());
+        Assert.False(Directory.Exists(bad));
+    }
 }
