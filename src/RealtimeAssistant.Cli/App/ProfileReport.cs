@@ -29,6 +29,7 @@ public static class ProfileReport
         counters.AddRow("frames captured", s.FramesCaptured.ToString());
         counters.AddRow("dropped for inference", s.DroppedForInference.ToString());
         counters.AddRow("dropped for display", s.DroppedForDisplay.ToString());
+        if (s.Stream.Drafted > 0) counters.AddRow("drafted caption tokens taken", $"{s.Stream.DraftsTaken} of {s.Stream.Drafted} ({(double)s.Stream.DraftsTaken / s.Stream.Drafted:P0})");
         counters.AddRow("RSS start → end (MB)", $"{s.RssStartMb:0} → {s.RssEndMb:0} (max {s.RssMaxMb:0})");
         AnsiConsole.Write(counters);
         if (s.Profile.Stage(Profiler.GlassToCaption) is { Count: > 0 } l)

@@ -99,7 +99,7 @@ public static class DraftBench
                         side.Tokens += session.Last.DecodeMs.Count;
                         side.Captions.Add(text);
                     }
-                    var stats = ((SessionBase)session).Drafts;
+                    var stats = session.Drafts!;
                     (side.Passes, side.Drafted, side.Accepted) = (side.Passes + stats.Passes, side.Drafted + stats.Drafted, side.Accepted + stats.Accepted);
                 }
             }

@@ -62,6 +62,7 @@ public static class StreamCommand
                 (s.Read - s.ReadWithWrite == 0 ? "–" : (s.ReadMs / (s.Read - s.ReadWithWrite)).ToString("0.0")), (s.Writes + s.Answers == 0 ? 0 : s.WriteMs / (s.Writes + s.Answers)).ToString("0.0"),
                 (session.Cache.AllocatedBytes / 1e6).ToString("0.00"));
             AnsiConsole.Write(table);
+            if (s.Drafted > 0) Console.WriteLine($"drafted caption tokens taken: {s.DraftsTaken} of {s.Drafted} ({(double)s.DraftsTaken / s.Drafted:P0})");
             return ct.IsCancellationRequested ? 130 : 0;
         });
     }

@@ -59,6 +59,8 @@ public interface ICaptionSession : IDisposable
     PruningConfig? Pruning { get; set; }
     /// <summary>The last update's report (complete once a WRITE's tokens have all been read).</summary>
     UpdateReport Last { get; }
+    /// <summary>The drafts its writes verified (<see cref="GenerationOptions.DraftTokens"/>), over the session's life; null where it decodes no model.</summary>
+    DraftStats? Drafts => null;
 
     void Read(Mat frame);
     /// <summary>READ from an image already encoded (the benches and tests; the session takes ownership).</summary>

@@ -130,7 +130,7 @@ public abstract class SessionBase : ICaptionSession
     public abstract IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null);
 
     /// <summary>The drafts verified while writing (<see cref="GenerationOptions.DraftTokens"/>), over the session's life.</summary>
-    public DraftStats Drafts { get; } = new();
+    public DraftStats? Drafts { get; } = new();
 
     List<int> _lastWritten = new();
 

@@ -17,6 +17,7 @@ public abstract class SessionDecorator(ICaptionSession inner) : ICaptionSession
     public KvCache Cache => Inner.Cache;
     public PruningConfig? Pruning { get => Inner.Pruning; set => Inner.Pruning = value; }
     public virtual UpdateReport Last => Inner.Last;
+    public DraftStats? Drafts => Inner.Drafts;
 
     public virtual void Read(Mat frame) => Inner.Read(frame);
     public virtual void Read(EncodedImage frame) => Inner.Read(frame);

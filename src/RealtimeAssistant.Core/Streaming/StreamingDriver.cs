@@ -31,6 +31,9 @@ public sealed record StreamStats
     public double WriteMs { get; init; }
     /// <summary>Frames read at each pruning level, by the level's name ("unpruned": none): where the governor held the reads.</summary>
     public IReadOnlyDictionary<string, long> Levels { get; init; } = new Dictionary<string, long>();
+    /// <summary>Caption tokens drafted from the last caption, and those the model's pass confirmed (<see cref="GenerationOptions.DraftTokens"/>).</summary>
+    public long Drafted { get; init; }
+    public long DraftsTaken { get; init; }
 }
 
 /// <summary>How a driver decides: when to write, which frames are worth reading, and the frame budget.</summary>
@@ -82,7 +85,11 @@ public sealed class StreamingDriver : IDisposable
         if (options.Policy.Trigger == WriteTrigger.EveryNFrames) _readsSinceWrite = options.Policy.Frames - 1;
     }
 
-    public StreamStats Stats => _stats with { BudgetSkipped = _governor?.Skipped ?? 0, OverBudget = _governor?.OverBudget ?? 0 };
+    public StreamStats Stats => _stats with
+    {
+        BudgetSkipped = _governor?.Skipped ?? 0, OverBudget = _governor?.OverBudget ?? 0,
+        Drafted = _session.Drafts?.Drafted ?? 0, DraftsTaken = _session.Drafts?.Accepted ?? 0,
+    };
     public ICaptionSession Session => _session;
     /// <summary>The governor, once the first read has told it a frame's size (null without a budget).</summary>
     public FrameGovernor? Governor => _governor;

@@ -95,6 +95,22 @@ public class DraftedDecodeTests
     }
 
     [Fact]
+    public void TheDriversStats_CountTheDraftsTakenByItsSession_ThroughADecorator()
+    {
+        using var e = AppModel.Load(null, new EngineOptions { Device = "cpu" });
+        var o = new StreamingOptions { WindowFrames = 2, Generation = new GenerationOptions { MaxNewTokens = 24, DraftTokens = 7 } };
+        using var session = new Counted(new GpeSession(e, o));
+        using var driver = new StreamingDriver(session, new DriverOptions { Policy = WritePolicy.Parse("every:1"), GateThreshold = 0 });
+        var frames = new DemoDataset(DemoSplit.Eval).CaptionSample(4, DemoModelSpec.ImageSize, 6).Frames;
+        for (int i = 0; i < frames.Count; i++) driver.Push(frames[i], i, TimeSpan.FromSeconds(i));
+        Assert.Equal(frames.Count, driver.Stats.Writes);
+        Assert.True(driver.Stats.DraftsTaken > 0 && driver.Stats.DraftsTaken <= driver.Stats.Drafted, $"{driver.Stats.DraftsTaken} of {driver.Stats.Drafted}");
+        Assert.Equal(session.Drafts!.Accepted, driver.Stats.DraftsTaken);
+    }
+
+    sealed class Counted(ICaptionSession inner) : SessionDecorator(inner);
+
+    [Fact]
     public void DraftTokens_OutOfRange_IsAUserError()
     {
         Assert.Throws<UserError>(() => new GenerationOptions { DraftTokens = -1 }.Validate());
