@@ -54,20 +54,28 @@ public class KernelTests
         }
     }
 
-    /// <summary>Several rows share each load of the weights, and each row's sum runs in the order it runs alone: a block of drafted tokens gets a decode step's bits.</summary>
+    /// <summary>Several rows share each load of the weights, and each row's sum runs in the order it runs alone: a block of drafted tokens gets a decode step's bits, in every weight format.</summary>
     [Theory]
     [MemberData(nameof(Paths))]
-    public void F32_EachOfSeveralRows_IsThatRowAloneBitForBit(KernelIsa isa)
+    public void EachOfSeveralRows_IsThatRowAloneBitForBit(KernelIsa isa)
     {
         using var forced = CpuIsa.Force(isa);
         using var _ = torch.inference_mode();
         var g = new Generator(5);
-        foreach (var (rows, n, m) in new[] { (8, 128, 37), (7, 77, 19), (5, 1000, 9), (4, 48, 3) })
+        foreach (var (rows, n, m) in new[] { (8, 128, 37), (7, 77, 19), (5, 1000, 9), (4, 48, 3), (8, 96, 5) })
         {
             var x = Random(g, rows, n); var w = Random(g, m, n); var b = Random(g, m);
-            var all = WeightMatrix.DenseLinear(x, w, b);
-            var alone = torch.cat(Enumerable.Range(0, rows).Select(r => WeightMatrix.DenseLinear(x.narrow(0, r, 1), w, b)).ToArray(), 0);
-            Assert.True(Same(alone, all), $"{isa} {rows}×{n}→{m}: rows differ from their products alone by {(alone - all).abs().max().item<float>():g3}");
+            using var q = Q8Matrix.Quantize(w);
+            var wb = w.to_type(ScalarType.BFloat16);
+            foreach (var (format, product) in new (string, Func<Tensor, Tensor>)[]
+            {
+                ("f32", xs => WeightMatrix.DenseLinear(xs, w, b)), ("bf16", xs => WeightMatrix.DenseLinear(xs, wb, b)), ("q8", xs => q.Linear(xs, b)),
+            })
+            {
+                var all = product(x);
+                var alone = torch.cat(Enumerable.Range(0, rows).Select(r => product(x.narrow(0, r, 1))).ToArray(), 0);
+                Assert.True(Same(alone, all), $"{format} {isa} {rows}×{n}→{m}: rows differ from their products alone by {(alone - all).abs().max().item<float>():g3}");
+            }
         }
     }
 

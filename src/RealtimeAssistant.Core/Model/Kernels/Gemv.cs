@@ -59,7 +59,9 @@ public static unsafe class Gemv
             {
                 ushort* row = ww + (long)o * n;
                 float b0 = bb == null ? 0 : bb[o];
-                for (int r = 0; r < rows; r++)
+                int r = 0;
+                if (isa == KernelIsa.Avx512) for (; r + 4 <= rows; r += 4) Dot4Bf16Avx512(xx + (long)r * n, row, n, b0, yy + (long)r * m + o, m);
+                for (; r < rows; r++)
                     yy[(long)r * m + o] = b0 + isa switch
                     {
                         KernelIsa.Avx512 => DotBf16Avx512(xx + (long)r * n, row, n),
@@ -94,7 +96,10 @@ public static unsafe class Gemv
                 sbyte* row = qq + (long)o * n32;
                 float* rs = ss + (long)o * blocks;
                 float b0 = bb == null ? 0 : bb[o];
-                for (int r = 0; r < rows; r++)
+                int r0 = 0;
+                if (isa == KernelIsa.Avx512)
+                    for (; r0 + 4 <= rows; r0 += 4) Dot4Q8Avx512(xqq + (long)r0 * n32, n32, xss + (long)r0 * blocks, row, rs, blocks, b0, yy + (long)r0 * m + o, m);
+                for (int r = r0; r < rows; r++)
                 {
                     short* xr = xqq + (long)r * n32;
                     float* xsr = xss + (long)r * blocks;
@@ -257,6 +262,30 @@ public static unsafe class Gemv
         return s;
     }
 
+    /// <summary><see cref="DotBf16Avx512"/> for four rows of x sharing each widened weight load, each row summed as alone (<see cref="Dot4F32Avx2"/>).</summary>
+    static void Dot4Bf16Avx512(float* x, ushort* w, int n, float b0, float* y, int m)
+    {
+        float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
+        var a0 = Vector512<float>.Zero; var a1 = a0; var b0v = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
+        int k = 0;
+        for (; k + 32 <= n; k += 32)
+        {
+            var lo = Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(w + k)), 16).AsSingle();
+            var hi = Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(w + k + 16)), 16).AsSingle();
+            a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k), lo, a0); a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k + 16), hi, a1);
+            b0v = Avx512F.FusedMultiplyAdd(Vector512.Load(x1 + k), lo, b0v); b1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x1 + k + 16), hi, b1);
+            c0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x2 + k), lo, c0); c1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x2 + k + 16), hi, c1);
+            d0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x3 + k), lo, d0); d1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x3 + k + 16), hi, d1);
+        }
+        float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0v + b1), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
+        for (; k < n; k++)
+        {
+            float wk = Bf16ToF32(w[k]);
+            sa += x[k] * wk; sb += x1[k] * wk; sc += x2[k] * wk; sd += x3[k] * wk;
+        }
+        y[0] = b0 + sa; y[m] = b0 + sb; y[2L * m] = b0 + sc; y[3L * m] = b0 + sd;
+    }
+
     // ---- q8: Σ_b wscale_b · xscale_b · Σ_k q_k·xq_k ----
 
     static float DotQ8Scalar(short* xq, float* xs, sbyte* q, float* ws, int blocks)
@@ -300,6 +329,42 @@ public static unsafe class Gemv
             s0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p0), Vector512.Create(ws[b] * xs[b]), s0);
         }
         return Vector512.Sum(s0 + s1);
+    }
+
+    /// <summary>
+    /// <see cref="DotQ8Avx512"/> for four rows (their int16 blocks <paramref name="xStride"/> apart, their
+    /// scales <paramref name="blocks"/> apart) sharing each widened weight block, each row summed as alone.
+    /// </summary>
+    static void Dot4Q8Avx512(short* xq, int xStride, float* xs, sbyte* q, float* ws, int blocks, float b0, float* y, int m)
+    {
+        short* x1 = xq + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
+        float* s1p = xs + blocks, s2p = s1p + blocks, s3p = s2p + blocks;
+        var a0 = Vector512<float>.Zero; var a1 = a0; var b0v = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
+        int b = 0;
+        for (; b + 2 <= blocks; b += 2)
+        {
+            var w0 = Avx512BW.ConvertToVector512Int16(Vector256.Load(q + b * 32));
+            var w1 = Avx512BW.ConvertToVector512Int16(Vector256.Load(q + b * 32 + 32));
+            float u0 = ws[b], u1 = ws[b + 1];
+            a0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w0, Vector512.Load(xq + b * 32))), Vector512.Create(u0 * xs[b]), a0);
+            a1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w1, Vector512.Load(xq + b * 32 + 32))), Vector512.Create(u1 * xs[b + 1]), a1);
+            b0v = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w0, Vector512.Load(x1 + b * 32))), Vector512.Create(u0 * s1p[b]), b0v);
+            b1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w1, Vector512.Load(x1 + b * 32 + 32))), Vector512.Create(u1 * s1p[b + 1]), b1);
+            c0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w0, Vector512.Load(x2 + b * 32))), Vector512.Create(u0 * s2p[b]), c0);
+            c1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w1, Vector512.Load(x2 + b * 32 + 32))), Vector512.Create(u1 * s2p[b + 1]), c1);
+            d0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w0, Vector512.Load(x3 + b * 32))), Vector512.Create(u0 * s3p[b]), d0);
+            d1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w1, Vector512.Load(x3 + b * 32 + 32))), Vector512.Create(u1 * s3p[b + 1]), d1);
+        }
+        if (b < blocks)
+        {
+            var w0 = Avx512BW.ConvertToVector512Int16(Vector256.Load(q + b * 32));
+            float u0 = ws[b];
+            a0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w0, Vector512.Load(xq + b * 32))), Vector512.Create(u0 * xs[b]), a0);
+            b0v = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w0, Vector512.Load(x1 + b * 32))), Vector512.Create(u0 * s1p[b]), b0v);
+            c0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w0, Vector512.Load(x2 + b * 32))), Vector512.Create(u0 * s2p[b]), c0);
+            d0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(w0, Vector512.Load(x3 + b * 32))), Vector512.Create(u0 * s3p[b]), d0);
+        }
+        y[0] = b0 + Vector512.Sum(a0 + a1); y[m] = b0 + Vector512.Sum(b0v + b1); y[2L * m] = b0 + Vector512.Sum(c0 + c1); y[3L * m] = b0 + Vector512.Sum(d0 + d1);
     }
 
     /// <summary>A per-thread native buffer for a call's converted activations, grown on demand.</summary>
