@@ -297,7 +297,7 @@ public sealed class GpeSession : SessionBase
         {
             // GPE: the caption counts from φ past the source's first frame; otherwise it follows its prompt.
             var start = Format.GroupPositions ? Options.TargetStart + Origin + _cache.Layers[0].Target.Length : writeStart + prompt.Length;
-            foreach (var ev in Generate(logits, CacheGroup.Target, start, steps, text)) yield return ev;
+            foreach (var ev in Generate(logits, CacheGroup.Target, start, steps, text, answer: question is not null)) yield return ev;
         }
         finally
         {

@@ -105,7 +105,7 @@ public sealed class InterleavedSession : SessionBase
         long entriesBefore = _chunks.Sum(c => c.Entries) + Format.Prefix.Length;
         try
         {
-            foreach (var ev in Generate(logits, CacheGroup.Source, _next, steps, text)) yield return ev;
+            foreach (var ev in Generate(logits, CacheGroup.Source, _next, steps, text, answer: question is not null)) yield return ev;
         }
         finally
         {

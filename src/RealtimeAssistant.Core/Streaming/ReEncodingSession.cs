@@ -116,7 +116,7 @@ public sealed class ReEncodingSession : SessionBase
         try
         {
             var start = Format.GroupPositions ? Options.TargetStart + history : next;
-            foreach (var ev in Generate(logits, CacheGroup.Target, start, steps, text))
+            foreach (var ev in Generate(logits, CacheGroup.Target, start, steps, text, answer: question is not null))
             {
                 if (ev.Id >= 0) caption.Add(ev.Id);
                 yield return ev;

@@ -132,26 +132,31 @@ public abstract class SessionBase : ICaptionSession
     /// <summary>The drafts verified while writing (<see cref="GenerationOptions.DraftTokens"/>), over the session's life.</summary>
     public DraftStats? Drafts { get; } = new();
 
-    List<int> _lastWritten = new();
+    List<int> _lastCaption = new(), _lastAnswer = new();
 
     /// <summary>
-    /// Runs the decode loop, recording each step's time and the text for the report. Drafts come
-    /// from the last caption or answer this session wrote (<see cref="PromptLookup"/>).
+    /// Runs the decode loop, recording each step's time and the text for the report. A caption's
+    /// drafts come from the last caption this session wrote, an answer's from the last answer
+    /// (<see cref="PromptLookup"/>): a question between two captions leaves the captions' drafts as they were.
     /// </summary>
-    protected IEnumerable<TokenEvent> Generate(Tensor logits, CacheGroup group, long start, List<double> steps, System.Text.StringBuilder text)
+    protected IEnumerable<TokenEvent> Generate(Tensor logits, CacheGroup group, long start, List<double> steps, System.Text.StringBuilder text, bool answer)
     {
         var written = new List<int>();
         try
         {
             foreach (var ev in TokenGenerator.Run(E.Language, Cache, group, logits, start, Options.Generation, E.Tokenizer, E.StopTokens, runner: E.Runner,
-                lookup: new PromptLookup(_lastWritten), drafts: Drafts))
+                lookup: new PromptLookup(answer ? _lastAnswer : _lastCaption), drafts: Drafts))
             {
                 if (ev.Id >= 0) { steps.Add(ev.Ms); written.Add(ev.Id); }
                 text.Append(ev.Text);
                 yield return ev;
             }
         }
-        finally { if (written.Count > 0) _lastWritten = written; }
+        finally
+        {
+            if (written.Count > 0 && answer) _lastAnswer = written;
+            else if (written.Count > 0) _lastCaption = written;
+        }
     }
 
     /// <summary>

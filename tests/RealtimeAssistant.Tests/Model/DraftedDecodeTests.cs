@@ -111,6 +111,27 @@ public class DraftedDecodeTests
     sealed class Counted(ICaptionSession inner) : SessionDecorator(inner);
 
     [Fact]
+    public void AQuestionBetweenTwoCaptions_LeavesTheCaptionsDraftsAsTheyWere()
+    {
+        using var e = AppModel.Load(null, new EngineOptions { Device = "cpu" });
+        var o = new StreamingOptions { WindowFrames = 2, Generation = new GenerationOptions { MaxNewTokens = 24, DraftTokens = 7 } };
+        var frames = new DemoDataset(DemoSplit.Eval).CaptionSample(4, DemoModelSpec.ImageSize, 3).Frames;
+        (string Caption, long Drafted, long Taken) LastCaption(string? question)
+        {
+            using var s = new GpeSession(e, o);
+            string.Concat(s.ReadAndWrite(frames[0]).Select(t => t.Text));
+            if (question is not null) Assert.NotEmpty(string.Concat(s.Write(question).Select(t => t.Text)));
+            var (drafted, taken) = (s.Drafts!.Drafted, s.Drafts.Accepted);
+            var caption = string.Concat(s.ReadAndWrite(frames[1]).Select(t => t.Text));
+            return (caption, s.Drafts.Drafted - drafted, s.Drafts.Accepted - taken);
+        }
+        var straight = LastCaption(null);
+        var asked = LastCaption("what colour is the star ?");
+        Assert.True(straight.Taken > 0, "the second caption took drafts from the first");
+        Assert.Equal(straight, asked);
+    }
+
+    [Fact]
     public void DraftTokens_OutOfRange_IsAUserError()
     {
         Assert.Throws<UserError>(() => new GenerationOptions { DraftTokens = -1 }.Validate());
