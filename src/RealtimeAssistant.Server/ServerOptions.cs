@@ -59,6 +59,8 @@ public sealed record StreamLimits
     public int MaxPendingQuestions { get; init; } = 8;
     /// <summary>Frames per second of the MJPEG video.</summary>
     public double VideoFps { get; init; } = 15;
+    /// <summary>Caption tokens a stream drafts from its last caption and checks in one pass (<see cref="Model.GenerationOptions.DraftTokens"/>); 0: one token a pass.</summary>
+    public int DraftTokens { get; init; }
 
     public static readonly string[] Kinds = ["file", "url", "camera", "push"];
 

@@ -35,12 +35,13 @@ public static class ServeBench
         var speed = new Option<double>("--speed") { Description = "play the clip this many times faster than its frame rate (its frames re-timed, none left out): above 1 the model, not the source, sets the pace", DefaultValueFactory = _ => 1 };
         var chats = new Option<int>("--chats") { Description = "chat completions in the chat load (0: skip it)", DefaultValueFactory = _ => 300 };
         var concurrency = new Option<int>("--concurrency") { Description = "chat completions in flight at once", DefaultValueFactory = _ => 8 };
+        var drafts = new Option<int>("--draft-tokens") { Description = "also run every configuration with the streams drafting this many caption tokens a pass (0: only one token a pass)", DefaultValueFactory = _ => 0 };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var cmd = new Command("serve", "The server over loopback HTTP: live streams (1/2/4/8) with cross-stream batching on and off in shuffled turns " +
             "(caption rate per stream and in total, glass-to-caption p50/p95, dropped frames, RSS), then a chat load (p50/p95/p99, errors).")
-            { json, model, streams, seconds, warmup, rounds, source, stride, gate, speed, chats, concurrency, device, dtype, weights };
+            { json, model, streams, seconds, warmup, rounds, source, stride, gate, speed, chats, concurrency, drafts, device, dtype, weights };
         return cmd.WithAction(async (pr, ct) =>
         {
             var counts = pr.GetValue(streams)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
@@ -57,6 +58,8 @@ public static class ServeBench
             var media = Cli.MediaFolder() ?? throw new UserError("media/ not found: the bench streams a clip from it");
             var clip = pr.GetValue(source)!;
             if (!File.Exists(Path.Combine(media, clip))) throw new UserError($"--source {clip}: no such file in {media}");
+            int draftK = pr.GetValue(drafts);
+            if (draftK is < 0 or > GenerationOptions.MaxDraftTokens) throw new UserError($"--draft-tokens must be 0..{GenerationOptions.MaxDraftTokens}, got {draftK}");
             double sp = pr.GetValue(speed);
             if (sp is not (>= 0.1 and <= 16)) throw new UserError($"--speed must be in [0.1, 16], got {sp}");
             using var faster = sp == 1 ? null : Retimed(media, clip, sp);
@@ -66,19 +69,19 @@ public static class ServeBench
 
             using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights));
             var rssStart = Rss();
-            var configs = counts.SelectMany(n => new[] { (n, true), (n, false) }).ToList();
+            var configs = counts.SelectMany(n => new[] { (n, true, 0), (n, false, 0) }.Concat(draftK > 0 ? new[] { (n, true, draftK), (n, false, draftK) } : [])).ToList();
             var runs = configs.ToDictionary(c => c, _ => new List<StreamRun>());
             var rng = new Random(23);
             var rssAfter = new List<double>();
-            Console.Error.WriteLine($"bench serve: {clip} looped at {fps:0.#} fps, stride {st}, gate {gt}; streams {string.Join(",", counts)} × batching on/off; {nRounds} rounds of {warm:0} s warm-up + {measure:0} s each…");
+            Console.Error.WriteLine($"bench serve: {clip} looped at {fps:0.#} fps, stride {st}, gate {gt}; streams {string.Join(",", counts)} × batching on/off{(draftK > 0 ? $" × drafts 0/{draftK}" : "")}; {nRounds} rounds of {warm:0} s warm-up + {measure:0} s each…");
             for (int r = 0; r < nRounds; r++)
-                foreach (var (n, batching) in configs.OrderBy(_ => rng.Next()).ToList())
+                foreach (var (n, batching, d) in configs.OrderBy(_ => rng.Next()).ToList())
                 {
                     ct.ThrowIfCancellationRequested();
-                    var run = await RunStreams(engine, media, clip, st, gt, n, batching, warm, measure, ct);
-                    runs[(n, batching)].Add(run);
+                    var run = await RunStreams(engine, media, clip, st, gt, n, batching, d, warm, measure, ct);
+                    runs[(n, batching, d)].Add(run);
                     rssAfter.Add(Rss());
-                    Console.Error.WriteLine($"  round {r + 1}: {n} stream(s), batching {(batching ? "on " : "off")}: {run.TotalHz:0.00} captions/s in total, " +
+                    Console.Error.WriteLine($"  round {r + 1}: {n} stream(s), batching {(batching ? "on " : "off")}, drafts {d}: {run.TotalHz:0.00} captions/s in total, " +
                         $"p95 {run.P95:0} ms, {run.Dropped} dropped, largest batch {run.LargestBatch}, RSS {rssAfter[^1]:0} MB");
                 }
 
@@ -88,7 +91,7 @@ public static class ServeBench
                 var rs = runs[c];
                 results.Add(new()
                 {
-                    ["streams"] = c.Item1, ["batching"] = c.Item2,
+                    ["streams"] = c.Item1, ["batching"] = c.Item2, ["draft_tokens"] = c.Item3,
                     ["caption_hz_total"] = Math.Round(rs.Average(x => x.TotalHz), 3),
                     ["caption_hz_per_stream"] = Math.Round(rs.Average(x => x.TotalHz) / c.Item1, 3),
                     ["caption_hz_per_stream_min"] = Math.Round(rs.Min(x => x.MinHz), 3),
@@ -101,7 +104,7 @@ public static class ServeBench
                     ["rounds_total_hz"] = rs.Select(x => Math.Round(x.TotalHz, 3)).ToArray(),
                 });
             }
-            double Hz(int n, bool b) => runs.TryGetValue((n, b), out var rs) ? rs.Average(x => x.TotalHz) : double.NaN;
+            double Hz(int n, bool b, int d = 0) => runs.TryGetValue((n, b, d), out var rs) ? rs.Average(x => x.TotalHz) : double.NaN;
             var result = new Dictionary<string, object?>
             {
                 ["source"] = clip, ["source_fps"] = fps, ["speed"] = sp, ["stride"] = st, ["gate"] = gt, ["seconds_per_turn"] = measure, ["warmup_s"] = warm, ["rounds"] = nRounds,
@@ -115,6 +118,8 @@ public static class ServeBench
                 result[$"total_hz_{four}_over_1"] = Math.Round(Hz(four, true) / Hz(1, true), 3);
                 result[$"total_hz_{four}_batching_over_off"] = Math.Round(Hz(four, true) / Hz(four, false), 3);
             }
+            if (draftK > 0)
+                foreach (var n in counts) result[$"total_hz_{n}_drafts_over_off"] = Math.Round(Hz(n, true, draftK) / Hz(n, true), 3);
             if (nChats > 0)
             {
                 Console.Error.WriteLine($"  chat load: {nChats} completions at concurrency {conc}…");
@@ -123,9 +128,9 @@ public static class ServeBench
             }
             result["rss_mb"] = new { start = Math.Round(rssStart), after_first = Math.Round(rssAfter[0]), end = Math.Round(rssAfter[^1]), max = Math.Round(rssAfter.Max()) };
 
-            var table = new Table().AddColumns("streams", "batching", "captions/s total", "per stream", "p50 ms", "p95 ms", "dropped", "mean batch");
+            var table = new Table().AddColumns("streams", "batching", "drafts", "captions/s total", "per stream", "p50 ms", "p95 ms", "dropped", "mean batch");
             foreach (var row in results)
-                table.AddRow($"{row["streams"]}", (bool)row["batching"]! ? "on" : "off", $"{row["caption_hz_total"]:0.00}", $"{row["caption_hz_per_stream"]:0.00}",
+                table.AddRow($"{row["streams"]}", (bool)row["batching"]! ? "on" : "off", $"{row["draft_tokens"]}", $"{row["caption_hz_total"]:0.00}", $"{row["caption_hz_per_stream"]:0.00}",
                     $"{row["glass_to_caption_p50_ms"]:0}", $"{row["glass_to_caption_p95_ms"]:0}", $"{row["dropped_frames"]}", $"{row["mean_batch"]:0.00}");
             AnsiConsole.Write(table);
             foreach (var (k, v) in result)
@@ -156,11 +161,11 @@ public static class ServeBench
         return new RetimedClip(folder);
     }
 
-    static async Task<StreamRun> RunStreams(Engine engine, string media, string clip, int stride, double gate, int n, bool batching, double warm, double measure, CancellationToken ct)
+    static async Task<StreamRun> RunStreams(Engine engine, string media, string clip, int stride, double gate, int n, bool batching, int drafts, double warm, double measure, CancellationToken ct)
     {
         using var scheduler = new ModelScheduler(engine, ownsEngine: false, batching: batching);
         using var chat = new SerialChatModel(scheduler);
-        var options = new ServerOptions { Port = 0, MaxStreams = n, Streams = new StreamLimits { MediaFolder = media, Grace = TimeSpan.FromMinutes(10) } };
+        var options = new ServerOptions { Port = 0, MaxStreams = n, Streams = new StreamLimits { MediaFolder = media, Grace = TimeSpan.FromMinutes(10), DraftTokens = drafts } };
         await using var api = await ApiServer.StartAsync(options, chat, b => b.SetMinimumLevel(LogLevel.Warning), ct, new StreamBackend(scheduler));
         using var http = new HttpClient { BaseAddress = api.Url, Timeout = Timeout.InfiniteTimeSpan };
         var ids = new List<string>();

@@ -79,7 +79,7 @@ public sealed class LiveStream : IDisposable
         double fps = Push is not null ? request.Fps ?? 10 : source.Fps;
         var schedule = engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers);
         double? budget = !request.Prune || request.FrameBudgetMs == 0 ? null : request.FrameBudgetMs ?? FrameLoopOptions.DefaultBudgetMs(fps, request.Stride);
-        var streaming = new StreamingOptions { WindowFrames = 2, Generation = new Model.GenerationOptions { MaxNewTokens = request.MaxTokens } };
+        var streaming = new StreamingOptions { WindowFrames = 2, Generation = new Model.GenerationOptions { MaxNewTokens = request.MaxTokens, DraftTokens = _limits.DraftTokens } };
         streaming.Validate(engine);
         if (budget is not null) FrameGovernor.Ladder(schedule, engine.Text.NumHiddenLayers, 64); // a schedule the governor cannot use fails here
         _format = StreamFormat.For(engine);
