@@ -26,14 +26,16 @@ public class BenchCommandTests
     }
 
     [Fact]
-    public async Task Serve_AtASpeed_StreamsTheClipReTimedWithEveryFrame_BatchingOnAndOff()
+    public async Task Serve_AtASpeed_StreamsTheClipReTimedWithEveryFrame_BatchingOnAndOff_DraftsOnAndOff()
     {
-        var root = await RunToJson(BenchCommand.Create(), "serve", "--speed", "2", "--streams", "1", "--rounds", "1", "--seconds", "2", "--warmup", "1", "--chats", "0");
+        var root = await RunToJson(BenchCommand.Create(), "serve", "--speed", "2", "--streams", "1", "--rounds", "1", "--seconds", "2", "--warmup", "1", "--chats", "0", "--draft-tokens", "7");
         Assert.Equal(2, root["speed"]!.GetValue<double>());
         Assert.Equal(30, root["source_fps"]!.GetValue<double>(), 1); // demo.mp4 is 15 fps
         var configs = root["configs"]!.AsArray();
-        Assert.Equal([true, false], configs.Select(c => c!["batching"]!.GetValue<bool>()).Order().Reverse());
-        foreach (var c in configs) Assert.True(c!["caption_hz_total"]!.GetValue<double>() > 0, $"no caption with batching {c["batching"]}");
+        Assert.Equal(["True 0", "True 7", "False 0", "False 7"],
+            configs.Select(c => $"{c!["batching"]!.GetValue<bool>()} {c["draft_tokens"]!.GetValue<int>()}").OrderBy(x => !x.StartsWith("True")).ThenBy(x => x));
+        foreach (var c in configs) Assert.True(c!["caption_hz_total"]!.GetValue<double>() > 0, $"no caption with batching {c["batching"]}, drafts {c["draft_tokens"]}");
+        Assert.True(root["total_hz_1_drafts_over_off"]!.GetValue<double>() > 0);
     }
 
     [Fact]
