@@ -131,13 +131,6 @@ public static class BudgetBench
         }
     }
 
-    static double Pct(List<double> v, double p)
-    {
-        if (v.Count == 0) return double.NaN;
-        var s = v.Order().ToArray();
-        return s[Math.Clamp((int)Math.Ceiling(p * s.Length) - 1, 0, s.Length - 1)];
-    }
-
     /// <summary>Median read time of a few frames read alone (no captions between them) at one fixed pruning setting (null: unpruned).</summary>
     static double ReadTime(Engine engine, PruningConfig? pruning, List<BenchFrame> frames, CancellationToken ct)
     {
@@ -150,7 +143,7 @@ public static class BudgetBench
             session.Read(img);
             if (i >= 2) ms.Add(session.Last.ReadMs); // the first reads warm the caches up
         }
-        return Pct(ms, 0.5);
+        return BenchStats.Percentile(ms, 0.5);
     }
 
     /// <param name="basePct">The percentile of a read's time that budgets are fractions of, and that the most aggressive level is compared at.</param>
@@ -169,7 +162,7 @@ public static class BudgetBench
         // more than one alone). The unpruned read sets the budgets: its time at basePct.
         var unprunedRun = Stream(engine, frames, null, schedule, warmup, visual, ct);
         var aggressiveRun = Stream(engine, frames, null, schedule, warmup, visual, ct, fixedPruning: ladder[^1].Pruning);
-        double unpruned = Pct(unprunedRun.Reads, basePct), aggressive = Pct(aggressiveRun.Reads, basePct);
+        double unpruned = BenchStats.Percentile(unprunedRun.Reads, basePct), aggressive = BenchStats.Percentile(aggressiveRun.Reads, basePct);
         double BudgetAt(double fraction) => Math.Round(fraction * unpruned, 2);
         // Each rung held fixed for the whole stream: what the governor trades when it moves.
         var fixedLevels = new List<Dictionary<string, object?>>();
@@ -180,13 +173,13 @@ public static class BudgetBench
                 fixedLevels.Add(new Dictionary<string, object?>
                 {
                     ["level"] = lv.Name, ["work"] = lv.Work,
-                    ["read_ms_p50"] = Math.Round(Pct(lr.Reads, 0.5), 2), ["read_ms_p80"] = Math.Round(Pct(lr.Reads, 0.8), 2), ["read_ms_p95"] = Math.Round(Pct(lr.Reads, 0.95), 2),
+                    ["read_ms_p50"] = Math.Round(BenchStats.Percentile(lr.Reads, 0.5), 2), ["read_ms_p80"] = Math.Round(BenchStats.Percentile(lr.Reads, 0.8), 2), ["read_ms_p95"] = Math.Round(BenchStats.Percentile(lr.Reads, 0.95), 2),
                     ["f1"] = scoreF1 ? Math.Round(lr.F1, 4) : null,
                     // Held at this rung, the share of its reads that would run over each budget: a
                     // budget no rung holds to 5% is one the machine's noise, not the governor, decides.
                     ["over_budget_fraction_at"] = fractions.ToDictionary(f => $"{f:0%}", f => Math.Round(lr.Reads.Count(x => x > BudgetAt(f)) / (double)Math.Max(1, lr.Reads.Count), 4)),
                 });
-                Console.Error.WriteLine($"bench budget: {name}, level {lv.Name} held: read p50 {Pct(lr.Reads, 0.5):0.00} ms, p95 {Pct(lr.Reads, 0.95):0.00} ms{(scoreF1 ? $", F1 {lr.F1:0.000}" : "")}");
+                Console.Error.WriteLine($"bench budget: {name}, level {lv.Name} held: read p50 {BenchStats.Percentile(lr.Reads, 0.5):0.00} ms, p95 {BenchStats.Percentile(lr.Reads, 0.95):0.00} ms{(scoreF1 ? $", F1 {lr.F1:0.000}" : "")}");
             }
         // Each read at a rung drawn at random (seeded): what moving between rungs costs, against
         // the held rungs' mean, without the machine's timing choosing the moves.
@@ -215,28 +208,28 @@ public static class BudgetBench
             // below that is one only skipping can hold, and the target does not apply to it.
             var (r, inTurns) = InTurns(() => new BenchStream(engine, budget, schedule, warmup, visual),
                 () => new BenchStream(engine, null, schedule, warmup, visual, ladder[^1].Pruning), frames, piece, order, ct);
-            bool heldBySkipping = budget < Pct(inTurns.Reads, basePct);
+            bool heldBySkipping = budget < BenchStats.Percentile(inTurns.Reads, basePct);
             budgets.Add(new Dictionary<string, object?>
             {
                 ["fraction"] = f, ["budget_ms"] = budget,
-                ["read_ms_p50"] = Math.Round(Pct(r.Reads, 0.5), 2), ["read_ms_p95"] = Math.Round(Pct(r.Reads, 0.95), 2),
+                ["read_ms_p50"] = Math.Round(BenchStats.Percentile(r.Reads, 0.5), 2), ["read_ms_p95"] = Math.Round(BenchStats.Percentile(r.Reads, 0.95), 2),
                 ["over_budget_fraction"] = Math.Round(r.Reads.Count == 0 ? 0 : r.Reads.Count(x => x > budget) / (double)r.Reads.Count, 4),
                 ["skipped_frames"] = r.Skipped, ["reads"] = r.Reads.Count, ["mean_k"] = Math.Round(r.Ks.DefaultIfEmpty(0).Average(), 2),
                 ["levels"] = r.Levels, ["f1"] = scoreF1 ? Math.Round(r.F1, 4) : null,
                 ["target"] = heldBySkipping ? "below the most aggressive level: held by skipping" : "≤ 5% of reads over budget",
-                ["most_aggressive_read_ms_p50_in_turns"] = Math.Round(Pct(inTurns.Reads, 0.5), 2), ["most_aggressive_read_ms_p95_in_turns"] = Math.Round(Pct(inTurns.Reads, 0.95), 2),
+                ["most_aggressive_read_ms_p50_in_turns"] = Math.Round(BenchStats.Percentile(inTurns.Reads, 0.5), 2), ["most_aggressive_read_ms_p95_in_turns"] = Math.Round(BenchStats.Percentile(inTurns.Reads, 0.95), 2),
                 // The same comparison against the level as timed when the bench began (before the budgets).
                 ["below_most_aggressive_at_start"] = budget < aggressive,
             });
-            Console.Error.WriteLine($"bench budget: {name} at {f:0%} ({budget} ms): read p95 {Pct(r.Reads, 0.95):0.0} ms, {r.Skipped} skipped{(scoreF1 ? $", F1 {r.F1:0.000}" : "")}");
+            Console.Error.WriteLine($"bench budget: {name} at {f:0%} ({budget} ms): read p95 {BenchStats.Percentile(r.Reads, 0.95):0.0} ms, {r.Skipped} skipped{(scoreF1 ? $", F1 {r.F1:0.000}" : "")}");
         }
         return new Dictionary<string, object?>
         {
             ["config"] = name, ["decoder_layers"] = layers, ["visual_tokens_per_frame"] = visual, ["frames"] = frames.Count,
             ["budget_base"] = basePct == 0.5 ? "p50" : "p95",
-            ["unpruned_read_ms_p50"] = Math.Round(Pct(unprunedRun.Reads, 0.5), 2), ["unpruned_read_ms_p95"] = Math.Round(Pct(unprunedRun.Reads, 0.95), 2),
+            ["unpruned_read_ms_p50"] = Math.Round(BenchStats.Percentile(unprunedRun.Reads, 0.5), 2), ["unpruned_read_ms_p95"] = Math.Round(BenchStats.Percentile(unprunedRun.Reads, 0.95), 2),
             ["unpruned_read_alone_ms_p50"] = Math.Round(alone, 2), ["most_aggressive_level"] = ladder[^1].Name,
-            ["most_aggressive_read_ms_p50"] = Math.Round(Pct(aggressiveRun.Reads, 0.5), 2), ["most_aggressive_read_ms_p95"] = Math.Round(Pct(aggressiveRun.Reads, 0.95), 2), ["ladder"] = ladder.Select(l => l.Name).ToArray(),
+            ["most_aggressive_read_ms_p50"] = Math.Round(BenchStats.Percentile(aggressiveRun.Reads, 0.5), 2), ["most_aggressive_read_ms_p95"] = Math.Round(BenchStats.Percentile(aggressiveRun.Reads, 0.95), 2), ["ladder"] = ladder.Select(l => l.Name).ToArray(),
             ["unpruned_f1"] = unprunedF1 is { } u ? Math.Round(u, 4) : null, ["budgets"] = budgets,
             ["levels_held"] = levels ? fixedLevels : null, ["levels_mixed"] = mixed,
         };

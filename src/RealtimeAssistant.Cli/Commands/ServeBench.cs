@@ -196,7 +196,7 @@ public static class ServeBench
         var rates = inWindow.Select(s => s.Count / (t1 - t0)).ToArray();
         var lat = inWindow.SelectMany(s => s.Select(x => x.LatencyMs)).Order().ToArray();
         long batches = batchAfter.Batches - batchBefore.Batches, steps = batchAfter.Steps - batchBefore.Steps;
-        return new StreamRun(rates.Sum(), rates.Min(), Percentile(lat, 0.50), Percentile(lat, 0.95),
+        return new StreamRun(rates.Sum(), rates.Min(), BenchStats.Percentile(lat, 0.50), BenchStats.Percentile(lat, 0.95),
             after.Zip(before).Sum(p => p.First.Dropped - p.Second.Dropped), after.Zip(before).Sum(p => p.First.Read - p.Second.Read),
             batches == 0 ? (batching ? 0 : 1) : (double)steps / batches, batching ? batchAfter.Largest : 1);
     }
@@ -274,11 +274,8 @@ public static class ServeBench
         return new
         {
             requests = total, concurrency, errors, error_samples = errorSamples,
-            p50_ms = Math.Round(Percentile(sorted, 0.50), 1), p95_ms = Math.Round(Percentile(sorted, 0.95), 1), p99_ms = Math.Round(Percentile(sorted, 0.99), 1),
+            p50_ms = Math.Round(BenchStats.Percentile(sorted, 0.50), 1), p95_ms = Math.Round(BenchStats.Percentile(sorted, 0.95), 1), p99_ms = Math.Round(BenchStats.Percentile(sorted, 0.99), 1),
             completions_per_s = Math.Round(latencies.Count / wall.Elapsed.TotalSeconds, 2),
         };
     }
-
-    static double Percentile(double[] sorted, double p) =>
-        sorted.Length == 0 ? double.NaN : sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)];
 }

@@ -16,6 +16,17 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public void Percentile_IsTheNearestRank_OfValuesInAnyOrder()
+    {
+        double[] v = [40, 10, 30, 20, 50];
+        Assert.Equal(30, BenchStats.Percentile(v, 0.5));
+        Assert.Equal(50, BenchStats.Percentile(v, 0.95));
+        Assert.Equal(10, BenchStats.Percentile(v, 0.2));
+        Assert.Equal(20, BenchStats.Percentile(v, 0.21));
+        Assert.True(double.IsNaN(BenchStats.Percentile([], 0.5)));
+    }
+
+    [Fact]
     public void PairedSe_IsTheStandardErrorOfTheMeanDifference()
     {
         // Differences 1, 2, 3: mean 2, sample sd 1, so the SE is 1/√3. A shift common to both sides cancels.
