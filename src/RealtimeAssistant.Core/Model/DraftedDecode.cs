@@ -17,8 +17,6 @@ public sealed class PromptLookup(IReadOnlyList<int> earlier)
 {
     public const int MaxNgram = 3;
 
-    public IReadOnlyList<int> Earlier => earlier;
-
     /// <summary>Up to <paramref name="max"/> draft tokens after <paramref name="generated"/> (the caption so far, its last token not yet fed back) into <paramref name="into"/> (cleared first).</summary>
     public void Draft(IReadOnlyList<int> generated, int max, List<int> into)
     {
@@ -155,7 +153,6 @@ public sealed class DraftStats
     public long Passes => Interlocked.Read(ref _passes);
     public long Drafted => Interlocked.Read(ref _drafted);
     public long Accepted => Interlocked.Read(ref _accepted);
-    public double AcceptRate => Drafted == 0 ? 0 : (double)Accepted / Drafted;
 
     internal void Pass(int drafted, int accepted)
     {
