@@ -240,13 +240,7 @@ public sealed class DecoderModel : nn.Module
         if (seqs.Count == 1 && rowIdx.Count == 0 && seqs[0].Step is { Plan: null, Mask: null, Cache: { } blockCache } blockStep
             && seqs[0].Embeds is var blockEmbeds && blockEmbeds.shape[1] <= Kernels.Gemv.MaxRows && KernelBlock(blockEmbeds, blockCache)
             && FusedFor((int)blockEmbeds.shape[1]) is { } whole)
-        {
-            var (c, s) = Rope.Tables(blockStep.Positions, ScalarType.Float32, blockEmbeds.device);
-            var hidden = whole.RunBlock(0, blockEmbeds, c, s, blockStep, null);
-            FusedForwards++;
-            LastLayerRows += hidden.shape[1];
-            return [hidden.MoveToOuterDisposeScope()];
-        }
+            return [RunBlockFused(whole, 0, blockEmbeds, blockStep, null)];
         var blockIdx = Enumerable.Range(0, seqs.Count).Except(rowIdx).ToList();
         var rowSeqs = rowIdx.Select(i => seqs[i]).ToList();
         int m = rowIdx.Count, first = m > 0 ? 1 : 0; // unit 0: the kernel rows, if any; then one unit per block
@@ -282,13 +276,7 @@ public sealed class DecoderModel : nn.Module
             // tokens left) and a few rows: the rest of the layers on the kernels.
             if (n == 1 && m == 0 && seqs[0].Step is { Plan: { } blockPlan, Cache: { } cache, Mask: null, Group: CacheGroup.Source } only
                 && blockPlan.PlainFrom(l) && h[0].shape[1] <= Kernels.Gemv.MaxRows && KernelBlock(h[0], cache) && FusedFor((int)h[0].shape[1]) is { } rest)
-            {
-                var (c, s) = Rope.Tables(positions[0], ScalarType.Float32, h[0].device);
-                var hidden = rest.RunBlock(l, h[0], c, s, only with { Positions = positions[0] }, blockPlan);
-                FusedForwards++;
-                LastLayerRows += hidden.shape[1];
-                return [hidden.MoveToOuterDisposeScope()];
-            }
+                return [RunBlockFused(rest, l, h[0], only with { Positions = positions[0] }, blockPlan)];
             var layer = layers[l];
             hAll ??= Cat(h, 1);
             cosAll ??= Cat(cos, -2);
@@ -362,6 +350,16 @@ public sealed class DecoderModel : nn.Module
             at += h[u].shape[1];
         }
         return result;
+    }
+
+    /// <summary>Layers <paramref name="from"/> on for one sequence's few rows on the kernels (<see cref="FusedDecodeStep.RunBlock"/>), counted.</summary>
+    Tensor RunBlockFused(FusedDecodeStep fused, int from, Tensor h, DecoderStep step, ILayerPlan? plan)
+    {
+        var (c, s) = Rope.Tables(step.Positions, ScalarType.Float32, h.device);
+        var hidden = fused.RunBlock(from, h, c, s, step, plan);
+        FusedForwards++;
+        LastLayerRows += hidden.shape[1];
+        return hidden.MoveToOuterDisposeScope();
     }
 
     /// <summary>Whether a block's rows and its cache are what the kernels take: float32 on the CPU, the cache's buffers at batch 1.</summary>
