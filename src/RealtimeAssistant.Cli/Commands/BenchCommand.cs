@@ -33,6 +33,7 @@ public static class BenchCommand
         var model = new Option<string?>("--model", "-m") { Description = "a model folder instead of the random LLaVA shape: its caption prompt with one (random) image, decoded in its own cache group" };
         var kernels = new Option<string>("--kernels") { DefaultValueFactory = _ => "on", Description = "on, or off: libtorch runs every product (the reference the CPU kernels are measured against)" };
         var fusedDecode = new Option<string>("--fused-decode") { DefaultValueFactory = _ => "on", Description = "on: decode steps run every layer on the CPU kernels (the default); off: the layer path, libtorch between the kernels; compare: both in each round, in a shuffled order, and their ratio" };
+        var attention = new Option<string>("--attention") { DefaultValueFactory = _ => "folded", Description = "folded: the attention kernel scores 16 keys a fold (AVX-512, heads of 16·k ≤ 128 floats; the default); per-key: a horizontal sum per key; compare: both in each round, in a shuffled order, and their ratio" };
         var prefillOutputs = new Option<string>("--prefill-outputs") { DefaultValueFactory = _ => "last", Description = "last: the prefill's last layer runs o_proj and the MLP on the one row whose logits are read (the default); all: on every row; compare: both in each round, in a shuffled order, and their ratio" };
         var family = BenchModels.Option();
         var profile = new Option<bool>("--profile") { Description = "also time decode steps op by op (every layer's weights, so memory traffic is as in a step) and print where the milliseconds go" };
@@ -40,7 +41,7 @@ public static class BenchCommand
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var cmd = new Command("engine", "Prefill and decode on a LLaVA-shaped decoder with random weights (or a model folder), beside the matmul rate and the memory read bandwidth measured in the same process.")
-            { json, layers, hidden, tokens, decode, reps, model, family, profile, kernels, fusedDecode, prefillOutputs, device, dtype, weights };
+            { json, layers, hidden, tokens, decode, reps, model, family, profile, kernels, fusedDecode, attention, prefillOutputs, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             int L = pr.GetValue(layers), D = pr.GetValue(hidden), T = pr.GetValue(tokens), N = pr.GetValue(decode), R = pr.GetValue(reps);
@@ -60,6 +61,14 @@ public static class BenchCommand
                 "compare" => null,
                 var k => throw new UserError($"--fused-decode '{k}' is not one of on, off, compare"),
             };
+            bool? folded = pr.GetValue(attention) switch
+            {
+                "folded" => true,
+                "per-key" => false,
+                "compare" => null,
+                var k => throw new UserError($"--attention '{k}' is not one of folded, per-key, compare"),
+            };
+            if (fused is null && folded is null) throw new UserError("bench engine: compare --fused-decode or --attention, not both at once");
             bool? lastRow = pr.GetValue(prefillOutputs) switch
             {
                 "last" => true,
@@ -74,7 +83,7 @@ public static class BenchCommand
             using var work = modelDir is { } dir
                 ? EngineWorkload.FromModel(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine })
                 : EngineWorkload.Random(L, D, T, dev, Model.Engine.ResolveDType(pr.GetValue(dtype)!, dev, "float32"), pr.GetValue(weights)!);
-            var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), fused, lastRow, ct);
+            var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), fused, folded, lastRow, ct);
             var table = new Table().AddColumns("metric", "value");
             foreach (var (k, v) in result)
                 if (v is not IEnumerable<Dictionary<string, object>>)
@@ -158,9 +167,13 @@ public static class BenchCommand
         public void Dispose() { Embeds.Dispose(); Owner?.Dispose(); }
     }
 
+    /// <summary>Verify blocks (a drafted caption's pass of the last token and its drafts) timed per turn, after the decode steps.</summary>
+    const int VerifyBlocks = 4;
+
     /// <param name="fused">Decode steps fused (<see cref="DecoderModel.FusedDecodeEnabled"/>), on the layer path, or null: both in each round, in a shuffled order.</param>
     /// <param name="lastRow">The prefill asks for the last row's hidden state only (<see cref="DecoderStep.OutputRows"/>), for every row, or null: both in each round, in a shuffled order.</param>
-    static (Dictionary<string, object> Result, List<EngineProfile> Profiles) RunEngine(EngineWorkload w, int N, int R, bool profile, bool? fused, bool? lastRow, CancellationToken ct)
+    /// <param name="folded">Decode attention scores keys a fold at a time (<see cref="DecodeAttention.FoldedScores"/>), one by one, or null: both in each round, in a shuffled order.</param>
+    static (Dictionary<string, object> Result, List<EngineProfile> Profiles) RunEngine(EngineWorkload w, int N, int R, bool profile, bool? fused, bool? folded, bool? lastRow, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
         var lm = w.Lm;
@@ -191,15 +204,19 @@ public static class BenchCommand
         var prefillMs = new List<double>();
         var decodeMs = new List<double>();
         var layerPathMs = new List<double>(); // --fused-decode compare: the layer path's turns
+        var perKeyMs = new List<double>();    // --attention compare: the per-key attention's turns
         bool sameTokens = true;
         bool phasePeaks = w.Engine is not null && BenchModels.ResetPeak();
         var order = new Random(7);
         var allRowsMs = new List<double>(); // --prefill-outputs compare: the prefills that computed every row
         var allRowsRatios = new List<double>();
         bool sameFirstToken = true, warmingUp = true;
-        (double Prefill, double Decode, long[] Tokens) Turn(bool fusedSteps)
+        var blockMs = new List<double>();     // the verify blocks' ms each (drafted decoding's pass), per timed turn
+        var perKeyBlockMs = new List<double>();
+        (double Prefill, double Decode, long[] Tokens, double Block) Turn(bool fusedSteps, bool foldedScores)
         {
             DecoderModel.FusedDecodeEnabled = fusedSteps;
+            DecodeAttention.FoldedScores = foldedScores;
             if (lastRow is null)
             {
                 // Both prefills back to back, in a shuffled order: their ratio is the comparison.
@@ -231,7 +248,19 @@ public static class BenchCommand
                 var hs = lm.model.Forward(x, new DecoderStep { Positions = new[] { w.DecodeStart + s }, Cache = cache, Group = w.Group });
                 tokens[s] = next = lm.Logits(hs[0, -1]).argmax().item<long>();
             }
-            return (pre, sw.Elapsed.TotalMilliseconds, tokens);
+            double dec = sw.Elapsed.TotalMilliseconds;
+            // Verify blocks as drafted decoding runs them: the last token and drafts in one pass at the end of the context, every row's logits read, then the rows trimmed.
+            int rows = Math.Min(Gemv.MaxRows, N);
+            sw.Restart();
+            for (int b = 0; b < VerifyBlocks; b++)
+            {
+                using var block = torch.NewDisposeScope();
+                var ids = torch.tensor(tokens.Take(rows).ToArray(), device: dev).view(1, rows);
+                var hs = lm.model.Forward(lm.model.embed_tokens.forward(ids), new DecoderStep { Positions = PositionIds.Range(w.DecodeStart + N, rows), Cache = cache, Group = w.Group, OutputRows = rows });
+                lm.Logits(hs[0]).argmax(-1).cpu().Dispose();
+                foreach (var layer in cache.Layers) { var g = layer[w.Group]; g.Evict(g.Length - rows, rows); }
+            }
+            return (pre, dec, tokens, sw.Elapsed.TotalMilliseconds / VerifyBlocks);
         }
         try
         {
@@ -239,18 +268,23 @@ public static class BenchCommand
             {
                 ct.ThrowIfCancellationRequested();
                 warmingUp = r == 0;
-                var sides = fused is { } only ? new[] { only } : order.Next(2) == 0 ? new[] { true, false } : new[] { false, true };
-                var turns = sides.Select(f => (Fused: f, Result: Turn(f))).ToList();
+                // The setting compared takes both values, in a shuffled order; the other its one.
+                var pair = order.Next(2) == 0 ? new[] { true, false } : new[] { false, true };
+                var sides = fused is null ? pair.Select(f => (Fused: f, Folded: folded!.Value))
+                    : folded is null ? pair.Select(a => (Fused: fused.Value, Folded: a))
+                    : new[] { (Fused: fused.Value, Folded: folded.Value) };
+                var turns = sides.Select(s => (Side: s, Result: Turn(s.Fused, s.Folded))).ToList();
                 if (r == 0) continue; // warm-up
-                foreach (var (f, t) in turns)
+                foreach (var (side, t) in turns)
                 {
-                    if (fused is null && !f) { layerPathMs.Add(t.Decode); continue; }
-                    prefillMs.Add(t.Prefill); decodeMs.Add(t.Decode);
+                    if (fused is null && !side.Fused) { layerPathMs.Add(t.Decode); continue; }
+                    if (folded is null && !side.Folded) { perKeyMs.Add(t.Decode); perKeyBlockMs.Add(t.Block); continue; }
+                    prefillMs.Add(t.Prefill); decodeMs.Add(t.Decode); blockMs.Add(t.Block);
                 }
                 if (turns.Count == 2) sameTokens &= turns[0].Result.Tokens.SequenceEqual(turns[1].Result.Tokens);
             }
         }
-        finally { DecoderModel.FusedDecodeEnabled = fused ?? true; }
+        finally { DecoderModel.FusedDecodeEnabled = fused ?? true; DecodeAttention.FoldedScores = folded ?? true; }
         long? runPeak = phasePeaks ? BenchModels.Rss()?.Peak : null;
         var steps = new List<EngineProfile>();
         if (profile)
@@ -333,6 +367,9 @@ public static class BenchCommand
         result["decode_kv_mb_per_token"] = Math.Round(kvBytes / 1e6, 2);
         result["prefill_runs_ms"] = prefillMs.Select(x => Math.Round(x, 1)).ToArray();
         result["decode_runs_ms_per_token"] = decodeMs.Select(x => Math.Round(x / N, 2)).ToArray();
+        result["verify_block_rows"] = Math.Min(Gemv.MaxRows, N);
+        result["verify_block_ms"] = Math.Round(Median(blockMs), 3);
+        result["verify_block_over_step"] = Math.Round(Median(blockMs) / perToken, 2);
         result["prefill_outputs"] = lastRow switch { true => "last row", false => "every row", null => "compare" };
         if (lastRow is null)
         {
@@ -350,6 +387,18 @@ public static class BenchCommand
             result["layer_path_runs_ms_per_token"] = layerPathMs.Select(x => Math.Round(x / N, 2)).ToArray();
             result["fused_decode_speedup"] = Math.Round(ratios[ratios.Count / 2], 2);
             result["fused_decode_same_tokens"] = sameTokens;
+        }
+        result["attention"] = folded switch { true => "folded", false => "per-key", null => "compare" };
+        if (folded is null)
+        {
+            var ratios = perKeyMs.Zip(decodeMs, (perKey, f) => perKey / f).Order().ToList();
+            result["decode_ms_per_token_per_key_attention"] = Math.Round(Median(perKeyMs) / N, 3);
+            result["per_key_attention_runs_ms_per_token"] = perKeyMs.Select(x => Math.Round(x / N, 2)).ToArray();
+            result["folded_attention_speedup"] = Math.Round(ratios[ratios.Count / 2], 3);
+            result["folded_attention_same_tokens"] = sameTokens;
+            var blockRatios = perKeyBlockMs.Zip(blockMs, (perKey, f) => perKey / f).Order().ToList();
+            result["verify_block_ms_per_key_attention"] = Math.Round(Median(perKeyBlockMs), 3);
+            result["folded_attention_block_speedup"] = Math.Round(blockRatios[blockRatios.Count / 2], 3);
         }
         if (w.Engine is { } en)
         {

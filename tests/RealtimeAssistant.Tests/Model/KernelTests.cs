@@ -140,15 +140,42 @@ public class KernelTests
             var reference = F.scaled_dot_product_attention(q.to_type(ScalarType.Float64), Repeat(k).to_type(ScalarType.Float64), Repeat(v).to_type(ScalarType.Float64));
             Assert.True(y.to_type(ScalarType.Float64).allclose(reference, 1e-5, 1e-5), $"{isa} b{b} h{h}/{hkv} d{d} s{s}: max diff {(y - reference).abs().max().item<double>():E2}");
             // Keys split in two ranges, read apart: one softmax over both, as over the joined cache.
+            // Bit for bit: a key's score is its own whichever keys share its fold (the split moves every fold's keys).
             int cut = s / 3;
             var split = DecodeAttention.Run(q, (k.narrow(2, 0, cut), v.narrow(2, 0, cut)), (k.narrow(2, cut, s - cut), v.narrow(2, cut, s - cut)));
-            Assert.True(split.allclose(y, 1e-5, 1e-6));
+            Assert.True(Same(split, y), $"{isa} d{d} s{s}: split keys differ by {(split - y).abs().max().item<float>():E2}");
         }
         // What it does not take: several queries, a transposed key buffer, another dtype.
         var q2 = Random(g, 1, 4, 2, 32); var kk = Random(g, 1, 4, 10, 32);
         Assert.False(DecodeAttention.Applies(q2, (kk, kk)));
         Assert.False(DecodeAttention.Applies(q2.narrow(2, 0, 1), (kk.transpose(2, 3).contiguous().transpose(2, 3), kk)));
         Assert.False(DecodeAttention.Applies(q2.narrow(2, 0, 1).to_type(ScalarType.Float64), (kk.to_type(ScalarType.Float64), kk.to_type(ScalarType.Float64))));
+    }
+
+    /// <summary>
+    /// The folded scores (16 keys a fold, AVX-512) against a horizontal sum per key, the path
+    /// `ra bench engine --attention compare` measures them against: the same attention to float
+    /// rounding, at every head width a fold takes and key counts on either side of a fold.
+    /// </summary>
+    [Fact]
+    public void FoldedScores_MatchAPerKeySum()
+    {
+        if (CpuIsa.Detected != KernelIsa.Avx512) Assert.Skip("this CPU has no AVX-512: no fold to compare");
+        using var _ = torch.inference_mode();
+        var g = new Generator(29);
+        foreach (var (d, s) in new[] { (16, 15), (32, 16), (64, 17), (128, 250), (64, 1) })
+        {
+            var q = Random(g, 1, 4, 1, d); var k = Random(g, 1, 2, s, d); var v = Random(g, 1, 2, s, d);
+            Tensor folded, perKey;
+            try
+            {
+                DecodeAttention.FoldedScores = false;
+                perKey = DecodeAttention.Run(q, (k, v));
+            }
+            finally { DecodeAttention.FoldedScores = true; }
+            folded = DecodeAttention.Run(q, (k, v));
+            Assert.True(folded.allclose(perKey, 1e-6, 1e-6), $"d{d} s{s}: max diff {(folded - perKey).abs().max().item<float>():E2}");
+        }
     }
 
     /// <summary>
@@ -164,7 +191,13 @@ public class KernelTests
         using var forced = CpuIsa.Force(isa);
         using var _ = torch.inference_mode();
         var g = new Generator(23);
-        int h = 8, hkv = 2, d = 24;
+        foreach (int d in new[] { 24, 64 }) // a head no fold takes, and one AVX-512 folds
+            RowsOverTheirOwnCaches(isa, g, d);
+    }
+
+    static void RowsOverTheirOwnCaches(KernelIsa isa, Generator g, int d)
+    {
+        int h = 8, hkv = 2;
         (int Source, int Target, CacheGroup Group)[] rows = [(5, 0, CacheGroup.Source), (1, 3, CacheGroup.Target), (37, 70, CacheGroup.Target), (0, 4, CacheGroup.Target)];
         var caches = rows.Select(_ => new LayerKv()).ToArray();
         for (int i = 0; i < rows.Length; i++)
@@ -189,7 +222,7 @@ public class KernelTests
             Assert.Equal(rows[i].Group == CacheGroup.Source ? rows[i].Source : rows[i].Source + rows[i].Target, k.shape[2]);
             var reference = F.scaled_dot_product_attention(q.narrow(2, i, 1).to_type(ScalarType.Float64), Repeat(k), Repeat(v));
             var got = y.narrow(2, i, 1).to_type(ScalarType.Float64);
-            Assert.True(got.allclose(reference, 1e-5, 1e-5), $"{isa} row {i}: max diff {(got - reference).abs().max().item<double>():E2}");
+            Assert.True(got.allclose(reference, 1e-5, 1e-5), $"{isa} d{d} row {i}: max diff {(got - reference).abs().max().item<double>():E2}");
         }
         foreach (var c in caches) c.Dispose();
     }

@@ -82,6 +82,7 @@ public static unsafe class DecodeAttention
     {
         int n = rows.Count;
         var isa = CpuIsa.Current;
+        bool fold = FoldedScores;
         float scale = 1f / MathF.Sqrt(d);
         nint qp = (nint)q, op = (nint)o;
         long longest = 0;
@@ -103,7 +104,7 @@ public static unsafe class DecodeAttention
                         // Head-major: a head's rows run back to back, so rows over the same keys
                         // (a block of one sequence) read them from cache after the first.
                         long hi = item / n, row = item % n;
-                        Attend(isa, (float*)qp + row * qRow + hi * qHead, (float*)op + row * oRow + hi * oHead, rows[(int)row], hi / rep, d, scale, sc);
+                        Attend(isa, fold, (float*)qp + row * qRow + hi * qHead, (float*)op + row * oRow + hi * oHead, rows[(int)row], hi / rep, d, scale, sc);
                     }
             }
             finally { System.Buffers.ArrayPool<float>.Shared.Return(scores); }
@@ -114,8 +115,10 @@ public static unsafe class DecodeAttention
     public readonly record struct Range(nint K, nint V, long S, long KH, long VH);
 
     /// <summary>One query head over its KV head's ranges: oh ← softmax(qh·Kᵀ·scale)·V.</summary>
-    static void Attend(KernelIsa isa, float* qh, float* oh, Range[] segs, long kv, int d, float scale, float* sc)
+    /// <param name="fold">Whether heads AVX-512 folds take <see cref="AttendAvx512"/> (<see cref="FoldedScores"/>, read by the calling thread before it hands out ranges).</param>
+    static void Attend(KernelIsa isa, bool fold, float* qh, float* oh, Range[] segs, long kv, int d, float scale, float* sc)
     {
+        if (fold && isa == KernelIsa.Avx512 && d % 16 == 0 && d <= MaxWideHead) { AttendAvx512(qh, oh, segs, kv, d, scale, sc); return; }
         long at = 0;
         foreach (var sg in segs)
         {
@@ -136,6 +139,122 @@ public static unsafe class DecodeAttention
         for (int j = 0; j < d; j++) oh[j] *= inv;
     }
 
+    /// <summary>Whether AVX-512 heads of 16·k floats (k ≤ 8) score 16 keys a fold (<see cref="AttendAvx512"/>, the default); false: a horizontal sum per key (`ra bench engine --attention compare`).</summary>
+    public static bool FoldedScores { get => !PerKey.Value; set => PerKey.Value = !value; }
+
+    // Per async flow, as CpuIsa's forced path: a measurement's setting is not a concurrent caller's.
+    static readonly AsyncLocal<bool> PerKey = new();
+
+    /// <summary>Head widths up to which <see cref="AttendAvx512"/> keeps the output row in registers.</summary>
+    const int MaxWideHead = 128;
+
+    /// <summary>
+    /// <see cref="Attend"/> on AVX-512 for heads of 16·k floats, k ≤ 8. Scores 16 keys at a time:
+    /// each key's products stay in a vector, and one fold network sums the 16 vectors into one
+    /// vector of 16 scores, where a sum per key costs a horizontal reduction each. The fold sums
+    /// every key's lanes in the same order wherever the key sits among the 16 (a missing key is
+    /// zeros), so a key's score does not depend on which keys share its group: a row of a block
+    /// scores as that row alone does. The weighted sum of values runs in registers.
+    /// </summary>
+    static void AttendAvx512(float* qh, float* oh, Range[] segs, long kv, int d, float scale, float* sc)
+    {
+        int nd = d / 16;
+        long at = 0;
+        var sv = Vector512.Create(scale);
+        foreach (var sg in segs)
+        {
+            float* k = (float*)sg.K + kv * sg.KH;
+            for (long s = 0; s < sg.S; s += 16)
+            {
+                int count = (int)Math.Min(16, sg.S - s);
+                var scores = Score16(qh, k + s * d, d, nd, count) * sv;
+                if (count == 16) scores.Store(sc + at + s);
+                else for (int j = 0; j < count; j++) sc[at + s + j] = scores.GetElement(j);
+            }
+            at += sg.S;
+        }
+        float sum = Softmax(KernelIsa.Avx512, sc, (int)at);
+        Vector512<float> o0 = default, o1 = default, o2 = default, o3 = default, o4 = default, o5 = default, o6 = default, o7 = default;
+        at = 0;
+        foreach (var sg in segs)
+        {
+            float* v = (float*)sg.V + kv * sg.VH;
+            for (long s = 0; s < sg.S; s++)
+            {
+                var w = Vector512.Create(sc[at + s]);
+                float* vs = v + s * d;
+                o0 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vs), o0);
+                if (nd > 1) o1 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vs + 16), o1);
+                if (nd > 2) o2 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vs + 32), o2);
+                if (nd > 3) o3 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vs + 48), o3);
+                if (nd > 4) o4 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vs + 64), o4);
+                if (nd > 5) o5 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vs + 80), o5);
+                if (nd > 6) o6 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vs + 96), o6);
+                if (nd > 7) o7 = Vector512.FusedMultiplyAdd(w, Vector512.Load(vs + 112), o7);
+            }
+            at += sg.S;
+        }
+        var inv = Vector512.Create(1f / sum);
+        (o0 * inv).Store(oh);
+        if (nd > 1) (o1 * inv).Store(oh + 16);
+        if (nd > 2) (o2 * inv).Store(oh + 32);
+        if (nd > 3) (o3 * inv).Store(oh + 48);
+        if (nd > 4) (o4 * inv).Store(oh + 64);
+        if (nd > 5) (o5 * inv).Store(oh + 80);
+        if (nd > 6) (o6 * inv).Store(oh + 96);
+        if (nd > 7) (o7 * inv).Store(oh + 112);
+    }
+
+    /// <summary>q·k for keys k, k + d, … (<paramref name="count"/> ≤ 16 of them) as one vector, lane j the j-th key's (0 past the count).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Score16(float* q, float* k, int d, int nd, int count)
+    {
+        var a = Fold(Lanes(q, k, 0, d, nd, count), Lanes(q, k, 1, d, nd, count), Fold16Lo, Fold16Hi);
+        var b = Fold(Lanes(q, k, 2, d, nd, count), Lanes(q, k, 3, d, nd, count), Fold16Lo, Fold16Hi);
+        var c = Fold(Lanes(q, k, 4, d, nd, count), Lanes(q, k, 5, d, nd, count), Fold16Lo, Fold16Hi);
+        var e = Fold(Lanes(q, k, 6, d, nd, count), Lanes(q, k, 7, d, nd, count), Fold16Lo, Fold16Hi);
+        var f = Fold(Lanes(q, k, 8, d, nd, count), Lanes(q, k, 9, d, nd, count), Fold16Lo, Fold16Hi);
+        var g = Fold(Lanes(q, k, 10, d, nd, count), Lanes(q, k, 11, d, nd, count), Fold16Lo, Fold16Hi);
+        var h = Fold(Lanes(q, k, 12, d, nd, count), Lanes(q, k, 13, d, nd, count), Fold16Lo, Fold16Hi);
+        var i = Fold(Lanes(q, k, 14, d, nd, count), Lanes(q, k, 15, d, nd, count), Fold16Lo, Fold16Hi);
+        a = Fold(a, b, Fold8Lo, Fold8Hi); c = Fold(c, e, Fold8Lo, Fold8Hi); f = Fold(f, g, Fold8Lo, Fold8Hi); h = Fold(h, i, Fold8Lo, Fold8Hi);
+        a = Fold(a, c, Fold4Lo, Fold4Hi); f = Fold(f, h, Fold4Lo, Fold4Hi);
+        return Fold(a, f, Fold2Lo, Fold2Hi);
+    }
+
+    /// <summary>Key <paramref name="j"/>'s products summed over the head's vectors, lane by lane (zeros for a key past the count).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Lanes(float* q, float* k, int j, int d, int nd, int count)
+    {
+        if (j >= count) return Vector512<float>.Zero;
+        float* kj = k + (long)j * d;
+        var p = Vector512.Load(q) * Vector512.Load(kj);
+        for (int i = 1; i < nd; i++) p = Vector512.FusedMultiplyAdd(Vector512.Load(q + 16 * i), Vector512.Load(kj + 16 * i), p);
+        return p;
+    }
+
+    /// <summary>
+    /// Two vectors holding keys of g lanes each (16/g keys a vector) into one holding all their
+    /// keys, in order, of g/2 lanes: lane u of a key plus its lane u + g/2.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> Fold(Vector512<float> a, Vector512<float> b, Vector512<int> lo, Vector512<int> hi) =>
+        System.Runtime.Intrinsics.X86.Avx512F.PermuteVar16x32x2(a, lo, b) + System.Runtime.Intrinsics.X86.Avx512F.PermuteVar16x32x2(a, hi, b);
+
+    static readonly Vector512<int> Fold16Lo = FoldIndex(16, false), Fold16Hi = FoldIndex(16, true), Fold8Lo = FoldIndex(8, false), Fold8Hi = FoldIndex(8, true),
+        Fold4Lo = FoldIndex(4, false), Fold4Hi = FoldIndex(4, true), Fold2Lo = FoldIndex(2, false), Fold2Hi = FoldIndex(2, true);
+
+    /// <summary>The lanes <see cref="Fold"/> takes from the pair (0–15: the first vector, 16–31: the second) for keys of g lanes: each key's low half, or its high half.</summary>
+    static Vector512<int> FoldIndex(int g, bool high)
+    {
+        int keys = 16 / g, half = g / 2;
+        var idx = new int[16];
+        for (int t = 0; t < 2 * keys; t++)
+            for (int u = 0; u < half; u++)
+                idx[t * half + u] = (t < keys ? 0 : 16) + t % keys * g + u + (high ? half : 0);
+        return Vector512.Create(idx);
+    }
+
     /// <summary>The attention output [B,H,1,D] (check <see cref="Applies"/> first).</summary>
     public static Tensor Run(Tensor q, params (Tensor K, Tensor V)[] ranges)
     {
@@ -146,6 +265,7 @@ public static unsafe class DecodeAttention
         try
         {
             var isa = CpuIsa.Current;
+            bool fold = FoldedScores;
             float scale = 1f / MathF.Sqrt(d);
             nint qp = (nint)TensorMemory.Ptr<float>(qc), op = (nint)TensorMemory.Ptr<float>(output);
             // Per batch row, its ranges (a row's keys start one batch stride further).
@@ -161,7 +281,7 @@ public static unsafe class DecodeAttention
                 {
                     fixed (float* sc = scores)
                         for (int item = i0; item < i1; item++)
-                            Attend(isa, (float*)qp + item * d, (float*)op + item * d, segs[item / h], item % h / rep, (int)d, scale, sc);
+                            Attend(isa, fold, (float*)qp + item * d, (float*)op + item * d, segs[item / h], item % h / rep, (int)d, scale, sc);
                 }
                 finally { System.Buffers.ArrayPool<float>.Shared.Return(scores); }
             });
