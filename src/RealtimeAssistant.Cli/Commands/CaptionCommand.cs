@@ -5,12 +5,12 @@ using RealtimeAssistant.Pruning;
 
 namespace RealtimeAssistant.Cli.Commands;
 
-/// <summary>`ra caption --model DIR --image FILE`: one image in, a caption streamed out.</summary>
+/// <summary>`ra caption [--model DIR] --image FILE`: one image in, a caption streamed out (the bundled demo model unless --model says).</summary>
 public static class CaptionCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model", "-m") { Description = "model folder in the llava-hf layout", Required = true };
+        var model = App.AppModel.ModelOption();
         var image = new Option<string>("--image", "-i") { Description = "image file", Required = true };
         var prompt = new Option<string?>("--prompt", "-p") { Description = "prompt; <image> marks where the image goes (default: the model's)" };
         var maxTokens = new Option<int>("--max-new-tokens") { Description = "limit on generated tokens", DefaultValueFactory = _ => 64 };
@@ -33,8 +33,7 @@ public static class CaptionCommand
             };
             options.Validate();
             using var img = Cli.ReadImage(pr.GetValue(image)!);
-            var modelDir = pr.GetValue(model)!;
-            if (!Directory.Exists(modelDir)) throw new UserError($"model folder not found: {modelDir}");
+            var modelDir = App.AppModel.Resolve(pr.GetValue(model));
             using var engine = Engine.Load(modelDir, Cli.EngineOptions(pr, device, dtype, weights));
             var pruning = prune.Requested(pr, engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers));
             var captioner = pruning is null ? new Captioner(engine) : new PrunedCaptioner(engine, pruning.CreatePruner(engine.Text.NumHiddenLayers));

@@ -118,6 +118,16 @@ public class ExitContractTests(ITestOutputHelper log)
         Assert.Equal(["error: --display-fps must be in (0, 1000], got 0", "see 'ra bench app --help'"], r.Lines);
     }
 
+    /// <summary>`caption` takes the bundled demo model when no --model is given, as every app command does.</summary>
+    [Fact]
+    public void Caption_WithoutAModel_CaptionsWithTheDemoModel()
+    {
+        var r = CliProcess.Run(["caption", "-i", Files.Value.Image, "--max-new-tokens", "6"], TimeSpan.FromSeconds(90));
+        log.WriteLine(r.ToString());
+        Assert.Equal(0, r.Code);
+        Assert.False(string.IsNullOrWhiteSpace(r.Stdout), "no caption on stdout");
+    }
+
     [Fact]
     public void Help_StillExitsZero()
     {
