@@ -159,6 +159,27 @@ public class BenchCommandTests
         Assert.Null(root["decode_profile_fused"]);
     }
 
+    /// <summary>
+    /// `--attention compare` runs the folded and per-key attention kernels in turns each round,
+    /// and both decode the same tokens; every turn also times verify blocks of up to 8 rows.
+    /// Comparing two settings at once is a user error.
+    /// </summary>
+    [Fact]
+    public async Task Engine_ComparesTheAttentionKernels_InTurns_AndTimesVerifyBlocks()
+    {
+        var root = await RunToJson(BenchCommand.Create(), "engine", "--layers", "2", "--hidden", "128", "--tokens", "40", "--decode", "6", "--reps", "2", "--attention", "compare");
+        Assert.Equal("compare", root["attention"]!.GetValue<string>());
+        Assert.True(root["folded_attention_same_tokens"]!.GetValue<bool>());
+        Assert.Equal(2, root["per_key_attention_runs_ms_per_token"]!.AsArray().Count);
+        Assert.Equal(2, root["decode_runs_ms_per_token"]!.AsArray().Count);
+        Assert.True(root["folded_attention_speedup"]!.GetValue<double>() > 0);
+        Assert.True(root["folded_attention_block_speedup"]!.GetValue<double>() > 0);
+        Assert.Equal(6, root["verify_block_rows"]!.GetValue<int>());
+        Assert.True(root["verify_block_ms"]!.GetValue<double>() > 0);
+        Assert.Equal(2, await BenchCommand.Create().Parse(["engine", "--attention", "compare", "--fused-decode", "compare"]).InvokeAsync());
+        Assert.Equal(2, await BenchCommand.Create().Parse(["engine", "--attention", "sideways"]).InvokeAsync());
+    }
+
     [Fact]
     public async Task Pruning_WritesEveryMethodsPrefillFlopsKeptTokensAndF1()
     {
