@@ -192,7 +192,11 @@ public sealed class DecoderModel : nn.Module
         for (int i = 0; i < layers.Count; i++)
         {
             var kv = step.Cache?.Layers[i];
-            if (step.Plan is not { } plan) h = layers[i].Forward(h, cos, sin, step, kv);
+            if (step.Plan is not { } plan)
+            {
+                var (layer, input) = (layers[i], h);
+                h = LayerScope.Run(() => layer.Forward(input, cos, sin, step, kv));
+            }
             else if (layers[i].Forward(ref h, cos, sin, positions, step, kv, plan, i) is { } stay)
             {
                 var idx = torch.tensor(stay, device: embeds.device);

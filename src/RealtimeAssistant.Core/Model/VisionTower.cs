@@ -137,11 +137,11 @@ public sealed class VisionEncoderLayer : nn.Module<Tensor, Tensor>
         mlp = new VisionMlp(c, spec);
         RegisterComponents();
     }
-    public override Tensor forward(Tensor x)
+    public override Tensor forward(Tensor x) => LayerScope.Run(() =>
     {
         x = x.Plus(self_attn.forward(layer_norm1.forward(x)));
         return x.Plus(mlp.forward(layer_norm2.forward(x)));
-    }
+    });
 }
 
 public sealed class VisionAttention : nn.Module<Tensor, Tensor>

@@ -113,7 +113,9 @@ public sealed class Qwen2VisionTransformer : nn.Module
         for (int i = 0; i < blocks.Count; i++)
         {
             var mask = windowMask is null || _c.FullAttentionBlocks.Contains(i) ? fullMask : windowMask;
-            h = blocks[i].Forward(h, cos, sin, mask);
+            var block = blocks[i];
+            var input = h;
+            h = LayerScope.Run(() => block.Forward(input, cos, sin, mask));
         }
         var merged = merger.forward(h);
         if (order is not null) merged = merged.index_select(0, order.argsort()); // back to raster order
