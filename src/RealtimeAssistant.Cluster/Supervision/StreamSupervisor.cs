@@ -82,23 +82,37 @@ public sealed class StreamSupervisor(IClusterMembershipService membership, ILoca
     }
 
     /// <summary>Calls every stream (each call activates a stream that is not running), a few at a time, retrying failures.</summary>
-    async Task<int> EnsureAll(string[] streams)
+    Task<int> EnsureAll(string[] streams) =>
+        EnsureEach(streams, id => grains.GetGrain<IStreamGrain>(id).Ensure(), TimeProvider.System,
+            (id, message) => logger.LogDebug("supervisor: stream {Stream} not reactivated yet ({Message})", id, message), _stop.Token);
+
+    /// <summary>
+    /// How long one <c>Ensure</c> call may take before it is sent again. A call made just after a
+    /// death can go to the dead silo's cached address and would only fail at the response timeout;
+    /// the call is idempotent, so a resend after a short wait reaches the stream's new activation sooner.
+    /// </summary>
+    internal static readonly TimeSpan EnsureCallWait = TimeSpan.FromSeconds(3);
+    internal const int EnsureAttempts = 8;
+
+    /// <summary>Calls <paramref name="ensure"/> for every id until one call answers: each call waits at most
+    /// <see cref="EnsureCallWait"/>, then after a short pause is sent again, <see cref="EnsureAttempts"/> times at most. Returns how many answered.</summary>
+    internal static async Task<int> EnsureEach(IEnumerable<string> ids, Func<string, Task> ensure, TimeProvider time, Action<string, string> notYet, CancellationToken stop)
     {
         int ok = 0;
-        await Parallel.ForEachAsync(streams, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = _stop.Token }, async (id, ct) =>
+        await Parallel.ForEachAsync(ids, new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = stop }, async (id, ct) =>
         {
-            for (int attempt = 0; attempt < 5 && !ct.IsCancellationRequested; attempt++)
+            for (int attempt = 0; attempt < EnsureAttempts && !ct.IsCancellationRequested; attempt++)
             {
                 try
                 {
-                    await grains.GetGrain<IStreamGrain>(id).Ensure().WaitAsync(TimeSpan.FromSeconds(10), ct);
+                    await ensure(id).WaitAsync(EnsureCallWait, time, ct);
                     Interlocked.Increment(ref ok);
                     return;
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
-                    logger.LogDebug("supervisor: stream {Stream} not reactivated yet ({Message})", id, e.Message);
-                    await Task.Delay(TimeSpan.FromMilliseconds(500 * (attempt + 1)), ct);
+                    notYet(id, e.Message);
+                    await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(250 * (attempt + 1), 1000)), time, ct);
                 }
             }
         });
