@@ -274,6 +274,7 @@ public sealed class DecoderModel : nn.Module
         // The units' rows side by side, and their RoPE tables: joined again only after a plan
         // dropped rows.
         Tensor? hAll = null, cosAll = null, sinAll = null;
+        HashSet<Tensor> carried = new(ReferenceEqualityComparer.Instance);
         for (int l = 0; l < layers.Count; l++)
         {
             // One sequence whose plan has nothing left to decide (a pruned read after its visual
@@ -281,67 +282,76 @@ public sealed class DecoderModel : nn.Module
             if (n == 1 && m == 0 && seqs[0].Step is { Plan: { } blockPlan, Cache: { } cache, Mask: null, Group: CacheGroup.Source } only
                 && blockPlan.PlainFrom(l) && h[0].shape[1] <= Kernels.Gemv.MaxRows && KernelBlock(h[0], cache) && FusedFor((int)h[0].shape[1]) is { } rest)
                 return [RunBlockFused(rest, l, h[0], only with { Positions = positions[0] }, blockPlan)];
-            var layer = layers[l];
-            hAll ??= Cat(h, 1);
-            cosAll ??= Cat(cos, -2);
-            sinAll ??= Cat(sin, -2);
-            var (q, k, v) = layer.self_attn.Project(layer.input_layernorm.forward(hAll), cosAll, sinAll);
-            if (n == first) // decode rows only
+            // Each layer's intermediates die with it; the rows and tables carried to the next layer move out.
+            var layerScope = torch.NewDisposeScope();
+            try
             {
-                hAll = layer.ResidualMlp(hAll.Plus(layer.self_attn.Output(AttendRowsOnKernel(q, k, v, rowSeqs, l, layer.self_attn.KvHeads))));
-                continue;
-            }
-            var outs = new List<Tensor>(n);
-            var going = new List<int>(n); // the units with rows that go on through o_proj and the MLP
-            long offset = 0;
-            if (m > 0)
-            {
-                outs.Add(AttendRowsOnKernel(q.narrow(2, 0, m), k.narrow(2, 0, m), v.narrow(2, 0, m), rowSeqs, l, layer.self_attn.KvHeads));
-                going.Add(0);
-                offset = m;
-            }
-            for (int u = first; u < n; u++)
-            {
-                long rows = h[u].shape[1];
-                var (qi, ki, vi) = n == 1 ? (q, k, v) : (q.narrow(2, offset, rows), k.narrow(2, offset, rows), v.narrow(2, offset, rows));
-                offset += rows;
-                var step = seqs[blockIdx[u - first]].Step;
-                var kv = step.Cache?.Layers[l];
-                Tensor o;
-                if (step.Plan is not { } plan) o = layer.self_attn.AttendCached(qi, ki, vi, step, kv);
-                else
+                var layer = layers[l];
+                hAll ??= Cat(h, 1);
+                cosAll ??= Cat(cos, -2);
+                sinAll ??= Cat(sin, -2);
+                var (q, k, v) = layer.self_attn.Project(layer.input_layernorm.forward(hAll), cosAll, sinAll);
+                if (n == first) // decode rows only
                 {
-                    var r = layer.AttendPlanned(qi, ki, vi, positions[u], step, kv, plan, l);
-                    if (r.Stay is { } stay)
+                    hAll = layer.ResidualMlp(hAll.Plus(layer.self_attn.Output(AttendRowsOnKernel(q, k, v, rowSeqs, l, layer.self_attn.KvHeads))));
+                    continue;
+                }
+                var outs = new List<Tensor>(n);
+                var going = new List<int>(n); // the units with rows that go on through o_proj and the MLP
+                long offset = 0;
+                if (m > 0)
+                {
+                    outs.Add(AttendRowsOnKernel(q.narrow(2, 0, m), k.narrow(2, 0, m), v.narrow(2, 0, m), rowSeqs, l, layer.self_attn.KvHeads));
+                    going.Add(0);
+                    offset = m;
+                }
+                for (int u = first; u < n; u++)
+                {
+                    long rows = h[u].shape[1];
+                    var (qi, ki, vi) = n == 1 ? (q, k, v) : (q.narrow(2, offset, rows), k.narrow(2, offset, rows), v.narrow(2, offset, rows));
+                    offset += rows;
+                    var step = seqs[blockIdx[u - first]].Step;
+                    var kv = step.Cache?.Layers[l];
+                    Tensor o;
+                    if (step.Plan is not { } plan) o = layer.self_attn.AttendCached(qi, ki, vi, step, kv);
+                    else
                     {
-                        var idx = torch.tensor(stay, device: h[u].device);
-                        if (stay.Length != h[u].shape[1]) h[u] = h[u].index_select(1, idx);
-                        (cos[u], sin[u], positions[u]) = (cos[u].index_select(-2, idx), sin[u].index_select(-2, idx), positions[u].Select(stay));
-                        (cosAll, sinAll) = (null, null);
+                        var r = layer.AttendPlanned(qi, ki, vi, positions[u], step, kv, plan, l);
+                        if (r.Stay is { } stay)
+                        {
+                            var idx = torch.tensor(stay, device: h[u].device);
+                            if (stay.Length != h[u].shape[1]) h[u] = h[u].index_select(1, idx);
+                            (cos[u], sin[u], positions[u]) = (cos[u].index_select(-2, idx), sin[u].index_select(-2, idx), positions[u].Select(stay));
+                            (cosAll, sinAll) = (null, null);
+                        }
+                        if (r.Output is not { } po) continue; // no row of this sequence goes on: its h is what it was
+                        o = po;
                     }
-                    if (r.Output is not { } po) continue; // no row of this sequence goes on: its h is what it was
-                    o = po;
+                    if (l == layers.Count - 1 && step.OutputRows is { } keep && keep < h[u].shape[1])
+                    {
+                        // The rows nobody reads leave here: their keys and values are in the cache already.
+                        long from = h[u].shape[1] - keep;
+                        (h[u], o) = (h[u].narrow(1, from, keep), o.narrow(2, from, keep));
+                        if (keep == 0) continue;
+                    }
+                    outs.Add(o);
+                    going.Add(u);
                 }
-                if (l == layers.Count - 1 && step.OutputRows is { } keep && keep < h[u].shape[1])
+                if (going.Count == 0) { hAll = null; continue; }
+                var updated = layer.ResidualMlp(Cat(going.Select(u => h[u]).ToList(), 1).Plus(layer.self_attn.Output(Cat(outs, 2))));
+                if (l == layers.Count - 1) LastLayerRows += updated.shape[1];
+                hAll = going.Count == n ? updated : null;
+                offset = 0;
+                foreach (var u in going)
                 {
-                    // The rows nobody reads leave here: their keys and values are in the cache already.
-                    long from = h[u].shape[1] - keep;
-                    (h[u], o) = (h[u].narrow(1, from, keep), o.narrow(2, from, keep));
-                    if (keep == 0) continue;
+                    long t = h[u].shape[1];
+                    h[u] = going.Count == 1 ? updated : updated.narrow(1, offset, t);
+                    offset += t;
                 }
-                outs.Add(o);
-                going.Add(u);
             }
-            if (going.Count == 0) { hAll = null; continue; }
-            var updated = layer.ResidualMlp(Cat(going.Select(u => h[u]).ToList(), 1).Plus(layer.self_attn.Output(Cat(outs, 2))));
-            if (l == layers.Count - 1) LastLayerRows += updated.shape[1];
-            hAll = going.Count == n ? updated : null;
-            offset = 0;
-            foreach (var u in going)
+            finally
             {
-                long t = h[u].shape[1];
-                h[u] = going.Count == 1 ? updated : updated.narrow(1, offset, t);
-                offset += t;
+                carried = Carry(layerScope, carried, h.Concat(cos).Concat(sin).Append(hAll).Append(cosAll).Append(sinAll));
             }
         }
         var final = norm.forward(hAll ?? Cat(h, 1));
@@ -354,6 +364,25 @@ public sealed class DecoderModel : nn.Module
             at += h[u].shape[1];
         }
         return result;
+    }
+
+    /// <summary>
+    /// Ends a layer's scope: of the tensors the next layer reads (<paramref name="next"/>), those the
+    /// layer made move out to the forward's scope; those an earlier layer carried that nothing reads
+    /// any more are freed now, not when the forward ends. The forward's own inputs are never touched.
+    /// </summary>
+    static HashSet<Tensor> Carry(DisposeScope layerScope, HashSet<Tensor> carried, IEnumerable<Tensor?> next)
+    {
+        var now = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        foreach (var t in next)
+            if (t is not null && (carried.Contains(t) || layerScope.Contains(t)))
+            {
+                now.Add(t);
+                layerScope.MoveToOuter(t);
+            }
+        foreach (var t in carried) if (!now.Contains(t)) t.Dispose();
+        layerScope.Dispose();
+        return now;
     }
 
     /// <summary>Layers <paramref name="from"/> on for one sequence's few rows on the kernels (<see cref="FusedDecodeStep.RunBlock"/>), counted.</summary>

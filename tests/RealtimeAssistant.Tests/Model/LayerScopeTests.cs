@@ -1,5 +1,6 @@
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Tests.App;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -42,6 +43,42 @@ public class LayerScopeTests
         int before = scope.DisposablesCount;
         for (int i = 0; i < 6; i++) h = layer.forward(h);
         Assert.Equal(before + 6, scope.DisposablesCount);
+        Assert.False(h.isnan().any().item<bool>());
+    }
+
+    /// <summary>Counts this thread's live tensors each time a layer attends, and attends as a frame band would.</summary>
+    sealed class CountingPlan(int layers, int rows) : ILayerPlan
+    {
+        readonly BandPlan _band = new(new long[layers], rows);
+        public List<long> LiveAtLayer { get; } = new();
+        public LayerAttention Attend(in AttentionInput a)
+        {
+            LiveAtLayer.Add(DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+            return _band.Attend(a);
+        }
+    }
+
+    /// <summary>
+    /// A decoder forward holds one layer's intermediates at a time: as many tensors are alive when
+    /// the last layer attends as when the second does. Before, each layer's stayed until the
+    /// forward ended (a 32-layer prefill held all 32 layers' activations at once).
+    /// </summary>
+    [Fact]
+    public void ADecoderForward_HoldsOneLayersIntermediatesAtATime()
+    {
+        using var e = Engine.Load(AppTestSupport.TinyModel, new EngineOptions { Device = "cpu" });
+        using var _ = torch.inference_mode();
+        int layers = e.Text.NumHiddenLayers;
+        Assert.True(layers >= 4, $"the tiny model has {layers} layers");
+        var cache = new KvCache(layers);
+        // A first block gives every layer's cache its buffers (64 entries), so the counts below are the forward's own.
+        e.Decoder.Forward(torch.randn(new long[] { 1, 4, e.Text.HiddenSize }, generator: new Generator(4)), new DecoderStep { Positions = new long[] { 0, 1, 2, 3 }, Cache = cache });
+        var embeds = torch.randn(new long[] { 1, 12, e.Text.HiddenSize }, generator: new Generator(5));
+        var plan = new CountingPlan(layers, 8);
+        var h = e.Decoder.Forward(embeds, new DecoderStep { Positions = Enumerable.Range(4, 12).Select(i => (long)i).ToArray(), Cache = cache, Plan = plan });
+        Assert.Equal(layers, plan.LiveAtLayer.Count);
+        Assert.True(plan.LiveAtLayer[^1] == plan.LiveAtLayer[1],
+            $"live tensors when each layer attends: {string.Join(", ", plan.LiveAtLayer)}: intermediates outlive their layer");
         Assert.False(h.isnan().any().item<bool>());
     }
 }
