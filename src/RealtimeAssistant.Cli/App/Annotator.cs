@@ -33,7 +33,8 @@ public sealed record AnnotateOptions
 }
 
 public sealed record AnnotateReport(string OutputDir, OutputMode Mode, long StartFrame, long FramesRendered, int Captions, bool Cancelled,
-    TimeSpan Elapsed, string Encoder, string Video, string Source, int Stride, ProfilerSnapshot Profile, StreamStats Stats, string SessionMode)
+    TimeSpan Elapsed, string Encoder, string Video, string Source, int Stride, ProfilerSnapshot Profile, StreamStats Stats, string SessionMode,
+    IReadOnlyList<(TimeSpan At, string Question)> Unasked)
 {
     public double Fps => FramesRendered / Math.Max(1e-9, Elapsed.TotalSeconds);
 }
@@ -105,7 +106,7 @@ public static class Annotator
         }
         if (o.Console == AnnotateConsole.StreamCaptions) System.Console.Out.WriteLine();
         return new AnnotateReport(o.OutputDir, plan.Mode, start, result.FramesRendered, result.Captions, result.Cancelled, result.Elapsed,
-            encoder, plan.AnnotatedVideo, description, loopOptions.Stride, profiler.Snapshot(), result.Stats, session.Mode);
+            encoder, plan.AnnotatedVideo, description, loopOptions.Stride, profiler.Snapshot(), result.Stats, session.Mode, result.Unasked);
     }
 
     /// <summary>The frame after the last caption's segment (its end_frame), so nothing is captioned twice.</summary>

@@ -48,6 +48,7 @@ public static class AnnotateCommand
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
             var report = Annotator.Run(options, session, run.Loop, ct);
             Annotator.PrintSummary(report);
+            RealtimeFlags.ReportUnasked(report.Unasked, report.Cancelled, "annotate");
             return report.Cancelled ? 130 : 0;
         });
     }

@@ -83,9 +83,21 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
     public static (TimeSpan At, string Question) ParseQuestion(string text)
     {
         int colon = text.IndexOf(':');
-        if (colon <= 0 || !double.TryParse(text[..colon], NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) || seconds < 0 || colon == text.Length - 1)
-            throw new UserError($"--ask takes SECONDS:question, e.g. \"5:what colour is the star ?\"; got '{text}'");
+        if (colon <= 0 || !double.TryParse(text[..colon], NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds)
+            || !(seconds >= 0 && seconds <= MaxAskSeconds) || string.IsNullOrWhiteSpace(text[(colon + 1)..]))
+            throw new UserError($"--ask takes SECONDS:question (0 ≤ SECONDS ≤ {MaxAskSeconds:0}), e.g. \"5:what colour is the star ?\"; got '{text}'");
         return (TimeSpan.FromSeconds(seconds), text[(colon + 1)..].Trim());
+    }
+
+    /// <summary>A year of stream time: later is a typo, not a question.</summary>
+    public const double MaxAskSeconds = 365 * 86400;
+
+    /// <summary>One stderr line per question the stream ended before reaching, so a late --ask is not lost without a word.</summary>
+    public static void ReportUnasked(IReadOnlyList<(TimeSpan At, string Question)> unasked, bool cancelled, string command)
+    {
+        if (cancelled) return;
+        foreach (var (at, q) in unasked)
+            Console.Error.WriteLine($"{command}: --ask at {at.TotalSeconds:0.###} s was not asked: the stream ended before it (\"{q}\")");
     }
 
     /// <summary>

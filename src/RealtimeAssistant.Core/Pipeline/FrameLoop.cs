@@ -48,7 +48,8 @@ public sealed record FrameLoopOptions
 public sealed record CaptionSegment(long KeyFrame, long EndFrame, TimeSpan Start, TimeSpan End, StreamSegment Written, double LatencyMs);
 
 /// <summary>What a run of the loop did.</summary>
-public sealed record FrameLoopResult(long FramesRendered, int Captions, bool Cancelled, TimeSpan Elapsed, StreamStats Stats);
+/// <param name="Unasked">Questions scheduled with --ask for times the stream never reached.</param>
+public sealed record FrameLoopResult(long FramesRendered, int Captions, bool Cancelled, TimeSpan Elapsed, StreamStats Stats, IReadOnlyList<(TimeSpan At, string Question)> Unasked);
 
 /// <summary>
 /// The frame loop: capture on its own thread, inference on its own, the caller's thread renders
@@ -129,6 +130,8 @@ public sealed class FrameLoop : IDisposable
     {
         if (!string.IsNullOrWhiteSpace(question)) _typed.Enqueue(question.Trim());
     }
+
+    List<(TimeSpan At, string Question)> Unasked() => _scheduled.Skip(_nextQuestion).ToList();
 
     bool IsModelFrame(long index) => ((index - _o.StartFrame) % _o.Stride + _o.Stride) % _o.Stride == 0;
     long LastModelFrameAtOrBefore(long index) => index - ((index - _o.StartFrame) % _o.Stride + _o.Stride) % _o.Stride;
@@ -229,7 +232,7 @@ public sealed class FrameLoop : IDisposable
         catch (OperationCanceledException) when (linked.IsCancellationRequested) { }
         finally { _capture.Stop(); }
         Rethrow(ct);
-        return new FrameLoopResult(0, (int)Captions, ct.IsCancellationRequested, sw.Elapsed, _driver.Stats);
+        return new FrameLoopResult(0, (int)Captions, ct.IsCancellationRequested, sw.Elapsed, _driver.Stats, Unasked());
     }
 
     /// <summary>The source, stopped after <see cref="FrameLoopOptions.MaxFrames"/> frames when set.</summary>
@@ -328,7 +331,7 @@ public sealed class FrameLoop : IDisposable
             _inference.Join(TimeSpan.FromSeconds(30));
         }
         Rethrow(ct);
-        return new FrameLoopResult(rendered, captions, ct.IsCancellationRequested, sw.Elapsed, _driver.Stats);
+        return new FrameLoopResult(rendered, captions, ct.IsCancellationRequested, sw.Elapsed, _driver.Stats, Unasked());
     }
 
     /// <summary>Waits until the model has handled every model frame up to <paramref name="upTo"/>, then takes the segments written so far.</summary>

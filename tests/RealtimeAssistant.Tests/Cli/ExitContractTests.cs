@@ -87,6 +87,10 @@ public class ExitContractTests(ITestOutputHelper log)
         ["--dtype f64 (bench pruning)"] = f => ["bench", "pruning", "--dtype", "f64"],
         ["--caption-history past the model's positions (stream)"] = f => ["stream", f.Clip, "--caption-history", "100000"],
         ["--caption-history on a model without group positions (annotate)"] = f => ["annotate", f.Clip, "-o", f.Out, "-m", f.NoGroupPositionsModel, "--caption-history", "8"],
+        ["--ask nan:x (annotate)"] = f => ["annotate", f.Clip, "-o", f.Out, "--ask", "nan:x"],
+        ["--ask inf:x (stream)"] = f => ["stream", f.Clip, "--ask", "inf:what is there"],
+        ["--ask 1e300:x (stream): past any TimeSpan"] = f => ["stream", f.Clip, "--ask", "1e300:what is there"],
+        ["--ask with a blank question (annotate)"] = f => ["annotate", f.Clip, "-o", f.Out, "--ask", "3:   "],
         ["a model folder that is not there"] = f => ["eval", "--model", "/nonexistent/model"],
         ["a video that is not there"] = f => ["annotate", "/nonexistent/clip.mp4", "-o", f.Out],
         ["a video that is not a video"] = f => ["profile", f.NotAVideo],
@@ -126,6 +130,19 @@ public class ExitContractTests(ITestOutputHelper log)
         log.WriteLine(r.ToString());
         Assert.Equal(0, r.Code);
         Assert.False(string.IsNullOrWhiteSpace(r.Stdout), "no caption on stdout");
+    }
+
+    /// <summary>A question timed after the clip ends is not lost without a word: one line names it, and the outputs stand.</summary>
+    [Fact]
+    public void Annotate_AQuestionAfterTheEnd_IsNamedOnStderr_AndTheRunSucceeds()
+    {
+        var dir = Path.Combine(Files.Value.Dir, "late-question");
+        var r = CliProcess.Run(["annotate", Files.Value.Clip, "-o", dir, "--model", Files.Value.TinyModel, "--ask", "600:what is there", "--ask", "0:what moves"], TimeSpan.FromSeconds(90));
+        log.WriteLine(r.ToString());
+        Assert.Equal(0, r.Code);
+        Assert.Contains("annotate: --ask at 600 s was not asked: the stream ended before it (\"what is there\")", r.Stderr);
+        Assert.DoesNotContain("what moves\")", r.Stderr);
+        Assert.Contains("what moves", File.ReadAllText(Path.Combine(dir, "captions.jsonl")));
     }
 
     [Fact]
