@@ -105,7 +105,7 @@ public static partial class Cli
     public static Option<int?> ThreadsOption(string description = "torch threads (default: 1 for a model of width ≤ 128, else all cores)")
     {
         var o = new Option<int?>("--threads") { Description = description };
-        o.Validators.Add(r => { if (r.GetValueOrDefault<int?>() is < 1 and var n) r.AddError($"--threads must be 1 or more, got {n}"); });
+        Check(o, v => v is < 1 and var n ? $"--threads must be 1 or more, got {n}" : null);
         return o;
     }
 
@@ -113,9 +113,21 @@ public static partial class Cli
     public static Option<double> DisplayFpsOption()
     {
         var o = new Option<double>("--display-fps") { Description = "render rate, frames per second (0 < fps ≤ 1000)", DefaultValueFactory = _ => 60 };
-        o.Validators.Add(r => { if (r.GetValueOrDefault<double>() is not (> 0 and <= 1000) and var v) r.AddError($"--display-fps must be in (0, 1000], got {v}"); });
+        Check(o, v => v is not (> 0 and <= 1000) ? $"--display-fps must be in (0, 1000], got {v}" : null);
         return o;
     }
+
+    /// <summary>
+    /// A range check on an option's value. A token that does not parse is left to the parser, which
+    /// reports it as a parse error; reading its value here would throw past every handler.
+    /// </summary>
+    static void Check<T>(Option<T> option, Func<T?, string?> error) => option.Validators.Add(r =>
+    {
+        T? value;
+        try { value = r.GetValueOrDefault<T>(); }
+        catch (InvalidOperationException) { return; }
+        if (error(value) is { } message) r.AddError(message);
+    });
 
     public static Option<string> DeviceOption() => new("--device") { Description = "auto, cpu or cuda", DefaultValueFactory = _ => "auto" };
     public static Option<string> DTypeOption() => new("--dtype") { Description = "auto, f32, bf16 or f16", DefaultValueFactory = _ => "auto" };

@@ -23,8 +23,8 @@ public sealed record GenerationOptions
     public void Validate()
     {
         if (MaxNewTokens < 1 || MaxNewTokens > 100_000) throw new UserError($"max new tokens must be 1..100000, got {MaxNewTokens}");
-        if (Temperature < 0 || double.IsNaN(Temperature)) throw new UserError($"temperature must be ≥ 0, got {Temperature}");
-        if (TopP <= 0 || TopP > 1) throw new UserError($"top-p must be in (0, 1], got {TopP}");
+        if (!(Temperature >= 0) || double.IsInfinity(Temperature)) throw new UserError($"temperature must be ≥ 0, got {Temperature}");
+        if (!(TopP > 0 && TopP <= 1)) throw new UserError($"top-p must be in (0, 1], got {TopP}");
         if (DraftTokens < 0 || DraftTokens > MaxDraftTokens) throw new UserError($"draft tokens must be 0..{MaxDraftTokens}, got {DraftTokens}");
     }
 }
