@@ -59,6 +59,9 @@ public static class StreamingBench
                 using var fe = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype, weights));
                 return Task.FromResult(FamilyLatency(fe, fam, ws, pr.GetValue(frameSize), pr.GetValue(tokens), pr.GetValue(json), ct));
             }
+            foreach (var o in new Option[] { windows, frameSize })
+                if (Cli.IsExplicit(pr, o)) throw new UserError($"{o.Name} applies with --family (the update latency at a real checkpoint's shapes); without it, use --window and --at");
+            if (pr.GetValue(longClips) is < 0 or > 10_000) throw new UserError($"--long-clips must be 0..10000, got {pr.GetValue(longClips)}");
             int? band = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(window));
             int? qualityBand = Cli.FrameBand(pr.GetValue(frameBand), pr.GetValue(qualityWindow)) is { } qb ? Math.Min(qb, pr.GetValue(qualityWindow)) : null;
             using var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights));

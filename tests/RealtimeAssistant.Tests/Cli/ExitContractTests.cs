@@ -86,6 +86,8 @@ public class ExitContractTests(ITestOutputHelper log)
         ["--family with --model (bench app)"] = f => ["bench", "app", "--model", f.TinyModel, "--family", "smolvlm", "--f1-clips", "0"],
         ["--family with F1 clips (bench app): random weights cannot be scored"] = f => ["bench", "app", "--family", "smolvlm"],
         ["--windows 0 (bench streaming --family)"] = f => ["bench", "streaming", "--family", "smolvlm", "--windows", "0"],
+        ["--windows without --family (bench streaming): it would be ignored"] = f => ["bench", "streaming", "--model", f.TinyModel, "--windows", "4"],
+        ["--long-clips -1 (bench streaming)"] = f => ["bench", "streaming", "--model", f.TinyModel, "--long-clips", "-1"],
         ["--dtype f64 (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--dtype", "f64"],
         ["--floor-agreement 2 (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--floor-agreement", "2"],
         ["--split unknown (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--split", "train"],
