@@ -189,21 +189,25 @@ public sealed class DecoderModel : nn.Module
             var idx = torch.tensor(enter, device: embeds.device);
             (h, cos, sin, positions) = (h.index_select(1, idx), cos.index_select(-2, idx), sin.index_select(-2, idx), positions.Select(enter));
         }
+        HashSet<Tensor> carried = new(ReferenceEqualityComparer.Instance);
         for (int i = 0; i < layers.Count; i++)
         {
             var kv = step.Cache?.Layers[i];
-            if (step.Plan is not { } plan)
+            // As in ForwardMany: the layer's intermediates die with it (autograd keeps what backward needs).
+            var layerScope = torch.NewDisposeScope();
+            try
             {
-                var (layer, input) = (layers[i], h);
-                h = LayerScope.Run(() => layer.Forward(input, cos, sin, step, kv));
+                if (step.Plan is not { } plan) h = layers[i].Forward(h, cos, sin, step, kv);
+                else if (layers[i].Forward(ref h, cos, sin, positions, step, kv, plan, i) is { } stay)
+                {
+                    var idx = torch.tensor(stay, device: embeds.device);
+                    (cos, sin, positions) = (cos.index_select(-2, idx), sin.index_select(-2, idx), positions.Select(stay));
+                }
+                if (i == tapLayer) tapped = h;
             }
-            else if (layers[i].Forward(ref h, cos, sin, positions, step, kv, plan, i) is { } stay)
-            {
-                var idx = torch.tensor(stay, device: embeds.device);
-                (cos, sin, positions) = (cos.index_select(-2, idx), sin.index_select(-2, idx), positions.Select(stay));
-            }
-            if (i == tapLayer) tapped = h.MoveToOuterDisposeScope();
+            finally { carried = Carry(layerScope, carried, [h, cos, sin, tapped]); }
         }
+        tapped?.MoveToOuterDisposeScope();
         return norm.forward(LastRows(h, step.OutputRows)).MoveToOuterDisposeScope();
     }
 

@@ -81,4 +81,23 @@ public class LayerScopeTests
             $"live tensors when each layer attends: {string.Join(", ", plan.LiveAtLayer)}: intermediates outlive their layer");
         Assert.False(h.isnan().any().item<bool>());
     }
+
+    /// <summary>The batch forward (training's: several rows, no cache) under a plan holds one layer's intermediates at a time too.</summary>
+    [Fact]
+    public void TheBatchForwardUnderAPlan_HoldsOneLayersIntermediatesAtATime()
+    {
+        using var e = Engine.Load(AppTestSupport.TinyModel, new EngineOptions { Device = "cpu" });
+        using var _ = torch.inference_mode();
+        int layers = e.Text.NumHiddenLayers;
+        var embeds = torch.randn(new long[] { 2, 12, e.Text.HiddenSize }, generator: new Generator(6));
+        var plan = new CountingPlan(layers, 12);
+        var h = e.Decoder.Forward(embeds, new DecoderStep { Positions = Enumerable.Range(0, 12).Select(i => (long)i).ToArray(), Plan = plan }, tapLayer: 0, out var tapped);
+        Assert.Equal(layers, plan.LiveAtLayer.Count);
+        // From layer 2 on, the tapped residual of layer 0 is alive beside the current rows.
+        Assert.True(plan.LiveAtLayer[^1] == plan.LiveAtLayer[2],
+            $"live tensors when each layer attends: {string.Join(", ", plan.LiveAtLayer)}: intermediates outlive their layer");
+        Assert.NotNull(tapped);
+        Assert.False(tapped!.IsInvalid, "the tapped residual was freed with its layer");
+        Assert.Equal(h.shape, tapped.shape);
+    }
 }
