@@ -121,6 +121,9 @@ public sealed record PruningConfig
         if (ExitPasses < 1) throw new UserError($"exit_passes must be ≥ 1, got {ExitPasses}");
         if (FilterFrom is { } f && (f < ShallowLayers || f >= layers)) throw new UserError($"filter_from must be in {ShallowLayers}..{layers - 1} (not in the shallow stage), got {f}");
         if (ExitLayer is { } x && (x < 1 || x > layers)) throw new UserError($"exit_layer must be in 1..{layers}, got {x}");
+        // Text attends only a sink token per frame in the shallow stage, so an exit inside it leaves the caption blind.
+        if (ExitLayer is { } xs && xs <= ShallowLayers)
+            throw new UserError($"exit_layer {xs} is inside the shallow stage (shallow_layers {ShallowLayers}: text reads no image token before layer {ShallowLayers}), so captions would never see the image; use an exit above {ShallowLayers} or fewer shallow layers");
         if (OlderFramesExitLayer is { } ox && (ox < 1 || ox > layers)) throw new UserError($"older_frames_exit_layer must be in 1..{layers}, got {ox}");
         if (OlderFramesExitLayer is not null && !KeepNewestFrame) throw new UserError("older_frames_exit_layer needs keep_newest_frame (without it every frame exits at exit_layer)");
         if (MinExitLayer is { } mx && (mx < 1 || mx > layers)) throw new UserError($"min_exit_layer must be in 1..{layers}, got {mx}");

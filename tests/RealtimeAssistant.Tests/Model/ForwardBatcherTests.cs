@@ -71,7 +71,8 @@ public class ForwardBatcherTests(ITestOutputHelper output)
         var alone = Prefilled(e, lengths, 5);
         var batched = Prefilled(e, lengths, 5);
         var g = new Generator(11);
-        var schedule = new RealtimeAssistant.Pruning.PruningConfig { ShallowLayers = 1, FilterFrom = 1, Budget = 3, ExitLayer = layers - 1 };
+        // A shallow stage where the model is deep enough for one before the exit.
+        var schedule = new RealtimeAssistant.Pruning.PruningConfig { ShallowLayers = Math.Min(1, layers - 2), FilterFrom = 1, Budget = 3, ExitLayer = layers - 1 };
         for (int round = 0; round < 2; round++)
         {
             var block = Block(e, 7, 4, g);

@@ -96,8 +96,9 @@ public class PruningTests
         """{"shallow_layers": 1, "budget": 3, "deadline_layer": 3, "layer_threshold": 0.01}""",
         """{"shallow_layers": 2, "sink": false, "budget": 4, "deadline_layer": 4, "layer_threshold": 0.01, "exit_threshold": 0.01, "exit_passes": 1}""",
         """{"method": "fastv", "fastv_k": 1, "fastv_keep": 0.25}""",
-        // The exit cuts inside the shallow stage: the split attention's visual rows are dropped mid-layer.
-        """{"shallow_layers": 3, "exit_layer": 2}""",
+        // The older frame's exit cuts inside the shallow stage (the newest is spared): the split
+        // attention's visual rows are dropped mid-layer.
+        """{"shallow_layers": 3, "keep_newest_frame": true, "older_frames_exit_layer": 2}""",
     };
 
     static PruningConfig Parse(string json, TempDir dir)

@@ -249,6 +249,44 @@ public class GovernorTests(ITestOutputHelper log)
         }
     }
 
+    [Theory]
+    [InlineData(32)]
+    [InlineData(28)]
+    [InlineData(8)]
+    public void NoRungOfTheReferenceLadder_BarsTheTextFromEveryLayerTheFrameReaches(int layers)
+    {
+        // The reference schedule (what a checkpoint without pruning.json runs) has a shallow stage
+        // in which text reads no image token. A rung whose exit came at or before its end would
+        // caption blind; one with no filter before its exit has no use for the stage at all.
+        var ladder = FrameGovernor.Ladder(PruningConfig.Reference(layers), layers, visualTokensPerFrame: 576);
+        int s = PruningConfig.Reference(layers).ShallowLayers;
+        Assert.True(s > 0);
+        foreach (var rung in ladder)
+        {
+            var p = rung.Pruning!;
+            if (p.ExitLayer is not { } x || p.KeepNewestFrame) continue;
+            Assert.True(p.ShallowLayers < x, $"{rung.Name}: the text is barred from vision in layers 0..{p.ShallowLayers - 1}, and the frame leaves at {x}");
+            if (p.Budget is null && p.FirstTestLayer >= x - 1)
+                Assert.Equal(0, p.ShallowLayers);
+            else Assert.Equal(s, p.ShallowLayers); // a filter runs before the exit: the schedule's stage stays
+            StreamingOptions.ValidatePruning(p, layers);
+        }
+        Assert.Contains(ladder, l => l.Name == "exit 1");
+        // Read work is unchanged: the rung still reads the whole frame up to its exit.
+        Assert.Equal(576.0, ladder.Single(l => l.Name == "exit 1").Work);
+    }
+
+    [Fact]
+    public void AnExitInsideTheShallowStage_IsRefused_WithTheReason()
+    {
+        var e = Assert.Throws<UserError>(() => new PruningConfig { ShallowLayers = 3, ExitLayer = 3 }.Validate(8));
+        Assert.Contains("exit_layer 3", e.Message);
+        Assert.Contains("shallow", e.Message);
+        new PruningConfig { ShallowLayers = 3, ExitLayer = 4 }.Validate(8);
+        // The older frames may leave inside it: the spared newest frame carries them to the text.
+        new PruningConfig { ShallowLayers = 3, KeepNewestFrame = true, OlderFramesExitLayer = 2 }.Validate(8);
+    }
+
     [Fact]
     public void TheLaddersWork_FallsRungByRung()
     {

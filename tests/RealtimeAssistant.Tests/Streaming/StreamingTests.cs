@@ -213,7 +213,7 @@ public sealed class StreamingTests : IDisposable
         {
             "spare" => new RealtimeAssistant.Pruning.PruningConfig { Method = "visipruner", ShallowLayers = 0, KeepNewestFrame = true, OlderFramesExitLayer = 1 },
             "exit" => new RealtimeAssistant.Pruning.PruningConfig { Method = "visipruner", ShallowLayers = 0, FilterFrom = 1, ExitLayer = 1 },
-            "shallow" => new RealtimeAssistant.Pruning.PruningConfig { Method = "visipruner", ShallowLayers = 1, FilterFrom = 1, ExitLayer = 1 },
+            "shallow" => new RealtimeAssistant.Pruning.PruningConfig { Method = "visipruner", ShallowLayers = 1, FilterFrom = 1, ExitLayer = 2 },
             _ => null,
         };
         var o = Options(window: 3, rebase: false) with { CaptionHistoryTokens = 4, FrameBand = frameBand, Pruning = pruning };

@@ -90,6 +90,25 @@ public class ShippedModelTests
     }
 
     [Fact]
+    public void UnderAShallowStage_TheLaddersEarlierExits_StillSeeTheFrame()
+    {
+        // A schedule with a shallow stage (text barred from vision in layers 0..2, as the
+        // reference's s bars real checkpoints without a pruning.json) and the governor at its
+        // earlier exits. An exit inside the shallow stage leaves no layer where the text reads the
+        // frame: before the ladder dropped the stage for such rungs, exit 2 scored F1 0.06 here
+        // (0.975 now, 300 scenes).
+        using var engine = Engine.Load(Media("demo-model"));
+        int L = engine.Text.NumHiddenLayers;
+        var schedule = new RealtimeAssistant.Pruning.PruningConfig { ShallowLayers = 3 };
+        var ladder = RealtimeAssistant.Streaming.FrameGovernor.Ladder(schedule, L, 64);
+        var exit2 = Assert.Single(ladder, l => l.Name == "exit 2").Pruning!;
+        const int scenes = 24;
+        double none = RealtimeAssistant.Cli.Commands.PruningBench.F1(engine, new RealtimeAssistant.Pruning.PruningConfig { Method = "none" }, scenes, 1, CancellationToken.None);
+        double atExit2 = RealtimeAssistant.Cli.Commands.PruningBench.F1(engine, exit2, scenes, 1, CancellationToken.None);
+        Assert.True(atExit2 > none - 0.1, $"exit 2 under a shallow stage: F1 {atExit2:0.000}, unpruned {none:0.000}");
+    }
+
+    [Fact]
     public async Task RaAnalyze_ProposesTheShippedFloor_FromItsOwnLadderTable()
     {
         // `ra analyze` measures each governor rung on validation windows and writes min_exit_layer
