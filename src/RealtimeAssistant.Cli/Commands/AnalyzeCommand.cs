@@ -263,7 +263,7 @@ public static class AnalyzeCommand
         // 5. The frame-budget governor's ladder below the proposal (FrameGovernor.Ladder), each rung
         // held on every input: two-frame windows where the model streams them, else the images.
         // Its floor is the earliest exit whose greedy captions keep floorAgreement.
-        var ladder = FrameGovernor.Ladder(proposal with { MinExitLayer = null }, L, spans.Sum(v => v.Length));
+        var ladder = FrameGovernor.Ladder(proposal with { MinExitLayer = 1 }, L, spans.Sum(v => v.Length)); // every exit, to find the floor
         var lsum = new (double Caption, double Flops, double Kept)[ladder.Count];
         double blind = 0; // a caption of no frame: what the prompt's common tokens alone agree
         bool onWindows = windows.Count > 0 && group == CacheGroup.Target;

@@ -18,7 +18,7 @@ public sealed class PruningOptions
     public readonly Option<int?> ExitLayer = new("--exit-layer") { Description = "fixed exit: no visual token reaches layers >= this" };
     public readonly Option<bool?> KeepNewest = new("--keep-newest-frame") { Description = "several frames in a prompt: never prune the newest; the filter and exit act on the older ones" };
     public readonly Option<int?> OlderExit = new("--older-frames-exit-layer") { Description = "with --keep-newest-frame: no older frame's token reaches layers >= this (default: --exit-layer)" };
-    public readonly Option<int?> MinExit = new("--min-exit-layer") { Description = "the earliest exit the frame-budget governor reads a frame at; below it, it skips frames (default 1)" };
+    public readonly Option<int?> MinExit = new("--min-exit-layer") { Description = "the earliest exit the frame-budget governor reads a frame at; below it, it skips frames (default: the first layer after the shallow stage, s + 1; `ra analyze` measures one)" };
     public readonly Option<int?> Budget = new("--budget") { Description = "budget mode: at most k visual tokens per frame (top-k by ||contrib||)" };
     public readonly Option<int?> Deadline = new("--deadline-layer") { Description = "budget mode: filter at this layer if the test has not fired" };
     public readonly Option<int?> FastvK = new("--fastv-k") { Description = "FastV / random: the layer after which tokens are cut (default 2)" };

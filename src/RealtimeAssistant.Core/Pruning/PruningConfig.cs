@@ -38,11 +38,17 @@ public sealed record PruningConfig
     /// <summary>With <see cref="KeepNewestFrame"/> and several frames: no older frame's token reaches layers ≥ this (null: <see cref="ExitLayer"/>).</summary>
     public int? OlderFramesExitLayer { get; init; }
     /// <summary>
-    /// The earliest exit the frame-budget governor reads a frame at (null: layer 1). Where a model's
-    /// captions collapse when visual tokens leave earlier than this, a read there holds the budget
-    /// with a caption that says little; below it the governor skips frames instead.
+    /// The earliest exit the frame-budget governor reads a frame at. Where a model's captions
+    /// collapse when visual tokens leave earlier than this, a read there holds the budget with a
+    /// caption that says little; below it the governor skips frames instead. Null: <see cref="Floor"/>.
     /// </summary>
     public int? MinExitLayer { get; init; }
+    /// <summary>
+    /// The governor's earliest exit: min_exit_layer where measured, else the first layer after the
+    /// shallow stage. The stage holds that the text does not need the frame in layers 0..s−1, so
+    /// an exit at or before s would keep little of it by the schedule's own account.
+    /// </summary>
+    [JsonIgnore] public int Floor => MinExitLayer ?? ShallowLayers + 1;
     /// <summary>Budget mode: keep at most k visual tokens per frame (top-k by ‖contrib‖); null = threshold mode.</summary>
     public int? Budget { get; init; }
     /// <summary>Budget mode: filtering is forced at this layer if the test has not fired; default min(s + 2, layers − 2).</summary>

@@ -264,7 +264,7 @@ public sealed class FrameGovernor
     /// The ladder for a model's schedule (pruning.json, or the reference's defaults): the schedule
     /// itself; with the newest frame spared, the newest frame exiting with the older ones; then the
     /// token budget k halved down to 1 (where a filter runs before the exit); then each earlier exit,
-    /// down to the schedule's min_exit_layer. A rung with no filter before its exit has no shallow
+    /// down to the schedule's floor (<see cref="PruningConfig.Floor"/>). A rung with no filter before its exit has no shallow
     /// stage (<see cref="TextReadsEveryLayer"/>). Settings a model cannot run are left out.
     /// </summary>
     public static List<GovernorLevel> Ladder(PruningConfig schedule, int layers, int visualTokensPerFrame)
@@ -292,7 +292,7 @@ public sealed class FrameGovernor
                 Add(alone with { Budget = k, DeadlineLayer = filter });
                 if (k == 1) break;
             }
-        for (int e = Math.Min(exit, layers) - 1; e >= Math.Max(1, s.MinExitLayer ?? 1); e--)
+        for (int e = Math.Min(exit, layers) - 1; e >= s.Floor; e--)
             Add(alone with { ExitLayer = e, Budget = filter < e - 1 ? 1 : null, DeadlineLayer = filter < e - 1 ? filter : s.DeadlineLayer });
         if (levels.Count == 0) throw new UserError("no pruning level of this model's schedule can run on a stream");
         return levels;

@@ -271,9 +271,14 @@ public class GovernorTests(ITestOutputHelper log)
             else Assert.Equal(s, p.ShallowLayers); // a filter runs before the exit: the schedule's stage stays
             StreamingOptions.ValidatePruning(p, layers);
         }
-        Assert.Contains(ladder, l => l.Name == "exit 1");
-        // Read work is unchanged: the rung still reads the whole frame up to its exit.
-        Assert.Equal(576.0, ladder.Single(l => l.Name == "exit 1").Work);
+        // With no measured floor, the ladder ends one layer past the stage: by the schedule's own
+        // account an exit at or before s would keep little of the frame.
+        Assert.Equal($"exit {s + 1}", ladder[^1].Name);
+        Assert.Equal(576.0 * (s + 1), ladder[^1].Work); // the whole frame up to its exit, as before
+        // A measured floor still rules, and reaches below the stage with the stage dropped.
+        var measured = FrameGovernor.Ladder(PruningConfig.Reference(layers) with { MinExitLayer = 1 }, layers, 576);
+        Assert.Equal("exit 1", measured[^1].Name);
+        Assert.Equal(0, measured[^1].Pruning!.ShallowLayers);
     }
 
     [Fact]
@@ -295,7 +300,7 @@ public class GovernorTests(ITestOutputHelper log)
         log.WriteLine(string.Join(" | ", ladder.Select(l => $"{l.Name}: {l.Work}")));
         Assert.Equal(576.0 * 32, work[0]);
         for (int i = 1; i < work.Count; i++) Assert.True(work[i] <= work[i - 1], $"{ladder[i].Name} ({work[i]}) works more than {ladder[i - 1].Name} ({work[i - 1]})");
-        Assert.Equal(576.0, work[^1]); // exit 1: the frame's tokens in the first layer only
+        Assert.Equal(576.0 * 7, work[^1]); // exit 7, one past the reference's shallow stage (s = 6): the frame's tokens in layers 0..6
     }
 
     [Theory]
@@ -304,9 +309,9 @@ public class GovernorTests(ITestOutputHelper log)
     [InlineData(0.6)]
     public void OnALongLadder_ATightBudgetIsReachedInAFewReads_NotRungByRung(double fraction)
     {
-        // A LLaVA-7B-shaped ladder (32 layers, 576 tokens a frame: 40 rungs). Reads cost a fixed
-        // 30 ms plus 0.05 ms per token-layer, which the governor is not told.
-        var ladder = FrameGovernor.Ladder(PruningConfig.Reference(32), layers: 32, visualTokensPerFrame: 576);
+        // A LLaVA-7B-shaped ladder (32 layers, 576 tokens a frame: 40 rungs, with a floor measured
+        // at exit 1). Reads cost a fixed 30 ms plus 0.05 ms per token-layer, which the governor is not told.
+        var ladder = FrameGovernor.Ladder(PruningConfig.Reference(32) with { MinExitLayer = 1 }, layers: 32, visualTokensPerFrame: 576);
         var cost = ladder.Select(l => 30 + 0.05 * l.Work!.Value).ToArray();
         double budget = fraction * cost[0];
         var g = new FrameGovernor(budget, ladder);
