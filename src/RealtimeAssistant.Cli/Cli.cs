@@ -188,8 +188,13 @@ public static partial class Cli
     }
 
     /// <summary>The engine options a command's flags give; the engine reports its weights on stderr in one line.</summary>
-    public static EngineOptions EngineOptions(ParseResult pr, Option<string> device, Option<string> dtype, Option<string> weights) =>
-        new() { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine };
+    public static EngineOptions EngineOptions(ParseResult pr, Option<string> device, Option<string> dtype, Option<string> weights, Option<long?>? maxPixels = null) =>
+        new() { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, MaxPixels = maxPixels is null ? null : pr.GetValue(maxPixels), Report = Console.Error.WriteLine };
+
+    public static Option<long?> MaxPixelsOption() => new("--max-pixels")
+    {
+        Description = "Qwen2-VL and Qwen2.5-VL: the most pixels a frame or image is resized to (the processor's max_pixels; a frame's visual tokens and vision time scale with it); default: the model's preprocessor_config.json",
+    };
 
     public static void WriteJson(string path, object value)
     {

@@ -20,10 +20,11 @@ public static class AnnotateCommand
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
+        var maxPixels = Cli.MaxPixelsOption();
         var rt = new RealtimeFlags("every:6");
         var cmd = new Command("annotate", "Annotate a video: annotated.mp4 with the captions burned in, plus captions.srt, .vtt and .jsonl. " +
             "Frames stream through the GPE session with the governor holding each read to the frame budget (--mode reencode and --prune-method none turn each off); --ask answers questions at given times.")
-            { input, output, every, force, resume, hud, model, device, dtype, weights };
+            { input, output, every, force, resume, hud, model, device, dtype, weights, maxPixels };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -42,7 +43,7 @@ public static class AnnotateCommand
             // Check the folder and the input before the model loads: bad arguments fail fast.
             Output.OutputFolder.Plan(options.OutputDir, options.Force, options.Resume);
             double fps = Capture.FrameSources.Check(options.Input, AppSources.Options()) ?? 30;
-            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights));
+            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
             var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : EveryPolicy(pr.GetValue(every), fps, pr.GetValue(rt.Stride)));
             Console.Error.WriteLine($"annotate: {run.Header}");
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);

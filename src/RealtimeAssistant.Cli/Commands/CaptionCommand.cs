@@ -21,9 +21,10 @@ public static class CaptionCommand
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
+        var maxPixels = Cli.MaxPixelsOption();
         var prune = new PruningOptions();
         var cmd = new Command("caption", "Caption one image, streaming the text to stdout. Any pruning flag prunes its prefill (what was kept goes to stderr, and to --json).")
-            { model, image, prompt, maxTokens, temperature, topP, seed, json, device, dtype, weights };
+            { model, image, prompt, maxTokens, temperature, topP, seed, json, device, dtype, weights, maxPixels };
         prune.AddTo(cmd);
         return cmd.WithAction((pr, ct) =>
         {
@@ -34,7 +35,7 @@ public static class CaptionCommand
             options.Validate();
             using var img = Cli.ReadImage(pr.GetValue(image)!);
             var modelDir = App.AppModel.Resolve(pr.GetValue(model));
-            using var engine = Engine.Load(modelDir, Cli.EngineOptions(pr, device, dtype, weights));
+            using var engine = Engine.Load(modelDir, Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
             var pruning = prune.Requested(pr, engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers));
             var captioner = pruning is null ? new Captioner(engine) : new PrunedCaptioner(engine, pruning.CreatePruner(engine.Text.NumHiddenLayers));
             var timings = new CaptionTimings();

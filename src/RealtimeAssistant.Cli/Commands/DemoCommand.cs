@@ -23,10 +23,11 @@ public static class DemoCommand
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
+        var maxPixels = Cli.MaxPixelsOption();
         var rt = new RealtimeFlags("finished");
         var cmd = new Command("demo", "Run the bundled demo model on the bundled video: a live window with a display, else captions in the terminal plus annotated outputs. " +
             "GPE streaming with the frame-budget governor on (--mode reencode and --prune-method none turn each off).")
-            { headless, output, video, model, device, dtype, weights };
+            { headless, output, video, model, device, dtype, weights, maxPixels };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -39,7 +40,7 @@ public static class DemoCommand
             var input = pr.GetValue(video) ?? Cli.FindRepoPath(DemoVideo)
                 ?? throw new UserError($"the demo video is missing ({DemoVideo} not found in this checkout)");
             double fps = Capture.FrameSources.Check(input, AppSources.Options()) ?? 30;
-            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights));
+            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
 
             if (!pr.GetValue(headless))
             {

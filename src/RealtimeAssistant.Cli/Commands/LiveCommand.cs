@@ -27,12 +27,13 @@ public static class LiveCommand
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
+        var maxPixels = Cli.MaxPixelsOption();
         var rt = new RealtimeFlags("finished", questions: false);
         var cmd = new Command("live", "Live captioning: the video, streaming captions and a latency HUD in a window. " +
             "Frames stream through the GPE session, with the governor pruning each read to the frame budget (--mode reencode and --prune-method none turn each off). " +
             "Keys: H HUD, P pruning, S screenshot, Q/Esc quit; type a question and press Enter to ask it. " +
             "With no display it runs headless and prints each caption with its video time.")
-            { source, loop, fps, seconds, headless, noHud, snapshot, threads, giveUp, model, device, dtype, weights };
+            { source, loop, fps, seconds, headless, noHud, snapshot, threads, giveUp, model, device, dtype, weights, maxPixels };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -51,7 +52,7 @@ public static class LiveCommand
             var window = pr.GetValue(headless) ? null : LiveApp.TryOpenWindow(960, 600, $"RealtimeAssistant – {spec}", out why);
             if (window is null)
                 Console.Error.WriteLine($"live: no window ({why}); running headless (EGL): captions are printed below, Ctrl+C stops");
-            using var engine = Model.Engine.Load(modelDir, Cli.EngineOptions(pr, device, dtype, weights) with { Threads = pr.GetValue(threads) });
+            using var engine = Model.Engine.Load(modelDir, Cli.EngineOptions(pr, device, dtype, weights, maxPixels) with { Threads = pr.GetValue(threads) });
             var run = rt.Resolve(pr, engine, sourceFps, Pacing.Live);
             Console.Error.WriteLine($"live: {run.Header}{(window is null ? "" : "; P toggles pruning")}");
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);

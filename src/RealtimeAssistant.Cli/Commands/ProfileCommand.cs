@@ -19,10 +19,11 @@ public static class ProfileCommand
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
+        var maxPixels = Cli.MaxPixelsOption();
         var rt = new RealtimeFlags("finished", questions: false);
         var cmd = new Command("profile", "Run the live loop on a file as if it were live (realtime pacing, headless render) and write a latency report: table, PNG plots, report.json. " +
             "GPE session with the governor on by default (--mode reencode, --prune-method none).")
-            { input, output, fps, seconds, model, device, dtype, weights };
+            { input, output, fps, seconds, model, device, dtype, weights, maxPixels };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -35,7 +36,7 @@ public static class ProfileCommand
             rt.Check(pr);
             double sourceFps = Capture.FrameSources.Check(spec, AppSources.Options()) ?? 30;   // a bad file fails before the model loads
             var dir = pr.GetValue(output) ?? Path.Combine("runs", $"profile-{DateTime.Now:yyyyMMdd-HHmmss}");
-            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights));
+            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
             var run = rt.Resolve(pr, engine, sourceFps, Pacing.Live);
             Console.Error.WriteLine($"profile: playing {spec} in real time (headless render at {pr.GetValue(fps):0} fps): {run.Header}…");
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);

@@ -28,6 +28,7 @@ public static class ServeCommand
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
+        var maxPixels = Cli.MaxPixelsOption();
         var cluster = new ClusterFlags(required: false);
         var role = new Option<string>("--role") { Description = "with --cluster: inference (load the model, run streams), gateway (the HTTP API) or both", DefaultValueFactory = _ => "both" };
         var siloName = new Option<string?>("--silo-name") { Description = "with --cluster: this silo's name, unique in the cluster (default: ROLE-HOST-PID)" };
@@ -39,7 +40,7 @@ public static class ServeCommand
         var cmd = new Command("serve", "Serve the model over HTTP: OpenAI's GET /v1/models and POST /v1/chat/completions (text and data: URI images, " +
             "streaming with stream: true), live streams (POST /v1/streams on a file, an rtsp:// or http:// URL, a camera or frames pushed over a WebSocket; " +
             "captions and answers over SSE, the video with its overlay as MJPEG) and a page at / to watch them. One model serves every request and stream. Ctrl+C stops.")
-            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, batching, device, dtype, weights, role, siloName, clusterHost, siloPort, gatewayPort, retention, simulate };
+            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, batching, device, dtype, weights, maxPixels, role, siloName, clusterHost, siloPort, gatewayPort, retention, simulate };
         cluster.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -77,7 +78,7 @@ public static class ServeCommand
                 // A gateway hosts the same HTTP API, with the same rules (a non-loopback --host needs --api-key), checked before it joins.
                 var http = SiloRoles.ServesHttp(settings.Role) ? options : null;
                 http?.Validate();
-                return await ClusterServe.Run(new ClusterServe.Options(settings, pr.GetValue(model), Cli.EngineOptions(pr, device, dtype, weights), simulated, http), Configure, interrupt.Token);
+                return await ClusterServe.Run(new ClusterServe.Options(settings, pr.GetValue(model), Cli.EngineOptions(pr, device, dtype, weights, maxPixels), simulated, http), Configure, interrupt.Token);
             }
             if (simulated is not null) throw new UserError("--simulate-model-ms is for a cluster's inference silos (--cluster); a single server serves its model");
             options.Validate(); // a bad host, port or limit fails before the model loads
@@ -89,7 +90,7 @@ public static class ServeCommand
                 "on" => true, "off" => false,
                 var b => throw new UserError($"--batching must be on or off, got '{b}'"),
             };
-            using var scheduler = ModelScheduler.Load(dir, Cli.EngineOptions(pr, device, dtype, weights), logging.CreateLogger("RealtimeAssistant.Model"), batched);
+            using var scheduler = ModelScheduler.Load(dir, Cli.EngineOptions(pr, device, dtype, weights, maxPixels), logging.CreateLogger("RealtimeAssistant.Model"), batched);
             using var chat = new SerialChatModel(scheduler, pr.GetValue(queue), logging.CreateLogger("RealtimeAssistant.Model"));
             await using var server = await ApiServer.StartAsync(options, chat, b => Configure(b), interrupt.Token,
                 new StreamBackend(scheduler, GlStreamOverlay.Factory(options.Streams.VideoFps)));

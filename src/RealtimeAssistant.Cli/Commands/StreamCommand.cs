@@ -24,9 +24,10 @@ public static class StreamCommand
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
+        var maxPixels = Cli.MaxPixelsOption();
         var rt = new RealtimeFlags("change");
         var cmd = new Command("stream", "Stream captions with group position encoding: frames in, captions out, no re-encoding; questions with --ask. The governor holds each read to the frame budget.")
-            { input, model, jsonl, limit, device, dtype, weights };
+            { input, model, jsonl, limit, device, dtype, weights, maxPixels };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -35,7 +36,7 @@ public static class StreamCommand
             rt.Check(pr);
             var spec = pr.GetValue(input) ?? Cli.FindRepoPath("media/demo.mp4") ?? throw new UserError("no source given and media/demo.mp4 not found");
             var source = FrameSources.Open(spec, AppSources.Options());
-            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights));
+            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
             var run = rt.Resolve(pr, engine, source.Fps, Pacing.Headless);
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
             using var log = pr.GetValue(jsonl) is { } path ? new StreamWriter(path, append: true) { AutoFlush = true } : null;

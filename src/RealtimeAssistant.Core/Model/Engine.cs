@@ -17,6 +17,12 @@ public sealed record EngineOptions
     /// converted at load from whatever the checkpoint holds. auto: dense in <see cref="DType"/>.
     /// </summary>
     public string Weights { get; init; } = "auto";
+    /// <summary>
+    /// The most pixels an image or frame is resized to, for the families that size their visual
+    /// tokens to the image (Qwen2-VL, Qwen2.5-VL: their processor's max_pixels). A frame's tokens
+    /// and its vision encoder's time scale with it. Null: the processor's own bound.
+    /// </summary>
+    public long? MaxPixels { get; init; }
     /// <summary>Where Load reports, in one line, a compact format and the bytes the weights hold (the CLI: stderr).</summary>
     public Action<string>? Report { get; init; }
 }
@@ -167,7 +173,10 @@ public sealed class Engine : IDisposable
         if (options.Threads is { } n) SetThreads(n);
         var config = ModelFamilies.ReadConfig(dir);
         var source = Path.Combine(dir, "config.json");
-        ModelFamilies.CheckSupported(ModelFamilies.ModelType(config, source), source);
+        var modelType = ModelFamilies.ModelType(config, source);
+        ModelFamilies.CheckSupported(modelType, source);
+        if (options.MaxPixels is not null && !ModelFamilies.SizesTokensToTheImage(modelType))
+            throw new UserError($"--max-pixels: {modelType} resizes every image to its own fixed size; the bound applies to {string.Join(" and ", ModelFamilies.Supported.Where(ModelFamilies.SizesTokensToTheImage))}");
         var device = ResolveDevice(options.Device);
         var checkpointDtype = (config["torch_dtype"] ?? config["text_config"]?["torch_dtype"])?.GetValueKind() == System.Text.Json.JsonValueKind.String
             ? (config["torch_dtype"] ?? config["text_config"]?["torch_dtype"])!.GetValue<string>() : "float32";
@@ -175,7 +184,7 @@ public sealed class Engine : IDisposable
         var format = ResolveWeights(options.Weights, dtype);
         var layout = ModelLayout.Read(dir, config);
         var tok = TextTokenizer.Load(dir);
-        var model = ModelFamilies.Load(new FamilyLoadContext(dir, config, new TensorSpec(device, dtype), SafeTensorsReader.Open(dir), tok, format));
+        var model = ModelFamilies.Load(new FamilyLoadContext(dir, config, new TensorSpec(device, dtype), SafeTensorsReader.Open(dir), tok, format, options.MaxPixels));
         // A checkpoint in neither our frame layout nor with a chat template gets LLaVA-1.5's prompt form: say so, once.
         if (layout.Template is null && layout.FrameMarker is null && layout.DefaultPrompt is null)
             Notice?.Invoke(Chat.ChatTemplate.NoTemplateNote(dir));

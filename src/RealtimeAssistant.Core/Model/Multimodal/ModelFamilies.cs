@@ -8,7 +8,8 @@ namespace RealtimeAssistant.Model;
 
 /// <summary>What a family's loader gets: the folder, its parsed config.json, where to put parameters, the weights and the tokenizer.</summary>
 /// <param name="Compact">the compact format each matmul weight is converted to as it is read (null: dense in the spec's dtype).</param>
-public sealed record FamilyLoadContext(string Directory, JsonNode Config, TensorSpec Spec, SafeTensorsReader Weights, TextTokenizer Tokenizer, WeightFormat? Compact = null);
+/// <param name="MaxPixels">The processor's max_pixels overridden (<see cref="EngineOptions.MaxPixels"/>).</param>
+public sealed record FamilyLoadContext(string Directory, JsonNode Config, TensorSpec Spec, SafeTensorsReader Weights, TextTokenizer Tokenizer, WeightFormat? Compact = null, long? MaxPixels = null);
 
 /// <summary>
 /// The model families the engine loads, by config.json's model_type. Each builds its module tree
@@ -27,6 +28,9 @@ public static class ModelFamilies
     };
 
     public static IReadOnlyCollection<string> Supported => Loaders.Keys;
+
+    /// <summary>Whether a family's visual tokens follow the image's size within a pixel bound (max_pixels).</summary>
+    public static bool SizesTokensToTheImage(string modelType) => modelType is "qwen2_vl" or "qwen2_5_vl";
 
     /// <summary>
     /// A family's module tree with uninitialised parameters (torch.empty: nothing is resident until

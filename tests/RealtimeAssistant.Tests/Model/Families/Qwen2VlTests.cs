@@ -108,6 +108,33 @@ internal static class QwenFixtures
 
 public sealed class Qwen2VlTests(ITestOutputHelper output)
 {
+    [Fact]
+    public void MaxPixels_SetsAFramesVisualTokens_AsHfsProcessorArgumentDoes()
+    {
+        // The fixture's processor bounds an image to 12,544 pixels (16 merged 28×28 blocks). The
+        // user's bound replaces it either way, as max_pixels passed to HF's processor does.
+        using var frame = new Mat(240, 320, MatType.CV_8UC3);
+        Cv2.Randu(frame, OpenCvSharp.Scalar.All(0), OpenCvSharp.Scalar.All(255));
+        int Tokens(long? max)
+        {
+            using var e = Engine.Load(QwenFixtures.Folder("qwen2_vl"), new EngineOptions { MaxPixels = max });
+            using var _ = torch.inference_mode();
+            var (emb, _, spans, _) = new Captioner(e).EmbedPrompt(new[] { frame }, null);
+            emb.Dispose();
+            return spans.Sum(v => v.Length);
+        }
+        int own = Tokens(null), fewer = Tokens(56 * 56), more = Tokens(28 * 28 * 64);
+        output.WriteLine($"visual tokens: {own} (the processor's bound), {fewer} (56×56), {more} (64 blocks)");
+        Assert.InRange(own, 9, 16);
+        Assert.InRange(fewer, 1, 4);
+        Assert.InRange(more, own + 1, 64);
+        Assert.Contains("at least 3136", Assert.Throws<UserError>(() => Engine.Load(QwenFixtures.Folder("qwen2_vl"), new EngineOptions { MaxPixels = 3135 })).Message);
+        // A family that resizes every image to one size has no such bound: said, not ignored.
+        var llava = Assert.Throws<UserError>(() => Engine.Load(RealtimeAssistant.Tests.App.AppTestSupport.TinyModel, new EngineOptions { MaxPixels = 50_000 }));
+        Assert.Contains("--max-pixels", llava.Message);
+        Assert.Contains("qwen2_vl", llava.Message);
+    }
+
     public static readonly TheoryData<string, string> Cases = new()
     {
         { "qwen2_vl", "image_landscape" }, { "qwen2_vl", "image_wide" }, { "qwen2_vl", "two_images" }, { "qwen2_vl", "video" },

@@ -162,6 +162,18 @@ public sealed record Qwen2VlProcessorConfig
 
     public int Factor => PatchSize * MergeSize;
 
+    /// <summary>
+    /// The bound a user sets (HF's max_pixels processor argument), and min_pixels lowered to it
+    /// where it was above. At least a 2×2 square of merged blocks (Qwen's default min_pixels,
+    /// 56×56), so that a frame of a usual shape keeps a whole block on each side.
+    /// </summary>
+    public Qwen2VlProcessorConfig WithMaxPixels(long max)
+    {
+        long least = 4L * Factor * Factor;
+        if (max < least) throw new UserError($"--max-pixels must be at least {least} ({2 * Factor}×{2 * Factor}, two {Factor}-pixel blocks a side), got {max}");
+        return this with { MaxPixels = max, MinPixels = Math.Min(MinPixels, max) };
+    }
+
     public static Qwen2VlProcessorConfig Load(string dir, Qwen2VlVisionConfig vision)
     {
         var path = Path.Combine(dir, "preprocessor_config.json");

@@ -48,6 +48,7 @@ public sealed class Qwen2VlFamily : IVisionLanguageModel
         var source = Path.Combine(c.Directory, "config.json");
         var cfg = Qwen2VlConfig.Parse(c.Config, source);
         var pre = Qwen2VlProcessorConfig.Load(c.Directory, cfg.Vision);
+        if (c.MaxPixels is { } max) pre = pre.WithMaxPixels(max);
         string Token(int id, string key) => c.Tokenizer.IdToTokenOrNull(id)
             ?? throw new UserError($"{source}: {key} {id} is not in the tokenizer");
         var tokens = (Token(cfg.VisionStartTokenId, "vision_start_token_id"), Token(cfg.ImageTokenId, "image_token_id"),
