@@ -65,6 +65,7 @@ public static class StreamCommand
             AnsiConsole.Write(table);
             if (s.Drafted > 0) Console.WriteLine($"drafted caption tokens taken: {s.DraftsTaken} of {s.Drafted} ({(double)s.DraftsTaken / s.Drafted:P0})");
             RealtimeFlags.ReportUnasked(result.Unasked, result.Cancelled, "stream");
+            RealtimeFlags.ReportBudgetSkips(s, result.Cancelled, "stream");
             return ct.IsCancellationRequested ? 130 : 0;
         });
     }

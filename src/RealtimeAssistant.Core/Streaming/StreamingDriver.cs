@@ -23,6 +23,10 @@ public sealed record StreamStats
     /// <summary>Frames the governor skipped because even its most aggressive level could not fit the budget.</summary>
     public long BudgetSkipped { get; init; }
     public long OverBudget { get; init; }
+    /// <summary>The frame budget (null: none), the governor's most aggressive level, and what the governor expects that level's read to take (null: never read).</summary>
+    public double? BudgetMs { get; init; }
+    public string? CheapestLevel { get; init; }
+    public double? CheapestReadMs { get; init; }
     public long Writes { get; init; }
     public long Answers { get; init; }
     /// <summary>Reads done in one pass with a write (their time is in <see cref="WriteMs"/>, not <see cref="ReadMs"/>).</summary>
@@ -88,6 +92,7 @@ public sealed class StreamingDriver : IDisposable
     public StreamStats Stats => _stats with
     {
         BudgetSkipped = _governor?.Skipped ?? 0, OverBudget = _governor?.OverBudget ?? 0,
+        BudgetMs = _o.FrameBudgetMs, CheapestLevel = _governor?.Levels[^1].Name, CheapestReadMs = _governor?.Levels[^1].BaseEstimate,
         Drafted = _session.Drafts?.Drafted ?? 0, DraftsTaken = _session.Drafts?.Accepted ?? 0,
     };
     public ICaptionSession Session => _session;

@@ -156,6 +156,20 @@ public class ExitContractTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void Stream_ABudgetNoReadCanHold_SaysWhyFramesWereSkipped_AndTheRunSucceeds()
+    {
+        var r = CliProcess.Run(["stream", Files.Value.Clip, "--model", Files.Value.TinyModel, "--gate", "0", "--policy", "finished", "--stride", "1", "--frame-budget-ms", "0.001"], TimeSpan.FromSeconds(90));
+        log.WriteLine(r.ToString());
+        Assert.Equal(0, r.Code);
+        var line = Assert.Single(r.Stderr.Split('\n'), l => l.StartsWith("stream: ", StringComparison.Ordinal) && l.Contains("skipped to hold the 0 ms frame budget"));
+        Assert.Matches(@"its cheapest read allowed \(exit \d+\) takes about [\d,]+ ms here", line);
+        // Without a budget nothing is skipped, and nothing is said.
+        var free = CliProcess.Run(["stream", Files.Value.Clip, "--model", Files.Value.TinyModel, "--gate", "0", "--policy", "finished", "--stride", "1", "--frame-budget-ms", "off"], TimeSpan.FromSeconds(90));
+        Assert.Equal(0, free.Code);
+        Assert.DoesNotContain("frame budget", free.Stderr);
+    }
+
+    [Fact]
     public void Help_StillExitsZero()
     {
         var r = CliProcess.Run(["caption", "--help"]);
