@@ -109,7 +109,8 @@ public sealed record PruningConfig
     {
         if (!Methods.Contains(Method)) throw new UserError($"pruning method '{Method}' is not one of {string.Join(", ", Methods)}");
         if (Method == "visipruner") ValidateVisiPruner(layers); // s and the thresholds are VisiPruner's only
-        if (Method is "fastv" or "random" && (FastvK < 0 || FastvK >= layers)) throw new UserError($"fastv_k must be in 0..{layers - 1}, got {FastvK}"); // unused by the others
+        // The depth bound only where the layer is used (the default 2 can exceed a tiny model's); a negative layer never names one.
+        if (FastvK < 0 || Method is "fastv" or "random" && FastvK >= layers) throw new UserError($"fastv_k must be in 0..{layers - 1}, got {FastvK}");
         if (!(FastvKeep >= 0 && FastvKeep <= 1)) throw new UserError($"fastv_keep must be in [0, 1], got {FastvKeep}");
         if (RandomKeep < 0) throw new UserError($"random_keep must be ≥ 0, got {RandomKeep}");
         return this;

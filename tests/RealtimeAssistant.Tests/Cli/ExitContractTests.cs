@@ -92,6 +92,7 @@ public class ExitContractTests(ITestOutputHelper log)
         ["--floor-agreement 2 (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--floor-agreement", "2"],
         ["--split unknown (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--split", "train"],
         ["--exit-layer inside the shallow stage (caption): captions would never see the image"] = f => ["caption", "-m", f.TinyModel, "-i", f.Image, "--prune-method", "visipruner", "--shallow-layers", "1", "--exit-layer", "1"],
+        ["--fastv-k -1 with another method (caption)"] = f => ["caption", "-m", f.TinyModel, "-i", f.Image, "--prune-method", "visipruner", "--fastv-k", "-1"],
         ["--max-pixels on a model of one fixed size (stream)"] = f => ["stream", f.Clip, "--max-pixels", "50000"],
         ["--max-pixels -1 (caption)"] = f => ["caption", "-i", f.Image, "--max-pixels", "-1"],
         ["--dtype f64 (bench pruning)"] = f => ["bench", "pruning", "--dtype", "f64"],
