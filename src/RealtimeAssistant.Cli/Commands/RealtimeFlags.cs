@@ -92,7 +92,6 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
     /// <summary>A year of stream time: later is a typo, not a question.</summary>
     public const double MaxAskSeconds = 365 * 86400;
 
-    /// <summary>One stderr line per question the stream ended before reaching, so a late --ask is not lost without a word.</summary>
     /// <summary>
     /// One stderr line when the governor skipped a tenth or more of the frames it was given: the
     /// budget is below what the cheapest read allowed takes on this machine, and what would change that.
@@ -102,10 +101,11 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         long due = s.Read + s.BudgetSkipped;
         if (cancelled || s.BudgetSkipped == 0 || s.BudgetSkipped * 10 < due || s.BudgetMs is not { } budget) return;
         var cheapest = s.CheapestLevel is { } level && s.CheapestReadMs is { } ms ? $": its cheapest read allowed ({level}) takes about {ms:N0} ms here" : "";
-        Console.Error.WriteLine($"{command}: {s.BudgetSkipped} of {due} frames due a read were skipped to hold the {budget:0.#} ms frame budget{cheapest}; "
+        Console.Error.WriteLine($"{command}: {s.BudgetSkipped} of {due} frames due a read were skipped to hold the {budget:0.###} ms frame budget{cheapest}; "
             + "a larger --frame-budget-ms or --stride skips fewer, and so does --max-pixels on Qwen2-VL models");
     }
 
+    /// <summary>One stderr line per question the stream ended before reaching, so a late --ask is not lost without a word.</summary>
     public static void ReportUnasked(IReadOnlyList<(TimeSpan At, string Question)> unasked, bool cancelled, string command)
     {
         if (cancelled) return;

@@ -264,15 +264,19 @@ public sealed class FrameGovernor
     /// The ladder for a model's schedule (pruning.json, or the reference's defaults): the schedule
     /// itself; with the newest frame spared, the newest frame exiting with the older ones; then the
     /// token budget k halved down to 1 (where a filter runs before the exit); then each earlier exit,
-    /// down to the schedule's floor (<see cref="PruningConfig.Floor"/>). A rung with no filter before its exit has no shallow
-    /// stage (<see cref="TextReadsEveryLayer"/>). Settings a model cannot run are left out.
+    /// down to the schedule's floor (<see cref="PruningConfig.Floor"/>). Below the schedule, a rung
+    /// with no filter before its exit has no shallow stage (<see cref="TextReadsEveryLayer"/>).
+    /// Settings a model cannot run are left out.
     /// </summary>
     public static List<GovernorLevel> Ladder(PruningConfig schedule, int layers, int visualTokensPerFrame)
     {
         var levels = new List<GovernorLevel>();
+        var asked = new List<PruningConfig>(); // each rung as the ladder asked for it, before the stage was dropped
         void Add(PruningConfig p)
         {
-            p = TextReadsEveryLayer(p, layers);
+            if (asked.Contains(p)) return;
+            asked.Add(p);
+            if (levels.Count > 0) p = TextReadsEveryLayer(p, layers); // the schedule itself runs as given
             try { StreamingOptions.ValidatePruning(p, layers); }
             catch (UserError) { return; }
             if (levels.Any(l => l.Pruning == p)) return;

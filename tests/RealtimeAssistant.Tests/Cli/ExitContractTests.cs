@@ -162,7 +162,7 @@ public class ExitContractTests(ITestOutputHelper log)
         var r = CliProcess.Run(["stream", Files.Value.Clip, "--model", Files.Value.TinyModel, "--gate", "0", "--policy", "finished", "--stride", "1", "--frame-budget-ms", "0.001"], TimeSpan.FromSeconds(90));
         log.WriteLine(r.ToString());
         Assert.Equal(0, r.Code);
-        var line = Assert.Single(r.Stderr.Split('\n'), l => l.StartsWith("stream: ", StringComparison.Ordinal) && l.Contains("skipped to hold the 0 ms frame budget"));
+        var line = Assert.Single(r.Stderr.Split('\n'), l => l.StartsWith("stream: ", StringComparison.Ordinal) && l.Contains("skipped to hold the 0.001 ms frame budget"));
         Assert.Matches(@"its cheapest read allowed \(exit \d+\) takes about [\d,]+ ms here", line);
         // Without a budget nothing is skipped, and nothing is said.
         var free = CliProcess.Run(["stream", Files.Value.Clip, "--model", Files.Value.TinyModel, "--gate", "0", "--policy", "finished", "--stride", "1", "--frame-budget-ms", "off"], TimeSpan.FromSeconds(90));

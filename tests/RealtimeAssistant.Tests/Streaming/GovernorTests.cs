@@ -282,6 +282,16 @@ public class GovernorTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void TheScheduleItself_KeepsItsShallowStage_OnlyTheRungsBelowItDropIt()
+    {
+        var schedule = new PruningConfig { ShallowLayers = 2, ExitLayer = 4, MinExitLayer = 1 };
+        var ladder = FrameGovernor.Ladder(schedule, layers: 8, visualTokensPerFrame: 16);
+        Assert.Equal(schedule with { Method = "visipruner" }, ladder[0].Pruning);
+        Assert.Equal(["exit 4", "exit 3", "exit 2", "exit 1"], ladder.Select(l => l.Name));
+        Assert.All(ladder.Skip(1), l => Assert.Equal(0, l.Pruning!.ShallowLayers));
+    }
+
+    [Fact]
     public void AnExitInsideTheShallowStage_IsRefused_WithTheReason()
     {
         var e = Assert.Throws<UserError>(() => new PruningConfig { ShallowLayers = 3, ExitLayer = 3 }.Validate(8));
