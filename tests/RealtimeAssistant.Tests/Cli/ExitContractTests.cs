@@ -171,6 +171,15 @@ public class ExitContractTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void Live_ABudgetNoReadCanHold_SaysWhyFramesWereSkipped()
+    {
+        var r = CliProcess.Run(["live", "synthetic", "--headless", "--seconds", "4", "--model", Files.Value.TinyModel, "--gate", "0", "--stride", "1", "--frame-budget-ms", "0.001"], TimeSpan.FromSeconds(90));
+        log.WriteLine(r.ToString());
+        Assert.Equal(0, r.Code);
+        Assert.Contains(r.Stderr.Split('\n'), l => l.StartsWith("live: ", StringComparison.Ordinal) && l.Contains("skipped to hold the 0.001 ms frame budget"));
+    }
+
+    [Fact]
     public void Help_StillExitsZero()
     {
         var r = CliProcess.Run(["caption", "--help"]);
