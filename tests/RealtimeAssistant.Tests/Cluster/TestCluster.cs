@@ -52,7 +52,9 @@ internal sealed class TestCluster : IAsyncDisposable
                 silo.Services.AddSingleton(new StreamRuntime(null, Model, (realtime, loop) => AppSources.Options(realtime, loop)));
         });
         var cluster = builder.Build();
-        try { await cluster.DeployAsync(); }
+        // Placement asks which silos can host a grain from the cluster manifest: until every silo's
+        // view holds every other's, a burst of new streams can all land on the first inference silo.
+        try { await cluster.DeployAsync(); await cluster.WaitForClusterManifestToStabilizeAsync(); }
         catch
         {
             await cluster.DisposeAsync();
