@@ -189,7 +189,7 @@ public static class AppBench
         FactScore total = default;
         var levels = new Dictionary<string, long>();
         long skipped = 0;
-        Func<PruningConfig?>? draw = null;
+        Func<GovernorLevel>? draw = null;
         if (replay is not null)
         {
             run = run with { Loop = run.Loop with { Driver = run.Loop.Driver with { FrameBudgetMs = null } } };
@@ -221,12 +221,12 @@ public static class AppBench
     }
 
     /// <summary>Levels of the governor's ladder drawn in <paramref name="counts"/>' proportions, seeded.</summary>
-    static Func<PruningConfig?> ReplayDraw(Engine engine, PruningConfig? schedule, IReadOnlyDictionary<string, long> counts)
+    static Func<GovernorLevel> ReplayDraw(Engine engine, PruningConfig? schedule, IReadOnlyDictionary<string, long> counts)
     {
-        int layers = engine.Text.NumHiddenLayers, visual;
-        using (var img = ClipGenerator.Generate(1_000_001, 1, AppSources.SyntheticFps).Render(0, 64, 64))
+        int visual;
+        using var img = ClipGenerator.Generate(1_000_001, 1, AppSources.SyntheticFps).Render(0, 64, 64);
         using (var enc = engine.Model.EncodeOne(img, ImageUse.VideoFrame)) visual = enc.Count;
-        var ladder = FrameGovernor.Ladder(schedule ?? new PruningConfig(), layers, visual).ToDictionary(l => l.Name, l => l.Pruning); // the driver's ladder
+        var ladder = FrameGovernor.LadderFor(engine, schedule ?? new PruningConfig(), visual, img.Rows, img.Cols).ToDictionary(l => l.Name); // the driver's ladder
         var pool = counts.SelectMany(kv => Enumerable.Repeat(ladder.TryGetValue(kv.Key, out var p) ? p
             : throw new InvalidOperationException($"level '{kv.Key}' is not on the ladder"), (int)kv.Value)).ToArray();
         var rng = new Random(18);
@@ -234,12 +234,13 @@ public static class AppBench
     }
 
     /// <summary>A session whose every read is at the level <paramref name="draw"/> gives.</summary>
-    sealed class ReplayedLevels(ICaptionSession inner, Func<PruningConfig?> draw) : SessionDecorator(inner)
+    sealed class ReplayedLevels(ICaptionSession inner, Func<GovernorLevel> draw) : SessionDecorator(inner)
     {
-        public override void Read(Mat frame) { Inner.Pruning = draw(); Inner.Read(frame); }
-        public override void Read(EncodedImage frame) { Inner.Pruning = draw(); Inner.Read(frame); }
-        public override IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null) { Inner.Pruning = draw(); return Inner.ReadAndWrite(frame, question); }
-        public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) { Inner.Pruning = draw(); return Inner.ReadAndWrite(frame, question); }
+        void Next() { var l = draw(); (Inner.Pruning, Inner.MaxPixels) = (l.Pruning, l.MaxPixels); }
+        public override void Read(Mat frame) { Next(); Inner.Read(frame); }
+        public override void Read(EncodedImage frame) { Next(); Inner.Read(frame); }
+        public override IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null) { Next(); return Inner.ReadAndWrite(frame, question); }
+        public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) { Next(); return Inner.ReadAndWrite(frame, question); }
     }
 
     /// <summary>The F1 pass's captions against the scenes, the pruning levels its reads were at, and the frames its governor skipped.</summary>

@@ -22,7 +22,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
     public readonly Option<string> Mode = new("--mode") { Description = "gpe (stream through group position encoding, the default) or reencode (re-encode the window at each caption: the baseline)", DefaultValueFactory = _ => "gpe" };
     public readonly Option<string?> Budget = new("--frame-budget-ms")
     {
-        Description = "milliseconds a frame read may take; the governor prunes harder (VisiPruner's k, earlier exits) or skips frames to hold it. Default: one stride of the source's frames (1000 × stride / fps); 0 or 'off': no governor",
+        Description = "milliseconds a frame read may take; the governor reads a Qwen2-VL frame at fewer pixels, prunes harder (VisiPruner's k, earlier exits) or skips frames to hold it. Default: one stride of the source's frames (1000 × stride / fps); 0 or 'off': no governor",
     };
     public readonly Option<int> Stride = new("--stride") { Description = "the model reads every Nth source frame (live: at most one per N)", DefaultValueFactory = _ => 5 };
     public readonly Option<int> Window = new("--window") { Description = "frames kept in the model's memory (W)", DefaultValueFactory = _ => 2 };
@@ -147,7 +147,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         loop.Validate();
         var fps = sourceFps is > 0 and < 1000 ? sourceFps : 30;
         var pruneText = pruningOff ? "pruning off"
-            : budget is { } b ? $"frame budget {b:0.#} ms{(pr.GetValue(Budget) is null ? $" (one stride: 1000 × {stride} / {fps:0.##} fps)" : "")}, governor pruning within {(requested is null ? engine.Layout.Schedule is null ? "the reference schedule" : "pruning.json" : "the given schedule")}"
+            : budget is { } b ? $"frame budget {b:0.#} ms{(pr.GetValue(Budget) is null ? $" (one stride: 1000 × {stride} / {fps:0.##} fps)" : "")}, governor pruning within {(requested is null ? engine.Layout.Schedule is null ? "the reference schedule" : "pruning.json" : "the given schedule")}{(engine.Model is IPixelBoundedVision pv && pv.LeastFramePixels < pv.MaxPixels ? $", frames read at down to {pv.LeastFramePixels:N0} pixels" : "")}"
             : fixedPruning is { } fp ? $"pruning {SessionBase.LevelName(fp)}, no frame budget" : "no pruning, no frame budget";
         var draftText = pr.GetValue(Draft) is > 0 and var k ? $"captions drafted from the last, up to {k} tokens a pass" : "one caption token a pass";
         var header = $"{(mode == SessionModes.Gpe ? "GPE session" : "re-encoding (baseline)")} · window {window} · every {Ordinal(stride)} frame · policy {policy} · gate {pr.GetValue(Gate):0.##} · {pruneText} · {draftText}";

@@ -1,3 +1,4 @@
+using RealtimeAssistant.Model;
 using RealtimeAssistant.Pruning;
 
 namespace RealtimeAssistant.Streaming;
@@ -11,6 +12,8 @@ public sealed class GovernorLevel(string name, PruningConfig? pruning)
     public string Name { get; } = name;
     public PruningConfig? Pruning { get; } = pruning;
     public int? Budget => Pruning?.Budget;
+    /// <summary>The pixel bound a frame is read at (null: the model's own): a dynamic-resolution family's resolution rung.</summary>
+    public long? MaxPixels { get; init; }
     /// <summary>
     /// The decoder work of one frame read at this level, in visual token-layers, at most (null:
     /// not known). What the governor scales measured read times by to expect a level it has not read.
@@ -50,6 +53,33 @@ public sealed class GovernorLevel(string name, PruningConfig? pruning)
     {
         _recent.Clear();
         BaseEstimate = BaseMedian = null;
+    }
+}
+
+/// <summary>
+/// The pixel bounds a dynamic-resolution family can read a stream's frames at, below its own: each
+/// bound with the visual tokens the stream's frame becomes under it, the area halving from one to
+/// the next down to the family's least (<see cref="IPixelBoundedVision.LeastFramePixels"/>); and the
+/// vision tower's work per token in decoder token-layers.
+/// </summary>
+public sealed record PixelRungs(IReadOnlyList<(long MaxPixels, int Tokens)> Bounds, double VisionWorkPerToken)
+{
+    /// <summary>The rungs for a frame of this size (none where the frame already reads at the least bound).</summary>
+    public static PixelRungs For(IPixelBoundedVision model, int height, int width)
+    {
+        var bounds = new List<(long, int)>();
+        int full = model.TokensAt(height, width, model.MaxPixels), last = full;
+        long least = model.LeastFramePixels;
+        // The frame's own area as read, in the same unit as the bound (a bound above it changes nothing).
+        long area = Math.Min(model.MaxPixels, (long)height * width);
+        for (long b = area / 2; ; b /= 2)
+        {
+            b = Math.Max(b, least);
+            int n = model.TokensAt(height, width, b);
+            if (n < last) { bounds.Add((b, n)); last = n; }
+            if (b == least) break;
+        }
+        return new PixelRungs(bounds, model.VisionWorkPerToken);
     }
 }
 
@@ -266,12 +296,17 @@ public sealed class FrameGovernor
     /// token budget k halved down to 1 (where a filter runs before the exit); then each earlier exit,
     /// down to the schedule's floor (<see cref="PruningConfig.Floor"/>). Below the schedule, a rung
     /// with no filter before its exit has no shallow stage (<see cref="TextReadsEveryLayer"/>).
-    /// Settings a model cannot run are left out.
+    /// With <paramref name="pixels"/> (a dynamic-resolution family), the schedule at each lower pixel
+    /// bound comes before the rungs below the schedule, which then read at the least bound. Settings
+    /// a model cannot run are left out.
     /// </summary>
-    public static List<GovernorLevel> Ladder(PruningConfig schedule, int layers, int visualTokensPerFrame)
+    public static List<GovernorLevel> Ladder(PruningConfig schedule, int layers, int visualTokensPerFrame, PixelRungs? pixels = null)
     {
         var levels = new List<GovernorLevel>();
         var asked = new List<PruningConfig>(); // each rung as the ladder asked for it, before the stage was dropped
+        long? bound = null;
+        int tokens = visualTokensPerFrame;
+        double vision = pixels?.VisionWorkPerToken ?? 0;
         void Add(PruningConfig p)
         {
             if (asked.Contains(p)) return;
@@ -279,19 +314,29 @@ public sealed class FrameGovernor
             if (levels.Count > 0) p = TextReadsEveryLayer(p, layers); // the schedule itself runs as given
             try { StreamingOptions.ValidatePruning(p, layers); }
             catch (UserError) { return; }
-            if (levels.Any(l => l.Pruning == p)) return;
-            levels.Add(new GovernorLevel(SessionBase.LevelName(p) ?? p.Method, p) { Work = ReadWork(p, layers, visualTokensPerFrame) });
+            if (levels.Any(l => l.Pruning == p && l.MaxPixels == bound)) return;
+            levels.Add(new GovernorLevel(SessionBase.LevelName(p, bound) ?? p.Method, p) { MaxPixels = bound, Work = ReadWork(p, layers, tokens) + vision * tokens });
         }
         var s = schedule with { Method = "visipruner" };
         Add(s);
+        // A dynamic-resolution family reads the frame at fewer pixels first: the vision tower's
+        // work falls with the decoder's, and the model reads the whole (smaller) frame. The rungs
+        // below the schedule then run at the least of them.
+        foreach (var (maxPixels, n) in pixels?.Bounds ?? Array.Empty<(long, int)>())
+        {
+            (bound, tokens) = (maxPixels, n);
+            asked.Clear();
+            Add(s);
+        }
+        asked.Clear();
+        asked.Add(s);
         int exit = LadderExit(s, layers);
         var alone = s with { KeepNewestFrame = false, OlderFramesExitLayer = null, ExitLayer = exit < layers ? exit : null };
         Add(alone);
         // Budgets matter only where a filter runs at least one layer before the exit.
         int filter = s.Deadline(layers);
-        int k = visualTokensPerFrame;
         if (filter < exit - 1)
-            for (k = Math.Max(1, visualTokensPerFrame / 2); ; k = Math.Max(1, k / 2))
+            for (int k = Math.Max(1, tokens / 2); ; k = Math.Max(1, k / 2))
             {
                 Add(alone with { Budget = k, DeadlineLayer = filter });
                 if (k == 1) break;
@@ -301,6 +346,14 @@ public sealed class FrameGovernor
         if (levels.Count == 0) throw new UserError("no pruning level of this model's schedule can run on a stream");
         return levels;
     }
+
+    /// <summary>
+    /// The ladder a stream of this model runs on, sized by its first read: the frame's visual tokens
+    /// and, for a dynamic-resolution family, the frame's size (its resolution rungs).
+    /// </summary>
+    public static List<GovernorLevel> LadderFor(Engine engine, PruningConfig schedule, int visualTokensPerFrame, int frameHeight, int frameWidth) =>
+        Ladder(schedule, engine.Text.NumHiddenLayers, Math.Max(1, visualTokensPerFrame),
+            engine.Model is IPixelBoundedVision v ? PixelRungs.For(v, frameHeight, frameWidth) : null);
 
     /// <summary>
     /// A rung where every frame leaves at a fixed exit and no filter runs before it, with the

@@ -103,7 +103,7 @@ public sealed class GpeSession : SessionBase
             TokenGenerator.Sync(E.Device);
             Appended(block, before, whole: prune is null);
             var report = FrameReport(block, prune, E.Text.NumHiddenLayers);
-            Last = report with { Kind = "read", DecoderMs = sw.Elapsed.TotalMilliseconds, ReadMs = sw.Elapsed.TotalMilliseconds, DecoderTokens = block.Length, Level = LevelName(Pruning) };
+            Last = report with { Kind = "read", DecoderMs = sw.Elapsed.TotalMilliseconds, ReadMs = sw.Elapsed.TotalMilliseconds, DecoderTokens = block.Length, Level = ReadLevel };
         }
     }
 
@@ -311,7 +311,7 @@ public sealed class GpeSession : SessionBase
                 DecoderTokens = frameTokens + prompt.Length + Math.Max(0, steps.Count - 1),
                 // A fused pass is counted as the read's: the instruction's rows ride along with the frame's.
                 ReadMs = block is null ? 0 : prefillMs, WriteMs = block is null ? prefillMs + decode : decode,
-                Level = block is null ? null : LevelName(Pruning), // the rung the frame was read at (the schedule's spares it whole)
+                Level = block is null ? null : ReadLevel, // the rung the frame was read at (the schedule's spares it whole)
             };
         }
     }

@@ -57,6 +57,8 @@ public interface ICaptionSession : IDisposable
     KvCache Cache { get; }
     /// <summary>The pruning the next READ runs with (the governor changes it per read); null: none.</summary>
     PruningConfig? Pruning { get; set; }
+    /// <summary>The pixel bound the next READ's frame is prepared at (the governor's resolution rung); null: the model's own.</summary>
+    long? MaxPixels { get; set; }
     /// <summary>The last update's report (complete once a WRITE's tokens have all been read).</summary>
     UpdateReport Last { get; }
     /// <summary>The drafts its writes verified (<see cref="GenerationOptions.DraftTokens"/>), over the session's life; null where it decodes no model.</summary>

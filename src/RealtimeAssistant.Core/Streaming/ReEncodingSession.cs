@@ -45,7 +45,7 @@ public sealed class ReEncodingSession : SessionBase
         Last = new UpdateReport
         {
             Kind = "read", VisualTokens = n, KeptTokens = n, VisualPerLayer = Enumerable.Repeat(n, E.Text.NumHiddenLayers).ToArray(),
-            GridW = frame.GridW, GridH = frame.GridH, Level = LevelName(Pruning), // the rung its window is rebuilt at
+            GridW = frame.GridW, GridH = frame.GridH, Level = ReadLevel, // the rung its window is rebuilt at
         };
     }
 
@@ -86,7 +86,7 @@ public sealed class ReEncodingSession : SessionBase
                 frameReport = FrameReport(newest, null, E.Text.NumHiddenLayers) with
                 {
                     VisualTokens = block.FeatureSlots.Length, KeptTokens = pruned.Report.KeptTokens,
-                    VisualPerLayer = pruned.Report.Layers.Select(l => l.Visual).ToArray(), Prune = pruned.Report, Level = LevelName(Pruning),
+                    VisualPerLayer = pruned.Report.Layers.Select(l => l.Visual).ToArray(), Prune = pruned.Report, Level = ReadLevel,
                     KeptGrid = pruned.Report.KeptGrid(newest.Images[0].GridW, newest.Images[0].GridH),
                 };
             }

@@ -52,11 +52,29 @@ public abstract class SessionBase : ICaptionSession
         }
     }
 
+    /// <summary>
+    /// The pixel bound the next READ prepares its frame at (the governor's resolution rung); null:
+    /// the model's own. Only a family whose tokens follow the image's area takes one.
+    /// </summary>
+    public long? MaxPixels
+    {
+        get => _maxPixels;
+        set
+        {
+            if (value is not null && E.Model is not IPixelBoundedVision)
+                throw new InvalidOperationException($"{E.Model.ModelType} resizes every frame to one size; a read cannot be given a pixel bound");
+            _maxPixels = value;
+        }
+    }
+    long? _maxPixels;
+
     /// <summary>Preprocessing and the vision encoder for one frame, timed (on CUDA the timings wait for the device).</summary>
     protected (EncodedImage Image, double PreprocessMs, double VisionMs) EncodeFrame(Mat frame)
     {
         var sw = Stopwatch.StartNew();
-        using var prepared = E.Model.Prepare(frame, ImageUse.VideoFrame);
+        using var prepared = _maxPixels is { } bound && E.Model is IPixelBoundedVision pixels
+            ? pixels.Prepare(frame, ImageUse.VideoFrame, bound)
+            : E.Model.Prepare(frame, ImageUse.VideoFrame);
         TokenGenerator.Sync(E.Device);
         double pre = sw.Elapsed.TotalMilliseconds;
         sw.Restart();
@@ -92,11 +110,18 @@ public abstract class SessionBase : ICaptionSession
         return new UpdateReport
         {
             VisualTokens = visual, KeptTokens = prune.KeptTokens, VisualPerLayer = perLayer, Prune = prune,
-            KeptGrid = grid, GridW = image.GridW, GridH = image.GridH, Level = LevelName(Pruning),
+            KeptGrid = grid, GridW = image.GridW, GridH = image.GridH, Level = ReadLevel,
         };
     }
 
-    /// <summary>A short name for a pruning setting: what the HUD and captions.jsonl show.</summary>
+    /// <summary>The name of the setting the next READ runs at (<see cref="LevelName(PruningConfig?, long?)"/>).</summary>
+    protected string? ReadLevel => LevelName(Pruning, _maxPixels);
+
+    /// <summary>A short name for a read's setting, its pruning and any pixel bound: what the HUD and captions.jsonl show.</summary>
+    public static string? LevelName(PruningConfig? p, long? maxPixels) =>
+        maxPixels is { } m ? $"{LevelName(p) ?? "unpruned"}, max {m} px" : LevelName(p);
+
+    /// <summary>A short name for a pruning setting.</summary>
     public static string? LevelName(PruningConfig? p) => p switch
     {
         null => null,

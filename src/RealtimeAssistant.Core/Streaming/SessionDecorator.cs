@@ -16,6 +16,7 @@ public abstract class SessionDecorator(ICaptionSession inner) : ICaptionSession
     public long FramesRead => Inner.FramesRead;
     public KvCache Cache => Inner.Cache;
     public PruningConfig? Pruning { get => Inner.Pruning; set => Inner.Pruning = value; }
+    public long? MaxPixels { get => Inner.MaxPixels; set => Inner.MaxPixels = value; }
     public virtual UpdateReport Last => Inner.Last;
     public DraftStats? Drafts => Inner.Drafts;
 

@@ -104,6 +104,8 @@ public sealed class SimulatedSession : ICaptionSession
     public KvCache Cache { get; } = new(0);
     /// <summary>Ignored: the stand-in prunes nothing.</summary>
     public PruningConfig? Pruning { get; set; }
+    /// <summary>Kept for the interface: the stand-in has no vision side to resize for.</summary>
+    public long? MaxPixels { get; set; }
     public UpdateReport Last { get; private set; } = new();
 
     public void Read(Mat frame)

@@ -110,13 +110,14 @@ public sealed class StreamingDriver : IDisposable
         set
         {
             if (value == _pruningEnabled) return;
-            if (!value) { _pausedPruning = _session.Pruning; _session.Pruning = null; }
-            else _session.Pruning = _governor?.CurrentLevel.Pruning ?? _pausedPruning;
+            if (!value) { (_pausedPruning, _pausedPixels) = (_session.Pruning, _session.MaxPixels); (_session.Pruning, _session.MaxPixels) = (null, null); }
+            else (_session.Pruning, _session.MaxPixels) = _governor is { } g ? (g.CurrentLevel.Pruning, g.CurrentLevel.MaxPixels) : (_pausedPruning, _pausedPixels);
             _pruningEnabled = value;
         }
     }
     bool _pruningEnabled = true;
     PruningConfig? _pausedPruning;
+    long? _pausedPixels;
 
     public void Ask(string question)
     {
@@ -156,7 +157,7 @@ public sealed class StreamingDriver : IDisposable
                 read = _session.Last;
                 _stats = _stats with { Read = _stats.Read + 1, ReadMs = _stats.ReadMs + read.ReadMs };
             }
-            Observe(level, read);
+            Observe(level, read, frame);
             // A new dictionary each read: a Stats snapshot taken earlier keeps its counts.
             var levels = new Dictionary<string, long>(_stats.Levels);
             var name = read.Level ?? "unpruned";
@@ -196,18 +197,19 @@ public sealed class StreamingDriver : IDisposable
         var choice = _governor.Choose(periods);
         if (choice.Skip) return null;
         _session.Pruning = choice.Rung!.Pruning;
+        _session.MaxPixels = choice.Rung.MaxPixels;
         return choice.Level;
     }
 
-    void Observe(int level, UpdateReport read)
+    void Observe(int level, UpdateReport read, Mat frame)
     {
         if (_o.FrameBudgetMs is not { } budget || level < 0) return;
         if (_governor is null)
         {
             var engine = _session.Engine ?? throw new InvalidOperationException("the frame-budget governor prunes a model's layers; this session has no model (give it no budget)");
-            var ladder = FrameGovernor.Ladder(_o.Schedule ?? new PruningConfig(), engine.Text.NumHiddenLayers, Math.Max(1, read.VisualTokens));
+            var ladder = FrameGovernor.LadderFor(engine, _o.Schedule ?? new PruningConfig(), read.VisualTokens, frame.Rows, frame.Cols);
             _governor = new FrameGovernor(budget, ladder);
-            _session.Pruning = ladder[0].Pruning;
+            (_session.Pruning, _session.MaxPixels) = (ladder[0].Pruning, ladder[0].MaxPixels);
         }
         _governor.Observe(level, read.ReadMs);
     }

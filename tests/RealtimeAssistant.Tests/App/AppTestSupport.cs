@@ -65,6 +65,7 @@ internal sealed class SlowSession(TimeSpan read, TimeSpan write, int window = 2)
     public int FramesInWindow => _window;
     public long FramesRead { get; private set; }
     public KvCache Cache { get; } = new(0);
+    public long? MaxPixels { get; set; }
     public PruningConfig? Pruning { get; set; }
     public UpdateReport Last { get; private set; } = new();
 

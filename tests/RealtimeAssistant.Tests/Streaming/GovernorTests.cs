@@ -421,6 +421,99 @@ public class GovernorTests(ITestOutputHelper log)
         Assert.Equal(40, tight.Stats.Read + tight.Stats.BudgetSkipped);
     }
     [Fact]
+    public void WithPixelRungs_TheLadderLowersTheResolutionBeforeAnyRungBelowTheSchedule()
+    {
+        var schedule = new PruningConfig { ShallowLayers = 0, ExitLayer = 6, MinExitLayer = 3 };
+        var pixels = new PixelRungs(new[] { (200_000L, 256), (100_000L, 128) }, VisionWorkPerToken: 10);
+        var ladder = FrameGovernor.Ladder(schedule, layers: 8, visualTokensPerFrame: 512, pixels);
+        log.WriteLine(string.Join("\n", ladder.Select(l => $"{l.Name}: work {l.Work}")));
+        // The schedule at the model's own resolution, then the same schedule at each lower bound.
+        Assert.Equal(new long?[] { null, 200_000, 100_000 }, ladder.Take(3).Select(l => l.MaxPixels));
+        Assert.All(ladder.Take(3), l => Assert.Equal(schedule with { Method = "visipruner" }, l.Pruning));
+        Assert.Equal("exit 6, max 200000 px", ladder[1].Name);
+        // Every rung below it reads at the least bound: k from half the tokens read there, then the
+        // earlier exits down to the floor.
+        Assert.All(ladder.Skip(3), l => Assert.Equal(100_000, l.MaxPixels));
+        Assert.Equal(64, ladder[3].Budget);
+        Assert.Equal(new int?[] { 5, 4, 3 }, ladder.TakeLast(3).Select(l => l.Pruning!.ExitLayer));
+        // Work counts the vision tower's share with the decoder's: a token costs 10 + (its layers).
+        Assert.Equal(512 * (10 + 6), ladder[0].Work);
+        Assert.Equal(128 * (10 + 6), ladder[2].Work);
+        Assert.Equal(128 * (10 + 3), ladder[^1].Work);
+        Assert.True(ladder.Zip(ladder.Skip(1)).All(p => p.Second.Work < p.First.Work), "work must fall down the ladder");
+        // Without pixel rungs the ladder is the one every fixed-size family had.
+        var plain = FrameGovernor.Ladder(schedule, layers: 8, visualTokensPerFrame: 512);
+        Assert.All(plain, l => Assert.Null(l.MaxPixels));
+        Assert.Equal(ladder.Count - 2 + 2, plain.Count); // two resolutions more, two k rungs fewer (512 tokens against 128)
+    }
+
+    [Fact]
+    public void PixelRungs_HalveTheFramesArea_DownToTheLeastQwenReadsAVideoFrameAt()
+    {
+        using var engine = Engine.Load(RealtimeAssistant.Tests.Model.Families.QwenFixtures.Folder("qwen2_vl"), new EngineOptions { Device = "cpu", MaxPixels = 28 * 28 * 1024 });
+        var model = Assert.IsAssignableFrom<IPixelBoundedVision>(engine.Model);
+        Assert.Equal(128 * 28 * 28, model.LeastFramePixels); // qwen-vl-utils' VIDEO_MIN_PIXELS
+        var rungs = PixelRungs.For(model, 480, 640);
+        int full = model.TokensAt(480, 640, model.MaxPixels);
+        log.WriteLine($"full {full} tokens; rungs {string.Join(", ", rungs.Bounds.Select(b => $"{b.MaxPixels} px: {b.Tokens}"))}; vision work per token {rungs.VisionWorkPerToken:0.00}");
+        Assert.Equal(17 * 23, full); // 480×640 rounded to 28-pixel blocks, under the bound
+        Assert.Equal(new[] { 640L * 480 / 2, 128 * 28 * 28 }, rungs.Bounds.Select(b => b.MaxPixels));
+        Assert.All(rungs.Bounds.Select(b => b.Tokens).Prepend(full).Zip(rungs.Bounds.Select(b => b.Tokens)), p => Assert.InRange(p.Second, p.First * 0.3, p.First * 0.75));
+        Assert.Equal(model.TokensAt(480, 640, 128 * 28 * 28), rungs.Bounds[^1].Tokens);
+        Assert.InRange(rungs.Bounds[^1].Tokens, 100, 128);
+        Assert.True(rungs.VisionWorkPerToken > 0);
+        // A frame that already reads at the least bound has none.
+        Assert.Empty(PixelRungs.For(model, 240, 320).Bounds);
+        // A fixed-size family's ladder has no resolution rung, and its session takes no pixel bound.
+        using var llava = AppTestSupport.TinyEngine();
+        Assert.All(FrameGovernor.LadderFor(llava, AppTestSupport.TinySchedule, 16, 480, 640), l => Assert.Null(l.MaxPixels));
+        using var session = new GpeSession(llava, AppTestSupport.TinyOptions());
+        Assert.Throws<InvalidOperationException>(() => session.MaxPixels = 50_000);
+    }
+
+    [Fact]
+    public void OnADynamicResolutionModel_TheGovernorLowersThePixelsUntilReadsFit_AndRaisesThemWhenTheSlowDownGoes()
+    {
+        using var engine = Engine.Load(RealtimeAssistant.Tests.Model.Families.QwenFixtures.Folder("qwen2_vl"), new EngineOptions { Device = "cpu", MaxPixels = 28 * 28 * 1024 });
+        using var slowed = new SlowedSession(new GpeSession(engine, AppTestSupport.TinyOptions()));
+        var schedule = new PruningConfig { ShallowLayers = 0 };
+        using var driver = new StreamingDriver(slowed, new DriverOptions { Policy = WritePolicy.Parse("every:1000"), GateThreshold = 0, FrameBudgetMs = 220, Schedule = schedule });
+        driver.Start();
+        var clip = ClipGenerator.Generate(1_000_005, 20, 15);
+        int frame = 0;
+        void Run(int frames)
+        {
+            for (int i = 0; i < frames; i++)
+            {
+                using var img = clip.Render(frame++ % clip.FrameCount, 640, 480);
+                driver.Push(img, frame, TimeSpan.Zero);
+            }
+        }
+        // 0.3 ms per visual token and decoder layer: the whole frame (391 tokens, 2 layers) sleeps
+        // ~235 ms, half its pixels ~120 ms, the least ~75 ms. The governor must lower the
+        // resolution, and no further than a rung that still reads the frame in every layer.
+        slowed.MsPerTokenLayer = 0.3;
+        Run(30);
+        var g = driver.Governor!;
+        log.WriteLine($"slowed: at {g.CurrentLevel.Name}; {string.Join(", ", g.Levels.Select(l => $"{l.Name}: {l.Estimate:0} ms"))}; read {string.Join(", ", driver.Stats.Levels)}");
+        Assert.Equal(4, g.Levels.Count); // the schedule at 3 resolutions, then exit 1 at the least
+        Assert.NotNull(g.CurrentLevel.MaxPixels);
+        Assert.Equal(schedule with { Method = "visipruner" }, g.CurrentLevel.Pruning);
+        Assert.True(g.CurrentLevel.Estimate <= 220);
+        Assert.True(driver.Stats.Levels.Keys.Any(k => k.Contains(" px")), "no read at a lower resolution");
+        // The report of a read at a lower bound carries fewer visual tokens than the frame's own.
+        Assert.True(slowed.Last.VisualTokens < 17 * 23, $"{slowed.Last.VisualTokens} visual tokens");
+        // The slow-down goes: the governor reads the whole frame again.
+        slowed.MsPerTokenLayer = 0;
+        Run(80);
+        log.WriteLine($"fast: at {g.CurrentLevel.Name}");
+        Assert.Equal(0, g.Current);
+        Assert.Null(g.CurrentLevel.MaxPixels);
+        Assert.Equal(17 * 23, slowed.Last.VisualTokens);
+        Assert.Equal(0, driver.Stats.BudgetSkipped);
+    }
+
+    [Fact]
     public void ReEncoding_CountsItsRebuildAsTheFramesRead_SoTheGovernorHoldsItToo()
     {
         // A caption per read: each read comes with its write, and re-encoding rebuilds the whole

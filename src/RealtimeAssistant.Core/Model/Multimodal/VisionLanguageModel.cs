@@ -101,6 +101,28 @@ public interface IVisionLanguageModel : IDisposable
     (long Vision, long Decoder) ParameterCounts { get; }
 }
 
+/// <summary>
+/// A family whose visual tokens follow the image's area (Qwen2-VL's smart_resize): a stream can read
+/// a frame at fewer pixels, and so with fewer tokens through the vision tower and the decoder, to
+/// hold a frame budget. Families that resize every image to one size do not implement it.
+/// </summary>
+public interface IPixelBoundedVision
+{
+    /// <summary>The pixel bound an image is read at unless a read asks for less (the processor's max_pixels, or --max-pixels).</summary>
+    long MaxPixels { get; }
+    /// <summary>The fewest pixels a stream's frame is read at when a frame budget lowers the bound.</summary>
+    long LeastFramePixels { get; }
+    /// <summary>The visual tokens an image of this size becomes under the bound.</summary>
+    int TokensAt(int height, int width, long maxPixels);
+    /// <summary><see cref="IVisionLanguageModel.Prepare"/> with the image's area held to <paramref name="maxPixels"/> (at most <see cref="MaxPixels"/>).</summary>
+    IPreparedImage Prepare(Mat bgr, ImageUse use, long maxPixels);
+    /// <summary>
+    /// The vision side's work per visual token in the governor's unit, decoder token-layers: the
+    /// vision blocks' weights one token passes through over one decoder layer's.
+    /// </summary>
+    double VisionWorkPerToken { get; }
+}
+
 public static class VisionLanguageModelExtensions
 {
     /// <summary>Prepare and encode one image.</summary>

@@ -88,6 +88,53 @@ public sealed class Qwen2VlStreamingTests
     [Theory]
     [InlineData("qwen2_vl")]
     [InlineData("qwen2_5_vl")]
+    public void FramesReadAtDifferentPixelBounds_EqualOneBatchForwardOverTheSameFrames(string family)
+    {
+        // The governor's resolution rungs change a frame's size mid-stream; each frame is still its
+        // own vision block, at get_rope_index's positions for its grid.
+        using var e = Engine.Load(QwenFixtures.Folder(family), new EngineOptions { Device = "cpu", MaxPixels = 28 * 28 * 64 });
+        using var _ = torch.inference_mode();
+        var model = Assert.IsAssignableFrom<IPixelBoundedVision>(e.Model);
+        long?[] bounds = { null, 28 * 28 * 16, null };
+        var mats = bounds.Select((_, i) =>
+        {
+            var m = new Mat(240, 320, MatType.CV_8UC3);
+            Cv2.Randu(m, OpenCvSharp.Scalar.All(0), OpenCvSharp.Scalar.All(255));
+            return m;
+        }).ToList();
+        using var session = new GpeSession(e, Options(window: 8));
+        var tokensRead = new List<int>();
+        for (int i = 0; i < mats.Count; i++)
+        {
+            session.MaxPixels = bounds[i];
+            session.Read(mats[i]);
+            tokensRead.Add(session.Last.VisualTokens);
+        }
+        var caption = Ids(session.Write());
+        var frames = mats.Select((m, i) =>
+        {
+            using var p = bounds[i] is { } b ? model.Prepare(m, ImageUse.VideoFrame, b) : e.Model.Prepare(m, ImageUse.VideoFrame);
+            return e.Model.Encode(new[] { p })[0];
+        }).ToList();
+        Assert.Equal(frames.Select(f => f.Count), tokensRead);
+        Assert.True(frames[1].Count < frames[0].Count / 2, $"{frames[1].Count} against {frames[0].Count} tokens");
+        var batch = BuildBatch(e, frames, caption);
+        var (tokens, cache) = Forward(e, batch, caption.Length, null);
+        using (cache)
+        {
+            Assert.Equal(tokens, caption);
+            var sessionKeys = session.Cache.Layers[1].Source.Keys;
+            var batchKeys = cache.Layers[1].Source.Keys.narrow(2, 0, sessionKeys.shape[2]);
+            Assert.True(QwenFixtures.RelDiff(sessionKeys, batchKeys) < 1e-5, $"keys differ by {QwenFixtures.RelDiff(sessionKeys, batchKeys)}");
+            Assert.Equal(batch.Positions[0].Take((int)sessionKeys.shape[2]), session.Cache.Layers[1].Source.Positions.ToArray());
+        }
+        foreach (var f in frames) f.Dispose();
+        foreach (var m in mats) m.Dispose();
+    }
+
+    [Theory]
+    [InlineData("qwen2_vl")]
+    [InlineData("qwen2_5_vl")]
     public void SessionOverFramesEqualsOneBatchForwardAtGetRopeIndexPositions(string family)
     {
         using var e = QwenFixtures.Load(family);

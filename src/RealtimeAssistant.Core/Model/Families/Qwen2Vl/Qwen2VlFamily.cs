@@ -13,7 +13,7 @@ namespace RealtimeAssistant.Model.Families.Qwen2Vl;
 /// grid, and the text after it resumes at p + max + 1 (<see cref="EncodedImage.Advance"/>). A
 /// stream's frames are images, each its own vision block (docs/ARCHITECTURE.md: GPE with M-RoPE).
 /// </summary>
-public sealed class Qwen2VlFamily : IVisionLanguageModel
+public sealed class Qwen2VlFamily : IVisionLanguageModel, IPixelBoundedVision
 {
     readonly Qwen2VlImageProcessor _pre;
     public Qwen2VlModel Model { get; }
@@ -107,11 +107,45 @@ public sealed class Qwen2VlFamily : IVisionLanguageModel
     /// A still image and a stream's frame take the same path: HF's image path, the frame repeated to
     /// temporal_patch_size (a video's frames are paired instead: <see cref="PrepareVideo"/>).
     /// </summary>
-    public IPreparedImage Prepare(Mat bgr, ImageUse use)
+    public IPreparedImage Prepare(Mat bgr, ImageUse use) => Prepare(bgr, use, _pre.Config.MaxPixels);
+
+    public IPreparedImage Prepare(Mat bgr, ImageUse use, long maxPixels)
     {
         using var _ = torch.inference_mode();
-        var (rows, grid) = _pre.Process(new[] { bgr });
+        var (rows, grid) = _pre.Process(new[] { bgr }, maxPixels);
         return new Prepared(rows, grid, null);
+    }
+
+    public long MaxPixels => _pre.Config.MaxPixels;
+
+    /// <summary>
+    /// The least qwen-vl-utils (Qwen's own video loader) reads a video frame at, 128 merged tokens
+    /// (VIDEO_MIN_PIXELS = 128·28·28), or the processor's min_pixels where that is more; never
+    /// above <see cref="MaxPixels"/>.
+    /// </summary>
+    public long LeastFramePixels => Math.Min(MaxPixels, Math.Max(_pre.Config.MinPixels, 128L * _pre.Config.Factor * _pre.Config.Factor));
+
+    public int TokensAt(int height, int width, long maxPixels)
+    {
+        var (h, w) = _pre.TargetSize(height, width, maxPixels);
+        return h / _pre.Config.Factor * (w / _pre.Config.Factor);
+    }
+
+    /// <summary>
+    /// A merged token is merge² patches, each through every vision block; a block's and a decoder
+    /// layer's weights (attention and MLP) are what a row multiplies through. Attention's quadratic
+    /// part is left out of both.
+    /// </summary>
+    public double VisionWorkPerToken
+    {
+        get
+        {
+            var v = Config.Vision;
+            var t = Config.Text;
+            double block = 4.0 * v.EmbedDim * v.EmbedDim + (v.IsQwen25 ? 3.0 : 2.0) * v.EmbedDim * v.MlpDim;
+            double layer = 2.0 * t.HiddenSize * t.NumAttentionHeads * t.HeadDim + 2.0 * t.HiddenSize * t.NumKeyValueHeads * t.HeadDim + 3.0 * t.HiddenSize * t.IntermediateSize;
+            return v.MergeUnit * v.Depth * block / layer;
+        }
     }
 
     /// <summary>

@@ -66,8 +66,14 @@ public sealed class Qwen2VlImageProcessor : IDisposable
     }
 
     /// <summary>The size an image of this size is resized to.</summary>
-    public (int Height, int Width) TargetSize(int height, int width) =>
-        _cfg.DoResize ? SmartResize(height, width, _cfg.Factor, _cfg.MinPixels, _cfg.MaxPixels) : (height, width);
+    public (int Height, int Width) TargetSize(int height, int width) => TargetSize(height, width, _cfg.MaxPixels);
+
+    /// <summary>The size under a lower bound than the processor's (min_pixels lowered to it, as <see cref="Qwen2VlProcessorConfig.WithMaxPixels"/> does).</summary>
+    public (int Height, int Width) TargetSize(int height, int width, long maxPixels)
+    {
+        maxPixels = Math.Min(maxPixels, _cfg.MaxPixels);
+        return _cfg.DoResize ? SmartResize(height, width, _cfg.Factor, Math.Min(_cfg.MinPixels, maxPixels), maxPixels) : (height, width);
+    }
 
     /// <summary>A BGR image as interleaved RGB bytes at <paramref name="height"/>×<paramref name="width"/> (PIL's resize).</summary>
     public byte[] ResizedRgb(Mat bgr, int height, int width)
@@ -83,12 +89,13 @@ public sealed class Qwen2VlImageProcessor : IDisposable
 
     /// <summary>
     /// Frames (one for a still image) → patch rows [grid_t·grid_h·grid_w, C·T·P·P] on the model's
-    /// device and dtype, and the grid. Every frame is resized to the first frame's target size.
+    /// device and dtype, and the grid. Every frame is resized to the first frame's target size (under
+    /// <paramref name="maxPixels"/> where given).
     /// </summary>
-    public (Tensor Rows, GridThw Grid) Process(IReadOnlyList<Mat> frames)
+    public (Tensor Rows, GridThw Grid) Process(IReadOnlyList<Mat> frames, long? maxPixels = null)
     {
         if (frames.Count == 0) throw new UserError("no image to process");
-        var (h, w) = TargetSize(frames[0].Rows, frames[0].Cols);
+        var (h, w) = TargetSize(frames[0].Rows, frames[0].Cols, maxPixels ?? _cfg.MaxPixels);
         if (h % _cfg.Factor != 0 || w % _cfg.Factor != 0)
             throw new UserError($"image {frames[0].Cols}×{frames[0].Rows}: with do_resize off, its sides must be multiples of {_cfg.Factor}");
         var pixels = frames.Select(f => ResizedRgb(f, h, w)).ToList();
