@@ -19,13 +19,14 @@ public sealed class PruningOptions
     public readonly Option<bool?> KeepNewest = new("--keep-newest-frame") { Description = "several frames in a prompt: never prune the newest; the filter and exit act on the older ones" };
     public readonly Option<int?> OlderExit = new("--older-frames-exit-layer") { Description = "with --keep-newest-frame: no older frame's token reaches layers >= this (default: --exit-layer)" };
     public readonly Option<int?> MinExit = new("--min-exit-layer") { Description = "the earliest exit the frame-budget governor reads a frame at; below it, it skips frames (default: the first layer after the shallow stage, s + 1; `ra analyze` measures one)" };
+    public readonly Option<long?> MinFramePixels = new("--min-frame-pixels") { Description = "Qwen2-VL and Qwen2.5-VL: the fewest pixels the frame-budget governor reads a frame at (default 100352, 128 tokens; a frame's own area or more: it never lowers the resolution)" };
     public readonly Option<int?> Budget = new("--budget") { Description = "budget mode: at most k visual tokens per frame (top-k by ||contrib||)" };
     public readonly Option<int?> Deadline = new("--deadline-layer") { Description = "budget mode: filter at this layer if the test has not fired" };
     public readonly Option<int?> FastvK = new("--fastv-k") { Description = "FastV / random: the layer after which tokens are cut (default 2)" };
     public readonly Option<double?> FastvKeep = new("--fastv-keep") { Description = "FastV: fraction of visual tokens kept (default 0.5)" };
     public readonly Option<int?> RandomKeep = new("--random-keep") { Description = "random: visual tokens kept per frame (default 16)" };
 
-    Option[] All => new Option[] { File, Method, Shallow, Sink, LayerThr, TokensThr, FilterFrom, ExitThr, ExitPasses, ExitLayer, KeepNewest, OlderExit, MinExit, Budget, Deadline, FastvK, FastvKeep, RandomKeep };
+    Option[] All => new Option[] { File, Method, Shallow, Sink, LayerThr, TokensThr, FilterFrom, ExitThr, ExitPasses, ExitLayer, KeepNewest, OlderExit, MinExit, MinFramePixels, Budget, Deadline, FastvK, FastvKeep, RandomKeep };
 
     public Command AddTo(Command c)
     {
@@ -67,6 +68,7 @@ public sealed class PruningOptions
             KeepNewestFrame = pr.GetValue(KeepNewest) ?? c.KeepNewestFrame,
             OlderFramesExitLayer = pr.GetValue(OlderExit) ?? c.OlderFramesExitLayer,
             MinExitLayer = pr.GetValue(MinExit) ?? c.MinExitLayer,
+            MinFramePixels = pr.GetValue(MinFramePixels) ?? c.MinFramePixels,
             Budget = pr.GetValue(Budget) ?? c.Budget,
             DeadlineLayer = pr.GetValue(Deadline) ?? c.DeadlineLayer,
             FastvK = pr.GetValue(FastvK) ?? c.FastvK,

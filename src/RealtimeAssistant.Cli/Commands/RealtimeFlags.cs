@@ -131,7 +131,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         // The governor prunes along VisiPruner's ladder; another method (FastV, random) runs as asked, without it.
         double? budget = pruningOff || schedule.Method is not ("visipruner") && requested is not null ? null : BudgetMs(pr, sourceFps);
         PruningConfig? fixedPruning = pruningOff ? null : budget is null ? requested : null;
-        if (budget is not null) FrameGovernor.Ladder(schedule, engine.Text.NumHiddenLayers, 64); // a schedule the governor cannot use fails now, not mid-run
+        if (budget is not null) FrameGovernor.CheckSchedule(schedule, engine);
         var streaming = new StreamingOptions
         {
             WindowFrames = window, FrameBand = Cli.FrameBand(pr.GetValue(FrameBand), window), CaptionHistoryTokens = pr.GetValue(History),
@@ -147,7 +147,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         loop.Validate();
         var fps = sourceFps is > 0 and < 1000 ? sourceFps : 30;
         var pruneText = pruningOff ? "pruning off"
-            : budget is { } b ? $"frame budget {b:0.#} ms{(pr.GetValue(Budget) is null ? $" (one stride: 1000 × {stride} / {fps:0.##} fps)" : "")}, governor pruning within {(requested is null ? engine.Layout.Schedule is null ? "the reference schedule" : "pruning.json" : "the given schedule")}{(engine.Model is IPixelBoundedVision pv && pv.LeastFramePixels < pv.MaxPixels ? $", frames read at down to {pv.LeastFramePixels:N0} pixels" : "")}"
+            : budget is { } b ? $"frame budget {b:0.#} ms{(pr.GetValue(Budget) is null ? $" (one stride: 1000 × {stride} / {fps:0.##} fps)" : "")}, governor pruning within {(requested is null ? engine.Layout.Schedule is null ? "the reference schedule" : "pruning.json" : "the given schedule")}{(engine.Model is IPixelBoundedVision pv && Math.Max(pv.SmallestBound, schedule.MinFramePixels ?? pv.LeastFramePixels) is var least && least < pv.MaxPixels ? $", frames read at down to {least:N0} pixels" : "")}"
             : fixedPruning is { } fp ? $"pruning {SessionBase.LevelName(fp)}, no frame budget" : "no pruning, no frame budget";
         var draftText = pr.GetValue(Draft) is > 0 and var k ? $"captions drafted from the last, up to {k} tokens a pass" : "one caption token a pass";
         var header = $"{(mode == SessionModes.Gpe ? "GPE session" : "re-encoding (baseline)")} · window {window} · every {Ordinal(stride)} frame · policy {policy} · gate {pr.GetValue(Gate):0.##} · {pruneText} · {draftText}";

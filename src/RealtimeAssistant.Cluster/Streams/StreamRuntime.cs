@@ -119,7 +119,7 @@ public sealed record StreamPlan(string Mode, StreamingOptions Streaming, FrameLo
             mode = SessionModes.Parse(d.Mode);
             var schedule = engine!.Layout.ScheduleFor(engine.Text.NumHiddenLayers);
             budget = d.FrameBudgetMs switch { null => FrameLoopOptions.DefaultBudgetMs(fps, d.Stride), 0 => null, var v => v };
-            if (budget is not null) FrameGovernor.Ladder(schedule, engine.Text.NumHiddenLayers, 64);
+            if (budget is not null) FrameGovernor.CheckSchedule(schedule, engine);
             streaming.Validate(engine);
             pruning = budget is { } b ? string.Create(CultureInfo.InvariantCulture, $"frame budget {b:0.#} ms, governor pruning within the model's schedule") : "no frame budget";
         }

@@ -49,6 +49,12 @@ public sealed record PruningConfig
     /// an exit at or before s would keep little of it by the schedule's own account.
     /// </summary>
     [JsonIgnore] public int Floor => MinExitLayer ?? ShallowLayers + 1;
+    /// <summary>
+    /// A dynamic-resolution family (Qwen2-VL, Qwen2.5-VL): the fewest pixels the frame-budget
+    /// governor reads a frame at. Null: 128 merged tokens' worth (qwen-vl-utils' least video
+    /// frame); at or above a frame's own area, the governor never lowers its resolution.
+    /// </summary>
+    public long? MinFramePixels { get; init; }
     /// <summary>Budget mode: keep at most k visual tokens per frame (top-k by ‖contrib‖); null = threshold mode.</summary>
     public int? Budget { get; init; }
     /// <summary>Budget mode: filtering is forced at this layer if the test has not fired; default min(s + 2, layers − 2).</summary>
@@ -134,6 +140,7 @@ public sealed record PruningConfig
         if (OlderFramesExitLayer is { } ox && (ox < 1 || ox > layers)) throw new UserError($"older_frames_exit_layer must be in 1..{layers}, got {ox}");
         if (OlderFramesExitLayer is not null && !KeepNewestFrame) throw new UserError("older_frames_exit_layer needs keep_newest_frame (without it every frame exits at exit_layer)");
         if (MinExitLayer is { } mx && (mx < 1 || mx > layers)) throw new UserError($"min_exit_layer must be in 1..{layers}, got {mx}");
+        if (MinFramePixels is { } mp && mp < 1) throw new UserError($"min_frame_pixels must be a positive number of pixels, got {mp}");
         if (Budget is { } k && k < 0) throw new UserError($"budget k (tokens per frame) must be ≥ 0, got {k}");
         if (DeadlineLayer is { } d && (d < FirstTestLayer || d >= layers))
             throw new UserError($"deadline_layer must be in {FirstTestLayer}..{layers - 1} (from the first filtering-test layer), got {d}");

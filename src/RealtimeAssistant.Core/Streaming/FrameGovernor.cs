@@ -64,20 +64,24 @@ public sealed class GovernorLevel(string name, PruningConfig? pruning)
 /// </summary>
 public sealed record PixelRungs(IReadOnlyList<(long MaxPixels, int Tokens)> Bounds, double VisionWorkPerToken)
 {
-    /// <summary>The rungs for a frame of this size (none where the frame already reads at the least bound).</summary>
-    public static PixelRungs For(IPixelBoundedVision model, int height, int width)
+    /// <summary>
+    /// The rungs for a frame of this size, down to <paramref name="least"/> (null: the family's
+    /// own; none where the frame already reads at or under it).
+    /// </summary>
+    public static PixelRungs For(IPixelBoundedVision model, int height, int width, long? least = null)
     {
         var bounds = new List<(long, int)>();
         int full = model.TokensAt(height, width, model.MaxPixels), last = full;
-        long least = model.LeastFramePixels;
-        // The frame's own area as read, in the same unit as the bound (a bound above it changes nothing).
         long area = Math.Min(model.MaxPixels, (long)height * width);
+        long floor = Math.Max(model.SmallestBound, least ?? model.LeastFramePixels);
+        if (floor >= area) return new PixelRungs(bounds, model.VisionWorkPerToken);
+        // Halving from the frame's own area as read (a bound above it changes nothing).
         for (long b = area / 2; ; b /= 2)
         {
-            b = Math.Max(b, least);
+            b = Math.Max(b, floor);
             int n = model.TokensAt(height, width, b);
             if (n < last) { bounds.Add((b, n)); last = n; }
-            if (b == least) break;
+            if (b == floor) break;
         }
         return new PixelRungs(bounds, model.VisionWorkPerToken);
     }
@@ -353,7 +357,22 @@ public sealed class FrameGovernor
     /// </summary>
     public static List<GovernorLevel> LadderFor(Engine engine, PruningConfig schedule, int visualTokensPerFrame, int frameHeight, int frameWidth) =>
         Ladder(schedule, engine.Text.NumHiddenLayers, Math.Max(1, visualTokensPerFrame),
-            engine.Model is IPixelBoundedVision v ? PixelRungs.For(v, frameHeight, frameWidth) : null);
+            engine.Model is IPixelBoundedVision v ? PixelRungs.For(v, frameHeight, frameWidth, schedule.MinFramePixels) : null);
+
+    /// <summary>
+    /// Whether the governor can run this schedule on this model (its ladder, its resolution floor),
+    /// as a user's error before anything runs or is written, not mid-stream.
+    /// </summary>
+    public static void CheckSchedule(PruningConfig schedule, Engine engine)
+    {
+        Ladder(schedule, engine.Text.NumHiddenLayers, 64);
+        var model = engine.Model;
+        if (schedule.MinFramePixels is not { } least) return;
+        if (model is not IPixelBoundedVision v)
+            throw new UserError($"min_frame_pixels (--min-frame-pixels) applies to families whose visual tokens follow the frame's area (qwen2_vl, qwen2_5_vl); {model.ModelType} resizes every frame to one size");
+        if (least < v.SmallestBound)
+            throw new UserError($"min_frame_pixels must be at least {v.SmallestBound} for {model.ModelType}, got {least}");
+    }
 
     /// <summary>
     /// A rung where every frame leaves at a fixed exit and no filter runs before it, with the

@@ -81,7 +81,7 @@ public sealed class LiveStream : IDisposable
         double? budget = !request.Prune || request.FrameBudgetMs == 0 ? null : request.FrameBudgetMs ?? FrameLoopOptions.DefaultBudgetMs(fps, request.Stride);
         var streaming = new StreamingOptions { WindowFrames = 2, Generation = new Model.GenerationOptions { MaxNewTokens = request.MaxTokens, DraftTokens = _limits.DraftTokens } };
         streaming.Validate(engine);
-        if (budget is not null) FrameGovernor.Ladder(schedule, engine.Text.NumHiddenLayers, 64); // a schedule the governor cannot use fails here
+        if (budget is not null) FrameGovernor.CheckSchedule(schedule, engine); // a schedule the governor cannot use fails here
         _format = StreamFormat.For(engine);
         if (request.Prompt is { } instruction) _format.Write(instruction); // one the session cannot write fails now, not at the first caption
         var inner = scheduler.Run(() => SessionModes.Create(request.Mode, engine, streaming));

@@ -95,6 +95,8 @@ public class ExitContractTests(ITestOutputHelper log)
         ["--fastv-k -1 with another method (caption)"] = f => ["caption", "-m", f.TinyModel, "-i", f.Image, "--prune-method", "visipruner", "--fastv-k", "-1"],
         ["--max-pixels on a model of one fixed size (stream)"] = f => ["stream", f.Clip, "--max-pixels", "50000"],
         ["--max-pixels -1 (caption)"] = f => ["caption", "-i", f.Image, "--max-pixels", "-1"],
+        ["--min-frame-pixels on a model of one fixed size (stream)"] = f => ["stream", f.Clip, "--min-frame-pixels", "100352"],
+        ["--min-frame-pixels under the processor's least (stream)"] = f => ["stream", f.Clip, "-m", RealtimeAssistant.Tests.Model.Families.QwenFixtures.Folder("qwen2_vl"), "--min-frame-pixels", "100"],
         ["--dtype f64 (bench pruning)"] = f => ["bench", "pruning", "--dtype", "f64"],
         ["--caption-history past the model's positions (stream)"] = f => ["stream", f.Clip, "--caption-history", "100000"],
         ["--caption-history on a model without group positions (annotate)"] = f => ["annotate", f.Clip, "-o", f.Out, "-m", f.NoGroupPositionsModel, "--caption-history", "8"],

@@ -464,6 +464,15 @@ public class GovernorTests(ITestOutputHelper log)
         Assert.True(rungs.VisionWorkPerToken > 0);
         // A frame that already reads at the least bound has none.
         Assert.Empty(PixelRungs.For(model, 240, 320).Bounds);
+        // The schedule's floor (min_frame_pixels, --min-frame-pixels) moves the least bound: at the
+        // frame's own area there are no rungs; lower, the halving goes on down to it; under the
+        // processor's smallest bound it stops there.
+        Assert.Empty(PixelRungs.For(model, 480, 640, least: 480 * 640).Bounds);
+        var deeper = PixelRungs.For(model, 480, 640, least: 50_176);
+        Assert.Equal(new[] { 153_600L, 76_800, 50_176 }, deeper.Bounds.Select(b => b.MaxPixels));
+        Assert.Equal(model.SmallestBound, PixelRungs.For(model, 480, 640, least: 1).Bounds[^1].MaxPixels);
+        var schedule = new PruningConfig { ShallowLayers = 0, MinFramePixels = 50_176 };
+        Assert.Equal(50_176, FrameGovernor.LadderFor(engine, schedule, full, 480, 640).Last().MaxPixels);
         // A fixed-size family's ladder has no resolution rung, and its session takes no pixel bound.
         using var llava = AppTestSupport.TinyEngine();
         Assert.All(FrameGovernor.LadderFor(llava, AppTestSupport.TinySchedule, 16, 480, 640), l => Assert.Null(l.MaxPixels));

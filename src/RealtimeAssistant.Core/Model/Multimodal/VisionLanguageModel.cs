@@ -110,8 +110,10 @@ public interface IPixelBoundedVision
 {
     /// <summary>The pixel bound an image is read at unless a read asks for less (the processor's max_pixels, or --max-pixels).</summary>
     long MaxPixels { get; }
-    /// <summary>The fewest pixels a stream's frame is read at when a frame budget lowers the bound.</summary>
+    /// <summary>The fewest pixels a stream's frame is read at when a frame budget lowers the bound, unless the schedule says otherwise.</summary>
     long LeastFramePixels { get; }
+    /// <summary>The smallest bound the processor takes (a bound below it leaves a frame no whole block).</summary>
+    long SmallestBound { get; }
     /// <summary>The visual tokens an image of this size becomes under the bound.</summary>
     int TokensAt(int height, int width, long maxPixels);
     /// <summary><see cref="IVisionLanguageModel.Prepare"/> with the image's area held to <paramref name="maxPixels"/> (at most <see cref="MaxPixels"/>).</summary>
