@@ -72,6 +72,23 @@ public sealed class Qwen2VlStreamingTests
         return (Enumerable.Range(first, captionLength).Select(i => (int)logits[i].argmax().item<long>()).ToArray(), cache);
     }
 
+    /// <summary>
+    /// One forward over the batch greedily gives the session's caption, and the frames' cached keys
+    /// (after RoPE, so their M-RoPE positions are in them) and positions equal the batch's.
+    /// </summary>
+    static void AssertTheBatchGivesTheSessions(Engine e, GpeSession session, Batch batch, int[] caption)
+    {
+        var (tokens, cache) = Forward(e, batch, caption.Length, null);
+        using (cache)
+        {
+            Assert.Equal(tokens, caption);
+            var sessionKeys = session.Cache.Layers[1].Source.Keys;
+            var batchKeys = cache.Layers[1].Source.Keys.narrow(2, 0, sessionKeys.shape[2]);
+            Assert.True(QwenFixtures.RelDiff(sessionKeys, batchKeys) < 1e-5, $"keys differ by {QwenFixtures.RelDiff(sessionKeys, batchKeys)}");
+            Assert.Equal(batch.Positions[0].Take((int)sessionKeys.shape[2]), session.Cache.Layers[1].Source.Positions.ToArray());
+        }
+    }
+
     [Fact]
     public void ACaptionHistory_IsRefusedByAModelWithoutGroupPositions_InBothSessions()
     {
@@ -118,16 +135,7 @@ public sealed class Qwen2VlStreamingTests
         }).ToList();
         Assert.Equal(frames.Select(f => f.Count), tokensRead);
         Assert.True(frames[1].Count < frames[0].Count / 2, $"{frames[1].Count} against {frames[0].Count} tokens");
-        var batch = BuildBatch(e, frames, caption);
-        var (tokens, cache) = Forward(e, batch, caption.Length, null);
-        using (cache)
-        {
-            Assert.Equal(tokens, caption);
-            var sessionKeys = session.Cache.Layers[1].Source.Keys;
-            var batchKeys = cache.Layers[1].Source.Keys.narrow(2, 0, sessionKeys.shape[2]);
-            Assert.True(QwenFixtures.RelDiff(sessionKeys, batchKeys) < 1e-5, $"keys differ by {QwenFixtures.RelDiff(sessionKeys, batchKeys)}");
-            Assert.Equal(batch.Positions[0].Take((int)sessionKeys.shape[2]), session.Cache.Layers[1].Source.Positions.ToArray());
-        }
+        AssertTheBatchGivesTheSessions(e, session, BuildBatch(e, frames, caption), caption);
         foreach (var f in frames) f.Dispose();
         foreach (var m in mats) m.Dispose();
     }
@@ -145,16 +153,7 @@ public sealed class Qwen2VlStreamingTests
         var caption = Ids(session.Write());
         Assert.Equal(6, caption.Length);
         var batch = BuildBatch(e, frames.Take(3).ToList(), caption);
-        var (tokens, cache) = Forward(e, batch, caption.Length, null);
-        using (cache)
-        {
-            Assert.Equal(tokens, caption);
-            // The frames' cached keys (after RoPE, so their M-RoPE positions are in them) equal the batch's.
-            var sessionKeys = session.Cache.Layers[1].Source.Keys;
-            var batchKeys = cache.Layers[1].Source.Keys.narrow(2, 0, sessionKeys.shape[2]);
-            Assert.True(QwenFixtures.RelDiff(sessionKeys, batchKeys) < 1e-5, $"keys differ by {QwenFixtures.RelDiff(sessionKeys, batchKeys)}");
-            Assert.Equal(batch.Positions[0].Take((int)sessionKeys.shape[2]), session.Cache.Layers[1].Source.Positions.ToArray());
-        }
+        AssertTheBatchGivesTheSessions(e, session, batch, caption);
         // With plain sequential positions instead, the same tokens give other keys: the positions are what is checked.
         var flat = batch with { Positions = new[] { 0, 1, 2 }.Select(_ => Enumerable.Range(0, batch.Ids.Length).Select(i => (long)i).ToArray()).ToArray() };
         var (_, flatCache) = Forward(e, flat, caption.Length, null);
