@@ -512,6 +512,14 @@ public class GovernorTests(ITestOutputHelper log)
         Assert.True(driver.Stats.Levels.Keys.Any(k => k.Contains(" px")), "no read at a lower resolution");
         // The report of a read at a lower bound carries fewer visual tokens than the frame's own.
         Assert.True(slowed.Last.VisualTokens < 17 * 23, $"{slowed.Last.VisualTokens} visual tokens");
+        // Pruning off (the live app's P key) reads the whole frame at the model's own bound; on
+        // again, the governor's rung and its bound come back.
+        driver.PruningEnabled = false;
+        Assert.Null(slowed.MaxPixels);
+        Assert.Null(slowed.Pruning);
+        driver.PruningEnabled = true;
+        Assert.Equal(g.CurrentLevel.MaxPixels, slowed.MaxPixels);
+        Assert.Equal(g.CurrentLevel.Pruning, slowed.Pruning);
         // The slow-down goes: the governor reads the whole frame again.
         slowed.MsPerTokenLayer = 0;
         Run(80);
