@@ -102,7 +102,8 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         if (cancelled || s.BudgetSkipped == 0 || s.BudgetSkipped * 10 < due || s.BudgetMs is not { } budget) return;
         var cheapest = s.CheapestLevel is { } level && s.CheapestReadMs is { } ms ? $": its cheapest read allowed ({level}) takes about {ms:N0} ms here" : "";
         Console.Error.WriteLine($"{command}: {s.BudgetSkipped} of {due} frames due a read were skipped to hold the {budget:0.###} ms frame budget{cheapest}; "
-            + "a larger --frame-budget-ms or --stride skips fewer, and so does --max-pixels on Qwen2-VL models");
+            + "a larger --frame-budget-ms or --stride skips fewer"
+            + (s.CheapestMaxPixels is { } least ? $", and so does a --min-frame-pixels below {least}" : ""));
     }
 
     /// <summary>One stderr line per question the stream ended before reaching, so a late --ask is not lost without a word.</summary>

@@ -27,6 +27,8 @@ public sealed record StreamStats
     public double? BudgetMs { get; init; }
     public string? CheapestLevel { get; init; }
     public double? CheapestReadMs { get; init; }
+    /// <summary>The pixel bound of the governor's most aggressive level (null: the model's own).</summary>
+    public long? CheapestMaxPixels { get; init; }
     public long Writes { get; init; }
     public long Answers { get; init; }
     /// <summary>Reads done in one pass with a write (their time is in <see cref="WriteMs"/>, not <see cref="ReadMs"/>).</summary>
@@ -93,6 +95,7 @@ public sealed class StreamingDriver : IDisposable
     {
         BudgetSkipped = _governor?.Skipped ?? 0, OverBudget = _governor?.OverBudget ?? 0,
         BudgetMs = _o.FrameBudgetMs, CheapestLevel = _governor?.Levels[^1].Name, CheapestReadMs = _governor?.Levels[^1].BaseEstimate,
+        CheapestMaxPixels = _governor?.Levels[^1].MaxPixels,
         Drafted = _session.Drafts?.Drafted ?? 0, DraftsTaken = _session.Drafts?.Accepted ?? 0,
     };
     public ICaptionSession Session => _session;

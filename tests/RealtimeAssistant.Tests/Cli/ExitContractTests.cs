@@ -166,6 +166,15 @@ public class ExitContractTests(ITestOutputHelper log)
         Assert.Equal(0, r.Code);
         var line = Assert.Single(r.Stderr.Split('\n'), l => l.StartsWith("stream: ", StringComparison.Ordinal) && l.Contains("skipped to hold the 0.001 ms frame budget"));
         Assert.Matches(@"its cheapest read allowed \(exit \d+\) takes about [\d,]+ ms here", line);
+        Assert.DoesNotContain("--min-frame-pixels", line); // a fixed-size family has no resolution rung
+        // A Qwen2-VL model's cheapest rung reads at the least pixel bound: lowering it is named too.
+        var demoClip = RealtimeAssistant.Cli.Cli.FindRepoPath("media/demo.mp4") ?? throw new InvalidOperationException("media/demo.mp4 not found"); // 480×480: above the least bound
+        var qwen = CliProcess.Run(["stream", demoClip, "--max-frames", "8", "--model", RealtimeAssistant.Tests.Model.Families.QwenFixtures.Folder("qwen2_vl"), "--max-pixels", "1003520",
+            "--gate", "0", "--policy", "finished", "--stride", "1", "--max-new-tokens", "2", "--frame-budget-ms", "0.001"], TimeSpan.FromSeconds(90));
+        log.WriteLine(qwen.ToString());
+        Assert.Equal(0, qwen.Code);
+        Assert.Contains("frames read at down to 100,352 pixels", qwen.Stdout + qwen.Stderr);
+        Assert.Contains(qwen.Stderr.Split('\n'), l => l.StartsWith("stream: ", StringComparison.Ordinal) && l.Contains("max 100352 px") && l.EndsWith("and so does a --min-frame-pixels below 100352"));
         // Without a budget nothing is skipped, and nothing is said.
         var free = CliProcess.Run(["stream", Files.Value.Clip, "--model", Files.Value.TinyModel, "--gate", "0", "--policy", "finished", "--stride", "1", "--frame-budget-ms", "off"], TimeSpan.FromSeconds(90));
         Assert.Equal(0, free.Code);
