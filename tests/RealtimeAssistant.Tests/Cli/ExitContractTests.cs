@@ -174,6 +174,7 @@ public class ExitContractTests(ITestOutputHelper log)
         log.WriteLine(qwen.ToString());
         Assert.Equal(0, qwen.Code);
         Assert.Contains("frames read at down to 100,352 pixels", qwen.Stdout + qwen.Stderr);
+        Assert.Matches(@"frames read at: .*, max \d+ px ×\d+", qwen.Stdout);
         Assert.Contains(qwen.Stderr.Split('\n'), l => l.StartsWith("stream: ", StringComparison.Ordinal) && l.Contains("max 100352 px") && l.EndsWith("and so does a --min-frame-pixels below 100352"));
         // Without a budget nothing is skipped, and nothing is said.
         var free = CliProcess.Run(["stream", Files.Value.Clip, "--model", Files.Value.TinyModel, "--gate", "0", "--policy", "finished", "--stride", "1", "--frame-budget-ms", "off"], TimeSpan.FromSeconds(90));
