@@ -157,9 +157,25 @@ internal sealed class HudLayer : IDisposable
             sb.Append(hud.ReadBudgetMs is { } rb ? string.Format(inv, "/{0:F0} ms", rb) : " ms");
             sb.Append(hud.Budget is { } k ? string.Format(inv, "  k {0}", k) : hud.Level is null ? "  unpruned" : "");
             sb.Append(string.Format(inv, "  skipped {0}", hud.SkippedFrames));
-            if (hud.Level is { } level) sb.Append('\n').Append(level.Length > 34 ? level[..34] : level);
+            if (hud.Level is { } level) sb.Append('\n').Append(LevelLines(level, 34));
         }
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// A level's name in lines of at most <paramref name="width"/> characters, broken after its
+    /// commas ("newest spared, older exit 7" then "max 100352 px"), two lines at most.
+    /// </summary>
+    internal static string LevelLines(string level, int width)
+    {
+        var lines = new List<string>();
+        foreach (var part in level.Split(", "))
+        {
+            if (lines.Count > 0 && lines[^1].Length + 2 + part.Length <= width) lines[^1] += ", " + part;
+            else lines.Add(part);
+        }
+        if (lines.Count > 2) lines = [lines[0], string.Join(", ", lines.Skip(1))];
+        return string.Join("\n", lines.Select(l => l.Length > width ? l[..width] : l));
     }
 
     private static string FormatStage(string name, double last, double p50) =>
