@@ -63,7 +63,10 @@ public static class AnalyzeCommand
 
     public sealed record Analysis(int Layers, int Inputs, double[] TextMass, double[] MinCos, double[] OverNorm, double[] TopNorm,
         double[] KnockKl, double[] KnockAgree, double[] ShallowKl, double[] ShallowAgree, int[] FirstFire, PruningConfig Proposal, List<string> Notes,
-        List<Candidate> Candidates, List<Candidate> FrameCandidates, List<LadderRung> Ladder, double BlindCaptionAgreement);
+        List<Candidate> Candidates, List<Candidate> FrameCandidates, List<LadderRung> Ladder, double BlindCaptionAgreement, List<ResolutionRung> Resolution);
+
+    /// <summary>The proposal held at a lower pixel bound on every image: its visual tokens and its greedy captions against the unpruned ones at full resolution.</summary>
+    public sealed record ResolutionRung(long MaxPixels, double VisualTokens, double CaptionAgreement, double FrameShare);
 
     /// <summary>A rung of the frame-budget governor's ladder, held on every input: its greedy captions against the unpruned ones.</summary>
     public sealed record LadderRung(string Name, PruningConfig Pruning, double CaptionAgreement, double FrameShare, double KeptTokens, double Flops)
@@ -274,7 +277,7 @@ public static class AnalyzeCommand
             using var scope = torch.NewDisposeScope();
             object input = onWindows ? windows[n] : images[n];
             var (lemb, lpos, lspans) = onWindows ? PruningBench.Embed(cap, windows[n]) : (Embed(images[n]), pos, spans);
-            var reference = unpruned.TryGetValue(input, out var known) ? known : Run(lemb, new NonePruner(), null, lpos, lspans).Tok;
+            var reference = unpruned.TryGetValue(input, out var known) ? known : unpruned[input] = Run(lemb, new NonePruner(), null, lpos, lspans).Tok;
             blind += ScheduleProposal.TokenF1(Run(lemb, new AnalysisPruner(knockoutFrom: 0), null, lpos, lspans).Tok, reference) / inputs;
             for (int i = 0; i < ladder.Count; i++)
             {
@@ -293,7 +296,42 @@ public static class AnalyzeCommand
             : $"frame-budget governor: exit {floor} is the earliest to {what}: {earlier[floor]:0.00}"
               + (earlier.TryGetValue(floor - 1, out var below) ? $", exit {floor - 1} {below:0.00}" : "") + $". min_exit_layer {floor}: below it the governor skips frames");
         proposal = proposal with { MinExitLayer = floor };
-        return new Analysis(L, images.Count, mass, minCos, over, top, kKl, kAg, sKl, sAg, firstFire.ToArray(), proposal, notes, candidates, frameCandidates, rungs, blind);
+
+        // 6. A dynamic-resolution family's resolution rungs (PixelRungs): the proposal on each image
+        // at each lower pixel bound, down to the processor's least. Its floor (min_frame_pixels) is
+        // the least bound whose greedy captions still keep floorAgreement of what the frame adds.
+        var resolution = new List<ResolutionRung>();
+        if (e.Model is IPixelBoundedVision pv && !onWindows)
+        {
+            long own = Math.Min(pv.MaxPixels, (long)images[0].Rows * images[0].Cols);
+            var bounds = PixelRungs.For(pv, images[0].Rows, images[0].Cols, least: pv.SmallestBound).Bounds;
+            var atBound = new (double Caption, double Tokens)[bounds.Count];
+            var schedule = FrameGovernor.Ladder(proposal, L, spans.Sum(v => v.Length))[0].Pruning!; // the ladder's top rung, as the governor runs it
+            for (int n = 0; n < images.Count; n++)
+                for (int i = 0; i < bounds.Count; i++)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    using var scope = torch.NewDisposeScope();
+                    var p = cap.EmbedPrompt(new[] { images[n] }, userPrompt, bounds[i].MaxPixels);
+                    (pos, spans) = (p.Positions, p.Spans);
+                    if (group == CacheGroup.Source) start = p.NextPosition;
+                    var (_, atTokens, _) = Run(p.Embeds, schedule.CreatePruner(L), null);
+                    atBound[i] = (atBound[i].Caption + ScheduleProposal.TokenF1(atTokens, unpruned[images[n]]) / images.Count, atBound[i].Tokens + (double)spans.Sum(v => v.Length) / images.Count);
+                }
+            resolution = bounds.Select((b, i) => new ResolutionRung(b.MaxPixels, atBound[i].Tokens, atBound[i].Caption, ScheduleProposal.FrameShare(atBound[i].Caption, blind))).ToList();
+            if (resolution.Count == 0)
+                notes.Add($"resolution: the images ({images[0].Cols}×{images[0].Rows}) already read at the processor's least bound; no resolution floor proposed");
+            else
+            {
+                long pixelFloor = ScheduleProposal.PixelFloor(own, resolution.Select(r => (r.MaxPixels, r.FrameShare)), floorAgreement);
+                notes.Add(pixelFloor == own
+                    ? $"resolution: no lower pixel bound would {what}; the governor keeps the frame's resolution (min_frame_pixels {pixelFloor})"
+                    : $"resolution: {pixelFloor:N0} pixels is the least to {what}: {resolution.First(r => r.MaxPixels == pixelFloor).FrameShare:0.00}"
+                      + (resolution.FirstOrDefault(r => r.MaxPixels < pixelFloor) is { } lower ? $", {lower.MaxPixels:N0} {lower.FrameShare:0.00}" : "") + $". min_frame_pixels {pixelFloor}");
+                proposal = proposal with { MinFramePixels = pixelFloor };
+            }
+        }
+        return new Analysis(L, images.Count, mass, minCos, over, top, kKl, kAg, sKl, sAg, firstFire.ToArray(), proposal, notes, candidates, frameCandidates, rungs, blind, resolution);
     }
 
     /// <summary>A fresh folder per run, so `ra analyze` never overwrites tracked files (docs/pruning is written only when asked).</summary>
@@ -326,6 +364,14 @@ public static class AnalyzeCommand
                 r.EveryFrameExit < floorExit ? "below the floor: skipped" : "");
         lt.AddRow("no frame (every visual token dropped)", a.BlindCaptionAgreement.ToString("0.000"), "0", "0.0", "", "");
         AnsiConsole.Write(lt);
+        if (a.Resolution.Count > 0)
+        {
+            var rt = new Table().Title("resolution rungs: the proposal at fewer pixels (greedy captions against the unpruned ones at full resolution)").AddColumns("max pixels", "visual tokens", "caption F1", "share of the frame's", "");
+            foreach (var r in a.Resolution)
+                rt.AddRow(r.MaxPixels.ToString("N0"), r.VisualTokens.ToString("0.0"), r.CaptionAgreement.ToString("0.000"), r.FrameShare.ToString("0.00"),
+                    r.MaxPixels < a.Proposal.MinFramePixels ? "below the floor: not read" : "");
+            AnsiConsole.Write(rt);
+        }
         foreach (var n in a.Notes) AnsiConsole.MarkupLine($"[grey]•[/] {Markup.Escape(n)}");
         var sched = Path.Combine(outDir, "schedule.json");
         a.Proposal.Save(sched);
@@ -338,6 +384,8 @@ public static class AnalyzeCommand
             ladder = a.Ladder.Select(r => new { rung = r.Name, exit_layer = r.Pruning.ExitLayer, budget = r.Pruning.Budget, keep_newest_frame = r.Pruning.KeepNewestFrame, caption_agreement = r.CaptionAgreement, frame_share = r.FrameShare, kept_tokens = r.KeptTokens, flops = r.Flops, below_floor = r.EveryFrameExit < floorExit }),
             no_frame_caption_agreement = a.BlindCaptionAgreement,
             min_exit_layer = a.Proposal.MinExitLayer,
+            resolution = a.Resolution.Select(r => new { max_pixels = r.MaxPixels, visual_tokens = r.VisualTokens, caption_agreement = r.CaptionAgreement, frame_share = r.FrameShare, below_floor = r.MaxPixels < a.Proposal.MinFramePixels }),
+            min_frame_pixels = a.Proposal.MinFramePixels,
             two_frame_candidates = a.FrameCandidates.Select((c, i) => new { keep_newest_frame = i > 0, older_frames_exit_layer = c.Exit, caption_agreement = c.CaptionAgreement, kept_tokens = c.KeptTokens, flops = c.Flops }),
         });
         AnsiConsole.MarkupLine($"[grey]proposed schedule:[/] {Markup.Escape(sched)}");

@@ -73,13 +73,26 @@ public static class ScheduleProposal
     /// exit already falls short, the floor is <paramref name="ladderExit"/>: the ladder gets no
     /// earlier exit.
     /// </summary>
-    public static int Floor(int ladderExit, IEnumerable<(int Exit, double Agreement)> earlierExits, double floorAgreement)
+    public static int Floor(int ladderExit, IEnumerable<(int Exit, double Agreement)> earlierExits, double floorAgreement) =>
+        LastKept(ladderExit, earlierExits.Where(e => e.Exit < ladderExit).OrderByDescending(e => e.Exit), floorAgreement);
+
+    /// <summary>
+    /// The governor's resolution floor (min_frame_pixels): walking the pixel bounds down from the
+    /// frame's own area <paramref name="ownArea"/>, the last that keeps <paramref name="floorAgreement"/>.
+    /// If the first lower bound already falls short, the floor is the frame's own area: the ladder
+    /// gets no resolution rung.
+    /// </summary>
+    public static long PixelFloor(long ownArea, IEnumerable<(long Bound, double Agreement)> lowerBounds, double floorAgreement) =>
+        LastKept(ownArea, lowerBounds.Where(b => b.Bound < ownArea).OrderByDescending(b => b.Bound), floorAgreement);
+
+    /// <summary>From <paramref name="start"/> down the rungs in order, the last kept before the first that falls short.</summary>
+    static T LastKept<T>(T start, IEnumerable<(T Rung, double Agreement)> downward, double floorAgreement)
     {
-        int floor = ladderExit;
-        foreach (var (exit, agreement) in earlierExits.Where(e => e.Exit < ladderExit).OrderByDescending(e => e.Exit))
+        var floor = start;
+        foreach (var (rung, agreement) in downward)
         {
             if (agreement < floorAgreement) break;
-            floor = exit;
+            floor = rung;
         }
         return floor;
     }

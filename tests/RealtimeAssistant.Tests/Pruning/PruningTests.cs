@@ -451,6 +451,19 @@ public class ScheduleProposalTests
     }
 
     [Fact]
+    public void TheResolutionFloor_IsTheLastLowerBound_BeforeTheFirstThatFallsShort()
+    {
+        (long, double)[] bounds = [(50_176, 0.6), (200_704, 0.9), (100_352, 0.8)]; // any order
+        Assert.Equal(100_352, ScheduleProposal.PixelFloor(401_408, bounds, 0.75));
+        Assert.Equal(50_176, ScheduleProposal.PixelFloor(401_408, bounds, 0.5));
+        // The first lower bound falls short: the frame keeps its own resolution.
+        Assert.Equal(401_408, ScheduleProposal.PixelFloor(401_408, bounds, 0.95));
+        Assert.Equal(401_408, ScheduleProposal.PixelFloor(401_408, [], 0.75));
+        // Bounds at or above the frame's own area are not lower.
+        Assert.Equal(200_704, ScheduleProposal.PixelFloor(401_408, [(401_408, 0.1), (200_704, 0.8)], 0.75));
+    }
+
+    [Fact]
     public void TheFrameShare_CountsOnlyWhatTheFrameAddsOverACaptionOfNoFrame()
     {
         Assert.Equal(1, ScheduleProposal.FrameShare(1, 0.2), 9);

@@ -141,6 +141,9 @@ public class ShippedModelTests
             // The rungs below the floor are those it marks; a caption of no frame shares less than any rung's.
             Assert.All(ladder, r => Assert.Equal(!r!["keep_newest_frame"]!.GetValue<bool>() && r["exit_layer"]?.GetValue<int>() < proposal.MinExitLayer, r["below_floor"]!.GetValue<bool>()));
             Assert.All(ladder, r => Assert.True(r!["caption_agreement"]!.GetValue<double>() > analysis["no_frame_caption_agreement"]!.GetValue<double>()));
+            // A fixed-size family has no resolution rung to measure, and no resolution floor.
+            Assert.Empty(analysis["resolution"]!.AsArray());
+            Assert.Null(proposal.MinFramePixels);
         }
         finally { Directory.Delete(dir, true); }
     }

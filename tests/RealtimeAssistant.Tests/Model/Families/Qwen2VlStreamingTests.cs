@@ -326,6 +326,21 @@ public sealed class Qwen2VlStreamingTests
         Assert.Equal(2, analysis["layers"]!.GetValue<int>());
         Assert.Equal(2, analysis["inputs"]!.GetValue<int>());
         Assert.Equal(3, analysis["knockout_agreement"]!.AsArray().Count);
-        PruningConfig.Load(Path.Combine(dir.Path, "schedule.json")).Validate(2);
+        var proposal = PruningConfig.Load(Path.Combine(dir.Path, "schedule.json"));
+        proposal.Validate(2);
+        // The resolution rungs are the governor's for the first image, down to the processor's least,
+        // each held on every image; the floor follows from the table by the rule, and goes into the schedule.
+        using var e = QwenFixtures.Load("qwen2_5_vl");
+        var pv = (IPixelBoundedVision)e.Model;
+        var rows = analysis["resolution"]!.AsArray();
+        Assert.Equal(PixelRungs.For(pv, 100, 150, least: pv.SmallestBound).Bounds.Select(b => b.MaxPixels), rows.Select(r => r!["max_pixels"]!.GetValue<long>()));
+        Assert.NotEmpty(rows);
+        var tokens = rows.Select(r => r!["visual_tokens"]!.GetValue<double>()).ToList();
+        Assert.True(tokens.Zip(tokens.Skip(1)).All(p => p.Second < p.First), string.Join(", ", tokens));
+        long own = Math.Min(pv.MaxPixels, 150 * 100);
+        var floor = ScheduleProposal.PixelFloor(own, rows.Select(r => (r!["max_pixels"]!.GetValue<long>(), r["frame_share"]!.GetValue<double>())), AnalyzeCommand.FloorAgreement);
+        Assert.Equal(floor, analysis["min_frame_pixels"]!.GetValue<long>());
+        Assert.Equal(floor, proposal.MinFramePixels);
+        Assert.All(rows, r => Assert.Equal(r!["max_pixels"]!.GetValue<long>() < floor, r["below_floor"]!.GetValue<bool>()));
     }
 }
