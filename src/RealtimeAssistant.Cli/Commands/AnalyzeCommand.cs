@@ -379,7 +379,7 @@ public static class AnalyzeCommand
         {
             model, layers = a.Layers, inputs = a.Inputs, text_vision_mass = a.TextMass, min_cos = a.MinCos, over_norm_threshold = a.OverNorm,
             max_contrib_norm = a.TopNorm, knockout_kl = a.KnockKl, knockout_agreement = a.KnockAgree, shallow_kl = a.ShallowKl,
-            shallow_agreement = a.ShallowAgree, first_fire = a.FirstFire, notes = a.Notes, proposal = a.Proposal,
+            shallow_agreement = a.ShallowAgree, first_fire = a.FirstFire, notes = a.Notes, proposal = System.Text.Json.Nodes.JsonNode.Parse(a.Proposal.ToJson()), // as schedule.json writes it
             candidates = a.Candidates.Select(c => new { shallow_layers = c.Shallow, filter_from = c.FilterFrom, tokens_threshold = c.TokensThreshold, exit_layer = c.Exit, caption_agreement = c.CaptionAgreement, agreement = c.Agreement, kl = c.Kl, kept_tokens = c.KeptTokens, flops = c.Flops }),
             ladder = a.Ladder.Select(r => new { rung = r.Name, exit_layer = r.Pruning.ExitLayer, budget = r.Pruning.Budget, keep_newest_frame = r.Pruning.KeepNewestFrame, caption_agreement = r.CaptionAgreement, frame_share = r.FrameShare, kept_tokens = r.KeptTokens, flops = r.Flops, below_floor = r.EveryFrameExit < floorExit }),
             no_frame_caption_agreement = a.BlindCaptionAgreement,

@@ -341,6 +341,7 @@ public sealed class Qwen2VlStreamingTests
         var floor = ScheduleProposal.PixelFloor(own, rows.Select(r => (r!["max_pixels"]!.GetValue<long>(), r["frame_share"]!.GetValue<double>())), AnalyzeCommand.FloorAgreement);
         Assert.Equal(floor, analysis["min_frame_pixels"]!.GetValue<long>());
         Assert.Equal(floor, proposal.MinFramePixels);
+        Assert.Equal(floor, analysis["proposal"]!["min_frame_pixels"]!.GetValue<long>()); // the proposal as schedule.json writes it
         Assert.All(rows, r => Assert.Equal(r!["max_pixels"]!.GetValue<long>() < floor, r["below_floor"]!.GetValue<bool>()));
     }
 }
