@@ -227,8 +227,9 @@ public static class AppBench
         using var img = ClipGenerator.Generate(1_000_001, 1, AppSources.SyntheticFps).Render(0, 64, 64);
         using (var enc = engine.Model.EncodeOne(img, ImageUse.VideoFrame)) visual = enc.Count;
         var ladder = FrameGovernor.LadderFor(engine, schedule ?? new PruningConfig(), visual, img.Rows, img.Cols).ToDictionary(l => l.Name); // the driver's ladder
+        // A resolution rung of the timed turns' frames may have no counterpart on the pass's 64×64 clips.
         var pool = counts.SelectMany(kv => Enumerable.Repeat(ladder.TryGetValue(kv.Key, out var p) ? p
-            : throw new InvalidOperationException($"level '{kv.Key}' is not on the ladder"), (int)kv.Value)).ToArray();
+            : throw new UserError($"bench app: the timed turns read at '{kv.Key}', which the F1 pass's {img.Cols}×{img.Rows} clips have no rung for; add --f1-clips 0 or --frame-budget-ms off"), (int)kv.Value)).ToArray();
         var rng = new Random(18);
         return () => pool[rng.Next(pool.Length)];
     }
