@@ -199,7 +199,7 @@ public static class Annotator
             $"{r.FramesRendered} frames, {r.Captions} captions ({r.SessionMode}, {r.Stats.Read} frames read, {r.Stats.Skipped} unchanged, {r.Stats.BudgetSkipped} skipped for the budget{(r.Stats.Drafted > 0 ? $", {r.Stats.DraftsTaken} of {r.Stats.Drafted} drafted tokens taken" : "")}) in {r.Elapsed.TotalSeconds:0.0} s ({r.Fps:0.0} fps)");
         if (caption is not null)
             AnsiConsole.MarkupLine($"  caption p50 {caption.P50:0} ms, p95 {caption.P95:0} ms; glass-to-caption p50 {latency?.P50 ?? 0:0} ms; render+encode p50 {render?.P50 ?? 0:0.0} ms/frame");
-        if (r.Stats.BudgetMs is not null && r.Stats.ReadsByLevel is { } levels) AnsiConsole.MarkupLine($"  frames read at: {Markup.Escape(levels)}");
+        if (r.Stats.ReadsByLevelLine is { } levels) AnsiConsole.MarkupLine($"  {Markup.Escape(levels)}");
         AnsiConsole.MarkupLine($"  video: {Markup.Escape(r.Video)} ({Markup.Escape(r.Encoder)})");
         AnsiConsole.MarkupLine($"  captions: {Markup.Escape(Path.Combine(r.OutputDir, OutputFolder.SrtName))}, .vtt, .jsonl");
     }

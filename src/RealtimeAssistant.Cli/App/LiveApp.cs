@@ -249,6 +249,7 @@ public static class LiveApp
         AnsiConsole.MarkupLine($"render {s.RenderFps:0.0} fps (frame p50 {s.FrameMsP50:0.0} ms, p99 {s.FrameMsP99:0.0} ms), " +
             $"{s.Captions} captions ({s.CaptionHz:0.00}/s), glass-to-caption p50 {s.LatencyP50:0} ms p95 {s.LatencyP95:0} ms, " +
             $"dropped {s.DroppedForInference} frames for inference, {s.DroppedForDisplay} for display");
+        if (s.Stream.ReadsByLevelLine is { } levels) AnsiConsole.MarkupLine(Markup.Escape(levels));
         if (s.Error is not null) AnsiConsole.MarkupLine($"[red]{Markup.Escape(s.Error)}[/]");
     }
 

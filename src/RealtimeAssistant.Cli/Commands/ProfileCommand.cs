@@ -46,6 +46,7 @@ public static class ProfileCommand
                 Duration = pr.GetValue(seconds) is { } s ? TimeSpan.FromSeconds(s) : null,
             }, session, run.Loop, ct);
             ProfileReport.PrintTable(stats);
+            if (stats.Stream.ReadsByLevelLine is { } levels) Console.WriteLine(levels);
             RealtimeFlags.ReportBudgetSkips(stats.Stream, ct.IsCancellationRequested, "profile");
             foreach (var path in ProfileReport.Write(stats, dir)) AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(path)}[/]");
             if (stats.Error is not null) throw new UserError(stats.Error);

@@ -64,7 +64,7 @@ public static class StreamCommand
                 (session.Cache.AllocatedBytes / 1e6).ToString("0.00"));
             AnsiConsole.Write(table);
             if (s.Drafted > 0) Console.WriteLine($"drafted caption tokens taken: {s.DraftsTaken} of {s.Drafted} ({(double)s.DraftsTaken / s.Drafted:P0})");
-            if (s.BudgetMs is not null && s.ReadsByLevel is { } levels) Console.WriteLine($"frames read at: {levels}");
+            if (s.ReadsByLevelLine is { } levels) Console.WriteLine(levels);
             RealtimeFlags.ReportUnasked(result.Unasked, result.Cancelled, "stream");
             RealtimeFlags.ReportBudgetSkips(s, result.Cancelled, "stream");
             return ct.IsCancellationRequested ? 130 : 0;

@@ -37,6 +37,8 @@ public sealed record StreamStats
     public double WriteMs { get; init; }
     /// <summary>Frames read at each pruning level, by the level's name ("unpruned": none): where the governor held the reads.</summary>
     public IReadOnlyDictionary<string, long> Levels { get; init; } = new Dictionary<string, long>();
+    /// <summary>Under a frame budget, the line the commands end with: where the governor held the reads (null: no budget, or nothing read).</summary>
+    public string? ReadsByLevelLine => BudgetMs is not null && ReadsByLevel is { } levels ? $"frames read at: {levels}" : null;
     /// <summary>The levels frames were read at, most read first ("exit 6 ×9 · exit 7 ×1"); null: none read.</summary>
     public string? ReadsByLevel => Levels.Count == 0 ? null : string.Join(" · ", Levels.OrderByDescending(kv => kv.Value).ThenBy(kv => kv.Key, StringComparer.Ordinal).Select(kv => $"{kv.Key} ×{kv.Value}"));
     /// <summary>Caption tokens drafted from the last caption, and those the model's pass confirmed (<see cref="GenerationOptions.DraftTokens"/>).</summary>

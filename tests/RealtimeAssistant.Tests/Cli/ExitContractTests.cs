@@ -189,6 +189,7 @@ public class ExitContractTests(ITestOutputHelper log)
         log.WriteLine(r.ToString());
         Assert.Equal(0, r.Code);
         Assert.Contains(r.Stderr.Split('\n'), l => l.StartsWith("live: ", StringComparison.Ordinal) && l.Contains("skipped to hold the 0.001 ms frame budget"));
+        Assert.Matches(@"frames read at: .*exit \d+ ×\d+", r.Stdout); // where the governor held the reads
     }
 
     [Fact]
