@@ -210,7 +210,7 @@ public sealed class RunningStream : IDisposable
     public string LiveJson() => RealtimeAssistant.Server.Json.Serialize(new
     {
         source_status = StreamEventData.SourceStatus(_loop),
-        stats = StreamEventData.Numbers(_loop, _session.Pruning, default),
+        stats = StreamEventData.Numbers(_loop, _session, default),
     });
 
     /// <summary>Stops the loop (a write in flight is cancelled between tokens) and frees the session and the source.</summary>

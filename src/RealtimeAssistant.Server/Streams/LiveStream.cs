@@ -320,7 +320,7 @@ public sealed class LiveStream : IDisposable
     }
 
     /// <summary>The HUD's numbers, as GET /v1/streams/{id} and the stats events give them.</summary>
-    public object Numbers() => StreamEventData.Numbers(_loop, _session.Pruning, _scheduler.Counters);
+    public object Numbers() => StreamEventData.Numbers(_loop, _session, _scheduler.Counters);
 
     /// <summary>GET /v1/streams/{id}: what the stream is, its state and its numbers.</summary>
     public object Describe()

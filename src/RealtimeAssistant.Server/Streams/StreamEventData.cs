@@ -2,7 +2,6 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using RealtimeAssistant.Capture;
 using RealtimeAssistant.Pipeline;
-using RealtimeAssistant.Pruning;
 using RealtimeAssistant.Streaming;
 
 namespace RealtimeAssistant.Server.Streams;
@@ -63,10 +62,11 @@ public static class StreamEventData
     public static string EndJson(string reason, string? error) => Json.Serialize(new { reason, error });
 
     /// <summary>
-    /// A stream's numbers, as GET /v1/streams/{id} and the stats events give them. <paramref name="model"/>:
+    /// A stream's numbers, as GET /v1/streams/{id} and the stats events give them; the governor's level
+    /// is the setting the session's next read runs at, its pixel bound included. <paramref name="model"/>:
     /// the model scheduler's turns (steps run, steps that waited, mean and longest wait).
     /// </summary>
-    public static object Numbers(FrameLoop loop, PruningConfig? pruning, (long Steps, long Waited, double MeanWaitMs, double MaxWaitMs) model)
+    public static object Numbers(FrameLoop loop, ICaptionSession session, (long Steps, long Waited, double MeanWaitMs, double MaxWaitMs) model)
     {
         var snap = loop.Profiler.Snapshot();
         var latency = snap.Stage(Profiler.GlassToCaption);
@@ -84,7 +84,7 @@ public static class StreamEventData
             answers = stats.Answers,
             read_ms = Round(snap.Stage(CaptionStages.Read)?.Last ?? 0),
             frame_budget_ms = loop.BudgetMs is { } b ? Round(b) : (double?)null,
-            governor = new { level = SessionBase.LevelName(pruning), k = pruning?.Budget },
+            governor = new { level = SessionBase.LevelName(session.Pruning, session.MaxPixels), k = session.Pruning?.Budget },
             model = new { steps = model.Steps, waited = model.Waited, mean_wait_ms = Round(model.MeanWaitMs), max_wait_ms = Round(model.MaxWaitMs) },
         };
     }
