@@ -307,14 +307,14 @@ public sealed class FrameGovernor
     public static List<GovernorLevel> Ladder(PruningConfig schedule, int layers, int visualTokensPerFrame, PixelRungs? pixels = null)
     {
         var levels = new List<GovernorLevel>();
-        var asked = new List<PruningConfig>(); // each rung as the ladder asked for it, before the stage was dropped
+        var asked = new List<(PruningConfig, long?)>(); // each rung as the ladder asked for it (before the stage was dropped), at its bound
         long? bound = null;
         int tokens = visualTokensPerFrame;
         double vision = pixels?.VisionWorkPerToken ?? 0;
         void Add(PruningConfig p)
         {
-            if (asked.Contains(p)) return;
-            asked.Add(p);
+            if (asked.Contains((p, bound))) return;
+            asked.Add((p, bound));
             if (levels.Count > 0) p = TextReadsEveryLayer(p, layers); // the schedule itself runs as given
             try { StreamingOptions.ValidatePruning(p, layers); }
             catch (UserError) { return; }
@@ -329,11 +329,8 @@ public sealed class FrameGovernor
         foreach (var (maxPixels, n) in pixels?.Bounds ?? Array.Empty<(long, int)>())
         {
             (bound, tokens) = (maxPixels, n);
-            asked.Clear();
             Add(s);
         }
-        asked.Clear();
-        asked.Add(s);
         int exit = LadderExit(s, layers);
         var alone = s with { KeepNewestFrame = false, OlderFramesExitLayer = null, ExitLayer = exit < layers ? exit : null };
         Add(alone);
