@@ -101,9 +101,7 @@ public class Captioner
     public (Tensor Embeds, PositionIds Positions, List<Pruning.VisualSpan> Spans, long NextPosition) EmbedPrompt(IReadOnlyList<Mat> images, string? prompt, long? maxPixels = null)
     {
         var ids = PromptIds(prompt, images.Count);
-        var bounded = maxPixels is null ? null
-            : _e.Model as IPixelBoundedVision ?? throw new InvalidOperationException($"{_e.Model.ModelType} resizes every image to one size; it takes no pixel bound");
-        var prepared = images.Select(i => bounded is not null ? bounded.Prepare(i, Use(images.Count), maxPixels!.Value) : _e.Model.Prepare(i, Use(images.Count))).ToList();
+        var prepared = images.Select(i => _e.Model.PrepareAt(i, Use(images.Count), maxPixels)).ToList();
         IReadOnlyList<EncodedImage> encoded;
         try { encoded = prepared.Count == 0 ? Array.Empty<EncodedImage>() : _e.Model.Encode(prepared); }
         finally { foreach (var p in prepared) p.Dispose(); }

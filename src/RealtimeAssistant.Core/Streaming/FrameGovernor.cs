@@ -64,6 +64,9 @@ public sealed class GovernorLevel(string name, PruningConfig? pruning)
 /// </summary>
 public sealed record PixelRungs(IReadOnlyList<(long MaxPixels, int Tokens)> Bounds, double VisionWorkPerToken)
 {
+    /// <summary>The least bound the rungs go down to: <paramref name="least"/> (the schedule's min_frame_pixels), else the family's own, never under what the processor takes.</summary>
+    public static long Floor(IPixelBoundedVision model, long? least) => Math.Max(model.SmallestBound, least ?? model.LeastFramePixels);
+
     /// <summary>
     /// The rungs for a frame of this size, down to <paramref name="least"/> (null: the family's
     /// own; none where the frame already reads at or under it).
@@ -73,7 +76,7 @@ public sealed record PixelRungs(IReadOnlyList<(long MaxPixels, int Tokens)> Boun
         var bounds = new List<(long, int)>();
         int full = model.TokensAt(height, width, model.MaxPixels), last = full;
         long area = Math.Min(model.MaxPixels, (long)height * width);
-        long floor = Math.Max(model.SmallestBound, least ?? model.LeastFramePixels);
+        long floor = Floor(model, least);
         if (floor >= area) return new PixelRungs(bounds, model.VisionWorkPerToken);
         // Halving from the frame's own area as read (a bound above it changes nothing).
         for (long b = area / 2; ; b /= 2)

@@ -72,9 +72,7 @@ public abstract class SessionBase : ICaptionSession
     protected (EncodedImage Image, double PreprocessMs, double VisionMs) EncodeFrame(Mat frame)
     {
         var sw = Stopwatch.StartNew();
-        using var prepared = _maxPixels is { } bound && E.Model is IPixelBoundedVision pixels
-            ? pixels.Prepare(frame, ImageUse.VideoFrame, bound)
-            : E.Model.Prepare(frame, ImageUse.VideoFrame);
+        using var prepared = E.Model.PrepareAt(frame, ImageUse.VideoFrame, _maxPixels);
         TokenGenerator.Sync(E.Device);
         double pre = sw.Elapsed.TotalMilliseconds;
         sw.Restart();

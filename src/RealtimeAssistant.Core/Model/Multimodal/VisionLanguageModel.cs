@@ -127,6 +127,15 @@ public interface IPixelBoundedVision
 
 public static class VisionLanguageModelExtensions
 {
+    /// <summary>
+    /// <see cref="IVisionLanguageModel.Prepare"/> at a pixel bound (null: the model's own). Only a
+    /// family whose tokens follow the image's area (<see cref="IPixelBoundedVision"/>) takes one.
+    /// </summary>
+    public static IPreparedImage PrepareAt(this IVisionLanguageModel m, Mat bgr, ImageUse use, long? maxPixels) =>
+        maxPixels is not { } bound ? m.Prepare(bgr, use)
+        : m is IPixelBoundedVision v ? v.Prepare(bgr, use, bound)
+        : throw new InvalidOperationException($"{m.ModelType} resizes every image to one size; it takes no pixel bound");
+
     /// <summary>Prepare and encode one image.</summary>
     public static EncodedImage EncodeOne(this IVisionLanguageModel m, Mat bgr, ImageUse use)
     {

@@ -161,6 +161,8 @@ public sealed record Qwen2VlProcessorConfig
     public float[] Std { get; init; } = { 0.26862954f, 0.26130258f, 0.27577711f };
 
     public int Factor => PatchSize * MergeSize;
+    /// <summary>The least max_pixels a user may set: a 2×2 square of merged blocks (<see cref="WithMaxPixels"/>).</summary>
+    public long SmallestBound => 4L * Factor * Factor;
 
     /// <summary>
     /// The bound a user sets (HF's max_pixels processor argument), and min_pixels lowered to it
@@ -169,7 +171,7 @@ public sealed record Qwen2VlProcessorConfig
     /// </summary>
     public Qwen2VlProcessorConfig WithMaxPixels(long max)
     {
-        long least = 4L * Factor * Factor;
+        long least = SmallestBound;
         if (max < least) throw new UserError($"--max-pixels must be at least {least} ({2 * Factor}×{2 * Factor}, two {Factor}-pixel blocks a side), got {max}");
         return this with { MaxPixels = max, MinPixels = Math.Min(MinPixels, max) };
     }

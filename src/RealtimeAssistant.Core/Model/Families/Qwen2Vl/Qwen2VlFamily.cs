@@ -125,8 +125,7 @@ public sealed class Qwen2VlFamily : IVisionLanguageModel, IPixelBoundedVision
     /// </summary>
     public long LeastFramePixels => Math.Min(MaxPixels, Math.Max(_pre.Config.MinPixels, 128L * _pre.Config.Factor * _pre.Config.Factor));
 
-    /// <summary>A 2×2 square of merged blocks, as <see cref="Qwen2VlProcessorConfig.WithMaxPixels"/> requires.</summary>
-    public long SmallestBound => 4L * _pre.Config.Factor * _pre.Config.Factor;
+    public long SmallestBound => _pre.Config.SmallestBound;
 
     public int TokensAt(int height, int width, long maxPixels)
     {
