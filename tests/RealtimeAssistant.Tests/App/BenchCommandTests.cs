@@ -116,6 +116,11 @@ public class BenchCommandTests
             Assert.True(b["most_aggressive_read_ms_p50_in_turns"]!.GetValue<double>() <= inTurns);
             Assert.Equal(budget < inTurns ? "below the most aggressive level: held by skipping" : "≤ 5% of reads over budget", b["target"]!.GetValue<string>());
             Assert.Equal(budget < demo["most_aggressive_read_ms_p95"]!.GetValue<double>(), b["below_most_aggressive_at_start"]!.GetValue<bool>());
+            // The unpruned reads took turns as well: the budget against their p95 then, not at the start.
+            double unprunedInTurns = b["unpruned_read_ms_p95_in_turns"]!.GetValue<double>();
+            Assert.InRange(b["unpruned_read_ms_p50_in_turns"]!.GetValue<double>(), 0.001, unprunedInTurns);
+            Assert.True(unprunedInTurns > inTurns, $"unpruned p95 {unprunedInTurns} ms in turns, the most aggressive level's {inTurns} ms");
+            Assert.Equal(budget / unprunedInTurns, b["budget_over_unpruned_in_turns"]!.GetValue<double>(), 2);
         }
         // Without --levels nothing is held; --budget-base p50 takes the median instead.
         var plain = await RunToJson(BudgetBench.Create(), "--skip-llava", "--clips", "1", "--fractions", "100", "--warmup-reads", "2", "--budget-base", "p50");
