@@ -1,5 +1,6 @@
 using System.CommandLine;
 using OpenCvSharp;
+using RealtimeAssistant.Capture;
 using RealtimeAssistant.Demo;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Pruning;
@@ -21,6 +22,8 @@ public static class AnalyzeCommand
     {
         var model = new Option<string?>("--model", "-m") { Description = "model folder (default: media/demo-model)" };
         var images = new Option<string[]>("--images") { Description = "images to analyze (default: demo scenes of --split)", AllowMultipleArgumentsPerToken = true };
+        var video = new Option<string?>("--video") { Description = "a video file whose frames to analyze instead of --images: the footage a stream will read (--frames of them, evenly spaced)" };
+        var frames = new Option<int>("--frames") { DefaultValueFactory = _ => 16, Description = "frames taken from --video, evenly spaced over it" };
         var scenes = new Option<int>("--scenes") { DefaultValueFactory = _ => 64, Description = "demo scenes (and two-frame windows) when no --images; with 16 the two-frame choice swung between exits 2 and 4" };
         var split = new Option<string>("--split") { Description = "the demo scenes when no --images: validation (what the shipped schedule was chosen on) or held-out (to check a choice)", DefaultValueFactory = _ => "validation" };
         split.AcceptOnlyFromAmong("validation", "held-out");
@@ -33,7 +36,7 @@ public static class AnalyzeCommand
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var cmd = new Command("analyze", "Per-layer text→vision attention, filtering-test cosines, value norms and visual-KV knockouts; proposes a pruning schedule and plots it.")
-            { model, images, scenes, split, prompt, decode, outDir, agree, floorAgree, device, dtype, weights };
+            { model, images, video, frames, scenes, split, prompt, decode, outDir, agree, floorAgree, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model") ?? throw new UserError("no --model given and media/demo-model not found");
@@ -41,12 +44,16 @@ public static class AnalyzeCommand
             if (nd < 1 || ns < 1) throw new UserError("analyze: --decode and --scenes must be ≥ 1");
             double fa = pr.GetValue(floorAgree), ag = pr.GetValue(agree);
             if (!(fa >= 0 && fa <= 1) || !(ag >= 0 && ag <= 1)) throw new UserError("analyze: --agreement and --floor-agreement must be in [0, 1]");
+            int nf = pr.GetValue(frames);
+            if (nf is < 1 or > 10_000) throw new UserError($"analyze: --frames must be 1..10000, got {nf}");
+            if (pr.GetValue(video) is not null && pr.GetValue(images) is { Length: > 0 }) throw new UserError("analyze: give --images or --video, not both");
             using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype, weights));
             var mats = new List<Mat>();
             var windows = new List<DemoSample>(); // two-frame clip windows: the demo's prompts of several frames
             try
             {
                 if (pr.GetValue(images) is { Length: > 0 } paths) mats.AddRange(paths.Select(Cli.ReadImage));
+                else if (pr.GetValue(video) is { } file) mats.AddRange(VideoFrames(file, nf, ct));
                 else
                 {
                     var data = new DemoDataset(pr.GetValue(split) == "held-out" ? DemoSplit.Eval : DemoSplit.Validation); // bench pruning scores the schedule on Eval
@@ -59,6 +66,32 @@ public static class AnalyzeCommand
             finally { foreach (var m in mats) m.Dispose(); foreach (var w in windows) w.Dispose(); }
             return Task.FromResult(0);
         });
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> frames of a video, evenly spaced over it (each from the middle of its
+    /// share), or one a second from the start where the container does not say how long it is.
+    /// A file that ends early gives the frames it has.
+    /// </summary>
+    internal static List<Mat> VideoFrames(string path, int count, CancellationToken ct)
+    {
+        using var source = new VideoFileSource(path);
+        var wanted = source.FrameCount is { } total && total > 0
+            ? Enumerable.Range(0, count).Select(i => (long)((i + 0.5) * total / count)).Distinct().ToList()
+            : Enumerable.Range(0, count).Select(i => (long)Math.Round(i * source.Fps)).ToList();
+        var mats = new List<Mat>(wanted.Count);
+        int next = 0;
+        try
+        {
+            while (next < wanted.Count && source.Read(ct) is { } frame)
+            {
+                if (frame.Index == wanted[next]) { mats.Add(frame.Image); next++; }
+                else frame.Dispose();
+            }
+        }
+        catch { foreach (var m in mats) m.Dispose(); throw; }
+        if (mats.Count == 0) throw new UserError($"analyze: {Path.GetFileName(path)} gave no frame");
+        return mats;
     }
 
     public sealed record Analysis(int Layers, int Inputs, double[] TextMass, double[] MinCos, double[] OverNorm, double[] TopNorm,

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using OpenCvSharp;
 using RealtimeAssistant.Cli.Commands;
+using RealtimeAssistant.Tests.Capture;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Model.Families.Qwen2Vl;
 using RealtimeAssistant.Pruning;
@@ -343,5 +344,41 @@ public sealed class Qwen2VlStreamingTests
         Assert.Equal(floor, proposal.MinFramePixels);
         Assert.Equal(floor, analysis["proposal"]!["min_frame_pixels"]!.GetValue<long>()); // the proposal as schedule.json writes it
         Assert.All(rows, r => Assert.Equal(r!["max_pixels"]!.GetValue<long>() < floor, r["below_floor"]!.GetValue<bool>()));
+    }
+    [Fact]
+    public async Task RaAnalyze_OnAVideo_ReadsItsFramesEvenlySpaced()
+    {
+        using var dir = new TempDir();
+        var clip = TestMedia.WriteClip(dir.Path, frames: 10);
+        // Three of ten frames, each from the middle of its third: 1, 5 and 8, as a plain decode of the file gives them.
+        var taken = AnalyzeCommand.VideoFrames(clip, 3, TestContext.Current.CancellationToken);
+        var all = new List<Mat>();
+        using (var cap = new VideoCapture(clip))
+            for (var m = new Mat(); cap.Read(m) && !m.Empty(); m = new Mat()) all.Add(m);
+        try
+        {
+            Assert.Equal(10, all.Count);
+            Assert.Equal(3, taken.Count);
+            foreach (var (mat, index) in taken.Zip(new[] { 1, 5, 8 }))
+                Assert.Equal(0.0, Cv2.Norm(mat, all[index], NormTypes.L1));
+            // More frames asked than the file has: each frame once.
+            var every = AnalyzeCommand.VideoFrames(clip, 25, TestContext.Current.CancellationToken);
+            Assert.Equal(10, every.Count);
+            foreach (var m in every) m.Dispose();
+        }
+        finally { foreach (var m in taken.Concat(all)) m.Dispose(); }
+
+        var before = Console.Out;
+        int code;
+        try
+        {
+            Console.SetOut(TextWriter.Null);
+            code = await AnalyzeCommand.Create().Parse(["--model", QwenFixtures.Folder("qwen2_5_vl"), "--video", clip, "--frames", "2", "--decode", "4", "--out", dir.Path, "--device", "cpu"]).InvokeAsync();
+        }
+        finally { Console.SetOut(before); }
+        Assert.Equal(0, code);
+        var analysis = JsonNode.Parse(File.ReadAllText(Path.Combine(dir.Path, "analysis.json")))!;
+        Assert.Equal(2, analysis["inputs"]!.GetValue<int>());
+        Assert.NotEmpty(analysis["resolution"]!.AsArray()); // a 160×120 frame above the fixture's least bound
     }
 }
