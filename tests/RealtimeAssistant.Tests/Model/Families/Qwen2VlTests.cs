@@ -5,6 +5,7 @@ using RealtimeAssistant.Model.Checkpoint;
 using RealtimeAssistant.Model.Families.Qwen2Vl;
 using TorchSharp;
 using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
 
 namespace RealtimeAssistant.Tests.Model.Families;
 
@@ -260,6 +261,34 @@ public sealed class Qwen2VlTests(ITestOutputHelper output)
         Assert.Equal(28 + 13, At(8, 1, 0, 13, 0)); // block (1,0) starts with patch (2,0)
         Assert.Equal(14 + 13, At(9, 0, 1, 13, 13)); // …then (2,1)
         Assert.Equal(7, At(15, 2, 0, 13, 13));
+    }
+
+    [Theory]
+    [InlineData(new[] { 7 })]
+    [InlineData(new[] { 4, 4, 4 })]
+    [InlineData(new[] { 16, 4, 16, 4, 1, 16 })] // lengths interleaved: the batches gather rows from all over
+    public void AttentionSegments_AttendWithinEachSegment_AsABlockDiagonalMaskDoes(int[] lengths)
+    {
+        torch.manual_seed(lengths.Length);
+        int s = lengths.Sum();
+        var (q, k, v) = (torch.randn(3, s, 8), torch.randn(3, s, 8), torch.randn(3, s, 8));
+        var ids = torch.repeat_interleave(torch.arange(lengths.Length), torch.tensor(lengths.Select(l => (long)l).ToArray()));
+        var mask = ids.unsqueeze(1) == ids.unsqueeze(0);
+        var expected = F.scaled_dot_product_attention(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), mask)[0];
+        using var segments = AttentionSegments.Of(lengths, CPU);
+        var got = segments.Attend(q, k, v);
+        Assert.Equal(expected.shape, got.shape);
+        Assert.True((got - expected).abs().max().item<float>() < 1e-5, $"max diff {(got - expected).abs().max().item<float>()}");
+        // A row's output moves with its own segment's values only.
+        var vMoved = v.clone();
+        vMoved.narrow(1, 0, lengths[0]).add_(100);
+        var moved = segments.Attend(q, k, vMoved);
+        Assert.True((moved.narrow(1, 0, lengths[0]) - got.narrow(1, 0, lengths[0])).abs().min().item<float>() > 1);
+        if (lengths.Length > 1)
+        {
+            Tensor Rest(Tensor t) => t.narrow(1, lengths[0], s - lengths[0]);
+            Assert.True((Rest(moved) - Rest(got)).abs().max().item<float>() < 1e-5);
+        }
     }
 
     [Theory]

@@ -108,14 +108,14 @@ public sealed class Qwen2VisionTransformer : nn.Module
         }
         var emb = torch.cat(new[] { angles, angles }, -1);
         var (cos, sin) = (emb.cos(), emb.sin());
-        using var fullMask = SegmentMask(fullSegments, device);
-        using var windowMask = ReferenceEquals(windowSegments, fullSegments) ? null : SegmentMask(windowSegments, device);
+        using var full = AttentionSegments.Of(fullSegments, device);
+        using var windows = ReferenceEquals(windowSegments, fullSegments) ? null : AttentionSegments.Of(windowSegments, device);
         for (int i = 0; i < blocks.Count; i++)
         {
-            var mask = windowMask is null || _c.FullAttentionBlocks.Contains(i) ? fullMask : windowMask;
+            var segments = windows is null || _c.FullAttentionBlocks.Contains(i) ? full : windows;
             var block = blocks[i];
             var input = h;
-            h = LayerScope.Run(() => block.Forward(input, cos, sin, mask));
+            h = LayerScope.Run(() => block.Forward(input, cos, sin, segments));
         }
         var merged = merger.forward(h);
         if (order is not null) merged = merged.index_select(0, order.argsort()); // back to raster order
@@ -130,14 +130,6 @@ public sealed class Qwen2VisionTransformer : nn.Module
         // reciprocal() is what 1f / t runs, less a ×1.
         var exps = Rooted.Arange(0, dim, 2, ScalarType.Float32).DividedByNumber(dim);
         return torch.pow(torch.tensor(10000f), exps).reciprocal().to(device).DetachFromDisposeScope();
-    }
-
-    /// <summary>[S, S] true within each segment (consecutive runs of the given lengths); null when one segment covers all.</summary>
-    static Tensor? SegmentMask(int[] lengths, Device device)
-    {
-        if (lengths.Length <= 1) return null;
-        var ids = torch.repeat_interleave(Rooted.Arange(lengths.Length, device), torch.tensor(lengths.Select(l => (long)l).ToArray(), device: device));
-        return (ids.unsqueeze(1) == ids.unsqueeze(0)).DetachFromDisposeScope();
     }
 
     protected override nn.Module _to(Device device, ScalarType dtype, bool nonBlocking)
@@ -182,9 +174,9 @@ public sealed class VisionBlock : nn.Module
         RegisterComponents();
     }
 
-    public Tensor Forward(Tensor h, Tensor cos, Tensor sin, Tensor? mask)
+    public Tensor Forward(Tensor h, Tensor cos, Tensor sin, AttentionSegments segments)
     {
-        h = h.Plus(attn.Forward(norm1.forward(h), cos, sin, mask));
+        h = h.Plus(attn.Forward(norm1.forward(h), cos, sin, segments));
         return h.Plus(mlp.forward(norm2.forward(h)));
     }
 }
@@ -202,18 +194,15 @@ public sealed class VisionSelfAttention : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>x [S, D]; cos/sin [S, head_dim]; mask [S, S] (true = may attend) or null for one segment.</summary>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor? mask)
+    /// <summary>x [S, D]; cos/sin [S, head_dim]; each row attends the rows of its own segment.</summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, AttentionSegments segments)
     {
         long s = x.shape[0];
         var parts = qkv.forward(x).view(s, 3, _heads, _headDim).permute(1, 2, 0, 3); // [3, H, S, hd]
         // HF rotates q and k in float32 and casts back.
         Tensor Rotate(Tensor t) => Rope.Apply(t.to_type(ScalarType.Float32), cos, RotateSin(sin)).to_type(x.dtype);
-        var q = Rotate(parts[0]).unsqueeze(0);
-        var k = Rotate(parts[1]).unsqueeze(0);
-        var v = parts[2].unsqueeze(0);
-        var o = mask is null ? F.scaled_dot_product_attention(q, k, v) : F.scaled_dot_product_attention(q, k, v, mask);
-        return proj.forward(o[0].transpose(0, 1).reshape(s, -1));
+        var o = segments.Attend(Rotate(parts[0]), Rotate(parts[1]), parts[2]); // [H, S, hd]
+        return proj.forward(o.transpose(0, 1).reshape(s, -1));
     }
 
     /// <summary>Rope.Apply takes rotate_half's sign in the sin table (−sin on the first half).</summary>
@@ -272,4 +261,51 @@ public sealed class PatchMerger : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
     public override Tensor forward(Tensor x) => mlp.forward(ln_q.forward(x).view(-1, _width));
+}
+
+/// <summary>
+/// Attention within consecutive segments of the rows (HF's cu_seqlens: each image's temporal
+/// slice, or Qwen2.5-VL's windows). The segments of one length go through one attention call as
+/// a batch, so the work is Σ nᵢ², where a block-diagonal mask over the whole sequence computes
+/// (Σ nᵢ)² scores and throws most away: for Qwen2.5-VL's windows of 8×8 patches on a 480×480
+/// frame, 20 times the scores its windowed blocks need.
+/// </summary>
+public sealed class AttentionSegments : IDisposable
+{
+    readonly Tensor? _order, _restore; // rows grouped by segment length and back; null where they already are
+    readonly (int Count, int Length)[] _groups;
+
+    AttentionSegments(Tensor? order, Tensor? restore, (int, int)[] groups) => (_order, _restore, _groups) = (order, restore, groups);
+
+    /// <param name="lengths">The segments' lengths, in row order.</param>
+    public static AttentionSegments Of(IReadOnlyList<int> lengths, Device device)
+    {
+        var starts = new long[lengths.Count];
+        for (int i = 1; i < lengths.Count; i++) starts[i] = starts[i - 1] + lengths[i - 1];
+        var byLength = Enumerable.Range(0, lengths.Count).GroupBy(i => lengths[i]).ToList(); // in order of first appearance
+        var order = byLength.SelectMany(g => g.SelectMany(i => Enumerable.Range(0, lengths[i]).Select(r => starts[i] + r))).ToArray();
+        var groups = byLength.Select(g => (g.Count(), g.Key)).ToArray();
+        if (order.Select((row, i) => row == i).All(x => x)) return new AttentionSegments(null, null, groups);
+        var orderTensor = torch.tensor(order, device: device).DetachFromDisposeScope();
+        return new AttentionSegments(orderTensor, orderTensor.argsort().DetachFromDisposeScope(), groups);
+    }
+
+    /// <summary>q, k, v [H, S, hd] → [H, S, hd].</summary>
+    public Tensor Attend(Tensor q, Tensor k, Tensor v)
+    {
+        if (_order is not null) (q, k, v) = (q.index_select(1, _order), k.index_select(1, _order), v.index_select(1, _order));
+        long heads = q.shape[0], dim = q.shape[2], at = 0;
+        var outputs = new List<Tensor>(_groups.Length);
+        foreach (var (count, length) in _groups)
+        {
+            long rows = (long)count * length;
+            Tensor Batch(Tensor t) => t.narrow(1, at, rows).reshape(heads, count, length, dim).transpose(0, 1); // [count, H, length, hd]
+            outputs.Add(F.scaled_dot_product_attention(Batch(q), Batch(k), Batch(v)).transpose(0, 1).reshape(heads, rows, dim));
+            at += rows;
+        }
+        var o = outputs.Count == 1 ? outputs[0] : torch.cat(outputs, 1);
+        return _restore is null ? o : o.index_select(1, _restore);
+    }
+
+    public void Dispose() { _order?.Dispose(); _restore?.Dispose(); }
 }
