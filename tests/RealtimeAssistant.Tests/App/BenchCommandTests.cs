@@ -119,7 +119,6 @@ public class BenchCommandTests
             // The unpruned reads took turns as well: the budget against their p95 then, not at the start.
             double unprunedInTurns = b["unpruned_read_ms_p95_in_turns"]!.GetValue<double>();
             Assert.InRange(b["unpruned_read_ms_p50_in_turns"]!.GetValue<double>(), 0.001, unprunedInTurns);
-            Assert.True(unprunedInTurns > inTurns, $"unpruned p95 {unprunedInTurns} ms in turns, the most aggressive level's {inTurns} ms");
             Assert.Equal(budget / unprunedInTurns, b["budget_over_unpruned_in_turns"]!.GetValue<double>(), 2);
         }
         // Without --levels nothing is held; --budget-base p50 takes the median instead.
