@@ -208,7 +208,7 @@ public static class BudgetBench
             // below that is one only skipping can hold, and the target does not apply to it.
             // The unpruned reads take turns too: the budget was set from their time before the
             // budgets ran, and a machine that has slowed since makes "100%" a tighter budget than
-            // the unpruned model itself holds (budget_over_unpruned_p95_in_turns says by how much).
+            // the unpruned model itself holds (budget_over_unpruned_in_turns says by how much).
             var streams = InTurns(new[]
             {
                 new BenchStream(engine, budget, schedule, warmup, visual),

@@ -107,7 +107,8 @@ public sealed class Qwen2VisionTransformer : nn.Module
             angles = angles.view(s / unit, unit, -1).index_select(0, order).view(s, -1);
         }
         var emb = torch.cat(new[] { angles, angles }, -1);
-        var (cos, sin) = (emb.cos(), emb.sin());
+        // rotate_half's sign goes into the sin table once a frame, not once a block (Rope.Apply's form).
+        var (cos, sin) = (emb.cos(), VisionSelfAttention.RotateSin(emb.sin()));
         using var full = AttentionSegments.Of(fullSegments, device);
         using var windows = ReferenceEquals(windowSegments, fullSegments) ? null : AttentionSegments.Of(windowSegments, device);
         for (int i = 0; i < blocks.Count; i++)
@@ -194,19 +195,19 @@ public sealed class VisionSelfAttention : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>x [S, D]; cos/sin [S, head_dim]; each row attends the rows of its own segment.</summary>
+    /// <summary>x [S, D]; cos and the signed sin (<see cref="RotateSin"/>) [S, head_dim]; each row attends the rows of its own segment.</summary>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, AttentionSegments segments)
     {
         long s = x.shape[0];
         var parts = qkv.forward(x).view(s, 3, _heads, _headDim).permute(1, 2, 0, 3); // [3, H, S, hd]
         // HF rotates q and k in float32 and casts back.
-        Tensor Rotate(Tensor t) => Rope.Apply(t.to_type(ScalarType.Float32), cos, RotateSin(sin)).to_type(x.dtype);
+        Tensor Rotate(Tensor t) => Rope.Apply(t.to_type(ScalarType.Float32), cos, sin).to_type(x.dtype);
         var o = segments.Attend(Rotate(parts[0]), Rotate(parts[1]), parts[2]); // [H, S, hd]
         return proj.forward(o.transpose(0, 1).reshape(s, -1));
     }
 
     /// <summary>Rope.Apply takes rotate_half's sign in the sin table (−sin on the first half).</summary>
-    static Tensor RotateSin(Tensor sin)
+    public static Tensor RotateSin(Tensor sin)
     {
         long half = sin.shape[^1] / 2;
         return torch.cat(new[] { -sin.narrow(-1, 0, half), sin.narrow(-1, half, half) }, -1);
