@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Model.Kernels;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -14,7 +15,7 @@ public sealed record EngineOptions
     public int? Threads { get; init; }
     /// <summary>
     /// auto, f32, bf16 or q8: how the matmul weights are stored (<see cref="WeightFormat"/>),
-    /// converted at load from whatever the checkpoint holds. auto: dense in <see cref="DType"/>.
+    /// converted at load from whatever the checkpoint holds. auto: <see cref="Engine.AutoWeights"/>.
     /// </summary>
     public string Weights { get; init; } = "auto";
     /// <summary>
@@ -154,6 +155,23 @@ public sealed class Engine : IDisposable
         return format;
     }
 
+    /// <summary>
+    /// --weights auto on a float32 CPU model: a checkpoint that stores every matrix in bfloat16
+    /// keeps them in bfloat16 where the CPU multiplies bf16 natively. The weights are then the
+    /// checkpoint's own, bit for bit, in half the memory of float32 copies, and every product reads
+    /// half the bytes: a prefill's GEMMs run in bf16 with float32 sums (its activations rounded to
+    /// bf16 at each product, as the checkpoint's own dtype runs them), decode steps on the bf16
+    /// kernels. Anything else stays dense in the model's dtype: float32 or float16 checkpoints
+    /// (bf16 would round their weights), CUDA (the dtype already follows the checkpoint), CPUs
+    /// without native bf16. `--weights f32` keeps float32 products.
+    /// </summary>
+    public static WeightFormat? AutoWeights(string spec, Device device, ScalarType dtype, SafeTensorsReader checkpoint, bool bf16Matmul)
+    {
+        if (!spec.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase) || device.type != DeviceType.CPU || dtype != ScalarType.Float32 || !bf16Matmul) return null;
+        var matrices = checkpoint.Tensors.Values.Where(t => t.Shape.Length >= 2 && t.DType is "BF16" or "F16" or "F32" or "F64").ToList();
+        return matrices.Count > 0 && matrices.All(t => t.DType == "BF16") ? WeightFormat.BF16 : null;
+    }
+
     /// <summary>One line: the weights' format, the bytes they hold, and the process's resident memory.</summary>
     public string WeightsNote()
     {
@@ -181,10 +199,12 @@ public sealed class Engine : IDisposable
         var checkpointDtype = (config["torch_dtype"] ?? config["text_config"]?["torch_dtype"])?.GetValueKind() == System.Text.Json.JsonValueKind.String
             ? (config["torch_dtype"] ?? config["text_config"]?["torch_dtype"])!.GetValue<string>() : "float32";
         var dtype = ResolveDType(options.DType, device, checkpointDtype);
-        var format = ResolveWeights(options.Weights, dtype);
+        var weights = SafeTensorsReader.Open(dir);
+        var chosen = ResolveWeights(options.Weights, dtype);
+        var format = chosen ?? AutoWeights(options.Weights, device, dtype, weights, CpuIsa.HasBf16Matmul);
         var layout = ModelLayout.Read(dir, config);
         var tok = TextTokenizer.Load(dir);
-        var model = ModelFamilies.Load(new FamilyLoadContext(dir, config, new TensorSpec(device, dtype), SafeTensorsReader.Open(dir), tok, format, options.MaxPixels));
+        var model = ModelFamilies.Load(new FamilyLoadContext(dir, config, new TensorSpec(device, dtype), weights, tok, format, options.MaxPixels));
         // A checkpoint in neither our frame layout nor with a chat template gets LLaVA-1.5's prompt form: say so, once.
         if (layout.Template is null && layout.FrameMarker is null && layout.DefaultPrompt is null)
             Notice?.Invoke(Chat.ChatTemplate.NoTemplateNote(dir));
@@ -193,7 +213,9 @@ public sealed class Engine : IDisposable
             dir, model.ModelType, model.Text.NumHiddenLayers, vision, decoder, device, dtype);
         ThreadsFor(model.Text.HiddenSize, device);
         var engine = new Engine { Model = model, Tokenizer = tok, Layout = layout, Directory = dir, Weights = format };
-        if (format is not null) options.Report?.Invoke(engine.WeightsNote()); // a dense model needs no note: stderr stays for what a user must know
+        // A dense model needs no note: stderr stays for what a user must know.
+        if (format is not null)
+            options.Report?.Invoke(engine.WeightsNote() + (chosen is null ? "; the checkpoint's own bfloat16 (--weights f32 for float32 products)" : ""));
         return engine;
     }
 

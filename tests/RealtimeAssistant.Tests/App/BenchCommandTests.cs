@@ -130,6 +130,44 @@ public class BenchCommandTests
         Assert.Equal(plainDemo["unpruned_read_ms_p50"]!.GetValue<double>(), plainDemo["budgets"]![0]!["budget_ms"]!.GetValue<double>(), 2);
     }
 
+    /// <summary>
+    /// `bench weights` loads one model per format and captions the same frames in turns: on a
+    /// Qwen2-VL checkpoint stored in bf16, auto loads what Engine.AutoWeights says for this CPU,
+    /// and every round's times and tokens are paired with the first format's.
+    /// </summary>
+    [Fact]
+    public async Task Weights_LoadsEachFormat_AndPairsEveryRoundWithTheFirst()
+    {
+        var dir = Capture.TestMedia.TempDir("bench-weights-model");
+        var fixture = new RealtimeAssistant.Tests.Model.Families.HfFixture("qwen2_vl").Dir;
+        foreach (var f in Directory.GetFiles(fixture).Where(f => !Path.GetFileName(f).StartsWith("expected", StringComparison.Ordinal)))
+            File.Copy(f, Path.Combine(dir, Path.GetFileName(f)), overwrite: true);
+        var reader = RealtimeAssistant.Model.Checkpoint.SafeTensorsReader.Open(Path.Combine(fixture, "model.safetensors"));
+        RealtimeAssistant.Model.Checkpoint.SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"),
+            reader.Tensors.Keys.Select(k => (k, reader.Load(k).to_type(TorchSharp.torch.ScalarType.BFloat16))).ToList());
+
+        var root = await RunToJson(BenchCommand.Create(), "weights", "-m", dir, "--formats", "f32", "auto", "q8", "--rounds", "2", "--max-new-tokens", "3", "--frame-size", "64", "48");
+        var formats = root["formats"]!.AsArray();
+        Assert.Equal(["f32", "auto", "q8"], formats.Select(f => f!["format"]!.GetValue<string>()));
+        bool bf16 = RealtimeAssistant.Model.Kernels.CpuIsa.HasBf16Matmul;
+        Assert.Equal(["f32", bf16 ? "bf16" : "f32", "q8"], formats.Select(f => f!["loaded_as"]!.GetValue<string>()));
+        foreach (var f in formats)
+        {
+            Assert.Equal(2, f!["vision_ms"]!.AsArray().Count);
+            Assert.Equal(2, f["decode_ms_per_token"]!.AsArray().Count);
+            Assert.True(f["prompt_tokens"]!.GetValue<int>() > 0);
+        }
+        // bf16 and q8 hold fewer bytes than float32.
+        Assert.True(formats[2]!["weight_mb"]!.GetValue<double>() < formats[0]!["weight_mb"]!.GetValue<double>());
+        var ratios = root["ratios"]!.AsArray();
+        Assert.Equal(["auto", "q8"], ratios.Select(r => r!["format"]!.GetValue<string>()));
+        Assert.All(ratios, r => Assert.Equal("f32", r!["to"]!.GetValue<string>()));
+        Assert.All(ratios, r => Assert.True(r!["read"]!.GetValue<double>() > 0 && r["decode_step"]!.GetValue<double>() > 0));
+        Assert.All(ratios, r => Assert.InRange(r!["tokens_equal_rounds"]!.GetValue<int>(), 0, 2));
+        // One format is no comparison.
+        Assert.Equal(2, await BenchCommand.Create().Parse(["weights", "-m", dir, "--formats", "f32"]).InvokeAsync());
+    }
+
     [Theory]
     [InlineData("f32", "Float32")]
     [InlineData("bf16", "BFloat16")]

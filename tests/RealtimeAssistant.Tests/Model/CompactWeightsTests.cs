@@ -101,7 +101,7 @@ public class CompactWeightsTests(ITestOutputHelper output)
     {
         using var dir = new TempDir();
         var path = Checkpoint(dir, SyntheticCheckpoint.Config(tLayers: 2), ScalarType.BFloat16);
-        using var f32 = Engine.Load(path, new EngineOptions { Device = "cpu" });
+        using var f32 = Engine.Load(path, new EngineOptions { Device = "cpu", Weights = "f32" });
         using var q8 = Engine.Load(path, new EngineOptions { Device = "cpu", Weights = "q8" });
         var reference = PromptLogits(f32);
         var logits = PromptLogits(q8);
@@ -114,6 +114,63 @@ public class CompactWeightsTests(ITestOutputHelper output)
             var other = PromptLogits(q8);
             Assert.True(other.allclose(logits, 1e-4, 1e-5), $"{isa}: max diff {(other - logits).abs().max().item<float>()}");
         }
+    }
+
+    /// <summary>
+    /// --weights auto: a checkpoint stored in bfloat16 keeps its own bf16 weights, bit for bit,
+    /// where the CPU multiplies bf16 natively, and says so; a float32 checkpoint, a mixed one,
+    /// a bf16 model dtype or a CPU without bf16 products stay dense.
+    /// </summary>
+    [Fact]
+    public void AutoKeepsABfloat16CheckpointsOwnWeights_WhereTheCpuMultipliesBf16()
+    {
+        using var dir = new TempDir();
+        var cfg = SyntheticCheckpoint.Config(tLayers: 2);
+        var path = Checkpoint(dir, cfg, ScalarType.BFloat16);
+        var reader = SafeTensorsReader.Open(path);
+        Assert.Equal(WeightFormat.BF16, Engine.AutoWeights("auto", torch.CPU, ScalarType.Float32, reader, bf16Matmul: true));
+        Assert.Null(Engine.AutoWeights("auto", torch.CPU, ScalarType.Float32, reader, bf16Matmul: false));
+        Assert.Null(Engine.AutoWeights("auto", torch.CPU, ScalarType.BFloat16, reader, bf16Matmul: true));
+        Assert.Null(Engine.AutoWeights("f32", torch.CPU, ScalarType.Float32, reader, bf16Matmul: true));
+
+        string? note = null;
+        using var auto = Engine.Load(path, new EngineOptions { Device = "cpu", Report = l => note = l });
+        using var f32 = Engine.Load(path, new EngineOptions { Device = "cpu", Weights = "f32" });
+        Assert.Null(f32.Weights);
+        if (CpuIsa.HasBf16Matmul)
+        {
+            Assert.Equal(WeightFormat.BF16, auto.Weights);
+            Assert.Contains("the checkpoint's own bfloat16", note);
+            // The weights are the checkpoint's: no rounding happened on the way in.
+            var name = reader.Tensors.Keys.Single(k => k.EndsWith("layers.0.self_attn.o_proj.weight", StringComparison.Ordinal));
+            var stored = reader.Load(name);
+            var held = Assert.IsType<DenseMatrix>(auto.Decoder.layers[0].self_attn.o_proj.Compacted).Weight;
+            Assert.Equal(ScalarType.BFloat16, held.dtype);
+            Assert.Equal(stored.shape, held.shape);
+            Assert.True(held.eq(stored).all().item<bool>(), "the bf16 weights differ from the checkpoint's");
+            // The same model: logits within bf16's tolerance of float32 products over the same weights.
+            var reference = PromptLogits(f32);
+            var diff = (PromptLogits(auto) - reference).abs().max().item<float>() / reference.std().item<float>();
+            output.WriteLine($"auto (bf16) against f32 products on a bf16 checkpoint: max |Δlogit| = {diff:0.0000} of the logits' std");
+            Assert.True(diff <= Tolerance("bf16"), $"max |Δlogit| = {diff:0.0000} of the logits' std");
+        }
+        else
+        {
+            Assert.Null(auto.Weights);
+            Assert.Null(note);
+        }
+
+        // A float32 checkpoint stays float32, and so does one with a single float32 matrix among bf16 ones.
+        using var dir32 = new TempDir();
+        using var dense = Engine.Load(Checkpoint(dir32, cfg), new EngineOptions { Device = "cpu" });
+        Assert.Null(dense.Weights);
+        using var mixedDir = new TempDir();
+        var mixed = Checkpoint(mixedDir, cfg);
+        var tensors = SafeTensorsReader.Open(mixed);
+        var firstMatrix = tensors.Tensors.Values.First(t => t.Shape.Length == 2).Name;
+        var converted = tensors.Tensors.Keys.Select(k => (k, k == firstMatrix ? tensors.Load(k) : tensors.Load(k).to_type(ScalarType.BFloat16))).ToList();
+        SafeTensorsWriter.Write(Path.Combine(mixed, "model.safetensors"), converted);
+        Assert.Null(Engine.AutoWeights("auto", torch.CPU, ScalarType.Float32, SafeTensorsReader.Open(mixed), bf16Matmul: true));
     }
 
     [Fact]
