@@ -80,13 +80,15 @@ public static class AnalyzeCommand
             ? Enumerable.Range(0, count).Select(i => (long)((i + 0.5) * total / count)).Distinct().ToList()
             : Enumerable.Range(0, count).Select(i => (long)Math.Round(i * source.Fps)).ToList();
         var mats = new List<Mat>(wanted.Count);
-        int next = 0;
+        long at = 0; // the next frame a read gives
         try
         {
-            while (next < wanted.Count && source.Read(ct) is { } frame)
+            foreach (var w in wanted)
             {
-                if (frame.Index == wanted[next]) { mats.Add(frame.Image); next++; }
-                else frame.Dispose();
+                // Frames between are grabbed, not read: decoded, never converted (seeking is unreliable across codecs).
+                if (source.Skip(w - at, ct) < w - at || source.Read(ct) is not { } frame) break;
+                mats.Add(frame.Image);
+                at = w + 1;
             }
         }
         catch { foreach (var m in mats) m.Dispose(); throw; }

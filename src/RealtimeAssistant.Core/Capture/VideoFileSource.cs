@@ -109,6 +109,31 @@ public sealed class VideoFileSource : IFrameSource
         return frame;
     }
 
+    /// <summary>
+    /// Passes over the next <paramref name="frames"/> frames without handing them out: each is
+    /// grabbed (demuxed and decoded) but never converted to BGR or copied, which is most of a
+    /// read's cost beside the decode. For a reader that samples a file; returns how many frames
+    /// there were (fewer at the end of the file, which a looping source does not pass).
+    /// </summary>
+    public long Skip(long frames, CancellationToken ct = default)
+    {
+        long skipped = 0;
+        if (frames > 0 && first is not null)
+        {
+            first.Dispose();
+            first = null;
+            index++;
+            skipped = 1;
+        }
+        for (; skipped < frames && !ended; skipped++)
+        {
+            if ((skipped & 255) == 0) ct.ThrowIfCancellationRequested();
+            if (!capture.Grab()) break;
+            index++;
+        }
+        return skipped;
+    }
+
     /// <summary>At the end of a looping file, reopens it (seeking back is unreliable across codecs).</summary>
     bool Rewind(Mat image)
     {

@@ -28,6 +28,29 @@ public class FileSourceTests
         frames.ForEach(f => f.Dispose());
     }
 
+    /// <summary>Skip passes frames without handing them out: the read after it is the frame a plain decode has there, numbered as such; at the end it says how many there were.</summary>
+    [Fact]
+    public void Skip_PassesFrames_TheReadAfterIsTheFrameThere_AndTheEndIsCounted()
+    {
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("skip"), frames: 12, fps: 12, width: 96, height: 64);
+        var all = new List<Mat>();
+        using (var cap = new VideoCapture(clip))
+            for (var m = new Mat(); cap.Read(m) && !m.Empty(); m = new Mat()) all.Add(m);
+        Assert.Equal(12, all.Count);
+        using var source = new VideoFileSource(clip);
+        Assert.Equal(0, source.Skip(0));
+        using (var f = source.Read()!) { Assert.Equal(0, f.Index); Assert.Equal(0.0, Cv2.Norm(f.Image, all[0], NormTypes.L1)); }
+        Assert.Equal(4, source.Skip(4));
+        using (var f = source.Read()!) { Assert.Equal(5, f.Index); Assert.Equal(0.0, Cv2.Norm(f.Image, all[5], NormTypes.L1)); }
+        Assert.Equal(6, source.Skip(100)); // frames 6..11 remain
+        Assert.Null(source.Read());
+        // From the start: the frame read while opening is the first one skipped.
+        using var fresh = new VideoFileSource(clip);
+        Assert.Equal(3, fresh.Skip(3));
+        using (var f = fresh.Read()!) { Assert.Equal(3, f.Index); Assert.Equal(0.0, Cv2.Norm(f.Image, all[3], NormTypes.L1)); }
+        all.ForEach(m => m.Dispose());
+    }
+
     [Fact]
     public void Loop_ReplaysFromTheStart_WithTimestampsStillRising()
     {
