@@ -143,7 +143,8 @@ public sealed class Engine : IDisposable
 
     /// <summary>
     /// --weights: the format to convert to, or null to keep the dense dtype. A format wider than
-    /// the model's dtype would only cost memory, so it is refused.
+    /// the model's dtype would only cost memory, so it is refused; the half formats are stores for
+    /// a float32 model.
     /// </summary>
     public static WeightFormat? ResolveWeights(string spec, ScalarType dtype)
     {
@@ -152,24 +153,33 @@ public sealed class Engine : IDisposable
         if (format == WeightFormats.Of(dtype)) return null;
         if (format == WeightFormat.F32 || (format == WeightFormat.BF16 && dtype != ScalarType.Float32))
             throw new UserError($"--weights {format.Name()} is wider than the model's dtype {dtype}: use --dtype f32, or a narrower --weights");
+        if (format == WeightFormat.F16 && dtype != ScalarType.Float32)
+            throw new UserError($"--weights f16 stores the weights of a float32 model, not of a {dtype} one: use --dtype f32");
         return format;
     }
 
     /// <summary>
-    /// --weights auto on a float32 CPU model: a checkpoint that stores every matrix in bfloat16
-    /// keeps them in bfloat16 where the CPU multiplies bf16 natively. The weights are then the
-    /// checkpoint's own, bit for bit, in half the memory of float32 copies, and every product reads
-    /// half the bytes: a prefill's GEMMs run in bf16 with float32 sums (its activations rounded to
-    /// bf16 at each product, as the checkpoint's own dtype runs them), decode steps on the bf16
-    /// kernels. Anything else stays dense in the model's dtype: float32 or float16 checkpoints
-    /// (bf16 would round their weights), CUDA (the dtype already follows the checkpoint), CPUs
-    /// without native bf16. `--weights f32` keeps float32 products.
+    /// --weights auto on a float32 CPU model keeps a half-precision checkpoint's own matrices, bit
+    /// for bit, in half the memory of float32 copies, so every product reads half the bytes:
+    /// - every matrix bfloat16, on a CPU that multiplies bf16 natively: bf16. A prefill's GEMMs
+    ///   then run in bf16 with float32 sums (its activations rounded to bf16 at each product, as
+    ///   the checkpoint's own dtype runs them); decode steps run the bf16 kernels.
+    /// - every matrix float16: f16. Decode steps widen the weights exactly in the kernels, and a
+    ///   prefill's GEMM runs on a float32 copy made for that product, so the products are float32's.
+    /// Anything else stays dense in the model's dtype: float32 or mixed checkpoints, CUDA (the
+    /// dtype already follows the checkpoint there), bf16 on CPUs without native bf16.
+    /// `--weights f32` keeps float32 weights.
     /// </summary>
     public static WeightFormat? AutoWeights(string spec, Device device, ScalarType dtype, SafeTensorsReader checkpoint, bool bf16Matmul)
     {
-        if (!spec.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase) || device.type != DeviceType.CPU || dtype != ScalarType.Float32 || !bf16Matmul) return null;
-        var matrices = checkpoint.Tensors.Values.Where(t => t.Shape.Length >= 2 && t.DType is "BF16" or "F16" or "F32" or "F64").ToList();
-        return matrices.Count > 0 && matrices.All(t => t.DType == "BF16") ? WeightFormat.BF16 : null;
+        if (!spec.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase) || device.type != DeviceType.CPU || dtype != ScalarType.Float32) return null;
+        var stored = checkpoint.Tensors.Values.Where(t => t.Shape.Length >= 2 && t.DType is "BF16" or "F16" or "F32" or "F64").Select(t => t.DType).Distinct().ToList();
+        return stored switch
+        {
+            ["BF16"] when bf16Matmul => WeightFormat.BF16,
+            ["F16"] => WeightFormat.F16,
+            _ => null,
+        };
     }
 
     /// <summary>One line: the weights' format, the bytes they hold, and the process's resident memory.</summary>
@@ -179,6 +189,7 @@ public sealed class Engine : IDisposable
         {
             WeightFormat.Q8 => "int8, a float32 scale per 32",
             WeightFormat.BF16 => "bfloat16",
+            WeightFormat.F16 => "float16",
             _ => $"dense {DType}",
         };
         return $"weights: {WeightsName} ({what}) on {Device}: {WeightBytes / 1e6:N1} MB; process resident {Environment.WorkingSet / 1e6:N0} MB";
@@ -215,7 +226,7 @@ public sealed class Engine : IDisposable
         var engine = new Engine { Model = model, Tokenizer = tok, Layout = layout, Directory = dir, Weights = format };
         // A dense model needs no note: stderr stays for what a user must know.
         if (format is not null)
-            options.Report?.Invoke(engine.WeightsNote() + (chosen is null ? "; the checkpoint's own bfloat16 (--weights f32 for float32 products)" : ""));
+            options.Report?.Invoke(engine.WeightsNote() + (chosen is null ? $"; the checkpoint's own {(format == WeightFormat.F16 ? "float16" : "bfloat16")} (--weights f32 for float32 weights)" : ""));
         return engine;
     }
 

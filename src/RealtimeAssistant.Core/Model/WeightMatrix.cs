@@ -14,6 +14,8 @@ public enum WeightFormat
     BF16,
     /// <summary>int8 in blocks of 32 along the input, a float32 scale per block: 1.125 bytes a weight.</summary>
     Q8,
+    /// <summary>IEEE half: 2 bytes a weight, widened exactly to float32 for every product (a float16 checkpoint's own weights).</summary>
+    F16,
 }
 
 public static class WeightFormats
@@ -22,17 +24,19 @@ public static class WeightFormats
     {
         "f32" or "fp32" or "float32" => WeightFormat.F32,
         "bf16" or "bfloat16" => WeightFormat.BF16,
+        "f16" or "fp16" or "float16" => WeightFormat.F16,
         "q8" or "int8" => WeightFormat.Q8,
-        var s => throw new UserError($"--weights '{s}' is not one of auto, f32, bf16, q8"),
+        var s => throw new UserError($"--weights '{s}' is not one of auto, f32, bf16, f16, q8"),
     };
 
-    public static string Name(this WeightFormat f) => f switch { WeightFormat.F32 => "f32", WeightFormat.BF16 => "bf16", _ => "q8" };
+    public static string Name(this WeightFormat f) => f switch { WeightFormat.F32 => "f32", WeightFormat.BF16 => "bf16", WeightFormat.F16 => "f16", _ => "q8" };
 
     /// <summary>The dense format a tensor dtype is, if it is one.</summary>
     public static WeightFormat? Of(ScalarType dtype) => dtype switch
     {
         ScalarType.Float32 => WeightFormat.F32,
         ScalarType.BFloat16 => WeightFormat.BF16,
+        ScalarType.Float16 => WeightFormat.F16,
         _ => null,
     };
 }
@@ -71,12 +75,70 @@ public abstract unsafe class WeightMatrix : IDisposable
     {
         WeightFormat.Q8 => Q8Matrix.Quantize(w),
         WeightFormat.BF16 => new DenseMatrix(w.to_type(ScalarType.BFloat16).contiguous().DetachFromDisposeScope()),
+        WeightFormat.F16 => new DenseMatrix(Finite(w.to_type(ScalarType.Float16).contiguous()).DetachFromDisposeScope()),
         _ => new DenseMatrix(w.to_type(ScalarType.Float32).contiguous().DetachFromDisposeScope()),
     };
 
+    /// <summary>Float32 elements a thread's widening scratch holds (16 MB): a block of a half matrix's rows at a time.</summary>
+    const long WidenedElements = 1 << 22;
+
+    [ThreadStatic] static Tensor? _widened;
+
+    /// <summary>
+    /// x·Wᵀ + b over a float16 W on the CPU, as float32 multiplies it: W's rows are widened
+    /// (<see cref="Gemv.WidenHalves"/>) a block at a time into one reused float32 scratch per
+    /// thread, and each block's GEMM writes its columns of y. The scratch is bounded, so the
+    /// half weights' memory saving holds, and reused, so no product touches fresh pages.
+    /// </summary>
+    static unsafe Tensor WidenedLinear(Tensor x, Tensor w, Tensor? bias)
+    {
+        long m = w.shape[0], n = w.shape[1];
+        long block = Math.Clamp(WidenedElements / Math.Max(1, n), 1, m);
+        if (_widened is null || _widened.numel() < block * n)
+        {
+            _widened?.Dispose();
+            _widened = torch.empty(block * n, ScalarType.Float32).DetachFromDisposeScope();
+        }
+        var wc = w.is_contiguous() ? w : w.contiguous();
+        try
+        {
+            ushort* halves = TensorMemory.Ptr<ushort>(wc);
+            float* scratch = TensorMemory.Ptr<float>(_widened);
+            if (block == m)
+            {
+                Gemv.WidenHalves(halves, scratch, m * n);
+                return F.linear(x, _widened.narrow(0, 0, m * n).view(m, n), bias);
+            }
+            var shape = x.shape.ToArray();
+            shape[^1] = m;
+            var y = torch.empty(shape, ScalarType.Float32, x.device);
+            var x2 = x.reshape(-1, n);
+            var y2 = y.view(-1, m);
+            for (long o = 0; o < m; o += block)
+            {
+                long c = Math.Min(block, m - o);
+                using var scope = torch.NewDisposeScope();
+                Gemv.WidenHalves(halves + o * n, scratch, c * n);
+                y2.narrow(1, o, c).copy_(F.linear(x2, _widened.narrow(0, 0, c * n).view(c, n), bias?.narrow(0, o, c)));
+            }
+            return y;
+        }
+        finally { if (!ReferenceEquals(wc, w)) wc.Dispose(); }
+    }
+
+    /// <summary>The kernels widen halves on the assumption that none is infinite or NaN (Gemv, float16): such a checkpoint is refused.</summary>
+    static Tensor Finite(Tensor half)
+    {
+        if (torch.isfinite(half).all().item<bool>()) return half;
+        half.Dispose();
+        throw new UserError("a weight matrix holds an infinity or NaN, which --weights f16 cannot store (the checkpoint is damaged; --weights f32 loads it as it is)");
+    }
+
     /// <summary>
     /// x·Wᵀ + b for a dense W of any dtype (x is cast to it and back when they differ). Where a
-    /// gradient is needed, libtorch runs it (the kernels have no backward).
+    /// gradient is needed, libtorch runs it (the kernels have no backward). float16 weights under
+    /// float32 activations on the CPU are widened to float32 for the product instead: libtorch's
+    /// CPU half GEMM is slow, and half activations could overflow.
     /// </summary>
     public static Tensor DenseLinear(Tensor x, Tensor w, Tensor? bias)
     {
@@ -85,11 +147,14 @@ public abstract unsafe class WeightMatrix : IDisposable
             unsafe
             {
                 if (w.dtype == ScalarType.Float32) Gemv.F32(xp, rows, n, TensorMemory.Ptr<float>(w), (int)w.shape[0], bp, yp);
+                else if (w.dtype == ScalarType.Float16) Gemv.F16(xp, rows, n, TensorMemory.Ptr<ushort>(w), (int)w.shape[0], bp, yp);
                 else Gemv.Bf16(xp, rows, n, TensorMemory.Ptr<ushort>(w), (int)w.shape[0], bp, yp);
             }
         }, bias);
         if (x.dtype == w.dtype) return F.linear(x, w, bias);
         using var scope = torch.NewDisposeScope();
+        if (w.dtype == ScalarType.Float16 && x.dtype == ScalarType.Float32 && w.device_type == DeviceType.CPU)
+            return WidenedLinear(x, w, bias).MoveToOuterDisposeScope();
         return F.linear(x.to_type(w.dtype), w, bias?.to_type(w.dtype)).to_type(x.dtype).MoveToOuterDisposeScope();
     }
 
@@ -102,7 +167,7 @@ public abstract unsafe class WeightMatrix : IDisposable
     /// <summary>Whether the CPU kernels take this product: float32 activations, few rows, contiguous weights.</summary>
     internal static bool KernelApplies(Tensor x, Tensor w, Tensor? bias) =>
         KernelsEnabled && x.device_type == DeviceType.CPU && w.device_type == DeviceType.CPU && x.dtype == ScalarType.Float32
-        && (w.dtype == ScalarType.Float32 || w.dtype == ScalarType.BFloat16) && w.is_contiguous()
+        && (w.dtype == ScalarType.Float32 || w.dtype == ScalarType.BFloat16 || w.dtype == ScalarType.Float16) && w.is_contiguous()
         && BiasApplies(bias) && Rows(x) <= Gemv.MaxRows;
 
     internal static bool BiasApplies(Tensor? bias) =>
@@ -129,7 +194,7 @@ public abstract unsafe class WeightMatrix : IDisposable
     }
 }
 
-/// <summary>A float32 or bfloat16 matrix.</summary>
+/// <summary>A float32, bfloat16 or float16 matrix.</summary>
 public sealed class DenseMatrix : WeightMatrix
 {
     readonly Tensor _w;
@@ -252,11 +317,11 @@ public sealed unsafe class Q8Matrix : WeightMatrix
 /// </summary>
 internal readonly unsafe record struct KernelProduct(nint W, nint Scales, int Out, int In, WeightFormat Format)
 {
-    /// <summary>A dense float32 or bfloat16 [out, in] on the CPU, contiguous (null otherwise).</summary>
+    /// <summary>A dense float32, bfloat16 or float16 [out, in] on the CPU, contiguous (null otherwise).</summary>
     public static KernelProduct? Dense(Tensor w)
     {
         if (w.device_type != DeviceType.CPU || w.dim() != 2 || !w.is_contiguous()) return null;
-        var format = w.dtype switch { ScalarType.Float32 => WeightFormat.F32, ScalarType.BFloat16 => WeightFormat.BF16, _ => (WeightFormat?)null };
+        var format = WeightFormats.Of(w.dtype);
         return format is { } f ? new KernelProduct((nint)TensorMemory.Ptr<byte>(w), 0, (int)w.shape[0], (int)w.shape[1], f) : null;
     }
 
@@ -266,6 +331,7 @@ internal readonly unsafe record struct KernelProduct(nint W, nint Scales, int Ou
         {
             case WeightFormat.F32: Gemv.F32(x, rows, In, (float*)W, Out, bias, y); break;
             case WeightFormat.BF16: Gemv.Bf16(x, rows, In, (ushort*)W, Out, bias, y); break;
+            case WeightFormat.F16: Gemv.F16(x, rows, In, (ushort*)W, Out, bias, y); break;
             default: Gemv.Q8(x, rows, In, (sbyte*)W, (float*)Scales, Out, bias, y); break;
         }
     }

@@ -63,7 +63,7 @@ public class CompactWeightsTests(ITestOutputHelper output)
     /// The stated tolerance: max |Δlogit| over every position, as a fraction of the float32 logits'
     /// standard deviation. Measured on these checkpoints: see the test output.
     /// </summary>
-    static double Tolerance(string format) => format == "q8" ? 0.10 : 0.04;
+    static double Tolerance(string format) => format switch { "q8" => 0.10, "bf16" => 0.04, _ => 0.01 };
 
     [Theory]
     [InlineData("llama", 4, 4, 100, false)] // an intermediate size that is no multiple of 32
@@ -75,7 +75,7 @@ public class CompactWeightsTests(ITestOutputHelper output)
         using var f32 = Engine.Load(path, new EngineOptions { Device = "cpu" });
         var reference = PromptLogits(f32);
         double scale = reference.std().item<float>();
-        foreach (var format in new[] { "bf16", "q8" })
+        foreach (var format in new[] { "bf16", "f16", "q8" })
         {
             string? note = null;
             using var e = Engine.Load(path, new EngineOptions { Device = "cpu", Weights = format, Report = l => note = l });
@@ -173,6 +173,35 @@ public class CompactWeightsTests(ITestOutputHelper output)
         Assert.Null(Engine.AutoWeights("auto", torch.CPU, ScalarType.Float32, SafeTensorsReader.Open(mixed), bf16Matmul: true));
     }
 
+    /// <summary>
+    /// --weights auto on a float16 checkpoint keeps its own f16 weights on any CPU: the products
+    /// are float32's over the same values (the kernels widen them exactly, a prefill multiplies a
+    /// float32 copy), so the logits are float32 products' to rounding, in half the bytes.
+    /// </summary>
+    [Fact]
+    public void AutoKeepsAFloat16CheckpointsOwnWeights_AsFloat32ProductsWouldMultiplyThem()
+    {
+        using var dir = new TempDir();
+        var path = Checkpoint(dir, SyntheticCheckpoint.Config(text: "qwen2", heads: 4, kvHeads: 2, intermediate: 128, tLayers: 2), ScalarType.Float16);
+        var reader = SafeTensorsReader.Open(path);
+        Assert.Equal(WeightFormat.F16, Engine.AutoWeights("auto", torch.CPU, ScalarType.Float32, reader, bf16Matmul: false));
+        string? note = null;
+        using var auto = Engine.Load(path, new EngineOptions { Device = "cpu", Report = l => note = l });
+        using var f32 = Engine.Load(path, new EngineOptions { Device = "cpu", Weights = "f32" });
+        Assert.Equal(WeightFormat.F16, auto.Weights);
+        Assert.Contains("the checkpoint's own float16", note);
+        var name = reader.Tensors.Keys.Single(k => k.EndsWith("layers.0.mlp.down_proj.weight", StringComparison.Ordinal));
+        var held = Assert.IsType<DenseMatrix>(auto.Decoder.layers[0].mlp.down_proj.Compacted).Weight;
+        Assert.Equal(ScalarType.Float16, held.dtype);
+        Assert.True(held.eq(reader.Load(name)).all().item<bool>(), "the f16 weights differ from the checkpoint's");
+        Assert.True((double)auto.WeightBytes / f32.WeightBytes < 0.6, $"f16 holds {(double)auto.WeightBytes / f32.WeightBytes:P0} of float32's bytes");
+        var reference = PromptLogits(f32);
+        var diff = (PromptLogits(auto) - reference).abs().max().item<float>() / reference.std().item<float>();
+        output.WriteLine($"auto (f16) against f32 weights on an f16 checkpoint: max |Δlogit| = {diff:0.000000} of the logits' std");
+        Assert.True(diff <= 1e-4, $"max |Δlogit| = {diff:0.000000} of the logits' std");
+        Assert.Contains("float32 model", Assert.Throws<UserError>(() => Engine.ResolveWeights("f16", ScalarType.BFloat16)).Message);
+    }
+
     [Fact]
     public void WeightsOptionIsChecked()
     {
@@ -182,6 +211,8 @@ public class CompactWeightsTests(ITestOutputHelper output)
         Assert.Equal(WeightFormat.Q8, Engine.ResolveWeights("Q8", ScalarType.Float32));
         Assert.Equal(WeightFormat.Q8, Engine.ResolveWeights("q8", ScalarType.BFloat16));
         Assert.Equal(WeightFormat.BF16, Engine.ResolveWeights("bf16", ScalarType.Float32));
+        Assert.Equal(WeightFormat.F16, Engine.ResolveWeights("fp16", ScalarType.Float32));
+        Assert.Null(Engine.ResolveWeights("f16", ScalarType.Float16));
         Assert.Contains("--weights", Assert.Throws<UserError>(() => Engine.ResolveWeights("int4", ScalarType.Float32)).Message);
         Assert.Contains("wider", Assert.Throws<UserError>(() => Engine.ResolveWeights("f32", ScalarType.BFloat16)).Message);
     }
@@ -245,10 +276,11 @@ public class CompactWeightsTests(ITestOutputHelper output)
         using var f32 = Engine.Load(dir);
         using var bf16 = Engine.Load(dir, new EngineOptions { Weights = "bf16" });
         using var q8 = Engine.Load(dir, new EngineOptions { Weights = "q8" });
+        using var f16 = Engine.Load(dir, new EngineOptions { Weights = "f16" });
         var data = new DemoDataset(DemoSplit.Eval);
         var captioner = new Captioner(f32);
         var opts = new GenerationOptions { MaxNewTokens = 48 };
-        var agree = new Dictionary<string, int> { ["bf16"] = 0, ["q8"] = 0 };
+        var agree = new Dictionary<string, int> { ["bf16"] = 0, ["f16"] = 0, ["q8"] = 0 };
         int total = 0;
         for (int i = 0; i < scenes; i++)
         {
@@ -259,7 +291,7 @@ public class CompactWeightsTests(ITestOutputHelper output)
             // float32's own argmax is its greedy caption, then the stop token.
             Assert.Equal(tokens, expected.Take(tokens.Count));
             total += expected.Length;
-            foreach (var (name, e) in new[] { ("bf16", bf16), ("q8", q8) })
+            foreach (var (name, e) in new[] { ("bf16", bf16), ("f16", f16), ("q8", q8) })
                 agree[name] += Forced(e, s.Frames, prompt, tokens).Zip(expected).Count(p => p.First == p.Second);
         }
         foreach (var (name, n) in agree) output.WriteLine($"{name}: {n} of {total} greedy tokens agree ({(double)n / total:0.0000})");

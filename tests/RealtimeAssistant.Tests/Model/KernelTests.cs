@@ -67,9 +67,11 @@ public class KernelTests
             var x = Random(g, rows, n); var w = Random(g, m, n); var b = Random(g, m);
             using var q = Q8Matrix.Quantize(w);
             var wb = w.to_type(ScalarType.BFloat16);
+            var wh = w.to_type(ScalarType.Float16);
             foreach (var (format, product) in new (string, Func<Tensor, Tensor>)[]
             {
-                ("f32", xs => WeightMatrix.DenseLinear(xs, w, b)), ("bf16", xs => WeightMatrix.DenseLinear(xs, wb, b)), ("q8", xs => q.Linear(xs, b)),
+                ("f32", xs => WeightMatrix.DenseLinear(xs, w, b)), ("bf16", xs => WeightMatrix.DenseLinear(xs, wb, b)),
+                ("f16", xs => WeightMatrix.DenseLinear(xs, wh, b)), ("q8", xs => q.Linear(xs, b)),
             })
             {
                 var all = product(x);
@@ -95,6 +97,74 @@ public class KernelTests
             var reference = F.linear(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64));
             AssertWithin(y, reference, 1e-5 * Scale(x, w) + 1e-5, $"bf16 {isa} {rows}×{n}→{m}");
         }
+    }
+
+    /// <summary>
+    /// float16 weights: the kernels (a few rows) and the widened float32 blocks (many rows) both
+    /// multiply the exact values, so the only error is the float32 sum's; with subnormal, zero
+    /// and negative-zero weights among them.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void F16MatchesLibtorch(KernelIsa isa)
+    {
+        using var forced = CpuIsa.Force(isa);
+        using var _ = torch.inference_mode();
+        var g = new Generator(14);
+        // The last shape is widened in two blocks of rows for its GEMM (WeightMatrix's 4 M-element scratch).
+        foreach (var (rows, n, m) in Shapes.Append((Gemv.MaxRows + 3, 70, 9)).Append((Gemv.MaxRows + 3, 4096, 1100)))
+        {
+            var x = Random(g, rows, n);
+            var w = (Random(g, m, n) * torch.where(torch.rand(m, n, generator: g) < 0.2, 1e-6, 1.0)).to_type(ScalarType.Float16);
+            w[0, 0] = torch.tensor(0f).to_type(ScalarType.Float16);
+            w[0, 1] = torch.tensor(-0f).to_type(ScalarType.Float16);
+            var y = WeightMatrix.DenseLinear(x, w, null);
+            Assert.Equal(ScalarType.Float32, y.dtype);
+            var reference = F.linear(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64));
+            AssertWithin(y, reference, 1e-5 * Scale(x, w) + 1e-5, $"f16 {isa} {rows}×{n}→{m}");
+        }
+    }
+
+    /// <summary>Every finite half (63,488 of the 65,536) widens to the float32 .NET's Half gives it, on every vector path this CPU has.</summary>
+    [Fact]
+    public void EveryHalfWidensExactly()
+    {
+        var halves = Enumerable.Range(0, 65536).Select(i => (ushort)i).ToArray();
+        void Check(string path, int i, float got)
+        {
+            float want = (float)BitConverter.UInt16BitsToHalf(halves[i]);
+            if (!float.IsFinite(want)) return; // refused when stored (F16WeightsAreFinite)
+            Assert.True(BitConverter.SingleToInt32Bits(want) == BitConverter.SingleToInt32Bits(got), $"{path}: 0x{halves[i]:x4} gave {got:R}, not {want:R}");
+        }
+        if (CpuIsa.Detected >= KernelIsa.Avx512)
+            for (int i = 0; i < halves.Length; i += 16)
+            {
+                var v = Gemv.HalfToSingle(System.Runtime.Intrinsics.Vector256.Create(halves.AsSpan(i, 16)));
+                for (int j = 0; j < 16; j++) Check("avx512", i + j, v[j]);
+            }
+        if (CpuIsa.Detected >= KernelIsa.Avx2)
+            for (int i = 0; i < halves.Length; i += 8)
+            {
+                var v = Gemv.HalfToSingle(System.Runtime.Intrinsics.Vector128.Create(halves.AsSpan(i, 8)));
+                for (int j = 0; j < 8; j++) Check("avx2", i + j, v[j]);
+            }
+        if (CpuIsa.Detected == KernelIsa.Scalar) Assert.Skip("this CPU has no vector path for the kernels (the scalar path uses .NET's Half)");
+    }
+
+    /// <summary>The kernels take halves to be finite, so a matrix with an infinity or NaN is not stored as f16: a user error.</summary>
+    [Fact]
+    public void F16WeightsAreFinite()
+    {
+        var w = torch.ones(4, 8);
+        w[1, 2] = torch.tensor(float.PositiveInfinity);
+        Assert.Contains("infinity or NaN", Assert.Throws<UserError>(() => WeightMatrix.Convert(w, WeightFormat.F16)).Message);
+        w[1, 2] = torch.tensor(1e6f); // beyond a half's range: infinite once stored
+        Assert.Throws<UserError>(() => WeightMatrix.Convert(w, WeightFormat.F16));
+        w[1, 2] = torch.tensor(float.NaN);
+        Assert.Throws<UserError>(() => WeightMatrix.Convert(w, WeightFormat.F16));
+        w[1, 2] = torch.tensor(65504f);
+        using var ok = WeightMatrix.Convert(w, WeightFormat.F16);
+        Assert.Equal(WeightFormat.F16, ok.Format);
     }
 
     [Theory]

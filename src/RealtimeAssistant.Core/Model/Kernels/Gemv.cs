@@ -6,8 +6,8 @@ using System.Runtime.Intrinsics.X86;
 namespace RealtimeAssistant.Model.Kernels;
 
 /// <summary>
-/// y = x·Wᵀ (+ b) for a few rows of x (a decode step: one), over weights in float32, bfloat16 or
-/// q8. A decode step reads every weight once, so these kernels stream the weights at memory speed
+/// y = x·Wᵀ (+ b) for a few rows of x (a decode step: one), over weights in float32, bfloat16,
+/// float16 or q8. A decode step reads every weight once, so these kernels stream the weights at memory speed
 /// and never pack or copy them. libtorch's matmul for one row reaches 17–20 GB/s on this
 /// machine; these, 35–45 (docs/BENCHMARKS.md).
 /// Layouts: x [rows, n] float32, y [rows, m] float32, W [m, n] row-major. q8: int8 [m, n32] (n32 =
@@ -67,6 +67,32 @@ public static unsafe class Gemv
                         KernelIsa.Avx512 => DotBf16Avx512(xx + (long)r * n, row, n),
                         KernelIsa.Avx2 => DotBf16Avx2(xx + (long)r * n, row, n),
                         _ => DotBf16Scalar(xx + (long)r * n, row, n),
+                    };
+            }
+        });
+    }
+
+    /// <summary>float16 weights, each widened exactly to float32 in registers (<see cref="HalfToSingle(Vector512{ushort})"/>).</summary>
+    public static void F16(float* x, int rows, int n, ushort* w, int m, float* bias, float* y)
+    {
+        var isa = CpuIsa.Current;
+        nint xp = (nint)x, wp = (nint)w, bp = (nint)bias, yp = (nint)y;
+        KernelPool.For(m, 4, Math.Max(1, MinWeightsPerThread / Math.Max(1, n)), (o0, o1) =>
+        {
+            float* xx = (float*)xp, bb = (float*)bp, yy = (float*)yp;
+            ushort* ww = (ushort*)wp;
+            for (int o = o0; o < o1; o++)
+            {
+                ushort* row = ww + (long)o * n;
+                float b0 = bb == null ? 0 : bb[o];
+                int r = 0;
+                if (isa == KernelIsa.Avx512) for (; r + 4 <= rows; r += 4) Dot4F16Avx512(xx + (long)r * n, row, n, b0, yy + (long)r * m + o, m);
+                for (; r < rows; r++)
+                    yy[(long)r * m + o] = b0 + isa switch
+                    {
+                        KernelIsa.Avx512 => DotF16Avx512(xx + (long)r * n, row, n),
+                        KernelIsa.Avx2 => DotF16Avx2(xx + (long)r * n, row, n),
+                        _ => DotF16Scalar(xx + (long)r * n, row, n),
                     };
             }
         });
@@ -281,6 +307,105 @@ public static unsafe class Gemv
         for (; k < n; k++)
         {
             float wk = Bf16ToF32(w[k]);
+            sa += x[k] * wk; sb += x1[k] * wk; sc += x2[k] * wk; sd += x3[k] * wk;
+        }
+        y[0] = b0 + sa; y[m] = b0 + sb; y[2L * m] = b0 + sc; y[3L * m] = b0 + sd;
+    }
+
+    // ---- float16: widened exactly, in integer lanes (.NET has no F16C intrinsics) ----
+    // Sign-extended to 32 bits and shifted up 13, a half's sign lands on float32's sign and its
+    // exponent and mantissa on the low exponent bits and the top of the mantissa; the mask clears
+    // the sign's copies between. That float32 is the half's value × 2⁻¹¹², subnormals and zeros
+    // included, so one multiply by 2¹¹² rebiases it exactly (subnormal float32 inputs count: the
+    // kernels run with denormals on, as .NET and libtorch leave them). Infinities and NaNs would
+    // come out finite; f16 weights are checked finite when stored (WeightMatrix.Convert).
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static float F16ToF32(ushort v) => (float)BitConverter.UInt16BitsToHalf(v);
+
+    const uint HalfMask = 0x8FFF_E000;
+    const float HalfRebias = 5.192296858534828e33f; // 2^112
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> HalfToSingle(Vector256<ushort> halves) =>
+        (Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(halves.AsInt16()), 13).AsUInt32() & Vector512.Create(HalfMask)).AsSingle() * Vector512.Create(HalfRebias);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> HalfToSingle(Vector128<ushort> halves) =>
+        (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(halves.AsInt16()), 13).AsUInt32() & Vector256.Create(HalfMask)).AsSingle() * Vector256.Create(HalfRebias);
+
+    /// <summary>dst[i] = the float32 value of half src[i], for i &lt; count, split over the kernel threads.</summary>
+    public static void WidenHalves(ushort* src, float* dst, long count)
+    {
+        var isa = CpuIsa.Current;
+        nint sp = (nint)src, dp = (nint)dst;
+        const int Chunk = 4096;
+        int chunks = (int)((count + Chunk - 1) / Chunk);
+        KernelPool.For(chunks, 1, 16, (c0, c1) =>
+        {
+            ushort* ss = (ushort*)sp;
+            float* dd = (float*)dp;
+            long i = (long)c0 * Chunk, end = Math.Min(count, (long)c1 * Chunk);
+            if (isa == KernelIsa.Avx512) for (; i + 16 <= end; i += 16) HalfToSingle(Vector256.Load(ss + i)).Store(dd + i);
+            else if (isa == KernelIsa.Avx2) for (; i + 8 <= end; i += 8) HalfToSingle(Vector128.Load(ss + i)).Store(dd + i);
+            for (; i < end; i++) dd[i] = F16ToF32(ss[i]);
+        });
+    }
+
+    static float DotF16Scalar(float* x, ushort* w, int n)
+    {
+        float s = 0;
+        for (int k = 0; k < n; k++) s += x[k] * F16ToF32(w[k]);
+        return s;
+    }
+
+    static float DotF16Avx2(float* x, ushort* w, int n)
+    {
+        var s0 = Vector256<float>.Zero; var s1 = s0;
+        int k = 0;
+        for (; k + 16 <= n; k += 16)
+        {
+            s0 = Fma.MultiplyAdd(Vector256.Load(x + k), HalfToSingle(Vector128.Load(w + k)), s0);
+            s1 = Fma.MultiplyAdd(Vector256.Load(x + k + 8), HalfToSingle(Vector128.Load(w + k + 8)), s1);
+        }
+        float s = Vector256.Sum(s0 + s1);
+        for (; k < n; k++) s += x[k] * F16ToF32(w[k]);
+        return s;
+    }
+
+    static float DotF16Avx512(float* x, ushort* w, int n)
+    {
+        var s0 = Vector512<float>.Zero; var s1 = s0;
+        int k = 0;
+        for (; k + 32 <= n; k += 32)
+        {
+            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k), HalfToSingle(Vector256.Load(w + k)), s0);
+            s1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k + 16), HalfToSingle(Vector256.Load(w + k + 16)), s1);
+        }
+        float s = Vector512.Sum(s0 + s1);
+        for (; k < n; k++) s += x[k] * F16ToF32(w[k]);
+        return s;
+    }
+
+    /// <summary><see cref="DotF16Avx512"/> for four rows of x sharing each widened weight load, each row summed as alone.</summary>
+    static void Dot4F16Avx512(float* x, ushort* w, int n, float b0, float* y, int m)
+    {
+        float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
+        var a0 = Vector512<float>.Zero; var a1 = a0; var b0v = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
+        int k = 0;
+        for (; k + 32 <= n; k += 32)
+        {
+            var lo = HalfToSingle(Vector256.Load(w + k));
+            var hi = HalfToSingle(Vector256.Load(w + k + 16));
+            a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k), lo, a0); a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k + 16), hi, a1);
+            b0v = Avx512F.FusedMultiplyAdd(Vector512.Load(x1 + k), lo, b0v); b1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x1 + k + 16), hi, b1);
+            c0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x2 + k), lo, c0); c1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x2 + k + 16), hi, c1);
+            d0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x3 + k), lo, d0); d1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x3 + k + 16), hi, d1);
+        }
+        float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0v + b1), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
+        for (; k < n; k++)
+        {
+            float wk = F16ToF32(w[k]);
             sa += x[k] * wk; sb += x1[k] * wk; sc += x2[k] * wk; sd += x3[k] * wk;
         }
         y[0] = b0 + sa; y[m] = b0 + sb; y[2L * m] = b0 + sc; y[3L * m] = b0 + sd;
