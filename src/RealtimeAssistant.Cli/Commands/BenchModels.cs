@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Model.Checkpoint;
+using ScalarType = TorchSharp.torch.ScalarType;
 
 namespace RealtimeAssistant.Cli.Commands;
 
@@ -35,25 +36,28 @@ public static class BenchModels
     /// streams. A prefill-bound model that fits 2 CPU cores (7B does not).
     /// </summary>
     public const string LlavaShaped = "llava_shaped";
+    /// <summary>The same, its weights stored in float16 as llava-hf's LLaVA-1.5 checkpoints are.</summary>
+    public const string LlavaShapedF16 = "llava_shaped_f16";
     const int LlavaShapedHidden = 512;
 
     public static Option<string?> Option() => new("--family")
     {
         Description = $"a real small checkpoint's shapes with random weights: {string.Join(", ", Families.Select(f => $"{f.Name} ({f.HubConfig})"))}; " +
-            $"or {LlavaShaped} (LLaVA-1.5-7B's depth and 576 visual tokens a frame at width {LlavaShapedHidden}); made once under {CachePath}/",
+            $"or {LlavaShaped} (LLaVA-1.5-7B's depth and 576 visual tokens a frame at width {LlavaShapedHidden}; {LlavaShapedF16}: stored in float16, as llava-hf's are); made once under {CachePath}/",
     };
 
     public static Family Find(string name) => Families.FirstOrDefault(f => f.Name == name)
         ?? throw new UserError(name == "llava"
             ? $"--family llava: no LLaVA-1.5-7B hub config here, and 7B does not fit this machine; --family {LlavaShaped} has its depth and visual tokens at a reduced width"
-            : $"--family '{name}' is not one of {string.Join(", ", Families.Select(f => f.Name).Append(LlavaShaped))}");
+            : $"--family '{name}' is not one of {string.Join(", ", Families.Select(f => f.Name).Append(LlavaShaped).Append(LlavaShapedF16))}");
 
     /// <summary>The benchmark folder for <paramref name="name"/>, made on first use (and said so on <paramref name="report"/>).</summary>
     public static string Resolve(string name, Action<string> report)
     {
         var fixtures = Cli.FindRepoPath(FixturesPath) ?? throw new UserError($"--family needs {FixturesPath} (a source checkout)");
         var root = Path.GetFullPath(Path.Combine(fixtures, "../../../.."));
-        if (name == LlavaShaped) return ResolveLlavaShaped(Path.Combine(root, CachePath, $"llava-1.5-7b-shaped-h{LlavaShapedHidden}"), report);
+        if (name == LlavaShaped) return ResolveLlavaShaped(name, Path.Combine(root, CachePath, $"llava-1.5-7b-shaped-h{LlavaShapedHidden}"), ScalarType.Float32, report);
+        if (name == LlavaShapedF16) return ResolveLlavaShaped(name, Path.Combine(root, CachePath, $"llava-1.5-7b-shaped-h{LlavaShapedHidden}-f16"), ScalarType.Float16, report);
         var family = Find(name);
         var dir = Path.Combine(root, CachePath, family.HubConfig);
         if (File.Exists(Path.Combine(dir, Marker)))
@@ -67,19 +71,27 @@ public static class BenchModels
         return Path.GetRelativePath(Environment.CurrentDirectory, dir);
     }
 
-    static string ResolveLlavaShaped(string dir, Action<string> report)
+    static string ResolveLlavaShaped(string name, string dir, ScalarType stored, Action<string> report)
     {
         var shown = Path.GetRelativePath(Environment.CurrentDirectory, dir);
         if (File.Exists(Path.Combine(dir, Marker)))
         {
-            report($"--family {LlavaShaped}: {shown} (made earlier, reused)");
+            report($"--family {name}: {shown} (made earlier, reused)");
             return shown;
         }
-        report($"--family {LlavaShaped}: writing LLaVA-1.5-7B's depth and visual tokens at width {LlavaShapedHidden}, random weights, to {shown} (once; gitignored)…");
+        report($"--family {name}: writing LLaVA-1.5-7B's depth and visual tokens at width {LlavaShapedHidden}, random weights stored as {stored}, to {shown} (once; gitignored)…");
         var partial = dir + ".partial";
         if (Directory.Exists(partial)) Directory.Delete(partial, true);
         WriteLlavaShaped(partial, LlavaShapedHidden);
-        File.WriteAllText(Path.Combine(partial, Marker), new JsonObject { ["shape"] = "llava-1.5-7b depth, 576 visual tokens", ["hidden"] = LlavaShapedHidden, ["weights"] = "random" }.ToJsonString());
+        if (stored != ScalarType.Float32)
+        {
+            var file = Path.Combine(partial, "model.safetensors");
+            var reader = SafeTensorsReader.Open(file);
+            var tensors = reader.Tensors.Keys.Select(k => (k, reader.Load(k).to_type(stored))).ToList();
+            SafeTensorsWriter.Write(file, tensors);
+            foreach (var (_, t) in tensors) t.Dispose();
+        }
+        File.WriteAllText(Path.Combine(partial, Marker), new JsonObject { ["shape"] = "llava-1.5-7b depth, 576 visual tokens", ["hidden"] = LlavaShapedHidden, ["weights"] = "random", ["stored"] = stored.ToString() }.ToJsonString());
         if (Directory.Exists(dir)) Directory.Delete(dir, true);
         Directory.Move(partial, dir);
         return shown;

@@ -25,12 +25,12 @@ public static class WeightsBench
         var maxTokens = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 16, Description = "decode steps a caption (random weights rarely stop early)" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
-        var cmd = new Command("weights", "One model in several weight formats (f32, bf16, q8, auto), taking turns on the same frames in one process: vision, prefill and decode times, their ratios, and whether the tokens agree.")
+        var cmd = new Command("weights", "One model in several weight formats (f32, bf16, f16, q8, auto), taking turns on the same frames in one process: vision, prefill and decode times, their ratios, and whether the tokens agree.")
             { json, model, family, formats, rounds, size, maxTokens, device, dtype };
         return cmd.WithAction((pr, ct) =>
         {
             var specs = pr.GetValue(formats)!.Select(f => f.Trim().ToLowerInvariant()).ToArray();
-            if (specs.Length < 2 || specs.Distinct().Count() != specs.Length) throw new UserError("--formats takes two or more different formats (auto, f32, bf16, q8)");
+            if (specs.Length < 2 || specs.Distinct().Count() != specs.Length) throw new UserError("--formats takes two or more different formats (auto, f32, bf16, f16, q8)");
             foreach (var s in specs.Where(s => s != "auto")) WeightFormats.Parse(s);
             int R = pr.GetValue(rounds), tokens = pr.GetValue(maxTokens);
             if (R is < 1 or > 1000) throw new UserError($"--rounds must be 1..1000, got {R}");

@@ -14,7 +14,7 @@ public sealed record EngineOptions
     public string DType { get; init; } = "auto";
     public int? Threads { get; init; }
     /// <summary>
-    /// auto, f32, bf16 or q8: how the matmul weights are stored (<see cref="WeightFormat"/>),
+    /// auto, f32, bf16, f16 or q8: how the matmul weights are stored (<see cref="WeightFormat"/>),
     /// converted at load from whatever the checkpoint holds. auto: <see cref="Engine.AutoWeights"/>.
     /// </summary>
     public string Weights { get; init; } = "auto";
