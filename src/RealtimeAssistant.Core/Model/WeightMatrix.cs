@@ -79,35 +79,36 @@ public abstract unsafe class WeightMatrix : IDisposable
         _ => new DenseMatrix(w.to_type(ScalarType.Float32).contiguous().DetachFromDisposeScope()),
     };
 
-    /// <summary>Float32 elements a thread's widening scratch holds (16 MB): a block of a half matrix's rows at a time.</summary>
+    /// <summary>Float32 elements a widening scratch holds (16 MB): a block of a half matrix's rows at a time.</summary>
     const long WidenedElements = 1 << 22;
 
-    [ThreadStatic] static Tensor? _widened;
+    // Scratches for widening, one per product running at once: taken for a product and put back after it.
+    static readonly System.Collections.Concurrent.ConcurrentBag<Tensor> Scratches = new();
 
     /// <summary>
     /// x·Wᵀ + b over a float16 W on the CPU, as float32 multiplies it: W's rows are widened
-    /// (<see cref="Gemv.WidenHalves"/>) a block at a time into one reused float32 scratch per
-    /// thread, and each block's GEMM writes its columns of y. The scratch is bounded, so the
-    /// half weights' memory saving holds, and reused, so no product touches fresh pages.
+    /// (<see cref="Gemv.WidenHalves"/>) a block at a time into a reused float32 scratch, and each
+    /// block's GEMM writes its columns of y. The scratch is bounded, so the half weights' memory
+    /// saving holds, and reused, so no product touches fresh pages.
     /// </summary>
     static unsafe Tensor WidenedLinear(Tensor x, Tensor w, Tensor? bias)
     {
         long m = w.shape[0], n = w.shape[1];
         long block = Math.Clamp(WidenedElements / Math.Max(1, n), 1, m);
-        if (_widened is null || _widened.numel() < block * n)
+        if (!Scratches.TryTake(out var widened) || widened.numel() < block * n)
         {
-            _widened?.Dispose();
-            _widened = torch.empty(block * n, ScalarType.Float32).DetachFromDisposeScope();
+            widened?.Dispose();
+            widened = torch.empty(Math.Max(WidenedElements, block * n), ScalarType.Float32).DetachFromDisposeScope();
         }
         var wc = w.is_contiguous() ? w : w.contiguous();
         try
         {
             ushort* halves = TensorMemory.Ptr<ushort>(wc);
-            float* scratch = TensorMemory.Ptr<float>(_widened);
+            float* scratch = TensorMemory.Ptr<float>(widened);
             if (block == m)
             {
                 Gemv.WidenHalves(halves, scratch, m * n);
-                return F.linear(x, _widened.narrow(0, 0, m * n).view(m, n), bias);
+                return F.linear(x, widened.narrow(0, 0, m * n).view(m, n), bias);
             }
             var shape = x.shape.ToArray();
             shape[^1] = m;
@@ -119,11 +120,15 @@ public abstract unsafe class WeightMatrix : IDisposable
                 long c = Math.Min(block, m - o);
                 using var scope = torch.NewDisposeScope();
                 Gemv.WidenHalves(halves + o * n, scratch, c * n);
-                y2.narrow(1, o, c).copy_(F.linear(x2, _widened.narrow(0, 0, c * n).view(c, n), bias?.narrow(0, o, c)));
+                y2.narrow(1, o, c).copy_(F.linear(x2, widened.narrow(0, 0, c * n).view(c, n), bias?.narrow(0, o, c)));
             }
             return y;
         }
-        finally { if (!ReferenceEquals(wc, w)) wc.Dispose(); }
+        finally
+        {
+            if (!ReferenceEquals(wc, w)) wc.Dispose();
+            Scratches.Add(widened);
+        }
     }
 
     /// <summary>The kernels widen halves on the assumption that none is infinite or NaN (Gemv, float16): such a checkpoint is refused.</summary>

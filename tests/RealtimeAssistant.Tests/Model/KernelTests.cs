@@ -151,6 +151,24 @@ public class KernelTests
         if (CpuIsa.Detected == KernelIsa.Scalar) Assert.Skip("this CPU has no vector path for the kernels (the scalar path uses .NET's Half)");
     }
 
+    /// <summary>Products over f16 weights running at once each widen into a scratch of their own: each gives what it gives alone.</summary>
+    [Fact]
+    public void F16ProductsAtOnce_EachGiveWhatTheyGiveAlone()
+    {
+        var g = new Generator(15);
+        var w = Random(g, 1100, 4096).to_type(ScalarType.Float16); // two blocks of rows
+        var xs = Enumerable.Range(0, 4).Select(_ => Random(g, Gemv.MaxRows + 5, 4096)).ToArray();
+        Tensor[] alone;
+        using (torch.inference_mode()) alone = xs.Select(x => WeightMatrix.DenseLinear(x, w, null)).ToArray();
+        var together = new Tensor[xs.Length];
+        Parallel.For(0, xs.Length, new ParallelOptions { MaxDegreeOfParallelism = xs.Length }, i =>
+        {
+            using var _ = torch.inference_mode();
+            for (int rep = 0; rep < 3; rep++) together[i] = WeightMatrix.DenseLinear(xs[i], w, null);
+        });
+        for (int i = 0; i < xs.Length; i++) Assert.True(Same(alone[i], together[i]), $"product {i} differs when others run beside it");
+    }
+
     /// <summary>The kernels take halves to be finite, so a matrix with an infinity or NaN is not stored as f16: a user error.</summary>
     [Fact]
     public void F16WeightsAreFinite()
