@@ -139,13 +139,13 @@ public class KernelTests
         if (CpuIsa.Detected >= KernelIsa.Avx512)
             for (int i = 0; i < halves.Length; i += 16)
             {
-                var v = Gemv.HalfToSingle(System.Runtime.Intrinsics.Vector256.Create(halves.AsSpan(i, 16)));
+                var v = Gemv.F16Widening.Sixteen(System.Runtime.Intrinsics.Vector256.Create(halves.AsSpan(i, 16)));
                 for (int j = 0; j < 16; j++) Check("avx512", i + j, v[j]);
             }
         if (CpuIsa.Detected >= KernelIsa.Avx2)
             for (int i = 0; i < halves.Length; i += 8)
             {
-                var v = Gemv.HalfToSingle(System.Runtime.Intrinsics.Vector128.Create(halves.AsSpan(i, 8)));
+                var v = Gemv.F16Widening.Eight(System.Runtime.Intrinsics.Vector128.Create(halves.AsSpan(i, 8)));
                 for (int j = 0; j < 8; j++) Check("avx2", i + j, v[j]);
             }
         if (CpuIsa.Detected == KernelIsa.Scalar) Assert.Skip("this CPU has no vector path for the kernels (the scalar path uses .NET's Half)");

@@ -47,33 +47,13 @@ public static unsafe class Gemv
         });
     }
 
-    public static void Bf16(float* x, int rows, int n, ushort* w, int m, float* bias, float* y)
-    {
-        var isa = CpuIsa.Current;
-        nint xp = (nint)x, wp = (nint)w, bp = (nint)bias, yp = (nint)y;
-        KernelPool.For(m, 4, Math.Max(1, MinWeightsPerThread / Math.Max(1, n)), (o0, o1) =>
-        {
-            float* xx = (float*)xp, bb = (float*)bp, yy = (float*)yp;
-            ushort* ww = (ushort*)wp;
-            for (int o = o0; o < o1; o++)
-            {
-                ushort* row = ww + (long)o * n;
-                float b0 = bb == null ? 0 : bb[o];
-                int r = 0;
-                if (isa == KernelIsa.Avx512) for (; r + 4 <= rows; r += 4) Dot4Bf16Avx512(xx + (long)r * n, row, n, b0, yy + (long)r * m + o, m);
-                for (; r < rows; r++)
-                    yy[(long)r * m + o] = b0 + isa switch
-                    {
-                        KernelIsa.Avx512 => DotBf16Avx512(xx + (long)r * n, row, n),
-                        KernelIsa.Avx2 => DotBf16Avx2(xx + (long)r * n, row, n),
-                        _ => DotBf16Scalar(xx + (long)r * n, row, n),
-                    };
-            }
-        });
-    }
+    /// <summary>bfloat16 weights, widened in registers by a shift (<see cref="Bf16Widening"/>).</summary>
+    public static void Bf16(float* x, int rows, int n, ushort* w, int m, float* bias, float* y) => Halves<Bf16Widening>(x, rows, n, w, m, bias, y);
 
-    /// <summary>float16 weights, each widened exactly to float32 in registers (<see cref="HalfToSingle(Vector512{ushort})"/>).</summary>
-    public static void F16(float* x, int rows, int n, ushort* w, int m, float* bias, float* y)
+    /// <summary>float16 weights, widened exactly in registers (<see cref="F16Widening"/>).</summary>
+    public static void F16(float* x, int rows, int n, ushort* w, int m, float* bias, float* y) => Halves<F16Widening>(x, rows, n, w, m, bias, y);
+
+    static void Halves<TW>(float* x, int rows, int n, ushort* w, int m, float* bias, float* y) where TW : struct, IHalfWidening
     {
         var isa = CpuIsa.Current;
         nint xp = (nint)x, wp = (nint)w, bp = (nint)bias, yp = (nint)y;
@@ -86,13 +66,13 @@ public static unsafe class Gemv
                 ushort* row = ww + (long)o * n;
                 float b0 = bb == null ? 0 : bb[o];
                 int r = 0;
-                if (isa == KernelIsa.Avx512) for (; r + 4 <= rows; r += 4) Dot4F16Avx512(xx + (long)r * n, row, n, b0, yy + (long)r * m + o, m);
+                if (isa == KernelIsa.Avx512) for (; r + 4 <= rows; r += 4) Dot4HalvesAvx512<TW>(xx + (long)r * n, row, n, b0, yy + (long)r * m + o, m);
                 for (; r < rows; r++)
                     yy[(long)r * m + o] = b0 + isa switch
                     {
-                        KernelIsa.Avx512 => DotF16Avx512(xx + (long)r * n, row, n),
-                        KernelIsa.Avx2 => DotF16Avx2(xx + (long)r * n, row, n),
-                        _ => DotF16Scalar(xx + (long)r * n, row, n),
+                        KernelIsa.Avx512 => DotHalvesAvx512<TW>(xx + (long)r * n, row, n),
+                        KernelIsa.Avx2 => DotHalvesAvx2<TW>(xx + (long)r * n, row, n),
+                        _ => DotHalvesScalar<TW>(xx + (long)r * n, row, n),
                     };
             }
         });
@@ -244,95 +224,50 @@ public static unsafe class Gemv
         return s;
     }
 
-    // ---- bfloat16: the upper half of a float32, so widening is a shift ----
+    // ---- 16-bit floats: each weight widened to float32 in registers, then FMAs as float32's ----
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float Bf16ToF32(ushort v) => BitConverter.Int32BitsToSingle(v << 16);
-
-    static float DotBf16Scalar(float* x, ushort* w, int n)
+    /// <summary>How a 16-bit float widens to float32: one, eight (AVX2) or sixteen (AVX-512) at a time.</summary>
+    internal interface IHalfWidening
     {
-        float s = 0;
-        for (int k = 0; k < n; k++) s += x[k] * Bf16ToF32(w[k]);
-        return s;
+        static abstract float One(ushort v);
+        static abstract Vector256<float> Eight(Vector128<ushort> v);
+        static abstract Vector512<float> Sixteen(Vector256<ushort> v);
     }
 
-    static float DotBf16Avx2(float* x, ushort* w, int n)
+    /// <summary>bfloat16 is the upper half of a float32, so widening is a shift.</summary>
+    internal struct Bf16Widening : IHalfWidening
     {
-        var s0 = Vector256<float>.Zero; var s1 = s0;
-        int k = 0;
-        for (; k + 16 <= n; k += 16)
-        {
-            var lo = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Vector128.Load(w + k)), 16).AsSingle();
-            var hi = Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(Vector128.Load(w + k + 8)), 16).AsSingle();
-            s0 = Fma.MultiplyAdd(Vector256.Load(x + k), lo, s0);
-            s1 = Fma.MultiplyAdd(Vector256.Load(x + k + 8), hi, s1);
-        }
-        float s = Vector256.Sum(s0 + s1);
-        for (; k < n; k++) s += x[k] * Bf16ToF32(w[k]);
-        return s;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float One(ushort v) => BitConverter.Int32BitsToSingle(v << 16);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Eight(Vector128<ushort> v) => Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(v), 16).AsSingle();
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Sixteen(Vector256<ushort> v) => Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(v), 16).AsSingle();
     }
 
-    static float DotBf16Avx512(float* x, ushort* w, int n)
+    /// <summary>
+    /// float16, exactly, in integer lanes (.NET has no F16C intrinsics). Sign-extended to 32 bits
+    /// and shifted up 13, a half's sign lands on float32's sign and its exponent and mantissa on
+    /// the low exponent bits and the top of the mantissa; the mask clears the sign's copies
+    /// between. That float32 is the half's value × 2⁻¹¹², subnormals and zeros included, so one
+    /// multiply by 2¹¹² rebiases it exactly (subnormal float32 inputs count: the kernels run with
+    /// denormals on, as .NET and libtorch leave them). Infinities and NaNs would come out finite;
+    /// f16 weights are checked finite when stored (WeightMatrix.Convert).
+    /// </summary>
+    internal struct F16Widening : IHalfWidening
     {
-        var s0 = Vector512<float>.Zero; var s1 = s0;
-        int k = 0;
-        for (; k + 32 <= n; k += 32)
-        {
-            var lo = Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(w + k)), 16).AsSingle();
-            var hi = Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(w + k + 16)), 16).AsSingle();
-            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k), lo, s0);
-            s1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k + 16), hi, s1);
-        }
-        float s = Vector512.Sum(s0 + s1);
-        for (; k < n; k++) s += x[k] * Bf16ToF32(w[k]);
-        return s;
+        const uint Mask = 0x8FFF_E000;
+        const float Rebias = 5.192296858534828e33f; // 2^112
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float One(ushort v) => (float)BitConverter.UInt16BitsToHalf(v);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Eight(Vector128<ushort> v) =>
+            (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(v.AsInt16()), 13).AsUInt32() & Vector256.Create(Mask)).AsSingle() * Vector256.Create(Rebias);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Sixteen(Vector256<ushort> v) =>
+            (Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(v.AsInt16()), 13).AsUInt32() & Vector512.Create(Mask)).AsSingle() * Vector512.Create(Rebias);
     }
-
-    /// <summary><see cref="DotBf16Avx512"/> for four rows of x sharing each widened weight load, each row summed as alone (<see cref="Dot4F32Avx2"/>).</summary>
-    static void Dot4Bf16Avx512(float* x, ushort* w, int n, float b0, float* y, int m)
-    {
-        float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
-        var a0 = Vector512<float>.Zero; var a1 = a0; var b0v = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
-        int k = 0;
-        for (; k + 32 <= n; k += 32)
-        {
-            var lo = Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(w + k)), 16).AsSingle();
-            var hi = Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512UInt32(Vector256.Load(w + k + 16)), 16).AsSingle();
-            a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k), lo, a0); a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k + 16), hi, a1);
-            b0v = Avx512F.FusedMultiplyAdd(Vector512.Load(x1 + k), lo, b0v); b1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x1 + k + 16), hi, b1);
-            c0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x2 + k), lo, c0); c1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x2 + k + 16), hi, c1);
-            d0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x3 + k), lo, d0); d1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x3 + k + 16), hi, d1);
-        }
-        float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0v + b1), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
-        for (; k < n; k++)
-        {
-            float wk = Bf16ToF32(w[k]);
-            sa += x[k] * wk; sb += x1[k] * wk; sc += x2[k] * wk; sd += x3[k] * wk;
-        }
-        y[0] = b0 + sa; y[m] = b0 + sb; y[2L * m] = b0 + sc; y[3L * m] = b0 + sd;
-    }
-
-    // ---- float16: widened exactly, in integer lanes (.NET has no F16C intrinsics) ----
-    // Sign-extended to 32 bits and shifted up 13, a half's sign lands on float32's sign and its
-    // exponent and mantissa on the low exponent bits and the top of the mantissa; the mask clears
-    // the sign's copies between. That float32 is the half's value × 2⁻¹¹², subnormals and zeros
-    // included, so one multiply by 2¹¹² rebiases it exactly (subnormal float32 inputs count: the
-    // kernels run with denormals on, as .NET and libtorch leave them). Infinities and NaNs would
-    // come out finite; f16 weights are checked finite when stored (WeightMatrix.Convert).
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float F16ToF32(ushort v) => (float)BitConverter.UInt16BitsToHalf(v);
-
-    const uint HalfMask = 0x8FFF_E000;
-    const float HalfRebias = 5.192296858534828e33f; // 2^112
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector512<float> HalfToSingle(Vector256<ushort> halves) =>
-        (Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(halves.AsInt16()), 13).AsUInt32() & Vector512.Create(HalfMask)).AsSingle() * Vector512.Create(HalfRebias);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static Vector256<float> HalfToSingle(Vector128<ushort> halves) =>
-        (Avx2.ShiftLeftLogical(Avx2.ConvertToVector256Int32(halves.AsInt16()), 13).AsUInt32() & Vector256.Create(HalfMask)).AsSingle() * Vector256.Create(HalfRebias);
 
     /// <summary>dst[i] = the float32 value of half src[i], for i &lt; count, split over the kernel threads.</summary>
     public static void WidenHalves(ushort* src, float* dst, long count)
@@ -346,57 +281,57 @@ public static unsafe class Gemv
             ushort* ss = (ushort*)sp;
             float* dd = (float*)dp;
             long i = (long)c0 * Chunk, end = Math.Min(count, (long)c1 * Chunk);
-            if (isa == KernelIsa.Avx512) for (; i + 16 <= end; i += 16) HalfToSingle(Vector256.Load(ss + i)).Store(dd + i);
-            else if (isa == KernelIsa.Avx2) for (; i + 8 <= end; i += 8) HalfToSingle(Vector128.Load(ss + i)).Store(dd + i);
-            for (; i < end; i++) dd[i] = F16ToF32(ss[i]);
+            if (isa == KernelIsa.Avx512) for (; i + 16 <= end; i += 16) F16Widening.Sixteen(Vector256.Load(ss + i)).Store(dd + i);
+            else if (isa == KernelIsa.Avx2) for (; i + 8 <= end; i += 8) F16Widening.Eight(Vector128.Load(ss + i)).Store(dd + i);
+            for (; i < end; i++) dd[i] = F16Widening.One(ss[i]);
         });
     }
 
-    static float DotF16Scalar(float* x, ushort* w, int n)
+    static float DotHalvesScalar<TW>(float* x, ushort* w, int n) where TW : struct, IHalfWidening
     {
         float s = 0;
-        for (int k = 0; k < n; k++) s += x[k] * F16ToF32(w[k]);
+        for (int k = 0; k < n; k++) s += x[k] * TW.One(w[k]);
         return s;
     }
 
-    static float DotF16Avx2(float* x, ushort* w, int n)
+    static float DotHalvesAvx2<TW>(float* x, ushort* w, int n) where TW : struct, IHalfWidening
     {
         var s0 = Vector256<float>.Zero; var s1 = s0;
         int k = 0;
         for (; k + 16 <= n; k += 16)
         {
-            s0 = Fma.MultiplyAdd(Vector256.Load(x + k), HalfToSingle(Vector128.Load(w + k)), s0);
-            s1 = Fma.MultiplyAdd(Vector256.Load(x + k + 8), HalfToSingle(Vector128.Load(w + k + 8)), s1);
+            s0 = Fma.MultiplyAdd(Vector256.Load(x + k), TW.Eight(Vector128.Load(w + k)), s0);
+            s1 = Fma.MultiplyAdd(Vector256.Load(x + k + 8), TW.Eight(Vector128.Load(w + k + 8)), s1);
         }
         float s = Vector256.Sum(s0 + s1);
-        for (; k < n; k++) s += x[k] * F16ToF32(w[k]);
+        for (; k < n; k++) s += x[k] * TW.One(w[k]);
         return s;
     }
 
-    static float DotF16Avx512(float* x, ushort* w, int n)
+    static float DotHalvesAvx512<TW>(float* x, ushort* w, int n) where TW : struct, IHalfWidening
     {
         var s0 = Vector512<float>.Zero; var s1 = s0;
         int k = 0;
         for (; k + 32 <= n; k += 32)
         {
-            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k), HalfToSingle(Vector256.Load(w + k)), s0);
-            s1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k + 16), HalfToSingle(Vector256.Load(w + k + 16)), s1);
+            s0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k), TW.Sixteen(Vector256.Load(w + k)), s0);
+            s1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k + 16), TW.Sixteen(Vector256.Load(w + k + 16)), s1);
         }
         float s = Vector512.Sum(s0 + s1);
-        for (; k < n; k++) s += x[k] * F16ToF32(w[k]);
+        for (; k < n; k++) s += x[k] * TW.One(w[k]);
         return s;
     }
 
-    /// <summary><see cref="DotF16Avx512"/> for four rows of x sharing each widened weight load, each row summed as alone.</summary>
-    static void Dot4F16Avx512(float* x, ushort* w, int n, float b0, float* y, int m)
+    /// <summary><see cref="DotHalvesAvx512"/> for four rows of x sharing each widened weight load, each row summed as alone (<see cref="Dot4F32Avx2"/>).</summary>
+    static void Dot4HalvesAvx512<TW>(float* x, ushort* w, int n, float b0, float* y, int m) where TW : struct, IHalfWidening
     {
         float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
         var a0 = Vector512<float>.Zero; var a1 = a0; var b0v = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
         int k = 0;
         for (; k + 32 <= n; k += 32)
         {
-            var lo = HalfToSingle(Vector256.Load(w + k));
-            var hi = HalfToSingle(Vector256.Load(w + k + 16));
+            var lo = TW.Sixteen(Vector256.Load(w + k));
+            var hi = TW.Sixteen(Vector256.Load(w + k + 16));
             a0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k), lo, a0); a1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x + k + 16), hi, a1);
             b0v = Avx512F.FusedMultiplyAdd(Vector512.Load(x1 + k), lo, b0v); b1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x1 + k + 16), hi, b1);
             c0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x2 + k), lo, c0); c1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x2 + k + 16), hi, c1);
@@ -405,7 +340,7 @@ public static unsafe class Gemv
         float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0v + b1), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
         for (; k < n; k++)
         {
-            float wk = F16ToF32(w[k]);
+            float wk = TW.One(w[k]);
             sa += x[k] * wk; sb += x1[k] * wk; sc += x2[k] * wk; sd += x3[k] * wk;
         }
         y[0] = b0 + sa; y[m] = b0 + sb; y[2L * m] = b0 + sc; y[3L * m] = b0 + sd;
