@@ -165,7 +165,8 @@ public sealed class Engine : IDisposable
     ///   then run in bf16 with float32 sums (its activations rounded to bf16 at each product, as
     ///   the checkpoint's own dtype runs them); decode steps run the bf16 kernels.
     /// - every matrix float16: f16. Decode steps widen the weights exactly in the kernels, and a
-    ///   prefill's GEMM runs on a float32 copy made for that product, so the products are float32's.
+    ///   prefill's GEMM multiplies them widened to float32 a block of rows at a time, so the
+    ///   products are float32's.
     /// Anything else stays dense in the model's dtype: float32 or mixed checkpoints, CUDA (the
     /// dtype already follows the checkpoint there), bf16 on CPUs without native bf16.
     /// `--weights f32` keeps float32 weights.
