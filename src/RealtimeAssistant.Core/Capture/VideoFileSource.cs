@@ -47,12 +47,8 @@ public sealed class VideoFileSource : IFrameSource
     void SkipTo(long target)
     {
         long within = options.Loop && FrameCount is { } n ? target % n : target;
+        if (Skip(within) < within) ended = !options.Loop;
         index = target;
-        if (within == 0) return; // the frame read while validating is the one
-        first!.Dispose();
-        first = null;
-        for (long i = 1; i < within; i++) // frame 0 was read while validating
-            if (!capture.Grab()) { ended = !options.Loop; break; }
     }
 
     /// <summary>Opens the file and reads its first frame, both with a bounded wait.</summary>
