@@ -182,11 +182,11 @@ public static class BenchCommand
         int L = c.NumHiddenLayers, T = w.Tokens;
         // What a decode step reads: every matmul weight once (the token table only as a tied head).
         long weightBytes = Compaction.Units(lm).Where(u => u is not Embedding || lm.lm_head is null).Sum(u => u.Bytes);
-        // The prefill's matmuls run in the weights' dtype; f16 weights on a float32 copy; q8 weights in bfloat16 where the CPU has native bf16 dot products.
+        // The prefill's matmuls: bf16 and q8 weights in bfloat16 where the CPU has native bf16 dot products, else (and f16 weights always) widened to float32.
         var prefillDtype = format switch
         {
-            WeightFormat.BF16 => ScalarType.BFloat16,
-            WeightFormat.Q8 when dev.type == DeviceType.CPU && CpuIsa.HasBf16Matmul => ScalarType.BFloat16,
+            WeightFormat.BF16 when dev.type != DeviceType.CPU => ScalarType.BFloat16,
+            WeightFormat.BF16 or WeightFormat.Q8 when dev.type == DeviceType.CPU && CpuIsa.MultipliesBf16 => ScalarType.BFloat16,
             _ => dt,
         };
         double gflops = MatmulGflops(dev, dt);

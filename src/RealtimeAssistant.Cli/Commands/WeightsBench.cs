@@ -25,8 +25,9 @@ public static class WeightsBench
         var maxTokens = new Option<int>("--max-new-tokens") { DefaultValueFactory = _ => 16, Description = "decode steps a caption (random weights rarely stop early)" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
+        var noBf16 = new Option<bool>("--no-bf16-matmul") { Description = "as on a CPU without native bfloat16 products: bf16 and q8 prefills multiply their weights widened to float32 (auto still keeps a bf16 checkpoint's own weights)" };
         var cmd = new Command("weights", "One model in several weight formats (f32, bf16, f16, q8, auto), taking turns on the same frames in one process: vision, prefill and decode times, their ratios, and whether the tokens agree.")
-            { json, model, family, formats, rounds, size, maxTokens, device, dtype };
+            { json, model, family, formats, rounds, size, maxTokens, device, dtype, noBf16 };
         return cmd.WithAction((pr, ct) =>
         {
             var specs = pr.GetValue(formats)!.Select(f => f.Trim().ToLowerInvariant()).ToArray();
@@ -40,12 +41,14 @@ public static class WeightsBench
             if (pr.GetValue(family) is not null && pr.GetValue(model) is not null) throw new UserError("bench weights: give --model or --family, not both");
             var dir = pr.GetValue(model) ?? BenchModels.Resolve(pr.GetValue(family) ?? "qwen2_vl", Console.Error.WriteLine);
 
+            using var simulated = pr.GetValue(noBf16) ? RealtimeAssistant.Model.Kernels.CpuIsa.ForceNoBf16Matmul() : null;
             var engines = new List<Engine>();
             try
             {
                 foreach (var s in specs)
                     engines.Add(Engine.Load(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = s }));
                 var result = Run(engines, specs, R, wh[0], wh[1], tokens, ct);
+                result["bf16_matmul"] = RealtimeAssistant.Model.Kernels.CpuIsa.MultipliesBf16 ? "native" : RealtimeAssistant.Model.Kernels.CpuIsa.HasBf16Matmul ? "off (--no-bf16-matmul)" : "none on this CPU";
                 result["model"] = pr.GetValue(model) is null ? pr.GetValue(family) ?? "qwen2_vl" : Path.GetFileName(Path.GetFullPath(dir));
                 Print(result);
                 if (pr.GetValue(json) is { } path) Cli.WriteJson(path, result);
@@ -124,6 +127,7 @@ public static class WeightsBench
         foreach (var s in (List<Dictionary<string, object?>>)r["formats"]!)
             t.AddRow($"{s["format"]}", $"{s["loaded_as"]} ({s["dtype"]})", $"{s["weight_mb"]:N1}", $"{s["vision_ms_p50"]:N1}", $"{s["prefill_ms_p50"]:N1}", $"{s["decode_ms_per_token_p50"]:N2}");
         AnsiConsole.Write(t);
+        Console.WriteLine($"bfloat16 GEMM: {r["bf16_matmul"]}");
         foreach (var q in (List<Dictionary<string, object?>>)r["ratios"]!)
             Console.WriteLine($"{q["format"]} / {q["to"]}, median of {r["rounds"]} rounds: vision ×{q["vision"]:0.###}, prefill ×{q["prefill"]:0.###}, " +
                 $"a read (vision + prefill) ×{q["read"]:0.###}, a decode step ×{q["decode_step"]:0.###}; greedy tokens equal in {q["tokens_equal_rounds"]} of {r["rounds"]} rounds (first token in {q["first_token_equal_rounds"]})");

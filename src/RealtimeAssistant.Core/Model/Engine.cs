@@ -161,23 +161,23 @@ public sealed class Engine : IDisposable
     /// <summary>
     /// --weights auto on a float32 CPU model keeps a half-precision checkpoint's own matrices, bit
     /// for bit, in half the memory of float32 copies, so every product reads half the bytes:
-    /// - every matrix bfloat16, on a CPU that multiplies bf16 natively: bf16. A prefill's GEMMs
-    ///   then run in bf16 with float32 sums (its activations rounded to bf16 at each product, as
-    ///   the checkpoint's own dtype runs them); decode steps run the bf16 kernels.
+    /// - every matrix bfloat16: bf16. Decode steps run the bf16 kernels. On a CPU that multiplies
+    ///   bf16 natively a prefill's GEMMs run in bf16 with float32 sums (its activations rounded to
+    ///   bf16 at each product, as the checkpoint's own dtype runs them); elsewhere they multiply
+    ///   the weights widened to float32, as f16's do.
     /// - every matrix float16: f16. Decode steps widen the weights exactly in the kernels, and a
     ///   prefill's GEMM multiplies them widened to float32 a block of rows at a time, so the
     ///   products are float32's.
-    /// Anything else stays dense in the model's dtype: float32 or mixed checkpoints, CUDA (the
-    /// dtype already follows the checkpoint there), bf16 on CPUs without native bf16.
-    /// `--weights f32` keeps float32 weights.
+    /// Anything else stays dense in the model's dtype: float32 or mixed checkpoints, and CUDA
+    /// (the dtype already follows the checkpoint there). `--weights f32` keeps float32 weights.
     /// </summary>
-    public static WeightFormat? AutoWeights(string spec, Device device, ScalarType dtype, SafeTensorsReader checkpoint, bool bf16Matmul)
+    public static WeightFormat? AutoWeights(string spec, Device device, ScalarType dtype, SafeTensorsReader checkpoint)
     {
         if (!spec.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase) || device.type != DeviceType.CPU || dtype != ScalarType.Float32) return null;
         var stored = checkpoint.Tensors.Values.Where(t => t.Shape.Length >= 2 && t.DType is "BF16" or "F16" or "F32" or "F64").Select(t => t.DType).Distinct().ToList();
         return stored switch
         {
-            ["BF16"] when bf16Matmul => WeightFormat.BF16,
+            ["BF16"] => WeightFormat.BF16,
             ["F16"] => WeightFormat.F16,
             _ => null,
         };
@@ -213,7 +213,7 @@ public sealed class Engine : IDisposable
         var dtype = ResolveDType(options.DType, device, checkpointDtype);
         var weights = SafeTensorsReader.Open(dir);
         var chosen = ResolveWeights(options.Weights, dtype);
-        var format = chosen ?? AutoWeights(options.Weights, device, dtype, weights, CpuIsa.HasBf16Matmul);
+        var format = chosen ?? AutoWeights(options.Weights, device, dtype, weights);
         var layout = ModelLayout.Read(dir, config);
         var tok = TextTokenizer.Load(dir);
         var model = ModelFamilies.Load(new FamilyLoadContext(dir, config, new TensorSpec(device, dtype), weights, tok, format, options.MaxPixels));
@@ -227,7 +227,8 @@ public sealed class Engine : IDisposable
         var engine = new Engine { Model = model, Tokenizer = tok, Layout = layout, Directory = dir, Weights = format };
         // A dense model needs no note: stderr stays for what a user must know.
         if (format is not null)
-            options.Report?.Invoke(engine.WeightsNote() + (chosen is null ? $"; the checkpoint's own {(format == WeightFormat.F16 ? "float16" : "bfloat16")} (--weights f32 for float32 weights)" : ""));
+            options.Report?.Invoke(engine.WeightsNote() + (chosen is null ? $"; the checkpoint's own {(format == WeightFormat.F16 ? "float16" : "bfloat16")} (--weights f32 for float32 weights)" : "")
+                + (format == WeightFormat.BF16 && device.type == DeviceType.CPU && !CpuIsa.MultipliesBf16 ? "; a prefill multiplies them widened to float32, since this CPU has no native bfloat16 products" : ""));
         return engine;
     }
 

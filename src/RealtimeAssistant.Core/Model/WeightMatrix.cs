@@ -44,8 +44,9 @@ public static class WeightFormats
 /// <summary>
 /// A weight matrix W [out, in] in one storage format, and the product x·Wᵀ + b over it. On the
 /// CPU a product over a few rows (a decode step) runs this project's kernels (Kernels/Gemv),
-/// which stream the weights at memory speed; more rows run libtorch's GEMM (for compact formats
-/// in bfloat16 where the CPU has native bf16 dot products). On other devices libtorch runs all.
+/// which stream the weights at memory speed; more rows run libtorch's GEMM, over compact weights
+/// in bfloat16 where the CPU has native bf16 dot products and in float32 otherwise (f16 always).
+/// On other devices libtorch runs all.
 /// </summary>
 public abstract unsafe class WeightMatrix : IDisposable
 {
@@ -86,13 +87,15 @@ public abstract unsafe class WeightMatrix : IDisposable
     static readonly System.Collections.Concurrent.ConcurrentBag<Tensor> Scratches = new();
 
     /// <summary>
-    /// x·Wᵀ + b over a float16 W on the CPU, as float32 multiplies it: W's rows are widened
-    /// (<see cref="Gemv.WidenHalves"/>) a block at a time into a reused float32 scratch, and each
-    /// block's GEMM writes its columns of y. The scratch is bounded, so the half weights' memory
-    /// saving holds, and reused, so no product touches fresh pages.
+    /// x·Wᵀ + b over a float16 or bfloat16 W on the CPU, as float32 multiplies it: W's rows are
+    /// widened exactly (<see cref="Gemv.WidenF16"/>, <see cref="Gemv.WidenBf16"/>) a block at a
+    /// time into a reused float32 scratch, and each block's GEMM writes its columns of y. The
+    /// scratch is bounded, so the half weights' memory saving holds, and reused, so no product
+    /// touches fresh pages.
     /// </summary>
     static unsafe Tensor WidenedLinear(Tensor x, Tensor w, Tensor? bias)
     {
+        bool bf16 = w.dtype == ScalarType.BFloat16;
         long m = w.shape[0], n = w.shape[1];
         long block = Math.Clamp(WidenedElements / Math.Max(1, n), 1, m);
         if (!Scratches.TryTake(out var widened) || widened.numel() < block * n)
@@ -107,7 +110,7 @@ public abstract unsafe class WeightMatrix : IDisposable
             float* scratch = TensorMemory.Ptr<float>(widened);
             if (block == m)
             {
-                Gemv.WidenHalves(halves, scratch, m * n);
+                Widen(bf16, halves, scratch, m * n);
                 return F.linear(x, widened.narrow(0, 0, m * n).view(m, n), bias);
             }
             var shape = x.shape.ToArray();
@@ -119,7 +122,7 @@ public abstract unsafe class WeightMatrix : IDisposable
             {
                 long c = Math.Min(block, m - o);
                 using var scope = torch.NewDisposeScope();
-                Gemv.WidenHalves(halves + o * n, scratch, c * n);
+                Widen(bf16, halves + o * n, scratch, c * n);
                 y2.narrow(1, o, c).copy_(F.linear(x2, widened.narrow(0, 0, c * n).view(c, n), bias?.narrow(0, o, c)));
             }
             return y;
@@ -129,6 +132,12 @@ public abstract unsafe class WeightMatrix : IDisposable
             if (!ReferenceEquals(wc, w)) wc.Dispose();
             Scratches.Add(widened);
         }
+    }
+
+    static unsafe void Widen(bool bf16, ushort* halves, float* dst, long count)
+    {
+        if (bf16) Gemv.WidenBf16(halves, dst, count);
+        else Gemv.WidenF16(halves, dst, count);
     }
 
     /// <summary>The kernels widen halves on the assumption that none is infinite or NaN (Gemv, float16): such a checkpoint is refused.</summary>
@@ -141,9 +150,10 @@ public abstract unsafe class WeightMatrix : IDisposable
 
     /// <summary>
     /// x·Wᵀ + b for a dense W of any dtype (x is cast to it and back when they differ). Where a
-    /// gradient is needed, libtorch runs it (the kernels have no backward). float16 weights under
-    /// float32 activations on the CPU are widened to float32 for the product instead: libtorch's
-    /// CPU half GEMM is slow, and half activations could overflow.
+    /// gradient is needed, libtorch runs it (the kernels have no backward). Half weights under
+    /// float32 activations on the CPU are widened to float32 for the product instead, float16
+    /// always (libtorch's CPU half GEMM is slow, and half activations could overflow) and
+    /// bfloat16 where the CPU has no native bf16 products (libtorch's bf16 GEMM is slow there).
     /// </summary>
     public static Tensor DenseLinear(Tensor x, Tensor w, Tensor? bias)
     {
@@ -158,7 +168,8 @@ public abstract unsafe class WeightMatrix : IDisposable
         }, bias);
         if (x.dtype == w.dtype) return F.linear(x, w, bias);
         using var scope = torch.NewDisposeScope();
-        if (w.dtype == ScalarType.Float16 && x.dtype == ScalarType.Float32 && w.device_type == DeviceType.CPU)
+        if (x.dtype == ScalarType.Float32 && w.device_type == DeviceType.CPU
+            && (w.dtype == ScalarType.Float16 || w.dtype == ScalarType.BFloat16 && !CpuIsa.MultipliesBf16))
             return WidenedLinear(x, w, bias).MoveToOuterDisposeScope();
         return F.linear(x.to_type(w.dtype), w, bias?.to_type(w.dtype)).to_type(x.dtype).MoveToOuterDisposeScope();
     }
@@ -295,7 +306,7 @@ public sealed unsafe class Q8Matrix : WeightMatrix
                 unsafe { Gemv.Q8(xp, rows, n, TensorMemory.Ptr<sbyte>(Q), TensorMemory.Ptr<float>(Scales), (int)OutFeatures, bp, yp); }
             }, bias);
         // Many rows: one dense copy for this product, in the dtype the CPU multiplies fastest.
-        var dtype = x.device_type == DeviceType.CPU && CpuIsa.HasBf16Matmul ? ScalarType.BFloat16 : x.dtype;
+        var dtype = x.device_type == DeviceType.CPU && CpuIsa.MultipliesBf16 ? ScalarType.BFloat16 : x.dtype;
         using var w = Dequantize(dtype);
         return DenseLinear(x, w, bias);
     }

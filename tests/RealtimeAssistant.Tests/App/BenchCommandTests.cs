@@ -132,8 +132,9 @@ public class BenchCommandTests
 
     /// <summary>
     /// `bench weights` loads one model per format and captions the same frames in turns: on a
-    /// Qwen2-VL checkpoint stored in bf16, auto loads what Engine.AutoWeights says for this CPU,
-    /// and every round's times and tokens are paired with the first format's.
+    /// Qwen2-VL checkpoint stored in bf16, auto keeps its bf16 weights, and every round's times and
+    /// tokens are paired with the first format's. As on a CPU without native bf16 products, the
+    /// bf16 prefill multiplies float32 widenings of the same weights, so its tokens are float32's.
     /// </summary>
     [Fact]
     public async Task Weights_LoadsEachFormat_AndPairsEveryRoundWithTheFirst()
@@ -149,8 +150,7 @@ public class BenchCommandTests
         var root = await RunToJson(BenchCommand.Create(), "weights", "-m", dir, "--formats", "f32", "auto", "q8", "--rounds", "2", "--max-new-tokens", "3", "--frame-size", "64", "48");
         var formats = root["formats"]!.AsArray();
         Assert.Equal(["f32", "auto", "q8"], formats.Select(f => f!["format"]!.GetValue<string>()));
-        bool bf16 = RealtimeAssistant.Model.Kernels.CpuIsa.HasBf16Matmul;
-        Assert.Equal(["f32", bf16 ? "bf16" : "f32", "q8"], formats.Select(f => f!["loaded_as"]!.GetValue<string>()));
+        Assert.Equal(["f32", "bf16", "q8"], formats.Select(f => f!["loaded_as"]!.GetValue<string>()));
         foreach (var f in formats)
         {
             Assert.Equal(2, f!["vision_ms"]!.AsArray().Count);
@@ -164,6 +164,10 @@ public class BenchCommandTests
         Assert.All(ratios, r => Assert.Equal("f32", r!["to"]!.GetValue<string>()));
         Assert.All(ratios, r => Assert.True(r!["read"]!.GetValue<double>() > 0 && r["decode_step"]!.GetValue<double>() > 0));
         Assert.All(ratios, r => Assert.InRange(r!["tokens_equal_rounds"]!.GetValue<int>(), 0, 2));
+        var widened = await RunToJson(BenchCommand.Create(), "weights", "-m", dir, "--formats", "f32", "auto", "--rounds", "2", "--max-new-tokens", "3", "--frame-size", "64", "48", "--no-bf16-matmul");
+        Assert.Equal(RealtimeAssistant.Model.Kernels.CpuIsa.HasBf16Matmul ? "off (--no-bf16-matmul)" : "none on this CPU", widened["bf16_matmul"]!.GetValue<string>());
+        Assert.Equal("bf16", widened["formats"]![1]!["loaded_as"]!.GetValue<string>());
+        Assert.Equal(2, widened["ratios"]![0]!["tokens_equal_rounds"]!.GetValue<int>());
         // One format is no comparison.
         Assert.Equal(2, await BenchCommand.Create().Parse(["weights", "-m", dir, "--formats", "f32"]).InvokeAsync());
     }
@@ -180,8 +184,8 @@ public class BenchCommandTests
         Assert.True(root["matmul_gflops"]!.GetValue<double>() > 0);
         Assert.True(root["memory_read_gbs"]!.GetValue<double>() > 0);
         // The prefill's fraction is of the matmul its products run: the weights' own dtype for dense
-        // ones (bf16 weights multiply in bfloat16 on any CPU), and for q8 a bfloat16 copy only where the CPU has it natively.
-        var expected = weights == "q8" && !RealtimeAssistant.Model.Kernels.CpuIsa.HasBf16Matmul ? "Float32" : prefillDtype;
+        // ones, and for bf16 and q8 bfloat16 only where the CPU has it natively (else float32 widenings of the weights).
+        var expected = weights != "f32" && !RealtimeAssistant.Model.Kernels.CpuIsa.HasBf16Matmul ? "Float32" : prefillDtype;
         Assert.Equal(expected, root["prefill_matmul_dtype"]?.GetValue<string>() ?? "Float32");
         double mb = root["weight_mb"]!.GetValue<double>();
         // 2 layers of width 128 and a 32064×128 head: the head dominates, 16.4 MB in float32.

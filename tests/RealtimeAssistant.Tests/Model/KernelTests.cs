@@ -100,6 +100,32 @@ public class KernelTests
     }
 
     /// <summary>
+    /// bfloat16 weights on a CPU without native bf16 products (simulated): a product over many
+    /// rows multiplies the weights widened to float32, a block of rows at a time (two blocks for
+    /// the last shape), so the only error is the float32 sum's, bias included. With native bf16
+    /// products the activations are rounded to bf16 first, which this bound would catch.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Paths))]
+    public void Bf16WithoutNativeBf16Products_MultipliesFloat32Widenings(KernelIsa isa)
+    {
+        using var forced = CpuIsa.Force(isa);
+        using var noBf16 = CpuIsa.ForceNoBf16Matmul();
+        using var _ = torch.inference_mode();
+        var g = new Generator(16);
+        foreach (var (rows, n, m) in new[] { (Gemv.MaxRows + 3, 70, 9), (Gemv.MaxRows + 3, 4096, 1100) })
+        {
+            var x = Random(g, rows, n);
+            var w = Random(g, m, n).to_type(ScalarType.BFloat16);
+            var bias = Random(g, 1, m).reshape(m);
+            var y = WeightMatrix.DenseLinear(x, w, bias);
+            Assert.Equal(ScalarType.Float32, y.dtype);
+            var reference = F.linear(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64), bias.to_type(ScalarType.Float64));
+            AssertWithin(y, reference, 1e-5 * Scale(x, w) + 1e-5, $"bf16 widened {isa} {rows}×{n}→{m}");
+        }
+    }
+
+    /// <summary>
     /// float16 weights: the kernels (a few rows) and the widened float32 blocks (many rows) both
     /// multiply the exact values, so the only error is the float32 sum's; with subnormal, zero
     /// and negative-zero weights among them.

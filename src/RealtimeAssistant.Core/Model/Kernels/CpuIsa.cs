@@ -38,6 +38,23 @@ public static class CpuIsa
     /// </summary>
     public static bool HasBf16Matmul { get; } = X86Base.IsSupported && DetectBf16();
 
+    static readonly AsyncLocal<bool?> ForcedBf16Matmul = new();
+
+    /// <summary>
+    /// Whether a product over bfloat16 weights takes libtorch's bf16 GEMM now: where the CPU has
+    /// it natively, unless a test or a measurement simulates a CPU without it
+    /// (<see cref="ForceNoBf16Matmul"/>). Otherwise the weights are widened to float32 for it.
+    /// </summary>
+    public static bool MultipliesBf16 => ForcedBf16Matmul.Value ?? HasBf16Matmul;
+
+    /// <summary>Products in this flow take the path a CPU without native bf16 takes, until the result is disposed.</summary>
+    public static IDisposable ForceNoBf16Matmul()
+    {
+        var previous = ForcedBf16Matmul.Value;
+        ForcedBf16Matmul.Value = false;
+        return new Restore(() => ForcedBf16Matmul.Value = previous);
+    }
+
     static bool DetectBf16()
     {
         var (maxLeaf, _, _, _) = X86Base.CpuId(0, 0);

@@ -269,8 +269,13 @@ public static unsafe class Gemv
             (Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(v.AsInt16()), 13).AsUInt32() & Vector512.Create(Mask)).AsSingle() * Vector512.Create(Rebias);
     }
 
-    /// <summary>dst[i] = the float32 value of half src[i], for i &lt; count, split over the kernel threads.</summary>
-    public static void WidenHalves(ushort* src, float* dst, long count)
+    /// <summary>dst[i] = the float32 value of float16 src[i], for i &lt; count, split over the kernel threads.</summary>
+    public static void WidenF16(ushort* src, float* dst, long count) => Widen<F16Widening>(src, dst, count);
+
+    /// <summary>dst[i] = the float32 value of bfloat16 src[i], for i &lt; count, split over the kernel threads.</summary>
+    public static void WidenBf16(ushort* src, float* dst, long count) => Widen<Bf16Widening>(src, dst, count);
+
+    static void Widen<TW>(ushort* src, float* dst, long count) where TW : struct, IHalfWidening
     {
         var isa = CpuIsa.Current;
         nint sp = (nint)src, dp = (nint)dst;
@@ -281,9 +286,9 @@ public static unsafe class Gemv
             ushort* ss = (ushort*)sp;
             float* dd = (float*)dp;
             long i = (long)c0 * Chunk, end = Math.Min(count, (long)c1 * Chunk);
-            if (isa == KernelIsa.Avx512) for (; i + 16 <= end; i += 16) F16Widening.Sixteen(Vector256.Load(ss + i)).Store(dd + i);
-            else if (isa == KernelIsa.Avx2) for (; i + 8 <= end; i += 8) F16Widening.Eight(Vector128.Load(ss + i)).Store(dd + i);
-            for (; i < end; i++) dd[i] = F16Widening.One(ss[i]);
+            if (isa == KernelIsa.Avx512) for (; i + 16 <= end; i += 16) TW.Sixteen(Vector256.Load(ss + i)).Store(dd + i);
+            else if (isa == KernelIsa.Avx2) for (; i + 8 <= end; i += 8) TW.Eight(Vector128.Load(ss + i)).Store(dd + i);
+            for (; i < end; i++) dd[i] = TW.One(ss[i]);
         });
     }
 
