@@ -80,28 +80,33 @@ public abstract unsafe class WeightMatrix : IDisposable
         _ => new DenseMatrix(w.to_type(ScalarType.Float32).contiguous().DetachFromDisposeScope()),
     };
 
-    /// <summary>Float32 elements a widening scratch holds (16 MB): a block of a half matrix's rows at a time.</summary>
-    const long WidenedElements = 1 << 22;
+    /// <summary>
+    /// Float32 elements a widening scratch holds at most (128 MB): every matrix a 2–3B model's
+    /// prefill multiplies fits in one block, so its product is one GEMM straight into y; a larger
+    /// matrix is multiplied a block of rows at a time, each block's columns copied into y.
+    /// </summary>
+    internal const long WidenedElements = 1 << 25;
 
-    // Scratches for widening, one per product running at once: taken for a product and put back after it.
+    // Scratches for widening, one per product running at once: taken for a product and put back
+    // after it, each grown to the largest block it has held.
     static readonly System.Collections.Concurrent.ConcurrentBag<Tensor> Scratches = new();
 
     /// <summary>
     /// x·Wᵀ + b over a float16 or bfloat16 W on the CPU, as float32 multiplies it: W's rows are
-    /// widened exactly (<see cref="Gemv.WidenF16"/>, <see cref="Gemv.WidenBf16"/>) a block at a
-    /// time into a reused float32 scratch, and each block's GEMM writes its columns of y. The
-    /// scratch is bounded, so the half weights' memory saving holds, and reused, so no product
-    /// touches fresh pages.
+    /// widened exactly (<see cref="Gemv.WidenF16"/>, <see cref="Gemv.WidenBf16"/>) into a reused
+    /// float32 scratch, a block of at most <paramref name="maxElements"/> at a time. The scratch
+    /// is bounded, so the half weights' memory saving holds, and reused, so no product touches
+    /// fresh pages.
     /// </summary>
-    static unsafe Tensor WidenedLinear(Tensor x, Tensor w, Tensor? bias)
+    internal static unsafe Tensor WidenedLinear(Tensor x, Tensor w, Tensor? bias, long maxElements = WidenedElements)
     {
         bool bf16 = w.dtype == ScalarType.BFloat16;
         long m = w.shape[0], n = w.shape[1];
-        long block = Math.Clamp(WidenedElements / Math.Max(1, n), 1, m);
+        long block = Math.Clamp(maxElements / Math.Max(1, n), 1, m);
         if (!Scratches.TryTake(out var widened) || widened.numel() < block * n)
         {
             widened?.Dispose();
-            widened = torch.empty(Math.Max(WidenedElements, block * n), ScalarType.Float32).DetachFromDisposeScope();
+            widened = torch.empty(block * n, ScalarType.Float32).DetachFromDisposeScope();
         }
         var wc = w.is_contiguous() ? w : w.contiguous();
         try

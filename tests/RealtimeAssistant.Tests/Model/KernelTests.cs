@@ -101,9 +101,9 @@ public class KernelTests
 
     /// <summary>
     /// bfloat16 weights on a CPU without native bf16 products (simulated): a product over many
-    /// rows multiplies the weights widened to float32, a block of rows at a time (two blocks for
-    /// the last shape), so the only error is the float32 sum's, bias included. With native bf16
-    /// products the activations are rounded to bf16 first, which this bound would catch.
+    /// rows multiplies the weights widened to float32, so the only error is the float32 sum's,
+    /// bias included. With native bf16 products the activations are rounded to bf16 first, which
+    /// this bound would catch.
     /// </summary>
     [Theory]
     [MemberData(nameof(Paths))]
@@ -137,7 +137,7 @@ public class KernelTests
         using var forced = CpuIsa.Force(isa);
         using var _ = torch.inference_mode();
         var g = new Generator(14);
-        // The last shape is widened in two blocks of rows for its GEMM (WeightMatrix's 4 M-element scratch).
+        // The last two shapes take the widened GEMM (more rows than the kernels take).
         foreach (var (rows, n, m) in Shapes.Append((Gemv.MaxRows + 3, 70, 9)).Append((Gemv.MaxRows + 3, 4096, 1100)))
         {
             var x = Random(g, rows, n);
@@ -177,20 +177,45 @@ public class KernelTests
         if (CpuIsa.Detected == KernelIsa.Scalar) Assert.Skip("this CPU has no vector path for the kernels (the scalar path uses .NET's Half)");
     }
 
+    /// <summary>
+    /// A matrix larger than the widening scratch is multiplied a block of rows at a time, each
+    /// block's columns written into y (here blocks of 8 rows, the last one short, with a bias):
+    /// the same products as one block, for both half formats.
+    /// </summary>
+    [Theory]
+    [InlineData(ScalarType.BFloat16)]
+    [InlineData(ScalarType.Float16)]
+    public void WidenedProductsInBlocksOfRows_AreTheProductsOfOneBlock(ScalarType half)
+    {
+        using var _ = torch.inference_mode();
+        var g = new Generator(17);
+        var x = Random(g, 2, 10, 70);
+        var w = Random(g, 37, 70).to_type(half);
+        var bias = Random(g, 1, 37).reshape(37);
+        var blocks = WeightMatrix.WidenedLinear(x, w, bias, maxElements: 8 * 70);
+        var whole = WeightMatrix.WidenedLinear(x, w, bias);
+        Assert.Equal(new long[] { 2, 10, 37 }, blocks.shape);
+        var reference = F.linear(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64), bias.to_type(ScalarType.Float64));
+        AssertWithin(blocks, reference, 1e-5 * Scale(x.reshape(-1, 70), w).reshape(2, 10, 37) + 1e-5, $"{half} in blocks of 8 rows");
+        AssertWithin(whole, reference, 1e-5 * Scale(x.reshape(-1, 70), w).reshape(2, 10, 37) + 1e-5, $"{half} in one block");
+    }
+
     /// <summary>Products over f16 weights running at once each widen into a scratch of their own: each gives what it gives alone.</summary>
     [Fact]
     public void F16ProductsAtOnce_EachGiveWhatTheyGiveAlone()
     {
         var g = new Generator(15);
-        var w = Random(g, 1100, 4096).to_type(ScalarType.Float16); // two blocks of rows
+        var w = Random(g, 1100, 4096).to_type(ScalarType.Float16);
         var xs = Enumerable.Range(0, 4).Select(_ => Random(g, Gemv.MaxRows + 5, 4096)).ToArray();
+        // Half of them in blocks of 512 rows, so scratches of two sizes pass between products.
+        Tensor Product(int i) => i % 2 == 0 ? WeightMatrix.DenseLinear(xs[i], w, null) : WeightMatrix.WidenedLinear(xs[i], w, null, maxElements: 512 * 4096);
         Tensor[] alone;
-        using (torch.inference_mode()) alone = xs.Select(x => WeightMatrix.DenseLinear(x, w, null)).ToArray();
+        using (torch.inference_mode()) alone = xs.Select((_, i) => Product(i)).ToArray();
         var together = new Tensor[xs.Length];
         Parallel.For(0, xs.Length, new ParallelOptions { MaxDegreeOfParallelism = xs.Length }, i =>
         {
             using var _ = torch.inference_mode();
-            for (int rep = 0; rep < 3; rep++) together[i] = WeightMatrix.DenseLinear(xs[i], w, null);
+            for (int rep = 0; rep < 3; rep++) together[i] = Product(i);
         });
         for (int i = 0; i < xs.Length; i++) Assert.True(Same(alone[i], together[i]), $"product {i} differs when others run beside it");
     }
