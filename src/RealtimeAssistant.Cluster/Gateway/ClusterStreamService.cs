@@ -56,7 +56,7 @@ public sealed class ClusterStreamService : IStreamService, IDisposable
         {
             Source = source, Prompt = request.Prompt, Policy = request.Policy.ToString(),
             FrameBudgetMs = request.Prune ? request.FrameBudgetMs : 0, // no pruning: no governor, as on a single server
-            Stride = request.Stride, Window = 2, Gate = 1.0, MaxNewTokens = request.MaxTokens, Mode = request.Mode, Loop = request.Loop,
+            Stride = request.Stride, Window = request.Window, Gate = request.Gate, MaxNewTokens = request.MaxTokens, Mode = request.Mode, Loop = request.Loop,
         };
         StreamStatus status;
         var streamId = NewId();
@@ -185,7 +185,7 @@ public sealed class ClusterStreamService : IStreamService, IDisposable
             {
                 id = status.Id, @object = "stream", created = status.Created.ToUnixTimeSeconds(), kind = Kind(d.Source), source = service.Shown(d.Source),
                 state = status.State, error = status.Error,
-                mode = d.Mode, prompt = d.Prompt, policy = d.Policy, stride = d.Stride, prune = d.FrameBudgetMs != 0,
+                mode = d.Mode, prompt = d.Prompt, policy = d.Policy, stride = d.Stride, window = d.Window, gate = d.Gate, prune = d.FrameBudgetMs != 0,
                 source_status = live?.GetProperty("source_status") ?? (object)new
                 {
                     status = status.SourceStatus.Length > 0 ? status.SourceStatus : status.State, retries = 0, recoveries = 0, attempt = 0,

@@ -79,7 +79,7 @@ public sealed class LiveStream : IDisposable
         double fps = Push is not null ? request.Fps ?? 10 : source.Fps;
         var schedule = engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers);
         double? budget = !request.Prune || request.FrameBudgetMs == 0 ? null : request.FrameBudgetMs ?? FrameLoopOptions.DefaultBudgetMs(fps, request.Stride);
-        var streaming = new StreamingOptions { WindowFrames = 2, Generation = new Model.GenerationOptions { MaxNewTokens = request.MaxTokens, DraftTokens = _limits.DraftTokens } };
+        var streaming = new StreamingOptions { WindowFrames = request.Window, Generation = new Model.GenerationOptions { MaxNewTokens = request.MaxTokens, DraftTokens = _limits.DraftTokens } };
         streaming.Validate(engine);
         if (budget is not null) FrameGovernor.CheckSchedule(schedule, engine); // a schedule the governor cannot use fails here
         _format = StreamFormat.For(engine);
@@ -332,7 +332,7 @@ public sealed class LiveStream : IDisposable
         return new
         {
             id = Id, @object = "stream", created = Created.ToUnixTimeSeconds(), kind = Kind, source = Source, state, error,
-            mode = Request.Mode, prompt = Request.Prompt, policy = Request.Policy.ToString(), stride = Request.Stride, gate = Request.Gate, prune = Request.Prune,
+            mode = Request.Mode, prompt = Request.Prompt, policy = Request.Policy.ToString(), stride = Request.Stride, window = Request.Window, gate = Request.Gate, prune = Request.Prune,
             source_status = StreamEventData.SourceStatus(_loop, Push, Interlocked.Read(ref _pushOverRate), Interlocked.Read(ref _pushRejected)),
             stats = Numbers(),
             clients,

@@ -6,7 +6,7 @@ namespace RealtimeAssistant.Server.Streams;
 /// <summary>
 /// A validated POST /v1/streams body:
 /// {"source": "demo.mp4" | "rtsp://…" | "http://…" | "0" | "push", "prompt"?, "policy"?, "frame_budget_ms"?,
-///  "prune"?, "mode"?, "stride"?, "gate"?, "loop"?, "max_tokens"?, "fps"?}.
+///  "prune"?, "mode"?, "stride"?, "window"?, "gate"?, "loop"?, "max_tokens"?, "fps"?}.
 /// </summary>
 public sealed record StreamRequest
 {
@@ -19,6 +19,8 @@ public sealed record StreamRequest
     public bool Prune { get; init; } = true;
     public string Mode { get; init; } = SessionModes.Gpe;
     public int Stride { get; init; } = 5;
+    /// <summary>Frames the session keeps: what a caption or an answer sees (the CLI's --window).</summary>
+    public int Window { get; init; } = 2;
     /// <summary>The scene-change gate: mean grey-level change a frame needs to be read (0: read every stride frame).</summary>
     public double Gate { get; init; } = 1.0;
     /// <summary>Replay a file when it ends.</summary>
@@ -27,7 +29,10 @@ public sealed record StreamRequest
     /// <summary>A push stream's frame rate as its client will send it (sets the default frame budget).</summary>
     public double? Fps { get; init; }
 
-    static readonly string[] Known = ["source", "prompt", "policy", "frame_budget_ms", "prune", "mode", "stride", "gate", "loop", "max_tokens", "fps"];
+    static readonly string[] Known = ["source", "prompt", "policy", "frame_budget_ms", "prune", "mode", "stride", "window", "gate", "loop", "max_tokens", "fps"];
+
+    /// <summary>The most frames a stream's session may keep (a real checkpoint's frame is hundreds of positions).</summary>
+    public const int MaxWindow = 16;
 
     public static StreamRequest Parse(ReadOnlyMemory<byte> body)
     {
@@ -53,6 +58,8 @@ public sealed record StreamRequest
                 if (budget is not null and not (>= 0 and < 1e7)) throw ApiError.BadRequest($"frame_budget_ms must be ≥ 0 (0: no frame budget), got {budget}", "frame_budget_ms");
                 var stride = Int(root, "stride") ?? 5;
                 if (stride is < 1 or > 1000) throw ApiError.BadRequest($"stride must be 1..1000, got {stride}", "stride");
+                var window = Int(root, "window") ?? 2;
+                if (window is < 1 or > MaxWindow) throw ApiError.BadRequest($"window must be 1..{MaxWindow} frames, got {window}", "window");
                 var gate = Number(root, "gate") ?? 1.0;
                 if (gate is not (>= 0 and <= 255)) throw ApiError.BadRequest($"gate must be a grey-level change in [0, 255] (0: read every stride frame), got {gate}", "gate");
                 var maxTokens = Int(root, "max_tokens") ?? 48;
@@ -65,7 +72,7 @@ public sealed record StreamRequest
                     Policy = Parsed("policy", () => WritePolicy.Parse(String(root, "policy") ?? "finished")),
                     FrameBudgetMs = budget, Prune = Bool(root, "prune") ?? true,
                     Mode = Parsed("mode", () => SessionModes.Parse(String(root, "mode"))),
-                    Stride = stride, Gate = gate, Loop = Bool(root, "loop") ?? false, MaxTokens = maxTokens, Fps = fps,
+                    Stride = stride, Window = window, Gate = gate, Loop = Bool(root, "loop") ?? false, MaxTokens = maxTokens, Fps = fps,
                 };
             }
             catch (InvalidOperationException e) when (e is not ObjectDisposedException)

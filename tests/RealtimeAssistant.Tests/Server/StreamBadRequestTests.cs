@@ -58,6 +58,8 @@ public class StreamBadRequestTests(StreamServer server)
         await AssertRefused(HttpStatusCode.BadRequest, "{\"source\": \"push\", \"policy\": \"sometimes\"}", "invalid_value", "policy");
         await AssertRefused(HttpStatusCode.BadRequest, "{\"source\": \"push\", \"mode\": \"fast\"}", "invalid_value", "mode");
         await AssertRefused(HttpStatusCode.BadRequest, "{\"source\": \"push\", \"stride\": 0}", param: "stride");
+        await AssertRefused(HttpStatusCode.BadRequest, "{\"source\": \"push\", \"window\": 0}", param: "window");
+        await AssertRefused(HttpStatusCode.BadRequest, "{\"source\": \"push\", \"window\": 17}", param: "window");
         await AssertRefused(HttpStatusCode.BadRequest, "{\"source\": \"push\", \"gate\": -1}", param: "gate");
         await AssertRefused(HttpStatusCode.BadRequest, "{\"source\": \"push\", \"gate\": 300}", param: "gate");
         await AssertRefused(HttpStatusCode.BadRequest, "{\"source\": \"push\", \"frame_budget_ms\": -3}", param: "frame_budget_ms");

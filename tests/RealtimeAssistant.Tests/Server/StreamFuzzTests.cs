@@ -20,7 +20,7 @@ public class StreamFuzzTests(StreamServer server, ITestOutputHelper output)
         new JsonArray(), new JsonObject(), new JsonArray(1, "a", null),
     ];
 
-    static readonly string[] Keys = ["source", "prompt", "policy", "frame_budget_ms", "prune", "mode", "stride", "gate", "loop", "max_tokens", "fps", "extra"];
+    static readonly string[] Keys = ["source", "prompt", "policy", "frame_budget_ms", "prune", "mode", "stride", "window", "gate", "loop", "max_tokens", "fps", "extra"];
 
     [Fact]
     public async Task MutatedStreamRequests_AreAnswered2xxOr4xxJson_NeverA5xxOrAHang()

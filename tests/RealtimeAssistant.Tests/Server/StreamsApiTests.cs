@@ -99,6 +99,8 @@ public class StreamsApiTests(StreamServer server, ITestOutputHelper log)
         Assert.Equal(1000.0 * 5 / 15, n["frame_budget_ms"]!.GetValue<double>(), 1);
         Assert.NotNull(n["governor"]!["level"]);
         Assert.True(n["dropped_frames"]!.GetValue<long>() >= 0);
+        Assert.Equal(2, state["window"]!.GetValue<int>());
+        Assert.Equal(2, n["frames_in_window"]!.GetValue<int>()); // two captions in: the default window is full
         Assert.Equal("playing (realtime)", state["source_status"]!["status"]!.GetValue<string>());
 
         // Listed while it runs; deleted, it is gone and so are its threads and its followers.
@@ -118,6 +120,31 @@ public class StreamsApiTests(StreamServer server, ITestOutputHelper log)
         var tail = await follower.WaitAsync(TimeSpan.FromSeconds(30)); // the event stream ended with the stream
         Assert.Equal("end", tail[^1].Type);
         Assert.Equal("deleted", tail[^1].Data["reason"]!.GetValue<string>());
+        server.AssertNoErrors();
+    }
+
+    /// <summary>A stream's window is how many frames its session keeps: what each caption sees.</summary>
+    [Fact]
+    public async Task AStreamKeepsTheFramesItsWindowAsksFor()
+    {
+        var opened = await server.Open(new { source = StreamServer.Clip, loop = true, window = 4, gate = 0, frame_budget_ms = 0 });
+        var id = opened["id"]!.GetValue<string>();
+        try
+        {
+            Assert.Equal(4, opened["window"]!.GetValue<int>());
+            var until = DateTime.UtcNow + Patience;
+            JsonNode n;
+            do
+            {
+                await Task.Delay(200, TestContext.Current.CancellationToken);
+                n = (await server.State(id))["stats"]!;
+                Assert.InRange(n["frames_in_window"]!.GetValue<int>(), 0, 4);
+            }
+            while (n["frames_read"]!.GetValue<long>() < 6 && DateTime.UtcNow < until);
+            Assert.True(n["frames_read"]!.GetValue<long>() >= 6, $"only {n["frames_read"]} frames read in {Patience}");
+            Assert.Equal(4, n["frames_in_window"]!.GetValue<int>());
+        }
+        finally { await server.Delete(id); }
         server.AssertNoErrors();
     }
 
