@@ -81,61 +81,91 @@ public abstract unsafe class WeightMatrix : IDisposable
     };
 
     /// <summary>
-    /// Float32 elements a widening scratch holds at most (128 MB): every matrix a 2–3B model's
-    /// prefill multiplies fits in one block, so its product is one GEMM straight into y; a larger
-    /// matrix is multiplied a block of rows at a time, each block's columns copied into y.
+    /// Elements a scratch for a matrix's rows holds at most (128 MB in float32): every matrix a
+    /// 2–3B model's prefill multiplies fits in one block, so its product is one GEMM straight into
+    /// y; a larger matrix is multiplied a block of rows at a time, each block's columns copied into y.
     /// </summary>
-    internal const long WidenedElements = 1 << 25;
+    internal const long ScratchElements = 1 << 25;
 
-    // Scratches for widening, one per product running at once: taken for a product and put back
-    // after it, each grown to the largest block it has held.
-    static readonly System.Collections.Concurrent.ConcurrentBag<Tensor> Scratches = new();
+    static readonly AsyncLocal<long?> ScratchLimit = new();
+
+    /// <summary>Scratches in this flow hold at most <paramref name="elements"/> until the result is disposed (tests of the blocked path).</summary>
+    internal static IDisposable LimitScratch(long elements)
+    {
+        var previous = ScratchLimit.Value;
+        ScratchLimit.Value = elements;
+        return new Kernels.CpuIsa.Restore(() => ScratchLimit.Value = previous);
+    }
+
+    // Scratches for a matrix's rows, per dtype, one per product running at once: taken for a
+    // product and put back after it, each grown to the largest block it has held.
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<ScalarType, System.Collections.Concurrent.ConcurrentBag<Tensor>> Scratches = new();
+
+    /// <summary>Writes rows [first, first + count) of a weight matrix, dense and row-major, at dst.</summary>
+    internal unsafe delegate void RowWriter(long first, long count, void* dst);
 
     /// <summary>
-    /// x·Wᵀ + b over a float16 or bfloat16 W on the CPU, as float32 multiplies it: W's rows are
-    /// widened exactly (<see cref="Gemv.WidenF16"/>, <see cref="Gemv.WidenBf16"/>) into a reused
-    /// float32 scratch, a block of at most <paramref name="maxElements"/> at a time. The scratch
-    /// is bounded, so the half weights' memory saving holds, and reused, so no product touches
-    /// fresh pages.
+    /// x·Wᵀ + b [.., m] for a W [m, n] stored compactly on the CPU: <paramref name="rows"/> makes
+    /// W's rows in <paramref name="dtype"/> in a reused scratch, at most
+    /// <see cref="ScratchElements"/> at a time, and libtorch's GEMM multiplies each block (x cast
+    /// to dtype and back when they differ). The scratch is bounded, so the compact weights' memory
+    /// saving holds, and reused, so no product touches fresh pages.
     /// </summary>
-    internal static unsafe Tensor WidenedLinear(Tensor x, Tensor w, Tensor? bias, long maxElements = WidenedElements)
+    internal static unsafe Tensor ScratchLinear(Tensor x, long m, long n, ScalarType dtype, RowWriter rows, Tensor? bias)
     {
-        bool bf16 = w.dtype == ScalarType.BFloat16;
-        long m = w.shape[0], n = w.shape[1];
-        long block = Math.Clamp(maxElements / Math.Max(1, n), 1, m);
-        if (!Scratches.TryTake(out var widened) || widened.numel() < block * n)
+        long block = Math.Clamp((ScratchLimit.Value ?? ScratchElements) / Math.Max(1, n), 1, m);
+        var bag = Scratches.GetOrAdd(dtype, _ => new());
+        if (!bag.TryTake(out var scratch) || scratch.numel() < block * n)
         {
-            widened?.Dispose();
-            widened = torch.empty(block * n, ScalarType.Float32).DetachFromDisposeScope();
+            scratch?.Dispose();
+            scratch = torch.empty(block * n, dtype).DetachFromDisposeScope();
         }
-        var wc = w.is_contiguous() ? w : w.contiguous();
         try
         {
-            ushort* halves = TensorMemory.Ptr<ushort>(wc);
-            float* scratch = TensorMemory.Ptr<float>(widened);
+            using var scope = torch.NewDisposeScope();
+            var xd = x.dtype == dtype ? x : x.to_type(dtype);
+            var bd = bias is null || bias.dtype == dtype ? bias : bias.to_type(dtype);
+            byte* dst = TensorMemory.Ptr<byte>(scratch);
             if (block == m)
             {
-                Widen(bf16, halves, scratch, m * n);
-                return F.linear(x, widened.narrow(0, 0, m * n).view(m, n), bias);
+                rows(0, m, dst);
+                return F.linear(xd, scratch.narrow(0, 0, m * n).view(m, n), bd).to_type(x.dtype).MoveToOuterDisposeScope();
             }
             var shape = x.shape.ToArray();
             shape[^1] = m;
-            var y = torch.empty(shape, ScalarType.Float32, x.device);
-            var x2 = x.reshape(-1, n);
+            var y = torch.empty(shape, x.dtype, x.device);
+            var x2 = xd.reshape(-1, n);
             var y2 = y.view(-1, m);
             for (long o = 0; o < m; o += block)
             {
                 long c = Math.Min(block, m - o);
-                using var scope = torch.NewDisposeScope();
-                Widen(bf16, halves + o * n, scratch, c * n);
-                y2.narrow(1, o, c).copy_(F.linear(x2, widened.narrow(0, 0, c * n).view(c, n), bias?.narrow(0, o, c)));
+                using var inner = torch.NewDisposeScope();
+                rows(o, c, dst);
+                y2.narrow(1, o, c).copy_(F.linear(x2, scratch.narrow(0, 0, c * n).view(c, n), bd?.narrow(0, o, c)));
             }
-            return y;
+            return y.MoveToOuterDisposeScope();
+        }
+        finally { bag.Add(scratch); }
+    }
+
+    /// <summary>
+    /// x·Wᵀ + b over a float16 or bfloat16 W on the CPU, as float32 multiplies it: W's rows are
+    /// widened exactly (<see cref="Gemv.WidenF16"/>, <see cref="Gemv.WidenBf16"/>) into a float32
+    /// scratch (<see cref="ScratchLinear"/>).
+    /// </summary>
+    internal static unsafe Tensor WidenedLinear(Tensor x, Tensor w, Tensor? bias)
+    {
+        bool bf16 = w.dtype == ScalarType.BFloat16;
+        long n = w.shape[1];
+        var wc = w.is_contiguous() ? w : w.contiguous();
+        try
+        {
+            nint halves = (nint)TensorMemory.Ptr<ushort>(wc);
+            return ScratchLinear(x, w.shape[0], n, ScalarType.Float32, (o, c, dst) => Widen(bf16, (ushort*)halves + o * n, (float*)dst, c * n), bias);
         }
         finally
         {
             if (!ReferenceEquals(wc, w)) wc.Dispose();
-            Scratches.Add(widened);
         }
     }
 
@@ -173,7 +203,7 @@ public abstract unsafe class WeightMatrix : IDisposable
         }, bias);
         if (x.dtype == w.dtype) return F.linear(x, w, bias);
         using var scope = torch.NewDisposeScope();
-        if (x.dtype == ScalarType.Float32 && w.device_type == DeviceType.CPU
+        if (x.dtype == ScalarType.Float32 && w.device_type == DeviceType.CPU && !Compaction.NeedsGradient(x, w, bias)
             && (w.dtype == ScalarType.Float16 || w.dtype == ScalarType.BFloat16 && !CpuIsa.MultipliesBf16))
             return WidenedLinear(x, w, bias).MoveToOuterDisposeScope();
         return F.linear(x.to_type(w.dtype), w, bias?.to_type(w.dtype)).to_type(x.dtype).MoveToOuterDisposeScope();
@@ -310,8 +340,17 @@ public sealed unsafe class Q8Matrix : WeightMatrix
             {
                 unsafe { Gemv.Q8(xp, rows, n, TensorMemory.Ptr<sbyte>(Q), TensorMemory.Ptr<float>(Scales), (int)OutFeatures, bp, yp); }
             }, bias);
-        // Many rows: one dense copy for this product, in the dtype the CPU multiplies fastest.
+        // Many rows: the weights dequantized into a reused scratch, in the dtype the CPU multiplies fastest.
         var dtype = x.device_type == DeviceType.CPU && CpuIsa.MultipliesBf16 ? ScalarType.BFloat16 : x.dtype;
+        // (Not under autograd: a product's backward would read the scratch after the next product reused it.)
+        if (Q.device_type == DeviceType.CPU && !Compaction.NeedsGradient(x, Q, bias) && dtype is ScalarType.Float32 or ScalarType.BFloat16)
+        {
+            long n32 = Q.shape[1], blocks = n32 / 32;
+            nint q = (nint)TensorMemory.Ptr<sbyte>(Q), scales = (nint)TensorMemory.Ptr<float>(Scales);
+            bool bf16 = dtype == ScalarType.BFloat16;
+            return ScratchLinear(x, OutFeatures, _in, dtype,
+                (o, c, dst) => Q8Blocks.Dequantize((sbyte*)q + o * n32, (float*)scales + o * blocks, (int)c, (int)_in, dst, bf16), bias);
+        }
         using var w = Dequantize(dtype);
         return DenseLinear(x, w, bias);
     }

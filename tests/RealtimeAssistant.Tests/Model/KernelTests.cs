@@ -192,12 +192,48 @@ public class KernelTests
         var x = Random(g, 2, 10, 70);
         var w = Random(g, 37, 70).to_type(half);
         var bias = Random(g, 1, 37).reshape(37);
-        var blocks = WeightMatrix.WidenedLinear(x, w, bias, maxElements: 8 * 70);
+        Tensor blocks;
+        using (WeightMatrix.LimitScratch(8 * 70)) blocks = WeightMatrix.WidenedLinear(x, w, bias);
         var whole = WeightMatrix.WidenedLinear(x, w, bias);
         Assert.Equal(new long[] { 2, 10, 37 }, blocks.shape);
         var reference = F.linear(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64), bias.to_type(ScalarType.Float64));
         AssertWithin(blocks, reference, 1e-5 * Scale(x.reshape(-1, 70), w).reshape(2, 10, 37) + 1e-5, $"{half} in blocks of 8 rows");
         AssertWithin(whole, reference, 1e-5 * Scale(x.reshape(-1, 70), w).reshape(2, 10, 37) + 1e-5, $"{half} in one block");
+    }
+
+    /// <summary>
+    /// q8 weights under many rows are dequantized into a reused scratch, in bfloat16 where the CPU
+    /// multiplies it natively and float32 otherwise (simulated), whole or a block of rows at a
+    /// time (blocks of 128 rows, the last one short): the products over a dequantized copy, to
+    /// the output's rounding.
+    /// </summary>
+    [Fact]
+    public void Q8ProductsOverManyRows_AreTheProductsOverADequantizedCopy()
+    {
+        using var _ = torch.inference_mode();
+        var g = new Generator(18);
+        var x = Random(g, 2, 10, 250);
+        var bias = Random(g, 1, 300).reshape(300);
+        using var q = Q8Matrix.Quantize(Random(g, 300, 250));
+        foreach (bool native in new[] { true, false })
+        {
+            if (native && !CpuIsa.HasBf16Matmul) continue;
+            using var simulated = native ? null : CpuIsa.ForceNoBf16Matmul();
+            using var copy = q.Dequantize(native ? ScalarType.BFloat16 : ScalarType.Float32);
+            var scale = Scale(x.reshape(-1, 250), copy.to_type(ScalarType.Float32)).reshape(2, 10, 300);
+            var reference = WeightMatrix.DenseLinear(x, copy, bias);
+            var whole = q.Linear(x, bias);
+            Tensor blocks;
+            using (WeightMatrix.LimitScratch(128 * 250)) blocks = q.Linear(x, bias);
+            foreach (var (y, how) in new[] { (whole, "one block"), (blocks, "blocks of 128 rows") })
+            {
+                Assert.Equal(new long[] { 2, 10, 300 }, y.shape);
+                Assert.Equal(ScalarType.Float32, y.dtype);
+                // bf16 products round their outputs to bf16, once or twice (before and after the bias):
+                // within two bf16 ulps of what the sum's terms add up to in magnitude.
+                AssertWithin(y, reference, (native ? 1.6e-2 : 1e-5) * (scale + bias.abs().to_type(ScalarType.Float64)) + 1e-4, $"q8 {(native ? "bf16" : "f32")} {how}");
+            }
+        }
     }
 
     /// <summary>Products over f16 weights running at once each widen into a scratch of their own: each gives what it gives alone.</summary>
@@ -208,7 +244,11 @@ public class KernelTests
         var w = Random(g, 1100, 4096).to_type(ScalarType.Float16);
         var xs = Enumerable.Range(0, 4).Select(_ => Random(g, Gemv.MaxRows + 5, 4096)).ToArray();
         // Half of them in blocks of 512 rows, so scratches of two sizes pass between products.
-        Tensor Product(int i) => i % 2 == 0 ? WeightMatrix.DenseLinear(xs[i], w, null) : WeightMatrix.WidenedLinear(xs[i], w, null, maxElements: 512 * 4096);
+        Tensor Product(int i)
+        {
+            if (i % 2 == 0) return WeightMatrix.DenseLinear(xs[i], w, null);
+            using (WeightMatrix.LimitScratch(512 * 4096)) return WeightMatrix.WidenedLinear(xs[i], w, null);
+        }
         Tensor[] alone;
         using (torch.inference_mode()) alone = xs.Select((_, i) => Product(i)).ToArray();
         var together = new Tensor[xs.Length];

@@ -66,7 +66,7 @@ public static class CpuIsa
         return avx512Bf16 || amxBf16;
     }
 
-    sealed class Restore(Action undo) : IDisposable
+    internal sealed class Restore(Action undo) : IDisposable
     {
         Action? _undo = undo;
         public void Dispose() { _undo?.Invoke(); _undo = null; }
