@@ -134,7 +134,7 @@ public static partial class Cli
     public static Option<string?> JsonOption(string what) => new("--json") { Description = what };
     public static Option<string> WeightsOption() => new("--weights")
     {
-        Description = "how the matmul weights are stored: auto (on the CPU a checkpoint stored in f16, or in bf16 where the CPU has native bf16 products, keeps its own weights; otherwise dense in --dtype), f32, bf16, f16, or q8 (int8 with a scale per 32 weights); converted at load",
+        Description = "how the matmul weights are stored: auto (on the CPU a checkpoint stored in f16 or in bf16 keeps its own weights; otherwise dense in --dtype), f32, bf16, f16, or q8 (int8 with a scale per 32 weights); converted at load",
         DefaultValueFactory = _ => "auto",
     };
 
