@@ -206,8 +206,10 @@ public class MultiProcessClusterTests(RedisFixture redis, ITestOutputHelper outp
             Assert.Empty((await Send(HttpMethod.Get, "v1/streams")).Body["data"]!.AsArray());
 
             // A stream opened on the gateway runs on the inference silo, and GET shows it there.
-            var (created, opened) = await Send(HttpMethod.Post, "v1/streams", """{"source": "synthetic:seed=11,size=48,fps=10", "policy": "every:1", "stride": 2, "loop": true}""");
+            var (created, opened) = await Send(HttpMethod.Post, "v1/streams", """{"source": "synthetic:seed=11,size=48,fps=10", "policy": "every:1", "stride": 2, "window": 3, "gate": 0, "loop": true}""");
             Assert.True(created == 201, opened.ToJsonString());
+            Assert.Equal(3, opened["window"]!.GetValue<int>()); // the request's settings reach the silo's definition
+            Assert.Equal(0, opened["gate"]!.GetValue<double>());
             var stream = opened["id"]!.GetValue<string>();
             Assert.StartsWith("str_", stream);
             Assert.Equal("synthetic", opened["kind"]!.GetValue<string>());
