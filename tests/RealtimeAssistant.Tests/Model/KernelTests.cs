@@ -54,7 +54,13 @@ public class KernelTests
         }
     }
 
-    /// <summary>Several rows share each load of the weights, and each row's sum runs in the order it runs alone: a block of drafted tokens gets a decode step's bits, in every weight format.</summary>
+    /// <summary>
+    /// Several rows share each load of the weights, and each row's sum runs in the order it runs
+    /// alone: a block of drafted tokens gets a decode step's bits, in every weight format. Rows
+    /// of x from 4,096 inputs (a down product's) under four rows share each load of x across four
+    /// weight rows instead, and still give the bits of the rows' own products, a remainder of
+    /// weight rows included.
+    /// </summary>
     [Theory]
     [MemberData(nameof(Paths))]
     public void EachOfSeveralRows_IsThatRowAloneBitForBit(KernelIsa isa)
@@ -62,7 +68,7 @@ public class KernelTests
         using var forced = CpuIsa.Force(isa);
         using var _ = torch.inference_mode();
         var g = new Generator(5);
-        foreach (var (rows, n, m) in new[] { (8, 128, 37), (7, 77, 19), (5, 1000, 9), (4, 48, 3), (8, 96, 5) })
+        foreach (var (rows, n, m) in new[] { (8, 128, 37), (7, 77, 19), (5, 1000, 9), (4, 48, 3), (8, 96, 5), (5, 4133, 11), (3, 4133, 9), (2, 4096, 6) })
         {
             var x = Random(g, rows, n); var w = Random(g, m, n); var b = Random(g, m);
             using var q = Q8Matrix.Quantize(w);

@@ -18,6 +18,13 @@ public static unsafe class Gemv
     /// <summary>Rows of x up to which a product takes these kernels (each weight row is then reused from L1).</summary>
     public const int MaxRows = 8;
 
+    /// <summary>
+    /// Inputs from which a row of x (float32) no longer sits in L1 beside the weights streaming
+    /// past (16 KB): a decode step then reads it for several weight rows at once. Shorter rows do
+    /// better one weight row at a time (fewer streams for the prefetcher).
+    /// </summary>
+    const int LongRow = 4096;
+
     /// <summary>Weights a thread's share should hold at least: below this a handoff costs more than it saves.</summary>
     const int MinWeightsPerThread = 1 << 16;
 
@@ -28,7 +35,12 @@ public static unsafe class Gemv
         KernelPool.For(m, 4, Math.Max(1, MinWeightsPerThread / Math.Max(1, n)), (o0, o1) =>
         {
             float* xx = (float*)xp, ww = (float*)wp, bb = (float*)bp, yy = (float*)yp;
-            for (int o = o0; o < o1; o++)
+            int o = o0;
+            // Under four rows of a long x, four weight rows share each load of x (LongRow).
+            if (isa == KernelIsa.Avx512 && rows < 4 && n >= LongRow)
+                for (; o + 4 <= o1; o += 4)
+                    for (int r = 0; r < rows; r++) DotF32x4WAvx512(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
+            for (; o < o1; o++)
             {
                 float* row = ww + (long)o * n;
                 float b0 = bb == null ? 0 : bb[o];
@@ -61,7 +73,13 @@ public static unsafe class Gemv
         {
             float* xx = (float*)xp, bb = (float*)bp, yy = (float*)yp;
             ushort* ww = (ushort*)wp;
-            for (int o = o0; o < o1; o++)
+            int o = o0;
+            // Under four rows of a long x (a decode step's down product), four weight rows share
+            // each load of x instead: x, past L1, is read from L2 once for four rows, not for each.
+            if (isa == KernelIsa.Avx512 && rows < 4 && n >= LongRow)
+                for (; o + 4 <= o1; o += 4)
+                    for (int r = 0; r < rows; r++) DotHalves4WAvx512<TW>(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
+            for (; o < o1; o++)
             {
                 ushort* row = ww + (long)o * n;
                 float b0 = bb == null ? 0 : bb[o];
@@ -97,7 +115,13 @@ public static unsafe class Gemv
             sbyte* qq = (sbyte*)qp;
             float* ss = (float*)sp, bb = (float*)bp, yy = (float*)yp, xss = (float*)xsp;
             short* xqq = (short*)xqp;
-            for (int o = o0; o < o1; o++)
+            int o = o0;
+            // Under four rows of a long x, four weight rows share each load of x (LongRow).
+            if (isa == KernelIsa.Avx512 && rows < 4 && n >= LongRow)
+                for (; o + 4 <= o1; o += 4)
+                    for (int r = 0; r < rows; r++)
+                        DotQ8x4WAvx512(xqq + (long)r * n32, xss + (long)r * blocks, qq + (long)o * n32, n32, ss + (long)o * blocks, blocks, bb == null ? null : bb + o, yy + (long)r * m + o);
+            for (; o < o1; o++)
             {
                 sbyte* row = qq + (long)o * n32;
                 float* rs = ss + (long)o * blocks;
@@ -207,6 +231,45 @@ public static unsafe class Gemv
         float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0v + b1), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
         for (; k < n; k++) { sa += x[k] * w[k]; sb += x1[k] * w[k]; sc += x2[k] * w[k]; sd += x3[k] * w[k]; }
         y[0] = b0 + sa; y[m] = b0 + sb; y[2L * m] = b0 + sc; y[3L * m] = b0 + sd;
+    }
+
+    /// <summary>
+    /// <see cref="DotF32Avx512"/> of one row of x against four weight rows (n floats apart),
+    /// sharing each load of x; each weight row summed in the same order as alone, so its result
+    /// is the same bits. y[i] ← bias[i] + x·w_i.
+    /// </summary>
+    static void DotF32x4WAvx512(float* x, float* w, int n, float* bias, float* y)
+    {
+        float* w1 = w + n, w2 = w1 + n, w3 = w2 + n;
+        var a0 = Vector512<float>.Zero; var a1 = a0; var b0 = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
+        int k = 0;
+        for (; k + 32 <= n; k += 32)
+        {
+            var lo = Vector512.Load(x + k);
+            var hi = Vector512.Load(x + k + 16);
+            a0 = Avx512F.FusedMultiplyAdd(lo, Vector512.Load(w + k), a0); a1 = Avx512F.FusedMultiplyAdd(hi, Vector512.Load(w + k + 16), a1);
+            b0 = Avx512F.FusedMultiplyAdd(lo, Vector512.Load(w1 + k), b0); b1 = Avx512F.FusedMultiplyAdd(hi, Vector512.Load(w1 + k + 16), b1);
+            c0 = Avx512F.FusedMultiplyAdd(lo, Vector512.Load(w2 + k), c0); c1 = Avx512F.FusedMultiplyAdd(hi, Vector512.Load(w2 + k + 16), c1);
+            d0 = Avx512F.FusedMultiplyAdd(lo, Vector512.Load(w3 + k), d0); d1 = Avx512F.FusedMultiplyAdd(hi, Vector512.Load(w3 + k + 16), d1);
+        }
+        for (; k + 16 <= n; k += 16)
+        {
+            var lo = Vector512.Load(x + k);
+            a0 = Avx512F.FusedMultiplyAdd(lo, Vector512.Load(w + k), a0);
+            b0 = Avx512F.FusedMultiplyAdd(lo, Vector512.Load(w1 + k), b0);
+            c0 = Avx512F.FusedMultiplyAdd(lo, Vector512.Load(w2 + k), c0);
+            d0 = Avx512F.FusedMultiplyAdd(lo, Vector512.Load(w3 + k), d0);
+        }
+        float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0 + b1), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
+        for (; k < n; k++) { float xk = x[k]; sa += xk * w[k]; sb += xk * w1[k]; sc += xk * w2[k]; sd += xk * w3[k]; }
+        Store4(bias, y, sa, sb, sc, sd);
+    }
+
+    /// <summary>y[i] ← bias[i] + s_i (0 + s_i without a bias, as the one-row kernels' callers add it).</summary>
+    static void Store4(float* bias, float* y, float sa, float sb, float sc, float sd)
+    {
+        if (bias == null) { y[0] = 0 + sa; y[1] = 0 + sb; y[2] = 0 + sc; y[3] = 0 + sd; }
+        else { y[0] = bias[0] + sa; y[1] = bias[1] + sb; y[2] = bias[2] + sc; y[3] = bias[3] + sd; }
     }
 
     static float DotF32Avx512(float* a, float* b, int n)
@@ -327,6 +390,34 @@ public static unsafe class Gemv
         return s;
     }
 
+    /// <summary>
+    /// <see cref="DotHalvesAvx512"/> of one row of x against four weight rows (n halves apart),
+    /// sharing each load of x; each weight row summed in the same order as alone, so its result
+    /// is the same bits. y[i] ← bias[i] + x·w_i.
+    /// </summary>
+    static void DotHalves4WAvx512<TW>(float* x, ushort* w, int n, float* bias, float* y) where TW : struct, IHalfWidening
+    {
+        ushort* w1 = w + n, w2 = w1 + n, w3 = w2 + n;
+        var a0 = Vector512<float>.Zero; var a1 = a0; var b0 = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
+        int k = 0;
+        for (; k + 32 <= n; k += 32)
+        {
+            var lo = Vector512.Load(x + k);
+            var hi = Vector512.Load(x + k + 16);
+            a0 = Avx512F.FusedMultiplyAdd(lo, TW.Sixteen(Vector256.Load(w + k)), a0); a1 = Avx512F.FusedMultiplyAdd(hi, TW.Sixteen(Vector256.Load(w + k + 16)), a1);
+            b0 = Avx512F.FusedMultiplyAdd(lo, TW.Sixteen(Vector256.Load(w1 + k)), b0); b1 = Avx512F.FusedMultiplyAdd(hi, TW.Sixteen(Vector256.Load(w1 + k + 16)), b1);
+            c0 = Avx512F.FusedMultiplyAdd(lo, TW.Sixteen(Vector256.Load(w2 + k)), c0); c1 = Avx512F.FusedMultiplyAdd(hi, TW.Sixteen(Vector256.Load(w2 + k + 16)), c1);
+            d0 = Avx512F.FusedMultiplyAdd(lo, TW.Sixteen(Vector256.Load(w3 + k)), d0); d1 = Avx512F.FusedMultiplyAdd(hi, TW.Sixteen(Vector256.Load(w3 + k + 16)), d1);
+        }
+        float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0 + b1), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
+        for (; k < n; k++)
+        {
+            float xk = x[k];
+            sa += xk * TW.One(w[k]); sb += xk * TW.One(w1[k]); sc += xk * TW.One(w2[k]); sd += xk * TW.One(w3[k]);
+        }
+        Store4(bias, y, sa, sb, sc, sd);
+    }
+
     /// <summary><see cref="DotHalvesAvx512"/> for four rows of x sharing each widened weight load, each row summed as alone (<see cref="Dot4F32Avx2"/>).</summary>
     static void Dot4HalvesAvx512<TW>(float* x, ushort* w, int n, float b0, float* y, int m) where TW : struct, IHalfWidening
     {
@@ -394,6 +485,43 @@ public static unsafe class Gemv
             s0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p0), Vector512.Create(ws[b] * xs[b]), s0);
         }
         return Vector512.Sum(s0 + s1);
+    }
+
+    /// <summary>
+    /// <see cref="DotQ8Avx512"/> of one row of x against four weight rows (their int8 blocks
+    /// <paramref name="qStride"/> apart, their scales <paramref name="blocks"/> apart), sharing
+    /// each load of x; each weight row summed in the same order as alone.
+    /// </summary>
+    static void DotQ8x4WAvx512(short* xq, float* xs, sbyte* q, int qStride, float* ws, int blocks, float* bias, float* y)
+    {
+        sbyte* q1 = q + qStride, q2 = q1 + qStride, q3 = q2 + qStride;
+        float* ws1 = ws + blocks, ws2 = ws1 + blocks, ws3 = ws2 + blocks;
+        var a0 = Vector512<float>.Zero; var a1 = a0; var b0 = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
+        int b = 0;
+        for (; b + 2 <= blocks; b += 2)
+        {
+            var lo = Vector512.Load(xq + b * 32);
+            var hi = Vector512.Load(xq + b * 32 + 32);
+            float x0 = xs[b], x1 = xs[b + 1];
+            a0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q + b * 32)), lo)), Vector512.Create(ws[b] * x0), a0);
+            a1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q + b * 32 + 32)), hi)), Vector512.Create(ws[b + 1] * x1), a1);
+            b0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q1 + b * 32)), lo)), Vector512.Create(ws1[b] * x0), b0);
+            b1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q1 + b * 32 + 32)), hi)), Vector512.Create(ws1[b + 1] * x1), b1);
+            c0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q2 + b * 32)), lo)), Vector512.Create(ws2[b] * x0), c0);
+            c1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q2 + b * 32 + 32)), hi)), Vector512.Create(ws2[b + 1] * x1), c1);
+            d0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q3 + b * 32)), lo)), Vector512.Create(ws3[b] * x0), d0);
+            d1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q3 + b * 32 + 32)), hi)), Vector512.Create(ws3[b + 1] * x1), d1);
+        }
+        if (b < blocks)
+        {
+            var lo = Vector512.Load(xq + b * 32);
+            float x0 = xs[b];
+            a0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q + b * 32)), lo)), Vector512.Create(ws[b] * x0), a0);
+            b0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q1 + b * 32)), lo)), Vector512.Create(ws1[b] * x0), b0);
+            c0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q2 + b * 32)), lo)), Vector512.Create(ws2[b] * x0), c0);
+            d0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q3 + b * 32)), lo)), Vector512.Create(ws3[b] * x0), d0);
+        }
+        Store4(bias, y, Vector512.Sum(a0 + a1), Vector512.Sum(b0 + b1), Vector512.Sum(c0 + c1), Vector512.Sum(d0 + d1));
     }
 
     /// <summary>
