@@ -33,6 +33,7 @@ public static class BenchCommand
         var model = new Option<string?>("--model", "-m") { Description = "a model folder instead of the random LLaVA shape: its caption prompt with one (random) image, decoded in its own cache group" };
         var kernels = new Option<string>("--kernels") { DefaultValueFactory = _ => "on", Description = "on, or off: libtorch runs every product (the reference the CPU kernels are measured against)" };
         var fusedDecode = new Option<string>("--fused-decode") { DefaultValueFactory = _ => "on", Description = "on: decode steps run every layer on the CPU kernels (the default); off: the layer path, libtorch between the kernels; compare: both in each round, in a shuffled order, and their ratio" };
+        var longRows = new Option<string>("--long-rows") { DefaultValueFactory = _ => "shared-x", Description = "shared-x: under four rows of a long x (4,096+ inputs), four weight rows share each load of x (AVX-512; the default); per-row: one weight row at a time; compare: both in each round, in a shuffled order, and their ratio" };
         var attention = new Option<string>("--attention") { DefaultValueFactory = _ => "folded", Description = "folded: the attention kernel scores 16 keys a fold (AVX-512, heads of 16·k ≤ 128 floats; the default); per-key: a horizontal sum per key; compare: both in each round, in a shuffled order, and their ratio" };
         var prefillOutputs = new Option<string>("--prefill-outputs") { DefaultValueFactory = _ => "last", Description = "last: the prefill's last layer runs o_proj and the MLP on the one row whose logits are read (the default); all: on every row; compare: both in each round, in a shuffled order, and their ratio" };
         var family = BenchModels.Option();
@@ -41,7 +42,7 @@ public static class BenchCommand
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var cmd = new Command("engine", "Prefill and decode on a LLaVA-shaped decoder with random weights (or a model folder), beside the matmul rate and the memory read bandwidth measured in the same process.")
-            { json, layers, hidden, tokens, decode, reps, model, family, profile, kernels, fusedDecode, attention, prefillOutputs, device, dtype, weights };
+            { json, layers, hidden, tokens, decode, reps, model, family, profile, kernels, fusedDecode, attention, longRows, prefillOutputs, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             int L = pr.GetValue(layers), D = pr.GetValue(hidden), T = pr.GetValue(tokens), N = pr.GetValue(decode), R = pr.GetValue(reps);
@@ -68,7 +69,14 @@ public static class BenchCommand
                 "compare" => null,
                 var k => throw new UserError($"--attention '{k}' is not one of folded, per-key, compare"),
             };
-            if (fused is null && folded is null) throw new UserError("bench engine: compare --fused-decode or --attention, not both at once");
+            bool? sharedX = pr.GetValue(longRows) switch
+            {
+                "shared-x" => true,
+                "per-row" => false,
+                "compare" => null,
+                var k => throw new UserError($"--long-rows '{k}' is not one of shared-x, per-row, compare"),
+            };
+            if (new[] { fused, folded, sharedX }.Count(v => v is null) > 1) throw new UserError("bench engine: compare one of --fused-decode, --attention and --long-rows at a time");
             bool? lastRow = pr.GetValue(prefillOutputs) switch
             {
                 "last" => true,
@@ -83,7 +91,7 @@ public static class BenchCommand
             using var work = modelDir is { } dir
                 ? EngineWorkload.FromModel(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine })
                 : EngineWorkload.Random(L, D, T, dev, Model.Engine.ResolveDType(pr.GetValue(dtype)!, dev, "float32"), pr.GetValue(weights)!);
-            var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), fused, folded, lastRow, ct);
+            var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), fused, folded, sharedX, lastRow, ct);
             var table = new Table().AddColumns("metric", "value");
             foreach (var (k, v) in result)
                 if (v is not IEnumerable<Dictionary<string, object>>)
@@ -173,7 +181,7 @@ public static class BenchCommand
     /// <param name="fused">Decode steps fused (<see cref="DecoderModel.FusedDecodeEnabled"/>), on the layer path, or null: both in each round, in a shuffled order.</param>
     /// <param name="lastRow">The prefill asks for the last row's hidden state only (<see cref="DecoderStep.OutputRows"/>), for every row, or null: both in each round, in a shuffled order.</param>
     /// <param name="folded">Decode attention scores keys a fold at a time (<see cref="DecodeAttention.FoldedScores"/>), one by one, or null: both in each round, in a shuffled order.</param>
-    static (Dictionary<string, object> Result, List<EngineProfile> Profiles) RunEngine(EngineWorkload w, int N, int R, bool profile, bool? fused, bool? folded, bool? lastRow, CancellationToken ct)
+    static (Dictionary<string, object> Result, List<EngineProfile> Profiles) RunEngine(EngineWorkload w, int N, int R, bool profile, bool? fused, bool? folded, bool? sharedX, bool? lastRow, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
         var lm = w.Lm;
@@ -205,6 +213,7 @@ public static class BenchCommand
         var decodeMs = new List<double>();
         var layerPathMs = new List<double>(); // --fused-decode compare: the layer path's turns
         var perKeyMs = new List<double>();    // --attention compare: the per-key attention's turns
+        var perRowMs = new List<double>();    // --long-rows compare: one weight row at a time
         bool sameTokens = true;
         bool phasePeaks = w.Engine is not null && BenchModels.ResetPeak();
         var order = new Random(7);
@@ -213,10 +222,11 @@ public static class BenchCommand
         bool sameFirstToken = true, warmingUp = true;
         var blockMs = new List<double>();     // the verify blocks' ms each (drafted decoding's pass), per timed turn
         var perKeyBlockMs = new List<double>();
-        (double Prefill, double Decode, long[] Tokens, double Block) Turn(bool fusedSteps, bool foldedScores)
+        (double Prefill, double Decode, long[] Tokens, double Block) Turn(bool fusedSteps, bool foldedScores, bool shareX)
         {
             DecoderModel.FusedDecodeEnabled = fusedSteps;
             DecodeAttention.FoldedScores = foldedScores;
+            Gemv.SharedX = shareX;
             if (lastRow is null)
             {
                 // Both prefills back to back, in a shuffled order: their ratio is the comparison.
@@ -270,21 +280,23 @@ public static class BenchCommand
                 warmingUp = r == 0;
                 // The setting compared takes both values, in a shuffled order; the other its one.
                 var pair = order.Next(2) == 0 ? new[] { true, false } : new[] { false, true };
-                var sides = fused is null ? pair.Select(f => (Fused: f, Folded: folded!.Value))
-                    : folded is null ? pair.Select(a => (Fused: fused.Value, Folded: a))
-                    : new[] { (Fused: fused.Value, Folded: folded.Value) };
-                var turns = sides.Select(s => (Side: s, Result: Turn(s.Fused, s.Folded))).ToList();
+                var sides = fused is null ? pair.Select(f => (Fused: f, Folded: folded!.Value, SharedX: sharedX!.Value))
+                    : folded is null ? pair.Select(a => (Fused: fused.Value, Folded: a, SharedX: sharedX!.Value))
+                    : sharedX is null ? pair.Select(x => (Fused: fused.Value, Folded: folded.Value, SharedX: x))
+                    : new[] { (Fused: fused.Value, Folded: folded.Value, SharedX: sharedX.Value) };
+                var turns = sides.Select(s => (Side: s, Result: Turn(s.Fused, s.Folded, s.SharedX))).ToList();
                 if (r == 0) continue; // warm-up
                 foreach (var (side, t) in turns)
                 {
                     if (fused is null && !side.Fused) { layerPathMs.Add(t.Decode); continue; }
                     if (folded is null && !side.Folded) { perKeyMs.Add(t.Decode); perKeyBlockMs.Add(t.Block); continue; }
+                    if (sharedX is null && !side.SharedX) { perRowMs.Add(t.Decode); continue; }
                     prefillMs.Add(t.Prefill); decodeMs.Add(t.Decode); blockMs.Add(t.Block);
                 }
                 if (turns.Count == 2) sameTokens &= turns[0].Result.Tokens.SequenceEqual(turns[1].Result.Tokens);
             }
         }
-        finally { DecoderModel.FusedDecodeEnabled = fused ?? true; DecodeAttention.FoldedScores = folded ?? true; }
+        finally { DecoderModel.FusedDecodeEnabled = fused ?? true; DecodeAttention.FoldedScores = folded ?? true; Gemv.SharedX = sharedX ?? true; }
         long? runPeak = phasePeaks ? BenchModels.Rss()?.Peak : null;
         var steps = new List<EngineProfile>();
         if (profile)
@@ -396,6 +408,14 @@ public static class BenchCommand
             result["folded_attention_same_tokens"] = sameTokens;
             result["verify_block_ms_per_key_attention"] = Math.Round(Median(perKeyBlockMs), 3);
             result["folded_attention_block_speedup"] = Math.Round(RoundRatio(perKeyBlockMs, blockMs), 3);
+        }
+        result["long_rows"] = sharedX switch { true => "shared-x", false => "per-row", null => "compare" };
+        if (sharedX is null)
+        {
+            result["decode_ms_per_token_per_row"] = Math.Round(Median(perRowMs) / N, 3);
+            result["per_row_runs_ms_per_token"] = perRowMs.Select(x => Math.Round(x / N, 2)).ToArray();
+            result["shared_x_speedup"] = Math.Round(RoundRatio(perRowMs, decodeMs), 3);
+            result["shared_x_same_tokens"] = sameTokens;
         }
         if (w.Engine is { } en)
         {

@@ -226,6 +226,24 @@ public class BenchCommandTests
         Assert.Equal(2, await BenchCommand.Create().Parse(["engine", "--attention", "sideways"]).InvokeAsync());
     }
 
+    /// <summary>
+    /// `--long-rows compare` decodes with x shared across four weight rows and one weight row at a
+    /// time in turns, on a decoder whose down product has 4,096 inputs (width 1536): the same
+    /// tokens, a ratio per round. Two comparisons at once, or an unknown value, are user errors.
+    /// </summary>
+    [Fact]
+    public async Task Engine_ComparesSharedXAgainstPerRowProducts_InTurns()
+    {
+        var root = await RunToJson(BenchCommand.Create(), "engine", "--layers", "1", "--hidden", "1536", "--tokens", "20", "--decode", "4", "--reps", "2", "--long-rows", "compare");
+        Assert.Equal("compare", root["long_rows"]!.GetValue<string>());
+        Assert.True(root["shared_x_same_tokens"]!.GetValue<bool>());
+        Assert.Equal(2, root["per_row_runs_ms_per_token"]!.AsArray().Count);
+        Assert.Equal(2, root["decode_runs_ms_per_token"]!.AsArray().Count);
+        Assert.True(root["shared_x_speedup"]!.GetValue<double>() > 0);
+        Assert.Equal(2, await BenchCommand.Create().Parse(["engine", "--long-rows", "compare", "--attention", "compare"]).InvokeAsync());
+        Assert.Equal(2, await BenchCommand.Create().Parse(["engine", "--long-rows", "sideways"]).InvokeAsync());
+    }
+
     [Fact]
     public async Task Pruning_WritesEveryMethodsPrefillFlopsKeptTokensAndF1()
     {

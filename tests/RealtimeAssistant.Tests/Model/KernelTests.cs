@@ -56,10 +56,10 @@ public class KernelTests
 
     /// <summary>
     /// Several rows share each load of the weights, and each row's sum runs in the order it runs
-    /// alone: a block of drafted tokens gets a decode step's bits, in every weight format. Rows
-    /// of x from 4,096 inputs (a down product's) under four rows share each load of x across four
-    /// weight rows instead, and still give the bits of the rows' own products, a remainder of
-    /// weight rows included.
+    /// alone: a block of drafted tokens gets a decode step's bits, in every weight format. Over
+    /// float32 and half weights, rows of x from 4,096 inputs (a down product's) under four rows
+    /// share each load of x across four weight rows instead, and still give the bits of the rows'
+    /// own products, a remainder of weight rows included.
     /// </summary>
     [Theory]
     [MemberData(nameof(Paths))]

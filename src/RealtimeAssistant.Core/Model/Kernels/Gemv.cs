@@ -20,10 +20,18 @@ public static unsafe class Gemv
 
     /// <summary>
     /// Inputs from which a row of x (float32) no longer sits in L1 beside the weights streaming
-    /// past (16 KB): a decode step then reads it for several weight rows at once. Shorter rows do
-    /// better one weight row at a time (fewer streams for the prefetcher).
+    /// past (16 KB): a decode step over float32 or half weights then reads it for four weight rows
+    /// at once. Shorter rows do better one weight row at a time (fewer streams for the prefetcher:
+    /// Qwen2's 1,536-wide gate/up took 1.5× as long four rows at a time); q8's x, in int16, gained
+    /// nothing (×1.01 on Qwen2-VL-2B's decoder; docs/BENCHMARKS.md).
     /// </summary>
     const int LongRow = 4096;
+
+    /// <summary>Whether rows of a long x under four rows share each load of x across four weight rows (<see cref="LongRow"/>, the default); false: one weight row at a time (`ra bench engine --long-rows compare`).</summary>
+    public static bool SharedX { get => !PerRow.Value; set => PerRow.Value = !value; }
+
+    // Per async flow, as CpuIsa's forced path: a measurement's setting is not a concurrent caller's.
+    static readonly AsyncLocal<bool> PerRow = new();
 
     /// <summary>Weights a thread's share should hold at least: below this a handoff costs more than it saves.</summary>
     const int MinWeightsPerThread = 1 << 16;
@@ -31,13 +39,14 @@ public static unsafe class Gemv
     public static void F32(float* x, int rows, int n, float* w, int m, float* bias, float* y)
     {
         var isa = CpuIsa.Current;
+        bool sharedX = rows < 4 && n >= LongRow && isa == KernelIsa.Avx512 && SharedX;
         nint xp = (nint)x, wp = (nint)w, bp = (nint)bias, yp = (nint)y;
         KernelPool.For(m, 4, Math.Max(1, MinWeightsPerThread / Math.Max(1, n)), (o0, o1) =>
         {
             float* xx = (float*)xp, ww = (float*)wp, bb = (float*)bp, yy = (float*)yp;
             int o = o0;
             // Under four rows of a long x, four weight rows share each load of x (LongRow).
-            if (isa == KernelIsa.Avx512 && rows < 4 && n >= LongRow)
+            if (sharedX)
                 for (; o + 4 <= o1; o += 4)
                     for (int r = 0; r < rows; r++) DotF32x4WAvx512(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
             for (; o < o1; o++)
@@ -68,6 +77,7 @@ public static unsafe class Gemv
     static void Halves<TW>(float* x, int rows, int n, ushort* w, int m, float* bias, float* y) where TW : struct, IHalfWidening
     {
         var isa = CpuIsa.Current;
+        bool sharedX = rows < 4 && n >= LongRow && isa == KernelIsa.Avx512 && SharedX;
         nint xp = (nint)x, wp = (nint)w, bp = (nint)bias, yp = (nint)y;
         KernelPool.For(m, 4, Math.Max(1, MinWeightsPerThread / Math.Max(1, n)), (o0, o1) =>
         {
@@ -76,7 +86,7 @@ public static unsafe class Gemv
             int o = o0;
             // Under four rows of a long x (a decode step's down product), four weight rows share
             // each load of x instead: x, past L1, is read from L2 once for four rows, not for each.
-            if (isa == KernelIsa.Avx512 && rows < 4 && n >= LongRow)
+            if (sharedX)
                 for (; o + 4 <= o1; o += 4)
                     for (int r = 0; r < rows; r++) DotHalves4WAvx512<TW>(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
             for (; o < o1; o++)
@@ -115,13 +125,7 @@ public static unsafe class Gemv
             sbyte* qq = (sbyte*)qp;
             float* ss = (float*)sp, bb = (float*)bp, yy = (float*)yp, xss = (float*)xsp;
             short* xqq = (short*)xqp;
-            int o = o0;
-            // Under four rows of a long x, four weight rows share each load of x (LongRow).
-            if (isa == KernelIsa.Avx512 && rows < 4 && n >= LongRow)
-                for (; o + 4 <= o1; o += 4)
-                    for (int r = 0; r < rows; r++)
-                        DotQ8x4WAvx512(xqq + (long)r * n32, xss + (long)r * blocks, qq + (long)o * n32, n32, ss + (long)o * blocks, blocks, bb == null ? null : bb + o, yy + (long)r * m + o);
-            for (; o < o1; o++)
+            for (int o = o0; o < o1; o++)
             {
                 sbyte* row = qq + (long)o * n32;
                 float* rs = ss + (long)o * blocks;
@@ -485,43 +489,6 @@ public static unsafe class Gemv
             s0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p0), Vector512.Create(ws[b] * xs[b]), s0);
         }
         return Vector512.Sum(s0 + s1);
-    }
-
-    /// <summary>
-    /// <see cref="DotQ8Avx512"/> of one row of x against four weight rows (their int8 blocks
-    /// <paramref name="qStride"/> apart, their scales <paramref name="blocks"/> apart), sharing
-    /// each load of x; each weight row summed in the same order as alone.
-    /// </summary>
-    static void DotQ8x4WAvx512(short* xq, float* xs, sbyte* q, int qStride, float* ws, int blocks, float* bias, float* y)
-    {
-        sbyte* q1 = q + qStride, q2 = q1 + qStride, q3 = q2 + qStride;
-        float* ws1 = ws + blocks, ws2 = ws1 + blocks, ws3 = ws2 + blocks;
-        var a0 = Vector512<float>.Zero; var a1 = a0; var b0 = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
-        int b = 0;
-        for (; b + 2 <= blocks; b += 2)
-        {
-            var lo = Vector512.Load(xq + b * 32);
-            var hi = Vector512.Load(xq + b * 32 + 32);
-            float x0 = xs[b], x1 = xs[b + 1];
-            a0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q + b * 32)), lo)), Vector512.Create(ws[b] * x0), a0);
-            a1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q + b * 32 + 32)), hi)), Vector512.Create(ws[b + 1] * x1), a1);
-            b0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q1 + b * 32)), lo)), Vector512.Create(ws1[b] * x0), b0);
-            b1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q1 + b * 32 + 32)), hi)), Vector512.Create(ws1[b + 1] * x1), b1);
-            c0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q2 + b * 32)), lo)), Vector512.Create(ws2[b] * x0), c0);
-            c1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q2 + b * 32 + 32)), hi)), Vector512.Create(ws2[b + 1] * x1), c1);
-            d0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q3 + b * 32)), lo)), Vector512.Create(ws3[b] * x0), d0);
-            d1 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q3 + b * 32 + 32)), hi)), Vector512.Create(ws3[b + 1] * x1), d1);
-        }
-        if (b < blocks)
-        {
-            var lo = Vector512.Load(xq + b * 32);
-            float x0 = xs[b];
-            a0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q + b * 32)), lo)), Vector512.Create(ws[b] * x0), a0);
-            b0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q1 + b * 32)), lo)), Vector512.Create(ws1[b] * x0), b0);
-            c0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q2 + b * 32)), lo)), Vector512.Create(ws2[b] * x0), c0);
-            d0 = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(Avx512BW.MultiplyAddAdjacent(Avx512BW.ConvertToVector512Int16(Vector256.Load(q3 + b * 32)), lo)), Vector512.Create(ws3[b] * x0), d0);
-        }
-        Store4(bias, y, Vector512.Sum(a0 + a1), Vector512.Sum(b0 + b1), Vector512.Sum(c0 + c1), Vector512.Sum(d0 + d1));
     }
 
     /// <summary>
