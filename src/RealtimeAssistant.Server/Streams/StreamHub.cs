@@ -75,8 +75,8 @@ public sealed partial class StreamHub : IStreamService, IDisposable
             }
             stream.Start();
             _streams[stream.Id] = stream; // once started: the ticker reads its threads' state
-            _log.LogInformation("stream {Id} opened: {Kind} {Source}, {Mode}, policy {Policy}, every {Stride} frames, frame budget {Budget}",
-                stream.Id, kind, shown, request.Mode, request.Policy, request.Stride, stream.FrameBudgetMs is { } b ? $"{b:0.#} ms" : "off");
+            _log.LogInformation("stream {Id} opened: {Kind} {Source}, {Mode}, window {Window}, policy {Policy}, every {Stride} frames, frame budget {Budget}",
+                stream.Id, kind, shown, request.Mode, request.Window, request.Policy, request.Stride, stream.FrameBudgetMs is { } b ? $"{b:0.#} ms" : "off");
             return stream;
         }
         finally
