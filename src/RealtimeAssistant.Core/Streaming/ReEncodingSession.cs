@@ -38,8 +38,9 @@ public sealed class ReEncodingSession : SessionBase
 
     public override void Read(EncodedImage frame)
     {
+        // The oldest frame leaves before the new one enters, as in GPE: the window never holds more than W.
+        while (_frames.Count >= Options.WindowFrames) _frames.Dequeue().Dispose();
         _frames.Enqueue(frame);
-        while (_frames.Count > Options.WindowFrames) _frames.Dequeue().Dispose();
         FramesRead++;
         int n = frame.Count;
         Last = new UpdateReport
