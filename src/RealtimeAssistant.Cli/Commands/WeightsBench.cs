@@ -1,6 +1,7 @@
 using System.CommandLine;
 using RealtimeAssistant.Demo;
 using RealtimeAssistant.Model;
+using RealtimeAssistant.Model.Kernels;
 using Spectre.Console;
 
 namespace RealtimeAssistant.Cli.Commands;
@@ -41,14 +42,14 @@ public static class WeightsBench
             if (pr.GetValue(family) is not null && pr.GetValue(model) is not null) throw new UserError("bench weights: give --model or --family, not both");
             var dir = pr.GetValue(model) ?? BenchModels.Resolve(pr.GetValue(family) ?? "qwen2_vl", Console.Error.WriteLine);
 
-            using var simulated = pr.GetValue(noBf16) ? RealtimeAssistant.Model.Kernels.CpuIsa.ForceNoBf16Matmul() : null;
+            using var simulated = pr.GetValue(noBf16) ? CpuIsa.ForceNoBf16Matmul() : null;
             var engines = new List<Engine>();
             try
             {
                 foreach (var s in specs)
                     engines.Add(Engine.Load(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = s }));
                 var result = Run(engines, specs, R, wh[0], wh[1], tokens, ct);
-                result["bf16_matmul"] = RealtimeAssistant.Model.Kernels.CpuIsa.MultipliesBf16 ? "native" : RealtimeAssistant.Model.Kernels.CpuIsa.HasBf16Matmul ? "off (--no-bf16-matmul)" : "none on this CPU";
+                result["bf16_matmul"] = CpuIsa.MultipliesBf16 ? "native" : CpuIsa.HasBf16Matmul ? "off (--no-bf16-matmul)" : "none on this CPU";
                 result["model"] = pr.GetValue(model) is null ? pr.GetValue(family) ?? "qwen2_vl" : Path.GetFileName(Path.GetFullPath(dir));
                 Print(result);
                 if (pr.GetValue(json) is { } path) Cli.WriteJson(path, result);

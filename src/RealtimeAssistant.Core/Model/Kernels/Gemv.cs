@@ -33,19 +33,22 @@ public static unsafe class Gemv
     // Per async flow, as CpuIsa's forced path: a measurement's setting is not a concurrent caller's.
     static readonly AsyncLocal<bool> PerRow = new();
 
+    /// <summary>Whether a product of <paramref name="rows"/> rows over <paramref name="n"/> inputs takes the four-weight-row kernels (read on the calling thread).</summary>
+    static bool SharesX(int rows, int n, KernelIsa isa) => rows < 4 && n >= LongRow && isa == KernelIsa.Avx512 && SharedX;
+
     /// <summary>Weights a thread's share should hold at least: below this a handoff costs more than it saves.</summary>
     const int MinWeightsPerThread = 1 << 16;
 
     public static void F32(float* x, int rows, int n, float* w, int m, float* bias, float* y)
     {
         var isa = CpuIsa.Current;
-        bool sharedX = rows < 4 && n >= LongRow && isa == KernelIsa.Avx512 && SharedX;
+        bool sharedX = SharesX(rows, n, isa);
         nint xp = (nint)x, wp = (nint)w, bp = (nint)bias, yp = (nint)y;
         KernelPool.For(m, 4, Math.Max(1, MinWeightsPerThread / Math.Max(1, n)), (o0, o1) =>
         {
             float* xx = (float*)xp, ww = (float*)wp, bb = (float*)bp, yy = (float*)yp;
             int o = o0;
-            // Under four rows of a long x, four weight rows share each load of x (LongRow).
+            // Under four rows of a long x, four weight rows share each load of x (LongRow, as in Halves).
             if (sharedX)
                 for (; o + 4 <= o1; o += 4)
                     for (int r = 0; r < rows; r++) DotF32x4WAvx512(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
@@ -77,7 +80,7 @@ public static unsafe class Gemv
     static void Halves<TW>(float* x, int rows, int n, ushort* w, int m, float* bias, float* y) where TW : struct, IHalfWidening
     {
         var isa = CpuIsa.Current;
-        bool sharedX = rows < 4 && n >= LongRow && isa == KernelIsa.Avx512 && SharedX;
+        bool sharedX = SharesX(rows, n, isa);
         nint xp = (nint)x, wp = (nint)w, bp = (nint)bias, yp = (nint)y;
         KernelPool.For(m, 4, Math.Max(1, MinWeightsPerThread / Math.Max(1, n)), (o0, o1) =>
         {
