@@ -33,16 +33,17 @@ public static class BenchCommand
         var model = new Option<string?>("--model", "-m") { Description = "a model folder instead of the random LLaVA shape: its caption prompt with one (random) image, decoded in its own cache group" };
         var kernels = new Option<string>("--kernels") { DefaultValueFactory = _ => "on", Description = "on, or off: libtorch runs every product (the reference the CPU kernels are measured against)" };
         var fusedDecode = new Option<string>("--fused-decode") { DefaultValueFactory = _ => "on", Description = "on: decode steps run every layer on the CPU kernels (the default); off: the layer path, libtorch between the kernels; compare: both in each round, in a shuffled order, and their ratio" };
-        var longRows = new Option<string>("--long-rows") { DefaultValueFactory = _ => "shared-x", Description = "shared-x: under four rows of a long x (4,096+ inputs), four weight rows share each load of x (AVX-512; the default); per-row: one weight row at a time; compare: both in each round, in a shuffled order, and their ratio" };
+        var longRows = new Option<string>("--long-rows") { DefaultValueFactory = _ => "shared-x", Description = "shared-x: under four rows of a long x (4,096+ inputs), four weight rows share each load of x (AVX-512 and AVX2; the default); per-row: one weight row at a time; compare: both in each round, in a shuffled order, and their ratio" };
         var attention = new Option<string>("--attention") { DefaultValueFactory = _ => "folded", Description = "folded: the attention kernel scores 16 keys a fold (AVX-512, heads of 16·k ≤ 128 floats; the default); per-key: a horizontal sum per key; compare: both in each round, in a shuffled order, and their ratio" };
         var prefillOutputs = new Option<string>("--prefill-outputs") { DefaultValueFactory = _ => "last", Description = "last: the prefill's last layer runs o_proj and the MLP on the one row whose logits are read (the default); all: on every row; compare: both in each round, in a shuffled order, and their ratio" };
+        var isa = new Option<string>("--isa") { DefaultValueFactory = _ => "detected", Description = "the CPU kernels' instruction-set path: detected (the default), avx512, avx2 or scalar, to time a narrower CPU's path on this one (ATEN_CPU_CAPABILITY=avx2 in the environment does the same for libtorch's own ops)" };
         var family = BenchModels.Option();
         var profile = new Option<bool>("--profile") { Description = "also time decode steps op by op (every layer's weights, so memory traffic is as in a step) and print where the milliseconds go" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var cmd = new Command("engine", "Prefill and decode on a LLaVA-shaped decoder with random weights (or a model folder), beside the matmul rate and the memory read bandwidth measured in the same process.")
-            { json, layers, hidden, tokens, decode, reps, model, family, profile, kernels, fusedDecode, attention, longRows, prefillOutputs, device, dtype, weights };
+            { json, layers, hidden, tokens, decode, reps, model, family, profile, kernels, isa, fusedDecode, attention, longRows, prefillOutputs, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             int L = pr.GetValue(layers), D = pr.GetValue(hidden), T = pr.GetValue(tokens), N = pr.GetValue(decode), R = pr.GetValue(reps);
@@ -55,6 +56,16 @@ public static class BenchCommand
                 "off" => false,
                 var k => throw new UserError($"--kernels '{k}' is not one of on, off"),
             };
+            KernelIsa? kernelPath = pr.GetValue(isa) switch
+            {
+                "detected" => null,
+                "avx512" => KernelIsa.Avx512,
+                "avx2" => KernelIsa.Avx2,
+                "scalar" => KernelIsa.Scalar,
+                var i => throw new UserError($"--isa '{i}' is not one of detected, avx512, avx2, scalar"),
+            };
+            if (kernelPath > CpuIsa.Detected) throw new UserError($"--isa {pr.GetValue(isa)}: this CPU's widest path is {CpuIsa.Detected}");
+            using var forcedIsa = kernelPath is { } narrower ? CpuIsa.Force(narrower) : null;
             bool? fused = pr.GetValue(fusedDecode) switch
             {
                 "on" => true,

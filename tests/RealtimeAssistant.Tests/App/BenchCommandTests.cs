@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using RealtimeAssistant.Cli.Commands;
+using RealtimeAssistant.Model.Kernels;
 
 namespace RealtimeAssistant.Tests.App;
 
@@ -242,6 +243,23 @@ public class BenchCommandTests
         Assert.True(root["shared_x_speedup"]!.GetValue<double>() > 0);
         Assert.Equal(2, await BenchCommand.Create().Parse(["engine", "--long-rows", "compare", "--attention", "compare"]).InvokeAsync());
         Assert.Equal(2, await BenchCommand.Create().Parse(["engine", "--long-rows", "sideways"]).InvokeAsync());
+    }
+
+    /// <summary>
+    /// `--isa avx2` runs the CPU kernels' AVX2 path on a wider CPU (a laptop's path, timed here),
+    /// shared x included, and says so in the JSON; a path this CPU lacks or an unknown one is a
+    /// user error.
+    /// </summary>
+    [Fact]
+    public async Task Engine_TimesANarrowerCpusKernelPath()
+    {
+        if (CpuIsa.Detected < KernelIsa.Avx2) Assert.Skip($"this CPU has no AVX2 path (it has {CpuIsa.Detected})");
+        var root = await RunToJson(BenchCommand.Create(), "engine", "--layers", "1", "--hidden", "1536", "--tokens", "20", "--decode", "4", "--reps", "2", "--isa", "avx2", "--long-rows", "compare");
+        Assert.StartsWith("Avx2 on ", root["kernels"]!.GetValue<string>());
+        Assert.True(root["shared_x_same_tokens"]!.GetValue<bool>());
+        Assert.Equal(KernelIsa.Avx512 <= CpuIsa.Detected ? 0 : 2, await BenchCommand.Create().Parse(["engine", "--layers", "1", "--hidden", "64", "--tokens", "4", "--decode", "1", "--reps", "1", "--isa", "avx512"]).InvokeAsync());
+        Assert.Equal(2, await BenchCommand.Create().Parse(["engine", "--isa", "sse2"]).InvokeAsync());
+        Assert.Equal(CpuIsa.Detected, CpuIsa.Current);
     }
 
     [Fact]

@@ -23,7 +23,8 @@ public static unsafe class Gemv
     /// past (16 KB): a decode step over float32 or half weights then reads it for four weight rows
     /// at once. Shorter rows do better one weight row at a time (fewer streams for the prefetcher:
     /// Qwen2's 1,536-wide gate/up took 1.5× as long four rows at a time); q8's x, in int16, gained
-    /// nothing (×1.01 on Qwen2-VL-2B's decoder; docs/BENCHMARKS.md).
+    /// nothing (×1.01 on Qwen2-VL-2B's decoder; docs/BENCHMARKS.md). The AVX2 path takes the same
+    /// threshold: from 1,024 inputs, Qwen2-VL-2B's step took 1.37× as long there.
     /// </summary>
     const int LongRow = 4096;
 
@@ -34,7 +35,7 @@ public static unsafe class Gemv
     static readonly AsyncLocal<bool> PerRow = new();
 
     /// <summary>Whether a product of <paramref name="rows"/> rows over <paramref name="n"/> inputs takes the four-weight-row kernels (read on the calling thread).</summary>
-    static bool SharesX(int rows, int n, KernelIsa isa) => rows < 4 && n >= LongRow && isa == KernelIsa.Avx512 && SharedX;
+    static bool SharesX(int rows, int n, KernelIsa isa) => rows < 4 && n >= LongRow && isa != KernelIsa.Scalar && SharedX;
 
     /// <summary>Weights a thread's share should hold at least: below this a handoff costs more than it saves.</summary>
     const int MinWeightsPerThread = 1 << 16;
@@ -51,7 +52,11 @@ public static unsafe class Gemv
             // Under four rows of a long x, four weight rows share each load of x (LongRow, as in Halves).
             if (sharedX)
                 for (; o + 4 <= o1; o += 4)
-                    for (int r = 0; r < rows; r++) DotF32x4WAvx512(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        if (isa == KernelIsa.Avx512) DotF32x4WAvx512(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
+                        else DotF32x4WAvx2(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
+                    }
             for (; o < o1; o++)
             {
                 float* row = ww + (long)o * n;
@@ -91,7 +96,11 @@ public static unsafe class Gemv
             // each load of x instead: x, past L1, is read from L2 once for four rows, not for each.
             if (sharedX)
                 for (; o + 4 <= o1; o += 4)
-                    for (int r = 0; r < rows; r++) DotHalves4WAvx512<TW>(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
+                    for (int r = 0; r < rows; r++)
+                    {
+                        if (isa == KernelIsa.Avx512) DotHalves4WAvx512<TW>(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
+                        else DotHalves4WAvx2<TW>(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
+                    }
             for (; o < o1; o++)
             {
                 ushort* row = ww + (long)o * n;
@@ -272,6 +281,26 @@ public static unsafe class Gemv
         Store4(bias, y, sa, sb, sc, sd);
     }
 
+    /// <summary><see cref="DotF32x4WAvx512"/> on AVX2: <see cref="DotF32Avx2"/> of one row of x against four weight rows, each summed as alone.</summary>
+    static void DotF32x4WAvx2(float* x, float* w, int n, float* bias, float* y)
+    {
+        float* w1 = w + n, w2 = w1 + n, w3 = w2 + n;
+        var a0 = Vector256<float>.Zero; var a1 = a0; var b0 = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
+        int k = 0;
+        for (; k + 16 <= n; k += 16)
+        {
+            var lo = Vector256.Load(x + k);
+            var hi = Vector256.Load(x + k + 8);
+            a0 = Fma.MultiplyAdd(lo, Vector256.Load(w + k), a0); a1 = Fma.MultiplyAdd(hi, Vector256.Load(w + k + 8), a1);
+            b0 = Fma.MultiplyAdd(lo, Vector256.Load(w1 + k), b0); b1 = Fma.MultiplyAdd(hi, Vector256.Load(w1 + k + 8), b1);
+            c0 = Fma.MultiplyAdd(lo, Vector256.Load(w2 + k), c0); c1 = Fma.MultiplyAdd(hi, Vector256.Load(w2 + k + 8), c1);
+            d0 = Fma.MultiplyAdd(lo, Vector256.Load(w3 + k), d0); d1 = Fma.MultiplyAdd(hi, Vector256.Load(w3 + k + 8), d1);
+        }
+        float sa = Vector256.Sum(a0 + a1), sb = Vector256.Sum(b0 + b1), sc = Vector256.Sum(c0 + c1), sd = Vector256.Sum(d0 + d1);
+        for (; k < n; k++) { float xk = x[k]; sa += xk * w[k]; sb += xk * w1[k]; sc += xk * w2[k]; sd += xk * w3[k]; }
+        Store4(bias, y, sa, sb, sc, sd);
+    }
+
     /// <summary>y[i] ← bias[i] + s_i (0 + s_i without a bias, as the one-row kernels' callers add it).</summary>
     static void Store4(float* bias, float* y, float sa, float sb, float sc, float sd)
     {
@@ -417,6 +446,30 @@ public static unsafe class Gemv
             d0 = Avx512F.FusedMultiplyAdd(lo, TW.Sixteen(Vector256.Load(w3 + k)), d0); d1 = Avx512F.FusedMultiplyAdd(hi, TW.Sixteen(Vector256.Load(w3 + k + 16)), d1);
         }
         float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0 + b1), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
+        for (; k < n; k++)
+        {
+            float xk = x[k];
+            sa += xk * TW.One(w[k]); sb += xk * TW.One(w1[k]); sc += xk * TW.One(w2[k]); sd += xk * TW.One(w3[k]);
+        }
+        Store4(bias, y, sa, sb, sc, sd);
+    }
+
+    /// <summary><see cref="DotHalves4WAvx512"/> on AVX2: <see cref="DotHalvesAvx2"/> of one row of x against four weight rows, each summed as alone.</summary>
+    static void DotHalves4WAvx2<TW>(float* x, ushort* w, int n, float* bias, float* y) where TW : struct, IHalfWidening
+    {
+        ushort* w1 = w + n, w2 = w1 + n, w3 = w2 + n;
+        var a0 = Vector256<float>.Zero; var a1 = a0; var b0 = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
+        int k = 0;
+        for (; k + 16 <= n; k += 16)
+        {
+            var lo = Vector256.Load(x + k);
+            var hi = Vector256.Load(x + k + 8);
+            a0 = Fma.MultiplyAdd(lo, TW.Eight(Vector128.Load(w + k)), a0); a1 = Fma.MultiplyAdd(hi, TW.Eight(Vector128.Load(w + k + 8)), a1);
+            b0 = Fma.MultiplyAdd(lo, TW.Eight(Vector128.Load(w1 + k)), b0); b1 = Fma.MultiplyAdd(hi, TW.Eight(Vector128.Load(w1 + k + 8)), b1);
+            c0 = Fma.MultiplyAdd(lo, TW.Eight(Vector128.Load(w2 + k)), c0); c1 = Fma.MultiplyAdd(hi, TW.Eight(Vector128.Load(w2 + k + 8)), c1);
+            d0 = Fma.MultiplyAdd(lo, TW.Eight(Vector128.Load(w3 + k)), d0); d1 = Fma.MultiplyAdd(hi, TW.Eight(Vector128.Load(w3 + k + 8)), d1);
+        }
+        float sa = Vector256.Sum(a0 + a1), sb = Vector256.Sum(b0 + b1), sc = Vector256.Sum(c0 + c1), sd = Vector256.Sum(d0 + d1);
         for (; k < n; k++)
         {
             float xk = x[k];
