@@ -57,6 +57,20 @@ public static unsafe class Gemv
                         if (isa == KernelIsa.Avx512) DotF32x4WAvx512(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
                         else DotF32x4WAvx2(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
                     }
+            // Four rows or more: blocks of four x rows against two weight rows, as in Halves.
+            if (isa == KernelIsa.Avx512 && rows >= 4)
+                for (; o + 2 <= o1; o += 2)
+                {
+                    float* row = ww + (long)o * n;
+                    float b0 = bb == null ? 0 : bb[o], b1 = bb == null ? 0 : bb[o + 1];
+                    int r = 0;
+                    for (; r + 4 <= rows; r += 4) Dot4x2F32Avx512(xx + (long)r * n, row, n, b0, b1, yy + (long)r * m + o, m);
+                    for (; r < rows; r++)
+                    {
+                        yy[(long)r * m + o] = b0 + DotF32Avx512(xx + (long)r * n, row, n);
+                        yy[(long)r * m + o + 1] = b1 + DotF32Avx512(xx + (long)r * n, row + n, n);
+                    }
+                }
             for (; o < o1; o++)
             {
                 float* row = ww + (long)o * n;
@@ -101,12 +115,28 @@ public static unsafe class Gemv
                         if (isa == KernelIsa.Avx512) DotHalves4WAvx512<TW>(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
                         else DotHalves4WAvx2<TW>(xx + (long)r * n, ww + (long)o * n, n, bb == null ? null : bb + o, yy + (long)r * m + o);
                     }
+            // Four rows or more (a verify pass, batched streams): blocks of four x rows against two
+            // weight rows at a time, whose sixteen sums stay in registers (AVX-512's 32 of them).
+            if (isa == KernelIsa.Avx512 && rows >= 4)
+                for (; o + 2 <= o1; o += 2)
+                {
+                    ushort* row = ww + (long)o * n;
+                    float b0 = bb == null ? 0 : bb[o], b1 = bb == null ? 0 : bb[o + 1];
+                    int r = 0;
+                    for (; r + 4 <= rows; r += 4) Dot4x2HalvesAvx512<TW>(xx + (long)r * n, row, n, b0, b1, yy + (long)r * m + o, m);
+                    for (; r < rows; r++)
+                    {
+                        yy[(long)r * m + o] = b0 + DotHalvesAvx512<TW>(xx + (long)r * n, row, n);
+                        yy[(long)r * m + o + 1] = b1 + DotHalvesAvx512<TW>(xx + (long)r * n, row + n, n);
+                    }
+                }
             for (; o < o1; o++)
             {
                 ushort* row = ww + (long)o * n;
                 float b0 = bb == null ? 0 : bb[o];
                 int r = 0;
                 if (isa == KernelIsa.Avx512) for (; r + 4 <= rows; r += 4) Dot4HalvesAvx512<TW>(xx + (long)r * n, row, n, b0, yy + (long)r * m + o, m);
+                else if (isa == KernelIsa.Avx2) for (; r + 4 <= rows; r += 4) Dot4HalvesAvx2<TW>(xx + (long)r * n, row, n, b0, yy + (long)r * m + o, m);
                 for (; r < rows; r++)
                     yy[(long)r * m + o] = b0 + isa switch
                     {
@@ -247,6 +277,52 @@ public static unsafe class Gemv
         float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0v + b1), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
         for (; k < n; k++) { sa += x[k] * w[k]; sb += x1[k] * w[k]; sc += x2[k] * w[k]; sd += x3[k] * w[k]; }
         y[0] = b0 + sa; y[m] = b0 + sb; y[2L * m] = b0 + sc; y[3L * m] = b0 + sd;
+    }
+
+    /// <summary><see cref="DotF32Avx512"/> for four rows of x against two weight rows (n floats apart), as <see cref="Dot4x2HalvesAvx512"/>.</summary>
+    static void Dot4x2F32Avx512(float* x, float* w, int n, float b0, float b1, float* y, int m)
+    {
+        float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
+        float* v = w + n;
+        var z = Vector512<float>.Zero;
+        Vector512<float> a0 = z, a1 = z, b0a = z, b0b = z, c0 = z, c1 = z, d0 = z, d1 = z; // weight row 0, x rows 0–3
+        Vector512<float> e0 = z, e1 = z, f0 = z, f1 = z, g0 = z, g1 = z, h0 = z, h1 = z;   // weight row 1
+        int k = 0;
+        for (; k + 32 <= n; k += 32)
+        {
+            var wl = Vector512.Load(w + k); var wh = Vector512.Load(w + k + 16);
+            var vl = Vector512.Load(v + k); var vh = Vector512.Load(v + k + 16);
+            var xl = Vector512.Load(x + k); var xh = Vector512.Load(x + k + 16);
+            a0 = Avx512F.FusedMultiplyAdd(xl, wl, a0); a1 = Avx512F.FusedMultiplyAdd(xh, wh, a1);
+            e0 = Avx512F.FusedMultiplyAdd(xl, vl, e0); e1 = Avx512F.FusedMultiplyAdd(xh, vh, e1);
+            xl = Vector512.Load(x1 + k); xh = Vector512.Load(x1 + k + 16);
+            b0a = Avx512F.FusedMultiplyAdd(xl, wl, b0a); b0b = Avx512F.FusedMultiplyAdd(xh, wh, b0b);
+            f0 = Avx512F.FusedMultiplyAdd(xl, vl, f0); f1 = Avx512F.FusedMultiplyAdd(xh, vh, f1);
+            xl = Vector512.Load(x2 + k); xh = Vector512.Load(x2 + k + 16);
+            c0 = Avx512F.FusedMultiplyAdd(xl, wl, c0); c1 = Avx512F.FusedMultiplyAdd(xh, wh, c1);
+            g0 = Avx512F.FusedMultiplyAdd(xl, vl, g0); g1 = Avx512F.FusedMultiplyAdd(xh, vh, g1);
+            xl = Vector512.Load(x3 + k); xh = Vector512.Load(x3 + k + 16);
+            d0 = Avx512F.FusedMultiplyAdd(xl, wl, d0); d1 = Avx512F.FusedMultiplyAdd(xh, wh, d1);
+            h0 = Avx512F.FusedMultiplyAdd(xl, vl, h0); h1 = Avx512F.FusedMultiplyAdd(xh, vh, h1);
+        }
+        for (; k + 16 <= n; k += 16)
+        {
+            var wl = Vector512.Load(w + k); var vl = Vector512.Load(v + k);
+            var xl = Vector512.Load(x + k); a0 = Avx512F.FusedMultiplyAdd(xl, wl, a0); e0 = Avx512F.FusedMultiplyAdd(xl, vl, e0);
+            xl = Vector512.Load(x1 + k); b0a = Avx512F.FusedMultiplyAdd(xl, wl, b0a); f0 = Avx512F.FusedMultiplyAdd(xl, vl, f0);
+            xl = Vector512.Load(x2 + k); c0 = Avx512F.FusedMultiplyAdd(xl, wl, c0); g0 = Avx512F.FusedMultiplyAdd(xl, vl, g0);
+            xl = Vector512.Load(x3 + k); d0 = Avx512F.FusedMultiplyAdd(xl, wl, d0); h0 = Avx512F.FusedMultiplyAdd(xl, vl, h0);
+        }
+        float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0a + b0b), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
+        float ta = Vector512.Sum(e0 + e1), tb = Vector512.Sum(f0 + f1), tc = Vector512.Sum(g0 + g1), td = Vector512.Sum(h0 + h1);
+        for (; k < n; k++)
+        {
+            float wk = w[k], vk = v[k];
+            sa += x[k] * wk; sb += x1[k] * wk; sc += x2[k] * wk; sd += x3[k] * wk;
+            ta += x[k] * vk; tb += x1[k] * vk; tc += x2[k] * vk; td += x3[k] * vk;
+        }
+        y[0] = b0 + sa; y[m] = b0 + sb; y[2L * m] = b0 + sc; y[3L * m] = b0 + sd;
+        y[1] = b1 + ta; y[m + 1] = b1 + tb; y[2L * m + 1] = b1 + tc; y[3L * m + 1] = b1 + td;
     }
 
     /// <summary>
@@ -494,6 +570,74 @@ public static unsafe class Gemv
             d0 = Avx512F.FusedMultiplyAdd(Vector512.Load(x3 + k), lo, d0); d1 = Avx512F.FusedMultiplyAdd(Vector512.Load(x3 + k + 16), hi, d1);
         }
         float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0v + b1), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
+        for (; k < n; k++)
+        {
+            float wk = TW.One(w[k]);
+            sa += x[k] * wk; sb += x1[k] * wk; sc += x2[k] * wk; sd += x3[k] * wk;
+        }
+        y[0] = b0 + sa; y[m] = b0 + sb; y[2L * m] = b0 + sc; y[3L * m] = b0 + sd;
+    }
+
+    /// <summary>
+    /// <see cref="DotHalvesAvx512"/> for four rows of x against two weight rows (n halves apart):
+    /// each widened weight load serves four rows and each x load two weight rows, every pair
+    /// summed as alone. y[i·m] ← b0 + x_i·w₀, y[i·m + 1] ← b1 + x_i·w₁.
+    /// </summary>
+    static void Dot4x2HalvesAvx512<TW>(float* x, ushort* w, int n, float b0, float b1, float* y, int m) where TW : struct, IHalfWidening
+    {
+        float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
+        ushort* v = w + n;
+        var z = Vector512<float>.Zero;
+        Vector512<float> a0 = z, a1 = z, b0a = z, b0b = z, c0 = z, c1 = z, d0 = z, d1 = z; // weight row 0, x rows 0–3
+        Vector512<float> e0 = z, e1 = z, f0 = z, f1 = z, g0 = z, g1 = z, h0 = z, h1 = z;   // weight row 1
+        int k = 0;
+        for (; k + 32 <= n; k += 32)
+        {
+            var wl = TW.Sixteen(Vector256.Load(w + k));
+            var wh = TW.Sixteen(Vector256.Load(w + k + 16));
+            var vl = TW.Sixteen(Vector256.Load(v + k));
+            var vh = TW.Sixteen(Vector256.Load(v + k + 16));
+            var xl = Vector512.Load(x + k); var xh = Vector512.Load(x + k + 16);
+            a0 = Avx512F.FusedMultiplyAdd(xl, wl, a0); a1 = Avx512F.FusedMultiplyAdd(xh, wh, a1);
+            e0 = Avx512F.FusedMultiplyAdd(xl, vl, e0); e1 = Avx512F.FusedMultiplyAdd(xh, vh, e1);
+            xl = Vector512.Load(x1 + k); xh = Vector512.Load(x1 + k + 16);
+            b0a = Avx512F.FusedMultiplyAdd(xl, wl, b0a); b0b = Avx512F.FusedMultiplyAdd(xh, wh, b0b);
+            f0 = Avx512F.FusedMultiplyAdd(xl, vl, f0); f1 = Avx512F.FusedMultiplyAdd(xh, vh, f1);
+            xl = Vector512.Load(x2 + k); xh = Vector512.Load(x2 + k + 16);
+            c0 = Avx512F.FusedMultiplyAdd(xl, wl, c0); c1 = Avx512F.FusedMultiplyAdd(xh, wh, c1);
+            g0 = Avx512F.FusedMultiplyAdd(xl, vl, g0); g1 = Avx512F.FusedMultiplyAdd(xh, vh, g1);
+            xl = Vector512.Load(x3 + k); xh = Vector512.Load(x3 + k + 16);
+            d0 = Avx512F.FusedMultiplyAdd(xl, wl, d0); d1 = Avx512F.FusedMultiplyAdd(xh, wh, d1);
+            h0 = Avx512F.FusedMultiplyAdd(xl, vl, h0); h1 = Avx512F.FusedMultiplyAdd(xh, vh, h1);
+        }
+        float sa = Vector512.Sum(a0 + a1), sb = Vector512.Sum(b0a + b0b), sc = Vector512.Sum(c0 + c1), sd = Vector512.Sum(d0 + d1);
+        float ta = Vector512.Sum(e0 + e1), tb = Vector512.Sum(f0 + f1), tc = Vector512.Sum(g0 + g1), td = Vector512.Sum(h0 + h1);
+        for (; k < n; k++)
+        {
+            float wk = TW.One(w[k]), vk = TW.One(v[k]);
+            sa += x[k] * wk; sb += x1[k] * wk; sc += x2[k] * wk; sd += x3[k] * wk;
+            ta += x[k] * vk; tb += x1[k] * vk; tc += x2[k] * vk; td += x3[k] * vk;
+        }
+        y[0] = b0 + sa; y[m] = b0 + sb; y[2L * m] = b0 + sc; y[3L * m] = b0 + sd;
+        y[1] = b1 + ta; y[m + 1] = b1 + tb; y[2L * m + 1] = b1 + tc; y[3L * m + 1] = b1 + td;
+    }
+
+    /// <summary><see cref="DotHalvesAvx2"/> for four rows of x sharing each widened weight load, each row summed as alone (<see cref="Dot4F32Avx2"/>).</summary>
+    static void Dot4HalvesAvx2<TW>(float* x, ushort* w, int n, float b0, float* y, int m) where TW : struct, IHalfWidening
+    {
+        float* x1 = x + n, x2 = x1 + n, x3 = x2 + n;
+        var a0 = Vector256<float>.Zero; var a1 = a0; var b0v = a0; var b1 = a0; var c0 = a0; var c1 = a0; var d0 = a0; var d1 = a0;
+        int k = 0;
+        for (; k + 16 <= n; k += 16)
+        {
+            var lo = TW.Eight(Vector128.Load(w + k));
+            var hi = TW.Eight(Vector128.Load(w + k + 8));
+            a0 = Fma.MultiplyAdd(Vector256.Load(x + k), lo, a0); a1 = Fma.MultiplyAdd(Vector256.Load(x + k + 8), hi, a1);
+            b0v = Fma.MultiplyAdd(Vector256.Load(x1 + k), lo, b0v); b1 = Fma.MultiplyAdd(Vector256.Load(x1 + k + 8), hi, b1);
+            c0 = Fma.MultiplyAdd(Vector256.Load(x2 + k), lo, c0); c1 = Fma.MultiplyAdd(Vector256.Load(x2 + k + 8), hi, c1);
+            d0 = Fma.MultiplyAdd(Vector256.Load(x3 + k), lo, d0); d1 = Fma.MultiplyAdd(Vector256.Load(x3 + k + 8), hi, d1);
+        }
+        float sa = Vector256.Sum(a0 + a1), sb = Vector256.Sum(b0v + b1), sc = Vector256.Sum(c0 + c1), sd = Vector256.Sum(d0 + d1);
         for (; k < n; k++)
         {
             float wk = TW.One(w[k]);
