@@ -20,7 +20,7 @@ public static class AnalyzeCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model", "-m") { Description = "model folder (default: media/demo-model)" };
+        var model = new Option<string?>("--model", "-m") { Description = "model folder, or a Hub id in the Hugging Face cache (default: media/demo-model)" };
         var images = new Option<string[]>("--images") { Description = "images to analyze (default: demo scenes of --split)", AllowMultipleArgumentsPerToken = true };
         var video = new Option<string?>("--video") { Description = "a video file whose frames to analyze instead of --images: the footage a stream will read (--frames of them, evenly spaced)" };
         var frames = new Option<int>("--frames") { DefaultValueFactory = _ => 16, Description = "frames taken from --video, evenly spaced over it" };
@@ -39,7 +39,7 @@ public static class AnalyzeCommand
             { model, images, video, frames, scenes, split, prompt, decode, outDir, agree, floorAgree, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
-            var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model") ?? throw new UserError("no --model given and media/demo-model not found");
+            var dir = App.AppModel.Resolve(pr.GetValue(model));
             int nd = pr.GetValue(decode), ns = pr.GetValue(scenes);
             if (nd < 1 || ns < 1) throw new UserError("analyze: --decode and --scenes must be ≥ 1");
             double fa = pr.GetValue(floorAgree), ag = pr.GetValue(agree);

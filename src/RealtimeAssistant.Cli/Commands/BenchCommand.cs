@@ -98,7 +98,7 @@ public static class BenchCommand
             using var _ = torch.inference_mode();
             if (pr.GetValue(model) is not null && pr.GetValue(family) is not null)
                 throw new UserError("bench engine: give --model or --family, not both");
-            var modelDir = pr.GetValue(family) is { } f ? BenchModels.Resolve(f, Console.Error.WriteLine) : pr.GetValue(model);
+            var modelDir = pr.GetValue(family) is { } f ? BenchModels.Resolve(f, Console.Error.WriteLine) : pr.GetValue(model) is { } m ? App.AppModel.Resolve(m) : null;
             using var work = modelDir is { } dir
                 ? EngineWorkload.FromModel(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine })
                 : EngineWorkload.Random(L, D, T, dev, Model.Engine.ResolveDType(pr.GetValue(dtype)!, dev, "float32"), pr.GetValue(weights)!);

@@ -10,7 +10,7 @@ public static class EvalCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model", "-m") { Description = "model folder (default: the bundled media/demo-model)" };
+        var model = new Option<string?>("--model", "-m") { Description = "model folder, or a Hub id in the Hugging Face cache (default: the bundled media/demo-model)" };
         // 600 questions put QA's standard error near 0.012; at 150 one answer moved a kind's score by 0.05–0.15.
         var scenes = new Option<int>("--scenes") { DefaultValueFactory = _ => 600, Description = "held-out scenes (each gives one caption and one question); about 1 min at 600" };
         var json = Cli.JsonOption("write the report as JSON (keys include f1 and qa_accuracy)");
@@ -21,7 +21,7 @@ public static class EvalCommand
             { model, scenes, json, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
-            var dir = pr.GetValue(model) ?? Cli.FindRepoPath("media/demo-model") ?? throw new UserError("no --model given and media/demo-model not found");
+            var dir = App.AppModel.Resolve(pr.GetValue(model));
             using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype, weights));
             var n = pr.GetValue(scenes);
             EvalReport report = null!;

@@ -40,7 +40,7 @@ public static class WeightsBench
             var wh = pr.GetValue(size)!;
             if (wh.Length != 2 || wh.Any(v => v is < 16 or > 4096)) throw new UserError("--frame-size takes WIDTH HEIGHT, each 16..4096");
             if (pr.GetValue(family) is not null && pr.GetValue(model) is not null) throw new UserError("bench weights: give --model or --family, not both");
-            var dir = pr.GetValue(model) ?? BenchModels.Resolve(pr.GetValue(family) ?? "qwen2_vl", Console.Error.WriteLine);
+            var dir = pr.GetValue(model) is { } m ? App.AppModel.Resolve(m) : BenchModels.Resolve(pr.GetValue(family) ?? "qwen2_vl", Console.Error.WriteLine);
 
             using var simulated = pr.GetValue(noBf16) ? CpuIsa.ForceNoBf16Matmul() : null;
             var engines = new List<Engine>();

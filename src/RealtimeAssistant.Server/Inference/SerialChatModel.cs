@@ -42,7 +42,7 @@ public sealed class SerialChatModel : IChatModel
         _captioner = new Captioner(engine);
         _log = log ?? NullLogger.Instance;
         Format = PromptFormat.Of(engine);
-        Id = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(engine.Directory)));
+        Id = RealtimeAssistant.Model.Checkpoint.HubCache.ModelName(engine.Directory);
         _queue = new(queueCapacity);
         _worker = new Thread(Work) { Name = "ra-model", IsBackground = true };
         _worker.Start();
