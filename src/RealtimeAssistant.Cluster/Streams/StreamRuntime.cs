@@ -39,7 +39,7 @@ public sealed class StreamRuntime : IDisposable
     /// <summary>What an inference silo must share with the others: the model's identity, or the stand-in's costs.</summary>
     public string ModelVersion => _simulated?.Version ?? ModelIdentity.Of(_engine!.Directory);
 
-    public string ModelDescription => _simulated is { } s ? s.Version : $"{Path.GetFileName(_engine!.Directory.TrimEnd('/'))} ({ModelVersion})";
+    public string ModelDescription => _simulated is { } s ? s.Version : $"{RealtimeAssistant.Model.Checkpoint.HubCache.ModelName(_engine!.Directory)} ({ModelVersion})";
 
     /// <summary>
     /// Opens the source and starts the stream's frame loop. <paramref name="startAt"/>: how long the
