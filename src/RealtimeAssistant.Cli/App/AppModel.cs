@@ -10,12 +10,13 @@ public static class AppModel
     public const string DemoModelPath = "media/demo-model";
 
     public static Option<string?> ModelOption() =>
-        new("--model", "-m") { Description = $"model folder in Hugging Face's layout, or a Hub id (owner/name[@revision]) already in the Hugging Face cache (default: the bundled {DemoModelPath})" };
+        new("--model", "-m") { Description = $"model folder in Hugging Face's layout, or a Hub id (owner/name[@revision]): from the Hugging Face cache, fetched into it if missing (default: the bundled {DemoModelPath})" };
 
     /// <summary>
     /// The folder to load: <paramref name="model"/> as a folder, else as a Hub id in the Hugging
-    /// Face cache (<see cref="HubCache"/>, read through <paramref name="env"/>), else the demo
-    /// model when none is given; or a one-line error saying how to get one.
+    /// Face cache (<see cref="HubCache"/>, read through <paramref name="env"/>; fetched into it
+    /// unless HF_HUB_OFFLINE says not to), else the demo model when none is given; or a one-line
+    /// error saying how to get one.
     /// </summary>
     public static string Resolve(string? model, Func<string, string?>? env = null)
     {
@@ -23,9 +24,13 @@ public static class AppModel
         {
             if (Directory.Exists(model)) return model;
             if (!HubCache.TryParse(model, out var repo, out var revision)) throw new UserError($"model folder not found: {model}");
-            var (folder, missing) = HubCache.Find(HubCache.Root(env ?? Environment.GetEnvironmentVariable), repo, revision);
-            return folder ?? throw new UserError(
-                $"model folder not found: {model}; as a Hub id it is {missing}: fetch it with `huggingface-cli download {repo}{(revision == "main" ? "" : " --revision " + revision)}` (or transformers), or pass a folder");
+            env ??= Environment.GetEnvironmentVariable;
+            var root = HubCache.Root(env);
+            var (folder, missing) = HubCache.Find(root, repo, revision);
+            if (folder is not null) return folder;
+            if (env("HF_HUB_OFFLINE") is "1" or "true" or "TRUE")
+                throw new UserError($"model folder not found: {model}; as a Hub id it is {missing}, and HF_HUB_OFFLINE forbids fetching it");
+            return new HubDownload(env, Console.Error.WriteLine).Fetch(root, repo, revision).GetAwaiter().GetResult();
         }
         return Cli.FindRepoPath(DemoModelPath) is { } found && File.Exists(Path.Combine(found, "config.json"))
             ? found

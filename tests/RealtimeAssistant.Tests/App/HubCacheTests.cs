@@ -56,19 +56,18 @@ public class HubCacheTests
         Assert.Equal(Path.Combine("/h", ".cache", "huggingface", "hub"), HubCache.Root(Env(("HOME", "/h"))));
     }
 
-    /// <summary>Each way a Hub id can be missing says which, and how to fetch it, in one line.</summary>
+    /// <summary>Offline (HF_HUB_OFFLINE), each way a Hub id can be missing from the cache says which, in one line.</summary>
     [Fact]
-    public void AMissingOrPartialHubId_IsOneLineSayingHowToFetchIt()
+    public void AMissingOrPartialHubId_Offline_IsOneLineSayingWhich()
     {
         var root = CacheWithFixture("hub-cache-missing");
-        var env = Env(("HF_HUB_CACHE", root));
+        var env = Env(("HF_HUB_CACHE", root), ("HF_HUB_OFFLINE", "1"), ("HF_ENDPOINT", "http://127.0.0.1:9"));
         string Error(string model) => Assert.Throws<UserError>(() => AppModel.Resolve(model, env)).Message;
 
         var e = Error("someone/absent-model");
         Assert.Contains("not in the Hugging Face cache", e);
-        Assert.Contains("huggingface-cli download someone/absent-model", e);
+        Assert.Contains("HF_HUB_OFFLINE forbids fetching it", e);
         Assert.Contains("not at revision 'v2'", Error("tiny-org/tiny-qwen2-vl@v2"));
-        Assert.Contains("--revision v2", Error("tiny-org/tiny-qwen2-vl@v2"));
 
         File.Delete(Path.Combine(root, "models--tiny-org--tiny-qwen2-vl", "snapshots", Commit, "config.json"));
         Assert.Contains("has no config.json", Error("tiny-org/tiny-qwen2-vl"));
@@ -81,16 +80,18 @@ public class HubCacheTests
         Assert.All(Error("/nonexistent/model").Split('\n'), line => Assert.DoesNotContain("Hugging Face", line));
     }
 
-    /// <summary>`ra caption --model owner/name` as a user runs it, with the cache in HF_HUB_CACHE: the checkpoint loads through the links and captions.</summary>
+    /// <summary>`ra caption --model owner/name` as a user runs it, with the cache in HF_HUB_CACHE: a cached checkpoint loads through the links, a missing one is fetched first, and both caption as the folder does.</summary>
     [Fact]
     public async Task Caption_WithAHubId_LoadsTheCachedCheckpoint()
     {
         var root = CacheWithFixture("hub-cache-cli");
-        async Task<(int Code, string Out, string Err)> Caption(string model)
+        async Task<(int Code, string Out, string Err)> Caption(string model, params (string Key, string Value)[] extraEnv)
         {
             var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = ServerTestSupport.RepoRoot };
             foreach (var a in new[] { ServerTestSupport.RaDll, "caption", "--image", Path.Combine(HfFixture.Root, "images", "wide_150x100.png"), "--model", model, "--json" }) psi.ArgumentList.Add(a);
             psi.Environment["HF_HUB_CACHE"] = root;
+            psi.Environment["HF_ENDPOINT"] = "http://127.0.0.1:9"; // never the real Hub from a test
+            foreach (var (k, v) in extraEnv) psi.Environment[k] = v;
             using var p = Process.Start(psi)!;
             var stdout = p.StandardOutput.ReadToEndAsync();
             var stderr = p.StandardError.ReadToEndAsync();
@@ -106,9 +107,100 @@ public class HubCacheTests
         Assert.NotEmpty(tokens(fromFolder.Out));
         Assert.Equal(tokens(fromFolder.Out), tokens(fromCache.Out));
 
-        var missing = await Caption("tiny-org/absent");
+        // Not cached, fetched from the Hub (here a loopback one, HF_ENDPOINT) into the same cache, and loaded from there.
+        await using var hub = await FakeHub.Start("tiny-org/fetched-qwen2-vl", CheckpointCopy("hub-cli-source"));
+        var fetched = await Caption("tiny-org/fetched-qwen2-vl", ("HF_ENDPOINT", hub.Url));
+        Assert.True(fetched.Code == 0, fetched.Err);
+        Assert.Equal(tokens(fromFolder.Out), tokens(fetched.Out));
+        Assert.Contains("downloading tiny-org/fetched-qwen2-vl@main", fetched.Err);
+        Assert.True(File.Exists(Path.Combine(root, "models--tiny-org--fetched-qwen2-vl", "snapshots", FakeHub.Commit, "config.json")));
+
+        var missing = await Caption("tiny-org/absent", ("HF_ENDPOINT", hub.Url));
         Assert.Equal(2, missing.Code);
         Assert.Single(missing.Err.Trim().Split('\n'));
-        Assert.Contains("huggingface-cli download tiny-org/absent", missing.Err);
+        Assert.Contains("(404)", missing.Err);
+    }
+
+    /// <summary>The fixture's checkpoint files alone (no expected outputs), as a Hub repo holds them; the folder.</summary>
+    static string CheckpointCopy(string name)
+    {
+        var dir = Capture.TestMedia.TempDir(name);
+        foreach (var file in Directory.GetFiles(new HfFixture("qwen2_vl").Dir).Where(f => !Path.GetFileName(f).StartsWith("expected")))
+            File.Copy(file, Path.Combine(dir, Path.GetFileName(file)), overwrite: true);
+        return dir;
+    }
+
+    /// <summary>
+    /// A Hub id not in the cache is fetched into it in the hub library's layout: refs/main, a
+    /// snapshot of links into blobs named by the git hash (small files) or the sha256 (safetensors),
+    /// only the files a model folder needs. A second resolve asks the Hub nothing.
+    /// </summary>
+    [Fact]
+    public async Task AHubIdNotCached_IsFetchedInTheHubLibrarysLayout_Once()
+    {
+        var source = CheckpointCopy("hub-fetch-source");
+        await using var hub = await FakeHub.Start("tiny-org/tiny-qwen2-vl", source, "pytorch_model.bin", "onnx/model.onnx", "README.md");
+        var root = Capture.TestMedia.TempDir("hub-fetch-cache");
+        var env = Env(("HF_HUB_CACHE", root), ("HF_ENDPOINT", hub.Url));
+        var snapshot = await Task.Run(() => AppModel.Resolve("tiny-org/tiny-qwen2-vl", env));
+
+        var repoDir = Path.Combine(root, "models--tiny-org--tiny-qwen2-vl");
+        Assert.Equal(Path.Combine(repoDir, "snapshots", FakeHub.Commit), snapshot);
+        Assert.Equal(FakeHub.Commit, File.ReadAllText(Path.Combine(repoDir, "refs", "main")));
+        Assert.Equal(Directory.GetFiles(source).Select(Path.GetFileName).Order(), Directory.GetFiles(snapshot).Select(Path.GetFileName).Order());
+        foreach (var file in Directory.GetFiles(source))
+        {
+            var link = new FileInfo(Path.Combine(snapshot, Path.GetFileName(file)));
+            Assert.StartsWith(Path.Combine("..", "..", "blobs"), link.LinkTarget);
+            Assert.Equal(File.ReadAllBytes(file), File.ReadAllBytes(link.FullName));
+        }
+        var weights = File.ReadAllBytes(Path.Combine(source, "model.safetensors"));
+        Assert.True(File.Exists(Path.Combine(repoDir, "blobs", Convert.ToHexString(SHA256.HashData(weights)).ToLowerInvariant())));
+        Assert.Equal(0, hub.Count("pytorch_model.bin") + hub.Count("onnx") + hub.Count("README"));
+
+        int asked = hub.Requests.Values.Sum();
+        Assert.Equal(snapshot, AppModel.Resolve("tiny-org/tiny-qwen2-vl", env));
+        Assert.Equal(snapshot, AppModel.Resolve($"tiny-org/tiny-qwen2-vl@{FakeHub.Commit}", env));
+        Assert.Equal(asked, hub.Requests.Values.Sum());
+    }
+
+    /// <summary>
+    /// A download that breaks off leaves no snapshot that looks whole, says so in one line, and the
+    /// next run fetches only what is missing. A Hub that answers nonsense or nothing is one line too.
+    /// </summary>
+    [Fact]
+    public async Task ABrokenOrBadDownload_IsOneLine_AndTheNextRunFinishesIt()
+    {
+        var source = CheckpointCopy("hub-break-source");
+        await using var hub = await FakeHub.Start("tiny-org/tiny-qwen2-vl", source);
+        var root = Capture.TestMedia.TempDir("hub-break-cache");
+        var env = Env(("HF_HUB_CACHE", root), ("HF_ENDPOINT", hub.Url));
+        string Error(string model, Func<string, string?>? e = null) => Assert.Throws<UserError>(() => AppModel.Resolve(model, e ?? env)).Message;
+
+        hub.BreakOff["model.safetensors"] = 1;
+        var broke = Error("tiny-org/tiny-qwen2-vl");
+        Assert.Contains("model.safetensors", broke);
+        Assert.Contains("run the command again", broke);
+        Assert.DoesNotContain('\n', broke);
+        var snapshot = Path.Combine(root, "models--tiny-org--tiny-qwen2-vl", "snapshots", FakeHub.Commit);
+        Assert.False(File.Exists(Path.Combine(snapshot, "config.json")));
+        Assert.Equal(2, hub.Count("/tokenizer.json")); // a HEAD and a GET
+        Assert.Equal(snapshot, AppModel.Resolve("tiny-org/tiny-qwen2-vl", env));
+        Assert.Equal(2, hub.Count("/tokenizer.json")); // fetched whole the first time: not again
+        Assert.Equal(2, hub.Count("/storage/model.safetensors"));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(source, "model.safetensors")), File.ReadAllBytes(Path.Combine(snapshot, "model.safetensors")));
+
+        Assert.Contains("(404)", Error("tiny-org/absent"));
+        Assert.Contains("(404)", Error("tiny-org/tiny-qwen2-vl@v9"));
+        Assert.Contains("cannot reach the Hugging Face Hub", Error("tiny-org/other", Env(("HF_HUB_CACHE", root), ("HF_ENDPOINT", "http://127.0.0.1:9"))));
+        var fresh = Env(("HF_HUB_CACHE", Capture.TestMedia.TempDir("hub-bad-cache")), ("HF_ENDPOINT", hub.Url));
+        foreach (var answer in new[] { "not json", "{}", "{\"sha\": \"abc\"}", $"{{\"sha\": \"{FakeHub.Commit}\", \"siblings\": 3}}", $"{{\"sha\": \"{FakeHub.Commit}\", \"siblings\": [{{\"rfilename\": \"tokenizer.json\"}}]}}" })
+        {
+            hub.RevisionAnswer = answer;
+            Assert.DoesNotContain('\n', Error("tiny-org/tiny-qwen2-vl", fresh));
+        }
+        hub.RevisionAnswer = null;
+        hub.SmallFileEtag = "../../escape";
+        Assert.Contains("malformed ETag", Error("tiny-org/tiny-qwen2-vl", fresh));
     }
 }

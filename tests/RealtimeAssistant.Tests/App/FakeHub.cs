@@ -1,0 +1,86 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
+
+namespace RealtimeAssistant.Tests.App;
+
+/// <summary>
+/// The Hugging Face Hub's download endpoints as the hub library meets them, on loopback: the
+/// revision API (commit and file list), `resolve` with the small files' git ETag, and each
+/// safetensors file's 302 to storage with X-Linked-Etag (its sha256) and X-Linked-Size. Serves
+/// one repo's files; counts every request by path.
+/// </summary>
+internal sealed class FakeHub : IAsyncDisposable
+{
+    public const string Commit = "fedcba9876543210fedcba9876543210fedcba98";
+    readonly WebApplication _app;
+    public string Url { get; private set; } = "";
+    public ConcurrentDictionary<string, int> Requests { get; } = new();
+    /// <summary>Storage downloads of this file break off half way this many more times.</summary>
+    public ConcurrentDictionary<string, int> BreakOff { get; } = new();
+    /// <summary>The revision API's answer in place of the real one (a malformed Hub).</summary>
+    public string? RevisionAnswer { get; set; }
+    /// <summary>The ETag the small files are served with in place of their git hash.</summary>
+    public string? SmallFileEtag { get; set; }
+
+    FakeHub(WebApplication app) => _app = app;
+
+    public static async Task<FakeHub> Start(string repo, string folder, params string[] extraListed)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        var app = builder.Build();
+        var hub = new FakeHub(app);
+        var files = Directory.GetFiles(folder).ToDictionary(Path.GetFileName, File.ReadAllBytes);
+        app.Use(async (ctx, next) => { hub.Requests.AddOrUpdate(ctx.Request.Path.Value!, 1, (_, n) => n + 1); await next(); });
+        app.MapGet("/api/models/{owner}/{name}/revision/{rev}", (string owner, string name, string rev) =>
+        {
+            if ($"{owner}/{name}" != repo || (rev != "main" && rev != Commit)) return Results.Json(new { error = "Repository not found" }, statusCode: 404);
+            if (hub.RevisionAnswer is { } raw) return Results.Text(raw, "application/json");
+            var siblings = new JsonArray(files.Keys.Concat(extraListed).Select(f => (JsonNode)new JsonObject { ["rfilename"] = f }).ToArray());
+            return Results.Json(new JsonObject { ["id"] = repo, ["sha"] = Commit, ["siblings"] = siblings });
+        });
+        app.MapMethods("/{owner}/{name}/resolve/{rev}/{file}", ["GET", "HEAD"], async (HttpContext ctx, string owner, string name, string rev, string file) =>
+        {
+            if ($"{owner}/{name}" != repo || rev != Commit || !files.TryGetValue(file, out var bytes)) { ctx.Response.StatusCode = 404; return; }
+            if (file.EndsWith(".safetensors"))
+            {
+                ctx.Response.Headers["X-Linked-Etag"] = $"\"{Convert.ToHexString(SHA256.HashData(bytes)).ToLowerInvariant()}\"";
+                ctx.Response.Headers["X-Linked-Size"] = bytes.Length.ToString();
+                ctx.Response.Redirect($"/storage/{file}");
+                return;
+            }
+            var gitHash = Convert.ToHexString(SHA1.HashData([.. Encoding.ASCII.GetBytes($"blob {bytes.Length}\0"), .. bytes])).ToLowerInvariant();
+            ctx.Response.Headers.ETag = $"\"{hub.SmallFileEtag ?? gitHash}\"";
+            ctx.Response.ContentLength = bytes.Length;
+            if (ctx.Request.Method == "GET") await ctx.Response.Body.WriteAsync(bytes);
+        });
+        app.MapGet("/storage/{file}", async (HttpContext ctx, string file) =>
+        {
+            var bytes = files[file];
+            ctx.Response.ContentLength = bytes.Length;
+            if (hub.BreakOff.TryGetValue(file, out var left) && left > 0)
+            {
+                hub.BreakOff[file] = left - 1;
+                await ctx.Response.Body.WriteAsync(bytes.AsMemory(0, bytes.Length / 2));
+                await ctx.Response.Body.FlushAsync();
+                ctx.Abort();
+                return;
+            }
+            await ctx.Response.Body.WriteAsync(bytes);
+        });
+        await app.StartAsync();
+        hub.Url = app.Urls.First();
+        return hub;
+    }
+
+    public int Count(string pathPart) => Requests.Where(r => r.Key.Contains(pathPart)).Sum(r => r.Value);
+
+    public async ValueTask DisposeAsync() { await _app.StopAsync(); await _app.DisposeAsync(); }
+}
