@@ -199,6 +199,8 @@ public class HubCacheTests
             hub.RevisionAnswer = answer;
             Assert.DoesNotContain('\n', Error("tiny-org/tiny-qwen2-vl", fresh));
         }
+        hub.RevisionAnswer = new string(' ', 17 << 20) + "{}";
+        Assert.Contains("runs past 16 MB", Error("tiny-org/tiny-qwen2-vl", fresh));
         hub.RevisionAnswer = null;
         hub.SmallFileEtag = "../../escape";
         Assert.Contains("malformed ETag", Error("tiny-org/tiny-qwen2-vl", fresh));

@@ -65,6 +65,38 @@ public class ParserFuzzTests(ITestOutputHelper log)
         }, log);
     }
 
+    /// <summary>
+    /// The Hub's revision answer (commit and file list) as a download reads it, mutated, from a
+    /// loopback Hub: a fetch completes or refuses with a UserError naming the repo, whatever the
+    /// answer holds (file names with separators, NULs, traversals).
+    /// </summary>
+    [Fact]
+    public async Task HubRevisionAnswer()
+    {
+        var checkpoint = Capture.TestMedia.TempDir("fuzz-hub-source");
+        foreach (var file in Directory.GetFiles(new Model.Families.HfFixture("qwen2_vl").Dir).Where(f => !Path.GetFileName(f).StartsWith("expected")))
+            File.Copy(file, Path.Combine(checkpoint, Path.GetFileName(file)), overwrite: true);
+        await using var hub = await FakeHub.Start("tiny-org/tiny-qwen2-vl", checkpoint);
+        var valid = new JsonObject
+        {
+            ["id"] = "tiny-org/tiny-qwen2-vl", ["sha"] = FakeHub.Commit,
+            ["siblings"] = new JsonArray(Directory.GetFiles(checkpoint).Select(f => (JsonNode)new JsonObject { ["rfilename"] = Path.GetFileName(f) })
+                .Append(new JsonObject { ["rfilename"] = "../escape.json" }).Append(new JsonObject { ["rfilename"] = "onnx/model.onnx" }).ToArray()),
+        };
+        FuzzRunner.Run("hub revision answer", (m, dir) =>
+        {
+            var bytes = m.JsonFile(Utf8(valid));
+            var path = Path.Combine(dir, "tiny-qwen2-vl"); // the repo's name, which every refusal names
+            File.WriteAllBytes(path, bytes);
+            return (path, bytes.Length);
+        }, dir =>
+        {
+            hub.RevisionAnswer = File.ReadAllText(Path.Combine(dir, "tiny-qwen2-vl"));
+            new HubDownload(k => k == "HF_ENDPOINT" ? hub.Url : null, _ => { })
+                .Fetch(Path.Combine(dir, "cache"), "tiny-org/tiny-qwen2-vl", "main").GetAwaiter().GetResult();
+        }, log);
+    }
+
     [Fact]
     public void ConfigJson()
     {

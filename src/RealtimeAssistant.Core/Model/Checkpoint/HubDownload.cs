@@ -46,9 +46,9 @@ public sealed class HubDownload(Func<string, string?> env, Action<string> report
     public async Task<string> Fetch(string root, string repo, string revision, CancellationToken ct = default)
     {
         var info = await Json($"{Endpoint}/api/models/{repo}/revision/{Uri.EscapeDataString(revision)}", repo, revision, ct);
-        var commit = (string?)info["sha"] is { Length: 40 } sha && sha.All(Uri.IsHexDigit) ? sha
+        var commit = Text(info, "sha") is { Length: 40 } sha && sha.All(Uri.IsHexDigit) ? sha
             : throw new UserError($"the Hub's answer for {repo}@{revision} has no commit hash");
-        var files = (info["siblings"] as JsonArray ?? []).Select(s => (string?)s?["rfilename"]).OfType<string>().Where(Wanted).ToList();
+        var files = ((info as JsonObject)?["siblings"] as JsonArray ?? []).Select(s => Text(s, "rfilename")).OfType<string>().Where(Wanted).Distinct().ToList();
         if (!files.Contains("config.json")) throw new UserError($"{repo}@{revision} on the Hub has no config.json: not a model checkpoint");
         var repoDir = Path.Combine(root, "models--" + repo.Replace("/", "--"));
         var snapshot = Path.Combine(repoDir, "snapshots", commit);
@@ -141,9 +141,24 @@ public sealed class HubDownload(Func<string, string?> env, Action<string> report
     async Task<JsonNode> Json(string url, string repo, string revision, CancellationToken ct)
     {
         using var response = await Send(_http, new HttpRequestMessage(HttpMethod.Get, url), repo, $"revision '{revision}'", ct);
-        try { return JsonNode.Parse(await response.Content.ReadAsStringAsync(ct)) ?? throw new UserError($"the Hub's answer for {repo} is empty"); }
+        // A repo's answer is kilobytes (a file list); one past 16 MB is no Hub's.
+        const int Limit = 16 << 20;
+        await using var body = await response.Content.ReadAsStreamAsync(ct);
+        var bytes = new MemoryStream();
+        var chunk = new byte[81920];
+        for (int n; (n = await body.ReadAsync(chunk, ct)) > 0;)
+        {
+            bytes.Write(chunk, 0, n);
+            if (bytes.Length > Limit) throw new UserError($"the Hub's answer for {repo}@{revision} runs past {Limit >> 20} MB");
+        }
+        var text = System.Text.Encoding.UTF8.GetString(bytes.GetBuffer(), 0, (int)bytes.Length);
+        try { return JsonNode.Parse(text, documentOptions: new System.Text.Json.JsonDocumentOptions { MaxDepth = 64, AllowDuplicateProperties = false }) ?? throw new UserError($"the Hub's answer for {repo} is empty"); }
         catch (System.Text.Json.JsonException) { throw new UserError($"the Hub's answer for {repo}@{revision} is not JSON"); }
     }
+
+    /// <summary>A string member of a JSON object, or null whatever else the node is.</summary>
+    static string? Text(JsonNode? node, string key) =>
+        node is JsonObject o && o[key] is JsonValue v && v.TryGetValue<string>(out var text) ? text : null;
 
     static string? Header(HttpResponseMessage r, string name) =>
         r.Headers.TryGetValues(name, out var v) || r.Content.Headers.TryGetValues(name, out v) ? v.FirstOrDefault() : null;
