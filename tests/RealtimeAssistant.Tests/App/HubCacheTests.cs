@@ -199,6 +199,10 @@ public class HubCacheTests
             hub.RevisionAnswer = answer;
             Assert.DoesNotContain('\n', Error("tiny-org/tiny-qwen2-vl", fresh));
         }
+        hub.RevisionAnswer = null;
+        var unwritable = Path.Combine(Capture.TestMedia.TempDir("hub-unwritable"), "file-not-folder");
+        File.WriteAllText(unwritable, "");
+        Assert.Contains("cannot write tiny-org/tiny-qwen2-vl into the Hugging Face cache", Error("tiny-org/tiny-qwen2-vl", Env(("HF_HUB_CACHE", unwritable), ("HF_ENDPOINT", hub.Url))));
         hub.RevisionAnswer = new string(' ', 17 << 20) + "{}";
         Assert.Contains("runs past 16 MB", Error("tiny-org/tiny-qwen2-vl", fresh));
         hub.RevisionAnswer = null;

@@ -45,6 +45,15 @@ public sealed class HubDownload(Func<string, string?> env, Action<string> report
     /// <summary>Downloads <paramref name="repo"/> at <paramref name="revision"/> under <paramref name="root"/>; the snapshot folder.</summary>
     public async Task<string> Fetch(string root, string repo, string revision, CancellationToken ct = default)
     {
+        try { return await FetchInto(root, repo, revision, ct); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new UserError($"cannot write {repo} into the Hugging Face cache at {root} ({e.Message}); set HF_HUB_CACHE to a folder with room, or download it elsewhere and pass its folder");
+        }
+    }
+
+    async Task<string> FetchInto(string root, string repo, string revision, CancellationToken ct)
+    {
         var info = await Json($"{Endpoint}/api/models/{repo}/revision/{Uri.EscapeDataString(revision)}", repo, revision, ct);
         var commit = Text(info, "sha") is { Length: 40 } sha && sha.All(Uri.IsHexDigit) ? sha
             : throw new UserError($"the Hub's answer for {repo}@{revision} has no commit hash");
