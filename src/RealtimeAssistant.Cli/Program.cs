@@ -16,4 +16,5 @@ root.Subcommands.Add(LiveCommand.Create());
 root.Subcommands.Add(ProfileCommand.Create());
 root.Subcommands.Add(ServeCommand.Create());
 root.Subcommands.Add(ClusterCommand.Create());
+root.Subcommands.Add(ModelsCommand.Create());
 return await Cli.Main(root, args);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
 using RealtimeAssistant.Cli.App;
+using RealtimeAssistant.Cli.Commands;
 using RealtimeAssistant.Model.Checkpoint;
 using RealtimeAssistant.Tests.Model.Families;
 using RealtimeAssistant.Tests.Server;
@@ -78,6 +79,49 @@ public class HubCacheTests
         foreach (var notAnId in new[] { "/nonexistent/model", "a/b/c", "../nonexistent-x", "org/name@", "org/..name" })
             Assert.Contains("model folder not found", Error(notAnId));
         Assert.All(Error("/nonexistent/model").Split('\n'), line => Assert.DoesNotContain("Hugging Face", line));
+    }
+
+    /// <summary>
+    /// `ra models` lists the bundled model and each cached snapshot with what --model takes for it,
+    /// and says why one does not run: incomplete, an unsupported model_type, an unreadable config.
+    /// </summary>
+    [Fact]
+    public async Task Models_ListsTheCachedSnapshots_AndWhetherEachRuns()
+    {
+        var root = CacheWithFixture("hub-models");
+        void Snapshot(string repo, string commit, string? config, string? refName = null)
+        {
+            var dir = Directory.CreateDirectory(Path.Combine(root, "models--" + repo.Replace("/", "--"), "snapshots", commit)).FullName;
+            if (config is not null) File.WriteAllText(Path.Combine(dir, "config.json"), config);
+            if (refName is not null)
+            {
+                Directory.CreateDirectory(Path.Combine(root, "models--" + repo.Replace("/", "--"), "refs"));
+                File.WriteAllText(Path.Combine(root, "models--" + repo.Replace("/", "--"), "refs", refName), commit);
+            }
+        }
+        var other = new string('b', 40);
+        Snapshot("google-bert/bert-base-uncased", other, """{"model_type": "bert"}""", "main");
+        Snapshot("tiny-org/half-fetched", other, null, "main");
+        Snapshot("tiny-org/broken", other, "{not json", "v1");
+        Snapshot("tiny-org/tiny-qwen2-vl", other, null); // an older, partial snapshot beside main's
+
+        var json = Path.Combine(Capture.TestMedia.TempDir("hub-models-out"), "models.json");
+        Assert.Equal(0, await ModelsCommand.Create().Parse(["--cache", root, "--json", json]).InvokeAsync());
+        var models = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(json))!["models"]!.AsArray()
+            .ToDictionary(m => (string)m!["model"]!, m => m!);
+        Assert.Equal("yes", (string)models["tiny-org/tiny-qwen2-vl"]!["runs"]!);
+        Assert.Equal("qwen2_vl", (string)models["tiny-org/tiny-qwen2-vl"]!["model_type"]!);
+        Assert.Equal(new FileInfo(Path.Combine(new HfFixture("qwen2_vl").Dir, "model.safetensors")).Length, (long)models["tiny-org/tiny-qwen2-vl"]!["weights_bytes"]!);
+        Assert.StartsWith("no: incomplete", (string)models[$"tiny-org/tiny-qwen2-vl@{other}"]!["runs"]!);
+        Assert.Contains("model_type 'bert' is not supported", (string)models["google-bert/bert-base-uncased"]!["runs"]!);
+        Assert.StartsWith("no: incomplete", (string)models["tiny-org/half-fetched"]!["runs"]!);
+        Assert.StartsWith("no: ", (string)models["tiny-org/broken@v1"]!["runs"]!);
+        if (RealtimeAssistant.Cli.Cli.FindRepoPath(AppModel.DemoModelPath) is not null)
+            Assert.Equal("yes", (string)models["(bundled demo model)"]!["runs"]!);
+        // What it lists is what --model takes.
+        Assert.Equal(Path.Combine(root, "models--tiny-org--tiny-qwen2-vl", "snapshots", Commit), AppModel.Resolve("tiny-org/tiny-qwen2-vl", Env(("HF_HUB_CACHE", root))));
+
+        Assert.Equal(0, await ModelsCommand.Create().Parse(["--cache", Path.Combine(root, "absent")]).InvokeAsync());
     }
 
     /// <summary>`ra caption --model owner/name` as a user runs it, with the cache in HF_HUB_CACHE: a cached checkpoint loads through the links, a missing one is fetched first, and both caption as the folder does.</summary>

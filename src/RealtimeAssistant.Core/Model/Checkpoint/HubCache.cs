@@ -69,5 +69,42 @@ public static partial class HubCache
         return Path.GetFileName(full);
     }
 
+    /// <summary>A snapshot in the cache: its repo, commit, the refs that name it, its folder, and whether it is whole (has config.json).</summary>
+    public sealed record Snapshot(string Repo, string Commit, IReadOnlyList<string> Refs, string Folder, bool Complete)
+    {
+        /// <summary>What `--model` takes for it: the bare id at main, else id@ref, else id@commit.</summary>
+        public string ModelArgument => Refs.Contains("main") ? Repo : $"{Repo}@{Refs.FirstOrDefault() ?? Commit}";
+    }
+
+    /// <summary>Every model snapshot under <paramref name="root"/> (none if there is no cache), by repo.</summary>
+    public static IReadOnlyList<Snapshot> List(string root)
+    {
+        var list = new List<Snapshot>();
+        if (!Directory.Exists(root)) return list;
+        foreach (var repoDir in Directory.GetDirectories(root, "models--*").Order(StringComparer.Ordinal))
+        {
+            if (Path.GetFileName(repoDir).Split("--") is not [_, var owner, var name]) continue;
+            var refsDir = Path.Combine(repoDir, "refs");
+            var refs = Directory.Exists(refsDir)
+                ? Directory.GetFiles(refsDir, "*", SearchOption.AllDirectories).Select(f => (Name: Path.GetRelativePath(refsDir, f), Commit: ReadRef(f))).ToList()
+                : [];
+            var snapshots = Path.Combine(repoDir, "snapshots");
+            if (!Directory.Exists(snapshots)) continue;
+            foreach (var folder in Directory.GetDirectories(snapshots).Order(StringComparer.Ordinal))
+            {
+                var commit = Path.GetFileName(folder);
+                list.Add(new Snapshot($"{owner}/{name}", commit, refs.Where(r => r.Commit == commit).Select(r => r.Name).Order(StringComparer.Ordinal).ToList(),
+                    folder, File.Exists(Path.Combine(folder, "config.json"))));
+            }
+        }
+        return list;
+    }
+
+    static string? ReadRef(string file)
+    {
+        try { return File.ReadAllText(file).Trim(); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
     static bool IsCommit(string s) => s.Length == 40 && s.All(Uri.IsHexDigit);
 }
