@@ -13,7 +13,7 @@ public static class ModelsCommand
     {
         var cache = new Option<string?>("--cache") { Description = "the Hugging Face cache to list (default: where the hub library keeps it: HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub)" };
         var json = Cli.JsonOption("also write the list as JSON to this file ('-' for stdout)");
-        var cmd = new Command("models", "List the checkpoints here, the bundled demo model and those in the Hugging Face cache, with each one's model_type, weights on disk, whether ra runs it, and what --model takes for it.")
+        var cmd = new Command("models", "List the checkpoints here, the bundled demo model and those in the Hugging Face cache, with each one's model_type, weights on disk, whether ra runs it, and the id that runs it.")
             { cache, json };
         return cmd.WithAction((pr, ct) =>
         {
