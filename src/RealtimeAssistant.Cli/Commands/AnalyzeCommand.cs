@@ -20,7 +20,7 @@ public static class AnalyzeCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model", "-m") { Description = "model folder, or a Hub id in the Hugging Face cache (default: media/demo-model)" };
+        var model = App.AppModel.ModelOption();
         var images = new Option<string[]>("--images") { Description = "images to analyze (default: demo scenes of --split)", AllowMultipleArgumentsPerToken = true };
         var video = new Option<string?>("--video") { Description = "a video file whose frames to analyze instead of --images: the footage a stream will read (--frames of them, evenly spaced)" };
         var frames = new Option<int>("--frames") { DefaultValueFactory = _ => 16, Description = "frames taken from --video, evenly spaced over it" };

@@ -30,7 +30,7 @@ public static class BenchCommand
         var tokens = new Option<int>("--tokens") { DefaultValueFactory = _ => 624, Description = "prompt tokens (576 visual + text, as LLaVA-1.5)" };
         var decode = new Option<int>("--decode") { DefaultValueFactory = _ => 32, Description = "decode steps" };
         var reps = new Option<int>("--reps") { DefaultValueFactory = _ => 3 };
-        var model = new Option<string?>("--model", "-m") { Description = "a model folder instead of the random LLaVA shape: its caption prompt with one (random) image, decoded in its own cache group" };
+        var model = new Option<string?>("--model", "-m") { Description = "a model folder or a Hub id, as the other commands take, instead of the random LLaVA shape: its caption prompt with one (random) image, decoded in its own cache group" };
         var kernels = new Option<string>("--kernels") { DefaultValueFactory = _ => "on", Description = "on, or off: libtorch runs every product (the reference the CPU kernels are measured against)" };
         var fusedDecode = new Option<string>("--fused-decode") { DefaultValueFactory = _ => "on", Description = "on: decode steps run every layer on the CPU kernels (the default); off: the layer path, libtorch between the kernels; compare: both in each round, in a shuffled order, and their ratio" };
         var longRows = new Option<string>("--long-rows") { DefaultValueFactory = _ => "shared-x", Description = "shared-x: under four rows of a long x (4,096+ inputs), four weight rows share each load of x (AVX-512 and AVX2; the default); per-row: one weight row at a time; compare: both in each round, in a shuffled order, and their ratio" };

@@ -10,7 +10,7 @@ public static class EvalCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model", "-m") { Description = "model folder, or a Hub id in the Hugging Face cache (default: the bundled media/demo-model)" };
+        var model = App.AppModel.ModelOption();
         // 600 questions put QA's standard error near 0.012; at 150 one answer moved a kind's score by 0.05–0.15.
         var scenes = new Option<int>("--scenes") { DefaultValueFactory = _ => 600, Description = "held-out scenes (each gives one caption and one question); about 1 min at 600" };
         var json = Cli.JsonOption("write the report as JSON (keys include f1 and qa_accuracy)");

@@ -18,7 +18,7 @@ public static class WeightsBench
     public static Command Create()
     {
         var json = Cli.JsonOption("write the results as JSON (formats[], ratios[])");
-        var model = new Option<string?>("--model", "-m") { Description = "a model folder (default: --family qwen2_vl)" };
+        var model = new Option<string?>("--model", "-m") { Description = "a model folder or a Hub id, as the other commands take (default: --family qwen2_vl)" };
         var family = BenchModels.Option();
         var formats = new Option<string[]>("--formats") { DefaultValueFactory = _ => new[] { "f32", "auto" }, AllowMultipleArgumentsPerToken = true, Description = "weight formats to load, each as --weights takes it; ratios are to the first" };
         var rounds = new Option<int>("--rounds") { DefaultValueFactory = _ => 5, Description = "timed rounds (after one untimed), each a new frame" };

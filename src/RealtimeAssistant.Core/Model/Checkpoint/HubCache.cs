@@ -24,21 +24,24 @@ public static partial class HubCache
         return m.Success && !text.Contains("..") && !revision.EndsWith('/');
     }
 
-    /// <summary>The cache's folder as the hub library picks it: HF_HUB_CACHE, else HF_HOME/hub, else XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub.</summary>
-    public static string Root(Func<string, string?> env)
-    {
-        static string? Set(string? v) => string.IsNullOrEmpty(v) ? null : v;
-        if ((Set(env("HF_HUB_CACHE")) ?? Set(env("HUGGINGFACE_HUB_CACHE"))) is { } hub) return hub;
-        var home = Set(env("HF_HOME")) ?? Path.Combine(
-            Set(env("XDG_CACHE_HOME")) ?? Path.Combine(Set(env("HOME")) ?? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
-            "huggingface");
-        return Path.Combine(home, "hub");
-    }
+    static string? Set(string? v) => string.IsNullOrEmpty(v) ? null : v;
+
+    /// <summary>The hub library's own folder (its cache and its saved token): HF_HOME, else XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface.</summary>
+    public static string Home(Func<string, string?> env) => Set(env("HF_HOME")) ?? Path.Combine(
+        Set(env("XDG_CACHE_HOME")) ?? Path.Combine(Set(env("HOME")) ?? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache"),
+        "huggingface");
+
+    /// <summary>The cache's folder as the hub library picks it: HF_HUB_CACHE, else <see cref="Home"/>/hub.</summary>
+    public static string Root(Func<string, string?> env) =>
+        Set(env("HF_HUB_CACHE")) ?? Set(env("HUGGINGFACE_HUB_CACHE")) ?? Path.Combine(Home(env), "hub");
+
+    /// <summary>A model repo's folder in the cache: models--{owner}--{name}.</summary>
+    public static string RepoFolder(string root, string repo) => Path.Combine(root, "models--" + repo.Replace("/", "--"));
 
     /// <summary>The snapshot folder of <paramref name="repo"/> at <paramref name="revision"/> under <paramref name="root"/>, or why there is none.</summary>
     public static (string? Folder, string? Missing) Find(string root, string repo, string revision)
     {
-        var repoDir = Path.Combine(root, "models--" + repo.Replace("/", "--"));
+        var repoDir = RepoFolder(root, repo);
         if (!Directory.Exists(repoDir)) return (null, $"not in the Hugging Face cache ({root})");
         string commit = revision;
         if (!IsCommit(revision))
@@ -106,5 +109,5 @@ public static partial class HubCache
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 
-    static bool IsCommit(string s) => s.Length == 40 && s.All(Uri.IsHexDigit);
+    internal static bool IsCommit(string s) => s.Length == 40 && s.All(Uri.IsHexDigit);
 }

@@ -31,8 +31,7 @@ public sealed class HubDownload(Func<string, string?> env, Action<string> report
     static string? Token(Func<string, string?> env)
     {
         if (env("HF_TOKEN") is { Length: > 0 } t) return t.Trim();
-        var home = env("HF_HOME") is { Length: > 0 } h ? h : Path.Combine(env("HOME") ?? Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "huggingface");
-        var file = Path.Combine(home, "token");
+        var file = Path.Combine(HubCache.Home(env), "token");
         return File.Exists(file) && File.ReadAllText(file).Trim() is { Length: > 0 } saved ? saved : null;
     }
 
@@ -55,11 +54,11 @@ public sealed class HubDownload(Func<string, string?> env, Action<string> report
     async Task<string> FetchInto(string root, string repo, string revision, CancellationToken ct)
     {
         var info = await Json($"{Endpoint}/api/models/{repo}/revision/{Uri.EscapeDataString(revision)}", repo, revision, ct);
-        var commit = Text(info, "sha") is { Length: 40 } sha && sha.All(Uri.IsHexDigit) ? sha
+        var commit = Text(info, "sha") is { } sha && HubCache.IsCommit(sha) ? sha
             : throw new UserError($"the Hub's answer for {repo}@{revision} has no commit hash");
         var files = ((info as JsonObject)?["siblings"] as JsonArray ?? []).Select(s => Text(s, "rfilename")).OfType<string>().Where(Wanted).Distinct().ToList();
         if (!files.Contains("config.json")) throw new UserError($"{repo}@{revision} on the Hub has no config.json: not a model checkpoint");
-        var repoDir = Path.Combine(root, "models--" + repo.Replace("/", "--"));
+        var repoDir = HubCache.RepoFolder(root, repo);
         var snapshot = Path.Combine(repoDir, "snapshots", commit);
         Directory.CreateDirectory(Path.Combine(repoDir, "blobs"));
         Directory.CreateDirectory(snapshot);
