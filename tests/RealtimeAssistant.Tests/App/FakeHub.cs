@@ -23,6 +23,12 @@ internal sealed class FakeHub : IAsyncDisposable
     public ConcurrentDictionary<string, int> Requests { get; } = new();
     /// <summary>Storage downloads of this file break off half way this many more times.</summary>
     public ConcurrentDictionary<string, int> BreakOff { get; } = new();
+    /// <summary>The start of each ranged storage request (a resumed download), in order.</summary>
+    public ConcurrentQueue<long> RangeStarts { get; } = new();
+    /// <summary>Storage ignores Range headers and always sends the whole file, as some mirrors do.</summary>
+    public bool IgnoreRanges { get; set; }
+    /// <summary>How long storage waits before it answers (a slow download).</summary>
+    public TimeSpan StorageDelay { get; set; }
     /// <summary>The revision API's answer in place of the real one (a malformed Hub).</summary>
     public string? RevisionAnswer { get; set; }
     /// <summary>The ETag the small files are served with in place of their git hash.</summary>
@@ -63,12 +69,22 @@ internal sealed class FakeHub : IAsyncDisposable
         });
         app.MapGet("/storage/{file}", async (HttpContext ctx, string file) =>
         {
-            var bytes = files[file];
+            await Task.Delay(hub.StorageDelay);
+            ReadOnlyMemory<byte> bytes = files[file];
+            // A resume: "bytes=N-", answered 206 with the rest, as the Hub's storage does.
+            if (!hub.IgnoreRanges && ctx.Request.Headers.Range.ToString() is var range && range.StartsWith("bytes=") && range.EndsWith('-')
+                && long.TryParse(range["bytes=".Length..^1], out var from) && from < bytes.Length)
+            {
+                hub.RangeStarts.Enqueue(from);
+                ctx.Response.StatusCode = 206;
+                ctx.Response.Headers.ContentRange = $"bytes {from}-{bytes.Length - 1}/{bytes.Length}";
+                bytes = bytes[(int)from..];
+            }
             ctx.Response.ContentLength = bytes.Length;
             if (hub.BreakOff.TryGetValue(file, out var left) && left > 0)
             {
                 hub.BreakOff[file] = left - 1;
-                await ctx.Response.Body.WriteAsync(bytes.AsMemory(0, bytes.Length / 2));
+                await ctx.Response.Body.WriteAsync(bytes[..(bytes.Length / 2)]);
                 await ctx.Response.Body.FlushAsync();
                 ctx.Abort();
                 return;

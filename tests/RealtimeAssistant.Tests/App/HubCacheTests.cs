@@ -229,10 +229,37 @@ public class HubCacheTests
         var snapshot = Path.Combine(root, "models--tiny-org--tiny-qwen2-vl", "snapshots", FakeHub.Commit);
         Assert.False(File.Exists(Path.Combine(snapshot, "config.json")));
         Assert.Equal(2, hub.Count("/tokenizer.json")); // a HEAD and a GET
+        var blobs = Path.Combine(root, "models--tiny-org--tiny-qwen2-vl", "blobs");
+        long partial = new FileInfo(Directory.GetFiles(blobs, "*.incomplete").Single()).Length;
+        Assert.True(partial > 0, "the broken download kept what it had fetched");
         Assert.Equal(snapshot, AppModel.Resolve("tiny-org/tiny-qwen2-vl", env));
         Assert.Equal(2, hub.Count("/tokenizer.json")); // fetched whole the first time: not again
         Assert.Equal(2, hub.Count("/storage/model.safetensors"));
-        Assert.Equal(File.ReadAllBytes(Path.Combine(source, "model.safetensors")), File.ReadAllBytes(Path.Combine(snapshot, "model.safetensors")));
+        Assert.Equal([partial], hub.RangeStarts); // the second run asked for the rest only
+        var weights = File.ReadAllBytes(Path.Combine(source, "model.safetensors"));
+        Assert.Equal(weights, File.ReadAllBytes(Path.Combine(snapshot, "model.safetensors")));
+        Assert.Empty(Directory.GetFiles(blobs, "*.incomplete"));
+
+        // A mirror that ignores the range sends the whole file again: the resume starts over, not appends.
+        var rootWhole = Capture.TestMedia.TempDir("hub-break-norange");
+        var envWhole = Env(("HF_HUB_CACHE", rootWhole), ("HF_ENDPOINT", hub.Url));
+        hub.IgnoreRanges = true;
+        hub.BreakOff["model.safetensors"] = 1;
+        Error("tiny-org/tiny-qwen2-vl", envWhole);
+        var snapshotWhole = AppModel.Resolve("tiny-org/tiny-qwen2-vl", envWhole);
+        Assert.Equal(weights, File.ReadAllBytes(Path.Combine(snapshotWhole, "model.safetensors")));
+        hub.IgnoreRanges = false;
+
+        // A blob fetched whole but stopped before its rename is taken as it is, without asking storage again.
+        var blobsWhole = Path.Combine(rootWhole, "models--tiny-org--tiny-qwen2-vl", "blobs");
+        var weightsBlob = Path.Combine(blobsWhole, Convert.ToHexString(SHA256.HashData(weights)).ToLowerInvariant());
+        File.Move(weightsBlob, weightsBlob + ".incomplete");
+        File.Delete(Path.Combine(snapshotWhole, "model.safetensors"));
+        File.Delete(Path.Combine(snapshotWhole, "config.json"));
+        int storage = hub.Count("/storage/");
+        Assert.Equal(snapshotWhole, AppModel.Resolve("tiny-org/tiny-qwen2-vl", envWhole));
+        Assert.Equal(storage, hub.Count("/storage/"));
+        Assert.Equal(weights, File.ReadAllBytes(Path.Combine(snapshotWhole, "model.safetensors")));
 
         Assert.Contains("(404)", Error("tiny-org/absent"));
         Assert.Contains("(404)", Error("tiny-org/tiny-qwen2-vl@v9"));
@@ -252,5 +279,41 @@ public class HubCacheTests
         hub.RevisionAnswer = null;
         hub.SmallFileEtag = "../../escape";
         Assert.Contains("malformed ETag", Error("tiny-org/tiny-qwen2-vl", fresh));
+    }
+
+    /// <summary>
+    /// Two runs fetching one checkpoint take turns on each blob through the hub library's lock file
+    /// (`.locks/models--owner--name/ETAG.lock`, flock'd): the weights are fetched once, and a run
+    /// whose blob is locked by another process (here the test, as the hub library would) waits.
+    /// </summary>
+    [Fact]
+    public async Task TwoRunsFetchingOneCheckpoint_TakeTurnsOnEachBlob()
+    {
+        var source = CheckpointCopy("hub-lock-source");
+        await using var hub = await FakeHub.Start("tiny-org/tiny-qwen2-vl", source);
+        hub.StorageDelay = TimeSpan.FromMilliseconds(300);
+        var root = Capture.TestMedia.TempDir("hub-lock-cache");
+        var env = Env(("HF_HUB_CACHE", root), ("HF_ENDPOINT", hub.Url));
+        var both = await Task.WhenAll(Task.Run(() => AppModel.Resolve("tiny-org/tiny-qwen2-vl", env)), Task.Run(() => AppModel.Resolve("tiny-org/tiny-qwen2-vl", env)));
+        Assert.Equal(both[0], both[1]);
+        Assert.Equal(1, hub.Count("/storage/model.safetensors"));
+        var weights = File.ReadAllBytes(Path.Combine(source, "model.safetensors"));
+        Assert.Equal(weights, File.ReadAllBytes(Path.Combine(both[0], "model.safetensors")));
+
+        // Another process holds the weights' lock: the run waits for it, and then fetches.
+        hub.StorageDelay = TimeSpan.Zero;
+        var root2 = Capture.TestMedia.TempDir("hub-lock-held");
+        var lockFile = Path.Combine(root2, ".locks", "models--tiny-org--tiny-qwen2-vl", Convert.ToHexString(SHA256.HashData(weights)).ToLowerInvariant() + ".lock");
+        Directory.CreateDirectory(Path.GetDirectoryName(lockFile)!);
+        var held = new FileStream(lockFile, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        int before = hub.Count("/storage/model.safetensors");
+        var waiting = Task.Run(() => AppModel.Resolve("tiny-org/tiny-qwen2-vl", Env(("HF_HUB_CACHE", root2), ("HF_ENDPOINT", hub.Url))));
+        await Task.Delay(1500);
+        Assert.False(waiting.IsCompleted);
+        Assert.Equal(before, hub.Count("/storage/model.safetensors"));
+        held.Dispose();
+        var snapshot = await waiting.WaitAsync(TimeSpan.FromMinutes(1));
+        Assert.Equal(weights, File.ReadAllBytes(Path.Combine(snapshot, "model.safetensors")));
+        Assert.Equal(before + 1, hub.Count("/storage/model.safetensors"));
     }
 }

@@ -87,25 +87,69 @@ public sealed class HubDownload(Func<string, string?> env, Action<string> report
         if (etag.Length == 0 || etag.IndexOfAny(['/', '\\']) >= 0 || etag.Contains("..")) throw new UserError($"the Hub gave a malformed ETag for {repo}/{file}");
         long? size = long.TryParse(Header(head, "X-Linked-Size"), out var linked) ? linked : head.Content.Headers.ContentLength;
         var blob = Path.Combine(repoDir, "blobs", etag);
-        if (!File.Exists(blob))
-        {
-            var partial = blob + ".incomplete";
-            using var get = await Send(_http, new HttpRequestMessage(HttpMethod.Get, url), repo, file, ct);
-            await using (var source = await get.Content.ReadAsStreamAsync(ct))
-            await using (var target = File.Create(partial))
-                await Copy(source, target, file, size ?? get.Content.Headers.ContentLength, ct);
-            if (size is { } expected && new FileInfo(partial).Length != expected)
-                throw new UserError($"{repo}/{file}: the download ended at {new FileInfo(partial).Length:N0} of {expected:N0} bytes; run the command again to resume with the files already fetched");
-            File.Move(partial, blob, overwrite: true);
-        }
-        File.Delete(link); // a link left dangling by an earlier run, if any
+        // One writer per blob, across processes and the hub library (its lock file, flock'd), so two
+        // runs fetching one checkpoint take turns on a blob rather than clobber its .incomplete.
+        using (await BlobLock(Path.Combine(Path.GetDirectoryName(repoDir)!, ".locks", Path.GetFileName(repoDir), etag + ".lock"), file, ct))
+            if (!File.Exists(blob)) await FetchBlob(blob, url, repo, file, size, ct);
+                File.Delete(link); // a link left dangling by an earlier run, if any
         File.CreateSymbolicLink(link, Path.Combine("..", "..", "blobs", etag));
     }
 
-    async Task Copy(Stream source, Stream target, string file, long? size, CancellationToken ct)
+    /// <summary>Fetches one blob into its .incomplete file, resuming from what an earlier run left there (an HTTP range), then renames it into place.</summary>
+    async Task FetchBlob(string blob, string url, string repo, string file, long? size, CancellationToken ct)
+    {
+        var partial = blob + ".incomplete";
+        long have = File.Exists(partial) ? new FileInfo(partial).Length : 0;
+        if (size is { } whole && have >= whole)
+        {
+            if (have == whole) { File.Move(partial, blob, overwrite: true); return; } // whole, stopped before its rename
+            have = 0;
+        }
+        var request = new HttpRequestMessage(HttpMethod.Get, url);
+        if (have > 0) request.Headers.Range = new RangeHeaderValue(have, null);
+        using var get = await Send(_http, request, repo, file, ct);
+        // A server that ignores the range sends the whole file: start over.
+        bool resumed = have > 0 && get.StatusCode == HttpStatusCode.PartialContent && get.Content.Headers.ContentRange?.From == have;
+        if (!resumed) have = 0;
+        else report($"  {file}: resuming at {have / 1e6:N1} MB");
+        await using (var source = await get.Content.ReadAsStreamAsync(ct))
+        await using (var target = new FileStream(partial, resumed ? FileMode.Append : FileMode.Create, FileAccess.Write))
+            await Copy(source, target, file, have, size ?? get.Content.Headers.ContentLength, ct);
+        if (size is { } expected && new FileInfo(partial).Length != expected)
+            throw new UserError($"{repo}/{file}: the download ended at {new FileInfo(partial).Length:N0} of {expected:N0} bytes; run the command again to resume it");
+        File.Move(partial, blob, overwrite: true);
+    }
+
+    /// <summary>
+    /// Holds the blob's lock file exclusively (an flock, as the hub library's filelock takes it),
+    /// waiting while another process holds it and saying so every half minute.
+    /// </summary>
+    /// <summary>A lock held elsewhere: .NET gives the errno of the failed flock (EWOULDBLOCK: 11 on Linux, 35 on macOS), or Windows' sharing violation.</summary>
+    static bool HeldElsewhere(IOException e) => e.HResult is 11 or 35 or unchecked((int)0x80070020);
+
+    async Task<IDisposable> BlobLock(string path, string file, CancellationToken ct)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var waited = Stopwatch.StartNew();
+        var said = TimeSpan.Zero;
+        while (true)
+        {
+            try { return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
+            catch (IOException e) when (HeldElsewhere(e))
+            {
+                if (waited.Elapsed >= said)
+                {
+                    report($"  {file}: waiting for another process that is downloading it ({path})");
+                    said = waited.Elapsed + TimeSpan.FromSeconds(30);
+                }
+                await Task.Delay(250, ct);
+            }
+        }
+    }
+
+    async Task Copy(Stream source, Stream target, string file, long done, long? size, CancellationToken ct)
     {
         var buffer = new byte[1 << 20];
-        long done = 0;
         var lastReport = Stopwatch.StartNew();
         report($"  {file}{(size is { } s ? $" ({s / 1e6:N1} MB)" : "")}");
         while (true)
@@ -117,7 +161,7 @@ public sealed class HubDownload(Func<string, string?> env, Action<string> report
             try { n = await source.ReadAsync(buffer, stall.Token); }
             catch (Exception e) when (e is IOException or HttpRequestException || (e is OperationCanceledException && !ct.IsCancellationRequested))
             {
-                throw new UserError($"{file}: the download broke off after {done:N0} bytes ({e.Message}); run the command again to resume with the files already fetched");
+                throw new UserError($"{file}: the download broke off after {done:N0} bytes ({e.Message}); run the command again to resume it");
             }
             if (n == 0) break;
             await target.WriteAsync(buffer.AsMemory(0, n), ct);
