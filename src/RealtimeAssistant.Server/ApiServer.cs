@@ -109,7 +109,9 @@ public sealed class ApiServer : IAsyncDisposable
             app.MapGet("/v1/models/{id}", (string id) => id == model.Id
                 ? Results.Json(ModelJson(model))
                 : throw new ApiError(404, $"The model '{id}' does not exist", param: "model", code: "model_not_found"));
-            app.MapPost("/v1/chat/completions", (HttpContext ctx) => ChatCompletions.Handle(ctx, model, options));
+            var remote = new RemoteImages(options.Images);
+            app.Lifetime.ApplicationStopped.Register(remote.Dispose);
+            app.MapPost("/v1/chat/completions", (HttpContext ctx) => ChatCompletions.Handle(ctx, model, options, remote));
         }
         else
         {

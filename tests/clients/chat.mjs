@@ -1,5 +1,5 @@
 // Drives `ra serve` with the official openai client, as a user's program would.
-// usage: node chat.mjs '{"baseURL": ..., "model": ..., "png": FILE, "jpeg": FILE, "apiKey": ..., "stop": [...]}'
+// usage: node chat.mjs '{"baseURL": ..., "model": ..., "png": FILE, "jpeg": FILE, "pngUrl": URL, "refusedUrl": URL, "apiKey": ..., "stop": [...]}'
 // Prints one JSON line: what the client received from each call.
 import OpenAI from 'openai';
 import { readFileSync } from 'node:fs';
@@ -49,10 +49,19 @@ result.stopped = await collect(await client.chat.completions.create({
   messages: [{ role: 'user', content: [image(args.jpeg, 'image/jpeg')] }],
 }));
 
+// The PNG by URL (the server fetches it): the same answer.
+if (args.pngUrl) {
+  const byUrl = await client.chat.completions.create({
+    model: args.model, temperature: 0,
+    messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: args.pngUrl } }, { type: 'text', text: 'describe the scene .' }] }],
+  });
+  result.byUrl = { text: byUrl.choices[0].message.content, usage: byUrl.usage };
+}
+
 // A refused request surfaces as the client's typed error.
 try {
   await client.chat.completions.create({
-    model: args.model, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.com/cat.png' } }] }],
+    model: args.model, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: args.refusedUrl ?? 'https://example.com/cat.png' } }] }],
   });
   result.error = null;
 } catch (e) {

@@ -6,6 +6,7 @@ using RealtimeAssistant.Cluster;
 using RealtimeAssistant.Cluster.Placement;
 using RealtimeAssistant.Server;
 using RealtimeAssistant.Server.Inference;
+using RealtimeAssistant.Server.OpenAi;
 
 namespace RealtimeAssistant.Cli.Commands;
 
@@ -24,6 +25,7 @@ public static class ServeCommand
         var sources = new Option<string>("--sources") { Description = "kinds of live source clients may open: any of file,url,camera,push", DefaultValueFactory = _ => "file,url,camera,push" };
         var grace = new Option<double>("--stream-grace") { Description = "seconds a live stream lives on with no client following it (a push stream: with no WebSocket) before it is freed", DefaultValueFactory = _ => 30 };
         var pushFps = new Option<double>("--max-push-fps") { Description = "frames per second a push stream takes; more are dropped and counted", DefaultValueFactory = _ => 30 };
+        var imageUrls = new Option<string>("--image-urls") { Description = "http(s) image URLs in chat messages: off (data: URIs only), public (fetched from hosts on public addresses only, checked at connect time, redirects included) or any (every host, the LAN and loopback too)", DefaultValueFactory = _ => "off" };
         var batching = new Option<string>("--batching") { Description = "on: decode steps that fall due together (streams, chat) run as one batched forward; off: one at a time", DefaultValueFactory = _ => "on" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
@@ -37,10 +39,10 @@ public static class ServeCommand
         var gatewayPort = new Option<int>("--gateway-port") { Description = "with --cluster: the port `ra cluster` clients connect to (0: any free port)", DefaultValueFactory = _ => 0 };
         var retention = new Option<int>("--log-retention") { Description = "with --cluster: caption log entries kept per stream in Redis", DefaultValueFactory = _ => 10_000 };
         var simulate = new Option<string?>("--simulate-model-ms") { Description = "no model: an inference stand-in whose frame read takes READ ms and each token TOKEN ms (READ[,TOKEN]; TOKEN defaults to READ/10) on one simulated device per silo" };
-        var cmd = new Command("serve", "Serve the model over HTTP: OpenAI's GET /v1/models and POST /v1/chat/completions (text and data: URI images, " +
+        var cmd = new Command("serve", "Serve the model over HTTP: OpenAI's GET /v1/models and POST /v1/chat/completions (text and images, as data: URIs or with --image-urls as URLs, " +
             "streaming with stream: true), live streams (POST /v1/streams on a file, an rtsp:// or http:// URL, a camera or frames pushed over a WebSocket; " +
             "captions and answers over SSE, the video with its overlay as MJPEG) and a page at / to watch them. One model serves every request and stream. Ctrl+C stops.")
-            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, batching, device, dtype, weights, maxPixels, role, siloName, clusterHost, siloPort, gatewayPort, retention, simulate };
+            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, imageUrls, batching, device, dtype, weights, maxPixels, role, siloName, clusterHost, siloPort, gatewayPort, retention, simulate };
         cluster.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -54,6 +56,11 @@ public static class ServeCommand
             var options = new ServerOptions
             {
                 Host = pr.GetValue(host)!, Port = pr.GetValue(port), ApiKey = key, MaxStreams = pr.GetValue(maxStreams),
+                Images = new() { RemoteUrls = pr.GetValue(imageUrls)!.Trim().ToLowerInvariant() switch
+                {
+                    "off" => ImageUrlPolicy.Off, "public" => ImageUrlPolicy.Public, "any" => ImageUrlPolicy.Any,
+                    var u => throw new UserError($"--image-urls must be off, public or any, got '{u}'"),
+                } },
                 Streams = new StreamLimits
                 {
                     MediaFolder = mediaDir,

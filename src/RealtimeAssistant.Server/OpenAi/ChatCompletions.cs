@@ -13,16 +13,20 @@ namespace RealtimeAssistant.Server.OpenAi;
 /// </summary>
 public static class ChatCompletions
 {
-    public static async Task Handle(HttpContext ctx, IChatModel model, ServerOptions options)
+    public static async Task Handle(HttpContext ctx, IChatModel model, ServerOptions options, RemoteImages remote)
     {
         var body = await RequestBody.ReadAsync(ctx.Request, options.MaxRequestBytes, ctx.RequestAborted);
-        var request = ChatRequestParser.Parse(body, options.Images);
+        var parsed = ChatRequestParser.Parse(body, options.Images);
+        if (parsed.Model != model.Id)
+        {
+            parsed.Dispose();
+            throw new ApiError(404, $"The model '{parsed.Model}' does not exist: this server serves '{model.Id}' (GET /v1/models lists it)", param: "model", code: "model_not_found");
+        }
+        var request = await remote.FetchAll(parsed, ctx.RequestAborted); // only a request this server would answer fetches anything
         using var generation = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted);
         ChannelReader<GenerationEvent> events;
         try
         {
-            if (request.Model != model.Id)
-                throw new ApiError(404, $"The model '{request.Model}' does not exist: this server serves '{model.Id}' (GET /v1/models lists it)", param: "model", code: "model_not_found");
             var greedy = request.Temperature == 0 || request.TopP == 0;
             var job = new GenerationJob
             {

@@ -29,6 +29,8 @@ public sealed record ChatPrompt(string Text, IReadOnlyList<Mat> Images)
     /// </summary>
     public static ChatPrompt FromMessages(IReadOnlyList<ChatMessage> messages, PromptFormat format)
     {
+        if (messages.Any(m => m.Content.OfType<ImageUrlPart>().Any()))
+            throw new InvalidOperationException("a remote image is built into a prompt unfetched (RemoteImages.FetchAll comes first)");
         string Clean(string text) => text.Replace(format.ImageMarker, " ");
         var images = new List<Mat>();
         var sb = new StringBuilder();

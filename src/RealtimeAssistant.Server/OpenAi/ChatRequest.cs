@@ -2,10 +2,12 @@ using OpenCvSharp;
 
 namespace RealtimeAssistant.Server.OpenAi;
 
-/// <summary>One part of a message's content: text, or an image already decoded to BGR pixels.</summary>
+/// <summary>One part of a message's content: text, an image already decoded to BGR pixels, or an image still at a remote URL.</summary>
 public abstract record ContentPart;
 public sealed record TextPart(string Text) : ContentPart;
 public sealed record ImagePart(Mat Image) : ContentPart;
+/// <summary>An http(s) image_url the server may fetch (<see cref="RemoteImages"/> turns it into an <see cref="ImagePart"/> before the prompt is built); Param names it in errors.</summary>
+public sealed record ImageUrlPart(Uri Url, string Param) : ContentPart;
 
 /// <summary>A chat message: role (system, developer, user, assistant or tool) and its parts in order.</summary>
 public sealed record ChatMessage(string Role, IReadOnlyList<ContentPart> Content)

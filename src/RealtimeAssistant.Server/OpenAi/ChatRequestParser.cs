@@ -9,7 +9,16 @@ public sealed record ImageLimits
     /// <summary>Pixels in one image (width × height).</summary>
     public long MaxPixels { get; init; } = 4096L * 4096;
     public int MaxImages { get; init; } = 16;
+    /// <summary>Which http(s) image URLs the server fetches (off: none, data: URIs only).</summary>
+    public ImageUrlPolicy RemoteUrls { get; init; } = ImageUrlPolicy.Off;
+    /// <summary>The whole fetch of one remote image, redirects included.</summary>
+    public TimeSpan FetchTimeout { get; init; } = TimeSpan.FromSeconds(15);
+    /// <summary>Bytes in one remote image file.</summary>
+    public long MaxFetchBytes { get; init; } = 20L * 1024 * 1024;
 }
+
+/// <summary>Remote image URLs: none; hosts on public addresses only (not loopback, private, link-local, …); or any host.</summary>
+public enum ImageUrlPolicy { Off, Public, Any }
 
 /// <summary>
 /// The untrusted request body → a validated <see cref="ChatRequest"/>, or an <see cref="ApiError"/>
@@ -144,7 +153,9 @@ public static class ChatRequestParser
                                 JsonValueKind.Object => Required(iu, "url", JsonValueKind.String, $"{pat}.image_url.url").GetString()!,
                                 _ => throw Invalid($"{pat}.image_url", "an object with a url", iu),
                             };
-                            parts.Add(new ImagePart(DataUriImage.Decode(url, limits.MaxPixels, $"{pat}.image_url.url")));
+                            parts.Add(RemoteImages.IsRemote(url)
+                                ? RemoteImages.Part(url, limits.RemoteUrls, $"{pat}.image_url.url")
+                                : new ImagePart(DataUriImage.Decode(url, limits.MaxPixels, $"{pat}.image_url.url")));
                             break;
                         default:
                             throw ApiError.BadRequest($"{pat}.type '{Truncate(type)}' is not supported: this server takes text and image_url parts", $"{pat}.type", "invalid_value");

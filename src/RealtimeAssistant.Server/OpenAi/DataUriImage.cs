@@ -4,8 +4,8 @@ using OpenCvSharp;
 namespace RealtimeAssistant.Server.OpenAi;
 
 /// <summary>
-/// An image_url part's URL → BGR pixels. Only data: URIs with base64 PNG or JPEG are taken; the
-/// server never fetches a remote URL. The size is read from the file's header and checked against
+/// An image_url part's data: URI (base64 PNG or JPEG) → BGR pixels; <see cref="FromFile"/> decodes
+/// a remote image's bytes the same way (<see cref="RemoteImages"/>). The size is read from the file's header and checked against
 /// the pixel limit before anything is decoded, so a small file that claims huge dimensions costs nothing.
 /// </summary>
 public static class DataUriImage
@@ -14,9 +14,6 @@ public static class DataUriImage
 
     public static Mat Decode(string url, long maxPixels, string param)
     {
-        if (url.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || url.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
-            throw ApiError.BadRequest("remote image URLs are not fetched by this server: send the image inline as a data: URI (data:image/png;base64,... or data:image/jpeg;base64,...)",
-                param, "invalid_image_url");
         if (!url.StartsWith("data:", StringComparison.OrdinalIgnoreCase))
             throw ApiError.BadRequest("image_url must be a data: URI (data:image/png;base64,... or data:image/jpeg;base64,...)", param, "invalid_image_url");
         int comma = url.IndexOf(',');
@@ -40,6 +37,13 @@ public static class DataUriImage
 
         if (Sniff(file) != kind)
             throw ApiError.BadRequest($"the image's data is not {(kind == Kind.Png ? "a PNG" : "a JPEG")} file, as its media type '{mediaType}' says", param, "invalid_image_format");
+        return FromFile(file, maxPixels, param);
+    }
+
+    /// <summary>A PNG or JPEG file's bytes → BGR pixels, its size checked from its header before it is decoded.</summary>
+    public static Mat FromFile(ReadOnlySpan<byte> file, long maxPixels, string param)
+    {
+        var kind = Sniff(file) ?? throw ApiError.BadRequest("the image is not a PNG or JPEG file", param, "invalid_image_format");
         var size = Dimensions(file, kind) ?? throw ApiError.BadRequest("the image is truncated or corrupt (its size cannot be read)", param, "image_parse_error");
         CheckPixels(size.Width, size.Height, maxPixels, param);
 

@@ -48,10 +48,13 @@ public class OpenAiClientTests
         var stop = " " + expectedJpeg.Split(' ', StringSplitOptions.RemoveEmptyEntries)[2];
         var expectedStopped = expectedJpeg[..expectedJpeg.IndexOf(stop, StringComparison.Ordinal)];
 
-        await using var server = await ServeProcess.Start("--model", model, "--api-key", "sk-test");
+        // The PNG on a web server too, for the server to fetch (--image-urls any: the host is on loopback).
+        await using var images = await RemoteImageTests.ImageHost.Start(File.ReadAllBytes(png));
+        await using var server = await ServeProcess.Start("--model", model, "--api-key", "sk-test", "--image-urls", "any");
         var args = new JsonObject
         {
             ["baseURL"] = new Uri(server.Url, "v1").ToString(), ["model"] = "demo-model", ["png"] = png, ["jpeg"] = jpeg,
+            ["pngUrl"] = images.Url + "/scene.png", ["refusedUrl"] = images.Url + "/absent.png",
             ["apiKey"] = "sk-test", ["stop"] = new JsonArray(stop, "never appears"),
         };
         var (nodeCode, output, nodeErr) = await ServerTestSupport.Run(node!, [Path.Combine(Clients, "chat.mjs"), args.ToJsonString()], cwd: Clients);
@@ -83,11 +86,14 @@ public class OpenAiClientTests
         Assert.Equal(expectedStopped, r["stopped"]!["text"]!.GetValue<string>());
         Assert.Equal("stop", r["stopped"]!["finish"]!.GetValue<string>());
 
+        Assert.Equal(expectedPng, r["byUrl"]!["text"]!.GetValue<string>());
+        Assert.Equal(plain["usage"]!.ToJsonString(), r["byUrl"]!["usage"]!.ToJsonString());
+
         var error = r["error"]!;
         Assert.Equal("BadRequestError", error["class"]!.GetValue<string>());
         Assert.Equal(400, error["status"]!.GetValue<int>());
         Assert.Equal("invalid_image_url", error["code"]!.GetValue<string>());
-        Assert.Contains("data: URI", error["message"]!.GetValue<string>());
+        Assert.Contains("answered 404", error["message"]!.GetValue<string>());
         Assert.False(server.HasExited);
     }
 
