@@ -3,7 +3,7 @@ using RealtimeAssistant.Cli;
 using RealtimeAssistant.Cli.Commands;
 
 RealtimeAssistant.Model.Engine.Notice = line => Console.Error.WriteLine(line);
-var root = new RootCommand("RealtimeAssistant: a real-time vision assistant (multimodal LLMs in TorchSharp: LLaVA, LLaVA-OneVision, Qwen2-VL, SmolVLM2).");
+var root = new RootCommand("RealtimeAssistant: a real-time vision assistant (multimodal LLMs in TorchSharp: LLaVA, LLaVA-OneVision, Qwen2-VL, Qwen2.5-VL, SmolVLM2, Idefics3).");
 root.Subcommands.Add(CaptionCommand.Create());
 root.Subcommands.Add(BenchCommand.Create());
 root.Subcommands.Add(DemoCommand.Create());
