@@ -66,28 +66,10 @@ public static class BenchCommand
             };
             if (kernelPath > CpuIsa.Detected) throw new UserError($"--isa {pr.GetValue(isa)}: this CPU's widest path is {CpuIsa.Detected}");
             using var forcedIsa = kernelPath is { } narrower ? CpuIsa.Force(narrower) : null;
-            bool? fused = pr.GetValue(fusedDecode) switch
-            {
-                "on" => true,
-                "off" => false,
-                "compare" => null,
-                var k => throw new UserError($"--fused-decode '{k}' is not one of on, off, compare"),
-            };
-            bool? folded = pr.GetValue(attention) switch
-            {
-                "folded" => true,
-                "per-key" => false,
-                "compare" => null,
-                var k => throw new UserError($"--attention '{k}' is not one of folded, per-key, compare"),
-            };
-            bool? sharedX = pr.GetValue(longRows) switch
-            {
-                "shared-x" => true,
-                "per-row" => false,
-                "compare" => null,
-                var k => throw new UserError($"--long-rows '{k}' is not one of shared-x, per-row, compare"),
-            };
-            if (new[] { fused, folded, sharedX }.Count(v => v is null) > 1) throw new UserError("bench engine: compare one of --fused-decode, --attention and --long-rows at a time");
+            // Each decode switch is fixed at one value, or compared (both values in each round); one at a time.
+            var fixedValues = new[] { (DecodeSwitch.Fused, fusedDecode), (DecodeSwitch.Folded, attention), (DecodeSwitch.SharedX, longRows) }
+                .Select(x => x.Item1.Parse(pr.GetValue(x.Item2)!)).ToArray();
+            if (fixedValues.Count(v => v is null) > 1) throw new UserError("bench engine: compare one of --fused-decode, --attention and --long-rows at a time");
             bool? lastRow = pr.GetValue(prefillOutputs) switch
             {
                 "last" => true,
@@ -102,7 +84,7 @@ public static class BenchCommand
             using var work = modelDir is { } dir
                 ? EngineWorkload.FromModel(dir, new EngineOptions { Device = pr.GetValue(device)!, DType = pr.GetValue(dtype)!, Weights = pr.GetValue(weights)!, Report = Console.Error.WriteLine })
                 : EngineWorkload.Random(L, D, T, dev, Model.Engine.ResolveDType(pr.GetValue(dtype)!, dev, "float32"), pr.GetValue(weights)!);
-            var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), fused, folded, sharedX, lastRow, ct);
+            var (result, steps) = RunEngine(work, N, R, pr.GetValue(profile), fixedValues, lastRow, ct);
             var table = new Table().AddColumns("metric", "value");
             foreach (var (k, v) in result)
                 if (v is not IEnumerable<Dictionary<string, object>>)
@@ -189,10 +171,27 @@ public static class BenchCommand
     /// <summary>Verify blocks (a drafted caption's pass of the last token and its drafts) timed per turn, after the decode steps.</summary>
     const int VerifyBlocks = 4;
 
-    /// <param name="fused">Decode steps fused (<see cref="DecoderModel.FusedDecodeEnabled"/>), on the layer path, or null: both in each round, in a shuffled order.</param>
+    /// <summary>
+    /// A decode-step setting that `bench engine` fixes or compares: its flag's two values, the
+    /// switch it sets, and the names its JSON keys take (the setting, and each side's name in the
+    /// comparison's keys: `{Off}_runs_ms_per_token`, `{On}_speedup`, …).
+    /// </summary>
+    sealed record DecodeSwitch(string Flag, string OnValue, string OffValue, string Key, string OnLabel, string OffLabel, string On, string Off, Action<bool> Set)
+    {
+        public static readonly DecodeSwitch Fused = new("--fused-decode", "on", "off", "fused_decode", "on", "off (the layer path)", "fused_decode", "layer_path", v => DecoderModel.FusedDecodeEnabled = v);
+        public static readonly DecodeSwitch Folded = new("--attention", "folded", "per-key", "attention", "folded", "per-key", "folded_attention", "per_key_attention", v => DecodeAttention.FoldedScores = v);
+        public static readonly DecodeSwitch SharedX = new("--long-rows", "shared-x", "per-row", "long_rows", "shared-x", "per-row", "shared_x", "per_row", v => Gemv.SharedX = v);
+        public static readonly DecodeSwitch[] All = [Fused, Folded, SharedX];
+
+        /// <summary>The flag's value: true (on), false (off) or null (compare).</summary>
+        public bool? Parse(string value) =>
+            value == OnValue ? true : value == OffValue ? false : value == "compare" ? null
+            : throw new UserError($"{Flag} '{value}' is not one of {OnValue}, {OffValue}, compare");
+    }
+
+    /// <param name="fixedValues">Each <see cref="DecodeSwitch.All"/>'s value, or null for the one compared: both values in each round, in a shuffled order.</param>
     /// <param name="lastRow">The prefill asks for the last row's hidden state only (<see cref="DecoderStep.OutputRows"/>), for every row, or null: both in each round, in a shuffled order.</param>
-    /// <param name="folded">Decode attention scores keys a fold at a time (<see cref="DecodeAttention.FoldedScores"/>), one by one, or null: both in each round, in a shuffled order.</param>
-    static (Dictionary<string, object> Result, List<EngineProfile> Profiles) RunEngine(EngineWorkload w, int N, int R, bool profile, bool? fused, bool? folded, bool? sharedX, bool? lastRow, CancellationToken ct)
+    static (Dictionary<string, object> Result, List<EngineProfile> Profiles) RunEngine(EngineWorkload w, int N, int R, bool profile, bool?[] fixedValues, bool? lastRow, CancellationToken ct)
     {
         using var _ = torch.inference_mode();
         var lm = w.Lm;
@@ -222,9 +221,9 @@ public static class BenchCommand
         }
         var prefillMs = new List<double>();
         var decodeMs = new List<double>();
-        var layerPathMs = new List<double>(); // --fused-decode compare: the layer path's turns
-        var perKeyMs = new List<double>();    // --attention compare: the per-key attention's turns
-        var perRowMs = new List<double>();    // --long-rows compare: one weight row at a time
+        int compared = Array.IndexOf(fixedValues, null); // the decode switch compared, or -1
+        var offMs = new List<double>();       // the compared switch's off side: its decode turns
+        var offBlockMs = new List<double>();  // and its verify blocks
         bool sameTokens = true;
         bool phasePeaks = w.Engine is not null && BenchModels.ResetPeak();
         var order = new Random(7);
@@ -232,12 +231,9 @@ public static class BenchCommand
         var allRowsRatios = new List<double>();
         bool sameFirstToken = true, warmingUp = true;
         var blockMs = new List<double>();     // the verify blocks' ms each (drafted decoding's pass), per timed turn
-        var perKeyBlockMs = new List<double>();
-        (double Prefill, double Decode, long[] Tokens, double Block) Turn(bool fusedSteps, bool foldedScores, bool shareX)
+        (double Prefill, double Decode, long[] Tokens, double Block) Turn(bool[] values)
         {
-            DecoderModel.FusedDecodeEnabled = fusedSteps;
-            DecodeAttention.FoldedScores = foldedScores;
-            Gemv.SharedX = shareX;
+            for (int i = 0; i < values.Length; i++) DecodeSwitch.All[i].Set(values[i]);
             if (lastRow is null)
             {
                 // Both prefills back to back, in a shuffled order: their ratio is the comparison.
@@ -289,27 +285,22 @@ public static class BenchCommand
             {
                 ct.ThrowIfCancellationRequested();
                 warmingUp = r == 0;
-                // The setting compared takes both values, in a shuffled order; the other its one.
-                var pair = order.Next(2) == 0 ? new[] { true, false } : new[] { false, true };
-                var sides = fused is null ? pair.Select(f => (Fused: f, Folded: folded!.Value, SharedX: sharedX!.Value))
-                    : folded is null ? pair.Select(a => (Fused: fused.Value, Folded: a, SharedX: sharedX!.Value))
-                    : sharedX is null ? pair.Select(x => (Fused: fused.Value, Folded: folded.Value, SharedX: x))
-                    : new[] { (Fused: fused.Value, Folded: folded.Value, SharedX: sharedX.Value) };
-                var turns = sides.Select(s => (Side: s, Result: Turn(s.Fused, s.Folded, s.SharedX))).ToList();
+                // The switch compared takes both values, in a shuffled order; the others their one.
+                var sides = compared < 0 ? [true] : order.Next(2) == 0 ? new[] { true, false } : [false, true];
+                var turns = sides.Select(on => (On: on, Result: Turn(fixedValues.Select((v, i) => i == compared ? on : v!.Value).ToArray()))).ToList();
                 if (r == 0) continue; // warm-up
-                foreach (var (side, t) in turns)
+                foreach (var (on, t) in turns)
                 {
-                    if (fused is null && !side.Fused) { layerPathMs.Add(t.Decode); continue; }
-                    if (folded is null && !side.Folded) { perKeyMs.Add(t.Decode); perKeyBlockMs.Add(t.Block); continue; }
-                    if (sharedX is null && !side.SharedX) { perRowMs.Add(t.Decode); continue; }
+                    if (!on) { offMs.Add(t.Decode); offBlockMs.Add(t.Block); continue; }
                     prefillMs.Add(t.Prefill); decodeMs.Add(t.Decode); blockMs.Add(t.Block);
                 }
                 if (turns.Count == 2) sameTokens &= turns[0].Result.Tokens.SequenceEqual(turns[1].Result.Tokens);
             }
         }
-        finally { DecoderModel.FusedDecodeEnabled = fused ?? true; DecodeAttention.FoldedScores = folded ?? true; Gemv.SharedX = sharedX ?? true; }
+        finally { for (int i = 0; i < fixedValues.Length; i++) DecodeSwitch.All[i].Set(fixedValues[i] ?? true); }
         long? runPeak = phasePeaks ? BenchModels.Rss()?.Peak : null;
         var steps = new List<EngineProfile>();
+        bool? fused = fixedValues[Array.IndexOf(DecodeSwitch.All, DecodeSwitch.Fused)];
         if (profile)
         {
             // The path the bench timed: fused steps by stage (where the model has them), the layer path op by op.
@@ -402,31 +393,17 @@ public static class BenchCommand
             result["prefill_last_row_speedup"] = Math.Round(Median(allRowsRatios), 3);
             result["prefill_last_row_same_token"] = sameFirstToken;
         }
-        result["fused_decode"] = fused switch { true => "on", false => "off (the layer path)", null => "compare" };
-        if (fused is null)
+        for (int i = 0; i < DecodeSwitch.All.Length; i++)
         {
-            result["decode_ms_per_token_layer_path"] = Math.Round(Median(layerPathMs) / N, 3);
-            result["layer_path_runs_ms_per_token"] = layerPathMs.Select(x => Math.Round(x / N, 2)).ToArray();
-            result["fused_decode_speedup"] = Math.Round(RoundRatio(layerPathMs, decodeMs), 2);
-            result["fused_decode_same_tokens"] = sameTokens;
-        }
-        result["attention"] = folded switch { true => "folded", false => "per-key", null => "compare" };
-        if (folded is null)
-        {
-            result["decode_ms_per_token_per_key_attention"] = Math.Round(Median(perKeyMs) / N, 3);
-            result["per_key_attention_runs_ms_per_token"] = perKeyMs.Select(x => Math.Round(x / N, 2)).ToArray();
-            result["folded_attention_speedup"] = Math.Round(RoundRatio(perKeyMs, decodeMs), 3);
-            result["folded_attention_same_tokens"] = sameTokens;
-            result["verify_block_ms_per_key_attention"] = Math.Round(Median(perKeyBlockMs), 3);
-            result["folded_attention_block_speedup"] = Math.Round(RoundRatio(perKeyBlockMs, blockMs), 3);
-        }
-        result["long_rows"] = sharedX switch { true => "shared-x", false => "per-row", null => "compare" };
-        if (sharedX is null)
-        {
-            result["decode_ms_per_token_per_row"] = Math.Round(Median(perRowMs) / N, 3);
-            result["per_row_runs_ms_per_token"] = perRowMs.Select(x => Math.Round(x / N, 2)).ToArray();
-            result["shared_x_speedup"] = Math.Round(RoundRatio(perRowMs, decodeMs), 3);
-            result["shared_x_same_tokens"] = sameTokens;
+            var sw = DecodeSwitch.All[i];
+            result[sw.Key] = fixedValues[i] switch { true => sw.OnLabel, false => sw.OffLabel, null => "compare" };
+            if (i != compared) continue;
+            result[$"decode_ms_per_token_{sw.Off}"] = Math.Round(Median(offMs) / N, 3);
+            result[$"{sw.Off}_runs_ms_per_token"] = offMs.Select(x => Math.Round(x / N, 2)).ToArray();
+            result[$"{sw.On}_speedup"] = Math.Round(RoundRatio(offMs, decodeMs), 3);
+            result[$"{sw.On}_same_tokens"] = sameTokens;
+            result[$"verify_block_ms_{sw.Off}"] = Math.Round(Median(offBlockMs), 3);
+            result[$"{sw.On}_block_speedup"] = Math.Round(RoundRatio(offBlockMs, blockMs), 3);
         }
         if (w.Engine is { } en)
         {
