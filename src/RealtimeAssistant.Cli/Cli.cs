@@ -38,6 +38,13 @@ public static partial class Cli
             return UserErrorCode;
         }
         if (parse.GetValue(Shaders) is { } shaders) Environment.SetEnvironmentVariable(Rendering.ShaderDirectory.EnvVar, shaders);
+        if (parse.CommandResult.Command.Options.FirstOrDefault(o => o.Name == "--json") is Option<string?> json && parse.GetValue(json) == "-")
+        {
+            // `--json -`: stdout holds the JSON alone, so it pipes into jq; tables and progress go to stderr.
+            _jsonOut = Console.Out;
+            Console.SetOut(Console.Error);
+            AnsiConsole.Console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        }
         return await parse.InvokeAsync();
     }
 
@@ -196,10 +203,13 @@ public static partial class Cli
         Description = "Qwen2-VL and Qwen2.5-VL: the most pixels a frame or image is resized to (the processor's max_pixels; a frame's visual tokens and vision time scale with it); default: the model's preprocessor_config.json",
     };
 
+    /// <summary>The process's stdout when `--json -` sent everything else to stderr.</summary>
+    static TextWriter? _jsonOut;
+
     public static void WriteJson(string path, object value)
     {
         var json = System.Text.Json.JsonSerializer.Serialize(value, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
-        if (path == "-") Console.Out.WriteLine(json);
+        if (path == "-") { var o = _jsonOut ?? Console.Out; o.WriteLine(json); o.Flush(); }
         else
         {
             var dir = Path.GetDirectoryName(Path.GetFullPath(path));

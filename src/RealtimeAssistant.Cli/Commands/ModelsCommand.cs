@@ -28,7 +28,7 @@ public static class ModelsCommand
             foreach (var r in rows)
                 table.AddRow(Markup.Escape((string)r["model"]!), Markup.Escape((string?)r["model_type"] ?? "-"),
                     r["weights_bytes"] is long b ? (b >= 1e9 ? $"{b / 1e9:0.00} GB" : $"{b / 1e6:0.0} MB") : "-", Markup.Escape((string)r["runs"]!), Markup.Escape((string)r["refs"]!));
-            if (pr.GetValue(json) != "-") AnsiConsole.Write(table); // '-': stdout is the JSON alone
+            AnsiConsole.Write(table);
             Console.Error.WriteLine($"Hugging Face cache: {root}{(Directory.Exists(root) ? "" : " (none yet)")}");
             if (pr.GetValue(json) is { } path) Cli.WriteJson(path, new { cache = root, models = rows });
             return Task.FromResult(0);

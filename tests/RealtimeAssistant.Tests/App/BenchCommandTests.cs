@@ -262,6 +262,17 @@ public class BenchCommandTests
         Assert.Equal(CpuIsa.Detected, CpuIsa.Current);
     }
 
+    /// <summary>`--json -` leaves stdout to the JSON alone (the table goes to stderr), so the output pipes into jq.</summary>
+    [Fact]
+    public async Task JsonToStdout_IsTheJsonAlone()
+    {
+        var (code, stdout, stderr) = await Server.ServerTestSupport.Run("dotnet", [Server.ServerTestSupport.RaDll, "bench", "engine", "--layers", "1", "--hidden", "64", "--tokens", "4", "--decode", "2", "--reps", "1", "--json", "-"]);
+        Assert.True(code == 0, stderr);
+        var root = JsonNode.Parse(stdout)!; // anything on stdout but the JSON fails to parse
+        Assert.True(root["prefill_ms"]!.GetValue<double>() > 0);
+        Assert.Contains("prefill_ms", stderr); // the table, on stderr
+    }
+
     [Fact]
     public async Task Pruning_WritesEveryMethodsPrefillFlopsKeptTokensAndF1()
     {
