@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Prometheus;
 using RealtimeAssistant.Server.Inference;
 using RealtimeAssistant.Server.OpenAi;
 using RealtimeAssistant.Server.Streams;
@@ -70,6 +71,8 @@ public sealed class ApiServer : IAsyncDisposable
         // A failed start (the port is taken) becomes the caller's one-line UserError below, not a logged trace.
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
         builder.Services.AddSingleton<IHostLifetime, CallerLifetime>(); // signals are the caller's (the CLI's Ctrl+C), not the library's
+        // The server listens only once its model has loaded, so an answer here means ready.
+        builder.Services.AddHealthChecks();
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -101,6 +104,12 @@ public sealed class ApiServer : IAsyncDisposable
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RealtimeAssistant.Server");
         app.Use((ctx, next) => Errors(ctx, next, log));
         if (options.ApiKey is { } key) app.Use((ctx, next) => Authorize(ctx, next, key));
+        // For probes and scrapers: /health without a key (a load balancer's or Kubernetes' probe
+        // sends none); /metrics (ServerMetrics with ASP.NET Core's and the runtime's meters, in
+        // Prometheus' text format) behind the key when one is set.
+        app.MapHealthChecks("/health");
+        ServerMetrics.StartExport();
+        app.MapMetrics("/metrics");
         app.UseWebSockets(new WebSocketOptions { KeepAliveInterval = TimeSpan.FromSeconds(20) });
 
         if (backend.Chat is { } model)
@@ -175,7 +184,7 @@ public sealed class ApiServer : IAsyncDisposable
 
     static Task Authorize(HttpContext ctx, RequestDelegate next, string key)
     {
-        if (!ctx.Request.Path.StartsWithSegments("/v1")) return next(ctx);
+        if (!ctx.Request.Path.StartsWithSegments("/v1") && !ctx.Request.Path.StartsWithSegments("/metrics")) return next(ctx);
         var header = ctx.Request.Headers.Authorization.ToString();
         // A browser's EventSource, <img> and WebSocket cannot set headers: a stream's events, video
         // and socket also take the key as ?api_key=KEY.

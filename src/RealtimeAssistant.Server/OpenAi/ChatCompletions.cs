@@ -15,6 +15,7 @@ public static class ChatCompletions
 {
     public static async Task Handle(HttpContext ctx, IChatModel model, ServerOptions options, RemoteImages remote)
     {
+        long arrived = System.Diagnostics.Stopwatch.GetTimestamp();
         var body = await RequestBody.ReadAsync(ctx.Request, options.MaxRequestBytes, ctx.RequestAborted);
         var parsed = ChatRequestParser.Parse(body, options.Images);
         if (parsed.Model != model.Id)
@@ -49,13 +50,13 @@ public static class ChatCompletions
         var first = await FirstEvent(events, ctx.RequestAborted);
         if (first is GenerationFailed failed) throw failed.Error;
         var accepted = (PromptAccepted)first;
-        var reply = new Reply(model.Id, request.Stop);
-        if (request.Stream) await Stream(ctx, reply, events, accepted, request.IncludeUsage, generation);
-        else await Whole(ctx, reply, events, accepted, generation);
+        var reply = new Reply(model.Id, request.Stop, arrived);
+        if (request.Stream ? await Stream(ctx, reply, events, accepted, request.IncludeUsage, generation) : await Whole(ctx, reply, events, accepted, generation))
+            ServerMetrics.Completion(reply.FinishReason, accepted.PromptTokens, reply.CompletionTokens);
     }
 
     /// <summary>The completion being built: its id, the stop filter and the counts.</summary>
-    sealed class Reply(string model, IReadOnlyList<string> stops)
+    sealed class Reply(string model, IReadOnlyList<string> stops, long arrived)
     {
         public readonly string Id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         public readonly long Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -80,7 +81,7 @@ public static class ChatCompletions
 
         string? Delta(TokenDelta d)
         {
-            if (d.IsToken) CompletionTokens++;
+            if (d.IsToken && CompletionTokens++ == 0) ServerMetrics.FirstTokenAfter(arrived);
             return Stop.Push(d.Text);
         }
 
@@ -97,7 +98,8 @@ public static class ChatCompletions
         throw new OperationCanceledException(ct); // the job was dropped before it began: only a cancelled request does that
     }
 
-    static async Task Whole(HttpContext ctx, Reply reply, ChannelReader<GenerationEvent> events, PromptAccepted accepted, CancellationTokenSource generation)
+    /// <summary>Answers with one chat.completion; true once it is sent.</summary>
+    static async Task<bool> Whole(HttpContext ctx, Reply reply, ChannelReader<GenerationEvent> events, PromptAccepted accepted, CancellationTokenSource generation)
     {
         var text = new System.Text.StringBuilder();
         await foreach (var e in events.ReadAllAsync(ctx.RequestAborted))
@@ -122,9 +124,11 @@ public static class ChatCompletions
             usage = reply.Usage(accepted.PromptTokens),
             system_fingerprint = (string?)null,
         }), ctx.RequestAborted);
+        return true;
     }
 
-    static async Task Stream(HttpContext ctx, Reply reply, ChannelReader<GenerationEvent> events, PromptAccepted accepted, bool includeUsage, CancellationTokenSource generation)
+    /// <summary>Streams the chunks; true when the completion ended, false when a late error ended the stream.</summary>
+    static async Task<bool> Stream(HttpContext ctx, Reply reply, ChannelReader<GenerationEvent> events, PromptAccepted accepted, bool includeUsage, CancellationTokenSource generation)
     {
         var ct = ctx.RequestAborted;
         var sse = await SseWriter.StartAsync(ctx.Response, ct);
@@ -145,13 +149,14 @@ public static class ChatCompletions
         {
             // Headers are gone: OpenAI's stream reports a late error as an event, which its clients raise.
             await sse.WriteDataAsync(System.Text.Encoding.UTF8.GetString(error.ToJson()), ct);
-            return;
+            return false;
         }
         var tail = reply.Stop.Flush();
         if (tail.Length > 0) await Chunk(new { content = tail }, null);
         await Chunk(new { }, reply.FinishReason);
         if (includeUsage) await sse.WriteDataAsync(ChunkJson(reply, [], true, reply.Usage(accepted.PromptTokens)), ct);
         await sse.WriteDataAsync("[DONE]", ct);
+        return true;
     }
 
     static string ChunkJson(Reply reply, object[] choices, bool includeUsage, object? usage) => includeUsage

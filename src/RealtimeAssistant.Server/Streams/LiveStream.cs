@@ -110,10 +110,14 @@ public sealed class LiveStream : IDisposable
     public void Start()
     {
         Append("state", new { state = _state, source_status = _loop.SourceStatus });
+        ServerMetrics.StreamOpened();
+        _started = true;
         _loop.Start();
     }
 
     // ---- the frame loop's callbacks (inference thread) ----
+
+    bool _started; // counted in ServerMetrics' open streams until disposed
 
     void OnWriteStarted(long frame, TimeSpan at, string? question)
     {
@@ -143,6 +147,7 @@ public sealed class LiveStream : IDisposable
         string? answering;
         long segment;
         lock (_gate) { answering = _answering; segment = _segment; _answering = null; }
+        ServerMetrics.Caption(s.Question is not null, s.Mode, latencyMs, s.ReadMs);
         if (s.Question is not null) Append("answer", StreamEventData.AnswerJson(answering, s, latencyMs));
         else Append("segment", StreamEventData.SegmentJson(segment, s, latencyMs));
     }
@@ -351,6 +356,7 @@ public sealed class LiveStream : IDisposable
             if (_disposed) return;
             _disposed = true;
         }
+        if (_started) ServerMetrics.StreamClosed();
         Push?.Complete("deleted");
         Video.Dispose();
         _loop.Dispose(); // stops capture and inference (a write in flight stops at its next step), disposes the source

@@ -44,6 +44,20 @@ internal static class ServerTestSupport
         $"data:{(file.EndsWith(".png") ? "image/png" : "image/jpeg")};base64,{Convert.ToBase64String(File.ReadAllBytes(file))}";
 
     /// <summary>A chat request body: one user message with the images and, if given, the text.</summary>
+    /// <summary>
+    /// One sample of GET /metrics (Prometheus' text format): the series <paramref name="name"/> with
+    /// exactly <paramref name="labels"/> (as written between the braces, e.g. kind="caption"), or 0
+    /// when it is absent (a series appears with its first measurement).
+    /// </summary>
+    public static async Task<double> Metric(HttpClient http, string name, string labels = "")
+    {
+        using var r = await http.GetAsync("/metrics");
+        Assert.Equal(System.Net.HttpStatusCode.OK, r.StatusCode);
+        var series = labels.Length == 0 ? name + " " : $"{name}{{{labels}}} ";
+        var line = (await r.Content.ReadAsStringAsync()).Split('\n').FirstOrDefault(l => l.StartsWith(series, StringComparison.Ordinal));
+        return line is null ? 0 : double.Parse(line[series.Length..], System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     public static JsonObject ChatBody(string model, IEnumerable<string> imageUris, string? text = null, int? maxTokens = null, bool stream = false)
     {
         var content = new JsonArray();

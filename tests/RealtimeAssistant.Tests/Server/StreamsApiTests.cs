@@ -18,6 +18,10 @@ public class StreamsApiTests(StreamServer server, ITestOutputHelper log)
     [Fact]
     public async Task AStreamOnAClip_GivesSegments_AnswersAQuestion_AndIsFreedWhenDeleted()
     {
+        // /metrics counts what the streams wrote (other tests may add to it: at least ours).
+        var answersBefore = await ServerTestSupport.Metric(server.Http, "ra_stream_captions", "kind=\"answer\",mode=\"gpe\"");
+        var captionsBefore = await ServerTestSupport.Metric(server.Http, "ra_stream_captions", "kind=\"caption\",mode=\"gpe\"");
+        var readsBefore = await ServerTestSupport.Metric(server.Http, "ra_stream_frame_read_seconds_count");
         var opened = await server.Open(new { source = StreamServer.Clip, loop = true });
         var id = opened["id"]!.GetValue<string>();
         Assert.StartsWith("str_", id);
@@ -102,6 +106,12 @@ public class StreamsApiTests(StreamServer server, ITestOutputHelper log)
         Assert.Equal(2, state["window"]!.GetValue<int>());
         Assert.InRange(n["frames_in_window"]!.GetValue<int>(), 1, 2); // the default window: 2, or 1 while a read evicts before it adds
         Assert.Equal("playing (realtime)", state["source_status"]!["status"]!.GetValue<string>());
+
+        Assert.True(await ServerTestSupport.Metric(server.Http, "ra_stream_captions", "kind=\"caption\",mode=\"gpe\"") >= captionsBefore + segments.Count);
+        Assert.True(await ServerTestSupport.Metric(server.Http, "ra_stream_captions", "kind=\"answer\",mode=\"gpe\"") >= answersBefore + 1);
+        Assert.True(await ServerTestSupport.Metric(server.Http, "ra_stream_frame_read_seconds_count") >= readsBefore + segments.Count);
+        Assert.True(await ServerTestSupport.Metric(server.Http, "ra_streams_open") >= 1);
+        Assert.True(await ServerTestSupport.Metric(server.Http, "ra_stream_glass_to_caption_seconds_count", "kind=\"caption\"") >= segments.Count);
 
         // Listed while it runs; deleted, it is gone and so are its threads and its followers.
         var list = JsonNode.Parse(await server.Http.GetStringAsync("v1/streams"))!;
