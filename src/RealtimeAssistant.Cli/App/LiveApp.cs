@@ -47,6 +47,8 @@ public sealed record LiveStats(string Source, string Context, long FramesRendere
     IReadOnlyList<double> FrameTimesMs, ProfilerSnapshot Profile, Profiler Profiler, string? Error,
     IReadOnlyList<double> Latencies, long BudgetSkipped, StreamStats Stream, bool SourceLost = false, bool UserMistake = false)
 {
+    /// <summary>After the warm-up: from each caption's frame leaving its source to the first render showing a word of it.</summary>
+    public IReadOnlyList<double> FirstWordLatencies { get; init; } = [];
     /// <summary>Frames read at each pruning level after the warm-up (<see cref="StreamStats.Levels"/> counts the whole run).</summary>
     public IReadOnlyDictionary<string, long> LevelsMeasured { get; init; } = Stream.Levels;
 }
@@ -115,6 +117,8 @@ public static class LiveApp
         long capturedAtMeasure = 0, captionsAtMeasure = 0, wordsAtMeasure = 0, droppedAtMeasure = 0, skippedAtMeasure = 0;
         IReadOnlyDictionary<string, long> levelsAtMeasure = new Dictionary<string, long>();
         var latencies = new List<double>();
+        var firstWords = new List<double>();
+        long firstWordOf = -1; // the capture time of the caption whose first word was last seen
         double rssStart = 0;
 
         loop.Start();
@@ -140,6 +144,14 @@ public static class LiveApp
                 context.PollEvents();
                 if (loop.TryTakeDisplayFrame(out var fresh)) { current?.Dispose(); current = fresh; }
                 var view = loop.Board.View;
+                // The first render that shows a word of a new caption (streaming in, or already whole
+                // when it finished between two renders); answers to questions are not captions.
+                if (view.Question is null && view.CapturedAt != firstWordOf && (view.Streaming || view.Completed > lastCompleted))
+                {
+                    firstWordOf = view.CapturedAt;
+                    var ms = profiler.RecordLatency(view.CapturedAt, Profiler.GlassToFirstWord);
+                    if (measureFrom >= 0) firstWords.Add(ms);
+                }
                 if (view.Completed > lastCompleted)
                 {
                     lastCompleted = view.Completed;
@@ -210,6 +222,7 @@ public static class LiveApp
             latencies, loop.Driver.Stats.BudgetSkipped - skippedAtMeasure, loop.Driver.Stats, SourceLost: lost is not null,
             UserMistake: error is not null && loop.InferenceError is null && loop.CaptureError is UserError)
         {
+            FirstWordLatencies = firstWords,
             LevelsMeasured = loop.Driver.Stats.Levels.Select(kv => (kv.Key, N: kv.Value - levelsAtMeasure.GetValueOrDefault(kv.Key)))
                 .Where(l => l.N > 0).ToDictionary(l => l.Key, l => l.N),
         };

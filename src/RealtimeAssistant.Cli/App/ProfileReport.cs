@@ -11,7 +11,7 @@ namespace RealtimeAssistant.Cli.App;
 public static class ProfileReport
 {
     public static readonly string[] Stages =
-        [Profiler.Capture, Profiler.Preprocess, Profiler.Vision, Profiler.Prefill, Profiler.Decode, CaptionStages.CaptionTotal, Profiler.Render, Profiler.GlassToCaption];
+        [Profiler.Capture, Profiler.Preprocess, Profiler.Vision, Profiler.Prefill, Profiler.Decode, CaptionStages.CaptionTotal, Profiler.Render, Profiler.GlassToCaption, Profiler.GlassToFirstWord];
 
     public static void PrintTable(LiveStats s)
     {
@@ -34,6 +34,8 @@ public static class ProfileReport
         AnsiConsole.Write(counters);
         if (s.Profile.Stage(Profiler.GlassToCaption) is { Count: > 0 } l)
             AnsiConsole.MarkupLine($"glass-to-caption latency: p50 {l.P50:0.0} ms, p95 {l.P95:0.0} ms, p99 {l.P99:0.0} ms");
+        if (s.Profile.Stage(Profiler.GlassToFirstWord) is { Count: > 0 } w)
+            AnsiConsole.MarkupLine($"glass to the caption's first word on screen: p50 {w.P50:0.0} ms, p95 {w.P95:0.0} ms");
     }
 
     static string F(double v) => v.ToString("0.00");

@@ -65,6 +65,8 @@ public class BenchCommandTests
             Assert.True(m!["render_fps"]!.GetValue<double>() > 0);
             Assert.True(m["caption_hz"]!.GetValue<double>() > 0, $"{m["mode"]} wrote no caption");
             Assert.True(m["latency_ms_p50"]!.GetValue<double>() <= m["latency_ms_p95"]!.GetValue<double>());
+            // A caption's first word is on screen no later than the caption is whole.
+            Assert.InRange(m["first_word_ms_p50"]!.GetValue<double>(), 0.1, m["latency_ms_p95"]!.GetValue<double>());
             Assert.InRange(m["f1"]!.GetValue<double>(), 0.01, 1);
             // The F1 pass reads at the rungs the timed turns read, drawn in their proportions, with no governor of its own.
             var timed = m["levels_read"]!.AsObject();
