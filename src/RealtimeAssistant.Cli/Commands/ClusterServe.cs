@@ -18,7 +18,7 @@ namespace RealtimeAssistant.Cli.Commands;
 /// </summary>
 public static class ClusterServe
 {
-    /// <param name="Http">The HTTP API's options on a gateway (or both); null on an inference silo, which serves no HTTP.</param>
+    /// <param name="Http">The HTTP API's options on a gateway (or both); on an inference silo, where its probes (/health, /metrics) listen, or null for none.</param>
     public sealed record Options(ClusterSettings Settings, string? ModelDir, EngineOptions Engine, SimulatedModel? Simulate, ServerOptions? Http = null);
 
     public static async Task<int> Run(Options o, Action<ILoggingBuilder> configure, CancellationToken ct)
@@ -50,10 +50,15 @@ public static class ClusterServe
                 NoChat = o.Settings.Role == SiloRole.Gateway
                     ? $"silo {node.SiloName} is a cluster gateway: it loads no model (the inference silos run the streams' model); chat completions are served by a single `ra serve`"
                     : $"silo {node.SiloName} runs its model ({model}) for the cluster's streams only; chat completions are served by a single `ra serve`",
-                Streams = loggers => new ClusterStreamService(node.Streams, node.Log, http, node.InferenceSilos, loggers.CreateLogger("RealtimeAssistant.Cluster.Gateway")),
+                // An inference silo's HTTP is its probes alone: the streams API is the gateways'.
+                Streams = SiloRoles.ServesHttp(o.Settings.Role)
+                    ? loggers => new ClusterStreamService(node.Streams, node.Log, http, node.InferenceSilos, loggers.CreateLogger("RealtimeAssistant.Cluster.Gateway"))
+                    : null,
             }, logging, ct) : null;
             // The one line on stdout: scripts (and the tests) read the silo's name and address from it, and a gateway's URL.
-            var url = api is null ? "" : $"; API on {api.Url.ToString().TrimEnd('/')} (OpenAI API base URL {api.Url}v1; page {api.Url})";
+            var url = api is null ? ""
+                : SiloRoles.ServesHttp(o.Settings.Role) ? $"; API on {api.Url.ToString().TrimEnd('/')} (OpenAI API base URL {api.Url}v1; page {api.Url})"
+                : $"; probes on {api.Url}health and {api.Url}metrics";
             Console.Out.WriteLine($"ra serve: silo {node.SiloName} ({role}, {model}) joined cluster '{o.Settings.ClusterId}' at {node.Address.ToParsableString()} (gateway {node.Gateway.Endpoint}){url}");
             Console.Out.Flush();
             try { await Task.Delay(Timeout.Infinite, ct); }

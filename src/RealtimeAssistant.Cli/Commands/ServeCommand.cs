@@ -37,12 +37,13 @@ public static class ServeCommand
         var clusterHost = new Option<string>("--cluster-host") { Description = "with --cluster: the address other silos reach this one at (anything but loopback needs --cluster-tls)", DefaultValueFactory = _ => "127.0.0.1" };
         var siloPort = new Option<int>("--silo-port") { Description = "with --cluster: the silo-to-silo port (0: any free port)", DefaultValueFactory = _ => 0 };
         var gatewayPort = new Option<int>("--gateway-port") { Description = "with --cluster: the port `ra cluster` clients connect to (0: any free port)", DefaultValueFactory = _ => 0 };
+        var metricsPort = new Option<int?>("--metrics-port") { Description = "with --cluster --role inference: serve GET /health and GET /metrics (Prometheus) on this port, at --host, behind --api-key as the API is (a gateway serves them on its --port)" };
         var retention = new Option<int>("--log-retention") { Description = "with --cluster: caption log entries kept per stream in Redis", DefaultValueFactory = _ => 10_000 };
         var simulate = new Option<string?>("--simulate-model-ms") { Description = "no model: an inference stand-in whose frame read takes READ ms and each token TOKEN ms (READ[,TOKEN]; TOKEN defaults to READ/10) on one simulated device per silo" };
         var cmd = new Command("serve", "Serve the model over HTTP: OpenAI's GET /v1/models and POST /v1/chat/completions (text and images, as data: URIs or with --image-urls as URLs, " +
             "streaming with stream: true), live streams (POST /v1/streams on a file, an rtsp:// or http:// URL, a camera or frames pushed over a WebSocket; " +
             "captions and answers over SSE, the video with its overlay as MJPEG) and a page at / to watch them. One model serves every request and stream. Ctrl+C stops.")
-            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, imageUrls, batching, device, dtype, weights, maxPixels, role, siloName, clusterHost, siloPort, gatewayPort, retention, simulate };
+            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, imageUrls, batching, device, dtype, weights, maxPixels, role, siloName, clusterHost, siloPort, gatewayPort, metricsPort, retention, simulate };
         cluster.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -83,11 +84,15 @@ public static class ServeCommand
                     LogRetention = pr.GetValue(retention),
                 };
                 // A gateway hosts the same HTTP API, with the same rules (a non-loopback --host needs --api-key), checked before it joins.
-                var http = SiloRoles.ServesHttp(settings.Role) ? options : null;
+                var http = SiloRoles.ServesHttp(settings.Role) ? options
+                    : pr.GetValue(metricsPort) is { } probes ? options with { Port = probes } : null;
+                if (pr.GetValue(metricsPort) is not null && SiloRoles.ServesHttp(settings.Role))
+                    throw new UserError("--metrics-port is for an inference silo: a gateway (or both) serves /health and /metrics on its --port");
                 http?.Validate();
                 return await ClusterServe.Run(new ClusterServe.Options(settings, pr.GetValue(model), Cli.EngineOptions(pr, device, dtype, weights, maxPixels), simulated, http), Configure, interrupt.Token);
             }
             if (simulated is not null) throw new UserError("--simulate-model-ms is for a cluster's inference silos (--cluster); a single server serves its model");
+            if (pr.GetValue(metricsPort) is not null) throw new UserError("--metrics-port is for a cluster's inference silos (--cluster --role inference); a single server serves /health and /metrics on its --port");
             options.Validate(); // a bad host, port or limit fails before the model loads
             var dir = AppModel.Resolve(pr.GetValue(model));
             using var logging = LoggerFactory.Create(Configure);

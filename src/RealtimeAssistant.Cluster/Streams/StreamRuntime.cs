@@ -164,6 +164,7 @@ public sealed class RunningStream : IDisposable
         _logger = logger;
         Plan = plan;
         _loop = new FrameLoop(source, session, new Profiler(), plan.Loop, logger) { Written = OnWritten };
+        RealtimeAssistant.Server.ServerMetrics.StreamOpened();
         _loop.Start();
     }
 
@@ -197,6 +198,7 @@ public sealed class RunningStream : IDisposable
         }
         else Interlocked.Increment(ref _captions);
         _lastText = s.Text;
+        RealtimeAssistant.Server.ServerMetrics.Caption(s.Question is not null, s.Mode, latencyMs, s.ReadMs);
         var origin = new SegmentOrigin(_silo, Math.Round(now.ToUnixTimeMilliseconds() - latencyMs, 1), now.ToUnixTimeMilliseconds());
         try
         {
@@ -217,6 +219,7 @@ public sealed class RunningStream : IDisposable
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 1) return;
+        RealtimeAssistant.Server.ServerMetrics.StreamClosed();
         _loop.Dispose();
         _session.Dispose();
     }

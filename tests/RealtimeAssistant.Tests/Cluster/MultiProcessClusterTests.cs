@@ -1,3 +1,4 @@
+using System.Net;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using RealtimeAssistant.Cluster;
@@ -166,10 +167,12 @@ public class MultiProcessClusterTests(RedisFixture redis, ITestOutputHelper outp
         {
             var silos = await Task.WhenAll(
                 SiloProcess.Start(url, id, "gateway", "gw", "--media", media, "--simulate-model-ms", Simulate),
-                SiloProcess.Start(url, id, "inference", "inf", "--simulate-model-ms", Simulate));
+                SiloProcess.Start(url, id, "inference", "inf", "--simulate-model-ms", Simulate, "--metrics-port", "0"));
             await using var gw = silos[0];
             await using var inf = silos[1];
-            Assert.Null(inf.Api); // an inference silo serves no HTTP
+            Assert.Null(inf.Api); // an inference silo serves no API: its probes alone (--metrics-port)
+            using var probes = new HttpClient { BaseAddress = inf.Probes!, Timeout = TimeSpan.FromMinutes(1) };
+            Assert.Equal("Healthy", await probes.GetStringAsync("health"));
             using var http = new HttpClient { BaseAddress = gw.Api!, Timeout = TimeSpan.FromMinutes(1) };
 
             async Task<(int Status, JsonNode Body)> Send(HttpMethod method, string path, string? body = null, string? lastEventId = null)
@@ -222,6 +225,10 @@ public class MultiProcessClusterTests(RedisFixture redis, ITestOutputHelper outp
             }
             Assert.Equal("inf", state["cluster"]!["silo"]!.GetValue<string>());
             Assert.True(state["stats"]!["captions"]!.GetValue<long>() >= 1, state.ToJsonString());
+            // The silo that runs it counts it: the stream open and its captions, on its /metrics.
+            Assert.Equal(1, await ServerTestSupport.Metric(probes, "ra_streams_open"));
+            Assert.True(await ServerTestSupport.Metric(probes, "ra_stream_captions", "kind=\"caption\",mode=\"simulated\"") >= 1);
+            Assert.Equal(HttpStatusCode.NotFound, (await probes.GetAsync("v1/streams")).StatusCode); // no streams API there
             Assert.Equal(stream, Assert.Single((await Send(HttpMethod.Get, "v1/streams")).Body["data"]!.AsArray())!["id"]!.GetValue<string>());
             await Refused(501, "not_available_in_cluster", HttpMethod.Get, $"v1/streams/{stream}/video");
             await Refused(400, "", HttpMethod.Get, $"v1/streams/{stream}/events", lastEventId: "abc");

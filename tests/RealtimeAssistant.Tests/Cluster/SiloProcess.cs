@@ -14,6 +14,8 @@ internal sealed class SiloProcess : IAsyncDisposable
     public string Address { get; }
     /// <summary>The HTTP API's base address of a gateway (or both) silo; null on an inference silo.</summary>
     public Uri? Api { get; }
+    /// <summary>An inference silo's probes (/health, /metrics) with --metrics-port; else null.</summary>
+    public Uri? Probes { get; init; }
     public int Pid => _process.Id;
     public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
 
@@ -40,12 +42,16 @@ internal sealed class SiloProcess : IAsyncDisposable
             {
                 var line = await p.StandardOutput.ReadLineAsync(cts.Token)
                     ?? throw new InvalidOperationException($"silo {name} exited ({(p.WaitForExit(5000) ? p.ExitCode : -1)}) before joining: {stderr}");
-                const string at = " at ", apiOn = "; API on ";
+                const string at = " at ", apiOn = "; API on ", probesOn = "; probes on ";
                 if (line.StartsWith($"ra serve: silo {name} ") && line.Contains("joined cluster"))
                 {
                     var address = line[(line.LastIndexOf(at, StringComparison.Ordinal) + at.Length)..].Split(' ')[0];
                     int api = line.IndexOf(apiOn, StringComparison.Ordinal);
-                    var silo = new SiloProcess(p, name, address, api < 0 ? null : new Uri(line[(api + apiOn.Length)..].Split(' ')[0]));
+                    int probes = line.IndexOf(probesOn, StringComparison.Ordinal);
+                    var silo = new SiloProcess(p, name, address, api < 0 ? null : new Uri(line[(api + apiOn.Length)..].Split(' ')[0]))
+                    {
+                        Probes = probes < 0 ? null : new Uri(new Uri(line[(probes + probesOn.Length)..].Split(' ')[0]), "/"),
+                    };
                     lock (silo._stderr) silo._stderr.Append(stderr);
                     p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (silo._stderr) silo._stderr.AppendLine(e.Data); };
                     return silo;
