@@ -73,6 +73,7 @@ public sealed class ApiServer : IAsyncDisposable
         builder.Services.AddSingleton<IHostLifetime, CallerLifetime>(); // signals are the caller's (the CLI's Ctrl+C), not the library's
         // The server listens only once its model has loaded, so an answer here means ready.
         builder.Services.AddHealthChecks();
+        builder.Services.AddCors();
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -103,6 +104,13 @@ public sealed class ApiServer : IAsyncDisposable
     {
         var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("RealtimeAssistant.Server");
         app.Use((ctx, next) => Errors(ctx, next, log));
+        // Before the key check: a browser's preflight carries no Authorization header, and is answered here.
+        if (options.CorsOrigins.Count > 0)
+            app.UseCors(policy =>
+            {
+                if (options.CorsOrigins.Contains("*")) policy.AllowAnyOrigin(); else policy.WithOrigins([.. options.CorsOrigins]);
+                policy.AllowAnyHeader().AllowAnyMethod().WithExposedHeaders("Location");
+            });
         if (options.ApiKey is { } key) app.Use((ctx, next) => Authorize(ctx, next, key));
         // For probes and scrapers: /health without a key (a load balancer's or Kubernetes' probe
         // sends none); /metrics (ServerMetrics with ASP.NET Core's and the runtime's meters, in

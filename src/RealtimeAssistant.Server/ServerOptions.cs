@@ -15,6 +15,8 @@ public sealed record ServerOptions
     /// <summary>Admission limit of the live-streams API (429 past it).</summary>
     public int MaxStreams { get; init; } = 4;
     public long MaxRequestBytes { get; init; } = 32L * 1024 * 1024;
+    /// <summary>Web origins whose pages may call the API from a browser (CORS), or "*" for any; none: same-origin only.</summary>
+    public IReadOnlyList<string> CorsOrigins { get; init; } = [];
     public ImageLimits Images { get; init; } = new();
     /// <summary>The live streams' sources and limits.</summary>
     public StreamLimits Streams { get; init; } = new();
@@ -27,6 +29,9 @@ public sealed record ServerOptions
         if (ApiKey is { } key && (key.Length == 0 || key.Any(char.IsWhiteSpace)))
             throw new UserError("--api-key must be a non-empty token without spaces");
         if (MaxRequestBytes < 1024) throw new UserError($"the request size limit must be at least 1 KiB, got {MaxRequestBytes}");
+        foreach (var origin in CorsOrigins)
+            if (origin != "*" && !(Uri.TryCreate(origin, UriKind.Absolute, out var u) && u.Scheme is "http" or "https" && u.PathAndQuery == "/" && !origin.EndsWith('/') && u.UserInfo.Length == 0))
+                throw new UserError($"--cors-origins takes origins such as https://app.example.com or http://localhost:3000 (scheme, host and port, no path), or *; got '{origin}'");
         Streams.Validate();
         IPAddress address;
         if (Host.Equals("localhost", StringComparison.OrdinalIgnoreCase)) address = IPAddress.Loopback;

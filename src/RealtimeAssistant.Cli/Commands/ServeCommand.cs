@@ -25,6 +25,7 @@ public static class ServeCommand
         var sources = new Option<string>("--sources") { Description = "kinds of live source clients may open: any of file,url,camera,push", DefaultValueFactory = _ => "file,url,camera,push" };
         var grace = new Option<double>("--stream-grace") { Description = "seconds a live stream lives on with no client following it (a push stream: with no WebSocket) before it is freed", DefaultValueFactory = _ => 30 };
         var pushFps = new Option<double>("--max-push-fps") { Description = "frames per second a push stream takes; more are dropped and counted", DefaultValueFactory = _ => 30 };
+        var cors = new Option<string?>("--cors-origins") { Description = "web origins whose pages may call the API from a browser (CORS), comma-separated (https://app.example.com,http://localhost:3000), or * for any; by default only the page at / (same origin)" };
         var imageUrls = new Option<string>("--image-urls") { Description = "http(s) image URLs in chat messages: off (data: URIs only), public (fetched from hosts on public addresses only, checked at connect time, redirects included) or any (every host, the LAN and loopback too)", DefaultValueFactory = _ => "off" };
         var batching = new Option<string>("--batching") { Description = "on: decode steps that fall due together (streams, chat) run as one batched forward; off: one at a time", DefaultValueFactory = _ => "on" };
         var device = Cli.DeviceOption();
@@ -43,7 +44,7 @@ public static class ServeCommand
         var cmd = new Command("serve", "Serve the model over HTTP: OpenAI's GET /v1/models and POST /v1/chat/completions (text and images, as data: URIs or with --image-urls as URLs, " +
             "streaming with stream: true), live streams (POST /v1/streams on a file, an rtsp:// or http:// URL, a camera or frames pushed over a WebSocket; " +
             "captions and answers over SSE, the video with its overlay as MJPEG) and a page at / to watch them. One model serves every request and stream. Ctrl+C stops.")
-            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, imageUrls, batching, device, dtype, weights, maxPixels, role, siloName, clusterHost, siloPort, gatewayPort, metricsPort, retention, simulate };
+            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, cors, imageUrls, batching, device, dtype, weights, maxPixels, role, siloName, clusterHost, siloPort, gatewayPort, metricsPort, retention, simulate };
         cluster.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -57,6 +58,7 @@ public static class ServeCommand
             var options = new ServerOptions
             {
                 Host = pr.GetValue(host)!, Port = pr.GetValue(port), ApiKey = key, MaxStreams = pr.GetValue(maxStreams),
+                CorsOrigins = pr.GetValue(cors)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
                 Images = new() { RemoteUrls = pr.GetValue(imageUrls)!.Trim().ToLowerInvariant() switch
                 {
                     "off" => ImageUrlPolicy.Off, "public" => ImageUrlPolicy.Public, "any" => ImageUrlPolicy.Any,
