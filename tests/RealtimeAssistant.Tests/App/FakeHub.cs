@@ -18,7 +18,7 @@ namespace RealtimeAssistant.Tests.App;
 internal sealed class FakeHub : IAsyncDisposable
 {
     public const string Commit = "fedcba9876543210fedcba9876543210fedcba98";
-    readonly WebApplication _app;
+    WebApplication _app = null!;
     public string Url { get; private set; } = "";
     public ConcurrentDictionary<string, int> Requests { get; } = new();
     /// <summary>Storage downloads of this file break off half way this many more times.</summary>
@@ -34,65 +34,62 @@ internal sealed class FakeHub : IAsyncDisposable
     /// <summary>The ETag the small files are served with in place of their git hash.</summary>
     public string? SmallFileEtag { get; set; }
 
-    FakeHub(WebApplication app) => _app = app;
 
     public static async Task<FakeHub> Start(string repo, string folder, params string[] extraListed)
     {
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        var app = builder.Build();
-        var hub = new FakeHub(app);
+        var hub = new FakeHub();
         var files = Directory.GetFiles(folder).ToDictionary(Path.GetFileName, File.ReadAllBytes);
-        app.Use(async (ctx, next) => { hub.Requests.AddOrUpdate(ctx.Request.Path.Value!, 1, (_, n) => n + 1); await next(); });
-        app.MapGet("/api/models/{owner}/{name}/revision/{rev}", (string owner, string name, string rev) =>
+        hub._app = await Tests.Server.LoopbackSite.Start(app =>
         {
-            if ($"{owner}/{name}" != repo || (rev != "main" && rev != Commit)) return Results.Json(new { error = "Repository not found" }, statusCode: 404);
-            if (hub.RevisionAnswer is { } raw) return Results.Text(raw, "application/json");
-            var siblings = new JsonArray(files.Keys.Concat(extraListed).Select(f => (JsonNode)new JsonObject { ["rfilename"] = f }).ToArray());
-            return Results.Json(new JsonObject { ["id"] = repo, ["sha"] = Commit, ["siblings"] = siblings });
-        });
-        app.MapMethods("/{owner}/{name}/resolve/{rev}/{file}", ["GET", "HEAD"], async (HttpContext ctx, string owner, string name, string rev, string file) =>
-        {
-            if ($"{owner}/{name}" != repo || rev != Commit || !files.TryGetValue(file, out var bytes)) { ctx.Response.StatusCode = 404; return; }
-            if (file.EndsWith(".safetensors"))
+            app.Use(async (ctx, next) => { hub.Requests.AddOrUpdate(ctx.Request.Path.Value!, 1, (_, n) => n + 1); await next(); });
+            app.MapGet("/api/models/{owner}/{name}/revision/{rev}", (string owner, string name, string rev) =>
             {
-                ctx.Response.Headers["X-Linked-Etag"] = $"\"{Convert.ToHexString(SHA256.HashData(bytes)).ToLowerInvariant()}\"";
-                ctx.Response.Headers["X-Linked-Size"] = bytes.Length.ToString();
-                ctx.Response.Redirect($"/storage/{file}");
-                return;
-            }
-            var gitHash = Convert.ToHexString(SHA1.HashData([.. Encoding.ASCII.GetBytes($"blob {bytes.Length}\0"), .. bytes])).ToLowerInvariant();
-            ctx.Response.Headers.ETag = $"\"{hub.SmallFileEtag ?? gitHash}\"";
-            ctx.Response.ContentLength = bytes.Length;
-            if (ctx.Request.Method == "GET") await ctx.Response.Body.WriteAsync(bytes);
-        });
-        app.MapGet("/storage/{file}", async (HttpContext ctx, string file) =>
-        {
-            await Task.Delay(hub.StorageDelay);
-            ReadOnlyMemory<byte> bytes = files[file];
-            // A resume: "bytes=N-", answered 206 with the rest, as the Hub's storage does.
-            if (!hub.IgnoreRanges && ctx.Request.Headers.Range.ToString() is var range && range.StartsWith("bytes=") && range.EndsWith('-')
-                && long.TryParse(range["bytes=".Length..^1], out var from) && from < bytes.Length)
+                if ($"{owner}/{name}" != repo || (rev != "main" && rev != Commit)) return Results.Json(new { error = "Repository not found" }, statusCode: 404);
+                if (hub.RevisionAnswer is { } raw) return Results.Text(raw, "application/json");
+                var siblings = new JsonArray(files.Keys.Concat(extraListed).Select(f => (JsonNode)new JsonObject { ["rfilename"] = f }).ToArray());
+                return Results.Json(new JsonObject { ["id"] = repo, ["sha"] = Commit, ["siblings"] = siblings });
+            });
+            app.MapMethods("/{owner}/{name}/resolve/{rev}/{file}", ["GET", "HEAD"], async (HttpContext ctx, string owner, string name, string rev, string file) =>
             {
-                hub.RangeStarts.Enqueue(from);
-                ctx.Response.StatusCode = 206;
-                ctx.Response.Headers.ContentRange = $"bytes {from}-{bytes.Length - 1}/{bytes.Length}";
-                bytes = bytes[(int)from..];
-            }
-            ctx.Response.ContentLength = bytes.Length;
-            if (hub.BreakOff.TryGetValue(file, out var left) && left > 0)
+                if ($"{owner}/{name}" != repo || rev != Commit || !files.TryGetValue(file, out var bytes)) { ctx.Response.StatusCode = 404; return; }
+                if (file.EndsWith(".safetensors"))
+                {
+                    ctx.Response.Headers["X-Linked-Etag"] = $"\"{Convert.ToHexString(SHA256.HashData(bytes)).ToLowerInvariant()}\"";
+                    ctx.Response.Headers["X-Linked-Size"] = bytes.Length.ToString();
+                    ctx.Response.Redirect($"/storage/{file}");
+                    return;
+                }
+                var gitHash = Convert.ToHexString(SHA1.HashData([.. Encoding.ASCII.GetBytes($"blob {bytes.Length}\0"), .. bytes])).ToLowerInvariant();
+                ctx.Response.Headers.ETag = $"\"{hub.SmallFileEtag ?? gitHash}\"";
+                ctx.Response.ContentLength = bytes.Length;
+                if (ctx.Request.Method == "GET") await ctx.Response.Body.WriteAsync(bytes);
+            });
+            app.MapGet("/storage/{file}", async (HttpContext ctx, string file) =>
             {
-                hub.BreakOff[file] = left - 1;
-                await ctx.Response.Body.WriteAsync(bytes[..(bytes.Length / 2)]);
-                await ctx.Response.Body.FlushAsync();
-                ctx.Abort();
-                return;
-            }
-            await ctx.Response.Body.WriteAsync(bytes);
+                await Task.Delay(hub.StorageDelay);
+                ReadOnlyMemory<byte> bytes = files[file];
+                // A resume: "bytes=N-", answered 206 with the rest, as the Hub's storage does.
+                if (!hub.IgnoreRanges && ctx.Request.Headers.Range.ToString() is var range && range.StartsWith("bytes=") && range.EndsWith('-')
+                    && long.TryParse(range["bytes=".Length..^1], out var from) && from < bytes.Length)
+                {
+                    hub.RangeStarts.Enqueue(from);
+                    ctx.Response.StatusCode = 206;
+                    ctx.Response.Headers.ContentRange = $"bytes {from}-{bytes.Length - 1}/{bytes.Length}";
+                    bytes = bytes[(int)from..];
+                }
+                ctx.Response.ContentLength = bytes.Length;
+                if (hub.BreakOff.TryGetValue(file, out var left) && left > 0)
+                {
+                    hub.BreakOff[file] = left - 1;
+                    await ctx.Response.Body.WriteAsync(bytes[..(bytes.Length / 2)]);
+                    await ctx.Response.Body.FlushAsync();
+                    ctx.Abort();
+                    return;
+                }
+                await ctx.Response.Body.WriteAsync(bytes);
+            });
         });
-        await app.StartAsync();
-        hub.Url = app.Urls.First();
+        hub.Url = hub._app.Urls.First();
         return hub;
     }
 

@@ -1,8 +1,6 @@
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Logging;
 using OpenCvSharp;
 using RealtimeAssistant.Demo;
 using RealtimeAssistant.Model;
@@ -32,12 +30,7 @@ public class CorsTests
         if (!File.Exists("/usr/bin/node")) Assert.Skip("node is not installed (./ra test installs Debian's nodejs)");
 
         // The web app: a page on its own origin (another port on loopback).
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.ClearProviders();
-        await using var app = builder.Build();
-        app.MapGet("/", () => Results.Content("<!doctype html><title>a web app</title><p>app</p>", "text/html"));
-        await app.StartAsync();
+        await using var app = await LoopbackSite.Start(a => a.MapGet("/", () => Results.Content("<!doctype html><title>a web app</title><p>app</p>", "text/html")));
         var pageUrl = app.Urls.First();
 
         using var model = SerialChatModel.Load(ServerTestSupport.DemoModel, new EngineOptions { Device = "cpu" }, queueCapacity: 4);

@@ -2,9 +2,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Logging;
 using OpenCvSharp;
 using RealtimeAssistant.Server;
 using RealtimeAssistant.Server.Inference;
@@ -32,27 +30,25 @@ public class RemoteImageTests
 
         public static async Task<ImageHost> Start(byte[] png)
         {
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
-            builder.Logging.ClearProviders();
-            var app = builder.Build();
-            app.MapGet("/scene.png", () => Results.Bytes(png, "image/png"));
-            app.MapGet("/moved", () => Results.Redirect("/scene.png"));
-            app.MapGet("/loop", () => Results.Redirect("/loop"));
-            app.MapGet("/page.html", () => Results.Text("<html>not an image</html>", "text/html"));
-            app.MapGet("/big.png", async (HttpContext ctx) =>
+            var app = await LoopbackSite.Start(app =>
             {
-                // No Content-Length: the limit must hold while reading, not only from the header.
-                await ctx.Response.Body.WriteAsync(png);
-                await ctx.Response.Body.WriteAsync(new byte[2 << 20]);
+                app.MapGet("/scene.png", () => Results.Bytes(png, "image/png"));
+                app.MapGet("/moved", () => Results.Redirect("/scene.png"));
+                app.MapGet("/loop", () => Results.Redirect("/loop"));
+                app.MapGet("/page.html", () => Results.Text("<html>not an image</html>", "text/html"));
+                app.MapGet("/big.png", async (HttpContext ctx) =>
+                {
+                    // No Content-Length: the limit must hold while reading, not only from the header.
+                    await ctx.Response.Body.WriteAsync(png);
+                    await ctx.Response.Body.WriteAsync(new byte[2 << 20]);
+                });
+                app.MapGet("/slow.png", async (HttpContext ctx) =>
+                {
+                    await ctx.Response.Body.WriteAsync(png.AsMemory(0, 16));
+                    await ctx.Response.Body.FlushAsync();
+                    await Task.Delay(TimeSpan.FromSeconds(30), ctx.RequestAborted);
+                });
             });
-            app.MapGet("/slow.png", async (HttpContext ctx) =>
-            {
-                await ctx.Response.Body.WriteAsync(png.AsMemory(0, 16));
-                await ctx.Response.Body.FlushAsync();
-                await Task.Delay(TimeSpan.FromSeconds(30), ctx.RequestAborted);
-            });
-            await app.StartAsync();
             return new ImageHost(app, app.Urls.First(), png);
         }
 
