@@ -58,6 +58,14 @@ if (args.pngUrl) {
   result.byUrl = { text: byUrl.choices[0].message.content, usage: byUrl.usage };
 }
 
+// Log-probabilities of the PNG's answer, as the client types them.
+const withLogprobs = await client.chat.completions.create({
+  model: args.model, temperature: 0, logprobs: true, top_logprobs: 2,
+  messages: [{ role: 'user', content: [image(args.png, 'image/png'), { type: 'text', text: 'describe the scene .' }] }],
+});
+result.logprobs = { text: withLogprobs.choices[0].message.content,
+  content: withLogprobs.choices[0].logprobs.content.map(t => ({ token: t.token, logprob: t.logprob, top: t.top_logprobs.map(a => a.token) })) };
+
 // A refused request surfaces as the client's typed error.
 try {
   await client.chat.completions.create({

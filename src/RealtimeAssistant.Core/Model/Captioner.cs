@@ -6,8 +6,8 @@ using static TorchSharp.torch;
 
 namespace RealtimeAssistant.Model;
 
-/// <summary>One generated token and the text it completes (possibly empty mid-character).</summary>
-public readonly record struct TokenEvent(int Id, string Text, double Ms);
+/// <summary>One generated token and the text it completes (possibly empty mid-character); its log-probabilities when asked for (<see cref="GenerationOptions.LogProbs"/>).</summary>
+public readonly record struct TokenEvent(int Id, string Text, double Ms, TokenLogProb? LogProb = null);
 
 /// <summary>Where one caption's time went.</summary>
 public sealed class CaptionTimings
@@ -53,7 +53,7 @@ public static class TokenGenerator
             : runner.Decode(lm, id, nextPosition, cache, group, sampler, stops, options.MaxNewTokens - 1)).GetEnumerator();
         while (!stops.Contains(id))
         {
-            yield return new TokenEvent(id, text.Push(id), ms);
+            yield return new TokenEvent(id, text.Push(id), ms, sampler.TakeLogProb());
             if (!rest.MoveNext()) break;
             (id, ms) = rest.Current;
         }

@@ -127,7 +127,7 @@ public static class DraftedDecode
         });
         var logits = lm.Logits(h[0]);
         // Greedy: every row's choice in one read from the device.
-        long[]? greedy = sampler.Greedy ? logits.argmax(-1).cpu().data<long>().ToArray() : null;
+        long[]? greedy = sampler.Greedy && !sampler.RecordsLogProbs ? logits.argmax(-1).cpu().data<long>().ToArray() : null;
         for (int r = 0; r < rows; r++)
         {
             int t = greedy is null ? sampler.Next(logits[r]) : (int)greedy[r];

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -19,6 +20,12 @@ public sealed record GenerationOptions
     /// </summary>
     public int DraftTokens { get; init; }
     public const int MaxDraftTokens = 32;
+    /// <summary>
+    /// Record each picked token's log-probability under the model (the log-softmax of its logits,
+    /// before temperature and top-p) with this many most likely alternatives; null: none.
+    /// </summary>
+    public int? LogProbs { get; init; }
+    public const int MaxTopLogProbs = 20;
 
     public void Validate()
     {
@@ -26,24 +33,57 @@ public sealed record GenerationOptions
         if (!(Temperature >= 0) || double.IsInfinity(Temperature)) throw new UserError($"temperature must be ≥ 0, got {Temperature}");
         if (!(TopP > 0 && TopP <= 1)) throw new UserError($"top-p must be in (0, 1], got {TopP}");
         if (DraftTokens < 0 || DraftTokens > MaxDraftTokens) throw new UserError($"draft tokens must be 0..{MaxDraftTokens}, got {DraftTokens}");
+        if (LogProbs is < 0 or > MaxTopLogProbs) throw new UserError($"top log-probabilities must be 0..{MaxTopLogProbs}, got {LogProbs}");
     }
 }
+
+/// <summary>A picked token's log-probability, and the most likely tokens at its step with theirs (most likely first).</summary>
+public sealed record TokenLogProb(int Id, float LogProb, IReadOnlyList<(int Id, float LogProb)> Top);
 
 /// <summary>Greedy or temperature/top-p sampling with a seeded generator; runs on the logits' device.</summary>
 public sealed class Sampler : IDisposable
 {
     readonly GenerationOptions _o;
     torch.Generator? _gen;
+    // Picks may run ahead of their reader (a batch thread samples, the caller takes): one entry per pick, in order.
+    readonly ConcurrentQueue<TokenLogProb> _logProbs = new();
 
     public Sampler(GenerationOptions options) => _o = options;
 
     /// <summary>Whether every pick is the argmax (no generator draws).</summary>
     public bool Greedy => _o.Temperature <= 0;
 
+    /// <summary>Whether each pick records its log-probabilities (<see cref="GenerationOptions.LogProbs"/>): callers that pick by argmax themselves must go through <see cref="Next"/> instead.</summary>
+    public bool RecordsLogProbs => _o.LogProbs is not null;
+
+    /// <summary>The log-probabilities of the oldest pick not yet taken; null when none are recorded.</summary>
+    public TokenLogProb? TakeLogProb() => _logProbs.TryDequeue(out var p) ? p : null;
+
     /// <summary>logits [V] (float32) → next token id.</summary>
     public int Next(Tensor logits)
     {
         using var scope = torch.NewDisposeScope();
+        int id = Pick(logits);
+        if (_o.LogProbs is { } top)
+        {
+            // One host copy of the chosen and the top rows: this runs only when a client asked for them.
+            var logp = logits.to(ScalarType.Float32).log_softmax(-1);
+            var chosen = logp[id].item<float>();
+            var alternatives = new List<(int, float)>(top);
+            if (top > 0)
+            {
+                var (values, indices) = logp.topk(Math.Min(top, (int)logp.shape[0]));
+                var v = values.cpu().data<float>().ToArray();
+                var i = indices.cpu().data<long>().ToArray();
+                for (int k = 0; k < v.Length; k++) alternatives.Add(((int)i[k], v[k]));
+            }
+            _logProbs.Enqueue(new TokenLogProb(id, chosen, alternatives));
+        }
+        return id;
+    }
+
+    int Pick(Tensor logits)
+    {
         if (_o.Temperature <= 0) return (int)logits.argmax().item<long>();
         _gen ??= new torch.Generator(_o.Seed, logits.device);
         using var temperature = _o.Temperature.ToScalar(); // Scalars alive across the calls: see Rooted

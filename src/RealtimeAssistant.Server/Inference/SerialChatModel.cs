@@ -119,7 +119,7 @@ public sealed class SerialChatModel : IChatModel
             }
             int maxTokens = job.MaxTokens ?? ContextLength - promptTokens;
             events.TryWrite(new PromptAccepted(promptTokens));
-            var options = new GenerationOptions { MaxNewTokens = maxTokens, Temperature = job.Temperature, TopP = job.TopP, Seed = job.Seed };
+            var options = new GenerationOptions { MaxNewTokens = maxTokens, Temperature = job.Temperature, TopP = job.TopP, Seed = job.Seed, LogProbs = job.TopLogProbs };
             var timings = new CaptionTimings();
             int tokens = 0;
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(requestCt, _shutdown.Token);
@@ -127,8 +127,8 @@ public sealed class SerialChatModel : IChatModel
             {
                 foreach (var ev in _scheduler.Steps(() => _captioner.Caption(prompt.Images, prompt.Text, options, timings), stop.Token))
                 {
+                    events.TryWrite(new TokenDelta(ev.Text, ev.Id >= 0, ev.LogProb is { } lp ? LogProbs(lp, atStart: tokens == 0) : null));
                     if (ev.Id >= 0) tokens++;
-                    events.TryWrite(new TokenDelta(ev.Text, ev.Id >= 0));
                     if (stop.IsCancellationRequested) break;
                 }
             }
@@ -160,5 +160,19 @@ public sealed class SerialChatModel : IChatModel
         _queue.CompleteAdding();
         _worker.Join();
         if (_ownsScheduler) _scheduler.Dispose();
+    }
+
+    /// <summary>A token's log-probabilities as OpenAI gives them: each token as text and UTF-8 bytes (as it decodes at its place: the first token of a completion at the start).</summary>
+    TokenLogProbs LogProbs(TokenLogProb p, bool atStart)
+    {
+        (string Text, byte[] Bytes) Token(int id)
+        {
+            var bytes = new List<byte>();
+            _engine.Tokenizer.AppendBytes(id, bytes, atStart);
+            var b = bytes.ToArray();
+            return (System.Text.Encoding.UTF8.GetString(b), b);
+        }
+        var (text, raw) = Token(p.Id);
+        return new TokenLogProbs(text, p.LogProb, raw, p.Top.Select(t => { var (tt, tb) = Token(t.Id); return new TopLogProb(tt, t.LogProb, tb); }).ToList());
     }
 }

@@ -37,6 +37,7 @@ public static class ChatCompletions
                 TopP = greedy ? 1 : request.TopP,
                 // No seed: a fresh one, so sampled answers vary between requests as OpenAI's do.
                 Seed = unchecked((ulong)(request.Seed ?? Random.Shared.NextInt64())),
+                TopLogProbs = request.TopLogProbs,
                 Owner = request,
             };
             events = model.Submit(job, generation.Token); // owns the request's images from here
@@ -50,13 +51,13 @@ public static class ChatCompletions
         var first = await FirstEvent(events, ctx.RequestAborted);
         if (first is GenerationFailed failed) throw failed.Error;
         var accepted = (PromptAccepted)first;
-        var reply = new Reply(model.Id, request.Stop, arrived);
+        var reply = new Reply(model.Id, request.Stop, arrived, request.TopLogProbs is not null);
         if (request.Stream ? await Stream(ctx, reply, events, accepted, request.IncludeUsage, generation) : await Whole(ctx, reply, events, accepted, generation))
             ServerMetrics.Completion(reply.FinishReason, accepted.PromptTokens, reply.CompletionTokens);
     }
 
     /// <summary>The completion being built: its id, the stop filter and the counts.</summary>
-    sealed class Reply(string model, IReadOnlyList<string> stops, long arrived)
+    sealed class Reply(string model, IReadOnlyList<string> stops, long arrived, bool logProbs)
     {
         public readonly string Id = "chatcmpl-" + Guid.NewGuid().ToString("N");
         public readonly long Created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -64,6 +65,21 @@ public static class ChatCompletions
         public readonly StopSequences Stop = new(stops);
         public int CompletionTokens;
         public bool HitLimit;
+        /// <summary>The tokens' log-probabilities not yet sent (null: the request did not ask for them).</summary>
+        readonly List<TokenLogProbs>? _logProbs = logProbs ? [] : null;
+
+        /// <summary>OpenAI's choice.logprobs for the tokens since the last call ({"content": […], "refusal": null}), or null when not asked for.</summary>
+        public object? TakeLogProbs()
+        {
+            if (_logProbs is null) return null;
+            var content = _logProbs.Select(t => new
+            {
+                token = t.Token, logprob = t.LogProb, bytes = t.Bytes.Select(b => (int)b).ToArray(),
+                top_logprobs = t.TopLogprobs.Select(a => new { token = a.Token, logprob = a.LogProb, bytes = a.Bytes.Select(b => (int)b).ToArray() }).ToArray(),
+            }).ToArray();
+            _logProbs.Clear();
+            return new { content, refusal = (string?)null };
+        }
         public string FinishReason => !Stop.Stopped && HitLimit ? "length" : "stop";
         public object Usage(int promptTokens) => new { prompt_tokens = promptTokens, completion_tokens = CompletionTokens, total_tokens = promptTokens + CompletionTokens };
 
@@ -82,6 +98,7 @@ public static class ChatCompletions
         string? Delta(TokenDelta d)
         {
             if (d.IsToken && CompletionTokens++ == 0) ServerMetrics.FirstTokenAfter(arrived);
+            if (d.LogProb is { } lp) _logProbs?.Add(lp);
             return Stop.Push(d.Text);
         }
 
@@ -119,7 +136,7 @@ public static class ChatCompletions
             model = reply.Model,
             choices = new[]
             {
-                new { index = 0, message = new { role = "assistant", content = text.ToString(), refusal = (string?)null }, logprobs = (object?)null, finish_reason = reply.FinishReason },
+                new { index = 0, message = new { role = "assistant", content = text.ToString(), refusal = (string?)null }, logprobs = reply.TakeLogProbs(), finish_reason = reply.FinishReason },
             },
             usage = reply.Usage(accepted.PromptTokens),
             system_fingerprint = (string?)null,
@@ -132,7 +149,8 @@ public static class ChatCompletions
     {
         var ct = ctx.RequestAborted;
         var sse = await SseWriter.StartAsync(ctx.Response, ct);
-        Task Chunk(object delta, string? finish) => sse.WriteDataAsync(ChunkJson(reply, [new { index = 0, delta, logprobs = (object?)null, finish_reason = finish }], includeUsage, null), ct);
+        // Each chunk carries the log-probabilities of the tokens that arrived since the last one (when asked for).
+        Task Chunk(object delta, string? finish) => sse.WriteDataAsync(ChunkJson(reply, [new { index = 0, delta, logprobs = reply.TakeLogProbs(), finish_reason = finish }], includeUsage, null), ct);
 
         await Chunk(new { role = "assistant", content = "" }, null);
         try

@@ -32,6 +32,8 @@ public sealed record ChatRequest : IDisposable
     public double TopP { get; init; } = 1.0;
     public long? Seed { get; init; }
     public IReadOnlyList<string> Stop { get; init; } = [];
+    /// <summary>logprobs: true gives each completion token's log-probability with this many alternatives (top_logprobs, 0 by default); null: logprobs off.</summary>
+    public int? TopLogProbs { get; init; }
 
     public void Dispose()
     {

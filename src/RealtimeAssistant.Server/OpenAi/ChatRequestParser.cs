@@ -23,8 +23,8 @@ public enum ImageUrlPolicy { Off, Public, Any }
 /// <summary>
 /// The untrusted request body → a validated <see cref="ChatRequest"/>, or an <see cref="ApiError"/>
 /// (400) that names the parameter, as OpenAI's API does. Fields this server does not use
-/// (presence_penalty, user, tools, …) are ignored; ones whose meaning it cannot honour (n &gt; 1,
-/// logprobs) are refused.
+/// (presence_penalty, user, tools, …) are ignored; ones whose meaning it cannot honour (n &gt; 1)
+/// are refused.
 /// </summary>
 public static class ChatRequestParser
 {
@@ -71,8 +71,14 @@ public static class ChatRequestParser
                 }
                 if (OptionalInt(root, "n") is { } n && n != 1)
                     throw ApiError.BadRequest($"n = {n} is not supported: this server returns one choice (n = 1)", "n", "unsupported_value");
-                if (OptionalBool(root, "logprobs") == true)
-                    throw ApiError.BadRequest("logprobs are not supported by this server", "logprobs", "unsupported_value");
+                bool logProbs = OptionalBool(root, "logprobs") ?? false;
+                int? topLogProbs = OptionalInt(root, "top_logprobs");
+                if (topLogProbs is { } top)
+                {
+                    if (!logProbs) throw ApiError.BadRequest("top_logprobs is only allowed when logprobs is true", "top_logprobs", "invalid_value");
+                    if (top is < 0 or > RealtimeAssistant.Model.GenerationOptions.MaxTopLogProbs)
+                        throw ApiError.BadRequest($"top_logprobs must be between 0 and {RealtimeAssistant.Model.GenerationOptions.MaxTopLogProbs}, got {top}", "top_logprobs", "invalid_value");
+                }
 
                 int? maxTokens = OptionalInt(root, "max_completion_tokens") ?? OptionalInt(root, "max_tokens");
                 if (maxTokens is < 1)
@@ -94,6 +100,7 @@ public static class ChatRequestParser
                 {
                     Model = model, Messages = messages, Stream = stream, IncludeUsage = includeUsage, MaxTokens = maxTokens,
                     Temperature = temperature, TopP = topP, Seed = seed, Stop = ParseStop(root),
+                    TopLogProbs = logProbs ? topLogProbs ?? 0 : null,
                 };
             }
             catch

@@ -262,6 +262,31 @@ public class EngineTests
         Assert.All(Enumerable.Range(0, 10), _ => Assert.Equal(1, narrow.Next(logits)));
     }
 
+    /// <summary>With LogProbs, each pick records its token's log-softmax under the raw logits (whatever the temperature) and the top alternatives, one entry per pick, in order.</summary>
+    [Fact]
+    public void LogProbs_RecordEachPicksLogSoftmax_AndTheTopAlternatives_InOrder()
+    {
+        var logits = torch.tensor(new float[] { 0.1f, 2f, 0.5f, 1.9f });
+        var expected = logits.log_softmax(-1).data<float>().ToArray();
+        using var plain = new Sampler(new GenerationOptions());
+        plain.Next(logits);
+        Assert.Null(plain.TakeLogProb());
+
+        using var sampled = new Sampler(new GenerationOptions { Temperature = 1.5, Seed = 3, LogProbs = 2 });
+        var picks = Enumerable.Range(0, 12).Select(_ => sampled.Next(logits)).ToList();
+        Assert.True(picks.Distinct().Count() > 1, "the draws should differ");
+        foreach (var id in picks)
+        {
+            var p = sampled.TakeLogProb()!;
+            Assert.Equal(id, p.Id);
+            Assert.Equal(expected[id], p.LogProb, 5);
+            Assert.Equal([1, 3], p.Top.Select(t => t.Id));
+            Assert.Equal(expected[1], p.Top[0].LogProb, 5);
+        }
+        Assert.Null(sampled.TakeLogProb());
+        Assert.Throws<UserError>(() => new GenerationOptions { LogProbs = 21 }.Validate());
+    }
+
     [Fact]
     public void ACacheFilledInInferenceModeIsStillWritableOutsideIt()
     {

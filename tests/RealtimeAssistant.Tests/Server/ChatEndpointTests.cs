@@ -129,4 +129,47 @@ public class ChatEndpointTests(InProcessServer server) : IClassFixture<InProcess
         Assert.Equal(contentChunks.Count, chunks[^1]["usage"]!["completion_tokens"]!.GetValue<int>()); // one chunk per word-level token
         Assert.All(chunks.SkipLast(1), c => Assert.True(c.AsObject().ContainsKey("usage") && c["usage"] is null));
     }
+
+    /// <summary>
+    /// logprobs: true (with top_logprobs) gives every completion token its log-probability, text
+    /// and bytes, and the most likely tokens at its step: whole in a chat.completion, spread over
+    /// the chunks of a stream, the same either way.
+    /// </summary>
+    [Fact]
+    public async Task LogProbs_GiveEachTokenItsLogProbability_AndTheMostLikelyAlternatives()
+    {
+        var body = ServerTestSupport.ChatBody(server.ModelId, [Scene.Value], null, maxTokens: 12);
+        body["logprobs"] = true;
+        body["top_logprobs"] = 3;
+        var whole = await Completion(body);
+        var entries = whole["choices"]![0]!["logprobs"]!["content"]!.AsArray();
+        Assert.Equal(whole["usage"]!["completion_tokens"]!.GetValue<int>(), entries.Count);
+        // The tokens' texts are the completion's text; their bytes are their texts'.
+        Assert.Equal(Content(whole), string.Concat(entries.Select(e => e!["token"]!.GetValue<string>())));
+        foreach (var e in entries)
+        {
+            var logprob = e!["logprob"]!.GetValue<double>();
+            Assert.InRange(logprob, double.MinValue, 0);
+            Assert.Equal(Encoding.UTF8.GetBytes(e["token"]!.GetValue<string>()), e["bytes"]!.AsArray().Select(b => (byte)b!.GetValue<int>()));
+            var top = e["top_logprobs"]!.AsArray();
+            Assert.Equal(3, top.Count);
+            // Greedy: the token taken is the most likely one; the list runs from the most likely down, and its mass is at most 1.
+            Assert.Equal(e["token"]!.GetValue<string>(), top[0]!["token"]!.GetValue<string>());
+            Assert.Equal(logprob, top[0]!["logprob"]!.GetValue<double>(), 5);
+            var values = top.Select(t => t!["logprob"]!.GetValue<double>()).ToList();
+            Assert.Equal(values.OrderDescending(), values);
+            Assert.InRange(values.Sum(Math.Exp), 0, 1 + 1e-5);
+        }
+
+        body["stream"] = true;
+        var (status, raw) = await Post(body);
+        Assert.Equal(HttpStatusCode.OK, status);
+        var streamed = raw.Split('\n').Where(l => l.StartsWith("data: {")).Select(l => JsonNode.Parse(l[6..])!["choices"]!.AsArray().FirstOrDefault()?["logprobs"]?["content"])
+            .Where(c => c is not null).SelectMany(c => c!.AsArray()).ToList();
+        Assert.Equal(entries.Select(e => e!.ToJsonString()), streamed.Select(e => e!.ToJsonString()));
+
+        // Without logprobs there are none.
+        body.Remove("logprobs"); body.Remove("top_logprobs"); body["stream"] = false;
+        Assert.Null((await Completion(body))["choices"]![0]!["logprobs"]);
+    }
 }

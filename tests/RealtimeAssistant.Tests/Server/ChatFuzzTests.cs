@@ -132,7 +132,7 @@ public class ChatFuzzTests(InProcessServer server, ITestOutputHelper output) : I
                     o.Remove(o.ElementAt(rng.Next(o.Count)).Key);
                     break;
                 case JsonObject o when rng.Next(2) == 0:
-                    o[new[] { "model", "messages", "stream", "stop", "max_tokens", "max_completion_tokens", "n", "seed", "logprobs", "stream_options", "content", "role", "image_url", "url", "type", "text", "extra" }[rng.Next(17)]] = odd;
+                    o[new[] { "model", "messages", "stream", "stop", "max_tokens", "max_completion_tokens", "n", "seed", "logprobs", "top_logprobs", "stream_options", "content", "role", "image_url", "url", "type", "text", "extra" }[rng.Next(18)]] = odd;
                     break;
                 case JsonArray a when a.Count > 0 && rng.Next(2) == 0:
                     a.Add(a[rng.Next(a.Count)]?.DeepClone());

@@ -72,7 +72,10 @@ public class ChatPieceTests
     [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": -1}""", "max_tokens")]
     [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "x"}], "seed": 1e40}""", "seed")]
     [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "x"}], "stop": [1]}""", "stop")]
-    [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": true}""", "logprobs")]
+    [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": 1}""", "logprobs")]
+    [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}""", "top_logprobs")]
+    [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}""", "top_logprobs")]
+    [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": -1}""", "top_logprobs")]
     [InlineData("""{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 3}""", "n")]
     public void Parser_NamesTheParameterItRefuses(string json, string param)
     {

@@ -87,6 +87,15 @@ public class OpenAiClientTests
         Assert.Equal("stop", r["stopped"]!["finish"]!.GetValue<string>());
 
         Assert.Equal(expectedPng, r["byUrl"]!["text"]!.GetValue<string>());
+        var logprobs = r["logprobs"]!;
+        Assert.Equal(expectedPng, logprobs["text"]!.GetValue<string>());
+        var tokens = logprobs["content"]!.AsArray();
+        Assert.Equal(expectedPng, string.Concat(tokens.Select(t => t!["token"]!.GetValue<string>())));
+        Assert.All(tokens, t =>
+        {
+            Assert.True(t!["logprob"]!.GetValue<double>() <= 0);
+            Assert.Equal(t["token"]!.GetValue<string>(), t["top"]![0]!.GetValue<string>()); // greedy took the likeliest
+        });
         Assert.Equal(plain["usage"]!.ToJsonString(), r["byUrl"]!["usage"]!.ToJsonString());
 
         var error = r["error"]!;
