@@ -31,6 +31,8 @@ internal sealed class FakeHub : IAsyncDisposable
     public TimeSpan StorageDelay { get; set; }
     /// <summary>The revision API's answer in place of the real one (a malformed Hub).</summary>
     public string? RevisionAnswer { get; set; }
+    /// <summary>An old name of the repo: the Hub answers it with a relative 307 to the repo's name, as for a renamed repo.</summary>
+    public string? RenamedFrom { get; set; }
     /// <summary>The ETag the small files are served with in place of their git hash.</summary>
     public string? SmallFileEtag { get; set; }
 
@@ -42,6 +44,18 @@ internal sealed class FakeHub : IAsyncDisposable
         hub._app = await Tests.Server.LoopbackSite.Start(app =>
         {
             app.Use(async (ctx, next) => { hub.Requests.AddOrUpdate(ctx.Request.Path.Value!, 1, (_, n) => n + 1); await next(); });
+            app.Use(async (ctx, next) =>
+            {
+                var path = ctx.Request.Path.Value!;
+                foreach (var prefix in new[] { "/api/models/", "/" })
+                    if (hub.RenamedFrom is { } old && path.StartsWith(prefix + old + "/", StringComparison.Ordinal))
+                    {
+                        ctx.Response.StatusCode = 307;
+                        ctx.Response.Headers.Location = prefix + repo + path[(prefix + old).Length..]; // relative, as the Hub sends it
+                        return;
+                    }
+                await next();
+            });
             app.MapGet("/api/models/{owner}/{name}/revision/{rev}", (string owner, string name, string rev) =>
             {
                 if ($"{owner}/{name}" != repo || (rev != "main" && rev != Commit)) return Results.Json(new { error = "Repository not found" }, statusCode: 404);
@@ -56,7 +70,7 @@ internal sealed class FakeHub : IAsyncDisposable
                 {
                     ctx.Response.Headers["X-Linked-Etag"] = $"\"{Convert.ToHexString(SHA256.HashData(bytes)).ToLowerInvariant()}\"";
                     ctx.Response.Headers["X-Linked-Size"] = bytes.Length.ToString();
-                    ctx.Response.Redirect($"/storage/{file}");
+                    ctx.Response.Redirect($"{ctx.Request.Scheme}://{ctx.Request.Host}/storage/{file}"); // absolute, to storage, as the Hub sends an LFS file
                     return;
                 }
                 var gitHash = Convert.ToHexString(SHA1.HashData([.. Encoding.ASCII.GetBytes($"blob {bytes.Length}\0"), .. bytes])).ToLowerInvariant();

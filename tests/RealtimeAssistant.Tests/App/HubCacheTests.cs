@@ -202,6 +202,13 @@ public class HubCacheTests
         Assert.True(File.Exists(Path.Combine(repoDir, "blobs", Convert.ToHexString(SHA256.HashData(weights)).ToLowerInvariant())));
         Assert.Equal(0, hub.Count("pytorch_model.bin") + hub.Count("onnx") + hub.Count("README"));
 
+        // A renamed repo: the Hub answers its old name with relative redirects to the new one; the
+        // old name resolves, stored under the name asked for (as the hub library stores it).
+        hub.RenamedFrom = "tiny-org/old-qwen2-vl";
+        var renamed = await Task.Run(() => AppModel.Resolve("tiny-org/old-qwen2-vl", env));
+        Assert.Equal(Path.Combine(root, "models--tiny-org--old-qwen2-vl", "snapshots", FakeHub.Commit), renamed);
+        Assert.Equal(weights, File.ReadAllBytes(Path.Combine(renamed, "model.safetensors")));
+
         int asked = hub.Requests.Values.Sum();
         Assert.Equal(snapshot, AppModel.Resolve("tiny-org/tiny-qwen2-vl", env));
         Assert.Equal(snapshot, AppModel.Resolve($"tiny-org/tiny-qwen2-vl@{FakeHub.Commit}", env));

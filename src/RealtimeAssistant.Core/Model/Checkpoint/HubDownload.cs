@@ -81,7 +81,7 @@ public sealed class HubDownload(Func<string, string?> env, Action<string> report
         if (File.Exists(link)) return; // fetched by an earlier run
         var url = $"{Endpoint}/{repo}/resolve/{commit}/{Uri.EscapeDataString(file)}";
         // The Hub names a file's blob in its ETag, or for a large (LFS) file in X-Linked-Etag on the redirect to its storage.
-        using var head = await Send(_head, new HttpRequestMessage(HttpMethod.Head, url), repo, file, ct);
+        using var head = await Head(url, repo, file, ct);
         var etag = Header(head, "X-Linked-Etag") ?? head.Headers.ETag?.Tag ?? throw new UserError($"the Hub gave no ETag for {repo}/{file}");
         etag = etag.Replace("W/", "").Trim('"');
         if (etag.Length == 0 || etag.IndexOfAny(['/', '\\']) >= 0 || etag.Contains("..")) throw new UserError($"the Hub gave a malformed ETag for {repo}/{file}");
@@ -93,6 +93,22 @@ public sealed class HubDownload(Func<string, string?> env, Action<string> report
             if (!File.Exists(blob)) await FetchBlob(blob, url, repo, file, size, ct);
                 File.Delete(link); // a link left dangling by an earlier run, if any
         File.CreateSymbolicLink(link, Path.Combine("..", "..", "blobs", etag));
+    }
+
+    /// <summary>
+    /// HEAD of a file's resolve URL, following the Hub's relative redirects (a renamed repo answers
+    /// 307 to its new name) but not the absolute one to storage, whose answer is the blob itself:
+    /// the ETag the hub library names the blob by is on the Hub's own answer, as it reads it.
+    /// </summary>
+    async Task<HttpResponseMessage> Head(string url, string repo, string file, CancellationToken ct)
+    {
+        for (int hops = 0; ; hops++)
+        {
+            var head = await Send(_head, new HttpRequestMessage(HttpMethod.Head, url), repo, file, ct);
+            if ((int)head.StatusCode is < 300 or >= 400 || head.Headers.Location is not { IsAbsoluteUri: false } moved || hops == 5) return head;
+            head.Dispose();
+            url = new Uri(new Uri(url), moved).ToString();
+        }
     }
 
     /// <summary>Fetches one blob into its .incomplete file, resuming from what an earlier run left there (an HTTP range), then renames it into place.</summary>
