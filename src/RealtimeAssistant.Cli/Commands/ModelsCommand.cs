@@ -9,15 +9,24 @@ namespace RealtimeAssistant.Cli.Commands;
 /// <summary>`ra models`: the checkpoints this machine has (the bundled demo model, the Hugging Face cache's), and whether `ra` runs each.</summary>
 public static class ModelsCommand
 {
-    public static Command Create()
+    /// <param name="env">The environment the Hub is reached through (HF_ENDPOINT, HF_TOKEN, …); the process's by default.</param>
+    public static Command Create(Func<string, string?>? env = null)
     {
+        env ??= Environment.GetEnvironmentVariable;
         var cache = new Option<string?>("--cache") { Description = "the Hugging Face cache to list (default: where the hub library keeps it: HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub)" };
+        var fetch = new Option<string[]>("--fetch") { Description = "first fetch these Hub ids (owner/name[@revision]) into the cache, without loading them, as `huggingface-cli download` would; for a machine that will run offline (HF_HUB_OFFLINE=1)", AllowMultipleArgumentsPerToken = true };
         var json = Cli.JsonOption("also write the list as JSON to this file ('-' for stdout)");
         var cmd = new Command("models", "List the checkpoints here, the bundled demo model and those in the Hugging Face cache, with each one's model_type, weights on disk, whether ra runs it, and the id that runs it.")
-            { cache, json };
+            { cache, fetch, json };
         return cmd.WithAction((pr, ct) =>
         {
-            var root = pr.GetValue(cache) ?? HubCache.Root(Environment.GetEnvironmentVariable);
+            var root = pr.GetValue(cache) ?? HubCache.Root(env);
+            var hub = pr.GetValue(cache) is { } c ? k => k == "HF_HUB_CACHE" ? c : env(k) : env;
+            foreach (var id in pr.GetValue(fetch) ?? [])
+            {
+                if (!HubCache.TryParse(id, out _, out _)) throw new UserError($"--fetch takes Hub ids (owner/name[@revision]), got '{id}'");
+                Console.Error.WriteLine($"{id}: {AppModel.Resolve(id, hub)}");
+            }
             var rows = new List<Dictionary<string, object?>>();
             if (Cli.FindRepoPath(AppModel.DemoModelPath) is { } demo && File.Exists(Path.Combine(demo, "config.json")))
                 rows.Add(Row("(bundled demo model)", demo, "", complete: true));

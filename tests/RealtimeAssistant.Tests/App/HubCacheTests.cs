@@ -209,6 +209,14 @@ public class HubCacheTests
         Assert.Equal(Path.Combine(root, "models--tiny-org--old-qwen2-vl", "snapshots", FakeHub.Commit), renamed);
         Assert.Equal(weights, File.ReadAllBytes(Path.Combine(renamed, "model.safetensors")));
 
+        // `ra models --fetch` fetches without loading (into --cache), then lists what it fetched.
+        var listed = Path.Combine(Capture.TestMedia.TempDir("hub-fetch-list"), "models.json");
+        var fetchRoot = Capture.TestMedia.TempDir("hub-fetch-only");
+        Assert.Equal(0, await ModelsCommand.Create(Env(("HF_ENDPOINT", hub.Url))).Parse(["--cache", fetchRoot, "--fetch", "tiny-org/tiny-qwen2-vl", "--json", listed]).InvokeAsync());
+        var row = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(listed))!["models"]!.AsArray().Single(m => (string)m!["model"]! == "tiny-org/tiny-qwen2-vl")!;
+        Assert.Equal("yes", (string)row["runs"]!);
+        Assert.Equal(2, await ModelsCommand.Create(Env(("HF_ENDPOINT", hub.Url))).Parse(["--cache", fetchRoot, "--fetch", "not an id"]).InvokeAsync());
+
         int asked = hub.Requests.Values.Sum();
         Assert.Equal(snapshot, AppModel.Resolve("tiny-org/tiny-qwen2-vl", env));
         Assert.Equal(snapshot, AppModel.Resolve($"tiny-org/tiny-qwen2-vl@{FakeHub.Commit}", env));
