@@ -46,9 +46,16 @@ public static class ServerMetrics
     /// </summary>
     public static void StartExport() => Exporting.Value.GetAwaiter().GetResult();
 
+    static readonly double[] SecondsBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
     static readonly Lazy<Task> Exporting = new(() =>
     {
-        Prometheus.Metrics.ConfigureMeterAdapter(o => o.MetricsExpireAfter = TimeSpan.FromDays(1));
+        Prometheus.Metrics.ConfigureMeterAdapter(o =>
+        {
+            o.MetricsExpireAfter = TimeSpan.FromDays(1);
+            // Our latencies run from milliseconds (a demo read) to a minute (a large model's caption on a CPU).
+            o.ResolveHistogramBuckets = i => i.Meter.Name == MeterName ? SecondsBuckets : Prometheus.MeterAdapterOptions.DefaultHistogramBuckets;
+        });
         return Prometheus.Metrics.DefaultRegistry.CollectAndExportAsTextAsync(Stream.Null);
     });
 

@@ -117,7 +117,7 @@ public sealed class RemoteImages : IDisposable
         var addresses = IPAddress.TryParse(host.Trim('[', ']'), out var literal) ? [literal] : await Dns.GetHostAddressesAsync(host, ct);
         if (addresses.Length == 0) throw new HttpRequestException($"{host} has no address");
         if (addresses.FirstOrDefault(a => !IsPublic(a)) is { } inside)
-            throw new HttpRequestException($"{host} is at {inside}, not a public address (--image-urls public fetches from public hosts only; --image-urls any allows every host)");
+            throw new HttpRequestException($"{(literal is null ? $"{host} is at {inside}" : host)}, not a public address (--image-urls public fetches from public hosts only; --image-urls any allows every host)");
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
