@@ -27,6 +27,7 @@ public static class ServeCommand
         var pushFps = new Option<double>("--max-push-fps") { Description = "frames per second a push stream takes; more are dropped and counted", DefaultValueFactory = _ => 30 };
         var cors = new Option<string?>("--cors-origins") { Description = "web origins whose pages may call the API from a browser (CORS), comma-separated (https://app.example.com,http://localhost:3000), or * for any; by default only the page at / (same origin)" };
         var imageUrls = new Option<string>("--image-urls") { Description = "http(s) image URLs in chat messages: off (data: URIs only), public (fetched from hosts on public addresses only, checked at connect time, redirects included) or any (every host, the LAN and loopback too)", DefaultValueFactory = _ => "off" };
+        var videoFrames = new Option<int>("--video-frames") { Description = "frames a chat message's video_url part is read as, spread over the clip (each one of the 16 images a request may hold)", DefaultValueFactory = _ => 8 };
         var batching = new Option<string>("--batching") { Description = "on: decode steps that fall due together (streams, chat) run as one batched forward; off: one at a time", DefaultValueFactory = _ => "on" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
@@ -41,10 +42,10 @@ public static class ServeCommand
         var metricsPort = new Option<int?>("--metrics-port") { Description = "with --cluster --role inference: serve GET /health and GET /metrics (Prometheus) on this port, at --host, behind --api-key as the API is (a gateway serves them on its --port)" };
         var retention = new Option<int>("--log-retention") { Description = "with --cluster: caption log entries kept per stream in Redis", DefaultValueFactory = _ => 10_000 };
         var simulate = new Option<string?>("--simulate-model-ms") { Description = "no model: an inference stand-in whose frame read takes READ ms and each token TOKEN ms (READ[,TOKEN]; TOKEN defaults to READ/10) on one simulated device per silo" };
-        var cmd = new Command("serve", "Serve the model over HTTP: OpenAI's GET /v1/models and POST /v1/chat/completions (text and images, as data: URIs or with --image-urls as URLs, " +
+        var cmd = new Command("serve", "Serve the model over HTTP: OpenAI's GET /v1/models and POST /v1/chat/completions (text, images and videos, as data: URIs or with --image-urls as URLs, " +
             "streaming with stream: true), live streams (POST /v1/streams on a file, an rtsp:// or http:// URL, a camera or frames pushed over a WebSocket; " +
             "captions and answers over SSE, the video with its overlay as MJPEG) and a page at / to watch them. One model serves every request and stream. Ctrl+C stops.")
-            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, cors, imageUrls, batching, device, dtype, weights, maxPixels, role, siloName, clusterHost, siloPort, gatewayPort, metricsPort, retention, simulate };
+            { model, host, port, apiKey, maxStreams, queue, media, sources, grace, pushFps, cors, imageUrls, videoFrames, batching, device, dtype, weights, maxPixels, role, siloName, clusterHost, siloPort, gatewayPort, metricsPort, retention, simulate };
         cluster.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -59,11 +60,15 @@ public static class ServeCommand
             {
                 Host = pr.GetValue(host)!, Port = pr.GetValue(port), ApiKey = key, MaxStreams = pr.GetValue(maxStreams),
                 CorsOrigins = pr.GetValue(cors)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [],
-                Images = new() { RemoteUrls = pr.GetValue(imageUrls)!.Trim().ToLowerInvariant() switch
+                Images = new()
                 {
-                    "off" => ImageUrlPolicy.Off, "public" => ImageUrlPolicy.Public, "any" => ImageUrlPolicy.Any,
-                    var u => throw new UserError($"--image-urls must be off, public or any, got '{u}'"),
-                } },
+                    RemoteUrls = pr.GetValue(imageUrls)!.Trim().ToLowerInvariant() switch
+                    {
+                        "off" => ImageUrlPolicy.Off, "public" => ImageUrlPolicy.Public, "any" => ImageUrlPolicy.Any,
+                        var u => throw new UserError($"--image-urls must be off, public or any, got '{u}'"),
+                    },
+                    VideoFrames = pr.GetValue(videoFrames) is >= 1 and <= 16 and var vf ? vf : throw new UserError($"--video-frames must be 1..16 (a request holds at most 16 images), got {pr.GetValue(videoFrames)}"),
+                },
                 Streams = new StreamLimits
                 {
                     MediaFolder = mediaDir,

@@ -29,8 +29,8 @@ public sealed record ChatPrompt(string Text, IReadOnlyList<Mat> Images)
     /// </summary>
     public static ChatPrompt FromMessages(IReadOnlyList<ChatMessage> messages, PromptFormat format)
     {
-        if (messages.Any(m => m.Content.OfType<ImageUrlPart>().Any()))
-            throw new InvalidOperationException("a remote image is built into a prompt unfetched (RemoteImages.FetchAll comes first)");
+        if (messages.Any(m => m.Content.Any(c => c is ImageUrlPart or VideoPart)))
+            throw new InvalidOperationException("a remote image or a video is built into a prompt undecoded (RemoteImages.FetchAll comes first)");
         string Clean(string text) => text.Replace(format.ImageMarker, " ");
         var images = new List<Mat>();
         var sb = new StringBuilder();

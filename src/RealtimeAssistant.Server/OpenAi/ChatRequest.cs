@@ -6,6 +6,8 @@ namespace RealtimeAssistant.Server.OpenAi;
 public abstract record ContentPart;
 public sealed record TextPart(string Text) : ContentPart;
 public sealed record ImagePart(Mat Image) : ContentPart;
+/// <summary>A video_url part: the file's bytes (a data: URI) or where to fetch it; <see cref="RemoteImages"/> turns it into its frames' <see cref="ImagePart"/>s (<see cref="VideoFrames"/>).</summary>
+public sealed record VideoPart(byte[]? File, Uri? Url, string Param) : ContentPart;
 /// <summary>An http(s) image_url the server may fetch (<see cref="RemoteImages"/> turns it into an <see cref="ImagePart"/> before the prompt is built); Param names it in errors.</summary>
 public sealed record ImageUrlPart(Uri Url, string Param) : ContentPart;
 

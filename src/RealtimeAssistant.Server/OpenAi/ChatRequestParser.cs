@@ -13,8 +13,10 @@ public sealed record ImageLimits
     public ImageUrlPolicy RemoteUrls { get; init; } = ImageUrlPolicy.Off;
     /// <summary>The whole fetch of one remote image, redirects included.</summary>
     public TimeSpan FetchTimeout { get; init; } = TimeSpan.FromSeconds(15);
-    /// <summary>Bytes in one remote image file.</summary>
+    /// <summary>Bytes in one remote image or video file.</summary>
     public long MaxFetchBytes { get; init; } = 20L * 1024 * 1024;
+    /// <summary>Frames a video_url part becomes, spread over the clip (each counts as one of <see cref="MaxImages"/>).</summary>
+    public int VideoFrames { get; init; } = 8;
 }
 
 /// <summary>Remote image URLs: none; hosts on public addresses only (not loopback, private, link-local, …); or any host.</summary>
@@ -164,8 +166,27 @@ public static class ChatRequestParser
                                 ? RemoteImages.Part(url, limits.RemoteUrls, $"{pat}.image_url.url")
                                 : new ImagePart(DataUriImage.Decode(url, limits.MaxPixels, $"{pat}.image_url.url")));
                             break;
+                        case "video_url":
+                            if (role != "user") throw ApiError.BadRequest($"{pat}: video content is only allowed in user messages", pat);
+                            images += limits.VideoFrames;
+                            if (images > limits.MaxImages)
+                                throw ApiError.BadRequest($"a request may hold at most {limits.MaxImages} images, and a video is {limits.VideoFrames} of them", pat, "too_many_images");
+                            var vu = Required(p, "video_url", null, $"{pat}.video_url");
+                            var videoUrl = vu.ValueKind switch
+                            {
+                                JsonValueKind.String => vu.GetString()!,
+                                JsonValueKind.Object => Required(vu, "url", JsonValueKind.String, $"{pat}.video_url.url").GetString()!,
+                                _ => throw Invalid($"{pat}.video_url", "an object with a url", vu),
+                            };
+                            var videoParam = $"{pat}.video_url.url";
+                            parts.Add(videoUrl.StartsWith("data:", StringComparison.OrdinalIgnoreCase)
+                                ? new VideoPart(VideoFrames.FromDataUri(videoUrl, videoParam), null, videoParam)
+                                : RemoteImages.IsRemote(videoUrl)
+                                    ? new VideoPart(null, RemoteImages.Part(videoUrl, limits.RemoteUrls, videoParam).Url, videoParam)
+                                    : throw ApiError.BadRequest("video_url must be a data: URI (data:video/mp4;base64,...) or, where the server allows it, an http(s) URL", videoParam, "invalid_video_url"));
+                            break;
                         default:
-                            throw ApiError.BadRequest($"{pat}.type '{Truncate(type)}' is not supported: this server takes text and image_url parts", $"{pat}.type", "invalid_value");
+                            throw ApiError.BadRequest($"{pat}.type '{Truncate(type)}' is not supported: this server takes text, image_url and video_url parts", $"{pat}.type", "invalid_value");
                     }
                 }
             }

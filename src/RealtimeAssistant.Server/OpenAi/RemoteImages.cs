@@ -5,8 +5,8 @@ using OpenCvSharp;
 namespace RealtimeAssistant.Server.OpenAi;
 
 /// <summary>
-/// Fetches the http(s) image URLs of a chat request (<see cref="ImageUrlPart"/>) as `ra serve
-/// --image-urls` allows: under <see cref="ImageUrlPolicy.Public"/> every connection, redirects
+/// Fetches the http(s) image and video URLs of a chat request (<see cref="ImageUrlPart"/>,
+/// <see cref="VideoPart"/>) as `ra serve --image-urls` allows, and turns videos into frames: under <see cref="ImageUrlPolicy.Public"/> every connection, redirects
 /// included, is checked at connect time against the addresses it resolved to, so a name that
 /// resolves to loopback or the LAN is refused however it is reached. Each fetch has a deadline
 /// and a byte limit; every failure is a 400 naming the part.
@@ -47,61 +47,86 @@ public sealed class RemoteImages : IDisposable
         return new ImageUrlPart(uri, param);
     }
 
-    /// <summary>The request with every remote image fetched and decoded; disposes it (and what was fetched) on failure.</summary>
+    /// <summary>
+    /// The request with every remote image fetched and decoded, and every video (inline or
+    /// fetched) turned into its frames; disposes it (and what was decoded) on failure.
+    /// </summary>
     public async Task<ChatRequest> FetchAll(ChatRequest request, CancellationToken ct)
     {
-        var remote = request.Messages.SelectMany(m => m.Content).OfType<ImageUrlPart>().ToList();
-        if (remote.Count == 0) return request;
-        var fetches = remote.Select(p => Fetch(p, ct)).ToList();
+        var pending = request.Messages.SelectMany(m => m.Content).Where(c => c is ImageUrlPart or VideoPart).ToList();
+        if (pending.Count == 0) return request;
+        var work = pending.Select(p => p switch
+        {
+            ImageUrlPart image => Image(image, ct),
+            VideoPart video => Video(video, ct),
+            _ => throw new InvalidOperationException(),
+        }).ToList();
         try
         {
-            await Task.WhenAll(fetches);
-            var decoded = new Dictionary<ContentPart, ContentPart>(ReferenceEqualityComparer.Instance);
-            foreach (var (part, fetch) in remote.Zip(fetches)) decoded[part] = new ImagePart(fetch.Result);
-            return request with { Messages = request.Messages.Select(m => m with { Content = m.Content.Select(c => decoded.GetValueOrDefault(c, c)).ToList() }).ToList() };
+            await Task.WhenAll(work);
+            var decoded = new Dictionary<ContentPart, List<Mat>>(ReferenceEqualityComparer.Instance);
+            foreach (var (part, done) in pending.Zip(work)) decoded[part] = done.Result;
+            return request with
+            {
+                Messages = request.Messages.Select(m => m with
+                {
+                    Content = m.Content.SelectMany(c => decoded.TryGetValue(c, out var frames) ? frames.Select(f => (ContentPart)new ImagePart(f)) : [c]).ToList(),
+                }).ToList(),
+            };
         }
         catch
         {
-            foreach (var f in fetches) if (f.IsCompletedSuccessfully) f.Result.Dispose();
+            foreach (var w in work) if (w.IsCompletedSuccessfully) foreach (var m in w.Result) m.Dispose();
             request.Dispose();
             throw;
         }
     }
 
-    async Task<Mat> Fetch(ImageUrlPart part, CancellationToken ct)
+    async Task<List<Mat>> Image(ImageUrlPart part, CancellationToken ct)
+    {
+        var file = await Fetch(part.Url, "image", part.Param, ct);
+        return [DataUriImage.FromFile(file, _limits.MaxPixels, part.Param)];
+    }
+
+    async Task<List<Mat>> Video(VideoPart part, CancellationToken ct)
+    {
+        var file = part.File ?? await Fetch(part.Url!, "video", part.Param, ct);
+        // Decoding is the CPU's work: off the request's thread.
+        return await Task.Run(() => VideoFrames.Sample(file, _limits.VideoFrames, _limits.MaxPixels, part.Param, ct), ct);
+    }
+
+    async Task<byte[]> Fetch(Uri url, string what, string param, CancellationToken ct)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
         deadline.CancelAfter(_limits.FetchTimeout);
-        var where = Shown(part.Url);
+        var where = Shown(url);
+        var code = what == "video" ? "invalid_video_url" : "invalid_image_url";
+        ApiError TooLarge() => ApiError.BadRequest($"the {what} at {where} is over this server's limit of {_limits.MaxFetchBytes:N0} bytes", param, $"{what}_too_large");
         try
         {
-            using var response = await _http.GetAsync(part.Url, HttpCompletionOption.ResponseHeadersRead, deadline.Token);
+            using var response = await _http.GetAsync(url, HttpCompletionOption.ResponseHeadersRead, deadline.Token);
             if (!response.IsSuccessStatusCode)
-                throw ApiError.BadRequest($"the image at {where} could not be fetched: the server answered {(int)response.StatusCode}", part.Param, "invalid_image_url");
-            if (response.Content.Headers.ContentLength > _limits.MaxFetchBytes)
-                throw TooLarge(part, where);
+                throw ApiError.BadRequest($"the {what} at {where} could not be fetched: the server answered {(int)response.StatusCode}", param, code);
+            if (response.Content.Headers.ContentLength > _limits.MaxFetchBytes) throw TooLarge();
             await using var body = await response.Content.ReadAsStreamAsync(deadline.Token);
             var bytes = new MemoryStream();
             var chunk = new byte[81920];
             for (int n; (n = await body.ReadAsync(chunk, deadline.Token)) > 0;)
             {
                 bytes.Write(chunk, 0, n);
-                if (bytes.Length > _limits.MaxFetchBytes) throw TooLarge(part, where);
+                if (bytes.Length > _limits.MaxFetchBytes) throw TooLarge();
             }
-            return DataUriImage.FromFile(bytes.GetBuffer().AsSpan(0, (int)bytes.Length), _limits.MaxPixels, part.Param);
+            return bytes.ToArray();
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {
-            throw ApiError.BadRequest($"the image at {where} could not be fetched within {_limits.FetchTimeout.TotalSeconds:0.#} s", part.Param, "invalid_image_url");
+            throw ApiError.BadRequest($"the {what} at {where} could not be fetched within {_limits.FetchTimeout.TotalSeconds:0.#} s", param, code);
         }
         catch (HttpRequestException e)
         {
-            throw ApiError.BadRequest($"the image at {where} could not be fetched: {e.InnerException?.Message ?? e.Message}", part.Param, "invalid_image_url");
+            throw ApiError.BadRequest($"the {what} at {where} could not be fetched: {e.InnerException?.Message ?? e.Message}", param, code);
         }
     }
-
-    ApiError TooLarge(ImageUrlPart part, string where) =>
-        ApiError.BadRequest($"the image at {where} is over this server's limit of {_limits.MaxFetchBytes:N0} bytes", part.Param, "image_too_large");
 
     /// <summary>The URL as errors show it: scheme, host and path, never the query (it may hold a signature).</summary>
     static string Shown(Uri url)
