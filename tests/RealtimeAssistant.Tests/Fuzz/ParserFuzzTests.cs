@@ -97,6 +97,29 @@ public class ParserFuzzTests(ITestOutputHelper log)
         }, log);
     }
 
+    /// <summary>A chat request's video_url is a video file from the network: FFmpeg (through OpenCV) must read it or refuse it with a 400, never crash or hang.</summary>
+    [Fact]
+    public void ChatVideo()
+    {
+        var clip = File.ReadAllBytes(Capture.TestMedia.WriteClip(Capture.TestMedia.TempDir("fuzz-video"), frames: 12, width: 64, height: 48));
+        FuzzRunner.Run("chat video", (m, dir) =>
+        {
+            var bytes = m.Bytes(clip);
+            var path = Path.Combine(dir, "video.mp4");
+            File.WriteAllBytes(path, bytes);
+            return (path, bytes.Length);
+        }, dir =>
+        {
+            try
+            {
+                var frames = RealtimeAssistant.Server.OpenAi.VideoFrames.Sample(File.ReadAllBytes(Path.Combine(dir, "video.mp4")), 4, 1 << 20, "video.mp4", CancellationToken.None);
+                Assert.InRange(frames.Count, 1, 4);
+                foreach (var f in frames) f.Dispose();
+            }
+            catch (RealtimeAssistant.Server.ApiError e) when (e.Status == 400) { throw new UserError($"{e.Param}: {e.Message}"); }
+        }, log, allocBudget: size => 64 * size + (64 << 20));
+    }
+
     [Fact]
     public void ConfigJson()
     {
