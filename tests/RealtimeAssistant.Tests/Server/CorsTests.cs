@@ -58,6 +58,22 @@ public class CorsTests
         Assert.StartsWith("TypeError", refused["models"]!["error"]?.GetValue<string>() ?? refused.ToJsonString());
         Assert.StartsWith("TypeError", refused["chat"]!["error"]?.GetValue<string>() ?? refused.ToJsonString());
 
+        // "*": any origin's preflight is answered, before the key check (a preflight carries no key).
+        await using var any = await ApiServer.StartAsync(new ServerOptions { Port = 0, ApiKey = Key, CorsOrigins = ["*"] }, model);
+        using var http = new HttpClient { BaseAddress = any.Url };
+        using var preflight = new HttpRequestMessage(HttpMethod.Options, "v1/chat/completions");
+        preflight.Headers.Add("Origin", "https://anywhere.example");
+        preflight.Headers.Add("Access-Control-Request-Method", "POST");
+        preflight.Headers.Add("Access-Control-Request-Headers", "authorization,content-type");
+        using var answer = await http.SendAsync(preflight);
+        Assert.Equal(System.Net.HttpStatusCode.NoContent, answer.StatusCode);
+        Assert.Equal("*", answer.Headers.GetValues("Access-Control-Allow-Origin").Single());
+        using var keyless = new HttpRequestMessage(HttpMethod.Get, "v1/models");
+        keyless.Headers.Add("Origin", "https://anywhere.example");
+        using var refusedKey = await http.SendAsync(keyless);
+        Assert.Equal(System.Net.HttpStatusCode.Unauthorized, refusedKey.StatusCode); // CORS opens the door to browsers, not past the key
+        Assert.Equal("*", refusedKey.Headers.GetValues("Access-Control-Allow-Origin").Single()); // and the page can read why
+
         // Bad origins are one line at start.
         foreach (var bad in new[] { "example.com", "https://app.example.com/path", "ftp://x.example", "https://app.example.com/" })
             Assert.Contains("--cors-origins", Assert.Throws<UserError>(() => new ServerOptions { CorsOrigins = [bad] }.Validate()).Message);
