@@ -33,6 +33,7 @@ public sealed class HudFeed(Profiler profiler, double budgetMs)
         foreach (var name in HudStats.StageOrder)
             if (snap.Stage(name) is { } s) stages[name] = (s.Last, s.P50);
         var latency = snap.Stage(Profiler.GlassToCaption);
+        var firstWord = snap.Stage(Profiler.GlassToFirstWord);
         int n = Math.Min(frameCount, frameTimes.Length);
         var recent = new double[n];
         for (int k = 0; k < n; k++) recent[k] = frameTimes[(frameCount - n + k) % frameTimes.Length];
@@ -43,6 +44,8 @@ public sealed class HudFeed(Profiler profiler, double budgetMs)
             CaptionHz = snap.Counter(Profiler.CaptionUpdates)?.PerSecond ?? 0,
             LatencyP50Ms = latency?.P50 ?? 0,
             LatencyP95Ms = latency?.P95 ?? 0,
+            FirstWordP50Ms = firstWord?.P50 ?? 0,
+            FirstWordP95Ms = firstWord?.P95 ?? 0,
             DroppedFrames = dropped,
             BudgetMs = budgetMs,
             FrameTimesMs = recent,

@@ -150,6 +150,8 @@ internal sealed class HudLayer : IDisposable
         }
         sb.Append(string.Format(inv, "fps {0:F1}  captions {1:F1}/s", hud.Fps, hud.CaptionHz)).Append('\n');
         sb.Append(string.Format(inv, "glass->caption p50 {0:F0} p95 {1:F0} ms", hud.LatencyP50Ms, hud.LatencyP95Ms)).Append('\n');
+        if (hud.FirstWordP95Ms > 0)
+            sb.Append(string.Format(inv, "  first word p50 {0:F0} p95 {1:F0} ms", hud.FirstWordP50Ms, hud.FirstWordP95Ms)).Append('\n');
         sb.Append(string.Format(inv, "dropped {0}  budget {1:F1} ms", hud.DroppedFrames, hud.BudgetMs));
         if (hud.Mode is { } mode)
         {

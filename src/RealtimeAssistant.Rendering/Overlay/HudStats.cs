@@ -19,6 +19,9 @@ public sealed record HudStats
     public double CaptionHz { get; init; }
     public double LatencyP50Ms { get; init; }
     public double LatencyP95Ms { get; init; }
+    /// <summary>From a frame's capture to its caption's first word on screen (0: not measured).</summary>
+    public double FirstWordP50Ms { get; init; }
+    public double FirstWordP95Ms { get; init; }
     public long DroppedFrames { get; init; }
 
     /// <summary>Time one frame may take (e.g. 33.3 at 30 fps): drawn as a line on the bars and graph.</summary>
