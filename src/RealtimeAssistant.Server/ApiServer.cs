@@ -143,8 +143,9 @@ public sealed class ApiServer : IAsyncDisposable
         WebPage.Map(app, options.ApiKey is not null);
     }
 
+    /// <summary>OpenAI's model object, with the context length as vLLM names it (max_model_len), which clients that size prompts read.</summary>
     static object ModelJson(IChatModel model) =>
-        new { id = model.Id, @object = "model", created = model.Created.ToUnixTimeSeconds(), owned_by = "realtime-assistant" };
+        new { id = model.Id, @object = "model", created = model.Created.ToUnixTimeSeconds(), owned_by = "realtime-assistant", max_model_len = model.ContextLength };
 
     /// <summary>Turns every failure into OpenAI's error JSON; a client's errors are never logged as the server's.</summary>
     static async Task Errors(HttpContext ctx, RequestDelegate next, ILogger log)

@@ -203,6 +203,7 @@ public class BadRequestTests(InProcessServer server) : IClassFixture<InProcessSe
         var list = JsonNode.Parse(await http.GetStringAsync("v1/models"))!;
         Assert.Equal("list", list["object"]!.GetValue<string>());
         Assert.Equal(server.ModelId, list["data"]![0]!["id"]!.GetValue<string>());
+        Assert.Equal(4096, list["data"]![0]!["max_model_len"]!.GetValue<int>()); // the demo model's max_position_embeddings
         Assert.Equal(server.ModelId, JsonNode.Parse(await http.GetStringAsync($"v1/models/{server.ModelId}"))!["id"]!.GetValue<string>());
     }
 
