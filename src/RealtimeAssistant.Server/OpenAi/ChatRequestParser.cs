@@ -17,6 +17,8 @@ public sealed record ImageLimits
     public long MaxFetchBytes { get; init; } = 20L * 1024 * 1024;
     /// <summary>Frames a video_url part becomes, spread over the clip (each counts as one of <see cref="MaxImages"/>).</summary>
     public int VideoFrames { get; init; } = 8;
+    /// <summary>How long reading one video's frames may take (a long clip is decoded to count its frames).</summary>
+    public TimeSpan VideoReadTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>Remote image URLs: none; hosts on public addresses only (not loopback, private, link-local, …); or any host.</summary>

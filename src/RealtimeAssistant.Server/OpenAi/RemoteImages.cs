@@ -91,8 +91,14 @@ public sealed class RemoteImages : IDisposable
     async Task<List<Mat>> Video(VideoPart part, CancellationToken ct)
     {
         var file = part.File ?? await Fetch(part.Url!, "video", part.Param, ct);
-        // Decoding is the CPU's work: off the request's thread.
-        return await Task.Run(() => VideoFrames.Sample(file, _limits.VideoFrames, _limits.MaxPixels, part.Param, ct), ct);
+        // Decoding is the CPU's work: off the request's thread, and bounded, since a small file can hold a long clip.
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(_limits.VideoReadTimeout);
+        try { return await Task.Run(() => VideoFrames.Sample(file, _limits.VideoFrames, _limits.MaxPixels, part.Param, deadline.Token), deadline.Token); }
+        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw ApiError.BadRequest($"the video could not be read within {_limits.VideoReadTimeout.TotalSeconds:0.#} s (a clip that long is too long here)", part.Param, "invalid_video");
+        }
     }
 
     async Task<byte[]> Fetch(Uri url, string what, string param, CancellationToken ct)

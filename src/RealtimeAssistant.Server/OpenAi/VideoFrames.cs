@@ -47,6 +47,7 @@ public static class VideoFrames
             long at = 0;
             foreach (var index in wanted)
             {
+                ct.ThrowIfCancellationRequested();
                 at += source.Skip(index - at, ct);
                 using var frame = source.Read(ct);
                 if (frame is null) break; // the count ran past the frames that decode

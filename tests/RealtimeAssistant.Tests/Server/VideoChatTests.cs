@@ -98,6 +98,13 @@ public class VideoChatTests
         await Refused("invalid_video_url", Video(site.Urls.First() + "/absent.mp4"));
         await Refused("too_many_images", Video(dataUri), Image(frames[0]), Image(frames[1]), Image(frames[2]), Image(frames[3]), Image(frames[4]));
 
+        // A server that gives a video no time to be read says so, in one line.
+        await using var hasty = await ApiServer.StartAsync(new ServerOptions { Port = 0, Images = limits with { VideoReadTimeout = TimeSpan.FromTicks(1) } }, model);
+        using var hastyHttp = new HttpClient { BaseAddress = hasty.Url, Timeout = TimeSpan.FromMinutes(2) };
+        var (sh, slow) = await Post(hastyHttp, Body(model.Id, Video(dataUri)));
+        Assert.True(sh == HttpStatusCode.BadRequest, slow.ToJsonString());
+        Assert.Contains("could not be read within", slow["error"]!["message"]!.GetValue<string>());
+
         // Still whole.
         var (s4, again) = await Post(http, Body(model.Id, Video(dataUri)));
         Assert.Equal(HttpStatusCode.OK, s4);
