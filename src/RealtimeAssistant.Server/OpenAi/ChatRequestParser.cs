@@ -115,6 +115,21 @@ public static class ChatRequestParser
         }
     }
 
+    /// <summary>
+    /// The URL of an image_url or video_url part: OpenAI's object form {"url": ...}, or a bare
+    /// string as some clients send it.
+    /// </summary>
+    static string MediaUrl(JsonElement part, string key, string at)
+    {
+        var value = Required(part, key, null, $"{at}.{key}");
+        return value.ValueKind switch
+        {
+            JsonValueKind.String => value.GetString()!,
+            JsonValueKind.Object => Required(value, "url", JsonValueKind.String, $"{at}.{key}.url").GetString()!,
+            _ => throw Invalid($"{at}.{key}", "an object with a url", value),
+        };
+    }
+
     static List<ChatMessage> ParseMessages(JsonElement array, ImageLimits limits)
     {
         if (array.GetArrayLength() == 0) throw ApiError.BadRequest("messages must hold at least one message", "messages");
@@ -156,14 +171,7 @@ public static class ChatRequestParser
                             if (role != "user") throw ApiError.BadRequest($"{pat}: image content is only allowed in user messages", pat);
                             if (++images > limits.MaxImages)
                                 throw ApiError.BadRequest($"a request may hold at most {limits.MaxImages} images", pat, "too_many_images");
-                            var iu = Required(p, "image_url", null, $"{pat}.image_url");
-                            // The object form {"url": ...} is OpenAI's; a bare string is accepted as some clients send it.
-                            var url = iu.ValueKind switch
-                            {
-                                JsonValueKind.String => iu.GetString()!,
-                                JsonValueKind.Object => Required(iu, "url", JsonValueKind.String, $"{pat}.image_url.url").GetString()!,
-                                _ => throw Invalid($"{pat}.image_url", "an object with a url", iu),
-                            };
+                            var url = MediaUrl(p, "image_url", pat);
                             parts.Add(RemoteImages.IsRemote(url)
                                 ? RemoteImages.Part(url, limits.RemoteUrls, $"{pat}.image_url.url")
                                 : new ImagePart(DataUriImage.Decode(url, limits.MaxPixels, $"{pat}.image_url.url")));
@@ -173,13 +181,7 @@ public static class ChatRequestParser
                             images += limits.VideoFrames;
                             if (images > limits.MaxImages)
                                 throw ApiError.BadRequest($"a request may hold at most {limits.MaxImages} images, and a video is {limits.VideoFrames} of them", pat, "too_many_images");
-                            var vu = Required(p, "video_url", null, $"{pat}.video_url");
-                            var videoUrl = vu.ValueKind switch
-                            {
-                                JsonValueKind.String => vu.GetString()!,
-                                JsonValueKind.Object => Required(vu, "url", JsonValueKind.String, $"{pat}.video_url.url").GetString()!,
-                                _ => throw Invalid($"{pat}.video_url", "an object with a url", vu),
-                            };
+                            var videoUrl = MediaUrl(p, "video_url", pat);
                             var videoParam = $"{pat}.video_url.url";
                             parts.Add(videoUrl.StartsWith("data:", StringComparison.OrdinalIgnoreCase)
                                 ? new VideoPart(VideoFrames.FromDataUri(videoUrl, videoParam), null, videoParam)

@@ -16,24 +16,14 @@ public static class DataUriImage
     {
         if (!url.StartsWith("data:", StringComparison.OrdinalIgnoreCase))
             throw ApiError.BadRequest("image_url must be a data: URI (data:image/png;base64,... or data:image/jpeg;base64,...)", param, "invalid_image_url");
-        int comma = url.IndexOf(',');
-        if (comma < 0) throw ApiError.BadRequest("the image's data: URI has no ',' before its data", param, "invalid_image_url");
-        var header = url[5..comma].Split(';', StringSplitOptions.TrimEntries);
-        var mediaType = header[0].ToLowerInvariant();
+        var mediaType = DataUri.MediaType(url, "image", param, "invalid_image_url");
         var kind = mediaType switch
         {
             "image/png" => Kind.Png,
             "image/jpeg" or "image/jpg" => Kind.Jpeg,
             _ => throw ApiError.BadRequest($"unsupported image type '{Truncate(mediaType)}': send PNG (image/png) or JPEG (image/jpeg)", param, "invalid_image_format"),
         };
-        if (!header.Skip(1).Any(p => p.Equals("base64", StringComparison.OrdinalIgnoreCase)))
-            throw ApiError.BadRequest("the image's data: URI must be base64 (data:image/png;base64,...)", param, "invalid_image_url");
-
-        var data = url.AsSpan(comma + 1);
-        var bytes = new byte[data.Length / 4 * 3 + 3];
-        if (!Convert.TryFromBase64Chars(data, bytes, out int length))
-            throw ApiError.BadRequest("the image's base64 data is malformed", param, "image_parse_error");
-        var file = bytes.AsSpan(0, length);
+        var file = DataUri.Payload(url, "image", "data:image/png;base64,...", param, "invalid_image_url", "image_parse_error").AsSpan();
 
         if (Sniff(file) != kind)
             throw ApiError.BadRequest($"the image's data is not {(kind == Kind.Png ? "a PNG" : "a JPEG")} file, as its media type '{mediaType}' says", param, "invalid_image_format");

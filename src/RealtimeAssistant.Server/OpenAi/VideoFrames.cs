@@ -15,18 +15,10 @@ public static class VideoFrames
     /// <summary>data:video/…;base64,… → the file's bytes (the media type is not trusted: the file is probed).</summary>
     public static byte[] FromDataUri(string url, string param)
     {
-        int comma = url.IndexOf(',');
-        if (comma < 0) throw ApiError.BadRequest("the video's data: URI has no ',' before its data", param, "invalid_video_url");
-        var header = url[5..comma].Split(';', StringSplitOptions.TrimEntries);
-        if (!header[0].StartsWith("video/", StringComparison.OrdinalIgnoreCase))
-            throw ApiError.BadRequest($"a video_url data: URI must be a video (data:video/mp4;base64,...), not '{(header[0].Length > 40 ? header[0][..40] + "…" : header[0])}'", param, "invalid_video_url");
-        if (!header.Skip(1).Any(p => p.Equals("base64", StringComparison.OrdinalIgnoreCase)))
-            throw ApiError.BadRequest("the video's data: URI must be base64 (data:video/mp4;base64,...)", param, "invalid_video_url");
-        var data = url.AsSpan(comma + 1);
-        var bytes = new byte[data.Length / 4 * 3 + 3];
-        if (!Convert.TryFromBase64Chars(data, bytes, out int length))
-            throw ApiError.BadRequest("the video's base64 data is malformed", param, "invalid_video");
-        return bytes[..length];
+        var mediaType = DataUri.MediaType(url, "video", param, "invalid_video_url");
+        if (!mediaType.StartsWith("video/", StringComparison.Ordinal))
+            throw ApiError.BadRequest($"a video_url data: URI must be a video (data:video/mp4;base64,...), not '{(mediaType.Length > 40 ? mediaType[..40] + "…" : mediaType)}'", param, "invalid_video_url");
+        return [.. DataUri.Payload(url, "video", "data:video/mp4;base64,...", param, "invalid_video_url", "invalid_video")];
     }
 
     /// <summary>The clip's frames to read: <paramref name="count"/> spread over it (all of a shorter clip), each checked against the pixel limit.</summary>
