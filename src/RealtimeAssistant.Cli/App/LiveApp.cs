@@ -97,7 +97,7 @@ public static class LiveApp
     {
         var profiler = new Profiler(window: o.ProfileWindow);
         var source = FrameSources.Open(o.Source, AppSources.Options(o.Realtime, o.Loop) with { Logger = o.Logger, GiveUpAfter = o.GiveUpAfter });
-        using var loop = new FrameLoop(source, session, profiler, loopOptions with { Pacing = Pacing.Live }, o.Logger);
+        using var loop = new FrameLoop(source, session, profiler, loopOptions with { Pacing = Pacing.Live, CaptionsOnScreen = true }, o.Logger);
         var context = window ?? GlContextFactory.Create(false, o.Width, o.Height, out _);
         using var presenter = OverlayPresenterFor(context);
         presenter.ShowHud = o.ShowHud;

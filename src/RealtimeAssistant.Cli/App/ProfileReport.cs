@@ -11,7 +11,7 @@ namespace RealtimeAssistant.Cli.App;
 public static class ProfileReport
 {
     public static readonly string[] Stages =
-        [Profiler.Capture, Profiler.Preprocess, Profiler.Vision, Profiler.Prefill, Profiler.Decode, CaptionStages.CaptionTotal, Profiler.Render, Profiler.GlassToCaption, Profiler.GlassToFirstWord];
+        [Profiler.Capture, Profiler.Preprocess, Profiler.Vision, Profiler.Prefill, Profiler.Decode, CaptionStages.CaptionTotal, Profiler.Render, Profiler.CaptionReady, Profiler.GlassToCaption, Profiler.GlassToFirstWord];
 
     public static void PrintTable(LiveStats s)
     {

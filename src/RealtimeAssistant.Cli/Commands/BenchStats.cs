@@ -22,4 +22,26 @@ public static class BenchStats
         double mean = d.Average();
         return Math.Sqrt(d.Sum(x => (x - mean) * (x - mean)) / (d.Length - 1) / d.Length);
     }
+
+    /// <summary>
+    /// A 95% bootstrap interval of percentile(<paramref name="a"/>, p) / percentile(<paramref name="b"/>, p):
+    /// each side resampled with replacement on its own (they are independent samples, not pairs),
+    /// <paramref name="resamples"/> times from a fixed seed. How far a ratio of two tails measured on
+    /// a few dozen captions could move by chance; null when either side has fewer than 5 samples.
+    /// </summary>
+    public static (double Low, double High)? RatioInterval(IReadOnlyList<double> a, IReadOnlyList<double> b, double p, int resamples = 2000, int seed = 23)
+    {
+        if (a.Count < 5 || b.Count < 5) return null;
+        var rng = new Random(seed);
+        var ratios = new double[resamples];
+        var ra = new double[a.Count];
+        var rb = new double[b.Count];
+        for (int r = 0; r < resamples; r++)
+        {
+            for (int i = 0; i < ra.Length; i++) ra[i] = a[rng.Next(a.Count)];
+            for (int i = 0; i < rb.Length; i++) rb[i] = b[rng.Next(b.Count)];
+            ratios[r] = Percentile(ra, p) / Math.Max(1e-12, Percentile(rb, p));
+        }
+        return (Percentile(ratios, 0.025), Percentile(ratios, 0.975));
+    }
 }

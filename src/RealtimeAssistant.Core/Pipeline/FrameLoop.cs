@@ -31,6 +31,12 @@ public sealed record FrameLoopOptions
     public long MaxFrames { get; init; }
     /// <summary>File pacing: frames decoded ahead of the render thread (0: 2 strides + 4, 8..64).</summary>
     public int ReadAhead { get; init; }
+    /// <summary>
+    /// A renderer shows the captions and records glass-to-caption when each reaches the screen, so
+    /// the loop records a caption's completion as <see cref="Profiler.CaptionReady"/> instead: one
+    /// sample of each per caption.
+    /// </summary>
+    public bool CaptionsOnScreen { get; init; }
 
     public void Validate()
     {
@@ -206,7 +212,7 @@ public sealed class FrameLoop : IDisposable
         {
             Board.Complete(s.Text, s.Report);
             CaptionStages.RecordWrite(Profiler, s.Report, s.Ms);
-            var latency = Profiler.RecordLatency(frame.CapturedAt);
+            var latency = Profiler.RecordLatency(frame.CapturedAt, _o.CaptionsOnScreen ? Profiler.CaptionReady : Profiler.GlassToCaption);
             Interlocked.Increment(ref _captions);
             Written?.Invoke(s, latency);
             if (!live) lock (_written) _written.Enqueue((s, latency));

@@ -19,6 +19,11 @@ public sealed class Profiler(int window = 512, TimeSpan? rateWindow = null)
     public const string Render = "render";
     /// <summary>From the frame leaving the source to its caption being shown.</summary>
     public const string GlassToCaption = "glass_to_caption";
+    /// <summary>
+    /// From the frame leaving the source to its caption finished in the model, where a renderer
+    /// then shows it (and times <see cref="GlassToCaption"/> itself when the caption is on screen).
+    /// </summary>
+    public const string CaptionReady = "caption_ready";
     /// <summary>From a frame's capture to the first word of its caption on screen (captions stream in word by word).</summary>
     public const string GlassToFirstWord = "glass_to_first_word";
     public const string FramesCaptured = "frames_captured";

@@ -38,6 +38,22 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public void RatioInterval_HoldsTheRatioOfTheTails_AndNarrowsWithMoreSamples()
+    {
+        static double[] Spread(int n, double scale, int seed) { var r = new Random(seed); return Enumerable.Range(0, n).Select(_ => scale * (1 + r.NextDouble())).ToArray(); }
+        var (a, b) = (Spread(40, 6, 1), Spread(40, 10, 2));
+        double point = BenchStats.Percentile(a, 0.95) / BenchStats.Percentile(b, 0.95);
+        var few = BenchStats.RatioInterval(a, b, 0.95)!.Value;
+        Assert.InRange(point, few.Low, few.High);
+        Assert.True(few.Low < few.High);
+        Assert.Equal(few, BenchStats.RatioInterval(a, b, 0.95)!.Value); // seeded: the same samples give the same interval
+        var many = BenchStats.RatioInterval(Spread(4000, 6, 1), Spread(4000, 10, 2), 0.95)!.Value;
+        Assert.True(many.High - many.Low < (few.High - few.Low) / 3, $"{many} is not narrower than {few}");
+        Assert.InRange(0.6, many.Low - 0.02, many.High + 0.02); // the two spreads' true p95 ratio is 0.6
+        Assert.Null(BenchStats.RatioInterval(a.Take(4).ToArray(), b, 0.95));
+    }
+
+    [Fact]
     public async Task Serve_AtASpeed_StreamsTheClipReTimedWithEveryFrame_BatchingOnAndOff_DraftsOnAndOff()
     {
         var root = await RunToJson(BenchCommand.Create(), "serve", "--speed", "2", "--streams", "1", "--rounds", "1", "--seconds", "2", "--warmup", "1", "--chats", "0", "--draft-tokens", "7");
@@ -79,6 +95,21 @@ public class BenchCommandTests
         }
         var ratio = root["gpe_over_reencode"]!;
         Assert.Equal(Math.Round(modes[0]!["caption_hz"]!.GetValue<double>() / modes[1]!["caption_hz"]!.GetValue<double>(), 3), ratio["caption_hz_ratio"]!.GetValue<double>(), 3);
+        // Each measured caption's latency is there, and the p95 is theirs.
+        foreach (var m in modes)
+        {
+            var each = m!["latency_ms"]!.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+            Assert.Equal(m["latency_ms_p95"]!.GetValue<double>(), BenchStats.Percentile(each, 0.95), 1);
+            // A turn's edges can hold one caption's first word and not its end, or the other way round.
+            Assert.InRange(m["first_word_ms"]!.AsArray().Count, each.Length - 2, each.Length + 2);
+        }
+        // An interval needs 5 captions a side; a short turn at a tight budget may write fewer.
+        if (modes.All(m => m!["latency_ms"]!.AsArray().Count >= 5))
+        {
+            var ci = ratio["latency_p95_ratio_ci95"]!.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+            Assert.True(ci[0] > 0 && ci[0] <= ci[1], $"interval {ci[0]}–{ci[1]}");
+        }
+        else Assert.Null(ratio["latency_p95_ratio_ci95"]);
     }
 
     [Fact]

@@ -84,4 +84,26 @@ public class LiveWindowTests(ITestOutputHelper log)
         Assert.Equal(["unpruned"], stats.LevelsMeasured.Keys); // a stand-in session prunes nothing
         Assert.InRange(measured, 1, all - 1);
     }
+
+    [Fact]
+    public void LiveApp_TimesEachCaptionOnce_OnScreen_BesideWhenTheModelFinishedIt()
+    {
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("app-glass"), frames: 60, fps: 20);
+        var stats = LiveApp.Run(null, new LiveAppOptions { Source = clip, Realtime = true, DisplayFps = 30, Width = 160, Height = 120 },
+            new SlowSession(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(100)), AppTestSupport.Loop(Pacing.Live, policy: "finished"), CancellationToken.None);
+        Assert.Null(stats.Error);
+        var glass = stats.Profiler.Series(RealtimeAssistant.Pipeline.Profiler.GlassToCaption);
+        var ready = stats.Profiler.Series(RealtimeAssistant.Pipeline.Profiler.CaptionReady);
+        log.WriteLine($"{stats.Captions} captions; on screen {glass.Count}, ready {ready.Count}");
+        Assert.True(ready.Count >= 3, $"only {ready.Count} captions");
+        // One sample a caption in each stage: the loop's when the model finished it, the renderer's when it was shown
+        // (a caption overtaken before a render came is never on screen, so at most a stalled render's few fewer).
+        Assert.InRange(glass.Count, ready.Count - 3, ready.Count);
+        // Each caption on screen is the newest one ready by then, shown a render or so later, never sooner.
+        foreach (var (at, ms) in glass)
+        {
+            var newest = ready.Last(r => r.Seconds <= at);
+            Assert.InRange(ms - newest.Ms, 0, 500);
+        }
+    }
 }
