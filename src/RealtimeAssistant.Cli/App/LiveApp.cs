@@ -241,8 +241,7 @@ public static class LiveApp
     }
 
     /// <summary>Nearest-rank percentile of sorted samples.</summary>
-    internal static double Pct(double[] sorted, double p) =>
-        sorted.Length == 0 ? 0 : sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)];
+    internal static double Pct(double[] sorted, double p) => Percentile.OfSorted(sorted, p);
 
     public static double RssMb()
     {

@@ -182,14 +182,13 @@ public static class AppBench
         };
     }
 
-    static string Ci(object? interval) => interval is double[] { Length: 2 } ci ? $" [95%: {ci[0]}–{ci[1]}]" : "";
+    static string Ci(object? interval) => interval is double[] { Length: 2 } ci ? Markup.Escape($" [95%: {ci[0]}–{ci[1]}]") : "";
 
     static double[]? Interval(IEnumerable<double> a, IEnumerable<double> b) =>
         BenchStats.RatioInterval(a.ToArray(), b.ToArray(), 0.95) is { } ci ? [Math.Round(ci.Low, 3), Math.Round(ci.High, 3)] : null;
 
     /// <summary>Nearest-rank percentile of sorted samples.</summary>
-    static double Pct(double[] sorted, double p) =>
-        sorted.Length == 0 ? 0 : sorted[Math.Clamp((int)Math.Ceiling(p * sorted.Length) - 1, 0, sorted.Length - 1)];
+    static double Pct(double[] sorted, double p) => Percentile.OfSorted(sorted, p);
 
     /// <summary>
     /// Caption attribute F1 (as `ra eval` scores) of the app's path on held-out generated clips (odd

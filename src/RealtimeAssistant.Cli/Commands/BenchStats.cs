@@ -7,7 +7,7 @@ public static class BenchStats
     public static double Percentile(IEnumerable<double> values, double p)
     {
         var s = values.Order().ToArray();
-        return s.Length == 0 ? double.NaN : s[Math.Clamp((int)Math.Ceiling(p * s.Length) - 1, 0, s.Length - 1)];
+        return s.Length == 0 ? double.NaN : RealtimeAssistant.Pipeline.Percentile.OfSorted(s, p);
     }
 
     /// <summary>

@@ -41,7 +41,7 @@ internal sealed class StageWindow(string name, int capacity)
         if (copy.Length == 0) return new StageStats(name, 0, 0, 0, 0, 0, 0, 0, 0);
         Array.Sort(copy);
         return new StageStats(name, total, copy.Length, latest, copy.Average(),
-            Percentile(copy, 0.50), Percentile(copy, 0.95), Percentile(copy, 0.99), copy[^1]);
+            Percentile.OfSorted(copy, 0.50), Percentile.OfSorted(copy, 0.95), Percentile.OfSorted(copy, 0.99), copy[^1]);
     }
 
     /// <summary>Samples oldest first, as (seconds since <paramref name="origin"/>, ms).</summary>
@@ -60,12 +60,4 @@ internal sealed class StageWindow(string name, int capacity)
         }
     }
 
-    /// <summary>Linear interpolation between closest ranks (numpy's default) over sorted samples.</summary>
-    internal static double Percentile(double[] sorted, double p)
-    {
-        var rank = p * (sorted.Length - 1);
-        var lo = (int)Math.Floor(rank);
-        var hi = Math.Min(lo + 1, sorted.Length - 1);
-        return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo);
-    }
 }
