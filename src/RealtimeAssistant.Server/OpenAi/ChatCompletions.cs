@@ -65,19 +65,27 @@ public static class ChatCompletions
         public readonly StopSequences Stop = new(stops);
         public int CompletionTokens;
         public bool HitLimit;
-        /// <summary>The tokens' log-probabilities not yet sent (null: the request did not ask for them).</summary>
-        readonly List<TokenLogProbs>? _logProbs = logProbs ? [] : null;
+        /// <summary>The tokens' log-probabilities not yet sent, each with where its text starts in the generated text (null: the request did not ask for them).</summary>
+        readonly Queue<(int Start, TokenLogProbs LogProb)>? _logProbs = logProbs ? new() : null;
+        int _generated; // characters generated so far, stop sequences included
 
-        /// <summary>OpenAI's choice.logprobs for the tokens since the last call ({"content": […], "refusal": null}), or null when not asked for.</summary>
-        public object? TakeLogProbs()
+        /// <summary>
+        /// OpenAI's choice.logprobs ({"content": […], "refusal": null}) for the tokens whose text has
+        /// begun to go out since the last call, or null when not asked for. A token whose text the stop
+        /// filter still holds back waits for it; at the end (<paramref name="final"/>), the tokens of a
+        /// stop sequence, whose text never goes out, are left out, so the entries spell the content.
+        /// </summary>
+        public object? TakeLogProbs(bool final = false)
         {
             if (_logProbs is null) return null;
-            var content = _logProbs.Select(t => new
+            var ready = new List<TokenLogProbs>();
+            while (_logProbs.TryPeek(out var next) && (next.Start < Stop.Sent || final && !Stop.Stopped)) ready.Add(_logProbs.Dequeue().LogProb);
+            if (final) _logProbs.Clear();
+            var content = ready.Select(t => new
             {
                 token = t.Token, logprob = t.LogProb, bytes = t.Bytes.Select(b => (int)b).ToArray(),
                 top_logprobs = t.TopLogprobs.Select(a => new { token = a.Token, logprob = a.LogProb, bytes = a.Bytes.Select(b => (int)b).ToArray() }).ToArray(),
             }).ToArray();
-            _logProbs.Clear();
             return new { content, refusal = (string?)null };
         }
         public string FinishReason => !Stop.Stopped && HitLimit ? "length" : "stop";
@@ -98,7 +106,8 @@ public static class ChatCompletions
         string? Delta(TokenDelta d)
         {
             if (d.IsToken && CompletionTokens++ == 0) ServerMetrics.FirstTokenAfter(arrived);
-            if (d.LogProb is { } lp) _logProbs?.Add(lp);
+            if (d.LogProb is { } lp) _logProbs?.Enqueue((_generated, lp));
+            _generated += d.Text.Length;
             return Stop.Push(d.Text);
         }
 
@@ -136,7 +145,7 @@ public static class ChatCompletions
             model = reply.Model,
             choices = new[]
             {
-                new { index = 0, message = new { role = "assistant", content = text.ToString(), refusal = (string?)null }, logprobs = reply.TakeLogProbs(), finish_reason = reply.FinishReason },
+                new { index = 0, message = new { role = "assistant", content = text.ToString(), refusal = (string?)null }, logprobs = reply.TakeLogProbs(final: true), finish_reason = reply.FinishReason },
             },
             usage = reply.Usage(accepted.PromptTokens),
             system_fingerprint = (string?)null,
@@ -150,7 +159,7 @@ public static class ChatCompletions
         var ct = ctx.RequestAborted;
         var sse = await SseWriter.StartAsync(ctx.Response, ct);
         // Each chunk carries the log-probabilities of the tokens that arrived since the last one (when asked for).
-        Task Chunk(object delta, string? finish) => sse.WriteDataAsync(ChunkJson(reply, [new { index = 0, delta, logprobs = reply.TakeLogProbs(), finish_reason = finish }], includeUsage, null), ct);
+        Task Chunk(object delta, string? finish) => sse.WriteDataAsync(ChunkJson(reply, [new { index = 0, delta, logprobs = reply.TakeLogProbs(final: finish is not null), finish_reason = finish }], includeUsage, null), ct);
 
         await Chunk(new { role = "assistant", content = "" }, null);
         try

@@ -13,6 +13,9 @@ public sealed class StopSequences(IReadOnlyList<string> stops)
 
     public bool Stopped { get; private set; }
 
+    /// <summary>Characters of the generated text sent so far (after a stop: where the text was cut).</summary>
+    public int Sent { get; private set; }
+
     /// <summary>Takes the next generated text; returns what may be sent now ("" while held back or after a stop).</summary>
     public string Push(string delta)
     {
@@ -31,6 +34,7 @@ public sealed class StopSequences(IReadOnlyList<string> stops)
             Stopped = true;
             var before = text[..cut];
             _pending.Clear();
+            Sent += before.Length;
             return before;
         }
         int hold = 0;
@@ -47,6 +51,7 @@ public sealed class StopSequences(IReadOnlyList<string> stops)
     {
         var s = _pending.ToString(0, n);
         _pending.Remove(0, n);
+        Sent += n;
         return s;
     }
 }

@@ -172,4 +172,38 @@ public class ChatEndpointTests(InProcessServer server) : IClassFixture<InProcess
         body.Remove("logprobs"); body.Remove("top_logprobs"); body["stream"] = false;
         Assert.Null((await Completion(body))["choices"]![0]!["logprobs"]);
     }
+
+    /// <summary>
+    /// With a stop sequence, the log-probabilities are those of the content's tokens: the stop
+    /// sequence's tokens, whose text never goes out, are not among them, streamed or whole, and a
+    /// streamed token's entry comes with the chunk its text begins in, not before.
+    /// </summary>
+    [Fact]
+    public async Task LogProbs_WithAStopSequence_AreTheContentsTokensOnly()
+    {
+        var body = ServerTestSupport.ChatBody(server.ModelId, [Scene.Value], null, maxTokens: 12);
+        body["logprobs"] = true;
+        var tokens = (await Completion(body))["choices"]![0]!["logprobs"]!["content"]!.AsArray().Select(e => e!["token"]!.GetValue<string>()).ToList();
+        // A stop sequence two tokens long that first begins at token 3 (the demo model's tokens are words).
+        int at = Enumerable.Range(3, tokens.Count - 4).First(i => string.Concat(tokens).IndexOf(tokens[i] + tokens[i + 1], StringComparison.Ordinal) == string.Concat(tokens.Take(i)).Length);
+        body["stop"] = tokens[at] + tokens[at + 1];
+        var whole = await Completion(body);
+        Assert.Equal(string.Concat(tokens.Take(at)), Content(whole));
+        Assert.Equal(tokens.Take(at), whole["choices"]![0]!["logprobs"]!["content"]!.AsArray().Select(e => e!["token"]!.GetValue<string>()));
+
+        body["stream"] = true;
+        var (status, raw) = await Post(body);
+        Assert.Equal(HttpStatusCode.OK, status);
+        var chunks = raw.Split('\n').Where(l => l.StartsWith("data: {")).Select(l => JsonNode.Parse(l[6..])!["choices"]!.AsArray().FirstOrDefault()).Where(c => c is not null).ToList();
+        var streamed = chunks.SelectMany(c => c!["logprobs"]!["content"]!.AsArray().Select(e => e!["token"]!.GetValue<string>())).ToList();
+        Assert.Equal(tokens.Take(at), streamed);
+        // Up to each chunk, the entries sent spell at least the text sent: none waits past its text, none runs ahead of it.
+        string text = "", spelled = "";
+        foreach (var c in chunks)
+        {
+            text += c!["delta"]!["content"]?.GetValue<string>() ?? "";
+            spelled += string.Concat(c["logprobs"]!["content"]!.AsArray().Select(e => e!["token"]!.GetValue<string>()));
+            Assert.Equal(text, spelled);
+        }
+    }
 }
