@@ -16,7 +16,25 @@ public static class DemoModelSpec
     public const int PadId = 0, BosId = 1, EosId = 2, ImageId = 3;
     public const int ImageSize = 64;
 
-    public static JsonObject TokenizerJson() => TextTokenizer.WordLevelJson(Special, DemoVocabulary.Words);
+    /// <summary>
+    /// The word-level tokenizer. A question typed as people type it ("What color is the cross?")
+    /// reads as the vocabulary writes it ("what colour is the cross ?"): lower case, American
+    /// spellings of its two British words, punctuation split from words (Hugging Face's
+    /// Whitespace pre-tokenizer). The vocabulary's own text tokenizes as it did.
+    /// </summary>
+    public static JsonObject TokenizerJson() => TextTokenizer.WordLevelJson(Special, DemoVocabulary.Words,
+        normalizer: new JsonObject
+        {
+            ["type"] = "Sequence",
+            ["normalizers"] = new JsonArray(
+                new JsonObject { ["type"] = "Lowercase" },
+                Spelling("color", "colour"),
+                Spelling("center", "centre")),
+        },
+        preTokenizer: new JsonObject { ["type"] = "Whitespace" });
+
+    static JsonObject Spelling(string us, string vocabulary) =>
+        new() { ["type"] = "Replace", ["pattern"] = new JsonObject { ["Regex"] = $@"\b{us}\b" }, ["content"] = vocabulary };
 
     public static int VocabSize => Special.Length + DemoVocabulary.Words.Count;
 

@@ -125,6 +125,27 @@ public class TokenizerTests
         Assert.Equal(tok.UnknownId, tok.Encode("purple")[0]);
     }
 
+    /// <summary>
+    /// The demo model reads a question typed as people type it as its training text writes it,
+    /// and the shipped tokenizer.json is the one `ra train` writes, so a retrained model reads the same.
+    /// </summary>
+    [Fact]
+    public void DemoTokenizer_ReadsTypedQuestionsAsTheVocabularyWritesThem()
+    {
+        var shipped = JsonNode.Parse(File.ReadAllText(Path.Combine(RealtimeAssistant.Cli.App.AppModel.Resolve(null), "tokenizer.json")));
+        Assert.True(JsonNode.DeepEquals(RealtimeAssistant.Training.DemoModelSpec.TokenizerJson(), shipped), "media/demo-model/tokenizer.json is not DemoModelSpec.TokenizerJson()");
+        var tok = TextTokenizer.FromJson(RealtimeAssistant.Training.DemoModelSpec.TokenizerJson());
+        Assert.Equal(tok.Encode("what colour is the cross ?"), tok.Encode("What color is the cross?"));
+        Assert.Equal(tok.Encode("where is the red cross ?"), tok.Encode("Where is the RED cross?"));
+        Assert.Equal(tok.Encode("what is at centre ?"), tok.Encode("what is at center?"));
+        Assert.DoesNotContain(tok.Encode("How many objects are there?"), id => id == tok.UnknownId);
+        // The training text tokenizes word for word, as it did under a whitespace split.
+        const string caption = "<image> frame describe the scene . a red cross at top left moving down , and a blue ring at centre .";
+        Assert.Equal(caption.Split(' ').Length, tok.Encode(caption, addSpecialTokens: false).Count);
+        Assert.Equal(caption["<image> ".Length..], tok.Decode(tok.Encode(caption, addSpecialTokens: false))); // special tokens are not decoded
+        Assert.Equal(tok.UnknownId, tok.Encode("colorful", addSpecialTokens: false).Single()); // a whole word only
+    }
+
     [Fact]
     public void StreamDecoderNeverSplitsACharacter()
     {

@@ -325,8 +325,12 @@ public sealed class TextTokenizer
         return map;
     }
 
-    /// <summary>Writes a WordLevel tokenizer.json in the Hugging Face layout (for our own small models).</summary>
-    public static JsonObject WordLevelJson(IReadOnlyList<string> specialTokens, IEnumerable<string> words, string unk = "<unk>")
+    /// <summary>
+    /// Writes a WordLevel tokenizer.json in the Hugging Face layout (for our own small models): words
+    /// split at whitespace unless <paramref name="preTokenizer"/> says otherwise, with an optional
+    /// <paramref name="normalizer"/>.
+    /// </summary>
+    public static JsonObject WordLevelJson(IReadOnlyList<string> specialTokens, IEnumerable<string> words, string unk = "<unk>", JsonNode? normalizer = null, JsonNode? preTokenizer = null)
     {
         var vocab = new JsonObject();
         var added = new JsonArray();
@@ -343,8 +347,8 @@ public sealed class TextTokenizer
         {
             ["version"] = "1.0",
             ["added_tokens"] = added,
-            ["normalizer"] = null,
-            ["pre_tokenizer"] = new JsonObject { ["type"] = "WhitespaceSplit" },
+            ["normalizer"] = normalizer,
+            ["pre_tokenizer"] = preTokenizer ?? new JsonObject { ["type"] = "WhitespaceSplit" },
             ["post_processor"] = null,
             ["decoder"] = null,
             ["model"] = new JsonObject { ["type"] = "WordLevel", ["vocab"] = vocab, ["unk_token"] = unk },
