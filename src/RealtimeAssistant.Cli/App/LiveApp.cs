@@ -34,6 +34,12 @@ public sealed record LiveAppOptions
     public int ProfileWindow { get; init; } = 4096;
     /// <summary>Seconds at the start that do not count toward fps, frame times and RSS-start (warm-up).</summary>
     public double WarmupSeconds { get; init; }
+    /// <summary>
+    /// Captions that must be on screen before measuring starts, beside <see cref="WarmupSeconds"/>:
+    /// the model's first passes pay one-time costs (JIT, allocation) a steady stream does not. With
+    /// either warm-up, the profiler forgets what it recorded before.
+    /// </summary>
+    public int WarmupCaptions { get; init; }
     public ILogger? Logger { get; init; }
     /// <summary>A camera or stream that gives no frame for this long is lost for good (null: retry forever).</summary>
     public TimeSpan? GiveUpAfter { get; init; }
@@ -51,6 +57,8 @@ public sealed record LiveStats(string Source, string Context, long FramesRendere
     public IReadOnlyList<double> FirstWordLatencies { get; init; } = [];
     /// <summary>Frames read at each pruning level after the warm-up (<see cref="StreamStats.Levels"/> counts the whole run).</summary>
     public IReadOnlyDictionary<string, long> LevelsMeasured { get; init; } = Stream.Levels;
+    /// <summary>The cold start: when the first caption reached the screen (seconds after the run began) and its glass-to-caption (ms); null when none did.</summary>
+    public (double AtSeconds, double LatencyMs)? FirstCaption { get; init; }
 }
 
 /// <summary>
@@ -119,6 +127,8 @@ public static class LiveApp
         var latencies = new List<double>();
         var firstWords = new List<double>();
         long firstWordOf = -1; // the capture time of the caption whose first word was last seen
+        int shown = 0; // captions on screen so far
+        (double, double)? firstCaption = null;
         double rssStart = 0;
 
         loop.Start();
@@ -128,9 +138,10 @@ public static class LiveApp
             {
                 var now = clock.Elapsed.TotalSeconds;
                 if (o.Duration is { } d && now >= d.TotalSeconds) break;
-                if (measureFrom < 0 && now >= o.WarmupSeconds)
+                if (measureFrom < 0 && now >= o.WarmupSeconds && shown >= o.WarmupCaptions)
                 {
                     measureFrom = now;
+                    if (o.WarmupSeconds > 0 || o.WarmupCaptions > 0) profiler.Restart();
                     rssStart = RssMb();
                     captionsAtMeasure = loop.Captions;
                     wordsAtMeasure = profiler.Snapshot().Counter(CaptionStages.CaptionWords)?.Total ?? 0;
@@ -158,6 +169,7 @@ public static class LiveApp
                     // Glass-to-caption: the frame left its source; now its finished caption is on screen.
                     var ms = profiler.RecordLatency(view.CapturedAt);
                     if (measureFrom >= 0) latencies.Add(ms);
+                    if (shown++ == 0) firstCaption = (now, ms);
                     if (o.PrintCaptions) PrintCaption(view, ms);
                 }
                 var fps = RecentFps(frameTimes);
@@ -223,6 +235,7 @@ public static class LiveApp
             UserMistake: error is not null && loop.InferenceError is null && loop.CaptureError is UserError)
         {
             FirstWordLatencies = firstWords,
+            FirstCaption = firstCaption,
             LevelsMeasured = loop.Driver.Stats.Levels.Select(kv => (kv.Key, N: kv.Value - levelsAtMeasure.GetValueOrDefault(kv.Key)))
                 .Where(l => l.N > 0).ToDictionary(l => l.Key, l => l.N),
         };

@@ -15,6 +15,11 @@ public static class ProfileCommand
         var output = new Option<string?>("--output", "-o") { Description = "report folder (default: runs/profile-TIMESTAMP)" };
         var fps = Cli.DisplayFpsOption();
         var seconds = new Option<double?>("--seconds") { Description = "stop after this many seconds (default: the whole file)" };
+        var warmup = new Option<int>("--warmup-captions")
+        {
+            Description = "captions that warm the model up before the report's record starts: their one-time costs (JIT, allocation) are the cold start, reported on its own line (0: record from the start)",
+            DefaultValueFactory = _ => 1,
+        };
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
@@ -23,7 +28,7 @@ public static class ProfileCommand
         var rt = new RealtimeFlags("finished", questions: false);
         var cmd = new Command("profile", "Run the live loop on a file as if it were live (realtime pacing, headless render) and write a latency report: table, PNG plots, report.json. " +
             "GPE session with the governor on by default (--mode reencode, --prune-method none).")
-            { input, output, fps, seconds, model, device, dtype, weights, maxPixels };
+            { input, output, fps, seconds, warmup, model, device, dtype, weights, maxPixels };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -34,6 +39,7 @@ public static class ProfileCommand
             ct = interrupt.Token;
             var spec = pr.GetValue(input)!;
             rt.Check(pr);
+            if (pr.GetValue(warmup) is < 0 or > 1000) throw new UserError($"--warmup-captions must be 0..1000, got {pr.GetValue(warmup)}");
             double sourceFps = Capture.FrameSources.Check(spec, AppSources.Options()) ?? 30;   // a bad file fails before the model loads
             var dir = pr.GetValue(output) ?? Path.Combine("runs", $"profile-{DateTime.Now:yyyyMMdd-HHmmss}");
             using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
@@ -42,7 +48,7 @@ public static class ProfileCommand
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
             var stats = LiveApp.Run(null, new LiveAppOptions
             {
-                Source = spec, Realtime = true, DisplayFps = pr.GetValue(fps), ProfileWindow = 1 << 17,
+                Source = spec, Realtime = true, DisplayFps = pr.GetValue(fps), ProfileWindow = 1 << 17, WarmupCaptions = pr.GetValue(warmup),
                 Duration = pr.GetValue(seconds) is { } s ? TimeSpan.FromSeconds(s) : null,
             }, session, run.Loop, ct);
             ProfileReport.PrintTable(stats);

@@ -58,6 +58,18 @@ public sealed class Profiler(int window = 512, TimeSpan? rateWindow = null)
         c.Add(n, Stopwatch.GetTimestamp());
     }
 
+    /// <summary>
+    /// Forgets every sample and count so far (a warm-up's): what is recorded from now on is the
+    /// whole record. Series keep their clock (seconds since the profiler was made).
+    /// </summary>
+    public void Restart()
+    {
+        stages.Clear();
+        counters.Clear();
+        stageOrder.Clear();
+        counterOrder.Clear();
+    }
+
     /// <summary>A stage's window as (seconds since the profiler started, ms), oldest first.</summary>
     public IReadOnlyList<(double Seconds, double Ms)> Series(string stage) =>
         stages.TryGetValue(stage, out var w) ? w.Series(origin) : [];

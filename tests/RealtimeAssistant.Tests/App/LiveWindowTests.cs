@@ -106,4 +106,21 @@ public class LiveWindowTests(ITestOutputHelper log)
             Assert.InRange(ms - newest.Ms, 0, 500);
         }
     }
+
+    [Fact]
+    public void LiveApp_AfterWarmUpCaptions_RecordsFromThere_AndKeepsTheColdStartApart()
+    {
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("app-warm"), frames: 60, fps: 20);
+        var stats = LiveApp.Run(null, new LiveAppOptions { Source = clip, Realtime = true, DisplayFps = 30, Width = 160, Height = 120, WarmupCaptions = 2 },
+            new SlowSession(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(100)), AppTestSupport.Loop(Pacing.Live, policy: "finished"), CancellationToken.None);
+        Assert.Null(stats.Error);
+        var (at, latency) = stats.FirstCaption!.Value;
+        Assert.InRange(at, 0.1, 3);          // after a read and a 100 ms write, well before the clip ends
+        Assert.InRange(latency, 100, 3000);
+        // The record starts after the second caption: the profiler forgot the warm-up, and it and the run's own list hold the same captions.
+        var glass = stats.Profiler.Series(RealtimeAssistant.Pipeline.Profiler.GlassToCaption);
+        Assert.True(stats.Latencies.Count >= 3, $"{stats.Latencies.Count} captions measured");
+        Assert.Equal(stats.Latencies, glass.Select(g => g.Ms));
+        Assert.True(glass[0].Seconds > at, "the first caption is the cold start, not in the record");
+    }
 }

@@ -21,6 +21,23 @@ public class ProfilerTests
     }
 
     [Fact]
+    public void Restart_ForgetsWhatWasRecorded_AndRecordsAnew()
+    {
+        var p = new Profiler();
+        p.Record("vision", 100);
+        p.Count("words", 5);
+        p.Restart();
+        Assert.Null(p.Snapshot().Stage("vision"));
+        Assert.Empty(p.Series("vision"));
+        Assert.Null(p.Snapshot().Counter("words"));
+        p.Record("vision", 2);
+        p.Count("words");
+        Assert.Equal(1, p.Snapshot().Stage("vision")!.Count);
+        Assert.Equal(2, p.Snapshot().Stage("vision")!.Max);
+        Assert.Equal(1, p.Snapshot().Counter("words")!.Total);
+    }
+
+    [Fact]
     public void Window_KeepsOnlyTheLastSamples()
     {
         var p = new Profiler(window: 10);
