@@ -85,7 +85,7 @@ internal sealed class HudLayer : IDisposable
             var (last, p50) = hud.Stages[_stageNames[i]];
             float y = top + i * lineH + (lineH - barH) / 2;
             solids.Add(new RectF(x, y, width, barH), BarTrack);
-            solids.Add(new RectF(x, y, Scale(last), barH), last > hud.BudgetMs ? BarOver : BarOk);
+            solids.Add(new RectF(x, y, Scale(last), barH), hud.StageBudgetMs(_stageNames[i]) is { } budget && last > budget ? BarOver : BarOk);
             solids.Add(new RectF(x + Scale(p50) - 1, y - 1, 2, barH + 2), P50Tick);
         }
         if (hud.BudgetMs > 0 && _stageNames.Count > 0)
@@ -108,7 +108,7 @@ internal sealed class HudLayer : IDisposable
         {
             double ms = times[times.Count - n + i];
             float h = (float)(Math.Clamp(ms / max, 0, 1) * area.Height);
-            solids.Add(new RectF(x0 + i * colW, area.Bottom - h, MathF.Max(1, colW), h), ms > hud.BudgetMs ? BarOver : BarOk);
+            solids.Add(new RectF(x0 + i * colW, area.Bottom - h, MathF.Max(1, colW), h), HudStats.IsLateFrame(ms, hud.BudgetMs) ? BarOver : BarOk);
         }
         float budgetY = area.Bottom - (float)(hud.BudgetMs / max * area.Height);
         solids.Add(new RectF(area.X, budgetY - 1, area.Width, 2), Budget);
@@ -152,7 +152,7 @@ internal sealed class HudLayer : IDisposable
         sb.Append(string.Format(inv, "glass->caption p50 {0:F0} p95 {1:F0} ms", hud.LatencyP50Ms, hud.LatencyP95Ms)).Append('\n');
         if (hud.FirstWordP95Ms > 0)
             sb.Append(string.Format(inv, "  first word p50 {0:F0} p95 {1:F0} ms", hud.FirstWordP50Ms, hud.FirstWordP95Ms)).Append('\n');
-        sb.Append(string.Format(inv, "dropped {0}  budget {1:F1} ms", hud.DroppedFrames, hud.BudgetMs));
+        sb.Append(string.Format(inv, "dropped {0}  render budget {1:F1} ms", hud.DroppedFrames, hud.BudgetMs));
         if (hud.Mode is { } mode)
         {
             sb.Append('\n').Append(string.Format(inv, "{0} read {1:F1}", mode, hud.ReadMs ?? 0));

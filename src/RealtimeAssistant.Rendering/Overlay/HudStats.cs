@@ -42,4 +42,23 @@ public sealed record HudStats
 
     /// <summary>Recent whole-frame times, oldest first; the graph shows the last 120.</summary>
     public IReadOnlyList<double> FrameTimesMs { get; init; } = [];
+
+    /// <summary>
+    /// A frame that came late: more than a quarter past its display interval. Frames paced at the
+    /// interval measure a little over or under it tick to tick; a frame a refresh late measures twice it.
+    /// </summary>
+    public static bool IsLateFrame(double frameMs, double budgetMs) => frameMs > 1.25 * budgetMs;
+
+    /// <summary>
+    /// What a stage's time is held to, for its bar's colour: the render to one display frame; a
+    /// model stage (on the inference thread) to the frame budget a read may take, where there is
+    /// one; capture to nothing, since it is the wait for the source's next frame, not a cost.
+    /// </summary>
+    public double? StageBudgetMs(string stage) => stage switch
+    {
+        "render" => BudgetMs,
+        "preprocess" or "vision" or "prefill" or "decode" => ReadBudgetMs,
+        "capture" => null,
+        _ => BudgetMs,
+    };
 }
