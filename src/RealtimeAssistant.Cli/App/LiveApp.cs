@@ -59,6 +59,8 @@ public sealed record LiveStats(string Source, string Context, long FramesRendere
     public IReadOnlyDictionary<string, long> LevelsMeasured { get; init; } = Stream.Levels;
     /// <summary>The cold start: when the first caption reached the screen (seconds after the run began) and its glass-to-caption (ms); null when none did.</summary>
     public (double AtSeconds, double LatencyMs)? FirstCaption { get; init; }
+    /// <summary>Captions that warmed the model up before the measured record began (<see cref="LiveAppOptions.WarmupCaptions"/>).</summary>
+    public int WarmupCaptions { get; init; }
 }
 
 /// <summary>
@@ -236,6 +238,7 @@ public static class LiveApp
         {
             FirstWordLatencies = firstWords,
             FirstCaption = firstCaption,
+            WarmupCaptions = o.WarmupCaptions,
             LevelsMeasured = loop.Driver.Stats.Levels.Select(kv => (kv.Key, N: kv.Value - levelsAtMeasure.GetValueOrDefault(kv.Key)))
                 .Where(l => l.N > 0).ToDictionary(l => l.Key, l => l.N),
         };
@@ -274,6 +277,9 @@ public static class LiveApp
         AnsiConsole.MarkupLine($"render {s.RenderFps:0.0} fps (frame p50 {s.FrameMsP50:0.0} ms, p99 {s.FrameMsP99:0.0} ms), " +
             $"{s.Captions} captions ({s.CaptionHz:0.00}/s), glass-to-caption p50 {s.LatencyP50:0} ms p95 {s.LatencyP95:0} ms, " +
             $"dropped {s.DroppedForInference} frames for inference, {s.DroppedForDisplay} for display");
+        if (s.FirstCaption is { } first && s.WarmupCaptions > 0)
+            AnsiConsole.MarkupLine($"cold start: the first caption was on screen {first.AtSeconds:0.00} s in, {first.LatencyMs:0} ms after its frame; " +
+                $"the figures above count from caption {s.WarmupCaptions + 1} on");
         if (s.Stream.ReadsByLevelLine is { } levels) AnsiConsole.MarkupLine(Markup.Escape(levels));
         if (s.Error is not null) AnsiConsole.MarkupLine($"[red]{Markup.Escape(s.Error)}[/]");
     }

@@ -50,7 +50,7 @@ public static class DemoCommand
                     var live = rt.Resolve(pr, engine, fps, Pacing.Live);
                     Console.Error.WriteLine($"demo: playing {input} in a window: {live.Header} (H: HUD, P: pruning, S: screenshot, type + Enter: ask, Q/Esc: quit)");
                     using var session = SessionModes.Create(live.Mode, engine, live.Streaming);
-                    var stats = LiveApp.Run(window, new LiveAppOptions { Source = input, Loop = true, Realtime = true }, session, live.Loop, ct);
+                    var stats = LiveApp.Run(window, new LiveAppOptions { Source = input, Loop = true, Realtime = true, WarmupCaptions = 1 }, session, live.Loop, ct);
                     LiveApp.PrintSummary(stats);
                     return LiveApp.ExitCode("demo", stats, interrupt.Requested);
                 }

@@ -61,6 +61,8 @@ public static class LiveCommand
             {
                 Source = spec, Loop = pr.GetValue(loop), DisplayFps = pr.GetValue(fps),
                 Duration = pr.GetValue(seconds) is { } s ? TimeSpan.FromSeconds(s) : null,
+                // The first caption pays one-time costs (JIT, allocation): the HUD and the summary count from the next.
+                WarmupCaptions = 1,
                 ShowHud = !pr.GetValue(noHud), GiveUpAfter = TimeSpan.FromSeconds(pr.GetValue(giveUp)), SnapshotPath = pr.GetValue(snapshot), PrintCaptions = window is null, Logger = logging.CreateLogger("live"),
             }, session, run.Loop, ct);
             LiveApp.PrintSummary(stats);
