@@ -17,7 +17,7 @@ public static class CaptionCommand
         var temperature = new Option<double>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0 };
         var topP = new Option<double>("--top-p") { DefaultValueFactory = _ => 1.0 };
         var seed = new Option<ulong>("--seed") { DefaultValueFactory = _ => 0UL };
-        var json = new Option<bool>("--json") { Description = "also print tokens and timings (vision, prefill, each decode step) as JSON" };
+        var json = new Option<bool>("--json") { Description = "print the caption with its tokens and timings (vision, prefill, each decode step) as JSON: stdout holds the JSON alone, and the text streams to stderr" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
@@ -41,15 +41,17 @@ public static class CaptionCommand
             var timings = new CaptionTimings();
             var tokens = new List<object>();
             var text = new System.Text.StringBuilder();
+            // With --json, stdout is the JSON alone (it pipes into jq); the text still streams, to stderr.
+            var stream = pr.GetValue(json) ? Console.Error : Console.Out;
             foreach (var ev in captioner.Caption(img, pr.GetValue(prompt), options, timings))
             {
                 ct.ThrowIfCancellationRequested();
-                Console.Out.Write(ev.Text);
-                Console.Out.Flush();
+                stream.Write(ev.Text);
+                stream.Flush();
                 text.Append(ev.Text);
                 if (ev.Id >= 0) tokens.Add(new { id = ev.Id, token = engine.Tokenizer.IdToTokenOrNull(ev.Id), text = ev.Text, ms = Math.Round(ev.Ms, 3) });
             }
-            Console.Out.WriteLine();
+            stream.WriteLine();
             var report = (captioner as PrunedCaptioner)?.LastReport;
             if (report is not null)
                 Console.Error.WriteLine($"pruning ({report.Method}): visual tokens in each layer {string.Join(" ", report.Layers.Select(l => l.Visual))} (of {report.VisualTokens}); "

@@ -307,6 +307,20 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public async Task CaptionJson_IsAllOfStdout_TheTextStreamingToStderr()
+    {
+        var image = Path.Combine(RealtimeAssistant.Tests.Capture.TestMedia.TempDir("caption-json"), "frame.png");
+        using (var frame = new OpenCvSharp.Mat(64, 64, OpenCvSharp.MatType.CV_8UC3, new OpenCvSharp.Scalar(40, 120, 200))) OpenCvSharp.Cv2.ImWrite(image, frame);
+        var (code, stdout, stderr) = await Server.ServerTestSupport.Run("dotnet", [Server.ServerTestSupport.RaDll, "caption", "--image", image, "--max-new-tokens", "6", "--json"]);
+        Assert.True(code == 0, stderr);
+        var root = JsonNode.Parse(stdout)!; // anything on stdout but the JSON fails to parse
+        var text = root["text"]!.GetValue<string>();
+        Assert.NotEmpty(text);
+        Assert.Equal(text, string.Concat(root["tokens"]!.AsArray().Select(t => t!["text"]!.GetValue<string>())));
+        Assert.Contains(text, stderr); // streamed as it was generated
+    }
+
+    [Fact]
     public async Task Pruning_WritesEveryMethodsPrefillFlopsKeptTokensAndF1()
     {
         var root = await RunToJson(PruningBench.Create(), "--skip-llava", "--window-frames", "1", "--frames", "1", "--reps", "1", "--scenes", "2");
