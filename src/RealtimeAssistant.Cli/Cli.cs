@@ -38,9 +38,9 @@ public static partial class Cli
             return UserErrorCode;
         }
         if (parse.GetValue(Shaders) is { } shaders) Environment.SetEnvironmentVariable(Rendering.ShaderDirectory.EnvVar, shaders);
-        if (parse.CommandResult.Command.Options.FirstOrDefault(o => o.Name == "--json") is Option<string?> json && parse.GetValue(json) == "-")
+        if (parse.CommandResult.Command.Options.Any(o => o.Name is "--json" or "--jsonl" && o is Option<string?> json && parse.GetValue(json) == "-"))
         {
-            // `--json -`: stdout holds the JSON alone, so it pipes into jq; tables and progress go to stderr.
+            // `--json -` (and `--jsonl -`): stdout holds the JSON alone, so it pipes into jq; tables and progress go to stderr.
             _jsonOut = Console.Out;
             Console.SetOut(Console.Error);
             AnsiConsole.Console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
@@ -206,10 +206,13 @@ public static partial class Cli
     /// <summary>The process's stdout when `--json -` sent everything else to stderr.</summary>
     static TextWriter? _jsonOut;
 
+    /// <summary>Where `-` writes JSON: the process's stdout, whatever else was sent to stderr.</summary>
+    public static TextWriter JsonStdout => _jsonOut ?? Console.Out;
+
     public static void WriteJson(string path, object value)
     {
         var json = System.Text.Json.JsonSerializer.Serialize(value, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
-        if (path == "-") { var o = _jsonOut ?? Console.Out; o.WriteLine(json); o.Flush(); }
+        if (path == "-") { JsonStdout.WriteLine(json); JsonStdout.Flush(); }
         else
         {
             var dir = Path.GetDirectoryName(Path.GetFullPath(path));

@@ -19,7 +19,7 @@ public static class StreamCommand
     {
         var input = new Argument<string>("source") { Description = "video file, camera index, FIFO or image folder (default: the bundled media/demo.mp4)", Arity = ArgumentArity.ZeroOrOne };
         var model = AppModel.ModelOption();
-        var jsonl = new Option<string?>("--jsonl") { Description = "append each segment to this file as a JSON line" };
+        var jsonl = new Option<string?>("--jsonl") { Description = "append each segment to this file as a JSON line ('-': to stdout, as it is written, with the text and table on stderr)" };
         var limit = new Option<int>("--max-frames") { DefaultValueFactory = _ => 0, Description = "stop after this many source frames (0 = the whole stream)" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
@@ -39,7 +39,9 @@ public static class StreamCommand
             using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
             var run = rt.Resolve(pr, engine, source.Fps, Pacing.Headless);
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
-            using var log = pr.GetValue(jsonl) is { } path ? new StreamWriter(path, append: true) { AutoFlush = true } : null;
+            var path = pr.GetValue(jsonl);
+            using var file = path is not null and not "-" ? new StreamWriter(path, append: true) { AutoFlush = true } : null;
+            var log = path == "-" ? Cli.JsonStdout : file;
             var band = session is GpeSession g ? $" (frames attend {g.FrameBand})" : "";
             AnsiConsole.MarkupLine($"[grey]{Markup.Escape(source.Description)} · {Markup.Escape(run.Header)}{band}[/]");
             using var loop = new FrameLoop(source, session, new Profiler(), run.Loop with { MaxFrames = pr.GetValue(limit) })
@@ -54,6 +56,7 @@ public static class StreamCommand
                         ms = Math.Round(seg.Ms, 2), mode = seg.Mode, frames_read = seg.ReadsSince, k = seg.Budget, level = seg.Level,
                         read_ms = Math.Round(seg.ReadMs, 2), write_ms = Math.Round(seg.WriteMs, 2),
                     }));
+                    log?.Flush(); // a reader downstream gets each segment as it is written
                 },
             };
             var result = loop.RunHeadless(ct);

@@ -321,6 +321,19 @@ public class BenchCommandTests
     }
 
     [Fact]
+    public async Task StreamJsonlToStdout_IsOneSegmentALine_TheRestOnStderr()
+    {
+        var cwd = RealtimeAssistant.Tests.Capture.TestMedia.TempDir("stream-jsonl");
+        var (code, stdout, stderr) = await Server.ServerTestSupport.Run("dotnet", [Server.ServerTestSupport.RaDll, "stream", "--max-frames", "60", "--policy", "every:3", "--jsonl", "-"], cwd);
+        Assert.True(code == 0, stderr);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.NotEmpty(lines);
+        foreach (var line in lines) Assert.False(string.IsNullOrEmpty(JsonNode.Parse(line)!["text"]!.GetValue<string>()), line);
+        Assert.Contains($"[00:00.0] {JsonNode.Parse(lines[0])!["text"]}", stderr); // the text as a reader sees it, on stderr
+        Assert.False(File.Exists(Path.Combine(cwd, "-")), "wrote a file named '-'");
+    }
+
+    [Fact]
     public async Task Pruning_WritesEveryMethodsPrefillFlopsKeptTokensAndF1()
     {
         var root = await RunToJson(PruningBench.Create(), "--skip-llava", "--window-frames", "1", "--frames", "1", "--reps", "1", "--scenes", "2");
