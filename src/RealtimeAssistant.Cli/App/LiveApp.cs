@@ -277,11 +277,17 @@ public static class LiveApp
         AnsiConsole.MarkupLine($"render {s.RenderFps:0.0} fps (frame p50 {s.FrameMsP50:0.0} ms, p99 {s.FrameMsP99:0.0} ms), " +
             $"{s.Captions} captions ({s.CaptionHz:0.00}/s), glass-to-caption p50 {s.LatencyP50:0} ms p95 {s.LatencyP95:0} ms, " +
             $"dropped {s.DroppedForInference} frames for inference, {s.DroppedForDisplay} for display");
+        PrintColdStart(s);
+        if (s.Stream.ReadsByLevelLine is { } levels) AnsiConsole.MarkupLine(Markup.Escape(levels));
+        if (s.Error is not null) AnsiConsole.MarkupLine($"[red]{Markup.Escape(s.Error)}[/]");
+    }
+
+    /// <summary>The cold start, when the run kept it out of its record: when the first caption was on screen and its glass-to-caption.</summary>
+    public static void PrintColdStart(LiveStats s)
+    {
         if (s.FirstCaption is { } first && s.WarmupCaptions > 0)
             AnsiConsole.MarkupLine($"cold start: the first caption was on screen {first.AtSeconds:0.00} s in, {first.LatencyMs:0} ms after its frame; " +
                 $"the figures above count from caption {s.WarmupCaptions + 1} on");
-        if (s.Stream.ReadsByLevelLine is { } levels) AnsiConsole.MarkupLine(Markup.Escape(levels));
-        if (s.Error is not null) AnsiConsole.MarkupLine($"[red]{Markup.Escape(s.Error)}[/]");
     }
 
     /// <summary>Keyboard state: commands, the question being typed, and short status messages.</summary>

@@ -32,8 +32,7 @@ public static class ProfileReport
         if (s.Stream.Drafted > 0) counters.AddRow("drafted caption tokens taken", $"{s.Stream.DraftsTaken} of {s.Stream.Drafted} ({(double)s.Stream.DraftsTaken / s.Stream.Drafted:P0})");
         counters.AddRow("RSS start → end (MB)", $"{s.RssStartMb:0} → {s.RssEndMb:0} (max {s.RssMaxMb:0})");
         AnsiConsole.Write(counters);
-        if (s.FirstCaption is { } first)
-            AnsiConsole.MarkupLine($"cold start: the first caption was on screen {first.AtSeconds:0.00} s after the run began, {first.LatencyMs:0} ms after its frame");
+        LiveApp.PrintColdStart(s);
         if (s.Profile.Stage(Profiler.GlassToCaption) is { Count: > 0 } l)
             AnsiConsole.MarkupLine($"glass-to-caption latency: p50 {l.P50:0.0} ms, p95 {l.P95:0.0} ms, p99 {l.P99:0.0} ms");
         if (s.Profile.Stage(Profiler.GlassToFirstWord) is { Count: > 0 } w)
