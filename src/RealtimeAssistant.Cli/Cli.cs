@@ -138,7 +138,50 @@ public static partial class Cli
 
     public static Option<string> DeviceOption() => new("--device") { Description = "auto, cpu or cuda", DefaultValueFactory = _ => "auto" };
     public static Option<string> DTypeOption() => new("--dtype") { Description = "auto, f32, bf16 or f16", DefaultValueFactory = _ => "auto" };
-    public static Option<string?> JsonOption(string what) => new("--json") { Description = what };
+    public static Option<string?> JsonOption(string what) => WritesTo(new Option<string?>("--json") { Description = what }, folder: false);
+
+    /// <summary>
+    /// Refuses, when parsing, an output path nothing can be written at, so a command that runs for
+    /// minutes does not fail at its end, when it saves.
+    /// </summary>
+    public static Option<T> WritesTo<T>(Option<T> option, bool folder) where T : class?
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<T>() is string path && UnwritablePath(path, folder) is { } why) r.AddError($"{option.Name}: {why}");
+        });
+        return option;
+    }
+
+    /// <summary>
+    /// Why <paramref name="path"/> (a file, or a folder a command fills) cannot be written, or null
+    /// when it can. The nearest folder that exists takes a probe file, deleted as it closes: only
+    /// writing shows what the system allows (root passes every permission check, /proc refuses it).
+    /// </summary>
+    public static string? UnwritablePath(string path, bool folder)
+    {
+        if (!folder && path == "-") return null;
+        string full;
+        try { full = Path.GetFullPath(path); }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException) { return $"'{path}' is not a path ({e.Message})"; }
+        if (!folder && Directory.Exists(full)) return $"{path} is a folder; give a file name";
+        if (folder && File.Exists(full)) return $"{path} is a file; give a folder";
+        var dir = folder ? full : Path.GetDirectoryName(full);
+        while (dir is not null && !Directory.Exists(dir))
+        {
+            if (File.Exists(dir)) return $"cannot write {path}: {dir} is a file";
+            dir = Path.GetDirectoryName(dir);
+        }
+        if (dir is null) return $"cannot write {path}: no folder of it exists";
+        try
+        {
+            using var probe = new FileStream(Path.Combine(dir, $".ra-write-probe-{Environment.ProcessId}-{Guid.NewGuid():N}"),
+                FileMode.CreateNew, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose);
+        }
+        catch (UnauthorizedAccessException) { return $"cannot write {path}: permission denied in {dir}"; }
+        catch (IOException) { return $"cannot write {path}: {dir} takes no new files"; }
+        return null;
+    }
     public static Option<string> WeightsOption() => new("--weights")
     {
         Description = "how the matmul weights are stored: auto (on the CPU a checkpoint stored in f16 or in bf16 keeps its own weights; otherwise dense in --dtype), f32, bf16, f16, or q8 (int8 with a scale per 32 weights); converted at load",

@@ -29,7 +29,7 @@ public static class AnalyzeCommand
         split.AcceptOnlyFromAmong("validation", "held-out");
         var prompt = new Option<string?>("--prompt") { Description = "prompt with one <image> marker (default: the model's)" };
         var decode = new Option<int>("--decode") { DefaultValueFactory = _ => 24, Description = "caption tokens compared (teacher-forced) for KL and agreement" };
-        var outDir = new Option<string?>("--out") { Description = "folder for the plots, analysis.json and schedule.json (default: runs/analyze-TIMESTAMP)" };
+        var outDir = Cli.WritesTo(new Option<string?>("--out") { Description = "folder for the plots, analysis.json and schedule.json (default: runs/analyze-TIMESTAMP)" }, folder: true);
         var agree = new Option<double>("--agreement") { DefaultValueFactory = _ => 0.98, Description = "token agreement a proposal must keep" };
         var floorAgree = new Option<double>("--floor-agreement") { DefaultValueFactory = _ => FloorAgreement, Description = "share of what a frame adds to the greedy captions (over a caption of no frame) that the frame-budget governor's earliest exit, min_exit_layer, must keep; below it the governor skips frames" };
         var device = Cli.DeviceOption();

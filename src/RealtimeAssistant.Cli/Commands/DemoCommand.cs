@@ -17,7 +17,7 @@ public static class DemoCommand
     public static Command Create()
     {
         var headless = new Option<bool>("--headless") { Description = "never open a window: stream captions to the terminal and write the outputs" };
-        var output = new Option<string?>("--output", "-o") { Description = "output folder when headless (default: runs/demo-TIMESTAMP)" };
+        var output = Cli.WritesTo(new Option<string?>("--output", "-o") { Description = "output folder when headless (default: runs/demo-TIMESTAMP)" }, folder: true);
         var video = new Option<string?>("--video") { Description = $"video to run on (default: the bundled {DemoVideo})" };
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();

@@ -12,7 +12,7 @@ public static class ProfileCommand
     public static Command Create()
     {
         var input = new Argument<string>("input") { Description = "video file (or FIFO, image folder, 'synthetic')" };
-        var output = new Option<string?>("--output", "-o") { Description = "report folder (default: runs/profile-TIMESTAMP)" };
+        var output = Cli.WritesTo(new Option<string?>("--output", "-o") { Description = "report folder (default: runs/profile-TIMESTAMP)" }, folder: true);
         var fps = Cli.DisplayFpsOption();
         var seconds = new Option<double?>("--seconds") { Description = "stop after this many seconds (default: the whole file)" };
         var warmup = new Option<int>("--warmup-captions")

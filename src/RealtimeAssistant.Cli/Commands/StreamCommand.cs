@@ -19,7 +19,7 @@ public static class StreamCommand
     {
         var input = new Argument<string>("source") { Description = "video file, camera index, FIFO or image folder (default: the bundled media/demo.mp4)", Arity = ArgumentArity.ZeroOrOne };
         var model = AppModel.ModelOption();
-        var jsonl = new Option<string?>("--jsonl") { Description = "append each segment to this file as a JSON line ('-': to stdout, as it is written, with the text and table on stderr)" };
+        var jsonl = Cli.WritesTo(new Option<string?>("--jsonl") { Description = "append each segment to this file as a JSON line ('-': to stdout, as it is written, with the text and table on stderr)" }, folder: false);
         var limit = new Option<int>("--max-frames") { DefaultValueFactory = _ => 0, Description = "stop after this many source frames (0 = the whole stream)" };
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();

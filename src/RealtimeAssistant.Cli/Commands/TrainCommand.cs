@@ -10,7 +10,7 @@ public static class TrainCommand
 {
     public static Command Create()
     {
-        var output = new Option<string>("--output", "-o") { Description = "model folder to write (resumes if it holds a checkpoint)", DefaultValueFactory = _ => "runs/demo-model" };
+        var output = Cli.WritesTo(new Option<string>("--output", "-o") { Description = "model folder to write (resumes if it holds a checkpoint)", DefaultValueFactory = _ => "runs/demo-model" }, folder: true);
         // Defaults are the shipped model's recipe (media/demo-model/MODEL_CARD.md).
         var visionSteps = new Option<int>("--vision-steps") { DefaultValueFactory = _ => 2000, Description = "stage 0: vision tower alone on dense patch labels" };
         var textSteps = new Option<int>("--text-steps") { DefaultValueFactory = _ => 0, Description = "stage 1: decoder on text alone" };

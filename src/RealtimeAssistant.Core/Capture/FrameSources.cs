@@ -27,7 +27,7 @@ public static class FrameSources
             FileKind.Kind.Fifo => OpenFifo(spec, options),
             FileKind.Kind.CharDevice => throw new UserError($"{spec} is a device but not a camera (/dev/videoN)"),
             FileKind.Kind.Missing => throw new UserError(spec.StartsWith("/dev/video")
-                ? $"camera {spec} not found"
+                ? $"camera {spec} not found; {CamerasHere()}"
                 : $"video file not found: {spec}"),
             _ => new VideoFileSource(spec, options),
         };
@@ -50,12 +50,29 @@ public static class FrameSources
         return source.Fps;
     }
 
-    /// <summary>"0" → 0, "/dev/video2" → 2 (only when the node exists, else a clear not-found error).</summary>
+    /// <summary>
+    /// "0" → 0, "/dev/video2" → 2, only when the node exists. V4L2 opens index N as /dev/videoN, so
+    /// on Linux a missing node is a clear error at once rather than half a minute of reconnecting
+    /// to a camera that was never there (a camera that goes away later is retried).
+    /// </summary>
     static int? CameraIndex(string spec)
     {
-        if (int.TryParse(spec, out var index) && index >= 0 && !File.Exists(spec)) return index;
+        if (int.TryParse(spec, out var index) && index >= 0 && !File.Exists(spec))
+        {
+            if (OperatingSystem.IsLinux() && !File.Exists($"/dev/video{index}"))
+                throw new UserError($"camera {index} not found (no /dev/video{index}); {CamerasHere()}");
+            return index;
+        }
         if (spec.StartsWith("/dev/video") && int.TryParse(spec["/dev/video".Length..], out index) && File.Exists(spec)) return index;
         return null;
+    }
+
+    static string CamerasHere()
+    {
+        var nodes = Directory.Exists("/dev") ? Directory.GetFiles("/dev", "video*").Where(n => int.TryParse(n["/dev/video".Length..], out _)).Order(NaturalOrder.Instance).ToList() : [];
+        return nodes.Count > 0
+            ? $"cameras here: {string.Join(", ", nodes)}"
+            : "this machine has no camera (no /dev/video*); give a video file, a stream URL, a FIFO, an image folder or 'synthetic'";
     }
 
     static IFrameSource OpenCamera(int index, FrameSourceOptions options) =>

@@ -115,7 +115,35 @@ public class ExitContractTests(ITestOutputHelper log)
         ["a video that is not there"] = f => ["annotate", "/nonexistent/clip.mp4", "-o", f.Out],
         ["a video that is not a video"] = f => ["profile", f.NotAVideo],
         ["an image that is not an image"] = f => ["caption", "-m", f.TinyModel, "-i", f.NotAVideo],
+        ["a camera index with no device (live): at once, not after --give-up-after"] = f => ["live", "97", "--headless"],
+        ["--json inside a file (eval): refused before the evaluation runs"] = f => ["eval", "--json", Path.Combine(f.Image, "eval.json")],
+        ["--json naming a folder (bench budget)"] = f => ["bench", "budget", "--json", f.Dir],
+        ["--output naming a file (annotate)"] = f => ["annotate", f.Clip, "-o", f.Image],
+        ["--jsonl where the system makes no files (stream)"] = f => ["stream", f.Clip, "--jsonl", "/proc/ra-segments.jsonl"],
+        ["--out where the system makes no files (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--video", f.Clip, "--out", "/proc/ra-analysis"],
+        ["--output where the system makes no files (train)"] = f => ["train", "-o", "/proc/ra-model"],
     };
+
+    /// <summary>
+    /// An output path is checked by writing in the nearest folder that exists, and the check leaves
+    /// nothing behind; a path that would need a folder where a file is, or a file where a folder
+    /// is, says which.
+    /// </summary>
+    [Fact]
+    public void UnwritablePath_ProbesTheNearestFolder_AndLeavesNothingThere()
+    {
+        var dir = TestMedia.TempDir("writable");
+        var file = Path.Combine(dir, "a.txt");
+        File.WriteAllText(file, "x");
+        Assert.Null(RaCli.UnwritablePath(Path.Combine(dir, "new", "deeper", "out.json"), folder: false));
+        Assert.Null(RaCli.UnwritablePath(Path.Combine(dir, "runs"), folder: true));
+        Assert.Null(RaCli.UnwritablePath("-", folder: false));
+        Assert.Equal(["a.txt"], Directory.GetFileSystemEntries(dir).Select(Path.GetFileName));
+        Assert.Contains($"{file} is a file", RaCli.UnwritablePath(Path.Combine(file, "out.json"), folder: false));
+        Assert.Contains("is a file; give a folder", RaCli.UnwritablePath(file, folder: true));
+        Assert.Contains("is a folder; give a file name", RaCli.UnwritablePath(dir, folder: false));
+        Assert.Contains("/proc takes no new files", RaCli.UnwritablePath("/proc/ra-out/x.json", folder: false));
+    }
 
     [Theory]
     [MemberData(nameof(BadInvocations))]
