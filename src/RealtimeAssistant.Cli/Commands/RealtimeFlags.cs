@@ -56,6 +56,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         WritePolicy.Parse(pr.GetValue(Policy)!);
         BudgetMs(pr, 30);
         if (pr.GetValue(Stride) is < 1 or > 10_000) throw new UserError($"--stride must be 1..10000, got {pr.GetValue(Stride)}");
+        if (pr.GetValue(Gate) is not (>= 0 and <= 255)) throw new UserError($"--gate is a mean grey-level change, 0..255 (0 reads every frame), got {pr.GetValue(Gate)}");
         if (pr.GetValue(MaxTokens) is < 1 or > 4096) throw new UserError($"--max-new-tokens must be 1..4096, got {pr.GetValue(MaxTokens)}");
         if (pr.GetValue(Draft) is < 0 or > GenerationOptions.MaxDraftTokens) throw new UserError($"--draft-tokens must be 0..{GenerationOptions.MaxDraftTokens}, got {pr.GetValue(Draft)}");
         if (questions) Questions(pr);

@@ -121,6 +121,8 @@ public class ExitContractTests(ITestOutputHelper log)
         ["--output naming a file (annotate)"] = f => ["annotate", f.Clip, "-o", f.Image],
         ["--jsonl where the system makes no files (stream)"] = f => ["stream", f.Clip, "--jsonl", "/proc/ra-segments.jsonl"],
         ["--out where the system makes no files (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--video", f.Clip, "--out", "/proc/ra-analysis"],
+        ["--gate -1 (stream)"] = f => ["stream", f.Clip, "--gate", "-1"],
+        ["--gate nan (annotate)"] = f => ["annotate", f.Clip, "-o", f.Out, "--gate", "nan"],
         ["--output where the system makes no files (train)"] = f => ["train", "-o", "/proc/ra-model"],
     };
 
