@@ -109,6 +109,13 @@ public static class Annotator
             encoder, plan.AnnotatedVideo, description, loopOptions.Stride, profiler.Snapshot(), result.Stats, session.Mode, result.Unasked);
     }
 
+    /// <summary>The video's frame count when a resumed run's captions already reach its end, else null.</summary>
+    public static long? IsComplete(OutputPlan plan, string input)
+    {
+        using var source = FrameSources.Open(input, AppSources.Options());
+        return source.IsLive || source.FrameCount is not { } n || ResumeFrame(plan) < n ? null : n;
+    }
+
     /// <summary>The frame after the last caption's segment (its end_frame), so nothing is captioned twice.</summary>
     internal static long ResumeFrame(OutputPlan plan)
     {

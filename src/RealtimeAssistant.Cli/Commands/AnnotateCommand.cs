@@ -41,8 +41,15 @@ public static class AnnotateCommand
                 Force = pr.GetValue(force), Resume = pr.GetValue(resume), Hud = pr.GetValue(hud),
             };
             // Check the folder and the input before the model loads: bad arguments fail fast.
-            Output.OutputFolder.Plan(options.OutputDir, options.Force, options.Resume);
-            double fps = Capture.FrameSources.Check(options.Input, AppSources.Options()) ?? 30;
+            var plan = Output.OutputFolder.Plan(options.OutputDir, options.Force, options.Resume);
+            double? fileFps = Capture.FrameSources.Check(options.Input, AppSources.Options()); // null: a live source, not opened
+            double fps = fileFps ?? 30;
+            if (plan.Mode == Output.OutputMode.Resume && fileFps is not null && Annotator.IsComplete(plan, options.Input) is { } frames)
+            {
+                // Nothing after the last caption: no model to load, and no empty part to write.
+                Console.Error.WriteLine($"annotate: {options.OutputDir} is complete: its {plan.Existing.Count} captions reach the video's last frame ({frames} frames); nothing to resume");
+                return 0;
+            }
             using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
             var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : EveryPolicy(pr.GetValue(every), fps, pr.GetValue(rt.Stride)));
             Console.Error.WriteLine($"annotate: {run.Header}");

@@ -35,4 +35,29 @@ public class AppCommandTests
         var code = await AnnotateCommand.Create().Parse([input, "-o", dir, "--model", "/nonexistent/model"]).InvokeAsync();
         Assert.Equal(2, code);
     }
+
+    /// <summary>
+    /// --resume on a run whose captions reach the video's end has nothing to do: it says so, exits 0
+    /// before any model loads (the model named here does not exist), and writes no empty part.
+    /// </summary>
+    [Fact]
+    public async Task Annotate_ResumingACompleteRun_SaysSo_AndWritesNothing()
+    {
+        var dir = Capture.TestMedia.TempDir("cmd-ann-done");
+        var input = Capture.TestMedia.WriteClip(Capture.TestMedia.TempDir("cmd-ann-done-in"), frames: 12);
+        Assert.Equal(0, await AnnotateCommand.Create().Parse([input, "-o", dir, "--model", AppTestSupport.TinyModel, "--stride", "1", "--every", "3"]).InvokeAsync());
+        var files = Directory.GetFiles(dir).Order().ToList();
+        var jsonl = File.ReadAllText(Path.Combine(dir, "captions.jsonl"));
+        Assert.Contains("\"end_frame\":12", jsonl);
+        var err = new StringWriter();
+        var was = Console.Error;
+        Console.SetError(err);
+        int code;
+        try { code = await AnnotateCommand.Create().Parse([input, "-o", dir, "--resume", "--model", "/nonexistent/model"]).InvokeAsync(); }
+        finally { Console.SetError(was); }
+        Assert.Equal(0, code);
+        Assert.Contains("is complete", err.ToString());
+        Assert.Equal(files, Directory.GetFiles(dir).Order().ToList());
+        Assert.Equal(jsonl, File.ReadAllText(Path.Combine(dir, "captions.jsonl")));
+    }
 }
