@@ -30,7 +30,8 @@ public static partial class Cli
     {
         QuietNativeLogs();
         root.Options.Add(Shaders);
-        var parse = root.Parse(args);
+        // `ra` alone asks what there is: the commands, as --help lists them.
+        var parse = root.Parse(args.Length == 0 ? ["--help"] : args);
         if (parse.Errors.Count > 0)
         {
             Console.Error.WriteLine($"error: {DescribeErrors(parse)}");
@@ -74,6 +75,11 @@ public static partial class Cli
             "System.Boolean" => "true or false",
             var t => t.StartsWith("System.Nullable`1[") ? "a number" : t.Split('.')[^1],
         })).Distinct().ToList();
+        // A group (`ra bench`) given no command: name the ones it has.
+        var command = parse.CommandResult.Command;
+        if (command.Subcommands.Count > 0 && command.Action is null && parse.Errors.Any(e => e.Message.StartsWith("Required command", StringComparison.Ordinal)))
+            messages = [$"{CommandPath(parse.CommandResult)} needs a command: {string.Join(", ", command.Subcommands.Where(c => !c.Hidden).Select(c => c.Name))}",
+                .. messages.Where(m => !m.StartsWith("Required command", StringComparison.Ordinal))];
         return string.Join("; ", messages.Select(m => m.TrimEnd('.'))).ReplaceLineEndings(" ");
     }
 

@@ -237,6 +237,20 @@ public class ExitContractTests(ITestOutputHelper log)
         Assert.Contains("--image", r.Stdout);
     }
 
+    /// <summary>`ra` alone lists the commands, as `ra --help` does; a group with no command names its commands in the one error line.</summary>
+    [Fact]
+    public void NoCommand_ListsTheCommands_AndAGroupWithoutOneNamesItsOwn()
+    {
+        var r = CliProcess.Run([]);
+        Assert.Equal(0, r.Code);
+        Assert.Equal(CliProcess.Run(["--help"]).Stdout, r.Stdout);
+        Assert.Contains("annotate", r.Stdout);
+        var bench = CliProcess.Run(["bench"]);
+        Assert.Equal(2, bench.Code);
+        Assert.StartsWith("error: ra bench needs a command: engine, pruning, streaming, app, budget", bench.Lines[0]);
+        Assert.Equal(2, bench.Lines.Length);
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(-3)]
