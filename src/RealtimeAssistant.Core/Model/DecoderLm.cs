@@ -70,8 +70,15 @@ public readonly record struct AttentionInput(int Layer, SelfAttention Attention,
     public (Tensor K, Tensor V) Attended => Skip == 0 ? (K, V) : (K.narrow(2, Skip, K.shape[2] - Skip), V.narrow(2, Skip, V.shape[2] - Skip));
 }
 
-/// <summary>One layer's outcome: the attention output of the rows that stay, and which of the current rows stay (ascending; null: all).</summary>
-public readonly record struct LayerAttention(Tensor? Output, long[]? Stay = null);
+/// <summary>
+/// One layer's outcome: the attention output of the rows that stay, and which of the current rows
+/// stay (ascending; null: all), on the host and, as <paramref name="StayIndex"/>, on the model's
+/// device, uploaded once for every use of it.
+/// </summary>
+public readonly record struct LayerAttention(Tensor? Output, long[]? Stay = null, Tensor? StayIndex = null)
+{
+    public Tensor Index(Device device) => StayIndex ?? torch.tensor(Stay!, device: device);
+}
 
 /// <summary>
 /// The per-layer decisions one decoder forward follows. A plan never runs layers itself: it
@@ -198,9 +205,9 @@ public sealed class DecoderModel : nn.Module
             try
             {
                 if (step.Plan is not { } plan) h = layers[i].Forward(h, cos, sin, step, kv);
-                else if (layers[i].Forward(ref h, cos, sin, positions, step, kv, plan, i) is { } stay)
+                else if (layers[i].Forward(ref h, cos, sin, positions, step, kv, plan, i) is { Stay: { } stay } cut)
                 {
-                    var idx = torch.tensor(stay, device: embeds.device);
+                    var idx = cut.Index(embeds.device);
                     (cos, sin, positions) = (cos.index_select(-2, idx), sin.index_select(-2, idx), positions.Select(stay));
                 }
                 if (i == tapLayer) tapped = h;
@@ -323,7 +330,7 @@ public sealed class DecoderModel : nn.Module
                         var r = layer.AttendPlanned(qi, ki, vi, positions[u], step, kv, plan, l);
                         if (r.Stay is { } stay)
                         {
-                            var idx = torch.tensor(stay, device: h[u].device);
+                            var idx = r.Index(h[u].device);
                             if (stay.Length != h[u].shape[1]) h[u] = h[u].index_select(1, idx);
                             (cos[u], sin[u], positions[u]) = (cos[u].index_select(-2, idx), sin[u].index_select(-2, idx), positions[u].Select(stay));
                             (cosAll, sinAll) = (null, null);
@@ -485,13 +492,13 @@ public sealed class DecoderLayer : nn.Module
     /// attention and which rows stay; rows that leave skip o_proj and the MLP. Returns the rows that
     /// stay (null: all); <paramref name="h"/> then holds only those.
     /// </summary>
-    public long[]? Forward(ref Tensor h, Tensor cos, Tensor sin, PositionIds positions, DecoderStep step, LayerKv? kv, ILayerPlan plan, int layer)
+    public LayerAttention Forward(ref Tensor h, Tensor cos, Tensor sin, PositionIds positions, DecoderStep step, LayerKv? kv, ILayerPlan plan, int layer)
     {
         var (q, k, v) = self_attn.Project(input_layernorm.forward(h), cos, sin);
         var r = AttendPlanned(q, k, v, positions, step, kv, plan, layer);
-        if (r.Stay is { } stay && stay.Length != h.shape[1]) h = h.index_select(1, torch.tensor(stay, device: h.device));
+        if (r.Stay is { } stay && stay.Length != h.shape[1]) h = h.index_select(1, r.Index(h.device));
         if (r.Output is { } o) h = Residual(h.Plus(self_attn.Output(o))); // a new tensor: the caller's embeds are not touched
-        return r.Stay;
+        return r;
     }
 
     /// <summary>The rows' keys and values into the cache, then the plan's attention: which rows stay and their per-head output (before o_proj).</summary>

@@ -66,18 +66,21 @@ public sealed class Sampler : IDisposable
         int id = Pick(logits);
         if (_o.LogProbs is { } top)
         {
-            // One host copy of the chosen and the top rows: this runs only when a client asked for them.
+            // One host copy of the chosen row and the top rows with their ids (exact in float32: ids
+            // stay below 2^24); this runs only when a client asked for them.
             var logp = logits.to(ScalarType.Float32).log_softmax(-1);
-            var chosen = logp[id].item<float>();
-            var alternatives = new List<(int, float)>(top);
-            if (top > 0)
+            int k = Math.Min(top, (int)logp.shape[0]);
+            var parts = new List<Tensor> { logp.narrow(0, id, 1) };
+            if (k > 0)
             {
-                var (values, indices) = logp.topk(Math.Min(top, (int)logp.shape[0]));
-                var v = values.cpu().data<float>().ToArray();
-                var i = indices.cpu().data<long>().ToArray();
-                for (int k = 0; k < v.Length; k++) alternatives.Add(((int)i[k], v[k]));
+                var (values, indices) = logp.topk(k);
+                parts.Add(values);
+                parts.Add(indices.to(ScalarType.Float32));
             }
-            _logProbs.Enqueue(new TokenLogProb(id, chosen, alternatives));
+            var host = torch.cat(parts, 0).cpu().data<float>().ToArray();
+            var alternatives = new List<(int, float)>(top);
+            for (int j = 0; j < k; j++) alternatives.Add(((int)host[1 + k + j], host[1 + j]));
+            _logProbs.Enqueue(new TokenLogProb(id, host[0], alternatives));
         }
         return id;
     }

@@ -120,10 +120,9 @@ public sealed class PrunePlan : ILayerPlan
         else if (stay.Length > 0)
         {
             // Only the staying rows query: row i (block order) sees the prior cache and the block up to itself.
-            long S = prior + n;
-            var allowed = new bool[stay.Length * S];
-            for (int r = 0; r < stay.Length; r++) Array.Fill(allowed, true, (int)(r * S), (int)(prior + stay[r] + 1));
-            o = attn.Attend(a.Q.index_select(2, stayIdx!), K, V, torch.tensor(allowed, device: dev).view(stay.Length, S));
+            // Made on the device from the index it already holds: no mask crosses from the host.
+            var allowed = Rooted.Arange(prior + n, dev).unsqueeze(0) <= stayIdx!.PlusNumber(prior).unsqueeze(1);
+            o = attn.Attend(a.Q.index_select(2, stayIdx!), K, V, allowed);
             flops += PrunedPrefill.AttnFlops(_c, stay.Sum(i => prior + i + 1));
         }
         if (o is not null) flops += PrunedPrefill.OutMlpFlops(_c, li == _c.NumHiddenLayers - 1 && _outputRows is { } read ? Math.Min(read, stay?.Length ?? n) : stay?.Length ?? n);
@@ -136,7 +135,7 @@ public sealed class PrunePlan : ILayerPlan
             else if (_report.FilterLayer is null && (keep.Length == 0 || _pruner.ExitLayer == li)) _report.KeptVisual = keep; // exit before any filter (what it spared, if anything)
             if (stay is not null) Cut(stay);
         }
-        return new LayerAttention(o, stay);
+        return new LayerAttention(o, stay, stayIdx);
     }
 
     /// <summary>Once every visual token has left, the remaining layers only carry the text rows: plain causal attention, nothing to decide.</summary>
