@@ -214,31 +214,30 @@ public static class PrunedPrefill
             var vis = Enumerable.Range(0, n).Where(i => frameOf[rows[i]] >= 0).ToArray();
             var sinks = sink ? vis.GroupBy(i => frameOf[rows[i]]).Select(g => g.Min()).ToArray() : Array.Empty<int>();
             var tkeys = text.Concat(sinks).OrderBy(i => i).ToArray();
-            // Text rows: prior cache + (text ∪ sinks) keys, causal by block order.
-            var tm = new bool[text.Length * (prior + tkeys.Length)];
-            for (int r = 0; r < text.Length; r++)
-            {
-                long off = r * (prior + tkeys.Length);
-                for (long j = 0; j < prior; j++) tm[off + j] = true;
-                for (int j = 0; j < tkeys.Length; j++) tm[off + prior + j] = tkeys[j] <= text[r];
-            }
-            // Visual rows, layers ≥ 1: causal over the keys up to the last visual row.
             int vEnd = vis[^1] + 1;
-            var vm = new bool[vis.Length * (prior + vEnd)];
-            for (int r = 0; r < vis.Length; r++)
-                for (long j = 0; j < prior + vEnd; j++) vm[r * (prior + vEnd) + j] = j < prior || j - prior <= vis[r];
-            // Visual rows, layer 0: the prior cache and the text before them (plus themselves, added apart).
-            var v0 = new bool[vis.Length * (prior + text.Length)];
-            for (int r = 0; r < vis.Length; r++)
-                for (long j = 0; j < prior + text.Length; j++) v0[r * (prior + text.Length) + j] = j < prior || text[j - prior] < vis[r];
+            // The masks are made on the device from the row and key indices it holds, each key at
+            // its block position and the prior cache's keys at negative ones (before every row): no
+            // mask crosses from the host.
             Tensor T(long[] a) => torch.tensor(a, device: dev).DetachFromDisposeScope();
-            Tensor M(bool[] m, long r, long cc) => torch.tensor(m, device: dev).view(r, cc).DetachFromDisposeScope();
+            var textRows = T(text.Select(i => (long)i).ToArray());
+            var textKeys = T(tkeys.Select(i => (long)i).ToArray());
+            var visRows = T(vis.Select(i => (long)i).ToArray());
+            var vis0Keys = T(text.Select(i => (long)i).ToArray());
+            Tensor Mask(Tensor keys, Tensor queryRows, bool strictly)
+            {
+                using var scope = torch.NewDisposeScope();
+                var at = torch.cat(new[] { Rooted.Arange(-prior, 0, 1, ScalarType.Int64, dev), keys }).unsqueeze(0);
+                var row = queryRows.unsqueeze(1);
+                return (strictly ? at < row : at <= row).DetachFromDisposeScope();
+            }
             return new ShallowPlan
             {
-                TextRows = T(text.Select(i => (long)i).ToArray()), TextKeys = T(tkeys.Select(i => (long)i).ToArray()),
-                TextMask = M(tm, text.Length, prior + tkeys.Length),
-                VisRows = T(vis.Select(i => (long)i).ToArray()), VisMask = M(vm, vis.Length, prior + vEnd),
-                Vis0Keys = T(text.Select(i => (long)i).ToArray()), Vis0Mask = M(v0, vis.Length, prior + text.Length),
+                // Text rows: the prior cache and the (text ∪ sinks) keys, causal by block order.
+                TextRows = textRows, TextKeys = textKeys, TextMask = Mask(textKeys, textRows, strictly: false),
+                // Visual rows, layers ≥ 1: causal over the keys up to the last visual row.
+                VisRows = visRows, VisMask = Mask(Rooted.Arange(vEnd, dev), visRows, strictly: false),
+                // Visual rows, layer 0: the prior cache and the text before them (themselves added apart).
+                Vis0Keys = vis0Keys, Vis0Mask = Mask(vis0Keys, visRows, strictly: true),
                 TextPairs = text.Length * (prior + tkeys.Length), VisPairs = vis.Length * (prior + vEnd),
                 Vis0Pairs = vis.Length * (prior + text.Length + 1), VisKeyEnd = prior + vEnd,
             };
