@@ -24,6 +24,8 @@ public sealed class PrunePlan : ILayerPlan
     int _version, _shallowVersion = -1;
     long _shallowPrior = -1;
     PrunedPrefill.ShallowPlan? _shallow;
+    Tensor? _visualRows; // the current rows' visual ones (local indices) on the device, for every scored layer until the rows change
+    int _visualRowsVersion = -1;
 
     /// <param name="probeRow">The block row the pruner reads (default: the last). The rows behind it must be
     /// text after every image: they attend what each layer kept and never change what it keeps.</param>
@@ -43,6 +45,18 @@ public sealed class PrunePlan : ILayerPlan
         foreach (var s in spans) for (int i = s.Start; i < s.Start + s.Length; i++) _frameOf[i] = s.Frame;
         _rows = Enumerable.Range(0, blockLength).Select(i => (long)i).ToArray();
         _report = new PruneReport { Method = pruner.Name, Spans = spans, KeptVisual = _rows.Where(r => _frameOf[r] >= 0).ToArray() };
+    }
+
+    /// <summary>The current rows' visual ones, as local indices on the device: uploaded once per row set, not once per scored layer.</summary>
+    Tensor VisualRows(Device dev)
+    {
+        if (_visualRowsVersion != _version || _visualRows is null)
+        {
+            _visualRows?.Dispose();
+            _visualRows = torch.tensor(Enumerable.Range(0, _rows.Length).Where(i => _frameOf[_rows[i]] >= 0).Select(i => (long)i).ToArray(), device: dev).DetachFromDisposeScope();
+            _visualRowsVersion = _version;
+        }
+        return _visualRows;
     }
 
     /// <summary>Block indices of the rows that reached the last layer.</summary>
@@ -88,7 +102,7 @@ public sealed class PrunePlan : ILayerPlan
         if (need != ProbeNeed.None)
         {
             var probe = need == ProbeNeed.List ? PrunedPrefill.ListProbe(li, _rows, _frameOf)
-                : PrunedPrefill.ScoreProbe(attn, li, _rows, _frameOf, a.Q, K, V, prior, _pruner is AnalysisPruner { Measuring: true }, Array.IndexOf(_rows, _probeRow));
+                : PrunedPrefill.ScoreProbe(attn, li, _rows, _frameOf, VisualRows(dev), a.Q, K, V, prior, _pruner is AnalysisPruner { Measuring: true }, Array.IndexOf(_rows, _probeRow));
             if (need == ProbeNeed.Scores) flops += PrunedPrefill.AttnFlops(_c, prior + n);
             _report.Probes.Add(probe);
             keep = _pruner.After(li, probe);

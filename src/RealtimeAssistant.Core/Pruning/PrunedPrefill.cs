@@ -149,9 +149,10 @@ public static class PrunedPrefill
 
     /// <summary>
     /// The filtering test's quantities for the probe row's query at this layer (one host copy):
-    /// <paramref name="probe"/> is its current (local) row, the last unless rows ride behind it.
+    /// <paramref name="probe"/> is its current (local) row, the last unless rows ride behind it;
+    /// <paramref name="visualRows"/> holds the local indices of the visual rows, on the device.
     /// </summary>
-    internal static Probe ScoreProbe(SelfAttention attn, int layer, long[] rows, int[] frameOf, Tensor q, Tensor K, Tensor V, long prior, bool textMass, int probe)
+    internal static Probe ScoreProbe(SelfAttention attn, int layer, long[] rows, int[] frameOf, Tensor visualRows, Tensor q, Tensor K, Tensor V, long prior, bool textMass, int probe)
     {
         using var scope = torch.NewDisposeScope();
         int H = attn.Heads, hd = attn.HeadDim;
@@ -164,7 +165,7 @@ public static class PrunedPrefill
         using var sqrtHd = Math.Sqrt(hd).ToScalar(); // alive across the calls: see Model/Rooted
         var P = torch.softmax(torch.matmul(ql, Kr.transpose(1, 2)).div(sqrtHd), -1)[.., 0]; // [H, S]
         var o = torch.matmul(P.unsqueeze(1), Vr).reshape(-1);                                    // [H·hd]
-        var cols = torch.tensor(visLocal.Select(i => prior + i).ToArray(), device: q.device);
+        var cols = visualRows.PlusNumber(prior);
         var Pv = P.index_select(1, cols);                                                        // [H, nv]
         var contrib = (Pv.unsqueeze(-1) * Vr.index_select(1, cols)).permute(1, 0, 2).reshape(vis.Length, H * hd);
         var norm = contrib.norm(1);
