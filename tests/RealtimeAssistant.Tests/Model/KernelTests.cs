@@ -27,6 +27,14 @@ public class KernelTests
 
     static Tensor Random(Generator g, params long[] shape) => torch.randn(shape, generator: g);
 
+    // Scalars the tests pass to libtorch, alive for the whole run: an implicit one (a bare number)
+    // can be freed by its finalizer while libtorch reads it (Model/Rooted), and these tensors are large.
+    static readonly Scalar TinyShare = 0.2.ToScalar();
+    static readonly Tensor Tiny = torch.tensor(1e-6f), One = torch.tensor(1f);
+
+    /// <summary>relative · scale + absolute, with rooted Scalars.</summary>
+    static Tensor Bound(Tensor scale, double relative, double absolute = 0) => scale.TimesNumber(relative).PlusNumber(absolute);
+
     /// <summary>Σ|x|·|w| per output: the scale a float dot product's rounding error is measured against.</summary>
     static Tensor Scale(Tensor x, Tensor w) => x.abs().to_type(ScalarType.Float64).matmul(w.abs().to_type(ScalarType.Float64).t());
 
@@ -50,7 +58,7 @@ public class KernelTests
             var x = Random(g, rows, n); var w = Random(g, m, n); var b = Random(g, m);
             var y = WeightMatrix.DenseLinear(x, w, b);
             var reference = F.linear(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64), b.to_type(ScalarType.Float64));
-            AssertWithin(y, reference, 1e-5 * Scale(x, w) + 1e-5, $"f32 {isa} {rows}×{n}→{m}");
+            AssertWithin(y, reference, Bound(Scale(x, w), 1e-5, 1e-5), $"f32 {isa} {rows}×{n}→{m}");
         }
     }
 
@@ -101,7 +109,7 @@ public class KernelTests
             Assert.Equal(ScalarType.Float32, y.dtype);
             // bfloat16 widens to float32 exactly: the only error is the float32 sum's.
             var reference = F.linear(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64));
-            AssertWithin(y, reference, 1e-5 * Scale(x, w) + 1e-5, $"bf16 {isa} {rows}×{n}→{m}");
+            AssertWithin(y, reference, Bound(Scale(x, w), 1e-5, 1e-5), $"bf16 {isa} {rows}×{n}→{m}");
         }
     }
 
@@ -127,7 +135,7 @@ public class KernelTests
             var y = WeightMatrix.DenseLinear(x, w, bias);
             Assert.Equal(ScalarType.Float32, y.dtype);
             var reference = F.linear(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64), bias.to_type(ScalarType.Float64));
-            AssertWithin(y, reference, 1e-5 * Scale(x, w) + 1e-5, $"bf16 widened {isa} {rows}×{n}→{m}");
+            AssertWithin(y, reference, Bound(Scale(x, w), 1e-5, 1e-5), $"bf16 widened {isa} {rows}×{n}→{m}");
         }
     }
 
@@ -147,13 +155,15 @@ public class KernelTests
         foreach (var (rows, n, m) in Shapes.Append((Gemv.MaxRows + 3, 70, 9)).Append((Gemv.MaxRows + 3, 4096, 1100)))
         {
             var x = Random(g, rows, n);
-            var w = (Random(g, m, n) * torch.where(torch.rand(m, n, generator: g) < 0.2, 1e-6, 1.0)).to_type(ScalarType.Float16);
+            var normal = Random(g, m, n);
+            var tiny = torch.rand(m, n, generator: g).lt(TinyShare); // a fifth of the weights subnormal in half precision
+            var w = normal.mul(torch.where(tiny, Tiny, One)).to_type(ScalarType.Float16);
             w[0, 0] = torch.tensor(0f).to_type(ScalarType.Float16);
             w[0, 1] = torch.tensor(-0f).to_type(ScalarType.Float16);
             var y = WeightMatrix.DenseLinear(x, w, null);
             Assert.Equal(ScalarType.Float32, y.dtype);
             var reference = F.linear(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64));
-            AssertWithin(y, reference, 1e-5 * Scale(x, w) + 1e-5, $"f16 {isa} {rows}×{n}→{m}");
+            AssertWithin(y, reference, Bound(Scale(x, w), 1e-5, 1e-5), $"f16 {isa} {rows}×{n}→{m}");
         }
     }
 
@@ -203,8 +213,8 @@ public class KernelTests
         var whole = WeightMatrix.WidenedLinear(x, w, bias);
         Assert.Equal(new long[] { 2, 10, 37 }, blocks.shape);
         var reference = F.linear(x.to_type(ScalarType.Float64), w.to_type(ScalarType.Float64), bias.to_type(ScalarType.Float64));
-        AssertWithin(blocks, reference, 1e-5 * Scale(x.reshape(-1, 70), w).reshape(2, 10, 37) + 1e-5, $"{half} in blocks of 8 rows");
-        AssertWithin(whole, reference, 1e-5 * Scale(x.reshape(-1, 70), w).reshape(2, 10, 37) + 1e-5, $"{half} in one block");
+        AssertWithin(blocks, reference, Bound(Scale(x.reshape(-1, 70), w).reshape(2, 10, 37), 1e-5, 1e-5), $"{half} in blocks of 8 rows");
+        AssertWithin(whole, reference, Bound(Scale(x.reshape(-1, 70), w).reshape(2, 10, 37), 1e-5, 1e-5), $"{half} in one block");
     }
 
     /// <summary>
@@ -237,7 +247,7 @@ public class KernelTests
                 Assert.Equal(ScalarType.Float32, y.dtype);
                 // bf16 products round their outputs to bf16, once or twice (before and after the bias):
                 // within two bf16 ulps of what the sum's terms add up to in magnitude.
-                AssertWithin(y, reference, (native ? 1.6e-2 : 1e-5) * (scale + bias.abs().to_type(ScalarType.Float64)) + 1e-4, $"q8 {(native ? "bf16" : "f32")} {how}");
+                AssertWithin(y, reference, Bound(scale.Plus(bias.abs().to_type(ScalarType.Float64)), native ? 1.6e-2 : 1e-5, 1e-4), $"q8 {(native ? "bf16" : "f32")} {how}");
             }
         }
     }
@@ -300,7 +310,7 @@ public class KernelTests
             long n32 = (n + 31) / 32 * 32;
             var blockMax = F.pad(x, new[] { 0L, n32 - n }).view(rows, n32 / 32, 32).abs().amax(new long[] { -1 }, keepdim: true)
                 .expand(rows, n32 / 32, 32).reshape(rows, n32).narrow(1, 0, n);
-            AssertWithin(y, reference, 2e-5 * Scale(blockMax, wd) + 1e-5 * Scale(x, wd) + 1e-5, $"q8 {isa} {rows}×{n}→{m}");
+            AssertWithin(y, reference, Bound(Scale(blockMax, wd), 2e-5).Plus(Bound(Scale(x, wd), 1e-5, 1e-5)), $"q8 {isa} {rows}×{n}→{m}");
         }
     }
 
@@ -441,20 +451,20 @@ public class KernelTests
     public void Q8QuantizationRoundsEachBlockToItsScale()
     {
         using var _ = torch.inference_mode();
-        var w = torch.randn(new long[] { 7, 70 }, generator: new Generator(15)) * 3;
+        var w = torch.randn(new long[] { 7, 70 }, generator: new Generator(15)).TimesNumber(3);
         w[2] = torch.zeros(70); // an all-zero row: scale 0, values 0
         using var q = Q8Matrix.Quantize(w);
         Assert.Equal(new long[] { 7, 96 }, q.Q.shape); // 70 padded to 3 blocks of 32
         Assert.Equal(new long[] { 7, 3 }, q.Scales.shape);
         Assert.Equal(0, q.Q.narrow(1, 70, 26).abs().max().item<sbyte>()); // the padding stays zero
         Assert.True(q.Q.abs().max().item<sbyte>() <= 127);
-        var expected = F.pad(w, new[] { 0L, 26 }).view(7, 3, 32).abs().amax(new long[] { -1 }) / 127;
+        var expected = F.pad(w, new[] { 0L, 26 }).view(7, 3, 32).abs().amax(new long[] { -1 }).TimesNumber(1.0 / 127);
         Assert.True(q.Scales.allclose(expected, 1e-6, 0));
         Assert.Equal(0f, q.Scales[2].abs().max().item<float>());
         // Every weight is within half a step of its block's scale.
         var step = q.Scales.unsqueeze(-1).expand(7, 3, 32).reshape(7, 96).narrow(1, 0, 70);
         var err = (q.Dequantize(ScalarType.Float32) - w).abs();
-        Assert.True((err - step * 0.5001f).max().item<float>() <= 1e-6f);
+        Assert.True((err - step.TimesNumber(0.5001f)).max().item<float>() <= 1e-6f);
         // The CPU dequantizer (float32 and bfloat16) agrees with the formula.
         var formula = (q.Q.to_type(ScalarType.Float32).view(7, 3, 32) * q.Scales.unsqueeze(-1)).view(7, 96).narrow(1, 0, 70);
         Assert.True(Same(q.Dequantize(ScalarType.Float32), formula));
@@ -477,7 +487,7 @@ public class KernelTests
         Assert.Equal(new long[] { 1, 40, 50 }, y.shape);
         var reference = F.linear(x.to_type(ScalarType.Float64), wd, b.to_type(ScalarType.Float64));
         // bfloat16 operands (where the CPU multiplies them natively) keep 8 bits: 2^-8 of the scale, twice.
-        AssertWithin(y, reference, 1e-2 * Scale(x.view(40, 300), wd).view(1, 40, 50) + 1e-4, "q8 over 40 rows");
+        AssertWithin(y, reference, Bound(Scale(x.view(40, 300), wd).view(1, 40, 50), 1e-2, 1e-4), "q8 over 40 rows");
     }
 
     [Theory]
