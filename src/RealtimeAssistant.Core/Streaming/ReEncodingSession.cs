@@ -162,11 +162,15 @@ public sealed class ReEncodingSession : SessionBase
             for (int i = 0; i < len; i++) frameOf[at + i] = f;
             at += len;
         }
-        var mask = new bool[t * t];
-        for (int r = 0; r < t; r++)
-            for (int c = 0; c <= r; c++)
-                mask[r * t + c] = frameOf[r] < 0 || frameOf[c] < 0 || frameOf[r] - frameOf[c] < band;
-        return torch.tensor(mask, device: E.Device).view(t, t);
+        // Made on the device from the tokens' frame numbers (-1: not a frame's): causal, and a
+        // frame's token sees another frame's only within the band; text sees and is seen by all.
+        using var scope = torch.NewDisposeScope();
+        using var bandScalar = band.ToScalar(); // alive across the call: see Model/Rooted
+        var of = torch.tensor(frameOf, device: E.Device);
+        var pos = Rooted.Arange(t, E.Device);
+        var (row, col) = (of.unsqueeze(1), of.unsqueeze(0));
+        var near = row.lt(Rooted.Zero).logical_or(col.lt(Rooted.Zero)).logical_or((row - col).lt(bandScalar));
+        return pos.unsqueeze(0).le(pos.unsqueeze(1)).logical_and(near).MoveToOuterDisposeScope();
     }
 
     protected override void Release() { foreach (var f in _frames) f.Dispose(); _cache.Dispose(); }

@@ -145,6 +145,26 @@ public sealed class StreamingTests : IDisposable
         Assert.Throws<UserError>(() => new GpeSession(_engine, Options(window: 4) with { FrameBand = 5 }));
     }
 
+    /// <summary>
+    /// The re-encoding baseline rebuilds the window with the same band: each frame's tokens see
+    /// the frame before theirs and not earlier ones, as they did when GPE read them, so the
+    /// caption is GPE's; without the band the rebuild lets every frame see the whole window.
+    /// </summary>
+    [Fact]
+    public void ReEncodingWithAFrameBand_MatchesGpe_AndTheBandChangesItsCaption()
+    {
+        var o = Options(window: 4, rebase: false) with { FrameBand = 2 };
+        using var gpe = new GpeSession(_engine, o);
+        using var re = new ReEncodingSession(_engine, o);
+        using var unbanded = new ReEncodingSession(_engine, o with { FrameBand = 4 });
+        var frames = Enumerable.Range(31, 4).Select(Frame).ToList();
+        foreach (ICaptionSession s in new ICaptionSession[] { gpe, re, unbanded })
+            foreach (var f in frames) s.Read(Enc(f));
+        var caption = Ids(gpe.Write());
+        Assert.Equal(caption, Ids(re.Write()));
+        Assert.NotEqual(caption, Ids(unbanded.Write()));
+    }
+
     /// <summary>Sets one key of the checkpoint's config.json (the engine reads it when it loads).</summary>
     void SetConfig(string key, JsonNode? value)
     {
