@@ -372,7 +372,17 @@ public sealed class ForwardBatcher(LanguageModel lm, Func<Func<Tensor[]>, Tensor
         try
         {
             using var _ = torch.inference_mode();
-            for (int i = 0; i < gens.Count; i++) sampled[i] = gens[i].Sampler.Next(results[own + i]);
+            // The greedy generations that record nothing else are one argmax and one host copy
+            // between them, not a copy each; the others pick through their own samplers.
+            var plain = Enumerable.Range(0, gens.Count).Where(i => gens[i].Sampler.Greedy && !gens[i].Sampler.RecordsLogProbs).ToList();
+            if (plain.Count > 1)
+            {
+                using var scope = torch.NewDisposeScope();
+                var ids = torch.stack(plain.Select(i => results[own + i].reshape(-1))).argmax(-1).cpu().data<long>().ToArray();
+                for (int j = 0; j < plain.Count; j++) sampled[plain[j]] = (int)ids[j];
+            }
+            for (int i = 0; i < gens.Count; i++)
+                if (plain.Count <= 1 || !plain.Contains(i)) sampled[i] = gens[i].Sampler.Next(results[own + i]);
         }
         catch (Exception e) { failed = e; }
         finally { for (int i = own; i < results.Length; i++) results[i].Dispose(); }
