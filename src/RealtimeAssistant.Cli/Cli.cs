@@ -154,7 +154,8 @@ public static partial class Cli
     {
         option.Validators.Add(r =>
         {
-            if (r.GetValueOrDefault<T>() is string path && UnwritablePath(path, folder) is { } why) r.AddError($"{option.Name}: {why}");
+            // Only a path the user gave: a default is no mistake of theirs, and `--help` must answer anywhere.
+            if (!r.Implicit && r.GetValueOrDefault<T>() is string path && UnwritablePath(path, folder) is { } why) r.AddError($"{option.Name}: {why}");
         });
         return option;
     }
