@@ -68,11 +68,11 @@ public sealed class EngineProfile
                 }
                 o = Time("o_proj", () => attn.Output(o));
                 var hh = h;
-                h = Time("residual add", () => hh + o);
+                h = Time("residual add", () => hh.Plus(o));
                 var m = Time("RMSNorm", () => layer.post_attention_layernorm.forward(h));
                 var g = Time("MLP gate/up projection + act·up", () => layer.mlp.Hidden(m));
                 var d = Time("MLP down_proj", () => layer.mlp.down_proj.forward(g));
-                h = Time("residual add", () => h.add_(d));
+                h = Time("residual add", () => h.PlusInPlace(d));
             }
             var hn = Time("RMSNorm", () => lm.model.norm.forward(h));
             var logits = Time("lm_head", () => lm.Logits(hn[0, -1]));

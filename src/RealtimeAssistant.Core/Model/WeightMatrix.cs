@@ -303,6 +303,7 @@ public sealed unsafe class Q8Matrix : WeightMatrix
         var q = torch.empty(new[] { m, n32 }, ScalarType.Int8, w.device).DetachFromDisposeScope();
         var scales = torch.empty(new[] { m, n32 / 32 }, ScalarType.Float32, w.device).DetachFromDisposeScope();
         using var noGrad = torch.no_grad();
+        using Scalar steps = 127f.ToScalar(), lowest = (-127).ToScalar(), highest = 127.ToScalar(); // alive across the calls: see Rooted
         for (long r = 0; r < m; r += RowsPerChunk)
         {
             using var scope = torch.NewDisposeScope();
@@ -310,9 +311,9 @@ public sealed unsafe class Q8Matrix : WeightMatrix
             var chunk = w.narrow(0, r, rows).to_type(ScalarType.Float32);
             if (n32 != n) chunk = F.pad(chunk, new[] { 0L, n32 - n });
             var blocks = chunk.view(rows, n32 / 32, 32);
-            var s = blocks.abs().amax(new long[] { -1 }) / 127f;
-            var inv = torch.where(s > 0, 1f / s, torch.zeros_like(s));
-            var values = (blocks * inv.unsqueeze(-1)).round_().clamp_(-127, 127).to_type(ScalarType.Int8);
+            var s = blocks.abs().amax(new long[] { -1 }).div(steps);
+            var inv = torch.where(s.gt(Rooted.Zero), s.reciprocal(), torch.zeros_like(s)); // what 1f / s runs, less a ×1
+            var values = (blocks * inv.unsqueeze(-1)).round_().clamp_(lowest, highest).to_type(ScalarType.Int8);
             q.narrow(0, r, rows).copy_(values.view(rows, n32));
             scales.narrow(0, r, rows).copy_(s);
         }
