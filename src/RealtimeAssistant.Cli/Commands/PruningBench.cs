@@ -279,8 +279,8 @@ public static class PruningBench
                 var ids = torch.randint(4, 32000, new long[] { 1, T }, dtype: ScalarType.Int64, generator: g).to(dev);
                 var emb = lm.model.embed_tokens.forward(ids);
                 var std = emb.std().item<float>();
-                var vis = (torch.randn(new long[] { 1, V, D }, generator: g) * std).to(dt).to(dev);
-                emb = emb.index_copy(1, torch.arange(prefix, prefix + V, device: dev), vis).DetachFromDisposeScope();
+                var vis = torch.randn(new long[] { 1, V, D }, generator: g).TimesNumber(std).to(dt).to(dev);
+                emb = emb.index_copy(1, Rooted.Arange(prefix, prefix + V, 1, ScalarType.Int64, dev), vis).DetachFromDisposeScope();
                 inputs.Add((emb, PositionIds.Range(0, T), spans));
             }
         var methods = Methods(visi with { ShallowLayers = visi.ShallowLayers, FilterFrom = visi.FilterFrom }, k);

@@ -283,7 +283,7 @@ public static class ModelInit
         {
             if (name.EndsWith("norm.weight") || name.EndsWith("layernorm.weight") || name.EndsWith("layer_norm1.weight")
                 || name.EndsWith("layer_norm2.weight") || name.EndsWith("pre_layrnorm.weight") || name.EndsWith("post_layernorm.weight"))
-                p.fill_(1);
+                p.fill_(Rooted.One);
             else if (name.EndsWith(".bias")) p.zero_();
             else p.normal_(0, 0.02, gen);
         }

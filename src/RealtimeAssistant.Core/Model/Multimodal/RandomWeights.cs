@@ -56,6 +56,7 @@ public static class RandomWeights
             && (name.Contains("norm", StringComparison.Ordinal) || name.Contains("ln_", StringComparison.Ordinal));
         if (normScale) return ones(shape, ScalarType.BFloat16);
         using var f = randn(shape, ScalarType.Float32, generator: gen);
-        return f.mul_(Std).to(ScalarType.BFloat16);
+        using var std = Std.ToScalar(); // alive across the call: see Rooted
+        return f.mul_(std).to(ScalarType.BFloat16);
     }
 }
