@@ -64,10 +64,12 @@ public sealed class Profiler(int window = 512, TimeSpan? rateWindow = null)
     /// </summary>
     public void Restart()
     {
-        stages.Clear();
-        counters.Clear();
+        // The orders first: a stage a recorder adds meanwhile keeps its name in the order (twice at
+        // worst; the snapshot takes each name once), never a stage with no name to report it by.
         stageOrder.Clear();
         counterOrder.Clear();
+        stages.Clear();
+        counters.Clear();
     }
 
     /// <summary>A stage's window as (seconds since the profiler started, ms), oldest first.</summary>
