@@ -40,6 +40,7 @@ public static class StreamCommand
             var run = rt.Resolve(pr, engine, source.Fps, Pacing.Headless);
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
             var path = pr.GetValue(jsonl);
+            if (path is not null and not "-") Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!); // as --json makes its folder
             using var file = path is not null and not "-" ? new StreamWriter(path, append: true) { AutoFlush = true } : null;
             var log = path == "-" ? Cli.JsonStdout : file;
             var band = session is GpeSession g ? $" (frames attend {g.FrameBand})" : "";

@@ -198,9 +198,13 @@ public class ExitContractTests(ITestOutputHelper log)
     [Fact]
     public void Stream_ABudgetNoReadCanHold_SaysWhyFramesWereSkipped_AndTheRunSucceeds()
     {
-        var r = CliProcess.Run(["stream", Files.Value.Clip, "--model", Files.Value.TinyModel, "--gate", "0", "--policy", "finished", "--stride", "1", "--frame-budget-ms", "0.001"], TimeSpan.FromSeconds(90));
+        // --jsonl into folders that do not exist yet: made, as --json makes its folder.
+        var segments = Path.Combine(TestMedia.TempDir("stream-jsonl"), "new", "deeper", "segments.jsonl");
+        var r = CliProcess.Run(["stream", Files.Value.Clip, "--model", Files.Value.TinyModel, "--gate", "0", "--policy", "finished", "--stride", "1", "--frame-budget-ms", "0.001",
+            "--jsonl", segments], TimeSpan.FromSeconds(90));
         log.WriteLine(r.ToString());
         Assert.Equal(0, r.Code);
+        Assert.True(File.Exists(segments), "no segments file in the new folder");
         var line = Assert.Single(r.Stderr.Split('\n'), l => l.StartsWith("stream: ", StringComparison.Ordinal) && l.Contains("skipped to hold the 0.001 ms frame budget"));
         Assert.Matches(@"its cheapest read allowed \(exit \d+\) takes about [\d,]+ ms here", line);
         Assert.DoesNotContain("--min-frame-pixels", line); // a fixed-size family has no resolution rung
