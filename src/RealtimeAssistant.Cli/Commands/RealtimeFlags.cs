@@ -152,9 +152,9 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
             : budget is { } b ? $"frame budget {b:0.#} ms{(pr.GetValue(Budget) is null ? $" (one stride: 1000 × {stride} / {fps:0.##} fps)" : "")}, governor pruning within {(requested is null ? engine.Layout.Schedule is null ? "the reference schedule" : "pruning.json" : "the given schedule")}{(engine.Model is IPixelBoundedVision pv && PixelRungs.Floor(pv, schedule.MinFramePixels) is var least && least < pv.MaxPixels ? $", frames read at down to {least:N0} pixels" : "")}"
             : fixedPruning is { } fp ? $"pruning {SessionBase.LevelName(fp)}, no frame budget" : "no pruning, no frame budget";
         var draftText = pr.GetValue(Draft) is > 0 and var k ? $"captions drafted from the last, up to {k} tokens a pass" : "one caption token a pass";
-        var header = $"{(mode == SessionModes.Gpe ? "GPE session" : "re-encoding (baseline)")} · window {window} · every {Ordinal(stride)} frame · policy {policy} · gate {pr.GetValue(Gate):0.##} · {pruneText} · {draftText}";
+        var header = $"{(mode == SessionModes.Gpe ? "GPE session" : "re-encoding (baseline)")} · window {window} · {(stride == 1 ? "every frame" : $"every {Ordinal(stride)} frame")} · policy {policy} · gate {pr.GetValue(Gate):0.##} · {pruneText} · {draftText}";
         return new Realtime(mode, streaming, loop, header);
     }
 
-    static string Ordinal(int n) => n == 1 ? "" : n % 10 == 2 && n % 100 != 12 ? $"{n}nd" : n % 10 == 3 && n % 100 != 13 ? $"{n}rd" : n % 10 == 1 && n % 100 != 11 ? $"{n}st" : $"{n}th";
+    static string Ordinal(int n) => n % 10 == 2 && n % 100 != 12 ? $"{n}nd" : n % 10 == 3 && n % 100 != 13 ? $"{n}rd" : n % 10 == 1 && n % 100 != 11 ? $"{n}st" : $"{n}th";
 }

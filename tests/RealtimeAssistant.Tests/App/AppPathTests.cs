@@ -67,7 +67,7 @@ public class AppPathTests(ITestOutputHelper log)
         finally { Console.SetError(saved); }
         log.WriteLine(output.ToString());
         Assert.Equal(0, code);
-        Assert.Contains("GPE session", output.ToString());
+        Assert.Contains("GPE session · window 2 · every 5th frame ·", output.ToString());
         Assert.Contains("frame budget 333.3 ms (one stride: 1000 × 5 / 15 fps)", output.ToString());
         var entries = CaptionJsonl.Read(Path.Combine(dir, OutputFolder.JsonlName));
         Assert.Equal(6, entries.Count); // 12 reads (every 5th of 60 frames), a caption every 2 reads from the first
