@@ -261,7 +261,7 @@ public static partial class Cli
 
     public static void WriteJson(string path, object value)
     {
-        var json = System.Text.Json.JsonSerializer.Serialize(value, new System.Text.Json.JsonSerializerOptions { WriteIndented = true });
+        var json = System.Text.Json.JsonSerializer.Serialize(value, JsonOptions);
         if (path == "-") { JsonStdout.WriteLine(json); JsonStdout.Flush(); }
         else
         {
@@ -270,5 +270,39 @@ public static partial class Cli
             File.WriteAllText(path, json);
             AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(path)}[/]");
         }
+    }
+
+    static readonly System.Text.Json.JsonSerializerOptions JsonOptions = new() { WriteIndented = true, Converters = { new FiniteOrNull(), new FiniteOrNullSingle() } };
+
+    /// <summary>
+    /// A number with no value (a percentile of no reads: NaN) as JSON's null: JSON has no NaN, and
+    /// the serializer would throw after the run, losing what it measured.
+    /// </summary>
+    internal sealed class FiniteOrNull : System.Text.Json.Serialization.JsonConverter<double>
+    {
+        public override double Read(ref System.Text.Json.Utf8JsonReader reader, Type type, System.Text.Json.JsonSerializerOptions options) =>
+            reader.TokenType == System.Text.Json.JsonTokenType.Null ? double.NaN : reader.GetDouble();
+
+        public override void Write(System.Text.Json.Utf8JsonWriter writer, double value, System.Text.Json.JsonSerializerOptions options)
+        {
+            if (double.IsFinite(value)) writer.WriteNumberValue(value);
+            else writer.WriteNullValue();
+        }
+
+        public override bool HandleNull => true;
+    }
+
+    internal sealed class FiniteOrNullSingle : System.Text.Json.Serialization.JsonConverter<float>
+    {
+        public override float Read(ref System.Text.Json.Utf8JsonReader reader, Type type, System.Text.Json.JsonSerializerOptions options) =>
+            reader.TokenType == System.Text.Json.JsonTokenType.Null ? float.NaN : reader.GetSingle();
+
+        public override void Write(System.Text.Json.Utf8JsonWriter writer, float value, System.Text.Json.JsonSerializerOptions options)
+        {
+            if (float.IsFinite(value)) writer.WriteNumberValue(value);
+            else writer.WriteNullValue();
+        }
+
+        public override bool HandleNull => true;
     }
 }

@@ -61,6 +61,8 @@ public sealed record LiveStats(string Source, string Context, long FramesRendere
     public (double AtSeconds, double LatencyMs)? FirstCaption { get; init; }
     /// <summary>Captions that warmed the model up before the measured record began (<see cref="LiveAppOptions.WarmupCaptions"/>).</summary>
     public int WarmupCaptions { get; init; }
+    /// <summary>Set when the run ended before its warm-up did (captions shown, captions the warm-up asked for): the record is then the whole run.</summary>
+    public (int Shown, int Asked)? WarmupUnfinished { get; init; }
 }
 
 /// <summary>
@@ -118,6 +120,7 @@ public static class LiveApp
         var budgetMs = 1000.0 / o.DisplayFps;
         var feed = new HudFeed(profiler, budgetMs);
         var frameTimes = new List<double>(4096);
+        var allFrameTimes = new List<double>(4096); // from the start, the warm-up included: the HUD's fps, and the record of a run that ended during its warm-up
         var rss = new List<(double, double)>();
         long rendered = 0, lastCompleted = 0, measuredFrames = 0;
         Frame? current = null;
@@ -128,6 +131,8 @@ public static class LiveApp
         IReadOnlyDictionary<string, long> levelsAtMeasure = new Dictionary<string, long>();
         var latencies = new List<double>();
         var firstWords = new List<double>();
+        var allLatencies = new List<double>();
+        var allFirstWords = new List<double>();
         long firstWordOf = -1; // the capture time of the caption whose first word was last seen
         int shown = 0; // captions on screen so far
         (double, double)? firstCaption = null;
@@ -163,6 +168,7 @@ public static class LiveApp
                 {
                     firstWordOf = view.CapturedAt;
                     var ms = profiler.RecordLatency(view.CapturedAt, Profiler.GlassToFirstWord);
+                    allFirstWords.Add(ms);
                     if (measureFrom >= 0) firstWords.Add(ms);
                 }
                 if (view.Completed > lastCompleted)
@@ -170,11 +176,12 @@ public static class LiveApp
                     lastCompleted = view.Completed;
                     // Glass-to-caption: the frame left its source; now its finished caption is on screen.
                     var ms = profiler.RecordLatency(view.CapturedAt);
+                    allLatencies.Add(ms);
                     if (measureFrom >= 0) latencies.Add(ms);
                     if (shown++ == 0) firstCaption = (now, ms);
                     if (o.PrintCaptions) PrintCaption(view, ms);
                 }
-                var fps = RecentFps(frameTimes);
+                var fps = RecentFps(allFrameTimes);
                 var hud = presenter.ShowHud ? feed.Stats(fps, loop, TimeSpan.FromMilliseconds(250)) : null;
                 using (profiler.Time(Profiler.Render))
                 {
@@ -188,6 +195,7 @@ public static class LiveApp
                 {
                     var frameMs = (after - lastTick) * 1000;
                     feed.AddFrameTime(frameMs);
+                    allFrameTimes.Add(frameMs);
                     if (measureFrom >= 0) { frameTimes.Add(frameMs); measuredFrames++; }
                 }
                 lastTick = after;
@@ -208,7 +216,7 @@ public static class LiveApp
             {
                 // Drawn again without a swap, so a window's back buffer still holds it.
                 presenter.RefreshHudNow();
-                presenter.Render(current?.Image, loop.Board.View, presenter.ShowHud ? feed.Stats(RecentFps(frameTimes), loop, TimeSpan.Zero) : null, ui.Status(loop));
+                presenter.Render(current?.Image, loop.Board.View, presenter.ShowHud ? feed.Stats(RecentFps(allFrameTimes), loop, TimeSpan.Zero) : null, ui.Status(loop));
                 presenter.Renderer.SavePng(snapshotPath);
             }
             context.Key -= ui.OnKey;
@@ -220,7 +228,15 @@ public static class LiveApp
         var lost = error is null && source is LiveFrameSource { LostReason: { } reason } ? reason : null;
 
         var end = clock.Elapsed.TotalSeconds;
-        if (measureFrom < 0) { measureFrom = 0; rssStart = rss.Count > 0 ? rss[0].Item2 : RssMb(); }
+        // A run that ended before its warm-up did: its record is the whole run, the cold start included
+        // (the profiler never restarted), rather than a record of nothing.
+        bool warmupUnfinished = measureFrom < 0 && (o.WarmupSeconds > 0 || o.WarmupCaptions > 0);
+        if (measureFrom < 0)
+        {
+            measureFrom = 0;
+            rssStart = rss.Count > 0 ? rss[0].Item2 : RssMb();
+            (latencies, firstWords, frameTimes, measuredFrames) = (allLatencies, allFirstWords, allFrameTimes, allFrameTimes.Count);
+        }
         var measured = TimeSpan.FromSeconds(Math.Max(1e-6, end - measureFrom));
         var snap = profiler.Snapshot();
         var sorted = frameTimes.Order().ToArray();
@@ -238,7 +254,8 @@ public static class LiveApp
         {
             FirstWordLatencies = firstWords,
             FirstCaption = firstCaption,
-            WarmupCaptions = o.WarmupCaptions,
+            WarmupCaptions = warmupUnfinished ? 0 : o.WarmupCaptions,
+            WarmupUnfinished = warmupUnfinished ? (shown, o.WarmupCaptions) : null,
             LevelsMeasured = loop.Driver.Stats.Levels.Select(kv => (kv.Key, N: kv.Value - levelsAtMeasure.GetValueOrDefault(kv.Key)))
                 .Where(l => l.N > 0).ToDictionary(l => l.Key, l => l.N),
         };
@@ -285,7 +302,9 @@ public static class LiveApp
     /// <summary>The cold start, when the run kept it out of its record: when the first caption was on screen and its glass-to-caption.</summary>
     public static void PrintColdStart(LiveStats s)
     {
-        if (s.FirstCaption is { } first && s.WarmupCaptions > 0)
+        if (s.WarmupUnfinished is { } w)
+            AnsiConsole.MarkupLine($"the run ended during its warm-up ({w.Shown} of {w.Asked} captions): the figures above count from the start, the cold start included");
+        else if (s.FirstCaption is { } first && s.WarmupCaptions > 0)
             AnsiConsole.MarkupLine($"cold start: the first caption was on screen {first.AtSeconds:0.00} s in, {first.LatencyMs:0} ms after its frame; " +
                 $"the figures above count from caption {s.WarmupCaptions + 1} on");
     }

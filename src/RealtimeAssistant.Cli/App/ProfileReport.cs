@@ -130,6 +130,9 @@ public static class ProfileReport
             // The cold start, outside the measured record: when the first caption was on screen and its glass-to-caption.
             ["first_caption_s"] = s.FirstCaption is { } f ? R(f.AtSeconds) : null,
             ["first_caption_latency_ms"] = s.FirstCaption is { } g ? R(g.LatencyMs) : null,
+            // Captions kept out of the record; 0 with warmup_ended false: the run ended during its warm-up, and the record is the whole run.
+            ["warmup_captions"] = s.WarmupCaptions,
+            ["warmup_ended"] = s.WarmupUnfinished is null,
             ["stages_ms"] = stages,
         };
     }

@@ -231,6 +231,8 @@ public static class BudgetBench
                 ["below_most_aggressive_at_start"] = budget < aggressive,
                 ["unpruned_read_ms_p50_in_turns"] = Math.Round(BenchStats.Percentile(unprunedInTurns.Reads, 0.5), 2), ["unpruned_read_ms_p95_in_turns"] = Math.Round(BenchStats.Percentile(unprunedInTurns.Reads, 0.95), 2),
                 ["budget_over_unpruned_in_turns"] = Math.Round(budget / unprunedP95InTurns, 3),
+                // Each measured read in order, with its level: where the reads over the budget fell.
+                ["read_ms"] = r.Reads.Select(x => Math.Round(x, 2)).ToArray(), ["read_levels"] = r.ReadLevels,
             });
             Console.Error.WriteLine($"bench budget: {name} at {f:0%} ({budget} ms): read p95 {BenchStats.Percentile(r.Reads, 0.95):0.0} ms, {r.Skipped} skipped{(scoreF1 ? $", F1 {r.F1:0.000}" : "")}");
         }
@@ -246,7 +248,8 @@ public static class BudgetBench
         };
     }
 
-    sealed record StreamResult(List<double> Reads, long Skipped, List<int> Ks, double F1, Dictionary<string, int> Levels);
+    /// <param name="ReadLevels">The level of each read in <paramref name="Reads"/>, in order.</param>
+    sealed record StreamResult(List<double> Reads, long Skipped, List<int> Ks, double F1, Dictionary<string, int> Levels, List<string> ReadLevels);
 
     /// <summary>One stream over the frames: the governor at <paramref name="budget"/> (null: no governor; reads unpruned, or at <paramref name="fixedPruning"/>), a caption every third read.</summary>
     static StreamResult Stream(Engine engine, List<BenchFrame> frames, double? budget, PruningConfig schedule, int warmup, int visual, CancellationToken ct,
@@ -292,6 +295,7 @@ public static class BudgetBench
         readonly List<double> _reads = new();
         readonly List<int> _ks = new();
         readonly Dictionary<string, int> _levels = new();
+        readonly List<string> _readLevels = new();
         FactScore _score;
         int _readCount;
 
@@ -319,9 +323,10 @@ public static class BudgetBench
             _ks.Add(_session.Pruning?.Budget ?? _visual);
             var level = r.Level ?? "unpruned";
             _levels[level] = _levels.GetValueOrDefault(level) + 1;
+            _readLevels.Add(level);
         }
 
-        public StreamResult Result() => new(_reads, _driver.Stats.BudgetSkipped, _ks, _score.F1, _levels);
+        public StreamResult Result() => new(_reads, _driver.Stats.BudgetSkipped, _ks, _score.F1, _levels, _readLevels);
 
         /// <summary>The setting the next read is at, where no governor chooses it.</summary>
         public PruningConfig? Pruning { set => _session.Pruning = value; }

@@ -123,4 +123,30 @@ public class LiveWindowTests(ITestOutputHelper log)
         Assert.Equal(stats.Latencies, glass.Select(g => g.Ms));
         Assert.True(glass[0].Seconds > at, "the first caption is the cold start, not in the record");
     }
+
+    /// <summary>
+    /// A run that ends before its warm-up did (more warm-up captions asked for than the clip
+    /// gives) records the whole run and says so, instead of a record of nothing: render fps 0 and
+    /// glass-to-caption 0 ms, under a line that said the figures counted from a caption never shown.
+    /// </summary>
+    [Fact]
+    public void LiveApp_EndingDuringTheWarmUp_RecordsTheWholeRun_AndSaysSo()
+    {
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("app-warm-short"), frames: 30, fps: 20);
+        var stats = LiveApp.Run(null, new LiveAppOptions { Source = clip, Realtime = true, DisplayFps = 30, Width = 160, Height = 120, WarmupCaptions = 1000 },
+            new SlowSession(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(100)), AppTestSupport.Loop(Pacing.Live, policy: "finished"), CancellationToken.None);
+        Assert.Null(stats.Error);
+        var (shown, asked) = Assert.NotNull(stats.WarmupUnfinished);
+        Assert.Equal(1000, asked);
+        Assert.True(shown >= 1, "the clip gave no caption");
+        Assert.Equal(0, stats.WarmupCaptions);
+        Assert.Equal(shown, stats.Latencies.Count);                     // every caption, the first included
+        Assert.Equal(stats.FirstCaption!.Value.LatencyMs, stats.Latencies[0]);
+        Assert.True(stats.LatencyP50 > 0);
+        Assert.InRange(stats.RenderFps, 5, 40);                         // the frames rendered, not none
+        Assert.Equal(stats.FramesRendered, stats.FrameTimesMs.Count);
+        var report = ProfileReport.Summary(stats);
+        Assert.Equal(false, report["warmup_ended"]);
+        Assert.Equal(0, report["warmup_captions"]);
+    }
 }

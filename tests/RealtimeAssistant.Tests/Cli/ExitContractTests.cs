@@ -147,6 +147,24 @@ public class ExitContractTests(ITestOutputHelper log)
         Assert.Contains("/proc takes no new files", RaCli.UnwritablePath("/proc/ra-out/x.json", folder: false));
     }
 
+    /// <summary>
+    /// A result with no value (a percentile of no reads is NaN) is written as null: JSON has no
+    /// NaN, and the serializer threw once the bench had run, losing every number it measured.
+    /// </summary>
+    [Fact]
+    public void WriteJson_WritesANumberWithNoValueAsNull_AndKeepsTheRest()
+    {
+        var path = Path.Combine(TestMedia.TempDir("json-nan"), "r.json");
+        RaCli.WriteJson(path, new Dictionary<string, object?> { ["p95"] = double.NaN, ["max"] = double.PositiveInfinity, ["f"] = float.NaN, ["ms"] = 1.25, ["list"] = new[] { 2.5, double.NaN } });
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path));
+        var root = doc.RootElement;
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, root.GetProperty("p95").ValueKind);
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, root.GetProperty("max").ValueKind);
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, root.GetProperty("f").ValueKind);
+        Assert.Equal(1.25, root.GetProperty("ms").GetDouble());
+        Assert.Equal([2.5, double.NaN], root.GetProperty("list").EnumerateArray().Select(e => e.ValueKind == System.Text.Json.JsonValueKind.Null ? double.NaN : e.GetDouble()));
+    }
+
     [Theory]
     [MemberData(nameof(BadInvocations))]
     public void BadInvocation_ExitsTwo_WithOneOrTwoLines_AndNoStackTrace(string what)
