@@ -272,35 +272,22 @@ public static partial class Cli
         }
     }
 
-    static readonly System.Text.Json.JsonSerializerOptions JsonOptions = new() { WriteIndented = true, Converters = { new FiniteOrNull(), new FiniteOrNullSingle() } };
+    static readonly System.Text.Json.JsonSerializerOptions JsonOptions = new() { WriteIndented = true, Converters = { new FiniteOrNull<double>(), new FiniteOrNull<float>() } };
 
     /// <summary>
     /// A number with no value (a percentile of no reads: NaN) as JSON's null: JSON has no NaN, and
     /// the serializer would throw after the run, losing what it measured.
     /// </summary>
-    internal sealed class FiniteOrNull : System.Text.Json.Serialization.JsonConverter<double>
+    internal sealed class FiniteOrNull<T> : System.Text.Json.Serialization.JsonConverter<T> where T : struct, System.Numerics.IFloatingPointIeee754<T>
     {
-        public override double Read(ref System.Text.Json.Utf8JsonReader reader, Type type, System.Text.Json.JsonSerializerOptions options) =>
-            reader.TokenType == System.Text.Json.JsonTokenType.Null ? double.NaN : reader.GetDouble();
+        public override T Read(ref System.Text.Json.Utf8JsonReader reader, Type type, System.Text.Json.JsonSerializerOptions options) =>
+            reader.TokenType == System.Text.Json.JsonTokenType.Null ? T.NaN : T.CreateChecked(reader.GetDouble());
 
-        public override void Write(System.Text.Json.Utf8JsonWriter writer, double value, System.Text.Json.JsonSerializerOptions options)
+        public override void Write(System.Text.Json.Utf8JsonWriter writer, T value, System.Text.Json.JsonSerializerOptions options)
         {
-            if (double.IsFinite(value)) writer.WriteNumberValue(value);
-            else writer.WriteNullValue();
-        }
-
-        public override bool HandleNull => true;
-    }
-
-    internal sealed class FiniteOrNullSingle : System.Text.Json.Serialization.JsonConverter<float>
-    {
-        public override float Read(ref System.Text.Json.Utf8JsonReader reader, Type type, System.Text.Json.JsonSerializerOptions options) =>
-            reader.TokenType == System.Text.Json.JsonTokenType.Null ? float.NaN : reader.GetSingle();
-
-        public override void Write(System.Text.Json.Utf8JsonWriter writer, float value, System.Text.Json.JsonSerializerOptions options)
-        {
-            if (float.IsFinite(value)) writer.WriteNumberValue(value);
-            else writer.WriteNullValue();
+            if (!T.IsFinite(value)) writer.WriteNullValue();
+            else if (value is float f) writer.WriteNumberValue(f); // as float prints it, not widened
+            else writer.WriteNumberValue(double.CreateChecked(value));
         }
 
         public override bool HandleNull => true;

@@ -155,13 +155,14 @@ public class ExitContractTests(ITestOutputHelper log)
     public void WriteJson_WritesANumberWithNoValueAsNull_AndKeepsTheRest()
     {
         var path = Path.Combine(TestMedia.TempDir("json-nan"), "r.json");
-        RaCli.WriteJson(path, new Dictionary<string, object?> { ["p95"] = double.NaN, ["max"] = double.PositiveInfinity, ["f"] = float.NaN, ["ms"] = 1.25, ["list"] = new[] { 2.5, double.NaN } });
+        RaCli.WriteJson(path, new Dictionary<string, object?> { ["p95"] = double.NaN, ["max"] = double.PositiveInfinity, ["f"] = float.NaN, ["g"] = 0.1f, ["ms"] = 1.25, ["list"] = new[] { 2.5, double.NaN } });
         using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(path));
         var root = doc.RootElement;
         Assert.Equal(System.Text.Json.JsonValueKind.Null, root.GetProperty("p95").ValueKind);
         Assert.Equal(System.Text.Json.JsonValueKind.Null, root.GetProperty("max").ValueKind);
         Assert.Equal(System.Text.Json.JsonValueKind.Null, root.GetProperty("f").ValueKind);
         Assert.Equal(1.25, root.GetProperty("ms").GetDouble());
+        Assert.Equal("0.1", root.GetProperty("g").GetRawText()); // a float as float prints it
         Assert.Equal([2.5, double.NaN], root.GetProperty("list").EnumerateArray().Select(e => e.ValueKind == System.Text.Json.JsonValueKind.Null ? double.NaN : e.GetDouble()));
     }
 
