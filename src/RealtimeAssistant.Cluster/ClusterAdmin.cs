@@ -49,6 +49,7 @@ public sealed class ClusterAdmin : IAsyncDisposable
                 var cert = ClusterTls.Certificate(s);
                 c.UseTls(cert, o => ClusterTls.Configure(o, cert, shared: s.Certificate is not null));
             }
+            c.UseConnectionRetryFilter(new RetryFor(s.ConnectPatience));
         });
         var host = builder.Build();
         try { await host.StartAsync(ct); }
@@ -56,9 +57,24 @@ public sealed class ClusterAdmin : IAsyncDisposable
         {
             host.Dispose();
             await redis.DisposeAsync();
-            throw new UserError($"cannot connect to cluster '{s.ClusterId}' through {s.Redis}: {e.GetBaseException().Message} (is a silo of it running?)");
+            throw new UserError($"cannot connect to cluster '{s.ClusterId}' through {s.Redis} within {s.ConnectPatience.TotalSeconds:0} s: {e.GetBaseException().Message} " +
+                (s.Tls ? "(is a silo of it running?)" : "(is a silo of it running? a cluster started with --cluster-tls needs --cluster-tls here too)"));
         }
         return new ClusterAdmin(host, redis, s);
+    }
+
+    /// <summary>Retries what Orleans' default retries (a refused or dropped connection, no gateway yet), a second apart, until <paramref name="patience"/> has passed since the first try.</summary>
+    sealed class RetryFor(TimeSpan patience) : IClientConnectionRetryFilter
+    {
+        readonly Stopwatch _since = Stopwatch.StartNew();
+
+        public async Task<bool> ShouldRetryConnectionAttempt(Exception exception, CancellationToken ct)
+        {
+            if (ct.IsCancellationRequested || _since.Elapsed >= patience) return false;
+            if (exception is not (OrleansMessageRejectionException or Orleans.Runtime.Messaging.ConnectionFailedException)) return false;
+            await Task.Delay(TimeSpan.FromSeconds(1), ct);
+            return true;
+        }
     }
 
     public static async Task<IReadOnlyList<SiloView>> StatusAsync(IGrainFactory grains)

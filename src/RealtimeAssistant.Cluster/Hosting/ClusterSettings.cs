@@ -31,6 +31,12 @@ public sealed record ClusterSettings
     /// <summary>Failure detection: a silo that misses this many probes of this timeout is voted dead.</summary>
     public TimeSpan ProbeTimeout { get; init; } = TimeSpan.FromSeconds(2);
     public int MissedProbesLimit { get; init; } = 2;
+    /// <summary>
+    /// How long a client (`ra cluster status`, `drain`) keeps trying to reach the cluster's silos:
+    /// long enough for one that is starting to register, where Orleans' own back-off made a user
+    /// who named a cluster with no silo, or left out --cluster-tls, wait three minutes.
+    /// </summary>
+    public TimeSpan ConnectPatience { get; init; } = TimeSpan.FromSeconds(15);
 
     /// <summary>The Redis endpoint and database, after checking the URL (a one-line UserError otherwise).</summary>
     public (string Host, int Port, int Database) RedisEndpoint()
