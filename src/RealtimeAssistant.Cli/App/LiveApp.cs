@@ -303,7 +303,7 @@ public static class LiveApp
     public static void PrintColdStart(LiveStats s)
     {
         if (s.WarmupUnfinished is { } w)
-            AnsiConsole.MarkupLine($"the run ended during its warm-up ({w.Shown} of {w.Asked} captions): the figures above count from the start, the cold start included");
+            AnsiConsole.MarkupLine($"the run ended during its warm-up{(w.Asked > 0 ? $" ({w.Shown} of {w.Asked} captions)" : "")}: the figures above count from the start, the cold start included");
         else if (s.FirstCaption is { } first && s.WarmupCaptions > 0)
             AnsiConsole.MarkupLine($"cold start: the first caption was on screen {first.AtSeconds:0.00} s in, {first.LatencyMs:0} ms after its frame; " +
                 $"the figures above count from caption {s.WarmupCaptions + 1} on");
