@@ -131,6 +131,26 @@ public static partial class Cli
     }
 
     /// <summary>
+    /// A number of seconds a run lasts or waits, refused while parsing unless in (0, <paramref name="max"/>]:
+    /// NaN reached TimeSpan.FromSeconds and threw past every handler, and 0 or a negative one ran nothing and exited 0.
+    /// </summary>
+    public static Option<double> Seconds(Option<double> option, double max)
+    {
+        Check(option, v => v > 0 && v <= max ? null : SecondsError(option.Name, v, max));
+        return option;
+    }
+
+    /// <inheritdoc cref="Seconds(Option{double}, double)"/>
+    public static Option<double?> Seconds(Option<double?> option, double max)
+    {
+        Check(option, v => v is not { } s || (s > 0 && s <= max) ? null : SecondsError(option.Name, s, max));
+        return option;
+    }
+
+    static string SecondsError(string name, double v, double max) =>
+        $"{name} must be a number of seconds in (0, {max.ToString(System.Globalization.CultureInfo.InvariantCulture)}], got {v.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+
+    /// <summary>
     /// A range check on an option's value. A token that does not parse is left to the parser, which
     /// reports it as a parse error; reading its value here would throw past every handler.
     /// </summary>

@@ -44,7 +44,7 @@ public static class ClusterBench
             var o = new Settings(Ints(pr.GetValue(silos)!, "--silos", 1, 32), Ints(pr.GetValue(streams)!, "--streams", 1, 1024), Streaming.SimulatedModel.Parse(pr.GetValue(simulate)!),
                 pr.GetValue(fps), pr.GetValue(warmup), pr.GetValue(seconds), pr.GetValue(failSilos), pr.GetValue(failStreams), pr.GetValue(maxStreamsPerCore));
             if (o.Fps is < 1 or > 60) throw new UserError("--fps must be 1..60");
-            if (o.Warmup is < 0 or > 600 || o.Seconds is < 1 or > 3600) throw new UserError("--warmup must be 0..600 s and --seconds 1..3600 s");
+            if (!(o.Warmup >= 0 && o.Warmup <= 600 && o.Seconds >= 1 && o.Seconds <= 3600)) throw new UserError("--warmup must be 0..600 s and --seconds 1..3600 s");
             if (o.FailSilos < 2 || o.FailStreams < 1) throw new UserError("the failover run needs --failover-silos ≥ 2 and --failover-streams ≥ 1");
             await using var redis = pr.GetValue(redisUrl) is { } u ? LocalRedis.Existing(u) : await LocalRedis.StartAsync();
             AnsiConsole.MarkupLine($"[grey]Redis {Markup.Escape(redis.Url)} · simulated model {Markup.Escape(o.Model.Version)} · clips {o.Fps} fps, every frame read · {Environment.ProcessorCount} cores[/]");

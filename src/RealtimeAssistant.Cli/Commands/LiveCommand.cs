@@ -13,7 +13,7 @@ public static class LiveCommand
         var source = new Argument<string>("source") { Description = "camera index (0), /dev/videoN, video file, rtsp:// or http(s):// stream (through ffmpeg), FIFO, image folder or 'synthetic[:seed=N]'", DefaultValueFactory = _ => "0" };
         var loop = new Option<bool>("--loop") { Description = "replay a file when it ends" };
         var fps = Cli.DisplayFpsOption();
-        var seconds = new Option<double?>("--seconds") { Description = "stop after this many seconds" };
+        var seconds = Cli.Seconds(new Option<double?>("--seconds") { Description = "stop after this many seconds" }, max: 7 * 86400);
         var headless = new Option<bool>("--headless") { Description = "do not open a window even if a display exists" };
         var noHud = new Option<bool>("--no-hud") { Description = "start with the HUD hidden (H toggles it)" };
         var snapshot = new Option<string?>("--snapshot") { Description = "when the run ends, save its last overlay frame to this PNG" };

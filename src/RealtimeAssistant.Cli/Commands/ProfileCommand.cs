@@ -14,7 +14,7 @@ public static class ProfileCommand
         var input = new Argument<string>("input") { Description = "video file (or FIFO, image folder, 'synthetic')" };
         var output = Cli.WritesTo(new Option<string?>("--output", "-o") { Description = "report folder (default: runs/profile-TIMESTAMP)" }, folder: true);
         var fps = Cli.DisplayFpsOption();
-        var seconds = new Option<double?>("--seconds") { Description = "stop after this many seconds (default: the whole file)" };
+        var seconds = Cli.Seconds(new Option<double?>("--seconds") { Description = "stop after this many seconds (default: the whole file)" }, max: 7 * 86400);
         var warmup = new Option<int>("--warmup-captions")
         {
             Description = "captions that warm the model up before the report's record starts: their one-time costs (JIT, allocation) are the cold start, reported on its own line (0: record from the start)",

@@ -23,7 +23,7 @@ public static class ServeCommand
         var queue = new Option<int>("--queue") { Description = "chat requests that may wait for the model while one runs (429 past that)", DefaultValueFactory = _ => 16 };
         var media = new Option<string?>("--media") { Description = "the folder clients may open video files from (default: the bundled media/); nothing outside it is read" };
         var sources = new Option<string>("--sources") { Description = "kinds of live source clients may open: any of file,url,camera,push", DefaultValueFactory = _ => "file,url,camera,push" };
-        var grace = new Option<double>("--stream-grace") { Description = "seconds a live stream lives on with no client following it (a push stream: with no WebSocket) before it is freed", DefaultValueFactory = _ => 30 };
+        var grace = Cli.Seconds(new Option<double>("--stream-grace") { Description = "seconds a live stream lives on with no client following it (a push stream: with no WebSocket) before it is freed", DefaultValueFactory = _ => 30 }, max: 86400);
         var pushFps = new Option<double>("--max-push-fps") { Description = "frames per second a push stream takes; more are dropped and counted", DefaultValueFactory = _ => 30 };
         var cors = new Option<string?>("--cors-origins") { Description = "web origins whose pages may call the API from a browser (CORS), comma-separated (https://app.example.com,http://localhost:3000), or * for any; by default only the page at / (same origin)" };
         var imageUrls = new Option<string>("--image-urls") { Description = "http(s) image URLs in chat messages: off (data: URIs only), public (fetched from hosts on public addresses only, checked at connect time, redirects included) or any (every host, the LAN and loopback too)", DefaultValueFactory = _ => "off" };
@@ -77,7 +77,6 @@ public static class ServeCommand
                 },
             };
             if (pr.GetValue(queue) < 1) throw new UserError($"--queue must be at least 1, got {pr.GetValue(queue)}");
-            if (!double.IsFinite(pr.GetValue(grace)) || pr.GetValue(grace) > 86400) throw new UserError($"--stream-grace must be a number of seconds up to a day, got {pr.GetValue(grace).ToString(CultureInfo.InvariantCulture)}");
             if (pr.GetValue(cluster.Cluster) is not null)
             {
                 var settings = cluster.Settings(pr) with
