@@ -292,7 +292,8 @@ public static partial class Cli
         }
     }
 
-    static readonly System.Text.Json.JsonSerializerOptions JsonOptions = new() { WriteIndented = true, Converters = { new FiniteOrNull<double>(), new FiniteOrNull<float>() } };
+    /// <summary>How every JSON report is written: indented, a number with no value as null.</summary>
+    internal static readonly System.Text.Json.JsonSerializerOptions JsonOptions = new() { WriteIndented = true, Converters = { new FiniteOrNull<double>(), new FiniteOrNull<float>() } };
 
     /// <summary>
     /// A number with no value (a percentile of no reads: NaN) as JSON's null: JSON has no NaN, and

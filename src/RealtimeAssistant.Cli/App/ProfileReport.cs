@@ -95,18 +95,18 @@ public static class ProfileReport
         written.Add(timePng);
 
         var json = Path.Combine(dir, "report.json");
-        File.WriteAllText(json, System.Text.Json.JsonSerializer.Serialize(Summary(s), new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(json, System.Text.Json.JsonSerializer.Serialize(Summary(s), Cli.JsonOptions));
         written.Add(json);
         return written;
     }
 
-    public static Dictionary<string, object> Summary(LiveStats s)
+    public static Dictionary<string, object?> Summary(LiveStats s)
     {
         var stages = new Dictionary<string, object>();
         foreach (var name in Stages)
             if (s.Profile.Stage(name) is { Count: > 0 } st)
                 stages[name] = new { n = st.Count, mean = R(st.Mean), p50 = R(st.P50), p95 = R(st.P95), p99 = R(st.P99), max = R(st.Max) };
-        return new Dictionary<string, object>
+        return new Dictionary<string, object?>
         {
             ["source"] = s.Source,
             ["context"] = s.Context,
@@ -118,9 +118,9 @@ public static class ProfileReport
             ["captions"] = s.Captions,
             ["caption_hz"] = R(s.CaptionHz),
             ["words_hz"] = R(s.WordsHz),
-            ["latency_ms_p50"] = R(s.LatencyP50),
-            ["latency_ms_p95"] = R(s.LatencyP95),
-            ["latency_ms_p99"] = R(s.LatencyP99),
+            ["latency_ms_p50"] = s.Latencies.Count > 0 ? R(s.LatencyP50) : null, // null: no caption in the record, not 0 ms
+            ["latency_ms_p95"] = s.Latencies.Count > 0 ? R(s.LatencyP95) : null, // null: no caption in the record, not 0 ms
+            ["latency_ms_p99"] = s.Latencies.Count > 0 ? R(s.LatencyP99) : null, // null: no caption in the record, not 0 ms
             ["frames_captured"] = s.FramesCaptured,
             ["dropped_frames"] = s.DroppedForInference,
             ["dropped_for_display"] = s.DroppedForDisplay,

@@ -146,7 +146,14 @@ public class LiveWindowTests(ITestOutputHelper log)
         Assert.InRange(stats.RenderFps, 5, 40);                         // the frames rendered, not none
         Assert.Equal(stats.FramesRendered, stats.FrameTimesMs.Count);
         var report = ProfileReport.Summary(stats);
+        Assert.Equal(R(stats.LatencyP95), report["latency_ms_p95"]);
         Assert.Equal(false, report["warmup_ended"]);
         Assert.Equal(0, report["warmup_captions"]);
+        // A record with no caption in it (a run too short for one after its warm-up) has no latency, not 0 ms.
+        var none = ProfileReport.Summary(stats with { Latencies = [] });
+        Assert.Null(none["latency_ms_p50"]);
+        Assert.Null(none["latency_ms_p95"]);
     }
+
+    static double R(double v) => Math.Round(v, 2);
 }
