@@ -119,10 +119,11 @@ public static class LiveApp
 
         var budgetMs = 1000.0 / o.DisplayFps;
         var feed = new HudFeed(profiler, budgetMs);
+        // From the start, the warm-up included (the HUD's fps needs it); the record is what follows the warm-up (the *AtMeasure indices).
         var frameTimes = new List<double>(4096);
-        var allFrameTimes = new List<double>(4096); // from the start, the warm-up included: the HUD's fps, and the record of a run that ended during its warm-up
         var rss = new List<(double, double)>();
-        long rendered = 0, lastCompleted = 0, measuredFrames = 0;
+        long rendered = 0, lastCompleted = 0;
+        int framesAtMeasure = 0, latenciesAtMeasure = 0, firstWordsAtMeasure = 0;
         Frame? current = null;
         string? error = null;
         var clock = Stopwatch.StartNew();
@@ -131,8 +132,6 @@ public static class LiveApp
         IReadOnlyDictionary<string, long> levelsAtMeasure = new Dictionary<string, long>();
         var latencies = new List<double>();
         var firstWords = new List<double>();
-        var allLatencies = new List<double>();
-        var allFirstWords = new List<double>();
         long firstWordOf = -1; // the capture time of the caption whose first word was last seen
         int shown = 0; // captions on screen so far
         (double, double)? firstCaption = null;
@@ -151,6 +150,7 @@ public static class LiveApp
                     if (o.WarmupSeconds > 0 || o.WarmupCaptions > 0) profiler.Restart();
                     rssStart = RssMb();
                     captionsAtMeasure = loop.Captions;
+                    (framesAtMeasure, latenciesAtMeasure, firstWordsAtMeasure) = (frameTimes.Count, latencies.Count, firstWords.Count);
                     wordsAtMeasure = profiler.Snapshot().Counter(CaptionStages.CaptionWords)?.Total ?? 0;
                     capturedAtMeasure = loop.FramesCaptured;
                     droppedAtMeasure = loop.DroppedForInference;
@@ -168,20 +168,18 @@ public static class LiveApp
                 {
                     firstWordOf = view.CapturedAt;
                     var ms = profiler.RecordLatency(view.CapturedAt, Profiler.GlassToFirstWord);
-                    allFirstWords.Add(ms);
-                    if (measureFrom >= 0) firstWords.Add(ms);
+                    firstWords.Add(ms);
                 }
                 if (view.Completed > lastCompleted)
                 {
                     lastCompleted = view.Completed;
                     // Glass-to-caption: the frame left its source; now its finished caption is on screen.
                     var ms = profiler.RecordLatency(view.CapturedAt);
-                    allLatencies.Add(ms);
-                    if (measureFrom >= 0) latencies.Add(ms);
+                    latencies.Add(ms);
                     if (shown++ == 0) firstCaption = (now, ms);
                     if (o.PrintCaptions) PrintCaption(view, ms);
                 }
-                var fps = RecentFps(allFrameTimes);
+                var fps = RecentFps(frameTimes);
                 var hud = presenter.ShowHud ? feed.Stats(fps, loop, TimeSpan.FromMilliseconds(250)) : null;
                 using (profiler.Time(Profiler.Render))
                 {
@@ -195,8 +193,7 @@ public static class LiveApp
                 {
                     var frameMs = (after - lastTick) * 1000;
                     feed.AddFrameTime(frameMs);
-                    allFrameTimes.Add(frameMs);
-                    if (measureFrom >= 0) { frameTimes.Add(frameMs); measuredFrames++; }
+                    frameTimes.Add(frameMs);
                 }
                 lastTick = after;
 
@@ -216,7 +213,7 @@ public static class LiveApp
             {
                 // Drawn again without a swap, so a window's back buffer still holds it.
                 presenter.RefreshHudNow();
-                presenter.Render(current?.Image, loop.Board.View, presenter.ShowHud ? feed.Stats(RecentFps(allFrameTimes), loop, TimeSpan.Zero) : null, ui.Status(loop));
+                presenter.Render(current?.Image, loop.Board.View, presenter.ShowHud ? feed.Stats(RecentFps(frameTimes), loop, TimeSpan.Zero) : null, ui.Status(loop));
                 presenter.Renderer.SavePng(snapshotPath);
             }
             context.Key -= ui.OnKey;
@@ -235,8 +232,10 @@ public static class LiveApp
         {
             measureFrom = 0;
             rssStart = rss.Count > 0 ? rss[0].Item2 : RssMb();
-            (latencies, firstWords, frameTimes, measuredFrames) = (allLatencies, allFirstWords, allFrameTimes, allFrameTimes.Count);
         }
+        // The record: what followed the warm-up (all of it for a run that ended during the warm-up).
+        (frameTimes, latencies, firstWords) = (frameTimes[framesAtMeasure..], latencies[latenciesAtMeasure..], firstWords[firstWordsAtMeasure..]);
+        long measuredFrames = frameTimes.Count;
         var measured = TimeSpan.FromSeconds(Math.Max(1e-6, end - measureFrom));
         var snap = profiler.Snapshot();
         var sorted = frameTimes.Order().ToArray();

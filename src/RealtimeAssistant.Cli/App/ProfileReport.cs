@@ -106,6 +106,7 @@ public static class ProfileReport
         foreach (var name in Stages)
             if (s.Profile.Stage(name) is { Count: > 0 } st)
                 stages[name] = new { n = st.Count, mean = R(st.Mean), p50 = R(st.P50), p95 = R(st.P95), p99 = R(st.P99), max = R(st.Max) };
+        double? Latency(double v) => s.Latencies.Count > 0 ? R(v) : null; // null: no caption in the record, not 0 ms
         return new Dictionary<string, object?>
         {
             ["source"] = s.Source,
@@ -118,9 +119,9 @@ public static class ProfileReport
             ["captions"] = s.Captions,
             ["caption_hz"] = R(s.CaptionHz),
             ["words_hz"] = R(s.WordsHz),
-            ["latency_ms_p50"] = s.Latencies.Count > 0 ? R(s.LatencyP50) : null, // null: no caption in the record, not 0 ms
-            ["latency_ms_p95"] = s.Latencies.Count > 0 ? R(s.LatencyP95) : null, // null: no caption in the record, not 0 ms
-            ["latency_ms_p99"] = s.Latencies.Count > 0 ? R(s.LatencyP99) : null, // null: no caption in the record, not 0 ms
+            ["latency_ms_p50"] = Latency(s.LatencyP50),
+            ["latency_ms_p95"] = Latency(s.LatencyP95),
+            ["latency_ms_p99"] = Latency(s.LatencyP99),
             ["frames_captured"] = s.FramesCaptured,
             ["dropped_frames"] = s.DroppedForInference,
             ["dropped_for_display"] = s.DroppedForDisplay,

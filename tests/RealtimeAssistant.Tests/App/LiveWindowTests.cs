@@ -75,9 +75,7 @@ public class LiveWindowTests(ITestOutputHelper log)
     public void LiveApp_CountsTheLevelsOfTheReadsAfterItsWarmUp_BesideTheWholeRunsCounts()
     {
         // A 4 s clip at 20 fps read in real time: 1.5 s of warm-up, then the rest measured.
-        var clip = TestMedia.WriteClip(TestMedia.TempDir("app-levels"), frames: 80, fps: 20);
-        var stats = LiveApp.Run(null, new LiveAppOptions { Source = clip, Realtime = true, DisplayFps = 30, Width = 160, Height = 120, WarmupSeconds = 1.5 },
-            new SlowSession(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(20)), AppTestSupport.Loop(Pacing.Live, policy: "finished"), CancellationToken.None);
+        var stats = RunOnAClip("app-levels", frames: 80, writeMs: 20, o => o with { WarmupSeconds = 1.5 });
         Assert.Null(stats.Error);
         long all = stats.Stream.Levels.Values.Sum(), measured = stats.LevelsMeasured.Values.Sum();
         log.WriteLine($"reads {all}, after the warm-up {measured}");
@@ -88,9 +86,7 @@ public class LiveWindowTests(ITestOutputHelper log)
     [Fact]
     public void LiveApp_TimesEachCaptionOnce_OnScreen_BesideWhenTheModelFinishedIt()
     {
-        var clip = TestMedia.WriteClip(TestMedia.TempDir("app-glass"), frames: 60, fps: 20);
-        var stats = LiveApp.Run(null, new LiveAppOptions { Source = clip, Realtime = true, DisplayFps = 30, Width = 160, Height = 120 },
-            new SlowSession(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(100)), AppTestSupport.Loop(Pacing.Live, policy: "finished"), CancellationToken.None);
+        var stats = RunOnAClip("app-glass", frames: 60, writeMs: 100);
         Assert.Null(stats.Error);
         var glass = stats.Profiler.Series(RealtimeAssistant.Pipeline.Profiler.GlassToCaption);
         var ready = stats.Profiler.Series(RealtimeAssistant.Pipeline.Profiler.CaptionReady);
@@ -110,9 +106,7 @@ public class LiveWindowTests(ITestOutputHelper log)
     [Fact]
     public void LiveApp_AfterWarmUpCaptions_RecordsFromThere_AndKeepsTheColdStartApart()
     {
-        var clip = TestMedia.WriteClip(TestMedia.TempDir("app-warm"), frames: 60, fps: 20);
-        var stats = LiveApp.Run(null, new LiveAppOptions { Source = clip, Realtime = true, DisplayFps = 30, Width = 160, Height = 120, WarmupCaptions = 2 },
-            new SlowSession(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(100)), AppTestSupport.Loop(Pacing.Live, policy: "finished"), CancellationToken.None);
+        var stats = RunOnAClip("app-warm", frames: 60, writeMs: 100, o => o with { WarmupCaptions = 2 });
         Assert.Null(stats.Error);
         var (at, latency) = stats.FirstCaption!.Value;
         Assert.InRange(at, 0.1, 3);          // after a read and a 100 ms write, well before the clip ends
@@ -132,9 +126,7 @@ public class LiveWindowTests(ITestOutputHelper log)
     [Fact]
     public void LiveApp_EndingDuringTheWarmUp_RecordsTheWholeRun_AndSaysSo()
     {
-        var clip = TestMedia.WriteClip(TestMedia.TempDir("app-warm-short"), frames: 30, fps: 20);
-        var stats = LiveApp.Run(null, new LiveAppOptions { Source = clip, Realtime = true, DisplayFps = 30, Width = 160, Height = 120, WarmupCaptions = 1000 },
-            new SlowSession(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(100)), AppTestSupport.Loop(Pacing.Live, policy: "finished"), CancellationToken.None);
+        var stats = RunOnAClip("app-warm-short", frames: 30, writeMs: 100, o => o with { WarmupCaptions = 1000 });
         Assert.Null(stats.Error);
         var (shown, asked) = Assert.NotNull(stats.WarmupUnfinished);
         Assert.Equal(1000, asked);
@@ -156,4 +148,13 @@ public class LiveWindowTests(ITestOutputHelper log)
     }
 
     static double R(double v) => Math.Round(v, 2);
+
+    /// <summary>A generated clip at 20 fps played in real time, headless, to a session that reads in 5 ms and writes in <paramref name="writeMs"/>, captions back to back.</summary>
+    static LiveStats RunOnAClip(string name, int frames, int writeMs, Func<LiveAppOptions, LiveAppOptions>? options = null)
+    {
+        var clip = TestMedia.WriteClip(TestMedia.TempDir(name), frames: frames, fps: 20);
+        var o = new LiveAppOptions { Source = clip, Realtime = true, DisplayFps = 30, Width = 160, Height = 120 };
+        return LiveApp.Run(null, options?.Invoke(o) ?? o, new SlowSession(TimeSpan.FromMilliseconds(5), TimeSpan.FromMilliseconds(writeMs)),
+            AppTestSupport.Loop(Pacing.Live, policy: "finished"), CancellationToken.None);
+    }
 }
