@@ -115,7 +115,7 @@ public static class BenchCommand
         public (long Before, long LoadPeak)? LoadRss { get; init; }
         /// <summary>The peak while the prompt's image was encoded and embedded (VmHWM, reset after the load), bytes.</summary>
         public long? PromptPeak { get; init; }
-        public int Tokens => (int)Embeds.shape[1];
+        public int Tokens => (int)Embeds.size(1);
 
         public static EngineWorkload Random(int L, int D, int T, Device dev, ScalarType dt, string weights)
         {
@@ -159,7 +159,7 @@ public static class BenchCommand
                     LoadRss = before is { } b && loaded is { } l ? (b.Current, l.Peak) : null, PromptPeak = promptPeak,
                     Group = engine.GroupPositions ? CacheGroup.Target : CacheGroup.Source, DecodeStart = engine.GroupPositions ? 0 : next,
                     Format = engine.Weights, DType = engine.DType, Device = engine.Device,
-                    Description = $"{dir}: {engine.Model.ModelType}, {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, intermediate {c.IntermediateSize}, {c.NumAttentionHeads} heads ({c.NumKeyValueHeads} kv), {embeds.shape[1]} prompt tokens, decoding in the {(engine.GroupPositions ? "target" : "source")} group",
+                    Description = $"{dir}: {engine.Model.ModelType}, {c.NumHiddenLayers} layers, hidden {c.HiddenSize}, intermediate {c.IntermediateSize}, {c.NumAttentionHeads} heads ({c.NumKeyValueHeads} kv), {embeds.size(1)} prompt tokens, decoding in the {(engine.GroupPositions ? "target" : "source")} group",
                 };
             }
             catch { engine.Dispose(); throw; }

@@ -63,11 +63,11 @@ public sealed record DecoderStep
 /// <param name="Skip">The oldest entries of <paramref name="K"/> the plan said the block does not attend (<see cref="ILayerPlan.Skip"/>).</param>
 public readonly record struct AttentionInput(int Layer, SelfAttention Attention, Tensor Q, Tensor BlockK, Tensor BlockV, Tensor K, Tensor V, long Before, long Skip)
 {
-    public long Rows => Q.shape[2];
+    public long Rows => Q.size(2);
     /// <summary>Earlier entries the block attends: the cache before it, less the skipped ones.</summary>
     public long Prior => Before - Skip;
     /// <summary>The keys and values the block attends (the skipped ones are never scored).</summary>
-    public (Tensor K, Tensor V) Attended => Skip == 0 ? (K, V) : (K.narrow(2, Skip, K.shape[2] - Skip), V.narrow(2, Skip, V.shape[2] - Skip));
+    public (Tensor K, Tensor V) Attended => Skip == 0 ? (K, V) : (K.narrow(2, Skip, K.size(2) - Skip), V.narrow(2, Skip, V.size(2) - Skip));
 }
 
 /// <summary>
@@ -116,7 +116,7 @@ public sealed record BandPlan(long[] SkipEntries, int Rows) : ILayerPlan
     {
         var attn = a.Attention;
         long skip = SkipEntries[a.Layer];
-        var (kNear, vNear) = skip == 0 ? (a.K, a.V) : (a.K.narrow(2, skip, a.K.shape[2] - skip), a.V.narrow(2, skip, a.V.shape[2] - skip));
+        var (kNear, vNear) = skip == 0 ? (a.K, a.V) : (a.K.narrow(2, skip, a.K.size(2) - skip), a.V.narrow(2, skip, a.V.size(2) - skip));
         if (Rows >= a.Rows) return new(attn.Attend(a.Q, kNear, vNear, null));
         var near = attn.AttendRows(a.Q, 0, Rows, kNear, vNear);
         var all = attn.AttendRows(a.Q, Rows, (int)a.Rows - Rows, a.K, a.V);
@@ -176,7 +176,7 @@ public sealed class DecoderModel : nn.Module
     /// the batch forward below.
     /// </summary>
     public Tensor Forward(Tensor embeds, DecoderStep step) =>
-        embeds.shape[0] == 1 && step.PositionTensor is null ? ForwardMany([(embeds, step)])[0] : Forward(embeds, step, -1, out _);
+        embeds.size(0) == 1 && step.PositionTensor is null ? ForwardMany([(embeds, step)])[0] : Forward(embeds, step, -1, out _);
 
     /// <summary>
     /// The batch forward (training: B rows, each with its own positions and mask). As
@@ -220,7 +220,7 @@ public sealed class DecoderModel : nn.Module
 
     /// <summary>The last <paramref name="rows"/> rows of hidden states [B, T, D] (null: all).</summary>
     static Tensor LastRows(Tensor h, int? rows) =>
-        rows is { } n && n < h.shape[1] ? h.narrow(1, h.shape[1] - n, n) : h;
+        rows is { } n && n < h.size(1) ? h.narrow(1, h.size(1) - n, n) : h;
 
     /// <summary>
     /// One forward for several sequences at once, each with its own block, cache, positions and
@@ -236,7 +236,7 @@ public sealed class DecoderModel : nn.Module
     {
         foreach (var (e, st) in seqs)
         {
-            if (e.shape[0] != 1 || st.PositionTensor is not null || st.Positions.Length != e.shape[1])
+            if (e.size(0) != 1 || st.PositionTensor is not null || st.Positions.Length != e.size(1))
                 throw new ArgumentException($"each sequence is one block [1, T, D] with T position ids (got {string.Join("x", e.shape)}, {st.Positions.Length} positions)");
             if (st.OutputRows < 0) throw new ArgumentException($"output rows must be ≥ 0, got {st.OutputRows}");
         }
@@ -253,8 +253,8 @@ public sealed class DecoderModel : nn.Module
         // One sequence's few rows with no plan (drafted tokens being verified, a short prompt):
         // every layer on the kernels, as a decode step runs.
         if (seqs.Count == 1 && rowIdx.Count == 0 && seqs[0].Step is { Plan: null, Mask: null, Cache: { } blockCache } blockStep
-            && seqs[0].Embeds is var blockEmbeds && blockEmbeds.shape[1] <= Kernels.Gemv.MaxRows && KernelBlock(blockEmbeds, blockCache)
-            && FusedFor((int)blockEmbeds.shape[1]) is { } whole)
+            && seqs[0].Embeds is var blockEmbeds && blockEmbeds.size(1) <= Kernels.Gemv.MaxRows && KernelBlock(blockEmbeds, blockCache)
+            && FusedFor((int)blockEmbeds.size(1)) is { } whole)
             return [RunBlockFused(whole, 0, blockEmbeds, blockStep, null)];
         var blockIdx = Enumerable.Range(0, seqs.Count).Except(rowIdx).ToList();
         var rowSeqs = rowIdx.Select(i => seqs[i]).ToList();
@@ -291,7 +291,7 @@ public sealed class DecoderModel : nn.Module
             // One sequence whose plan has nothing left to decide (a pruned read after its visual
             // tokens left) and a few rows: the rest of the layers on the kernels.
             if (n == 1 && m == 0 && seqs[0].Step is { Plan: { } blockPlan, Cache: { } cache, Mask: null, Group: CacheGroup.Source } only
-                && blockPlan.PlainFrom(l) && h[0].shape[1] <= Kernels.Gemv.MaxRows && KernelBlock(h[0], cache) && FusedFor((int)h[0].shape[1]) is { } rest)
+                && blockPlan.PlainFrom(l) && h[0].size(1) <= Kernels.Gemv.MaxRows && KernelBlock(h[0], cache) && FusedFor((int)h[0].size(1)) is { } rest)
                 return [RunBlockFused(rest, l, h[0], only with { Positions = positions[0] }, blockPlan)];
             // Each layer's intermediates die with it; the rows and tables carried to the next layer move out.
             var layerScope = torch.NewDisposeScope();
@@ -318,7 +318,7 @@ public sealed class DecoderModel : nn.Module
                 }
                 for (int u = first; u < n; u++)
                 {
-                    long rows = h[u].shape[1];
+                    long rows = h[u].size(1);
                     var (qi, ki, vi) = n == 1 ? (q, k, v) : (q.narrow(2, offset, rows), k.narrow(2, offset, rows), v.narrow(2, offset, rows));
                     offset += rows;
                     var step = seqs[blockIdx[u - first]].Step;
@@ -331,17 +331,17 @@ public sealed class DecoderModel : nn.Module
                         if (r.Stay is { } stay)
                         {
                             var idx = r.Index(h[u].device);
-                            if (stay.Length != h[u].shape[1]) h[u] = h[u].index_select(1, idx);
+                            if (stay.Length != h[u].size(1)) h[u] = h[u].index_select(1, idx);
                             (cos[u], sin[u], positions[u]) = (cos[u].index_select(-2, idx), sin[u].index_select(-2, idx), positions[u].Select(stay));
                             (cosAll, sinAll) = (null, null);
                         }
                         if (r.Output is not { } po) continue; // no row of this sequence goes on: its h is what it was
                         o = po;
                     }
-                    if (l == layers.Count - 1 && step.OutputRows is { } keep && keep < h[u].shape[1])
+                    if (l == layers.Count - 1 && step.OutputRows is { } keep && keep < h[u].size(1))
                     {
                         // The rows nobody reads leave here: their keys and values are in the cache already.
-                        long from = h[u].shape[1] - keep;
+                        long from = h[u].size(1) - keep;
                         (h[u], o) = (h[u].narrow(1, from, keep), o.narrow(2, from, keep));
                         if (keep == 0) continue;
                     }
@@ -350,12 +350,12 @@ public sealed class DecoderModel : nn.Module
                 }
                 if (going.Count == 0) { hAll = null; continue; }
                 var updated = layer.ResidualMlp(Cat(going.Select(u => h[u]).ToList(), 1).Plus(layer.self_attn.Output(Cat(outs, 2))));
-                if (l == layers.Count - 1) LastLayerRows += updated.shape[1];
+                if (l == layers.Count - 1) LastLayerRows += updated.size(1);
                 hAll = going.Count == n ? updated : null;
                 offset = 0;
                 foreach (var u in going)
                 {
-                    long t = h[u].shape[1];
+                    long t = h[u].size(1);
                     h[u] = going.Count == 1 ? updated : updated.narrow(1, offset, t);
                     offset += t;
                 }
@@ -371,8 +371,8 @@ public sealed class DecoderModel : nn.Module
         for (int j = 0; j < m; j++) result[rowIdx[j]] = (seqs.Count == 1 ? final : final.narrow(1, at++, 1)).MoveToOuterDisposeScope();
         for (int u = first; u < n; u++)
         {
-            result[blockIdx[u - first]] = (n == 1 ? final : final.narrow(1, at, h[u].shape[1])).MoveToOuterDisposeScope();
-            at += h[u].shape[1];
+            result[blockIdx[u - first]] = (n == 1 ? final : final.narrow(1, at, h[u].size(1))).MoveToOuterDisposeScope();
+            at += h[u].size(1);
         }
         return result;
     }
@@ -402,7 +402,7 @@ public sealed class DecoderModel : nn.Module
         var (c, s) = Rope.Tables(step.Positions, ScalarType.Float32, h.device);
         var hidden = fused.RunBlock(from, h, c, s, step, plan);
         FusedForwards++;
-        LastLayerRows += hidden.shape[1];
+        LastLayerRows += hidden.size(1);
         return hidden.MoveToOuterDisposeScope();
     }
 
@@ -440,7 +440,7 @@ public sealed class DecoderModel : nn.Module
     /// <summary>Layer <paramref name="l"/>'s attention for decode rows (see <see cref="KernelRows"/>; row i of q, k, v is sequence i's): per-head outputs [1,H,N,hd].</summary>
     static unsafe Tensor AttendRowsOnKernel(Tensor q, Tensor k, Tensor v, IReadOnlyList<(Tensor Embeds, DecoderStep Step)> seqs, int l, int kvHeads)
     {
-        var (ks, vs) = (k.stride(), v.stride()); // [1, Hkv, N, hd] views: row i is ks[2]·i floats on
+        var (ks, vs) = (k.Strides(), v.Strides()); // [1, Hkv, N, hd] views: row i is ks[2]·i floats on
         if (ks[3] != 1 || vs[3] != 1) throw new InvalidOperationException("decode rows' keys and values must be contiguous within a head");
         float* kp = Kernels.TensorMemory.Ptr<float>(k), vp = Kernels.TensorMemory.Ptr<float>(v);
         var ranges = new Kernels.DecodeAttention.Range[seqs.Count][];
@@ -496,7 +496,7 @@ public sealed class DecoderLayer : nn.Module
     {
         var (q, k, v) = self_attn.Project(input_layernorm.forward(h), cos, sin);
         var r = AttendPlanned(q, k, v, positions, step, kv, plan, layer);
-        if (r.Stay is { } stay && stay.Length != h.shape[1]) h = h.index_select(1, r.Index(h.device));
+        if (r.Stay is { } stay && stay.Length != h.size(1)) h = h.index_select(1, r.Index(h.device));
         if (r.Output is { } o) h = Residual(h.Plus(self_attn.Output(o))); // a new tensor: the caller's embeds are not touched
         return r;
     }
@@ -582,7 +582,7 @@ public sealed class SelfAttention : nn.Module
     /// <summary>Queries [from, from+count) of a block that ends the keys, causal within the block.</summary>
     public Tensor AttendRows(Tensor q, int from, int count, Tensor k, Tensor v)
     {
-        long t = q.shape[2], s = k.shape[2];
+        long t = q.size(2), s = k.size(2);
         return Attend(q.narrow(2, from, count), k, v, CausalMask(t, s, q.device).narrow(0, from, count));
     }
 
@@ -593,7 +593,7 @@ public sealed class SelfAttention : nn.Module
     /// </summary>
     public Tensor AttendTwoGroups(Tensor q, Tensor ks, Tensor vs, Tensor kt, Tensor vt)
     {
-        long b = q.shape[0], t = q.shape[2], s = ks.shape[2], tt = kt.shape[2];
+        long b = q.size(0), t = q.size(2), s = ks.size(2), tt = kt.size(2);
         int rep = _heads / _kvHeads;
         var qg = q.reshape(b, _kvHeads, rep * t, _headDim).mul(_queryScale);
         var scores = torch.cat(new[] { qg.matmul(ks.transpose(-2, -1)), qg.matmul(kt.transpose(-2, -1)) }, -1);
@@ -610,7 +610,7 @@ public sealed class SelfAttention : nn.Module
     /// <summary>x [B,T,D] → q [B,H,T,hd] and k, v [B,Hkv,T,hd], with RoPE applied to q and k.</summary>
     public (Tensor Q, Tensor K, Tensor V) Project(Tensor x, Tensor cos, Tensor sin)
     {
-        long b = x.shape[0], t = x.shape[1];
+        long b = x.size(0), t = x.size(1);
         // One matmul and one rotation for q and k together, where no parameter needs a gradient:
         // on a small model each native call costs more than its arithmetic (decode: ~6 fewer per layer).
         if (_qkv is not null && _qkv.Applies)
@@ -631,15 +631,15 @@ public sealed class SelfAttention : nn.Module
     void Unstack() { _qkv?.Dispose(); _qkv = null; }
 
     /// <summary>Per-head attention output o [B,H,T,hd] → the layer's output [B,T,D] through o_proj.</summary>
-    public Tensor Output(Tensor o) => o_proj.forward(o.transpose(1, 2).reshape(o.shape[0], o.shape[2], _heads * _headDim));
+    public Tensor Output(Tensor o) => o_proj.forward(o.transpose(1, 2).reshape(o.size(0), o.size(2), _heads * _headDim));
 
     /// <summary>Keys/values [B,Hkv,S,hd] repeated to [B,H,S,hd] for grouped-query attention.</summary>
     public Tensor RepeatKv(Tensor kv)
     {
         if (_kvHeads == _heads) return kv;
         int rep = _heads / _kvHeads;
-        long s = kv.shape[2];
-        return kv.unsqueeze(2).expand(kv.shape[0], _kvHeads, rep, s, _headDim).reshape(kv.shape[0], _heads, s, _headDim);
+        long s = kv.size(2);
+        return kv.unsqueeze(2).expand(kv.size(0), _kvHeads, rep, s, _headDim).reshape(kv.size(0), _heads, s, _headDim);
     }
 
     /// <summary>
@@ -648,7 +648,7 @@ public sealed class SelfAttention : nn.Module
     /// </summary>
     public Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor? mask)
     {
-        long t = q.shape[2], s = k.shape[2];
+        long t = q.size(2), s = k.size(2);
         // A decode step on the CPU: the cache streamed once, GQA heads read in place.
         if (t == 1 && mask is null && Kernels.DecodeAttention.Applies(q, (k, v))) return Kernels.DecodeAttention.Run(q, (k, v));
         k = RepeatKv(k); // GQA: each key/value head serves heads/kvHeads query heads
@@ -698,7 +698,7 @@ public sealed class GatedMlp : nn.Module<Tensor, Tensor>
         if (_gateUp is { Applies: true })
         {
             var gu = _gateUp.Forward(x);
-            long n = gu.shape[^1] / 2;
+            long n = gu.size(-1) / 2;
             return grad ? _act(gu.narrow(-1, 0, n)) * gu.narrow(-1, n, n) : _act(gu.narrow(-1, 0, n)).mul_(gu.narrow(-1, n, n));
         }
         // In place where no gradient is kept: two fewer tensors per layer.

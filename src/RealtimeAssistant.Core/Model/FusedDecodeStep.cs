@@ -149,7 +149,7 @@ sealed unsafe class FusedDecodeStep
     public Tensor RunBlock(int from, Tensor h, Tensor cos, Tensor sin, DecoderStep step, ILayerPlan? plan)
     {
         if (plan is not null && step.Group != CacheGroup.Source) throw new ArgumentException("a plan applies to source blocks only");
-        int n = (int)h.shape[1];
+        int n = (int)h.size(1);
         var positions = step.Positions;
         return Run(from, h, cos, sin, null, (layer, qkv, stride, ranges) =>
         {
@@ -179,7 +179,7 @@ sealed unsafe class FusedDecodeStep
     Tensor Run(int from, Tensor embeds, Tensor cos, Tensor sin, StageClock? clock, Place place, int? keep = null)
     {
         long t = clock is null ? 0 : StageClock.Now;
-        int n = (int)embeds.shape[1], d = _d, hd = _headDim, qkvW = (_heads + 2 * _kvHeads) * hd, attW = _heads * hd;
+        int n = (int)embeds.size(1), d = _d, hd = _headDim, qkvW = (_heads + 2 * _kvHeads) * hd, attW = _heads * hd;
         int kept = Math.Min(keep ?? n, n);
         int need = n * (d + d + qkvW + attW + 3 * _inter + d);
         if (_scratch is null || _scratch.Length < need) _scratch = new float[Math.Max(need, 1024)];

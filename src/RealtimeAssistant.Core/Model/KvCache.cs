@@ -43,7 +43,7 @@ public sealed unsafe class KvGroup : IDisposable
 
     public void Append(Tensor k, Tensor v, ReadOnlySpan<long> positions)
     {
-        long n = k.shape[2];
+        long n = k.size(2);
         if (positions.Length != n) throw new ArgumentException($"{positions.Length} positions for {n} entries");
         EnsureCapacity(k, Length + n);
         using (torch.inference_mode())
@@ -58,7 +58,7 @@ public sealed unsafe class KvGroup : IDisposable
     void EnsureCapacity(Tensor like, long needed)
     {
         if (_start + needed <= _cap) return;
-        EnsureCapacity(like.shape[0], like.shape[1], like.shape[3], like.dtype, like.device, needed);
+        EnsureCapacity(like.size(0), like.size(1), like.size(3), like.dtype, like.device, needed);
     }
 
     void EnsureCapacity(long batch, long heads, long dim, ScalarType dtype, Device device, long needed)
@@ -193,7 +193,7 @@ public sealed unsafe class KvGroup : IDisposable
     /// <summary>Appends row <paramref name="row"/> of keys and values [1, Hkv, N, D] (float32 on the CPU, each head's row contiguous): <see cref="AppendRow(Tensor, float*, float*, long, long, long)"/> for one row.</summary>
     public void AppendRow(Tensor k, Tensor v, int row, long position)
     {
-        var (ks, vs) = (k.stride(), v.stride());
+        var (ks, vs) = (k.Strides(), v.Strides());
         if (ks[3] != 1 || vs[3] != 1) throw new ArgumentException("each head's row of keys and values must be contiguous");
         AppendRow(k, Kernels.TensorMemory.Ptr<float>(k) + row * ks[2], Kernels.TensorMemory.Ptr<float>(v) + row * vs[2], ks[1], vs[1], position);
     }

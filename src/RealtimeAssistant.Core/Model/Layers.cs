@@ -173,7 +173,7 @@ public sealed class LayerNorm : nn.Module<Tensor, Tensor>
         _eps = eps;
         RegisterComponents();
     }
-    public override Tensor forward(Tensor x) => F.layer_norm(x, new[] { weight.shape[0] }, weight, bias, _eps);
+    public override Tensor forward(Tensor x) => F.layer_norm(x, new[] { weight.size(0) }, weight, bias, _eps);
 }
 
 /// <summary>LLaMA's RMSNorm, computed in float32 whatever the weights' dtype, as HF does.</summary>
@@ -222,7 +222,7 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>, ICompactable
     public override Tensor forward(Tensor ids)
     {
         if (_compact is not null) return _compact.Rows(ids, _dtype);
-        var shape = ids.shape.Append(weight.shape[1]).ToArray();
+        var shape = ids.Dims().Append(weight.size(1)).ToArray();
         return weight.index_select(0, ids.reshape(-1)).view(shape);
     }
 

@@ -37,8 +37,8 @@ public sealed class LlavaModel : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         if (imageSlots.Length == 0) return language_model.model.embed_tokens.forward(ids).MoveToOuterDisposeScope();
-        if (imageFeatures is null || imageFeatures.shape[1] != imageSlots.Length)
-            throw new UserError($"the prompt has {imageSlots.Length} image-token slots but {imageFeatures?.shape[1] ?? 0} image features were given");
+        if (imageFeatures is null || imageFeatures.size(1) != imageSlots.Length)
+            throw new UserError($"the prompt has {imageSlots.Length} image-token slots but {imageFeatures?.size(1) ?? 0} image features were given");
         // Only the slots are replaced; the image token id may lie outside the embedding table.
         var idx = torch.tensor(imageSlots, device: ids.device);
         var embeds = language_model.model.embed_tokens.forward(ids.index_fill(1, idx, Rooted.Zero));

@@ -95,16 +95,16 @@ public sealed class Rope : IDisposable
     public (Tensor Cos, Tensor Sin) Tables(Tensor positions, ScalarType dtype)
     {
         var freqs = positions.to_type(ScalarType.Float32).unsqueeze(-1) * _invFreq; // [.., T, D/2]
-        if (_section is not null && positions.dim() == 2 && positions.shape[0] == 3)
+        if (_section is not null && positions.dim() == 2 && positions.size(0) == 3)
             // Frequency j turns with the t, h or w position its section names.
-            freqs = freqs.gather(0, _section.view(1, 1, -1).expand(1, freqs.shape[1], -1)).squeeze(0);
+            freqs = freqs.gather(0, _section.view(1, 1, -1).expand(1, freqs.size(1), -1)).squeeze(0);
         var s = freqs.sin();
         var c = freqs.cos();
         return (torch.cat(new[] { c, c }, -1).to_type(dtype), torch.cat(new[] { -s, s }, -1).to_type(dtype));
     }
 
     /// <summary>x [B, H, T, D] rotated by the tables for its T positions: x·cos + rotate_half(x)·sin, HF's form.</summary>
-    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin) => (x * cos).Plus(x.roll(x.shape[^1] / 2, -1) * sin);
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin) => (x * cos).Plus(x.roll(x.size(-1) / 2, -1) * sin);
 
     /// <summary>
     /// Rotates stored keys by −delta positions: exact for RoPE, so no re-encoding is needed. With
@@ -114,7 +114,7 @@ public sealed class Rope : IDisposable
     {
         using var scope = torch.NewDisposeScope();
         using var by = (-delta).ToScalar(); // kept alive across the call: see Rooted
-        var pos = torch.full(new long[] { keys.shape[2] }, by, ScalarType.Int64, keys.device);
+        var pos = torch.full(new long[] { keys.size(2) }, by, ScalarType.Int64, keys.device);
         var freqs = pos.to_type(ScalarType.Float32).unsqueeze(-1) * _invFreq;
         var (s, c) = (freqs.sin(), freqs.cos());
         var (cos, sin) = (torch.cat(new[] { c, c }, -1).to_type(keys.dtype), torch.cat(new[] { -s, s }, -1).to_type(keys.dtype));

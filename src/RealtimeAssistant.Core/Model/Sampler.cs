@@ -69,7 +69,7 @@ public sealed class Sampler : IDisposable
             // One host copy of the chosen row and the top rows with their ids (exact in float32: ids
             // stay below 2^24); this runs only when a client asked for them.
             var logp = logits.to(ScalarType.Float32).log_softmax(-1);
-            int k = Math.Min(top, (int)logp.shape[0]);
+            int k = Math.Min(top, (int)logp.size(0));
             var parts = new List<Tensor> { logp.narrow(0, id, 1) };
             if (k > 0)
             {

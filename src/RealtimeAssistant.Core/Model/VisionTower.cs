@@ -94,7 +94,7 @@ public sealed class VisionEmbeddings : nn.Module<Tensor, Tensor>
         var x = patch_embedding.forward(pixels);               // [B, D, g, g]
         x = x.flatten(2).transpose(1, 2);                      // [B, g·g, D]
         if (class_embedding is not null)
-            x = torch.cat(new[] { class_embedding.expand(x.shape[0], 1, -1), x }, 1);
+            x = torch.cat(new[] { class_embedding.expand(x.size(0), 1, -1), x }, 1);
         return x.Plus(position_embedding.weight.unsqueeze(0));
     }
 }
@@ -160,7 +160,7 @@ public sealed class VisionAttention : nn.Module<Tensor, Tensor>
     }
     public override Tensor forward(Tensor x)
     {
-        long b = x.shape[0], t = x.shape[1];
+        long b = x.size(0), t = x.size(1);
         Tensor Split(Tensor y) => y.view(b, t, _heads, _headDim).transpose(1, 2);
         var o = F.scaled_dot_product_attention(Split(q_proj.forward(x)), Split(k_proj.forward(x)), Split(v_proj.forward(x)));
         return out_proj.forward(o.transpose(1, 2).reshape(b, t, -1));

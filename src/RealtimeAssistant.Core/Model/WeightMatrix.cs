@@ -131,7 +131,7 @@ public abstract unsafe class WeightMatrix : IDisposable
                 rows(0, m, dst);
                 return F.linear(xd, scratch.narrow(0, 0, m * n).view(m, n), bd).to_type(x.dtype).MoveToOuterDisposeScope();
             }
-            var shape = x.shape.ToArray();
+            var shape = x.Dims();
             shape[^1] = m;
             var y = torch.empty(shape, x.dtype, x.device);
             var x2 = xd.reshape(-1, n);
@@ -156,12 +156,12 @@ public abstract unsafe class WeightMatrix : IDisposable
     internal static unsafe Tensor WidenedLinear(Tensor x, Tensor w, Tensor? bias)
     {
         bool bf16 = w.dtype == ScalarType.BFloat16;
-        long n = w.shape[1];
+        long n = w.size(1);
         var wc = w.is_contiguous() ? w : w.contiguous();
         try
         {
             nint halves = (nint)TensorMemory.Ptr<ushort>(wc);
-            return ScratchLinear(x, w.shape[0], n, ScalarType.Float32, (o, c, dst) => Widen(bf16, (ushort*)halves + o * n, (float*)dst, c * n), bias);
+            return ScratchLinear(x, w.size(0), n, ScalarType.Float32, (o, c, dst) => Widen(bf16, (ushort*)halves + o * n, (float*)dst, c * n), bias);
         }
         finally
         {
@@ -192,13 +192,13 @@ public abstract unsafe class WeightMatrix : IDisposable
     /// </summary>
     public static Tensor DenseLinear(Tensor x, Tensor w, Tensor? bias)
     {
-        if (!Compaction.NeedsGradient(x, w, bias) && KernelApplies(x, w, bias)) return RunKernel(x, w.shape[0], (xp, rows, n, yp, bp) =>
+        if (!Compaction.NeedsGradient(x, w, bias) && KernelApplies(x, w, bias)) return RunKernel(x, w.size(0), (xp, rows, n, yp, bp) =>
         {
             unsafe
             {
-                if (w.dtype == ScalarType.Float32) Gemv.F32(xp, rows, n, TensorMemory.Ptr<float>(w), (int)w.shape[0], bp, yp);
-                else if (w.dtype == ScalarType.Float16) Gemv.F16(xp, rows, n, TensorMemory.Ptr<ushort>(w), (int)w.shape[0], bp, yp);
-                else Gemv.Bf16(xp, rows, n, TensorMemory.Ptr<ushort>(w), (int)w.shape[0], bp, yp);
+                if (w.dtype == ScalarType.Float32) Gemv.F32(xp, rows, n, TensorMemory.Ptr<float>(w), (int)w.size(0), bp, yp);
+                else if (w.dtype == ScalarType.Float16) Gemv.F16(xp, rows, n, TensorMemory.Ptr<ushort>(w), (int)w.size(0), bp, yp);
+                else Gemv.Bf16(xp, rows, n, TensorMemory.Ptr<ushort>(w), (int)w.size(0), bp, yp);
             }
         }, bias);
         if (x.dtype == w.dtype) return F.linear(x, w, bias);
@@ -224,7 +224,7 @@ public abstract unsafe class WeightMatrix : IDisposable
     internal static bool BiasApplies(Tensor? bias) =>
         bias is null || (bias.dtype == ScalarType.Float32 && bias.is_contiguous() && bias.device_type == DeviceType.CPU);
 
-    internal static long Rows(Tensor x) => x.shape[^1] == 0 ? 0 : x.numel() / x.shape[^1];
+    internal static long Rows(Tensor x) => x.size(-1) == 0 ? 0 : x.numel() / x.size(-1);
 
     internal unsafe delegate void Kernel(float* x, int rows, int n, float* y, float* bias);
 
@@ -234,10 +234,10 @@ public abstract unsafe class WeightMatrix : IDisposable
         var xc = x.is_contiguous() ? x : x.contiguous();
         try
         {
-            var shape = x.shape.ToArray();
+            var shape = x.Dims();
             shape[^1] = outFeatures;
             var y = torch.empty(shape, ScalarType.Float32, x.device);
-            kernel(TensorMemory.Ptr<float>(xc), (int)Rows(x), (int)x.shape[^1], TensorMemory.Ptr<float>(y),
+            kernel(TensorMemory.Ptr<float>(xc), (int)Rows(x), (int)x.size(-1), TensorMemory.Ptr<float>(y),
                 bias is null ? null : TensorMemory.Ptr<float>(bias));
             return y;
         }
@@ -252,14 +252,14 @@ public sealed class DenseMatrix : WeightMatrix
     public DenseMatrix(Tensor w) => _w = w;
     public Tensor Weight => _w;
     public override WeightFormat Format => WeightFormats.Of(_w.dtype) ?? throw new InvalidOperationException($"no weight format stores {_w.dtype}");
-    public override long OutFeatures => _w.shape[0];
-    public override long InFeatures => _w.shape[1];
+    public override long OutFeatures => _w.size(0);
+    public override long InFeatures => _w.size(1);
     public override Device Device => _w.device;
     public override long Bytes => _w.numel() * _w.ElementSize;
     public override Tensor Linear(Tensor x, Tensor? bias) => DenseLinear(x, _w, bias);
     public override Tensor Rows(Tensor ids, ScalarType dtype)
     {
-        var shape = ids.shape.Append(_w.shape[1]).ToArray();
+        var shape = ids.Dims().Append(_w.size(1)).ToArray();
         using var rows = _w.index_select(0, ids.reshape(-1));
         return rows.to_type(dtype).view(shape);
     }
@@ -282,13 +282,13 @@ public sealed unsafe class Q8Matrix : WeightMatrix
 
     public Q8Matrix(Tensor q, Tensor scales, long inFeatures)
     {
-        if (q.dtype != ScalarType.Int8 || scales.dtype != ScalarType.Float32 || q.shape[1] % 32 != 0 || scales.shape[1] * 32 != q.shape[1] || inFeatures > q.shape[1])
+        if (q.dtype != ScalarType.Int8 || scales.dtype != ScalarType.Float32 || q.size(1) % 32 != 0 || scales.size(1) * 32 != q.size(1) || inFeatures > q.size(1))
             throw new ArgumentException("q8 storage: int8 [out, in32] and float32 scales [out, in32/32]");
         (Q, Scales, _in) = (q, scales, inFeatures);
     }
 
     public override WeightFormat Format => WeightFormat.Q8;
-    public override long OutFeatures => Q.shape[0];
+    public override long OutFeatures => Q.size(0);
     public override long InFeatures => _in;
     public override Device Device => Q.device;
     public override long Bytes => Q.numel() + Scales.numel() * 4;
@@ -299,7 +299,7 @@ public sealed unsafe class Q8Matrix : WeightMatrix
     /// <summary>Quantizes w [out, in] of any float dtype, on its device.</summary>
     public static Q8Matrix Quantize(Tensor w)
     {
-        long m = w.shape[0], n = w.shape[1], n32 = (n + 31) / 32 * 32;
+        long m = w.size(0), n = w.size(1), n32 = (n + 31) / 32 * 32;
         var q = torch.empty(new[] { m, n32 }, ScalarType.Int8, w.device).DetachFromDisposeScope();
         var scales = torch.empty(new[] { m, n32 / 32 }, ScalarType.Float32, w.device).DetachFromDisposeScope();
         using var noGrad = torch.no_grad();
@@ -322,7 +322,7 @@ public sealed unsafe class Q8Matrix : WeightMatrix
 
     public override Tensor Dequantize(ScalarType dtype)
     {
-        long m = Q.shape[0], n32 = Q.shape[1];
+        long m = Q.size(0), n32 = Q.size(1);
         if (Q.device_type == DeviceType.CPU && (dtype == ScalarType.Float32 || dtype == ScalarType.BFloat16))
         {
             var output = torch.empty(new[] { m, _in }, dtype, Q.device);
@@ -346,7 +346,7 @@ public sealed unsafe class Q8Matrix : WeightMatrix
         // (Not under autograd: a product's backward would read the scratch after the next product reused it.)
         if (Q.device_type == DeviceType.CPU && !Compaction.NeedsGradient(x, Q, bias) && dtype is ScalarType.Float32 or ScalarType.BFloat16)
         {
-            long n32 = Q.shape[1], blocks = n32 / 32;
+            long n32 = Q.size(1), blocks = n32 / 32;
             nint q = (nint)TensorMemory.Ptr<sbyte>(Q), scales = (nint)TensorMemory.Ptr<float>(Scales);
             bool bf16 = dtype == ScalarType.BFloat16;
             return ScratchLinear(x, OutFeatures, _in, dtype,
@@ -363,9 +363,9 @@ public sealed unsafe class Q8Matrix : WeightMatrix
     {
         using var scope = torch.NewDisposeScope();
         var flat = ids.reshape(-1);
-        long k = flat.shape[0], n32 = Q.shape[1];
+        long k = flat.size(0), n32 = Q.size(1);
         var rows = (Q.index_select(0, flat).to_type(ScalarType.Float32).view(k, n32 / 32, 32) * Scales.index_select(0, flat).unsqueeze(-1)).view(k, n32);
-        var shape = ids.shape.Append(_in).ToArray();
+        var shape = ids.Dims().Append(_in).ToArray();
         return rows.narrow(1, 0, _in).to_type(dtype).reshape(shape).MoveToOuterDisposeScope();
     }
 
@@ -383,7 +383,7 @@ internal readonly unsafe record struct KernelProduct(nint W, nint Scales, int Ou
     {
         if (w.device_type != DeviceType.CPU || w.dim() != 2 || !w.is_contiguous()) return null;
         var format = WeightFormats.Of(w.dtype);
-        return format is { } f ? new KernelProduct((nint)TensorMemory.Ptr<byte>(w), 0, (int)w.shape[0], (int)w.shape[1], f) : null;
+        return format is { } f ? new KernelProduct((nint)TensorMemory.Ptr<byte>(w), 0, (int)w.size(0), (int)w.size(1), f) : null;
     }
 
     public void Run(float* x, int rows, float* y, float* bias)

@@ -105,7 +105,7 @@ public static class PrunedPrefill
         ITokenPruner pruner, KvCache? cache = null, long[]? sourceSkip = null, IModelRunner? runner = null, int? probeRow = null, int? outputRows = null)
     {
         int L = lm.model.layers.Count;
-        long B = embeds.shape[0], T = embeds.shape[1];
+        long B = embeds.size(0), T = embeds.size(1);
         if (positions.Length != T) throw new ArgumentException($"{positions.Length} positions for {T} tokens");
         if (B != 1 && pruner is not NonePruner) throw new UserError($"pruning runs at batch size 1 (got {B}); use method none for batches");
         bool ownCache = cache is null;
@@ -118,7 +118,7 @@ public static class PrunedPrefill
         var final = (runner ?? DirectRunner.Instance).Forward(lm, embeds, new DecoderStep { Positions = positions, Cache = cache, Plan = plan, OutputRows = outputRows });
         if (ownCache) cache.Dispose();
         var rows = plan.Rows;
-        return new PrefillResult(final, rows[(int)Math.Max(0, rows.Length - final.shape[1])..], plan.Finish());
+        return new PrefillResult(final, rows[(int)Math.Max(0, rows.Length - final.size(1))..], plan.Finish());
     }
 
     /// <summary>The q, k and v projections of n rows.</summary>
@@ -185,7 +185,7 @@ public static class PrunedPrefill
             {
                 var tr = torch.tensor(tRows, device: q.device);
                 var scores = torch.matmul(q[0].index_select(1, tr), Kr.transpose(1, 2)).div(sqrtHd); // [H, nt, S]
-                var allowed = Rooted.Arange(Kr.shape[1], q.device).unsqueeze(0) <= tr.PlusNumber(prior).unsqueeze(1);
+                var allowed = Rooted.Arange(Kr.size(1), q.device).unsqueeze(0) <= tr.PlusNumber(prior).unsqueeze(1);
                 var Pt = torch.softmax(scores.masked_fill(allowed.logical_not().unsqueeze(0), Rooted.NegativeInfinity), -1);
                 tm = Pt.index_select(2, cols).sum(2).mean().item<float>();
             }
@@ -270,7 +270,7 @@ public static class PrunedPrefill
             var kS = attn.RepeatKv(k.index_select(2, p.VisRows));
             var vS = attn.RepeatKv(v.index_select(2, p.VisRows));
             var self = (qV * kS).sum(-1, keepdim: true).mul(scale);
-            if (p.Vis0Mask.shape[1] == 0) oV = vS;
+            if (p.Vis0Mask.size(1) == 0) oV = vS;
             else
             {
                 var kP = attn.RepeatKv(WithPrior(K, k, p.Vis0Keys));
@@ -278,7 +278,7 @@ public static class PrunedPrefill
                 var scores = torch.matmul(qV, kP.transpose(2, 3)).mul(scale);
                 scores = scores.masked_fill(p.Vis0Mask.logical_not(), Rooted.NegativeInfinity);
                 var w = torch.softmax(torch.cat(new[] { scores, self }, -1), -1);
-                long np = kP.shape[2];
+                long np = kP.size(2);
                 oV = torch.matmul(w.narrow(-1, 0, np), vP).Plus(w.narrow(-1, np, 1) * vS);
             }
             pairs += p.Vis0Pairs;

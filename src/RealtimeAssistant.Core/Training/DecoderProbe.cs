@@ -43,7 +43,7 @@ public sealed class DecoderProbe : nn.Module
     /// </summary>
     public (Tensor Loss, double MotionAccuracy) Loss(Tensor lastFrame, PatchTargets t, int frames)
     {
-        long b = lastFrame.shape[0], p = lastFrame.shape[1];
+        long b = lastFrame.size(0), p = lastFrame.size(1);
         Tensor Last(Tensor labels) => labels.view(b, frames, p)[.., frames - 1].reshape(-1);
         var logits = head.forward(lastFrame.reshape(b * p, -1));
         int m = Motions.All.Length, c = PatchTargets.ColourClasses;

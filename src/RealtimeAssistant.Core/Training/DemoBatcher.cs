@@ -38,7 +38,7 @@ public sealed class DemoBatch : IDisposable
     /// <summary><see cref="Mask"/> (or causal) with every text-row × image-column entry cleared, [T, T] or [B, 1, T, T].</summary>
     public Tensor VisualExitMask()
     {
-        long T = Ids.shape[1];
+        long T = Ids.size(1);
         var dev = Ids.device;
         var isImage = torch.zeros(T, ScalarType.Bool, dev).index_fill_(0, torch.tensor(ImageSlots, device: dev), true);
         var textReadsImage = isImage.logical_not().unsqueeze(1).logical_and(isImage.unsqueeze(0)); // [T, T]
@@ -251,7 +251,7 @@ public sealed class DemoBatcher
             var (v, last) = model.vision_tower.Features(batch.Pixels);
             patchStates = last;
             var f = model.multi_modal_projector.forward(v);                   // [B·F, N, D]
-            feats = f.reshape(batch.Ids.shape[0], -1, f.shape[^1]);           // [B, F·N, D]
+            feats = f.reshape(batch.Ids.size(0), -1, f.size(-1));           // [B, F·N, D]
         }
         var embeds = model.Embed(batch.Ids, feats, batch.ImageSlots);
         bool tap = decoderProbe is not null && decoderWeight > 0 && batch.Patches is not null && feats is not null;
@@ -265,12 +265,12 @@ public sealed class DemoBatcher
         if (batch.LabelWeights is { } w)
         {
             // One per-token pass gives both means (ignored labels contribute 0).
-            var perToken = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore, reduction: torch.nn.Reduction.None);
+            var perToken = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), batch.Labels.view(-1), ignore_index: Ignore, reduction: torch.nn.Reduction.None);
             var wf = w.view(-1);
             ce = perToken.sum() / batch.Labels.ne(Ignore).sum();
             lm = (perToken * wf).sum() / wf.sum();
         }
-        else lm = ce = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[^1]), batch.Labels.view(-1), ignore_index: Ignore);
+        else lm = ce = torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), batch.Labels.view(-1), ignore_index: Ignore);
         if (feats is null) return new LossReport(lm, ce);
         var total = lm;
         double shapeAccuracy = double.NaN, colourAccuracy = double.NaN;
@@ -283,7 +283,7 @@ public sealed class DemoBatcher
         double motionAccuracy = double.NaN;
         if (tap)
         {
-            long n = patchStates!.shape[1];
+            long n = patchStates!.size(1);
             var lastSlots = torch.tensor(batch.ImageSlots[^(int)n..], device: tapped!.device);
             var (aux, acc) = decoderProbe!.Loss(tapped.index_select(1, lastSlots), batch.Patches!, batch.Frames);
             total = total + decoderWeight * aux;
@@ -292,7 +292,7 @@ public sealed class DemoBatcher
         using var _ = torch.no_grad();
         var rms = feats.pow(2).mean().sqrt();
         var scale = (rms / model.Decoder.embed_tokens.weight.pow(2).mean().sqrt()).item<float>();
-        var diversity = feats.shape[0] > 1 ? (feats.std(0).mean() / rms).item<float>() : 0;
+        var diversity = feats.size(0) > 1 ? (feats.std(0).mean() / rms).item<float>() : 0;
         return new LossReport(total, ce, scale, diversity, shapeAccuracy, motionAccuracy, colourAccuracy);
     }
 }

@@ -25,7 +25,7 @@ public sealed class PatchProbe : nn.Module
     /// <summary>Loss, and shape and colour accuracy on object patches, for patch states [N, P, D] (no CLS).</summary>
     public (Tensor Loss, double ShapeAccuracy, double ColourAccuracy) Loss(Tensor patches, PatchTargets t)
     {
-        var o = head.forward(patches.reshape(-1, patches.shape[^1]));
+        var o = head.forward(patches.reshape(-1, patches.size(-1)));
         int s = PatchTargets.ShapeClasses, c = PatchTargets.ColourClasses;
         var shapeLogits = o[.., ..s];
         var colourLogits = o[.., s..(s + c)];

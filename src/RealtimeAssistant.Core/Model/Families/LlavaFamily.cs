@@ -65,7 +65,7 @@ public sealed class LlavaFamily : IVisionLanguageModel
         using var _ = torch.inference_mode();
         var pixels = images.Count == 1 ? ((Pixels)images[0]).Tensor : torch.cat(images.Select(i => ((Pixels)i).Tensor).ToArray(), 0);
         var feats = Model.EncodeImages(pixels); // [B, N, D]
-        int n = (int)feats.shape[1], side = Config.Vision.PatchesPerSide;
+        int n = (int)feats.size(1), side = Config.Vision.PatchesPerSide;
         var ids = Enumerable.Repeat(Config.ImageTokenIndex, n).ToArray();
         var slots = Enumerable.Range(0, n).ToArray();
         return Enumerable.Range(0, images.Count).Select(b => new EncodedImage

@@ -21,7 +21,7 @@ public static unsafe class DecodeAttention
     public static bool Applies(Tensor q, params (Tensor K, Tensor V)[] ranges)
     {
         if (!WeightMatrix.KernelsEnabled || q.device_type != DeviceType.CPU || q.dtype != ScalarType.Float32) return false;
-        var qs = q.shape;
+        var qs = q.Dims();
         return qs.Length == 4 && qs[2] == 1 && RangesFit(qs[0], qs[1], qs[3], ranges);
     }
 
@@ -39,11 +39,11 @@ public static unsafe class DecodeAttention
             foreach (var t in new[] { k, v })
             {
                 if (t.device_type != DeviceType.CPU || t.dtype != ScalarType.Float32) return false;
-                var sh = t.shape;
+                var sh = t.Dims();
                 if (sh.Length != 4 || sh[0] != b || sh[3] != d || h % sh[1] != 0 || (kvHeads >= 0 && sh[1] != kvHeads) || (s >= 0 && sh[2] != s)) return false;
                 kvHeads = sh[1];
                 s = sh[2];
-                var st = t.stride();
+                var st = t.Strides();
                 if (st[3] != 1 || (sh[2] > 1 && st[2] != d)) return false;
             }
         }
@@ -59,7 +59,7 @@ public static unsafe class DecodeAttention
     /// </summary>
     public static Tensor RunRows(Tensor q, IReadOnlyList<Range[]> rows, long kvHeads)
     {
-        var qs = q.shape;
+        var qs = q.Dims();
         long h = qs[1], n = qs[2], d = qs[3];
         if (qs[0] != 1 || n != rows.Count) throw new ArgumentException($"{rows.Count} rows for queries {string.Join("x", qs)}");
         var qc = q.is_contiguous() ? q : q.contiguous();
@@ -258,8 +258,8 @@ public static unsafe class DecodeAttention
     /// <summary>The attention output [B,H,1,D] (check <see cref="Applies"/> first).</summary>
     public static Tensor Run(Tensor q, params (Tensor K, Tensor V)[] ranges)
     {
-        long b = q.shape[0], h = q.shape[1], d = q.shape[3], kvHeads = ranges[0].K.shape[1];
-        long total = ranges.Sum(r => r.K.shape[2]);
+        long b = q.size(0), h = q.size(1), d = q.size(3), kvHeads = ranges[0].K.size(1);
+        long total = ranges.Sum(r => r.K.size(2));
         var qc = q.is_contiguous() ? q : q.contiguous();
         var output = torch.empty(new[] { b, h, 1, d }, ScalarType.Float32, q.device);
         try
@@ -271,7 +271,7 @@ public static unsafe class DecodeAttention
             // Per batch row, its ranges (a row's keys start one batch stride further).
             var segs = Enumerable.Range(0, (int)b).Select(bi => ranges.Select(r => new Range(
                 (nint)((float*)TensorMemory.Ptr<float>(r.K) + bi * r.K.stride(0)), (nint)((float*)TensorMemory.Ptr<float>(r.V) + bi * r.V.stride(0)),
-                r.K.shape[2], r.K.stride(1), r.V.stride(1))).ToArray()).ToArray();
+                r.K.size(2), r.K.stride(1), r.V.stride(1))).ToArray()).ToArray();
             int items = (int)(b * h), rep = (int)(h / kvHeads);
             KernelPool.For(items, 1, (int)Math.Max(1, (1L << 15) / Math.Max(1, total * d)), (i0, i1) =>
             {

@@ -111,12 +111,12 @@ public sealed class Idefics3Family : IVisionLanguageModel
         long at = 0;
         foreach (var p in prepared)
         {
-            long n = p.Pixels.shape[0];
-            var rows = feats.narrow(0, at, n).reshape(-1, feats.shape[2]);
+            long n = p.Pixels.size(0);
+            var rows = feats.narrow(0, at, n).reshape(-1, feats.size(2));
             at += n;
             var (ids, slots) = Layout(p.Rows, p.Cols);
-            if (slots.Length != rows.shape[0])
-                throw new InvalidOperationException($"layout has {slots.Length} image slots for {rows.shape[0]} visual tokens");
+            if (slots.Length != rows.size(0))
+                throw new InvalidOperationException($"layout has {slots.Length} image slots for {rows.size(0)} visual tokens");
             int g = TokenGrid;
             bool tiled = p.Rows > 0;
             result.Add(new EncodedImage

@@ -147,8 +147,8 @@ public sealed class Idefics3VisionEmbeddings : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor pixels)
     {
-        if (pixels.shape[2] != _grid * patch_embedding.Patch || pixels.shape[3] != _grid * patch_embedding.Patch)
-            throw new ArgumentException($"tiles must be {_grid * patch_embedding.Patch} px square, got {pixels.shape[2]}×{pixels.shape[3]}");
+        if (pixels.size(2) != _grid * patch_embedding.Patch || pixels.size(3) != _grid * patch_embedding.Patch)
+            throw new ArgumentException($"tiles must be {_grid * patch_embedding.Patch} px square, got {pixels.size(2)}×{pixels.size(3)}");
         var device = position_embedding.weight.device;
         if (_positions is null || _positions.Ids.device != device)
             _positions = new PositionTable(torch.tensor(_positionIds, device: device).DetachFromDisposeScope());
@@ -193,7 +193,7 @@ public sealed class Idefics3Connector : nn.Module<Tensor, Tensor>
     /// <summary>[B, side², D] → [B, (side/s)², D·s²], the view/permute sequence HF's connector uses.</summary>
     public static Tensor PixelShuffle(Tensor x, int s)
     {
-        long b = x.shape[0], seq = x.shape[1], d = x.shape[2];
+        long b = x.size(0), seq = x.size(1), d = x.size(2);
         long side = (long)Math.Round(Math.Sqrt(seq));
         if (side * side != seq || side % s != 0)
             throw new ArgumentException($"pixel shuffle needs a square grid divisible by {s}, got {seq} tokens");

@@ -79,7 +79,7 @@ public sealed class LlavaOneVisionFamily : IVisionLanguageModel
         long at = 0;
         foreach (var p in pixels)
         {
-            long n = p.Tiles.shape[0];
+            long n = p.Tiles.size(0);
             var own = features.narrow(0, at, n);
             at += n;
             result.Add(p.Layout switch
@@ -115,7 +115,7 @@ public sealed class LlavaOneVisionFamily : IVisionLanguageModel
 
     static EncodedImage Make(Tensor features, int tokenId, int gridH, int gridW, int[] cells)
     {
-        int n = (int)features.shape[0];
+        int n = (int)features.size(0);
         return new EncodedImage
         {
             Features = features.DetachFromDisposeScope(), TokenIds = Enumerable.Repeat(tokenId, n).ToArray(),

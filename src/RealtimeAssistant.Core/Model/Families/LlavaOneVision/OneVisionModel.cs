@@ -35,8 +35,8 @@ public sealed class OneVisionModel : nn.Module
     {
         var f = multi_modal_projector.forward(vision_tower.forward(tiles));
         int side = Config.TileSide;
-        if (f.shape[1] != side * side)
-            throw new UserError($"the vision tower gives {f.shape[1]} features per tile, not the {side}x{side} grid its image_size and patch_size imply");
+        if (f.size(1) != side * side)
+            throw new UserError($"the vision tower gives {f.size(1)} features per tile, not the {side}x{side} grid its image_size and patch_size imply");
         return f;
     }
 
@@ -50,9 +50,9 @@ public sealed class OneVisionModel : nn.Module
         int side = Config.TileSide;
         var best = AnyRes.SelectBestResolution(height, width, Config.Pinpoints);
         int tilesH = best.H / Config.TileSize, tilesW = best.W / Config.TileSize;
-        if (tileFeatures.shape[0] != 1 + tilesH * tilesW)
-            throw new ArgumentException($"{tileFeatures.shape[0]} tiles for a {tilesH}x{tilesW} pinpoint and its base");
-        long d = tileFeatures.shape[2];
+        if (tileFeatures.size(0) != 1 + tilesH * tilesW)
+            throw new ArgumentException($"{tileFeatures.size(0)} tiles for a {tilesH}x{tilesW} pinpoint and its base");
+        long d = tileFeatures.size(2);
         var baseFeatures = tileFeatures[0];
         // [tiles_h, tiles_w, side, side, D] → [D, tiles_h·side, tiles_w·side]: the crops' features as one grid.
         var grid = tileFeatures[1..].view(tilesH, tilesW, side, side, d).permute(4, 0, 2, 1, 3).reshape(d, tilesH * side, tilesW * side);
@@ -75,7 +75,7 @@ public sealed class OneVisionModel : nn.Module
     public (Tensor Features, int Side) PackVideoFrame(Tensor tileFeatures)
     {
         int side = Config.TileSide, pooled = (side + 1) / 2;
-        long d = tileFeatures.shape[2];
+        long d = tileFeatures.size(2);
         var grid = tileFeatures.view(1, side, side, d).permute(0, 3, 1, 2);
         grid = F.interpolate(grid, new long[] { pooled, pooled }, mode: InterpolationMode.Bilinear, align_corners: false);
         var rows = grid.permute(0, 2, 3, 1).reshape(pooled * pooled, d);
@@ -87,7 +87,7 @@ public sealed class OneVisionModel : nn.Module
     /// <summary>[D, H, W] → [H·(W+1), D]: each row followed by image_newline.</summary>
     Tensor WithNewlines(Tensor grid)
     {
-        long d = grid.shape[0], h = grid.shape[1];
+        long d = grid.size(0), h = grid.size(1);
         var column = Newline(grid).view(d, 1, 1).expand(d, h, 1);
         return torch.cat(new[] { grid, column }, 2).flatten(1, 2).transpose(0, 1);
     }

@@ -81,7 +81,7 @@ public sealed class Qwen2VisionTransformer : nn.Module
     {
         using var scope = torch.NewDisposeScope();
         int merge = _c.SpatialMergeSize, unit = _c.MergeUnit;
-        long s = rows.shape[0];
+        long s = rows.size(0);
         if (s != grids.Sum(g => (long)g.Patches)) throw new ArgumentException($"{s} patch rows for grids holding {grids.Sum(g => g.Patches)}");
         var device = rows.device;
         var h = patch_embed.forward(rows);
@@ -149,7 +149,7 @@ public sealed class PatchEmbed : nn.Module<Tensor, Tensor>
         proj = new Conv3dWeight(spec.Param(c.EmbedDim, c.InChannels, c.TemporalPatchSize, c.PatchSize, c.PatchSize));
         RegisterComponents();
     }
-    public override Tensor forward(Tensor rows) => F.linear(rows.to_type(proj.weight.dtype), proj.weight.view(proj.weight.shape[0], -1));
+    public override Tensor forward(Tensor rows) => F.linear(rows.to_type(proj.weight.dtype), proj.weight.view(proj.weight.size(0), -1));
 }
 
 /// <summary>Holds the patch embedding's kernel under HF's name (proj.weight; the conv has no bias).</summary>
@@ -198,7 +198,7 @@ public sealed class VisionSelfAttention : nn.Module
     /// <summary>x [S, D]; cos and the signed sin (<see cref="RotateSin"/>) [S, head_dim]; each row attends the rows of its own segment.</summary>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, AttentionSegments segments)
     {
-        long s = x.shape[0];
+        long s = x.size(0);
         var parts = qkv.forward(x).view(s, 3, _heads, _headDim).permute(1, 2, 0, 3); // [3, H, S, hd]
         // HF rotates q and k in float32 and casts back.
         Tensor Rotate(Tensor t) => Rope.Apply(t.to_type(ScalarType.Float32), cos, sin).to_type(x.dtype);
@@ -209,7 +209,7 @@ public sealed class VisionSelfAttention : nn.Module
     /// <summary>Rope.Apply takes rotate_half's sign in the sin table (−sin on the first half).</summary>
     public static Tensor RotateSin(Tensor sin)
     {
-        long half = sin.shape[^1] / 2;
+        long half = sin.size(-1) / 2;
         return torch.cat(new[] { -sin.narrow(-1, 0, half), sin.narrow(-1, half, half) }, -1);
     }
 }
@@ -295,7 +295,7 @@ public sealed class AttentionSegments : IDisposable
     public Tensor Attend(Tensor q, Tensor k, Tensor v)
     {
         if (_order is not null) (q, k, v) = (q.index_select(1, _order), k.index_select(1, _order), v.index_select(1, _order));
-        long heads = q.shape[0], dim = q.shape[2], at = 0;
+        long heads = q.size(0), dim = q.size(2), at = 0;
         var outputs = new List<Tensor>(_groups.Length);
         foreach (var (count, length) in _groups)
         {
