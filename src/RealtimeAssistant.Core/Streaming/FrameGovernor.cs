@@ -257,6 +257,27 @@ public sealed class FrameGovernor
         return nearest.W > 0 ? nearest.Ms * w / nearest.W : nearest.Ms;
     }
 
+    /// <summary>
+    /// After a read that paid one-time costs (a stream's first: the model's first pass, the
+    /// allocator's first blocks). It counts against the budget, but it is not taken as what its
+    /// level costs: on the demo model a stream's first read took about 100 ms where the next took
+    /// 9, and as a level's cost it sent the governor down to the ladder's harshest rungs, from
+    /// where it took about 50 reads to climb back.
+    /// </summary>
+    public void ObserveCold(double readMs)
+    {
+        _reads++;
+        _sinceChange++;
+        CountAgainstBudget(readMs);
+    }
+
+    void CountAgainstBudget(double readMs)
+    {
+        if (readMs <= _budget) return;
+        OverBudget++;
+        _debt += readMs - _budget;
+    }
+
     /// <summary>After a read at <paramref name="level"/>: its measured time.</summary>
     public void Observe(int level, double readMs)
     {
@@ -283,11 +304,7 @@ public sealed class FrameGovernor
             else if (!_probeForStaleness) l.ProbeInterval = Math.Min(MaxProbe, 2 * l.ProbeInterval);
             _probing = -1;
         }
-        if (readMs > _budget)
-        {
-            OverBudget++;
-            _debt += readMs - _budget;
-        }
+        CountAgainstBudget(readMs);
     }
 
     /// <summary>The sample at rank ⌊q (n − 1)⌋ of the sorted samples: a time the governor has seen, never one between two.</summary>

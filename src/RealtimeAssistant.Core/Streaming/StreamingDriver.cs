@@ -217,6 +217,8 @@ public sealed class StreamingDriver : IDisposable
             var ladder = FrameGovernor.LadderFor(engine, _o.Schedule ?? new PruningConfig(), read.VisualTokens, frame.Rows, frame.Cols);
             _governor = new FrameGovernor(budget, ladder);
             (_session.Pruning, _session.MaxPixels) = (ladder[0].Pruning, ladder[0].MaxPixels);
+            _governor.ObserveCold(read.ReadMs);
+            return;
         }
         _governor.Observe(level, read.ReadMs);
     }

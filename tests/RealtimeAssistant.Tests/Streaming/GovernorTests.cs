@@ -404,6 +404,79 @@ public class GovernorTests(ITestOutputHelper log)
         public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) { Read(frame); return Write(question); }
     }
 
+    /// <summary>The test hook for a cold start: the session's first read takes <see cref="FirstReadMs"/> more.</summary>
+    sealed class ColdStartSession(ICaptionSession inner) : SessionDecorator(inner)
+    {
+        public double FirstReadMs;
+        int _reads;
+        double _extra; // the sleep of the read a write follows: a read that writes too reports both
+        UpdateReport _last = new();
+        public override UpdateReport Last => _last;
+
+        void Slow()
+        {
+            var r = Inner.Last;
+            _extra = _reads++ == 0 ? FirstReadMs : 0;
+            if (_extra > 0) Thread.Sleep(TimeSpan.FromMilliseconds(_extra));
+            _last = r with { ReadMs = r.ReadMs + _extra };
+        }
+
+        public override void Read(Mat frame) { Inner.Read(frame); Slow(); }
+        public override void Read(EncodedImage frame) { Inner.Read(frame); Slow(); }
+        public override IEnumerable<TokenEvent> Write(string? question = null)
+        {
+            foreach (var e in Inner.Write(question)) yield return e;
+            _last = Inner.Last with { ReadMs = Inner.Last.ReadMs + _extra };
+            _extra = 0;
+        }
+        public override IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null) { Read(frame); return Write(question); }
+        public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) { Read(frame); return Write(question); }
+    }
+
+    [Fact]
+    public void AStreamsColdFirstRead_CountsAgainstTheBudget_ButDoesNotSendTheGovernorDownTheLadder()
+    {
+        using var engine = AppTestSupport.TinyEngine();
+        using var cold = new ColdStartSession(new GpeSession(engine, AppTestSupport.TinyOptions())) { FirstReadMs = 400 };
+        using var driver = new StreamingDriver(cold, new DriverOptions
+        {
+            Policy = WritePolicy.Parse("every:1000"), GateThreshold = 0, FrameBudgetMs = 100, Schedule = AppTestSupport.TinySchedule,
+        });
+        driver.Start();
+        var clip = ClipGenerator.Generate(1_000_007, 20, 15);
+        var levels = new List<string>();
+        for (int i = 0; i < 24; i++)
+        {
+            using var img = clip.Render(i % clip.FrameCount, 32, 32);
+            driver.Push(img, i, TimeSpan.Zero);
+            levels.Add(cold.Last.Level ?? "unpruned");
+        }
+        // The tiny model's reads take a few milliseconds after the first, far under 100: every read
+        // stays at the schedule. Taken as the schedule's cost, the first read's 400 ms would have
+        // put the next reads on the ladder's harshest rungs.
+        // (The first read writes too; through this hook its report is the write's, which names no rung.)
+        var schedule = driver.Governor!.Levels[0].Name;
+        log.WriteLine(string.Join(", ", levels));
+        Assert.All(levels.Skip(1), l => Assert.Equal(schedule, l));
+        Assert.Equal(0, driver.Governor.Current);
+        Assert.Equal(1, driver.Stats.OverBudget);
+        Assert.Equal(24, driver.Stats.Read);
+    }
+
+    [Fact]
+    public void ACountedColdRead_LeavesTheLevelsUnmeasured()
+    {
+        var g = new FrameGovernor(50, Levels(3));
+        g.ObserveCold(500);
+        Assert.Equal(1, g.OverBudget);
+        Assert.All(g.Levels, l => Assert.Null(l.Estimate));
+        var c = g.Choose();
+        Assert.False(c.Skip);
+        Assert.Equal(0, c.Level);
+        g.ObserveCold(20);
+        Assert.Equal(1, g.OverBudget);
+    }
+
     [Fact]
     public void OnTheModel_KFallsUntilReadsFit_AndRisesWhenTheSlowDownGoes()
     {
@@ -604,9 +677,10 @@ public class GovernorTests(ITestOutputHelper log)
             Assert.Equal(r.DecodeMs.Sum(), seg.WriteMs, 6);
             Assert.Equal("newest spared, older exit 3", r.Level); // a loose budget: the schedule's rung
         }
-        // The governor saw the rebuilds: its level measured each of those reads.
+        // The governor saw the rebuilds: its level measured each of those reads but the first,
+        // the stream's cold start (counted against the budget, not as the level's cost).
         var level = driver.Governor!.CurrentLevel;
-        Assert.Equal(segments.Count, level.Reads);
+        Assert.Equal(segments.Count - 1, level.Reads);
         Assert.Equal(segments[^1].ReadMs, level.LastReadMs);
         // A write on its own (a question) rebuilds too, and counts that as the write's.
         driver.Ask("w3 w4 w5");
