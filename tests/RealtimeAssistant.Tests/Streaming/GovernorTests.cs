@@ -380,43 +380,23 @@ public class GovernorTests(ITestOutputHelper log)
     }
 
     /// <summary>
-    /// The test hook: a session whose reads are slowed in proportion to the visual tokens each
-    /// layer processed (the cost pruning saves), by <see cref="MsPerTokenLayer"/>.
+    /// The test hook: a session whose reads are slowed by <see cref="ExtraMs"/> (of the read's report
+    /// and its index in the session), or in proportion to the visual tokens each layer processed
+    /// (the cost pruning saves) by <see cref="MsPerTokenLayer"/>.
     /// </summary>
     sealed class SlowedSession(ICaptionSession inner) : SessionDecorator(inner)
     {
-        public double MsPerTokenLayer;
-        UpdateReport _last = new();
-        public override UpdateReport Last => _last;
-
-        void Slow()
-        {
-            var r = Inner.Last;
-            double ms = MsPerTokenLayer * r.VisualPerLayer.Sum();
-            if (ms > 0) Thread.Sleep(TimeSpan.FromMilliseconds(ms));
-            _last = r with { ReadMs = r.ReadMs + ms };
-        }
-
-        public override void Read(Mat frame) { Inner.Read(frame); Slow(); }
-        public override void Read(EncodedImage frame) { Inner.Read(frame); Slow(); }
-        public override IEnumerable<TokenEvent> Write(string? question = null) { foreach (var e in Inner.Write(question)) yield return e; _last = Inner.Last; }
-        public override IEnumerable<TokenEvent> ReadAndWrite(Mat frame, string? question = null) { Read(frame); return Write(question); }
-        public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) { Read(frame); return Write(question); }
-    }
-
-    /// <summary>The test hook for a cold start: the session's first read takes <see cref="FirstReadMs"/> more.</summary>
-    sealed class ColdStartSession(ICaptionSession inner) : SessionDecorator(inner)
-    {
-        public double FirstReadMs;
+        public Func<UpdateReport, int, double> ExtraMs = (_, _) => 0;
+        public double MsPerTokenLayer { set => ExtraMs = (r, _) => value * r.VisualPerLayer.Sum(); }
         int _reads;
-        double _extra; // the sleep of the read a write follows: a read that writes too reports both
+        double _extra; // the slow-down of the read a write follows: a read that writes too reports it
         UpdateReport _last = new();
         public override UpdateReport Last => _last;
 
         void Slow()
         {
             var r = Inner.Last;
-            _extra = _reads++ == 0 ? FirstReadMs : 0;
+            _extra = ExtraMs(r, _reads++);
             if (_extra > 0) Thread.Sleep(TimeSpan.FromMilliseconds(_extra));
             _last = r with { ReadMs = r.ReadMs + _extra };
         }
@@ -437,7 +417,7 @@ public class GovernorTests(ITestOutputHelper log)
     public void AStreamsColdFirstRead_CountsAgainstTheBudget_ButDoesNotSendTheGovernorDownTheLadder()
     {
         using var engine = AppTestSupport.TinyEngine();
-        using var cold = new ColdStartSession(new GpeSession(engine, AppTestSupport.TinyOptions())) { FirstReadMs = 400 };
+        using var cold = new SlowedSession(new GpeSession(engine, AppTestSupport.TinyOptions())) { ExtraMs = (_, read) => read == 0 ? 400 : 0 };
         using var driver = new StreamingDriver(cold, new DriverOptions
         {
             Policy = WritePolicy.Parse("every:1000"), GateThreshold = 0, FrameBudgetMs = 100, Schedule = AppTestSupport.TinySchedule,
