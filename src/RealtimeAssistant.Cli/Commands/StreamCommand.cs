@@ -41,6 +41,9 @@ public static class StreamCommand
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
             var path = pr.GetValue(jsonl);
             if (path is not null and not "-") Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!); // as --json makes its folder
+            // Appending is what --jsonl does; said, so that an earlier run's lines are not read as this run's.
+            if (path is not null and not "-" && File.Exists(path) && new FileInfo(path).Length > 0)
+                Console.Error.WriteLine($"stream: appending to {path}, which already holds {File.ReadLines(path).Count()} lines");
             using var file = path is not null and not "-" ? new StreamWriter(path, append: true) { AutoFlush = true } : null;
             var log = path == "-" ? Cli.JsonStdout : file;
             var band = session is GpeSession g ? $" (frames attend {g.FrameBand})" : "";

@@ -248,6 +248,28 @@ public class ExitContractTests(ITestOutputHelper log)
     }
 
     [Fact]
+    public void Stream_IntoAJsonlThatHoldsLines_SaysItAppends_AndKeepsThem()
+    {
+        var segments = Path.Combine(TestMedia.TempDir("stream-jsonl-append"), "segments.jsonl");
+        string[] earlier = ["{\"t\":0,\"text\":\"an earlier run\"}", "{\"t\":1,\"text\":\"its second segment\"}"];
+        File.WriteAllLines(segments, earlier);
+        string[] args = ["stream", Files.Value.Clip, "--model", Files.Value.TinyModel, "--max-frames", "6", "--gate", "0", "--stride", "1", "--policy", "every:2", "--jsonl", segments];
+        var r = CliProcess.Run(args, TimeSpan.FromSeconds(90));
+        log.WriteLine(r.ToString());
+        Assert.Equal(0, r.Code);
+        Assert.Contains(r.Stderr.Split('\n'), l => l == $"stream: appending to {segments}, which already holds 2 lines");
+        var lines = File.ReadAllLines(segments);
+        Assert.Equal(earlier, lines.Take(2));
+        Assert.True(lines.Length > 2, "no segment appended");
+        // Into a new file nothing is said.
+        File.Delete(segments);
+        var fresh = CliProcess.Run(args, TimeSpan.FromSeconds(90));
+        Assert.Equal(0, fresh.Code);
+        Assert.DoesNotContain("appending to", fresh.Stderr);
+        Assert.True(File.ReadAllLines(segments).Length > 0);
+    }
+
+    [Fact]
     public void Live_ABudgetNoReadCanHold_SaysWhyFramesWereSkipped()
     {
         var r = CliProcess.Run(["live", "synthetic", "--headless", "--seconds", "4", "--model", Files.Value.TinyModel, "--gate", "0", "--stride", "1", "--frame-budget-ms", "0.001"], TimeSpan.FromSeconds(90));
