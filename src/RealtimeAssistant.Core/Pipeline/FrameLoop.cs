@@ -37,6 +37,8 @@ public sealed record FrameLoopOptions
     /// sample of each per caption.
     /// </summary>
     public bool CaptionsOnScreen { get; init; }
+    /// <summary>Runs the model once on a throwaway session before the first frame (<see cref="SessionModes.WarmUp"/>); off, the first frame pays the model's one-time costs.</summary>
+    public bool WarmUp { get; init; } = true;
 
     public void Validate()
     {
@@ -88,6 +90,8 @@ public sealed class FrameLoop : IDisposable
 
     public Profiler Profiler { get; }
     public CaptionBoard Board { get; } = new();
+    /// <summary>What the model's warm-up before the first frame took, in ms (0: none ran; the engine was already warm, or it was off).</summary>
+    public double WarmUpMs { get; }
     public StreamingDriver Driver => _driver;
     public ICaptionSession Session => _session;
     public IFrameSource Source => _source;
@@ -128,6 +132,12 @@ public sealed class FrameLoop : IDisposable
         Profiler = profiler;
         _driver = new StreamingDriver(session, options.Driver);
         _driver.Start();
+        // After Start: the copy reads at the pruning the first frame will (the governor's schedule).
+        if (options.WarmUp)
+        {
+            WarmUpMs = session.WarmUp();
+            if (WarmUpMs > 0) logger?.LogDebug("warm-up: one synthetic frame read and a short caption written in {Ms:F0} ms", WarmUpMs);
+        }
         _scheduled = options.Questions.OrderBy(q => q.At).ToList();
     }
 

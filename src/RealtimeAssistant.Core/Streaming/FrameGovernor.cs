@@ -258,11 +258,12 @@ public sealed class FrameGovernor
     }
 
     /// <summary>
-    /// After a read that paid one-time costs (a stream's first: the model's first pass, the
-    /// allocator's first blocks). It counts against the budget, but it is not taken as what its
-    /// level costs: on the demo model a stream's first read took about 100 ms where the next took
-    /// 9, and as a level's cost it sent the governor down to the ladder's harshest rungs, from
-    /// where it took about 50 reads to climb back.
+    /// After a read that may have paid one-time costs (a stream's first: the stream's own first
+    /// blocks, and the model's first pass where nothing warmed it up, <see cref="SessionModes.WarmUp"/>).
+    /// It counts against the budget, but it is not taken as what its level costs: on a cold demo
+    /// model a stream's first read took about 100 ms where the next took 9, and as a level's cost
+    /// it sent the governor down to the ladder's harshest rungs, from where it took about 50 reads
+    /// to climb back.
     /// </summary>
     public void ObserveCold(double readMs)
     {

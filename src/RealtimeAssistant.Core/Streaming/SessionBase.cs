@@ -27,6 +27,8 @@ public abstract class SessionBase : ICaptionSession
     public abstract KvCache Cache { get; }
     public UpdateReport Last { get; protected set; } = new();
 
+    public double WarmUp() => SessionModes.WarmUp(Mode, E, Options, Pruning, MaxPixels);
+
     protected SessionBase(Engine engine, StreamingOptions options)
     {
         E = engine;

@@ -20,6 +20,7 @@ public abstract class SessionDecorator(ICaptionSession inner) : ICaptionSession
     public virtual UpdateReport Last => Inner.Last;
     public DraftStats? Drafts => Inner.Drafts;
 
+    public virtual double WarmUp() => Inner.WarmUp();
     public virtual void Read(Mat frame) => Inner.Read(frame);
     public virtual void Read(EncodedImage frame) => Inner.Read(frame);
     public virtual IEnumerable<TokenEvent> Write(string? question = null) => Inner.Write(question);

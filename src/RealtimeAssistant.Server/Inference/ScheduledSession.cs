@@ -18,6 +18,7 @@ public sealed class ScheduledSession(ICaptionSession inner, ModelScheduler sched
 
     public string? Prompt => prompt;
 
+    public override double WarmUp() => scheduler.Run(() => Inner.WarmUp(), Stopping);
     public override void Read(Mat frame) => scheduler.Session(() => Inner.Read(frame), Stopping);
     public override void Read(EncodedImage frame) => scheduler.Session(() => Inner.Read(frame), Stopping);
     public override IEnumerable<TokenEvent> Write(string? question = null) => scheduler.Steps(() => Inner.Write(question ?? prompt), Stopping);
