@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Collections.Concurrent;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 using OpenCvSharp;
@@ -54,21 +56,23 @@ public static class PilResample
     static unsafe void Resize(byte* input, int srcWidth, int srcHeight, int ch, int width, int height, Filter filter, byte* output)
     {
         if (width < 1 || height < 1) throw new ArgumentException($"target size {width}x{height}");
-        var (fn, support) = Kernel(filter);
-        var horiz = Coefficients(srcWidth, width, fn, support);
-        var vert = Coefficients(srcHeight, height, fn, support);
-        if (width == srcWidth) { Vertical(input, width, ch, height, vert, output); return; }
-        // Only the rows the vertical pass reads are resampled.
+        var horiz = Coefficients(srcWidth, width, filter);
+        var vert = Coefficients(srcHeight, height, filter);
+        if (width == srcWidth) { Vertical(input, 0, width, ch, height, vert, output); return; }
+        if (height == srcHeight) { Horizontal(input, srcWidth, ch, 0, srcHeight, width, horiz, output); return; }
+        // Only the rows the vertical pass reads are resampled, into scratch reused from frame to
+        // frame (a stream resizes every frame: a 480² frame to 64² needs 92 KB, a large object).
         int first = vert.Bounds[0], last = vert.Bounds[2 * (height - 1)] + vert.Bounds[2 * (height - 1) + 1];
-        if (height == srcHeight) (first, last) = (0, srcHeight);
-        var across = new byte[(last - first) * width * ch];
-        fixed (byte* h = across)
+        var across = ArrayPool<byte>.Shared.Rent((last - first) * width * ch);
+        try
         {
-            Horizontal(input, srcWidth, ch, first, last - first, width, horiz, height == srcHeight ? output : h);
-            if (height == srcHeight) return;
-            for (int i = 0; i < height; i++) vert.Bounds[2 * i] -= first;
-            Vertical(h, width, ch, height, vert, output);
+            fixed (byte* h = across)
+            {
+                Horizontal(input, srcWidth, ch, first, last - first, width, horiz, h);
+                Vertical(h, first, width, ch, height, vert, output);
+            }
         }
+        finally { ArrayPool<byte>.Shared.Return(across); }
     }
 
     sealed record Coeffs(int KSize, int[] Bounds, int[] K);
@@ -102,6 +106,17 @@ public static class PilResample
         if (x == 0.0) return 1.0;
         x *= Math.PI;
         return Math.Sin(x) / x;
+    }
+
+    static readonly ConcurrentDictionary<(int In, int Out, Filter Filter), Coeffs> Cached = new();
+
+    /// <summary>A pass's coefficients, computed once for each size pair (a stream's frames share theirs); never changed after.</summary>
+    static Coeffs Coefficients(int inSize, int outSize, Filter filter)
+    {
+        if (Cached.TryGetValue((inSize, outSize, filter), out var c)) return c;
+        if (Cached.Count >= 64) Cached.Clear(); // sizes that keep changing (image folders) do not grow it without bound
+        var (fn, support) = Kernel(filter);
+        return Cached[(inSize, outSize, filter)] = Coefficients(inSize, outSize, fn, support);
     }
 
     /// <summary>Per output pixel: the first input pixel, how many, and their fixed-point weights (ksize per pixel).</summary>
@@ -186,34 +201,39 @@ public static class PilResample
         });
     }
 
-    static unsafe void Vertical(byte* src, int w, int ch, int outH, Coeffs c, byte* dst)
+    /// <param name="firstRow">The source row <paramref name="src"/> starts at (the horizontal pass resampled only the rows this one reads).</param>
+    static unsafe void Vertical(byte* src, int firstRow, int w, int ch, int outH, Coeffs c, byte* dst)
     {
         int stride = w * ch;
         nint sp = (nint)src, dp = (nint)dst;
         Rows(outH, (long)outH * stride * c.KSize, (y0, y1) =>
         {
-            var acc = new int[stride];
-            fixed (int* a = acc)
-                for (int yy = y0; yy < y1; yy++)
-                {
-                    // Row by row over contiguous memory: each tap adds one source row to the accumulators.
-                    int ymin = c.Bounds[2 * yy], n = c.Bounds[2 * yy + 1], k0 = yy * c.KSize;
-                    new Span<int>(a, stride).Fill(1 << (PrecisionBits - 1));
-                    for (int y = 0; y < n; y++)
+            var acc = ArrayPool<int>.Shared.Rent(stride);
+            try
+            {
+                fixed (int* a = acc)
+                    for (int yy = y0; yy < y1; yy++)
                     {
-                        int w0 = c.K[k0 + y];
-                        byte* row = (byte*)sp + (long)(ymin + y) * stride;
-                        int i = 0;
-                        if (Sse41.IsSupported)
+                        // Row by row over contiguous memory: each tap adds one source row to the accumulators.
+                        int ymin = c.Bounds[2 * yy] - firstRow, n = c.Bounds[2 * yy + 1], k0 = yy * c.KSize;
+                        new Span<int>(a, stride).Fill(1 << (PrecisionBits - 1));
+                        for (int y = 0; y < n; y++)
                         {
-                            var wv = Vector128.Create(w0);
-                            for (; i + 4 <= stride; i += 4) (Vector128.Load(a + i) + Sse41.ConvertToVector128Int32(row + i) * wv).Store(a + i);
+                            int w0 = c.K[k0 + y];
+                            byte* row = (byte*)sp + (long)(ymin + y) * stride;
+                            int i = 0;
+                            if (Sse41.IsSupported)
+                            {
+                                var wv = Vector128.Create(w0);
+                                for (; i + 4 <= stride; i += 4) (Vector128.Load(a + i) + Sse41.ConvertToVector128Int32(row + i) * wv).Store(a + i);
+                            }
+                            for (; i < stride; i++) a[i] += row[i] * w0;
                         }
-                        for (; i < stride; i++) a[i] += row[i] * w0;
+                        byte* o = (byte*)dp + (long)yy * stride;
+                        for (int i = 0; i < stride; i++) o[i] = Clip8(a[i]);
                     }
-                    byte* o = (byte*)dp + (long)yy * stride;
-                    for (int i = 0; i < stride; i++) o[i] = Clip8(a[i]);
-                }
+            }
+            finally { ArrayPool<int>.Shared.Return(acc); }
         });
     }
 }
