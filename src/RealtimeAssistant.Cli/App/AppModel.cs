@@ -1,6 +1,8 @@
 using System.CommandLine;
+using Microsoft.Extensions.Logging;
 using RealtimeAssistant.Model;
 using RealtimeAssistant.Model.Checkpoint;
+using RealtimeAssistant.Streaming;
 
 namespace RealtimeAssistant.Cli.App;
 
@@ -38,4 +40,20 @@ public static class AppModel
     }
 
     public static Engine Load(string? model, EngineOptions options) => Engine.Load(Resolve(model), options);
+
+    /// <summary>
+    /// A server's model warmed up before it takes requests (<see cref="SessionModes.WarmUp"/>, GPE),
+    /// through <paramref name="inTurn"/> where calls to the model take turns; logged. A model that
+    /// cannot stream is served without (its streams are refused with their own error).
+    /// </summary>
+    public static void WarmUp(Engine engine, ILogger log, Func<Func<double>, double>? inTurn = null)
+    {
+        try
+        {
+            double Warm() => SessionModes.WarmUp(SessionModes.Gpe, engine, new StreamingOptions { WindowFrames = 2 });
+            double ms = inTurn is null ? Warm() : inTurn(Warm);
+            log.LogInformation("warm-up: one synthetic frame read and a short caption written in {Ms:F0} ms", ms);
+        }
+        catch (UserError e) { log.LogWarning("no warm-up: {Why}", e.Message); }
+    }
 }

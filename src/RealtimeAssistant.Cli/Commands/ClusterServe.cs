@@ -36,7 +36,12 @@ public static class ClusterServe
         using var loggerFactory = LoggerFactory.Create(logging);
         if (SiloRoles.RunsStreams(o.Settings.Role))
         {
-            if (o.Simulate is null) engine = Engine.Load(AppModel.Resolve(o.ModelDir), o.Engine, loggerFactory.CreateLogger("RealtimeAssistant.Model"));
+            if (o.Simulate is null)
+            {
+                engine = Engine.Load(AppModel.Resolve(o.ModelDir), o.Engine, loggerFactory.CreateLogger("RealtimeAssistant.Model"));
+                // Before the silo joins: a stream placed on it does not pay the model's first pass in the call that starts it.
+                AppModel.WarmUp(engine, loggerFactory.CreateLogger("RealtimeAssistant.Model"));
+            }
             runtime = new StreamRuntime(engine, o.Simulate, (realtime, loop) => AppSources.Options(realtime, loop), loggerFactory);
         }
         try

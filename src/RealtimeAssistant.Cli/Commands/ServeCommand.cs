@@ -7,7 +7,6 @@ using RealtimeAssistant.Cluster.Placement;
 using RealtimeAssistant.Server;
 using RealtimeAssistant.Server.Inference;
 using RealtimeAssistant.Server.OpenAi;
-using RealtimeAssistant.Streaming;
 
 namespace RealtimeAssistant.Cli.Commands;
 
@@ -111,13 +110,7 @@ public static class ServeCommand
             };
             using var scheduler = ModelScheduler.Load(dir, Cli.EngineOptions(pr, device, dtype, weights, maxPixels), logging.CreateLogger("RealtimeAssistant.Model"), batched);
             // Before the port opens: the first request and the first stream's first frame do not pay the model's one-time costs.
-            var modelLog = logging.CreateLogger("RealtimeAssistant.Model");
-            try
-            {
-                double warm = scheduler.Run(() => SessionModes.WarmUp(SessionModes.Gpe, scheduler.Engine, new StreamingOptions { WindowFrames = 2 }));
-                modelLog.LogInformation("warm-up: one synthetic frame read and a short caption written in {Ms:F0} ms", warm);
-            }
-            catch (UserError e) { modelLog.LogWarning("no warm-up: {Why}", e.Message); } // a model that cannot stream still serves chat completions
+            AppModel.WarmUp(scheduler.Engine, logging.CreateLogger("RealtimeAssistant.Model"), warm => scheduler.Run(warm));
             using var chat = new SerialChatModel(scheduler, pr.GetValue(queue), logging.CreateLogger("RealtimeAssistant.Model"));
             await using var server = await ApiServer.StartAsync(options, chat, b => Configure(b), interrupt.Token,
                 new StreamBackend(scheduler, GlStreamOverlay.Factory(options.Streams.VideoFps)));

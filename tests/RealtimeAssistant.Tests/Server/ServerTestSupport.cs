@@ -95,11 +95,12 @@ internal static class ServerTestSupport
 internal sealed class ServeProcess : IAsyncDisposable
 {
     readonly Process _process;
-    readonly StringBuilder _stderr = new();
+    readonly StringBuilder _stderr;
     public Uri Url { get; }
+    /// <summary>What the server has written on stderr so far (its log), from its start.</summary>
     public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
 
-    ServeProcess(Process process, Uri url) { _process = process; Url = url; }
+    ServeProcess(Process process, Uri url, StringBuilder stderr) { _process = process; Url = url; _stderr = stderr; }
 
     public static async Task<ServeProcess> Start(params string[] extraArgs)
     {
@@ -121,10 +122,7 @@ internal sealed class ServeProcess : IAsyncDisposable
                 if (line.StartsWith("ra serve:") && at >= 0)
                 {
                     var url = new Uri(line[at..].Split(' ')[0]);
-                    var server = new ServeProcess(p, url);
-                    lock (server._stderr) server._stderr.Append(stderr);
-                    p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (server._stderr) server._stderr.AppendLine(e.Data); };
-                    return server;
+                    return new ServeProcess(p, url, stderr);
                 }
             }
         }
