@@ -90,15 +90,10 @@ public sealed class ImagePreprocessor : IDisposable
     }
 
     /// <summary>RGB 8UC3 at the model's size → [1, 3, H, W] normalised.</summary>
-    public unsafe Tensor ToTensor(Mat rgb)
+    public Tensor ToTensor(Mat rgb)
     {
         using var scope = torch.NewDisposeScope();
-        int n = rgb.Rows * rgb.Cols * 3;
-        // Straight from the Mat's memory into the tensor's: no managed copy per frame.
-        var hwc = torch.empty(new long[] { rgb.Rows, rgb.Cols, 3 }, ScalarType.Byte);
-        using (var cont = rgb.IsContinuous() ? null : rgb.Clone())
-            new ReadOnlySpan<byte>((void*)(cont ?? rgb).Data, n).CopyTo(new Span<byte>(Kernels.TensorMemory.Ptr<byte>(hwc), n));
-        hwc = hwc.to(_device);
+        var hwc = PixelTensor.FromMats(new[] { rgb })[0].to(_device);
         var chw = hwc.permute(2, 0, 1).to_type(ScalarType.Float32).TimesNumber(_cfg.RescaleFactor);
         var x = ((chw - _mean) / _std).unsqueeze(0).to_type(_dtype);
         return x.MoveToOuterDisposeScope();

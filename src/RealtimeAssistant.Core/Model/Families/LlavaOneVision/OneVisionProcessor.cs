@@ -173,15 +173,10 @@ public sealed class OneVisionProcessor : IDisposable
     Tensor ToTensor(IReadOnlyList<Mat> tiles, OneVisionProcessorConfig c, Tensor mean, Tensor std)
     {
         using var scope = torch.NewDisposeScope();
-        int s = TileSize, per = s * s * 3;
-        var bytes = new byte[tiles.Count * per];
+        int s = TileSize;
         for (int i = 0; i < tiles.Count; i++)
-        {
             if (tiles[i].Rows != s || tiles[i].Cols != s || tiles[i].Type() != MatType.CV_8UC3) throw new ArgumentException($"tile {i} is not {s}x{s} RGB");
-            using var cont = tiles[i].IsContinuous() ? null : tiles[i].Clone();
-            Marshal.Copy((cont ?? tiles[i]).Data, bytes, i * per, per);
-        }
-        var nhwc = torch.tensor(bytes, new long[] { tiles.Count, s, s, 3 }).to(_device);
+        var nhwc = Imaging.PixelTensor.FromMats(tiles).to(_device);
         var x = nhwc.permute(0, 3, 1, 2).to_type(ScalarType.Float32);
         if (c.DoRescale) x = x.TimesNumber(c.RescaleFactor);
         if (c.DoNormalize) x = (x - mean) / std;

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using OpenCvSharp;
+using RealtimeAssistant.Model.Imaging;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -75,16 +76,14 @@ public sealed class Qwen2VlImageProcessor : IDisposable
         return _cfg.DoResize ? SmartResize(height, width, _cfg.Factor, Math.Min(_cfg.MinPixels, maxPixels), maxPixels) : (height, width);
     }
 
-    /// <summary>A BGR image as interleaved RGB bytes at <paramref name="height"/>×<paramref name="width"/> (PIL's resize).</summary>
-    public byte[] ResizedRgb(Mat bgr, int height, int width)
+    /// <summary>A BGR image as an RGB Mat at <paramref name="height"/>×<paramref name="width"/> (PIL's resize); the caller's to dispose.</summary>
+    public Mat ResizedRgb(Mat bgr, int height, int width)
     {
         if (bgr.Empty()) throw new UserError("empty image");
         if (bgr.Type() != MatType.CV_8UC3) throw new UserError($"expected an 8-bit BGR image, got {bgr.Type()}");
         using var rgb = new Mat();
         Cv2.CvtColor(bgr, rgb, ColorConversionCodes.BGR2RGB);
-        var bytes = new byte[rgb.Rows * rgb.Cols * 3];
-        Marshal.Copy(rgb.Data, bytes, 0, bytes.Length); // CvtColor's output is continuous
-        return Imaging.PilResample.Resize(bytes, rgb.Cols, rgb.Rows, 3, width, height, _cfg.Resample);
+        return Imaging.PilResample.Resize(rgb, width, height, _cfg.Resample);
     }
 
     /// <summary>
@@ -98,18 +97,23 @@ public sealed class Qwen2VlImageProcessor : IDisposable
         var (h, w) = TargetSize(frames[0].Rows, frames[0].Cols, maxPixels ?? _cfg.MaxPixels);
         if (h % _cfg.Factor != 0 || w % _cfg.Factor != 0)
             throw new UserError($"image {frames[0].Cols}×{frames[0].Rows}: with do_resize off, its sides must be multiples of {_cfg.Factor}");
-        var pixels = frames.Select(f => ResizedRgb(f, h, w)).ToList();
         using var scope = torch.NewDisposeScope();
         int tps = _cfg.TemporalPatchSize, p = _cfg.PatchSize, m = _cfg.MergeSize;
         // HF pads a clip to whole temporal patches with copies of its last frame (a still image: tps copies).
-        while (pixels.Count % tps != 0) pixels.Add(pixels[^1]);
-        var all = new byte[pixels.Count * pixels[0].Length];
-        for (int i = 0; i < pixels.Count; i++) Buffer.BlockCopy(pixels[i], 0, all, i * pixels[0].Length, pixels[0].Length);
-        var x = torch.tensor(all, new long[] { pixels.Count, h, w, 3 }).to(_device).permute(0, 3, 1, 2); // [F, C, H, W] bytes
+        int count = (frames.Count + tps - 1) / tps * tps;
+        Tensor all;
+        var resized = new List<Mat>(frames.Count);
+        try
+        {
+            foreach (var frame in frames) resized.Add(ResizedRgb(frame, h, w));
+            all = PixelTensor.FromMats(resized, count);
+        }
+        finally { foreach (var r in resized) r.Dispose(); }
+        var x = all.to(_device).permute(0, 3, 1, 2); // [F, C, H, W] bytes
         // HF: rescale in float64 then float32, normalise in float32.
         var f = _cfg.DoRescale ? x.to_type(ScalarType.Float64).TimesNumber(_cfg.RescaleFactor).to_type(ScalarType.Float32) : x.to_type(ScalarType.Float32);
         if (_cfg.DoNormalize) f = (f - _mean) / _std;
-        int gt = pixels.Count / tps, gh = h / p, gw = w / p;
+        int gt = count / tps, gh = h / p, gw = w / p;
         var rows = f.reshape(gt, tps, 3, gh / m, m, p, gw / m, m, p)
             .permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
             .reshape(gt * gh * gw, 3 * tps * p * p)
