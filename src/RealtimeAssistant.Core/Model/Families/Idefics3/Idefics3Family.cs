@@ -87,7 +87,7 @@ public sealed class Idefics3Family : IVisionLanguageModel
     /// </summary>
     public IPreparedImage Prepare(Mat bgr, ImageUse use)
     {
-        var tiles = use == ImageUse.VideoFrame ? _processor.Frame(bgr) : _processor.Still(bgr);
+        using var tiles = use == ImageUse.VideoFrame ? _processor.Frame(bgr) : _processor.Still(bgr);
         using var _ = torch.inference_mode();
         return new Prepared(_processor.ToTensor(tiles, DType), tiles.Rows, tiles.Cols);
     }

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using OpenCvSharp;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -8,9 +7,12 @@ namespace RealtimeAssistant.Model.Families.Idefics3;
 /// <summary>
 /// An image cut as Idefics3/SmolVLM's processor cuts it: row-major tiles of
 /// <see cref="Side"/>×<see cref="Side"/> RGB pixels, then the global image (Rows = Cols = 0: the
-/// global image alone).
+/// global image alone). Owns its tiles.
 /// </summary>
-public sealed record ImageTiles(byte[][] Tiles, int Rows, int Cols, int Side);
+public sealed record ImageTiles(IReadOnlyList<Mat> Tiles, int Rows, int Cols, int Side) : IDisposable
+{
+    public void Dispose() { foreach (var t in Tiles) t.Dispose(); }
+}
 
 /// <summary>
 /// Idefics3ImageProcessor / SmolVLMImageProcessor (the slow, PIL-based ones): the longest edge
@@ -44,25 +46,39 @@ public sealed class Idefics3ImageProcessor : IDisposable
     /// <summary>A still image: HF's image path (tiles plus the global image when splitting is on).</summary>
     public ImageTiles Still(Mat bgr)
     {
-        var (rgb, w, h) = Rgb(bgr);
-        int m = _c.TileSize;
-        if (_c.DoResize)
+        var rgb = Rgb(bgr);
+        var tiles = new List<Mat>();
+        try
         {
-            var (nh, nw) = LongestEdgeSize(h, w, _c.LongestEdge, _c.UpperBound);
-            (rgb, w, h) = (Resize(rgb, w, h, nw, nh), nw, nh);
+            int m = _c.TileSize;
+            if (_c.DoResize)
+            {
+                var (nh, nw) = LongestEdgeSize(rgb.Rows, rgb.Cols, _c.LongestEdge, _c.UpperBound);
+                Resize(ref rgb, nw, nh);
+            }
+            if (!_c.DoImageSplitting)
+            {
+                Resize(ref rgb, m, m);
+                tiles.Add(rgb);
+                return new ImageTiles(tiles, 0, 0, m);
+            }
+            var (h, w) = TileMultipleSize(rgb.Rows, rgb.Cols, m);
+            Resize(ref rgb, w, h);
+            if (h <= m && w <= m) { tiles.Add(rgb); return new ImageTiles(tiles, 0, 0, m); } // exactly one tile: no splitting
+            int rows = (h + m - 1) / m, cols = (w + m - 1) / m;
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < cols; c++)
+                    using (var view = new Mat(rgb, new Rect(c * m, r * m, m, m))) tiles.Add(view.Clone());
+            Resize(ref rgb, m, m);
+            tiles.Add(rgb);
+            return new ImageTiles(tiles, rows, cols, m);
         }
-        if (!_c.DoImageSplitting)
-            return new ImageTiles(new[] { Resize(rgb, w, h, m, m) }, 0, 0, m);
-        var (eh, ew) = TileMultipleSize(h, w, m);
-        (rgb, w, h) = (Resize(rgb, w, h, ew, eh), ew, eh);
-        if (h <= m && w <= m) return new ImageTiles(new[] { rgb }, 0, 0, m); // exactly one tile: no splitting
-        int rows = (h + m - 1) / m, cols = (w + m - 1) / m;
-        var tiles = new List<byte[]>(rows * cols + 1);
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < cols; c++)
-                tiles.Add(Crop(rgb, w, c * m, r * m, m));
-        tiles.Add(Resize(rgb, w, h, m, m));
-        return new ImageTiles(tiles.ToArray(), rows, cols, m);
+        catch
+        {
+            if (!tiles.Contains(rgb)) rgb.Dispose();
+            foreach (var t in tiles) t.Dispose();
+            throw;
+        }
     }
 
     /// <summary>The rows × columns of tiles <see cref="Still"/> cuts an image of this size into (0 × 0: the global image alone), by the arithmetic alone.</summary>
@@ -81,24 +97,26 @@ public sealed class Idefics3ImageProcessor : IDisposable
     /// </summary>
     public ImageTiles Frame(Mat bgr)
     {
-        var (rgb, w, h) = Rgb(bgr);
-        int m = _c.TileSize;
-        if (_c.DoResize)
+        var rgb = Rgb(bgr);
+        try
         {
-            var (nh, nw) = LongestEdgeSize(h, w, _c.VideoLongestEdge ?? m, _c.UpperBound);
-            (rgb, w, h) = (Resize(rgb, w, h, nw, nh), nw, nh);
+            int m = _c.TileSize;
+            if (_c.DoResize)
+            {
+                var (nh, nw) = LongestEdgeSize(rgb.Rows, rgb.Cols, _c.VideoLongestEdge ?? m, _c.UpperBound);
+                Resize(ref rgb, nw, nh);
+            }
+            Resize(ref rgb, m, m);
+            return new ImageTiles(new[] { rgb }, 0, 0, m);
         }
-        return new ImageTiles(new[] { Resize(rgb, w, h, m, m) }, 0, 0, m);
+        catch { rgb.Dispose(); throw; }
     }
 
     /// <summary>Tiles → normalised pixels [N, 3, side, side] on the device, in <paramref name="dtype"/>: one upload of the bytes, then a table lookup.</summary>
     public Tensor ToTensor(ImageTiles tiles, ScalarType dtype)
     {
         using var scope = torch.NewDisposeScope();
-        int n = tiles.Tiles.Length, side = tiles.Side, per = side * side * 3;
-        var bytes = new byte[n * per];
-        for (int i = 0; i < n; i++) Buffer.BlockCopy(tiles.Tiles[i], 0, bytes, i * per, per);
-        var hwc = torch.tensor(bytes, new long[] { n, side, side, 3 }).to(_lut.device).to_type(ScalarType.Int64);
+        var hwc = Imaging.PixelTensor.FromMats(tiles.Tiles).to(_lut.device).to_type(ScalarType.Int64);
         var idx = hwc.Plus(torch.tensor(new long[] { 0, 256, 512 }, device: _lut.device));
         var x = _lut.take(idx).permute(0, 3, 1, 2).contiguous();
         return x.to_type(dtype).MoveToOuterDisposeScope();
@@ -159,28 +177,22 @@ public sealed class Idefics3ImageProcessor : IDisposable
         return (height, width);
     }
 
-    byte[] Resize(byte[] rgb, int w, int h, int outW, int outH) => Imaging.PilResample.Resize(rgb, w, h, 3, outW, outH, _c.Resample);
-
-    static byte[] Crop(byte[] rgb, int width, int x0, int y0, int side)
+    /// <summary>PIL's resize of <paramref name="rgb"/>, which it replaces (and disposes).</summary>
+    void Resize(ref Mat rgb, int outW, int outH)
     {
-        var tile = new byte[side * side * 3];
-        for (int y = 0; y < side; y++)
-            Buffer.BlockCopy(rgb, ((y0 + y) * width + x0) * 3, tile, y * side * 3, side * 3);
-        return tile;
+        var resized = Imaging.PilResample.Resize(rgb, outW, outH, _c.Resample);
+        rgb.Dispose();
+        rgb = resized;
     }
 
-    /// <summary>An 8-bit BGR (or gray) image → RGB bytes.</summary>
-    static (byte[] Rgb, int Width, int Height) Rgb(Mat image)
+    /// <summary>An 8-bit BGR (or gray) image → RGB, the caller's to dispose.</summary>
+    static Mat Rgb(Mat image)
     {
         if (image.Empty()) throw new UserError("empty image");
-        using var rgb = new Mat();
-        if (image.Type() == MatType.CV_8UC3) Cv2.CvtColor(image, rgb, ColorConversionCodes.BGR2RGB);
-        else if (image.Type() == MatType.CV_8UC1) Cv2.CvtColor(image, rgb, ColorConversionCodes.GRAY2RGB);
-        else throw new UserError($"expected an 8-bit BGR image, got {image.Type()}");
-        var bytes = new byte[rgb.Rows * rgb.Cols * 3];
-        using (var cont = rgb.IsContinuous() ? null : rgb.Clone())
-            Marshal.Copy((cont ?? rgb).Data, bytes, 0, bytes.Length);
-        return (bytes, rgb.Cols, rgb.Rows);
+        if (image.Type() != MatType.CV_8UC3 && image.Type() != MatType.CV_8UC1) throw new UserError($"expected an 8-bit BGR image, got {image.Type()}");
+        var rgb = new Mat();
+        Cv2.CvtColor(image, rgb, image.Type() == MatType.CV_8UC3 ? ColorConversionCodes.BGR2RGB : ColorConversionCodes.GRAY2RGB);
+        return rgb;
     }
 
     public void Dispose() => _lut.Dispose();
