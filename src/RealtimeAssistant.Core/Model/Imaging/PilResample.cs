@@ -42,17 +42,6 @@ public static class PilResample
         return dst;
     }
 
-    /// <summary>Interleaved 8-bit pixels (<paramref name="channels"/> per pixel, row-major) resized; the same size returns a copy.</summary>
-    public static unsafe byte[] Resize(byte[] inBytes, int srcWidth, int srcHeight, int ch, int width, int height, Filter filter)
-    {
-        if (width < 1 || height < 1) throw new ArgumentException($"target size {width}x{height}");
-        if (inBytes.Length != srcWidth * srcHeight * ch) throw new ArgumentException($"{inBytes.Length} bytes for a {srcWidth}x{srcHeight}x{ch} image");
-        if (srcWidth == width && srcHeight == height) return (byte[])inBytes.Clone();
-        var output = new byte[width * height * ch];
-        fixed (byte* i = inBytes, o = output) Resize(i, srcWidth, srcHeight, ch, width, height, filter, o);
-        return output;
-    }
-
     static unsafe void Resize(byte* input, int srcWidth, int srcHeight, int ch, int width, int height, Filter filter, byte* output)
     {
         if (width < 1 || height < 1) throw new ArgumentException($"target size {width}x{height}");
