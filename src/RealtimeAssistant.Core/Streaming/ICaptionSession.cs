@@ -92,13 +92,15 @@ public static class SessionModes
         var other => throw new UserError($"--mode '{other}' is not one of gpe, reencode"),
     };
 
+    /// <summary>The modes each engine has been warmed up in (an engine's entry goes with it).</summary>
     static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Engine, HashSet<string>> Warm = new();
+
     /// <summary>The warm-up caption's most tokens: after 4 the first real write still took 16–20 ms where the next took 4.5; after 16, 5.5.</summary>
     const int WarmUpTokens = 16;
 
     /// <summary>
     /// Runs a model once in a mode, on a throwaway session: a synthetic frame read at the given
-    /// pruning and pixel bound, and a caption of a few tokens written. A model's first pass pays
+    /// pruning and pixel bound, and a caption of up to 16 tokens written. A model's first pass pays
     /// one-time costs (libtorch's first calls, the JIT, the allocator's first blocks): on the demo
     /// model a stream's first read took about 100 ms where the next took 10, and its first write
     /// about 45 ms more than the next. Run before capture starts, those costs no longer land on a
