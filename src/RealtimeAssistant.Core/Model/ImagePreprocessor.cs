@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using OpenCvSharp;
 using Size = OpenCvSharp.Size;
 using RealtimeAssistant.Model.Checkpoint;

@@ -413,16 +413,23 @@ public class GovernorTests(ITestOutputHelper log)
         public override IEnumerable<TokenEvent> ReadAndWrite(EncodedImage frame, string? question = null) { Read(frame); return Write(question); }
     }
 
+    /// <summary>A started driver over <paramref name="session"/> with the governor at <paramref name="budgetMs"/> (the tiny model's schedule unless given), every frame read.</summary>
+    static StreamingDriver Governed(ICaptionSession session, double budgetMs, string policy = "every:1000", PruningConfig? schedule = null)
+    {
+        var driver = new StreamingDriver(session, new DriverOptions
+        {
+            Policy = WritePolicy.Parse(policy), GateThreshold = 0, FrameBudgetMs = budgetMs, Schedule = schedule ?? AppTestSupport.TinySchedule,
+        });
+        driver.Start();
+        return driver;
+    }
+
     [Fact]
     public void AStreamsColdFirstRead_CountsAgainstTheBudget_ButDoesNotSendTheGovernorDownTheLadder()
     {
         using var engine = AppTestSupport.TinyEngine();
         using var cold = new SlowedSession(new GpeSession(engine, AppTestSupport.TinyOptions())) { ExtraMs = (_, read) => read == 0 ? 400 : 0 };
-        using var driver = new StreamingDriver(cold, new DriverOptions
-        {
-            Policy = WritePolicy.Parse("every:1000"), GateThreshold = 0, FrameBudgetMs = 100, Schedule = AppTestSupport.TinySchedule,
-        });
-        driver.Start();
+        using var driver = Governed(cold, 100);
         var clip = ClipGenerator.Generate(1_000_007, 20, 15);
         var levels = new List<string>();
         for (int i = 0; i < 24; i++)
@@ -462,11 +469,7 @@ public class GovernorTests(ITestOutputHelper log)
     {
         using var engine = AppTestSupport.TinyEngine();
         using var slowed = new SlowedSession(new GpeSession(engine, AppTestSupport.TinyOptions()));
-        using var driver = new StreamingDriver(slowed, new DriverOptions
-        {
-            Policy = WritePolicy.Parse("every:1000"), GateThreshold = 0, FrameBudgetMs = 130, Schedule = AppTestSupport.TinySchedule,
-        });
-        driver.Start();
+        using var driver = Governed(slowed, 130);
         var clip = ClipGenerator.Generate(1_000_005, 20, 15);
         int frame = 0;
         (int Level, int? K, string Name) Run(int frames)
@@ -501,11 +504,7 @@ public class GovernorTests(ITestOutputHelper log)
         // Nothing fits a 20 ms budget: even the last rung (every visual token leaves after layer 1)
         // sleeps 3 ms × its tokens, well over it on any machine, so frames are skipped, and counted.
         slowed.MsPerTokenLayer = 3;
-        using var tight = new StreamingDriver(slowed, new DriverOptions
-        {
-            Policy = WritePolicy.Parse("every:1000"), GateThreshold = 0, FrameBudgetMs = 20, Schedule = AppTestSupport.TinySchedule,
-        });
-        tight.Start();
+        using var tight = Governed(slowed, 20);
         for (int i = 0; i < 40; i++)
         {
             using var img = clip.Render(i, 32, 32);
@@ -581,8 +580,7 @@ public class GovernorTests(ITestOutputHelper log)
         using var engine = Engine.Load(RealtimeAssistant.Tests.Model.Families.QwenFixtures.Folder("qwen2_vl"), new EngineOptions { Device = "cpu", MaxPixels = 28 * 28 * 1024 });
         using var slowed = new SlowedSession(new GpeSession(engine, AppTestSupport.TinyOptions()));
         var schedule = new PruningConfig { ShallowLayers = 0 };
-        using var driver = new StreamingDriver(slowed, new DriverOptions { Policy = WritePolicy.Parse("every:1000"), GateThreshold = 0, FrameBudgetMs = 220, Schedule = schedule });
-        driver.Start();
+        using var driver = Governed(slowed, 220, schedule: schedule);
         var clip = ClipGenerator.Generate(1_000_005, 20, 15);
         int frame = 0;
         void Run(int frames)
@@ -636,11 +634,7 @@ public class GovernorTests(ITestOutputHelper log)
         // governor measures and prunes it; a plain write still counts its prefill as the write's.
         using var engine = AppTestSupport.TinyEngine();
         using var session = new ReEncodingSession(engine, AppTestSupport.TinyOptions(window: 3));
-        using var driver = new StreamingDriver(session, new DriverOptions
-        {
-            Policy = WritePolicy.Parse("every:1"), GateThreshold = 0, FrameBudgetMs = 1000, Schedule = AppTestSupport.TinySchedule,
-        });
-        driver.Start();
+        using var driver = Governed(session, 1000, "every:1");
         var clip = ClipGenerator.Generate(1_000_007, 2, 15);
         var segments = new List<StreamSegment>();
         for (int i = 0; i < 6; i++)

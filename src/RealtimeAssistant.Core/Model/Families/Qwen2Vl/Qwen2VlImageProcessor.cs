@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using OpenCvSharp;
 using RealtimeAssistant.Model.Imaging;
 using TorchSharp;
