@@ -81,7 +81,7 @@ public sealed class FrameLoop : IDisposable
     Thread? _inference;
     FrameQueue? _modelQueue;
     volatile Exception? _inferenceError;
-    long _captions, _lastRead = long.MinValue;
+    long _captions, _lastRead = long.MinValue, _lastReadAt;
     int _nextQuestion;
     bool _inferenceDone;
     // File pacing: segments written, in order, for the render thread; the last model frame handled.
@@ -182,8 +182,12 @@ public sealed class FrameLoop : IDisposable
                 if (frame is null) break;
                 // At most one read per stride of source frames: the newest frame once that many have passed.
                 if (_lastRead != long.MinValue && frame.Index < _lastRead + _o.Stride && frame.Index >= _lastRead) continue;
-                double periods = _lastRead == long.MinValue || frame.Index < _lastRead ? 1 : (frame.Index - _lastRead) / (double)_o.Stride;
-                _lastRead = frame.Index;
+                // The governor's periods are budgets of the clock's time since the last frame taken: it
+                // pays back the time reads ran over, while the slot dropped what came meanwhile; so
+                // live pacing never skips a frame the model is free to read.
+                long now = Stopwatch.GetTimestamp();
+                double periods = _lastReadAt == 0 || BudgetMs is not double budget ? 1 : Stopwatch.GetElapsedTime(_lastReadAt, now).TotalMilliseconds / budget;
+                (_lastRead, _lastReadAt) = (frame.Index, now);
                 while (_typed.TryDequeue(out var q)) _driver.Ask(q);
                 Step(frame, periods, live: true);
             }

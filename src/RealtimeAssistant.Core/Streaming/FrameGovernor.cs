@@ -163,8 +163,9 @@ public sealed class FrameGovernor
 
     /// <summary>
     /// Before a frame: read it (at which level) or skip it. <paramref name="framesElapsed"/> is how
-    /// many budget periods passed since the last decision (1 per model-stride frame; more when a
-    /// live source moved on while the model worked): each pays the budget back.
+    /// many budget periods passed since the last decision (1 per frame given in file and headless
+    /// pacing; in live pacing the clock's time since the last frame taken, in budgets): each pays
+    /// the budget back.
     /// </summary>
     public GovernorChoice Choose(double framesElapsed = 1)
     {

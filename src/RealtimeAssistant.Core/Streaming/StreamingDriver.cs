@@ -135,7 +135,7 @@ public sealed class StreamingDriver : IDisposable
     /// <summary>
     /// One frame of the stream; returns what was written because of it (often nothing).
     /// <paramref name="onStart"/> is called when a write begins (its question, or null), <paramref name="onDelta"/> with each text delta.
-    /// <paramref name="periods"/>: frame-budget periods since the previous frame given (more than 1 when a live source moved on meanwhile).
+    /// <paramref name="periods"/>: frame-budget periods since the previous frame given (live pacing: the clock's time since then over the budget, which pays back every overrun).
     /// </summary>
     public List<StreamSegment> Push(Mat frame, long index, TimeSpan at, Action<string?>? onStart = null, Action<string>? onDelta = null, double periods = 1)
     {

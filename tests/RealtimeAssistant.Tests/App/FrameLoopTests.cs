@@ -1,7 +1,9 @@
 using RealtimeAssistant.Capture;
 using RealtimeAssistant.Cli.App;
 using RealtimeAssistant.Pipeline;
+using RealtimeAssistant.Streaming;
 using RealtimeAssistant.Tests.Capture;
+using RealtimeAssistant.Tests.Streaming;
 
 namespace RealtimeAssistant.Tests.App;
 
@@ -58,6 +60,35 @@ public class FrameLoopTests(ITestOutputHelper log)
         Assert.True(loop.InferenceStopped);
         Assert.True(fast.Seen.Zip(fast.Seen.Skip(1)).All(p => p.Second - p.First >= 4), $"read frames {string.Join(",", fast.Seen)}: closer than the stride");
         Assert.InRange(fast.Seen.Count, 10, 15);
+    }
+
+    [Fact]
+    public void LivePacing_UnderABudgetFarBelowTheStride_AStallIsPaidBackByTheSourcesClock_NotBySkippedFrames()
+    {
+        // 30 fps at stride 6: a read every 200 ms of source, against a budget of 12 ms that no read
+        // meets (each is slowed by 20 ms), and one read stalled for 1.5 s. The slot drops what
+        // arrives meanwhile; every 200 ms of source pays 200 ms of overrun back, so the governor has
+        // nothing to skip and the model reads on at one frame per stride. Counted in strides
+        // instead of budgets, the stall's debt took about 125 strides (25 s) of skipped frames.
+        using var engine = AppTestSupport.TinyEngine();
+        using var slowed = new SlowedSession(new GpeSession(engine, AppTestSupport.TinyOptions())) { ExtraMs = (_, read) => read == 2 ? 1500 : 20 };
+        using var loop = new FrameLoop(new GeneratedFrameSource(i => TestMedia.Pattern(i), 30, count: 120, realtime: true), slowed, new Profiler(),
+            AppTestSupport.Loop(Pacing.Live, stride: 6, policy: "every:1000", budgetMs: 12, schedule: AppTestSupport.TinySchedule));
+        loop.Start();
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!(loop.Ended && loop.InferenceStopped) && DateTime.UtcNow < deadline)
+        {
+            if (loop.TryTakeDisplayFrame(out var f)) f!.Dispose();
+            Thread.Sleep(5);
+        }
+        Assert.True(loop.Ended && loop.InferenceStopped, "the loop did not finish its 4 s source in 20 s");
+        Assert.Null(loop.InferenceError);
+        var stats = loop.Driver.Stats;
+        log.WriteLine($"read {stats.Read}, over budget {stats.OverBudget}, skipped by the governor {stats.BudgetSkipped}, dropped for inference {loop.DroppedForInference}");
+        Assert.Equal(0, stats.BudgetSkipped);
+        // About 2.5 s of source after the stall: about 12 strides, each read.
+        Assert.True(stats.Read >= 9, $"only {stats.Read} reads in a 4 s source at one per 200 ms with one 1.5 s stall");
+        Assert.Equal(stats.Read, stats.OverBudget);
     }
 
     [Fact]
