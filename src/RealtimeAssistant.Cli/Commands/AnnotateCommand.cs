@@ -57,7 +57,7 @@ public static class AnnotateCommand
             var report = Annotator.Run(options, session, run.Loop, ct);
             Annotator.PrintSummary(report);
             RealtimeFlags.ReportUnasked(report.Unasked, report.Cancelled, "annotate");
-            RealtimeFlags.ReportBudgetSkips(report.Stats, report.Cancelled, "annotate");
+            RealtimeFlags.ReportBudget(report.Stats, report.Cancelled, "annotate");
             return report.Cancelled ? 130 : 0;
         });
     }

@@ -66,7 +66,7 @@ public static class LiveCommand
                 ShowHud = !pr.GetValue(noHud), GiveUpAfter = TimeSpan.FromSeconds(pr.GetValue(giveUp)), SnapshotPath = pr.GetValue(snapshot), PrintCaptions = window is null, Logger = logging.CreateLogger("live"),
             }, session, run.Loop, ct);
             LiveApp.PrintSummary(stats);
-            RealtimeFlags.ReportBudgetSkips(stats.Stream, cancelled: false, "live"); // a live run ends by the user's hand: still worth saying
+            RealtimeFlags.ReportBudget(stats.Stream, cancelled: false, "live"); // a live run ends by the user's hand: still worth saying
             return LiveApp.ExitCode("live", stats, interrupt.Requested);
         });
     }

@@ -53,7 +53,7 @@ public static class ProfileCommand
             }, session, run.Loop, ct);
             ProfileReport.PrintTable(stats);
             if (stats.Stream.ReadsByLevelLine is { } levels) Console.WriteLine(levels);
-            RealtimeFlags.ReportBudgetSkips(stats.Stream, ct.IsCancellationRequested, "profile");
+            RealtimeFlags.ReportBudget(stats.Stream, ct.IsCancellationRequested, "profile");
             foreach (var path in ProfileReport.Write(stats, dir)) AnsiConsole.MarkupLine($"[grey]wrote {Markup.Escape(path)}[/]");
             if (stats.Error is not null) throw new UserError(stats.Error);
             return 0;

@@ -94,17 +94,23 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
     public const double MaxAskSeconds = 365 * 86400;
 
     /// <summary>
-    /// One stderr line when the governor skipped a tenth or more of the frames it was given: the
-    /// budget is below what the cheapest read allowed takes on this machine, and what would change that.
+    /// One stderr line when the budget was not held: the governor skipped a tenth or more of the
+    /// frames it was given (file and headless pacing), or a tenth or more of the reads ran over it
+    /// though no level is expected to fit (live pacing, which drops frames rather than skip them).
+    /// It says what the cheapest read allowed takes on this machine, and what would change that.
     /// </summary>
-    public static void ReportBudgetSkips(StreamStats s, bool cancelled, string command)
+    public static void ReportBudget(StreamStats s, bool cancelled, string command)
     {
+        if (cancelled || s.BudgetMs is not { } budget) return;
         long due = s.Read + s.BudgetSkipped;
-        if (cancelled || s.BudgetSkipped == 0 || s.BudgetSkipped * 10 < due || s.BudgetMs is not { } budget) return;
         var cheapest = s.CheapestLevel is { } level && s.CheapestReadMs is { } ms ? $": its cheapest read allowed ({level}) takes about {ms:N0} ms here" : "";
-        Console.Error.WriteLine($"{command}: {s.BudgetSkipped} of {due} frames due a read were skipped to hold the {budget:0.###} ms frame budget{cheapest}; "
-            + "a larger --frame-budget-ms or --stride skips fewer"
-            + (s.CheapestMaxPixels is { } least ? $", and so does a --min-frame-pixels below {least}" : ""));
+        long? least = s.CheapestMaxPixels;
+        if (s.BudgetSkipped > 0 && s.BudgetSkipped * 10 >= due)
+            Console.Error.WriteLine($"{command}: {s.BudgetSkipped} of {due} frames due a read were skipped to hold the {budget:0.###} ms frame budget{cheapest}; "
+                + "a larger --frame-budget-ms or --stride skips fewer" + (least is null ? "" : $", and so does a --min-frame-pixels below {least}"));
+        else if (s.OverBudget > 0 && s.OverBudget * 10 >= s.Read && s.CheapestReadMs > budget)
+            Console.Error.WriteLine($"{command}: {s.OverBudget} of {s.Read} reads ran over the {budget:0.###} ms frame budget{cheapest}; "
+                + "frames that arrived during a read were dropped; a --frame-budget-ms above that" + (least is null ? "" : $" (or a --min-frame-pixels below {least})") + " is one the reads can hold");
     }
 
     /// <summary>One stderr line per question the stream ended before reaching, so a late --ask is not lost without a word.</summary>

@@ -73,7 +73,7 @@ public static class StreamCommand
             if (s.Drafted > 0) Console.WriteLine($"drafted caption tokens taken: {s.DraftsTaken} of {s.Drafted} ({(double)s.DraftsTaken / s.Drafted:P0})");
             if (s.ReadsByLevelLine is { } levels) Console.WriteLine(levels);
             RealtimeFlags.ReportUnasked(result.Unasked, result.Cancelled, "stream");
-            RealtimeFlags.ReportBudgetSkips(s, result.Cancelled, "stream");
+            RealtimeFlags.ReportBudget(s, result.Cancelled, "stream");
             return ct.IsCancellationRequested ? 130 : 0;
         });
     }
