@@ -18,6 +18,18 @@ public class FrameLoopTests(ITestOutputHelper log)
     static GeneratedFrameSource Stamped(int count, double fps, bool realtime) =>
         new(i => { var m = TestMedia.Pattern(i); SlowSession.MarkFrame(m, i); return m; }, fps, count: count, realtime: realtime);
 
+    /// <summary>Live pacing: takes (and drops) display frames as a renderer would until the source ended and inference stopped, or the time is up.</summary>
+    static bool RenderUntilTheEnd(FrameLoop loop, TimeSpan limit, int sleepMs)
+    {
+        var deadline = DateTime.UtcNow + limit;
+        while (!(loop.Ended && loop.InferenceStopped) && DateTime.UtcNow < deadline)
+        {
+            if (loop.TryTakeDisplayFrame(out var f)) f!.Dispose();
+            Thread.Sleep(sleepMs);
+        }
+        return loop.Ended && loop.InferenceStopped;
+    }
+
     [Fact]
     public void LivePacing_SlowModelGetsTheNewestFrame_AndOlderOnesAreDropped()
     {
@@ -25,13 +37,7 @@ public class FrameLoopTests(ITestOutputHelper log)
         var slow = new SlowSession(TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(280));
         using var loop = new FrameLoop(Stamped(60, 30, realtime: true), slow, new Profiler(), AppTestSupport.Loop(Pacing.Live, stride: 3, policy: "finished"));
         loop.Start();
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        while (!(loop.Ended && loop.InferenceStopped) && DateTime.UtcNow < deadline)
-        {
-            if (loop.TryTakeDisplayFrame(out var f)) f!.Dispose();
-            Thread.Sleep(5);
-        }
-        Assert.True(loop.Ended && loop.InferenceStopped, "the loop did not finish its 2 s source in 15 s");
+        Assert.True(RenderUntilTheEnd(loop, TimeSpan.FromSeconds(15), 5), "the loop did not finish its 2 s source in 15 s");
         log.WriteLine($"captured {loop.FramesCaptured}, read {string.Join(",", slow.Seen)}, captions {loop.Captions}, dropped for inference {loop.DroppedForInference}");
         Assert.Null(loop.InferenceError);
         Assert.Equal(60, loop.FramesCaptured);
@@ -51,12 +57,7 @@ public class FrameLoopTests(ITestOutputHelper log)
         var fast = new SlowSession(TimeSpan.Zero, TimeSpan.Zero);
         using var loop = new FrameLoop(Stamped(60, 60, realtime: true), fast, new Profiler(), AppTestSupport.Loop(Pacing.Live, stride: 4, policy: "finished"));
         loop.Start();
-        var deadline = DateTime.UtcNow.AddSeconds(15);
-        while (!(loop.Ended && loop.InferenceStopped) && DateTime.UtcNow < deadline)
-        {
-            if (loop.TryTakeDisplayFrame(out var f)) f!.Dispose();
-            Thread.Sleep(2);
-        }
+        RenderUntilTheEnd(loop, TimeSpan.FromSeconds(15), 2);
         Assert.True(loop.InferenceStopped);
         Assert.True(fast.Seen.Zip(fast.Seen.Skip(1)).All(p => p.Second - p.First >= 4), $"read frames {string.Join(",", fast.Seen)}: closer than the stride");
         Assert.InRange(fast.Seen.Count, 10, 15);
@@ -75,13 +76,7 @@ public class FrameLoopTests(ITestOutputHelper log)
         using var loop = new FrameLoop(new GeneratedFrameSource(i => TestMedia.Pattern(i), 30, count: 120, realtime: true), slowed, new Profiler(),
             AppTestSupport.Loop(Pacing.Live, stride: 6, policy: "every:1000", budgetMs: 12, schedule: AppTestSupport.TinySchedule));
         loop.Start();
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (!(loop.Ended && loop.InferenceStopped) && DateTime.UtcNow < deadline)
-        {
-            if (loop.TryTakeDisplayFrame(out var f)) f!.Dispose();
-            Thread.Sleep(5);
-        }
-        Assert.True(loop.Ended && loop.InferenceStopped, "the loop did not finish its 4 s source in 20 s");
+        Assert.True(RenderUntilTheEnd(loop, TimeSpan.FromSeconds(20), 5), "the loop did not finish its 4 s source in 20 s");
         Assert.Null(loop.InferenceError);
         var stats = loop.Driver.Stats;
         log.WriteLine($"read {stats.Read}, over budget {stats.OverBudget}, skipped by the governor {stats.BudgetSkipped}, dropped for inference {loop.DroppedForInference}");
