@@ -112,6 +112,7 @@ public static class ServeCommand
             // Before the port opens: the first request and the first stream's first frame do not pay the model's one-time costs.
             AppModel.WarmUp(scheduler.Engine, logging.CreateLogger("RealtimeAssistant.Model"), warm => scheduler.Run(warm));
             using var chat = new SerialChatModel(scheduler, pr.GetValue(queue), logging.CreateLogger("RealtimeAssistant.Model"));
+            await WarmUpChat(chat, options, logging.CreateLogger("RealtimeAssistant.Server"), interrupt.Token);
             await using var server = await ApiServer.StartAsync(options, chat, b => Configure(b), interrupt.Token,
                 new StreamBackend(scheduler, GlStreamOverlay.Factory(options.Streams.VideoFps)));
             // The one line on stdout: scripts (and the tests) read the address from it.
@@ -122,6 +123,17 @@ public static class ServeCommand
             catch (OperationCanceledException) { }
             return 0;
         });
+    }
+
+    /// <summary>The chat path's first run, before the port opens (<see cref="ChatCompletions.WarmUp"/>); a model it fails on is served without, with a warning.</summary>
+    static async Task WarmUpChat(SerialChatModel chat, ServerOptions options, ILogger log, CancellationToken ct)
+    {
+        try
+        {
+            double ms = await ChatCompletions.WarmUp(chat, options, ct);
+            log.LogInformation("warm-up: a chat completion with a 64x64 PNG answered in {Ms:F0} ms", ms);
+        }
+        catch (Exception e) when (e is ApiError or UserError) { log.LogWarning("no chat warm-up: {Why}", e.Message); }
     }
 
     /// <summary>Logs on stderr (stdout carries the address line): the server's own at Information, ASP.NET Core's warnings.</summary>
