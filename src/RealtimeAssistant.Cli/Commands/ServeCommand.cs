@@ -125,7 +125,7 @@ public static class ServeCommand
         });
     }
 
-    /// <summary>The chat path's first run, before the port opens (<see cref="ChatCompletions.WarmUp"/>); a model it fails on is served without, with a warning.</summary>
+    /// <summary>The chat path's first run, before the port opens (<see cref="ChatCompletions.WarmUp"/>); where it fails, the model is served without, with a warning.</summary>
     static async Task WarmUpChat(SerialChatModel chat, ServerOptions options, ILogger log, CancellationToken ct)
     {
         try
@@ -133,7 +133,8 @@ public static class ServeCommand
             double ms = await ChatCompletions.WarmUp(chat, options, ct);
             log.LogInformation("warm-up: a chat completion with a 64x64 PNG answered in {Ms:F0} ms", ms);
         }
-        catch (Exception e) when (e is ApiError or UserError) { log.LogWarning("no chat warm-up: {Why}", e.Message); }
+        // Best effort: a chat path that fails here fails a client's request with its own error, not the start.
+        catch (Exception e) when (e is not OperationCanceledException) { log.LogWarning("no chat warm-up: {Why}", e.Message); }
     }
 
     /// <summary>Logs on stderr (stdout carries the address line): the server's own at Information, ASP.NET Core's warnings.</summary>
