@@ -36,6 +36,7 @@ public sealed class HudFeed(Profiler profiler, double budgetMs)
         var firstWord = snap.Stage(Profiler.GlassToFirstWord);
         int n = Math.Min(frameCount, frameTimes.Length);
         var recent = new double[n];
+        var stream = loop?.Driver.Stats;
         for (int k = 0; k < n; k++) recent[k] = frameTimes[(frameCount - n + k) % frameTimes.Length];
         cached = new HudStats
         {
@@ -54,7 +55,10 @@ public sealed class HudFeed(Profiler profiler, double budgetMs)
             ReadMs = snap.Stage(CaptionStages.Read)?.Last,
             Level = loop?.Session.Pruning is { } p ? Streaming.SessionBase.LevelName(p) : null,
             Budget = loop?.Session.Pruning?.Budget,
-            SkippedFrames = loop is null ? 0 : loop.Driver.Stats.BudgetSkipped,
+            SkippedFrames = stream?.BudgetSkipped ?? 0,
+            SkipsFrames = loop is not null && loop.Options.Pacing != Pacing.Live,
+            Reads = stream?.Read ?? 0,
+            ReadsOverBudget = stream?.OverBudget ?? 0,
         };
         return cached;
     }

@@ -22,7 +22,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
     public readonly Option<string> Mode = new("--mode") { Description = "gpe (stream through group position encoding, the default) or reencode (re-encode the window at each caption: the baseline)", DefaultValueFactory = _ => "gpe" };
     public readonly Option<string?> Budget = new("--frame-budget-ms")
     {
-        Description = "milliseconds a frame read may take; the governor reads a Qwen2-VL frame at fewer pixels, prunes harder (VisiPruner's k, earlier exits) or skips frames to hold it. Default: one stride of the source's frames (1000 × stride / fps); 0 or 'off': no governor",
+        Description = "milliseconds a frame read may take; the governor reads a Qwen2-VL frame at fewer pixels, prunes harder (VisiPruner's k, earlier exits), and where even that cannot fit, a video file or stream skips frames (live keeps reading the newest frame, at the hardest level). Default: one stride of the source's frames (1000 × stride / fps); 0 or 'off': no governor",
     };
     public readonly Option<int> Stride = new("--stride") { Description = "the model reads every Nth source frame (live: at most one per N)", DefaultValueFactory = _ => 5 };
     public readonly Option<int> Window = new("--window") { Description = "frames kept in the model's memory (W)", DefaultValueFactory = _ => 2 };

@@ -158,10 +158,22 @@ internal sealed class HudLayer : IDisposable
             sb.Append('\n').Append(string.Format(inv, "{0} read {1:F1}", mode, hud.ReadMs ?? 0));
             sb.Append(hud.ReadBudgetMs is { } rb ? string.Format(inv, "/{0:F0} ms", rb) : " ms");
             sb.Append(hud.Budget is { } k ? string.Format(inv, "  k {0}", k) : hud.Level is null ? "  unpruned" : "");
-            sb.Append(string.Format(inv, "  skipped {0}", hud.SkippedFrames));
+            if (BudgetLine(hud) is { } held) sb.Append('\n').Append(held);
             if (hud.Level is { } level) sb.Append('\n').Append(LevelLines(level, 34));
         }
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// How well the frame budget is held: the reads that ran over it, and, where the pacing skips
+    /// frames no level can fit, the frames skipped. Live pacing never skips, so its line has no
+    /// "skipped" that could only read 0; its frames replaced unread are in "dropped". Null: no budget.
+    /// </summary>
+    internal static string? BudgetLine(HudStats hud)
+    {
+        if (hud.ReadBudgetMs is null) return null;
+        var line = string.Format(CultureInfo.InvariantCulture, "over budget {0} of {1} reads", hud.ReadsOverBudget, hud.Reads);
+        return hud.SkipsFrames ? line + string.Format(CultureInfo.InvariantCulture, "  skipped {0}", hud.SkippedFrames) : line;
     }
 
     /// <summary>

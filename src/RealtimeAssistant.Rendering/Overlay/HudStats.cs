@@ -39,6 +39,14 @@ public sealed record HudStats
     public int? Budget { get; init; }
     /// <summary>Frames the governor skipped because no level could fit the budget.</summary>
     public long SkippedFrames { get; init; }
+    /// <summary>
+    /// Whether the loop's pacing skips frames when no level fits: file and headless pacing do; live
+    /// pacing never does (the source's newer frames replace the one not read, and count as dropped).
+    /// </summary>
+    public bool SkipsFrames { get; init; }
+    /// <summary>Frames read under the frame budget, and how many of those reads ran over it.</summary>
+    public long Reads { get; init; }
+    public long ReadsOverBudget { get; init; }
 
     /// <summary>Recent whole-frame times, oldest first; the graph shows the last 120.</summary>
     public IReadOnlyList<double> FrameTimesMs { get; init; } = [];

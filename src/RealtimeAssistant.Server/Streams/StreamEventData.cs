@@ -81,6 +81,7 @@ public static class StreamEventData
             frames_in_window = session.FramesInWindow,
             dropped_frames = loop.DroppedForInference,
             skipped_frames = new { unchanged = stats.Skipped, over_budget = stats.BudgetSkipped },
+            reads_over_budget = stats.OverBudget,
             captions = loop.Captions - stats.Answers,
             answers = stats.Answers,
             read_ms = Round(snap.Stage(CaptionStages.Read)?.Last ?? 0),
@@ -95,7 +96,7 @@ public static class StreamEventData
     {
         fps = 0.0, caption_hz = 0.0, glass_to_caption_ms = new { p50 = 0.0, p95 = 0.0, last = 0.0 },
         frames_captured = 0L, frames_read = 0L, frames_in_window = 0, dropped_frames = 0L, skipped_frames = new { unchanged = 0L, over_budget = 0L },
-        captions = 0L, answers = 0L, read_ms = 0.0, frame_budget_ms = (double?)null, governor = new { level = (string?)null, k = (int?)null },
+        reads_over_budget = 0L, captions = 0L, answers = 0L, read_ms = 0.0, frame_budget_ms = (double?)null, governor = new { level = (string?)null, k = (int?)null },
         model = new { steps = 0L, waited = 0L, mean_wait_ms = 0.0, max_wait_ms = 0.0 },
     };
 

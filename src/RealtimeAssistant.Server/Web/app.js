@@ -159,7 +159,7 @@ function showStats(s) {
   $('hud-fps').textContent = s.fps.toFixed(1);
   $('hud-rate').textContent = s.caption_hz.toFixed(2);
   $('hud-latency').textContent = `${s.glass_to_caption_ms.p50.toFixed(0)} / ${s.glass_to_caption_ms.p95.toFixed(0)} ms`;
-  $('hud-budget').textContent = s.frame_budget_ms == null ? `off · ${s.read_ms.toFixed(0)} ms` : `${s.frame_budget_ms.toFixed(0)} · ${s.read_ms.toFixed(0)} ms`;
+  $('hud-budget').textContent = s.frame_budget_ms == null ? `off · ${s.read_ms.toFixed(0)} ms` : `${s.frame_budget_ms.toFixed(0)} · ${s.read_ms.toFixed(0)} ms · ${s.reads_over_budget} of ${s.frames_read} over`;
   $('hud-governor').textContent = s.governor.level ?? 'unpruned';
   $('hud-dropped').textContent = `${s.dropped_frames} · ${s.skipped_frames.unchanged + s.skipped_frames.over_budget}`;
 }

@@ -29,4 +29,19 @@ public class HudTextTests
         Assert.False(HudStats.IsLateFrame(17.4, 16.7));
         Assert.True(HudStats.IsLateFrame(33.3, 16.7));
     }
+
+    /// <summary>
+    /// The budget line says how well the budget is held. Live pacing never skips a frame (a newer
+    /// frame replaces one not read, counted as dropped), so it shows the reads over budget and no
+    /// "skipped" that could only read 0; file pacing, which skips what no level fits, shows both.
+    /// </summary>
+    [Fact]
+    public void TheBudgetLine_CountsReadsOverBudget_AndSkippedFramesOnlyWherePacingSkips()
+    {
+        var live = new HudStats { ReadBudgetMs = 33.3, Reads = 120, ReadsOverBudget = 7, SkippedFrames = 0, SkipsFrames = false };
+        Assert.Equal("over budget 7 of 120 reads", HudLayer.BudgetLine(live));
+        var file = live with { SkipsFrames = true, SkippedFrames = 4 };
+        Assert.Equal("over budget 7 of 120 reads  skipped 4", HudLayer.BudgetLine(file));
+        Assert.Null(HudLayer.BudgetLine(live with { ReadBudgetMs = null })); // no governor: nothing to hold
+    }
 }

@@ -102,6 +102,7 @@ public class StreamsApiTests(StreamServer server, ITestOutputHelper log)
         Assert.NotNull(n["frame_budget_ms"]); // the governor is on by default: one stride of the clip's frames
         Assert.Equal(1000.0 * 5 / 15, n["frame_budget_ms"]!.GetValue<double>(), 1);
         Assert.NotNull(n["governor"]!["level"]);
+        Assert.InRange(n["reads_over_budget"]!.GetValue<long>(), 0, n["frames_read"]!.GetValue<long>());
         Assert.True(n["dropped_frames"]!.GetValue<long>() >= 0);
         Assert.Equal(2, state["window"]!.GetValue<int>());
         Assert.InRange(n["frames_in_window"]!.GetValue<int>(), 1, 2); // the default window: 2, or 1 while a read evicts before it adds
