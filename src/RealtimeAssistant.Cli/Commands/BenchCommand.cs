@@ -12,7 +12,7 @@ namespace RealtimeAssistant.Cli.Commands;
 /// <summary>`ra bench …`: benchmarks that compare two sides measured in one process.</summary>
 public static class BenchCommand
 {
-    static readonly List<Func<Command>> Subs = new() { Engine, PruningBench.Create, StreamingBench.Create, AppBench.Create, BudgetBench.Create, DraftBench.Create, WeightsBench.Create, ClusterBench.Create, ServeBench.Create };
+    static readonly List<Func<Command>> Subs = new() { Engine, PruningBench.Create, StreamingBench.Create, AppBench.Create, BudgetBench.Create, DraftBench.Create, GateBench.Create, WeightsBench.Create, ClusterBench.Create, ServeBench.Create };
     public static void Add(Func<Command> sub) => Subs.Add(sub);
 
     public static Command Create()

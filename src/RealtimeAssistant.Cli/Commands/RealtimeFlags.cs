@@ -29,7 +29,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
     public readonly Option<string?> FrameBand = Cli.FrameBandOption();
     public readonly Option<int> History = new("--caption-history") { Description = "caption tokens kept across writes (M; models trained with GPE)", DefaultValueFactory = _ => 0 };
     public readonly Option<string> Policy = new("--policy") { Description = "when to write a caption: every:N (frames read), change (scene-change gate) or finished (back to back)", DefaultValueFactory = _ => defaultPolicy };
-    public readonly Option<double> Gate = new("--gate") { Description = "scene-change threshold: mean grey-level change on 16x16 thumbnails a frame needs to be read (0 = read every frame)", DefaultValueFactory = _ => 1.0 };
+    public readonly Option<double> Gate = new("--gate") { Description = "scene-change threshold: the mean colour change (levels of 0–255) on 16x16 thumbnails a frame needs to be read, or 32× it in any one cell, as when a small object comes or goes (0 = read every frame)", DefaultValueFactory = _ => 1.0 };
     public readonly Option<int> MaxTokens = new("--max-new-tokens") { Description = "longest caption or answer, in tokens", DefaultValueFactory = _ => 48 };
     /// <summary>Drafts a verify pass checks by default: chosen on validation clips (docs/BENCHMARKS.md, "Captions drafted from the last caption"); with the token before them, one fused pass of <see cref="Model.Kernels.Gemv.MaxRows"/> rows.</summary>
     public const int DefaultDraftTokens = 7;
@@ -56,7 +56,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         WritePolicy.Parse(pr.GetValue(Policy)!);
         BudgetMs(pr, 30);
         if (pr.GetValue(Stride) is < 1 or > 10_000) throw new UserError($"--stride must be 1..10000, got {pr.GetValue(Stride)}");
-        if (pr.GetValue(Gate) is not (>= 0 and <= 255)) throw new UserError($"--gate is a mean grey-level change, 0..255 (0 reads every frame), got {pr.GetValue(Gate)}");
+        if (pr.GetValue(Gate) is not (>= 0 and <= 255)) throw new UserError($"--gate is a mean colour change, 0..255 (0 reads every frame), got {pr.GetValue(Gate)}");
         if (pr.GetValue(MaxTokens) is < 1 or > 4096) throw new UserError($"--max-new-tokens must be 1..4096, got {pr.GetValue(MaxTokens)}");
         if (pr.GetValue(Draft) is < 0 or > GenerationOptions.MaxDraftTokens) throw new UserError($"--draft-tokens must be 0..{GenerationOptions.MaxDraftTokens}, got {pr.GetValue(Draft)}");
         if (questions) Questions(pr);

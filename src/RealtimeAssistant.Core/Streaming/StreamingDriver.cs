@@ -50,7 +50,7 @@ public sealed record StreamStats
 public sealed record DriverOptions
 {
     public WritePolicy Policy { get; init; } = new(WriteTrigger.WhenFinished);
-    /// <summary>Mean grey-level change a frame needs to be read (0 reads every frame; the change policy needs more than 0).</summary>
+    /// <summary>The scene-change gate's threshold (<see cref="SceneChangeGate"/>; 0 reads every frame; the change policy needs more than 0).</summary>
     public double GateThreshold { get; init; } = 1.0;
     /// <summary>Milliseconds a read may take (null: no governor; pruning stays as the session has it).</summary>
     public double? FrameBudgetMs { get; init; }
@@ -143,7 +143,15 @@ public sealed class StreamingDriver : IDisposable
         _stats = _stats with { Frames = _stats.Frames + 1 };
         bool fused = false;
         UpdateReport? read = null;
-        if (!_gate.Accept(frame)) _stats = _stats with { Skipped = _stats.Skipped + 1 };
+        if (!_gate.Accept(frame))
+        {
+            _stats = _stats with { Skipped = _stats.Skipped + 1 };
+            // An unchanged frame shows what the last read saw. Once a frame was read since the last
+            // caption it counts toward every:N like a read, so a scene that changed and then
+            // settled is captioned as it settles, not only when it next moves; with nothing read
+            // since, there is nothing new to say.
+            if (_readSinceCaption > 0 && _o.Policy.Trigger == WriteTrigger.EveryNFrames) _readsSinceWrite++;
+        }
         else if (Govern(periods) is { } level)
         {
             _readsSinceWrite++;

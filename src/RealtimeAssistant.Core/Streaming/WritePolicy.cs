@@ -3,7 +3,9 @@ namespace RealtimeAssistant.Streaming;
 public enum WriteTrigger { EveryNFrames, SceneChange, WhenFinished }
 
 /// <summary>
-/// When the stream writes a caption segment: at the first frame read and then every N frames read, after each frame that passed the
+/// When the stream writes a caption segment: at the first frame read and then every N frames read
+/// (a frame the scene-change gate passes over as unchanged counts as read once a frame was read
+/// since the last caption: it shows what that read saw), after each frame that passed the
 /// scene-change gate, or as soon as the previous segment has finished (back to back; frames that
 /// arrive meanwhile are dropped by a live source). Written on the command line as "every:N",
 /// "change" or "finished".

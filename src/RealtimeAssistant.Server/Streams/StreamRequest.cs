@@ -21,7 +21,7 @@ public sealed record StreamRequest
     public int Stride { get; init; } = 5;
     /// <summary>Frames the session keeps: what a caption or an answer sees (the CLI's --window).</summary>
     public int Window { get; init; } = 2;
-    /// <summary>The scene-change gate: mean grey-level change a frame needs to be read (0: read every stride frame).</summary>
+    /// <summary>The scene-change gate: the mean colour change a frame needs to be read (<see cref="RealtimeAssistant.Streaming.SceneChangeGate"/>; 0: read every stride frame).</summary>
     public double Gate { get; init; } = 1.0;
     /// <summary>Replay a file when it ends.</summary>
     public bool Loop { get; init; }
@@ -61,7 +61,7 @@ public sealed record StreamRequest
                 var window = Int(root, "window") ?? 2;
                 if (window is < 1 or > MaxWindow) throw ApiError.BadRequest($"window must be 1..{MaxWindow} frames, got {window}", "window");
                 var gate = Number(root, "gate") ?? 1.0;
-                if (gate is not (>= 0 and <= 255)) throw ApiError.BadRequest($"gate must be a grey-level change in [0, 255] (0: read every stride frame), got {gate}", "gate");
+                if (gate is not (>= 0 and <= 255)) throw ApiError.BadRequest($"gate must be a colour change in [0, 255] (0: read every stride frame), got {gate}", "gate");
                 var maxTokens = Int(root, "max_tokens") ?? 48;
                 if (maxTokens is < 1 or > 512) throw ApiError.BadRequest($"max_tokens must be 1..512, got {maxTokens}", "max_tokens");
                 var fps = Number(root, "fps");

@@ -16,6 +16,32 @@ public class BenchCommandTests
         return JsonNode.Parse(File.ReadAllText(json))!;
     }
 
+    /// <summary>
+    /// `bench gate` on the demo video's own clip (seed 5, plain): gate 0 reads every frame due a
+    /// read; the default gate reads fewer, and the triangle that leaves the frame at 4.6 s (a move
+    /// too small for the mean) is still read. The F1s are scores, within 0..1.
+    /// </summary>
+    [Fact]
+    public async Task Gate_OnTheDemoClip_ReadsEveryFrameDueAtZero_AndFewerAtTheDefault()
+    {
+        var root = await RunToJson(GateBench.Create(), "--clips", "1", "--seed", "5", "--plain", "--seconds", "8", "--gates", "0", "1");
+        var gates = root["gates"]!.AsArray();
+        Assert.Equal(2, gates.Count);
+        var (all, gated) = (gates[0]!, gates[1]!);
+        Assert.Equal(all["frames_due"]!.GetValue<long>(), all["frames_read"]!.GetValue<long>());
+        Assert.Equal(24, all["frames_due"]!.GetValue<long>()); // 8 s at 15 fps, every 5th frame
+        Assert.InRange(gated["frames_read"]!.GetValue<long>(), 1, all["frames_read"]!.GetValue<long>() - 1);
+        // From 4.6 s the triangle leaves and the red cross drifts: the grey mean barely moved, the
+        // colour cells did (a gate on the grey mean alone read 5 of these 24 frames; this one, 12).
+        Assert.True(gated["frames_read"]!.GetValue<long>() >= 10, $"only {gated["frames_read"]} of 24 read: the scene's small changes went unseen");
+        foreach (var g in gates)
+        {
+            Assert.InRange(g!["shown_f1"]!.GetValue<double>(), 0.01, 1);
+            Assert.InRange(g["written_f1"]!.GetValue<double>(), 0.01, 1);
+        }
+        Assert.Equal(2, await GateBench.Create().Parse(["--gates", "300"]).InvokeAsync());
+    }
+
     [Fact]
     public void Percentile_IsTheNearestRank_OfValuesInAnyOrder()
     {

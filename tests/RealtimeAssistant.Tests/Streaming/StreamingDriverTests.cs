@@ -41,6 +41,30 @@ public sealed class StreamingDriverTests : IDisposable
         Assert.Throws<UserError>(() => new SceneChangeGate(-1));
     }
 
+    /// <summary>
+    /// A small object that leaves (or appears) moves the mean by well under a grey level, but the
+    /// cells it covered by tens: the gate reads that frame. The same object nudged by two pixels
+    /// moves no cell that far, and the frame stays unread.
+    /// </summary>
+    [Fact]
+    public void Gate_ReadsASmallObjectLeaving_ThoughTheMeanBarelyMoves_ButNotOneNudged()
+    {
+        using var gate = new SceneChangeGate(1);
+        static Mat Scene(int? x)
+        {
+            var m = new Mat(480, 480, MatType.CV_8UC3, new Scalar(80, 80, 80));
+            if (x is { } left) Cv2.Rectangle(m, new Rect(left, 200, 28, 28), new Scalar(0, 220, 220), -1); // a yellow square, 1/300 of the frame
+            return m;
+        }
+        using Mat big = Scene(200), bigNudged = Scene(202), bigEmpty = Scene(null);
+        Assert.True(gate.Accept(big));
+        Assert.False(gate.Accept(bigNudged));
+        Assert.True(gate.LastCellChange <= SceneChangeGate.CellFactor);
+        Assert.True(gate.Accept(bigEmpty)); // the object left
+        Assert.True(gate.LastDistance < 1, $"the mean moved {gate.LastDistance}: the test is of the cell rule");
+        Assert.True(gate.LastCellChange > SceneChangeGate.CellFactor);
+    }
+
     [Fact]
     public void GateZero_PassesEveryFrame_AnIdenticalOneToo()
     {
@@ -86,6 +110,32 @@ public sealed class StreamingDriverTests : IDisposable
         Assert.Equal(9, session.FramesRead);
         Assert.Equal(2, session.FramesInWindow);
         Assert.Equal(1, driver.Stats.Answers);
+    }
+
+    /// <summary>
+    /// every:N on a scene that moves and then settles: the frames the gate passes over as unchanged
+    /// count toward N once something was read since the last caption, so the settled scene is
+    /// captioned a few frames after it settles, not when it next moves (the demo clip's caption of a
+    /// triangle that had left stayed on for 8 s). A scene still since its caption writes nothing more.
+    /// </summary>
+    [Fact]
+    public void EveryN_ASceneThatSettles_IsCaptionedAsItSettles_AndAStillSceneNoMore()
+    {
+        using var session = Session(window: 2);
+        using var driver = new StreamingDriver(session, new DriverOptions { Policy = WritePolicy.Parse("every:3"), GateThreshold = 2 });
+        int[] levels = [20, 20, 20, 60, 100, 100, 100, 100, 100, 100, 100, 100, 140];
+        var writes = new List<int>();
+        for (int i = 0; i < levels.Length; i++)
+        {
+            using var f = Grey(levels[i]);
+            if (driver.Push(f, i, TimeSpan.FromSeconds(i)).Any(s => s.Question is null)) writes.Add(i);
+        }
+        // Frame 0 is read and written; 1 and 2 are unchanged with nothing read since (no write);
+        // 3 and 4 move (two reads); 5 is the third frame since: the settled scene's caption, the
+        // window read at frame 4. Frames 6–11 are still with nothing read since; 12 moves.
+        Assert.Equal(new[] { 0, 5 }, writes);
+        Assert.Equal(4, session.FramesRead);
+        Assert.Equal(9, driver.Stats.Skipped);
     }
 
     [Theory]
