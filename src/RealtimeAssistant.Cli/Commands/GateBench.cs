@@ -35,8 +35,11 @@ public static class GateBench
         var plain = new Option<bool>("--plain") { Description = "plain clips, as media/demo.mp4 is: a flat or graded backdrop with no noise, no occluder (a still scene is then still to the gate)" };
         var clipSeed = new Option<int?>("--seed") { Description = "the first clip's seed, in place of the split's (media/demo.mp4 is seed 5 with --plain --seconds 30)" };
         var size = new Option<int>("--frame-size") { Description = "the clips' frames, pixels a side (the demo video's: 480); the gate sees them at this size, the model at its own", DefaultValueFactory = _ => 480 };
+        var device = Cli.DeviceOption();
+        var dtype = Cli.DTypeOption();
+        var weights = Cli.WeightsOption();
         var cmd = new Command("gate", "The scene-change gate: frames read, and the F1 of the caption on screen at every frame against that frame's scene, per gate threshold, on generated clips.")
-            { json, model, gates, clips, seconds, plain, split, clipSeed, policy, size };
+            { json, model, gates, clips, seconds, plain, split, clipSeed, policy, size, device, dtype, weights };
         return cmd.WithAction((pr, ct) =>
         {
             var thresholds = pr.GetValue(gates)!.Distinct().ToArray();
@@ -49,7 +52,7 @@ public static class GateBench
             if (side is < 16 or > 4096) throw new UserError($"--frame-size must be 16..4096, got {side}");
             var writePolicy = WritePolicy.Parse(pr.GetValue(policy)!);
             var dir = AppModel.Resolve(pr.GetValue(model));
-            using var engine = Engine.Load(dir);
+            using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype, weights));
             int seed = pr.GetValue(clipSeed) ?? (pr.GetValue(split) == "validation" ? ValidationSeed : HeldOutSeed);
             var result = Run(engine, thresholds, writePolicy, nClips, secs, pr.GetValue(plain), seed, side, ct);
             result["model"] = Path.GetFileName(Path.GetFullPath(dir));
