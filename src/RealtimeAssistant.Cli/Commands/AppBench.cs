@@ -214,7 +214,7 @@ public static class AppBench
         for (int c = 0; c < clips; c++)
         {
             ct.ThrowIfCancellationRequested();
-            var clip = ClipGenerator.Generate(1_000_001 + 2 * c, 6, AppSources.SyntheticFps);
+            var clip = ClipGenerator.Generate(ClipGenerator.HeldOutSeed + 2 * c, 6, AppSources.SyntheticFps);
             var source = new GeneratedFrameSource(i => clip.Render((int)i, 64, 64), AppSources.SyntheticFps, count: clip.FrameCount, realtime: false,
                 description: $"clip {c}");
             using var session = draw is null ? SessionModes.Create(mode, engine, run.Streaming) : new ReplayedLevels(SessionModes.Create(mode, engine, run.Streaming), draw);
@@ -239,7 +239,7 @@ public static class AppBench
     static Func<GovernorLevel> ReplayDraw(Engine engine, PruningConfig? schedule, IReadOnlyDictionary<string, long> counts)
     {
         int visual;
-        using var img = ClipGenerator.Generate(1_000_001, 1, AppSources.SyntheticFps).Render(0, 64, 64);
+        using var img = ClipGenerator.Generate(ClipGenerator.HeldOutSeed, 1, AppSources.SyntheticFps).Render(0, 64, 64);
         using (var enc = engine.Model.EncodeOne(img, ImageUse.VideoFrame)) visual = enc.Count;
         var ladder = FrameGovernor.LadderFor(engine, schedule ?? new PruningConfig(), visual, img.Rows, img.Cols).ToDictionary(l => l.Name); // the driver's ladder
         // A resolution rung of the timed turns' frames may have no counterpart on the pass's 64×64 clips.

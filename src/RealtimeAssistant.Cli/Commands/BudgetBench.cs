@@ -64,7 +64,7 @@ public static class BudgetBench
             var configs = new List<Dictionary<string, object?>>();
             var engineOptions = Cli.EngineOptions(pr, device, dtype, weights);
             using (var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), engineOptions))
-                configs.Add(Run("demo", engine, DemoFrames(nClips, pr.GetValue(split) == "validation" ? ValidationSeed : HeldOutSeed), DemoFramesPerClip, fr, basePct, warmup, scoreF1: true, pr.GetValue(levels), ct));
+                configs.Add(Run("demo", engine, DemoFrames(nClips, pr.GetValue(split) == "validation" ? ClipGenerator.ValidationSeed : ClipGenerator.HeldOutSeed), DemoFramesPerClip, fr, basePct, warmup, scoreF1: true, pr.GetValue(levels), ct));
             if (!pr.GetValue(skipLlava))
             {
                 var dir = Path.Combine(Path.GetTempPath(), $"ra-bench-budget-{Environment.ProcessId}");
@@ -93,9 +93,6 @@ public static class BudgetBench
 
     /// <summary>A frame, and what scores a caption written at it (null: not scored).</summary>
     sealed record BenchFrame(Func<Mat> Render, Func<string, FactScore>? Score);
-
-    /// <summary>The first seed of each split's clips (odd seeds from there on; the demo model trained on neither).</summary>
-    const int HeldOutSeed = 1_000_001, ValidationSeed = 5_000_001;
 
     /// <summary>Frames a demo clip gives the stream (every 5th of 6 s): a turn of the in-turns streams.</summary>
     const int DemoFramesPerClip = 17;

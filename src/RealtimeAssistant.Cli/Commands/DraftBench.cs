@@ -18,7 +18,7 @@ namespace RealtimeAssistant.Cli.Commands;
 /// </summary>
 public static class DraftBench
 {
-    const int HeldOutSeed = 1_000_001, ValidationSeed = 5_000_001, Stride = 5, Window = 2;
+    const int Stride = 5, Window = 2;
 
     public static Command Create()
     {
@@ -47,7 +47,7 @@ public static class DraftBench
             if (pr.GetValue(family) is not null && pr.GetValue(model) is not null) throw new UserError("bench drafts: give --model or --family, not both");
             var dir = pr.GetValue(family) is { } fam ? BenchModels.Resolve(fam, Console.Error.WriteLine) : AppModel.Resolve(pr.GetValue(model));
             using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype, weights));
-            int seed = pr.GetValue(split) == "validation" ? ValidationSeed : HeldOutSeed;
+            int seed = pr.GetValue(split) == "validation" ? ClipGenerator.ValidationSeed : ClipGenerator.HeldOutSeed;
             var sides = new[] { 0 }.Concat(ks).ToArray();
             // The demo model's frames are 64 pixels a side; a family's are a camera's, resized by its preprocessor.
             var result = Run(engine, sessionMode, sides, nClips, seed, pr.GetValue(maxTokens), pr.GetValue(family) is null ? 64 : 224, ct);

@@ -20,7 +20,7 @@ namespace RealtimeAssistant.Cli.Commands;
 /// </summary>
 public static class GateBench
 {
-    const int HeldOutSeed = 1_000_001, ValidationSeed = 5_000_001, Stride = 5, Window = 2;
+    const int Stride = 5, Window = 2;
 
     public static Command Create()
     {
@@ -53,7 +53,7 @@ public static class GateBench
             var writePolicy = WritePolicy.Parse(pr.GetValue(policy)!);
             var dir = AppModel.Resolve(pr.GetValue(model));
             using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype, weights));
-            int seed = pr.GetValue(clipSeed) ?? (pr.GetValue(split) == "validation" ? ValidationSeed : HeldOutSeed);
+            int seed = pr.GetValue(clipSeed) ?? (pr.GetValue(split) == "validation" ? ClipGenerator.ValidationSeed : ClipGenerator.HeldOutSeed);
             var result = Run(engine, thresholds, writePolicy, nClips, secs, pr.GetValue(plain), seed, side, ct);
             result["model"] = Path.GetFileName(Path.GetFullPath(dir));
             result["split"] = pr.GetValue(clipSeed) is null ? pr.GetValue(split) : $"seed {seed}";
