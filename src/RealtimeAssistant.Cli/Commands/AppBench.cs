@@ -115,9 +115,9 @@ public static class AppBench
                 {
                     ["latency_p95_ratio"] = Math.Round(Get(0, "latency_ms_p95") / Math.Max(1e-9, Get(1, "latency_ms_p95")), 3),
                     ["first_word_p95_ratio"] = Math.Round(Get(0, "first_word_ms_p95") / Math.Max(1e-9, Get(1, "first_word_ms_p95")), 3),
-                    // How far each p95 ratio could move by chance on this many captions (bootstrap, 95%).
-                    ["latency_p95_ratio_ci95"] = Interval(runs[modeList[0]].SelectMany(t => t.Latencies), runs[modeList[1]].SelectMany(t => t.Latencies)),
-                    ["first_word_p95_ratio_ci95"] = Interval(runs[modeList[0]].SelectMany(t => t.FirstWordLatencies), runs[modeList[1]].SelectMany(t => t.FirstWordLatencies)),
+                    // How far each p95 ratio could move by chance in this many turns and captions (two-stage bootstrap, 95%).
+                    ["latency_p95_ratio_ci95"] = Interval(runs[modeList[0]].Select(t => t.Latencies), runs[modeList[1]].Select(t => t.Latencies)),
+                    ["first_word_p95_ratio_ci95"] = Interval(runs[modeList[0]].Select(t => t.FirstWordLatencies), runs[modeList[1]].Select(t => t.FirstWordLatencies)),
                     ["caption_hz_ratio"] = Math.Round(Get(0, "caption_hz") / Math.Max(1e-9, Get(1, "caption_hz")), 3),
                     ["f1_gap"] = perMode[0]["f1"] is double a && perMode[1]["f1"] is double b ? Math.Round(a - b, 4) : null,
                     // Both modes read every frame offered: the rate ratio is 1 by construction, and
@@ -184,7 +184,7 @@ public static class AppBench
 
     static string Ci(object? interval) => interval is double[] { Length: 2 } ci ? Markup.Escape($" [95%: {ci[0]}–{ci[1]}]") : "";
 
-    static double[]? Interval(IEnumerable<double> a, IEnumerable<double> b) =>
+    static double[]? Interval(IEnumerable<IReadOnlyList<double>> a, IEnumerable<IReadOnlyList<double>> b) =>
         BenchStats.RatioInterval(a.ToArray(), b.ToArray(), 0.95) is { } ci ? [Math.Round(ci.Low, 3), Math.Round(ci.High, 3)] : null;
 
     /// <summary>Nearest-rank percentile of sorted samples.</summary>

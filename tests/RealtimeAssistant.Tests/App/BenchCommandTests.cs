@@ -79,6 +79,26 @@ public class BenchCommandTests
         Assert.Null(BenchStats.RatioInterval(a.Take(4).ToArray(), b, 0.95));
     }
 
+    /// <summary>
+    /// Captions of one turn share its luck (in the app, which render a ready caption waits for): a
+    /// side whose turns land 16 ms apart has a p95 set by which turns it drew. The interval that
+    /// resamples turns as well as captions is wider than the one that pools the captions, and both
+    /// hold the measured ratio; with one turn a side the two are the same kind of interval.
+    /// </summary>
+    [Fact]
+    public void RatioInterval_OverTurns_IsWiderThanOverPooledSamples_WhenTurnsDiffer()
+    {
+        static double[] Turn(double at, int seed) { var r = new Random(seed); return Enumerable.Range(0, 40).Select(_ => at + r.NextDouble()).ToArray(); }
+        IReadOnlyList<double>[] a = [Turn(14, 1), Turn(30, 2), Turn(14, 3)], b = [Turn(20, 4), Turn(20, 5), Turn(36, 6)];
+        var pooled = BenchStats.RatioInterval(a.SelectMany(t => t).ToArray(), b.SelectMany(t => t).ToArray(), 0.95)!.Value;
+        var turns = BenchStats.RatioInterval(a, b, 0.95)!.Value;
+        double point = BenchStats.Percentile(a.SelectMany(t => t), 0.95) / BenchStats.Percentile(b.SelectMany(t => t), 0.95);
+        Assert.InRange(point, turns.Low, turns.High);
+        Assert.True(turns.High - turns.Low > 3 * (pooled.High - pooled.Low), $"over turns {turns}, pooled {pooled}");
+        Assert.True(turns.Low < 14.0 / 36 * 1.1 && turns.High > 30.0 / 20 * 0.9, $"{turns} leaves out a draw of the turns"); // all-fast a against all-slow b, and the reverse
+        Assert.Null(BenchStats.RatioInterval([a[0].Take(4).ToArray()], b, 0.95));
+    }
+
     [Fact]
     public async Task Serve_AtASpeed_StreamsTheClipReTimedWithEveryFrame_BatchingOnAndOff_DraftsOnAndOff()
     {
