@@ -9,9 +9,9 @@ namespace RealtimeAssistant.Streaming;
 /// (over the cells and their three channels, in levels of 0–255) exceeds the threshold G, or when
 /// any one cell (1/256 of the frame) changed by more than <see cref="CellFactor"/>·G in a channel:
 /// a small object that appears, leaves or moves by its own size moves the mean by well under a
-/// level but its cells by tens. Colour, not grey: the demo's red cross on its olive ground differs
-/// by about 14 grey levels but 140 in red, and its moves went unseen in grey. Comparing against the
-/// last accepted frame, not the previous one, lets slow drift add up until it counts.
+/// level but its cells by tens. Colour, not grey: a red object on an olive ground can differ from
+/// it by 14 grey levels and by 140 in red. Comparing against the last accepted frame, not the
+/// previous one, lets slow drift add up until it counts.
 /// </summary>
 public sealed class SceneChangeGate : IDisposable
 {
@@ -47,8 +47,7 @@ public sealed class SceneChangeGate : IDisposable
         {
             Cv2.Absdiff(thumb, _last, diff);
             var mean = Cv2.Mean(diff);
-            int channels = diff.Channels();
-            LastDistance = Enumerable.Range(0, channels).Sum(c => mean[c]) / channels;
+            LastDistance = (mean.Val0 + mean.Val1 + mean.Val2) / 3;
             using var values = diff.Reshape(1);
             Cv2.MinMaxLoc(values, out _, out double most);
             LastCellChange = most;
@@ -60,9 +59,12 @@ public sealed class SceneChangeGate : IDisposable
         return true;
     }
 
+    /// <summary>The frame at 16×16 in BGR, whatever its channels, so that a source whose frames change between grey and colour still compares.</summary>
     static Mat Thumbnail(Mat frame)
     {
-        return frame.Resize(new Size(Side, Side), 0, 0, InterpolationFlags.Area);
+        var thumb = frame.Resize(new Size(Side, Side), 0, 0, InterpolationFlags.Area);
+        if (thumb.Channels() == 3) return thumb;
+        using (thumb) return thumb.CvtColor(thumb.Channels() == 1 ? ColorConversionCodes.GRAY2BGR : ColorConversionCodes.BGRA2BGR);
     }
 
     public void Dispose() { _last?.Dispose(); _last = null; }

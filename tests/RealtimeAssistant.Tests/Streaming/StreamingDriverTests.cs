@@ -65,6 +65,19 @@ public sealed class StreamingDriverTests : IDisposable
         Assert.True(gate.LastCellChange > SceneChangeGate.CellFactor);
     }
 
+    /// <summary>A source whose frames turn from colour to grey (a camera's night mode) still compares: the same scene in grey is unchanged.</summary>
+    [Fact]
+    public void Gate_ComparesAGreyFrameWithAColourOne()
+    {
+        using var gate = new SceneChangeGate(1);
+        using Mat colour = Grey(90), grey = new(32, 32, MatType.CV_8UC1, new Scalar(90)), brighter = new(32, 32, MatType.CV_8UC1, new Scalar(140));
+        Assert.True(gate.Accept(colour));
+        Assert.False(gate.Accept(grey));
+        Assert.Equal(0, gate.LastDistance);
+        Assert.True(gate.Accept(brighter));
+        Assert.Equal(50, gate.LastDistance, 1);
+    }
+
     [Fact]
     public void GateZero_PassesEveryFrame_AnIdenticalOneToo()
     {
