@@ -162,6 +162,20 @@ public static partial class Cli
         if (error(value) is { } message) r.AddError(message);
     });
 
+    /// <summary>
+    /// A bench's `--split`: the generated clips it runs on, held-out (what results are reported on,
+    /// the default) or validation (<paramref name="chosen"/>: what a setting is chosen on).
+    /// </summary>
+    public static Option<string> ClipSplitOption(string chosen)
+    {
+        var split = new Option<string>("--split") { Description = $"held-out (what results are reported on) or validation (what {chosen} is chosen on)", DefaultValueFactory = _ => "held-out" };
+        split.AcceptOnlyFromAmong("held-out", "validation");
+        return split;
+    }
+
+    /// <summary>The first clip seed of the split <see cref="ClipSplitOption"/> gave.</summary>
+    public static int FirstClipSeed(string? split) => split == "validation" ? Demo.ClipGenerator.ValidationSeed : Demo.ClipGenerator.HeldOutSeed;
+
     public static Option<string> DeviceOption() => new("--device") { Description = "auto, cpu or cuda", DefaultValueFactory = _ => "auto" };
     public static Option<string> DTypeOption() => new("--dtype") { Description = "auto, f32, bf16 or f16", DefaultValueFactory = _ => "auto" };
     public static Option<string?> JsonOption(string what) => WritesTo(new Option<string?>("--json") { Description = what }, folder: false);

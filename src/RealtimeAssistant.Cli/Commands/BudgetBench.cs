@@ -33,8 +33,7 @@ public static class BudgetBench
         var json = Cli.JsonOption("write the results as JSON to this file ('-' for stdout)");
         var model = AppModel.ModelOption();
         var fractions = new Option<string>("--fractions") { Description = "budgets as percentages of the unpruned read time", DefaultValueFactory = _ => "100,60,40,25" };
-        var split = new Option<string>("--split") { Description = "the demo model's clips: held-out (what results are reported on) or validation (what parameters are chosen on)", DefaultValueFactory = _ => "held-out" };
-        split.AcceptOnlyFromAmong("held-out", "validation");
+        var split = Cli.ClipSplitOption("a parameter");
         var clips = new Option<int>("--clips") { Description = "clips streamed per budget on the demo model (17 reads each; 48 give the ~800 reads a 5% target needs)", DefaultValueFactory = _ => 48 };
         var llavaHidden = new Option<int>("--llava-hidden") { Description = "width of the LLaVA-shaped checkpoint (7B: 4096; reduced for 2 CPU cores)", DefaultValueFactory = _ => 512 };
         var llavaReads = new Option<int>("--llava-reads") { Description = "frames read per budget on the LLaVA-shaped checkpoint (96: ~88 measured, where one read over budget is 1.1%)", DefaultValueFactory = _ => 96 };
@@ -64,7 +63,7 @@ public static class BudgetBench
             var configs = new List<Dictionary<string, object?>>();
             var engineOptions = Cli.EngineOptions(pr, device, dtype, weights);
             using (var engine = Engine.Load(AppModel.Resolve(pr.GetValue(model)), engineOptions))
-                configs.Add(Run("demo", engine, DemoFrames(nClips, pr.GetValue(split) == "validation" ? ClipGenerator.ValidationSeed : ClipGenerator.HeldOutSeed), DemoFramesPerClip, fr, basePct, warmup, scoreF1: true, pr.GetValue(levels), ct));
+                configs.Add(Run("demo", engine, DemoFrames(nClips, Cli.FirstClipSeed(pr.GetValue(split))), DemoFramesPerClip, fr, basePct, warmup, scoreF1: true, pr.GetValue(levels), ct));
             if (!pr.GetValue(skipLlava))
             {
                 var dir = Path.Combine(Path.GetTempPath(), $"ra-bench-budget-{Environment.ProcessId}");

@@ -27,8 +27,7 @@ public static class DraftBench
         var family = BenchModels.Option();
         var drafts = new Option<int[]>("--draft-tokens") { DefaultValueFactory = _ => new[] { 7 }, AllowMultipleArgumentsPerToken = true, Description = "draft lengths, each against one token a pass (0)" };
         var clips = new Option<int>("--clips") { DefaultValueFactory = _ => 24, Description = "generated clips (6 s each at 15 fps)" };
-        var split = new Option<string>("--split") { Description = "held-out (what results are reported on) or validation (what the draft length is chosen on)", DefaultValueFactory = _ => "held-out" };
-        split.AcceptOnlyFromAmong("held-out", "validation");
+        var split = Cli.ClipSplitOption("the draft length");
         var mode = new Option<string>("--mode") { Description = "gpe or reencode: the session both sides stream through", DefaultValueFactory = _ => SessionModes.Gpe };
         var maxTokens = new Option<int>("--max-new-tokens") { Description = "longest caption, in tokens", DefaultValueFactory = _ => 48 };
         var device = Cli.DeviceOption();
@@ -47,7 +46,7 @@ public static class DraftBench
             if (pr.GetValue(family) is not null && pr.GetValue(model) is not null) throw new UserError("bench drafts: give --model or --family, not both");
             var dir = pr.GetValue(family) is { } fam ? BenchModels.Resolve(fam, Console.Error.WriteLine) : AppModel.Resolve(pr.GetValue(model));
             using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype, weights));
-            int seed = pr.GetValue(split) == "validation" ? ClipGenerator.ValidationSeed : ClipGenerator.HeldOutSeed;
+            int seed = Cli.FirstClipSeed(pr.GetValue(split));
             var sides = new[] { 0 }.Concat(ks).ToArray();
             // The demo model's frames are 64 pixels a side; a family's are a camera's, resized by its preprocessor.
             var result = Run(engine, sessionMode, sides, nClips, seed, pr.GetValue(maxTokens), pr.GetValue(family) is null ? 64 : 224, ct);

@@ -29,8 +29,7 @@ public static class GateBench
         var gates = new Option<double[]>("--gates") { DefaultValueFactory = _ => new[] { 0.0, 1.0 }, AllowMultipleArgumentsPerToken = true, Description = "gate thresholds to compare (0: every frame due a read is read)" };
         var clips = new Option<int>("--clips") { DefaultValueFactory = _ => 12, Description = "generated clips" };
         var seconds = new Option<int>("--seconds") { DefaultValueFactory = _ => 30, Description = "each clip's length (the demo video's: 30 s at 15 fps)" };
-        var split = new Option<string>("--split") { Description = "held-out (what results are reported on) or validation (what a threshold is chosen on)", DefaultValueFactory = _ => "held-out" };
-        split.AcceptOnlyFromAmong("held-out", "validation");
+        var split = Cli.ClipSplitOption("a threshold");
         var policy = new Option<string>("--policy") { Description = "the write policy (annotate's at 15 fps and stride 5: every:3)", DefaultValueFactory = _ => "every:3" };
         var plain = new Option<bool>("--plain") { Description = "plain clips, as media/demo.mp4 is: a flat or graded backdrop with no noise, no occluder (a still scene is then still to the gate)" };
         var clipSeed = new Option<int?>("--seed") { Description = "the first clip's seed, in place of the split's (media/demo.mp4 is seed 5 with --plain --seconds 30)" };
@@ -53,7 +52,7 @@ public static class GateBench
             var writePolicy = WritePolicy.Parse(pr.GetValue(policy)!);
             var dir = AppModel.Resolve(pr.GetValue(model));
             using var engine = Engine.Load(dir, Cli.EngineOptions(pr, device, dtype, weights));
-            int seed = pr.GetValue(clipSeed) ?? (pr.GetValue(split) == "validation" ? ClipGenerator.ValidationSeed : ClipGenerator.HeldOutSeed);
+            int seed = pr.GetValue(clipSeed) ?? Cli.FirstClipSeed(pr.GetValue(split));
             var result = Run(engine, thresholds, writePolicy, nClips, secs, pr.GetValue(plain), seed, side, ct);
             result["model"] = Path.GetFileName(Path.GetFullPath(dir));
             result["split"] = pr.GetValue(clipSeed) is null ? pr.GetValue(split) : $"seed {seed}";
@@ -110,7 +109,6 @@ public static class GateBench
                 }
             }
         }
-        var all = sides[0];
         return new Dictionary<string, object?>
         {
             ["clips"] = clips, ["seconds_per_clip"] = seconds, ["plain"] = plain, ["stride"] = Stride, ["window"] = Window, ["policy"] = policy.ToString(), ["frame_size"] = frameSize,
