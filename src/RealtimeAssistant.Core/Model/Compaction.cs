@@ -7,9 +7,16 @@ namespace RealtimeAssistant.Model;
 /// <summary>Weights that can be stored in a compact format for inference (a Linear, a stack of them, the token table).</summary>
 public interface ICompactable
 {
-    /// <summary>The parameters converted: all of them must hold their values before <see cref="Compact"/>.</summary>
+    /// <summary>The parameters converted: all of them must hold their values before <see cref="Compact"/>, unless it is given them.</summary>
     IEnumerable<Parameter> Weights { get; }
-    void Compact(WeightFormat format);
+    /// <summary>
+    /// From now on stores the weights in <paramref name="format"/> (inference only) and frees the
+    /// parameters' memory. <paramref name="rows"/>: the weights' values already in the format's
+    /// dtype and on the parameters' device, each weight's rows after the last's in
+    /// <see cref="Weights"/>' order (a checkpoint read as stored); taken as they are instead of
+    /// the parameters, which then never need to hold them.
+    /// </summary>
+    void Compact(WeightFormat format, Tensor? rows = null);
     /// <summary>Bytes of the compact copy (0 while there is none).</summary>
     long CompactBytes { get; }
     /// <summary>Bytes its weights hold now, compact or dense: what a product over them reads.</summary>

@@ -93,12 +93,12 @@ public sealed class Linear : nn.Module<Tensor, Tensor>, ICompactable
     long ICompactable.CompactBytes => _compact?.Bytes ?? 0;
     long ICompactable.Bytes => _compact?.Bytes ?? weight.numel() * weight.ElementSize;
 
-    /// <summary>From now on stores the weight in <paramref name="format"/> (inference only); the parameter's memory is freed.</summary>
-    public void Compact(WeightFormat format)
+    /// <inheritdoc cref="ICompactable.Compact"/>
+    public void Compact(WeightFormat format, Tensor? rows = null)
     {
-        if (Stack is not null) { Stack.Compact(format); return; }
-        if (_compact is not null || WeightFormats.Of(weight.dtype) == format) return;
-        _compact = WeightMatrix.Convert(weight, format);
+        if (Stack is not null) { Stack.Compact(format, rows); return; }
+        if (_compact is not null || rows is null && WeightFormats.Of(weight.dtype) == format) return;
+        _compact = WeightMatrix.Convert(rows ?? weight, format);
         Compaction.Release(weight);
     }
 
@@ -145,10 +145,10 @@ public sealed class LinearStack : ICompactable, IDisposable
     long ICompactable.CompactBytes => _compact?.Bytes ?? 0;
     long ICompactable.Bytes => _compact?.Bytes ?? _weight!.numel() * _weight.ElementSize;
 
-    public void Compact(WeightFormat format)
+    public void Compact(WeightFormat format, Tensor? rows = null)
     {
-        if (_compact is not null || _weight is null || WeightFormats.Of(_weight.dtype) == format) return;
-        _compact = WeightMatrix.Convert(_weight, format);
+        if (_compact is not null || _weight is null || rows is null && WeightFormats.Of(_weight.dtype) == format) return;
+        _compact = WeightMatrix.Convert(rows ?? _weight, format);
         foreach (var m in Members) Compaction.Release(m.weight);
         _weight.Dispose();
         _weight = null;
@@ -238,11 +238,11 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>, ICompactable
     long ICompactable.CompactBytes => _compact?.Bytes ?? 0;
     long ICompactable.Bytes => _compact?.Bytes ?? weight.numel() * weight.ElementSize;
 
-    public void Compact(WeightFormat format)
+    public void Compact(WeightFormat format, Tensor? rows = null)
     {
-        if (_compact is not null || WeightFormats.Of(weight.dtype) == format) return;
+        if (_compact is not null || rows is null && WeightFormats.Of(weight.dtype) == format) return;
         _dtype = weight.dtype;
-        _compact = WeightMatrix.Convert(weight, format);
+        _compact = WeightMatrix.Convert(rows ?? weight, format);
         Compaction.Release(weight);
     }
 

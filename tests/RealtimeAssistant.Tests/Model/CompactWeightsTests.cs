@@ -172,6 +172,79 @@ public class CompactWeightsTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// A checkpoint stored in the weight format's own dtype is taken as read, never through the
+    /// float32 parameters: every unit holds the checkpoint's bits, a stack its members' tensors
+    /// in member order (q, k, v; gate, up). A tensor of the wrong shape is still one line naming
+    /// it, and an f16 matrix with an infinity is still refused.
+    /// </summary>
+    [Theory]
+    [InlineData("bf16")]
+    [InlineData("f16")]
+    public void ACheckpointInTheFormatsOwnDtype_IsTakenAsStored_StacksInMemberOrder(string format)
+    {
+        var stored = format == "bf16" ? ScalarType.BFloat16 : ScalarType.Float16;
+        using var dir = new TempDir();
+        var path = Checkpoint(dir, SyntheticCheckpoint.Config(text: "qwen2", heads: 4, kvHeads: 2, intermediate: 128, tLayers: 2), stored);
+        var reader = SafeTensorsReader.Open(path);
+        // The decoder's tensors (the vision tower has layers.N.self_attn too).
+        Tensor Stored(string suffix) => reader.Load(reader.Tensors.Keys.Single(k => k.Contains("language_model") && k.EndsWith(suffix, StringComparison.Ordinal)));
+        using var e = Engine.Load(path, new EngineOptions { Device = "cpu", Weights = format });
+        Assert.Equal(ScalarType.Float32, e.Model.DType);
+        for (int l = 0; l < 2; l++)
+        {
+            var layer = e.Decoder.layers[l];
+            var checks = new (string What, WeightMatrix? Held, Tensor Expected)[]
+            {
+                ("q, k, v", layer.self_attn.q_proj.Stack!.Compacted,
+                    torch.cat(new[] { Stored($"layers.{l}.self_attn.q_proj.weight"), Stored($"layers.{l}.self_attn.k_proj.weight"), Stored($"layers.{l}.self_attn.v_proj.weight") }, 0)),
+                ("o", layer.self_attn.o_proj.Compacted, Stored($"layers.{l}.self_attn.o_proj.weight")),
+                ("gate, up", layer.mlp.gate_proj.Stack!.Compacted,
+                    torch.cat(new[] { Stored($"layers.{l}.mlp.gate_proj.weight"), Stored($"layers.{l}.mlp.up_proj.weight") }, 0)),
+                ("down", layer.mlp.down_proj.Compacted, Stored($"layers.{l}.mlp.down_proj.weight")),
+            };
+            foreach (var (what, held, expected) in checks)
+            {
+                var w = Assert.IsType<DenseMatrix>(held).Weight;
+                Assert.Equal(stored, w.dtype);
+                Assert.Equal(expected.shape, w.shape);
+                Assert.True(w.eq(expected).all().item<bool>(), $"layer {l} {what}: the {format} weights differ from the checkpoint's");
+            }
+        }
+        var table = Assert.IsType<DenseMatrix>(e.Decoder.embed_tokens.Compacted).Weight;
+        Assert.True(table.eq(Stored("embed_tokens.weight")).all().item<bool>(), "the token table differs from the checkpoint's");
+        // The float32 parameters were released, not kept beside the compact copies.
+        Assert.Equal(0, e.Decoder.layers[0].self_attn.k_proj.weight.numel());
+
+        // A k_proj one row short: one line naming it.
+        using var badDir = new TempDir();
+        var bad = Checkpoint(badDir, SyntheticCheckpoint.Config(text: "qwen2", heads: 4, kvHeads: 2, intermediate: 128, tLayers: 2), stored);
+        var badReader = SafeTensorsReader.Open(bad);
+        var kName = badReader.Tensors.Keys.Single(k => k.Contains("language_model") && k.EndsWith("layers.1.self_attn.k_proj.weight", StringComparison.Ordinal));
+        var tensors = badReader.Tensors.Keys.Select(k => (k, k == kName ? badReader.Load(k).narrow(0, 1, badReader.Tensors[k].Shape[0] - 1).contiguous() : badReader.Load(k))).ToList();
+        SafeTensorsWriter.Write(Path.Combine(bad, "model.safetensors"), tensors);
+        var error = Assert.Throws<UserError>(() => Engine.Load(bad, new EngineOptions { Device = "cpu", Weights = format }));
+        Assert.Contains("k_proj", error.Message);
+        Assert.Contains("in the checkpoint but the model expects", error.Message);
+        Assert.DoesNotContain("\n", error.Message);
+
+        if (format == "f16")
+        {
+            // An infinity in a stacked member: float16 cannot store it for the kernels.
+            var vName = badReader.Tensors.Keys.Single(k => k.Contains("language_model") && k.EndsWith("layers.0.self_attn.v_proj.weight", StringComparison.Ordinal));
+            var withInf = SafeTensorsReader.Open(path).Tensors.Keys.Select(k =>
+            {
+                var t = reader.Load(k);
+                if (k == vName) t[0, 0] = torch.tensor(float.PositiveInfinity, ScalarType.Float16);
+                return (k, t);
+            }).ToList();
+            using var infDir = new TempDir();
+            var inf = Checkpoint(infDir, SyntheticCheckpoint.Config(text: "qwen2", heads: 4, kvHeads: 2, intermediate: 128, tLayers: 2), stored);
+            SafeTensorsWriter.Write(Path.Combine(inf, "model.safetensors"), withInf);
+            Assert.Contains("infinity or NaN", Assert.Throws<UserError>(() => Engine.Load(inf, new EngineOptions { Device = "cpu", Weights = format })).Message);
+        }
+    }
+
+    /// <summary>
     /// --weights auto on a float16 checkpoint keeps its own f16 weights on any CPU: the products
     /// are float32's over the same values (the kernels widen them exactly, a prefill multiplies a
     /// float32 copy), so the logits are float32 products' to rounding, in half the bytes.

@@ -165,10 +165,7 @@ public sealed class SafeTensorsReader
     /// </summary>
     public void ReadInto(string name, Tensor destination, string? destinationName = null)
     {
-        var info = _tensors[name];
-        var shape = destination.shape;
-        if (!shape.SequenceEqual(info.Shape))
-            throw new UserError($"tensor {destinationName ?? name} has shape [{string.Join(", ", info.Shape)}] in the checkpoint but the model expects [{string.Join(", ", shape)}]");
+        var info = Expect(name, destination.shape, destinationName);
         var srcType = ToScalarType(info.DType);
         using var fs = new FileStream(info.File, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
         fs.Position = _dataStart[info.File] + info.Begin;
@@ -183,13 +180,25 @@ public sealed class SafeTensorsReader
         destination.copy_(staging);
     }
 
-    /// <summary>Loads one tensor as a new CPU tensor of its stored dtype.</summary>
-    public Tensor Load(string name)
+    /// <summary>Loads one tensor as a new CPU tensor of its stored dtype (of <paramref name="expectedShape"/> where given, else a one-line error naming <paramref name="destinationName"/>).</summary>
+    public Tensor Load(string name, long[]? expectedShape = null, string? destinationName = null)
+    {
+        var info = expectedShape is null ? _tensors[name] : Expect(name, expectedShape, destinationName);
+        var t = torch.empty(info.Shape, ToScalarType(info.DType));
+        try { ReadInto(name, t, destinationName); }
+        catch { t.Dispose(); throw; }
+        return t;
+    }
+
+    /// <summary>The dtype tensor <paramref name="name"/> is stored in.</summary>
+    public ScalarType StoredType(string name) => ToScalarType(_tensors[name].DType);
+
+    SafeTensorInfo Expect(string name, long[] shape, string? destinationName)
     {
         var info = _tensors[name];
-        var t = torch.empty(info.Shape, ToScalarType(info.DType));
-        ReadInto(name, t);
-        return t;
+        if (!shape.SequenceEqual(info.Shape))
+            throw new UserError($"tensor {destinationName ?? name} has shape [{string.Join(", ", info.Shape)}] in the checkpoint but the model expects [{string.Join(", ", shape)}]");
+        return info;
     }
 
     static void ReadSpan(FileStream fs, Span<byte> span)

@@ -1,5 +1,6 @@
 using RealtimeAssistant.Model.Checkpoint;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace RealtimeAssistant.Model;
@@ -15,7 +16,9 @@ public static class CheckpointLoader
     /// <summary>
     /// With <paramref name="compact"/>, each compactable unit (<see cref="Compaction.Units"/>) is
     /// converted as soon as its weights are read and its dense storage freed, so loading never
-    /// holds a second full copy of the model.
+    /// holds a second full copy of the model. A unit whose weights the checkpoint stores in that
+    /// format's own dtype (a bf16 checkpoint under --weights bf16) takes them as read: its dense
+    /// parameters, in the model's compute dtype, are never written.
     /// </summary>
     public static void Load(nn.Module module, SafeTensorsReader weights, Func<string, string> toModelName, Func<string, bool> ignorable, WeightFormat? compact = null)
     {
@@ -37,20 +40,48 @@ public static class CheckpointLoader
             if (unexpected.Count > 0) parts.Add($"unexpected tensors: {List(unexpected)}");
             throw new UserError($"checkpoint does not match the config: {string.Join("; ", parts)}");
         }
-        var unitOf = new Dictionary<TorchSharp.Modules.Parameter, ICompactable>(ReferenceEqualityComparer.Instance);
+        var nameOf = parameters.ToDictionary(p => p.Value, p => p.Key, ReferenceEqualityComparer.Instance);
+        var unitOf = new Dictionary<Parameter, ICompactable>(ReferenceEqualityComparer.Instance);
         var unread = new Dictionary<ICompactable, int>(ReferenceEqualityComparer.Instance);
-        if (compact is not null)
+        // The units that take their weights as stored: each weight's first row in the unit's storage,
+        // and that storage (on the CPU, made at the unit's first weight) with its size.
+        var rowsAt = new Dictionary<Parameter, long>(ReferenceEqualityComparer.Instance);
+        var asStored = new Dictionary<ICompactable, (long Rows, long Columns, ScalarType DType)>(ReferenceEqualityComparer.Instance);
+        var storages = new Dictionary<ICompactable, Tensor>(ReferenceEqualityComparer.Instance);
+        if (compact is { } format)
             foreach (var unit in Compaction.Units(module))
             {
                 var ws = unit.Weights.ToList();
                 foreach (var w in ws) unitOf[w] = unit;
                 unread[unit] = ws.Count;
+                var dtypes = ws.Select(w => weights.StoredType(byModelName[nameOf[w]])).Distinct().ToList();
+                if (dtypes.Count != 1 || WeightFormats.Of(dtypes[0]) != format || ws.Any(w => WeightFormats.Of(w.dtype) == format || w.dim() != 2 || w.size(1) != ws[0].size(1)))
+                    continue;
+                long at = 0;
+                foreach (var w in ws) { rowsAt[w] = at; at += w.size(0); }
+                asStored[unit] = (at, ws[0].size(1), dtypes[0]);
             }
-        foreach (var (m, p) in parameters)
+        try
         {
-            weights.ReadInto(byModelName[m], p, m);
-            if (unitOf.TryGetValue(p, out var unit) && --unread[unit] == 0)
+            foreach (var (m, p) in parameters)
             {
+                unitOf.TryGetValue(p, out var unit);
+                if (unit is not null && asStored.TryGetValue(unit, out var size))
+                {
+                    if (!storages.TryGetValue(unit, out var storage))
+                        storages[unit] = storage = torch.empty(new[] { size.Rows, size.Columns }, size.DType);
+                    using var block = storage.narrow(0, rowsAt[p], p.size(0));
+                    weights.ReadInto(byModelName[m], block, m);
+                }
+                else weights.ReadInto(byModelName[m], p, m);
+                if (unit is null || --unread[unit] > 0) continue;
+                if (storages.Remove(unit, out var rows))
+                {
+                    using (rows)
+                        if (p.device_type == DeviceType.CPU) unit.Compact(compact!.Value, rows);
+                        else { using var moved = rows.to(p.device); unit.Compact(compact!.Value, moved); }
+                    continue;
+                }
                 unit.Compact(compact!.Value);
                 // The dense storage just freed stays resident in the C heap (glibc keeps freed chunks
                 // below its mmap threshold), and the next units' dense storage is already reserved:
@@ -58,6 +89,10 @@ public static class CheckpointLoader
                 // 2.05× the bf16 weights resident).
                 NativeHeap.Trim();
             }
+        }
+        finally
+        {
+            foreach (var rows in storages.Values) rows.Dispose();
         }
     }
 }
