@@ -89,6 +89,8 @@ public static class CheckpointLoader
                 // 2.05× the bf16 weights resident).
                 NativeHeap.Trim();
             }
+            // The float32 parameters the units read as stored released unwritten, some from the C heap.
+            if (asStored.Count > 0) NativeHeap.Trim();
         }
         finally
         {
