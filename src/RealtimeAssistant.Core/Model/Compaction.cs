@@ -11,10 +11,10 @@ public interface ICompactable
     IEnumerable<Parameter> Weights { get; }
     /// <summary>
     /// From now on stores the weights in <paramref name="format"/> (inference only) and frees the
-    /// parameters' memory. <paramref name="rows"/>: the weights' values already in the format's
-    /// dtype and on the parameters' device, each weight's rows after the last's in
-    /// <see cref="Weights"/>' order (a checkpoint read as stored); taken as they are instead of
-    /// the parameters, which then never need to hold them.
+    /// parameters' memory. <paramref name="rows"/>: the weights' values on the parameters' device,
+    /// in any dtype, each weight's rows after the last's in <see cref="Weights"/>' order (a
+    /// checkpoint read as stored); converted from there (kept as they are where they are already
+    /// in the format's dtype) instead of from the parameters, which then never need to hold them.
     /// </summary>
     void Compact(WeightFormat format, Tensor? rows = null);
     /// <summary>Bytes of the compact copy (0 while there is none).</summary>

@@ -15,10 +15,11 @@ public static class CheckpointLoader
 {
     /// <summary>
     /// With <paramref name="compact"/>, each compactable unit (<see cref="Compaction.Units"/>) is
-    /// converted as soon as its weights are read and its dense storage freed, so loading never
-    /// holds a second full copy of the model. A unit whose weights the checkpoint stores in that
-    /// format's own dtype (a bf16 checkpoint under --weights bf16) takes them as read: its dense
-    /// parameters, in the model's compute dtype, are never written.
+    /// converted as soon as its weights are read, so loading never holds a second full copy of the
+    /// model. A unit's matrices are read as the checkpoint stores them into one storage (a stack's
+    /// members at their row offsets) and converted from there: its dense parameters, in the
+    /// model's compute dtype, are never written, and a unit stored in the format's own dtype (a
+    /// bf16 checkpoint under bf16) is kept as read, with no conversion at all.
     /// </summary>
     public static void Load(nn.Module module, SafeTensorsReader weights, Func<string, string> toModelName, Func<string, bool> ignorable, WeightFormat? compact = null)
     {
@@ -43,7 +44,7 @@ public static class CheckpointLoader
         var nameOf = parameters.ToDictionary(p => p.Value, p => p.Key, ReferenceEqualityComparer.Instance);
         var unitOf = new Dictionary<Parameter, ICompactable>(ReferenceEqualityComparer.Instance);
         var unread = new Dictionary<ICompactable, int>(ReferenceEqualityComparer.Instance);
-        // The units that take their weights as stored: each weight's first row in the unit's storage,
+        // The units read as stored: each weight's first row in the unit's storage,
         // and that storage (on the CPU, made at the unit's first weight) with its size.
         var rowsAt = new Dictionary<Parameter, long>(ReferenceEqualityComparer.Instance);
         var asStored = new Dictionary<ICompactable, (long Rows, long Columns, ScalarType DType)>(ReferenceEqualityComparer.Instance);
@@ -55,7 +56,8 @@ public static class CheckpointLoader
                 foreach (var w in ws) unitOf[w] = unit;
                 unread[unit] = ws.Count;
                 var dtypes = ws.Select(w => weights.StoredType(byModelName[nameOf[w]])).Distinct().ToList();
-                if (dtypes.Count != 1 || WeightFormats.Of(dtypes[0]) != format || ws.Any(w => WeightFormats.Of(w.dtype) == format || w.dim() != 2 || w.size(1) != ws[0].size(1)))
+                // A unit of mixed dtypes, or one that stays dense (its parameters' dtype is the format), reads into its parameters.
+                if (dtypes.Count != 1 || ws.Any(w => WeightFormats.Of(w.dtype) == format || w.dim() != 2 || w.size(1) != ws[0].size(1)))
                     continue;
                 long at = 0;
                 foreach (var w in ws) { rowsAt[w] = at; at += w.size(0); }
