@@ -79,19 +79,20 @@ public static class CheckpointLoader
                 if (unit is null || --unread[unit] > 0) continue;
                 if (storages.Remove(unit, out var rows))
                 {
+                    bool kept = WeightFormats.Of(rows.dtype) == compact;
                     using (rows)
                         if (p.device_type == DeviceType.CPU) unit.Compact(compact!.Value, rows);
                         else { using var moved = rows.to(p.device); unit.Compact(compact!.Value, moved); }
-                    continue;
+                    if (kept) continue; // nothing of its size was freed
                 }
-                unit.Compact(compact!.Value);
-                // The dense storage just freed stays resident in the C heap (glibc keeps freed chunks
-                // below its mmap threshold), and the next units' dense storage is already reserved:
-                // without handing it back, loading ends holding both copies (Qwen2-VL-2B f32 → bf16:
-                // 2.05× the bf16 weights resident).
+                else unit.Compact(compact!.Value);
+                // What the conversion freed stays resident in the C heap otherwise (glibc keeps
+                // freed chunks below its mmap threshold) while the next units are read:
+                // Qwen2-VL-2B f32 → bf16 ended at 2.05× the bf16 weights resident, and q8 from
+                // its bf16 files peaked 500 MB higher.
                 NativeHeap.Trim();
             }
-            // The float32 parameters the units read as stored released unwritten, some from the C heap.
+            // The parameters of units kept as read were released unwritten, some from the C heap.
             if (asStored.Count > 0) NativeHeap.Trim();
         }
         finally
