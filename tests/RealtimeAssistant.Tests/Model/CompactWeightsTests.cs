@@ -172,17 +172,20 @@ public class CompactWeightsTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// A checkpoint stored in the weight format's own dtype is taken as read, never through the
-    /// float32 parameters: every unit holds the checkpoint's bits, a stack its members' tensors
-    /// in member order (q, k, v; gate, up). A tensor of the wrong shape is still one line naming
-    /// it, and an f16 matrix with an infinity is still refused.
+    /// Each unit is read as the checkpoint stores it, never through the float32 parameters: in the
+    /// format's own dtype every unit holds the checkpoint's bits, a stack its members' tensors in
+    /// member order (q, k, v; gate, up); under q8 (converted from the buffer the units take turns
+    /// in, whatever their sizes) each matrix is what quantizing the checkpoint's tensors gives. A
+    /// tensor of the wrong shape is still one line naming it, and an f16 matrix with an infinity
+    /// is still refused.
     /// </summary>
     [Theory]
-    [InlineData("bf16")]
-    [InlineData("f16")]
-    public void ACheckpointInTheFormatsOwnDtype_IsTakenAsStored_StacksInMemberOrder(string format)
+    [InlineData("bf16", "bf16")]
+    [InlineData("f16", "f16")]
+    [InlineData("bf16", "q8")]
+    public void ACheckpointIsReadAsStored_StacksInMemberOrder(string storedAs, string format)
     {
-        var stored = format == "bf16" ? ScalarType.BFloat16 : ScalarType.Float16;
+        var stored = storedAs == "bf16" ? ScalarType.BFloat16 : ScalarType.Float16;
         using var dir = new TempDir();
         var path = Checkpoint(dir, SyntheticCheckpoint.Config(text: "qwen2", heads: 4, kvHeads: 2, intermediate: 128, tLayers: 2), stored);
         var reader = SafeTensorsReader.Open(path);
@@ -202,16 +205,24 @@ public class CompactWeightsTests(ITestOutputHelper output)
                     torch.cat(new[] { Stored($"layers.{l}.mlp.gate_proj.weight"), Stored($"layers.{l}.mlp.up_proj.weight") }, 0)),
                 ("down", layer.mlp.down_proj.Compacted, Stored($"layers.{l}.mlp.down_proj.weight")),
             };
-            foreach (var (what, held, expected) in checks)
-            {
-                var w = Assert.IsType<DenseMatrix>(held).Weight;
-                Assert.Equal(stored, w.dtype);
-                Assert.Equal(expected.shape, w.shape);
-                Assert.True(w.eq(expected).all().item<bool>(), $"layer {l} {what}: the {format} weights differ from the checkpoint's");
-            }
+            foreach (var (what, held, expected) in checks) Holds(held, expected, $"layer {l} {what}");
         }
-        var table = Assert.IsType<DenseMatrix>(e.Decoder.embed_tokens.Compacted).Weight;
-        Assert.True(table.eq(Stored("embed_tokens.weight")).all().item<bool>(), "the token table differs from the checkpoint's");
+        Holds(e.Decoder.embed_tokens.Compacted, Stored("embed_tokens.weight"), "the token table");
+
+        void Holds(WeightMatrix? held, Tensor expected, string what)
+        {
+            if (format == "q8")
+            {
+                var q = Assert.IsType<Q8Matrix>(held);
+                using var reference = Q8Matrix.Quantize(expected);
+                Assert.True(q.Q.eq(reference.Q).all().item<bool>() && q.Scales.eq(reference.Scales).all().item<bool>(), $"{what}: the q8 matrix differs from quantizing the checkpoint's tensors");
+                return;
+            }
+            var w = Assert.IsType<DenseMatrix>(held).Weight;
+            Assert.Equal(stored, w.dtype);
+            Assert.Equal(expected.shape, w.shape);
+            Assert.True(w.eq(expected).all().item<bool>(), $"{what}: the {format} weights differ from the checkpoint's");
+        }
         // The float32 parameters were released, not kept beside the compact copies.
         Assert.Equal(0, e.Decoder.layers[0].self_attn.k_proj.weight.numel());
 
