@@ -174,8 +174,8 @@ public class CompactWeightsTests(ITestOutputHelper output)
     /// <summary>
     /// Each unit is read as the checkpoint stores it, never through the float32 parameters: in the
     /// format's own dtype every unit holds the checkpoint's bits, a stack its members' tensors in
-    /// member order (q, k, v; gate, up); under q8 (converted from the buffer the units take turns
-    /// in, whatever their sizes) each matrix is what quantizing the checkpoint's tensors gives. A
+    /// member order (q, k, v; gate, up); under q8 each matrix is what quantizing the checkpoint's
+    /// tensors gives. A
     /// tensor of the wrong shape is still one line naming it, and an f16 matrix with an infinity
     /// is still refused.
     /// </summary>

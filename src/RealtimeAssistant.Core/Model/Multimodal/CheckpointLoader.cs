@@ -63,32 +63,6 @@ public static class CheckpointLoader
                 foreach (var w in ws) { rowsAt[w] = at; at += w.size(0); }
                 asStored[unit] = (at, ws[0].size(1), dtypes[0]);
             }
-        // A unit that converts reads into a buffer the later ones reuse (the conversion copies out
-        // of it): a storage freed after each unit and faulted in again by the next cost q8 from
-        // bf16 files about the time reading as stored saves. The buffer holds what the largest
-        // unit still to come needs, so it shrinks after the token table.
-        var converted = parameters.Values.Where(unitOf.ContainsKey).Select(p => unitOf[p]).Distinct(ReferenceEqualityComparer.Instance).Cast<ICompactable>()
-            .Where(u => asStored.TryGetValue(u, out var z) && WeightFormats.Of(z.DType) != compact).ToList();
-        var largestFrom = new Dictionary<ICompactable, long>(ReferenceEqualityComparer.Instance);
-        long largest = 0;
-        for (int i = converted.Count - 1; i >= 0; i--)
-        {
-            var z = asStored[converted[i]];
-            largestFrom[converted[i]] = largest = Math.Max(largest, z.Rows * z.Columns);
-        }
-        Tensor? buffer = null;
-        ICompactable? bufferHolder = null; // the unit reading into the buffer (another unit open meanwhile gets its own storage)
-        Tensor StorageFor(ICompactable unit, (long Rows, long Columns, ScalarType DType) size)
-        {
-            if (!largestFrom.TryGetValue(unit, out var wanted) || bufferHolder is not null) return torch.empty(new[] { size.Rows, size.Columns }, size.DType);
-            bufferHolder = unit;
-            if (buffer is null || buffer.dtype != size.DType || buffer.numel() < size.Rows * size.Columns || buffer.numel() > wanted)
-            {
-                buffer?.Dispose();
-                buffer = torch.empty(wanted, size.DType);
-            }
-            return buffer.narrow(0, 0, size.Rows * size.Columns).view(size.Rows, size.Columns);
-        }
         try
         {
             foreach (var (m, p) in parameters)
@@ -97,7 +71,7 @@ public static class CheckpointLoader
                 if (unit is not null && asStored.TryGetValue(unit, out var size))
                 {
                     if (!storages.TryGetValue(unit, out var storage))
-                        storages[unit] = storage = StorageFor(unit, size);
+                        storages[unit] = storage = torch.empty(new[] { size.Rows, size.Columns }, size.DType);
                     using var block = storage.narrow(0, rowsAt[p], p.size(0));
                     weights.ReadInto(byModelName[m], block, m);
                 }
@@ -105,29 +79,26 @@ public static class CheckpointLoader
                 if (unit is null || --unread[unit] > 0) continue;
                 if (storages.Remove(unit, out var rows))
                 {
-                    // Its storage becomes the matrix, or is the buffer: nothing of its size is freed,
-                    // unless it converted from a storage of its own.
-                    bool freed = WeightFormats.Of(rows.dtype) != compact && !ReferenceEquals(bufferHolder, unit);
-                    if (ReferenceEquals(bufferHolder, unit)) bufferHolder = null;
+                    bool kept = WeightFormats.Of(rows.dtype) == compact;
                     using (rows)
                         if (p.device_type == DeviceType.CPU) unit.Compact(compact!.Value, rows);
                         else { using var moved = rows.to(p.device); unit.Compact(compact!.Value, moved); }
-                    if (!freed) continue;
+                    if (kept) continue; // nothing of its size was freed
                 }
                 else unit.Compact(compact!.Value);
-                // What was just freed stays resident in the C heap (glibc keeps freed chunks below
-                // its mmap threshold) while the next units are read: without handing it back,
-                // Qwen2-VL-2B f32 → bf16 ended at 2.05× the bf16 weights resident.
+                // What the conversion freed stays resident in the C heap otherwise (glibc keeps
+                // freed chunks below its mmap threshold) while the next units are read:
+                // Qwen2-VL-2B f32 → bf16 ended at 2.05× the bf16 weights resident, and q8 from
+                // its bf16 files peaked 500 MB higher.
                 NativeHeap.Trim();
             }
+            // The parameters of units kept as read were released unwritten, some from the C heap.
+            if (asStored.Count > 0) NativeHeap.Trim();
         }
         finally
         {
             foreach (var rows in storages.Values) rows.Dispose();
-            buffer?.Dispose();
         }
-        // The buffer, and the parameters of units read as stored, released unwritten, some from the C heap.
-        if (asStored.Count > 0) NativeHeap.Trim();
     }
 }
 
