@@ -180,13 +180,12 @@ public sealed class SafeTensorsReader
         destination.copy_(staging);
     }
 
-    /// <summary>Loads one tensor as a new CPU tensor of its stored dtype (of <paramref name="expectedShape"/> where given, else a one-line error naming <paramref name="destinationName"/>).</summary>
-    public Tensor Load(string name, long[]? expectedShape = null, string? destinationName = null)
+    /// <summary>Loads one tensor as a new CPU tensor of its stored dtype.</summary>
+    public Tensor Load(string name)
     {
-        var info = expectedShape is null ? _tensors[name] : Expect(name, expectedShape, destinationName);
+        var info = _tensors[name];
         var t = torch.empty(info.Shape, ToScalarType(info.DType));
-        try { ReadInto(name, t, destinationName); }
-        catch { t.Dispose(); throw; }
+        ReadInto(name, t);
         return t;
     }
 
