@@ -38,12 +38,17 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         Description = "the most caption tokens drafted from the last caption and checked in one decoder pass (prompt-lookup decoding: the same captions in fewer passes); 0: one token a pass",
         DefaultValueFactory = _ => DefaultDraftTokens,
     };
+    public readonly Option<string> WarmUp = new("--warm-up")
+    {
+        Description = "run the model once on a synthetic frame before the first frame, so the first read pays no one-time costs: auto (on a GPU, and on the CPU for models of at most 20 M parameters, where it costs less than it saves), on or off",
+        DefaultValueFactory = _ => "auto",
+    };
     public readonly Option<string[]> Ask = new("--ask") { Description = "ask a question at a stream time: SECONDS:question (repeatable)" };
     public readonly PruningOptions Prune = new();
 
     public Command AddTo(Command c)
     {
-        foreach (var o in new Option[] { Mode, Budget, Stride, Window, FrameBand, History, Policy, Gate, MaxTokens, Draft }) c.Options.Add(o);
+        foreach (var o in new Option[] { Mode, Budget, Stride, Window, FrameBand, History, Policy, Gate, MaxTokens, Draft, WarmUp }) c.Options.Add(o);
         if (questions) c.Options.Add(Ask);
         Prune.AddTo(c);
         return c;
@@ -54,6 +59,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
     {
         SessionModes.Parse(pr.GetValue(Mode));
         WritePolicy.Parse(pr.GetValue(Policy)!);
+        WarmUpGiven(pr);
         BudgetMs(pr, 30);
         if (pr.GetValue(Stride) is < 1 or > 10_000) throw new UserError($"--stride must be 1..10000, got {pr.GetValue(Stride)}");
         if (pr.GetValue(Gate) is not (>= 0 and <= 255)) throw new UserError($"--gate is a mean colour change, 0..255 (0 reads every frame), got {pr.GetValue(Gate)}");
@@ -76,6 +82,15 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
         null => FrameLoopOptions.DefaultBudgetMs(sourceFps, pr.GetValue(Stride)),
         0 => null,
         var v => v,
+    };
+
+    /// <summary>--warm-up as given: null for auto.</summary>
+    bool? WarmUpGiven(ParseResult pr) => pr.GetValue(WarmUp)?.Trim().ToLowerInvariant() switch
+    {
+        "auto" => null,
+        "on" => true,
+        "off" => false,
+        var other => throw new UserError($"--warm-up takes auto, on or off, got '{other}'"),
     };
 
     public IReadOnlyList<(TimeSpan At, string Question)> Questions(ParseResult pr) =>
@@ -147,9 +162,11 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
             Pruning = fixedPruning, // with a budget the driver sets the level per read
         };
         streaming.Validate(engine);
+        var warmUp = WarmUpGiven(pr);
+        var noWarmUp = warmUp switch { true => null, false => "--warm-up off", null => SessionModes.WhyNoWarmUp(engine) };
         var loop = new FrameLoopOptions
         {
-            Pacing = pacing, Stride = stride, Questions = Questions(pr),
+            Pacing = pacing, Stride = stride, Questions = Questions(pr), WarmUp = noWarmUp is null,
             Driver = new DriverOptions { Policy = policy, GateThreshold = pr.GetValue(Gate), FrameBudgetMs = budget, Schedule = schedule },
         };
         loop.Validate();
@@ -158,7 +175,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
             : budget is { } b ? $"frame budget {b:0.#} ms{(pr.GetValue(Budget) is null ? $" (one stride: 1000 × {stride} / {fps:0.##} fps)" : "")}, governor pruning within {(requested is null ? engine.Layout.Schedule is null ? "the reference schedule" : "pruning.json" : "the given schedule")}{(engine.Model is IPixelBoundedVision pv && PixelRungs.Floor(pv, schedule.MinFramePixels) is var least && least < pv.MaxPixels ? $", frames read at down to {least:N0} pixels" : "")}"
             : fixedPruning is { } fp ? $"pruning {SessionBase.LevelName(fp)}, no frame budget" : "no pruning, no frame budget";
         var draftText = pr.GetValue(Draft) is > 0 and var k ? $"captions drafted from the last, up to {k} tokens a pass" : "one caption token a pass";
-        var header = $"{(mode == SessionModes.Gpe ? "GPE session" : "re-encoding (baseline)")} · window {window} · {(stride == 1 ? "every frame" : $"every {Ordinal(stride)} frame")} · policy {policy} · gate {pr.GetValue(Gate):0.##} · {pruneText} · {draftText}";
+        var header = $"{(mode == SessionModes.Gpe ? "GPE session" : "re-encoding (baseline)")} · window {window} · {(stride == 1 ? "every frame" : $"every {Ordinal(stride)} frame")} · policy {policy} · gate {pr.GetValue(Gate):0.##} · {pruneText} · {draftText}{(noWarmUp is null ? "" : $" · no warm-up ({noWarmUp})")}";
         return new Realtime(mode, streaming, loop, header);
     }
 

@@ -19,6 +19,8 @@ public interface ICompactable
     void Compact(WeightFormat format, Tensor? rows = null);
     /// <summary>Bytes of the compact copy (0 while there is none).</summary>
     long CompactBytes { get; }
+    /// <summary>Weights in the compact copy (0 while there is none): the parameters it emptied.</summary>
+    long CompactElements { get; }
     /// <summary>Bytes its weights hold now, compact or dense: what a product over them reads.</summary>
     long Bytes { get; }
 }
@@ -58,6 +60,10 @@ public static class Compaction
     /// <summary>Bytes the model's weights hold: its parameters and the compact copies that replaced some of them.</summary>
     public static long WeightBytes(nn.Module model) =>
         model.parameters().Sum(p => p.numel() * p.ElementSize) + Units(model).Sum(u => u.CompactBytes);
+
+    /// <summary>Weights the modules hold: their parameters and the compact copies that replaced some of them.</summary>
+    public static long Parameters(params nn.Module[] modules) =>
+        modules.Sum(m => m.parameters().Sum(p => p.numel()) + Units(m).Sum(u => u.CompactElements));
 
     /// <summary>Frees a parameter's storage (it becomes an empty tensor of its dtype on its device).</summary>
     internal static void Release(Parameter p)

@@ -45,6 +45,8 @@ public sealed class Engine : IDisposable
     public string WeightsName => Weights?.Name() ?? DType switch { ScalarType.BFloat16 => "bf16", ScalarType.Float16 => "f16", _ => "f32" };
     /// <summary>Bytes the model's weights hold on its device.</summary>
     public long WeightBytes => Compaction.WeightBytes(Model.Module);
+    /// <summary>The model's weights, vision and decoder, counted as loaded (compact copies included).</summary>
+    public long Parameters => Model.ParameterCounts.Vision + Model.ParameterCounts.Decoder;
 
     public Device Device => Model.Device;
     public ScalarType DType => Model.DType;

@@ -132,6 +132,24 @@ public static class SessionModes
         }
     }
 
+    /// <summary>
+    /// The most parameters at which a stream's warm-up pays on a CPU. There it costs about one
+    /// read and a short caption, and takes a cold cost of about 0.1 s off the first frame: on the
+    /// demo model (2.1 M) a first read of 84 ms became 7.5; at 104 M (the LLaVA shape) it cost
+    /// 1.25 s where a cold read is no slower than a warm one, and at 2.2 B (Qwen2-VL-2B) 2.5 s for
+    /// 0.25 s (docs/BENCHMARKS.md, "The warm-up on larger models").
+    /// </summary>
+    public const long WarmUpMaxCpuParameters = 20_000_000;
+
+    /// <summary>
+    /// Whether a stream warms <paramref name="engine"/> up before its first frame by default: on a
+    /// GPU always (the first calls load kernels and libraries), on a CPU up to
+    /// <see cref="WarmUpMaxCpuParameters"/>. Null when it does; else why not, for the header.
+    /// </summary>
+    public static string? WhyNoWarmUp(Engine engine) =>
+        engine.Device.type != TorchSharp.DeviceType.CPU || engine.Parameters <= WarmUpMaxCpuParameters ? null
+        : $"{engine.Parameters / 1e6:N0} M parameters on the CPU: a warm-up would cost about a read";
+
     public static ICaptionSession Create(string mode, Engine engine, StreamingOptions options) => mode switch
     {
         Gpe => new GpeSession(engine, options),

@@ -93,7 +93,11 @@ public class CompactWeightsTests(ITestOutputHelper output)
             Assert.All(units, u => Assert.True(u.CompactBytes > 0));
             double ratio = (double)e.WeightBytes / f32.WeightBytes;
             Assert.True(format == "q8" ? ratio < 0.40 : ratio < 0.60, $"{format} holds {ratio:P0} of float32's bytes");
+            // The compact copies still count as the weights they replaced.
+            Assert.Equal(f32.Model.ParameterCounts, e.Model.ParameterCounts);
         }
+        // Float32's count is the module's own parameters.
+        Assert.Equal(f32.Model.Module.parameters().Sum(p => p.numel()), f32.Model.ParameterCounts.Vision + f32.Model.ParameterCounts.Decoder);
     }
 
     [Fact]

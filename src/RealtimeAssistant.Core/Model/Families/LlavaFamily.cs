@@ -79,8 +79,7 @@ public sealed class LlavaFamily : IVisionLanguageModel
     public nn.Module Module => Model;
 
     public (long Vision, long Decoder) ParameterCounts =>
-        (Model.vision_tower.parameters().Sum(p => p.numel()) + Model.multi_modal_projector.parameters().Sum(p => p.numel()),
-         Model.language_model.parameters().Sum(p => p.numel()));
+        (Compaction.Parameters(Model.vision_tower, Model.multi_modal_projector), Compaction.Parameters(Model.language_model));
 
     /// <summary>Reads every parameter from the checkpoint (either naming generation); lists missing and unexpected tensors on mismatch.</summary>
     public static void LoadWeights(LlavaModel model, SafeTensorsReader weights, WeightFormat? compact = null) =>

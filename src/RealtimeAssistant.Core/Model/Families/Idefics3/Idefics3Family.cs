@@ -177,8 +177,7 @@ public sealed class Idefics3Family : IVisionLanguageModel
     public nn.Module Module => Model;
 
     public (long Vision, long Decoder) ParameterCounts =>
-        (Model.vision_model.parameters().Sum(p => p.numel()) + Model.connector.parameters().Sum(p => p.numel()),
-         Model.language_model.parameters().Sum(p => p.numel()));
+        (Compaction.Parameters(Model.vision_model, Model.connector), Compaction.Parameters(Model.language_model));
 
     public void Dispose() { _processor.Dispose(); Model.Dispose(); }
 }

@@ -126,8 +126,7 @@ public sealed class LlavaOneVisionFamily : IVisionLanguageModel
     public nn.Module Module => Model;
 
     public (long Vision, long Decoder) ParameterCounts =>
-        (Model.vision_tower.parameters().Sum(p => p.numel()) + Model.multi_modal_projector.parameters().Sum(p => p.numel()) + Model.image_newline.numel(),
-         Model.language_model.parameters().Sum(p => p.numel()));
+        (Compaction.Parameters(Model.vision_tower, Model.multi_modal_projector) + Model.image_newline.numel(), Compaction.Parameters(Model.language_model));
 
     public void Dispose() { _processor.Dispose(); Model.Dispose(); }
 }

@@ -223,7 +223,7 @@ public sealed class Qwen2VlFamily : IVisionLanguageModel, IPixelBoundedVision
     public nn.Module Module => Model;
 
     public (long Vision, long Decoder) ParameterCounts =>
-        (Model.visual.parameters().Sum(p => p.numel()), Model.language_model.parameters().Sum(p => p.numel()));
+        (Compaction.Parameters(Model.visual), Compaction.Parameters(Model.language_model));
 
     public void Dispose() { _pre.Dispose(); Model.Dispose(); }
 }
