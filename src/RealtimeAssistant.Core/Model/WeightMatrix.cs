@@ -296,8 +296,31 @@ public sealed unsafe class Q8Matrix : WeightMatrix
     /// <summary>Rows quantized per chunk, so a large float32 matrix never has a second full-size temporary.</summary>
     const long RowsPerChunk = 1024;
 
-    /// <summary>Quantizes w [out, in] of any float dtype, on its device.</summary>
+    /// <summary>
+    /// Quantizes w [out, in] of any float dtype, on its device: on the CPU a float32, bfloat16 or
+    /// float16 matrix in one pass of the kernel (<see cref="Kernels.Q8Blocks.Quantize"/>), elsewhere
+    /// with libtorch's ops, which give the same bits.
+    /// </summary>
     public static Q8Matrix Quantize(Tensor w)
+    {
+        Kernels.Q8Blocks.Source? source = w.dtype switch
+        {
+            ScalarType.Float32 => Kernels.Q8Blocks.Source.F32,
+            ScalarType.BFloat16 => Kernels.Q8Blocks.Source.BF16,
+            ScalarType.Float16 => Kernels.Q8Blocks.Source.F16,
+            _ => null,
+        };
+        if (source is not { } kind || w.device_type != DeviceType.CPU || w.dim() != 2 || !w.is_contiguous() || w.size(0) > int.MaxValue || w.size(1) > int.MaxValue)
+            return QuantizeWithTorch(w);
+        long m = w.size(0), n = w.size(1), n32 = (n + 31) / 32 * 32;
+        var q = torch.empty(new[] { m, n32 }, ScalarType.Int8, w.device).DetachFromDisposeScope();
+        var scales = torch.empty(new[] { m, n32 / 32 }, ScalarType.Float32, w.device).DetachFromDisposeScope();
+        unsafe { Kernels.Q8Blocks.Quantize(Kernels.TensorMemory.Ptr<byte>(w), kind, (int)m, (int)n, Kernels.TensorMemory.Ptr<sbyte>(q), Kernels.TensorMemory.Ptr<float>(scales)); }
+        return new Q8Matrix(q, scales, n);
+    }
+
+    /// <summary>Quantizes w with libtorch's ops, a chunk of rows at a time (any device; the kernel's reference).</summary>
+    internal static Q8Matrix QuantizeWithTorch(Tensor w)
     {
         long m = w.size(0), n = w.size(1), n32 = (n + 31) / 32 * 32;
         var q = torch.empty(new[] { m, n32 }, ScalarType.Int8, w.device).DetachFromDisposeScope();

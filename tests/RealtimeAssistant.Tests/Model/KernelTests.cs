@@ -447,6 +447,40 @@ public class KernelTests
         if (CpuIsa.Detected < KernelIsa.Avx512) Assert.Throws<ArgumentException>(() => CpuIsa.Force(KernelIsa.Avx512));
     }
 
+    /// <summary>
+    /// The CPU quantizer gives libtorch's ops' bits: from float32, bfloat16 and float16 rows, with a
+    /// padded last block, an all-zero row, weights at exact half steps (ties round to even), rows
+    /// split across the kernel threads, and a row too wide for the stack.
+    /// </summary>
+    [Theory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    [InlineData(ScalarType.Float16)]
+    public void Q8Kernel_QuantizesAsLibtorchsOps_BitForBit(ScalarType dtype)
+    {
+        using var _ = torch.inference_mode();
+        var g = new Generator(19);
+        foreach (var (m, n) in new[] { (7, 70), (300, 256), (3, 20_000), (1, 5) })
+        {
+            var w = Random(g, m, n).TimesNumber(3);
+            w[0] = torch.zeros(n);
+            if (n >= 64)
+            {
+                // A block whose values sit at half steps of its scale (127 → scale 1): 0.5, 1.5, 2.5 … round to even.
+                var ties = torch.arange(32, ScalarType.Float32).add(0.5).TimesNumber(-1);
+                ties[31] = torch.tensor(127f);
+                w[m - 1].narrow(0, 32, 32).copy_(ties);
+            }
+            var stored = w.to_type(dtype).contiguous();
+            using var kernel = Q8Matrix.Quantize(stored);
+            using var reference = Q8Matrix.QuantizeWithTorch(stored);
+            Assert.True(Same(kernel.Q, reference.Q), $"{dtype} [{m}, {n}]: the int8 values differ");
+            Assert.True(Same(kernel.Scales, reference.Scales), $"{dtype} [{m}, {n}]: the scales differ");
+            Assert.Equal(0, kernel.Q[0].abs().max().item<sbyte>());
+            if (n >= 64) Assert.Equal(new sbyte[] { -0, -2, -2, -4, -4 }, kernel.Q[m - 1].narrow(0, 32, 5).data<sbyte>().ToArray());
+        }
+    }
+
     [Fact]
     public void Q8QuantizationRoundsEachBlockToItsScale()
     {
