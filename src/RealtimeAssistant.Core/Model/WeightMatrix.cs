@@ -315,8 +315,17 @@ public sealed unsafe class Q8Matrix : WeightMatrix
         long m = w.size(0), n = w.size(1), n32 = (n + 31) / 32 * 32;
         var q = torch.empty(new[] { m, n32 }, ScalarType.Int8, w.device).DetachFromDisposeScope();
         var scales = torch.empty(new[] { m, n32 / 32 }, ScalarType.Float32, w.device).DetachFromDisposeScope();
-        unsafe { Kernels.Q8Blocks.Quantize(Kernels.TensorMemory.Ptr<byte>(w), kind, (int)m, (int)n, Kernels.TensorMemory.Ptr<sbyte>(q), Kernels.TensorMemory.Ptr<float>(scales)); }
-        return new Q8Matrix(q, scales, n);
+        bool finite;
+        unsafe { finite = Kernels.Q8Blocks.Quantize(Kernels.TensorMemory.Ptr<byte>(w), kind, (int)m, (int)n, Kernels.TensorMemory.Ptr<sbyte>(q), Kernels.TensorMemory.Ptr<float>(scales)); }
+        return Finite(new Q8Matrix(q, scales, n), finite);
+    }
+
+    /// <summary>The matrix, unless a weight was an infinity or NaN: no block's scale can hold one, and every product over it would be NaN.</summary>
+    static Q8Matrix Finite(Q8Matrix matrix, bool finite)
+    {
+        if (finite) return matrix;
+        matrix.Dispose();
+        throw new UserError("a weight matrix holds an infinity or NaN, which --weights q8 cannot store (the checkpoint is damaged; --weights f32 loads it as it is)");
     }
 
     /// <summary>Quantizes w with libtorch's ops, a chunk of rows at a time (any device; the kernel's reference).</summary>
@@ -340,7 +349,8 @@ public sealed unsafe class Q8Matrix : WeightMatrix
             q.narrow(0, r, rows).copy_(values.view(rows, n32));
             scales.narrow(0, r, rows).copy_(s);
         }
-        return new Q8Matrix(q, scales, n);
+        // A NaN or infinity among the weights leaves its block's scale one too.
+        return Finite(new Q8Matrix(q, scales, n), torch.isfinite(scales).all().item<bool>());
     }
 
     public override Tensor Dequantize(ScalarType dtype)

@@ -479,6 +479,15 @@ public class KernelTests
             Assert.Equal(0, kernel.Q[0].abs().max().item<sbyte>());
             if (n >= 64) Assert.Equal(new sbyte[] { -0, -2, -2, -4, -4 }, kernel.Q[m - 1].narrow(0, 32, 5).data<sbyte>().ToArray());
         }
+        // An infinity or NaN anywhere, even in a padded last block, is refused by both.
+        foreach (var bad in new[] { float.NaN, float.NegativeInfinity })
+        {
+            var w = Random(g, 40, 70);
+            w[37, 69] = torch.tensor(bad);
+            var stored = w.to_type(dtype).contiguous();
+            Assert.Contains("infinity or NaN", Assert.Throws<UserError>(() => Q8Matrix.Quantize(stored)).Message);
+            Assert.Contains("infinity or NaN", Assert.Throws<UserError>(() => Q8Matrix.QuantizeWithTorch(stored)).Message);
+        }
     }
 
     [Fact]

@@ -54,11 +54,13 @@ public static unsafe class Q8Blocks
     /// [m, n32/32], each block of 32 (the last zero-padded) scaled by its largest magnitude / 127
     /// and rounded to nearest even: what <see cref="Q8Matrix.QuantizeWithTorch"/> computes, bit for
     /// bit, in one pass over the weights and without temporaries. Runs on the kernel threads.
+    /// Returns false when a weight is an infinity or NaN (no scale can hold it).
     /// </summary>
-    public static void Quantize(void* w, Source source, int m, int n, sbyte* q, float* scales)
+    public static bool Quantize(void* w, Source source, int m, int n, sbyte* q, float* scales)
     {
         int blocks = (n + 31) / 32, n32 = blocks * 32;
         nint wp = (nint)w, qp = (nint)q, sp = (nint)scales;
+        int nonFinite = 0;
         KernelPool.For(m, 1, Math.Max(1, (1 << 16) / Math.Max(1, n)), (o0, o1) =>
         {
             var heap = n32 > 1 << 14 ? new float[n32] : null;
@@ -70,10 +72,11 @@ public static unsafe class Q8Blocks
                 {
                     Widen((byte*)wp + (long)o * n * (source == Source.F32 ? 4 : 2), source, n, row);
                     for (int k = n; k < n32; k++) row[k] = 0;
-                    QuantizeRow(row, blocks, (sbyte*)qp + (long)o * n32, (float*)sp + (long)o * blocks);
+                    if (!QuantizeRow(row, blocks, (sbyte*)qp + (long)o * n32, (float*)sp + (long)o * blocks)) Volatile.Write(ref nonFinite, 1);
                 }
             }
         });
+        return nonFinite == 0;
     }
 
     static void Widen(byte* src, Source source, int n, float* row)
@@ -101,14 +104,19 @@ public static unsafe class Q8Blocks
         }
     }
 
-    static void QuantizeRow(float* row, int blocks, sbyte* q, float* scales)
+    /// <summary>Quantizes one row's blocks; false when one of its weights is not finite.</summary>
+    static bool QuantizeRow(float* row, int blocks, sbyte* q, float* scales)
     {
-        Vector256<float> lowest = Vector256.Create(-127f), highest = Vector256.Create(127f);
+        Vector256<float> lowest = Vector256.Create(-127f), highest = Vector256.Create(127f), infinity = Vector256.Create(float.PositiveInfinity);
+        bool finite = true;
         for (int b = 0; b < blocks; b++)
         {
             float* x = row + b * 32;
             Vector256<float> v0 = Vector256.Load(x), v1 = Vector256.Load(x + 8), v2 = Vector256.Load(x + 16), v3 = Vector256.Load(x + 24);
             var most = Vector256.Max(Vector256.Max(Vector256.Abs(v0), Vector256.Abs(v1)), Vector256.Max(Vector256.Abs(v2), Vector256.Abs(v3)));
+            // A NaN compares false and an infinity is not below itself: either leaves a lane clear.
+            finite &= Vector256.LessThanAll(Vector256.Abs(v0), infinity) && Vector256.LessThanAll(Vector256.Abs(v1), infinity)
+                && Vector256.LessThanAll(Vector256.Abs(v2), infinity) && Vector256.LessThanAll(Vector256.Abs(v3), infinity);
             float amax = 0;
             for (int i = 0; i < 8; i++) amax = MathF.Max(amax, most.GetElement(i));
             float s = amax / 127f;
@@ -123,6 +131,7 @@ public static unsafe class Q8Blocks
             var narrow = Vector256.Narrow(Vector256.Narrow(Level(v0), Level(v1)), Vector256.Narrow(Level(v2), Level(v3)));
             narrow.Store(q + b * 32);
         }
+        return finite;
     }
 
     /// <summary>float32 → bfloat16, round to nearest even (finite inputs; q8 values always are).</summary>
