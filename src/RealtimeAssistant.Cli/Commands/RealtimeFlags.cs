@@ -29,7 +29,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
     public readonly Option<string?> FrameBand = Cli.FrameBandOption();
     public readonly Option<int> History = new("--caption-history") { Description = "caption tokens kept across writes (M; models trained with GPE)", DefaultValueFactory = _ => 0 };
     public readonly Option<string> Policy = new("--policy") { Description = "when to write a caption: every:N (frames read), change (scene-change gate) or finished (back to back)", DefaultValueFactory = _ => defaultPolicy };
-    public readonly Option<double> Gate = new("--gate") { Description = "scene-change threshold: the mean colour change (levels of 0–255) on 16x16 thumbnails a frame needs to be read, or 32× it in any one cell, as when a small object comes or goes (0 = read every frame)", DefaultValueFactory = _ => 1.0 };
+    public readonly Option<double> Gate = new("--gate") { Description = "scene-change threshold: the mean colour change (levels of 0–255) on 16x16 thumbnails a frame needs to be read, or 32× it in any one cell, as when a small object comes or goes; a change of the whole frame's light (flicker, auto-exposure) is discounted first and counts past 16× it (0 = read every frame)", DefaultValueFactory = _ => 1.0 };
     public readonly Option<int> MaxTokens = new("--max-new-tokens") { Description = "longest caption or answer, in tokens", DefaultValueFactory = _ => 48 };
     /// <summary>Drafts a verify pass checks by default: chosen on validation clips (docs/BENCHMARKS.md, "Captions drafted from the last caption"); with the token before them, one fused pass of <see cref="Model.Kernels.Gemv.MaxRows"/> rows.</summary>
     public const int DefaultDraftTokens = 7;

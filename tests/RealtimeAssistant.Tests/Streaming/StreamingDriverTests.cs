@@ -65,6 +65,77 @@ public sealed class StreamingDriverTests : IDisposable
         Assert.True(gate.LastCellChange > SceneChangeGate.CellFactor);
     }
 
+    /// <summary>A camera's view: a lit gradient with a few shapes, the whole frame under a gain and an offset of light.</summary>
+    static Mat Lit(double gain, double offset, bool withObject = false)
+    {
+        using var scene = new Mat(240, 320, MatType.CV_8UC3);
+        for (int y = 0; y < 240; y++)
+            scene.Row(y).SetTo(new Scalar(40 + y / 3, 60 + y / 4, 90 + y / 5));
+        Cv2.Circle(scene, new Point(80, 90), 30, new Scalar(30, 40, 200), -1);
+        Cv2.Rectangle(scene, new Rect(200, 140, 60, 50), new Scalar(200, 160, 40), -1);
+        if (withObject) Cv2.Rectangle(scene, new Rect(150, 30, 20, 20), new Scalar(20, 230, 230), -1); // 1/190 of the frame
+        var lit = new Mat();
+        scene.ConvertTo(lit, MatType.CV_8UC3, gain, offset);
+        return lit;
+    }
+
+    /// <summary>
+    /// Mains flicker and auto-exposure move a still camera's whole frame by a few levels at once;
+    /// the gate fits that light and reads none of those frames, though the plain mean moved past
+    /// G. An object that appears under the same flicker is still read, and so is a change of the
+    /// light beyond 16·G (the lights went out).
+    /// </summary>
+    [Fact]
+    public void Gate_ReadsNoFrameForFlickerOrExposure_ButAnObjectUnderIt_AndTheLightsGoingOut()
+    {
+        using var gate = new SceneChangeGate(1);
+        using var first = Lit(1, 0);
+        Assert.True(gate.Accept(first));
+        foreach (var (gain, offset) in new[] { (1.03, 2.0), (0.97, -3.0), (1.0, 5.0), (1.05, -1.0), (0.96, 0.0) })
+        {
+            using var flicker = Lit(gain, offset);
+            double plain = PlainMean(first, flicker);
+            Assert.True(plain > 1, $"gain {gain}, offset {offset}: the frame moved {plain:F2} levels, which the plain mean rule would not read");
+            Assert.False(gate.Accept(flicker), $"gain {gain}, offset {offset}: distance {gate.LastDistance:F2}, light {gate.LastLightingChange:F2}");
+            Assert.Equal(plain, gate.LastLightingChange, 0.5);
+            Assert.True(gate.LastDistance < 1);
+        }
+        using (var objectUnderFlicker = Lit(1.03, 3, withObject: true))
+        {
+            Assert.True(gate.Accept(objectUnderFlicker));
+            Assert.True(gate.LastCellChange > SceneChangeGate.CellFactor);
+        }
+        using (var dark = Lit(0.6, -10, withObject: true))
+        {
+            Assert.True(gate.Accept(dark));
+            Assert.True(gate.LastLightingChange > SceneChangeGate.LightingFactor);
+            Assert.True(gate.LastDistance < 1, $"the lights going out read as light, not as objects: {gate.LastDistance:F2}");
+        }
+    }
+
+    /// <summary>A scene whose light holds still is compared as it was before the light was fitted: motion reads as motion, not as light.</summary>
+    [Fact]
+    public void Gate_UnderSteadyLight_MeasuresThePlainDifference()
+    {
+        using var gate = new SceneChangeGate(1);
+        using Mat before = Lit(1, 0), after = Lit(1, 0, withObject: true);
+        Assert.True(gate.Accept(before));
+        Assert.True(gate.Accept(after));
+        Assert.Equal(0, gate.LastLightingChange);
+        Assert.Equal(PlainMean(before, after), gate.LastDistance, 6);
+    }
+
+    /// <summary>The mean absolute difference of two frames' 16×16 thumbnails: what the gate measured before it fitted the light.</summary>
+    static double PlainMean(Mat a, Mat b)
+    {
+        using var ta = a.Resize(new Size(16, 16), 0, 0, InterpolationFlags.Area);
+        using var tb = b.Resize(new Size(16, 16), 0, 0, InterpolationFlags.Area);
+        using var diff = new Mat();
+        Cv2.Absdiff(ta, tb, diff);
+        var mean = Cv2.Mean(diff);
+        return (mean.Val0 + mean.Val1 + mean.Val2) / 3;
+    }
+
     /// <summary>A source whose frames turn from colour to grey (a camera's night mode) still compares: the same scene in grey is unchanged.</summary>
     [Fact]
     public void Gate_ComparesAGreyFrameWithAColourOne()
