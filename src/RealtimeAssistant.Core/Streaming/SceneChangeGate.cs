@@ -87,7 +87,7 @@ public sealed class SceneChangeGate : IDisposable
             var (gain, offset) = FitLight(c, moved);
             if (gain != 1 || offset != 0)
             {
-                // Refit without the cells an object changed (more than a cell's share of G off the first fit).
+                // Refit without the cells an object changed (more than 8·G off the first fit).
                 for (int i = 0; i < Cells; i++) moved[i] = Math.Abs(_new[i * 3 + c] - (gain * _old[i * 3 + c] + offset)) > CellFactor * Math.Max(_threshold, 0.25) / 4;
                 (gain, offset) = FitLight(c, moved);
             }
