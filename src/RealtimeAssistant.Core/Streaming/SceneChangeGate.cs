@@ -32,8 +32,9 @@ public sealed class SceneChangeGate : IDisposable
     public const double CellFactor = 32;
     /// <summary>
     /// A change of the light alone (the mean over cells and channels of what the gain and offset
-    /// explain), in multiples of G, that counts: 16 levels at the default threshold, where flicker
-    /// from mains lighting moved a still camera's frames by 1–5.
+    /// explain), in multiples of G, that counts: 16 levels at the default threshold, above the
+    /// ±1–5 levels of the flicker clips in docs/BENCHMARKS.md ("The gate under a camera's
+    /// changing light") and below a light turned on or off.
     /// </summary>
     public const double LightingFactor = 16;
     /// <summary>The spread of a channel's cells (standard deviation, levels) below which the thumbnail is flat and no light is fitted.</summary>
