@@ -91,7 +91,7 @@ public sealed class Linear : nn.Module<Tensor, Tensor>, ICompactable
 
     IEnumerable<Parameter> ICompactable.Weights => new[] { weight };
     long ICompactable.CompactBytes => _compact?.Bytes ?? 0;
-    long ICompactable.CompactElements => _compact is null ? 0 : _compact.OutFeatures * _compact.InFeatures;
+    long ICompactable.CompactElements => _compact?.Elements ?? 0;
     long ICompactable.Bytes => _compact?.Bytes ?? weight.numel() * weight.ElementSize;
 
     /// <inheritdoc cref="ICompactable.Compact"/>
@@ -144,7 +144,7 @@ public sealed class LinearStack : ICompactable, IDisposable
     internal Tensor? Bias => _bias;
     IEnumerable<Parameter> ICompactable.Weights => Members.Select(m => m.weight);
     long ICompactable.CompactBytes => _compact?.Bytes ?? 0;
-    long ICompactable.CompactElements => _compact is null ? 0 : _compact.OutFeatures * _compact.InFeatures;
+    long ICompactable.CompactElements => _compact?.Elements ?? 0;
     long ICompactable.Bytes => _compact?.Bytes ?? _weight!.numel() * _weight.ElementSize;
 
     public void Compact(WeightFormat format, Tensor? rows = null)
@@ -238,7 +238,7 @@ public sealed class Embedding : nn.Module<Tensor, Tensor>, ICompactable
     public WeightMatrix? Compacted => _compact;
     IEnumerable<Parameter> ICompactable.Weights => new[] { weight };
     long ICompactable.CompactBytes => _compact?.Bytes ?? 0;
-    long ICompactable.CompactElements => _compact is null ? 0 : _compact.OutFeatures * _compact.InFeatures;
+    long ICompactable.CompactElements => _compact?.Elements ?? 0;
     long ICompactable.Bytes => _compact?.Bytes ?? weight.numel() * weight.ElementSize;
 
     public void Compact(WeightFormat format, Tensor? rows = null)

@@ -53,6 +53,8 @@ public abstract unsafe class WeightMatrix : IDisposable
     public abstract WeightFormat Format { get; }
     public abstract long OutFeatures { get; }
     public abstract long InFeatures { get; }
+    /// <summary>Weights the matrix stands for (out × in, whatever its storage).</summary>
+    public long Elements => OutFeatures * InFeatures;
     public abstract Device Device { get; }
     /// <summary>Bytes the matrix holds.</summary>
     public abstract long Bytes { get; }

@@ -146,9 +146,12 @@ public static class SessionModes
     /// GPU always (the first calls load kernels and libraries), on a CPU up to
     /// <see cref="WarmUpMaxCpuParameters"/>. Null when it does; else why not, for the header.
     /// </summary>
-    public static string? WhyNoWarmUp(Engine engine) =>
-        engine.Device.type != TorchSharp.DeviceType.CPU || engine.Parameters <= WarmUpMaxCpuParameters ? null
-        : $"{engine.Parameters / 1e6:N0} M parameters on the CPU: a warm-up would cost about a read";
+    public static string? WhyNoWarmUp(Engine engine)
+    {
+        if (engine.Device.type != TorchSharp.DeviceType.CPU) return null;
+        long parameters = engine.Parameters;
+        return parameters <= WarmUpMaxCpuParameters ? null : $"{parameters / 1e6:N0} M parameters on the CPU: a warm-up would cost about a read";
+    }
 
     public static ICaptionSession Create(string mode, Engine engine, StreamingOptions options) => mode switch
     {
