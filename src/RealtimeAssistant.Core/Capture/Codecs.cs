@@ -5,9 +5,6 @@ namespace RealtimeAssistant.Capture;
 /// <summary>Names the codec behind a capture, for error messages a user can act on.</summary>
 internal static class Codecs
 {
-    /// <summary>What this OpenCV build's bundled FFmpeg decodes (see PLATFORM.md).</summary>
-    public const string Supported = "h264, hevc, mpeg4, mjpeg, vp8, vp9";
-
     public static string Describe(VideoCapture capture)
     {
         var fourcc = FourCc((int)capture.Get(VideoCaptureProperties.FourCC));

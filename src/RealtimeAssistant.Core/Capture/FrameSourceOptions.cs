@@ -36,6 +36,12 @@ public sealed record FrameSourceOptions
     /// AV1 in this OpenCV build opens fine and then never yields a frame, so this wait must be bounded.</summary>
     public TimeSpan OpenTimeout { get; init; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>
+    /// Where OpenCV's FFmpeg opens a file but cannot decode its codec (AV1), decode it with the
+    /// ffmpeg on PATH instead. Off: such a file is a <see cref="UserError"/> naming the codec.
+    /// </summary>
+    public bool DecodeWithFfmpeg { get; init; } = true;
+
     /// <summary>First and longest wait between reconnect attempts of a live source.</summary>
     public TimeSpan RetryInitial { get; init; } = TimeSpan.FromSeconds(0.25);
     public TimeSpan RetryMax { get; init; } = TimeSpan.FromSeconds(4);

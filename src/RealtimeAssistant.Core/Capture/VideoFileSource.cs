@@ -1,22 +1,27 @@
 using System.Diagnostics;
 using OpenCvSharp;
+using RealtimeAssistant.Output;
 
 namespace RealtimeAssistant.Capture;
 
 /// <summary>
-/// A video file read through OpenCV's bundled FFmpeg. The file is checked when it is opened:
-/// a missing file, a file FFmpeg cannot open, and a codec that opens but yields no frame (AV1 in
-/// this build) all become a <see cref="UserError"/>, within <see cref="FrameSourceOptions.OpenTimeout"/>.
+/// A video file read through OpenCV's bundled FFmpeg. The file is checked when it is opened: a
+/// missing file and a file FFmpeg cannot open become a <see cref="UserError"/>, within
+/// <see cref="FrameSourceOptions.OpenTimeout"/>. A codec the bundled FFmpeg opens but cannot decode
+/// (AV1: it has no AV1 decoder) is decoded by Debian's ffmpeg instead, through an
+/// <see cref="FfmpegRelay"/>, and is a <see cref="UserError"/> naming the codec where there is none.
 /// </summary>
 public sealed class VideoFileSource : IFrameSource
 {
     readonly string path;
     readonly FrameSourceOptions options;
     readonly Pacer? pacer;
+    readonly FfmpegRelay? relay;  // the decoder when OpenCV's has none for the codec
     VideoCapture capture;
     Mat? first;       // the frame read while validating, handed out by the first Read
     long index;       // frames delivered, across loops: timestamps keep rising when looping
     bool ended;
+    bool disposed;
 
     public string Description { get; }
     public double Fps { get; }
@@ -24,18 +29,40 @@ public sealed class VideoFileSource : IFrameSource
     public long? FrameCount { get; }
     public Size FrameSize { get; }
     public string Status => ended ? "ended" : options.Realtime ? "playing (realtime)" : "playing";
+    /// <summary>Who decodes the file: "opencv", or "ffmpeg" where OpenCV's FFmpeg lacks the codec.</summary>
+    public string Decoder => relay is null ? "opencv" : "ffmpeg";
 
     public VideoFileSource(string path, FrameSourceOptions? options = null)
     {
         this.path = path;
         this.options = options ?? new FrameSourceOptions();
         if (!File.Exists(path)) throw new UserError($"video file not found: {path}");
-        (capture, first) = OpenValidated(path, this.options.OpenTimeout);
-        Fps = capture.Fps is > 0 and < 1000 ? capture.Fps : 30;
-        var count = (long)capture.Get(VideoCaptureProperties.FrameCount);
+        var name = Path.GetFileName(path);
+        var timeout = this.options.OpenTimeout;
+        var opened = Open(path, timeout);
+        // The container's rate and length, whoever decodes.
+        Fps = opened.Capture.Fps is > 0 and < 1000 ? opened.Capture.Fps : 30;
+        var count = (long)opened.Capture.Get(VideoCaptureProperties.FrameCount);
         FrameCount = count > 0 ? count : null;
+        var codec = Codecs.Describe(opened.Capture);
+        if (opened.First is { } frame) (capture, first) = (opened.Capture, frame);
+        else
+        {
+            if (opened.Finished) opened.Capture.Dispose(); // else the read still runs on its thread: leave the capture to it
+            var cannot = $"cannot decode {name}: codec {codec} gave no frame{(opened.Finished ? "s" : $" within {timeout.TotalSeconds:0.#} s")} (OpenCV's FFmpeg has no decoder for it)";
+            var ffmpeg = this.options.DecodeWithFfmpeg ? Executables.Find("ffmpeg") : null;
+            if (ffmpeg is null)
+                throw new UserError($"{cannot}; with ffmpeg on PATH (apt-get install ffmpeg) ra decodes it through ffmpeg");
+            relay = new FfmpegRelay(ffmpeg, ["-i", path]);
+            try { (capture, first) = OpenRelay(relay, timeout); }
+            catch (IOException e)
+            {
+                relay.Dispose();
+                throw new UserError($"{cannot}, and ffmpeg could not either ({e.Message})", e);
+            }
+        }
         FrameSize = first.Size();
-        Description = $"file {Path.GetFileName(path)} ({FrameSize.Width}x{FrameSize.Height}, {Fps:0.##} fps{(FrameCount is { } n ? $", {n} frames" : "")})";
+        Description = $"file {name} ({FrameSize.Width}x{FrameSize.Height}, {Fps:0.##} fps{(FrameCount is { } n ? $", {n} frames" : "")}{(relay is null ? "" : $", {codec} decoded by ffmpeg")})";
         if (this.options.Realtime) pacer = new Pacer(Fps);
         if (this.options.FirstFrame(Fps) is > 0 and var start) SkipTo(start);
     }
@@ -51,37 +78,45 @@ public sealed class VideoFileSource : IFrameSource
         index = target;
     }
 
-    /// <summary>Opens the file and reads its first frame, both with a bounded wait.</summary>
-    static (VideoCapture, Mat) OpenValidated(string path, TimeSpan timeout)
-    {
-        try { return TryOpenValidated(path, timeout); }
-        catch (OpenCVException e) { throw new UserError($"cannot decode {Path.GetFileName(path)}: {e.Message}", e); }
-    }
+    /// <param name="First">the first frame; null where none came</param>
+    /// <param name="Finished">false where the first read was still running when the wait ended</param>
+    readonly record struct Opened(VideoCapture Capture, Mat? First, bool Finished);
 
-    static (VideoCapture, Mat) TryOpenValidated(string path, TimeSpan timeout)
+    /// <summary>Opens the file with OpenCV's FFmpeg and reads its first frame, both with a bounded wait.</summary>
+    static Opened Open(string path, TimeSpan timeout)
     {
         var name = Path.GetFileName(path);
-        if (!Bounded.TryRun(() => new VideoCapture(path, VideoCaptureAPIs.FFMPEG), timeout, out var capture))
-            throw new UserError($"cannot decode {name}: opening it took longer than {timeout.TotalSeconds:0.#} s");
-        if (capture is null || !capture.IsOpened())
+        try
         {
-            capture?.Dispose();
-            throw new UserError($"cannot decode {name}: not a video this build can open (corrupt, truncated or not a video file)");
-        }
-        var codec = Codecs.Describe(capture);
-        var frame = new Mat();
-        if (!Bounded.TryRun(() => capture.Read(frame), timeout, out var ok))
-            // The read is still running on its thread: leave the capture and Mat to it, never free them under it.
-            throw new UserError($"cannot decode {name}: codec {codec} gave no frame within {timeout.TotalSeconds:0.#} s; " +
-                                $"this build decodes {Codecs.Supported} (re-encode: ffmpeg -i \"{path}\" -c:v libx264 out.mp4)");
-        if (!ok || frame.Empty())
-        {
+            if (!Bounded.TryRun(() => new VideoCapture(path, VideoCaptureAPIs.FFMPEG), timeout, out var capture))
+                throw new UserError($"cannot decode {name}: opening it took longer than {timeout.TotalSeconds:0.#} s");
+            if (capture is null || !capture.IsOpened())
+            {
+                capture?.Dispose();
+                throw new UserError($"cannot decode {name}: not a video this build can open (corrupt, truncated or not a video file)");
+            }
+            var frame = new Mat();
+            // On a timeout the read is still running on its thread: the Mat stays with it, never freed under it.
+            if (!Bounded.TryRun(() => capture.Read(frame), timeout, out var ok)) return new(capture, null, Finished: false);
+            if (ok && !frame.Empty()) return new(capture, frame, true);
             frame.Dispose();
-            capture.Dispose();
-            throw new UserError($"cannot decode {name}: codec {codec} gave no frames; " +
-                                $"this build decodes {Codecs.Supported} (re-encode: ffmpeg -i \"{path}\" -c:v libx264 out.mp4)");
+            return new(capture, null, true);
         }
-        return (capture, frame);
+        catch (OpenCVException e) { throw new UserError($"cannot decode {name}: {e.Message}", e); }
+    }
+
+    /// <summary>A fresh ffmpeg from the file's start, and its first frame.</summary>
+    static (VideoCapture, Mat) OpenRelay(FfmpegRelay relay, TimeSpan timeout)
+    {
+        // ffmpeg probes a local file in well under a second; a slow disk gets the open's own bound at least.
+        var giveUp = Stopwatch.StartNew();
+        var wait = TimeSpan.FromSeconds(Math.Max(10, timeout.TotalSeconds));
+        var capture = relay.Open(() => giveUp.Elapsed > wait);
+        var frame = new Mat();
+        if (capture.Read(frame) && !frame.Empty()) return (capture, frame);
+        frame.Dispose();
+        capture.Dispose();
+        throw new IOException(relay.Error ?? "ffmpeg gave no frame");
     }
 
     public Frame? Read(CancellationToken ct = default)
@@ -135,7 +170,12 @@ public sealed class VideoFileSource : IFrameSource
     {
         if (!options.Loop) return false;
         capture.Dispose();
-        capture = new VideoCapture(path, VideoCaptureAPIs.FFMPEG);
+        if (relay is null) capture = new VideoCapture(path, VideoCaptureAPIs.FFMPEG);
+        else
+        {
+            try { capture = relay.Open(() => disposed); }
+            catch (IOException) { capture = new VideoCapture(); }
+        }
         options.Logger?.LogLoop(path);
         return capture.IsOpened() && Next(image);
     }
@@ -145,8 +185,9 @@ public sealed class VideoFileSource : IFrameSource
 
     public void Dispose()
     {
+        disposed = ended = true;
         first?.Dispose();
         capture.Dispose();
-        ended = true;
+        relay?.Dispose();
     }
 }

@@ -71,6 +71,26 @@ public static class TestMedia
         return path;
     }
 
+    /// <summary>
+    /// An AV1 clip of ffmpeg's test pattern, 160×120 at 10 fps, <paramref name="frames"/> frames
+    /// (a codec OpenCV's FFmpeg cannot decode); skips the test where this ffmpeg cannot make one.
+    /// </summary>
+    public static string Av1Clip(string dir, int frames, ITestOutputHelper log)
+    {
+        var ffmpeg = Ffmpeg;
+        if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to make an AV1 clip (apt-get install ffmpeg)");
+        var path = Path.Combine(dir, "clip.mp4");
+        foreach (var (encoder, extra) in new[] { ("libsvtav1", new[] { "-preset", "12" }), ("libaom-av1", new[] { "-cpu-used", "8" }) })
+        {
+            var (code, errors) = Run(ffmpeg, ["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
+                "-frames:v", frames.ToString(System.Globalization.CultureInfo.InvariantCulture), "-c:v", encoder, .. extra, "-pix_fmt", "yuv420p", path], TimeSpan.FromSeconds(60));
+            if (code == 0 && File.Exists(path)) return path;
+            log.WriteLine($"{encoder}: exit {code}: {errors}");
+        }
+        Assert.Skip("this ffmpeg has no working AV1 encoder (libsvtav1, libaom-av1)");
+        return path;
+    }
+
     /// <summary>Runs a tool and kills it if it outlives the timeout, so a test never hangs on it.</summary>
     public static (int Code, string Errors) Run(string exe, IEnumerable<string> args, TimeSpan timeout)
     {

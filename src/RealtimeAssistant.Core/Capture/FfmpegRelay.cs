@@ -1,0 +1,131 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using OpenCvSharp;
+
+namespace RealtimeAssistant.Capture;
+
+/// <summary>
+/// Debian's ffmpeg decoding a source into raw BGR frames in NUT on a FIFO, and OpenCV's capture
+/// reading that FIFO. For what the FFmpeg bundled with OpenCV cannot do: network protocols (it has
+/// only file and pipe) and codecs it lacks (AV1). ffmpeg blocks on the FIFO until the capture
+/// reads, so nothing is dropped or buffered beyond the pipe. Each <see cref="Open"/> starts a
+/// fresh ffmpeg; a relay that ends (its input ended, dropped or failed) ends the capture's frames.
+/// </summary>
+internal sealed class FfmpegRelay : IDisposable
+{
+    readonly string _ffmpeg, _dir, _fifo;
+    readonly IReadOnlyList<string> _input, _output;
+    readonly Func<string, string> _redact;
+    readonly object _gate = new();
+    Process? _process;
+    string? _error;
+    bool _disposed;
+
+    /// <param name="input">ffmpeg's options up to and including <c>-i SOURCE</c>.</param>
+    /// <param name="filters">options between the input and the raw output (<c>-vf</c>, say).</param>
+    /// <param name="redact">applied to ffmpeg's error lines (a URL's password).</param>
+    public FfmpegRelay(string ffmpeg, IReadOnlyList<string> input, IReadOnlyList<string>? filters = null, Func<string, string>? redact = null)
+    {
+        _ffmpeg = ffmpeg;
+        _input = input;
+        _output = ["-map", "0:v:0", "-an", "-sn", "-dn", .. filters ?? [], "-c:v", "rawvideo", "-pix_fmt", "bgr24", "-f", "nut", "-y"];
+        _redact = redact ?? (s => s);
+        _dir = Path.Combine(Path.GetTempPath(), $"ra-relay-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(_dir);
+        _fifo = Path.Combine(_dir, "relay.nut");
+        if (mkfifo(_fifo, 0x180 /* 0600 */) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            Directory.Delete(_dir, true);
+            throw new IOException($"mkfifo {_fifo} failed (errno {errno})");
+        }
+    }
+
+    /// <summary>ffmpeg's last error line, if it printed one.</summary>
+    public string? Error => _error;
+
+    /// <summary>
+    /// Starts a fresh ffmpeg (stopping the last) and opens the capture on its FIFO. Opening blocks
+    /// until ffmpeg opens the FIFO for writing, which it does once it has probed its input; an
+    /// ffmpeg that gives up first never writes, and <paramref name="abandon"/> returning true gives
+    /// up too. Either way the blocked open is released and this throws <see cref="IOException"/>
+    /// with ffmpeg's last words.
+    /// </summary>
+    public VideoCapture Open(Func<bool> abandon)
+    {
+        var process = Start();
+        var opening = Task.Factory.StartNew(() => new VideoCapture(_fifo, VideoCaptureAPIs.FFMPEG), CancellationToken.None,
+            TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        // Released again and again, so a release that came before the open is no loss.
+        while (!opening.Wait(100))
+            if (abandon() || Exited(process)) ReleaseBlockedOpen();
+        var capture = opening.Result;
+        if (capture.IsOpened()) return capture;
+        capture.Dispose();
+        for (int i = 0; i < 10 && !Exited(process); i++) Thread.Sleep(100); // its last words
+        throw new IOException(_error ?? "ffmpeg gave no video");
+    }
+
+    /// <summary>Stops ffmpeg and releases an open blocked on its FIFO; a capture reading it then sees the end.</summary>
+    public void Stop()
+    {
+        lock (_gate) StopProcess();
+        ReleaseBlockedOpen();
+    }
+
+    Process Start()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            StopProcess();
+            _error = null;
+            var psi = new ProcessStartInfo(_ffmpeg) { RedirectStandardError = true, UseShellExecute = false };
+            foreach (var a in (string[])["-nostdin", "-hide_banner", "-loglevel", "error", .. _input, .. _output, _fifo]) psi.ArgumentList.Add(a);
+            var p = new Process { StartInfo = psi };
+            p.ErrorDataReceived += (_, e) => { if (!string.IsNullOrWhiteSpace(e.Data)) _error = $"ffmpeg: {_redact(e.Data.Trim())}"; };
+            p.Start();
+            p.BeginErrorReadLine();
+            _process = p;
+            return p;
+        }
+    }
+
+    void StopProcess()
+    {
+        var p = _process;
+        _process = null;
+        if (p is null) return;
+        try { if (!p.HasExited) p.Kill(); } catch (InvalidOperationException) { }
+        p.WaitForExit(2000);
+        p.Dispose();
+    }
+
+    /// <summary>True once ffmpeg has ended (or was stopped and disposed).</summary>
+    static bool Exited(Process p)
+    {
+        try { return p.HasExited; }
+        catch (InvalidOperationException) { return true; }
+    }
+
+    /// <summary>Opening the FIFO read-write (never blocks on Linux) counts as the writer a blocked open waits for; it then sees EOF.</summary>
+    void ReleaseBlockedOpen()
+    {
+        try { using var _ = new FileStream(_fifo, FileMode.Open, FileAccess.ReadWrite); }
+        catch (Exception) { /* gone: nothing is blocked on it then */ }
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int mkfifo(string path, uint mode);
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            StopProcess();
+        }
+        try { Directory.Delete(_dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}
