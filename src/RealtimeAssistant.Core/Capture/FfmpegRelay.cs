@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using OpenCvSharp;
+using RealtimeAssistant.Output;
 
 namespace RealtimeAssistant.Capture;
 
@@ -80,7 +81,8 @@ internal sealed class FfmpegRelay : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             StopProcess();
             _error = null;
-            var psi = new ProcessStartInfo(_ffmpeg) { RedirectStandardError = true, UseShellExecute = false };
+            var psi = Executables.InOwnSession(_ffmpeg);
+            psi.RedirectStandardError = true;
             foreach (var a in (string[])["-nostdin", "-hide_banner", "-loglevel", "error", .. _input, .. _output, _fifo]) psi.ArgumentList.Add(a);
             var p = new Process { StartInfo = psi };
             p.ErrorDataReceived += (_, e) => { if (!string.IsNullOrWhiteSpace(e.Data)) _error = $"ffmpeg: {_redact(e.Data.Trim())}"; };

@@ -19,13 +19,8 @@ internal sealed class FfmpegPipe : IDisposable
     {
         this.output = output;
         var gop = Math.Max(1, (int)Math.Round(fps));
-        var info = new ProcessStartInfo(ffmpeg)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardError = true,
-            RedirectStandardOutput = true,
-            UseShellExecute = false,
-        };
+        var info = Executables.InOwnSession(ffmpeg);
+        info.RedirectStandardInput = info.RedirectStandardError = info.RedirectStandardOutput = true;
         foreach (var a in new[]
         {
             "-hide_banner", "-loglevel", "error", "-y",
