@@ -48,11 +48,21 @@ public sealed record AnnotateReport(string OutputDir, OutputMode Mode, long Star
 /// </summary>
 public static class Annotator
 {
-    public static AnnotateReport Run(AnnotateOptions o, ICaptionSession session, FrameLoopOptions loopOptions, CancellationToken ct)
+    /// <summary>The options annotate opens its input with: a pipe is read to its end, every frame.</summary>
+    public static FrameSourceOptions SourceOptions => AppSources.Options(pipesAsFiles: true);
+
+    /// <param name="source">the input, already open (the run takes it); null: open <see cref="AnnotateOptions.Input"/></param>
+    public static AnnotateReport Run(AnnotateOptions o, ICaptionSession session, FrameLoopOptions loopOptions, CancellationToken ct, IFrameSource? source = null)
     {
-        var plan = OutputFolder.Prepare(o.OutputDir, o.Force, o.Resume);
-        long start = plan.Mode == OutputMode.Resume ? ResumeFrame(plan) : 0;
-        var source = FrameSources.Open(o.Input, AppSources.Options());
+        OutputPlan plan;
+        long start;
+        try
+        {
+            plan = OutputFolder.Prepare(o.OutputDir, o.Force, o.Resume);
+            start = plan.Mode == OutputMode.Resume ? ResumeFrame(plan) : 0;
+        }
+        catch { source?.Dispose(); throw; }
+        source ??= FrameSources.Open(o.Input, SourceOptions);
         var profiler = new Profiler(window: 4096);
         var fps = source.Fps;
         var description = source.Description;
@@ -110,11 +120,8 @@ public static class Annotator
     }
 
     /// <summary>The video's frame count when a resumed run's captions already reach its end, else null.</summary>
-    public static long? IsComplete(OutputPlan plan, string input)
-    {
-        using var source = FrameSources.Open(input, AppSources.Options());
-        return source.IsLive || source.FrameCount is not { } n || ResumeFrame(plan) < n ? null : n;
-    }
+    public static long? IsComplete(OutputPlan plan, IFrameSource source) =>
+        source.IsLive || source.FrameCount is not { } n || ResumeFrame(plan) < n ? null : n;
 
     /// <summary>The frame after the last caption's segment (its end_frame), so nothing is captioned twice.</summary>
     internal static long ResumeFrame(OutputPlan plan)

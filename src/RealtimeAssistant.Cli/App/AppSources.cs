@@ -8,10 +8,12 @@ public static class AppSources
 {
     public const int SyntheticSize = 480, SyntheticFps = 15, SyntheticSeconds = 60;
 
-    public static FrameSourceOptions Options(bool realtime = false, bool loop = false) => new()
+    /// <param name="pipesAsFiles">a FIFO or "-" is read as a file, every frame to its end (annotate, stream), not as a camera</param>
+    public static FrameSourceOptions Options(bool realtime = false, bool loop = false, bool pipesAsFiles = false) => new()
     {
         Realtime = realtime,
         Loop = loop,
+        PipesAsFiles = pipesAsFiles,
         Schemes = new Dictionary<string, Func<string, FrameSourceOptions, IFrameSource>> { ["synthetic"] = Synthetic },
     };
 

@@ -42,23 +42,28 @@ public static class AnnotateCommand
             };
             // Check the folder and the input before the model loads: bad arguments fail fast.
             var plan = Output.OutputFolder.Plan(options.OutputDir, options.Force, options.Resume);
-            double? fileFps = Capture.FrameSources.Check(options.Input, AppSources.Options()); // null: a live source, not opened
-            double fps = fileFps ?? 30;
-            if (plan.Mode == Output.OutputMode.Resume && fileFps is not null && Annotator.IsComplete(plan, options.Input) is { } frames)
+            // Opened once, before the model: a bad input fails fast, and a pipe (read once) gives its rate now.
+            Capture.IFrameSource? source = Capture.FrameSources.Open(options.Input, Annotator.SourceOptions);
+            try
             {
-                // Nothing after the last caption: no model to load, and no empty part to write.
-                Console.Error.WriteLine($"annotate: {options.OutputDir} is complete: its {plan.Existing.Count} captions reach the video's last frame ({frames} frames); nothing to resume");
-                return 0;
+                double fps = source.Fps;
+                if (plan.Mode == Output.OutputMode.Resume && Annotator.IsComplete(plan, source) is { } frames)
+                {
+                    // Nothing after the last caption: no model to load, and no empty part to write.
+                    Console.Error.WriteLine($"annotate: {options.OutputDir} is complete: its {plan.Existing.Count} captions reach the video's last frame ({frames} frames); nothing to resume");
+                    return 0;
+                }
+                using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
+                var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : EveryPolicy(pr.GetValue(every), fps, pr.GetValue(rt.Stride)));
+                Console.Error.WriteLine($"annotate: {run.Header}");
+                using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
+                var report = Annotator.Run(options, session, run.Loop, ct, Interlocked.Exchange(ref source, null)); // the run's loop owns it now
+                Annotator.PrintSummary(report);
+                RealtimeFlags.ReportUnasked(report.Unasked, report.Cancelled, "annotate");
+                RealtimeFlags.ReportBudget(report.Stats, report.Cancelled, "annotate");
+                return report.Cancelled ? 130 : 0;
             }
-            using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
-            var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : EveryPolicy(pr.GetValue(every), fps, pr.GetValue(rt.Stride)));
-            Console.Error.WriteLine($"annotate: {run.Header}");
-            using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
-            var report = Annotator.Run(options, session, run.Loop, ct);
-            Annotator.PrintSummary(report);
-            RealtimeFlags.ReportUnasked(report.Unasked, report.Cancelled, "annotate");
-            RealtimeFlags.ReportBudget(report.Stats, report.Cancelled, "annotate");
-            return report.Cancelled ? 130 : 0;
+            finally { source?.Dispose(); }
         });
     }
 

@@ -35,7 +35,7 @@ public static class StreamCommand
             if (pr.GetValue(limit) < 0) throw new UserError("--max-frames must be ≥ 0");
             rt.Check(pr);
             var spec = pr.GetValue(input) ?? Cli.FindRepoPath("media/demo.mp4") ?? throw new UserError("no source given and media/demo.mp4 not found");
-            var source = FrameSources.Open(spec, AppSources.Options());
+            var source = FrameSources.Open(spec, AppSources.Options(pipesAsFiles: true));
             using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
             var run = rt.Resolve(pr, engine, source.Fps, Pacing.Headless);
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);

@@ -42,6 +42,16 @@ public sealed record FrameSourceOptions
     /// </summary>
     public bool DecodeWithFfmpeg { get; init; } = true;
 
+    /// <summary>
+    /// Read a FIFO or a pipe ("-") as a file: every frame in order, waiting on the writer, ending
+    /// when it closes (annotate, stream). Off, it stands in for a camera (live): the newest frame
+    /// wins, and a writer that goes away is waited for again.
+    /// </summary>
+    public bool PipesAsFiles { get; init; }
+
+    /// <summary>How long a pipe read as a file may take to get a writer and its first frame.</summary>
+    public TimeSpan PipeOpenTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
     /// <summary>First and longest wait between reconnect attempts of a live source.</summary>
     public TimeSpan RetryInitial { get; init; } = TimeSpan.FromSeconds(0.25);
     public TimeSpan RetryMax { get; init; } = TimeSpan.FromSeconds(4);

@@ -5,7 +5,8 @@ namespace RealtimeAssistant.Capture;
 /// <summary>
 /// Turns the user's <c>--source</c> text into a frame source:
 /// "0" or "/dev/video0" → V4L2 camera; rtsp://, rtmp://, http(s):// → network stream (through
-/// Debian's ffmpeg); a FIFO → live stream; a folder → images;
+/// Debian's ffmpeg); a FIFO, or "-" for standard input → a live stream, or read as a file where
+/// <see cref="FrameSourceOptions.PipesAsFiles"/> says; a folder → images;
 /// a registered scheme ("synthetic", "synthetic:seed=3") → the app's generator; anything else → a video file.
 /// </summary>
 public static class FrameSources
@@ -20,11 +21,12 @@ public static class FrameSources
         if (NetworkFrameSource.IsUrl(spec)) return new NetworkFrameSource(spec, options);
 
         if (CameraIndex(spec) is { } camera) return OpenCamera(camera, options);
+        if (spec == StdinSpec) return OpenStdin(options);
 
         return FileKind.Of(spec) switch
         {
             FileKind.Kind.Directory => new ImageFolderSource(spec, options),
-            FileKind.Kind.Fifo => OpenFifo(spec, options),
+            FileKind.Kind.Fifo => options.PipesAsFiles ? OpenPipeAsFile(spec, $"fifo {Path.GetFileName(spec)}", options) : OpenFifo(spec, options),
             FileKind.Kind.CharDevice => throw new UserError($"{spec} is a device but not a camera (/dev/videoN)"),
             FileKind.Kind.Missing => throw new UserError(spec.StartsWith("/dev/video")
                 ? $"camera {spec} not found; {CamerasHere()}"
@@ -45,7 +47,7 @@ public static class FrameSources
         options ??= new FrameSourceOptions();
         if (string.IsNullOrWhiteSpace(spec)) throw new UserError("no video source given (a camera index, a video file, a FIFO or an image folder)");
         if (!options.Schemes.ContainsKey(spec.Split(':', 2)[0])
-            && (CameraIndex(spec) is not null || NetworkFrameSource.IsUrl(spec) || FileKind.Of(spec) == FileKind.Kind.Fifo)) return null;
+            && (CameraIndex(spec) is not null || NetworkFrameSource.IsUrl(spec) || spec == StdinSpec || FileKind.Of(spec) == FileKind.Kind.Fifo)) return null;
         using var source = Open(spec, options);
         return source.Fps;
     }
@@ -77,6 +79,31 @@ public static class FrameSources
 
     static IFrameSource OpenCamera(int index, FrameSourceOptions options) =>
         new LiveFrameSource($"camera {index}", () => new VideoCapture(index, VideoCaptureAPIs.V4L2), options);
+
+    /// <summary>The source "-": the video piped into standard input.</summary>
+    public const string StdinSpec = "-";
+
+    static IFrameSource OpenStdin(FrameSourceOptions options)
+    {
+        const string stdin = "/dev/stdin";
+        return FileKind.Of(stdin) switch
+        {
+            FileKind.Kind.Fifo => options.PipesAsFiles ? OpenPipeAsFile(stdin, "pipe stdin", options) : OpenFifo(stdin, options),
+            FileKind.Kind.Regular => new VideoFileSource(stdin, options), // ra stream - < clip.mp4
+            _ => throw new UserError("'-' reads a video piped into standard input, and nothing is piped in here (e.g. ffmpeg -i IN -f nut - | ra stream -)"),
+        };
+    }
+
+    /// <summary>
+    /// A FIFO or pipe read as a file: every frame in order, ffmpeg's own backpressure pacing the
+    /// writer, ending when the writer closes. Opening waits for the writer to connect and send its
+    /// header, up to <see cref="FrameSourceOptions.PipeOpenTimeout"/>.
+    /// </summary>
+    static IFrameSource OpenPipeAsFile(string path, string description, FrameSourceOptions options)
+    {
+        try { return new VideoFileSource(path, options with { OpenTimeout = options.PipeOpenTimeout }, description); }
+        catch (UserError) { ReleaseBlockedOpen(path); throw; }
+    }
 
     static IFrameSource OpenFifo(string path, FrameSourceOptions options) =>
         new LiveFrameSource($"fifo {Path.GetFileName(path)}", () => new VideoCapture(path, VideoCaptureAPIs.FFMPEG), options,

@@ -32,24 +32,29 @@ public sealed class VideoFileSource : IFrameSource
     /// <summary>Who decodes the file: "opencv", or "ffmpeg" where OpenCV's FFmpeg lacks the codec.</summary>
     public string Decoder => relay is null ? "opencv" : "ffmpeg";
 
-    public VideoFileSource(string path, FrameSourceOptions? options = null)
+    /// <param name="description">what to call it (default "file NAME"); the frame size, rate and count are added</param>
+    public VideoFileSource(string path, FrameSourceOptions? options = null, string? description = null)
     {
         this.path = path;
         this.options = options ?? new FrameSourceOptions();
         if (!File.Exists(path)) throw new UserError($"video file not found: {path}");
         var name = Path.GetFileName(path);
         var timeout = this.options.OpenTimeout;
-        var opened = Open(path, timeout);
+        // A pipe is read once, front to back: it has no length, and cannot be reopened to loop or to decode again.
+        var pipe = FileKind.Of(path) == FileKind.Kind.Fifo;
+        var opened = Open(path, timeout, pipe);
         // The container's rate and length, whoever decodes.
         Fps = opened.Capture.Fps is > 0 and < 1000 ? opened.Capture.Fps : 30;
         var count = (long)opened.Capture.Get(VideoCaptureProperties.FrameCount);
-        FrameCount = count > 0 ? count : null;
+        FrameCount = count > 0 && !pipe ? count : null;
         var codec = Codecs.Describe(opened.Capture);
         if (opened.First is { } frame) (capture, first) = (opened.Capture, frame);
         else
         {
             if (opened.Finished) opened.Capture.Dispose(); // else the read still runs on its thread: leave the capture to it
             var cannot = $"cannot decode {name}: codec {codec} gave no frame{(opened.Finished ? "s" : $" within {timeout.TotalSeconds:0.#} s")} (OpenCV's FFmpeg has no decoder for it)";
+            if (pipe)
+                throw new UserError($"{cannot}; decode it before the pipe (ffmpeg -i IN -c:v rawvideo -f nut -)");
             var ffmpeg = this.options.DecodeWithFfmpeg ? Executables.Find("ffmpeg") : null;
             if (ffmpeg is null)
                 throw new UserError($"{cannot}; with ffmpeg on PATH (apt-get install ffmpeg) ra decodes it through ffmpeg");
@@ -62,7 +67,7 @@ public sealed class VideoFileSource : IFrameSource
             }
         }
         FrameSize = first.Size();
-        Description = $"file {name} ({FrameSize.Width}x{FrameSize.Height}, {Fps:0.##} fps{(FrameCount is { } n ? $", {n} frames" : "")}{(relay is null ? "" : $", {codec} decoded by ffmpeg")})";
+        Description = $"{description ?? $"file {name}"} ({FrameSize.Width}x{FrameSize.Height}, {Fps:0.##} fps{(FrameCount is { } n ? $", {n} frames" : "")}{(relay is null ? "" : $", {codec} decoded by ffmpeg")})";
         if (this.options.Realtime) pacer = new Pacer(Fps);
         if (this.options.FirstFrame(Fps) is > 0 and var start) SkipTo(start);
     }
@@ -83,13 +88,14 @@ public sealed class VideoFileSource : IFrameSource
     readonly record struct Opened(VideoCapture Capture, Mat? First, bool Finished);
 
     /// <summary>Opens the file with OpenCV's FFmpeg and reads its first frame, both with a bounded wait.</summary>
-    static Opened Open(string path, TimeSpan timeout)
+    static Opened Open(string path, TimeSpan timeout, bool pipe)
     {
         var name = Path.GetFileName(path);
         try
         {
             if (!Bounded.TryRun(() => new VideoCapture(path, VideoCaptureAPIs.FFMPEG), timeout, out var capture))
-                throw new UserError($"cannot decode {name}: opening it took longer than {timeout.TotalSeconds:0.#} s");
+                throw new UserError(pipe ? $"no video came through {name} within {timeout.TotalSeconds:0.#} s: nothing is writing into it"
+                                         : $"cannot decode {name}: opening it took longer than {timeout.TotalSeconds:0.#} s");
             if (capture is null || !capture.IsOpened())
             {
                 capture?.Dispose();
@@ -168,7 +174,7 @@ public sealed class VideoFileSource : IFrameSource
     /// <summary>At the end of a looping file, reopens it (seeking back is unreliable across codecs).</summary>
     bool Rewind(Mat image)
     {
-        if (!options.Loop) return false;
+        if (!options.Loop || FileKind.Of(path) == FileKind.Kind.Fifo) return false;
         capture.Dispose();
         if (relay is null) capture = new VideoCapture(path, VideoCaptureAPIs.FFMPEG);
         else

@@ -149,6 +149,22 @@ public sealed class FrameLoop : IDisposable
 
     List<(TimeSpan At, string Question)> Unasked() => _scheduled.Skip(_nextQuestion).ToList();
 
+    /// <summary>
+    /// Whether the model reads <paramref name="f"/>, on the capture thread (headless and file
+    /// pacing): a file's every stride-th frame from the start (and, resuming, the window's frames
+    /// before it, for context). A live source drops the frames its reader was too slow for, so its
+    /// indices skip and a multiple of the stride may never come: from it the model takes the first
+    /// frame a stride or more after the last one it took, as live pacing does.
+    /// </summary>
+    bool ForModel(Frame f)
+    {
+        if (!_source.IsLive) return IsModelFrame(f.Index) && (f.Index >= _o.StartFrame || IsContext(f.Index));
+        if (f.Index < _o.StartFrame || (_lastTaken != long.MinValue && f.Index < _lastTaken + _o.Stride && f.Index >= _lastTaken)) return false;
+        _lastTaken = f.Index;
+        return true;
+    }
+    long _lastTaken = long.MinValue;
+
     bool IsModelFrame(long index) => ((index - _o.StartFrame) % _o.Stride + _o.Stride) % _o.Stride == 0;
     long LastModelFrameAtOrBefore(long index) => index - ((index - _o.StartFrame) % _o.Stride + _o.Stride) % _o.Stride;
     /// <summary>Resume: the window's frames just before the start are read for context, without writes.</summary>
@@ -246,7 +262,7 @@ public sealed class FrameLoop : IDisposable
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _stop.Token);
         using var queue = new FrameQueue(4, linked.Token);
         _modelQueue = queue;
-        _capture = new CaptureThread(Limited(_source), new FilterSink(queue, f => IsModelFrame(f.Index) && (f.Index >= _o.StartFrame || IsContext(f.Index))), Profiler, _logger);
+        _capture = new CaptureThread(Limited(_source), new FilterSink(queue, ForModel), Profiler, _logger);
         _capture.Start();
         try { ConsumeModelFrames(queue, linked.Token); }
         catch (OperationCanceledException) when (linked.IsCancellationRequested) { }
@@ -297,7 +313,7 @@ public sealed class FrameLoop : IDisposable
         using var model = new FrameQueue(ahead, token);
         _modelQueue = model;
         _capture = new CaptureThread(Limited(_source), new TeeSink(new FilterSink(render, f => f.Index >= _o.StartFrame), model,
-            f => IsModelFrame(f.Index) && (f.Index >= _o.StartFrame || IsContext(f.Index))), Profiler, _logger);
+            ForModel), Profiler, _logger);
         _inference = new Thread(() =>
         {
             try { ConsumeModelFrames(model, token); }
