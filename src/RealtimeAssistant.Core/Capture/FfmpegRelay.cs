@@ -55,6 +55,16 @@ internal sealed class FfmpegRelay : IDisposable
     public VideoCapture Open(Func<bool> abandon)
     {
         var process = Start();
+        // OpenCV's FFmpeg backend opens every capture under one lock for the whole process, and
+        // opening a FIFO blocks until its writer comes: a capture opened on the FIFO of a stream
+        // still connecting would hold up every other open (a server's other streams, a chat's
+        // video). So wait for ffmpeg's first bytes outside OpenCV, on a read end of our own.
+        using var early = new FifoWatch(_fifo);
+        if (!early.WaitForData(() => abandon() || Exited(process)))
+        {
+            for (int i = 0; i < 10 && !Exited(process); i++) Thread.Sleep(100); // its last words
+            throw new IOException(_error ?? "ffmpeg gave no video");
+        }
         var opening = Task.Factory.StartNew(() => new VideoCapture(_fifo, VideoCaptureAPIs.FFMPEG), CancellationToken.None,
             TaskCreationOptions.LongRunning, TaskScheduler.Default);
         // Released again and again, so a release that came before the open is no loss.
@@ -119,6 +129,43 @@ internal sealed class FfmpegRelay : IDisposable
 
     [DllImport("libc", SetLastError = true)]
     static extern int mkfifo(string path, uint mode);
+
+    /// <summary>A non-blocking read end of a FIFO, held while OpenCV opens it, to see data come without reading it.</summary>
+    sealed class FifoWatch : IDisposable
+    {
+        const int ReadOnlyNonBlocking = 0x800; // O_RDONLY | O_NONBLOCK (Linux)
+        const short PollIn = 0x1, PollHup = 0x10;
+        readonly int _fd;
+
+        public FifoWatch(string path)
+        {
+            _fd = open(path, ReadOnlyNonBlocking);
+            if (_fd < 0) throw new IOException($"cannot open {path} (errno {Marshal.GetLastPInvokeError()})");
+        }
+
+        /// <summary>True once the FIFO holds data; false when its writer came and went without any, or <paramref name="abandon"/> says so.</summary>
+        public bool WaitForData(Func<bool> abandon)
+        {
+            var fd = new PollFd { Fd = _fd, Events = PollIn };
+            while (true)
+            {
+                fd.Revents = 0;
+                if (poll(ref fd, 1, 100) > 0)
+                {
+                    if ((fd.Revents & PollIn) != 0) return true;
+                    if ((fd.Revents & PollHup) != 0) return false;
+                }
+                if (abandon()) return false;
+            }
+        }
+
+        public void Dispose() => close(_fd);
+
+        struct PollFd { public int Fd; public short Events; public short Revents; }
+        [DllImport("libc", SetLastError = true)] static extern int open(string path, int flags);
+        [DllImport("libc", SetLastError = true)] static extern int poll(ref PollFd fds, nuint count, int timeoutMs);
+        [DllImport("libc")] static extern int close(int fd);
+    }
 
     public void Dispose()
     {

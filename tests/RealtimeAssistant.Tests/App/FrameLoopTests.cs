@@ -123,6 +123,43 @@ public class FrameLoopTests(ITestOutputHelper log)
         Assert.All(shown, s => Assert.Equal(s.Frame - s.Frame % 10, s.Key));
     }
 
+    /// <summary>A live source that gives the frames it was not too slow for: indices with gaps.</summary>
+    sealed class SkippingLiveSource(long[] indices) : IFrameSource
+    {
+        int _next;
+        public string Description => "skipping camera";
+        public double Fps => 30;
+        public bool IsLive => true;
+        public long? FrameCount => null;
+        public string Status => "live";
+        public Frame? Read(CancellationToken ct = default)
+        {
+            if (_next == indices.Length) return null;
+            var i = indices[_next++];
+            var m = TestMedia.Pattern(i);
+            SlowSession.MarkFrame(m, i);
+            return new Frame(m, i, TimeSpan.FromSeconds(i / 30.0), System.Diagnostics.Stopwatch.GetTimestamp());
+        }
+        public void Dispose() { }
+    }
+
+    /// <summary>
+    /// A live source's indices skip the frames it dropped, and may skip every multiple of the
+    /// stride: the model then takes the first frame a stride or more after the last it took.
+    /// </summary>
+    [Theory]
+    [InlineData(Pacing.Headless)]
+    [InlineData(Pacing.File)]
+    public void FromALiveSourceThatDropsFrames_TheModelReadsTheFirstFrameAStrideAfterTheLast(Pacing pacing)
+    {
+        var slow = new SlowSession(TimeSpan.Zero, TimeSpan.Zero);
+        using var loop = new FrameLoop(new SkippingLiveSource([1, 3, 8, 9, 11, 17, 23, 24, 26, 31, 34]), slow, new Profiler(),
+            AppTestSupport.Loop(pacing, stride: 5, policy: "every:1"));
+        if (pacing == Pacing.Headless) loop.RunHeadless(CancellationToken.None);
+        else loop.RunFile((_, _) => { }, _ => { }, null, CancellationToken.None);
+        Assert.Equal(new[] { 1, 8, 17, 23, 31 }, slow.Seen);   // none is a multiple of 5
+    }
+
     [Fact]
     public void HeadlessPacing_ReadsEveryStrideFrameInOrder_UntilMaxFrames()
     {

@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using RealtimeAssistant.Capture;
+using RealtimeAssistant.Output;
+using RealtimeAssistant.Tests.Cli;
+
+namespace RealtimeAssistant.Tests.Capture;
+
+/// <summary>
+/// annotate and stream read a FIFO, or "-" (standard input), as a file: every frame in order,
+/// however fast the writer, ending when the writer closes. A writer faster than the model is held
+/// back by the pipe, not dropped from (as a camera's frames are in `live`).
+/// </summary>
+public class PipeAsFileTests(ITestOutputHelper log)
+{
+    static string TestPattern(int frames) =>
+        $"testsrc=size=160x120:rate=10:duration={frames / 10.0}".Replace(',', '.');
+
+    [Fact]
+    public async Task AFifoFromAWriterFasterThanRealTime_GivesEveryFrameInOrder_ThenEnds()
+    {
+        var ffmpeg = TestMedia.Ffmpeg;
+        if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to write into the FIFO");
+        var fifo = Path.Combine(TestMedia.TempDir("pipe-file"), "clip.nut");
+        Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
+        // No -re: ffmpeg writes as fast as the pipe takes it.
+        var writer = Task.Run(() => TestMedia.Run(ffmpeg, ["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", TestPattern(40), "-f", "nut", fifo], TimeSpan.FromSeconds(60)));
+
+        using var source = FrameSources.Open(fifo, new FrameSourceOptions { PipesAsFiles = true });
+        Assert.False(source.IsLive);
+        Assert.Null(source.FrameCount);
+        Assert.Equal(10, source.Fps, 3);
+        Assert.StartsWith("fifo clip.nut (160x120, 10 fps", source.Description);
+        var indices = new List<long>();
+        while (source.Read() is { } f)
+            using (f)
+            {
+                indices.Add(f.Index);
+                Thread.Sleep(5); // a reader slower than the writer loses nothing
+            }
+        Assert.Equal(Enumerable.Range(0, 40).Select(i => (long)i), indices);
+        var (code, errors) = await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(code == 0, errors);
+    }
+
+    [Fact]
+    public void AFifoNobodyWritesInto_IsAUserError_AfterTheWait()
+    {
+        var fifo = Path.Combine(TestMedia.TempDir("pipe-none"), "nobody");
+        Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
+        var sw = Stopwatch.StartNew();
+        var e = Assert.Throws<UserError>(() => FrameSources.Open(fifo, new FrameSourceOptions { PipesAsFiles = true, PipeOpenTimeout = TimeSpan.FromSeconds(1) }));
+        Assert.Contains("nothing is writing into it", e.Message);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"took {sw.Elapsed}");
+    }
+
+    /// <summary>`ffmpeg … | ra stream -`: every 5th of 40 frames read, a caption each, and the run ends with the pipe.</summary>
+    [Fact]
+    public void StreamDash_ReadsAVideoPipedIntoStdin_ToItsEnd()
+    {
+        var ffmpeg = TestMedia.Ffmpeg;
+        if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to pipe a video");
+        var info = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add("set -o pipefail; \"$0\" -hide_banner -loglevel error -f lavfi -i \"$1\" -f nut - | dotnet \"$2\" stream - --gate 0 --policy every:1 --jsonl -");
+        foreach (var a in new[] { ffmpeg, TestPattern(40), CliProcess.RaDll }) info.ArgumentList.Add(a);
+        info.Environment["NO_COLOR"] = "1";
+        using var p = Process.Start(info)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromSeconds(120))) { p.Kill(entireProcessTree: true); Assert.Fail("no end within 120 s"); }
+        p.WaitForExit();
+        log.WriteLine(stderr.Result);
+        Assert.True(p.ExitCode == 0, stderr.Result);
+        var frames = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("frame").GetInt64()).ToList();
+        Assert.Equal(new long[] { 0, 5, 10, 15, 20, 25, 30, 35 }, frames);
+        Assert.Contains("pipe stdin (160x120, 10 fps", stderr.Result);
+    }
+
+    [Fact]
+    public void StreamDash_WithNothingPipedIn_IsOneLineExit2()
+    {
+        var info = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add("exec dotnet \"$0\" stream - < /dev/null");
+        info.ArgumentList.Add(CliProcess.RaDll);
+        info.Environment["NO_COLOR"] = "1";
+        using var p = Process.Start(info)!;
+        var stderr = p.StandardError.ReadToEndAsync();
+        _ = p.StandardOutput.ReadToEndAsync();
+        Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)));
+        p.WaitForExit();
+        Assert.Equal(2, p.ExitCode);
+        var lines = stderr.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.Contains("'-' reads a video piped into standard input", lines[0]);
+    }
+}
