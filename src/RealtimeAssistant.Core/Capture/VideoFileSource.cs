@@ -54,7 +54,7 @@ public sealed class VideoFileSource : IFrameSource
             if (opened.Finished) opened.Capture.Dispose(); // else the read still runs on its thread: leave the capture to it
             var cannot = $"cannot decode {name}: codec {codec} gave no frame{(opened.Finished ? "s" : $" within {timeout.TotalSeconds:0.#} s")} (OpenCV's FFmpeg has no decoder for it)";
             if (pipe)
-                throw new UserError($"{cannot}; decode it before the pipe (ffmpeg -i IN -c:v rawvideo -f nut -)");
+                throw new UserError($"no frame came through {name}: its writer sent none, or codec {codec} is one OpenCV's FFmpeg cannot decode (decode it before the pipe: ffmpeg -i IN -c:v rawvideo -f nut -)");
             var ffmpeg = this.options.DecodeWithFfmpeg ? Executables.Find("ffmpeg") : null;
             if (ffmpeg is null)
                 throw new UserError($"{cannot}; with ffmpeg on PATH (apt-get install ffmpeg) ra decodes it through ffmpeg");
