@@ -58,7 +58,9 @@ public sealed class VideoFileSource : IFrameSource
             var ffmpeg = this.options.DecodeWithFfmpeg ? Executables.Find("ffmpeg") : null;
             if (ffmpeg is null)
                 throw new UserError($"{cannot}; with ffmpeg on PATH (apt-get install ffmpeg) ra decodes it through ffmpeg");
-            relay = new FfmpegRelay(ffmpeg, ["-i", path]);
+            // The file may come from anyone (a chat request's video): ffmpeg reads it as one local
+            // container, never as a playlist or concat list that reaches other files or the network.
+            relay = new FfmpegRelay(ffmpeg, ["-protocol_whitelist", "file", "-format_whitelist", RelayContainers, "-i", path]);
             try { (capture, first) = OpenRelay(relay, timeout); }
             catch (IOException e)
             {
@@ -82,6 +84,9 @@ public sealed class VideoFileSource : IFrameSource
         if (Skip(within) < within) ended = !options.Loop;
         index = target;
     }
+
+    /// <summary>The demuxers the relay may use: the containers a codec OpenCV's FFmpeg lacks (AV1) comes in.</summary>
+    const string RelayContainers = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,ivf,obu,mpegts,nut,flv,avi";
 
     /// <param name="First">the first frame; null where none came</param>
     /// <param name="Finished">false where the first read was still running when the wait ended</param>

@@ -72,6 +72,32 @@ public class FfmpegDecodeTests(ITestOutputHelper log)
         frames.ForEach(m => m.Dispose());
     }
 
+    /// <summary>
+    /// A file may come from anyone (a chat request's video). An HLS playlist naming a local AV1
+    /// clip opens in OpenCV and gives no frame; ffmpeg must not then follow it to the clip (nor to
+    /// any other file or URL it could name): it reads only one local container.
+    /// </summary>
+    [Fact]
+    public void APlaylistNamingAnAv1Clip_IsNotFollowedByFfmpeg()
+    {
+        var dir = TestMedia.TempDir("av1-hls");
+        TestMedia.Av1Clip(dir, 6, log);
+        var playlist = Path.Combine(dir, "list.m3u8");
+        File.WriteAllText(playlist, "#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nclip.mp4\n#EXT-X-ENDLIST\n");
+        try
+        {
+            using var source = new VideoFileSource(playlist);
+            Assert.Fail($"the playlist was read: {source.Description}");
+        }
+        catch (UserError e)
+        {
+            log.WriteLine(e.Message);
+            Assert.Contains("list.m3u8", e.Message);
+            Assert.DoesNotContain('\n', e.Message);
+        }
+        Assert.Empty(FfmpegsReading(playlist));
+    }
+
     /// <summary>This process's ffmpeg children whose command line names <paramref name="path"/>.</summary>
     static List<int> FfmpegsReading(string path) =>
         NetworkSourceTests.ChildFfmpegs().Where(pid =>
