@@ -17,7 +17,7 @@ public static class StreamCommand
 {
     public static Command Create()
     {
-        var input = new Argument<string>("source") { Description = "video file, camera index, FIFO or image folder (default: the bundled media/demo.mp4)", Arity = ArgumentArity.ZeroOrOne };
+        var input = new Argument<string>("source") { Description = "video file, camera index, stream URL, image folder, or a FIFO or '-' for standard input, read to the writer's end (default: the bundled media/demo.mp4)", Arity = ArgumentArity.ZeroOrOne };
         var model = AppModel.ModelOption();
         var jsonl = Cli.WritesTo(new Option<string?>("--jsonl") { Description = "append each segment to this file as a JSON line ('-': to stdout, as it is written, with the text and table on stderr)" }, folder: false);
         var limit = new Option<int>("--max-frames") { DefaultValueFactory = _ => 0, Description = "stop after this many source frames (0 = the whole stream)" };
