@@ -96,7 +96,7 @@ public static class Annotator
                     lastPresent = now;
                     presenter.Render(frame.Image, view, o.Hud ? hud.Stats(profiler.Snapshot().Counter(Profiler.FramesCaptured)?.PerSecond ?? 0, loop, TimeSpan.FromMilliseconds(250)) : null, null);
                     presenter.Renderer.ReadPixels(pixels);
-                    video.Write(pixels);
+                    video.Write(pixels, frame.Timestamp);
                 }
                 void Segment(CaptionSegment s) => captions.Write(Entry(s));
                 long? total = source.FrameCount is { } n ? Math.Max(0, n - start) : null;
@@ -113,6 +113,8 @@ public static class Annotator
             }
             if (finishError is not null) throw finishError;
             video.Finish();
+            if (video.FramesRepeated + video.FramesLeftOut > 0)
+                encoder += $"; the source's rate varies: {video.FramesRepeated} frames repeated and {video.FramesLeftOut} left out to keep its timing at {fps:0.##} fps";
         }
         if (o.Console == AnnotateConsole.StreamCaptions) System.Console.Out.WriteLine();
         return new AnnotateReport(o.OutputDir, plan.Mode, start, result.FramesRendered, result.Captions, result.Cancelled, result.Elapsed,

@@ -146,10 +146,29 @@ public sealed class VideoFileSource : IFrameSource
             ended = true;
             return null;
         }
-        var frame = new Frame(image, index, TimeSpan.FromSeconds(index / Fps), Stopwatch.GetTimestamp());
+        var frame = new Frame(image, index, TimeOf(capture.Get(VideoCaptureProperties.PosMsec)), Stopwatch.GetTimestamp());
         index++;
         return frame;
     }
+
+    /// <summary>
+    /// The time of the frame just read (<see cref="index"/>): where the container gives rising
+    /// presentation times, those, since a phone's or a browser's recording changes its rate as it
+    /// goes and the frame's index over the mean rate would drift from the picture by seconds; else
+    /// the index over the rate. A looping file keeps the index's time, which goes on across loops.
+    /// Counted from the first frame read, which keeps its index's time (a start part-way).
+    /// </summary>
+    TimeSpan TimeOf(double presentedMs)
+    {
+        var byIndex = TimeSpan.FromSeconds(index / Fps);
+        if (options.Loop || !(presentedMs >= 0) || double.IsInfinity(presentedMs)) return lastTime = byIndex;
+        presentedBase ??= presentedMs - byIndex.TotalMilliseconds;
+        var at = TimeSpan.FromMilliseconds(presentedMs - presentedBase.Value);
+        // A damaged stream's times can stall or go back: then one frame at the mean rate on.
+        return lastTime = at > lastTime ? at : lastTime + TimeSpan.FromSeconds(1 / Fps);
+    }
+    double? presentedBase;
+    TimeSpan lastTime = TimeSpan.MinValue;
 
     /// <summary>
     /// Passes over the next <paramref name="frames"/> frames without handing them out: each is

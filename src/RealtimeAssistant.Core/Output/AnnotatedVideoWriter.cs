@@ -51,6 +51,34 @@ public sealed class AnnotatedVideoWriter : IDisposable
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new UserError($"cannot write {path}: {e.Message}", e); }
     }
 
+    /// <summary>Frames written twice or more to fill a gap in the source's times (see <see cref="Write(Mat, TimeSpan)"/>).</summary>
+    public long FramesRepeated { get; private set; }
+    /// <summary>Frames left out where the source's came faster than the video's rate.</summary>
+    public long FramesLeftOut { get; private set; }
+    TimeSpan? start;
+    Mat? held;
+
+    /// <summary>
+    /// Writes <paramref name="frame"/>, shown in the source from <paramref name="at"/>. The video
+    /// has one rate; where the source's changes (a phone's or a browser's recording) its frames are
+    /// repeated where they came slower and left out where they came faster, so that the video keeps
+    /// the source's timing, which the caption files keep too. A source at the video's rate is
+    /// written frame for frame.
+    /// </summary>
+    public void Write(Mat frame, TimeSpan at)
+    {
+        start ??= at;
+        var due = (long)Math.Round((at - start.Value).TotalSeconds * fps);
+        if (FramesWritten > due) FramesLeftOut++;
+        else
+        {
+            for (; FramesWritten < due; FramesRepeated++) Write(held!);
+            Write(frame);
+        }
+        held ??= new Mat();
+        frame.CopyTo(held);
+    }
+
     public unsafe void Write(Mat frame)
     {
         ObjectDisposedException.ThrowIf(finished, this);
@@ -101,6 +129,7 @@ public sealed class AnnotatedVideoWriter : IDisposable
 
     public void Dispose()
     {
+        held?.Dispose();
         try { Finish(); }
         catch (UserError e) { Error = e.Message; }
     }

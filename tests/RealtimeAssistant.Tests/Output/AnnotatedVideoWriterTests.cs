@@ -15,6 +15,57 @@ public class AnnotatedVideoWriterTests(ITestOutputHelper log)
         }
     }
 
+    /// <summary>Where the bright bar of <see cref="TestMedia.Pattern"/> stands in a decoded frame: the pattern's index.</summary>
+    static int PatternIndex(Mat m)
+    {
+        using var grey = m.CvtColor(ColorConversionCodes.BGR2GRAY);
+        using var row = grey.Row(grey.Rows / 2);
+        row.MinMaxLoc(out _, out double _, out _, out Point brightest);
+        return (int)Math.Round((brightest.X - 3.5) / 7);
+    }
+
+    /// <summary>
+    /// A source whose rate changes: at 10 fps, frames shown at 0, 0.1, 0.4, 0.45 and 0.5 s become
+    /// frames 0, 1, 1, 1, 2, (3 left out: it falls on frame 4's slot, taken by 2), 4: the video
+    /// keeps the source's timing.
+    /// </summary>
+    [Fact]
+    public void TimedFrames_AreRepeatedAcrossAGap_AndLeftOutWhereTheyCrowd()
+    {
+        var path = Path.Combine(TestMedia.TempDir("timed"), "annotated.mp4");
+        double[] times = [0, 0.1, 0.4, 0.45, 0.5];
+        using (var w = new AnnotatedVideoWriter(path, 10, VideoEncoder.OpenCvMp4v))
+        {
+            for (int i = 0; i < times.Length; i++)
+            {
+                using var m = TestMedia.Pattern(i, 160, 120);
+                w.Write(m, TimeSpan.FromSeconds(times[i]));
+            }
+            Assert.Equal(6, w.FramesWritten);
+            Assert.Equal(2, w.FramesRepeated);
+            Assert.Equal(1, w.FramesLeftOut);
+        }
+        using var cap = new VideoCapture(path, VideoCaptureAPIs.FFMPEG);
+        var shown = new List<int>();
+        using var frame = new Mat();
+        while (cap.Read(frame) && !frame.Empty()) shown.Add(PatternIndex(frame));
+        Assert.Equal([0, 1, 1, 1, 2, 4], shown);
+    }
+
+    [Fact]
+    public void TimedFramesAtTheVideosRate_AreWrittenFrameForFrame()
+    {
+        var path = Path.Combine(TestMedia.TempDir("timed-cfr"), "annotated.mp4");
+        using var w = new AnnotatedVideoWriter(path, 30000 / 1001.0, VideoEncoder.OpenCvMp4v);
+        for (int i = 0; i < 300; i++)
+        {
+            using var m = TestMedia.Pattern(i, 64, 48);
+            w.Write(m, TimeSpan.FromSeconds(i * 1001 / 30000.0));
+        }
+        Assert.Equal(300, w.FramesWritten);
+        Assert.Equal(0, w.FramesRepeated + w.FramesLeftOut);
+    }
+
     [Fact]
     public void OpenCvMp4v_ReadsBackWithTheSameFramesAndSize()
     {
