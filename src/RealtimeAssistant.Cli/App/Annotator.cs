@@ -76,8 +76,10 @@ public static class Annotator
 
         FrameLoopResult result;
         string encoder;
+        // A file's sound goes with its annotated video (a pipe's cannot be read again).
+        var sound = FileKind.Of(o.Input) == FileKind.Kind.Regular ? o.Input : null;
         using (var captions = new CaptionFiles(plan))
-        using (var video = new AnnotatedVideoWriter(plan.AnnotatedVideo, fps, o.Encoder))
+        using (var video = new AnnotatedVideoWriter(plan.AnnotatedVideo, fps, o.Encoder, sound))
         {
             encoder = video.EncoderDescription;
             OverlayPresenter? presenter = null;

@@ -15,24 +15,33 @@ internal sealed class FfmpegPipe : IDisposable
     readonly Queue<string> stderrTail = new();
     readonly string output;
 
-    public FfmpegPipe(string ffmpeg, string output, int width, int height, double fps)
+    /// <param name="audio">a file whose first audio track goes with the video, from the time given
+    /// (the video's first frame's there); its sound is cut or padded with silence to the video's length</param>
+    public FfmpegPipe(string ffmpeg, string output, int width, int height, double fps, (string Path, TimeSpan From)? audio = null)
     {
         this.output = output;
         var gop = Math.Max(1, (int)Math.Round(fps));
         var info = Executables.InOwnSession(ffmpeg);
         info.RedirectStandardInput = info.RedirectStandardError = info.RedirectStandardOutput = true;
-        foreach (var a in new[]
-        {
+        var inv = System.Globalization.CultureInfo.InvariantCulture;
+        string[] sound = audio is { } a
+            // The sound of the frames annotated: from the first one's time, padded with silence and cut to the video.
+            ? ["-protocol_whitelist", "file", "-ss", a.From.TotalSeconds.ToString("0.######", inv), "-i", a.Path,
+               "-map", "0:v:0", "-map", "1:a:0?", "-c:a", "aac", "-b:a", "128k", "-af", "apad", "-shortest"]
+            : [];
+        foreach (var arg in (string[])
+        [
             "-hide_banner", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", $"{width}x{height}",
-            "-r", fps.ToString("0.######", System.Globalization.CultureInfo.InvariantCulture), "-i", "-",
+            "-r", fps.ToString("0.######", inv), "-i", "-",
+            .. sound,
             // yuv420p needs even sizes: pad odd ones by a pixel rather than fail.
             "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2",
-            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", gop.ToString(),
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", gop.ToString(inv),
             // flush_packets: without it finished fragments can sit in ffmpeg's 32 KB write buffer and die with it.
             "-movflags", "+frag_keyframe+empty_moov+default_base_moof", "-flush_packets", "1",
             output,
-        }) info.ArgumentList.Add(a);
+        ]) info.ArgumentList.Add(arg);
         process = Process.Start(info) ?? throw new UserError($"could not start {ffmpeg} to write {output}");
         // Drain stderr (a full pipe would stall ffmpeg) and keep its end for error messages.
         process.ErrorDataReceived += (_, e) =>

@@ -153,6 +153,61 @@ public class AnnotateTests(ITestOutputHelper log)
         Assert.Equal(4.0, seconds, tolerance: 1.5 / video.Fps);
     }
 
+    /// <summary>The annotated video of a file with sound has that sound, as long as the video.</summary>
+    [Fact]
+    public void AFileWithSound_GivesAnAnnotatedVideoWithItsSound()
+    {
+        var ffmpeg = TestMedia.Ffmpeg;
+        var ffprobe = RealtimeAssistant.Output.Executables.Find("ffprobe");
+        if (ffmpeg is null || ffprobe is null) Assert.Skip("no ffmpeg and ffprobe on PATH to make and probe a clip with sound");
+        var input = Path.Combine(TestMedia.TempDir("ann-sound"), "talk.mkv");
+        var (code, errors) = TestMedia.Run(ffmpeg, ["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=15:duration=3",
+            "-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "libopus", input], TimeSpan.FromSeconds(60));
+        Assert.True(code == 0, errors);
+        var dir = Path.Combine(TestMedia.TempDir("ann-sound-out"), "out");
+        var report = Annotate(input, dir, every: 15);
+        Assert.Contains("with the source's sound", report.Encoder);
+        CheckOutputs(dir, 45, 3);
+        var streams = Probe(ffprobe, Path.Combine(dir, OutputFolder.VideoName));
+        log.WriteLine(string.Join("; ", streams));
+        Assert.Equal(2, streams.Count);
+        var (video, audio) = (streams.Single(s => s.Type == "video"), streams.Single(s => s.Type == "audio"));
+        Assert.Equal("aac", audio.Codec);
+        Assert.Equal(video.Seconds, audio.Seconds, tolerance: 0.15);
+
+        // Without sound, no audio track.
+        var silent = TestMedia.WriteClip(TestMedia.TempDir("ann-silent"), frames: 30, fps: 15);
+        var silentDir = Path.Combine(TestMedia.TempDir("ann-silent-out"), "out");
+        Assert.DoesNotContain("sound", Annotate(silent, silentDir, every: 15).Encoder);
+        Assert.Equal(["video"], Probe(ffprobe, Path.Combine(silentDir, OutputFolder.VideoName)).Select(s => s.Type));
+    }
+
+    static List<(string Type, string Codec, double Seconds)> Probe(string ffprobe, string file)
+    {
+        var psi = new ProcessStartInfo(ffprobe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "-v", "error", "-show_entries", "stream=codec_type,codec_name:format=duration", "-of", "json", file }) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var json = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        var seconds = double.Parse(doc.RootElement.GetProperty("format").GetProperty("duration").GetString()!, System.Globalization.CultureInfo.InvariantCulture);
+        // Per-stream durations are missing in a fragmented MP4: each track's length comes from decoding it.
+        return doc.RootElement.GetProperty("streams").EnumerateArray().Select(s => (s.GetProperty("codec_type").GetString()!, s.GetProperty("codec_name").GetString()!,
+            TrackSeconds(ffprobe, file, s.GetProperty("codec_type").GetString()![0..1]))).ToList();
+    }
+
+    /// <summary>The time of the last packet's end in a track ("v" or "a").</summary>
+    static double TrackSeconds(string ffprobe, string file, string track)
+    {
+        var psi = new ProcessStartInfo(ffprobe) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "-v", "error", "-select_streams", track, "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", file }) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var lines = p.StandardOutput.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        p.WaitForExit();
+        return lines.Select(l => l.Split(',')).Where(f => f.Length == 2 && f[0] != "N/A" && f[1] != "N/A")
+            .Max(f => double.Parse(f[0], System.Globalization.CultureInfo.InvariantCulture) + double.Parse(f[1], System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     [Fact]
     public void TwoRunsOverTheSameFile_GiveIdenticalCaptionFiles()
     {
