@@ -268,13 +268,35 @@ public static partial class Cli
         return File.Exists(cwd) || Directory.Exists(cwd) ? cwd : null;
     }
 
+    /// <summary>An image file, or "-": one piped into standard input.</summary>
     public static Mat ReadImage(string path)
     {
+        if (path == "-") return DecodeImage(ReadStdin(), "from standard input");
         if (!File.Exists(path)) throw new UserError($"image not found: {path}");
         Mat img;
         try { img = Cv2.ImRead(path, ImreadModes.Color); }
         catch (OpenCVException e) { throw new UserError($"cannot decode image {path}: {e.Message}"); }
         if (img.Empty()) { img.Dispose(); throw new UserError($"cannot decode image {path} (not an image, or a format OpenCV cannot read)"); }
+        return img;
+    }
+
+    static byte[] ReadStdin()
+    {
+        if (!Console.IsInputRedirected)
+            throw new UserError("'-' reads an image piped into standard input, and nothing is piped in here (e.g. curl -s URL | ra caption --image -)");
+        using var stdin = Console.OpenStandardInput();
+        using var bytes = new MemoryStream();
+        stdin.CopyTo(bytes);
+        return bytes.ToArray();
+    }
+
+    static Mat DecodeImage(byte[] bytes, string what)
+    {
+        if (bytes.Length == 0) throw new UserError($"no image came {what}");
+        Mat img;
+        try { img = Cv2.ImDecode(bytes, ImreadModes.Color); }
+        catch (OpenCVException e) { throw new UserError($"cannot decode the image {what}: {e.Message}"); }
+        if (img.Empty()) { img.Dispose(); throw new UserError($"cannot decode the image {what} (not an image, or a format OpenCV cannot read)"); }
         return img;
     }
 

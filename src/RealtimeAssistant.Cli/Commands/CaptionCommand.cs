@@ -11,7 +11,7 @@ public static class CaptionCommand
     public static Command Create()
     {
         var model = App.AppModel.ModelOption();
-        var image = new Option<string>("--image", "-i") { Description = "image file", Required = true };
+        var image = new Option<string>("--image", "-i") { Description = "image file, or - for one piped into standard input", Required = true };
         var prompt = new Option<string?>("--prompt", "-p") { Description = "prompt; <image> marks where the image goes (default: the model's)" };
         var maxTokens = new Option<int>("--max-new-tokens") { Description = "limit on generated tokens", DefaultValueFactory = _ => 64 };
         var temperature = new Option<double>("--temperature") { Description = "0 = greedy", DefaultValueFactory = _ => 0 };

@@ -77,6 +77,40 @@ public class PipeAsFileTests(ITestOutputHelper log)
         Assert.Contains("pipe stdin (160x120, 10 fps", stderr.Result);
     }
 
+    static (int Code, string Stdout, string Stderr) Shell(string script, params string[] args)
+    {
+        var info = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add(script);
+        foreach (var a in args) info.ArgumentList.Add(a);
+        info.Environment["NO_COLOR"] = "1";
+        using var p = Process.Start(info)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(TimeSpan.FromSeconds(120))) { p.Kill(entireProcessTree: true); Assert.Fail($"no end within 120 s: {script}"); }
+        p.WaitForExit();
+        return (p.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>`curl … | ra caption --image -`: the image piped in is captioned as the same file is.</summary>
+    [Fact]
+    public void CaptionDash_CaptionsAnImagePipedIntoStdin_AsTheFile()
+    {
+        var png = Path.Combine(TestMedia.TempDir("caption-stdin"), "frame.png");
+        using (var m = TestMedia.Pattern(3, 96, 96)) OpenCvSharp.Cv2.ImWrite(png, m);
+        var piped = Shell("exec dotnet \"$0\" caption --image - --max-new-tokens 8 --json < \"$1\"", CliProcess.RaDll, png);
+        Assert.True(piped.Code == 0, piped.Stderr);
+        var named = Shell("exec dotnet \"$0\" caption --image \"$1\" --max-new-tokens 8 --json", CliProcess.RaDll, png);
+        Assert.True(named.Code == 0, named.Stderr);
+        string Text(string json) => System.Text.Json.JsonDocument.Parse(json).RootElement.GetProperty("text").GetString()!;
+        Assert.Equal(Text(named.Stdout), Text(piped.Stdout));
+        Assert.NotEmpty(Text(piped.Stdout));
+
+        var empty = Shell("exec dotnet \"$0\" caption --image - < /dev/null", CliProcess.RaDll);
+        Assert.Equal(2, empty.Code);
+        Assert.Equal("error: no image came from standard input", Assert.Single(empty.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+    }
+
     [Fact]
     public void StreamDash_WithNothingPipedIn_IsOneLineExit2()
     {
