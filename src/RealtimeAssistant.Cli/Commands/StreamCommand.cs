@@ -32,6 +32,8 @@ public static class StreamCommand
         return cmd.WithAction(async (pr, ct) =>
         {
             await Task.Yield(); // Ctrl+C is handled once the action has returned a task
+            using var interrupt = new Interrupt(ct); // Ctrl+C ends the stream with its summary
+            ct = interrupt.Token;
             if (pr.GetValue(limit) < 0) throw new UserError("--max-frames must be ≥ 0");
             rt.Check(pr);
             var spec = pr.GetValue(input) ?? Cli.FindRepoPath("media/demo.mp4") ?? throw new UserError("no source given and media/demo.mp4 not found");
