@@ -102,11 +102,13 @@ public static class Annotator
                 }
                 void Segment(CaptionSegment s) => captions.Write(Entry(s));
                 long? total = source.FrameCount is { } n ? Math.Max(0, n - start) : null;
+                // Progress in the video's frames, the container's count: a file that holds a picture over several frames' time counts them all.
+                long Done() => video.FramesWritten;
                 // Finish the video as soon as the last frame is out (on Ctrl+C the process has little time left).
                 void Stopped() { try { video.Finish(); } catch (UserError e) { finishError = e; } }
                 result = o.Console == AnnotateConsole.Progress && !System.Console.IsOutputRedirected
-                    ? WithProgressBar(loop, Present, Segment, total, description, ct, Stopped)
-                    : loop.RunFile(Present, Segment, o.Console == AnnotateConsole.Progress ? Ticker(total) : null, ct, Stopped);
+                    ? WithProgressBar(loop, Present, Segment, total, Done, description, ct, Stopped)
+                    : loop.RunFile(Present, Segment, o.Console == AnnotateConsole.Progress ? Ticker(total, Done) : null, ct, Stopped);
             }
             finally
             {
@@ -167,7 +169,7 @@ public static class Annotator
         return new CaptionEntry(s.Start, s.End, text, s.LatencyMs, r.KeptTokens, s.KeyFrame, extra);
     }
 
-    static FrameLoopResult WithProgressBar(FrameLoop loop, Action<Frame, CaptionView> present, Action<CaptionSegment> segment, long? total, string what,
+    static FrameLoopResult WithProgressBar(FrameLoop loop, Action<Frame, CaptionView> present, Action<CaptionSegment> segment, long? total, Func<long> done, string what,
         CancellationToken ct, Action stopped)
     {
         FrameLoopResult? result = null;
@@ -177,21 +179,22 @@ public static class Annotator
             {
                 var task = ctx.AddTask(Markup.Escape(what), maxValue: total ?? 1);
                 task.IsIndeterminate = total is null;
-                result = loop.RunFile(present, segment, n => task.Value = total is null ? 0 : n, ct, stopped);
+                result = loop.RunFile(present, segment, _ => task.Value = total is null ? 0 : done(), ct, stopped);
                 task.Value = task.MaxValue;
             });
         return result!;
     }
 
     /// <summary>For redirected output: one line every 5 seconds.</summary>
-    static Action<long> Ticker(long? total)
+    static Action<long> Ticker(long? total, Func<long> done)
     {
         var sw = Stopwatch.StartNew();
         var next = 5.0;
-        return n =>
+        return _ =>
         {
             if (sw.Elapsed.TotalSeconds < next) return;
             next += 5;
+            var n = done();
             System.Console.Error.WriteLine(total is { } t ? $"annotate: {n}/{t} frames ({100.0 * n / Math.Max(1, t):0}%)" : $"annotate: {n} frames");
         };
     }
