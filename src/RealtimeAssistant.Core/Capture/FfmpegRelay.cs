@@ -120,12 +120,7 @@ internal sealed class FfmpegRelay : IDisposable
         catch (InvalidOperationException) { return true; }
     }
 
-    /// <summary>Opening the FIFO read-write (never blocks on Linux) counts as the writer a blocked open waits for; it then sees EOF.</summary>
-    void ReleaseBlockedOpen()
-    {
-        try { using var _ = new FileStream(_fifo, FileMode.Open, FileAccess.ReadWrite); }
-        catch (Exception) { /* gone: nothing is blocked on it then */ }
-    }
+    void ReleaseBlockedOpen() => FrameSources.ReleaseBlockedOpen(_fifo);
 
     [DllImport("libc", SetLastError = true)]
     static extern int mkfifo(string path, uint mode);

@@ -113,7 +113,7 @@ public static class FrameSources
     /// Opening a FIFO for reading blocks until a writer appears. Opening it ourselves read-write
     /// (which never blocks on Linux) counts as that writer, so the stuck open returns, sees EOF and fails.
     /// </summary>
-    static void ReleaseBlockedOpen(string path)
+    internal static void ReleaseBlockedOpen(string path)
     {
         try { using var _ = new FileStream(path, FileMode.Open, FileAccess.ReadWrite); }
         catch (Exception) { /* gone or not ours: nothing is blocked on it then */ }

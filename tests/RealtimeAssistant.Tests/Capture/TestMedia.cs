@@ -91,6 +91,26 @@ public static class TestMedia
         return path;
     }
 
+    /// <summary>
+    /// A recording whose rate changes, as a phone's in low light or a browser's: 160×120 H.264,
+    /// 30 frames at 30 fps then 30 at 10 fps (4 s); frame n is shown at <see cref="VariableRateTime"/>.
+    /// Skips the test without ffmpeg.
+    /// </summary>
+    public static string VariableRateClip(string dir)
+    {
+        var ffmpeg = Ffmpeg;
+        if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to make a variable-rate clip");
+        var clip = Path.Combine(dir, "vfr.mp4");
+        var (code, errors) = Run(ffmpeg, ["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=30",
+            "-frames:v", "60", "-vf", "setpts='if(lt(N,30),N/30,1+(N-30)/10)/TB'", "-fps_mode", "vfr", "-c:v", "libx264", "-pix_fmt", "yuv420p", clip],
+            TimeSpan.FromSeconds(60));
+        Assert.True(code == 0, errors);
+        return clip;
+    }
+
+    /// <summary>When <see cref="VariableRateClip"/> shows frame <paramref name="n"/>, in seconds.</summary>
+    public static double VariableRateTime(int n) => n < 30 ? n / 30.0 : 1 + (n - 30) / 10.0;
+
     /// <summary>Runs a tool and kills it if it outlives the timeout, so a test never hangs on it.</summary>
     public static (int Code, string Errors) Run(string exe, IEnumerable<string> args, TimeSpan timeout)
     {
