@@ -76,10 +76,12 @@ public static class Annotator
 
         FrameLoopResult result;
         string encoder;
-        // A file's sound goes with its annotated video (a pipe's cannot be read again).
-        var sound = FileKind.Of(o.Input) == FileKind.Kind.Regular ? o.Input : null;
+        // A file's sound goes with its annotated video (a pipe's cannot be read again), at the rate
+        // its timestamps are on: a variable-rate recording's fastest stretch keeps every frame.
+        var probe = FileKind.Of(o.Input) == FileKind.Kind.Regular ? MediaProbe.Of(o.Input) : null;
+        var videoFps = probe?.VideoFps(fps) ?? fps;
         using (var captions = new CaptionFiles(plan))
-        using (var video = new AnnotatedVideoWriter(plan.AnnotatedVideo, fps, o.Encoder, sound))
+        using (var video = new AnnotatedVideoWriter(plan.AnnotatedVideo, videoFps, o.Encoder, probe?.HasSound == true ? o.Input : null))
         {
             encoder = video.EncoderDescription;
             OverlayPresenter? presenter = null;
@@ -101,9 +103,10 @@ public static class Annotator
                     video.Write(pixels, frame.Timestamp);
                 }
                 void Segment(CaptionSegment s) => captions.Write(Entry(s));
-                long? total = source.FrameCount is { } n ? Math.Max(0, n - start) : null;
-                // Progress in the video's frames, the container's count: a file that holds a picture over several frames' time counts them all.
-                long Done() => video.FramesWritten;
+                // Progress in the video's frames, from the container's count at the video's rate: a
+                // file that holds a picture over several frames' time counts them all.
+                long? total = source.FrameCount is { } n ? (long)Math.Round(Math.Max(0, n - start) * videoFps / fps) : null;
+                long Done() => total is { } t ? Math.Min(video.FramesWritten, t) : video.FramesWritten;
                 // Finish the video as soon as the last frame is out (on Ctrl+C the process has little time left).
                 void Stopped() { try { video.Finish(); } catch (UserError e) { finishError = e; } }
                 result = o.Console == AnnotateConsole.Progress && !System.Console.IsOutputRedirected
@@ -118,7 +121,7 @@ public static class Annotator
             if (finishError is not null) throw finishError;
             video.Finish();
             if (video.FramesRepeated + video.FramesLeftOut > 0)
-                encoder += $"; the source's rate varies: {video.FramesRepeated} frames repeated and {video.FramesLeftOut} left out to keep its timing at {fps:0.##} fps";
+                encoder += $"; the source's rate varies: {video.FramesRepeated} frames repeated and {video.FramesLeftOut} left out to keep its timing at {videoFps:0.##} fps";
         }
         if (o.Console == AnnotateConsole.StreamCaptions) System.Console.Out.WriteLine();
         return new AnnotateReport(o.OutputDir, plan.Mode, start, result.FramesRendered, result.Captions, result.Cancelled, result.Elapsed,

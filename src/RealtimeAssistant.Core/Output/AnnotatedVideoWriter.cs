@@ -34,27 +34,13 @@ public sealed class AnnotatedVideoWriter : IDisposable
     public string EncoderDescription => Encoder == VideoEncoder.FfmpegH264 ? $"ffmpeg libx264 (fragmented mp4){(sound is null ? "" : ", with the source's sound in AAC")}" : "OpenCV mp4v";
     readonly string? sound;
 
-    /// <summary>Whether ffprobe finds an audio track in <paramref name="file"/> (false without ffprobe: no sound then).</summary>
-    static bool HasSound(string file)
-    {
-        if (Executables.Find("ffprobe") is not { } ffprobe) return false;
-        var info = Executables.InOwnSession(ffprobe);
-        info.RedirectStandardOutput = info.RedirectStandardError = true;
-        foreach (var a in new[] { "-v", "error", "-protocol_whitelist", "file", "-select_streams", "a", "-show_entries", "stream=index", "-of", "csv=p=0", file })
-            info.ArgumentList.Add(a);
-        using var p = System.Diagnostics.Process.Start(info)!;
-        var output = p.StandardOutput.ReadToEndAsync();
-        _ = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(10_000)) { try { p.Kill(); } catch (InvalidOperationException) { } return false; }
-        return p.ExitCode == 0 && output.Result.Trim().Length > 0;
-    }
     public long FramesWritten { get; private set; }
     public string Path => path;
     /// <summary>The ffmpeg child, once started (tests kill it to play a crash).</summary>
     internal int? EncoderProcessId => pipe?.ProcessId;
 
-    /// <param name="soundFrom">a video file whose sound goes with the video (H.264 only), from the
-    /// time of the first frame written: the sound of the frames annotated</param>
+    /// <param name="soundFrom">a video file with sound (<see cref="MediaProbe"/>) whose sound goes with
+    /// the video (H.264 only), from the time of the first frame written: the sound of the frames annotated</param>
     public AnnotatedVideoWriter(string path, double fps, VideoEncoder encoder = VideoEncoder.Auto, string? soundFrom = null)
     {
         if (fps is not (> 0 and < 1000)) throw new ArgumentOutOfRangeException(nameof(fps), fps, "fps must be in (0, 1000)");
@@ -64,7 +50,7 @@ public sealed class AnnotatedVideoWriter : IDisposable
         if (encoder == VideoEncoder.FfmpegH264 && ffmpeg is null)
             throw new UserError("H.264 output needs ffmpeg on PATH (Debian: apt-get install ffmpeg)");
         Encoder = ffmpeg is null ? VideoEncoder.OpenCvMp4v : VideoEncoder.FfmpegH264;
-        sound = ffmpeg is not null && soundFrom is not null && HasSound(soundFrom) ? soundFrom : null;
+        sound = ffmpeg is not null ? soundFrom : null;
         var dir = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
         try { if (dir is not null) Directory.CreateDirectory(dir); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new UserError($"cannot write {path}: {e.Message}", e); }
