@@ -18,7 +18,7 @@ namespace RealtimeAssistant.Tests.Server;
 /// read as its frames spread over it, each an image of the prompt, so its answer is the answer to
 /// those frames sent as images; a file that is no video, or too many frames, is a 400.
 /// </summary>
-public class VideoChatTests
+public class VideoChatTests(ITestOutputHelper log)
 {
     /// <summary>An mp4v clip of two scenes, 12 frames each; its bytes, and its frames as they decode.</summary>
     static (byte[] File, List<Mat> Frames) Clip()
@@ -109,6 +109,33 @@ public class VideoChatTests
         var (s4, again) = await Post(http, Body(model.Id, Video(dataUri)));
         Assert.Equal(HttpStatusCode.OK, s4);
         Assert.Equal(Text(asVideo), Text(again));
+        foreach (var f in frames) f.Dispose();
+    }
+
+    /// <summary>
+    /// An AV1 clip, which OpenCV's FFmpeg cannot decode and Debian's ffmpeg does: its answer is the
+    /// answer to its frames, as ffmpeg decodes them, sent as images.
+    /// </summary>
+    [Fact]
+    public async Task AnAv1Video_IsReadThroughFfmpeg_AsItsFrames()
+    {
+        var path = TestMedia.Av1Clip(TestMedia.TempDir("video-chat-av1"), 8, log);
+        var frames = new List<Mat>();
+        using (var source = new RealtimeAssistant.Capture.VideoFileSource(path))
+            while (source.Read() is { } f) using (f) frames.Add(f.Image.Clone());
+        Assert.Equal(8, frames.Count);
+        using var model = SerialChatModel.Load(ServerTestSupport.DemoModel, new EngineOptions { Device = "cpu" }, queueCapacity: 4);
+        var limits = new ImageLimits { MaxPixels = 512 * 512, MaxImages = 8, VideoFrames = 4 };
+        await using var server = await ApiServer.StartAsync(new ServerOptions { Port = 0, Images = limits }, model);
+        using var http = new HttpClient { BaseAddress = server.Url, Timeout = TimeSpan.FromMinutes(2) };
+
+        // Four frames spread over 8: 0, 2, 5, 7.
+        var (s1, asImages) = await Post(http, Body(model.Id, [.. new[] { 0, 2, 5, 7 }.Select(i => Image(frames[i]))]));
+        Assert.True(s1 == HttpStatusCode.OK, asImages.ToJsonString());
+        var (s2, asVideo) = await Post(http, Body(model.Id, Video("data:video/mp4;base64," + Convert.ToBase64String(File.ReadAllBytes(path)))));
+        Assert.True(s2 == HttpStatusCode.OK, asVideo.ToJsonString());
+        string Text(JsonNode c) => c["choices"]![0]!["message"]!["content"]!.GetValue<string>();
+        Assert.Equal(Text(asImages), Text(asVideo));
         foreach (var f in frames) f.Dispose();
     }
 }
