@@ -29,4 +29,21 @@ internal sealed class Pacer(double fps)
 
     /// <summary>Counts frames the caller skipped so later deadlines stay on the wall clock.</summary>
     public void Skipped(long frames) => paced += frames;
+
+    TimeSpan origin;
+
+    /// <summary>When a frame shown at <paramref name="at"/> is due: counted from the first frame's time, which is due at once.</summary>
+    long Due(TimeSpan at) => start + (long)((at - origin).TotalSeconds * Stopwatch.Frequency);
+
+    /// <summary>Whether a frame shown at <paramref name="at"/> is already a frame or more late: a camera's would be gone.</summary>
+    public bool IsLate(TimeSpan at) => start != 0 && Stopwatch.GetTimestamp() - Due(at) > Stopwatch.Frequency / fps;
+
+    /// <summary>Waits until a frame shown at <paramref name="at"/> is due, for a file paced by its frames' own times.</summary>
+    public void WaitUntil(TimeSpan at, CancellationToken ct)
+    {
+        if (start == 0) (start, origin) = (Stopwatch.GetTimestamp(), at);
+        var wait = Due(at) - Stopwatch.GetTimestamp();
+        var ms = (int)(wait * 1000 / Stopwatch.Frequency);
+        if (ms > 0 && ct.WaitHandle.WaitOne(ms)) ct.ThrowIfCancellationRequested();
+    }
 }

@@ -134,6 +134,7 @@ public sealed class VideoFileSource : IFrameSource
     {
         ct.ThrowIfCancellationRequested();
         if (ended) return null;
+        if (pacer is not null && !options.Loop) return ReadOnTime(pacer, ct);
         var late = pacer?.WaitForNext(ct) ?? 0;
         // A slow consumer of a realtime file behaves like one of a camera: frames it was too slow for are gone.
         for (; late > 0 && first is null && capture.Grab(); late--) { index++; pacer!.Skipped(1); }
@@ -147,6 +148,38 @@ public sealed class VideoFileSource : IFrameSource
             return null;
         }
         var frame = new Frame(image, index, TimeOf(capture.Get(VideoCaptureProperties.PosMsec)), Stopwatch.GetTimestamp());
+        index++;
+        return frame;
+    }
+
+    /// <summary>
+    /// A realtime file that does not loop, paced by its frames' own times, so that a variable-rate
+    /// recording plays as it was shown: each frame is handed out when it is due, and one a frame
+    /// late or more when it is decoded is passed over (grabbed, never converted), as a camera's
+    /// frames a slow reader missed are gone.
+    /// </summary>
+    Frame? ReadOnTime(Pacer pacer, CancellationToken ct)
+    {
+        var image = first;
+        first = null;
+        TimeSpan at;
+        if (image is not null) at = TimeOf(capture.Get(VideoCaptureProperties.PosMsec));
+        else
+        {
+            while (true)
+            {
+                if (!capture.Grab()) { ended = true; return null; }
+                at = TimeOf(capture.Get(VideoCaptureProperties.PosMsec));
+                if (!pacer.IsLate(at)) break;
+                index++;
+                ct.ThrowIfCancellationRequested();
+            }
+            image = new Mat();
+            if (!capture.Retrieve(image) || image.Empty()) { image.Dispose(); ended = true; return null; }
+        }
+        try { pacer.WaitUntil(at, ct); }
+        catch (OperationCanceledException) { image.Dispose(); throw; }
+        var frame = new Frame(image, index, at, Stopwatch.GetTimestamp());
         index++;
         return frame;
     }

@@ -45,6 +45,25 @@ public class FileSourceTests
             Assert.True(Math.Abs(times[n] - TestMedia.VariableRateTime(n)) < 0.002, $"frame {n} at {times[n]:0.000} s");
     }
 
+    /// <summary>
+    /// Played as if live, a variable-rate file keeps its own clock: its 30 fps second comes in a
+    /// second, where pacing at the mean rate (15.8 fps) took 1.9 s to reach frame 30. Never early;
+    /// a frame the machine made late is passed over, not queued.
+    /// </summary>
+    [Fact]
+    public void AVariableRateFile_PlayedAsIfLive_IsPacedByItsFramesTimes()
+    {
+        var clip = TestMedia.VariableRateClip(TestMedia.TempDir("vfr-live"));
+        using var source = new VideoFileSource(clip, new FrameSourceOptions { Realtime = true });
+        var seen = new List<(double At, double Wall)>();
+        var wall = Stopwatch.StartNew();
+        while (source.Read() is { } f) using (f) seen.Add((f.Timestamp.TotalSeconds, wall.Elapsed.TotalSeconds));
+        Assert.InRange(seen.Count, 40, 60);
+        Assert.All(seen, s => Assert.True(s.Wall >= s.At - 0.02, $"the frame at {s.At:0.000} s came early, at {s.Wall:0.000} s"));
+        var second = seen.First(s => s.At >= 1.0);
+        Assert.True(second.Wall < 1.5, $"the first frame of the second second came at {second.Wall:0.000} s");
+    }
+
     /// <summary>Skip passes frames without handing them out: the read after it is the frame a plain decode has there, numbered as such; at the end it says how many there were.</summary>
     [Fact]
     public void Skip_PassesFrames_TheReadAfterIsTheFrameThere_AndTheEndIsCounted()
