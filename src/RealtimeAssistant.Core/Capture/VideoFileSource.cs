@@ -17,6 +17,7 @@ public sealed class VideoFileSource : IFrameSource
     readonly FrameSourceOptions options;
     readonly Pacer? pacer;
     readonly FfmpegRelay? relay;  // the decoder when OpenCV's has none for the codec
+    readonly bool pipe;           // a FIFO or stdin: read once, front to back
     VideoCapture capture;
     Mat? first;       // the frame read while validating, handed out by the first Read
     long index;       // frames delivered, across loops: timestamps keep rising when looping
@@ -41,7 +42,7 @@ public sealed class VideoFileSource : IFrameSource
         var name = Path.GetFileName(path);
         var timeout = this.options.OpenTimeout;
         // A pipe is read once, front to back: it has no length, and cannot be reopened to loop or to decode again.
-        var pipe = FileKind.Of(path) == FileKind.Kind.Fifo;
+        pipe = FileKind.Of(path) == FileKind.Kind.Fifo;
         var opened = Open(path, timeout, pipe);
         // The container's rate and length, whoever decodes.
         Fps = opened.Capture.Fps is > 0 and < 1000 ? opened.Capture.Fps : 30;
@@ -231,7 +232,7 @@ public sealed class VideoFileSource : IFrameSource
     /// <summary>At the end of a looping file, reopens it (seeking back is unreliable across codecs).</summary>
     bool Rewind(Mat image)
     {
-        if (!options.Loop || FileKind.Of(path) == FileKind.Kind.Fifo) return false;
+        if (!options.Loop || pipe) return false;
         capture.Dispose();
         if (relay is null) capture = new VideoCapture(path, VideoCaptureAPIs.FFMPEG);
         else

@@ -59,22 +59,14 @@ public class PipeAsFileTests(ITestOutputHelper log)
     {
         var ffmpeg = TestMedia.Ffmpeg;
         if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to pipe a video");
-        var info = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add("-c");
-        info.ArgumentList.Add("set -o pipefail; \"$0\" -hide_banner -loglevel error -f lavfi -i \"$1\" -f nut - | dotnet \"$2\" stream - --gate 0 --policy every:1 --jsonl -");
-        foreach (var a in new[] { ffmpeg, TestPattern(40), CliProcess.RaDll }) info.ArgumentList.Add(a);
-        info.Environment["NO_COLOR"] = "1";
-        using var p = Process.Start(info)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(TimeSpan.FromSeconds(120))) { p.Kill(entireProcessTree: true); Assert.Fail("no end within 120 s"); }
-        p.WaitForExit();
-        log.WriteLine(stderr.Result);
-        Assert.True(p.ExitCode == 0, stderr.Result);
-        var frames = stdout.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+        var run = Shell("set -o pipefail; \"$0\" -hide_banner -loglevel error -f lavfi -i \"$1\" -f nut - | dotnet \"$2\" stream - --gate 0 --policy every:1 --jsonl -",
+            ffmpeg, TestPattern(40), CliProcess.RaDll);
+        log.WriteLine(run.Stderr);
+        Assert.True(run.Code == 0, run.Stderr);
+        var frames = run.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
             .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("frame").GetInt64()).ToList();
         Assert.Equal(new long[] { 0, 5, 10, 15, 20, 25, 30, 35 }, frames);
-        Assert.Contains("pipe stdin (160x120, 10 fps", stderr.Result);
+        Assert.Contains("pipe stdin (160x120, 10 fps", run.Stderr);
     }
 
     static (int Code, string Stdout, string Stderr) Shell(string script, params string[] args)
@@ -114,18 +106,9 @@ public class PipeAsFileTests(ITestOutputHelper log)
     [Fact]
     public void StreamDash_WithNothingPipedIn_IsOneLineExit2()
     {
-        var info = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        info.ArgumentList.Add("-c");
-        info.ArgumentList.Add("exec dotnet \"$0\" stream - < /dev/null");
-        info.ArgumentList.Add(CliProcess.RaDll);
-        info.Environment["NO_COLOR"] = "1";
-        using var p = Process.Start(info)!;
-        var stderr = p.StandardError.ReadToEndAsync();
-        _ = p.StandardOutput.ReadToEndAsync();
-        Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)));
-        p.WaitForExit();
-        Assert.Equal(2, p.ExitCode);
-        var lines = stderr.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var run = Shell("exec dotnet \"$0\" stream - < /dev/null", CliProcess.RaDll);
+        Assert.Equal(2, run.Code);
+        var lines = run.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Single(lines);
         Assert.Contains("'-' reads a video piped into standard input", lines[0]);
     }
