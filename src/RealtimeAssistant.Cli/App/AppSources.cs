@@ -8,12 +8,12 @@ public static class AppSources
 {
     public const int SyntheticSize = 480, SyntheticFps = 15, SyntheticSeconds = 60;
 
-    /// <param name="pipesAsFiles">a FIFO or "-" is read as a file, every frame to its end (annotate, stream), not as a camera</param>
-    public static FrameSourceOptions Options(bool realtime = false, bool loop = false, bool pipesAsFiles = false) => new()
+    /// <param name="streamsAsFiles">a FIFO or "-" is read as a file, every frame to its end (annotate, stream), not as a camera</param>
+    public static FrameSourceOptions Options(bool realtime = false, bool loop = false, bool streamsAsFiles = false) => new()
     {
         Realtime = realtime,
         Loop = loop,
-        PipesAsFiles = pipesAsFiles,
+        StreamsAsFiles = streamsAsFiles,
         Schemes = new Dictionary<string, Func<string, FrameSourceOptions, IFrameSource>> { ["synthetic"] = Synthetic },
     };
 

@@ -10,7 +10,7 @@ public static class AnnotateCommand
 {
     public static Command Create()
     {
-        var input = new Argument<string>("input") { Description = "video file (or image folder, 'synthetic', or a FIFO or '-' for standard input, read to the writer's end)" };
+        var input = new Argument<string>("input") { Description = "video file (or an http(s):// or rtsp:// URL, an image folder, 'synthetic', or a FIFO or '-' for standard input), read to its end, every frame" };
         var output = Cli.WritesTo(new Option<string>("--output", "-o") { Description = "output folder", Required = true }, folder: true);
         var every = new Option<int>("--every") { Description = "a new caption about every N source frames (default: one per second of video); sets --policy every:(N / stride)", DefaultValueFactory = _ => 0 };
         var force = new Option<bool>("--force") { Description = "overwrite the outputs of an earlier run in the folder" };

@@ -10,7 +10,7 @@ public static class LiveCommand
 {
     public static Command Create()
     {
-        var source = new Argument<string>("source") { Description = "camera index (0), /dev/videoN, video file, rtsp:// or http(s):// stream (through ffmpeg), FIFO or '-' (standard input) as a camera, image folder or 'synthetic[:seed=N]'", DefaultValueFactory = _ => "0" };
+        var source = new Argument<string>("source") { Description = "camera index (0), /dev/videoN, video file, rtsp:// or http(s):// stream (through ffmpeg; an http(s) URL of a video file, .mp4, .mkv, .webm, .mov, .avi or an ended .m3u8, plays at its own rate and ends), FIFO or '-' (standard input) as a camera, image folder or 'synthetic[:seed=N]'", DefaultValueFactory = _ => "0" };
         var loop = new Option<bool>("--loop") { Description = "replay a file when it ends" };
         var fps = Cli.DisplayFpsOption();
         var seconds = Cli.Seconds(new Option<double?>("--seconds") { Description = "stop after this many seconds" }, max: 7 * 86400);

@@ -95,7 +95,17 @@ internal sealed class FfmpegRelay : IDisposable
             psi.RedirectStandardError = true;
             foreach (var a in (string[])["-nostdin", "-hide_banner", "-loglevel", "error", .. _input, .. _output, _fifo]) psi.ArgumentList.Add(a);
             var p = new Process { StartInfo = psi };
-            p.ErrorDataReceived += (_, e) => { if (!string.IsNullOrWhiteSpace(e.Data)) _error = $"ffmpeg: {_redact(e.Data.Trim())}"; };
+            // ffmpeg's line on its input ("URL: Server returned 404 Not Found") says why, where the lines
+            // after it are its epilogue ("Error marking filters as finished"): that one is kept once seen.
+            var input = _input[^1] + ": ";
+            bool named = false;
+            p.ErrorDataReceived += (_, e) =>
+            {
+                if (string.IsNullOrWhiteSpace(e.Data) || named) return;
+                var line = e.Data.Trim();
+                named = line.StartsWith(input, StringComparison.Ordinal);
+                _error = $"ffmpeg: {_redact(line)}";
+            };
             p.Start();
             p.BeginErrorReadLine();
             _process = p;

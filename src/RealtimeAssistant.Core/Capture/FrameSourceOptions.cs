@@ -43,14 +43,15 @@ public sealed record FrameSourceOptions
     public bool DecodeWithFfmpeg { get; init; } = true;
 
     /// <summary>
-    /// Read a FIFO or a pipe ("-") as a file: every frame in order, waiting on the writer, ending
-    /// when it closes (annotate, stream). Off, it stands in for a camera (live): the newest frame
-    /// wins, and a writer that goes away is waited for again.
+    /// Read a FIFO, a pipe ("-") or a stream URL as a file: every frame in order, the writer or the
+    /// server held back by the reader, ending when it ends (annotate, stream). Off, each stands in
+    /// for a camera (live): the newest frame wins, and a writer or server that goes away is waited
+    /// for again.
     /// </summary>
-    public bool PipesAsFiles { get; init; }
+    public bool StreamsAsFiles { get; init; }
 
-    /// <summary>How long a pipe read as a file may take to get a writer and its first frame.</summary>
-    public TimeSpan PipeOpenTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>How long a pipe or URL read as a file may take to give its first frame.</summary>
+    public TimeSpan StreamOpenTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>First and longest wait between reconnect attempts of a live source.</summary>
     public TimeSpan RetryInitial { get; init; } = TimeSpan.FromSeconds(0.25);

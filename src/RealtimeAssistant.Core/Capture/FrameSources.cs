@@ -5,8 +5,8 @@ namespace RealtimeAssistant.Capture;
 /// <summary>
 /// Turns the user's <c>--source</c> text into a frame source:
 /// "0" or "/dev/video0" → V4L2 camera; rtsp://, rtmp://, http(s):// → network stream (through
-/// Debian's ffmpeg); a FIFO, or "-" for standard input → a live stream, or read as a file where
-/// <see cref="FrameSourceOptions.PipesAsFiles"/> says; a folder → images;
+/// Debian's ffmpeg); a FIFO, or "-" for standard input → a live stream; a URL, a FIFO or "-" is read
+/// as a file instead where <see cref="FrameSourceOptions.StreamsAsFiles"/> says; a folder → images;
 /// a registered scheme ("synthetic", "synthetic:seed=3") → the app's generator; anything else → a video file.
 /// </summary>
 public static class FrameSources
@@ -18,7 +18,8 @@ public static class FrameSources
 
         var scheme = spec.Split(':', 2)[0];
         if (options.Schemes.TryGetValue(scheme, out var make)) return make(spec, options);
-        if (NetworkFrameSource.IsUrl(spec)) return new NetworkFrameSource(spec, options);
+        if (NetworkFrameSource.IsUrl(spec))
+            return options.StreamsAsFiles || IsRemoteFile(spec) ? VideoFileSource.OfUrl(spec, options) : new NetworkFrameSource(spec, options);
 
         if (CameraIndex(spec) is { } camera) return OpenCamera(camera, options);
         if (spec == StdinSpec) return OpenStdin(options);
@@ -26,7 +27,7 @@ public static class FrameSources
         return FileKind.Of(spec) switch
         {
             FileKind.Kind.Directory => new ImageFolderSource(spec, options),
-            FileKind.Kind.Fifo => options.PipesAsFiles ? OpenPipeAsFile(spec, $"fifo {Path.GetFileName(spec)}", options) : OpenFifo(spec, options),
+            FileKind.Kind.Fifo => options.StreamsAsFiles ? OpenPipeAsFile(spec, $"fifo {Path.GetFileName(spec)}", options) : OpenFifo(spec, options),
             FileKind.Kind.CharDevice => throw new UserError($"{spec} is a device but not a camera (/dev/videoN)"),
             FileKind.Kind.Missing => throw new UserError(spec.StartsWith("/dev/video")
                 ? $"camera {spec} not found; {CamerasHere()}"
@@ -51,6 +52,20 @@ public static class FrameSources
         using var source = Open(spec, options);
         return source.Fps;
     }
+
+    /// <summary>The extensions of a URL that may name a whole video (a download, or an HLS playlist of one) rather than a camera's stream.</summary>
+    static readonly string[] FileExtensions = [".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ogv", ".m3u8"];
+
+    /// <summary>
+    /// An HTTP(S) URL of a video with a length (a file on a web server, an HLS playlist that has
+    /// ended), which plays at its own rate and ends, where a camera's stream has no end and is
+    /// reconnected when it drops. Only a URL whose path names such a file is asked (ffprobe makes a
+    /// connection of its own, which a camera serving one client at a time could not spare).
+    /// </summary>
+    static bool IsRemoteFile(string url) =>
+        Uri.TryCreate(url, UriKind.Absolute, out var u) && u.Scheme is "http" or "https"
+        && FileExtensions.Contains(Path.GetExtension(u.AbsolutePath), StringComparer.OrdinalIgnoreCase)
+        && Output.MediaProbe.Of(url)?.Seconds is > 0;
 
     /// <summary>
     /// "0" → 0, "/dev/video2" → 2, only when the node exists. V4L2 opens index N as /dev/videoN, so
@@ -88,7 +103,7 @@ public static class FrameSources
         const string stdin = "/dev/stdin";
         return FileKind.Of(stdin) switch
         {
-            FileKind.Kind.Fifo => options.PipesAsFiles ? OpenPipeAsFile(stdin, "pipe stdin", options) : OpenFifo(stdin, options),
+            FileKind.Kind.Fifo => options.StreamsAsFiles ? OpenPipeAsFile(stdin, "pipe stdin", options) : OpenFifo(stdin, options),
             FileKind.Kind.Regular => new VideoFileSource(stdin, options), // ra stream - < clip.mp4
             _ => throw new UserError("'-' reads a video piped into standard input, and nothing is piped in here (e.g. ffmpeg -i IN -f nut - | ra stream -)"),
         };
@@ -97,11 +112,11 @@ public static class FrameSources
     /// <summary>
     /// A FIFO or pipe read as a file: every frame in order, ffmpeg's own backpressure pacing the
     /// writer, ending when the writer closes. Opening waits for the writer to connect and send its
-    /// header, up to <see cref="FrameSourceOptions.PipeOpenTimeout"/>.
+    /// header, up to <see cref="FrameSourceOptions.StreamOpenTimeout"/>.
     /// </summary>
     static IFrameSource OpenPipeAsFile(string path, string description, FrameSourceOptions options)
     {
-        try { return new VideoFileSource(path, options with { OpenTimeout = options.PipeOpenTimeout }, description); }
+        try { return new VideoFileSource(path, options with { OpenTimeout = options.StreamOpenTimeout }, description); }
         catch (UserError) { ReleaseBlockedOpen(path); throw; }
     }
 

@@ -33,14 +33,29 @@ public sealed class NetworkFrameSource : IFrameSource, IReconnectingSource
         if (!IsUrl(url)) throw new UserError($"not a stream URL ({string.Join(", ", Schemes)}): {Redact(url)}");
         var ffmpeg = Executables.Find("ffmpeg")
             ?? throw new UserError($"network sources need ffmpeg on PATH (Debian: apt-get install ffmpeg): {Redact(url)}");
-        var timeoutUs = ((long)(ioTimeout ?? TimeSpan.FromSeconds(5)).TotalMicroseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        _relay = new FfmpegRelay(ffmpeg,
-            // A stream that stalls ends the relay (then the source reconnects) instead of hanging it.
-            ["-rw_timeout", timeoutUs, "-i", url],
-            ["-vf", $"scale='min({MaxWidth},iw)':-2"],
-            line => Uri.TryCreate(url, UriKind.Absolute, out var u) && u.UserInfo.Length > 0 ? line.Replace(u.UserInfo + "@", "***@") : line);
+        // A stream that stalls ends the relay (then the source reconnects) instead of hanging it.
+        _relay = Relay(ffmpeg, url, ioTimeout ?? TimeSpan.FromSeconds(5));
         Description = $"stream {Redact(url)}";
         _live = new LiveFrameSource(Description, Open, options, unblock: _relay.Stop);
+    }
+
+    /// <summary>
+    /// Debian's ffmpeg reading <paramref name="url"/> into raw frames: an I/O that stalls for
+    /// <paramref name="ioTimeout"/> ends it; frames wider than <see cref="MaxWidth"/> are scaled down;
+    /// the URL's password stays out of its error lines. An HTTP(S) URL reaches only HTTP(S) (its
+    /// playlist cannot name a local file).
+    /// </summary>
+    /// <param name="resume">a file read to its end: ffmpeg itself resumes a dropped HTTP connection where it broke
+    /// (a live source instead ends its relay, and reconnects with its own backoff)</param>
+    internal static FfmpegRelay Relay(string ffmpeg, string url, TimeSpan ioTimeout, bool resume = false)
+    {
+        var timeoutUs = ((long)ioTimeout.TotalMicroseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        bool isHttp = Uri.TryCreate(url, UriKind.Absolute, out var u) && u.Scheme.StartsWith("http", StringComparison.OrdinalIgnoreCase);
+        string[] http = !isHttp ? []
+            : resume ? ["-protocol_whitelist", "http,https,tcp,tls,crypto", "-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "4"]
+            : ["-protocol_whitelist", "http,https,tcp,tls,crypto"];
+        return new FfmpegRelay(ffmpeg, [.. http, "-rw_timeout", timeoutUs, "-i", url], ["-vf", $"scale='min({MaxWidth},iw)':-2"],
+            line => u is { UserInfo.Length: > 0 } ? line.Replace(u.UserInfo + "@", "***@") : line);
     }
 
     public string Description { get; }

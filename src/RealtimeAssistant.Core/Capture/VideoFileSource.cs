@@ -39,40 +39,83 @@ public sealed class VideoFileSource : IFrameSource
         this.path = path;
         this.options = options ?? new FrameSourceOptions();
         if (!File.Exists(path)) throw new UserError($"video file not found: {path}");
-        var name = Path.GetFileName(path);
-        var timeout = this.options.OpenTimeout;
-        // A pipe is read once, front to back: it has no length, and cannot be reopened to loop or to decode again.
-        pipe = FileKind.Of(path) == FileKind.Kind.Fifo;
-        var opened = Open(path, timeout, pipe);
-        // The container's rate and length, whoever decodes.
-        Fps = opened.Capture.Fps is > 0 and < 1000 ? opened.Capture.Fps : 30;
-        var count = (long)opened.Capture.Get(VideoCaptureProperties.FrameCount);
-        FrameCount = count > 0 && !pipe ? count : null;
-        var codec = Codecs.Describe(opened.Capture);
-        if (opened.First is { } frame) (capture, first) = (opened.Capture, frame);
-        else
-        {
-            if (opened.Finished) opened.Capture.Dispose(); // else the read still runs on its thread: leave the capture to it
-            var cannot = $"cannot decode {name}: codec {codec} gave no frame{(opened.Finished ? "s" : $" within {timeout.TotalSeconds:0.#} s")} (OpenCV's FFmpeg has no decoder for it)";
-            if (pipe)
-                throw new UserError($"no frame came through {name}: its writer sent none, or codec {codec} is one OpenCV's FFmpeg cannot decode (decode it before the pipe: ffmpeg -i IN -c:v rawvideo -f nut -)");
-            var ffmpeg = this.options.DecodeWithFfmpeg ? Executables.Find("ffmpeg") : null;
-            if (ffmpeg is null)
-                throw new UserError($"{cannot}; with ffmpeg on PATH (apt-get install ffmpeg) ra decodes it through ffmpeg");
-            // The file may come from anyone (a chat request's video): ffmpeg reads it as one local
-            // container, never as a playlist or concat list that reaches other files or the network.
-            relay = new FfmpegRelay(ffmpeg, ["-protocol_whitelist", "file", "-format_whitelist", RelayContainers, "-i", path]);
-            try { (capture, first) = OpenRelay(relay, timeout); }
-            catch (IOException e)
-            {
-                relay.Dispose();
-                throw new UserError($"{cannot}, and ffmpeg could not either ({e.Message})", e);
-            }
-        }
-        FrameSize = first.Size();
-        Description = $"{description ?? $"file {name}"} ({FrameSize.Width}x{FrameSize.Height}, {Fps:0.##} fps{(FrameCount is { } n ? $", {n} frames" : "")}{(relay is null ? "" : $", {codec} decoded by ffmpeg")})";
+        (capture, first, relay, pipe, FrameCount, Fps, var codec) = OpenLocal(path, this.options);
+        Description = Describe(description ?? $"file {Path.GetFileName(path)}", relay is null ? null : $"{codec} decoded by ffmpeg", out var size);
+        FrameSize = size;
         if (this.options.Realtime) pacer = new Pacer(Fps);
         if (this.options.FirstFrame(Fps) is > 0 and var start) SkipTo(start);
+    }
+
+    /// <summary>
+    /// A stream URL read as a file (<see cref="FrameSourceOptions.StreamsAsFiles"/>): Debian's ffmpeg
+    /// fetches and decodes it, and every frame comes in order, the download held back by the reader,
+    /// to the stream's end. A looping one fetches it again. A URL that gives no video within
+    /// <see cref="FrameSourceOptions.StreamOpenTimeout"/> is a <see cref="UserError"/> with ffmpeg's reason.
+    /// </summary>
+    public static VideoFileSource OfUrl(string url, FrameSourceOptions? options = null) => new(url, options ?? new FrameSourceOptions(), isUrl: true);
+
+    VideoFileSource(string url, FrameSourceOptions options, bool isUrl)
+    {
+        path = NetworkFrameSource.Redact(url);
+        this.options = options;
+        var ffmpeg = Executables.Find("ffmpeg")
+            ?? throw new UserError($"stream URLs need ffmpeg on PATH (Debian: apt-get install ffmpeg): {path}");
+        relay = NetworkFrameSource.Relay(ffmpeg, url, TimeSpan.FromSeconds(10), resume: true);
+        try { (capture, first) = OpenRelay(relay, options.StreamOpenTimeout); }
+        catch (IOException e)
+        {
+            relay.Dispose();
+            throw new UserError($"no video from {path}: {e.Message}", e);
+        }
+        // The relay's NUT carries the stream's rate, but no length.
+        Fps = capture.Fps is > 0 and < 1000 ? capture.Fps : 30;
+        Description = Describe($"url {path}", null, out var size);
+        FrameSize = size;
+        if (options.Realtime) pacer = new Pacer(Fps);
+        if (options.FirstFrame(Fps) is > 0 and var start) SkipTo(start);
+    }
+
+    string Describe(string name, string? decoder, out Size size)
+    {
+        size = first!.Size();
+        return $"{name} ({size.Width}x{size.Height}, {Fps:0.##} fps{(FrameCount is { } n ? $", {n} frames" : "")}{(decoder is null ? "" : $", {decoder}")})";
+    }
+
+    /// <summary>A local file or pipe through OpenCV's FFmpeg, or through Debian's ffmpeg where OpenCV's lacks the codec.</summary>
+    static (VideoCapture, Mat, FfmpegRelay?, bool Pipe, long? Count, double Fps, string Codec) OpenLocal(string path, FrameSourceOptions options)
+    {
+        var name = Path.GetFileName(path);
+        var timeout = options.OpenTimeout;
+        // A pipe is read once, front to back: it has no length, and cannot be reopened to loop or to decode again.
+        var pipe = FileKind.Of(path) == FileKind.Kind.Fifo;
+        var opened = Open(path, timeout, pipe);
+        // The container's rate and length, whoever decodes.
+        var fps = opened.Capture.Fps is > 0 and < 1000 ? opened.Capture.Fps : 30;
+        var count = (long)opened.Capture.Get(VideoCaptureProperties.FrameCount);
+        long? frames = count > 0 && !pipe ? count : null;
+        var codec = Codecs.Describe(opened.Capture);
+        if (opened.First is { } frame) return (opened.Capture, frame, null, pipe, frames, fps, codec);
+
+        if (opened.Finished) opened.Capture.Dispose(); // else the read still runs on its thread: leave the capture to it
+        var cannot = $"cannot decode {name}: codec {codec} gave no frame{(opened.Finished ? "s" : $" within {timeout.TotalSeconds:0.#} s")} (OpenCV's FFmpeg has no decoder for it)";
+        if (pipe)
+            throw new UserError($"no frame came through {name}: its writer sent none, or codec {codec} is one OpenCV's FFmpeg cannot decode (decode it before the pipe: ffmpeg -i IN -c:v rawvideo -f nut -)");
+        var ffmpeg = options.DecodeWithFfmpeg ? Executables.Find("ffmpeg") : null;
+        if (ffmpeg is null)
+            throw new UserError($"{cannot}; with ffmpeg on PATH (apt-get install ffmpeg) ra decodes it through ffmpeg");
+        // The file may come from anyone (a chat request's video): ffmpeg reads it as one local
+        // container, never as a playlist or concat list that reaches other files or the network.
+        var relay = new FfmpegRelay(ffmpeg, ["-protocol_whitelist", "file", "-format_whitelist", RelayContainers, "-i", path]);
+        try
+        {
+            var (capture, first) = OpenRelay(relay, timeout);
+            return (capture, first, relay, pipe, frames, fps, codec);
+        }
+        catch (IOException e)
+        {
+            relay.Dispose();
+            throw new UserError($"{cannot}, and ffmpeg could not either ({e.Message})", e);
+        }
     }
 
     /// <summary>

@@ -1,31 +1,46 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text.Json;
 
 namespace RealtimeAssistant.Output;
 
 /// <summary>
-/// What Debian's ffprobe says of a local video file that OpenCV does not: whether it has sound, and
-/// its video's base rate (r_frame_rate: the rate its timestamps are on, a variable-rate
-/// recording's fastest stretch, where OpenCV gives the mean).
+/// What Debian's ffprobe says of a video that OpenCV does not: whether it has sound, its video's
+/// base rate (r_frame_rate: the rate its timestamps are on, a variable-rate recording's fastest
+/// stretch, where OpenCV gives the mean), and its length, which a live stream has not.
 /// </summary>
-public sealed record MediaProbe(bool HasSound, double? BaseFps)
+/// <param name="Seconds">the container's duration; null for a live stream</param>
+public sealed record MediaProbe(bool HasSound, double? BaseFps, double? Seconds = null)
 {
-    /// <summary>Null without ffprobe, or when it cannot read the file.</summary>
-    public static MediaProbe? Of(string file)
+    /// <summary>
+    /// A local file, or an HTTP(S) URL (which reaches only HTTP(S): its playlist cannot name a
+    /// local file). Null without ffprobe, when it cannot read the source, or after <paramref name="timeout"/>.
+    /// </summary>
+    public static MediaProbe? Of(string source, TimeSpan? timeout = null)
     {
         if (Executables.Find("ffprobe") is not { } ffprobe) return null;
+        var url = Uri.TryCreate(source, UriKind.Absolute, out var u) && u.Scheme is "http" or "https";
         var info = Executables.InOwnSession(ffprobe);
         info.RedirectStandardOutput = info.RedirectStandardError = true;
-        foreach (var a in new[] { "-v", "error", "-protocol_whitelist", "file", "-show_entries", "stream=codec_type,r_frame_rate", "-of", "csv=p=0", file })
+        foreach (var a in new[] { "-v", "error", "-protocol_whitelist", url ? "http,https,tcp,tls,crypto" : "file",
+                     "-show_entries", "stream=codec_type,r_frame_rate:format=duration", "-of", "json", source })
             info.ArgumentList.Add(a);
         using var p = Process.Start(info)!;
         var output = p.StandardOutput.ReadToEndAsync();
         _ = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(10_000)) { try { p.Kill(); } catch (InvalidOperationException) { } return null; }
+        if (!p.WaitForExit(timeout ?? TimeSpan.FromSeconds(10))) { try { p.Kill(); } catch (InvalidOperationException) { } return null; }
         if (p.ExitCode != 0) return null;
-        var streams = output.Result.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(l => l.Split(',')).ToList();
-        double? fps = streams.FirstOrDefault(s => s is ["video", _]) is [_, var rate] ? Rate(rate) : null;
-        return new MediaProbe(streams.Any(s => s is ["audio", ..]), fps);
+        try
+        {
+            using var json = JsonDocument.Parse(output.Result);
+            var streams = json.RootElement.TryGetProperty("streams", out var s) && s.ValueKind == JsonValueKind.Array ? s.EnumerateArray().ToList() : [];
+            string? Text(JsonElement e, string name) => e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+            var video = streams.FirstOrDefault(e => Text(e, "codec_type") == "video");
+            double? seconds = json.RootElement.TryGetProperty("format", out var f)
+                && double.TryParse(Text(f, "duration"), NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d > 0 && double.IsFinite(d) ? d : null;
+            return new MediaProbe(streams.Any(e => Text(e, "codec_type") == "audio"), Text(video, "r_frame_rate") is { } r ? Rate(r) : null, seconds);
+        }
+        catch (JsonException) { return null; }
     }
 
     static double? Rate(string fraction)

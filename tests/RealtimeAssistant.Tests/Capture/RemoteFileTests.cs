@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using OpenCvSharp;
+using RealtimeAssistant.Capture;
+using RealtimeAssistant.Output;
+using RealtimeAssistant.Tests.Cli;
+using RealtimeAssistant.Tests.Server;
+
+namespace RealtimeAssistant.Tests.Capture;
+
+/// <summary>
+/// A video file on a web server (http://host/clip.mp4), as a user gives one: read as a file, not
+/// as a camera. annotate and stream read every frame of it and end with it; live plays it at its
+/// own rate and ends. (As a camera it was read at ffmpeg's decoding speed, most frames dropped,
+/// and fetched again each time it ended: annotate never ended and wrote nothing.)
+/// </summary>
+public class RemoteFileTests(ITestOutputHelper log)
+{
+    /// <summary>Kestrel serving one file with range requests, as any web server does (an MP4 with its index at the end needs them).</summary>
+    static async Task<(WebApplication Site, string Url)> Serve(string file)
+    {
+        var name = Path.GetFileName(file);
+        var site = await LoopbackSite.Start(a => a.MapGet("/videos/" + name, () => Results.File(file, "video/mp4", enableRangeProcessing: true)));
+        return (site, $"{site.Urls.First()}/videos/{name}");
+    }
+
+    static List<Frame> ReadAll(IFrameSource source, int most = 10_000)
+    {
+        var frames = new List<Frame>();
+        while (frames.Count < most && source.Read() is { } f) frames.Add(f);
+        return frames;
+    }
+
+    [Fact]
+    public async Task AnHttpFile_ReadAsAFile_GivesEveryFrameInOrder_AsTheLocalFileDoes_ThenEnds()
+    {
+        if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH to fetch the URL");
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("remote-file"), frames: 40, fps: 10);
+        var (site, url) = await Serve(clip);
+        await using var _ = site;
+
+        using var remote = FrameSources.Open(url, new FrameSourceOptions { StreamsAsFiles = true });
+        using var local = FrameSources.Open(clip);
+        Assert.StartsWith($"url {url} (160x120, 10 fps", remote.Description);
+        Assert.False(remote.IsLive);
+        Assert.Equal(10, remote.Fps, 3);
+        var got = ReadAll(remote);
+        var expected = ReadAll(local);
+        try
+        {
+            Assert.Equal(expected.Select(f => f.Index), got.Select(f => f.Index));
+            Assert.Equal(40, got.Count);
+            for (int i = 0; i < got.Count; i++)
+            {
+                Assert.Equal(expected[i].Timestamp.TotalMilliseconds, got[i].Timestamp.TotalMilliseconds, 1.0);
+                // Two FFmpeg builds decode it (Debian's and OpenCV's): the same pictures, within rounding.
+                var diff = Cv2.Norm(expected[i].Image, got[i].Image, NormTypes.L1) / (160 * 120 * 3);
+                Assert.True(diff < 2, $"frame {i} differs by {diff:0.##} levels on average");
+            }
+            Assert.Null(remote.Read()); // the end stays the end: no reconnect
+        }
+        finally { got.Concat(expected).ToList().ForEach(f => f.Dispose()); }
+    }
+
+    [Fact]
+    public async Task AnHttpFile_PlayedLive_IsPacedByItsOwnRate_AndEnds()
+    {
+        if (TestMedia.Ffmpeg is null || Executables.Find("ffprobe") is null) Assert.Skip("no ffmpeg and ffprobe on PATH to fetch and probe the URL");
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("remote-live"), frames: 20, fps: 10);
+        var (site, url) = await Serve(clip);
+        await using var _ = site;
+
+        // live's options: a camera's stream would be a NetworkFrameSource, newest frame wins, reconnected when it ends.
+        using var source = FrameSources.Open(url, new FrameSourceOptions { Realtime = true });
+        Assert.IsType<VideoFileSource>(source);
+        Assert.True(source.IsLive);
+        var sw = Stopwatch.StartNew();
+        var frames = ReadAll(source, most: 100);
+        var elapsed = sw.Elapsed;
+        try
+        {
+            log.WriteLine($"{frames.Count} frames in {elapsed.TotalSeconds:0.00} s");
+            // Never early: frame 19 is due 1.9 s after frame 0 (decoding alone takes a few ms).
+            Assert.True(elapsed >= TimeSpan.FromSeconds(1.85), $"played in {elapsed.TotalSeconds:0.00} s, not at 10 fps");
+            Assert.InRange(frames.Count, 10, 20);   // a slow machine passes over late frames, as a camera's
+            Assert.Equal(frames.Select(f => f.Index).Order(), frames.Select(f => f.Index));
+            Assert.True(frames[^1].Index <= 19, $"read past the end: frame {frames[^1].Index}");
+        }
+        finally { frames.ForEach(f => f.Dispose()); }
+    }
+
+    [Fact]
+    public async Task AMissingHttpFile_IsAUserError_WithTheServersAnswer()
+    {
+        if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH to fetch the URL");
+        await using var site = await LoopbackSite.Start(_ => { });
+        var url = $"{site.Urls.First()}/videos/gone.mp4";
+        var e = Assert.Throws<UserError>(() => FrameSources.Open(url, new FrameSourceOptions { StreamsAsFiles = true }));
+        Assert.Equal($"no video from {url}: ffmpeg: {url}: Server returned 404 Not Found", e.Message);
+    }
+
+    /// <summary>`ra annotate http://…/clip.mp4`: every frame written and captioned as the same file on disk is.</summary>
+    [Fact]
+    public async Task AnnotateUrl_WritesEveryFrame_AndTheCaptionsOfTheSameFileOnDisk()
+    {
+        if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH to fetch the URL and encode the video");
+        var dir = TestMedia.TempDir("annotate-url");
+        var clip = TestMedia.WriteClip(dir, frames: 45, fps: 15);
+        var (site, url) = await Serve(clip);
+        await using var _ = site;
+
+        var fromUrl = CliProcess.Run(["annotate", url, "-o", Path.Combine(dir, "url"), "--gate", "0"], TimeSpan.FromMinutes(3));
+        log.WriteLine(fromUrl.Stderr);
+        Assert.True(fromUrl.Code == 0, fromUrl.Stderr);
+        var fromDisk = CliProcess.Run(["annotate", clip, "-o", Path.Combine(dir, "disk"), "--gate", "0"], TimeSpan.FromMinutes(3));
+        Assert.True(fromDisk.Code == 0, fromDisk.Stderr);
+
+        Assert.Equal(45, TestMedia.ReadBack(Path.Combine(dir, "url", "annotated.mp4")).Count);
+        var srt = File.ReadAllText(Path.Combine(dir, "url", "captions.srt"));
+        Assert.NotEmpty(srt);
+        Assert.Equal(File.ReadAllText(Path.Combine(dir, "disk", "captions.srt")), srt);
+    }
+}
