@@ -49,7 +49,7 @@ public sealed record AnnotateReport(string OutputDir, OutputMode Mode, long Star
 public static class Annotator
 {
     /// <summary>The options annotate opens its input with: a pipe is read to its end, every frame.</summary>
-    public static FrameSourceOptions SourceOptions => AppSources.Options(streamsAsFiles: true);
+    public static FrameSourceOptions SourceOptions => AppSources.Options(pipesAsFiles: true, urlsAsFiles: true);
 
     /// <param name="source">the input, already open (the run takes it); null: open <see cref="AnnotateOptions.Input"/></param>
     public static AnnotateReport Run(AnnotateOptions o, ICaptionSession session, FrameLoopOptions loopOptions, CancellationToken ct, IFrameSource? source = null)

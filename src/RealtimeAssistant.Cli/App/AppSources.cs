@@ -8,12 +8,14 @@ public static class AppSources
 {
     public const int SyntheticSize = 480, SyntheticFps = 15, SyntheticSeconds = 60;
 
-    /// <param name="streamsAsFiles">a FIFO or "-" is read as a file, every frame to its end (annotate, stream), not as a camera</param>
-    public static FrameSourceOptions Options(bool realtime = false, bool loop = false, bool streamsAsFiles = false) => new()
+    /// <param name="pipesAsFiles">a FIFO or "-" is read as a file, every frame to its end (annotate, stream), not as a camera</param>
+    /// <param name="urlsAsFiles">so is every stream URL, a camera's too (annotate)</param>
+    public static FrameSourceOptions Options(bool realtime = false, bool loop = false, bool pipesAsFiles = false, bool urlsAsFiles = false) => new()
     {
         Realtime = realtime,
         Loop = loop,
-        StreamsAsFiles = streamsAsFiles,
+        PipesAsFiles = pipesAsFiles,
+        UrlsAsFiles = urlsAsFiles,
         Schemes = new Dictionary<string, Func<string, FrameSourceOptions, IFrameSource>> { ["synthetic"] = Synthetic },
     };
 

@@ -17,7 +17,7 @@ public static class StreamCommand
 {
     public static Command Create()
     {
-        var input = new Argument<string>("source") { Description = "video file, camera index, image folder, or a stream URL, a FIFO or '-' for standard input, read to its end, every frame (default: the bundled media/demo.mp4)", Arity = ArgumentArity.ZeroOrOne };
+        var input = new Argument<string>("source") { Description = "video file, camera index, stream URL (an http(s) URL of a video file is read as a file), image folder, or a FIFO or '-' for standard input, read to the writer's end (default: the bundled media/demo.mp4)", Arity = ArgumentArity.ZeroOrOne };
         var model = AppModel.ModelOption();
         var jsonl = Cli.WritesTo(new Option<string?>("--jsonl") { Description = "append each segment to this file as a JSON line ('-': to stdout, as it is written, with the text and table on stderr)" }, folder: false);
         var limit = new Option<int>("--max-frames") { DefaultValueFactory = _ => 0, Description = "stop after this many source frames (0 = the whole stream)" };
@@ -37,7 +37,7 @@ public static class StreamCommand
             if (pr.GetValue(limit) < 0) throw new UserError("--max-frames must be ≥ 0");
             rt.Check(pr);
             var spec = pr.GetValue(input) ?? Cli.FindRepoPath("media/demo.mp4") ?? throw new UserError("no source given and media/demo.mp4 not found");
-            var source = FrameSources.Open(spec, AppSources.Options(streamsAsFiles: true));
+            var source = FrameSources.Open(spec, AppSources.Options(pipesAsFiles: true));
             using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
             var run = rt.Resolve(pr, engine, source.Fps, Pacing.Headless);
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);

@@ -43,12 +43,18 @@ public sealed record FrameSourceOptions
     public bool DecodeWithFfmpeg { get; init; } = true;
 
     /// <summary>
-    /// Read a FIFO, a pipe ("-") or a stream URL as a file: every frame in order, the writer or the
-    /// server held back by the reader, ending when it ends (annotate, stream). Off, each stands in
-    /// for a camera (live): the newest frame wins, and a writer or server that goes away is waited
-    /// for again.
+    /// Read a FIFO or a pipe ("-") as a file: every frame in order, the writer held back by the
+    /// reader, ending when it closes (annotate, stream). Off, it stands in for a camera (live): the
+    /// newest frame wins, and a writer that goes away is waited for again.
     /// </summary>
-    public bool StreamsAsFiles { get; init; }
+    public bool PipesAsFiles { get; init; }
+
+    /// <summary>
+    /// Read every stream URL as a file: every frame in order, ffmpeg's download held back by the
+    /// reader, ending when the stream ends (annotate, which writes every frame). Off, only a URL
+    /// naming a video file with a length is a file; a camera's is live, reconnected when it drops.
+    /// </summary>
+    public bool UrlsAsFiles { get; init; }
 
     /// <summary>How long a pipe or URL read as a file may take to give its first frame.</summary>
     public TimeSpan StreamOpenTimeout { get; init; } = TimeSpan.FromSeconds(30);

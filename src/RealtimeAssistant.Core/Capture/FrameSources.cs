@@ -5,8 +5,9 @@ namespace RealtimeAssistant.Capture;
 /// <summary>
 /// Turns the user's <c>--source</c> text into a frame source:
 /// "0" or "/dev/video0" → V4L2 camera; rtsp://, rtmp://, http(s):// → network stream (through
-/// Debian's ffmpeg); a FIFO, or "-" for standard input → a live stream; a URL, a FIFO or "-" is read
-/// as a file instead where <see cref="FrameSourceOptions.StreamsAsFiles"/> says; a folder → images;
+/// Debian's ffmpeg), or a file where it names one or <see cref="FrameSourceOptions.UrlsAsFiles"/>
+/// says; a FIFO, or "-" for standard input → a live stream, or a file where
+/// <see cref="FrameSourceOptions.PipesAsFiles"/> says; a folder → images;
 /// a registered scheme ("synthetic", "synthetic:seed=3") → the app's generator; anything else → a video file.
 /// </summary>
 public static class FrameSources
@@ -19,7 +20,7 @@ public static class FrameSources
         var scheme = spec.Split(':', 2)[0];
         if (options.Schemes.TryGetValue(scheme, out var make)) return make(spec, options);
         if (NetworkFrameSource.IsUrl(spec))
-            return options.StreamsAsFiles || IsRemoteFile(spec) ? VideoFileSource.OfUrl(spec, options) : new NetworkFrameSource(spec, options);
+            return options.UrlsAsFiles || IsRemoteFile(spec) ? VideoFileSource.OfUrl(spec, options) : new NetworkFrameSource(spec, options);
 
         if (CameraIndex(spec) is { } camera) return OpenCamera(camera, options);
         if (spec == StdinSpec) return OpenStdin(options);
@@ -27,7 +28,7 @@ public static class FrameSources
         return FileKind.Of(spec) switch
         {
             FileKind.Kind.Directory => new ImageFolderSource(spec, options),
-            FileKind.Kind.Fifo => options.StreamsAsFiles ? OpenPipeAsFile(spec, $"fifo {Path.GetFileName(spec)}", options) : OpenFifo(spec, options),
+            FileKind.Kind.Fifo => options.PipesAsFiles ? OpenPipeAsFile(spec, $"fifo {Path.GetFileName(spec)}", options) : OpenFifo(spec, options),
             FileKind.Kind.CharDevice => throw new UserError($"{spec} is a device but not a camera (/dev/videoN)"),
             FileKind.Kind.Missing => throw new UserError(spec.StartsWith("/dev/video")
                 ? $"camera {spec} not found; {CamerasHere()}"
@@ -103,7 +104,7 @@ public static class FrameSources
         const string stdin = "/dev/stdin";
         return FileKind.Of(stdin) switch
         {
-            FileKind.Kind.Fifo => options.StreamsAsFiles ? OpenPipeAsFile(stdin, "pipe stdin", options) : OpenFifo(stdin, options),
+            FileKind.Kind.Fifo => options.PipesAsFiles ? OpenPipeAsFile(stdin, "pipe stdin", options) : OpenFifo(stdin, options),
             FileKind.Kind.Regular => new VideoFileSource(stdin, options), // ra stream - < clip.mp4
             _ => throw new UserError("'-' reads a video piped into standard input, and nothing is piped in here (e.g. ffmpeg -i IN -f nut - | ra stream -)"),
         };

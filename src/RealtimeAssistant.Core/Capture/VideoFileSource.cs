@@ -47,7 +47,7 @@ public sealed class VideoFileSource : IFrameSource
     }
 
     /// <summary>
-    /// A stream URL read as a file (<see cref="FrameSourceOptions.StreamsAsFiles"/>): Debian's ffmpeg
+    /// A stream URL read as a file (<see cref="FrameSourceOptions.UrlsAsFiles"/>, or a URL that names a file): Debian's ffmpeg
     /// fetches and decodes it, and every frame comes in order, the download held back by the reader,
     /// to the stream's end. A looping one fetches it again. A URL that gives no video within
     /// <see cref="FrameSourceOptions.StreamOpenTimeout"/> is a <see cref="UserError"/> with ffmpeg's reason.

@@ -25,7 +25,7 @@ public class PipeAsFileTests(ITestOutputHelper log)
         // No -re: ffmpeg writes as fast as the pipe takes it.
         var writer = Task.Run(() => TestMedia.Run(ffmpeg, ["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", TestPattern(40), "-f", "nut", fifo], TimeSpan.FromSeconds(60)));
 
-        using var source = FrameSources.Open(fifo, new FrameSourceOptions { StreamsAsFiles = true });
+        using var source = FrameSources.Open(fifo, new FrameSourceOptions { PipesAsFiles = true });
         Assert.False(source.IsLive);
         Assert.Null(source.FrameCount);
         Assert.Equal(10, source.Fps, 3);
@@ -48,7 +48,7 @@ public class PipeAsFileTests(ITestOutputHelper log)
         var fifo = Path.Combine(TestMedia.TempDir("pipe-none"), "nobody");
         Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
         var sw = Stopwatch.StartNew();
-        var e = Assert.Throws<UserError>(() => FrameSources.Open(fifo, new FrameSourceOptions { StreamsAsFiles = true, StreamOpenTimeout = TimeSpan.FromSeconds(1) }));
+        var e = Assert.Throws<UserError>(() => FrameSources.Open(fifo, new FrameSourceOptions { PipesAsFiles = true, StreamOpenTimeout = TimeSpan.FromSeconds(1) }));
         Assert.Contains("nothing is writing into it", e.Message);
         Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), $"took {sw.Elapsed}");
     }

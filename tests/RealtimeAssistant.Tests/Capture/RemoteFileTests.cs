@@ -40,7 +40,7 @@ public class RemoteFileTests(ITestOutputHelper log)
         var (site, url) = await Serve(clip);
         await using var _ = site;
 
-        using var remote = FrameSources.Open(url, new FrameSourceOptions { StreamsAsFiles = true });
+        using var remote = FrameSources.Open(url, new FrameSourceOptions { UrlsAsFiles = true });
         using var local = FrameSources.Open(clip);
         Assert.StartsWith($"url {url} (160x120, 10 fps", remote.Description);
         Assert.False(remote.IsLive);
@@ -90,13 +90,26 @@ public class RemoteFileTests(ITestOutputHelper log)
         finally { frames.ForEach(f => f.Dispose()); }
     }
 
+    /// <summary>A camera's URL is never probed (ffprobe's connection would take a one-client server's only one), and an unreachable file's is a camera's, retried.</summary>
+    [Theory]
+    [InlineData("http://127.0.0.1:9/live.ts")]
+    [InlineData("http://127.0.0.1:9/video.mjpg")]
+    [InlineData("rtsp://127.0.0.1:9/clip.mp4")]
+    [InlineData("http://127.0.0.1:9/clip.mp4")]
+    public void WithoutALength_AUrlIsACamera_ReconnectedWhenItDrops(string url)
+    {
+        if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH for a network source");
+        using var source = FrameSources.Open(url, new FrameSourceOptions { Realtime = true });
+        Assert.IsType<NetworkFrameSource>(source);
+    }
+
     [Fact]
     public async Task AMissingHttpFile_IsAUserError_WithTheServersAnswer()
     {
         if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH to fetch the URL");
         await using var site = await LoopbackSite.Start(_ => { });
         var url = $"{site.Urls.First()}/videos/gone.mp4";
-        var e = Assert.Throws<UserError>(() => FrameSources.Open(url, new FrameSourceOptions { StreamsAsFiles = true }));
+        var e = Assert.Throws<UserError>(() => FrameSources.Open(url, new FrameSourceOptions { UrlsAsFiles = true }));
         Assert.Equal($"no video from {url}: ffmpeg: {url}: Server returned 404 Not Found", e.Message);
     }
 
