@@ -119,7 +119,8 @@ public sealed partial class StreamHub : IStreamService, IDisposable
                         throw ApiError.BadRequest($"the server has no camera {index} (/dev/video{index} does not exist)", "source", "source_not_found");
                     return (kind, $"camera {index}", FrameSources.Open(index.ToString(), options));
                 case "url":
-                    return (kind, NetworkFrameSource.Redact(spec), new NetworkFrameSource(spec, options));
+                    // A camera's stream, or a video file on a web server (played at its rate, ending or looping as a file does).
+                    return (kind, NetworkFrameSource.Redact(spec), FrameSources.Open(spec, options));
                 default:
                     if (_media is null)
                         throw new ApiError(403, "this server opens no files (serve has no media folder)", "permission_error", "source", "source_not_allowed");

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Microsoft.AspNetCore.Builder;
 using RealtimeAssistant.Tests.Capture;
 
 namespace RealtimeAssistant.Tests.Server;
@@ -13,6 +14,37 @@ namespace RealtimeAssistant.Tests.Server;
 [Collection("streams server")]
 public class NetworkStreamTests(StreamServer server, ITestOutputHelper log)
 {
+    /// <summary>
+    /// A stream of a video file on a web server plays it at its rate and ends with it, as a file in
+    /// the media folder does (as a camera it was decoded as fast as ffmpeg could and fetched again
+    /// each time it ended, for ever).
+    /// </summary>
+    [Fact]
+    public async Task AnHttpVideoFile_PlaysAtItsRate_AndTheStreamEndsWithIt()
+    {
+        if (TestMedia.Ffmpeg is null || RealtimeAssistant.Output.Executables.Find("ffprobe") is null) Assert.Skip("no ffmpeg and ffprobe on PATH (./ra test installs Debian's)");
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("stream-http-file"), frames: 30, fps: 10);
+        await using var site = await LoopbackSite.Start(a => a.MapGet("/clip.mp4",
+            () => Microsoft.AspNetCore.Http.Results.File(clip, "video/mp4", enableRangeProcessing: true)));
+        var opened = await server.Open(new { source = $"{site.Urls.First()}/clip.mp4", frame_budget_ms = 0 });
+        var id = opened["id"]!.GetValue<string>();
+        Assert.Equal("url", opened["kind"]!.GetValue<string>());
+        var sw = Stopwatch.StartNew();
+        var events = new List<SseMessage>();
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        await foreach (var e in server.Events(id, ct: cts.Token)) events.Add(e);
+        var elapsed = sw.Elapsed;
+        log.WriteLine($"{events.Count} events in {elapsed.TotalSeconds:0.0} s");
+        Assert.Equal("end", events[^1].Type);
+        Assert.Equal("ended", events[^1].Data["reason"]!.GetValue<string>());
+        Assert.True(elapsed >= TimeSpan.FromSeconds(2.5), $"3 s of video ended in {elapsed.TotalSeconds:0.0} s: not played at its rate");
+        var frames = events.Where(e => e.Type == "segment").Select(e => e.Data["frame"]!.GetValue<long>()).ToList();
+        Assert.NotEmpty(frames);
+        Assert.True(frames.Max() < 30, $"a segment at frame {frames.Max()} of 30: the file was read again");
+        await server.Delete(id);
+        server.AssertNoErrors();
+    }
+
     [Fact]
     public async Task AnHttpSourceThatDiesAndReturns_IsRetried_AndCaptionsResume()
     {
