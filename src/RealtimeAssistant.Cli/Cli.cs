@@ -122,6 +122,26 @@ public static partial class Cli
         return o;
     }
 
+    /// <summary>--give-up-after SECONDS: how long a camera or stream that gave no frame is reconnected before it is lost for good (then exit <see cref="SourceLostCode"/>).</summary>
+    public static Option<double> GiveUpOption(string command)
+    {
+        var o = new Option<double>("--give-up-after")
+        {
+            Description = $"a camera or stream that gives no frame for this many seconds is lost for good: {command} says so and exits {SourceLostCode} (it reconnects until then; one that never gave a frame is exit {UserErrorCode})",
+            DefaultValueFactory = _ => 30,
+        };
+        Check(o, v => v is > 0 && !double.IsInfinity(v) ? null : $"--give-up-after must be a number of seconds > 0, got {v}");
+        return o;
+    }
+
+    /// <summary>A run whose camera or stream was lost for good: one line saying so, and <see cref="SourceLostCode"/>; else 0.</summary>
+    public static int ReportLost(Capture.IFrameSource source, string command)
+    {
+        if (source is not Capture.IReconnectingSource { LostReason: { } reason }) return 0;
+        Console.Error.WriteLine($"{command}: {reason}");
+        return SourceLostCode;
+    }
+
     /// <summary>--display-fps: the render rate, in (0, 1000].</summary>
     public static Option<double> DisplayFpsOption()
     {

@@ -222,7 +222,7 @@ public static class LiveApp
             current?.Dispose();
         }
         if (loop.CaptureError is { } ce && error is null) error = ce.Message;
-        var lost = error is null && source is LiveFrameSource { LostReason: { } reason } ? reason : null;
+        var lost = error is null && source is IReconnectingSource { LostReason: { } reason } ? reason : null;
 
         var end = clock.Elapsed.TotalSeconds;
         // A run that ended before its warm-up did: its record is the whole run, the cold start included

@@ -16,6 +16,7 @@ public static class AnnotateCommand
         var force = new Option<bool>("--force") { Description = "overwrite the outputs of an earlier run in the folder" };
         var resume = new Option<bool>("--resume") { Description = "continue an earlier, interrupted run after its last caption" };
         var hud = new Option<bool>("--hud") { Description = "burn the latency HUD into the video too" };
+        var giveUp = Cli.GiveUpOption("annotate");
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
@@ -24,7 +25,7 @@ public static class AnnotateCommand
         var rt = new RealtimeFlags("every:6");
         var cmd = new Command("annotate", "Annotate a video: annotated.mp4 with the captions burned in, plus captions.srt, .vtt and .jsonl. " +
             "Frames stream through the GPE session with the governor holding each read to the frame budget (--mode reencode and --prune-method none turn each off); --ask answers questions at given times.")
-            { input, output, every, force, resume, hud, model, device, dtype, weights, maxPixels };
+            { input, output, every, force, resume, hud, giveUp, model, device, dtype, weights, maxPixels };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -43,7 +44,8 @@ public static class AnnotateCommand
             // Check the folder and the input before the model loads: bad arguments fail fast.
             var plan = Output.OutputFolder.Plan(options.OutputDir, options.Force, options.Resume);
             // Opened once, before the model: a bad input fails fast, and a pipe (read once) gives its rate now.
-            Capture.IFrameSource? source = Capture.FrameSources.Open(options.Input, Annotator.SourceOptions);
+            Capture.IFrameSource? source = Capture.FrameSources.Open(options.Input, Annotator.SourceOptions with { GiveUpAfter = TimeSpan.FromSeconds(pr.GetValue(giveUp)) });
+            var opened = source;
             try
             {
                 double fps = source.Fps;
@@ -61,7 +63,7 @@ public static class AnnotateCommand
                 Annotator.PrintSummary(report);
                 RealtimeFlags.ReportUnasked(report.Unasked, report.Cancelled, "annotate");
                 RealtimeFlags.ReportBudget(report.Stats, report.Cancelled, "annotate");
-                return report.Cancelled ? 130 : 0;
+                return report.Cancelled ? 130 : Cli.ReportLost(opened, "annotate");
             }
             finally { source?.Dispose(); }
         });

@@ -18,11 +18,7 @@ public static class LiveCommand
         var noHud = new Option<bool>("--no-hud") { Description = "start with the HUD hidden (H toggles it)" };
         var snapshot = new Option<string?>("--snapshot") { Description = "when the run ends, save its last overlay frame to this PNG" };
         var threads = Cli.ThreadsOption("torch threads for the model (default: 1 for a model of width ≤ 128, else all cores; 1 leaves a core to render)");
-        var giveUp = new Option<double>("--give-up-after")
-        {
-            Description = $"a camera or stream that gives no frame for this many seconds is lost for good: live says so and exits {Cli.SourceLostCode} (it reconnects until then)",
-            DefaultValueFactory = _ => 30,
-        };
+        var giveUp = Cli.GiveUpOption("live");
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
@@ -43,7 +39,6 @@ public static class LiveCommand
             using var interrupt = new Interrupt(ct);
             ct = interrupt.Token;
             var spec = pr.GetValue(source)!;
-            if (pr.GetValue(giveUp) is not (> 0 and var g) || double.IsInfinity(g)) throw new UserError($"--give-up-after must be a number of seconds > 0, got {pr.GetValue(giveUp)}");
             rt.Check(pr);
             var modelDir = AppModel.Resolve(pr.GetValue(model));
             // Fail on a bad source before the model and the window: one line, exit 2.

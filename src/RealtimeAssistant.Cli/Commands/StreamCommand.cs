@@ -21,13 +21,14 @@ public static class StreamCommand
         var model = AppModel.ModelOption();
         var jsonl = Cli.WritesTo(new Option<string?>("--jsonl") { Description = "append each segment to this file as a JSON line ('-': to stdout, as it is written, with the text and table on stderr)" }, folder: false);
         var limit = new Option<int>("--max-frames") { DefaultValueFactory = _ => 0, Description = "stop after this many source frames (0 = the whole stream)" };
+        var giveUp = Cli.GiveUpOption("stream");
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
         var weights = Cli.WeightsOption();
         var maxPixels = Cli.MaxPixelsOption();
         var rt = new RealtimeFlags("change");
         var cmd = new Command("stream", "Stream captions with group position encoding: frames in, captions out, no re-encoding; questions with --ask. The governor holds each read to the frame budget.")
-            { input, model, jsonl, limit, device, dtype, weights, maxPixels };
+            { input, model, jsonl, limit, giveUp, device, dtype, weights, maxPixels };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -37,7 +38,7 @@ public static class StreamCommand
             if (pr.GetValue(limit) < 0) throw new UserError("--max-frames must be ≥ 0");
             rt.Check(pr);
             var spec = pr.GetValue(input) ?? Cli.FindRepoPath("media/demo.mp4") ?? throw new UserError("no source given and media/demo.mp4 not found");
-            var source = FrameSources.Open(spec, AppSources.Options(pipesAsFiles: true));
+            var source = FrameSources.Open(spec, AppSources.Options(pipesAsFiles: true) with { GiveUpAfter = TimeSpan.FromSeconds(pr.GetValue(giveUp)) });
             using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
             var run = rt.Resolve(pr, engine, source.Fps, Pacing.Headless);
             using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
@@ -76,7 +77,8 @@ public static class StreamCommand
             if (s.ReadsByLevelLine is { } levels) Console.WriteLine(levels);
             RealtimeFlags.ReportUnasked(result.Unasked, result.Cancelled, "stream");
             RealtimeFlags.ReportBudget(s, result.Cancelled, "stream");
-            return ct.IsCancellationRequested ? 130 : 0;
+            if (ct.IsCancellationRequested) return 130;
+            return Cli.ReportLost(source, "stream");
         });
     }
 }

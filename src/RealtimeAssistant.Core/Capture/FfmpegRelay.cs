@@ -91,8 +91,11 @@ internal sealed class FfmpegRelay : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             StopProcess();
             _error = null;
-            var psi = Executables.InOwnSession(_ffmpeg);
-            psi.RedirectStandardError = true;
+            // Killed with ra: an ffmpeg still probing its input when ra dies would otherwise block
+            // for good opening a FIFO that no one will read. Its stdout is not ra's: a stray child
+            // must not hold open the pipe a caller reads ra's output from.
+            var psi = Executables.InOwnSession(_ffmpeg, diesWithUs: true);
+            psi.RedirectStandardError = psi.RedirectStandardOutput = true;
             foreach (var a in (string[])["-nostdin", "-hide_banner", "-loglevel", "error", .. _input, .. _output, _fifo]) psi.ArgumentList.Add(a);
             var p = new Process { StartInfo = psi };
             // ffmpeg's line on its input ("URL: Server returned 404 Not Found") says why, where the lines
@@ -106,8 +109,9 @@ internal sealed class FfmpegRelay : IDisposable
                 named = line.StartsWith(input, StringComparison.Ordinal);
                 _error = $"ffmpeg: {_redact(line)}";
             };
-            p.Start();
+            Executables.StartTied(p);
             p.BeginErrorReadLine();
+            p.BeginOutputReadLine();
             _process = p;
             return p;
         }

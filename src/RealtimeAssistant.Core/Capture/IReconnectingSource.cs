@@ -9,4 +9,7 @@ public interface IReconnectingSource
     long Recoveries { get; }
     /// <summary>Attempts since the last frame (0 while frames come).</summary>
     int Attempt { get; }
+    /// <summary>Why the source ended, where it gave up on a device or stream that had been live
+    /// (<see cref="FrameSourceOptions.GiveUpAfter"/>); null while it runs, or when it simply ended.</summary>
+    string? LostReason { get; }
 }

@@ -52,8 +52,7 @@ public sealed class LiveFrameSource : IFrameSource, IReconnectingSource
         grabber.Start();
     }
 
-    /// <summary>Why the source ended, when it gave up on a device or stream that had been live: what
-    /// was lost, for how long it was retried and how often. Null while it runs or when it simply ended.</summary>
+    /// <summary>What was lost, for how long it was retried and how often.</summary>
     public string? LostReason => gaveUp && Interlocked.Read(ref frames) > 0
         ? $"{Description} lost: no frame for {options.GiveUpAfter!.Value.TotalSeconds:0.#} s, {Volatile.Read(ref reconnects)} reconnect attempts; gave up"
         : null;

@@ -66,6 +66,7 @@ public sealed class NetworkFrameSource : IFrameSource, IReconnectingSource
     public long Retries => _live.Retries;
     public long Recoveries => _live.Recoveries;
     public int Attempt => _live.Attempt;
+    public string? LostReason => _live.LostReason;
     public long FramesReceived => _live.FramesReceived;
 
     public Frame? Read(CancellationToken ct = default) => _live.Read(ct);

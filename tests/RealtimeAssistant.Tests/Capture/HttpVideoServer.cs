@@ -66,6 +66,17 @@ public sealed class HttpVideoServer : IDisposable
         });
     }
 
+    /// <summary>Whether a client is connected to the port (/proc/net/tcp: a connection in state 01 on it).</summary>
+    public bool HasClient()
+    {
+        var hex = $":{Port:X4}";
+        return File.ReadLines("/proc/net/tcp").Skip(1).Any(l =>
+        {
+            var cols = l.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            return cols.Length > 3 && cols[1].EndsWith(hex, StringComparison.Ordinal) && cols[3] == "01";
+        });
+    }
+
     /// <summary>Kills ffmpeg mid-stream (as a crashed or restarted camera server).</summary>
     public void Kill()
     {

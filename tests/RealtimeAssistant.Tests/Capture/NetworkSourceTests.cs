@@ -105,9 +105,9 @@ public class NetworkSourceTests(ITestOutputHelper log)
         Assert.Empty(ChildFfmpegs());
     }
 
-    internal static IEnumerable<int> ChildFfmpegs()
+    internal static IEnumerable<int> ChildFfmpegs(int? parent = null)
     {
-        var me = Environment.ProcessId.ToString();
+        var me = (parent ?? Environment.ProcessId).ToString();
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), out var pid)) continue;

@@ -113,6 +113,46 @@ public class RemoteFileTests(ITestOutputHelper log)
         Assert.Equal($"no video from {url}: ffmpeg: {url}: Server returned 404 Not Found", e.Message);
     }
 
+    /// <summary>
+    /// ra killed (SIGKILL: no clean-up of its own) while its relay's ffmpeg still waits for the
+    /// server: the ffmpeg dies with it. It would otherwise get its input, block opening a FIFO
+    /// that no one reads any more, and hold ra's pipes open for good.
+    /// </summary>
+    [Fact]
+    public async Task RaKilledWhileItsRelayWaitsForTheServer_LeavesNoFfmpeg()
+    {
+        if (TestMedia.Ffmpeg is null || Executables.Find("setpriv") is null) Assert.Skip("no ffmpeg and util-linux's setpriv on PATH");
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("remote-killed"), frames: 20, fps: 10);
+        var release = new TaskCompletionSource();
+        await using var site = await LoopbackSite.Start(a => a.MapGet("/slow/clip.mp4", async () =>
+        {
+            await release.Task.WaitAsync(TimeSpan.FromSeconds(60)); // the server answers once ra is dead
+            return Results.File(clip, "video/mp4", enableRangeProcessing: true);
+        }));
+        var info = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in (string[])[CliProcess.RaDll, "annotate", $"{site.Urls.First()}/slow/clip.mp4", "-o", TestMedia.TempDir("remote-killed-out")])
+            info.ArgumentList.Add(a);
+        using var ra = Process.Start(info)!;
+        _ = ra.StandardOutput.ReadToEndAsync();
+        _ = ra.StandardError.ReadToEndAsync();
+        var sw = Stopwatch.StartNew();
+        List<int> relays = [];
+        while (relays.Count == 0 && sw.Elapsed < TimeSpan.FromSeconds(60) && !ra.HasExited)
+        {
+            await Task.Delay(100);
+            relays = NetworkSourceTests.ChildFfmpegs(ra.Id).ToList();
+        }
+        Assert.True(relays.Count == 1, $"no relay under ra (exited: {ra.HasExited})");
+        ra.Kill(); // SIGKILL, ra alone
+        await ra.WaitForExitAsync();
+        release.SetResult();
+        sw.Restart();
+        while (Directory.Exists($"/proc/{relays[0]}") && sw.Elapsed < TimeSpan.FromSeconds(20)) await Task.Delay(100);
+        var alive = Directory.Exists($"/proc/{relays[0]}");
+        if (alive) TestMedia.Run("kill", ["-9", relays[0].ToString()], TimeSpan.FromSeconds(5));
+        Assert.False(alive, "the relay's ffmpeg outlived ra");
+    }
+
     /// <summary>`ra annotate http://…/clip.mp4`: every frame written and captioned as the same file on disk is.</summary>
     [Fact]
     public async Task AnnotateUrl_WritesEveryFrame_AndTheCaptionsOfTheSameFileOnDisk()
