@@ -76,9 +76,11 @@ public static class Annotator
 
         FrameLoopResult result;
         string encoder;
-        // A file's sound goes with its annotated video (a pipe's cannot be read again), at the rate
-        // its timestamps are on: a variable-rate recording's fastest stretch keeps every frame.
-        var probe = FileKind.Of(o.Input) == FileKind.Kind.Regular ? MediaProbe.Of(o.Input) : null;
+        // A file's sound goes with its annotated video, at the rate its timestamps are on: a
+        // variable-rate recording's fastest stretch keeps every frame. So does a web server's file's
+        // (fetched again for it); a pipe's or a live stream's cannot be read again.
+        var probe = FileKind.Of(o.Input) == FileKind.Kind.Regular ? MediaProbe.Of(o.Input)
+            : MediaProbe.IsHttp(o.Input) && MediaProbe.Of(o.Input) is { Seconds: > 0 } remote ? remote : null;
         var videoFps = probe?.VideoFps(fps) ?? fps;
         using (var captions = new CaptionFiles(plan))
         using (var video = new AnnotatedVideoWriter(plan.AnnotatedVideo, videoFps, o.Encoder, probe?.HasSound == true ? o.Input : null))

@@ -50,10 +50,10 @@ public sealed class NetworkFrameSource : IFrameSource, IReconnectingSource
     internal static FfmpegRelay Relay(string ffmpeg, string url, TimeSpan ioTimeout, bool resume = false)
     {
         var timeoutUs = ((long)ioTimeout.TotalMicroseconds).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        bool isHttp = Uri.TryCreate(url, UriKind.Absolute, out var u) && u.Scheme.StartsWith("http", StringComparison.OrdinalIgnoreCase);
-        string[] http = !isHttp ? []
-            : resume ? ["-protocol_whitelist", "http,https,tcp,tls,crypto", "-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "4"]
-            : ["-protocol_whitelist", "http,https,tcp,tls,crypto"];
+        Uri.TryCreate(url, UriKind.Absolute, out var u);
+        string[] http = !MediaProbe.IsHttp(url) ? []
+            : resume ? ["-protocol_whitelist", MediaProbe.Protocols(url), "-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "4"]
+            : ["-protocol_whitelist", MediaProbe.Protocols(url)];
         return new FfmpegRelay(ffmpeg, [.. http, "-rw_timeout", timeoutUs, "-i", url], ["-vf", $"scale='min({MaxWidth},iw)':-2"],
             line => u is { UserInfo.Length: > 0 } ? line.Replace(u.UserInfo + "@", "***@") : line);
     }

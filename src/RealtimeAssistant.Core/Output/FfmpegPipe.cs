@@ -26,7 +26,7 @@ internal sealed class FfmpegPipe : IDisposable
         var inv = System.Globalization.CultureInfo.InvariantCulture;
         string[] sound = audio is { } a
             // The sound of the frames annotated: from the first one's time, padded with silence and cut to the video.
-            ? ["-protocol_whitelist", "file", "-ss", a.From.TotalSeconds.ToString("0.######", inv), "-i", a.Path,
+            ? ["-protocol_whitelist", MediaProbe.Protocols(a.Path), "-ss", a.From.TotalSeconds.ToString("0.######", inv), "-i", a.Path,
                "-map", "0:v:0", "-map", "1:a:0?", "-c:a", "aac", "-b:a", "128k", "-af", "apad", "-shortest"]
             : [];
         foreach (var arg in (string[])

@@ -19,10 +19,9 @@ public sealed record MediaProbe(bool HasSound, double? BaseFps, double? Seconds 
     public static MediaProbe? Of(string source, TimeSpan? timeout = null)
     {
         if (Executables.Find("ffprobe") is not { } ffprobe) return null;
-        var url = Uri.TryCreate(source, UriKind.Absolute, out var u) && u.Scheme is "http" or "https";
         var info = Executables.InOwnSession(ffprobe);
         info.RedirectStandardOutput = info.RedirectStandardError = true;
-        foreach (var a in new[] { "-v", "error", "-protocol_whitelist", url ? "http,https,tcp,tls,crypto" : "file",
+        foreach (var a in new[] { "-v", "error", "-protocol_whitelist", Protocols(source),
                      "-show_entries", "stream=codec_type,r_frame_rate:format=duration", "-of", "json", source })
             info.ArgumentList.Add(a);
         using var p = Process.Start(info)!;
@@ -42,6 +41,15 @@ public sealed record MediaProbe(bool HasSound, double? BaseFps, double? Seconds 
         }
         catch (JsonException) { return null; }
     }
+
+    /// <summary>An http(s) URL, which ffmpeg and ffprobe may fetch (<see cref="Protocols"/>).</summary>
+    public static bool IsHttp(string source) => Uri.TryCreate(source, UriKind.Absolute, out var u) && u.Scheme is "http" or "https";
+
+    /// <summary>
+    /// ffmpeg's -protocol_whitelist for reading <paramref name="source"/>: a URL reaches only
+    /// HTTP(S), so that its playlist cannot name a local file; a file, only files.
+    /// </summary>
+    public static string Protocols(string source) => IsHttp(source) ? "http,https,tcp,tls,crypto" : "file";
 
     static double? Rate(string fraction)
     {

@@ -153,13 +153,18 @@ public class RemoteFileTests(ITestOutputHelper log)
         Assert.False(alive, "the relay's ffmpeg outlived ra");
     }
 
-    /// <summary>`ra annotate http://…/clip.mp4`: every frame written and captioned as the same file on disk is.</summary>
+    /// <summary>`ra annotate http://…/talk.mkv`: every frame written and captioned as the same file on disk is, with its sound.</summary>
     [Fact]
-    public async Task AnnotateUrl_WritesEveryFrame_AndTheCaptionsOfTheSameFileOnDisk()
+    public async Task AnnotateUrl_WritesEveryFrame_TheCaptionsAndTheSoundOfTheSameFileOnDisk()
     {
-        if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH to fetch the URL and encode the video");
+        var ffmpeg = TestMedia.Ffmpeg;
+        var ffprobe = Executables.Find("ffprobe");
+        if (ffmpeg is null || ffprobe is null) Assert.Skip("no ffmpeg and ffprobe on PATH to make, fetch and encode the clip");
         var dir = TestMedia.TempDir("annotate-url");
-        var clip = TestMedia.WriteClip(dir, frames: 45, fps: 15);
+        var clip = Path.Combine(dir, "talk.mkv");
+        var (code, errors) = TestMedia.Run(ffmpeg, ["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=15:duration=3",
+            "-f", "lavfi", "-i", "sine=frequency=440:duration=3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "libopus", clip], TimeSpan.FromSeconds(60));
+        Assert.True(code == 0, errors);
         var (site, url) = await Serve(clip);
         await using var _ = site;
 
@@ -169,9 +174,12 @@ public class RemoteFileTests(ITestOutputHelper log)
         var fromDisk = CliProcess.Run(["annotate", clip, "-o", Path.Combine(dir, "disk"), "--gate", "0"], TimeSpan.FromMinutes(3));
         Assert.True(fromDisk.Code == 0, fromDisk.Stderr);
 
-        Assert.Equal(45, TestMedia.ReadBack(Path.Combine(dir, "url", "annotated.mp4")).Count);
+        var video = Path.Combine(dir, "url", "annotated.mp4");
+        Assert.Equal(45, TestMedia.ReadBack(video).Count);
         var srt = File.ReadAllText(Path.Combine(dir, "url", "captions.srt"));
         Assert.NotEmpty(srt);
         Assert.Equal(File.ReadAllText(Path.Combine(dir, "disk", "captions.srt")), srt);
+        Assert.Contains("with the source's sound", fromUrl.Stdout + fromUrl.Stderr);
+        Assert.True(MediaProbe.Of(video) is { HasSound: true }, "the annotated video has no audio track");
     }
 }
