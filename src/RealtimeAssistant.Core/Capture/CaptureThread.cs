@@ -78,12 +78,17 @@ public sealed class CaptureThread : IDisposable
         }
     }
 
-    /// <summary>Asks the thread to stop and waits for it; false if it did not stop in time.</summary>
+    /// <summary>Asks the thread to stop and waits for it; false if it did not stop in time. A
+    /// thread that did not stop once is stuck in a read: it is not waited for again.</summary>
     public bool Stop(TimeSpan? timeout = null)
     {
         stop.Cancel();
-        return thread?.Join(timeout ?? TimeSpan.FromSeconds(3)) ?? true;
+        if (thread is null) return true;
+        if (stuck) return !thread.IsAlive;
+        stuck = !thread.Join(timeout ?? TimeSpan.FromSeconds(3));
+        return !stuck;
     }
+    bool stuck;
 
     /// <summary>Stops the thread. The source and slot stay the caller's to dispose.</summary>
     public void Dispose()

@@ -176,6 +176,16 @@ public sealed class VideoFileSource : IFrameSource
 
     public Frame? Read(CancellationToken ct = default)
     {
+        Interlocked.Increment(ref reading);
+        try { return ReadNext(ct); }
+        finally { Interlocked.Decrement(ref reading); }
+    }
+
+    /// <summary>Reads under way: a pipe's writer that went quiet holds one in OpenCV for good.</summary>
+    int reading;
+
+    Frame? ReadNext(CancellationToken ct)
+    {
         ct.ThrowIfCancellationRequested();
         if (ended) return null;
         if (pacer is not null && !options.Loop) return ReadOnTime(pacer, ct);
@@ -255,6 +265,13 @@ public sealed class VideoFileSource : IFrameSource
     /// </summary>
     public long Skip(long frames, CancellationToken ct = default)
     {
+        Interlocked.Increment(ref reading);
+        try { return SkipNext(frames, ct); }
+        finally { Interlocked.Decrement(ref reading); }
+    }
+
+    long SkipNext(long frames, CancellationToken ct)
+    {
         long skipped = 0;
         if (frames > 0 && first is not null)
         {
@@ -294,7 +311,10 @@ public sealed class VideoFileSource : IFrameSource
     {
         disposed = ended = true;
         first?.Dispose();
-        capture.Dispose();
+        // A relay's ffmpeg stopped ends a read in progress; a capture still in a read of a pipe
+        // whose writer went quiet is left to the process's end, not freed under that read.
         relay?.Dispose();
+        if (relay is not null) SpinWait.SpinUntil(() => Volatile.Read(ref reading) == 0, 500);
+        if (Volatile.Read(ref reading) == 0) capture.Dispose();
     }
 }

@@ -363,7 +363,9 @@ public sealed class FrameLoop : IDisposable
                 captions++;
             }
             stopped?.Invoke();
-            _capture.Stop(TimeSpan.FromSeconds(10));
+            // A capture thread stuck in a read (a pipe whose writer went quiet) is not waited for long:
+            // the outputs are already finished, and Ctrl+C should end the run in seconds.
+            _capture.Stop();
             _inference.Join(TimeSpan.FromSeconds(30));
         }
         Rethrow(ct);

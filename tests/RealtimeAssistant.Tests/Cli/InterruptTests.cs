@@ -67,4 +67,59 @@ public class InterruptTests(ITestOutputHelper log)
         Assert.Equal(captions, SubtitleParser.ParseSrt(File.ReadAllText(Path.Combine(dir, OutputFolder.SrtName))).Count);
         Assert.Equal(captions, CaptionJsonl.Read(Path.Combine(dir, OutputFolder.JsonlName)).Count);
     }
+
+    /// <summary>
+    /// `ra annotate FIFO` whose writer sent its frames and then went quiet with the pipe still open
+    /// (a capture program paused): OpenCV's read waits in the kernel for good. Ctrl+C still ends the
+    /// run within seconds, with its outputs valid: a read stuck on the pipe is waited for once, briefly.
+    /// </summary>
+    [Fact]
+    public void CtrlC_WhileAPipesWriterIsQuiet_EndsTheRunWithinSeconds()
+    {
+        var ffmpeg = Executables.Find("ffmpeg");
+        var setsid = Executables.Find("setsid");
+        if (ffmpeg is null || setsid is null) Assert.Skip("no ffmpeg and setsid on PATH");
+        var fifo = Path.Combine(TestMedia.TempDir("sigint-quiet"), "camera.nut");
+        Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
+        var dir = Path.Combine(TestMedia.TempDir("sigint-quiet-out"), "out");
+        var writerInfo = new ProcessStartInfo("bash") { UseShellExecute = false, RedirectStandardError = true };
+        foreach (var a in new[] { "-c", "exec > \"$1\"; \"$0\" -hide_banner -loglevel error -f lavfi -i testsrc=size=160x120:rate=10:duration=2 -f nut -; exec sleep 120", ffmpeg, fifo })
+            writerInfo.ArgumentList.Add(a);
+        using var writer = Process.Start(writerInfo)!;
+        var info = new ProcessStartInfo("env") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "--default-signal=INT", setsid, "dotnet", CliProcess.RaDll, "annotate", fifo, "-o", dir }) info.ArgumentList.Add(a);
+        info.Environment["NO_COLOR"] = "1";
+        info.Environment.Remove("DISPLAY");
+        using var p = Process.Start(info)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        TimeSpan ended;
+        try
+        {
+            // The writer's 20 frames are in and captioned: the run now waits on the quiet pipe.
+            var jsonl = Path.Combine(dir, OutputFolder.JsonlName);
+            var wait = Stopwatch.StartNew();
+            while (!p.HasExited && wait.Elapsed < TimeSpan.FromSeconds(60) && !(File.Exists(jsonl) && new FileInfo(jsonl).Length > 0)) Thread.Sleep(50);
+            if (p.HasExited) Assert.Fail($"the run ended before it could be interrupted: {stderr.Result}");
+            Thread.Sleep(2000);
+            Assert.True(kill(-p.Id, SIGINT) == 0, $"kill: errno {Marshal.GetLastPInvokeError()}");
+            var sw = Stopwatch.StartNew();
+            Assert.True(p.WaitForExit(TimeSpan.FromSeconds(60)), "no exit within 60 s of Ctrl+C");
+            ended = sw.Elapsed;
+        }
+        finally
+        {
+            if (!p.HasExited) p.Kill(entireProcessTree: true);
+            writer.Kill(entireProcessTree: true);
+        }
+        p.WaitForExit();
+        var said = stderr.Result + stdout.Result;
+        log.WriteLine($"exit {p.ExitCode} {ended.TotalSeconds:0.0} s after Ctrl+C\n{said}");
+        Assert.Equal(130, p.ExitCode);
+        Assert.True(ended < TimeSpan.FromSeconds(10), $"exited {ended.TotalSeconds:0.0} s after Ctrl+C");
+        var summary = System.Text.RegularExpressions.Regex.Match(said, @"partial outputs are valid: (\d+) frames, (\d+) captions");
+        Assert.True(summary.Success, said);
+        Assert.Equal(int.Parse(summary.Groups[1].Value), TestMedia.ReadBack(Path.Combine(dir, OutputFolder.VideoName)).Count);
+        Assert.Equal(int.Parse(summary.Groups[2].Value), CaptionJsonl.Read(Path.Combine(dir, OutputFolder.JsonlName)).Count);
+    }
 }
