@@ -292,7 +292,10 @@ public static partial class Cli
     public static Mat ReadImage(string path)
     {
         if (path == "-") return DecodeImage(ReadStdin(), "from standard input");
-        if (!File.Exists(path)) throw new UserError($"image not found: {path}");
+        if (!File.Exists(path))
+            throw new UserError(Output.MediaProbe.IsHttp(path)
+                ? $"--image takes a file, not a URL: {path} (fetch it into standard input: curl -s URL | ra caption --image -)"
+                : $"image not found: {path}");
         Mat img;
         try { img = Cv2.ImRead(path, ImreadModes.Color); }
         catch (OpenCVException e) { throw new UserError($"cannot decode image {path}: {e.Message}"); }

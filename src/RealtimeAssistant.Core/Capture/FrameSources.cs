@@ -43,13 +43,15 @@ public static class FrameSources
     /// stream is not opened: it is live, and a reader that connects and leaves would take a waiting
     /// writer's stream (ffmpeg writing into the FIFO dies of the broken pipe; a one-client server ends).
     /// </summary>
-    /// <returns>The source's frame rate, where checking it opened the source (null for a live source, which it leaves alone).</returns>
+    /// <returns>The source's frame rate, where checking it opened the source or ffprobe gave it (a
+    /// web server's file); null for a live source, which it leaves alone.</returns>
     public static double? Check(string spec, FrameSourceOptions? options = null)
     {
         options ??= new FrameSourceOptions();
         if (string.IsNullOrWhiteSpace(spec)) throw new UserError("no video source given (a camera index, a video file, a FIFO or an image folder)");
+        if (NetworkFrameSource.IsUrl(spec)) return RemoteFile(spec)?.BaseFps; // a file's rate is ffprobe's; a camera is left alone
         if (!options.Schemes.ContainsKey(spec.Split(':', 2)[0])
-            && (CameraIndex(spec) is not null || NetworkFrameSource.IsUrl(spec) || spec == StdinSpec || FileKind.Of(spec) == FileKind.Kind.Fifo)) return null;
+            && (CameraIndex(spec) is not null || spec == StdinSpec || FileKind.Of(spec) == FileKind.Kind.Fifo)) return null;
         using var source = Open(spec, options);
         return source.Fps;
     }
@@ -63,10 +65,13 @@ public static class FrameSources
     /// reconnected when it drops. Only a URL whose path names such a file is asked (ffprobe makes a
     /// connection of its own, which a camera serving one client at a time could not spare).
     /// </summary>
-    static bool IsRemoteFile(string url) =>
+    static bool IsRemoteFile(string url) => RemoteFile(url) is not null;
+
+    /// <summary>What ffprobe says of the file <paramref name="url"/> names; null for a camera's URL.</summary>
+    static Output.MediaProbe? RemoteFile(string url) =>
         Uri.TryCreate(url, UriKind.Absolute, out var u) && u.Scheme is "http" or "https"
         && FileExtensions.Contains(Path.GetExtension(u.AbsolutePath), StringComparer.OrdinalIgnoreCase)
-        && Output.MediaProbe.Of(url)?.Seconds is > 0;
+        && Output.MediaProbe.Of(url) is { Seconds: > 0 } probe ? probe : null;
 
     /// <summary>
     /// "0" → 0, "/dev/video2" → 2, only when the node exists. V4L2 opens index N as /dev/videoN, so

@@ -71,6 +71,7 @@ public class RemoteFileTests(ITestOutputHelper log)
         var (site, url) = await Serve(clip);
         await using var _ = site;
 
+        Assert.Equal(10, FrameSources.Check(url)!.Value, 3); // the rate live's budget is set from, before the model loads
         // live's options: a camera's stream would be a NetworkFrameSource, newest frame wins, reconnected when it ends.
         using var source = FrameSources.Open(url, new FrameSourceOptions { Realtime = true });
         Assert.IsType<VideoFileSource>(source);
@@ -99,6 +100,7 @@ public class RemoteFileTests(ITestOutputHelper log)
     public void WithoutALength_AUrlIsACamera_ReconnectedWhenItDrops(string url)
     {
         if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH for a network source");
+        Assert.Null(FrameSources.Check(url));
         using var source = FrameSources.Open(url, new FrameSourceOptions { Realtime = true });
         Assert.IsType<NetworkFrameSource>(source);
     }

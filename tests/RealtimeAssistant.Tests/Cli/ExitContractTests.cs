@@ -120,6 +120,7 @@ public class ExitContractTests(ITestOutputHelper log)
         ["a video that is not there"] = f => ["annotate", "/nonexistent/clip.mp4", "-o", f.Out],
         ["a video that is not a video"] = f => ["profile", f.NotAVideo],
         ["an image that is not an image"] = f => ["caption", "-m", f.TinyModel, "-i", f.NotAVideo],
+        ["an image URL (caption): says how to pipe it in"] = f => ["caption", "-m", f.TinyModel, "-i", "http://127.0.0.1:9/frame.png"],
         ["a camera index with no device (live): at once, not after --give-up-after"] = f => ["live", "97", "--headless"],
         ["--json inside a file (eval): refused before the evaluation runs"] = f => ["eval", "--json", Path.Combine(f.Image, "eval.json")],
         ["--json naming a folder (bench budget)"] = f => ["bench", "budget", "--json", f.Dir],
