@@ -56,7 +56,7 @@ public static class AnnotateCommand
                     return 0;
                 }
                 using var engine = Model.Engine.Load(AppModel.Resolve(pr.GetValue(model)), Cli.EngineOptions(pr, device, dtype, weights, maxPixels));
-                var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : EveryPolicy(pr.GetValue(every), fps, pr.GetValue(rt.Stride)));
+                var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : EveryPolicy(pr.GetValue(every), fps, rt.StrideFor(pr, fps)));
                 Console.Error.WriteLine($"annotate: {run.Header}");
                 using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
                 var report = Annotator.Run(options, session, run.Loop, ct, Interlocked.Exchange(ref source, null)); // the run's loop owns it now

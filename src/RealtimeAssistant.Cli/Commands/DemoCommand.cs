@@ -57,7 +57,7 @@ public static class DemoCommand
                 Console.Error.WriteLine($"demo: no window ({why}); streaming the captions here and writing the annotated video instead");
             }
 
-            var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : AnnotateCommand.EveryPolicy(0, fps, pr.GetValue(rt.Stride)));
+            var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : AnnotateCommand.EveryPolicy(0, fps, rt.StrideFor(pr, fps)));
             var dir = pr.GetValue(output) ?? Path.Combine("runs", $"demo-{DateTime.Now:yyyyMMdd-HHmmss}");
             Console.Error.WriteLine($"demo: {run.Header}");
             Console.Error.WriteLine($"demo: {input} → {Path.GetFullPath(dir)}/");

@@ -24,7 +24,17 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
     {
         Description = "milliseconds a frame read may take; the governor reads a Qwen2-VL frame at fewer pixels, prunes harder (VisiPruner's k, earlier exits), and where even that cannot fit, a video file or stream skips frames (live keeps reading the newest frame, at the hardest level). Default: one stride of the source's frames (1000 × stride / fps); 0 or 'off': no governor",
     };
-    public readonly Option<int> Stride = new("--stride") { Description = "the model reads every Nth source frame (live: at most one per N)", DefaultValueFactory = _ => 5 };
+    public readonly Option<int> Stride = new("--stride") { Description = "the model reads every Nth source frame (live: at most one per N); default 5, or fewer for a source under 5 fps, so that the model reads at least one frame a second", DefaultValueFactory = _ => DefaultStride };
+
+    public const int DefaultStride = 5;
+
+    /// <summary>
+    /// --stride as given, or by default 5, but never more frames than a second of the source holds:
+    /// a 1 fps time-lapse is read frame by frame, not once every 5 s of its video.
+    /// </summary>
+    public int StrideFor(ParseResult pr, double sourceFps) =>
+        Cli.IsExplicit(pr, Stride) || !(sourceFps is > 0 and < 1000) ? pr.GetValue(Stride) : Math.Clamp((int)Math.Floor(sourceFps), 1, DefaultStride);
+
     public readonly Option<int> Window = new("--window") { Description = "frames kept in the model's memory (W)", DefaultValueFactory = _ => 2 };
     public readonly Option<string?> FrameBand = Cli.FrameBandOption();
     public readonly Option<int> History = new("--caption-history") { Description = "caption tokens kept across writes (M; models trained with GPE)", DefaultValueFactory = _ => 0 };
@@ -79,7 +89,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
 
     double? BudgetMs(ParseResult pr, double sourceFps) => ParseBudget(pr.GetValue(Budget)) switch
     {
-        null => FrameLoopOptions.DefaultBudgetMs(sourceFps, pr.GetValue(Stride)),
+        null => FrameLoopOptions.DefaultBudgetMs(sourceFps, StrideFor(pr, sourceFps)),
         0 => null,
         var v => v,
     };
@@ -145,7 +155,7 @@ public sealed class RealtimeFlags(string defaultPolicy, bool questions = true)
     public Realtime Resolve(ParseResult pr, Engine engine, double sourceFps, Pacing pacing, string? policyOverride = null)
     {
         var mode = SessionModes.Parse(pr.GetValue(Mode));
-        int stride = pr.GetValue(Stride), window = pr.GetValue(Window);
+        int stride = StrideFor(pr, sourceFps), window = pr.GetValue(Window);
         var policy = WritePolicy.Parse(policyOverride ?? pr.GetValue(Policy)!);
         var requested = Prune.Given(pr) ? Prune.Read(pr, engine.Layout.ScheduleFor(engine.Text.NumHiddenLayers)) : null;
         bool pruningOff = requested is { Method: "none" };

@@ -37,6 +37,26 @@ public class AppCommandTests
     }
 
     /// <summary>
+    /// A 1 fps time-lapse gets the caption a second that annotate's default promises: the default
+    /// stride never spans more than a second of the source (5 frames would be 5 s). A --stride
+    /// given is kept.
+    /// </summary>
+    [Fact]
+    public async Task Annotate_ASlowSource_IsReadAtLeastOnceASecond_ByDefault()
+    {
+        var input = Capture.TestMedia.WriteClip(Capture.TestMedia.TempDir("cmd-ann-1fps-in"), frames: 6, fps: 1);
+        async Task<List<long>> Frames(params string[] flags)
+        {
+            var dir = Capture.TestMedia.TempDir("cmd-ann-1fps");
+            Assert.Equal(0, await AnnotateCommand.Create().Parse([input, "-o", dir, "--model", AppTestSupport.TinyModel, "--gate", "0", .. flags]).InvokeAsync());
+            return File.ReadAllLines(Path.Combine(dir, "captions.jsonl"))
+                .Select(l => System.Text.Json.JsonDocument.Parse(l).RootElement.GetProperty("frame").GetInt64()).ToList();
+        }
+        Assert.Equal([0, 1, 2, 3, 4, 5], await Frames());
+        Assert.Equal([0, 5], await Frames("--stride", "5"));
+    }
+
+    /// <summary>
     /// --resume on a run whose captions reach the video's end has nothing to do: it says so, exits 0
     /// before any model loads (the model named here does not exist), and writes no empty part.
     /// </summary>
