@@ -16,6 +16,21 @@ public class InterruptTests(ITestOutputHelper log)
     static extern int kill(int pid, int signal);
     const int SIGINT = 2;
 
+    /// <summary>
+    /// `ra ARGS` as a shell's foreground job: setsid makes ra the leader of a group of its own. A
+    /// test run started in the background ignores SIGINT, and its children inherit that (as under
+    /// nohup, where ra rightly ignores it too): env --default-signal gives ra a terminal's.
+    /// </summary>
+    static (Process Process, Task<string> Stdout, Task<string> Stderr) AsAForegroundJob(string setsid, params string[] args)
+    {
+        var info = new ProcessStartInfo("env") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in (string[])["--default-signal=INT", setsid, "dotnet", CliProcess.RaDll, .. args]) info.ArgumentList.Add(a);
+        info.Environment["NO_COLOR"] = "1";
+        info.Environment.Remove("DISPLAY");
+        var p = Process.Start(info)!;
+        return (p, p.StandardOutput.ReadToEndAsync(), p.StandardError.ReadToEndAsync());
+    }
+
     [Fact]
     public void CtrlCToTheProcessGroup_DuringAnnotate_Exits130_WithTheWholeVideoWritten()
     {
@@ -26,16 +41,8 @@ public class InterruptTests(ITestOutputHelper log)
         var input = TestMedia.WriteClip(TestMedia.TempDir("sigint-in"), frames: 3000, fps: 30, width: 320, height: 240);
         var dir = Path.Combine(TestMedia.TempDir("sigint-out"), "out");
 
-        // setsid makes ra the leader of a group of its own, as a shell makes a foreground job. A test
-        // run started in the background ignores SIGINT, and its children inherit that (as under
-        // nohup, where ra rightly ignores it too): env --default-signal gives ra a terminal's.
-        var info = new ProcessStartInfo("env") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "--default-signal=INT", setsid, "dotnet", CliProcess.RaDll, "annotate", input, "-o", dir }) info.ArgumentList.Add(a);
-        info.Environment["NO_COLOR"] = "1";
-        info.Environment.Remove("DISPLAY");
-        using var p = Process.Start(info)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
+        var (p, stdout, stderr) = AsAForegroundJob(setsid, "annotate", input, "-o", dir);
+        using var _ = p;
         try
         {
             // Under way: the encoder has started writing the video.
@@ -86,13 +93,8 @@ public class InterruptTests(ITestOutputHelper log)
         foreach (var a in new[] { "-c", "exec > \"$1\"; \"$0\" -hide_banner -loglevel error -f lavfi -i testsrc=size=160x120:rate=10:duration=2 -f nut -; exec sleep 120", ffmpeg, fifo })
             writerInfo.ArgumentList.Add(a);
         using var writer = Process.Start(writerInfo)!;
-        var info = new ProcessStartInfo("env") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "--default-signal=INT", setsid, "dotnet", CliProcess.RaDll, "annotate", fifo, "-o", dir }) info.ArgumentList.Add(a);
-        info.Environment["NO_COLOR"] = "1";
-        info.Environment.Remove("DISPLAY");
-        using var p = Process.Start(info)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
+        var (p, stdout, stderr) = AsAForegroundJob(setsid, "annotate", fifo, "-o", dir);
+        using var _ = p;
         TimeSpan ended;
         try
         {
