@@ -91,6 +91,25 @@ public class RemoteFileTests(ITestOutputHelper log)
         finally { frames.ForEach(f => f.Dispose()); }
     }
 
+    /// <summary>A looping stream of a web server's file (a server stream with "loop": true) fetches it again at its end, its frame numbers going on.</summary>
+    [Fact]
+    public async Task AnHttpFile_Looping_IsFetchedAgain_ItsFramesNumberedOn()
+    {
+        if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH to fetch the URL");
+        var clip = TestMedia.WriteClip(TestMedia.TempDir("remote-loop"), frames: 12, fps: 10);
+        var (site, url) = await Serve(clip);
+        await using var _ = site;
+        using var source = FrameSources.Open(url, new FrameSourceOptions { UrlsAsFiles = true, Loop = true });
+        var frames = ReadAll(source, most: 30);
+        try
+        {
+            Assert.Equal(Enumerable.Range(0, 30).Select(i => (long)i), frames.Select(f => f.Index));
+            for (int i = 12; i < 30; i++)
+                Assert.Equal(0, Cv2.Norm(frames[i % 12].Image, frames[i].Image, NormTypes.L1)); // the same pictures again
+        }
+        finally { frames.ForEach(f => f.Dispose()); }
+    }
+
     /// <summary>A camera's URL is never probed (ffprobe's connection would take a one-client server's only one), and an unreachable file's is a camera's, retried.</summary>
     [Theory]
     [InlineData("http://127.0.0.1:9/live.ts")]
