@@ -107,7 +107,8 @@ public static class Annotator
                 void Segment(CaptionSegment s) => captions.Write(Entry(s));
                 // Progress in the video's frames, from the container's count at the video's rate: a
                 // file that holds a picture over several frames' time counts them all.
-                long? total = source.FrameCount is { } n ? (long)Math.Round(Math.Max(0, n - start) * videoFps / fps) : null;
+                long? frames = loopOptions.MaxFrames > 0 ? Math.Min(source.FrameCount ?? long.MaxValue, loopOptions.MaxFrames) : source.FrameCount;
+                long? total = frames is { } n ? (long)Math.Round(Math.Max(0, n - start) * videoFps / fps) : null;
                 long Done() => total is { } t ? Math.Min(video.FramesWritten, t) : video.FramesWritten;
                 // Finish the video as soon as the last frame is out (on Ctrl+C the process has little time left).
                 void Stopped() { try { video.Finish(); } catch (UserError e) { finishError = e; } }

@@ -17,6 +17,7 @@ public static class AnnotateCommand
         var resume = new Option<bool>("--resume") { Description = "continue an earlier, interrupted run after its last caption" };
         var hud = new Option<bool>("--hud") { Description = "burn the latency HUD into the video too" };
         var giveUp = Cli.GiveUpOption("annotate");
+        var limit = new Option<int>("--max-frames") { DefaultValueFactory = _ => 0, Description = "stop after the source's first N frames, as if it ended there (a camera or live stream has no end of its own; 0 = to its end)" };
         var model = AppModel.ModelOption();
         var device = Cli.DeviceOption();
         var dtype = Cli.DTypeOption();
@@ -25,7 +26,7 @@ public static class AnnotateCommand
         var rt = new RealtimeFlags("every:6");
         var cmd = new Command("annotate", "Annotate a video: annotated.mp4 with the captions burned in, plus captions.srt, .vtt and .jsonl. " +
             "Frames stream through the GPE session with the governor holding each read to the frame budget (--mode reencode and --prune-method none turn each off); --ask answers questions at given times.")
-            { input, output, every, force, resume, hud, giveUp, model, device, dtype, weights, maxPixels };
+            { input, output, every, force, resume, hud, limit, giveUp, model, device, dtype, weights, maxPixels };
         rt.AddTo(cmd);
         return cmd.WithAction(async (pr, ct) =>
         {
@@ -35,6 +36,7 @@ public static class AnnotateCommand
             using var interrupt = new Interrupt(ct);
             ct = interrupt.Token;
             if (pr.GetValue(every) < 0) throw new UserError("--every must be 1 or more (or 0 for one caption per second)");
+            if (pr.GetValue(limit) < 0) throw new UserError("--max-frames must be ≥ 0");
             rt.Check(pr);
             var options = new AnnotateOptions
             {
@@ -59,7 +61,7 @@ public static class AnnotateCommand
                 var run = rt.Resolve(pr, engine, fps, Pacing.File, Cli.IsExplicit(pr, rt.Policy) ? null : EveryPolicy(pr.GetValue(every), fps, rt.StrideFor(pr, fps)));
                 Console.Error.WriteLine($"annotate: {run.Header}");
                 using var session = SessionModes.Create(run.Mode, engine, run.Streaming);
-                var report = Annotator.Run(options, session, run.Loop, ct, Interlocked.Exchange(ref source, null)); // the run's loop owns it now
+                var report = Annotator.Run(options, session, run.Loop with { MaxFrames = pr.GetValue(limit) }, ct, Interlocked.Exchange(ref source, null)); // the run's loop owns it now
                 Annotator.PrintSummary(report);
                 RealtimeFlags.ReportUnasked(report.Unasked, report.Cancelled, "annotate");
                 RealtimeFlags.ReportBudget(report.Stats, report.Cancelled, "annotate");

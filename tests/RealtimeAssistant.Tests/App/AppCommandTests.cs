@@ -36,6 +36,18 @@ public class AppCommandTests
         Assert.Equal(2, code);
     }
 
+    /// <summary>--max-frames ends annotate after the source's first N frames (a camera has no end of its own): the video and the captions stop there.</summary>
+    [Fact]
+    public async Task Annotate_MaxFrames_EndsTheRunThere()
+    {
+        var input = Capture.TestMedia.WriteClip(Capture.TestMedia.TempDir("cmd-ann-max-in"), frames: 30, fps: 15);
+        var dir = Capture.TestMedia.TempDir("cmd-ann-max");
+        Assert.Equal(0, await AnnotateCommand.Create().Parse([input, "-o", dir, "--model", AppTestSupport.TinyModel, "--gate", "0", "--max-frames", "12"]).InvokeAsync());
+        Assert.Equal(12, Capture.TestMedia.ReadBack(Path.Combine(dir, "annotated.mp4")).Count);
+        var last = System.Text.Json.JsonDocument.Parse(File.ReadAllLines(Path.Combine(dir, "captions.jsonl"))[^1]).RootElement;
+        Assert.Equal(12, last.GetProperty("end_frame").GetInt64());
+    }
+
     /// <summary>
     /// A 1 fps time-lapse gets the caption a second that annotate's default promises: the default
     /// stride never spans more than a second of the source (5 frames would be 5 s). A --stride

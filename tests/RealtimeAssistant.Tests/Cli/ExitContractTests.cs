@@ -129,6 +129,8 @@ public class ExitContractTests(ITestOutputHelper log)
         ["--out where the system makes no files (analyze)"] = f => ["analyze", "--model", f.TinyModel, "--video", f.Clip, "--out", "/proc/ra-analysis"],
         ["--gate -1 (stream)"] = f => ["stream", f.Clip, "--gate", "-1"],
         ["--gate nan (annotate)"] = f => ["annotate", f.Clip, "-o", f.Out, "--gate", "nan"],
+        ["--max-frames -1 (annotate)"] = f => ["annotate", f.Clip, "-o", f.Out, "--max-frames", "-1"],
+        ["--give-up-after 0 (stream)"] = f => ["stream", f.Clip, "--give-up-after", "0"],
         ["--output where the system makes no files (train)"] = f => ["train", "-o", "/proc/ra-model"],
     };
 
