@@ -179,8 +179,7 @@ public class FrameLoopTests(ITestOutputHelper log)
     {
         var ffmpeg = TestMedia.Ffmpeg;
         if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to feed the FIFO");
-        var fifo = Path.Combine(TestMedia.TempDir("app-fifo"), "camera.avi");
-        Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
+        var fifo = TestMedia.Fifo("app-fifo", "camera.avi");
         var writer = Task.Run(() => TestMedia.Run(ffmpeg,
             ["-hide_banner", "-loglevel", "error", "-y", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", "4", "-f", "avi", fifo],
             TimeSpan.FromSeconds(30)));

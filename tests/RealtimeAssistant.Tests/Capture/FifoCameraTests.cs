@@ -9,13 +9,7 @@ namespace RealtimeAssistant.Tests.Capture;
 /// </summary>
 public class FifoCameraTests(ITestOutputHelper log)
 {
-    static string MakeFifo()
-    {
-        var path = Path.Combine(TestMedia.TempDir("fifo"), "camera.avi");
-        var (code, errors) = TestMedia.Run("mkfifo", [path], TimeSpan.FromSeconds(5));
-        Assert.True(code == 0, $"mkfifo failed: {errors}");
-        return path;
-    }
+    static string MakeFifo() => TestMedia.Fifo("fifo", "camera.avi");
 
     static Task<(int, string)> StartWriter(string ffmpeg, string fifo, double seconds) => Task.Run(() =>
         TestMedia.Run(ffmpeg,

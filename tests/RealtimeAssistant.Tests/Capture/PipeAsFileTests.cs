@@ -20,8 +20,7 @@ public class PipeAsFileTests(ITestOutputHelper log)
     {
         var ffmpeg = TestMedia.Ffmpeg;
         if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to write into the FIFO");
-        var fifo = Path.Combine(TestMedia.TempDir("pipe-file"), "clip.nut");
-        Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
+        var fifo = TestMedia.Fifo("pipe-file", "clip.nut");
         // No -re: ffmpeg writes as fast as the pipe takes it.
         var writer = Task.Run(() => TestMedia.Run(ffmpeg, ["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", TestPattern(40), "-f", "nut", fifo], TimeSpan.FromSeconds(60)));
 
@@ -45,8 +44,7 @@ public class PipeAsFileTests(ITestOutputHelper log)
     [Fact]
     public void AFifoNobodyWritesInto_IsAUserError_AfterTheWait()
     {
-        var fifo = Path.Combine(TestMedia.TempDir("pipe-none"), "nobody");
-        Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
+        var fifo = TestMedia.Fifo("pipe-none", "nobody");
         var sw = Stopwatch.StartNew();
         var e = Assert.Throws<UserError>(() => FrameSources.Open(fifo, new FrameSourceOptions { PipesAsFiles = true, StreamOpenTimeout = TimeSpan.FromSeconds(1) }));
         Assert.Contains("nothing is writing into it", e.Message);

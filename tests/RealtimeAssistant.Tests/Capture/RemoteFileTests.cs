@@ -25,6 +25,14 @@ public class RemoteFileTests(ITestOutputHelper log)
         return (site, $"{site.Urls.First()}/videos/{name}");
     }
 
+    /// <summary>A 160×120 clip of <paramref name="frames"/> frames at 10 fps, served (<see cref="Serve"/>).</summary>
+    static async Task<(WebApplication Site, string Url, string Clip)> ServeClip(string dirName, int frames)
+    {
+        var clip = TestMedia.WriteClip(TestMedia.TempDir(dirName), frames, fps: 10);
+        var (site, url) = await Serve(clip);
+        return (site, url, clip);
+    }
+
     static List<Frame> ReadAll(IFrameSource source, int most = 10_000)
     {
         var frames = new List<Frame>();
@@ -36,8 +44,7 @@ public class RemoteFileTests(ITestOutputHelper log)
     public async Task AnHttpFile_ReadAsAFile_GivesEveryFrameInOrder_AsTheLocalFileDoes_ThenEnds()
     {
         if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH to fetch the URL");
-        var clip = TestMedia.WriteClip(TestMedia.TempDir("remote-file"), frames: 40, fps: 10);
-        var (site, url) = await Serve(clip);
+        var (site, url, clip) = await ServeClip("remote-file", 40);
         await using var _ = site;
 
         using var remote = FrameSources.Open(url, new FrameSourceOptions { UrlsAsFiles = true });
@@ -67,8 +74,7 @@ public class RemoteFileTests(ITestOutputHelper log)
     public async Task AnHttpFile_PlayedLive_IsPacedByItsOwnRate_AndEnds()
     {
         if (TestMedia.Ffmpeg is null || Executables.Find("ffprobe") is null) Assert.Skip("no ffmpeg and ffprobe on PATH to fetch and probe the URL");
-        var clip = TestMedia.WriteClip(TestMedia.TempDir("remote-live"), frames: 20, fps: 10);
-        var (site, url) = await Serve(clip);
+        var (site, url, clip) = await ServeClip("remote-live", 20);
         await using var _ = site;
 
         Assert.Equal(10, FrameSources.Check(url)!.Value, 3); // the rate live's budget is set from, before the model loads
@@ -96,8 +102,7 @@ public class RemoteFileTests(ITestOutputHelper log)
     public async Task AnHttpFile_Looping_IsFetchedAgain_ItsFramesNumberedOn()
     {
         if (TestMedia.Ffmpeg is null) Assert.Skip("no ffmpeg on PATH to fetch the URL");
-        var clip = TestMedia.WriteClip(TestMedia.TempDir("remote-loop"), frames: 12, fps: 10);
-        var (site, url) = await Serve(clip);
+        var (site, url, clip) = await ServeClip("remote-loop", 12);
         await using var _ = site;
         using var source = FrameSources.Open(url, new FrameSourceOptions { UrlsAsFiles = true, Loop = true });
         var frames = ReadAll(source, most: 30);

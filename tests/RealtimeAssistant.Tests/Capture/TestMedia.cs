@@ -111,6 +111,15 @@ public static class TestMedia
     /// <summary>When <see cref="VariableRateClip"/> shows frame <paramref name="n"/>, in seconds.</summary>
     public static double VariableRateTime(int n) => n < 30 ? n / 30.0 : 1 + (n - 30) / 10.0;
 
+    /// <summary>A new FIFO named <paramref name="name"/> in a fresh temp folder <paramref name="dirName"/>.</summary>
+    public static string Fifo(string dirName, string name)
+    {
+        var path = Path.Combine(TempDir(dirName), name);
+        var (code, errors) = Run("mkfifo", [path], TimeSpan.FromSeconds(5));
+        Assert.True(code == 0, $"mkfifo failed: {errors}");
+        return path;
+    }
+
     /// <summary>Runs a tool and kills it if it outlives the timeout, so a test never hangs on it.</summary>
     public static (int Code, string Errors) Run(string exe, IEnumerable<string> args, TimeSpan timeout)
     {

@@ -362,8 +362,7 @@ public class ExitContractTests(ITestOutputHelper log)
     {
         var ffmpeg = TestMedia.Ffmpeg;
         if (ffmpeg is null) Assert.Skip("no ffmpeg on PATH to feed the FIFO camera");
-        var fifo = Path.Combine(TestMedia.TempDir("lost"), "camera.avi");
-        Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
+        var fifo = TestMedia.Fifo("lost", "camera.avi");
         // The camera is up before live starts (ffmpeg waits for its reader), sends 2 s, and is gone for good.
         var camera = Task.Run(() => TestMedia.Run(ffmpeg!,
             ["-hide_banner", "-loglevel", "error", "-y", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", "2", "-f", "avi", fifo],

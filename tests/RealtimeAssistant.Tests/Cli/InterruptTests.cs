@@ -86,8 +86,7 @@ public class InterruptTests(ITestOutputHelper log)
         var ffmpeg = Executables.Find("ffmpeg");
         var setsid = Executables.Find("setsid");
         if (ffmpeg is null || setsid is null) Assert.Skip("no ffmpeg and setsid on PATH");
-        var fifo = Path.Combine(TestMedia.TempDir("sigint-quiet"), "camera.nut");
-        Assert.Equal(0, TestMedia.Run("mkfifo", [fifo], TimeSpan.FromSeconds(5)).Code);
+        var fifo = TestMedia.Fifo("sigint-quiet", "camera.nut");
         var dir = Path.Combine(TestMedia.TempDir("sigint-quiet-out"), "out");
         var writerInfo = new ProcessStartInfo("bash") { UseShellExecute = false, RedirectStandardError = true };
         foreach (var a in new[] { "-c", "exec > \"$1\"; \"$0\" -hide_banner -loglevel error -f lavfi -i testsrc=size=160x120:rate=10:duration=2 -f nut -; exec sleep 120", ffmpeg, fifo })
